@@ -1,0 +1,106 @@
+import { resourceId, type ResourceSpec } from "@netfleet/shared";
+import { displayCommand, type Runner } from "./exec/runner.ts";
+import { handlerFor } from "./resources/index.ts";
+import type { ObserveContext, ResourcePlan, ResourceResult } from "./resources/types.ts";
+import type { Toolbox } from "./tools.ts";
+
+export interface ReconcileOptions {
+  runner: Runner;
+  tools: Toolbox;
+  /** Owner marker value (the site). */
+  owner: string;
+  /** Check mode: observe and plan, run no mutating command. */
+  check?: boolean;
+}
+
+/**
+ * Reads are memoised for one pass: resources of a kind share one
+ * `ip -json link` or one `ovs-vsctl list`. Any mutation forgets them all.
+ */
+class ObservationCache {
+  private readonly memo = new Map<string, Promise<{ stdout: string; exitCode: number; stderr: string }>>();
+  private readonly runner: Runner;
+  constructor(runner: Runner) {
+    this.runner = runner;
+  }
+  read(argv: string[], options: { allowFailure?: boolean } = {}) {
+    const key = JSON.stringify([argv, options.allowFailure ?? false]);
+    let hit = this.memo.get(key);
+    if (!hit) {
+      hit = this.runner.run({ argv, mutating: false }, options);
+      this.memo.set(key, hit);
+      hit.catch(() => this.memo.delete(key));
+    }
+    return hit;
+  }
+  clear(): void {
+    this.memo.clear();
+  }
+}
+
+/**
+ * Level-based reconcile: for each resource in order, observe → plan →
+ * (apply → observe again, which must give an empty plan). A failure of one
+ * resource does not stop the others; each gets its own result.
+ */
+export async function reconcile(resources: readonly ResourceSpec[], options: ReconcileOptions): Promise<ResourceResult[]> {
+  const cache = new ObservationCache(options.runner);
+  const ctx: ObserveContext = {
+    owner: options.owner,
+    tools: options.tools,
+    read: (argv, o) => cache.read(argv, o),
+  };
+  const results: ResourceResult[] = [];
+  for (const spec of resources) {
+    const started = performance.now();
+    const id = resourceId(spec);
+    const handler = handlerFor(spec);
+    const result: ResourceResult = { id, result: true, changed: false, changes: {}, commands: [], comment: "", durationMs: 0 };
+    try {
+      const plan = handler.plan(spec, await handler.observe(spec, ctx), ctx);
+      result.changes = plan.changes;
+      result.commands = plan.commands.map(displayCommand);
+      if (plan.blocked) {
+        result.result = false;
+        result.comment = plan.blocked;
+      } else if (plan.commands.length === 0) {
+        result.comment = plan.comment ?? "in desired state";
+      } else if (options.check) {
+        result.result = null;
+        result.comment = "would change (check mode)";
+      } else {
+        await applyPlan(plan, options.runner);
+        cache.clear();
+        result.changed = true;
+        const again = handler.plan(spec, await handler.observe(spec, ctx), ctx);
+        if (again.blocked || again.commands.length > 0) {
+          result.result = false;
+          result.comment = `still differs after apply: ${again.blocked ?? Object.keys(again.changes).join(", ")}`;
+        } else {
+          result.comment = "changed";
+        }
+      }
+    } catch (err) {
+      cache.clear();
+      result.result = false;
+      result.error = err instanceof Error ? err.message : String(err);
+      result.comment = err instanceof Error ? err.name : "error";
+    }
+    result.durationMs = Math.round((performance.now() - started) * 10) / 10;
+    results.push(result);
+  }
+  return results;
+}
+
+async function applyPlan(plan: ResourcePlan, runner: Runner): Promise<void> {
+  for (const command of plan.commands) await runner.run(command);
+}
+
+export function summarize(results: readonly ResourceResult[]): { ok: number; changed: number; failed: number; pending: number } {
+  return {
+    ok: results.filter((r) => r.result === true).length,
+    changed: results.filter((r) => r.changed).length,
+    failed: results.filter((r) => r.result === false).length,
+    pending: results.filter((r) => r.result === null).length,
+  };
+}

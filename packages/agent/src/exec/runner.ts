@@ -1,0 +1,96 @@
+import { execa } from "execa";
+
+/** One command: always an argv array, never a shell string. */
+export interface Command {
+  argv: string[];
+  /** Fed on standard input (e.g. `ip -batch -`, `virsh net-define /dev/stdin`). */
+  stdin?: string;
+  /** False for commands that only read. Check mode never runs a mutating command. */
+  mutating: boolean;
+}
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+  durationMs: number;
+}
+
+export interface Runner {
+  /** Runs the command; throws ExecError unless it exits 0 or `allowFailure` is set. */
+  run(command: Command, options?: { allowFailure?: boolean }): Promise<RunResult>;
+}
+
+/** A command that failed: the argv, its exit code and what it printed on stderr. */
+export class ExecError extends Error {
+  readonly argv: string[];
+  readonly exitCode: number;
+  readonly stderr: string;
+  constructor(argv: string[], exitCode: number, stderr: string, options?: { cause?: unknown }) {
+    super(`${argv.join(" ")} exited ${exitCode}${stderr.trim() ? `: ${stderr.trim().split("\n").slice(-3).join(" / ")}` : ""}`, options);
+    this.name = "ExecError";
+    this.argv = argv;
+    this.exitCode = exitCode;
+    this.stderr = stderr;
+  }
+}
+
+export function read(...argv: string[]): Command {
+  return { argv, mutating: false };
+}
+
+export function mutate(argv: string[], stdin?: string): Command {
+  return stdin === undefined ? { argv, mutating: true } : { argv, stdin, mutating: true };
+}
+
+/** Shows a command the way an operator would type it (for plans and logs; never executed). */
+export function displayCommand(c: Command): string {
+  const quote = (a: string) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`);
+  const line = c.argv.map(quote).join(" ");
+  return c.stdin === undefined ? line : `${line} <<EOF\n${c.stdin.replace(/\n$/, "")}\nEOF`;
+}
+
+/** Runs commands with execa: no shell, a timeout, and a bounded output size. */
+export class ExecaRunner implements Runner {
+  private readonly timeoutMs: number;
+  private readonly env: Record<string, string> | undefined;
+  /** Every command run, with its duration: the agent reports them and benchmarks sum them. */
+  readonly log: { command: Command; result: RunResult }[] = [];
+
+  constructor(options: { timeoutMs?: number; env?: Record<string, string> } = {}) {
+    this.timeoutMs = options.timeoutMs ?? 60_000;
+    this.env = options.env;
+  }
+
+  async run(command: Command, options: { allowFailure?: boolean } = {}): Promise<RunResult> {
+    const [file, ...args] = command.argv;
+    if (!file) throw new TypeError("empty argv");
+    const started = performance.now();
+    let result: RunResult;
+    try {
+      const out = await execa(file, args, {
+        input: command.stdin ?? "",
+        reject: false,
+        timeout: this.timeoutMs,
+        maxBuffer: 64 * 1024 * 1024,
+        stripFinalNewline: false,
+        env: this.env,
+      });
+      result = {
+        stdout: String(out.stdout ?? ""),
+        stderr: String(out.stderr ?? "") + (out.timedOut ? `\n(timed out after ${this.timeoutMs} ms)` : ""),
+        exitCode: out.exitCode ?? (out.failed ? 127 : 0),
+        durationMs: performance.now() - started,
+      };
+      if (out.failed && out.exitCode === undefined && out.cause) {
+        throw new ExecError(command.argv, 127, String((out.cause as Error).message ?? out.cause), { cause: out.cause });
+      }
+    } catch (err) {
+      if (err instanceof ExecError) throw err;
+      throw new ExecError(command.argv, 127, String(err), { cause: err });
+    }
+    this.log.push({ command, result });
+    if (result.exitCode !== 0 && !options.allowFailure) throw new ExecError(command.argv, result.exitCode, result.stderr);
+    return result;
+  }
+}

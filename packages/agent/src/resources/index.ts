@@ -1,0 +1,22 @@
+import type { ResourceSpec } from "@netfleet/shared";
+import { ownedCleanup } from "./cleanup.ts";
+import { interfaceAddress, kernelBond, vlanInterface } from "./ip-link.ts";
+import { libvirtNetwork } from "./libvirt.ts";
+import { ovsBridge } from "./ovs.ts";
+import { sysctl } from "./sysctl.ts";
+import type { ResourceHandler } from "./types.ts";
+
+/** Every resource kind the agent knows, by the `kind` of its spec. */
+export const handlers: { [K in ResourceSpec["kind"]]: ResourceHandler<Extract<ResourceSpec, { kind: K }>, any> } = {
+  "kernel-bond": kernelBond,
+  "vlan-interface": vlanInterface,
+  "interface-address": interfaceAddress,
+  "ovs-bridge": ovsBridge,
+  "libvirt-network": libvirtNetwork,
+  sysctl,
+  "owned-cleanup": ownedCleanup,
+};
+
+export function handlerFor(spec: ResourceSpec): ResourceHandler<ResourceSpec, unknown> {
+  return handlers[spec.kind] as unknown as ResourceHandler<ResourceSpec, unknown>;
+}

@@ -1,0 +1,301 @@
+import { z } from "zod";
+import { ParseError, type InterfaceAddressSpec, type KernelBondSpec, type VlanInterfaceSpec } from "@netfleet/shared";
+import { mutate, type Command } from "../exec/runner.ts";
+import { ownerMarker, type Changes, type ObserveContext, type PlanContext, type ResourceHandler, type ResourcePlan } from "./types.ts";
+
+/** One row of `ip -details -json link show`, reduced to what we manage. */
+export interface Link {
+  name: string;
+  mtu: number;
+  up: boolean;
+  address?: string;
+  alias?: string;
+  master?: string;
+  /** Parent device, for VLANs (veths also carry `link`: their peer). */
+  parent?: string;
+  kind?: string;
+  bond?: { mode: string; miimon: number };
+  vlan?: { id: number; protocol: string };
+}
+
+const LinkRow = z.object({
+  ifname: z.string(),
+  mtu: z.number(),
+  flags: z.array(z.string()),
+  address: z.string().optional(),
+  ifalias: z.string().optional(),
+  master: z.string().optional(),
+  link: z.string().nullable().optional(),
+  linkinfo: z
+    .object({
+      info_kind: z.string().optional(),
+      info_data: z.record(z.string(), z.unknown()).optional(),
+    })
+    .optional(),
+});
+
+const AddrRow = z.object({
+  ifname: z.string(),
+  addr_info: z.array(z.object({ family: z.string(), local: z.string(), prefixlen: z.number(), scope: z.string().optional() })),
+});
+
+export function parseLinks(stdout: string): Map<string, Link> {
+  const rows = parseJson("ip -details -json link show", stdout, z.array(LinkRow));
+  const links = new Map<string, Link>();
+  for (const row of rows) {
+    const kind = row.linkinfo?.info_kind;
+    const data = row.linkinfo?.info_data ?? {};
+    const link: Link = { name: row.ifname, mtu: row.mtu, up: row.flags.includes("UP") };
+    if (row.address !== undefined) link.address = row.address;
+    if (row.ifalias !== undefined) link.alias = row.ifalias;
+    if (row.master !== undefined) link.master = row.master;
+    if (kind !== undefined) link.kind = kind;
+    if (kind === "bond") link.bond = { mode: String(data.mode), miimon: Number(data.miimon) };
+    if (kind === "vlan") {
+      link.vlan = { id: Number(data.id), protocol: String(data.protocol) };
+      if (row.link) link.parent = row.link;
+    }
+    links.set(row.ifname, link);
+  }
+  return links;
+}
+
+/** IPv4 addresses (a.b.c.d/len) with global scope, per interface. */
+export function parseAddresses(stdout: string): Map<string, string[]> {
+  const rows = parseJson("ip -json addr show", stdout, z.array(AddrRow));
+  const out = new Map<string, string[]>();
+  for (const row of rows) {
+    out.set(
+      row.ifname,
+      row.addr_info.filter((a) => a.family === "inet" && (a.scope ?? "global") === "global").map((a) => `${a.local}/${a.prefixlen}`),
+    );
+  }
+  return out;
+}
+
+export function parseJson<T>(tool: string, stdout: string, schema: z.ZodType<T>): T {
+  let value: unknown;
+  try {
+    value = JSON.parse(stdout);
+  } catch (err) {
+    throw new ParseError(tool, `not JSON (${(err as Error).message})`, { cause: err });
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new ParseError(tool, `${issue.path.join(".") || "(top)"}: ${issue.message}`);
+  }
+  return parsed.data;
+}
+
+export async function observeLinks(ctx: ObserveContext): Promise<Map<string, Link>> {
+  return parseLinks((await ctx.read(ctx.tools.ip("-details", "-json", "link", "show"))).stdout);
+}
+
+export async function observeAddresses(ctx: ObserveContext): Promise<Map<string, string[]>> {
+  return parseAddresses((await ctx.read(ctx.tools.ip("-json", "addr", "show"))).stdout);
+}
+
+/** Several `ip` changes go through one `ip -batch -`; it stops at the first failing line. */
+export function ipBatch(ctx: PlanContext, lines: string[][]): Command[] {
+  if (lines.length === 0) return [];
+  if (lines.length === 1) return [mutate(ctx.tools.ip(...lines[0]!))];
+  return [mutate(ctx.tools.ip("-batch", "-"), lines.map((l) => l.join(" ")).join("\n") + "\n")];
+}
+
+export function isOurs(link: Link | undefined, owner: string): boolean {
+  return link?.alias === ownerMarker(owner);
+}
+
+function notOurs(kind: string, name: string, owner: string): string {
+  return `${kind} ${name} exists and is not managed by netfleet; to hand it over run: ip link set dev ${name} alias ${ownerMarker(owner)}`;
+}
+
+export interface LinkObservation {
+  links: Map<string, Link>;
+}
+
+export const kernelBond: ResourceHandler<KernelBondSpec, LinkObservation> = {
+  kind: "kernel-bond",
+  async observe(_spec, ctx) {
+    return { links: await observeLinks(ctx) };
+  },
+  plan(spec, { links }, ctx) {
+    const current = links.get(spec.name);
+    const missingMembers = spec.members.filter((m) => !links.has(m));
+    if (missingMembers.length > 0) {
+      return { changes: {}, commands: [], blocked: `bond member(s) ${missingMembers.join(", ")} do not exist on this host` };
+    }
+    const changes: Changes = {};
+    const lines: string[][] = [];
+    const enslaved = [...links.values()].filter((l) => l.master === spec.name).map((l) => l.name).sort();
+    const wantMembers = [...spec.members].sort();
+    const addMember = (m: string) => {
+      lines.push(["link", "set", "dev", m, "down"], ["link", "set", "dev", m, "master", spec.name], ["link", "set", "dev", m, "up"]);
+    };
+    const create = () => {
+      lines.push(["link", "add", spec.name, "type", "bond", "mode", spec.mode, "miimon", String(spec.miimon)]);
+      lines.push(["link", "set", "dev", spec.name, "alias", ownerMarker(ctx.owner)]);
+      lines.push(["link", "set", "dev", spec.name, "mtu", String(spec.mtu)]);
+      spec.members.forEach(addMember);
+      lines.push(["link", "set", "dev", spec.name, "up"]);
+    };
+
+    if (!current) {
+      changes.present = { old: false, new: true };
+      create();
+      return { changes, commands: ipBatch(ctx, lines) };
+    }
+    if (current.kind !== "bond") {
+      return { changes: {}, commands: [], blocked: `${spec.name} exists but is a ${current.kind ?? "plain"} device, not a bond` };
+    }
+    const matches =
+      current.bond?.mode === spec.mode &&
+      current.bond.miimon === spec.miimon &&
+      current.mtu === spec.mtu &&
+      current.up &&
+      sameList(enslaved, wantMembers);
+    if (!isOurs(current, ctx.owner)) {
+      return matches
+        ? { changes: {}, commands: [], comment: `${spec.name} is not marked as ours but already matches; left as is` }
+        : { changes: {}, commands: [], blocked: notOurs("bond", spec.name, ctx.owner) };
+    }
+    if (current.bond?.mode !== spec.mode) {
+      // The kernel refuses a mode change while the bond has members or is up:
+      // release the members, take it down, change the mode, and build it up again.
+      changes.mode = { old: current.bond?.mode, new: spec.mode };
+      lines.push(["link", "set", "dev", spec.name, "down"]);
+      for (const m of enslaved) lines.push(["link", "set", "dev", m, "nomaster"]);
+      lines.push(["link", "set", "dev", spec.name, "type", "bond", "mode", spec.mode]);
+      if (current.bond?.miimon !== spec.miimon) {
+        changes.miimon = { old: current.bond?.miimon, new: spec.miimon };
+        lines.push(["link", "set", "dev", spec.name, "type", "bond", "miimon", String(spec.miimon)]);
+      }
+      if (current.mtu !== spec.mtu) {
+        changes.mtu = { old: current.mtu, new: spec.mtu };
+        lines.push(["link", "set", "dev", spec.name, "mtu", String(spec.mtu)]);
+      }
+      if (!sameList(enslaved, wantMembers)) changes.members = { old: enslaved, new: wantMembers };
+      spec.members.forEach(addMember);
+      lines.push(["link", "set", "dev", spec.name, "up"]);
+      return { changes, commands: ipBatch(ctx, lines) };
+    }
+    if (current.bond.miimon !== spec.miimon) {
+      changes.miimon = { old: current.bond.miimon, new: spec.miimon };
+      lines.push(["link", "set", "dev", spec.name, "type", "bond", "miimon", String(spec.miimon)]);
+    }
+    if (current.mtu !== spec.mtu) {
+      changes.mtu = { old: current.mtu, new: spec.mtu };
+      lines.push(["link", "set", "dev", spec.name, "mtu", String(spec.mtu)]);
+    }
+    if (!sameList(enslaved, wantMembers)) {
+      changes.members = { old: enslaved, new: wantMembers };
+      for (const m of enslaved) if (!spec.members.includes(m)) lines.push(["link", "set", "dev", m, "nomaster"]);
+      for (const m of spec.members) if (!enslaved.includes(m)) addMember(m);
+    }
+    if (!current.up) {
+      changes.up = { old: false, new: true };
+      lines.push(["link", "set", "dev", spec.name, "up"]);
+    }
+    return { changes, commands: ipBatch(ctx, lines) };
+  },
+};
+
+export const vlanInterface: ResourceHandler<VlanInterfaceSpec, LinkObservation> = {
+  kind: "vlan-interface",
+  async observe(_spec, ctx) {
+    return { links: await observeLinks(ctx) };
+  },
+  plan(spec, { links }, ctx) {
+    const current = links.get(spec.name);
+    const changes: Changes = {};
+    const lines: string[][] = [];
+    const create = () => {
+      lines.push(["link", "add", "link", spec.parent, "name", spec.name, "type", "vlan", "id", String(spec.vlan)]);
+      lines.push(["link", "set", "dev", spec.name, "alias", ownerMarker(ctx.owner)]);
+      lines.push(["link", "set", "dev", spec.name, "mtu", String(spec.mtu)]);
+      lines.push(["link", "set", "dev", spec.name, "up"]);
+    };
+    if (!current) {
+      // The parent may be created earlier in this same pass (the bond); only
+      // a parent that is neither present nor planned is an error, found at apply.
+      changes.present = { old: false, new: true };
+      create();
+      return { changes, commands: ipBatch(ctx, lines) };
+    }
+    const matches = current.kind === "vlan" && current.vlan?.id === spec.vlan && current.parent === spec.parent;
+    const settled = matches && current.mtu === spec.mtu && current.up;
+    if (!isOurs(current, ctx.owner)) {
+      return settled
+        ? { changes: {}, commands: [], comment: `${spec.name} is not marked as ours but already matches; left as is` }
+        : { changes: {}, commands: [], blocked: notOurs("VLAN interface", spec.name, ctx.owner) };
+    }
+    if (!matches) {
+      changes.vlan = { old: `${current.parent ?? "?"}/${current.vlan?.id ?? current.kind}`, new: `${spec.parent}/${spec.vlan}` };
+      lines.push(["link", "del", "dev", spec.name]);
+      create();
+      return { changes, commands: ipBatch(ctx, lines) };
+    }
+    if (current.mtu !== spec.mtu) {
+      changes.mtu = { old: current.mtu, new: spec.mtu };
+      lines.push(["link", "set", "dev", spec.name, "mtu", String(spec.mtu)]);
+    }
+    if (!current.up) {
+      changes.up = { old: false, new: true };
+      lines.push(["link", "set", "dev", spec.name, "up"]);
+    }
+    return { changes, commands: ipBatch(ctx, lines) };
+  },
+};
+
+export interface AddressObservation {
+  links: Map<string, Link>;
+  addresses: Map<string, string[]>;
+}
+
+/**
+ * The IPv4 addresses of an interface netfleet created (a VLAN interface or
+ * an OVS internal port): exactly the desired set, and the link up.
+ */
+export const interfaceAddress: ResourceHandler<InterfaceAddressSpec, AddressObservation> = {
+  kind: "interface-address",
+  async observe(_spec, ctx) {
+    const [links, addresses] = await Promise.all([observeLinks(ctx), observeAddresses(ctx)]);
+    return { links, addresses };
+  },
+  plan(spec, { links, addresses }, ctx) {
+    const link = links.get(spec.name);
+    const want = [...spec.addresses].sort();
+    if (!link) {
+      // Created earlier in this pass (VLAN interface or OVS internal port).
+      const lines: string[][] = [];
+      if (spec.mac) lines.push(["link", "set", "dev", spec.name, "address", spec.mac]);
+      for (const a of want) lines.push(["addr", "add", a, "dev", spec.name]);
+      lines.push(["link", "set", "dev", spec.name, "up"]);
+      return { changes: { addresses: { old: [], new: want }, up: { old: false, new: true } }, commands: ipBatch(ctx, lines) };
+    }
+    const have = [...(addresses.get(spec.name) ?? [])].sort();
+    const changes: Changes = {};
+    const lines: string[][] = [];
+    if (spec.mac && link.address?.toLowerCase() !== spec.mac.toLowerCase()) {
+      changes.mac = { old: link.address, new: spec.mac };
+      lines.push(["link", "set", "dev", spec.name, "address", spec.mac]);
+    }
+    if (!sameList(have, want)) {
+      changes.addresses = { old: have, new: want };
+      for (const a of have) if (!want.includes(a)) lines.push(["addr", "del", a, "dev", spec.name]);
+      for (const a of want) if (!have.includes(a)) lines.push(["addr", "add", a, "dev", spec.name]);
+    }
+    if (!link.up) {
+      changes.up = { old: false, new: true };
+      lines.push(["link", "set", "dev", spec.name, "up"]);
+    }
+    return { changes, commands: ipBatch(ctx, lines) };
+  },
+};
+
+export function sameList(a: readonly unknown[], b: readonly unknown[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+export type { Command };

@@ -1,0 +1,162 @@
+import { XMLParser } from "fast-xml-parser";
+import { ParseError, type LibvirtNetworkSpec } from "@netfleet/shared";
+import { mutate, type Command } from "../exec/runner.ts";
+import type { Changes, ObserveContext, PlanContext, ResourceHandler } from "./types.ts";
+
+export const OWNER_XMLNS = "https://netfleet.dev/xmlns/owner/1";
+
+/** A libvirt network as far as we manage it. */
+export interface LibvirtNetworkState {
+  name: string;
+  uuid?: string;
+  owner?: string;
+  forwardMode?: string;
+  bridge?: string;
+  virtualport?: string;
+  portgroups: { name: string; default: boolean; vlan?: number }[];
+  active: boolean;
+  autostart: boolean;
+  persistent: boolean;
+}
+
+export interface LibvirtObservation {
+  exists: boolean;
+  state?: LibvirtNetworkState;
+}
+
+const parser = new XMLParser({
+  ignoreAttributes: false,
+  attributeNamePrefix: "@",
+  removeNSPrefix: false,
+  isArray: (name) => name === "portgroup" || name === "tag",
+});
+
+/** Parses `virsh net-dumpxml` output. */
+export function parseNetworkXml(xml: string): Omit<LibvirtNetworkState, "active" | "autostart" | "persistent"> {
+  let doc: Record<string, unknown>;
+  try {
+    doc = parser.parse(xml) as Record<string, unknown>;
+  } catch (err) {
+    throw new ParseError("virsh net-dumpxml", (err as Error).message, { cause: err });
+  }
+  const net = doc.network as Record<string, unknown> | undefined;
+  if (!net || typeof net.name !== "string") throw new ParseError("virsh net-dumpxml", "no <network><name>");
+  const attr = (node: unknown, key: string): string | undefined => {
+    const v = (node as Record<string, unknown> | undefined)?.[`@${key}`];
+    return v === undefined ? undefined : String(v);
+  };
+  let owner: string | undefined;
+  const metadata = net.metadata as Record<string, unknown> | undefined;
+  for (const [key, value] of Object.entries(metadata ?? {})) {
+    if (!key.endsWith(":owner") && key !== "owner") continue;
+    const node = value as Record<string, unknown> | string;
+    const ns = typeof node === "object" ? Object.entries(node).find(([k]) => k.startsWith("@xmlns"))?.[1] : undefined;
+    if (ns === OWNER_XMLNS) owner = String((node as Record<string, unknown>)["#text"] ?? "");
+  }
+  const portgroups = ((net.portgroup as unknown[] | undefined) ?? []).map((pg) => {
+    const vlan = (pg as Record<string, unknown>).vlan as Record<string, unknown> | undefined;
+    const tags = (vlan?.tag as unknown[] | undefined) ?? [];
+    const out: { name: string; default: boolean; vlan?: number } = { name: attr(pg, "name") ?? "", default: attr(pg, "default") === "yes" };
+    if (tags.length > 0) out.vlan = Number(attr(tags[0], "id"));
+    return out;
+  });
+  const state: Omit<LibvirtNetworkState, "active" | "autostart" | "persistent"> = { name: net.name, portgroups };
+  if (typeof net.uuid === "string") state.uuid = net.uuid;
+  if (owner !== undefined) state.owner = owner;
+  const forward = attr(net.forward, "mode");
+  if (forward !== undefined) state.forwardMode = forward;
+  const bridge = attr(net.bridge, "name");
+  if (bridge !== undefined) state.bridge = bridge;
+  const vp = attr(net.virtualport, "type");
+  if (vp !== undefined) state.virtualport = vp;
+  return state;
+}
+
+/** Parses `virsh net-info NAME` ("Active: yes" lines). */
+export function parseNetInfo(text: string): { active: boolean; autostart: boolean; persistent: boolean } {
+  const fields = new Map<string, string>();
+  for (const line of text.split("\n")) {
+    const m = /^([A-Za-z ]+):\s+(.*)$/.exec(line.trim());
+    if (m) fields.set(m[1]!.trim().toLowerCase(), m[2]!.trim());
+  }
+  for (const key of ["active", "autostart", "persistent"]) {
+    if (!fields.has(key)) throw new ParseError("virsh net-info", `no "${key}" line`);
+  }
+  return { active: fields.get("active") === "yes", autostart: fields.get("autostart") === "yes", persistent: fields.get("persistent") === "yes" };
+}
+
+/** The XML we define: deterministic, with our owner mark in <metadata>, and the uuid when updating. */
+export function networkXml(spec: LibvirtNetworkSpec, owner: string, uuid?: string): string {
+  const lines = ["<network>", `  <name>${spec.name}</name>`];
+  if (uuid) lines.push(`  <uuid>${uuid}</uuid>`);
+  lines.push(`  <metadata><nf:owner xmlns:nf="${OWNER_XMLNS}">${owner}</nf:owner></metadata>`);
+  lines.push("  <forward mode='bridge'/>", `  <bridge name='${spec.bridge}'/>`, "  <virtualport type='openvswitch'/>");
+  for (const pg of spec.portgroups) {
+    const open = `  <portgroup name='${pg.name}'${pg.default ? " default='yes'" : ""}`;
+    lines.push(pg.vlan === undefined ? `${open}/>` : `${open}><vlan><tag id='${pg.vlan}'/></vlan></portgroup>`);
+  }
+  lines.push("</network>");
+  return lines.join("\n") + "\n";
+}
+
+export async function observeNetworkNames(ctx: ObserveContext): Promise<string[]> {
+  const out = await ctx.read(ctx.tools.virsh("net-list", "--all", "--name"));
+  return out.stdout.split("\n").map((l) => l.trim()).filter(Boolean);
+}
+
+/**
+ * A libvirt network on an OVS bridge (forward mode bridge, virtualport
+ * openvswitch, portgroups), persistent, autostarted and started.
+ */
+export const libvirtNetwork: ResourceHandler<LibvirtNetworkSpec, LibvirtObservation> = {
+  kind: "libvirt-network",
+  async observe(spec, ctx) {
+    const names = await observeNetworkNames(ctx);
+    if (!names.includes(spec.name)) return { exists: false };
+    const [xml, info] = await Promise.all([
+      ctx.read(ctx.tools.virsh("net-dumpxml", "--inactive", spec.name)),
+      ctx.read(ctx.tools.virsh("net-info", spec.name)),
+    ]);
+    return { exists: true, state: { ...parseNetworkXml(xml.stdout), ...parseNetInfo(info.stdout) } };
+  },
+  plan(spec, observed, ctx) {
+    const v = ctx.tools.virsh.bind(ctx.tools);
+    const changes: Changes = {};
+    const commands: Command[] = [];
+    const state = observed.state;
+    if (!observed.exists || !state) {
+      changes.present = { old: false, new: true };
+      commands.push(mutate(v("net-define", "/dev/stdin"), networkXml(spec, ctx.owner)));
+      commands.push(mutate(v("net-autostart", spec.name)), mutate(v("net-start", spec.name)));
+      return { changes, commands };
+    }
+    if (state.owner !== ctx.owner) {
+      return {
+        changes: {},
+        commands: [],
+        blocked: `libvirt network ${spec.name} exists and is not managed by netfleet (no owner metadata for site ${ctx.owner}); undefine it or add the metadata to hand it over`,
+      };
+    }
+    const want = { forwardMode: "bridge", bridge: spec.bridge, virtualport: "openvswitch", portgroups: spec.portgroups };
+    const have = { forwardMode: state.forwardMode, bridge: state.bridge, virtualport: state.virtualport, portgroups: state.portgroups };
+    for (const key of Object.keys(want) as (keyof typeof want)[]) {
+      if (JSON.stringify(want[key]) !== JSON.stringify(have[key])) changes[key] = { old: have[key], new: want[key] };
+    }
+    const redefine = Object.keys(changes).length > 0 || !state.persistent;
+    if (redefine) {
+      if (!state.persistent) changes.persistent = { old: false, new: true };
+      commands.push(mutate(v("net-define", "/dev/stdin"), networkXml(spec, ctx.owner, state.uuid)));
+      // A running network keeps its old definition until restarted.
+      if (state.active) commands.push(mutate(v("net-destroy", spec.name)), mutate(v("net-start", spec.name)));
+    }
+    if (!state.autostart) {
+      changes.autostart = { old: false, new: true };
+      commands.push(mutate(v("net-autostart", spec.name)));
+    }
+    if (!state.active) {
+      changes.active = { old: false, new: true };
+      commands.push(mutate(v("net-start", spec.name)));
+    }
+    return { changes, commands };
+  },
+};

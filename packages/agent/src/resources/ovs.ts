@@ -1,0 +1,319 @@
+import { ParseError, type OvsBridgeSpec, type OvsPortSpec } from "@netfleet/shared";
+import { mutate, type Command } from "../exec/runner.ts";
+import { sameList } from "./ip-link.ts";
+import type { Changes, ObserveContext, PlanContext, ResourceHandler, ResourcePlan } from "./types.ts";
+
+/** The OVS database as far as we manage it, from one `ovs-vsctl --format=json` call. */
+export interface OvsState {
+  bridges: Map<string, OvsBridge>;
+  ports: Map<string, OvsPort>;
+  interfaces: Map<string, OvsInterface>;
+}
+
+export interface OvsBridge {
+  uuid: string;
+  name: string;
+  datapath: string;
+  portUuids: string[];
+  externalIds: Record<string, string>;
+}
+
+export interface OvsPort {
+  uuid: string;
+  name: string;
+  bridge?: string;
+  interfaceUuids: string[];
+  tag?: number;
+  trunks: number[];
+  bondMode?: string;
+  externalIds: Record<string, string>;
+}
+
+export interface OvsInterface {
+  uuid: string;
+  name: string;
+  type: string;
+  options: Record<string, string>;
+  externalIds: Record<string, string>;
+  ofport?: number;
+  mac?: string;
+}
+
+export const OWNER_KEY = "netfleet-owner";
+
+export function ovsObserveArgv(ctx: PlanContext): string[] {
+  return ctx.tools.ovsVsctl(
+    "--format=json",
+    "--",
+    "--columns=_uuid,name,datapath_type,fail_mode,ports,external_ids",
+    "list",
+    "Bridge",
+    "--",
+    "--columns=_uuid,name,interfaces,tag,trunks,bond_mode,vlan_mode,external_ids",
+    "list",
+    "Port",
+    "--",
+    "--columns=_uuid,name,type,options,external_ids,ofport,mac_in_use",
+    "list",
+    "Interface",
+  );
+}
+
+type OvsdbValue = unknown;
+
+/** OVSDB JSON: a set of one element is printed bare, otherwise `["set", [...]]`. */
+function setOf(v: OvsdbValue): OvsdbValue[] {
+  if (Array.isArray(v) && v[0] === "set") return v[1] as OvsdbValue[];
+  return [v];
+}
+
+function atom(v: OvsdbValue): string | number | boolean {
+  if (Array.isArray(v) && (v[0] === "uuid" || v[0] === "named-uuid")) return String(v[1]);
+  if (typeof v === "string" || typeof v === "number" || typeof v === "boolean") return v;
+  throw new ParseError("ovs-vsctl", `unexpected OVSDB atom ${JSON.stringify(v)}`);
+}
+
+function optional(v: OvsdbValue): string | number | boolean | undefined {
+  const items = setOf(v);
+  return items.length === 0 ? undefined : atom(items[0]);
+}
+
+function mapOf(v: OvsdbValue): Record<string, string> {
+  if (!Array.isArray(v) || v[0] !== "map" || !Array.isArray(v[1])) {
+    throw new ParseError("ovs-vsctl", `expected an OVSDB map, got ${JSON.stringify(v)}`);
+  }
+  return Object.fromEntries((v[1] as [OvsdbValue, OvsdbValue][]).map(([k, val]) => [String(atom(k)), String(atom(val))]));
+}
+
+interface Table {
+  headings: string[];
+  data: OvsdbValue[][];
+}
+
+function rows(table: Table, wanted: string[]): Record<string, OvsdbValue>[] {
+  for (const w of wanted) {
+    if (!table.headings.includes(w)) throw new ParseError("ovs-vsctl", `column ${w} missing (got ${table.headings.join(",")})`);
+  }
+  return table.data.map((row) => Object.fromEntries(table.headings.map((h, i) => [h, row[i]])));
+}
+
+export function parseOvsState(stdout: string): OvsState {
+  const tables: Table[] = [];
+  for (const line of stdout.split("\n")) {
+    if (!line.trim()) continue;
+    try {
+      const t = JSON.parse(line) as Table;
+      if (!Array.isArray(t.headings) || !Array.isArray(t.data)) throw new Error("no headings/data");
+      tables.push(t);
+    } catch (err) {
+      throw new ParseError("ovs-vsctl", `line ${tables.length + 1} is not an OVSDB table (${(err as Error).message})`, { cause: err });
+    }
+  }
+  if (tables.length !== 3) throw new ParseError("ovs-vsctl", `expected 3 tables (Bridge, Port, Interface), got ${tables.length}`);
+  const [bt, pt, it] = tables as [Table, Table, Table];
+
+  const bridges = new Map<string, OvsBridge>();
+  const portBridge = new Map<string, string>();
+  for (const r of rows(bt, ["_uuid", "name", "datapath_type", "ports", "external_ids"])) {
+    const b: OvsBridge = {
+      uuid: String(atom(r._uuid)),
+      name: String(r.name),
+      datapath: String(r.datapath_type || "system"),
+      portUuids: setOf(r.ports).map((p) => String(atom(p))),
+      externalIds: mapOf(r.external_ids),
+    };
+    bridges.set(b.name, b);
+    for (const p of b.portUuids) portBridge.set(p, b.name);
+  }
+  const ports = new Map<string, OvsPort>();
+  for (const r of rows(pt, ["_uuid", "name", "interfaces", "tag", "trunks", "bond_mode", "external_ids"])) {
+    const uuid = String(atom(r._uuid));
+    const tag = optional(r.tag);
+    const bondMode = optional(r.bond_mode);
+    const p: OvsPort = {
+      uuid,
+      name: String(r.name),
+      interfaceUuids: setOf(r.interfaces).map((i) => String(atom(i))),
+      trunks: setOf(r.trunks).map((t) => Number(atom(t))).sort((a, b) => a - b),
+      externalIds: mapOf(r.external_ids),
+    };
+    const bridge = portBridge.get(uuid);
+    if (bridge !== undefined) p.bridge = bridge;
+    if (tag !== undefined) p.tag = Number(tag);
+    if (bondMode !== undefined) p.bondMode = String(bondMode);
+    ports.set(p.name, p);
+  }
+  const interfaces = new Map<string, OvsInterface>();
+  for (const r of rows(it, ["_uuid", "name", "type", "options", "external_ids"])) {
+    const ofport = optional(r.ofport);
+    const mac = optional(r.mac_in_use);
+    const i: OvsInterface = {
+      uuid: String(atom(r._uuid)),
+      name: String(r.name),
+      type: String(r.type || "system"),
+      options: mapOf(r.options),
+      externalIds: mapOf(r.external_ids),
+    };
+    if (ofport !== undefined) i.ofport = Number(ofport);
+    if (mac !== undefined) i.mac = String(mac);
+    interfaces.set(i.name, i);
+  }
+  return { bridges, ports, interfaces };
+}
+
+export async function observeOvs(ctx: ObserveContext): Promise<OvsState> {
+  return parseOvsState((await ctx.read(ovsObserveArgv(ctx))).stdout);
+}
+
+function isOurs(ids: Record<string, string>, owner: string): boolean {
+  return ids[OWNER_KEY] === owner;
+}
+
+/** Interface names of a port, resolved through the Interface table. */
+function portMembers(state: OvsState, port: OvsPort): string[] {
+  const byUuid = new Map([...state.interfaces.values()].map((i) => [i.uuid, i.name]));
+  return port.interfaceUuids.map((u) => byUuid.get(u) ?? u).sort();
+}
+
+/** ovs-vsctl arguments that create one port with all its settings. */
+function addPortArgs(bridge: string, p: OvsPortSpec, owner: string): string[] {
+  const args =
+    p.type === "bond" ? ["--", "add-bond", bridge, p.name, ...(p.members ?? [])] : ["--", "add-port", bridge, p.name];
+  args.push("--", "set", "Port", p.name, ...portColumns(p), `external_ids:${OWNER_KEY}=${owner}`);
+  args.push(...interfaceArgs(p));
+  return args;
+}
+
+function portColumns(p: OvsPortSpec): string[] {
+  const cols: string[] = [];
+  if (p.tag !== undefined) cols.push(`tag=${p.tag}`);
+  if (p.trunks !== undefined && p.trunks.length > 0) cols.push(`trunks=${[...p.trunks].sort((a, b) => a - b).join(",")}`);
+  if (p.type === "bond" && p.bond_mode) cols.push(`bond_mode=${p.bond_mode}`);
+  return cols;
+}
+
+function interfaceArgs(p: OvsPortSpec): string[] {
+  if (p.type === "patch") return ["--", "set", "Interface", p.name, "type=patch", `options:peer=${p.peer}`];
+  if (p.type === "internal") {
+    return ["--", "set", "Interface", p.name, "type=internal", ...(p.mac ? [`mac="${p.mac}"`] : [])];
+  }
+  return [];
+}
+
+/** What differs between a desired port and the one OVS has; empty when it matches. */
+function portDrift(state: OvsState, want: OvsPortSpec, have: OvsPort): Changes {
+  const changes: Changes = {};
+  const iface = state.interfaces.get(want.name);
+  if (want.type === "bond") {
+    const members = portMembers(state, have);
+    const wantMembers = [...(want.members ?? [])].sort();
+    if (!sameList(members, wantMembers)) changes.members = { old: members, new: wantMembers };
+    if (have.bondMode !== want.bond_mode) changes.bond_mode = { old: have.bondMode, new: want.bond_mode };
+  } else {
+    const haveType = iface?.type ?? "system";
+    const wantType = want.type;
+    if (haveType !== wantType) changes.type = { old: haveType, new: wantType };
+    if (want.type === "patch" && iface?.options.peer !== want.peer) changes.peer = { old: iface?.options.peer, new: want.peer };
+  }
+  if (have.tag !== want.tag) changes.tag = { old: have.tag, new: want.tag };
+  const wantTrunks = [...(want.trunks ?? [])].sort((a, b) => a - b);
+  if (!sameList(have.trunks, wantTrunks)) changes.trunks = { old: have.trunks, new: wantTrunks };
+  if (want.mac && iface?.mac?.toLowerCase() !== want.mac.toLowerCase()) changes.mac = { old: iface?.mac, new: want.mac };
+  return changes;
+}
+
+/**
+ * An OVS bridge and the ports netfleet puts on it, converged in one
+ * `ovs-vsctl` transaction. Ports we did not create (libvirt's vnetN, the
+ * bridge's own local port, anything an operator added) are never touched.
+ */
+export const ovsBridge: ResourceHandler<OvsBridgeSpec, OvsState> = {
+  kind: "ovs-bridge",
+  observe(_spec, ctx) {
+    return observeOvs(ctx);
+  },
+  plan(spec, state, ctx): ResourcePlan {
+    const changes: Changes = {};
+    const args: string[] = [];
+    const owner = ctx.owner;
+    const bridge = state.bridges.get(spec.name);
+    if (bridge && !isOurs(bridge.externalIds, owner)) {
+      return {
+        changes: {},
+        commands: [],
+        blocked: `bridge ${spec.name} exists and is not managed by netfleet; to hand it over run: ovs-vsctl set Bridge ${spec.name} external_ids:${OWNER_KEY}=${owner}`,
+      };
+    }
+    if (!bridge) {
+      changes.present = { old: false, new: true };
+      args.push("--", "add-br", spec.name, "--", "set", "Bridge", spec.name, `datapath_type=${spec.datapath}`, `external_ids:${OWNER_KEY}=${owner}`);
+    } else if (bridge.datapath !== spec.datapath) {
+      changes.datapath = { old: bridge.datapath, new: spec.datapath };
+      args.push("--", "set", "Bridge", spec.name, `datapath_type=${spec.datapath}`);
+    }
+
+    const wanted = new Set(spec.ports.map((p) => p.name));
+    for (const want of spec.ports) {
+      const have = state.ports.get(want.name);
+      if (!have) {
+        changes[`port ${want.name}`] = { old: null, new: describePort(want) };
+        args.push(...addPortArgs(spec.name, want, owner));
+        continue;
+      }
+      if (have.bridge !== spec.name || !isOurs(have.externalIds, owner)) {
+        if (have.bridge !== spec.name && !isOurs(have.externalIds, owner) && have.bridge !== undefined) {
+          return {
+            changes: {},
+            commands: [],
+            blocked: `port ${want.name} is on bridge ${have.bridge} and is not managed by netfleet; refusing to move it`,
+          };
+        }
+      }
+      const drift = portDrift(state, want, have);
+      const needsRebuild = drift.members || drift.type || have.bridge !== spec.name;
+      if (needsRebuild) {
+        changes[`port ${want.name}`] = { old: { bridge: have.bridge, ...oldValues(drift) }, new: describePort(want) };
+        args.push("--", "--if-exists", "del-port", want.name, ...addPortArgs(spec.name, want, owner));
+        continue;
+      }
+      if (Object.keys(drift).length > 0) {
+        for (const [k, v] of Object.entries(drift)) changes[`port ${want.name} ${k}`] = v;
+        const set: string[] = [];
+        if (drift.tag) want.tag === undefined ? args.push("--", "clear", "Port", want.name, "tag") : set.push(`tag=${want.tag}`);
+        if (drift.trunks) (want.trunks ?? []).length === 0 ? args.push("--", "clear", "Port", want.name, "trunks") : set.push(`trunks=${[...want.trunks!].sort((a, b) => a - b).join(",")}`);
+        if (drift.bond_mode && want.bond_mode) set.push(`bond_mode=${want.bond_mode}`);
+        if (set.length > 0) args.push("--", "set", "Port", want.name, ...set);
+        if (drift.peer) args.push("--", "set", "Interface", want.name, `options:peer=${want.peer}`);
+        if (drift.mac) args.push("--", "set", "Interface", want.name, `mac="${want.mac}"`);
+      }
+      if (!isOurs(have.externalIds, owner)) {
+        changes[`port ${want.name} owner`] = { old: have.externalIds[OWNER_KEY] ?? null, new: owner };
+        args.push("--", "set", "Port", want.name, `external_ids:${OWNER_KEY}=${owner}`);
+      }
+    }
+    if (bridge) {
+      for (const uuid of bridge.portUuids) {
+        const port = [...state.ports.values()].find((p) => p.uuid === uuid);
+        if (!port || wanted.has(port.name) || !isOurs(port.externalIds, owner)) continue;
+        changes[`port ${port.name}`] = { old: "present", new: null };
+        args.push("--", "del-port", spec.name, port.name);
+      }
+    }
+    const commands: Command[] = args.length > 0 ? [mutate(ctx.tools.ovsVsctl(...args))] : [];
+    return { changes, commands };
+  },
+};
+
+function describePort(p: OvsPortSpec): string {
+  const bits: string[] = [p.type];
+  if (p.tag !== undefined) bits.push(`tag=${p.tag}`);
+  if (p.trunks?.length) bits.push(`trunks=${p.trunks.join(",")}`);
+  if (p.peer) bits.push(`peer=${p.peer}`);
+  if (p.members?.length) bits.push(`members=${p.members.join(",")}`);
+  if (p.bond_mode) bits.push(`bond_mode=${p.bond_mode}`);
+  return bits.join(" ");
+}
+
+function oldValues(changes: Changes): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(changes).map(([k, v]) => [k, v.old]));
+}

@@ -1,0 +1,52 @@
+import type { ResourceSpec } from "@netfleet/shared";
+import type { Command } from "../exec/runner.ts";
+import type { Toolbox } from "../tools.ts";
+
+export type Changes = Record<string, { old: unknown; new: unknown }>;
+
+/** What `plan` decides: the differences, and the argv commands that remove them. */
+export interface ResourcePlan {
+  changes: Changes;
+  commands: Command[];
+  /** Set when the resource cannot be converged as asked (e.g. it is not ours); nothing runs. */
+  blocked?: string;
+  /** Notes for the operator that do not block (e.g. "exists, not ours, matches"). */
+  comment?: string;
+}
+
+export interface PlanContext {
+  /** The owner marker value: the site name. */
+  owner: string;
+  tools: Toolbox;
+}
+
+/** Reads only. Memoised per pass so that resources of one kind share a single call. */
+export interface ObserveContext extends PlanContext {
+  read(argv: string[], options?: { allowFailure?: boolean }): Promise<{ stdout: string; exitCode: number; stderr: string }>;
+}
+
+/**
+ * A kind of resource. `observe` runs read-only commands; `plan` is pure and
+ * is what unit tests drive with fixtures of real command output.
+ */
+export interface ResourceHandler<S extends ResourceSpec = ResourceSpec, O = unknown> {
+  kind: S["kind"];
+  observe(spec: S, ctx: ObserveContext): Promise<O>;
+  plan(spec: S, observed: O, ctx: PlanContext): ResourcePlan;
+}
+
+/** Salt-style result: `result` is null in check mode when something would change. */
+export interface ResourceResult {
+  id: string;
+  result: boolean | null;
+  changed: boolean;
+  changes: Changes;
+  commands: string[];
+  comment: string;
+  error?: string;
+  durationMs: number;
+}
+
+export function ownerMarker(owner: string): string {
+  return `netfleet-owner=${owner}`;
+}

@@ -1,0 +1,43 @@
+/**
+ * Where this host's tools live. In production the defaults apply; the lab
+ * runs one OVS and one libvirtd per host namespace and points the agent at
+ * them, so every argv is built here and nowhere else.
+ */
+export interface ToolPaths {
+  /** ovsdb socket, e.g. `/run/openvswitch/db.sock`. */
+  ovsDb?: string;
+  /** OVS run dir holding `<bridge>.mgmt` sockets for ovs-ofctl. */
+  ovsRundir?: string;
+  /** libvirt connection URI. */
+  libvirtUri?: string;
+}
+
+export class Toolbox {
+  readonly paths: ToolPaths;
+  constructor(paths: ToolPaths = {}) {
+    this.paths = paths;
+  }
+
+  ip(...args: string[]): string[] {
+    return ["ip", ...args];
+  }
+
+  ovsVsctl(...args: string[]): string[] {
+    const db = this.paths.ovsDb ? [`--db=unix:${this.paths.ovsDb}`] : [];
+    return ["ovs-vsctl", ...db, "--timeout=30", ...args];
+  }
+
+  /** ovs-ofctl addresses a bridge through its management socket when OVS runs with a private run dir. */
+  ovsOfctl(command: string, bridge: string, ...args: string[]): string[] {
+    const target = this.paths.ovsRundir ? `unix:${this.paths.ovsRundir}/${bridge}.mgmt` : bridge;
+    return ["ovs-ofctl", "-O", "OpenFlow13", command, target, ...args];
+  }
+
+  virsh(...args: string[]): string[] {
+    return ["virsh", "-q", "-c", this.paths.libvirtUri ?? "qemu:///system", ...args];
+  }
+
+  sysctl(...args: string[]): string[] {
+    return ["sysctl", ...args];
+  }
+}

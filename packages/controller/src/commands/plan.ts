@@ -1,0 +1,90 @@
+import { resourceId, type HostAssignment, type Inventory, type ResourceSpec } from "@netfleet/shared";
+import { EmptyHostRunner, reconcile, Toolbox } from "@netfleet/agent";
+import { compileSite } from "../planner/compile.ts";
+import type { CommandOutput } from "../output.ts";
+import { EXIT_INVALID, loadOrReport } from "./validate.ts";
+
+export interface HostPlan {
+  host: string;
+  role: string;
+  hash: string;
+  resources: { id: string; spec: ResourceSpec }[];
+  /** What a first apply on a freshly installed host would run, per resource. */
+  firstApply: { id: string; commands: string[]; blocked?: string }[];
+}
+
+/** The physical interfaces an empty host of this assignment is assumed to have. */
+function hostNics(inventory: Inventory, host: string): string[] {
+  const h = inventory.hosts.find((x) => x.name === host)!;
+  return [...h.uplink.members, ...(h.external_interface ? [h.external_interface] : [])];
+}
+
+export async function planHosts(inventory: Inventory, assignments: HostAssignment[]): Promise<HostPlan[]> {
+  const plans: HostPlan[] = [];
+  for (const a of assignments) {
+    const results = await reconcile(a.resources, {
+      runner: new EmptyHostRunner(hostNics(inventory, a.host)),
+      tools: new Toolbox(),
+      owner: a.site,
+      check: true,
+    });
+    plans.push({
+      host: a.host,
+      role: a.role,
+      hash: a.hash,
+      resources: a.resources.map((spec) => ({ id: resourceId(spec), spec })),
+      firstApply: results.map((r) => ({ id: r.id, commands: r.commands, ...(r.result === false ? { blocked: r.error ?? r.comment } : {}) })),
+    });
+  }
+  return plans;
+}
+
+export async function planCommand(dir: string, options: { host?: string }, out: CommandOutput): Promise<number> {
+  const inventory = loadOrReport(dir, out);
+  if (!inventory) return EXIT_INVALID;
+  let assignments = compileSite(inventory);
+  if (options.host !== undefined) {
+    assignments = assignments.filter((a) => a.host === options.host);
+    if (assignments.length === 0) {
+      out.error(`no host ${JSON.stringify(options.host)} in site ${inventory.site.name} (hosts: ${inventory.hosts.map((h) => h.name).join(", ")})`);
+      return EXIT_INVALID;
+    }
+  }
+  const plans = await planHosts(inventory, assignments);
+  if (out.json) {
+    out.emit({ site: inventory.site.name, hosts: plans });
+    return 0;
+  }
+  for (const p of plans) {
+    out.line(`host ${p.host} (${p.role})  assignment ${p.hash.slice(0, 12)}`);
+    for (const r of p.resources) out.line(`  ${r.id.padEnd(34)} ${summarizeSpec(r.spec)}`);
+    out.line("  first apply on an empty host:");
+    for (const step of p.firstApply) {
+      if (step.blocked) out.line(`    # ${step.id}: blocked: ${step.blocked}`);
+      if (step.commands.length === 0) continue;
+      out.line(`    # ${step.id}`);
+      for (const c of step.commands) for (const l of c.split("\n")) out.line(`    ${l}`);
+    }
+    out.line("");
+  }
+  return 0;
+}
+
+function summarizeSpec(spec: ResourceSpec): string {
+  switch (spec.kind) {
+    case "kernel-bond":
+      return `mode ${spec.mode}, members ${spec.members.join("+")}, miimon ${spec.miimon}, mtu ${spec.mtu}`;
+    case "vlan-interface":
+      return `vlan ${spec.vlan} on ${spec.parent}, mtu ${spec.mtu}`;
+    case "interface-address":
+      return `${spec.addresses.join(", ")}${spec.mac ? ` mac ${spec.mac}` : ""}`;
+    case "ovs-bridge":
+      return `datapath ${spec.datapath}; ports ${spec.ports.map((p) => `${p.name}(${p.type}${p.tag ? ` tag ${p.tag}` : ""}${p.trunks ? ` trunks ${p.trunks.join(",")}` : ""})`).join(" ")}`;
+    case "libvirt-network":
+      return `bridge ${spec.bridge}, portgroups ${spec.portgroups.map((p) => p.name).join(",")}`;
+    case "sysctl":
+      return `${spec.name} = ${spec.value}`;
+    case "owned-cleanup":
+      return "remove what netfleet created here and no longer wants";
+  }
+}

@@ -1,0 +1,32 @@
+/** Where a command writes: human lines, or one JSON document with --json. */
+export interface CommandOutput {
+  json: boolean;
+  line(text: string): void;
+  error(text: string): void;
+  emit(value: unknown): void;
+}
+
+export function consoleOutput(json: boolean): CommandOutput {
+  return {
+    json,
+    line: (text) => process.stdout.write(text + "\n"),
+    error: (text) => process.stderr.write(text + "\n"),
+    emit: (value) => process.stdout.write(JSON.stringify(value, null, 2) + "\n"),
+  };
+}
+
+/** Collects output in memory (tests). */
+export function memoryOutput(json: boolean): CommandOutput & { stdout: string[]; stderr: string[]; values: unknown[] } {
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  const values: unknown[] = [];
+  return {
+    json,
+    stdout,
+    stderr,
+    values,
+    line: (t) => stdout.push(t),
+    error: (t) => stderr.push(t),
+    emit: (v) => values.push(v),
+  };
+}

@@ -1,0 +1,126 @@
+import {
+  bridgeName,
+  gatewayPortName,
+  patchPortNames,
+  sealAssignment,
+  vlanInterfaceName,
+  type HostAssignment,
+  type Host,
+  type Inventory,
+  type Network,
+  type OvsPortSpec,
+  type ResourceSpec,
+} from "@netfleet/shared";
+
+/**
+ * Compiles a validated site into one assignment per host. Pure and
+ * deterministic: hosts, networks and ports are taken in sorted order, and
+ * the document carries a hash of its canonical JSON.
+ */
+export function compileSite(inventory: Inventory): HostAssignment[] {
+  return inventory.hosts.map((host) => compileHost(inventory, host));
+}
+
+export function compileHost(inventory: Inventory, host: Host): HostAssignment {
+  const networks = inventory.networks.filter((n) => host.networks.includes(n.name)).sort((a, b) => a.vlan - b.vlan);
+  const resources = host.role === "backend" ? backendResources(host, networks) : vmhostResources(host, networks);
+  return sealAssignment({
+    apiVersion: "netfleet.dev/v1",
+    kind: "HostAssignment",
+    site: inventory.site.name,
+    host: host.name,
+    role: host.role,
+    resources,
+  });
+}
+
+/** A fixed, locally administered MAC per VLAN for the gateway, so VM hosts can match it in flows. */
+export function gatewayMac(vlan: number): string {
+  return `02:4e:46:00:${((vlan >> 8) & 0xff).toString(16).padStart(2, "0")}:${(vlan & 0xff).toString(16).padStart(2, "0")}`;
+}
+
+function uplinkResources(host: Host, networks: Network[], extraTrunkPorts: OvsPortSpec[]): { resources: ResourceSpec[]; links: string[]; bridges: string[] } {
+  const up = host.uplink;
+  if (up.mode === "kernel") {
+    const resources: ResourceSpec[] = [
+      { kind: "kernel-bond", name: up.bond, mode: up.bond_mode as Extract<ResourceSpec, { kind: "kernel-bond" }>["mode"], members: up.members, miimon: up.miimon, mtu: up.mtu },
+    ];
+    for (const n of networks) {
+      resources.push({ kind: "vlan-interface", name: vlanInterfaceName(up.bond, n.vlan), parent: up.bond, vlan: n.vlan, mtu: up.mtu });
+    }
+    return { resources, links: [up.bond, ...networks.map((n) => vlanInterfaceName(up.bond, n.vlan))], bridges: [] };
+  }
+  const trunks = networks.map((n) => n.vlan);
+  const bondPort: OvsPortSpec =
+    up.members.length >= 2
+      ? { name: up.bond, type: "bond", members: up.members, bond_mode: up.bond_mode as OvsPortSpec["bond_mode"], trunks }
+      : { name: up.members[0]!, type: "system", trunks };
+  const ports: OvsPortSpec[] = [bondPort, ...extraTrunkPorts];
+  return {
+    resources: [{ kind: "ovs-bridge", name: up.trunk_bridge, datapath: up.datapath, ports }],
+    links: [],
+    bridges: [up.trunk_bridge],
+  };
+}
+
+function vmhostResources(host: Host, networks: Network[]): ResourceSpec[] {
+  const up = host.uplink;
+  const trunkMode = up.mode === "ovs-trunk";
+  const patches: OvsPortSpec[] = trunkMode
+    ? networks.map((n) => {
+        const p = patchPortNames(n.name);
+        return { name: p.uplink, type: "patch", tag: n.vlan, peer: p.bridge };
+      })
+    : [];
+  const uplink = uplinkResources(host, networks, patches);
+  const resources = [...uplink.resources];
+  for (const n of networks) {
+    const port: OvsPortSpec = trunkMode
+      ? { name: patchPortNames(n.name).bridge, type: "patch", peer: patchPortNames(n.name).uplink }
+      : { name: vlanInterfaceName(up.bond, n.vlan), type: "system" };
+    resources.push({ kind: "ovs-bridge", name: bridgeName(n.name), datapath: up.datapath, ports: [port] });
+  }
+  for (const n of networks) {
+    resources.push({
+      kind: "libvirt-network",
+      name: n.name,
+      bridge: bridgeName(n.name),
+      portgroups: [
+        { name: "default", default: true },
+        { name: "isolated", default: false },
+        { name: `vlan-${n.vlan}`, default: false, vlan: n.vlan },
+      ],
+    });
+  }
+  resources.push({
+    kind: "owned-cleanup",
+    name: "host",
+    keep: {
+      links: uplink.links,
+      ovsBridges: [...uplink.bridges, ...networks.map((n) => bridgeName(n.name))],
+      libvirtNetworks: networks.map((n) => n.name),
+    },
+  });
+  return resources;
+}
+
+function backendResources(host: Host, networks: Network[]): ResourceSpec[] {
+  const up = host.uplink;
+  const trunkMode = up.mode === "ovs-trunk";
+  const gwPorts: OvsPortSpec[] = trunkMode
+    ? networks.map((n) => ({ name: gatewayPortName(n.name), type: "internal", tag: n.vlan, mac: gatewayMac(n.vlan) }))
+    : [];
+  const uplink = uplinkResources(host, networks, gwPorts);
+  const resources = [...uplink.resources];
+  for (const n of networks) {
+    const iface = trunkMode ? gatewayPortName(n.name) : vlanInterfaceName(up.bond, n.vlan);
+    resources.push({ kind: "interface-address", name: iface, addresses: [`${n.gateway}/${n.prefix}`], mac: gatewayMac(n.vlan) });
+  }
+  resources.push({ kind: "sysctl", name: "net.ipv4.ip_forward", value: "1" });
+  resources.push({
+    kind: "owned-cleanup",
+    name: "host",
+    keep: { links: uplink.links, ovsBridges: uplink.bridges, libvirtNetworks: [] },
+  });
+  return resources;
+}

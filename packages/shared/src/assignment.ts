@@ -1,0 +1,152 @@
+import { z } from "zod";
+import { canonicalJson, sha256Hex } from "./canonical.ts";
+import { DecodeError } from "./errors.ts";
+import { DNS_LABEL, INTERFACE_NAME, MAC_ADDRESS, NETWORK_NAME } from "./names.ts";
+
+/**
+ * The desired state of one host: an ordered list of resources (dependencies
+ * first). The controller compiles it from the inventory; the agent decodes it
+ * with these schemas at its boundary and reconciles the host to it.
+ */
+
+const ifname = z.string().regex(INTERFACE_NAME);
+const cidrAddress = z.string().regex(/^\d{1,3}(?:\.\d{1,3}){3}\/\d{1,2}$/);
+
+export const KernelBondSpec = z.strictObject({
+  kind: z.literal("kernel-bond"),
+  name: ifname,
+  mode: z.enum(["active-backup", "balance-rr", "balance-xor", "broadcast", "802.3ad", "balance-tlb", "balance-alb"]),
+  members: z.array(ifname).min(1),
+  miimon: z.number().int().min(0),
+  mtu: z.number().int().min(68).max(9216),
+});
+
+export const VlanInterfaceSpec = z.strictObject({
+  kind: z.literal("vlan-interface"),
+  name: ifname,
+  parent: ifname,
+  vlan: z.number().int().min(1).max(4094),
+  mtu: z.number().int().min(68).max(9216),
+});
+
+export const InterfaceAddressSpec = z.strictObject({
+  kind: z.literal("interface-address"),
+  name: ifname,
+  /** Exactly these IPv4 addresses (a.b.c.d/len) on an interface we own; the link is brought up. */
+  addresses: z.array(cidrAddress),
+  mac: z.string().regex(MAC_ADDRESS).optional(),
+});
+
+export const OvsPortSpec = z.strictObject({
+  name: ifname,
+  type: z.enum(["system", "internal", "patch", "bond"]),
+  tag: z.number().int().min(1).max(4094).optional(),
+  trunks: z.array(z.number().int().min(1).max(4094)).optional(),
+  peer: ifname.optional(),
+  members: z.array(ifname).optional(),
+  bond_mode: z.enum(["active-backup", "balance-slb", "balance-tcp"]).optional(),
+  mac: z.string().regex(MAC_ADDRESS).optional(),
+}).check((ctx) => {
+  const p = ctx.value;
+  if (p.type === "bond" && (p.members?.length ?? 0) < 2) ctx.issues.push({ code: "custom", message: "an OVS bond needs two or more members", input: p, path: ["members"] });
+  if (p.type === "patch" && p.peer === undefined) ctx.issues.push({ code: "custom", message: "a patch port needs a peer", input: p, path: ["peer"] });
+});
+
+export const OvsBridgeSpec = z.strictObject({
+  kind: z.literal("ovs-bridge"),
+  name: ifname,
+  datapath: z.enum(["system", "netdev"]),
+  ports: z.array(OvsPortSpec),
+});
+
+export const LibvirtNetworkSpec = z.strictObject({
+  kind: z.literal("libvirt-network"),
+  name: z.string().regex(NETWORK_NAME),
+  bridge: ifname,
+  portgroups: z.array(
+    z.strictObject({
+      name: z.string().regex(/^[a-z][a-z0-9-]{0,31}$/),
+      default: z.boolean(),
+      vlan: z.number().int().min(1).max(4094).optional(),
+    }),
+  ),
+});
+
+export const SysctlSpec = z.strictObject({
+  kind: z.literal("sysctl"),
+  name: z.string().regex(/^[a-z0-9_]+(?:\.[a-z0-9_]+)+$/),
+  value: z.string().regex(/^[0-9]+$/),
+});
+
+/** Removes what carries our owner marker and is no longer desired. */
+export const OwnedCleanupSpec = z.strictObject({
+  kind: z.literal("owned-cleanup"),
+  name: z.literal("host"),
+  keep: z.strictObject({
+    links: z.array(ifname),
+    ovsBridges: z.array(ifname),
+    libvirtNetworks: z.array(z.string()),
+  }),
+});
+
+export const ResourceSpec = z.discriminatedUnion("kind", [
+  KernelBondSpec,
+  VlanInterfaceSpec,
+  InterfaceAddressSpec,
+  OvsBridgeSpec,
+  LibvirtNetworkSpec,
+  SysctlSpec,
+  OwnedCleanupSpec,
+]);
+
+export const HostAssignment = z.strictObject({
+  apiVersion: z.literal("netfleet.dev/v1"),
+  kind: z.literal("HostAssignment"),
+  site: z.string().regex(DNS_LABEL),
+  host: z.string().regex(DNS_LABEL),
+  role: z.enum(["vmhost", "backend"]),
+  /** sha256 of the canonical JSON of everything else. */
+  hash: z.string().regex(/^[0-9a-f]{64}$/),
+  resources: z.array(ResourceSpec),
+});
+
+export type KernelBondSpec = z.output<typeof KernelBondSpec>;
+export type VlanInterfaceSpec = z.output<typeof VlanInterfaceSpec>;
+export type InterfaceAddressSpec = z.output<typeof InterfaceAddressSpec>;
+export type OvsPortSpec = z.output<typeof OvsPortSpec>;
+export type OvsBridgeSpec = z.output<typeof OvsBridgeSpec>;
+export type LibvirtNetworkSpec = z.output<typeof LibvirtNetworkSpec>;
+export type SysctlSpec = z.output<typeof SysctlSpec>;
+export type OwnedCleanupSpec = z.output<typeof OwnedCleanupSpec>;
+export type ResourceSpec = z.output<typeof ResourceSpec>;
+export type HostAssignment = z.output<typeof HostAssignment>;
+
+export function resourceId(r: { kind: string; name: string }): string {
+  return `${r.kind}[${r.name}]`;
+}
+
+/** Builds the document and stamps its content hash. */
+export function sealAssignment(doc: Omit<HostAssignment, "hash">): HostAssignment {
+  const { hash: _drop, ...body } = doc as HostAssignment;
+  return { ...body, hash: sha256Hex(canonicalJson(body)) };
+}
+
+/** Decodes an assignment from the wire or a file; a bad or tampered document is a DecodeError. */
+export function decodeAssignment(source: string, text: string): HostAssignment {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new DecodeError(source, "", `not JSON: ${(err as Error).message}`);
+  }
+  const parsed = HostAssignment.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new DecodeError(source, issue.path.join("."), issue.message);
+  }
+  const { hash, ...body } = parsed.data;
+  if (sha256Hex(canonicalJson(body)) !== hash) {
+    throw new DecodeError(source, "hash", "content hash does not match the document");
+  }
+  return parsed.data;
+}

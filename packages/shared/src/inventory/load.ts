@@ -1,0 +1,507 @@
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { join, relative } from "node:path";
+import type { z } from "zod";
+import { InventoryError, type InputProblem } from "../errors.ts";
+import { DNS_LABEL, IFNAME_MAX, isUnicastMac, NETWORK_NAME, vlanInterfaceName } from "../names.ts";
+import { cidrContains, cidrsOverlap, ipv4ToInt, parseIpv4Cidr, type Ipv4Cidr } from "../ipv4.ts";
+import { dotted, SourceFile, type DocPath } from "./source.ts";
+import {
+  GroupSpec,
+  HostSpec,
+  InventoryFile,
+  NetworkSpec,
+  SiteSettings,
+  UplinkSpec,
+  type InventoryFile as InventoryFileT,
+} from "./schema.ts";
+import type { Host, Inventory, Network, Vm } from "./model.ts";
+
+interface Ref {
+  file: SourceFile;
+  path: DocPath;
+}
+
+interface Located<T> {
+  name: string;
+  value: T;
+  ref: Ref;
+}
+
+/**
+ * Reads every `*.yaml`/`*.yml` file of a site folder, validates it against
+ * the schema and the site-wide rules, and returns the merged inventory.
+ * Throws `InventoryError` with every problem found, each naming its
+ * file, line, column and path.
+ */
+export function loadInventory(dir: string, options: { cwd?: string } = {}): Inventory {
+  const cwd = options.cwd ?? process.cwd();
+  const show = (p: string) => relative(cwd, p) || p;
+  const problems: InputProblem[] = [];
+  const files = listInventoryFiles(dir, show, problems);
+  if (problems.length > 0) throw new InventoryError(problems);
+
+  const parsed: { file: SourceFile; data: InventoryFileT }[] = [];
+  for (const path of files) {
+    const { file, value, problems: yamlProblems } = SourceFile.parse(show(path), readFileSync(path, "utf8"));
+    if (yamlProblems.length > 0) {
+      problems.push(...yamlProblems);
+      continue;
+    }
+    if (value === null || value === undefined) continue;
+    const result = InventoryFile.safeParse(value);
+    if (!result.success) {
+      problems.push(...zodProblems(file, [], result.error));
+      continue;
+    }
+    parsed.push({ file, data: result.data });
+  }
+  if (problems.length > 0) throw new InventoryError(problems);
+
+  const checker = new SiteChecker(show(dir), parsed);
+  const inventory = checker.build(dir);
+  if (checker.problems.length > 0 || !inventory) throw new InventoryError(sortProblems(checker.problems));
+  return inventory;
+}
+
+function listInventoryFiles(dir: string, show: (p: string) => string, problems: InputProblem[]): string[] {
+  let entries: string[];
+  try {
+    if (!statSync(dir).isDirectory()) throw new Error("not a directory");
+    entries = readdirSync(dir);
+  } catch (err) {
+    problems.push({ file: show(dir), line: 1, col: 1, path: "", message: `cannot read inventory folder: ${(err as Error).message}` });
+    return [];
+  }
+  const files = entries.filter((e) => /\.ya?ml$/.test(e)).sort().map((e) => join(dir, e));
+  if (files.length === 0) {
+    problems.push({ file: show(dir), line: 1, col: 1, path: "", message: "no *.yaml files in the inventory folder" });
+  }
+  return files;
+}
+
+export function zodProblems(file: SourceFile, base: DocPath, error: z.ZodError): InputProblem[] {
+  const out: InputProblem[] = [];
+  for (const issue of error.issues) {
+    const path = [...base, ...(issue.path as (string | number)[])];
+    if (issue.code === "unrecognized_keys") {
+      for (const key of issue.keys) {
+        const hint = key === "<<" ? "YAML merge keys are not supported; share settings through groups" : `unknown key ${JSON.stringify(key)}${suggest(key, file, path)}`;
+        out.push(file.problem([...path, key], hint, { key: true }));
+      }
+    } else if (issue.code === "invalid_type" && issue.input === undefined) {
+      out.push(file.problem(path, `required: ${issue.message.replace(/^Invalid input: /, "")}`));
+    } else if (issue.code === "invalid_key") {
+      out.push(file.problem(path, `invalid name: ${issue.issues[0]?.message ?? issue.message}`, { key: true }));
+    } else {
+      out.push(file.problem(path, issue.message.replace(/^Invalid input: /, "")));
+    }
+  }
+  return out;
+}
+
+/** "did you mean" for a misspelt key, from the keys its siblings may have. */
+function suggest(key: string, _file: SourceFile, path: DocPath): string {
+  const known = knownKeysFor(path);
+  let best: string | undefined;
+  let bestDistance = 3;
+  for (const k of known) {
+    const d = editDistance(key, k);
+    if (d < bestDistance) {
+      best = k;
+      bestDistance = d;
+    }
+  }
+  return best ? ` (did you mean ${JSON.stringify(best)}?)` : "";
+}
+
+function knownKeysFor(path: DocPath): string[] {
+  const top = path[0];
+  if (path.length === 0) return Object.keys(InventoryFile.shape);
+  if (top === "site") return Object.keys(SiteSettings.shape);
+  if (top === "networks") {
+    if (path.length === 2) return Object.keys(NetworkSpec.shape);
+    if (path[2] === "dhcp") return ["start", "end", "lease_time"];
+    if (path[2] === "vms" && path.length === 4) return ["mac", "ip", "host", "isolated", "allow"];
+    if (path[2] === "vms") return ["to", "name", "ports", "proto"];
+    if (path[2] === "port_forwards") return ["listen", "vm", "port", "proto"];
+  }
+  if (top === "groups" || top === "hosts") {
+    if (path[2] === "uplink") return Object.keys(UplinkSpec.shape);
+    return Object.keys(top === "hosts" ? HostSpec.shape : GroupSpec.shape);
+  }
+  return [];
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return row[b.length]!;
+}
+
+function sortProblems(problems: InputProblem[]): InputProblem[] {
+  return [...problems].sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.col - b.col);
+}
+
+/** Site-wide rules that a per-file schema cannot see. */
+class SiteChecker {
+  readonly problems: InputProblem[] = [];
+  private readonly dirName: string;
+  private readonly parsed: { file: SourceFile; data: InventoryFileT }[];
+
+  constructor(dirName: string, parsed: { file: SourceFile; data: InventoryFileT }[]) {
+    this.dirName = dirName;
+    this.parsed = parsed;
+  }
+
+  private report(ref: Ref, message: string, options: { key?: boolean } = {}): void {
+    this.problems.push(ref.file.problem(ref.path, message, options));
+  }
+
+  private at(ref: Ref, ...more: (string | number)[]): Ref {
+    return { file: ref.file, path: [...ref.path, ...more] };
+  }
+
+  private where(ref: Ref): string {
+    const pos = ref.file.position(ref.path, true);
+    return `${ref.file.name}:${pos.line}:${pos.col}`;
+  }
+
+  /** Entries of one section across all files; a name defined twice is a problem. */
+  private collect<T>(section: "networks" | "groups" | "hosts", nameRule: RegExp, nameHelp: string): Located<T>[] {
+    const seen = new Map<string, Located<T>>();
+    for (const { file, data } of this.parsed) {
+      const entries = (data[section] ?? {}) as Record<string, T>;
+      for (const [name, value] of Object.entries(entries)) {
+        const ref: Ref = { file, path: [section, name] };
+        if (!nameRule.test(name)) {
+          this.report(ref, `invalid name ${JSON.stringify(name)}: ${nameHelp}`, { key: true });
+          continue;
+        }
+        const first = seen.get(name);
+        if (first) {
+          this.report(ref, `${section.slice(0, -1)} ${JSON.stringify(name)} is already defined at ${this.where(first.ref)}`, { key: true });
+          continue;
+        }
+        seen.set(name, { name, value, ref });
+      }
+    }
+    return [...seen.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+
+  build(dir: string): Inventory | undefined {
+    const siteEntries = this.parsed.filter((p) => p.data.site !== undefined);
+    if (siteEntries.length === 0) {
+      this.problems.push({ file: this.dirName, line: 1, col: 1, path: "site", message: "no file of this folder defines `site`" });
+    }
+    for (const extra of siteEntries.slice(1)) {
+      this.report({ file: extra.file, path: ["site"] }, `site is already defined at ${this.where({ file: siteEntries[0]!.file, path: ["site"] })}`, { key: true });
+    }
+    const siteRef: Ref | undefined = siteEntries[0] ? { file: siteEntries[0].file, path: ["site"] } : undefined;
+    const site = siteEntries[0]?.data.site;
+
+    const networks = this.collect<NetworkSpec>("networks", NETWORK_NAME, "1-12 of a-z 0-9 -, starting with a letter (it becomes br-<name>)");
+    const groups = this.collect<GroupSpec>("groups", DNS_LABEL, "a lowercase DNS label");
+    const hostEntries = this.collect<HostSpec>("hosts", DNS_LABEL, "a lowercase DNS label");
+
+    const management = site?.management ? (parseIpv4Cidr(site.management) as Ipv4Cidr) : undefined;
+    const resolvedNetworks = this.checkNetworks(networks, management, siteRef);
+    const hosts = this.resolveHosts(hostEntries, groups, networks, management, siteRef);
+    this.checkVmPlacement(networks, hosts);
+
+    if (!site || this.problems.length > 0) return undefined;
+    return { dir, site, networks: resolvedNetworks, hosts: hosts.map((h) => h.value) };
+  }
+
+  private checkNetworks(networks: Located<NetworkSpec>[], management: Ipv4Cidr | undefined, siteRef: Ref | undefined): Network[] {
+    const vlans = new Map<number, Ref>();
+    const cidrs: { cidr: Ipv4Cidr; ref: Ref; name: string }[] = [];
+    const macs = new Map<string, Ref>();
+    const listenPorts = new Map<string, Ref>();
+    const out: Network[] = [];
+
+    for (const { name, value: net, ref } of networks) {
+      const firstVlan = vlans.get(net.vlan);
+      if (firstVlan) this.report(this.at(ref, "vlan"), `VLAN ${net.vlan} is already used by ${dotted(firstVlan.path.slice(0, 2))} at ${this.where(firstVlan)}`);
+      else vlans.set(net.vlan, this.at(ref, "vlan"));
+
+      const cidr = parseIpv4Cidr(net.cidr) as Ipv4Cidr;
+      for (const other of cidrs) {
+        if (cidrsOverlap(cidr, other.cidr)) this.report(this.at(ref, "cidr"), `${net.cidr} overlaps network ${other.name} (${other.cidr.text})`);
+      }
+      if (management && cidrsOverlap(cidr, management)) {
+        this.report(this.at(ref, "cidr"), `${net.cidr} overlaps the management network ${management.text}${siteRef ? ` (${this.where(this.at(siteRef, "management"))})` : ""}`);
+      }
+      cidrs.push({ cidr, ref: this.at(ref, "cidr"), name });
+
+      const inside = (addr: string) => cidrContains(cidr, ipv4ToInt(addr));
+      const usable = (addr: string) => {
+        const n = ipv4ToInt(addr);
+        return cidr.prefix >= 31 || (n !== cidr.first && n !== cidr.last);
+      };
+      const start = ipv4ToInt(net.dhcp.start);
+      const end = ipv4ToInt(net.dhcp.end);
+      const inRange = (addr: string) => {
+        const n = ipv4ToInt(addr);
+        return n >= start && n <= end;
+      };
+      const gw = net.gateway;
+      if (!inside(gw)) this.report(this.at(ref, "gateway"), `gateway ${gw} is outside ${net.cidr}`);
+      else if (!usable(gw)) this.report(this.at(ref, "gateway"), `gateway ${gw} is the network or broadcast address of ${net.cidr}`);
+      let rangeOk = true;
+      for (const end_ of ["start", "end"] as const) {
+        const addr = net.dhcp[end_];
+        if (!inside(addr)) {
+          this.report(this.at(ref, "dhcp", end_), `DHCP range ${end_} ${addr} is outside ${net.cidr}`);
+          rangeOk = false;
+        } else if (!usable(addr)) {
+          this.report(this.at(ref, "dhcp", end_), `DHCP range ${end_} ${addr} is the network or broadcast address of ${net.cidr}`);
+          rangeOk = false;
+        }
+      }
+      if (rangeOk && start > end) {
+        this.report(this.at(ref, "dhcp", "end"), `DHCP range ends (${net.dhcp.end}) before it starts (${net.dhcp.start})`);
+        rangeOk = false;
+      }
+      if (rangeOk && inside(gw) && inRange(gw)) this.report(this.at(ref, "gateway"), `gateway ${gw} is inside the DHCP range ${net.dhcp.start}-${net.dhcp.end}`);
+
+      const ips = new Map<string, Ref>();
+      const vms: Vm[] = [];
+      for (const [vmName, vm] of Object.entries(net.vms).sort(([a], [b]) => (a < b ? -1 : 1))) {
+        const vmRef = this.at(ref, "vms", vmName);
+        const mac = vm.mac.toLowerCase();
+        if (!isUnicastMac(mac)) this.report(this.at(vmRef, "mac"), `${vm.mac} is a multicast MAC address; a VM needs a unicast one`);
+        const firstMac = macs.get(mac);
+        if (firstMac) this.report(this.at(vmRef, "mac"), `MAC ${mac} is already used at ${this.where(firstMac)}`);
+        else macs.set(mac, this.at(vmRef, "mac"));
+        if (vm.ip !== undefined) {
+          const ipRef = this.at(vmRef, "ip");
+          if (!inside(vm.ip)) this.report(ipRef, `static lease ${vm.ip} is outside ${net.cidr}`);
+          else if (!usable(vm.ip)) this.report(ipRef, `static lease ${vm.ip} is the network or broadcast address of ${net.cidr}`);
+          else if (vm.ip === gw) this.report(ipRef, `static lease ${vm.ip} is the gateway address`);
+          else if (rangeOk && inRange(vm.ip)) this.report(ipRef, `static lease ${vm.ip} is inside the DHCP range ${net.dhcp.start}-${net.dhcp.end}`);
+          const firstIp = ips.get(vm.ip);
+          if (firstIp) this.report(ipRef, `address ${vm.ip} is already leased at ${this.where(firstIp)}`);
+          else ips.set(vm.ip, ipRef);
+        }
+        if (vm.allow.length > 0 && net.egress !== "allowlist") {
+          this.report(this.at(vmRef, "allow"), `allow lists apply only to networks with egress: allowlist (${name} is ${net.egress})`, { key: true });
+        }
+        vms.push({ name: vmName, network: name, mac, ip: vm.ip, host: vm.host, isolated: vm.isolated ?? net.isolated_ports, allow: vm.allow });
+      }
+
+      net.port_forwards.forEach((pf, i) => {
+        const pfRef = this.at(ref, "port_forwards", i);
+        const target = net.vms[pf.vm];
+        if (!target) this.report(this.at(pfRef, "vm"), `no VM ${JSON.stringify(pf.vm)} in network ${name}`);
+        else if (target.ip === undefined) this.report(this.at(pfRef, "vm"), `VM ${pf.vm} has no static ip to forward to`);
+        const key = `${pf.proto}/${pf.listen}`;
+        const first = listenPorts.get(key);
+        if (first) this.report(this.at(pfRef, "listen"), `backend port ${key} is already forwarded at ${this.where(first)}`);
+        else listenPorts.set(key, this.at(pfRef, "listen"));
+      });
+
+      out.push({
+        name,
+        vlan: net.vlan,
+        cidr: net.cidr,
+        prefix: cidr.prefix,
+        gateway: gw,
+        dhcp: net.dhcp,
+        egress: net.egress,
+        dns: net.dns,
+        isolated_ports: net.isolated_ports,
+        dns_names: net.dns_names,
+        vms,
+        port_forwards: net.port_forwards,
+      });
+    }
+    return out;
+  }
+
+  private resolveHosts(
+    hosts: Located<HostSpec>[],
+    groups: Located<GroupSpec>[],
+    networks: Located<NetworkSpec>[],
+    management: Ipv4Cidr | undefined,
+    siteRef: Ref | undefined,
+  ): Located<Host>[] {
+    const groupByName = new Map(groups.map((g) => [g.name, g]));
+    const networkNames = networks.map((n) => n.name);
+    const out: Located<Host>[] = [];
+    const addresses = new Map<string, Ref>();
+    const macs = new Map<string, Ref>();
+
+    for (const group of groups) {
+      group.value.networks?.forEach((n, i) => {
+        if (!networkNames.includes(n)) this.report(this.at(group.ref, "networks", i), `no network ${JSON.stringify(n)} in this site`);
+      });
+    }
+
+    for (const { name, value: spec, ref } of hosts) {
+      // Later sources win: groups in the order listed, then the host itself.
+      // Each setting remembers where it came from, so errors point at it.
+      const origin = new Map<string, Ref>();
+      const merged: Record<string, unknown> = {};
+      const uplink: Record<string, unknown> = {};
+      const labels: Record<string, string> = {};
+      const sources: { settings: GroupSpec; ref: Ref }[] = [];
+      (spec.groups ?? []).forEach((g, i) => {
+        const group = groupByName.get(g);
+        if (!group) this.report(this.at(ref, "groups", i), `no group ${JSON.stringify(g)} in this site`);
+        else sources.push({ settings: group.value, ref: group.ref });
+      });
+      sources.push({ settings: spec, ref });
+      for (const { settings, ref: src } of sources) {
+        for (const [key, value] of Object.entries(settings)) {
+          if (value === undefined || key === "groups") continue;
+          if (key === "uplink") {
+            for (const [k, v] of Object.entries(value as object)) {
+              uplink[k] = v;
+              origin.set(`uplink.${k}`, this.at(src, "uplink", k));
+            }
+            origin.set("uplink", this.at(src, "uplink"));
+          } else if (key === "labels") {
+            Object.assign(labels, value);
+          } else {
+            merged[key] = value;
+            origin.set(key, this.at(src, key));
+          }
+        }
+      }
+
+      const role = merged.role as Host["role"] | undefined;
+      if (!role) {
+        this.report(ref, `host ${name} has no role (set role: vmhost or backend on the host or one of its groups)`, { key: true });
+        continue;
+      }
+      const upl = UplinkSpec.safeParse(uplink);
+      if (!upl.success) {
+        for (const issue of upl.error.issues) {
+          const field = String(issue.path[0] ?? "");
+          const fieldRef = origin.get(`uplink.${field}`);
+          if (fieldRef) this.report(fieldRef, issue.message.replace(/^Invalid input: /, ""));
+          else this.report(ref, `uplink.${field} is required (set it on the host or one of its groups)`, { key: true });
+        }
+        continue;
+      }
+      const up = upl.data;
+      const networksRef = origin.get("networks");
+      let hostNetworks = merged.networks as string[] | undefined;
+      if (hostNetworks && networksRef) {
+        hostNetworks.forEach((n, i) => {
+          if (!networkNames.includes(n)) this.report(this.at(networksRef, i), `no network ${JSON.stringify(n)} in this site`);
+        });
+        const dup = hostNetworks.find((n, i) => hostNetworks!.indexOf(n) !== i);
+        if (dup) this.report(networksRef, `network ${dup} is listed twice`);
+      }
+      if (role === "backend") {
+        if (hostNetworks && networksRef) {
+          const missing = networkNames.filter((n) => !hostNetworks!.includes(n));
+          if (missing.length > 0) this.report(networksRef, `a backend is the gateway of every network; missing ${missing.join(", ")}`);
+        }
+        hostNetworks = networkNames;
+        if (merged.external_interface === undefined) {
+          this.report(ref, `backend ${name} needs external_interface (its way to the internet, for NAT and port-forwards)`, { key: true });
+        }
+      } else {
+        if (!hostNetworks || hostNetworks.length === 0) {
+          this.report(networksRef ?? ref, `vmhost ${name} carries no networks (set networks: on the host or one of its groups)`, { key: !networksRef });
+          hostNetworks = [];
+        }
+        if (merged.external_interface !== undefined) {
+          this.report(origin.get("external_interface")!, "external_interface applies only to a backend");
+        }
+      }
+
+      const memberSeen = new Set<string>();
+      up.members.forEach((m, i) => {
+        const at = origin.get("uplink.members")!;
+        if (memberSeen.has(m)) this.report(this.at(at, i), `member ${m} is listed twice`);
+        memberSeen.add(m);
+        if (m === up.bond) this.report(this.at(at, i), `member ${m} has the same name as the bond`);
+      });
+      if (up.mode === "kernel") {
+        for (const n of hostNetworks) {
+          const vlan = networks.find((x) => x.name === n)?.value.vlan;
+          if (vlan === undefined) continue;
+          const ifname = vlanInterfaceName(up.bond, vlan);
+          if (Buffer.byteLength(ifname) > IFNAME_MAX) {
+            this.report(origin.get("uplink.bond") ?? origin.get("uplink")!, `VLAN interface ${ifname} would exceed ${IFNAME_MAX} bytes; use a shorter bond name`);
+            break;
+          }
+        }
+        const ovsOnly = ["balance-slb", "balance-tcp"];
+        if (ovsOnly.includes(up.bond_mode)) this.report(origin.get("uplink.bond_mode")!, `bond_mode ${up.bond_mode} exists only in ovs-trunk mode`);
+      } else if (!["active-backup", "balance-slb", "balance-tcp"].includes(up.bond_mode)) {
+        this.report(origin.get("uplink.bond_mode") ?? origin.get("uplink.mode")!, `ovs-trunk bonds support active-backup, balance-slb or balance-tcp, not ${up.bond_mode}`);
+      }
+
+      const address = merged.address as string | undefined;
+      if (address !== undefined) {
+        const at = origin.get("address")!;
+        if (management && !cidrContains(management, ipv4ToInt(address))) {
+          this.report(at, `management address ${address} is outside the management network ${management.text}${siteRef ? "" : ""}`);
+        }
+        const first = addresses.get(address);
+        if (first) this.report(at, `address ${address} is already used by host ${String(first.path[1])} at ${this.where(first)}`);
+        else addresses.set(address, at);
+      }
+      const mac = (merged.mac as string | undefined)?.toLowerCase();
+      if (mac !== undefined) {
+        const first = macs.get(mac);
+        if (first) this.report(origin.get("mac")!, `MAC ${mac} is already used by host ${String(first.path[1])}`);
+        else macs.set(mac, origin.get("mac")!);
+      }
+
+      out.push({
+        name,
+        ref,
+        value: {
+          name,
+          role,
+          address,
+          mac,
+          groups: spec.groups ?? [],
+          labels: Object.fromEntries(Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : 1))),
+          networks: [...hostNetworks].sort(),
+          uplink: up,
+          external_interface: merged.external_interface as string | undefined,
+        },
+      });
+    }
+
+    const backends = out.filter((h) => h.value.role === "backend");
+    if (hosts.length > 0 && backends.length === 0 && this.problems.length === 0) {
+      this.report(hosts[0]!.ref, "the site has no backend host; exactly one host must have role: backend", { key: true });
+    }
+    for (const extra of backends.slice(1)) {
+      this.report(extra.ref, `a site has exactly one backend; ${backends[0]!.name} is already the backend`, { key: true });
+    }
+    if (hosts.length === 0) {
+      this.problems.push({ file: this.dirName, line: 1, col: 1, path: "hosts", message: "the site has no hosts" });
+    }
+    return out;
+  }
+
+  private checkVmPlacement(networks: Located<NetworkSpec>[], hosts: Located<Host>[]): void {
+    const byName = new Map(hosts.map((h) => [h.name, h.value]));
+    for (const { name, value: net, ref } of networks) {
+      for (const [vmName, vm] of Object.entries(net.vms)) {
+        if (vm.host === undefined) continue;
+        const at = this.at(ref, "vms", vmName, "host");
+        const host = byName.get(vm.host);
+        if (!host) this.report(at, `no host ${JSON.stringify(vm.host)} in this site`);
+        else if (host.role !== "vmhost") this.report(at, `${vm.host} is a ${host.role}, not a vmhost`);
+        else if (!host.networks.includes(name)) this.report(at, `host ${vm.host} does not carry network ${name}`);
+      }
+    }
+  }
+}

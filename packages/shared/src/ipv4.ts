@@ -1,0 +1,58 @@
+import ipaddr from "ipaddr.js";
+
+/**
+ * IPv4 arithmetic on top of ipaddr.js (which parses and validates strictly:
+ * no octal, no short forms), reduced to unsigned 32-bit integers so ranges
+ * and overlaps are plain comparisons.
+ */
+export interface Ipv4Cidr {
+  text: string;
+  network: number;
+  prefix: number;
+  /** First and last address of the block (network and broadcast). */
+  first: number;
+  last: number;
+}
+
+export function isIpv4(text: string): boolean {
+  return ipaddr.IPv4.isValidFourPartDecimal(text);
+}
+
+export function ipv4ToInt(text: string): number {
+  const bytes = ipaddr.IPv4.parse(text).toByteArray();
+  return ((bytes[0]! << 24) | (bytes[1]! << 16) | (bytes[2]! << 8) | bytes[3]!) >>> 0;
+}
+
+export function intToIpv4(n: number): string {
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join(".");
+}
+
+/** Parses `a.b.c.d/len`; returns an error message instead of throwing. */
+export function parseIpv4Cidr(text: string): Ipv4Cidr | string {
+  const slash = text.indexOf("/");
+  if (slash < 0) return `${JSON.stringify(text)} is not a CIDR (expected a.b.c.d/len)`;
+  const addr = text.slice(0, slash);
+  const lenText = text.slice(slash + 1);
+  if (!isIpv4(addr)) return `${JSON.stringify(addr)} is not an IPv4 address`;
+  if (!/^\d{1,2}$/.test(lenText) || Number(lenText) > 32) return `prefix length ${JSON.stringify(lenText)} is not 0-32`;
+  const prefix = Number(lenText);
+  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+  const value = ipv4ToInt(addr);
+  const network = (value & mask) >>> 0;
+  if (network !== value) {
+    return `${text} has host bits set; the network is ${intToIpv4(network)}/${prefix}`;
+  }
+  return { text, network, prefix, first: network, last: (network | (~mask >>> 0)) >>> 0 };
+}
+
+export function cidrContains(cidr: Ipv4Cidr, address: number): boolean {
+  return address >= cidr.first && address <= cidr.last;
+}
+
+export function cidrsOverlap(a: Ipv4Cidr, b: Ipv4Cidr): boolean {
+  return a.first <= b.last && b.first <= a.last;
+}
+
+export function netmask(prefix: number): string {
+  return intToIpv4(prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0);
+}
