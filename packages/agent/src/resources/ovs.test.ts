@@ -1,0 +1,115 @@
+import { describe, expect, it } from "vitest";
+import { ParseError, type OvsBridgeSpec, type OvsPortSpec } from "@netfleet/shared";
+import { fixture, fixtureContext as ctx } from "./fixtures.ts";
+import { ovsBridge, parseOvsState } from "./ovs.ts";
+
+const state = (name: string) => parseOvsState(fixture(`ovs/${name}.json`));
+const kernelBridge = (net: string, vid: number): OvsBridgeSpec => ({
+  kind: "ovs-bridge",
+  name: `br-${net}`,
+  datapath: "netdev",
+  ports: [{ name: `bond0.${vid}`, type: "system" }],
+});
+const uplinkPorts: OvsPortSpec[] = [
+  { name: "bond0", type: "bond", members: ["eth0", "eth1"], bond_mode: "active-backup", trunks: [1081, 1082, 1083] },
+  { name: "pu-secure", type: "patch", tag: 1081, peer: "pb-secure" },
+  { name: "pu-service", type: "patch", tag: 1082, peer: "pb-service" },
+];
+const uplink: OvsBridgeSpec = { kind: "ovs-bridge", name: "br-uplink", datapath: "netdev", ports: uplinkPorts };
+
+describe("ovs-vsctl JSON parsing (real OVS 3.1 output)", () => {
+  it("reads bridges, ports, interfaces and external_ids", () => {
+    const s = state("kernel-converged");
+    expect([...s.bridges.keys()].sort()).toEqual(["br-mgmt", "br-secure", "br-service"]);
+    expect(s.bridges.get("br-secure")).toMatchObject({ datapath: "netdev", externalIds: { "netfleet-owner": "fixture" } });
+    expect(s.ports.get("bond0.1081")).toMatchObject({ bridge: "br-secure", externalIds: { "netfleet-owner": "fixture" } });
+    // libvirt marks the Interface row, not the Port row.
+    expect(s.interfaces.get("vnet0")?.externalIds["attached-mac"]).toBe("52:54:00:aa:00:01");
+  });
+
+  it("reads OVS bonds, trunks, tags and patch peers; a one-element set prints bare", () => {
+    const s = state("trunk-converged");
+    expect(s.ports.get("bond0")).toMatchObject({ bondMode: "active-backup", trunks: [1081, 1082, 1083], bridge: "br-uplink" });
+    expect(s.ports.get("pu-secure")?.tag).toBe(1081);
+    expect(s.interfaces.get("pb-secure")).toMatchObject({ type: "patch", options: { peer: "pu-secure" } });
+    expect(s.bridges.get("br-secure")?.portUuids).toHaveLength(2);
+  });
+
+  it("rejects truncated output", () => {
+    const text = fixture("ovs/empty.json").split("\n").slice(0, 2).join("\n");
+    expect(() => parseOvsState(text)).toThrow(ParseError);
+    expect(() => parseOvsState("{oops")).toThrow(/ovs-vsctl: line 1 is not an OVSDB table/);
+  });
+});
+
+describe("ovs-bridge plan", () => {
+  it("builds a bridge and its port in one marked transaction", () => {
+    const plan = ovsBridge.plan(kernelBridge("secure", 1081), state("empty"), ctx);
+    expect(plan.commands.map((c) => c.argv)).toEqual([
+      [
+        "ovs-vsctl", "--timeout=30",
+        "--", "add-br", "br-secure", "--", "set", "Bridge", "br-secure", "datapath_type=netdev", "external_ids:netfleet-owner=fixture",
+        "--", "add-port", "br-secure", "bond0.1081", "--", "set", "Port", "bond0.1081", "external_ids:netfleet-owner=fixture",
+      ],
+    ]);
+  });
+
+  it("already converged → no commands, and libvirt's vnet0 and the bridge's local port are left alone", () => {
+    expect(ovsBridge.plan(kernelBridge("secure", 1081), state("kernel-converged"), ctx)).toEqual({ changes: {}, commands: [] });
+    expect(ovsBridge.plan(kernelBridge("service", 1082), state("kernel-converged"), ctx).commands).toEqual([]);
+    expect(ovsBridge.plan(kernelBridge("secure", 1081), state("with-domain"), ctx).commands).toEqual([]);
+  });
+
+  it("adds the missing port and removes our stale one in a single transaction", () => {
+    const plan = ovsBridge.plan(kernelBridge("secure", 1081), state("kernel-drift"), ctx);
+    expect(plan.commands).toHaveLength(1);
+    const argv = plan.commands[0]!.argv.join(" ");
+    expect(argv).toContain("-- add-port br-secure bond0.1081 -- set Port bond0.1081 external_ids:netfleet-owner=fixture");
+    expect(argv).toContain("-- del-port br-secure bond0.1099");
+    expect(argv).not.toContain("vnet0");
+  });
+
+  it("refuses a bridge it did not create", () => {
+    const plan = ovsBridge.plan({ kind: "ovs-bridge", name: "br-mgmt", datapath: "netdev", ports: [] }, state("kernel-converged"), ctx);
+    expect(plan.commands).toEqual([]);
+    expect(plan.blocked).toMatch(/bridge br-mgmt exists and is not managed by netfleet.*external_ids:netfleet-owner=fixture/);
+  });
+
+  it("ovs-trunk uplink: converged bond, trunks and tagged patch ports → no commands", () => {
+    expect(ovsBridge.plan(uplink, state("trunk-converged"), ctx).commands).toEqual([]);
+    const secure: OvsBridgeSpec = { kind: "ovs-bridge", name: "br-secure", datapath: "netdev", ports: [{ name: "pb-secure", type: "patch", peer: "pu-secure" }] };
+    expect(ovsBridge.plan(secure, state("trunk-converged"), ctx).commands).toEqual([]);
+  });
+
+  it("ovs-trunk uplink from empty: add-bond with mode and trunks, patch ports with tags", () => {
+    const argv = ovsBridge.plan(uplink, state("empty"), ctx).commands[0]!.argv.join(" ");
+    expect(argv).toContain("-- add-bond br-uplink bond0 eth0 eth1 -- set Port bond0 trunks=1081,1082,1083 bond_mode=active-backup external_ids:netfleet-owner=fixture");
+    expect(argv).toContain("-- add-port br-uplink pu-secure -- set Port pu-secure tag=1081 external_ids:netfleet-owner=fixture -- set Interface pu-secure type=patch options:peer=pb-secure");
+  });
+
+  it("retags a port and changes trunks in place", () => {
+    const spec: OvsBridgeSpec = {
+      ...uplink,
+      ports: [{ ...uplinkPorts[0]!, trunks: [1081, 1082] }, { ...uplinkPorts[1]!, tag: 1091 }, uplinkPorts[2]!],
+    };
+    const plan = ovsBridge.plan(spec, state("trunk-converged"), ctx);
+    expect(plan.changes).toEqual({
+      "port bond0 trunks": { old: [1081, 1082, 1083], new: [1081, 1082] },
+      "port pu-secure tag": { old: 1081, new: 1091 },
+    });
+    expect(plan.commands[0]!.argv.slice(2)).toEqual(["--", "set", "Port", "bond0", "trunks=1081,1082", "--", "set", "Port", "pu-secure", "tag=1091"]);
+  });
+
+  it("rebuilds a bond whose members changed", () => {
+    const spec: OvsBridgeSpec = { ...uplink, ports: [{ ...uplinkPorts[0]!, members: ["eth0", "eth2"] }, uplinkPorts[1]!, uplinkPorts[2]!] };
+    const argv = ovsBridge.plan(spec, state("trunk-converged"), ctx).commands[0]!.argv.join(" ");
+    expect(argv).toContain("-- --if-exists del-port bond0 -- add-bond br-uplink bond0 eth0 eth2");
+  });
+
+  it("backend gateway port: a tagged internal port → no commands when converged", () => {
+    const spec: OvsBridgeSpec = { ...uplink, ports: [...uplinkPorts, { name: "gw-secure", type: "internal", tag: 1081 }] };
+    expect(ovsBridge.plan(spec, state("trunk-backend-converged"), ctx).commands).toEqual([]);
+    const fromEmpty = ovsBridge.plan({ ...spec, ports: [{ name: "gw-secure", type: "internal", tag: 1081, mac: "02:4e:46:00:04:39" }] }, state("empty"), ctx);
+    expect(fromEmpty.commands[0]!.argv.join(" ")).toContain('-- set Interface gw-secure type=internal mac="02:4e:46:00:04:39"');
+  });
+});

@@ -1,0 +1,75 @@
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { canonicalJson, decodeAssignment, loadInventory } from "@netfleet/shared";
+import { compileSite, gatewayMac } from "./compile.ts";
+
+const root = join(import.meta.dirname, "..", "..", "..", "..");
+const site = (name: string) => loadInventory(join(root, "inventories", name));
+
+describe("planner", () => {
+  it("is deterministic: the same inventory gives byte-identical assignments", () => {
+    const a = compileSite(site("reference")).map((x) => canonicalJson(x));
+    const b = compileSite(site("reference")).map((x) => canonicalJson(x));
+    expect(a).toEqual(b);
+  });
+
+  it("does not depend on the order of entries in the files", () => {
+    const dir = mkdtempSync(join(tmpdir(), "nf-order-"));
+    cpSync(join(root, "inventories", "reference"), dir, { recursive: true });
+    const hosts = readFileSync(join(dir, "hosts.yaml"), "utf8");
+    // Move the backend after the VM hosts: same site, other order.
+    const [head, rest] = hosts.split("\nhosts:\n");
+    const blocks = rest!.split(/\n(?=  [a-z0-9-]+:\n)/);
+    writeFileSync(join(dir, "hosts.yaml"), `${head}\nhosts:\n${[...blocks.slice(1), blocks[0]].join("\n")}\n`);
+    const hashes = (s: ReturnType<typeof site>) => compileSite(s).map((x) => `${x.host}:${x.hash}`);
+    expect(hashes(loadInventory(dir))).toEqual(hashes(site("reference")));
+  });
+
+  it("a change in the inventory changes the hash of the affected hosts only", () => {
+    const dir = mkdtempSync(join(tmpdir(), "nf-change-"));
+    cpSync(join(root, "inventories", "reference"), dir, { recursive: true });
+    const path = join(dir, "hosts.yaml");
+    writeFileSync(path, readFileSync(path, "utf8").replace("      mode: ovs-trunk\n", "      mode: ovs-trunk\n      trunk_bridge: br-trunk\n"));
+    const before = new Map(compileSite(site("reference")).map((a) => [a.host, a.hash]));
+    const after = new Map(compileSite(loadInventory(dir)).map((a) => [a.host, a.hash]));
+    expect([...after].filter(([h, hash]) => before.get(h) !== hash).map(([h]) => h)).toEqual(["hv3"]);
+  });
+
+  it("compiles the reference backend: bond, bond0.<vid> with the gateway addresses, forwarding", () => {
+    const backend = compileSite(site("reference")).find((a) => a.host === "backend")!;
+    expect(backend.resources.map((r) => `${r.kind}[${r.name}]`)).toEqual([
+      "kernel-bond[bond0]",
+      "vlan-interface[bond0.1081]",
+      "vlan-interface[bond0.1082]",
+      "vlan-interface[bond0.1083]",
+      "interface-address[bond0.1081]",
+      "interface-address[bond0.1082]",
+      "interface-address[bond0.1083]",
+      "sysctl[net.ipv4.ip_forward]",
+      "owned-cleanup[host]",
+    ]);
+    expect(backend.resources[4]).toEqual({ kind: "interface-address", name: "bond0.1081", addresses: ["192.168.128.1/17"], mac: gatewayMac(1081) });
+  });
+
+  it("compiles a kernel-mode VM host: bridge per network on its VLAN interface, libvirt network with portgroups", () => {
+    const hv1 = compileSite(site("reference")).find((a) => a.host === "hv1")!;
+    expect(hv1.resources.find((r) => r.name === "br-secure")).toEqual({ kind: "ovs-bridge", name: "br-secure", datapath: "system", ports: [{ name: "bond0.1081", type: "system" }] });
+    expect(hv1.resources.find((r) => r.kind === "libvirt-network" && r.name === "secure")).toMatchObject({ bridge: "br-secure", portgroups: [{ name: "default", default: true }, { name: "isolated" }, { name: "vlan-1081", vlan: 1081 }] });
+  });
+
+  it("compiles an ovs-trunk VM host: OVS bond with trunks and tagged patch ports", () => {
+    const hv3 = compileSite(site("reference")).find((a) => a.host === "hv3")!;
+    const uplink = hv3.resources.find((r) => r.name === "br-uplink");
+    expect(uplink).toMatchObject({ ports: [{ name: "bond0", type: "bond", members: ["eno1", "eno2"], trunks: [1081, 1082, 1083] }, { name: "pu-secure", tag: 1081, peer: "pb-secure" }, { name: "pu-service", tag: 1082 }, { name: "pu-datain", tag: 1083 }] });
+    expect(hv3.resources.some((r) => r.kind === "kernel-bond")).toBe(false);
+  });
+
+  it("the assignment decodes back with its hash, and a tampered one is refused", () => {
+    const a = compileSite(site("lab"))[0]!;
+    expect(decodeAssignment("test", JSON.stringify(a))).toEqual(a);
+    const tampered = { ...a, resources: a.resources.slice(1) };
+    expect(() => decodeAssignment("kv:lab.backend", JSON.stringify(tampered))).toThrow("kv:lab.backend: hash: content hash does not match the document");
+  });
+});
