@@ -1,7 +1,7 @@
 import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { inventoryJsonSchema } from "@netfleet/shared";
-import { planCommand } from "./commands/plan.ts";
+import { compileCommand, planCommand } from "./commands/plan.ts";
 import { validateCommand } from "./commands/validate.ts";
 import { consoleOutput, type CommandOutput } from "./output.ts";
 
@@ -14,6 +14,7 @@ Usage: netfleet <command> [options]
 Commands:
   validate <site-dir>                 check an inventory; one line per problem (file:line:col: path: message)
   plan <site-dir> [--host NAME]       per host: the resources it must hold and the commands of a first apply
+  compile <site-dir> --out DIR         write each host's assignment to DIR/<host>.json (for netfleet-agent apply)
   schema [--out FILE]                 print (or write) the JSON Schema of inventory files, for editors
   help                                this text
 
@@ -63,6 +64,14 @@ export async function main(argv: string[], out?: CommandOutput): Promise<number>
     case "plan": {
       const dir = needDir();
       return dir === undefined ? EXIT_USAGE : planCommand(dir, parsed.values.host !== undefined ? { host: parsed.values.host } : {}, o);
+    }
+    case "compile": {
+      const dir = needDir();
+      if (dir === undefined || !parsed.values.out) {
+        o.error("netfleet compile: usage: netfleet compile <site-dir> --out DIR");
+        return EXIT_USAGE;
+      }
+      return compileCommand(dir, parsed.values.out, o);
     }
     case "schema": {
       const text = JSON.stringify(inventoryJsonSchema(), null, 2) + "\n";

@@ -1,3 +1,5 @@
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { resourceId, type HostAssignment, type Inventory, type ResourceSpec } from "@netfleet/shared";
 import { EmptyHostRunner, reconcile, Toolbox } from "@netfleet/agent";
 import { compileSite } from "../planner/compile.ts";
@@ -87,4 +89,18 @@ function summarizeSpec(spec: ResourceSpec): string {
     case "owned-cleanup":
       return "remove what netfleet created here and no longer wants";
   }
+}
+
+export function compileCommand(dir: string, outDir: string, out: CommandOutput): number {
+  const inventory = loadOrReport(dir, out);
+  if (!inventory) return EXIT_INVALID;
+  mkdirSync(outDir, { recursive: true });
+  const written = compileSite(inventory).map((a) => {
+    const path = join(outDir, `${a.host}.json`);
+    writeFileSync(path, JSON.stringify(a, null, 2) + "\n");
+    return { host: a.host, hash: a.hash, path };
+  });
+  if (out.json) out.emit({ site: inventory.site.name, assignments: written });
+  else for (const w of written) out.line(`${w.path}  ${w.hash.slice(0, 12)}`);
+  return 0;
 }
