@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import type { z } from "zod";
-import { InventoryError, type InputProblem } from "../errors.ts";
+import { formatProblem, InventoryError, type InputProblem } from "../errors.ts";
 import { DNS_LABEL, IFNAME_MAX, isUnicastMac, NETWORK_NAME, vlanInterfaceName } from "../names.ts";
 import { cidrContains, cidrsOverlap, ipv4ToInt, parseIpv4Cidr, type Ipv4Cidr } from "../ipv4.ts";
 import { dotted, SourceFile, type DocPath } from "./source.ts";
@@ -35,14 +35,21 @@ interface Located<T> {
  */
 export function loadInventory(dir: string, options: { cwd?: string } = {}): Inventory {
   const cwd = options.cwd ?? process.cwd();
-  const show = (p: string) => relative(cwd, p) || p;
+  const show = (p: string) => relative(cwd, p) || ".";
   const problems: InputProblem[] = [];
   const files = listInventoryFiles(dir, show, problems);
   if (problems.length > 0) throw new InventoryError(problems);
 
   const parsed: { file: SourceFile; data: InventoryFileT }[] = [];
   for (const path of files) {
-    const { file, value, problems: yamlProblems } = SourceFile.parse(show(path), readFileSync(path, "utf8"));
+    let text: string;
+    try {
+      text = readFileSync(path, "utf8");
+    } catch (err) {
+      problems.push({ file: show(path), line: 1, col: 1, path: "", message: `cannot read file: ${(err as Error).message}` });
+      continue;
+    }
+    const { file, value, problems: yamlProblems } = SourceFile.parse(show(path), text);
     if (yamlProblems.length > 0) {
       problems.push(...yamlProblems);
       continue;
@@ -88,8 +95,8 @@ export function zodProblems(file: SourceFile, base: DocPath, error: z.ZodError):
         const hint = key === "<<" ? "YAML merge keys are not supported; share settings through groups" : `unknown key ${JSON.stringify(key)}${suggest(key, file, path)}`;
         out.push(file.problem([...path, key], hint, { key: true }));
       }
-    } else if (issue.code === "invalid_type" && issue.input === undefined) {
-      out.push(file.problem(path, `required: ${issue.message.replace(/^Invalid input: /, "")}`));
+    } else if (issue.code === "invalid_type" && /received undefined$/.test(issue.message)) {
+      out.push(file.problem(path, `required key is missing (expected ${issue.expected})`, { key: true }));
     } else if (issue.code === "invalid_key") {
       out.push(file.problem(path, `invalid name: ${issue.issues[0]?.message ?? issue.message}`, { key: true }));
     } else {
@@ -147,7 +154,8 @@ function editDistance(a: string, b: string): number {
 }
 
 function sortProblems(problems: InputProblem[]): InputProblem[] {
-  return [...problems].sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.col - b.col);
+  const unique = [...new Map(problems.map((p) => [formatProblem(p), p])).values()];
+  return unique.sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.col - b.col);
 }
 
 /** Site-wide rules that a per-file schema cannot see. */
@@ -214,7 +222,7 @@ class SiteChecker {
     const management = site?.management ? (parseIpv4Cidr(site.management) as Ipv4Cidr) : undefined;
     const resolvedNetworks = this.checkNetworks(networks, management, siteRef);
     const hosts = this.resolveHosts(hostEntries, groups, networks, management, siteRef);
-    this.checkVmPlacement(networks, hosts);
+    this.checkVmPlacement(networks, hosts, new Set(hostEntries.map((h) => h.name)));
 
     if (!site || this.problems.length > 0) return undefined;
     return { dir, site, networks: resolvedNetworks, hosts: hosts.map((h) => h.value) };
@@ -399,8 +407,8 @@ class SiteChecker {
         hostNetworks.forEach((n, i) => {
           if (!networkNames.includes(n)) this.report(this.at(networksRef, i), `no network ${JSON.stringify(n)} in this site`);
         });
-        const dup = hostNetworks.find((n, i) => hostNetworks!.indexOf(n) !== i);
-        if (dup) this.report(networksRef, `network ${dup} is listed twice`);
+        const dup = hostNetworks.findIndex((n, i) => hostNetworks!.indexOf(n) !== i);
+        if (dup >= 0) this.report(this.at(networksRef, dup), `network ${hostNetworks[dup]} is listed twice`);
       }
       if (role === "backend") {
         if (hostNetworks && networksRef) {
@@ -448,7 +456,7 @@ class SiteChecker {
       if (address !== undefined) {
         const at = origin.get("address")!;
         if (management && !cidrContains(management, ipv4ToInt(address))) {
-          this.report(at, `management address ${address} is outside the management network ${management.text}${siteRef ? "" : ""}`);
+          this.report(at, `management address ${address} is outside the management network ${management.text}`);
         }
         const first = addresses.get(address);
         if (first) this.report(at, `address ${address} is already used by host ${String(first.path[1])} at ${this.where(first)}`);
@@ -491,13 +499,14 @@ class SiteChecker {
     return out;
   }
 
-  private checkVmPlacement(networks: Located<NetworkSpec>[], hosts: Located<Host>[]): void {
+  private checkVmPlacement(networks: Located<NetworkSpec>[], hosts: Located<Host>[], defined: Set<string>): void {
     const byName = new Map(hosts.map((h) => [h.name, h.value]));
     for (const { name, value: net, ref } of networks) {
       for (const [vmName, vm] of Object.entries(net.vms)) {
         if (vm.host === undefined) continue;
         const at = this.at(ref, "vms", vmName, "host");
         const host = byName.get(vm.host);
+        if (!host && defined.has(vm.host)) continue; // its own problems are reported already
         if (!host) this.report(at, `no host ${JSON.stringify(vm.host)} in this site`);
         else if (host.role !== "vmhost") this.report(at, `${vm.host} is a ${host.role}, not a vmhost`);
         else if (!host.networks.includes(name)) this.report(at, `host ${vm.host} does not carry network ${name}`);

@@ -106,7 +106,10 @@ const hostSettingsShape = {
   role: z.enum(["vmhost", "backend"]),
   uplink: UplinkSpec.partial(),
   networks: z.array(z.string()).describe("Networks this host carries (a backend carries all)"),
-  labels: z.record(z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/), z.string().max(253)),
+  labels: z.record(
+    z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, "must be a label key: 1-63 of a-z 0-9 _ . -, starting with a letter or digit"),
+    z.string().max(253),
+  ),
   external_interface: interfaceName.describe("backend: interface towards the internet (masquerade, port-forwards)"),
 };
 

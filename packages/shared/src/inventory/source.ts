@@ -25,8 +25,12 @@ export class SourceFile {
     const file = new SourceFile(name, doc, lines);
     const problems: InputProblem[] = [];
     for (const err of [...doc.errors, ...doc.warnings]) {
-      const pos = err.linePos?.[0] ?? { line: 1, col: 1 };
-      problems.push({ file: name, line: pos.line, col: pos.col, path: "", message: yamlMessage(err.message) });
+      // linePos is only filled in with prettyErrors; pos (an offset) always is.
+      const pos = err.linePos?.[0] ?? lines.linePos(err.pos[0]);
+      const message = err.code === "DUPLICATE_KEY"
+        ? `key ${JSON.stringify(file.scalarAt(err.pos[0]) ?? text.slice(err.pos[0], err.pos[1]))} appears twice in this mapping`
+        : yamlMessage(err.message);
+      problems.push({ file: name, line: pos.line, col: pos.col, path: "", message });
     }
     if (problems.length > 0) return { file, value: undefined, problems };
     try {
@@ -66,6 +70,19 @@ export class SourceFile {
     return { file: this.name, ...this.position(path, options.key), path: dotted(path), message };
   }
 
+  /** The value of the scalar that starts at `offset`, e.g. a duplicate key. */
+  private scalarAt(offset: number): string | undefined {
+    let found: string | undefined;
+    visit(this.doc, {
+      Scalar: (_key, node) => {
+        if (node.range?.[0] !== offset) return undefined;
+        found = String(node.value);
+        return visit.BREAK;
+      },
+    });
+    return found;
+  }
+
   private firstAlias(): { line: number; col: number } | undefined {
     let offset: number | undefined;
     visit(this.doc, {
@@ -86,6 +103,7 @@ export function dotted(path: DocPath): string {
 }
 
 function yamlMessage(message: string): string {
-  const first = message.split("\n")[0] ?? message;
-  return first.replace(/ at line \d+, column \d+:?$/, "");
+  const first = (message.split("\n")[0] ?? message).replace(/ at line \d+, column \d+:?$/, "");
+  if (first.startsWith("Source contains multiple documents")) return "a file holds one YAML document; remove the `---` separator or split the file";
+  return first;
 }
