@@ -29,8 +29,16 @@ export class Toolbox {
 
   /** ovs-ofctl addresses a bridge through its management socket when OVS runs with a private run dir. */
   ovsOfctl(command: string, bridge: string, ...args: string[]): string[] {
-    const target = this.paths.ovsRundir ? `unix:${this.paths.ovsRundir}/${bridge}.mgmt` : bridge;
-    return ["ovs-ofctl", "-O", "OpenFlow13", command, target, ...args];
+    return ["ovs-ofctl", "-O", "OpenFlow13", command, this.ofTarget(bridge), ...args];
+  }
+
+  /** `ovs-ofctl --bundle add-flows BRIDGE -`: the whole file is one atomic transaction. */
+  ovsOfctlBundle(bridge: string): string[] {
+    return ["ovs-ofctl", "-O", "OpenFlow13", "--bundle", "add-flows", this.ofTarget(bridge), "-"];
+  }
+
+  private ofTarget(bridge: string): string {
+    return this.paths.ovsRundir ? `unix:${this.paths.ovsRundir}/${bridge}.mgmt` : bridge;
   }
 
   virsh(...args: string[]): string[] {

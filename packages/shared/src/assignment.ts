@@ -78,6 +78,31 @@ export const SysctlSpec = z.strictObject({
   value: z.string().regex(/^[0-9]+$/),
 });
 
+/**
+ * OpenFlow rules for the VM ports of one bridge: anti-spoofing (the VM's
+ * MAC, and its IP when known) and private-VLAN-like isolation (talk to the
+ * gateway only). Ports are found live: any Interface carrying libvirt's
+ * `external_ids:attached-mac`.
+ */
+export const VmPortPolicySpec = z.strictObject({
+  kind: z.literal("vm-port-policy"),
+  name: ifname,
+  network: z.string().regex(NETWORK_NAME),
+  /** The port towards the gateway: the VLAN interface or the patch port. */
+  uplinkPort: ifname,
+  gateway: z.strictObject({ ip: z.string().regex(/^\d{1,3}(?:\.\d{1,3}){3}$/), mac: z.string().regex(MAC_ADDRESS) }),
+  isolatedDefault: z.boolean(),
+  cookie: z.string().regex(/^0x[0-9a-f]{16}$/),
+  vms: z.array(
+    z.strictObject({
+      name: z.string().regex(DNS_LABEL),
+      mac: z.string().regex(MAC_ADDRESS),
+      ip: z.string().regex(/^\d{1,3}(?:\.\d{1,3}){3}$/).optional(),
+      isolated: z.boolean(),
+    }),
+  ),
+});
+
 /** Removes what carries our owner marker and is no longer desired. */
 export const OwnedCleanupSpec = z.strictObject({
   kind: z.literal("owned-cleanup"),
@@ -96,6 +121,7 @@ export const ResourceSpec = z.discriminatedUnion("kind", [
   OvsBridgeSpec,
   LibvirtNetworkSpec,
   SysctlSpec,
+  VmPortPolicySpec,
   OwnedCleanupSpec,
 ]);
 
@@ -117,6 +143,7 @@ export type OvsPortSpec = z.output<typeof OvsPortSpec>;
 export type OvsBridgeSpec = z.output<typeof OvsBridgeSpec>;
 export type LibvirtNetworkSpec = z.output<typeof LibvirtNetworkSpec>;
 export type SysctlSpec = z.output<typeof SysctlSpec>;
+export type VmPortPolicySpec = z.output<typeof VmPortPolicySpec>;
 export type OwnedCleanupSpec = z.output<typeof OwnedCleanupSpec>;
 export type ResourceSpec = z.output<typeof ResourceSpec>;
 export type HostAssignment = z.output<typeof HostAssignment>;

@@ -4,6 +4,7 @@ import { interfaceAddress, kernelBond, vlanInterface } from "./ip-link.ts";
 import { libvirtNetwork } from "./libvirt.ts";
 import { ovsBridge } from "./ovs.ts";
 import { sysctl } from "./sysctl.ts";
+import { vmPortPolicy } from "./vm-port-policy.ts";
 import type { ResourceHandler } from "./types.ts";
 
 /** Every resource kind the agent knows, by the `kind` of its spec. */
@@ -14,6 +15,7 @@ export const handlers: { [K in ResourceSpec["kind"]]: ResourceHandler<Extract<Re
   "ovs-bridge": ovsBridge,
   "libvirt-network": libvirtNetwork,
   sysctl,
+  "vm-port-policy": vmPortPolicy,
   "owned-cleanup": ownedCleanup,
 };
 

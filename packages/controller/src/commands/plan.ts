@@ -86,6 +86,8 @@ function summarizeSpec(spec: ResourceSpec): string {
       return `bridge ${spec.bridge}, portgroups ${spec.portgroups.map((p) => p.name).join(",")}`;
     case "sysctl":
       return `${spec.name} = ${spec.value}`;
+    case "vm-port-policy":
+      return `OpenFlow for VM ports (cookie ${spec.cookie}): anti-spoofing; isolated ${spec.vms.filter((v) => v.isolated).map((v) => v.name).join(",") || "none"}${spec.isolatedDefault ? " (network default: isolated)" : ""}`;
     case "owned-cleanup":
       return "remove what netfleet created here and no longer wants";
   }

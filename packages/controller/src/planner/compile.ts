@@ -39,6 +39,11 @@ export function gatewayMac(vlan: number): string {
   return `02:4e:46:00:${((vlan >> 8) & 0xff).toString(16).padStart(2, "0")}:${(vlan & 0xff).toString(16).padStart(2, "0")}`;
 }
 
+/** Cookie of our OpenFlow rules on a network's bridge: "NF" and the VLAN id. */
+export function flowCookie(vlan: number): string {
+  return `0x4e46${vlan.toString(16).padStart(12, "0")}`;
+}
+
 function uplinkResources(host: Host, networks: Network[], extraTrunkPorts: OvsPortSpec[]): { resources: ResourceSpec[]; links: string[]; bridges: string[] } {
   const up = host.uplink;
   if (up.mode === "kernel") {
@@ -79,6 +84,18 @@ function vmhostResources(host: Host, networks: Network[]): ResourceSpec[] {
       ? { name: patchPortNames(n.name).bridge, type: "patch", peer: patchPortNames(n.name).uplink }
       : { name: vlanInterfaceName(up.bond, n.vlan), type: "system" };
     resources.push({ kind: "ovs-bridge", name: bridgeName(n.name), datapath: up.datapath, ports: [port] });
+  }
+  for (const n of networks) {
+    resources.push({
+      kind: "vm-port-policy",
+      name: bridgeName(n.name),
+      network: n.name,
+      uplinkPort: trunkMode ? patchPortNames(n.name).bridge : vlanInterfaceName(up.bond, n.vlan),
+      gateway: { ip: n.gateway, mac: gatewayMac(n.vlan) },
+      isolatedDefault: n.isolated_ports,
+      cookie: flowCookie(n.vlan),
+      vms: n.vms.map((vm) => ({ name: vm.name, mac: vm.mac, ...(vm.ip ? { ip: vm.ip } : {}), isolated: vm.isolated })),
+    });
   }
   for (const n of networks) {
     resources.push({

@@ -1,0 +1,46 @@
+/** Where a lab lives and what it is built from. */
+export interface LabOptions {
+  /** Site folder to build, e.g. `inventories/lab`. */
+  inventoryDir: string;
+  /** Namespace prefix, e.g. `nf`: every namespace is `<prefix>-<name>`. */
+  prefix: string;
+  /** All state of this lab (OVS dbs, libvirt dirs, logs, lab.json), e.g. `/run/netfleet-lab/nf`. */
+  runDir: string;
+  /** Repository root: the agent is run from `<repoRoot>/packages/agent/src/cli.ts`. */
+  repoRoot: string;
+}
+
+export interface LabStatus {
+  up: boolean;
+  prefix: string;
+  runDir: string;
+  hosts: LabHost[];
+  vms: LabVm[];
+  /** What is missing or dead when `up` is false. */
+  problems?: string[];
+}
+
+export interface LabHost {
+  name: string;
+  role: "vmhost" | "backend";
+  namespace: string;
+  mgmtAddress?: string;
+  ovsDb: string;
+  ovsRundir: string;
+  libvirtUri?: string;
+}
+
+export interface LabVm {
+  name: string;
+  host: string;
+  network: string;
+  namespace: string;
+  /** VM-side interface name (`eth0`); for a libvirt domain the guest NIC has no name here. */
+  interface: string;
+  /** Host-side OVS port: `v-<vm>` for a namespace VM, libvirt's `vnetN` for a running domain ("" when not running). */
+  hostPort: string;
+  mac: string;
+  ip?: string;
+  kind: "namespace" | "domain";
+  state?: string;
+}
