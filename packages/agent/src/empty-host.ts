@@ -36,6 +36,7 @@ export class EmptyHostRunner implements Runner {
     }
     if (argv[0] === "virsh" && argv.includes("net-list")) return ok("\n");
     if (argv[0] === "sysctl") return ok("0\n");
+    if (argv[0] === "nft") return { stdout: "", stderr: "Error: No such file or directory\n", exitCode: 1, durationMs: 0 };
     throw new Error(`EmptyHostRunner: no empty-host answer for ${argv.join(" ")}`);
   }
 }

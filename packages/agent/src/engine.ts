@@ -1,5 +1,7 @@
 import { resourceId, type ResourceSpec } from "@netfleet/shared";
-import { displayCommand, type Runner } from "./exec/runner.ts";
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { dirname } from "node:path";
+import { displayCommand, type Builtin, type Runner } from "./exec/runner.ts";
 import { handlerFor } from "./resources/index.ts";
 import type { ObserveContext, ResourcePlan, ResourceResult } from "./resources/types.ts";
 import type { Toolbox } from "./tools.ts";
@@ -49,6 +51,11 @@ export async function reconcile(resources: readonly ResourceSpec[], options: Rec
     owner: options.owner,
     tools: options.tools,
     read: (argv, o) => cache.read(argv, o),
+    readFile: (path) => readFile(path, "utf8").catch((err: NodeJS.ErrnoException) => {
+      if (err.code === "ENOENT") return undefined;
+      throw err;
+    }),
+    processArgv,
   };
   const results: ResourceResult[] = [];
   for (const spec of resources) {
@@ -93,7 +100,38 @@ export async function reconcile(resources: readonly ResourceSpec[], options: Rec
 }
 
 async function applyPlan(plan: ResourcePlan, runner: Runner): Promise<void> {
-  for (const command of plan.commands) await runner.run(command);
+  for (const command of plan.commands) {
+    if (command.builtin) await performBuiltin(command.builtin);
+    else await runner.run(command);
+  }
+}
+
+async function performBuiltin(step: Builtin): Promise<void> {
+  if (step.op === "write-file") {
+    // Write beside, then rename: a reader never sees half a file.
+    await mkdir(dirname(step.path), { recursive: true });
+    const tmp = `${step.path}.netfleet-tmp`;
+    await writeFile(tmp, step.content, { mode: 0o644 });
+    await rename(tmp, step.path);
+    return;
+  }
+  const deadline = performance.now() + step.timeoutMs;
+  while ((await processArgv(step.pid)) !== undefined) {
+    if (performance.now() > deadline) throw new Error(`pid ${step.pid} did not exit within ${step.timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export async function processArgv(pid: number): Promise<string[] | undefined> {
+  try {
+    const raw = await readFile(`/proc/${pid}/cmdline`, "utf8");
+    const status = await readFile(`/proc/${pid}/stat`, "utf8");
+    // A zombie has exited; only its parent has not reaped it yet.
+    if (/^\d+ \(.*\) Z /.test(status)) return undefined;
+    return raw.split("\0").filter(Boolean);
+  } catch {
+    return undefined;
+  }
 }
 
 export function summarize(results: readonly ResourceResult[]): { ok: number; changed: number; failed: number; pending: number } {

@@ -5,3 +5,4 @@ export { reconcile, summarize, type ReconcileOptions } from "./engine.ts";
 export { EmptyHostRunner } from "./empty-host.ts";
 export { handlers } from "./resources/index.ts";
 export type { ResourceResult, ResourcePlan, ResourceHandler } from "./resources/types.ts";
+export { AgentDaemon, type DaemonOptions } from "./daemon.ts";

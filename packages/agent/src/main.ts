@@ -5,11 +5,18 @@ import { reconcile, summarize } from "./engine.ts";
 import { ExecaRunner } from "./exec/runner.ts";
 import type { ResourceResult } from "./resources/types.ts";
 import { Toolbox } from "./tools.ts";
+import { AgentDaemon } from "./daemon.ts";
+import { unwatchFile, watchFile } from "node:fs";
+import type { HostAssignment } from "@netfleet/shared";
 
 const HELP = `netfleet-agent — reconciles this host to its netfleet assignment
 
 Usage:
   netfleet-agent apply --assignment FILE [--check] [--json] [tool options]
+  netfleet-agent run --assignment FILE [--interval S] [--flow-interval S] [tool options]
+      keeps the host converged: follows OVS port changes and libvirt domain
+      events, re-reads FILE when it changes, logs JSON lines; stopping it
+      (SIGTERM) leaves the host as it is
 
 Tool options (defaults suit a normal host):
   --ovs-db PATH        ovsdb socket (default /run/openvswitch/db.sock)
@@ -34,13 +41,15 @@ export async function main(argv: string[]): Promise<number> {
         "ovs-db": { type: "string" },
         "ovs-rundir": { type: "string" },
         "libvirt-uri": { type: "string" },
+        interval: { type: "string", default: "30" },
+        "flow-interval": { type: "string", default: "2" },
       },
     });
   } catch (err) {
     process.stderr.write(`netfleet-agent: ${(err as Error).message}\n`);
     return 64;
   }
-  if (command !== "apply") {
+  if (command !== "apply" && command !== "run") {
     process.stdout.write(HELP);
     return command === undefined || command === "help" || command === "--help" ? 0 : 64;
   }
@@ -65,6 +74,9 @@ export async function main(argv: string[]): Promise<number> {
     ...(v["ovs-rundir"] ? { ovsRundir: v["ovs-rundir"] } : {}),
     ...(v["libvirt-uri"] ? { libvirtUri: v["libvirt-uri"] } : {}),
   });
+  if (command === "run") {
+    return runDaemon(file, assignment, tools, Number(v.interval) * 1000, Number(v["flow-interval"]) * 1000);
+  }
   const started = performance.now();
   const results = await reconcile(assignment.resources, { runner: new ExecaRunner(), tools, owner: assignment.site, check: v.check });
   const summary = summarize(results);
@@ -84,4 +96,36 @@ function formatResult(r: ResourceResult): string {
   for (const [k, c] of Object.entries(r.changes)) text += `          ${k}: ${JSON.stringify(c.old)} -> ${JSON.stringify(c.new)}\n`;
   if (r.error) text += `          error: ${r.error}\n`;
   return text;
+}
+
+async function runDaemon(file: string, assignment: HostAssignment, tools: Toolbox, intervalMs: number, flowIntervalMs: number): Promise<number> {
+  if (!(intervalMs >= 1000) || !(flowIntervalMs >= 200)) {
+    process.stderr.write("netfleet-agent run: --interval must be >= 1 and --flow-interval >= 0.2 (seconds)\n");
+    return 64;
+  }
+  const log = (event: Record<string, unknown>) => process.stdout.write(JSON.stringify({ ts: new Date().toISOString(), ...event }) + "\n");
+  const daemon = new AgentDaemon(assignment, { runner: new ExecaRunner(), tools, intervalMs, flowIntervalMs, watchEvents: true, log });
+  log({ event: "start", host: assignment.host, hash: assignment.hash, pid: process.pid });
+  await daemon.start();
+  watchFile(file, { interval: 1000 }, () => {
+    try {
+      const next = decodeAssignment(file, readFileSync(file, "utf8"));
+      if (next.hash !== assignment.hash) {
+        assignment = next;
+        log({ event: "assignment", hash: next.hash });
+        void daemon.replace(next);
+      }
+    } catch (err) {
+      // A bad document changes nothing: the host keeps its current state.
+      log({ event: "assignment-rejected", error: (err as Error).message });
+    }
+  });
+  await new Promise<void>((resolve) => {
+    process.once("SIGTERM", resolve);
+    process.once("SIGINT", resolve);
+  });
+  unwatchFile(file);
+  await daemon.stop();
+  log({ event: "stop", host: assignment.host });
+  return 0;
 }

@@ -10,12 +10,18 @@ export interface ToolPaths {
   ovsRundir?: string;
   /** libvirt connection URI. */
   libvirtUri?: string;
+  /** Where the agent keeps the files of services it supervises (dnsmasq). */
+  runDir?: string;
 }
 
 export class Toolbox {
   readonly paths: ToolPaths;
   constructor(paths: ToolPaths = {}) {
     this.paths = paths;
+  }
+
+  get runDir(): string {
+    return this.paths.runDir ?? "/run/netfleet";
   }
 
   ip(...args: string[]): string[] {

@@ -103,6 +103,54 @@ export const VmPortPolicySpec = z.strictObject({
   ),
 });
 
+const ipv4 = z.string().regex(/^\d{1,3}(?:\.\d{1,3}){3}$/);
+const cidrOrAddress = z.string().regex(/^\d{1,3}(?:\.\d{1,3}){3}(?:\/\d{1,2})?$/);
+
+/** One DHCP/DNS service per network on the backend, supervised by the agent. */
+export const DnsmasqSpec = z.strictObject({
+  kind: z.literal("dnsmasq"),
+  name: z.string().regex(NETWORK_NAME),
+  interface: ifname,
+  address: ipv4,
+  netmask: ipv4,
+  domain: z.string().regex(/^[a-z0-9.-]+$/),
+  dhcp: z.strictObject({ start: ipv4, end: ipv4, leaseTime: z.string().regex(/^(?:\d+[smhdw]|infinite)$/) }),
+  /** Static leases and names: a VM without ip gets its name only. */
+  hosts: z.array(z.strictObject({ name: z.string().regex(DNS_LABEL), mac: z.string().regex(MAC_ADDRESS), ip: ipv4.optional() })),
+  dns: z.enum(["open", "allowlist"]),
+  upstream: z.array(ipv4),
+  /** allowlist networks: names that resolve (through the upstream), and the nft set their addresses join. */
+  allowNames: z.array(z.strictObject({ name: z.string().regex(/^[a-z0-9.-]+$/), set: z.string().regex(/^[a-z0-9_]+$/).optional() })),
+});
+
+/** Egress rule of one VM: a destination (address/CIDR, or a DNS name's set) and ports. */
+const EgressRule = z.strictObject({
+  vm: ipv4,
+  to: cidrOrAddress.optional(),
+  set: z.string().regex(/^[a-z0-9_]+$/).optional(),
+  proto: z.enum(["tcp", "udp"]),
+  ports: z.array(z.number().int().min(1).max(65535)).optional(),
+});
+
+/** The backend's firewall and NAT: one table of ours, `inet netfleet`. */
+export const NftTableSpec = z.strictObject({
+  kind: z.literal("nft-table"),
+  name: z.literal("netfleet"),
+  externalInterface: ifname,
+  networks: z.array(
+    z.strictObject({
+      name: z.string().regex(NETWORK_NAME),
+      interface: ifname,
+      cidr: cidrOrAddress,
+      gateway: ipv4,
+      egress: z.enum(["open", "allowlist"]),
+    }),
+  ),
+  allow: z.array(EgressRule),
+  dnsSets: z.array(z.string().regex(/^[a-z0-9_]+$/)),
+  forwards: z.array(z.strictObject({ listen: z.number().int(), proto: z.enum(["tcp", "udp"]), vm: ipv4, port: z.number().int(), interface: ifname })),
+});
+
 /** Removes what carries our owner marker and is no longer desired. */
 export const OwnedCleanupSpec = z.strictObject({
   kind: z.literal("owned-cleanup"),
@@ -122,6 +170,8 @@ export const ResourceSpec = z.discriminatedUnion("kind", [
   LibvirtNetworkSpec,
   SysctlSpec,
   VmPortPolicySpec,
+  DnsmasqSpec,
+  NftTableSpec,
   OwnedCleanupSpec,
 ]);
 
@@ -144,6 +194,9 @@ export type OvsBridgeSpec = z.output<typeof OvsBridgeSpec>;
 export type LibvirtNetworkSpec = z.output<typeof LibvirtNetworkSpec>;
 export type SysctlSpec = z.output<typeof SysctlSpec>;
 export type VmPortPolicySpec = z.output<typeof VmPortPolicySpec>;
+export type DnsmasqSpec = z.output<typeof DnsmasqSpec>;
+export type NftTableSpec = z.output<typeof NftTableSpec>;
+export type EgressRule = z.output<typeof EgressRule>;
 export type OwnedCleanupSpec = z.output<typeof OwnedCleanupSpec>;
 export type ResourceSpec = z.output<typeof ResourceSpec>;
 export type HostAssignment = z.output<typeof HostAssignment>;

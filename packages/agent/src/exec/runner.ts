@@ -1,7 +1,14 @@
 import { execa } from "execa";
 
+/** Steps the agent performs itself rather than through a program. */
+export type Builtin =
+  | { op: "write-file"; path: string; content: string }
+  | { op: "wait-exit"; pid: number; timeoutMs: number };
+
 /** One command: always an argv array, never a shell string. */
 export interface Command {
+  /** Done in-process by the engine; `argv` then only describes it. */
+  builtin?: Builtin;
   argv: string[];
   /** Fed on standard input (e.g. `ip -batch -`, `virsh net-define /dev/stdin`). */
   stdin?: string;
@@ -44,7 +51,17 @@ export function mutate(argv: string[], stdin?: string): Command {
 }
 
 /** Shows a command the way an operator would type it (for plans and logs; never executed). */
+export function writeFileStep(path: string, content: string): Command {
+  return { argv: ["write", path], mutating: true, builtin: { op: "write-file", path, content } };
+}
+
+export function waitExitStep(pid: number, timeoutMs = 5000): Command {
+  return { argv: ["wait-exit", String(pid)], mutating: true, builtin: { op: "wait-exit", pid, timeoutMs } };
+}
+
 export function displayCommand(c: Command): string {
+  if (c.builtin?.op === "write-file") return `# write ${c.builtin.path} (${Buffer.byteLength(c.builtin.content)} bytes)\n${c.builtin.content.replace(/\n$/, "")}`;
+  if (c.builtin?.op === "wait-exit") return `# wait for pid ${c.builtin.pid} to exit`;
   const quote = (a: string) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`);
   const line = c.argv.map(quote).join(" ");
   return c.stdin === undefined ? line : `${line} <<EOF\n${c.stdin.replace(/\n$/, "")}\nEOF`;

@@ -4,6 +4,8 @@ import { interfaceAddress, kernelBond, vlanInterface } from "./ip-link.ts";
 import { libvirtNetwork } from "./libvirt.ts";
 import { ovsBridge } from "./ovs.ts";
 import { sysctl } from "./sysctl.ts";
+import { dnsmasq } from "./dnsmasq.ts";
+import { nftTable } from "./nft.ts";
 import { vmPortPolicy } from "./vm-port-policy.ts";
 import type { ResourceHandler } from "./types.ts";
 
@@ -16,6 +18,8 @@ export const handlers: { [K in ResourceSpec["kind"]]: ResourceHandler<Extract<Re
   "libvirt-network": libvirtNetwork,
   sysctl,
   "vm-port-policy": vmPortPolicy,
+  dnsmasq,
+  "nft-table": nftTable,
   "owned-cleanup": ownedCleanup,
 };
 

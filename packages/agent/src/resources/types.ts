@@ -23,6 +23,10 @@ export interface PlanContext {
 /** Reads only. Memoised per pass so that resources of one kind share a single call. */
 export interface ObserveContext extends PlanContext {
   read(argv: string[], options?: { allowFailure?: boolean }): Promise<{ stdout: string; exitCode: number; stderr: string }>;
+  /** A file's content, or undefined when it does not exist. */
+  readFile(path: string): Promise<string | undefined>;
+  /** A live process's argv, or undefined when no such process runs. */
+  processArgv(pid: number): Promise<string[] | undefined>;
 }
 
 /**

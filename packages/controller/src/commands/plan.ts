@@ -88,6 +88,10 @@ function summarizeSpec(spec: ResourceSpec): string {
       return `${spec.name} = ${spec.value}`;
     case "vm-port-policy":
       return `OpenFlow for VM ports (cookie ${spec.cookie}): anti-spoofing; isolated ${spec.vms.filter((v) => v.isolated).map((v) => v.name).join(",") || "none"}${spec.isolatedDefault ? " (network default: isolated)" : ""}`;
+    case "dnsmasq":
+      return `DHCP ${spec.dhcp.start}-${spec.dhcp.end} and DNS (${spec.dns}) on ${spec.address}, ${spec.hosts.length} static hosts`;
+    case "nft-table":
+      return `table inet netfleet: ${spec.networks.length} networks, ${spec.allow.length} allow rules, ${spec.forwards.length} port-forwards, NAT out of ${spec.externalInterface}`;
     case "owned-cleanup":
       return "remove what netfleet created here and no longer wants";
   }

@@ -48,6 +48,10 @@ describe("planner", () => {
       "interface-address[bond0.1082]",
       "interface-address[bond0.1083]",
       "sysctl[net.ipv4.ip_forward]",
+      "nft-table[netfleet]",
+      "dnsmasq[secure]",
+      "dnsmasq[service]",
+      "dnsmasq[datain]",
       "owned-cleanup[host]",
     ]);
     expect(backend.resources[4]).toEqual({ kind: "interface-address", name: "bond0.1081", addresses: ["192.168.128.1/17"], mac: gatewayMac(1081) });

@@ -1,5 +1,7 @@
 import {
   bridgeName,
+  netmask,
+  sha256Hex,
   gatewayPortName,
   patchPortNames,
   sealAssignment,
@@ -23,7 +25,7 @@ export function compileSite(inventory: Inventory): HostAssignment[] {
 
 export function compileHost(inventory: Inventory, host: Host): HostAssignment {
   const networks = inventory.networks.filter((n) => host.networks.includes(n.name)).sort((a, b) => a.vlan - b.vlan);
-  const resources = host.role === "backend" ? backendResources(host, networks) : vmhostResources(host, networks);
+  const resources = host.role === "backend" ? backendResources(host, networks, inventory.site.domain, inventory.site.upstream_dns) : vmhostResources(host, networks);
   return sealAssignment({
     apiVersion: "netfleet.dev/v1",
     kind: "HostAssignment",
@@ -121,7 +123,42 @@ function vmhostResources(host: Host, networks: Network[]): ResourceSpec[] {
   return resources;
 }
 
-function backendResources(host: Host, networks: Network[]): ResourceSpec[] {
+/** nft set that dnsmasq fills with the addresses a name resolves to. */
+export function dnsSetName(name: string): string {
+  return `dns_${sha256Hex(name).slice(0, 12)}`;
+}
+
+function firewall(host: Host, networks: Network[], gwIface: (n: Network) => string): ResourceSpec {
+  const allow: Extract<ResourceSpec, { kind: "nft-table" }>["allow"] = [];
+  const sets = new Set<string>();
+  for (const n of networks) {
+    if (n.egress !== "allowlist") continue;
+    for (const vm of n.vms) {
+      if (!vm.ip) continue;
+      for (const a of vm.allow) {
+        const ports = a.ports ? { ports: a.ports } : {};
+        if (a.to) allow.push({ vm: vm.ip, to: a.to, proto: a.proto, ...ports });
+        if (a.name) {
+          sets.add(dnsSetName(a.name));
+          allow.push({ vm: vm.ip, set: dnsSetName(a.name), proto: a.proto, ...ports });
+        }
+      }
+    }
+  }
+  return {
+    kind: "nft-table",
+    name: "netfleet",
+    externalInterface: host.external_interface!,
+    networks: networks.map((n) => ({ name: n.name, interface: gwIface(n), cidr: n.cidr, gateway: n.gateway, egress: n.egress })),
+    allow,
+    dnsSets: [...sets].sort(),
+    forwards: networks.flatMap((n) =>
+      n.port_forwards.map((pf) => ({ listen: pf.listen, proto: pf.proto, vm: n.vms.find((v) => v.name === pf.vm)!.ip!, port: pf.port, interface: gwIface(n) })),
+    ).sort((a, b) => a.listen - b.listen),
+  };
+}
+
+function backendResources(host: Host, networks: Network[], domain: string, upstream: string[]): ResourceSpec[] {
   const up = host.uplink;
   const trunkMode = up.mode === "ovs-trunk";
   const gwPorts: OvsPortSpec[] = trunkMode
@@ -134,6 +171,25 @@ function backendResources(host: Host, networks: Network[]): ResourceSpec[] {
     resources.push({ kind: "interface-address", name: iface, addresses: [`${n.gateway}/${n.prefix}`], mac: gatewayMac(n.vlan) });
   }
   resources.push({ kind: "sysctl", name: "net.ipv4.ip_forward", value: "1" });
+  const gwIface = (n: Network) => (trunkMode ? gatewayPortName(n.name) : vlanInterfaceName(up.bond, n.vlan));
+  resources.push(firewall(host, networks, gwIface));
+  for (const n of networks) {
+    const names = [...new Set([...n.dns_names, ...n.vms.flatMap((vm) => vm.allow.flatMap((a) => (a.name ? [a.name] : [])))])].sort();
+    const allowed = new Set(n.vms.flatMap((vm) => vm.allow.flatMap((a) => (a.name ? [a.name] : []))));
+    resources.push({
+      kind: "dnsmasq",
+      name: n.name,
+      interface: gwIface(n),
+      address: n.gateway,
+      netmask: netmask(n.prefix),
+      domain: `${n.name}.${domain}`,
+      dhcp: { start: n.dhcp.start, end: n.dhcp.end, leaseTime: n.dhcp.lease_time },
+      hosts: n.vms.map((vm) => ({ name: vm.name, mac: vm.mac, ...(vm.ip ? { ip: vm.ip } : {}) })),
+      dns: n.dns,
+      upstream: upstream,
+      allowNames: names.map((name) => (allowed.has(name) ? { name, set: dnsSetName(name) } : { name })),
+    });
+  }
   resources.push({
     kind: "owned-cleanup",
     name: "host",

@@ -301,6 +301,8 @@ class SiteChecker {
         }
         if (vm.allow.length > 0 && net.egress !== "allowlist") {
           this.report(this.at(vmRef, "allow"), `allow lists apply only to networks with egress: allowlist (${name} is ${net.egress})`, { key: true });
+        } else if (vm.allow.length > 0 && vm.ip === undefined) {
+          this.report(this.at(vmRef, "allow"), `the firewall matches allow lists by address: VM ${vmName} needs a static ip`, { key: true });
         }
         vms.push({ name: vmName, network: name, mac, ip: vm.ip, host: vm.host, isolated: vm.isolated ?? net.isolated_ports, allow: vm.allow });
       }

@@ -1,0 +1,145 @@
+import { execa, type ResultPromise } from "execa";
+import type { HostAssignment, ResourceSpec } from "@netfleet/shared";
+import { reconcile, summarize } from "./engine.ts";
+import type { Runner } from "./exec/runner.ts";
+import type { ResourceResult } from "./resources/types.ts";
+import type { Toolbox } from "./tools.ts";
+
+export interface DaemonOptions {
+  runner: Runner;
+  tools: Toolbox;
+  /** Full reconcile period (drift repair). */
+  intervalMs: number;
+  /** VM port rules are checked this often too: they vanish when ovs-vswitchd restarts. */
+  flowIntervalMs: number;
+  /** Follow OVS Interface changes and libvirt domain events. */
+  watchEvents: boolean;
+  log: (event: Record<string, unknown>) => void;
+}
+
+export type PassKind = "full" | "ports";
+
+/**
+ * Keeps a host converged: a full pass at start and every interval, and a
+ * pass over the VM port rules whenever OVS or libvirt report a change (a
+ * domain started, stopped or migrated in; a port appeared or went away;
+ * ovs-vswitchd restarted). Stopping the daemon never undoes anything.
+ */
+export class AgentDaemon {
+  private assignment: HostAssignment;
+  private readonly options: DaemonOptions;
+  private readonly watchers: ResultPromise[] = [];
+  private readonly timers: NodeJS.Timeout[] = [];
+  private running: Promise<void> = Promise.resolve();
+  private pending: PassKind | undefined;
+  private debounce: NodeJS.Timeout | undefined;
+  private stopped = false;
+  lastResults: ResourceResult[] = [];
+  passes = 0;
+
+  constructor(assignment: HostAssignment, options: DaemonOptions) {
+    this.assignment = assignment;
+    this.options = options;
+  }
+
+  async start(): Promise<void> {
+    await this.request("full");
+    this.timers.push(setInterval(() => void this.request("full"), this.options.intervalMs));
+    this.timers.push(setInterval(() => void this.request("ports"), this.options.flowIntervalMs));
+    if (this.options.watchEvents) this.watch();
+  }
+
+  /** A new desired state (from a file or the control plane): converge to it at once. */
+  async replace(assignment: HostAssignment): Promise<void> {
+    this.assignment = assignment;
+    await this.request("full");
+  }
+
+  /** Queues a pass; passes never overlap and a full pass covers a ports pass. */
+  request(kind: PassKind): Promise<void> {
+    this.pending = this.pending === "full" || kind === "full" ? "full" : "ports";
+    this.running = this.running.then(async () => {
+      const next = this.pending;
+      this.pending = undefined;
+      if (next && !this.stopped) await this.pass(next);
+    });
+    return this.running;
+  }
+
+  private async pass(kind: PassKind): Promise<void> {
+    const resources: ResourceSpec[] =
+      kind === "full" ? this.assignment.resources : this.assignment.resources.filter((r) => r.kind === "vm-port-policy");
+    const started = performance.now();
+    const results = await reconcile(resources, { runner: this.options.runner, tools: this.options.tools, owner: this.assignment.site });
+    this.passes++;
+    if (kind === "full") this.lastResults = results;
+    else {
+      const byId = new Map(results.map((r) => [r.id, r]));
+      this.lastResults = this.lastResults.map((r) => byId.get(r.id) ?? r);
+    }
+    const summary = summarize(results);
+    if (kind === "full" || summary.changed > 0 || summary.failed > 0) {
+      this.options.log({
+        event: "reconcile",
+        pass: kind,
+        host: this.assignment.host,
+        hash: this.assignment.hash,
+        ...summary,
+        ms: Math.round(performance.now() - started),
+        ...(summary.changed > 0 ? { corrective: results.filter((r) => r.changed).map((r) => r.id) } : {}),
+        ...(summary.failed > 0 ? { failures: results.filter((r) => r.result === false).map((r) => ({ id: r.id, error: r.error ?? r.comment })) } : {}),
+      });
+    }
+  }
+
+  private schedule(kind: PassKind): void {
+    if (this.stopped) return;
+    clearTimeout(this.debounce);
+    this.debounce = setTimeout(() => void this.request(kind), 150);
+  }
+
+  private watch(): void {
+    const { tools } = this.options;
+    const db = tools.paths.ovsDb ? `unix:${tools.paths.ovsDb}` : "unix:/run/openvswitch/db.sock";
+    this.spawnWatcher(["ovsdb-client", "monitor", db, "Open_vSwitch", "Interface", "name,ofport,external_ids", "--format=csv"], "ovs");
+    if (this.assignment.resources.some((r) => r.kind === "libvirt-network")) {
+      this.spawnWatcher(tools.virsh("event", "--all", "--loop"), "libvirt");
+    }
+  }
+
+  /** A watcher that dies (ovsdb-server restarted, libvirtd restarted) is started again after a pause. */
+  private spawnWatcher(argv: string[], name: string): void {
+    if (this.stopped) return;
+    const [file, ...args] = argv;
+    const child = execa(file!, args, { reject: false, buffer: false, stdin: "ignore", stderr: "ignore" });
+    this.watchers.push(child);
+    child.stdout?.on("data", () => this.schedule("ports"));
+    void child.then(() => {
+      const i = this.watchers.indexOf(child);
+      if (i >= 0) this.watchers.splice(i, 1);
+      if (!this.stopped) {
+        this.options.log({ event: "watcher-exit", watcher: name });
+        this.timers.push(setTimeout(() => this.spawnWatcher(argv, name), 1000));
+        this.schedule("ports");
+      }
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.debounce);
+    for (const t of this.timers) clearTimeout(t);
+    for (const w of this.watchers) w.kill("SIGTERM");
+    await Promise.allSettled(this.watchers);
+    await this.running;
+  }
+
+  status(): { host: string; hash: string; passes: number; results: { id: string; result: boolean | null }[] } {
+    return {
+      host: this.assignment.host,
+      hash: this.assignment.hash,
+      passes: this.passes,
+      results: this.lastResults.map((r) => ({ id: r.id, result: r.result })),
+    };
+  }
+}

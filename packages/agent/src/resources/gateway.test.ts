@@ -1,0 +1,122 @@
+import { describe, expect, it } from "vitest";
+import type { DnsmasqSpec, NftTableSpec } from "@netfleet/shared";
+import { dnsmasq, dnsmasqConf, dnsmasqFiles, dnsmasqHosts } from "./dnsmasq.ts";
+import { fixture, fixtureContext as ctx } from "./fixtures.ts";
+import { desiredElements, nftRuleset, nftTable, parseNftTable } from "./nft.ts";
+
+const nftSpec: NftTableSpec = {
+  kind: "nft-table",
+  name: "netfleet",
+  externalInterface: "wan0",
+  networks: [
+    { name: "secure", interface: "gw-secure", cidr: "10.81.0.0/24", gateway: "10.81.0.1", egress: "allowlist" },
+    { name: "service", interface: "gw-service", cidr: "10.82.0.0/24", gateway: "10.82.0.1", egress: "open" },
+    { name: "datain", interface: "gw-datain", cidr: "10.83.0.0/24", gateway: "10.83.0.1", egress: "open" },
+  ],
+  allow: [
+    { vm: "10.81.0.11", to: "203.0.113.10", proto: "tcp" },
+    { vm: "10.81.0.21", set: "dns_9a2a437a32e5", proto: "tcp", ports: [80] },
+    { vm: "10.81.0.13", to: "203.0.113.20", proto: "tcp", ports: [80] },
+  ],
+  dnsSets: ["dns_9a2a437a32e5"],
+  forwards: [{ listen: 2222, proto: "tcp", vm: "10.82.0.12", port: 22, interface: "gw-service" }],
+};
+
+describe("nft-table", () => {
+  // Captured from nft 1.0.6 after applying exactly nftSpec (the lab backend plus one allow entry).
+  const live = parseNftTable(fixture("nft/lab-backend-modified.json"));
+
+  it("reads the structure mark and the allow-set elements from real nft JSON", () => {
+    expect(live.structure).toBe(nftRuleset(nftSpec).hash);
+    expect(live.elements.allow_tcp).toEqual(["10.81.0.13 . 203.0.113.20 . 80"]);
+    expect(live.elements.allow_all_tcp).toEqual(["10.81.0.11 . 203.0.113.10"]);
+  });
+
+  it("already converged → no commands", () => {
+    expect(nftTable.plan(nftSpec, live, ctx)).toEqual({ changes: {}, commands: [] });
+  });
+
+  it("creates the whole table in one atomic nft -f, replacing only our own table", () => {
+    const plan = nftTable.plan(nftSpec, { exists: false, elements: { allow_tcp: [], allow_udp: [], allow_all_tcp: [], allow_all_udp: [] } }, ctx);
+    expect(plan.commands.map((c) => c.argv)).toEqual([["nft", "-f", "-"]]);
+    const text = plan.commands[0]!.stdin!;
+    expect(text.startsWith("table inet netfleet {}\ndelete table inet netfleet\ntable inet netfleet {\n")).toBe(true);
+    expect(text).toContain("type filter hook forward priority filter; policy drop;");
+    expect(text).toContain('oifname "wan0" ip saddr { 10.81.0.0/24, 10.82.0.0/24, 10.83.0.0/24 } masquerade');
+    expect(text).toContain('iifname "wan0" tcp dport 2222 dnat ip to 10.82.0.12:22');
+    expect(text).toContain('iifname "gw-secure" oifname "wan0" ip saddr 10.81.0.21 ip daddr @dns_9a2a437a32e5 tcp dport { 80 } accept');
+    expect(text).not.toMatch(/table (ip|inet) (?!netfleet)/);
+  });
+
+  it("only the allow lists changed → edits the sets in place, rules untouched", () => {
+    const spec = { ...nftSpec, allow: nftSpec.allow.filter((a) => a.vm !== "10.81.0.13").concat({ vm: "10.81.0.13", to: "198.51.100.0/28", proto: "udp", ports: [53] }) };
+    const plan = nftTable.plan(spec, live, ctx);
+    expect(plan.commands[0]!.stdin).toBe(
+      "delete element inet netfleet allow_tcp { 10.81.0.13 . 203.0.113.20 . 80 }\nadd element inet netfleet allow_udp { 10.81.0.13 . 198.51.100.0/28 . 53 }\n",
+    );
+  });
+
+  it("a new port-forward changes the structure → whole table replaced", () => {
+    const spec = { ...nftSpec, forwards: [...nftSpec.forwards, { listen: 2223, proto: "tcp" as const, vm: "10.83.0.5", port: 22, interface: "gw-datain" }] };
+    expect(Object.keys(nftTable.plan(spec, live, ctx).changes)).toEqual(["structure"]);
+  });
+
+  it("groups elements per set, ports expanded, /32 shown bare as nft prints them", () => {
+    expect(desiredElements({ ...nftSpec, allow: [{ vm: "10.81.0.11", to: "203.0.113.7/32", proto: "udp", ports: [53, 123] }] }).allow_udp).toEqual([
+      "10.81.0.11 . 203.0.113.7 . 123",
+      "10.81.0.11 . 203.0.113.7 . 53",
+    ]);
+  });
+});
+
+describe("dnsmasq", () => {
+  const spec: DnsmasqSpec = {
+    kind: "dnsmasq",
+    name: "secure",
+    interface: "gw-secure",
+    address: "10.81.0.1",
+    netmask: "255.255.255.0",
+    domain: "secure.lab.test",
+    dhcp: { start: "10.81.0.100", end: "10.81.0.199", leaseTime: "1h" },
+    hosts: [
+      { name: "vma1", mac: "52:54:00:81:0a:01", ip: "10.81.0.11" },
+      { name: "vmb9", mac: "52:54:00:81:0b:09" },
+    ],
+    dns: "allowlist",
+    upstream: ["203.0.113.53"],
+    allowNames: [{ name: "mirror.inet.test", set: "dns_9a2a437a32e5" }, { name: "docs.inet.test" }],
+  };
+  const files = dnsmasqFiles("/run/netfleet", "secure");
+  const conf = dnsmasqConf(spec, files, "fixture");
+
+  it("allowlist DNS: only allow-listed names go upstream, and their addresses join the nft set", () => {
+    expect(conf).toContain("no-resolv\n");
+    expect(conf).toContain("server=/mirror.inet.test/203.0.113.53\nnftset=/mirror.inet.test/4#inet#netfleet#dns_9a2a437a32e5\n");
+    expect(conf).toContain("server=/docs.inet.test/203.0.113.53\n");
+    expect(conf).not.toMatch(/^server=203/m);
+    expect(dnsmasqConf({ ...spec, dns: "open" }, files, "fixture")).toMatch(/^server=203\.0\.113\.53$/m);
+  });
+
+  it("static leases and names go to the hosts file", () => {
+    expect(dnsmasqHosts(spec)).toBe("52:54:00:81:0a:01,10.81.0.11,vma1\n52:54:00:81:0b:09,vmb9\n");
+  });
+
+  it("starts when not running", () => {
+    const plan = dnsmasq.plan(spec, {}, ctx);
+    expect(plan.commands.map((c) => c.argv)).toEqual([["write", files.conf], ["write", files.hosts], ["dnsmasq", `--conf-file=${files.conf}`]]);
+  });
+
+  it("already running with this config → no commands", () => {
+    expect(dnsmasq.plan(spec, { conf, hosts: dnsmasqHosts(spec), pid: 4242 }, ctx)).toEqual({ changes: {}, commands: [] });
+  });
+
+  it("a lease change is a SIGHUP, never a restart", () => {
+    const plan = dnsmasq.plan(spec, { conf, hosts: "", pid: 4242 }, ctx);
+    expect(plan.commands.map((c) => c.argv)).toEqual([["write", files.hosts], ["kill", "-HUP", "4242"]]);
+  });
+
+  it("a config change restarts it: stop, wait for the old one to exit, start", () => {
+    const plan = dnsmasq.plan(spec, { conf: conf.replace("1h", "2h"), hosts: dnsmasqHosts(spec), pid: 4242 }, ctx);
+    expect(plan.commands.map((c) => c.argv)).toEqual([["write", files.conf], ["kill", "-TERM", "4242"], ["wait-exit", "4242"], ["dnsmasq", `--conf-file=${files.conf}`]]);
+  });
+});

@@ -1,0 +1,430 @@
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { loadInventory } from "@netfleet/shared";
+import { compileSite } from "../planner/compile.ts";
+import { LabExec, netnsExec, sleep, vsctl } from "./exec.ts";
+import { domainState, ensureDomain, ensureLibvirtd, libvirtdPid, stopLibvirtd } from "./libvirt.ts";
+import { ensureOvs, ovsPids, stopOvs } from "./ovs.ts";
+import { isAlive, labProcesses, namespaceExists, namespacesWithPrefix, netnsInode, readPidfile, terminate } from "./procs.ts";
+import { buildTopology, validateOptions, type TopoHost, type Topology, type TopoVm } from "./topology.ts";
+import type { LabHost, LabOptions, LabStatus, LabVm } from "./types.ts";
+
+/** runDir/lab.json: what the lab built, for down and status. */
+export interface LabState {
+  version: 1;
+  prefix: string;
+  runDir: string;
+  inventoryDir: string;
+  fingerprint: string;
+  topology: Topology;
+  /** Daemon pids by role, e.g. `ovs-vswitchd@nf-hosta`, `libvirtd@nf-hosta`. */
+  pids: Record<string, number>;
+  /** Agent apply results (summary per host) of the last up. */
+  agents: Record<string, { exitCode: number; summary?: unknown; wallMs?: number }>;
+  updatedAt: string;
+}
+
+const STATE_FILE = "lab.json";
+/** Top-level entries of a run dir; down refuses to delete a folder holding anything else. */
+const RUNDIR_ENTRIES = new Set([STATE_FILE, `${STATE_FILE}.tmp`, "hosts", "switch", "assignments"]);
+const AGENT_CLI = join("packages", "agent", "src", "cli.ts");
+
+export function readLabState(runDir: string): LabState | undefined {
+  try {
+    const s = JSON.parse(readFileSync(join(runDir, STATE_FILE), "utf8")) as LabState;
+    return s.version === 1 ? s : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function writeLabState(runDir: string, s: LabState): void {
+  const tmp = join(runDir, `${STATE_FILE}.tmp`);
+  writeFileSync(tmp, JSON.stringify(s, null, 2) + "\n");
+  renameSync(tmp, join(runDir, STATE_FILE));
+}
+
+export function labHost(h: TopoHost): LabHost {
+  const out: LabHost = { name: h.name, role: h.role, namespace: h.namespace, ovsDb: h.ovs.db, ovsRundir: h.ovs.dir };
+  if (h.mgmtAddress) out.mgmtAddress = h.mgmtAddress;
+  if (h.libvirt) out.libvirtUri = h.libvirt.uri;
+  return out;
+}
+
+/** argv that runs netfleet-agent inside the host's namespace, pointed at that host's OVS and libvirtd. */
+export function agentCommand(o: LabOptions, host: LabHost, args: string[]): string[] {
+  return netnsExec(host.namespace, [
+    process.execPath,
+    join(o.repoRoot, AGENT_CLI),
+    ...args,
+    "--ovs-db",
+    host.ovsDb,
+    "--ovs-rundir",
+    host.ovsRundir,
+    ...(host.libvirtUri ? ["--libvirt-uri", host.libvirtUri] : []),
+  ]);
+}
+
+/** Link names per namespace, one `ip -json link show` each. */
+async function linkNames(x: LabExec, namespaces: string[]): Promise<Map<string, Set<string>>> {
+  const out = new Map<string, Set<string>>();
+  await Promise.all(
+    namespaces.map(async (ns) => {
+      const r = await x.read(["ip", "-n", ns, "-json", "link", "show"]);
+      out.set(ns, new Set((JSON.parse(r.stdout || "[]") as { ifname: string }[]).map((l) => l.ifname)));
+    }),
+  );
+  return out;
+}
+
+function ipBatch(lines: string[][]): string {
+  return lines.map((l) => l.join(" ")).join("\n") + "\n";
+}
+
+/** Runs `ip [-n NS] -batch -` when there is anything to do. */
+async function runBatch(x: LabExec, ns: string | undefined, lines: string[][]): Promise<void> {
+  if (lines.length === 0) return;
+  await x.run(["ip", ...(ns ? ["-n", ns] : []), "-batch", "-"], ipBatch(lines));
+}
+
+/** Builds (or repairs) the lab and returns its status. A second call on a running lab changes nothing. */
+export async function labUp(o: LabOptions, log: (line: string) => void = () => {}): Promise<LabStatus> {
+  const t0 = performance.now();
+  const step = (what: string) => log(`[lab ${o.prefix}] ${Math.round(performance.now() - t0)} ms ${what}`);
+  validateOptions(o);
+  const inventory = loadInventory(o.inventoryDir);
+  const topo = buildTopology(inventory, o);
+  const prev = readLabState(o.runDir);
+  if (prev && prev.fingerprint !== topo.fingerprint) {
+    step("topology changed since the last up: tearing the old lab down");
+    await labDown(o);
+  }
+  mkdirSync(join(o.runDir, "assignments"), { recursive: true });
+  const state: LabState = {
+    version: 1,
+    prefix: o.prefix,
+    runDir: o.runDir,
+    inventoryDir: o.inventoryDir,
+    fingerprint: topo.fingerprint,
+    topology: topo,
+    pids: prev?.fingerprint === topo.fingerprint ? prev.pids : {},
+    agents: {},
+    updatedAt: new Date().toISOString(),
+  };
+  writeLabState(o.runDir, state); // before anything exists, so a failed up can still be torn down
+  const x = new LabExec();
+
+  // 1. namespaces
+  await Promise.all(
+    topo.namespaces
+      .filter((n) => !namespaceExists(n))
+      .map(async (n) => {
+        await x.run(["ip", "netns", "add", n]);
+        await x.run(["ip", "-n", n, "link", "set", "dev", "lo", "up"]);
+      }),
+  );
+  step("namespaces");
+
+  // 2. daemons (OVS everywhere, then libvirtd on VM hosts) in parallel with the links
+  const daemons = (async () => {
+    const sw = await ensureOvs(x, topo.switchNs, topo.switchOvs);
+    recordOvs(state, topo.switchNs, sw);
+    await Promise.all(
+      topo.hosts.map(async (h) => {
+        recordOvs(state, h.namespace, await ensureOvs(x, h.namespace, h.ovs));
+        if (h.libvirt) state.pids[`libvirtd@${h.namespace}`] = await ensureLibvirtd(x, h.namespace, h.libvirt, h.ovs.dir, step);
+      }),
+    );
+    step("daemons");
+  })();
+  const links = (async () => {
+    await buildLinks(x, topo);
+    step("links and VM namespaces");
+  })();
+  const settled = await Promise.allSettled([daemons, links]);
+  for (const s of settled) if (s.status === "rejected") throw s.reason;
+  writeLabState(o.runDir, state);
+
+  // 3. the switch: trunk ports carrying every VLAN of the site
+  const trunks = `trunks=${topo.trunks.join(",")}`;
+  const swArgs = ["--may-exist", "add-br", topo.switchBridge, "--", "set", "Bridge", topo.switchBridge, "datapath_type=netdev"];
+  for (const h of topo.hosts) {
+    for (const l of h.trunkLinks) swArgs.push("--", "--may-exist", "add-port", topo.switchBridge, l.switchIf, "--", "set", "Port", l.switchIf, trunks);
+  }
+  await x.run(vsctl(topo.switchOvs.db, ...swArgs));
+  step("switch");
+
+  // 4. the agent on every host, backend first
+  const assignments = new Map(compileSite(inventory).map((a) => [a.host, a]));
+  const runAgent = async (h: TopoHost) => {
+    const a = assignments.get(h.name);
+    if (!a) throw new Error(`no assignment compiled for host ${h.name}`);
+    writeFileSync(h.assignmentFile, JSON.stringify(a, null, 2) + "\n");
+    const r = await new LabExec(120_000).probe(agentCommand(o, labHost(h), ["apply", "--assignment", h.assignmentFile, "--json"]));
+    let parsed: { summary?: unknown; wallMs?: number } = {};
+    try {
+      parsed = JSON.parse(r.stdout) as typeof parsed;
+    } catch {
+      /* reported below */
+    }
+    state.agents[h.name] = { exitCode: r.exitCode, summary: parsed.summary, wallMs: parsed.wallMs };
+    if (r.exitCode !== 0) {
+      throw new Error(`netfleet-agent apply on ${h.name} exited ${r.exitCode}\n--- stdout:\n${r.stdout}\n--- stderr:\n${r.stderr}`);
+    }
+    step(`agent ${h.name}: ${JSON.stringify(parsed.summary)} (${parsed.wallMs} ms inside)`);
+  };
+  const backends = topo.hosts.filter((h) => h.role === "backend");
+  for (const b of backends) await runAgent(b);
+  await Promise.all(topo.hosts.filter((h) => h.role !== "backend").map(runAgent));
+  writeLabState(o.runDir, state);
+
+  // 5. plug the namespace VMs into their bridges, the way libvirt plugs a tap; the agent's
+  //    vm-port-policy works from the VM ports it finds, so a host that got new ones is applied again
+  const replugged = await Promise.all(topo.hosts.map((h) => plugVms(x, topo, h)));
+  step("VMs plugged");
+  await Promise.all(topo.hosts.filter((h, i) => replugged[i]).map(runAgent));
+  writeLabState(o.runDir, state);
+
+  // 6. one defined (not started) domain per VM host
+  await Promise.all(
+    topo.domains.map(async (d) => {
+      const h = topo.hosts.find((x) => x.name === d.host)!;
+      await ensureDomain(x, h.libvirt!, d);
+    }),
+  );
+  step("domains defined");
+  state.updatedAt = new Date().toISOString();
+  writeLabState(o.runDir, state);
+  const status = await labStatus(o);
+  step(status.up ? "up" : `NOT up: ${(status.problems ?? []).join("; ")}`);
+  return status;
+}
+
+/** Adds the host's VM ports (with libvirt's Interface external_ids); true when any was missing. */
+async function plugVms(x: LabExec, topo: Topology, h: TopoHost): Promise<boolean> {
+  const vms = topo.vms.filter((v) => v.host === h.name);
+  if (vms.length === 0) return false;
+  const present = new Set((await x.read(vsctl(h.ovs.db, "--bare", "--columns=name", "list", "Interface"))).stdout.split("\n").map((l) => l.trim()));
+  const args: string[] = [];
+  for (const v of vms) {
+    args.push(
+      "--", "--may-exist", "add-port", v.bridge, v.hostPort,
+      "--", "set", "Interface", v.hostPort, `external_ids:attached-mac="${v.mac}"`, `external_ids:vm-id=${v.name}`, `external_ids:iface-id=${v.name}`,
+      "--", "set", "Port", v.hostPort, "external_ids:netfleet-lab=vm",
+    );
+  }
+  await x.run(vsctl(h.ovs.db, ...args));
+  return vms.some((v) => !present.has(v.hostPort));
+}
+
+function recordOvs(state: LabState, ns: string, pids: { ovsdb?: number; vswitchd?: number }): void {
+  if (pids.ovsdb !== undefined) state.pids[`ovsdb-server@${ns}`] = pids.ovsdb;
+  if (pids.vswitchd !== undefined) state.pids[`ovs-vswitchd@${ns}`] = pids.vswitchd;
+}
+
+/** Creates the missing veths (one `ip -batch` in the root namespace), then sets every link up and addressed. */
+async function buildLinks(x: LabExec, t: Topology): Promise<void> {
+  const sw = t.switchNs;
+  const backend = t.hosts.find((h) => h.role === "backend");
+  const have = await linkNames(x, t.namespaces);
+  const has = (ns: string, name: string) => have.get(ns)?.has(name) ?? false;
+  const create: string[][] = [];
+  const veth = (nsA: string, a: string, nsB: string, b: string, bOpts: string[] = []) => {
+    if (has(nsA, a) && has(nsB, b)) return;
+    // a half pair cannot exist for a veth; whatever holds the name is not ours to keep
+    if (has(nsA, a)) create.push(["-n", nsA, "link", "del", "dev", a]);
+    if (has(nsB, b)) create.push(["-n", nsB, "link", "del", "dev", b]);
+    create.push(["link", "add", a, "netns", nsA, "type", "veth", "peer", "name", b, ...bOpts, "netns", nsB]);
+  };
+  for (const h of t.hosts) {
+    for (const l of h.trunkLinks) veth(h.namespace, l.hostIf, sw, l.switchIf);
+    veth(h.namespace, h.mgmtLink.hostIf, sw, h.mgmtLink.switchIf);
+  }
+  if (backend) veth(backend.namespace, t.inet.hostIf, t.inet.namespace, t.inet.inetIf);
+  for (const v of t.vms) veth(v.hostNs, v.hostPort, v.namespace, v.interface, ["address", v.mac]);
+  // `ip -batch` takes `-n` only as a global option: run deletions through per-namespace calls
+  const deletions = create.filter((l) => l[0] === "-n");
+  for (const d of deletions) await x.run(["ip", ...d]);
+  await runBatch(x, undefined, create.filter((l) => l[0] !== "-n"));
+
+  const jobs: Promise<void>[] = [];
+  const swLines: string[][] = [];
+  if (!has(sw, t.mgmtBridge)) swLines.push(["link", "add", t.mgmtBridge, "type", "bridge", "stp_state", "0"]);
+  swLines.push(["link", "set", "dev", t.mgmtBridge, "up"]);
+  for (const h of t.hosts) {
+    for (const l of h.trunkLinks) swLines.push(["link", "set", "dev", l.switchIf, "up"]);
+    swLines.push(["link", "set", "dev", h.mgmtLink.switchIf, "master", t.mgmtBridge], ["link", "set", "dev", h.mgmtLink.switchIf, "up"]);
+    const lines: string[][] = h.trunkLinks.map((l) => ["link", "set", "dev", l.hostIf, "up"]);
+    lines.push(["link", "set", "dev", h.mgmtLink.hostIf, "up"]);
+    if (h.mgmtAddress) lines.push(["address", "replace", h.mgmtAddress, "dev", h.mgmtLink.hostIf]);
+    if (h === backend) {
+      lines.push(["link", "set", "dev", t.inet.hostIf, "up"]);
+      lines.push(["address", "replace", `${t.inet.hostAddress}/${t.inet.prefix}`, "dev", t.inet.hostIf]);
+      lines.push(["route", "replace", "default", "via", t.inet.gateway, "dev", t.inet.hostIf]);
+    }
+    for (const v of t.vms.filter((v) => v.host === h.name)) lines.push(["link", "set", "dev", v.hostPort, "up"]);
+    jobs.push(runBatch(x, h.namespace, lines));
+  }
+  jobs.push(runBatch(x, sw, swLines));
+  jobs.push(
+    runBatch(x, t.inet.namespace, [
+      ["link", "set", "dev", t.inet.inetIf, "up"],
+      ...t.inet.inetAddresses.map((a) => ["address", "replace", `${a}/${t.inet.prefix}`, "dev", t.inet.inetIf]),
+    ]),
+  );
+  for (const v of t.vms) jobs.push(configureVm(x, v));
+  const settled = await Promise.allSettled(jobs);
+  for (const s of settled) if (s.status === "rejected") throw s.reason;
+}
+
+/**
+ * The VM side: MAC, address, default route, TX checksum offload off (the
+ * netdev datapath drops TCP/UDP with partial checksums from a veth).
+ * The address is static for now: the one place a DHCP client will go.
+ */
+async function configureVm(x: LabExec, v: TopoVm): Promise<void> {
+  await runBatch(x, v.namespace, [
+    ["link", "set", "dev", v.interface, "address", v.mac],
+    ["link", "set", "dev", v.interface, "up"],
+    ["address", "replace", `${v.ip}/${v.prefix}`, "dev", v.interface],
+    ["route", "replace", "default", "via", v.gateway, "dev", v.interface],
+  ]);
+  await x.run(netnsExec(v.namespace, ["ethtool", "-K", v.interface, "tx", "off"]));
+}
+
+/** Live state of the lab described by runDir/lab.json: namespaces, daemons, VM links and domains. */
+export async function labStatus(o: LabOptions): Promise<LabStatus> {
+  validateOptions(o);
+  const state = readLabState(o.runDir);
+  const base = { prefix: o.prefix, runDir: o.runDir };
+  if (!state) return { up: false, ...base, hosts: [], vms: [], problems: [`no ${STATE_FILE} in ${o.runDir}`] };
+  const t = state.topology;
+  const x = new LabExec(10_000);
+  const problems: string[] = [];
+  for (const n of t.namespaces) if (!namespaceExists(n)) problems.push(`namespace ${n} missing`);
+  const ovsUp = new Map<string, boolean>();
+  for (const [ns, paths] of [[t.switchNs, t.switchOvs], ...t.hosts.map((h) => [h.namespace, h.ovs] as const)] as const) {
+    const p = ovsPids(paths);
+    if (p.ovsdb === undefined) problems.push(`ovsdb-server of ${ns} not running`);
+    if (p.vswitchd === undefined) problems.push(`ovs-vswitchd of ${ns} not running`);
+    ovsUp.set(ns, p.ovsdb !== undefined && p.vswitchd !== undefined);
+  }
+  const lvUp = new Map<string, boolean>();
+  for (const h of t.hosts) {
+    if (!h.libvirt) continue;
+    const alive = libvirtdPid(h.libvirt) !== undefined;
+    if (!alive) problems.push(`libvirtd of ${h.namespace} not running`);
+    lvUp.set(h.name, alive);
+  }
+  const vms: LabVm[] = await Promise.all(
+    t.vms.map(async (v): Promise<LabVm> => {
+      const out: LabVm = { name: v.name, host: v.host, network: v.network, namespace: v.namespace, interface: v.interface, hostPort: v.hostPort, mac: v.mac, kind: "namespace" };
+      if (!namespaceExists(v.namespace)) return out;
+      const r = await x.probe(["ip", "-n", v.namespace, "-json", "address", "show", "dev", v.interface]);
+      if (r.exitCode !== 0) {
+        problems.push(`VM ${v.name}: no ${v.interface}`);
+        return out;
+      }
+      const info = (JSON.parse(r.stdout || "[]") as { operstate?: string; address?: string; addr_info?: { family: string; local: string }[] }[])[0];
+      const ip = info?.addr_info?.find((a) => a.family === "inet")?.local;
+      if (ip) out.ip = ip;
+      out.state = info?.operstate?.toLowerCase() ?? "unknown";
+      if (out.state !== "up") problems.push(`VM ${v.name}: ${v.interface} is ${out.state}`);
+      if (ovsUp.get(v.hostNs)) {
+        const host = t.hosts.find((h) => h.name === v.host)!;
+        const br = await x.probe(vsctl(host.ovs.db, "port-to-br", v.hostPort));
+        if (br.stdout.trim() !== v.bridge) problems.push(`VM ${v.name}: port ${v.hostPort} not on ${v.bridge}`);
+      }
+      return out;
+    }),
+  );
+  const domains: LabVm[] = await Promise.all(
+    t.domains.map(async (d): Promise<LabVm> => {
+      const h = t.hosts.find((x) => x.name === d.host)!;
+      const out: LabVm = { name: d.name, host: d.host, network: d.network, namespace: d.hostNs, interface: "eth0", hostPort: "", mac: d.mac, kind: "domain" };
+      if (!lvUp.get(d.host)) return out;
+      const s = await domainState(x, h.libvirt!.uri, d.name);
+      out.hostPort = s.hostPort;
+      if (s.state === undefined) problems.push(`domain ${d.name} not defined`);
+      else out.state = s.state;
+      return out;
+    }),
+  );
+  const status: LabStatus = { up: problems.length === 0, ...base, hosts: t.hosts.map(labHost), vms: [...vms, ...domains] };
+  if (problems.length > 0) status.problems = problems;
+  return status;
+}
+
+const KNOWN_DAEMONS = new Set(["ovsdb-server", "ovs-vswitchd", "libvirtd", "qemu-system-x86"]);
+
+/**
+ * Removes everything the lab made: its processes (pidfiles, then anything
+ * inside its namespaces or referring to its run dir), every namespace named
+ * `<prefix>-*`, and the run dir. Throws if something is left.
+ */
+export async function labDown(o: LabOptions): Promise<void> {
+  validateOptions(o);
+  const state = readLabState(o.runDir);
+  const namespaces = new Set(namespacesWithPrefix(o.prefix));
+  for (const n of state?.topology.namespaces ?? []) if (namespaceExists(n)) namespaces.add(n);
+
+  // Orderly first: domains and libvirtd, then OVS, by their pidfiles.
+  if (state) {
+    const t = state.topology;
+    await Promise.all(t.hosts.map(async (h) => (h.libvirt ? stopLibvirtd(h.libvirt) : undefined)));
+    await Promise.all([t.switchOvs, ...t.hosts.map((h) => h.ovs)].map((p) => stopOvs(p)));
+  }
+  // Then every pidfile under the run dir that names a daemon of ours, and whatever else is ours.
+  const pids = new Set<number>();
+  for (const f of pidfilesUnder(o.runDir)) {
+    const pid = readPidfile(f);
+    if (pid !== undefined && isAlive(pid) && KNOWN_DAEMONS.has(comm(pid))) pids.add(pid);
+  }
+  const inodes = new Set([...namespaces].map(netnsInode).filter((i): i is number => i !== undefined));
+  for (const p of labProcesses({ netnsInodes: inodes, runDir: o.runDir })) pids.add(p.pid);
+  const stubborn = await terminate([...pids]);
+  if (stubborn.length > 0) throw new Error(`lab ${o.prefix}: processes ${stubborn.join(", ")} survived SIGKILL`);
+
+  const x = new LabExec(10_000);
+  await Promise.all([...namespaces].map((n) => x.probe(["ip", "netns", "delete", n])));
+  for (let i = 0; i < 40 && namespacesWithPrefix(o.prefix).length > 0; i++) await sleep(25);
+
+  if (existsSync(o.runDir)) {
+    const foreign = readdirSync(o.runDir).filter((e) => !RUNDIR_ENTRIES.has(e));
+    if (foreign.length > 0) throw new Error(`lab ${o.prefix}: ${o.runDir} holds ${foreign.join(", ")}, which the lab did not make; not deleting it`);
+    rmSync(o.runDir, { recursive: true, force: true });
+  }
+  const leftNs = namespacesWithPrefix(o.prefix);
+  const leftProcs = labProcesses({ netnsInodes: new Set(), runDir: o.runDir });
+  if (leftNs.length > 0 || leftProcs.length > 0 || existsSync(o.runDir)) {
+    throw new Error(
+      `lab ${o.prefix} not fully down: namespaces [${leftNs.join(", ")}], processes [${leftProcs.map((p) => `${p.pid} ${p.comm}`).join(", ")}], runDir ${existsSync(o.runDir) ? "present" : "gone"}`,
+    );
+  }
+}
+
+function comm(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, "utf8").trim();
+  } catch {
+    return "";
+  }
+}
+
+function pidfilesUnder(dir: string, depth = 0): string[] {
+  if (depth > 8 || !existsSync(dir)) return [];
+  const out: string[] = [];
+  let entries;
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return [];
+  }
+  for (const e of entries) {
+    const p = join(dir, e.name);
+    if (e.isDirectory() && !e.isSymbolicLink()) out.push(...pidfilesUnder(p, depth + 1));
+    else if (e.isFile() && e.name.endsWith(".pid")) out.push(p);
+  }
+  return out;
+}
+

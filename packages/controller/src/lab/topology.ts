@@ -1,0 +1,330 @@
+import { createHash } from "node:crypto";
+import { isAbsolute, join, normalize } from "node:path";
+import {
+  bridgeName,
+  intToIpv4,
+  ipv4ToInt,
+  parseIpv4Cidr,
+  type Host,
+  type Inventory,
+  type Network,
+} from "@netfleet/shared";
+import type { LabOptions } from "./types.ts";
+
+/**
+ * Everything the lab creates, named and addressed: a pure function of the
+ * validated inventory and the lab options, so up, down and status agree on
+ * every name without asking the system.
+ */
+export interface Topology {
+  prefix: string;
+  runDir: string;
+  site: string;
+  /** Hash of everything below: a lab built from a different topology is torn down first. */
+  fingerprint: string;
+  switchNs: string;
+  switchBridge: string;
+  switchOvs: OvsPaths;
+  /** Linux bridge in the switch namespace for the management network. */
+  mgmtBridge: string;
+  /** Every VLAN id of the site, trunked on the switch ports. */
+  trunks: number[];
+  inet: { namespace: string; hostIf: string; inetIf: string; hostAddress: string; inetAddresses: string[]; gateway: string; prefix: number };
+  hosts: TopoHost[];
+  vms: TopoVm[];
+  domains: TopoDomain[];
+  /** Every namespace of the lab, switch first. */
+  namespaces: string[];
+}
+
+export interface OvsPaths {
+  dir: string;
+  conf: string;
+  db: string;
+  dbPid: string;
+  dbCtl: string;
+  vsPid: string;
+  vsCtl: string;
+}
+
+export interface LibvirtPaths {
+  dir: string;
+  etc: string;
+  run: string;
+  varlib: string;
+  cache: string;
+  log: string;
+  passwd: string;
+  group: string;
+  socket: string;
+  pidfile: string;
+  uri: string;
+}
+
+export interface TopoHost {
+  name: string;
+  role: "vmhost" | "backend";
+  index: number;
+  namespace: string;
+  /** Trunk links: host-side name (an uplink member, e.g. eth0) and its peer on the switch. */
+  trunkLinks: { hostIf: string; switchIf: string }[];
+  mgmtLink: { hostIf: string; switchIf: string };
+  /** a.b.c.d/len on mgmt0, when the host has an address and the site a management network. */
+  mgmtAddress?: string;
+  ovs: OvsPaths;
+  libvirt?: LibvirtPaths;
+  assignmentFile: string;
+}
+
+export interface TopoVm {
+  name: string;
+  host: string;
+  hostNs: string;
+  network: string;
+  bridge: string;
+  namespace: string;
+  interface: string;
+  hostPort: string;
+  mac: string;
+  ip: string;
+  prefix: number;
+  gateway: string;
+}
+
+export interface TopoDomain {
+  name: string;
+  host: string;
+  hostNs: string;
+  network: string;
+  portgroup: string;
+  mac: string;
+}
+
+/**
+ * The backend runs no VMs, but netfleet-agent's owned-cleanup resource always
+ * lists libvirt networks (`virsh net-list`), so on a host without libvirtd
+ * the agent fails. Until the agent skips libvirt there, the lab backend gets
+ * a libvirtd too (0.15 s with the seeded capabilities cache).
+ */
+export const LIBVIRTD_ON_BACKEND = true;
+
+export const PREFIX_PATTERN = /^[a-z][a-z0-9]{0,7}$/;
+const RUNDIR_PATTERN = /^\/[A-Za-z0-9_./-]+$/;
+/** sun_path is 108 bytes with its NUL. */
+const UNIX_SOCKET_MAX = 107;
+/** Mount points replaced inside libvirtd's private mount namespace; the run dir must not live under them. */
+export const LIBVIRT_PRIVATE_DIRS = ["/var/lib", "/var/cache", "/var/log", "/etc/libvirt"];
+
+export const INET = {
+  hostIf: "wan0",
+  inetIf: "inet0",
+  hostAddress: "203.0.113.1",
+  gateway: "203.0.113.254",
+  extra: ["203.0.113.10", "203.0.113.20"],
+  prefix: 24,
+};
+
+export function validateOptions(o: LabOptions): void {
+  if (!PREFIX_PATTERN.test(o.prefix)) throw new Error(`lab prefix ${JSON.stringify(o.prefix)} must match ${PREFIX_PATTERN}`);
+  if (!isAbsolute(o.runDir) || !RUNDIR_PATTERN.test(o.runDir) || normalize(o.runDir) !== o.runDir || o.runDir.length > 48) {
+    throw new Error(`lab runDir ${JSON.stringify(o.runDir)} must be a normalized absolute path of at most 48 safe characters`);
+  }
+  if (o.runDir.split("/").filter(Boolean).length < 2) throw new Error(`lab runDir ${o.runDir} is too close to /`);
+  for (const d of LIBVIRT_PRIVATE_DIRS) {
+    if (o.runDir === d || o.runDir.startsWith(`${d}/`)) throw new Error(`lab runDir ${o.runDir} must not be under ${d} (libvirtd gets a private ${d})`);
+  }
+}
+
+export function ovsPaths(dir: string): OvsPaths {
+  return {
+    dir,
+    conf: join(dir, "conf.db"),
+    db: join(dir, "db.sock"),
+    dbPid: join(dir, "ovsdb-server.pid"),
+    dbCtl: join(dir, "ovsdb-server.ctl"),
+    vsPid: join(dir, "ovs-vswitchd.pid"),
+    vsCtl: join(dir, "ovs-vswitchd.ctl"),
+  };
+}
+
+export function libvirtPaths(dir: string): LibvirtPaths {
+  const run = join(dir, "run");
+  const socket = join(run, "libvirt", "libvirt-sock");
+  return {
+    dir,
+    etc: join(dir, "etc"),
+    run,
+    varlib: join(dir, "varlib"),
+    cache: join(dir, "cache"),
+    log: join(dir, "log"),
+    passwd: join(dir, "passwd"),
+    group: join(dir, "group"),
+    socket,
+    pidfile: join(run, "libvirt", "libvirtd.pid"),
+    uri: `qemu:///system?socket=${socket}`,
+  };
+}
+
+/** The host-side OVS port of a namespace VM: `v-<vm>`, shortened with a hash when longer than 15 bytes. */
+export function vmPortName(vm: string): string {
+  const name = `v-${vm}`;
+  if (name.length <= 15) return name;
+  return `v-${vm.slice(0, 8)}-${createHash("sha256").update(vm).digest("hex").slice(0, 4)}`;
+}
+
+/**
+ * Addresses of the namespace VMs of one network: the inventory `ip` when
+ * there is one, otherwise from the top of the DHCP range down, in VM name
+ * order. (Stands in for DHCP until the lab runs dnsmasq.)
+ */
+export function vmAddresses(network: Network): Map<string, string> {
+  const out = new Map<string, string>();
+  const taken = new Set(network.vms.flatMap((v) => (v.ip ? [v.ip] : [])));
+  let next = ipv4ToInt(network.dhcp.end);
+  const start = ipv4ToInt(network.dhcp.start);
+  for (const vm of [...network.vms].sort((a, b) => a.name.localeCompare(b.name))) {
+    if (vm.ip) {
+      out.set(vm.name, vm.ip);
+      continue;
+    }
+    while (next >= start && taken.has(intToIpv4(next))) next--;
+    if (next < start) throw new Error(`network ${network.name}: DHCP range ${network.dhcp.start}-${network.dhcp.end} has no address left for VM ${vm.name}`);
+    const ip = intToIpv4(next--);
+    taken.add(ip);
+    out.set(vm.name, ip);
+  }
+  return out;
+}
+
+/** A locally chosen MAC for the paused domain of host number `index`. */
+export function domainMac(index: number): string {
+  const n = index + 1;
+  return `52:54:00:fe:${((n >> 8) & 0xff).toString(16).padStart(2, "0")}:${(n & 0xff).toString(16).padStart(2, "0")}`;
+}
+
+export function buildTopology(inventory: Inventory, o: LabOptions): Topology {
+  validateOptions(o);
+  const ns = (name: string) => `${o.prefix}-${name}`;
+  const runDir = o.runDir;
+  const hosts: TopoHost[] = [];
+  const mgmt = inventory.site.management ? parseIpv4Cidr(inventory.site.management) : undefined;
+  if (typeof mgmt === "string") throw new Error(`site.management: ${mgmt}`);
+  // backend first: it is configured first and everything else depends on its gateways
+  const ordered = [...inventory.hosts].sort((a, b) => Number(a.role !== "backend") - Number(b.role !== "backend") || a.name.localeCompare(b.name));
+  ordered.forEach((h: Host, index) => {
+    const members = h.uplink.members;
+    if (members.length === 0) throw new Error(`host ${h.name}: the lab needs uplink members (the trunk links to the switch)`);
+    const hostDir = join(runDir, "hosts", h.name);
+    const th: TopoHost = {
+      name: h.name,
+      role: h.role,
+      index,
+      namespace: ns(h.name),
+      trunkLinks: members.map((m, j) => ({ hostIf: m, switchIf: `h${index}-e${j}` })),
+      mgmtLink: { hostIf: "mgmt0", switchIf: `h${index}-m` },
+      ovs: ovsPaths(join(hostDir, "ovs")),
+      assignmentFile: join(runDir, "assignments", `${h.name}.json`),
+    };
+    if (h.address && mgmt) th.mgmtAddress = `${h.address}/${mgmt.prefix}`;
+    if (h.role === "vmhost" || LIBVIRTD_ON_BACKEND) th.libvirt = libvirtPaths(join(hostDir, "libvirt"));
+    if (h.role === "backend" && h.external_interface && h.external_interface !== INET.hostIf) {
+      throw new Error(`host ${h.name}: the lab wires the backend's internet link as ${INET.hostIf}, the inventory says ${h.external_interface}`);
+    }
+    hosts.push(th);
+  });
+  const byName = new Map(hosts.map((h) => [h.name, h]));
+
+  const vms: TopoVm[] = [];
+  const networks = [...inventory.networks].sort((a, b) => a.name.localeCompare(b.name));
+  for (const n of networks) {
+    const addresses = vmAddresses(n);
+    for (const vm of [...n.vms].sort((a, b) => a.name.localeCompare(b.name))) {
+      if (!vm.host) continue;
+      const host = byName.get(vm.host);
+      if (!host) throw new Error(`VM ${vm.name}: host ${vm.host} is not in the inventory`);
+      if (host.role !== "vmhost") throw new Error(`VM ${vm.name}: host ${vm.host} is not a vmhost`);
+      const invHost = inventory.hosts.find((h) => h.name === vm.host)!;
+      if (!invHost.networks.includes(n.name)) throw new Error(`VM ${vm.name}: host ${vm.host} does not carry network ${n.name}`);
+      vms.push({
+        name: vm.name,
+        host: host.name,
+        hostNs: host.namespace,
+        network: n.name,
+        bridge: bridgeName(n.name),
+        namespace: ns(vm.name),
+        interface: "eth0",
+        hostPort: vmPortName(vm.name),
+        mac: vm.mac.toLowerCase(),
+        ip: addresses.get(vm.name)!,
+        prefix: n.prefix,
+        gateway: n.gateway,
+      });
+    }
+  }
+  vms.sort((a, b) => a.name.localeCompare(b.name));
+
+  const inventoryMacs = new Set(inventory.networks.flatMap((n) => n.vms.map((v) => v.mac.toLowerCase())));
+  const domains: TopoDomain[] = [];
+  for (const h of hosts) {
+    if (h.role !== "vmhost") continue;
+    const invHost = inventory.hosts.find((x) => x.name === h.name)!;
+    const network = invHost.networks.includes("secure") ? "secure" : [...invHost.networks].sort()[0];
+    if (!network) continue;
+    const mac = domainMac(h.index);
+    if (inventoryMacs.has(mac)) throw new Error(`lab domain MAC ${mac} of host ${h.name} is used by a VM in the inventory`);
+    domains.push({ name: `dom-${h.name}`, host: h.name, hostNs: h.namespace, network, portgroup: "isolated", mac });
+  }
+
+  const switchNs = ns("sw");
+  const inetNs = ns("inet");
+  const namespaces = [switchNs, inetNs, ...hosts.map((h) => h.namespace), ...vms.map((v) => v.namespace)];
+  const seen = new Set<string>();
+  for (const n of namespaces) {
+    if (seen.has(n)) throw new Error(`lab namespace ${n} would be used twice (a host or VM named like a lab part: sw, inet, or a host/VM name clash)`);
+    seen.add(n);
+  }
+  const ports = new Set<string>();
+  for (const v of vms) {
+    const key = `${v.host}/${v.hostPort}`;
+    if (ports.has(key)) throw new Error(`VM port name ${v.hostPort} clashes on host ${v.host}`);
+    ports.add(key);
+  }
+
+  const topo: Omit<Topology, "fingerprint"> = {
+    prefix: o.prefix,
+    runDir,
+    site: inventory.site.name,
+    switchNs,
+    switchBridge: "sw0",
+    switchOvs: ovsPaths(join(runDir, "switch", "ovs")),
+    mgmtBridge: "mgmt0",
+    trunks: inventory.networks.map((n) => n.vlan).sort((a, b) => a - b),
+    inet: {
+      namespace: inetNs,
+      hostIf: INET.hostIf,
+      inetIf: INET.inetIf,
+      hostAddress: INET.hostAddress,
+      inetAddresses: [INET.gateway, ...INET.extra],
+      gateway: INET.gateway,
+      prefix: INET.prefix,
+    },
+    hosts,
+    vms,
+    domains,
+    namespaces,
+  };
+  checkSocketPaths(topo);
+  const fingerprint = createHash("sha256").update(JSON.stringify(topo)).digest("hex").slice(0, 16);
+  return { ...topo, fingerprint };
+}
+
+function checkSocketPaths(t: Omit<Topology, "fingerprint">): void {
+  const paths: string[] = [t.switchOvs.db, t.switchOvs.vsCtl, `${t.switchOvs.dir}/${t.switchBridge}.mgmt`];
+  for (const h of t.hosts) {
+    paths.push(h.ovs.db, h.ovs.vsCtl, `${h.ovs.dir}/br-xxxxxxxxxxxx.mgmt`);
+    if (h.libvirt) paths.push(h.libvirt.socket.replace(/libvirt-sock$/, "libvirt-admin-sock"));
+  }
+  for (const p of paths) {
+    if (Buffer.byteLength(p) > UNIX_SOCKET_MAX) throw new Error(`socket path ${p} is longer than ${UNIX_SOCKET_MAX} bytes; use a shorter runDir`);
+  }
+}
