@@ -1,14 +1,18 @@
 import { defineConfig } from "vitest/config";
 
+/**
+ * unit: pure code and fixtures, in parallel.
+ * lab, nats, kernel: real namespaces, OVS, dnsmasq, nftables, nats-server
+ * and a qemu guest; each file builds and tears down its own, one file at a
+ * time so two-core machines are not oversubscribed.
+ */
 export default defineConfig({
   test: {
     projects: [
-      {
-        test: {
-          name: "unit",
-          include: ["packages/*/src/**/*.test.ts", "test/unit/**/*.test.ts"],
-        },
-      },
+      { test: { name: "unit", include: ["packages/*/src/**/*.test.ts", "test/unit/**/*.test.ts"] } },
+      { test: { name: "nats", include: ["test/nats/**/*.test.ts"], fileParallelism: false, testTimeout: 60_000, hookTimeout: 60_000 } },
+      { test: { name: "lab", include: ["test/lab/**/*.test.ts"], fileParallelism: false, testTimeout: 120_000, hookTimeout: 180_000 } },
+      { test: { name: "kernel", include: ["test/kernel/**/*.test.ts"], fileParallelism: false, testTimeout: 300_000, hookTimeout: 400_000 } },
     ],
   },
 });

@@ -2,6 +2,7 @@ import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { inventoryJsonSchema } from "@netfleet/shared";
 import { compileCommand, planCommand } from "./commands/plan.ts";
+import { labCommand, labOptions } from "./commands/lab.ts";
 import { validateCommand } from "./commands/validate.ts";
 import { consoleOutput, type CommandOutput } from "./output.ts";
 
@@ -15,6 +16,9 @@ Commands:
   validate <site-dir>                 check an inventory; one line per problem (file:line:col: path: message)
   plan <site-dir> [--host NAME]       per host: the resources it must hold and the commands of a first apply
   compile <site-dir> --out DIR         write each host's assignment to DIR/<host>.json (for netfleet-agent apply)
+  lab up|down|status|check            the local lab: hosts and VMs as namespaces, real OVS, libvirtd,
+                                      dnsmasq, nftables; check prints the connectivity matrix
+      [--prefix P] [--run-dir DIR]    name and place of the lab (default nf, /run/netfleet-lab/nf)
   schema [--out FILE]                 print (or write) the JSON Schema of inventory files, for editors
   help                                this text
 
@@ -36,6 +40,8 @@ export async function main(argv: string[], out?: CommandOutput): Promise<number>
         json: { type: "boolean", default: false },
         host: { type: "string" },
         out: { type: "string" },
+        prefix: { type: "string" },
+        "run-dir": { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
     });
@@ -72,6 +78,21 @@ export async function main(argv: string[], out?: CommandOutput): Promise<number>
         return EXIT_USAGE;
       }
       return compileCommand(dir, parsed.values.out, o);
+    }
+    case "lab": {
+      const [sub, ...extra] = positional;
+      if (extra.length > 0) {
+        o.error(`netfleet lab: unexpected ${extra.join(" ")}`);
+        return EXIT_USAGE;
+      }
+      let lab;
+      try {
+        lab = labOptions(parsed.values);
+      } catch (err) {
+        o.error(`netfleet lab: ${(err as Error).message}`);
+        return EXIT_USAGE;
+      }
+      return labCommand(sub, lab, o);
     }
     case "schema": {
       const text = JSON.stringify(inventoryJsonSchema(), null, 2) + "\n";

@@ -1,0 +1,68 @@
+import { resolve } from "node:path";
+import { loadInventory } from "@netfleet/shared";
+import { connectivityProbes, runProbes, type CheckRow } from "../checks/connectivity.ts";
+import { labDown, labStatus, labUp, type LabOptions, type LabStatus } from "../lab/index.ts";
+import type { CommandOutput } from "../output.ts";
+
+export const DEFAULT_LAB_PREFIX = "nf";
+
+export function labOptions(values: { prefix?: string; "run-dir"?: string; inventory?: string }): LabOptions {
+  const repoRoot = resolve(import.meta.dirname, "..", "..", "..", "..");
+  const prefix = values.prefix ?? DEFAULT_LAB_PREFIX;
+  if (!/^[a-z][a-z0-9]{0,5}$/.test(prefix)) throw new Error(`--prefix must be 1-6 of a-z 0-9, starting with a letter (got ${JSON.stringify(prefix)})`);
+  return {
+    inventoryDir: resolve(values.inventory ?? resolve(repoRoot, "inventories", "lab")),
+    prefix,
+    runDir: resolve(values["run-dir"] ?? `/run/netfleet-lab/${prefix}`),
+    repoRoot,
+  };
+}
+
+export async function labCheck(o: LabOptions, status?: LabStatus): Promise<CheckRow[]> {
+  const st = status ?? (await labStatus(o));
+  if (!st.up) throw new Error(`the lab is not up: ${(st.problems ?? []).join("; ") || "run netfleet lab up"}`);
+  return runProbes(connectivityProbes(loadInventory(o.inventoryDir), st));
+}
+
+export function printRows(rows: CheckRow[], out: CommandOutput): void {
+  const w = (s: string, n: number) => s.padEnd(n);
+  out.line(`${w("check", 28)} ${w("from", 8)} ${w("to", 22)} ${w("expect", 8)} ${w("got", 8)} ok`);
+  for (const r of rows) out.line(`${w(r.check, 28)} ${w(r.from, 8)} ${w(r.to, 22)} ${w(r.expect, 8)} ${w(r.got, 8)} ${r.ok ? "yes" : "NO"}${r.detail ? `  (${r.detail})` : ""}`);
+  const failed = rows.filter((r) => !r.ok).length;
+  out.line(`${rows.length - failed}/${rows.length} checks as expected`);
+}
+
+export async function labCommand(sub: string | undefined, o: LabOptions, out: CommandOutput): Promise<number> {
+  switch (sub) {
+    case "up": {
+      const st = await labUp(o, out.json ? () => {} : (line) => out.line(line));
+      if (out.json) out.emit(st);
+      else out.line(`lab ${o.prefix} is up: ${st.hosts.length} hosts, ${st.vms.length} VMs (netfleet lab status for details)`);
+      return st.up ? 0 : 1;
+    }
+    case "down":
+      await labDown(o);
+      if (out.json) out.emit({ down: true, prefix: o.prefix });
+      else out.line(`lab ${o.prefix} is down; nothing left behind`);
+      return 0;
+    case "status": {
+      const st = await labStatus(o);
+      if (out.json) out.emit(st);
+      else {
+        out.line(`lab ${o.prefix}: ${st.up ? "up" : "down"}${st.problems?.length ? ` (${st.problems.join("; ")})` : ""}`);
+        for (const h of st.hosts) out.line(`  host ${h.name.padEnd(8)} ${h.role.padEnd(8)} netns ${h.namespace} ${h.mgmtAddress ?? ""}`);
+        for (const v of st.vms) out.line(`  vm   ${v.name.padEnd(8)} ${v.kind.padEnd(9)} on ${v.host.padEnd(6)} ${v.network.padEnd(8)} ${v.mac} ${v.ip ?? "-"} ${v.namespace || v.state || ""}`);
+      }
+      return st.up ? 0 : 1;
+    }
+    case "check": {
+      const rows = await labCheck(o);
+      if (out.json) out.emit(rows);
+      else printRows(rows, out);
+      return rows.every((r) => r.ok) ? 0 : 1;
+    }
+    default:
+      out.error("netfleet lab: usage: netfleet lab up|down|status|check [--json] [--prefix P] [--run-dir DIR]");
+      return 64;
+  }
+}
