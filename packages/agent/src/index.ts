@@ -6,3 +6,4 @@ export { EmptyHostRunner } from "./empty-host.ts";
 export { handlers } from "./resources/index.ts";
 export type { ResourceResult, ResourcePlan, ResourceHandler } from "./resources/types.ts";
 export { AgentDaemon, type DaemonOptions } from "./daemon.ts";
+export * from "./control/index.ts";

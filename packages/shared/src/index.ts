@@ -7,3 +7,4 @@ export * from "./inventory/model.ts";
 export * from "./inventory/source.ts";
 export { loadInventory } from "./inventory/load.ts";
 export * from "./assignment.ts";
+export * from "./protocol/index.ts";

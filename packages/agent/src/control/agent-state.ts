@@ -1,0 +1,100 @@
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { z } from "zod";
+import {
+  AgentCredentials,
+  Report,
+  SignedAssignmentWire,
+  decodeMessage,
+  decodeSignedAssignment,
+  generateBoxKeys,
+  type BoxKeys,
+  type SignedAssignment,
+} from "@netfleet/shared";
+
+const BoxKeysFile = z.strictObject({ privateKeyPem: z.string(), publicKey: z.string() });
+
+const CheckpointFile = z.strictObject({
+  current: SignedAssignmentWire.optional(),
+  previous: SignedAssignmentWire.optional(),
+  /** Being applied and not yet confirmed. */
+  pending: SignedAssignmentWire.optional(),
+  /** The last revision undone by lockout protection: not applied again. */
+  rolledBack: z.strictObject({ revision: z.number().int(), hash: z.string() }).optional(),
+  /** A report not yet delivered (a rollback happens while NATS is unreachable). */
+  unsentReport: Report.optional(),
+});
+
+/** What the agent keeps across restarts. Assignments here were verified before they were written. */
+export interface Checkpoint {
+  current?: SignedAssignment;
+  previous?: SignedAssignment;
+  pending?: SignedAssignment;
+  rolledBack?: { revision: number; hash: string };
+  unsentReport?: Report;
+}
+
+/**
+ * The agent's files in its run dir (0700, files 0600, written beside and
+ * renamed): its enrollment key, its NATS credentials, and the checkpoint.
+ */
+export class AgentState {
+  readonly dir: string;
+  constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  async boxKeys(): Promise<BoxKeys> {
+    const existing = await this.readJson("enroll-key.json");
+    if (existing !== undefined) return BoxKeysFile.parse(existing);
+    const keys = generateBoxKeys();
+    await this.writeJson("enroll-key.json", keys);
+    return keys;
+  }
+
+  async credentials(): Promise<AgentCredentials | undefined> {
+    const raw = await this.readJson("credentials.json");
+    return raw === undefined ? undefined : decodeMessage(AgentCredentials, join(this.dir, "credentials.json"), JSON.stringify(raw));
+  }
+
+  saveCredentials(credentials: AgentCredentials): Promise<void> {
+    return this.writeJson("credentials.json", credentials);
+  }
+
+  async checkpoint(): Promise<Checkpoint> {
+    const raw = await this.readJson("checkpoint.json");
+    if (raw === undefined) return {};
+    const file = CheckpointFile.parse(raw);
+    const envelope = (e: unknown) => (e === undefined ? undefined : (decodeSignedAssignment("checkpoint", JSON.stringify(e)) as SignedAssignment));
+    const out: Checkpoint = {};
+    const current = envelope(file.current);
+    const previous = envelope(file.previous);
+    const pending = envelope(file.pending);
+    if (current) out.current = current;
+    if (previous) out.previous = previous;
+    if (pending) out.pending = pending;
+    if (file.rolledBack) out.rolledBack = file.rolledBack;
+    if (file.unsentReport) out.unsentReport = file.unsentReport;
+    return out;
+  }
+
+  saveCheckpoint(checkpoint: Checkpoint): Promise<void> {
+    return this.writeJson("checkpoint.json", checkpoint);
+  }
+
+  private async readJson(name: string): Promise<unknown> {
+    try {
+      return JSON.parse(await readFile(join(this.dir, name), "utf8"));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw err;
+    }
+  }
+
+  private async writeJson(name: string, value: unknown): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    const file = join(this.dir, name);
+    await writeFile(`${file}.tmp`, JSON.stringify(value, null, 2), { mode: 0o600 });
+    await rename(`${file}.tmp`, file);
+  }
+}

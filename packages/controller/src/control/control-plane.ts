@@ -1,0 +1,423 @@
+import { connect, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { Kvm, type KV } from "@nats-io/kv";
+import {
+  AgentCredentials,
+  DecodeError,
+  EnrollFacts,
+  Heartbeat,
+  Report,
+  agentInboxPrefix,
+  appliedBucket,
+  decodeMessage,
+  desiredBucket,
+  encodeMessage,
+  enrollSubject,
+  heartbeatSubject,
+  hostOfSubject,
+  hostsBucket,
+  reportSubject,
+  rolloutBucket,
+  seal,
+  welcomeContext,
+  welcomeSubject,
+  type HostAssignment,
+  type Host,
+  type ResultsSummary,
+  type SigningKeys,
+  type Welcome,
+} from "@netfleet/shared";
+import { CredentialStore, type StoredCredential } from "./credential-store.ts";
+import { DesiredStore, type PublishResult } from "./desired-store.ts";
+import { matchHost, tokenMatches } from "./enrollment.ts";
+import { HostRegistry, type HostRecord, type HostState } from "./host-registry.ts";
+import { liveValue } from "./kv-cas.ts";
+import type { NatsUser } from "./nats-config.ts";
+import { agentUser, agentUserName, controllerUser, enrollmentUser } from "./permissions.ts";
+import { RolloutLock, type RolloutLease, type RolloutState } from "./rollout-lock.ts";
+
+/** Where the server's static users are kept (our NatsServer, or anything that rewrites a config and reloads). */
+export interface UserDirectory {
+  setUsers(users: NatsUser[]): Promise<void>;
+}
+
+export interface ControlPlaneOptions {
+  site: string;
+  servers: string[];
+  user: string;
+  password: string;
+  /** Inventory hosts: enrolling agents are matched against them. */
+  hosts: readonly Host[];
+  /** The site enrollment token an agent must present in its facts to be approved without an operator. */
+  enrollmentToken: string;
+  /** NATS password of the shared enrollment user (publish facts, hear welcomes). */
+  enrollmentPassword: string;
+  signing: SigningKeys;
+  /** Agent passwords, one 0600 file per host. */
+  credentialsDir: string;
+  /** Needed to approve or reject: users are written there and the server reloaded. */
+  userDirectory?: UserDirectory;
+  /** KV replicas: 1 for a single server, 3 for the cluster. */
+  replicas?: number;
+  /** KV history per key (at least 5). */
+  history?: number;
+  /** How long publishes and registry writes retry through a failover. */
+  retryMs?: number;
+  /** Heartbeats update lastSeen in the registry at most this often per host. */
+  lastSeenWriteMs?: number;
+  log?: (event: Record<string, unknown>) => void;
+}
+
+export interface HostStatus {
+  host: string;
+  inventory: boolean;
+  enrolled: boolean;
+  state: HostState | "unenrolled";
+  reason: string | null;
+  lastSeen: string | null;
+  desired: { revision: number; hash: string } | null;
+  applied: { revision: number; hash: string | null; rolledBack: boolean; rolledBackRevision?: number; at: string } | null;
+  /** Desired and applied differ (or nothing is applied yet while something is desired). */
+  drift: boolean;
+  summary: ResultsSummary | null;
+  failures: { id: string; comment?: string }[];
+}
+
+export class HostNotFoundError extends Error {
+  readonly host: string;
+  constructor(host: string, detail: string) {
+    super(`${host}: ${detail}`);
+    this.name = "HostNotFoundError";
+    this.host = host;
+  }
+}
+
+interface Buckets {
+  desired: KV;
+  hosts: KV;
+  applied: KV;
+  rollout: KV;
+}
+
+/**
+ * The controller side of the control plane: buckets, the enrollment
+ * service, the host registry, signed desired state, status, and the
+ * rollout lock. `connect` alone serves short commands (status, publish);
+ * `serve` adds the subscriptions of a long-running controller.
+ */
+export class ControlPlane {
+  readonly nc: NatsConnection;
+  readonly options: ControlPlaneOptions;
+  readonly desired: DesiredStore;
+  readonly registry: HostRegistry;
+  readonly lock: RolloutLock;
+  private readonly buckets: Buckets;
+  private readonly credentials: CredentialStore;
+  private readonly subscriptions: Subscription[] = [];
+  private readonly perHost = new Map<string, Promise<unknown>>();
+  private readonly lastSeen = new Map<string, { at: string; written: number }>();
+  private readonly reportWaiters = new Set<(r: Report) => void>();
+  private readonly log: (event: Record<string, unknown>) => void;
+
+  private constructor(nc: NatsConnection, options: ControlPlaneOptions, buckets: Buckets) {
+    this.nc = nc;
+    this.options = options;
+    this.buckets = buckets;
+    this.log = options.log ?? (() => {});
+    this.desired = new DesiredStore(buckets.desired, options.signing.privateKeyPem, { retryMs: options.retryMs ?? 30_000, log: this.log });
+    this.registry = new HostRegistry(buckets.hosts);
+    this.lock = new RolloutLock(buckets.rollout);
+    this.credentials = new CredentialStore(options.credentialsDir);
+  }
+
+  static async connect(options: ControlPlaneOptions): Promise<ControlPlane> {
+    const nc = await connect({
+      servers: options.servers,
+      user: options.user,
+      pass: options.password,
+      name: `netfleet-controller-${options.site}`,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      reconnectJitter: 250,
+    });
+    try {
+      const kvm = new Kvm(nc);
+      const opts = { history: Math.max(5, options.history ?? 5), replicas: options.replicas ?? 1, allow_direct: true };
+      const buckets: Buckets = {
+        desired: await kvm.create(desiredBucket(options.site), opts),
+        hosts: await kvm.create(hostsBucket(options.site), opts),
+        applied: await kvm.create(appliedBucket(options.site), opts),
+        rollout: await kvm.create(rolloutBucket(options.site), opts),
+      };
+      return new ControlPlane(nc, options, buckets);
+    } catch (err) {
+      await nc.close();
+      throw err;
+    }
+  }
+
+  /** The static users the server must know: controller, enrollment, and one per approved agent. */
+  async users(): Promise<NatsUser[]> {
+    const { site } = this.options;
+    const agents = (await this.credentials.all()).map((c) => agentUser(site, c.host, c.password));
+    return [controllerUser(this.options.user, this.options.password), enrollmentUser(site, this.options.enrollmentPassword), ...agents];
+  }
+
+  async syncUsers(): Promise<void> {
+    if (!this.options.userDirectory) throw new Error("no user directory: cannot change NATS users from this controller");
+    await this.options.userDirectory.setUsers(await this.users());
+  }
+
+  /** Subscribes to enrollments, reports and heartbeats of the site. */
+  async serve(): Promise<void> {
+    const { site } = this.options;
+    if (this.options.userDirectory) await this.syncUsers();
+    this.listen(enrollSubject(site, "*"), (msg, host) => this.onEnroll(msg, host));
+    this.listen(reportSubject(site, "*"), (msg, host) => this.onReport(msg, host));
+    this.listen(heartbeatSubject(site, "*"), (msg, host) => this.onHeartbeat(msg, host));
+    await this.nc.flush();
+  }
+
+  private listen(subject: string, handle: (msg: Msg, host: string) => Promise<void>): void {
+    const sub = this.nc.subscribe(subject);
+    this.subscriptions.push(sub);
+    void (async () => {
+      for await (const msg of sub) {
+        const host = hostOfSubject(msg.subject);
+        if (!host) continue;
+        this.serial(host, () =>
+          handle(msg, host).catch((err: unknown) => {
+            const error = err instanceof Error ? err.message : String(err);
+            this.log({ event: err instanceof DecodeError ? "bad-message" : "handler-error", subject: msg.subject, error });
+          }),
+        );
+      }
+    })();
+  }
+
+  /** Messages of one host are handled in order, one at a time. */
+  private serial<T>(host: string, work: () => Promise<T>): Promise<T> {
+    const next = (this.perHost.get(host) ?? Promise.resolve()).then(work, work);
+    this.perHost.set(host, next.catch(() => {}));
+    return next;
+  }
+
+  private async onEnroll(msg: Msg, subjectHost: string): Promise<void> {
+    const facts = decodeMessage(EnrollFacts, msg.subject, msg.data);
+    if (facts.site !== this.options.site) throw new DecodeError(msg.subject, "site", `facts are for site ${facts.site}`);
+    const match = matchHost(facts, this.options.hosts);
+    if (subjectHost !== facts.hostname && !(match.kind === "matched" && match.host === subjectHost)) {
+      throw new DecodeError(msg.subject, "hostname", `published as ${subjectHost} but claims ${facts.hostname}`);
+    }
+    const tokenOk = tokenMatches(facts.token, this.options.enrollmentToken);
+    const key = match.kind === "matched" ? match.host : facts.hostname;
+    const { token: _token, ...stored } = facts;
+    const now = new Date().toISOString();
+    const current = await this.registry.get(key);
+    const base = {
+      host: key,
+      inventory: match.kind === "matched",
+      matchedBy: match.kind === "matched" ? match.matchedBy : null,
+      facts: stored,
+      claimKey: facts.publicKey,
+      lastSeen: now,
+      firstSeen: current?.firstSeen ?? now,
+    };
+
+    if (current?.state === "approved") {
+      const sameAgent = current.approvedKey === facts.publicKey;
+      await this.registry.mutate(key, (cur) => cur && {
+        ...cur,
+        ...base,
+        reason: sameAgent ? null : "a new agent key claims this host; approve it to hand the host over",
+      });
+      this.log({ event: "enroll", host: key, state: "approved", again: true, sameAgent });
+      // An agent that missed its welcome asks again with the same key.
+      if (sameAgent) {
+        const credential = await this.credentials.get(key);
+        if (credential) this.sendWelcome(facts.hostname, credential);
+      }
+      return;
+    }
+    if (current?.state === "rejected") {
+      await this.registry.mutate(key, (cur) => cur && { ...cur, ...base });
+      this.log({ event: "enroll", host: key, state: "rejected" });
+      return;
+    }
+    const reason =
+      match.kind === "conflict" ? match.reason
+      : match.kind === "none" ? "no inventory host has this hostname or management MAC"
+      : tokenOk ? null
+      : "wrong enrollment token";
+    await this.registry.mutate(key, (cur) => ({ ...base, state: "quarantined", reason: reason ?? "approving", approvedKey: null, approvedAt: null, firstSeen: cur?.firstSeen ?? now }));
+    this.log({ event: "enroll", host: key, claimed: facts.hostname, matchedBy: base.matchedBy, state: reason ? "quarantined" : "approving", reason });
+    if (reason === null) await this.grant(key);
+  }
+
+  private async onReport(msg: Msg, host: string): Promise<void> {
+    const report = decodeMessage(Report, msg.subject, msg.data);
+    if (report.host !== host || report.site !== this.options.site) throw new DecodeError(msg.subject, "host", "report names another host or site");
+    this.seen(host, report.at);
+    for (const waiter of this.reportWaiters) waiter(report);
+  }
+
+  private async onHeartbeat(msg: Msg, host: string): Promise<void> {
+    const hb = decodeMessage(Heartbeat, msg.subject, msg.data);
+    if (hb.host !== host || hb.site !== this.options.site) throw new DecodeError(msg.subject, "host", "heartbeat names another host or site");
+    const written = this.seen(host, hb.at);
+    if (Date.now() - written >= (this.options.lastSeenWriteMs ?? 30_000)) {
+      await this.registry.mutate(host, (cur) => cur && { ...cur, lastSeen: hb.at });
+      this.lastSeen.set(host, { at: hb.at, written: Date.now() });
+    }
+  }
+
+  private seen(host: string, at: string): number {
+    const prev = this.lastSeen.get(host);
+    this.lastSeen.set(host, { at: prev && prev.at > at ? prev.at : at, written: prev?.written ?? 0 });
+    return prev?.written ?? 0;
+  }
+
+  /** Approves a host (quarantined, or with a pending claim by a new agent key): new credentials, sealed to the claiming agent. */
+  approve(host: string): Promise<HostRecord> {
+    return this.serial(host, async () => {
+      const record = await this.registry.get(host);
+      if (!record) throw new HostNotFoundError(host, "has not enrolled");
+      if (!record.inventory) throw new HostNotFoundError(host, "matches no inventory host (by hostname or management MAC); add it to the inventory first");
+      return this.grant(host);
+    });
+  }
+
+  /** Refuses a host: its credentials are revoked at once (the server drops its connection on reload). */
+  reject(host: string): Promise<HostRecord> {
+    return this.serial(host, async () => {
+      if (!(await this.registry.get(host))) throw new HostNotFoundError(host, "has not enrolled");
+      await this.credentials.revoke(host);
+      await this.syncUsers();
+      const record = await this.registry.mutate(host, (cur) => cur && { ...cur, state: "rejected", reason: "rejected by operator", approvedKey: null, approvedAt: null });
+      this.log({ event: "rejected", host });
+      return record!;
+    });
+  }
+
+  private async grant(host: string): Promise<HostRecord> {
+    const record = await this.registry.get(host);
+    if (!record) throw new HostNotFoundError(host, "has not enrolled");
+    const credential = await this.credentials.issue(host, agentUserName(this.options.site, host), record.claimKey);
+    await this.syncUsers();
+    const approved = await this.registry.mutate(host, (cur) => cur && {
+      ...cur,
+      state: "approved",
+      reason: null,
+      approvedKey: credential.agentKey,
+      approvedAt: new Date().toISOString(),
+    });
+    this.sendWelcome(record.facts.hostname, credential);
+    this.log({ event: "approved", host, matchedBy: record.matchedBy });
+    return approved!;
+  }
+
+  private sendWelcome(claimedName: string, credential: StoredCredential): void {
+    const { site, signing } = this.options;
+    const content: AgentCredentials = {
+      site,
+      host: credential.host,
+      user: credential.user,
+      password: credential.password,
+      inboxPrefix: agentInboxPrefix(site, credential.host),
+      signingKey: { keyId: signing.keyId, publicKeyPem: signing.publicKeyPem },
+    };
+    const box = seal(credential.agentKey, JSON.stringify(content), welcomeContext(site, claimedName));
+    const welcome: Welcome = { kind: "welcome", site, hostname: claimedName, ...box };
+    this.nc.publish(welcomeSubject(site, claimedName), encodeMessage(welcome));
+  }
+
+  /** Signs and writes a host's assignment with compare-and-set; see DesiredStore.publish. */
+  publish(assignment: HostAssignment, options: { basedOn?: number; force?: boolean } = {}): Promise<PublishResult> {
+    if (assignment.site !== this.options.site) throw new Error(`assignment is for site ${assignment.site}, not ${this.options.site}`);
+    return this.desired.publish(assignment, options);
+  }
+
+  async appliedReport(host: string): Promise<Report | undefined> {
+    const entry = liveValue(await this.buckets.applied.get(host));
+    return entry ? decodeMessage(Report, `kv ${entry.bucket}/${entry.key}`, entry.value) : undefined;
+  }
+
+  /** Resolves with the agent's report once it has applied (or rolled back) `revision` or later. */
+  async waitForApplied(host: string, revision: number, timeoutMs: number): Promise<Report> {
+    const done = (r: Report | undefined) => r !== undefined && r.host === host && (r.revision >= revision || (r.rolledBackRevision ?? 0) >= revision);
+    let waiter: ((r: Report) => void) | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const live = new Promise<Report>((resolve) => {
+      waiter = (r) => done(r) && resolve(r);
+      this.reportWaiters.add(waiter);
+    });
+    try {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const stored = await this.appliedReport(host).catch(() => undefined);
+        if (stored && done(stored)) return stored;
+        const remaining = deadline - Date.now();
+        if (remaining <= 0) throw new Error(`${host} did not report revision ${revision} within ${timeoutMs} ms`);
+        const tick = new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), Math.min(500, remaining))));
+        const hit = await Promise.race([live, tick]);
+        clearTimeout(timer);
+        if (hit) return hit;
+      }
+    } finally {
+      this.reportWaiters.delete(waiter!);
+    }
+  }
+
+  /** One row per inventory or enrolled host, sorted by name. */
+  async status(): Promise<HostStatus[]> {
+    const records = new Map((await this.registry.list()).map((r) => [r.host, r]));
+    const inventory = new Set(this.options.hosts.map((h) => h.name));
+    const names = [...new Set([...inventory, ...records.keys()])].sort();
+    const rows: HostStatus[] = [];
+    for (const host of names) {
+      const record = records.get(host);
+      const desiredEntry = await this.desired.read(host).catch(() => undefined);
+      const report = await this.appliedReport(host).catch(() => undefined);
+      const desired = desiredEntry ? { revision: desiredEntry.envelope.revision, hash: desiredEntry.envelope.assignment.hash } : null;
+      const applied = report
+        ? { revision: report.revision, hash: report.hash, rolledBack: report.rolledBack, ...(report.rolledBackRevision ? { rolledBackRevision: report.rolledBackRevision } : {}), at: report.at }
+        : null;
+      const seen = [record?.lastSeen, report?.at, this.lastSeen.get(host)?.at].filter((s): s is string => !!s).sort().at(-1) ?? null;
+      rows.push({
+        host,
+        inventory: inventory.has(host),
+        enrolled: record !== undefined,
+        state: record?.state ?? "unenrolled",
+        reason: record?.reason ?? null,
+        lastSeen: seen,
+        desired,
+        applied,
+        drift: desired !== null && (applied === null || applied.hash !== desired.hash || applied.revision !== desired.revision),
+        summary: report?.summary ?? null,
+        failures: (report?.results ?? []).filter((r) => r.result === false).map((r) => ({ id: r.id, ...(r.comment ? { comment: r.comment } : {}) })),
+      });
+    }
+    return rows;
+  }
+
+  acquireLock(owner: string): Promise<RolloutLease> {
+    return this.lock.acquire(owner);
+  }
+
+  releaseLock(lease: RolloutLease): Promise<void> {
+    return this.lock.release(lease);
+  }
+
+  loadRolloutState(): Promise<{ state: RolloutState; revision: number } | undefined> {
+    return this.lock.loadState();
+  }
+
+  saveRolloutState(state: RolloutState, lastRevision: number): Promise<number> {
+    return this.lock.saveState(state, lastRevision);
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.subscriptions) s.unsubscribe();
+    await Promise.allSettled(this.perHost.values());
+    await this.nc.drain().catch(() => this.nc.close());
+  }
+}

@@ -1,0 +1,66 @@
+import { randomBytes } from "node:crypto";
+import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { DNS_LABEL } from "@netfleet/shared";
+
+export interface StoredCredential {
+  host: string;
+  user: string;
+  password: string;
+  /** The X25519 key the agent enrolled with; welcomes are sealed to it. */
+  agentKey: string;
+  issuedAt: string;
+}
+
+/**
+ * Agent passwords, one file per host (mode 0600) in a directory only the
+ * controller reads. The server config holds the same passwords (it has no
+ * hashing we could produce without bcrypt), and is 0600 too.
+ */
+export class CredentialStore {
+  readonly dir: string;
+  constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  async issue(host: string, user: string, agentKey: string): Promise<StoredCredential> {
+    const credential: StoredCredential = { host, user, password: randomBytes(24).toString("base64url"), agentKey, issuedAt: new Date().toISOString() };
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    const file = this.file(host);
+    await writeFile(`${file}.tmp`, JSON.stringify(credential, null, 2), { mode: 0o600 });
+    await rename(`${file}.tmp`, file);
+    return credential;
+  }
+
+  async get(host: string): Promise<StoredCredential | undefined> {
+    try {
+      return JSON.parse(await readFile(this.file(host), "utf8")) as StoredCredential;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw err;
+    }
+  }
+
+  async all(): Promise<StoredCredential[]> {
+    const names = await readdir(this.dir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === "ENOENT") return [] as string[];
+      throw err;
+    });
+    const hosts = names.filter((n) => n.endsWith(".json")).map((n) => n.slice(0, -5)).filter((h) => DNS_LABEL.test(h)).sort();
+    const out: StoredCredential[] = [];
+    for (const h of hosts) {
+      const c = await this.get(h);
+      if (c) out.push(c);
+    }
+    return out;
+  }
+
+  async revoke(host: string): Promise<void> {
+    await rm(this.file(host), { force: true });
+  }
+
+  private file(host: string): string {
+    if (!DNS_LABEL.test(host)) throw new Error(`host ${JSON.stringify(host)} is not a DNS label`);
+    return join(this.dir, `${host}.json`);
+  }
+}

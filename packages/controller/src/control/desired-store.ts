@@ -1,0 +1,130 @@
+import type { KV, KvEntry } from "@nats-io/kv";
+import {
+  DecodeError,
+  decodeSignedAssignment,
+  encodeMessage,
+  signAssignment,
+  type HostAssignment,
+  type SignedAssignment,
+  type UnverifiedEnvelope,
+} from "@netfleet/shared";
+import { compareAndSet, isRevisionConflict, liveValue, withRetry } from "./kv-cas.ts";
+
+export interface DesiredEntry {
+  envelope: UnverifiedEnvelope;
+  /** The KV revision (stream sequence) of the entry: what compare-and-set compares. */
+  kvRevision: number;
+}
+
+export interface PublishResult {
+  host: string;
+  /** The assignment revision (the controller's per-host counter the agent checks). */
+  revision: number;
+  kvRevision: number;
+  hash: string;
+  /** False when the same document was already published. */
+  changed: boolean;
+}
+
+/** The desired entry moved on since the caller read it (another publisher, or a stale `basedOn`). */
+export class StaleRevisionError extends Error {
+  readonly host: string;
+  readonly expected: number;
+  readonly actual: number;
+  constructor(host: string, expected: number, actual: number) {
+    super(`desired state of ${host} is at KV revision ${actual}, not ${expected}: someone published meanwhile; re-read and retry`);
+    this.name = "StaleRevisionError";
+    this.host = host;
+    this.expected = expected;
+    this.actual = actual;
+  }
+}
+
+/** Signed assignments in `nf_<site>_desired`, written only with compare-and-set. */
+export class DesiredStore {
+  private readonly kv: KV;
+  private readonly privateKeyPem: string;
+  private readonly retryMs: number;
+  private readonly log: (event: Record<string, unknown>) => void;
+
+  constructor(kv: KV, privateKeyPem: string, options: { retryMs?: number; log?: (event: Record<string, unknown>) => void } = {}) {
+    this.kv = kv;
+    this.privateKeyPem = privateKeyPem;
+    this.retryMs = options.retryMs ?? 30_000;
+    this.log = options.log ?? (() => {});
+  }
+
+  async read(host: string): Promise<DesiredEntry | undefined> {
+    const entry = liveValue(await this.kv.get(host));
+    return entry ? { envelope: decodeEntry(entry), kvRevision: entry.revision } : undefined;
+  }
+
+  /**
+   * Signs the assignment with the next revision and writes it only if the
+   * key is still where we read it (or at `basedOn` when given). Transient
+   * failures (a server or leader lost) are retried; a write whose
+   * acknowledgement was lost is recognised by its signature on the next read.
+   */
+  async publish(assignment: HostAssignment, options: { basedOn?: number; force?: boolean } = {}): Promise<PublishResult> {
+    const host = assignment.host;
+    const attempted = new Set<string>();
+    return withRetry(
+      async () => {
+        const raw = await this.kv.get(host);
+        const entry = liveValue(raw);
+        const current = entry ? decodeEntryOrUndefined(entry) : undefined;
+        if (entry && current?.signature !== undefined && attempted.has(current.signature)) {
+          return { host, revision: current.revision, kvRevision: entry.revision, hash: current.assignment.hash, changed: true };
+        }
+        if (options.basedOn !== undefined && (entry?.revision ?? 0) !== options.basedOn) {
+          throw new StaleRevisionError(host, options.basedOn, entry?.revision ?? 0);
+        }
+        if (entry && current && current.assignment.hash === assignment.hash && !options.force) {
+          return { host, revision: current.revision, kvRevision: entry.revision, hash: assignment.hash, changed: false };
+        }
+        const previous = current?.revision ?? (raw ? await this.highestRevision(host) : 0);
+        const envelope: SignedAssignment = signAssignment(assignment, previous + 1, this.privateKeyPem);
+        attempted.add(envelope.signature);
+        try {
+          const kvRevision = await compareAndSet(this.kv, host, encodeMessage(envelope), entry?.revision);
+          return { host, revision: envelope.revision, kvRevision, hash: assignment.hash, changed: true };
+        } catch (err) {
+          if (!isRevisionConflict(err)) throw err;
+          const now = liveValue(await this.kv.get(host));
+          const stored = now ? decodeEntryOrUndefined(now) : undefined;
+          if (now && stored?.signature === envelope.signature) {
+            return { host, revision: envelope.revision, kvRevision: now.revision, hash: assignment.hash, changed: true };
+          }
+          throw new StaleRevisionError(host, entry?.revision ?? 0, now?.revision ?? 0);
+        }
+      },
+      this.retryMs,
+      (err) => this.log({ event: "publish-retry", host, error: err.message }),
+    );
+  }
+
+  /** After a delete, revisions continue above the highest one ever written, so agents accept the next. */
+  private async highestRevision(host: string): Promise<number> {
+    let highest = 0;
+    const history = await this.kv.history({ key: host });
+    for await (const e of history) {
+      if (e.operation !== "PUT") continue;
+      const env = decodeEntryOrUndefined(e as unknown as KvEntry);
+      if (env) highest = Math.max(highest, env.revision);
+    }
+    return highest;
+  }
+}
+
+function decodeEntry(entry: KvEntry): UnverifiedEnvelope {
+  return decodeSignedAssignment(`kv ${entry.bucket}/${entry.key}@${entry.revision}`, entry.value);
+}
+
+function decodeEntryOrUndefined(entry: KvEntry): UnverifiedEnvelope | undefined {
+  try {
+    return decodeEntry(entry);
+  } catch (err) {
+    if (err instanceof DecodeError) return undefined;
+    throw err;
+  }
+}

@@ -1,0 +1,65 @@
+import type { KV, KvEntry } from "@nats-io/kv";
+import { DecodeError, EnrollFacts, decodeMessage, encodeMessage } from "@netfleet/shared";
+import { z } from "zod";
+import { mutateKey, liveValue } from "./kv-cas.ts";
+
+export const HostState = z.enum(["quarantined", "approved", "rejected"]);
+export type HostState = z.output<typeof HostState>;
+
+/** Facts as kept: the enrollment token is never stored. */
+export const StoredFacts = EnrollFacts.omit({ token: true });
+export type StoredFacts = z.output<typeof StoredFacts>;
+
+/** One entry of `nf_<site>_hosts`, keyed by inventory host name (or by the claimed name when nothing matched). */
+export const HostRecord = z.strictObject({
+  host: z.string(),
+  inventory: z.boolean(),
+  state: HostState,
+  /** Why the host is quarantined, or a pending claim on an approved host. */
+  reason: z.string().nullable(),
+  matchedBy: z.enum(["hostname", "mac"]).nullable(),
+  facts: StoredFacts,
+  /** The agent key of the latest claim; `approve` hands credentials to it. */
+  claimKey: z.string(),
+  /** The agent key credentials were sealed to. */
+  approvedKey: z.string().nullable(),
+  firstSeen: z.string(),
+  lastSeen: z.string(),
+  approvedAt: z.string().nullable(),
+});
+export type HostRecord = z.output<typeof HostRecord>;
+
+/** The host registry bucket; every write is a compare-and-set. */
+export class HostRegistry {
+  private readonly kv: KV;
+  constructor(kv: KV) {
+    this.kv = kv;
+  }
+
+  async get(host: string): Promise<HostRecord | undefined> {
+    const entry = liveValue(await this.kv.get(host));
+    return entry ? decodeRecord(entry) : undefined;
+  }
+
+  async list(): Promise<HostRecord[]> {
+    const keys: string[] = [];
+    for await (const k of await this.kv.keys()) keys.push(k);
+    const out: HostRecord[] = [];
+    for (const k of keys.sort()) {
+      const r = await this.get(k).catch((err: unknown) => {
+        if (err instanceof DecodeError) return undefined;
+        throw err;
+      });
+      if (r) out.push(r);
+    }
+    return out;
+  }
+
+  mutate(host: string, change: (current: HostRecord | undefined) => HostRecord | undefined): Promise<HostRecord | undefined> {
+    return mutateKey(this.kv, host, decodeRecord, encodeMessage, change);
+  }
+}
+
+function decodeRecord(entry: KvEntry): HostRecord {
+  return decodeMessage(HostRecord, `kv ${entry.bucket}/${entry.key}`, entry.value);
+}

@@ -1,0 +1,70 @@
+import type { KV, KvEntry } from "@nats-io/kv";
+
+/** True when a KV write lost a compare-and-set race (JetStream "wrong last sequence"). */
+export function isRevisionConflict(err: unknown): boolean {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return code === 10071 || code === 10164 || (err instanceof Error && /wrong last sequence/i.test(err.message));
+}
+
+/**
+ * True for failures that may pass on retry: a server or leader going away,
+ * an election under way. A stream without a leader answers "no responders",
+ * which the client reports as JetStream not enabled.
+ */
+export function isTransient(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+    if (/permissions violation/i.test(e.message)) return false;
+    if (["TimeoutError", "NoRespondersError", "NoResponders", "JetStreamNotEnabled", "ConnectionError", "ClosedConnectionError"].includes(e.name)) return true;
+    if (/timeout|no responders|temporarily unavailable|not current|no suitable peers|leader|disconnect|jetstream is not enabled/i.test(e.message)) return true;
+  }
+  return false;
+}
+
+export function liveValue(entry: KvEntry | null): KvEntry | undefined {
+  return entry && entry.operation === "PUT" ? entry : undefined;
+}
+
+/** Writes `value` when the key is still at `lastRevision` (0 or undefined: absent or deleted). Returns the new revision. */
+export async function compareAndSet(kv: KV, key: string, value: Uint8Array, lastRevision: number | undefined): Promise<number> {
+  return lastRevision ? kv.update(key, value, lastRevision) : kv.create(key, value);
+}
+
+/**
+ * Read-modify-write with compare-and-set, retried when another writer got
+ * there first. `change` returns undefined to leave the key as it is.
+ */
+export async function mutateKey<T>(
+  kv: KV,
+  key: string,
+  decode: (entry: KvEntry) => T,
+  encode: (value: T) => Uint8Array,
+  change: (current: T | undefined) => T | undefined,
+  attempts = 10,
+): Promise<T | undefined> {
+  for (let i = 0; ; i++) {
+    const entry = liveValue(await kv.get(key));
+    const current = entry ? decode(entry) : undefined;
+    const next = change(current);
+    if (next === undefined) return current;
+    try {
+      await compareAndSet(kv, key, encode(next), entry?.revision);
+      return next;
+    } catch (err) {
+      if (!isRevisionConflict(err) || i + 1 >= attempts) throw err;
+    }
+  }
+}
+
+/** Retries an operation that failed transiently until the deadline; anything else is thrown at once. */
+export async function withRetry<T>(operation: () => Promise<T>, deadlineMs: number, log?: (err: Error) => void): Promise<T> {
+  const deadline = Date.now() + deadlineMs;
+  for (let delay = 100; ; delay = Math.min(delay * 2, 1000)) {
+    try {
+      return await operation();
+    } catch (err) {
+      if (!isTransient(err) || Date.now() + delay > deadline) throw err;
+      log?.(err as Error);
+      await new Promise((r) => setTimeout(r, delay + Math.random() * delay * 0.2));
+    }
+  }
+}

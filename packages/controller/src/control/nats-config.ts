@@ -1,0 +1,71 @@
+/**
+ * nats-server 2.9 configuration, rendered by us. Values are written as JSON
+ * strings and numbers, which the server's config syntax accepts as is, so no
+ * name or password can break out of its field.
+ */
+
+export interface SubjectPermission {
+  allow?: string[];
+  deny?: string[];
+}
+
+/** A static user of the netfleet account; no `permissions` means everything in the account. */
+export interface NatsUser {
+  user: string;
+  password: string;
+  permissions?: { publish?: SubjectPermission; subscribe?: SubjectPermission };
+}
+
+export interface NatsNodeConfig {
+  name: string;
+  /** Client listen address and port. */
+  host: string;
+  port: number;
+  /** Monitoring (health, jsz, varz): always on loopback. */
+  monitorPort: number;
+  storeDir: string;
+  pidFile: string;
+  /** The file holding the accounts block, included by every node; relative to this node's config file (the server joins include paths to it). */
+  accountsFile: string;
+  cluster?: { name: string; host: string; port: number; routes: string[]; user: string; password: string };
+}
+
+export const NETFLEET_ACCOUNT = "NETFLEET";
+
+export function renderNodeConfig(node: NatsNodeConfig): string {
+  const q = (s: string) => JSON.stringify(s);
+  const lines = [
+    `server_name: ${q(node.name)}`,
+    `listen: ${q(`${node.host}:${node.port}`)}`,
+    `http: ${q(`127.0.0.1:${node.monitorPort}`)}`,
+    `pid_file: ${q(node.pidFile)}`,
+    `jetstream {`,
+    `  store_dir: ${q(node.storeDir)}`,
+    `  max_memory_store: 268435456`,
+    `  max_file_store: 1073741824`,
+    `}`,
+  ];
+  if (node.cluster) {
+    const c = node.cluster;
+    lines.push(
+      `cluster {`,
+      `  name: ${q(c.name)}`,
+      `  listen: ${q(`${c.host}:${c.port}`)}`,
+      `  authorization { user: ${q(c.user)}, password: ${q(c.password)} }`,
+      `  routes: [${c.routes.map(q).join(", ")}]`,
+      `}`,
+    );
+  }
+  lines.push(`include ${q(node.accountsFile)}`, "");
+  return lines.join("\n");
+}
+
+/** The accounts block: one JetStream-enabled account holding every user. */
+export function renderAccounts(users: readonly NatsUser[]): string {
+  const rendered = users.map((u) => {
+    const entry: Record<string, unknown> = { user: u.user, password: u.password };
+    if (u.permissions) entry.permissions = u.permissions;
+    return `      ${JSON.stringify(entry)}`;
+  });
+  return [`accounts {`, `  ${NETFLEET_ACCOUNT} {`, `    jetstream: enabled`, `    users: [`, rendered.join(",\n"), `    ]`, `  }`, `}`, ""].join("\n");
+}

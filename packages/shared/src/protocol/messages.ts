@@ -1,0 +1,129 @@
+import { z } from "zod";
+import { DecodeError } from "../errors.ts";
+import { DNS_LABEL, INTERFACE_NAME, MAC_ADDRESS } from "../names.ts";
+
+/** Every message on the wire, as schemas; types are derived from them. */
+
+const dnsLabel = z.string().regex(DNS_LABEL);
+const hash = z.string().regex(/^[0-9a-f]{64}$/);
+const timestamp = z.iso.datetime({ offset: true });
+const version = z.string().max(200).nullable();
+
+/** A kernel module: loaded now, or available to load (or built in). */
+export const KernelFeature = z.strictObject({ loaded: z.boolean(), available: z.boolean() });
+
+export const InterfaceFact = z.strictObject({
+  name: z.string().regex(INTERFACE_NAME),
+  mac: z.string().regex(MAC_ADDRESS).nullable(),
+  state: z.string().max(32).nullable(),
+  kind: z.string().max(32).nullable(),
+});
+
+/** What an agent tells the controller when it enrolls (and again after each start). */
+export const EnrollFacts = z.strictObject({
+  kind: z.literal("enroll"),
+  site: dnsLabel,
+  /** The name the agent goes by (its hostname unless told otherwise). */
+  hostname: dnsLabel,
+  token: z.string().min(1).max(512),
+  agentVersion: z.string().max(64),
+  interfaces: z.array(InterfaceFact).max(4096),
+  kernel: z.strictObject({ "8021q": KernelFeature, bonding: KernelFeature, openvswitch: KernelFeature }),
+  ovsVersion: version,
+  libvirtVersion: version,
+  /** X25519 public key (SPKI DER, base64) the welcome is encrypted to. */
+  publicKey: z.string().regex(/^[A-Za-z0-9+/=]{40,120}$/),
+  sentAt: timestamp,
+});
+
+/** Credentials of an approved agent, sealed to the key it enrolled with. */
+export const Welcome = z.strictObject({
+  kind: z.literal("welcome"),
+  site: dnsLabel,
+  hostname: dnsLabel,
+  ephemeralKey: z.string().max(200),
+  iv: z.string().max(64),
+  ciphertext: z.string().max(16384),
+  tag: z.string().max(64),
+});
+
+/** The sealed content of a welcome. */
+export const AgentCredentials = z.strictObject({
+  site: dnsLabel,
+  /** The inventory host the agent was matched to: the name it uses from now on. */
+  host: dnsLabel,
+  user: z.string().min(1).max(128),
+  password: z.string().min(16).max(256),
+  inboxPrefix: z.string().max(256),
+  signingKey: z.strictObject({ keyId: z.string().regex(/^[0-9a-f]{16}$/), publicKeyPem: z.string().max(1024) }),
+});
+
+export const ResultsSummary = z.strictObject({
+  ok: z.number().int().min(0),
+  changed: z.number().int().min(0),
+  failed: z.number().int().min(0),
+  pending: z.number().int().min(0),
+});
+
+export const ResourceOutcome = z.strictObject({
+  id: z.string().max(200),
+  result: z.boolean().nullable(),
+  comment: z.string().max(2000).optional(),
+});
+
+/** After every apply (and rollback): what the host now runs. */
+export const Report = z.strictObject({
+  kind: z.literal("report"),
+  site: dnsLabel,
+  host: dnsLabel,
+  /** The assignment revision now applied; 0 when none. */
+  revision: z.number().int().min(0),
+  hash: hash.nullable(),
+  rolledBack: z.boolean(),
+  /** When rolledBack: the revision that was undone. */
+  rolledBackRevision: z.number().int().min(1).optional(),
+  summary: ResultsSummary,
+  results: z.array(ResourceOutcome).max(10000),
+  at: timestamp,
+});
+
+export const Heartbeat = z.strictObject({
+  kind: z.literal("heartbeat"),
+  site: dnsLabel,
+  host: dnsLabel,
+  agentVersion: z.string().max(64),
+  revision: z.number().int().min(0),
+  hash: hash.nullable(),
+  uptimeS: z.number().min(0),
+  at: timestamp,
+});
+
+export type KernelFeature = z.output<typeof KernelFeature>;
+export type InterfaceFact = z.output<typeof InterfaceFact>;
+export type EnrollFacts = z.output<typeof EnrollFacts>;
+export type Welcome = z.output<typeof Welcome>;
+export type AgentCredentials = z.output<typeof AgentCredentials>;
+export type ResultsSummary = z.output<typeof ResultsSummary>;
+export type ResourceOutcome = z.output<typeof ResourceOutcome>;
+export type Report = z.output<typeof Report>;
+export type Heartbeat = z.output<typeof Heartbeat>;
+
+/** Parses and validates one message; anything else is a DecodeError and nothing has been changed. */
+export function decodeMessage<S extends z.ZodType>(schema: S, source: string, data: Uint8Array | string): z.output<S> {
+  let value: unknown;
+  try {
+    value = JSON.parse(typeof data === "string" ? data : new TextDecoder("utf-8", { fatal: true }).decode(data));
+  } catch (err) {
+    throw new DecodeError(source, "", `not JSON: ${(err as Error).message}`);
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new DecodeError(source, issue.path.join("."), issue.message);
+  }
+  return parsed.data;
+}
+
+export function encodeMessage(message: unknown): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(message));
+}

@@ -1,0 +1,76 @@
+import { describe, expect, it } from "vitest";
+import { sealAssignment } from "../assignment.ts";
+import { DecodeError } from "../errors.ts";
+import { Heartbeat, decodeMessage } from "./messages.ts";
+import { generateBoxKeys, open, seal } from "./sealed-box.ts";
+import { AssignmentRejectedError, decodeSignedAssignment, generateSigningKeys, signAssignment, verifySignedAssignment } from "./signing.ts";
+import { desiredBucket, directGetSubject, enrollSubject, hostOfSubject, kvSubject } from "./subjects.ts";
+
+const doc = (host: string, v: string) =>
+  sealAssignment({ apiVersion: "netfleet.dev/v1", kind: "HostAssignment", site: "lab", host, role: "vmhost", resources: [{ kind: "sysctl", name: "net.ipv4.ip_forward", value: v }] });
+const keys = generateSigningKeys();
+
+function rejection(fn: () => unknown): AssignmentRejectedError {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof AssignmentRejectedError) return err;
+    throw err;
+  }
+  throw new Error("not rejected");
+}
+
+describe("subjects", () => {
+  it("names buckets, keys and subjects, and refuses names that could be wildcards", () => {
+    expect(desiredBucket("lab")).toBe("nf_lab_desired");
+    expect(directGetSubject("nf_lab_desired", "hv1")).toBe("$JS.API.DIRECT.GET.KV_nf_lab_desired.$KV.nf_lab_desired.hv1");
+    expect(kvSubject("nf_lab_desired", "hv1")).toBe("$KV.nf_lab_desired.hv1");
+    expect(enrollSubject("lab", "*")).toBe("nf.lab.enroll.*");
+    expect(() => enrollSubject("lab", ">")).toThrow(/not a DNS label/);
+    expect(() => desiredBucket("a.b")).toThrow(/not a DNS label/);
+    expect(hostOfSubject("nf.lab.report.hv1")).toBe("hv1");
+    expect(hostOfSubject("nf.lab.report.hv1.x")).toBeUndefined();
+  });
+});
+
+describe("signed assignments", () => {
+  const signed = signAssignment(doc("hv1", "1"), 5, keys.privateKeyPem);
+  const envelope = () => decodeSignedAssignment("t", JSON.stringify(signed));
+
+  it("verifies a signed newer revision for this host", () => {
+    expect(verifySignedAssignment(envelope(), keys.publicKeyPem, 4, { site: "lab", host: "hv1" })).toEqual(signed);
+  });
+
+  it("gives each refusal its own reason and message", () => {
+    const { signature: _s, ...unsigned } = signed;
+    expect(rejection(() => verifySignedAssignment(decodeSignedAssignment("t", JSON.stringify(unsigned)), keys.publicKeyPem, 0))).toMatchObject({ reason: "unsigned", message: "revision 5: assignment is not signed" });
+    expect(rejection(() => verifySignedAssignment(envelope(), generateSigningKeys().publicKeyPem, 0)).reason).toBe("unknown-key");
+    const bumped = decodeSignedAssignment("t", JSON.stringify({ ...signed, revision: 6 }));
+    expect(rejection(() => verifySignedAssignment(bumped, keys.publicKeyPem, 0)).message).toMatch(/signature does not verify/);
+    expect(rejection(() => verifySignedAssignment(envelope(), keys.publicKeyPem, 0, { site: "lab", host: "hv2" })).reason).toBe("wrong-host");
+    expect(rejection(() => verifySignedAssignment(envelope(), keys.publicKeyPem, 5)).message).toBe("revision 5 is not newer than the current revision 5");
+  });
+
+  it("decodes only envelopes whose assignment is valid and untampered", () => {
+    expect(() => decodeSignedAssignment("t", JSON.stringify(doc("hv1", "1")))).toThrow(DecodeError);
+    expect(() => decodeSignedAssignment("t", JSON.stringify({ ...signed, assignment: { ...signed.assignment, host: "hv2" } }))).toThrow(/content hash/);
+    expect(() => decodeSignedAssignment("t", "{")).toThrow(/not JSON/);
+  });
+});
+
+describe("messages and sealed boxes", () => {
+  it("decodes messages strictly", () => {
+    const hb = { kind: "heartbeat", site: "lab", host: "hv1", agentVersion: "1", revision: 0, hash: null, uptimeS: 1, at: new Date().toISOString() };
+    expect(decodeMessage(Heartbeat, "hb", JSON.stringify(hb))).toEqual(hb);
+    expect(() => decodeMessage(Heartbeat, "hb", JSON.stringify({ ...hb, extra: 1 }))).toThrow(DecodeError);
+    expect(() => decodeMessage(Heartbeat, "hb", new Uint8Array([0xff]))).toThrow(/not JSON/);
+  });
+
+  it("opens a box only with the recipient key and the same context", () => {
+    const recipient = generateBoxKeys();
+    const box = seal(recipient.publicKey, "secret", "lab/hv1");
+    expect(open(recipient, box, "lab/hv1")).toBe("secret");
+    expect(() => open(recipient, box, "lab/hv2")).toThrow();
+    expect(() => open(generateBoxKeys(), box, "lab/hv1")).toThrow();
+  });
+});

@@ -1,0 +1,87 @@
+import { DNS_LABEL } from "../names.ts";
+
+/**
+ * Every NATS subject, KV bucket and key netfleet uses, one function each.
+ * Site and host names are DNS labels, so they are single subject tokens
+ * and can never carry a wildcard.
+ */
+
+function label(kind: string, value: string): string {
+  if (!DNS_LABEL.test(value)) throw new Error(`${kind} ${JSON.stringify(value)} is not a DNS label`);
+  return value;
+}
+
+/** A host token, or `*` for the controller's wildcard subscriptions. */
+function hostToken(host: string): string {
+  return host === "*" ? host : label("host", host);
+}
+
+/** Signed desired assignments, one key per host; written by the controller only. */
+export function desiredBucket(site: string): string {
+  return `nf_${label("site", site)}_desired`;
+}
+
+/** The host registry (enrollment state, facts, last seen); controller only. */
+export function hostsBucket(site: string): string {
+  return `nf_${label("site", site)}_hosts`;
+}
+
+/** The last report of each agent, written by that agent to its own key. */
+export function appliedBucket(site: string): string {
+  return `nf_${label("site", site)}_applied`;
+}
+
+/** The rollout lock and the rollout state record. */
+export function rolloutBucket(site: string): string {
+  return `nf_${label("site", site)}_rollout`;
+}
+
+export function hostKey(host: string): string {
+  return label("host", host);
+}
+
+export const ROLLOUT_LOCK_KEY = "lock";
+export const ROLLOUT_STATE_KEY = "state";
+
+/** The stream behind a KV bucket. */
+export function kvStream(bucket: string): string {
+  return `KV_${bucket}`;
+}
+
+/** The subject a KV key is stored under; a core subscription on it sees every write. */
+export function kvSubject(bucket: string, key: string): string {
+  return `$KV.${bucket}.${key}`;
+}
+
+/** Direct get of the last value of one key, the key named in the subject (so permissions can name it). */
+export function directGetSubject(bucket: string, key: string): string {
+  return `$JS.API.DIRECT.GET.${kvStream(bucket)}.${kvSubject(bucket, key)}`;
+}
+
+export function enrollSubject(site: string, host: string): string {
+  return `nf.${label("site", site)}.enroll.${hostToken(host)}`;
+}
+
+/** Encrypted credentials for an approved agent, to the key it enrolled with. */
+export function welcomeSubject(site: string, host: string): string {
+  return `nf.${label("site", site)}.welcome.${hostToken(host)}`;
+}
+
+export function reportSubject(site: string, host: string): string {
+  return `nf.${label("site", site)}.report.${hostToken(host)}`;
+}
+
+export function heartbeatSubject(site: string, host: string): string {
+  return `nf.${label("site", site)}.hb.${hostToken(host)}`;
+}
+
+/** Replies to an agent go here, so an agent may subscribe to its own replies and nobody else's. */
+export function agentInboxPrefix(site: string, host: string): string {
+  return `_nf_inbox.${label("site", site)}.${label("host", host)}`;
+}
+
+/** The host token of a subject `nf.<site>.<kind>.<host>`, or undefined when it is not one. */
+export function hostOfSubject(subject: string): string | undefined {
+  const host = subject.split(".")[3];
+  return host !== undefined && DNS_LABEL.test(host) && subject.split(".").length === 4 ? host : undefined;
+}

@@ -1,0 +1,82 @@
+import { Kvm } from "@nats-io/kv";
+import { afterEach, describe, expect, it } from "vitest";
+import { StaleRevisionError } from "@netfleet/controller";
+import { desiredBucket, encodeMessage, generateSigningKeys, signAssignment } from "@netfleet/shared";
+import { SITE, assignmentFor, eventually, inventoryHost, startAgent, startSite, type Site, type TestAgent } from "./harness.ts";
+
+let site: Site | undefined;
+const agents: TestAgent[] = [];
+
+afterEach(async () => {
+  for (const a of agents.splice(0)) await a.client.stop();
+  await site?.close();
+  site = undefined;
+});
+
+describe("desired state", () => {
+  it("publishes with compare-and-set: a publish based on a stale revision is refused and changes nothing", async () => {
+    site = await startSite({ basePort: 31100, hosts: [inventoryHost("hv1")] });
+    const first = await site.cp.publish(assignmentFor("hv1", 1));
+    expect(first).toMatchObject({ revision: 1, changed: true });
+    expect(await site.cp.publish(assignmentFor("hv1", 1))).toMatchObject({ revision: 1, changed: false });
+
+    const second = await site.cp.publish(assignmentFor("hv1", 2), { basedOn: first.kvRevision });
+    expect(second).toMatchObject({ revision: 2, changed: true });
+    // A second operator still holding the first read:
+    const stale = site.cp.publish(assignmentFor("hv1", 3), { basedOn: first.kvRevision });
+    await expect(stale).rejects.toBeInstanceOf(StaleRevisionError);
+    await expect(stale).rejects.toThrow(/someone published meanwhile/);
+    const stored = await site.cp.desired.read("hv1");
+    expect(stored?.envelope).toMatchObject({ revision: 2, assignment: { hash: second.hash } });
+    expect(stored?.kvRevision).toBe(second.kvRevision);
+
+    // Two publishers racing on one key: exactly one wins.
+    const results = await Promise.allSettled([site.cp.publish(assignmentFor("hv1", 4), { basedOn: second.kvRevision }), site.cp.publish(assignmentFor("hv1", 5), { basedOn: second.kvRevision })]);
+    expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+    expect(results.filter((r) => r.status === "rejected")).toHaveLength(1);
+  });
+
+  it("the agent applies a signed newer revision and rejects unsigned, forged, wrong-key, other-host and older envelopes, keeping the current one", async () => {
+    site = await startSite({ basePort: 31110, hosts: [inventoryHost("hv1")] });
+    const agent = startAgent(site, { hostname: "hv1", resyncMs: 500 });
+    agents.push(agent);
+    await agent.started;
+    await site.cp.publish(assignmentFor("hv1", 1));
+    await site.cp.publish(assignmentFor("hv1", 2));
+    await eventually(() => agent.applied.at(-1)?.revision === 2, "revision 2 applied");
+    const current = agent.applied.at(-1)!;
+
+    const kv = await new Kvm(site.cp.nc).open(desiredBucket(SITE));
+    const rejectedCount = () => agent.events.filter((e) => e.event === "assignment-rejected").length;
+    const expectRejected = async (value: unknown, reason: string, message: RegExp) => {
+      const before = rejectedCount();
+      await kv.put("hv1", encodeMessage(value));
+      await eventually(() => rejectedCount() > before, `rejection (${reason})`);
+      const event = agent.events.filter((e) => e.event === "assignment-rejected").at(-1)!;
+      expect(event).toMatchObject({ reason, keeping: 2 });
+      expect(String(event.error)).toMatch(message);
+      expect(agent.applied.at(-1)).toEqual(current);
+      expect(agent.client.current?.revision).toBe(2);
+    };
+
+    const signed = signAssignment(assignmentFor("hv1", 3), 3, site.signing.privateKeyPem);
+    const { signature: _s, keyId: _k, ...unsigned } = signed;
+    await expectRejected(unsigned, "unsigned", /is not signed/);
+    await expectRejected({ ...signed, assignment: assignmentFor("hv1", 99) }, "bad-signature", /does not verify/);
+    await expectRejected({ ...signed, revision: 4 }, "bad-signature", /does not verify/);
+    const mallory = generateSigningKeys();
+    await expectRejected(signAssignment(assignmentFor("hv1", 3), 3, mallory.privateKeyPem), "unknown-key", /unknown key/);
+    await expectRejected(signAssignment(assignmentFor("hv2", 3), 3, site.signing.privateKeyPem), "wrong-host", /not lab\/hv1/);
+    await expectRejected(signAssignment(assignmentFor("hv1", 1), 1, site.signing.privateKeyPem), "stale-revision", /revision 1 is not newer than the current revision 2/);
+    await expectRejected(assignmentFor("hv1", 3), "decode", /not a signed assignment envelope/);
+    await expectRejected({ ...signed, assignment: { ...signed.assignment, role: "backend" } }, "decode", /content hash does not match/);
+
+    // The next genuine revision is still accepted: the controller continues above every revision in the key's history.
+    const next = await site.cp.publish(assignmentFor("hv1", 5));
+    expect(next.revision).toBeGreaterThan(2);
+    await eventually(() => agent.applied.at(-1)?.revision === next.revision, "next revision applied");
+    const revisions = agent.applied.map((a) => a.revision);
+    expect(revisions).toEqual([...revisions].sort((a, b) => a - b));
+    expect(new Set(revisions).size).toBe(revisions.length);
+  });
+});

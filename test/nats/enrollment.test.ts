@@ -1,0 +1,75 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { assignmentFor, eventually, inventoryHost, startAgent, startSite, type Site, type TestAgent } from "./harness.ts";
+
+const hosts = [inventoryHost("hv1", "52:54:00:00:01:01"), inventoryHost("hv2", "52:54:00:00:02:02")];
+let site: Site | undefined;
+const agents: TestAgent[] = [];
+
+afterEach(async () => {
+  for (const a of agents.splice(0)) await a.client.stop();
+  await site?.close();
+  site = undefined;
+});
+
+describe("enrollment", () => {
+  it("approves an agent whose token matches and whose hostname is in the inventory; it then receives its assignment", async () => {
+    site = await startSite({ basePort: 31000, hosts });
+    const agent = startAgent(site, { hostname: "hv1" });
+    agents.push(agent);
+    await agent.started;
+    expect(agent.client.host).toBe("hv1");
+    const record = await site.cp.registry.get("hv1");
+    expect(record).toMatchObject({ state: "approved", matchedBy: "hostname", inventory: true, reason: null });
+    expect(record?.facts).toMatchObject({ hostname: "hv1", ovsVersion: "3.1.0", kernel: { "8021q": { loaded: true } } });
+    expect(JSON.stringify(record)).not.toContain("site-enrollment-token");
+
+    const published = await site.cp.publish(assignmentFor("hv1", 1));
+    await eventually(() => agent.applied.length === 1, "agent applies revision 1");
+    expect(agent.applied[0]).toEqual({ revision: published.revision, hash: published.hash });
+    const report = await site.cp.waitForApplied("hv1", published.revision, 10_000);
+    expect(report).toMatchObject({ revision: 1, hash: published.hash, rolledBack: false });
+
+    const status = await site.cp.status();
+    expect(status.find((s) => s.host === "hv1")).toMatchObject({ enrolled: true, state: "approved", drift: false, desired: { revision: 1 }, applied: { revision: 1 } });
+    expect(status.find((s) => s.host === "hv2")).toMatchObject({ enrolled: false, state: "unenrolled", drift: false, desired: null });
+  });
+
+  it("quarantines an agent with a wrong token: no credentials, no assignment, until an operator approves it", async () => {
+    site = await startSite({ basePort: 31010, hosts });
+    const agent = startAgent(site, { hostname: "hv2", token: "wrong-token" });
+    agents.push(agent);
+    await eventually(async () => (await site!.cp.registry.get("hv2"))?.state === "quarantined", "hv2 quarantined");
+    expect((await site.cp.registry.get("hv2"))?.reason).toBe("wrong enrollment token");
+    await site.cp.publish(assignmentFor("hv2", 1));
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(agent.client.host).toBeUndefined();
+    expect(agent.applied).toEqual([]);
+    expect((await site.cp.users()).map((u) => u.user)).not.toContain("agent-lab-hv2");
+
+    await site.cp.approve("hv2");
+    await agent.started;
+    expect(agent.client.host).toBe("hv2");
+    await eventually(() => agent.applied.length === 1, "hv2 applies after approval");
+  });
+
+  it("matches an agent by management MAC when its hostname is not in the inventory", async () => {
+    site = await startSite({ basePort: 31020, hosts });
+    const agent = startAgent(site, { hostname: "localhost", macs: ["02:00:00:00:00:09", "52:54:00:00:02:02"] });
+    agents.push(agent);
+    await agent.started;
+    expect(agent.client.host).toBe("hv2");
+    expect(await site.cp.registry.get("hv2")).toMatchObject({ state: "approved", matchedBy: "mac", facts: { hostname: "localhost" } });
+    await site.cp.publish(assignmentFor("hv2", 7));
+    await eventually(() => agent.applied.length === 1, "hv2 (by MAC) applies");
+  });
+
+  it("quarantines a host no inventory entry matches, and refuses to approve it", async () => {
+    site = await startSite({ basePort: 31030, hosts });
+    const agent = startAgent(site, { hostname: "stranger", macs: ["02:00:00:00:00:77"] });
+    agents.push(agent);
+    await eventually(async () => (await site!.cp.registry.get("stranger"))?.state === "quarantined", "stranger quarantined");
+    await expect(site.cp.approve("stranger")).rejects.toThrow(/matches no inventory host/);
+    const row = (await site.cp.status()).find((s) => s.host === "stranger");
+    expect(row).toMatchObject({ inventory: false, enrolled: true, state: "quarantined" });
+  });
+});
