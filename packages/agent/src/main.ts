@@ -22,6 +22,7 @@ Tool options (defaults suit a normal host):
   --ovs-db PATH        ovsdb socket (default /run/openvswitch/db.sock)
   --ovs-rundir DIR     OVS run dir holding <bridge>.mgmt sockets
   --libvirt-uri URI    libvirt connection (default qemu:///system)
+  --run-dir DIR        the agent's own files: dnsmasq configs, pids, leases (default /run/netfleet)
 
 Exit codes: 0 converged (or nothing to change in check mode), 1 runtime error,
 2 invalid assignment (nothing changed), 3 some resource failed.
@@ -41,6 +42,7 @@ export async function main(argv: string[]): Promise<number> {
         "ovs-db": { type: "string" },
         "ovs-rundir": { type: "string" },
         "libvirt-uri": { type: "string" },
+        "run-dir": { type: "string" },
         interval: { type: "string", default: "30" },
         "flow-interval": { type: "string", default: "2" },
       },
@@ -73,6 +75,7 @@ export async function main(argv: string[]): Promise<number> {
     ...(v["ovs-db"] ? { ovsDb: v["ovs-db"] } : {}),
     ...(v["ovs-rundir"] ? { ovsRundir: v["ovs-rundir"] } : {}),
     ...(v["libvirt-uri"] ? { libvirtUri: v["libvirt-uri"] } : {}),
+    ...(v["run-dir"] ? { runDir: v["run-dir"] } : {}),
   });
   if (command === "run") {
     return runDaemon(file, assignment, tools, Number(v.interval) * 1000, Number(v["flow-interval"]) * 1000);
