@@ -2,7 +2,8 @@ import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { AgentClient, type AgentClientOptions, type ApplyOutcome } from "@netfleet/agent";
+import { spawn, type ChildProcess } from "node:child_process";
+import { AgentClient, NatsAgent, SimulatedHostRunner, Toolbox, type AgentClientOptions, type ApplyOutcome, type NatsAgentOptions } from "@netfleet/agent";
 import { ControlPlane, NatsServer, controllerUser, enrollmentUser } from "@netfleet/controller";
 import { generateSigningKeys, sealAssignment, type HostAssignment, type Host, type SigningKeys } from "@netfleet/shared";
 
@@ -145,4 +146,92 @@ export async function eventually(condition: () => boolean | Promise<boolean>, me
     if (Date.now() > deadline) throw new Error(`timed out: ${message}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** Facts of a simulated host with every kernel feature. */
+export const simFacts = async () => ({
+  interfaces: [],
+  kernel: { "8021q": { loaded: true, available: true }, bonding: { loaded: true, available: true }, openvswitch: { loaded: true, available: true } },
+  ovsVersion: "3.1.0",
+  libvirtVersion: "9.0.0",
+});
+
+export interface SimAgent {
+  agent: NatsAgent;
+  host: SimulatedHostRunner;
+  events: Record<string, unknown>[];
+  started: Promise<void>;
+}
+
+/** The real agent runtime (engine, daemon, drift repair) in this process, on a simulated sysctl-only host. */
+export function startSimAgent(site: Site, options: { hostname: string; host?: SimulatedHostRunner } & Partial<NatsAgentOptions>): SimAgent {
+  const events: Record<string, unknown>[] = [];
+  const { hostname, host = new SimulatedHostRunner(), ...rest } = options;
+  const agent = new NatsAgent({
+    site: SITE,
+    servers: site.server.urls,
+    enrollment: { password: site.enrollPassword, token: TOKEN },
+    name: hostname,
+    stateDir: join(site.dir, "agents", hostname),
+    runner: host,
+    tools: new Toolbox(),
+    intervalMs: 60_000,
+    flowIntervalMs: 60_000,
+    watchEvents: false,
+    heartbeatMs: 500,
+    enrollRetryMs: 300,
+    reconnectTimeWaitMs: 200,
+    gatherFacts: simFacts,
+    log: (e) => events.push(e),
+    ...rest,
+  });
+  return { agent, host, events, started: agent.start() };
+}
+
+export interface AgentProcess {
+  child: ChildProcess;
+  events: Record<string, unknown>[];
+  exited: Promise<number | null>;
+}
+
+const REPO = new URL("../..", import.meta.url).pathname;
+
+/** test/nats/sim-agent.ts as a child process (so a test can SIGKILL it); its host state is a file under the site dir. */
+export function spawnSimAgent(site: Site, options: { hostname: string; delayMs?: number; intervalMs?: number; confirmDeadlineMs?: number }): AgentProcess {
+  const arg = {
+    site: SITE,
+    servers: site.server.urls,
+    enrollPassword: site.enrollPassword,
+    token: TOKEN,
+    name: options.hostname,
+    stateDir: join(site.dir, "agents", options.hostname),
+    hostFile: join(site.dir, `host-${options.hostname}.json`),
+    ...options,
+  };
+  const child = spawn("sh", [join(REPO, "scripts/node.sh"), join(REPO, "test/nats/sim-agent.ts"), JSON.stringify(arg)], { cwd: REPO, stdio: ["ignore", "pipe", "inherit"] });
+  const events: Record<string, unknown>[] = [];
+  let buffer = "";
+  child.stdout!.on("data", (chunk: Buffer) => {
+    buffer += chunk.toString();
+    for (let i = buffer.indexOf("\n"); i >= 0; i = buffer.indexOf("\n")) {
+      const line = buffer.slice(0, i);
+      buffer = buffer.slice(i + 1);
+      try {
+        events.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        events.push({ event: "stdout", line });
+      }
+    }
+  });
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  return { child, events, exited };
+}
+
+/** SIGKILL (or SIGTERM) a child and wait for it; bounded. */
+export async function killProcess(p: AgentProcess, signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
+  if (p.child.exitCode !== null || p.child.signalCode !== null) return;
+  p.child.kill(signal);
+  const timer = setTimeout(() => p.child.kill("SIGKILL"), 5000);
+  await p.exited;
+  clearTimeout(timer);
 }

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { DecodeError, decodeAssignment } from "@netfleet/shared";
+import { DNS_LABEL, DecodeError, decodeAssignment, parseJoinToken } from "@netfleet/shared";
+import { NatsAgent } from "./control/nats-agent.ts";
 import { reconcile, summarize } from "./engine.ts";
 import { ExecaRunner } from "./exec/runner.ts";
 import type { ResourceResult } from "./resources/types.ts";
@@ -17,6 +18,19 @@ Usage:
       keeps the host converged: follows OVS port changes and libvirt domain
       events, re-reads FILE when it changes, logs JSON lines; stopping it
       (SIGTERM) leaves the host as it is
+  netfleet-agent run --site S --nats URL[,URL...] --token T [--name N] [--state-dir DIR]
+                     [--interval S] [--flow-interval S] [--confirm-deadline S] [--heartbeat S]
+                     [--no-watch] [tool options]
+      the fleet agent: enrolls with the controller (netfleet serve) using the
+      site's join token (netfleet token prints it; a wrong one quarantines the
+      host until netfleet hosts approve), watches its own signed assignment,
+      applies it, reports results and heartbeats, repairs drift every
+      --interval and on OVS/libvirt events (reported as corrective), undoes
+      an apply when NATS cannot be reached within --confirm-deadline after it
+      (default 20 s). Keeps the host as it is while NATS is gone; reconnects
+      with exponential backoff and jitter and resyncs. --name: the name to
+      enroll as (default: the hostname). --state-dir: its key, credentials and
+      checkpoint (default /var/lib/netfleet-agent).
 
 Tool options (defaults suit a normal host):
   --ovs-db PATH        ovsdb socket (default /run/openvswitch/db.sock)
@@ -45,6 +59,14 @@ export async function main(argv: string[]): Promise<number> {
         "run-dir": { type: "string" },
         interval: { type: "string", default: "30" },
         "flow-interval": { type: "string", default: "2" },
+        site: { type: "string" },
+        nats: { type: "string" },
+        token: { type: "string" },
+        name: { type: "string" },
+        "state-dir": { type: "string" },
+        "confirm-deadline": { type: "string", default: "20" },
+        heartbeat: { type: "string", default: "15" },
+        "no-watch": { type: "boolean", default: false },
       },
     });
   } catch (err) {
@@ -56,6 +78,7 @@ export async function main(argv: string[]): Promise<number> {
     return command === undefined || command === "help" || command === "--help" ? 0 : 64;
   }
   const file = parsed.values.assignment;
+  if (command === "run" && !file && parsed.values.nats !== undefined) return runFleetAgent(parsed.values);
   if (!file) {
     process.stderr.write("netfleet-agent apply: --assignment FILE is required\n");
     return 64;
@@ -71,12 +94,7 @@ export async function main(argv: string[]): Promise<number> {
     throw err;
   }
   const v = parsed.values;
-  const tools = new Toolbox({
-    ...(v["ovs-db"] ? { ovsDb: v["ovs-db"] } : {}),
-    ...(v["ovs-rundir"] ? { ovsRundir: v["ovs-rundir"] } : {}),
-    ...(v["libvirt-uri"] ? { libvirtUri: v["libvirt-uri"] } : {}),
-    ...(v["run-dir"] ? { runDir: v["run-dir"] } : {}),
-  });
+  const tools = toolbox(v);
   if (command === "run") {
     return runDaemon(file, assignment, tools, Number(v.interval) * 1000, Number(v["flow-interval"]) * 1000);
   }
@@ -91,6 +109,97 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${assignment.host}: ${summary.ok} ok, ${summary.changed} changed, ${summary.pending} would change, ${summary.failed} failed (${wallMs} ms)\n`);
   }
   return summary.failed > 0 ? 3 : 0;
+}
+
+function toolbox(v: { "ovs-db"?: string | undefined; "ovs-rundir"?: string | undefined; "libvirt-uri"?: string | undefined; "run-dir"?: string | undefined }): Toolbox {
+  return new Toolbox({
+    ...(v["ovs-db"] ? { ovsDb: v["ovs-db"] } : {}),
+    ...(v["ovs-rundir"] ? { ovsRundir: v["ovs-rundir"] } : {}),
+    ...(v["libvirt-uri"] ? { libvirtUri: v["libvirt-uri"] } : {}),
+    ...(v["run-dir"] ? { runDir: v["run-dir"] } : {}),
+  });
+}
+
+interface FleetValues {
+  site?: string | undefined;
+  nats?: string | undefined;
+  token?: string | undefined;
+  name?: string | undefined;
+  "state-dir"?: string | undefined;
+  interval?: string | undefined;
+  "flow-interval"?: string | undefined;
+  "confirm-deadline"?: string | undefined;
+  heartbeat?: string | undefined;
+  "no-watch"?: boolean | undefined;
+  "ovs-db"?: string | undefined;
+  "ovs-rundir"?: string | undefined;
+  "libvirt-uri"?: string | undefined;
+  "run-dir"?: string | undefined;
+}
+
+/** `netfleet-agent run --site S --nats URLS --token T`: the fleet agent, until SIGTERM/SIGINT. */
+async function runFleetAgent(v: FleetValues): Promise<number> {
+  const usage = (msg: string) => {
+    process.stderr.write(`netfleet-agent run: ${msg}\n`);
+    return 64;
+  };
+  if (!v.site || !DNS_LABEL.test(v.site)) return usage("--site NAME is required (a DNS label)");
+  const servers = (v.nats ?? "").split(",").map((u) => u.trim()).filter(Boolean);
+  if (servers.length === 0 || servers.some((u) => !/^(?:nats|tls):\/\/[^\s/]+:\d{1,5}$/.test(u))) return usage("--nats takes nats://host:port[,nats://host:port...]");
+  if (!v.token) return usage("--token is required (netfleet token prints the site's join token)");
+  let join;
+  try {
+    join = parseJoinToken(v.token);
+  } catch (err) {
+    return usage((err as Error).message);
+  }
+  if (v.name !== undefined && !DNS_LABEL.test(v.name)) return usage("--name must be a DNS label");
+  const seconds = (name: string, value: string | undefined, min: number) => {
+    const n = Number(value);
+    if (!(n >= min)) throw new Error(`--${name} must be a number >= ${min} (seconds)`);
+    return n * 1000;
+  };
+  let intervalMs, flowIntervalMs, confirmDeadlineMs, heartbeatMs;
+  try {
+    intervalMs = seconds("interval", v.interval, 1);
+    flowIntervalMs = seconds("flow-interval", v["flow-interval"], 0.2);
+    confirmDeadlineMs = seconds("confirm-deadline", v["confirm-deadline"], 1);
+    heartbeatMs = seconds("heartbeat", v.heartbeat, 0.2);
+  } catch (err) {
+    return usage((err as Error).message);
+  }
+  const log = (event: Record<string, unknown>) => process.stdout.write(JSON.stringify({ ts: new Date().toISOString(), ...event }) + "\n");
+  const agent = new NatsAgent({
+    site: v.site,
+    servers,
+    enrollment: { password: join.enrollPassword, token: join.token },
+    ...(v.name ? { name: v.name } : {}),
+    stateDir: v["state-dir"] ?? "/var/lib/netfleet-agent",
+    runner: new ExecaRunner(),
+    tools: toolbox(v),
+    intervalMs,
+    flowIntervalMs,
+    confirmDeadlineMs,
+    heartbeatMs,
+    watchEvents: !v["no-watch"],
+    log,
+  });
+  const stop = new Promise<void>((resolve) => {
+    process.once("SIGTERM", resolve);
+    process.once("SIGINT", resolve);
+  });
+  log({ event: "start", site: v.site, name: v.name, servers, pid: process.pid });
+  const started = agent.start().then(
+    () => log({ event: "ready", host: agent.client.host }),
+    (err: unknown) => {
+      log({ event: "fatal", error: (err as Error).message });
+      throw err;
+    },
+  );
+  const failed = await Promise.race([stop.then(() => false), started.then(() => stop.then(() => false), () => true)]);
+  await agent.stop();
+  log({ event: "stop", host: agent.client.host });
+  return failed ? 1 : 0;
 }
 
 function formatResult(r: ResourceResult): string {

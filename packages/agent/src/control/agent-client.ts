@@ -3,6 +3,8 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import {
   AgentCredentials,
   AssignmentRejectedError,
+  CheckRequest,
+  checkSubject,
   DNS_LABEL,
   DecodeError,
   Welcome,
@@ -21,6 +23,7 @@ import {
   welcomeContext,
   welcomeSubject,
   type EnrollFacts,
+  type CheckReply,
   type Heartbeat,
   type HostAssignment,
   type Report,
@@ -51,6 +54,12 @@ export interface AgentClientOptions {
   agentVersion: string;
   /** Converge the host to this assignment. */
   onAssignment: (assignment: HostAssignment, revision: number) => Promise<ApplyOutcome>;
+  /**
+   * Check mode on request of the controller (`netfleet rollout --check`):
+   * what would change to reach this assignment; must run no mutating command.
+   * Without it the agent does not answer check requests.
+   */
+  onCheck?: (assignment: HostAssignment) => Promise<ApplyOutcome & { changes?: Record<string, string[]> }>;
   /** Lockout protection: converge back to the previous assignment (undefined: there was none). */
   rollback: (previous: HostAssignment | undefined) => Promise<ApplyOutcome>;
   gatherFacts?: () => Promise<HostFacts>;
@@ -59,7 +68,9 @@ export interface AgentClientOptions {
   confirmDeadlineMs?: number;
   enrollRetryMs?: number;
   resyncMs?: number;
+  /** First reconnect delay; it doubles per failed attempt up to reconnectMaxMs, each with random jitter (50-150 %). */
   reconnectTimeWaitMs?: number;
+  reconnectMaxMs?: number;
   log?: (event: Record<string, unknown>) => void;
 }
 
@@ -92,6 +103,7 @@ export class AgentClient {
   private delivering: Promise<void> | undefined;
   private readonly startedAt = Date.now();
   private readonly sleepers = new Set<() => void>();
+  private readonly backoff: Backoff;
 
   constructor(options: AgentClientOptions) {
     this.options = options;
@@ -100,6 +112,8 @@ export class AgentClient {
     const name = options.hostname ?? osHostname().split(".")[0]!.toLowerCase();
     if (!DNS_LABEL.test(name)) throw new Error(`hostname ${JSON.stringify(name)} is not a DNS label; give the agent a host name`);
     this.claimedName = name;
+    const base = options.reconnectTimeWaitMs ?? 1000;
+    this.backoff = new Backoff(base, options.reconnectMaxMs ?? Math.max(base * 32, 5000));
   }
 
   /** The inventory host name once enrolled. */
@@ -187,8 +201,8 @@ export class AgentClient {
   }
 
   private async connectWith(auth: { user: string; pass: string; name: string; inboxPrefix?: string }): Promise<NatsConnection | undefined> {
-    const wait = this.options.reconnectTimeWaitMs ?? 1000;
-    // Reconnect forever: attempts spaced by wait plus jitter (nats.js randomises the server order too).
+    const backoff = this.backoff;
+    // Reconnect forever: exponential backoff with jitter, reset once connected (nats.js randomises the server order too).
     for (;;) {
       if (this.stopped) return undefined;
       try {
@@ -196,8 +210,7 @@ export class AgentClient {
           servers: this.options.servers,
           ...auth,
           maxReconnectAttempts: -1,
-          reconnectTimeWait: wait,
-          reconnectJitter: wait,
+          reconnectDelayHandler: () => backoff.next(),
           waitOnFirstConnect: true,
           pingInterval: 10_000,
           maxPingOut: 3,
@@ -205,7 +218,7 @@ export class AgentClient {
         });
       } catch (err) {
         this.log({ event: "connect-failed", error: (err as Error).message });
-        await this.sleep(wait + Math.random() * wait);
+        await this.sleep(backoff.next());
       }
     }
   }
@@ -222,6 +235,7 @@ export class AgentClient {
         if (s.type === "disconnect") this.connected = false;
         if (s.type === "reconnect") {
           this.connected = true;
+          this.backoff.reset();
           this.log({ event: "reconnected" });
           this.queue(() => this.sync());
           void this.deliverUnsent();
@@ -240,6 +254,17 @@ export class AgentClient {
         this.queue(() => this.sync(hinted));
       }
     })();
+    if (this.options.onCheck) {
+      const checks = nc.subscribe(checkSubject(site, host));
+      void (async () => {
+        for await (const msg of checks) {
+          if (!msg.reply) continue;
+          const reply = await this.check(msg.subject, msg.data).catch((err: unknown) => this.checkReply(false, { ...EMPTY, results: [] }, (err as Error).message));
+          msg.respond(encodeMessage(reply));
+        }
+      })();
+    }
+    this.backoff.reset();
     await nc.flush();
     const keys = await this.state.boxKeys();
     nc.publish(enrollSubject(site, host), encodeMessage({ ...(await this.facts(keys.publicKey)) }));
@@ -392,10 +417,50 @@ export class AgentClient {
     return this.delivering;
   }
 
-  /** A fresh report of the current revision (e.g. after a drift-repair pass). */
-  async report(outcome: ApplyOutcome): Promise<boolean> {
-    if (!this.nc || !this.credentials) return false;
-    const report = this.reportFor(this.checkpoint.current, outcome, false);
+  /** Answers a check request: verified like a desired assignment (signed, ours), any revision; nothing is applied. */
+  private async check(subject: string, data: Uint8Array): Promise<CheckReply> {
+    const request = decodeMessage(CheckRequest, subject, data);
+    const creds = this.credentials!;
+    if (request.host !== creds.host || request.site !== this.options.site) return this.checkReply(false, EMPTY, "check request names another host");
+    let envelope: SignedAssignment;
+    try {
+      const decoded = decodeSignedAssignment(subject, JSON.stringify(request.envelope));
+      envelope = verifySignedAssignment(decoded, this.signingKey(), 0, { site: this.options.site, host: creds.host });
+    } catch (err) {
+      if (err instanceof DecodeError || err instanceof AssignmentRejectedError) {
+        this.log({ event: "check-rejected", error: err.message });
+        return this.checkReply(false, EMPTY, err.message);
+      }
+      throw err;
+    }
+    const outcome = await this.options.onCheck!(envelope.assignment);
+    this.log({ event: "checked", hash: envelope.assignment.hash, ...outcome.summary });
+    return this.checkReply(true, outcome);
+  }
+
+  private checkReply(ok: boolean, outcome: ApplyOutcome & { changes?: Record<string, string[]> }, error?: string): CheckReply {
+    const current = this.checkpoint.current;
+    return {
+      kind: "check-result",
+      site: this.options.site,
+      host: this.credentials!.host,
+      revision: current?.revision ?? 0,
+      hash: current?.assignment.hash ?? null,
+      ok,
+      ...(error ? { error: error.slice(0, 2000) } : {}),
+      summary: outcome.summary,
+      results: outcome.results.map((r) => {
+        const changes = outcome.changes?.[r.id];
+        return changes?.length ? { ...r, changes: changes.slice(0, 200) } : r;
+      }),
+      at: new Date().toISOString(),
+    };
+  }
+
+  /** A fresh report of the current revision (e.g. after a drift-repair pass, with the resources it repaired). */
+  async report(outcome: ApplyOutcome, extra: { corrective?: string[] } = {}): Promise<boolean> {
+    if (!this.nc || !this.credentials || !this.checkpoint.current) return false;
+    const report: Report = { ...this.reportFor(this.checkpoint.current, outcome, false), ...(extra.corrective?.length ? { corrective: extra.corrective.slice(0, 10000) } : {}) };
     const ok = await this.confirm(report, 5000);
     if (ok) this.nc.publish(reportSubject(this.options.site, report.host), encodeMessage(report));
     return ok;
@@ -442,6 +507,24 @@ export class AgentClient {
   /** Ends every pending sleep (a welcome arrived, or stop). */
   private wakeAll(): void {
     for (const done of [...this.sleepers]) done();
+  }
+}
+
+/** Reconnect delays: doubling from `base` up to `max`, each scaled by a random 0.5-1.5. */
+class Backoff {
+  private attempt = 0;
+  private readonly base: number;
+  private readonly max: number;
+  constructor(base: number, max: number) {
+    this.base = base;
+    this.max = max;
+  }
+  next(): number {
+    const raw = Math.min(this.max, this.base * 2 ** Math.min(this.attempt++, 20));
+    return Math.round(raw * (0.5 + Math.random()));
+  }
+  reset(): void {
+    this.attempt = 0;
   }
 }
 

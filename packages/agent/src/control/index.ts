@@ -2,3 +2,5 @@ export { AgentClient, type AgentClientOptions, type ApplyOutcome } from "./agent
 export { AgentState, type Checkpoint } from "./agent-state.ts";
 export { gatherHostFacts, parseLinks, readTool, type HostFacts, type ReadTool } from "./host-facts.ts";
 export { outcomeOf } from "./outcome.ts";
+export { NatsAgent, AGENT_VERSION, type NatsAgentOptions } from "./nats-agent.ts";
+export { SimulatedHostRunner, type SimulatedHostOptions } from "./simulated-host.ts";

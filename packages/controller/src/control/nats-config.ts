@@ -13,7 +13,12 @@ export interface SubjectPermission {
 export interface NatsUser {
   user: string;
   password: string;
-  permissions?: { publish?: SubjectPermission; subscribe?: SubjectPermission };
+  permissions?: {
+    publish?: SubjectPermission;
+    subscribe?: SubjectPermission;
+    /** May answer requests it received (one reply each, to the requester's reply subject). */
+    allow_responses?: boolean | { max: number; expires: string };
+  };
 }
 
 export interface NatsNodeConfig {

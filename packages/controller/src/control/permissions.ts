@@ -1,6 +1,7 @@
 import {
   agentInboxPrefix,
   appliedBucket,
+  checkSubject,
   desiredBucket,
   directGetSubject,
   enrollSubject,
@@ -38,7 +39,9 @@ export function agentUser(site: string, host: string, password: string): NatsUse
           directGetSubject(applied, key),
         ],
       },
-      subscribe: { allow: [`${agentInboxPrefix(site, host)}.>`, kvSubject(desired, key)] },
+      subscribe: { allow: [`${agentInboxPrefix(site, host)}.>`, kvSubject(desired, key), checkSubject(site, host)] },
+      // Check-mode replies go to the controller's inbox: one reply per request received, within a minute.
+      allow_responses: { max: 1, expires: "1m" },
     },
   };
 }

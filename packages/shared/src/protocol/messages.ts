@@ -84,7 +84,45 @@ export const Report = z.strictObject({
   rolledBackRevision: z.number().int().min(1).optional(),
   summary: ResultsSummary,
   results: z.array(ResourceOutcome).max(10000),
+  /** Set on a report sent after a periodic or event-driven pass repaired drift: the resources it changed back. */
+  corrective: z.array(z.string().max(200)).max(10000).optional(),
   at: timestamp,
+});
+
+/** A check-mode request: what would the agent change to reach this (signed) assignment? Nothing is applied. */
+export const CheckRequest = z.strictObject({
+  kind: z.literal("check"),
+  site: dnsLabel,
+  host: dnsLabel,
+  /** A signed assignment envelope (see signing.ts), verified like a desired one except for its revision. */
+  envelope: z.unknown(),
+});
+
+export const CheckReply = z.strictObject({
+  kind: z.literal("check-result"),
+  site: dnsLabel,
+  host: dnsLabel,
+  /** The revision the host runs now. */
+  revision: z.number().int().min(0),
+  hash: hash.nullable(),
+  ok: z.boolean(),
+  error: z.string().max(2000).optional(),
+  summary: ResultsSummary,
+  results: z.array(ResourceOutcome.extend({ changes: z.array(z.string().max(200)).max(200).optional() })).max(10000),
+  at: timestamp,
+});
+
+/** Operator requests to the running controller service (`netfleet serve`), controller credentials only. */
+export const AdminRequest = z.strictObject({
+  kind: z.literal("admin"),
+  action: z.enum(["approve", "reject"]),
+  host: dnsLabel,
+});
+
+export const AdminReply = z.strictObject({
+  ok: z.boolean(),
+  error: z.string().max(2000).optional(),
+  record: z.unknown().optional(),
 });
 
 export const Heartbeat = z.strictObject({
@@ -107,6 +145,10 @@ export type ResultsSummary = z.output<typeof ResultsSummary>;
 export type ResourceOutcome = z.output<typeof ResourceOutcome>;
 export type Report = z.output<typeof Report>;
 export type Heartbeat = z.output<typeof Heartbeat>;
+export type CheckRequest = z.output<typeof CheckRequest>;
+export type CheckReply = z.output<typeof CheckReply>;
+export type AdminRequest = z.output<typeof AdminRequest>;
+export type AdminReply = z.output<typeof AdminReply>;
 
 /** Parses and validates one message; anything else is a DecodeError and nothing has been changed. */
 export function decodeMessage<S extends z.ZodType>(schema: S, source: string, data: Uint8Array | string): z.output<S> {

@@ -74,3 +74,14 @@ describe("messages and sealed boxes", () => {
     expect(() => open(generateBoxKeys(), box, "lab/hv1")).toThrow();
   });
 });
+
+describe("join tokens", () => {
+  it("splits into the enrollment password and the approval token, and refuses anything else", async () => {
+    const { newJoinToken, parseJoinToken } = await import("./join-token.ts");
+    const t = newJoinToken();
+    expect(parseJoinToken(t.token)).toEqual(t);
+    expect(t.token.startsWith(`${t.enrollPassword}.`)).toBe(true);
+    expect(() => parseJoinToken("short")).toThrow(/<id>\.<secret>/);
+    expect(() => parseJoinToken("abcdefgh.sec ret-0123456789abc")).toThrow();
+  });
+});

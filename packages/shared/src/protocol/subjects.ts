@@ -75,6 +75,16 @@ export function heartbeatSubject(site: string, host: string): string {
   return `nf.${label("site", site)}.hb.${hostToken(host)}`;
 }
 
+/** Check-mode requests to one agent (request/reply; the agent answers the controller's inbox). */
+export function checkSubject(site: string, host: string): string {
+  return `nf.${label("site", site)}.check.${hostToken(host)}`;
+}
+
+/** Operator requests to the controller service (approve, reject). */
+export function adminSubject(site: string): string {
+  return `nf.${label("site", site)}.admin`;
+}
+
 /** Replies to an agent go here, so an agent may subscribe to its own replies and nobody else's. */
 export function agentInboxPrefix(site: string, host: string): string {
   return `_nf_inbox.${label("site", site)}.${label("host", host)}`;

@@ -1,0 +1,197 @@
+import type { HostAssignment } from "@netfleet/shared";
+import { AgentDaemon } from "../daemon.ts";
+import { reconcile } from "../engine.ts";
+import type { Runner } from "../exec/runner.ts";
+import type { Toolbox } from "../tools.ts";
+import { AgentClient, type AgentClientOptions, type ApplyOutcome } from "./agent-client.ts";
+import { AgentState } from "./agent-state.ts";
+import type { HostFacts } from "./host-facts.ts";
+import { outcomeOf } from "./outcome.ts";
+
+export interface NatsAgentOptions {
+  site: string;
+  servers: string[];
+  /** The site's join token (`<id>.<secret>`): id = enrollment NATS password, the whole token = approval. */
+  enrollment: { password: string; token: string };
+  /** The name to enroll as (default: the hostname's first label). */
+  name?: string;
+  /** Enrollment key, credentials, checkpoint. */
+  stateDir: string;
+  /** The executor: ExecaRunner on a real host, a fake one in benchmarks and tests. */
+  runner: Runner;
+  tools: Toolbox;
+  /** Full reconcile period (drift check and repair), ms. */
+  intervalMs?: number;
+  /** VM port rules pass period, ms. */
+  flowIntervalMs?: number;
+  /** Follow OVS and libvirt events (spawns ovsdb-client / virsh event); off for simulated agents. */
+  watchEvents?: boolean;
+  gatherFacts?: () => Promise<HostFacts>;
+  agentVersion?: string;
+  heartbeatMs?: number;
+  confirmDeadlineMs?: number;
+  resyncMs?: number;
+  enrollRetryMs?: number;
+  reconnectTimeWaitMs?: number;
+  reconnectMaxMs?: number;
+  /** Sets the controller's signing key instead of trusting (and pinning) the one in the welcome. */
+  signingPublicKeyPem?: string;
+  log?: (event: Record<string, unknown>) => void;
+}
+
+export const AGENT_VERSION = "0.1.0";
+
+/**
+ * The agent as a fleet member: the control-plane client (enrollment,
+ * signed desired state, reports, heartbeats, lockout protection) driving the
+ * resource engine through AgentDaemon (drift repair every interval and on
+ * OVS/libvirt events). Starting converges the host to the last confirmed
+ * assignment straight from the checkpoint, before NATS is reachable;
+ * losing NATS never tears anything down. A pass that repairs drift outside
+ * an apply is reported as corrective.
+ */
+export class NatsAgent {
+  readonly client: AgentClient;
+  private readonly options: NatsAgentOptions;
+  private readonly log: (event: Record<string, unknown>) => void;
+  private daemon: AgentDaemon | undefined;
+  private chain: Promise<unknown> = Promise.resolve();
+  private applying = 0;
+  private stopped = false;
+  private lastFailedSignature = "";
+  private reporting: Promise<unknown> = Promise.resolve();
+
+  constructor(options: NatsAgentOptions) {
+    this.options = options;
+    this.log = options.log ?? (() => {});
+    const clientOptions: AgentClientOptions = {
+      site: options.site,
+      ...(options.name ? { hostname: options.name } : {}),
+      servers: options.servers,
+      runDir: options.stateDir,
+      enrollment: { user: `enroll-${options.site}`, password: options.enrollment.password, token: options.enrollment.token },
+      agentVersion: options.agentVersion ?? AGENT_VERSION,
+      onAssignment: (assignment) => this.converge(assignment),
+      rollback: (previous) => this.restore(previous),
+      onCheck: (assignment) => this.check(assignment),
+      log: this.log,
+      ...(options.signingPublicKeyPem ? { signingPublicKeyPem: options.signingPublicKeyPem } : {}),
+      ...(options.gatherFacts ? { gatherFacts: options.gatherFacts } : {}),
+      ...(options.heartbeatMs !== undefined ? { heartbeatMs: options.heartbeatMs } : {}),
+      ...(options.confirmDeadlineMs !== undefined ? { confirmDeadlineMs: options.confirmDeadlineMs } : {}),
+      ...(options.resyncMs !== undefined ? { resyncMs: options.resyncMs } : {}),
+      ...(options.enrollRetryMs !== undefined ? { enrollRetryMs: options.enrollRetryMs } : {}),
+      ...(options.reconnectTimeWaitMs !== undefined ? { reconnectTimeWaitMs: options.reconnectTimeWaitMs } : {}),
+      ...(options.reconnectMaxMs !== undefined ? { reconnectMaxMs: options.reconnectMaxMs } : {}),
+    };
+    this.client = new AgentClient(clientOptions);
+  }
+
+  /** The assignment the daemon keeps the host at (undefined before the first one). */
+  get assignment(): { host: string; hash: string } | undefined {
+    return this.daemon?.status();
+  }
+
+  /**
+   * Converges to the checkpointed assignment (no NATS needed), then starts
+   * the client; resolves once connected with the agent's own credentials
+   * (enrollment may wait for an operator's approval) or when stopped.
+   */
+  async start(): Promise<void> {
+    const checkpoint = await new AgentState(this.options.stateDir).checkpoint();
+    if (checkpoint.current) {
+      this.log({ event: "resume", revision: checkpoint.current.revision, hash: checkpoint.current.assignment.hash });
+      await this.exclusive(() => this.startDaemon(checkpoint.current!.assignment));
+    }
+    await this.client.start();
+  }
+
+  /** Stops drift repair and closes the connection; the host stays as it is. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.client.stop();
+    await this.chain.catch(() => {});
+    await this.daemon?.stop();
+    await this.reporting;
+  }
+
+  private exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const next = this.chain.then(work, work);
+    this.chain = next.catch(() => {});
+    return next;
+  }
+
+  private async startDaemon(assignment: HostAssignment): Promise<void> {
+    const o = this.options;
+    this.daemon = new AgentDaemon(assignment, {
+      runner: o.runner,
+      tools: o.tools,
+      intervalMs: o.intervalMs ?? 30_000,
+      flowIntervalMs: o.flowIntervalMs ?? 2000,
+      watchEvents: o.watchEvents ?? true,
+      log: (event) => this.onDaemonEvent(event),
+    });
+    this.applying++;
+    try {
+      await this.daemon.start();
+    } finally {
+      this.applying--;
+    }
+  }
+
+  private converge(assignment: HostAssignment): Promise<ApplyOutcome> {
+    return this.exclusive(async () => {
+      if (this.stopped) throw new Error("agent is stopping");
+      if (!this.daemon) await this.startDaemon(assignment);
+      else {
+        this.applying++;
+        try {
+          await this.daemon.replace(assignment);
+        } finally {
+          this.applying--;
+        }
+      }
+      const outcome = outcomeOf(this.daemon!.lastResults);
+      this.lastFailedSignature = failedSignature(outcome);
+      return outcome;
+    });
+  }
+
+  /** Lockout protection: back to the previous assignment; with none, remove what netfleet owns here. */
+  private restore(previous: HostAssignment | undefined): Promise<ApplyOutcome> {
+    if (previous) return this.converge(previous);
+    return this.exclusive(async () => {
+      const current = this.daemon?.status();
+      await this.daemon?.stop();
+      this.daemon = undefined;
+      const results = await reconcile(
+        [{ kind: "owned-cleanup", name: "host", keep: { links: [], ovsBridges: [], libvirtNetworks: [] } }],
+        { runner: this.options.runner, tools: this.options.tools, owner: this.options.site },
+      );
+      this.log({ event: "restored-empty", undone: current?.hash });
+      return outcomeOf(results);
+    });
+  }
+
+  private async check(assignment: HostAssignment): Promise<ApplyOutcome & { changes: Record<string, string[]> }> {
+    const results = await reconcile(assignment.resources, { runner: this.options.runner, tools: this.options.tools, owner: assignment.site, check: true });
+    return { ...outcomeOf(results), changes: Object.fromEntries(results.map((r) => [r.id, Object.keys(r.changes)])) };
+  }
+
+  /** Daemon passes outside an apply that changed something (drift repaired) or whose failures changed are reported. */
+  private onDaemonEvent(event: Record<string, unknown>): void {
+    this.log(event);
+    if (event.event !== "reconcile" || this.applying > 0 || this.stopped || !this.daemon) return;
+    const corrective = Array.isArray(event.corrective) ? (event.corrective as string[]) : [];
+    const outcome = outcomeOf(this.daemon.lastResults);
+    const signature = failedSignature(outcome);
+    if (corrective.length === 0 && signature === this.lastFailedSignature) return;
+    this.lastFailedSignature = signature;
+    if (corrective.length > 0) this.log({ event: "drift-repaired", corrective });
+    this.reporting = this.reporting.then(() => this.client.report(outcome, { corrective })).catch((err: unknown) => this.log({ event: "report-error", error: (err as Error).message }));
+  }
+}
+
+function failedSignature(outcome: ApplyOutcome): string {
+  return outcome.results.filter((r) => r.result === false).map((r) => r.id).join(",");
+}
