@@ -1,7 +1,13 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { LibvirtNetworkSpec } from "@netfleet/shared";
+import { reconcile } from "../engine.ts";
+import { RecordingRunner } from "../exec/recording-runner.ts";
 import { fixture, fixtureContext as ctx } from "./fixtures.ts";
-import { libvirtNetwork, networkXml, parseNetInfo, parseNetworkXml } from "./libvirt.ts";
+import { Toolbox } from "../tools.ts";
+import { libvirtNetwork, networkXml, networkXmlPath, parseNetInfo, parseNetworkXml } from "./libvirt.ts";
 
 const spec: LibvirtNetworkSpec = {
   kind: "libvirt-network",
@@ -35,10 +41,27 @@ describe("virsh output parsing (real libvirt 9.0 output)", () => {
 });
 
 describe("libvirt-network plan", () => {
-  it("defines from stdin, autostarts and starts a missing network", () => {
+  it("writes the XML into the run dir, defines from that file, autostarts and starts a missing network", () => {
     const plan = libvirtNetwork.plan(spec, { exists: false }, ctx);
-    expect(plan.commands.map((c) => c.argv)).toEqual([virsh("net-define", "/dev/stdin"), virsh("net-autostart", "secure"), virsh("net-start", "secure")]);
-    expect(plan.commands[0]!.stdin).toBe(networkXml(spec, "fixture"));
+    expect(plan.changes).toEqual({ present: { old: false, new: true } });
+    expect(plan.commands.map((c) => c.argv)).toEqual([
+      ["write", "/run/netfleet/libvirt/secure.xml"],
+      virsh("net-define", "/run/netfleet/libvirt/secure.xml"),
+      virsh("net-autostart", "secure"),
+      virsh("net-start", "secure"),
+    ]);
+    expect(plan.commands[0]!.builtin).toEqual({ op: "write-file", path: "/run/netfleet/libvirt/secure.xml", content: networkXml(spec, "fixture") });
+    // virsh reads the file itself: nothing is fed on stdin (under execa stdin is a socket, not a file).
+    expect(plan.commands.every((c) => c.stdin === undefined && !c.argv.includes("/dev/stdin"))).toBe(true);
+    expect(plan.commands.every((c) => c.mutating)).toBe(true);
+  });
+
+  it("the definition file lives under the agent's --run-dir", () => {
+    const lab = { owner: "fixture", tools: new Toolbox({ runDir: "/tmp/lab/hosta/run" }) };
+    expect(networkXmlPath("/tmp/lab/hosta/run", "secure")).toBe("/tmp/lab/hosta/run/libvirt/secure.xml");
+    const plan = libvirtNetwork.plan(spec, { exists: false }, lab);
+    expect(plan.commands[0]!.builtin).toMatchObject({ op: "write-file", path: "/tmp/lab/hosta/run/libvirt/secure.xml" });
+    expect(plan.commands[1]!.argv).toEqual(virsh("net-define", "/tmp/lab/hosta/run/libvirt/secure.xml"));
   });
 
   it("the XML we define reads back as converged (round trip through the real dump)", () => {
@@ -54,8 +77,15 @@ describe("libvirt-network plan", () => {
   it("redefines with the existing uuid and restarts when the definition changed", () => {
     const plan = libvirtNetwork.plan({ ...spec, bridge: "br-secure2" }, observed("secure-active.xml", "net-info-active.txt"), ctx);
     expect(plan.changes.bridge).toEqual({ old: "br-secure", new: "br-secure2" });
-    expect(plan.commands.map((c) => c.argv[4])).toEqual(["net-define", "net-destroy", "net-start"]);
-    expect(plan.commands[0]!.stdin).toContain("<uuid>9f7de71a-bc09-43fb-bf8d-fcd7e7716f88</uuid>");
+    expect(plan.commands.map((c) => c.argv)).toEqual([
+      ["write", "/run/netfleet/libvirt/secure.xml"],
+      virsh("net-define", "/run/netfleet/libvirt/secure.xml"),
+      virsh("net-destroy", "secure"),
+      virsh("net-start", "secure"),
+    ]);
+    const written = plan.commands[0]!.builtin;
+    expect(written?.op === "write-file" ? written.content : "").toContain("<uuid>9f7de71a-bc09-43fb-bf8d-fcd7e7716f88</uuid>");
+    expect(written?.op === "write-file" ? written.content : "").toContain("<bridge name='br-secure2'/>");
   });
 
   it("refuses a network it did not create", () => {
@@ -63,5 +93,56 @@ describe("libvirt-network plan", () => {
     const plan = libvirtNetwork.plan({ ...spec, name: "legacy", bridge: "br-legacy" }, legacy, ctx);
     expect(plan.commands).toEqual([]);
     expect(plan.blocked).toMatch(/libvirt network legacy exists and is not managed by netfleet/);
+  });
+});
+
+describe("libvirt-network apply through the engine", () => {
+  /** A libvirtd that knows `secure` once net-define has read a file holding our XML. */
+  function libvirtHost(runDir: string) {
+    const path = networkXmlPath(runDir, "secure");
+    const seen: string[] = [];
+    let defined = false;
+    let active = false;
+    const v = (...args: string[]) => new Toolbox({ runDir }).virsh(...args);
+    const runner = new RecordingRunner()
+      .reply(v("net-list", "--all", "--name"), () => ({ stdout: defined ? fixture("libvirt/net-list-name.txt") : "\n" }))
+      .reply(v("net-dumpxml", "--inactive", "secure"), () => ({ stdout: fixture("libvirt/secure-inactive.xml") }))
+      .reply(v("net-info", "secure"), () => ({ stdout: fixture(active ? "libvirt/net-info-active.txt" : "libvirt/net-info-inactive.txt") }))
+      .reply(v("net-define", path), () => {
+        // virsh opens the file itself: it must be complete when virsh runs.
+        seen.push(readFileSync(path, "utf8"));
+        defined = true;
+        return { stdout: `Network secure defined from ${path}\n` };
+      })
+      .reply(v("net-autostart", "secure"), () => ({ stdout: "Network secure marked as autostarted\n" }))
+      .reply(v("net-start", "secure"), () => {
+        active = true;
+        return { stdout: "Network secure started\n" };
+      });
+    return { runner, seen, path };
+  }
+
+  it("check mode writes nothing; apply writes the file, virsh defines from it; a second apply runs nothing", async () => {
+    const runDir = mkdtempSync(join(tmpdir(), "nf-libvirt-"));
+    try {
+      const host = libvirtHost(runDir);
+      const opts = { runner: host.runner, tools: new Toolbox({ runDir }), owner: "fixture" };
+      const [checked] = await reconcile([spec], { ...opts, check: true });
+      expect(checked).toMatchObject({ result: null, changed: false });
+      expect(existsSync(host.path)).toBe(false);
+      expect(host.runner.mutatingCalls).toEqual([]);
+
+      const [first] = await reconcile([spec], opts);
+      expect(first, first?.error).toMatchObject({ result: true, changed: true });
+      expect(host.seen).toEqual([networkXml(spec, "fixture")]);
+      expect(host.runner.mutatingCalls.map((c) => c.argv[4])).toEqual(["net-define", "net-autostart", "net-start"]);
+
+      const before = host.runner.calls.length;
+      const [second] = await reconcile([spec], opts);
+      expect(second).toMatchObject({ result: true, changed: false, commands: [] });
+      expect(host.runner.calls.slice(before).filter((c) => c.mutating)).toEqual([]);
+    } finally {
+      rmSync(runDir, { recursive: true, force: true });
+    }
   });
 });

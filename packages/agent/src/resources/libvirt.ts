@@ -1,6 +1,7 @@
+import { join } from "node:path";
 import { XMLParser } from "fast-xml-parser";
 import { ParseError, type LibvirtNetworkSpec } from "@netfleet/shared";
-import { mutate, type Command } from "../exec/runner.ts";
+import { mutate, writeFileStep, type Command } from "../exec/runner.ts";
 import type { Changes, ObserveContext, PlanContext, ResourceHandler } from "./types.ts";
 
 export const OWNER_XMLNS = "https://netfleet.dev/xmlns/owner/1";
@@ -99,6 +100,22 @@ export function networkXml(spec: LibvirtNetworkSpec, owner: string, uuid?: strin
   return lines.join("\n") + "\n";
 }
 
+/**
+ * Where the agent writes the XML it defines. `virsh net-define` takes a file:
+ * `/dev/stdin` only works when stdin is a file or a pipe virsh can reopen,
+ * and under execa it is a socket ("No such device or address"). The file is
+ * rewritten before every define and left in place as a record of it.
+ */
+export function networkXmlPath(runDir: string, network: string): string {
+  return join(runDir, "libvirt", `${network}.xml`);
+}
+
+/** Writes the definition into the run dir, then `virsh net-define FILE`. */
+function defineCommands(spec: LibvirtNetworkSpec, ctx: PlanContext, uuid?: string): Command[] {
+  const path = networkXmlPath(ctx.tools.runDir, spec.name);
+  return [writeFileStep(path, networkXml(spec, ctx.owner, uuid)), mutate(ctx.tools.virsh("net-define", path))];
+}
+
 export async function observeNetworkNames(ctx: ObserveContext): Promise<string[]> {
   const out = await ctx.read(ctx.tools.virsh("net-list", "--all", "--name"));
   return out.stdout.split("\n").map((l) => l.trim()).filter(Boolean);
@@ -126,7 +143,7 @@ export const libvirtNetwork: ResourceHandler<LibvirtNetworkSpec, LibvirtObservat
     const state = observed.state;
     if (!observed.exists || !state) {
       changes.present = { old: false, new: true };
-      commands.push(mutate(v("net-define", "/dev/stdin"), networkXml(spec, ctx.owner)));
+      commands.push(...defineCommands(spec, ctx));
       commands.push(mutate(v("net-autostart", spec.name)), mutate(v("net-start", spec.name)));
       return { changes, commands };
     }
@@ -145,7 +162,7 @@ export const libvirtNetwork: ResourceHandler<LibvirtNetworkSpec, LibvirtObservat
     const redefine = Object.keys(changes).length > 0 || !state.persistent;
     if (redefine) {
       if (!state.persistent) changes.persistent = { old: false, new: true };
-      commands.push(mutate(v("net-define", "/dev/stdin"), networkXml(spec, ctx.owner, state.uuid)));
+      commands.push(...defineCommands(spec, ctx, state.uuid));
       // A running network keeps its old definition until restarted.
       if (state.active) commands.push(mutate(v("net-destroy", spec.name)), mutate(v("net-start", spec.name)));
     }
