@@ -26,8 +26,8 @@ export async function labCheck(o: LabOptions, status?: LabStatus): Promise<Check
 
 export function printRows(rows: CheckRow[], out: CommandOutput): void {
   const w = (s: string, n: number) => s.padEnd(n);
-  out.line(`${w("check", 28)} ${w("from", 8)} ${w("to", 22)} ${w("expect", 8)} ${w("got", 8)} ok`);
-  for (const r of rows) out.line(`${w(r.check, 28)} ${w(r.from, 8)} ${w(r.to, 22)} ${w(r.expect, 8)} ${w(r.got, 8)} ${r.ok ? "yes" : "NO"}${r.detail ? `  (${r.detail})` : ""}`);
+  out.line(`${w("check", 28)} ${w("from", 8)} ${w("to", 30)} ${w("expect", 12)} ${w("got", 12)} ok`);
+  for (const r of rows) out.line(`${w(r.check, 28)} ${w(r.from, 8)} ${w(r.to, 30)} ${w(r.expect, 12)} ${w(r.got, 12)} ${r.ok ? "yes" : "NO"}${r.detail ? `  (${r.detail})` : ""}`);
   const failed = rows.filter((r) => !r.ok).length;
   out.line(`${rows.length - failed}/${rows.length} checks as expected`);
 }

@@ -5,8 +5,9 @@ import { compileSite } from "../planner/compile.ts";
 import { LabExec, netnsExec, sleep, vsctl } from "./exec.ts";
 import { domainState, ensureDomain, ensureLibvirtd, libvirtdPid, stopLibvirtd } from "./libvirt.ts";
 import { ensureOvs, ovsPids, stopOvs } from "./ovs.ts";
-import { isAlive, labProcesses, namespaceExists, namespacesWithPrefix, netnsInode, readPidfile, terminate } from "./procs.ts";
+import { isAlive, labProcesses, namespaceExists, namespacesWithPrefix, netnsInode, pidInNetns, readPidfile, terminate } from "./procs.ts";
 import { buildTopology, validateOptions, type TopoHost, type Topology, type TopoVm } from "./topology.ts";
+import { dhcp, ensureInet, ensureVmServices, readLease, runningIn, startDetached } from "./services.ts";
 import type { LabHost, LabOptions, LabStatus, LabVm } from "./types.ts";
 
 /** runDir/lab.json: what the lab built, for down and status. */
@@ -20,13 +21,26 @@ export interface LabState {
   /** Daemon pids by role, e.g. `ovs-vswitchd@nf-hosta`, `libvirtd@nf-hosta`. */
   pids: Record<string, number>;
   /** Agent apply results (summary per host) of the last up. */
-  agents: Record<string, { exitCode: number; summary?: unknown; wallMs?: number }>;
+  agents: Record<string, { exitCode: number; summary?: AgentSummary; wallMs?: number; check?: boolean }>;
   updatedAt: string;
 }
 
+interface AgentSummary {
+  ok: number;
+  changed: number;
+  failed: number;
+  pending: number;
+}
+
+/** Names the lab's upstream resolver answers (the "internet" of the lab). */
+export const INET_NAMES = new Map([
+  ["mirror.inet.test", "203.0.113.20"],
+  ["www.inet.test", "203.0.113.10"],
+]);
+
 const STATE_FILE = "lab.json";
 /** Top-level entries of a run dir; down refuses to delete a folder holding anything else. */
-const RUNDIR_ENTRIES = new Set([STATE_FILE, `${STATE_FILE}.tmp`, "hosts", "switch", "assignments"]);
+const RUNDIR_ENTRIES = new Set([STATE_FILE, `${STATE_FILE}.tmp`, "hosts", "switch", "assignments", "inet", "vms"]);
 const AGENT_CLI = join("packages", "agent", "src", "cli.ts");
 
 export function readLabState(runDir: string): LabState | undefined {
@@ -45,7 +59,7 @@ function writeLabState(runDir: string, s: LabState): void {
 }
 
 export function labHost(h: TopoHost): LabHost {
-  const out: LabHost = { name: h.name, role: h.role, namespace: h.namespace, ovsDb: h.ovs.db, ovsRundir: h.ovs.dir };
+  const out: LabHost = { name: h.name, role: h.role, namespace: h.namespace, ovsDb: h.ovs.db, ovsRundir: h.ovs.dir, agentDir: h.agentDir };
   if (h.mgmtAddress) out.mgmtAddress = h.mgmtAddress;
   if (h.libvirt) out.libvirtUri = h.libvirt.uri;
   return out;
@@ -61,6 +75,8 @@ export function agentCommand(o: LabOptions, host: LabHost, args: string[]): stri
     host.ovsDb,
     "--ovs-rundir",
     host.ovsRundir,
+    "--run-dir",
+    host.agentDir,
     ...(host.libvirtUri ? ["--libvirt-uri", host.libvirtUri] : []),
   ]);
 }
@@ -98,6 +114,9 @@ export async function labUp(o: LabOptions, log: (line: string) => void = () => {
   if (prev && prev.fingerprint !== topo.fingerprint) {
     step("topology changed since the last up: tearing the old lab down");
     await labDown(o);
+  } else if (!prev && namespacesWithPrefix(o.prefix).length > 0) {
+    step(`namespaces ${o.prefix}-* exist without ${STATE_FILE}: tearing them down first`);
+    await labDown(o);
   }
   mkdirSync(join(o.runDir, "assignments"), { recursive: true });
   const state: LabState = {
@@ -115,34 +134,41 @@ export async function labUp(o: LabOptions, log: (line: string) => void = () => {
   const x = new LabExec();
 
   // 1. namespaces
+  const missing = topo.namespaces.filter((n) => !namespaceExists(n));
   await Promise.all(
-    topo.namespaces
-      .filter((n) => !namespaceExists(n))
-      .map(async (n) => {
-        await x.run(["ip", "netns", "add", n]);
-        await x.run(["ip", "-n", n, "link", "set", "dev", "lo", "up"]);
-      }),
+    missing.map(async (n) => {
+      await x.run(["ip", "netns", "add", n]);
+      await x.run(["ip", "-n", n, "link", "set", "dev", "lo", "up"]);
+    }),
   );
   step("namespaces");
 
-  // 2. daemons (OVS everywhere, then libvirtd on VM hosts) in parallel with the links
-  const daemons = (async () => {
-    const sw = await ensureOvs(x, topo.switchNs, topo.switchOvs);
-    recordOvs(state, topo.switchNs, sw);
+  // 2. links first (a vswitchd restarted on its old database must find its devices), then OVS;
+  //    libvirtd meanwhile, as it needs no link
+  const libvirtds = Promise.all(
+    topo.hosts.map(async (h) => {
+      if (h.libvirt) state.pids[`libvirtd@${h.namespace}`] = await ensureLibvirtd(x, h.namespace, h.libvirt, h.ovs.dir, step);
+    }),
+  );
+  const network = (async () => {
+    const built = await buildLinks(x, topo);
+    step("links and VM namespaces");
+    const ovs = [{ ns: topo.switchNs, paths: topo.switchOvs }, ...topo.hosts.map((h) => ({ ns: h.namespace, paths: h.ovs }))];
     await Promise.all(
-      topo.hosts.map(async (h) => {
-        recordOvs(state, h.namespace, await ensureOvs(x, h.namespace, h.ovs));
-        if (h.libvirt) state.pids[`libvirtd@${h.namespace}`] = await ensureLibvirtd(x, h.namespace, h.libvirt, h.ovs.dir, step);
+      ovs.map(async ({ ns, paths }) => {
+        const wasUp = Object.keys(ovsPids(paths)).length === 2;
+        const restart = wasUp && built.renewedNamespaces.has(ns);
+        if (restart) step(`restarting OVS of ${ns}: some of its links were created again`);
+        recordOvs(state, ns, await ensureOvs(x, ns, paths, restart));
       }),
     );
-    step("daemons");
+    step("OVS");
+    return built.newVmLinks;
   })();
-  const links = (async () => {
-    await buildLinks(x, topo);
-    step("links and VM namespaces");
-  })();
-  const settled = await Promise.allSettled([daemons, links]);
+  const settled = await Promise.allSettled([libvirtds, network]);
   for (const s of settled) if (s.status === "rejected") throw s.reason;
+  const newVmLinks = await network;
+  step("daemons");
   writeLabState(o.runDir, state);
 
   // 3. the switch: trunk ports carrying every VLAN of the site
@@ -153,36 +179,87 @@ export async function labUp(o: LabOptions, log: (line: string) => void = () => {
   }
   await x.run(vsctl(topo.switchOvs.db, ...swArgs));
   step("switch");
+  Object.assign(state.pids, await ensureInet(x, topo, INET_NAMES));
+  step("internet: resolver and web servers");
 
   // 4. the agent on every host, backend first
   const assignments = new Map(compileSite(inventory).map((a) => [a.host, a]));
-  const runAgent = async (h: TopoHost) => {
+  const agentPidfile = (h: TopoHost) => join(h.agentDir, "agent.pid");
+  const agentCli = join(o.repoRoot, AGENT_CLI);
+  const daemonRunning = (h: TopoHost) => runningIn(agentPidfile(h), agentCli, h.namespace) !== undefined;
+  const runAgent = async (h: TopoHost, check = false): Promise<AgentSummary | undefined> => {
     const a = assignments.get(h.name);
     if (!a) throw new Error(`no assignment compiled for host ${h.name}`);
-    writeFileSync(h.assignmentFile, JSON.stringify(a, null, 2) + "\n");
-    const r = await new LabExec(120_000).probe(agentCommand(o, labHost(h), ["apply", "--assignment", h.assignmentFile, "--json"]));
-    let parsed: { summary?: unknown; wallMs?: number } = {};
+    const r = await new LabExec(120_000).probe(agentCommand(o, labHost(h), ["apply", "--assignment", h.assignmentFile, "--json", ...(check ? ["--check"] : [])]));
+    const outFile = h.assignmentFile.replace(/\.json$/, check ? ".check.json" : ".apply.json");
+    writeFileSync(outFile, r.stdout);
+    let parsed: { summary?: AgentSummary; wallMs?: number; results?: { id: string; result: boolean | null; error?: string; comment?: string }[] } | undefined;
     try {
       parsed = JSON.parse(r.stdout) as typeof parsed;
     } catch {
       /* reported below */
     }
-    state.agents[h.name] = { exitCode: r.exitCode, summary: parsed.summary, wallMs: parsed.wallMs };
-    if (r.exitCode !== 0) {
-      throw new Error(`netfleet-agent apply on ${h.name} exited ${r.exitCode}\n--- stdout:\n${r.stdout}\n--- stderr:\n${r.stderr}`);
+    state.agents[h.name] = { exitCode: r.exitCode, summary: parsed?.summary, wallMs: parsed?.wallMs, ...(check ? { check: true } : {}) };
+    if (r.exitCode !== 0 && !(check && parsed?.summary && parsed.summary.failed === 0)) {
+      const failed = (parsed?.results ?? []).filter((x) => x.result === false).map((x) => `  ${x.id}: ${x.error ?? x.comment ?? "failed"}`);
+      const body = parsed ? failed.join("\n") : `--- stdout:\n${r.stdout}`;
+      throw new Error(
+        `netfleet-agent apply${check ? " --check" : ""} on ${h.name} exited ${r.exitCode} (full output: ${outFile})\n${body}${r.stderr.trim() ? `\n--- stderr:\n${r.stderr.trim()}` : ""}`,
+      );
     }
-    step(`agent ${h.name}: ${JSON.stringify(parsed.summary)} (${parsed.wallMs} ms inside)`);
+    step(`agent ${h.name}${check ? " (check)" : ""}: ${JSON.stringify(parsed?.summary)} (${parsed?.wallMs} ms inside)`);
+    return parsed?.summary;
   };
-  const backends = topo.hosts.filter((h) => h.role === "backend");
-  for (const b of backends) await runAgent(b);
-  await Promise.all(topo.hosts.filter((h) => h.role !== "backend").map(runAgent));
+  /** A host whose agent daemon runs is left to it: wait (bounded) until a check finds nothing to do. */
+  const converged = async (h: TopoHost) => {
+    const until = Date.now() + 60_000;
+    for (;;) {
+      const s = await runAgent(h, true);
+      if (s && s.pending === 0 && s.failed === 0) return;
+      if (Date.now() > until) throw new Error(`the agent daemon on ${h.name} did not converge within 60 s (see ${join(h.agentDir, "agent.log")})`);
+      await sleep(500);
+    }
+  };
+  const converge = (h: TopoHost) => (daemonRunning(h) ? converged(h) : runAgent(h).then(() => undefined));
+  for (const h of topo.hosts) {
+    const text = JSON.stringify(assignments.get(h.name), null, 2) + "\n";
+    if (!existsSync(h.assignmentFile) || readFileSync(h.assignmentFile, "utf8") !== text) writeFileSync(h.assignmentFile, text);
+  }
+  // The backend goes first (its gateways are what the VM hosts' traffic needs).
+  for (const b of topo.hosts.filter((h) => h.role === "backend")) await converge(b);
+  await Promise.all(topo.hosts.filter((h) => h.role !== "backend").map(converge));
   writeLabState(o.runDir, state);
 
   // 5. plug the namespace VMs into their bridges, the way libvirt plugs a tap; the agent's
-  //    vm-port-policy works from the VM ports it finds, so a host that got new ones is applied again
-  const replugged = await Promise.all(topo.hosts.map((h) => plugVms(x, topo, h)));
+  //    vm-port-policy works from the VM ports it finds, so a host that got new ones converges again
+  const replugged = await Promise.all(topo.hosts.map((h) => plugVms(x, topo, h, newVmLinks)));
   step("VMs plugged");
-  await Promise.all(topo.hosts.filter((h, i) => replugged[i]).map(runAgent));
+  await Promise.all(topo.hosts.filter((h, i) => replugged[i]).map(converge));
+
+  // 6. one agent daemon per host from now on: it follows OVS and libvirt events and the assignment file
+  for (const h of topo.hosts) {
+    let pid = runningIn(agentPidfile(h), agentCli, h.namespace);
+    if (pid === undefined) {
+      mkdirSync(h.agentDir, { recursive: true });
+      pid = startDetached(agentCommand(o, labHost(h), ["run", "--assignment", h.assignmentFile]), agentPidfile(h), join(h.agentDir, "agent.log"));
+      step(`agent daemon on ${h.name} started (pid ${pid})`);
+    }
+    state.pids[`netfleet-agent@${h.namespace}`] = pid;
+  }
+  writeLabState(o.runDir, state);
+
+  // 7. the VMs' side: a DHCP lease from the backend, then their services
+  const leases = await Promise.all(
+    topo.vms.map(async (v) => {
+      const lease = readLease(v);
+      const have = (await x.read(["ip", "-n", v.namespace, "-4", "-json", "address", "show", "dev", v.interface])).stdout;
+      if (lease && have.includes(`"${lease.ip}"`)) return false;
+      await dhcp(x, topo, v);
+      return true;
+    }),
+  );
+  step(`DHCP: ${leases.filter(Boolean).length} new leases`);
+  Object.assign(state.pids, await ensureVmServices(x, topo));
   writeLabState(o.runDir, state);
 
   // 6. one defined (not started) domain per VM host
@@ -200,8 +277,8 @@ export async function labUp(o: LabOptions, log: (line: string) => void = () => {
   return status;
 }
 
-/** Adds the host's VM ports (with libvirt's Interface external_ids); true when any was missing. */
-async function plugVms(x: LabExec, topo: Topology, h: TopoHost): Promise<boolean> {
+/** Adds the host's VM ports (with libvirt's Interface external_ids); true when any was missing or its link new. */
+async function plugVms(x: LabExec, topo: Topology, h: TopoHost, newLinks: Set<string>): Promise<boolean> {
   const vms = topo.vms.filter((v) => v.host === h.name);
   if (vms.length === 0) return false;
   const present = new Set((await x.read(vsctl(h.ovs.db, "--bare", "--columns=name", "list", "Interface"))).stdout.split("\n").map((l) => l.trim()));
@@ -214,7 +291,7 @@ async function plugVms(x: LabExec, topo: Topology, h: TopoHost): Promise<boolean
     );
   }
   await x.run(vsctl(h.ovs.db, ...args));
-  return vms.some((v) => !present.has(v.hostPort));
+  return vms.some((v) => !present.has(v.hostPort) || newLinks.has(v.name));
 }
 
 function recordOvs(state: LabState, ns: string, pids: { ovsdb?: number; vswitchd?: number }): void {
@@ -222,15 +299,20 @@ function recordOvs(state: LabState, ns: string, pids: { ovsdb?: number; vswitchd
   if (pids.vswitchd !== undefined) state.pids[`ovs-vswitchd@${ns}`] = pids.vswitchd;
 }
 
-/** Creates the missing veths (one `ip -batch` in the root namespace), then sets every link up and addressed. */
-async function buildLinks(x: LabExec, t: Topology): Promise<void> {
+/**
+ * Creates the missing veths (one `ip -batch` in the root namespace), then
+ * sets every link up and addressed. Returns the VMs whose link was created.
+ */
+async function buildLinks(x: LabExec, t: Topology): Promise<{ newVmLinks: Set<string>; renewedNamespaces: Set<string> }> {
   const sw = t.switchNs;
   const backend = t.hosts.find((h) => h.role === "backend");
   const have = await linkNames(x, t.namespaces);
   const has = (ns: string, name: string) => have.get(ns)?.has(name) ?? false;
   const create: string[][] = [];
+  const renewedNamespaces = new Set<string>();
   const veth = (nsA: string, a: string, nsB: string, b: string, bOpts: string[] = []) => {
     if (has(nsA, a) && has(nsB, b)) return;
+    renewedNamespaces.add(nsA).add(nsB);
     // a half pair cannot exist for a veth; whatever holds the name is not ours to keep
     if (has(nsA, a)) create.push(["-n", nsA, "link", "del", "dev", a]);
     if (has(nsB, b)) create.push(["-n", nsB, "link", "del", "dev", b]);
@@ -241,7 +323,11 @@ async function buildLinks(x: LabExec, t: Topology): Promise<void> {
     veth(h.namespace, h.mgmtLink.hostIf, sw, h.mgmtLink.switchIf);
   }
   if (backend) veth(backend.namespace, t.inet.hostIf, t.inet.namespace, t.inet.inetIf);
-  for (const v of t.vms) veth(v.hostNs, v.hostPort, v.namespace, v.interface, ["address", v.mac]);
+  const newVmLinks = new Set<string>();
+  for (const v of t.vms) {
+    if (!has(v.hostNs, v.hostPort) || !has(v.namespace, v.interface)) newVmLinks.add(v.name);
+    veth(v.hostNs, v.hostPort, v.namespace, v.interface, ["address", v.mac]);
+  }
   // `ip -batch` takes `-n` only as a global option: run deletions through per-namespace calls
   const deletions = create.filter((l) => l[0] === "-n");
   for (const d of deletions) await x.run(["ip", ...d]);
@@ -275,19 +361,18 @@ async function buildLinks(x: LabExec, t: Topology): Promise<void> {
   for (const v of t.vms) jobs.push(configureVm(x, v));
   const settled = await Promise.allSettled(jobs);
   for (const s of settled) if (s.status === "rejected") throw s.reason;
+  return { newVmLinks, renewedNamespaces };
 }
 
 /**
- * The VM side: MAC, address, default route, TX checksum offload off (the
- * netdev datapath drops TCP/UDP with partial checksums from a veth).
- * The address is static for now: the one place a DHCP client will go.
+ * The VM side: MAC, link up, TX checksum offload off (the netdev datapath
+ * drops TCP/UDP with partial checksums from a veth). The address comes
+ * later, by DHCP from the backend.
  */
 async function configureVm(x: LabExec, v: TopoVm): Promise<void> {
   await runBatch(x, v.namespace, [
     ["link", "set", "dev", v.interface, "address", v.mac],
     ["link", "set", "dev", v.interface, "up"],
-    ["address", "replace", `${v.ip}/${v.prefix}`, "dev", v.interface],
-    ["route", "replace", "default", "via", v.gateway, "dev", v.interface],
   ]);
   await x.run(netnsExec(v.namespace, ["ethtool", "-K", v.interface, "tx", "off"]));
 }
@@ -307,14 +392,20 @@ export async function labStatus(o: LabOptions): Promise<LabStatus> {
     const p = ovsPids(paths);
     if (p.ovsdb === undefined) problems.push(`ovsdb-server of ${ns} not running`);
     if (p.vswitchd === undefined) problems.push(`ovs-vswitchd of ${ns} not running`);
+    else if (!pidInNetns(p.vswitchd, ns)) problems.push(`ovs-vswitchd of ${ns} runs outside that namespace`);
     ovsUp.set(ns, p.ovsdb !== undefined && p.vswitchd !== undefined);
   }
   const lvUp = new Map<string, boolean>();
   for (const h of t.hosts) {
     if (!h.libvirt) continue;
-    const alive = libvirtdPid(h.libvirt) !== undefined;
+    const pid = libvirtdPid(h.libvirt);
+    const alive = pid !== undefined;
     if (!alive) problems.push(`libvirtd of ${h.namespace} not running`);
+    else if (!pidInNetns(pid, h.namespace)) problems.push(`libvirtd of ${h.namespace} runs outside that namespace`);
     lvUp.set(h.name, alive);
+  }
+  for (const h of t.hosts) {
+    if (runningIn(join(h.agentDir, "agent.pid"), join(o.repoRoot, AGENT_CLI), h.namespace) === undefined) problems.push(`agent daemon of ${h.name} not running`);
   }
   const vms: LabVm[] = await Promise.all(
     t.vms.map(async (v): Promise<LabVm> => {
@@ -328,6 +419,10 @@ export async function labStatus(o: LabOptions): Promise<LabStatus> {
       const info = (JSON.parse(r.stdout || "[]") as { operstate?: string; address?: string; addr_info?: { family: string; local: string }[] }[])[0];
       const ip = info?.addr_info?.find((a) => a.family === "inet")?.local;
       if (ip) out.ip = ip;
+      const lease = readLease(v);
+      if (lease) out.lease = { ip: lease.ip, router: lease.router, dns: lease.dns, domain: lease.domain, server: lease.serverid, seconds: Number(lease.lease) };
+      if (!lease) problems.push(`VM ${v.name}: no DHCP lease`);
+      else if (lease.ip !== ip) problems.push(`VM ${v.name}: leased ${lease.ip} but holds ${ip ?? "no address"}`);
       out.state = info?.operstate?.toLowerCase() ?? "unknown";
       if (out.state !== "up") problems.push(`VM ${v.name}: ${v.interface} is ${out.state}`);
       if (ovsUp.get(v.hostNs)) {
@@ -350,12 +445,13 @@ export async function labStatus(o: LabOptions): Promise<LabStatus> {
       return out;
     }),
   );
-  const status: LabStatus = { up: problems.length === 0, ...base, hosts: t.hosts.map(labHost), vms: [...vms, ...domains] };
+  const inet = { namespace: t.inet.namespace, backendAddress: t.inet.hostAddress, web: t.inet.web, resolver: t.inet.resolver, names: Object.fromEntries(INET_NAMES) };
+  const status: LabStatus = { up: problems.length === 0, ...base, hosts: t.hosts.map(labHost), vms: [...vms, ...domains], inet };
   if (problems.length > 0) status.problems = problems;
   return status;
 }
 
-const KNOWN_DAEMONS = new Set(["ovsdb-server", "ovs-vswitchd", "libvirtd", "qemu-system-x86"]);
+const KNOWN_DAEMONS = new Set(["ovsdb-server", "ovs-vswitchd", "libvirtd", "qemu-system-x86", "dnsmasq", "node", "MainThread"]);
 
 /**
  * Removes everything the lab made: its processes (pidfiles, then anything

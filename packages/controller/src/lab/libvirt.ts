@@ -2,7 +2,7 @@ import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, r
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { netnsExec, virsh, waitFor, type LabExec } from "./exec.ts";
-import { isAlive, pidfileAlive, readPidfile, terminate } from "./procs.ts";
+import { isAlive, pidfileAlive, pidInNetns, readPidfile, terminate } from "./procs.ts";
 import type { LibvirtPaths, TopoDomain } from "./topology.ts";
 
 /** QEMU capabilities probed by a cold libvirtd (~8 s), copied into later starts (~0.15 s). */
@@ -72,9 +72,10 @@ export async function stopLibvirtd(p: LibvirtPaths): Promise<void> {
  */
 export async function ensureLibvirtd(x: LabExec, ns: string, p: LibvirtPaths, ovsDir: string, log: (l: string) => void): Promise<number> {
   const running = libvirtdPid(p);
-  if (running !== undefined && (await answers(x, p))) return running;
+  if (running !== undefined && pidInNetns(running, ns) && (await answers(x, p))) return running;
   await stopLibvirtd(p);
   prepare(p);
+  mkdirSync(ovsDir, { recursive: true }); // bound into libvirtd's private /run before OVS may have started
   const capsDir = join(p.cache, "libvirt");
   const seeded = existsSync(CAPS_SEED) && !existsSync(capsDir);
   if (seeded) cpSync(CAPS_SEED, capsDir, { recursive: true });

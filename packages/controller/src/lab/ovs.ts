@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { netnsExec, vsctl, type LabExec } from "./exec.ts";
-import { pidfileAlive, terminate } from "./procs.ts";
+import { pidfileAlive, pidInNetns, terminate } from "./procs.ts";
 import type { OvsPaths } from "./topology.ts";
 
 const SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema";
@@ -28,11 +28,13 @@ export async function stopOvs(p: OvsPaths): Promise<void> {
 /**
  * One ovsdb-server + ovs-vswitchd inside namespace `ns`, with its own db,
  * socket, run dir, pidfiles and logs under `p.dir`. Keeps a running pair;
- * restarts a half-dead one on its existing database.
+ * restarts a half-dead one on its existing database, or any when `restart`
+ * (a userspace-datapath vswitchd does not reopen a device that was deleted
+ * and created again under the same name).
  */
-export async function ensureOvs(x: LabExec, ns: string, p: OvsPaths): Promise<OvsPids> {
+export async function ensureOvs(x: LabExec, ns: string, p: OvsPaths, restart = false): Promise<OvsPids> {
   const running = ovsPids(p);
-  if (running.ovsdb !== undefined && running.vswitchd !== undefined) return running;
+  if (!restart && running.ovsdb !== undefined && running.vswitchd !== undefined && pidInNetns(running.vswitchd, ns)) return running;
   await stopOvs(p);
   mkdirSync(p.dir, { recursive: true });
   const env = ["env", `OVS_RUNDIR=${p.dir}`, `OVS_LOGDIR=${p.dir}`, `OVS_DBDIR=${p.dir}`];

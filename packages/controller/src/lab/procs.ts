@@ -55,6 +55,17 @@ export function netnsInode(name: string): number | undefined {
   }
 }
 
+/** Whether process `pid` runs in the named network namespace (a daemon left in a deleted one does not). */
+export function pidInNetns(pid: number | undefined, name: string): boolean {
+  const ino = netnsInode(name);
+  if (pid === undefined || ino === undefined) return false;
+  try {
+    return readlinkSync(`/proc/${pid}/ns/net`) === `net:[${ino}]`;
+  } catch {
+    return false;
+  }
+}
+
 export function namespaceExists(name: string): boolean {
   return existsSync(`/run/netns/${name}`);
 }

@@ -29,7 +29,7 @@ export interface Topology {
   mgmtBridge: string;
   /** Every VLAN id of the site, trunked on the switch ports. */
   trunks: number[];
-  inet: { namespace: string; hostIf: string; inetIf: string; hostAddress: string; inetAddresses: string[]; gateway: string; prefix: number };
+  inet: { namespace: string; hostIf: string; inetIf: string; hostAddress: string; inetAddresses: string[]; gateway: string; prefix: number; web: string[]; resolver: string; dir: string };
   hosts: TopoHost[];
   vms: TopoVm[];
   domains: TopoDomain[];
@@ -74,6 +74,8 @@ export interface TopoHost {
   ovs: OvsPaths;
   libvirt?: LibvirtPaths;
   assignmentFile: string;
+  /** The agent's own run dir (dnsmasq configs, pids) and its daemon's pidfile and log. */
+  agentDir: string;
 }
 
 export interface TopoVm {
@@ -86,9 +88,13 @@ export interface TopoVm {
   interface: string;
   hostPort: string;
   mac: string;
-  ip: string;
-  prefix: number;
+  /** The inventory's static lease, when it has one; otherwise the VM gets one from the DHCP range. */
+  ip?: string;
   gateway: string;
+  /** What the VM's DHCP client recorded of its lease (JSON). */
+  leaseFile: string;
+  /** TCP services the VM runs (port-forward targets), as IP:PORT. */
+  services: string[];
 }
 
 export interface TopoDomain {
@@ -120,7 +126,10 @@ export const INET = {
   inetIf: "inet0",
   hostAddress: "203.0.113.1",
   gateway: "203.0.113.254",
-  extra: ["203.0.113.10", "203.0.113.20"],
+  /** Web servers (.10, .20) and the site's upstream resolver (.53). */
+  extra: ["203.0.113.10", "203.0.113.20", "203.0.113.53"],
+  web: ["203.0.113.10", "203.0.113.20"],
+  resolver: "203.0.113.53",
   prefix: 24,
 };
 
@@ -172,30 +181,6 @@ export function vmPortName(vm: string): string {
   return `v-${vm.slice(0, 8)}-${createHash("sha256").update(vm).digest("hex").slice(0, 4)}`;
 }
 
-/**
- * Addresses of the namespace VMs of one network: the inventory `ip` when
- * there is one, otherwise from the top of the DHCP range down, in VM name
- * order. (Stands in for DHCP until the lab runs dnsmasq.)
- */
-export function vmAddresses(network: Network): Map<string, string> {
-  const out = new Map<string, string>();
-  const taken = new Set(network.vms.flatMap((v) => (v.ip ? [v.ip] : [])));
-  let next = ipv4ToInt(network.dhcp.end);
-  const start = ipv4ToInt(network.dhcp.start);
-  for (const vm of [...network.vms].sort((a, b) => a.name.localeCompare(b.name))) {
-    if (vm.ip) {
-      out.set(vm.name, vm.ip);
-      continue;
-    }
-    while (next >= start && taken.has(intToIpv4(next))) next--;
-    if (next < start) throw new Error(`network ${network.name}: DHCP range ${network.dhcp.start}-${network.dhcp.end} has no address left for VM ${vm.name}`);
-    const ip = intToIpv4(next--);
-    taken.add(ip);
-    out.set(vm.name, ip);
-  }
-  return out;
-}
-
 /** A locally chosen MAC for the paused domain of host number `index`. */
 export function domainMac(index: number): string {
   const n = index + 1;
@@ -224,6 +209,7 @@ export function buildTopology(inventory: Inventory, o: LabOptions): Topology {
       mgmtLink: { hostIf: "mgmt0", switchIf: `h${index}-m` },
       ovs: ovsPaths(join(hostDir, "ovs")),
       assignmentFile: join(runDir, "assignments", `${h.name}.json`),
+      agentDir: join(hostDir, "agent"),
     };
     if (h.address && mgmt) th.mgmtAddress = `${h.address}/${mgmt.prefix}`;
     if (h.role === "vmhost" || LIBVIRTD_ON_BACKEND) th.libvirt = libvirtPaths(join(hostDir, "libvirt"));
@@ -237,7 +223,6 @@ export function buildTopology(inventory: Inventory, o: LabOptions): Topology {
   const vms: TopoVm[] = [];
   const networks = [...inventory.networks].sort((a, b) => a.name.localeCompare(b.name));
   for (const n of networks) {
-    const addresses = vmAddresses(n);
     for (const vm of [...n.vms].sort((a, b) => a.name.localeCompare(b.name))) {
       if (!vm.host) continue;
       const host = byName.get(vm.host);
@@ -255,9 +240,10 @@ export function buildTopology(inventory: Inventory, o: LabOptions): Topology {
         interface: "eth0",
         hostPort: vmPortName(vm.name),
         mac: vm.mac.toLowerCase(),
-        ip: addresses.get(vm.name)!,
-        prefix: n.prefix,
+        ...(vm.ip ? { ip: vm.ip } : {}),
         gateway: n.gateway,
+        leaseFile: join(runDir, "vms", `${vm.name}.lease.json`),
+        services: n.port_forwards.filter((pf) => pf.vm === vm.name && pf.proto === "tcp").map((pf) => `0.0.0.0:${pf.port}`),
       });
     }
   }
@@ -307,6 +293,9 @@ export function buildTopology(inventory: Inventory, o: LabOptions): Topology {
       inetAddresses: [INET.gateway, ...INET.extra],
       gateway: INET.gateway,
       prefix: INET.prefix,
+      web: INET.web,
+      resolver: INET.resolver,
+      dir: join(runDir, "inet"),
     },
     hosts,
     vms,

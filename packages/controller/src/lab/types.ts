@@ -16,6 +16,8 @@ export interface LabStatus {
   runDir: string;
   hosts: LabHost[];
   vms: LabVm[];
+  /** The lab's "internet": its namespace, the backend's address there, web servers, resolver and the names it answers. */
+  inet?: { namespace: string; backendAddress: string; web: string[]; resolver: string; names: Record<string, string> };
   /** What is missing or dead when `up` is false. */
   problems?: string[];
 }
@@ -27,6 +29,8 @@ export interface LabHost {
   mgmtAddress?: string;
   ovsDb: string;
   ovsRundir: string;
+  /** The agent's run dir on this host (dnsmasq configs, daemon pid and log). */
+  agentDir: string;
   libvirtUri?: string;
 }
 
@@ -43,4 +47,6 @@ export interface LabVm {
   ip?: string;
   kind: "namespace" | "domain";
   state?: string;
+  /** What the VM's DHCP client got: router, DNS server and the server that answered. */
+  lease?: { ip: string; router: string; dns: string; domain: string; server: string; seconds: number };
 }

@@ -1,0 +1,266 @@
+/**
+ * Lab tier: one lab (hosts and VMs as namespaces, one OVS and libvirtd per
+ * host, the agent daemon on every host, the backend's dnsmasq and nftables,
+ * an "internet" namespace) built once for this file, real traffic through
+ * it, torn down at the end. Needs root and the packages of scripts/setup.sh.
+ */
+import { execa, type ResultPromise } from "execa";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ExecaRunner, read } from "@netfleet/agent";
+import { loadInventory, type Inventory } from "@netfleet/shared";
+import { connectivityProbes, runProbes, type CheckRow } from "../../packages/controller/src/checks/connectivity.ts";
+import { agentCommand, LABNET, labDown, labStatus, labUp, readLabState, type LabOptions, type LabStatus } from "../../packages/controller/src/lab/index.ts";
+import { labProcesses, namespacesWithPrefix, readPidfile } from "../../packages/controller/src/lab/procs.ts";
+import { compileSite } from "../../packages/controller/src/planner/compile.ts";
+
+const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
+const lab: LabOptions = {
+  inventoryDir: join(repoRoot, "inventories", "lab"),
+  prefix: "nft",
+  runDir: "/tmp/nft-lab",
+  repoRoot: process.env.NETFLEET_LAB_AGENT_ROOT ?? repoRoot,
+};
+const inventory: Inventory = loadInventory(lab.inventoryDir);
+const runner = new ExecaRunner({ timeoutMs: 20_000 });
+const isRoot = process.getuid?.() === 0;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function sh(argv: string[]): Promise<{ stdout: string; exitCode: number }> {
+  const r = await runner.run(read(...argv), { allowFailure: true });
+  return { stdout: r.stdout, exitCode: r.exitCode };
+}
+
+async function ping(namespace: string, address: string): Promise<boolean> {
+  return (await sh(["ip", "netns", "exec", namespace, "ping", "-n", "-q", "-c", "2", "-i", "0.2", "-W", "1", address])).exitCode === 0;
+}
+
+/** Polls until `check` holds; every wait in this file is bounded. */
+async function eventually(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms: ${what}`);
+    await sleep(250);
+  }
+}
+
+describe.skipIf(!isRoot)("lab tier (prefix nft, /tmp/nft-lab)", () => {
+  let status: LabStatus;
+  let rows: CheckRow[];
+  const timings: Record<string, number> = {};
+  const host = (name: string) => status.hosts.find((h) => h.name === name)!;
+  const vm = (name: string) => status.vms.find((v) => v.name === name)!;
+  const flows = async (hostName: string, bridge: string) =>
+    (await sh(["ovs-ofctl", "dump-flows", `unix:${host(hostName).ovsRundir}/${bridge}.mgmt`, "--no-stats"])).stdout;
+  const agentPid = (hostName: string) => readPidfile(join(host(hostName).agentDir, "agent.pid"));
+
+  beforeAll(async () => {
+    await labDown(lab); // leftovers of an interrupted run
+    const t = performance.now();
+    status = await labUp(lab, (line) => process.stderr.write(`${line}\n`));
+    timings.up = performance.now() - t;
+  }, 240_000);
+
+  afterAll(async () => {
+    await labDown(lab);
+    process.stderr.write(`lab timings (ms): ${JSON.stringify(Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, Math.round(v)])))}\n`);
+  }, 60_000);
+
+  it("is up: 3 hosts with agent daemons, every inventory VM as a namespace with its DHCP lease, one domain per VM host", () => {
+    expect(status.problems ?? []).toEqual([]);
+    expect(status.up).toBe(true);
+    expect(status.hosts.map((h) => [h.name, h.role, h.namespace])).toEqual([
+      ["backend", "backend", "nft-backend"],
+      ["hosta", "vmhost", "nft-hosta"],
+      ["hostb", "vmhost", "nft-hostb"],
+    ]);
+    const invVms = inventory.networks.flatMap((n) => n.vms.map((v) => ({ ...v, network: n.name, net: n })));
+    const nsVms = status.vms.filter((v) => v.kind === "namespace");
+    expect(nsVms.map((v) => v.name).sort()).toEqual(invVms.map((v) => v.name).sort());
+    for (const v of nsVms) {
+      const inv = invVms.find((x) => x.name === v.name)!;
+      expect(v).toMatchObject({ host: inv.host, network: inv.network, namespace: `nft-${v.name}`, interface: "eth0", mac: inv.mac.toLowerCase(), state: "up" });
+      expect(v.lease, `${v.name} holds a lease`).toMatchObject({ router: inv.net.gateway, dns: inv.net.gateway, server: inv.net.gateway });
+      if (inv.ip) expect(v.ip).toBe(inv.ip);
+      else expect(v.ip).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+    }
+    expect(status.vms.filter((v) => v.kind === "domain").map((d) => [d.name, d.host, d.state])).toEqual([
+      ["dom-hosta", "hosta", "shut off"],
+      ["dom-hostb", "hostb", "shut off"],
+    ]);
+  });
+
+  it("lab check: every row of the connectivity matrix as expected", async () => {
+    const t = performance.now();
+    rows = await runProbes(connectivityProbes(inventory, status));
+    timings.check = performance.now() - t;
+    const failed = rows.filter((r) => !r.ok);
+    expect(failed, JSON.stringify(failed, null, 1)).toEqual([]);
+    const has = (check: RegExp, from: string, to: RegExp, got: string) =>
+      expect(rows.some((r) => check.test(r.check) && r.from === from && to.test(r.to) && r.got === got), `${check} ${from} -> ${to}: ${got}`).toBe(true);
+    // layer 2 (host agent)
+    has(/^same-network \(across hosts\)$/, "vma1", /^vmb1$/, "reach");
+    has(/^same-network/, "vma3", /^vma1$/, "blocked"); // isolated port: only the gateway
+    has(/^gateway$/, "vma3", /^gw-secure$/, "reach");
+    has(/^vlan-isolation/, "vma1", /./, "blocked");
+    has(/^anti-spoofing \(source IP\)$/, "vma1", /./, "blocked");
+    has(/^anti-spoofing \(source MAC\)$/, "vma1", /./, "blocked");
+    // gateway role
+    for (const v of ["vma1", "vma2", "vma3", "vmb1", "vmb3"]) has(/^dhcp lease$/, v, /./, "lease");
+    has(/^dns \(vm names\)$/, "vma1", /^vmb1\.secure\.lab\.test$/, "resolve");
+    has(/^dns \(vm names\)$/, "vmb1", /^vma1\.secure\.lab\.test$/, "resolve");
+    has(/^dns policy \(allowlist\)$/, "vma1", /^www\.inet\.test$/, "refused");
+    has(/^dns policy \(allowlist\)$/, "vma1", /^mirror\.inet\.test$/, "resolve");
+    has(/^dns policy \(open\)$/, "vma2", /^www\.inet\.test$/, "resolve");
+    has(/^egress \(allowlist\)$/, "vma1", /^203\.0\.113\.10:80$/, "masqueraded");
+    has(/^egress \(allowlist\)$/, "vma1", /^203\.0\.113\.20:80$/, "blocked"); // a destination not on its list
+    has(/^egress \(allowlist\)$/, "vma3", /^203\.0\.113\.10:80$/, "blocked"); // a VM without that entry
+    has(/^egress \(allowlist\)$/, "vmb1", /^mirror\.inet\.test:80$/, "masqueraded"); // by name, through nftset
+    has(/^egress \(open\)$/, "vma2", /^203\.0\.113\.20:80$/, "masqueraded");
+    has(/^networks apart \(routed\)$/, "vma1", /./, "blocked");
+    has(/^only its own gateway$/, "vma1", /^gw-service$/, "blocked");
+    has(/^port-forward$/, "internet", /vma2:22$/, "reach");
+  }, 120_000);
+
+  it("frames between hosts cross the trunk tagged with the network's VLAN", async () => {
+    // hosta's two trunk links as the switch sees them (active-backup: either may carry the traffic)
+    const ports = ["h1-e0", "h1-e1"];
+    const caps = ports.map((p) =>
+      execa("ip", ["netns", "exec", "nft-sw", "tcpdump", "-l", "-n", "-e", "-c", "4", "-i", p, "icmp and host", vm("vmb1").ip!], { reject: false, timeout: 8000 }),
+    );
+    await sleep(700);
+    expect(await ping("nft-vma1", vm("vmb1").ip!)).toBe(true);
+    await sleep(300);
+    for (const c of caps) c.kill("SIGINT"); // tcpdump prints what it has and exits
+    const out = (await Promise.all(caps)).map((c) => String(c.stdout)).join("\n");
+    const lines = out.split("\n").filter((l) => l.includes("ICMP"));
+    expect(lines.length, out).toBeGreaterThan(0);
+    for (const l of lines) expect(l).toMatch(/vlan 1081, p 0, ethertype IPv4/);
+  }, 30_000);
+
+  it("a libvirt domain's port gets its flows on start and loses them on stop", async () => {
+    const dom = vm("dom-hosta");
+    const h = host("hosta");
+    const virsh = (...args: string[]) => runner.run(read("virsh", "-q", "-c", h.libvirtUri!, ...args));
+    const mac = `dl_src=${dom.mac}`;
+    expect(await flows("hosta", "br-secure")).not.toContain(mac);
+    await virsh("start", "--paused", dom.name);
+    try {
+      await eventually(`flows for ${dom.mac} on br-secure`, 15_000, async () => (await flows("hosta", "br-secure")).includes(mac));
+      const running = (await labStatus(lab)).vms.find((v) => v.name === dom.name)!;
+      expect(running.state).toBe("paused");
+      expect((await sh(["ovs-vsctl", `--db=unix:${h.ovsDb}`, "port-to-br", running.hostPort])).stdout.trim()).toBe("br-secure");
+    } finally {
+      await virsh("destroy", dom.name);
+    }
+    await eventually(`flows for ${dom.mac} gone`, 15_000, async () => !(await flows("hosta", "br-secure")).includes(mac));
+  }, 60_000);
+
+  it("restarting the agent keeps the flows; restarting ovs-vswitchd gets them back", async () => {
+    const mac = `dl_src=${vm("vma1").mac}`;
+    const before = await flows("hosta", "br-secure");
+    expect(before).toContain(mac);
+    // agent: stop it (SIGTERM leaves the host as it is), let lab up start it again
+    const pid = agentPid("hosta")!;
+    process.kill(pid, "SIGTERM");
+    await eventually("agent gone", 10_000, async () => !existsSync(`/proc/${pid}`));
+    expect(await flows("hosta", "br-secure")).toBe(before);
+    // ovs-vswitchd: kill it; lab up restarts it on its database, the agent restores the flows from live state
+    const vswitchd = readLabState(lab.runDir)!.pids["ovs-vswitchd@nft-hosta"]!;
+    process.kill(vswitchd, "SIGKILL");
+    await eventually("ovs-vswitchd gone", 10_000, async () => !existsSync(`/proc/${vswitchd}`));
+    const t = performance.now();
+    status = await labUp(lab);
+    expect(agentPid("hosta")).not.toBe(pid);
+    await eventually("vma1's flows back", 20_000, async () => (await flows("hosta", "br-secure")).includes(mac));
+    timings.flowsRestored = performance.now() - t;
+    await eventually("vma1 reaches vmb1 again", 20_000, () => ping("nft-vma1", vm("vmb1").ip!));
+  }, 90_000);
+
+  it("a second reconcile on every host runs no mutating command", async () => {
+    for (const h of status.hosts) {
+      const r = await sh(agentCommand(lab, h, ["apply", "--assignment", join(lab.runDir, "assignments", `${h.name}.json`), "--json"]));
+      expect(r.exitCode, r.stdout.slice(0, 2000)).toBe(0);
+      const out = JSON.parse(r.stdout) as { summary: { changed: number }; results: { id: string; changed: boolean; commands: string[] }[] };
+      expect(out.summary.changed, h.name).toBe(0);
+      for (const res of out.results) expect(res.commands, `${h.name} ${res.id}`).toEqual([]);
+    }
+  }, 60_000);
+
+  it("changing an allow list updates the sets in place: an established connection survives", async () => {
+    const nftSet = async (set: string) => (await sh(["ip", "netns", "exec", "nft-backend", "nft", "list", "set", "inet", "netfleet", set])).stdout;
+    const held: ResultPromise = execa("ip", ["netns", "exec", "nft-vma1", process.execPath, LABNET, "hold", "203.0.113.10", "80"], {
+      reject: false,
+      stdin: "pipe",
+      timeout: 60_000,
+    });
+    const lines: string[] = [];
+    held.stdout!.on("data", (d: Buffer) => lines.push(...d.toString().split("\n").filter(Boolean)));
+    const backendFile = join(lab.runDir, "assignments", "backend.json");
+    const original = readFileSync(backendFile, "utf8");
+    try {
+      await eventually("the held connection's greeting", 10_000, async () => lines.length >= 1);
+      expect(lines[0]).toBe("inet 203.0.113.1");
+      // vma1 may now also reach 203.0.113.20
+      const widened = structuredClone(inventory);
+      widened.networks.find((n) => n.name === "secure")!.vms.find((v) => v.name === "vma1")!.allow.push({ to: "203.0.113.20", proto: "tcp" });
+      const a = compileSite(widened).find((x) => x.host === "backend")!;
+      const tableBefore = (await sh(["ip", "netns", "exec", "nft-backend", "nft", "-a", "list", "chain", "inet", "netfleet", "forward"])).stdout;
+      writeFileSync(backendFile, JSON.stringify(a, null, 2) + "\n");
+      await eventually("10.81.0.11 . 203.0.113.20 in allow_all_tcp", 20_000, async () => (await nftSet("allow_all_tcp")).includes("10.81.0.11 . 203.0.113.20"));
+      // the same chain with the same rule handles: the table was edited, not replaced
+      expect((await sh(["ip", "netns", "exec", "nft-backend", "nft", "-a", "list", "chain", "inet", "netfleet", "forward"])).stdout).toBe(tableBefore);
+      held.stdin!.write("still there?\n");
+      await eventually("the echo over the held connection", 5000, async () => lines.includes("inet still there?"));
+      const c = await sh(["ip", "netns", "exec", "nft-vma1", process.execPath, LABNET, "connect", "203.0.113.20", "80", "2000"]);
+      expect(c.stdout.trim()).toBe("inet 203.0.113.1");
+    } finally {
+      writeFileSync(backendFile, original);
+    }
+    await eventually("the widened entry gone again", 20_000, async () => !(await nftSet("allow_all_tcp")).includes("10.81.0.11 . 203.0.113.20"));
+    held.stdin!.write("and now?\n");
+    await eventually("the echo after the narrowing", 5000, async () => lines.includes("inet and now?"));
+    held.stdin!.end();
+    expect((await held).exitCode).toBe(0);
+  }, 90_000);
+
+  it("bond member failover keeps traffic flowing", async () => {
+    const h = host("hosta");
+    const active = async () => /active (?:member|slave) mac: [0-9a-f:]+\((eth\d)\)/.exec((await sh(["ovs-appctl", "-t", `${h.ovsRundir}/ovs-vswitchd.ctl`, "bond/show", "bond0"])).stdout)?.[1];
+    const first = await active();
+    expect(first, "an active bond member").toMatch(/^eth[01]$/);
+    const peer = `h1-e${first!.slice(3)}`;
+    await runner.run(read("ip", "-n", "nft-sw", "link", "set", "dev", peer, "down"));
+    try {
+      await eventually("the other member active", 15_000, async () => (await active()) !== first && (await active()) !== undefined);
+      await eventually("vma1 reaches vmb1 over the other member", 15_000, () => ping("nft-vma1", vm("vmb1").ip!));
+    } finally {
+      await runner.run(read("ip", "-n", "nft-sw", "link", "set", "dev", peer, "up"));
+    }
+    expect(await ping("nft-vma1", vm("vmb1").ip!)).toBe(true);
+  }, 60_000);
+
+  it("a second up changes nothing and restarts nothing", async () => {
+    const before = readLabState(lab.runDir)!;
+    const t = performance.now();
+    const again = await labUp(lab);
+    timings.secondUp = performance.now() - t;
+    const after = readLabState(lab.runDir)!;
+    expect(again.up).toBe(true);
+    expect(after.pids).toEqual(before.pids);
+    for (const [name, r] of Object.entries(after.agents)) expect(r, `agent on ${name}`).toMatchObject({ summary: { changed: 0, failed: 0, pending: 0 } });
+  }, 120_000);
+
+  it("down leaves no namespace, no process and no run dir", async () => {
+    const t = performance.now();
+    await labDown(lab);
+    timings.down = performance.now() - t;
+    expect(namespacesWithPrefix(lab.prefix)).toEqual([]);
+    expect(labProcesses({ netnsInodes: new Set(), runDir: lab.runDir })).toEqual([]);
+    expect(existsSync(lab.runDir)).toBe(false);
+    expect((await labStatus(lab)).up).toBe(false);
+    await labDown(lab); // a second down is harmless
+  }, 60_000);
+});
