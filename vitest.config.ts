@@ -12,6 +12,7 @@ export default defineConfig({
       { test: { name: "unit", include: ["packages/*/src/**/*.test.ts", "test/unit/**/*.test.ts"] } },
       { test: { name: "nats", include: ["test/nats/**/*.test.ts"], fileParallelism: false, testTimeout: 60_000, hookTimeout: 60_000 } },
       { test: { name: "lab", include: ["test/lab/**/*.test.ts"], fileParallelism: false, testTimeout: 120_000, hookTimeout: 180_000 } },
+      { test: { name: "bootstrap", include: ["test/bootstrap/**/*.test.ts"], fileParallelism: false, testTimeout: 120_000, hookTimeout: 180_000 } },
       { test: { name: "kernel", include: ["test/kernel/**/*.test.ts"], fileParallelism: false, testTimeout: 300_000, hookTimeout: 400_000 } },
     ],
   },
