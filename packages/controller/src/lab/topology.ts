@@ -106,13 +106,8 @@ export interface TopoDomain {
   mac: string;
 }
 
-/**
- * The backend runs no VMs, but netfleet-agent's owned-cleanup resource always
- * lists libvirt networks (`virsh net-list`), so on a host without libvirtd
- * the agent fails. Until the agent skips libvirt there, the lab backend gets
- * a libvirtd too (0.15 s with the seeded capabilities cache).
- */
-export const LIBVIRTD_ON_BACKEND = true;
+/** The backend runs no VMs: no libvirtd there (the agent finds nothing of ours where libvirtd does not run). */
+export const LIBVIRTD_ON_BACKEND = false;
 
 export const PREFIX_PATTERN = /^[a-z][a-z0-9]{0,7}$/;
 const RUNDIR_PATTERN = /^\/[A-Za-z0-9_./-]+$/;
