@@ -55,6 +55,8 @@ describe.skipIf(!isRoot)("lab tier (prefix nft, /tmp/nft-lab)", () => {
   const flows = async (hostName: string, bridge: string) =>
     (await sh(["ovs-ofctl", "dump-flows", `unix:${host(hostName).ovsRundir}/${bridge}.mgmt`, "--no-stats"])).stdout;
   const agentPid = (hostName: string) => readPidfile(join(host(hostName).agentDir, "agent.pid"));
+  const dnsmasqPids = () =>
+    Object.fromEntries(inventory.networks.map((n) => [n.name, readPidfile(join(host("backend").agentDir, "dnsmasq", `${n.name}.pid`))]));
 
   beforeAll(async () => {
     await labDown(lab); // leftovers of an interrupted run
@@ -164,9 +166,14 @@ describe.skipIf(!isRoot)("lab tier (prefix nft, /tmp/nft-lab)", () => {
     expect(before).toContain(mac);
     // agent: stop it (SIGTERM leaves the host as it is), let lab up start it again
     const pid = agentPid("hosta")!;
+    const backendAgent = agentPid("backend")!;
+    const dnsmasqs = dnsmasqPids();
     process.kill(pid, "SIGTERM");
-    await eventually("agent gone", 10_000, async () => !existsSync(`/proc/${pid}`));
+    process.kill(backendAgent, "SIGTERM");
+    await eventually("agents gone", 10_000, async () => !existsSync(`/proc/${pid}`) && !existsSync(`/proc/${backendAgent}`));
     expect(await flows("hosta", "br-secure")).toBe(before);
+    // the backend's dnsmasqs outlive their agent: DHCP and DNS never go away
+    for (const p of Object.values(dnsmasqs)) expect(existsSync(`/proc/${p}`)).toBe(true);
     // ovs-vswitchd: kill it; lab up restarts it on its database, the agent restores the flows from live state
     const vswitchd = readLabState(lab.runDir)!.pids["ovs-vswitchd@nft-hosta"]!;
     process.kill(vswitchd, "SIGKILL");
@@ -174,6 +181,8 @@ describe.skipIf(!isRoot)("lab tier (prefix nft, /tmp/nft-lab)", () => {
     const t = performance.now();
     status = await labUp(lab);
     expect(agentPid("hosta")).not.toBe(pid);
+    expect(agentPid("backend")).not.toBe(backendAgent);
+    expect(dnsmasqPids(), "the new backend agent adopted the running dnsmasqs").toEqual(dnsmasqs);
     await eventually("vma1's flows back", 20_000, async () => (await flows("hosta", "br-secure")).includes(mac));
     timings.flowsRestored = performance.now() - t;
     await eventually("vma1 reaches vmb1 again", 20_000, () => ping("nft-vma1", vm("vmb1").ip!));
@@ -208,8 +217,10 @@ describe.skipIf(!isRoot)("lab tier (prefix nft, /tmp/nft-lab)", () => {
       widened.networks.find((n) => n.name === "secure")!.vms.find((v) => v.name === "vma1")!.allow.push({ to: "203.0.113.20", proto: "tcp" });
       const a = compileSite(widened).find((x) => x.host === "backend")!;
       const tableBefore = (await sh(["ip", "netns", "exec", "nft-backend", "nft", "-a", "list", "chain", "inet", "netfleet", "forward"])).stdout;
+      const dnsmasqs = dnsmasqPids();
       writeFileSync(backendFile, JSON.stringify(a, null, 2) + "\n");
       await eventually("10.81.0.11 . 203.0.113.20 in allow_all_tcp", 20_000, async () => (await nftSet("allow_all_tcp")).includes("10.81.0.11 . 203.0.113.20"));
+      expect(dnsmasqPids(), "an allow list by address leaves dnsmasq's config, and dnsmasq, alone").toEqual(dnsmasqs);
       // the same chain with the same rule handles: the table was edited, not replaced
       expect((await sh(["ip", "netns", "exec", "nft-backend", "nft", "-a", "list", "chain", "inet", "netfleet", "forward"])).stdout).toBe(tableBefore);
       held.stdin!.write("still there?\n");
