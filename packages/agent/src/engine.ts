@@ -58,13 +58,23 @@ export async function reconcile(resources: readonly ResourceSpec[], options: Rec
     processArgv,
   };
   const results: ResourceResult[] = [];
-  for (const spec of resources) {
+  // Every resource is observed at once up front (reads only, shared through the cache): on a
+  // converged host that is the whole pass. Once something was applied, later resources are
+  // observed again, as what they saw may have changed.
+  const early = resources.map((spec) => {
+    const p = handlerFor(spec).observe(spec, ctx);
+    p.catch(() => undefined); // awaited below, in order
+    return p;
+  });
+  let applied = false;
+  for (const [i, spec] of resources.entries()) {
     const started = performance.now();
     const id = resourceId(spec);
     const handler = handlerFor(spec);
     const result: ResourceResult = { id, result: true, changed: false, changes: {}, commands: [], comment: "", durationMs: 0 };
     try {
-      const plan = handler.plan(spec, await handler.observe(spec, ctx), ctx);
+      const observed = applied ? await handler.observe(spec, ctx) : await early[i]!;
+      const plan = handler.plan(spec, observed, ctx);
       result.changes = plan.changes;
       result.commands = plan.commands.map(displayCommand);
       if (plan.blocked) {
@@ -76,6 +86,7 @@ export async function reconcile(resources: readonly ResourceSpec[], options: Rec
         result.result = null;
         result.comment = "would change (check mode)";
       } else {
+        applied = true;
         await applyPlan(plan, options.runner);
         cache.clear();
         result.changed = true;
