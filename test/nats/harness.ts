@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawn, type ChildProcess } from "node:child_process";
@@ -40,6 +40,7 @@ export interface Site {
   cp: ControlPlane;
   signing: SigningKeys;
   enrollPassword: string;
+  controllerPassword: string;
   events: Record<string, unknown>[];
   close(): Promise<void>;
 }
@@ -85,6 +86,7 @@ export async function startSite(options: { basePort: number; nodes?: 1 | 3; host
     cp,
     signing,
     enrollPassword,
+    controllerPassword: password,
     events,
     async close() {
       await cp.close().catch(() => {});
@@ -234,4 +236,14 @@ export async function killProcess(p: AgentProcess, signal: NodeJS.Signals = "SIG
   const timer = setTimeout(() => p.child.kill("SIGKILL"), 5000);
   await p.exited;
   clearTimeout(timer);
+}
+
+/** A controller state dir for the CLI commands (netfleet rollout/status/hosts --state-dir) that matches this site. */
+export async function writeControllerHome(site: Site, inventoryDir: string): Promise<string> {
+  const dir = join(site.dir, "controller");
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const secrets = { site: SITE, controller: { user: "controller", password: site.controllerPassword }, enrollment: { enrollPassword: site.enrollPassword, token: TOKEN }, signing: site.signing };
+  await writeFile(join(dir, "secrets.json"), JSON.stringify(secrets), { mode: 0o600 });
+  await writeFile(join(dir, "controller.json"), JSON.stringify({ site: SITE, inventory: inventoryDir, nats: site.server.urls, replicas: site.server.nodes.length }));
+  return dir;
 }

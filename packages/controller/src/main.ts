@@ -3,7 +3,12 @@ import { parseArgs } from "node:util";
 import { inventoryJsonSchema } from "@netfleet/shared";
 import { compileCommand, planCommand } from "./commands/plan.ts";
 import { labCommand, labOptions } from "./commands/lab.ts";
-import { validateCommand } from "./commands/validate.ts";
+import { validateCommand, loadOrReport, EXIT_INVALID } from "./commands/validate.ts";
+import { connectController, parseServers, stateDirOf, withTimeout } from "./commands/connect.ts";
+import { hostsActionCommand, hostsCommand, statusCommand } from "./commands/hosts.ts";
+import { ROLLOUT_EXIT, rolloutCommand } from "./commands/rollout.ts";
+import { parseListen, serveCommand } from "./commands/serve.ts";
+import { ControllerHome, parseAmount } from "./control/index.ts";
 import { consoleOutput, type CommandOutput } from "./output.ts";
 
 export const EXIT_USAGE = 64;
@@ -22,8 +27,41 @@ Commands:
   schema [--out FILE]                 print (or write) the JSON Schema of inventory files, for editors
   help                                this text
 
+Control plane (NATS JetStream; every command below takes --state-dir DIR, default
+$NETFLEET_STATE_DIR or /var/lib/netfleet: one site's secrets, agent credentials,
+and the nats-server data of serve):
+  serve <site-dir> [--listen ADDR:PORT] [--nodes 1|3] [--nats URLS]
+                                      the controller service, runs until SIGTERM: starts nats-server
+                                      (JetStream; default listen = the site's first nats URL; --nodes 3:
+                                      a cluster on PORT, PORT+1, PORT+2) unless --nats names servers
+                                      someone else runs, answers agent enrollments (right join token:
+                                      approved with its own NATS user; otherwise quarantined), records
+                                      heartbeats, serves hosts approve|reject. Prints a JSON "ready" line.
+  token [<site-dir>]                  print the site's join token for netfleet-agent run --token
+                                      (creates the state dir's secrets when given the site)
+  hosts [<site-dir>]                  enrolled and inventory hosts: state, match, last seen
+  hosts approve|reject NAME           approve a quarantined host / revoke a host (needs serve running)
+  status [<site-dir>]                 per host: enrolled, last seen, desired vs applied revision, drift
+  rollout <site-dir> [--check] [--batch N|P%] [--max-fail N|P%] [--limit PAT,...] [--parallel N]
+                     [--resume] [--timeout S] [--lock-stale S]
+                                      per-host diff, then backends before VM hosts: a canary, then
+                                      waves of --batch (default 25%), --parallel at a time (default the
+                                      wave); judged on each agent's verified report. A failed canary,
+                                      or more than --max-fail (default 0) failed hosts, stops it and
+                                      reverts the hosts it changed. --check: the same, agents only
+                                      say what they would change. --limit: host, group or role
+                                      patterns (* ?). --resume: continue a rollout whose controller
+                                      died (waits for its lock to go stale, --lock-stale, default 15 s).
+                                      --timeout: per host, default 180 s. A second rollout of the site
+                                      while one runs is refused (exit 4).
+                                      Exit: 0 success, 3 partial (some hosts failed within the budget),
+                                      1 failed (stopped and reverted), 4 refused (lock held), 2 invalid.
+
+Servers: commands connect to --nats URL[,URL...], else the servers serve recorded in the state
+dir, else the inventory's site.nats.
+
 Options:
-  --json                              machine-readable output on every command
+  --json                              machine-readable output on every command (rollout: JSON lines)
 
 Exit codes: 0 ok, 1 runtime error, 2 invalid input (nothing was changed), 64 usage error.
 `;
@@ -42,6 +80,18 @@ export async function main(argv: string[], out?: CommandOutput): Promise<number>
         out: { type: "string" },
         prefix: { type: "string" },
         "run-dir": { type: "string" },
+        "state-dir": { type: "string" },
+        nats: { type: "string" },
+        listen: { type: "string" },
+        nodes: { type: "string" },
+        check: { type: "boolean", default: false },
+        batch: { type: "string" },
+        "max-fail": { type: "string" },
+        parallel: { type: "string" },
+        limit: { type: "string" },
+        resume: { type: "boolean", default: false },
+        timeout: { type: "string" },
+        "lock-stale": { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
     });
@@ -93,6 +143,106 @@ export async function main(argv: string[], out?: CommandOutput): Promise<number>
         return EXIT_USAGE;
       }
       return labCommand(sub, lab, o);
+    }
+    case "serve": {
+      const dir = needDir();
+      if (dir === undefined) return EXIT_USAGE;
+      let listen, servers;
+      const nodes = parsed.values.nodes ?? "1";
+      try {
+        if (parsed.values.listen) listen = parseListen(parsed.values.listen);
+        if (parsed.values.nats) servers = parseServers(parsed.values.nats);
+        if (nodes !== "1" && nodes !== "3") throw new Error("--nodes is 1 or 3");
+      } catch (err) {
+        o.error(`netfleet serve: ${(err as Error).message}`);
+        return EXIT_USAGE;
+      }
+      const inventory = loadOrReport(dir, o);
+      if (!inventory) return EXIT_INVALID;
+      return serveCommand(inventory, { stateDir: stateDirOf(parsed.values["state-dir"]), nodes: nodes === "3" ? 3 : 1, ...(listen ? { listen } : {}), ...(servers ? { external: servers } : {}) }, o);
+    }
+    case "token": {
+      let site: string | undefined;
+      if (positional.length > 1) {
+        o.error("netfleet token: usage: netfleet token [<site-dir>] [--state-dir DIR]");
+        return EXIT_USAGE;
+      }
+      if (positional.length === 1) {
+        const inventory = loadOrReport(positional[0]!, o);
+        if (!inventory) return EXIT_INVALID;
+        site = inventory.site.name;
+      }
+      const secrets = await new ControllerHome(stateDirOf(parsed.values["state-dir"])).secrets(site);
+      if (o.json) o.emit({ site: secrets.site, token: secrets.enrollment.token });
+      else o.line(secrets.enrollment.token);
+      return 0;
+    }
+    case "hosts":
+    case "status": {
+      const [first, second, ...extra] = positional;
+      const action = command === "hosts" && (first === "approve" || first === "reject") ? first : undefined;
+      if (extra.length > 0 || (action && !second) || (!action && second !== undefined)) {
+        o.error(`netfleet ${command}: usage: netfleet ${command === "hosts" ? "hosts [<site-dir>] | hosts approve|reject NAME" : "status [<site-dir>]"} [--state-dir DIR] [--nats URLS]`);
+        return EXIT_USAGE;
+      }
+      let inventory;
+      if (!action && first !== undefined) {
+        inventory = loadOrReport(first, o);
+        if (!inventory) return EXIT_INVALID;
+      }
+      let servers;
+      try {
+        if (parsed.values.nats) servers = parseServers(parsed.values.nats);
+      } catch (err) {
+        o.error(`netfleet ${command}: ${(err as Error).message}`);
+        return EXIT_USAGE;
+      }
+      const { cp } = await withTimeout(connectController({ stateDir: stateDirOf(parsed.values["state-dir"]), ...(inventory ? { inventory } : {}), ...(servers ? { servers } : {}) }), 30_000, "connecting to NATS");
+      try {
+        if (action) return await hostsActionCommand(cp, action, second!, o);
+        return command === "hosts" ? await hostsCommand(cp, o) : await statusCommand(cp, o);
+      } finally {
+        await cp.close();
+      }
+    }
+    case "rollout": {
+      const dir = needDir();
+      if (dir === undefined) return EXIT_USAGE;
+      const v = parsed.values;
+      let opts;
+      try {
+        const seconds = (flag: string, text: string | undefined) => {
+          if (text === undefined) return undefined;
+          const n = Number(text);
+          if (!(n > 0)) throw new Error(`--${flag} takes a number of seconds`);
+          return n * 1000;
+        };
+        const parallel = v.parallel === undefined ? undefined : Number(v.parallel);
+        if (parallel !== undefined && !(Number.isInteger(parallel) && parallel >= 1)) throw new Error("--parallel takes a whole number >= 1");
+        const applyTimeoutMs = seconds("timeout", v.timeout);
+        const lockStaleMs = seconds("lock-stale", v["lock-stale"]);
+        opts = {
+          stateDir: stateDirOf(v["state-dir"]),
+          check: v.check ?? false,
+          resume: v.resume ?? false,
+          tty: !o.json && process.stdout.isTTY === true,
+          ...(v.nats ? { servers: parseServers(v.nats) } : {}),
+          ...(v.batch ? { batch: parseAmount(v.batch, "--batch") } : {}),
+          ...(v["max-fail"] ? { maxFail: parseAmount(v["max-fail"], "--max-fail") } : {}),
+          ...(parallel ? { parallel } : {}),
+          ...(v.limit ? { limit: v.limit.split(",").map((p) => p.trim()).filter(Boolean) } : {}),
+          ...(applyTimeoutMs ? { applyTimeoutMs } : {}),
+          ...(lockStaleMs ? { lockStaleMs } : {}),
+        };
+        if (opts.batch && "count" in opts.batch && opts.batch.count < 1) throw new Error("--batch must be at least 1");
+        if (opts.check && opts.resume) throw new Error("--check and --resume do not go together");
+      } catch (err) {
+        o.error(`netfleet rollout: ${(err as Error).message}`);
+        return EXIT_USAGE;
+      }
+      const inventory = loadOrReport(dir, o);
+      if (!inventory) return ROLLOUT_EXIT.invalid;
+      return rolloutCommand(inventory, opts, o);
     }
     case "schema": {
       const text = JSON.stringify(inventoryJsonSchema(), null, 2) + "\n";

@@ -1,7 +1,14 @@
 import { connect, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { Kvm, type KV } from "@nats-io/kv";
 import {
+  AdminReply,
+  AdminRequest,
   AgentCredentials,
+  CheckReply,
+  adminSubject,
+  checkSubject,
+  signAssignment,
+  type CheckRequest,
   DecodeError,
   EnrollFacts,
   Heartbeat,
@@ -174,7 +181,60 @@ export class ControlPlane {
     this.listen(enrollSubject(site, "*"), (msg, host) => this.onEnroll(msg, host));
     this.listen(reportSubject(site, "*"), (msg, host) => this.onReport(msg, host));
     this.listen(heartbeatSubject(site, "*"), (msg, host) => this.onHeartbeat(msg, host));
+    this.serveAdmin();
     await this.nc.flush();
+  }
+
+  /** Reports only: what a rollout needs to hear results at once (the service answers enrollments). */
+  async listenReports(): Promise<void> {
+    this.listen(reportSubject(this.options.site, "*"), (msg, host) => this.onReport(msg, host));
+    await this.nc.flush();
+  }
+
+  /** Operator requests (netfleet hosts approve|reject) from other controller processes. */
+  private serveAdmin(): void {
+    const sub = this.nc.subscribe(adminSubject(this.options.site));
+    this.subscriptions.push(sub);
+    void (async () => {
+      for await (const msg of sub) {
+        let reply: AdminReply;
+        try {
+          const req = decodeMessage(AdminRequest, msg.subject, msg.data);
+          const record = req.action === "approve" ? await this.approve(req.host) : await this.reject(req.host);
+          reply = { ok: true, record };
+        } catch (err) {
+          reply = { ok: false, error: (err as Error).message.slice(0, 2000) };
+        }
+        msg.respond(encodeMessage(reply));
+      }
+    })();
+  }
+
+  /** Asks the running controller service to approve or reject a host; fails when none answers. */
+  async admin(action: "approve" | "reject", host: string, timeoutMs = 15_000): Promise<HostRecord> {
+    const request: AdminRequest = { kind: "admin", action, host };
+    let msg;
+    try {
+      msg = await this.nc.request(adminSubject(this.options.site), encodeMessage(request), { timeout: timeoutMs });
+    } catch (err) {
+      if (/no responders|503/i.test((err as Error).message)) throw new Error(`no controller service answers for site ${this.options.site}: start netfleet serve first`);
+      throw err;
+    }
+    const reply = decodeMessage(AdminReply, "admin reply", msg.data);
+    if (!reply.ok) throw new HostNotFoundError(host, (reply.error ?? "refused").replace(new RegExp(`^${host}: `), ""));
+    return reply.record as HostRecord;
+  }
+
+  /**
+   * Check mode on one host: the agent runs a check-mode reconcile of this
+   * (signed) assignment against the live host and says what would change.
+   */
+  async check(assignment: HostAssignment, timeoutMs = 60_000): Promise<CheckReply> {
+    const current = await this.desired.read(assignment.host).catch(() => undefined);
+    const envelope = signAssignment(assignment, (current?.envelope.revision ?? 0) + 1, this.options.signing.privateKeyPem);
+    const request: CheckRequest = { kind: "check", site: this.options.site, host: assignment.host, envelope };
+    const msg = await this.nc.request(checkSubject(this.options.site, assignment.host), encodeMessage(request), { timeout: timeoutMs });
+    return decodeMessage(CheckReply, `check ${assignment.host}`, msg.data);
   }
 
   private listen(subject: string, handle: (msg: Msg, host: string) => Promise<void>): void {

@@ -103,6 +103,18 @@ export class DesiredStore {
     );
   }
 
+  /** The assignment this host had at `revision`, from the key's history (kept for a few revisions). */
+  async atRevision(host: string, revision: number): Promise<UnverifiedEnvelope | undefined> {
+    let found: UnverifiedEnvelope | undefined;
+    const history = await this.kv.history({ key: host });
+    for await (const e of history) {
+      if (e.operation !== "PUT") continue;
+      const env = decodeEntryOrUndefined(e as unknown as KvEntry);
+      if (env?.revision === revision) found = env;
+    }
+    return found;
+  }
+
   /** After a delete, revisions continue above the highest one ever written, so agents accept the next. */
   private async highestRevision(host: string): Promise<number> {
     let highest = 0;

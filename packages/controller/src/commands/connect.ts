@@ -1,0 +1,75 @@
+import { resolve } from "node:path";
+import { loadInventory, type Inventory } from "@netfleet/shared";
+import { ControlPlane, ControllerHome, type ControlPlaneOptions, type UserDirectory } from "../control/index.ts";
+
+export const DEFAULT_STATE_DIR = "/var/lib/netfleet";
+
+/** --state-dir, else $NETFLEET_STATE_DIR, else /var/lib/netfleet. */
+export function stateDirOf(flag: string | undefined): string {
+  return resolve(flag ?? process.env.NETFLEET_STATE_DIR ?? DEFAULT_STATE_DIR);
+}
+
+export function parseServers(text: string): string[] {
+  const urls = text.split(",").map((u) => u.trim()).filter(Boolean);
+  if (urls.length === 0 || urls.some((u) => !/^(?:nats|tls):\/\/[^\s/]+:\d{1,5}$/.test(u))) throw new Error("--nats takes nats://host:port[,nats://host:port...]");
+  return urls;
+}
+
+export interface Connected {
+  cp: ControlPlane;
+  home: ControllerHome;
+  inventory: Inventory | undefined;
+}
+
+/**
+ * A controller connection for a command: secrets from the state dir, the
+ * servers from --nats, else those `netfleet serve` recorded, else the
+ * inventory's site.nats.
+ */
+export async function connectController(options: {
+  stateDir: string;
+  inventory?: Inventory;
+  servers?: string[];
+  userDirectory?: UserDirectory;
+  replicas?: number;
+  log?: ControlPlaneOptions["log"];
+}): Promise<Connected> {
+  const home = new ControllerHome(options.stateDir);
+  const config = await home.config();
+  const secrets = await home.secrets(options.inventory?.site.name ?? config?.site);
+  let inventory = options.inventory;
+  if (!inventory && config?.inventory) {
+    try {
+      inventory = loadInventory(config.inventory);
+    } catch {
+      inventory = undefined;
+    }
+  }
+  const servers = options.servers ?? config?.nats ?? inventory?.site.nats;
+  if (!servers?.length) throw new Error("no NATS servers: pass --nats URL[,URL...]");
+  const cp = await ControlPlane.connect({
+    site: secrets.site,
+    servers,
+    user: secrets.controller.user,
+    password: secrets.controller.password,
+    hosts: inventory?.hosts ?? [],
+    enrollmentToken: secrets.enrollment.token,
+    enrollmentPassword: secrets.enrollment.enrollPassword,
+    signing: secrets.signing,
+    credentialsDir: home.credentialsDir,
+    replicas: options.replicas ?? config?.replicas ?? 1,
+    ...(options.userDirectory ? { userDirectory: options.userDirectory } : {}),
+    ...(options.log ? { log: options.log } : {}),
+  });
+  return { cp, home, inventory };
+}
+
+/** Bounded connect: a controller pointed at a dead server says so instead of waiting forever. */
+export async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms / 1000} s`)), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,70 @@
+import { resolve } from "node:path";
+import type { Inventory } from "@netfleet/shared";
+import { ControllerHome, CredentialStore, NatsServer, agentUser, controllerUser, enrollmentUser, type ControlPlane } from "../control/index.ts";
+import type { CommandOutput } from "../output.ts";
+import { connectController } from "./connect.ts";
+
+export interface ServeOptions {
+  stateDir: string;
+  /** Run nats-server ourselves (default), listening here. */
+  listen?: { host: string; port: number };
+  nodes: 1 | 3;
+  /** Use servers someone else runs: no approvals that change NATS users then. */
+  external?: string[];
+}
+
+/** host:port of the first site.nats URL: where serve's own nats-server listens unless --listen says otherwise. */
+export function defaultListen(inventory: Inventory): { host: string; port: number } {
+  const m = /^(?:nats|tls):\/\/([^:/]+):(\d+)$/.exec(inventory.site.nats[0]!);
+  return { host: m?.[1] ?? "127.0.0.1", port: Number(m?.[2] ?? 4222) };
+}
+
+export function parseListen(text: string): { host: string; port: number } {
+  const m = /^([0-9.]+|localhost|\[[0-9a-f:]+\]):(\d{1,5})$/i.exec(text.trim());
+  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65000) throw new Error(`--listen takes ADDRESS:PORT (e.g. 127.0.0.1:4222), not ${JSON.stringify(text)}`);
+  return { host: m[1]!, port: Number(m[2]) };
+}
+
+/**
+ * `netfleet serve`: the long-lived controller service. Starts nats-server
+ * (JetStream; 1 node, or a 3-node cluster on ports P, P+1, P+2), answers
+ * enrollments (token → approved with its own NATS user; otherwise
+ * quarantined), records heartbeats, and serves `netfleet hosts
+ * approve|reject`. Runs until SIGTERM/SIGINT, then stops its nats-server.
+ */
+export async function serveCommand(inventory: Inventory, o: ServeOptions, out: CommandOutput, until?: Promise<void>): Promise<number> {
+  const log = (event: Record<string, unknown>) => out.line(JSON.stringify({ ts: new Date().toISOString(), ...event }));
+  const home = new ControllerHome(o.stateDir);
+  const secrets = await home.secrets(inventory.site.name);
+  let server: NatsServer | undefined;
+  let cp: ControlPlane | undefined;
+  try {
+    if (!o.external) {
+      const listen = o.listen ?? defaultListen(inventory);
+      const agents = (await new CredentialStore(home.credentialsDir).all()).map((c) => agentUser(secrets.site, c.host, c.password));
+      server = await NatsServer.start({
+        dir: home.natsDir,
+        nodes: o.nodes,
+        host: listen.host,
+        basePort: listen.port,
+        users: [controllerUser(secrets.controller.user, secrets.controller.password), enrollmentUser(secrets.site, secrets.enrollment.enrollPassword), ...agents],
+      });
+      log({ event: "nats-started", urls: server.urls, nodes: o.nodes, dir: home.natsDir });
+    }
+    const servers = server?.urls ?? o.external!;
+    ({ cp } = await connectController({ stateDir: o.stateDir, inventory, servers, replicas: o.nodes, ...(server ? { userDirectory: server } : {}), log }));
+    await cp.serve();
+    await home.saveConfig({ site: secrets.site, inventory: resolve(inventory.dir), nats: servers, replicas: o.nodes, pid: process.pid, startedAt: new Date().toISOString() });
+    log({ event: "ready", site: secrets.site, nats: servers, stateDir: o.stateDir, joinToken: `netfleet token --state-dir ${o.stateDir}` });
+    await (until ??
+      new Promise<void>((resolve) => {
+        process.once("SIGTERM", () => resolve());
+        process.once("SIGINT", () => resolve());
+      }));
+    log({ event: "stopping" });
+    return 0;
+  } finally {
+    await cp?.close().catch(() => {});
+    await server?.stop();
+  }
+}

@@ -1,0 +1,90 @@
+import { randomBytes } from "node:crypto";
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { DNS_LABEL, generateSigningKeys, newJoinToken, signingKeyId } from "@netfleet/shared";
+import { z } from "zod";
+
+const Secrets = z.strictObject({
+  site: z.string().regex(DNS_LABEL),
+  controller: z.strictObject({ user: z.string(), password: z.string() }),
+  enrollment: z.strictObject({ enrollPassword: z.string(), token: z.string() }),
+  signing: z.strictObject({ keyId: z.string(), privateKeyPem: z.string(), publicKeyPem: z.string() }),
+});
+export type ControllerSecrets = z.output<typeof Secrets>;
+
+/** What `netfleet serve` tells later commands: where NATS is and how the buckets were made. */
+const Config = z.strictObject({
+  site: z.string().regex(DNS_LABEL),
+  inventory: z.string(),
+  nats: z.array(z.string()).min(1),
+  replicas: z.number().int().min(1).max(5),
+  pid: z.number().int().optional(),
+  startedAt: z.string().optional(),
+});
+export type ControllerConfig = z.output<typeof Config>;
+
+/**
+ * The controller's state directory (one site each; 0700, files 0600):
+ * secrets.json (NATS controller password, join token, ed25519 signing key),
+ * controller.json (written by `netfleet serve`), credentials/ (one agent
+ * password per host), nats/ (the nats-server nodes serve runs).
+ */
+export class ControllerHome {
+  readonly dir: string;
+  constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  get credentialsDir(): string {
+    return join(this.dir, "credentials");
+  }
+
+  get natsDir(): string {
+    return join(this.dir, "nats");
+  }
+
+  /** The site's secrets; created on first use. A state dir holds one site. */
+  async secrets(site?: string): Promise<ControllerSecrets> {
+    const existing = await this.read("secrets.json");
+    if (existing !== undefined) {
+      const secrets = Secrets.parse(existing);
+      if (site !== undefined && secrets.site !== site) throw new Error(`state dir ${this.dir} belongs to site ${secrets.site}, not ${site}; give each site its own --state-dir`);
+      if (signingKeyId(secrets.signing.publicKeyPem) !== secrets.signing.keyId) throw new Error(`${join(this.dir, "secrets.json")}: signing key id does not match the key`);
+      return secrets;
+    }
+    if (site === undefined) throw new Error(`no controller state in ${this.dir}: start netfleet serve <site-dir> --state-dir ${this.dir} first (or pass --state-dir)`);
+    const secrets: ControllerSecrets = {
+      site,
+      controller: { user: "controller", password: randomBytes(24).toString("base64url") },
+      enrollment: newJoinToken(),
+      signing: generateSigningKeys(),
+    };
+    await this.write("secrets.json", secrets);
+    return secrets;
+  }
+
+  async config(): Promise<ControllerConfig | undefined> {
+    const raw = await this.read("controller.json");
+    return raw === undefined ? undefined : Config.parse(raw);
+  }
+
+  saveConfig(config: ControllerConfig): Promise<void> {
+    return this.write("controller.json", Config.parse(config));
+  }
+
+  private async read(name: string): Promise<unknown> {
+    try {
+      return JSON.parse(await readFile(join(this.dir, name), "utf8"));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw err;
+    }
+  }
+
+  private async write(name: string, value: unknown): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    const file = join(this.dir, name);
+    await writeFile(`${file}.tmp`, JSON.stringify(value, null, 2) + "\n", { mode: 0o600 });
+    await rename(`${file}.tmp`, file);
+  }
+}

@@ -1,0 +1,539 @@
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
+import PQueue from "p-queue";
+import { canonicalJson, resourceId, type HostAssignment, type Report, type ResourceSpec } from "@netfleet/shared";
+import type { ControlPlane } from "./control-plane.ts";
+import { StaleRevisionError } from "./desired-store.ts";
+import { isTransient, withRetry } from "./kv-cas.ts";
+import { LockHeldError, LockLostError, type HostProgress, type RolloutLease, type RolloutState } from "./rollout-lock.ts";
+
+/** `--batch 3` or `--batch 25%`. */
+export type Amount = { count: number } | { percent: number };
+
+export function parseAmount(text: string, flag: string): Amount {
+  const m = /^(\d+)(%?)$/.exec(text.trim());
+  if (!m) throw new Error(`${flag} takes a number of hosts or a percentage (e.g. 2 or 25%), not ${JSON.stringify(text)}`);
+  const n = Number(m[1]);
+  if (m[2]) {
+    if (n > 100) throw new Error(`${flag}: a percentage is at most 100%`);
+    return { percent: n };
+  }
+  return { count: n };
+}
+
+export function resolveAmount(amount: Amount, total: number, atLeast: number): number {
+  const n = "count" in amount ? amount.count : Math.floor((amount.percent * total) / 100);
+  return Math.max(atLeast, n);
+}
+
+export interface RolloutTarget {
+  host: string;
+  role: "backend" | "vmhost";
+  assignment: HostAssignment;
+}
+
+export interface RolloutOptions {
+  check?: boolean;
+  /** Hosts per wave after the canary (default 25%, at least 1). */
+  batch?: Amount;
+  /** Hosts that may fail (verified) before the rollout stops and reverts (default 0). */
+  maxFail?: Amount;
+  /** Hosts applied at once within a wave (default: the whole wave). */
+  parallel?: number;
+  resume?: boolean;
+  /** How long a host has to report its verified result. */
+  applyTimeoutMs?: number;
+  /** --resume takes over a lock not renewed for this long. */
+  lockStaleMs?: number;
+  lockRenewMs?: number;
+  owner?: string;
+}
+
+export type RolloutResult = "success" | "partial" | "failed";
+
+export interface ResourceDiff {
+  added: string[];
+  removed: string[];
+  changed: { id: string; fields: string[] }[];
+}
+
+export type RolloutEvent =
+  | { event: "rollout"; rolloutId: string; site: string; check: boolean; resume: boolean; waves: string[][]; maxFail: number; unchanged: string[] }
+  | { event: "diff"; host: string; role: string; status: "new" | "changed" | "unchanged" | "unconverged"; from: { revision: number; hash: string } | null; to: string; diff: ResourceDiff }
+  | { event: "lock-wait"; holder: string; renewedAt: string | undefined }
+  | { event: "wave"; index: number; canary: boolean; hosts: string[] }
+  | { event: "host-start"; host: string; revision?: number }
+  | {
+      event: "host-done";
+      host: string;
+      ok: boolean;
+      revision?: number;
+      summary?: Report["summary"];
+      failures?: { id: string; comment?: string }[];
+      wouldChange?: { id: string; fields: string[] }[];
+      error?: string;
+      ms: number;
+    }
+  | { event: "budget-exceeded"; failed: string[]; maxFail: number; canary: boolean }
+  | { event: "revert-start"; hosts: string[] }
+  | { event: "host-reverted"; host: string; ok: boolean; revision?: number; error?: string }
+  | { event: "lock-lost"; error: string }
+  | { event: "done"; result: RolloutResult; ok: string[]; failed: string[]; reverted: string[]; skipped: string[]; unchanged: string[]; ms: number };
+
+/** The inventory changed since the interrupted rollout: --resume would roll out something else. */
+export class ResumeMismatchError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ResumeMismatchError";
+  }
+}
+
+export interface RolloutOutcome {
+  result: RolloutResult;
+  state?: RolloutState;
+}
+
+function specFields(spec: ResourceSpec): Record<string, string> {
+  return Object.fromEntries(Object.entries(spec).map(([k, v]) => [k, canonicalJson(v)]));
+}
+
+/** Per resource: added, removed, and which fields changed. */
+export function diffAssignments(from: HostAssignment | undefined, to: HostAssignment): ResourceDiff {
+  const before = new Map((from?.resources ?? []).map((r) => [resourceId(r), r]));
+  const after = new Map(to.resources.map((r) => [resourceId(r), r]));
+  const diff: ResourceDiff = { added: [], removed: [], changed: [] };
+  for (const [id, spec] of after) {
+    const old = before.get(id);
+    if (!old) {
+      diff.added.push(id);
+      continue;
+    }
+    const a = specFields(old);
+    const b = specFields(spec);
+    const fields = [...new Set([...Object.keys(a), ...Object.keys(b)])].filter((k) => a[k] !== b[k]).sort();
+    if (fields.length) diff.changed.push({ id, fields });
+  }
+  for (const id of before.keys()) if (!after.has(id)) diff.removed.push(id);
+  return diff;
+}
+
+/** Backends first (they hold the gateways the VM hosts need), then VM hosts; by name within a role. */
+export function orderTargets<T extends { host: string; role: string }>(targets: readonly T[]): T[] {
+  const rank = (t: T) => (t.role === "backend" ? 0 : 1);
+  return [...targets].sort((a, b) => rank(a) - rank(b) || a.host.localeCompare(b.host));
+}
+
+/** A canary wave of one host, then waves of `batch`; a wave never mixes backends and VM hosts. */
+export function planWaves(ordered: readonly { host: string; role: string }[], batch: number): string[][] {
+  if (ordered.length === 0) return [];
+  const waves: string[][] = [[ordered[0]!.host]];
+  let wave: string[] = [];
+  let role = ordered[0]!.role;
+  for (const t of ordered.slice(1)) {
+    if (wave.length > 0 && (wave.length >= batch || t.role !== role)) {
+      waves.push(wave);
+      wave = [];
+    }
+    role = t.role;
+    wave.push(t.host);
+  }
+  if (wave.length) waves.push(wave);
+  return waves;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * One rollout of a site: the per-host diff, then a canary and waves (backends
+ * before VM hosts), each host published with compare-and-set and judged on
+ * its verified report. Over the failure budget (or a failed canary) it stops
+ * and reverts the hosts this rollout changed. Its state lives in KV beside
+ * the lock, so `resume` continues where a dead controller stopped.
+ */
+export class Rollout {
+  private readonly cp: ControlPlane;
+  private readonly targets: Map<string, RolloutTarget>;
+  private readonly options: Required<Omit<RolloutOptions, "parallel" | "owner">> & { parallel?: number; owner: string };
+  private readonly emit: (e: RolloutEvent) => void;
+  private lease: RolloutLease | undefined;
+  private state!: RolloutState;
+  private stateRevision = 0;
+  private saving: Promise<void> = Promise.resolve();
+  private lockLost: string | undefined;
+  private renewTimer: NodeJS.Timeout | undefined;
+  private readonly started = Date.now();
+  private unchanged: string[] = [];
+
+  constructor(cp: ControlPlane, targets: readonly RolloutTarget[], options: RolloutOptions, emit: (e: RolloutEvent) => void) {
+    this.cp = cp;
+    this.targets = new Map(targets.map((t) => [t.host, t]));
+    this.options = {
+      check: options.check ?? false,
+      batch: options.batch ?? { percent: 25 },
+      maxFail: options.maxFail ?? { count: 0 },
+      resume: options.resume ?? false,
+      applyTimeoutMs: options.applyTimeoutMs ?? 180_000,
+      lockStaleMs: options.lockStaleMs ?? 15_000,
+      lockRenewMs: options.lockRenewMs ?? 3000,
+      owner: options.owner ?? `${hostname()}:${process.pid}`,
+      ...(options.parallel ? { parallel: options.parallel } : {}),
+    };
+    this.emit = emit;
+  }
+
+  async run(): Promise<RolloutOutcome> {
+    await this.cp.listenReports();
+    if (this.options.check) return this.runCheck();
+    if (this.options.resume) await this.resumeState();
+    else await this.newState();
+    this.renewTimer = setInterval(() => void this.renewLock(), this.options.lockRenewMs);
+    try {
+      if (this.state.phase === "running") await this.runWaves();
+      if (this.state.phase === "reverting") await this.revert();
+      return { result: await this.finish(), state: this.state };
+    } finally {
+      clearInterval(this.renewTimer);
+      await this.saving.catch(() => {});
+      if (this.lease && !this.lockLost) await withRetry(() => this.cp.releaseLock(this.lease!), 30_000).catch(() => {});
+    }
+  }
+
+  // ---- planning -------------------------------------------------------
+
+  /** Reads what each target host has now and emits its diff; returns those that need this rollout. */
+  private async diffAll(): Promise<{ target: RolloutTarget; previous: { revision: number; hash: string } | null; basedOn: number }[]> {
+    const todo = [];
+    for (const target of orderTargets([...this.targets.values()])) {
+      const entry = await withRetry(() => this.cp.desired.read(target.host), 30_000);
+      const applied = await withRetry(() => this.cp.appliedReport(target.host), 30_000).catch(() => undefined);
+      const current = entry?.envelope;
+      const sameDoc = current?.assignment.hash === target.assignment.hash;
+      const converged = sameDoc && applied !== undefined && applied.revision === current!.revision && applied.hash === current!.assignment.hash && applied.summary.failed === 0;
+      const status = !current ? "new" : !sameDoc ? "changed" : converged ? "unchanged" : "unconverged";
+      const from = current ? { revision: current.revision, hash: current.assignment.hash } : null;
+      this.emit({ event: "diff", host: target.host, role: target.role, status, from, to: target.assignment.hash, diff: diffAssignments(current?.assignment, target.assignment) });
+      if (status === "unchanged" && !this.options.check) {
+        this.unchanged.push(target.host);
+        continue;
+      }
+      todo.push({ target, previous: from, basedOn: entry?.kvRevision ?? 0 });
+    }
+    return todo;
+  }
+
+  private waveSize(total: number): number {
+    return resolveAmount(this.options.batch, total, 1);
+  }
+
+  private async newState(): Promise<void> {
+    const rolloutId = `${new Date().toISOString().replace(/[-:.]/g, "").slice(0, 15)}-${randomBytes(3).toString("hex")}`;
+    const owner = `${this.options.owner}:${rolloutId}`;
+    try {
+      this.lease = await withRetry(() => this.cp.lock.acquire(owner, rolloutId), 30_000);
+    } catch (err) {
+      if (err instanceof LockHeldError) {
+        const h = err.holder;
+        const age = h.renewedAt ? Math.round((Date.now() - Date.parse(h.renewedAt)) / 1000) : undefined;
+        throw new LockHeldError({
+          ...h,
+          owner: `${h.owner}${age !== undefined ? `, last renewed ${age}s ago` : ""}${age !== undefined && age * 1000 >= this.options.lockStaleMs ? " — its controller looks dead: continue that rollout with --resume" : ""}`,
+        });
+      }
+      throw err;
+    }
+    const todo = await this.diffAll();
+    const waves = planWaves(todo.map((t) => ({ host: t.target.host, role: t.target.role })), this.waveSize(todo.length));
+    const hosts: Record<string, HostProgress> = {};
+    for (const t of todo) hosts[t.target.host] = { role: t.target.role, target: t.target.assignment.hash, previous: t.previous, basedOn: t.basedOn, status: "pending" };
+    const now = new Date().toISOString();
+    const previous = await withRetry(() => this.cp.loadRolloutState(), 30_000);
+    this.stateRevision = previous?.revision ?? 0;
+    this.state = {
+      rolloutId,
+      owner,
+      phase: "running",
+      startedAt: now,
+      updatedAt: now,
+      waves,
+      completed: [],
+      failed: [],
+      maxFail: resolveAmount(this.options.maxFail, todo.length, 0),
+      hosts,
+    };
+    await this.save();
+    this.emit({ event: "rollout", rolloutId, site: this.cp.options.site, check: false, resume: false, waves, maxFail: this.state.maxFail!, unchanged: this.unchanged });
+  }
+
+  private async resumeState(): Promise<void> {
+    const loaded = await withRetry(() => this.cp.loadRolloutState(), 30_000);
+    if (!loaded || !loaded.state.hosts || !["running", "reverting"].includes(loaded.state.phase)) {
+      throw new ResumeMismatchError(`nothing to resume: the last rollout of ${this.cp.options.site} is ${loaded ? loaded.state.phase : "absent"}`);
+    }
+    const st = loaded.state;
+    for (const [host, p] of Object.entries(st.hosts!)) {
+      const t = this.targets.get(host);
+      if (!t) throw new ResumeMismatchError(`the interrupted rollout ${st.rolloutId} includes ${host}, which is not in this rollout (inventory or --limit changed)`);
+      if (t.assignment.hash !== p.target) throw new ResumeMismatchError(`${host}: the inventory compiles to another assignment than the interrupted rollout ${st.rolloutId} brings; resume from the same inventory`);
+    }
+    const owner = `${this.options.owner}:${st.rolloutId}`;
+    // The dead controller's lock: wait until it has not been renewed for lockStaleMs, then take it over with compare-and-set.
+    const deadline = Date.now() + this.options.lockStaleMs + 5000;
+    for (;;) {
+      try {
+        this.lease = await withRetry(() => this.cp.lock.takeOver(owner, this.options.lockStaleMs, st.rolloutId), 30_000);
+        break;
+      } catch (err) {
+        if (!(err instanceof LockHeldError) || err.holder.rolloutId !== st.rolloutId || Date.now() > deadline) throw err;
+        this.emit({ event: "lock-wait", holder: err.holder.owner, renewedAt: err.holder.renewedAt });
+        await sleep(1000);
+      }
+    }
+    // Re-read after taking the lock: the old controller cannot write any more.
+    const fresh = (await withRetry(() => this.cp.loadRolloutState(), 30_000))!;
+    this.state = { ...fresh.state, owner, updatedAt: new Date().toISOString() };
+    this.stateRevision = fresh.revision;
+    await this.save();
+    this.emit({ event: "rollout", rolloutId: st.rolloutId, site: this.cp.options.site, check: false, resume: true, waves: st.waves, maxFail: st.maxFail ?? 0, unchanged: [] });
+  }
+
+  // ---- state ----------------------------------------------------------
+
+  private save(): Promise<void> {
+    const next = this.saving.then(async () => {
+      if (this.lockLost) throw new LockLostError(this.lockLost);
+      this.state.updatedAt = new Date().toISOString();
+      this.stateRevision = await withRetry(() => this.cp.saveRolloutState(this.state, this.stateRevision), 30_000);
+    });
+    this.saving = next.catch(() => {});
+    return next;
+  }
+
+  private async renewLock(): Promise<void> {
+    if (!this.lease || this.lockLost) return;
+    try {
+      this.lease = await this.cp.lock.renew(this.lease);
+    } catch (err) {
+      if (err instanceof LockLostError) {
+        this.lockLost = err.message;
+        this.emit({ event: "lock-lost", error: err.message });
+      } else if (!isTransient(err)) {
+        this.emit({ event: "lock-lost", error: (err as Error).message });
+      }
+    }
+  }
+
+  private host(host: string): HostProgress {
+    return this.state.hosts![host]!;
+  }
+
+  private failedCount(): number {
+    return Object.values(this.state.hosts!).filter((h) => h.status === "failed").length;
+  }
+
+  // ---- applying -------------------------------------------------------
+
+  private async runWaves(): Promise<void> {
+    const maxFail = this.state.maxFail ?? 0;
+    for (const [index, wave] of this.state.waves.entries()) {
+      const hosts = wave.filter((h) => ["pending", "applying"].includes(this.host(h).status));
+      if (hosts.length === 0) continue;
+      this.emit({ event: "wave", index, canary: index === 0, hosts });
+      const queue = new PQueue({ concurrency: this.options.parallel ?? hosts.length });
+      let stop = false;
+      for (const host of hosts) {
+        void queue
+          .add(async () => {
+            if (stop || this.lockLost) return;
+            await this.applyHost(host);
+            if (this.host(host).status === "failed" && (index === 0 || this.failedCount() > maxFail)) {
+              stop = true;
+              queue.clear();
+            }
+          })
+          .catch((err: unknown) => {
+            // Only LockLostError gets here: everything else is a failed host.
+            this.lockLost ??= (err as Error).message;
+            queue.clear();
+          });
+      }
+      await queue.onIdle();
+      if (this.lockLost) throw new LockLostError(this.lockLost);
+      if (stop) {
+        const failed = Object.entries(this.state.hosts!).filter(([, h]) => h.status === "failed").map(([n]) => n);
+        this.emit({ event: "budget-exceeded", failed, maxFail, canary: index === 0 });
+        this.state.phase = "reverting";
+        this.state.note = index === 0 ? `canary ${failed.join(", ")} failed` : `${failed.length} hosts failed, budget ${maxFail}`;
+        await this.save();
+        return;
+      }
+    }
+  }
+
+  private async applyHost(host: string): Promise<void> {
+    const started = Date.now();
+    const p = this.host(host);
+    const target = this.targets.get(host)!;
+    try {
+      if (p.status === "pending") {
+        const record = await withRetry(() => this.cp.registry.get(host), 30_000);
+        if (record?.state !== "approved") throw new Error(record ? `not approved (${record.state}${record.reason ? `: ${record.reason}` : ""})` : "has not enrolled");
+        let published;
+        try {
+          published = await this.cp.publish(target.assignment, { basedOn: p.basedOn });
+        } catch (err) {
+          if (err instanceof StaleRevisionError) throw new Error(`desired state changed since the diff (someone else published); rerun the rollout`);
+          throw err;
+        }
+        p.status = "applying";
+        p.revision = published.revision;
+        await this.save();
+      }
+      this.emit({ event: "host-start", host, ...(p.revision ? { revision: p.revision } : {}) });
+      const report = await this.cp.waitForApplied(host, p.revision!, this.options.applyTimeoutMs);
+      const problem = verdict(report, p.revision!, target.assignment.hash);
+      const failures = report.results.filter((r) => r.result === false).map((r) => ({ id: r.id, ...(r.comment ? { comment: r.comment } : {}) }));
+      p.status = problem ? "failed" : "ok";
+      if (problem) p.error = problem;
+      (problem ? this.state.failed : this.state.completed).push(host);
+      await this.save();
+      this.emit({ event: "host-done", host, ok: !problem, revision: p.revision!, summary: report.summary, failures, ...(problem ? { error: problem } : {}), ms: Date.now() - started });
+    } catch (err) {
+      if (err instanceof LockLostError) throw err;
+      p.status = "failed";
+      p.error = (err as Error).message;
+      this.state.failed.push(host);
+      await this.save().catch(() => {});
+      this.emit({ event: "host-done", host, ok: false, ...(p.revision ? { revision: p.revision } : {}), error: p.error, ms: Date.now() - started });
+    }
+  }
+
+  /** Puts back the previous assignment of every host this rollout published to, and waits for it to be applied. */
+  private async revert(): Promise<void> {
+    const changed = Object.entries(this.state.hosts!).filter(([, h]) => h.revision !== undefined && ["ok", "failed", "applying", "reverting"].includes(h.status)).map(([n]) => n);
+    this.emit({ event: "revert-start", hosts: changed });
+    const queue = new PQueue({ concurrency: this.options.parallel ?? Math.max(1, changed.length) });
+    for (const host of changed) {
+      void queue.add(() => this.revertHost(host)).catch((err: unknown) => {
+        this.lockLost ??= (err as Error).message;
+        queue.clear();
+      });
+    }
+    await queue.onIdle();
+    if (this.lockLost) throw new LockLostError(this.lockLost);
+  }
+
+  private async revertHost(host: string): Promise<void> {
+    const p = this.host(host);
+    try {
+      if (!p.previous) {
+        p.status = "not-reverted";
+        p.error = "no previous assignment to go back to (first rollout to this host); it keeps the new one";
+        await this.save();
+        this.emit({ event: "host-reverted", host, ok: false, error: p.error });
+        return;
+      }
+      if (p.status !== "reverting" || p.revertRevision === undefined) {
+        const previous = await withRetry(() => this.cp.desired.atRevision(host, p.previous!.revision), 30_000);
+        if (!previous) throw new Error(`revision ${p.previous.revision} is no longer in the desired history`);
+        const published = await this.cp.publish(previous.assignment);
+        p.status = "reverting";
+        p.revertRevision = published.revision;
+        await this.save();
+      }
+      const report = await this.cp.waitForApplied(host, p.revertRevision!, this.options.applyTimeoutMs);
+      const problem = verdict(report, p.revertRevision!, p.previous.hash);
+      p.status = problem ? "revert-failed" : "reverted";
+      if (problem) p.error = `revert: ${problem}`;
+      await this.save();
+      this.emit({ event: "host-reverted", host, ok: !problem, revision: p.revertRevision!, ...(problem ? { error: problem } : {}) });
+    } catch (err) {
+      if (err instanceof LockLostError) throw err;
+      p.status = "revert-failed";
+      p.error = `revert: ${(err as Error).message}`;
+      await this.save().catch(() => {});
+      this.emit({ event: "host-reverted", host, ok: false, error: p.error });
+    }
+  }
+
+  private async finish(): Promise<RolloutResult> {
+    const hosts = Object.entries(this.state.hosts ?? {});
+    const names = (...s: HostProgress["status"][]) => hosts.filter(([, h]) => s.includes(h.status)).map(([n]) => n);
+    const reverting = this.state.phase === "reverting";
+    const failed = names("failed", "revert-failed", "not-reverted");
+    const result: RolloutResult = reverting ? "failed" : failed.length > 0 ? "partial" : "success";
+    this.state.phase = reverting ? "failed" : result === "partial" ? "partial" : "done";
+    await this.save();
+    this.emit({
+      event: "done",
+      result,
+      ok: names("ok"),
+      failed: reverting ? hosts.filter(([, h]) => h.error !== undefined).map(([n]) => n) : failed,
+      reverted: names("reverted"),
+      skipped: names("pending"),
+      unchanged: this.unchanged,
+      ms: Date.now() - this.started,
+    });
+    return result;
+  }
+
+  // ---- check mode -----------------------------------------------------
+
+  /** The whole rollout in check mode: the same diff, canary and waves, each host asked what it would change. Nothing is published. */
+  private async runCheck(): Promise<RolloutOutcome> {
+    const todo = await this.diffAll();
+    const waves = planWaves(todo.map((t) => ({ host: t.target.host, role: t.target.role })), this.waveSize(todo.length));
+    const maxFail = resolveAmount(this.options.maxFail, todo.length, 0);
+    this.emit({ event: "rollout", rolloutId: "check", site: this.cp.options.site, check: true, resume: false, waves, maxFail, unchanged: [] });
+    const ok: string[] = [];
+    const failed: string[] = [];
+    let stopped = false;
+    for (const [index, wave] of waves.entries()) {
+      this.emit({ event: "wave", index, canary: index === 0, hosts: wave });
+      const queue = new PQueue({ concurrency: this.options.parallel ?? wave.length });
+      for (const host of wave) {
+        void queue.add(async () => {
+          if (stopped) return;
+          const started = Date.now();
+          this.emit({ event: "host-start", host });
+          try {
+            const reply = await this.cp.check(this.targets.get(host)!.assignment, this.options.applyTimeoutMs);
+            const failures = reply.results.filter((r) => r.result === false).map((r) => ({ id: r.id, ...(r.comment ? { comment: r.comment } : {}) }));
+            const wouldChange = reply.results.filter((r) => r.result === null).map((r) => ({ id: r.id, fields: r.changes ?? [] }));
+            const good = reply.ok && failures.length === 0;
+            (good ? ok : failed).push(host);
+            this.emit({ event: "host-done", host, ok: good, summary: reply.summary, failures, wouldChange, ...(reply.error ? { error: reply.error } : {}), ms: Date.now() - started });
+          } catch (err) {
+            failed.push(host);
+            const msg = /no responders|503/i.test((err as Error).message) ? "agent not connected (no answer to the check request)" : (err as Error).message;
+            this.emit({ event: "host-done", host, ok: false, error: msg, ms: Date.now() - started });
+          }
+          if (failed.length > 0 && (index === 0 || failed.length > maxFail)) {
+            stopped = true;
+            queue.clear();
+          }
+        });
+      }
+      await queue.onIdle();
+      if (stopped) {
+        this.emit({ event: "budget-exceeded", failed: [...failed], maxFail, canary: index === 0 });
+        break;
+      }
+    }
+    const skipped = todo.map((t) => t.target.host).filter((h) => !ok.includes(h) && !failed.includes(h));
+    const result: RolloutResult = stopped ? "failed" : failed.length ? "partial" : "success";
+    this.emit({ event: "done", result, ok, failed, reverted: [], skipped, unchanged: [], ms: Date.now() - this.started });
+    return { result };
+  }
+}
+
+/** Why a report is not the verified success of `revision` with `hash`; undefined when it is. */
+function verdict(report: Report, revision: number, hash: string): string | undefined {
+  if (report.rolledBack && (report.rolledBackRevision ?? 0) >= revision) return `the agent undid revision ${report.rolledBackRevision} (lost NATS after applying: lockout protection)`;
+  if (report.revision !== revision) return `the host reports revision ${report.revision}, not ${revision} (someone published meanwhile)`;
+  if (report.hash !== hash) return `the host reports assignment ${report.hash?.slice(0, 12)}, not ${hash.slice(0, 12)}`;
+  if (report.summary.failed > 0) {
+    const ids = report.results.filter((r) => r.result === false).map((r) => r.id);
+    return `${report.summary.failed} resource(s) failed: ${ids.slice(0, 5).join(", ")}${ids.length > 5 ? ", ..." : ""}`;
+  }
+  return undefined;
+}
