@@ -1,0 +1,34 @@
+import { createHash } from "node:crypto";
+import { fileURLToPath } from "node:url";
+import { build } from "esbuild";
+
+export const AGENT_ENTRY = fileURLToPath(new URL("./agent-entry.ts", import.meta.url));
+
+export interface AgentBundle {
+  code: Buffer;
+  sha256: string;
+}
+
+/**
+ * The agent and everything it imports as one ESM file for Node >= 22. Built
+ * in memory on every run (about a second); esbuild's output is
+ * deterministic, so the checksum changes only when the code does. CommonJS
+ * dependencies get a `require` from createRequire.
+ */
+export async function buildAgentBundle(): Promise<AgentBundle> {
+  const result = await build({
+    entryPoints: [AGENT_ENTRY],
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node22",
+    write: false,
+    legalComments: "none",
+    logLevel: "silent",
+    banner: { js: "import { createRequire as __netfleetRequire } from 'node:module';\nconst require = __netfleetRequire(import.meta.url);" },
+  });
+  const file = result.outputFiles[0];
+  if (!file) throw new Error("esbuild produced no output for the agent bundle");
+  const code = Buffer.from(file.contents);
+  return { code, sha256: createHash("sha256").update(code).digest("hex") };
+}
