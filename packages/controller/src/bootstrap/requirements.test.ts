@@ -15,7 +15,7 @@ const host = (over: Partial<Host>): Host => ({
 describe("host requirements", () => {
   it("follow the role and the uplink", () => {
     expect(requirementsFor(host({}))).toEqual({ packages: ["openvswitch-switch", "iproute2", "libvirt-daemon", "libvirt-clients"], modules: ["8021q", "bonding", "openvswitch"] });
-    const backend = host({ role: "backend", uplink: { mode: "ovs-trunk", members: ["eth0"], bond_mode: "active-backup", miimon: 100, mtu: 1500, datapath: "netdev", trunk_bridge: "br-uplink" } });
+    const backend = host({ role: "backend", uplink: { mode: "ovs-trunk", bond: "bond0", members: ["eth0"], bond_mode: "active-backup", miimon: 100, mtu: 1500, datapath: "netdev", trunk_bridge: "br-uplink" } });
     expect(requirementsFor(backend)).toEqual({ packages: ["openvswitch-switch", "iproute2", "dnsmasq-base", "nftables"], modules: [] });
   });
 

@@ -16,7 +16,7 @@ export function requirementsFor(host: Host): HostRequirements {
   if (host.role === "vmhost") packages.push("libvirt-daemon", "libvirt-clients");
   if (host.role === "backend") packages.push("dnsmasq-base", "nftables");
   const modules: string[] = [];
-  if (host.uplink.mode === "kernel") modules.push("8021q", ...(host.uplink.bond ? ["bonding"] : []));
+  if (host.uplink.mode === "kernel") modules.push("8021q", "bonding");
   if (host.uplink.datapath === "system") modules.push("openvswitch");
   return { packages, modules };
 }
