@@ -1,0 +1,145 @@
+import { existsSync } from "node:fs";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import { parseJoinToken, type Inventory } from "@netfleet/shared";
+import { bootstrapHosts, type HostOutcome } from "../bootstrap/bootstrap.ts";
+import { buildAgentBundle } from "../bootstrap/bundle.ts";
+import { loadIdentity, type SshOptions } from "../bootstrap/ssh.ts";
+import type { CommandOutput } from "../output.ts";
+
+export interface BootstrapOptions {
+  token: string;
+  nats?: string[];
+  limit?: string[];
+  acceptNew: boolean;
+  concurrency: number;
+  identity?: string;
+  knownHosts: string;
+  user: string;
+  port: number;
+}
+
+/** Raw parseArgs values of `netfleet bootstrap`. */
+export interface BootstrapFlags {
+  token?: string | undefined;
+  nats?: string | undefined;
+  limit?: string | undefined;
+  "accept-new"?: boolean | undefined;
+  concurrency?: string | undefined;
+  identity?: string | undefined;
+  "known-hosts"?: string | undefined;
+  user?: string | undefined;
+  port?: string | undefined;
+}
+
+const NATS_URL = /^(?:nats|tls):\/\/[A-Za-z0-9.-]+:\d{1,5}$/;
+const USER = /^[a-z_][a-z0-9_-]{0,31}$/;
+
+/** Checks the flags; throws an Error whose message is the usage problem. */
+export function bootstrapOptions(v: BootstrapFlags): BootstrapOptions {
+  if (!v.token) throw new Error("--token is required (netfleet token prints the site's join token)");
+  parseJoinToken(v.token);
+  const o: BootstrapOptions = {
+    token: v.token.trim(),
+    acceptNew: v["accept-new"] ?? false,
+    concurrency: 8,
+    knownHosts: v["known-hosts"] ?? join(homedir(), ".ssh", "known_hosts"),
+    user: v.user ?? "root",
+    port: 22,
+  };
+  if (v.nats !== undefined) {
+    o.nats = v.nats.split(",").map((u) => u.trim()).filter(Boolean);
+    if (o.nats.length === 0 || o.nats.some((u) => !NATS_URL.test(u))) throw new Error("--nats takes nats://host:port[,nats://host:port...]");
+  }
+  if (v.limit !== undefined) o.limit = v.limit.split(",").map((p) => p.trim()).filter(Boolean);
+  if (v.concurrency !== undefined) {
+    const n = Number(v.concurrency);
+    if (!Number.isInteger(n) || n < 1 || n > 256) throw new Error("--concurrency takes a whole number from 1 to 256");
+    o.concurrency = n;
+  }
+  if (v.port !== undefined) {
+    const n = Number(v.port);
+    if (!Number.isInteger(n) || n < 1 || n > 65535) throw new Error("--port takes a TCP port");
+    o.port = n;
+  }
+  if (!USER.test(o.user)) throw new Error("--user takes a login name");
+  if (v.identity !== undefined) o.identity = v.identity;
+  return o;
+}
+
+function globToRegExp(pattern: string): RegExp {
+  return new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".")}$`);
+}
+
+/** The key to log in with: --identity, else the first default key file, else ssh-agent. */
+function sshAuth(identity: string | undefined): SshOptions["auth"] {
+  if (identity) return { privateKey: loadIdentity(identity), identityFile: identity };
+  for (const name of ["id_ed25519", "id_ecdsa", "id_rsa"]) {
+    const file = join(homedir(), ".ssh", name);
+    if (existsSync(file)) return { privateKey: loadIdentity(file), identityFile: file };
+  }
+  if (process.env.SSH_AUTH_SOCK) return { agent: process.env.SSH_AUTH_SOCK };
+  throw new Error("no SSH key: give --identity FILE, or have ~/.ssh/id_ed25519 (or id_ecdsa, id_rsa), or an ssh-agent");
+}
+
+function line(r: HostOutcome): string {
+  const secs = `${(r.ms / 1000).toFixed(1)} s`;
+  if (r.status === "failed") return `${r.host}: FAILED: ${r.error!.message}`;
+  const what = r.changes.length > 0 ? ` (${r.changes.join(", ")})` : "";
+  return `${r.host}: ${r.status}${what}, agent via ${r.runtime}, ${secs}`;
+}
+
+/**
+ * `netfleet bootstrap <site-dir>`: installs the agent on the site's hosts
+ * over SSH, configured to enroll with the site's controller, and starts it.
+ * Exit 0 when every host is done, 1 when any failed, 64 on a usage problem.
+ */
+export async function bootstrapCommand(inventory: Inventory, o: BootstrapOptions, out: CommandOutput): Promise<number> {
+  let hosts = inventory.hosts;
+  if (o.limit?.length) {
+    const unmatched: string[] = [];
+    const chosen = new Set<string>();
+    for (const p of o.limit) {
+      const re = globToRegExp(p);
+      const hit = inventory.hosts.filter((h) => re.test(h.name) || h.groups.some((g) => re.test(g)) || re.test(h.role));
+      if (hit.length === 0) unmatched.push(p);
+      for (const h of hit) chosen.add(h.name);
+    }
+    if (unmatched.length > 0) {
+      out.error(`netfleet bootstrap: --limit ${unmatched.join(",")} matches no host, group or role of site ${inventory.site.name}`);
+      return 64;
+    }
+    hosts = hosts.filter((h) => chosen.has(h.name));
+  }
+  const nats = o.nats ?? inventory.site.nats;
+  if (!nats || nats.length === 0) {
+    out.error("netfleet bootstrap: the site names no NATS servers (site.nats); give --nats URL[,URL...]");
+    return 64;
+  }
+  let auth;
+  try {
+    auth = sshAuth(o.identity);
+  } catch (err) {
+    out.error(`netfleet bootstrap: ${(err as Error).message}`);
+    return 64;
+  }
+  const t0 = performance.now();
+  const bundle = await buildAgentBundle();
+  if (!out.json) out.line(`agent bundle: ${Math.round(bundle.code.length / 1024)} KB, sha256 ${bundle.sha256.slice(0, 12)}; ${hosts.length} host(s), ${o.concurrency} at a time`);
+  const results = await bootstrapHosts(
+    hosts,
+    { site: inventory.site.name, nats, token: o.token, user: o.user, port: o.port, auth, knownHostsFile: o.knownHosts, acceptNew: o.acceptNew, concurrency: o.concurrency, bundle },
+    (host, message) => {
+      if (!out.json) out.line(`${host}: ${message}`);
+    },
+  );
+  const count = (s: HostOutcome["status"]) => results.filter((r) => r.status === s).length;
+  const summary = { changed: count("changed"), unchanged: count("unchanged"), failed: count("failed") };
+  const wallMs = Math.round(performance.now() - t0);
+  if (out.json) out.emit({ site: inventory.site.name, bundle: { sha256: bundle.sha256, bytes: bundle.code.length }, summary, wallMs, hosts: results });
+  else {
+    for (const r of results) (r.status === "failed" ? out.error : out.line)(line(r));
+    out.line(`${inventory.site.name}: ${summary.changed} changed, ${summary.unchanged} unchanged, ${summary.failed} failed (${(wallMs / 1000).toFixed(1)} s)`);
+  }
+  return summary.failed > 0 ? 1 : 0;
+}
