@@ -1,0 +1,121 @@
+import { copyFileSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildAgentBundle } from "../../packages/controller/src/bootstrap/bundle.ts";
+import { REMOTE, renderConfig, renderUnit } from "../../packages/controller/src/bootstrap/layout.ts";
+import { NATS_PORT, SUBNET, agentPid, bootImage, buildWorld, changeHostKey, destroyWorld, hostFile, runBootstrap, type World } from "./harness.ts";
+
+const PREFIX = "nfb";
+let w: World;
+
+interface Outcome {
+  host: string;
+  status: string;
+  changes: string[];
+  runtime?: string;
+  error?: { kind: string; message: string };
+}
+const parse = (stdout: string) => JSON.parse(stdout) as { summary: Record<string, number>; hosts: Outcome[] };
+
+async function eventually(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+const approved = async (hosts: string[]) => {
+  const rows = await w.controller.status();
+  return hosts.every((h) => rows.find((r) => r.host === h)?.state === "approved");
+};
+
+beforeAll(async () => {
+  w = await buildWorld(PREFIX, ["hv1", "hv2"], ["hv3"]);
+});
+
+afterAll(async () => {
+  await destroyWorld(PREFIX, w?.dir);
+});
+
+describe("netfleet bootstrap against real sshd in namespaces", () => {
+  it("bootstraps two hosts in parallel: agent, Node, config (0600) and unit installed, agents started, both enroll", async () => {
+    const r = await runBootstrap(w, ["--limit", "hv1,hv2", "--accept-new", "--identity", w.clientKey, "--json", "--concurrency", "2"]);
+    expect(r.code, r.stderr).toBe(0);
+    const doc = parse(r.stdout);
+    expect(doc.summary).toEqual({ changed: 2, unchanged: 0, failed: 0 });
+    for (const h of doc.hosts) {
+      expect(h.status).toBe("changed");
+      expect(h.runtime).toBe("detached");
+      expect(h.changes).toEqual(["host-key-recorded", "node", "agent", "config", "unit", "started"]);
+    }
+    expect(readFileSync(w.knownHosts, "utf8").trim().split("\n")).toHaveLength(2);
+    const config = hostFile(w, "hv1", REMOTE.config);
+    expect(statSync(config).mode & 0o777).toBe(0o600);
+    expect(JSON.parse(readFileSync(config, "utf8"))).toEqual({ site: "boot", nats: [`nats://${SUBNET}.1:${NATS_PORT}`], token: w.join.token, name: "hv1" });
+    expect(readFileSync(hostFile(w, "hv2", REMOTE.unit), "utf8")).toContain(`ExecStart=${REMOTE.node} ${REMOTE.agent} config-run ${REMOTE.config}`);
+    expect(agentPid(w, "hv1")).toBeGreaterThan(1);
+    await eventually("hv1 and hv2 enrolled and approved", 30_000, () => approved(["hv1", "hv2"]));
+    console.log(`first bootstrap of 2 hosts: ${r.ms} ms`);
+  });
+
+  it("a second run reports unchanged and changes nothing", async () => {
+    const files = ["hv1", "hv2"].flatMap((h) => [REMOTE.agent, REMOTE.node, REMOTE.config, REMOTE.unit].map((p) => hostFile(w, h, p)));
+    const before = files.map((f) => statSync(f).mtimeMs);
+    const pids = [agentPid(w, "hv1"), agentPid(w, "hv2")];
+    const knownHosts = readFileSync(w.knownHosts, "utf8");
+    const r = await runBootstrap(w, ["--limit", "hv1,hv2", "--accept-new", "--identity", w.clientKey]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^hv1: unchanged, agent via detached/m);
+    expect(r.stdout).toMatch(/^hv2: unchanged, agent via detached/m);
+    expect(r.stdout).toMatch(/boot: 0 changed, 2 unchanged, 0 failed/);
+    expect(r.stdout).not.toMatch(/uploading/);
+    expect(files.map((f) => statSync(f).mtimeMs)).toEqual(before);
+    expect([agentPid(w, "hv1"), agentPid(w, "hv2")]).toEqual(pids);
+    expect(readFileSync(w.knownHosts, "utf8")).toBe(knownHosts);
+    console.log(`no-op re-run: ${r.ms} ms`);
+  });
+
+  it("refuses a client key the host does not accept, with one clear line", async () => {
+    const r = await runBootstrap(w, ["--limit", "hv1", "--identity", w.otherKey]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^hv1: FAILED: authentication failed: root@10\.97\.0\.11:22 did not accept key .*id_other$/m);
+    const json = parse((await runBootstrap(w, ["--limit", "hv1", "--identity", w.otherKey, "--json"])).stdout);
+    expect(json.hosts[0]!.error!.kind).toBe("authentication");
+  });
+
+  it("refuses a changed host key, even with --accept-new, and touches nothing", async () => {
+    const knownHosts = readFileSync(w.knownHosts, "utf8");
+    const config = statSync(hostFile(w, "hv2", REMOTE.config)).mtimeMs;
+    await changeHostKey(w, "hv2");
+    const r = await runBootstrap(w, ["--limit", "hv2", "--accept-new", "--identity", w.clientKey, "--json"]);
+    expect(r.code).toBe(1);
+    const out = parse(r.stdout).hosts[0]!;
+    expect(out.status).toBe("failed");
+    expect(out.error!.kind).toBe("host-key-changed");
+    expect(out.error!.message).toMatch(/^host key changed: .*known_hosts:2 records ssh-ed25519 SHA256:\S+, the host now offers SHA256:\S+\. Refused/);
+    expect(readFileSync(w.knownHosts, "utf8")).toBe(knownHosts);
+    expect(statSync(hostFile(w, "hv2", REMOTE.config)).mtimeMs).toBe(config);
+    const human = await runBootstrap(w, ["--limit", "hv2", "--identity", w.clientKey]);
+    expect(human.stderr).toMatch(/^hv2: FAILED: host key changed: /m);
+  });
+
+  it("a host whose image carries the agent and the site's token config enrolls on first boot, by its hostname", async () => {
+    // The image: exactly the files bootstrap installs, with no host name in the config.
+    const bundle = await buildAgentBundle();
+    const put = (path: string, data: Buffer | string, mode: number) => {
+      const file = hostFile(w, "hv3", path);
+      mkdirSync(dirname(file), { recursive: true });
+      writeFileSync(file, data, { mode });
+    };
+    put(REMOTE.agent, bundle.code, 0o644);
+    mkdirSync(dirname(hostFile(w, "hv3", REMOTE.node)), { recursive: true });
+    copyFileSync(process.execPath, hostFile(w, "hv3", REMOTE.node));
+    put(REMOTE.config, renderConfig({ site: "boot", nats: [`nats://${SUBNET}.1:${NATS_PORT}`], token: w.join.token }), 0o600);
+    put(REMOTE.unit, renderUnit(REMOTE.node), 0o644);
+    bootImage(w, "hv3");
+    await eventually("hv3 enrolled and approved", 30_000, () => approved(["hv3"]));
+    const enroll = w.controller.events.find((e) => e.event === "enroll" && e.host === "hv3" && e.state === "approving");
+    expect(enroll).toMatchObject({ claimed: "hv3", matchedBy: "hostname" });
+  });
+});

@@ -1,0 +1,253 @@
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { newJoinToken, type JoinToken } from "@netfleet/shared";
+import { labProcesses, namespaceExists, netnsInode, readPidfile, terminate } from "../../packages/controller/src/lab/procs.ts";
+
+/**
+ * The bootstrap suite's world: a controller namespace (nats-server and the
+ * controller service at .1 on a bridge) and one namespace per host, each
+ * with a veth on that bridge, its own sshd, and overlays over /etc, /opt,
+ * /var (see host-launcher.ts). Traffic never leaves these namespaces. The
+ * test process only starts things with `ip netns exec` and reads files.
+ */
+
+export const REPO = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
+export const SITE_DIR = join(REPO, "test", "bootstrap", "site");
+const NODE_SH = join(REPO, "scripts", "node.sh");
+export const SUBNET = "10.97.0";
+export const NATS_PORT = 4322;
+
+export interface TestHost {
+  name: string;
+  namespace: string;
+  address: string;
+  dir: string;
+}
+
+export interface World {
+  prefix: string;
+  dir: string;
+  ctlNs: string;
+  hosts: Map<string, TestHost>;
+  join: JoinToken;
+  clientKey: string;
+  otherKey: string;
+  knownHosts: string;
+  controller: ControllerProc;
+}
+
+const sh = (argv: string[], input?: string) => execFileSync(argv[0]!, argv.slice(1), { stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"], encoding: "utf8", ...(input !== undefined ? { input } : {}) });
+
+function keygen(file: string): void {
+  rmSync(file, { force: true });
+  rmSync(`${file}.pub`, { force: true });
+  sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "nfb-test", "-f", file]);
+}
+
+export interface ControllerProc {
+  child: ChildProcess;
+  events: Record<string, unknown>[];
+  status(): Promise<{ host: string; state: string; reason: string | null; enrolled: boolean }[]>;
+}
+
+function startController(w: { dir: string; ctlNs: string; join: JoinToken }): Promise<ControllerProc> {
+  const arg = { dir: join(w.dir, "controller"), address: `${SUBNET}.1`, port: NATS_PORT, siteDir: SITE_DIR, enrollPassword: w.join.enrollPassword, token: w.join.token };
+  const child = spawn("ip", ["netns", "exec", w.ctlNs, "sh", NODE_SH, join(REPO, "test/bootstrap/controller-proc.ts"), JSON.stringify(arg)], { cwd: REPO, stdio: ["pipe", "pipe", "inherit"] });
+  const events: Record<string, unknown>[] = [];
+  const waiters: ((e: Record<string, unknown>) => void)[] = [];
+  let buffer = "";
+  child.stdout!.on("data", (chunk: Buffer) => {
+    buffer += chunk.toString();
+    for (let i = buffer.indexOf("\n"); i >= 0; i = buffer.indexOf("\n")) {
+      const line = buffer.slice(0, i);
+      buffer = buffer.slice(i + 1);
+      let e: Record<string, unknown>;
+      try {
+        e = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        e = { event: "stdout", line };
+      }
+      events.push(e);
+      for (const w of waiters.splice(0)) w(e);
+    }
+  });
+  const next = (pred: (e: Record<string, unknown>) => boolean, timeoutMs: number, what: string) =>
+    new Promise<Record<string, unknown>>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`timed out waiting for the controller: ${what}`)), timeoutMs);
+      const check = (e: Record<string, unknown>) => {
+        if (pred(e)) {
+          clearTimeout(timer);
+          resolve(e);
+        } else waiters.push(check);
+      };
+      waiters.push(check);
+    });
+  const proc: ControllerProc = {
+    child,
+    events,
+    async status() {
+      const reply = next((e) => e.event === "status" || e.event === "status-error", 10_000, "status");
+      child.stdin!.write("status\n");
+      const e = await reply;
+      if (e.event !== "status") throw new Error(String(e.error));
+      return e.rows as Awaited<ReturnType<ControllerProc["status"]>>;
+    },
+  };
+  return next((e) => e.event === "ready" || e.event === "fatal", 30_000, "ready").then((e) => {
+    if (e.event === "fatal") throw new Error(`controller: ${String(e.error)}`);
+    return proc;
+  });
+}
+
+function sshdConfig(h: TestHost): string {
+  return [
+    `ListenAddress ${h.address}:22`,
+    `HostKey ${h.dir}/ssh_host_ed25519_key`,
+    `PidFile ${h.dir}/sshd.pid`,
+    `AuthorizedKeysFile ${h.dir}/authorized_keys`,
+    "PermitRootLogin prohibit-password",
+    "PasswordAuthentication no",
+    "KbdInteractiveAuthentication no",
+    "UsePAM no",
+    // The test dir sits under /tmp (mode 1777), which StrictModes refuses.
+    "StrictModes no",
+    "PrintMotd no",
+    "Subsystem sftp internal-sftp",
+    "",
+  ].join("\n");
+}
+
+function launch(h: TestHost, mode: "sshd" | "boot"): void {
+  sh(["ip", "netns", "exec", h.namespace, "unshare", "-m", "-u", "--propagation", "private", "sh", NODE_SH, join(REPO, "test/bootstrap/host-launcher.ts"), h.dir, h.name, mode]);
+}
+
+/** Namespaces, links, sshd on each host in `sshHosts`, the controller; `imageHosts` get a namespace and link only. */
+export async function buildWorld(prefix: string, sshHosts: string[], imageHosts: string[]): Promise<World> {
+  await destroyWorld(prefix);
+  const dir = mkdtempSync(join(tmpdir(), `${prefix}-`));
+  const ctlNs = `${prefix}-ctl`;
+  const hosts = new Map<string, TestHost>();
+  [...sshHosts, ...imageHosts].forEach((name, i) => {
+    const address = `${SUBNET}.${11 + i}`;
+    hosts.set(name, { name, namespace: `${prefix}-${name}`, address, dir: join(dir, "hosts", name) });
+  });
+  const ip = (args: string[]) => sh(["ip", ...args]);
+  ip(["netns", "add", ctlNs]);
+  ip(["-n", ctlNs, "link", "set", "lo", "up"]);
+  ip(["-n", ctlNs, "link", "add", "br0", "type", "bridge", "stp_state", "0"]);
+  ip(["-n", ctlNs, "address", "add", `${SUBNET}.1/24`, "dev", "br0"]);
+  ip(["-n", ctlNs, "link", "set", "br0", "up"]);
+  for (const h of hosts.values()) {
+    mkdirSync(h.dir, { recursive: true });
+    ip(["netns", "add", h.namespace]);
+    ip(["-n", h.namespace, "link", "set", "lo", "up"]);
+    ip(["-n", ctlNs, "link", "add", `v-${h.name}`, "type", "veth", "peer", "name", "eth0", "netns", h.namespace]);
+    ip(["-n", ctlNs, "link", "set", `v-${h.name}`, "master", "br0", "up"]);
+    ip(["-n", h.namespace, "address", "add", `${h.address}/24`, "dev", "eth0"]);
+    ip(["-n", h.namespace, "link", "set", "eth0", "up"]);
+  }
+  const client = join(dir, "client");
+  mkdirSync(client, { recursive: true, mode: 0o700 });
+  const clientKey = join(client, "id_ed25519");
+  const otherKey = join(client, "id_other");
+  keygen(clientKey);
+  keygen(otherKey);
+  for (const name of sshHosts) {
+    const h = hosts.get(name)!;
+    keygen(join(h.dir, "ssh_host_ed25519_key"));
+    writeFileSync(join(h.dir, "authorized_keys"), readFileSync(`${clientKey}.pub`));
+    writeFileSync(join(h.dir, "sshd_config"), sshdConfig(h));
+    launch(h, "sshd");
+  }
+  const join_ = newJoinToken();
+  const world: Omit<World, "controller"> = { prefix, dir, ctlNs, hosts, join: join_, clientKey, otherKey, knownHosts: join(client, "known_hosts") };
+  const controller = await startController(world);
+  return { ...world, controller };
+}
+
+/** A new host key for `host`; sshd re-reads its keys on SIGHUP (it re-executes itself). */
+export async function changeHostKey(w: World, host: string): Promise<void> {
+  const h = w.hosts.get(host)!;
+  keygen(join(h.dir, "ssh_host_ed25519_key"));
+  const pid = readPidfile(join(h.dir, "sshd.pid"));
+  if (pid === undefined) throw new Error(`no sshd pid for ${host}`);
+  process.kill(pid, "SIGHUP");
+  // Bounded: the re-executed sshd listens again within a few hundred ms.
+  for (let i = 0; i < 50; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    try {
+      sh(["ip", "netns", "exec", w.ctlNs, "ssh-keyscan", "-T", "2", "-t", "ed25519", h.address]);
+      return;
+    } catch {
+      /* not yet */
+    }
+  }
+  throw new Error(`sshd of ${host} did not come back after SIGHUP`);
+}
+
+/** "Boots" an image host: its overlay already holds the agent, config and unit; starts ExecStart like systemd would. */
+export function bootImage(w: World, host: string): void {
+  launch(w.hosts.get(host)!, "boot");
+}
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+/** test/bootstrap/run-bootstrap.ts (= netfleet bootstrap) inside the controller namespace. */
+export function runBootstrap(w: World, args: string[]): Promise<CliResult> {
+  const t0 = performance.now();
+  const child = spawn("ip", ["netns", "exec", w.ctlNs, "sh", NODE_SH, join(REPO, "test/bootstrap/run-bootstrap.ts"), SITE_DIR, "--token", w.join.token, "--known-hosts", w.knownHosts, ...args], {
+    cwd: REPO,
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, HOME: join(w.dir, "client"), SSH_AUTH_SOCK: "" },
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
+  child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`bootstrap did not finish within 90 s\n${stdout}\n${stderr}`));
+    }, 90_000);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? 1, stdout, stderr, ms: Math.round(performance.now() - t0) });
+    });
+  });
+}
+
+/** A file of a host as that host sees it (its overlay's upper layer holds everything written there). */
+export function hostFile(w: World, host: string, path: string): string {
+  return join(w.hosts.get(host)!.dir, "upper", path.replace(/^\//, ""));
+}
+
+/** Pid of the agent bootstrap started on a host without systemd: its pidfile is in that host's private /run, seen through sshd's root. */
+export function agentPid(w: World, host: string): number | undefined {
+  const sshd = readPidfile(join(w.hosts.get(host)!.dir, "sshd.pid"));
+  return sshd === undefined ? undefined : readPidfile(`/proc/${sshd}/root/run/netfleet-agent.pid`);
+}
+
+/** Every process in the world's namespaces or mentioning its dir is stopped, namespaces deleted, files removed. */
+export async function destroyWorld(prefix: string, dir?: string): Promise<void> {
+  let names: string[] = [];
+  try {
+    names = (execFileSync("ip", ["netns", "list"], { encoding: "utf8" }) as string).split("\n").map((l) => l.split(" ")[0]!).filter((n) => n.startsWith(`${prefix}-`));
+  } catch {
+    /* no namespaces */
+  }
+  const inodes = new Set(names.map(netnsInode).filter((i): i is number => i !== undefined));
+  for (let round = 0; round < 3; round++) {
+    const procs = labProcesses({ netnsInodes: inodes, runDir: dir ?? `/nonexistent/${prefix}` });
+    if (procs.length === 0) break;
+    await terminate(procs.map((p) => p.pid), 3000);
+  }
+  for (const n of names) if (namespaceExists(n)) execFileSync("ip", ["netns", "del", n]);
+  if (dir && existsSync(dir)) rmSync(dir, { recursive: true, force: true });
+}
