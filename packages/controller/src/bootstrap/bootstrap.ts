@@ -5,6 +5,7 @@ import type { Host } from "@netfleet/shared";
 import type { AgentBundle } from "./bundle.ts";
 import { REMOTE, agentExecArgv, renderConfig, renderUnit, type AgentConfig } from "./layout.ts";
 import { availableBytes, isDebianFamily, missingPackages, moduleAvailable, nodeMajor, parseOsRelease, requirementsFor, unameArch } from "./requirements.ts";
+import { SAFE_PATH } from "./remote-command.ts";
 import { BootstrapError, SshSession, type FailureKind, type SshOptions } from "./ssh.ts";
 
 export interface BootstrapSettings {
@@ -127,7 +128,8 @@ async function converge(ssh: SshSession, host: Host, s: BootstrapSettings, node:
   let shipNode = true;
   const found = await ssh.exec(["command", "-v", "node"]);
   const hostNode = found.code === 0 ? found.stdout.trim().split("\n")[0] : undefined;
-  if (hostNode && hostNode.startsWith("/") && hostNode !== REMOTE.node) {
+  // Its path goes into the unit and into commands: only a plain absolute path is used.
+  if (hostNode && SAFE_PATH.test(hostNode) && hostNode !== REMOTE.node) {
     const v = await ssh.exec([hostNode, "--version"]);
     if (v.code === 0 && (nodeMajor(v.stdout) ?? 0) >= MIN_NODE) {
       nodePath = hostNode;
