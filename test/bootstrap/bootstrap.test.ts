@@ -1,4 +1,4 @@
-import { copyFileSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildAgentBundle } from "../../packages/controller/src/bootstrap/bundle.ts";
@@ -31,7 +31,13 @@ const approved = async (hosts: string[]) => {
 };
 
 beforeAll(async () => {
-  w = await buildWorld(PREFIX, ["hv1", "hv2"], ["hv3"]);
+  w = await buildWorld(PREFIX, [
+    { name: "hv1", kind: "sshd" },
+    { name: "hv2", kind: "sshd" },
+    { name: "hv3", kind: "bare" },
+    { name: "hv4", kind: "sshd", optSize: "40m" },
+    { name: "backend", kind: "sshd", dpkgWithout: ["nftables", "dnsmasq-base"] },
+  ]);
 });
 
 afterAll(async () => {
@@ -74,6 +80,25 @@ describe("netfleet bootstrap against real sshd in namespaces", () => {
     expect([agentPid(w, "hv1"), agentPid(w, "hv2")]).toEqual(pids);
     expect(readFileSync(w.knownHosts, "utf8")).toBe(knownHosts);
     console.log(`no-op re-run: ${r.ms} ms`);
+  });
+
+  it("reports every other host's problem on one line of its own: missing packages, no disk space, unreachable; nothing installed there", async () => {
+    const r = await runBootstrap(w, ["--accept-new", "--identity", w.clientKey, "--concurrency", "3"]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/^hv1: unchanged/m);
+    expect(r.stdout).toMatch(/^hv2: unchanged/m);
+    const failed = r.stderr.trim().split("\n").sort();
+    expect(failed).toHaveLength(3);
+    expect(failed[0]).toBe("backend: FAILED: missing packages: dnsmasq-base, nftables (apt-get install dnsmasq-base nftables)");
+    expect(failed[1]).toBe("hv3: FAILED: unreachable: root@10.97.0.13:22: connection refused (is sshd running?)");
+    expect(failed[2]).toMatch(/^hv4: FAILED: no disk space: \/opt has 40 MB free, the agent needs \d+ MB$/);
+    expect(r.stdout).toMatch(/boot: 0 changed, 2 unchanged, 3 failed/);
+    for (const h of ["backend", "hv4"]) {
+      expect(existsSync(hostFile(w, h, REMOTE.config))).toBe(false);
+      expect(existsSync(hostFile(w, h, REMOTE.agent))).toBe(false);
+    }
+    // Their host keys were new: recorded, as --accept-new asked.
+    expect(readFileSync(w.knownHosts, "utf8").trim().split("\n")).toHaveLength(4);
   });
 
   it("refuses a client key the host does not accept, with one clear line", async () => {

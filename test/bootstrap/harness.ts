@@ -2,7 +2,7 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { newJoinToken, type JoinToken } from "@netfleet/shared";
+import { loadInventory, newJoinToken, type JoinToken } from "@netfleet/shared";
 import { labProcesses, namespaceExists, netnsInode, readPidfile, terminate } from "../../packages/controller/src/lab/procs.ts";
 
 /**
@@ -119,20 +119,38 @@ function sshdConfig(h: TestHost): string {
   ].join("\n");
 }
 
-function launch(h: TestHost, mode: "sshd" | "boot"): void {
-  sh(["ip", "netns", "exec", h.namespace, "unshare", "-m", "-u", "--propagation", "private", "sh", NODE_SH, join(REPO, "test/bootstrap/host-launcher.ts"), h.dir, h.name, mode]);
+function launch(h: TestHost, mode: "sshd" | "boot", optSize?: string): void {
+  sh(["ip", "netns", "exec", h.namespace, "unshare", "-m", "-u", "--propagation", "private", "sh", NODE_SH, join(REPO, "test/bootstrap/host-launcher.ts"), h.dir, h.name, mode, ...(optSize ? [optSize] : [])]);
 }
 
-/** Namespaces, links, sshd on each host in `sshHosts`, the controller; `imageHosts` get a namespace and link only. */
-export async function buildWorld(prefix: string, sshHosts: string[], imageHosts: string[]): Promise<World> {
+/** A host of the world: `sshd` runs sshd (on an /opt of `optSize`, with `dpkgWithout` missing from its dpkg database); `bare` is a namespace and link only. */
+export interface HostSpec {
+  name: string;
+  kind: "sshd" | "bare";
+  optSize?: string;
+  dpkgWithout?: string[];
+}
+
+/** /var/lib/dpkg/status without the stanzas of `packages`. */
+function dpkgStatusWithout(packages: string[]): string {
+  return readFileSync("/var/lib/dpkg/status", "utf8")
+    .split(/\n(?=\n)/)
+    .filter((stanza) => !packages.includes(/^Package: (\S+)$/m.exec(stanza)?.[1] ?? ""))
+    .join("\n");
+}
+
+/** Namespaces, links, the hosts (addresses from the site's inventory), the controller. */
+export async function buildWorld(prefix: string, specs: HostSpec[]): Promise<World> {
   await destroyWorld(prefix);
   const dir = mkdtempSync(join(tmpdir(), `${prefix}-`));
   const ctlNs = `${prefix}-ctl`;
+  const inventory = loadInventory(SITE_DIR);
   const hosts = new Map<string, TestHost>();
-  [...sshHosts, ...imageHosts].forEach((name, i) => {
-    const address = `${SUBNET}.${11 + i}`;
-    hosts.set(name, { name, namespace: `${prefix}-${name}`, address, dir: join(dir, "hosts", name) });
-  });
+  for (const spec of specs) {
+    const address = inventory.hosts.find((h) => h.name === spec.name)?.address;
+    if (!address?.startsWith(`${SUBNET}.`)) throw new Error(`${spec.name}: no address on ${SUBNET}.0/24 in ${SITE_DIR}`);
+    hosts.set(spec.name, { name: spec.name, namespace: `${prefix}-${spec.name}`, address, dir: join(dir, "hosts", spec.name) });
+  }
   const ip = (args: string[]) => sh(["ip", ...args]);
   ip(["netns", "add", ctlNs]);
   ip(["-n", ctlNs, "link", "set", "lo", "up"]);
@@ -154,12 +172,17 @@ export async function buildWorld(prefix: string, sshHosts: string[], imageHosts:
   const otherKey = join(client, "id_other");
   keygen(clientKey);
   keygen(otherKey);
-  for (const name of sshHosts) {
-    const h = hosts.get(name)!;
+  for (const spec of specs.filter((s) => s.kind === "sshd")) {
+    const h = hosts.get(spec.name)!;
     keygen(join(h.dir, "ssh_host_ed25519_key"));
     writeFileSync(join(h.dir, "authorized_keys"), readFileSync(`${clientKey}.pub`));
     writeFileSync(join(h.dir, "sshd_config"), sshdConfig(h));
-    launch(h, "sshd");
+    if (spec.dpkgWithout) {
+      // Written into the overlay's upper layer before it is mounted: that host's dpkg database lacks them.
+      mkdirSync(join(h.dir, "upper", "var", "lib", "dpkg"), { recursive: true });
+      writeFileSync(join(h.dir, "upper", "var", "lib", "dpkg", "status"), dpkgStatusWithout(spec.dpkgWithout));
+    }
+    launch(h, "sshd", spec.optSize);
   }
   const join_ = newJoinToken();
   const world: Omit<World, "controller"> = { prefix, dir, ctlNs, hosts, join: join_, clientKey, otherKey, knownHosts: join(client, "known_hosts") };

@@ -2,12 +2,13 @@
  * Makes a namespace look like its own machine, then starts what runs on it.
  * Run as
  *
- *   ip netns exec NS unshare -m -u --propagation private node host-launcher.ts HOSTDIR HOSTNAME sshd
+ *   ip netns exec NS unshare -m -u --propagation private node host-launcher.ts HOSTDIR HOSTNAME sshd [OPT_SIZE]
  *   ip netns exec NS unshare -m -u --propagation private node host-launcher.ts HOSTDIR HOSTNAME boot
  *
  * /etc, /opt and /var become overlays whose writes land in HOSTDIR/upper
  * (so what bootstrap installs stays on this "host" and is inspectable),
- * /run a fresh tmpfs, and the hostname HOSTNAME, all in this process's own
+ * /run a fresh tmpfs (and /opt a tmpfs of OPT_SIZE, e.g. 40m, to play a
+ * full disk), and the hostname HOSTNAME, all in this process's own
  * mount and UTS namespaces, which the daemons below inherit.
  *   sshd: starts /usr/sbin/sshd -f HOSTDIR/sshd_config (it daemonizes).
  *   boot: what systemd would do on first boot: starts ExecStart of
@@ -20,9 +21,9 @@ import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from "nod
 import { join } from "node:path";
 
 const SAFE = /^\/[A-Za-z0-9_./-]+$/;
-const [hostDir, hostname, mode] = process.argv.slice(2);
-if (!hostDir || !SAFE.test(hostDir) || !hostname || !/^[a-z0-9-]{1,32}$/.test(hostname) || (mode !== "sshd" && mode !== "boot")) {
-  process.stderr.write("usage: host-launcher.ts HOSTDIR HOSTNAME sshd|boot\n");
+const [hostDir, hostname, mode, optSize] = process.argv.slice(2);
+if (!hostDir || !SAFE.test(hostDir) || !hostname || !/^[a-z0-9-]{1,32}$/.test(hostname) || (mode !== "sshd" && mode !== "boot") || (optSize !== undefined && !/^\d{1,5}m$/.test(optSize))) {
+  process.stderr.write("usage: host-launcher.ts HOSTDIR HOSTNAME sshd|boot [OPT_SIZE]\n");
   process.exit(64);
 }
 const run = (argv: string[]) => execFileSync(argv[0]!, argv.slice(1), { stdio: ["ignore", "inherit", "inherit"] });
@@ -35,6 +36,7 @@ for (const dir of ["etc", "opt", "var"]) {
   run(["mount", "-t", "overlay", "overlay", "-o", `lowerdir=/${dir},upperdir=${upper},workdir=${work}`, `/${dir}`]);
 }
 run(["mount", "-t", "tmpfs", "-o", "mode=755", "tmpfs", "/run"]);
+if (optSize) run(["mount", "-t", "tmpfs", "-o", `mode=755,size=${optSize}`, "tmpfs", "/opt"]);
 mkdirSync("/run/sshd", { mode: 0o755 });
 run(["hostname", hostname]);
 

@@ -158,11 +158,11 @@ async function converge(ssh: SshSession, host: Host, s: BootstrapSettings, node:
 
   const uploadBytes = (agentStale ? s.bundle.code.length : 0) + (nodeStale ? statSync(node.path).size : 0);
   if (uploadBytes > 0) {
-    const df = await ssh.exec(["df", "-Pk", (await ssh.exists(REMOTE.dir)) ? REMOTE.dir : "/opt"]);
-    const free = availableBytes(df.stdout);
+    const target = (await ssh.exists(REMOTE.dir)) ? REMOTE.dir : "/opt";
+    const free = availableBytes((await ssh.exec(["df", "-Pk", target])).stdout);
     if (free !== undefined && free < uploadBytes + DISK_MARGIN) {
       const mb = (n: number) => `${Math.round(n / 1048576)} MB`;
-      throw new BootstrapError("no-disk-space", `no disk space: ${REMOTE.dir} has ${mb(free)} free, the agent needs ${mb(uploadBytes + DISK_MARGIN)}`);
+      throw new BootstrapError("no-disk-space", `no disk space: ${target} has ${mb(free)} free, the agent needs ${mb(uploadBytes + DISK_MARGIN)}`);
     }
   }
 
