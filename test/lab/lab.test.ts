@@ -5,16 +5,16 @@
  * it, torn down at the end. Needs root and the packages of scripts/setup.sh.
  */
 import { execa, type ResultPromise } from "execa";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExecaRunner, read } from "@netfleet/agent";
 import { loadInventory, type Inventory } from "@netfleet/shared";
 import { connectivityProbes, runProbes, type CheckRow } from "../../packages/controller/src/checks/connectivity.ts";
-import { agentCommand, LABNET, labDown, labStatus, labUp, readLabState, type LabOptions, type LabStatus } from "../../packages/controller/src/lab/index.ts";
+import { agentCommand, controllerCommand, LABNET, labDown, labStatus, labUp, readLabState, type LabOptions, type LabStatus } from "../../packages/controller/src/lab/index.ts";
 import { labProcesses, namespacesWithPrefix, readPidfile } from "../../packages/controller/src/lab/procs.ts";
-import { compileSite } from "../../packages/controller/src/planner/compile.ts";
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 const lab: LabOptions = {
@@ -46,6 +46,18 @@ async function eventually(what: string, timeoutMs: number, check: () => Promise<
   }
 }
 
+/** A copy of the lab inventory in which vma1 may also reach 203.0.113.20. */
+function wideInventory(): string {
+  const dir = mkdtempSync(join(tmpdir(), "nft-inventory-"));
+  cpSync(lab.inventoryDir, dir, { recursive: true });
+  const file = join(dir, "networks.yaml");
+  const text = readFileSync(file, "utf8");
+  const entry = "        allow:\n          - to: 203.0.113.10\n";
+  if (!text.includes(entry)) throw new Error(`inventories/lab/networks.yaml no longer holds vma1's allow entry as ${JSON.stringify(entry)}`);
+  writeFileSync(file, text.replace(entry, `${entry}          - to: 203.0.113.20\n`));
+  return dir;
+}
+
 describe.skipIf(!isRoot)("lab tier (prefix nft, /tmp/nft-lab)", () => {
   let status: LabStatus;
   let rows: CheckRow[];
@@ -54,6 +66,7 @@ describe.skipIf(!isRoot)("lab tier (prefix nft, /tmp/nft-lab)", () => {
   const vm = (name: string) => status.vms.find((v) => v.name === name)!;
   const flows = async (hostName: string, bridge: string) =>
     (await sh(["ovs-ofctl", "dump-flows", `unix:${host(hostName).ovsRundir}/${bridge}.mgmt`, "--no-stats"])).stdout;
+  const rollout = (inventoryDir: string) => sh(controllerCommand(readLabState(lab.runDir)!.topology, lab, ["rollout", inventoryDir]));
   const agentPid = (hostName: string) => readPidfile(join(host(hostName).agentDir, "agent.pid"));
   const dnsmasqPids = () =>
     Object.fromEntries(inventory.networks.map((n) => [n.name, readPidfile(join(host("backend").agentDir, "dnsmasq", `${n.name}.pid`))]));
@@ -92,6 +105,17 @@ describe.skipIf(!isRoot)("lab tier (prefix nft, /tmp/nft-lab)", () => {
       ["dom-hosta", "hosta", "shut off"],
       ["dom-hostb", "hostb", "shut off"],
     ]);
+  });
+
+  it("was rolled out over NATS: every agent enrolled, at its desired revision, without drift", async () => {
+    const r = await sh(controllerCommand(readLabState(lab.runDir)!.topology, lab, ["status", "--json"]));
+    expect(r.exitCode, r.stdout).toBe(0);
+    const hosts = (JSON.parse(r.stdout) as { hosts: { host: string; enrolled: boolean; state: string; drift: boolean; desired: { revision: number } | null; applied: { revision: number } | null }[] }).hosts;
+    expect(hosts.map((h) => h.host).sort()).toEqual(["backend", "hosta", "hostb"]);
+    for (const h of hosts) {
+      expect(h, h.host).toMatchObject({ enrolled: true, state: "approved", drift: false });
+      expect(h.applied?.revision, h.host).toBe(h.desired?.revision);
+    }
   });
 
   it("lab check: every row of the connectivity matrix as expected", async () => {
@@ -207,18 +231,16 @@ describe.skipIf(!isRoot)("lab tier (prefix nft, /tmp/nft-lab)", () => {
     });
     const lines: string[] = [];
     held.stdout!.on("data", (d: Buffer) => lines.push(...d.toString().split("\n").filter(Boolean)));
-    const backendFile = join(lab.runDir, "assignments", "backend.json");
-    const original = readFileSync(backendFile, "utf8");
     try {
       await eventually("the held connection's greeting", 10_000, async () => lines.length >= 1);
       expect(lines[0]).toBe("inet 203.0.113.1");
-      // vma1 may now also reach 203.0.113.20
-      const widened = structuredClone(inventory);
-      widened.networks.find((n) => n.name === "secure")!.vms.find((v) => v.name === "vma1")!.allow.push({ to: "203.0.113.20", proto: "tcp" });
-      const a = compileSite(widened).find((x) => x.host === "backend")!;
+      // vma1 may now also reach 203.0.113.20: the operator edits the inventory and rolls it out
+      const widened = wideInventory();
       const tableBefore = (await sh(["ip", "netns", "exec", "nft-backend", "nft", "-a", "list", "chain", "inet", "netfleet", "forward"])).stdout;
       const dnsmasqs = dnsmasqPids();
-      writeFileSync(backendFile, JSON.stringify(a, null, 2) + "\n");
+      const r = await rollout(widened);
+      expect(r.exitCode, r.stdout).toBe(0);
+      expect(r.stdout).toMatch(/backend: OK/);
       await eventually("10.81.0.11 . 203.0.113.20 in allow_all_tcp", 20_000, async () => (await nftSet("allow_all_tcp")).includes("10.81.0.11 . 203.0.113.20"));
       expect(dnsmasqPids(), "an allow list by address leaves dnsmasq's config, and dnsmasq, alone").toEqual(dnsmasqs);
       // the same chain with the same rule handles: the table was edited, not replaced
@@ -228,7 +250,8 @@ describe.skipIf(!isRoot)("lab tier (prefix nft, /tmp/nft-lab)", () => {
       const c = await sh(["ip", "netns", "exec", "nft-vma1", process.execPath, LABNET, "connect", "203.0.113.20", "80", "2000"]);
       expect(c.stdout.trim()).toBe("inet 203.0.113.1");
     } finally {
-      writeFileSync(backendFile, original);
+      const back = await rollout(lab.inventoryDir);
+      expect(back.exitCode, back.stdout).toBe(0);
     }
     await eventually("the widened entry gone again", 20_000, async () => !(await nftSet("allow_all_tcp")).includes("10.81.0.11 . 203.0.113.20"));
     held.stdin!.write("and now?\n");

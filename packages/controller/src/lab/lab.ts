@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, w
 import { join } from "node:path";
 import { loadInventory } from "@netfleet/shared";
 import { compileSite } from "../planner/compile.ts";
-import { LabExec, netnsExec, sleep, vsctl } from "./exec.ts";
+import { LabExec, netnsExec, sleep, vsctl, waitFor } from "./exec.ts";
 import { domainState, ensureDomain, ensureLibvirtd, libvirtdPid, stopLibvirtd } from "./libvirt.ts";
 import { ensureOvs, ovsPids, stopOvs } from "./ovs.ts";
 import { isAlive, labProcesses, namespaceExists, namespacesWithPrefix, netnsInode, pidInNetns, readPidfile, terminate } from "./procs.ts";
@@ -40,8 +40,46 @@ export const INET_NAMES = new Map([
 
 const STATE_FILE = "lab.json";
 /** Top-level entries of a run dir; down refuses to delete a folder holding anything else. */
-const RUNDIR_ENTRIES = new Set([STATE_FILE, `${STATE_FILE}.tmp`, "hosts", "switch", "assignments", "inet", "vms"]);
+const RUNDIR_ENTRIES = new Set([STATE_FILE, `${STATE_FILE}.tmp`, "hosts", "switch", "assignments", "inet", "vms", "controller"]);
 const AGENT_CLI = join("packages", "agent", "src", "cli.ts");
+const CONTROLLER_CLI = join("packages", "controller", "src", "cli.ts");
+
+/** argv of a `netfleet` command run on the lab's controller machine (the switch namespace). */
+export function controllerCommand(t: Topology, o: LabOptions, args: string[]): string[] {
+  return netnsExec(t.controller.namespace, [process.execPath, join(o.repoRoot, CONTROLLER_CLI), ...args, "--state-dir", t.controller.stateDir, "--nats", t.controller.url]);
+}
+
+async function controllerToken(t: Topology, o: LabOptions): Promise<string> {
+  const r = await new LabExec().read([process.execPath, join(o.repoRoot, CONTROLLER_CLI), "token", o.inventoryDir, "--state-dir", t.controller.stateDir]);
+  const token = r.stdout.trim();
+  if (!/^[A-Za-z0-9._-]{8,200}$/.test(token)) throw new Error(`netfleet token printed no usable token`);
+  return token;
+}
+
+/** `netfleet serve` (with its nats-server) on the controller machine; a running one is kept. */
+async function ensureController(t: Topology, o: LabOptions, step: (s: string) => void): Promise<Record<string, number>> {
+  const c = t.controller;
+  mkdirSync(c.stateDir, { recursive: true });
+  const pidfile = join(c.stateDir, "serve.pid");
+  const log = join(c.stateDir, "serve.log");
+  const cli = join(o.repoRoot, CONTROLLER_CLI);
+  let pid = runningIn(pidfile, cli, c.namespace);
+  if (pid === undefined) {
+    const before = existsSync(log) ? readFileSync(log, "utf8").length : 0;
+    pid = startDetached(
+      netnsExec(c.namespace, [process.execPath, cli, "serve", o.inventoryDir, "--listen", `${c.address}:${c.port}`, "--state-dir", c.stateDir]),
+      pidfile,
+      log,
+    );
+    await waitFor("netfleet serve to print its ready line", 60_000, () => {
+      const text = existsSync(log) ? readFileSync(log, "utf8").slice(before) : "";
+      if (!isAlive(pid)) throw new Error(`netfleet serve exited; see ${log}:\n${text.slice(-2000)}`);
+      return text.includes('"event":"ready"');
+    }, 100);
+    step(`controller: netfleet serve on ${c.url} (pid ${pid})`);
+  }
+  return { [`netfleet-serve@${c.namespace}`]: pid };
+}
 
 export function readLabState(runDir: string): LabState | undefined {
   try {
@@ -108,6 +146,7 @@ export async function labUp(o: LabOptions, log: (line: string) => void = () => {
   const t0 = performance.now();
   const step = (what: string) => log(`[lab ${o.prefix}] ${Math.round(performance.now() - t0)} ms ${what}`);
   validateOptions(o);
+  const control = o.control ?? "nats";
   const inventory = loadInventory(o.inventoryDir);
   const topo = buildTopology(inventory, o);
   const prev = readLabState(o.runDir);
@@ -225,9 +264,39 @@ export async function labUp(o: LabOptions, log: (line: string) => void = () => {
     const text = JSON.stringify(assignments.get(h.name), null, 2) + "\n";
     if (!existsSync(h.assignmentFile) || readFileSync(h.assignmentFile, "utf8") !== text) writeFileSync(h.assignmentFile, text);
   }
-  // The backend goes first (its gateways are what the VM hosts' traffic needs).
-  for (const b of topo.hosts.filter((h) => h.role === "backend")) await converge(b);
-  await Promise.all(topo.hosts.filter((h) => h.role !== "backend").map(converge));
+  if (control === "nats") {
+    // The fleet way: the controller service, agents that enroll with the site's join token,
+    // and a rollout (backend first, canary, waves) of what the inventory says.
+    Object.assign(state.pids, await ensureController(topo, o, step));
+    const token = await controllerToken(topo, o);
+    for (const h of topo.hosts) {
+      let pid = runningIn(agentPidfile(h), agentCli, h.namespace);
+      if (pid === undefined) {
+        mkdirSync(h.agentDir, { recursive: true });
+        const args = ["run", "--site", topo.site, "--nats", topo.controller.url, "--token", token, "--name", h.name, "--state-dir", join(h.agentDir, "state")];
+        pid = startDetached(agentCommand(o, labHost(h), args), agentPidfile(h), join(h.agentDir, "agent.log"));
+        step(`agent ${h.name} started (pid ${pid}), enrolling`);
+      }
+      state.pids[`netfleet-agent@${h.namespace}`] = pid;
+    }
+    writeLabState(o.runDir, state);
+    await waitFor("every lab host enrolled and approved", 60_000, async () => {
+      const r = await x.probe(controllerCommand(topo, o, ["hosts", "--json"]));
+      if (r.exitCode !== 0) return false;
+      const rows = (JSON.parse(r.stdout) as { hosts: { host: string; state: string }[] }).hosts;
+      return topo.hosts.every((h) => rows.some((row) => row.host === h.name && row.state === "approved"));
+    }, 500);
+    step("agents enrolled");
+    const rollout = await new LabExec(600_000).probe(controllerCommand(topo, o, ["rollout", o.inventoryDir]));
+    for (const line of rollout.stdout.trimEnd().split("\n")) if (line) log(`  ${line}`);
+    if (rollout.exitCode !== 0) throw new Error(`netfleet rollout ${o.inventoryDir} exited ${rollout.exitCode}${rollout.stderr.trim() ? `: ${rollout.stderr.trim()}` : ""}`);
+    step("rollout done");
+    await Promise.all(topo.hosts.map(converged));
+  } else {
+    // The backend goes first (its gateways are what the VM hosts' traffic needs).
+    for (const b of topo.hosts.filter((h) => h.role === "backend")) await converge(b);
+    await Promise.all(topo.hosts.filter((h) => h.role !== "backend").map(converge));
+  }
   writeLabState(o.runDir, state);
 
   // 5. plug the namespace VMs into their bridges, the way libvirt plugs a tap; the agent's
@@ -236,8 +305,8 @@ export async function labUp(o: LabOptions, log: (line: string) => void = () => {
   step("VMs plugged");
   await Promise.all(topo.hosts.filter((h, i) => replugged[i]).map(converge));
 
-  // 6. one agent daemon per host from now on: it follows OVS and libvirt events and the assignment file
-  for (const h of topo.hosts) {
+  // 6. (file mode) one agent daemon per host from now on: it follows OVS and libvirt events and the assignment file
+  for (const h of control === "file" ? topo.hosts : []) {
     let pid = runningIn(agentPidfile(h), agentCli, h.namespace);
     if (pid === undefined) {
       mkdirSync(h.agentDir, { recursive: true });
@@ -337,6 +406,7 @@ async function buildLinks(x: LabExec, t: Topology): Promise<{ newVmLinks: Set<st
   const swLines: string[][] = [];
   if (!has(sw, t.mgmtBridge)) swLines.push(["link", "add", t.mgmtBridge, "type", "bridge", "stp_state", "0"]);
   swLines.push(["link", "set", "dev", t.mgmtBridge, "up"]);
+  swLines.push(["address", "replace", `${t.controller.address}/${t.controller.prefix}`, "dev", t.mgmtBridge]);
   for (const h of t.hosts) {
     for (const l of h.trunkLinks) swLines.push(["link", "set", "dev", l.switchIf, "up"]);
     swLines.push(["link", "set", "dev", h.mgmtLink.switchIf, "master", t.mgmtBridge], ["link", "set", "dev", h.mgmtLink.switchIf, "up"]);

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { isAbsolute, join, normalize } from "node:path";
 import {
   bridgeName,
-  intToIpv4,
+  cidrContains,
   ipv4ToInt,
   parseIpv4Cidr,
   type Host,
@@ -27,6 +27,11 @@ export interface Topology {
   switchOvs: OvsPaths;
   /** Linux bridge in the switch namespace for the management network. */
   mgmtBridge: string;
+  /**
+   * The controller machine: `netfleet serve` (and its nats-server) in the switch namespace,
+   * on the site's first NATS address, which must lie in the management network.
+   */
+  controller: { namespace: string; address: string; prefix: number; port: number; url: string; stateDir: string };
   /** Every VLAN id of the site, trunked on the switch ports. */
   trunks: number[];
   inet: { namespace: string; hostIf: string; inetIf: string; hostAddress: string; inetAddresses: string[]; gateway: string; prefix: number; web: string[]; resolver: string; dir: string };
@@ -271,6 +276,13 @@ export function buildTopology(inventory: Inventory, o: LabOptions): Topology {
     ports.add(key);
   }
 
+  const natsUrl = inventory.site.nats[0] ?? "";
+  const nm = /^nats:\/\/(\d+\.\d+\.\d+\.\d+):(\d+)$/.exec(natsUrl);
+  if (!nm || !mgmt || !cidrContains(mgmt, ipv4ToInt(nm[1]!))) {
+    throw new Error(`the lab puts the controller on the management network: site.nats[0] must be nats://<address in ${inventory.site.management ?? "site.management"}>:<port>, not ${JSON.stringify(natsUrl)}`);
+  }
+  if (hosts.some((h) => h.mgmtAddress?.split("/")[0] === nm[1])) throw new Error(`site.nats[0] ${natsUrl}: that address belongs to a host; the lab's controller needs its own`);
+
   const topo: Omit<Topology, "fingerprint"> = {
     prefix: o.prefix,
     runDir,
@@ -279,6 +291,7 @@ export function buildTopology(inventory: Inventory, o: LabOptions): Topology {
     switchBridge: "sw0",
     switchOvs: ovsPaths(join(runDir, "switch", "ovs")),
     mgmtBridge: "mgmt0",
+    controller: { namespace: switchNs, address: nm[1]!, prefix: mgmt.prefix, port: Number(nm[2]), url: natsUrl, stateDir: join(runDir, "controller") },
     trunks: inventory.networks.map((n) => n.vlan).sort((a, b) => a - b),
     inet: {
       namespace: inetNs,

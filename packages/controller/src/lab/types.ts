@@ -8,6 +8,12 @@ export interface LabOptions {
   runDir: string;
   /** Repository root: the agent is run from `<repoRoot>/packages/agent/src/cli.ts`. */
   repoRoot: string;
+  /**
+   * How the agents get their assignments: `nats` (default) — `netfleet serve` on the
+   * controller machine, agents that enroll, a `netfleet rollout`; `file` — each agent
+   * daemon follows an assignment file the lab writes.
+   */
+  control?: "nats" | "file";
 }
 
 export interface LabStatus {
