@@ -1,8 +1,7 @@
-import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { dirname } from "node:path";
+import { existsSync, mkdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildAgentBundle } from "../../packages/controller/src/bootstrap/bundle.ts";
-import { REMOTE, renderConfig, renderUnit } from "../../packages/controller/src/bootstrap/layout.ts";
+import { REMOTE } from "../../packages/controller/src/bootstrap/layout.ts";
 import { NATS_PORT, SUBNET, agentPid, bootImage, buildWorld, changeHostKey, destroyWorld, hostFile, runBootstrap, type World } from "./harness.ts";
 
 const PREFIX = "nfb";
@@ -126,18 +125,17 @@ describe("netfleet bootstrap against real sshd in namespaces", () => {
   });
 
   it("a host whose image carries the agent and the site's token config enrolls on first boot, by its hostname", async () => {
-    // The image: exactly the files bootstrap installs, with no host name in the config.
-    const bundle = await buildAgentBundle();
-    const put = (path: string, data: Buffer | string, mode: number) => {
-      const file = hostFile(w, "hv3", path);
-      mkdirSync(dirname(file), { recursive: true });
-      writeFileSync(file, data, { mode });
-    };
-    put(REMOTE.agent, bundle.code, 0o644);
-    mkdirSync(dirname(hostFile(w, "hv3", REMOTE.node)), { recursive: true });
-    copyFileSync(process.execPath, hostFile(w, "hv3", REMOTE.node));
-    put(REMOTE.config, renderConfig({ site: "boot", nats: [`nats://${SUBNET}.1:${NATS_PORT}`], token: w.join.token }), 0o600);
-    put(REMOTE.unit, renderUnit(REMOTE.node), 0o644);
+    // The image, written by `netfleet bootstrap --image-root`: the same files, no host name in the config.
+    const root = join(w.hosts.get("hv3")!.dir, "upper");
+    mkdirSync(root, { recursive: true });
+    const made = await runBootstrap(w, ["--image-root", root, "--json"], { inNamespace: false });
+    expect(made.code, made.stderr).toBe(0);
+    expect(JSON.parse(made.stdout)).toMatchObject({ status: "changed" });
+    const again = await runBootstrap(w, ["--image-root", root, "--json"], { inNamespace: false });
+    expect(JSON.parse(again.stdout)).toMatchObject({ status: "unchanged" });
+    expect(JSON.parse(readFileSync(hostFile(w, "hv3", REMOTE.config), "utf8"))).toEqual({ site: "boot", nats: [`nats://${SUBNET}.1:${NATS_PORT}`], token: w.join.token });
+    expect(statSync(hostFile(w, "hv3", REMOTE.config)).mode & 0o777).toBe(0o600);
+    expect(readlinkSync(hostFile(w, "hv3", "/etc/systemd/system/multi-user.target.wants/netfleet-agent.service"))).toBe(REMOTE.unit);
     bootImage(w, "hv3");
     await eventually("hv3 enrolled and approved", 30_000, () => approved(["hv3"]));
     const enroll = w.controller.events.find((e) => e.event === "enroll" && e.host === "hv3" && e.state === "approving");

@@ -24,6 +24,7 @@ async function run(argv: string[]): Promise<number> {
       "known-hosts": { type: "string" },
       user: { type: "string" },
       port: { type: "string" },
+      "image-root": { type: "string" },
     },
   });
   const o = consoleOutput(parsed.values.json ?? false);

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { parseJoinToken, type Inventory } from "@netfleet/shared";
 import { bootstrapHosts, type HostOutcome } from "../bootstrap/bootstrap.ts";
 import { buildAgentBundle } from "../bootstrap/bundle.ts";
+import { writeImageFiles } from "../bootstrap/image.ts";
 import { loadIdentity, type SshOptions } from "../bootstrap/ssh.ts";
 import type { CommandOutput } from "../output.ts";
 
@@ -17,6 +18,8 @@ export interface BootstrapOptions {
   knownHosts: string;
   user: string;
   port: number;
+  /** Write the agent's files into this image root instead of connecting to hosts. */
+  imageRoot?: string;
 }
 
 /** Raw parseArgs values of `netfleet bootstrap`. */
@@ -30,6 +33,7 @@ export interface BootstrapFlags {
   "known-hosts"?: string | undefined;
   user?: string | undefined;
   port?: string | undefined;
+  "image-root"?: string | undefined;
 }
 
 const NATS_URL = /^(?:nats|tls):\/\/[A-Za-z0-9.-]+:\d{1,5}$/;
@@ -64,6 +68,10 @@ export function bootstrapOptions(v: BootstrapFlags): BootstrapOptions {
   }
   if (!USER.test(o.user)) throw new Error("--user takes a login name");
   if (v.identity !== undefined) o.identity = v.identity;
+  if (v["image-root"] !== undefined) {
+    if (!v["image-root"].startsWith("/")) throw new Error("--image-root takes an absolute path (the image's mounted root)");
+    o.imageRoot = v["image-root"];
+  }
   return o;
 }
 
@@ -95,6 +103,7 @@ function line(r: HostOutcome): string {
  * Exit 0 when every host is done, 1 when any failed, 64 on a usage problem.
  */
 export async function bootstrapCommand(inventory: Inventory, o: BootstrapOptions, out: CommandOutput): Promise<number> {
+  if (o.imageRoot !== undefined) return imageCommand(inventory, o, o.imageRoot, out);
   let hosts = inventory.hosts;
   if (o.limit?.length) {
     const unmatched: string[] = [];
@@ -142,4 +151,30 @@ export async function bootstrapCommand(inventory: Inventory, o: BootstrapOptions
     out.line(`${inventory.site.name}: ${summary.changed} changed, ${summary.unchanged} unchanged, ${summary.failed} failed (${(wallMs / 1000).toFixed(1)} s)`);
   }
   return summary.failed > 0 ? 1 : 0;
+}
+
+/**
+ * `netfleet bootstrap <site-dir> --image-root DIR`: the agent's files for a
+ * host image (see bootstrap/image.ts); hosts booted from it enroll by
+ * themselves. No --limit: an image is for any host of the site.
+ */
+async function imageCommand(inventory: Inventory, o: BootstrapOptions, root: string, out: CommandOutput): Promise<number> {
+  const nats = o.nats ?? inventory.site.nats;
+  if (o.limit?.length) {
+    out.error("netfleet bootstrap: --image-root writes one image for any host of the site; --limit does not apply");
+    return 64;
+  }
+  if (!existsSync(root)) {
+    out.error(`netfleet bootstrap: --image-root ${root} does not exist (mount the image there first)`);
+    return 64;
+  }
+  const bundle = await buildAgentBundle();
+  const files = writeImageFiles(root, { bundle, node: process.execPath, config: { site: inventory.site.name, nats, token: o.token } });
+  const changed = files.filter((f) => f.changed).length;
+  if (out.json) out.emit({ site: inventory.site.name, imageRoot: root, status: changed > 0 ? "changed" : "unchanged", files });
+  else {
+    for (const f of files) out.line(`${f.changed ? "written  " : "unchanged"} ${join(root, f.path)}`);
+    out.line(`${root}: ${changed > 0 ? `${changed} file(s) written` : "unchanged"}; hosts booted from it enroll with site ${inventory.site.name}`);
+  }
+  return 0;
 }

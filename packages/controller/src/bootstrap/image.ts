@@ -1,0 +1,73 @@
+import { createHash } from "node:crypto";
+import { copyFileSync, mkdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import type { AgentBundle } from "./bundle.ts";
+import { REMOTE, renderConfig, renderUnit, type AgentConfig } from "./layout.ts";
+
+/**
+ * The agent's files for a host image, under `root` (the image's mounted
+ * file system): the bundle, a Node binary, agent.json without a name (the
+ * host enrolls by its hostname or management MAC under the controller's
+ * approval rules), the unit, and the multi-user.target.wants link that
+ * `systemctl enable` would make, so the first boot starts the agent.
+ * Files that already hold the same bytes are left alone.
+ */
+export interface ImageFile {
+  path: string;
+  changed: boolean;
+}
+
+const WANTS_LINK = "/etc/systemd/system/multi-user.target.wants/netfleet-agent.service";
+
+function sha256(data: Buffer): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+function readOrEmpty(file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch {
+    return Buffer.alloc(0);
+  }
+}
+
+export function writeImageFiles(root: string, o: { bundle: AgentBundle; node: string; config: AgentConfig }): ImageFile[] {
+  const at = (path: string) => join(root, path);
+  const out: ImageFile[] = [];
+  const put = (path: string, data: Buffer, mode: number) => {
+    const file = at(path);
+    const changed = sha256(readOrEmpty(file)) !== sha256(data);
+    if (changed) {
+      mkdirSync(dirname(file), { recursive: true });
+      writeFileSync(`${file}.netfleet-new`, data, { mode });
+      renameSync(`${file}.netfleet-new`, file);
+    }
+    out.push({ path, changed });
+  };
+  put(REMOTE.agent, o.bundle.code, 0o644);
+  const nodeFile = at(REMOTE.node);
+  const nodeChanged = sha256(readOrEmpty(nodeFile)) !== sha256(readFileSync(o.node));
+  if (nodeChanged) {
+    mkdirSync(dirname(nodeFile), { recursive: true });
+    copyFileSync(o.node, `${nodeFile}.netfleet-new`);
+    renameSync(`${nodeFile}.netfleet-new`, nodeFile);
+  }
+  out.push({ path: REMOTE.node, changed: nodeChanged });
+  mkdirSync(at(REMOTE.configDir), { recursive: true, mode: 0o700 });
+  put(REMOTE.config, Buffer.from(renderConfig(o.config)), 0o600);
+  put(REMOTE.unit, Buffer.from(renderUnit(REMOTE.node)), 0o644);
+  const link = at(WANTS_LINK);
+  let linked = false;
+  try {
+    linked = readlinkSync(link) === REMOTE.unit;
+  } catch {
+    /* absent */
+  }
+  if (!linked) {
+    mkdirSync(dirname(link), { recursive: true });
+    rmSync(link, { force: true });
+    symlinkSync(REMOTE.unit, link);
+  }
+  out.push({ path: WANTS_LINK, changed: !linked });
+  return out;
+}
