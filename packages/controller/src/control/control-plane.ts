@@ -123,6 +123,8 @@ export class ControlPlane {
   private readonly perHost = new Map<string, Promise<unknown>>();
   private readonly lastSeen = new Map<string, { at: string; written: number }>();
   private readonly reportWaiters = new Set<(r: Report) => void>();
+  private syncRunning: Promise<void> | undefined;
+  private syncNext: Promise<void> | undefined;
   private readonly log: (event: Record<string, unknown>) => void;
 
   private constructor(nc: NatsConnection, options: ControlPlaneOptions, buckets: Buckets) {
@@ -169,9 +171,29 @@ export class ControlPlane {
     return [controllerUser(this.options.user, this.options.password), enrollmentUser(site, this.options.enrollmentPassword), ...agents];
   }
 
-  async syncUsers(): Promise<void> {
-    if (!this.options.userDirectory) throw new Error("no user directory: cannot change NATS users from this controller");
-    await this.options.userDirectory.setUsers(await this.users());
+  /**
+   * Writes the user list and reloads the servers. Calls coalesce: while one
+   * sync runs, every later caller shares the single next one (which reads
+   * the credentials after they were issued), so a burst of enrollments costs
+   * two reloads, not one each.
+   */
+  syncUsers(): Promise<void> {
+    const directory = this.options.userDirectory;
+    if (!directory) return Promise.reject(new Error("no user directory: cannot change NATS users from this controller"));
+    const start = (): Promise<void> => {
+      const run = (async () => directory.setUsers(await this.users()))();
+      this.syncRunning = run.finally(() => {
+        if (this.syncRunning === tracked) this.syncRunning = undefined;
+      });
+      const tracked = this.syncRunning;
+      return run;
+    };
+    if (!this.syncRunning) return start();
+    this.syncNext ??= this.syncRunning.catch(() => {}).then(() => {
+      this.syncNext = undefined;
+      return start();
+    });
+    return this.syncNext;
   }
 
   /** Subscribes to enrollments, reports and heartbeats of the site. */

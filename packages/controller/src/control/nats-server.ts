@@ -53,6 +53,7 @@ export class NatsServer {
   private readonly options: Required<Omit<NatsServerOptions, "users">>;
   private readonly accountsPath: string;
   private users: NatsUser[];
+  private userChanges: Promise<void> = Promise.resolve();
 
   private constructor(options: NatsServerOptions) {
     this.options = {
@@ -133,10 +134,15 @@ export class NatsServer {
   }
 
   /** Replaces the user list and reloads every running node; resolves once each has loaded it. */
-  async setUsers(users: NatsUser[]): Promise<void> {
-    this.users = users;
-    await this.writeAccounts();
-    await Promise.all(this.nodes.filter((n) => n.process).map((n) => this.reload(n)));
+  setUsers(users: NatsUser[]): Promise<void> {
+    // One at a time: the accounts file is written beside and renamed, and each reload is awaited.
+    const next = this.userChanges.catch(() => {}).then(async () => {
+      this.users = users;
+      await this.writeAccounts();
+      await Promise.all(this.nodes.filter((n) => n.process).map((n) => this.reload(n)));
+    });
+    this.userChanges = next;
+    return next;
   }
 
   /** SIGKILL: the node dies as in a crash; its store stays for `restart`. */

@@ -159,6 +159,8 @@ export class Rollout {
   private state!: RolloutState;
   private stateRevision = 0;
   private saving: Promise<void> = Promise.resolve();
+  private saveRunning: Promise<void> | undefined;
+  private saveNext: Promise<void> | undefined;
   private lockLost: string | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
   private readonly started = Date.now();
@@ -203,9 +205,17 @@ export class Rollout {
   /** Reads what each target host has now and emits its diff; returns those that need this rollout. */
   private async diffAll(): Promise<{ target: RolloutTarget; previous: { revision: number; hash: string } | null; basedOn: number }[]> {
     const todo = [];
-    for (const target of orderTargets([...this.targets.values()])) {
-      const entry = await withRetry(() => this.cp.desired.read(target.host), 30_000);
-      const applied = await withRetry(() => this.cp.appliedReport(target.host), 30_000).catch(() => undefined);
+    const ordered = orderTargets([...this.targets.values()]);
+    // Read every host's desired and applied state, 32 at a time; emit in order.
+    const reads = new PQueue({ concurrency: 32 });
+    const read = ordered.map((t) =>
+      reads.add(async () => ({
+        entry: await withRetry(() => this.cp.desired.read(t.host), 30_000),
+        applied: await withRetry(() => this.cp.appliedReport(t.host), 30_000).catch(() => undefined),
+      })),
+    );
+    for (const [i, target] of ordered.entries()) {
+      const { entry, applied } = (await read[i])!;
       const current = entry?.envelope;
       const sameDoc = current?.assignment.hash === target.assignment.hash;
       const converged = sameDoc && applied !== undefined && applied.revision === current!.revision && applied.hash === current!.assignment.hash && applied.summary.failed === 0;
@@ -298,14 +308,32 @@ export class Rollout {
 
   // ---- state ----------------------------------------------------------
 
+  /**
+   * Persists the state record (compare-and-set). Saves coalesce: while one
+   * is written, all later callers share the single next write, which takes
+   * the state as it is then — a wave of hundreds of hosts costs a handful
+   * of writes, not two per host.
+   */
   private save(): Promise<void> {
-    const next = this.saving.then(async () => {
+    const write = async () => {
       if (this.lockLost) throw new LockLostError(this.lockLost);
       this.state.updatedAt = new Date().toISOString();
       this.stateRevision = await withRetry(() => this.cp.saveRolloutState(this.state, this.stateRevision), 30_000);
+    };
+    if (!this.saveRunning) {
+      const run = write();
+      this.saveRunning = run.catch(() => {}).then(() => {
+        this.saveRunning = undefined;
+      });
+      this.saving = this.saveRunning;
+      return run;
+    }
+    this.saveNext ??= this.saveRunning.then(() => {
+      this.saveNext = undefined;
+      return this.save();
     });
-    this.saving = next.catch(() => {});
-    return next;
+    this.saving = this.saveNext.catch(() => {});
+    return this.saveNext;
   }
 
   private async renewLock(): Promise<void> {
