@@ -143,4 +143,16 @@ describe("netfleet rollout (on real nats-server, simulated hosts with the real e
     expect(partial.result).toBe("partial");
     expect(of(partial.events, "host-done").find((e) => e.host === "hv4")).toMatchObject({ ok: false, error: expect.stringMatching(/not connected|timeout/i) });
   });
+
+  it("--abandon starts anew over a dead controller's stale lock; a live lock is never taken", async () => {
+    site = await startSite({ basePort: 31730, hosts: hostsOf() });
+    await fleet(site);
+    await site.cp.lock.acquire("dead-controller", "r0");
+    await expect(roll(site, NAMES.map((n) => target(n, 1)), { abandon: true, lockStaleMs: 5000 })).rejects.toBeInstanceOf(LockHeldError);
+    await new Promise((r) => setTimeout(r, 700));
+    await expect(roll(site, NAMES.map((n) => target(n, 1)), { lockStaleMs: 500 })).rejects.toThrow(/--resume, or start over with --abandon/);
+    const fresh = await roll(site, NAMES.map((n) => target(n, 1)), { abandon: true, lockStaleMs: 500 });
+    expect(fresh.result).toBe("success");
+    expect(await site.cp.lock.holder()).toBeUndefined();
+  });
 });

@@ -18,7 +18,7 @@ Usage:
       keeps the host converged: follows OVS port changes and libvirt domain
       events, re-reads FILE when it changes, logs JSON lines; stopping it
       (SIGTERM) leaves the host as it is
-  netfleet-agent run --site S --nats URL[,URL...] --token T [--name N] [--state-dir DIR]
+  netfleet-agent run --site S --nats URL[,URL...] --token T|--token-file F [--name N] [--state-dir DIR]
                      [--interval S] [--flow-interval S] [--confirm-deadline S] [--heartbeat S]
                      [--no-watch] [tool options]
       the fleet agent: enrolls with the controller (netfleet serve) using the
@@ -62,6 +62,7 @@ export async function main(argv: string[]): Promise<number> {
         site: { type: "string" },
         nats: { type: "string" },
         token: { type: "string" },
+        "token-file": { type: "string" },
         name: { type: "string" },
         "state-dir": { type: "string" },
         "confirm-deadline": { type: "string", default: "20" },
@@ -124,6 +125,7 @@ interface FleetValues {
   site?: string | undefined;
   nats?: string | undefined;
   token?: string | undefined;
+  "token-file"?: string | undefined;
   name?: string | undefined;
   "state-dir"?: string | undefined;
   interval?: string | undefined;
@@ -146,10 +148,19 @@ async function runFleetAgent(v: FleetValues): Promise<number> {
   if (!v.site || !DNS_LABEL.test(v.site)) return usage("--site NAME is required (a DNS label)");
   const servers = (v.nats ?? "").split(",").map((u) => u.trim()).filter(Boolean);
   if (servers.length === 0 || servers.some((u) => !/^(?:nats|tls):\/\/[^\s/]+:\d{1,5}$/.test(u))) return usage("--nats takes nats://host:port[,nats://host:port...]");
-  if (!v.token) return usage("--token is required (netfleet token prints the site's join token)");
+  let token = v.token;
+  if (v["token-file"] !== undefined) {
+    if (token !== undefined) return usage("give --token or --token-file, not both");
+    try {
+      token = readFileSync(v["token-file"], "utf8").trim();
+    } catch (err) {
+      return usage(`--token-file: ${(err as Error).message}`);
+    }
+  }
+  if (!token) return usage("--token (or --token-file) is required (netfleet token prints the site's join token)");
   let join;
   try {
-    join = parseJoinToken(v.token);
+    join = parseJoinToken(token);
   } catch (err) {
     return usage((err as Error).message);
   }

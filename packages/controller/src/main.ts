@@ -43,7 +43,7 @@ and the nats-server data of serve):
   hosts approve|reject NAME           approve a quarantined host / revoke a host (needs serve running)
   status [<site-dir>]                 per host: enrolled, last seen, desired vs applied revision, drift
   rollout <site-dir> [--check] [--batch N|P%] [--max-fail N|P%] [--limit PAT,...] [--parallel N]
-                     [--resume] [--timeout S] [--lock-stale S]
+                     [--resume | --abandon] [--timeout S] [--lock-stale S]
                                       per-host diff, then backends before VM hosts: a canary, then
                                       waves of --batch (default 25%), --parallel at a time (default the
                                       wave); judged on each agent's verified report. A failed canary,
@@ -51,7 +51,8 @@ and the nats-server data of serve):
                                       reverts the hosts it changed. --check: the same, agents only
                                       say what they would change. --limit: host, group or role
                                       patterns (* ?). --resume: continue a rollout whose controller
-                                      died (waits for its lock to go stale, --lock-stale, default 15 s).
+                                      died (waits for its lock to go stale, --lock-stale, default 15 s);
+                                      --abandon: start anew over it instead (its hosts keep what they got).
                                       --timeout: per host, default 180 s. A second rollout of the site
                                       while one runs is refused (exit 4).
                                       Exit: 0 success, 3 partial (some hosts failed within the budget),
@@ -90,6 +91,7 @@ export async function main(argv: string[], out?: CommandOutput): Promise<number>
         parallel: { type: "string" },
         limit: { type: "string" },
         resume: { type: "boolean", default: false },
+        abandon: { type: "boolean", default: false },
         timeout: { type: "string" },
         "lock-stale": { type: "string" },
         help: { type: "boolean", short: "h", default: false },
@@ -225,6 +227,7 @@ export async function main(argv: string[], out?: CommandOutput): Promise<number>
           stateDir: stateDirOf(v["state-dir"]),
           check: v.check ?? false,
           resume: v.resume ?? false,
+          ...(v.abandon ? { abandon: true } : {}),
           tty: !o.json && process.stdout.isTTY === true,
           ...(v.nats ? { servers: parseServers(v.nats) } : {}),
           ...(v.batch ? { batch: parseAmount(v.batch, "--batch") } : {}),
@@ -236,6 +239,7 @@ export async function main(argv: string[], out?: CommandOutput): Promise<number>
         };
         if (opts.batch && "count" in opts.batch && opts.batch.count < 1) throw new Error("--batch must be at least 1");
         if (opts.check && opts.resume) throw new Error("--check and --resume do not go together");
+        if (opts.resume && v.abandon) throw new Error("--resume and --abandon do not go together");
       } catch (err) {
         o.error(`netfleet rollout: ${(err as Error).message}`);
         return EXIT_USAGE;

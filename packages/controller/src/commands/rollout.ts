@@ -16,6 +16,7 @@ export interface RolloutCommandOptions {
   parallel?: number;
   limit?: string[];
   resume: boolean;
+  abandon?: boolean;
   applyTimeoutMs?: number;
   lockStaleMs?: number;
   /** Live progress line (a terminal and not --json). */
@@ -135,6 +136,7 @@ export async function rolloutCommand(inventory: Inventory, o: RolloutCommandOpti
       {
         check: o.check,
         resume: o.resume,
+        ...(o.abandon ? { abandon: true } : {}),
         ...(o.batch ? { batch: o.batch } : {}),
         ...(o.maxFail ? { maxFail: o.maxFail } : {}),
         ...(o.parallel ? { parallel: o.parallel } : {}),

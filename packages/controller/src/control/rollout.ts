@@ -41,6 +41,8 @@ export interface RolloutOptions {
   /** Hosts applied at once within a wave (default: the whole wave). */
   parallel?: number;
   resume?: boolean;
+  /** Start anew over an interrupted rollout whose controller died (its lock stale); it is not resumed or reverted. */
+  abandon?: boolean;
   /** How long a host has to report its verified result. */
   applyTimeoutMs?: number;
   /** --resume takes over a lock not renewed for this long. */
@@ -174,6 +176,7 @@ export class Rollout {
       batch: options.batch ?? { percent: 25 },
       maxFail: options.maxFail ?? { count: 0 },
       resume: options.resume ?? false,
+      abandon: options.abandon ?? false,
       applyTimeoutMs: options.applyTimeoutMs ?? 180_000,
       lockStaleMs: options.lockStaleMs ?? 15_000,
       lockRenewMs: options.lockRenewMs ?? 3000,
@@ -239,14 +242,17 @@ export class Rollout {
     const rolloutId = `${new Date().toISOString().replace(/[-:.]/g, "").slice(0, 15)}-${randomBytes(3).toString("hex")}`;
     const owner = `${this.options.owner}:${rolloutId}`;
     try {
-      this.lease = await withRetry(() => this.cp.lock.acquire(owner, rolloutId), 30_000);
+      this.lease = await withRetry(
+        () => (this.options.abandon ? this.cp.lock.takeOver(owner, this.options.lockStaleMs, rolloutId) : this.cp.lock.acquire(owner, rolloutId)),
+        30_000,
+      );
     } catch (err) {
       if (err instanceof LockHeldError) {
         const h = err.holder;
         const age = h.renewedAt ? Math.round((Date.now() - Date.parse(h.renewedAt)) / 1000) : undefined;
         throw new LockHeldError({
           ...h,
-          owner: `${h.owner}${age !== undefined ? `, last renewed ${age}s ago` : ""}${age !== undefined && age * 1000 >= this.options.lockStaleMs ? " — its controller looks dead: continue that rollout with --resume" : ""}`,
+          owner: `${h.owner}${age !== undefined ? `, last renewed ${age}s ago` : ""}${age !== undefined && age * 1000 >= this.options.lockStaleMs ? " — its controller looks dead: continue that rollout with --resume, or start over with --abandon" : ""}`,
         });
       }
       throw err;
