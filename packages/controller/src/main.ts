@@ -4,6 +4,7 @@ import { inventoryJsonSchema } from "@netfleet/shared";
 import { compileCommand, planCommand } from "./commands/plan.ts";
 import { labCommand, labOptions } from "./commands/lab.ts";
 import { validateCommand, loadOrReport, EXIT_INVALID } from "./commands/validate.ts";
+import { bootstrapCommand, bootstrapOptions } from "./commands/bootstrap.ts";
 import { connectController, parseServers, stateDirOf, withTimeout } from "./commands/connect.ts";
 import { hostsActionCommand, hostsCommand, statusCommand } from "./commands/hosts.ts";
 import { ROLLOUT_EXIT, rolloutCommand } from "./commands/rollout.ts";
@@ -24,6 +25,12 @@ Commands:
   lab up|down|status|check            the local lab: hosts and VMs as namespaces, real OVS, libvirtd,
                                       dnsmasq, nftables; check prints the connectivity matrix
       [--prefix P] [--run-dir DIR]    name and place of the lab (default nf, /run/netfleet-lab/nf)
+  bootstrap <site-dir> --token T [--nats URLS] [--limit PAT,...] [--accept-new] [--identity F]
+            [--known-hosts F] [--user U] [--port N] [--concurrency N] | --image-root DIR
+                                      install the agent over SSH (host keys checked against known_hosts;
+                                      --accept-new records new ones, a changed one is refused), write its
+                                      config and systemd unit, start it; or write the same files into a
+                                      host image (--image-root) so the host enrolls on first boot
   schema [--out FILE]                 print (or write) the JSON Schema of inventory files, for editors
   help                                this text
 
@@ -94,6 +101,14 @@ export async function main(argv: string[], out?: CommandOutput): Promise<number>
         abandon: { type: "boolean", default: false },
         timeout: { type: "string" },
         "lock-stale": { type: "string" },
+        token: { type: "string" },
+        "accept-new": { type: "boolean", default: false },
+        concurrency: { type: "string" },
+        identity: { type: "string" },
+        "known-hosts": { type: "string" },
+        user: { type: "string" },
+        port: { type: "string" },
+        "image-root": { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
     });
@@ -162,6 +177,20 @@ export async function main(argv: string[], out?: CommandOutput): Promise<number>
       const inventory = loadOrReport(dir, o);
       if (!inventory) return EXIT_INVALID;
       return serveCommand(inventory, { stateDir: stateDirOf(parsed.values["state-dir"]), nodes: nodes === "3" ? 3 : 1, ...(listen ? { listen } : {}), ...(servers ? { external: servers } : {}) }, o);
+    }
+    case "bootstrap": {
+      const dir = needDir();
+      if (dir === undefined) return EXIT_USAGE;
+      let opts;
+      try {
+        opts = bootstrapOptions(parsed.values);
+      } catch (err) {
+        o.error(`netfleet bootstrap: ${(err as Error).message}`);
+        return EXIT_USAGE;
+      }
+      const inventory = loadOrReport(dir, o);
+      if (!inventory) return EXIT_INVALID;
+      return bootstrapCommand(inventory, opts, o);
     }
     case "token": {
       let site: string | undefined;
