@@ -46,10 +46,16 @@ export const OvsPortSpec = z.strictObject({
   members: z.array(ifname).optional(),
   bond_mode: z.enum(["active-backup", "balance-slb", "balance-tcp"]).optional(),
   mac: z.string().regex(MAC_ADDRESS).optional(),
+  /**
+   * mtu_request of the port's interfaces: a bond's members, a system NIC, an
+   * internal port. Patch ports have no MTU (frames of any size cross them).
+   */
+  mtu: z.number().int().min(68).max(9216).optional(),
 }).check((ctx) => {
   const p = ctx.value;
   if (p.type === "bond" && (p.members?.length ?? 0) < 2) ctx.issues.push({ code: "custom", message: "an OVS bond needs two or more members", input: p, path: ["members"] });
   if (p.type === "patch" && p.peer === undefined) ctx.issues.push({ code: "custom", message: "a patch port needs a peer", input: p, path: ["peer"] });
+  if (p.type === "patch" && p.mtu !== undefined) ctx.issues.push({ code: "custom", message: "a patch port has no MTU", input: p, path: ["mtu"] });
 });
 
 export const OvsBridgeSpec = z.strictObject({
@@ -57,6 +63,13 @@ export const OvsBridgeSpec = z.strictObject({
   name: ifname,
   datapath: z.enum(["system", "netdev"]),
   ports: z.array(OvsPortSpec),
+  /**
+   * mtu_request of the bridge's own internal port. OVS sizes that port to the
+   * smallest MTU of the bridge's other ports, and patch ports have none: a
+   * VM bridge behind a patch port stays at 1500 unless asked (and libvirt
+   * gives the taps it plugs the MTU of their bridge).
+   */
+  mtu: z.number().int().min(68).max(9216).optional(),
 });
 
 export const LibvirtNetworkSpec = z.strictObject({
@@ -151,14 +164,23 @@ export const NftTableSpec = z.strictObject({
   forwards: z.array(z.strictObject({ listen: z.number().int(), proto: z.enum(["tcp", "udp"]), vm: ipv4, port: z.number().int(), interface: ifname })),
 });
 
-/** Removes what carries our owner marker and is no longer desired. */
+/**
+ * Removes what carries our owner marker and is no longer desired: whatever
+ * is not kept goes. `dnsmasq` and `nftTable` left out keep nothing, as an
+ * empty list does (the planner always writes them).
+ */
 export const OwnedCleanupSpec = z.strictObject({
   kind: z.literal("owned-cleanup"),
   name: z.literal("host"),
   keep: z.strictObject({
     links: z.array(ifname),
     ovsBridges: z.array(ifname),
+    /** Also the libvirt XML files the agent wrote for them (<runDir>/libvirt/<net>.xml). */
     libvirtNetworks: z.array(z.string()),
+    /** Networks whose dnsmasq (process and files in <runDir>/dnsmasq) stays. */
+    dnsmasq: z.array(z.string().regex(NETWORK_NAME)).optional(),
+    /** Whether the table `inet netfleet` stays (the host holds the gateway role). */
+    nftTable: z.boolean().optional(),
   }),
 });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ParseError, type OvsBridgeSpec, type OvsPortSpec } from "@netfleet/shared";
+import { OvsPortSpec, ParseError, type OvsBridgeSpec } from "@netfleet/shared";
 import { fixture, fixtureContext as ctx } from "./fixtures.ts";
 import { ovsBridge, parseOvsState } from "./ovs.ts";
 
@@ -111,5 +111,76 @@ describe("ovs-bridge plan", () => {
     expect(ovsBridge.plan(spec, state("trunk-backend-converged"), ctx).commands).toEqual([]);
     const fromEmpty = ovsBridge.plan({ ...spec, ports: [{ name: "gw-secure", type: "internal", tag: 1081, mac: "02:4e:46:00:04:39" }] }, state("empty"), ctx);
     expect(fromEmpty.commands[0]!.argv.join(" ")).toContain('-- set Interface gw-secure type=internal mac="02:4e:46:00:04:39"');
+  });
+});
+
+describe("ovs-trunk MTU (real OVS 3.1 output with mtu_request and mtu, __fixtures__/ovs/capture-mtu.sh)", () => {
+  const jumboPorts: OvsPortSpec[] = [
+    { name: "bond0", type: "bond", members: ["eth0", "eth1"], bond_mode: "active-backup", trunks: [1081, 1082], mtu: 9000 },
+    { name: "pu-secure", type: "patch", tag: 1081, peer: "pb-secure" },
+    { name: "gw-secure", type: "internal", tag: 1081, mac: "02:4e:46:00:04:39", mtu: 9000 },
+  ];
+  const jumboUplink: OvsBridgeSpec = { kind: "ovs-bridge", name: "br-uplink", datapath: "netdev", ports: jumboPorts };
+  const jumboSecure: OvsBridgeSpec = { kind: "ovs-bridge", name: "br-secure", datapath: "netdev", ports: [{ name: "pb-secure", type: "patch", peer: "pu-secure" }], mtu: 9000 };
+
+  it("reads mtu_request and the device MTU; a patch port has neither", () => {
+    const before = state("trunk-mtu-1500");
+    expect(before.interfaces.get("eth0")).toMatchObject({ mtu: 1500 });
+    expect(before.interfaces.get("eth0")?.mtuRequest).toBeUndefined();
+    const after = state("trunk-mtu-9000");
+    for (const name of ["eth0", "eth1", "gw-secure", "br-secure"]) expect(after.interfaces.get(name), name).toMatchObject({ mtuRequest: 9000, mtu: 9000 });
+    // br-uplink was not asked: OVS sized it to its bond members
+    expect(after.interfaces.get("br-uplink")).toMatchObject({ mtu: 9000 });
+    expect(after.interfaces.get("br-uplink")?.mtuRequest).toBeUndefined();
+    expect(after.interfaces.get("pb-secure")?.mtu).toBeUndefined();
+  });
+
+  it("already converged → no commands", () => {
+    expect(ovsBridge.plan(jumboUplink, state("trunk-mtu-9000"), ctx)).toEqual({ changes: {}, commands: [] });
+    expect(ovsBridge.plan(jumboSecure, state("trunk-mtu-9000"), ctx)).toEqual({ changes: {}, commands: [] });
+  });
+
+  it("sets mtu_request on the bond members, the gateway port and the VM bridge's own port, in place", () => {
+    const uplinkPlan = ovsBridge.plan(jumboUplink, state("trunk-mtu-1500"), ctx);
+    expect(uplinkPlan.changes).toEqual({
+      "port bond0 mtu": { old: { eth0: null, eth1: null }, new: 9000 },
+      "port gw-secure mtu": { old: { "gw-secure": null }, new: 9000 },
+    });
+    expect(uplinkPlan.commands.map((c) => c.argv.slice(2))).toEqual([
+      ["--", "set", "Interface", "eth0", "mtu_request=9000", "--", "set", "Interface", "eth1", "mtu_request=9000", "--", "set", "Interface", "gw-secure", "mtu_request=9000"],
+    ]);
+    const securePlan = ovsBridge.plan(jumboSecure, state("trunk-mtu-1500"), ctx);
+    expect(securePlan.changes).toEqual({ mtu: { old: null, new: 9000 } });
+    expect(securePlan.commands.map((c) => c.argv.slice(2))).toEqual([["--", "set", "Interface", "br-secure", "mtu_request=9000"]]);
+  });
+
+  it("back to 1500 from jumbo frames", () => {
+    const plan = ovsBridge.plan({ ...jumboSecure, mtu: 1500 }, state("trunk-mtu-9000"), ctx);
+    expect(plan.commands.map((c) => c.argv.slice(2))).toEqual([["--", "set", "Interface", "br-secure", "mtu_request=1500"]]);
+  });
+
+  it("from empty: the bond, its members' MTU, the gateway port and the bridge's own port in the same transaction", () => {
+    const argv = ovsBridge.plan(jumboUplink, state("empty"), ctx).commands[0]!.argv.join(" ");
+    expect(argv).toContain("-- add-bond br-uplink bond0 eth0 eth1 -- set Port bond0 trunks=1081,1082 bond_mode=active-backup external_ids:netfleet-owner=fixture -- set Interface eth0 mtu_request=9000 -- set Interface eth1 mtu_request=9000");
+    expect(argv).toContain('-- set Interface gw-secure type=internal mac="02:4e:46:00:04:39" mtu_request=9000');
+    expect(argv).not.toMatch(/pu-secure[^-]*mtu_request/);
+    const secure = ovsBridge.plan(jumboSecure, state("empty"), ctx).commands[0]!.argv.join(" ");
+    expect(secure).toContain("-- add-br br-secure -- set Bridge br-secure datapath_type=netdev external_ids:netfleet-owner=fixture -- set Interface br-secure mtu_request=9000");
+  });
+
+  it("a device that keeps another MTU than asked: no command (asking again would not help), but a comment", () => {
+    const s = state("trunk-mtu-9000");
+    s.interfaces.set("eth1", { ...s.interfaces.get("eth1")!, mtu: 1500 });
+    const plan = ovsBridge.plan(jumboUplink, s, ctx);
+    expect(plan.commands).toEqual([]);
+    expect(plan.comment).toBe("in desired state, but not at the MTU asked: eth1 (MTU 1500, asked 9000)");
+  });
+
+  it("specs without an MTU (kernel uplinks) ignore the MTU columns", () => {
+    expect(ovsBridge.plan({ ...jumboSecure, mtu: undefined } as OvsBridgeSpec, state("trunk-mtu-1500"), ctx).commands).toEqual([]);
+  });
+
+  it("a patch port cannot be given an MTU", () => {
+    expect(OvsPortSpec.safeParse({ name: "pu-secure", type: "patch", peer: "pb-secure", mtu: 9000 }).success).toBe(false);
   });
 });

@@ -37,6 +37,9 @@ export interface OvsInterface {
   externalIds: Record<string, string>;
   ofport?: number;
   mac?: string;
+  /** What was asked of OVS (`mtu_request`), and the MTU the device has (`mtu`; none for a patch port). */
+  mtuRequest?: number;
+  mtu?: number;
 }
 
 export const OWNER_KEY = "netfleet-owner";
@@ -53,7 +56,7 @@ export function ovsObserveArgv(ctx: PlanContext): string[] {
     "list",
     "Port",
     "--",
-    "--columns=_uuid,name,type,options,external_ids,ofport,mac_in_use",
+    "--columns=_uuid,name,type,options,external_ids,ofport,mac_in_use,mtu_request,mtu",
     "list",
     "Interface",
   );
@@ -156,6 +159,11 @@ export function parseOvsState(stdout: string): OvsState {
     };
     if (ofport !== undefined) i.ofport = Number(ofport);
     if (mac !== undefined) i.mac = String(mac);
+    // Older captures asked for neither column: then both stay unknown.
+    const mtuRequest = r.mtu_request === undefined ? undefined : optional(r.mtu_request);
+    const mtu = r.mtu === undefined ? undefined : optional(r.mtu);
+    if (mtuRequest !== undefined) i.mtuRequest = Number(mtuRequest);
+    if (mtu !== undefined) i.mtu = Number(mtu);
     interfaces.set(i.name, i);
   }
   return { bridges, ports, interfaces };
@@ -194,10 +202,18 @@ function portColumns(p: OvsPortSpec): string[] {
 
 function interfaceArgs(p: OvsPortSpec): string[] {
   if (p.type === "patch") return ["--", "set", "Interface", p.name, "type=patch", `options:peer=${p.peer}`];
+  const mtu = p.mtu === undefined ? [] : [`mtu_request=${p.mtu}`];
   if (p.type === "internal") {
-    return ["--", "set", "Interface", p.name, "type=internal", ...(p.mac ? [`mac="${p.mac}"`] : [])];
+    return ["--", "set", "Interface", p.name, "type=internal", ...(p.mac ? [`mac="${p.mac}"`] : []), ...mtu];
   }
-  return [];
+  if (p.mtu === undefined) return [];
+  return mtuInterfaces(p).flatMap((name) => ["--", "set", "Interface", name, `mtu_request=${p.mtu}`]);
+}
+
+/** The interfaces whose MTU a port's `mtu` sets: a bond's members, or the port's own interface. */
+function mtuInterfaces(p: OvsPortSpec): string[] {
+  if (p.type === "patch") return [];
+  return p.type === "bond" ? [...(p.members ?? [])].sort() : [p.name];
 }
 
 /** What differs between a desired port and the one OVS has; empty when it matches. */
@@ -219,7 +235,20 @@ function portDrift(state: OvsState, want: OvsPortSpec, have: OvsPort): Changes {
   const wantTrunks = [...(want.trunks ?? [])].sort((a, b) => a - b);
   if (!sameList(have.trunks, wantTrunks)) changes.trunks = { old: have.trunks, new: wantTrunks };
   if (want.mac && iface?.mac?.toLowerCase() !== want.mac.toLowerCase()) changes.mac = { old: iface?.mac, new: want.mac };
+  if (want.mtu !== undefined) {
+    const off = mtuInterfaces(want).filter((name) => state.interfaces.get(name)?.mtuRequest !== want.mtu);
+    if (off.length > 0) changes.mtu = { old: Object.fromEntries(off.map((n) => [n, state.interfaces.get(n)?.mtuRequest ?? null])), new: want.mtu };
+  }
   return changes;
+}
+
+/** Interfaces whose device did not take the MTU asked of it (a NIC that cannot do jumbo frames). */
+function mtuRefused(state: OvsState, names: string[], mtu: number | undefined): string[] {
+  if (mtu === undefined) return [];
+  return names.filter((n) => {
+    const i = state.interfaces.get(n);
+    return i?.mtuRequest === mtu && i.mtu !== undefined && i.mtu !== mtu;
+  }).map((n) => `${n} (MTU ${state.interfaces.get(n)!.mtu}, asked ${mtu})`);
 }
 
 /**
@@ -247,9 +276,18 @@ export const ovsBridge: ResourceHandler<OvsBridgeSpec, OvsState> = {
     if (!bridge) {
       changes.present = { old: false, new: true };
       args.push("--", "add-br", spec.name, "--", "set", "Bridge", spec.name, `datapath_type=${spec.datapath}`, `external_ids:${OWNER_KEY}=${owner}`);
-    } else if (bridge.datapath !== spec.datapath) {
-      changes.datapath = { old: bridge.datapath, new: spec.datapath };
-      args.push("--", "set", "Bridge", spec.name, `datapath_type=${spec.datapath}`);
+      if (spec.mtu !== undefined) args.push("--", "set", "Interface", spec.name, `mtu_request=${spec.mtu}`);
+    } else {
+      if (bridge.datapath !== spec.datapath) {
+        changes.datapath = { old: bridge.datapath, new: spec.datapath };
+        args.push("--", "set", "Bridge", spec.name, `datapath_type=${spec.datapath}`);
+      }
+      // The bridge's own internal port (same name as the bridge).
+      const local = state.interfaces.get(spec.name)?.mtuRequest;
+      if (spec.mtu !== undefined && local !== spec.mtu) {
+        changes.mtu = { old: local ?? null, new: spec.mtu };
+        args.push("--", "set", "Interface", spec.name, `mtu_request=${spec.mtu}`);
+      }
     }
 
     const wanted = new Set(spec.ports.map((p) => p.name));
@@ -285,6 +323,7 @@ export const ovsBridge: ResourceHandler<OvsBridgeSpec, OvsState> = {
         if (set.length > 0) args.push("--", "set", "Port", want.name, ...set);
         if (drift.peer) args.push("--", "set", "Interface", want.name, `options:peer=${want.peer}`);
         if (drift.mac) args.push("--", "set", "Interface", want.name, `mac="${want.mac}"`);
+        if (drift.mtu) for (const name of Object.keys(drift.mtu.old as object)) args.push("--", "set", "Interface", name, `mtu_request=${want.mtu}`);
       }
       if (!isOurs(have.externalIds, owner)) {
         changes[`port ${want.name} owner`] = { old: have.externalIds[OWNER_KEY] ?? null, new: owner };
@@ -300,6 +339,14 @@ export const ovsBridge: ResourceHandler<OvsBridgeSpec, OvsState> = {
       }
     }
     const commands: Command[] = args.length > 0 ? [mutate(ctx.tools.ovsVsctl(...args))] : [];
+    if (commands.length === 0) {
+      // Asked for, but the device has another MTU: asking again would not help; say so.
+      const refused = [
+        ...mtuRefused(state, [spec.name], spec.mtu),
+        ...spec.ports.flatMap((p) => mtuRefused(state, mtuInterfaces(p), p.mtu)),
+      ];
+      if (refused.length > 0) return { changes, commands, comment: `in desired state, but not at the MTU asked: ${refused.join(", ")}` };
+    }
     return { changes, commands };
   },
 };
@@ -311,6 +358,7 @@ function describePort(p: OvsPortSpec): string {
   if (p.peer) bits.push(`peer=${p.peer}`);
   if (p.members?.length) bits.push(`members=${p.members.join(",")}`);
   if (p.bond_mode) bits.push(`bond_mode=${p.bond_mode}`);
+  if (p.mtu !== undefined) bits.push(`mtu=${p.mtu}`);
   return bits.join(" ");
 }
 

@@ -70,6 +70,35 @@ describe("planner", () => {
     expect(hv3.resources.some((r) => r.kind === "kernel-bond")).toBe(false);
   });
 
+  it("ovs-trunk carries the uplink MTU (hv3: 9000) to the bond members, and to each VM bridge's own port behind its patch port", () => {
+    const hv3 = compileSite(site("reference")).find((a) => a.host === "hv3")!;
+    const uplink = hv3.resources.find((r) => r.name === "br-uplink");
+    expect(uplink?.kind === "ovs-bridge" && uplink.ports[0]).toMatchObject({ name: "bond0", type: "bond", mtu: 9000 });
+    // patch ports have no MTU: frames of any size cross them
+    expect(uplink?.kind === "ovs-bridge" && uplink.ports.filter((p) => p.type === "patch").every((p) => p.mtu === undefined)).toBe(true);
+    for (const br of ["br-secure", "br-service", "br-datain"]) expect(hv3.resources.find((r) => r.name === br), br).toMatchObject({ kind: "ovs-bridge", mtu: 9000 });
+    // kernel mode: the MTU is on bond0 and bond0.<vid>; OVS bridges follow them
+    const hv1 = compileSite(site("reference")).find((a) => a.host === "hv1")!;
+    expect(hv1.resources.find((r) => r.name === "br-secure")).not.toHaveProperty("mtu");
+    expect(hv1.resources.find((r) => r.kind === "kernel-bond")).toMatchObject({ mtu: 9000 });
+  });
+
+  it("an ovs-trunk backend puts the uplink MTU on its internal gateway ports", () => {
+    const lab = site("lab");
+    const backend = compileSite(lab).find((a) => a.role === "backend")!;
+    const uplink = backend.resources.find((r) => r.kind === "ovs-bridge");
+    expect(uplink?.kind === "ovs-bridge" && uplink.ports.filter((p) => p.type === "internal").map((p) => p.mtu)).toEqual(
+      lab.networks.map(() => lab.hosts.find((h) => h.role === "backend")!.uplink.mtu),
+    );
+  });
+
+  it("owned cleanup: the backend keeps a dnsmasq per network and the table; a VM host keeps neither", () => {
+    const all = compileSite(site("reference"));
+    const keep = (host: string) => all.find((a) => a.host === host)!.resources.find((r) => r.kind === "owned-cleanup");
+    expect(keep("backend")).toMatchObject({ keep: { dnsmasq: ["secure", "service", "datain"], nftTable: true, libvirtNetworks: [] } });
+    for (const h of ["hv1", "hv3"]) expect(keep(h), h).toMatchObject({ keep: { dnsmasq: [], nftTable: false } });
+  });
+
   it("the assignment decodes back with its hash, and a tampered one is refused", () => {
     const a = compileSite(site("lab"))[0]!;
     expect(decodeAssignment("test", JSON.stringify(a))).toEqual(a);

@@ -58,10 +58,12 @@ function uplinkResources(host: Host, networks: Network[], extraTrunkPorts: OvsPo
     return { resources, links: [up.bond, ...networks.map((n) => vlanInterfaceName(up.bond, n.vlan))], bridges: [] };
   }
   const trunks = networks.map((n) => n.vlan);
+  // The uplink MTU goes on the NICs themselves (mtu_request on each bond member); the
+  // trunk bridge's own port follows them (OVS sizes it to its smallest other port).
   const bondPort: OvsPortSpec =
     up.members.length >= 2
-      ? { name: up.bond, type: "bond", members: up.members, bond_mode: up.bond_mode as OvsPortSpec["bond_mode"], trunks }
-      : { name: up.members[0]!, type: "system", trunks };
+      ? { name: up.bond, type: "bond", members: up.members, bond_mode: up.bond_mode as OvsPortSpec["bond_mode"], trunks, mtu: up.mtu }
+      : { name: up.members[0]!, type: "system", trunks, mtu: up.mtu };
   const ports: OvsPortSpec[] = [bondPort, ...extraTrunkPorts];
   return {
     resources: [{ kind: "ovs-bridge", name: up.trunk_bridge, datapath: up.datapath, ports }],
@@ -85,7 +87,9 @@ function vmhostResources(host: Host, networks: Network[]): ResourceSpec[] {
     const port: OvsPortSpec = trunkMode
       ? { name: patchPortNames(n.name).bridge, type: "patch", peer: patchPortNames(n.name).uplink }
       : { name: vlanInterfaceName(up.bond, n.vlan), type: "system" };
-    resources.push({ kind: "ovs-bridge", name: bridgeName(n.name), datapath: up.datapath, ports: [port] });
+    // Behind a patch port (no MTU) the bridge's own port would stay at 1500, and libvirt gives
+    // the taps it plugs their bridge's MTU: ask for the uplink's. Behind bond0.<vid> OVS follows it.
+    resources.push({ kind: "ovs-bridge", name: bridgeName(n.name), datapath: up.datapath, ports: [port], ...(trunkMode ? { mtu: up.mtu } : {}) });
   }
   for (const n of networks) {
     resources.push({
@@ -118,6 +122,9 @@ function vmhostResources(host: Host, networks: Network[]): ResourceSpec[] {
       links: uplink.links,
       ovsBridges: [...uplink.bridges, ...networks.map((n) => bridgeName(n.name))],
       libvirtNetworks: networks.map((n) => n.name),
+      // The gateway role lives on the backend: a VM host keeps no dnsmasq and no table.
+      dnsmasq: [],
+      nftTable: false,
     },
   });
   return resources;
@@ -162,7 +169,7 @@ function backendResources(host: Host, networks: Network[], domain: string, upstr
   const up = host.uplink;
   const trunkMode = up.mode === "ovs-trunk";
   const gwPorts: OvsPortSpec[] = trunkMode
-    ? networks.map((n) => ({ name: gatewayPortName(n.name), type: "internal", tag: n.vlan, mac: gatewayMac(n.vlan) }))
+    ? networks.map((n) => ({ name: gatewayPortName(n.name), type: "internal", tag: n.vlan, mac: gatewayMac(n.vlan), mtu: up.mtu }))
     : [];
   const uplink = uplinkResources(host, networks, gwPorts);
   const resources = [...uplink.resources];
@@ -193,7 +200,7 @@ function backendResources(host: Host, networks: Network[], domain: string, upstr
   resources.push({
     kind: "owned-cleanup",
     name: "host",
-    keep: { links: uplink.links, ovsBridges: uplink.bridges, libvirtNetworks: [] },
+    keep: { links: uplink.links, ovsBridges: uplink.bridges, libvirtNetworks: [], dnsmasq: networks.map((n) => n.name), nftTable: true },
   });
   return resources;
 }
