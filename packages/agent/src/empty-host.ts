@@ -1,4 +1,12 @@
 import type { Command, Runner, RunResult } from "./exec/runner.ts";
+import type { HostAccess } from "./resources/types.ts";
+
+/** The files and processes of a freshly installed host: none of ours (pass as `reconcile`'s `host`). */
+export const emptyHost: HostAccess = {
+  readFile: async () => undefined,
+  listDir: async () => undefined,
+  processArgv: async () => undefined,
+};
 
 /**
  * Answers the agent's read-only commands as a freshly installed host would:
@@ -30,7 +38,7 @@ export class EmptyHostRunner implements Runner {
         [
           table("_uuid,name,datapath_type,fail_mode,ports,external_ids"),
           table("_uuid,name,interfaces,tag,trunks,bond_mode,vlan_mode,external_ids"),
-          table("_uuid,name,type,options,external_ids,ofport,mac_in_use"),
+          table("_uuid,name,type,options,external_ids,ofport,mac_in_use,mtu_request,mtu"),
         ].join("\n") + "\n",
       );
     }

@@ -1,9 +1,9 @@
 import { resourceId, type ResourceSpec } from "@netfleet/shared";
-import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { displayCommand, type Builtin, type Runner } from "./exec/runner.ts";
 import { handlerFor } from "./resources/index.ts";
-import type { ObserveContext, ResourcePlan, ResourceResult } from "./resources/types.ts";
+import type { HostAccess, ObserveContext, ResourcePlan, ResourceResult } from "./resources/types.ts";
 import type { Toolbox } from "./tools.ts";
 
 export interface ReconcileOptions {
@@ -13,7 +13,21 @@ export interface ReconcileOptions {
   owner: string;
   /** Check mode: observe and plan, run no mutating command. */
   check?: boolean;
+  /** Files, directories and processes as observed; this host's own by default (see `localHost`). */
+  host?: HostAccess;
 }
+
+const missingAsUndefined = (err: NodeJS.ErrnoException): undefined => {
+  if (err.code === "ENOENT" || err.code === "ENOTDIR") return undefined;
+  throw err;
+};
+
+/** The host the agent runs on: its files and /proc. */
+export const localHost: HostAccess = {
+  readFile: (path) => readFile(path, "utf8").catch(missingAsUndefined),
+  listDir: (path) => readdir(path).then((names) => names.sort(), missingAsUndefined),
+  processArgv,
+};
 
 /**
  * Reads are memoised for one pass: resources of a kind share one
@@ -47,15 +61,14 @@ class ObservationCache {
  */
 export async function reconcile(resources: readonly ResourceSpec[], options: ReconcileOptions): Promise<ResourceResult[]> {
   const cache = new ObservationCache(options.runner);
+  const host = options.host ?? localHost;
   const ctx: ObserveContext = {
     owner: options.owner,
     tools: options.tools,
     read: (argv, o) => cache.read(argv, o),
-    readFile: (path) => readFile(path, "utf8").catch((err: NodeJS.ErrnoException) => {
-      if (err.code === "ENOENT") return undefined;
-      throw err;
-    }),
-    processArgv,
+    readFile: (path) => host.readFile(path),
+    listDir: (path) => host.listDir(path),
+    processArgv: (pid) => host.processArgv(pid),
   };
   const results: ResourceResult[] = [];
   // Every resource is observed at once up front (reads only, shared through the cache): on a
@@ -87,7 +100,7 @@ export async function reconcile(resources: readonly ResourceSpec[], options: Rec
         result.comment = "would change (check mode)";
       } else {
         applied = true;
-        await applyPlan(plan, options.runner);
+        await applyPlan(plan, options.runner, host);
         cache.clear();
         result.changed = true;
         const again = handler.plan(spec, await handler.observe(spec, ctx), ctx);
@@ -110,14 +123,14 @@ export async function reconcile(resources: readonly ResourceSpec[], options: Rec
   return results;
 }
 
-async function applyPlan(plan: ResourcePlan, runner: Runner): Promise<void> {
+async function applyPlan(plan: ResourcePlan, runner: Runner, host: HostAccess): Promise<void> {
   for (const command of plan.commands) {
-    if (command.builtin) await performBuiltin(command.builtin);
+    if (command.builtin) await performBuiltin(command.builtin, host);
     else await runner.run(command);
   }
 }
 
-async function performBuiltin(step: Builtin): Promise<void> {
+async function performBuiltin(step: Builtin, host: HostAccess): Promise<void> {
   if (step.op === "write-file") {
     // Write beside, then rename: a reader never sees half a file.
     await mkdir(dirname(step.path), { recursive: true });
@@ -126,8 +139,13 @@ async function performBuiltin(step: Builtin): Promise<void> {
     await rename(tmp, step.path);
     return;
   }
+  if (step.op === "remove-file") {
+    // Already gone is fine; a directory is refused (never recursive).
+    await rm(step.path, { force: true });
+    return;
+  }
   const deadline = performance.now() + step.timeoutMs;
-  while ((await processArgv(step.pid)) !== undefined) {
+  while ((await host.processArgv(step.pid)) !== undefined) {
     if (performance.now() > deadline) throw new Error(`pid ${step.pid} did not exit within ${step.timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 20));
   }

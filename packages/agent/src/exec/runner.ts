@@ -3,6 +3,7 @@ import { execa } from "execa";
 /** Steps the agent performs itself rather than through a program. */
 export type Builtin =
   | { op: "write-file"; path: string; content: string }
+  | { op: "remove-file"; path: string }
   | { op: "wait-exit"; pid: number; timeoutMs: number };
 
 /** One command: always an argv array, never a shell string. */
@@ -10,7 +11,7 @@ export interface Command {
   /** Done in-process by the engine; `argv` then only describes it. */
   builtin?: Builtin;
   argv: string[];
-  /** Fed on standard input (e.g. `ip -batch -`, `virsh net-define /dev/stdin`). */
+  /** Fed on standard input (e.g. `ip -batch -`, `nft -f -`, `ovs-ofctl --bundle add-flows BRIDGE -`). */
   stdin?: string;
   /** False for commands that only read. Check mode never runs a mutating command. */
   mutating: boolean;
@@ -50,16 +51,23 @@ export function mutate(argv: string[], stdin?: string): Command {
   return stdin === undefined ? { argv, mutating: true } : { argv, stdin, mutating: true };
 }
 
-/** Shows a command the way an operator would type it (for plans and logs; never executed). */
+/** Writes a file (beside, then renamed into place). */
 export function writeFileStep(path: string, content: string): Command {
   return { argv: ["write", path], mutating: true, builtin: { op: "write-file", path, content } };
+}
+
+/** Removes a file; one that is already gone is fine. */
+export function removeFileStep(path: string): Command {
+  return { argv: ["remove", path], mutating: true, builtin: { op: "remove-file", path } };
 }
 
 export function waitExitStep(pid: number, timeoutMs = 5000): Command {
   return { argv: ["wait-exit", String(pid)], mutating: true, builtin: { op: "wait-exit", pid, timeoutMs } };
 }
 
+/** Shows a command the way an operator would type it (for plans and logs; never executed). */
 export function displayCommand(c: Command): string {
+  if (c.builtin?.op === "remove-file") return `# remove ${c.builtin.path}`;
   if (c.builtin?.op === "write-file") return `# write ${c.builtin.path} (${Buffer.byteLength(c.builtin.content)} bytes)\n${c.builtin.content.replace(/\n$/, "")}`;
   if (c.builtin?.op === "wait-exit") return `# wait for pid ${c.builtin.pid} to exit`;
   const quote = (a: string) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`);

@@ -1,19 +1,26 @@
+import { spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { OwnedCleanupSpec } from "@netfleet/shared";
 import { reconcile } from "../engine.ts";
 import { RecordingRunner, type ScriptedReply } from "../exec/recording-runner.ts";
-import { ExecError } from "../exec/runner.ts";
+import { displayCommand, ExecError } from "../exec/runner.ts";
 import { Toolbox } from "../tools.ts";
 import { daemonNotRunning, ownedCleanup } from "./cleanup.ts";
+import { dnsmasqFiles } from "./dnsmasq.ts";
 import { fixture, fixtureContext as ctx } from "./fixtures.ts";
 import { parseLinks } from "./ip-link.ts";
 import { ovsObserveArgv, parseOvsState } from "./ovs.ts";
 import { sysctl } from "./sysctl.ts";
+import { emptyHost } from "../empty-host.ts";
+import type { HostAccess, ObserveContext } from "./types.ts";
 
 const keep: OwnedCleanupSpec = {
   kind: "owned-cleanup",
   name: "host",
-  keep: { links: ["bond0", "bond0.1081", "bond0.1082", "bond0.1083"], ovsBridges: ["br-secure", "br-service"], libvirtNetworks: ["secure"] },
+  keep: { links: ["bond0", "bond0.1081", "bond0.1082", "bond0.1083"], ovsBridges: ["br-secure", "br-service"], libvirtNetworks: ["secure"], dnsmasq: [], nftTable: false },
 };
 
 describe("owned-cleanup plan", () => {
@@ -62,18 +69,26 @@ const failure = (name: string): ScriptedReply => ({
   stderr: fixture(`daemons/${name}.stderr`),
 });
 
-/** A host whose `ip link` shows `links` and whose OVS / libvirt answer as given. */
-function host(tools: Toolbox, links: string, ovs: ScriptedReply, virsh: ScriptedReply | { names: string }) {
+/** No table `inet netfleet` (real nft 1.0.6 text, __fixtures__/nft/capture-tables.sh). */
+const NO_TABLE: ScriptedReply = {
+  exitCode: Number(fixture("nft/table-missing.json.rc").trim()),
+  stderr: fixture("nft/table-missing.json.stderr"),
+};
+
+/** A host whose `ip link` shows `links` and whose OVS / libvirt / nft answer as given. */
+function host(tools: Toolbox, links: string, ovs: ScriptedReply, virsh: ScriptedReply | { list: string }, nft: ScriptedReply | (() => ScriptedReply) = NO_TABLE) {
   const runner = new RecordingRunner()
     .reply(tools.ip("-details", "-json", "link", "show"), { stdout: fixture(links) })
-    .reply(ovsObserveArgv({ owner: "fixture", tools }), ovs);
-  if ("names" in virsh) {
+    .reply(ovsObserveArgv({ owner: "fixture", tools }), ovs)
+    .reply(["nft", "-j", "list", "table", "inet", "netfleet"], nft);
+  if ("list" in virsh) {
     runner
-      .reply(tools.virsh("net-list", "--all", "--name"), { stdout: virsh.names })
+      .reply(tools.virsh("net-list", "--all"), { stdout: virsh.list })
       .reply(tools.virsh("net-dumpxml", "--inactive", "secure"), { stdout: fixture("libvirt/secure-inactive.xml") })
-      .reply(tools.virsh("net-info", "secure"), { stdout: fixture("libvirt/net-info-active.txt") });
+      .reply(tools.virsh("net-dumpxml", "--inactive", "datain"), { stdout: fixture("libvirt/lab-datain-inactive.xml") })
+      .reply(tools.virsh("net-dumpxml", "--inactive", "service"), { stdout: fixture("libvirt/lab-service-inactive.xml") });
   } else {
-    runner.reply(tools.virsh("net-list", "--all", "--name"), virsh);
+    runner.reply(tools.virsh("net-list", "--all"), virsh);
   }
   return runner;
 }
@@ -81,7 +96,7 @@ function host(tools: Toolbox, links: string, ovs: ScriptedReply, virsh: Scripted
 const backendKeep: OwnedCleanupSpec = {
   kind: "owned-cleanup",
   name: "host",
-  keep: { links: ["bond0", "bond0.1081", "bond0.1082", "bond0.1083"], ovsBridges: [], libvirtNetworks: [] },
+  keep: { links: ["bond0", "bond0.1081", "bond0.1082", "bond0.1083"], ovsBridges: [], libvirtNetworks: [], dnsmasq: [], nftTable: false },
 };
 
 describe("owned-cleanup on a host without ovsdb-server or libvirtd (real error text)", () => {
@@ -107,15 +122,18 @@ describe("owned-cleanup on a host without ovsdb-server or libvirtd (real error t
     expect(plan.comment).toBeUndefined();
   });
 
-  it("only the daemon that is missing counts as empty: an owned libvirt network is still removed without OVS", async () => {
+  it("only the daemon that is missing counts as empty: an owned libvirt network is still removed without OVS; another site's are not", async () => {
     const tools = new Toolbox();
-    const runner = host(tools, "ip/backend-converged-link.json", failure("ovs-default-no-socket"), { names: fixture("libvirt/net-list-name.txt") });
+    // datain and service carry the mark of site "lab", secure that of "fixture"
+    const runner = host(tools, "ip/backend-converged-link.json", failure("ovs-default-no-socket"), { list: fixture("libvirt/net-list-all-lab.txt") });
     const observed = await ownedCleanup.observe(backendKeep, observeCtx(runner, tools));
     expect(observed.absent).toEqual(["ovsdb-server"]);
     expect(ownedCleanup.plan(backendKeep, observed, ctx).commands.map((c) => c.argv.slice(4))).toEqual([
       ["net-destroy", "secure"],
       ["net-undefine", "secure"],
     ]);
+    // state from the one net-list: no net-info per network
+    expect(runner.calls.filter((c) => c.argv.includes("net-info"))).toEqual([]);
   });
 
   it.each([
@@ -152,12 +170,173 @@ describe("owned-cleanup on a host without ovsdb-server or libvirtd (real error t
   });
 });
 
-function observeCtx(runner: RecordingRunner, tools: Toolbox) {
+function observeCtx(runner: RecordingRunner, tools: Toolbox, host: HostAccess = emptyHost): ObserveContext {
   return {
     owner: "fixture",
     tools,
     read: (argv: string[], options?: { allowFailure?: boolean }) => runner.run({ argv, mutating: false }, options),
-    readFile: async () => undefined,
-    processArgv: async () => undefined,
+    readFile: (path) => host.readFile(path),
+    listDir: (path) => host.listDir(path),
+    processArgv: (pid) => host.processArgv(pid),
   };
 }
+
+/**
+ * The gateway role's leftovers, observed through a HostAccess that serves
+ * files and /proc as captured on a lab backend (__fixtures__/dnsmasq): its
+ * agent's run dir holds the dnsmasq files of datain, secure and service.
+ */
+describe("owned-cleanup of the gateway role (dnsmasq, nft table, libvirt XML files)", () => {
+  const runDir = "/tmp/nfy-lab/hosts/backend/agent";
+  const tools = new Toolbox({ runDir });
+  const dir = `${runDir}/dnsmasq`;
+  const lab = { owner: "lab", tools };
+  const livePid = Number(fixture("dnsmasq/lab-secure.pid").trim());
+
+  /** The lab backend's files; `conf(net)` is what each config holds (secure's is the captured one). */
+  function labHost(options: { conf?: (net: string) => string | undefined; argv?: string; extra?: Record<string, string> } = {}): HostAccess {
+    const files = new Map<string, string>();
+    for (const name of fixture("dnsmasq/lab-backend-ls.txt").split("\n").filter(Boolean)) {
+      const net = name.split(".")[0]!;
+      const content = name.endsWith(".conf")
+        ? (options.conf ?? (() => undefined))(net) ?? fixture("dnsmasq/lab-secure.conf").replace(/network=secure/, `network=${net}`).replaceAll("/secure.", `/${net}.`)
+        : name.endsWith(".pid") && net === "secure" ? fixture("dnsmasq/lab-secure.pid") : "";
+      files.set(`${dir}/${name}`, content);
+    }
+    for (const [path, content] of Object.entries(options.extra ?? {})) files.set(path, content);
+    return {
+      readFile: async (path) => files.get(path),
+      listDir: async (path) => {
+        const names = [...files.keys()].filter((p) => p.startsWith(`${path}/`)).map((p) => p.slice(path.length + 1));
+        return names.length ? names.sort() : undefined;
+      },
+      processArgv: async (pid) => (pid === livePid ? fixture(`dnsmasq/${options.argv ?? "lab-secure.cmdline"}`).split("\0").filter(Boolean) : undefined),
+    };
+  }
+
+  const spec = (keep: Partial<OwnedCleanupSpec["keep"]>): OwnedCleanupSpec => ({
+    kind: "owned-cleanup",
+    name: "host",
+    keep: { links: ["bond0", "bond0.1081", "bond0.1082", "bond0.1083"], ovsBridges: [], libvirtNetworks: [], dnsmasq: ["datain", "secure", "service"], nftTable: true, ...keep },
+  });
+  const runner = (nft: ScriptedReply | (() => ScriptedReply) = NO_TABLE) => host(tools, "ip/backend-converged-link.json", failure("ovs-default-no-socket"), failure("virsh-default-no-socket"), nft);
+
+  it("the backend as it is (every network, gateway role) → no commands", async () => {
+    const s = spec({});
+    const observed = await ownedCleanup.observe(s, { ...observeCtx(runner({ stdout: fixture("nft/lab-backend-modified.json") }), tools, labHost()), owner: "lab" });
+    expect(ownedCleanup.plan(s, observed, lab).commands).toEqual([]);
+  });
+
+  it("a network removed: its dnsmasq (only the pid running our --conf-file) is stopped, then its files go, the config last", async () => {
+    const s = spec({ dnsmasq: ["datain", "service"] });
+    const observed = await ownedCleanup.observe(s, { ...observeCtx(runner(), tools, labHost()), owner: "lab" });
+    const plan = ownedCleanup.plan(s, observed, lab);
+    expect(plan.changes).toEqual({ "dnsmasq secure": { old: `pid ${livePid}`, new: null } });
+    expect(plan.commands.map((c) => c.argv)).toEqual([
+      ["kill", "-TERM", String(livePid)],
+      ["wait-exit", String(livePid)],
+      ...["hosts", "leases", "log", "pid", "conf"].map((ext) => ["remove", `${dir}/secure.${ext}`]),
+    ]);
+    expect(plan.commands.map(displayCommand).slice(1, 3)).toEqual([`# wait for pid ${livePid} to exit`, `# remove ${dir}/secure.hosts`]);
+  });
+
+  it("a pid file whose pid now runs something else: nothing is killed, the files still go", async () => {
+    const s = spec({ dnsmasq: ["datain", "service"] });
+    const observed = await ownedCleanup.observe(s, { ...observeCtx(runner(), tools, labHost({ argv: "lab-ovsdb.cmdline" })), owner: "lab" });
+    const argv = ownedCleanup.plan(s, observed, lab).commands.map((c) => c.argv[0]);
+    expect(argv).toEqual(["remove", "remove", "remove", "remove", "remove"]);
+  });
+
+  it("a dnsmasq config without our mark (or another site's, or another network's) is never touched", async () => {
+    const foreign = (net: string) =>
+      net === "secure" ? "# generated by hand\ninterface=gw-secure\n" : net === "datain" ? fixture("dnsmasq/lab-secure.conf").replace("netfleet-owner=lab", "netfleet-owner=other") : fixture("dnsmasq/lab-secure.conf");
+    const s = spec({ dnsmasq: [] });
+    const observed = await ownedCleanup.observe(s, { ...observeCtx(runner(), tools, labHost({ conf: foreign })), owner: "lab" });
+    // secure: no mark; datain: site "other"; service: the file says network=secure
+    expect(observed.dnsmasq).toBeUndefined();
+    expect(ownedCleanup.plan(s, observed, lab).commands).toEqual([]);
+  });
+
+  it("the gateway role gone: the table inet netfleet is deleted when it carries our mark, and every dnsmasq of ours is stopped", async () => {
+    const s = spec({ dnsmasq: [], nftTable: false });
+    const observed = await ownedCleanup.observe(s, { ...observeCtx(runner({ stdout: fixture("nft/table-ours.json") }), tools, labHost()), owner: "lab" });
+    expect(observed.nftTable).toBe(true);
+    const plan = ownedCleanup.plan(s, observed, lab);
+    expect(Object.keys(plan.changes)).toEqual(["dnsmasq datain", "dnsmasq secure", "dnsmasq service", "nft-table inet netfleet"]);
+    expect(plan.commands.at(-1)!.argv).toEqual(["nft", "delete", "table", "inet", "netfleet"]);
+    expect(plan.commands.filter((c) => c.argv[0] === "kill").map((c) => c.argv[2])).toEqual([String(livePid)]);
+    // the full table of a lab backend reads as ours too
+    const full = await ownedCleanup.observe(s, { ...observeCtx(runner({ stdout: fixture("nft/lab-backend-modified.json") }), tools, labHost()), owner: "lab" });
+    expect(full.nftTable).toBe(true);
+  });
+
+  it("a table inet netfleet without our mark is never touched, nor is a missing one an error", async () => {
+    const s = spec({ nftTable: false });
+    for (const reply of [{ stdout: fixture("nft/table-foreign.json") }, NO_TABLE]) {
+      const observed = await ownedCleanup.observe(s, { ...observeCtx(runner(reply), tools, labHost()), owner: "lab" });
+      expect(observed.nftTable).toBeUndefined();
+      expect(ownedCleanup.plan(s, observed, lab).commands).toEqual([]);
+    }
+  });
+
+  it("kept (the gateway role stays): the table is not even read", async () => {
+    const r = runner({ stdout: fixture("nft/table-ours.json") });
+    await ownedCleanup.observe(spec({}), { ...observeCtx(r, tools, labHost()), owner: "lab" });
+    expect(r.calls.some((c) => c.argv[0] === "nft")).toBe(false);
+  });
+
+  it("nft not installed (a VM host): no table of ours", async () => {
+    const s = spec({ nftTable: false });
+    // what ExecaRunner throws when it cannot spawn the program
+    const notInstalled = () => {
+      throw new ExecError(["nft", "-j", "list", "table", "inet", "netfleet"], 127, "spawn nft ENOENT");
+    };
+    const observed = await ownedCleanup.observe(s, { ...observeCtx(runner(notInstalled), tools, labHost()), owner: "lab" });
+    expect(observed.nftTable).toBeUndefined();
+  });
+
+  it("libvirt XML files we wrote go with their network; a file without our mark stays", async () => {
+    const xml = fixture("libvirt/lab-datain-inactive.xml");
+    const extra = {
+      [`${runDir}/libvirt/datain.xml`]: xml,
+      [`${runDir}/libvirt/secure.xml`]: xml.replaceAll("datain", "secure"),
+      [`${runDir}/libvirt/legacy.xml`]: fixture("libvirt/legacy.xml"),
+      [`${runDir}/libvirt/notes.txt`]: "not a network\n",
+    };
+    const s = spec({ libvirtNetworks: ["secure"] });
+    const observed = await ownedCleanup.observe(s, { ...observeCtx(runner(), tools, labHost({ extra })), owner: "lab" });
+    expect(ownedCleanup.plan(s, observed, lab).commands.map((c) => c.argv)).toEqual([["remove", `${runDir}/libvirt/datain.xml`]]);
+  });
+});
+
+describe("owned-cleanup through the engine: a real process and real files", () => {
+  it("stops the dnsmasq running our config, removes its files, and a second pass runs nothing", async () => {
+    const runDir = mkdtempSync(join(tmpdir(), "nf-cleanup-"));
+    const tools = new Toolbox({ runDir });
+    const f = dnsmasqFiles(runDir, "old");
+    // Something that looks like our dnsmasq in /proc: argv[0] "dnsmasq", our --conf-file.
+    const child = spawn(process.execPath, ["-e", "setTimeout(() => {}, 30000)", `--conf-file=${f.conf}`], { argv0: "dnsmasq", stdio: "ignore" });
+    try {
+      mkdirSync(f.dir, { recursive: true });
+      writeFileSync(f.conf, fixture("dnsmasq/lab-secure.conf").replace("netfleet-owner=lab network=secure", "netfleet-owner=fixture network=old"));
+      for (const p of [f.hosts, f.leases, f.log]) writeFileSync(p, "");
+      writeFileSync(f.pid, `${child.pid}\n`);
+      writeFileSync(join(f.dir, "kept.conf"), "# netfleet-owner=fixture network=kept; written by netfleet-agent, do not edit\n");
+      writeFileSync(join(f.dir, "mine.conf"), "# an operator's own dnsmasq\n");
+      const r = host(tools, "ip/backend-converged-link.json", failure("ovs-default-no-socket"), failure("virsh-default-no-socket")).reply(["kill", "-TERM", String(child.pid)], () => {
+        child.kill("SIGTERM");
+        return {};
+      });
+      const s: OwnedCleanupSpec = { ...backendKeep, keep: { ...backendKeep.keep, dnsmasq: ["kept"], nftTable: false } };
+      const [first] = await reconcile([s], { runner: r, tools, owner: "fixture" });
+      expect(first, first?.error).toMatchObject({ result: true, changed: true });
+      expect(child.exitCode !== null || child.signalCode === "SIGTERM").toBe(true);
+      expect(readdirSync(f.dir).sort()).toEqual(["kept.conf", "mine.conf"]);
+      const [second] = await reconcile([s], { runner: r, tools, owner: "fixture" });
+      expect(second).toMatchObject({ result: true, changed: false, commands: [] });
+    } finally {
+      child.kill("SIGKILL");
+      rmSync(runDir, { recursive: true, force: true });
+    }
+  });
+});

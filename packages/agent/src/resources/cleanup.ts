@@ -1,15 +1,33 @@
-import type { OwnedCleanupSpec } from "@netfleet/shared";
-import { ExecError, mutate, type Command } from "../exec/runner.ts";
+import { join } from "node:path";
+import { NETWORK_NAME, type OwnedCleanupSpec } from "@netfleet/shared";
+import { ExecError, mutate, removeFileStep, waitExitStep, type Command } from "../exec/runner.ts";
+import { dnsmasqFiles, dnsmasqOwner, isOurDnsmasq } from "./dnsmasq.ts";
 import { isOurs, observeLinks, type Link } from "./ip-link.ts";
-import { observeNetworkNames, parseNetInfo, parseNetworkXml } from "./libvirt.ts";
+import { networkXmlPath, observeNetworks, parseNetworkXml } from "./libvirt.ts";
+import { observeNftTable } from "./nft.ts";
 import { observeOvs, OWNER_KEY, type OvsState } from "./ovs.ts";
 import type { Changes, ObserveContext, ResourceHandler } from "./types.ts";
+
+/** A dnsmasq of ours (its config carries our mark) for a network no longer served here. */
+export interface StaleDnsmasq {
+  network: string;
+  /** The pid of the dnsmasq running our config, if one does. */
+  pid?: number;
+  /** Its files that exist, the config last. */
+  files: string[];
+}
 
 export interface CleanupObservation {
   links: Map<string, Link>;
   ovs: OvsState;
   /** Networks carrying our owner mark, with whether they run. */
   libvirt: { name: string; active: boolean }[];
+  /** Our dnsmasqs of networks not kept. */
+  dnsmasq?: StaleDnsmasq[];
+  /** Whether the table `inet netfleet` exists and carries our structure mark. */
+  nftTable?: boolean;
+  /** Network XML files we wrote (owner mark inside) for networks not kept. */
+  libvirtFiles?: string[];
   /** Daemons that do not run on this host (so hold nothing of ours), e.g. a kernel-mode backend's. */
   absent?: ("ovsdb-server" | "libvirtd")[];
 }
@@ -41,36 +59,90 @@ async function observeOvsIfRunning(ctx: ObserveContext, absent: NonNullable<Clea
   }
 }
 
-/** Every libvirt network name, or none when no libvirtd runs on this host. */
-async function networkNamesIfRunning(ctx: ObserveContext, absent: NonNullable<CleanupObservation["absent"]>): Promise<string[]> {
+/** Every libvirt network with its state, or none when no libvirtd runs on this host. */
+async function networksIfRunning(ctx: ObserveContext, absent: NonNullable<CleanupObservation["absent"]>) {
   try {
-    return await observeNetworkNames(ctx);
+    return await observeNetworks(ctx);
   } catch (err) {
     if (!daemonNotRunning("libvirtd", err)) throw err;
     absent.push("libvirtd");
-    return [];
+    return new Map();
   }
+}
+
+/** Our dnsmasq configs in the run dir, of networks not kept: the process that runs one, and its files. */
+async function staleDnsmasqs(spec: OwnedCleanupSpec, ctx: ObserveContext): Promise<StaleDnsmasq[]> {
+  const dir = dnsmasqFiles(ctx.tools.runDir, "x").dir;
+  const names = (await ctx.listDir(dir)) ?? [];
+  const keep = spec.keep.dnsmasq ?? [];
+  const out: StaleDnsmasq[] = [];
+  for (const entry of names) {
+    const network = entry.endsWith(".conf") ? entry.slice(0, -".conf".length) : undefined;
+    if (!network || !NETWORK_NAME.test(network) || keep.includes(network)) continue;
+    const f = dnsmasqFiles(ctx.tools.runDir, network);
+    // A config without our mark (for this site and this network) is not ours: nothing of it is touched.
+    if (dnsmasqOwner(await ctx.readFile(f.conf)) !== `${ctx.owner} ${network}`) continue;
+    const stale: StaleDnsmasq = { network, files: [] };
+    const pid = Number((await ctx.readFile(f.pid))?.trim());
+    if (Number.isInteger(pid) && pid > 0 && isOurDnsmasq(await ctx.processArgv(pid), f.conf)) stale.pid = pid;
+    for (const path of [f.hosts, f.leases, f.log, f.pid, f.conf]) {
+      if (names.includes(path.slice(dir.length + 1))) stale.files.push(path);
+    }
+    out.push(stale);
+  }
+  return out;
+}
+
+/** The XML files we wrote into <runDir>/libvirt for networks not kept. */
+async function staleLibvirtFiles(spec: OwnedCleanupSpec, ctx: ObserveContext): Promise<string[]> {
+  const dir = join(ctx.tools.runDir, "libvirt");
+  const out: string[] = [];
+  for (const entry of (await ctx.listDir(dir)) ?? []) {
+    const network = entry.endsWith(".xml") ? entry.slice(0, -".xml".length) : undefined;
+    if (!network || spec.keep.libvirtNetworks.includes(network)) continue;
+    const path = networkXmlPath(ctx.tools.runDir, network);
+    const xml = await ctx.readFile(path);
+    let owner: string | undefined;
+    try {
+      owner = xml === undefined ? undefined : parseNetworkXml(xml).owner;
+    } catch {
+      continue; // not a network definition of ours
+    }
+    if (owner === ctx.owner) out.push(path);
+  }
+  return out;
 }
 
 /**
  * Removes what netfleet created on this host and no longer wants: owned
- * libvirt networks, owned OVS bridges, owned kernel links. Anything without
- * our owner mark is never touched, whatever its name.
+ * libvirt networks (and the XML files we defined them from), dnsmasqs and
+ * their files, the table `inet netfleet`, owned OVS bridges, owned kernel
+ * links. Anything without our owner mark is never touched, whatever its name.
  */
 export const ownedCleanup: ResourceHandler<OwnedCleanupSpec, CleanupObservation> = {
   kind: "owned-cleanup",
   async observe(spec, ctx) {
     const absent: NonNullable<CleanupObservation["absent"]> = [];
-    const [links, ovs, names] = await Promise.all([observeLinks(ctx), observeOvsIfRunning(ctx, absent), networkNamesIfRunning(ctx, absent)]);
+    const [links, ovs, networks, dnsmasq, nft, libvirtFiles] = await Promise.all([
+      observeLinks(ctx),
+      observeOvsIfRunning(ctx, absent),
+      networksIfRunning(ctx, absent),
+      staleDnsmasqs(spec, ctx),
+      spec.keep.nftTable ? undefined : observeNftTable(ctx, { nftMayBeMissing: true }),
+      staleLibvirtFiles(spec, ctx),
+    ]);
     const libvirt: CleanupObservation["libvirt"] = [];
-    for (const name of names) {
+    for (const [name, info] of networks) {
       if (spec.keep.libvirtNetworks.includes(name)) continue;
       const xml = await ctx.read(ctx.tools.virsh("net-dumpxml", "--inactive", name));
       if (parseNetworkXml(xml.stdout).owner !== ctx.owner) continue;
-      const info = parseNetInfo((await ctx.read(ctx.tools.virsh("net-info", name))).stdout);
       libvirt.push({ name, active: info.active });
     }
     const observation: CleanupObservation = { links, ovs, libvirt };
+    if (dnsmasq.length > 0) observation.dnsmasq = dnsmasq;
+    // Only a table carrying our structure mark is ours; one of that name without it is left alone.
+    if (nft?.exists && nft.structure !== undefined) observation.nftTable = true;
+    if (libvirtFiles.length > 0) observation.libvirtFiles = libvirtFiles;
     if (absent.length > 0) observation.absent = absent.sort();
     return observation;
   },
@@ -81,6 +153,21 @@ export const ownedCleanup: ResourceHandler<OwnedCleanupSpec, CleanupObservation>
       changes[`libvirt-network ${net.name}`] = { old: "present", new: null };
       if (net.active) commands.push(mutate(ctx.tools.virsh("net-destroy", net.name)));
       commands.push(mutate(ctx.tools.virsh("net-undefine", net.name)));
+    }
+    for (const path of observed.libvirtFiles ?? []) {
+      changes[`file ${path}`] = { old: "present", new: null };
+      commands.push(removeFileStep(path));
+    }
+    for (const d of observed.dnsmasq ?? []) {
+      changes[`dnsmasq ${d.network}`] = { old: d.pid === undefined ? "stopped" : `pid ${d.pid}`, new: null };
+      // Stop it first: a dnsmasq that is still running would write its lease and pid files again.
+      if (d.pid !== undefined) commands.push(mutate(["kill", "-TERM", String(d.pid)]), waitExitStep(d.pid));
+      // The marked config goes last: if anything fails before, the next pass still finds it ours.
+      for (const path of d.files) commands.push(removeFileStep(path));
+    }
+    if (observed.nftTable && !spec.keep.nftTable) {
+      changes["nft-table inet netfleet"] = { old: "present", new: null };
+      commands.push(mutate(["nft", "delete", "table", "inet", "netfleet"]));
     }
     const staleBridges = [...observed.ovs.bridges.values()]
       .filter((b) => b.externalIds[OWNER_KEY] === ctx.owner && !spec.keep.ovsBridges.includes(b.name))

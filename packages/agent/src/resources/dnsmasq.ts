@@ -77,6 +77,17 @@ export function dnsmasqHosts(spec: DnsmasqSpec): string {
   return spec.hosts.map((h) => (h.ip ? `${h.mac},${h.ip},${h.name}` : `${h.mac},${h.name}`)).join("\n") + (spec.hosts.length ? "\n" : "");
 }
 
+/** "<owner> <network>" from the mark on a config's first line, if it carries one. */
+export function dnsmasqOwner(conf: string | undefined): string | undefined {
+  const m = /^# netfleet-owner=(\S+) network=([a-z][a-z0-9-]*);/.exec(conf ?? "");
+  return m ? `${m[1]} ${m[2]}` : undefined;
+}
+
+/** Only a dnsmasq started with our config counts: a recycled pid is not ours. */
+export function isOurDnsmasq(argv: string[] | undefined, conf: string): boolean {
+  return argv !== undefined && argv[0] !== undefined && /(?:^|\/)dnsmasq$/.test(argv[0]) && argv.includes(`--conf-file=${conf}`);
+}
+
 function files(spec: DnsmasqSpec, ctx: PlanContext): DnsmasqFiles {
   return dnsmasqFiles(ctx.tools.runDir, spec.name);
 }
@@ -91,9 +102,7 @@ export const dnsmasq: ResourceHandler<DnsmasqSpec, DnsmasqObservation> = {
     if (hosts !== undefined) obs.hosts = hosts;
     const pid = Number(pidText?.trim());
     if (Number.isInteger(pid) && pid > 0) {
-      const argv = await ctx.processArgv(pid);
-      // Only a dnsmasq started with our config counts: a recycled pid is not ours.
-      if (argv?.[0]?.endsWith("dnsmasq") && argv.includes(`--conf-file=${f.conf}`)) obs.pid = pid;
+      if (isOurDnsmasq(await ctx.processArgv(pid), f.conf)) obs.pid = pid;
     }
     return obs;
   },

@@ -7,7 +7,7 @@ import { reconcile } from "../engine.ts";
 import { RecordingRunner } from "../exec/recording-runner.ts";
 import { fixture, fixtureContext as ctx } from "./fixtures.ts";
 import { Toolbox } from "../tools.ts";
-import { libvirtNetwork, networkXml, networkXmlPath, parseNetInfo, parseNetworkXml } from "./libvirt.ts";
+import { libvirtNetwork, networkXml, networkXmlPath, parseNetInfo, parseNetList, parseNetworkXml } from "./libvirt.ts";
 
 const spec: LibvirtNetworkSpec = {
   kind: "libvirt-network",
@@ -37,6 +37,20 @@ describe("virsh output parsing (real libvirt 9.0 output)", () => {
     expect(parseNetInfo(fixture("libvirt/net-info-active.txt"))).toEqual({ active: true, autostart: true, persistent: true });
     expect(parseNetInfo(fixture("libvirt/net-info-inactive.txt")).active).toBe(false);
     expect(() => parseNetInfo("error: failed to get network\n")).toThrow(/virsh net-info/);
+  });
+
+  it("reads every network's state from one net-list --all, as net-info gives it per network", () => {
+    const list = parseNetList(fixture("libvirt/net-list-all-mixed.txt"));
+    expect([...list.keys()]).toEqual(["datain", "legacy", "scratch", "secure", "service"]);
+    // captured at the same moment: persistent but stopped, transient and running, ours and running
+    for (const name of ["legacy", "scratch", "secure"]) {
+      expect(list.get(name), name).toEqual(parseNetInfo(fixture(`libvirt/net-info-${name}-mixed.txt`)));
+    }
+    expect(list.get("legacy")).toEqual({ active: false, autostart: false, persistent: true });
+    expect(list.get("scratch")).toEqual({ active: true, autostart: false, persistent: false });
+    expect(parseNetList(fixture("libvirt/net-list-all-lab.txt")).get("secure")).toEqual({ active: true, autostart: true, persistent: true });
+    expect(parseNetList("\n").size).toBe(0);
+    expect(() => parseNetList("error: failed to connect to the hypervisor\n")).toThrow(/virsh net-list --all/);
   });
 });
 
@@ -105,9 +119,11 @@ describe("libvirt-network apply through the engine", () => {
     let active = false;
     const v = (...args: string[]) => new Toolbox({ runDir }).virsh(...args);
     const runner = new RecordingRunner()
-      .reply(v("net-list", "--all", "--name"), () => ({ stdout: defined ? fixture("libvirt/net-list-name.txt") : "\n" }))
+      // the real rows of secure, stopped (legacy's row) or running; nothing before net-define
+      .reply(v("net-list", "--all"), () => ({
+        stdout: !defined ? "\n" : active ? fixture("libvirt/net-list-all-lab.txt").split("\n").filter((l) => /^ secure /.test(l)).join("\n") + "\n" : " secure    inactive   no    yes\n",
+      }))
       .reply(v("net-dumpxml", "--inactive", "secure"), () => ({ stdout: fixture("libvirt/secure-inactive.xml") }))
-      .reply(v("net-info", "secure"), () => ({ stdout: fixture(active ? "libvirt/net-info-active.txt" : "libvirt/net-info-inactive.txt") }))
       .reply(v("net-define", path), () => {
         // virsh opens the file itself: it must be complete when virsh runs.
         seen.push(readFileSync(path, "utf8"));
@@ -141,6 +157,8 @@ describe("libvirt-network apply through the engine", () => {
       const [second] = await reconcile([spec], opts);
       expect(second).toMatchObject({ result: true, changed: false, commands: [] });
       expect(host.runner.calls.slice(before).filter((c) => c.mutating)).toEqual([]);
+      // a converged network costs two reads: net-list --all and its XML
+      expect(host.runner.calls.slice(before).map((c) => c.argv[4])).toEqual(["net-list", "net-dumpxml"]);
     } finally {
       rmSync(runDir, { recursive: true, force: true });
     }

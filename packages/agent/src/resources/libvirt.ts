@@ -73,8 +73,30 @@ export function parseNetworkXml(xml: string): Omit<LibvirtNetworkState, "active"
   return state;
 }
 
+export interface NetState {
+  active: boolean;
+  autostart: boolean;
+  persistent: boolean;
+}
+
+/**
+ * Parses `virsh -q net-list --all`: one row per network, "Name State
+ * Autostart Persistent" (the header is left out by -q). One call gives what
+ * `net-info` gives per network.
+ */
+export function parseNetList(text: string): Map<string, NetState> {
+  const out = new Map<string, NetState>();
+  for (const line of text.split("\n")) {
+    if (!line.trim()) continue;
+    const m = /^\s*(\S.*?)\s+(active|inactive)\s+(yes|no)\s+(yes|no)\s*$/.exec(line);
+    if (!m) throw new ParseError("virsh net-list --all", `unexpected line ${JSON.stringify(line)}`);
+    out.set(m[1]!, { active: m[2] === "active", autostart: m[3] === "yes", persistent: m[4] === "yes" });
+  }
+  return out;
+}
+
 /** Parses `virsh net-info NAME` ("Active: yes" lines). */
-export function parseNetInfo(text: string): { active: boolean; autostart: boolean; persistent: boolean } {
+export function parseNetInfo(text: string): NetState {
   const fields = new Map<string, string>();
   for (const line of text.split("\n")) {
     const m = /^([A-Za-z ]+):\s+(.*)$/.exec(line.trim());
@@ -116,9 +138,9 @@ function defineCommands(spec: LibvirtNetworkSpec, ctx: PlanContext, uuid?: strin
   return [writeFileStep(path, networkXml(spec, ctx.owner, uuid)), mutate(ctx.tools.virsh("net-define", path))];
 }
 
-export async function observeNetworkNames(ctx: ObserveContext): Promise<string[]> {
-  const out = await ctx.read(ctx.tools.virsh("net-list", "--all", "--name"));
-  return out.stdout.split("\n").map((l) => l.trim()).filter(Boolean);
+/** Every libvirt network with its state, from one `virsh net-list --all` (shared by all resources of a pass). */
+export async function observeNetworks(ctx: ObserveContext): Promise<Map<string, NetState>> {
+  return parseNetList((await ctx.read(ctx.tools.virsh("net-list", "--all"))).stdout);
 }
 
 /**
@@ -128,13 +150,10 @@ export async function observeNetworkNames(ctx: ObserveContext): Promise<string[]
 export const libvirtNetwork: ResourceHandler<LibvirtNetworkSpec, LibvirtObservation> = {
   kind: "libvirt-network",
   async observe(spec, ctx) {
-    const names = await observeNetworkNames(ctx);
-    if (!names.includes(spec.name)) return { exists: false };
-    const [xml, info] = await Promise.all([
-      ctx.read(ctx.tools.virsh("net-dumpxml", "--inactive", spec.name)),
-      ctx.read(ctx.tools.virsh("net-info", spec.name)),
-    ]);
-    return { exists: true, state: { ...parseNetworkXml(xml.stdout), ...parseNetInfo(info.stdout) } };
+    const info = (await observeNetworks(ctx)).get(spec.name);
+    if (!info) return { exists: false };
+    const xml = await ctx.read(ctx.tools.virsh("net-dumpxml", "--inactive", spec.name));
+    return { exists: true, state: { ...parseNetworkXml(xml.stdout), ...info } };
   },
   plan(spec, observed, ctx) {
     const v = ctx.tools.virsh.bind(ctx.tools);

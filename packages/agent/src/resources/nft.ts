@@ -1,8 +1,8 @@
 import { z } from "zod";
 import { sha256Hex, type EgressRule, type NftTableSpec } from "@netfleet/shared";
-import { mutate } from "../exec/runner.ts";
+import { ExecError, mutate } from "../exec/runner.ts";
 import { parseJson } from "./ip-link.ts";
-import type { Changes, ResourceHandler, ResourcePlan } from "./types.ts";
+import type { Changes, ObserveContext, ResourceHandler, ResourcePlan } from "./types.ts";
 
 /** The static allow sets, by protocol: `vm . destination . port`, or `vm . destination` for all ports. */
 export const STATIC_SETS = ["allow_tcp", "allow_udp", "allow_all_tcp", "allow_all_udp"] as const;
@@ -155,15 +155,32 @@ export function parseNftTable(stdout: string): NftObservation {
   return obs;
 }
 
+const noTable = (): NftObservation => ({ exists: false, elements: { allow_tcp: [], allow_udp: [], allow_all_tcp: [], allow_all_udp: [] } });
+
+/**
+ * The table `inet netfleet` as nft lists it (one read, shared by the
+ * nft-table resource and the owned cleanup). Without nft installed there is
+ * no table of ours: we would have made it with nft.
+ */
+export async function observeNftTable(ctx: ObserveContext, options: { nftMayBeMissing?: boolean } = {}): Promise<NftObservation> {
+  let out;
+  try {
+    out = await ctx.read(["nft", "-j", "list", "table", "inet", "netfleet"], { allowFailure: true });
+  } catch (err) {
+    if (options.nftMayBeMissing && err instanceof ExecError && err.exitCode === 127 && /\bENOENT\b/.test(err.stderr)) return noTable();
+    throw err;
+  }
+  if (out.exitCode !== 0) {
+    if (/No such file or directory/.test(out.stderr)) return noTable();
+    throw new Error(`nft -j list table inet netfleet exited ${out.exitCode}: ${out.stderr.trim()}`);
+  }
+  return parseNftTable(out.stdout);
+}
+
 export const nftTable: ResourceHandler<NftTableSpec, NftObservation> = {
   kind: "nft-table",
-  async observe(_spec, ctx) {
-    const out = await ctx.read(["nft", "-j", "list", "table", "inet", "netfleet"], { allowFailure: true });
-    if (out.exitCode !== 0) {
-      if (/No such file or directory/.test(out.stderr)) return { exists: false, elements: { allow_tcp: [], allow_udp: [], allow_all_tcp: [], allow_all_udp: [] } };
-      throw new Error(`nft -j list table inet netfleet exited ${out.exitCode}: ${out.stderr.trim()}`);
-    }
-    return parseNftTable(out.stdout);
+  observe(_spec, ctx) {
+    return observeNftTable(ctx);
   },
   plan(spec, obs): ResourcePlan {
     const { text, hash } = nftRuleset(spec);

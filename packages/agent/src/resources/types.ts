@@ -20,13 +20,19 @@ export interface PlanContext {
   tools: Toolbox;
 }
 
-/** Reads only. Memoised per pass so that resources of one kind share a single call. */
-export interface ObserveContext extends PlanContext {
-  read(argv: string[], options?: { allowFailure?: boolean }): Promise<{ stdout: string; exitCode: number; stderr: string }>;
+/** What the agent reads of the host itself, without running a program. */
+export interface HostAccess {
   /** A file's content, or undefined when it does not exist. */
   readFile(path: string): Promise<string | undefined>;
+  /** The names in a directory, sorted, or undefined when it does not exist. */
+  listDir(path: string): Promise<string[] | undefined>;
   /** A live process's argv, or undefined when no such process runs. */
   processArgv(pid: number): Promise<string[] | undefined>;
+}
+
+/** Reads only. Memoised per pass so that resources of one kind share a single call. */
+export interface ObserveContext extends PlanContext, HostAccess {
+  read(argv: string[], options?: { allowFailure?: boolean }): Promise<{ stdout: string; exitCode: number; stderr: string }>;
 }
 
 /**
