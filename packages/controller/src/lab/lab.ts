@@ -273,7 +273,9 @@ export async function labUp(o: LabOptions, log: (line: string) => void = () => {
       let pid = runningIn(agentPidfile(h), agentCli, h.namespace);
       if (pid === undefined) {
         mkdirSync(h.agentDir, { recursive: true });
-        const args = ["run", "--site", topo.site, "--nats", topo.controller.url, "--token", token, "--name", h.name, "--state-dir", join(h.agentDir, "state")];
+        const tokenFile = join(h.agentDir, "join-token");
+        writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 }); // a file, not argv: ps shows argv to everyone
+        const args = ["run", "--site", topo.site, "--nats", topo.controller.url, "--token-file", tokenFile, "--name", h.name, "--state-dir", join(h.agentDir, "state")];
         pid = startDetached(agentCommand(o, labHost(h), args), agentPidfile(h), join(h.agentDir, "agent.log"));
         step(`agent ${h.name} started (pid ${pid}), enrolling`);
       }
