@@ -6,6 +6,7 @@ import { bootstrapHosts, type HostOutcome } from "../bootstrap/bootstrap.ts";
 import { buildAgentBundle } from "../bootstrap/bundle.ts";
 import { writeImageFiles } from "../bootstrap/image.ts";
 import { loadIdentity, type SshOptions } from "../bootstrap/ssh.ts";
+import { limitHosts } from "./rollout.ts";
 import type { CommandOutput } from "../output.ts";
 
 export interface BootstrapOptions {
@@ -75,10 +76,6 @@ export function bootstrapOptions(v: BootstrapFlags): BootstrapOptions {
   return o;
 }
 
-function globToRegExp(pattern: string): RegExp {
-  return new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".")}$`);
-}
-
 /** The key to log in with: --identity, else the first default key file, else ssh-agent. */
 function sshAuth(identity: string | undefined): SshOptions["auth"] {
   if (identity) return { privateKey: loadIdentity(identity), identityFile: identity };
@@ -106,14 +103,7 @@ export async function bootstrapCommand(inventory: Inventory, o: BootstrapOptions
   if (o.imageRoot !== undefined) return imageCommand(inventory, o, o.imageRoot, out);
   let hosts = inventory.hosts;
   if (o.limit?.length) {
-    const unmatched: string[] = [];
-    const chosen = new Set<string>();
-    for (const p of o.limit) {
-      const re = globToRegExp(p);
-      const hit = inventory.hosts.filter((h) => re.test(h.name) || h.groups.some((g) => re.test(g)) || re.test(h.role));
-      if (hit.length === 0) unmatched.push(p);
-      for (const h of hit) chosen.add(h.name);
-    }
+    const { hosts: chosen, unmatched } = limitHosts(inventory, o.limit);
     if (unmatched.length > 0) {
       out.error(`netfleet bootstrap: --limit ${unmatched.join(",")} matches no host, group or role of site ${inventory.site.name}`);
       return 64;
