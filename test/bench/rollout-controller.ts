@@ -1,0 +1,123 @@
+/**
+ * The controller side of one benchmark rollout, in a process of its own so
+ * its memory is its own (spawned by rollout.ts; argument: a 0600 JSON file).
+ * What `netfleet rollout` does: ControlPlane.connect, then Rollout.run over
+ * every host (default waves: a canary, then 25 % batches). The clock starts
+ * right before run(); each host's time is when its report of the new
+ * revision reached this process. nats-server's /varz message counters are
+ * read at both ends of the window.
+ *
+ * Prints one JSON line: {"event":"result", ...}.
+ */
+import { readFileSync } from "node:fs";
+import { ControlPlane, Rollout, type RolloutEvent, type RolloutTarget } from "@netfleet/controller";
+import { reportSubject, sealAssignment, type Host, type SigningKeys } from "@netfleet/shared";
+
+export interface ControllerArgs {
+  site: string;
+  servers: string[];
+  user: string;
+  password: string;
+  enrollPassword: string;
+  token: string;
+  signing: SigningKeys;
+  credentialsDir: string;
+  monitorUrl: string;
+  hosts: Host[];
+  applyTimeoutMs: number;
+}
+
+const a = JSON.parse(readFileSync(process.argv[2]!, "utf8")) as ControllerArgs;
+const out = (e: Record<string, unknown>) => process.stdout.write(JSON.stringify(e) + "\n");
+
+async function varz(): Promise<{ in_msgs: number; out_msgs: number; in_bytes: number; out_bytes: number }> {
+  const res = await fetch(`${a.monitorUrl}/varz`, { signal: AbortSignal.timeout(5000) });
+  return (await res.json()) as { in_msgs: number; out_msgs: number; in_bytes: number; out_bytes: number };
+}
+
+const cp = await ControlPlane.connect({
+  site: a.site,
+  servers: a.servers,
+  user: a.user,
+  password: a.password,
+  hosts: a.hosts,
+  enrollmentToken: a.token,
+  enrollmentPassword: a.enrollPassword,
+  signing: a.signing,
+  credentialsDir: a.credentialsDir,
+});
+
+// Four sysctls per host: what the simulated hosts can hold. Every host is fresh (enrolled, nothing
+// desired yet), so any report of revision >= 1 is this rollout's.
+const targets: RolloutTarget[] = a.hosts.map(({ name: host, role }) => ({
+  host,
+  role,
+  assignment: sealAssignment({
+    apiVersion: "netfleet.dev/v1",
+    kind: "HostAssignment",
+    site: a.site,
+    host,
+    role,
+    resources: [1, 2, 3, 4].map((k) => ({ kind: "sysctl" as const, name: `net.bench.k${k}`, value: "1" })),
+  }),
+}));
+
+// When each host's report of this rollout's revision arrives. This subscription's copies are
+// subtracted from the message count: they exist only to measure.
+let t0 = 0;
+const reportedAt = new Map<string, number>();
+let probeMsgs = 0;
+let allReported: () => void = () => {};
+const everyone = new Promise<void>((r) => (allReported = r));
+const probe = cp.nc.subscribe(reportSubject(a.site, "*"));
+void (async () => {
+  for await (const m of probe) {
+    probeMsgs++;
+    const r = JSON.parse(m.string()) as { host: string; revision: number; rolledBack: boolean; summary: { failed: number } };
+    if (r.revision >= 1 && !r.rolledBack && !reportedAt.has(r.host)) {
+      reportedAt.set(r.host, performance.now() - t0);
+      if (reportedAt.size === a.hosts.length) allReported();
+    }
+  }
+})();
+await cp.nc.flush();
+
+const events: Record<string, number> = {};
+let done: Extract<RolloutEvent, { event: "done" }> | undefined;
+let waves = 0;
+const emit = (e: RolloutEvent) => {
+  events[e.event] = (events[e.event] ?? 0) + 1;
+  if (e.event === "rollout") waves = e.waves.length;
+  if (e.event === "done") done = e;
+};
+
+const before = await varz();
+t0 = performance.now();
+const { result } = await new Rollout(cp, targets, { applyTimeoutMs: a.applyTimeoutMs }, emit).run();
+const runMs = performance.now() - t0;
+// The probe may trail the rollout's own subscription by a moment; bounded.
+await Promise.race([everyone, new Promise((r) => setTimeout(r, 3000))]);
+await cp.nc.flush();
+const after = await varz();
+const times = [...reportedAt.values()].sort((x, y) => x - y);
+const pct = (p: number) => (times.length ? times[Math.min(times.length - 1, Math.ceil((p / 100) * times.length) - 1)]! : NaN);
+out({
+  event: "result",
+  result,
+  hosts: a.hosts.length,
+  reported: reportedAt.size,
+  waves,
+  convergeMs: Math.round(times.at(-1) ?? NaN),
+  p50Ms: Math.round(pct(50)),
+  p99Ms: Math.round(pct(99)),
+  runMs: Math.round(runMs),
+  maxRssMb: Math.round(process.resourceUsage().maxRSS / 1024),
+  heapUsedMb: Math.round(process.memoryUsage().heapUsed / 2 ** 20),
+  messages: after.in_msgs + after.out_msgs - (before.in_msgs + before.out_msgs) - probeMsgs,
+  bytes: after.in_bytes + after.out_bytes - (before.in_bytes + before.out_bytes),
+  failed: done?.failed.length ?? 0,
+  events,
+});
+probe.unsubscribe();
+await cp.close();
+process.exit(0);

@@ -1,0 +1,281 @@
+/**
+ * Fleet-scale rollout benchmark: N simulated agents against a real
+ * nats-server on loopback.
+ *
+ * Three kinds of processes, so that the controller's memory is its own:
+ * - this one: nats-server (monitoring on 127.0.0.1) and the controller
+ *   service (`netfleet serve`'s ControlPlane.serve: enrollment, reports,
+ *   heartbeats), which stays up through the rollout as it would on site;
+ * - one or two agent processes (rollout-agents.ts): real NatsAgents on a
+ *   simulated host whose every command sleeps 5-20 ms, enrolled with the
+ *   join token before the clock starts;
+ * - the controller (rollout-controller.ts): `netfleet rollout` — ControlPlane
+ *   + Rollout with its defaults (canary, then 25 % waves) — timed from
+ *   run() to the last host's report of the new revision; its peak RSS.
+ *
+ * Everything it starts it stops; every wait is bounded.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import { appendFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { ControlPlane, NatsServer, controllerUser, enrollmentUser } from "@netfleet/controller";
+import { generateSigningKeys, type Host } from "@netfleet/shared";
+import { inventoryHost } from "../nats/harness.ts";
+import type { AgentsArgs } from "./rollout-agents.ts";
+import type { ControllerArgs } from "./rollout-controller.ts";
+
+export interface RolloutRow {
+  agents: number;
+  /** Rollout start to the last host's report of the new revision applied. */
+  convergeMs: number;
+  /** Per host, rollout start to its report. */
+  p50Ms: number;
+  p99Ms: number;
+  /** Peak RSS of the controller process running the rollout. */
+  controllerRssMb: number;
+  /** nats-server in_msgs + out_msgs over the rollout, per host. */
+  messagesPerHost: number;
+  /** Informational: until Rollout.run() returned (its final state write and lock release included). */
+  runMs: number;
+  /** Informational, before the clock: every agent enrolled and connected. */
+  enrollMs: number;
+  waves: number;
+  /** Hosts that did not report the new revision, or reported a failure. */
+  failed: number;
+  /** nats-server's max_payload when the bench raised it (see RolloutBenchOptions.maxPayloadMb). */
+  natsMaxPayloadMb?: number;
+  /** Set by run.ts when this size could not be measured (the figures are then NaN, null in JSON). */
+  error?: string;
+}
+
+export interface RolloutBenchOptions {
+  /** Per-command latency of the simulated hosts, uniform in [min, max] ms. */
+  minDelayMs?: number;
+  maxDelayMs?: number;
+  /** Run the controller process under `node --cpu-prof` writing into this directory. */
+  cpuProfDir?: string;
+  /**
+   * Raise nats-server's max_payload (default 1 MB) to this many MB. The
+   * rollout keeps its whole state (every host's progress) in one KV value,
+   * which outgrows 1 MB between 5,000 and 10,000 hosts: with the stock
+   * limit the rollout dies at its first state write.
+   */
+  maxPayloadMb?: number;
+}
+
+const SITE = "bench";
+const TOKEN = "bench-enrollment-token-0123456789";
+const HERE = import.meta.dirname;
+
+/** Agents per agent process: above this, two processes (two cores). */
+const PER_PROCESS = 1000;
+
+interface Child {
+  name: string;
+  child: ChildProcess;
+  /** Resolves with the first stdout JSON line with this event; rejects on exit or timeout. */
+  waitFor(event: string, timeoutMs: number): Promise<Record<string, unknown>>;
+  exited: Promise<void>;
+}
+
+function spawnChild(name: string, file: string, arg: string, log: (l: string) => void, execArgv: string[] = []): Child {
+  const child = spawn(process.execPath, [...execArgv, file, arg], { stdio: ["pipe", "pipe", "pipe"] });
+  const lines: Record<string, unknown>[] = [];
+  const waiters = new Set<() => void>();
+  createInterface({ input: child.stdout! }).on("line", (line) => {
+    try {
+      lines.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      log(`${name}: ${line}`);
+    }
+    for (const w of waiters) w();
+  });
+  createInterface({ input: child.stderr! }).on("line", (line) => log(`${name}: ${line}`));
+  let exitCode: number | null | undefined;
+  const exited = new Promise<void>((resolve) =>
+    child.once("exit", (code, signal) => {
+      exitCode = code ?? (signal ? -1 : null);
+      for (const w of waiters) w();
+      resolve();
+    }),
+  );
+  return {
+    name,
+    child,
+    exited,
+    waitFor(event, timeoutMs) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const hit = lines.find((l) => l.event === event);
+          if (hit) return done(() => resolve(hit));
+          if (exitCode !== undefined) return done(() => reject(new Error(`${name} exited (${exitCode}) before "${event}"`)));
+        };
+        const timer = setTimeout(() => done(() => reject(new Error(`${name}: no "${event}" within ${timeoutMs} ms`))), timeoutMs);
+        const done = (f: () => void) => {
+          clearTimeout(timer);
+          waiters.delete(check);
+          f();
+        };
+        waiters.add(check);
+        check();
+      });
+    },
+  };
+}
+
+/** Asks a child to stop (a line on stdin, then SIGTERM), SIGKILL after the grace time; always reaped. */
+async function stopChild(c: Child, graceMs: number): Promise<void> {
+  if (c.child.exitCode !== null || c.child.signalCode !== null) return;
+  c.child.stdin?.end("stop\n");
+  const term = setTimeout(() => c.child.kill("SIGTERM"), graceMs / 2);
+  const kill = setTimeout(() => c.child.kill("SIGKILL"), graceMs);
+  await c.exited;
+  clearTimeout(term);
+  clearTimeout(kill);
+}
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once("error", () => resolve(false));
+    s.listen(port, "127.0.0.1", () => s.close(() => resolve(true)));
+  });
+}
+
+/** A client port P with P and P+200 (monitoring) free on loopback. */
+async function freeBasePort(): Promise<number> {
+  for (let i = 0; i < 50; i++) {
+    const p = 34000 + Math.floor(Math.random() * 150) * 2 + i;
+    if ((await portFree(p)) && (await portFree(p + 200))) return p;
+  }
+  throw new Error("bench: no free port pair found in 34000-34550");
+}
+
+export async function rolloutBench(agents: number, log: (line: string) => void, options: RolloutBenchOptions = {}): Promise<RolloutRow> {
+  const minDelayMs = options.minDelayMs ?? 5;
+  const maxDelayMs = options.maxDelayMs ?? 20;
+  // Agent state on tmpfs when there is one: 10,000 hosts' checkpoints on one disk is not what a fleet does.
+  const root = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
+  const dir = await mkdtemp(join(root, "nf-bench-"));
+  const names = Array.from({ length: agents }, (_, i) => (i === 0 ? "backend" : `hv${i}`));
+  const hosts: Host[] = names.map((h) => ({ ...inventoryHost(h), role: h === "backend" ? "backend" : "vmhost" }));
+  const password = randomBytes(18).toString("base64url");
+  const enrollPassword = randomBytes(18).toString("base64url");
+  const signing = generateSigningKeys();
+  const children: Child[] = [];
+  let server: NatsServer | undefined;
+  let service: ControlPlane | undefined;
+  try {
+    server = await NatsServer.start({ dir: join(dir, "nats"), nodes: 1, basePort: await freeBasePort(), users: [controllerUser("controller", password), enrollmentUser(SITE, enrollPassword)] });
+    const node = server.nodes[0]!;
+    if (options.maxPayloadMb) {
+      // Picked up by the reload that serve() does when it writes the user list.
+      await appendFile(node.configFile, `max_payload: ${options.maxPayloadMb * 2 ** 20}\n`);
+    }
+    service = await ControlPlane.connect({
+      site: SITE,
+      servers: server.urls,
+      user: "controller",
+      password,
+      hosts,
+      enrollmentToken: TOKEN,
+      enrollmentPassword: enrollPassword,
+      signing,
+      credentialsDir: join(dir, "credentials"),
+      userDirectory: server,
+    });
+    await service.serve();
+    if (options.maxPayloadMb) {
+      const varz = (await (await fetch(`${node.monitorUrl}/varz`, { signal: AbortSignal.timeout(5000) })).json()) as { max_payload: number };
+      if (varz.max_payload !== options.maxPayloadMb * 2 ** 20) throw new Error(`bench: nats-server max_payload is ${varz.max_payload}, not ${options.maxPayloadMb} MB`);
+    }
+
+    // Agents: enrolled and connected before the clock starts.
+    const t = performance.now();
+    const parts = agents > PER_PROCESS ? 2 : 1;
+    for (let p = 0; p < parts; p++) {
+      const arg: AgentsArgs = {
+        site: SITE,
+        servers: server.urls,
+        enrollPassword,
+        token: TOKEN,
+        names: names.filter((_, i) => i % parts === p),
+        stateRoot: join(dir, "agents"),
+        minDelayMs,
+        maxDelayMs,
+        concurrency: 1000,
+      };
+      children.push(spawnChild(`agents${p}`, join(HERE, "rollout-agents.ts"), JSON.stringify(arg), log));
+    }
+    const enrollTimeoutMs = 60_000 + agents * 20;
+    const ready = await Promise.all(children.map((c) => c.waitFor("ready", enrollTimeoutMs)));
+    const enrollMs = Math.round(performance.now() - t);
+    const enrolled = ready.reduce((s, r) => s + Number(r.enrolled), 0);
+    if (enrolled !== agents) throw new Error(`bench: only ${enrolled} of ${agents} agents enrolled`);
+    log(`rollout ${agents}: ${agents} agents enrolled in ${enrollMs} ms (agent processes: ${ready.map((r) => `${r.rssMb} MB`).join(", ")})`);
+
+    // The controller, in a process of its own.
+    const args: ControllerArgs = {
+      site: SITE,
+      servers: server.urls,
+      user: "controller",
+      password,
+      enrollPassword,
+      token: TOKEN,
+      signing,
+      credentialsDir: join(dir, "credentials"),
+      monitorUrl: node.monitorUrl,
+      hosts,
+      applyTimeoutMs: 60_000,
+    };
+    const argFile = join(dir, "controller.json");
+    await writeFile(argFile, JSON.stringify(args), { mode: 0o600 });
+    const execArgv = options.cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfDir}`, `--cpu-prof-name=controller-${agents}.cpuprofile`] : [];
+    const controller = spawnChild("controller", join(HERE, "rollout-controller.ts"), argFile, log, execArgv);
+    children.push(controller);
+    const r = await controller.waitFor("result", 120_000 + agents * 20);
+    await controller.exited;
+    if (r.reported !== agents || r.result !== "success") log(`rollout ${agents}: result ${String(r.result)}, ${String(r.reported)} of ${agents} reported, events ${JSON.stringify(r.events)}`);
+    return {
+      agents,
+      convergeMs: r.convergeMs as number,
+      p50Ms: r.p50Ms as number,
+      p99Ms: r.p99Ms as number,
+      controllerRssMb: r.maxRssMb as number,
+      messagesPerHost: Math.round(((r.messages as number) / agents) * 10) / 10,
+      runMs: r.runMs as number,
+      enrollMs,
+      waves: r.waves as number,
+      failed: agents - (r.reported as number) + (r.failed as number),
+      ...(options.maxPayloadMb ? { natsMaxPayloadMb: options.maxPayloadMb } : {}),
+    };
+  } catch (err) {
+    // What the server saw is usually the explanation.
+    const logFile = server?.nodes[0]?.logFile;
+    const tail = logFile ? (await readFile(logFile, "utf8").catch(() => "")).trimEnd().split("\n").slice(-15) : [];
+    for (const line of tail) log(`nats-server: ${line}`);
+    throw err;
+  } finally {
+    await Promise.all(children.map((c) => stopChild(c, 30_000)));
+    await service?.close().catch(() => {});
+    await server?.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** sh scripts/node.sh test/bench/rollout.ts N [--cpu-prof DIR] [--max-payload-mb MB]: one row, as JSON. */
+if (import.meta.main) {
+  const n = Number(process.argv[2] ?? 100);
+  const i = process.argv.indexOf("--cpu-prof");
+  const m = process.argv.indexOf("--max-payload-mb");
+  const row = await rolloutBench(n, (l) => process.stderr.write(`[bench] ${l}\n`), {
+    ...(i > 0 ? { cpuProfDir: process.argv[i + 1]! } : {}),
+    ...(m > 0 ? { maxPayloadMb: Number(process.argv[m + 1]) } : {}),
+  });
+  process.stdout.write(JSON.stringify(row) + "\n");
+}
