@@ -1,4 +1,8 @@
-import { main } from "./main.ts";
+import { enableCompileCache } from "node:module";
+
+// Node keeps the compiled (type-stripped) modules on disk: a later start skips that work.
+enableCompileCache();
+const { main } = await import("./main.ts");
 
 // `netfleet plan ... | head` closes the pipe early: that is not an error.
 process.stdout.on("error", (err: NodeJS.ErrnoException) => {
