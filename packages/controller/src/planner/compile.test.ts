@@ -9,6 +9,17 @@ const root = join(import.meta.dirname, "..", "..", "..", "..");
 const site = (name: string) => loadInventory(join(root, "inventories", name));
 
 describe("planner", () => {
+  it("a host's own uplink block overrides only the keys it names; the rest comes from its groups", () => {
+    const inv = loadInventory(join(import.meta.dirname, "..", "..", "..", "..", "inventories", "reference"));
+    const hv3 = inv.hosts.find((h) => h.name === "hv3")!;
+    // hv3 sets mode and bond_mode; members, miimon and mtu are the vmhosts group's
+    expect(hv3.uplink).toMatchObject({ mode: "ovs-trunk", bond_mode: "active-backup", members: ["eno1", "eno2"], miimon: 100, mtu: 9000 });
+    // and defaults still fill what nobody set
+    expect(hv3.uplink).toMatchObject({ bond: "bond0", datapath: "system", trunk_bridge: "br-uplink" });
+    const a = compileSite(inv).find((x) => x.host === "hv3")!;
+    expect(JSON.stringify(a)).toContain('"mtu":9000');
+  });
+
   it("is deterministic: the same inventory gives byte-identical assignments", () => {
     const a = compileSite(site("reference")).map((x) => canonicalJson(x));
     const b = compileSite(site("reference")).map((x) => canonicalJson(x));

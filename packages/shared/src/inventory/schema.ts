@@ -101,10 +101,26 @@ export const UplinkSpec = z.strictObject({
   trunk_bridge: interfaceName.default("br-uplink").describe("ovs-trunk mode: the bridge holding the bond"),
 });
 
+/**
+ * The uplink as a group or host writes it: every field optional and, unlike
+ * `UplinkSpec.partial()`, no defaults filled in. A default here would
+ * override the value a host's group set (zod applies a default inside an
+ * optional); defaults are applied once, after groups and host are merged.
+ */
+export const UplinkSettings = z.strictObject(
+  Object.fromEntries(
+    Object.entries(UplinkSpec.shape).map(([key, field]) => {
+      const t = field as z.ZodType;
+      const bare = t instanceof z.ZodDefault ? (t.unwrap() as z.ZodType) : t;
+      return [key, (t.description ? bare.describe(t.description) : bare).optional()];
+    }),
+  ) as { [K in keyof typeof UplinkSpec.shape]: z.ZodOptional<z.ZodType<z.output<(typeof UplinkSpec.shape)[K]>>> },
+);
+
 /** Settings a group gives its hosts and a host may override. */
 const hostSettingsShape = {
   role: z.enum(["vmhost", "backend"]),
-  uplink: UplinkSpec.partial(),
+  uplink: UplinkSettings,
   networks: z.array(z.string()).describe("Networks this host carries (a backend carries all)"),
   labels: z.record(
     z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, "must be a label key: 1-63 of a-z 0-9 _ . -, starting with a letter or digit"),
