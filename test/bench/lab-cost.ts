@@ -65,7 +65,7 @@ export async function labCost(repoRoot: string, log: (line: string) => void): Pr
     const pid = readPidfile(join(vmhost.agentDir, "agent.pid"));
     if (pid) process.kill(pid, "SIGTERM");
     const real: HostAssignment = decodeAssignment(file(vmhost), readFileSync(file(vmhost), "utf8"));
-    const empty = sealAssignment({ ...real, resources: [{ kind: "owned-cleanup", name: "host", keep: { links: [], ovsBridges: [], libvirtNetworks: [] } }] });
+    const empty = sealAssignment({ ...real, resources: [{ kind: "owned-cleanup", name: "host", keep: { links: [], ovsBridges: [], libvirtNetworks: [], dnsmasq: [], nftTable: false } }] });
     const emptyFile = join(lab.runDir, "assignments", `${vmhost.name}.empty.json`);
     writeFileSync(emptyFile, JSON.stringify(empty));
     const wipe = cost(vmhost, emptyFile, 1)[0]!;

@@ -178,9 +178,9 @@ export const OwnedCleanupSpec = z.strictObject({
     /** Also the libvirt XML files the agent wrote for them (<runDir>/libvirt/<net>.xml). */
     libvirtNetworks: z.array(z.string()),
     /** Networks whose dnsmasq (process and files in <runDir>/dnsmasq) stays. */
-    dnsmasq: z.array(z.string().regex(NETWORK_NAME)).optional(),
+    dnsmasq: z.array(z.string().regex(NETWORK_NAME)),
     /** Whether the table `inet netfleet` stays (the host holds the gateway role). */
-    nftTable: z.boolean().optional(),
+    nftTable: z.boolean(),
   }),
 });
 

@@ -165,7 +165,7 @@ export class NatsAgent {
       await this.daemon?.stop();
       this.daemon = undefined;
       const results = await reconcile(
-        [{ kind: "owned-cleanup", name: "host", keep: { links: [], ovsBridges: [], libvirtNetworks: [] } }],
+        [{ kind: "owned-cleanup", name: "host", keep: { links: [], ovsBridges: [], libvirtNetworks: [], dnsmasq: [], nftTable: false } }],
         { runner: this.options.runner, tools: this.options.tools, owner: this.options.site },
       );
       this.log({ event: "restored-empty", undone: current?.hash });

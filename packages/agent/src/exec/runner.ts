@@ -99,7 +99,8 @@ export class ExecaRunner implements Runner {
         timeout: this.timeoutMs,
         maxBuffer: 64 * 1024 * 1024,
         stripFinalNewline: false,
-        env: this.env,
+        // Parsers read English text (virsh net-list, ip, nft): never a translated one.
+        env: { LC_ALL: "C", ...this.env },
       });
       result = {
         stdout: String(out.stdout ?? ""),

@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { resourceId, type HostAssignment, type Inventory, type ResourceSpec } from "@netfleet/shared";
-import { EmptyHostRunner, reconcile, Toolbox } from "@netfleet/agent";
+import { EmptyHostRunner, emptyHost, reconcile, Toolbox } from "@netfleet/agent";
 import { compileSite } from "../planner/compile.ts";
 import type { CommandOutput } from "../output.ts";
 import { EXIT_INVALID, loadOrReport } from "./validate.ts";
@@ -26,6 +26,7 @@ export async function planHosts(inventory: Inventory, assignments: HostAssignmen
   for (const a of assignments) {
     const results = await reconcile(a.resources, {
       runner: new EmptyHostRunner(hostNics(inventory, a.host)),
+      host: emptyHost, // never the controller machine's own /run/netfleet or processes
       tools: new Toolbox(),
       owner: a.site,
       check: true,
