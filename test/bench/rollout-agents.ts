@@ -97,12 +97,27 @@ createInterface({ input: process.stdin })
 
 const t = performance.now();
 let next = 0;
+const startErrors: string[] = [];
 await Promise.all(
   Array.from({ length: Math.min(a.concurrency, agents.length) }, async () => {
-    while (next < agents.length && !stopping) await agents[next++]!.start();
+    while (next < agents.length && !stopping) {
+      const agent = agents[next++]!;
+      // NatsAgent.start() can throw when the server drops a fresh connection (seen during the
+      // user reloads of a 10,000-agent enrollment); counted, and started again, at most 3 times.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await agent.start();
+          break;
+        } catch (err) {
+          startErrors.push((err as Error).message);
+          if (attempt >= 3 || stopping) break;
+          await new Promise((r) => setTimeout(r, 1000));
+        }
+      }
+    }
   }),
 );
 if (!stopping) {
   const enrolled = agents.filter((x) => x.client.host !== undefined).length;
-  out({ event: "ready", agents: agents.length, enrolled, ms: Math.round(performance.now() - t), rssMb: Math.round(process.memoryUsage().rss / 2 ** 20) });
+  out({ event: "ready", agents: agents.length, enrolled, startErrors: startErrors.length, firstStartError: startErrors[0], ms: Math.round(performance.now() - t), rssMb: Math.round(process.memoryUsage().rss / 2 ** 20) });
 }

@@ -218,6 +218,8 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
     const enrolled = ready.reduce((s, r) => s + Number(r.enrolled), 0);
     if (enrolled !== agents) throw new Error(`bench: only ${enrolled} of ${agents} agents enrolled`);
     log(`rollout ${agents}: ${agents} agents enrolled in ${enrollMs} ms (agent processes: ${ready.map((r) => `${r.rssMb} MB`).join(", ")})`);
+    const startErrors = ready.reduce((s, r) => s + Number(r.startErrors), 0);
+    if (startErrors) log(`rollout ${agents}: NatsAgent.start() threw ${startErrors} times and was retried (first: ${ready.map((r) => r.firstStartError).find(Boolean)})`);
 
     // The controller, in a process of its own.
     const args: ControllerArgs = {
