@@ -41,7 +41,8 @@ const median = (xs: number[]) => {
 };
 
 export async function labCost(repoRoot: string, log: (line: string) => void): Promise<{ noop: NoopRow[]; firstApply: FirstApplyRow; upMs: number }> {
-  const lab: LabOptions = { inventoryDir: join(repoRoot, "inventories", "lab"), prefix: "nfx", runDir: "/tmp/nfx-lab", repoRoot };
+  // File mode: the agents' own cost is what is measured here, not the control plane (the rollout part does that).
+  const lab: LabOptions = { inventoryDir: join(repoRoot, "inventories", "lab"), prefix: "nfx", runDir: "/tmp/nfx-lab", repoRoot, control: "file" };
   await labDown(lab);
   try {
     const t = performance.now();
