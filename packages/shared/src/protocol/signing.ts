@@ -67,9 +67,38 @@ function signedBytes(e: { assignment: HostAssignment; revision: number; signedAt
   return Buffer.from(canonicalJson({ assignment: e.assignment, revision: e.revision, signedAt: e.signedAt, keyId: e.keyId }));
 }
 
+/** Parsed keys by PEM: parsing a key and deriving its id costs more than the signature itself. A controller has one key. */
+const privateKeys = new Map<string, { key: KeyObject; keyId: string }>();
+const publicKeys = new Map<string, { key: KeyObject; keyId: string }>();
+const KEY_CACHE_MAX = 16;
+
+function remember<T>(cache: Map<string, T>, pem: string, make: () => T): T {
+  let hit = cache.get(pem);
+  if (!hit) {
+    hit = make();
+    if (cache.size >= KEY_CACHE_MAX) cache.delete(cache.keys().next().value!);
+    cache.set(pem, hit);
+  }
+  return hit;
+}
+
+function privateKeyOf(pem: string): { key: KeyObject; keyId: string } {
+  return remember(privateKeys, pem, () => {
+    const key = createPrivateKey(pem);
+    return { key, keyId: signingKeyId(createPublicKey(key)) };
+  });
+}
+
+function publicKeyOf(publicKey: KeyObject | string): { key: KeyObject; keyId: string } {
+  if (typeof publicKey !== "string") return { key: publicKey, keyId: signingKeyId(publicKey) };
+  return remember(publicKeys, publicKey, () => {
+    const key = createPublicKey(publicKey);
+    return { key, keyId: signingKeyId(key) };
+  });
+}
+
 export function signAssignment(assignment: HostAssignment, revision: number, privateKeyPem: string, signedAt = new Date().toISOString()): SignedAssignment {
-  const privateKey = createPrivateKey(privateKeyPem);
-  const keyId = signingKeyId(createPublicKey(privateKey));
+  const { key: privateKey, keyId } = privateKeyOf(privateKeyPem);
   const signature = sign(null, signedBytes({ assignment, revision, signedAt, keyId }), privateKey).toString("base64");
   return { assignment, revision, signedAt, signature, keyId };
 }
@@ -106,8 +135,7 @@ export function verifySignedAssignment(
   if (envelope.signature === undefined || envelope.keyId === undefined || envelope.signature === "") {
     throw new AssignmentRejectedError("unsigned", revision, `revision ${revision}: assignment is not signed`);
   }
-  const key = typeof publicKey === "string" ? createPublicKey(publicKey) : publicKey;
-  const trusted = signingKeyId(key);
+  const { key, keyId: trusted } = publicKeyOf(publicKey);
   if (envelope.keyId !== trusted) {
     throw new AssignmentRejectedError("unknown-key", revision, `revision ${revision}: signed by unknown key ${envelope.keyId} (trusted: ${trusted})`);
   }
