@@ -117,7 +117,7 @@ describe("netfleet bootstrap against real sshd in namespaces", () => {
     const out = parse(r.stdout).hosts[0]!;
     expect(out.status).toBe("failed");
     expect(out.error!.kind).toBe("host-key-changed");
-    expect(out.error!.message).toMatch(/^host key changed: .*known_hosts:2 records ssh-ed25519 SHA256:\S+, the host now offers SHA256:\S+\. Refused/);
+    expect(out.error!.message).toMatch(/^host key changed: .*known_hosts:\d+ records ssh-ed25519 SHA256:\S+, the host now offers SHA256:\S+\. Refused/);
     expect(readFileSync(w.knownHosts, "utf8")).toBe(knownHosts);
     expect(statSync(hostFile(w, "hv2", REMOTE.config)).mtimeMs).toBe(config);
     const human = await runBootstrap(w, ["--limit", "hv2", "--identity", w.clientKey]);

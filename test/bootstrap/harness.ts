@@ -222,11 +222,11 @@ export interface CliResult {
   ms: number;
 }
 
-/** test/bootstrap/run-bootstrap.ts (= netfleet bootstrap) inside the controller namespace (or, for --image-root, where no network is needed, here). */
+/** `netfleet bootstrap` (the real CLI) inside the controller namespace (or, for --image-root, where no network is needed, here). */
 export function runBootstrap(w: World, args: string[], o: { inNamespace?: boolean } = {}): Promise<CliResult> {
   const t0 = performance.now();
   const ns = o.inNamespace === false ? [] : ["ip", "netns", "exec", w.ctlNs];
-  const child = spawn(ns[0] ?? "sh", [...ns.slice(1), ...(ns.length ? ["sh"] : []), NODE_SH, join(REPO, "test/bootstrap/run-bootstrap.ts"), SITE_DIR, "--token", w.join.token, "--known-hosts", w.knownHosts, ...args], {
+  const child = spawn(ns[0] ?? "sh", [...ns.slice(1), ...(ns.length ? ["sh"] : []), NODE_SH, join(REPO, "packages/controller/src/cli.ts"), "bootstrap", SITE_DIR, "--token", w.join.token, "--known-hosts", w.knownHosts, ...args], {
     cwd: REPO,
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, HOME: join(w.dir, "client"), SSH_AUTH_SOCK: "" },
