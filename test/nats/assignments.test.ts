@@ -79,4 +79,20 @@ describe("desired state", () => {
     expect(revisions).toEqual([...revisions].sort((a, b) => a - b));
     expect(new Set(revisions).size).toBe(revisions.length);
   });
+
+  it("an agent whose connection closes under it (not a disconnect: closed for good) connects again and keeps applying", async () => {
+    site = await startSite({ basePort: 31120, hosts: [inventoryHost("hv1")] });
+    const agent = startAgent(site, { hostname: "hv1" });
+    agents.push(agent);
+    await agent.started;
+    await site.cp.publish(assignmentFor("hv1", 1));
+    await eventually(() => agent.applied.length === 1, "first apply");
+    // What nats.js does after repeated authorization errors (e.g. a server reload catching the client mid-handshake).
+    await (agent.client as unknown as { nc: { close(): Promise<void> } }).nc.close();
+    await eventually(() => agent.events.some((e) => e.event === "connection-lost"), "the agent notices");
+    await site.cp.publish(assignmentFor("hv1", 2));
+    await eventually(() => agent.applied.length === 2, "applies after connecting again", 15_000);
+    const report = await site.cp.waitForApplied("hv1", 2, 10_000);
+    expect(report.revision).toBe(2);
+  });
 });

@@ -145,7 +145,20 @@ export class AgentClient {
     await this.connectAgent(this.credentials);
   }
 
+  /** Enrolls until welcomed (or stopped): an enrollment connection that closes under us is replaced, with backoff. */
   private async enroll(): Promise<AgentCredentials | undefined> {
+    for (;;) {
+      try {
+        return await this.enrollOnce();
+      } catch (err) {
+        if (this.stopped) return undefined;
+        this.log({ event: "connection-lost", during: "enroll", error: (err as Error).message });
+        await this.sleep(this.backoff.next());
+      }
+    }
+  }
+
+  private async enrollOnce(): Promise<AgentCredentials | undefined> {
     const { site, enrollment } = this.options;
     const keys = await this.state.boxKeys();
     const nc = await this.connectWith({ user: enrollment.user, pass: enrollment.password, name: `netfleet-enroll-${this.claimedName}` });
@@ -223,9 +236,42 @@ export class AgentClient {
     }
   }
 
+  /**
+   * Connects with the agent's own credentials and sets the connection up.
+   * A connection that closes under us — while being set up (a server
+   * reload can drop a client that has not finished connecting: the publish
+   * after the flush then throws), or later (nats.js gives up after
+   * repeated authorization errors) — is replaced: back to connecting, with
+   * backoff and jitter. Nothing on the host is touched meanwhile.
+   */
   private async connectAgent(credentials: AgentCredentials): Promise<void> {
-    const nc = await this.connectWith({ user: credentials.user, pass: credentials.password, name: `netfleet-agent-${credentials.host}`, inboxPrefix: credentials.inboxPrefix });
-    if (!nc) return;
+    for (;;) {
+      const nc = await this.connectWith({ user: credentials.user, pass: credentials.password, name: `netfleet-agent-${credentials.host}`, inboxPrefix: credentials.inboxPrefix });
+      if (!nc) return;
+      try {
+        await this.attach(nc, credentials);
+      } catch (err) {
+        this.log({ event: "connection-lost", during: "setup", error: (err as Error).message });
+        if (this.nc === nc) {
+          this.nc = undefined;
+          this.connected = false;
+        }
+        await nc.close().catch(() => {});
+        await this.sleep(this.backoff.next());
+        continue;
+      }
+      void nc.closed().then(async (err) => {
+        if (this.stopped || this.nc !== nc) return;
+        this.connected = false;
+        this.log({ event: "connection-lost", during: "run", error: err instanceof Error ? err.message : null });
+        await this.sleep(this.backoff.next());
+        if (!this.stopped && this.nc === nc) await this.connectAgent(credentials);
+      });
+      return;
+    }
+  }
+
+  private async attach(nc: NatsConnection, credentials: AgentCredentials): Promise<void> {
     this.nc = nc;
     this.connected = true;
     const { site } = this.options;
@@ -268,8 +314,10 @@ export class AgentClient {
     await nc.flush();
     const keys = await this.state.boxKeys();
     nc.publish(enrollSubject(site, host), encodeMessage({ ...(await this.facts(keys.publicKey)) }));
-    this.timers.push(setInterval(() => this.heartbeat(), this.options.heartbeatMs ?? 15_000));
-    this.timers.push(setInterval(() => this.queue(() => this.sync()), this.options.resyncMs ?? 60_000));
+    if (this.timers.length === 0) {
+      this.timers.push(setInterval(() => this.heartbeat(), this.options.heartbeatMs ?? 15_000));
+      this.timers.push(setInterval(() => this.queue(() => this.sync()), this.options.resyncMs ?? 60_000));
+    }
     this.queue(() => this.sync());
     void this.deliverUnsent();
     this.log({ event: "connected", host, servers: this.options.servers });
@@ -339,7 +387,7 @@ export class AgentClient {
     if (await this.confirm(report, this.options.confirmDeadlineMs ?? 20_000)) {
       this.checkpoint = { ...(previous ? { previous } : {}), current: envelope };
       await this.state.saveCheckpoint(this.checkpoint);
-      this.nc?.publish(reportSubject(this.options.site, envelope.assignment.host), encodeMessage(report));
+      this.publish(reportSubject(this.options.site, envelope.assignment.host), encodeMessage(report));
       this.log({ event: "applied", revision: envelope.revision, ...outcome.summary });
       return;
     }
@@ -374,14 +422,16 @@ export class AgentClient {
    * (the stream leader acknowledges) and read it back, before the deadline.
    */
   private async confirm(report: Report, deadlineMs: number): Promise<boolean> {
-    const nc = this.nc;
-    if (!nc) return false;
+    if (!this.nc) return false;
     const bucket = appliedBucket(this.options.site);
     const deadline = Date.now() + deadlineMs;
     while (!this.stopped) {
       const remaining = deadline - Date.now();
       if (remaining <= 0) return false;
+      // The connection in force now: it is replaced when one closes.
+      const nc = this.nc;
       try {
+        if (!nc || nc.isClosed()) throw new Error("not connected");
         const ack = await nc.request(kvSubject(bucket, report.host), encodeMessage(report), { timeout: Math.min(remaining, 2000) });
         const body = JSON.parse(ack.string()) as { seq?: number; error?: { description?: string } };
         if (typeof body.seq !== "number") throw new Error(body.error?.description ?? "no acknowledgement");
@@ -402,7 +452,7 @@ export class AgentClient {
       while (!this.stopped && this.checkpoint.unsentReport) {
         const report = this.checkpoint.unsentReport;
         if (this.connected && (await this.confirm(report, 5000))) {
-          this.nc?.publish(reportSubject(this.options.site, report.host), encodeMessage(report));
+          this.publish(reportSubject(this.options.site, report.host), encodeMessage(report));
           if (this.checkpoint.unsentReport === report) {
             const { unsentReport: _sent, ...rest } = this.checkpoint;
             this.checkpoint = rest;
@@ -462,7 +512,7 @@ export class AgentClient {
     if (!this.nc || !this.credentials || !this.checkpoint.current) return false;
     const report: Report = { ...this.reportFor(this.checkpoint.current, outcome, false), ...(extra.corrective?.length ? { corrective: extra.corrective.slice(0, 10000) } : {}) };
     const ok = await this.confirm(report, 5000);
-    if (ok) this.nc.publish(reportSubject(this.options.site, report.host), encodeMessage(report));
+    if (ok) this.publish(reportSubject(this.options.site, report.host), encodeMessage(report));
     return ok;
   }
 
@@ -478,7 +528,16 @@ export class AgentClient {
       uptimeS: Math.round((Date.now() - this.startedAt) / 1000),
       at: new Date().toISOString(),
     };
-    this.nc.publish(heartbeatSubject(this.options.site, this.credentials.host), encodeMessage(hb));
+    this.publish(heartbeatSubject(this.options.site, this.credentials.host), encodeMessage(hb));
+  }
+
+  /** Publishes on the connection in force; a closed one (being replaced) drops the message, the caller's resync covers it. */
+  private publish(subject: string, data: Uint8Array): void {
+    try {
+      this.nc?.publish(subject, data);
+    } catch (err) {
+      this.log({ event: "publish-dropped", subject, error: (err as Error).message });
+    }
   }
 
   /** Closes the connection. Nothing on the host is touched. */
