@@ -33,14 +33,15 @@ import {
   type SigningKeys,
   type Welcome,
 } from "@netfleet/shared";
+import { AppliedView } from "./applied-view.ts";
 import { CredentialStore, type StoredCredential } from "./credential-store.ts";
 import { DesiredStore, type PublishResult } from "./desired-store.ts";
 import { matchHost, tokenMatches } from "./enrollment.ts";
 import { HostRegistry, type HostRecord, type HostState } from "./host-registry.ts";
-import { liveValue } from "./kv-cas.ts";
+import { liveValue, withRetry } from "./kv-cas.ts";
 import type { NatsUser } from "./nats-config.ts";
 import { agentUser, agentUserName, controllerUser, enrollmentUser } from "./permissions.ts";
-import { RolloutLock, type RolloutLease, type RolloutState } from "./rollout-lock.ts";
+import { RolloutLock, type LoadedRolloutState, type RolloutLease, type RolloutState, type RolloutStateWriter } from "./rollout-lock.ts";
 
 /** Where the server's static users are kept (our NatsServer, or anything that rewrites a config and reloads). */
 export interface UserDirectory {
@@ -69,6 +70,8 @@ export interface ControlPlaneOptions {
   history?: number;
   /** How long publishes and registry writes retry through a failover. */
   retryMs?: number;
+  /** A user sync (server reload) starts at least this long after the previous one started (default 250 ms). */
+  userSyncGapMs?: number;
   /** Heartbeats update lastSeen in the registry at most this often per host. */
   lastSeenWriteMs?: number;
   log?: (event: Record<string, unknown>) => void;
@@ -117,14 +120,16 @@ export class ControlPlane {
   readonly desired: DesiredStore;
   readonly registry: HostRegistry;
   readonly lock: RolloutLock;
+  /** Every agent's last applied report, kept by a watch of the applied bucket (started by watchApplied). */
+  readonly applied: AppliedView;
   private readonly buckets: Buckets;
   private readonly credentials: CredentialStore;
   private readonly subscriptions: Subscription[] = [];
   private readonly perHost = new Map<string, Promise<unknown>>();
   private readonly lastSeen = new Map<string, { at: string; written: number }>();
-  private readonly reportWaiters = new Set<(r: Report) => void>();
   private syncRunning: Promise<void> | undefined;
   private syncNext: Promise<void> | undefined;
+  private syncStartedAt = 0;
   private readonly log: (event: Record<string, unknown>) => void;
 
   private constructor(nc: NatsConnection, options: ControlPlaneOptions, buckets: Buckets) {
@@ -136,6 +141,7 @@ export class ControlPlane {
     this.registry = new HostRegistry(buckets.hosts);
     this.lock = new RolloutLock(buckets.rollout);
     this.credentials = new CredentialStore(options.credentialsDir);
+    this.applied = new AppliedView(buckets.applied, { log: this.log });
   }
 
   static async connect(options: ControlPlaneOptions): Promise<ControlPlane> {
@@ -147,6 +153,8 @@ export class ControlPlane {
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
       reconnectJitter: 250,
+      // A stack trace captured for every request (to decorate a possible error) is most of the cost of a KV read at fleet scale.
+      noAsyncTraces: true,
     });
     try {
       const kvm = new Kvm(nc);
@@ -181,6 +189,7 @@ export class ControlPlane {
     const directory = this.options.userDirectory;
     if (!directory) return Promise.reject(new Error("no user directory: cannot change NATS users from this controller"));
     const start = (): Promise<void> => {
+      this.syncStartedAt = Date.now();
       const run = (async () => directory.setUsers(await this.users()))();
       this.syncRunning = run.finally(() => {
         if (this.syncRunning === tracked) this.syncRunning = undefined;
@@ -189,7 +198,12 @@ export class ControlPlane {
       return run;
     };
     if (!this.syncRunning) return start();
-    this.syncNext ??= this.syncRunning.catch(() => {}).then(() => {
+    // The next reload waits a little after the last one: a burst of enrollments then costs one reload per
+    // batch, and fewer reloads mean fewer clients caught mid-handshake (a reload re-checks every client,
+    // and one that has not sent its CONNECT yet fails as User "": it connects again, with backoff).
+    this.syncNext ??= this.syncRunning.catch(() => {}).then(async () => {
+      const gap = (this.options.userSyncGapMs ?? 250) - (Date.now() - this.syncStartedAt);
+      if (gap > 0) await new Promise((r) => setTimeout(r, gap));
       this.syncNext = undefined;
       return start();
     });
@@ -211,6 +225,15 @@ export class ControlPlane {
   async listenReports(): Promise<void> {
     this.listen(reportSubject(this.options.site, "*"), (msg, host) => this.onReport(msg, host));
     await this.nc.flush();
+  }
+
+  /**
+   * What a rollout needs to hear results at once: a watch of the applied
+   * bucket (every key's last report, then each new one). Resolves once the
+   * current reports are all in (false: not in time; lookups then read KV).
+   */
+  watchApplied(): Promise<boolean> {
+    return this.applied.start();
   }
 
   /** Operator requests (netfleet hosts approve|reject) from other controller processes. */
@@ -339,7 +362,7 @@ export class ControlPlane {
     const report = decodeMessage(Report, msg.subject, msg.data);
     if (report.host !== host || report.site !== this.options.site) throw new DecodeError(msg.subject, "host", "report names another host or site");
     this.seen(host, report.at);
-    for (const waiter of this.reportWaiters) waiter(report);
+    this.applied.offer(report);
   }
 
   private async onHeartbeat(msg: Msg, host: string): Promise<void> {
@@ -423,42 +446,31 @@ export class ControlPlane {
     return entry ? decodeMessage(Report, `kv ${entry.bucket}/${entry.key}`, entry.value) : undefined;
   }
 
-  /** Resolves with the agent's report once it has applied (or rolled back) `revision` or later. */
-  async waitForApplied(host: string, revision: number, timeoutMs: number): Promise<Report> {
-    const done = (r: Report | undefined) => r !== undefined && r.host === host && (r.revision >= revision || (r.rolledBackRevision ?? 0) >= revision);
-    let waiter: ((r: Report) => void) | undefined;
-    let timer: NodeJS.Timeout | undefined;
-    const live = new Promise<Report>((resolve) => {
-      waiter = (r) => done(r) && resolve(r);
-      this.reportWaiters.add(waiter);
-    });
-    try {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const stored = await this.appliedReport(host).catch(() => undefined);
-        if (stored && done(stored)) return stored;
-        const remaining = deadline - Date.now();
-        if (remaining <= 0) throw new Error(`${host} did not report revision ${revision} within ${timeoutMs} ms`);
-        const tick = new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), Math.min(500, remaining))));
-        const hit = await Promise.race([live, tick]);
-        clearTimeout(timer);
-        if (hit) return hit;
-      }
-    } finally {
-      this.reportWaiters.delete(waiter!);
-    }
+  /** The host's last applied report: from the watch when it runs, else read from KV. */
+  async lastApplied(host: string): Promise<Report | undefined> {
+    return this.applied.ready ? this.applied.get(host) : this.appliedReport(host);
+  }
+
+  /**
+   * Resolves with the agent's report once it has applied (or rolled back)
+   * `revision` or later: heard from the applied watch or the report
+   * subject; hosts that wait long are read from KV by one shared sweep.
+   */
+  waitForApplied(host: string, revision: number, timeoutMs: number): Promise<Report> {
+    return this.applied.wait(host, revision, timeoutMs, (h) => this.appliedReport(h));
   }
 
   /** One row per inventory or enrolled host, sorted by name. */
   async status(): Promise<HostStatus[]> {
-    const records = new Map((await this.registry.list()).map((r) => [r.host, r]));
+    // Right after a failover the streams may still be electing leaders: reads are retried like writes.
+    const records = new Map((await withRetry(() => this.registry.list(), this.options.retryMs ?? 30_000)).map((r) => [r.host, r]));
     const inventory = new Set(this.options.hosts.map((h) => h.name));
     const names = [...new Set([...inventory, ...records.keys()])].sort();
     const rows: HostStatus[] = [];
     for (const host of names) {
       const record = records.get(host);
-      const desiredEntry = await this.desired.read(host).catch(() => undefined);
-      const report = await this.appliedReport(host).catch(() => undefined);
+      const desiredEntry = await withRetry(() => this.desired.read(host), 10_000).catch(() => undefined);
+      const report = await withRetry(() => this.appliedReport(host), 10_000).catch(() => undefined);
       const desired = desiredEntry ? { revision: desiredEntry.envelope.revision, hash: desiredEntry.envelope.assignment.hash } : null;
       const applied = report
         ? { revision: report.revision, hash: report.hash, rolledBack: report.rolledBack, ...(report.rolledBackRevision ? { rolledBackRevision: report.rolledBackRevision } : {}), at: report.at }
@@ -489,8 +501,13 @@ export class ControlPlane {
     return this.lock.release(lease);
   }
 
-  loadRolloutState(): Promise<{ state: RolloutState; revision: number } | undefined> {
-    return this.lock.loadState();
+  loadRolloutState(options: { withHosts?: boolean } = {}): Promise<LoadedRolloutState | undefined> {
+    return this.lock.loadState(options);
+  }
+
+  /** Writes a rollout's state on from `loaded` (undefined: no record yet), refusing records over the server's max_payload. */
+  rolloutStateWriter(loaded: { revision: number; shardRevisions?: number[] } | undefined): RolloutStateWriter {
+    return this.lock.writer(loaded, this.nc.info?.max_payload);
   }
 
   saveRolloutState(state: RolloutState, lastRevision: number): Promise<number> {
@@ -499,6 +516,7 @@ export class ControlPlane {
 
   async close(): Promise<void> {
     for (const s of this.subscriptions) s.unsubscribe();
+    this.applied.stop();
     await Promise.allSettled(this.perHost.values());
     await this.nc.drain().catch(() => this.nc.close());
   }

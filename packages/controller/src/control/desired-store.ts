@@ -8,7 +8,7 @@ import {
   type SignedAssignment,
   type UnverifiedEnvelope,
 } from "@netfleet/shared";
-import { compareAndSet, isRevisionConflict, liveValue, withRetry } from "./kv-cas.ts";
+import { compareAndSet, isRevisionConflict, liveValue, snapshot, withRetry } from "./kv-cas.ts";
 
 export interface DesiredEntry {
   envelope: UnverifiedEnvelope;
@@ -57,6 +57,16 @@ export class DesiredStore {
   async read(host: string): Promise<DesiredEntry | undefined> {
     const entry = liveValue(await this.kv.get(host));
     return entry ? { envelope: decodeEntry(entry), kvRevision: entry.revision } : undefined;
+  }
+
+  /** Every host's current entry in one pass over the bucket (entries that do not decode are left out). */
+  async readAll(): Promise<Map<string, DesiredEntry>> {
+    const out = new Map<string, DesiredEntry>();
+    for (const [host, entry] of await snapshot(this.kv)) {
+      const envelope = decodeEntryOrUndefined(entry);
+      if (envelope) out.set(host, { envelope, kvRevision: entry.revision });
+    }
+    return out;
   }
 
   /**

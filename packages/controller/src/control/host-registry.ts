@@ -1,7 +1,7 @@
 import type { KV, KvEntry } from "@nats-io/kv";
 import { DecodeError, EnrollFacts, decodeMessage, encodeMessage } from "@netfleet/shared";
 import { z } from "zod";
-import { mutateKey, liveValue } from "./kv-cas.ts";
+import { mutateKey, liveValue, snapshot } from "./kv-cas.ts";
 
 export const HostState = z.enum(["quarantined", "approved", "rejected"]);
 export type HostState = z.output<typeof HostState>;
@@ -41,16 +41,16 @@ export class HostRegistry {
     return entry ? decodeRecord(entry) : undefined;
   }
 
+  /** Every record, by host name; one pass over the bucket. */
   async list(): Promise<HostRecord[]> {
-    const keys: string[] = [];
-    for await (const k of await this.kv.keys()) keys.push(k);
+    const entries = await snapshot(this.kv);
     const out: HostRecord[] = [];
-    for (const k of keys.sort()) {
-      const r = await this.get(k).catch((err: unknown) => {
-        if (err instanceof DecodeError) return undefined;
-        throw err;
-      });
-      if (r) out.push(r);
+    for (const k of [...entries.keys()].sort()) {
+      try {
+        out.push(decodeRecord(entries.get(k)!));
+      } catch (err) {
+        if (!(err instanceof DecodeError)) throw err;
+      }
     }
     return out;
   }

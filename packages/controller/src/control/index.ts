@@ -1,7 +1,8 @@
 export { ControlPlane, HostNotFoundError, type ControlPlaneOptions, type HostStatus, type UserDirectory } from "./control-plane.ts";
 export { DesiredStore, StaleRevisionError, type DesiredEntry, type PublishResult } from "./desired-store.ts";
 export { HostRegistry, HostRecord, HostState } from "./host-registry.ts";
-export { RolloutLock, LockHeldError, LockLostError, RolloutState, HostProgress, type RolloutLease } from "./rollout-lock.ts";
+export { RolloutLock, RolloutStateWriter, LockHeldError, LockLostError, StateTooLargeError, RolloutState, HostProgress, HOSTS_PER_SHARD, rolloutShardKey, type LoadedRolloutState, type RolloutLease } from "./rollout-lock.ts";
+export { AppliedView } from "./applied-view.ts";
 export { CredentialStore, type StoredCredential } from "./credential-store.ts";
 export { matchHost, tokenMatches, type HostMatch } from "./enrollment.ts";
 export { agentUser, agentUserName, enrollmentUser, controllerUser } from "./permissions.ts";

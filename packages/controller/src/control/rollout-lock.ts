@@ -51,6 +51,39 @@ export const RolloutState = z.strictObject({
 });
 export type RolloutState = z.output<typeof RolloutState>;
 
+/**
+ * The state as stored: a header (everything but the hosts) under `state`,
+ * and the hosts' progress in shards of HOSTS_PER_SHARD under
+ * `state.hosts.<i>`, so that no value outgrows the server's max_payload and
+ * a save rewrites only the shards whose hosts changed. A header without
+ * `shards` holds its hosts inline (the format before shards).
+ */
+const StoredHeader = RolloutState.extend({ shards: z.number().int().min(0).optional() });
+const StoredShard = z.strictObject({ rolloutId: z.string(), hosts: z.record(z.string(), HostProgress) });
+
+/** At most ~2.3 KB per host (an error is cut at 2000 characters): well under 1 MB per shard. */
+export const HOSTS_PER_SHARD = 256;
+
+export function rolloutShardKey(index: number): string {
+  return `${ROLLOUT_STATE_KEY}.hosts.${index}`;
+}
+
+export interface LoadedRolloutState {
+  state: RolloutState;
+  /** KV revision of the header. */
+  revision: number;
+  /** KV revision of each host shard (sharded state only). */
+  shardRevisions?: number[];
+}
+
+/** A state record (header or shard) larger than the server accepts: the rollout cannot persist its progress. */
+export class StateTooLargeError extends Error {
+  constructor(key: string, bytes: number, maxPayload: number) {
+    super(`rollout state record ${key} is ${bytes} bytes, over the server's max_payload of ${maxPayload} bytes`);
+    this.name = "StateTooLargeError";
+  }
+}
+
 export class LockHeldError extends Error {
   readonly holder: LockRecord;
   constructor(holder: LockRecord) {
@@ -144,18 +177,147 @@ export class RolloutLock {
     await this.kv.delete(ROLLOUT_LOCK_KEY);
   }
 
-  async loadState(): Promise<{ state: RolloutState; revision: number } | undefined> {
+  /**
+   * The last rollout's state; `withHosts: false` reads the header only (its
+   * `hosts` then absent). Shards of another rollout (a controller that died
+   * between writing shards and header) make the state unreadable.
+   */
+  async loadState(options: { withHosts?: boolean } = {}): Promise<LoadedRolloutState | undefined> {
     const entry = liveValue(await this.kv.get(ROLLOUT_STATE_KEY));
-    return entry ? { state: decodeMessage(RolloutState, "rollout state", entry.value), revision: entry.revision } : undefined;
+    if (!entry) return undefined;
+    const { shards, ...state } = decodeMessage(StoredHeader, "rollout state", entry.value);
+    if (shards === undefined) return { state, revision: entry.revision };
+    if (options.withHosts === false) return { state, revision: entry.revision, shardRevisions: [] };
+    const hosts: Record<string, HostProgress> = {};
+    const shardRevisions: number[] = [];
+    const read = await Promise.all(Array.from({ length: shards }, (_, i) => this.kv.get(rolloutShardKey(i))));
+    for (const [i, raw] of read.entries()) {
+      const e = liveValue(raw);
+      if (!e) throw new Error(`rollout state of ${state.rolloutId} is incomplete: host shard ${i} of ${shards} is missing`);
+      const shard = decodeMessage(StoredShard, `rollout state shard ${i}`, e.value);
+      if (shard.rolloutId !== state.rolloutId) throw new Error(`rollout state of ${state.rolloutId} is incomplete: host shard ${i} belongs to rollout ${shard.rolloutId}`);
+      Object.assign(hosts, shard.hosts);
+      shardRevisions.push(e.revision);
+    }
+    return { state: { ...state, hosts }, revision: entry.revision, shardRevisions };
   }
 
-  /** Compare-and-set on the state record: `lastRevision` is what `loadState` (or the previous save) returned; 0 for a new record. */
+  /**
+   * Compare-and-set on the state record: `lastRevision` is what `loadState`
+   * (or the previous save) returned; 0 for a new record. Writes every shard;
+   * a rollout keeps a RolloutStateWriter, which writes only what changed.
+   */
   async saveState(state: RolloutState, lastRevision: number): Promise<number> {
+    const writer = new RolloutStateWriter(this.kv, lastRevision);
+    await writer.save(state);
+    return writer.revision;
+  }
+
+  /** A writer continuing from a loaded (or absent: revision 0) state record. */
+  writer(loaded: { revision: number; shardRevisions?: number[] } | undefined, maxPayload?: number): RolloutStateWriter {
+    return new RolloutStateWriter(this.kv, loaded?.revision ?? 0, loaded?.shardRevisions, maxPayload);
+  }
+}
+
+/**
+ * Writes a rollout's state: hosts into shards (in wave order), then the
+ * header, each with compare-and-set against what this writer last wrote
+ * (a conflict means someone else took the rollout over: LockLostError).
+ * Unchanged shards and an unchanged header are not written again.
+ */
+export class RolloutStateWriter {
+  private readonly kv: KV;
+  private readonly maxPayload: number;
+  private headerRevision: number;
+  /** Per shard: KV revision last written or read; undefined: not known yet (read before the first write). */
+  private readonly shardRevisions: (number | undefined)[];
+  private layout: { rolloutId: string; shardOf: Map<string, number>; shards: string[][] } | undefined;
+  private lastHeader: string | undefined;
+
+  constructor(kv: KV, headerRevision: number, shardRevisions?: number[], maxPayload = Infinity) {
+    this.kv = kv;
+    this.headerRevision = headerRevision;
+    this.shardRevisions = [...(shardRevisions ?? [])];
+    this.maxPayload = maxPayload;
+  }
+
+  get revision(): number {
+    return this.headerRevision;
+  }
+
+  private plan(state: RolloutState): NonNullable<RolloutStateWriter["layout"]> {
+    if (this.layout?.rolloutId === state.rolloutId && this.layout.shardOf.size === Object.keys(state.hosts ?? {}).length) return this.layout;
+    const names = Object.keys(state.hosts ?? {});
+    const inWaves = new Set(state.waves.flat().filter((h) => state.hosts![h]));
+    const ordered = [...inWaves, ...names.filter((h) => !inWaves.has(h)).sort()];
+    const shardOf = new Map<string, number>();
+    const shards: string[][] = [];
+    for (const [i, host] of ordered.entries()) {
+      const n = Math.floor(i / HOSTS_PER_SHARD);
+      (shards[n] ??= []).push(host);
+      shardOf.set(host, n);
+    }
+    // A new rollout (or layout) rewrites every shard.
+    if (this.layout?.rolloutId !== state.rolloutId) this.lastHeader = undefined;
+    this.layout = { rolloutId: state.rolloutId, shardOf, shards };
+    return this.layout;
+  }
+
+  private encode(key: string, value: unknown): Uint8Array {
+    const bytes = encodeMessage(value);
+    if (bytes.length > this.maxPayload) throw new StateTooLargeError(key, bytes.length, this.maxPayload);
+    return bytes;
+  }
+
+  private async put(key: string, bytes: Uint8Array, lastRevision: number | undefined): Promise<number> {
     try {
-      return await compareAndSet(this.kv, ROLLOUT_STATE_KEY, encodeMessage(RolloutState.parse(state)), lastRevision);
+      // Unknown revision: the key may hold an older rollout's shard.
+      const base = lastRevision ?? liveValue(await this.kv.get(key))?.revision ?? 0;
+      return await compareAndSet(this.kv, key, bytes, base);
     } catch (err) {
       if (isRevisionConflict(err)) throw new LockLostError("rollout state was changed by someone else");
       throw err;
     }
+  }
+
+  /** The header alone, without hosts: a state whose hosts cannot be written any more (it is then not resumable). */
+  async saveHeaderOnly(state: RolloutState): Promise<void> {
+    const { hosts: _none, ...header } = state;
+    this.headerRevision = await this.put(ROLLOUT_STATE_KEY, this.encode(ROLLOUT_STATE_KEY, header), this.headerRevision);
+    this.lastHeader = undefined;
+  }
+
+  /**
+   * Writes the shards holding `dirty` hosts (all of them when omitted, or
+   * on the first save of a rollout), then the header when it changed (or
+   * when `dirty` is omitted). `updatedAt` alone does not make the header change.
+   */
+  async save(state: RolloutState, dirty?: ReadonlySet<string>): Promise<void> {
+    if (!state.hosts) {
+      const { hosts: _none, ...header } = state;
+      this.headerRevision = await this.put(ROLLOUT_STATE_KEY, this.encode(ROLLOUT_STATE_KEY, header), this.headerRevision);
+      return;
+    }
+    const fresh = this.layout?.rolloutId !== state.rolloutId;
+    const layout = this.plan(state);
+    const todo = new Set<number>();
+    if (!dirty || fresh) layout.shards.forEach((_, i) => todo.add(i));
+    else for (const host of dirty) {
+      const n = layout.shardOf.get(host);
+      if (n !== undefined) todo.add(n);
+    }
+    const writes = [...todo].map((n) => {
+      const hosts: Record<string, HostProgress> = {};
+      for (const h of layout.shards[n]!) hosts[h] = state.hosts![h]!;
+      const key = rolloutShardKey(n);
+      return { n, key, bytes: this.encode(key, { rolloutId: state.rolloutId, hosts }) };
+    });
+    await Promise.all(writes.map(async (w) => (this.shardRevisions[w.n] = await this.put(w.key, w.bytes, this.shardRevisions[w.n]))));
+    const { hosts: _hosts, updatedAt: _at, ...rest } = state;
+    const header = JSON.stringify({ ...rest, shards: layout.shards.length });
+    if (dirty && header === this.lastHeader) return;
+    const { hosts: _h, ...stored } = state;
+    this.headerRevision = await this.put(ROLLOUT_STATE_KEY, this.encode(ROLLOUT_STATE_KEY, { ...stored, shards: layout.shards.length }), this.headerRevision);
+    this.lastHeader = header;
   }
 }

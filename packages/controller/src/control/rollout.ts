@@ -3,9 +3,10 @@ import { hostname } from "node:os";
 import PQueue from "p-queue";
 import { canonicalJson, resourceId, type HostAssignment, type Report, type ResourceSpec } from "@netfleet/shared";
 import type { ControlPlane } from "./control-plane.ts";
+import type { HostRecord } from "./host-registry.ts";
 import { StaleRevisionError } from "./desired-store.ts";
 import { isTransient, withRetry } from "./kv-cas.ts";
-import { LockHeldError, LockLostError, type HostProgress, type RolloutLease, type RolloutState } from "./rollout-lock.ts";
+import { LockHeldError, LockLostError, StateTooLargeError, type HostProgress, type RolloutLease, type RolloutState, type RolloutStateWriter } from "./rollout-lock.ts";
 
 /** `--batch 3` or `--batch 25%`. */
 export type Amount = { count: number } | { percent: number };
@@ -159,7 +160,15 @@ export class Rollout {
   private readonly emit: (e: RolloutEvent) => void;
   private lease: RolloutLease | undefined;
   private state!: RolloutState;
-  private stateRevision = 0;
+  private writer!: RolloutStateWriter;
+  /** Hosts whose progress changed since the last write (only their shards are written). */
+  private dirty = new Set<string>();
+  /** A failure that ends the rollout (the lock lost, the state not writable): nothing more is applied. */
+  private fatal: Error | undefined;
+  private written = false;
+  private fatalTooLarge = false;
+  /** Hosts approved when the waves started (read in one pass, not once per host). */
+  private approved: Map<string, HostRecord> | undefined;
   private saving: Promise<void> = Promise.resolve();
   private saveRunning: Promise<void> | undefined;
   private saveNext: Promise<void> | undefined;
@@ -187,15 +196,25 @@ export class Rollout {
   }
 
   async run(): Promise<RolloutOutcome> {
-    await this.cp.listenReports();
+    await this.cp.watchApplied();
     if (this.options.check) return this.runCheck();
-    if (this.options.resume) await this.resumeState();
-    else await this.newState();
-    this.renewTimer = setInterval(() => void this.renewLock(), this.options.lockRenewMs);
     try {
+      if (this.options.resume) await this.resumeState();
+      else await this.newState();
+      this.renewTimer = setInterval(() => void this.renewLock(), this.options.lockRenewMs);
       if (this.state.phase === "running") await this.runWaves();
       if (this.state.phase === "reverting") await this.revert();
       return { result: await this.finish(), state: this.state };
+    } catch (err) {
+      // A state too large to write cannot be resumed: the rollout fails, and says so in its (small) header when it can.
+      // Anything else (NATS gone for longer than the retries) leaves the state as it was, for --resume.
+      if (this.fatal && this.fatalTooLarge && !this.lockLost) {
+        this.state.phase = "failed";
+        this.state.note = `stopped: ${(err as Error).message}`.slice(0, 2000);
+        await this.saving.catch(() => {});
+        if (this.state) await this.writer?.saveHeaderOnly(this.state).catch(() => {});
+      }
+      throw err;
     } finally {
       clearInterval(this.renewTimer);
       await this.saving.catch(() => {});
@@ -209,12 +228,14 @@ export class Rollout {
   private async diffAll(): Promise<{ target: RolloutTarget; previous: { revision: number; hash: string } | null; basedOn: number }[]> {
     const todo = [];
     const ordered = orderTargets([...this.targets.values()]);
-    // Read every host's desired and applied state, 32 at a time; emit in order.
+    // Every host's desired entry in one pass over the bucket (a read per host, 32 at a time, when that fails);
+    // applied reports from the applied watch. Emitted in order.
+    const all = await withRetry(() => this.cp.desired.readAll(), 30_000).catch(() => undefined);
     const reads = new PQueue({ concurrency: 32 });
     const read = ordered.map((t) =>
       reads.add(async () => ({
-        entry: await withRetry(() => this.cp.desired.read(t.host), 30_000),
-        applied: await withRetry(() => this.cp.appliedReport(t.host), 30_000).catch(() => undefined),
+        entry: all ? all.get(t.host) : await withRetry(() => this.cp.desired.read(t.host), 30_000),
+        applied: await withRetry(() => this.cp.lastApplied(t.host), 30_000).catch(() => undefined),
       })),
     );
     for (const [i, target] of ordered.entries()) {
@@ -262,8 +283,9 @@ export class Rollout {
     const hosts: Record<string, HostProgress> = {};
     for (const t of todo) hosts[t.target.host] = { role: t.target.role, target: t.target.assignment.hash, previous: t.previous, basedOn: t.basedOn, status: "pending" };
     const now = new Date().toISOString();
-    const previous = await withRetry(() => this.cp.loadRolloutState(), 30_000);
-    this.stateRevision = previous?.revision ?? 0;
+    // Only the header: its revision is the compare-and-set base; old host shards are read back when written over.
+    const previous = await withRetry(() => this.cp.loadRolloutState({ withHosts: false }), 30_000);
+    this.writer = this.cp.rolloutStateWriter(previous);
     this.state = {
       rolloutId,
       owner,
@@ -307,7 +329,7 @@ export class Rollout {
     // Re-read after taking the lock: the old controller cannot write any more.
     const fresh = (await withRetry(() => this.cp.loadRolloutState(), 30_000))!;
     this.state = { ...fresh.state, owner, updatedAt: new Date().toISOString() };
-    this.stateRevision = fresh.revision;
+    this.writer = this.cp.rolloutStateWriter(fresh);
     await this.save();
     this.emit({ event: "rollout", rolloutId: st.rolloutId, site: this.cp.options.site, check: false, resume: true, waves: st.waves, maxFail: st.maxFail ?? 0, unchanged: [] });
   }
@@ -320,11 +342,26 @@ export class Rollout {
    * the state as it is then — a wave of hundreds of hosts costs a handful
    * of writes, not two per host.
    */
-  private save(): Promise<void> {
+  private save(...hosts: string[]): Promise<void> {
+    for (const h of hosts) this.dirty.add(h);
     const write = async () => {
+      if (this.fatal) throw this.fatal;
       if (this.lockLost) throw new LockLostError(this.lockLost);
       this.state.updatedAt = new Date().toISOString();
-      this.stateRevision = await withRetry(() => this.cp.saveRolloutState(this.state, this.stateRevision), 30_000);
+      const dirty = this.dirty;
+      this.dirty = new Set();
+      try {
+        // The first write of a state (new or resumed) writes every shard.
+        await withRetry(() => this.writer.save(this.state, this.written ? dirty : undefined), 30_000);
+        this.written = true;
+      } catch (err) {
+        for (const h of dirty) this.dirty.add(h);
+        if (!(err instanceof LockLostError)) {
+          this.fatalTooLarge ||= err instanceof StateTooLargeError;
+          this.fatal ??= new Error(`cannot write the rollout state: ${(err as Error).message}`);
+        }
+        throw this.fatal ?? err;
+      }
     };
     if (!this.saveRunning) {
       const run = write();
@@ -368,6 +405,8 @@ export class Rollout {
 
   private async runWaves(): Promise<void> {
     const maxFail = this.state.maxFail ?? 0;
+    const records = await withRetry(() => this.cp.registry.list(), 30_000).catch(() => []);
+    this.approved = new Map(records.filter((r) => r.state === "approved").map((r) => [r.host, r]));
     for (const [index, wave] of this.state.waves.entries()) {
       const hosts = wave.filter((h) => ["pending", "applying"].includes(this.host(h).status));
       if (hosts.length === 0) continue;
@@ -377,7 +416,7 @@ export class Rollout {
       for (const host of hosts) {
         void queue
           .add(async () => {
-            if (stop || this.lockLost) return;
+            if (stop || this.lockLost || this.fatal) return;
             await this.applyHost(host);
             if (this.host(host).status === "failed" && (index === 0 || this.failedCount() > maxFail)) {
               stop = true;
@@ -385,13 +424,15 @@ export class Rollout {
             }
           })
           .catch((err: unknown) => {
-            // Only LockLostError gets here: everything else is a failed host.
-            this.lockLost ??= (err as Error).message;
+            // Only a LockLostError or the fatal error gets here: everything else is a failed host.
+            if (err instanceof LockLostError) this.lockLost ??= err.message;
+            else this.fatal ??= err as Error;
             queue.clear();
           });
       }
       await queue.onIdle();
       if (this.lockLost) throw new LockLostError(this.lockLost);
+      if (this.fatal) throw this.fatal;
       if (stop) {
         const failed = Object.entries(this.state.hosts!).filter(([, h]) => h.status === "failed").map(([n]) => n);
         this.emit({ event: "budget-exceeded", failed, maxFail, canary: index === 0 });
@@ -409,7 +450,9 @@ export class Rollout {
     const target = this.targets.get(host)!;
     try {
       if (p.status === "pending") {
-        const record = await withRetry(() => this.cp.registry.get(host), 30_000);
+        // Approved at the start of the rollout (one pass over the registry), or read now.
+        const known = this.approved?.has(host) ? this.approved.get(host) : undefined;
+        const record = known ?? (await withRetry(() => this.cp.registry.get(host), 30_000));
         if (record?.state !== "approved") throw new Error(record ? `not approved (${record.state}${record.reason ? `: ${record.reason}` : ""})` : "has not enrolled");
         let published;
         try {
@@ -420,7 +463,7 @@ export class Rollout {
         }
         p.status = "applying";
         p.revision = published.revision;
-        await this.save();
+        await this.save(host);
       }
       this.emit({ event: "host-start", host, ...(p.revision ? { revision: p.revision } : {}) });
       const report = await this.cp.waitForApplied(host, p.revision!, this.options.applyTimeoutMs);
@@ -428,15 +471,14 @@ export class Rollout {
       const failures = report.results.filter((r) => r.result === false).map((r) => ({ id: r.id, ...(r.comment ? { comment: r.comment } : {}) }));
       p.status = problem ? "failed" : "ok";
       if (problem) p.error = problem;
-      (problem ? this.state.failed : this.state.completed).push(host);
-      await this.save();
+      await this.save(host);
       this.emit({ event: "host-done", host, ok: !problem, revision: p.revision!, summary: report.summary, failures, ...(problem ? { error: problem } : {}), ms: Date.now() - started });
     } catch (err) {
-      if (err instanceof LockLostError) throw err;
+      if (err instanceof LockLostError || err === this.fatal) throw err;
       p.status = "failed";
       p.error = (err as Error).message;
-      this.state.failed.push(host);
-      await this.save().catch(() => {});
+      await this.save(host).catch(() => {});
+      if (this.fatal) throw this.fatal;
       this.emit({ event: "host-done", host, ok: false, ...(p.revision ? { revision: p.revision } : {}), error: p.error, ms: Date.now() - started });
     }
   }
@@ -448,12 +490,14 @@ export class Rollout {
     const queue = new PQueue({ concurrency: this.options.parallel ?? Math.max(1, changed.length) });
     for (const host of changed) {
       void queue.add(() => this.revertHost(host)).catch((err: unknown) => {
-        this.lockLost ??= (err as Error).message;
+        if (err instanceof LockLostError) this.lockLost ??= err.message;
+        else this.fatal ??= err as Error;
         queue.clear();
       });
     }
     await queue.onIdle();
     if (this.lockLost) throw new LockLostError(this.lockLost);
+    if (this.fatal) throw this.fatal;
   }
 
   private async revertHost(host: string): Promise<void> {
@@ -462,7 +506,7 @@ export class Rollout {
       if (!p.previous) {
         p.status = "not-reverted";
         p.error = "no previous assignment to go back to (first rollout to this host); it keeps the new one";
-        await this.save();
+        await this.save(host);
         this.emit({ event: "host-reverted", host, ok: false, error: p.error });
         return;
       }
@@ -472,19 +516,20 @@ export class Rollout {
         const published = await this.cp.publish(previous.assignment);
         p.status = "reverting";
         p.revertRevision = published.revision;
-        await this.save();
+        await this.save(host);
       }
       const report = await this.cp.waitForApplied(host, p.revertRevision!, this.options.applyTimeoutMs);
       const problem = verdict(report, p.revertRevision!, p.previous.hash);
       p.status = problem ? "revert-failed" : "reverted";
       if (problem) p.error = `revert: ${problem}`;
-      await this.save();
+      await this.save(host);
       this.emit({ event: "host-reverted", host, ok: !problem, revision: p.revertRevision!, ...(problem ? { error: problem } : {}) });
     } catch (err) {
-      if (err instanceof LockLostError) throw err;
+      if (err instanceof LockLostError || err === this.fatal) throw err;
       p.status = "revert-failed";
       p.error = `revert: ${(err as Error).message}`;
-      await this.save().catch(() => {});
+      await this.save(host).catch(() => {});
+      if (this.fatal) throw this.fatal;
       this.emit({ event: "host-reverted", host, ok: false, error: p.error });
     }
   }

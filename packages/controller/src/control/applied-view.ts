@@ -1,0 +1,216 @@
+import type { KV, KvEntry, KvWatchEntry } from "@nats-io/kv";
+import { DecodeError, Report, decodeMessage } from "@netfleet/shared";
+
+type Waiter = {
+  revision: number;
+  since: number;
+  lastSwept: number;
+  resolve: (r: Report) => void;
+};
+
+/** A stored entry of the applied bucket, decoded on first use (most are never looked at). */
+interface Held {
+  /** KV revision (stream sequence); 0 for a report heard on the report subject only. */
+  revision: number;
+  data?: Uint8Array;
+  report?: Report | null;
+}
+
+const done = (r: Report | undefined | null, host: string, revision: number): r is Report =>
+  r != null && r.host === host && (r.revision >= revision || (r.rolledBackRevision ?? 0) >= revision);
+
+export interface AppliedViewOptions {
+  /** Hosts waiting longer than this are read from KV directly (the fallback when the watch missed something). */
+  sweepAfterMs?: number;
+  /** Reads per sweep at once. */
+  sweepConcurrency?: number;
+  log?: (event: Record<string, unknown>) => void;
+}
+
+/**
+ * Every agent's last applied report, in memory: one watch of the applied
+ * bucket (an ordered push consumer: the last value of every key, then each
+ * write) feeds a map; reports heard on the report subject feed it too.
+ * Waiting for a host's revision is a map lookup and a callback, not a KV
+ * read per host every few hundred milliseconds. A slow shared sweep reads
+ * hosts that have waited long (a watch that lost its consumer recovers by
+ * itself, but a missed message should not cost the whole apply timeout).
+ */
+export class AppliedView {
+  private readonly kv: KV;
+  private readonly held = new Map<string, Held>();
+  private readonly waiters = new Map<string, Set<Waiter>>();
+  private readonly options: Required<Omit<AppliedViewOptions, "log">>;
+  private readonly log: (event: Record<string, unknown>) => void;
+  private watcher: { stop(): void } | undefined;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private sweeping = false;
+  private started: Promise<boolean> | undefined;
+  private initialized = false;
+
+  constructor(kv: KV, options: AppliedViewOptions = {}) {
+    this.kv = kv;
+    this.options = { sweepAfterMs: options.sweepAfterMs ?? 5000, sweepConcurrency: options.sweepConcurrency ?? 16 };
+    this.log = options.log ?? (() => {});
+  }
+
+  /**
+   * Starts the watch; resolves true once the last value of every key is in
+   * (false when that took longer than `timeoutMs`: lookups then fall back to reads).
+   */
+  start(timeoutMs = 30_000): Promise<boolean> {
+    this.started ??= (async () => {
+      let ready!: () => void;
+      const initialized = new Promise<void>((r) => (ready = r));
+      // The stream's last message is the last value of its key: the view is complete once it (or anything later) is in.
+      const lastSeq = (await this.kv.status()).streamInfo.state.last_seq;
+      if (lastSeq === 0) ready();
+      const iter = await this.kv.watch({ key: ">" });
+      this.watcher = iter;
+      void (async () => {
+        for await (const e of iter) {
+          this.onEntry(e);
+          if (e.revision >= lastSeq) ready();
+        }
+      })().catch((err: unknown) => this.log({ event: "applied-watch-error", error: (err as Error).message }));
+      let timer: NodeJS.Timeout | undefined;
+      const ok = await Promise.race([initialized.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), timeoutMs)))]);
+      clearTimeout(timer);
+      this.initialized = ok;
+      if (!ok) this.log({ event: "applied-watch-slow", ms: timeoutMs });
+      return ok;
+    })();
+    return this.started;
+  }
+
+  /** True once the watch delivered every key's last value: `get` is then authoritative (absent means no report). */
+  get ready(): boolean {
+    return this.initialized;
+  }
+
+  private onEntry(e: KvWatchEntry | KvEntry): void {
+    const current = this.held.get(e.key);
+    if (current && current.revision > e.revision) return;
+    if (e.operation !== "PUT") {
+      this.held.delete(e.key);
+      return;
+    }
+    const held: Held = { revision: e.revision, data: e.value };
+    this.held.set(e.key, held);
+    if (this.waiters.has(e.key)) this.notify(e.key, this.decode(e.key, held));
+  }
+
+  /** A report heard on the report subject (already decoded and checked by the caller). */
+  offer(report: Report): void {
+    if (this.waiters.has(report.host)) this.notify(report.host, report);
+  }
+
+  private decode(host: string, held: Held): Report | undefined {
+    if (held.report === undefined) {
+      try {
+        held.report = decodeMessage(Report, `kv applied/${host}@${held.revision}`, held.data!);
+        if (held.report.host !== host) held.report = null;
+      } catch (err) {
+        if (!(err instanceof DecodeError)) throw err;
+        held.report = null;
+      }
+      delete held.data;
+    }
+    return held.report ?? undefined;
+  }
+
+  /** The last report held for a host (decoded now if need be). */
+  get(host: string): Report | undefined {
+    const held = this.held.get(host);
+    return held ? this.decode(host, held) : undefined;
+  }
+
+  private notify(host: string, report: Report | undefined): void {
+    const set = this.waiters.get(host);
+    if (!set || !report) return;
+    for (const w of set) {
+      if (done(report, host, w.revision)) {
+        set.delete(w);
+        w.resolve(report);
+      }
+    }
+    if (set.size === 0) this.waiters.delete(host);
+  }
+
+  /**
+   * Resolves with the report of `revision` (or later, or its rollback) once
+   * it is held; `read` is the KV read of the fallback sweep.
+   */
+  wait(host: string, revision: number, timeoutMs: number, read: (host: string) => Promise<Report | undefined>): Promise<Report> {
+    const have = this.get(host);
+    if (done(have, host, revision)) return Promise.resolve(have);
+    return new Promise<Report>((resolve, reject) => {
+      const now = Date.now();
+      let set = this.waiters.get(host);
+      if (!set) this.waiters.set(host, (set = new Set()));
+      const timer = setTimeout(() => {
+        set!.delete(waiter);
+        if (set!.size === 0 && this.waiters.get(host) === set) this.waiters.delete(host);
+        reject(new Error(`${host} did not report revision ${revision} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const waiter: Waiter = {
+        revision,
+        since: now,
+        // Without a complete view, the first sweep reads this host at once.
+        lastSwept: this.initialized ? now : 0,
+        resolve: (r) => {
+          clearTimeout(timer);
+          resolve(r);
+        },
+      };
+      set.add(waiter);
+      this.scheduleSweep(read, this.initialized ? this.options.sweepAfterMs : 0);
+    });
+  }
+
+  private scheduleSweep(read: (host: string) => Promise<Report | undefined>, delay: number): void {
+    if (this.sweepTimer || this.sweeping) return;
+    this.sweepTimer = setTimeout(() => {
+      this.sweepTimer = undefined;
+      void this.sweep(read);
+    }, delay);
+    this.sweepTimer.unref();
+  }
+
+  /** Reads the hosts that have waited `sweepAfterMs` since they were last read. */
+  private async sweep(read: (host: string) => Promise<Report | undefined>): Promise<void> {
+    this.sweeping = true;
+    try {
+      const now = Date.now();
+      const due: string[] = [];
+      for (const [host, set] of this.waiters) {
+        for (const w of set) {
+          if (now - w.lastSwept >= this.options.sweepAfterMs || w.lastSwept === 0) {
+            due.push(host);
+            for (const x of set) x.lastSwept = now;
+            break;
+          }
+        }
+      }
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: Math.min(this.options.sweepConcurrency, due.length) }, async () => {
+          while (next < due.length) {
+            const host = due[next++]!;
+            if (!this.waiters.has(host)) continue;
+            const report = await read(host).catch(() => undefined);
+            if (report) this.notify(host, report);
+          }
+        }),
+      );
+    } finally {
+      this.sweeping = false;
+      if (this.waiters.size > 0) this.scheduleSweep(read, Math.max(250, this.options.sweepAfterMs / 2));
+    }
+  }
+
+  stop(): void {
+    clearTimeout(this.sweepTimer);
+    this.watcher?.stop();
+  }
+}
