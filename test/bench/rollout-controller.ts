@@ -3,15 +3,16 @@
  * its memory is its own (spawned by rollout.ts; argument: a 0600 JSON file).
  * What `netfleet rollout` does: ControlPlane.connect, then Rollout.run over
  * every host (default waves: a canary, then 25 % batches). The clock starts
- * right before run(); each host's time is when its report of the new
- * revision reached this process. nats-server's /varz message counters are
+ * right before run(); convergeMs ends when the last host's report of the new
+ * revision reached this process. p50/p99 are per host: from its revision
+ * stored in the desired bucket (seen on the bucket's subject) to its report. nats-server's /varz message counters are
  * read at both ends of the window.
  *
  * Prints one JSON line: {"event":"result", ...}.
  */
 import { readFileSync } from "node:fs";
 import { ControlPlane, Rollout, type RolloutEvent, type RolloutTarget } from "@netfleet/controller";
-import { reportSubject, sealAssignment, type Host, type SigningKeys } from "@netfleet/shared";
+import { desiredBucket, kvSubject, reportSubject, sealAssignment, type Host, type SigningKeys } from "@netfleet/shared";
 
 export interface ControllerArgs {
   site: string;
@@ -62,11 +63,21 @@ const targets: RolloutTarget[] = a.hosts.map(({ name: host, role }) => ({
   }),
 }));
 
-// When each host's report of this rollout's revision arrives. This subscription's copies are
-// subtracted from the message count: they exist only to measure.
+// When each host's revision is stored in the desired bucket (published) and when its report of
+// it arrives: per-host latency is the difference. These subscriptions' copies are subtracted
+// from the message count: they exist only to measure.
 let t0 = 0;
 const reportedAt = new Map<string, number>();
+const publishedAt = new Map<string, number>();
 let probeMsgs = 0;
+const published = cp.nc.subscribe(kvSubject(desiredBucket(a.site), "*"));
+void (async () => {
+  for await (const m of published) {
+    probeMsgs++;
+    const host = m.subject.slice(m.subject.lastIndexOf(".") + 1);
+    if (t0 && !publishedAt.has(host)) publishedAt.set(host, performance.now() - t0);
+  }
+})();
 let allReported: () => void = () => {};
 const everyone = new Promise<void>((r) => (allReported = r));
 const probe = cp.nc.subscribe(reportSubject(a.site, "*"));
@@ -100,7 +111,9 @@ await Promise.race([everyone, new Promise((r) => setTimeout(r, 3000))]);
 await cp.nc.flush();
 const after = await varz();
 const times = [...reportedAt.values()].sort((x, y) => x - y);
-const pct = (p: number) => (times.length ? times[Math.min(times.length - 1, Math.ceil((p / 100) * times.length) - 1)]! : NaN);
+// Per host: its revision published -> its applied report heard.
+const latencies = [...reportedAt].flatMap(([h, at]) => (publishedAt.has(h) ? [at - publishedAt.get(h)!] : [])).sort((x, y) => x - y);
+const pct = (p: number) => (latencies.length ? latencies[Math.min(latencies.length - 1, Math.ceil((p / 100) * latencies.length) - 1)]! : NaN);
 out({
   event: "result",
   result,
@@ -110,6 +123,8 @@ out({
   convergeMs: Math.round(times.at(-1) ?? NaN),
   p50Ms: Math.round(pct(50)),
   p99Ms: Math.round(pct(99)),
+  maxMs: Math.round(latencies.at(-1) ?? NaN),
+  measuredLatencies: latencies.length,
   runMs: Math.round(runMs),
   maxRssMb: Math.round(process.resourceUsage().maxRSS / 1024),
   heapUsedMb: Math.round(process.memoryUsage().heapUsed / 2 ** 20),
@@ -119,5 +134,6 @@ out({
   events,
 });
 probe.unsubscribe();
+published.unsubscribe();
 await cp.close();
 process.exit(0);
