@@ -246,7 +246,8 @@ export class RolloutStateWriter {
   }
 
   private plan(state: RolloutState): NonNullable<RolloutStateWriter["layout"]> {
-    if (this.layout?.rolloutId === state.rolloutId && this.layout.shardOf.size === Object.keys(state.hosts ?? {}).length) return this.layout;
+    // A rollout's hosts are fixed once planned: the layout is made once per rollout.
+    if (this.layout?.rolloutId === state.rolloutId) return this.layout;
     const names = Object.keys(state.hosts ?? {});
     const inWaves = new Set(state.waves.flat().filter((h) => state.hosts![h]));
     const ordered = [...inWaves, ...names.filter((h) => !inWaves.has(h)).sort()];
