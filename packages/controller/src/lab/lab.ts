@@ -56,6 +56,22 @@ async function controllerToken(t: Topology, o: LabOptions): Promise<string> {
   return token;
 }
 
+/** Whether `netfleet status` shows every lab host with these assignments desired and applied, without drift. */
+async function fleetAtAssignments(x: LabExec, t: Topology, o: LabOptions, assignments: Map<string, { hash: string }>): Promise<boolean> {
+  const r = await x.probe(controllerCommand(t, o, ["status", "--json"]));
+  if (r.exitCode !== 0) return false;
+  try {
+    const hosts = (JSON.parse(r.stdout) as { hosts: { host: string; drift: boolean; desired: { hash: string } | null; applied: { hash: string | null; rolledBack: boolean } | null }[] }).hosts;
+    return t.hosts.every((h) => {
+      const row = hosts.find((x) => x.host === h.name);
+      const want = assignments.get(h.name)?.hash;
+      return row !== undefined && !row.drift && row.desired?.hash === want && row.applied?.hash === want && row.applied?.rolledBack !== true;
+    });
+  } catch {
+    return false;
+  }
+}
+
 /** `netfleet serve` (with its nats-server) on the controller machine; a running one is kept. */
 async function ensureController(t: Topology, o: LabOptions, step: (s: string) => void): Promise<Record<string, number>> {
   const c = t.controller;
@@ -289,10 +305,14 @@ export async function labUp(o: LabOptions, log: (line: string) => void = () => {
       return topo.hosts.every((h) => rows.some((row) => row.host === h.name && row.state === "approved"));
     }, 500);
     step("agents enrolled");
-    const rollout = await new LabExec(600_000).probe(controllerCommand(topo, o, ["rollout", o.inventoryDir]));
-    for (const line of rollout.stdout.trimEnd().split("\n")) if (line) log(`  ${line}`);
-    if (rollout.exitCode !== 0) throw new Error(`netfleet rollout ${o.inventoryDir} exited ${rollout.exitCode}${rollout.stderr.trim() ? `: ${rollout.stderr.trim()}` : ""}`);
-    step("rollout done");
+    if (await fleetAtAssignments(x, topo, o, assignments)) {
+      step("rollout: nothing to do (every host applied its current assignment, no drift)");
+    } else {
+      const rollout = await new LabExec(600_000).probe(controllerCommand(topo, o, ["rollout", o.inventoryDir]));
+      for (const line of rollout.stdout.trimEnd().split("\n")) if (line) log(`  ${line}`);
+      if (rollout.exitCode !== 0) throw new Error(`netfleet rollout ${o.inventoryDir} exited ${rollout.exitCode}${rollout.stderr.trim() ? `: ${rollout.stderr.trim()}` : ""}`);
+      step("rollout done");
+    }
     await Promise.all(topo.hosts.map(converged));
   } else {
     // The backend goes first (its gateways are what the VM hosts' traffic needs).
