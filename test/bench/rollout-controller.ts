@@ -96,16 +96,34 @@ await cp.nc.flush();
 const events: Record<string, number> = {};
 let done: Extract<RolloutEvent, { event: "done" }> | undefined;
 let waves = 0;
+const marks: number[] = [];
 const emit = (e: RolloutEvent) => {
   events[e.event] = (events[e.event] ?? 0) + 1;
   if (e.event === "rollout") waves = e.waves.length;
+  // Informational: when the plan was made and each wave started (ms from run()).
+  if (e.event === "rollout" || e.event === "wave") marks.push(Math.round(performance.now() - t0));
   if (e.event === "done") done = e;
 };
+
+// Memory over the rollout, sampled: where the peak RSS goes (V8 heap, or buffers outside it).
+const mb = (b: number) => Math.round(b / 2 ** 20);
+const peak = { rss: 0, heapTotal: 0, heapUsed: 0, external: 0, arrayBuffers: 0 };
+let atPeakRss = process.memoryUsage();
+const peakAt = { rss: 0, heapUsed: 0 };
+const sampler = setInterval(() => {
+  const m = process.memoryUsage();
+  if (m.rss > peak.rss) (atPeakRss = m), (peakAt.rss = Math.round(performance.now() - t0));
+  if (m.heapUsed > peak.heapUsed) peakAt.heapUsed = Math.round(performance.now() - t0);
+  for (const k of Object.keys(peak) as (keyof typeof peak)[]) peak[k] = Math.max(peak[k], m[k]);
+}, 200);
+const memBefore = process.memoryUsage();
 
 const before = await varz();
 t0 = performance.now();
 const { result } = await new Rollout(cp, targets, { applyTimeoutMs: a.applyTimeoutMs }, emit).run();
 const runMs = performance.now() - t0;
+clearInterval(sampler);
+if (process.env.NF_BENCH_HEAP_SNAPSHOT) (await import("node:v8")).writeHeapSnapshot(process.env.NF_BENCH_HEAP_SNAPSHOT);
 // The probe may trail the rollout's own subscription by a moment; bounded.
 await Promise.race([everyone, new Promise((r) => setTimeout(r, 3000))]);
 await cp.nc.flush();
@@ -126,8 +144,15 @@ out({
   maxMs: Math.round(latencies.at(-1) ?? NaN),
   measuredLatencies: latencies.length,
   runMs: Math.round(runMs),
+  marks,
   maxRssMb: Math.round(process.resourceUsage().maxRSS / 1024),
   heapUsedMb: Math.round(process.memoryUsage().heapUsed / 2 ** 20),
+  memory: {
+    before: { rss: mb(memBefore.rss), heapUsed: mb(memBefore.heapUsed), external: mb(memBefore.external) },
+    atPeakRss: Object.fromEntries(Object.entries(atPeakRss).map(([k, v]) => [k, mb(v)])),
+    peaks: Object.fromEntries(Object.entries(peak).map(([k, v]) => [k, mb(v)])),
+    peakAtMs: peakAt,
+  },
   messages: after.in_msgs + after.out_msgs - (before.in_msgs + before.out_msgs) - probeMsgs,
   bytes: after.in_bytes + after.out_bytes - (before.in_bytes + before.out_bytes),
   failed: done?.failed.length ?? 0,

@@ -245,6 +245,7 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
     children.push(controller);
     const r = await controller.waitFor("result", 120_000 + agents * 20);
     await controller.exited;
+    if (r.memory) log(`rollout ${agents}: controller memory (MB) ${JSON.stringify(r.memory)}; plan made, waves started at ${JSON.stringify(r.marks)} ms`);
     if (r.reported !== agents || r.result !== "success") log(`rollout ${agents}: result ${String(r.result)}, ${String(r.reported)} of ${agents} reported, events ${JSON.stringify(r.events)}`);
     return {
       agents,

@@ -233,6 +233,7 @@ export class RolloutStateWriter {
   private readonly shardRevisions: (number | undefined)[];
   private layout: { rolloutId: string; shardOf: Map<string, number>; shards: string[][] } | undefined;
   private lastHeader: string | undefined;
+  private lastWaves: RolloutState["waves"] | undefined;
 
   constructor(kv: KV, headerRevision: number, shardRevisions?: number[], maxPayload = Infinity) {
     this.kv = kv;
@@ -314,11 +315,13 @@ export class RolloutStateWriter {
       return { n, key, bytes: this.encode(key, { rolloutId: state.rolloutId, hosts }) };
     });
     await Promise.all(writes.map(async (w) => (this.shardRevisions[w.n] = await this.put(w.key, w.bytes, this.shardRevisions[w.n]))));
-    const { hosts: _hosts, updatedAt: _at, ...rest } = state;
+    // The waves (every host's name) are fixed once a rollout is planned: compared by identity, not re-serialised on every save.
+    const { hosts: _hosts, updatedAt: _at, waves, ...rest } = state;
     const header = JSON.stringify({ ...rest, shards: layout.shards.length });
-    if (dirty && header === this.lastHeader) return;
+    if (dirty && header === this.lastHeader && waves === this.lastWaves) return;
     const { hosts: _h, ...stored } = state;
     this.headerRevision = await this.put(ROLLOUT_STATE_KEY, this.encode(ROLLOUT_STATE_KEY, { ...stored, shards: layout.shards.length }), this.headerRevision);
     this.lastHeader = header;
+    this.lastWaves = waves;
   }
 }
