@@ -2,14 +2,13 @@ import { Kvm } from "@nats-io/kv";
 import { afterEach, describe, expect, it } from "vitest";
 import { StaleRevisionError } from "@netfleet/controller";
 import { desiredBucket, encodeMessage, generateSigningKeys, signAssignment } from "@netfleet/shared";
-import { SITE, assignmentFor, eventually, inventoryHost, startAgent, startSite, type Site, type TestAgent } from "./harness.ts";
+import { SITE, assignmentFor, eventually, inventoryHost, startAgent, startSite, stopAll, type Site, type TestAgent } from "./harness.ts";
 
 let site: Site | undefined;
 const agents: TestAgent[] = [];
 
 afterEach(async () => {
-  for (const a of agents.splice(0)) await a.client.stop();
-  await site?.close();
+  await stopAll(site, agents);
   site = undefined;
 });
 

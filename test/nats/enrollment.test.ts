@@ -1,13 +1,12 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { assignmentFor, eventually, inventoryHost, startAgent, startSite, type Site, type TestAgent } from "./harness.ts";
+import { assignmentFor, eventually, inventoryHost, startAgent, startSite, stopAll, type Site, type TestAgent } from "./harness.ts";
 
 const hosts = [inventoryHost("hv1", "52:54:00:00:01:01"), inventoryHost("hv2", "52:54:00:00:02:02")];
 let site: Site | undefined;
 const agents: TestAgent[] = [];
 
 afterEach(async () => {
-  for (const a of agents.splice(0)) await a.client.stop();
-  await site?.close();
+  await stopAll(site, agents);
   site = undefined;
 });
 

@@ -142,6 +142,12 @@ export function startAgent(site: Site, options: { hostname: string; macs?: strin
 }
 
 /** Polls until the condition holds; fails with the message after `timeoutMs`. */
+/** Stops what a test started: its agents, then its site (the afterEach of the NATS suites). */
+export async function stopAll(site: Site | undefined, agents: TestAgent[]): Promise<void> {
+  for (const a of agents.splice(0)) await a.client.stop();
+  await site?.close();
+}
+
 export async function eventually(condition: () => boolean | Promise<boolean>, message: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await condition())) {

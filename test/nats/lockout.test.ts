@@ -1,13 +1,12 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { AgentState } from "@netfleet/agent";
 import { join } from "node:path";
-import { assignmentFor, eventually, inventoryHost, startAgent, startSite, type Site, type TestAgent } from "./harness.ts";
+import { assignmentFor, eventually, inventoryHost, startAgent, startSite, stopAll, type Site, type TestAgent } from "./harness.ts";
 
 let site: Site | undefined;
 const agents: TestAgent[] = [];
 afterEach(async () => {
-  for (const a of agents.splice(0)) await a.client.stop();
-  await site?.close();
+  await stopAll(site, agents);
   site = undefined;
 });
 

@@ -435,16 +435,10 @@ export class Rollout {
               queue.clear();
             }
           })
-          .catch((err: unknown) => {
-            // Only a LockLostError or the fatal error gets here: everything else is a failed host.
-            if (err instanceof LockLostError) this.lockLost ??= err.message;
-            else this.fatal ??= err as Error;
-            queue.clear();
-          });
+          .catch(this.abortOn(queue));
       }
       await queue.onIdle();
-      if (this.lockLost) throw new LockLostError(this.lockLost);
-      if (this.fatal) throw this.fatal;
+      this.throwIfAborted();
       if (stop) {
         const failed = Object.entries(this.state.hosts!).filter(([, h]) => h.status === "failed").map(([n]) => n);
         this.emit({ event: "budget-exceeded", failed, maxFail, canary: index === 0 });
@@ -501,13 +495,25 @@ export class Rollout {
     this.emit({ event: "revert-start", hosts: changed });
     const queue = new PQueue({ concurrency: this.options.parallel ?? Math.max(1, changed.length) });
     for (const host of changed) {
-      void queue.add(() => this.revertHost(host)).catch((err: unknown) => {
-        if (err instanceof LockLostError) this.lockLost ??= err.message;
-        else this.fatal ??= err as Error;
-        queue.clear();
-      });
+      void queue.add(() => this.revertHost(host)).catch(this.abortOn(queue));
     }
     await queue.onIdle();
+    this.throwIfAborted();
+  }
+
+  /**
+   * A queued host task's error handler: only a LockLostError or a fatal error gets
+   * here (anything else is a failed host); it is kept and the rest of the queue dropped.
+   */
+  private abortOn(queue: PQueue): (err: unknown) => void {
+    return (err) => {
+      if (err instanceof LockLostError) this.lockLost ??= err.message;
+      else this.fatal ??= err as Error;
+      queue.clear();
+    };
+  }
+
+  private throwIfAborted(): void {
     if (this.lockLost) throw new LockLostError(this.lockLost);
     if (this.fatal) throw this.fatal;
   }
