@@ -13,6 +13,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { NatsAgent, SimulatedHostRunner, Toolbox, type Command, type Runner, type RunResult } from "@netfleet/agent";
+import { simFacts } from "../nats/sim-facts.ts";
 
 export interface AgentsArgs {
   site: string;
@@ -71,12 +72,7 @@ const agents = a.names.map(
       resyncMs: FAR,
       enrollRetryMs: 15_000,
       reconnectTimeWaitMs: 500,
-      gatherFacts: async () => ({
-        interfaces: [],
-        kernel: { "8021q": { loaded: true, available: true }, bonding: { loaded: true, available: true }, openvswitch: { loaded: true, available: true } },
-        ovsVersion: "3.1.0",
-        libvirtVersion: "9.0.0",
-      }),
+      gatherFacts: simFacts,
       log,
     }),
 );

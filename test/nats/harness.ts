@@ -3,6 +3,7 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawn, type ChildProcess } from "node:child_process";
+import { simFacts } from "./sim-facts.ts";
 import { AgentClient, NatsAgent, SimulatedHostRunner, Toolbox, type AgentClientOptions, type ApplyOutcome, type NatsAgentOptions } from "@netfleet/agent";
 import { ControlPlane, NatsServer, controllerUser, enrollmentUser } from "@netfleet/controller";
 import { generateSigningKeys, sealAssignment, type HostAssignment, type Host, type SigningKeys } from "@netfleet/shared";
@@ -157,12 +158,7 @@ export async function eventually(condition: () => boolean | Promise<boolean>, me
 }
 
 /** Facts of a simulated host with every kernel feature. */
-export const simFacts = async () => ({
-  interfaces: [],
-  kernel: { "8021q": { loaded: true, available: true }, bonding: { loaded: true, available: true }, openvswitch: { loaded: true, available: true } },
-  ovsVersion: "3.1.0",
-  libvirtVersion: "9.0.0",
-});
+export { simFacts };
 
 export interface SimAgent {
   agent: NatsAgent;

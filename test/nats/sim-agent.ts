@@ -4,6 +4,7 @@
  * lives in a file. One JSON argument; JSON log lines on stdout.
  */
 import { NatsAgent, SimulatedHostRunner, Toolbox } from "@netfleet/agent";
+import { simFacts } from "./sim-facts.ts";
 
 const a = JSON.parse(process.argv[2]!) as {
   site: string;
@@ -34,12 +35,7 @@ const agent = new NatsAgent({
   enrollRetryMs: 300,
   reconnectTimeWaitMs: 200,
   confirmDeadlineMs: a.confirmDeadlineMs ?? 10_000,
-  gatherFacts: async () => ({
-    interfaces: [],
-    kernel: { "8021q": { loaded: true, available: true }, bonding: { loaded: true, available: true }, openvswitch: { loaded: true, available: true } },
-    ovsVersion: "3.1.0",
-    libvirtVersion: "9.0.0",
-  }),
+  gatherFacts: simFacts,
   log,
 });
 process.once("SIGTERM", () => void agent.stop().then(() => process.exit(0)));
