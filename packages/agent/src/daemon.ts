@@ -86,7 +86,9 @@ export class AgentDaemon {
         hash: this.assignment.hash,
         ...summary,
         ms: Math.round(performance.now() - started),
-        ...(summary.changed > 0 ? { corrective: results.filter((r) => r.changed).map((r) => r.id) } : {}),
+        // A VM starting or stopping (or a lease) is lifecycle, not drift: not corrective.
+        ...(results.some((r) => r.changed && !r.lifecycle) ? { corrective: results.filter((r) => r.changed && !r.lifecycle).map((r) => r.id) } : {}),
+        ...(results.some((r) => r.changed && r.lifecycle) ? { lifecycle: results.filter((r) => r.changed && r.lifecycle).map((r) => r.id) } : {}),
         ...(summary.failed > 0 ? { failures: results.filter((r) => r.result === false).map((r) => ({ id: r.id, error: r.error ?? r.comment })) } : {}),
       });
     }

@@ -100,6 +100,7 @@ export async function reconcile(resources: readonly ResourceSpec[], options: Rec
         result.comment = "would change (check mode)";
       } else {
         applied = true;
+        if (plan.lifecycle) result.lifecycle = true;
         await applyPlan(plan, options.runner, host);
         cache.clear();
         result.changed = true;

@@ -70,6 +70,14 @@ export const OvsBridgeSpec = z.strictObject({
    * gives the taps it plugs the MTU of their bridge).
    */
   mtu: z.number().int().min(68).max(9216).optional(),
+  /**
+   * OVS fail mode (ovs-vswitchd.conf.db(5), Bridge fail_mode). `secure`: the
+   * bridge forwards nothing but what its OpenFlow table says, also before
+   * the agent has installed a rule and after ovs-vswitchd restarts (flows are
+   * not persistent). Absent: OVS's default (`standalone`, a NORMAL switch).
+   * Set in the same ovs-vsctl transaction that creates the bridge.
+   */
+  failMode: z.enum(["secure", "standalone"]).optional(),
 });
 
 export const LibvirtNetworkSpec = z.strictObject({
@@ -80,7 +88,12 @@ export const LibvirtNetworkSpec = z.strictObject({
     z.strictObject({
       name: z.string().regex(/^[a-z][a-z0-9-]{0,31}$/),
       default: z.boolean(),
-      vlan: z.number().int().min(1).max(4094).optional(),
+      /**
+       * libvirt `<virtualport type='openvswitch'><parameters profileid=.../>`:
+       * libvirt copies it into the OVS Interface's `external_ids:port-profile`,
+       * where the agent reads it (e.g. `netfleet-isolated`).
+       */
+      profileId: z.string().regex(/^[a-z][a-z0-9-]{0,39}$/).optional(),
     }),
   ),
 });
@@ -106,12 +119,25 @@ export const VmPortPolicySpec = z.strictObject({
   gateway: z.strictObject({ ip: z.string().regex(/^\d{1,3}(?:\.\d{1,3}){3}$/), mac: z.string().regex(MAC_ADDRESS) }),
   isolatedDefault: z.boolean(),
   cookie: z.string().regex(/^0x[0-9a-f]{16}$/),
+  /**
+   * The backend host whose published DHCP leases pin the addresses of VM
+   * ports (any VM without a static ip, and a static VM's previous address
+   * until its lease ends). The agent keeps them in
+   * `<runDir>/leases/<network>.json`.
+   */
+  leaseSource: z.string().regex(DNS_LABEL).optional(),
+  /** `external_ids:port-profile` value that makes a port isolated whatever the inventory says. */
+  isolatedProfile: z.string().regex(/^[a-z][a-z0-9-]{0,39}$/).optional(),
   vms: z.array(
     z.strictObject({
       name: z.string().regex(DNS_LABEL),
       mac: z.string().regex(MAC_ADDRESS),
       ip: z.string().regex(/^\d{1,3}(?:\.\d{1,3}){3}$/).optional(),
       isolated: z.boolean(),
+      /** Further addresses the VM may use (a virtual IP that moves between VMs), with their ARP. */
+      extraAddresses: z.array(z.string().regex(/^\d{1,3}(?:\.\d{1,3}){3}$/)).optional(),
+      /** Cluster groups of the network this VM belongs to: members reach each other even when isolated. */
+      groups: z.array(z.string().regex(DNS_LABEL)).optional(),
     }),
   ),
 });

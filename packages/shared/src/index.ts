@@ -7,4 +7,5 @@ export * from "./inventory/model.ts";
 export * from "./inventory/source.ts";
 export { loadInventory } from "./inventory/load.ts";
 export * from "./assignment.ts";
+export * from "./leases.ts";
 export * from "./protocol/index.ts";

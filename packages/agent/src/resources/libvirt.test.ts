@@ -15,8 +15,7 @@ const spec: LibvirtNetworkSpec = {
   bridge: "br-secure",
   portgroups: [
     { name: "default", default: true },
-    { name: "isolated", default: false },
-    { name: "vlan-1081", default: false, vlan: 1081 },
+    { name: "isolated", default: false, profileId: "netfleet-isolated" },
   ],
 };
 const observed = (xml: string, info: string) => ({
@@ -107,6 +106,21 @@ describe("libvirt-network plan", () => {
     const plan = libvirtNetwork.plan({ ...spec, name: "legacy", bridge: "br-legacy" }, legacy, ctx);
     expect(plan.commands).toEqual([]);
     expect(plan.blocked).toMatch(/libvirt network legacy exists and is not managed by netfleet/);
+  });
+});
+
+describe("portgroups", () => {
+  it("the isolated portgroup carries the profileid libvirt copies into the port's external_ids:port-profile", () => {
+    expect(networkXml(spec, "fixture")).toContain("<portgroup name='isolated'><virtualport type='openvswitch'><parameters profileid='netfleet-isolated'/></virtualport></portgroup>");
+    expect(parseNetworkXml(fixture("libvirt/secure-inactive.xml")).portgroups[1]).toEqual({ name: "isolated", default: false, profileId: "netfleet-isolated" });
+  });
+
+  it("a definition of an earlier version with a vlan-<vid> portgroup (double-tagging) is redefined without it", () => {
+    const old = { exists: true, state: { ...parseNetworkXml(fixture("libvirt/secure-vlan-portgroup.xml")), active: true, autostart: true, persistent: true } };
+    expect(old.state.portgroups).toContainEqual({ name: "vlan-1081", default: false, vlan: 1081 });
+    const plan = libvirtNetwork.plan(spec, old, ctx);
+    expect(Object.keys(plan.changes)).toEqual(["portgroups"]);
+    expect(plan.commands.map((c) => c.argv[4] ?? c.argv[0])).toEqual(["write", "net-define", "net-destroy", "net-start"]);
   });
 });
 

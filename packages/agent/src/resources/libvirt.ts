@@ -14,7 +14,8 @@ export interface LibvirtNetworkState {
   forwardMode?: string;
   bridge?: string;
   virtualport?: string;
-  portgroups: { name: string; default: boolean; vlan?: number }[];
+  /** `vlan`: a tag on the portgroup (we define none: a VLAN tag on a VM port behind a tagged uplink double-tags). */
+  portgroups: { name: string; default: boolean; profileId?: string; vlan?: number }[];
   active: boolean;
   autostart: boolean;
   persistent: boolean;
@@ -57,7 +58,10 @@ export function parseNetworkXml(xml: string): Omit<LibvirtNetworkState, "active"
   const portgroups = ((net.portgroup as unknown[] | undefined) ?? []).map((pg) => {
     const vlan = (pg as Record<string, unknown>).vlan as Record<string, unknown> | undefined;
     const tags = (vlan?.tag as unknown[] | undefined) ?? [];
-    const out: { name: string; default: boolean; vlan?: number } = { name: attr(pg, "name") ?? "", default: attr(pg, "default") === "yes" };
+    const out: { name: string; default: boolean; profileId?: string; vlan?: number } = { name: attr(pg, "name") ?? "", default: attr(pg, "default") === "yes" };
+    const params = ((pg as Record<string, unknown>).virtualport as Record<string, unknown> | undefined)?.parameters;
+    const profileId = attr(params, "profileid");
+    if (profileId !== undefined) out.profileId = profileId;
     if (tags.length > 0) out.vlan = Number(attr(tags[0], "id"));
     return out;
   });
@@ -116,7 +120,8 @@ export function networkXml(spec: LibvirtNetworkSpec, owner: string, uuid?: strin
   lines.push("  <forward mode='bridge'/>", `  <bridge name='${spec.bridge}'/>`, "  <virtualport type='openvswitch'/>");
   for (const pg of spec.portgroups) {
     const open = `  <portgroup name='${pg.name}'${pg.default ? " default='yes'" : ""}`;
-    lines.push(pg.vlan === undefined ? `${open}/>` : `${open}><vlan><tag id='${pg.vlan}'/></vlan></portgroup>`);
+    // libvirt copies profileid into the OVS Interface's external_ids:port-profile (virnetdevopenvswitch.c).
+    lines.push(pg.profileId === undefined ? `${open}/>` : `${open}><virtualport type='openvswitch'><parameters profileid='${pg.profileId}'/></virtualport></portgroup>`);
   }
   lines.push("</network>");
   return lines.join("\n") + "\n";

@@ -14,6 +14,8 @@ export interface OvsBridge {
   uuid: string;
   name: string;
   datapath: string;
+  /** `secure` or `standalone`; absent when unset (OVS then behaves as standalone). */
+  failMode?: string;
   portUuids: string[];
   externalIds: Record<string, string>;
 }
@@ -125,6 +127,8 @@ export function parseOvsState(stdout: string): OvsState {
       portUuids: setOf(r.ports).map((p) => String(atom(p))),
       externalIds: mapOf(r.external_ids),
     };
+    const failMode = r.fail_mode === undefined ? undefined : optional(r.fail_mode);
+    if (failMode !== undefined) b.failMode = String(failMode);
     bridges.set(b.name, b);
     for (const p of b.portUuids) portBridge.set(p, b.name);
   }
@@ -275,12 +279,17 @@ export const ovsBridge: ResourceHandler<OvsBridgeSpec, OvsState> = {
     }
     if (!bridge) {
       changes.present = { old: false, new: true };
-      args.push("--", "add-br", spec.name, "--", "set", "Bridge", spec.name, `datapath_type=${spec.datapath}`, `external_ids:${OWNER_KEY}=${owner}`);
+      // fail_mode in the creating transaction: the bridge never forwards a frame its table does not allow.
+      args.push("--", "add-br", spec.name, "--", "set", "Bridge", spec.name, `datapath_type=${spec.datapath}`, ...(spec.failMode ? [`fail_mode=${spec.failMode}`] : []), `external_ids:${OWNER_KEY}=${owner}`);
       if (spec.mtu !== undefined) args.push("--", "set", "Interface", spec.name, `mtu_request=${spec.mtu}`);
     } else {
       if (bridge.datapath !== spec.datapath) {
         changes.datapath = { old: bridge.datapath, new: spec.datapath };
         args.push("--", "set", "Bridge", spec.name, `datapath_type=${spec.datapath}`);
+      }
+      if (spec.failMode !== undefined && (bridge.failMode ?? "standalone") !== spec.failMode) {
+        changes.fail_mode = { old: bridge.failMode ?? null, new: spec.failMode };
+        args.push("--", "set", "Bridge", spec.name, `fail_mode=${spec.failMode}`);
       }
       // The bridge's own internal port (same name as the bridge).
       const local = state.interfaces.get(spec.name)?.mtuRequest;

@@ -12,6 +12,12 @@ export interface ResourcePlan {
   blocked?: string;
   /** Notes for the operator that do not block (e.g. "exists, not ours, matches"). */
   comment?: string;
+  /**
+   * The changes follow a VM's lifecycle (a port appeared or went, a lease
+   * came or ended), not drift: a daemon pass that makes them is not
+   * reported as corrective.
+   */
+  lifecycle?: boolean;
 }
 
 export interface PlanContext {
@@ -55,6 +61,8 @@ export interface ResourceResult {
   comment: string;
   error?: string;
   durationMs: number;
+  /** Changed for a VM's lifecycle only (see ResourcePlan.lifecycle). */
+  lifecycle?: boolean;
 }
 
 export function ownerMarker(owner: string): string {

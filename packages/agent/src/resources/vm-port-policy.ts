@@ -1,7 +1,8 @@
-import type { VmPortPolicySpec } from "@netfleet/shared";
-import { mutate } from "../exec/runner.ts";
+import { join } from "node:path";
+import { decodeNetworkLeases, liveLeases, type Lease, type VmPortPolicySpec } from "@netfleet/shared";
+import { mutate, type Command } from "../exec/runner.ts";
 import { observeOvs, type OvsState } from "./ovs.ts";
-import type { Changes, ObserveContext, ResourceHandler, ResourcePlan } from "./types.ts";
+import type { Changes, ObserveContext, PlanContext, ResourceHandler, ResourcePlan } from "./types.ts";
 
 /** One OpenFlow rule in table 0, in the form ovs-ofctl prints and reads. */
 export interface Flow {
@@ -9,24 +10,57 @@ export interface Flow {
   /** Match fields, e.g. `ip`, `in_port=3`, `dl_src=52:54:00:aa:00:01`. */
   match: string[];
   actions: string;
+  /** `0x…` as dump-flows prints it; absent in desired flows (they all carry the spec's cookie) and when 0. */
+  cookie?: string;
 }
 
+/** A VM port: an OVS Interface that libvirt (or the lab, acting as hypervisor) marked with the guest's MAC. */
 export interface VmPort {
   port: string;
   ofport: number;
+  /** `external_ids:attached-mac`, lowercase. */
   mac: string;
+  /** `external_ids:port-profile`: libvirt copies a portgroup's virtualport profileid there. */
+  profile?: string;
 }
 
 export interface VmPortObservation {
   bridgeExists: boolean;
   vmPorts: VmPort[];
   uplinkOfport?: number;
+  /** Every rule of the bridge's table 0, whoever installed it (any cookie). */
   flows: Flow[];
+  /** Port names whose OpenFlow config has NO_FLOOD (OpenFlow 1.0 port config bit, `ovs-ofctl show`). */
+  noFlood?: string[];
+  /** DHCP leases the backend holds on this network, still valid when observed. */
+  leases?: Lease[];
+  /** Why the leases file could not be used (the pass goes on without leases). */
+  leasesProblem?: string;
 }
 
-const BROADCAST = "ff:ff:ff:ff:ff:ff";
+export const BROADCAST = "ff:ff:ff:ff:ff:ff";
 /** Counters and metadata that ovs-ofctl prints but that are not part of a rule's identity. */
-const VOLATILE = /^(cookie|duration|table|n_packets|n_bytes|idle_age|hard_age|reset_counts|send_flow_rem|importance|idle_timeout|hard_timeout)=?/;
+const VOLATILE = /^(duration|table|n_packets|n_bytes|idle_age|hard_age|reset_counts|send_flow_rem|importance|idle_timeout|hard_timeout)=?/;
+
+/**
+ * Priorities of table 0 (higher wins; OpenFlow 1.3 §5.3):
+ *  - 300 guards: DHCP server replies (udp sport 67) and all IPv6 (router advertisements, DHCPv6) from a VM port;
+ *  - 290 DHCP client messages of the VM's MAC (udp 68→67) to broadcast or the gateway, from any source
+ *        address (0.0.0.0, its lease, its previous address), straight out of the uplink;
+ *  - 230 the gateway's broadcasts from the uplink: switched, and copied to the isolated (no-flood) ports;
+ *  - 225 broadcasts of an isolated VM of another host, from the uplink: only to its cluster group here;
+ *  - 220 isolated VMs and cluster groups: to the gateway and group members only; unicast to an isolated VM
+ *        from the gateway or a group member;
+ *  - 215 any other unicast to an isolated VM: dropped, whatever port it comes from;
+ *  - 210 a VM's own MAC with one of its addresses (IP and ARP), and its RARP announcements: NORMAL;
+ *  - 200 anything else from a VM port: dropped (spoofed MAC or IP, other ethertypes);
+ *  - 100 the uplink: NORMAL switching (NORMAL never floods to a NO_FLOOD port);
+ *  -   0 everything else (the bridge's local port, a port without policy yet): dropped.
+ */
+export const PRIORITY = { guard: 300, dhcpClient: 290, gatewayBroadcast: 230, remoteIsolatedBroadcast: 225, isolated: 220, toIsolated: 215, own: 210, portDrop: 200, uplink: 100, floor: 0 } as const;
+
+/** libvirt portgroup `isolated` sets this profileid; a port carrying it is isolated whatever the inventory says. */
+export const ISOLATED_PROFILE = "netfleet-isolated";
 
 export function flowKey(f: Flow): string {
   return `${f.priority}|${[...f.match].sort().join(",")}`;
@@ -36,7 +70,7 @@ export function formatFlow(f: Flow): string {
   return [`priority=${f.priority}`, ...f.match].join(",") + ` actions=${f.actions}`;
 }
 
-/** Parses `ovs-ofctl dump-flows --no-stats` (with or without stats). */
+/** Parses `ovs-ofctl dump-flows [--no-stats]` (with or without stats); keeps each rule's cookie. */
 export function parseFlows(text: string): Flow[] {
   const flows: Flow[] = [];
   for (const raw of text.split("\n")) {
@@ -46,14 +80,38 @@ export function parseFlows(text: string): Flow[] {
     if (at < 0) continue;
     const actions = line.slice(at + " actions=".length).trim();
     let priority = 32768;
+    let cookie: string | undefined;
     const match: string[] = [];
     for (const token of line.slice(0, at).split(",").map((t) => t.trim()).filter(Boolean)) {
       if (token.startsWith("priority=")) priority = Number(token.slice("priority=".length));
+      else if (token.startsWith("cookie=")) cookie = token.slice("cookie=".length);
       else if (!VOLATILE.test(token)) match.push(token);
     }
-    flows.push({ priority, match, actions });
+    const flow: Flow = { priority, match, actions };
+    if (cookie !== undefined && cookie !== "0x0") flow.cookie = cookie;
+    flows.push(flow);
   }
   return flows;
+}
+
+/**
+ * Parses `ovs-ofctl show BRIDGE` (OpenFlow 1.0: the only version with the
+ * NO_FLOOD port config bit; OpenFlow 1.3 dropped OFPPC_NO_FLOOD) into the
+ * names of the ports that have it.
+ */
+export function parseNoFlood(text: string): string[] {
+  const out: string[] = [];
+  let port: string | undefined;
+  for (const line of text.split("\n")) {
+    const head = /^\s*(?:\d+|LOCAL)\(([^)]+)\):/.exec(line);
+    if (head) {
+      port = head[1];
+      continue;
+    }
+    const cfg = /^\s*config:\s*(.*)$/.exec(line);
+    if (cfg && port !== undefined && cfg[1]!.split(/\s+/).includes("NO_FLOOD")) out.push(port);
+  }
+  return out.sort();
 }
 
 /** VM ports on the bridge: interfaces that libvirt (or the lab, acting as hypervisor) marked with the VM's MAC. */
@@ -67,81 +125,255 @@ export function vmPortsOf(state: OvsState, bridge: string): VmPort[] {
     for (const uuid of port.interfaceUuids) {
       const iface = ifaceByUuid.get(uuid);
       const mac = iface?.externalIds["attached-mac"];
-      if (iface && mac && iface.ofport !== undefined && iface.ofport > 0) out.push({ port: iface.name, ofport: iface.ofport, mac: mac.toLowerCase() });
+      if (!iface || !mac || iface.ofport === undefined || iface.ofport <= 0) continue;
+      const vm: VmPort = { port: iface.name, ofport: iface.ofport, mac: mac.toLowerCase() };
+      const profile = iface.externalIds["port-profile"];
+      if (profile) vm.profile = profile;
+      out.push(vm);
     }
   }
   return out.sort((a, b) => a.ofport - b.ofport);
 }
 
-/**
- * The rules for one bridge, from the VM ports that exist right now.
- *  - 200: anything else from a VM port is dropped (spoofed MAC or IP, other ethertypes).
- *  - 210: a VM's own MAC (and IP when known) goes to NORMAL switching; DHCP from 0.0.0.0 too.
- *  - 215: unicast to an isolated VM from anyone but the gateway is dropped, across hosts too.
- *  - 220: an isolated VM talks only to the gateway (unicast to its MAC, ARP for its IP, DHCP),
- *         straight out of the uplink; unicast from the gateway reaches it.
- * ARP and DHCP need no static entries: the gateway's broadcasts still flood (priority 0 NORMAL).
- */
-export function desiredFlows(spec: VmPortPolicySpec, obs: Pick<VmPortObservation, "vmPorts" | "uplinkOfport">): Flow[] {
-  const flows: Flow[] = [];
-  const gw = spec.gateway;
-  for (const port of obs.vmPorts) {
-    const vm = spec.vms.find((v) => v.mac.toLowerCase() === port.mac);
-    const isolated = vm?.isolated ?? spec.isolatedDefault;
-    const inPort = `in_port=${port.ofport}`;
-    const src = `dl_src=${port.mac}`;
-    const ipMatch = vm?.ip ? ["ip", inPort, src, `nw_src=${vm.ip}`] : ["ip", inPort, src];
-    const arpMatch = vm?.ip ? ["arp", inPort, src, `arp_sha=${port.mac}`, `arp_spa=${vm.ip}`] : ["arp", inPort, src, `arp_sha=${port.mac}`];
-    const dhcp = ["udp", inPort, src, "nw_src=0.0.0.0", "tp_src=68", "tp_dst=67"];
-    flows.push({ priority: 200, match: [inPort], actions: "drop" });
-    if (!isolated || obs.uplinkOfport === undefined) {
-      flows.push({ priority: 210, match: ipMatch, actions: "NORMAL" });
-      flows.push({ priority: 210, match: arpMatch, actions: "NORMAL" });
-      if (vm?.ip) flows.push({ priority: 210, match: dhcp, actions: "NORMAL" });
-      continue;
-    }
-    const up = `output:${obs.uplinkOfport}`;
-    flows.push({ priority: 220, match: [...ipMatch, `dl_dst=${gw.mac}`], actions: up });
-    flows.push({ priority: 220, match: [...arpMatch, `dl_dst=${gw.mac}`], actions: up });
-    flows.push({ priority: 220, match: [...arpMatch, `dl_dst=${BROADCAST}`, `arp_tpa=${gw.ip}`], actions: up });
-    flows.push({ priority: 220, match: [...dhcp.filter((m) => m !== "nw_src=0.0.0.0"), `dl_dst=${BROADCAST}`], actions: up });
-    flows.push({ priority: 220, match: [`in_port=${obs.uplinkOfport}`, `dl_src=${gw.mac}`, `dl_dst=${port.mac}`], actions: `output:${port.ofport}` });
-    flows.push({ priority: 215, match: [`dl_dst=${port.mac}`], actions: "drop" });
-  }
-  return flows;
+/** What the policy of one port is made of: who it is, which addresses it may use, whether it is isolated. */
+export interface PortPolicy {
+  port: VmPort;
+  /** The inventory VM of this MAC, when there is one. */
+  vm?: string;
+  isolated: boolean;
+  /** Sorted, unique: static ip, leased addresses, extra addresses. */
+  sources: string[];
+  /** Of `sources`, those that come from a lease only (a DHCP VM's address, a static VM's previous one). */
+  leased: string[];
+  groups: string[];
 }
 
+function uniqueSorted(values: Iterable<string>): string[] {
+  return [...new Set(values)].sort();
+}
+
+/**
+ * Each VM port's policy: a MAC the inventory does not know is a DHCP VM of
+ * the network (its leases only); a port whose profile is the isolated
+ * portgroup's is isolated whatever the inventory says.
+ */
+export function portPolicies(spec: VmPortPolicySpec, obs: Pick<VmPortObservation, "vmPorts" | "leases">): PortPolicy[] {
+  return obs.vmPorts.map((port) => {
+    const vm = spec.vms.find((v) => v.mac.toLowerCase() === port.mac);
+    const leased = (obs.leases ?? []).filter((l) => l.mac === port.mac).map((l) => l.ip);
+    const fixed = [...(vm?.ip ? [vm.ip] : []), ...(vm?.extraAddresses ?? [])];
+    const sources = uniqueSorted([...fixed, ...leased]).filter((a) => a !== spec.gateway.ip);
+    const isolated = (spec.isolatedProfile !== undefined && port.profile === spec.isolatedProfile) || (vm?.isolated ?? spec.isolatedDefault);
+    const policy: PortPolicy = { port, isolated, sources, leased: uniqueSorted(leased.filter((a) => !fixed.includes(a) && a !== spec.gateway.ip)), groups: vm?.groups ?? [] };
+    if (vm) policy.vm = vm.name;
+    return policy;
+  });
+}
+
+/**
+ * The whole table 0 of one VM bridge (fail_mode=secure), from the VM ports
+ * that exist right now and the leases they hold. See PRIORITY for the
+ * layers. ARP and DHCP with the gateway need no static entries: the
+ * gateway's broadcasts reach isolated ports through an explicit copy.
+ * Sources: OVS fail_mode and NORMAL (ovs-vswitchd.conf.db(5)), ovs-fields(7)
+ * for `rarp` (dl_type 0x8035, sent by QEMU after a migration), RFC 2131
+ * (DHCP ports 67/68), RFC 4861 (router advertisements are ICMPv6).
+ */
+export function desiredFlows(spec: VmPortPolicySpec, obs: Pick<VmPortObservation, "vmPorts" | "uplinkOfport" | "leases">): Flow[] {
+  const flows: Flow[] = [{ priority: PRIORITY.floor, match: [], actions: "drop" }];
+  const up = obs.uplinkOfport;
+  if (up === undefined) return flows; // no way to the gateway: nothing but the floor
+  const gw = spec.gateway;
+  const upOut = `output:${up}`;
+  flows.push({ priority: PRIORITY.uplink, match: [`in_port=${up}`], actions: "NORMAL" });
+  const policies = portPolicies(spec, obs);
+  const isolatedPorts = policies.filter((p) => p.isolated).map((p) => p.port.ofport);
+  if (isolatedPorts.length > 0) {
+    flows.push({ priority: PRIORITY.gatewayBroadcast, match: [`in_port=${up}`, `dl_src=${gw.mac}`, `dl_dst=${BROADCAST}`], actions: ["NORMAL", ...isolatedPorts.map((p) => `output:${p}`)].join(",") });
+  }
+  // Group members: by MAC, wherever they run (a member on another host is reached through the uplink).
+  const members = new Map<string, string[]>(); // group -> member MACs
+  for (const vm of spec.vms) for (const g of vm.groups ?? []) members.set(g, [...(members.get(g) ?? []), vm.mac.toLowerCase()]);
+  const localPortOf = new Map(obs.vmPorts.map((p) => [p.mac, p.ofport]));
+  const peersOf = (groups: string[], self: string) => uniqueSorted(groups.flatMap((g) => members.get(g) ?? [])).filter((m) => m !== self);
+  const localPeers = (groups: string[], self: string) => peersOf(groups, self).flatMap((m) => (localPortOf.has(m) ? [localPortOf.get(m)!] : [])).sort((a, b) => a - b);
+
+  for (const p of policies) {
+    const inPort = `in_port=${p.port.ofport}`;
+    const mac = p.port.mac;
+    const src = `dl_src=${mac}`;
+    flows.push({ priority: PRIORITY.guard, match: ["udp", inPort, "tp_src=67"], actions: "drop" });
+    flows.push({ priority: PRIORITY.guard, match: ["ipv6", inPort], actions: "drop" });
+    for (const dst of [BROADCAST, gw.mac]) {
+      flows.push({ priority: PRIORITY.dhcpClient, match: ["udp", inPort, src, `dl_dst=${dst}`, "tp_src=68", "tp_dst=67"], actions: upOut });
+    }
+    flows.push({ priority: PRIORITY.portDrop, match: [inPort], actions: "drop" });
+    const ipOf = (a: string) => ["ip", inPort, src, `nw_src=${a}`];
+    const arpOf = (a: string) => ["arp", inPort, src, `arp_sha=${mac}`, `arp_spa=${a}`];
+    const peers = peersOf(p.groups, mac);
+    // To each group member, by its MAC: its port here, or the uplink.
+    for (const peer of peers) {
+      const out = localPortOf.has(peer) ? `output:${localPortOf.get(peer)}` : upOut;
+      for (const a of p.sources) {
+        flows.push({ priority: PRIORITY.isolated, match: [...ipOf(a), `dl_dst=${peer}`], actions: out });
+        flows.push({ priority: PRIORITY.isolated, match: [...arpOf(a), `dl_dst=${peer}`], actions: out });
+      }
+      // Unicast from a member on another host.
+      flows.push({ priority: PRIORITY.isolated, match: [`in_port=${up}`, `dl_src=${peer}`, `dl_dst=${mac}`], actions: `output:${p.port.ofport}` });
+    }
+    if (!p.isolated) {
+      for (const a of p.sources) {
+        flows.push({ priority: PRIORITY.own, match: ipOf(a), actions: "NORMAL" });
+        flows.push({ priority: PRIORITY.own, match: arpOf(a), actions: "NORMAL" });
+      }
+      flows.push({ priority: PRIORITY.own, match: ["rarp", inPort, src], actions: "NORMAL" });
+      continue;
+    }
+    // Isolated: the gateway (and group members) only, straight out of the uplink.
+    const bcastOut = [upOut, ...localPeers(p.groups, mac).map((o) => `output:${o}`)].join(",");
+    for (const a of p.sources) {
+      flows.push({ priority: PRIORITY.isolated, match: [...ipOf(a), `dl_dst=${gw.mac}`], actions: upOut });
+      flows.push({ priority: PRIORITY.isolated, match: [...arpOf(a), `dl_dst=${gw.mac}`], actions: upOut });
+      // ARP requests (for the gateway, a group member) and gratuitous ARP after a migration.
+      flows.push({ priority: PRIORITY.isolated, match: [...arpOf(a), `dl_dst=${BROADCAST}`], actions: bcastOut });
+    }
+    flows.push({ priority: PRIORITY.isolated, match: ["rarp", inPort, src], actions: upOut });
+    flows.push({ priority: PRIORITY.isolated, match: [`in_port=${up}`, `dl_src=${gw.mac}`, `dl_dst=${mac}`], actions: `output:${p.port.ofport}` });
+    flows.push({ priority: PRIORITY.toIsolated, match: [`dl_dst=${mac}`], actions: "drop" });
+  }
+  // Broadcasts of isolated VMs of the inventory that arrive from other hosts: only their group members here see them.
+  for (const vm of spec.vms) {
+    const mac = vm.mac.toLowerCase();
+    if (!vm.isolated || localPortOf.has(mac)) continue;
+    const local = localPeers(vm.groups ?? [], mac);
+    flows.push({ priority: PRIORITY.remoteIsolatedBroadcast, match: [`in_port=${up}`, `dl_src=${mac}`, `dl_dst=${BROADCAST}`], actions: local.length > 0 ? local.map((o) => `output:${o}`).join(",") : "drop" });
+  }
+  return dedupe(flows);
+}
+
+function dedupe(flows: Flow[]): Flow[] {
+  const seen = new Map<string, Flow>();
+  for (const f of flows) if (!seen.has(flowKey(f))) seen.set(flowKey(f), f);
+  return [...seen.values()];
+}
+
+/** `<runDir>/leases/<network>.json`: the leases the fleet side last received from the backend. */
+export function leasesPath(runDir: string, network: string): string {
+  return join(runDir, "leases", `${network}.json`);
+}
+
+/**
+ * Whether adding a desired rule is drift (someone removed or changed it) or
+ * lifecycle (a VM port appeared, a lease or a group peer came): the
+ * baseline, and any rule of a port that already had rules, is drift unless
+ * it depends on a lease.
+ */
+function additionIsDrift(f: Flow, portsWithFlows: Set<number>, leased: Set<string>): boolean {
+  if (f.priority === PRIORITY.floor || f.priority === PRIORITY.uplink) return true;
+  const field = (name: string) => f.match.find((m) => m.startsWith(`${name}=`))?.slice(name.length + 1);
+  const inPort = field("in_port");
+  if (inPort === undefined || !portsWithFlows.has(Number(inPort))) return false;
+  const addr = field("nw_src") ?? field("arp_spa");
+  return addr === undefined || !leased.has(addr);
+}
+
+/** Rules whose actions name ports (copies to isolated ports, a group peer here or through the uplink): they follow VM starts and stops. */
+const PORT_DEPENDENT_ACTIONS: ReadonlySet<number> = new Set([PRIORITY.isolated, PRIORITY.gatewayBroadcast, PRIORITY.remoteIsolatedBroadcast]);
+
+/**
+ * OpenFlow rules for the VM ports of one VM bridge, which runs in OVS's
+ * secure fail mode: the agent owns the bridge's whole table 0. A rule it
+ * did not install (any cookie) is removed and a missing one restored in the
+ * same pass; a VM port's isolation also sets its NO_FLOOD bit.
+ */
 export const vmPortPolicy: ResourceHandler<VmPortPolicySpec, VmPortObservation> = {
   kind: "vm-port-policy",
   async observe(spec, ctx: ObserveContext) {
     const state = await observeOvs(ctx);
     if (!state.bridges.has(spec.name)) return { bridgeExists: false, vmPorts: [], flows: [] };
-    const dump = await ctx.read(ctx.tools.ovsOfctl("dump-flows", spec.name, `cookie=${spec.cookie}/-1`, "--no-stats"));
+    const [dump, show, leaseText] = await Promise.all([
+      ctx.read(ctx.tools.ovsOfctl("dump-flows", spec.name, "--no-stats")),
+      ctx.read(ctx.tools.ovsOfctl10("show", spec.name)),
+      spec.leaseSource !== undefined ? ctx.readFile(leasesPath(ctx.tools.runDir, spec.network)) : Promise.resolve(undefined),
+    ]);
     const uplink = state.interfaces.get(spec.uplinkPort)?.ofport;
-    const obs: VmPortObservation = { bridgeExists: true, vmPorts: vmPortsOf(state, spec.name), flows: parseFlows(dump.stdout) };
+    const obs: VmPortObservation = { bridgeExists: true, vmPorts: vmPortsOf(state, spec.name), flows: parseFlows(dump.stdout), noFlood: parseNoFlood(show.stdout) };
     if (uplink !== undefined && uplink > 0) obs.uplinkOfport = uplink;
+    if (leaseText !== undefined) {
+      try {
+        const table = decodeNetworkLeases(leasesPath(ctx.tools.runDir, spec.network), leaseText);
+        obs.leases = table.network === spec.network && table.host === spec.leaseSource ? liveLeases(table.leases, Math.floor(Date.now() / 1000)) : [];
+        if (table.network !== spec.network || table.host !== spec.leaseSource) obs.leasesProblem = `leases file is for ${table.network} from ${table.host}, not ${spec.network} from ${spec.leaseSource}`;
+      } catch (err) {
+        obs.leases = [];
+        obs.leasesProblem = (err as Error).message;
+      }
+    }
     return obs;
   },
   plan(spec, obs, ctx): ResourcePlan {
+    if (!obs.bridgeExists) return { changes: {}, commands: [] };
     const want = desiredFlows(spec, obs);
+    const cookie = spec.cookie;
     const have = new Map(obs.flows.map((f) => [flowKey(f), f]));
     const wanted = new Map(want.map((f) => [flowKey(f), f]));
     const lines: string[] = [];
     const added: string[] = [];
     const removed: string[] = [];
+    const foreign: string[] = [];
+    const policies = portPolicies(spec, obs);
+    const uplinkPort = obs.uplinkOfport;
+    const portsWithFlows = new Set(
+      obs.flows.filter((f) => f.cookie === cookie).flatMap((f) => f.match.filter((m) => m.startsWith("in_port=")).map((m) => Number(m.slice(8)))).filter((p) => p !== uplinkPort),
+    );
+    const leased = new Set(policies.flatMap((p) => p.leased));
+    let drift = false;
     for (const [key, f] of wanted) {
-      if (have.get(key)?.actions === f.actions) continue;
-      lines.push(`add cookie=${spec.cookie},${formatFlow(f).replace(" actions=", ",actions=")}`);
+      const h = have.get(key);
+      if (h && h.actions === f.actions && h.cookie === cookie) continue;
+      lines.push(`add cookie=${cookie},${formatFlow(f).replace(" actions=", ",actions=")}`);
       added.push(formatFlow(f));
+      if (h && h.cookie !== cookie) foreign.push(`${formatFlow(h)} (cookie ${h.cookie ?? "0x0"})`);
+      if (h ? h.cookie !== cookie || !PORT_DEPENDENT_ACTIONS.has(f.priority) : additionIsDrift(f, portsWithFlows, leased)) drift = true;
     }
     for (const [key, f] of have) {
       if (wanted.has(key)) continue;
-      lines.push(`delete_strict cookie=${spec.cookie}/-1,${[`priority=${f.priority}`, ...f.match].join(",")}`);
+      // Strict delete without a cookie mask: whoever installed it, it goes.
+      lines.push(`delete_strict ${[`priority=${f.priority}`, ...f.match].join(",")}`);
       removed.push(formatFlow(f));
+      if (f.cookie !== cookie) foreign.push(`${formatFlow(f)} (cookie ${f.cookie ?? "0x0"})`);
+      // Our own rules go when their port, lease or peer goes; anyone else's rule is drift.
+      if (f.cookie !== cookie) drift = true;
     }
-    if (lines.length === 0) return { changes: {}, commands: [] };
-    const changes: Changes = { flows: { old: removed, new: added } };
-    // One bundle: all rules of the bridge change together or not at all.
-    return { changes, commands: [mutate(ctx.tools.ovsOfctlBundle(spec.name), lines.join("\n") + "\n")] };
+    const commands: Command[] = [];
+    const changes: Changes = {};
+    // NO_FLOOD on isolated ports, cleared on the others: NORMAL's floods (unknown unicast, broadcast) skip them.
+    const noFlood = new Set(obs.noFlood ?? []);
+    const floodChanges: string[] = [];
+    for (const p of policies) {
+      if (p.isolated === noFlood.has(p.port.port)) continue;
+      commands.push(mutate(ctx.tools.ovsOfctl10("mod-port", spec.name, p.port.port, p.isolated ? "no-flood" : "flood")));
+      floodChanges.push(`${p.port.port} ${p.isolated ? "no-flood" : "flood"}`);
+      if (portsWithFlows.has(p.port.ofport)) drift = true;
+    }
+    if (floodChanges.length > 0) changes.flood = { old: null, new: floodChanges };
+    if (lines.length > 0) {
+      changes.flows = { old: removed, new: added };
+      if (foreign.length > 0) changes.foreign = { old: foreign, new: null };
+      // One bundle: all rules of the bridge change together or not at all.
+      commands.push(mutate(ctx.tools.ovsOfctlBundle(spec.name), lines.join("\n") + "\n"));
+    }
+    if (commands.length === 0) return obs.leasesProblem ? { changes, commands, comment: `leases not used: ${obs.leasesProblem}` } : { changes, commands };
+    const plan: ResourcePlan = { changes, commands };
+    // A VM that started or stopped, or a lease that came or ended, is lifecycle, not drift.
+    if (!drift) plan.lifecycle = true;
+    return plan;
   },
 };
+
+/** For tests and `plan`: the rules as one text, in the bundle's order. */
+export function describeFlows(flows: Flow[]): string[] {
+  return flows.map((f) => `${f.priority} ${f.match.join(",")} ${f.actions}`);
+}
+
+export type { PlanContext };

@@ -70,8 +70,21 @@ describe("planner", () => {
 
   it("compiles a kernel-mode VM host: bridge per network on its VLAN interface, libvirt network with portgroups", () => {
     const hv1 = compileSite(site("reference")).find((a) => a.host === "hv1")!;
-    expect(hv1.resources.find((r) => r.name === "br-secure")).toEqual({ kind: "ovs-bridge", name: "br-secure", datapath: "system", ports: [{ name: "bond0.1081", type: "system" }] });
-    expect(hv1.resources.find((r) => r.kind === "libvirt-network" && r.name === "secure")).toMatchObject({ bridge: "br-secure", portgroups: [{ name: "default", default: true }, { name: "isolated" }, { name: "vlan-1081", vlan: 1081 }] });
+    expect(hv1.resources.find((r) => r.name === "br-secure")).toEqual({ kind: "ovs-bridge", name: "br-secure", datapath: "system", ports: [{ name: "bond0.1081", type: "system" }], failMode: "secure" });
+    // no vlan-<vid> portgroup: the bridge sits behind a tagged uplink, a tag on the VM port would double-tag
+    expect(hv1.resources.find((r) => r.kind === "libvirt-network" && r.name === "secure")).toEqual({
+      kind: "libvirt-network",
+      name: "secure",
+      bridge: "br-secure",
+      portgroups: [{ name: "default", default: true }, { name: "isolated", default: false, profileId: "netfleet-isolated" }],
+    });
+  });
+
+  it("VM port policy: the backend as lease source, the isolated portgroup's profile, extra addresses and cluster groups", () => {
+    const hv1 = compileSite(site("reference")).find((a) => a.host === "hv1")!;
+    const policy = hv1.resources.find((r) => r.kind === "vm-port-policy" && r.network === "secure");
+    expect(policy).toMatchObject({ leaseSource: "backend", isolatedProfile: "netfleet-isolated", isolatedDefault: true });
+    expect(policy?.kind === "vm-port-policy" && policy.vms.every((v) => v.isolated)).toBe(true);
   });
 
   it("compiles an ovs-trunk VM host: OVS bond with trunks and tagged patch ports", () => {

@@ -25,7 +25,8 @@ export function compileSite(inventory: Inventory): HostAssignment[] {
 
 export function compileHost(inventory: Inventory, host: Host): HostAssignment {
   const networks = inventory.networks.filter((n) => host.networks.includes(n.name)).sort((a, b) => a.vlan - b.vlan);
-  const resources = host.role === "backend" ? backendResources(host, networks, inventory.site.domain, inventory.site.upstream_dns) : vmhostResources(host, networks);
+  const backend = inventory.hosts.find((h) => h.role === "backend")?.name;
+  const resources = host.role === "backend" ? backendResources(host, networks, inventory.site.domain, inventory.site.upstream_dns) : vmhostResources(host, networks, backend);
   return sealAssignment({
     apiVersion: "netfleet.dev/v1",
     kind: "HostAssignment",
@@ -72,7 +73,10 @@ function uplinkResources(host: Host, networks: Network[], extraTrunkPorts: OvsPo
   };
 }
 
-function vmhostResources(host: Host, networks: Network[]): ResourceSpec[] {
+/** The libvirt portgroup that isolates a VM (its profileid lands in the OVS Interface's external_ids:port-profile). */
+export const ISOLATED_PORTGROUP = { name: "isolated", profileId: "netfleet-isolated" } as const;
+
+function vmhostResources(host: Host, networks: Network[], backend: string | undefined): ResourceSpec[] {
   const up = host.uplink;
   const trunkMode = up.mode === "ovs-trunk";
   const patches: OvsPortSpec[] = trunkMode
@@ -89,7 +93,8 @@ function vmhostResources(host: Host, networks: Network[]): ResourceSpec[] {
       : { name: vlanInterfaceName(up.bond, n.vlan), type: "system" };
     // Behind a patch port (no MTU) the bridge's own port would stay at 1500, and libvirt gives
     // the taps it plugs their bridge's MTU: ask for the uplink's. Behind bond0.<vid> OVS follows it.
-    resources.push({ kind: "ovs-bridge", name: bridgeName(n.name), datapath: up.datapath, ports: [port], ...(trunkMode ? { mtu: up.mtu } : {}) });
+    // Secure fail mode: the VM bridge forwards only what its rules allow, also before the agent installed them.
+    resources.push({ kind: "ovs-bridge", name: bridgeName(n.name), datapath: up.datapath, ports: [port], ...(trunkMode ? { mtu: up.mtu } : {}), failMode: "secure" });
   }
   for (const n of networks) {
     resources.push({
@@ -100,7 +105,16 @@ function vmhostResources(host: Host, networks: Network[]): ResourceSpec[] {
       gateway: { ip: n.gateway, mac: gatewayMac(n.vlan) },
       isolatedDefault: n.isolated_ports,
       cookie: flowCookie(n.vlan),
-      vms: n.vms.map((vm) => ({ name: vm.name, mac: vm.mac, ...(vm.ip ? { ip: vm.ip } : {}), isolated: vm.isolated })),
+      ...(backend ? { leaseSource: backend } : {}),
+      isolatedProfile: ISOLATED_PORTGROUP.profileId,
+      vms: n.vms.map((vm) => ({
+        name: vm.name,
+        mac: vm.mac,
+        ...(vm.ip ? { ip: vm.ip } : {}),
+        isolated: vm.isolated,
+        ...(vm.extra_addresses.length > 0 ? { extraAddresses: vm.extra_addresses } : {}),
+        ...(vm.groups.length > 0 ? { groups: vm.groups } : {}),
+      })),
     });
   }
   for (const n of networks) {
@@ -108,10 +122,10 @@ function vmhostResources(host: Host, networks: Network[]): ResourceSpec[] {
       kind: "libvirt-network",
       name: n.name,
       bridge: bridgeName(n.name),
+      // No VLAN portgroup: the bridge already sits behind a tagged uplink, a tag on the VM port would double-tag.
       portgroups: [
         { name: "default", default: true },
-        { name: "isolated", default: false },
-        { name: `vlan-${n.vlan}`, default: false, vlan: n.vlan },
+        { name: ISOLATED_PORTGROUP.name, default: false, profileId: ISOLATED_PORTGROUP.profileId },
       ],
     });
   }

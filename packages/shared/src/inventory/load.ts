@@ -12,6 +12,7 @@ import {
   NetworkSpec,
   SiteSettings,
   UplinkSpec,
+  VmSpec,
   type InventoryFile as InventoryFileT,
 } from "./schema.ts";
 import type { Host, Inventory, Network, Vm } from "./model.ts";
@@ -128,8 +129,9 @@ function knownKeysFor(path: DocPath): string[] {
   if (top === "networks") {
     if (path.length === 2) return Object.keys(NetworkSpec.shape);
     if (path[2] === "dhcp") return ["start", "end", "lease_time"];
-    if (path[2] === "vms" && path.length === 4) return ["mac", "ip", "host", "isolated", "allow"];
-    if (path[2] === "vms") return ["to", "name", "ports", "proto"];
+    if (path[2] === "vms" && path.length === 4) return Object.keys(VmSpec.shape);
+    if (path[2] === "vms" && path[4] === "allow") return ["to", "name", "ports", "proto"];
+    if (path[2] === "vms" || path[2] === "cluster_groups") return [];
     if (path[2] === "port_forwards") return ["listen", "vm", "port", "proto"];
   }
   if (top === "groups" || top === "hosts") {
@@ -304,7 +306,34 @@ class SiteChecker {
         } else if (vm.allow.length > 0 && vm.ip === undefined) {
           this.report(this.at(vmRef, "allow"), `the firewall matches allow lists by address: VM ${vmName} needs a static ip`, { key: true });
         }
-        vms.push({ name: vmName, network: name, mac, ip: vm.ip, host: vm.host, isolated: vm.isolated ?? net.isolated_ports, allow: vm.allow });
+        vm.extra_addresses.forEach((extra, i) => {
+          const exRef = this.at(vmRef, "extra_addresses", i);
+          if (!inside(extra)) this.report(exRef, `extra address ${extra} is outside ${net.cidr}`);
+          else if (!usable(extra)) this.report(exRef, `extra address ${extra} is the network or broadcast address of ${net.cidr}`);
+          else if (extra === gw) this.report(exRef, `extra address ${extra} is the gateway address: no VM may claim it`);
+          else if (rangeOk && inRange(extra)) this.report(exRef, `extra address ${extra} is inside the DHCP range ${net.dhcp.start}-${net.dhcp.end}, where dnsmasq may lease it to another VM`);
+          else if (extra === vm.ip) this.report(exRef, `extra address ${extra} is this VM's own ip`);
+        });
+        vms.push({ name: vmName, network: name, mac, ip: vm.ip, host: vm.host, isolated: vm.isolated ?? net.isolated_ports, allow: vm.allow, extra_addresses: [...new Set(vm.extra_addresses)].sort(), groups: [] });
+      }
+      // A virtual IP may be shared by several VMs (that is its point); it may not be another VM's static lease.
+      for (const [vmName, vm] of Object.entries(net.vms)) {
+        vm.extra_addresses.forEach((extra, i) => {
+          const owner = ips.get(extra);
+          if (owner && extra !== vm.ip) this.report(this.at(ref, "vms", vmName, "extra_addresses", i), `extra address ${extra} is a static lease at ${this.where(owner)}`);
+        });
+      }
+      const clusterGroups: Record<string, string[]> = {};
+      for (const [group, members] of Object.entries(net.cluster_groups).sort(([a], [b]) => (a < b ? -1 : 1))) {
+        const seen = new Set<string>();
+        members.forEach((member, i) => {
+          const at = this.at(ref, "cluster_groups", group, i);
+          if (!net.vms[member]) this.report(at, `no VM ${JSON.stringify(member)} in network ${name}`);
+          else if (seen.has(member)) this.report(at, `VM ${member} is listed twice in cluster group ${group}`);
+          seen.add(member);
+        });
+        clusterGroups[group] = [...seen].filter((m) => net.vms[m]).sort();
+        for (const vm of vms) if (seen.has(vm.name)) vm.groups.push(group);
       }
 
       net.port_forwards.forEach((pf, i) => {
@@ -331,6 +360,7 @@ class SiteChecker {
         dns_names: net.dns_names,
         vms,
         port_forwards: net.port_forwards,
+        cluster_groups: clusterGroups,
       });
     }
     return out;

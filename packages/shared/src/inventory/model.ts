@@ -21,6 +21,8 @@ export interface Network {
   dns_names: string[];
   vms: Vm[];
   port_forwards: PortForward[];
+  /** Cluster group name -> member VM names (sorted), all of this network. */
+  cluster_groups: Record<string, string[]>;
 }
 
 export interface Vm {
@@ -31,6 +33,10 @@ export interface Vm {
   host?: string;
   isolated: boolean;
   allow: AllowEntry[];
+  /** Further addresses the VM may use (virtual IPs), inside the network, never the gateway. */
+  extra_addresses: string[];
+  /** Names of the cluster groups it belongs to (sorted). */
+  groups: string[];
 }
 
 export type HostRole = "vmhost" | "backend";

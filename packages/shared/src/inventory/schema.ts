@@ -62,6 +62,10 @@ export const VmSpec = z.strictObject({
   host: dnsLabel.optional().describe("The VM host it runs on (used by the lab and placement checks)"),
   isolated: z.boolean().optional().describe("Overrides the network's isolated_ports for this VM"),
   allow: z.array(AllowEntry).default([]).describe("Egress allow list (networks with egress: allowlist)"),
+  extra_addresses: z
+    .array(ipv4)
+    .default([])
+    .describe("Further addresses this VM may send from and answer ARP for (a virtual IP shared with another VM, as keepalived moves it); Neutron's allowed address pairs"),
 });
 
 export const PortForward = z.strictObject({
@@ -86,6 +90,10 @@ export const NetworkSpec = z.strictObject({
   dns_names: z.array(dnsName).default([]).describe("Extra names every VM of an allowlist network may resolve"),
   vms: z.record(dnsLabel, VmSpec).default({}),
   port_forwards: z.array(PortForward).default([]),
+  cluster_groups: z
+    .record(dnsLabel, z.array(dnsLabel).min(2, "a cluster group needs two or more VMs"))
+    .default({})
+    .describe("Named groups of this network's VMs that reach each other across hosts even when isolated (e.g. one Slurm cluster); nothing else but the gateway"),
 });
 
 const bondModes = ["active-backup", "balance-rr", "balance-xor", "broadcast", "802.3ad", "balance-tlb", "balance-alb", "balance-slb", "balance-tcp"] as const;
