@@ -42,7 +42,13 @@ export class AgentDaemon {
     this.options = options;
   }
 
+  /**
+   * First the VM port rules alone (they need only OVS: at boot libvirtd is
+   * ordered after the agent), logged as `ports-ready`; then a full pass.
+   */
   async start(): Promise<void> {
+    await this.request("ports");
+    this.options.log({ event: "ports-ready", host: this.assignment.host, hash: this.assignment.hash });
     await this.request("full");
     this.timers.push(setInterval(() => void this.request("full"), this.options.intervalMs));
     this.timers.push(setInterval(() => void this.request("ports"), this.options.flowIntervalMs));

@@ -6,6 +6,7 @@ import { ExecaRunner } from "./exec/runner.ts";
 import type { ResourceResult } from "./resources/types.ts";
 import { Toolbox } from "./tools.ts";
 import { AgentDaemon } from "./daemon.ts";
+import { SystemdReadiness } from "./systemd.ts";
 import { unwatchFile, watchFile } from "node:fs";
 import type { HostAssignment } from "@netfleet/shared";
 
@@ -178,15 +179,26 @@ async function runFleetAgent(v: FleetValues): Promise<number> {
   } catch (err) {
     return usage((err as Error).message);
   }
-  const log = (event: Record<string, unknown>) => process.stdout.write(JSON.stringify({ ts: new Date().toISOString(), ...event }) + "\n");
+  const print = (event: Record<string, unknown>) => process.stdout.write(JSON.stringify({ ts: new Date().toISOString(), ...event }) + "\n");
+  // Ready for systemd (and so for libvirtd's guests, ordered after us) once the VM port rules of
+  // the checkpointed assignment are in; with no checkpoint there is nothing of ours to protect yet.
+  // Only OVS is needed for that: virsh here would wait for libvirtd, which waits for us.
+  const readiness = new SystemdReadiness(print);
+  const log = (event: Record<string, unknown>) => {
+    print(event);
+    if (event.event === "ports-ready") readiness.ready("VM port rules in place");
+  };
   // The NATS client is loaded only by the fleet agent: `apply` and file-mode `run` start faster without it.
   const { NatsAgent } = await import("./control/nats-agent.ts");
+  const { AgentState } = await import("./control/agent-state.ts");
+  const stateDir = v["state-dir"] ?? "/var/lib/netfleet-agent";
+  if ((await new AgentState(stateDir).checkpoint().catch(() => ({ current: undefined }))).current === undefined) readiness.ready("no checkpoint");
   const agent = new NatsAgent({
     site: v.site,
     servers,
     enrollment: { password: join.enrollPassword, token: join.token },
     ...(v.name ? { name: v.name } : {}),
-    stateDir: v["state-dir"] ?? "/var/lib/netfleet-agent",
+    stateDir,
     runner: new ExecaRunner(),
     tools: toolbox(v),
     intervalMs,

@@ -104,11 +104,18 @@ export function renderUnit(node: string): string {
 Description=netfleet agent: enrolls with the site's controller and keeps this host converged
 Documentation=https://github.com/netfleet/netfleet
 Wants=network-online.target
-After=network-online.target openvswitch-switch.service libvirtd.service
+After=network-online.target openvswitch-switch.service ovs-vswitchd.service
+# Before the guests: libvirtd autostarts domains, and a VM port must not carry a frame before
+# its rules exist. The VM bridges fail closed (OVS fail_mode=secure) whatever the order; this
+# order keeps the guests' first frames from being dropped: the agent reports ready (Type=notify)
+# once its first local pass has put the rules in.
+Before=libvirtd.service virtqemud.service libvirt-guests.service
 ConditionPathExists=${REMOTE.config}
 
 [Service]
-Type=simple
+Type=notify
+NotifyAccess=all
+TimeoutStartSec=120
 ExecStart=${agentExecArgv(node).join(" ")}
 # SIGTERM leaves the host as it is; the agent resyncs when it comes back.
 KillSignal=SIGTERM
