@@ -1,4 +1,5 @@
 import { connect, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import {
   AdminReply,
@@ -22,6 +23,9 @@ import {
   heartbeatSubject,
   hostOfSubject,
   hostsBucket,
+  kvStream,
+  LEASES_MAX_VALUE_BYTES,
+  leasesBucket,
   reportSubject,
   rolloutBucket,
   seal,
@@ -42,6 +46,20 @@ import { liveValue, withRetry } from "./kv-cas.ts";
 import type { NatsUser } from "./nats-config.ts";
 import { agentUser, agentUserName, controllerUser, enrollmentUser } from "./permissions.ts";
 import { RolloutLock, type LoadedRolloutState, type RolloutLease, type RolloutState, type RolloutStateWriter } from "./rollout-lock.ts";
+
+/**
+ * Makes a bucket's stream refuse `Nats-Rollup` headers (nats.js creates KV
+ * streams with them allowed). In a bucket where many users may each write
+ * their own key, a put to one's own key with `Nats-Rollup: all` would
+ * otherwise delete every other key of the bucket: permissions only name the
+ * subject written to. Puts, gets and deletes of single keys do not use it.
+ * @throws when the stream cannot be read or updated.
+ */
+export async function denyRollups(nc: NatsConnection, bucket: string): Promise<void> {
+  const jsm = await jetstreamManager(nc);
+  const info = await jsm.streams.info(kvStream(bucket));
+  if (info.config.allow_rollup_hdrs) await jsm.streams.update(kvStream(bucket), { ...info.config, allow_rollup_hdrs: false });
+}
 
 /** Where the server's static users are kept (our NatsServer, or anything that rewrites a config and reloads). */
 export interface UserDirectory {
@@ -106,6 +124,8 @@ interface Buckets {
   hosts: KV;
   applied: KV;
   rollout: KV;
+  /** DHCP leases, one key per backend (written by that backend's agent, read by every agent). */
+  leases: KV;
 }
 
 /**
@@ -164,7 +184,10 @@ export class ControlPlane {
         hosts: await kvm.create(hostsBucket(options.site), opts),
         applied: await kvm.create(appliedBucket(options.site), opts),
         rollout: await kvm.create(rolloutBucket(options.site), opts),
+        // Only the last table of each backend matters: no history, and a bounded value.
+        leases: await kvm.create(leasesBucket(options.site), { history: 1, replicas: opts.replicas, allow_direct: true, maxValueSize: LEASES_MAX_VALUE_BYTES }),
       };
+      await denyRollups(nc, leasesBucket(options.site));
       return new ControlPlane(nc, options, buckets);
     } catch (err) {
       await nc.close();

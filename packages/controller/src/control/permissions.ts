@@ -8,6 +8,7 @@ import {
   heartbeatSubject,
   hostKey,
   kvSubject,
+  leasesBucket,
   reportSubject,
   welcomeSubject,
 } from "@netfleet/shared";
@@ -20,10 +21,21 @@ import type { NatsUser } from "./nats-config.ts";
  * filter is not checked against subscribe permissions, so reading happens
  * through a core subscription on its own `$KV` subject plus a direct get
  * whose subject names its own key.
+ *
+ * One bucket is shared for reading: leases (`nf_<site>_leases`). An agent
+ * writes only its own key there (a backend publishes the leases its dnsmasq
+ * handed out) and may read every key, the same way: a core subscription on
+ * `$KV.<leases>.*` and a direct get whose subject names a key (`*`: any
+ * key, its own included). Both wildcards stay inside that bucket's subjects
+ * (2.9 matches a subscription's `>` token literally against `*`, so
+ * `$KV.<leases>.>` is accepted too: it sees that bucket only). The bucket's
+ * stream refuses `Nats-Rollup` headers (ControlPlane), or a put to one's own
+ * key could delete every other key.
  */
 export function agentUser(site: string, host: string, password: string): NatsUser {
   const desired = desiredBucket(site);
   const applied = appliedBucket(site);
+  const leases = leasesBucket(site);
   const key = hostKey(host);
   return {
     user: agentUserName(site, host),
@@ -37,9 +49,12 @@ export function agentUser(site: string, host: string, password: string): NatsUse
           directGetSubject(desired, key),
           kvSubject(applied, key),
           directGetSubject(applied, key),
+          kvSubject(leases, key),
+          // Direct get of any key of the leases bucket, its own included.
+          directGetSubject(leases, "*"),
         ],
       },
-      subscribe: { allow: [`${agentInboxPrefix(site, host)}.>`, kvSubject(desired, key), checkSubject(site, host)] },
+      subscribe: { allow: [`${agentInboxPrefix(site, host)}.>`, kvSubject(desired, key), checkSubject(site, host), kvSubject(leases, "*")] },
       // Check-mode replies go to the controller's inbox: one reply per request received, within a minute.
       allow_responses: { max: 1, expires: "1m" },
     },

@@ -31,6 +31,22 @@ export function appliedBucket(site: string): string {
   return `nf_${label("site", site)}_applied`;
 }
 
+/**
+ * DHCP leases, one key per backend host (`hostKey(backend)`): that host's
+ * agent writes its own key (a `LeaseTable`), every agent may read every key
+ * (VM hosts pin VM ports to the leases their backend handed out).
+ */
+export function leasesBucket(site: string): string {
+  return `nf_${label("site", site)}_leases`;
+}
+
+/**
+ * Largest value the leases bucket stores (its `max_msg_size`), bytes: the
+ * stock nats-server max_payload (1 MiB), about 15,000 leases at ~65 bytes
+ * of JSON each. A backend with a bigger table publishes nothing (and logs).
+ */
+export const LEASES_MAX_VALUE_BYTES = 1024 * 1024;
+
 /** The rollout lock and the rollout state record. */
 export function rolloutBucket(site: string): string {
   return `nf_${label("site", site)}_rollout`;
