@@ -71,6 +71,13 @@ export interface AgentClientOptions {
   /** First reconnect delay; it doubles per failed attempt up to reconnectMaxMs, each with random jitter (50-150 %). */
   reconnectTimeWaitMs?: number;
   reconnectMaxMs?: number;
+  /**
+   * Called with the agent's own connection once it is set up (`fresh`: a new
+   * connection object, subscriptions must be made on it) and after each
+   * reconnect of that connection (`fresh` false: its subscriptions carry
+   * over, but what was published meanwhile was missed). Must not throw.
+   */
+  onConnection?: (nc: NatsConnection, fresh: boolean) => void;
   log?: (event: Record<string, unknown>) => void;
 }
 
@@ -285,6 +292,7 @@ export class AgentClient {
           this.log({ event: "reconnected" });
           this.queue(() => this.sync());
           void this.deliverUnsent();
+          this.connectionHook(nc, false);
         }
       }
     })();
@@ -321,6 +329,15 @@ export class AgentClient {
     this.queue(() => this.sync());
     void this.deliverUnsent();
     this.log({ event: "connected", host, servers: this.options.servers });
+    this.connectionHook(nc, true);
+  }
+
+  private connectionHook(nc: NatsConnection, fresh: boolean): void {
+    try {
+      this.options.onConnection?.(nc, fresh);
+    } catch (err) {
+      this.log({ event: "connection-hook-error", error: (err as Error).message });
+    }
   }
 
   private queue(work: () => Promise<void>): Promise<void> {
@@ -587,14 +604,20 @@ class Backoff {
   }
 }
 
-/** Direct get of a key's last value; undefined when there is none (404). */
-async function directGet(nc: NatsConnection, subject: string, timeout = 2000): Promise<{ data: Uint8Array; seq: number } | undefined> {
+/**
+ * Direct get of a key's last value (`subject`: directGetSubject(bucket, key)).
+ * Resolves undefined when the key has none (404), else the stored bytes, the
+ * stream sequence, and the KV operation (`PUT`; `DEL`/`PURGE` for a delete
+ * marker, whose data is empty). Throws on a timeout (`timeout` ms), a
+ * permission violation or any other status.
+ */
+export async function directGet(nc: NatsConnection, subject: string, timeout = 2000): Promise<{ data: Uint8Array; seq: number; operation: string } | undefined> {
   const msg = await nc.request(subject, new Uint8Array(0), { timeout });
   const code = msg.headers?.code ?? 0;
   if (code === 404) return undefined;
   if (code !== 0 && code !== 200) throw new Error(`direct get ${subject}: ${code} ${msg.headers?.description ?? ""}`);
   const seq = Number(msg.headers?.get("Nats-Sequence") ?? "0");
-  return { data: msg.data, seq };
+  return { data: msg.data, seq, operation: msg.headers?.get("KV-Operation") || "PUT" };
 }
 
 function failedOutcome(err: unknown): ApplyOutcome {

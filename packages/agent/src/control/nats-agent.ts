@@ -6,6 +6,8 @@ import type { Toolbox } from "../tools.ts";
 import { AgentClient, type AgentClientOptions, type ApplyOutcome } from "./agent-client.ts";
 import { AgentState } from "./agent-state.ts";
 import type { HostFacts } from "./host-facts.ts";
+import { LeaseFollower } from "./lease-follower.ts";
+import { LeasePublisher } from "./lease-publisher.ts";
 import { outcomeOf } from "./outcome.ts";
 
 export interface NatsAgentOptions {
@@ -36,6 +38,8 @@ export interface NatsAgentOptions {
   reconnectMaxMs?: number;
   /** Sets the controller's signing key instead of trusting (and pinning) the one in the welcome. */
   signingPublicKeyPem?: string;
+  /** How often a backend reads its dnsmasq lease files, ms (default 500). */
+  leasePollMs?: number;
   log?: (event: Record<string, unknown>) => void;
 }
 
@@ -49,9 +53,21 @@ export const AGENT_VERSION = "0.1.0";
  * assignment straight from the checkpoint, before NATS is reachable;
  * losing NATS never tears anything down. A pass that repairs drift outside
  * an apply is reported as corrective.
+ *
+ * DHCP leases travel alongside: while the assignment holds dnsmasq
+ * resources, the agent publishes their leases to its key of the leases
+ * bucket (LeasePublisher); while it holds vm-port-policy resources with a
+ * `leaseSource`, it keeps `<runDir>/leases/<network>.json` at that
+ * backend's published leases and asks the daemon for a ports pass whenever
+ * a file changes (LeaseFollower). Both follow the assignment in force and
+ * the client's connection, and stop with the agent.
  */
 export class NatsAgent {
   readonly client: AgentClient;
+  /** Backend side of lease distribution (idle without dnsmasq resources). */
+  readonly leasePublisher: LeasePublisher;
+  /** VM-host side of lease distribution (idle without vm-port-policy resources that name a leaseSource). */
+  readonly leaseFollower: LeaseFollower;
   private readonly options: NatsAgentOptions;
   private readonly log: (event: Record<string, unknown>) => void;
   private daemon: AgentDaemon | undefined;
@@ -83,8 +99,30 @@ export class NatsAgent {
       ...(options.enrollRetryMs !== undefined ? { enrollRetryMs: options.enrollRetryMs } : {}),
       ...(options.reconnectTimeWaitMs !== undefined ? { reconnectTimeWaitMs: options.reconnectTimeWaitMs } : {}),
       ...(options.reconnectMaxMs !== undefined ? { reconnectMaxMs: options.reconnectMaxMs } : {}),
+      onConnection: (nc, fresh) => {
+        this.leasePublisher.attach(nc, fresh);
+        this.leaseFollower.attach(nc, fresh);
+      },
     };
     this.client = new AgentClient(clientOptions);
+    this.leasePublisher = new LeasePublisher({
+      site: options.site,
+      host: () => this.client.host,
+      runDir: options.tools.runDir,
+      ...(options.leasePollMs !== undefined ? { pollMs: options.leasePollMs } : {}),
+      log: this.log,
+    });
+    this.leaseFollower = new LeaseFollower({
+      site: options.site,
+      runDir: options.tools.runDir,
+      onChange: (networks) => {
+        const daemon = this.daemon;
+        if (!daemon || this.stopped) return;
+        this.log({ event: "leases-changed", networks, pass: "ports" });
+        void daemon.request("ports").catch((err: unknown) => this.log({ event: "leases-error", error: (err as Error).message }));
+      },
+      log: this.log,
+    });
   }
 
   /** The assignment the daemon keeps the host at (undefined before the first one). */
@@ -109,6 +147,8 @@ export class NatsAgent {
   /** Stops drift repair and closes the connection; the host stays as it is. */
   async stop(): Promise<void> {
     this.stopped = true;
+    await this.leasePublisher.stop();
+    await this.leaseFollower.stop();
     await this.client.stop();
     await this.chain.catch(() => {});
     await this.daemon?.stop();
@@ -121,8 +161,21 @@ export class NatsAgent {
     return next;
   }
 
+  /** Points lease publishing and following at what this assignment holds (undefined: nothing). */
+  private configureLeases(assignment: HostAssignment | undefined): void {
+    const resources = assignment?.resources ?? [];
+    this.leasePublisher.configure(resources.flatMap((r) => (r.kind === "dnsmasq" ? [r.name] : [])));
+    const sources = new Map<string, string[]>();
+    for (const r of resources) {
+      if (r.kind !== "vm-port-policy" || !r.leaseSource) continue;
+      sources.set(r.leaseSource, [...(sources.get(r.leaseSource) ?? []), r.network]);
+    }
+    this.leaseFollower.configure(sources);
+  }
+
   private async startDaemon(assignment: HostAssignment): Promise<void> {
     const o = this.options;
+    this.configureLeases(assignment);
     this.daemon = new AgentDaemon(assignment, {
       runner: o.runner,
       tools: o.tools,
@@ -146,6 +199,7 @@ export class NatsAgent {
       else {
         this.applying++;
         try {
+          this.configureLeases(assignment);
           await this.daemon.replace(assignment);
         } finally {
           this.applying--;
@@ -164,6 +218,7 @@ export class NatsAgent {
       const current = this.daemon?.status();
       await this.daemon?.stop();
       this.daemon = undefined;
+      this.configureLeases(undefined);
       const results = await reconcile(
         [{ kind: "owned-cleanup", name: "host", keep: { links: [], ovsBridges: [], libvirtNetworks: [], dnsmasq: [], nftTable: false } }],
         { runner: this.options.runner, tools: this.options.tools, owner: this.options.site },
