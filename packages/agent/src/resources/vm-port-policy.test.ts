@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { Lease, VmPortPolicySpec } from "@netfleet/shared";
 import { fixture, fixtureContext as ctx } from "./fixtures.ts";
 import { parseOvsState } from "./ovs.ts";
-import { describeFlows, desiredFlows, flowKey, parseFlows, parseNoFlood, vmPortPolicy, vmPortsOf, type Flow, type VmPort, type VmPortObservation } from "./vm-port-policy.ts";
+import { describeFlows, desiredFlows, flowKey, parseFlows, parseNoFlood, rarpAnnounce, vmPortPolicy, vmPortsOf, type Flow, type VmPort, type VmPortObservation } from "./vm-port-policy.ts";
 
 const COOKIE = "0x4e46000000000439";
 const GW = { ip: "10.81.0.1", mac: "02:4e:46:00:04:39" };
@@ -161,7 +161,7 @@ describe("vm-port-policy: the bridge's whole table, drift and lifecycle", () => 
 
   it("installs all rules in one atomic bundle, cookie-tagged", () => {
     const plan = vmPortPolicy.plan(spec([dom1()]), obs([], { noFlood: [] }), ctx);
-    const bundle = plan.commands.at(-1)!;
+    const bundle = plan.commands.find((c) => c.argv.includes("--bundle"))!;
     expect(bundle.argv).toEqual(["ovs-ofctl", "-O", "OpenFlow13", "--bundle", "add-flows", "br-secure", "-"]);
     expect(bundle.stdin!.split("\n")[0]).toBe(`add cookie=${COOKIE},priority=0,actions=drop`);
   });
@@ -199,6 +199,21 @@ describe("vm-port-policy: the bridge's whole table, drift and lifecycle", () => 
     expect(plan.commands.at(-1)!.stdin).toBe("delete_strict priority=200,in_port=7\n");
     expect(plan.lifecycle).toBe(true);
     expect(flowKey(stale)).toBe("200|in_port=7");
+  });
+
+  it("a port that just got its rules is announced out of the uplink, after them, with QEMU's RARP frame", () => {
+    const plan = vmPortPolicy.plan(s, obs([], { noFlood: ["vnet0"] }), ctx);
+    const last = plan.commands.at(-1)!;
+    expect(plan.commands.at(-2)!.argv).toContain("--bundle");
+    expect(last.argv.slice(0, 5)).toEqual(["ovs-ofctl", "-O", "OpenFlow13", "packet-out", "br-secure"]);
+    const packet = /packet=([0-9a-f]+) actions=output:1$/.exec(last.argv[5]!)![1]!;
+    expect(packet.length).toBe(120); // 60 bytes, the Ethernet minimum
+    expect(packet.slice(0, 24)).toBe("ffffffffffff525400aa0005"); // broadcast, from the VM's MAC
+    expect(packet.slice(24, 28)).toBe("8035");
+    expect(packet.slice(28, 44)).toBe("0001080006040003"); // Ethernet/IPv4, opcode 3 (reverse request)
+    expect(rarpAnnounce("52:54:00:AA:00:05")).toBe(packet);
+    // converged: no announcement again
+    expect(vmPortPolicy.plan(s, obs(echo(want()), { noFlood: ["vnet0"] }), ctx).commands).toEqual([]);
   });
 
   it("a lease that came is lifecycle", () => {

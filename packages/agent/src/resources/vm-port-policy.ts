@@ -257,6 +257,19 @@ function dedupe(flows: Flow[]): Flow[] {
   return [...seen.values()];
 }
 
+/**
+ * The RARP frame QEMU sends to announce a guest after a live migration
+ * (qemu_announce_self: broadcast, ethertype 0x8035, opcode 3 "reverse
+ * request", sender and target hardware address the guest's MAC, addresses
+ * 0.0.0.0; RFC 903), padded to the 60-byte Ethernet minimum, as hex for
+ * `ovs-ofctl packet-out`.
+ */
+export function rarpAnnounce(mac: string): string {
+  const m = mac.toLowerCase().split(":").join("");
+  const frame = `ffffffffffff${m}8035` + `0001080006040003${m}00000000${m}00000000`;
+  return frame.padEnd(120, "0");
+}
+
 /** `<runDir>/leases/<network>.json`: the leases the fleet side last received from the backend. */
 export function leasesPath(runDir: string, network: string): string {
   return join(runDir, "leases", `${network}.json`);
@@ -362,6 +375,14 @@ export const vmPortPolicy: ResourceHandler<VmPortPolicySpec, VmPortObservation> 
       if (foreign.length > 0) changes.foreign = { old: foreign, new: null };
       // One bundle: all rules of the bridge change together or not at all.
       commands.push(mutate(ctx.tools.ovsOfctlBundle(spec.name), lines.join("\n") + "\n"));
+      // A port that just got its rules (a VM started or migrated in): announce its MAC out of the
+      // uplink once the rules are in, as QEMU does after a migration, so that the switches learn
+      // its new place even when the guest's own announcements came before its rules (and were dropped).
+      const fresh = policies.filter((p) => !portsWithFlows.has(p.port.ofport));
+      if (uplinkPort !== undefined && fresh.length > 0) {
+        for (const p of fresh) commands.push(mutate(ctx.tools.ovsOfctl("packet-out", spec.name, `in_port=controller packet=${rarpAnnounce(p.port.mac)} actions=output:${uplinkPort}`)));
+        changes.announced = { old: null, new: fresh.map((p) => p.port.mac) };
+      }
     }
     if (commands.length === 0) return obs.leasesProblem ? { changes, commands, comment: `leases not used: ${obs.leasesProblem}` } : { changes, commands };
     const plan: ResourcePlan = { changes, commands };
