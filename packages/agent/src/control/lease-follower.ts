@@ -15,12 +15,17 @@ import {
   type Lease,
   type NetworkLeases,
 } from "@netfleet/shared";
+import { leasesPath } from "../resources/vm-port-policy.ts";
 import { directGet } from "./agent-client.ts";
 
-/** `<runDir>/leases/<network>.json`: one network's leases as a VM host keeps them (a `NetworkLeases` document). */
+/**
+ * `<runDir>/leases/<network>.json`: one network's leases as a VM host keeps
+ * them (a `NetworkLeases` document), the file vm-port-policy reads (its
+ * `leasesPath`). @throws TypeError when `network` is not a network name.
+ */
 export function networkLeasesPath(runDir: string, network: string): string {
   if (!NETWORK_NAME.test(network)) throw new TypeError(`network ${JSON.stringify(network)} is not a network name`);
-  return join(runDir, "leases", `${network}.json`);
+  return leasesPath(runDir, network);
 }
 
 export interface LeaseFollowerOptions {
