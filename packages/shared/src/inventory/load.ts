@@ -107,9 +107,22 @@ export function zodProblems(file: SourceFile, base: DocPath, error: z.ZodError):
   return out;
 }
 
+/**
+ * Names other tools give our keys (Neutron's allowed address pairs, keepalived's
+ * virtual IPs), suggested when someone writes them here.
+ */
+const SYNONYMS: Record<string, string> = {
+  extra_ips: "extra_addresses",
+  virtual_ips: "extra_addresses",
+  allowed_address_pairs: "extra_addresses",
+  groups: "cluster_groups",
+};
+
 /** "did you mean" for a misspelt key, from the keys its siblings may have. */
 function suggest(key: string, _file: SourceFile, path: DocPath): string {
   const known = knownKeysFor(path);
+  const synonym = SYNONYMS[key];
+  if (synonym !== undefined && known.includes(synonym)) return ` (did you mean ${JSON.stringify(synonym)}?)`;
   let best: string | undefined;
   let bestDistance = 3;
   for (const k of known) {
