@@ -8,6 +8,7 @@ import {
   LeaseTable,
   decodeMessage,
   decodeNetworkLeases,
+  appliedBucket,
   desiredBucket,
   directGetSubject,
   encodeMessage,
@@ -277,6 +278,9 @@ describe("DHCP leases from the backend to the VM hosts", () => {
     rollup.set("Nats-Rollup", "all");
     const ack = await nc.request(kvSubject(LEASES, "hv1"), encodeMessage(forged), { headers: rollup, timeout: 2000 });
     expect(ack.string()).toMatch(/rollup not permitted/);
+    // ... and so does the applied bucket, where every agent writes its own report key.
+    const appliedAck = await nc.request(kvSubject(appliedBucket(SITE), "hv1"), encodeMessage(forged), { headers: rollup, timeout: 2000 });
+    expect(appliedAck.string()).toMatch(/rollup not permitted/);
     // 3. the wildcard reads the leases bucket only: not another bucket, and not a multi-token subject.
     await expect(nc.request(directGetSubject(desiredBucket(SITE), "backend"), "", { timeout: 2000 })).rejects.toThrow(/Permissions Violation for Publish/);
     for (const subject of [kvSubject(desiredBucket(SITE), "*"), kvSubject("*", "backend"), "$KV.>"]) {

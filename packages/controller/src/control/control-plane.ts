@@ -187,7 +187,9 @@ export class ControlPlane {
         // Only the last table of each backend matters: no history, and a bounded value.
         leases: await kvm.create(leasesBucket(options.site), { history: 1, replicas: opts.replicas, allow_direct: true, maxValueSize: LEASES_MAX_VALUE_BYTES }),
       };
+      // Buckets where agents each write their own key: a put with Nats-Rollup: all would wipe the rest.
       await denyRollups(nc, leasesBucket(options.site));
+      await denyRollups(nc, appliedBucket(options.site));
       return new ControlPlane(nc, options, buckets);
     } catch (err) {
       await nc.close();
