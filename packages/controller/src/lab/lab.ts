@@ -8,7 +8,7 @@ import { ensureOvs, ovsPids, stopOvs } from "./ovs.ts";
 import { isAlive, labProcesses, namespaceExists, namespacesWithPrefix, netnsInode, pidInNetns, readPidfile, terminate } from "./procs.ts";
 import { buildTopology, validateOptions, type TopoHost, type Topology, type TopoVm } from "./topology.ts";
 import { dhcp, ensureInet, ensureVmServices, readLease, runningIn, startDetached } from "./services.ts";
-import type { LabHost, LabOptions, LabStatus, LabVm } from "./types.ts";
+import type { LabGateway, LabHost, LabOptions, LabStatus, LabVm } from "./types.ts";
 
 /** runDir/lab.json: what the lab built, for down and status. */
 export interface LabState {
@@ -289,10 +289,8 @@ export async function labUp(o: LabOptions, log: (line: string) => void = () => {
       let pid = runningIn(agentPidfile(h), agentCli, h.namespace);
       if (pid === undefined) {
         mkdirSync(h.agentDir, { recursive: true });
-        const tokenFile = join(h.agentDir, "join-token");
-        writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 }); // a file, not argv: ps shows argv to everyone
-        const args = ["run", "--site", topo.site, "--nats", topo.controller.url, "--token-file", tokenFile, "--name", h.name, "--state-dir", join(h.agentDir, "state")];
-        pid = startDetached(agentCommand(o, labHost(h), args), agentPidfile(h), join(h.agentDir, "agent.log"));
+        writeFileSync(join(h.agentDir, "join-token"), `${token}\n`, { mode: 0o600 }); // a file, not argv: ps shows argv to everyone
+        pid = startAgentDaemon(o, topo, h, "nats");
         step(`agent ${h.name} started (pid ${pid}), enrolling`);
       }
       state.pids[`netfleet-agent@${h.namespace}`] = pid;
@@ -331,8 +329,7 @@ export async function labUp(o: LabOptions, log: (line: string) => void = () => {
   for (const h of control === "file" ? topo.hosts : []) {
     let pid = runningIn(agentPidfile(h), agentCli, h.namespace);
     if (pid === undefined) {
-      mkdirSync(h.agentDir, { recursive: true });
-      pid = startDetached(agentCommand(o, labHost(h), ["run", "--assignment", h.assignmentFile]), agentPidfile(h), join(h.agentDir, "agent.log"));
+      pid = startAgentDaemon(o, topo, h, "file");
       step(`agent daemon on ${h.name} started (pid ${pid})`);
     }
     state.pids[`netfleet-agent@${h.namespace}`] = pid;
@@ -341,7 +338,7 @@ export async function labUp(o: LabOptions, log: (line: string) => void = () => {
 
   // 7. the VMs' side: a DHCP lease from the backend, then their services
   const leases = await Promise.all(
-    topo.vms.map(async (v) => {
+    namespaceVms(topo).map(async (v) => {
       const lease = readLease(v);
       const have = (await x.read(["ip", "-n", v.namespace, "-4", "-json", "address", "show", "dev", v.interface])).stdout;
       if (lease && have.includes(`"${lease.ip}"`)) return false;
@@ -368,21 +365,130 @@ export async function labUp(o: LabOptions, log: (line: string) => void = () => {
   return status;
 }
 
+/**
+ * Starts `netfleet-agent run` detached in the host's namespace, its pid in
+ * `<agentDir>/agent.pid`, its output appended to `<agentDir>/agent.log`.
+ * `nats`: it enrolls with the join token in `<agentDir>/join-token` (written
+ * by lab up) and keeps its state in `<agentDir>/state`; `file`: it follows
+ * the assignment file the lab writes. Returns its pid.
+ */
+function startAgentDaemon(o: LabOptions, t: Topology, h: TopoHost, control: "nats" | "file"): number {
+  mkdirSync(h.agentDir, { recursive: true });
+  const args =
+    control === "nats"
+      ? ["run", "--site", t.site, "--nats", t.controller.url, "--token-file", join(h.agentDir, "join-token"), "--name", h.name, "--state-dir", join(h.agentDir, "state")]
+      : ["run", "--assignment", h.assignmentFile];
+  return startDetached(agentCommand(o, labHost(h), args), join(h.agentDir, "agent.pid"), join(h.agentDir, "agent.log"));
+}
+
+function labHostOf(o: LabOptions, hostName: string): { state: LabState; t: Topology; h: TopoHost } {
+  const state = readLabState(o.runDir);
+  if (!state) throw new Error(`no lab in ${o.runDir} (run netfleet lab up)`);
+  const h = state.topology.hosts.find((x) => x.name === hostName);
+  if (!h) throw new Error(`lab ${o.prefix} has no host ${hostName}`);
+  return { state, t: state.topology, h };
+}
+
+/**
+ * Stops the agent daemon of one lab host (SIGTERM by the pid in its pidfile,
+ * SIGKILL after 3 s), leaving the host as it is: the way an operator stops
+ * the agent's unit. Returns the pid it stopped, or undefined when none ran.
+ */
+export async function labStopAgent(o: LabOptions, hostName: string): Promise<number | undefined> {
+  const { h } = labHostOf(o, hostName);
+  const pid = runningIn(join(h.agentDir, "agent.pid"), join(o.repoRoot, AGENT_CLI), h.namespace);
+  if (pid === undefined) return undefined;
+  const left = await terminate([pid]);
+  if (left.length > 0) throw new Error(`agent ${pid} of ${hostName} survived SIGKILL`);
+  return pid;
+}
+
+/**
+ * Starts the agent daemon of one lab host when none runs (the lab's control
+ * mode, `nats` unless `o.control` says `file`) and records its pid in
+ * lab.json. Returns its pid; does not wait for it to converge.
+ */
+export function labStartAgent(o: LabOptions, hostName: string): number {
+  const { state, t, h } = labHostOf(o, hostName);
+  const running = runningIn(join(h.agentDir, "agent.pid"), join(o.repoRoot, AGENT_CLI), h.namespace);
+  const pid = running ?? startAgentDaemon(o, t, h, o.control ?? "nats");
+  state.pids[`netfleet-agent@${h.namespace}`] = pid;
+  writeLabState(o.runDir, state);
+  return pid;
+}
+
+/**
+ * Restarts Open vSwitch on one lab host the way a service restart (or a
+ * crash and its supervisor) does: ovs-vswitchd and ovsdb-server stopped by
+ * pid (SIGTERM, then SIGKILL), then started again on their database, so
+ * bridges, ports and fail modes come back and OpenFlow rules do not.
+ * Records the new pids in lab.json and returns them.
+ */
+export async function labRestartOvs(o: LabOptions, hostName: string): Promise<{ ovsdb?: number; vswitchd?: number }> {
+  const { state, h } = labHostOf(o, hostName);
+  const pids = await ensureOvs(new LabExec(), h.namespace, h.ovs, true);
+  recordOvs(state, h.namespace, pids);
+  writeLabState(o.runDir, state);
+  return pids;
+}
+
+/**
+ * Unplugs a namespace VM's host-side port from its bridge and plugs it again
+ * in a second transaction, the way a VM restarted by libvirt gets a new
+ * port: OVS gives it an OpenFlow port number of its own. Returns the port
+ * numbers before and after (ovs-vsctl get Interface ofport).
+ */
+export async function labReplugVm(o: LabOptions, vmName: string): Promise<{ before: number; after: number }> {
+  const state = readLabState(o.runDir);
+  if (!state) throw new Error(`no lab in ${o.runDir} (run netfleet lab up)`);
+  const t = state.topology;
+  const v = namespaceVms(t).find((x) => x.name === vmName);
+  if (!v) throw new Error(`lab ${o.prefix} has no namespace VM ${vmName}`);
+  const h = t.hosts.find((x) => x.name === v.host)!;
+  const x = new LabExec();
+  const ofport = async () => Number((await x.read(vsctl(h.ovs.db, "get", "Interface", v.hostPort, "ofport"))).stdout.trim());
+  const before = await ofport();
+  await x.run(vsctl(h.ovs.db, "--if-exists", "del-port", v.bridge, v.hostPort));
+  await x.run(vsctl(h.ovs.db, ...plugArgs(t, v)));
+  let after = await ofport();
+  for (let i = 0; i < 40 && !(after > 0); i++) {
+    await sleep(25);
+    after = await ofport();
+  }
+  return { before, after };
+}
+
 /** Adds the host's VM ports (with libvirt's Interface external_ids); true when any was missing or its link new. */
 async function plugVms(x: LabExec, topo: Topology, h: TopoHost, newLinks: Set<string>): Promise<boolean> {
-  const vms = topo.vms.filter((v) => v.host === h.name);
+  const vms = namespaceVms(topo).filter((v) => v.host === h.name);
   if (vms.length === 0) return false;
   const present = new Set((await x.read(vsctl(h.ovs.db, "--bare", "--columns=name", "list", "Interface"))).stdout.split("\n").map((l) => l.trim()));
-  const args: string[] = [];
-  for (const v of vms) {
-    args.push(
-      "--", "--may-exist", "add-port", v.bridge, v.hostPort,
-      "--", "set", "Interface", v.hostPort, `external_ids:attached-mac="${v.mac}"`, `external_ids:vm-id=${v.name}`, `external_ids:iface-id=${v.name}`,
-      "--", "set", "Port", v.hostPort, "external_ids:netfleet-lab=vm",
-    );
-  }
-  await x.run(vsctl(h.ovs.db, ...args));
+  await x.run(vsctl(h.ovs.db, ...vms.flatMap((v) => plugArgs(topo, v))));
   return vms.some((v) => !present.has(v.hostPort) || newLinks.has(v.name));
+}
+
+/**
+ * The inventory's VMs and the lab's stranger namespaces: everything that is
+ * a namespace plugged into a VM bridge. `strangers` is absent in a lab.json
+ * written before strangers existed.
+ */
+export function namespaceVms(t: Topology): TopoVm[] {
+  return [...t.vms, ...(t.strangers ?? [])];
+}
+
+/**
+ * ovs-vsctl arguments (one `--`-joined piece of a transaction) that plug a
+ * namespace VM's host-side veth into its bridge the way libvirt plugs a tap:
+ * Interface external_ids attached-mac (the guest MAC), vm-id and iface-id;
+ * the Port is marked as the lab's (`netfleet-lab=vm` or `stranger`).
+ */
+function plugArgs(t: Topology, v: TopoVm): string[] {
+  const role = (t.strangers ?? []).some((s) => s.name === v.name) ? "stranger" : "vm";
+  return [
+    "--", "--may-exist", "add-port", v.bridge, v.hostPort,
+    "--", "set", "Interface", v.hostPort, `external_ids:attached-mac="${v.mac}"`, `external_ids:vm-id=${v.name}`, `external_ids:iface-id=${v.name}`,
+    "--", "set", "Port", v.hostPort, `external_ids:netfleet-lab=${role}`,
+  ];
 }
 
 function recordOvs(state: LabState, ns: string, pids: { ovsdb?: number; vswitchd?: number }): void {
@@ -415,7 +521,7 @@ async function buildLinks(x: LabExec, t: Topology): Promise<{ newVmLinks: Set<st
   }
   if (backend) veth(backend.namespace, t.inet.hostIf, t.inet.namespace, t.inet.inetIf);
   const newVmLinks = new Set<string>();
-  for (const v of t.vms) {
+  for (const v of namespaceVms(t)) {
     if (!has(v.hostNs, v.hostPort) || !has(v.namespace, v.interface)) newVmLinks.add(v.name);
     veth(v.hostNs, v.hostPort, v.namespace, v.interface, ["address", v.mac]);
   }
@@ -440,7 +546,7 @@ async function buildLinks(x: LabExec, t: Topology): Promise<{ newVmLinks: Set<st
       lines.push(["address", "replace", `${t.inet.hostAddress}/${t.inet.prefix}`, "dev", t.inet.hostIf]);
       lines.push(["route", "replace", "default", "via", t.inet.gateway, "dev", t.inet.hostIf]);
     }
-    for (const v of t.vms.filter((v) => v.host === h.name)) lines.push(["link", "set", "dev", v.hostPort, "up"]);
+    for (const v of namespaceVms(t).filter((v) => v.host === h.name)) lines.push(["link", "set", "dev", v.hostPort, "up"]);
     jobs.push(runBatch(x, h.namespace, lines));
   }
   jobs.push(runBatch(x, sw, swLines));
@@ -450,7 +556,7 @@ async function buildLinks(x: LabExec, t: Topology): Promise<{ newVmLinks: Set<st
       ...t.inet.inetAddresses.map((a) => ["address", "replace", `${a}/${t.inet.prefix}`, "dev", t.inet.inetIf]),
     ]),
   );
-  for (const v of t.vms) jobs.push(configureVm(x, v));
+  for (const v of namespaceVms(t)) jobs.push(configureVm(x, v));
   const settled = await Promise.allSettled(jobs);
   for (const s of settled) if (s.status === "rejected") throw s.reason;
   return { newVmLinks, renewedNamespaces };
@@ -499,9 +605,11 @@ export async function labStatus(o: LabOptions): Promise<LabStatus> {
   for (const h of t.hosts) {
     if (runningIn(join(h.agentDir, "agent.pid"), join(o.repoRoot, AGENT_CLI), h.namespace) === undefined) problems.push(`agent daemon of ${h.name} not running`);
   }
+  const strangerNames = new Set((t.strangers ?? []).map((s) => s.name));
   const vms: LabVm[] = await Promise.all(
-    t.vms.map(async (v): Promise<LabVm> => {
-      const out: LabVm = { name: v.name, host: v.host, network: v.network, namespace: v.namespace, interface: v.interface, hostPort: v.hostPort, mac: v.mac, kind: "namespace" };
+    namespaceVms(t).map(async (v): Promise<LabVm> => {
+      const kind = strangerNames.has(v.name) ? "stranger" : "namespace";
+      const out: LabVm = { name: v.name, host: v.host, network: v.network, namespace: v.namespace, interface: v.interface, hostPort: v.hostPort, mac: v.mac, kind };
       if (!namespaceExists(v.namespace)) return out;
       const r = await x.probe(["ip", "-n", v.namespace, "-json", "address", "show", "dev", v.interface]);
       if (r.exitCode !== 0) {
@@ -538,9 +646,34 @@ export async function labStatus(o: LabOptions): Promise<LabStatus> {
     }),
   );
   const inet = { namespace: t.inet.namespace, backendAddress: t.inet.hostAddress, web: t.inet.web, resolver: t.inet.resolver, names: Object.fromEntries(INET_NAMES) };
-  const status: LabStatus = { up: problems.length === 0, ...base, hosts: t.hosts.map(labHost), vms: [...vms, ...domains], inet };
+  const gateways = await gatewaysOf(x, t, problems);
+  const status: LabStatus = { up: problems.length === 0, ...base, hosts: t.hosts.map(labHost), vms: [...vms, ...domains], inet, gateways };
   if (problems.length > 0) status.problems = problems;
   return status;
+}
+
+/**
+ * Each network's gateway as the backend holds it: the interface that carries
+ * the gateway address in the backend's namespace and its MAC (one
+ * `ip -json address show` there). A network whose gateway address is on no
+ * interface is a problem of the lab.
+ */
+async function gatewaysOf(x: LabExec, t: Topology, problems: string[]): Promise<LabGateway[]> {
+  const backend = t.hosts.find((h) => h.role === "backend");
+  if (!backend || !namespaceExists(backend.namespace) || !t.networks) return [];
+  const r = await x.probe(["ip", "-n", backend.namespace, "-json", "address", "show"]);
+  if (r.exitCode !== 0) return [];
+  const links = JSON.parse(r.stdout || "[]") as { ifname: string; address?: string; addr_info?: { family: string; local: string }[] }[];
+  const out: LabGateway[] = [];
+  for (const n of t.networks) {
+    const link = links.find((l) => l.addr_info?.some((a) => a.family === "inet" && a.local === n.gateway));
+    if (!link?.address) {
+      problems.push(`gateway ${n.gateway} of ${n.name} is on no interface of ${backend.namespace}`);
+      continue;
+    }
+    out.push({ network: n.name, vlan: n.vlan, ip: n.gateway, mac: link.address.toLowerCase(), namespace: backend.namespace, interface: link.ifname });
+  }
+  return out;
 }
 
 const KNOWN_DAEMONS = new Set(["ovsdb-server", "ovs-vswitchd", "libvirtd", "qemu-system-x86", "dnsmasq", "node", "MainThread"]);

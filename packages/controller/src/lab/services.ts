@@ -155,7 +155,9 @@ export function readLease(v: TopoVm): Lease | undefined {
 
 /**
  * Asks the backend's dnsmasq for a lease, the way a VM boots: busybox
- * udhcpc in the VM's namespace, a few bounded tries, quitting once bound.
+ * udhcpc in the VM's namespace, a few bounded tries, quitting once bound;
+ * a client that got nothing starts over once (a booting guest's client
+ * keeps trying too).
  */
 export async function dhcp(x: LabExec, t: Topology, v: TopoVm): Promise<Lease> {
   const hook = join(t.runDir, "vms", "udhcpc-hook.sh");
@@ -185,7 +187,8 @@ export async function dhcp(x: LabExec, t: Topology, v: TopoVm): Promise<Lease> {
     "-x",
     `hostname:${v.name}`,
   ]);
-  const r = await x.probe(argv);
+  let r = await x.probe(argv);
+  if (r.exitCode !== 0) r = await x.probe(argv);
   const lease = readLease(v);
   if (r.exitCode !== 0 || !lease) throw new Error(`VM ${v.name}: no DHCP lease from the backend (udhcpc exit ${r.exitCode}): ${r.stderr.trim().split("\n").slice(-3).join(" | ")}`);
   return lease;

@@ -1,7 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { loadInventory } from "@netfleet/shared";
-import { buildTopology, domainMac, validateOptions, vmPortName } from "./topology.ts";
+import { buildTopology, domainMac, strangerMac, validateOptions, vmPortName } from "./topology.ts";
 
 const repoRoot = fileURLToPath(new URL("../../../..", import.meta.url));
 const options = { inventoryDir: `${repoRoot}inventories/lab`, prefix: "nf", runDir: "/run/netfleet-lab/nf", repoRoot };
@@ -23,6 +23,13 @@ describe("lab topology", () => {
       ["dom-hosta", "secure", "isolated", domainMac(1)],
       ["dom-hostb", "secure", "isolated", domainMac(2)],
     ]);
+    // one stranger per VM host: a namespace on br-secure whose MAC the inventory does not know
+    expect(t.strangers.map((v) => [v.name, v.namespace, v.hostNs, v.bridge, v.hostPort, v.mac])).toEqual([
+      ["x-hosta", "nf-x-hosta", "nf-hosta", "br-secure", "v-x-hosta", strangerMac(1)],
+      ["x-hostb", "nf-x-hostb", "nf-hostb", "br-secure", "v-x-hostb", strangerMac(2)],
+    ]);
+    expect(t.namespaces).toContain("nf-x-hosta");
+    expect(t.networks.find((n) => n.name === "secure")).toEqual({ name: "secure", vlan: 1081, cidr: "10.81.0.0/24", gateway: "10.81.0.1", bridge: "br-secure" });
     expect(t.namespaces.slice(0, 2)).toEqual(["nf-sw", "nf-inet"]);
     expect(buildTopology(loadInventory(options.inventoryDir), options).fingerprint).toBe(t.fingerprint);
   });

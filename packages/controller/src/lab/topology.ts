@@ -36,7 +36,17 @@ export interface Topology {
   trunks: number[];
   inet: { namespace: string; hostIf: string; inetIf: string; hostAddress: string; inetAddresses: string[]; gateway: string; prefix: number; web: string[]; resolver: string; dir: string };
   hosts: TopoHost[];
+  /** The site's networks: name, VLAN id, CIDR and gateway address (on the backend). */
+  networks: TopoNetwork[];
   vms: TopoVm[];
+  /**
+   * Lab fixtures, not inventory VMs: one namespace per VM host plugged into
+   * `br-secure` (or the host's first network) with an `attached-mac` the
+   * inventory does not know, the way an unmanaged guest NIC appears. The
+   * policy treats it as a DHCP VM of that network; the attack tier sends
+   * from it.
+   */
+  strangers: TopoVm[];
   domains: TopoDomain[];
   /** Every namespace of the lab, switch first. */
   namespaces: string[];
@@ -102,6 +112,14 @@ export interface TopoVm {
   services: string[];
 }
 
+export interface TopoNetwork {
+  name: string;
+  vlan: number;
+  cidr: string;
+  gateway: string;
+  bridge: string;
+}
+
 export interface TopoDomain {
   name: string;
   host: string;
@@ -109,6 +127,12 @@ export interface TopoDomain {
   network: string;
   portgroup: string;
   mac: string;
+}
+
+/** A locally chosen MAC for the stranger namespace of host number `index` (not in any inventory of ours). */
+export function strangerMac(index: number): string {
+  const n = index + 1;
+  return `52:54:00:fd:${((n >> 8) & 0xff).toString(16).padStart(2, "0")}:${(n & 0xff).toString(16).padStart(2, "0")}`;
 }
 
 /** The backend runs no VMs: no libvirtd there (the agent finds nothing of ours where libvirtd does not run). */
@@ -261,16 +285,42 @@ export function buildTopology(inventory: Inventory, o: LabOptions): Topology {
     domains.push({ name: `dom-${h.name}`, host: h.name, hostNs: h.namespace, network, portgroup: "isolated", mac });
   }
 
+  const strangers: TopoVm[] = [];
+  for (const h of hosts) {
+    if (h.role !== "vmhost") continue;
+    const invHost = inventory.hosts.find((x) => x.name === h.name)!;
+    const net = invHost.networks.includes("secure") ? "secure" : [...invHost.networks].sort()[0];
+    const n = inventory.networks.find((x) => x.name === net);
+    if (!n) continue;
+    const mac = strangerMac(h.index);
+    if (inventoryMacs.has(mac)) throw new Error(`lab stranger MAC ${mac} of host ${h.name} is used by a VM in the inventory`);
+    const name = `x-${h.name}`;
+    strangers.push({
+      name,
+      host: h.name,
+      hostNs: h.namespace,
+      network: n.name,
+      bridge: bridgeName(n.name),
+      namespace: ns(name),
+      interface: "eth0",
+      hostPort: vmPortName(name),
+      mac,
+      gateway: n.gateway,
+      leaseFile: join(runDir, "vms", `${name}.lease.json`),
+      services: [],
+    });
+  }
+
   const switchNs = ns("sw");
   const inetNs = ns("inet");
-  const namespaces = [switchNs, inetNs, ...hosts.map((h) => h.namespace), ...vms.map((v) => v.namespace)];
+  const namespaces = [switchNs, inetNs, ...hosts.map((h) => h.namespace), ...vms.map((v) => v.namespace), ...strangers.map((v) => v.namespace)];
   const seen = new Set<string>();
   for (const n of namespaces) {
     if (seen.has(n)) throw new Error(`lab namespace ${n} would be used twice (a host or VM named like a lab part: sw, inet, or a host/VM name clash)`);
     seen.add(n);
   }
   const ports = new Set<string>();
-  for (const v of vms) {
+  for (const v of [...vms, ...strangers]) {
     const key = `${v.host}/${v.hostPort}`;
     if (ports.has(key)) throw new Error(`VM port name ${v.hostPort} clashes on host ${v.host}`);
     ports.add(key);
@@ -306,7 +356,9 @@ export function buildTopology(inventory: Inventory, o: LabOptions): Topology {
       dir: join(runDir, "inet"),
     },
     hosts,
+    networks: networks.map((n) => ({ name: n.name, vlan: n.vlan, cidr: n.cidr, gateway: n.gateway, bridge: bridgeName(n.name) })),
     vms,
+    strangers,
     domains,
     namespaces,
   };

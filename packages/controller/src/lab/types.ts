@@ -22,6 +22,8 @@ export interface LabStatus {
   runDir: string;
   hosts: LabHost[];
   vms: LabVm[];
+  /** Each network's gateway on the backend: address, MAC and the interface that holds them (read live). */
+  gateways?: LabGateway[];
   /** The lab's "internet": its namespace, the backend's address there, web servers, resolver and the names it answers. */
   inet?: { namespace: string; backendAddress: string; web: string[]; resolver: string; names: Record<string, string> };
   /** What is missing or dead when `up` is false. */
@@ -40,6 +42,18 @@ export interface LabHost {
   libvirtUri?: string;
 }
 
+/** A network's gateway as the backend holds it. */
+export interface LabGateway {
+  network: string;
+  vlan: number;
+  ip: string;
+  /** Lowercase MAC of the interface holding `ip`. */
+  mac: string;
+  /** The backend's namespace and the interface (an OVS internal port, `gw-<network>`) there. */
+  namespace: string;
+  interface: string;
+}
+
 export interface LabVm {
   name: string;
   host: string;
@@ -51,7 +65,12 @@ export interface LabVm {
   hostPort: string;
   mac: string;
   ip?: string;
-  kind: "namespace" | "domain";
+  /**
+   * `namespace`: an inventory VM as a namespace; `domain`: a libvirt domain of
+   * the lab; `stranger`: a lab fixture namespace whose MAC the inventory does
+   * not know (one per VM host, plugged into `br-secure`).
+   */
+  kind: "namespace" | "domain" | "stranger";
   state?: string;
   /** What the VM's DHCP client got: router, DNS server and the server that answered. */
   lease?: { ip: string; router: string; dns: string; domain: string; server: string; seconds: number };
