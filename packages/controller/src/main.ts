@@ -22,8 +22,10 @@ Commands:
   validate <site-dir>                 check an inventory; one line per problem (file:line:col: path: message)
   plan <site-dir> [--host NAME]       per host: the resources it must hold and the commands of a first apply
   compile <site-dir> --out DIR         write each host's assignment to DIR/<host>.json (for netfleet-agent apply)
-  lab up|down|status|check            the local lab: hosts and VMs as namespaces, real OVS, libvirtd,
-                                      dnsmasq, nftables; check prints the connectivity matrix
+  lab up|down|status|check|attack     the local lab: hosts and VMs as namespaces, real OVS, libvirtd,
+                                      dnsmasq, nftables; check prints the connectivity matrix, attack
+                                      sends crafted frames from VM namespaces (scapy) and looks for
+                                      them at their targets, each beside a positive control
       [--prefix P] [--run-dir DIR]    name and place of the lab (default nf, /run/netfleet-lab/nf)
   bootstrap <site-dir> --token T [--nats URLS] [--limit PAT,...] [--accept-new] [--identity F]
             [--known-hosts F] [--user U] [--port N] [--concurrency N] | --image-root DIR

@@ -1,5 +1,6 @@
 import { resolve } from "node:path";
 import { loadInventory } from "@netfleet/shared";
+import { labAttack } from "../checks/attack.ts";
 import { connectivityProbes, runProbes, type CheckRow } from "../checks/connectivity.ts";
 import { labDown, labStatus, labUp, type LabOptions, type LabStatus } from "../lab/index.ts";
 import type { CommandOutput } from "../output.ts";
@@ -24,10 +25,15 @@ export async function labCheck(o: LabOptions, status?: LabStatus): Promise<Check
   return runProbes(connectivityProbes(loadInventory(o.inventoryDir), st));
 }
 
-export function printRows(rows: CheckRow[], out: CommandOutput): void {
+/** The columns `lab check` and `lab attack` share. */
+export type ReportRow = Pick<CheckRow, "check" | "from" | "to" | "ok" | "detail"> & { expect: string; got: string };
+
+export function printRows(rows: ReportRow[], out: CommandOutput): void {
   const w = (s: string, n: number) => s.padEnd(n);
-  out.line(`${w("check", 28)} ${w("from", 8)} ${w("to", 30)} ${w("expect", 12)} ${w("got", 12)} ok`);
-  for (const r of rows) out.line(`${w(r.check, 28)} ${w(r.from, 8)} ${w(r.to, 30)} ${w(r.expect, 12)} ${w(r.got, 12)} ${r.ok ? "yes" : "NO"}${r.detail ? `  (${r.detail})` : ""}`);
+  const width = (key: "check" | "from" | "to", min: number) => Math.max(min, ...rows.map((r) => r[key].length));
+  const [c, f, t] = [width("check", 28), width("from", 8), width("to", 30)];
+  out.line(`${w("check", c)} ${w("from", f)} ${w("to", t)} ${w("expect", 12)} ${w("got", 12)} ok`);
+  for (const r of rows) out.line(`${w(r.check, c)} ${w(r.from, f)} ${w(r.to, t)} ${w(r.expect, 12)} ${w(r.got, 12)} ${r.ok ? "yes" : "NO"}${r.detail ? `  (${r.detail})` : ""}`);
   const failed = rows.filter((r) => !r.ok).length;
   out.line(`${rows.length - failed}/${rows.length} checks as expected`);
 }
@@ -61,8 +67,14 @@ export async function labCommand(sub: string | undefined, o: LabOptions, out: Co
       else printRows(rows, out);
       return rows.every((r) => r.ok) ? 0 : 1;
     }
+    case "attack": {
+      const rows = await labAttack(loadInventory(o.inventoryDir), await labStatus(o));
+      if (out.json) out.emit(rows);
+      else printRows(rows, out);
+      return rows.every((r) => r.ok) ? 0 : 1;
+    }
     default:
-      out.error("netfleet lab: usage: netfleet lab up|down|status|check [--json] [--prefix P] [--run-dir DIR]");
+      out.error("netfleet lab: usage: netfleet lab up|down|status|check|attack [--json] [--prefix P] [--run-dir DIR]");
       return 64;
   }
 }
