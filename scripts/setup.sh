@@ -10,11 +10,21 @@ NODE_MAJOR_MIN=22
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 
-# Debian package -> a command that proves it is there (for non-Debian systems).
+# Debian package -> a command that proves it is there (for non-Debian systems);
+# `py:MODULE` instead means a module /usr/bin/python3 must import. python3-scapy
+# builds the attack tier's crafted frames (netfleet lab attack, checks/attack.py).
 PACKAGES="openvswitch-switch:ovs-vswitchd dnsmasq-base:dnsmasq nftables:nft nats-server:nats-server
 libvirt-daemon:libvirtd libvirt-daemon-driver-qemu:libvirtd libvirt-clients:virsh iproute2:ip
 iputils-ping:ping ethtool:ethtool isc-dhcp-client:dhclient tcpdump:tcpdump openssh-server:sshd
-qemu-system-x86:qemu-system-x86_64 busybox-static:busybox dnsutils:dig"
+qemu-system-x86:qemu-system-x86_64 busybox-static:busybox dnsutils:dig python3-scapy:py:scapy"
+
+# Whether the proof of an entry (command, or py:MODULE) is there.
+present() {
+  case "$1" in
+    py:*) [ -x /usr/bin/python3 ] && /usr/bin/python3 -c "import ${1#py:}" >/dev/null 2>&1 ;;
+    *) PATH="$PATH:/usr/sbin:/sbin" command -v "$1" >/dev/null 2>&1 ;;
+  esac
+}
 
 system_packages() {
   if [ "${NETFLEET_SKIP_SYSTEM:-}" = 1 ]; then return 0; fi
@@ -45,7 +55,7 @@ system_packages() {
     missing=""
     for entry in $PACKAGES; do
       cmd=${entry#*:}
-      PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 || missing="$missing ${entry%%:*}($cmd)"
+      present "$cmd" || missing="$missing ${entry%%:*}($cmd)"
     done
     if [ -n "$missing" ]; then
       say "this is not a Debian system; install these yourself (package(command)):$missing"
