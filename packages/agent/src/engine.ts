@@ -109,7 +109,8 @@ export async function reconcile(resources: readonly ResourceSpec[], options: Rec
           result.result = false;
           result.comment = `still differs after apply: ${again.blocked ?? Object.keys(again.changes).join(", ")}`;
         } else {
-          result.comment = "changed";
+          // A plan's note (e.g. the drift it found) goes into the result, and so into the report.
+          result.comment = plan.comment ? `changed; ${plan.comment}` : "changed";
         }
       }
     } catch (err) {

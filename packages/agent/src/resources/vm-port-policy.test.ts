@@ -176,6 +176,7 @@ describe("vm-port-policy: the bridge's whole table, drift and lifecycle", () => 
     expect(plan.commands.at(-1)!.stdin).toBe("delete_strict priority=500,in_port=2\n");
     expect(plan.changes.foreign).toEqual({ old: ["priority=500,in_port=2 actions=NORMAL (cookie 0x1234)"], new: null });
     expect(plan.lifecycle).toBeUndefined();
+    expect(plan.comment).toBe("drift: 1 rule(s) not installed by netfleet: priority=500,in_port=2 actions=NORMAL (cookie 0x1234)");
   });
 
   it("a rule of ours replaced under the same match by another cookie is put back", () => {

@@ -388,6 +388,14 @@ export const vmPortPolicy: ResourceHandler<VmPortPolicySpec, VmPortObservation> 
     const plan: ResourcePlan = { changes, commands };
     // A VM that started or stopped, or a lease that came or ended, is lifecycle, not drift.
     if (!drift) plan.lifecycle = true;
+    else {
+      // What was found, for the report: the rules that were not ours, and how many of ours were missing.
+      const parts: string[] = [];
+      if (foreign.length > 0) parts.push(`${foreign.length} rule(s) not installed by netfleet: ${foreign.slice(0, 3).join("; ")}${foreign.length > 3 ? "; ..." : ""}`);
+      if (added.length > 0) parts.push(`${added.length} rule(s) restored`);
+      if (floodChanges.length > 0) parts.push(`port flood config reset: ${floodChanges.join(", ")}`);
+      plan.comment = `drift: ${parts.join("; ")}`;
+    }
     return plan;
   },
 };
