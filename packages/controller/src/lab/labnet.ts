@@ -6,7 +6,10 @@
  *                                     `NAME <peer address>\n`, then echoes
  *                                     each line back as `NAME <line>\n`
  *   connect IP PORT [TIMEOUT_MS]      prints the greeting line; exit 0, or 1
- *                                     when refused, reset or silent
+ *                                     when the network gave no connection
+ *                                     (stderr `labnet: no-connection KIND: ...`,
+ *                                     KIND one of refused, timeout, unreachable,
+ *                                     reset, closed), 2 on any other error
  *   hold IP PORT                      one long connection: prints the
  *                                     greeting, then sends each stdin line and
  *                                     prints its echo (exit 1 when it breaks)
@@ -14,6 +17,9 @@
  * The greeting names the address the server saw: that is how the lab checks
  * masquerading (a VM's traffic must arrive from the backend's address) and
  * port-forwards (the VM's service must answer through the backend).
+ * Exit codes: 0 done, 1 no connection (a network answer), 2 error (bad
+ * arguments, anything unexpected), 64 usage: a probe that reads 1 as
+ * "blocked" never mistakes a broken tool for a policy.
  */
 import { createConnection, createServer, isIPv4, type Socket } from "node:net";
 import { createInterface } from "node:readline";
@@ -51,24 +57,57 @@ function serve(name: string, endpoints: string[]): void {
   process.on("SIGINT", stop);
 }
 
+/** Why the network gave no connection, from a socket error: a word a probe can branch on. */
+export type NoConnection = "refused" | "timeout" | "unreachable" | "reset" | "closed";
+
+/** A connection that did not happen for a network reason (not a bug or bad input). */
+export class NoConnectionError extends Error {
+  readonly kind: NoConnection;
+  constructor(kind: NoConnection, message: string) {
+    super(message);
+    this.kind = kind;
+  }
+}
+
+const NETWORK_CODES: Record<string, NoConnection> = {
+  ECONNREFUSED: "refused",
+  ETIMEDOUT: "timeout",
+  EHOSTUNREACH: "unreachable",
+  ENETUNREACH: "unreachable",
+  EACCES: "unreachable", // an ICMP "administratively prohibited" answer
+  ECONNRESET: "reset",
+  EPIPE: "reset",
+};
+
+function networkError(err: Error & { code?: string }): Error {
+  const kind = err.code ? NETWORK_CODES[err.code] : undefined;
+  return kind ? new NoConnectionError(kind, err.message) : err;
+}
+
+/**
+ * Opens a TCP connection and reads the greeting line. Rejects with a
+ * NoConnectionError when the network gives no connection (refused, reset,
+ * unreachable, silent for `timeoutMs`, closed before greeting), with another
+ * error otherwise.
+ */
 function open(host: string, port: number, timeoutMs: number): Promise<{ socket: Socket; greeting: string; lines: AsyncIterator<string> }> {
   return new Promise((resolve, reject) => {
     const socket = createConnection({ host, port });
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new Error(`no answer from ${host}:${port} within ${timeoutMs} ms`));
+      reject(new NoConnectionError("timeout", `no answer from ${host}:${port} within ${timeoutMs} ms`));
     }, timeoutMs);
     socket.once("error", (err) => {
       clearTimeout(timer);
-      reject(err);
+      reject(networkError(err));
     });
     const lines = createInterface({ input: socket })[Symbol.asyncIterator]();
     socket.once("connect", () => {
       void lines.next().then((first) => {
         clearTimeout(timer);
-        if (first.done) reject(new Error(`${host}:${port} closed the connection without a greeting`));
+        if (first.done) reject(new NoConnectionError("closed", `${host}:${port} closed the connection without a greeting`));
         else resolve({ socket, greeting: first.value, lines });
-      }, reject);
+      }, (err: Error) => reject(networkError(err)));
     });
   });
 }
@@ -125,8 +164,13 @@ if (import.meta.main) {
       if (code >= 0) process.exitCode = code;
     },
     (err: Error) => {
-      process.stderr.write(`labnet: ${err.message}\n`);
-      process.exitCode = 1;
+      if (err instanceof NoConnectionError) {
+        process.stderr.write(`labnet: no-connection ${err.kind}: ${err.message}\n`);
+        process.exitCode = 1;
+      } else {
+        process.stderr.write(`labnet: error: ${err.message}\n`);
+        process.exitCode = 2;
+      }
     },
   );
 }
