@@ -92,6 +92,39 @@ describe.skipIf(!isRoot)("VM mobility (prefix nfm, /tmp/nfm-lab)", () => {
     rmSync(inventoryDir, { recursive: true, force: true });
   }, 60_000);
 
+  it("rules the agent did not install go, and deleted ones come back, within one pass, reported as drift; a VM port coming and going is lifecycle", async () => {
+    const h = host("hosta");
+    const v = vm("vma1");
+    const ofctl = (...args: string[]) => read("ovs-ofctl", "-O", "OpenFlow13", ...args.slice(0, 1), `unix:${h.ovsRundir}/br-secure.mgmt`, ...args.slice(1));
+    const vsctl = (...args: string[]) => read("ovs-vsctl", `--db=unix:${h.ovsDb}`, "--timeout=10", ...args);
+    const logFile = join(h.agentDir, "agent.log");
+    const logSince = (offset: number) => readFileSync(logFile, "utf8").slice(offset).split("\n").filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const ofport = (await runner.run(vsctl("get", "Interface", v.hostPort, "ofport"))).stdout.trim();
+    const uplink = (await runner.run(vsctl("get", "Interface", "pb-secure", "ofport"))).stdout.trim();
+    const before = readFileSync(logFile, "utf8").length;
+    // someone lets vma1 bypass its policy (a higher-priority NORMAL with another cookie) and deletes the uplink's rule
+    await runner.run(ofctl("add-flow", `cookie=0x1234,priority=500,in_port=${ofport},actions=NORMAL`));
+    await runner.run(ofctl("del-flows", "--strict", `priority=100,in_port=${uplink}`));
+    const t = Date.now();
+    await eventually("the foreign rule gone and the uplink's back", 15_000, async () => {
+      const f = await flows("hosta", "br-secure");
+      return !f.includes("cookie=0x1234") && f.includes(`priority=100,in_port=${uplink} actions=NORMAL`);
+    });
+    process.stderr.write(`flow drift repaired ${Date.now() - t} ms after the edit\n`);
+    await eventually("the repair reported as drift", 10_000, async () => logSince(before).some((e) => e.event === "drift-repaired" && JSON.stringify(e.corrective).includes("vm-port-policy[br-secure]")));
+    // a VM port that goes and comes again (a VM restarted) is lifecycle: no corrective report
+    const mark = readFileSync(logFile, "utf8").length;
+    await runner.run(vsctl("del-port", "br-secure", v.hostPort));
+    await eventually("vma1's rules gone", 15_000, async () => !(await flows("hosta", "br-secure")).includes(`dl_src=${v.mac}`));
+    await runner.run(vsctl("add-port", "br-secure", v.hostPort, "--", "set", "Interface", v.hostPort, `external_ids:attached-mac="${v.mac}"`, `external_ids:vm-id=${v.name}`, `external_ids:iface-id=${v.name}`));
+    await eventually("vma1's rules back", 15_000, async () => (await flows("hosta", "br-secure")).includes(`nw_src=${v.ip}`));
+    await sleep(500);
+    const events = logSince(mark).filter((e) => e.event === "reconcile" || e.event === "drift-repaired");
+    expect(events.some((e) => JSON.stringify(e.lifecycle ?? []).includes("vm-port-policy[br-secure]")), JSON.stringify(events)).toBe(true);
+    expect(events.filter((e) => e.event === "drift-repaired" || e.corrective !== undefined), JSON.stringify(events)).toEqual([]);
+    expect(await ping(v.namespace, gateway("secure").ip)).toBe(true);
+  }, 90_000);
+
   it("a VM moved from hosta to hostb keeps its traffic (gap in a 20 ms ping from its gateway), its isolation and its allow list", async () => {
     const v = vm("vma1");
     const src = host("hosta");
