@@ -304,13 +304,15 @@ export const vmPortPolicy: ResourceHandler<VmPortPolicySpec, VmPortObservation> 
   async observe(spec, ctx: ObserveContext) {
     const state = await observeOvs(ctx);
     if (!state.bridges.has(spec.name)) return { bridgeExists: false, vmPorts: [], flows: [] };
+    const vmPorts = vmPortsOf(state, spec.name);
     const [dump, show, leaseText] = await Promise.all([
       ctx.read(ctx.tools.ovsOfctl("dump-flows", spec.name, "--no-stats")),
-      ctx.read(ctx.tools.ovsOfctl10("show", spec.name)),
+      // The NO_FLOOD bits matter only on VM ports: a bridge without any needs no `show`.
+      vmPorts.length > 0 ? ctx.read(ctx.tools.ovsOfctl10("show", spec.name)) : Promise.resolve({ stdout: "", stderr: "", exitCode: 0 }),
       spec.leaseSource !== undefined ? ctx.readFile(leasesPath(ctx.tools.runDir, spec.network)) : Promise.resolve(undefined),
     ]);
     const uplink = state.interfaces.get(spec.uplinkPort)?.ofport;
-    const obs: VmPortObservation = { bridgeExists: true, vmPorts: vmPortsOf(state, spec.name), flows: parseFlows(dump.stdout), noFlood: parseNoFlood(show.stdout) };
+    const obs: VmPortObservation = { bridgeExists: true, vmPorts, flows: parseFlows(dump.stdout), noFlood: parseNoFlood(show.stdout) };
     if (uplink !== undefined && uplink > 0) obs.uplinkOfport = uplink;
     if (leaseText !== undefined) {
       try {
