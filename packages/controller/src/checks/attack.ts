@@ -578,7 +578,7 @@ interface Capture {
 }
 
 /** Bounded waits of the tier (ms). */
-export const ATTACK_TIMING = { listen: 5000, settle: 600, stop: 3000 };
+export const ATTACK_TIMING = { listen: 5000, settle: 400, stop: 3000 };
 
 /**
  * Starts `tcpdump -i IF -n -U -w FILE -Q in` in the point's namespace and
@@ -836,8 +836,36 @@ export async function warmUp(probes: AttackProbe[], status: LabStatus, x = new L
 }
 
 /**
+ * What an exclusive row may disturb: its sender, every VM it looks at, the
+ * neighbour entry it watches; a row that can teach switches a MAC it does
+ * not own (it has a `restore`) disturbs everything.
+ */
+function stateKeys(p: AttackProbe): Set<string> {
+  if (p.restore) return new Set(["*"]);
+  const keys = new Set([p.sender.namespace, ...p.look.at.map((a) => a.namespace), ...p.controls.flatMap((c) => [...c.look.at.map((a) => a.namespace), ...(c.from ? [c.from.namespace] : [])])]);
+  if (p.neighbour) keys.add(`neigh:${p.neighbour.namespace}/${p.neighbour.ip}`);
+  return keys;
+}
+
+/** Exclusive rows in batches (in order, first fit) whose rows share nothing that one could disturb for another. */
+function exclusiveBatches(probes: AttackProbe[]): AttackProbe[][] {
+  const batches: { rows: AttackProbe[]; keys: Set<string> }[] = [];
+  for (const p of probes) {
+    const keys = stateKeys(p);
+    const fits = (b: { keys: Set<string> }) => !keys.has("*") && !b.keys.has("*") && ![...keys].some((k) => b.keys.has(k));
+    const b = batches.find(fits);
+    if (b) {
+      b.rows.push(p);
+      for (const k of keys) b.keys.add(k);
+    } else batches.push({ rows: [p], keys });
+  }
+  return batches.map((b) => b.rows);
+}
+
+/**
  * Runs the attack rows: shared rows `concurrency` at a time (each with its
- * own ports, MACs and filters), then the exclusive ones one by one. pcap
+ * own ports, MACs and filters), then the exclusive ones in batches of rows
+ * that touch disjoint namespaces and neighbour entries. pcap
  * files live in a temporary folder removed at the end.
  */
 export async function runAttackProbes(probes: AttackProbe[], status: LabStatus, concurrency = 4): Promise<AttackRow[]> {
@@ -850,7 +878,7 @@ export async function runAttackProbes(probes: AttackProbe[], status: LabStatus, 
     const queue = new PQueue({ concurrency });
     const shared = await Promise.all(probes.filter((p) => !p.exclusive).map((p) => queue.add(() => runAttackProbe(p, dir, pool))));
     const exclusive: AttackRow[] = [];
-    for (const p of probes.filter((q) => q.exclusive)) exclusive.push(await runAttackProbe(p, dir, pool));
+    for (const batch of exclusiveBatches(probes.filter((q) => q.exclusive))) exclusive.push(...(await Promise.all(batch.map((p) => runAttackProbe(p, dir, pool)))));
     return [...(shared as AttackRow[]), ...exclusive];
   } finally {
     await pool.close();
