@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ExecaRunner, read } from "@netfleet/agent";
+import { ExecaRunner, read, type Runner } from "@netfleet/agent";
 import { loadInventory, type Inventory } from "@netfleet/shared";
 import { connectivityProbes, runProbes, type CheckRow } from "../../packages/controller/src/checks/connectivity.ts";
 import { agentCommand, controllerCommand, LABNET, labDown, labStatus, labUp, readLabState, type LabOptions, type LabStatus } from "../../packages/controller/src/lab/index.ts";
@@ -27,6 +27,8 @@ const inventory: Inventory = loadInventory(lab.inventoryDir);
 const runner = new ExecaRunner({ timeoutMs: 20_000 });
 const isRoot = process.getuid?.() === 0;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Rows of lab check's one-way phase (captures at the target), which share one wall time. */
+const oneWayChecks = /^(isolated port|vlans apart|networks apart|only its own gateway|anti-spoofing|egress \(allowlist\)|egress icmp \(allowlist\))/;
 
 async function sh(argv: string[]): Promise<{ stdout: string; exitCode: number }> {
   const r = await runner.run(read(...argv), { allowFailure: true });
@@ -70,6 +72,16 @@ describe.skipIf(!isRoot)("lab tier (prefix nft, /tmp/nft-lab)", () => {
   const agentPid = (hostName: string) => readPidfile(join(host(hostName).agentDir, "agent.pid"));
   const dnsmasqPids = () =>
     Object.fromEntries(inventory.networks.map((n) => [n.name, readPidfile(join(host("backend").agentDir, "dnsmasq", `${n.name}.pid`))]));
+
+  /** What lab check's one-way phase changes for a moment is back: each VM's MAC, its one address, no on-link route or permanent neighbour. */
+  const vmsAsTheyWere = async () => {
+    for (const v of status.vms.filter((x) => x.kind !== "domain" && x.ip)) {
+      const link = (JSON.parse((await sh(["ip", "-n", v.namespace, "-j", "addr", "show", "dev", v.interface])).stdout) as { address: string; addr_info: { family: string; local: string }[] }[])[0]!;
+      expect([link.address, link.addr_info.filter((a) => a.family === "inet").map((a) => a.local)], v.name).toEqual([v.mac, [v.ip]]);
+      expect((await sh(["ip", "-n", v.namespace, "route", "show", "scope", "link"])).stdout, v.name).not.toMatch(/^\d+\.\d+\.\d+\.\d+ dev/m);
+      expect((await sh(["ip", "-n", v.namespace, "neigh", "show", "nud", "permanent"])).stdout.trim(), v.name).toBe("");
+    }
+  };
 
   beforeAll(async () => {
     await labDown(lab); // leftovers of an interrupted run
@@ -122,33 +134,106 @@ describe.skipIf(!isRoot)("lab tier (prefix nft, /tmp/nft-lab)", () => {
     const t = performance.now();
     rows = await runProbes(connectivityProbes(inventory, status));
     timings.check = performance.now() - t;
+    timings.checkOneWay = Math.max(0, ...rows.filter((r) => oneWayChecks.test(r.check)).map((r) => r.ms ?? 0));
     const failed = rows.filter((r) => !r.ok);
     expect(failed, JSON.stringify(failed, null, 1)).toEqual([]);
-    const has = (check: RegExp, from: string, to: RegExp, got: string) =>
-      expect(rows.some((r) => check.test(r.check) && r.from === from && to.test(r.to) && r.got === got), `${check} ${from} -> ${to}: ${got}`).toBe(true);
-    // layer 2 (host agent)
+    const has = (check: RegExp, from: string | RegExp, to: RegExp, got: string) =>
+      expect(rows.some((r) => check.test(r.check) && (typeof from === "string" ? r.from === from : from.test(r.from)) && to.test(r.to) && r.got === got), `${check} ${from} -> ${to}: ${got}`).toBe(true);
+    const vmsIn = (net: string) => status.vms.filter((v) => v.kind !== "domain" && v.network === net && v.ip).map((v) => v.name);
+    const names = (list: string[]) => new RegExp(`^(${list.join("|")})$`);
+    // layer 2 (host agent); isolation rows are one-way: nothing of the sender reaches the isolated VM
     has(/^same-network \(across hosts\)$/, "vma1", /^vmb1$/, "reach");
-    has(/^same-network/, "vma3", /^vma1$/, "blocked"); // isolated port: only the gateway
+    has(/^isolated port \(same host\)$/, "vma3", /^vma1$/, "blocked");
+    has(/^isolated port \(same host\)$/, "vma1", /^vma3$/, "blocked");
     has(/^gateway$/, "vma3", /^gw-secure$/, "reach");
-    has(/^vlan-isolation/, "vma1", /./, "blocked");
-    has(/^anti-spoofing \(source IP\)$/, "vma1", /./, "blocked");
-    has(/^anti-spoofing \(source MAC\)$/, "vma1", /./, "blocked");
-    // gateway role
-    for (const v of ["vma1", "vma2", "vma3", "vmb1", "vmb3"]) has(/^dhcp lease$/, v, /./, "lease");
+    for (const members of inventory.networks.flatMap((n) => Object.values(n.cluster_groups))) {
+      if (members.length > 1) has(/^cluster group/, names(members), names(members), "reach"); // isolated, yet members reach each other
+    }
+    // every ordered pair of networks: apart on layer 2 (same host and across), never routed, not the other's gateway
+    const nets = inventory.networks.map((n) => n.name).filter((n) => vmsIn(n).length > 0);
+    for (const x of nets) {
+      for (const y of nets.filter((n) => n !== x)) {
+        has(/^vlans apart/, names(vmsIn(x)), names(vmsIn(y)), "blocked");
+        has(/^networks apart \(routed\)$/, names(vmsIn(x)), names(vmsIn(y)), "blocked");
+        has(/^only its own gateway$/, names(vmsIn(x)), new RegExp(`^gw-${y}$`), "blocked");
+      }
+    }
+    expect(rows.filter((r) => /^vlans apart \(across hosts\)$/.test(r.check)).length).toBeGreaterThan(0);
+    // anti-spoofing, observed at the gateway: a static VM, a DHCP VM (no static ip), each beside its own-address control
+    const dhcpVms = inventory.networks.flatMap((n) => n.vms.filter((v) => !v.ip && v.host).map((v) => v.name));
+    for (const from of ["vma1", ...(dhcpVms.length > 0 ? [names(dhcpVms)] : [])]) {
+      has(/^anti-spoofing \(own address\)$/, from, /./, "reach");
+      has(/^anti-spoofing \(source IP\)$/, from, /./, "blocked");
+      has(/^anti-spoofing \(source MAC\)$/, from, /./, "blocked");
+    }
+    for (const v of inventory.networks.flatMap((n) => n.vms.filter((x) => x.extra_addresses.length > 0 && x.host))) has(/^anti-spoofing \(extra IP\)$/, v.name, /./, "reach");
+    // gateway role: a fresh DHCP exchange per VM
+    for (const v of status.vms.filter((x) => x.kind !== "domain")) has(/^dhcp lease$/, v.name, /./, "lease");
     has(/^dns \(vm names\)$/, "vma1", /^vmb1\.secure\.lab\.test$/, "resolve");
     has(/^dns \(vm names\)$/, "vmb1", /^vma1\.secure\.lab\.test$/, "resolve");
     has(/^dns policy \(allowlist\)$/, "vma1", /^www\.inet\.test$/, "refused");
     has(/^dns policy \(allowlist\)$/, "vma1", /^mirror\.inet\.test$/, "resolve");
     has(/^dns policy \(open\)$/, "vma2", /^www\.inet\.test$/, "resolve");
     has(/^egress \(allowlist\)$/, "vma1", /^203\.0\.113\.10:80$/, "masqueraded");
-    has(/^egress \(allowlist\)$/, "vma1", /^203\.0\.113\.20:80$/, "blocked"); // a destination not on its list
+    has(/^egress \(allowlist\)$/, "vma1", /^203\.0\.113\.20:80$/, "blocked"); // a destination not on its list: its SYN never in the internet
     has(/^egress \(allowlist\)$/, "vma3", /^203\.0\.113\.10:80$/, "blocked"); // a VM without that entry
     has(/^egress \(allowlist\)$/, "vmb1", /^mirror\.inet\.test:80$/, "masqueraded"); // by name, through nftset
     has(/^egress \(open\)$/, "vma2", /^203\.0\.113\.20:80$/, "masqueraded");
-    has(/^networks apart \(routed\)$/, "vma1", /./, "blocked");
-    has(/^only its own gateway$/, "vma1", /^gw-service$/, "blocked");
+    has(/^egress icmp \(open\)$/, "vma2", /^203\.0\.113\.10$/, "reach"); // forwarded ICMP
+    has(/^egress icmp \(allowlist\)$/, "vma1", /^203\.0\.113\.10$/, "blocked");
     has(/^port-forward$/, "internet", /vma2:22$/, "reach");
-  }, 120_000);
+    await vmsAsTheyWere();
+  }, 240_000);
+
+  it("a probe that cannot run is an error, never a pass: tools missing in the namespaces, probes killed by their timeout", async () => {
+    const real = new ExecaRunner({ timeoutMs: 15_000 });
+    // `ip netns exec NS TOOL ...` with TOOL gone: ip exits 1, as a ping without reply would
+    const gone = new Set(["ping", "dig", "busybox", "env"]);
+    const missing: Runner = { run: (c, o) => real.run({ ...c, argv: c.argv.map((a, i) => (i === 4 && c.argv[2] === "exec" && gone.has(a) ? `${a}-missing` : a)) }, o) };
+    const probes = connectivityProbes(inventory, status);
+    const t = performance.now();
+    const broken = await runProbes(probes, missing);
+    timings.checkToolsMissing = performance.now() - t;
+    expect(broken.filter((r) => r.got !== "error").map((r) => `${r.check} ${r.from} -> ${r.to}: ${r.got}`)).toEqual([]);
+    expect(broken.find((r) => r.check === "gateway")?.detail).toMatch(/ping-missing could not run/);
+    expect(broken.find((r) => /^vlans apart/.test(r.check))?.detail).toMatch(/could not send .*-missing could not run/);
+    // the runner's timeout: two-way rows only (a one-way phase killed mid-way would leave VMs changed)
+    const killed = await runProbes(
+      probes.filter((p) => !p.exclusive && /^(gateway|dhcp lease|dns policy|egress \(|port-forward)/.test(p.check)),
+      new ExecaRunner({ timeoutMs: 1 }),
+    );
+    expect(killed.length).toBeGreaterThan(10);
+    expect(killed.filter((r) => r.got !== "error").map((r) => `${r.check} ${r.from} -> ${r.to}: ${r.got}`)).toEqual([]);
+    await vmsAsTheyWere();
+  }, 240_000);
+
+  it("a dhcp row is a fresh exchange: with its network's dnsmasq dead it fails, and passes once the agent starts dnsmasq again", async () => {
+    const net = inventory.networks.find((n) => n.name === "datain") ?? inventory.networks.find((n) => n.vms.some((v) => v.host))!;
+    const probes = connectivityProbes(inventory, status).filter((p) => p.check === "dhcp lease" && p.to === `gw-${net.name}`);
+    expect(probes.length).toBeGreaterThan(0);
+    const pidOf = () => dnsmasqPids()[net.name];
+    let dead: CheckRow[] = [];
+    try {
+      // the agent daemon's periodic pass may start dnsmasq again between the kill and the probe: then kill again (bounded)
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const pid = pidOf()!;
+        expect(existsSync(`/proc/${pid}`), `dnsmasq of ${net.name} runs`).toBe(true);
+        process.kill(pid, "SIGTERM");
+        await eventually(`dnsmasq ${pid} gone`, 10_000, async () => !existsSync(`/proc/${pid}`));
+        dead = await runProbes(probes);
+        const now = pidOf();
+        if (now === undefined || now === pid) break;
+      }
+      expect(dead.map((r) => [r.from, r.got, r.ok])).toEqual(dead.map((r) => [r.from, "no-lease", false]));
+    } finally {
+      // the backend's agent starts it again: one apply now rather than waiting for the daemon's next pass
+      const r = await sh(agentCommand(lab, host("backend"), ["apply", "--assignment", join(lab.runDir, "assignments", "backend.json"), "--json"]));
+      expect(r.exitCode, r.stdout.slice(0, 2000)).toBe(0);
+    }
+    await eventually(`dnsmasq of ${net.name} running again`, 10_000, async () => existsSync(`/proc/${pidOf()}`));
+    const back = await runProbes(probes);
+    expect(back.map((r) => [r.from, r.got, r.ok])).toEqual(back.map((r) => [r.from, "lease", true]));
+  }, 90_000);
 
   it("frames between hosts cross the trunk tagged with the network's VLAN", async () => {
     // hosta's two trunk links as the switch sees them (active-backup: either may carry the traffic)
