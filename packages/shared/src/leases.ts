@@ -1,5 +1,6 @@
 import { z } from "zod";
-import { DecodeError, ParseError } from "./errors.ts";
+import { ParseError } from "./errors.ts";
+import { decodeMessage } from "./protocol/messages.ts";
 import { isIpv4 } from "./ipv4.ts";
 import { DNS_LABEL, MAC_ADDRESS, NETWORK_NAME } from "./names.ts";
 
@@ -74,16 +75,5 @@ export function liveLeases(leases: readonly Lease[], nowSeconds: number): Lease[
 
 /** Decodes a VM host's leases file. @throws DecodeError naming the file and field. */
 export function decodeNetworkLeases(source: string, text: string): NetworkLeases {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    throw new DecodeError(source, "", `not JSON: ${(err as Error).message}`);
-  }
-  const parsed = NetworkLeases.safeParse(value);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new DecodeError(source, issue.path.join("."), issue.message);
-  }
-  return parsed.data;
+  return decodeMessage(NetworkLeases, source, text);
 }
