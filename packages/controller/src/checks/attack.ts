@@ -848,7 +848,7 @@ function stateKeys(p: AttackProbe): Set<string> {
 }
 
 /** Exclusive rows in batches (in order, first fit) whose rows share nothing that one could disturb for another. */
-function exclusiveBatches(probes: AttackProbe[]): AttackProbe[][] {
+export function exclusiveBatches(probes: AttackProbe[]): AttackProbe[][] {
   const batches: { rows: AttackProbe[]; keys: Set<string> }[] = [];
   for (const p of probes) {
     const keys = stateKeys(p);
@@ -868,7 +868,7 @@ function exclusiveBatches(probes: AttackProbe[]): AttackProbe[][] {
  * that touch disjoint namespaces and neighbour entries. pcap
  * files live in a temporary folder removed at the end.
  */
-export async function runAttackProbes(probes: AttackProbe[], status: LabStatus, concurrency = 4): Promise<AttackRow[]> {
+export async function runAttackProbes(probes: AttackProbe[], status: LabStatus, concurrency = 8): Promise<AttackRow[]> {
   const dir = mkdtempSync(join(tmpdir(), "netfleet-attack-"));
   const pool = new SenderPool();
   try {
