@@ -486,7 +486,8 @@ export function connectivityProbes(inventory: Inventory, status: LabStatus): Pro
   const networksWithVms = inventory.networks.filter((n) => vms.some((v) => v.network === n.name));
 
   // --- DHCP: a fresh exchange with the network's dnsmasq, the answer checked field by field
-  const hook = dhcpProbeHook(join(status.runDir, "vms"));
+  let hook: string | undefined; // written on first use (synchronously: no two probes race to write it)
+  const dhcpHook = () => (hook ??= dhcpProbeHook(join(status.runDir, "vms")));
   for (const vm of all) {
     const net = network(vm.network);
     const s = spec(vm);
@@ -496,7 +497,7 @@ export function connectivityProbes(inventory: Inventory, status: LabStatus): Pro
       to: `gw-${vm.network}`,
       expect: "lease",
       run: async (runner) => {
-        const r = await dhcpExchange(runner, { namespace: vm.namespace, iface: vm.interface, hostname: vm.name, hook, ...(vm.ip ? { requestIp: vm.ip } : {}) });
+        const r = await dhcpExchange(runner, { namespace: vm.namespace, iface: vm.interface, hostname: vm.name, hook: dhcpHook(), ...(vm.ip ? { requestIp: vm.ip } : {}) });
         if (!r.ran) return { got: "error", detail: r.why };
         const l = r.answer;
         if (!l) return { got: "no-lease", detail: r.log || "no answer" };

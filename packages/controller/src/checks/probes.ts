@@ -48,8 +48,9 @@ function labnet(namespace: string, ...args: string[]): string[] {
   return inNs(namespace, "env", `NODE_COMPILE_CACHE=${join(tmpdir(), "node-compile-cache")}`, process.execPath, LABNET, ...args);
 }
 
-async function runProbe(runner: Runner, argv: string[], stdin?: string): Promise<RunResult> {
-  return runner.run({ argv, mutating: stdin !== undefined, ...(stdin !== undefined ? { stdin } : {}) }, { allowFailure: true });
+/** Runs a read-only probe command whose failure is an answer to read, not an exception. */
+async function runProbe(runner: Runner, argv: string[]): Promise<RunResult> {
+  return runner.run({ argv, mutating: false }, { allowFailure: true });
 }
 
 // --- ping
