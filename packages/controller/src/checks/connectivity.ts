@@ -468,13 +468,18 @@ async function ifaceHolding(runner: Runner, namespace: string, address: string):
  * each other, a VM reaching no gateway but its own, spoofed source address
  * and MAC from one VM of each kind, extra addresses, blocked egress (TCP
  * and ICMP) observed in the internet.
+ *
+ * Throws when a VM of the lab is on a network the inventory does not have
+ * (the lab was built from another inventory).
  */
 export function connectivityProbes(inventory: Inventory, status: LabStatus): Probe[] {
   const probes: Probe[] = [];
   const all = status.vms.filter((v) => v.kind !== "domain");
   const vms = all.filter((v) => v.ip);
+  const foreign = all.filter((v) => !inventory.networks.some((n) => n.name === v.network));
+  if (foreign.length > 0) throw new Error(`the lab's VMs ${foreign.map((v) => `${v.name} (${v.network})`).join(", ")} are on networks ${inventory.dir} does not have: run netfleet lab up`);
   const network = (name: string) => inventory.networks.find((n) => n.name === name)!;
-  const spec = (vm: LabVm): Vm | undefined => network(vm.network)?.vms.find((v) => v.name === vm.name && v.mac.toLowerCase() === vm.mac.toLowerCase());
+  const spec = (vm: LabVm): Vm | undefined => network(vm.network).vms.find((v) => v.name === vm.name && v.mac.toLowerCase() === vm.mac.toLowerCase());
   const isolated = (vm: LabVm) => spec(vm)?.isolated ?? network(vm.network).isolated_ports;
   const groups = (vm: LabVm) => spec(vm)?.groups ?? [];
   const mayTalk = (a: LabVm, b: LabVm) => (!isolated(a) && !isolated(b)) || groups(a).some((g) => groups(b).includes(g));
