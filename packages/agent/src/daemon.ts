@@ -103,7 +103,7 @@ export class AgentDaemon {
   private schedule(kind: PassKind): void {
     if (this.stopped) return;
     clearTimeout(this.debounce);
-    this.debounce = setTimeout(() => void this.request(kind), 150);
+    this.debounce = setTimeout(() => void this.request(kind), 50);
   }
 
   private watch(): void {

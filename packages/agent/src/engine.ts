@@ -73,20 +73,22 @@ export async function reconcile(resources: readonly ResourceSpec[], options: Rec
   const results: ResourceResult[] = [];
   // Every resource is observed at once up front (reads only, shared through the cache): on a
   // converged host that is the whole pass. Once something was applied, later resources are
-  // observed again, as what they saw may have changed.
+  // observed again, as what they saw may have changed, unless their handler says the applied
+  // resources leave their observation as it was (one bridge's rules do not change another's).
   const early = resources.map((spec) => {
     const p = handlerFor(spec).observe(spec, ctx);
     p.catch(() => undefined); // awaited below, in order
     return p;
   });
-  let applied = false;
+  const appliedSpecs: ResourceSpec[] = [];
   for (const [i, spec] of resources.entries()) {
     const started = performance.now();
     const id = resourceId(spec);
     const handler = handlerFor(spec);
     const result: ResourceResult = { id, result: true, changed: false, changes: {}, commands: [], comment: "", durationMs: 0 };
     try {
-      const observed = applied ? await handler.observe(spec, ctx) : await early[i]!;
+      const stale = appliedSpecs.some((a) => !(handler.unaffectedBy?.(spec as never, a) ?? false));
+      const observed = stale ? await handler.observe(spec, ctx) : await early[i]!;
       const plan = handler.plan(spec, observed, ctx);
       result.changes = plan.changes;
       result.commands = plan.commands.map(displayCommand);
@@ -99,7 +101,7 @@ export async function reconcile(resources: readonly ResourceSpec[], options: Rec
         result.result = null;
         result.comment = "would change (check mode)";
       } else {
-        applied = true;
+        appliedSpecs.push(spec);
         if (plan.lifecycle) result.lifecycle = true;
         await applyPlan(plan, options.runner, host);
         cache.clear();

@@ -49,6 +49,12 @@ export interface ResourceHandler<S extends ResourceSpec = ResourceSpec, O = unkn
   kind: S["kind"];
   observe(spec: S, ctx: ObserveContext): Promise<O>;
   plan(spec: S, observed: O, ctx: PlanContext): ResourcePlan;
+  /**
+   * Whether what `observe` saw of `spec` still holds after `applied` was
+   * applied earlier in the same pass (the engine then plans on it instead of
+   * observing again). Absent: never.
+   */
+  unaffectedBy?(spec: S, applied: ResourceSpec): boolean;
 }
 
 /** Salt-style result: `result` is null in check mode when something would change. */

@@ -301,6 +301,8 @@ const PORT_DEPENDENT_ACTIONS: ReadonlySet<number> = new Set([PRIORITY.isolated, 
  */
 export const vmPortPolicy: ResourceHandler<VmPortPolicySpec, VmPortObservation> = {
   kind: "vm-port-policy",
+  // Another bridge's rules, flood bits or announcements change nothing this bridge's observation holds.
+  unaffectedBy: (spec, applied) => applied.kind === "vm-port-policy" && applied.name !== spec.name,
   async observe(spec, ctx: ObserveContext) {
     const state = await observeOvs(ctx);
     if (!state.bridges.has(spec.name)) return { bridgeExists: false, vmPorts: [], flows: [] };
