@@ -2,6 +2,7 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { parseFlows, parseNoFlood, type Flow } from "../../packages/agent/src/resources/vm-port-policy.ts";
 import { bootGuest, guestFile, missingPrerequisite, REPO, type GuestRun } from "./harness.ts";
 
 // Tier 2: the agent against Debian's kernel (bonding, 8021q, OVS kernel
@@ -11,6 +12,15 @@ import { bootGuest, guestFile, missingPrerequisite, REPO, type GuestRun } from "
 
 const SITE = "ktest";
 const OWNER = `netfleet-owner=${SITE}`;
+/** The VMs (namespaces in the guest, see guest/suite.sh), kv2's spoofing second MAC, a MAC nobody has, the gateways. */
+const KV1 = "52:54:00:81:00:11";
+const KV2 = "52:54:00:81:00:12";
+const KS1 = "52:54:00:82:00:21";
+const KV2M = "52:54:00:81:00:99";
+const UNKNOWN = "52:54:00:81:00:77";
+const GW1081 = "02:4e:46:00:04:39";
+const GW1082 = "02:4e:46:00:04:3a";
+const COOKIE = { "br-secure": "0x4e46000000000439", "br-service": "0x4e4600000000043a" } as const;
 const skipReason = missingPrerequisite();
 if (skipReason) console.warn(`kernel tier skipped: ${skipReason}`);
 
@@ -82,6 +92,91 @@ function busy(out: AgentOutput): string[] {
   return out.results.filter((r) => r.changed || r.commands.length > 0).map((r) => `${r.id}: ${r.commands.join(" ; ")}`);
 }
 
+/** One line of `tcpdump -tt -e -nn`: epoch time, MACs, 802.1Q tag, IPv4 addresses and ports when there are. */
+interface Frame {
+  t: number;
+  src: string;
+  dst: string;
+  vlan?: number;
+  ether: string;
+  ipSrc?: string;
+  ipDst?: string;
+  sport?: number;
+  dport?: number;
+  text: string;
+}
+
+function frames(rel: string): Frame[] {
+  const out: Frame[] = [];
+  for (const line of text(`${rel}.txt`).split("\n")) {
+    const head = /^(\d+\.\d+) ([0-9a-f:]{17}) > ([0-9a-f:]{17}), ethertype (\S+)/.exec(line);
+    if (!head) continue;
+    const f: Frame = { t: Number(head[1]), src: head[2]!, dst: head[3]!, ether: head[4]!, text: line };
+    const vlan = /: vlan (\d+), p \d+, ethertype (\S+)/.exec(line);
+    if (vlan) {
+      f.vlan = Number(vlan[1]);
+      f.ether = vlan[2]!;
+    }
+    const ip = /\b(\d{1,3}(?:\.\d{1,3}){3})(?:\.(\d+))? > (\d{1,3}(?:\.\d{1,3}){3})(?:\.(\d+))?: /.exec(line);
+    if (f.ether === "IPv4" && ip) {
+      f.ipSrc = ip[1]!;
+      f.ipDst = ip[3]!;
+      if (ip[2]) f.sport = Number(ip[2]);
+      if (ip[4]) f.dport = Number(ip[4]);
+    }
+    out.push(f);
+  }
+  return out;
+}
+
+const echoRequest = (f: Frame) => f.ether === "IPv4" && / ICMP echo request\b/.test(f.text);
+const echoReply = (f: Frame) => f.ether === "IPv4" && / ICMP echo reply\b/.test(f.text);
+
+/** Echo requests in a capture from this MAC and source address. */
+function echoes(rel: string, mac: string, ipSrc: string): Frame[] {
+  return frames(rel).filter((f) => f.src === mac && f.ipSrc === ipSrc && echoRequest(f));
+}
+
+/** "N packets transmitted" of a ping that ran (a ping that never ran has no such line, and the row must not pass). */
+function transmitted(name: string): number {
+  const m = /(\d+) packets transmitted/.exec(text(`${name}.out`));
+  if (!m) throw new Error(`${name}: ping did not run (exit ${rc(name)}): ${text(`${name}.out`)}${text(`${name}.err`)}`);
+  return Number(m[1]);
+}
+
+function stampAt(rel: string): number {
+  return Number(text(rel).trim());
+}
+
+/** A bridge's table 0 as ovs-ofctl printed it after the agent's apply. */
+function flows(bridge: string): Flow[] {
+  return parseFlows(text(`vmhost/flows-${bridge}.out`));
+}
+
+/** `ovs-vsctl --format=json list Bridge -- list Port -- list Interface` after the last apply: one table per line. */
+function ovsTable(which: "Bridge" | "Port" | "Interface"): { headings: string[]; data: unknown[][] } {
+  const tables = text("vmhost/ovs-ports.out").trim().split("\n").map((l) => JSON.parse(l) as { headings: string[]; data: unknown[][] });
+  return tables[["Bridge", "Port", "Interface"].indexOf(which)]!;
+}
+
+/** A column of an ovs-vsctl JSON row by heading; maps (`["map", [[k, v]...]]`) as objects. */
+function ovsRow(which: "Bridge" | "Port" | "Interface", name: string): Record<string, unknown> {
+  const table = ovsTable(which);
+  const row = table.data.find((r) => r[0] === name);
+  if (!row) throw new Error(`no ${which} ${name}`);
+  const unwrap = (v: unknown) => (Array.isArray(v) && v[0] === "map" ? Object.fromEntries(v[1] as [string, string][]) : v);
+  return Object.fromEntries(table.headings.map((h, i) => [h, unwrap(row[i])]));
+}
+
+function ofport(name: string): number {
+  return Number(ovsRow("Interface", name).ofport);
+}
+
+/** A flow as `priority match actions`, match fields in ovs-ofctl's order. */
+function described(f: Flow): string {
+  return `${f.priority} ${f.match.join(",")} ${f.actions}`;
+}
+
 describe.skipIf(skipReason !== undefined)(`kernel tier${skipReason ? ` (skipped: ${skipReason})` : ""}`, () => {
   beforeAll(async () => {
     run = await bootGuest({
@@ -105,11 +200,11 @@ describe.skipIf(skipReason !== undefined)(`kernel tier${skipReason ? ` (skipped:
     expect(run.rc, detail).toBe(0);
   });
 
-  it("the guest stopped every daemon it started (dnsmasq, libvirtd, ovsdb-server, ovs-vswitchd, tcpdump)", () => {
+  it("the guest stopped every daemon and sender it started (dnsmasq, libvirtd, ovsdb-server, ovs-vswitchd, tcpdump, ping)", () => {
     const ps = text("logs/ps.out").trim().split("\n");
     expect(ps[0]).toMatch(/^\s*PID COMMAND\s+COMMAND$/);
     expect(ps.length).toBeGreaterThan(3);
-    const left = ps.slice(1).filter((l) => ["dnsmasq", "libvirtd", "ovsdb-server", "ovs-vswitchd", "tcpdump"].includes(l.trim().split(/\s+/)[1] ?? ""));
+    const left = ps.slice(1).filter((l) => ["dnsmasq", "libvirtd", "ovsdb-server", "ovs-vswitchd", "tcpdump", "ping", "python3"].includes(l.trim().split(/\s+/)[1] ?? ""));
     expect(left).toEqual([]);
   });
 
@@ -143,12 +238,21 @@ describe.skipIf(skipReason !== undefined)(`kernel tier${skipReason ? ` (skipped:
       );
     });
 
-    it("second apply changes nothing and runs no command", () => {
+    it("with VM ports plugged, the second apply changes only the VM port policies, as lifecycle (not drift)", () => {
       const second = agentRun("vmhost/apply2");
       expect(failures(second), second.stderr).toEqual([]);
       expect(second.exitCode).toBe(0);
-      expect(second.summary).toEqual({ ok: 10, changed: 0, failed: 0, pending: 0 });
-      expect(busy(second)).toEqual([]);
+      const changed = second.results.filter((r) => r.changed);
+      expect(changed.map((r) => r.id)).toEqual(["vm-port-policy[br-secure]", "vm-port-policy[br-service]"]);
+      for (const r of changed) expect(r, r.id).toMatchObject({ lifecycle: true });
+    });
+
+    it("third apply changes nothing and runs no command", () => {
+      const third = agentRun("vmhost/apply3");
+      expect(failures(third), third.stderr).toEqual([]);
+      expect(third.exitCode).toBe(0);
+      expect(third.summary).toEqual({ ok: 10, changed: 0, failed: 0, pending: 0 });
+      expect(busy(third)).toEqual([]);
     });
 
     it.each(["secure", "service"])("libvirt network %s is defined from a file in the agent's run dir, not from /dev/stdin", (net) => {
@@ -189,14 +293,17 @@ describe.skipIf(skipReason !== undefined)(`kernel tier${skipReason ? ` (skipped:
       expect(vlan.flags).toContain("UP");
     });
 
-    it("br-secure holds bond0.1081 and br-service holds bond0.1082, bridges and ports marked as ours", () => {
-      expect(text("vmhost/ovs-br-secure-ports.out").split("\n").filter(Boolean)).toEqual(["bond0.1081"]);
-      expect(text("vmhost/ovs-br-service-ports.out").split("\n").filter(Boolean)).toEqual(["bond0.1082"]);
-      const tables = text("vmhost/ovs-ports.out").trim().split("\n").map((l) => JSON.parse(l) as { headings: string[]; data: unknown[][] });
-      const owners = tables.flatMap((t) => t.data.map((row) => [String(row[0]), JSON.stringify(row[1])]));
-      for (const name of ["br-secure", "br-service", "bond0.1081", "bond0.1082"]) {
-        const row = owners.find(([n]) => n === name);
-        expect(row?.[1], name).toContain(`["netfleet-owner","${SITE}"]`);
+    it("br-secure holds bond0.1081 and br-service holds bond0.1082, marked as ours; the VM ports libvirt-style plugged stay, not ours", () => {
+      expect(text("vmhost/ovs-br-secure-ports.out").split("\n").filter(Boolean)).toEqual(["bond0.1081", "vnet-kv1", "vnet-kv2"]);
+      expect(text("vmhost/ovs-br-service-ports.out").split("\n").filter(Boolean)).toEqual(["bond0.1082", "vnet-ks1"]);
+      for (const name of ["br-secure", "br-service"]) expect(ovsRow("Bridge", name).external_ids, name).toMatchObject({ "netfleet-owner": SITE });
+      for (const name of ["bond0.1081", "bond0.1082"]) expect(ovsRow("Port", name).external_ids, name).toMatchObject({ "netfleet-owner": SITE });
+      for (const [vm, mac] of [["kv1", KV1], ["kv2", KV2], ["ks1", KS1]] as const) {
+        expect(ovsRow("Port", `vnet-${vm}`).external_ids, vm).not.toHaveProperty("netfleet-owner");
+        const ids = ovsRow("Interface", `vnet-${vm}`).external_ids as Record<string, string>;
+        expect(ids, vm).toMatchObject({ "attached-mac": mac, "iface-status": "active" });
+        expect(ids["iface-id"], vm).toMatch(/^[0-9a-f-]{36}$/);
+        expect(ids["vm-id"], vm).toMatch(/^[0-9a-f-]{36}$/);
       }
     });
 
@@ -206,6 +313,7 @@ describe.skipIf(skipReason !== undefined)(`kernel tier${skipReason ? ` (skipped:
       expect(dp).toMatch(/port \d+: bond0\.1081\b/);
       expect(dp).toMatch(/port \d+: bond0\.1082\b/);
       expect(dp).toMatch(/port \d+: br-secure \(internal\)/);
+      for (const vm of ["kv1", "kv2", "ks1"]) expect(dp).toMatch(new RegExp(`port \\d+: vnet-${vm}\\n`));
       expect(text("vmhost/ovs-vsctl-show.out")).not.toMatch(/datapath_type: netdev/);
     });
 
@@ -219,25 +327,174 @@ describe.skipIf(skipReason !== undefined)(`kernel tier${skipReason ? ` (skipped:
     });
   });
 
+  describe("VM ports on the kernel datapath (namespaces plugged as libvirt plugs taps; targets: kbe's gateway interfaces, the VMs, the wire)", () => {
+    const VMS = [
+      { vm: "kv1", mac: KV1, capture: "window/gw-1081" },
+      { vm: "kv2", mac: KV2, capture: "window/gw-1081" },
+      { vm: "ks1", mac: KS1, capture: "window/gw-1082" },
+    ];
+
+    it("fail closed: a plugged VM port carries nothing before the agent's apply, and passes after it", () => {
+      const applyStart = stampAt("window/apply-start");
+      const applyEnd = stampAt("window/apply-end");
+      expect(applyStart - stampAt("window/senders-start")).toBeGreaterThanOrEqual(3);
+      // before: the baseline of apply1 only (floor drop, the uplink switched, remote isolated VMs' broadcasts),
+      // nothing that names the plugged ports
+      const baseline = parseFlows(text("window/flows-br-secure.out"));
+      const up = `in_port=${ofport("bond0.1081")}`;
+      expect(baseline.map(described)).toContain("0  drop");
+      expect(baseline.filter((f) => !(f.match.length === 0 || f.match.includes(up)) || !["drop", "NORMAL"].includes(f.actions)).map(described)).toEqual([]);
+      for (const { vm, mac, capture } of VMS) {
+        // every echo request the VM sent is logged (-D -O): with no answer yet, or answered
+        const log = text(`window/send-${vm}.out`);
+        const sentBefore = [...log.matchAll(/^\[(\d+\.\d+)\] no answer yet for icmp_seq=\d+/gm)].filter((m) => Number(m[1]) < applyStart).length;
+        const at = frames(capture).filter((f) => f.src === mac);
+        const before = at.filter((f) => f.t < applyStart);
+        const after = at.filter((f) => f.t > applyEnd);
+        expect(sentBefore, `${vm} sent before the apply`).toBeGreaterThanOrEqual(20);
+        expect(before.map((f) => f.text), `${vm}: frames at the gateway before the apply`).toEqual([]);
+        expect(after.length, `${vm}: frames at the gateway after the apply`).toBeGreaterThan(0);
+        expect(at[0]!.t, vm).toBeGreaterThan(applyStart);
+        expect(log, vm).toMatch(/ bytes from 192\.168\.12[28]\.1: icmp_seq=\d+/);
+      }
+    });
+
+    it("the other way through the window: unknown unicast flooded from the uplink reaches kv2 all along, and the isolated kv1 none once the agent set NO_FLOOD", () => {
+      const applyStart = stampAt("window/apply-start");
+      const applyEnd = stampAt("window/apply-end");
+      const at = (vm: string) => frames(`window/at-${vm}`).filter((f) => f.dst === UNKNOWN);
+      expect(at("kv2").filter((f) => f.t < applyStart).length, "kv2 before (the flood is on)").toBeGreaterThan(0);
+      expect(at("kv2").filter((f) => f.t > applyEnd).length, "kv2 after").toBeGreaterThan(0);
+      expect(at("kv1").filter((f) => f.t > applyEnd).map((f) => f.text), "kv1 after").toEqual([]);
+    });
+
+    // Known gap (issue 11, items 5 and 6), measured: until the agent's pass sets NO_FLOOD, a freshly plugged
+    // isolated port is an ordinary flood target of the uplink's NORMAL rule, so unknown unicast (and
+    // broadcast) reaches it. This row asserts the gap as it stands; when the baseline keeps floods off
+    // ports without policy, it fails: then assert 0 frames here instead.
+    it("KNOWN GAP: before the agent's apply, flooded unknown unicast from the uplink does reach the isolated kv1", () => {
+      const applyStart = stampAt("window/apply-start");
+      const before = frames("window/at-kv1").filter((f) => f.dst === UNKNOWN && f.t < applyStart);
+      expect(before.length).toBeGreaterThan(0);
+    });
+
+    it.each(["br-secure", "br-service"])("%s runs fail_mode=secure and holds only the agent's rules, with its cookie", (br) => {
+      expect(ovsRow("Bridge", br).fail_mode).toBe("secure");
+      const table = flows(br as keyof typeof COOKIE);
+      expect(table.length).toBeGreaterThan(5);
+      expect(table.filter((f) => f.cookie !== COOKIE[br as keyof typeof COOKIE]).map(described)).toEqual([]);
+      expect(table.map(described)).toContain(`0  drop`);
+    });
+
+    it("the rules read back from the datapath pin each port to its MAC and addresses (static, extra, leased), isolate kv1, guard DHCP and IPv6", () => {
+      const up1 = ofport("bond0.1081");
+      const up2 = ofport("bond0.1082");
+      const [p1, p2, p3] = [ofport("vnet-kv1"), ofport("vnet-kv2"), ofport("vnet-ks1")];
+      const secure = flows("br-secure");
+      const service = flows("br-service");
+      /** The table holds this rule: same priority, same match fields (any order), same actions. */
+      const has = (table: Flow[], priority: number, actions: string, ...match: string[]) => {
+        const found = table.some((f) => f.priority === priority && f.actions === actions && f.match.length === match.length && match.every((m) => f.match.includes(m)));
+        expect(found, `${priority} ${match.join(",")} ${actions} in\n${table.map(described).join("\n")}`).toBe(true);
+      };
+      // kv2 (not isolated): its static address, its extra address, ARP for both; a spoofed one falls to the port's drop
+      has(secure, 210, "NORMAL", "ip", `in_port=${p2}`, `dl_src=${KV2}`, "nw_src=192.168.128.12");
+      has(secure, 210, "NORMAL", "ip", `in_port=${p2}`, `dl_src=${KV2}`, "nw_src=192.168.128.50");
+      has(secure, 210, "NORMAL", "arp", `in_port=${p2}`, `dl_src=${KV2}`, `arp_sha=${KV2}`, "arp_spa=192.168.128.50");
+      has(secure, 200, "drop", `in_port=${p2}`);
+      // kv1 (isolated): to the gateway MAC only, out of the uplink; nothing to kv1 but from the gateway
+      has(secure, 220, `output:${up1}`, "ip", `in_port=${p1}`, `dl_src=${KV1}`, "nw_src=192.168.128.11", `dl_dst=${GW1081}`);
+      has(secure, 220, `output:${p1}`, `in_port=${up1}`, `dl_src=${GW1081}`, `dl_dst=${KV1}`);
+      has(secure, 215, "drop", `dl_dst=${KV1}`);
+      has(secure, 230, `NORMAL,output:${p1}`, `in_port=${up1}`, `dl_src=${GW1081}`, "dl_dst=ff:ff:ff:ff:ff:ff");
+      expect(secure.filter((f) => f.match.includes(`in_port=${p1}`) && f.actions.includes("NORMAL")).map(described)).toEqual([]);
+      // guards on every VM port
+      for (const p of [p1, p2]) {
+        has(secure, 300, "drop", "udp", `in_port=${p}`, "tp_src=67");
+        has(secure, 300, "drop", "ipv6", `in_port=${p}`);
+      }
+      // ks1: a MAC the inventory does not know, pinned to the lease kvm1 holds for it, and nothing else
+      has(service, 210, "NORMAL", "ip", `in_port=${p3}`, `dl_src=${KS1}`, "nw_src=192.168.122.150");
+      const pinned = service.flatMap((f) => f.match.filter((m) => /^(nw_src|arp_spa)=/.test(m)));
+      expect(pinned.length).toBeGreaterThan(0);
+      expect([...new Set(pinned.map((m) => m.split("=")[1]))]).toEqual(["192.168.122.150"]);
+      has(service, 100, "NORMAL", `in_port=${up2}`);
+    });
+
+    it("NO_FLOOD is set on the isolated port only (OpenFlow 1.0 port config)", () => {
+      expect(parseNoFlood(text("vmhost/of10-show-br-secure.out"))).toEqual(["vnet-kv1"]);
+      expect(parseNoFlood(text("vmhost/of10-show-br-service.out"))).toEqual([]);
+    });
+
+    it("own address passes, a spoofed source address is never seen at the gateway (static isolated, static, and a DHCP VM of unknown MAC)", () => {
+      const rows = [
+        { vm: "kv1", mac: KV1, own: "192.168.128.11", spoofed: "192.168.128.98", gw: "traffic/gw-1081" },
+        { vm: "kv2", mac: KV2, own: "192.168.128.12", spoofed: "192.168.128.13", gw: "traffic/gw-1081" }, // kv3's address
+        { vm: "ks1", mac: KS1, own: "192.168.122.150", spoofed: "192.168.122.151", gw: "traffic/gw-1082" }, // its lease, and not
+      ];
+      for (const r of rows) {
+        expect(rc(`traffic/${r.vm}-own`), `${r.vm}: ${text(`traffic/${r.vm}-own.out`)}`).toBe(0);
+        expect(echoes(r.gw, r.mac, r.own).length, `${r.vm} own`).toBeGreaterThanOrEqual(3);
+        expect(transmitted(`traffic/${r.vm}-spoof-ip`), r.vm).toBe(3);
+        expect(frames(r.gw).filter((f) => f.ipSrc === r.spoofed).map((f) => f.text), `${r.vm} spoofing ${r.spoofed}`).toEqual([]);
+      }
+    });
+
+    it("an extra address (virtual IP) passes with its ARP", () => {
+      expect(rc("traffic/kv2-extra"), text("traffic/kv2-extra.out")).toBe(0);
+      expect(echoes("traffic/gw-1081", KV2, "192.168.128.50").length).toBeGreaterThanOrEqual(3);
+    });
+
+    it("kv2's address from another MAC on kv2's port is never seen, neither at the gateway nor on the wire", () => {
+      expect(transmitted("traffic/kv2m-spoof-mac")).toBe(3);
+      expect(frames("traffic/gw-1081").filter((f) => f.src === KV2M).map((f) => f.text)).toEqual([]);
+      expect([...frames("traffic/wire-peer0"), ...frames("traffic/wire-peer1")].filter((f) => f.src === KV2M).map((f) => f.text)).toEqual([]);
+      expect(echoes("traffic/gw-1081", KV2, "192.168.128.12").length).toBeGreaterThanOrEqual(3); // the control: kv2's own MAC
+    });
+
+    it("isolation: kv1 (isolated) and kv2 never see each other's frames, while both reach the gateway; kv1 learnt the gateway by ARP", () => {
+      expect(transmitted("traffic/kv1-to-kv2")).toBe(3);
+      expect(transmitted("traffic/kv2-to-kv1")).toBe(3);
+      expect(frames("traffic/at-kv2").filter((f) => f.src === KV1 || f.ipSrc === "192.168.128.11").map((f) => f.text)).toEqual([]);
+      expect(frames("traffic/at-kv1").filter((f) => f.src === KV2 || f.ipSrc === "192.168.128.12").map((f) => f.text)).toEqual([]);
+      // controls: each capture in a VM works and holds its gateway's echo replies
+      for (const vm of ["kv1", "kv2"]) {
+        expect(rc(`traffic/${vm}-own`)).toBe(0);
+        expect(frames(`traffic/at-${vm}`).filter((f) => f.src === GW1081 && echoReply(f)).length, vm).toBeGreaterThanOrEqual(3);
+      }
+      const neigh = JSON.parse(text("traffic/kv1-neigh.out")) as { dst: string; lladdr?: string; state?: string[] }[];
+      expect(neigh.find((n) => n.dst === "192.168.128.1")).toMatchObject({ lladdr: GW1081 });
+    });
+
+    it("unknown unicast from the uplink floods to kv2 but never into the isolated kv1", () => {
+      expect(transmitted("traffic/flood-unknown")).toBe(3);
+      expect(frames("traffic/at-kv2").filter((f) => f.dst === UNKNOWN).length).toBeGreaterThanOrEqual(1);
+      expect(frames("traffic/at-kv1").filter((f) => f.dst === UNKNOWN).map((f) => f.text)).toEqual([]);
+    });
+
+    it("guards: IPv6 and a DHCP server's replies (udp sport 67) from a VM port never leave it; the same datagram from another port does", () => {
+      expect(transmitted("traffic/kv2-ipv6")).toBe(3);
+      const gw = frames("traffic/gw-1081").filter((f) => f.src === KV2);
+      const wire = [...frames("traffic/wire-peer0"), ...frames("traffic/wire-peer1")].filter((f) => f.src === KV2);
+      expect([...gw, ...wire].filter((f) => f.ether === "IPv6").map((f) => f.text)).toEqual([]);
+      expect(rc("traffic/kv2-dhcp-server"), text("traffic/kv2-dhcp-server.err")).toBe(0);
+      expect(text("traffic/kv2-dhcp-server.out")).toMatch(/sent 3 offers from 192\.168\.128\.12:67/);
+      expect(gw.filter((f) => f.sport === 1067 && f.dport === 68)).toHaveLength(3);
+      expect(gw.filter((f) => f.sport === 67).map((f) => f.text)).toEqual([]);
+    });
+  });
+
   describe("traffic through kvm1's bond (switch netns sw on the far ends of eth0/eth1)", () => {
-    it("frames from br-secure leave the bond tagged with VLAN 1081", () => {
-      const frames = ["peer0", "peer1"].flatMap((p) =>
-        (guestFile(run, `traffic/tcpdump-1081-${p}.txt`) ?? "").split("\n").filter((l) => /vlan 1081\b/.test(l)),
-      );
-      expect(frames.length, text("traffic/tcpdump-1081-peer0.err")).toBeGreaterThanOrEqual(1);
-      expect(frames.join("\n")).toMatch(/ethertype 802\.1Q \(0x8100\)/);
-      // captured as received by the switch port: sent by kvm1's bond, from probe1 (10.81.0.10)
-      expect(frames.join("\n")).toMatch(/10\.81\.0\.10\b/);
-    });
+    const wire = () => [...frames("traffic/wire-peer0"), ...frames("traffic/wire-peer1")];
 
-    it("a port on br-secure reaches the switch on VLAN 1081, and br-service reaches it on VLAN 1082", () => {
-      expect(rc("traffic/ping-1081"), text("traffic/ping-1081.out") + text("traffic/ping-1081.err")).toBe(0);
-      expect(rc("traffic/ping-1082"), text("traffic/ping-1082.out") + text("traffic/ping-1082.err")).toBe(0);
-    });
-
-    it("a port on br-secure cannot reach the switch's address on VLAN 1082", () => {
-      expect(rc("traffic/ping-cross")).not.toBe(0);
-      expect(text("traffic/ping-cross.out")).toMatch(/3 packets transmitted, 0 received/);
+    it("frames of br-secure's VMs leave the bond tagged with VLAN 1081, br-service's with VLAN 1082, never the other", () => {
+      const seen = wire();
+      const tags = (mac: string) => [...new Set(seen.filter((f) => f.src === mac).map((f) => f.vlan))].sort();
+      expect(tags(KV1), text("traffic/wire-peer0.err")).toEqual([1081]);
+      expect(tags(KV2)).toEqual([1081]);
+      expect(tags(KS1)).toEqual([1082]);
+      // captured as received by the switch port: sent by kvm1's bond, from kv1 (192.168.128.11)
+      expect(seen.find((f) => f.src === KV1 && echoRequest(f))?.text).toMatch(/ethertype 802\.1Q \(0x8100\).*vlan 1081.*192\.168\.128\.11 > 192\.168\.128\.1: ICMP echo request/);
     });
   });
 
@@ -321,22 +578,18 @@ describe.skipIf(skipReason !== undefined)(`kernel tier${skipReason ? ` (skipped:
     });
   });
 
-  describe("traffic through kbe (probes on kvm1's bridges, kbe reached over the switch)", () => {
-    it("a port on kvm1's br-secure reaches the backend's gateway address on VLAN 1081, at the gateway MAC", () => {
-      expect(rc("traffic/ping-gw-secure"), text("traffic/ping-gw-secure.out")).toBe(0);
-      expect(rc("traffic/ping-gw-service"), text("traffic/ping-gw-service.out")).toBe(0);
-      const neigh = JSON.parse(text("traffic/neigh-p1.out")) as { dst: string; lladdr?: string }[];
-      expect(neigh.find((n) => n.dst === "192.168.128.1")?.lladdr).toBe("02:4e:46:00:04:39");
-    });
-
+  describe("traffic through kbe (VMs on kvm1's bridges, kbe reached over the switch)", () => {
     it("service (egress open) reaches the internet behind eth2, masqueraded (the far side has no route back)", () => {
       expect(rc("traffic/sw-route-back")).not.toBe(0);
       expect(rc("traffic/ping-internet-service"), text("traffic/ping-internet-service.out") + text("traffic/ping-internet-service.err")).toBe(0);
+      expect(echoes("traffic/gw-1082", KS1, "192.168.122.150").filter((f) => f.ipDst === "203.0.113.1")).toHaveLength(2);
     });
 
     it("secure (allow-list, nothing allowed) does not: the forward chain drops and counts it", () => {
       expect(rc("traffic/ping-internet-secure")).not.toBe(0);
       expect(text("traffic/ping-internet-secure.out")).toMatch(/2 packets transmitted, 0 received/);
+      // it got as far as the gateway: the backend's forward chain dropped it, not kvm1's bridge
+      expect(echoes("traffic/gw-1081", KV2, "192.168.128.12").filter((f) => f.ipDst === "203.0.113.1")).toHaveLength(2);
       const dropped = /counter packets (\d+) bytes \d+ drop/.exec(text("traffic/nft-forward.out"));
       expect(Number(dropped?.[1]), text("traffic/nft-forward.out")).toBeGreaterThanOrEqual(2);
     });

@@ -82,3 +82,68 @@ stop_pidfile() {  # stop_pidfile <file>: ends a daemon this script started
   kill "$pid" 2>/dev/null
   wait_for 10 sh -c "! kill -0 $pid" || kill -9 "$pid" 2>/dev/null
 }
+
+# ------------------------------------------------------------------ VMs as namespaces
+# vm_ns <ns> <mac> <gateway> <addr/len>...: a "VM": network namespace <ns>
+# holding eth0, the guest's NIC, with the VM's MAC and addresses and a default
+# route via <gateway>. The host end, vnet-<ns>, stays down and unplugged until
+# plug_vm (a domain's NIC exists before libvirt plugs its tap).
+vm_ns() {
+  local ns=$1 mac=$2 gw=$3 a; shift 3
+  ip netns add $ns && ip link add vnet-$ns type veth peer name eth0 address $mac netns $ns || return 1
+  { for a in "$@"; do echo "addr add $a dev eth0"; done; printf 'link set lo up\nlink set eth0 up\nroute add default via %s\n' $gw; } | ip -n $ns -batch -
+}
+
+# plug_vm <ns> <bridge> <mac>: what libvirt does when a domain's <interface
+# type='network'> on an openvswitch virtualport starts: one ovs-vsctl
+# transaction adding the tap (here the veth's host end) with the guest MAC in
+# external_ids:attached-mac and the interface and domain UUIDs, then the link
+# up at the bridge's MTU.
+plug_vm() {
+  local ns=$1 br=$2 mac=$3 port=vnet-$1 iface vm
+  iface=$(cat /proc/sys/kernel/random/uuid) vm=$(cat /proc/sys/kernel/random/uuid)
+  ovs-vsctl --timeout=5 -- --if-exists del-port $port -- add-port $br $port \
+    -- set Interface $port "external-ids:attached-mac=\"$mac\"" \
+    -- set Interface $port "external-ids:iface-id=\"$iface\"" \
+    -- set Interface $port "external-ids:vm-id=\"$vm\"" \
+    -- set Interface $port external-ids:iface-status=active || return 1
+  ip link set $port mtu "$(cat /sys/class/net/$br/mtu)" && ip link set $port up
+}
+
+# Captures: <file> is relative to $OUT, or an absolute path (a busy capture
+# is better kept on the guest's tmpfs than written line by line over 9p).
+cap_path() { case $1 in /*) echo "$1" ;; *) echo "$OUT/$1" ;; esac; }
+
+# capture_start <ns> <file> <iface> <count> <filter...>: tcpdump in netns <ns>
+# (inbound frames, epoch timestamps, MACs, no name lookups), at most <count>
+# frames and 300 s, into <file>.txt; its pid in <file>.pid.
+capture_start() {
+  local ns=$1 f; f=$(cap_path $2); local i=$3 c=$4; shift 4
+  mkdir -p "$(dirname "$f")"
+  ip netns exec $ns timeout 300 tcpdump -i $i -Q in -tt -e -nn -l -c $c "$@" > $f.txt 2> $f.err &
+  echo $! > $f.pid
+}
+
+# capture_wait <file>...: until each of these captures listens (at most 30 s each).
+capture_wait() {
+  local f
+  for f in "$@"; do wait_for 30 grep -q listening "$(cap_path $f).err" || { echo "capture $f not listening" >&2; return 1; }; done
+}
+
+gone() { ! kill -0 "$1" 2>/dev/null; }
+
+# stop_pids <pid>...: SIGINT (ping and tcpdump print their counts), SIGKILL after 5 s.
+stop_pids() {
+  local pid
+  for pid in "$@"; do kill -INT $pid 2>/dev/null; done
+  for pid in "$@"; do wait_for 5 gone $pid || kill -9 $pid 2>/dev/null; done
+}
+
+# stop_capture <file>...: ends captures (those that saw their count have ended already).
+stop_capture() {
+  local f pids=
+  for f in "$@"; do pids="$pids $(cat "$(cap_path $f).pid" 2>/dev/null)"; done
+  stop_pids $pids
+}
+
+stamp() { date +%s.%N; }  # the clock tcpdump's -tt prints
