@@ -9,7 +9,7 @@
  * Set-up is idempotent and lives in $NFKERNEL_DIR (default /tmp/nfkernel): the
  * kernel and busybox-static packages (apt-get download), the extracted kernel
  * with its modules.dep, and a small initramfs. Every external step is bounded.
- * Env: NFKERNEL_DIR, NFK_KVER (kernel flavour), NFK_SMP, NFK_MEM (MiB), NFK_TIMEOUT (s, CLI).
+ * Env: NFKERNEL_DIR, NFK_KVER (kernel flavour), NFK_SMP, NFK_MEM (MiB), NFK_TIMEOUT (s: the guest's bound, CLI and kernel.test.ts).
  */
 import { execFileSync, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
