@@ -2,7 +2,7 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { parseFlows, parseNoFlood, type Flow } from "../../packages/agent/src/resources/vm-port-policy.ts";
+import { parseFlows, type Flow } from "../../packages/agent/src/resources/vm-port-policy.ts";
 import { bootGuest, guestFile, missingPrerequisite, REPO, type GuestRun } from "./harness.ts";
 
 // Tier 2: the agent against Debian's kernel (bonding, 8021q, OVS kernel
@@ -176,7 +176,7 @@ function ofport(name: string): number {
 
 /** A flow as `priority match actions`, match fields in ovs-ofctl's order. */
 function described(f: Flow): string {
-  return `${f.priority} ${f.match.join(",")} ${f.actions}`;
+  return `${f.table ? `${f.table}:` : ""}${f.priority} ${f.match.join(",")} ${f.actions}`;
 }
 
 describe.skipIf(skipReason !== undefined)(`kernel tier${skipReason ? ` (skipped: ${skipReason})` : ""}`, () => {
@@ -340,12 +340,14 @@ describe.skipIf(skipReason !== undefined)(`kernel tier${skipReason ? ` (skipped:
       const applyStart = stampAt("window/apply-start");
       const applyEnd = stampAt("window/apply-end");
       expect(applyStart - stampAt("window/senders-start")).toBeGreaterThanOrEqual(3);
-      // before: the baseline of apply1 only (floor drop, the uplink switched, remote isolated VMs' broadcasts),
-      // nothing that names the plugged ports
+      // before: the baseline of apply1 only (floor drop, the uplink to forwarding, forwarding to the uplink,
+      // remote isolated VMs' broadcasts), nothing that names the plugged ports
       const baseline = parseFlows(text("window/flows-br-secure.out"));
-      const up = `in_port=${ofport("bond0.1081")}`;
+      const upPort = ofport("bond0.1081");
+      const up = `in_port=${upPort}`;
       expect(baseline.map(described)).toContain("0  drop");
-      expect(baseline.filter((f) => !(f.match.length === 0 || f.match.includes(up)) || !["drop", "NORMAL"].includes(f.actions)).map(described)).toEqual([]);
+      const allowed = ["drop", "goto_table:1", `output:${upPort}`];
+      expect(baseline.filter((f) => !(f.match.length === 0 || f.match.includes(up) || f.table === 1) || !allowed.includes(f.actions)).map(described)).toEqual([]);
       for (const { vm, mac, capture } of VMS) {
         // every echo request the VM sent is logged (-D -O): with no answer yet, or answered
         const log = text(`window/send-${vm}.out`);
@@ -361,23 +363,11 @@ describe.skipIf(skipReason !== undefined)(`kernel tier${skipReason ? ` (skipped:
       }
     });
 
-    it("the other way through the window: unknown unicast flooded from the uplink reaches kv2 all along, and the isolated kv1 none once the agent set NO_FLOOD", () => {
-      const applyStart = stampAt("window/apply-start");
-      const applyEnd = stampAt("window/apply-end");
+    it("the other way through the window: unknown unicast from the uplink reaches no VM port, before the agent's apply (not vetted) or after (not its MAC)", () => {
+      // The control of the same direction: the gateway's echo replies reached the VMs once their rules were in (row above).
       const at = (vm: string) => frames(`window/at-${vm}`).filter((f) => f.dst === UNKNOWN);
-      expect(at("kv2").filter((f) => f.t < applyStart).length, "kv2 before (the flood is on)").toBeGreaterThan(0);
-      expect(at("kv2").filter((f) => f.t > applyEnd).length, "kv2 after").toBeGreaterThan(0);
-      expect(at("kv1").filter((f) => f.t > applyEnd).map((f) => f.text), "kv1 after").toEqual([]);
-    });
-
-    // Known gap (issue 11, items 5 and 6), measured: until the agent's pass sets NO_FLOOD, a freshly plugged
-    // isolated port is an ordinary flood target of the uplink's NORMAL rule, so unknown unicast (and
-    // broadcast) reaches it. This row asserts the gap as it stands; when the baseline keeps floods off
-    // ports without policy, it fails: then assert 0 frames here instead.
-    it("KNOWN GAP: before the agent's apply, flooded unknown unicast from the uplink does reach the isolated kv1", () => {
-      const applyStart = stampAt("window/apply-start");
-      const before = frames("window/at-kv1").filter((f) => f.dst === UNKNOWN && f.t < applyStart);
-      expect(before.length).toBeGreaterThan(0);
+      expect(at("kv1").map((f) => f.text), "kv1").toEqual([]);
+      expect(at("kv2").map((f) => f.text), "kv2").toEqual([]);
     });
 
     it.each(["br-secure", "br-service"])("%s runs fail_mode=secure and holds only the agent's rules, with its cookie", (br) => {
@@ -400,32 +390,38 @@ describe.skipIf(skipReason !== undefined)(`kernel tier${skipReason ? ` (skipped:
         expect(found, `${priority} ${match.join(",")} ${actions} in\n${table.map(described).join("\n")}`).toBe(true);
       };
       // kv2 (not isolated): its static address, its extra address, ARP for both; a spoofed one falls to the port's drop
-      has(secure, 210, "NORMAL", "ip", `in_port=${p2}`, `dl_src=${KV2}`, "nw_src=192.168.128.12");
-      has(secure, 210, "NORMAL", "ip", `in_port=${p2}`, `dl_src=${KV2}`, "nw_src=192.168.128.50");
-      has(secure, 210, "NORMAL", "arp", `in_port=${p2}`, `dl_src=${KV2}`, `arp_sha=${KV2}`, "arp_spa=192.168.128.50");
+      has(secure, 210, "goto_table:1", "ip", `in_port=${p2}`, `dl_src=${KV2}`, "nw_src=192.168.128.12");
+      has(secure, 210, "goto_table:1", "ip", `in_port=${p2}`, `dl_src=${KV2}`, "nw_src=192.168.128.50");
+      has(secure, 210, "goto_table:1", "arp", `in_port=${p2}`, `dl_src=${KV2}`, `arp_sha=${KV2}`, "arp_spa=192.168.128.50");
       has(secure, 200, "drop", `in_port=${p2}`);
       // kv1 (isolated): to the gateway MAC only, out of the uplink; nothing to kv1 but from the gateway
       has(secure, 220, `output:${up1}`, "ip", `in_port=${p1}`, `dl_src=${KV1}`, "nw_src=192.168.128.11", `dl_dst=${GW1081}`);
       has(secure, 220, `output:${p1}`, `in_port=${up1}`, `dl_src=${GW1081}`, `dl_dst=${KV1}`);
       has(secure, 215, "drop", `dl_dst=${KV1}`);
-      has(secure, 230, `NORMAL,output:${p1}`, `in_port=${up1}`, `dl_src=${GW1081}`, "dl_dst=ff:ff:ff:ff:ff:ff");
-      expect(secure.filter((f) => f.match.includes(`in_port=${p1}`) && f.actions.includes("NORMAL")).map(described)).toEqual([]);
+      has(secure, 230, `output:${p1},goto_table:1`, `in_port=${up1}`, `dl_src=${GW1081}`, "dl_dst=ff:ff:ff:ff:ff:ff");
+      expect(secure.filter((f) => f.match.includes(`in_port=${p1}`) && f.actions.includes("goto_table")).map(described)).toEqual([]);
+      // forwarding (table 1): kv2's MAC to kv2; broadcasts to the uplink and kv2, never to the isolated kv1
+      expect(secure.some((f) => f.table === 1 && f.match.includes(`dl_dst=${KV2}`) && f.actions === `output:${p2}`)).toBe(true);
+      expect(secure.filter((f) => f.table === 1 && f.actions.split(",").includes(`output:${p1}`)).map(described)).toEqual([]);
       // guards on every VM port
       for (const p of [p1, p2]) {
         has(secure, 300, "drop", "udp", `in_port=${p}`, "tp_src=67");
         has(secure, 300, "drop", "ipv6", `in_port=${p}`);
       }
       // ks1: a MAC the inventory does not know, pinned to the lease kvm1 holds for it, and nothing else
-      has(service, 210, "NORMAL", "ip", `in_port=${p3}`, `dl_src=${KS1}`, "nw_src=192.168.122.150");
+      has(service, 210, "goto_table:1", "ip", `in_port=${p3}`, `dl_src=${KS1}`, "nw_src=192.168.122.150");
       const pinned = service.flatMap((f) => f.match.filter((m) => /^(nw_src|arp_spa)=/.test(m)));
       expect(pinned.length).toBeGreaterThan(0);
       expect([...new Set(pinned.map((m) => m.split("=")[1]))]).toEqual(["192.168.122.150"]);
-      has(service, 100, "NORMAL", `in_port=${up2}`);
+      has(service, 100, "goto_table:1", `in_port=${up2}`);
     });
 
-    it("NO_FLOOD is set on the isolated port only (OpenFlow 1.0 port config)", () => {
-      expect(parseNoFlood(text("vmhost/of10-show-br-secure.out"))).toEqual(["vnet-kv1"]);
-      expect(parseNoFlood(text("vmhost/of10-show-br-service.out"))).toEqual([]);
+    it("no NORMAL action on a VM bridge: forwarding is the agent's table 1 (no flooding, no MAC learning)", () => {
+      for (const br of ["br-secure", "br-service"] as const) {
+        const table = flows(br);
+        expect(table.filter((f) => f.actions.includes("NORMAL")).map(described), br).toEqual([]);
+        expect(table.some((f) => f.table === 1), br).toBe(true);
+      }
     });
 
     it("own address passes, a spoofed source address is never seen at the gateway (static isolated, static, and a DHCP VM of unknown MAC)", () => {
@@ -468,10 +464,12 @@ describe.skipIf(skipReason !== undefined)(`kernel tier${skipReason ? ` (skipped:
       expect(neigh.find((n) => n.dst === "192.168.128.1")).toMatchObject({ lladdr: GW1081 });
     });
 
-    it("unknown unicast from the uplink floods to kv2 but never into the isolated kv1", () => {
+    it("unicast from the uplink reaches only the VM port that holds its MAC: kv2 gets the switch's frames for its MAC; nobody gets those for a MAC no port here holds", () => {
       expect(transmitted("traffic/flood-unknown")).toBe(3);
-      expect(frames("traffic/at-kv2").filter((f) => f.dst === UNKNOWN).length).toBeGreaterThanOrEqual(1);
-      expect(frames("traffic/at-kv1").filter((f) => f.dst === UNKNOWN).map((f) => f.text)).toEqual([]);
+      expect(transmitted("traffic/to-kv2")).toBe(3);
+      expect(frames("traffic/at-kv2").filter((f) => f.dst === KV2 && f.text.includes("10.81.0.254 > 192.168.128.12: ICMP echo request")).length).toBeGreaterThanOrEqual(1);
+      expect(frames("traffic/at-kv1").filter((f) => f.text.includes("10.81.0.254 >")).map((f) => f.text)).toEqual([]);
+      for (const vm of ["kv1", "kv2"]) expect(frames(`traffic/at-${vm}`).filter((f) => f.dst === UNKNOWN).map((f) => f.text), vm).toEqual([]);
     });
 
     it("guards: IPv6 and a DHCP server's replies (udp sport 67) from a VM port never leave it; the same datagram from another port does", () => {

@@ -35,7 +35,12 @@ describe("field cases of issue 11", () => {
     expect(bridges.length).toBeGreaterThan(0);
     for (const b of bridges) expect(b, b.name).toMatchObject({ failMode: "secure" });
     const p = policy("F02", a.host, "app");
-    expect(describeFlows(desiredFlows(p, { vmPorts: [], uplinkOfport: 1 }))).toEqual(["0  drop", "100 in_port=1 NORMAL"]);
+    expect(describeFlows(desiredFlows(p, { vmPorts: [], uplinkOfport: 1 }))).toEqual([
+      "0  drop",
+      "100 in_port=1 goto_table:1",
+      "1:0  output:1",
+      "1:50 dl_dst=01:00:00:00:00:00/01:00:00:00:00:00 output:1",
+    ]);
   });
 
   it("F03: every portgroup offered works: default and isolated; no vlan-<vid> (it would double-tag)", () => {
@@ -58,8 +63,8 @@ describe("field cases of issue 11", () => {
     ];
     const after = describeFlows(desiredFlows(p, { vmPorts: [port(2, "52:54:00:00:10:01"), vm2], uplinkOfport: 1, leases }));
     expect(own(after, 3)).toEqual([
-      "210 ip,in_port=3,dl_src=52:54:00:00:10:02,nw_src=192.168.10.150 NORMAL",
-      "210 arp,in_port=3,dl_src=52:54:00:00:10:02,arp_sha=52:54:00:00:10:02,arp_spa=192.168.10.150 NORMAL",
+      "210 ip,in_port=3,dl_src=52:54:00:00:10:02,nw_src=192.168.10.150 goto_table:1",
+      "210 arp,in_port=3,dl_src=52:54:00:00:10:02,arp_sha=52:54:00:00:10:02,arp_spa=192.168.10.150 goto_table:1",
     ]);
     expect(own(after, 2).every((f) => f.includes("192.168.10.11"))).toBe(true);
   });
@@ -83,8 +88,8 @@ describe("field cases of issue 11", () => {
     if (p?.kind !== "vm-port-policy") throw new Error("no policy");
     const flows = describeFlows(desiredFlows(p, { vmPorts: [port(2, "52:54:00:00:10:01"), port(3, "52:54:00:00:10:03")], uplinkOfport: 1 }));
     for (const [ofport, mac] of [[2, "52:54:00:00:10:01"], [3, "52:54:00:00:10:03"]] as const) {
-      expect(flows).toContain(`210 ip,in_port=${ofport},dl_src=${mac},nw_src=192.168.10.50 NORMAL`);
-      expect(flows).toContain(`210 arp,in_port=${ofport},dl_src=${mac},arp_sha=${mac},arp_spa=192.168.10.50 NORMAL`);
+      expect(flows).toContain(`210 ip,in_port=${ofport},dl_src=${mac},nw_src=192.168.10.50 goto_table:1`);
+      expect(flows).toContain(`210 arp,in_port=${ofport},dl_src=${mac},arp_sha=${mac},arp_spa=192.168.10.50 goto_table:1`);
     }
   });
 
@@ -92,8 +97,8 @@ describe("field cases of issue 11", () => {
     const after = policy("F14/after", "hv1", "app");
     const flows = describeFlows(desiredFlows(after, { vmPorts: [port(2, "52:54:00:00:10:01")], uplinkOfport: 1, leases: [{ mac: "52:54:00:00:10:01", ip: "192.168.10.11", expires: 0 }] }));
     expect(own(flows, 2).filter((f) => f.startsWith("210 ip"))).toEqual([
-      "210 ip,in_port=2,dl_src=52:54:00:00:10:01,nw_src=192.168.10.11 NORMAL",
-      "210 ip,in_port=2,dl_src=52:54:00:00:10:01,nw_src=192.168.10.15 NORMAL",
+      "210 ip,in_port=2,dl_src=52:54:00:00:10:01,nw_src=192.168.10.11 goto_table:1",
+      "210 ip,in_port=2,dl_src=52:54:00:00:10:01,nw_src=192.168.10.15 goto_table:1",
     ]);
     // the renew from the old address (unicast to the gateway) passes
     expect(flows).toContain("290 udp,in_port=2,dl_src=52:54:00:00:10:01,dl_dst=02:4e:46:00:00:64,tp_src=68,tp_dst=67 output:1");

@@ -124,8 +124,9 @@ echo $? > $OUT/backend/script.rc
 # Each VM sends to its gateway every 50 ms through the whole window (its
 # gateway neighbour pinned, so every attempt is an IP frame); the gateway
 # counts what arrives, before and after the agent's apply. The other way, the
-# switch sends to a MAC nobody has every 100 ms (unknown unicast, flooded by the
-# uplink's NORMAL rule): kv1 and kv2 count what reaches them. ks1's lease
+# switch sends to a MAC nobody has every 100 ms (unknown unicast): kv1 and kv2
+# count what reaches them (nothing: no VM port here holds that MAC, and a port
+# the agent has not vetted is no destination at all). ks1's lease
 # reaches kvm1 as the fleet side writes it (<runDir>/leases/<net>.json).
 # The busy files of the window stay on the guest's tmpfs until it is over.
 W=/tmp/window
@@ -183,7 +184,6 @@ rec vmhost/ovs-br-secure-ports ovs-vsctl list-ports br-secure
 rec vmhost/ovs-br-service-ports ovs-vsctl list-ports br-service
 for br in br-secure br-service; do
   rec vmhost/flows-$br ovs-ofctl -O OpenFlow13 dump-flows $br
-  rec vmhost/of10-show-$br ovs-ofctl -O OpenFlow10 show $br
 done
 rec vmhost/virsh-net-list virsh -q -c qemu:///system net-list --all
 for n in secure service; do
@@ -239,8 +239,11 @@ kv2m_rows() {  # kv2's address from another MAC on kv2's port
   ip -n kv2m neigh replace 192.168.128.1 lladdr $GW1081 dev eth0m nud permanent
   rec $T/kv2m-spoof-mac ping3 kv2m 192.168.128.1
 }
-flood_rows() {  # the switch sends to a MAC nobody has: flooded to every port of br-secure but the isolated ones
+flood_rows() {  # the switch sends to a MAC no VM port here holds (dropped) and to kv2's (delivered to kv2 only)
   rec $T/flood-unknown ping3 sw 192.168.128.77
+  ip -n sw route add 192.168.128.12/32 dev swbr.1081
+  ip -n sw neigh replace 192.168.128.12 lladdr $KV2 dev swbr.1081 nud permanent
+  rec $T/to-kv2 ping3 sw 192.168.128.12
 }
 bg kv1_rows
 bg kv2_rows

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { Lease, VmPortPolicySpec } from "@netfleet/shared";
 import { fixture, fixtureContext as ctx } from "./fixtures.ts";
 import { parseOvsState } from "./ovs.ts";
-import { describeFlows, desiredFlows, flowKey, parseFlows, parseNoFlood, rarpAnnounce, vmPortPolicy, vmPortsOf, type Flow, type VmPort, type VmPortObservation } from "./vm-port-policy.ts";
+import { describeFlows, desiredFlows, flowKey, parseFlows, rarpAnnounce, vmPortPolicy, vmPortsOf, type Flow, type VmPort, type VmPortObservation } from "./vm-port-policy.ts";
 
 const COOKIE = "0x4e46000000000439";
 const GW = { ip: "10.81.0.1", mac: "02:4e:46:00:04:39" };
@@ -22,9 +22,10 @@ const spec = (vms: SpecVm[], extra: Partial<VmPortPolicySpec> = {}): VmPortPolic
 });
 const dom1 = (over: Partial<SpecVm> = {}): SpecVm => ({ name: "dom1", mac: "52:54:00:aa:00:05", isolated: false, ...over });
 const domainState = parseOvsState(fixture("ovs/with-domain.json"));
-const obs = (flows: Flow[], more: Partial<VmPortObservation> = {}): VmPortObservation => ({ bridgeExists: true, vmPorts: vmPortsOf(domainState, "br-secure"), uplinkOfport: 1, flows, noFlood: [], ...more });
+const obs = (flows: Flow[], more: Partial<VmPortObservation> = {}): VmPortObservation => ({ bridgeExists: true, vmPorts: vmPortsOf(domainState, "br-secure"), uplinkOfport: 1, flows, ...more });
 /** What ovs-ofctl prints back for rules we add: same rules, its own field order, our cookie. */
-const echo = (flows: Flow[]) => parseFlows(flows.map((f) => ` cookie=${COOKIE}, priority=${f.priority},${[...f.match].reverse().join(",")} actions=${f.actions}`).join("\n"));
+const echo = (flows: Flow[]) =>
+  parseFlows(flows.map((f) => ` cookie=${COOKIE}, ${f.table ? `table=${f.table}, ` : ""}priority=${f.priority}${f.match.length ? "," : ""}${[...f.match].reverse().join(",")} actions=${f.actions}`).join("\n"));
 const text = (s: VmPortPolicySpec, o: VmPortObservation) => describeFlows(desiredFlows(s, o));
 const lease = (mac: string, ip: string): Lease => ({ mac, ip, expires: 0 });
 
@@ -42,8 +43,10 @@ describe("ovs-ofctl output parsing (real OVS 3.1 output)", () => {
     expect(foreign.find((f) => f.priority === 200)?.cookie).toBe(COOKIE);
   });
 
-  it("reads the NO_FLOOD port config bit from an OpenFlow 1.0 `show`", () => {
-    expect(parseNoFlood(fixture("ovs/show-of10-no-flood.txt"))).toEqual(["v-vma3"]);
+  it("reads the table of a rule (table 0 is not printed)", () => {
+    expect(parseFlows(" cookie=0x4e46000000000439, table=1, priority=50,dl_dst=01:00:00:00:00:00/01:00:00:00:00:00 actions=output:1,output:3\n")).toEqual([
+      { table: 1, priority: 50, match: ["dl_dst=01:00:00:00:00:00/01:00:00:00:00:00"], actions: "output:1,output:3", cookie: COOKIE },
+    ]);
   });
 });
 
@@ -55,15 +58,18 @@ describe("vm-port-policy: every port uses only its own addresses", () => {
   it("a static VM: its MAC with its IP and ARP; DHCP client to the gateway only; server replies and IPv6 dropped; the bridge fails closed", () => {
     expect(text(spec([dom1({ ip: "10.81.0.50" })]), obs([]))).toEqual([
       "0  drop",
-      "100 in_port=1 NORMAL",
+      "100 in_port=1 goto_table:1",
+      "1:0  output:1",
+      "1:50 dl_dst=01:00:00:00:00:00/01:00:00:00:00:00 output:1,output:2",
+      "1:100 dl_dst=52:54:00:aa:00:05 output:2",
       "300 udp,in_port=2,tp_src=67 drop",
       "300 ipv6,in_port=2 drop",
       "290 udp,in_port=2,dl_src=52:54:00:aa:00:05,dl_dst=ff:ff:ff:ff:ff:ff,tp_src=68,tp_dst=67 output:1",
       "290 udp,in_port=2,dl_src=52:54:00:aa:00:05,dl_dst=02:4e:46:00:04:39,tp_src=68,tp_dst=67 output:1",
       "200 in_port=2 drop",
-      "210 ip,in_port=2,dl_src=52:54:00:aa:00:05,nw_src=10.81.0.50 NORMAL",
-      "210 arp,in_port=2,dl_src=52:54:00:aa:00:05,arp_sha=52:54:00:aa:00:05,arp_spa=10.81.0.50 NORMAL",
-      "210 rarp,in_port=2,dl_src=52:54:00:aa:00:05 NORMAL",
+      "210 ip,in_port=2,dl_src=52:54:00:aa:00:05,nw_src=10.81.0.50 goto_table:1",
+      "210 arp,in_port=2,dl_src=52:54:00:aa:00:05,arp_sha=52:54:00:aa:00:05,arp_spa=10.81.0.50 goto_table:1",
+      "210 rarp,in_port=2,dl_src=52:54:00:aa:00:05 goto_table:1",
     ]);
   });
 
@@ -73,21 +79,21 @@ describe("vm-port-policy: every port uses only its own addresses", () => {
     expect(before).toContain("290 udp,in_port=2,dl_src=52:54:00:aa:00:05,dl_dst=ff:ff:ff:ff:ff:ff,tp_src=68,tp_dst=67 output:1");
     const after = text(spec([dom1()]), obs([], { leases: [lease("52:54:00:aa:00:05", "10.81.0.150"), lease("52:54:00:aa:00:99", "10.81.0.151")] }));
     expect(after.filter((f) => f.startsWith("210 ip") || f.startsWith("210 arp"))).toEqual([
-      "210 ip,in_port=2,dl_src=52:54:00:aa:00:05,nw_src=10.81.0.150 NORMAL",
-      "210 arp,in_port=2,dl_src=52:54:00:aa:00:05,arp_sha=52:54:00:aa:00:05,arp_spa=10.81.0.150 NORMAL",
+      "210 ip,in_port=2,dl_src=52:54:00:aa:00:05,nw_src=10.81.0.150 goto_table:1",
+      "210 arp,in_port=2,dl_src=52:54:00:aa:00:05,arp_sha=52:54:00:aa:00:05,arp_spa=10.81.0.150 goto_table:1",
     ]);
   });
 
   it("a NIC whose MAC the inventory does not know is a DHCP VM of the network", () => {
     const stranger = text(spec([{ name: "other", mac: "52:54:00:bb:00:01", ip: "10.81.0.60", isolated: false }]), obs([], { leases: [lease("52:54:00:aa:00:05", "10.81.0.170")] }));
-    expect(stranger).toContain("210 ip,in_port=2,dl_src=52:54:00:aa:00:05,nw_src=10.81.0.170 NORMAL");
+    expect(stranger).toContain("210 ip,in_port=2,dl_src=52:54:00:aa:00:05,nw_src=10.81.0.170 goto_table:1");
     expect(stranger.some((f) => f.includes("10.81.0.60"))).toBe(false);
   });
 
   it("a static VM whose ip changed keeps its leased old address until the lease ends (and may renew from it)", () => {
     const flows = text(spec([dom1({ ip: "10.81.0.51" })]), obs([], { leases: [lease("52:54:00:aa:00:05", "10.81.0.50")] }));
-    expect(flows).toContain("210 ip,in_port=2,dl_src=52:54:00:aa:00:05,nw_src=10.81.0.50 NORMAL");
-    expect(flows).toContain("210 ip,in_port=2,dl_src=52:54:00:aa:00:05,nw_src=10.81.0.51 NORMAL");
+    expect(flows).toContain("210 ip,in_port=2,dl_src=52:54:00:aa:00:05,nw_src=10.81.0.50 goto_table:1");
+    expect(flows).toContain("210 ip,in_port=2,dl_src=52:54:00:aa:00:05,nw_src=10.81.0.51 goto_table:1");
   });
 
   it("never the gateway's address, even if a lease said so", () => {
@@ -97,8 +103,8 @@ describe("vm-port-policy: every port uses only its own addresses", () => {
 
   it("extra addresses (a virtual IP) with their ARP", () => {
     const flows = text(spec([dom1({ ip: "10.81.0.50", extraAddresses: ["10.81.0.40"] })]), obs([]));
-    expect(flows).toContain("210 ip,in_port=2,dl_src=52:54:00:aa:00:05,nw_src=10.81.0.40 NORMAL");
-    expect(flows).toContain("210 arp,in_port=2,dl_src=52:54:00:aa:00:05,arp_sha=52:54:00:aa:00:05,arp_spa=10.81.0.40 NORMAL");
+    expect(flows).toContain("210 ip,in_port=2,dl_src=52:54:00:aa:00:05,nw_src=10.81.0.40 goto_table:1");
+    expect(flows).toContain("210 arp,in_port=2,dl_src=52:54:00:aa:00:05,arp_sha=52:54:00:aa:00:05,arp_spa=10.81.0.40 goto_table:1");
   });
 });
 
@@ -109,8 +115,10 @@ describe("vm-port-policy: isolation and cluster groups", () => {
     expect(flows).toContain("220 arp,in_port=2,dl_src=52:54:00:aa:00:05,arp_sha=52:54:00:aa:00:05,arp_spa=10.81.0.50,dl_dst=ff:ff:ff:ff:ff:ff output:1");
     expect(flows).toContain("220 in_port=1,dl_src=02:4e:46:00:04:39,dl_dst=52:54:00:aa:00:05 output:2");
     expect(flows).toContain("215 dl_dst=52:54:00:aa:00:05 drop");
-    expect(flows).toContain("230 in_port=1,dl_src=02:4e:46:00:04:39,dl_dst=ff:ff:ff:ff:ff:ff NORMAL,output:2");
-    expect(flows.filter((f) => f.includes("in_port=2") && f.includes("NORMAL"))).toEqual([]);
+    expect(flows).toContain("230 in_port=1,dl_src=02:4e:46:00:04:39,dl_dst=ff:ff:ff:ff:ff:ff output:2,goto_table:1");
+    // no forwarding entry: nothing reaches it through table 1 (broadcasts, unknown unicast, its MAC)
+    expect(flows.filter((f) => f.startsWith("1:") && f.includes("output:2"))).toEqual([]);
+    expect(flows.filter((f) => f.includes("in_port=2") && f.includes("goto_table"))).toEqual([]);
   });
 
   it("the libvirt portgroup `isolated` isolates a VM the inventory does not name", () => {
@@ -118,18 +126,13 @@ describe("vm-port-policy: isolation and cluster groups", () => {
     expect(text(spec([]), state)).toContain("215 dl_dst=52:54:00:cc:00:01 drop");
   });
 
-  it("marks isolated ports no-flood and clears it on the others", () => {
-    const ports: VmPort[] = [
-      { port: "vnet0", ofport: 2, mac: "52:54:00:aa:00:05" },
-      { port: "vnet1", ofport: 3, mac: "52:54:00:aa:00:06" },
-    ];
-    const s = spec([dom1({ isolated: true }), { name: "dom2", mac: "52:54:00:aa:00:06", isolated: false }]);
-    const plan = vmPortPolicy.plan(s, obs([], { vmPorts: ports, noFlood: ["vnet1"] }), ctx);
-    expect(plan.commands.slice(0, 2).map((c) => c.argv.slice(-2))).toEqual([
-      ["vnet0", "no-flood"],
-      ["vnet1", "flood"],
-    ]);
-    expect(plan.commands[0]!.argv.slice(0, 4)).toEqual(["ovs-ofctl", "-O", "OpenFlow10", "mod-port"]);
+  it("a port the agent has not vetted (no attached-mac, or not seen yet) is no destination: no broadcast, flood or unicast reaches it", () => {
+    const vetted: VmPort[] = [{ port: "vnet0", ofport: 2, mac: "52:54:00:aa:00:05" }];
+    const flows = text(spec([dom1({ ip: "10.81.0.50" })]), obs([], { vmPorts: vetted }));
+    // ofport 3 (a new tap, not yet vetted) appears in no rule; table 1's last resort is the uplink
+    expect(flows.filter((f) => /output:3\b|in_port=3\b/.test(f))).toEqual([]);
+    expect(flows).toContain("1:0  output:1");
+    expect(flows.filter((f) => f.includes("NORMAL"))).toEqual([]);
   });
 
   it("a cluster group: members reach each other by MAC, here or through the uplink; non-members do not", () => {
@@ -160,19 +163,19 @@ describe("vm-port-policy: the bridge's whole table, drift and lifecycle", () => 
   const want = () => desiredFlows(s, obs([]));
 
   it("installs all rules in one atomic bundle, cookie-tagged", () => {
-    const plan = vmPortPolicy.plan(spec([dom1()]), obs([], { noFlood: [] }), ctx);
+    const plan = vmPortPolicy.plan(spec([dom1()]), obs([], {}), ctx);
     const bundle = plan.commands.find((c) => c.argv.includes("--bundle"))!;
     expect(bundle.argv).toEqual(["ovs-ofctl", "-O", "OpenFlow13", "--bundle", "add-flows", "br-secure", "-"]);
     expect(bundle.stdin!.split("\n")[0]).toBe(`add cookie=${COOKIE},priority=0,actions=drop`);
   });
 
   it("already converged → no commands (fields compared regardless of the order OVS prints them)", () => {
-    expect(vmPortPolicy.plan(s, obs(echo(want()), { noFlood: ["vnet0"] }), ctx)).toEqual({ changes: {}, commands: [] });
+    expect(vmPortPolicy.plan(s, obs(echo(want())), ctx)).toEqual({ changes: {}, commands: [] });
   });
 
   it("removes a rule someone else installed (any cookie) and reports it as drift", () => {
     const intruder: Flow = { priority: 500, match: ["in_port=2"], actions: "NORMAL", cookie: "0x1234" };
-    const plan = vmPortPolicy.plan(s, obs([...echo(want()), intruder], { noFlood: ["vnet0"] }), ctx);
+    const plan = vmPortPolicy.plan(s, obs([...echo(want()), intruder]), ctx);
     expect(plan.commands.at(-1)!.stdin).toBe("delete_strict priority=500,in_port=2\n");
     expect(plan.changes.foreign).toEqual({ old: ["priority=500,in_port=2 actions=NORMAL (cookie 0x1234)"], new: null });
     expect(plan.lifecycle).toBeUndefined();
@@ -181,29 +184,29 @@ describe("vm-port-policy: the bridge's whole table, drift and lifecycle", () => 
 
   it("a rule of ours replaced under the same match by another cookie is put back", () => {
     const swapped = echo(want()).map((f) => (f.priority === 215 ? { ...f, actions: "NORMAL", cookie: "0x99" } : f));
-    const plan = vmPortPolicy.plan(s, obs(swapped, { noFlood: ["vnet0"] }), ctx);
+    const plan = vmPortPolicy.plan(s, obs(swapped), ctx);
     expect(plan.commands.at(-1)!.stdin).toBe(`add cookie=${COOKIE},priority=215,dl_dst=52:54:00:aa:00:05,actions=drop\n`);
     expect(plan.lifecycle).toBeUndefined();
   });
 
-  it("a deleted uplink NORMAL rule is restored as drift", () => {
-    const plan = vmPortPolicy.plan(s, obs(echo(want()).filter((f) => f.priority !== 100), { noFlood: ["vnet0"] }), ctx);
-    expect(plan.commands.at(-1)!.stdin).toBe(`add cookie=${COOKIE},priority=100,in_port=1,actions=NORMAL\n`);
+  it("a deleted uplink rule is restored as drift", () => {
+    const plan = vmPortPolicy.plan(s, obs(echo(want()).filter((f) => f.priority !== 100)), ctx);
+    expect(plan.commands.at(-1)!.stdin).toBe(`add cookie=${COOKIE},priority=100,in_port=1,actions=goto_table:1\n`);
     expect(plan.lifecycle).toBeUndefined();
   });
 
   it("a VM port that appeared, or the rules of one that went, is lifecycle", () => {
-    const baseline = echo(want()).filter((f) => f.priority === 0 || f.priority === 100);
+    const baseline = echo(desiredFlows(s, obs([], { vmPorts: [] }))); // the bridge's rules before the port was there
     expect(vmPortPolicy.plan(s, obs(baseline), ctx).lifecycle).toBe(true);
     const stale: Flow = { priority: 200, match: ["in_port=7"], actions: "drop", cookie: COOKIE };
-    const plan = vmPortPolicy.plan(s, obs([...echo(want()), stale], { noFlood: ["vnet0"] }), ctx);
+    const plan = vmPortPolicy.plan(s, obs([...echo(want()), stale]), ctx);
     expect(plan.commands.at(-1)!.stdin).toBe("delete_strict priority=200,in_port=7\n");
     expect(plan.lifecycle).toBe(true);
-    expect(flowKey(stale)).toBe("200|in_port=7");
+    expect(flowKey(stale)).toBe("0|200|in_port=7");
   });
 
   it("a port that just got its rules is announced out of the uplink, after them, with QEMU's RARP frame", () => {
-    const plan = vmPortPolicy.plan(s, obs([], { noFlood: ["vnet0"] }), ctx);
+    const plan = vmPortPolicy.plan(s, obs([]), ctx);
     const last = plan.commands.at(-1)!;
     expect(plan.commands.at(-2)!.argv).toContain("--bundle");
     expect(last.argv.slice(0, 5)).toEqual(["ovs-ofctl", "-O", "OpenFlow13", "packet-out", "br-secure"]);
@@ -214,7 +217,7 @@ describe("vm-port-policy: the bridge's whole table, drift and lifecycle", () => 
     expect(packet.slice(28, 44)).toBe("0001080006040003"); // Ethernet/IPv4, opcode 3 (reverse request)
     expect(rarpAnnounce("52:54:00:AA:00:05")).toBe(packet);
     // converged: no announcement again
-    expect(vmPortPolicy.plan(s, obs(echo(want()), { noFlood: ["vnet0"] }), ctx).commands).toEqual([]);
+    expect(vmPortPolicy.plan(s, obs(echo(want())), ctx).commands).toEqual([]);
   });
 
   it("a lease that came is lifecycle", () => {

@@ -6,6 +6,8 @@ import type { Changes, ObserveContext, PlanContext, ResourceHandler, ResourcePla
 
 /** One OpenFlow rule in table 0, in the form ovs-ofctl prints and reads. */
 export interface Flow {
+  /** OpenFlow table: 0 (ingress policy, the default) or 1 (forwarding). */
+  table?: number;
   priority: number;
   /** Match fields, e.g. `ip`, `in_port=3`, `dl_src=52:54:00:aa:00:01`. */
   match: string[];
@@ -30,8 +32,6 @@ export interface VmPortObservation {
   uplinkOfport?: number;
   /** Every rule of the bridge's table 0, whoever installed it (any cookie). */
   flows: Flow[];
-  /** Port names whose OpenFlow config has NO_FLOOD (OpenFlow 1.0 port config bit, `ovs-ofctl show`). */
-  noFlood?: string[];
   /** DHCP leases the backend holds on this network, still valid when observed. */
   leases?: Lease[];
   /** Why the leases file could not be used (the pass goes on without leases). */
@@ -40,34 +40,54 @@ export interface VmPortObservation {
 
 export const BROADCAST = "ff:ff:ff:ff:ff:ff";
 /** Counters and metadata that ovs-ofctl prints but that are not part of a rule's identity. */
-const VOLATILE = /^(duration|table|n_packets|n_bytes|idle_age|hard_age|reset_counts|send_flow_rem|importance|idle_timeout|hard_timeout)=?/;
+const VOLATILE = /^(duration|n_packets|n_bytes|idle_age|hard_age|reset_counts|send_flow_rem|importance|idle_timeout|hard_timeout)=?/;
 
 /**
+ * Two tables, no NORMAL action and no MAC learning on a VM bridge: table 0
+ * decides what may enter, table 1 where it goes. Every local destination is
+ * a VM port the agent has vetted (it knows its MAC); anything else is behind
+ * the uplink. A port the agent has not seen yet is no destination at all: no
+ * flood, broadcast or unicast reaches it before its rules exist.
+ *
  * Priorities of table 0 (higher wins; OpenFlow 1.3 §5.3):
  *  - 300 guards: DHCP server replies (udp sport 67) and all IPv6 (router advertisements, DHCPv6) from a VM port;
  *  - 290 DHCP client messages of the VM's MAC (udp 68→67) to broadcast or the gateway, from any source
  *        address (0.0.0.0, its lease, its previous address), straight out of the uplink;
- *  - 230 the gateway's broadcasts from the uplink: switched, and copied to the isolated (no-flood) ports;
+ *  - 230 the gateway's broadcasts from the uplink: forwarded, and copied to the isolated ports;
  *  - 225 broadcasts of an isolated VM of another host, from the uplink: only to its cluster group here;
  *  - 220 isolated VMs and cluster groups: to the gateway and group members only; unicast to an isolated VM
  *        from the gateway or a group member;
  *  - 215 any other unicast to an isolated VM: dropped, whatever port it comes from;
- *  - 210 a VM's own MAC with one of its addresses (IP and ARP), and its RARP announcements: NORMAL;
+ *  - 210 a VM's own MAC with one of its addresses (IP and ARP), and its RARP announcements: to table 1;
  *  - 200 anything else from a VM port: dropped (spoofed MAC or IP, other ethertypes);
- *  - 100 the uplink: NORMAL switching (NORMAL never floods to a NO_FLOOD port);
+ *  - 100 the uplink: to table 1;
  *  -   0 everything else (the bridge's local port, a port without policy yet): dropped.
+ * Table 1:
+ *  - 100 unicast to a vetted non-isolated VM port here: to it;
+ *  -  50 broadcast and multicast: out of the uplink and to every vetted non-isolated port here;
+ *  -   0 any other unicast: out of the uplink (OpenFlow never sends a frame back out of its in_port,
+ *        so unknown unicast from the uplink ends here).
  */
+export const FORWARD = { known: 100, multicast: 50, remote: 0 } as const;
+const MULTICAST = "dl_dst=01:00:00:00:00:00/01:00:00:00:00:00";
+const TO_FORWARDING = "goto_table:1";
+
 export const PRIORITY = { guard: 300, dhcpClient: 290, gatewayBroadcast: 230, remoteIsolatedBroadcast: 225, isolated: 220, toIsolated: 215, own: 210, portDrop: 200, uplink: 100, floor: 0 } as const;
 
 /** libvirt portgroup `isolated` sets this profileid; a port carrying it is isolated whatever the inventory says. */
 export const ISOLATED_PROFILE = "netfleet-isolated";
 
 export function flowKey(f: Flow): string {
-  return `${f.priority}|${[...f.match].sort().join(",")}`;
+  return `${f.table ?? 0}|${f.priority}|${[...f.match].sort().join(",")}`;
+}
+
+/** The rule's match as ovs-ofctl reads it: `table=1,` when not table 0, then priority and fields. */
+function matchText(f: Flow): string {
+  return [...(f.table ? [`table=${f.table}`] : []), `priority=${f.priority}`, ...f.match].join(",");
 }
 
 export function formatFlow(f: Flow): string {
-  return [`priority=${f.priority}`, ...f.match].join(",") + ` actions=${f.actions}`;
+  return `${matchText(f)} actions=${f.actions}`;
 }
 
 /** Parses `ovs-ofctl dump-flows [--no-stats]` (with or without stats); keeps each rule's cookie. */
@@ -80,38 +100,21 @@ export function parseFlows(text: string): Flow[] {
     if (at < 0) continue;
     const actions = line.slice(at + " actions=".length).trim();
     let priority = 32768;
+    let table = 0;
     let cookie: string | undefined;
     const match: string[] = [];
     for (const token of line.slice(0, at).split(",").map((t) => t.trim()).filter(Boolean)) {
       if (token.startsWith("priority=")) priority = Number(token.slice("priority=".length));
+      else if (token.startsWith("table=")) table = Number(token.slice("table=".length));
       else if (token.startsWith("cookie=")) cookie = token.slice("cookie=".length);
       else if (!VOLATILE.test(token)) match.push(token);
     }
     const flow: Flow = { priority, match, actions };
+    if (table !== 0) flow.table = table;
     if (cookie !== undefined && cookie !== "0x0") flow.cookie = cookie;
     flows.push(flow);
   }
   return flows;
-}
-
-/**
- * Parses `ovs-ofctl show BRIDGE` (OpenFlow 1.0: the only version with the
- * NO_FLOOD port config bit; OpenFlow 1.3 dropped OFPPC_NO_FLOOD) into the
- * names of the ports that have it.
- */
-export function parseNoFlood(text: string): string[] {
-  const out: string[] = [];
-  let port: string | undefined;
-  for (const line of text.split("\n")) {
-    const head = /^\s*(?:\d+|LOCAL)\(([^)]+)\):/.exec(line);
-    if (head) {
-      port = head[1];
-      continue;
-    }
-    const cfg = /^\s*config:\s*(.*)$/.exec(line);
-    if (cfg && port !== undefined && cfg[1]!.split(/\s+/).includes("NO_FLOOD")) out.push(port);
-  }
-  return out.sort();
 }
 
 /** VM ports on the bridge: interfaces that libvirt (or the lab, acting as hypervisor) marked with the VM's MAC. */
@@ -185,12 +188,17 @@ export function desiredFlows(spec: VmPortPolicySpec, obs: Pick<VmPortObservation
   if (up === undefined) return flows; // no way to the gateway: nothing but the floor
   const gw = spec.gateway;
   const upOut = `output:${up}`;
-  flows.push({ priority: PRIORITY.uplink, match: [`in_port=${up}`], actions: "NORMAL" });
+  flows.push({ priority: PRIORITY.uplink, match: [`in_port=${up}`], actions: TO_FORWARDING });
   const policies = portPolicies(spec, obs);
   const isolatedPorts = policies.filter((p) => p.isolated).map((p) => p.port.ofport);
   if (isolatedPorts.length > 0) {
-    flows.push({ priority: PRIORITY.gatewayBroadcast, match: [`in_port=${up}`, `dl_src=${gw.mac}`, `dl_dst=${BROADCAST}`], actions: ["NORMAL", ...isolatedPorts.map((p) => `output:${p}`)].join(",") });
+    flows.push({ priority: PRIORITY.gatewayBroadcast, match: [`in_port=${up}`, `dl_src=${gw.mac}`, `dl_dst=${BROADCAST}`], actions: [...isolatedPorts.map((p) => `output:${p}`), TO_FORWARDING].join(",") });
   }
+  // Table 1: where a frame that table 0 let in goes.
+  const open = policies.filter((p) => !p.isolated).sort((a, b) => a.port.ofport - b.port.ofport);
+  flows.push({ table: 1, priority: FORWARD.remote, match: [], actions: upOut });
+  flows.push({ table: 1, priority: FORWARD.multicast, match: [MULTICAST], actions: [upOut, ...open.map((p) => `output:${p.port.ofport}`)].join(",") });
+  for (const p of open) flows.push({ table: 1, priority: FORWARD.known, match: [`dl_dst=${p.port.mac}`], actions: `output:${p.port.ofport}` });
   // Group members: by MAC, wherever they run (a member on another host is reached through the uplink).
   const members = new Map<string, string[]>(); // group -> member MACs
   for (const vm of spec.vms) for (const g of vm.groups ?? []) members.set(g, [...(members.get(g) ?? []), vm.mac.toLowerCase()]);
@@ -223,10 +231,10 @@ export function desiredFlows(spec: VmPortPolicySpec, obs: Pick<VmPortObservation
     }
     if (!p.isolated) {
       for (const a of p.sources) {
-        flows.push({ priority: PRIORITY.own, match: ipOf(a), actions: "NORMAL" });
-        flows.push({ priority: PRIORITY.own, match: arpOf(a), actions: "NORMAL" });
+        flows.push({ priority: PRIORITY.own, match: ipOf(a), actions: TO_FORWARDING });
+        flows.push({ priority: PRIORITY.own, match: arpOf(a), actions: TO_FORWARDING });
       }
-      flows.push({ priority: PRIORITY.own, match: ["rarp", inPort, src], actions: "NORMAL" });
+      flows.push({ priority: PRIORITY.own, match: ["rarp", inPort, src], actions: TO_FORWARDING });
       continue;
     }
     // Isolated: the gateway (and group members) only, straight out of the uplink.
@@ -282,6 +290,7 @@ export function leasesPath(runDir: string, network: string): string {
  * it depends on a lease.
  */
 function additionIsDrift(f: Flow, portsWithFlows: Set<number>, leased: Set<string>): boolean {
+  if (f.table === 1) return f.priority !== FORWARD.known; // the forwarding baseline; a port's own entry is lifecycle
   if (f.priority === PRIORITY.floor || f.priority === PRIORITY.uplink) return true;
   const field = (name: string) => f.match.find((m) => m.startsWith(`${name}=`))?.slice(name.length + 1);
   const inPort = field("in_port");
@@ -297,7 +306,7 @@ const PORT_DEPENDENT_ACTIONS: ReadonlySet<number> = new Set([PRIORITY.isolated, 
  * OpenFlow rules for the VM ports of one VM bridge, which runs in OVS's
  * secure fail mode: the agent owns the bridge's whole table 0. A rule it
  * did not install (any cookie) is removed and a missing one restored in the
- * same pass; a VM port's isolation also sets its NO_FLOOD bit.
+ * same pass.
  */
 export const vmPortPolicy: ResourceHandler<VmPortPolicySpec, VmPortObservation> = {
   kind: "vm-port-policy",
@@ -307,14 +316,12 @@ export const vmPortPolicy: ResourceHandler<VmPortPolicySpec, VmPortObservation> 
     const state = await observeOvs(ctx);
     if (!state.bridges.has(spec.name)) return { bridgeExists: false, vmPorts: [], flows: [] };
     const vmPorts = vmPortsOf(state, spec.name);
-    const [dump, show, leaseText] = await Promise.all([
+    const [dump, leaseText] = await Promise.all([
       ctx.read(ctx.tools.ovsOfctl("dump-flows", spec.name, "--no-stats")),
-      // The NO_FLOOD bits matter only on VM ports: a bridge without any needs no `show`.
-      vmPorts.length > 0 ? ctx.read(ctx.tools.ovsOfctl10("show", spec.name)) : Promise.resolve({ stdout: "", stderr: "", exitCode: 0 }),
       spec.leaseSource !== undefined ? ctx.readFile(leasesPath(ctx.tools.runDir, spec.network)) : Promise.resolve(undefined),
     ]);
     const uplink = state.interfaces.get(spec.uplinkPort)?.ofport;
-    const obs: VmPortObservation = { bridgeExists: true, vmPorts, flows: parseFlows(dump.stdout), noFlood: parseNoFlood(show.stdout) };
+    const obs: VmPortObservation = { bridgeExists: true, vmPorts, flows: parseFlows(dump.stdout) };
     if (uplink !== undefined && uplink > 0) obs.uplinkOfport = uplink;
     if (leaseText !== undefined) {
       try {
@@ -348,15 +355,16 @@ export const vmPortPolicy: ResourceHandler<VmPortPolicySpec, VmPortObservation> 
     for (const [key, f] of wanted) {
       const h = have.get(key);
       if (h && h.actions === f.actions && h.cookie === cookie) continue;
-      lines.push(`add cookie=${cookie},${formatFlow(f).replace(" actions=", ",actions=")}`);
+      lines.push(`add cookie=${cookie},${matchText(f)},actions=${f.actions}`);
       added.push(formatFlow(f));
       if (h && h.cookie !== cookie) foreign.push(`${formatFlow(h)} (cookie ${h.cookie ?? "0x0"})`);
-      if (h ? h.cookie !== cookie || !PORT_DEPENDENT_ACTIONS.has(f.priority) : additionIsDrift(f, portsWithFlows, leased)) drift = true;
+      const portDependent = f.table === 1 ? f.priority === FORWARD.multicast : PORT_DEPENDENT_ACTIONS.has(f.priority);
+      if (h ? h.cookie !== cookie || !portDependent : additionIsDrift(f, portsWithFlows, leased)) drift = true;
     }
     for (const [key, f] of have) {
       if (wanted.has(key)) continue;
       // Strict delete without a cookie mask: whoever installed it, it goes.
-      lines.push(`delete_strict ${[`priority=${f.priority}`, ...f.match].join(",")}`);
+      lines.push(`delete_strict ${matchText(f)}`);
       removed.push(formatFlow(f));
       if (f.cookie !== cookie) foreign.push(`${formatFlow(f)} (cookie ${f.cookie ?? "0x0"})`);
       // Our own rules go when their port, lease or peer goes; anyone else's rule is drift.
@@ -364,16 +372,6 @@ export const vmPortPolicy: ResourceHandler<VmPortPolicySpec, VmPortObservation> 
     }
     const commands: Command[] = [];
     const changes: Changes = {};
-    // NO_FLOOD on isolated ports, cleared on the others: NORMAL's floods (unknown unicast, broadcast) skip them.
-    const noFlood = new Set(obs.noFlood ?? []);
-    const floodChanges: string[] = [];
-    for (const p of policies) {
-      if (p.isolated === noFlood.has(p.port.port)) continue;
-      commands.push(mutate(ctx.tools.ovsOfctl10("mod-port", spec.name, p.port.port, p.isolated ? "no-flood" : "flood")));
-      floodChanges.push(`${p.port.port} ${p.isolated ? "no-flood" : "flood"}`);
-      if (portsWithFlows.has(p.port.ofport)) drift = true;
-    }
-    if (floodChanges.length > 0) changes.flood = { old: null, new: floodChanges };
     if (lines.length > 0) {
       changes.flows = { old: removed, new: added };
       if (foreign.length > 0) changes.foreign = { old: foreign, new: null };
@@ -397,7 +395,6 @@ export const vmPortPolicy: ResourceHandler<VmPortPolicySpec, VmPortObservation> 
       const parts: string[] = [];
       if (foreign.length > 0) parts.push(`${foreign.length} rule(s) not installed by netfleet: ${foreign.slice(0, 3).join("; ")}${foreign.length > 3 ? "; ..." : ""}`);
       if (added.length > 0) parts.push(`${added.length} rule(s) restored`);
-      if (floodChanges.length > 0) parts.push(`port flood config reset: ${floodChanges.join(", ")}`);
       plan.comment = `drift: ${parts.join("; ")}`;
     }
     return plan;
@@ -406,7 +403,7 @@ export const vmPortPolicy: ResourceHandler<VmPortPolicySpec, VmPortObservation> 
 
 /** For tests and `plan`: the rules as one text, in the bundle's order. */
 export function describeFlows(flows: Flow[]): string[] {
-  return flows.map((f) => `${f.priority} ${f.match.join(",")} ${f.actions}`);
+  return flows.map((f) => `${f.table ? `${f.table}:` : ""}${f.priority} ${f.match.join(",")} ${f.actions}`);
 }
 
 export type { PlanContext };

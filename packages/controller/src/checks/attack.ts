@@ -426,15 +426,17 @@ export function attackProbes(inventory: Inventory, status: LabStatus): AttackPro
     const seeSame = isolatedOn(staticA.host);
     const flooded = [strangerA, staticB].filter((v): v is LabVm => v !== undefined);
     probes.push({
+      // No VM bridge floods: unknown unicast leaves by the uplink only, and reaches no VM port on any host
+      // (isolated or not); the switches flood it, so the gateway's interface sees it (the control).
       check: "unknown unicast flood to isolated",
       from: staticA.name,
-      to: `${unknownMac} (${isolatedAll.map((v) => v.name).join(", ")})`,
+      to: `${unknownMac} (${[...isolatedAll, ...flooded].map((v) => v.name).join(", ")})`,
       expect: "dropped",
       sender: s,
       frames: [udpTo(s, { mac: unknownMac, ip: nowhere }, p)],
-      look: { at: isolatedAll.map(vmPoint), filter: udpSeen(s.ip, p) },
+      look: { at: [...isolatedAll, ...flooded].map(vmPoint), filter: udpSeen(s.ip, p) },
       controls: [
-        { what: `the flood at non-isolated ${flooded.map((v) => v.name).join(", ")}`, look: { at: flooded.map(vmPoint), filter: udpSeen(s.ip, p) } },
+        { what: "the frame itself out of the uplink, where the switches flood it (at the gateway's interface)", look: { at: [gwAt], filter: udpSeen(s.ip, p) } },
         ownToGateway(s, nextPort()),
       ],
     });
