@@ -108,7 +108,7 @@ describe.skipIf(!isRoot)("VM mobility (prefix nfm, /tmp/nfm-lab)", () => {
     const t = Date.now();
     await eventually("the foreign rule gone and the uplink's back", 15_000, async () => {
       const f = await flows("hosta", "br-secure");
-      return !f.includes("cookie=0x1234") && f.includes(`priority=100,in_port=${uplink} actions=NORMAL`);
+      return !f.includes("cookie=0x1234") && f.includes(`priority=100,in_port=${uplink} actions=goto_table:1`);
     });
     process.stderr.write(`flow drift repaired ${Date.now() - t} ms after the edit\n`);
     await eventually("the repair reported as drift", 10_000, async () => logSince(before).some((e) => e.event === "drift-repaired" && JSON.stringify(e.corrective).includes("vm-port-policy[br-secure]")));
