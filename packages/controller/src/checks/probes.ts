@@ -10,7 +10,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Runner, RunResult } from "@netfleet/agent";
-import { LABNET } from "../lab/services.ts";
+import { LABNET, type Lease } from "../lab/services.ts";
 
 /** argv that runs `argv` inside network namespace `namespace`. */
 export const inNs = (namespace: string, ...argv: string[]): string[] => ["ip", "netns", "exec", namespace, ...argv];
@@ -170,16 +170,8 @@ export async function dig(runner: Runner, namespace: string, server: string, nam
 
 // --- DHCP (busybox udhcpc, recording only)
 
-/** What a DHCP server answered (udhcpc's names): the address, mask bits, router, DNS server, domain, lease seconds, server id. */
-export interface DhcpAnswer {
-  ip: string;
-  mask: string;
-  router: string;
-  dns: string;
-  domain: string;
-  lease: string;
-  serverid: string;
-}
+/** What a DHCP server answered (udhcpc's names): the address, mask bits, router, DNS server, domain, lease seconds, server id; the shape the lab's hook records. */
+export type DhcpAnswer = Lease;
 
 /** A fresh DHCP exchange: an answer (ACK), none within the tries, or a probe that could not run. */
 export type DhcpResult = { ran: true; answer?: DhcpAnswer; log: string } | NotRun;
