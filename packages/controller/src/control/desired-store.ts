@@ -102,8 +102,10 @@ export class DesiredStore {
           if (!isRevisionConflict(err)) throw err;
           const now = liveValue(await this.kv.get(host));
           const stored = now ? decodeEntryOrUndefined(now) : undefined;
-          if (now && stored?.signature === envelope.signature) {
-            return { host, revision: envelope.revision, kvRevision: now.revision, hash: assignment.hash, changed: true };
+          // Ours after all: this attempt's write, or an earlier attempt's whose acknowledgement was lost
+          // (a read during a leader change may be served by a replica that had not seen it yet).
+          if (now && stored?.signature !== undefined && attempted.has(stored.signature)) {
+            return { host, revision: stored.revision, kvRevision: now.revision, hash: stored.assignment.hash, changed: true };
           }
           throw new StaleRevisionError(host, entry?.revision ?? 0, now?.revision ?? 0);
         }
