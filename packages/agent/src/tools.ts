@@ -38,15 +38,6 @@ export class Toolbox {
     return ["ovs-ofctl", "-O", "OpenFlow13", command, this.ofTarget(bridge), ...args];
   }
 
-  /**
-   * ovs-ofctl in OpenFlow 1.0, for what only 1.0 has: the NO_FLOOD port
-   * config bit (`show`, `mod-port PORT no-flood|flood`); OpenFlow 1.3 has no
-   * OFPPC_NO_FLOOD.
-   */
-  ovsOfctl10(command: string, bridge: string, ...args: string[]): string[] {
-    return ["ovs-ofctl", "-O", "OpenFlow10", command, this.ofTarget(bridge), ...args];
-  }
-
   /** `ovs-ofctl --bundle add-flows BRIDGE -`: the whole file is one atomic transaction. */
   ovsOfctlBundle(bridge: string): string[] {
     return ["ovs-ofctl", "-O", "OpenFlow13", "--bundle", "add-flows", this.ofTarget(bridge), "-"];
