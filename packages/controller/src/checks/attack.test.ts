@@ -3,7 +3,8 @@ import { describe, expect, it } from "vitest";
 import { loadInventory } from "@netfleet/shared";
 import { buildTopology } from "../lab/topology.ts";
 import type { LabStatus, LabVm } from "../lab/types.ts";
-import { attackProbes, exclusiveBatches } from "./attack.ts";
+import { attackProbes } from "./attack.ts";
+import { exclusiveBatches } from "./attack-run.ts";
 
 const repoRoot = fileURLToPath(new URL("../../../..", import.meta.url));
 const options = { inventoryDir: `${repoRoot}inventories/lab`, prefix: "nf", runDir: "/run/netfleet-lab/nf", repoRoot };

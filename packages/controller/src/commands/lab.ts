@@ -1,6 +1,6 @@
 import { resolve } from "node:path";
 import { loadInventory } from "@netfleet/shared";
-import { labAttack } from "../checks/attack.ts";
+import { labAttack } from "../checks/attack-run.ts";
 import { connectivityProbes, runProbes, type CheckRow } from "../checks/connectivity.ts";
 import { labDown, labStatus, labUp, type LabOptions, type LabStatus } from "../lab/index.ts";
 import type { CommandOutput } from "../output.ts";
