@@ -2,7 +2,7 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { parseFlows, type Flow } from "../../packages/agent/src/resources/vm-port-policy.ts";
+import { describeFlows, parseFlows, type Flow } from "../../packages/agent/src/resources/vm-port-policy.ts";
 import { bootGuest, guestFile, missingPrerequisite, REPO, type GuestRun } from "./harness.ts";
 
 // Tier 2: the agent against Debian's kernel (bonding, 8021q, OVS kernel
@@ -176,7 +176,7 @@ function ofport(name: string): number {
 
 /** A flow as `priority match actions`, match fields in ovs-ofctl's order. */
 function described(f: Flow): string {
-  return `${f.table ? `${f.table}:` : ""}${f.priority} ${f.match.join(",")} ${f.actions}`;
+  return describeFlows([f])[0]!;
 }
 
 describe.skipIf(skipReason !== undefined)(`kernel tier${skipReason ? ` (skipped: ${skipReason})` : ""}`, () => {

@@ -2,7 +2,7 @@ import { join } from "node:path";
 import { decodeNetworkLeases, liveLeases, type Lease, type VmPortPolicySpec } from "@netfleet/shared";
 import { mutate, type Command } from "../exec/runner.ts";
 import { observeOvs, type OvsState } from "./ovs.ts";
-import type { Changes, ObserveContext, PlanContext, ResourceHandler, ResourcePlan } from "./types.ts";
+import type { Changes, ObserveContext, ResourceHandler, ResourcePlan } from "./types.ts";
 
 /** One OpenFlow rule in table 0, in the form ovs-ofctl prints and reads. */
 export interface Flow {
@@ -141,8 +141,6 @@ export function vmPortsOf(state: OvsState, bridge: string): VmPort[] {
 /** What the policy of one port is made of: who it is, which addresses it may use, whether it is isolated. */
 export interface PortPolicy {
   port: VmPort;
-  /** The inventory VM of this MAC, when there is one. */
-  vm?: string;
   isolated: boolean;
   /** Sorted, unique: static ip, leased addresses, extra addresses. */
   sources: string[];
@@ -167,9 +165,7 @@ export function portPolicies(spec: VmPortPolicySpec, obs: Pick<VmPortObservation
     const fixed = [...(vm?.ip ? [vm.ip] : []), ...(vm?.extraAddresses ?? [])];
     const sources = uniqueSorted([...fixed, ...leased]).filter((a) => a !== spec.gateway.ip);
     const isolated = (spec.isolatedProfile !== undefined && port.profile === spec.isolatedProfile) || (vm?.isolated ?? spec.isolatedDefault);
-    const policy: PortPolicy = { port, isolated, sources, leased: uniqueSorted(leased.filter((a) => !fixed.includes(a) && a !== spec.gateway.ip)), groups: vm?.groups ?? [] };
-    if (vm) policy.vm = vm.name;
-    return policy;
+    return { port, isolated, sources, leased: uniqueSorted(leased.filter((a) => !fixed.includes(a) && a !== spec.gateway.ip)), groups: vm?.groups ?? [] };
   });
 }
 
@@ -406,4 +402,3 @@ export function describeFlows(flows: Flow[]): string[] {
   return flows.map((f) => `${f.table ? `${f.table}:` : ""}${f.priority} ${f.match.join(",")} ${f.actions}`);
 }
 
-export type { PlanContext };
