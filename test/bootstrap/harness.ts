@@ -226,7 +226,7 @@ export interface CliResult {
 export function runBootstrap(w: World, args: string[], o: { inNamespace?: boolean } = {}): Promise<CliResult> {
   const t0 = performance.now();
   const ns = o.inNamespace === false ? [] : ["ip", "netns", "exec", w.ctlNs];
-  const child = spawn(ns[0] ?? "sh", [...ns.slice(1), ...(ns.length ? ["sh"] : []), NODE_SH, join(REPO, "packages/controller/src/cli.ts"), "bootstrap", SITE_DIR, "--token", w.join.token, "--known-hosts", w.knownHosts, ...args], {
+  const child = spawn(ns[0] ?? "sh", [...ns.slice(1), ...(ns.length ? ["sh"] : []), NODE_SH, join(REPO, "packages/controller/src/cli.ts"), "bootstrap", SITE_DIR, `--token=${w.join.token}`, "--known-hosts", w.knownHosts, ...args], {
     cwd: REPO,
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, HOME: join(w.dir, "client"), SSH_AUTH_SOCK: "" },

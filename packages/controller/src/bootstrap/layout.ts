@@ -81,8 +81,8 @@ export function runArgs(c: AgentConfig): string[] {
     c.site,
     "--nats",
     c.nats.join(","),
-    "--token",
-    c.token,
+    // One argv word: a token beginning with "-" must not read as an option.
+    `--token=${c.token}`,
     ...(c.name ? ["--name", c.name] : []),
     ...(c.stateDir ? ["--state-dir", c.stateDir] : []),
     ...(c.runDir ? ["--run-dir", c.runDir] : []),

@@ -17,8 +17,17 @@ export interface JoinToken {
 
 const TOKEN = /^([A-Za-z0-9_-]{8,64})\.([A-Za-z0-9_-]{16,256})$/;
 
+/**
+ * A fresh token: a 12-character id and a 32-character secret, base64url of
+ * 9 and 24 random bytes. The id never begins with `-`: a token is handed
+ * around on command lines (`netfleet bootstrap --token <t>`), and a leading
+ * dash makes argument parsers read it as an option (1 token in 64 did).
+ */
 export function newJoinToken(): JoinToken {
-  const id = randomBytes(9).toString("base64url");
+  let id = randomBytes(9).toString("base64url");
+  // Bounded: each draw starts with "-" with probability 1/64.
+  for (let i = 0; i < 16 && id.startsWith("-"); i++) id = randomBytes(9).toString("base64url");
+  if (id.startsWith("-")) id = `A${id.slice(1)}`;
   const secret = randomBytes(24).toString("base64url");
   return { enrollPassword: id, token: `${id}.${secret}` };
 }

@@ -84,4 +84,11 @@ describe("join tokens", () => {
     expect(() => parseJoinToken("short")).toThrow(/<id>\.<secret>/);
     expect(() => parseJoinToken("abcdefgh.sec ret-0123456789abc")).toThrow();
   });
+
+  it("never begins with a dash, which a command line would read as an option (1 in 64 random ids do)", async () => {
+    const { newJoinToken, parseJoinToken } = await import("./join-token.ts");
+    const tokens = Array.from({ length: 2000 }, () => newJoinToken());
+    expect(tokens.filter((t) => t.token.startsWith("-"))).toEqual([]);
+    for (const t of tokens.slice(0, 50)) expect(parseJoinToken(t.token)).toEqual(t);
+  });
 });
