@@ -145,6 +145,17 @@ export const VmPortPolicySpec = z.strictObject({
 const ipv4 = z.string().regex(/^\d{1,3}(?:\.\d{1,3}){3}$/);
 const cidrOrAddress = z.string().regex(/^\d{1,3}(?:\.\d{1,3}){3}(?:\/\d{1,2})?$/);
 
+/**
+ * A DNS name a network's VMs may resolve. `name` is either an exact name
+ * (`static.example.org`: that name only) or a wildcard (`*.example.org`:
+ * its subdomains, not the name itself). With `set`, the addresses dnsmasq
+ * answers for it join that nft set (dnsmasq(8) --nftset).
+ */
+export const AllowedName = z.strictObject({
+  name: z.string().regex(/^(?:\*\.)?[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?$/),
+  set: z.string().regex(/^[a-z0-9_]+$/).optional(),
+});
+
 /** One DHCP/DNS service per network on the backend, supervised by the agent. */
 export const DnsmasqSpec = z.strictObject({
   kind: z.literal("dnsmasq"),
@@ -153,13 +164,24 @@ export const DnsmasqSpec = z.strictObject({
   address: ipv4,
   netmask: ipv4,
   domain: z.string().regex(/^[a-z0-9.-]+$/),
-  dhcp: z.strictObject({ start: ipv4, end: ipv4, leaseTime: z.string().regex(/^(?:\d+[smhdw]|infinite)$/) }),
+  /** Absent: no DHCP on this network (dnsmasq serves DNS only). */
+  dhcp: z.strictObject({ start: ipv4, end: ipv4, leaseTime: z.string().regex(/^(?:\d+[smhdw]|infinite)$/) }).optional(),
+  /** Whether DHCP offers the gateway as default route (option 3); false sends an empty router option. */
+  router: z.boolean(),
+  /** Interface MTU announced by DHCP (RFC 2132 option 26, dnsmasq `option:mtu`), bytes. */
+  mtu: z.number().int().min(68).max(9216),
   /** Static leases and names: a VM without ip gets its name only. */
   hosts: z.array(z.strictObject({ name: z.string().regex(DNS_LABEL), mac: z.string().regex(MAC_ADDRESS), ip: ipv4.optional() })),
   dns: z.enum(["open", "allowlist"]),
   upstream: z.array(ipv4),
   /** allowlist networks: names that resolve (through the upstream), and the nft set their addresses join. */
-  allowNames: z.array(z.strictObject({ name: z.string().regex(/^[a-z0-9.-]+$/), set: z.string().regex(/^[a-z0-9_]+$/).optional() })),
+  allowNames: z.array(AllowedName),
+  /**
+   * Cap, in seconds, on the TTL dnsmasq caches and hands to VMs (dnsmasq(8)
+   * --max-cache-ttl, --max-ttl). The name sets' element timeout is set well
+   * above it, so an address a VM holds from an answer is still in the set.
+   */
+  maxTtl: z.number().int().min(1).max(86400),
 });
 
 /** Egress rule of one VM: a destination (address/CIDR, or a DNS name's set) and ports. */
@@ -171,11 +193,34 @@ const EgressRule = z.strictObject({
   ports: z.array(z.number().int().min(1).max(65535)).optional(),
 });
 
+/** A port or an inclusive port range (`first` <= `last`), 1-65535. */
+const PortRange = z.strictObject({ first: z.number().int().min(1).max(65535), last: z.number().int().min(1).max(65535) });
+
+/**
+ * A port-forward on the backend (DNAT, like Neutron floating-IP port
+ * forwarding): `count` consecutive ports from `listen` map onto `count`
+ * consecutive VM addresses from `vm`, each at `port`. `count: 1` is one VM.
+ * `from` limits the sources (empty: any). Reached on every external
+ * interface and, hairpinned, from the site's VMs at the backend's own
+ * addresses.
+ */
+const ForwardSpec = z.strictObject({
+  proto: z.enum(["tcp", "udp"]),
+  listen: z.number().int().min(1).max(65535),
+  count: z.number().int().min(1).max(65535),
+  vm: ipv4,
+  port: z.number().int().min(1).max(65535),
+  /** The gateway interface of the VMs' network. */
+  interface: ifname,
+  from: z.array(cidrOrAddress),
+});
+
 /** The backend's firewall and NAT: one table of ours, `inet netfleet`. */
 export const NftTableSpec = z.strictObject({
   kind: z.literal("nft-table"),
   name: z.literal("netfleet"),
-  externalInterface: ifname,
+  /** Interfaces towards the outside (masquerade, port-forwards); one or more. */
+  externalInterfaces: z.array(ifname).min(1),
   networks: z.array(
     z.strictObject({
       name: z.string().regex(NETWORK_NAME),
@@ -183,11 +228,28 @@ export const NftTableSpec = z.strictObject({
       cidr: cidrOrAddress,
       gateway: ipv4,
       egress: z.enum(["open", "allowlist"]),
+      /**
+       * Destinations this network never reaches, whatever its egress: the
+       * management network, link-local (169.254.0.0/16, cloud metadata), the
+       * site's other networks, and the inventory's `egress_deny`. The agent
+       * adds the external interfaces' own subnets, which it reads live.
+       */
+      deny: z.array(cidrOrAddress),
+      /** Services on the gateway address the network's VMs may reach, beyond DHCP, DNS and ICMP echo. */
+      services: z.array(z.strictObject({ proto: z.enum(["tcp", "udp"]), ports: PortRange })),
+      /**
+       * nflog group (nft `log group`) of this network's audit records: new
+       * outbound connections and drops at the gateway. Absent: no audit.
+       */
+      auditGroup: z.number().int().min(1).max(65535).optional(),
     }),
   ),
   allow: z.array(EgressRule),
+  /** nft sets dnsmasq fills from allowed names (`type ipv4_addr; flags timeout, dynamic`). */
   dnsSets: z.array(z.string().regex(/^[a-z0-9_]+$/)),
-  forwards: z.array(z.strictObject({ listen: z.number().int(), proto: z.enum(["tcp", "udp"]), vm: ipv4, port: z.number().int(), interface: ifname })),
+  /** Element timeout of the name sets, seconds; refreshed on each new connection that uses an element. */
+  dnsSetTimeout: z.number().int().min(1).max(604800),
+  forwards: z.array(ForwardSpec),
 });
 
 /**
@@ -245,6 +307,8 @@ export type VmPortPolicySpec = z.output<typeof VmPortPolicySpec>;
 export type DnsmasqSpec = z.output<typeof DnsmasqSpec>;
 export type NftTableSpec = z.output<typeof NftTableSpec>;
 export type EgressRule = z.output<typeof EgressRule>;
+export type ForwardSpec = z.output<typeof ForwardSpec>;
+export type AllowedName = z.output<typeof AllowedName>;
 export type OwnedCleanupSpec = z.output<typeof OwnedCleanupSpec>;
 export type ResourceSpec = z.output<typeof ResourceSpec>;
 export type HostAssignment = z.output<typeof HostAssignment>;

@@ -56,7 +56,7 @@ export function dnsmasqConf(spec: DnsmasqSpec, files: DnsmasqFiles, owner: strin
     `domain=${spec.domain}`,
     `local=/${spec.domain}/`,
     `host-record=gw.${spec.domain},${spec.address}`,
-    `dhcp-range=${spec.dhcp.start},${spec.dhcp.end},${spec.netmask},${spec.dhcp.leaseTime}`,
+    ...(spec.dhcp ? [`dhcp-range=${spec.dhcp.start},${spec.dhcp.end},${spec.netmask},${spec.dhcp.leaseTime}`] : []),
     "dhcp-authoritative",
     // No ICMP check before offering an address (dnsmasq(8) --no-ping): behind the VM ports'
     // rules only the holder of a lease may answer from its address, so the check could only time

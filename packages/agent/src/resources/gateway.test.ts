@@ -7,11 +7,11 @@ import { desiredElements, nftRuleset, nftTable, parseNftTable } from "./nft.ts";
 const nftSpec: NftTableSpec = {
   kind: "nft-table",
   name: "netfleet",
-  externalInterface: "wan0",
+  externalInterfaces: ["wan0"],
   networks: [
-    { name: "secure", interface: "gw-secure", cidr: "10.81.0.0/24", gateway: "10.81.0.1", egress: "allowlist" },
-    { name: "service", interface: "gw-service", cidr: "10.82.0.0/24", gateway: "10.82.0.1", egress: "open" },
-    { name: "datain", interface: "gw-datain", cidr: "10.83.0.0/24", gateway: "10.83.0.1", egress: "open" },
+    { name: "secure", interface: "gw-secure", cidr: "10.81.0.0/24", gateway: "10.81.0.1", egress: "allowlist", deny: [], services: [] },
+    { name: "service", interface: "gw-service", cidr: "10.82.0.0/24", gateway: "10.82.0.1", egress: "open", deny: [], services: [] },
+    { name: "datain", interface: "gw-datain", cidr: "10.83.0.0/24", gateway: "10.83.0.1", egress: "open", deny: [], services: [] },
   ],
   allow: [
     { vm: "10.81.0.11", to: "203.0.113.10", proto: "tcp" },
@@ -19,7 +19,8 @@ const nftSpec: NftTableSpec = {
     { vm: "10.81.0.13", to: "203.0.113.20", proto: "tcp", ports: [80] },
   ],
   dnsSets: ["dns_9a2a437a32e5"],
-  forwards: [{ listen: 2222, proto: "tcp", vm: "10.82.0.12", port: 22, interface: "gw-service" }],
+  dnsSetTimeout: 3600,
+  forwards: [{ listen: 2222, proto: "tcp", vm: "10.82.0.12", port: 22, interface: "gw-service", count: 1, from: [] }],
 };
 
 describe("nft-table", () => {
@@ -57,7 +58,7 @@ describe("nft-table", () => {
   });
 
   it("a new port-forward changes the structure → whole table replaced", () => {
-    const spec = { ...nftSpec, forwards: [...nftSpec.forwards, { listen: 2223, proto: "tcp" as const, vm: "10.83.0.5", port: 22, interface: "gw-datain" }] };
+    const spec = { ...nftSpec, forwards: [...nftSpec.forwards, { listen: 2223, proto: "tcp" as const, vm: "10.83.0.5", port: 22, interface: "gw-datain", count: 1, from: [] }] };
     expect(Object.keys(nftTable.plan(spec, live, ctx).changes)).toEqual(["structure"]);
   });
 
@@ -78,6 +79,9 @@ describe("dnsmasq", () => {
     netmask: "255.255.255.0",
     domain: "secure.lab.test",
     dhcp: { start: "10.81.0.100", end: "10.81.0.199", leaseTime: "1h" },
+    router: true,
+    mtu: 1500,
+    maxTtl: 600,
     hosts: [
       { name: "vma1", mac: "52:54:00:81:0a:01", ip: "10.81.0.11" },
       { name: "vmb9", mac: "52:54:00:81:0b:09" },

@@ -41,7 +41,7 @@ function quote(name: string): string {
  * so established connections and dnsmasq's resolved addresses survive).
  */
 export function nftStructure(spec: NftTableSpec): string {
-  const ext = quote(spec.externalInterface);
+  const ext = quote(spec.externalInterfaces[0]!);
   const ifaces = spec.networks.map((n) => quote(n.interface)).join(", ");
   const L: string[] = [];
   L.push("table inet netfleet {");

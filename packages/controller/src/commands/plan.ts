@@ -90,9 +90,9 @@ function summarizeSpec(spec: ResourceSpec): string {
     case "vm-port-policy":
       return `OpenFlow for VM ports (cookie ${spec.cookie}): anti-spoofing; isolated ${spec.vms.filter((v) => v.isolated).map((v) => v.name).join(",") || "none"}${spec.isolatedDefault ? " (network default: isolated)" : ""}`;
     case "dnsmasq":
-      return `DHCP ${spec.dhcp.start}-${spec.dhcp.end} and DNS (${spec.dns}) on ${spec.address}, ${spec.hosts.length} static hosts`;
+      return `${spec.dhcp ? `DHCP ${spec.dhcp.start}-${spec.dhcp.end}` : "no DHCP"} and DNS (${spec.dns}) on ${spec.address}, ${spec.hosts.length} static hosts`;
     case "nft-table":
-      return `table inet netfleet: ${spec.networks.length} networks, ${spec.allow.length} allow rules, ${spec.forwards.length} port-forwards, NAT out of ${spec.externalInterface}`;
+      return `table inet netfleet: ${spec.networks.length} networks, ${spec.allow.length} allow rules, ${spec.forwards.length} port-forwards, NAT out of ${spec.externalInterfaces.join(",")}`;
     case "owned-cleanup":
       return "remove what netfleet created here and no longer wants";
   }

@@ -169,12 +169,13 @@ function firewall(host: Host, networks: Network[], gwIface: (n: Network) => stri
   return {
     kind: "nft-table",
     name: "netfleet",
-    externalInterface: host.external_interface!,
-    networks: networks.map((n) => ({ name: n.name, interface: gwIface(n), cidr: n.cidr, gateway: n.gateway, egress: n.egress })),
+    externalInterfaces: [host.external_interface!],
+    networks: networks.map((n) => ({ name: n.name, interface: gwIface(n), cidr: n.cidr, gateway: n.gateway, egress: n.egress, deny: [], services: [] })),
     allow,
     dnsSets: [...sets].sort(),
+    dnsSetTimeout: 3600,
     forwards: networks.flatMap((n) =>
-      n.port_forwards.map((pf) => ({ listen: pf.listen, proto: pf.proto, vm: n.vms.find((v) => v.name === pf.vm)!.ip!, port: pf.port, interface: gwIface(n) })),
+      n.port_forwards.map((pf) => ({ listen: pf.listen, proto: pf.proto, vm: n.vms.find((v) => v.name === pf.vm)!.ip!, port: pf.port, interface: gwIface(n), count: 1, from: [] })),
     ).sort((a, b) => a.listen - b.listen),
   };
 }
@@ -205,6 +206,9 @@ function backendResources(host: Host, networks: Network[], domain: string, upstr
       netmask: netmask(n.prefix),
       domain: `${n.name}.${domain}`,
       dhcp: { start: n.dhcp.start, end: n.dhcp.end, leaseTime: n.dhcp.lease_time },
+      router: true,
+      mtu: host.uplink.mtu,
+      maxTtl: 3600,
       hosts: n.vms.map((vm) => ({ name: vm.name, mac: vm.mac, ...(vm.ip ? { ip: vm.ip } : {}) })),
       dns: n.dns,
       upstream: upstream,
