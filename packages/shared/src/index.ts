@@ -8,4 +8,5 @@ export * from "./inventory/source.ts";
 export { loadInventory } from "./inventory/load.ts";
 export * from "./assignment.ts";
 export * from "./leases.ts";
+export * from "./audit.ts";
 export * from "./protocol/index.ts";
