@@ -71,6 +71,49 @@ export const ResourceOutcome = z.strictObject({
   comment: z.string().max(2000).optional(),
 });
 
+/**
+ * One field a pass changed, as text: `before` is what the host had (the
+ * drift), `after` what the agent put back. Strings travel as they are,
+ * lists of strings or numbers one element a line, anything else as JSON;
+ * the agent cuts long values and says so in the text (`[...]` markers).
+ */
+export const FieldChange = z.strictObject({
+  field: z.string().max(200),
+  before: z.string().max(4000),
+  after: z.string().max(4000),
+});
+
+/**
+ * A resource a daemon pass (periodic or event-driven, outside an apply)
+ * changed back to its desired state: what (`id`, `changes`), when (`at`,
+ * the pass's end). `corrective` is always true: the record says what kind
+ * of change it is. `truncated`: fields or values were cut to fit.
+ */
+export const CorrectiveChange = z.strictObject({
+  id: z.string().max(200),
+  at: timestamp,
+  corrective: z.literal(true),
+  changes: z.array(FieldChange).max(64),
+  truncated: z.boolean().optional(),
+});
+
+/**
+ * A host's corrective history, one value per host in `nf_<site>_corrective`
+ * (correctiveBucket), written only by that host's agent (permissions.ts):
+ * every corrective change it has reported (`count`, since its record
+ * began), and the last few of them, oldest first (`recent`, at most
+ * CORRECTIVE_RECENT kept by the agent; the schema takes up to 64). Applied
+ * reports never touch it, so a converged report does not erase it.
+ */
+export const CorrectiveLog = z.strictObject({
+  kind: z.literal("corrective-log"),
+  site: dnsLabel,
+  host: dnsLabel,
+  count: z.number().int().min(0),
+  recent: z.array(CorrectiveChange).max(64),
+  at: timestamp,
+});
+
 /** After every apply (and rollback): what the host now runs. */
 export const Report = z.strictObject({
   kind: z.literal("report"),
@@ -86,6 +129,8 @@ export const Report = z.strictObject({
   results: z.array(ResourceOutcome).max(10000),
   /** Set on a report sent after a periodic or event-driven pass repaired drift: the resources it changed back. */
   corrective: z.array(z.string().max(200)).max(10000).optional(),
+  /** With `corrective`: what each repaired resource had, and what it has again (at most 200, the first ones). */
+  correctiveChanges: z.array(CorrectiveChange).max(200).optional(),
   at: timestamp,
 });
 
@@ -144,6 +189,9 @@ export type AgentCredentials = z.output<typeof AgentCredentials>;
 export type ResultsSummary = z.output<typeof ResultsSummary>;
 export type ResourceOutcome = z.output<typeof ResourceOutcome>;
 export type Report = z.output<typeof Report>;
+export type FieldChange = z.output<typeof FieldChange>;
+export type CorrectiveChange = z.output<typeof CorrectiveChange>;
+export type CorrectiveLog = z.output<typeof CorrectiveLog>;
 export type Heartbeat = z.output<typeof Heartbeat>;
 export type CheckRequest = z.output<typeof CheckRequest>;
 export type CheckReply = z.output<typeof CheckReply>;

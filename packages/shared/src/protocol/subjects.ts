@@ -47,6 +47,21 @@ export function leasesBucket(site: string): string {
  */
 export const LEASES_MAX_VALUE_BYTES = 1024 * 1024;
 
+/**
+ * Each host's corrective history (a `CorrectiveLog`, one key per host):
+ * written by that host's agent to its own key only, read by the controller
+ * (`netfleet status`). One value per key (history 1): the value holds the list.
+ */
+export function correctiveBucket(site: string): string {
+  return `nf_${label("site", site)}_corrective`;
+}
+
+/** Largest value the corrective bucket stores, bytes; an agent drops its oldest entries until its log fits. */
+export const CORRECTIVE_MAX_VALUE_BYTES = 256 * 1024;
+
+/** How many corrective changes an agent keeps in its log (the count goes on past it). */
+export const CORRECTIVE_RECENT = 20;
+
 /** The rollout lock and the rollout state record. */
 export function rolloutBucket(site: string): string {
   return `nf_${label("site", site)}_rollout`;
