@@ -8,6 +8,7 @@ import { AgentState } from "./agent-state.ts";
 import type { HostFacts } from "./host-facts.ts";
 import { LeaseFollower } from "./lease-follower.ts";
 import { LeasePublisher } from "./lease-publisher.ts";
+import { AuditCollector, auditSources } from "./audit-collector.ts";
 import { outcomeOf } from "./outcome.ts";
 
 export interface NatsAgentOptions {
@@ -64,6 +65,8 @@ export const AGENT_VERSION = "0.1.0";
  */
 export class NatsAgent {
   readonly client: AgentClient;
+  /** Gateway audit: records of the nft table's audited networks, from their nflog groups to the audit stream (idle without any). */
+  readonly audit: AuditCollector;
   /** Backend side of lease distribution (idle without dnsmasq resources). */
   readonly leasePublisher: LeasePublisher;
   /** VM-host side of lease distribution (idle without vm-port-policy resources that name a leaseSource). */
@@ -100,11 +103,13 @@ export class NatsAgent {
       ...(options.reconnectTimeWaitMs !== undefined ? { reconnectTimeWaitMs: options.reconnectTimeWaitMs } : {}),
       ...(options.reconnectMaxMs !== undefined ? { reconnectMaxMs: options.reconnectMaxMs } : {}),
       onConnection: (nc, fresh) => {
+        this.audit.attach(nc);
         this.leasePublisher.attach(nc, fresh);
         this.leaseFollower.attach(nc, fresh);
       },
     };
     this.client = new AgentClient(clientOptions);
+    this.audit = new AuditCollector({ site: options.site, host: () => this.client.host, log: this.log });
     this.leasePublisher = new LeasePublisher({
       site: options.site,
       host: () => this.client.host,
@@ -147,6 +152,7 @@ export class NatsAgent {
   /** Stops drift repair and closes the connection; the host stays as it is. */
   async stop(): Promise<void> {
     this.stopped = true;
+    await this.audit.stop();
     await this.leasePublisher.stop();
     await this.leaseFollower.stop();
     await this.client.stop();
@@ -165,6 +171,7 @@ export class NatsAgent {
   private configureLeases(assignment: HostAssignment | undefined): void {
     const resources = assignment?.resources ?? [];
     this.leasePublisher.configure(resources.flatMap((r) => (r.kind === "dnsmasq" ? [r.name] : [])));
+    this.audit.configure(auditSources(resources));
     const sources = new Map<string, string[]>();
     for (const r of resources) {
       if (r.kind !== "vm-port-policy" || !r.leaseSource) continue;

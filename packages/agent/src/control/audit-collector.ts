@@ -1,0 +1,232 @@
+import { execa, type ResultPromise } from "execa";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { AUDIT_BATCH_MAX, auditSubject, encodeMessage, type AuditBatch, type AuditRecord, type ResourceSpec } from "@netfleet/shared";
+import { PcapFormatError, PcapStreamReader, decodeNflog, toAuditRecord, type Skip } from "./audit-nflog.ts";
+
+/** A network whose gateway logs to an nflog group (NftTableSpec.networks[].auditGroup). */
+export interface AuditSource {
+  network: string;
+  group: number;
+}
+
+/** The audited networks of an assignment's resources: its nft table's networks with an `auditGroup` (none without a table). */
+export function auditSources(resources: readonly ResourceSpec[]): AuditSource[] {
+  return resources.flatMap((r) => (r.kind === "nft-table" ? r.networks : [])).flatMap((n) => (n.auditGroup !== undefined ? [{ network: n.name, group: n.auditGroup }] : []));
+}
+
+export interface AuditCollectorOptions {
+  site: string;
+  /** This backend's inventory host name (its subject token); undefined until enrolled: records wait in the queue. */
+  host: () => string | undefined;
+  /** The capture command of one group; default `tcpdump -i nflog:G -U -s 1024 -w -` (tcpdump(8): -U writes each packet at once). */
+  captureArgv?: (group: number) => string[];
+  /** Batches are published this often, ms (default 250). */
+  flushMs?: number;
+  /** Most records held while they cannot be published (default 20,000); more are counted as lost. */
+  maxQueue?: number;
+  /** A publish waits this long for the stream's acknowledgement, ms (default 2000). */
+  publishTimeoutMs?: number;
+  /** A capture that exits is started again after this long, doubling up to `restartMaxMs` while it keeps failing (default 500 ms, 30 s). */
+  restartMinMs?: number;
+  restartMaxMs?: number;
+  log?: (event: Record<string, unknown>) => void;
+}
+
+/** One running capture: a child process per nflog group. */
+interface Capture {
+  source: AuditSource;
+  child: ResultPromise | undefined;
+  startedAt: number;
+  delayMs: number;
+  timer: NodeJS.Timeout | undefined;
+  stopped: boolean;
+}
+
+/** 64 KiB of a capture's stderr is kept (its last lines explain an exit). */
+const STDERR_KEEP = 64 * 1024;
+
+/**
+ * The backend side of the gateway audit. For each audited network it runs
+ * one capture child on the network's nflog group (argv array, no shell;
+ * started again with backoff when it exits; stopped by its pid with
+ * SIGTERM), reads the pcap stream it writes (audit-nflog.ts), and keeps the
+ * records in a bounded queue. Every `flushMs` it publishes them, one
+ * `AuditBatch` per network of up to 500 records, to
+ * `nf.<site>.audit.<host>.<network>` and waits for the audit stream's
+ * acknowledgement; unacknowledged records stay queued and go again. When
+ * the queue is full new records are dropped and counted, and the count
+ * travels in the network's next batch (`lost`). Nothing here needs NATS to
+ * capture: records wait (bounded) until `attach` gives a connection and the
+ * agent knows its host name.
+ */
+export class AuditCollector {
+  /** Counters since start: records read, published (acknowledged), lost (queue full), skipped (by reason), restarts, bad streams. */
+  readonly stats = { records: 0, published: 0, lost: 0, skipped: { prefix: 0, network: 0, packet: 0 } as Record<Skip, number>, restarts: 0, badStreams: 0 };
+  private readonly options: AuditCollectorOptions;
+  private readonly log: (event: Record<string, unknown>) => void;
+  private readonly captures = new Map<number, Capture>();
+  private queue: AuditRecord[] = [];
+  private readonly lost = new Map<string, number>();
+  private nc: NatsConnection | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> | undefined;
+  private failing = "";
+  private stopped = false;
+
+  constructor(options: AuditCollectorOptions) {
+    this.options = options;
+    this.log = options.log ?? (() => {});
+  }
+
+  /** The groups to capture: new ones start, ones no longer listed stop (their queued records are still published). */
+  configure(sources: readonly AuditSource[]): void {
+    if (this.stopped) return;
+    const wanted = new Map(sources.map((s) => [s.group, s]));
+    for (const [group, capture] of this.captures) {
+      const next = wanted.get(group);
+      if (next?.network === capture.source.network) continue;
+      this.stopCapture(capture);
+      this.captures.delete(group);
+    }
+    for (const source of wanted.values()) {
+      if (this.captures.has(source.group)) continue;
+      const capture: Capture = { source, child: undefined, startedAt: 0, delayMs: this.options.restartMinMs ?? 500, timer: undefined, stopped: false };
+      this.captures.set(source.group, capture);
+      this.spawn(capture);
+    }
+    if (this.captures.size > 0 && !this.timer) this.timer = setInterval(() => void this.flush(), this.options.flushMs ?? 250);
+  }
+
+  /** The connection to publish on (a new one, or the same one reconnected). */
+  attach(nc: NatsConnection): void {
+    this.nc = nc;
+  }
+
+  /** The networks captured now, with their groups and the pids of their capture children. */
+  running(): { network: string; group: number; pid: number | undefined }[] {
+    return [...this.captures.values()].map((c) => ({ network: c.source.network, group: c.source.group, pid: c.child?.pid }));
+  }
+
+  /** Stops every capture (SIGTERM to each child's pid, then waits for it), then publishes what is queued once more. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    this.timer = undefined;
+    const children = [...this.captures.values()].map((c) => this.stopCapture(c));
+    this.captures.clear();
+    await Promise.allSettled(children);
+    await this.flushing;
+    await this.flush();
+  }
+
+  private spawn(capture: Capture): void {
+    if (capture.stopped || this.stopped) return;
+    const { group, network } = capture.source;
+    const [file, ...args] = this.options.captureArgv?.(group) ?? ["tcpdump", "-i", `nflog:${group}`, "-U", "-s", "1024", "-w", "-"];
+    const child = execa(file!, args, { reject: false, buffer: false, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+    capture.child = child;
+    capture.startedAt = Date.now();
+    const reader = new PcapStreamReader();
+    let stderr = "";
+    child.stderr?.on("data", (d: Buffer) => {
+      stderr = (stderr + d.toString("utf8")).slice(-STDERR_KEEP);
+    });
+    child.stdout?.on("data", (chunk: Buffer) => {
+      try {
+        for (const packet of reader.push(chunk)) {
+          const record = toAuditRecord(decodeNflog(packet.data, reader.littleEndian), packet.time, network);
+          if (typeof record === "string") this.stats.skipped[record]++;
+          else this.enqueue(record);
+        }
+      } catch (err) {
+        if (!(err instanceof PcapFormatError)) throw err;
+        // A stream we cannot read any further: start the capture again (a fresh stream begins with its header).
+        this.stats.badStreams++;
+        this.lose(network, 1);
+        this.log({ event: "audit-capture-unreadable", network, group, error: err.message });
+        child.kill("SIGTERM");
+      }
+    });
+    this.log({ event: "audit-capture-start", network, group, pid: child.pid });
+    void child.then((result) => {
+      if (capture.child === child) capture.child = undefined;
+      if (capture.stopped || this.stopped) return;
+      // A capture that ran a minute was healthy: its next start is quick again.
+      if (Date.now() - capture.startedAt > 60_000) capture.delayMs = this.options.restartMinMs ?? 500;
+      const delay = capture.delayMs;
+      capture.delayMs = Math.min(delay * 2, this.options.restartMaxMs ?? 30_000);
+      this.stats.restarts++;
+      this.log({ event: "audit-capture-exit", network, group, pid: child.pid, exitCode: result.exitCode ?? null, signal: result.signal ?? null, stderr: lastLines(stderr), restartInMs: delay });
+      capture.timer = setTimeout(() => this.spawn(capture), delay);
+    });
+  }
+
+  private stopCapture(capture: Capture): Promise<unknown> {
+    capture.stopped = true;
+    clearTimeout(capture.timer);
+    const child = capture.child;
+    if (!child?.pid) return Promise.resolve();
+    try {
+      process.kill(child.pid, "SIGTERM");
+    } catch {
+      // Already gone.
+    }
+    return child;
+  }
+
+  private enqueue(record: AuditRecord): void {
+    this.stats.records++;
+    if (this.queue.length >= (this.options.maxQueue ?? 20_000)) {
+      this.lose(record.network, 1);
+      return;
+    }
+    this.queue.push(record);
+  }
+
+  private lose(network: string, n: number): void {
+    this.stats.lost += n;
+    this.lost.set(network, (this.lost.get(network) ?? 0) + n);
+  }
+
+  /** Publishes the queue, one batch at a time per network, oldest first; stops at the first batch not acknowledged. */
+  private flush(): Promise<void> {
+    if (this.flushing) return this.flushing;
+    this.flushing = this.publishQueued().finally(() => (this.flushing = undefined));
+    return this.flushing;
+  }
+
+  private async publishQueued(): Promise<void> {
+    const host = this.options.host();
+    const nc = this.nc;
+    if (!host || !nc || nc.isClosed()) return;
+    const networks = new Set([...this.queue.map((r) => r.network), ...[...this.lost].filter(([, n]) => n > 0).map(([k]) => k)]);
+    for (const network of networks) {
+      for (;;) {
+        const records = this.queue.filter((r) => r.network === network).slice(0, AUDIT_BATCH_MAX);
+        const lost = this.lost.get(network) ?? 0;
+        if (records.length === 0 && lost === 0) break;
+        const batch: AuditBatch = { kind: "audit", site: this.options.site, host, network, records, lost };
+        try {
+          const ack = await nc.request(auditSubject(this.options.site, host, network), encodeMessage(batch), { timeout: this.options.publishTimeoutMs ?? 2000 });
+          const body = JSON.parse(ack.string()) as { seq?: number; error?: { description?: string } };
+          if (typeof body.seq !== "number") throw new Error(body.error?.description ?? "no acknowledgement");
+        } catch (err) {
+          const error = (err as Error).message;
+          if (error !== this.failing) this.log({ event: "audit-publish-failed", network, error });
+          this.failing = error;
+          return;
+        }
+        this.failing = "";
+        const sent = new Set(records);
+        this.queue = this.queue.filter((r) => !sent.has(r));
+        this.lost.set(network, (this.lost.get(network) ?? 0) - lost);
+        this.stats.published += records.length;
+        if (records.length < AUDIT_BATCH_MAX) break;
+      }
+    }
+  }
+}
+
+function lastLines(text: string): string {
+  return text.trim().split("\n").slice(-3).join("\n").slice(0, 500);
+}
