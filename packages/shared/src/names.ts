@@ -20,6 +20,13 @@ export const DNS_LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 /** A DNS name made of labels, e.g. `pypi.org` or `fleet.example`. */
 export const DNS_NAME = /^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 
+/**
+ * An allow-listed DNS name: a plain name (`static.example.org`: exactly that
+ * name) or a wildcard (`*.example.org`: its subdomains, not the name
+ * itself). A wildcard needs two or more labels after `*.` (no `*.org`).
+ */
+export const DNS_NAME_OR_WILDCARD = new RegExp(`^(?:\\*\\.(?=[^.]+\\.))?${DNS_NAME.source.slice(1)}`);
+
 /** Unicast MAC address, lower or upper case hex with colons. */
 export const MAC_ADDRESS = /^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}$/;
 

@@ -179,8 +179,8 @@ export function attackProbes(inventory: Inventory, status: LabStatus): AttackPro
   const nonOwners = vms.filter((v) => !owners.includes(v));
 
   const taken = [gw.ip, ...status.vms.map((v) => v.ip ?? ""), ...net.vms.flatMap((v) => [v.ip ?? "", ...(v.extra_addresses ?? [])])];
-  const nowhere = unusedAddress(net.cidr, taken, net.dhcp.start); // outside the DHCP range, owned by nobody
-  const inRange = unusedAddress(net.cidr, taken, intToIpv4(ipv4ToInt(net.dhcp.end) + 1)); // a DHCP-range address nobody holds
+  const nowhere = unusedAddress(net.cidr, taken, net.dhcp!.start); // outside the DHCP range, owned by nobody
+  const inRange = unusedAddress(net.cidr, taken, intToIpv4(ipv4ToInt(net.dhcp!.end) + 1)); // a DHCP-range address nobody holds
   const unknownMac = "52:54:00:ee:ee:01";
   const foreign = (n: number) => `52:54:00:ee:00:${n.toString(16).padStart(2, "0")}`;
 

@@ -508,7 +508,7 @@ export function connectivityProbes(inventory: Inventory, status: LabStatus): Pro
         if (!l) return { got: "no-lease", detail: r.log || "no answer" };
         const problems: string[] = [];
         if (s?.ip && l.ip !== s.ip) problems.push(`offered ${l.ip}, static lease is ${s.ip}`);
-        if (!s?.ip && !(ipv4ToInt(l.ip) >= ipv4ToInt(net.dhcp.start) && ipv4ToInt(l.ip) <= ipv4ToInt(net.dhcp.end))) problems.push(`${l.ip} outside the range`);
+        if (!s?.ip && !(ipv4ToInt(l.ip) >= ipv4ToInt(net.dhcp!.start) && ipv4ToInt(l.ip) <= ipv4ToInt(net.dhcp!.end))) problems.push(`${l.ip} outside the range`);
         if (!s?.ip && vm.ip && l.ip !== vm.ip) problems.push(`offered ${l.ip}, the VM holds ${vm.ip}`);
         if (l.router !== net.gateway) problems.push(`router ${l.router}`);
         if (l.dns !== net.gateway) problems.push(`dns ${l.dns}`);

@@ -1,7 +1,6 @@
+import { dnsmasqSpec, firewall } from "./gateway.ts";
 import {
   bridgeName,
-  netmask,
-  sha256Hex,
   gatewayPortName,
   patchPortNames,
   sealAssignment,
@@ -13,6 +12,8 @@ import {
   type OvsPortSpec,
   type ResourceSpec,
 } from "@netfleet/shared";
+
+export { dnsSetName } from "./gateway.ts";
 
 /**
  * Compiles a validated site into one assignment per host. Pure and
@@ -26,7 +27,7 @@ export function compileSite(inventory: Inventory): HostAssignment[] {
 export function compileHost(inventory: Inventory, host: Host): HostAssignment {
   const networks = inventory.networks.filter((n) => host.networks.includes(n.name)).sort((a, b) => a.vlan - b.vlan);
   const backend = inventory.hosts.find((h) => h.role === "backend")?.name;
-  const resources = host.role === "backend" ? backendResources(host, networks, inventory.site.domain, inventory.site.upstream_dns) : vmhostResources(host, networks, backend);
+  const resources = host.role === "backend" ? backendResources(inventory, host, networks) : vmhostResources(host, networks, backend);
   return sealAssignment({
     apiVersion: "netfleet.dev/v1",
     kind: "HostAssignment",
@@ -54,7 +55,8 @@ function uplinkResources(host: Host, networks: Network[], extraTrunkPorts: OvsPo
       { kind: "kernel-bond", name: up.bond, mode: up.bond_mode as Extract<ResourceSpec, { kind: "kernel-bond" }>["mode"], members: up.members, miimon: up.miimon, mtu: up.mtu },
     ];
     for (const n of networks) {
-      resources.push({ kind: "vlan-interface", name: vlanInterfaceName(up.bond, n.vlan), parent: up.bond, vlan: n.vlan, mtu: up.mtu });
+      // The network's own MTU (at most the bond's, checked by the loader): a 1500 network stays 1500 on a 9000 bond.
+      resources.push({ kind: "vlan-interface", name: vlanInterfaceName(up.bond, n.vlan), parent: up.bond, vlan: n.vlan, mtu: n.mtu });
     }
     return { resources, links: [up.bond, ...networks.map((n) => vlanInterfaceName(up.bond, n.vlan))], bridges: [] };
   }
@@ -92,9 +94,9 @@ function vmhostResources(host: Host, networks: Network[], backend: string | unde
       ? { name: patchPortNames(n.name).bridge, type: "patch", peer: patchPortNames(n.name).uplink }
       : { name: vlanInterfaceName(up.bond, n.vlan), type: "system" };
     // Behind a patch port (no MTU) the bridge's own port would stay at 1500, and libvirt gives
-    // the taps it plugs their bridge's MTU: ask for the uplink's. Behind bond0.<vid> OVS follows it.
+    // the taps it plugs their bridge's MTU: ask for the network's. Behind bond0.<vid> OVS follows it.
     // Secure fail mode: the VM bridge forwards only what its rules allow, also before the agent installed them.
-    resources.push({ kind: "ovs-bridge", name: bridgeName(n.name), datapath: up.datapath, ports: [port], ...(trunkMode ? { mtu: up.mtu } : {}), failMode: "secure" });
+    resources.push({ kind: "ovs-bridge", name: bridgeName(n.name), datapath: up.datapath, ports: [port], ...(trunkMode ? { mtu: n.mtu } : {}), failMode: "secure" });
   }
   for (const n of networks) {
     resources.push({
@@ -144,47 +146,11 @@ function vmhostResources(host: Host, networks: Network[], backend: string | unde
   return resources;
 }
 
-/** nft set that dnsmasq fills with the addresses a name resolves to. */
-export function dnsSetName(name: string): string {
-  return `dns_${sha256Hex(name).slice(0, 12)}`;
-}
-
-function firewall(host: Host, networks: Network[], gwIface: (n: Network) => string): ResourceSpec {
-  const allow: Extract<ResourceSpec, { kind: "nft-table" }>["allow"] = [];
-  const sets = new Set<string>();
-  for (const n of networks) {
-    if (n.egress !== "allowlist") continue;
-    for (const vm of n.vms) {
-      if (!vm.ip) continue;
-      for (const a of vm.allow) {
-        const ports = a.ports ? { ports: a.ports } : {};
-        if (a.to) allow.push({ vm: vm.ip, to: a.to, proto: a.proto, ...ports });
-        if (a.name) {
-          sets.add(dnsSetName(a.name));
-          allow.push({ vm: vm.ip, set: dnsSetName(a.name), proto: a.proto, ...ports });
-        }
-      }
-    }
-  }
-  return {
-    kind: "nft-table",
-    name: "netfleet",
-    externalInterfaces: [host.external_interface!],
-    networks: networks.map((n) => ({ name: n.name, interface: gwIface(n), cidr: n.cidr, gateway: n.gateway, egress: n.egress, deny: [], services: [] })),
-    allow,
-    dnsSets: [...sets].sort(),
-    dnsSetTimeout: 3600,
-    forwards: networks.flatMap((n) =>
-      n.port_forwards.map((pf) => ({ listen: pf.listen, proto: pf.proto, vm: n.vms.find((v) => v.name === pf.vm)!.ip!, port: pf.port, interface: gwIface(n), count: 1, from: [] })),
-    ).sort((a, b) => a.listen - b.listen),
-  };
-}
-
-function backendResources(host: Host, networks: Network[], domain: string, upstream: string[]): ResourceSpec[] {
+function backendResources(inventory: Inventory, host: Host, networks: Network[]): ResourceSpec[] {
   const up = host.uplink;
   const trunkMode = up.mode === "ovs-trunk";
   const gwPorts: OvsPortSpec[] = trunkMode
-    ? networks.map((n) => ({ name: gatewayPortName(n.name), type: "internal", tag: n.vlan, mac: gatewayMac(n.vlan), mtu: up.mtu }))
+    ? networks.map((n) => ({ name: gatewayPortName(n.name), type: "internal", tag: n.vlan, mac: gatewayMac(n.vlan), mtu: n.mtu }))
     : [];
   const uplink = uplinkResources(host, networks, gwPorts);
   const resources = [...uplink.resources];
@@ -194,27 +160,8 @@ function backendResources(host: Host, networks: Network[], domain: string, upstr
   }
   resources.push({ kind: "sysctl", name: "net.ipv4.ip_forward", value: "1" });
   const gwIface = (n: Network) => (trunkMode ? gatewayPortName(n.name) : vlanInterfaceName(up.bond, n.vlan));
-  resources.push(firewall(host, networks, gwIface));
-  for (const n of networks) {
-    const names = [...new Set([...n.dns_names, ...n.vms.flatMap((vm) => vm.allow.flatMap((a) => (a.name ? [a.name] : [])))])].sort();
-    const allowed = new Set(n.vms.flatMap((vm) => vm.allow.flatMap((a) => (a.name ? [a.name] : []))));
-    resources.push({
-      kind: "dnsmasq",
-      name: n.name,
-      interface: gwIface(n),
-      address: n.gateway,
-      netmask: netmask(n.prefix),
-      domain: `${n.name}.${domain}`,
-      dhcp: { start: n.dhcp.start, end: n.dhcp.end, leaseTime: n.dhcp.lease_time },
-      router: true,
-      mtu: host.uplink.mtu,
-      maxTtl: 3600,
-      hosts: n.vms.map((vm) => ({ name: vm.name, mac: vm.mac, ...(vm.ip ? { ip: vm.ip } : {}) })),
-      dns: n.dns,
-      upstream: upstream,
-      allowNames: names.map((name) => (allowed.has(name) ? { name, set: dnsSetName(name) } : { name })),
-    });
-  }
+  resources.push(firewall(inventory, host, networks, gwIface));
+  for (const n of networks) resources.push(dnsmasqSpec(inventory, n, gwIface(n)));
   resources.push({
     kind: "owned-cleanup",
     name: "host",

@@ -1,31 +1,26 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
-import type { z } from "zod";
 import { formatProblem, InventoryError, type InputProblem } from "../errors.ts";
 import { DNS_LABEL, IFNAME_MAX, isUnicastMac, NETWORK_NAME, vlanInterfaceName } from "../names.ts";
 import { cidrContains, cidrsOverlap, ipv4ToInt, parseIpv4Cidr, type Ipv4Cidr } from "../ipv4.ts";
 import { dotted, SourceFile, type DocPath } from "./source.ts";
-import {
-  GroupSpec,
-  HostSpec,
-  InventoryFile,
-  NetworkSpec,
-  SiteSettings,
-  UplinkSpec,
-  VmSpec,
-  type InventoryFile as InventoryFileT,
-} from "./schema.ts";
+import { InventoryFile, UplinkSpec, type GroupSpec, type HostSpec, type NetworkSpec, type InventoryFile as InventoryFileT, type PortSet as PortSetT } from "./schema.ts";
+import { zodProblems } from "./problems.ts";
+import { parsePortRange, type PortRange } from "./ports.ts";
+import { checkGateway } from "./check-gateway.ts";
 import type { Host, Inventory, Network, Vm } from "./model.ts";
 
-interface Ref {
+export interface Ref {
   file: SourceFile;
   path: DocPath;
 }
 
-interface Located<T> {
+export interface Located<T> {
   name: string;
   value: T;
   ref: Ref;
+  /** Where each merged setting came from (hosts: `uplink.mtu`, `reserved_ports`, ...). */
+  origin?: Map<string, Ref>;
 }
 
 /**
@@ -87,87 +82,6 @@ function listInventoryFiles(dir: string, show: (p: string) => string, problems: 
   return files;
 }
 
-export function zodProblems(file: SourceFile, base: DocPath, error: z.ZodError): InputProblem[] {
-  const out: InputProblem[] = [];
-  for (const issue of error.issues) {
-    const path = [...base, ...(issue.path as (string | number)[])];
-    if (issue.code === "unrecognized_keys") {
-      for (const key of issue.keys) {
-        const hint = key === "<<" ? "YAML merge keys are not supported; share settings through groups" : `unknown key ${JSON.stringify(key)}${suggest(key, file, path)}`;
-        out.push(file.problem([...path, key], hint, { key: true }));
-      }
-    } else if (issue.code === "invalid_type" && /received undefined$/.test(issue.message)) {
-      out.push(file.problem(path, `required key is missing (expected ${issue.expected})`, { key: true }));
-    } else if (issue.code === "invalid_key") {
-      out.push(file.problem(path, `invalid name: ${issue.issues[0]?.message ?? issue.message}`, { key: true }));
-    } else {
-      out.push(file.problem(path, issue.message.replace(/^Invalid input: /, "")));
-    }
-  }
-  return out;
-}
-
-/**
- * Names other tools give our keys (Neutron's allowed address pairs, keepalived's
- * virtual IPs), suggested when someone writes them here.
- */
-const SYNONYMS: Record<string, string> = {
-  extra_ips: "extra_addresses",
-  virtual_ips: "extra_addresses",
-  allowed_address_pairs: "extra_addresses",
-  groups: "cluster_groups",
-};
-
-/** "did you mean" for a misspelt key, from the keys its siblings may have. */
-function suggest(key: string, _file: SourceFile, path: DocPath): string {
-  const known = knownKeysFor(path);
-  const synonym = SYNONYMS[key];
-  if (synonym !== undefined && known.includes(synonym)) return ` (did you mean ${JSON.stringify(synonym)}?)`;
-  let best: string | undefined;
-  let bestDistance = 3;
-  for (const k of known) {
-    const d = editDistance(key, k);
-    if (d < bestDistance) {
-      best = k;
-      bestDistance = d;
-    }
-  }
-  return best ? ` (did you mean ${JSON.stringify(best)}?)` : "";
-}
-
-function knownKeysFor(path: DocPath): string[] {
-  const top = path[0];
-  if (path.length === 0) return Object.keys(InventoryFile.shape);
-  if (top === "site") return Object.keys(SiteSettings.shape);
-  if (top === "networks") {
-    if (path.length === 2) return Object.keys(NetworkSpec.shape);
-    if (path[2] === "dhcp") return ["start", "end", "lease_time"];
-    if (path[2] === "vms" && path.length === 4) return Object.keys(VmSpec.shape);
-    if (path[2] === "vms" && path[4] === "allow") return ["to", "name", "ports", "proto"];
-    if (path[2] === "vms" || path[2] === "cluster_groups") return [];
-    if (path[2] === "port_forwards") return ["listen", "vm", "port", "proto"];
-  }
-  if (top === "groups" || top === "hosts") {
-    if (path[2] === "uplink") return Object.keys(UplinkSpec.shape);
-    return Object.keys(top === "hosts" ? HostSpec.shape : GroupSpec.shape);
-  }
-  return [];
-}
-
-function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = row[j]!;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = tmp;
-    }
-  }
-  return row[b.length]!;
-}
-
 function sortProblems(problems: InputProblem[]): InputProblem[] {
   const unique = [...new Map(problems.map((p) => [formatProblem(p), p])).values()];
   return unique.sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.col - b.col);
@@ -184,15 +98,16 @@ class SiteChecker {
     this.parsed = parsed;
   }
 
-  private report(ref: Ref, message: string, options: { key?: boolean } = {}): void {
+  report(ref: Ref, message: string, options: { key?: boolean } = {}): void {
     this.problems.push(ref.file.problem(ref.path, message, options));
   }
 
-  private at(ref: Ref, ...more: (string | number)[]): Ref {
+  at(ref: Ref, ...more: (string | number)[]): Ref {
     return { file: ref.file, path: [...ref.path, ...more] };
   }
 
-  private where(ref: Ref): string {
+  /** `file:line:col` of a key. */
+  where(ref: Ref): string {
     const pos = ref.file.position(ref.path, true);
     return `${ref.file.name}:${pos.line}:${pos.col}`;
   }
@@ -238,6 +153,7 @@ class SiteChecker {
     const resolvedNetworks = this.checkNetworks(networks, management, siteRef);
     const hosts = this.resolveHosts(hostEntries, groups, networks, management, siteRef);
     this.checkVmPlacement(networks, hosts, new Set(hostEntries.map((h) => h.name)));
+    if (site && siteRef) checkGateway(this, { site, siteRef, networks, resolved: resolvedNetworks, hosts });
 
     if (!site || this.problems.length > 0) return undefined;
     return { dir, site, networks: resolvedNetworks, hosts: hosts.map((h) => h.value) };
@@ -247,7 +163,6 @@ class SiteChecker {
     const vlans = new Map<number, Ref>();
     const cidrs: { cidr: Ipv4Cidr; ref: Ref; name: string }[] = [];
     const macs = new Map<string, Ref>();
-    const listenPorts = new Map<string, Ref>();
     const out: Network[] = [];
 
     for (const { name, value: net, ref } of networks) {
@@ -269,18 +184,20 @@ class SiteChecker {
         const n = ipv4ToInt(addr);
         return cidr.prefix >= 31 || (n !== cidr.first && n !== cidr.last);
       };
-      const start = ipv4ToInt(net.dhcp.start);
-      const end = ipv4ToInt(net.dhcp.end);
+      const dhcp = net.dhcp === false ? undefined : net.dhcp;
+      const start = dhcp ? ipv4ToInt(dhcp.start) : 0;
+      const end = dhcp ? ipv4ToInt(dhcp.end) : -1;
       const inRange = (addr: string) => {
         const n = ipv4ToInt(addr);
         return n >= start && n <= end;
       };
+      const range = dhcp ? `${dhcp.start}-${dhcp.end}` : "";
       const gw = net.gateway;
       if (!inside(gw)) this.report(this.at(ref, "gateway"), `gateway ${gw} is outside ${net.cidr}`);
       else if (!usable(gw)) this.report(this.at(ref, "gateway"), `gateway ${gw} is the network or broadcast address of ${net.cidr}`);
-      let rangeOk = true;
-      for (const end_ of ["start", "end"] as const) {
-        const addr = net.dhcp[end_];
+      let rangeOk = dhcp !== undefined;
+      for (const end_ of dhcp ? (["start", "end"] as const) : []) {
+        const addr = dhcp![end_];
         if (!inside(addr)) {
           this.report(this.at(ref, "dhcp", end_), `DHCP range ${end_} ${addr} is outside ${net.cidr}`);
           rangeOk = false;
@@ -290,10 +207,10 @@ class SiteChecker {
         }
       }
       if (rangeOk && start > end) {
-        this.report(this.at(ref, "dhcp", "end"), `DHCP range ends (${net.dhcp.end}) before it starts (${net.dhcp.start})`);
+        this.report(this.at(ref, "dhcp", "end"), `DHCP range ends (${dhcp!.end}) before it starts (${dhcp!.start})`);
         rangeOk = false;
       }
-      if (rangeOk && inside(gw) && inRange(gw)) this.report(this.at(ref, "gateway"), `gateway ${gw} is inside the DHCP range ${net.dhcp.start}-${net.dhcp.end}`);
+      if (rangeOk && inside(gw) && inRange(gw)) this.report(this.at(ref, "gateway"), `gateway ${gw} is inside the DHCP range ${range}`);
 
       const ips = new Map<string, Ref>();
       const vms: Vm[] = [];
@@ -309,10 +226,12 @@ class SiteChecker {
           if (!inside(vm.ip)) this.report(ipRef, `static lease ${vm.ip} is outside ${net.cidr}`);
           else if (!usable(vm.ip)) this.report(ipRef, `static lease ${vm.ip} is the network or broadcast address of ${net.cidr}`);
           else if (vm.ip === gw) this.report(ipRef, `static lease ${vm.ip} is the gateway address`);
-          else if (rangeOk && inRange(vm.ip)) this.report(ipRef, `static lease ${vm.ip} is inside the DHCP range ${net.dhcp.start}-${net.dhcp.end}`);
+          else if (rangeOk && inRange(vm.ip)) this.report(ipRef, `static lease ${vm.ip} is inside the DHCP range ${range}`);
           const firstIp = ips.get(vm.ip);
           if (firstIp) this.report(ipRef, `address ${vm.ip} is already leased at ${this.where(firstIp)}`);
           else ips.set(vm.ip, ipRef);
+        } else if (!dhcp) {
+          this.report(vmRef, `network ${name} has no DHCP: VM ${vmName} needs a static ip`, { key: true });
         }
         if (vm.allow.length > 0 && net.egress !== "allowlist") {
           this.report(this.at(vmRef, "allow"), `allow lists apply only to networks with egress: allowlist (${name} is ${net.egress})`, { key: true });
@@ -324,7 +243,7 @@ class SiteChecker {
           if (!inside(extra)) this.report(exRef, `extra address ${extra} is outside ${net.cidr}`);
           else if (!usable(extra)) this.report(exRef, `extra address ${extra} is the network or broadcast address of ${net.cidr}`);
           else if (extra === gw) this.report(exRef, `extra address ${extra} is the gateway address: no VM may claim it`);
-          else if (rangeOk && inRange(extra)) this.report(exRef, `extra address ${extra} is inside the DHCP range ${net.dhcp.start}-${net.dhcp.end}, where dnsmasq may lease it to another VM`);
+          else if (rangeOk && inRange(extra)) this.report(exRef, `extra address ${extra} is inside the DHCP range ${range}, where dnsmasq may lease it to another VM`);
           else if (extra === vm.ip) this.report(exRef, `extra address ${extra} is this VM's own ip`);
         });
         vms.push({ name: vmName, network: name, mac, ip: vm.ip, host: vm.host, isolated: vm.isolated ?? net.isolated_ports, allow: vm.allow, extra_addresses: [...new Set(vm.extra_addresses)].sort(), groups: [] });
@@ -353,12 +272,15 @@ class SiteChecker {
         const pfRef = this.at(ref, "port_forwards", i);
         const target = net.vms[pf.vm];
         if (!target) this.report(this.at(pfRef, "vm"), `no VM ${JSON.stringify(pf.vm)} in network ${name}`);
-        else if (target.ip === undefined) this.report(this.at(pfRef, "vm"), `VM ${pf.vm} has no static ip to forward to`);
-        const key = `${pf.proto}/${pf.listen}`;
-        const first = listenPorts.get(key);
-        if (first) this.report(this.at(pfRef, "listen"), `backend port ${key} is already forwarded at ${this.where(first)}`);
-        else listenPorts.set(key, this.at(pfRef, "listen"));
+        else if (target.ip === undefined) this.report(this.at(pfRef, "vm"), `VM ${pf.vm} has no static ip: a port_forwards entry needs one (port_ranges reach every address, DHCP VMs too)`);
       });
+
+      const dns = net.dns ?? net.egress;
+      if (net.egress === "allowlist" && dns === "open" && !net.dns_open_with_allowlist) {
+        this.report(this.at(ref, "dns"), `dns: open on an egress: allowlist network lets every name resolve, so DNS itself leads out (a DNS tunnel); leave dns out (it follows egress) or set dns_open_with_allowlist: true`);
+      } else if (net.dns_open_with_allowlist && !(net.egress === "allowlist" && dns === "open")) {
+        this.report(this.at(ref, "dns_open_with_allowlist"), `dns_open_with_allowlist applies only to a network with egress: allowlist and dns: open (${name} has egress: ${net.egress}, dns: ${dns})`, { key: true });
+      }
 
       out.push({
         name,
@@ -366,13 +288,19 @@ class SiteChecker {
         cidr: net.cidr,
         prefix: cidr.prefix,
         gateway: gw,
-        dhcp: net.dhcp,
+        mtu: net.mtu ?? 0, // resolved with the hosts (checkGateway)
+        ...(dhcp ? { dhcp } : {}),
+        router: net.router,
         egress: net.egress,
-        dns: net.dns,
+        dns,
+        egress_deny: net.egress_deny,
+        gateway_services: portSets(net.gateway_services),
+        audit: net.audit,
         isolated_ports: net.isolated_ports,
         dns_names: net.dns_names,
         vms,
         port_forwards: net.port_forwards,
+        port_ranges: net.port_ranges,
         cluster_groups: clusterGroups,
       });
     }
@@ -461,16 +389,23 @@ class SiteChecker {
           if (missing.length > 0) this.report(networksRef, `a backend is the gateway of every network; missing ${missing.join(", ")}`);
         }
         hostNetworks = networkNames;
-        if (merged.external_interface === undefined) {
+        if (merged.external_interface === undefined && merged.external_interfaces === undefined) {
           this.report(ref, `backend ${name} needs external_interface (its way to the internet, for NAT and port-forwards)`, { key: true });
+        } else if (merged.external_interface !== undefined && merged.external_interfaces !== undefined) {
+          this.report(origin.get("external_interfaces")!, `give external_interface (${this.where(origin.get("external_interface")!)}) or external_interfaces, not both`, { key: true });
         }
+        const list = merged.external_interfaces as string[] | undefined;
+        list?.forEach((x, i) => {
+          if (list.indexOf(x) !== i) this.report(this.at(origin.get("external_interfaces")!, i), `external interface ${x} is listed twice`);
+          if (up.members.includes(x) || x === up.bond) this.report(this.at(origin.get("external_interfaces")!, i), `${x} is part of the uplink, not an external interface`);
+        });
       } else {
         if (!hostNetworks || hostNetworks.length === 0) {
           this.report(networksRef ?? ref, `vmhost ${name} carries no networks (set networks: on the host or one of its groups)`, { key: !networksRef });
           hostNetworks = [];
         }
-        if (merged.external_interface !== undefined) {
-          this.report(origin.get("external_interface")!, "external_interface applies only to a backend");
+        for (const key of ["external_interface", "external_interfaces", "reserved_ports"]) {
+          if (merged[key] !== undefined) this.report(origin.get(key)!, `${key} applies only to a backend`);
         }
       }
 
@@ -526,8 +461,11 @@ class SiteChecker {
           labels: Object.fromEntries(Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : 1))),
           networks: [...hostNetworks].sort(),
           uplink: up,
-          external_interface: merged.external_interface as string | undefined,
+          external_interface: (merged.external_interface as string | undefined) ?? (merged.external_interfaces as string[] | undefined)?.[0],
+          external_interfaces: role === "backend" ? ((merged.external_interfaces as string[] | undefined) ?? (merged.external_interface !== undefined ? [merged.external_interface as string] : [])) : [],
+          reserved_ports: role === "backend" ? portSets((merged.reserved_ports as PortSetT[] | undefined) ?? [{ proto: "tcp", ports: [22] }]) : [],
         },
+        origin,
       });
     }
 
@@ -558,4 +496,11 @@ class SiteChecker {
       }
     }
   }
+}
+
+/** Entries of gateway_services / reserved_ports, one per port or range, sorted (already validated by the schema). */
+function portSets(sets: PortSetT[]): { proto: "tcp" | "udp"; first: number; last: number }[] {
+  const out = sets.flatMap((set) => set.ports.map((p) => ({ proto: set.proto, ...(parsePortRange(p) as PortRange) })));
+  const unique = [...new Map(out.map((x) => [`${x.proto}/${x.first}-${x.last}`, x])).values()];
+  return unique.sort((a, b) => a.proto.localeCompare(b.proto) || a.first - b.first || a.last - b.last);
 }

@@ -1,4 +1,10 @@
-import type { AllowEntry, PortForward, SiteSettings, UplinkSpec } from "./schema.ts";
+import type { AllowEntry, PortForward, PortRangeForward, SiteSettings, UplinkSpec } from "./schema.ts";
+import type { PortRange } from "./ports.ts";
+
+/** Protocol and an inclusive port range, as gateway_services and reserved_ports resolve. */
+export interface ProtoPorts extends PortRange {
+  proto: "tcp" | "udp";
+}
 
 /** A validated site, with group settings merged into hosts and defaults applied. Sorted by name. */
 export interface Inventory {
@@ -14,13 +20,26 @@ export interface Network {
   cidr: string;
   prefix: number;
   gateway: string;
-  dhcp: { start: string; end: string; lease_time: string };
+  /** Bytes: the network's MTU on every host carrying it (explicit, or the smallest uplink mtu of those hosts). */
+  mtu: number;
+  /** Absent: no DHCP on this network (every VM has a static ip). */
+  dhcp?: { start: string; end: string; lease_time: string };
+  /** Whether DHCP offers the gateway as default route (option 3). */
+  router: boolean;
   egress: "open" | "allowlist";
+  /** Resolved: the inventory's `dns`, or the network's egress. */
   dns: "open" | "allowlist";
+  /** This network's own egress_deny (the site's is in `site.egress_deny`). */
+  egress_deny: string[];
+  /** Gateway services the VMs may reach, one entry per port or range, sorted. */
+  gateway_services: ProtoPorts[];
+  /** Whether the gateway logs this network's new outbound connections and drops (nflog group = vlan). */
+  audit: boolean;
   isolated_ports: boolean;
   dns_names: string[];
   vms: Vm[];
   port_forwards: PortForward[];
+  port_ranges: PortRangeForward[];
   /** Cluster group name -> member VM names (sorted), all of this network. */
   cluster_groups: Record<string, string[]>;
 }
@@ -50,5 +69,10 @@ export interface Host {
   labels: Record<string, string>;
   networks: string[];
   uplink: UplinkSpec;
+  /** The first of `external_interfaces` (backend only). */
   external_interface?: string;
+  /** backend: interfaces towards the outside, in inventory order; [] on a vmhost. Always set by the loader. */
+  external_interfaces?: string[];
+  /** backend: its own services no port-forward may shadow without force; default tcp 22. Always set by the loader. */
+  reserved_ports?: ProtoPorts[];
 }

@@ -1,5 +1,6 @@
 import { z } from "zod";
-import { DNS_LABEL, DNS_NAME, INTERFACE_NAME, MAC_ADDRESS, NETWORK_NAME } from "../names.ts";
+import { DNS_LABEL, DNS_NAME, DNS_NAME_OR_WILDCARD, INTERFACE_NAME, MAC_ADDRESS, NETWORK_NAME } from "../names.ts";
+import { parsePortRange } from "./ports.ts";
 import { isIpv4, parseIpv4Cidr } from "../ipv4.ts";
 
 /**
@@ -19,6 +20,23 @@ const interfaceName = z
 const dnsLabel = z.string().regex(DNS_LABEL, "must be a lowercase DNS label (a-z, 0-9, -; at most 63)");
 const dnsName = z.string().regex(DNS_NAME, "must be a lowercase DNS name such as example.org");
 const port = z.number().int().min(1).max(65535);
+const allowedName = z
+  .string()
+  .regex(DNS_NAME_OR_WILDCARD, "must be a lowercase DNS name (example.org: exactly that name) or a wildcard (*.example.org: its subdomains only)");
+const cidrOrAddress = z.string().refine((s) => isIpv4(s) || typeof parseIpv4Cidr(s) !== "string", {
+  message: "must be an IPv4 address or CIDR (a.b.c.d/len, no host bits)",
+});
+/** A port (`22`) or an inclusive range (`"8000-8100"`), 1-65535; see ports.ts. */
+const portOrRange = z.union([z.number(), z.string()]).check((ctx) => {
+  const r = parsePortRange(ctx.value);
+  if (typeof r === "string") ctx.issues.push({ code: "custom", message: r, input: ctx.value });
+});
+const proto = z.enum(["tcp", "udp"]);
+/** Protocol and ports, the shape of gateway_services and reserved_ports entries. */
+export const PortSet = z.strictObject({
+  proto: proto.default("tcp").describe("tcp or udp (default tcp)"),
+  ports: z.array(portOrRange).min(1).describe('Ports and inclusive ranges, 1-65535: [22, "8000-8100"]'),
+});
 const duration = z
   .string()
   .regex(/^(?:\d+[smhdw]|infinite)$/, 'must be a duration such as 30m, 12h, 1d or "infinite"');
@@ -33,6 +51,24 @@ export const SiteSettings = z.strictObject({
   nats: z.array(NatsUrl).min(1).describe("NATS server URLs (one or a cluster)"),
   management: cidr.optional().describe("Management network of the hosts; no VM network may overlap it"),
   upstream_dns: z.array(ipv4).default([]).describe("Resolvers that open networks forward to"),
+  egress_deny: z
+    .array(cidrOrAddress)
+    .default([])
+    .describe("Destinations (addresses or CIDRs) no network of the site reaches, whatever its egress; added to the ones always denied: the management network, 169.254.0.0/16 (link-local, cloud metadata), the site's other networks and the backend's external subnets"),
+  dns_max_ttl: z
+    .number()
+    .int()
+    .min(1)
+    .max(86400)
+    .default(300)
+    .describe("Seconds: cap on the TTL dnsmasq caches and hands to VMs (dnsmasq --max-cache-ttl, --max-ttl). An address a VM got from an answer may sit in dnsmasq's cache and then in the VM's for up to this long each"),
+  name_set_timeout: z
+    .number()
+    .int()
+    .min(1)
+    .max(604800)
+    .default(3600)
+    .describe("Seconds an address stays in an allowed name's nft set after dnsmasq last put it there or a connection last used it; at least 2 x dns_max_ttl, so an address a VM still holds from a cached answer is still allowed"),
 });
 
 export const AllowEntry = z
@@ -44,7 +80,9 @@ export const AllowEntry = z
       })
       .optional()
       .describe("Destination address or CIDR"),
-    name: dnsName.optional().describe("Destination DNS name; resolved addresses join the allow set"),
+    name: allowedName
+      .optional()
+      .describe("Destination DNS name; the addresses dnsmasq answers for it join its nft set. `static.example.org` is exactly that name; `*.example.org` is its subdomains (not example.org itself)"),
     ports: z.array(port).optional().describe("Destination ports; all ports when absent"),
     proto: z.enum(["tcp", "udp"]).default("tcp"),
   })
@@ -58,7 +96,7 @@ export const AllowEntry = z
 
 export const VmSpec = z.strictObject({
   mac: z.string().regex(MAC_ADDRESS, "must be a MAC address such as 52:54:00:12:34:56"),
-  ip: ipv4.optional().describe("Static lease; outside the DHCP range"),
+  ip: ipv4.optional().describe("Static lease; outside the DHCP range. Required on a network without DHCP"),
   host: dnsLabel.optional().describe("The VM host it runs on (used by the lab and placement checks)"),
   isolated: z.boolean().optional().describe("Overrides the network's isolated_ports for this VM"),
   allow: z.array(AllowEntry).default([]).describe("Egress allow list (networks with egress: allowlist)"),
@@ -68,28 +106,100 @@ export const VmSpec = z.strictObject({
     .describe("Further addresses this VM may send from and answer ARP for (a virtual IP shared with another VM, as keepalived moves it); Neutron's allowed address pairs"),
 });
 
+const forwardFrom = z
+  .array(cidrOrAddress)
+  .default([])
+  .describe("Source addresses or CIDRs allowed to use the forward; empty or absent: any source");
+const forwardForce = z
+  .boolean()
+  .default(false)
+  .describe("true: allow a listen port that is one of the backend's reserved_ports (e.g. its own SSH on 22), which the forward then shadows on the external interfaces");
+
 export const PortForward = z.strictObject({
-  listen: port.describe("Port on the backend's external interface"),
-  vm: dnsLabel.describe("Target VM in this network (needs a static ip)"),
+  listen: port.describe("Port on the backend's external interfaces (and, hairpinned, on its addresses from the site's VMs)"),
+  vm: dnsLabel.describe("Target VM in this network; it needs a static ip (use port_ranges to reach DHCP VMs)"),
   port: port.describe("Port on the VM"),
-  proto: z.enum(["tcp", "udp"]).default("tcp"),
+  proto: proto.default("tcp"),
+  from: forwardFrom,
+  force: forwardForce,
+});
+
+/**
+ * Seed 002's proxied access: a block of backend ports mapped onto every
+ * host address of the network, `listen + (address - network address)` ->
+ * address:`port`. For 192.168.122.0/24 and listen 22000, 192.168.122.5:22
+ * is reached at backend port 22005; DHCP VMs too. The gateway's own address
+ * is left out.
+ */
+export const PortRangeForward = z.strictObject({
+  listen: port.describe("Base port on the backend: address a.b.c.d of the network is reached at listen + (a.b.c.d - network address); the whole block must end at or below 65535"),
+  port: port.describe("Port on every VM (e.g. 22)"),
+  proto: proto.default("tcp"),
+  from: forwardFrom,
+  force: forwardForce,
 });
 
 export const NetworkSpec = z.strictObject({
   vlan: z.number().int().min(1, "VLAN id must be 1-4094").max(4094, "VLAN id must be 1-4094"),
   cidr,
   gateway: ipv4,
-  dhcp: z.strictObject({
-    start: ipv4,
-    end: ipv4,
-    lease_time: duration.default("12h"),
-  }),
-  egress: z.enum(["open", "allowlist"]).describe("open: masquerade to anywhere; allowlist: per-VM lists only"),
-  dns: z.enum(["open", "allowlist"]).default("open").describe("allowlist: only allow-listed and site names resolve"),
+  mtu: z
+    .number()
+    .int()
+    .min(68)
+    .max(9216)
+    .optional()
+    .describe("Bytes: MTU of this network's VLAN interfaces, VM bridges and gateway port, announced to VMs by DHCP (option 26). Default: the smallest uplink mtu of the hosts carrying it; may not exceed any of them"),
+  dhcp: z
+    .union([
+      z.strictObject({
+        start: ipv4,
+        end: ipv4,
+        lease_time: duration.default("12h"),
+      }),
+      z.literal(false),
+    ])
+    .optional()
+    .describe("DHCP range of dnsmasq on the gateway. false or absent: no DHCP on this network (VMs set their addresses; each VM needs a static ip)"),
+  router: z
+    .boolean()
+    .default(true)
+    .describe("Whether DHCP offers the gateway as default route (option 3). false: no default route from this network, e.g. a VM's second NIC on a storage network"),
+  egress: z.enum(["open", "allowlist"]).describe("open: masquerade to anywhere but egress_deny and the always-denied destinations; allowlist: per-VM lists only"),
+  dns: z
+    .enum(["open", "allowlist"])
+    .optional()
+    .describe("open: every name resolves; allowlist: only allow-listed and site names resolve. Default: the network's egress"),
+  dns_open_with_allowlist: z
+    .boolean()
+    .default(false)
+    .describe("Override: allow dns: open on an egress: allowlist network. Every name then resolves, which makes DNS itself a way out (a DNS tunnel carries data in queries to any domain); only for a network whose VMs are trusted"),
+  egress_deny: z
+    .array(cidrOrAddress)
+    .default([])
+    .describe("Destinations (addresses or CIDRs) this network never reaches, added to the site's egress_deny and the always-denied ones"),
+  gateway_services: z
+    .array(PortSet)
+    .default([])
+    .describe("Services on the gateway address (the backend) this network's VMs may reach, beyond DHCP, DNS and ICMP echo: [{ proto: tcp, ports: [22, \"8000-8100\"] }]"),
   isolated_ports: z.boolean().default(false).describe("VMs talk only to the gateway (private-VLAN-like)"),
-  dns_names: z.array(dnsName).default([]).describe("Extra names every VM of an allowlist network may resolve"),
-  vms: z.record(dnsLabel, VmSpec).default({}),
-  port_forwards: z.array(PortForward).default([]),
+  dns_names: z
+    .array(allowedName)
+    .default([])
+    .describe("Extra names every VM of an allowlist network may resolve: `example.org` exactly, `*.example.org` its subdomains"),
+  vms: z
+    .record(dnsLabel, VmSpec)
+    .default({})
+    .describe("VMs by name. The same name in two networks is one VM with a NIC in each (distinct MACs); only one of those networks may offer it a default route"),
+  port_forwards: z.array(PortForward).default([]).describe("Backend ports forwarded to one VM each (DNAT)"),
+  port_ranges: z
+    .array(PortRangeForward)
+    .default([])
+    .describe("Backend port blocks mapped onto every address of the network (listen + host part -> address:port), DHCP VMs included"),
+  audit: z
+    .boolean()
+    .default(true)
+    .describe("Log new outbound connections and drops at the gateway to nflog group <vlan> (the network's VLAN id, unique per site); false: no audit records"),
   cluster_groups: z
     .record(dnsLabel, z.array(dnsLabel).min(2, "a cluster group needs two or more VMs"))
     .default({})
@@ -134,7 +244,14 @@ const hostSettingsShape = {
     z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, "must be a label key: 1-63 of a-z 0-9 _ . -, starting with a letter or digit"),
     z.string().max(253),
   ),
-  external_interface: interfaceName.describe("backend: interface towards the internet (masquerade, port-forwards)"),
+  external_interface: interfaceName.describe("backend: interface towards the internet (masquerade, port-forwards); or external_interfaces"),
+  external_interfaces: z
+    .array(interfaceName)
+    .min(1)
+    .describe("backend: interfaces towards the outside, when there are several (masquerade and port-forwards on each); not together with external_interface"),
+  reserved_ports: z
+    .array(PortSet)
+    .describe("backend: its own services on the external interfaces, which no port-forward may shadow unless it says force: true. Default: [{ proto: tcp, ports: [22] }]"),
 };
 
 export const GroupSpec = z.strictObject(hostSettingsShape).partial();
@@ -159,6 +276,8 @@ export type SiteSettings = z.output<typeof SiteSettings>;
 export type AllowEntry = z.output<typeof AllowEntry>;
 export type VmSpec = z.output<typeof VmSpec>;
 export type PortForward = z.output<typeof PortForward>;
+export type PortRangeForward = z.output<typeof PortRangeForward>;
+export type PortSet = z.output<typeof PortSet>;
 export type NetworkSpec = z.output<typeof NetworkSpec>;
 export type UplinkSpec = z.output<typeof UplinkSpec>;
 export type GroupSpec = z.output<typeof GroupSpec>;

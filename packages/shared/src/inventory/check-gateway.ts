@@ -1,0 +1,174 @@
+import { intToIpv4, ipv4ToInt, parseIpv4Cidr, type Ipv4Cidr } from "../ipv4.ts";
+import type { Host, Network } from "./model.ts";
+import { formatPortRange, portRangesOverlap, type PortRange } from "./ports.ts";
+import type { NetworkSpec, SiteSettings } from "./schema.ts";
+import type { Located, Ref } from "./load.ts";
+
+/** What the site checker lends these checks: reporting at a place, and naming a place. */
+export interface Reporter {
+  report(ref: Ref, message: string, options?: { key?: boolean }): void;
+  at(ref: Ref, ...more: (string | number)[]): Ref;
+  where(ref: Ref): string;
+}
+
+export interface GatewayInput {
+  site: SiteSettings;
+  siteRef: Ref;
+  networks: Located<NetworkSpec>[];
+  /** The networks as resolved so far; `mtu` is filled in here. Same order and names as `networks`. */
+  resolved: Network[];
+  hosts: Located<Host>[];
+}
+
+/**
+ * Site-wide rules of the gateway settings, run once networks and hosts are
+ * resolved: per-network MTU against every carrying host's uplink (and the
+ * resolved MTU), the name-set timeout against the DNS TTL cap, a VM's
+ * default routes across its networks, and the backend's port-forwards
+ * (block size, overlaps per protocol, reserved ports).
+ */
+export function checkGateway(r: Reporter, input: GatewayInput): void {
+  checkTimeouts(r, input.site, input.siteRef);
+  resolveMtu(r, input);
+  checkVmNics(r, input);
+  checkForwards(r, input);
+}
+
+/**
+ * dnsmasq may hand out an address from its cache up to `dns_max_ttl` after
+ * it put it in the set, and the VM may cache that answer as long again
+ * (dnsmasq(8) --max-ttl caps the TTL it sends): an element must outlive
+ * both, hence timeout >= 2 x max ttl.
+ */
+function checkTimeouts(r: Reporter, site: SiteSettings, siteRef: Ref): void {
+  if (site.name_set_timeout >= 2 * site.dns_max_ttl) return;
+  const written = siteRef.file.doc.getIn([...siteRef.path, "name_set_timeout"]) !== undefined ? "name_set_timeout" : "dns_max_ttl";
+  r.report(
+    r.at(siteRef, written),
+    `name_set_timeout ${site.name_set_timeout} s is less than 2 x dns_max_ttl (2 x ${site.dns_max_ttl} s): an address may sit in dnsmasq's cache and then in the VM's for dns_max_ttl each, and would leave its name's set while still in use; set name_set_timeout to ${2 * site.dns_max_ttl} or more`,
+  );
+}
+
+function resolveMtu(r: Reporter, { networks, resolved, hosts }: GatewayInput): void {
+  networks.forEach(({ name, value: net, ref }, i) => {
+    const carriers = hosts.filter((h) => h.value.networks.includes(name));
+    const out = resolved[i]!;
+    if (net.mtu === undefined) {
+      out.mtu = carriers.length > 0 ? Math.min(...carriers.map((h) => h.value.uplink.mtu)) : 1500;
+      return;
+    }
+    out.mtu = net.mtu;
+    for (const h of carriers) {
+      if (h.value.uplink.mtu >= net.mtu) continue;
+      const at = h.origin?.get("uplink.mtu");
+      r.report(
+        r.at(ref, "mtu"),
+        `mtu ${net.mtu} exceeds the uplink mtu ${h.value.uplink.mtu} of host ${h.name}${at ? ` (${r.where(at)})` : " (the default)"}, which carries ${name}: a VLAN cannot be larger than the link under it`,
+      );
+    }
+  });
+}
+
+/**
+ * The same VM name in two networks is one VM with a NIC in each. It runs on
+ * one host, and only one of its networks may offer it a default route by
+ * DHCP (two routers: two default routes, and the VM picks one at random).
+ */
+function checkVmNics(r: Reporter, { networks, resolved }: GatewayInput): void {
+  const seen = new Map<string, { network: string; ref: Ref; host?: string; router: boolean }>();
+  const routerRefs = new Map<string, { network: string; ref: Ref }>();
+  networks.forEach(({ name, ref }, i) => {
+    const net = resolved[i]!;
+    const offersRoute = net.dhcp !== undefined && net.router;
+    for (const vm of net.vms) {
+      const vmRef = r.at(ref, "vms", vm.name);
+      const first = seen.get(vm.name);
+      if (first && first.host !== undefined && vm.host !== undefined && first.host !== vm.host) {
+        r.report(r.at(vmRef, "host"), `VM ${vm.name} runs on ${first.host} in network ${first.network} (${r.where(first.ref)}); the NICs of one VM are on one host`);
+      }
+      if (!first) seen.set(vm.name, { network: name, ref: vmRef, host: vm.host, router: offersRoute });
+      if (!offersRoute) continue;
+      const router = routerRefs.get(vm.name);
+      if (router) {
+        r.report(
+          vmRef,
+          `VM ${vm.name} also has a NIC in network ${router.network} (${r.where(router.ref)}); both networks offer it a default route by DHCP and a VM gets one: set router: false on one of them`,
+          { key: true },
+        );
+      } else routerRefs.set(vm.name, { network: name, ref: vmRef });
+    }
+  });
+}
+
+/** One backend listen block: the ports it takes, where it is written, whether it may shadow a reserved port. */
+interface ListenBlock extends PortRange {
+  proto: "tcp" | "udp";
+  ref: Ref;
+  force: boolean;
+}
+
+/**
+ * The host parts a range forward maps, as contiguous address runs without
+ * the gateway: every address but the network and broadcast ones (/31 and
+ * /32: all, RFC 3021).
+ */
+export function rangeForwardRuns(cidr: Ipv4Cidr, gateway: string): { first: number; last: number }[] {
+  const lo = cidr.prefix >= 31 ? cidr.first : cidr.first + 1;
+  const hi = cidr.prefix >= 31 ? cidr.last : cidr.last - 1;
+  const gw = ipv4ToInt(gateway);
+  if (gw < lo || gw > hi) return [{ first: lo, last: hi }];
+  return [
+    ...(gw > lo ? [{ first: lo, last: gw - 1 }] : []),
+    ...(gw < hi ? [{ first: gw + 1, last: hi }] : []),
+  ];
+}
+
+function checkForwards(r: Reporter, { networks, resolved, hosts }: GatewayInput): void {
+  const blocks: ListenBlock[] = [];
+  networks.forEach(({ ref }, i) => {
+    const net = resolved[i]!;
+    net.port_forwards.forEach((pf, j) => {
+      blocks.push({ proto: pf.proto, first: pf.listen, last: pf.listen, ref: r.at(ref, "port_forwards", j, "listen"), force: pf.force });
+    });
+    const cidr = parseIpv4Cidr(net.cidr) as Ipv4Cidr;
+    net.port_ranges.forEach((pr, j) => {
+      const at = r.at(ref, "port_ranges", j, "listen");
+      const runs = rangeForwardRuns(cidr, net.gateway);
+      if (runs.length === 0) return;
+      const firstPart = runs[0]!.first - cidr.network;
+      const lastPart = runs[runs.length - 1]!.last - cidr.network;
+      const last = pr.listen + lastPart;
+      if (last > 65535) {
+        r.report(
+          at,
+          `listen ${pr.listen} + host part reaches ${last} for ${intToIpv4(cidr.network + lastPart)}, beyond 65535: ${net.cidr} has host parts up to ${lastPart}, so listen may be at most ${65535 - lastPart}`,
+        );
+        return;
+      }
+      blocks.push({ proto: pr.proto, first: pr.listen + firstPart, last, ref: at, force: pr.force });
+    });
+  });
+
+  for (let i = 0; i < blocks.length; i++) {
+    const b = blocks[i]!;
+    const earlier = blocks.slice(0, i).find((a) => a.proto === b.proto && portRangesOverlap(a, b));
+    if (earlier) {
+      const what = `backend ${b.proto} port${b.first === b.last ? "" : "s"} ${formatPortRange(b)}`;
+      const same = b.first === earlier.first && b.last === earlier.last;
+      r.report(b.ref, same ? `${what} ${b.first === b.last ? "is" : "are"} already forwarded at ${r.where(earlier.ref)}` : `${what} overlap${b.first === b.last ? "s" : ""} ${b.proto} ${formatPortRange(earlier)} forwarded at ${r.where(earlier.ref)}`);
+    }
+  }
+
+  const backend = hosts.find((h) => h.value.role === "backend");
+  if (!backend) return;
+  const reservedAt = backend.origin?.get("reserved_ports");
+  for (const b of blocks) {
+    if (b.force) continue;
+    const hit = (backend.value.reserved_ports ?? []).find((p) => p.proto === b.proto && portRangesOverlap(p, b));
+    if (!hit) continue;
+    r.report(
+      b.ref,
+      `backend ${b.proto} port${b.first === b.last ? "" : "s"} ${formatPortRange(b)} include${b.first === b.last ? "s" : ""} ${b.proto} ${formatPortRange(hit)}, reserved for the backend's own service (reserved_ports ${reservedAt ? `at ${r.where(reservedAt)}` : "default: tcp 22, its SSH"}); the forward would shadow it: pick another listen port or set force: true`,
+    );
+  }
+}

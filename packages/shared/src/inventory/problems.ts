@@ -1,0 +1,114 @@
+import type { z } from "zod";
+import type { InputProblem } from "../errors.ts";
+import type { SourceFile, DocPath } from "./source.ts";
+import { GroupSpec, HostSpec, InventoryFile, NetworkSpec, PortForward, PortRangeForward, PortSet, SiteSettings, UplinkSpec, VmSpec } from "./schema.ts";
+
+/**
+ * Schema problems of one inventory file as `file:line:col: path: message`,
+ * with a "did you mean" for a misspelt key (edit distance or a synonym from
+ * another tool's vocabulary).
+ */
+export function zodProblems(file: SourceFile, base: DocPath, error: z.ZodError): InputProblem[] {
+  const out: InputProblem[] = [];
+  for (const issue of flattenUnions(error.issues)) {
+    const path = [...base, ...(issue.path as (string | number)[])];
+    if (issue.code === "unrecognized_keys") {
+      for (const key of issue.keys) {
+        const hint = key === "<<" ? "YAML merge keys are not supported; share settings through groups" : `unknown key ${JSON.stringify(key)}${suggest(key, file, path)}`;
+        out.push(file.problem([...path, key], hint, { key: true }));
+      }
+    } else if (issue.code === "invalid_type" && /received undefined$/.test(issue.message)) {
+      out.push(file.problem(path, `required key is missing (expected ${issue.expected})`, { key: true }));
+    } else if (issue.code === "invalid_key") {
+      out.push(file.problem(path, `invalid name: ${issue.issues[0]?.message ?? issue.message}`, { key: true }));
+    } else {
+      out.push(file.problem(path, issue.message.replace(/^Invalid input: /, "")));
+    }
+  }
+  return out;
+}
+
+/**
+ * A value that fits no branch of a union (`dhcp: { ... } | false`) gets the
+ * issues of the branch of its own type (an object's unknown or bad keys),
+ * not "invalid input".
+ */
+function flattenUnions(issues: z.core.$ZodIssue[]): z.core.$ZodIssue[] {
+  return issues.flatMap((issue) => {
+    if (issue.code !== "invalid_union" || issue.errors.length === 0) return [issue];
+    const sameType = issue.errors.filter((branch) => !branch.some((i) => i.code === "invalid_type" && i.path.length === 0 || i.code === "invalid_value" && i.path.length === 0));
+    if (sameType.length !== 1) return [issue];
+    return flattenUnions(sameType[0]!.map((i) => ({ ...i, path: [...issue.path, ...i.path] })));
+  });
+}
+
+/**
+ * Names other tools give our keys (Neutron's allowed address pairs, keepalived's
+ * virtual IPs), suggested when someone writes them here.
+ */
+const SYNONYMS: Record<string, string> = {
+  extra_ips: "extra_addresses",
+  virtual_ips: "extra_addresses",
+  allowed_address_pairs: "extra_addresses",
+  groups: "cluster_groups",
+  external_interface_list: "external_interfaces",
+  forwards: "port_forwards",
+  port_forward: "port_forwards",
+  services: "gateway_services",
+  deny: "egress_deny",
+  max_ttl: "dns_max_ttl",
+  dns_set_timeout: "name_set_timeout",
+};
+
+/** "did you mean" for a misspelt key, from the keys its siblings may have. */
+function suggest(key: string, _file: SourceFile, path: DocPath): string {
+  const known = knownKeysFor(path);
+  const synonym = SYNONYMS[key];
+  if (synonym !== undefined && known.includes(synonym)) return ` (did you mean ${JSON.stringify(synonym)}?)`;
+  let best: string | undefined;
+  let bestDistance = 3;
+  for (const k of known) {
+    const d = editDistance(key, k);
+    if (d < bestDistance) {
+      best = k;
+      bestDistance = d;
+    }
+  }
+  return best ? ` (did you mean ${JSON.stringify(best)}?)` : "";
+}
+
+function knownKeysFor(path: DocPath): string[] {
+  const top = path[0];
+  if (path.length === 0) return Object.keys(InventoryFile.shape);
+  if (top === "site") return Object.keys(SiteSettings.shape);
+  if (top === "networks") {
+    if (path.length === 2) return Object.keys(NetworkSpec.shape);
+    if (path[2] === "dhcp") return ["start", "end", "lease_time"];
+    if (path[2] === "vms" && path.length === 4) return Object.keys(VmSpec.shape);
+    if (path[2] === "vms" && path[4] === "allow") return ["to", "name", "ports", "proto"];
+    if (path[2] === "vms" || path[2] === "cluster_groups") return [];
+    if (path[2] === "port_forwards") return Object.keys(PortForward.shape);
+    if (path[2] === "port_ranges") return Object.keys(PortRangeForward.shape);
+    if (path[2] === "gateway_services") return Object.keys(PortSet.shape);
+  }
+  if (top === "groups" || top === "hosts") {
+    if (path[2] === "uplink") return Object.keys(UplinkSpec.shape);
+    if (path[2] === "reserved_ports") return Object.keys(PortSet.shape);
+    return Object.keys(top === "hosts" ? HostSpec.shape : GroupSpec.shape);
+  }
+  return [];
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return row[b.length]!;
+}
