@@ -50,7 +50,9 @@ and the nats-server data of serve):
                                       (creates the state dir's secrets when given the site)
   hosts [<site-dir>]                  enrolled and inventory hosts: state, match, last seen
   hosts approve|reject NAME           approve a quarantined host / revoke a host (needs serve running)
-  status [<site-dir>]                 per host: enrolled, last seen, desired vs applied revision, drift
+  status [<site-dir>]                 per host: enrolled, last seen, desired vs applied revision, drift,
+                                      drift the agent repaired (count, last; --json: the last 20 with
+                                      before/after), warnings (foreign-drop: ...)
   rollout <site-dir> [--check] [--batch N|P%] [--max-fail N|P%] [--limit PAT,...] [--parallel N]
                      [--resume | --abandon] [--timeout S] [--lock-stale S]
                                       per-host diff, then backends before VM hosts: a canary, then

@@ -27,6 +27,7 @@ import {
   type Heartbeat,
   type HostAssignment,
   type Report,
+  type CorrectiveChange,
   type ResourceOutcome,
   type ResultsSummary,
   type SignedAssignment,
@@ -524,10 +525,17 @@ export class AgentClient {
     };
   }
 
-  /** A fresh report of the current revision (e.g. after a drift-repair pass, with the resources it repaired). */
-  async report(outcome: ApplyOutcome, extra: { corrective?: string[] } = {}): Promise<boolean> {
+  /**
+   * A fresh report of the current revision (e.g. after a drift-repair pass,
+   * with the resources it repaired and, per resource, what changed back).
+   */
+  async report(outcome: ApplyOutcome, extra: { corrective?: string[]; correctiveChanges?: CorrectiveChange[] } = {}): Promise<boolean> {
     if (!this.nc || !this.credentials || !this.checkpoint.current) return false;
-    const report: Report = { ...this.reportFor(this.checkpoint.current, outcome, false), ...(extra.corrective?.length ? { corrective: extra.corrective.slice(0, 10000) } : {}) };
+    const report: Report = {
+      ...this.reportFor(this.checkpoint.current, outcome, false),
+      ...(extra.corrective?.length ? { corrective: extra.corrective.slice(0, 10000) } : {}),
+      ...(extra.corrective?.length && extra.correctiveChanges?.length ? { correctiveChanges: extra.correctiveChanges.slice(0, 200) } : {}),
+    };
     const ok = await this.confirm(report, 5000);
     if (ok) this.publish(reportSubject(this.options.site, report.host), encodeMessage(report));
     return ok;

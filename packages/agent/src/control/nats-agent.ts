@@ -1,10 +1,12 @@
-import type { HostAssignment } from "@netfleet/shared";
+import { warningsOf, type HostAssignment } from "@netfleet/shared";
 import { AgentDaemon } from "../daemon.ts";
 import { reconcile } from "../engine.ts";
 import type { Runner } from "../exec/runner.ts";
 import type { Toolbox } from "../tools.ts";
 import { AgentClient, type AgentClientOptions, type ApplyOutcome } from "./agent-client.ts";
 import { AgentState } from "./agent-state.ts";
+import { correctiveChange } from "./corrective.ts";
+import { CorrectiveJournal } from "./corrective-journal.ts";
 import type { HostFacts } from "./host-facts.ts";
 import { LeaseFollower } from "./lease-follower.ts";
 import { LeasePublisher } from "./lease-publisher.ts";
@@ -71,6 +73,8 @@ export class NatsAgent {
   readonly leasePublisher: LeasePublisher;
   /** VM-host side of lease distribution (idle without vm-port-policy resources that name a leaseSource). */
   readonly leaseFollower: LeaseFollower;
+  /** This host's corrective history in its key of the corrective bucket (what each drift-repair pass changed back). */
+  readonly journal: CorrectiveJournal;
   private readonly options: NatsAgentOptions;
   private readonly log: (event: Record<string, unknown>) => void;
   private daemon: AgentDaemon | undefined;
@@ -78,6 +82,7 @@ export class NatsAgent {
   private applying = 0;
   private stopped = false;
   private lastFailedSignature = "";
+  private lastWarningSignature = "";
   private reporting: Promise<unknown> = Promise.resolve();
 
   constructor(options: NatsAgentOptions) {
@@ -106,6 +111,7 @@ export class NatsAgent {
         this.audit.attach(nc);
         this.leasePublisher.attach(nc, fresh);
         this.leaseFollower.attach(nc, fresh);
+        this.journal.attach(nc, fresh);
       },
     };
     this.client = new AgentClient(clientOptions);
@@ -117,6 +123,7 @@ export class NatsAgent {
       ...(options.leasePollMs !== undefined ? { pollMs: options.leasePollMs } : {}),
       log: this.log,
     });
+    this.journal = new CorrectiveJournal({ site: options.site, host: () => this.client.host, log: this.log });
     this.leaseFollower = new LeaseFollower({
       site: options.site,
       runDir: options.tools.runDir,
@@ -159,6 +166,7 @@ export class NatsAgent {
     await this.chain.catch(() => {});
     await this.daemon?.stop();
     await this.reporting;
+    await this.journal.stop();
   }
 
   private exclusive<T>(work: () => Promise<T>): Promise<T> {
@@ -214,6 +222,7 @@ export class NatsAgent {
       }
       const outcome = outcomeOf(this.daemon!.lastResults);
       this.lastFailedSignature = failedSignature(outcome);
+      this.lastWarningSignature = warningSignature(outcome);
       return outcome;
     });
   }
@@ -240,18 +249,38 @@ export class NatsAgent {
     return { ...outcomeOf(results), changes: Object.fromEntries(results.map((r) => [r.id, Object.keys(r.changes)])) };
   }
 
-  /** Daemon passes outside an apply that changed something (drift repaired) or whose failures changed are reported. */
+  /**
+   * Daemon passes outside an apply that changed something (drift repaired),
+   * or whose failures or warnings (warningsOf) changed, are reported. A
+   * repair is reported with what each resource had and has again, and
+   * appended to the host's corrective history (CorrectiveJournal).
+   */
   private onDaemonEvent(event: Record<string, unknown>): void {
     this.log(event);
     if (event.event !== "reconcile" || this.applying > 0 || this.stopped || !this.daemon) return;
     const corrective = Array.isArray(event.corrective) ? (event.corrective as string[]) : [];
     const outcome = outcomeOf(this.daemon.lastResults);
     const signature = failedSignature(outcome);
-    if (corrective.length === 0 && signature === this.lastFailedSignature) return;
+    const warnings = warningSignature(outcome);
+    if (corrective.length === 0 && signature === this.lastFailedSignature && warnings === this.lastWarningSignature) return;
     this.lastFailedSignature = signature;
-    if (corrective.length > 0) this.log({ event: "drift-repaired", corrective });
-    this.reporting = this.reporting.then(() => this.client.report(outcome, { corrective })).catch((err: unknown) => this.log({ event: "report-error", error: (err as Error).message }));
+    this.lastWarningSignature = warnings;
+    // The pass that logged this event has just set lastResults: the repaired resources' results carry their changes.
+    const at = new Date().toISOString();
+    const ids = new Set(corrective);
+    const correctiveChanges = this.daemon.lastResults.filter((r) => ids.has(r.id)).map((r) => correctiveChange(r, at));
+    if (corrective.length > 0) {
+      this.log({ event: "drift-repaired", corrective });
+      this.journal.record(correctiveChanges);
+    }
+    this.reporting = this.reporting
+      .then(() => this.client.report(outcome, { corrective, correctiveChanges }))
+      .catch((err: unknown) => this.log({ event: "report-error", error: (err as Error).message }));
   }
+}
+
+function warningSignature(outcome: ApplyOutcome): string {
+  return JSON.stringify(warningsOf(outcome.results));
 }
 
 function failedSignature(outcome: ApplyOutcome): string {

@@ -57,7 +57,30 @@ export async function hostsActionCommand(cp: ControlPlane, action: "approve" | "
   return 0;
 }
 
-/** `netfleet status`: per host enrolled, last seen, desired vs applied revision, drift. */
+/** One line of text: newlines shown as ` ⏎ `, cut to `max` characters. */
+function oneLine(text: string, max: number): string {
+  const flat = text.replace(/\n/g, " ⏎ ");
+  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
+}
+
+/**
+ * The lines under a host's status row: its last corrective change (what,
+ * when, the first changed field before → after) and its warnings.
+ */
+export function statusDetails(r: Pick<HostStatus, "corrective" | "warnings">): string[] {
+  const lines: string[] = [];
+  const last = r.corrective.last;
+  if (last) {
+    const field = last.changes[0];
+    const what = field ? `: ${field.field} ${oneLine(field.before, 60)} → ${oneLine(field.after, 60)}${last.changes.length > 1 ? ` (+${last.changes.length - 1} fields)` : ""}` : "";
+    lines.push(`last repaired ${last.id} ${ago(last.at)} (${last.at})${what}`);
+  }
+  if (r.corrective.error) lines.push(`corrective record unreadable: ${r.corrective.error}`);
+  for (const w of r.warnings) lines.push(`warning ${w.id}: ${oneLine(w.message, 160)}`);
+  return lines;
+}
+
+/** `netfleet status`: per host enrolled, last seen, desired vs applied revision, drift, drift repaired (count, last), warnings. */
 export async function statusCommand(cp: ControlPlane, out: CommandOutput): Promise<number> {
   const rows: HostStatus[] = await cp.status();
   const rollout = await cp.loadRolloutState().catch(() => undefined);
@@ -71,11 +94,14 @@ export async function statusCommand(cp: ControlPlane, out: CommandOutput): Promi
     });
     return 0;
   }
-  out.line(`${"HOST".padEnd(16)} ${"STATE".padEnd(12)} ${"LAST SEEN".padEnd(10)} ${"DESIRED".padEnd(8)} ${"APPLIED".padEnd(8)} ${"DRIFT".padEnd(6)} RESULT`);
+  out.line(`${"HOST".padEnd(16)} ${"STATE".padEnd(12)} ${"LAST SEEN".padEnd(10)} ${"DESIRED".padEnd(8)} ${"APPLIED".padEnd(8)} ${"DRIFT".padEnd(6)} ${"REPAIRED".padEnd(9)} RESULT`);
   for (const r of rows) {
     const applied = r.applied ? `${r.applied.revision}${r.applied.rolledBack ? "↩" : ""}` : "-";
     const result = r.summary ? `${r.summary.ok} ok, ${r.summary.failed} failed${r.failures.length ? `: ${r.failures.map((f) => f.id).join(", ")}` : ""}` : "";
-    out.line(`${r.host.padEnd(16)} ${r.state.padEnd(12)} ${ago(r.lastSeen).padEnd(10)} ${String(r.desired?.revision ?? "-").padEnd(8)} ${applied.padEnd(8)} ${(r.drift ? "yes" : "no").padEnd(6)} ${result}`);
+    out.line(
+      `${r.host.padEnd(16)} ${r.state.padEnd(12)} ${ago(r.lastSeen).padEnd(10)} ${String(r.desired?.revision ?? "-").padEnd(8)} ${applied.padEnd(8)} ${(r.drift ? "yes" : "no").padEnd(6)} ${String(r.corrective.count).padEnd(9)} ${result}`,
+    );
+    for (const line of statusDetails(r)) out.line(`  ${line}`);
   }
   if (rollout) out.line(`last rollout ${rollout.state.rolloutId}: ${rollout.state.phase} (${rollout.state.updatedAt})${rollout.state.note ? `: ${rollout.state.note}` : ""}`);
   if (lock) out.line(`rollout lock held by ${lock.owner} since ${lock.acquiredAt}`);

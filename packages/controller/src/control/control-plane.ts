@@ -16,6 +16,8 @@ import {
   Report,
   agentInboxPrefix,
   appliedBucket,
+  CORRECTIVE_MAX_VALUE_BYTES,
+  correctiveBucket,
   decodeMessage,
   desiredBucket,
   encodeMessage,
@@ -33,11 +35,13 @@ import {
   welcomeSubject,
   type HostAssignment,
   type Host,
+  type ResourceWarning,
   type ResultsSummary,
   type SigningKeys,
   type Welcome,
 } from "@netfleet/shared";
 import { AppliedView } from "./applied-view.ts";
+import { NO_CORRECTIVE, readCorrective, reportWarnings, type CorrectiveStatus } from "./corrective-view.ts";
 import { CredentialStore, type StoredCredential } from "./credential-store.ts";
 import { DesiredStore, type PublishResult } from "./desired-store.ts";
 import { matchHost, tokenMatches } from "./enrollment.ts";
@@ -108,6 +112,10 @@ export interface HostStatus {
   drift: boolean;
   summary: ResultsSummary | null;
   failures: { id: string; comment?: string }[];
+  /** Drift the agent repaired on its own (count, last, the last few with before/after): corrective-view.ts. */
+  corrective: CorrectiveStatus;
+  /** Warnings in the last report's resource comments (e.g. `foreign-drop:`), see warningsOf. */
+  warnings: ResourceWarning[];
 }
 
 export class HostNotFoundError extends Error {
@@ -126,6 +134,8 @@ interface Buckets {
   rollout: KV;
   /** DHCP leases, one key per backend (written by that backend's agent, read by every agent). */
   leases: KV;
+  /** Corrective history, one key per host (written by that host's agent). */
+  corrective: KV;
 }
 
 /**
@@ -186,10 +196,13 @@ export class ControlPlane {
         rollout: await kvm.create(rolloutBucket(options.site), opts),
         // Only the last table of each backend matters: no history, and a bounded value.
         leases: await kvm.create(leasesBucket(options.site), { history: 1, replicas: opts.replicas, allow_direct: true, maxValueSize: LEASES_MAX_VALUE_BYTES }),
+        // The value holds the history: one value per host.
+        corrective: await kvm.create(correctiveBucket(options.site), { history: 1, replicas: opts.replicas, allow_direct: true, maxValueSize: CORRECTIVE_MAX_VALUE_BYTES }),
       };
       // Buckets where agents each write their own key: a put with Nats-Rollup: all would wipe the rest.
       await denyRollups(nc, leasesBucket(options.site));
       await denyRollups(nc, appliedBucket(options.site));
+      await denyRollups(nc, correctiveBucket(options.site));
       return new ControlPlane(nc, options, buckets);
     } catch (err) {
       await nc.close();
@@ -496,6 +509,9 @@ export class ControlPlane {
       const record = records.get(host);
       const desiredEntry = await withRetry(() => this.desired.read(host), 10_000).catch(() => undefined);
       const report = await withRetry(() => this.appliedReport(host), 10_000).catch(() => undefined);
+      const corrective = await withRetry(() => readCorrective(this.buckets.corrective, { site: this.options.site, host }), 10_000).catch(
+        (err: unknown): CorrectiveStatus => ({ ...NO_CORRECTIVE, error: (err as Error).message }),
+      );
       const desired = desiredEntry ? { revision: desiredEntry.envelope.revision, hash: desiredEntry.envelope.assignment.hash } : null;
       const applied = report
         ? { revision: report.revision, hash: report.hash, rolledBack: report.rolledBack, ...(report.rolledBackRevision ? { rolledBackRevision: report.rolledBackRevision } : {}), at: report.at }
@@ -513,6 +529,8 @@ export class ControlPlane {
         drift: desired !== null && (applied === null || applied.hash !== desired.hash || applied.revision !== desired.revision),
         summary: report?.summary ?? null,
         failures: (report?.results ?? []).filter((r) => r.result === false).map((r) => ({ id: r.id, ...(r.comment ? { comment: r.comment } : {}) })),
+        corrective,
+        warnings: reportWarnings(report),
       });
     }
     return rows;

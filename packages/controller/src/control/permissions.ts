@@ -2,6 +2,7 @@ import {
   agentInboxPrefix,
   appliedBucket,
   checkSubject,
+  correctiveBucket,
   desiredBucket,
   directGetSubject,
   enrollSubject,
@@ -31,11 +32,16 @@ import type { NatsUser } from "./nats-config.ts";
  * `$KV.<leases>.>` is accepted too: it sees that bucket only). The bucket's
  * stream refuses `Nats-Rollup` headers (ControlPlane), or a put to one's own
  * key could delete every other key.
+ *
+ * The corrective bucket (`nf_<site>_corrective`) is like applied: an agent
+ * writes and reads back its own key only (the controller reads them all for
+ * `netfleet status`), and it refuses rollups too.
  */
 export function agentUser(site: string, host: string, password: string): NatsUser {
   const desired = desiredBucket(site);
   const applied = appliedBucket(site);
   const leases = leasesBucket(site);
+  const corrective = correctiveBucket(site);
   const key = hostKey(host);
   return {
     user: agentUserName(site, host),
@@ -49,6 +55,8 @@ export function agentUser(site: string, host: string, password: string): NatsUse
           directGetSubject(desired, key),
           kvSubject(applied, key),
           directGetSubject(applied, key),
+          kvSubject(corrective, key),
+          directGetSubject(corrective, key),
           kvSubject(leases, key),
           // Direct get of any key of the leases bucket, its own included.
           directGetSubject(leases, "*"),
