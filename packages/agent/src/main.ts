@@ -36,7 +36,9 @@ Tool options (defaults suit a normal host):
   --ovs-db PATH        ovsdb socket (default /run/openvswitch/db.sock)
   --ovs-rundir DIR     OVS run dir holding <bridge>.mgmt sockets
   --libvirt-uri URI    libvirt connection (default qemu:///system)
-  --run-dir DIR        the agent's own files: dnsmasq configs, pids, leases (default /run/netfleet)
+  --run-dir DIR        the agent's own files: dnsmasq configs, pids, logs (default /run/netfleet)
+  --state-dir DIR      what survives a reboot: dnsmasq leases (the fleet agent's state dir;
+                       else <run-dir>/state when --run-dir is given, else /var/lib/netfleet-agent)
 
 Exit codes: 0 converged (or nothing to change in check mode), 1 runtime error,
 2 invalid assignment (nothing changed), 3 some resource failed.
@@ -112,12 +114,13 @@ export async function main(argv: string[]): Promise<number> {
   return summary.failed > 0 ? 3 : 0;
 }
 
-function toolbox(v: { "ovs-db"?: string | undefined; "ovs-rundir"?: string | undefined; "libvirt-uri"?: string | undefined; "run-dir"?: string | undefined }): Toolbox {
+function toolbox(v: { "ovs-db"?: string | undefined; "ovs-rundir"?: string | undefined; "libvirt-uri"?: string | undefined; "run-dir"?: string | undefined; "state-dir"?: string | undefined }): Toolbox {
   return new Toolbox({
     ...(v["ovs-db"] ? { ovsDb: v["ovs-db"] } : {}),
     ...(v["ovs-rundir"] ? { ovsRundir: v["ovs-rundir"] } : {}),
     ...(v["libvirt-uri"] ? { libvirtUri: v["libvirt-uri"] } : {}),
     ...(v["run-dir"] ? { runDir: v["run-dir"] } : {}),
+    ...(v["state-dir"] ? { stateDir: v["state-dir"] } : {}),
   });
 }
 
@@ -200,7 +203,7 @@ async function runFleetAgent(v: FleetValues): Promise<number> {
     ...(v.name ? { name: v.name } : {}),
     stateDir,
     runner: new ExecaRunner(),
-    tools: toolbox(v),
+    tools: toolbox({ ...v, "state-dir": stateDir }),
     intervalMs,
     flowIntervalMs,
     confirmDeadlineMs,

@@ -1,3 +1,5 @@
+import { join } from "node:path";
+
 /**
  * Where this host's tools live. In production the defaults apply; the lab
  * runs one OVS and one libvirtd per host namespace and points the agent at
@@ -12,6 +14,11 @@ export interface ToolPaths {
   libvirtUri?: string;
   /** Where the agent keeps the files of services it supervises (dnsmasq). */
   runDir?: string;
+  /**
+   * Where the agent keeps what must survive a reboot (dnsmasq's lease files;
+   * the fleet agent's key and checkpoint live there too).
+   */
+  stateDir?: string;
 }
 
 export class Toolbox {
@@ -22,6 +29,16 @@ export class Toolbox {
 
   get runDir(): string {
     return this.paths.runDir ?? "/run/netfleet";
+  }
+
+  /**
+   * The persistent state dir: `paths.stateDir`; else `<runDir>/state` when
+   * only a run dir was given (the lab's layout: one dir per host, its state
+   * under it); else `/var/lib/netfleet-agent` (the fleet agent's default
+   * --state-dir). `/run` is a tmpfs: nothing there survives a reboot.
+   */
+  get stateDir(): string {
+    return this.paths.stateDir ?? (this.paths.runDir !== undefined ? join(this.paths.runDir, "state") : "/var/lib/netfleet-agent");
   }
 
   ip(...args: string[]): string[] {

@@ -19,8 +19,16 @@ export interface LeasePublisherOptions {
   site: string;
   /** This backend's inventory host name, its key in the leases bucket; undefined until enrolled (nothing is published). */
   host: () => string | undefined;
-  /** The agent's run dir (`Toolbox.runDir`): lease files are `<runDir>/dnsmasq/<network>.leases`. */
+  /** The agent's run dir (`Toolbox.runDir`): lease files were `<runDir>/dnsmasq/<network>.leases` before they moved to the state dir. */
   runDir: string;
+  /**
+   * The agent's state dir (`Toolbox.stateDir`): lease files are
+   * `<stateDir>/dnsmasq/<network>.leases`. A network whose file is not there
+   * yet is read at its old place in the run dir (the agent moves it there
+   * once, when it next starts that dnsmasq): never an empty table between.
+   * Default `<runDir>/state`.
+   */
+  stateDir?: string;
   /** How often the lease files are read, ms (default 500). */
   pollMs?: number;
   /**
@@ -164,7 +172,7 @@ export class LeasePublisher {
     }
     const table: Record<string, Lease[]> = {};
     for (const [i, network] of networks.entries()) {
-      const path = dnsmasqFiles(this.options.runDir, network).leases;
+      const path = this.files(network).leases;
       try {
         table[network] = parseDnsmasqLeases(first[i] ?? "", path);
       } catch (err) {
@@ -182,18 +190,25 @@ export class LeasePublisher {
   private async readAll(networks: readonly string[]): Promise<string[] | undefined> {
     const out: string[] = [];
     for (const network of networks) {
-      const path = dnsmasqFiles(this.options.runDir, network).leases;
-      try {
-        out.push(await readFile(path, "utf8"));
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === "ENOENT") out.push("");
-        else {
+      const f = this.files(network);
+      let text: string | undefined;
+      for (const path of [f.leases, f.legacyLeases]) {
+        try {
+          text = await readFile(path, "utf8");
+          break;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === "ENOENT") continue;
           this.log({ event: "leases-unreadable", network, file: path, error: (err as Error).message });
           return undefined;
         }
       }
+      out.push(text ?? "");
     }
     return out;
+  }
+
+  private files(network: string) {
+    return dnsmasqFiles(this.options.runDir, network, this.options.stateDir);
   }
 
   private async publish(networks: Record<string, Lease[]>, raw: string): Promise<void> {

@@ -120,6 +120,7 @@ export class NatsAgent {
       site: options.site,
       host: () => this.client.host,
       runDir: options.tools.runDir,
+      stateDir: options.tools.stateDir,
       ...(options.leasePollMs !== undefined ? { pollMs: options.leasePollMs } : {}),
       log: this.log,
     });

@@ -318,8 +318,9 @@ describe("owned-cleanup through the engine: a real process and real files", () =
     const child = spawn(process.execPath, ["-e", "setTimeout(() => {}, 30000)", `--conf-file=${f.conf}`], { argv0: "dnsmasq", stdio: "ignore" });
     try {
       mkdirSync(f.dir, { recursive: true });
+      mkdirSync(f.stateDir, { recursive: true });
       writeFileSync(f.conf, fixture("dnsmasq/lab-secure.conf").replace("netfleet-owner=lab network=secure", "netfleet-owner=fixture network=old"));
-      for (const p of [f.hosts, f.leases, f.log]) writeFileSync(p, "");
+      for (const p of [f.hosts, f.leases, f.legacyLeases, f.log, `${f.log}.1`]) writeFileSync(p, "");
       writeFileSync(f.pid, `${child.pid}\n`);
       writeFileSync(join(f.dir, "kept.conf"), "# netfleet-owner=fixture network=kept; written by netfleet-agent, do not edit\n");
       writeFileSync(join(f.dir, "mine.conf"), "# an operator's own dnsmasq\n");
@@ -332,6 +333,7 @@ describe("owned-cleanup through the engine: a real process and real files", () =
       expect(first, first?.error).toMatchObject({ result: true, changed: true });
       expect(child.exitCode !== null || child.signalCode === "SIGTERM").toBe(true);
       expect(readdirSync(f.dir).sort()).toEqual(["kept.conf", "mine.conf"]);
+      expect(readdirSync(f.stateDir)).toEqual([]);
       const [second] = await reconcile([s], { runner: r, tools, owner: "fixture" });
       expect(second).toMatchObject({ result: true, changed: false, commands: [] });
     } finally {

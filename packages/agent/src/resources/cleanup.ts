@@ -1,4 +1,4 @@
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { NETWORK_NAME, type OwnedCleanupSpec } from "@netfleet/shared";
 import { ExecError, mutate, removeFileStep, waitExitStep, type Command } from "../exec/runner.ts";
 import { dnsmasqFiles, dnsmasqOwner, isOurDnsmasq } from "./dnsmasq.ts";
@@ -70,23 +70,30 @@ async function networksIfRunning(ctx: ObserveContext, absent: NonNullable<Cleanu
   }
 }
 
-/** Our dnsmasq configs in the run dir, of networks not kept: the process that runs one, and its files. */
+/**
+ * Our dnsmasq configs in the run dir, of networks not kept: the process that
+ * runs one, and its files (run dir: hosts, log and its rotated copies, a
+ * lease file from before the move, pid, config; state dir: the lease file).
+ */
 async function staleDnsmasqs(spec: OwnedCleanupSpec, ctx: ObserveContext): Promise<StaleDnsmasq[]> {
-  const dir = dnsmasqFiles(ctx.tools.runDir, "x").dir;
+  const { dir, stateDir } = dnsmasqFiles(ctx.tools.runDir, "x", ctx.tools.stateDir);
   const names = (await ctx.listDir(dir)) ?? [];
+  const stateNames = names.some((n) => n.endsWith(".conf")) ? ((await ctx.listDir(stateDir)) ?? []) : [];
   const keep = spec.keep.dnsmasq ?? [];
   const out: StaleDnsmasq[] = [];
   for (const entry of names) {
     const network = entry.endsWith(".conf") ? entry.slice(0, -".conf".length) : undefined;
     if (!network || !NETWORK_NAME.test(network) || keep.includes(network)) continue;
-    const f = dnsmasqFiles(ctx.tools.runDir, network);
+    const f = dnsmasqFiles(ctx.tools.runDir, network, ctx.tools.stateDir);
     // A config without our mark (for this site and this network) is not ours: nothing of it is touched.
     if (dnsmasqOwner(await ctx.readFile(f.conf)) !== `${ctx.owner} ${network}`) continue;
     const stale: StaleDnsmasq = { network, files: [] };
     const pid = Number((await ctx.readFile(f.pid))?.trim());
     if (Number.isInteger(pid) && pid > 0 && isOurDnsmasq(await ctx.processArgv(pid), f.conf)) stale.pid = pid;
-    for (const path of [f.hosts, f.leases, f.log, f.pid, f.conf]) {
-      if (names.includes(path.slice(dir.length + 1))) stale.files.push(path);
+    if (stateNames.includes(basename(f.leases))) stale.files.push(f.leases);
+    const rotated = names.filter((n) => n.startsWith(`${basename(f.log)}.`) && /^\d+$/.test(n.slice(basename(f.log).length + 1))).map((n) => join(dir, n));
+    for (const path of [f.hosts, f.legacyLeases, f.log, ...rotated.sort(), f.pid, f.conf]) {
+      if (path.startsWith(`${dir}/`) && names.includes(path.slice(dir.length + 1))) stale.files.push(path);
     }
     out.push(stale);
   }

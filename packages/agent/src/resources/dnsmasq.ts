@@ -1,84 +1,22 @@
-import { join } from "node:path";
+import { basename } from "node:path";
 import type { DnsmasqSpec } from "@netfleet/shared";
-import { mutate, waitExitStep, writeFileStep, type Command } from "../exec/runner.ts";
+import { mutate, removeFileStep, waitExitStep, writeFileStep, type Command } from "../exec/runner.ts";
+import { dnsmasqConf, dnsmasqFiles, dnsmasqHosts, dnsmasqUser, type DnsmasqFiles, type DnsmasqUser } from "./dnsmasq-conf.ts";
 import type { Changes, PlanContext, ResourceHandler, ResourcePlan } from "./types.ts";
 
-export interface DnsmasqFiles {
-  dir: string;
-  conf: string;
-  hosts: string;
-  pid: string;
-  leases: string;
-  log: string;
-}
-
-export function dnsmasqFiles(runDir: string, network: string): DnsmasqFiles {
-  const dir = join(runDir, "dnsmasq");
-  return {
-    dir,
-    conf: join(dir, `${network}.conf`),
-    hosts: join(dir, `${network}.hosts`),
-    pid: join(dir, `${network}.pid`),
-    leases: join(dir, `${network}.leases`),
-    log: join(dir, `${network}.log`),
-  };
-}
+export { DNSMASQ_LOG_KEEP, DNSMASQ_LOG_MAX_BYTES, dnsmasqConf, dnsmasqFiles, dnsmasqHosts, dnsmasqUser, type DnsmasqFiles, type DnsmasqUser } from "./dnsmasq-conf.ts";
 
 export interface DnsmasqObservation {
   conf?: string;
   hosts?: string;
   /** The pid of the dnsmasq running our config, if one does. */
   pid?: number;
-}
-
-/**
- * The main config. Everything that can change without a restart (static
- * leases and names) lives in the hosts file, which dnsmasq re-reads on
- * SIGHUP: DHCP never goes away for a lease change.
- */
-export function dnsmasqConf(spec: DnsmasqSpec, files: DnsmasqFiles, owner: string): string {
-  const lines = [
-    `# netfleet-owner=${owner} network=${spec.name}; written by netfleet-agent, do not edit`,
-    `interface=${spec.interface}`,
-    "bind-interfaces",
-    "except-interface=lo",
-    `listen-address=${spec.address}`,
-    // dnsmasq-base ships no service user; root keeps the lease and pid files writable.
-    "user=root",
-    "group=root",
-    `pid-file=${files.pid}`,
-    `dhcp-leasefile=${files.leases}`,
-    `dhcp-hostsfile=${files.hosts}`,
-    `log-facility=${files.log}`,
-    "log-dhcp",
-    "no-hosts",
-    "no-resolv",
-    `domain=${spec.domain}`,
-    `local=/${spec.domain}/`,
-    `host-record=gw.${spec.domain},${spec.address}`,
-    ...(spec.dhcp ? [`dhcp-range=${spec.dhcp.start},${spec.dhcp.end},${spec.netmask},${spec.dhcp.leaseTime}`] : []),
-    "dhcp-authoritative",
-    // No ICMP check before offering an address (dnsmasq(8) --no-ping): behind the VM ports'
-    // rules only the holder of a lease may answer from its address, so the check could only time
-    // out, and dnsmasq waits out each one (about 3 s) before answering anyone else.
-    "no-ping",
-    `dhcp-option=option:router,${spec.address}`,
-    `dhcp-option=option:dns-server,${spec.address}`,
-  ];
-  if (spec.dns === "open") {
-    for (const u of spec.upstream) lines.push(`server=${u}`);
-  } else {
-    // Only these names reach the upstream; anything else is refused.
-    for (const a of spec.allowNames) {
-      for (const u of spec.upstream) lines.push(`server=/${a.name}/${u}`);
-      if (a.set) lines.push(`nftset=/${a.name}/4#inet#netfleet#${a.set}`);
-    }
-  }
-  return lines.join("\n") + "\n";
-}
-
-export function dnsmasqHosts(spec: DnsmasqSpec): string {
-  return spec.hosts.map((h) => (h.ip ? `${h.mac},${h.ip},${h.name}` : `${h.mac},${h.name}`)).join("\n") + (spec.hosts.length ? "\n" : "");
+  /** The account dnsmasq drops to (from /etc/passwd and /etc/group); absent: root. */
+  account?: DnsmasqUser;
+  /** Whether the lease file exists in the state dir. */
+  leases?: boolean;
+  /** Whether a lease file is still in the run dir, where it lived before (moved once). */
+  legacyLeases?: boolean;
 }
 
 /** "<owner> <network>" from the mark on a config's first line, if it carries one. */
@@ -92,18 +30,67 @@ export function isOurDnsmasq(argv: string[] | undefined, conf: string): boolean 
   return argv !== undefined && argv[0] !== undefined && /(?:^|\/)dnsmasq$/.test(argv[0]) && argv.includes(`--conf-file=${conf}`);
 }
 
-function files(spec: DnsmasqSpec, ctx: PlanContext): DnsmasqFiles {
-  return dnsmasqFiles(ctx.tools.runDir, spec.name);
+/** The files of `spec`'s network on this host (run dir and state dir from the Toolbox). */
+export function specFiles(spec: DnsmasqSpec, ctx: PlanContext): DnsmasqFiles {
+  return dnsmasqFiles(ctx.tools.runDir, spec.name, ctx.tools.stateDir);
 }
 
+/**
+ * What runs before dnsmasq starts, with it stopped: the state dir exists;
+ * a lease file left in the run dir moves to the state dir once (or goes,
+ * when the state dir already has one); the lease and log files exist and
+ * belong to the account dnsmasq drops to, mode 0640 (it writes them, nobody
+ * else may; the dirs stay root's). dnsmasq opens both as root before it
+ * drops privileges, but reopens the log as its user on SIGUSR2.
+ */
+function prepareSteps(spec: DnsmasqSpec, f: DnsmasqFiles, obs: DnsmasqObservation, account: DnsmasqUser, changes: Changes): Command[] {
+  const steps: Command[] = [];
+  const owned = [f.log];
+  if (spec.dhcp) {
+    steps.push(mutate(["install", "-d", "-m", "0755", f.stateDir]));
+    if (obs.legacyLeases && !obs.leases) {
+      changes.leases = { old: f.legacyLeases, new: f.leases };
+      steps.push(mutate(["mv", "--no-clobber", f.legacyLeases, f.leases]));
+    } else if (obs.legacyLeases) {
+      steps.push(removeFileStep(f.legacyLeases));
+    }
+    owned.push(f.leases);
+  }
+  if (account.user !== "root") {
+    steps.push(mutate(["touch", ...owned]), mutate(["chown", `${account.user}:${account.group}`, ...owned]), mutate(["chmod", "0640", ...owned]));
+  }
+  return steps;
+}
+
+/**
+ * One dnsmasq per network (DHCP and DNS on its gateway address). Observes
+ * its config, hosts file, the pid in its pid file (ours only if that
+ * process runs our config: isOurDnsmasq), the service account and where the
+ * lease file is. Plans: write what differs; start it when none of ours
+ * runs; restart it (TERM, wait for exit, start) when the config changed;
+ * SIGHUP when only the hosts file changed (dnsmasq(8): SIGHUP re-reads
+ * --dhcp-hostsfile and --addn-hosts). Never a shell: argv only.
+ */
 export const dnsmasq: ResourceHandler<DnsmasqSpec, DnsmasqObservation> = {
   kind: "dnsmasq",
   async observe(spec, ctx) {
-    const f = files(spec, ctx);
-    const [conf, hosts, pidText] = await Promise.all([ctx.readFile(f.conf), ctx.readFile(f.hosts), ctx.readFile(f.pid)]);
+    const f = specFiles(spec, ctx);
+    const [conf, hosts, pidText, passwd, group, stateNames, runNames] = await Promise.all([
+      ctx.readFile(f.conf),
+      ctx.readFile(f.hosts),
+      ctx.readFile(f.pid),
+      ctx.readFile("/etc/passwd"),
+      ctx.readFile("/etc/group"),
+      ctx.listDir(f.stateDir),
+      ctx.listDir(f.dir),
+    ]);
     const obs: DnsmasqObservation = {};
     if (conf !== undefined) obs.conf = conf;
     if (hosts !== undefined) obs.hosts = hosts;
+    const account = dnsmasqUser(passwd, group);
+    if (account.user !== "root") obs.account = account;
+    if (stateNames?.includes(basename(f.leases))) obs.leases = true;
+    if (runNames?.includes(basename(f.legacyLeases))) obs.legacyLeases = true;
     const pid = Number(pidText?.trim());
     if (Number.isInteger(pid) && pid > 0) {
       if (isOurDnsmasq(await ctx.processArgv(pid), f.conf)) obs.pid = pid;
@@ -111,8 +98,9 @@ export const dnsmasq: ResourceHandler<DnsmasqSpec, DnsmasqObservation> = {
     return obs;
   },
   plan(spec, obs, ctx): ResourcePlan {
-    const f = files(spec, ctx);
-    const conf = dnsmasqConf(spec, f, ctx.owner);
+    const f = specFiles(spec, ctx);
+    const account = obs.account ?? { user: "root", group: "root" };
+    const conf = dnsmasqConf(spec, f, ctx.owner, account);
     const hosts = dnsmasqHosts(spec);
     const changes: Changes = {};
     const commands: Command[] = [];
@@ -129,13 +117,15 @@ export const dnsmasq: ResourceHandler<DnsmasqSpec, DnsmasqObservation> = {
     const start = mutate(["dnsmasq", `--conf-file=${f.conf}`]);
     if (obs.pid === undefined) {
       changes.running = { old: false, new: true };
-      commands.push(start);
+      commands.push(...prepareSteps(spec, f, obs, account, changes), start);
     } else if (confChanged) {
       changes.running = { old: `pid ${obs.pid} (old config)`, new: "restarted" };
-      commands.push(mutate(["kill", "-TERM", String(obs.pid)]), waitExitStep(obs.pid), start);
+      commands.push(mutate(["kill", "-TERM", String(obs.pid)]), waitExitStep(obs.pid), ...prepareSteps(spec, f, obs, account, changes), start);
     } else if (hostsChanged) {
       commands.push(mutate(["kill", "-HUP", String(obs.pid)]));
     }
-    return { changes, commands };
+    const plan: ResourcePlan = { changes, commands };
+    if (account.user === "root" && commands.length > 0) plan.comment = "no dnsmasq or nobody account on this host: dnsmasq runs as root";
+    return plan;
   },
 };
