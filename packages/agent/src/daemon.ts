@@ -3,6 +3,7 @@ import type { HostAssignment, ResourceSpec } from "@netfleet/shared";
 import { reconcile, summarize } from "./engine.ts";
 import type { Runner } from "./exec/runner.ts";
 import type { ResourceResult } from "./resources/types.ts";
+import { DnsmasqWatch } from "./control/dnsmasq-watch.ts";
 import type { Toolbox } from "./tools.ts";
 
 export interface DaemonOptions {
@@ -17,7 +18,8 @@ export interface DaemonOptions {
   log: (event: Record<string, unknown>) => void;
 }
 
-export type PassKind = "full" | "ports";
+/** `ports`: the VM port rules only; `dnsmasq`: the dnsmasq resources only (one exited: DnsmasqWatch). */
+export type PassKind = "full" | "ports" | "dnsmasq";
 
 /**
  * Keeps a host converged: a full pass at start and every interval, and a
@@ -31,9 +33,10 @@ export class AgentDaemon {
   private readonly watchers: ResultPromise[] = [];
   private readonly timers: NodeJS.Timeout[] = [];
   private running: Promise<void> = Promise.resolve();
-  private pending: PassKind | undefined;
+  private pending = new Set<PassKind>();
   private debounce: NodeJS.Timeout | undefined;
   private stopped = false;
+  private dnsmasqWatch: DnsmasqWatch | undefined;
   lastResults: ResourceResult[] = [];
   passes = 0;
 
@@ -53,6 +56,13 @@ export class AgentDaemon {
     this.timers.push(setInterval(() => void this.request("full"), this.options.intervalMs));
     this.timers.push(setInterval(() => void this.request("ports"), this.options.flowIntervalMs));
     if (this.options.watchEvents) this.watch();
+    this.dnsmasqWatch = new DnsmasqWatch({
+      tools: this.options.tools,
+      networks: () => this.assignment.resources.filter((r) => r.kind === "dnsmasq").map((r) => r.name),
+      onExit: () => void this.request("dnsmasq"),
+      log: this.options.log,
+    });
+    this.dnsmasqWatch.start();
   }
 
   /** A new desired state (from a file or the control plane): converge to it at once. */
@@ -61,20 +71,21 @@ export class AgentDaemon {
     await this.request("full");
   }
 
-  /** Queues a pass; passes never overlap and a full pass covers a ports pass. */
+  /** Queues a pass; passes never overlap, a full pass covers the others, and partial ones queued together run as one. */
   request(kind: PassKind): Promise<void> {
-    this.pending = this.pending === "full" || kind === "full" ? "full" : "ports";
+    this.pending.add(kind);
     this.running = this.running.then(async () => {
-      const next = this.pending;
-      this.pending = undefined;
-      if (next && !this.stopped) await this.pass(next);
+      const next: PassKind[] = this.pending.has("full") ? ["full"] : [...this.pending].sort();
+      this.pending.clear();
+      if (next.length > 0 && !this.stopped) await this.pass(next);
     });
     return this.running;
   }
 
-  private async pass(kind: PassKind): Promise<void> {
-    const resources: ResourceSpec[] =
-      kind === "full" ? this.assignment.resources : this.assignment.resources.filter((r) => r.kind === "vm-port-policy");
+  private async pass(kinds: PassKind[]): Promise<void> {
+    const kind = kinds.join("+");
+    const only = new Set<string>(kinds.map((k) => (k === "ports" ? "vm-port-policy" : k)));
+    const resources: ResourceSpec[] = kind === "full" ? this.assignment.resources : this.assignment.resources.filter((r) => only.has(r.kind));
     const started = performance.now();
     const results = await reconcile(resources, { runner: this.options.runner, tools: this.options.tools, owner: this.assignment.site });
     this.passes++;
@@ -138,6 +149,7 @@ export class AgentDaemon {
     clearTimeout(this.debounce);
     for (const t of this.timers) clearTimeout(t);
     for (const w of this.watchers) w.kill("SIGTERM");
+    await this.dnsmasqWatch?.stop();
     await Promise.allSettled(this.watchers);
     await this.running;
   }
