@@ -7,6 +7,7 @@ import { validateCommand, loadOrReport, EXIT_INVALID } from "./commands/validate
 import { bootstrapCommand, bootstrapOptions } from "./commands/bootstrap.ts";
 import { connectController, parseServers, stateDirOf, withTimeout } from "./commands/connect.ts";
 import { hostsActionCommand, hostsCommand, statusCommand } from "./commands/hosts.ts";
+import { AUDIT_DEFAULT_SINCE_MS, auditCommand, parseSince } from "./commands/audit.ts";
 import { ROLLOUT_EXIT, rolloutCommand } from "./commands/rollout.ts";
 import { parseListen, serveCommand } from "./commands/serve.ts";
 import { ControllerHome, parseAmount } from "./control/index.ts";
@@ -53,6 +54,12 @@ and the nats-server data of serve):
   status [<site-dir>]                 per host: enrolled, last seen, desired vs applied revision, drift,
                                       drift the agent repaired (count, last; --json: the last 20 with
                                       before/after), warnings (foreign-drop: ...)
+  audit VM [<site-dir>] [--since 1h|ISO]
+                                      what VM reached through the backend's gateway and what the gateway
+                                      refused (its audit log: new outbound connections and drops, kept
+                                      30 days), oldest first; --since: a duration back (90s, 15m, 1h, 7d)
+                                      or an ISO date-time, default 24h. VM: an inventory VM name; its
+                                      address is its static ip, extra addresses or current DHCP lease
   rollout <site-dir> [--check] [--batch N|P%] [--max-fail N|P%] [--limit PAT,...] [--parallel N]
                      [--resume | --abandon] [--timeout S] [--lock-stale S]
                                       per-host diff, then backends before VM hosts: a canary, then
@@ -113,6 +120,7 @@ export async function main(argv: string[], out?: CommandOutput): Promise<number>
         user: { type: "string" },
         port: { type: "string" },
         "image-root": { type: "string" },
+        since: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
     });
@@ -238,6 +246,33 @@ export async function main(argv: string[], out?: CommandOutput): Promise<number>
         return command === "hosts" ? await hostsCommand(cp, o) : await statusCommand(cp, o);
       } finally {
         await cp.close();
+      }
+    }
+    case "audit": {
+      const [vm, dir, ...extra] = positional;
+      let since, servers;
+      try {
+        if (!vm || extra.length > 0) throw new Error("usage: netfleet audit VM [<site-dir>] [--since 1h|ISO] [--json] [--state-dir DIR] [--nats URLS]");
+        since = parsed.values.since !== undefined ? parseSince(parsed.values.since) : new Date(Date.now() - AUDIT_DEFAULT_SINCE_MS);
+        if (parsed.values.nats) servers = parseServers(parsed.values.nats);
+      } catch (err) {
+        o.error(`netfleet audit: ${(err as Error).message}`);
+        return EXIT_USAGE;
+      }
+      let inventory;
+      if (dir !== undefined) {
+        inventory = loadOrReport(dir, o);
+        if (!inventory) return EXIT_INVALID;
+      }
+      const connected = await withTimeout(connectController({ stateDir: stateDirOf(parsed.values["state-dir"]), ...(inventory ? { inventory } : {}), ...(servers ? { servers } : {}) }), 30_000, "connecting to NATS");
+      try {
+        if (!connected.inventory) {
+          o.error("netfleet audit: no inventory: give the site folder (netfleet audit VM <site-dir>)");
+          return EXIT_USAGE;
+        }
+        return await auditCommand(connected.cp, connected.inventory, vm, since, o);
+      } finally {
+        await connected.cp.close();
       }
     }
     case "rollout": {

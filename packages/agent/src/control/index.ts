@@ -6,3 +6,4 @@ export { NatsAgent, AGENT_VERSION, type NatsAgentOptions } from "./nats-agent.ts
 export { SimulatedHostRunner, type SimulatedHostOptions } from "./simulated-host.ts";
 export { LeasePublisher, type LeasePublisherOptions } from "./lease-publisher.ts";
 export { LeaseFollower, networkLeasesPath, writeAtomic, type LeaseFollowerOptions } from "./lease-follower.ts";
+export { AuditCollector, auditSources, type AuditCollectorOptions, type AuditSource } from "./audit-collector.ts";

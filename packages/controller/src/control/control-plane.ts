@@ -40,6 +40,7 @@ import {
   type SigningKeys,
   type Welcome,
 } from "@netfleet/shared";
+import { ensureAuditStream } from "./audit-store.ts";
 import { AppliedView } from "./applied-view.ts";
 import { NO_CORRECTIVE, readCorrective, reportWarnings, type CorrectiveStatus } from "./corrective-view.ts";
 import { CredentialStore, type StoredCredential } from "./credential-store.ts";
@@ -199,6 +200,8 @@ export class ControlPlane {
         // The value holds the history: one value per host.
         corrective: await kvm.create(correctiveBucket(options.site), { history: 1, replicas: opts.replicas, allow_direct: true, maxValueSize: CORRECTIVE_MAX_VALUE_BYTES }),
       };
+      // Backends publish their gateway audit here; its limits rotate it.
+      await ensureAuditStream(nc, options.site, { replicas: opts.replicas });
       // Buckets where agents each write their own key: a put with Nats-Rollup: all would wipe the rest.
       await denyRollups(nc, leasesBucket(options.site));
       await denyRollups(nc, appliedBucket(options.site));
@@ -213,7 +216,8 @@ export class ControlPlane {
   /** The static users the server must know: controller, enrollment, and one per approved agent. */
   async users(): Promise<NatsUser[]> {
     const { site } = this.options;
-    const agents = (await this.credentials.all()).map((c) => agentUser(site, c.host, c.password));
+    const backends = new Set(this.options.hosts.filter((h) => h.role === "backend").map((h) => h.name));
+    const agents = (await this.credentials.all()).map((c) => agentUser(site, c.host, c.password, { audit: backends.has(c.host) }));
     return [controllerUser(this.options.user, this.options.password), enrollmentUser(site, this.options.enrollmentPassword), ...agents];
   }
 

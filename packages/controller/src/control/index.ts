@@ -3,6 +3,7 @@ export { DesiredStore, StaleRevisionError, type DesiredEntry, type PublishResult
 export { HostRegistry, HostRecord, HostState } from "./host-registry.ts";
 export { RolloutLock, RolloutStateWriter, LockHeldError, LockLostError, StateTooLargeError, RolloutState, HostProgress, HOSTS_PER_SHARD, rolloutShardKey, type LoadedRolloutState, type RolloutLease } from "./rollout-lock.ts";
 export { AppliedView } from "./applied-view.ts";
+export { AUDIT_MAX_AGE_MS, AUDIT_MAX_BYTES, ensureAuditStream, readAudit, type AuditQuery, type AuditResult, type StoredAuditRecord } from "./audit-store.ts";
 export { NO_CORRECTIVE, correctiveStatus, readCorrective, reportWarnings, type CorrectiveStatus } from "./corrective-view.ts";
 export { CredentialStore, type StoredCredential } from "./credential-store.ts";
 export { matchHost, tokenMatches, type HostMatch } from "./enrollment.ts";

@@ -1,6 +1,7 @@
 import {
   agentInboxPrefix,
   appliedBucket,
+  auditSubject,
   checkSubject,
   correctiveBucket,
   desiredBucket,
@@ -23,6 +24,12 @@ import type { NatsUser } from "./nats-config.ts";
  * through a core subscription on its own `$KV` subject plus a direct get
  * whose subject names its own key.
  *
+ * Gateway audit: a backend (`audit: true`, the inventory role) may publish
+ * its own audit batches, `nf.<site>.audit.<host>.*` (any network, its host
+ * token only); a VM host may not publish any. No agent may read them: the
+ * audit stream is reached through the JetStream API alone, which no agent
+ * has, and no agent may subscribe to `nf.<site>.audit.>`.
+ *
  * One bucket is shared for reading: leases (`nf_<site>_leases`). An agent
  * writes only its own key there (a backend publishes the leases its dnsmasq
  * handed out) and may read every key, the same way: a core subscription on
@@ -37,7 +44,7 @@ import type { NatsUser } from "./nats-config.ts";
  * writes and reads back its own key only (the controller reads them all for
  * `netfleet status`), and it refuses rollups too.
  */
-export function agentUser(site: string, host: string, password: string): NatsUser {
+export function agentUser(site: string, host: string, password: string, options: { audit?: boolean } = {}): NatsUser {
   const desired = desiredBucket(site);
   const applied = appliedBucket(site);
   const leases = leasesBucket(site);
@@ -60,6 +67,7 @@ export function agentUser(site: string, host: string, password: string): NatsUse
           kvSubject(leases, key),
           // Direct get of any key of the leases bucket, its own included.
           directGetSubject(leases, "*"),
+          ...(options.audit ? [auditSubject(site, host, "*")] : []),
         ],
       },
       subscribe: { allow: [`${agentInboxPrefix(site, host)}.>`, kvSubject(desired, key), checkSubject(site, host), kvSubject(leases, "*")] },
