@@ -82,7 +82,7 @@ function summarizeSpec(spec: ResourceSpec): string {
     case "interface-address":
       return `${spec.addresses.join(", ")}${spec.mac ? ` mac ${spec.mac}` : ""}`;
     case "ovs-bridge":
-      return `datapath ${spec.datapath}; ports ${spec.ports.map((p) => `${p.name}(${p.type}${p.tag ? ` tag ${p.tag}` : ""}${p.trunks ? ` trunks ${p.trunks.join(",")}` : ""})`).join(" ")}`;
+      return `datapath ${spec.datapath}${spec.mtu ? `, mtu ${spec.mtu}` : ""}; ports ${spec.ports.map((p) => `${p.name}(${p.type}${p.tag ? ` tag ${p.tag}` : ""}${p.trunks ? ` trunks ${p.trunks.join(",")}` : ""}${p.mtu ? ` mtu ${p.mtu}` : ""})`).join(" ")}`;
     case "libvirt-network":
       return `bridge ${spec.bridge}, portgroups ${spec.portgroups.map((p) => p.name).join(",")}`;
     case "sysctl":
@@ -90,9 +90,13 @@ function summarizeSpec(spec: ResourceSpec): string {
     case "vm-port-policy":
       return `OpenFlow for VM ports (cookie ${spec.cookie}): anti-spoofing; isolated ${spec.vms.filter((v) => v.isolated).map((v) => v.name).join(",") || "none"}${spec.isolatedDefault ? " (network default: isolated)" : ""}`;
     case "dnsmasq":
-      return `${spec.dhcp ? `DHCP ${spec.dhcp.start}-${spec.dhcp.end}` : "no DHCP"} and DNS (${spec.dns}) on ${spec.address}, ${spec.hosts.length} static hosts`;
+      return `${spec.dhcp ? `DHCP ${spec.dhcp.start}-${spec.dhcp.end} (${spec.router ? "default route" : "no default route"}, mtu ${spec.mtu})` : "no DHCP"} and DNS (${spec.dns}, ttl cap ${spec.maxTtl}s${spec.allowNames.length > 0 ? `, ${spec.allowNames.length} names` : ""}) on ${spec.address}, ${spec.hosts.length} static hosts`;
     case "nft-table":
-      return `table inet netfleet: ${spec.networks.length} networks, ${spec.allow.length} allow rules, ${spec.forwards.length} port-forwards, NAT out of ${spec.externalInterfaces.join(",")}`;
+      return [
+        `table inet netfleet: NAT out of ${spec.externalInterfaces.join(",")}, ${spec.allow.length} allow rules, name sets ${spec.dnsSetTimeout}s`,
+        ...spec.networks.map((n) => `${n.name}: egress ${n.egress}, deny ${n.deny.join(" ")}; services ${n.services.map((x) => `${x.proto}/${x.ports.first === x.ports.last ? x.ports.first : `${x.ports.first}-${x.ports.last}`}`).join(",") || "none"}; audit ${n.auditGroup !== undefined ? `nflog group ${n.auditGroup}` : "off"}`),
+        ...spec.forwards.map((f) => `forward ${f.proto} ${f.count === 1 ? f.listen : `${f.listen}-${f.listen + f.count - 1}`} -> ${f.count === 1 ? f.vm : `${f.vm} (+${f.count - 1} addresses)`}:${f.port}${f.from.length > 0 ? ` from ${f.from.join(",")}` : ""}`),
+      ].join("\n" + " ".repeat(39));
     case "owned-cleanup":
       return "remove what netfleet created here and no longer wants";
   }
