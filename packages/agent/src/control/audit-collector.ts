@@ -128,10 +128,12 @@ export class AuditCollector {
     capture.startedAt = Date.now();
     const reader = new PcapStreamReader();
     let stderr = "";
+    let broken = false;
     child.stderr?.on("data", (d: Buffer) => {
       stderr = (stderr + d.toString("utf8")).slice(-STDERR_KEEP);
     });
     child.stdout?.on("data", (chunk: Buffer) => {
+      if (broken) return;
       try {
         for (const packet of reader.push(chunk)) {
           const record = toAuditRecord(decodeNflog(packet.data, reader.littleEndian), packet.time, network);
@@ -139,11 +141,12 @@ export class AuditCollector {
           else this.enqueue(record);
         }
       } catch (err) {
-        if (!(err instanceof PcapFormatError)) throw err;
-        // A stream we cannot read any further: start the capture again (a fresh stream begins with its header).
+        // A stream we cannot read any further (PcapFormatError, or anything unforeseen: never thrown out of
+        // this handler, which would end the agent): start the capture again, a fresh stream with its header.
+        broken = true;
         this.stats.badStreams++;
         this.lose(network, 1);
-        this.log({ event: "audit-capture-unreadable", network, group, error: err.message });
+        this.log({ event: "audit-capture-unreadable", network, group, error: (err as Error).message, format: err instanceof PcapFormatError });
         child.kill("SIGTERM");
       }
     });
