@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { DnsmasqSpec } from "@netfleet/shared";
 import { Toolbox } from "../tools.ts";
-import { dnsmasq, dnsmasqConf, dnsmasqFiles, dnsmasqHosts, dnsmasqUser, type DnsmasqObservation } from "./dnsmasq.ts";
+import { dnsmasq, dnsmasqConf, dnsmasqFiles, dnsmasqHosts, dnsmasqUser, parseStat, type DnsmasqObservation } from "./dnsmasq.ts";
 import { allowedNameLines } from "./dnsmasq-names.ts";
 import { fixture, fixtureContext as ctx } from "./fixtures.ts";
 
@@ -181,6 +181,14 @@ describe("dnsmasq plan", () => {
 
   it("already running with this config → no commands", () => {
     expect(dnsmasq.plan(spec, { conf, hosts, pid: 4242, account, leases: true }, ctx)).toEqual({ changes: {}, commands: [] });
+  });
+
+  it("crashed, its files as they should be (owner and mode read with stat): the restart is the start alone", () => {
+    const owned = parseStat(`${files.log} dnsmasq:nogroup 640\n${files.leases} dnsmasq:nogroup 640\n`);
+    expect(argv({ conf, hosts, account, leases: true, stateDir: true, owned })).toEqual([start]);
+    // a lease file left as root's (an older agent) is given to the account again
+    const rootLeases = { ...owned, [files.leases]: "root:root 644" };
+    expect(argv({ conf, hosts, account, leases: true, stateDir: true, owned: rootLeases })).toEqual([["touch", files.leases], ["chown", "dnsmasq:nogroup", files.leases], ["chmod", "0640", files.leases], start]);
   });
 
   it("a lease change is a SIGHUP, never a restart", () => {

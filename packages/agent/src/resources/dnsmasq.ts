@@ -17,6 +17,13 @@ export interface DnsmasqObservation {
   leases?: boolean;
   /** Whether a lease file is still in the run dir, where it lived before (moved once). */
   legacyLeases?: boolean;
+  /** Whether `<stateDir>/dnsmasq` exists. */
+  stateDir?: boolean;
+  /**
+   * Only when none of ours runs (it is about to start): owner and mode of its
+   * lease and log files that exist, `user:group octal` by path (stat(1)).
+   */
+  owned?: Record<string, string>;
 }
 
 /** "<owner> <network>" from the mark on a config's first line, if it carries one. */
@@ -28,6 +35,13 @@ export function dnsmasqOwner(conf: string | undefined): string | undefined {
 /** Only a dnsmasq started with our config counts: a recycled pid is not ours. */
 export function isOurDnsmasq(argv: string[] | undefined, conf: string): boolean {
   return argv !== undefined && argv[0] !== undefined && /(?:^|\/)dnsmasq$/.test(argv[0]) && argv.includes(`--conf-file=${conf}`);
+}
+
+/** `stat --format='%n %U:%G %a'` lines: path → "user:group mode". */
+export function parseStat(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const m of text.matchAll(/^(\/\S+) (\S+:\S+ [0-7]{3,4})$/gm)) out[m[1]!] = m[2]!;
+  return out;
 }
 
 /** The files of `spec`'s network on this host (run dir and state dir from the Toolbox). */
@@ -47,7 +61,7 @@ function prepareSteps(spec: DnsmasqSpec, f: DnsmasqFiles, obs: DnsmasqObservatio
   const steps: Command[] = [];
   const owned = [f.log];
   if (spec.dhcp) {
-    steps.push(mutate(["install", "-d", "-m", "0755", f.stateDir]));
+    if (!obs.stateDir) steps.push(mutate(["install", "-d", "-m", "0755", f.stateDir]));
     if (obs.legacyLeases && !obs.leases) {
       changes.leases = { old: f.legacyLeases, new: f.leases };
       steps.push(mutate(["mv", "--no-clobber", f.legacyLeases, f.leases]));
@@ -56,8 +70,10 @@ function prepareSteps(spec: DnsmasqSpec, f: DnsmasqFiles, obs: DnsmasqObservatio
     }
     owned.push(f.leases);
   }
-  if (account.user !== "root") {
-    steps.push(mutate(["touch", ...owned]), mutate(["chown", `${account.user}:${account.group}`, ...owned]), mutate(["chmod", "0640", ...owned]));
+  // Files already as they should be (a dnsmasq that crashed) need nothing: a restart is one command.
+  const wrong = owned.filter((path) => obs.owned?.[path] !== `${account.user}:${account.group} 640`);
+  if (account.user !== "root" && wrong.length > 0) {
+    steps.push(mutate(["touch", ...wrong]), mutate(["chown", `${account.user}:${account.group}`, ...wrong]), mutate(["chmod", "0640", ...wrong]));
   }
   return steps;
 }
@@ -89,11 +105,17 @@ export const dnsmasq: ResourceHandler<DnsmasqSpec, DnsmasqObservation> = {
     if (hosts !== undefined) obs.hosts = hosts;
     const account = dnsmasqUser(passwd, group);
     if (account.user !== "root") obs.account = account;
+    if (stateNames !== undefined) obs.stateDir = true;
     if (stateNames?.includes(basename(f.leases))) obs.leases = true;
     if (runNames?.includes(basename(f.legacyLeases))) obs.legacyLeases = true;
     const pid = Number(pidText?.trim());
     if (Number.isInteger(pid) && pid > 0) {
       if (isOurDnsmasq(await ctx.processArgv(pid), f.conf)) obs.pid = pid;
+    }
+    const present = [...(runNames?.includes(basename(f.log)) ? [f.log] : []), ...(obs.leases ? [f.leases] : [])];
+    if (obs.pid === undefined && present.length > 0) {
+      const r = await ctx.read(["stat", "--format=%n %U:%G %a", ...present], { allowFailure: true });
+      obs.owned = parseStat(r.stdout);
     }
     return obs;
   },
