@@ -7,7 +7,7 @@ export * from "./inventory/model.ts";
 export * from "./inventory/source.ts";
 export { loadInventory } from "./inventory/load.ts";
 export * from "./inventory/ports.ts";
-export { rangeForwardRuns } from "./inventory/check-gateway.ts";
+export { egressDenyList, LINK_LOCAL, rangeForwardRuns } from "./inventory/check-gateway.ts";
 export * from "./assignment.ts";
 export * from "./leases.ts";
 export * from "./audit.ts";

@@ -18,7 +18,7 @@ export interface HostPlan {
 /** The physical interfaces an empty host of this assignment is assumed to have. */
 function hostNics(inventory: Inventory, host: string): string[] {
   const h = inventory.hosts.find((x) => x.name === host)!;
-  return [...h.uplink.members, ...(h.external_interface ? [h.external_interface] : [])];
+  return [...h.uplink.members, ...(h.external_interfaces ?? (h.external_interface ? [h.external_interface] : []))];
 }
 
 export async function planHosts(inventory: Inventory, assignments: HostAssignment[]): Promise<HostPlan[]> {

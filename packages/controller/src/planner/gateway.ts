@@ -1,4 +1,5 @@
 import {
+  egressDenyList,
   intToIpv4,
   netmask,
   parseIpv4Cidr,
@@ -18,9 +19,6 @@ import {
  * network, compiled from the validated inventory. Pure and deterministic.
  */
 
-/** Link-local, where clouds serve instance metadata (RFC 3927; e.g. 169.254.169.254). */
-export const LINK_LOCAL = "169.254.0.0/16";
-
 /**
  * nft set that dnsmasq fills with the addresses a name resolves to. The name
  * as written is hashed, so `example.org` (that name) and `*.example.org`
@@ -31,24 +29,12 @@ export function dnsSetName(name: string): string {
 }
 
 /**
- * Destinations a network never reaches, whatever its egress: the management
- * network, link-local, every other network of the site, and the site's and
- * the network's `egress_deny`. Deduplicated, in address order. (The agent
- * adds the external interfaces' own subnets, read live.)
+ * Destinations a network never reaches, whatever its egress (see
+ * egressDenyList): management, link-local, the site's other networks and
+ * egress_deny (site and network), in address order.
  */
 export function denyList(inventory: Inventory, n: Network): string[] {
-  const all = [
-    ...(inventory.site.management ? [inventory.site.management] : []),
-    LINK_LOCAL,
-    ...inventory.networks.filter((o) => o.name !== n.name).map((o) => o.cidr),
-    ...inventory.site.egress_deny,
-    ...n.egress_deny,
-  ];
-  const key = (text: string) => {
-    const c = parseIpv4Cidr(text.includes("/") ? text : `${text}/32`) as Ipv4Cidr;
-    return c.network * 64 + c.prefix;
-  };
-  return [...new Set(all)].sort((a, b) => key(a) - key(b));
+  return egressDenyList(inventory.site, inventory.networks, n).map((d) => d.cidr);
 }
 
 /**

@@ -32,6 +32,60 @@ export function checkGateway(r: Reporter, input: GatewayInput): void {
   resolveMtu(r, input);
   checkVmNics(r, input);
   checkForwards(r, input);
+  checkAllowAgainstDeny(r, input);
+}
+
+/** Link-local, where clouds serve instance metadata (RFC 3927; e.g. 169.254.169.254). */
+export const LINK_LOCAL = "169.254.0.0/16";
+
+/**
+ * Destinations a network never reaches, whatever its egress, each with why:
+ * the management network, link-local, every other network of the site, the
+ * site's and the network's `egress_deny`. Deduplicated (first reason wins),
+ * in address order. The agent adds the external interfaces' own subnets.
+ */
+export function egressDenyList(
+  site: Pick<SiteSettings, "management" | "egress_deny">,
+  networks: readonly { name: string; cidr: string }[],
+  net: { name: string; egress_deny: readonly string[] },
+): { cidr: string; why: string }[] {
+  const all = [
+    ...(site.management ? [{ cidr: site.management, why: "the management network" }] : []),
+    { cidr: LINK_LOCAL, why: "link-local, cloud metadata" },
+    ...networks.filter((o) => o.name !== net.name).map((o) => ({ cidr: o.cidr, why: `network ${o.name}` })),
+    ...site.egress_deny.map((cidr) => ({ cidr, why: "the site's egress_deny" })),
+    ...net.egress_deny.map((cidr) => ({ cidr, why: `${net.name}'s egress_deny` })),
+  ];
+  const unique = [...new Map(all.reverse().map((d) => [d.cidr, d])).values()].reverse();
+  return unique.sort((a, b) => cidrKey(a.cidr) - cidrKey(b.cidr));
+}
+
+function asCidr(text: string): Ipv4Cidr {
+  return parseIpv4Cidr(text.includes("/") ? text : `${text}/32`) as Ipv4Cidr;
+}
+function cidrKey(text: string): number {
+  const c = asCidr(text);
+  return c.network * 64 + c.prefix;
+}
+
+/** An allow-list destination inside an always-denied block would never open: refused, naming the block. */
+function checkAllowAgainstDeny(r: Reporter, { site, networks, resolved }: GatewayInput): void {
+  networks.forEach(({ ref }, i) => {
+    const net = resolved[i]!;
+    const deny = egressDenyList(site, resolved, net);
+    for (const vm of net.vms) {
+      vm.allow.forEach((a, j) => {
+        if (a.to === undefined) return;
+        const to = asCidr(a.to);
+        // Wholly inside: a wider entry (0.0.0.0/0) still opens what lies outside the denied blocks.
+        const hit = deny.find((d) => {
+          const c = asCidr(d.cidr);
+          return c.first <= to.first && to.last <= c.last;
+        });
+        if (hit) r.report(r.at(ref, "vms", vm.name, "allow", j, "to"), `${a.to} lies in ${hit.cidr} (${hit.why}), which network ${net.name} never reaches: this allow entry could open nothing`);
+      });
+    }
+  });
 }
 
 /**

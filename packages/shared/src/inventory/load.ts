@@ -1,13 +1,14 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import { formatProblem, InventoryError, type InputProblem } from "../errors.ts";
-import { DNS_LABEL, IFNAME_MAX, isUnicastMac, NETWORK_NAME, vlanInterfaceName } from "../names.ts";
+import { DNS_LABEL, isUnicastMac, NETWORK_NAME } from "../names.ts";
 import { cidrContains, cidrsOverlap, ipv4ToInt, parseIpv4Cidr, type Ipv4Cidr } from "../ipv4.ts";
 import { dotted, SourceFile, type DocPath } from "./source.ts";
 import { InventoryFile, UplinkSpec, type GroupSpec, type HostSpec, type NetworkSpec, type InventoryFile as InventoryFileT, type PortSet as PortSetT } from "./schema.ts";
 import { zodProblems } from "./problems.ts";
-import { parsePortRange, type PortRange } from "./ports.ts";
+import { resolvePortSets } from "./ports.ts";
 import { checkGateway } from "./check-gateway.ts";
+import { checkExternalInterfaces, checkUplink, checkVmPlacement } from "./check-hosts.ts";
 import type { Host, Inventory, Network, Vm } from "./model.ts";
 
 export interface Ref {
@@ -152,7 +153,7 @@ class SiteChecker {
     const management = site?.management ? (parseIpv4Cidr(site.management) as Ipv4Cidr) : undefined;
     const resolvedNetworks = this.checkNetworks(networks, management, siteRef);
     const hosts = this.resolveHosts(hostEntries, groups, networks, management, siteRef);
-    this.checkVmPlacement(networks, hosts, new Set(hostEntries.map((h) => h.name)));
+    checkVmPlacement(this, networks, hosts, new Set(hostEntries.map((h) => h.name)));
     if (site && siteRef) checkGateway(this, { site, siteRef, networks, resolved: resolvedNetworks, hosts });
 
     if (!site || this.problems.length > 0) return undefined;
@@ -294,7 +295,7 @@ class SiteChecker {
         egress: net.egress,
         dns,
         egress_deny: net.egress_deny,
-        gateway_services: portSets(net.gateway_services),
+        gateway_services: resolvePortSets(net.gateway_services),
         audit: net.audit,
         isolated_ports: net.isolated_ports,
         dns_names: net.dns_names,
@@ -389,16 +390,7 @@ class SiteChecker {
           if (missing.length > 0) this.report(networksRef, `a backend is the gateway of every network; missing ${missing.join(", ")}`);
         }
         hostNetworks = networkNames;
-        if (merged.external_interface === undefined && merged.external_interfaces === undefined) {
-          this.report(ref, `backend ${name} needs external_interface (its way to the internet, for NAT and port-forwards)`, { key: true });
-        } else if (merged.external_interface !== undefined && merged.external_interfaces !== undefined) {
-          this.report(origin.get("external_interfaces")!, `give external_interface (${this.where(origin.get("external_interface")!)}) or external_interfaces, not both`, { key: true });
-        }
-        const list = merged.external_interfaces as string[] | undefined;
-        list?.forEach((x, i) => {
-          if (list.indexOf(x) !== i) this.report(this.at(origin.get("external_interfaces")!, i), `external interface ${x} is listed twice`);
-          if (up.members.includes(x) || x === up.bond) this.report(this.at(origin.get("external_interfaces")!, i), `${x} is part of the uplink, not an external interface`);
-        });
+        checkExternalInterfaces(this, { name, ref, merged, origin, up });
       } else {
         if (!hostNetworks || hostNetworks.length === 0) {
           this.report(networksRef ?? ref, `vmhost ${name} carries no networks (set networks: on the host or one of its groups)`, { key: !networksRef });
@@ -409,28 +401,7 @@ class SiteChecker {
         }
       }
 
-      const memberSeen = new Set<string>();
-      up.members.forEach((m, i) => {
-        const at = origin.get("uplink.members")!;
-        if (memberSeen.has(m)) this.report(this.at(at, i), `member ${m} is listed twice`);
-        memberSeen.add(m);
-        if (m === up.bond) this.report(this.at(at, i), `member ${m} has the same name as the bond`);
-      });
-      if (up.mode === "kernel") {
-        for (const n of hostNetworks) {
-          const vlan = networks.find((x) => x.name === n)?.value.vlan;
-          if (vlan === undefined) continue;
-          const ifname = vlanInterfaceName(up.bond, vlan);
-          if (Buffer.byteLength(ifname) > IFNAME_MAX) {
-            this.report(origin.get("uplink.bond") ?? origin.get("uplink")!, `VLAN interface ${ifname} would exceed ${IFNAME_MAX} bytes; use a shorter bond name`);
-            break;
-          }
-        }
-        const ovsOnly = ["balance-slb", "balance-tcp"];
-        if (ovsOnly.includes(up.bond_mode)) this.report(origin.get("uplink.bond_mode")!, `bond_mode ${up.bond_mode} exists only in ovs-trunk mode`);
-      } else if (!["active-backup", "balance-slb", "balance-tcp"].includes(up.bond_mode)) {
-        this.report(origin.get("uplink.bond_mode") ?? origin.get("uplink.mode")!, `ovs-trunk bonds support active-backup, balance-slb or balance-tcp, not ${up.bond_mode}`);
-      }
+      checkUplink(this, up, origin, hostNetworks.map((n) => networks.find((x) => x.name === n)?.value.vlan));
 
       const address = merged.address as string | undefined;
       if (address !== undefined) {
@@ -463,7 +434,7 @@ class SiteChecker {
           uplink: up,
           external_interface: (merged.external_interface as string | undefined) ?? (merged.external_interfaces as string[] | undefined)?.[0],
           external_interfaces: role === "backend" ? ((merged.external_interfaces as string[] | undefined) ?? (merged.external_interface !== undefined ? [merged.external_interface as string] : [])) : [],
-          reserved_ports: role === "backend" ? portSets((merged.reserved_ports as PortSetT[] | undefined) ?? [{ proto: "tcp", ports: [22] }]) : [],
+          reserved_ports: role === "backend" ? resolvePortSets((merged.reserved_ports as PortSetT[] | undefined) ?? [{ proto: "tcp", ports: [22] }]) : [],
         },
         origin,
       });
@@ -482,25 +453,5 @@ class SiteChecker {
     return out;
   }
 
-  private checkVmPlacement(networks: Located<NetworkSpec>[], hosts: Located<Host>[], defined: Set<string>): void {
-    const byName = new Map(hosts.map((h) => [h.name, h.value]));
-    for (const { name, value: net, ref } of networks) {
-      for (const [vmName, vm] of Object.entries(net.vms)) {
-        if (vm.host === undefined) continue;
-        const at = this.at(ref, "vms", vmName, "host");
-        const host = byName.get(vm.host);
-        if (!host && defined.has(vm.host)) continue; // its own problems are reported already
-        if (!host) this.report(at, `no host ${JSON.stringify(vm.host)} in this site`);
-        else if (host.role !== "vmhost") this.report(at, `${vm.host} is a ${host.role}, not a vmhost`);
-        else if (!host.networks.includes(name)) this.report(at, `host ${vm.host} does not carry network ${name}`);
-      }
-    }
-  }
 }
 
-/** Entries of gateway_services / reserved_ports, one per port or range, sorted (already validated by the schema). */
-function portSets(sets: PortSetT[]): { proto: "tcp" | "udp"; first: number; last: number }[] {
-  const out = sets.flatMap((set) => set.ports.map((p) => ({ proto: set.proto, ...(parsePortRange(p) as PortRange) })));
-  const unique = [...new Map(out.map((x) => [`${x.proto}/${x.first}-${x.last}`, x])).values()];
-  return unique.sort((a, b) => a.proto.localeCompare(b.proto) || a.first - b.first || a.last - b.last);
-}

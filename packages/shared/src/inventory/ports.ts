@@ -1,3 +1,5 @@
+import type { PortSet } from "./schema.ts";
+
 /**
  * Port numbers and inclusive port ranges as an inventory writes them: a
  * number (`22`) or a string range (`"8000-8100"`). TCP and UDP ports are
@@ -45,4 +47,15 @@ export function formatPortRange(r: PortRange): string {
 /** Whether two inclusive ranges share a port. */
 export function portRangesOverlap(a: PortRange, b: PortRange): boolean {
   return a.first <= b.last && b.first <= a.last;
+}
+
+/**
+ * gateway_services / reserved_ports entries (already validated by the
+ * schema) as one { proto, first, last } per port or range, deduplicated,
+ * sorted by protocol, then port.
+ */
+export function resolvePortSets(sets: readonly PortSet[]): { proto: "tcp" | "udp"; first: number; last: number }[] {
+  const out = sets.flatMap((set) => set.ports.map((p) => ({ proto: set.proto, ...(parsePortRange(p) as PortRange) })));
+  const unique = [...new Map(out.map((x) => [`${x.proto}/${x.first}-${x.last}`, x])).values()];
+  return unique.sort((a, b) => a.proto.localeCompare(b.proto) || a.first - b.first || a.last - b.last);
 }
