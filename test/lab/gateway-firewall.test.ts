@@ -1,0 +1,292 @@
+/**
+ * Lab tier, the backend's firewall (issue 12, points 1, 2, 3, 5 and 6): the
+ * table `inet netfleet` against the real nftables of the lab's backend
+ * namespace. One lab for this file (prefix nfg, /tmp/nfg-lab), built from a
+ * copy of inventories/lab with:
+ * - service (egress open): `gateway_services: tcp 8080`;
+ * - datain (egress open): `port_ranges: listen 22000 → every address :22,
+ *   from 203.0.113.10` (vmb3 there is a DHCP VM).
+ * Fixtures the test adds and removes itself: two namespaces routed through
+ * the backend on interfaces that are not ours (a foreign forwarded flow), a
+ * web server outside the backend's external subnet (198.51.100.80) and a
+ * metadata server (169.254.169.254) in the lab's internet, listeners on the
+ * backend (gateway services) and in vmb3 (port 22).
+ *
+ * Every attack is looked for at its target (the listener's log, a capture
+ * where the packet would land), beside the legitimate case of its kind.
+ */
+import { execa, type ResultPromise } from "execa";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseDocument } from "yaml";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ExecaRunner, read } from "@netfleet/agent";
+import { controllerCommand, LABNET, labDown, labUp, readLabState, type LabOptions, type LabStatus } from "../../packages/controller/src/lab/index.ts";
+
+const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
+const inventoryDir = mkdtempSync(join(tmpdir(), "nfg-inventory-"));
+cpSync(join(repoRoot, "inventories", "lab"), inventoryDir, { recursive: true });
+{
+  const file = join(inventoryDir, "networks.yaml");
+  const doc = parseDocument(readFileSync(file, "utf8"));
+  doc.setIn(["networks", "service", "gateway_services"], [{ proto: "tcp", ports: [8080] }]);
+  doc.setIn(["networks", "datain", "port_ranges"], [{ listen: 22000, port: 22, from: ["203.0.113.10"] }]);
+  writeFileSync(file, doc.toString());
+}
+const lab: LabOptions = { inventoryDir, prefix: "nfg", runDir: "/tmp/nfg-lab", repoRoot };
+const runner = new ExecaRunner({ timeoutMs: 60_000 });
+const isRoot = process.getuid?.() === 0;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const PYTHON = "/usr/bin/python3";
+
+/** The foreign flow's namespaces (routed through the backend on nfgfa0/nfgfb0) and addresses. */
+const FA = { ns: "nfg-xa", backendIf: "nfgfa0", ip: "10.250.1.2", gw: "10.250.1.1" };
+const FB = { ns: "nfg-xb", backendIf: "nfgfb0", ip: "10.250.2.2", gw: "10.250.2.1" };
+const WEB = "198.51.100.80";
+const METADATA = "169.254.169.254";
+
+async function sh(argv: string[]): Promise<{ stdout: string; stderr: string; exitCode: number }> {
+  const r = await runner.run(read(...argv), { allowFailure: true });
+  return { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode };
+}
+const must = async (argv: string[]) => {
+  const r = await sh(argv);
+  if (r.exitCode !== 0) throw new Error(`${argv.join(" ")} exited ${r.exitCode}: ${r.stderr}`);
+  return r.stdout;
+};
+const inNs = (ns: string, ...argv: string[]) => ["ip", "netns", "exec", ns, ...argv];
+
+/** Polls until `check` holds; every wait in this file is bounded. */
+async function eventually(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<number> {
+  const start = Date.now();
+  while (!(await check())) {
+    if (Date.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms: ${what}`);
+    await sleep(250);
+  }
+  return Date.now() - start;
+}
+
+/**
+ * TCP connect from a namespace, optionally from a given source address;
+ * prints the server's greeting line (labnet's `NAME <peer>`), or `none`
+ * when the network gave no connection within the timeout.
+ */
+const CONNECT = String.raw`
+import socket, sys
+host, port, src, timeout = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+try:
+    s = socket.create_connection((host, port), timeout=timeout, source_address=(src, 0) if src != "-" else None)
+    s.settimeout(timeout)
+    print(s.makefile().readline().strip() or "closed")
+except (socket.timeout, ConnectionRefusedError, ConnectionResetError, OSError) as e:
+    print("none", type(e).__name__)
+`;
+async function connect(ns: string, host: string, port: number, src = "-", timeoutS = 1.5): Promise<string> {
+  const r = await sh(inNs(ns, PYTHON, "-c", CONNECT, host, String(port), src, String(timeoutS)));
+  if (r.exitCode !== 0) throw new Error(`connect probe broke: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+/** Processes this file started (listeners, captures), stopped by pid in afterAll. */
+const started: ResultPromise[] = [];
+function serve(ns: string, name: string, endpoints: string[]): ResultPromise {
+  const p = execa("ip", ["netns", "exec", ns, process.execPath, LABNET, "serve", name, endpoints.join(",")], { reject: false, timeout: 600_000 });
+  started.push(p);
+  return p;
+}
+async function listening(ns: string, endpoint: string): Promise<boolean> {
+  return (await sh(["ss", "-N", ns, "-Hltn"])).stdout.includes(endpoint);
+}
+/** tcpdump in a namespace until stopped; returns a stop function giving what it printed. */
+async function capture(ns: string, iface: string, filter: string[]): Promise<() => Promise<string>> {
+  const p = execa("ip", ["netns", "exec", ns, "tcpdump", "-l", "-n", "-i", iface, ...filter], { reject: false, timeout: 120_000 });
+  started.push(p);
+  await sleep(700);
+  return async () => {
+    p.kill("SIGINT");
+    return String((await p).stdout);
+  };
+}
+
+describe.skipIf(!isRoot)("gateway firewall (prefix nfg, /tmp/nfg-lab)", () => {
+  let status: LabStatus;
+  let backendNs = "";
+  let agentLog = "";
+  const vm = (name: string) => status.vms.find((v) => v.name === name)!;
+  const nft = (...args: string[]) => must(inNs(backendNs, "nft", ...args));
+  const logSince = (offset: number) =>
+    readFileSync(agentLog, "utf8").slice(offset).split("\n").filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+  const statusJson = async () => JSON.parse((await must(controllerCommand(readLabState(lab.runDir)!.topology, lab, ["status", "--json"])))) as unknown;
+
+  beforeAll(async () => {
+    await labDown(lab);
+    status = await labUp(lab, (line) => process.stderr.write(`${line}\n`));
+    expect(status.problems ?? []).toEqual([]);
+    const backend = status.hosts.find((h) => h.role === "backend")!;
+    backendNs = backend.namespace;
+    agentLog = join(backend.agentDir, "agent.log");
+    const inet = status.inet!.namespace;
+    // The lab's internet gets a web server outside the backend's external subnet, and a metadata address.
+    await must(inNs(inet, "ip", "address", "add", `${WEB}/32`, "dev", "lo"));
+    await must(inNs(inet, "ip", "address", "add", `${METADATA}/32`, "dev", "lo"));
+    serve(inet, "web", [`${WEB}:80`]);
+    serve(inet, "metadata", [`${METADATA}:80`]);
+    // Two namespaces routed through the backend on interfaces that are not ours.
+    for (const x of [FA, FB]) {
+      await must(["ip", "netns", "add", x.ns]);
+      await must(["ip", "link", "add", x.backendIf, "netns", backendNs, "type", "veth", "peer", "name", "eth0", "netns", x.ns]);
+      await must(inNs(backendNs, "ip", "address", "add", `${x.gw}/24`, "dev", x.backendIf));
+      await must(inNs(backendNs, "ip", "link", "set", x.backendIf, "up"));
+      await must(inNs(x.ns, "ip", "address", "add", `${x.ip}/24`, "dev", "eth0"));
+      await must(inNs(x.ns, "ip", "link", "set", "eth0", "up"));
+      await must(inNs(x.ns, "ip", "link", "set", "lo", "up"));
+      await must(inNs(x.ns, "ip", "route", "add", "default", "via", x.gw));
+    }
+    serve(FB.ns, "foreignb", [`${FB.ip}:80`]);
+    // Listeners for the gateway-service row (on the backend) and the range forward (in vmb3, a DHCP VM).
+    serve(backendNs, "gwsvc", ["10.82.0.1:8080", "10.82.0.1:8081"]);
+    serve(vm("vmb3").namespace, "vmb3", ["0.0.0.0:22"]);
+    await eventually("the test's listeners", 10_000, async () =>
+      (await listening(inet, `${WEB}:80`)) && (await listening(FB.ns, `${FB.ip}:80`)) && (await listening(backendNs, "10.82.0.1:8081")) && (await listening(vm("vmb3").namespace, "0.0.0.0:22")));
+  }, 360_000);
+
+  afterAll(async () => {
+    for (const p of started) p.kill("SIGTERM");
+    await Promise.all(started.map((p) => p.catch(() => undefined)));
+    for (const x of [FA, FB]) await sh(["ip", "netns", "del", x.ns]);
+    await labDown(lab);
+    rmSync(inventoryDir, { recursive: true, force: true });
+  }, 90_000);
+
+  it("the table converged by the agent plans nothing on the next passes (no flapping), and its forward chain accepts by policy", async () => {
+    const mark = readFileSync(agentLog, "utf8").length;
+    const forward = await nft("list", "chain", "inet", "netfleet", "forward");
+    expect(forward).toContain("type filter hook forward priority filter; policy accept;");
+    // two full passes (30 s apart) after lab up: neither changes the table
+    await eventually("two full passes", 75_000, async () => logSince(mark).filter((e) => e.event === "reconcile" && e.pass === "full").length >= 2);
+    const passes = logSince(mark).filter((e) => e.event === "reconcile");
+    expect(passes.filter((e) => JSON.stringify(e.corrective ?? []).includes("nft-table")), JSON.stringify(passes)).toEqual([]);
+    expect(passes.filter((e) => JSON.stringify(e.failures ?? []).includes("nft-table")), JSON.stringify(passes)).toEqual([]);
+  }, 100_000);
+  it("a foreign flow the backend forwards on other interfaces survives our table, while our networks stay filtered", async () => {
+    const vma2 = vm("vma2");
+    const atFb = await capture(FB.ns, "eth0", ["tcp[tcpflags] & tcp-syn != 0 and dst port 80"]);
+    const atVma2 = await capture(vma2.namespace, vma2.interface, ["tcp[tcpflags] & tcp-syn != 0 and src host", FA.ip]);
+    expect(await connect(FA.ns, FB.ip, 80), "the foreign flow").toBe(`foreignb ${FA.ip}`);
+    expect(await connect(vma2.namespace, FB.ip, 80), "our open network to a non-external interface").toMatch(/^none/);
+    expect(await connect(FA.ns, vma2.ip!, 22), "a foreign interface into our network").toMatch(/^none/);
+    const fb = await atFb();
+    const v2 = await atVma2();
+    expect(fb, "FB saw the foreign flow").toContain(`${FA.ip}.`);
+    expect(fb, "FB never saw vma2").not.toContain(`${vma2.ip}.`);
+    expect(v2, "vma2 never saw FA").not.toContain(`${FA.ip}.`);
+  }, 60_000);
+
+  it("open egress: the internet yes; the management network, link-local metadata and the backend's external subnet no (looked for where they would land)", async () => {
+    const vma2 = vm("vma2");
+    const inet = status.inet!.namespace;
+    expect(await connect(vma2.namespace, WEB, 80), "control: a web server on the internet, masqueraded").toBe("web 203.0.113.1");
+    // the paths exist: the backend itself reaches the metadata address and the controller's NATS port
+    expect(await connect(backendNs, METADATA, 80), "control: the backend reaches the metadata address").toBe("metadata 203.0.113.1");
+    expect(await connect(backendNs, "10.99.0.254", 4222), "control: the backend reaches the management network").toMatch(/^INFO /);
+    const atInet = await capture(inet, "inet0", ["tcp[tcpflags] & tcp-syn != 0 and (dst host", METADATA, "or dst host 203.0.113.20)"]);
+    const atMgmt = await capture(backendNs, "mgmt0", ["tcp[tcpflags] & tcp-syn != 0 and dst host 10.99.0.254 and not src host 10.99.0.3"]);
+    expect(await connect(vma2.namespace, METADATA, 80)).toMatch(/^none/);
+    expect(await connect(vma2.namespace, "10.99.0.254", 4222)).toMatch(/^none/);
+    expect(await connect(vma2.namespace, "203.0.113.20", 80), "the backend's external subnet").toMatch(/^none/);
+    const seenInet = await atInet();
+    const seenMgmt = await atMgmt();
+    expect(seenInet, "nothing reached the metadata address or the external subnet").not.toMatch(/ > (169\.254\.169\.254|203\.0\.113\.20)\./);
+    expect(seenMgmt, "nothing left towards the management network").not.toContain("> 10.99.0.254.4222");
+    // an allowlist network's allowed destination in that subnet stays reachable (the subnet is added to open networks only)
+    expect(await connect(vm("vma1").namespace, "203.0.113.10", 80)).toBe("inet 203.0.113.1");
+  }, 60_000);
+
+  it("gateway services: the listed port on the own gateway opens, an unlisted one and another network's VM stay out (counted at the drop)", async () => {
+    const vma2 = vm("vma2");
+    const drops = async () => Number(/counter packets (\d+) bytes \d+ drop/.exec(await nft("list", "chain", "inet", "netfleet", "from_vms"))?.[1] ?? NaN);
+    expect(await connect(vma2.namespace, "10.82.0.1", 8080)).toBe(`gwsvc ${vma2.ip}`);
+    const before = await drops();
+    expect(await connect(vma2.namespace, "10.82.0.1", 8081)).toMatch(/^none/);
+    expect(await connect(vm("vmb3").namespace, "10.82.0.1", 8080), "another network's VM").toMatch(/^none/);
+    expect(await drops(), "the SYNs died at the gateway's input drop").toBeGreaterThanOrEqual(before + 2);
+  }, 30_000);
+
+  it("a port range reaches a DHCP VM from the allowed source; another source never arrives", async () => {
+    const vmb3 = vm("vmb3");
+    expect(vmb3.ip, "vmb3 holds a lease").toMatch(/^10\.83\.0\.1\d\d$/);
+    const port = 22000 + Number(vmb3.ip!.split(".")[3]);
+    const inet = status.inet!.namespace;
+    const atVm = await capture(vmb3.namespace, vmb3.interface, ["tcp[tcpflags] & tcp-syn != 0 and dst port 22"]);
+    expect(await connect(inet, "203.0.113.1", port, "203.0.113.10")).toBe("vmb3 203.0.113.10");
+    expect(await connect(inet, "203.0.113.1", port, "203.0.113.20")).toMatch(/^none/);
+    const seen = await atVm();
+    expect(seen).toContain("203.0.113.10.");
+    expect(seen).not.toContain("203.0.113.20.");
+  }, 30_000);
+
+  it("hairpin: a VM reaches a port-forward at the backend's external address, masqueraded back through the backend; not at a gateway address", async () => {
+    expect(await connect(vm("vma1").namespace, "203.0.113.1", 2222)).toBe("vma2 10.82.0.1");
+    expect(await connect(vm("vmb3").namespace, "203.0.113.1", 2222)).toBe("vma2 10.82.0.1");
+    expect(await connect(vm("vma1").namespace, "203.0.113.1", 2223), "a port not forwarded").toMatch(/^none/);
+    expect(await connect(vm("vmb3").namespace, "10.83.0.1", 2222), "a gateway address is no hairpin").toMatch(/^none/);
+    expect(await connect(status.inet!.namespace, "203.0.113.1", 2222), "control: from the internet").toBe("vma2 203.0.113.254");
+  }, 30_000);
+
+  it("a foreign table dropping forwarded traffic is reported in status; the report goes with the table", async () => {
+    const warned = async () => JSON.stringify(await statusJson()).includes("foreign-drop: table ip filter chain FORWARD (hook forward, priority 0, policy drop)");
+    expect(await warned()).toBe(false);
+    await nft("add", "table", "ip", "filter");
+    try {
+      await nft("add", "chain", "ip", "filter", "FORWARD", "{ type filter hook forward priority 0; policy drop; }");
+      const ms = await eventually("status shows the foreign drop", 75_000, warned);
+      process.stderr.write(`foreign-drop reported in status ${ms} ms after the table appeared\n`);
+      // what it says is so: our open network's traffic dies there while the table is in place
+      expect(await connect(vm("vma2").namespace, WEB, 80)).toMatch(/^none/);
+    } finally {
+      await nft("delete", "table", "ip", "filter");
+    }
+    expect(await connect(vm("vma2").namespace, WEB, 80)).toBe("web 203.0.113.1");
+    await eventually("the warning gone", 75_000, async () => !(await warned()));
+  }, 180_000);
+
+  it("hand edits (an inserted accept, a flushed chain, a deleted set element, a changed policy) are repaired within one full pass, reported corrective, name sets kept", async () => {
+    const vma1 = vm("vma1");
+    const inet = status.inet!.namespace;
+    const table = async () => (await nft("list", "table", "inet", "netfleet")).replace(/counter packets \d+ bytes \d+/g, "counter").replace(/elements = \{[^}]*\}/g, "");
+    const nameSet = (await nft("list", "table", "inet", "netfleet")).match(/set (dns_[0-9a-f]+) \{/)![1]!;
+    // vmb1 resolves its allowed name: dnsmasq puts the address into the name set
+    const answer = await sh(inNs(vm("vmb1").namespace, "dig", "+short", "+time=2", "+tries=2", "@10.81.0.1", "mirror.inet.test"));
+    const address = answer.stdout.trim().split("\n").at(-1)!;
+    expect(address, answer.stderr).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+    await eventually("the name set holds the answer", 5_000, async () => (await nft("list", "set", "inet", "netfleet", nameSet)).includes(address));
+    const good = await table();
+    // controls before the edits
+    expect(await connect(vma1.namespace, "203.0.113.10", 80)).toBe("inet 203.0.113.1");
+    expect(await connect(vma1.namespace, "203.0.113.20", 80)).toMatch(/^none/);
+    expect(await connect(inet, "203.0.113.1", 2222)).toBe("vma2 203.0.113.254");
+    expect(await connect(FA.ns, FB.ip, 80)).toBe(`foreignb ${FA.ip}`);
+    const mark = readFileSync(agentLog, "utf8").length;
+    await nft("insert", "rule", "inet", "netfleet", "forward", "iifname", '"gw-secure"', "accept");
+    await nft("flush", "chain", "inet", "netfleet", "prerouting");
+    await nft("delete", "element", "inet", "netfleet", "allow_all_tcp", "{ 10.81.0.11 . 203.0.113.10 }");
+    await nft("chain", "inet", "netfleet", "forward", "{ policy drop; }");
+    const edited = Date.now();
+    // the edits are real while they last (informative: a full pass may already have run)
+    const during = await connect(vma1.namespace, "203.0.113.20", 80, "-", 1);
+    process.stderr.write(`during the edits vma1 -> 203.0.113.20:80 gave ${JSON.stringify(during)}\n`);
+    await eventually("the table as it was", 45_000, async () => (await table()) === good);
+    process.stderr.write(`nft drift repaired ${Date.now() - edited} ms after the edits\n`);
+    await eventually("the repair reported corrective", 10_000, async () =>
+      logSince(mark).some((e) => e.event === "reconcile" && JSON.stringify(e.corrective ?? []).includes("nft-table[netfleet]")));
+    expect(await connect(vma1.namespace, "203.0.113.10", 80)).toBe("inet 203.0.113.1");
+    expect(await connect(vma1.namespace, "203.0.113.20", 80)).toMatch(/^none/);
+    expect(await connect(inet, "203.0.113.1", 2222)).toBe("vma2 203.0.113.254");
+    expect(await connect(FA.ns, FB.ip, 80)).toBe(`foreignb ${FA.ip}`);
+    expect(await nft("list", "set", "inet", "netfleet", nameSet), "the name set survived the replacement").toContain(address);
+    // status carries the repair with its before/after lines
+    await eventually("status shows the repair", 20_000, async () => JSON.stringify(await statusJson()).includes('iifname \\"gw-secure\\" accept'));
+  }, 120_000);
+});
