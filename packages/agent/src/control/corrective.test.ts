@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { CORRECTIVE_RECENT, CorrectiveLog, decodeMessage, encodeMessage, type CorrectiveChange } from "@netfleet/shared";
-import { MAX_FIELDS, VALUE_CHARS, correctiveChange, cut, differingLines, fieldChanges, nextLog, valueText } from "./corrective.ts";
+import { MAX_FIELDS, VALUE_CHARS, correctiveChange, cut, differingLines, fieldChanges, fitChanges, nextLog, valueText } from "./corrective.ts";
 
 const AT = "2026-11-29T22:00:00.000Z";
 const who = { site: "lab", host: "backend" };
@@ -94,6 +94,16 @@ describe("the corrective log", () => {
 
   it("counts changes that were dropped before they could be sent", () => {
     expect(nextLog({ ...nextLog(undefined, who, [change(1)], AT) }, who, [change(2)], AT, { extraCount: 5 }).count).toBe(7);
+  });
+
+  it("a report carries the first changes that fit its budget, in order", () => {
+    const big = (i: number): CorrectiveChange => ({ ...change(i), changes: [{ field: "ruleset", before: "x".repeat(3000), after: "y".repeat(3000) }] });
+    const all = Array.from({ length: 200 }, (_, i) => big(i));
+    const kept = fitChanges(all);
+    expect(JSON.stringify(kept).length).toBeLessThanOrEqual(64 * 1024);
+    expect(kept.length).toBe(10);
+    expect(kept.map((c) => c.id)).toEqual(all.slice(0, 10).map((c) => c.id));
+    expect(fitChanges([change(1), change(2)])).toEqual([change(1), change(2)]);
   });
 
   it("drops the oldest entries until the encoded log fits", () => {

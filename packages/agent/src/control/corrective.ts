@@ -5,6 +5,8 @@ import type { Changes, ResourceResult } from "../resources/types.ts";
 export const VALUE_CHARS = 600;
 /** At most this many fields of one resource are kept; the rest are counted in a `[...]` field. */
 export const MAX_FIELDS = 12;
+/** The corrective changes a report carries take at most this many bytes of JSON (a report must fit NATS's 1 MiB max_payload). */
+export const REPORT_CHANGES_BYTES = 64 * 1024;
 
 /**
  * A change's value as text: a string as it is, a list of strings or
@@ -81,6 +83,22 @@ export function fieldChanges(changes: Changes): { changes: FieldChange[]; trunca
 export function correctiveChange(result: Pick<ResourceResult, "id" | "changes">, at: string): CorrectiveChange {
   const { changes, truncated } = fieldChanges(result.changes);
   return { id: result.id.slice(0, 200), at, corrective: true, changes, ...(truncated ? { truncated: true } : {}) };
+}
+
+/**
+ * The first changes whose JSON together fits `maxBytes` (default
+ * REPORT_CHANGES_BYTES), in order; the report's `corrective` list still
+ * names every repaired resource, and the host's log keeps them all.
+ */
+export function fitChanges(changes: readonly CorrectiveChange[], maxBytes = REPORT_CHANGES_BYTES): CorrectiveChange[] {
+  const out: CorrectiveChange[] = [];
+  let size = 2;
+  for (const c of changes) {
+    size += encodeMessage(c).length + 1;
+    if (size > maxBytes) break;
+    out.push(c);
+  }
+  return out;
 }
 
 /**

@@ -5,7 +5,7 @@ import type { Runner } from "../exec/runner.ts";
 import type { Toolbox } from "../tools.ts";
 import { AgentClient, type AgentClientOptions, type ApplyOutcome } from "./agent-client.ts";
 import { AgentState } from "./agent-state.ts";
-import { correctiveChange } from "./corrective.ts";
+import { correctiveChange, fitChanges } from "./corrective.ts";
 import { CorrectiveJournal } from "./corrective-journal.ts";
 import type { HostFacts } from "./host-facts.ts";
 import { LeaseFollower } from "./lease-follower.ts";
@@ -275,7 +275,7 @@ export class NatsAgent {
       this.journal.record(correctiveChanges);
     }
     this.reporting = this.reporting
-      .then(() => this.client.report(outcome, { corrective, correctiveChanges }))
+      .then(() => this.client.report(outcome, { corrective, correctiveChanges: fitChanges(correctiveChanges) }))
       .catch((err: unknown) => this.log({ event: "report-error", error: (err as Error).message }));
   }
 }
