@@ -557,15 +557,23 @@ describe.skipIf(skipReason !== undefined)(`kernel tier${skipReason ? ` (skipped:
       expect(text("backend/ip_forward.out").trim()).toBe("1");
     });
 
-    it("the nftables table inet netfleet filters and masquerades the site's networks to eth2", () => {
+    it("the nftables table inet netfleet filters our networks only and masquerades them to eth2", () => {
       const table = text("backend/nft-table.out");
       expect(rc("backend/nft-table"), text("backend/nft-table.err")).toBe(0);
       expect(table).toMatch(/^table inet netfleet \{/m);
-      expect(table).toMatch(/chain forward \{\s*type filter hook forward priority filter; policy drop;/);
-      expect(table).toMatch(/iifname \{ "bond0\.1081", "bond0\.1082" \} jump from_vms/);
-      expect(table).toContain('iifname "bond0.1082" oifname "eth2" accept');
-      expect(table).toContain('iifname "bond0.1081" oifname "eth2" ip saddr . ip daddr . tcp dport @allow_tcp accept');
-      expect(table).not.toContain('iifname "bond0.1081" oifname "eth2" accept');
+      // the forward chain decides for our interfaces only: other forwarding on the host is not ours to drop
+      expect(table).toMatch(/chain forward \{\s*type filter hook forward priority filter; policy accept;/);
+      expect(table).toMatch(/iifname \{ "bond0\.108[12]", "bond0\.108[12]" \} jump from_vms/);
+      expect(table).toContain('iifname "bond0.1082" jump out_service');
+      expect(table).toContain('iifname "bond0.1081" jump out_secure');
+      // open egress: the deny list (with eth2's own subnet, read live) before the accept out of eth2
+      const at = table.indexOf("chain out_service {");
+      const outService = at < 0 ? "" : table.slice(at, table.indexOf("\n\t}", at));
+      const deny = outService.indexOf("goto drop_service");
+      expect(deny, outService).toBeGreaterThan(0);
+      expect(outService.slice(0, deny)).toContain("203.0.113.0/24");
+      expect(outService.indexOf('oifname "eth2" accept')).toBeGreaterThan(deny);
+      expect(table).toContain('oifname "eth2" ip saddr . ip daddr . tcp dport @allow_tcp accept');
       const nat = /oifname "eth2" ip saddr \{ ([^}]*) \} masquerade/.exec(table);
       expect(nat?.[1]?.split(", ").sort()).toEqual(["192.168.122.0/24", "192.168.128.0/17"]);
     });
@@ -579,17 +587,22 @@ describe.skipIf(skipReason !== undefined)(`kernel tier${skipReason ? ` (skipped:
   });
 
   describe("traffic through kbe (VMs on kvm1's bridges, kbe reached over the switch)", () => {
-    it("service (egress open) reaches the internet behind eth2, masqueraded (the far side has no route back)", () => {
+    it("service (egress open) reaches the internet behind eth2, masqueraded (the far side has no route back), but not eth2's own subnet", () => {
       expect(rc("traffic/sw-route-back")).not.toBe(0);
       expect(rc("traffic/ping-internet-service"), text("traffic/ping-internet-service.out") + text("traffic/ping-internet-service.err")).toBe(0);
+      expect(echoes("traffic/gw-1082", KS1, "192.168.122.150").filter((f) => f.ipDst === "198.51.100.1")).toHaveLength(2);
+      // the external subnet: the requests reached the gateway and died in drop_service
+      expect(rc("traffic/ping-extsubnet-service")).not.toBe(0);
       expect(echoes("traffic/gw-1082", KS1, "192.168.122.150").filter((f) => f.ipDst === "203.0.113.1")).toHaveLength(2);
+      const dropped = /counter packets (\d+) bytes \d+ drop/.exec(text("traffic/nft-drop-service.out"));
+      expect(Number(dropped?.[1]), text("traffic/nft-drop-service.out")).toBeGreaterThanOrEqual(2);
     });
 
-    it("secure (allow-list, nothing allowed) does not: the forward chain drops and counts it", () => {
+    it("secure (allow-list, nothing allowed) does not: its drop chain drops and counts it", () => {
       expect(rc("traffic/ping-internet-secure")).not.toBe(0);
       expect(text("traffic/ping-internet-secure.out")).toMatch(/2 packets transmitted, 0 received/);
       // it got as far as the gateway: the backend's forward chain dropped it, not kvm1's bridge
-      expect(echoes("traffic/gw-1081", KV2, "192.168.128.12").filter((f) => f.ipDst === "203.0.113.1")).toHaveLength(2);
+      expect(echoes("traffic/gw-1081", KV2, "192.168.128.12").filter((f) => f.ipDst === "198.51.100.1")).toHaveLength(2);
       const dropped = /counter packets (\d+) bytes \d+ drop/.exec(text("traffic/nft-forward.out"));
       expect(Number(dropped?.[1]), text("traffic/nft-forward.out")).toBeGreaterThanOrEqual(2);
     });

@@ -13,8 +13,10 @@
 #                   peer1 (cables to kvm1) and pbe0, pbe1 (to kbe) trunking
 #                   1081/1082; swbr.1081 10.81.0.254/24 and swbr.1082
 #                   10.82.0.254/24 are the switch's own addresses; pbe2
-#                   203.0.113.1/24 is "the internet" behind kbe's eth2 (no
-#                   route back to the VM networks: only masquerade answers)
+#                   203.0.113.1/24 is kbe's upstream router behind its eth2,
+#                   198.51.100.1 "the internet" beyond it (no route back to
+#                   the VM networks: only masquerade answers); open egress
+#                   reaches the internet, never kbe's own external subnet
 #   netns kv1, kv2 = VMs on br-secure (VLAN 1081): kv1 isolated, kv2 not;
 #   netns ks1     = a VM on br-service (VLAN 1082) whose MAC the inventory does
 #                   not know: its address is the lease the backend gave it
@@ -54,6 +56,7 @@ link set eth0 up
 link set eth1 up
 addr add 203.0.113.2/24 dev eth2
 link set eth2 up
+route add default via 203.0.113.1 dev eth2
 EOF
 infra ip -n sw -batch - <<'EOF'
 link add swbr mtu 9000 type bridge vlan_filtering 1 vlan_default_pvid 0
@@ -66,6 +69,7 @@ link add link swbr name swbr.1082 type vlan id 1082
 addr add 10.81.0.254/24 dev swbr.1081
 addr add 10.82.0.254/24 dev swbr.1082
 addr add 203.0.113.1/24 dev pbe2
+addr add 198.51.100.1/32 dev lo
 link set swbr up
 link set swbr.1081 up
 link set swbr.1082 up
@@ -251,15 +255,18 @@ bg ks1_rows
 bg kv2m_rows
 bg flood_rows
 # Through the backend's nftables: service (egress open) is forwarded and
-# masqueraded to the internet; secure (allow-list, nothing allowed) is dropped.
-bg rec $T/ping-internet-service ip netns exec ks1 ping -n -c 2 -i 0.5 -W 3 203.0.113.1
-bg rec $T/ping-internet-secure ip netns exec kv2 ping -n -c 2 -i 0.5 -W 1 203.0.113.1
+# masqueraded to the internet, but not into kbe's own external subnet (the
+# upstream router 203.0.113.1); secure (allow-list, nothing allowed) is dropped.
+bg rec $T/ping-internet-service ip netns exec ks1 ping -n -c 2 -i 0.5 -W 3 198.51.100.1
+bg rec $T/ping-extsubnet-service ip netns exec ks1 ping -n -c 2 -i 0.5 -W 1 203.0.113.1
+bg rec $T/ping-internet-secure ip netns exec kv2 ping -n -c 2 -i 0.5 -W 1 198.51.100.1
 bg rec $T/dns-service ip netns exec ks1 dig +time=3 +tries=1 +short @192.168.122.1 gw.service.ktest.test A
 wait $PIDS
 sleep 0.5
 stop_capture $T/gw-1081 $T/gw-1082 $T/at-kv1 $T/at-kv2 $T/wire-peer0 $T/wire-peer1
 rec $T/sw-route-back ip -n sw route get 192.168.122.10
-rec $T/nft-forward ip netns exec be nft list chain inet netfleet forward
+rec $T/nft-forward ip netns exec be nft list chain inet netfleet drop_secure
+rec $T/nft-drop-service ip netns exec be nft list chain inet netfleet drop_service
 wait
 
 # ---------------------------------------------------------------- stop what we started

@@ -72,7 +72,7 @@ async function observeFull(spec: NftTableSpec, ctx: ObserveContext): Promise<Nft
   const [json, text, ruleset, ...addrs] = await Promise.all([
     observeNftTable(ctx),
     ctx.read(["nft", "list", "table", "inet", "netfleet"], { allowFailure: true }),
-    ctx.read(["nft", "-j", "list", "ruleset"]),
+    ctx.read(["nft", "-j", "list", "ruleset"], { allowFailure: true }),
     ...spec.externalInterfaces.map((ext) => ctx.read(["ip", "-j", "addr", "show", "dev", ext], { allowFailure: true })),
   ]);
   const obs: NftObservation = { ...json };
@@ -87,7 +87,8 @@ async function observeFull(spec: NftTableSpec, ctx: ObserveContext): Promise<Nft
     else subnets.push(...parseExternalSubnets(r.stdout));
   });
   obs.externalSubnets = [...new Set(subnets)].sort();
-  obs.foreign = foreignDrops(ruleset.stdout, spec.networks.map((n) => n.interface));
+  if (ruleset.exitCode === 0) obs.foreign = foreignDrops(ruleset.stdout, spec.networks.map((n) => n.interface));
+  else if (!missing(ruleset.stderr)) throw new Error(`nft -j list ruleset exited ${ruleset.exitCode}: ${ruleset.stderr.trim()}`);
   return obs;
 }
 
