@@ -66,11 +66,26 @@ export async function planCommand(dir: string, options: { host?: string }, out: 
       if (step.blocked) out.line(`    # ${step.id}: blocked: ${step.blocked}`);
       if (step.commands.length === 0) continue;
       out.line(`    # ${step.id}`);
-      for (const c of step.commands) for (const l of c.split("\n")) out.line(`    ${l}`);
+      for (const c of step.commands) for (const l of shortened(c.split("\n"))) out.line(`    ${l}`);
     }
     out.line("");
   }
   return 0;
+}
+
+/**
+ * A command script as the plan prints it: a line longer than
+ * PLAN_MAX_WIDTH (a range forward's map of 30000 elements) is cut, and a
+ * script past PLAN_MAX_LINES is cut in the middle. `--json` has every byte.
+ */
+export const PLAN_MAX_WIDTH = 240;
+export const PLAN_MAX_LINES = 400;
+function shortened(lines: string[]): string[] {
+  const narrow = lines.map((l) => (l.length <= PLAN_MAX_WIDTH ? l : `${l.slice(0, PLAN_MAX_WIDTH)} ... (${l.length - PLAN_MAX_WIDTH} more characters; netfleet plan --json has them)`));
+  if (narrow.length <= PLAN_MAX_LINES) return narrow;
+  const head = narrow.slice(0, PLAN_MAX_LINES - 10);
+  const tail = narrow.slice(-5);
+  return [...head, `# ... ${narrow.length - head.length - tail.length} more lines (netfleet plan --json has them)`, ...tail];
 }
 
 function summarizeSpec(spec: ResourceSpec): string {
