@@ -122,6 +122,29 @@ describe("corrective drift in netfleet status (real nats-server, the real agent 
     expect((await row(site, "hv1")).corrective.changes.map((c) => c.id)).toEqual(["sysctl[net.ipv4.ip_forward]", "sysctl[net.ipv4.conf.all.rp_filter]", "sysctl[net.ipv4.ip_forward]"]);
   });
 
+  it("repairs made while NATS is away reach status once it is back: all counted, the last 20 kept", async () => {
+    site = await startSite({ basePort: 32240, hosts: [inventoryHost("hv1")] });
+    const sim = startSimAgent(site, { hostname: "hv1", intervalMs: 300 });
+    sims.push(sim);
+    await sim.started;
+    const names = Array.from({ length: 25 }, (_, i) => `net.sim.k${String(i).padStart(2, "0")}`);
+    const p = await site.cp.publish(sysctls("hv1", Object.fromEntries(names.map((n) => [n, "1"]))));
+    await site.cp.waitForApplied("hv1", p.revision, 10_000);
+
+    await site.server.kill("nf-1");
+    for (const n of names) sim.host.set(n, "0");
+    await eventually(() => names.every((n) => sim.host.get(n) === "1"), "all 25 repaired while NATS is away", 10_000);
+    expect(sim.agent.journal.unsent).toBe(20);
+    await site.server.restart("nf-1");
+
+    await eventually(async () => (await row(site!, "hv1").catch(() => undefined))?.corrective.count === 25, "the repairs counted once NATS is back", 30_000);
+    const r = await row(site, "hv1");
+    expect(r.corrective.changes).toHaveLength(20);
+    // Newest first; one pass repaired them all, in the assignment's order: the first five are counted, not kept.
+    expect(r.corrective.changes.map((c) => c.id).reverse()).toEqual(names.slice(5).map((n) => `sysctl[${n}]`));
+    expect(sim.agent.journal.unsent).toBe(0);
+  });
+
   it("a host cannot write or read another host's corrective record (its own it can)", async () => {
     site = await startSite({ basePort: 32220, hosts: [inventoryHost("hv1"), inventoryHost("hv2")] });
     const hv1 = startSimAgent(site, { hostname: "hv1", intervalMs: 300 });
