@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { NftTableSpec } from "@netfleet/shared";
+import { EmptyHostRunner, emptyHost } from "../empty-host.ts";
 import { fixture, fixtureContext as ctx } from "./fixtures.ts";
 import { cidrSet, nftTime } from "./nft-rules.ts";
 import {
@@ -203,5 +204,33 @@ describe("nft-table: neighbours and inputs", () => {
   it("nft's time and interval-set forms", () => {
     expect([90, 3600, 3660, 86400 + 5].map(nftTime)).toEqual(["1m30s", "1h", "1h1m", "1d5s"]);
     expect(cidrSet(["10.99.0.0/24", "10.0.0.0/8", "169.254.0.0/16", "10.0.0.0/8", "192.0.2.7/32"])).toEqual(["10.0.0.0/8", "169.254.0.0/16", "192.0.2.7"]);
+  });
+
+  it("observe: the table (text and JSON), the ruleset and each external interface's addresses; a missing interface is a warning", async () => {
+    const answers: Record<string, { stdout: string; exitCode: number; stderr: string }> = {
+      "nft list table inet netfleet": { stdout: fixture("nft/gateway-applied.nft"), exitCode: 0, stderr: "" },
+      "nft -j list table inet netfleet": { stdout: fixture("nft/gateway-applied.json"), exitCode: 0, stderr: "" },
+      "nft -j list ruleset": { stdout: fixture("nft/gateway-foreign-ruleset.json"), exitCode: 0, stderr: "" },
+      "ip -j addr show dev wan0": { stdout: fixture("nft/gateway-wan0-addr.json"), exitCode: 0, stderr: "" },
+      "ip -j addr show dev wan1": { stdout: "", exitCode: 1, stderr: 'Device "wan1" does not exist.\n' },
+    };
+    const o = await nftTable.observe(spec, { ...ctx, ...emptyHost, read: async (argv) => answers[argv.join(" ")]! });
+    expect(o.externalSubnets).toEqual(["198.18.0.0/15", "203.0.113.0/24"]);
+    expect(o.missingExternal).toEqual(["wan1"]);
+    expect(o.foreign).toHaveLength(2);
+    const plan = nftTable.plan(spec, o, ctx);
+    // wan0's second subnet joins the open networks' deny lists
+    const added = (plan.changes.ruleset as { new: string[] }).new.filter((l) => l.includes("198.18.0.0/15"));
+    expect(added.map((l) => l.split(": ")[0])).toEqual(["chain out_service", "chain out_datain"]);
+    expect(plan.comment).toMatch(/^foreign-drop: .*; foreign-drop: .*; warning: external interface wan1 does not exist/);
+  });
+
+  it("a host without our table or any ruleset (netfleet plan's empty host): the whole table, no notes", async () => {
+    const runner = new EmptyHostRunner(["eth0"]);
+    const o = await nftTable.observe(spec, { ...ctx, ...emptyHost, read: (argv, opts) => runner.run({ argv, mutating: false }).then((r) => (r.exitCode && !opts?.allowFailure ? Promise.reject(new Error("failed")) : r)) });
+    expect(o).toMatchObject({ exists: false, foreign: [], externalSubnets: [] });
+    const plan = nftTable.plan(spec, o, ctx);
+    expect(plan.comment).toBeUndefined();
+    expect(plan.commands[0]!.stdin).toContain('chain out_service {');
   });
 });
