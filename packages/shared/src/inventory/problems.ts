@@ -8,6 +8,7 @@ import { GroupSpec, HostSpec, InventoryFile, NetworkSpec, PortForward, PortRange
  * with a "did you mean" for a misspelt key (edit distance or a synonym from
  * another tool's vocabulary).
  */
+/** Each zod issue of a file's schema check as a problem at its key or value, with a "did you mean" for an unknown key. */
 export function zodProblems(file: SourceFile, base: DocPath, error: z.ZodError): InputProblem[] {
   const out: InputProblem[] = [];
   for (const issue of flattenUnions(error.issues)) {
@@ -37,6 +38,13 @@ function flattenUnions(issues: z.core.$ZodIssue[]): z.core.$ZodIssue[] {
   return issues.flatMap((issue) => {
     if (issue.code !== "invalid_union" || issue.errors.length === 0) return [issue];
     const sameType = issue.errors.filter((branch) => !branch.some((i) => i.code === "invalid_type" && i.path.length === 0 || i.code === "invalid_value" && i.path.length === 0));
+    if (sameType.length === 0) {
+      const words: Record<string, string> = { object: "a mapping", array: "a list" };
+      const expected = issue.errors.flatMap((branch) =>
+        branch.flatMap((i) => (i.code === "invalid_type" ? [words[i.expected] ?? `a ${i.expected}`] : i.code === "invalid_value" ? i.values.map((v) => JSON.stringify(v)) : [])),
+      );
+      return [{ ...issue, message: `expected ${[...new Set(expected)].join(" or ")}` }];
+    }
     if (sameType.length !== 1) return [issue];
     return flattenUnions(sameType[0]!.map((i) => ({ ...i, path: [...issue.path, ...i.path] })));
   });
