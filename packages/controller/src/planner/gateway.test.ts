@@ -97,6 +97,24 @@ describe("gateway compile", () => {
     expect(d.allowNames).toEqual([{ name: "mirror.inet.test", set: dnsSetName("mirror.inet.test") }]);
   });
 
+  it("dns_names and allow names keep their form: a plain name and its wildcard are two names with two sets", () => {
+    const dir = edited("lab", "networks.yaml", [
+      ["    dns_names: [mirror.inet.test]", '    dns_names: [mirror.inet.test, "*.docs.inet.test"]'],
+      ["          - name: mirror.inet.test\n            ports: [80]", '          - name: mirror.inet.test\n            ports: [80]\n          - name: "*.mirror.inet.test"\n            ports: [443]'],
+    ]);
+    const a = backendOf(dir);
+    expect(dnsmasqOf(a, "secure").allowNames).toEqual([
+      { name: "*.docs.inet.test" },
+      { name: "*.mirror.inet.test", set: dnsSetName("*.mirror.inet.test") },
+      { name: "mirror.inet.test", set: dnsSetName("mirror.inet.test") },
+    ]);
+    expect(dnsSetName("*.mirror.inet.test")).not.toBe(dnsSetName("mirror.inet.test"));
+    expect(tableOf(a).allow.filter((r) => r.vm === "10.81.0.21")).toEqual([
+      { vm: "10.81.0.21", set: dnsSetName("mirror.inet.test"), proto: "tcp", ports: [80] },
+      { vm: "10.81.0.21", set: dnsSetName("*.mirror.inet.test"), proto: "tcp", ports: [443] },
+    ]);
+  });
+
   it("site dns_max_ttl and name_set_timeout reach dnsmasq and the table; defaults 300 and 3600", () => {
     const lab = backendOf(join(root, "lab"));
     expect(dnsmasqOf(lab, "secure").maxTtl).toBe(300);
