@@ -18,8 +18,10 @@ export interface CorrectiveJournalOptions {
   site: string;
   /** This host's inventory name, its key in the corrective bucket; undefined until enrolled (nothing is written). */
   host: () => string | undefined;
-  /** A write that failed is tried again after this long, ms (default 1000). */
+  /** A write that failed is tried again after this long, ms (default 1000), doubling after each failure in a row up to `retryMaxMs`. */
   retryMs?: number;
+  /** The longest pause between tries, ms (default 60 s: a controller without the bucket, or older permissions, costs one try a minute). */
+  retryMaxMs?: number;
   /** A read or put waits this long for its answer, ms (default 2000). */
   timeoutMs?: number;
   log?: (event: Record<string, unknown>) => void;
@@ -33,8 +35,8 @@ export interface CorrectiveJournalOptions {
  * back first after every new connection, so the count and the list go on
  * from what the key holds (an agent restarted with an empty state dir
  * continues its host's record); a key that holds something else than a
- * log of this host is started over (and logged). A write is retried every
- * `retryMs` until it is acknowledged. Changes queued beyond
+ * log of this host is started over (and logged). A write is retried until
+ * it is acknowledged, after `retryMs`, doubling up to `retryMaxMs`. Changes queued beyond
  * CORRECTIVE_RECENT while no write succeeds are counted, not kept; queued
  * changes live in memory only (an agent stopped while NATS is unreachable
  * loses them).
@@ -53,6 +55,7 @@ export class CorrectiveJournal {
   private again = false;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
+  private failures = 0;
 
   constructor(options: CorrectiveJournalOptions) {
     this.options = options;
@@ -107,11 +110,15 @@ export class CorrectiveJournal {
       )
       .then((done) => {
         this.running = undefined;
+        this.failures = done ? 0 : this.failures + 1;
         if (this.stopped) return;
         if (this.again) {
           this.again = false;
           this.kick();
-        } else if (!done && this.pending.length > 0) this.timer = setTimeout(() => this.kick(), this.options.retryMs ?? 1000);
+        } else if (!done && this.pending.length > 0) {
+          const base = this.options.retryMs ?? 1000;
+          this.timer = setTimeout(() => this.kick(), Math.min(this.options.retryMaxMs ?? 60_000, base * 2 ** Math.min(this.failures - 1, 16)));
+        }
       });
   }
 
