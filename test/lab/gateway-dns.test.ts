@@ -15,12 +15,13 @@
  * it (the upstream does answer the refused name: an open network gets it).
  */
 import { execa } from "execa";
-import { chmodSync, cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { appendFileSync, chmodSync, cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExecaRunner, read } from "@netfleet/agent";
+import { DNSMASQ_LOG_MAX_BYTES } from "../../packages/agent/src/resources/dnsmasq.ts";
 import { dnsSetName } from "../../packages/controller/src/planner/compile.ts";
 import { controllerCommand, labDown, labStartAgent, labStopAgent, labUp, readLabState, type LabOptions, type LabStatus } from "../../packages/controller/src/lab/index.ts";
 
@@ -244,6 +245,19 @@ describe.skipIf(!isRoot)("the backend's dnsmasq (prefix nfd, /tmp/nfd-lab)", () 
     for (const lease of before) expect(after).toContain(lease);
   }, 60_000);
 
+  it("a log past its size limit is rotated: renamed to .1, a new one of dnsmasq's user made, and dnsmasq writes there after SIGUSR2", async () => {
+    const log = join(dnsmasqDir(), "secure.log");
+    const uid = Number((await sh(["id", "-u", "dnsmasq"])).stdout.trim());
+    appendFileSync(log, `${"#".repeat(1023)}\n`.repeat(DNSMASQ_LOG_MAX_BYTES / 1024 + 1));
+    await eventually("the agent rotated secure.log", 10_000, async () => existsSync(`${log}.1`) && existsSync(log) && statSync(log).size < DNSMASQ_LOG_MAX_BYTES);
+    const fresh = statSync(log);
+    expect([fresh.uid, (fresh.mode & 0o777).toString(8)]).toEqual([uid, "640"]);
+    expect(statSync(`${log}.1`).size).toBeGreaterThan(DNSMASQ_LOG_MAX_BYTES);
+    expect(await dig(vm("vmb1").namespace, gateway("secure").ip, "b.www.inet.test")).toEqual({ status: "NOERROR", answers: ["203.0.113.10"] });
+    await eventually("the next query in the new log", 5_000, async () => readFileSync(log, "utf8").includes("query[A] b.www.inet.test"));
+    expect(readFileSync(`${log}.1`, "utf8")).not.toContain("query[A] b.www.inet.test");
+  }, 60_000);
+
   it("leases survive an agent restart, a dnsmasq restart and a reboot's empty run dir: a running VM's renew is ACKed with its address, no DHCPNAK (F15)", async () => {
     const v = vm("vmb4");
     const gw = gateway("secure");
@@ -303,13 +317,17 @@ describe.skipIf(!isRoot)("the backend's dnsmasq (prefix nfd, /tmp/nfd-lab)", () 
     // vmb3's NIC (datain) moves into vma1's namespace (secure) as its second NIC
     const a = vm("vma1").namespace;
     const b = vm("vmb3").namespace;
-    const moveNic = async (from: string, to: string, oldName: string, newName: string) => {
-      for (const argv of [["-n", from, "link", "set", oldName, "down"], ["-n", from, "link", "set", oldName, "name", newName], ["-n", from, "link", "set", newName, "netns", to], ["-n", to, "link", "set", newName, "up"]]) {
+    // renamed where its new name is free: before the move into vma1 (which has an eth0), after the move back
+    const moveNic = async (from: string, to: string, oldName: string, newName: string, renameFirst: boolean) => {
+      const rename = renameFirst ? [["-n", from, "link", "set", oldName, "name", newName]] : [["-n", to, "link", "set", oldName, "name", newName]];
+      const move = [["-n", from, "link", "set", renameFirst ? newName : oldName, "netns", to]];
+      const steps = [["-n", from, "link", "set", oldName, "down"], ...(renameFirst ? [...rename, ...move] : [...move, ...rename]), ["-n", to, "link", "set", newName, "up"]];
+      for (const argv of steps) {
         const x = await sh(["ip", ...argv]);
         expect(x.exitCode, `ip ${argv.join(" ")}: ${x.stderr}`).toBe(0);
       }
     };
-    await moveNic(b, a, "eth0", "eth1");
+    await moveNic(b, a, "eth0", "eth1", true);
     try {
       const second = await dhcpFrom(a, "eth1", true);
       const first = await dhcpFrom(a, "eth0", true);
@@ -321,7 +339,7 @@ describe.skipIf(!isRoot)("the backend's dnsmasq (prefix nfd, /tmp/nfd-lab)", () 
       const routes = JSON.parse((await sh(["ip", "-n", a, "-j", "route", "show", "default"])).stdout) as { gateway?: string; dev: string }[];
       expect(routes.map((x) => `${x.gateway} ${x.dev}`)).toEqual([`${gateway("secure").ip} eth0`]);
     } finally {
-      await moveNic(a, b, "eth1", "eth0");
+      await moveNic(a, b, "eth1", "eth0", false);
     }
     // the control for the next row: datain (DHCP) still answers vmb3, back on its own
     expect((await dhcpFrom(b, "eth0", true))?.ip).toMatch(/^10\.83\.0\.\d+$/);

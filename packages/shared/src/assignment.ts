@@ -166,7 +166,11 @@ export const DnsmasqSpec = z.strictObject({
   domain: z.string().regex(/^[a-z0-9.-]+$/),
   /** Absent: no DHCP on this network (dnsmasq serves DNS only). */
   dhcp: z.strictObject({ start: ipv4, end: ipv4, leaseTime: z.string().regex(/^(?:\d+[smhdw]|infinite)$/) }).optional(),
-  /** Whether DHCP offers the gateway as default route (option 3); false sends an empty router option. */
+  /**
+   * Whether DHCP offers the gateway as default route (RFC 2132 option 3).
+   * false: no router option at all (dnsmasq sends none for an
+   * `option:router` given without a value, dnsmasq(8) --dhcp-option).
+   */
   router: z.boolean(),
   /** Interface MTU announced by DHCP (RFC 2132 option 26, dnsmasq `option:mtu`), bytes. */
   mtu: z.number().int().min(68).max(9216),

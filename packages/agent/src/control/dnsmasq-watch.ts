@@ -1,5 +1,5 @@
 import { constants } from "node:fs";
-import { open, readFile, rename, stat } from "node:fs/promises";
+import { open, readFile, rename, rm, stat } from "node:fs/promises";
 import { processArgv } from "../engine.ts";
 import { DNSMASQ_LOG_KEEP, DNSMASQ_LOG_MAX_BYTES, dnsmasqFiles, isOurDnsmasq } from "../resources/dnsmasq.ts";
 import type { Toolbox } from "../tools.ts";
@@ -160,21 +160,26 @@ export class DnsmasqWatch {
 
 /**
  * Renames `log` to `log.1` (and `log.i` to `log.i+1`, `log.keep` replaced)
- * and creates an empty `log` owned like the old one, mode 0640: logrotate's
- * `create` for a daemon that reopens on a signal. Throws on an I/O error.
+ * and puts an empty `log` owned like the old one, mode 0640, in its place:
+ * logrotate's `create` for a daemon that reopens on a signal. The new file
+ * is made beside (`log.netfleet-new`) and renamed in, so `log` never exists
+ * with another owner. Throws on an I/O error.
  */
 export async function rotateLog(log: string, keep: number): Promise<void> {
   const ignoreMissing = (err: NodeJS.ErrnoException) => {
     if (err.code !== "ENOENT") throw err;
   };
-  for (let i = keep - 1; i >= 1; i--) await rename(`${log}.${i}`, `${log}.${i + 1}`).catch(ignoreMissing);
   const old = await stat(log);
-  await rename(log, `${log}.1`);
-  const fh = await open(log, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o640);
+  const next = `${log}.netfleet-new`;
+  await rm(next, { force: true });
+  const fh = await open(next, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o640);
   try {
     await fh.chown(old.uid, old.gid);
     await fh.chmod(0o640);
   } finally {
     await fh.close();
   }
+  for (let i = keep - 1; i >= 1; i--) await rename(`${log}.${i}`, `${log}.${i + 1}`).catch(ignoreMissing);
+  await rename(log, `${log}.1`);
+  await rename(next, log);
 }
