@@ -280,8 +280,10 @@ export class NatsAgent {
   }
 }
 
+/** The warnings of an outcome as one string; "" when there are none (like failedSignature, and its start value). */
 function warningSignature(outcome: ApplyOutcome): string {
-  return JSON.stringify(warningsOf(outcome.results));
+  const warnings = warningsOf(outcome.results);
+  return warnings.length > 0 ? JSON.stringify(warnings) : "";
 }
 
 function failedSignature(outcome: ApplyOutcome): string {
