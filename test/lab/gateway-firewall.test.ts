@@ -5,7 +5,8 @@
  * copy of inventories/lab with:
  * - service (egress open): `gateway_services: tcp 8080`;
  * - datain (egress open): `port_ranges: listen 22000 → every address :22,
- *   from 203.0.113.10` (vmb3 there is a DHCP VM).
+ *   from 203.0.113.10` (vmb3 there is a DHCP VM);
+ * - site: `dns_max_ttl: 10`, `name_set_timeout: 30` (short, for the name-set row).
  * Fixtures the test adds and removes itself: two namespaces routed through
  * the backend on interfaces that are not ours (a foreign forwarded flow), a
  * web server outside the backend's external subnet (198.51.100.80) and a
@@ -25,6 +26,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExecaRunner, read } from "@netfleet/agent";
 import { controllerCommand, LABNET, labDown, labUp, readLabState, type LabOptions, type LabStatus } from "../../packages/controller/src/lab/index.ts";
 
+const NAME_SET_TIMEOUT = 30;
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 const inventoryDir = mkdtempSync(join(tmpdir(), "nfg-inventory-"));
 cpSync(join(repoRoot, "inventories", "lab"), inventoryDir, { recursive: true });
@@ -34,6 +36,12 @@ cpSync(join(repoRoot, "inventories", "lab"), inventoryDir, { recursive: true });
   doc.setIn(["networks", "service", "gateway_services"], [{ proto: "tcp", ports: [8080] }]);
   doc.setIn(["networks", "datain", "port_ranges"], [{ listen: 22000, port: 22, from: ["203.0.113.10"] }]);
   writeFileSync(file, doc.toString());
+  // name-set entries lapse after 30 s unused (dnsmasq caps TTLs at 10 s): the refresh row runs across 2.5 timeouts
+  const siteFile = join(inventoryDir, "site.yaml");
+  const site = parseDocument(readFileSync(siteFile, "utf8"));
+  site.setIn(["site", "dns_max_ttl"], 10);
+  site.setIn(["site", "name_set_timeout"], NAME_SET_TIMEOUT);
+  writeFileSync(siteFile, site.toString());
 }
 const lab: LabOptions = { inventoryDir, prefix: "nfg", runDir: "/tmp/nfg-lab", repoRoot };
 const runner = new ExecaRunner({ timeoutMs: 60_000 });
@@ -257,11 +265,8 @@ describe.skipIf(!isRoot)("gateway firewall (prefix nfg, /tmp/nfg-lab)", () => {
     const inet = status.inet!.namespace;
     const table = async () => (await nft("list", "table", "inet", "netfleet")).replace(/counter packets \d+ bytes \d+/g, "counter").replace(/elements = \{[^}]*\}/g, "");
     const nameSet = (await nft("list", "table", "inet", "netfleet")).match(/set (dns_[0-9a-f]+) \{/)![1]!;
-    // vmb1 resolves its allowed name: dnsmasq puts the address into the name set
-    const answer = await sh(inNs(vm("vmb1").namespace, "dig", "+short", "+time=2", "+tries=2", "@10.81.0.1", "mirror.inet.test"));
-    const address = answer.stdout.trim().split("\n").at(-1)!;
-    expect(address, answer.stderr).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
-    await eventually("the name set holds the answer", 5_000, async () => (await nft("list", "set", "inet", "netfleet", nameSet)).includes(address));
+    // an address in the name set (as dnsmasq puts it there), with a long timeout of its own so only a lost set loses it
+    await nft("add", "element", "inet", "netfleet", nameSet, "{ 192.0.2.77 timeout 300s }");
     const good = await table();
     // controls before the edits
     expect(await connect(vma1.namespace, "203.0.113.10", 80)).toBe("inet 203.0.113.1");
@@ -285,8 +290,28 @@ describe.skipIf(!isRoot)("gateway firewall (prefix nfg, /tmp/nfg-lab)", () => {
     expect(await connect(vma1.namespace, "203.0.113.20", 80)).toMatch(/^none/);
     expect(await connect(inet, "203.0.113.1", 2222)).toBe("vma2 203.0.113.254");
     expect(await connect(FA.ns, FB.ip, 80)).toBe(`foreignb ${FA.ip}`);
-    expect(await nft("list", "set", "inet", "netfleet", nameSet), "the name set survived the replacement").toContain(address);
+    expect(await nft("list", "set", "inet", "netfleet", nameSet), "the name set's element survived the replacement").toContain("192.0.2.77 ");
     // status carries the repair with its before/after lines
     await eventually("status shows the repair", 20_000, async () => JSON.stringify(await statusJson()).includes('iifname \\"gw-secure\\" accept'));
   }, 120_000);
+
+  it("an allowed name's address in use never lapses (refreshed by each new connection) across 2.5 set timeouts; an unused one does", async () => {
+    const vmb1 = vm("vmb1");
+    const nameSet = (await nft("list", "table", "inet", "netfleet")).match(/set (dns_[0-9a-f]+) \{/)![1]!;
+    const answer = await sh(inNs(vmb1.namespace, "dig", "+short", "+time=2", "+tries=2", "@10.81.0.1", "mirror.inet.test"));
+    expect(answer.stdout.trim(), answer.stderr).toBe("203.0.113.20");
+    await nft("add", "element", "inet", "netfleet", nameSet, "{ 192.0.2.78 }"); // the control: in the set, never used
+    const start = Date.now();
+    let connections = 0;
+    // no DNS from here on: only the connections' `update` can keep the address in the set
+    while (Date.now() - start < NAME_SET_TIMEOUT * 2500) {
+      expect(await connect(vmb1.namespace, "203.0.113.20", 80), `after ${Date.now() - start} ms`).toBe("inet 203.0.113.1");
+      connections++;
+      await sleep(6_000);
+    }
+    const set = await nft("list", "set", "inet", "netfleet", nameSet);
+    process.stderr.write(`name set after ${Date.now() - start} ms and ${connections} connections: ${set.replace(/\s+/g, " ")}\n`);
+    expect(set).toContain("203.0.113.20 ");
+    expect(set, "the unused address lapsed").not.toContain("192.0.2.78");
+  }, 150_000);
 });

@@ -77,6 +77,7 @@ export interface NftJsonView {
   dynamic: Record<string, CarriedElement[]>;
 }
 
+/** The static sets, each empty. */
 export const emptyElements = (): Record<StaticSet, string[]> => ({ allow_tcp: [], allow_udp: [], allow_all_tcp: [], allow_all_udp: [] });
 
 /** Parses `nft -j list table inet netfleet` (nft 1.0.6 JSON schema 1). Throws ParseError on a document of another shape. */

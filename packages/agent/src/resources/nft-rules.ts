@@ -23,7 +23,10 @@ import { intToIpv4, ipv4ToInt, parseIpv4Cidr, sha256Hex, type EgressRule, type F
  *   network's gateway services, nothing else from our interfaces.
  * - prerouting (nat): port-forwards on every external interface, limited
  *   to `from`; hairpin from our interfaces to the host's own addresses
- *   (`fib daddr type local`) except the gateways.
+ *   (`fib daddr type local`) except the gateways, limited to `from` too (a
+ *   forward with `from` is hairpinned only for the VM sources it lists).
+ *   IPv6 from our interfaces meets no accept in allowlist networks; open
+ *   networks' deny lists are IPv4 (the gateways offer no IPv6 route).
  * - postrouting (nat): masquerade out of every external interface; masquerade
  *   of hairpinned flows (source one of our networks, DNAT'd, back into one of
  *   our interfaces) so replies come back through the backend.
