@@ -106,7 +106,8 @@ describe("gateway audit over NATS (real nats-server)", () => {
     expect(() => process.kill(pid, 0)).toThrow(); // the child is gone
     expect(backend.errors).toEqual([]);
 
-    const since = new Date(Date.now() - 3600_000);
+    // The capture's records carry the kernel's time of the day it was taken.
+    const since = new Date(0);
     const out = memoryOutput(true);
     expect(await auditCommand(site.cp, inventoryX, "vmx", since, out)).toBe(0);
     const result = out.values[0] as { records: AuditLine[]; lost: number; nics: { addresses: string[] }[] };
@@ -161,7 +162,10 @@ describe("gateway audit over NATS (real nats-server)", () => {
     // A batch on its own subject that names another host is stored but refused by the reader.
     await backend.nc.request(auditSubject(SITE, "backend", "secure"), encodeMessage(batch("hosta", "secure", [{ dst: "198.51.100.79" }])), { timeout: 2000 });
 
-    // Through the CLI, on the lab inventory: vma1 (10.81.0.11) reached .77 and was refused .78:25; .66 and .79 appear nowhere.
+    // A record logged before --since, stored now (held back while NATS was away), is outside the window asked for.
+    await backend.nc.request(auditSubject(SITE, "backend", "secure"), encodeMessage(batch("backend", "secure", [{ dst: "198.51.100.80", time: new Date(Date.now() - 2 * 3600_000).toISOString() }])), { timeout: 2000 });
+
+    // Through the CLI, on the lab inventory: vma1 (10.81.0.11) reached .77 and was refused .78:25; .66, .79 and .80 appear nowhere.
     const out = memoryOutput(true);
     expect(await main(["audit", "vma1", join(REPO, "inventories", "lab"), "--state-dir", stateDir, "--since", "10m", "--json"], out)).toBe(0);
     const result = out.values[0] as { records: AuditLine[]; invalid: string[] };
@@ -173,6 +177,7 @@ describe("gateway audit over NATS (real nats-server)", () => {
     const all = await readAudit(site.cp.nc, SITE, { networks: ["secure", "x"], since: new Date(0), match: () => true });
     expect(all.records.map((r) => r.dst)).not.toContain("198.51.100.66");
     expect(all.records.map((r) => r.dst)).not.toContain("198.51.100.79");
+    expect(all.records.map((r) => r.dst)).toContain("198.51.100.80"); // stored; only the window left it out
   });
 
   it("refuses what it cannot answer: an unknown VM (2), a bad --since (64)", async () => {

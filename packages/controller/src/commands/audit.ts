@@ -103,7 +103,8 @@ export async function auditCommand(cp: ControlPlane, inventory: Inventory, vm: s
   const result = await readAudit(cp.nc, cp.options.site, {
     networks: nics.map((n) => n.network),
     since,
-    match: (r) => matchRecord(r, nics) !== undefined,
+    // The stream is read from the batches stored since then; a batch held back while NATS was away can carry older records.
+    match: (r) => Date.parse(r.time) >= since.getTime() && matchRecord(r, nics) !== undefined,
   });
   const records: AuditLine[] = result.records.map((r) => ({ ...r, direction: matchRecord(r, nics)! }));
   if (out.json) {
