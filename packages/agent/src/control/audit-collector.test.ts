@@ -1,7 +1,12 @@
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import type { ResourceSpec } from "@netfleet/shared";
 import { AuditCollector, auditSources } from "./audit-collector.ts";
+import { captureMarker } from "./audit-pidfile.ts";
 
 /** The kernel capture of audit-nflog.test.ts: 4 records of network "x". */
 const FIXTURE = fileURLToPath(new URL("./fixtures/nflog-v4.pcap", import.meta.url));
@@ -74,6 +79,42 @@ describe("AuditCollector's capture children", () => {
     await c.stop();
     expect(alive(pids.x!)).toBe(false);
     expect(c.running()).toEqual([]);
+  });
+
+  it("a capture left running by a killed agent (its marked pid, our command line) is stopped before ours starts; a marked pid running anything else is left alone", async () => {
+    const runDir = mkdtempSync(join(tmpdir(), "nfu-audit-"));
+    const argv = ["tail", "-c", "+1", "-f", FIXTURE];
+    const stray = spawn("sleep", ["30"], { stdio: "ignore" });
+    try {
+      // The killed agent's collector: never stopped (its restarts are far off).
+      const killed = new AuditCollector({ site: "lab", host: () => undefined, captureArgv: () => argv, runDir, restartMinMs: 60_000 });
+      killed.configure([{ network: "x", group: 7 }]);
+      await until("the first capture marked", () => existsSync(captureMarker(runDir, 7)) && readFileSync(captureMarker(runDir, 7), "utf8").trim() === String(killed.running()[0]?.pid));
+      const orphan = killed.running()[0]!.pid!;
+      const events: Record<string, unknown>[] = [];
+      const next = new AuditCollector({ site: "lab", host: () => undefined, captureArgv: () => argv, runDir, log: (e) => events.push(e) });
+      next.configure([{ network: "x", group: 7 }]);
+      await until("the next capture started", () => next.running()[0]?.pid !== undefined);
+      expect(events.find((e) => e.event === "audit-capture-orphan-stopped")).toMatchObject({ group: 7, pid: orphan });
+      await until("the orphan reaped (it is this process's child here)", () => !alive(orphan));
+      const ours = next.running()[0]!.pid!;
+      expect(alive(ours)).toBe(true);
+      await until("the marker names the new capture", () => readFileSync(captureMarker(runDir, 7), "utf8").trim() === String(ours));
+      await next.stop();
+      await killed.stop();
+      expect(alive(ours)).toBe(false);
+      // A marker whose pid now runs something else (a reused pid): untouched.
+      writeFileSync(captureMarker(runDir, 8), `${stray.pid}\n`);
+      const third = new AuditCollector({ site: "lab", host: () => undefined, captureArgv: () => argv, runDir, log: (e) => events.push(e) });
+      third.configure([{ network: "y", group: 8 }]);
+      await until("y's capture started", () => third.running()[0]?.pid !== undefined);
+      await third.stop();
+      expect(alive(stray.pid!)).toBe(true);
+      expect(events.filter((e) => e.event === "audit-capture-orphan-stopped")).toHaveLength(1);
+    } finally {
+      stray.kill("SIGTERM");
+      rmSync(runDir, { recursive: true, force: true });
+    }
   });
 
   it("audits the nft table's networks that have an audit group, and nothing without a table", () => {

@@ -2,6 +2,7 @@ import { execa, type ResultPromise } from "execa";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { AUDIT_BATCH_MAX, auditSubject, encodeMessage, type AuditBatch, type AuditRecord, type ResourceSpec } from "@netfleet/shared";
 import { PcapFormatError, PcapStreamReader, decodeNflog, toAuditRecord, type Skip } from "./audit-nflog.ts";
+import { captureMarker, markCapture, stopMarkedCapture, unmarkCapture } from "./audit-pidfile.ts";
 
 /** A network whose gateway logs to an nflog group (NftTableSpec.networks[].auditGroup). */
 export interface AuditSource {
@@ -20,6 +21,13 @@ export interface AuditCollectorOptions {
   host: () => string | undefined;
   /** The capture command of one group; default `tcpdump -i nflog:G -U -s 1024 -w -` (tcpdump(8): -U writes each packet at once). */
   captureArgv?: (group: number) => string[];
+  /**
+   * The agent's run dir (`Toolbox.runDir`): each capture's pid is marked in
+   * `<runDir>/audit/nflog-<group>.pid`, and a capture a killed agent left
+   * running (same pid, same command line) is stopped before ours starts
+   * (audit-pidfile.ts). Absent: no marks.
+   */
+  runDir?: string;
   /** Batches are published this often, ms (default 250). */
   flushMs?: number;
   /** Most records held while they cannot be published (default 20,000); more are counted as lost. */
@@ -40,6 +48,8 @@ interface Capture {
   delayMs: number;
   timer: NodeJS.Timeout | undefined;
   stopped: boolean;
+  /** A start under way (a left-behind capture being stopped first). */
+  starting?: Promise<void>;
 }
 
 /** 64 KiB of a capture's stderr is kept (its last lines explain an exit). */
@@ -57,7 +67,8 @@ const STDERR_KEEP = 64 * 1024;
  * the queue is full new records are dropped and counted, and the count
  * travels in the network's next batch (`lost`). Nothing here needs NATS to
  * capture: records wait (bounded) until `attach` gives a connection and the
- * agent knows its host name.
+ * agent knows its host name. With `runDir`, each child's pid is marked, so a
+ * capture left running by a killed agent is stopped by the next one.
  */
 export class AuditCollector {
   /** Counters since start: records read, published (acknowledged), lost (queue full), skipped (by reason), restarts, bad streams. */
@@ -122,8 +133,21 @@ export class AuditCollector {
   private spawn(capture: Capture): void {
     if (capture.stopped || this.stopped) return;
     const { group, network } = capture.source;
-    const [file, ...args] = this.options.captureArgv?.(group) ?? ["tcpdump", "-i", `nflog:${group}`, "-U", "-s", "1024", "-w", "-"];
+    const argv = this.options.captureArgv?.(group) ?? ["tcpdump", "-i", `nflog:${group}`, "-U", "-s", "1024", "-w", "-"];
+    if (this.options.runDir === undefined) return this.start(capture, argv, undefined);
+    const marker = captureMarker(this.options.runDir, group);
+    capture.starting = stopMarkedCapture(marker, argv).then((pid) => {
+      if (pid !== undefined) this.log({ event: "audit-capture-orphan-stopped", network, group, pid });
+      this.start(capture, argv, marker);
+    });
+  }
+
+  private start(capture: Capture, argv: string[], marker: string | undefined): void {
+    if (capture.stopped || this.stopped) return;
+    const { group, network } = capture.source;
+    const [file, ...args] = argv;
     const child = execa(file!, args, { reject: false, buffer: false, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+    if (marker && child.pid) void markCapture(marker, child.pid);
     capture.child = child;
     capture.startedAt = Date.now();
     const reader = new PcapStreamReader();
@@ -153,6 +177,7 @@ export class AuditCollector {
     this.log({ event: "audit-capture-start", network, group, pid: child.pid });
     void child.then((result) => {
       if (capture.child === child) capture.child = undefined;
+      if (marker && child.pid) void unmarkCapture(marker, child.pid);
       if (capture.stopped || this.stopped) return;
       // A capture that ran a minute was healthy: its next start is quick again.
       if (Date.now() - capture.startedAt > 60_000) capture.delayMs = this.options.restartMinMs ?? 500;
@@ -164,17 +189,18 @@ export class AuditCollector {
     });
   }
 
-  private stopCapture(capture: Capture): Promise<unknown> {
+  private async stopCapture(capture: Capture): Promise<void> {
     capture.stopped = true;
     clearTimeout(capture.timer);
+    await capture.starting;
     const child = capture.child;
-    if (!child?.pid) return Promise.resolve();
+    if (!child?.pid) return;
     try {
       process.kill(child.pid, "SIGTERM");
     } catch {
       // Already gone.
     }
-    return child;
+    await child;
   }
 
   private enqueue(record: AuditRecord): void {

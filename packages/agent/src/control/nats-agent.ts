@@ -115,7 +115,7 @@ export class NatsAgent {
       },
     };
     this.client = new AgentClient(clientOptions);
-    this.audit = new AuditCollector({ site: options.site, host: () => this.client.host, log: this.log });
+    this.audit = new AuditCollector({ site: options.site, host: () => this.client.host, runDir: options.tools.runDir, log: this.log });
     this.leasePublisher = new LeasePublisher({
       site: options.site,
       host: () => this.client.host,
