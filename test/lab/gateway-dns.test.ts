@@ -296,6 +296,31 @@ describe.skipIf(!isRoot)("the backend's dnsmasq (prefix nfd, /tmp/nfd-lab)", () 
     expect(log).not.toContain("DHCPNAK");
   }, 150_000);
 
+  it("a lease file at its old place (the run dir, before this agent) moves to the state dir once, every lease kept", async () => {
+    const leasesFile = join(stateDir(), "secure.leases");
+    const legacy = join(dnsmasqDir(), "secure.leases");
+    const before = readFileSync(leasesFile, "utf8");
+    expect(before.trim().split("\n").length).toBeGreaterThan(0);
+    // the host as an older agent left it: the lease file in the run dir, none in the state dir, dnsmasq stopped
+    expect(await labStopAgent(lab, "backend")).toBeDefined();
+    const pid = pidOf("secure");
+    process.kill(pid, "SIGTERM");
+    await eventually(`dnsmasq ${pid} gone`, 10_000, async () => !isOurs(pid, "secure"));
+    writeFileSync(legacy, before);
+    rmSync(leasesFile);
+    labStartAgent(lab, "backend");
+    await eventually("secure's dnsmasq running again with its leases in the state dir", 90_000, async () => {
+      try {
+        return isOurs(pidOf("secure"), "secure") && existsSync(leasesFile);
+      } catch {
+        return false;
+      }
+    });
+    expect(existsSync(legacy), "the old file is gone").toBe(false);
+    const after = readFileSync(leasesFile, "utf8");
+    for (const line of before.trim().split("\n")) expect(after).toContain(line.split(" ").slice(1, 3).join(" "));
+  }, 150_000);
+
   it("router: false offers no default route (a VM with NICs on secure and datain has one); a network without DHCP makes no offer while its DNS answers", async () => {
     const file = join(inventoryDir, "networks.yaml");
     let text = readFileSync(file, "utf8");
