@@ -80,11 +80,19 @@ export interface NftJsonView {
 /** The static sets, each empty. */
 export const emptyElements = (): Record<StaticSet, string[]> => ({ allow_tcp: [], allow_udp: [], allow_all_tcp: [], allow_all_udp: [] });
 
-/** Parses `nft -j list table inet netfleet` (nft 1.0.6 JSON schema 1). Throws ParseError on a document of another shape. */
-export function parseNftJson(stdout: string): NftJsonView {
-  const doc = parseJson("nft -j list table", stdout, NftJson);
+/**
+ * Parses `nft -j list table inet netfleet`, or our table's part of `nft -j
+ * list ruleset` (`only`: the objects of that table) (nft 1.0.6 JSON schema
+ * 1). Throws ParseError on a document of another shape.
+ */
+export function parseNftJson(stdout: string, only?: { family: string; table: string }): NftJsonView {
+  const doc = parseJson(only ? "nft -j list ruleset" : "nft -j list table", stdout, NftJson);
   const view: NftJsonView = { elements: emptyElements(), dynamic: {} };
   for (const item of doc.nftables) {
+    if (only) {
+      const o = (item.set ?? item.rule ?? item.map) as { family?: string; table?: string } | undefined;
+      if (o?.family !== only.family || o?.table !== only.table) continue;
+    }
     const set = item.set as { name: string; elem?: unknown[] } | undefined;
     if (set && (STATIC_SETS as readonly string[]).includes(set.name)) {
       view.elements[set.name as StaticSet] = (set.elem ?? []).map(elementText).sort();

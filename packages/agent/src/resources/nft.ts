@@ -68,17 +68,30 @@ export async function observeNftTable(ctx: ObserveContext, options: { nftMayBeMi
   return parseNftTable(out.stdout);
 }
 
+/**
+ * Two reads a pass: `nft -t list table inet netfleet` (text, terse: no set
+ * elements, the drift comparison) and `nft -j list ruleset` (the static
+ * and name-set elements of our table, and the foreign tables), plus `ip -j
+ * addr show dev X` per external interface.
+ */
 async function observeFull(spec: NftTableSpec, ctx: ObserveContext): Promise<NftObservation> {
-  const [json, text, ruleset, ...addrs] = await Promise.all([
-    observeNftTable(ctx),
-    ctx.read(["nft", "list", "table", "inet", "netfleet"], { allowFailure: true }),
+  const [text, ruleset, ...addrs] = await Promise.all([
+    ctx.read(["nft", "-t", "list", "table", "inet", "netfleet"], { allowFailure: true }),
     ctx.read(["nft", "-j", "list", "ruleset"], { allowFailure: true }),
     ...spec.externalInterfaces.map((ext) => ctx.read(["ip", "-j", "addr", "show", "dev", ext], { allowFailure: true })),
   ]);
-  const obs: NftObservation = { ...json };
-  if (json.exists) {
-    if (text.exitCode !== 0) throw new Error(`nft list table inet netfleet exited ${text.exitCode}: ${text.stderr.trim()}`);
+  const obs = noTable();
+  if (text.exitCode === 0) {
+    obs.exists = true;
     obs.lines = normaliseListing(text.stdout);
+  } else if (!missing(text.stderr)) {
+    throw new Error(`nft -t list table inet netfleet exited ${text.exitCode}: ${text.stderr.trim()}`);
+  }
+  if (ruleset.exitCode === 0) {
+    if (obs.exists) Object.assign(obs, parseNftJson(ruleset.stdout, { family: "inet", table: "netfleet" }));
+    obs.foreign = foreignDrops(ruleset.stdout, spec.networks.map((n) => n.interface));
+  } else if (!missing(ruleset.stderr)) {
+    throw new Error(`nft -j list ruleset exited ${ruleset.exitCode}: ${ruleset.stderr.trim()}`);
   }
   const subnets: string[] = [];
   spec.externalInterfaces.forEach((ext, i) => {
@@ -87,8 +100,6 @@ async function observeFull(spec: NftTableSpec, ctx: ObserveContext): Promise<Nft
     else subnets.push(...parseExternalSubnets(r.stdout));
   });
   obs.externalSubnets = [...new Set(subnets)].sort();
-  if (ruleset.exitCode === 0) obs.foreign = foreignDrops(ruleset.stdout, spec.networks.map((n) => n.interface));
-  else if (!missing(ruleset.stderr)) throw new Error(`nft -j list ruleset exited ${ruleset.exitCode}: ${ruleset.stderr.trim()}`);
   return obs;
 }
 

@@ -20,8 +20,8 @@ n ip -j addr show dev wan0 > gateway-wan0-addr.json
 RULESET=$(sh "$ROOT/scripts/node.sh" print-ruleset.ts)
 printf '%s' "$RULESET" > gateway-ruleset.nft
 apply() { printf '%s' "$RULESET" | n nft -f -; }
-snap() {  # snap <name>: the table as text and JSON
-  n nft list table inet netfleet > "gateway-$1.nft"
+snap() {  # snap <name>: the table as the agent reads it (text, terse: no set elements) and as JSON
+  n nft -t list table inet netfleet > "gateway-$1.nft"
   n nft -j list table inet netfleet > "gateway-$1.json"
 }
 apply; snap applied
