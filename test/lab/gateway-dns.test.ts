@@ -228,7 +228,13 @@ describe.skipIf(!isRoot)("the backend's dnsmasq (prefix nfd, /tmp/nfd-lab)", () 
     newPid = pidOf("secure");
     process.stderr.write(`dnsmasq kill -9 -> DNS answering again after ${dnsBack} ms, a full DHCP exchange done ${dhcpBack} ms after the kill (pid ${old} -> ${newPid})\n`);
     // where the time went: the watcher's exit event and the dnsmasq pass, from the agent's log
-    const agentLog = readFileSync(join(backend().agentDir, "agent.log"), "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const agentLog = readFileSync(join(backend().agentDir, "agent.log"), "utf8").split("\n").flatMap((l) => {
+      try {
+        return [JSON.parse(l) as Record<string, unknown>];
+      } catch {
+        return []; // not an event line (a warning on stderr)
+      }
+    });
     const exit = agentLog.find((e) => e.event === "dnsmasq-exit" && e.pid === old);
     const pass = agentLog.find((e) => e.event === "reconcile" && String(e.pass).includes("dnsmasq") && Date.parse(String(e.ts)) >= killed);
     process.stderr.write(`  exit seen ${exit ? Date.parse(String(exit.ts)) - killed : "?"} ms after the kill; the dnsmasq pass ended ${pass ? Date.parse(String(pass.ts)) - killed : "?"} ms after it (${pass?.ms ?? "?"} ms long)\n`);
