@@ -190,18 +190,20 @@ export class ControlPlane {
     try {
       const kvm = new Kvm(nc);
       const opts = { history: Math.max(5, options.history ?? 5), replicas: options.replicas ?? 1, allow_direct: true };
+      // Right after a cluster starts, a meta leader may not yet see every peer current: "no suitable peers for placement" is retried.
+      const create = (name: string, o: Parameters<Kvm["create"]>[1]) => withRetry(() => kvm.create(name, o), options.retryMs ?? 30_000);
       const buckets: Buckets = {
-        desired: await kvm.create(desiredBucket(options.site), opts),
-        hosts: await kvm.create(hostsBucket(options.site), opts),
-        applied: await kvm.create(appliedBucket(options.site), opts),
-        rollout: await kvm.create(rolloutBucket(options.site), opts),
+        desired: await create(desiredBucket(options.site), opts),
+        hosts: await create(hostsBucket(options.site), opts),
+        applied: await create(appliedBucket(options.site), opts),
+        rollout: await create(rolloutBucket(options.site), opts),
         // Only the last table of each backend matters: no history, and a bounded value.
-        leases: await kvm.create(leasesBucket(options.site), { history: 1, replicas: opts.replicas, allow_direct: true, maxValueSize: LEASES_MAX_VALUE_BYTES }),
+        leases: await create(leasesBucket(options.site), { history: 1, replicas: opts.replicas, allow_direct: true, maxValueSize: LEASES_MAX_VALUE_BYTES }),
         // The value holds the history: one value per host.
-        corrective: await kvm.create(correctiveBucket(options.site), { history: 1, replicas: opts.replicas, allow_direct: true, maxValueSize: CORRECTIVE_MAX_VALUE_BYTES }),
+        corrective: await create(correctiveBucket(options.site), { history: 1, replicas: opts.replicas, allow_direct: true, maxValueSize: CORRECTIVE_MAX_VALUE_BYTES }),
       };
       // Backends publish their gateway audit here; its limits rotate it.
-      await ensureAuditStream(nc, options.site, { replicas: opts.replicas });
+      await withRetry(() => ensureAuditStream(nc, options.site, { replicas: opts.replicas }), options.retryMs ?? 30_000);
       // Buckets where agents each write their own key: a put with Nats-Rollup: all would wipe the rest.
       await denyRollups(nc, leasesBucket(options.site));
       await denyRollups(nc, appliedBucket(options.site));
