@@ -83,7 +83,10 @@ export const DNSMASQ_LOG_KEEP = 3;
  *   the gateway address of this network only (one dnsmasq per network).
  * - `user=`/`group=`: after opening its sockets, pid, lease and log files as
  *   root it drops to that account, keeping CAP_NET_ADMIN only (DHCP's ARP
- *   cache writes and nftset's netlink; /proc/<pid>/status CapEff 0x1000).
+ *   cache writes and nftset's netlink; /proc/<pid>/status CapEff 0x1000),
+ *   and CAP_NET_BIND_SERVICE too when it started while an address of its
+ *   interface was still in DAD (an IPv6 link-local one, bound later;
+ *   dnsmasq.c need_cap_net_bind_service).
  * - `max-ttl`, `max-cache-ttl`: answers are cached and handed out with a TTL
  *   of at most `maxTtl` s (the name sets' timeout is set above it).
  * - `log-queries`: every query and its answer or refusal, in the log file.
