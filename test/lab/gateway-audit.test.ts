@@ -12,14 +12,15 @@
  * controller's CLI; beside each VM's lines, another VM's refused connection
  * must not appear in them.
  */
-import { cpSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExecaRunner, read } from "@netfleet/agent";
-import { controllerCommand, labDown, labUp, readLabState, type LabOptions, type LabStatus } from "../../packages/controller/src/lab/index.ts";
+import { controllerCommand, labDown, labStartAgent, labUp, readLabState, type LabOptions, type LabStatus } from "../../packages/controller/src/lab/index.ts";
 import { tcpConnect } from "../../packages/controller/src/checks/probes.ts";
+import { captureMarker } from "../../packages/agent/src/control/audit-pidfile.ts";
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 const inventoryDir = mkdtempSync(join(tmpdir(), "nfu-inventory-"));
@@ -135,5 +136,51 @@ describe.skipIf(!isRoot)("gateway audit (prefix nfu, /tmp/nfu-lab)", () => {
     expect(out.some((l) => / {2}reached {2}out {2}tcp {5}\S+ -> \S+:80 {2}\(secure at /.test(l) && l.includes(`-> ${allowedWeb}:80`))).toBe(true);
     expect(out.some((l) => l.includes("refused") && l.includes(`${otherWeb}:80`))).toBe(true);
     expect(out.at(-1)).toMatch(/^\d+ reached, \d+ refused$/);
+
+    // An open network audits too, and the line says what happened: vma2 (service, egress open) to the
+    // other web server (in the lab it sits in the backend's external subnet, which open egress never
+    // reaches: then a refused line; were it reached, a reached line).
+    const open = await tcpConnect(runner, vm("vma2").namespace, otherWeb, 80, { timeoutMs: 1500 });
+    expect(open.ran).toBe(true);
+    const verdict = open.ran && open.connected ? "allow" : "drop";
+    process.stderr.write(`vma2 -> ${otherWeb}:80 ${verdict === "allow" ? "connected" : "not connected"}\n`);
+    await eventually(`vma2's connection (${verdict}) in netfleet audit vma2`, 30_000, async () =>
+      (await audit("vma2")).records.some((l) => l.verdict === verdict && l.dst === otherWeb && l.dport === 80 && l.network === "service" && l.src === vm("vma2").ip),
+    );
+    expect((await audit("vma2")).records.some((l) => l.verdict !== verdict && l.dst === otherWeb)).toBe(false);
+  });
+
+  it("a backend agent killed outright leaves its capture behind; the next agent stops that one (our marked pid) and audits again", async () => {
+    const h = backend();
+    const marker = captureMarker(h.agentDir, 1081);
+    expect(existsSync(marker)).toBe(true);
+    const orphan = Number(readFileSync(marker, "utf8").trim());
+    const cmdline = (pid: number) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ").trim();
+      } catch {
+        return "";
+      }
+    };
+    expect(cmdline(orphan)).toMatch(/^tcpdump -i nflog:1081 /);
+    const agentPid = Number(readFileSync(join(h.agentDir, "agent.pid"), "utf8").trim());
+    process.kill(agentPid, "SIGKILL");
+    await eventually("the agent gone", 10_000, async () => cmdline(agentPid) === "");
+    expect(cmdline(orphan)).toMatch(/^tcpdump -i nflog:1081 /); // left behind, holding group 1081
+    const logFile = join(h.agentDir, "agent.log");
+    const mark = readFileSync(logFile, "utf8").length;
+    labStartAgent(lab, h.name);
+    const took = await eventually("the new agent stopped the left-behind capture and started its own", 60_000, async () => {
+      const events = readFileSync(logFile, "utf8").slice(mark).split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, unknown>);
+      return events.some((e) => e.event === "audit-capture-orphan-stopped" && e.pid === orphan) && events.some((e) => e.event === "audit-capture-start" && e.group === 1081);
+    });
+    process.stderr.write(`restarted agent took over nflog group 1081 ${took} ms after its start\n`);
+    expect(cmdline(orphan)).toBe("");
+    // And it audits: a new connection of vma1 after the restart is a line.
+    const after = new Date().toISOString();
+    expect(await tcpConnect(runner, vm("vma1").namespace, "203.0.113.10", 80)).toMatchObject({ ran: true, connected: true });
+    await eventually("vma1's connection after the restart in netfleet audit", 60_000, async () =>
+      (await audit("vma1")).records.some((l) => l.verdict === "allow" && l.dst === "203.0.113.10" && l.time >= after),
+    );
   });
 });
