@@ -1,3 +1,4 @@
+import { mkdirSync } from "node:fs";
 import { open, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { connect, headers, type NatsConnection } from "@nats-io/transport-node";
@@ -90,8 +91,11 @@ function runDir(site: Site, host: string): string {
   return join(site.dir, "run", host);
 }
 
+/** Where the backend's dnsmasq keeps its leases: the agent's state dir (`<runDir>/state` here), which survives a reboot. */
 function backendLeaseFile(site: Site): string {
-  return join(runDir(site, "backend"), "dnsmasq", `${NET}.leases`);
+  const dir = join(runDir(site, "backend"), "state", "dnsmasq");
+  mkdirSync(dir, { recursive: true }); // dnsmasq's dir, as the agent makes it before it starts dnsmasq
+  return join(dir, `${NET}.leases`);
 }
 
 async function readLeases(site: Site, host: string): Promise<NetworkLeases | undefined> {
