@@ -12,14 +12,20 @@ export { foreignDrops, FOREIGN_DROP } from "./nft-foreign.ts";
 /**
  * The firewall resource: the table `inet netfleet`, compared whole.
  *
- * Drift: the live table is listed (`nft list table`, text) and reduced by
+ * Drift: the live table is listed (`nft -t list table`, text) and reduced by
  * normaliseListing; the desired table is generated in that very listing
  * form (nft-rules.ts), so any edit by hand — an inserted or deleted rule, a
  * flushed chain, a changed set declaration or chain policy — is a differing
  * line and replans the whole table (one atomic `nft -f`, name-set elements
  * carried over with their remaining time). Static allow-set elements are
- * compared as sets (`nft -j`) and edited in place. Counters and name-set
- * elements are not compared.
+ * compared as sets (`nft -j list ruleset`) and edited in place. Counters and
+ * name-set elements are not compared. The hash in the mark comment is only
+ * the ownership marker owned-cleanup looks for; it is compared as one more line.
+ *
+ * Notes (ResourcePlan.comment, never blocking; joined with "; "):
+ * `foreign-drop: table <family> <name> chain <chain> (hook <hook>, priority <n>, policy drop)`,
+ * `foreign-drop: table <family> <name> chain <chain> ([from <base>, ]hook <hook>, priority <n>): rule handle <h> drops|rejects`,
+ * `warning: external interface <ifname> does not exist (its subnet is not in the deny lists)`.
  */
 export interface NftObservation {
   exists: boolean;
@@ -38,7 +44,7 @@ export interface NftObservation {
   foreign: string[];
 }
 
-/** Reads `nft -j list table inet netfleet` output: exists, mark, elements (the shape owned-cleanup and tests use). */
+/** Reads `nft -j list table inet netfleet` output: exists, mark, elements (the shape owned-cleanup and tests use). Throws ParseError on other JSON. */
 export function parseNftTable(stdout: string): NftObservation {
   const v = parseNftJson(stdout);
   return { exists: true, ...v, lines: [], externalSubnets: [], missingExternal: [], foreign: [] };
