@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -85,23 +85,23 @@ describe("AuditCollector's capture children", () => {
     const runDir = mkdtempSync(join(tmpdir(), "nfu-audit-"));
     const argv = ["tail", "-c", "+1", "-f", FIXTURE];
     const stray = spawn("sleep", ["30"], { stdio: "ignore" });
+    // What a killed agent leaves: its capture still running, and the marker naming it.
+    const left = spawn(argv[0]!, argv.slice(1), { stdio: "ignore" });
     try {
-      // The killed agent's collector: never stopped (its restarts are far off).
-      const killed = new AuditCollector({ site: "lab", host: () => undefined, captureArgv: () => argv, runDir, restartMinMs: 60_000 });
-      killed.configure([{ network: "x", group: 7 }]);
-      await until("the first capture marked", () => existsSync(captureMarker(runDir, 7)) && readFileSync(captureMarker(runDir, 7), "utf8").trim() === String(killed.running()[0]?.pid));
-      const orphan = killed.running()[0]!.pid!;
+      const orphan = left.pid!;
+      await until("the left-behind capture exec'd", () => readFileSync(`/proc/${orphan}/cmdline`, "utf8").split("\0").join(" ").trim() === argv.join(" "));
+      mkdirSync(join(runDir, "audit"), { recursive: true });
+      writeFileSync(captureMarker(runDir, 7), `${orphan}\n`);
       const events: Record<string, unknown>[] = [];
       const next = new AuditCollector({ site: "lab", host: () => undefined, captureArgv: () => argv, runDir, log: (e) => events.push(e) });
       next.configure([{ network: "x", group: 7 }]);
       await until("the next capture started", () => next.running()[0]?.pid !== undefined);
       expect(events.find((e) => e.event === "audit-capture-orphan-stopped")).toMatchObject({ group: 7, pid: orphan });
-      await until("the orphan reaped (it is this process's child here)", () => !alive(orphan));
+      await until("the left-behind capture reaped (it is this process's child here)", () => !alive(orphan));
       const ours = next.running()[0]!.pid!;
       expect(alive(ours)).toBe(true);
       await until("the marker names the new capture", () => readFileSync(captureMarker(runDir, 7), "utf8").trim() === String(ours));
       await next.stop();
-      await killed.stop();
       expect(alive(ours)).toBe(false);
       // A marker whose pid now runs something else (a reused pid): untouched.
       writeFileSync(captureMarker(runDir, 8), `${stray.pid}\n`);
@@ -112,6 +112,7 @@ describe("AuditCollector's capture children", () => {
       expect(alive(stray.pid!)).toBe(true);
       expect(events.filter((e) => e.event === "audit-capture-orphan-stopped")).toHaveLength(1);
     } finally {
+      left.kill("SIGKILL");
       stray.kill("SIGTERM");
       rmSync(runDir, { recursive: true, force: true });
     }
