@@ -314,4 +314,42 @@ describe.skipIf(!isRoot)("gateway firewall (prefix nfg, /tmp/nfg-lab)", () => {
     expect(set).toContain("203.0.113.20 ");
     expect(set, "the unused address lapsed").not.toContain("192.0.2.78");
   }, 150_000);
+
+  it("a structural change rolled out (a new port-forward) replaces the table without emptying the name sets: a VM using an allowed name keeps connecting, no DNS", async () => {
+    const vmb1 = vm("vmb1");
+    const answer = await sh(inNs(vmb1.namespace, "dig", "+short", "+time=2", "+tries=2", "@10.81.0.1", "mirror.inet.test"));
+    expect(answer.stdout.trim(), answer.stderr).toBe("203.0.113.20");
+    const hashBefore = /netfleet structure=([0-9a-f]+)/.exec(await nft("list", "chain", "inet", "netfleet", "forward"))![1];
+    const file = join(inventoryDir, "networks.yaml");
+    const doc = parseDocument(readFileSync(file, "utf8"));
+    doc.addIn(["networks", "service", "port_forwards"], { listen: 2223, vm: "vma2", port: 22 });
+    writeFileSync(file, doc.toString());
+    // vmb1 connects every second while the rollout runs (each new connection refreshes its address, and needs it in the set)
+    const results: { at: number; got: string }[] = [];
+    let rolling = true;
+    const user = (async () => {
+      for (let i = 0; i < 120 && rolling; i++) {
+        const at = Date.now();
+        results.push({ at, got: await connect(vmb1.namespace, "203.0.113.20", 80) });
+        await sleep(1_000);
+      }
+    })();
+    let replacedAt = 0;
+    try {
+      const r = await sh(controllerCommand(readLabState(lab.runDir)!.topology, lab, ["rollout", inventoryDir]));
+      expect(r.exitCode, r.stdout + r.stderr).toBe(0);
+      await eventually("the new forward in the table", 30_000, async () => (await nft("list", "chain", "inet", "netfleet", "prerouting")).includes("dport 2223 "));
+      replacedAt = Date.now();
+      await eventually("connections after the replacement", 20_000, async () => results.filter((x) => x.at > replacedAt).length >= 3);
+    } finally {
+      rolling = false;
+      await user;
+    }
+    const hashAfter = /netfleet structure=([0-9a-f]+)/.exec(await nft("list", "chain", "inet", "netfleet", "forward"))![1];
+    expect(hashAfter, "the table was replaced").not.toBe(hashBefore);
+    process.stderr.write(`vmb1 across the structural change: ${results.length} connections (${results.filter((x) => x.at > replacedAt).length} after it): ${JSON.stringify([...new Set(results.map((x) => x.got))])}\n`);
+    expect(results.map((x) => x.got).filter((g) => g !== "inet 203.0.113.1"), "every connection, before, during and after").toEqual([]);
+    expect(await nft("list", "set", "inet", "netfleet", /set (dns_[0-9a-f]+) \{/.exec(await nft("list", "table", "inet", "netfleet"))![1]!)).toContain("203.0.113.20 ");
+    expect(await connect(status.inet!.namespace, "203.0.113.1", 2223), "the new forward works").toBe("vma2 203.0.113.254");
+  }, 180_000);
 });
