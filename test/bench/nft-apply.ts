@@ -7,7 +7,7 @@
  * 2,000 allow entries, 1,000 name-set elements carried), it measures
  * - generate: nftRuleset + normaliseListing of the desired table, ms;
  * - apply: `nft -f` of the whole table (replace, elements carried), ms;
- * - observe: the three listings the agent reads each pass, ms;
+ * - observe: the two listings the agent reads each pass (`nft -t list table`, `nft -j list ruleset`), ms;
  * - plan: the plan on what was read (must be empty: no flapping), ms;
  * - in-place: one allow entry changed (set edit, no rule touched), ms.
  * A benchmark, not a test: it prints figures and fails only when a part
@@ -19,7 +19,8 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { NftTableSpec } from "@netfleet/shared";
 import { fixtureContext } from "../../packages/agent/src/resources/fixtures.ts";
-import { nftTable, nftRuleset, nftStructure, normaliseListing, parseNftTable } from "../../packages/agent/src/resources/nft.ts";
+import { nftTable, nftRuleset, nftStructure, normaliseListing } from "../../packages/agent/src/resources/nft.ts";
+import { parseNftJson } from "../../packages/agent/src/resources/nft-live.ts";
 import { foreignDrops } from "../../packages/agent/src/resources/nft-foreign.ts";
 
 const { values } = parseArgs({ options: { rounds: { type: "string", default: "5" } } });
@@ -64,21 +65,21 @@ function measure(label: string, spec: NftTableSpec): void {
       normaliseListing(nftStructure(spec, live).text);
     }));
     apply.push(time(() => nftIn(text)));
-    let listing = "", json = "", ruleset = "";
+    let listing = "", ruleset = "";
     observe.push(time(() => {
-      listing = ns("nft", "list", "table", "inet", "netfleet");
-      json = ns("nft", "-j", "list", "table", "inet", "netfleet");
+      listing = ns("nft", "-t", "list", "table", "inet", "netfleet");
       ruleset = ns("nft", "-j", "list", "ruleset");
     }));
+    const ours = () => ({ exists: true, ...parseNftJson(ruleset, { family: "inet", table: "netfleet" }) });
     let p: ReturnType<typeof nftTable.plan> | undefined;
     plan.push(time(() => {
-      const o = { ...parseNftTable(json), lines: normaliseListing(listing), externalSubnets: live.externalSubnets, missingExternal: [], foreign: foreignDrops(ruleset, spec.networks.map((n) => n.interface)) };
+      const o = { ...ours(), lines: normaliseListing(listing), externalSubnets: live.externalSubnets, missingExternal: [], foreign: foreignDrops(ruleset, spec.networks.map((n) => n.interface)) };
       p = nftTable.plan(spec, o, fixtureContext);
     }));
     if (p!.commands.length) throw new Error(`${label}: the plan right after the apply is not empty: ${JSON.stringify(p!.changes).slice(0, 500)}`);
     const first = spec.allow.find((a) => a.to)!;
     const changed = { ...spec, allow: [{ ...first, ports: [8443] }, ...spec.allow.slice(1)] };
-    const o2 = { ...parseNftTable(json), lines: normaliseListing(listing), externalSubnets: live.externalSubnets, missingExternal: [], foreign: [] };
+    const o2 = { ...ours(), lines: normaliseListing(listing), externalSubnets: live.externalSubnets, missingExternal: [], foreign: [] };
     const edit = nftTable.plan(changed, o2, fixtureContext).commands[0]!.stdin!;
     inPlace.push(time(() => nftIn(edit)));
   }
