@@ -92,8 +92,8 @@ describe.skipIf(!isRoot)("gateway audit (prefix nfu, /tmp/nfu-lab)", () => {
   });
 
   it("an allowed and a refused connection from a VM are audit lines of that VM, and only of that VM", async () => {
-    // vma1 (secure, allowlist) may reach 203.0.113.10 only (inventories/lab); vmb4 (secure, DHCP) may reach none.
-    const allowedWeb = "203.0.113.10";
+    // vma1 (secure, allowlist) may reach 198.51.100.10 only (inventories/lab); vmb4 (secure, DHCP) may reach none.
+    const allowedWeb = "198.51.100.10";
     const otherWeb = status.inet!.web.find((w) => w !== allowedWeb)!;
     expect(status.inet!.web).toContain(allowedWeb);
     const t0 = Date.now();
@@ -178,9 +178,9 @@ describe.skipIf(!isRoot)("gateway audit (prefix nfu, /tmp/nfu-lab)", () => {
     expect(cmdline(orphan)).toBe("");
     // And it audits: a new connection of vma1 after the restart is a line.
     const after = new Date().toISOString();
-    expect(await tcpConnect(runner, vm("vma1").namespace, "203.0.113.10", 80)).toMatchObject({ ran: true, connected: true });
+    expect(await tcpConnect(runner, vm("vma1").namespace, "198.51.100.10", 80)).toMatchObject({ ran: true, connected: true });
     await eventually("vma1's connection after the restart in netfleet audit", 60_000, async () =>
-      (await audit("vma1")).records.some((l) => l.verdict === "allow" && l.dst === "203.0.113.10" && l.time >= after),
+      (await audit("vma1")).records.some((l) => l.verdict === "allow" && l.dst === "198.51.100.10" && l.time >= after),
     );
   });
 });

@@ -184,30 +184,30 @@ describe.skipIf(!isRoot)("the backend's dnsmasq (prefix nfd, /tmp/nfd-lab)", () 
     const wildSet = dnsSetName("*.www.inet.test");
     const open = vm("vma2").namespace; // service: open DNS, the same upstream
     // controls: the upstream answers every one of these names
-    expect(await dig(open, gateway("service").ip, "sub.mirror.inet.test")).toEqual({ status: "NOERROR", answers: ["203.0.113.20"] });
-    expect(await dig(open, gateway("service").ip, "www.inet.test")).toEqual({ status: "NOERROR", answers: ["203.0.113.10"] });
-    expect(await nftSet(exactSet)).not.toContain("203.0.113.20");
-    expect(await nftSet(wildSet)).not.toContain("203.0.113.10");
+    expect(await dig(open, gateway("service").ip, "sub.mirror.inet.test")).toEqual({ status: "NOERROR", answers: ["198.51.100.20"] });
+    expect(await dig(open, gateway("service").ip, "www.inet.test")).toEqual({ status: "NOERROR", answers: ["198.51.100.10"] });
+    expect(await nftSet(exactSet)).not.toContain("198.51.100.20");
+    expect(await nftSet(wildSet)).not.toContain("198.51.100.10");
     // refused first, and the sets looked at: a refused name adds nothing
     expect(await dig(client, gw, "sub.mirror.inet.test")).toEqual({ status: "NXDOMAIN", answers: [] });
     expect(await dig(client, gw, "www.inet.test")).toEqual({ status: "REFUSED", answers: [] });
     expect(await dig(client, gw, "other.inet.test")).toEqual({ status: "REFUSED", answers: [] });
-    expect(await nftSet(exactSet)).not.toContain("203.0.113.20");
-    expect(await nftSet(wildSet)).not.toContain("203.0.113.10");
+    expect(await nftSet(exactSet)).not.toContain("198.51.100.20");
+    expect(await nftSet(wildSet)).not.toContain("198.51.100.10");
     // allowed: the exact name and a subdomain of the wildcard, each into its own set
-    expect(await dig(client, gw, "mirror.inet.test")).toEqual({ status: "NOERROR", answers: ["203.0.113.20"] });
-    expect(await dig(client, gw, "a.www.inet.test")).toEqual({ status: "NOERROR", answers: ["203.0.113.10"] });
+    expect(await dig(client, gw, "mirror.inet.test")).toEqual({ status: "NOERROR", answers: ["198.51.100.20"] });
+    expect(await dig(client, gw, "a.www.inet.test")).toEqual({ status: "NOERROR", answers: ["198.51.100.10"] });
     const exact = await nftSet(exactSet);
     const wild = await nftSet(wildSet);
-    expect(exact).toContain("203.0.113.20");
-    expect(exact).not.toContain("203.0.113.10");
-    expect(wild).toContain("203.0.113.10");
-    expect(wild).not.toContain("203.0.113.20");
+    expect(exact).toContain("198.51.100.20");
+    expect(exact).not.toContain("198.51.100.10");
+    expect(wild).toContain("198.51.100.10");
+    expect(wild).not.toContain("198.51.100.20");
     // the query log: the allowed query with its answer, the refused ones with their refusal
     const log = readFileSync(join(dnsmasqDir(), "secure.log"), "utf8");
     const ip = vm("vmb1").ip!;
     expect(log).toContain(`query[A] a.www.inet.test from ${ip}`);
-    expect(log).toContain("reply a.www.inet.test is 203.0.113.10");
+    expect(log).toContain("reply a.www.inet.test is 198.51.100.10");
     expect(log).toMatch(new RegExp(`query\\[A\\] www\\.inet\\.test from ${ip.replaceAll(".", "\\.")}\\n.*config error is REFUSED`));
     expect(log).toMatch(new RegExp(`query\\[A\\] sub\\.mirror\\.inet\\.test from ${ip.replaceAll(".", "\\.")}\\n.*config sub\\.mirror\\.inet\\.test is NXDOMAIN`));
   }, 60_000);
@@ -265,7 +265,7 @@ describe.skipIf(!isRoot)("the backend's dnsmasq (prefix nfd, /tmp/nfd-lab)", () 
     const fresh = statSync(log);
     expect([fresh.uid, (fresh.mode & 0o777).toString(8)]).toEqual([uid, "640"]);
     expect(statSync(`${log}.1`).size).toBeGreaterThan(DNSMASQ_LOG_MAX_BYTES);
-    expect(await dig(vm("vmb1").namespace, gateway("secure").ip, "b.www.inet.test")).toEqual({ status: "NOERROR", answers: ["203.0.113.10"] });
+    expect(await dig(vm("vmb1").namespace, gateway("secure").ip, "b.www.inet.test")).toEqual({ status: "NOERROR", answers: ["198.51.100.10"] });
     await eventually("the next query in the new log", 5_000, async () => readFileSync(log, "utf8").includes("query[A] b.www.inet.test"));
     expect(readFileSync(`${log}.1`, "utf8")).not.toContain("query[A] b.www.inet.test");
   }, 60_000);
@@ -387,7 +387,7 @@ describe.skipIf(!isRoot)("the backend's dnsmasq (prefix nfd, /tmp/nfd-lab)", () 
     expect(await dhcpFrom(v.namespace, v.interface)).toBeUndefined();
     cap.kill("SIGINT");
     expect(String((await cap).stdout)).not.toMatch(/BOOTP\/DHCP, Reply/);
-    expect(await dig(v.namespace, gateway("service").ip, "www.inet.test")).toEqual({ status: "NOERROR", answers: ["203.0.113.10"] });
+    expect(await dig(v.namespace, gateway("service").ip, "www.inet.test")).toEqual({ status: "NOERROR", answers: ["198.51.100.10"] });
     expect(await dig(v.namespace, gateway("service").ip, "vma2.service.lab.test")).toEqual({ status: "NOERROR", answers: [v.ip!] });
   }, 150_000);
 });

@@ -5,7 +5,7 @@
  * copy of inventories/lab with:
  * - service (egress open): `gateway_services: tcp 8080`;
  * - datain (egress open): `port_ranges: listen 22000 → every address :22,
- *   from 203.0.113.10` (vmb3 there is a DHCP VM);
+ *   from 198.51.100.10` (vmb3 there is a DHCP VM);
  * - site: `dns_max_ttl: 10`, `name_set_timeout: 30` (short, for the name-set row).
  * Fixtures the test adds and removes itself: two namespaces routed through
  * the backend on interfaces that are not ours (a foreign forwarded flow), a
@@ -34,7 +34,7 @@ cpSync(join(repoRoot, "inventories", "lab"), inventoryDir, { recursive: true });
   const file = join(inventoryDir, "networks.yaml");
   const doc = parseDocument(readFileSync(file, "utf8"));
   doc.setIn(["networks", "service", "gateway_services"], [{ proto: "tcp", ports: [8080] }]);
-  doc.setIn(["networks", "datain", "port_ranges"], [{ listen: 22000, port: 22, from: ["203.0.113.10"] }]);
+  doc.setIn(["networks", "datain", "port_ranges"], [{ listen: 22000, port: 22, from: ["198.51.100.10"] }]);
   writeFileSync(file, doc.toString());
   // name-set entries lapse after 30 s unused (dnsmasq caps TTLs at 10 s): the refresh row runs across 2.5 timeouts
   const siteFile = join(inventoryDir, "site.yaml");
@@ -53,6 +53,8 @@ const PYTHON = "/usr/bin/python3";
 const FA = { ns: "nfg-xa", backendIf: "nfgfa0", ip: "10.250.1.2", gw: "10.250.1.1" };
 const FB = { ns: "nfg-xb", backendIf: "nfgfb0", ip: "10.250.2.2", gw: "10.250.2.1" };
 const WEB = "198.51.100.80";
+/** The internet router's address, on the backend's external subnet (203.0.113.0/24). */
+const EXTNET = "203.0.113.254";
 const METADATA = "169.254.169.254";
 
 async function sh(argv: string[]): Promise<{ stdout: string; stderr: string; exitCode: number }> {
@@ -141,6 +143,8 @@ describe.skipIf(!isRoot)("gateway firewall (prefix nfg, /tmp/nfg-lab)", () => {
     await must(inNs(inet, "ip", "address", "add", `${METADATA}/32`, "dev", "lo"));
     serve(inet, "web", [`${WEB}:80`]);
     serve(inet, "metadata", [`${METADATA}:80`]);
+    // and a server on the backend's external subnet itself (the internet router's own address)
+    serve(inet, "extnet", [`${EXTNET}:80`]);
     // Two namespaces routed through the backend on interfaces that are not ours.
     for (const x of [FA, FB]) {
       await must(["ip", "netns", "add", x.ns]);
@@ -157,7 +161,7 @@ describe.skipIf(!isRoot)("gateway firewall (prefix nfg, /tmp/nfg-lab)", () => {
     serve(backendNs, "gwsvc", ["10.82.0.1:8080", "10.82.0.1:8081"]);
     serve(vm("vmb3").namespace, "vmb3", ["0.0.0.0:22"]);
     await eventually("the test's listeners", 10_000, async () =>
-      (await listening(inet, `${WEB}:80`)) && (await listening(FB.ns, `${FB.ip}:80`)) && (await listening(backendNs, "10.82.0.1:8081")) && (await listening(vm("vmb3").namespace, "0.0.0.0:22")));
+      (await listening(inet, `${WEB}:80`)) && (await listening(inet, `${EXTNET}:80`)) && (await listening(FB.ns, `${FB.ip}:80`)) && (await listening(backendNs, "10.82.0.1:8081")) && (await listening(vm("vmb3").namespace, "0.0.0.0:22")));
   }, 360_000);
 
   afterAll(async () => {
@@ -199,17 +203,18 @@ describe.skipIf(!isRoot)("gateway firewall (prefix nfg, /tmp/nfg-lab)", () => {
     // the paths exist: the backend itself reaches the metadata address and the controller's NATS port
     expect(await connect(backendNs, METADATA, 80), "control: the backend reaches the metadata address").toBe("metadata 203.0.113.1");
     expect(await connect(backendNs, "10.99.0.254", 4222), "control: the backend reaches the management network").toMatch(/^INFO /);
-    const atInet = await capture(inet, "inet0", ["tcp[tcpflags] & tcp-syn != 0 and (dst host", METADATA, "or dst host 203.0.113.20)"]);
+    expect(await connect(backendNs, EXTNET, 80), "control: the backend reaches its external subnet").toBe("extnet 203.0.113.1");
+    const atInet = await capture(inet, "inet0", ["tcp[tcpflags] & tcp-syn != 0 and (dst host", METADATA, "or dst host", `${EXTNET})`]);
     const atMgmt = await capture(backendNs, "mgmt0", ["tcp[tcpflags] & tcp-syn != 0 and dst host 10.99.0.254 and not src host 10.99.0.3"]);
     expect(await connect(vma2.namespace, METADATA, 80)).toMatch(/^none/);
     expect(await connect(vma2.namespace, "10.99.0.254", 4222)).toMatch(/^none/);
-    expect(await connect(vma2.namespace, "203.0.113.20", 80), "the backend's external subnet").toMatch(/^none/);
+    expect(await connect(vma2.namespace, EXTNET, 80), "the backend's external subnet").toMatch(/^none/);
     const seenInet = await atInet();
     const seenMgmt = await atMgmt();
-    expect(seenInet, "nothing reached the metadata address or the external subnet").not.toMatch(/ > (169\.254\.169\.254|203\.0\.113\.20)\./);
+    expect(seenInet, "nothing reached the metadata address or the external subnet").not.toMatch(/ > (169\.254\.169\.254|203\.0\.113\.254)\.80:/);
     expect(seenMgmt, "nothing left towards the management network").not.toContain("> 10.99.0.254.4222");
-    // an allowlist network's allowed destination in that subnet stays reachable (the subnet is added to open networks only)
-    expect(await connect(vm("vma1").namespace, "203.0.113.10", 80)).toBe("inet 203.0.113.1");
+    // an allowlist network's allowed destination stays reachable
+    expect(await connect(vm("vma1").namespace, "198.51.100.10", 80)).toBe("inet 203.0.113.1");
   }, 60_000);
 
   it("gateway services: the listed port on the own gateway opens, an unlisted one and another network's VM stay out (counted at the drop)", async () => {
@@ -228,11 +233,11 @@ describe.skipIf(!isRoot)("gateway firewall (prefix nfg, /tmp/nfg-lab)", () => {
     const port = 22000 + Number(vmb3.ip!.split(".")[3]);
     const inet = status.inet!.namespace;
     const atVm = await capture(vmb3.namespace, vmb3.interface, ["tcp[tcpflags] & tcp-syn != 0 and dst port 22"]);
-    expect(await connect(inet, "203.0.113.1", port, "203.0.113.10")).toBe("vmb3 203.0.113.10");
-    expect(await connect(inet, "203.0.113.1", port, "203.0.113.20")).toMatch(/^none/);
+    expect(await connect(inet, "203.0.113.1", port, "198.51.100.10")).toBe("vmb3 198.51.100.10");
+    expect(await connect(inet, "203.0.113.1", port, "198.51.100.20")).toMatch(/^none/);
     const seen = await atVm();
-    expect(seen).toContain("203.0.113.10.");
-    expect(seen).not.toContain("203.0.113.20.");
+    expect(seen).toContain("198.51.100.10.");
+    expect(seen).not.toContain("198.51.100.20.");
   }, 30_000);
 
   it("hairpin: a VM reaches a port-forward at the backend's external address, masqueraded back through the backend; not at a gateway address", async () => {
@@ -269,25 +274,25 @@ describe.skipIf(!isRoot)("gateway firewall (prefix nfg, /tmp/nfg-lab)", () => {
     await nft("add", "element", "inet", "netfleet", nameSet, "{ 192.0.2.77 timeout 300s }");
     const good = await table();
     // controls before the edits
-    expect(await connect(vma1.namespace, "203.0.113.10", 80)).toBe("inet 203.0.113.1");
-    expect(await connect(vma1.namespace, "203.0.113.20", 80)).toMatch(/^none/);
+    expect(await connect(vma1.namespace, "198.51.100.10", 80)).toBe("inet 203.0.113.1");
+    expect(await connect(vma1.namespace, "198.51.100.20", 80)).toMatch(/^none/);
     expect(await connect(inet, "203.0.113.1", 2222)).toBe("vma2 203.0.113.254");
     expect(await connect(FA.ns, FB.ip, 80)).toBe(`foreignb ${FA.ip}`);
     const mark = readFileSync(agentLog, "utf8").length;
     await nft("insert", "rule", "inet", "netfleet", "forward", "iifname", '"gw-secure"', "accept");
     await nft("flush", "chain", "inet", "netfleet", "prerouting");
-    await nft("delete", "element", "inet", "netfleet", "allow_all_tcp", "{ 10.81.0.11 . 203.0.113.10 }");
+    await nft("delete", "element", "inet", "netfleet", "allow_all_tcp", "{ 10.81.0.11 . 198.51.100.10 }");
     await nft("chain", "inet", "netfleet", "forward", "{ policy drop; }");
     const edited = Date.now();
     // the edits are real while they last (informative: a full pass may already have run)
-    const during = await connect(vma1.namespace, "203.0.113.20", 80, "-", 1);
-    process.stderr.write(`during the edits vma1 -> 203.0.113.20:80 gave ${JSON.stringify(during)}\n`);
+    const during = await connect(vma1.namespace, "198.51.100.20", 80, "-", 1);
+    process.stderr.write(`during the edits vma1 -> 198.51.100.20:80 gave ${JSON.stringify(during)}\n`);
     await eventually("the table as it was", 45_000, async () => (await table()) === good);
     process.stderr.write(`nft drift repaired ${Date.now() - edited} ms after the edits\n`);
     await eventually("the repair reported corrective", 10_000, async () =>
       logSince(mark).some((e) => e.event === "reconcile" && JSON.stringify(e.corrective ?? []).includes("nft-table[netfleet]")));
-    expect(await connect(vma1.namespace, "203.0.113.10", 80)).toBe("inet 203.0.113.1");
-    expect(await connect(vma1.namespace, "203.0.113.20", 80)).toMatch(/^none/);
+    expect(await connect(vma1.namespace, "198.51.100.10", 80)).toBe("inet 203.0.113.1");
+    expect(await connect(vma1.namespace, "198.51.100.20", 80)).toMatch(/^none/);
     expect(await connect(inet, "203.0.113.1", 2222)).toBe("vma2 203.0.113.254");
     expect(await connect(FA.ns, FB.ip, 80)).toBe(`foreignb ${FA.ip}`);
     expect(await nft("list", "set", "inet", "netfleet", nameSet), "the name set's element survived the replacement").toContain("192.0.2.77 ");
@@ -299,26 +304,26 @@ describe.skipIf(!isRoot)("gateway firewall (prefix nfg, /tmp/nfg-lab)", () => {
     const vmb1 = vm("vmb1");
     const nameSet = (await nft("list", "table", "inet", "netfleet")).match(/set (dns_[0-9a-f]+) \{/)![1]!;
     const answer = await sh(inNs(vmb1.namespace, "dig", "+short", "+time=2", "+tries=2", "@10.81.0.1", "mirror.inet.test"));
-    expect(answer.stdout.trim(), answer.stderr).toBe("203.0.113.20");
+    expect(answer.stdout.trim(), answer.stderr).toBe("198.51.100.20");
     await nft("add", "element", "inet", "netfleet", nameSet, "{ 192.0.2.78 }"); // the control: in the set, never used
     const start = Date.now();
     let connections = 0;
     // no DNS from here on: only the connections' `update` can keep the address in the set
     while (Date.now() - start < NAME_SET_TIMEOUT * 2500) {
-      expect(await connect(vmb1.namespace, "203.0.113.20", 80), `after ${Date.now() - start} ms`).toBe("inet 203.0.113.1");
+      expect(await connect(vmb1.namespace, "198.51.100.20", 80), `after ${Date.now() - start} ms`).toBe("inet 203.0.113.1");
       connections++;
       await sleep(6_000);
     }
     const set = await nft("list", "set", "inet", "netfleet", nameSet);
     process.stderr.write(`name set after ${Date.now() - start} ms and ${connections} connections: ${set.replace(/\s+/g, " ")}\n`);
-    expect(set).toContain("203.0.113.20 ");
+    expect(set).toContain("198.51.100.20 ");
     expect(set, "the unused address lapsed").not.toContain("192.0.2.78");
   }, 150_000);
 
   it("a structural change rolled out (a new port-forward) replaces the table without emptying the name sets: a VM using an allowed name keeps connecting, no DNS", async () => {
     const vmb1 = vm("vmb1");
     const answer = await sh(inNs(vmb1.namespace, "dig", "+short", "+time=2", "+tries=2", "@10.81.0.1", "mirror.inet.test"));
-    expect(answer.stdout.trim(), answer.stderr).toBe("203.0.113.20");
+    expect(answer.stdout.trim(), answer.stderr).toBe("198.51.100.20");
     const hashBefore = /netfleet structure=([0-9a-f]+)/.exec(await nft("list", "chain", "inet", "netfleet", "forward"))![1];
     const file = join(inventoryDir, "networks.yaml");
     const doc = parseDocument(readFileSync(file, "utf8"));
@@ -330,7 +335,7 @@ describe.skipIf(!isRoot)("gateway firewall (prefix nfg, /tmp/nfg-lab)", () => {
     const user = (async () => {
       for (let i = 0; i < 120 && rolling; i++) {
         const at = Date.now();
-        results.push({ at, got: await connect(vmb1.namespace, "203.0.113.20", 80) });
+        results.push({ at, got: await connect(vmb1.namespace, "198.51.100.20", 80) });
         await sleep(1_000);
       }
     })();
@@ -349,7 +354,7 @@ describe.skipIf(!isRoot)("gateway firewall (prefix nfg, /tmp/nfg-lab)", () => {
     expect(hashAfter, "the table was replaced").not.toBe(hashBefore);
     process.stderr.write(`vmb1 across the structural change: ${results.length} connections (${results.filter((x) => x.at > replacedAt).length} after it): ${JSON.stringify([...new Set(results.map((x) => x.got))])}\n`);
     expect(results.map((x) => x.got).filter((g) => g !== "inet 203.0.113.1"), "every connection, before, during and after").toEqual([]);
-    expect(await nft("list", "set", "inet", "netfleet", /set (dns_[0-9a-f]+) \{/.exec(await nft("list", "table", "inet", "netfleet"))![1]!)).toContain("203.0.113.20 ");
+    expect(await nft("list", "set", "inet", "netfleet", /set (dns_[0-9a-f]+) \{/.exec(await nft("list", "table", "inet", "netfleet"))![1]!)).toContain("198.51.100.20 ");
     expect(await connect(status.inet!.namespace, "203.0.113.1", 2223), "the new forward works").toBe("vma2 203.0.113.254");
   }, 180_000);
 });

@@ -48,15 +48,15 @@ async function eventually(what: string, timeoutMs: number, check: () => Promise<
   }
 }
 
-/** A copy of the lab inventory in which vma1 may also reach 203.0.113.20. */
+/** A copy of the lab inventory in which vma1 may also reach 198.51.100.20. */
 function wideInventory(): string {
   const dir = mkdtempSync(join(tmpdir(), "nft-inventory-"));
   cpSync(lab.inventoryDir, dir, { recursive: true });
   const file = join(dir, "networks.yaml");
   const text = readFileSync(file, "utf8");
-  const entry = "        allow:\n          - to: 203.0.113.10\n";
+  const entry = "        allow:\n          - to: 198.51.100.10\n";
   if (!text.includes(entry)) throw new Error(`inventories/lab/networks.yaml no longer holds vma1's allow entry as ${JSON.stringify(entry)}`);
-  writeFileSync(file, text.replace(entry, `${entry}          - to: 203.0.113.20\n`));
+  writeFileSync(file, text.replace(entry, `${entry}          - to: 198.51.100.20\n`));
   return dir;
 }
 
@@ -306,7 +306,7 @@ describe.skipIf(!isRoot)("lab tier (prefix nft, /tmp/nft-lab)", () => {
 
   it("changing an allow list updates the sets in place: an established connection survives", async () => {
     const nftSet = async (set: string) => (await sh(["ip", "netns", "exec", "nft-backend", "nft", "list", "set", "inet", "netfleet", set])).stdout;
-    const held: ResultPromise = execa("ip", ["netns", "exec", "nft-vma1", process.execPath, LABNET, "hold", "203.0.113.10", "80"], {
+    const held: ResultPromise = execa("ip", ["netns", "exec", "nft-vma1", process.execPath, LABNET, "hold", "198.51.100.10", "80"], {
       reject: false,
       stdin: "pipe",
       timeout: 60_000,
@@ -316,26 +316,26 @@ describe.skipIf(!isRoot)("lab tier (prefix nft, /tmp/nft-lab)", () => {
     try {
       await eventually("the held connection's greeting", 10_000, async () => lines.length >= 1);
       expect(lines[0]).toBe("inet 203.0.113.1");
-      // vma1 may now also reach 203.0.113.20: the operator edits the inventory and rolls it out
+      // vma1 may now also reach 198.51.100.20: the operator edits the inventory and rolls it out
       const widened = wideInventory();
       const tableBefore = (await sh(["ip", "netns", "exec", "nft-backend", "nft", "-a", "list", "chain", "inet", "netfleet", "forward"])).stdout;
       const dnsmasqs = dnsmasqPids();
       const r = await rollout(widened);
       expect(r.exitCode, r.stdout).toBe(0);
       expect(r.stdout).toMatch(/backend: OK/);
-      await eventually("10.81.0.11 . 203.0.113.20 in allow_all_tcp", 20_000, async () => (await nftSet("allow_all_tcp")).includes("10.81.0.11 . 203.0.113.20"));
+      await eventually("10.81.0.11 . 198.51.100.20 in allow_all_tcp", 20_000, async () => (await nftSet("allow_all_tcp")).includes("10.81.0.11 . 198.51.100.20"));
       expect(dnsmasqPids(), "an allow list by address leaves dnsmasq's config, and dnsmasq, alone").toEqual(dnsmasqs);
       // the same chain with the same rule handles: the table was edited, not replaced
       expect((await sh(["ip", "netns", "exec", "nft-backend", "nft", "-a", "list", "chain", "inet", "netfleet", "forward"])).stdout).toBe(tableBefore);
       held.stdin!.write("still there?\n");
       await eventually("the echo over the held connection", 5000, async () => lines.includes("inet still there?"));
-      const c = await sh(["ip", "netns", "exec", "nft-vma1", process.execPath, LABNET, "connect", "203.0.113.20", "80", "2000"]);
+      const c = await sh(["ip", "netns", "exec", "nft-vma1", process.execPath, LABNET, "connect", "198.51.100.20", "80", "2000"]);
       expect(c.stdout.trim()).toBe("inet 203.0.113.1");
     } finally {
       const back = await rollout(lab.inventoryDir);
       expect(back.exitCode, back.stdout).toBe(0);
     }
-    await eventually("the widened entry gone again", 20_000, async () => !(await nftSet("allow_all_tcp")).includes("10.81.0.11 . 203.0.113.20"));
+    await eventually("the widened entry gone again", 20_000, async () => !(await nftSet("allow_all_tcp")).includes("10.81.0.11 . 198.51.100.20"));
     held.stdin!.write("and now?\n");
     await eventually("the echo after the narrowing", 5000, async () => lines.includes("inet and now?"));
     held.stdin!.end();

@@ -172,8 +172,8 @@ describe.skipIf(!isRoot)("VM mobility (prefix nfm, /tmp/nfm-lab)", () => {
     expect(await flows("hostb", "br-secure")).toContain(`nw_src=${v.ip}`);
     // its policy holds where it is now: its allow list by address, its isolation from vma3 (isolated)
     const connect = async (ip: string) => (await sh(inNs(v.namespace, process.execPath, join(repoRoot, "packages/controller/src/lab/labnet.ts"), "connect", ip, "80", "2000"))).stdout.trim();
-    expect(await connect("203.0.113.10")).toBe("inet 203.0.113.1");
-    expect(await connect("203.0.113.20")).toBe("");
+    expect(await connect("198.51.100.10")).toBe("inet 203.0.113.1");
+    expect(await connect("198.51.100.20")).toBe("");
     expect(await ping(v.namespace, gw.ip)).toBe(true);
     expect(await ping(v.namespace, vm("vma3").ip!)).toBe(false);
     // a spoofed source from its new port is dropped there too: looked for at the gateway's interface,

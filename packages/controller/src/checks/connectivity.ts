@@ -307,7 +307,8 @@ class OneWay {
   private async execute(runner: Runner): Promise<Observed> {
     const t0 = performance.now();
     const gateways = await liveGateways(runner, this.backendNs, this.inventory.networks);
-    const inetIface = this.status.inet ? await ifaceHolding(runner, this.status.inet.namespace, this.status.inet.web[0]!) : undefined;
+    // the link towards the backend (the web servers sit on lo beyond it; the resolver is on the link itself)
+    const inetIface = this.status.inet ? await ifaceHolding(runner, this.status.inet.namespace, this.status.inet.resolver) : undefined;
     const points = new Map<string, CaptureResult>();
     const captures = new Map<string, Capture>();
     const sends = new Map<number, { ran: boolean; why?: string }>();

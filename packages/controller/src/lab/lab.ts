@@ -34,8 +34,8 @@ interface AgentSummary {
 
 /** Names the lab's upstream resolver answers (the "internet" of the lab). */
 export const INET_NAMES = new Map([
-  ["mirror.inet.test", "203.0.113.20"],
-  ["www.inet.test", "203.0.113.10"],
+  ["mirror.inet.test", "198.51.100.20"],
+  ["www.inet.test", "198.51.100.10"],
 ]);
 
 const STATE_FILE = "lab.json";
@@ -553,7 +553,10 @@ async function buildLinks(x: LabExec, t: Topology): Promise<{ newVmLinks: Set<st
   jobs.push(
     runBatch(x, t.inet.namespace, [
       ["link", "set", "dev", t.inet.inetIf, "up"],
+      ["link", "set", "dev", "lo", "up"],
       ...t.inet.inetAddresses.map((a) => ["address", "replace", `${a}/${t.inet.prefix}`, "dev", t.inet.inetIf]),
+      // the web servers sit beyond the router: reached through the backend's default route
+      ...t.inet.web.map((a) => ["address", "replace", `${a}/32`, "dev", "lo"]),
     ]),
   );
   for (const v of namespaceVms(t)) jobs.push(configureVm(x, v));

@@ -150,9 +150,14 @@ export const INET = {
   inetIf: "inet0",
   hostAddress: "203.0.113.1",
   gateway: "203.0.113.254",
-  /** Web servers (.10, .20) and the site's upstream resolver (.53). */
-  extra: ["203.0.113.10", "203.0.113.20", "203.0.113.53"],
-  web: ["203.0.113.10", "203.0.113.20"],
+  /** The site's upstream resolver (.53), on the backend's external subnet like an ISP's. */
+  extra: ["203.0.113.53"],
+  /**
+   * Web servers beyond the internet router (on the inet namespace's `lo`, /32),
+   * not on the backend's external subnet: open egress never reaches that
+   * subnet (issue 12), the way a real gateway's neighbours are not the internet.
+   */
+  web: ["198.51.100.10", "198.51.100.20"],
   resolver: "203.0.113.53",
   prefix: 24,
 };
