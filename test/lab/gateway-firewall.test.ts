@@ -240,10 +240,11 @@ describe.skipIf(!isRoot)("gateway firewall (prefix nfg, /tmp/nfg-lab)", () => {
     expect(seen).not.toContain("198.51.100.20.");
   }, 30_000);
 
-  it("hairpin: a VM reaches a port-forward at the backend's external address, masqueraded back through the backend; not at a gateway address", async () => {
-    expect(await connect(vm("vma1").namespace, "203.0.113.1", 2222)).toBe("vma2 10.82.0.1");
+  it("hairpin: a VM of an open network reaches a port-forward at the backend's external address, masqueraded back through the backend; not at a gateway address, not from an allowlist network", async () => {
     expect(await connect(vm("vmb3").namespace, "203.0.113.1", 2222)).toBe("vma2 10.82.0.1");
-    expect(await connect(vm("vma1").namespace, "203.0.113.1", 2223), "a port not forwarded").toMatch(/^none/);
+    expect(await connect(vm("vmb3").namespace, "203.0.113.1", 2223), "a port not forwarded").toMatch(/^none/);
+    // an allowlist network's VM: a forward would be a way past its allow list into another network
+    expect(await connect(vm("vma1").namespace, "203.0.113.1", 2222), "no hairpin from an allowlist network").toMatch(/^none/);
     expect(await connect(vm("vmb3").namespace, "10.83.0.1", 2222), "a gateway address is no hairpin").toMatch(/^none/);
     expect(await connect(status.inet!.namespace, "203.0.113.1", 2222), "control: from the internet").toBe("vma2 203.0.113.254");
   }, 30_000);

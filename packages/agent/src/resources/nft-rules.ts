@@ -95,11 +95,22 @@ export function cidrSet(items: readonly string[]): string[] {
 /** Elements of the static sets, as nft prints them (`a . b . 80`, `a . b/28`), sorted. */
 export function desiredElements(spec: NftTableSpec): Record<StaticSet, string[]> {
   const out: Record<StaticSet, string[]> = { allow_tcp: [], allow_udp: [], allow_all_tcp: [], allow_all_udp: [] };
+  // Destinations grouped by (set, vm, port) and reduced with cidrSet: an interval set refuses
+  // overlapping elements ("File exists"), so 198.51.100.5 beside 198.51.100.0/28 for the same VM
+  // and port would abort the whole transaction. The wider block already allows the narrower one.
+  const groups = new Map<string, { set: StaticSet; head: string; tail: string; to: string[] }>();
+  const add = (set: StaticSet, vm: string, port: string | undefined, to: string) => {
+    const key = `${set} ${vm} ${port ?? ""}`;
+    const g = groups.get(key) ?? { set, head: vm, tail: port === undefined ? "" : ` . ${port}`, to: [] };
+    g.to.push(to);
+    groups.set(key, g);
+  };
   for (const r of spec.allow) {
     if (!r.to) continue;
-    if (r.ports?.length) for (const p of r.ports) out[`allow_${r.proto}`].push(`${r.vm} . ${bare(r.to)} . ${p}`);
-    else out[`allow_all_${r.proto}`].push(`${r.vm} . ${bare(r.to)}`);
+    if (r.ports?.length) for (const p of r.ports) add(`allow_${r.proto}`, r.vm, String(p), r.to);
+    else add(`allow_all_${r.proto}`, r.vm, undefined, r.to);
   }
+  for (const g of groups.values()) for (const to of cidrSet(g.to)) out[g.set].push(`${g.head} . ${bare(to)}${g.tail}`);
   for (const k of STATIC_SETS) out[k] = [...new Set(out[k])].sort();
   return out;
 }
@@ -159,10 +170,21 @@ export function nftStructureTemplate(spec: NftTableSpec, live: NftLiveInputs): s
     block(`set ${s}`, ["type ipv4_addr", "size 65535", "flags dynamic,timeout", `timeout ${nftTime(spec.dnsSetTimeout)}`]);
   }
   if (spec.networks.length) {
-    block("chain input", ["type filter hook input priority filter; policy accept;", `iifname ${ours} jump from_vms`]);
-    const fromVms = ["ct state established,related accept", "udp sport 68 udp dport 67 accept"];
+    // The gateway addresses answer on their own networks only: Linux accepts a packet for any
+    // local address on any interface (the weak host model), so without this the outside, the
+    // management network or a VPN would reach each network's DNS and gateway services.
+    const gatewaysIn = anySet(cidrSet(spec.networks.map((n) => n.gateway)));
+    const oursAndLo = anySet([...spec.networks.map((n) => q(n.interface)), q("lo")].sort());
+    block("chain input", [
+      "type filter hook input priority filter; policy accept;",
+      `iifname ${ours} jump from_vms`,
+      `iifname != ${oursAndLo} ip daddr ${gatewaysIn} counter drop`,
+    ]);
+    const fromVms = ["ct state established,related accept"];
     for (const n of spec.networks) {
       const at = `iifname ${q(n.interface)} ip daddr ${n.gateway}`;
+      // DHCP (RFC 2131): a client broadcasts until it has an address, then renews unicast to the server.
+      fromVms.push(`iifname ${q(n.interface)} ip daddr { ${n.gateway}, 255.255.255.255 } udp sport 68 udp dport 67 accept`);
       fromVms.push(`${at} udp dport 53 accept`, `${at} tcp dport 53 accept`, `${at} icmp type echo-request accept`);
       for (const s of n.services) {
         const ports = s.ports.first === s.ports.last ? `${s.ports.first}` : `${s.ports.first}-${s.ports.last}`;
@@ -208,10 +230,14 @@ export function nftStructureTemplate(spec: NftTableSpec, live: NftLiveInputs): s
   }
   const pre = ["type nat hook prerouting priority dstnat; policy accept;"];
   const gateways = anySet(cidrSet(spec.networks.map((n) => n.gateway)));
+  // Hairpin only from open-egress networks: for an allowlist network a forward would be a way
+  // out past its allow list (into another network's VM, unaudited).
+  const open = spec.networks.filter((n) => n.egress === "open");
+  const openIfaces = anySet(open.map((n) => q(n.interface)));
   for (const f of spec.forwards) {
     const from = f.from.length ? ` ip saddr ${anySet(cidrSet(f.from))}` : "";
     pre.push(`iifname ${exts}${from} ${dnatStatement(f)}`);
-    if (spec.networks.length) pre.push(`iifname ${ours} fib daddr type local ip daddr != ${gateways}${from} ${dnatStatement(f)}`);
+    if (open.length) pre.push(`iifname ${openIfaces} fib daddr type local ip daddr != ${gateways}${from} ${dnatStatement(f)}`);
   }
   block("chain prerouting", pre);
   const post = ["type nat hook postrouting priority srcnat; policy accept;"];

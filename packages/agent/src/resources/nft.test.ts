@@ -108,7 +108,7 @@ describe("nft-table: what the rules mean", () => {
     // Drops happen only in drop_<network>, reached by goto from rules on that network's interface.
     const all = normaliseListing(nftStructure(spec, live).text);
     const drops = all.filter((l) => / drop$/.test(l) && !l.includes("ct state invalid"));
-    expect(drops.map((l) => l.split(": ")[0])).toEqual(["chain from_vms", "chain drop_secure", "chain drop_service", "chain drop_datain"]);
+    expect(drops.map((l) => l.split(": ")[0])).toEqual(["chain input", "chain from_vms", "chain drop_secure", "chain drop_service", "chain drop_datain"]);
     for (const n of spec.networks) {
       for (const l of all.filter((x) => x.includes(`goto drop_${n.name}`) && x.startsWith("chain forward"))) expect(l).toContain(`oifname "${n.interface}"`);
       expect(fwd).toContain(`iifname "${n.interface}" jump out_${n.name}`);
@@ -149,15 +149,35 @@ describe("nft-table: what the rules mean", () => {
   it("gateway services: DHCP, DNS, echo and the listed ports on the own gateway only; the rest from our VMs dropped", () => {
     const vms = chain("from_vms");
     expect(vms.filter((l) => l.includes('"gw-secure"'))).toEqual([
+      'iifname "gw-secure" ip daddr { 10.81.0.1, 255.255.255.255 } udp sport 68 udp dport 67 accept',
       'iifname "gw-secure" ip daddr 10.81.0.1 udp dport 53 accept',
       'iifname "gw-secure" ip daddr 10.81.0.1 tcp dport 53 accept',
       'iifname "gw-secure" ip daddr 10.81.0.1 icmp type echo-request accept',
       'iifname "gw-secure" ip daddr 10.81.0.1 tcp dport 8080 accept',
     ]);
     expect(vms).toContain('iifname "gw-service" ip daddr 10.82.0.1 udp dport 9000-9010 accept');
-    expect(vms.filter((l) => l.includes("gw-datain")).some((l) => /dport (?!53 )/.test(l))).toBe(false);
+    expect(vms.filter((l) => l.includes("gw-datain")).some((l) => /dport (?!53 |67 )/.test(l))).toBe(false);
     expect(vms.at(-1)).toBe("counter drop");
-    expect(chain("input")).toEqual(["type filter hook input priority filter; policy accept;", 'iifname { "gw-datain", "gw-secure", "gw-service" } jump from_vms']);
+    expect(vms.filter((l) => l.includes("dport 67"))).toHaveLength(3); // DHCP per network, to its own gateway or broadcast
+    // the gateways answer on their own networks (and lo) only: not from outside, management or a VPN
+    expect(chain("input")).toEqual([
+      "type filter hook input priority filter; policy accept;",
+      'iifname { "gw-datain", "gw-secure", "gw-service" } jump from_vms',
+      'iifname != { "gw-datain", "gw-secure", "gw-service", "lo" } ip daddr { 10.81.0.1, 10.82.0.1, 10.83.0.1 } counter drop',
+    ]);
+  });
+
+  it("overlapping allow entries of one VM and port are reduced to the wider block (an interval set refuses overlaps: the whole table would fail)", () => {
+    const wide = { ...spec, allow: [
+      { vm: "10.81.0.11", to: "198.51.100.0/28", proto: "tcp" as const, ports: [443] },
+      { vm: "10.81.0.11", to: "198.51.100.5", proto: "tcp" as const, ports: [443, 80] },
+      { vm: "10.81.0.11", to: "0.0.0.0/0", proto: "udp" as const },
+      { vm: "10.81.0.11", to: "192.0.2.1", proto: "udp" as const },
+      { vm: "10.81.0.12", to: "198.51.100.5", proto: "tcp" as const, ports: [443] },
+    ] };
+    const e = desiredElements(wide);
+    expect(e.allow_tcp).toEqual(["10.81.0.11 . 198.51.100.0/28 . 443", "10.81.0.11 . 198.51.100.5 . 80", "10.81.0.12 . 198.51.100.5 . 443"]);
+    expect(e.allow_all_udp).toEqual(["10.81.0.11 . 0.0.0.0/0"]);
   });
 
   it("port-forwards: a range maps listen ports onto consecutive VMs, `from` limits sources, all external interfaces, DNAT'd flows to the targets only", () => {
@@ -168,10 +188,11 @@ describe("nft-table: what the rules mean", () => {
     expect(chain("forward")).toContain('oifname "gw-datain" ip daddr 10.83.0.100-10.83.0.103 tcp dport 22 ct status dnat accept');
   });
 
-  it("hairpin: from our interfaces to the host's own addresses except the gateways, masqueraded back", () => {
+  it("hairpin: from open networks to the host's own addresses except the gateways, masqueraded back; never from an allowlist network (a way past its list)", () => {
     const hair = chain("prerouting").filter((l) => l.includes("fib daddr type local"));
     expect(hair).toHaveLength(2);
-    for (const l of hair) expect(l).toMatch(/^iifname \{ "gw-datain", "gw-secure", "gw-service" \} fib daddr type local ip daddr != \{ 10\.81\.0\.1, 10\.82\.0\.1, 10\.83\.0\.1 \} /);
+    for (const l of hair) expect(l).toMatch(/^iifname \{ "gw-datain", "gw-service" \} fib daddr type local ip daddr != \{ 10\.81\.0\.1, 10\.82\.0\.1, 10\.83\.0\.1 \} /);
+    for (const l of hair) expect(l).not.toContain("gw-secure");
     expect(chain("postrouting")).toEqual([
       "type nat hook postrouting priority srcnat; policy accept;",
       'oifname { "wan0", "wan1" } ip saddr { 10.81.0.0/24, 10.82.0.0/24, 10.83.0.0/24 } masquerade',

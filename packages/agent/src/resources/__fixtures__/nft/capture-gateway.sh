@@ -8,7 +8,7 @@
 set -eu
 ROOT=$(cd "$(dirname "$0")/../../../../../.." && pwd)
 cd "$(dirname "$0")"
-NS=nfg-scratch-cap-$$
+NS=nfscratch-cap-$$
 ip netns add "$NS"
 trap 'ip netns del "$NS"' EXIT
 n() { ip netns exec "$NS" "$@"; }
