@@ -174,13 +174,13 @@ describe.skipIf(!isRoot)("lab tier (prefix nft, /tmp/nft-lab)", () => {
     has(/^dns policy \(allowlist\)$/, "vma1", /^www\.inet\.test$/, "refused");
     has(/^dns policy \(allowlist\)$/, "vma1", /^mirror\.inet\.test$/, "resolve");
     has(/^dns policy \(open\)$/, "vma2", /^www\.inet\.test$/, "resolve");
-    has(/^egress \(allowlist\)$/, "vma1", /^203\.0\.113\.10:80$/, "masqueraded");
-    has(/^egress \(allowlist\)$/, "vma1", /^203\.0\.113\.20:80$/, "blocked"); // a destination not on its list: its SYN never in the internet
-    has(/^egress \(allowlist\)$/, "vma3", /^203\.0\.113\.10:80$/, "blocked"); // a VM without that entry
+    has(/^egress \(allowlist\)$/, "vma1", /^198\.51\.100\.10:80$/, "masqueraded");
+    has(/^egress \(allowlist\)$/, "vma1", /^198\.51\.100\.20:80$/, "blocked"); // a destination not on its list: its SYN never in the internet
+    has(/^egress \(allowlist\)$/, "vma3", /^198\.51\.100\.10:80$/, "blocked"); // a VM without that entry
     has(/^egress \(allowlist\)$/, "vmb1", /^mirror\.inet\.test:80$/, "masqueraded"); // by name, through nftset
-    has(/^egress \(open\)$/, "vma2", /^203\.0\.113\.20:80$/, "masqueraded");
-    has(/^egress icmp \(open\)$/, "vma2", /^203\.0\.113\.10$/, "reach"); // forwarded ICMP
-    has(/^egress icmp \(allowlist\)$/, "vma1", /^203\.0\.113\.10$/, "blocked");
+    has(/^egress \(open\)$/, "vma2", /^198\.51\.100\.20:80$/, "masqueraded");
+    has(/^egress icmp \(open\)$/, "vma2", /^198\.51\.100\.10$/, "reach"); // forwarded ICMP
+    has(/^egress icmp \(allowlist\)$/, "vma1", /^198\.51\.100\.10$/, "blocked");
     has(/^port-forward$/, "internet", /vma2:22$/, "reach");
     await vmsAsTheyWere();
   }, 240_000);
