@@ -42,6 +42,14 @@ export const MARK = "netfleet structure=";
 /** Drop logging rate per network (nft `limit rate`), packets per second. */
 export const DROP_LOG_RATE = 100;
 
+/**
+ * Logging rate of new outbound connections per network (nft `limit rate`),
+ * per second: a VM opening flows as fast as it can must not flood the
+ * audit stream (and evict older records); connections over the rate are
+ * still accepted, unlogged.
+ */
+export const ALLOW_LOG_RATE = 1000;
+
 /** Audit log prefixes, as the nflog collector (packages/agent/src/control/audit-nflog.ts) parses them. */
 export const auditPrefix = (verdict: "allow" | "drop", network: string) => `nf ${verdict} ${network} `;
 
@@ -144,7 +152,7 @@ function nameSetRules(spec: NftTableSpec, n: NftTableSpec["networks"][number], e
     if (!inCidr(r.vm, n.cidr)) continue;
     const ports = r.ports?.length ? `${r.proto} dport ${anySet(r.ports.map(String))}` : `meta l4proto ${r.proto}`;
     // `update` (re)starts the element's timeout on each new connection to it: an address in use never lapses.
-    out.push(`oifname ${ext} ip saddr ${r.vm} ip daddr @${r.set} ${ports} update @${r.set} { ip daddr }${allow} accept`);
+    out.push(`oifname ${ext} ip saddr ${r.vm} ip daddr @${r.set} ${ports} update @${r.set} { ip daddr } ${allow}`);
   }
   return out;
 }
@@ -208,21 +216,25 @@ export function nftStructureTemplate(spec: NftTableSpec, live: NftLiveInputs): s
   }
   block("chain forward", forward);
   for (const n of spec.networks) {
-    const allow = n.auditGroup !== undefined ? ` log prefix "${auditPrefix("allow", n.name)}" group ${n.auditGroup}` : "";
+    // With audit, accepts go through allow_<network>: a rate-limited log, then accept.
+    const allow = n.auditGroup !== undefined ? `goto allow_${n.name}` : "accept";
     const out: string[] = [];
     const deny = effectiveDeny(n, live);
     if (deny.length) out.push(`ip daddr ${anySet(deny)} goto drop_${n.name}`);
     if (n.egress === "open") {
-      out.push(`oifname ${exts}${allow} accept`);
+      out.push(`oifname ${exts} ${allow}`);
     } else {
-      out.push(`oifname ${exts} ip saddr . ip daddr . tcp dport @allow_tcp${allow} accept`);
-      out.push(`oifname ${exts} ip saddr . ip daddr . udp dport @allow_udp${allow} accept`);
-      out.push(`oifname ${exts} meta l4proto tcp ip saddr . ip daddr @allow_all_tcp${allow} accept`);
-      out.push(`oifname ${exts} meta l4proto udp ip saddr . ip daddr @allow_all_udp${allow} accept`);
+      out.push(`oifname ${exts} ip saddr . ip daddr . tcp dport @allow_tcp ${allow}`);
+      out.push(`oifname ${exts} ip saddr . ip daddr . udp dport @allow_udp ${allow}`);
+      out.push(`oifname ${exts} meta l4proto tcp ip saddr . ip daddr @allow_all_tcp ${allow}`);
+      out.push(`oifname ${exts} meta l4proto udp ip saddr . ip daddr @allow_all_udp ${allow}`);
       out.push(...nameSetRules(spec, n, exts, allow));
     }
     out.push(`goto drop_${n.name}`);
     block(`chain out_${n.name}`, out);
+    if (n.auditGroup !== undefined) {
+      block(`chain allow_${n.name}`, [`limit rate ${ALLOW_LOG_RATE}/second log prefix "${auditPrefix("allow", n.name)}" group ${n.auditGroup}`, "accept"]);
+    }
     const drop: string[] = [];
     if (n.auditGroup !== undefined) drop.push(`limit rate ${DROP_LOG_RATE}/second log prefix "${auditPrefix("drop", n.name)}" group ${n.auditGroup}`);
     drop.push("counter drop");

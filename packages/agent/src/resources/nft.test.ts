@@ -119,18 +119,18 @@ describe("nft-table: what the rules mean", () => {
     for (const n of spec.networks) {
       const out = chain(`out_${n.name}`);
       expect(out[0]).toMatch(new RegExp(`^ip daddr \\{ .* \\} goto drop_${n.name}$`));
-      expect(out.findIndex((l) => l.endsWith(" accept"))).toBeGreaterThan(0);
+      expect(out.findIndex((l) => l.endsWith(" accept") || l.endsWith(` goto allow_${n.name}`))).toBeGreaterThan(0);
       expect(out.at(-1)).toBe(`goto drop_${n.name}`);
       for (const d of n.deny) expect(out[0]).toContain(d);
       expect(out[0]!.includes("203.0.113.0/24")).toBe(n.egress === "open");
     }
-    expect(chain("out_service")[1]).toBe('oifname { "wan0", "wan1" } log prefix "nf allow service " group 82 accept');
+    expect(chain("out_service")[1]).toBe('oifname { "wan0", "wan1" } goto allow_service');
   });
 
   it("allowlist: static sets and the name set only, out of the external interfaces; the name set is refreshed on use", () => {
     const out = chain("out_secure");
-    expect(out.slice(1, -1).every((l) => l.startsWith('oifname { "wan0", "wan1" } ') && l.endsWith('log prefix "nf allow secure " group 81 accept'))).toBe(true);
-    expect(out).toContain('oifname { "wan0", "wan1" } ip saddr 10.81.0.21 ip daddr @dns_9a2a437a32e5 tcp dport { 443, 80 } update @dns_9a2a437a32e5 { ip daddr } log prefix "nf allow secure " group 81 accept');
+    expect(out.slice(1, -1).every((l) => l.startsWith('oifname { "wan0", "wan1" } ') && l.endsWith("goto allow_secure"))).toBe(true);
+    expect(out).toContain('oifname { "wan0", "wan1" } ip saddr 10.81.0.21 ip daddr @dns_9a2a437a32e5 tcp dport { 443, 80 } update @dns_9a2a437a32e5 { ip daddr } goto allow_secure');
     expect(normaliseListing(nftStructure(spec, live).text).filter((l) => l.startsWith("set dns_9a2a437a32e5: "))).toEqual([
       "set dns_9a2a437a32e5: {",
       "set dns_9a2a437a32e5: type ipv4_addr",
@@ -142,6 +142,9 @@ describe("nft-table: what the rules mean", () => {
 
   it("audit: drops logged rate-limited before the drop, with the network's prefix and group; no group → no log", () => {
     expect(chain("drop_secure")).toEqual(['limit rate 100/second log prefix "nf drop secure " group 81', "counter drop"]);
+    // new connections logged at most 1000/s per network (a VM opening flows cannot flood the audit), and accepted either way
+    expect(chain("allow_secure")).toEqual(['limit rate 1000/second log prefix "nf allow secure " group 81', "accept"]);
+    expect(chain("allow_datain")).toEqual([]); // no audit on datain: its accepts are plain
     expect(chain("drop_datain")).toEqual(["counter drop"]);
     expect(chain("out_datain").join("\n")).not.toContain("log");
   });
