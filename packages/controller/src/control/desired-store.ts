@@ -78,36 +78,43 @@ export class DesiredStore {
   async publish(assignment: HostAssignment, options: { basedOn?: number; force?: boolean } = {}): Promise<PublishResult> {
     const host = assignment.host;
     const attempted = new Set<string>();
+    // Without basedOn the caller asks for "on top of whatever is there": a conflict with a value
+    // newer than the one read (a read served by a replica that lagged during a leader change, or
+    // another writer) is re-read and retried, at most this many times, instead of refused.
+    let rereads = 3;
     return withRetry(
       async () => {
-        const raw = await this.kv.get(host);
-        const entry = liveValue(raw);
-        const current = entry ? decodeEntryOrUndefined(entry) : undefined;
-        if (entry && current?.signature !== undefined && attempted.has(current.signature)) {
-          return { host, revision: current.revision, kvRevision: entry.revision, hash: current.assignment.hash, changed: true };
-        }
-        if (options.basedOn !== undefined && (entry?.revision ?? 0) !== options.basedOn) {
-          throw new StaleRevisionError(host, options.basedOn, entry?.revision ?? 0);
-        }
-        if (entry && current && current.assignment.hash === assignment.hash && !options.force) {
-          return { host, revision: current.revision, kvRevision: entry.revision, hash: assignment.hash, changed: false };
-        }
-        const previous = current?.revision ?? (raw ? await this.highestRevision(host) : 0);
-        const envelope: SignedAssignment = signAssignment(assignment, previous + 1, this.privateKeyPem);
-        attempted.add(envelope.signature);
-        try {
-          const kvRevision = await compareAndSet(this.kv, host, encodeMessage(envelope), entry?.revision);
-          return { host, revision: envelope.revision, kvRevision, hash: assignment.hash, changed: true };
-        } catch (err) {
-          if (!isRevisionConflict(err)) throw err;
-          const now = liveValue(await this.kv.get(host));
-          const stored = now ? decodeEntryOrUndefined(now) : undefined;
-          // Ours after all: this attempt's write, or an earlier attempt's whose acknowledgement was lost
-          // (a read during a leader change may be served by a replica that had not seen it yet).
-          if (now && stored?.signature !== undefined && attempted.has(stored.signature)) {
-            return { host, revision: stored.revision, kvRevision: now.revision, hash: stored.assignment.hash, changed: true };
+        for (;;) {
+          const raw = await this.kv.get(host);
+          const entry = liveValue(raw);
+          const current = entry ? decodeEntryOrUndefined(entry) : undefined;
+          if (entry && current?.signature !== undefined && attempted.has(current.signature)) {
+            return { host, revision: current.revision, kvRevision: entry.revision, hash: current.assignment.hash, changed: true };
           }
-          throw new StaleRevisionError(host, entry?.revision ?? 0, now?.revision ?? 0);
+          if (options.basedOn !== undefined && (entry?.revision ?? 0) !== options.basedOn) {
+            throw new StaleRevisionError(host, options.basedOn, entry?.revision ?? 0);
+          }
+          if (entry && current && current.assignment.hash === assignment.hash && !options.force) {
+            return { host, revision: current.revision, kvRevision: entry.revision, hash: assignment.hash, changed: false };
+          }
+          const previous = current?.revision ?? (raw ? await this.highestRevision(host) : 0);
+          const envelope: SignedAssignment = signAssignment(assignment, previous + 1, this.privateKeyPem);
+          attempted.add(envelope.signature);
+          try {
+            const kvRevision = await compareAndSet(this.kv, host, encodeMessage(envelope), entry?.revision);
+            return { host, revision: envelope.revision, kvRevision, hash: assignment.hash, changed: true };
+          } catch (err) {
+            if (!isRevisionConflict(err)) throw err;
+            const now = liveValue(await this.kv.get(host));
+            const stored = now ? decodeEntryOrUndefined(now) : undefined;
+            // Ours after all: this attempt's write, or an earlier attempt's whose acknowledgement was lost
+            // (a read during a leader change may be served by a replica that had not seen it yet).
+            if (now && stored?.signature !== undefined && attempted.has(stored.signature)) {
+              return { host, revision: stored.revision, kvRevision: now.revision, hash: stored.assignment.hash, changed: true };
+            }
+            if (options.basedOn === undefined && rereads-- > 0) continue;
+            throw new StaleRevisionError(host, entry?.revision ?? 0, now?.revision ?? 0);
+          }
         }
       },
       this.retryMs,
