@@ -16,26 +16,29 @@ const values = (conf: string, key: string) => options(conf).filter(([k]) => k ==
 /** The DHCP options a config sets: option name → its value ("" when given without one). */
 const dhcpOptions = (conf: string) => new Map(values(conf, "dhcp-option").map((v) => [v.split(",")[0]!, v.split(",").slice(1).join(",")]));
 
+/** The secure network of the lab: an allowlist network with a static and a DHCP VM. */
+const SECURE: DnsmasqSpec = {
+  kind: "dnsmasq",
+  name: "secure",
+  interface: "gw-secure",
+  address: "10.81.0.1",
+  netmask: "255.255.255.0",
+  domain: "secure.lab.test",
+  dhcp: { start: "10.81.0.100", end: "10.81.0.199", leaseTime: "1h" },
+  router: true,
+  mtu: 1500,
+  maxTtl: 600,
+  hosts: [
+    { name: "vma1", mac: "52:54:00:81:0a:01", ip: "10.81.0.11" },
+    { name: "vmb9", mac: "52:54:00:81:0b:09" },
+  ],
+  dns: "allowlist",
+  upstream: ["203.0.113.53"],
+  allowNames: [{ name: "mirror.inet.test", set: "dns_9a2a437a32e5" }, { name: "docs.inet.test" }],
+};
+
 describe("dnsmasq", () => {
-  const spec: DnsmasqSpec = {
-    kind: "dnsmasq",
-    name: "secure",
-    interface: "gw-secure",
-    address: "10.81.0.1",
-    netmask: "255.255.255.0",
-    domain: "secure.lab.test",
-    dhcp: { start: "10.81.0.100", end: "10.81.0.199", leaseTime: "1h" },
-    router: true,
-    mtu: 1500,
-    maxTtl: 600,
-    hosts: [
-      { name: "vma1", mac: "52:54:00:81:0a:01", ip: "10.81.0.11" },
-      { name: "vmb9", mac: "52:54:00:81:0b:09" },
-    ],
-    dns: "allowlist",
-    upstream: ["203.0.113.53"],
-    allowNames: [{ name: "mirror.inet.test", set: "dns_9a2a437a32e5" }, { name: "docs.inet.test" }],
-  };
+  const spec = SECURE;
   const account = dnsmasqUser(fixture("dnsmasq/debian-passwd.txt"), fixture("dnsmasq/debian-group.txt"));
   const files = dnsmasqFiles("/run/netfleet", "secure", "/var/lib/netfleet-agent");
   const conf = dnsmasqConf(spec, files, "fixture", account);
@@ -146,22 +149,8 @@ describe("dnsmasq allowed names (exact and *.wildcard)", () => {
 });
 
 describe("dnsmasq plan", () => {
-  const spec: DnsmasqSpec = {
-    kind: "dnsmasq",
-    name: "secure",
-    interface: "gw-secure",
-    address: "10.81.0.1",
-    netmask: "255.255.255.0",
-    domain: "secure.lab.test",
-    dhcp: { start: "10.81.0.100", end: "10.81.0.199", leaseTime: "1h" },
-    router: true,
-    mtu: 1500,
-    maxTtl: 600,
-    hosts: [{ name: "vma1", mac: "52:54:00:81:0a:01", ip: "10.81.0.11" }],
-    dns: "open",
-    upstream: ["203.0.113.53"],
-    allowNames: [],
-  };
+  // the secure network with one static VM and open DNS
+  const spec: DnsmasqSpec = { ...SECURE, hosts: SECURE.hosts.slice(0, 1), dns: "open", allowNames: [] };
   const account = { user: "dnsmasq", group: "nogroup" };
   const files = dnsmasqFiles(ctx.tools.runDir, "secure", ctx.tools.stateDir);
   const conf = dnsmasqConf(spec, files, "fixture", account);
