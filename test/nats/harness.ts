@@ -19,7 +19,7 @@ export function inventoryHost(name: string, mac?: string): Host {
     groups: [],
     labels: {},
     networks: [],
-    uplink: { mode: "kernel", bond: "bond0", members: ["eth0"], bond_mode: "active-backup", miimon: 100, mtu: 1500, datapath: "system", trunk_bridge: "br-uplink" },
+    uplink: { mode: "kernel", bond: "bond0", members: ["eth0"], bond_mode: "active-backup", miimon: 100, mtu: 1500, datapath: "system", trunk_bridge: "br-uplink", carries_management: false },
   };
 }
 

@@ -19,6 +19,20 @@ export const KernelBondSpec = z.strictObject({
   members: z.array(ifname).min(1),
   miimon: z.number().int().min(0),
   mtu: z.number().int().min(68).max(9216),
+  /**
+   * 802.3ad only: whether the bond sends LACPDUs unasked (`lacp_active on`,
+   * the kernel's default) or only answers the partner's (`off`). Linux
+   * bonding driver, ip-link(8) `lacp_active`.
+   */
+  lacpActive: z.boolean().optional(),
+  /**
+   * The host's management address moves onto this bond: `address` (a.b.c.d/len)
+   * is taken from the member that holds it, with the routes through that
+   * member (the default route among them), under the engine's local lockout
+   * check. Absent: a member holding an IPv4 address or the default route is
+   * refused.
+   */
+  management: z.strictObject({ address: cidrAddress }).optional(),
 });
 
 export const VlanInterfaceSpec = z.strictObject({
@@ -45,6 +59,8 @@ export const OvsPortSpec = z.strictObject({
   peer: ifname.optional(),
   members: z.array(ifname).optional(),
   bond_mode: z.enum(["active-backup", "balance-slb", "balance-tcp"]).optional(),
+  /** OVS Port `lacp` column (ovs-vswitchd.conf.db(5)): active, passive or off; bonds only. */
+  lacp: z.enum(["active", "passive", "off"]).optional(),
   mac: z.string().regex(MAC_ADDRESS).optional(),
   /**
    * mtu_request of the port's interfaces: a bond's members, a system NIC, an

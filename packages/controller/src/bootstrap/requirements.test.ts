@@ -8,14 +8,14 @@ const host = (over: Partial<Host>): Host => ({
   groups: [],
   labels: {},
   networks: [],
-  uplink: { mode: "kernel", bond: "bond0", members: ["eno1", "eno2"], bond_mode: "802.3ad", miimon: 100, mtu: 9000, datapath: "system", trunk_bridge: "br-uplink" },
+  uplink: { mode: "kernel", bond: "bond0", members: ["eno1", "eno2"], bond_mode: "802.3ad", miimon: 100, mtu: 9000, datapath: "system", trunk_bridge: "br-uplink", carries_management: false },
   ...over,
 });
 
 describe("host requirements", () => {
   it("follow the role and the uplink", () => {
     expect(requirementsFor(host({}))).toEqual({ packages: ["openvswitch-switch", "iproute2", "libvirt-daemon", "libvirt-clients"], modules: ["8021q", "bonding", "openvswitch"] });
-    const backend = host({ role: "backend", uplink: { mode: "ovs-trunk", bond: "bond0", members: ["eth0"], bond_mode: "active-backup", miimon: 100, mtu: 1500, datapath: "netdev", trunk_bridge: "br-uplink" } });
+    const backend = host({ role: "backend", uplink: { mode: "ovs-trunk", bond: "bond0", members: ["eth0"], bond_mode: "active-backup", miimon: 100, mtu: 1500, datapath: "netdev", trunk_bridge: "br-uplink", carries_management: false } });
     expect(requirementsFor(backend)).toEqual({ packages: ["openvswitch-switch", "iproute2", "dnsmasq-base", "nftables"], modules: [] });
   });
 

@@ -4,6 +4,7 @@ import {
   gatewayPortName,
   patchPortNames,
   sealAssignment,
+  uplinkLacp,
   vlanInterfaceName,
   type HostAssignment,
   type Host,
@@ -27,7 +28,8 @@ export function compileSite(inventory: Inventory): HostAssignment[] {
 export function compileHost(inventory: Inventory, host: Host): HostAssignment {
   const networks = inventory.networks.filter((n) => host.networks.includes(n.name)).sort((a, b) => a.vlan - b.vlan);
   const backend = inventory.hosts.find((h) => h.role === "backend")?.name;
-  const resources = host.role === "backend" ? backendResources(inventory, host, networks) : vmhostResources(host, networks, backend);
+  const management = managementAddress(inventory, host);
+  const resources = host.role === "backend" ? backendResources(inventory, host, networks, management) : vmhostResources(host, networks, backend, management);
   return sealAssignment({
     apiVersion: "netfleet.dev/v1",
     kind: "HostAssignment",
@@ -48,12 +50,31 @@ export function flowCookie(vlan: number): string {
   return `0x4e46${vlan.toString(16).padStart(12, "0")}`;
 }
 
-function uplinkResources(host: Host, networks: Network[], extraTrunkPorts: OvsPortSpec[]): { resources: ResourceSpec[]; links: string[]; bridges: string[] } {
+/**
+ * `address/prefix` of the host's management address when its uplink says
+ * `carries_management: true` (kernel mode; the loader requires `address`
+ * and the site's `management`), else undefined.
+ */
+function managementAddress(inventory: Inventory, host: Host): string | undefined {
+  if (!host.uplink.carries_management || host.address === undefined || inventory.site.management === undefined) return undefined;
+  return `${host.address}/${inventory.site.management.split("/")[1]}`;
+}
+
+function uplinkResources(host: Host, networks: Network[], extraTrunkPorts: OvsPortSpec[], management: string | undefined): { resources: ResourceSpec[]; links: string[]; bridges: string[] } {
   const up = host.uplink;
+  const lacp = uplinkLacp(up);
   if (up.mode === "kernel") {
-    const resources: ResourceSpec[] = [
-      { kind: "kernel-bond", name: up.bond, mode: up.bond_mode as Extract<ResourceSpec, { kind: "kernel-bond" }>["mode"], members: up.members, miimon: up.miimon, mtu: up.mtu },
-    ];
+    const bond: Extract<ResourceSpec, { kind: "kernel-bond" }> = {
+      kind: "kernel-bond",
+      name: up.bond,
+      mode: up.bond_mode as Extract<ResourceSpec, { kind: "kernel-bond" }>["mode"],
+      members: up.members,
+      miimon: up.miimon,
+      mtu: up.mtu,
+    };
+    if (up.bond_mode === "802.3ad") bond.lacpActive = lacp === "active";
+    if (management !== undefined) bond.management = { address: management };
+    const resources: ResourceSpec[] = [bond];
     for (const n of networks) {
       // The network's own MTU (at most the bond's, checked by the loader): a 1500 network stays 1500 on a 9000 bond.
       resources.push({ kind: "vlan-interface", name: vlanInterfaceName(up.bond, n.vlan), parent: up.bond, vlan: n.vlan, mtu: n.mtu });
@@ -65,7 +86,7 @@ function uplinkResources(host: Host, networks: Network[], extraTrunkPorts: OvsPo
   // trunk bridge's own port follows them (OVS sizes it to its smallest other port).
   const bondPort: OvsPortSpec =
     up.members.length >= 2
-      ? { name: up.bond, type: "bond", members: up.members, bond_mode: up.bond_mode as OvsPortSpec["bond_mode"], trunks, mtu: up.mtu }
+      ? { name: up.bond, type: "bond", members: up.members, bond_mode: up.bond_mode as OvsPortSpec["bond_mode"], ...(lacp !== "off" ? { lacp } : {}), trunks, mtu: up.mtu }
       : { name: up.members[0]!, type: "system", trunks, mtu: up.mtu };
   const ports: OvsPortSpec[] = [bondPort, ...extraTrunkPorts];
   return {
@@ -78,7 +99,7 @@ function uplinkResources(host: Host, networks: Network[], extraTrunkPorts: OvsPo
 /** The libvirt portgroup that isolates a VM (its profileid lands in the OVS Interface's external_ids:port-profile). */
 export const ISOLATED_PORTGROUP = { name: "isolated", profileId: "netfleet-isolated" } as const;
 
-function vmhostResources(host: Host, networks: Network[], backend: string | undefined): ResourceSpec[] {
+function vmhostResources(host: Host, networks: Network[], backend: string | undefined, management: string | undefined): ResourceSpec[] {
   const up = host.uplink;
   const trunkMode = up.mode === "ovs-trunk";
   const patches: OvsPortSpec[] = trunkMode
@@ -87,7 +108,7 @@ function vmhostResources(host: Host, networks: Network[], backend: string | unde
         return { name: p.uplink, type: "patch", tag: n.vlan, peer: p.bridge };
       })
     : [];
-  const uplink = uplinkResources(host, networks, patches);
+  const uplink = uplinkResources(host, networks, patches, management);
   const resources = [...uplink.resources];
   for (const n of networks) {
     const port: OvsPortSpec = trunkMode
@@ -146,13 +167,13 @@ function vmhostResources(host: Host, networks: Network[], backend: string | unde
   return resources;
 }
 
-function backendResources(inventory: Inventory, host: Host, networks: Network[]): ResourceSpec[] {
+function backendResources(inventory: Inventory, host: Host, networks: Network[], management: string | undefined): ResourceSpec[] {
   const up = host.uplink;
   const trunkMode = up.mode === "ovs-trunk";
   const gwPorts: OvsPortSpec[] = trunkMode
     ? networks.map((n) => ({ name: gatewayPortName(n.name), type: "internal", tag: n.vlan, mac: gatewayMac(n.vlan), mtu: n.mtu }))
     : [];
-  const uplink = uplinkResources(host, networks, gwPorts);
+  const uplink = uplinkResources(host, networks, gwPorts, management);
   const resources = [...uplink.resources];
   for (const n of networks) {
     const iface = trunkMode ? gatewayPortName(n.name) : vlanInterfaceName(up.bond, n.vlan);

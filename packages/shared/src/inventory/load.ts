@@ -1,11 +1,11 @@
-import { readdirSync, readFileSync, statSync } from "node:fs";
-import { join, relative } from "node:path";
+import { relative } from "node:path";
 import { formatProblem, InventoryError, type InputProblem } from "../errors.ts";
 import { DNS_LABEL, isUnicastMac, NETWORK_NAME } from "../names.ts";
 import { cidrContains, cidrsOverlap, ipv4ToInt, parseIpv4Cidr, type Ipv4Cidr } from "../ipv4.ts";
 import { dotted, SourceFile, type DocPath } from "./source.ts";
 import { InventoryFile, UplinkSpec, type GroupSpec, type HostSpec, type NetworkSpec, type InventoryFile as InventoryFileT, type PortSet as PortSetT } from "./schema.ts";
 import { zodProblems } from "./problems.ts";
+import { listInventoryFiles, readInventoryFile } from "./files.ts";
 import { resolvePortSets } from "./ports.ts";
 import { checkGateway } from "./check-gateway.ts";
 import { checkExternalInterfaces, checkUplink, checkVmPlacement } from "./check-hosts.ts";
@@ -39,13 +39,8 @@ export function loadInventory(dir: string, options: { cwd?: string } = {}): Inve
 
   const parsed: { file: SourceFile; data: InventoryFileT }[] = [];
   for (const path of files) {
-    let text: string;
-    try {
-      text = readFileSync(path, "utf8");
-    } catch (err) {
-      problems.push({ file: show(path), line: 1, col: 1, path: "", message: `cannot read file: ${(err as Error).message}` });
-      continue;
-    }
+    const text = readInventoryFile(path, show, problems);
+    if (text === undefined) continue;
     const { file, value, problems: yamlProblems } = SourceFile.parse(show(path), text);
     if (yamlProblems.length > 0) {
       problems.push(...yamlProblems);
@@ -65,22 +60,6 @@ export function loadInventory(dir: string, options: { cwd?: string } = {}): Inve
   const inventory = checker.build(dir);
   if (checker.problems.length > 0 || !inventory) throw new InventoryError(sortProblems(checker.problems));
   return inventory;
-}
-
-function listInventoryFiles(dir: string, show: (p: string) => string, problems: InputProblem[]): string[] {
-  let entries: string[];
-  try {
-    if (!statSync(dir).isDirectory()) throw new Error("not a directory");
-    entries = readdirSync(dir);
-  } catch (err) {
-    problems.push({ file: show(dir), line: 1, col: 1, path: "", message: `cannot read inventory folder: ${(err as Error).message}` });
-    return [];
-  }
-  const files = entries.filter((e) => /\.ya?ml$/.test(e)).sort().map((e) => join(dir, e));
-  if (files.length === 0) {
-    problems.push({ file: show(dir), line: 1, col: 1, path: "", message: "no *.yaml files in the inventory folder" });
-  }
-  return files;
 }
 
 function sortProblems(problems: InputProblem[]): InputProblem[] {

@@ -62,6 +62,10 @@ export const SiteSettings = z.strictObject({
     .max(86400)
     .default(300)
     .describe("Seconds: cap on the TTL dnsmasq caches and hands to VMs (dnsmasq --max-cache-ttl, --max-ttl). An address a VM got from an answer may sit in dnsmasq's cache and then in the VM's for up to this long each"),
+  allow_vlan_1: z
+    .boolean()
+    .default(false)
+    .describe("Allow VLAN id 1 for a network. Most switches treat VLAN 1 as the native (untagged) VLAN of a trunk, so its frames leave untagged and mix with the management traffic; set true only when the site's trunks carry VLAN 1 tagged"),
   name_set_timeout: z
     .number()
     .int()
@@ -83,7 +87,7 @@ export const AllowEntry = z
     name: allowedName
       .optional()
       .describe("Destination DNS name; the addresses dnsmasq answers for it join its nft set. `static.example.org` is exactly that name; `*.example.org` is its subdomains (not example.org itself)"),
-    ports: z.array(port).optional().describe("Destination ports; all ports when absent"),
+    ports: z.array(port).min(1, "give at least one port, or leave ports out for every port").optional().describe("Destination ports, 1-65535; every port when absent (an empty list is refused: it would read as none but mean all)"),
     proto: z.enum(["tcp", "udp"]).default("tcp"),
   })
   .check((ctx) => {
@@ -217,6 +221,14 @@ export const UplinkSpec = z.strictObject({
   mtu: z.number().int().min(68).max(9216).default(1500),
   datapath: z.enum(["system", "netdev"]).default("system").describe("OVS datapath; netdev is userspace"),
   trunk_bridge: interfaceName.default("br-uplink").describe("ovs-trunk mode: the bridge holding the bond"),
+  lacp: z
+    .enum(["active", "passive", "off"])
+    .optional()
+    .describe("LACP (IEEE 802.1AX) on the bond. active: send LACPDUs; passive: answer the switch's; off: none. Default: active for bond_mode 802.3ad (kernel) and balance-tcp (ovs-trunk), which need a negotiated LACP aggregate (OVS drops every frame of a balance-tcp bond without it); off otherwise, where it may not be set"),
+  carries_management: z
+    .boolean()
+    .default(false)
+    .describe("kernel mode: the host's management address (its `address`, in the site's management network) lives on this bond. The agent then moves it and the routes through it from the member that holds it onto the bond, and undoes the move if the default gateway stops answering. false: no bond member may hold an address or the default route (the agent refuses to enslave it)"),
 });
 
 /**
@@ -283,6 +295,16 @@ export type UplinkSpec = z.output<typeof UplinkSpec>;
 export type GroupSpec = z.output<typeof GroupSpec>;
 export type HostSpec = z.output<typeof HostSpec>;
 export type InventoryFile = z.output<typeof InventoryFile>;
+
+/**
+ * The LACP setting an uplink runs with: its `lacp`, else `active` for the
+ * bond modes that need a negotiated aggregate (kernel 802.3ad, OVS
+ * balance-tcp: ovs-vswitchd.conf.db(5) says a balance-tcp bond without LACP
+ * falls back, and in practice the switch side drops its frames), else `off`.
+ */
+export function uplinkLacp(up: Pick<UplinkSpec, "lacp" | "bond_mode">): "active" | "passive" | "off" {
+  return up.lacp ?? (up.bond_mode === "802.3ad" || up.bond_mode === "balance-tcp" ? "active" : "off");
+}
 
 /** The full uplink after group and host settings are merged and defaults applied. */
 export const ResolvedUplink = UplinkSpec;
