@@ -296,7 +296,7 @@ describe.skipIf(!isRoot)("lab tier (prefix nft, /tmp/nft-lab)", () => {
 
   it("a second reconcile on every host runs no mutating command", async () => {
     for (const h of status.hosts) {
-      const r = await sh(agentCommand(lab, h, ["apply", "--assignment", join(lab.runDir, "assignments", `${h.name}.json`), "--json"]));
+      const r = await sh(agentCommand(lab, h, ["apply", "--assignment", join(lab.runDir, "assignments", `${h.name}.json`), "--name", h.name, "--json"]));
       expect(r.exitCode, r.stdout.slice(0, 2000)).toBe(0);
       const out = JSON.parse(r.stdout) as { summary: { changed: number }; results: { id: string; changed: boolean; commands: string[] }[] };
       expect(out.summary.changed, h.name).toBe(0);

@@ -245,7 +245,7 @@ export async function labUp(o: LabOptions, log: (line: string) => void = () => {
   const runAgent = async (h: TopoHost, check = false): Promise<AgentSummary | undefined> => {
     const a = assignments.get(h.name);
     if (!a) throw new Error(`no assignment compiled for host ${h.name}`);
-    const r = await new LabExec(120_000).probe(agentCommand(o, labHost(h), ["apply", "--assignment", h.assignmentFile, "--json", ...(check ? ["--check"] : [])]));
+    const r = await new LabExec(120_000).probe(agentCommand(o, labHost(h), ["apply", "--assignment", h.assignmentFile, "--name", h.name, "--json", ...(check ? ["--check"] : [])]));
     const outFile = h.assignmentFile.replace(/\.json$/, check ? ".check.json" : ".apply.json");
     writeFileSync(outFile, r.stdout);
     let parsed: { summary?: AgentSummary; wallMs?: number; results?: { id: string; result: boolean | null; error?: string; comment?: string }[] } | undefined;
@@ -377,7 +377,7 @@ function startAgentDaemon(o: LabOptions, t: Topology, h: TopoHost, control: "nat
   const args =
     control === "nats"
       ? ["run", "--site", t.site, "--nats", t.controller.url, "--token-file", join(h.agentDir, "join-token"), "--name", h.name, "--state-dir", join(h.agentDir, "state")]
-      : ["run", "--assignment", h.assignmentFile];
+      : ["run", "--assignment", h.assignmentFile, "--name", h.name];
   return startDetached(agentCommand(o, labHost(h), args), join(h.agentDir, "agent.pid"), join(h.agentDir, "agent.log"));
 }
 
