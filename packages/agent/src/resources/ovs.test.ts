@@ -184,3 +184,63 @@ describe("ovs-trunk MTU (real OVS 3.1 output with mtu_request and mtu, __fixture
     expect(OvsPortSpec.safeParse({ name: "pu-secure", type: "patch", peer: "pb-secure", mtu: 9000 }).success).toBe(false);
   });
 });
+
+describe("OVS bond LACP (real OVS 3.1 output with the Port lacp column, __fixtures__/ovs/capture-lacp.sh)", () => {
+  const lacpPorts = (lacp: OvsPortSpec["lacp"]): OvsPortSpec[] => [
+    { name: "bond0", type: "bond", members: ["eth0", "eth1"], bond_mode: "balance-tcp", trunks: [1081, 1082], ...(lacp ? { lacp } : {}) },
+    { name: "gw-secure", type: "internal", tag: 1081, mac: "02:4e:46:00:04:39" },
+  ];
+  const lacpUplink = (lacp: OvsPortSpec["lacp"]): OvsBridgeSpec => ({ kind: "ovs-bridge", name: "br-uplink", datapath: "netdev", ports: lacpPorts(lacp) });
+
+  it("reads the lacp column: an empty column is off, OVS's default; a capture without the column leaves it unknown", () => {
+    expect(state("trunk-lacp-off").ports.get("bond0")).toMatchObject({ bondMode: "balance-tcp", lacp: "off", trunks: [1081, 1082] });
+    expect(state("trunk-lacp-active").ports.get("bond0")?.lacp).toBe("active");
+    expect(state("trunk-lacp-passive").ports.get("bond0")?.lacp).toBe("passive");
+    expect(state("trunk-lacp-active").ports.get("gw-secure")?.lacp).toBe("off");
+    expect(state("trunk-converged").ports.get("bond0")?.lacp).toBeUndefined();
+  });
+
+  it("creates a balance-tcp bond with lacp=active in the transaction that adds it", () => {
+    const argv = ovsBridge.plan(lacpUplink("active"), state("empty"), ctx).commands[0]!.argv.join(" ");
+    expect(argv).toContain("-- add-bond br-uplink bond0 eth0 eth1 -- set Port bond0 trunks=1081,1082 bond_mode=balance-tcp lacp=active external_ids:netfleet-owner=fixture");
+  });
+
+  it("converged: no commands", () => {
+    expect(ovsBridge.plan(lacpUplink("active"), state("trunk-lacp-active"), ctx)).toEqual({ changes: {}, commands: [] });
+    expect(ovsBridge.plan(lacpUplink("passive"), state("trunk-lacp-passive"), ctx)).toEqual({ changes: {}, commands: [] });
+  });
+
+  it("repairs lacp as drift, in place (the bond is not rebuilt)", () => {
+    const fromOff = ovsBridge.plan(lacpUplink("active"), state("trunk-lacp-off"), ctx);
+    expect(fromOff.changes).toEqual({ "port bond0 lacp": { old: "off", new: "active" } });
+    expect(fromOff.commands.map((c) => c.argv.slice(2))).toEqual([["--", "set", "Port", "bond0", "lacp=active"]]);
+    const toPassive = ovsBridge.plan(lacpUplink("passive"), state("trunk-lacp-active"), ctx);
+    expect(toPassive.changes).toEqual({ "port bond0 lacp": { old: "active", new: "passive" } });
+    expect(toPassive.commands.map((c) => c.argv.slice(2))).toEqual([["--", "set", "Port", "bond0", "lacp=passive"]]);
+  });
+
+  it("an active-backup bond without lacp clears a stray lacp=active; a capture without the column plans nothing for it", () => {
+    const ab = (s: OvsBridgeSpec): OvsBridgeSpec => ({ ...s, ports: s.ports.map((p) => (p.type === "bond" ? { ...p, bond_mode: "active-backup" as const } : p)) });
+    const plan = ovsBridge.plan(ab(lacpUplink(undefined)), state("trunk-lacp-active"), ctx);
+    expect(plan.changes).toEqual({
+      "port bond0 bond_mode": { old: "balance-tcp", new: "active-backup" },
+      "port bond0 lacp": { old: "active", new: "off" },
+    });
+    expect(plan.commands.map((c) => c.argv.slice(2))).toEqual([["--", "clear", "Port", "bond0", "lacp", "--", "set", "Port", "bond0", "bond_mode=active-backup"]]);
+    expect(ovsBridge.plan(uplink, state("trunk-converged"), ctx).commands).toEqual([]);
+  });
+
+  it("balance-tcp without LACP (absent or off) is blocked, naming the port, and nothing is run", () => {
+    for (const lacp of [undefined, "off"] as const) {
+      for (const s of ["empty", "trunk-lacp-off", "trunk-lacp-active"]) {
+        const plan = ovsBridge.plan(lacpUplink(lacp), state(s), ctx);
+        expect(plan.commands, `${lacp} on ${s}`).toEqual([]);
+        expect(plan.changes).toEqual({});
+        expect(plan.blocked).toMatch(/^port bond0: bond_mode balance-tcp needs LACP \(lacp: active or passive.*drops every frame the bond receives/);
+      }
+    }
+    // the same bond with LACP, and other bond modes without it, are not blocked
+    expect(ovsBridge.plan(lacpUplink("passive"), state("empty"), ctx).blocked).toBeUndefined();
+    expect(ovsBridge.plan(uplink, state("empty"), ctx).blocked).toBeUndefined();
+  });
+});
