@@ -59,3 +59,42 @@ export function assertInterfaceName(name: string): string {
   }
   return name;
 }
+
+/**
+ * Keywords of the iproute2 commands a user-given interface name reaches
+ * (`ip link add|set|del`, `ip addr add|del`), from iproute2 v7.1.0-55
+ * (commit ee2a4a86): ip/iplink.c `iplink_parse()` and ip/ipaddress.c
+ * `ipaddr_modify()` plus its `ifa_flag_data[]` flag names. Values of
+ * keywords (`on`, `off`, `+`, `-`) are left out.
+ *
+ * iproute2 compares many of them with `matches()` (lib/utils.c), which
+ * accepts ANY PREFIX of the keyword: `h` is `help`, `mast` is `master`,
+ * `t` is `type`. A name in a keyword's place is then read as that option.
+ * The others use `strcmp()`, but releases have moved keywords between the
+ * two (and `matches_warn()` shows prefix matching is still being phased
+ * out), so a name equal to or a prefix of any of them is refused.
+ */
+export const IPROUTE2_KEYWORDS: readonly string[] = [
+  // ip/iplink.c iplink_parse(): matches() (prefix)
+  "address", "addrgenmode", "alias", "broadcast", "dynamic", "help", "link", "link-netns", "link-netnsid",
+  "master", "nomaster", "numrxqueues", "numtxqueues", "txqlen", "txqueuelen", "type",
+  // ip/iplink.c iplink_parse(): strcmp() (exact)
+  "allmulticast", "arp", "brd", "carrier", "dev", "down", "gro_ipv4_max_size", "gro_max_size", "group",
+  "gso_ipv4_max_size", "gso_max_segs", "gso_max_size", "index", "inet", "mode", "mtu", "multicast", "name",
+  "netns", "parentdev", "promisc", "protodown", "protodown_reason", "qlen", "state", "trailers", "up", "vf",
+  "vrf", "xdp", "xdpdrv", "xdpgeneric", "xdpoffload",
+  // ip/ipaddress.c ipaddr_modify(): matches() (prefix)
+  "metric", "preference", "preferred_lft", "priority", "valid_lft",
+  // ip/ipaddress.c ipaddr_modify(): strcmp() (exact), and the ifa_flag_data[] flags
+  "anycast", "label", "local", "peer", "proto", "remote", "scope",
+  "secondary", "temporary", "nodad", "optimistic", "dadfailed", "home", "deprecated", "tentative",
+  "permanent", "mngtmpaddr", "noprefixroute", "autojoin", "stable-privacy",
+];
+
+/**
+ * The iproute2 keyword `name` would be taken for (it equals the keyword or
+ * is a prefix of it), or undefined. Case-sensitive, as iproute2 compares.
+ */
+export function iproute2Keyword(name: string): string | undefined {
+  return IPROUTE2_KEYWORDS.find((k) => k.startsWith(name));
+}

@@ -3,6 +3,7 @@ import type { Host, Network } from "./model.ts";
 import { formatPortRange, portRangesOverlap, type PortRange } from "./ports.ts";
 import type { NetworkSpec, SiteSettings } from "./schema.ts";
 import type { Located, Ref } from "./load.ts";
+import { resolveMtu } from "./check-mtu.ts";
 
 /** What the site checker lends these checks: reporting at a place, and naming a place. */
 export interface Reporter {
@@ -23,7 +24,7 @@ export interface GatewayInput {
 /**
  * Site-wide rules of the gateway settings, run once networks and hosts are
  * resolved: per-network MTU against every carrying host's uplink (and the
- * resolved MTU), the name-set timeout against the DNS TTL cap, a VM's
+ * resolved MTU; check-mtu.ts), the name-set timeout against the DNS TTL cap, a VM's
  * default routes across its networks, and the backend's port-forwards
  * (block size, overlaps per protocol, reserved ports).
  */
@@ -101,26 +102,6 @@ function checkTimeouts(r: Reporter, site: SiteSettings, siteRef: Ref): void {
     r.at(siteRef, written),
     `name_set_timeout ${site.name_set_timeout} s is less than 2 x dns_max_ttl (2 x ${site.dns_max_ttl} s): an address may sit in dnsmasq's cache and then in the VM's for dns_max_ttl each, and would leave its name's set while still in use; set name_set_timeout to ${2 * site.dns_max_ttl} or more`,
   );
-}
-
-function resolveMtu(r: Reporter, { networks, resolved, hosts }: GatewayInput): void {
-  networks.forEach(({ name, value: net, ref }, i) => {
-    const carriers = hosts.filter((h) => h.value.networks.includes(name));
-    const out = resolved[i]!;
-    if (net.mtu === undefined) {
-      out.mtu = carriers.length > 0 ? Math.min(...carriers.map((h) => h.value.uplink.mtu)) : 1500;
-      return;
-    }
-    out.mtu = net.mtu;
-    for (const h of carriers) {
-      if (h.value.uplink.mtu >= net.mtu) continue;
-      const at = h.origin?.get("uplink.mtu");
-      r.report(
-        r.at(ref, "mtu"),
-        `mtu ${net.mtu} exceeds the uplink mtu ${h.value.uplink.mtu} of host ${h.name}${at ? ` (${r.where(at)})` : " (the default)"}, which carries ${name}: a VLAN cannot be larger than the link under it`,
-      );
-    }
-  });
 }
 
 /**

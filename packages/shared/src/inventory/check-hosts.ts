@@ -45,6 +45,8 @@ export function checkExternalInterfaces(
   } else if (merged.external_interface !== undefined && merged.external_interfaces !== undefined) {
     r.report(origin.get("external_interfaces")!, `give external_interface (${r.where(origin.get("external_interface")!)}) or external_interfaces, not both`, { key: true });
   }
+  const single = merged.external_interface as string | undefined;
+  if (single !== undefined && (up.members.includes(single) || single === up.bond)) r.report(origin.get("external_interface")!, `${single} is part of the uplink, not an external interface`);
   const list = merged.external_interfaces as string[] | undefined;
   list?.forEach((x, i) => {
     if (list.indexOf(x) !== i) r.report(r.at(origin.get("external_interfaces")!, i), `external interface ${x} is listed twice`);

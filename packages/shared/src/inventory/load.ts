@@ -9,6 +9,9 @@ import { listInventoryFiles, readInventoryFile } from "./files.ts";
 import { resolvePortSets } from "./ports.ts";
 import { checkGateway } from "./check-gateway.ts";
 import { checkExternalInterfaces, checkUplink, checkVmPlacement } from "./check-hosts.ts";
+import { checkNetworkSpace } from "./check-addresses.ts";
+import { checkInterfaceNames } from "./check-names.ts";
+import { checkUplinkModes } from "./check-uplink.ts";
 import type { Host, Inventory, Network, Vm } from "./model.ts";
 
 export interface Ref {
@@ -130,16 +133,18 @@ class SiteChecker {
     const hostEntries = this.collect<HostSpec>("hosts", DNS_LABEL, "a lowercase DNS label");
 
     const management = site?.management ? (parseIpv4Cidr(site.management) as Ipv4Cidr) : undefined;
-    const resolvedNetworks = this.checkNetworks(networks, management, siteRef);
+    const resolvedNetworks = this.checkNetworks(networks, management, siteRef, site?.allow_vlan_1 ?? false);
     const hosts = this.resolveHosts(hostEntries, groups, networks, management, siteRef);
     checkVmPlacement(this, networks, hosts, new Set(hostEntries.map((h) => h.name)));
+    checkInterfaceNames(this, networks, hosts);
+    checkUplinkModes(this, hosts, { management: site?.management, siteRef });
     if (site && siteRef) checkGateway(this, { site, siteRef, networks, resolved: resolvedNetworks, hosts });
 
     if (!site || this.problems.length > 0) return undefined;
     return { dir, site, networks: resolvedNetworks, hosts: hosts.map((h) => h.value) };
   }
 
-  private checkNetworks(networks: Located<NetworkSpec>[], management: Ipv4Cidr | undefined, siteRef: Ref | undefined): Network[] {
+  private checkNetworks(networks: Located<NetworkSpec>[], management: Ipv4Cidr | undefined, siteRef: Ref | undefined, allowVlan1: boolean): Network[] {
     const vlans = new Map<number, Ref>();
     const cidrs: { cidr: Ipv4Cidr; ref: Ref; name: string }[] = [];
     const macs = new Map<string, Ref>();
@@ -158,6 +163,7 @@ class SiteChecker {
         this.report(this.at(ref, "cidr"), `${net.cidr} overlaps the management network ${management.text}${siteRef ? ` (${this.where(this.at(siteRef, "management"))})` : ""}`);
       }
       cidrs.push({ cidr, ref: this.at(ref, "cidr"), name });
+      checkNetworkSpace(this, { ref, cidr, vlan: net.vlan, allowVlan1, siteRef });
 
       const inside = (addr: string) => cidrContains(cidr, ipv4ToInt(addr));
       const usable = (addr: string) => {
