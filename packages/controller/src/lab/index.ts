@@ -3,3 +3,4 @@ export { agentCommand, controllerCommand, INET_NAMES, labDown, labReplugVm, labR
 export { LABNET, readLease, type Lease } from "./services.ts";
 export { buildTopology, vmPortName, type Topology } from "./topology.ts";
 export { CAPS_SEED } from "./libvirt.ts";
+export { appctl, parseBondShow, parseLacpShow, switchArgs, switchLagPort, type BondShow, type LacpMember } from "./switch.ts";

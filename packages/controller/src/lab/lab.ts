@@ -7,6 +7,7 @@ import { domainState, ensureDomain, ensureLibvirtd, libvirtdPid, stopLibvirtd } 
 import { ensureOvs, ovsPids, stopOvs } from "./ovs.ts";
 import { isAlive, labProcesses, namespaceExists, namespacesWithPrefix, netnsInode, pidInNetns, readPidfile, terminate } from "./procs.ts";
 import { buildTopology, validateOptions, type TopoHost, type Topology, type TopoVm } from "./topology.ts";
+import { switchArgs } from "./switch.ts";
 import { dhcp, ensureInet, ensureVmServices, readLease, runningIn, startDetached } from "./services.ts";
 import type { LabGateway, LabHost, LabOptions, LabStatus, LabVm } from "./types.ts";
 
@@ -226,14 +227,10 @@ export async function labUp(o: LabOptions, log: (line: string) => void = () => {
   step("daemons");
   writeLabState(o.runDir, state);
 
-  // 3. the switch: trunk ports carrying every VLAN of the site
-  const trunks = `trunks=${topo.trunks.join(",")}`;
-  const swArgs = ["--may-exist", "add-br", topo.switchBridge, "--", "set", "Bridge", topo.switchBridge, "datapath_type=netdev"];
-  for (const h of topo.hosts) {
-    for (const l of h.trunkLinks) swArgs.push("--", "--may-exist", "add-port", topo.switchBridge, l.switchIf, "--", "set", "Port", l.switchIf, trunks);
-  }
-  await x.run(vsctl(topo.switchOvs.db, ...swArgs));
-  step("switch");
+  // 3. the switch: trunk ports carrying every VLAN of the site; a LAG running LACP towards a host whose uplink does
+  await x.run(vsctl(topo.switchOvs.db, ...switchArgs(topo)));
+  const lags = topo.hosts.filter((h) => h.switchLag).map((h) => `${h.name} (${h.switchLag!.port})`);
+  step(`switch${lags.length > 0 ? `: LACP towards ${lags.join(", ")}` : ""}`);
   Object.assign(state.pids, await ensureInet(x, topo, INET_NAMES));
   step("internet: resolver and web servers");
 

@@ -5,6 +5,7 @@ import {
   cidrContains,
   ipv4ToInt,
   parseIpv4Cidr,
+  uplinkLacp,
   type Host,
   type Inventory,
   type Network,
@@ -84,6 +85,14 @@ export interface TopoHost {
   /** Trunk links: host-side name (an uplink member, e.g. eth0) and its peer on the switch. */
   trunkLinks: { hostIf: string; switchIf: string }[];
   mgmtLink: { hostIf: string; switchIf: string };
+  /**
+   * Present when the host's uplink runs LACP (kernel 802.3ad, or an OVS
+   * bond with `lacp` active or passive): the switch side of its trunk links
+   * is then one OVS port `port` running LACP active, a bond of the switch
+   * ends (balance-tcp) when there are two or more, like a switch's LAG
+   * (port-channel) towards a host. Absent: each link is a plain trunk port.
+   */
+  switchLag?: SwitchLag;
   /** a.b.c.d/len on mgmt0, when the host has an address and the site a management network. */
   mgmtAddress?: string;
   ovs: OvsPaths;
@@ -91,6 +100,30 @@ export interface TopoHost {
   assignmentFile: string;
   /** The agent's own run dir (dnsmasq configs, pids) and its daemon's pidfile and log. */
   agentDir: string;
+}
+
+/** The switch side of a host's LACP uplink (see TopoHost.switchLag). */
+export interface SwitchLag {
+  /** OVS port name on the switch bridge, `h<index>-lag`. */
+  port: string;
+  /** The switch always asks (IEEE 802.1AX active), so a passive host still negotiates. */
+  lacp: "active";
+  /** bond_mode of the switch's bond: balance-tcp needs the negotiated LACP it sets up. */
+  bondMode: "balance-tcp";
+  /** other_config:lacp-time: fast, LACPDUs every second (a switch's `lacp rate fast`). */
+  lacpTime: "fast";
+}
+
+/**
+ * The switch side a host's uplink needs: a LAG when the host runs LACP on it
+ * (uplinkLacp not off, and a bond there: kernel mode always, ovs-trunk with
+ * two or more members), else undefined. Pure.
+ */
+export function switchLagOf(h: Pick<Host, "uplink">, index: number): SwitchLag | undefined {
+  const up = h.uplink;
+  if (uplinkLacp(up) === "off") return undefined;
+  if (up.mode !== "kernel" && up.members.length < 2) return undefined;
+  return { port: `h${index}-lag`, lacp: "active", bondMode: "balance-tcp", lacpTime: "fast" };
 }
 
 export interface TopoVm {
@@ -240,6 +273,8 @@ export function buildTopology(inventory: Inventory, o: LabOptions): Topology {
       assignmentFile: join(runDir, "assignments", `${h.name}.json`),
       agentDir: join(hostDir, "agent"),
     };
+    const lag = switchLagOf(h, index);
+    if (lag) th.switchLag = lag;
     if (h.address && mgmt) th.mgmtAddress = `${h.address}/${mgmt.prefix}`;
     if (h.role === "vmhost" || LIBVIRTD_ON_BACKEND) th.libvirt = libvirtPaths(join(hostDir, "libvirt"));
     if (h.role === "backend" && h.external_interface && h.external_interface !== INET.hostIf) {
