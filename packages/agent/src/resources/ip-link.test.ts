@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { ParseError, type KernelBondSpec, type VlanInterfaceSpec } from "@netfleet/shared";
 import { fixture, fixtureContext as ctx } from "./fixtures.ts";
 import { interfaceAddress, kernelBond, parseAddresses, parseLinks, vlanInterface } from "./ip-link.ts";
+import { parseRoutes } from "./management-guard.ts";
 
 const links = (name: string) => ({ links: parseLinks(fixture(`ip/${name}-link.json`)) });
 const bond: KernelBondSpec = { kind: "kernel-bond", name: "bond0", mode: "active-backup", members: ["eth0", "eth1"], miimon: 100, mtu: 9000 };
@@ -37,7 +38,7 @@ describe("kernel-bond plan", () => {
     expect(plan.commands[0]!.argv).toEqual(["ip", "-batch", "-"]);
     expect(plan.commands[0]!.stdin).toBe(
       [
-        "link add bond0 type bond mode active-backup miimon 100",
+        "link add name bond0 type bond mode active-backup miimon 100",
         "link set dev bond0 alias netfleet-owner=fixture",
         "link set dev bond0 mtu 9000",
         "link set dev eth0 down",
@@ -93,6 +94,89 @@ describe("kernel-bond plan", () => {
     const plan = kernelBond.plan({ ...bond, members: ["eth0", "eno9"] }, links("empty"), ctx);
     expect(plan.blocked).toBe("bond member(s) eno9 do not exist on this host");
     expect(plan.commands).toEqual([]);
+  });
+});
+
+describe("kernel-bond names, LACP and the management move (fixtures: __fixtures__/mgmt, Debian kernel 6.1)", () => {
+  // The capture's bonds carry no owner alias: marked ours here, as the agent's own bonds are.
+  const lacpLinks = (f: string) => {
+    const l = parseLinks(fixture(`mgmt/${f}.json`));
+    for (const b of ["bond1", "bond2"]) l.get(b)!.alias = "netfleet-owner=fixture";
+    return { links: l };
+  };
+  const lacpBond = (name: string, lacpActive: boolean): KernelBondSpec => ({ kind: "kernel-bond", name, mode: "802.3ad", members: [name === "bond1" ? "d0" : "d1"], miimon: 100, mtu: 1500, lacpActive });
+
+  it("a bond named like an iproute2 keyword is created with the name keyword (the bare form made a bond the kernel named bond0, up)", () => {
+    const plan = kernelBond.plan({ ...bond, name: "up", members: ["eth0"] }, links("empty"), ctx);
+    expect(plan.commands[0]!.stdin!.split("\n")[0]).toBe("link add name up type bond mode active-backup miimon 100");
+    // What the two forms did on the real kernel: `ip link add up type bond` -> bond0 UP; `... name up ...` -> "up", down.
+    const captured = parseLinks(fixture("mgmt/keyword-link.json"));
+    expect(captured.get("bond0")).toMatchObject({ up: true });
+    expect(captured.get("up")).toMatchObject({ up: false });
+  });
+
+  it("reads ad_lacp_active: off and on", () => {
+    const l = parseLinks(fixture("mgmt/lacp-link.json"));
+    expect(l.get("bond1")?.bond).toEqual({ mode: "802.3ad", miimon: 100, lacpActive: false });
+    expect(l.get("bond2")?.bond).toEqual({ mode: "802.3ad", miimon: 100, lacpActive: true });
+  });
+
+  it("creates an 802.3ad bond with lacp_active as assigned; other modes never get it", () => {
+    const off = kernelBond.plan({ ...bond, mode: "802.3ad", lacpActive: false }, links("empty"), ctx);
+    expect(off.commands[0]!.stdin!.split("\n")[0]).toBe("link add name bond0 type bond mode 802.3ad miimon 100 lacp_active off");
+    const on = kernelBond.plan({ ...bond, mode: "802.3ad", lacpActive: true }, links("empty"), ctx);
+    expect(on.commands[0]!.stdin!.split("\n")[0]).toBe("link add name bond0 type bond mode 802.3ad miimon 100 lacp_active on");
+    const ab = kernelBond.plan({ ...bond, lacpActive: false }, links("empty"), ctx);
+    expect(ab.commands[0]!.stdin!.split("\n")[0]).toBe("link add name bond0 type bond mode active-backup miimon 100");
+  });
+
+  it("converged LACP → no commands; drift is repaired with the bond down (the kernel refuses it on a running bond)", () => {
+    expect(kernelBond.plan(lacpBond("bond1", false), lacpLinks("lacp-link"), ctx).changes).not.toHaveProperty("lacpActive");
+    const drift = kernelBond.plan(lacpBond("bond2", false), lacpLinks("lacp-link"), ctx);
+    expect(drift.changes.lacpActive).toEqual({ old: true, new: false });
+    expect(drift.commands[0]!.stdin!.split("\n").filter((l) => /bond2 (down|up|type)/.test(l))).toEqual([
+      "link set dev bond2 down",
+      "link set dev bond2 type bond lacp_active off",
+      "link set dev bond2 up",
+    ]);
+  });
+
+  it("a kernel that reports no lacp_active (before 5.15) is always active: active matches, passive is refused", () => {
+    const old = lacpLinks("lacp-link");
+    delete old.links.get("bond2")!.bond!.lacpActive;
+    expect(kernelBond.plan(lacpBond("bond2", true), old, ctx).changes).not.toHaveProperty("lacpActive");
+    expect(kernelBond.plan(lacpBond("bond2", false), old, ctx).blocked).toMatch(/reports no lacp_active for bond2 \(Linux 5\.15 or later has it\)/);
+  });
+
+  it("with management.address on eth0: one batch builds the bond and moves the address and routes (the batch the capture ran)", () => {
+    const f = (n: string) => fixture(`mgmt/before-${n}.json`);
+    const observed = { links: parseLinks(f("link")), addresses: parseAddresses(f("addr")), routes: parseRoutes(f("route")) };
+    const plan = kernelBond.plan({ ...bond, mtu: 1500, management: { address: "10.98.0.11/24" } }, observed, ctx);
+    expect(plan.changes).toEqual({ present: { old: false, new: true }, management: { old: "10.98.0.11/24 on eth0", new: "10.98.0.11/24 on bond0" } });
+    expect(plan.commands[0]!.stdin).toBe(
+      [
+        "link add name bond0 type bond mode active-backup miimon 100",
+        "link set dev bond0 alias netfleet-owner=fixture",
+        "link set dev bond0 mtu 1500",
+        "addr del 10.98.0.11/24 dev eth0",
+        "link set dev eth0 down",
+        "link set dev eth0 master bond0",
+        "link set dev eth0 up",
+        "link set dev eth1 down",
+        "link set dev eth1 master bond0",
+        "link set dev eth1 up",
+        "link set dev bond0 up",
+        "addr add 10.98.0.11/24 dev bond0",
+        "route replace default via 10.98.0.254 dev bond0",
+        "route replace 10.99.0.0/24 via 10.98.0.254 dev bond0 metric 50",
+        "",
+      ].join("\n"),
+    );
+    // After the move (captured), the same spec plans nothing.
+    const m = (n: string) => fixture(`mgmt/moved-${n}.json`);
+    const moved = { links: parseLinks(m("link")), addresses: parseAddresses(m("addr")), routes: parseRoutes(m("route")) };
+    const again = kernelBond.plan({ ...bond, mtu: 1500, management: { address: "10.98.0.11/24" } }, moved, { ...ctx, owner: "fixture" });
+    expect(again.commands).toEqual([]);
   });
 });
 

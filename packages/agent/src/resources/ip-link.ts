@@ -1,6 +1,7 @@
 import { z } from "zod";
-import { ParseError, type InterfaceAddressSpec, type KernelBondSpec, type VlanInterfaceSpec } from "@netfleet/shared";
+import { ParseError, resourceId, type InterfaceAddressSpec, type KernelBondSpec, type VlanInterfaceSpec } from "@netfleet/shared";
 import { mutate, type Command } from "../exec/runner.ts";
+import { guardPlan, moveLines, parseRoutes, type ManagementMove, type Route } from "./management-guard.ts";
 import { ownerMarker, type Changes, type ObserveContext, type PlanContext, type ResourceHandler, type ResourcePlan } from "./types.ts";
 
 /** One row of `ip -details -json link show`, reduced to what we manage. */
@@ -14,7 +15,12 @@ export interface Link {
   /** Parent device, for VLANs (veths also carry `link`: their peer). */
   parent?: string;
   kind?: string;
-  bond?: { mode: string; miimon: number };
+  /**
+   * `lacpActive`: `linkinfo.info_data.ad_lacp_active` ("on"/"off"), which the
+   * kernel reports for every bond since Linux 5.15 (absent before: such a
+   * bond always sends LACPDUs unasked).
+   */
+  bond?: { mode: string; miimon: number; lacpActive?: boolean };
   vlan?: { id: number; protocol: string };
 }
 
@@ -50,7 +56,10 @@ export function parseLinks(stdout: string): Map<string, Link> {
     if (row.ifalias !== undefined) link.alias = row.ifalias;
     if (row.master !== undefined) link.master = row.master;
     if (kind !== undefined) link.kind = kind;
-    if (kind === "bond") link.bond = { mode: String(data.mode), miimon: Number(data.miimon) };
+    if (kind === "bond") {
+      link.bond = { mode: String(data.mode), miimon: Number(data.miimon) };
+      if (data.ad_lacp_active === "on" || data.ad_lacp_active === "off") link.bond.lacpActive = data.ad_lacp_active === "on";
+    }
     if (kind === "vlan") {
       link.vlan = { id: Number(data.id), protocol: String(data.protocol) };
       if (row.link) link.parent = row.link;
@@ -115,12 +124,38 @@ export interface LinkObservation {
   links: Map<string, Link>;
 }
 
-export const kernelBond: ResourceHandler<KernelBondSpec, LinkObservation> = {
+/** What a kernel bond's plan looks at: the links, and (for a management move) addresses and routes. */
+export interface KernelBondObservation extends LinkObservation {
+  addresses?: Map<string, string[]>;
+  routes?: Route[];
+}
+
+/** `lacp_active on|off` for an 802.3ad bond whose assignment says (ip-link(8), Linux 5.15+). */
+function lacpArgs(spec: KernelBondSpec): string[] {
+  return spec.mode === "802.3ad" && spec.lacpActive !== undefined ? ["lacp_active", spec.lacpActive ? "on" : "off"] : [];
+}
+
+/**
+ * A kernel bond. Created with the `name` keyword (a bond called `up` or
+ * `master` is otherwise read as that keyword: `ip link add up type bond`
+ * makes a bond the kernel names, up). With `management.address` held by a
+ * member that is not yet enslaved, the same `ip -batch` moves the member's
+ * addresses and routes onto the bond (management-guard.ts moveLines); the
+ * engine refuses any other enslaving of a link holding the management path
+ * before this plan is asked.
+ */
+export const kernelBond: ResourceHandler<KernelBondSpec, KernelBondObservation> = {
   kind: "kernel-bond",
-  async observe(_spec, ctx) {
-    return { links: await observeLinks(ctx) };
+  async observe(spec, ctx) {
+    if (spec.management === undefined) return { links: await observeLinks(ctx) };
+    const [links, addresses, routes] = await Promise.all([
+      observeLinks(ctx),
+      observeAddresses(ctx),
+      ctx.read(ctx.tools.ip("-json", "route", "show")).then((r) => parseRoutes(r.stdout)),
+    ]);
+    return { links, addresses, routes };
   },
-  plan(spec, { links }, ctx) {
+  plan(spec, { links, addresses, routes }, ctx) {
     const current = links.get(spec.name);
     const missingMembers = spec.members.filter((m) => !links.has(m));
     if (missingMembers.length > 0) {
@@ -130,35 +165,56 @@ export const kernelBond: ResourceHandler<KernelBondSpec, LinkObservation> = {
     const lines: string[][] = [];
     const enslaved = [...links.values()].filter((l) => l.master === spec.name).map((l) => l.name).sort();
     const wantMembers = [...spec.members].sort();
+    // The management move: the member holding management.address (not enslaved yet).
+    let move: ManagementMove | undefined;
+    if (spec.management !== undefined && addresses && routes) {
+      const decision = guardPlan([spec], { links, addresses, routes, controllerRoutes: [] });
+      move = decision.moves.get(resourceId(spec));
+    }
+    const moving = move ? moveLines(move) : { before: [], after: [] };
+    if (move) changes.management = { old: `${move.addresses.join(", ")} on ${move.member}`, new: `${move.addresses.join(", ")} on ${spec.name}` };
     const addMember = (m: string) => {
+      if (m === move?.member) lines.push(...moving.before);
       lines.push(["link", "set", "dev", m, "down"], ["link", "set", "dev", m, "master", spec.name], ["link", "set", "dev", m, "up"]);
     };
     const create = () => {
-      lines.push(["link", "add", spec.name, "type", "bond", "mode", spec.mode, "miimon", String(spec.miimon)]);
+      lines.push(["link", "add", "name", spec.name, "type", "bond", "mode", spec.mode, "miimon", String(spec.miimon), ...lacpArgs(spec)]);
       lines.push(["link", "set", "dev", spec.name, "alias", ownerMarker(ctx.owner)]);
       lines.push(["link", "set", "dev", spec.name, "mtu", String(spec.mtu)]);
       spec.members.forEach(addMember);
       lines.push(["link", "set", "dev", spec.name, "up"]);
     };
+    const finish = (): ResourcePlan => {
+      lines.push(...moving.after);
+      return { changes, commands: ipBatch(ctx, lines) };
+    };
 
     if (!current) {
       changes.present = { old: false, new: true };
       create();
-      return { changes, commands: ipBatch(ctx, lines) };
+      return finish();
     }
     if (current.kind !== "bond") {
       return { changes: {}, commands: [], blocked: `${spec.name} exists but is a ${current.kind ?? "plain"} device, not a bond` };
     }
+    // A kernel older than 5.15 reports no lacp_active: its bonds always send LACPDUs (active).
+    const lacpHave = current.bond?.lacpActive;
+    const lacpWanted = spec.mode === "802.3ad" ? spec.lacpActive : undefined;
+    const lacpDrift = lacpWanted !== undefined && (lacpHave ?? true) !== lacpWanted;
     const matches =
       current.bond?.mode === spec.mode &&
       current.bond.miimon === spec.miimon &&
       current.mtu === spec.mtu &&
       current.up &&
+      !lacpDrift &&
       sameList(enslaved, wantMembers);
     if (!isOurs(current, ctx.owner)) {
       return matches
         ? { changes: {}, commands: [], comment: `${spec.name} is not marked as ours but already matches; left as is` }
         : { changes: {}, commands: [], blocked: notOurs("bond", spec.name, ctx.owner) };
+    }
+    if (lacpDrift && lacpHave === undefined) {
+      return { changes: {}, commands: [], blocked: `this kernel reports no lacp_active for ${spec.name} (Linux 5.15 or later has it): its 802.3ad bonds are always LACP active, and passive was asked` };
     }
     if (current.bond?.mode !== spec.mode) {
       // The kernel refuses a mode change while the bond has members or is up:
@@ -166,7 +222,8 @@ export const kernelBond: ResourceHandler<KernelBondSpec, LinkObservation> = {
       changes.mode = { old: current.bond?.mode, new: spec.mode };
       lines.push(["link", "set", "dev", spec.name, "down"]);
       for (const m of enslaved) lines.push(["link", "set", "dev", m, "nomaster"]);
-      lines.push(["link", "set", "dev", spec.name, "type", "bond", "mode", spec.mode]);
+      lines.push(["link", "set", "dev", spec.name, "type", "bond", "mode", spec.mode, ...lacpArgs(spec)]);
+      if (lacpDrift) changes.lacpActive = { old: lacpHave, new: lacpWanted };
       if (current.bond?.miimon !== spec.miimon) {
         changes.miimon = { old: current.bond?.miimon, new: spec.miimon };
         lines.push(["link", "set", "dev", spec.name, "type", "bond", "miimon", String(spec.miimon)]);
@@ -178,7 +235,12 @@ export const kernelBond: ResourceHandler<KernelBondSpec, LinkObservation> = {
       if (!sameList(enslaved, wantMembers)) changes.members = { old: enslaved, new: wantMembers };
       spec.members.forEach(addMember);
       lines.push(["link", "set", "dev", spec.name, "up"]);
-      return { changes, commands: ipBatch(ctx, lines) };
+      return finish();
+    }
+    if (lacpDrift) {
+      // Changed with the bond down (the bonding driver may refuse it on a running bond), then up again below.
+      changes.lacpActive = { old: lacpHave, new: lacpWanted };
+      lines.push(["link", "set", "dev", spec.name, "down"], ["link", "set", "dev", spec.name, "type", "bond", ...lacpArgs(spec)]);
     }
     if (current.bond.miimon !== spec.miimon) {
       changes.miimon = { old: current.bond.miimon, new: spec.miimon };
@@ -193,11 +255,11 @@ export const kernelBond: ResourceHandler<KernelBondSpec, LinkObservation> = {
       for (const m of enslaved) if (!spec.members.includes(m)) lines.push(["link", "set", "dev", m, "nomaster"]);
       for (const m of spec.members) if (!enslaved.includes(m)) addMember(m);
     }
-    if (!current.up) {
-      changes.up = { old: false, new: true };
+    if (!current.up || lacpDrift) {
+      if (!current.up) changes.up = { old: false, new: true };
       lines.push(["link", "set", "dev", spec.name, "up"]);
     }
-    return { changes, commands: ipBatch(ctx, lines) };
+    return finish();
   },
 };
 
