@@ -53,7 +53,7 @@ export function resolveMtu(r: Reporter, { networks, resolved, hosts }: Pick<Gate
     const netAt = nets.map((n) => `${n.name} at ${r.where(n.ref)}`).join(", ");
     r.report(
       highAt ?? high.origin?.get("uplink") ?? high.ref,
-      `uplink mtu ${hm} of host ${high.name} (${highAt ? `set at ${r.where(highAt)}` : "the default"}) differs from uplink mtu ${lm} of host ${low.name} (${lowAt ? `set at ${r.where(lowAt)}` : "the default"}), and both carry ${list}: frames above ${lm} bytes between them are dropped without an error (black-holed); set mtu: ${lm} (or less) on ${list} (${netAt}) so every host uses that size for it, or give both hosts the same uplink mtu`,
+      `uplink mtu ${hm} of host ${high.name} (${highAt ? `set at ${r.where(highAt)}` : "the default"}) differs from uplink mtu ${lm} of host ${low.name} (${lowAt ? `set at ${r.where(lowAt)}` : "the default"}), and both carry ${list}: frames above ${lm} bytes between them are dropped without an error (black-holed); set mtu: ${lm} (or less) on ${list} (${netAt}) so every host uses that size for ${names.length > 1 ? "them" : "it"}, or give both hosts the same uplink mtu`,
       { key: !highAt },
     );
   }

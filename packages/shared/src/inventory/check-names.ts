@@ -39,6 +39,8 @@ interface UserName {
   inert: boolean;
 }
 
+const EXAMPLE: Record<string, string> = { bond: "bond1", "bond member": "eth1", "trunk bridge": "br-trunk", "external interface": "wan0" };
+
 const TRUNK_BRIDGE = "the trunk bridge (uplink.trunk_bridge)";
 
 /**
@@ -94,10 +96,14 @@ function checkHost(r: Reporter, host: Located<Host>, vlanOf: Map<string, number>
   const names = userNames(host);
   const generated = generatedNames(h, vlanOf);
   for (const u of names) {
+    if (!u.inert && (u.name === "lo" || u.name === "ovs-system") && u.what !== "trunk bridge") {
+      r.report(u.ref, `${u.what} ${JSON.stringify(u.name)} is ${generated.get(u.name)}, which every host has: ${u.what === "external interface" ? "give the host's real outside interface" : `rename the ${u.what}`}`);
+      continue;
+    }
     const keyword = u.written ? iproute2Keyword(u.name) : undefined;
     if (keyword !== undefined) {
       const how = keyword === u.name ? `is the iproute2 keyword ${JSON.stringify(keyword)}` : `is a prefix of the iproute2 keyword ${JSON.stringify(keyword)}, and iproute2 takes any prefix of a keyword as the keyword`;
-      r.report(u.ref, `${u.what} name ${JSON.stringify(u.name)} ${how}: ip link and ip addr would read it as that option, not as a name; choose another name (e.g. ${u.what === "bond" ? "bond1" : "eth1"})`);
+      r.report(u.ref, `${u.what} name ${JSON.stringify(u.name)} ${how}: ip link and ip addr would read it as that option, not as a name; choose another name (e.g. ${EXAMPLE[u.what] ?? "eth1"})`);
       continue;
     }
     if (u.inert) continue;
