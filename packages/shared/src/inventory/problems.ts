@@ -1,5 +1,5 @@
 import type { z } from "zod";
-import type { InputProblem } from "../errors.ts";
+import { quoteToken, type InputProblem } from "../errors.ts";
 import type { SourceFile, DocPath } from "./source.ts";
 import { GroupSpec, HostSpec, InventoryFile, NetworkSpec, PortForward, PortRangeForward, PortSet, SiteSettings, UplinkSpec, VmSpec } from "./schema.ts";
 
@@ -15,7 +15,7 @@ export function zodProblems(file: SourceFile, base: DocPath, error: z.ZodError):
     const path = [...base, ...(issue.path as (string | number)[])];
     if (issue.code === "unrecognized_keys") {
       for (const key of issue.keys) {
-        const hint = key === "<<" ? "YAML merge keys are not supported; share settings through groups" : `unknown key ${JSON.stringify(key)}${suggest(key, file, path)}`;
+        const hint = key === "<<" ? "YAML merge keys are not supported; share settings through groups" : `unknown key ${quoteToken(key)}${suggest(key, file, path)}`;
         out.push(file.problem([...path, key], hint, { key: true }));
       }
     } else if (issue.code === "invalid_type" && /received undefined$/.test(issue.message)) {
@@ -41,7 +41,7 @@ function flattenUnions(issues: z.core.$ZodIssue[]): z.core.$ZodIssue[] {
     if (sameType.length === 0) {
       const words: Record<string, string> = { object: "a mapping", array: "a list" };
       const expected = issue.errors.flatMap((branch) =>
-        branch.flatMap((i) => (i.code === "invalid_type" ? [words[i.expected] ?? `a ${i.expected}`] : i.code === "invalid_value" ? i.values.map((v) => JSON.stringify(v)) : [])),
+        branch.flatMap((i) => (i.code === "invalid_type" ? [words[i.expected] ?? `a ${i.expected}`] : i.code === "invalid_value" ? i.values.map((v) => (typeof v === "string" ? quoteToken(v) : JSON.stringify(v))) : [])),
       );
       return [{ ...issue, message: `expected ${[...new Set(expected)].join(" or ")}` }];
     }
@@ -72,17 +72,18 @@ const SYNONYMS: Record<string, string> = {
 function suggest(key: string, _file: SourceFile, path: DocPath): string {
   const known = knownKeysFor(path);
   const synonym = SYNONYMS[key];
-  if (synonym !== undefined && known.includes(synonym)) return ` (did you mean ${JSON.stringify(synonym)}?)`;
+  if (synonym !== undefined && known.includes(synonym)) return ` (did you mean ${quoteToken(synonym)}?)`;
   let best: string | undefined;
   let bestDistance = 3;
   for (const k of known) {
+    if (Math.abs(key.length - k.length) >= bestDistance) continue; // the distance is at least the length difference
     const d = editDistance(key, k);
     if (d < bestDistance) {
       best = k;
       bestDistance = d;
     }
   }
-  return best ? ` (did you mean ${JSON.stringify(best)}?)` : "";
+  return best ? ` (did you mean ${quoteToken(best)}?)` : "";
 }
 
 function knownKeysFor(path: DocPath): string[] {
