@@ -1,0 +1,130 @@
+/**
+ * Name operators: interface names that pass the character rules but break
+ * commands. iproute2 keywords and their abbreviations as bond or member
+ * names (`ip link add up type bond` reads `up` as an option; iproute2's
+ * matches() accepts any prefix of a keyword, so `h` is `help`), and user
+ * names colliding with the ones netfleet generates: br-<network>,
+ * pu-/pb-<network>, gw-<network>, <bond>.<vid>, the trunk bridge.
+ */
+import fc from "fast-check";
+import { op, q, type Operator } from "./operator.ts";
+import type { Site } from "./site.ts";
+
+/** Options of `ip link add|set` (ip-link(8)) a bare interface name could be read as. */
+export const IPROUTE2_KEYWORDS = [
+  "up", "down", "master", "nomaster", "name", "dev", "type", "link", "mtu", "address", "broadcast", "brd",
+  "txqueuelen", "txqlen", "qlen", "index", "help", "alias", "netns", "group", "vf", "arp", "multicast",
+  "dynamic", "trailers", "promisc", "allmulticast", "protodown", "addrgenmode", "xdp", "numtxqueues", "numrxqueues",
+] as const;
+
+/** Abbreviations iproute2 accepts for those keywords (matches(): a prefix of the keyword). */
+export const IPROUTE2_PREFIXES = ["h", "he", "hel", "mas", "maste", "na", "nam", "ty", "typ", "li", "lin", "d", "de", "do", "u", "m", "mt", "ad", "addr", "txq", "ne", "netn", "mu", "al", "pr", "nom"] as const;
+
+const WHERE = ["hv1.bond", "gw.bond", "hv1.member", "gw.member", "group.bond", "gw.external_interface"] as const;
+
+function setInterface(s: Site, where: (typeof WHERE)[number], name: string): void {
+  if (where === "hv1.bond") s.uplink("hv1").bond = name;
+  else if (where === "gw.bond") s.uplink("gw").bond = name;
+  else if (where === "hv1.member") s.uplink("hv1").members = ["eth0", name];
+  else if (where === "gw.member") s.uplink("gw").members = [name];
+  else if (where === "group.bond") {
+    s.groups.vmhosts!.uplink = { bond: name };
+  } else s.host("gw").external_interface = name;
+}
+
+/** Renames network `from` to `to` everywhere the baseline names it. */
+export function renameNetwork(s: Site, from: string, to: string): void {
+  const nets = s.doc("networks.yaml").networks as Record<string, unknown>;
+  const renamed: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(nets)) renamed[k === from ? to : k] = v;
+  s.doc("networks.yaml").networks = renamed;
+  const g = s.groups.vmhosts!;
+  g.networks = (g.networks as string[]).map((n) => (n === from ? to : n));
+}
+
+export const nameOperators: Operator[] = [
+  op(
+    "names",
+    "iproute2-keyword-as-interface",
+    44,
+    fc.record({ name: fc.constantFrom(...IPROUTE2_KEYWORDS, ...IPROUTE2_PREFIXES), where: fc.constantFrom(...WHERE) }),
+    ({ name, where }) => ({
+      detail: `${where} = ${q(name)}`,
+      apply: (s) => setInterface(s, where, name),
+    }),
+  ),
+  op(
+    "names",
+    "network-name-is-trunk-bridge",
+    8,
+    fc.record({
+      network: fc.constantFrom("alpha", "beta"),
+      form: fc.constantFrom("uplink (default trunk bridge br-uplink)", "custom trunk_bridge br-<network>", "trunk_bridge pu-<other>", "trunk_bridge gw-<other>", "trunk_bridge pb-<other>"),
+      host: fc.constantFrom("hv1", "gw"),
+    }),
+    ({ network, form, host }) => ({
+      detail: `${host} in ovs-trunk mode, network ${network}: ${form}`,
+      apply: (s) => {
+        const other = network === "alpha" ? "beta" : "alpha";
+        if (form.startsWith("uplink")) {
+          renameNetwork(s, network, "uplink");
+          s.ovsTrunk(host);
+        } else if (form.startsWith("custom")) {
+          s.ovsTrunk(host, { trunk_bridge: `br-${network}` });
+        } else {
+          s.ovsTrunk(host, { trunk_bridge: `${form.slice(13, 15)}-${other}` });
+        }
+      },
+    }),
+  ),
+  op(
+    "names",
+    "member-is-generated-name",
+    14,
+    fc.record({
+      name: fc.constantFrom("br-alpha", "pu-alpha", "pb-beta", "gw-alpha", "bond0.101", "bond0.102", "bond0", "br-uplink", "br-x", "pu-x", "gw-x", "pb-x", "bond0.100"),
+      host: fc.constantFrom("hv1", "gw"),
+    }),
+    ({ name, host }) => ({
+      detail: `${host}.uplink.members gets ${q(name)}`,
+      apply: (s) => {
+        const up = s.uplink(host);
+        up.members = [...(up.members as string[]), name];
+      },
+    }),
+  ),
+  op(
+    "names",
+    "bond-is-generated-name",
+    6,
+    fc.record({ name: fc.constantFrom("br-alpha", "pu-beta", "gw-alpha", "pb-alpha", "br-uplink"), ovs: fc.boolean() }),
+    ({ name, ovs }) => ({
+      detail: `hv1.uplink.bond = ${q(name)}${ovs ? " (ovs-trunk)" : ""}`,
+      apply: (s) => {
+        if (ovs) s.ovsTrunk("hv1", { bond: name });
+        else s.uplink("hv1").bond = name;
+      },
+    }),
+  ),
+  op(
+    "names",
+    "external-interface-is-ours",
+    12,
+    fc.record({
+      name: fc.constantFrom("eth0", "bond0", "bond0.101", "bond0.102", "br-alpha", "gw-beta", "pu-alpha", "br-uplink"),
+      list: fc.boolean(),
+      bond: fc.constantFrom("bond0", "bond7"),
+    }),
+    ({ name, list, bond }) => ({
+      detail: `gw (bond ${bond}) external_interface${list ? "s [wan0, X]" : ""} = ${q(name.replace("bond0", bond))}`,
+      apply: (s) => {
+        const x = name.replace("bond0", bond);
+        s.uplink("gw").bond = bond;
+        if (list) {
+          delete s.host("gw").external_interface;
+          s.host("gw").external_interfaces = ["wan0", x];
+        } else s.host("gw").external_interface = x;
+      },
+    }),
+  ),
+];
