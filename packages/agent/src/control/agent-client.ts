@@ -387,7 +387,14 @@ export class AgentClient {
       envelope = verifySignedAssignment(decoded, this.signingKey(), floor, { site: this.options.site, host: creds.host });
     } catch (err) {
       if (err instanceof DecodeError || err instanceof AssignmentRejectedError) {
-        this.log({ event: "assignment-rejected", reason: err instanceof AssignmentRejectedError ? err.reason : "decode", error: err.message, keeping: this.checkpoint.current?.revision ?? 0 });
+        this.log({
+          event: "assignment-rejected",
+          reason: err instanceof AssignmentRejectedError ? err.reason : "decode",
+          error: err.message,
+          keeping: this.checkpoint.current?.revision ?? 0,
+          // The stream sequence of the stored value refused: which write it was.
+          seq: stored.seq,
+        });
         return;
       }
       throw err;
