@@ -11,6 +11,7 @@ import {
   appliedBucket,
   decodeMessage,
   decodeSignedAssignment,
+  decodeSignedAssignmentValue,
   desiredBucket,
   directGetSubject,
   encodeMessage,
@@ -499,7 +500,7 @@ export class AgentClient {
     if (request.host !== creds.host || request.site !== this.options.site) return this.checkReply(false, EMPTY, "check request names another host");
     let envelope: SignedAssignment;
     try {
-      const decoded = decodeSignedAssignment(subject, JSON.stringify(request.envelope));
+      const decoded = decodeSignedAssignmentValue(subject, request.envelope);
       envelope = verifySignedAssignment(decoded, this.signingKey(), 0, { site: this.options.site, host: creds.host });
     } catch (err) {
       if (err instanceof DecodeError || err instanceof AssignmentRejectedError) {

@@ -37,6 +37,14 @@ describe("signed assignments", () => {
   const signed = signAssignment(doc("hv1", "1"), 5, keys.privateKeyPem);
   const envelope = () => decodeSignedAssignment("t", JSON.stringify(signed));
 
+  it("refuses an envelope whose assignment is nested too deeply to read back, as a DecodeError (not a RangeError)", () => {
+    const deep = `{"assignment":${"[".repeat(20_000)}1${"]".repeat(20_000)},"revision":6,"signedAt":"${signed.signedAt}","signature":"${signed.signature}","keyId":"${signed.keyId}"}`;
+    expect(() => decodeSignedAssignment("kv nf_lab_desired/hv1@9", deep)).toThrow(DecodeError);
+    expect(() => decodeSignedAssignment("kv nf_lab_desired/hv1@9", deep)).toThrow(/kv nf_lab_desired\/hv1@9: assignment: not an assignment: nested too deeply/);
+    // The same document at an ordinary depth still decodes.
+    expect(envelope().assignment.hash).toBe(signed.assignment.hash);
+  });
+
   it("verifies a signed newer revision for this host", () => {
     expect(verifySignedAssignment(envelope(), keys.publicKeyPem, 4, { site: "lab", host: "hv1" })).toEqual(signed);
   });

@@ -103,7 +103,13 @@ export function signAssignment(assignment: HostAssignment, revision: number, pri
   return { assignment, revision, signedAt, signature, keyId };
 }
 
-/** Decodes an envelope and its assignment (schema and content hash); signature and revision are not checked here. */
+/**
+ * Decodes an envelope and its assignment (schema and content hash) from the
+ * wire; signature and revision are not checked here.
+ * @throws DecodeError for anything that is not one: not UTF-8, not JSON,
+ * not the envelope's shape, an assignment that does not decode, or one
+ * nested too deeply to read.
+ */
 export function decodeSignedAssignment(source: string, data: Uint8Array | string): UnverifiedEnvelope {
   let value: unknown;
   try {
@@ -111,12 +117,27 @@ export function decodeSignedAssignment(source: string, data: Uint8Array | string
   } catch (err) {
     throw new DecodeError(source, "", `not JSON: ${(err as Error).message}`);
   }
+  return decodeSignedAssignmentValue(source, value);
+}
+
+/**
+ * decodeSignedAssignment for an envelope already parsed from JSON (e.g.
+ * inside a check request). @throws DecodeError, as decodeSignedAssignment.
+ */
+export function decodeSignedAssignmentValue(source: string, value: unknown): UnverifiedEnvelope {
   const parsed = SignedAssignmentWire.safeParse(value);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     throw new DecodeError(source, issue.path.join("."), `not a signed assignment envelope: ${issue.message}`);
   }
-  const assignment = decodeAssignment(`${source} assignment`, JSON.stringify(parsed.data.assignment));
+  let text: string;
+  try {
+    text = JSON.stringify(parsed.data.assignment);
+  } catch (err) {
+    // A value nested some ten thousand levels deep parses, but cannot be written back (RangeError: call stack).
+    throw new DecodeError(source, "assignment", `not an assignment: nested too deeply to read (${(err as Error).message})`);
+  }
+  const assignment = decodeAssignment(`${source} assignment`, text);
   return { ...parsed.data, assignment };
 }
 
