@@ -5,6 +5,16 @@ import { displayCommand, type Builtin, type Runner } from "./exec/runner.ts";
 import { handlerFor } from "./resources/index.ts";
 import type { HostAccess, ObserveContext, ResourcePlan, ResourceResult } from "./resources/types.ts";
 import type { Toolbox } from "./tools.ts";
+import { guardPlan, type GuardDecision } from "./resources/management-guard.ts";
+import {
+  failedRecordPath,
+  observeManagement,
+  readFailedRecord,
+  readMoveRecord,
+  settleMoves,
+  writeMoveRecord,
+  type LockoutCheckOptions,
+} from "./resources/management-move.ts";
 
 export interface ReconcileOptions {
   runner: Runner;
@@ -15,6 +25,13 @@ export interface ReconcileOptions {
   check?: boolean;
   /** Files, directories and processes as observed; this host's own by default (see `localHost`). */
   host?: HostAccess;
+  /**
+   * Controller addresses (IPv4; fleet mode: its NATS servers): the link of
+   * the route towards each holds the management path too (management guard).
+   */
+  controllers?: readonly string[];
+  /** The management move's lockout check (attempts, about 1 s each; default 10). */
+  lockout?: LockoutCheckOptions;
 }
 
 const missingAsUndefined = (err: NodeJS.ErrnoException): undefined => {
@@ -71,6 +88,7 @@ export async function reconcile(resources: readonly ResourceSpec[], options: Rec
     processArgv: (pid) => host.processArgv(pid),
   };
   const results: ResourceResult[] = [];
+  const guard = await managementGuard(resources, options, ctx);
   // Every resource is observed at once up front (reads only, shared through the cache): on a
   // converged host that is the whole pass. Once something was applied, later resources are
   // observed again, as what they saw may have changed, unless their handler says the applied
@@ -87,6 +105,15 @@ export async function reconcile(resources: readonly ResourceSpec[], options: Rec
     const handler = handlerFor(spec);
     const result: ResourceResult = { id, result: true, changed: false, changes: {}, commands: [], comment: "", durationMs: 0 };
     try {
+      const refused = guard?.blocked.get(id);
+      if (refused !== undefined) {
+        // The management guard: nothing of it runs, in check mode as well.
+        result.result = false;
+        result.comment = refused;
+        result.durationMs = Math.round((performance.now() - started) * 10) / 10;
+        results.push(result);
+        continue;
+      }
       const stale = appliedSpecs.some((a) => !(handler.unaffectedBy?.(spec as never, a) ?? false));
       const observed = stale ? await handler.observe(spec, ctx) : await early[i]!;
       const plan = handler.plan(spec, observed, ctx);
@@ -124,7 +151,45 @@ export async function reconcile(resources: readonly ResourceSpec[], options: Rec
     result.durationMs = Math.round((performance.now() - started) * 10) / 10;
     results.push(result);
   }
+  if (guard && guard.moves.size > 0 && !options.check) await settleAfterPass(guard, results, options);
   return results;
+}
+
+/**
+ * Before any command of the pass: a move record left by a crash is settled
+ * first (probe through the bond; undone if the path is dead), then the
+ * guard decides what may not run and which bonds move the management
+ * address, and the moves are recorded in the state dir. Nothing is read
+ * of the host when no resource enslaves a link.
+ */
+async function managementGuard(resources: readonly ResourceSpec[], options: ReconcileOptions, ctx: ObserveContext): Promise<GuardDecision | undefined> {
+  if (!options.check) {
+    const left = await readMoveRecord(options.tools);
+    if (left && left.length > 0) await settleMoves(left, options.runner, options.tools, options.lockout);
+  }
+  const enslaves = resources.some((r) => r.kind === "kernel-bond" || (r.kind === "ovs-bridge" && r.ports.some((p) => p.type === "system" || p.type === "bond")));
+  if (!enslaves) return undefined;
+  const view = await observeManagement(ctx, options.controllers ?? []);
+  const failed = await readFailedRecord(options.tools);
+  const decision = guardPlan(resources, view, { ...(failed ? { failed } : {}), failedFile: failedRecordPath(options.tools) });
+  if (decision.moves.size > 0 && !options.check) await writeMoveRecord(options.tools, [...decision.moves.values()]);
+  return decision;
+}
+
+/** After the pass: the lockout check of each move its bond ran; a dead path is undone and the bond's result says so. */
+async function settleAfterPass(guard: GuardDecision, results: ResourceResult[], options: ReconcileOptions): Promise<void> {
+  const ran = [...guard.moves.entries()].filter(([id]) => results.some((r) => r.id === id && (r.changed || r.error !== undefined)));
+  const settled = await settleMoves(ran.map(([, m]) => m), options.runner, options.tools, options.lockout);
+  for (const { move, check, undone } of settled) {
+    const r = results.find((x) => x.id === `kernel-bond[${move.bond}]`);
+    if (!r) continue;
+    if (check.ok) {
+      r.comment = `${r.comment}; moved ${move.addresses.join(", ")} and ${move.routes.length} route(s) from ${move.member} onto ${move.bond}; lockout check: ${check.reason} (${check.attempts} ping(s), ${check.ms} ms)`;
+    } else {
+      r.result = false;
+      r.comment = `moved ${move.addresses.join(", ")} from ${move.member} onto ${move.bond}, then undone: ${check.reason}; ${move.addresses.join(", ")} and the routes are back on ${move.member}${undone && undone.exitCode !== 0 ? ` (undo: ip exited ${undone.exitCode}: ${undone.stderr.split("\n").slice(-2).join(" / ")})` : ""}`;
+    }
+  }
 }
 
 async function applyPlan(plan: ResourcePlan, runner: Runner, host: HostAccess): Promise<void> {

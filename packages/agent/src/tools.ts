@@ -68,6 +68,11 @@ export class Toolbox {
     return ["virsh", "-q", "-c", this.paths.libvirtUri ?? "qemu:///system", ...args];
   }
 
+  /** iputils ping (the management move's lockout check). */
+  ping(...args: string[]): string[] {
+    return ["ping", ...args];
+  }
+
   sysctl(...args: string[]): string[] {
     return ["sysctl", ...args];
   }

@@ -1,0 +1,134 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { KernelBondSpec, ResourceSpec } from "@netfleet/shared";
+import { reconcile } from "../engine.ts";
+import { RecordingRunner } from "../exec/recording-runner.ts";
+import { Toolbox } from "../tools.ts";
+import { fixture } from "./fixtures.ts";
+import { undoLines, type ManagementMove } from "./management-guard.ts";
+
+// The engine's management guard and move, driven with the captured `ip` output of
+// __fixtures__/mgmt ("before": eth0 holds 10.98.0.11/24 and the default route via
+// 10.98.0.254; "moved": both on bond0). The host "changes" when the move batch runs.
+
+const bond: KernelBondSpec = { kind: "kernel-bond", name: "bond0", mode: "active-backup", members: ["eth0", "eth1"], miimon: 100, mtu: 1500 };
+const managed: KernelBondSpec = { ...bond, management: { address: "10.98.0.11/24" } };
+const vlan: ResourceSpec = { kind: "vlan-interface", name: "bond0.1090", parent: "bond0", vlan: 1090, mtu: 1500 };
+const forward: ResourceSpec = { kind: "sysctl", name: "net.ipv4.ip_forward", value: "1" };
+const PING = ["ping", "-n", "-c", "1", "-W", "1", "-I", "bond0", "10.98.0.254"];
+
+let dir: string;
+let tools: Toolbox;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), "nf-mgmt-"));
+  tools = new Toolbox({ runDir: dir });
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+/** A host in state "before" until a move batch runs; `gateway`: whether pings through bond0 are answered. */
+function host(options: { gateway: boolean; onBatch?: () => void }) {
+  let state: "before" | "moved" = "before";
+  const f = (n: string) => () => ({ stdout: fixture(`mgmt/${state}-${n}.json`) });
+  const runner = new RecordingRunner()
+    .reply(["ip", "-details", "-json", "link", "show"], f("link"))
+    .reply(["ip", "-json", "addr", "show"], f("addr"))
+    .reply(["ip", "-json", "route", "show"], f("route"))
+    .reply(["sysctl", "-n", "net.ipv4.ip_forward"], { stdout: "1\n" })
+    .reply(["ip", "-batch", "-"], () => {
+      options.onBatch?.();
+      state = "moved";
+      return {};
+    })
+    .reply(["ip", "-force", "-batch", "-"], () => {
+      state = "before";
+      return {};
+    })
+    .reply(PING, () => (options.gateway ? { stdout: "1 received" } : { exitCode: 1, stdout: "0 received" }));
+  return { runner, state: () => state };
+}
+
+const opts = (runner: RecordingRunner, extra: object = {}) => ({ runner, tools, owner: "fixture", lockout: { attempts: 2 }, ...extra });
+
+describe("engine: management guard", () => {
+  it("refuses the bond and what depends on it before any command; the rest of the pass runs", async () => {
+    const { runner } = host({ gateway: true });
+    const results = await reconcile([bond, vlan, forward], opts(runner));
+    expect(results.map((r) => [r.id, r.result])).toEqual([
+      ["kernel-bond[bond0]", false],
+      ["vlan-interface[bond0.1090]", false],
+      ["sysctl[net.ipv4.ip_forward]", true],
+    ]);
+    expect(results[0]!.comment).toMatch(/^eth0 holds 10\.98\.0\.11\/24 and the default route via 10\.98\.0\.254; enslaving it to bond0 would cut this host off its controller/);
+    expect(runner.mutatingCalls).toEqual([]);
+  });
+
+  it("check mode shows the refusal too, and the move as a change, and writes no record", async () => {
+    const refused = await reconcile([bond], opts(host({ gateway: true }).runner, { check: true }));
+    expect(refused[0]).toMatchObject({ result: false });
+    const { runner } = host({ gateway: true });
+    const [moved] = await reconcile([managed], opts(runner, { check: true }));
+    expect(moved).toMatchObject({ result: null, changes: { management: { old: "10.98.0.11/24 on eth0", new: "10.98.0.11/24 on bond0" } } });
+    expect(runner.mutatingCalls).toEqual([]);
+    expect(existsSync(join(dir, "state"))).toBe(false);
+  });
+
+  it("a move: the record is written before the batch runs, the gateway is probed through bond0, the record removed", async () => {
+    let recorded: ManagementMove[] | undefined;
+    const { runner } = host({ gateway: true, onBatch: () => (recorded = JSON.parse(readFileSync(join(dir, "state/management-move.json"), "utf8")) as ManagementMove[]) });
+    const [r] = await reconcile([managed], opts(runner));
+    expect(recorded).toEqual([
+      expect.objectContaining({ bond: "bond0", member: "eth0", address: "10.98.0.11/24", target: "10.98.0.254" }),
+    ]);
+    expect(recorded![0]!.routes.map((x) => `${x.dst} via ${x.gateway} dev ${x.dev}`)).toEqual(["default via 10.98.0.254 dev eth0", "10.99.0.0/24 via 10.98.0.254 dev eth0"]);
+    expect(r).toMatchObject({ result: true, changed: true });
+    expect(r!.comment).toMatch(/^changed; moved 10\.98\.0\.11\/24 and 2 route\(s\) from eth0 onto bond0; lockout check: 10\.98\.0\.254 answered through bond0 \(1 ping\(s\), \d+ ms\)$/);
+    expect(runner.calls.filter((c) => c.argv[0] === "ping")).toHaveLength(1);
+    expect(existsSync(join(dir, "state/management-move.json"))).toBe(false);
+    expect(existsSync(join(dir, "state/management-move-failed.json"))).toBe(false);
+  });
+
+  it("a dead path: the move is undone, recorded as failed, and the next pass refuses it without running anything", async () => {
+    const h = host({ gateway: false });
+    const [r] = await reconcile([managed], opts(h.runner));
+    expect(r!.result).toBe(false);
+    expect(r!.comment).toMatch(/^moved 10\.98\.0\.11\/24 from eth0 onto bond0, then undone: 10\.98\.0\.254 did not answer through bond0 \(2 pings, \d+ s\); 10\.98\.0\.11\/24 and the routes are back on eth0$/);
+    const undo = h.runner.calls.find((c) => c.argv.join(" ") === "ip -force -batch -")!;
+    expect(undo.stdin).toBe(
+      "link set dev eth0 nomaster\nlink set dev eth1 nomaster\naddr del 10.98.0.11/24 dev bond0\nlink set dev eth0 up\nlink set dev eth1 up\naddr add 10.98.0.11/24 dev eth0\nroute replace default via 10.98.0.254 dev eth0\nroute replace 10.99.0.0/24 via 10.98.0.254 dev eth0 metric 50\n",
+    );
+    expect(h.state()).toBe("before");
+    expect(JSON.parse(readFileSync(join(dir, "state/management-move-failed.json"), "utf8"))).toMatchObject({ bond: "bond0", member: "eth0", address: "10.98.0.11/24" });
+    const before = h.runner.mutatingCalls.length;
+    const [again] = await reconcile([managed], opts(h.runner));
+    expect(again!.result).toBe(false);
+    expect(again!.comment).toMatch(/^moving 10\.98\.0\.11\/24 from eth0 onto bond0 failed its lockout check at .* remove .*management-move-failed\.json to try again$/);
+    expect(h.runner.mutatingCalls.length).toBe(before);
+  });
+
+  it("a record left by a crash mid-move is settled first on the next start: probed, and undone when the path is dead", async () => {
+    const move: ManagementMove = { bond: "bond0", members: ["eth0", "eth1"], member: "eth0", address: "10.98.0.11/24", addresses: ["10.98.0.11/24"], routes: [{ dst: "default", gateway: "10.98.0.254", dev: "eth0" }], target: "10.98.0.254" };
+    mkdirSync(join(dir, "state"));
+    writeFileSync(join(dir, "state/management-move.json"), JSON.stringify([move]));
+    const h = host({ gateway: false });
+    await reconcile([forward], opts(h.runner)); // any pass, before its own commands
+    const first = h.runner.mutatingCalls[0]!;
+    expect(first.argv).toEqual(["ip", "-force", "-batch", "-"]);
+    expect(first.stdin).toBe(undoLines(move).map((l) => l.join(" ")).join("\n") + "\n");
+    expect(h.runner.mutatingCalls.map((c) => c.argv[0])).toEqual(["ip"]); // forwarding was on already
+    expect(existsSync(join(dir, "state/management-move.json"))).toBe(false);
+    expect(existsSync(join(dir, "state/management-move-failed.json"))).toBe(true);
+  });
+
+  it("control: a record whose path works is kept as moved (no undo), and dropped", async () => {
+    const move: ManagementMove = { bond: "bond0", members: ["eth0", "eth1"], member: "eth0", address: "10.98.0.11/24", addresses: ["10.98.0.11/24"], routes: [], target: "10.98.0.254" };
+    mkdirSync(join(dir, "state"));
+    writeFileSync(join(dir, "state/management-move.json"), JSON.stringify([move]));
+    const h = host({ gateway: true });
+    await reconcile([forward], opts(h.runner));
+    expect(h.runner.mutatingCalls).toEqual([]);
+    expect(h.runner.calls.filter((c) => c.argv[0] === "ping")).toHaveLength(1);
+    expect(existsSync(join(dir, "state/management-move.json"))).toBe(false);
+  });
+});
