@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
 import { parseArgs } from "node:util";
 import { DNS_LABEL, DecodeError, decodeAssignment, parseJoinToken } from "@netfleet/shared";
 import { reconcile, summarize } from "./engine.ts";
@@ -13,8 +14,11 @@ import type { HostAssignment } from "@netfleet/shared";
 const HELP = `netfleet-agent — reconciles this host to its netfleet assignment
 
 Usage:
-  netfleet-agent apply --assignment FILE [--check] [--json] [tool options]
-  netfleet-agent run --assignment FILE [--interval S] [--flow-interval S] [tool options]
+  netfleet-agent apply --assignment FILE [--name N | --any-host] [--check] [--json] [tool options]
+  netfleet-agent run --assignment FILE [--name N | --any-host] [--interval S] [--flow-interval S] [tool options]
+      FILE must be this host's assignment: its "host" must be --name (default:
+      the hostname), else nothing is changed and the exit code is 2.
+      --any-host applies another host's document on purpose (labs).
       keeps the host converged: follows OVS port changes and libvirt domain
       events, re-reads FILE when it changes, logs JSON lines; stopping it
       (SIGTERM) leaves the host as it is
@@ -70,6 +74,7 @@ export async function main(argv: string[]): Promise<number> {
         "confirm-deadline": { type: "string", default: "20" },
         heartbeat: { type: "string", default: "15" },
         "no-watch": { type: "boolean", default: false },
+        "any-host": { type: "boolean", default: false },
       },
     });
   } catch (err) {
@@ -97,9 +102,15 @@ export async function main(argv: string[]): Promise<number> {
     throw err;
   }
   const v = parsed.values;
+  const refused = wrongHost(file, assignment.host, v.name, v["any-host"]);
+  if (refused !== undefined) {
+    process.stderr.write(`netfleet-agent: ${refused}\n`);
+    return refused.startsWith("--name") ? 64 : 2;
+  }
   const tools = toolbox(v);
   if (command === "run") {
-    return runDaemon(file, assignment, tools, Number(v.interval) * 1000, Number(v["flow-interval"]) * 1000);
+    const hostCheck = (next: HostAssignment) => wrongHost(file, next.host, v.name, v["any-host"]);
+    return runDaemon(file, assignment, tools, Number(v.interval) * 1000, Number(v["flow-interval"]) * 1000, hostCheck);
   }
   const started = performance.now();
   const results = await reconcile(assignment.resources, { runner: new ExecaRunner(), tools, owner: assignment.site, check: v.check });
@@ -112,6 +123,21 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${assignment.host}: ${summary.ok} ok, ${summary.changed} changed, ${summary.pending} would change, ${summary.failed} failed (${wallMs} ms)\n`);
   }
   return summary.failed > 0 ? 3 : 0;
+}
+
+/**
+ * File mode's host check: an assignment names its host, and only that host
+ * applies it (applying a VM host's document on the backend would remove its
+ * gateway ports, dnsmasq and nft table). `name` defaults to os.hostname();
+ * `anyHost` (--any-host) lets a lab apply another host's document on purpose.
+ * Returns the one-line refusal, or undefined when the document may apply.
+ */
+export function wrongHost(file: string, docHost: string, name: string | undefined, anyHost: boolean | undefined): string | undefined {
+  if (anyHost) return undefined;
+  if (name !== undefined && !DNS_LABEL.test(name)) return "--name must be a DNS label (this host's name in the inventory)";
+  const me = name ?? hostname().split(".")[0]!;
+  if (docHost === me) return undefined;
+  return `${JSON.stringify(file)} is the assignment of host ${docHost}, and this host is ${me} (${name !== undefined ? "--name" : "its hostname"}); refused, nothing changed (--name ${docHost} if this is ${docHost}; --any-host applies another host's assignment on purpose)`;
 }
 
 function toolbox(v: { "ovs-db"?: string | undefined; "ovs-rundir"?: string | undefined; "libvirt-uri"?: string | undefined; "run-dir"?: string | undefined; "state-dir"?: string | undefined }): Toolbox {
@@ -237,7 +263,14 @@ function formatResult(r: ResourceResult): string {
   return text;
 }
 
-async function runDaemon(file: string, assignment: HostAssignment, tools: Toolbox, intervalMs: number, flowIntervalMs: number): Promise<number> {
+async function runDaemon(
+  file: string,
+  assignment: HostAssignment,
+  tools: Toolbox,
+  intervalMs: number,
+  flowIntervalMs: number,
+  hostCheck: (next: HostAssignment) => string | undefined,
+): Promise<number> {
   if (!(intervalMs >= 1000) || !(flowIntervalMs >= 200)) {
     process.stderr.write("netfleet-agent run: --interval must be >= 1 and --flow-interval >= 0.2 (seconds)\n");
     return 64;
@@ -249,6 +282,11 @@ async function runDaemon(file: string, assignment: HostAssignment, tools: Toolbo
   watchFile(file, { interval: 1000 }, () => {
     try {
       const next = decodeAssignment(file, readFileSync(file, "utf8"));
+      const refused = hostCheck(next);
+      if (refused !== undefined) {
+        log({ event: "assignment-rejected", error: refused });
+        return;
+      }
       if (next.hash !== assignment.hash) {
         assignment = next;
         log({ event: "assignment", hash: next.hash });
