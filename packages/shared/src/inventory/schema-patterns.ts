@@ -1,8 +1,10 @@
+import { INTERFACE_NAME } from "../names.ts";
+
 /**
  * Regular expressions for the JSON Schema of inventory files
  * (`inventoryJsonSchema()`), for rules the zod schema checks in code
  * (refine/check) and zod's converter therefore cannot carry over. Each one
- * accepts exactly the strings the code accepts (test/unit/json-schema.test.ts
+ * accepts exactly the strings the code accepts (test/unit/json-schema-patterns.test.ts
  * compares them over every octet, prefix length and port), so an editor never
  * flags what `netfleet validate` takes. Written for ECMAScript regular
  * expressions with the `u` flag, as editors (yaml-language-server) and ajv
@@ -107,4 +109,57 @@ export function notWordOrPrefix(words: readonly string[]): string {
     return parts.length === 1 ? (parts[0]!.length === 1 ? parts[0]! : `(?:${parts[0]})`) : `(?:${parts.join("|")})`;
   };
   return `(?!${emit(root)}$)`;
+}
+
+/** `len` in the forms parseIpv4Cidr takes: `/8` or `/08`. */
+function prefixText(len: number): string {
+  return len < 10 ? `0?${len}` : String(len);
+}
+
+/**
+ * An alternation matching every CIDR (host bits zero, as `CIDR_PATTERN`
+ * checks) that overlaps one of `blocks`: one inside a block (its first
+ * `block prefix` bits equal the block's, its prefix as long or longer), or
+ * one holding a block (the block's network cut to a shorter prefix).
+ */
+export function overlappingCidrs(blocks: readonly string[]): string {
+  const alternatives: string[] = [];
+  for (const block of blocks) {
+    const [addr, lenText] = block.split("/") as [string, string];
+    const octets = addr.split(".").map(Number);
+    const len = Number(lenText);
+    const fixed = Math.floor(len / 8);
+    const bits = len % 8;
+    const parts = octets.map((o, i) => {
+      if (i < fixed) return String(o);
+      if (i === fixed && bits > 0) {
+        const size = 2 ** (8 - bits);
+        return `(?:${Array.from({ length: size }, (_, j) => o + j).join("|")})`;
+      }
+      return OCTET;
+    });
+    const longer = Array.from({ length: 33 - len }, (_, j) => prefixText(len + j)).join("|");
+    alternatives.push(`${parts.join("\\.")}/(?:${longer})`);
+    for (let p = 0; p < len; p++) {
+      const mask = p === 0 ? 0 : (0xffffffff << (32 - p)) >>> 0;
+      const value = (((octets[0]! << 24) | (octets[1]! << 16) | (octets[2]! << 8) | octets[3]!) >>> 0) & mask;
+      const text = [value >>> 24, (value >>> 16) & 255, (value >>> 8) & 255, value & 255].join("\\.");
+      alternatives.push(`${text}/${prefixText(p)}`);
+    }
+  }
+  return `(?:${alternatives.join("|")})`;
+}
+
+/** A VM network's CIDR: `CIDR_PATTERN`, and no overlap with any of `blocks` (special-purpose space). */
+export function networkCidrPattern(blocks: readonly string[]): string {
+  return `^(?!${overlappingCidrs(blocks)}$)${CIDR_BODY}$`;
+}
+
+/**
+ * An interface name (names.ts INTERFACE_NAME) that is neither one of
+ * `reserved` nor an iproute2 keyword or a prefix of one (`keywords`).
+ */
+export function interfaceNamePattern(keywords: readonly string[], reserved: readonly string[] = []): string {
+  const taken = reserved.length === 0 ? "" : `(?!(?:${reserved.map((r) => r.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|")})$)`;
+  return `^${notWordOrPrefix(keywords)}${taken}${INTERFACE_NAME.source.slice(1)}`;
 }

@@ -67,10 +67,25 @@ export const networkRules = {
   ],
 };
 
-/** A host's own uplink block: bond modes per uplink mode, each member once. */
+const lacpOn = { properties: { lacp: { enum: ["active", "passive"] } }, required: ["lacp"] };
+
+/**
+ * A host's own uplink block: bond modes per uplink mode, each member once,
+ * `lacp` against the bond mode (check-uplink.ts), carries_management only
+ * in kernel mode.
+ */
 export const hostUplinkRules = {
   allOf: [
     { properties: { members: { type: "array", uniqueItems: true } } },
+    // LACP runs only on the negotiating modes, 802.3ad (kernel) and balance-tcp (ovs-trunk).
+    { if: { allOf: [lacpOn, has("bond_mode")] }, then: { properties: { bond_mode: { enum: ["802.3ad", "balance-tcp"] } } } },
+    // 802.3ad is LACP; lacp off would keep every member out of the aggregator.
+    { not: { allOf: [is("lacp", "off"), is("bond_mode", "802.3ad")] } },
+    // A balance-tcp bond (two or more members) without LACP passes no frame.
+    { not: { allOf: [is("lacp", "off"), is("bond_mode", "balance-tcp"), { properties: { members: { type: "array", minItems: 2 } }, required: ["members"] }] } },
+    // One ovs-trunk member is a plain port: no bond, no LACP.
+    { not: { allOf: [lacpOn, is("mode", "ovs-trunk"), { properties: { members: { type: "array", maxItems: 1 } }, required: ["members"] }] } },
+    { not: { allOf: [is("mode", "ovs-trunk"), is("carries_management", true)] } },
     { if: is("mode", "kernel"), then: { properties: { bond_mode: { not: { enum: ["balance-slb", "balance-tcp"] } } } } },
     { if: is("mode", "ovs-trunk"), then: { properties: { bond_mode: { enum: ["active-backup", "balance-slb", "balance-tcp"] } } } },
   ],
@@ -83,9 +98,24 @@ export const hostRules = {
     { if: is("role", "vmhost"), then: { properties: { external_interface: false, external_interfaces: false, reserved_ports: false } } },
     { if: noGroups, then: { allOf: [has("role", "uplink"), { properties: { uplink: { type: "object", ...has("mode", "members") } } }] } },
     { if: { allOf: [noGroups, is("role", "backend")] }, then: { anyOf: [has("external_interface"), has("external_interfaces")] } },
+    // The management address the agent moves onto the bond is the host's own (groups have none).
+    { if: { properties: { uplink: { type: "object", ...is("carries_management", true) } }, required: ["uplink"] }, then: has("address") },
+    // lacp on with the default bond_mode (active-backup), which does not negotiate.
+    { if: { allOf: [noGroups, { properties: { uplink: { type: "object", ...lacpOn } }, required: ["uplink"] }] }, then: { properties: { uplink: { type: "object", ...has("bond_mode") } } } },
     { if: { allOf: [noGroups, is("role", "vmhost")] }, then: { properties: { networks: { type: "array", minItems: 1 } }, required: ["networks"] } },
   ],
 };
 
-/** A whole file: nothing yet beyond its sections' own rules. */
-export const inventoryFileRules = {};
+/**
+ * A whole file: a file that holds the site and leaves allow_vlan_1 off
+ * gives none of its networks VLAN 1 (a network in another file is beyond
+ * a per-file schema).
+ */
+export const inventoryFileRules = {
+  allOf: [
+    {
+      if: { properties: { site: { type: "object", properties: { allow_vlan_1: { const: false } } } }, required: ["site"] },
+      then: { properties: { networks: { type: "object", additionalProperties: { type: "object", properties: { vlan: { type: "integer", minimum: 2 } } } } } },
+    },
+  ],
+};

@@ -1,8 +1,9 @@
 import { z } from "zod";
-import { DNS_LABEL, DNS_NAME, DNS_NAME_OR_WILDCARD, IFNAME_MAX, INTERFACE_NAME, MAC_ADDRESS, NETWORK_NAME } from "../names.ts";
+import { DNS_LABEL, DNS_NAME, DNS_NAME_OR_WILDCARD, IFNAME_MAX, INTERFACE_NAME, IPROUTE2_KEYWORDS, MAC_ADDRESS, NETWORK_NAME } from "../names.ts";
 import { parsePortRange } from "./ports.ts";
 import { isIpv4, parseIpv4Cidr } from "../ipv4.ts";
-import { CIDR_OR_ADDRESS_PATTERN, CIDR_PATTERN, IPV4_PATTERN, PORT_RANGE_PATTERN, UNICAST_MAC_PATTERN } from "./schema-patterns.ts";
+import { CIDR_OR_ADDRESS_PATTERN, CIDR_PATTERN, interfaceNamePattern, IPV4_PATTERN, networkCidrPattern, PORT_RANGE_PATTERN, UNICAST_MAC_PATTERN } from "./schema-patterns.ts";
+import { SPECIAL_PURPOSE_BLOCKS } from "./check-addresses.ts";
 import { allowEntryRules, hostRules, hostUplinkRules, inventoryFileRules, networkRules, siteRules, vmRules } from "./schema-rules.ts";
 
 /**
@@ -33,6 +34,14 @@ const cidr = json(
 );
 const IFNAME_HELP = "must be a Linux interface name: 1-15 of A-Z a-z 0-9 _ . -, not starting with . or -";
 const interfaceName = json(z.string().regex(INTERFACE_NAME, IFNAME_HELP), { maxLength: IFNAME_MAX, patternErrorMessage: IFNAME_HELP });
+const KEYWORD_HELP = "not an iproute2 keyword or a prefix of one (up, h for help, mast for master, dev, link...), which ip link would read as that option";
+/** A name the user gives an interface netfleet creates or configures (bond, trunk bridge): no iproute2 keyword. */
+const ownInterfaceName = json(interfaceName, { pattern: interfaceNamePattern(IPROUTE2_KEYWORDS), patternErrorMessage: `${IFNAME_HELP}; ${KEYWORD_HELP}` });
+/** A NIC of the host (bond member, external interface): no iproute2 keyword, not lo or ovs-system (every host has them). */
+const hostInterfaceName = json(interfaceName, {
+  pattern: interfaceNamePattern(IPROUTE2_KEYWORDS, ["lo", "ovs-system"]),
+  patternErrorMessage: `${IFNAME_HELP}; ${KEYWORD_HELP}; not lo or ovs-system`,
+});
 const DNS_LABEL_HELP = "must be a lowercase DNS label (a-z, 0-9, -; at most 63)";
 const dnsLabel = json(z.string().regex(DNS_LABEL, DNS_LABEL_HELP), { maxLength: 63, patternErrorMessage: DNS_LABEL_HELP });
 const DNS_NAME_HELP = "must be a lowercase DNS name such as example.org";
@@ -194,7 +203,10 @@ export const PortRangeForward = z.strictObject({
 export const NetworkSpec = json(
   z.strictObject({
     vlan: z.number().int().min(1, "VLAN id must be 1-4094").max(4094, "VLAN id must be 1-4094").describe("IEEE 802.1Q VLAN id, 1-4094 (0 and 4095 are reserved), unique in the site; also the nflog group of the network's audit records. VLAN 1 only with site allow_vlan_1: true"),
-    cidr: cidr.describe("The network's IPv4 block a.b.c.d/len, host bits zero (10.1.0.0/24); may not overlap another network or the management network, nor a special-purpose block (loopback, link-local, multicast...)"),
+    cidr: json(cidr, {
+      pattern: networkCidrPattern(SPECIAL_PURPOSE_BLOCKS.map((b) => b.cidr)),
+      patternErrorMessage: `must be an IPv4 network a.b.c.d/len with the host bits zero, overlapping none of the special-purpose blocks ${SPECIAL_PURPOSE_BLOCKS.map((b) => `${b.cidr} (${b.name})`).join(", ")}`,
+    }).describe("The network's IPv4 block a.b.c.d/len, host bits zero (10.1.0.0/24); may not overlap another network or the management network, nor a special-purpose block (loopback, link-local, multicast...)"),
     gateway: ipv4.describe("The gateway's address on this network (held by the backend): inside the cidr, not its network or broadcast address, outside the DHCP range"),
     mtu: z
       .number()
@@ -270,9 +282,9 @@ const bondModes = ["active-backup", "balance-rr", "balance-xor", "broadcast", "8
 
 export const UplinkSpec = z.strictObject({
   mode: z.enum(["kernel", "ovs-trunk"]).describe("kernel: a Linux bond with 8021q VLAN interfaces (<bond>.<vlan>) under per-network bridges; ovs-trunk: an OVS bond on a trunk bridge with tagged patch ports to each network's bridge"),
-  bond: interfaceName.default("bond0").describe("Bond interface name (default bond0), at most 15 bytes (IFNAMSIZ), short enough that <bond>.<vlan> fits too"),
+  bond: ownInterfaceName.default("bond0").describe("Bond interface name (default bond0), at most 15 bytes (IFNAMSIZ), short enough that <bond>.<vlan> fits too"),
   members: z
-    .array(interfaceName.describe("A NIC of the host (e.g. eth0, enp1s0), listed once"))
+    .array(hostInterfaceName.describe("A NIC of the host (e.g. eth0, enp1s0), listed once"))
     .min(1)
     .max(8)
     .describe("The host's NICs in the bond, 1-8; with one member an ovs-trunk uplink is a plain port, no bond"),
@@ -280,7 +292,7 @@ export const UplinkSpec = z.strictObject({
   miimon: z.number().int().min(0).max(10000).default(100).describe("Milliseconds, 0-10000 (default 100): how often the kernel bond checks each member's link (bonding miimon); 0 turns link monitoring off"),
   mtu: z.number().int().min(68).max(9216).default(1500).describe("Bytes, 68-9216 (default 1500): MTU of the bond and its members; no network this host carries may have a larger one"),
   datapath: z.enum(["system", "netdev"]).default("system").describe("OVS datapath type (default system, the kernel datapath); netdev is the userspace datapath"),
-  trunk_bridge: interfaceName.default("br-uplink").describe("ovs-trunk mode: the OVS bridge holding the bond (default br-uplink); may not be a name netfleet gives another interface (br-<network>...)"),
+  trunk_bridge: ownInterfaceName.default("br-uplink").describe("ovs-trunk mode: the OVS bridge holding the bond (default br-uplink); may not be a name netfleet gives another interface (br-<network>...)"),
   lacp: z
     .enum(["active", "passive", "off"])
     .optional()
@@ -322,9 +334,9 @@ const hostSettingsShape = {
       z.string().max(253).describe("Label value, at most 253 characters"),
     )
     .describe("Free-form key: value labels (rack, room...) for --limit selections and placement; merged over the groups' labels"),
-  external_interface: interfaceName.describe("backend: interface towards the internet (masquerade, port-forwards); or external_interfaces. Not a bond member, the bond, or an interface netfleet creates"),
+  external_interface: hostInterfaceName.describe("backend: interface towards the internet (masquerade, port-forwards); or external_interfaces. Not a bond member, the bond, or an interface netfleet creates"),
   external_interfaces: z
-    .array(interfaceName.describe("An interface towards the outside, listed once"))
+    .array(hostInterfaceName.describe("An interface towards the outside, listed once"))
     .min(1)
     .describe("backend: interfaces towards the outside, when there are several (masquerade and port-forwards on each); not together with external_interface"),
   reserved_ports: z
