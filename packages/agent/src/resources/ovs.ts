@@ -258,16 +258,17 @@ function portDrift(state: OvsState, want: OvsPortSpec, have: OvsPort): Changes {
 
 /**
  * Why a bond port cannot carry traffic as specified, or undefined when it can:
- * a `balance-tcp` bond without LACP (`lacp` absent or `off`). OVS admits no
- * frame a balance-tcp bond receives while LACP is off (ovs-vswitchd.conf.db(5)
- * `bond_mode`: balance-tcp needs a negotiated LACP aggregate; ofproto's bond
- * admissibility drops what arrives), so such a bond would cut the host off
- * every network behind it; measured in a scratch pair of OVS 3.1: 0 of 3
- * pings answered, both members `enabled`, `lacp_status: off`.
+ * a `balance-tcp` bond without LACP (`lacp` absent or `off`). OVS sends no
+ * frame out of a balance-tcp bond and admits none into it unless LACP is
+ * negotiated (ovs-vswitchd.conf.db(5) `bond_mode`: balance-tcp requires
+ * LACP), while `ovs-appctl bond/show` still shows every member enabled; such
+ * a bond cuts the host off every network behind it. Measured on OVS 3.1
+ * (test/lab/uplink-lacp.test.ts, __fixtures__/ovs/LACP.md): not a frame
+ * either way, whether the switch runs LACP on those ports or not.
  */
 export function lacpMissing(p: OvsPortSpec): string | undefined {
   if (p.type !== "bond" || p.bond_mode !== "balance-tcp" || (p.lacp ?? "off") !== "off") return undefined;
-  return `port ${p.name}: bond_mode balance-tcp needs LACP (lacp: active or passive, and a switch that runs LACP on those ports); without it Open vSwitch drops every frame the bond receives, cutting the host off every network behind it. Nothing was changed`;
+  return `port ${p.name}: bond_mode balance-tcp needs LACP (lacp: active or passive, and a switch that runs LACP on those ports); without it Open vSwitch sends and admits no frame on the bond, cutting the host off every network behind it. Nothing was changed`;
 }
 
 /** Interfaces whose device did not take the MTU asked of it (a NIC that cannot do jumbo frames). */
