@@ -18,7 +18,11 @@ import { allowEntryRules, hostRules, hostUplinkRules, inventoryFileRules, networ
  * zod checks: `.meta()` returns a copy with the same checks.
  */
 
-/** JSON-Schema-only keywords on a zod schema; zod validation is unchanged. */
+/**
+ * JSON-Schema-only keywords on a zod schema; zod validation is unchanged.
+ * An `id` puts the schema once under `definitions` (the long patterns:
+ * CIDRs, interface names), referenced from each place that uses it.
+ */
 function json<T extends z.ZodType>(schema: T, keywords: Record<string, unknown>): T {
   return schema.meta(keywords);
 }
@@ -30,15 +34,16 @@ const cidr = json(
     const parsed = parseIpv4Cidr(ctx.value);
     if (typeof parsed === "string") ctx.issues.push({ code: "custom", message: parsed, input: ctx.value });
   }),
-  { pattern: CIDR_PATTERN, patternErrorMessage: "must be an IPv4 network a.b.c.d/len: len 0-32 and the host bits zero (10.1.0.0/24, not 10.1.0.1/24)" },
+  { id: "cidr", pattern: CIDR_PATTERN, patternErrorMessage: "must be an IPv4 network a.b.c.d/len: len 0-32 and the host bits zero (10.1.0.0/24, not 10.1.0.1/24)" },
 );
 const IFNAME_HELP = "must be a Linux interface name: 1-15 of A-Z a-z 0-9 _ . -, not starting with . or -";
 const interfaceName = json(z.string().regex(INTERFACE_NAME, IFNAME_HELP), { maxLength: IFNAME_MAX, patternErrorMessage: IFNAME_HELP });
 const KEYWORD_HELP = "not an iproute2 keyword or a prefix of one (up, h for help, mast for master, dev, link...), which ip link would read as that option";
 /** A name the user gives an interface netfleet creates or configures (bond, trunk bridge): no iproute2 keyword. */
-const ownInterfaceName = json(interfaceName, { pattern: interfaceNamePattern(IPROUTE2_KEYWORDS), patternErrorMessage: `${IFNAME_HELP}; ${KEYWORD_HELP}` });
+const ownInterfaceName = json(interfaceName, { id: "interface_name", pattern: interfaceNamePattern(IPROUTE2_KEYWORDS), patternErrorMessage: `${IFNAME_HELP}; ${KEYWORD_HELP}` });
 /** A NIC of the host (bond member, external interface): no iproute2 keyword, not lo or ovs-system (every host has them). */
 const hostInterfaceName = json(interfaceName, {
+  id: "nic_name",
   pattern: interfaceNamePattern(IPROUTE2_KEYWORDS, ["lo", "ovs-system"]),
   patternErrorMessage: `${IFNAME_HELP}; ${KEYWORD_HELP}; not lo or ovs-system`,
 });
@@ -52,7 +57,7 @@ const allowedName = json(z.string().regex(DNS_NAME_OR_WILDCARD, ALLOWED_NAME_HEL
 const CIDR_OR_ADDRESS_HELP = "must be an IPv4 address or CIDR (a.b.c.d/len, no host bits)";
 const cidrOrAddress = json(
   z.string().refine((s) => isIpv4(s) || typeof parseIpv4Cidr(s) !== "string", { message: CIDR_OR_ADDRESS_HELP }),
-  { pattern: CIDR_OR_ADDRESS_PATTERN, patternErrorMessage: CIDR_OR_ADDRESS_HELP },
+  { id: "cidr_or_address", pattern: CIDR_OR_ADDRESS_PATTERN, patternErrorMessage: CIDR_OR_ADDRESS_HELP },
 );
 const PORT_RANGE_HELP = 'must be a port 1-65535 or a range "first-last" such as "8000-8100"';
 /** A port (`22`) or an inclusive range (`"8000-8100"`), 1-65535; see ports.ts. */
