@@ -8,13 +8,15 @@
  * still written, with the reason in `errors`).
  *
  * --quick: rollouts of 100 and 1,000 agents (full: 100, 1,000, 5,000 and
- * 10,000) plus the lab parts. --cpu-prof DIR: the rollout's controller
+ * 10,000) plus the lab parts; inventory loads with mappings of 1,000 and
+ * 5,000 keys (full: also 20,000). --cpu-prof DIR: the rollout's controller
  * process runs under node --cpu-prof and writes its profiles there.
  */
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { inventoryParseBench, inventoryParseTable, type InventoryParseRow } from "./inventory-parse.ts";
 import { labCost, type FirstApplyRow, type NoopRow } from "./lab-cost.ts";
 import { rolloutBench, type RolloutRow } from "./rollout.ts";
 
@@ -28,6 +30,8 @@ export interface BenchResults {
   rollout: RolloutRow[];
   noop: NoopRow[];
   firstApply: FirstApplyRow | null;
+  /** Inventory load time and peak RSS as one mapping grows (absent in results written before it was measured). */
+  inventoryParse?: InventoryParseRow[];
   /** Parts that could not be measured, and why. */
   errors: string[];
 }
@@ -73,6 +77,7 @@ function table(now: BenchResults, prev: BenchResults | undefined): string {
   lines.push(`first apply of a vmhost in the lab`);
   if (f) lines.push(`  wallMs ${side(f.wallMs, pf?.wallMs, 1)}  commandMs ${side(f.commandMs, pf?.commandMs, 1)}  overhead ${side(f.overheadRatio, pf?.overheadRatio, 2)}  commands ${side(f.commands, pf?.commands)}`);
   else lines.push("  not measured");
+  if (now.inventoryParse?.length) lines.push(...inventoryParseTable(now.inventoryParse, prev ? (prev.inventoryParse ?? []) : undefined));
   const big = now.rollout.find((r) => r.agents === 10_000 && !r.error);
   lines.push("targets");
   if (big) {
@@ -109,6 +114,8 @@ async function main(): Promise<void> {
   const sizes = values.quick ? [100, 1000] : [100, 1000, 5000, 10_000];
   const rollout: RolloutRow[] = [];
   const errors: string[] = [];
+  const inventoryParse = inventoryParseBench({ quick: values.quick ?? false, log });
+  for (const r of inventoryParse) if (r.error) errors.push(`inventory load (${r.form}, ${r.keys} keys): ${r.error}`);
   const cpuProf = values["cpu-prof"] ? resolve(values["cpu-prof"]) : undefined;
   for (const n of sizes) {
     try {
@@ -142,6 +149,7 @@ async function main(): Promise<void> {
     rollout,
     noop: lab?.noop ?? [],
     firstApply: lab?.firstApply ?? null,
+    inventoryParse,
     errors,
   };
   writeFileSync(out, JSON.stringify(results, null, 2) + "\n");
