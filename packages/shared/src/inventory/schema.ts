@@ -324,7 +324,7 @@ export const UplinkSettings = z.strictObject(
   ) as { [K in keyof typeof UplinkSpec.shape]: z.ZodOptional<z.ZodType<z.output<(typeof UplinkSpec.shape)[K]>>> },
 );
 
-const UPLINK_HELP = "The host's uplink: bond and members, mode, MTU. A host's keys override its groups' key by key; defaults apply after merging";
+const UPLINK_HELP = "The uplink of the host (or of the group's hosts): mode, bond and members, bond mode, LACP, MTU. A host's keys override its groups' key by key; defaults apply after merging";
 
 /** Settings a group gives its hosts and a host may override. */
 const hostSettingsShape = {
@@ -338,7 +338,7 @@ const hostSettingsShape = {
       }),
       z.string().max(253).describe("Label value, at most 253 characters"),
     )
-    .describe("Free-form key: value labels (rack, room...) for --limit selections and placement; merged over the groups' labels"),
+    .describe("Free-form key: value labels (rack, room...) recorded with the host; nothing reads them yet. A host's labels merge over its groups' key by key"),
   external_interface: hostInterfaceName.describe("backend: interface towards the internet (masquerade, port-forwards); or external_interfaces. Not a bond member, the bond, or an interface netfleet creates"),
   external_interfaces: z
     .array(hostInterfaceName.describe("An interface towards the outside, listed once"))
