@@ -167,13 +167,26 @@ async function managementGuard(resources: readonly ResourceSpec[], options: Reco
     const left = await readMoveRecord(options.tools);
     if (left && left.length > 0) await settleMoves(left, options.runner, options.tools, options.lockout);
   }
-  const enslaves = resources.some((r) => r.kind === "kernel-bond" || (r.kind === "ovs-bridge" && r.ports.some((p) => p.type === "system" || p.type === "bond")));
-  if (!enslaves) return undefined;
-  const view = await observeManagement(ctx, options.controllers ?? []);
+  if (!resources.some(enslavesLink)) return undefined;
+  let view;
+  try {
+    view = await observeManagement(ctx, options.controllers ?? []);
+  } catch (err) {
+    // Check mode runs nothing: it plans on. An apply that cannot see the management path
+    // enslaves nothing (fail closed).
+    if (options.check) return undefined;
+    const why = `not applied: the management path could not be read (${err instanceof Error ? err.message : String(err)}), and this resource enslaves a link`;
+    const blocked = new Map(resources.filter((r) => enslavesLink(r)).map((r) => [resourceId(r), why] as const));
+    return { blocked, moves: new Map() };
+  }
   const failed = await readFailedRecord(options.tools);
   const decision = guardPlan(resources, view, { ...(failed ? { failed } : {}), failedFile: failedRecordPath(options.tools) });
   if (decision.moves.size > 0 && !options.check) await writeMoveRecord(options.tools, [...decision.moves.values()]);
   return decision;
+}
+
+function enslavesLink(r: ResourceSpec): boolean {
+  return r.kind === "kernel-bond" || (r.kind === "ovs-bridge" && r.ports.some((p) => p.type === "system" || p.type === "bond"));
 }
 
 /** After the pass: the lockout check of each move its bond ran; a dead path is undone and the bond's result says so. */

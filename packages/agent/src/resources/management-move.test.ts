@@ -64,6 +64,21 @@ describe("engine: management guard", () => {
     expect(runner.mutatingCalls).toEqual([]);
   });
 
+  it("a host whose routes cannot be read: an apply enslaves nothing (fail closed); check mode plans on", async () => {
+    const blind = () =>
+      new RecordingRunner()
+        .reply(["ip", "-details", "-json", "link", "show"], { stdout: fixture("mgmt/before-link.json") })
+        .reply(["ip", "-json", "addr", "show"], { stdout: fixture("mgmt/before-addr.json") })
+        .reply(["ip", "-json", "route", "show"], { exitCode: 1, stderr: "RTNETLINK answers: Operation not permitted" });
+    const runner = blind();
+    const [applied] = await reconcile([{ ...bond, members: ["eth1"] }], opts(runner));
+    expect(applied).toMatchObject({ result: false, changed: false });
+    expect(applied!.comment).toMatch(/^not applied: the management path could not be read \(ip -json route show exited 1: RTNETLINK answers: Operation not permitted\)/);
+    expect(runner.mutatingCalls).toEqual([]);
+    const [checked] = await reconcile([{ ...bond, members: ["eth1"] }], opts(blind(), { check: true }));
+    expect(checked).toMatchObject({ result: null });
+  });
+
   it("check mode shows the refusal too, and the move as a change, and writes no record", async () => {
     const refused = await reconcile([bond], opts(host({ gateway: true }).runner, { check: true }));
     expect(refused[0]).toMatchObject({ result: false });
