@@ -198,6 +198,8 @@ describe("OVS bond LACP (real OVS 3.1 output with the Port lacp column, __fixtur
     expect(state("trunk-lacp-passive").ports.get("bond0")?.lacp).toBe("passive");
     expect(state("trunk-lacp-active").ports.get("gw-secure")?.lacp).toBe("off");
     expect(state("trunk-converged").ports.get("bond0")?.lacp).toBeUndefined();
+    // the MTU captures (active-backup bond, recaptured with the column) read off: their converged plans stay empty above
+    expect(state("trunk-mtu-1500").ports.get("bond0")).toMatchObject({ bondMode: "active-backup", lacp: "off" });
   });
 
   it("creates a balance-tcp bond with lacp=active in the transaction that adds it", () => {

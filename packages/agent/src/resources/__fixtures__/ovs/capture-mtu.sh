@@ -25,7 +25,7 @@ n env OVS_RUNDIR="$D" OVS_LOGDIR="$D" OVS_DBDIR="$D" ovs-vswitchd unix:"$D/db.so
 vs() { printf 'ovs-vsctl %s\n' "$*" >> MTU.md; n ovs-vsctl --db=unix:"$D/db.sock" --timeout=30 "$@"; }
 OBSERVE=(--format=json
   -- --columns=_uuid,name,datapath_type,fail_mode,ports,external_ids list Bridge
-  -- --columns=_uuid,name,interfaces,tag,trunks,bond_mode,vlan_mode,external_ids list Port
+  -- --columns=_uuid,name,interfaces,tag,trunks,bond_mode,lacp,vlan_mode,external_ids list Port
   -- --columns=_uuid,name,type,options,external_ids,ofport,mac_in_use,mtu_request,mtu list Interface)
 observe() { sleep 1; n ovs-vsctl --db=unix:"$D/db.sock" --timeout=30 "${OBSERVE[@]}" > "$1"; }
 OWNER=external_ids:netfleet-owner=fixture
