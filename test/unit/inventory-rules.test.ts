@@ -93,7 +93,7 @@ describe("interface names: the ones netfleet creates", () => {
     expect(problems(variant(...rename))).toEqual([]);
     expect(problems(variant(...rename, hv1("mode: ovs-trunk", "members: [eth0, eth1]", "trunk_bridge: br-trunk")))).toEqual([]);
     expect(problems(variant(...rename, hv1("mode: ovs-trunk", "members: [eth0, eth1]")))).toEqual([
-      "networks.yaml:22:3: networks.uplink: network uplink's bridge br-uplink is the trunk bridge of ovs-trunk host hv1 (the default trunk_bridge): the host would hold the network and its trunk in one bridge; rename the network or set uplink.trunk_bridge on that host to another name",
+      "networks.yaml:22:3: networks.uplink: network uplink's bridge br-uplink is the trunk bridge of ovs-trunk host hv1 (the default trunk_bridge): a host carrying the network would hold it and its trunk in one bridge; rename the network or set uplink.trunk_bridge on that host to another name",
     ]);
   });
 

@@ -13,7 +13,8 @@ import type { NetworkSpec } from "./schema.ts";
  *   ip/iplink.c and ip/ipaddress.c): a name in an option's place of
  *   `ip link add <name> type bond` is read as that option, and iproute2
  *   takes any prefix of a keyword as the keyword (`h` is `help`).
- * - names netfleet itself creates on the host (compile.ts): `br-<network>`
+ * - names netfleet itself creates (compile.ts), reserved on every host for
+ *   every network of the site (see `reservedNames`): `br-<network>`
  *   (a network's OVS bridge), `pu-`/`pb-<network>` (the patch pair of an
  *   ovs-trunk host), `gw-<network>` (the backend's gateway port in
  *   ovs-trunk mode), `<bond>.<vid>` (kernel mode VLAN interfaces), the
@@ -44,28 +45,27 @@ const EXAMPLE: Record<string, string> = { bond: "bond1", "bond member": "eth1", 
 const TRUNK_BRIDGE = "the trunk bridge (uplink.trunk_bridge)";
 
 /**
- * The names netfleet creates on one host (compile.ts), each with what it
- * is: the ones of the networks it carries, by uplink mode and role.
+ * The names netfleet reserves on one host, each with what it is for: the
+ * bridge, patch ports and gateway port of every network of the site and
+ * the host's `<bond>.<vid>` for each of their VLANs (whether or not the
+ * host carries the network or runs the mode that creates them today: a
+ * network added to the host or a mode change must not meet a user's
+ * interface under that name), its trunk bridge, `lo` and `ovs-system`.
  */
-export function generatedNames(host: Host, vlanOf: Map<string, number>): Map<string, string> {
+export function reservedNames(host: Host, vlanOf: Map<string, number>): Map<string, string> {
   const up = host.uplink;
-  const trunk = up.mode === "ovs-trunk";
   const out = new Map<string, string>([
     ["lo", "the loopback interface"],
     ["ovs-system", "the interface of the OVS kernel datapath"],
+    [up.trunk_bridge, TRUNK_BRIDGE],
   ]);
-  if (trunk) out.set(up.trunk_bridge, TRUNK_BRIDGE);
-  for (const n of host.networks) {
+  for (const [n, vlan] of [...vlanOf].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    const p = patchPortNames(n);
     out.set(bridgeName(n), `the bridge of network ${n}`);
-    const vlan = vlanOf.get(n);
-    if (trunk) {
-      const p = patchPortNames(n);
-      out.set(p.uplink, `the trunk-side patch port of network ${n}`);
-      out.set(p.bridge, `the bridge-side patch port of network ${n}`);
-      if (host.role === "backend") out.set(gatewayPortName(n), `the gateway port of network ${n}`);
-    } else if (vlan !== undefined) {
-      out.set(vlanInterfaceName(up.bond, vlan), `the VLAN ${vlan} interface of network ${n}`);
-    }
+    out.set(p.uplink, `the trunk-side patch port of network ${n}`);
+    out.set(p.bridge, `the bridge-side patch port of network ${n}`);
+    out.set(gatewayPortName(n), `the gateway port of network ${n}`);
+    out.set(vlanInterfaceName(up.bond, vlan), `the VLAN ${vlan} interface of network ${n} on bond ${up.bond}`);
   }
   return out;
 }
@@ -94,7 +94,7 @@ function checkHost(r: Reporter, host: Located<Host>, vlanOf: Map<string, number>
   const h = host.value;
   const up = h.uplink;
   const names = userNames(host);
-  const generated = generatedNames(h, vlanOf);
+  const generated = reservedNames(h, vlanOf);
   for (const u of names) {
     if (!u.inert && (u.name === "lo" || u.name === "ovs-system") && u.what !== "trunk bridge") {
       r.report(u.ref, `${u.what} ${JSON.stringify(u.name)} is ${generated.get(u.name)}, which every host has: ${u.what === "external interface" ? "give the host's real outside interface" : `rename the ${u.what}`}`);
@@ -115,8 +115,8 @@ function checkHost(r: Reporter, host: Located<Host>, vlanOf: Map<string, number>
       }
       const gen = generated.get(u.name);
       // br-<network> against the trunk bridge is reported at the network (checkTrunkBridgeNetworks).
-      if (up.mode === "ovs-trunk" && gen !== undefined && gen !== TRUNK_BRIDGE && !h.networks.some((n) => bridgeName(n) === u.name)) {
-        r.report(u.ref, `trunk bridge ${JSON.stringify(u.name)} is the name netfleet gives ${gen} on host ${h.name}; set uplink.trunk_bridge to another name (default br-uplink)`);
+      if (gen !== undefined && gen !== TRUNK_BRIDGE && ![...vlanOf.keys()].some((n) => bridgeName(n) === u.name)) {
+        r.report(u.ref, `trunk bridge ${JSON.stringify(u.name)} is the name netfleet reserves for ${gen}; set uplink.trunk_bridge to another name (default br-uplink)`);
       }
       continue;
     }
@@ -124,25 +124,26 @@ function checkHost(r: Reporter, host: Located<Host>, vlanOf: Map<string, number>
       continue; // reported by checkExternalInterfaces (part of the uplink)
     }
     const gen = generated.get(u.name);
-    // The trunk bridge against the bond, a member or an external interface is reported at trunk_bridge.
-    if (gen === undefined || gen === TRUNK_BRIDGE) continue;
+    // In ovs-trunk mode the trunk bridge against the bond, a member or an external interface is reported at trunk_bridge.
+    if (gen === undefined || (gen === TRUNK_BRIDGE && up.mode === "ovs-trunk")) continue;
     if (u.what === "bond member" && u.name === up.bond) continue; // reported by checkUplink
     const fix = u.what === "external interface"
       ? "NAT and port-forwards on it would act on netfleet's own interface, not on the way out; give the host's real outside interface"
       : `rename the ${u.what}`;
-    r.report(u.ref, `${u.what} ${JSON.stringify(u.name)} is the name netfleet gives ${gen} on host ${h.name}: ${fix}`);
+    r.report(u.ref, `${u.what} ${JSON.stringify(u.name)} is the name netfleet reserves for ${gen}${gen === TRUNK_BRIDGE ? ` of host ${h.name}` : ""}: ${fix}`);
   }
 }
 
 /**
  * A network whose bridge `br-<name>` is the trunk bridge of an ovs-trunk
- * host carrying it (network `uplink` and the default `br-uplink`): the
- * host would hold both in one bridge. Reported at the network's name.
+ * host (network `uplink` and the default `br-uplink`): a host carrying it
+ * (the backend carries every network) would hold both in one bridge.
+ * Reported at the network's name, naming the hosts.
  */
 function checkTrunkBridgeNetworks(r: Reporter, networks: Located<NetworkSpec>[], hosts: Located<Host>[]): void {
   for (const { name, ref } of networks) {
     const bridge = bridgeName(name);
-    const clashes = hosts.filter((h) => h.value.uplink.mode === "ovs-trunk" && h.value.networks.includes(name) && h.value.uplink.trunk_bridge === bridge);
+    const clashes = hosts.filter((h) => h.value.uplink.mode === "ovs-trunk" && h.value.uplink.trunk_bridge === bridge);
     if (clashes.length === 0) continue;
     const which = clashes.map((h) => {
       const at = h.origin?.get("uplink.trunk_bridge");
@@ -150,7 +151,7 @@ function checkTrunkBridgeNetworks(r: Reporter, networks: Located<NetworkSpec>[],
     });
     r.report(
       ref,
-      `network ${name}'s bridge ${bridge} is the trunk bridge of ovs-trunk host${clashes.length > 1 ? "s" : ""} ${which.join(", ")}: the host would hold the network and its trunk in one bridge; rename the network or set uplink.trunk_bridge on ${clashes.length > 1 ? "those hosts" : "that host"} to another name`,
+      `network ${name}'s bridge ${bridge} is the trunk bridge of ovs-trunk host${clashes.length > 1 ? "s" : ""} ${which.join(", ")}: a host carrying the network would hold it and its trunk in one bridge; rename the network or set uplink.trunk_bridge on ${clashes.length > 1 ? "those hosts" : "that host"} to another name`,
       { key: true },
     );
   }
