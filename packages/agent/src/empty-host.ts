@@ -32,6 +32,8 @@ export class EmptyHostRunner implements Runner {
       return ok(JSON.stringify(links));
     }
     if (argv[0] === "ip" && argv.includes("addr")) return ok(JSON.stringify([]));
+    // A fresh host answers with no routes; the management guard reads them before any command of a pass.
+    if (argv[0] === "ip" && argv.includes("route")) return ok(JSON.stringify([]));
     if (argv[0] === "ovs-vsctl") {
       const table = (headings: string) => JSON.stringify({ data: [], headings: headings.split(",") });
       return ok(
