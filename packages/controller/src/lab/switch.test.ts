@@ -1,9 +1,9 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { loadInventory } from "@netfleet/shared";
+import { loadInventory, UplinkSpec } from "@netfleet/shared";
 import { parseBondShow, parseLacpShow, switchArgs, switchLagPort } from "./switch.ts";
-import { buildTopology } from "./topology.ts";
+import { buildTopology, switchLagOf } from "./topology.ts";
 
 const repoRoot = fileURLToPath(new URL("../../../..", import.meta.url));
 /** Real `ovs-appctl` text of OVS 3.1 (packages/agent/src/resources/__fixtures__/ovs/capture-lacp.sh). */
@@ -32,6 +32,23 @@ describe("lab switch", () => {
       "-- --may-exist add-bond sw0 h0-lag h0-e0 h0-e1 -- set Port h0-lag trunks=1091 bond_mode=balance-tcp lacp=active other_config:lacp-time=fast" +
         " -- --may-exist add-bond sw0 h1-lag h1-e0 h1-e1 -- set Port h1-lag trunks=1091 bond_mode=balance-tcp lacp=active other_config:lacp-time=fast",
     );
+  });
+});
+
+describe("which hosts the switch faces with a LAG", () => {
+  const lag = (uplink: Record<string, unknown>) => switchLagOf({ uplink: UplinkSpec.parse(uplink) }, 3)?.port;
+  it("a bond that runs LACP: kernel 802.3ad (even a one-member bond), OVS balance-tcp, any bond told lacp active or passive", () => {
+    expect(lag({ mode: "kernel", members: ["eno1", "eno2"], bond_mode: "802.3ad" })).toBe("h3-lag");
+    expect(lag({ mode: "kernel", members: ["eno1"], bond_mode: "802.3ad" })).toBe("h3-lag");
+    expect(lag({ mode: "ovs-trunk", members: ["eno1", "eno2"], bond_mode: "balance-tcp" })).toBe("h3-lag");
+    expect(lag({ mode: "ovs-trunk", members: ["eno1", "eno2"], bond_mode: "balance-tcp", lacp: "passive" })).toBe("h3-lag");
+    expect(lag({ mode: "ovs-trunk", members: ["eno1", "eno2"], bond_mode: "balance-slb", lacp: "active" })).toBe("h3-lag");
+  });
+  it("no LAG without LACP, or where the host has no bond (an ovs-trunk uplink of one member is a plain port)", () => {
+    expect(lag({ mode: "kernel", members: ["eno1", "eno2"], bond_mode: "active-backup" })).toBeUndefined();
+    expect(lag({ mode: "kernel", members: ["eno1", "eno2"], bond_mode: "802.3ad", lacp: "off" })).toBeUndefined();
+    expect(lag({ mode: "ovs-trunk", members: ["eno1", "eno2"], bond_mode: "active-backup" })).toBeUndefined();
+    expect(lag({ mode: "ovs-trunk", members: ["eno1"], bond_mode: "balance-tcp", lacp: "active" })).toBeUndefined();
   });
 });
 
