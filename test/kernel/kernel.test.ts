@@ -1,8 +1,10 @@
 import { execFileSync } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { describeFlows, parseFlows, type Flow } from "../../packages/agent/src/resources/vm-port-policy.ts";
+import { sealAssignment, type ResourceSpec } from "@netfleet/shared";
+import { guardTests } from "./management-checks.ts";
 import { bootGuest, guestFile, missingPrerequisite, REPO, type GuestRun } from "./harness.ts";
 
 // Tier 2: the agent against Debian's kernel (bonding, 8021q, OVS kernel
@@ -179,6 +181,29 @@ function described(f: Flow): string {
   return describeFlows([f])[0]!;
 }
 
+/**
+ * The management guard's hosts (guest/management.sh): a kernel bond over eth0 (which holds the
+ * management address and the default route) and eth1, and a VLAN interface on it, as the
+ * compiler emits them for a kernel uplink; kmb's and kmc's with carries_management
+ * (management.address); kmc's members listed eth1 first (the active member: its far end dangles).
+ */
+function writeManagementAssignments(dir: string): void {
+  mkdirSync(dir, { recursive: true });
+  const hosts: [string, string, Partial<Extract<ResourceSpec, { kind: "kernel-bond" }>>][] = [
+    ["kma", "10.98.0.11/24", {}],
+    ["kmb", "10.98.0.12/24", { management: { address: "10.98.0.12/24" } }],
+    ["kmc", "10.98.0.13/24", { members: ["eth1", "eth0"], management: { address: "10.98.0.13/24" } }],
+  ];
+  for (const [host, , bond] of hosts) {
+    const resources: ResourceSpec[] = [
+      { kind: "kernel-bond", name: "bond0", mode: "active-backup", members: ["eth0", "eth1"], miimon: 100, mtu: 1500, ...bond },
+      { kind: "vlan-interface", name: "bond0.1090", parent: "bond0", vlan: 1090, mtu: 1500 },
+    ];
+    const doc = sealAssignment({ apiVersion: "netfleet.dev/v1", kind: "HostAssignment", site: "kmgmt", host, role: "vmhost", resources });
+    writeFileSync(join(dir, `${host}.json`), JSON.stringify(doc, null, 2) + "\n");
+  }
+}
+
 describe.skipIf(skipReason !== undefined)(`kernel tier${skipReason ? ` (skipped: ${skipReason})` : ""}`, () => {
   beforeAll(async () => {
     run = await bootGuest({
@@ -192,6 +217,7 @@ describe.skipIf(skipReason !== undefined)(`kernel tier${skipReason ? ` (skipped:
           stdio: ["ignore", "pipe", "pipe"],
           timeout: 60_000,
         });
+        writeManagementAssignments(join(assignments, "mgmt"));
       },
     });
   }, (GUEST_TIMEOUT_S + 60) * 1000);
@@ -607,4 +633,7 @@ describe.skipIf(skipReason !== undefined)(`kernel tier${skipReason ? ` (skipped:
       expect(Number(dropped?.[1]), text("traffic/nft-forward.out")).toBeGreaterThanOrEqual(2);
     });
   });
+
+  // The agent's guards: the wrong host's assignment, the management link (guest/management.sh).
+  guardTests({ text, rc });
 });

@@ -18,6 +18,12 @@ rec $B/no-libvirtd virsh -q -c qemu:///system net-list --all --name
 rec $B/sysctl-before sysctl -n net.ipv4.ip_forward
 agent $B/apply1 /xfer/in/kbe.json
 agent $B/apply2 /xfer/in/kbe.json
+# kvm1's document on kbe: refused (it would remove every gateway port, dnsmasq and the nft
+# table), and nothing here changed.
+HOSTSTATE='ip -details -json link show; ip -json addr show; nft list ruleset; pgrep -a dnsmasq; sysctl -n net.ipv4.ip_forward'
+rec $B/state-before-wrong bash -c "$HOSTSTATE"
+agent $B/wrong-host /xfer/in/kvm1.json --name kbe
+rec $B/state-after-wrong bash -c "$HOSTSTATE"
 step "backend captures"
 rec $B/links ip -details -json link show
 rec $B/addrs ip -json addr show

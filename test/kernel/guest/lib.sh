@@ -21,12 +21,16 @@ rec() {
 }
 
 # agent <name> <assignment> [apply options...]: one agent run with the product CLI,
-# exactly as an operator runs it; --json output in <name>.json.
+# exactly as an operator runs it; --json output in <name>.json. The agent is told
+# which host it is (--name <the file's base name>: kvm1.json -> kvm1) unless the
+# options say (--name, --any-host); it refuses another host's assignment. With
+# AGENT_NS set it runs in that network namespace.
 agent() {
-  local name=$1 assignment=$2; shift 2
+  local name=$1 assignment=$2 who=(); shift 2
+  case " $* " in *" --name "*|*" --any-host "*) ;; *) who=(--name "$(basename "$assignment" .json)") ;; esac
   mkdir -p "$(dirname "$OUT/$name")"
   local t0; t0=$(up)
-  "$NODE" "$REPO/packages/agent/src/cli.ts" apply --assignment "$assignment" --json "$@" \
+  ${AGENT_NS:+ip netns exec "$AGENT_NS"} "$NODE" "$REPO/packages/agent/src/cli.ts" apply --assignment "$assignment" --json "${who[@]}" "$@" \
     > "$OUT/$name.json" 2> "$OUT/$name.err" < /dev/null
   local rc=$?
   echo $rc > "$OUT/$name.rc"

@@ -106,6 +106,10 @@ addr add 192.168.128.12/17 dev eth0m
 link set eth0m up
 EOF
 
+# ---------------------------------------------------------------- management guard
+# Its own namespaces (guest/management.sh); needs no daemon.
+. /xfer/guest/management.sh
+
 # ---------------------------------------------------------------- daemons (kvm1)
 step "starting ovsdb-server + ovs-vswitchd (kernel datapath)"
 infra start_ovs
@@ -194,6 +198,13 @@ for n in secure service; do
   rec vmhost/virsh-net-dumpxml-$n virsh -q -c qemu:///system net-dumpxml $n
   rec vmhost/defined-$n cat /run/netfleet/libvirt/$n.xml
 done
+
+# ---------------------------------------------------------------- the wrong assignment
+# kbe's document on kvm1 (kvm1's on kbe: backend.sh): refused, and nothing on kvm1 changed.
+HOSTSTATE='ip -details -json link show; ip -json addr show; ovs-vsctl show; ovs-ofctl -O OpenFlow13 dump-flows br-secure --no-stats; virsh -q -c qemu:///system net-list --all'
+rec vmhost/state-before-wrong bash -c "$HOSTSTATE"
+agent vmhost/wrong-host /xfer/in/kbe.json --name kvm1
+rec vmhost/state-after-wrong bash -c "$HOSTSTATE"
 
 # ---------------------------------------------------------------- traffic
 # Every row is a frame sent from a VM (or the switch) and looked for where it
