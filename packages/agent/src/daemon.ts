@@ -16,6 +16,11 @@ export interface DaemonOptions {
   /** Follow OVS Interface changes and libvirt domain events. */
   watchEvents: boolean;
   log: (event: Record<string, unknown>) => void;
+  /**
+   * Controller addresses (IPv4): the management guard also refuses to enslave
+   * the link of the route towards them (fleet mode: its NATS servers).
+   */
+  controllers?: readonly string[];
 }
 
 /** `ports`: the VM port rules only; `dnsmasq`: the dnsmasq resources only (one exited: DnsmasqWatch). */
@@ -87,7 +92,12 @@ export class AgentDaemon {
     const only = new Set<string>(kinds.map((k) => (k === "ports" ? "vm-port-policy" : k)));
     const resources: ResourceSpec[] = kind === "full" ? this.assignment.resources : this.assignment.resources.filter((r) => only.has(r.kind));
     const started = performance.now();
-    const results = await reconcile(resources, { runner: this.options.runner, tools: this.options.tools, owner: this.assignment.site });
+    const results = await reconcile(resources, {
+      runner: this.options.runner,
+      tools: this.options.tools,
+      owner: this.assignment.site,
+      ...(this.options.controllers ? { controllers: this.options.controllers } : {}),
+    });
     this.passes++;
     if (kind === "full") this.lastResults = results;
     else {
