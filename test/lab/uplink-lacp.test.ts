@@ -18,7 +18,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExecaRunner, read } from "@netfleet/agent";
 import { loadInventory } from "@netfleet/shared";
-import { appctl, LABNET, labDown, switchArgs, labStartAgent, labStopAgent, labUp, parseBondShow, parseLacpShow, readLabState, switchLagPort, type BondShow, type LabOptions, type LabStatus, type Topology } from "../../packages/controller/src/lab/index.ts";
+import { appctl, LABNET, labDown, labStatus, switchArgs, labStartAgent, labStopAgent, labUp, parseBondShow, parseLacpShow, readLabState, switchLagPort, type BondShow, type LabOptions, type LabStatus, type Topology } from "../../packages/controller/src/lab/index.ts";
 import { labProcesses, namespacesWithPrefix } from "../../packages/controller/src/lab/procs.ts";
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
@@ -159,6 +159,11 @@ describe.skipIf(!isRoot)("LACP uplinks (prefix nflacp, /tmp/nflacp-lab)", () => 
   it("the lab is up; the switch faces each host with a LAG running LACP, the host bonds run balance-tcp with lacp=active", async () => {
     expect(status.problems ?? []).toEqual([]);
     expect(vm().ip).toBe("10.91.0.11");
+    // lab status reads the switch's LAGs: up means negotiated with every member enabled
+    expect(status.lags).toEqual([
+      { host: "backend", port: "h0-lag", lacpStatus: "negotiated", members: [{ name: "h0-e0", enabled: true }, { name: "h0-e1", enabled: true }] },
+      { host: "hostl", port: "h1-lag", lacpStatus: "negotiated", members: [{ name: "h1-e0", enabled: true }, { name: "h1-e1", enabled: true }] },
+    ]);
     for (const name of ["backend", "hostl"]) {
       const h = topoHost(name);
       expect(h.switchLag, name).toEqual({ port: `h${h.index}-lag`, lacp: "active", bondMode: "balance-tcp", lacpTime: "fast" });
@@ -194,43 +199,54 @@ describe.skipIf(!isRoot)("LACP uplinks (prefix nflacp, /tmp/nflacp-lab)", () => 
     expect(tcp.stdout.trim(), tcp.stderr).toBe("inet 203.0.113.1");
   });
 
-  it("one member fails: the traffic stays on the other, that member disabled on both ends; restored, both enabled again", async () => {
+  /**
+   * Fails the member of hostl's bond that carries vml1's flow towards the
+   * gateway (found from the switch ports' rx counters), taking its link down
+   * on `side` (the switch's end or the host's) under a 10 ms ping stream;
+   * checks both ends, the traffic on the other member, then brings it back.
+   */
+  const failover = async (side: "switch" | "host") => {
     const h = topoHost("hostl");
     const rx = async () => {
       const links = JSON.parse(await must(["ip", "-n", t.switchNs, "-s", "-json", "link", "show"])) as { ifname: string; stats64: { rx: { packets: number } } }[];
       return h.trunkLinks.map((l) => links.find((x) => x.ifname === l.switchIf)!.stats64.rx.packets);
     };
-    // the member that carries the VM's flow towards the gateway: fail that one
     const before = await rx();
     expect(await pings(vm().namespace, gw().ip, 20, "0.02")).toEqual({ sent: 20, received: 20 });
     const after = await rx();
     const carried = h.trunkLinks.map((_, i) => after[i]! - before[i]!);
     const i = carried[0]! >= carried[1]! ? 0 : 1;
     const link = h.trunkLinks[i]!;
-    figures["flow on"] = `${link.hostIf} (frames on the switch ports during 20 pings: ${carried.join(" / ")})`;
+    figures[`${side} side: flow on`] = `${link.hostIf} (frames on the switch ports during 20 pings: ${carried.join(" / ")})`;
+    const setLink = (state: "up" | "down") =>
+      must(side === "switch" ? ["ip", "-n", t.switchNs, "link", "set", "dev", link.switchIf, state] : ["ip", "-n", h.namespace, "link", "set", "dev", link.hostIf, state]);
 
-    // a 10 ms ping stream through the failure: the switch side of that member goes down after 1 s
+    // a 10 ms ping stream through the failure: the link goes down after 1 s of it
     const stream = pings(vm().namespace, gw().ip, 400, "0.01");
     await sleep(1000);
-    await must(["ip", "-n", t.switchNs, "link", "set", "dev", link.switchIf, "down"]);
+    await setLink("down");
     const during = await stream;
-    figures["pings lost at the failure (10 ms apart)"] = during.sent - during.received;
+    figures[`${side} side: pings lost at the failure (10 ms apart, of 400)`] = during.sent - during.received;
     expect(during.received, "the stream went on after the failure").toBeGreaterThan(during.sent / 2);
 
     const e = await ends("hostl");
-    for (const side of [e.host, e.sw]) {
-      expect(side.lacpStatus).toBe("negotiated");
-      expect(side.members.map((m) => m.enabled)).toEqual(i === 0 ? [false, true] : [true, false]);
+    for (const end of [e.host, e.sw]) {
+      expect(end.lacpStatus).toBe("negotiated");
+      expect(end.members.map((m) => m.enabled)).toEqual(i === 0 ? [false, true] : [true, false]);
     }
     expect(e.host.members[i]!.name).toBe(link.hostIf);
     expect(await pingsAtGateway(10), "carried by the other member").toEqual({ sent: 10, received: 10, frames: 10 });
     const tcp = await sh(["ip", "netns", "exec", vm().namespace, process.execPath, LABNET, "connect", "198.51.100.10", "80", "5000"]);
     expect(tcp.stdout.trim(), tcp.stderr).toBe("inet 203.0.113.1");
 
-    await must(["ip", "-n", t.switchNs, "link", "set", "dev", link.switchIf, "up"]);
-    figures["both members back (ms after the link came up)"] = Math.round(await eventually("both members enabled again on both ends", 30_000, () => negotiated("hostl")));
+    await setLink("up");
+    figures[`${side} side: both members back (ms after the link came up)`] = Math.round(await eventually("both members enabled again on both ends", 30_000, () => negotiated("hostl")));
     expect(await pingsAtGateway(10)).toEqual({ sent: 10, received: 10, frames: 10 });
-  });
+  };
+
+  it("a member fails at the switch: the traffic stays on the other, that member disabled on both ends; restored, both enabled again", () => failover("switch"));
+
+  it("a member fails at the host: the same", () => failover("host"));
 
   it("negative control: LACP off on the host's balance-tcp bond while the switch insists carries nothing; the agent restores lacp=active", async () => {
     const h = topoHost("hostl");
@@ -245,6 +261,7 @@ describe.skipIf(!isRoot)("LACP uplinks (prefix nflacp, /tmp/nflacp-lab)", () => 
       });
       const lacp = parseLacpShow(await must(appctl(t.switchOvs.vsCtl, "lacp/show", switchLagPort(h)!)));
       expect(lacp.members.map((m) => m.partnerSysId)).toEqual(["00:00:00:00:00:00", "00:00:00:00:00:00"]);
+      expect((await labStatus(lab)).problems, "lab status says so").toContain("LAG h1-lag towards hostl: lacp_status configured, 0 of 2 members enabled");
       // the host's members stay enabled: OVS says nothing is wrong there, yet nothing passes
       expect((await ends("hostl")).host.members.map((m) => m.enabled)).toEqual([true, true]);
       expect(await pingsAtGateway(10), "nothing reaches the gateway").toEqual({ sent: 10, received: 0, frames: 0 });

@@ -7,7 +7,7 @@ import { domainState, ensureDomain, ensureLibvirtd, libvirtdPid, stopLibvirtd } 
 import { ensureOvs, ovsPids, stopOvs } from "./ovs.ts";
 import { isAlive, labProcesses, namespaceExists, namespacesWithPrefix, netnsInode, pidInNetns, readPidfile, terminate } from "./procs.ts";
 import { buildTopology, validateOptions, type TopoHost, type Topology, type TopoVm } from "./topology.ts";
-import { switchArgs } from "./switch.ts";
+import { lagsOf, switchArgs } from "./switch.ts";
 import { dhcp, ensureInet, ensureVmServices, readLease, runningIn, startDetached } from "./services.ts";
 import type { LabGateway, LabHost, LabOptions, LabStatus, LabVm } from "./types.ts";
 
@@ -647,7 +647,8 @@ export async function labStatus(o: LabOptions): Promise<LabStatus> {
   );
   const inet = { namespace: t.inet.namespace, backendAddress: t.inet.hostAddress, web: t.inet.web, resolver: t.inet.resolver, names: Object.fromEntries(INET_NAMES) };
   const gateways = await gatewaysOf(x, t, problems);
-  const status: LabStatus = { up: problems.length === 0, ...base, hosts: t.hosts.map(labHost), vms: [...vms, ...domains], inet, gateways };
+  const lags = ovsUp.get(t.switchNs) ? await lagsOf(x, t, problems) : [];
+  const status: LabStatus = { up: problems.length === 0, ...base, hosts: t.hosts.map(labHost), vms: [...vms, ...domains], inet, gateways, ...(lags.length > 0 ? { lags } : {}) };
   if (problems.length > 0) status.problems = problems;
   return status;
 }

@@ -1,4 +1,6 @@
+import type { LabExec } from "./exec.ts";
 import type { Topology, TopoHost } from "./topology.ts";
+import type { LabLag } from "./types.ts";
 
 /**
  * ovs-vsctl arguments (one transaction, every step `--may-exist`, so a
@@ -110,4 +112,39 @@ export function parseLacpShow(text: string): { status: string[]; members: LacpMe
 /** argv of `ovs-appctl` against the ovs-vswitchd whose unixctl socket is `ctl` (no namespace needed: it is a file). */
 export function appctl(ctl: string, ...args: string[]): string[] {
   return ["ovs-appctl", "--timeout=10", "-t", ctl, ...args];
+}
+
+/**
+ * The switch side of every LAG in the lab, read live (`ovs-appctl bond/show`,
+ * or `lacp/show` for a one-link LAG) from the switch's ovs-vswitchd. A LAG
+ * that is not negotiated, or has a member disabled, adds a line to
+ * `problems`. Hosts without a LAG are not looked at (no command at all when
+ * the lab has none).
+ */
+export async function lagsOf(x: LabExec, t: Topology, problems: string[]): Promise<LabLag[]> {
+  const out: LabLag[] = [];
+  for (const h of t.hosts) {
+    const port = switchLagPort(h);
+    if (!port) continue;
+    const bonded = h.trunkLinks.length >= 2;
+    const r = await x.probe(appctl(t.switchOvs.vsCtl, bonded ? "bond/show" : "lacp/show", port));
+    if (r.exitCode !== 0) {
+      problems.push(`LAG ${port} towards ${h.name}: ${r.stderr.trim() || r.stdout.trim() || `ovs-appctl exited ${r.exitCode}`}`);
+      continue;
+    }
+    let lag: LabLag;
+    if (bonded) {
+      const b = parseBondShow(r.stdout);
+      lag = { host: h.name, port, lacpStatus: b.lacpStatus, members: b.members.map((m) => ({ name: m.name, enabled: m.enabled })) };
+    } else {
+      const l = parseLacpShow(r.stdout);
+      lag = { host: h.name, port, lacpStatus: l.status.includes("negotiated") ? "negotiated" : "configured", members: l.members.map((m) => ({ name: m.name, enabled: m.status.includes("current") })) };
+    }
+    out.push(lag);
+    const enabled = lag.members.filter((m) => m.enabled).length;
+    if (lag.lacpStatus !== "negotiated" || enabled < lag.members.length) {
+      problems.push(`LAG ${port} towards ${h.name}: lacp_status ${lag.lacpStatus}, ${enabled} of ${lag.members.length} members enabled`);
+    }
+  }
+  return out;
 }

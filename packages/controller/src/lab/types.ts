@@ -26,6 +26,11 @@ export interface LabStatus {
   gateways?: LabGateway[];
   /** The lab's "internet": its namespace, the backend's address there, web servers, resolver and the names it answers. */
   inet?: { namespace: string; backendAddress: string; web: string[]; resolver: string; names: Record<string, string> };
+  /**
+   * The switch's LAGs (one per host whose uplink runs LACP), read live:
+   * absent when the lab has none.
+   */
+  lags?: LabLag[];
   /** What is missing or dead when `up` is false. */
   problems?: string[];
 }
@@ -74,4 +79,15 @@ export interface LabVm {
   state?: string;
   /** What the VM's DHCP client got: router, DNS server and the server that answered. */
   lease?: { ip: string; router: string; dns: string; domain: string; server: string; seconds: number };
+}
+
+/** The switch side of a host's LACP uplink, as `ovs-appctl bond/show` (or `lacp/show`) reads it. */
+export interface LabLag {
+  host: string;
+  /** The switch's port: `h<n>-lag` (a bond), or the one link of a one-member LAG. */
+  port: string;
+  /** `negotiated`, `configured` (LACP runs, no partner heard) or `off`. */
+  lacpStatus: string;
+  /** The switch ends of the host's links and whether each carries traffic. */
+  members: { name: string; enabled: boolean }[];
 }
