@@ -1,4 +1,5 @@
 import ipaddr from "ipaddr.js";
+import { quoteToken } from "./errors.ts";
 
 /**
  * IPv4 arithmetic on top of ipaddr.js (which parses and validates strictly:
@@ -30,11 +31,11 @@ export function intToIpv4(n: number): string {
 /** Parses `a.b.c.d/len`; returns an error message instead of throwing. */
 export function parseIpv4Cidr(text: string): Ipv4Cidr | string {
   const slash = text.indexOf("/");
-  if (slash < 0) return `${JSON.stringify(text)} is not a CIDR (expected a.b.c.d/len)`;
+  if (slash < 0) return `${quoteToken(text)} is not a CIDR (expected a.b.c.d/len)`;
   const addr = text.slice(0, slash);
   const lenText = text.slice(slash + 1);
-  if (!isIpv4(addr)) return `${JSON.stringify(addr)} is not an IPv4 address`;
-  if (!/^\d{1,2}$/.test(lenText) || Number(lenText) > 32) return `prefix length ${JSON.stringify(lenText)} is not 0-32`;
+  if (!isIpv4(addr)) return `${quoteToken(addr)} is not an IPv4 address`;
+  if (!/^\d{1,2}$/.test(lenText) || Number(lenText) > 32) return `prefix length ${quoteToken(lenText)} is not 0-32`;
   const prefix = Number(lenText);
   const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
   const value = ipv4ToInt(addr);

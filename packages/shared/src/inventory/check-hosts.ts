@@ -1,3 +1,4 @@
+import { quoteToken } from "../errors.ts";
 import { IFNAME_MAX, vlanInterfaceName } from "../names.ts";
 import type { Located, Ref } from "./load.ts";
 import type { Host } from "./model.ts";
@@ -63,7 +64,7 @@ export function checkVmPlacement(r: Reporter, networks: Located<NetworkSpec>[], 
       const at = r.at(ref, "vms", vmName, "host");
       const host = byName.get(vm.host);
       if (!host && defined.has(vm.host)) continue; // its own problems are reported already
-      if (!host) r.report(at, `no host ${JSON.stringify(vm.host)} in this site`);
+      if (!host) r.report(at, `no host ${quoteToken(vm.host)} in this site`);
       else if (host.role !== "vmhost") r.report(at, `${vm.host} is a ${host.role}, not a vmhost`);
       else if (!host.networks.includes(name)) r.report(at, `host ${vm.host} does not carry network ${name}`);
     }

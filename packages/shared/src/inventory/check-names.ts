@@ -1,3 +1,4 @@
+import { quoteToken } from "../errors.ts";
 import { bridgeName, gatewayPortName, iproute2Keyword, patchPortNames, vlanInterfaceName } from "../names.ts";
 import type { Reporter } from "./check-gateway.ts";
 import type { Located, Ref } from "./load.ts";
@@ -97,26 +98,26 @@ function checkHost(r: Reporter, host: Located<Host>, vlanOf: Map<string, number>
   const generated = reservedNames(h, vlanOf);
   for (const u of names) {
     if (!u.inert && (u.name === "lo" || u.name === "ovs-system") && u.what !== "trunk bridge") {
-      r.report(u.ref, `${u.what} ${JSON.stringify(u.name)} is ${generated.get(u.name)}, which every host has: ${u.what === "external interface" ? "give the host's real outside interface" : `rename the ${u.what}`}`);
+      r.report(u.ref, `${u.what} ${quoteToken(u.name)} is ${generated.get(u.name)}, which every host has: ${u.what === "external interface" ? "give the host's real outside interface" : `rename the ${u.what}`}`);
       continue;
     }
     const keyword = u.written ? iproute2Keyword(u.name) : undefined;
     if (keyword !== undefined) {
-      const how = keyword === u.name ? `is the iproute2 keyword ${JSON.stringify(keyword)}` : `is a prefix of the iproute2 keyword ${JSON.stringify(keyword)}, and iproute2 takes any prefix of a keyword as the keyword`;
-      r.report(u.ref, `${u.what} name ${JSON.stringify(u.name)} ${how}: ip link and ip addr would read it as that option, not as a name; choose another name (e.g. ${EXAMPLE[u.what] ?? "eth1"})`);
+      const how = keyword === u.name ? `is the iproute2 keyword ${quoteToken(keyword)}` : `is a prefix of the iproute2 keyword ${quoteToken(keyword)}, and iproute2 takes any prefix of a keyword as the keyword`;
+      r.report(u.ref, `${u.what} name ${quoteToken(u.name)} ${how}: ip link and ip addr would read it as that option, not as a name; choose another name (e.g. ${EXAMPLE[u.what] ?? "eth1"})`);
       continue;
     }
     if (u.inert) continue;
     if (u.what === "trunk bridge") {
       const clash = names.find((o) => o !== u && !o.inert && o.what !== "trunk bridge" && o.name === u.name);
       if (clash) {
-        r.report(u.ref, `trunk bridge ${JSON.stringify(u.name)} has the name of the ${clash.what} at ${r.where(clash.ref)}; an OVS bridge and the port it holds need different names: set uplink.trunk_bridge to another name (default br-uplink)`);
+        r.report(u.ref, `trunk bridge ${quoteToken(u.name)} has the name of the ${clash.what} at ${r.where(clash.ref)}; an OVS bridge and the port it holds need different names: set uplink.trunk_bridge to another name (default br-uplink)`);
         continue;
       }
       const gen = generated.get(u.name);
       // br-<network> against the trunk bridge is reported at the network (checkTrunkBridgeNetworks).
       if (gen !== undefined && gen !== TRUNK_BRIDGE && ![...vlanOf.keys()].some((n) => bridgeName(n) === u.name)) {
-        r.report(u.ref, `trunk bridge ${JSON.stringify(u.name)} is the name netfleet reserves for ${gen}; set uplink.trunk_bridge to another name (default br-uplink)`);
+        r.report(u.ref, `trunk bridge ${quoteToken(u.name)} is the name netfleet reserves for ${gen}; set uplink.trunk_bridge to another name (default br-uplink)`);
       }
       continue;
     }
@@ -130,7 +131,7 @@ function checkHost(r: Reporter, host: Located<Host>, vlanOf: Map<string, number>
     const fix = u.what === "external interface"
       ? "NAT and port-forwards on it would act on netfleet's own interface, not on the way out; give the host's real outside interface"
       : `rename the ${u.what}`;
-    r.report(u.ref, `${u.what} ${JSON.stringify(u.name)} is the name netfleet reserves for ${gen}${gen === TRUNK_BRIDGE ? ` of host ${h.name}` : ""}: ${fix}`);
+    r.report(u.ref, `${u.what} ${quoteToken(u.name)} is the name netfleet reserves for ${gen}${gen === TRUNK_BRIDGE ? ` of host ${h.name}` : ""}: ${fix}`);
   }
 }
 

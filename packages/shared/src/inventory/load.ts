@@ -1,5 +1,5 @@
 import { relative } from "node:path";
-import { formatProblem, InventoryError, type InputProblem } from "../errors.ts";
+import { formatProblem, InventoryError, quoteToken, type InputProblem } from "../errors.ts";
 import { DNS_LABEL, isUnicastMac, NETWORK_NAME } from "../names.ts";
 import { cidrContains, cidrsOverlap, ipv4ToInt, parseIpv4Cidr, type Ipv4Cidr } from "../ipv4.ts";
 import { dotted, SourceFile, type DocPath } from "./source.ts";
@@ -103,12 +103,12 @@ class SiteChecker {
       for (const [name, value] of Object.entries(entries)) {
         const ref: Ref = { file, path: [section, name] };
         if (!nameRule.test(name)) {
-          this.report(ref, `invalid name ${JSON.stringify(name)}: ${nameHelp}`, { key: true });
+          this.report(ref, `invalid name ${quoteToken(name)}: ${nameHelp}`, { key: true });
           continue;
         }
         const first = seen.get(name);
         if (first) {
-          this.report(ref, `${section.slice(0, -1)} ${JSON.stringify(name)} is already defined at ${this.where(first.ref)}`, { key: true });
+          this.report(ref, `${section.slice(0, -1)} ${quoteToken(name)} is already defined at ${this.where(first.ref)}`, { key: true });
           continue;
         }
         seen.set(name, { name, value, ref });
@@ -246,7 +246,7 @@ class SiteChecker {
         const seen = new Set<string>();
         members.forEach((member, i) => {
           const at = this.at(ref, "cluster_groups", group, i);
-          if (!net.vms[member]) this.report(at, `no VM ${JSON.stringify(member)} in network ${name}`);
+          if (!net.vms[member]) this.report(at, `no VM ${quoteToken(member)} in network ${name}`);
           else if (seen.has(member)) this.report(at, `VM ${member} is listed twice in cluster group ${group}`);
           seen.add(member);
         });
@@ -257,7 +257,7 @@ class SiteChecker {
       net.port_forwards.forEach((pf, i) => {
         const pfRef = this.at(ref, "port_forwards", i);
         const target = net.vms[pf.vm];
-        if (!target) this.report(this.at(pfRef, "vm"), `no VM ${JSON.stringify(pf.vm)} in network ${name}`);
+        if (!target) this.report(this.at(pfRef, "vm"), `no VM ${quoteToken(pf.vm)} in network ${name}`);
         else if (target.ip === undefined) this.report(this.at(pfRef, "vm"), `VM ${pf.vm} has no static ip: a port_forwards entry needs one (port_ranges reach every address, DHCP VMs too)`);
       });
 
@@ -308,7 +308,7 @@ class SiteChecker {
 
     for (const group of groups) {
       group.value.networks?.forEach((n, i) => {
-        if (!networkNames.includes(n)) this.report(this.at(group.ref, "networks", i), `no network ${JSON.stringify(n)} in this site`);
+        if (!networkNames.includes(n)) this.report(this.at(group.ref, "networks", i), `no network ${quoteToken(n)} in this site`);
       });
     }
 
@@ -322,7 +322,7 @@ class SiteChecker {
       const sources: { settings: GroupSpec; ref: Ref }[] = [];
       (spec.groups ?? []).forEach((g, i) => {
         const group = groupByName.get(g);
-        if (!group) this.report(this.at(ref, "groups", i), `no group ${JSON.stringify(g)} in this site`);
+        if (!group) this.report(this.at(ref, "groups", i), `no group ${quoteToken(g)} in this site`);
         else sources.push({ settings: group.value, ref: group.ref });
       });
       sources.push({ settings: spec, ref });
@@ -364,7 +364,7 @@ class SiteChecker {
       let hostNetworks = merged.networks as string[] | undefined;
       if (hostNetworks && networksRef) {
         hostNetworks.forEach((n, i) => {
-          if (!networkNames.includes(n)) this.report(this.at(networksRef, i), `no network ${JSON.stringify(n)} in this site`);
+          if (!networkNames.includes(n)) this.report(this.at(networksRef, i), `no network ${quoteToken(n)} in this site`);
         });
         const dup = hostNetworks.findIndex((n, i) => hostNetworks!.indexOf(n) !== i);
         if (dup >= 0) this.report(this.at(networksRef, dup), `network ${hostNetworks[dup]} is listed twice`);
