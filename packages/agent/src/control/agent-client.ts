@@ -382,7 +382,8 @@ export class AgentClient {
     let envelope: SignedAssignment;
     try {
       const decoded = decodeSignedAssignment(`kv ${bucket}/${creds.host}@${stored.seq}`, stored.data);
-      if (decoded.revision === floor && decoded.signature === this.checkpoint.current?.signature) return;
+      // The envelope in force, unaltered: nothing to do. Its signature on anything else (another signedAt, keyId or document) is verified, and refused.
+      if (inForce(decoded, this.checkpoint.current)) return;
       const undone = this.checkpoint.rolledBack;
       if (undone && decoded.revision === undone.revision && decoded.assignment.hash === undone.hash) return;
       envelope = verifySignedAssignment(decoded, this.signingKey(), floor, { site: this.options.site, host: creds.host });
@@ -634,6 +635,18 @@ export async function directGet(nc: NatsConnection, subject: string, timeout = 2
   if (code !== 0 && code !== 200) throw new Error(`direct get ${subject}: ${code} ${msg.headers?.description ?? ""}`);
   const seq = Number(msg.headers?.get("Nats-Sequence") ?? "0");
   return { data: msg.data, seq, operation: msg.headers?.get("KV-Operation") || "PUT" };
+}
+
+/** True when `decoded` is `current` in every signed field (revision, signedAt, keyId, document hash) and signature. */
+function inForce(decoded: { revision: number; signedAt: string; signature?: string; keyId?: string; assignment: { hash: string } }, current: SignedAssignment | undefined): boolean {
+  return (
+    current !== undefined &&
+    decoded.revision === current.revision &&
+    decoded.signature === current.signature &&
+    decoded.signedAt === current.signedAt &&
+    decoded.keyId === current.keyId &&
+    decoded.assignment.hash === current.assignment.hash
+  );
 }
 
 function failedOutcome(err: unknown): ApplyOutcome {
