@@ -479,10 +479,20 @@ export class ControlPlane {
     this.nc.publish(welcomeSubject(site, claimedName), encodeMessage(welcome));
   }
 
-  /** Signs and writes a host's assignment with compare-and-set; see DesiredStore.publish. */
+  /**
+   * Signs and writes a host's assignment with compare-and-set; see
+   * DesiredStore.publish. When the host's key holds nothing that decodes,
+   * the revision goes above the one in the host's applied report.
+   */
   publish(assignment: HostAssignment, options: { basedOn?: number; force?: boolean } = {}): Promise<PublishResult> {
     if (assignment.site !== this.options.site) throw new Error(`assignment is for site ${assignment.site}, not ${this.options.site}`);
-    return this.desired.publish(assignment, options);
+    // When the key holds nothing that decodes, the agent's own report says which revision it runs: the next one goes above it.
+    const floor = async () => {
+      const report = await this.lastApplied(assignment.host).catch(() => undefined);
+      const highest = Math.max(report?.revision ?? 0, report?.rolledBackRevision ?? 0);
+      return Number.isSafeInteger(highest + 1) ? highest : 0;
+    };
+    return this.desired.publish(assignment, { ...options, floor });
   }
 
   async appliedReport(host: string): Promise<Report | undefined> {

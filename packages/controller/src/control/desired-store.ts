@@ -74,8 +74,11 @@ export class DesiredStore {
    * key is still where we read it (or at `basedOn` when given). Transient
    * failures (a server or leader lost) are retried; a write whose
    * acknowledgement was lost is recognised by its signature on the next read.
+   * `floor`: called when the key holds no value that decodes; the revision
+   * signed is then above what it returns (the revision the agent runs, which
+   * refuses anything not newer).
    */
-  async publish(assignment: HostAssignment, options: { basedOn?: number; force?: boolean } = {}): Promise<PublishResult> {
+  async publish(assignment: HostAssignment, options: { basedOn?: number; force?: boolean; floor?: () => Promise<number> } = {}): Promise<PublishResult> {
     const host = assignment.host;
     const attempted = new Set<string>();
     // Without basedOn the caller asks for "on top of whatever is there": a conflict with a value
@@ -97,7 +100,9 @@ export class DesiredStore {
           if (entry && current && current.assignment.hash === assignment.hash && !options.force) {
             return { host, revision: current.revision, kvRevision: entry.revision, hash: assignment.hash, changed: false };
           }
-          const previous = current?.revision ?? (raw ? await this.highestRevision(host) : 0);
+          // Without a value that decodes (none yet, deleted, or overwritten with junk), revisions continue above
+          // every one in the key's history and above `floor` (the agent's: history keeps 5 values only).
+          const previous = current?.revision ?? Math.max(raw ? await this.highestRevision(host) : 0, (await options.floor?.()) ?? 0);
           const envelope: SignedAssignment = signAssignment(assignment, previous + 1, this.privateKeyPem);
           attempted.add(envelope.signature);
           try {
