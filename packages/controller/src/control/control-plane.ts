@@ -374,11 +374,13 @@ export class ControlPlane {
 
     if (current?.state === "approved") {
       const sameAgent = current.approvedKey === facts.publicKey;
-      await this.registry.mutate(key, (cur) => cur && {
-        ...cur,
-        ...base,
-        reason: sameAgent ? null : "a new agent key claims this host; approve it to hand the host over",
-      });
+      // A claim by another key (anyone holding the join token's id can send one) is recorded as a claim only:
+      // the facts, match and last-seen time stay those the approved agent reported.
+      await this.registry.mutate(key, (cur) =>
+        cur && (sameAgent
+          ? { ...cur, ...base, reason: null }
+          : { ...cur, claimKey: facts.publicKey, reason: "a new agent key claims this host; approve it to hand the host over" }),
+      );
       this.log({ event: "enroll", host: key, state: "approved", again: true, sameAgent });
       // An agent that missed its welcome asks again with the same key.
       if (sameAgent) {
