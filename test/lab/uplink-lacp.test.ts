@@ -5,10 +5,12 @@
  * leaves it to the default). The lab switch faces each host with a LAG (an
  * OVS bond of its two ports, LACP active). Proven at the target, the
  * backend's gateway port: both aggregates negotiate; a VM's ping, DNS (UDP)
- * and TCP cross both; one member's link fails and the traffic stays, that
- * member disabled on both ends; restored, both enabled again. The negative
- * control, by hand on the same lab: the VM host's bond with LACP off while
- * the switch insists carries nothing (0 frames at the gateway), and the
+ * and TCP cross both; the member carrying the VM's flow fails (its link down
+ * at the switch's end, then at the host's) and the traffic stays, that member
+ * disabled on both ends; restored, both enabled again. `lab status` lists the
+ * LAGs. The negative control, by hand on the same lab: the VM host's bond
+ * with LACP off carries not a frame either way (counted at the gateway and at
+ * the VM), whether the switch insists on LACP or has plain trunk ports; the
  * agent, started again, repairs lacp=active and the traffic returns.
  * Needs root and the packages of scripts/setup.sh (tcpdump, dig).
  */
