@@ -13,7 +13,7 @@ const ACROSS_ENTRIES = "compares entries with each other (duplicates, overlaps, 
 const BETWEEN_VALUES = "compares one value with another (an address with the network's CIDR or DHCP range, a port block with the CIDR's size, one number or name with another key's)";
 const REFERENCE = "a name must name something defined elsewhere (a network, group, host or VM)";
 const FROM_GROUPS = "the host may take the missing or conflicting key from its groups, which a schema cannot merge in";
-const GENERATED_NAMES = "the name clashes with one netfleet derives from the networks the host carries (br-, pu-, pb-, gw-<network>, <bond>.<vlan>), known only with the networks and their VLAN ids";
+const GENERATED_NAMES = "the name is one netfleet reserves on every host: br-, pu-, pb-, gw-<network> and <bond>.<vlan> for the site's networks and VLAN ids (another section), and the host's trunk bridge (default br-uplink, which its groups may change)";
 const FOLDER = "about the folder, not the content of a file";
 
 /** Cases beyond a per-file JSON Schema, with why. */
@@ -52,6 +52,7 @@ export const NOT_IN_SCHEMA: Record<string, string> = {
   "mtu-above-uplink": `${OTHER_FILE}: the uplink mtu of every host carrying the network`,
   "mtu-differs-between-hosts": ACROSS_ENTRIES,
   "mtu-differs-set-in-group": ACROSS_ENTRIES,
+  "name-bond-is-default-trunk-bridge": GENERATED_NAMES,
   "name-bond-is-network-bridge": GENERATED_NAMES,
   "name-external-interface-is-gateway-port": GENERATED_NAMES,
   "name-external-interface-is-member": BETWEEN_VALUES,
