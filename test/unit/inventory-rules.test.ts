@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { formatProblem, InventoryError, IPROUTE2_KEYWORDS, iproute2Keyword, loadInventory, type Inventory } from "@netfleet/shared";
+import { compileSite } from "../../packages/controller/src/planner/compile.ts";
 
 // Each rule of the loader next to its positive control: small variants of
 // bad-inventories/_baseline, one setting changed, loaded for real. A refused
@@ -171,9 +172,15 @@ describe("uplinks: lacp", () => {
       expect(problems(kernel("bond_mode: 802.3ad", lacp)), lacp).toEqual([]);
       expect(problems(trunk("bond_mode: balance-tcp", lacp)), lacp).toEqual([]);
     }
-    const hv = load(kernel("bond_mode: 802.3ad")).hosts.find((h) => h.name === "hv1")!;
-    expect(hv.uplink.bond_mode).toBe("802.3ad");
     expect(problems(kernel("lacp: off"))).toEqual([]);
+  });
+
+  it("carries what it accepts into the assignment: 802.3ad passive, 802.3ad and balance-tcp by default active", () => {
+    const bondOf = (dir: string) => compileSite(load(dir)).find((a) => a.host === "hv1")!.resources.find((r) => r.kind === "kernel-bond" || (r.kind === "ovs-bridge" && r.name === "br-uplink"));
+    expect(bondOf(kernel("bond_mode: 802.3ad", "lacp: passive"))).toMatchObject({ kind: "kernel-bond", mode: "802.3ad", lacpActive: false });
+    expect(bondOf(kernel("bond_mode: 802.3ad"))).toMatchObject({ kind: "kernel-bond", mode: "802.3ad", lacpActive: true });
+    const trunkBond = bondOf(trunk("bond_mode: balance-tcp"));
+    expect(trunkBond?.kind === "ovs-bridge" && trunkBond.ports[0]).toMatchObject({ type: "bond", bond_mode: "balance-tcp", lacp: "active" });
   });
 
   it("refuses lacp active or passive on bond modes without LACP", () => {
@@ -203,6 +210,9 @@ describe("uplinks: carries_management", () => {
     const hv = load(variant(hv1("mode: kernel", "members: [eth0, eth1]", "carries_management: true"))).hosts.find((h) => h.name === "hv1")!;
     expect(hv.uplink.carries_management).toBe(true);
     expect(hv.address).toBe("10.0.0.11");
+    const inv = load(variant(hv1("mode: kernel", "members: [eth0, eth1]", "carries_management: true")));
+    const bond = compileSite(inv).find((a) => a.host === "hv1")!.resources.find((r) => r.kind === "kernel-bond");
+    expect(bond).toMatchObject({ name: "bond0", management: { address: "10.0.0.11/24" } });
   });
 
   it("refuses it in ovs-trunk mode, without address, without site management", () => {
