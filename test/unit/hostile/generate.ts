@@ -129,8 +129,9 @@ export const CONTROLS: { name: string; apply(site: Site): void }[] = [
     s.setText("hosts.yaml", "#" + "x".repeat(1024 * 1024) + "\n" + s.text("hosts.yaml"));
   } },
   { name: "YAML anchors and aliases used sparingly", apply: (s) => {
-    s.host("hv1").labels = "LABELS1";
-    s.host("gw").labels = "LABELS2";
+    // gw comes first in hosts.yaml: the anchor is there, hv1 aliases it.
+    s.host("gw").labels = "LABELS1";
+    s.host("hv1").labels = "LABELS2";
     s.setText("hosts.yaml", s.text("hosts.yaml").replace("LABELS1", "&l {team: net}").replace("LABELS2", "*l"));
   } },
 ];

@@ -81,7 +81,7 @@ export const fileOperators: Operator[] = [
     "files",
     "directory-named-yaml",
     3,
-    fc.record({ name: fc.constantFrom("zz.yaml", "hosts.d.yaml"), inner: fc.constantFrom({}, { "x.yaml": "site: {}\n" }, { "deep.yaml": "networks: {}\n" }) }),
+    fc.record({ name: fc.constantFrom("zz.yaml", "hosts.d.yaml"), inner: fc.constantFrom<Record<string, string>>({}, { "x.yaml": "site: {}\n" }, { "deep.yaml": "networks: {}\n" }) }),
     ({ name, inner }) => ({
       detail: `${q(name)} is a directory holding ${q(Object.keys(inner))}`,
       apply: (s) => s.files.set(name, { kind: "dir", inner }),

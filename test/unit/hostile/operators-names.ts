@@ -59,72 +59,96 @@ export const nameOperators: Operator[] = [
     8,
     fc.record({
       network: fc.constantFrom("alpha", "beta"),
-      form: fc.constantFrom("uplink (default trunk bridge br-uplink)", "custom trunk_bridge br-<network>", "trunk_bridge pu-<other>", "trunk_bridge gw-<other>", "trunk_bridge pb-<other>"),
+      form: fc.constantFrom("uplink (default trunk bridge br-uplink)", "custom trunk_bridge br-<network>", "trunk_bridge pu-<other>", "trunk_bridge pb-<other>", "trunk_bridge gw-<other> (backend)"),
       host: fc.constantFrom("hv1", "gw"),
     }),
-    ({ network, form, host }) => ({
-      detail: `${host} in ovs-trunk mode, network ${network}: ${form}`,
-      apply: (s) => {
-        const other = network === "alpha" ? "beta" : "alpha";
-        if (form.startsWith("uplink")) {
-          renameNetwork(s, network, "uplink");
-          s.ovsTrunk(host);
-        } else if (form.startsWith("custom")) {
-          s.ovsTrunk(host, { trunk_bridge: `br-${network}` });
-        } else {
-          s.ovsTrunk(host, { trunk_bridge: `${form.slice(13, 15)}-${other}` });
-        }
-      },
-    }),
+    ({ network, form, host }) => {
+      // gw-<network> exists only on a backend in ovs-trunk mode.
+      const on = form.endsWith("(backend)") ? "gw" : host;
+      return {
+        detail: `${on} in ovs-trunk mode, network ${network}: ${form}`,
+        apply: (s) => {
+          const other = network === "alpha" ? "beta" : "alpha";
+          if (form.startsWith("uplink")) {
+            renameNetwork(s, network, "uplink");
+            s.ovsTrunk(on);
+          } else if (form.startsWith("custom")) {
+            s.ovsTrunk(on, { trunk_bridge: `br-${network}` });
+          } else {
+            s.ovsTrunk(on, { trunk_bridge: `${form.slice(13, 15)}-${other}` });
+          }
+        },
+      };
+    },
   ),
   op(
     "names",
     "member-is-generated-name",
-    14,
-    fc.record({
-      name: fc.constantFrom("br-alpha", "pu-alpha", "pb-beta", "gw-alpha", "bond0.101", "bond0.102", "bond0", "br-uplink", "br-x", "pu-x", "gw-x", "pb-x", "bond0.100"),
-      host: fc.constantFrom("hv1", "gw"),
-    }),
-    ({ name, host }) => ({
-      detail: `${host}.uplink.members gets ${q(name)}`,
-      apply: (s) => {
-        const up = s.uplink(host);
-        up.members = [...(up.members as string[]), name];
-      },
-    }),
+    16,
+    fc.record({ host: fc.constantFrom("hv1", "gw"), ovs: fc.boolean(), pick: fc.nat() }),
+    ({ host, ovs, pick }) => {
+      const name = pickGenerated(host, ovs, pick);
+      return {
+        detail: `${host} (${ovs ? "ovs-trunk" : "kernel"}).uplink.members gets ${q(name)}`,
+        apply: (s) => {
+          if (ovs) s.ovsTrunk(host);
+          const up = s.uplink(host);
+          up.members = [...(up.members as string[]), name];
+        },
+      };
+    },
   ),
   op(
     "names",
     "bond-is-generated-name",
-    6,
-    fc.record({ name: fc.constantFrom("br-alpha", "pu-beta", "gw-alpha", "pb-alpha", "br-uplink"), ovs: fc.boolean() }),
-    ({ name, ovs }) => ({
-      detail: `hv1.uplink.bond = ${q(name)}${ovs ? " (ovs-trunk)" : ""}`,
-      apply: (s) => {
-        if (ovs) s.ovsTrunk("hv1", { bond: name });
-        else s.uplink("hv1").bond = name;
-      },
-    }),
+    8,
+    fc.record({ host: fc.constantFrom("hv1", "gw"), ovs: fc.boolean(), pick: fc.nat() }),
+    ({ host, ovs, pick }) => {
+      const name = pickGenerated(host, ovs, pick, "bond0", true);
+      return {
+        detail: `${host} (${ovs ? "ovs-trunk" : "kernel"}).uplink.bond = ${q(name)}`,
+        apply: (s) => {
+          if (ovs) s.ovsTrunk(host, { bond: name });
+          else s.uplink(host).bond = name;
+        },
+      };
+    },
   ),
   op(
     "names",
     "external-interface-is-ours",
-    12,
-    fc.record({
-      name: fc.constantFrom("eth0", "bond0", "bond0.101", "bond0.102", "br-alpha", "gw-beta", "pu-alpha", "br-uplink"),
-      list: fc.boolean(),
-      bond: fc.constantFrom("bond0", "bond7"),
-    }),
-    ({ name, list, bond }) => ({
-      detail: `gw (bond ${bond}) external_interface${list ? "s [wan0, X]" : ""} = ${q(name.replace("bond0", bond))}`,
-      apply: (s) => {
-        const x = name.replace("bond0", bond);
-        s.uplink("gw").bond = bond;
-        if (list) {
-          delete s.host("gw").external_interface;
-          s.host("gw").external_interfaces = ["wan0", x];
-        } else s.host("gw").external_interface = x;
-      },
-    }),
+    14,
+    fc.record({ ovs: fc.boolean(), pick: fc.nat(), list: fc.boolean(), bond: fc.constantFrom("bond0", "bond7"), member: fc.boolean() }),
+    ({ ovs, pick, list, bond, member }) => {
+      const name = member ? (pick % 2 === 0 ? "eth0" : bond) : pickGenerated("gw", ovs, pick, bond);
+      return {
+        detail: `gw (${ovs ? "ovs-trunk" : "kernel"}, bond ${bond}) external_interface${list ? "s [wan0, X]" : ""} = ${q(name)}`,
+        apply: (s) => {
+          if (ovs) s.ovsTrunk("gw", { members: ["eth0", "eth1"] });
+          s.uplink("gw").bond = bond;
+          if (list) {
+            delete s.host("gw").external_interface;
+            s.host("gw").external_interfaces = ["wan0", name];
+          } else s.host("gw").external_interface = name;
+        },
+      };
+    },
   ),
 ];
+
+/**
+ * One of the names netfleet creates on `host` of the baseline (compile.ts):
+ * br-<network> always; kernel mode: <bond>.<vid>; ovs-trunk: the patch pair
+ * pu-/pb-<network> and the trunk bridge br-uplink, and on the backend the
+ * gateway ports gw-<network>.
+ */
+function pickGenerated(host: string, ovs: boolean, pick: number, bond = "bond0", forBond = false): string {
+  const names = ["br-alpha", "br-beta"];
+  // A bond named bond0.101 renames its own VLAN interfaces (bond0.101.101): no collision.
+  if (!ovs && !forBond) names.push(`${bond}.101`, `${bond}.102`);
+  else {
+    names.push("pu-alpha", "pb-beta", "br-uplink");
+    if (host === "gw") names.push("gw-alpha", "gw-beta");
+  }
+  return names[pick % names.length]!;
+}

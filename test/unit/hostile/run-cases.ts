@@ -8,7 +8,7 @@
  * Usage: node run-cases.ts LIST.json FROM
  *   LIST.json: [{ "id": "...", "dir": "/abs/folder" }, ...]; FROM: first index to run.
  * Output lines: {"start": id} before each case, then
- *   {"id", "outcome": "refused"|"accepted"|"crashed", "problems"?, "message"?, "error"?, "rssGrowthKiB"}.
+ *   {"id", "outcome": "refused"|"accepted"|"crashed", "problems"?, "message"?, "error"?, "rssGrowthKiB", "ms"}.
  */
 import { readFileSync, writeSync } from "node:fs";
 import { InventoryError, loadInventory } from "@netfleet/shared";
@@ -25,6 +25,7 @@ for (let i = Number(fromText ?? 0); i < list.length; i++) {
   const { id, dir } = list[i]!;
   line({ start: id });
   const before = process.resourceUsage().maxRSS;
+  const t0 = performance.now();
   let result: Record<string, unknown>;
   try {
     loadInventory(dir, { cwd: dir });
@@ -33,5 +34,5 @@ for (let i = Number(fromText ?? 0); i < list.length; i++) {
     if (err instanceof InventoryError) result = { outcome: "refused", problems: err.problems, message: err.message };
     else result = { outcome: "crashed", error: err instanceof Error ? `${err.name}: ${err.message}\n${(err.stack ?? "").split("\n").slice(1, 4).join("\n")}` : String(err) };
   }
-  line({ id, ...result, rssGrowthKiB: process.resourceUsage().maxRSS - before });
+  line({ id, ...result, rssGrowthKiB: process.resourceUsage().maxRSS - before, ms: Math.round(performance.now() - t0) });
 }

@@ -52,14 +52,16 @@ export function secretText(form: SecretForm, marker: string): string {
 
 type Obj = Record<string, unknown>;
 
+let baselineDocs: [string, Obj][] | undefined;
+
 export class Site {
   readonly files = new Map<string, Entry>();
 
+  /** A fresh copy of the baseline site (read and parsed once per process). */
   static baseline(): Site {
+    baselineDocs ??= readdirSync(BASELINE).sort().map((name) => [name, parse(readFileSync(join(BASELINE, name), "utf8")) as Obj]);
     const site = new Site();
-    for (const name of readdirSync(BASELINE).sort()) {
-      site.files.set(name, { kind: "doc", doc: parse(readFileSync(join(BASELINE, name), "utf8")) as Obj });
-    }
+    for (const [name, doc] of baselineDocs) site.files.set(name, { kind: "doc", doc: structuredClone(doc) });
     return site;
   }
 

@@ -19,6 +19,8 @@ export interface CaseResult {
   error?: string;
   /** Growth of the child's peak resident memory during this case. */
   rssGrowthKiB?: number;
+  /** Milliseconds the load took (for the report, never asserted). */
+  ms?: number;
 }
 
 const RUNNER = join(import.meta.dirname, "run-cases.ts");
