@@ -28,6 +28,7 @@ Commands:
                                       sends crafted frames from VM namespaces (scapy) and looks for
                                       them at their targets, each beside a positive control
       [--prefix P] [--run-dir DIR]    name and place of the lab (default nf, /run/netfleet-lab/nf)
+      [--inventory DIR]               the site it builds (default inventories/lab)
   bootstrap <site-dir> --token T [--nats URLS] [--limit PAT,...] [--accept-new] [--identity F]
             [--known-hosts F] [--user U] [--port N] [--concurrency N] | --image-root DIR
                                       install the agent over SSH (host keys checked against known_hosts;
@@ -99,6 +100,7 @@ export async function main(argv: string[], out?: CommandOutput): Promise<number>
         out: { type: "string" },
         prefix: { type: "string" },
         "run-dir": { type: "string" },
+        inventory: { type: "string" },
         "state-dir": { type: "string" },
         nats: { type: "string" },
         listen: { type: "string" },
