@@ -127,14 +127,18 @@ export class DesiredStore {
     );
   }
 
-  /** The assignment this host had at `revision`, from the key's history (kept for a few revisions). */
+  /**
+   * The assignment this host had at `revision`, from the key's history (kept
+   * for a few revisions). Only an envelope for this host counts: another
+   * host's envelope written into the key (a replay) is never taken for it.
+   */
   async atRevision(host: string, revision: number): Promise<UnverifiedEnvelope | undefined> {
     let found: UnverifiedEnvelope | undefined;
     const history = await this.kv.history({ key: host });
     for await (const e of history) {
       if (e.operation !== "PUT") continue;
       const env = decodeEntryOrUndefined(e as unknown as KvEntry);
-      if (env?.revision === revision) found = env;
+      if (env?.revision === revision && env.assignment.host === host) found = env;
     }
     return found;
   }
