@@ -483,12 +483,12 @@ export class ControlPlane {
 
   /**
    * Signs and writes a host's assignment with compare-and-set; see
-   * DesiredStore.publish. When the host's key holds nothing that decodes,
-   * the revision goes above the one in the host's applied report.
+   * DesiredStore.publish. The revision goes above the one in the host's
+   * applied report, whatever the key holds (junk, or an older envelope).
    */
   publish(assignment: HostAssignment, options: { basedOn?: number; force?: boolean } = {}): Promise<PublishResult> {
     if (assignment.site !== this.options.site) throw new Error(`assignment is for site ${assignment.site}, not ${this.options.site}`);
-    // When the key holds nothing that decodes, the agent's own report says which revision it runs: the next one goes above it.
+    // The agent's own report says which revision it runs: the next one goes above it, whatever the key holds.
     const floor = async () => {
       const report = await this.lastApplied(assignment.host).catch(() => undefined);
       const highest = Math.max(report?.revision ?? 0, report?.rolledBackRevision ?? 0);

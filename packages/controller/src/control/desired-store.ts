@@ -74,9 +74,9 @@ export class DesiredStore {
    * key is still where we read it (or at `basedOn` when given). Transient
    * failures (a server or leader lost) are retried; a write whose
    * acknowledgement was lost is recognised by its signature on the next read.
-   * `floor`: called when the key holds no value that decodes; the revision
-   * signed is then above what it returns (the revision the agent runs, which
-   * refuses anything not newer).
+   * `floor`: the revision the agent runs (it refuses anything not newer):
+   * the revision signed is above it, and a stored value below it is never
+   * taken for "already published".
    */
   async publish(assignment: HostAssignment, options: { basedOn?: number; force?: boolean; floor?: () => Promise<number> } = {}): Promise<PublishResult> {
     const host = assignment.host;
@@ -97,12 +97,14 @@ export class DesiredStore {
           if (options.basedOn !== undefined && (entry?.revision ?? 0) !== options.basedOn) {
             throw new StaleRevisionError(host, options.basedOn, entry?.revision ?? 0);
           }
-          if (entry && current && current.assignment.hash === assignment.hash && !options.force) {
+          // The revision the agent runs: a stored value below it is not what the host has (an older envelope replayed into the key).
+          const floor = (await options.floor?.()) ?? 0;
+          if (entry && current && current.assignment.hash === assignment.hash && current.assignment.host === host && current.revision >= floor && !options.force) {
             return { host, revision: current.revision, kvRevision: entry.revision, hash: assignment.hash, changed: false };
           }
           // Without a value that decodes (none yet, deleted, or overwritten with junk), revisions continue above
-          // every one in the key's history and above `floor` (the agent's: history keeps 5 values only).
-          const previous = current?.revision ?? Math.max(raw ? await this.highestRevision(host) : 0, (await options.floor?.()) ?? 0);
+          // every one in the key's history; always above `floor` (history keeps 5 values only; a replay may hold an older one).
+          const previous = Math.max(current?.revision ?? (raw ? await this.highestRevision(host) : 0), floor);
           const envelope: SignedAssignment = signAssignment(assignment, previous + 1, this.privateKeyPem);
           attempted.add(envelope.signature);
           try {
