@@ -128,7 +128,7 @@ export function guardTests(g: GuestReader): void {
       const bond = result("mgmt/C-apply", "kernel-bond[bond0]");
       expect(bond.result).toBe(false);
       expect(bond.comment).toMatch(
-        /^moved 10\.98\.0\.13\/24 from eth0 onto bond0, then undone: 10\.98\.0\.254 did not answer through bond0 \(10 pings, \d+ s\); 10\.98\.0\.13\/24 and the routes are back on eth0/,
+        /^moved 10\.98\.0\.13\/24 from eth0 onto bond0, then undone: 10\.98\.0\.254 did not answer through bond0 \(10 pings, \d+ s\); 10\.98\.0\.13\/24 and the routes are back on eth0; 10\.98\.0\.254 answered through eth0 again$/,
       );
       expect(addrs("mgmt/C-after-addr")).toEqual({ eth0: ["10.98.0.13/24"] });
       expect(defaultRoutes("mgmt/C-after-route")).toEqual(["via 10.98.0.254 dev eth0"]);

@@ -193,14 +193,14 @@ function enslavesLink(r: ResourceSpec): boolean {
 async function settleAfterPass(guard: GuardDecision, results: ResourceResult[], options: ReconcileOptions): Promise<void> {
   const ran = [...guard.moves.entries()].filter(([id]) => results.some((r) => r.id === id && (r.changed || r.error !== undefined)));
   const settled = await settleMoves(ran.map(([, m]) => m), options.runner, options.tools, options.lockout);
-  for (const { move, check, undone } of settled) {
+  for (const { move, check, undone, back } of settled) {
     const r = results.find((x) => x.id === `kernel-bond[${move.bond}]`);
     if (!r) continue;
     if (check.ok) {
       r.comment = `${r.comment}; moved ${move.addresses.join(", ")} and ${move.routes.length} route(s) from ${move.member} onto ${move.bond}; lockout check: ${check.reason} (${check.attempts} ping(s), ${check.ms} ms)`;
     } else {
       r.result = false;
-      r.comment = `moved ${move.addresses.join(", ")} from ${move.member} onto ${move.bond}, then undone: ${check.reason}; ${move.addresses.join(", ")} and the routes are back on ${move.member}${undone && undone.exitCode !== 0 ? ` (undo: ip exited ${undone.exitCode}: ${undone.stderr.split("\n").slice(-2).join(" / ")})` : ""}`;
+      r.comment = `moved ${move.addresses.join(", ")} from ${move.member} onto ${move.bond}, then undone: ${check.reason}; ${move.addresses.join(", ")} and the routes are back on ${move.member}${undone && undone.exitCode !== 0 ? ` (undo: ip exited ${undone.exitCode}: ${undone.stderr.split("\n").slice(-2).join(" / ")})` : ""}${back ? `; ${back.ok ? `${back.reason} again` : back.reason}` : ""}`;
     }
   }
 }

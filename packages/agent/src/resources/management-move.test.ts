@@ -18,6 +18,7 @@ const managed: KernelBondSpec = { ...bond, management: { address: "10.98.0.11/24
 const vlan: ResourceSpec = { kind: "vlan-interface", name: "bond0.1090", parent: "bond0", vlan: 1090, mtu: 1500 };
 const forward: ResourceSpec = { kind: "sysctl", name: "net.ipv4.ip_forward", value: "1" };
 const PING = ["ping", "-n", "-c", "1", "-W", "1", "-I", "bond0", "10.98.0.254"];
+const PING_ETH0 = ["ping", "-n", "-c", "1", "-W", "1", "-I", "eth0", "10.98.0.254"];
 
 let dir: string;
 let tools: Toolbox;
@@ -45,7 +46,9 @@ function host(options: { gateway: boolean; onBatch?: () => void }) {
       state = "before";
       return {};
     })
-    .reply(PING, () => (options.gateway ? { stdout: "1 received" } : { exitCode: 1, stdout: "0 received" }));
+    .reply(PING, () => (options.gateway ? { stdout: "1 received" } : { exitCode: 1, stdout: "0 received" }))
+    // through eth0 the gateway answers while eth0 holds the address (before the move, or after its undo)
+    .reply(PING_ETH0, () => (state === "before" ? { stdout: "1 received" } : { exitCode: 1, stdout: "0 received" }));
   return { runner, state: () => state };
 }
 
@@ -108,7 +111,9 @@ describe("engine: management guard", () => {
     const h = host({ gateway: false });
     const [r] = await reconcile([managed], opts(h.runner));
     expect(r!.result).toBe(false);
-    expect(r!.comment).toMatch(/^moved 10\.98\.0\.11\/24 from eth0 onto bond0, then undone: 10\.98\.0\.254 did not answer through bond0 \(2 pings, \d+ s\); 10\.98\.0\.11\/24 and the routes are back on eth0$/);
+    expect(r!.comment).toMatch(/^moved 10\.98\.0\.11\/24 from eth0 onto bond0, then undone: 10\.98\.0\.254 did not answer through bond0 \(2 pings, \d+ s\); 10\.98\.0\.11\/24 and the routes are back on eth0; 10\.98\.0\.254 answered through eth0 again$/);
+    // after the undo, a probe through eth0: its ARP request makes the gateway forget the bond's MAC
+    expect(h.runner.calls.filter((c) => c.argv[0] === "ping").map((c) => c.argv[7])).toEqual(["bond0", "bond0", "eth0"]);
     const undo = h.runner.calls.find((c) => c.argv.join(" ") === "ip -force -batch -")!;
     expect(undo.stdin).toBe(
       "link set dev eth0 nomaster\nlink set dev eth1 nomaster\naddr del 10.98.0.11/24 dev bond0\nlink set dev eth0 up\nlink set dev eth1 up\naddr add 10.98.0.11/24 dev eth0\nroute replace default via 10.98.0.254 dev eth0\nroute replace 10.99.0.0/24 via 10.98.0.254 dev eth0 metric 50\n",

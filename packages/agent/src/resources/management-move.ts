@@ -88,19 +88,19 @@ export interface LockoutCheck {
  * SO_BINDTODEVICE) within `attempts` tries. With no target to probe the move
  * is kept and said so.
  */
-export async function lockoutCheck(move: ManagementMove, runner: Runner, tools: Toolbox, options: LockoutCheckOptions = {}): Promise<LockoutCheck> {
+export async function lockoutCheck(move: ManagementMove, runner: Runner, tools: Toolbox, options: LockoutCheckOptions = {}, dev = move.bond): Promise<LockoutCheck> {
   const started = performance.now();
   const ms = () => Math.round(performance.now() - started);
   if (move.target === undefined) return { ok: true, attempts: 0, ms: 0, reason: "no default gateway nor controller to probe; the move is kept unchecked" };
   const attempts = options.attempts ?? 10;
   for (let i = 1; i <= attempts; i++) {
     const t0 = performance.now();
-    const r = await runner.run({ argv: tools.ping("-n", "-c", "1", "-W", "1", "-I", move.bond, move.target), mutating: false }, { allowFailure: true });
-    if (r.exitCode === 0) return { ok: true, target: move.target, attempts: i, ms: ms(), reason: `${move.target} answered through ${move.bond}` };
+    const r = await runner.run({ argv: tools.ping("-n", "-c", "1", "-W", "1", "-I", dev, move.target), mutating: false }, { allowFailure: true });
+    if (r.exitCode === 0) return { ok: true, target: move.target, attempts: i, ms: ms(), reason: `${move.target} answered through ${dev}` };
     const left = 1000 - (performance.now() - t0);
     if (left > 0 && i < attempts) await new Promise((res) => setTimeout(res, left));
   }
-  return { ok: false, target: move.target, attempts, ms: ms(), reason: `${move.target} did not answer through ${move.bond} (${attempts} pings, ${Math.round(ms() / 1000)} s)` };
+  return { ok: false, target: move.target, attempts, ms: ms(), reason: `${move.target} did not answer through ${dev} (${attempts} pings, ${Math.round(ms() / 1000)} s)` };
 }
 
 /**
@@ -121,7 +121,12 @@ export async function undoMove(move: ManagementMove, runner: Runner, tools: Tool
  * as failed. The record of the move is removed either way. Returns one line
  * per move for the result.
  */
-export async function settleMoves(moves: ManagementMove[], runner: Runner, tools: Toolbox, options: LockoutCheckOptions = {}): Promise<{ move: ManagementMove; check: LockoutCheck; undone?: { exitCode: number; stderr: string } }[]> {
+export async function settleMoves(
+  moves: ManagementMove[],
+  runner: Runner,
+  tools: Toolbox,
+  options: LockoutCheckOptions = {},
+): Promise<{ move: ManagementMove; check: LockoutCheck; undone?: { exitCode: number; stderr: string }; back?: LockoutCheck }[]> {
   const out = [];
   for (const move of moves) {
     const check = await lockoutCheck(move, runner, tools, options);
@@ -131,7 +136,12 @@ export async function settleMoves(moves: ManagementMove[], runner: Runner, tools
     }
     const undone = await undoMove(move, runner, tools);
     await writeFailedRecord(tools, { bond: move.bond, member: move.member, address: move.address, at: new Date().toISOString(), reason: check.reason });
-    out.push({ move, check, undone });
+    // Probing through the member again also announces the address there: its ARP request makes the
+    // gateway forget the bond's MAC it may have learnt meanwhile (Linux overrides a neighbour entry
+    // from a request to its own address), else it would send to a MAC nobody holds until that
+    // entry ages out (seconds on Linux, hours on many routers).
+    const back = await lockoutCheck(move, runner, tools, { attempts: Math.min(3, options.attempts ?? 3) }, move.member);
+    out.push({ move, check, undone, back });
   }
   await clearMoveRecord(tools);
   return out;
