@@ -335,6 +335,7 @@ const hostSettingsShape = {
     .record(
       json(z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, "must be a label key: 1-63 of a-z 0-9 _ . -, starting with a letter or digit"), {
         description: "Label key: 1-63 of a-z 0-9 _ . -, starting with a letter or digit",
+        patternErrorMessage: "must be a label key: 1-63 of a-z 0-9 _ . -, starting with a letter or digit",
       }),
       z.string().max(253).describe("Label value, at most 253 characters"),
     )
@@ -370,15 +371,15 @@ export const InventoryFile = json(
   z.strictObject({
     site: SiteSettings.describe("Site-wide settings; exactly one file of the folder holds them").optional(),
     networks: z
-      .record(json(z.string(), { pattern: NETWORK_NAME.source, description: "Network name: 1-12 of a-z 0-9 -, starting with a letter (it becomes br-<name>, pu-<name>, pb-<name>, gw-<name>)" }), NetworkSpec.describe("One VM network: VLAN, addresses, DHCP, egress policy, VMs"))
+      .record(json(z.string(), { pattern: NETWORK_NAME.source, patternErrorMessage: "network names are 1-12 of a-z 0-9 -, starting with a letter", description: "Network name: 1-12 of a-z 0-9 -, starting with a letter (it becomes br-<name>, pu-<name>, pb-<name>, gw-<name>)" }), NetworkSpec.describe("One VM network: VLAN, addresses, DHCP, egress policy, VMs"))
       .optional()
       .describe("VM networks by name (a name defined once across the folder's files)"),
     groups: z
-      .record(json(z.string(), { pattern: DNS_LABEL.source, description: "Group name: a lowercase DNS label" }), GroupSpec.describe("Settings the group's hosts take unless they set their own"))
+      .record(json(z.string(), { pattern: DNS_LABEL.source, patternErrorMessage: "group names are lowercase DNS labels (a-z, 0-9, -; at most 63)", description: "Group name: a lowercase DNS label" }), GroupSpec.describe("Settings the group's hosts take unless they set their own"))
       .optional()
       .describe("Host groups by name: shared settings for the hosts that list them"),
     hosts: z
-      .record(json(z.string(), { pattern: DNS_LABEL.source, description: "Host name: a lowercase DNS label" }), HostSpec.describe("One host: its role, uplink, networks, management address"))
+      .record(json(z.string(), { pattern: DNS_LABEL.source, patternErrorMessage: "host names are lowercase DNS labels (a-z, 0-9, -; at most 63)", description: "Host name: a lowercase DNS label" }), HostSpec.describe("One host: its role, uplink, networks, management address"))
       .optional()
       .describe("Hosts by name: the site's vmhosts and its one backend"),
   }),
