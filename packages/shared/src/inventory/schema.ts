@@ -420,7 +420,7 @@ export { NETWORK_NAME };
  * names and ports, strict keys, rules between keys of one object), each
  * field described. Rules across entries or files (overlaps, references,
  * duplicates across networks) stay with `netfleet validate`; the list is in
- * test/unit/json-schema.test.ts. Pure; throws nothing.
+ * test/unit/json-schema-limits.ts. Pure; throws nothing.
  */
 export function inventoryJsonSchema(): Record<string, unknown> {
   const schema = z.toJSONSchema(InventoryFile, { io: "input", unrepresentable: "any", target: "draft-07" }) as Record<string, unknown>;
