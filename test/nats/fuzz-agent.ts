@@ -7,8 +7,12 @@
  * rejection is written to stderr and kills the process (Node's default),
  * which the suite sees by pid.
  */
-import { NatsAgent, SimulatedHostRunner, Toolbox } from "@netfleet/agent";
-import { simFacts } from "./sim-facts.ts";
+import { enableCompileCache } from "node:module";
+
+// Node keeps the type-stripped modules on disk (as the CLIs do): the suite's four agents start faster.
+enableCompileCache();
+const { NatsAgent, SimulatedHostRunner, Toolbox } = await import("@netfleet/agent");
+const { simFacts } = await import("./sim-facts.ts");
 
 const a = JSON.parse(process.argv[2]!) as {
   site: string;

@@ -1,18 +1,50 @@
 /**
- * The fleet the NATS fuzz suite attacks, every part a real process: the
- * `netfleet serve` CLI (which starts and owns its nats-server) on its own
- * loopback port and state dir, and agents as child processes
- * (fuzz-agent.ts: the real agent runtime on a simulated sysctl host). Each
- * child's stdout is kept as JSON events, its stderr as text; everything is
- * stopped by pid.
+ * The fleet the NATS fuzz suite attacks: the `netfleet serve` CLI (which
+ * starts and owns its nats-server) on its own loopback port and state dir,
+ * agents as child processes (fuzz-agent.ts: the real agent runtime on a
+ * simulated sysctl host) and, where a process would only cost start-up
+ * time, AgentClients in the test's process. Each child's stdout is kept as
+ * JSON events, its stderr as text; every child is stopped by pid.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { AgentClient, type ApplyOutcome } from "@netfleet/agent";
 import { ControlPlane } from "@netfleet/controller";
 import { loadInventory, type SigningKeys } from "@netfleet/shared";
+import { simFacts } from "./sim-facts.ts";
 
 const REPO = new URL("../..", import.meta.url).pathname;
+
+/** Log events of an agent or of serve, as they arrive; `waitFor` resolves on the first that matches. */
+export class EventLog {
+  readonly events: Record<string, unknown>[] = [];
+  private readonly waiters = new Set<(e: Record<string, unknown>) => void>();
+
+  push(e: Record<string, unknown>): void {
+    this.events.push(e);
+    for (const w of [...this.waiters]) w(e);
+  }
+
+  /** Resolves with the first event (already logged or to come) that `match` accepts; rejects after `timeoutMs` with `message`. */
+  waitFor(match: (e: Record<string, unknown>) => boolean, message: string, timeoutMs = 20_000): Promise<Record<string, unknown>> {
+    return new Promise((resolve, reject) => {
+      const seen = this.events.find(match);
+      if (seen) return resolve(seen);
+      const timer = setTimeout(() => {
+        this.waiters.delete(check);
+        reject(new Error(`timed out: ${message}`));
+      }, timeoutMs);
+      const check = (e: Record<string, unknown>) => {
+        if (!match(e)) return;
+        clearTimeout(timer);
+        this.waiters.delete(check);
+        resolve(e);
+      };
+      this.waiters.add(check);
+    });
+  }
+}
 
 /** A child process we started, with what it printed. */
 export interface Child {
@@ -21,19 +53,17 @@ export interface Child {
   pid: number;
   /** stdout lines that parsed as JSON objects (the product's log events). */
   events: Record<string, unknown>[];
+  log: EventLog;
   /** stdout lines that did not parse, and all of stderr. */
   noise: string[];
   exited: Promise<number | null>;
-  /** Resolves with the first event (already printed or to come) that `match` accepts; rejects after `timeoutMs` with `message`. */
-  waitFor(match: (e: Record<string, unknown>) => boolean, message: string, timeoutMs?: number): Promise<Record<string, unknown>>;
 }
 
 /** Starts `node <script> ...args` through scripts/node.sh (argv, no shell line), collecting its output. */
 export function spawnChild(name: string, args: string[]): Child {
   const child = spawn("sh", [join(REPO, "scripts/node.sh"), ...args], { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
-  const events: Record<string, unknown>[] = [];
+  const log = new EventLog();
   const noise: string[] = [];
-  const waiters = new Set<(e: Record<string, unknown>) => void>();
   let buffer = "";
   child.stdout!.on("data", (chunk: Buffer) => {
     buffer += chunk.toString();
@@ -42,10 +72,8 @@ export function spawnChild(name: string, args: string[]): Child {
       buffer = buffer.slice(i + 1);
       try {
         const parsed = JSON.parse(line) as unknown;
-        if (parsed && typeof parsed === "object" && !Array.isArray(parsed)) {
-          events.push(parsed as Record<string, unknown>);
-          for (const w of [...waiters]) w(parsed as Record<string, unknown>);
-        } else noise.push(line);
+        if (parsed && typeof parsed === "object" && !Array.isArray(parsed)) log.push(parsed as Record<string, unknown>);
+        else noise.push(line);
       } catch {
         noise.push(line);
       }
@@ -53,23 +81,7 @@ export function spawnChild(name: string, args: string[]): Child {
   });
   child.stderr!.on("data", (chunk: Buffer) => noise.push(chunk.toString()));
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  const waitFor = (match: (e: Record<string, unknown>) => boolean, message: string, timeoutMs = 20_000) =>
-    new Promise<Record<string, unknown>>((resolve, reject) => {
-      const seen = events.find(match);
-      if (seen) return resolve(seen);
-      const timer = setTimeout(() => {
-        waiters.delete(check);
-        reject(new Error(`timed out: ${message}`));
-      }, timeoutMs);
-      const check = (e: Record<string, unknown>) => {
-        if (!match(e)) return;
-        clearTimeout(timer);
-        waiters.delete(check);
-        resolve(e);
-      };
-      waiters.add(check);
-    });
-  return { name, child, pid: child.pid!, events, noise, exited, waitFor };
+  return { name, child, pid: child.pid!, events: log.events, log, noise, exited };
 }
 
 /** True while the process exists (signal 0 probes without signalling). */
@@ -183,22 +195,95 @@ export async function controllerOf(serve: Serve): Promise<ControlPlane> {
   });
 }
 
-export interface AgentProc extends Child {
+/**
+ * An agent of the fuzz fleet: its own process (`child`, the real runtime
+ * on a simulated host) or an AgentClient in the test's process (`client`,
+ * the real control-plane client with a recording apply: what it applied is
+ * written to `hostFile`). Both log events the same way.
+ */
+export interface FleetAgent {
+  name: string;
+  events: Record<string, unknown>[];
+  log: EventLog;
+  noise: string[];
   stateDir: string;
   runDir: string;
   hostFile: string;
+  child?: Child;
+  client?: AgentClient;
+  /** The process lives (a child), or the client has not been stopped (in process). */
+  running(): boolean;
+  stop(): Promise<void>;
 }
 
 /** An agent process (fuzz-agent.ts) named `name`, enrolling with `token` (default: serve's join token). */
-export function startAgentProcess(dir: string, serve: Serve, name: string, token = serve.secrets.enrollment.token): AgentProc {
+export function startAgentProcess(dir: string, serve: Serve, name: string, token = serve.secrets.enrollment.token): FleetAgent {
   const stateDir = join(dir, "agents", name);
   const runDir = join(dir, "run", name);
   const hostFile = join(dir, `host-${name}.json`);
   const arg = { site: SITE, servers: [serve.url], enrollPassword: serve.secrets.enrollment.enrollPassword, token, name, stateDir, runDir, hostFile };
-  return { ...spawnChild(name, [join(REPO, "test/nats/fuzz-agent.ts"), JSON.stringify(arg)]), stateDir, runDir, hostFile };
+  const child = spawnChild(name, [join(REPO, "test/nats/fuzz-agent.ts"), JSON.stringify(arg)]);
+  return {
+    name,
+    events: child.events,
+    log: child.log,
+    noise: child.noise,
+    stateDir,
+    runDir,
+    hostFile,
+    child,
+    running: () => alive(child.pid) && child.child.exitCode === null && child.child.signalCode === null,
+    stop: () => stopChild(child),
+  };
+}
+
+const OK: ApplyOutcome = { summary: { ok: 1, changed: 1, failed: 0, pending: 0 }, results: [{ id: "sysctl[x]", result: true, comment: "changed" }] };
+
+/** An AgentClient in this process (cheaper than a process: the suite's hosts that are only enrolled or waiting). */
+export function startAgentInProcess(dir: string, serve: Serve, name: string, token = serve.secrets.enrollment.token): FleetAgent {
+  const stateDir = join(dir, "agents", name);
+  const hostFile = join(dir, `host-${name}.json`);
+  const log = new EventLog();
+  const applied: { revision: number; hash: string }[] = [];
+  let stopped = false;
+  const client = new AgentClient({
+    site: SITE,
+    hostname: name,
+    servers: [serve.url],
+    runDir: stateDir,
+    enrollment: { user: `enroll-${SITE}`, password: serve.secrets.enrollment.enrollPassword, token },
+    agentVersion: "0.1.0-fuzz",
+    enrollRetryMs: 300,
+    reconnectTimeWaitMs: 200,
+    heartbeatMs: 1000,
+    onAssignment: async (a, revision) => {
+      applied.push({ revision, hash: a.hash });
+      await writeFile(hostFile, JSON.stringify(applied));
+      return OK;
+    },
+    rollback: async () => OK,
+    gatherFacts: simFacts,
+    log: (e) => log.push({ ts: Date.now(), ...e }),
+  });
+  void client.start().then(() => log.push({ ts: Date.now(), event: "ready", host: client.host }));
+  return {
+    name,
+    events: log.events,
+    log,
+    noise: [],
+    stateDir,
+    runDir: join(dir, "run", name),
+    hostFile,
+    client,
+    running: () => !stopped,
+    stop: async () => {
+      stopped = true;
+      await client.stop();
+    },
+  };
 }
 
 /** The events of a child named `event`. */
-export function eventsOf(c: Child, event: string): Record<string, unknown>[] {
+export function eventsOf(c: { events: Record<string, unknown>[] }, event: string): Record<string, unknown>[] {
   return c.events.filter((e) => e.event === event);
 }

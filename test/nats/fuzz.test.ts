@@ -19,7 +19,7 @@ import {
   type HostAssignment,
   type LeaseTable,
 } from "@netfleet/shared";
-import { HOSTS, SITE, alive, controllerOf, eventsOf, startAgentProcess, startServe, stopChild, until, type AgentProc, type Serve } from "./fuzz-fleet.ts";
+import { HOSTS, SITE, alive, controllerOf, eventsOf, startAgentInProcess, startAgentProcess, startServe, stopChild, until, type FleetAgent, type Serve } from "./fuzz-fleet.ts";
 import { countBy } from "./fuzz-messages.ts";
 import { buildShots, type Creds, type Shot } from "./fuzz-shots.ts";
 import { oversizedPublish } from "./fuzz-wire.ts";
@@ -72,7 +72,7 @@ async function attacker(url: string, user: string, pass: string, inboxPrefix?: s
   return { nc, errors };
 }
 
-async function agentCredentials(a: AgentProc): Promise<AgentCredentials> {
+async function agentCredentials(a: FleetAgent): Promise<AgentCredentials> {
   return decodeMessage(AgentCredentials, "credentials", await readFile(join(a.stateDir, "credentials.json"), "utf8"));
 }
 
@@ -82,7 +82,7 @@ describe(`NATS fuzz: hostile messages against netfleet serve and its agents (see
   let dir: string;
   let serve: Serve | undefined;
   let cp: ControlPlane | undefined;
-  const agents: Record<string, AgentProc> = {};
+  const agents: Record<string, FleetAgent> = {};
   const conns: Partial<Record<Creds, Attacker>> = {};
   const leases: LeaseTable = { host: "gw1", at: Date.now(), networks: { service: [{ mac: "52:54:00:82:00:01", ip: "10.82.0.101", expires: Math.floor(Date.now() / 1000) + 3600 }] } };
   const started = Date.now();
@@ -91,9 +91,14 @@ describe(`NATS fuzz: hostile messages against netfleet serve and its agents (see
     dir = await mkdtemp(join(tmpdir(), "nf-fuzz-"));
     serve = await startServe(dir, PORT);
     cp = await controllerOf(serve);
-    for (const host of ["gw1", "hv1", "hv2"]) agents[host] = startAgentProcess(dir, serve, host);
+    // What a rollout does: the applied bucket watched, so a report is heard at once.
+    await cp.watchApplied();
+    // hv1 (the target) and hv2 (whose credentials the attacker holds) run as processes; gw1 (whose credentials the attacker
+    // holds too) and hv3 (waiting for approval) as clients in this process.
+    for (const host of ["hv1", "hv2"]) agents[host] = startAgentProcess(dir, serve, host);
+    agents.gw1 = startAgentInProcess(dir, serve, "gw1");
     // hv3 knows the join token's id, not its secret: quarantined, it waits for a welcome.
-    agents.hv3 = startAgentProcess(dir, serve, "hv3", `${serve.secrets.enrollment.enrollPassword}.not-the-secret-not-the-secret`);
+    agents.hv3 = startAgentInProcess(dir, serve, "hv3", `${serve.secrets.enrollment.enrollPassword}.not-the-secret-not-the-secret`);
     for (const host of ["gw1", "hv1", "hv2"]) await until(() => eventsOf(agents[host]!, "connected").length > 0, () => `${host} connected: ${JSON.stringify(agents[host]!.events.slice(-5))}`, 90_000);
     await until(async () => (await cp!.registry.get("hv3"))?.state === "quarantined", "hv3 quarantined");
 
@@ -102,7 +107,6 @@ describe(`NATS fuzz: hostile messages against netfleet serve and its agents (see
     await cp.publish(sysctlAssignment("hv2", 1));
     await cp.waitForApplied("hv1", 2, 20_000);
     await cp.waitForApplied("hv2", 1, 20_000);
-
     const gw1 = await agentCredentials(agents.gw1!);
     const hv2 = await agentCredentials(agents.hv2!);
     conns.gw1 = await attacker(serve.url, gw1.user, gw1.password, gw1.inboxPrefix);
@@ -117,8 +121,10 @@ describe(`NATS fuzz: hostile messages against netfleet serve and its agents (see
   afterAll(async () => {
     for (const c of Object.values(conns)) await c.nc.close().catch(() => {});
     await cp?.close().catch(() => {});
-    for (const a of Object.values(agents)) await stopChild(a);
+    for (const a of Object.values(agents)) await a.stop();
     await stopChild(serve?.proc);
+    // serve stops its nats-server on SIGTERM; one left behind by a serve that had to be killed is stopped by its pid.
+    if (serve && alive(serve.natsPid)) process.kill(serve.natsPid, "SIGKILL");
     if (dir) await rm(dir, { recursive: true, force: true });
     console.log(`fuzz suite: ${((Date.now() - started) / 1000).toFixed(1)} s (seed ${SEED})`);
   });
@@ -155,9 +161,38 @@ describe(`NATS fuzz: hostile messages against netfleet serve and its agents (see
     return out;
   }
 
+  it("fleet mode: hv1 refuses hv2's valid signed assignment replayed into hv1's own key, and an older one of its own; the revert path and the next assignment still apply", async () => {
+    const hv1 = agents.hv1!;
+    const applying = () => eventsOf(hv1, "applying").map((e) => e.revision);
+    const appliedBefore = applying();
+    const running = (await cp!.desired.read("hv1"))!.envelope;
+    // Someone holding the controller's credentials copies hv2's stored envelope (signed by the controller, for hv2) into hv1's key.
+    const hv2 = (await cp!.desired.read("hv2"))!.envelope;
+    const replay = await kvPut(conns.controller!, desiredBucket(SITE), "hv1", encodeMessage(hv2));
+    const refused = await hv1.log.waitFor((e) => e.event === "assignment-rejected" && e.seq === replay.seq, "hv1 refuses hv2's assignment");
+    expect(refused).toMatchObject({ reason: "wrong-host", keeping: running.revision, error: `revision ${hv2.revision}: assignment is for lab/hv2, not lab/hv1` });
+    // ... and hv1's own older envelope, replayed.
+    const older = (await cp!.desired.atRevision("hv1", running.revision - 1))!;
+    const rollback = await kvPut(conns.controller!, desiredBucket(SITE), "hv1", encodeMessage(older));
+    expect(await hv1.log.waitFor((e) => e.event === "assignment-rejected" && e.seq === rollback.seq, "hv1 refuses its older assignment")).toMatchObject({
+      reason: "stale-revision",
+      error: `revision ${older.revision} is not newer than the current revision ${running.revision}`,
+    });
+    expect(applying()).toEqual(appliedBefore);
+    expect(JSON.parse(await readFile(join(hv1.stateDir, "checkpoint.json"), "utf8"))).toMatchObject({ current: { revision: running.revision, assignment: { hash: running.assignment.hash } } });
+
+    // The controller's way back (a rollout's revert): the older document again, signed as the next revision. Then forward again.
+    const revert = await cp!.publish(older.assignment);
+    expect(revert.revision).toBeGreaterThan(running.revision);
+    expect(await cp!.waitForApplied("hv1", revert.revision, 30_000)).toMatchObject({ revision: revert.revision, hash: older.assignment.hash });
+    const forward = await cp!.publish(running.assignment);
+    expect(await cp!.waitForApplied("hv1", forward.revision, 30_000)).toMatchObject({ revision: forward.revision, hash: running.assignment.hash });
+    expect(applying()).toEqual([...appliedBefore, revert.revision, forward.revision]);
+  });
+
   it("the storm: at least 1,000 hostile messages change nothing, crash nothing, and each is refused with a logged reason", async () => {
     const hv1 = await cp!.desired.read("hv1");
-    const older = await cp!.desired.atRevision("hv1", 1);
+    const older = await cp!.desired.atRevision("hv1", hv1!.envelope.revision - 1);
     const hv2 = await cp!.desired.read("hv2");
     const hv3Key = (await cp!.registry.get("hv3"))!.claimKey;
     const maxPayload = cp!.nc.info!.max_payload;
@@ -189,7 +224,7 @@ describe(`NATS fuzz: hostile messages against netfleet serve and its agents (see
         const put = await kvPut(a, bucket, shot.subject, shot.data);
         if (shot.target === "desired" && shot.expect === "refused") {
           if (put.seq === undefined) problems.push(`${where}: not stored (${put.error})`);
-          else await agents.hv1!.waitFor((e) => e.event === "assignment-rejected" && e.seq === put.seq, `${where}: hv1 logs its refusal`, 15_000);
+          else await agents.hv1!.log.waitFor((e) => e.event === "assignment-rejected" && e.seq === put.seq, `${where}: hv1 logs its refusal`, 15_000);
         }
       } else if (shot.target === "admin" || shot.target === "check") {
         const reply = JSON.parse((await a.nc.request(shot.subject, shot.data, { timeout: 15_000 })).string()) as { ok?: boolean };
@@ -201,7 +236,6 @@ describe(`NATS fuzz: hostile messages against netfleet serve and its agents (see
     }
     for (const c of Object.values(conns)) await c.nc.flush();
     const sentMs = Date.now() - t0;
-    console.log(`fuzz storm: ${shots.length} shots sent in ${(sentMs / 1000).toFixed(1)} s, setup took ${((t0 - started) / 1000).toFixed(1)} s`);
 
     // Every hostile message to serve is refused with a logged reason; every claim is recorded as one.
     const toServe = shots.filter((s) => ["enroll", "report", "heartbeat"].includes(s.target));
@@ -262,15 +296,15 @@ describe(`NATS fuzz: hostile messages against netfleet serve and its agents (see
     // Nothing changed, every process lives, nothing was logged that should not have been.
     expect(problems).toEqual([]);
     expect(await snapshot()).toEqual(before);
-    for (const p of [serve!.proc, ...Object.values(agents)]) expect({ name: p.name, alive: alive(p.pid) && p.child.exitCode === null }).toEqual({ name: p.name, alive: true });
-    expect(alive(serve!.natsPid)).toBe(true);
+    expect({ serve: alive(serve!.proc.pid) && serve!.proc.child.exitCode === null, nats: alive(serve!.natsPid) }).toEqual({ serve: true, nats: true });
+    for (const a of Object.values(agents)) expect({ name: a.name, pid: a.child?.pid ?? process.pid, running: a.running() }).toEqual({ name: a.name, pid: a.child?.pid ?? process.pid, running: true });
     for (const p of [serve!.proc, ...Object.values(agents)]) {
       expect({ name: p.name, noise: p.noise }).toEqual({ name: p.name, noise: [] });
       expect({ name: p.name, errors: p.events.filter((e) => ["handler-error", "sync-error", "leases-error", "uncaught"].includes(String(e.event))) }).toEqual({ name: p.name, errors: [] });
     }
     const count = shots.length + denied.length + wire.length;
     const perKind = countBy(shots, (s) => `${s.target}/${s.kind}`);
-    console.log(`fuzz storm: ${count} messages in ${((Date.now() - t0) / 1000).toFixed(1)} s (sent in ${(sentMs / 1000).toFixed(1)} s; setup ${((t0 - started) / 1000).toFixed(1)} s) (seed ${SEED}): ${shots.length} delivered, ${denied.length} refused by permissions, ${wire.length} above max_payload\n${JSON.stringify(countBy(shots, (s) => s.target))}\n${JSON.stringify(perKind)}`);
+    console.log(`fuzz storm: ${count} messages in ${((Date.now() - t0) / 1000).toFixed(1)} s (sent in ${(sentMs / 1000).toFixed(1)} s, from ${((t0 - started) / 1000).toFixed(1)} s after the suite started) (seed ${SEED}): ${shots.length} delivered, ${denied.length} refused by permissions, ${wire.length} above max_payload\n${JSON.stringify(countBy(shots, (s) => s.target))}\n${JSON.stringify(perKind)}`);
     expect(count).toBeGreaterThanOrEqual(1000);
   }, 180_000);
 
@@ -280,7 +314,6 @@ describe(`NATS fuzz: hostile messages against netfleet serve and its agents (see
     expect(report).toMatchObject({ host: "hv1", revision: next.revision, hash: next.hash });
     const hv2Next = await cp!.publish(sysctlAssignment("hv2", 2));
     expect(await cp!.waitForApplied("hv2", hv2Next.revision, 20_000)).toMatchObject({ revision: hv2Next.revision });
-
     const written = eventsOf(agents.hv1!, "leases-written").length;
     const newer: LeaseTable = { ...leases, at: Date.now() + 1, networks: { service: [...leases.networks.service!, { mac: "52:54:00:82:00:02", ip: "10.82.0.102", expires: Math.floor(Date.now() / 1000) + 3600 }] } };
     await kvPut(conns.gw1!, leasesBucket(SITE), "gw1", encodeMessage(newer));
