@@ -234,6 +234,16 @@ describe("uplinks: MTU across hosts sharing a network", () => {
     expect(out[0]).toMatch(/^hosts\.yaml:19:12: hosts\.hv1\.uplink\.mtu: uplink mtu 9000 of host hv1 \(set at hosts\.yaml:19:7\) differs from uplink mtu 1500 of host gw \(the default\), and both carry networks alpha, beta: .* set mtu: 1500 \(or less\) on networks alpha, beta .* or give both hosts the same uplink mtu$/);
   });
 
+  it("reports each pair of hosts that disagree, with the networks they share", () => {
+    const hv2 = "  hv2:\n    role: vmhost\n    networks: [beta]\n    address: 10.0.0.12\n    uplink: { mode: kernel, members: [eth0], mtu: 1400 }\n";
+    const out = problems(variant(hv1("mode: kernel", "members: [eth0, eth1]", "mtu: 9000"), ["hosts.yaml", "  hv1:\n", `${hv2}  hv1:\n`]));
+    expect(out.map((p) => /uplink mtu (\d+) of host (\w+) .* uplink mtu (\d+) of host (\w+) .* both carry (networks? [\w, ]+):/.exec(p)?.slice(1).join(" "))).toEqual([
+      "1500 gw 1400 hv2 network beta",
+      "9000 hv1 1500 gw network alpha",
+      "9000 hv1 1400 hv2 network beta",
+    ]);
+  });
+
   it("accepts them when every shared network sets mtu, and equal uplink MTUs", () => {
     const jumbo = hv1("mode: kernel", "members: [eth0, eth1]", "mtu: 9000");
     const pinned = variant(jumbo, ["networks.yaml", "    egress: allowlist\n", "    egress: allowlist\n    mtu: 1500\n"], ["networks.yaml", "    egress: open\n", "    egress: open\n    mtu: 1500\n"]);

@@ -17,7 +17,7 @@ import type { Host } from "./model.ts";
  *   the smallest) settles it: every host then uses that size for it.
  */
 export function resolveMtu(r: Reporter, { networks, resolved, hosts }: Pick<GatewayInput, "networks" | "resolved" | "hosts">): void {
-  /** Per host with a larger uplink mtu: the smallest carrier it disagrees with and the networks concerned. */
+  /** Per pair (a host with a larger uplink mtu, the first carrier with the smallest): the networks they share. */
   const mismatches = new Map<string, { high: Located<Host>; low: Located<Host>; networks: { name: string; ref: Ref }[] }>();
   networks.forEach(({ name, value: net, ref }, i) => {
     const carriers = hosts.filter((h) => h.value.networks.includes(name));
@@ -27,9 +27,10 @@ export function resolveMtu(r: Reporter, { networks, resolved, hosts }: Pick<Gate
       const low = carriers.find((h) => h.value.uplink.mtu === out.mtu);
       for (const high of carriers) {
         if (!low || high.value.uplink.mtu === out.mtu) continue;
-        const entry = mismatches.get(high.name) ?? { high, low, networks: [] };
-        if (entry.low.name === low.name) entry.networks.push({ name, ref });
-        mismatches.set(high.name, entry);
+        const key = `${high.name} ${low.name}`;
+        const entry = mismatches.get(key) ?? { high, low, networks: [] };
+        entry.networks.push({ name, ref });
+        mismatches.set(key, entry);
       }
       return;
     }
