@@ -128,6 +128,10 @@ export const CONTROLS: { name: string; apply(site: Site): void }[] = [
     s.host("hv1").labels = { owner: "équipe réseau 日本" };
     s.setText("hosts.yaml", "#" + "x".repeat(1024 * 1024) + "\n" + s.text("hosts.yaml"));
   } },
+  { name: "files with CRLF line endings (written on Windows)", apply: (s) => {
+    for (const f of ["site.yaml", "hosts.yaml", "networks.yaml"]) s.setText(f, s.text(f).replace(/\n/g, "\r\n"));
+  } },
+  { name: "a file starting with a UTF-8 byte order mark", apply: (s) => void s.setText("site.yaml", "\ufeff" + s.text("site.yaml")) },
   { name: "YAML anchors and aliases used sparingly", apply: (s) => {
     // gw comes first in hosts.yaml: the anchor is there, hv1 aliases it.
     s.host("gw").labels = "LABELS1";

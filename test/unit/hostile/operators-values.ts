@@ -59,6 +59,39 @@ const SPECIAL_PREFIXES = ["127.0.0", "127.5.0", "224.0.0", "239.1.0", "240.0.0",
 export const valueOperators: Operator[] = [
   op(
     "addresses",
+    "nats-url-bad",
+    9,
+    fc.constantFrom("nats://10.0.0.254:0", "nats://10.0.0.254:65536", "nats://10.0.0.254:99999", "nats://10.0.0.254", "http://10.0.0.254:4222", "nats://10.0.0.254:4222/x", "nats://user:pw@10.0.0.254:4222", "nats://10.0.0.254:4222\n", " nats://10.0.0.254:4222"),
+    (url) => ({
+      detail: `site.nats = [${q(url)}]`,
+      apply: (s) => {
+        s.site.nats = [url];
+      },
+    }),
+  ),
+  op(
+    "addresses",
+    "dns-name-bad",
+    10,
+    fc.record({ name: fc.constantFrom("*.org", "a..b.org", "-a.example.org", "a_b.example.org", "A.EXAMPLE.ORG", "*.*.example.org", "example.org\n", "ex ample.org", "a.".repeat(130) + "org"), where: fc.constantFrom("site.domain", "dns_names", "allow.name") }),
+    ({ name, where }) => ({
+      detail: `${where} = ${q(name)}`,
+      apply: (s) => {
+        if (where === "site.domain") s.site.domain = name;
+        else if (where === "dns_names") s.network("alpha").dns_names = [name];
+        else ((s.network("alpha").vms as Record<string, Obj>).vm1!.allow as Obj[])[0] = { name, ports: [443] };
+      },
+    }),
+  ),
+  op("addresses", "mac-bad", 5, fc.constantFrom("01:00:5e:00:00:01", "ff:ff:ff:ff:ff:ff", "52:54:00:01:00", "52-54-00-01-00-02", "dup"), (mac) => ({
+    detail: mac === "dup" ? "vm2 gets vm1's MAC" : `networks.alpha.vms.vm1.mac = ${q(mac)}`,
+    apply: (s) => {
+      if (mac === "dup") (s.network("beta").vms as Record<string, Obj>).vm2!.mac = "52:54:00:01:00:01";
+      else (s.network("alpha").vms as Record<string, Obj>).vm1!.mac = mac;
+    },
+  })),
+  op(
+    "addresses",
     "special-purpose-block-as-network",
     18,
     fc.record({ prefix: fc.constantFrom(...SPECIAL_PREFIXES), network: fc.constantFrom("alpha", "beta") }),
