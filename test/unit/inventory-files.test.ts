@@ -238,6 +238,11 @@ describe("messages are one line and show no more than the offending token", () =
     const dir = site({ "extra.yaml": `groups:\n  g1:\n    labels:\n      "a\\e": x\n      b: y\n      "a\\e": z\n  g2:\n    labels:\n      "a\\e": x\n` });
     expect(problems(dir)).toEqual(['extra.yaml:6:7: (document): key "a\\x1b" appears twice in this mapping']);
   });
+
+  it("keys that load as the same key are duplicates whatever their YAML type (1 and \"1\", true and \"true\")", () => {
+    const dir = site({ "extra.yaml": `groups:\n  g1:\n    labels: {1: a, "1": b}\n  g2:\n    labels: {true: a, "true": b}\n` });
+    expect(problems(dir)).toEqual(['extra.yaml:3:20: (document): key "1" appears twice in this mapping', 'extra.yaml:5:23: (document): key "true" appears twice in this mapping']);
+  });
 });
 
 // No timing assertion: the test timeout bounds these. 20,000 keys load in

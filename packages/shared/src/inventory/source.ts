@@ -103,8 +103,11 @@ export class SourceFile {
 
 /**
  * Every second occurrence of a scalar key in one mapping, anywhere in the
- * tree, as the `yaml` package's `uniqueKeys` would find it (same value and
- * type: `1` and `"1"` differ) but with one Set per mapping. Aliases are not
+ * tree, with one Set per mapping. Keys are compared as the loaded document
+ * sees them, as strings: `1` and `"1"`, `true` and `"true"`, `~` and `null`
+ * would become one key of the JS object, the later value silently winning,
+ * so they are duplicates (the `yaml` package's `uniqueKeys` compares typed
+ * values and lets those through). Aliases are not
  * followed (their anchor was walked where it stands). Iterative, so a deeply
  * nested document cannot exhaust the stack here.
  */
@@ -119,7 +122,7 @@ function duplicateKeys(root: unknown): { offset: number; message: string }[] {
         if (!isPair(item)) continue;
         const { key, value } = item;
         if (isScalar(key)) {
-          const id = `${typeof key.value}:${String(key.value)}`;
+          const id = String(key.value);
           if (seen.has(id)) out.push({ offset: key.range?.[0] ?? 0, message: `key ${quoteToken(String(key.value))} appears twice in this mapping` });
           else seen.add(id);
         } else if (key && !isAlias(key)) {
