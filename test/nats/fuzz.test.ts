@@ -20,7 +20,7 @@ import {
   type LeaseTable,
 } from "@netfleet/shared";
 import { HOSTS, SITE, alive, controllerOf, eventsOf, startAgentInProcess, startAgentProcess, startServe, stopChild, until, type FleetAgent, type Serve } from "./fuzz-fleet.ts";
-import { countBy } from "./fuzz-messages.ts";
+import { countBy, sampleHostile } from "./fuzz-messages.ts";
 import { buildShots, type Creds, type Shot } from "./fuzz-shots.ts";
 import { oversizedPublish } from "./fuzz-wire.ts";
 
@@ -248,6 +248,25 @@ describe(`NATS fuzz: hostile messages against netfleet serve and its agents (see
     await until(() => eventsOf(agents.hv3!, "welcome-ignored").length - welcomesBefore >= welcomes, `hv3 ignores ${welcomes} welcomes`);
     expect(serveRefusals() - refusedBefore).toBe(refusedByServe);
 
+    // hv1's reply inbox as the controller's credentials can see it (the reply subject of its direct get): hostile
+    // replies to requests it never made. A last refused write to its desired key comes after them on its connection.
+    const ctl = conns.controller!;
+    const sniff = ctl.nc.subscribe(`$JS.API.DIRECT.GET.KV_${desiredBucket(SITE)}.>`, { max: 1 });
+    const sniffed = (async () => {
+      for await (const m of sniff) return m.reply;
+      return undefined;
+    })();
+    await ctl.nc.flush();
+    const trigger = await kvPut(ctl, desiredBucket(SITE), "hv1", encodeMessage({ trigger: SEED }));
+    await agents.hv1!.log.waitFor((e) => e.event === "assignment-rejected" && e.seq === trigger.seq, "hv1 refuses the trigger");
+    const reply = await sniffed;
+    expect(reply).toMatch(/^_nf_inbox\.lab\.hv1\./);
+    const prefix = reply!.slice(0, reply!.lastIndexOf(".") + 1);
+    const inbox = sampleHostile((await cp!.desired.read("hv2"))!.envelope, { seed: SEED * 31 + 13, count: 40, maxBytes: maxPayload, accepted: () => false });
+    for (const [i, v] of inbox.entries()) ctl.nc.publish(`${prefix}fz${i}`, v.data);
+    const last = await kvPut(ctl, desiredBucket(SITE), "hv1", encodeMessage({ last: SEED }));
+    await agents.hv1!.log.waitFor((e) => e.event === "assignment-rejected" && e.seq === last.seq, "hv1 refuses the last write");
+
     // What no attacker may do at all: permission violations, and payloads above max_payload on the wire.
     const denied: [Creds, string][] = [
       ["hv2", kvSubject(desiredBucket(SITE), "hv1")],
@@ -260,6 +279,8 @@ describe(`NATS fuzz: hostile messages against netfleet serve and its agents (see
       ["hv2", "nf.lab.check.hv1"],
       ["hv2", "nf.lab.admin"],
       ["hv2", "nf.lab.welcome.hv3"],
+      ["hv2", "_nf_inbox.lab.hv1.fz"],
+      ["enroll", "_nf_inbox.lab.hv1.fz"],
       ["gw1", kvSubject(leasesBucket(SITE), "hv1")],
       ["gw1", kvSubject(desiredBucket(SITE), "hv1")],
       ["gw1", "nf.lab.report.hv1"],
@@ -302,9 +323,9 @@ describe(`NATS fuzz: hostile messages against netfleet serve and its agents (see
       expect({ name: p.name, noise: p.noise }).toEqual({ name: p.name, noise: [] });
       expect({ name: p.name, errors: p.events.filter((e) => ["handler-error", "sync-error", "leases-error", "uncaught"].includes(String(e.event))) }).toEqual({ name: p.name, errors: [] });
     }
-    const count = shots.length + denied.length + wire.length;
+    const count = shots.length + 2 + inbox.length + denied.length + wire.length;
     const perKind = countBy(shots, (s) => `${s.target}/${s.kind}`);
-    console.log(`fuzz storm: ${count} messages in ${((Date.now() - t0) / 1000).toFixed(1)} s (sent in ${(sentMs / 1000).toFixed(1)} s, from ${((t0 - started) / 1000).toFixed(1)} s after the suite started) (seed ${SEED}): ${shots.length} delivered, ${denied.length} refused by permissions, ${wire.length} above max_payload\n${JSON.stringify(countBy(shots, (s) => s.target))}\n${JSON.stringify(perKind)}`);
+    console.log(`fuzz storm: ${count} messages in ${((Date.now() - t0) / 1000).toFixed(1)} s (sent in ${(sentMs / 1000).toFixed(1)} s, from ${((t0 - started) / 1000).toFixed(1)} s after the suite started) (seed ${SEED}): ${shots.length} delivered, 2 + ${inbox.length} to hv1's desired key and reply inbox, ${denied.length} refused by permissions, ${wire.length} above max_payload\n${JSON.stringify(countBy(shots, (s) => s.target))}\n${JSON.stringify(perKind)}`);
     expect(count).toBeGreaterThanOrEqual(1000);
   }, 180_000);
 
