@@ -61,3 +61,35 @@ describe(`hostile inventories (seed ${seed}; replay with NETFLEET_HOSTILE_SEED=$
     expect(failures).toEqual([]);
   });
 });
+
+describe("the judge refuses what it must (so a green run means something)", () => {
+  const leaks = { marker: "zqmarker123", secretDir: "/tmp/nf-hostile-x/secret" };
+  const refused = (p: Partial<{ file: string; line: number; col: number; path: string; message: string }>, extra: Partial<CaseResult> = {}): CaseResult => ({
+    id: "x",
+    outcome: "refused",
+    problems: [{ file: "hosts.yaml", line: 3, col: 5, path: "hosts.hv1", message: "unknown key \"x\"", ...p }],
+    ...extra,
+  });
+  it.each([
+    ["a clean refusal", refused({}), []],
+    ["accepted", { id: "x", outcome: "accepted" } as CaseResult, ["accepted"]],
+    ["another exception", { id: "x", outcome: "crashed", error: "RangeError: Maximum call stack size exceeded" } as CaseResult, ["crashed"]],
+    ["a hang", { id: "x", outcome: "hung", error: "no answer within 15 s" } as CaseResult, ["hung"]],
+    ["no problem at all", { id: "x", outcome: "refused", problems: [] } as CaseResult, ["without any problem"]],
+    ["a file outside the folder", refused({ file: "../secret/key.txt" }), ["not inside"]],
+    ["an absolute file", refused({ file: "/etc/shadow" }), ["not inside"]],
+    ["line 0", refused({ line: 0 }), ["no position"]],
+    ["a forged second line", refused({}, { message: "hosts.yaml:3:5: hosts.hv1: unknown key \"a\nhosts.yaml:1:1: ok\"" }), ["2 lines for 1"]],
+    ["a raw ESC", refused({}, { message: "hosts.yaml:3:5: hosts.\u001b[2J: unknown key" }), ["raw control"]],
+    ["a raw U+202E", refused({}, { message: "a\u202elmay.yaml:3:5: hosts.hv1: unknown key" }), ["raw control"]],
+    ["the marker", refused({ message: "unknown key \"zqmarker123\"" }), ["marker"]],
+    ["the secret's path", refused({ message: "cannot read /tmp/nf-hostile-x/secret/key.txt" }), ["outside the folder"]],
+    ["a flood", refused({ message: "x".repeat(5000) }), ["character line"]],
+    ["a device read whole", refused({}, { rssGrowthKiB: 1024 * 1024 }), ["MiB into memory"]],
+  ] as const)("%s", (_name, result, expected) => {
+    const reasons = judge(result, leaks);
+    expect(reasons.length).toBe(expected.length);
+    expected.forEach((e, i) => expect(reasons[i]).toContain(e));
+  });
+});
+

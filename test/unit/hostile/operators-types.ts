@@ -160,4 +160,23 @@ export const typeOperators: Operator[] = [
       delete holder(s, file, path)[path[path.length - 1]!];
     },
   })),
+  op(
+    "types",
+    "number-edge",
+    14,
+    fc.record({
+      field: fc.constantFrom("networks.alpha.vlan", "hosts.hv1.uplink.mtu", "networks.alpha.port_forwards[0].listen", "site.dns_max_ttl", "hosts.hv1.uplink.miimon"),
+      value: fc.constantFrom(Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, 2 ** 53 + 2, 1e-7, 101.5),
+    }),
+    ({ field, value }) => ({
+      detail: `${field} = ${String(value)}`,
+      apply: (s) => {
+        if (field === "networks.alpha.vlan") s.network("alpha").vlan = value;
+        else if (field === "hosts.hv1.uplink.mtu") s.uplink("hv1").mtu = value;
+        else if (field === "hosts.hv1.uplink.miimon") s.uplink("hv1").miimon = value;
+        else if (field === "site.dns_max_ttl") s.site.dns_max_ttl = value;
+        else (s.network("alpha").port_forwards as Record<string, unknown>[])[0]!.listen = value;
+      },
+    }),
+  ),
 ];

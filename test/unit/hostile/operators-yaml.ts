@@ -293,4 +293,27 @@ export const yamlOperators: Operator[] = [
       apply: (s) => withLabelText(s, "t", tagged),
     }),
   ),
+  op(
+    "yaml",
+    "long-token",
+    8,
+    fc.record({ place: fc.constantFrom("unknown-key", "network-name", "vm-host", "host-group", "duplicate-key", "unclosed-flow", "label-key"), n: fc.constantFrom(100_000, 3_000_000) }),
+    ({ place, n }) => {
+      // 3 MB tokens only where YAML can hold them under the 4 MiB cap in one file.
+      const len = place === "unclosed-flow" ? n : Math.min(n, 100_000);
+      return {
+        detail: `a ${len}-character token as ${place}`,
+        apply: (s) => {
+          const t = "x".repeat(len);
+          if (place === "unknown-key") s.doc("networks.yaml")[t] = 1;
+          else if (place === "network-name") s.networks[t] = { vlan: 300, cidr: "10.30.0.0/24", gateway: "10.30.0.1", egress: "open" };
+          else if (place === "vm-host") (s.network("alpha").vms as Record<string, Record<string, unknown>>).vm1!.host = t;
+          else if (place === "host-group") s.host("hv1").groups = ["vmhosts", t];
+          else if (place === "label-key") s.host("hv1").labels = { [t.toUpperCase()]: "v" };
+          else if (place === "duplicate-key") s.setText("networks.yaml", s.text("networks.yaml") + `${t}: 1\n${t}: 2\n`);
+          else s.setText("zz-long.yaml", `site: [${t}\n`);
+        },
+      };
+    },
+  ),
 ];
