@@ -69,6 +69,16 @@ export const fileOperators: Operator[] = [
     detail: `"zz.yaml" -> ${q(target)} (does not exist)`,
     apply: (s) => s.files.set("zz.yaml", { kind: "symlink", target }),
   })),
+  op("files", "symlink-loop", 2, fc.constantFrom("self", "pair"), (form) => ({
+    detail: form === "self" ? `"zz.yaml" -> "zz.yaml"` : `"zz.yaml" -> "zy.yml" -> "zz.yaml"`,
+    apply: (s) => {
+      if (form === "self") s.files.set("zz.yaml", { kind: "symlink", target: "zz.yaml" });
+      else {
+        s.files.set("zz.yaml", { kind: "symlink", target: "zy.yml" });
+        s.files.set("zy.yml", { kind: "symlink", target: "zz.yaml" });
+      }
+    },
+  })),
   op("files", "symlink-to-directory", 2, fc.constantFrom("/etc", ".."), (target) => ({
     detail: `"zz.yaml" -> ${q(target)} (a directory outside the folder)`,
     apply: (s) => s.files.set("zz.yaml", { kind: "symlink", target }),

@@ -20,7 +20,7 @@ export const IPROUTE2_KEYWORDS = [
 /** Abbreviations iproute2 accepts for those keywords (matches(): a prefix of the keyword). */
 export const IPROUTE2_PREFIXES = ["h", "he", "hel", "mas", "maste", "na", "nam", "ty", "typ", "li", "lin", "d", "de", "do", "u", "m", "mt", "ad", "addr", "txq", "ne", "netn", "mu", "al", "pr", "nom"] as const;
 
-const WHERE = ["hv1.bond", "gw.bond", "hv1.member", "gw.member", "group.bond", "gw.external_interface"] as const;
+const WHERE = ["hv1.bond", "gw.bond", "hv1.member", "gw.member", "group.bond", "gw.external_interface", "hv1.trunk_bridge"] as const;
 
 function setInterface(s: Site, where: (typeof WHERE)[number], name: string): void {
   if (where === "hv1.bond") s.uplink("hv1").bond = name;
@@ -29,7 +29,8 @@ function setInterface(s: Site, where: (typeof WHERE)[number], name: string): voi
   else if (where === "gw.member") s.uplink("gw").members = [name];
   else if (where === "group.bond") {
     s.groups.vmhosts!.uplink = { bond: name };
-  } else s.host("gw").external_interface = name;
+  } else if (where === "hv1.trunk_bridge") s.ovsTrunk("hv1", { trunk_bridge: name });
+  else s.host("gw").external_interface = name;
 }
 
 /** Renames network `from` to `to` everywhere the baseline names it. */
@@ -46,7 +47,7 @@ export const nameOperators: Operator[] = [
   op(
     "names",
     "iproute2-keyword-as-interface",
-    44,
+    48,
     fc.record({ name: fc.constantFrom(...IPROUTE2_KEYWORDS, ...IPROUTE2_PREFIXES), where: fc.constantFrom(...WHERE) }),
     ({ name, where }) => ({
       detail: `${where} = ${q(name)}`,

@@ -242,6 +242,20 @@ export const valueOperators: Operator[] = [
       },
     }),
   ),
+  op("uplinks", "mtu-mismatch-through-a-group", 2, fc.constantFrom(9000, 9216), (mtu) => ({
+    detail: `group vmhosts sets uplink mtu ${mtu} for hv1; gw keeps 1500`,
+    apply: (s) => {
+      s.groups.vmhosts!.uplink = { mtu };
+    },
+  })),
+  op("uplinks", "carries-management-without-an-address-to-carry", 2, fc.constantFrom("no site management", "no host address"), (form) => ({
+    detail: `hv1 kernel uplink with carries_management: true and ${form}`,
+    apply: (s) => {
+      s.uplink("hv1").carries_management = true;
+      if (form === "no site management") delete s.site.management;
+      else delete s.host("hv1").address;
+    },
+  })),
   op("uplinks", "carries-management-on-ovs-trunk", 3, fc.constantFrom("hv1", "gw", "group"), (where) => ({
     detail: `${where}: ovs-trunk with carries_management: true`,
     apply: (s) => {
