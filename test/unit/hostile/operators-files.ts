@@ -39,19 +39,10 @@ export const fileOperators: Operator[] = [
       apply: (s) => s.files.set(name, { kind: "symlink", target: "", secret: { form, relative } }),
     }),
   ),
-  op(
-    "files",
-    "symlink-chain-to-secret",
-    4,
-    fc.record({ form: fc.constantFrom(...SECRET_FORMS), via: fc.constantFrom("link.lnk", "sub") }),
-    ({ form, via }) => ({
-      detail: `"zz.yaml" -> ${q(via)} (inside the folder) -> secret file of form ${form} outside`,
-      apply: (s) => {
-        s.files.set(via, { kind: "symlink", target: "", secret: { form, relative: false } });
-        s.files.set("zz.yaml", { kind: "symlink", target: via });
-      },
-    }),
-  ),
+  op("files", "fifo-named-yaml", 2, fc.constantFrom("zz.yaml", "00-pipe.yml"), (name) => ({
+    detail: `${q(name)} is a FIFO`,
+    apply: (s) => s.files.set(name, { kind: "fifo" }),
+  })),
   op(
     "files",
     "symlink-to-device-or-proc",
@@ -63,6 +54,29 @@ export const fileOperators: Operator[] = [
     ({ target, name }) => ({
       detail: `${q(name)} -> ${target}`,
       apply: (s) => s.files.set(name, { kind: "symlink", target }),
+    }),
+  ),
+  op(
+    "files",
+    "oversize-file",
+    4,
+    fc.record({ size: fc.constantFrom(...OVERSIZE), shape: fc.constantFrom("one-comment" as const, "comment-lines" as const, "blank-lines" as const) }),
+    ({ size, shape }) => ({
+      detail: `networks.yaml valid but ${size} bytes (${shape})`,
+      apply: (s) => s.setText("networks.yaml", padded(s, size, shape)),
+    }),
+  ),
+  op(
+    "files",
+    "symlink-chain-to-secret",
+    4,
+    fc.record({ form: fc.constantFrom(...SECRET_FORMS), via: fc.constantFrom("link.lnk", "sub") }),
+    ({ form, via }) => ({
+      detail: `"zz.yaml" -> ${q(via)} (inside the folder) -> secret file of form ${form} outside`,
+      apply: (s) => {
+        s.files.set(via, { kind: "symlink", target: "", secret: { form, relative: false } });
+        s.files.set("zz.yaml", { kind: "symlink", target: via });
+      },
     }),
   ),
   op("files", "symlink-dangling", 2, fc.constantFrom("missing.yaml", "/nonexistent/netfleet/x.yaml"), (target) => ({
@@ -83,10 +97,6 @@ export const fileOperators: Operator[] = [
     detail: `"zz.yaml" -> ${q(target)} (a directory outside the folder)`,
     apply: (s) => s.files.set("zz.yaml", { kind: "symlink", target }),
   })),
-  op("files", "fifo-named-yaml", 2, fc.constantFrom("zz.yaml", "00-pipe.yml"), (name) => ({
-    detail: `${q(name)} is a FIFO`,
-    apply: (s) => s.files.set(name, { kind: "fifo" }),
-  })),
   op(
     "files",
     "directory-named-yaml",
@@ -95,16 +105,6 @@ export const fileOperators: Operator[] = [
     ({ name, inner }) => ({
       detail: `${q(name)} is a directory holding ${q(Object.keys(inner))}`,
       apply: (s) => s.files.set(name, { kind: "dir", inner }),
-    }),
-  ),
-  op(
-    "files",
-    "oversize-file",
-    4,
-    fc.record({ size: fc.constantFrom(...OVERSIZE), shape: fc.constantFrom("one-comment" as const, "comment-lines" as const, "blank-lines" as const) }),
-    ({ size, shape }) => ({
-      detail: `networks.yaml valid but ${size} bytes (${shape})`,
-      apply: (s) => s.setText("networks.yaml", padded(s, size, shape)),
     }),
   ),
   op("files", "sparse-huge-file", 2, fc.constantFrom("zz.yaml", "big.yml"), (name) => ({
