@@ -32,7 +32,7 @@ const HANG_BOUND_MS = 30_000;
  * SAMPLE cases: the first case of each operator, taking the categories in
  * turn (round 0: one operator of every category, round 1: the next...).
  */
-export function sampleCases(cases: HostileCase[]): { c: HostileCase; round: number }[] {
+function sampleCases(cases: HostileCase[]): { c: HostileCase; round: number }[] {
   const queues = CATEGORIES.map((c) => OPERATORS.filter((op) => op.category === c));
   const out: { c: HostileCase; round: number }[] = [];
   for (let round = 0; out.length < SAMPLE && queues.some((q) => q.length > round); round++) {

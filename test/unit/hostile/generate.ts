@@ -23,9 +23,12 @@ export function hostileSeed(): number {
   return n;
 }
 
+/** The catalog, in the order cases are drawn and reported. */
 export const OPERATORS: Operator[] = [...fileOperators, ...yamlOperators, ...nameOperators, ...valueOperators, ...typeOperators];
+/** The issue's groups, in report order. */
 export const CATEGORIES: Category[] = ["files", "yaml", "names", "addresses", "vlans", "ports", "uplinks", "types"];
 
+/** One generated site: an operator's mutation of the baseline. */
 export interface HostileCase {
   /** `category/operator#k`, unique in a run; also the folder name (with / and # replaced). */
   id: string;

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SECRET_FORMS, secretText, writeSite, type SecretForm, type Site } from "./site.ts";
 
+/** One run's temporary folder: secrets, case folders, the marker; `remove()` deletes it. */
 export class Scratch {
   readonly root: string;
   readonly secretDir: string;

@@ -54,6 +54,7 @@ type Obj = Record<string, unknown>;
 
 let baselineDocs: [string, Obj][] | undefined;
 
+/** The entries of one site folder by file name, with accessors into the baseline's documents. */
 export class Site {
   readonly files = new Map<string, Entry>();
 

@@ -13,6 +13,7 @@ export const TRIPWIRE_TOOLS = [
   "nft", "iptables", "virsh", "dnsmasq", "nats-server", "ssh", "scp", "systemctl", "modprobe", "dhclient", "ping",
 ] as const;
 
+/** The tripwire folder (`bin`, first in PATH) and its default log. */
 export class Tripwire {
   readonly bin: string;
   readonly log: string;
