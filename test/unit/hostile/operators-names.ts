@@ -138,13 +138,13 @@ export const nameOperators: Operator[] = [
 ];
 
 /**
- * One of the names netfleet creates on `host` of the baseline (compile.ts):
- * br-<network> always; kernel mode: <bond>.<vid>; ovs-trunk: the patch pair
+ * One of the names netfleet creates on `host` of the baseline (compile.ts),
+ * or the kernel's own lo and ovs-system (the OVS datapath): br-<network> always; kernel mode: <bond>.<vid>; ovs-trunk: the patch pair
  * pu-/pb-<network> and the trunk bridge br-uplink, and on the backend the
  * gateway ports gw-<network>.
  */
 function pickGenerated(host: string, ovs: boolean, pick: number, bond = "bond0", forBond = false): string {
-  const names = ["br-alpha", "br-beta"];
+  const names = ["br-alpha", "br-beta", "lo", "ovs-system"];
   // A bond named bond0.101 renames its own VLAN interfaces (bond0.101.101): no collision.
   if (!ovs && !forBond) names.push(`${bond}.101`, `${bond}.102`);
   else {

@@ -100,6 +100,14 @@ export const valueOperators: Operator[] = [
       apply: (s) => moveNetwork(s, network, prefix),
     }),
   ),
+  op("addresses", "network-containing-a-special-block", 5, fc.constantFrom("126.0.0.0/7", "169.254.0.0/15", "168.0.0.0/6", "224.0.0.0/3", "0.0.0.0/1"), (cidr) => ({
+    detail: `networks.alpha.cidr = ${cidr} (a supernet of a special-purpose block; gateway, DHCP and VM moved along)`,
+    apply: (s) => {
+      const prefix = cidr.split(".").slice(0, 3).join(".");
+      moveNetwork(s, "alpha", prefix);
+      s.network("alpha").cidr = cidr;
+    },
+  })),
   op(
     "addresses",
     "malformed-ipv4",
