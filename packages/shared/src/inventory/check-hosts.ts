@@ -47,12 +47,17 @@ export function checkExternalInterfaces(
     r.report(origin.get("external_interfaces")!, `give external_interface (${r.where(origin.get("external_interface")!)}) or external_interfaces, not both`, { key: true });
   }
   const single = merged.external_interface as string | undefined;
-  if (single !== undefined && (up.members.includes(single) || single === up.bond)) r.report(origin.get("external_interface")!, `${single} is part of the uplink, not an external interface`);
+  if (single !== undefined && (up.members.includes(single) || single === up.bond)) r.report(origin.get("external_interface")!, partOfUplink(single, up));
   const list = merged.external_interfaces as string[] | undefined;
   list?.forEach((x, i) => {
     if (list.indexOf(x) !== i) r.report(r.at(origin.get("external_interfaces")!, i), `external interface ${x} is listed twice`);
-    if (up.members.includes(x) || x === up.bond) r.report(r.at(origin.get("external_interfaces")!, i), `${x} is part of the uplink, not an external interface`);
+    if (up.members.includes(x) || x === up.bond) r.report(r.at(origin.get("external_interfaces")!, i), partOfUplink(x, up));
   });
+}
+
+function partOfUplink(name: string, up: UplinkSpec): string {
+  const role = name === up.bond ? "its bond" : `a member of bond ${up.bond}`;
+  return `${name} is part of the uplink (${role}), not an external interface: NAT and port-forwards belong on the interface that leads out of the site, outside the uplink`;
 }
 
 /** A VM's `host` names a vmhost of this site that carries the VM's network. */
