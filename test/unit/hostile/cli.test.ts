@@ -3,9 +3,10 @@
  * (`sh scripts/node.sh packages/controller/src/cli.ts ...`), for a sample of
  * 30 cases across every category (the whole run is in-process in
  * ../hostile-inventories.test.ts). Each sampled case goes through one
- * command: validate (rounds 0 and 2 of the sample), plan (round 1), or a
- * command that writes (compile --out, token --state-dir; round 3). Each must
- * exit 2 with located one-line problems and no stack trace, run no command
+ * command: validate (round 0), plan (round 1), validate --json (round 2), or
+ * a command that writes (compile --out, token --state-dir; round 3). Each
+ * must exit 2 with located one-line problems (--json: every problem with
+ * file, line and column) and no stack trace, run no command
  * (a PATH tripwire of ip, ovs-vsctl, ovs-ofctl, nft, virsh, dnsmasq, tc,
  * sysctl, ...) and write nothing (its own HOME and NETFLEET_STATE_DIR stay
  * empty, --out and --state-dir absent, the site folder unchanged). Beside
@@ -47,12 +48,13 @@ function sampleCases(cases: HostileCase[]): { c: HostileCase; round: number }[] 
 
 /**
  * The command a sampled case goes through, by round, so that every category
- * meets validate (rounds 0 and 2) and plan (round 1), and the commands that
+ * meets validate (round 0), plan (round 1) and validate --json (round 2), and the commands that
  * write (compile --out, token --state-dir) meet several: one CLI start costs
  * about a second of CPU, too much to run every command on every case.
  */
 function commandFor(round: number, i: number, dir: string, out: string, tokenState: string): [string, string[], string?] {
   if (round === 1) return ["plan", ["plan", dir]];
+  if (round === 2) return ["validate --json", ["validate", dir, "--json"]];
   if (round >= 3) return i % 2 === 0 ? ["compile --out", ["compile", dir, "--out", out], out] : ["token --state-dir", ["token", dir, "--state-dir", tokenState], tokenState];
   return ["validate", ["validate", dir]];
 }
@@ -129,12 +131,27 @@ function refusalProblems(run: Run, what: string): string[] {
   const all = run.stdout + run.stderr;
   if (run.code !== 2) out.push(`${what}: exit ${run.code}${run.signal ? ` (signal ${run.signal}: hung and killed)` : ""}, not 2: ${visible(all.trim().split("\n").slice(0, 2).join(" | ")).slice(0, 200)}`);
   if (/^\s+at \S/m.test(all)) out.push(`${what}: a stack trace is printed`);
-  if (!/:\d+:\d+: /.test(run.stderr)) out.push(`${what}: no located problem (file:line:col:) on stderr`);
+  if (what.endsWith("--json")) out.push(...jsonProblems(run.stdout, what));
+  else if (!/:\d+:\d+: /.test(run.stderr)) out.push(`${what}: no located problem (file:line:col:) on stderr`);
   const bad = all.split("\n").filter((l) => UNSAFE_CHAR.test(l));
   if (bad.length > 0) out.push(`${what}: raw control/bidi character in output: ${visible(bad[0]!).slice(0, 200)}`);
   if (all.includes(scratch.marker)) out.push(`${what}: the secret marker is printed`);
   if (all.includes(scratch.secretDir)) out.push(`${what}: the path outside the folder is printed`);
   return out;
+}
+
+/** `--json`: one document `{valid: false, problems: [{file, line, col, path, message}, ...]}`, each located. */
+function jsonProblems(stdout: string, what: string): string[] {
+  let doc: { valid?: unknown; problems?: { file?: unknown; line?: unknown; col?: unknown }[] };
+  try {
+    doc = JSON.parse(stdout) as typeof doc;
+  } catch {
+    return [`${what}: stdout is not one JSON document: ${visible(stdout.slice(0, 200))}`];
+  }
+  const problems = Array.isArray(doc.problems) ? doc.problems : [];
+  if (doc.valid !== false || problems.length === 0) return [`${what}: not {valid: false} with problems: ${visible(stdout.slice(0, 200))}`];
+  const unlocated = problems.find((p) => typeof p.file !== "string" || !(Number(p.line) >= 1) || !(Number(p.col) >= 1));
+  return unlocated ? [`${what}: a problem without file, line and column: ${visible(JSON.stringify(unlocated)).slice(0, 200)}`] : [];
 }
 
 /** Commands run and files written by one run. */
@@ -175,7 +192,7 @@ describe(`hostile inventories through the CLI (seed ${seed}; replay with NETFLEE
   it(`samples ${SAMPLE} cases from every category`, () => {
     expect(sample.length).toBe(SAMPLE);
     const seen = (round: number) => new Set(sample.filter((x) => x.round === round).map((x) => x.c.operator.category));
-    expect([seen(0), seen(1)]).toEqual([new Set(CATEGORIES), new Set(CATEGORIES)]);
+    expect([seen(0), seen(1), seen(2)]).toEqual([new Set(CATEGORIES), new Set(CATEGORIES), new Set(CATEGORIES)]);
   });
 
   it.each(sample.map(({ c, round }, i) => [`${commandFor(round, i, "DIR", "", "")[0]}: ${c.id}`, c] as const))("%s: exit 2, located, nothing run, nothing written", (_id, c) => {
