@@ -135,6 +135,16 @@ export const nameOperators: Operator[] = [
       };
     },
   ),
+  op("names", "external-interface-from-a-group-is-ours", 3, fc.constantFrom("eth0", "bond0", "bond0.101"), (name) => ({
+    detail: `gw takes role and external_interface ${q(name)} from a group "edge"`,
+    apply: (s) => {
+      s.groups.edge = { role: "backend", external_interface: name };
+      const gw = s.host("gw");
+      delete gw.role;
+      delete gw.external_interface;
+      gw.groups = ["edge"];
+    },
+  })),
 ];
 
 /**
