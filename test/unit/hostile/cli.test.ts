@@ -4,7 +4,8 @@
  * 30 cases across every category (the whole run is in-process in
  * ../hostile-inventories.test.ts). Each sampled case goes through one
  * command: validate (round 0), plan (round 1), validate --json (round 2), or
- * a command that writes (compile --out, token --state-dir; round 3). Each
+ * one that would write or start something (compile --out, token, serve,
+ * rollout --check, status, each with its own --out / --state-dir; round 3). Each
  * must exit 2 with located one-line problems (--json: every problem with
  * file, line and column) and no stack trace, run no command
  * (a PATH tripwire of ip, ovs-vsctl, ovs-ofctl, nft, virsh, dnsmasq, tc,
@@ -48,14 +49,27 @@ function sampleCases(cases: HostileCase[]): { c: HostileCase; round: number }[] 
 
 /**
  * The command a sampled case goes through, by round, so that every category
- * meets validate (round 0), plan (round 1) and validate --json (round 2), and the commands that
- * write (compile --out, token --state-dir) meet several: one CLI start costs
- * about a second of CPU, too much to run every command on every case.
+ * meets validate (round 0), plan (round 1) and validate --json (round 2),
+ * and round 3 meets the commands that would write or start something:
+ * compile --out (assignment files), token --state-dir (the site's secrets),
+ * serve (nats-server, state), rollout --check and status (NATS, the state
+ * dir). One CLI start costs about a second of CPU, too much to run every
+ * command on every case. `i`: the case's place in the sample; `scratch`: a
+ * folder for this case's --out / --state-dir, which must never appear.
  */
-function commandFor(round: number, i: number, dir: string, out: string, tokenState: string): [string, string[], string?] {
+function commandFor(round: number, i: number, dir: string, scratchFor: string): [string, string[], string?] {
   if (round === 1) return ["plan", ["plan", dir]];
   if (round === 2) return ["validate --json", ["validate", dir, "--json"]];
-  if (round >= 3) return i % 2 === 0 ? ["compile --out", ["compile", dir, "--out", out], out] : ["token --state-dir", ["token", dir, "--state-dir", tokenState], tokenState];
+  if (round >= 3) {
+    const late: [string, string[], string?][] = [
+      ["compile --out", ["compile", dir, "--out", scratchFor], scratchFor],
+      ["token --state-dir", ["token", dir, "--state-dir", scratchFor], scratchFor],
+      ["serve --state-dir", ["serve", dir, "--listen", "127.0.0.1:4999", "--state-dir", scratchFor], scratchFor],
+      ["rollout --check", ["rollout", dir, "--check", "--state-dir", scratchFor], scratchFor],
+      ["status", ["status", dir, "--state-dir", scratchFor], scratchFor],
+    ];
+    return late[i % late.length]!;
+  }
   return ["validate", ["validate", dir]];
 }
 
@@ -173,7 +187,7 @@ beforeAll(async () => {
   sample.forEach(({ c, round }, i) => {
     const dir = scratch.write(folderOf(c.id), c.build());
     const before = listing(dir);
-    const [what, args, mustNotExist] = commandFor(round, i, dir, join(scratch.root, `out-${i}`), join(scratch.root, `token-${i}`));
+    const [what, args, mustNotExist] = commandFor(round, i, dir, join(scratch.root, `writes-${i}`));
     jobs.push(async () => {
       const box = sandbox();
       const run = await netfleet(args, box);
@@ -195,7 +209,7 @@ describe(`hostile inventories through the CLI (seed ${seed}; replay with NETFLEE
     expect([seen(0), seen(1), seen(2)]).toEqual([new Set(CATEGORIES), new Set(CATEGORIES), new Set(CATEGORIES)]);
   });
 
-  it.each(sample.map(({ c, round }, i) => [`${commandFor(round, i, "DIR", "", "")[0]}: ${c.id}`, c] as const))("%s: exit 2, located, nothing run, nothing written", (_id, c) => {
+  it.each(sample.map(({ c, round }, i) => [`${commandFor(round, i, "DIR", "")[0]}: ${c.id}`, c] as const))("%s: exit 2, located, nothing run, nothing written", (_id, c) => {
     expect(failures.get(c.id)?.map((f) => `[seed ${seed}] ${c.mutation.detail}: ${f}`)).toEqual([]);
   });
 });
