@@ -304,6 +304,26 @@ describe.skipIf(!isRoot)("lab tier (prefix nft, /tmp/nft-lab)", () => {
     }
   }, 60_000);
 
+  it("another host's assignment is refused (exit 2, one line naming both), and the host is left as it was; its own still converges", async () => {
+    // The gateway table, with what moves by itself taken out: counters and dynamic set elements' time left.
+    const ruleset = async () => (await sh(["ip", "netns", "exec", "nft-backend", "nft", "list", "ruleset"])).stdout.replace(/counter packets \d+ bytes \d+/g, "counter").replace(/ expires [\dhms]+/g, "");
+    const backend = status.hosts.find((h) => h.role === "backend")!;
+    const vmhost = status.hosts.find((h) => h.role === "vmhost")!;
+    const before = await ruleset();
+    expect(before).toContain("table inet netfleet");
+    for (const [h, other] of [[backend, vmhost], [vmhost, backend]] as const) {
+      const r = await runner.run(read(...agentCommand(lab, h, ["apply", "--assignment", join(lab.runDir, "assignments", `${other.name}.json`), "--name", h.name, "--json"])), { allowFailure: true });
+      expect(r.exitCode, r.stdout.slice(0, 2000)).toBe(2);
+      expect(r.stdout).toBe("");
+      expect(r.stderr.trim().split("\n")).toEqual([expect.stringContaining(`is the assignment of host ${other.name}, and this host is ${h.name} (--name); refused, nothing changed`)]);
+      // At the target: the backend's gateway table is as it was, and each host's own assignment finds nothing to change.
+      expect(await ruleset()).toBe(before);
+      const own = await sh(agentCommand(lab, h, ["apply", "--assignment", join(lab.runDir, "assignments", `${h.name}.json`), "--name", h.name, "--check", "--json"]));
+      expect(own.exitCode, own.stdout.slice(0, 2000)).toBe(0);
+      expect((JSON.parse(own.stdout) as { summary: { pending: number } }).summary.pending, h.name).toBe(0);
+    }
+  }, 60_000);
+
   it("changing an allow list updates the sets in place: an established connection survives", async () => {
     const nftSet = async (set: string) => (await sh(["ip", "netns", "exec", "nft-backend", "nft", "list", "set", "inet", "netfleet", set])).stdout;
     const held: ResultPromise = execa("ip", ["netns", "exec", "nft-vma1", process.execPath, LABNET, "hold", "198.51.100.10", "80"], {
