@@ -41,24 +41,24 @@ mgmt_state() {  # mgmt_state <X> <label>: what the host holds, and whether the g
 mgmt_ping() { rec $MG/$1-$2-ping-from-gw ip netns exec g$1 ping -n -c 2 -i 0.3 -W 2 $3; }  # mgmt_ping <X> <label> <addr>
 mgmt_agent() {  # mgmt_agent <X> <assignment>
   AGENT_NS=m$1 agent $MG/$1-apply /xfer/in/mgmt/$2 --run-dir /tmp/nfmgmt-$1
-  cp /tmp/nfmgmt-$1/state/management-move*.json $OUT/$MG/ 2>/dev/null
+  for f in /tmp/nfmgmt-$1/state/management-move*.json; do [ -e "$f" ] && cp "$f" "$OUT/$MG/$1-$(basename "$f")"; done
   ls -A /tmp/nfmgmt-$1/state > $OUT/$MG/$1-state-files.txt 2>&1
 }
 mkdir -p $OUT/$MG
-step "management guard: (a) attack, (b) move, (c) dead path"
-infra mgmt_host A 10.98.0.11 0
-infra mgmt_host B 10.98.0.12 0
-infra mgmt_host C 10.98.0.13 1
-for x in A B C; do mgmt_state $x before; done
-mgmt_ping A before 10.98.0.11
-mgmt_agent A kma.json
-mgmt_state A after
-mgmt_ping A after 10.98.0.11
-mgmt_agent B kmb.json
-mgmt_state B after
-mgmt_ping B after 10.98.0.12
-mgmt_agent C kmc.json
-mgmt_state C after
-mgmt_ping C after 10.98.0.13
+step "management guard: (a) attack, (b) move, (c) dead path (the three at once: own namespaces and run dirs)"
+scenario() {  # scenario <X> <addr> <dangling-p1> <assignment>: set up, record, apply, record
+  mgmt_host $1 $2 $3 || { echo "INFRA FAILED: mgmt_host $1" | tee -a "$STEPS" >&2; return 1; }
+  mgmt_state $1 before
+  mgmt_ping $1 before ${2%/*}
+  mgmt_agent $1 $4
+  mgmt_state $1 after
+  mgmt_ping $1 after ${2%/*}
+  return 0
+}
+MPIDS=
+scenario A 10.98.0.11 0 kma.json & MPIDS="$MPIDS $!"
+scenario B 10.98.0.12 0 kmb.json & MPIDS="$MPIDS $!"
+scenario C 10.98.0.13 1 kmc.json & MPIDS="$MPIDS $!"
+for pid in $MPIDS; do wait $pid || INFRA_FAILED=1; done
 for x in A B C; do ip netns del m$x; ip netns del g$x; done
 step "management guard done"
