@@ -1,4 +1,4 @@
-import { warningsOf, type HostAssignment } from "@netfleet/shared";
+import { isIpv4, warningsOf, type HostAssignment } from "@netfleet/shared";
 import { AgentDaemon } from "../daemon.ts";
 import { reconcile } from "../engine.ts";
 import type { Runner } from "../exec/runner.ts";
@@ -198,6 +198,7 @@ export class NatsAgent {
       intervalMs: o.intervalMs ?? 30_000,
       flowIntervalMs: o.flowIntervalMs ?? 2000,
       watchEvents: o.watchEvents ?? true,
+      controllers: this.controllers(),
       log: (event) => this.onDaemonEvent(event),
     });
     this.applying++;
@@ -206,6 +207,22 @@ export class NatsAgent {
     } finally {
       this.applying--;
     }
+  }
+
+  /**
+   * The IPv4 addresses of the NATS servers this agent was given
+   * (`nats://10.10.0.10:4222` -> `10.10.0.10`; names are left out): the
+   * management guard keeps the links of the routes towards them.
+   */
+  private controllers(): string[] {
+    return this.options.servers.flatMap((url) => {
+      try {
+        const host = new URL(url).hostname;
+        return isIpv4(host) ? [host] : [];
+      } catch {
+        return [];
+      }
+    });
   }
 
   private converge(assignment: HostAssignment): Promise<ApplyOutcome> {
@@ -238,7 +255,7 @@ export class NatsAgent {
       this.configureLeases(undefined);
       const results = await reconcile(
         [{ kind: "owned-cleanup", name: "host", keep: { links: [], ovsBridges: [], libvirtNetworks: [], dnsmasq: [], nftTable: false } }],
-        { runner: this.options.runner, tools: this.options.tools, owner: this.options.site },
+        { runner: this.options.runner, tools: this.options.tools, owner: this.options.site, controllers: this.controllers() },
       );
       this.log({ event: "restored-empty", undone: current?.hash });
       return outcomeOf(results);
@@ -246,7 +263,7 @@ export class NatsAgent {
   }
 
   private async check(assignment: HostAssignment): Promise<ApplyOutcome & { changes: Record<string, string[]> }> {
-    const results = await reconcile(assignment.resources, { runner: this.options.runner, tools: this.options.tools, owner: assignment.site, check: true });
+    const results = await reconcile(assignment.resources, { runner: this.options.runner, tools: this.options.tools, owner: assignment.site, check: true, controllers: this.controllers() });
     return { ...outcomeOf(results), changes: Object.fromEntries(results.map((r) => [r.id, Object.keys(r.changes)])) };
   }
 
