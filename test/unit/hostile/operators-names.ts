@@ -135,6 +135,16 @@ export const nameOperators: Operator[] = [
       };
     },
   ),
+  op(
+    "names",
+    "name-reserved-for-a-network",
+    8,
+    fc.record({ name: fc.constantFrom("pu-alpha", "pb-beta", "gw-alpha", "gw-beta", "br-beta"), where: fc.constantFrom("hv1.member", "gw.member", "hv1.bond", "gw.external_interface") }),
+    ({ name, where }) => ({
+      detail: `${where} = ${q(name)} on a kernel-mode host (reserved for a network of the site whatever the mode)`,
+      apply: (s) => setInterface(s, where, name),
+    }),
+  ),
   op("names", "external-interface-from-a-group-is-ours", 3, fc.constantFrom("eth0", "bond0", "bond0.101"), (name) => ({
     detail: `gw takes role and external_interface ${q(name)} from a group "edge"`,
     apply: (s) => {
