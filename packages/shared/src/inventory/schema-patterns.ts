@@ -78,6 +78,9 @@ const PORT_DIGITS = "(?=\\d{1,5}(?!\\d))0*(?:6553[0-5]|655[0-2]\\d|65[0-4]\\d\\d
  */
 export const PORT_RANGE_PATTERN = `^\\s*${PORT_DIGITS}(?:-${PORT_DIGITS})?\\s*$`;
 
+/** A NATS server URL, `nats://host:port` or `tls://host:port`, the port 1-65535 (the loader's NatsUrl). */
+export const NATS_URL_PATTERN = `^(?:nats|tls)://[A-Za-z0-9.-]+:${PORT_DIGITS}$`;
+
 /** A unicast MAC address: the least significant bit of the first octet (I/G bit, IEEE 802) is 0. */
 export const UNICAST_MAC_PATTERN = "^[0-9a-fA-F][02468aceACE](?::[0-9a-fA-F]{2}){5}$";
 

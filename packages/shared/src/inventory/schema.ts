@@ -2,7 +2,7 @@ import { z } from "zod";
 import { DNS_LABEL, DNS_NAME, DNS_NAME_OR_WILDCARD, IFNAME_MAX, INTERFACE_NAME, IPROUTE2_KEYWORDS, MAC_ADDRESS, NETWORK_NAME } from "../names.ts";
 import { parsePortRange } from "./ports.ts";
 import { isIpv4, parseIpv4Cidr } from "../ipv4.ts";
-import { CIDR_OR_ADDRESS_PATTERN, CIDR_PATTERN, interfaceNamePattern, IPV4_PATTERN, networkCidrPattern, PORT_RANGE_PATTERN, UNICAST_MAC_PATTERN } from "./schema-patterns.ts";
+import { CIDR_OR_ADDRESS_PATTERN, CIDR_PATTERN, interfaceNamePattern, IPV4_PATTERN, NATS_URL_PATTERN, networkCidrPattern, PORT_RANGE_PATTERN, UNICAST_MAC_PATTERN } from "./schema-patterns.ts";
 import { SPECIAL_PURPOSE_BLOCKS } from "./check-addresses.ts";
 import { allowEntryRules, hostRules, hostUplinkRules, inventoryFileRules, networkRules, siteRules, vmRules } from "./schema-rules.ts";
 
@@ -84,7 +84,17 @@ const DURATION_HELP = 'must be a duration such as 30m, 12h, 1d or "infinite"';
 const duration = json(z.string().regex(/^(?:\d+[smhdw]|infinite)$/, DURATION_HELP), { patternErrorMessage: DURATION_HELP });
 
 const NATS_URL_HELP = "must be nats://host:port or tls://host:port";
-export const NatsUrl = json(z.string().regex(/^(?:nats|tls):\/\/[A-Za-z0-9.-]+:\d{1,5}$/, NATS_URL_HELP), { patternErrorMessage: NATS_URL_HELP });
+/** A NATS server URL; the port 1-65535 (a port of 0 or above 65535 would only fail at connect time, on every host). */
+export const NatsUrl = json(
+  z
+    .string()
+    .regex(/^(?:nats|tls):\/\/[A-Za-z0-9.-]+:\d{1,5}$/, NATS_URL_HELP)
+    .refine((url) => {
+      const port = Number(url.slice(url.lastIndexOf(":") + 1));
+      return port >= 1 && port <= 65535;
+    }, "the port must be 1-65535"),
+  { pattern: NATS_URL_PATTERN, patternErrorMessage: `${NATS_URL_HELP}, the port 1-65535` },
+);
 
 export const SiteSettings = json(
   z.strictObject({
