@@ -40,9 +40,12 @@ export class SourceFile {
       return { file, value: doc.toJS({ maxAliasCount: 100 }), problems };
     } catch (err) {
       const at = file.firstAlias() ?? { line: 1, col: 1 };
-      const message = err instanceof ReferenceError
-        ? "YAML aliases expand too far (more than 100 alias nodes); refusing a possible alias bomb"
-        : `cannot read YAML: ${yamlMessage((err as Error).message)}`;
+      const text = (err as Error).message ?? "";
+      const message = err instanceof ReferenceError && text.startsWith("Unresolved alias")
+        ? "an alias (*name) comes before its anchor (&name) or has none; YAML needs the anchor first"
+        : err instanceof ReferenceError
+          ? "YAML aliases expand too far (more than 100 alias nodes); refusing a possible alias bomb"
+          : `cannot read YAML: ${yamlMessage(text)}`;
       return { file, value: undefined, problems: [{ file: name, ...at, path: "", message }] };
     }
   }
@@ -165,6 +168,8 @@ function shorten(text: string, max = TOKEN_MAX_CHARS): string {
 function yamlMessage(message: string): string {
   const first = (message.split("\n")[0] ?? message).replace(/ at line \d+, column \d+:?$/, "");
   if (first.startsWith("Source contains multiple documents")) return "a file holds one YAML document; remove the `---` separator or split the file";
+  // The reader recurses per level: thousands of nested [ or { exhaust the stack (a RangeError it reports as an error).
+  if (first.includes("Maximum call stack size exceeded")) return "the document nests too deeply to read (an inventory needs a few levels)";
   const short = first.replace(/\S{61,}/g, (word) => shorten(word));
   return short.length > 200 ? `${shorten(short, 200)}` : short;
 }
