@@ -35,7 +35,10 @@ describe("lockout protection", () => {
     const published = await s.cp.publish(bad);
     await eventually(() => agent.rollbacks.length === 1, "rollback called", 10_000);
     expect(agent.rollbacks).toEqual([good.hash]);
-    const onDisk = await new AgentState(join(s.dir, "agents", "hv1")).checkpoint();
+    // The rollback's report is stored after the rollback returns: wait for that write, not only the call.
+    const state = new AgentState(join(s.dir, "agents", "hv1"));
+    await eventually(async () => (await state.checkpoint()).unsentReport !== undefined, "rollback report stored", 10_000);
+    const onDisk = await state.checkpoint();
     expect(onDisk.current?.revision).toBe(good.revision);
     expect(onDisk.rolledBack).toEqual({ revision: published.revision, hash: bad.hash });
     expect(onDisk.unsentReport).toMatchObject({ rolledBack: true, revision: good.revision, rolledBackRevision: published.revision });
