@@ -90,6 +90,7 @@ export const NOT_IN_SCHEMA: Record<string, string> = {
  * yaml-language-server uses too) reports them before any schema applies.
  */
 export const YAML_LEVEL: Record<string, string> = {
+  "yaml-alias-before-anchor": "an alias used before its anchor is defined",
   "yaml-alias-bomb": "aliases expanding past 100 nodes: the yaml package refuses them when it builds the data (as the loader does); an editor that only walks the YAML tree may not",
   "yaml-custom-tag": "an unresolved tag (!secret)",
   "yaml-duplicate-key": "a key twice in one mapping",
