@@ -5,7 +5,7 @@ import { displayCommand, type Builtin, type Runner } from "./exec/runner.ts";
 import { handlerFor } from "./resources/index.ts";
 import type { HostAccess, ObserveContext, ResourcePlan, ResourceResult } from "./resources/types.ts";
 import type { Toolbox } from "./tools.ts";
-import { guardPlan, type GuardDecision } from "./resources/management-guard.ts";
+import { disruptionRefusal, disruptions, guardPlan, type GuardDecision } from "./resources/management-guard.ts";
 import {
   failedRecordPath,
   observeManagement,
@@ -119,7 +119,13 @@ export async function reconcile(resources: readonly ResourceSpec[], options: Rec
       const plan = handler.plan(spec, observed, ctx);
       result.changes = plan.changes;
       result.commands = plan.commands.map(displayCommand);
-      if (plan.blocked) {
+      // The management guard, second half: a plan that takes down, releases the members of,
+      // changes the mode of or deletes a link holding the management path does not run.
+      const refusal = plan.blocked ? undefined : await disruptionGuard(plan, options, ctx, guard?.moves.get(id)?.member);
+      if (refusal !== undefined) {
+        result.result = false;
+        result.comment = refusal;
+      } else if (plan.blocked) {
         result.result = false;
         result.comment = plan.blocked;
       } else if (plan.commands.length === 0) {
@@ -183,6 +189,22 @@ async function managementGuard(resources: readonly ResourceSpec[], options: Reco
   const decision = guardPlan(resources, view, { ...(failed ? { failed } : {}), failedFile: failedRecordPath(options.tools) });
   if (decision.moves.size > 0 && !options.check) await writeMoveRecord(options.tools, [...decision.moves.values()]);
   return decision;
+}
+
+/**
+ * Why a plan may not run because of what it does to a link holding the
+ * management path (read now: an earlier resource of the pass may have moved
+ * it); undefined when it may, or when it touches no link that way.
+ */
+async function disruptionGuard(plan: ResourcePlan, options: ReconcileOptions, ctx: ObserveContext, exempt: string | undefined): Promise<string | undefined> {
+  const ops = disruptions(plan.commands);
+  if (ops.length === 0) return undefined;
+  try {
+    return disruptionRefusal(ops, await observeManagement(ctx, options.controllers ?? []), exempt);
+  } catch (err) {
+    if (options.check) return undefined;
+    return `not applied: the management path could not be read (${err instanceof Error ? err.message : String(err)}), and this plan takes a link down, releases or deletes one`;
+  }
 }
 
 function enslavesLink(r: ResourceSpec): boolean {

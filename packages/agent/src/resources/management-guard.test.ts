@@ -1,8 +1,19 @@
 import { describe, expect, it } from "vitest";
 import type { KernelBondSpec, ResourceSpec } from "@netfleet/shared";
-import { fixture } from "./fixtures.ts";
-import { parseAddresses, parseLinks } from "./ip-link.ts";
-import { guardPlan, managementHolds, moveLines, parseRoutes, undoLines, type ManagementView } from "./management-guard.ts";
+import { mutate } from "../exec/runner.ts";
+import { fixture, fixtureContext } from "./fixtures.ts";
+import { kernelBond, parseAddresses, parseLinks } from "./ip-link.ts";
+import {
+  disruptionRefusal,
+  disruptions,
+  guardPlan,
+  managementHolds,
+  moveLines,
+  parseManagementLinks,
+  parseRoutes,
+  undoLines,
+  type ManagementView,
+} from "./management-guard.ts";
 
 // Fixtures: __fixtures__/mgmt (Debian kernel 6.1, see NOTES.md there). "before": eth0 holds
 // 10.98.0.11/24, the default route via 10.98.0.254 and 10.99.0.0/24 via it (metric 50);
@@ -160,5 +171,105 @@ describe("move and undo lines", () => {
     // Every non-kernel route of the captured table before the move comes back.
     const before = parseRoutes(fixture("mgmt/before-route.json")).filter((r) => r.protocol !== "kernel");
     expect(before.map((r) => `${r.dst} ${r.gateway} ${r.metric ?? ""}`)).toEqual(move.routes.map((r) => `${r.dst} ${r.gateway} ${r.metric ?? ""}`));
+  });
+});
+
+// Upper devices: derived fixtures (see __fixtures__/mgmt/DERIVED.md): the captured "before" rows
+// with eth0's address and routes on a bridge br0 eth0 is a port of, a VLAN eth0.10 or a macvlan mv0 on eth0.
+function upperView(tag: "bridge" | "vlan" | "macvlan"): ManagementView {
+  const f = (n: string) => fixture(`mgmt/derived-${tag}-${n}.json`);
+  return { links: parseManagementLinks(f("link")), addresses: parseAddresses(f("addr")), routes: parseRoutes(f("route")), controllerRoutes: [] };
+}
+const ovsPort: ResourceSpec = { kind: "ovs-bridge", name: "br-uplink", ports: [{ name: "eth0", type: "system" }] } as ResourceSpec;
+
+describe("guard: a link above the member holds the management path", () => {
+  it("eth0 a port of the Linux bridge br0 that holds the address: enslaving eth0 is refused, naming br0", () => {
+    const d = guardPlan([bond, vlan], upperView("bridge"));
+    expect(d.blocked.get("kernel-bond[bond0]")).toBe(
+      "eth0 is a port of br0, which holds 10.98.0.11/24 and the default route via 10.98.0.254; enslaving it to bond0 would cut this host off its controller; " +
+        "move the management address and routes off br0 first, or make this change from the console",
+    );
+    expect(d.blocked.get("vlan-interface[bond0.1081]")).toMatch(/depends on bond0, which was refused \(eth0 is a port of br0/);
+    expect(guardPlan([ovsPort], upperView("bridge")).blocked.get("ovs-bridge[br-uplink]")).toMatch(/^eth0 is a port of br0, which holds 10\.98\.0\.11\/24 .*adding it to OVS bridge br-uplink/);
+  });
+
+  it("carries_management moves nothing when the address is on br0, not on the member itself", () => {
+    const d = guardPlan([{ ...managed }], upperView("bridge"));
+    expect(d.moves.size).toBe(0);
+    expect(d.blocked.get("kernel-bond[bond0]")).toMatch(/^eth0 is a port of br0/);
+  });
+
+  it("a VLAN eth0.10 on eth0 holding the address and default route: refused, naming eth0.10", () => {
+    const d = guardPlan([bond], upperView("vlan"));
+    expect(d.blocked.get("kernel-bond[bond0]")).toBe(
+      "eth0 carries eth0.10 (vlan), which holds 10.98.0.11/24 and the default route via 10.98.0.254; enslaving it to bond0 would cut this host off its controller; " +
+        "move the management address and routes off eth0.10 first, or make this change from the console",
+    );
+  });
+
+  it("a macvlan mv0 on eth0 (its parent read from `link`): refused, naming mv0", () => {
+    const v = upperView("macvlan");
+    expect(v.links.get("mv0")).toMatchObject({ kind: "macvlan", parent: "eth0" });
+    expect(guardPlan([bond], v).blocked.get("kernel-bond[bond0]")).toMatch(/^eth0 carries mv0 \(macvlan\), which holds 10\.98\.0\.11\/24 and the default route/);
+  });
+
+  it("control: a member with nothing above it still enslaves (eth1 beside the bridge, the VLAN, the macvlan)", () => {
+    for (const tag of ["bridge", "vlan", "macvlan"] as const) {
+      expect(guardPlan([{ ...bond, members: ["eth1"] }], upperView(tag)).blocked.size).toBe(0);
+      expect(guardPlan([{ ...ovsPort, ports: [{ name: "eth1", type: "system" }] } as ResourceSpec], upperView(tag)).blocked.size).toBe(0);
+    }
+  });
+
+  it("the bond a member already belongs to is not 'above' it for that bond; another bond is (a renamed bond)", () => {
+    const v = view("moved");
+    expect(guardPlan([managed], v).blocked.size).toBe(0);
+    expect(guardPlan([{ ...managed, name: "bond1" }], v).blocked.get("kernel-bond[bond1]")).toMatch(/^eth0 is a port of bond0, which holds 10\.98\.0\.11\/24 and the default route via 10\.98\.0\.254/);
+  });
+});
+
+describe("guard: plans that take down, release, re-mode or delete the link holding the path", () => {
+  const planOf = (spec: KernelBondSpec) => {
+    const v = view("moved");
+    return kernelBond.plan(spec, { links: v.links }, fixtureContext);
+  };
+
+  it("a mode change of bond0 (which holds the address after the move) is refused, saying which link, what it holds, what to do", () => {
+    const plan = planOf({ ...managed, mode: "802.3ad", lacpActive: true });
+    const ops = disruptions(plan.commands);
+    expect(ops).toEqual(expect.arrayContaining([{ op: "down", link: "bond0" }, { op: "nomaster", link: "eth0" }, { op: "mode", link: "bond0" }]));
+    const why = disruptionRefusal(ops, view("moved"));
+    expect(why).toMatch(/^taking bond0 down would cut this host off its controller: bond0 holds 10\.98\.0\.11\/24 and the default route via 10\.98\.0\.254; move the management address and routes off bond0 first, or make this change from the console/);
+    expect(why).toMatch(/releasing eth0 from bond0 would cut/);
+    expect(why).toMatch(/changing the mode of bond0/);
+  });
+
+  it("releasing a member of bond0 is refused", () => {
+    const plan = planOf({ ...managed, members: ["eth0"] });
+    expect(disruptionRefusal(disruptions(plan.commands), view("moved"))).toMatch(/^releasing eth1 from bond0 would cut this host off its controller: bond0 holds 10\.98\.0\.11\/24/);
+  });
+
+  it("deleting bond0 (owned-cleanup's `ip link del`, e.g. after a rename) is refused", () => {
+    const del = [mutate(["ip", "link", "del", "dev", "bond0"])];
+    expect(disruptionRefusal(disruptions(del), view("moved"))).toMatch(/^deleting bond0 would cut this host off its controller: bond0 holds/);
+  });
+
+  it("control: an MTU change of bond0 or an added member touches nothing holding the path", () => {
+    const mtu = planOf({ ...managed, mtu: 9000 });
+    expect(mtu.commands.length).toBeGreaterThan(0);
+    expect(disruptionRefusal(disruptions(mtu.commands), view("moved"))).toBeUndefined();
+    const v = view("moved");
+    v.links.set("eth2", { name: "eth2", mtu: 1500, up: true });
+    const add = kernelBond.plan({ ...managed, members: ["eth0", "eth1", "eth2"] }, { links: v.links }, fixtureContext);
+    expect(disruptions(add.commands)).toContainEqual({ op: "down", link: "eth2" });
+    expect(disruptionRefusal(disruptions(add.commands), v)).toBeUndefined();
+  });
+
+  it("control: deleting a link with only an address (a backend gateway VLAN) is not refused; the move's own member going down is exempt", () => {
+    const v = view("before");
+    expect(disruptionRefusal([{ op: "del", link: "eth1" }], v)).toBeUndefined();
+    v.routes = v.routes.filter((r) => r.protocol === "kernel");
+    expect(disruptionRefusal([{ op: "del", link: "eth0" }], v)).toBeUndefined();
+    expect(disruptionRefusal([{ op: "down", link: "eth0" }], view("before"), "eth0")).toBeUndefined();
+    expect(disruptionRefusal([{ op: "down", link: "eth0" }], view("before"))).toMatch(/^taking eth0 down/);
   });
 });

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { resourceId, type KernelBondSpec, type ResourceSpec } from "@netfleet/shared";
-import { parseJson, type Link } from "./ip-link.ts";
+import type { Command } from "../exec/runner.ts";
+import { parseJson, parseLinks, type Link } from "./ip-link.ts";
 
 /**
  * The management-link guard: pure planning over what `ip` reports. A link
@@ -125,6 +126,159 @@ export function enslaving(spec: ResourceSpec, links: Map<string, Link>): { link:
   return [];
 }
 
+/** Link kinds stacked on a parent device (`link` in `ip -json link`): taking the parent down flushes their routes. */
+const STACKED_KINDS = new Set(["vlan", "macvlan", "macvtap", "ipvlan", "ipvtap"]);
+
+/**
+ * `ip -details -json link show` for the guard: parseLinks, with the parent
+ * (`link`) kept for macvlan/ipvlan as well as for VLANs (parseLinks keeps it
+ * for VLANs only).
+ */
+export function parseManagementLinks(stdout: string): Map<string, Link> {
+  const links = parseLinks(stdout);
+  const rows = parseJson(
+    "ip -details -json link show",
+    stdout,
+    z.array(z.object({ ifname: z.string(), link: z.string().nullable().optional(), linkinfo: z.object({ info_kind: z.string().optional() }).optional() })),
+  );
+  for (const row of rows) {
+    const l = links.get(row.ifname);
+    if (l && l.parent === undefined && row.link && STACKED_KINDS.has(row.linkinfo?.info_kind ?? "")) l.parent = row.link;
+  }
+  return links;
+}
+
+/** A link above another that holds the management path, and how it sits above it. */
+export interface UpperHold {
+  hold: Hold;
+  /** "eth0 is a port of br0", "eth0 carries eth0.10 (vlan)", in order from the link up to the holder. */
+  chain: string[];
+}
+
+/**
+ * The first link above `link` that holds the management path: its master
+ * (unless `ovs-system` or `building`, the bond being built) and every
+ * vlan/macvlan/ipvlan whose parent it is, followed transitively (bounded).
+ */
+export function upperHold(link: string, links: Map<string, Link>, holds: Map<string, Hold>, building?: string): UpperHold | undefined {
+  const seen = new Set([link]);
+  let frontier: { name: string; chain: string[] }[] = [{ name: link, chain: [] }];
+  for (let depth = 0; depth < 8 && frontier.length > 0; depth++) {
+    const next: { name: string; chain: string[] }[] = [];
+    for (const { name, chain } of frontier) {
+      const ups: { name: string; step: string }[] = [];
+      const master = links.get(name)?.master;
+      if (master !== undefined && master !== "ovs-system" && master !== building) ups.push({ name: master, step: `${name} is a port of ${master}` });
+      for (const l of links.values()) {
+        if (l.parent === name && STACKED_KINDS.has(l.kind ?? "")) ups.push({ name: l.name, step: `${name} carries ${l.name} (${l.kind})` });
+      }
+      for (const up of ups) {
+        if (seen.has(up.name)) continue;
+        seen.add(up.name);
+        const c = [...chain, up.step];
+        const h = holds.get(up.name);
+        if (h) return { hold: h, chain: c };
+        next.push({ name: up.name, chain: c });
+      }
+    }
+    frontier = next;
+  }
+  return undefined;
+}
+
+/** "eth0 is a port of br0, which holds 10.0.0.11/24 and the default route via 10.0.0.1". */
+export function describeUpperHold(u: UpperHold): string {
+  return `${u.chain.join(", ")}, which ${describeHold(u.hold).slice(u.hold.link.length + 1)}`;
+}
+
+/** What a planned command does to a link that matters to the management path. */
+export interface LinkDisruption {
+  op: "down" | "nomaster" | "mode" | "del";
+  link: string;
+}
+
+/**
+ * The link-level disruptions in planned commands: `ip link set dev X down`,
+ * `... nomaster`, `... type bond mode M`, `ip link del [dev] X` (alone or in an
+ * `ip -batch -`), and `ovs-vsctl ... del-br X`.
+ */
+export function disruptions(commands: readonly Command[]): LinkDisruption[] {
+  const out: LinkDisruption[] = [];
+  const ipLine = (args: string[]) => {
+    let i = 0;
+    while (i < args.length && args[i]!.startsWith("-")) i++;
+    const a = args.slice(i);
+    if (a[0] !== "link" && a[0] !== "l") return;
+    if (a[1] === "del" || a[1] === "delete") {
+      const name = a[2] === "dev" ? a[3] : a[2];
+      if (name) out.push({ op: "del", link: name });
+      return;
+    }
+    if (a[1] !== "set") return;
+    const name = a[2] === "dev" ? a[3] : a[2];
+    if (!name) return;
+    const rest = a.slice(a[2] === "dev" ? 4 : 3);
+    if (rest.includes("down")) out.push({ op: "down", link: name });
+    if (rest.includes("nomaster")) out.push({ op: "nomaster", link: name });
+    const t = rest.indexOf("type");
+    if (t >= 0 && rest.slice(t + 1).includes("mode")) out.push({ op: "mode", link: name });
+  };
+  for (const c of commands) {
+    if (c.builtin || !c.mutating) continue;
+    const tool = c.argv[0]?.split("/").pop();
+    if (tool === "ip") {
+      const args = c.argv.slice(1);
+      if (args.includes("-batch")) for (const line of (c.stdin ?? "").split("\n")) ipLine(line.trim().split(/\s+/).filter(Boolean));
+      else ipLine(args);
+    } else if (tool === "ovs-vsctl") {
+      c.argv.forEach((a, i) => {
+        if (a === "del-br" && c.argv[i + 1]) out.push({ op: "del", link: c.argv[i + 1]! });
+      });
+    }
+  }
+  return out;
+}
+
+/**
+ * Why a plan may not run because it takes down, releases the members of,
+ * changes the mode of or deletes a link holding the management path (or a
+ * link under one that does); undefined when it may. `exempt`: the member a
+ * sanctioned management move takes down (its address goes onto the bond).
+ */
+export function disruptionRefusal(ops: readonly LinkDisruption[], view: ManagementView, exempt?: string): string | undefined {
+  // Here a link holds the path when it carries the default route, the route to a controller or
+  // another routed (not `proto kernel`) route: an address alone is what every gateway VLAN of a
+  // backend has, and those are deleted and re-made by ordinary plans.
+  const holds = new Map([...managementHolds(view)].filter(([, h]) => h.defaultRoute !== undefined || h.controller !== undefined || h.routes.length > 0));
+  const reasons: string[] = [];
+  const said = new Set<string>();
+  for (const { op, link } of ops) {
+    if (op === "down" && link === exempt) continue;
+    let what: string | undefined;
+    let holder: string | undefined;
+    const direct = holds.get(link);
+    if (op === "nomaster") {
+      const master = view.links.get(link)?.master;
+      if (master === undefined || master === "ovs-system") continue;
+      const m = holds.get(master);
+      const u = m ? undefined : upperHold(master, view.links, holds);
+      if (!m && !u) continue;
+      what = `releasing ${link} from ${master} would cut this host off its controller: ${m ? describeHold(m) : describeUpperHold(u!)}`;
+      holder = m ? master : u!.hold.link;
+    } else {
+      const u = direct ? undefined : upperHold(link, view.links, holds);
+      if (!direct && !u) continue;
+      const verb = op === "down" ? `taking ${link} down` : op === "mode" ? `changing the mode of ${link} (the kernel wants it down and its members released for that)` : `deleting ${link}`;
+      what = `${verb} would cut this host off its controller: ${direct ? describeHold(direct) : describeUpperHold(u!)}`;
+      holder = direct ? link : u!.hold.link;
+    }
+    if (said.has(what)) continue;
+    said.add(what);
+    reasons.push(`${what}; move the management address and routes off ${holder} first, or make this change from the console`);
+  }
+  return reasons.length > 0 ? reasons.join("; ") : undefined;
+}
+
 /** The move of the management path from one member onto a kernel bond: what is recorded before, and undone on failure. */
 export interface ManagementMove {
   bond: string;
@@ -173,6 +327,16 @@ export function guardPlan(resources: readonly ResourceSpec[], view: ManagementVi
     const id = resourceId(spec);
     const reasons: string[] = [];
     for (const { link, into } of enslaving(spec, view.links)) {
+      const joining = spec.kind === "kernel-bond" ? `enslaving it to ${spec.name}` : `adding it to ${into}`;
+      // A link above it holding the path (a bridge it is a port of, a VLAN or macvlan on it): never moved.
+      const upper = upperHold(link, view.links, holds, spec.kind === "kernel-bond" ? spec.name : undefined);
+      if (upper) {
+        reasons.push(
+          `${describeUpperHold(upper)}; ${joining} would cut this host off its controller; ` +
+            `move the management address and routes off ${upper.hold.link} first, or make this change from the console`,
+        );
+        continue;
+      }
       const h = holds.get(link);
       if (!h) continue;
       const move = spec.kind === "kernel-bond" ? planMove(spec, h, view) : undefined;
@@ -192,7 +356,7 @@ export function guardPlan(resources: readonly ResourceSpec[], view: ManagementVi
         spec.kind === "kernel-bond"
           ? `set carries_management: true on the uplink to move the address onto the bond, or move it off ${link}`
           : `move it off ${link} first (OVS does not carry ${link}'s own address once it is a port)`;
-      reasons.push(`${describeHold(h)}; ${spec.kind === "kernel-bond" ? `enslaving it to ${spec.name}` : `adding it to ${into}`} would cut this host off its controller; ${remedy}`);
+      reasons.push(`${describeHold(h)}; ${joining} would cut this host off its controller; ${remedy}`);
     }
     if (reasons.length > 0) {
       blocked.set(id, reasons.join("; "));

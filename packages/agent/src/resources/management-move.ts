@@ -2,8 +2,8 @@ import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { mutate, type Runner } from "../exec/runner.ts";
 import type { Toolbox } from "../tools.ts";
-import { observeAddresses, observeLinks } from "./ip-link.ts";
-import { parseRoutes, undoLines, type FailedMove, type ManagementMove, type ManagementView } from "./management-guard.ts";
+import { observeAddresses } from "./ip-link.ts";
+import { parseManagementLinks, parseRoutes, undoLines, type FailedMove, type ManagementMove, type ManagementView } from "./management-guard.ts";
 import type { ObserveContext } from "./types.ts";
 
 /**
@@ -30,7 +30,7 @@ export function failedRecordPath(tools: Toolbox): string {
  */
 export async function observeManagement(ctx: ObserveContext, controllers: readonly string[]): Promise<ManagementView> {
   const [links, addresses, routes] = await Promise.all([
-    observeLinks(ctx),
+    ctx.read(ctx.tools.ip("-details", "-json", "link", "show")).then((r) => parseManagementLinks(r.stdout)),
     observeAddresses(ctx),
     ctx.read(ctx.tools.ip("-json", "route", "show")).then((r) => parseRoutes(r.stdout)),
   ]);
