@@ -78,3 +78,53 @@ describe("reconcile", () => {
     expect(runner.calls).toHaveLength(2);
   });
 });
+
+describe("reconcile: the management guard on plans that would take the path's link down", () => {
+  // The captured state after a carries_management move (resources/__fixtures__/mgmt/moved-*):
+  // bond0 (ours, active-backup, eth0+eth1) holds 10.98.0.11/24 and the default route via 10.98.0.254.
+  const bond0 = { kind: "kernel-bond", name: "bond0", mode: "active-backup", members: ["eth0", "eth1"], miimon: 100, mtu: 1500, management: { address: "10.98.0.11/24" } } as const;
+  const movedHost = () =>
+    new RecordingRunner()
+      .reply(["ip", "-details", "-json", "link", "show"], { stdout: fixture("mgmt/moved-link.json") })
+      .reply(["ip", "-json", "addr", "show"], { stdout: fixture("mgmt/moved-addr.json") })
+      .reply(["ip", "-json", "route", "show"], { stdout: fixture("mgmt/moved-route.json") })
+      .reply(["ip", "-batch", "-"], { stdout: "" })
+      .reply(["ip", "link", "set", "dev", "bond0", "mtu", "9000"], { stdout: "" });
+
+  it("a mode change of bond0 is refused, in check mode and in an apply, and runs nothing", async () => {
+    for (const check of [true, false]) {
+      const runner = movedHost();
+      const [r] = await reconcile([{ ...bond0, mode: "802.3ad", lacpActive: true }], opts(runner, check));
+      expect(r).toMatchObject({ id: "kernel-bond[bond0]", result: false, changed: false });
+      expect(r!.comment).toMatch(/^taking bond0 down would cut this host off its controller: bond0 holds 10\.98\.0\.11\/24 and the default route via 10\.98\.0\.254; move the management address and routes off bond0 first, or make this change from the console/);
+      expect(runner.mutatingCalls).toEqual([]);
+    }
+  });
+
+  it("releasing a member of bond0 is refused and runs nothing", async () => {
+    const runner = movedHost();
+    const [r] = await reconcile([{ ...bond0, members: ["eth0"] }], opts(runner));
+    expect(r).toMatchObject({ result: false, changed: false });
+    expect(r!.comment).toMatch(/^releasing eth1 from bond0 would cut this host off its controller/);
+    expect(runner.mutatingCalls).toEqual([]);
+  });
+
+  it("control: an MTU change of bond0 is applied", async () => {
+    const runner = movedHost();
+    const [r] = await reconcile([{ ...bond0, mtu: 9000 }], opts(runner));
+    expect(r!.changed).toBe(true);
+    expect(r!.comment).not.toMatch(/cut this host off/);
+    expect(runner.mutatingCalls.map((c) => c.argv.join(" "))).toEqual(["ip link set dev bond0 mtu 9000"]);
+  });
+
+  it("fails closed: an apply whose plan takes a link down is refused when the routes cannot be read", async () => {
+    const runner = new RecordingRunner()
+      .reply(["ip", "-details", "-json", "link", "show"], { stdout: fixture("mgmt/moved-link.json") })
+      .reply(["ip", "-json", "addr", "show"], { stdout: fixture("mgmt/moved-addr.json") })
+      .reply(["ip", "-json", "route", "show"], { stdout: "not json" });
+    const [r] = await reconcile([{ ...bond0, management: undefined, mode: "802.3ad" } as ResourceSpec], opts(runner));
+    expect(r).toMatchObject({ result: false, changed: false });
+    expect(r!.comment).toMatch(/^not applied: the management path could not be read/);
+    expect(runner.mutatingCalls).toEqual([]);
+  });
+});
