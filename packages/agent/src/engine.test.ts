@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { ResourceSpec } from "@netfleet/shared";
+import type { KernelBondSpec, ResourceSpec } from "@netfleet/shared";
 import { reconcile } from "./engine.ts";
 import { RecordingRunner } from "./exec/recording-runner.ts";
 import { fixture } from "./resources/fixtures.ts";
@@ -82,7 +82,7 @@ describe("reconcile", () => {
 describe("reconcile: the management guard on plans that would take the path's link down", () => {
   // The captured state after a carries_management move (resources/__fixtures__/mgmt/moved-*):
   // bond0 (ours, active-backup, eth0+eth1) holds 10.98.0.11/24 and the default route via 10.98.0.254.
-  const bond0 = { kind: "kernel-bond", name: "bond0", mode: "active-backup", members: ["eth0", "eth1"], miimon: 100, mtu: 1500, management: { address: "10.98.0.11/24" } } as const;
+  const bond0: KernelBondSpec = { kind: "kernel-bond", name: "bond0", mode: "active-backup", members: ["eth0", "eth1"], miimon: 100, mtu: 1500, management: { address: "10.98.0.11/24" } };
   const movedHost = () =>
     new RecordingRunner()
       .reply(["ip", "-details", "-json", "link", "show"], { stdout: fixture("mgmt/moved-link.json") })
@@ -122,7 +122,7 @@ describe("reconcile: the management guard on plans that would take the path's li
       .reply(["ip", "-details", "-json", "link", "show"], { stdout: fixture("mgmt/moved-link.json") })
       .reply(["ip", "-json", "addr", "show"], { stdout: fixture("mgmt/moved-addr.json") })
       .reply(["ip", "-json", "route", "show"], { stdout: "not json" });
-    const [r] = await reconcile([{ ...bond0, management: undefined, mode: "802.3ad" } as ResourceSpec], opts(runner));
+    const [r] = await reconcile([{ kind: "kernel-bond", name: "bond0", mode: "802.3ad", members: ["eth0", "eth1"], miimon: 100, mtu: 1500 }], opts(runner));
     expect(r).toMatchObject({ result: false, changed: false });
     expect(r!.comment).toMatch(/^not applied: the management path could not be read/);
     expect(runner.mutatingCalls).toEqual([]);
