@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import type { KernelBondSpec, ResourceSpec } from "@netfleet/shared";
+import type { KernelBondSpec, OwnedCleanupSpec, ResourceSpec } from "@netfleet/shared";
+import { ownedCleanup } from "./cleanup.ts";
 import { mutate } from "../exec/runner.ts";
 import { fixture, fixtureContext } from "./fixtures.ts";
 import { kernelBond, parseAddresses, parseLinks } from "./ip-link.ts";
@@ -271,5 +272,27 @@ describe("guard: plans that take down, release, re-mode or delete the link holdi
     expect(disruptionRefusal([{ op: "del", link: "eth0" }], v)).toBeUndefined();
     expect(disruptionRefusal([{ op: "down", link: "eth0" }], view("before"), "eth0")).toBeUndefined();
     expect(disruptionRefusal([{ op: "down", link: "eth0" }], view("before"))).toMatch(/^taking eth0 down/);
+  });
+});
+
+describe("guard: owned-cleanup deleting the bond that holds the path", () => {
+  const cleanup: OwnedCleanupSpec = { kind: "owned-cleanup", name: "host", keep: { links: [], ovsBridges: [], libvirtNetworks: [], dnsmasq: [], nftTable: false } };
+  const observed = (v: ManagementView) => ({ links: v.links, ovs: { bridges: new Map(), ports: new Map(), interfaces: new Map() }, libvirt: [] });
+
+  it("a bond0 no longer wanted (renamed in the inventory) that holds the address and default route: its `ip link del` is refused", () => {
+    const v = view("moved");
+    const plan = ownedCleanup.plan(cleanup, observed(v), fixtureContext);
+    expect(plan.commands.map((c) => c.argv)).toEqual([["ip", "link", "del", "dev", "bond0"]]);
+    expect(disruptionRefusal(disruptions(plan.commands), v)).toBe(
+      "deleting bond0 would cut this host off its controller: bond0 holds 10.98.0.11/24 and the default route via 10.98.0.254; " +
+        "move the management address and routes off bond0 first, or make this change from the console",
+    );
+  });
+
+  it("control: the same cleanup once the address and routes are off bond0 deletes it", () => {
+    const v = view("moved");
+    v.addresses = new Map();
+    v.routes = [];
+    expect(disruptionRefusal(disruptions(ownedCleanup.plan(cleanup, observed(v), fixtureContext).commands), v)).toBeUndefined();
   });
 });
