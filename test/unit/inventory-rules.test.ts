@@ -252,3 +252,35 @@ describe("uplinks: MTU across hosts sharing a network", () => {
     expect(both.networks.map((n) => n.mtu)).toEqual([9000, 9000]);
   });
 });
+
+describe("addresses: the site's resolvers and NATS servers", () => {
+  const dns = (list: string) => variant(["site.yaml", "  management: 10.0.0.0/24\n", `  management: 10.0.0.0/24\n  upstream_dns: [${list}]\n`]);
+  const nats = (list: string) => variant(["site.yaml", "nats: [nats://10.0.0.254:4222]", `nats: [${list}]`]);
+
+  it("refuses an upstream resolver in a VM network, at a gateway or in 0/8, 224/4, 240/4", () => {
+    for (const [addr, why] of [
+      ["10.2.0.50", "lies in VM network beta (10.2.0.0/24)"],
+      ["10.1.0.1", "is the gateway of network alpha"],
+      ["0.0.0.0", "lies in 0.0.0.0/8"],
+      ["224.0.0.251", "lies in 224.0.0.0/4"],
+      ["255.255.255.255", "lies in 240.0.0.0/4"],
+    ] as const) {
+      const out = problems(dns(addr));
+      expect(out, addr).toHaveLength(1);
+      expect(out[0]).toContain(`site.upstream_dns[0]: upstream resolver ${addr} ${why}`);
+    }
+  });
+
+  it("loads resolvers outside the VM networks: documentation, management, private, link-local, the backend's own on loopback", () => {
+    const inventory = load(dns("192.0.2.53, 10.0.0.53, 10.3.0.1, 169.254.169.253, 127.0.0.53"));
+    expect(inventory.site.upstream_dns).toEqual(["192.0.2.53", "10.0.0.53", "10.3.0.1", "169.254.169.253", "127.0.0.53"]);
+  });
+
+  it("refuses a NATS host in a VM network or in 0/8, 224/4, 240/4; loopback, a management address and a DNS name load", () => {
+    expect(problems(nats("nats://10.1.0.11:4222"))).toEqual([
+      "site.yaml:4:10: site.nats[0]: NATS server 10.1.0.11 lies in VM network alpha (10.1.0.0/24): a VM there would take the agents' connections and speak for the controller; give an address outside the site's VM networks (e.g. on the management network)",
+    ]);
+    for (const host of ["0.0.0.0", "239.1.1.1", "255.255.255.255"]) expect(problems(nats(`nats://${host}:4222`)), host).toHaveLength(1);
+    expect(load(nats("nats://127.0.0.1:4222, nats://10.0.0.254:4222, tls://nats.base.test:4222")).site.nats).toHaveLength(3);
+  });
+});

@@ -14,6 +14,7 @@ const BETWEEN_VALUES = "compares one value with another (an address with the net
 const REFERENCE = "a name must name something defined elsewhere (a network, group, host or VM)";
 const FROM_GROUPS = "the host may take the missing or conflicting key from its groups, which a schema cannot merge in";
 const GENERATED_NAMES = "the name is one netfleet reserves on every host: br-, pu-, pb-, gw-<network> and <bond>.<vlan> for the site's networks and VLAN ids (another section), and the host's trunk bridge (default br-uplink, which its groups may change)";
+const SERVER_BLOCKS = "upstream_dns and a NATS URL's host take any IPv4 address in the schema; the special-purpose blocks are refused there by validate only (a per-field pattern could express it; not generated yet)";
 const FOLDER = "about the folder, not the content of a file";
 
 /** Cases beyond a per-file JSON Schema, with why. */
@@ -63,6 +64,8 @@ export const NOT_IN_SCHEMA: Record<string, string> = {
   "name-set-timeout-short": `${BETWEEN_VALUES}; caught when either is left at its default`,
   "name-trunk-bridge-is-member": BETWEEN_VALUES,
   "name-trunk-bridge-is-patch-port": GENERATED_NAMES,
+  "nats-in-vm-network": `${OTHER_FILE}: the networks' CIDRs`,
+  "nats-multicast": SERVER_BLOCKS,
   "network-twice-across-files": ACROSS_ENTRIES,
   "no-backend": ACROSS_ENTRIES,
   "only-empty-yaml": FOLDER,
@@ -73,6 +76,11 @@ export const NOT_IN_SCHEMA: Record<string, string> = {
   "two-backends": ACROSS_ENTRIES,
   "uplink-missing": FROM_GROUPS,
   "uplink-missing-members": FROM_GROUPS,
+  "upstream-dns-in-vm-network": `${OTHER_FILE}: the networks' CIDRs`,
+  "upstream-dns-is-gateway": `${OTHER_FILE}: the networks' gateways`,
+  "upstream-dns-limited-broadcast": SERVER_BLOCKS,
+  "upstream-dns-multicast": SERVER_BLOCKS,
+  "upstream-dns-this-network": SERVER_BLOCKS,
   "vlan-1": `${OTHER_FILE}: allow_vlan_1 is in the site section (refused when the site is in the same file)`,
   "vlan-duplicate": ACROSS_ENTRIES,
   "vlan-duplicate-across-files": ACROSS_ENTRIES,

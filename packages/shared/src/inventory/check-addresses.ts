@@ -1,4 +1,4 @@
-import { cidrsOverlap, parseIpv4Cidr, type Ipv4Cidr } from "../ipv4.ts";
+import { cidrContains, cidrsOverlap, ipv4ToInt, isIpv4, parseIpv4Cidr, type Ipv4Cidr } from "../ipv4.ts";
 import type { Reporter } from "./check-gateway.ts";
 import type { Ref } from "./load.ts";
 
@@ -78,4 +78,66 @@ export function checkNetworkSpace(
       `VLAN 1 is the native (untagged) VLAN of a trunk on most switches: its frames would cross the trunk untagged and mix with the untagged traffic there (often management); use another VLAN id (2-4094), or set allow_vlan_1: true in site${siteRef ? ` (${r.where(siteRef)})` : ""} if the site's trunks carry VLAN 1 tagged`,
     );
   }
+}
+
+/** The special-purpose blocks where no server the site names (upstream_dns, nats) can be. */
+const SERVER_BLOCKS = new Set(["0.0.0.0/8", "224.0.0.0/4", "240.0.0.0/4"]);
+
+/**
+ * The servers the site names outside its networks: `upstream_dns` (the
+ * resolvers dnsmasq on the backend forwards to) and the IPv4 hosts of the
+ * `nats` URLs. Refused:
+ * - a gateway address as an upstream resolver: dnsmasq would forward to
+ *   itself (a forwarding loop, every answer SERVFAIL);
+ * - an address inside a VM network: a VM there would answer the backend's
+ *   queries (and fill every allowlist's name sets with its own answers) or
+ *   take the agents' NATS connections (a VM speaking for the controller);
+ * - 0.0.0.0/8, 224.0.0.0/4, 240.0.0.0/4 (with 255.255.255.255): no
+ *   resolver or server answers at "this network", a multicast group or the
+ *   reserved block.
+ * A network that overlaps the management network is refused as such, and
+ * not again here. Accepted on purpose: loopback (netfleet's dnsmasq listens
+ * only on the gateway addresses, `except-interface=lo`, so 127.0.0.53 is
+ * the backend's own systemd-resolved or unbound, not a loop; a NATS server
+ * on the controller's machine in one-machine labs), link-local
+ * (169.254.169.253 is a cloud's resolver) and every other block.
+ */
+export function checkSiteServers(
+  r: Reporter,
+  { site, siteRef, networks }: { site: { upstream_dns: readonly string[]; nats: readonly string[]; management?: string | undefined }; siteRef: Ref; networks: readonly { name: string; ref: Ref; value: { cidr: string; gateway: string } }[] },
+): void {
+  const management = site.management === undefined ? undefined : parseIpv4Cidr(site.management);
+  const refused = (c: Ipv4Cidr) => typeof management !== "string" && management !== undefined && cidrsOverlap(c, management);
+  const nets = networks.map((n) => ({ name: n.name, ref: n.ref, gateway: n.value.gateway, cidr: parseIpv4Cidr(n.value.cidr) })).filter((n): n is typeof n & { cidr: Ipv4Cidr } => typeof n.cidr !== "string" && !refused(n.cidr));
+  const blockOf = (addr: number) => parsed.find((b) => SERVER_BLOCKS.has(b.cidr) && cidrContains(b.block, addr));
+  site.upstream_dns.forEach((dns, i) => {
+    if (!isIpv4(dns)) return;
+    const at = r.at(siteRef, "upstream_dns", i);
+    const addr = ipv4ToInt(dns);
+    const gw = nets.find((n) => n.gateway === dns);
+    if (gw) {
+      r.report(at, `upstream resolver ${dns} is the gateway of network ${gw.name} (${r.where(r.at(gw.ref, "gateway"))}), where dnsmasq itself listens: it would forward every query to itself (a forwarding loop); give the site's real resolvers, or leave upstream_dns empty to use the backend's resolv.conf`);
+      return;
+    }
+    const inNet = nets.find((n) => cidrContains(n.cidr, addr));
+    if (inNet) {
+      r.report(at, `upstream resolver ${dns} lies in VM network ${inNet.name} (${inNet.cidr.text}): a VM there would answer the backend's queries and fill every allowlist's name sets with its own addresses; give a resolver outside the site's VM networks`);
+      return;
+    }
+    const block = blockOf(addr);
+    if (block) r.report(at, `upstream resolver ${dns} lies in ${block.cidr} (${block.name}, ${block.rfc}), where no resolver answers; give the site's real resolvers, or leave upstream_dns empty to use the backend's resolv.conf`);
+  });
+  site.nats.forEach((url, i) => {
+    const host = /^[a-z]+:\/\/([^:/]+):\d+$/.exec(url)?.[1];
+    if (host === undefined || !isIpv4(host)) return;
+    const at = r.at(siteRef, "nats", i);
+    const addr = ipv4ToInt(host);
+    const inNet = nets.find((n) => cidrContains(n.cidr, addr));
+    if (inNet) {
+      r.report(at, `NATS server ${host} lies in VM network ${inNet.name} (${inNet.cidr.text}): a VM there would take the agents' connections and speak for the controller; give an address outside the site's VM networks (e.g. on the management network)`);
+      return;
+    }
+    const block = blockOf(addr);
+    if (block) r.report(at, `NATS server ${host} lies in ${block.cidr} (${block.name}, ${block.rfc}), where no server can be reached: give the NATS server's address (e.g. on the management network)`);
+  });
 }

@@ -9,7 +9,7 @@ import { listInventoryFiles, readInventoryFile } from "./files.ts";
 import { resolvePortSets } from "./ports.ts";
 import { checkGateway } from "./check-gateway.ts";
 import { checkExternalInterfaces, checkUplink, checkVmPlacement } from "./check-hosts.ts";
-import { checkNetworkSpace } from "./check-addresses.ts";
+import { checkNetworkSpace, checkSiteServers } from "./check-addresses.ts";
 import { checkInterfaceNames } from "./check-names.ts";
 import { checkUplinkModes } from "./check-uplink.ts";
 import type { Host, Inventory, Network, Vm } from "./model.ts";
@@ -138,6 +138,7 @@ class SiteChecker {
     checkVmPlacement(this, networks, hosts, new Set(hostEntries.map((h) => h.name)));
     checkInterfaceNames(this, networks, hosts);
     checkUplinkModes(this, hosts, { management: site?.management, siteRef });
+    if (site && siteRef) checkSiteServers(this, { site, siteRef, networks });
     if (site && siteRef) checkGateway(this, { site, siteRef, networks, resolved: resolvedNetworks, hosts });
 
     if (!site || this.problems.length > 0) return undefined;
