@@ -10,7 +10,12 @@ import { parseJson, parseLinks, type Link } from "./ip-link.ts";
  * that would enslave such a link (a kernel bond member, an OVS system or bond
  * member port) cuts the host off its controller: it is refused, unless the
  * kernel bond's assignment says the management address moves onto the bond
- * (`management.address`, from the uplink's `carries_management: true`).
+ * (`management.address`, from the uplink's `carries_management: true`) and
+ * the member itself holds it. A link above the member holding the path (a
+ * bridge or another bond it is a port of, a VLAN/macvlan/ipvlan on it) refuses
+ * the enslaving, moved never (upperHold). A plan that takes down, releases the
+ * members of, changes the mode of or deletes a link holding the path (e.g. the
+ * bond after a move) is refused too (disruptions, disruptionRefusal; engine.ts).
  */
 
 /** One row of `ip -json route show` (main table) or `ip -json route get`; iproute2 6.1 field names. */
