@@ -284,3 +284,22 @@ describe("addresses: the site's resolvers and NATS servers", () => {
     expect(load(nats("nats://127.0.0.1:4222, nats://10.0.0.254:4222, tls://nats.base.test:4222")).site.nats).toHaveLength(3);
   });
 });
+
+describe("interface names: the ones libvirt, OVS and the bonding driver create", () => {
+  it("refuses vnet<N>, macvtap<N>, virbr<N>, virbr<N>-nic, ovs-netdev, bonding_masters as a member; eth0, eth1 and look-alikes without the digits load", () => {
+    for (const name of ["vnet0", "vnet12", "macvtap0", "virbr0", "virbr1-nic", "ovs-netdev", "bonding_masters"]) {
+      const out = problems(variant(["hosts.yaml", "members: [eth0, eth1]", `members: [eth0, ${name}]`]));
+      expect(out, name).toHaveLength(1);
+      expect(out[0]).toContain(`hosts.hv1.uplink.members[1]: bond member "${name}" `);
+    }
+    for (const name of ["eth1", "vnet", "vnetx", "virbr0x", "macvtapa", "ovs-net"]) {
+      expect(problems(variant(["hosts.yaml", "members: [eth0, eth1]", `members: [eth0, ${name}]`])), name).toEqual([]);
+    }
+  });
+
+  it("refuses them as the external interface and the bond; wan0 and bond1 load", () => {
+    expect(problems(variant(["hosts.yaml", "external_interface: wan0", "external_interface: vnet0"]))[0]).toContain('external interface "vnet0" is of the form vnet<N>');
+    expect(problems(variant(["hosts.yaml", "      members: [eth0, eth1]", "      bond: virbr0\n      members: [eth0, eth1]"]))[0]).toContain('bond "virbr0" is of the form virbr<N>');
+    expect(load(variant(["hosts.yaml", "      members: [eth0, eth1]", "      bond: bond1\n      members: [eth0, eth1]"])).hosts.map((h) => h.uplink.bond)).toContain("bond1");
+  });
+});

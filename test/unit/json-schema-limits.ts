@@ -15,6 +15,7 @@ const REFERENCE = "a name must name something defined elsewhere (a network, grou
 const FROM_GROUPS = "the host may take the missing or conflicting key from its groups, which a schema cannot merge in";
 const GENERATED_NAMES = "the name is one netfleet reserves on every host: br-, pu-, pb-, gw-<network> and <bond>.<vlan> for the site's networks and VLAN ids (another section), and the host's trunk bridge (default br-uplink, which its groups may change)";
 const SERVER_BLOCKS = "upstream_dns and a NATS URL's host take any IPv4 address in the schema; the special-purpose blocks are refused there by validate only (a per-field pattern could express it; not generated yet)";
+const HYPERVISOR = "a name libvirt, OVS or the bonding driver creates at run time (HYPERVISOR_NAMES in names.ts: vnet<N>, macvtap<N>, virbr<N>, virbr<N>-nic, ovs-netdev, bonding_masters); the schema's interface-name patterns refuse only the iproute2 keywords, lo and ovs-system: a per-field pattern could express it, not generated yet";
 const FOLDER = "about the folder, not the content of a file";
 
 /** Cases beyond a per-file JSON Schema, with why. */
@@ -54,10 +55,16 @@ export const NOT_IN_SCHEMA: Record<string, string> = {
   "mtu-differs-between-hosts": ACROSS_ENTRIES,
   "mtu-differs-set-in-group": ACROSS_ENTRIES,
   "name-bond-is-default-trunk-bridge": GENERATED_NAMES,
+  "name-bond-is-macvtap": HYPERVISOR,
   "name-bond-is-network-bridge": GENERATED_NAMES,
+  "name-external-interface-is-bonding-masters": HYPERVISOR,
   "name-external-interface-is-gateway-port": GENERATED_NAMES,
+  "name-external-interface-is-libvirt-bridge": HYPERVISOR,
+  "name-external-interface-is-libvirt-bridge-nic": HYPERVISOR,
   "name-external-interface-is-member": BETWEEN_VALUES,
+  "name-external-interface-is-ovs-netdev": HYPERVISOR,
   "name-external-interface-is-vlan-interface": GENERATED_NAMES,
+  "name-member-is-libvirt-tap": HYPERVISOR,
   "name-member-is-patch-port": GENERATED_NAMES,
   "name-member-is-vlan-interface": GENERATED_NAMES,
   "name-network-uplink-vs-trunk-bridge": GENERATED_NAMES,

@@ -98,3 +98,30 @@ export const IPROUTE2_KEYWORDS: readonly string[] = [
 export function iproute2Keyword(name: string): string | undefined {
   return IPROUTE2_KEYWORDS.find((k) => k.startsWith(name));
 }
+
+/**
+ * Names the hypervisor stack gives the interfaces it creates at run time,
+ * each with who creates it: libvirt names a VM NIC's tap `vnet<N>` and a
+ * macvtap NIC `macvtap<N>` (src/util/virnetdevtap.c, virnetdevmacvlan.c),
+ * its NAT networks' bridges `virbr<N>` (the default network is virbr0) with
+ * the dummy tap `virbr<N>-nic` (older releases); OVS creates `ovs-netdev`
+ * for the userspace datapath (as `ovs-system` for the kernel one); the
+ * bonding driver puts its control file `bonding_masters` in
+ * /sys/class/net, where no interface of that name can then appear. A bond,
+ * member, trunk bridge or external interface under such a name would be (or
+ * become) that device: a member `vnet0` would put a VM's tap on the trunk
+ * as soon as libvirt creates it.
+ */
+export const HYPERVISOR_NAMES: readonly { pattern: RegExp; example: string; what: string }[] = [
+  { pattern: /^vnet\d+$/, example: "vnet<N>", what: "the tap libvirt creates for a VM's NIC" },
+  { pattern: /^macvtap\d+$/, example: "macvtap<N>", what: "the macvtap device libvirt creates for a VM's NIC" },
+  { pattern: /^virbr\d+$/, example: "virbr<N>", what: "the bridge of a libvirt NAT network (virbr0 is libvirt's default network)" },
+  { pattern: /^virbr\d+-nic$/, example: "virbr<N>-nic", what: "the dummy tap libvirt adds to the bridge of its NAT network" },
+  { pattern: /^ovs-netdev$/, example: "ovs-netdev", what: "the interface of OVS's userspace datapath" },
+  { pattern: /^bonding_masters$/, example: "bonding_masters", what: "the bonding driver's control file in /sys/class/net (no interface can take its name)" },
+];
+
+/** Which hypervisor-created interface `name` would be (see HYPERVISOR_NAMES), or undefined. */
+export function hypervisorName(name: string): { example: string; what: string } | undefined {
+  return HYPERVISOR_NAMES.find((h) => h.pattern.test(name));
+}

@@ -1,5 +1,5 @@
 import { quoteToken } from "../errors.ts";
-import { bridgeName, gatewayPortName, iproute2Keyword, patchPortNames, vlanInterfaceName } from "../names.ts";
+import { bridgeName, gatewayPortName, hypervisorName, iproute2Keyword, patchPortNames, vlanInterfaceName } from "../names.ts";
 import type { Reporter } from "./check-gateway.ts";
 import type { Located, Ref } from "./load.ts";
 import type { Host } from "./model.ts";
@@ -14,6 +14,9 @@ import type { NetworkSpec } from "./schema.ts";
  *   ip/iplink.c and ip/ipaddress.c): a name in an option's place of
  *   `ip link add <name> type bond` is read as that option, and iproute2
  *   takes any prefix of a keyword as the keyword (`h` is `help`).
+ * - names libvirt, OVS and the bonding driver give what they create at
+ *   run time (`HYPERVISOR_NAMES` in names.ts: vnet<N>, macvtap<N>,
+ *   virbr<N>, virbr<N>-nic, ovs-netdev, bonding_masters).
  * - names netfleet itself creates (compile.ts), reserved on every host for
  *   every network of the site (see `reservedNames`): `br-<network>`
  *   (a network's OVS bridge), `pu-`/`pb-<network>` (the patch pair of an
@@ -109,6 +112,12 @@ function checkHost(r: Reporter, host: Located<Host>, vlanOf: Map<string, number>
       continue;
     }
     if (u.inert) continue;
+    const hv = hypervisorName(u.name);
+    if (hv) {
+      const fix = u.what === "external interface" ? "give the host's real outside interface" : u.what === "trunk bridge" ? "set uplink.trunk_bridge to another name (default br-uplink)" : `rename the ${u.what} (e.g. ${EXAMPLE[u.what] ?? "eth1"})`;
+      r.report(u.ref, `${u.what} ${quoteToken(u.name)} is ${hv.example === u.name ? "" : `of the form ${hv.example}, `}the name of ${hv.what}: netfleet would act on that device (or claim its name), not on the host's own interface; ${fix}`);
+      continue;
+    }
     if (u.what === "trunk bridge") {
       const clash = names.find((o) => o !== u && !o.inert && o.what !== "trunk bridge" && o.name === u.name);
       if (clash) {
