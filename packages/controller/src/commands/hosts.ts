@@ -1,5 +1,6 @@
 import type { ControlPlane, HostRecord, HostStatus } from "../control/index.ts";
 import { HostNotFoundError } from "../control/index.ts";
+import { escapeText } from "@netfleet/shared";
 import type { CommandOutput } from "../output.ts";
 
 function ago(iso: string | null | undefined): string {
@@ -37,10 +38,21 @@ export async function hostsCommand(cp: ControlPlane, out: CommandOutput): Promis
   }
   out.line(`${"HOST".padEnd(16)} ${"STATE".padEnd(12)} ${"MATCHED".padEnd(9)} ${"LAST SEEN".padEnd(10)} NOTE`);
   for (const r of rows) {
-    const note = [r.inventory ? "" : "not in inventory", r.reason ?? "", r.claimedName && r.claimedName !== r.host ? `claims ${r.claimedName}` : ""].filter(Boolean).join("; ");
-    out.line(`${r.host.padEnd(16)} ${r.state.padEnd(12)} ${(r.matchedBy ?? "-").padEnd(9)} ${ago(r.lastSeen).padEnd(10)} ${note}`);
+    out.line(hostsRow(r));
   }
   return 0;
+}
+
+/**
+ * One row of `netfleet hosts`. The reason, the claimed hostname and the
+ * other fields come from an agent's enrollment or the registry: every one is
+ * escaped (escapeText), so a CR, an escape sequence or a bidi control sent by
+ * an agent shows as `\r`, `\x1b`, `\u{202e}` and cannot forge a row or drive
+ * the terminal.
+ */
+export function hostsRow(r: { host: string; inventory: boolean; state: string; reason: string | null; matchedBy: string | null; claimedName: string | null; lastSeen: string | null }): string {
+  const note = [r.inventory ? "" : "not in inventory", r.reason ? oneLine(r.reason, 160) : "", r.claimedName && r.claimedName !== r.host ? `claims ${oneLine(r.claimedName, 64)}` : ""].filter(Boolean).join("; ");
+  return `${oneLine(r.host, 64).padEnd(16)} ${oneLine(r.state, 32).padEnd(12)} ${oneLine(r.matchedBy ?? "-", 32).padEnd(9)} ${ago(r.lastSeen).padEnd(10)} ${note}`;
 }
 
 /** `netfleet hosts approve|reject NAME`: asks the running controller service (netfleet serve). */
@@ -53,13 +65,21 @@ export async function hostsActionCommand(cp: ControlPlane, action: "approve" | "
     return err instanceof HostNotFoundError ? 2 : 1;
   }
   if (out.json) out.emit({ action, host, state: record.state, record });
-  else out.line(`${host}: ${record.state}${record.reason ? ` (${record.reason})` : ""}`);
+  else out.line(`${oneLine(host, 64)}: ${oneLine(record.state, 32)}${record.reason ? ` (${oneLine(record.reason, 160)})` : ""}`);
   return 0;
 }
 
-/** One line of text: newlines shown as ` ⏎ `, cut to `max` characters. */
-function oneLine(text: string, max: number): string {
-  const flat = text.replace(/\n/g, " ⏎ ");
+/**
+ * Text an agent reported, for one line of the terminal: newlines shown as
+ * ` ⏎ `, tabs kept (nft and dnsmasq diffs are indented with them; a tab
+ * moves the cursor right only), every other character that could end the line, start a terminal
+ * escape sequence (ESC, CSI, OSC, BEL) or reorder the display (bidi
+ * controls) written as a visible escape (escapeText), cut to `max`
+ * characters (the cut never splits an escape's meaning: the text is already
+ * escaped). Plain text is printed unchanged.
+ */
+export function oneLine(text: string, max: number): string {
+  const flat = String(text).replace(/\n/g, " ⏎ ").split("\t").map(escapeText).join("\t");
   return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
 }
 
@@ -72,11 +92,11 @@ export function statusDetails(r: Pick<HostStatus, "corrective" | "warnings">): s
   const last = r.corrective.last;
   if (last) {
     const field = last.changes[0];
-    const what = field ? `: ${field.field} ${oneLine(field.before, 60)} → ${oneLine(field.after, 60)}${last.changes.length > 1 ? ` (+${last.changes.length - 1} fields)` : ""}` : "";
-    lines.push(`last repaired ${last.id} ${ago(last.at)} (${last.at})${what}`);
+    const field0 = field ? `: ${oneLine(field.field, 60)} ${oneLine(field.before, 60)} → ${oneLine(field.after, 60)}${last.changes.length > 1 ? ` (+${last.changes.length - 1} fields)` : ""}` : "";
+    lines.push(`last repaired ${oneLine(last.id, 80)} ${ago(last.at)} (${oneLine(last.at, 40)})${field0}`);
   }
-  if (r.corrective.error) lines.push(`corrective record unreadable: ${r.corrective.error}`);
-  for (const w of r.warnings) lines.push(`warning ${w.id}: ${oneLine(w.message, 160)}`);
+  if (r.corrective.error) lines.push(`corrective record unreadable: ${oneLine(r.corrective.error, 160)}`);
+  for (const w of r.warnings) lines.push(`warning ${oneLine(w.id, 80)}: ${oneLine(w.message, 160)}`);
   return lines;
 }
 
@@ -97,13 +117,13 @@ export async function statusCommand(cp: ControlPlane, out: CommandOutput): Promi
   out.line(`${"HOST".padEnd(16)} ${"STATE".padEnd(12)} ${"LAST SEEN".padEnd(10)} ${"DESIRED".padEnd(8)} ${"APPLIED".padEnd(8)} ${"DRIFT".padEnd(6)} ${"REPAIRED".padEnd(9)} RESULT`);
   for (const r of rows) {
     const applied = r.applied ? `${r.applied.revision}${r.applied.rolledBack ? "↩" : ""}` : "-";
-    const result = r.summary ? `${r.summary.ok} ok, ${r.summary.failed} failed${r.failures.length ? `: ${r.failures.map((f) => f.id).join(", ")}` : ""}` : "";
+    const result = r.summary ? `${r.summary.ok} ok, ${r.summary.failed} failed${r.failures.length ? `: ${r.failures.map((f) => oneLine(f.id, 80)).join(", ")}` : ""}` : "";
     out.line(
-      `${r.host.padEnd(16)} ${r.state.padEnd(12)} ${ago(r.lastSeen).padEnd(10)} ${String(r.desired?.revision ?? "-").padEnd(8)} ${applied.padEnd(8)} ${(r.drift ? "yes" : "no").padEnd(6)} ${String(r.corrective.count).padEnd(9)} ${result}`,
+      `${oneLine(r.host, 64).padEnd(16)} ${oneLine(r.state, 32).padEnd(12)} ${ago(r.lastSeen).padEnd(10)} ${oneLine(String(r.desired?.revision ?? "-"), 16).padEnd(8)} ${oneLine(applied, 16).padEnd(8)} ${(r.drift ? "yes" : "no").padEnd(6)} ${String(r.corrective.count).padEnd(9)} ${result}`,
     );
     for (const line of statusDetails(r)) out.line(`  ${line}`);
   }
-  if (rollout) out.line(`last rollout ${rollout.state.rolloutId}: ${rollout.state.phase} (${rollout.state.updatedAt})${rollout.state.note ? `: ${rollout.state.note}` : ""}`);
-  if (lock) out.line(`rollout lock held by ${lock.owner} since ${lock.acquiredAt}`);
+  if (rollout) out.line(`last rollout ${oneLine(rollout.state.rolloutId, 64)}: ${oneLine(rollout.state.phase, 32)} (${oneLine(rollout.state.updatedAt, 40)})${rollout.state.note ? `: ${oneLine(rollout.state.note, 160)}` : ""}`);
+  if (lock) out.line(`rollout lock held by ${oneLine(lock.owner, 80)} since ${oneLine(lock.acquiredAt, 40)}`);
   return 0;
 }
