@@ -144,6 +144,17 @@ describe("site folder entries", () => {
     ]);
   });
 
+  it("a file ending in .YAML, .Yml or .yAmL is refused, not skipped; control: the same file as .yaml or .yml loads", () => {
+    const gamma = "networks:\n  gamma:\n    vlan: 103\n    cidr: 10.3.0.0/24\n    gateway: 10.3.0.1\n    egress: open\n";
+    expect(problems(site({ "gamma.YAML": gamma, "delta.Yml": "", "x.yAmL": "" }))).toEqual([
+      'delta.Yml:1:1: (document): file name ends in ".Yml": rename to .yml: only *.yaml and *.yml files are read',
+      'gamma.YAML:1:1: (document): file name ends in ".YAML": rename to .yaml: only *.yaml and *.yml files are read',
+      'x.yAmL:1:1: (document): file name ends in ".yAmL": rename to .yaml: only *.yaml and *.yml files are read',
+    ]);
+    expect(loadInventory(site({ "gamma.yaml": gamma })).networks.map((n) => n.name)).toContain("gamma");
+    expect(loadInventory(site({ "gamma.yml": gamma })).networks.map((n) => n.name)).toContain("gamma");
+  });
+
   it("control: the site folder itself may be a symlink (the operator's own argument); a site folder that is a file is refused", () => {
     const dir = site();
     writeFileSync(join(dir, "gamma.txt"), "networks:\n  gamma:\n    vlan: 103\n    cidr: 10.3.0.0/24\n    gateway: 10.3.0.1\n    egress: open\n");

@@ -30,6 +30,7 @@ export const NOT_IN_SCHEMA: Record<string, string> = {
   "dhcp-start-outside-cidr": BETWEEN_VALUES,
   "empty-folder": FOLDER,
   "extra-address-bad": BETWEEN_VALUES,
+  "file-extension-uppercase": `${FOLDER}: the file name gamma.YAML`,
   "file-is-a-folder": FOLDER,
   "forward-range-beyond-65535": BETWEEN_VALUES,
   "forward-range-overlap": ACROSS_ENTRIES,

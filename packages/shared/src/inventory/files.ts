@@ -1,7 +1,7 @@
 import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, readSync, realpathSync, statSync, type Stats } from "node:fs";
 import { isUtf8 } from "node:buffer";
 import { dirname, join, sep } from "node:path";
-import type { InputProblem } from "../errors.ts";
+import { quoteToken, type InputProblem } from "../errors.ts";
 
 /**
  * The files of a site folder, read for `loadInventory`: which entries count
@@ -30,7 +30,8 @@ const ONLY_REGULAR = "only regular files in the site folder are read";
 
 /**
  * The `*.yaml`/`*.yml` entries of `dir`, sorted; problems (no folder, no
- * files, a name that is not UTF-8) are pushed to `problems`. `dir` itself
+ * files, a name that is not UTF-8, an extension in another case such as
+ * `.YAML` or `.Yml`, which is refused rather than skipped) are pushed to `problems`. `dir` itself
  * may be a symlink to a folder: it is the operator's own argument, not a
  * file of the repository. Which entries are regular files is decided when
  * each one is read (`readInventoryFile`), so a refused entry is reported
@@ -54,9 +55,18 @@ export function listInventoryFiles(dir: string, show: (p: string) => string, pro
   let badNames = 0;
   for (const raw of names) {
     const name = raw.toString("utf8");
-    if (!/\.ya?ml$/.test(name)) continue;
+    // Any case of .yaml/.yml is looked at: a file settings.YAML holding
+    // settings must not be skipped in silence (only the lowercase ones are
+    // read, as editors' and CI's *.yaml globs do).
+    if (!/\.ya?ml$/i.test(name)) continue;
     if (!isUtf8(raw)) {
       problems.push({ file: show(join(dir, name)), line: 1, col: 1, path: "", message: "file name is not valid UTF-8; rename the file" });
+      badNames++;
+      continue;
+    }
+    if (!/\.ya?ml$/.test(name)) {
+      const ext = name.slice(name.lastIndexOf("."));
+      problems.push({ file: show(join(dir, name)), line: 1, col: 1, path: "", message: `file name ends in ${quoteToken(ext)}: rename to ${ext.length === 4 ? ".yml" : ".yaml"}: only *.yaml and *.yml files are read` });
       badNames++;
       continue;
     }
