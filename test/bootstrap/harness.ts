@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadInventory, newJoinToken, type JoinToken } from "@netfleet/shared";
+import { readJsonLines } from "../json-lines.ts";
 import { labProcesses, namespaceExists, netnsInode, readPidfile, terminate } from "../../packages/controller/src/lab/procs.ts";
 
 /**
@@ -57,21 +58,10 @@ function startController(w: { dir: string; ctlNs: string; join: JoinToken }): Pr
   const child = spawn("ip", ["netns", "exec", w.ctlNs, "sh", NODE_SH, join(REPO, "test/bootstrap/controller-proc.ts"), JSON.stringify(arg)], { cwd: REPO, stdio: ["pipe", "pipe", "inherit"] });
   const events: Record<string, unknown>[] = [];
   const waiters: ((e: Record<string, unknown>) => void)[] = [];
-  let buffer = "";
-  child.stdout!.on("data", (chunk: Buffer) => {
-    buffer += chunk.toString();
-    for (let i = buffer.indexOf("\n"); i >= 0; i = buffer.indexOf("\n")) {
-      const line = buffer.slice(0, i);
-      buffer = buffer.slice(i + 1);
-      let e: Record<string, unknown>;
-      try {
-        e = JSON.parse(line) as Record<string, unknown>;
-      } catch {
-        e = { event: "stdout", line };
-      }
-      events.push(e);
-      for (const w of waiters.splice(0)) w(e);
-    }
+  readJsonLines(child.stdout!, (parsed, line) => {
+    const e = parsed === undefined ? { event: "stdout", line } : (parsed as Record<string, unknown>);
+    events.push(e);
+    for (const w of waiters.splice(0)) w(e);
   });
   const next = (pred: (e: Record<string, unknown>) => boolean, timeoutMs: number, what: string) =>
     new Promise<Record<string, unknown>>((resolve, reject) => {

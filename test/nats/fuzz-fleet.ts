@@ -13,6 +13,7 @@ import { AgentClient, type ApplyOutcome } from "@netfleet/agent";
 import { ControlPlane } from "@netfleet/controller";
 import { loadInventory, type SigningKeys } from "@netfleet/shared";
 import { simFacts } from "./sim-facts.ts";
+import { readJsonLines } from "../json-lines.ts";
 
 const REPO = new URL("../..", import.meta.url).pathname;
 
@@ -64,20 +65,9 @@ export function spawnChild(name: string, args: string[]): Child {
   const child = spawn("sh", [join(REPO, "scripts/node.sh"), ...args], { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
   const log = new EventLog();
   const noise: string[] = [];
-  let buffer = "";
-  child.stdout!.on("data", (chunk: Buffer) => {
-    buffer += chunk.toString();
-    for (let i = buffer.indexOf("\n"); i >= 0; i = buffer.indexOf("\n")) {
-      const line = buffer.slice(0, i);
-      buffer = buffer.slice(i + 1);
-      try {
-        const parsed = JSON.parse(line) as unknown;
-        if (parsed && typeof parsed === "object" && !Array.isArray(parsed)) log.push(parsed as Record<string, unknown>);
-        else noise.push(line);
-      } catch {
-        noise.push(line);
-      }
-    }
+  readJsonLines(child.stdout!, (parsed, line) => {
+    if (parsed && typeof parsed === "object" && !Array.isArray(parsed)) log.push(parsed as Record<string, unknown>);
+    else noise.push(line);
   });
   child.stderr!.on("data", (chunk: Buffer) => noise.push(chunk.toString()));
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));

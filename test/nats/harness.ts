@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawn, type ChildProcess } from "node:child_process";
 import { simFacts } from "./sim-facts.ts";
+import { readJsonLines } from "../json-lines.ts";
 import { AgentClient, NatsAgent, SimulatedHostRunner, Toolbox, type AgentClientOptions, type ApplyOutcome, type NatsAgentOptions } from "@netfleet/agent";
 import { ControlPlane, NatsServer, controllerUser, enrollmentUser } from "@netfleet/controller";
 import { generateSigningKeys, sealAssignment, type HostAssignment, type Host, type SigningKeys } from "@netfleet/shared";
@@ -214,19 +215,7 @@ export function spawnSimAgent(site: Site, options: { hostname: string; delayMs?:
   };
   const child = spawn("sh", [join(REPO, "scripts/node.sh"), join(REPO, "test/nats/sim-agent.ts"), JSON.stringify(arg)], { cwd: REPO, stdio: ["ignore", "pipe", "inherit"] });
   const events: Record<string, unknown>[] = [];
-  let buffer = "";
-  child.stdout!.on("data", (chunk: Buffer) => {
-    buffer += chunk.toString();
-    for (let i = buffer.indexOf("\n"); i >= 0; i = buffer.indexOf("\n")) {
-      const line = buffer.slice(0, i);
-      buffer = buffer.slice(i + 1);
-      try {
-        events.push(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        events.push({ event: "stdout", line });
-      }
-    }
-  });
+  readJsonLines(child.stdout!, (parsed, line) => events.push(parsed === undefined ? { event: "stdout", line } : (parsed as Record<string, unknown>)));
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   return { child, events, exited };
 }
