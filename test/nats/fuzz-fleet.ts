@@ -1,7 +1,7 @@
 /**
  * The fleet the NATS fuzz suite attacks: the `netfleet serve` CLI (which
  * starts and owns its nats-server) on its own loopback port and state dir,
- * agents as child processes (fuzz-agent.ts: the real agent runtime on a
+ * agents as child processes (sim-agent.ts: the real agent runtime on a
  * simulated sysctl host) and, where a process would only cost start-up
  * time, AgentClients in the test's process. Each child's stdout is kept as
  * JSON events, its stderr as text; every child is stopped by pid.
@@ -206,13 +206,15 @@ export interface FleetAgent {
   stop(): Promise<void>;
 }
 
-/** An agent process (fuzz-agent.ts) named `name`, enrolling with `token` (default: serve's join token). */
+/** An agent process (sim-agent.ts) named `name`, enrolling with `token` (default: serve's join token). */
 export function startAgentProcess(dir: string, serve: Serve, name: string, token = serve.secrets.enrollment.token): FleetAgent {
   const stateDir = join(dir, "agents", name);
   const runDir = join(dir, "run", name);
   const hostFile = join(dir, `host-${name}.json`);
-  const arg = { site: SITE, servers: [serve.url], enrollPassword: serve.secrets.enrollment.enrollPassword, token, name, stateDir, runDir, hostFile };
-  const child = spawnChild(name, [join(REPO, "test/nats/fuzz-agent.ts"), JSON.stringify(arg)]);
+  // Timers long enough that the storm, not a periodic pass or resync, is what the agent sees.
+  const timers = { intervalMs: 600_000, flowIntervalMs: 600_000, heartbeatMs: 1000, resyncMs: 600_000 };
+  const arg = { site: SITE, servers: [serve.url], enrollPassword: serve.secrets.enrollment.enrollPassword, token, name, stateDir, runDir, hostFile, ...timers };
+  const child = spawnChild(name, [join(REPO, "test/nats/sim-agent.ts"), JSON.stringify(arg)]);
   return {
     name,
     events: child.events,

@@ -1,10 +1,17 @@
 /**
- * A simulated fleet agent as its own process (tests that SIGKILL agents):
- * NatsAgent with the real engine on a SimulatedHostRunner whose host state
- * lives in a file. One JSON argument; JSON log lines on stdout.
+ * A simulated fleet agent as its own process (tests that SIGKILL agents, and
+ * the NATS fuzz suite, which watches agents by pid): NatsAgent (the real
+ * control-plane client, engine, daemon, lease follower and check mode) on a
+ * SimulatedHostRunner whose host state lives in a file. One JSON argument;
+ * JSON log lines on stdout. An uncaught exception or unhandled rejection is
+ * written to stderr and kills the process (Node's default).
  */
-import { NatsAgent, SimulatedHostRunner, Toolbox } from "@netfleet/agent";
-import { simFacts } from "./sim-facts.ts";
+import { enableCompileCache } from "node:module";
+
+// Node keeps the type-stripped modules on disk (as the CLIs do): agents that tests start by the handful start faster.
+enableCompileCache();
+const { NatsAgent, SimulatedHostRunner, Toolbox } = await import("@netfleet/agent");
+const { simFacts } = await import("./sim-facts.ts");
 
 const a = JSON.parse(process.argv[2]!) as {
   site: string;
@@ -14,8 +21,13 @@ const a = JSON.parse(process.argv[2]!) as {
   name: string;
   stateDir: string;
   hostFile: string;
+  /** The agent's run dir (lease files); default the Toolbox's. */
+  runDir?: string;
   delayMs?: number;
   intervalMs?: number;
+  flowIntervalMs?: number;
+  heartbeatMs?: number;
+  resyncMs?: number;
   confirmDeadlineMs?: number;
 };
 const log = (e: Record<string, unknown>) => process.stdout.write(JSON.stringify({ ts: Date.now(), ...e }) + "\n");
@@ -26,12 +38,12 @@ const agent = new NatsAgent({
   name: a.name,
   stateDir: a.stateDir,
   runner: new SimulatedHostRunner({ stateFile: a.hostFile, ...(a.delayMs ? { delayMs: a.delayMs } : {}) }),
-  tools: new Toolbox(),
+  tools: new Toolbox(a.runDir ? { runDir: a.runDir } : {}),
   intervalMs: a.intervalMs ?? 60_000,
-  flowIntervalMs: 60_000,
+  flowIntervalMs: a.flowIntervalMs ?? 60_000,
   watchEvents: false,
-  heartbeatMs: 500,
-  resyncMs: 1000,
+  heartbeatMs: a.heartbeatMs ?? 500,
+  resyncMs: a.resyncMs ?? 1000,
   enrollRetryMs: 300,
   reconnectTimeWaitMs: 200,
   confirmDeadlineMs: a.confirmDeadlineMs ?? 10_000,
