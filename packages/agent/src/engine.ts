@@ -216,7 +216,7 @@ async function settleAfterPass(guard: GuardDecision, results: ResourceResult[], 
   const ran = [...guard.moves.entries()].filter(([id]) => results.some((r) => r.id === id && (r.changed || r.error !== undefined)));
   const settled = await settleMoves(ran.map(([, m]) => m), options.runner, options.tools, options.lockout);
   for (const { move, check, undone, back } of settled) {
-    const r = results.find((x) => x.id === `kernel-bond[${move.bond}]`);
+    const r = results.find((x) => x.id === resourceId({ kind: "kernel-bond", name: move.bond }));
     if (!r) continue;
     if (check.ok) {
       r.comment = `${r.comment}; moved ${move.addresses.join(", ")} and ${move.routes.length} route(s) from ${move.member} onto ${move.bond}; lockout check: ${check.reason} (${check.attempts} ping(s), ${check.ms} ms)`;
