@@ -22,7 +22,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExecaRunner, read } from "@netfleet/agent";
 import { DNSMASQ_LOG_MAX_BYTES } from "../../packages/agent/src/resources/dnsmasq.ts";
-import { dnsSetName } from "../../packages/controller/src/planner/compile.ts";
+import { dnsSetName } from "../../packages/controller/src/compile/compile.ts";
 import { controllerCommand, labDown, labStartAgent, labStopAgent, labUp, readLabState, type LabOptions, type LabStatus } from "../../packages/controller/src/lab/index.ts";
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));

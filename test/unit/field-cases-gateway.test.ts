@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { formatProblem, InventoryError, loadInventory, type DnsmasqSpec, type HostAssignment, type NftTableSpec, type ResourceSpec } from "@netfleet/shared";
-import { compileSite, dnsSetName } from "../../packages/controller/src/planner/compile.ts";
+import { compileSite, dnsSetName } from "../../packages/controller/src/compile/compile.ts";
 
 const root = join(import.meta.dirname, "field-cases");
 const scratch = mkdtempSync(join(tmpdir(), "nf-field12-"));

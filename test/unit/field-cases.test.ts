@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { formatProblem, InventoryError, loadInventory, type VmPortPolicySpec } from "@netfleet/shared";
-import { compileSite } from "../../packages/controller/src/planner/compile.ts";
+import { compileSite } from "../../packages/controller/src/compile/compile.ts";
 import { describeFlows, desiredFlows, type VmPort } from "../../packages/agent/src/resources/vm-port-policy.ts";
 
 const root = join(import.meta.dirname, "field-cases");

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { formatProblem, InventoryError, IPROUTE2_KEYWORDS, iproute2Keyword, loadInventory, type Inventory } from "@netfleet/shared";
-import { compileSite } from "../../packages/controller/src/planner/compile.ts";
+import { compileSite } from "../../packages/controller/src/compile/compile.ts";
 
 // Each rule of the loader next to its positive control: small variants of
 // bad-inventories/_baseline, one setting changed, loaded for real. A refused

@@ -10,7 +10,8 @@ import { hostsActionCommand, hostsCommand, statusCommand } from "./commands/host
 import { AUDIT_DEFAULT_SINCE_MS, auditCommand, parseSince } from "./commands/audit.ts";
 import { ROLLOUT_EXIT, rolloutCommand } from "./commands/rollout.ts";
 import { parseListen, serveCommand } from "./commands/serve.ts";
-import { ControllerHome, parseAmount } from "./control/index.ts";
+import { ControllerHome } from "./store/home.ts";
+import { parseAmount } from "./rollout/rollout.ts";
 import { consoleOutput, type CommandOutput } from "./output.ts";
 
 export const EXIT_USAGE = 64;

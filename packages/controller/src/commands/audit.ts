@@ -1,7 +1,7 @@
 import { Kvm } from "@nats-io/kv";
 import { LeaseTable, decodeMessage, leasesBucket, liveLeases, type AuditRecord, type Inventory } from "@netfleet/shared";
-import type { ControlPlane } from "../control/index.ts";
-import { readAudit, type StoredAuditRecord } from "../control/audit-store.ts";
+import type { ControlPlane } from "../control-plane.ts";
+import { readAudit, type StoredAuditRecord } from "../store/audit.ts";
 import type { CommandOutput } from "../output.ts";
 
 /** Default window of `netfleet audit`: the last 24 hours. */

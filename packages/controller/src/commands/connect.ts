@@ -1,6 +1,7 @@
 import { resolve } from "node:path";
 import { loadInventory, type Inventory } from "@netfleet/shared";
-import { ControlPlane, ControllerHome, type ControlPlaneOptions, type UserDirectory } from "../control/index.ts";
+import { ControlPlane, type ControlPlaneOptions, type UserDirectory } from "../control-plane.ts";
+import { ControllerHome } from "../store/home.ts";
 
 export const DEFAULT_STATE_DIR = "/var/lib/netfleet";
 

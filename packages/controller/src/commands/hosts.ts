@@ -1,5 +1,6 @@
-import type { ControlPlane, HostRecord, HostStatus } from "../control/index.ts";
-import { HostNotFoundError } from "../control/index.ts";
+import type { ControlPlane, HostStatus } from "../control-plane.ts";
+import type { HostRecord } from "../store/registry.ts";
+import { HostNotFoundError } from "../control-plane.ts";
 import { escapeText } from "@netfleet/shared";
 import type { CommandOutput } from "../output.ts";
 

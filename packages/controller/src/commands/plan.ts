@@ -2,7 +2,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { resourceId, type HostAssignment, type Inventory, type ResourceSpec } from "@netfleet/shared";
 import { EmptyHostRunner, emptyHost, reconcile, Toolbox } from "@netfleet/agent";
-import { compileSite } from "../planner/compile.ts";
+import { compileSite } from "../compile/compile.ts";
 import type { CommandOutput } from "../output.ts";
 import { EXIT_INVALID, loadOrReport } from "./validate.ts";
 

@@ -1,6 +1,7 @@
 import type { Inventory } from "@netfleet/shared";
-import { LockHeldError, ResumeMismatchError, Rollout, type Amount, type RolloutEvent, type RolloutTarget } from "../control/index.ts";
-import { compileSite } from "../planner/compile.ts";
+import { LockHeldError } from "../rollout/state.ts";
+import { ResumeMismatchError, Rollout, type Amount, type RolloutEvent, type RolloutTarget } from "../rollout/rollout.ts";
+import { compileSite } from "../compile/compile.ts";
 import type { CommandOutput } from "../output.ts";
 import { connectController } from "./connect.ts";
 

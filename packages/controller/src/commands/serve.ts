@@ -1,6 +1,10 @@
 import { resolve } from "node:path";
 import type { Inventory } from "@netfleet/shared";
-import { ControllerHome, CredentialStore, NatsServer, agentUser, controllerUser, enrollmentUser, type ControlPlane } from "../control/index.ts";
+import type { ControlPlane } from "../control-plane.ts";
+import { NatsServer } from "../nats/server.ts";
+import { agentUser, controllerUser, enrollmentUser } from "../nats/permissions.ts";
+import { ControllerHome } from "../store/home.ts";
+import { CredentialStore } from "../store/credentials.ts";
 import type { CommandOutput } from "../output.ts";
 import { connectController } from "./connect.ts";
 

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadInventory } from "@netfleet/shared";
-import { compileSite } from "../planner/compile.ts";
+import { compileSite } from "../compile/compile.ts";
 import { LabExec, netnsExec, sleep, vsctl, waitFor } from "./exec.ts";
 import { domainState, ensureDomain, ensureLibvirtd, libvirtdPid, stopLibvirtd } from "./libvirt.ts";
 import { ensureOvs, ovsPids, stopOvs } from "./ovs.ts";

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import type { Host } from "@netfleet/shared";
-import { matchHost, tokenMatches } from "./enrollment.ts";
-import { renderAccounts, renderNodeConfig } from "./nats-config.ts";
-import { agentUser } from "./permissions.ts";
+import { matchHost, tokenMatches } from "./match.ts";
+import { renderAccounts, renderNodeConfig } from "../nats/config.ts";
+import { agentUser } from "../nats/permissions.ts";
 
 const host = (name: string, mac?: string) => ({ name, ...(mac ? { mac } : {}) }) as Host;
 const facts = (hostname: string, ...macs: string[]) => ({ hostname, interfaces: macs.map((mac, i) => ({ name: `eth${i}`, mac, state: null, kind: null })) });

@@ -40,17 +40,17 @@ import {
   type SigningKeys,
   type Welcome,
 } from "@netfleet/shared";
-import { ensureAuditStream } from "./audit-store.ts";
-import { AppliedView } from "./applied-view.ts";
-import { NO_CORRECTIVE, readCorrective, reportWarnings, type CorrectiveStatus } from "./corrective-view.ts";
-import { CredentialStore, type StoredCredential } from "./credential-store.ts";
-import { DesiredStore, type PublishResult } from "./desired-store.ts";
-import { matchHost, tokenMatches } from "./enrollment.ts";
-import { HostRegistry, type HostRecord, type HostState } from "./host-registry.ts";
-import { liveValue, withRetry } from "./kv-cas.ts";
-import type { NatsUser } from "./nats-config.ts";
-import { agentUser, agentUserName, controllerUser, enrollmentUser } from "./permissions.ts";
-import { RolloutLock, type LoadedRolloutState, type RolloutLease, type RolloutState, type RolloutStateWriter } from "./rollout-lock.ts";
+import { ensureAuditStream } from "./store/audit.ts";
+import { AppliedView } from "./store/applied.ts";
+import { NO_CORRECTIVE, readCorrective, reportWarnings, type CorrectiveStatus } from "./store/corrective.ts";
+import { CredentialStore, type StoredCredential } from "./store/credentials.ts";
+import { DesiredStore, type PublishResult } from "./store/desired.ts";
+import { matchHost, tokenMatches } from "./enrollment/match.ts";
+import { HostRegistry, type HostRecord, type HostState } from "./store/registry.ts";
+import { liveValue, withRetry } from "./store/kv-cas.ts";
+import type { NatsUser } from "./nats/config.ts";
+import { agentUser, agentUserName, controllerUser, enrollmentUser } from "./nats/permissions.ts";
+import { RolloutLock, type LoadedRolloutState, type RolloutLease, type RolloutState, type RolloutStateWriter } from "./rollout/state.ts";
 
 /**
  * Makes a bucket's stream refuse `Nats-Rollup` headers (nats.js creates KV

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { CorrectiveChange, CorrectiveLog, Report } from "@netfleet/shared";
 import { statusDetails } from "../commands/hosts.ts";
-import { NO_CORRECTIVE, correctiveStatus, reportWarnings } from "./corrective-view.ts";
+import { NO_CORRECTIVE, correctiveStatus, reportWarnings } from "./corrective.ts";
 
 const who = { site: "lab", host: "backend" };
 const change = (id: string, at: string, before = "0", after = "1"): CorrectiveChange => ({ id, at, corrective: true, changes: [{ field: "value", before, after }] });

@@ -2,11 +2,11 @@ import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import PQueue from "p-queue";
 import { canonicalJson, resourceId, type HostAssignment, type Report, type ResourceSpec } from "@netfleet/shared";
-import type { ControlPlane } from "./control-plane.ts";
-import type { HostRecord } from "./host-registry.ts";
-import { StaleRevisionError } from "./desired-store.ts";
-import { isTransient, withRetry } from "./kv-cas.ts";
-import { LockHeldError, LockLostError, StateTooLargeError, type HostProgress, type RolloutLease, type RolloutState, type RolloutStateWriter } from "./rollout-lock.ts";
+import type { ControlPlane } from "../control-plane.ts";
+import type { HostRecord } from "../store/registry.ts";
+import { StaleRevisionError } from "../store/desired.ts";
+import { isTransient, withRetry } from "../store/kv-cas.ts";
+import { LockHeldError, LockLostError, StateTooLargeError, type HostProgress, type RolloutLease, type RolloutState, type RolloutStateWriter } from "./state.ts";
 
 /** `--batch 3` or `--batch 25%`. */
 export type Amount = { count: number } | { percent: number };

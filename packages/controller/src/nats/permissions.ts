@@ -14,7 +14,7 @@ import {
   reportSubject,
   welcomeSubject,
 } from "@netfleet/shared";
-import type { NatsUser } from "./nats-config.ts";
+import type { NatsUser } from "./config.ts";
 
 /**
  * Least privilege on nats-server 2.9 (static users, no auth callout).

@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { closeSync, openSync } from "node:fs";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { renderAccounts, renderNodeConfig, type NatsNodeConfig, type NatsUser } from "./nats-config.ts";
+import { renderAccounts, renderNodeConfig, type NatsNodeConfig, type NatsUser } from "./config.ts";
 
 export interface NatsServerOptions {
   /** Everything of ours lives here: one folder per node (config, store, log, pid) and accounts.conf. */
