@@ -1,6 +1,7 @@
 export * from "./errors.ts";
 export * from "./names.ts";
 export * from "./ipv4.ts";
+export * from "./nats-url.ts";
 export * from "./canonical.ts";
 export * from "./inventory/schema.ts";
 export * from "./inventory/model.ts";

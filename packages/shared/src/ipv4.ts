@@ -1,4 +1,5 @@
 import ipaddr from "ipaddr.js";
+import { z } from "zod";
 import { quoteToken } from "./errors.ts";
 
 /**
@@ -57,3 +58,17 @@ export function cidrsOverlap(a: Ipv4Cidr, b: Ipv4Cidr): boolean {
 export function netmask(prefix: number): string {
   return intToIpv4(prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0);
 }
+
+/**
+ * A dotted-quad IPv4 address as a zod schema, for every decode boundary
+ * (assignments, NATS messages, agent config): four decimal octets 0-255,
+ * no octal or short forms (ipaddr.js `isValidFourPartDecimal`). A loose
+ * `\d{1,3}` pattern would let `999.1.1.1` reach `ip addr add`.
+ */
+export const Ipv4Address = z.string().refine(isIpv4, "must be an IPv4 address a.b.c.d (octets 0-255)");
+
+/** `a.b.c.d/len` with a valid address and a prefix of 0-32 (host bits may be set: an interface address). */
+export const Ipv4Interface = z.string().refine((text) => {
+  const slash = text.indexOf("/");
+  return slash > 0 && isIpv4(text.slice(0, slash)) && /^(?:\d|[12]\d|3[0-2])$/.test(text.slice(slash + 1));
+}, "must be an IPv4 address with prefix length a.b.c.d/len (len 0-32)");

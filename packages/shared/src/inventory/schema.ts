@@ -2,6 +2,7 @@ import { z } from "zod";
 import { DNS_LABEL, DNS_NAME, DNS_NAME_OR_WILDCARD, IFNAME_MAX, INTERFACE_NAME, IPROUTE2_KEYWORDS, MAC_ADDRESS, NETWORK_NAME } from "../names.ts";
 import { parsePortRange } from "./ports.ts";
 import { isIpv4, parseIpv4Cidr } from "../ipv4.ts";
+import { isNatsUrl } from "../nats-url.ts";
 import { CIDR_OR_ADDRESS_PATTERN, CIDR_PATTERN, interfaceNamePattern, IPV4_PATTERN, NATS_URL_PATTERN, networkCidrPattern, PORT_RANGE_PATTERN, UNICAST_MAC_PATTERN } from "./schema-patterns.ts";
 import { SPECIAL_PURPOSE_BLOCKS } from "./check-addresses.ts";
 import { allowEntryRules, hostRules, hostUplinkRules, inventoryFileRules, networkRules, siteRules, vmRules } from "./schema-rules.ts";
@@ -86,13 +87,8 @@ const duration = json(z.string().regex(/^(?:\d+[smhdw]|infinite)$/, DURATION_HEL
 const NATS_URL_HELP = "must be nats://host:port or tls://host:port";
 /** A NATS server URL; the port 1-65535 (a port of 0 or above 65535 would only fail at connect time, on every host). */
 export const NatsUrl = json(
-  z
-    .string()
-    .regex(/^(?:nats|tls):\/\/[A-Za-z0-9.-]+:\d{1,5}$/, NATS_URL_HELP)
-    .refine((url) => {
-      const port = Number(url.slice(url.lastIndexOf(":") + 1));
-      return port >= 1 && port <= 65535;
-    }, "the port must be 1-65535"),
+  // The shape first (for its message), then the one NATS URL check (port 1-65535).
+  z.string().regex(/^(?:nats|tls):\/\/[A-Za-z0-9.-]+:\d{1,5}$/, { message: NATS_URL_HELP, abort: true }).refine(isNatsUrl, "the port must be 1-65535"),
   { pattern: NATS_URL_PATTERN, patternErrorMessage: `${NATS_URL_HELP}, the port 1-65535` },
 );
 
