@@ -62,11 +62,11 @@ export async function labCost(repoRoot: string, log: (line: string) => void): Pr
     }
 
     // First apply: stop the vmhost's daemon, remove everything of ours (an assignment holding
-    // only the owned cleanup), then apply the real assignment once.
+    // only the prune), then apply the real assignment once.
     const pid = readPidfile(join(vmhost.agentDir, "agent.pid"));
     if (pid) process.kill(pid, "SIGTERM");
     const real: HostAssignment = decodeAssignment(file(vmhost), readFileSync(file(vmhost), "utf8"));
-    const empty = sealAssignment({ ...real, resources: [{ kind: "owned-cleanup", name: "host", keep: { links: [], ovsBridges: [], libvirtNetworks: [], dnsmasq: [], nftTable: false } }] });
+    const empty = sealAssignment({ ...real, resources: [{ kind: "prune", name: "host", keep: { links: [], ovsBridges: [], libvirtNetworks: [], dnsmasq: [], nftTable: false } }] });
     const emptyFile = join(lab.runDir, "assignments", `${vmhost.name}.empty.json`);
     writeFileSync(emptyFile, JSON.stringify(empty));
     const wipe = cost(vmhost, emptyFile, 1)[0]!;

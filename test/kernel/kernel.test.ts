@@ -251,7 +251,7 @@ describe.skipIf(skipReason !== undefined)(`kernel tier${skipReason ? ` (skipped:
         "vm-port-policy[br-service]",
         "libvirt-network[secure]",
         "libvirt-network[service]",
-        "owned-cleanup[host]",
+        "prune[host]",
       ]);
       expect(first.results.filter((r) => r.changed).map((r) => r.id)).toEqual(
         expect.arrayContaining([
@@ -532,7 +532,7 @@ describe.skipIf(skipReason !== undefined)(`kernel tier${skipReason ? ` (skipped:
       expect(text("backend/no-libvirtd.err")).toMatch(/Failed to connect socket to '[^']+': No such file or directory/);
     });
 
-    it("first apply converges every resource; owned-cleanup finds nothing of ours where no OVS or libvirt runs", () => {
+    it("first apply converges every resource; prune finds nothing of ours where no OVS or libvirt runs", () => {
       const first = agentRun("backend/apply1");
       expect(failures(first), first.stderr).toEqual([]);
       expect(first.exitCode).toBe(0);
@@ -547,7 +547,7 @@ describe.skipIf(skipReason !== undefined)(`kernel tier${skipReason ? ` (skipped:
         "dnsmasq[secure]",
         "dnsmasq[service]",
       ]);
-      const cleanup = first.results.find((r) => r.id === "owned-cleanup[host]");
+      const cleanup = first.results.find((r) => r.id === "prune[host]");
       expect(cleanup).toMatchObject({ result: true, changed: false, commands: [] });
       expect(cleanup?.comment).toMatch(/no libvirtd, no ovsdb-server running on this host/);
     });

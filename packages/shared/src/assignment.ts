@@ -277,8 +277,8 @@ export const NftTableSpec = z.strictObject({
  * is not kept goes. `dnsmasq` and `nftTable` left out keep nothing, as an
  * empty list does (the planner always writes them).
  */
-export const OwnedCleanupSpec = z.strictObject({
-  kind: z.literal("owned-cleanup"),
+export const PruneSpec = z.strictObject({
+  kind: z.literal("prune"),
   name: z.literal("host"),
   keep: z.strictObject({
     links: z.array(ifname),
@@ -302,7 +302,7 @@ export const ResourceSpec = z.discriminatedUnion("kind", [
   VmPortPolicySpec,
   DnsmasqSpec,
   NftTableSpec,
-  OwnedCleanupSpec,
+  PruneSpec,
 ]);
 
 export const HostAssignment = z.strictObject({
@@ -329,7 +329,7 @@ export type NftTableSpec = z.output<typeof NftTableSpec>;
 export type EgressRule = z.output<typeof EgressRule>;
 export type ForwardSpec = z.output<typeof ForwardSpec>;
 export type AllowedName = z.output<typeof AllowedName>;
-export type OwnedCleanupSpec = z.output<typeof OwnedCleanupSpec>;
+export type PruneSpec = z.output<typeof PruneSpec>;
 export type ResourceSpec = z.output<typeof ResourceSpec>;
 export type HostAssignment = z.output<typeof HostAssignment>;
 

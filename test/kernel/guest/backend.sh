@@ -2,7 +2,7 @@
 # Backend kbe, run by suite.sh inside netns "be" and a private mount namespace.
 # A kernel-mode backend uses neither Open vSwitch nor libvirt, so none runs
 # here: tmpfs over /run/openvswitch and /run/libvirt hides kvm1's sockets, as
-# on a host where those daemons were never started. The agent's owned-cleanup
+# on a host where those daemons were never started. The agent's prune
 # must see "nothing of ours there", not fail. /run/netfleet (the agent's run
 # dir: dnsmasq configs, pids, leases) is the backend's own as well.
 # The dnsmasq processes the agent starts keep serving for suite.sh's traffic

@@ -254,7 +254,7 @@ export class NatsAgent {
       this.daemon = undefined;
       this.configureLeases(undefined);
       const results = await reconcile(
-        [{ kind: "owned-cleanup", name: "host", keep: { links: [], ovsBridges: [], libvirtNetworks: [], dnsmasq: [], nftTable: false } }],
+        [{ kind: "prune", name: "host", keep: { links: [], ovsBridges: [], libvirtNetworks: [], dnsmasq: [], nftTable: false } }],
         { runner: this.options.runner, tools: this.options.tools, owner: this.options.site, controllers: this.controllers() },
       );
       this.log({ event: "restored-empty", undone: current?.hash });

@@ -1,5 +1,5 @@
 import type { ResourceSpec } from "@netfleet/shared";
-import { ownedCleanup } from "./cleanup.ts";
+import { prune } from "./prune.ts";
 import { interfaceAddress, kernelBond, vlanInterface } from "./ip-link.ts";
 import { libvirtNetwork } from "./libvirt.ts";
 import { ovsBridge } from "./ovs.ts";
@@ -20,7 +20,7 @@ export const handlers: { [K in ResourceSpec["kind"]]: ResourceHandler<Extract<Re
   "vm-port-policy": vmPortPolicy,
   dnsmasq,
   "nft-table": nftTable,
-  "owned-cleanup": ownedCleanup,
+  prune,
 };
 
 export function handlerFor(spec: ResourceSpec): ResourceHandler<ResourceSpec, unknown> {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import type { KernelBondSpec, OwnedCleanupSpec, ResourceSpec } from "@netfleet/shared";
-import { ownedCleanup } from "./cleanup.ts";
+import type { KernelBondSpec, PruneSpec, ResourceSpec } from "@netfleet/shared";
+import { prune } from "./prune.ts";
 import { mutate } from "../exec/runner.ts";
 import { fixture, fixtureContext } from "./fixtures.ts";
 import { kernelBond, parseAddresses, parseLinks } from "./ip-link.ts";
@@ -249,7 +249,7 @@ describe("guard: plans that take down, release, re-mode or delete the link holdi
     expect(disruptionRefusal(disruptions(plan.commands), view("moved"))).toMatch(/^releasing eth1 from bond0 would cut this host off its controller: bond0 holds 10\.98\.0\.11\/24/);
   });
 
-  it("deleting bond0 (owned-cleanup's `ip link del`, e.g. after a rename) is refused", () => {
+  it("deleting bond0 (prune's `ip link del`, e.g. after a rename) is refused", () => {
     const del = [mutate(["ip", "link", "del", "dev", "bond0"])];
     expect(disruptionRefusal(disruptions(del), view("moved"))).toMatch(/^deleting bond0 would cut this host off its controller: bond0 holds/);
   });
@@ -275,13 +275,13 @@ describe("guard: plans that take down, release, re-mode or delete the link holdi
   });
 });
 
-describe("guard: owned-cleanup deleting the bond that holds the path", () => {
-  const cleanup: OwnedCleanupSpec = { kind: "owned-cleanup", name: "host", keep: { links: [], ovsBridges: [], libvirtNetworks: [], dnsmasq: [], nftTable: false } };
+describe("guard: prune deleting the bond that holds the path", () => {
+  const cleanup: PruneSpec = { kind: "prune", name: "host", keep: { links: [], ovsBridges: [], libvirtNetworks: [], dnsmasq: [], nftTable: false } };
   const observed = (v: ManagementView) => ({ links: v.links, ovs: { bridges: new Map(), ports: new Map(), interfaces: new Map() }, libvirt: [] });
 
   it("a bond0 no longer wanted (renamed in the inventory) that holds the address and default route: its `ip link del` is refused", () => {
     const v = view("moved");
-    const plan = ownedCleanup.plan(cleanup, observed(v), fixtureContext);
+    const plan = prune.plan(cleanup, observed(v), fixtureContext);
     expect(plan.commands.map((c) => c.argv)).toEqual([["ip", "link", "del", "dev", "bond0"]]);
     expect(disruptionRefusal(disruptions(plan.commands), v)).toBe(
       "deleting bond0 would cut this host off its controller: bond0 holds 10.98.0.11/24 and the default route via 10.98.0.254; " +
@@ -293,6 +293,6 @@ describe("guard: owned-cleanup deleting the bond that holds the path", () => {
     const v = view("moved");
     v.addresses = new Map();
     v.routes = [];
-    expect(disruptionRefusal(disruptions(ownedCleanup.plan(cleanup, observed(v), fixtureContext).commands), v)).toBeUndefined();
+    expect(disruptionRefusal(disruptions(prune.plan(cleanup, observed(v), fixtureContext).commands), v)).toBeUndefined();
   });
 });

@@ -36,7 +36,7 @@ import { intToIpv4, ipv4ToInt, parseIpv4Cidr, sha256Hex, type EgressRule, type F
 export const STATIC_SETS = ["allow_tcp", "allow_udp", "allow_all_tcp", "allow_all_udp"] as const;
 export type StaticSet = (typeof STATIC_SETS)[number];
 
-/** The rule comment that marks the table as ours and carries the structure hash (owned-cleanup reads it). */
+/** The rule comment that marks the table as ours and carries the structure hash (prune reads it). */
 export const MARK = "netfleet structure=";
 
 /** Drop logging rate per network (nft `limit rate`), packets per second. */

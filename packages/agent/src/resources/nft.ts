@@ -20,7 +20,7 @@ export { foreignDrops, FOREIGN_DROP } from "./nft-foreign.ts";
  * carried over with their remaining time). Static allow-set elements are
  * compared as sets (`nft -j list ruleset`) and edited in place. Counters and
  * name-set elements are not compared. The hash in the mark comment is only
- * the ownership marker owned-cleanup looks for; it is compared as one more line.
+ * the ownership marker prune looks for; it is compared as one more line.
  *
  * Notes (ResourcePlan.comment, never blocking; joined with "; "):
  * `foreign-drop: table <family> <name> chain <chain> (hook <hook>, priority <n>, policy drop)`,
@@ -44,7 +44,7 @@ export interface NftObservation {
   foreign: string[];
 }
 
-/** Reads `nft -j list table inet netfleet` output: exists, mark, elements (the shape owned-cleanup and tests use). Throws ParseError on other JSON. */
+/** Reads `nft -j list table inet netfleet` output: exists, mark, elements (the shape prune and tests use). Throws ParseError on other JSON. */
 export function parseNftTable(stdout: string): NftObservation {
   const v = parseNftJson(stdout);
   return { exists: true, ...v, lines: [], externalSubnets: [], missingExternal: [], foreign: [] };
@@ -56,7 +56,7 @@ const missing = (stderr: string) => /No such file or directory/.test(stderr);
 
 /**
  * The table `inet netfleet` as nft lists it in JSON (one read, shared by the
- * nft-table resource and the owned cleanup). Without nft installed there is
+ * nft-table resource and prune). Without nft installed there is
  * no table of ours: we would have made it with nft.
  */
 export async function observeNftTable(ctx: ObserveContext, options: { nftMayBeMissing?: boolean } = {}): Promise<NftObservation> {

@@ -112,7 +112,7 @@ function summarizeSpec(spec: ResourceSpec): string {
         ...spec.networks.map((n) => `${n.name}: egress ${n.egress}, deny ${n.deny.join(" ")}; services ${n.services.map((x) => `${x.proto}/${x.ports.first === x.ports.last ? x.ports.first : `${x.ports.first}-${x.ports.last}`}`).join(",") || "none"}; audit ${n.auditGroup !== undefined ? `nflog group ${n.auditGroup}` : "off"}`),
         ...spec.forwards.map((f) => `forward ${f.proto} ${f.count === 1 ? f.listen : `${f.listen}-${f.listen + f.count - 1}`} -> ${f.count === 1 ? f.vm : `${f.vm} (+${f.count - 1} addresses)`}:${f.port}${f.from.length > 0 ? ` from ${f.from.join(",")}` : ""}`),
       ].join("\n" + " ".repeat(39));
-    case "owned-cleanup":
+    case "prune":
       return "remove what netfleet created here and no longer wants";
   }
 }

@@ -63,7 +63,7 @@ describe("planner", () => {
       "dnsmasq[secure]",
       "dnsmasq[service]",
       "dnsmasq[datain]",
-      "owned-cleanup[host]",
+      "prune[host]",
     ]);
     expect(backend.resources[4]).toEqual({ kind: "interface-address", name: "bond0.1081", addresses: ["192.168.128.1/17"], mac: gatewayMac(1081) });
   });
@@ -116,9 +116,9 @@ describe("planner", () => {
     );
   });
 
-  it("owned cleanup: the backend keeps a dnsmasq per network and the table; a VM host keeps neither", () => {
+  it("prune: the backend keeps a dnsmasq per network and the table; a VM host keeps neither", () => {
     const all = compileSite(site("reference"));
-    const keep = (host: string) => all.find((a) => a.host === host)!.resources.find((r) => r.kind === "owned-cleanup");
+    const keep = (host: string) => all.find((a) => a.host === host)!.resources.find((r) => r.kind === "prune");
     expect(keep("backend")).toMatchObject({ keep: { dnsmasq: ["secure", "service", "datain"], nftTable: true, libvirtNetworks: [] } });
     for (const h of ["hv1", "hv3"]) expect(keep(h), h).toMatchObject({ keep: { dnsmasq: [], nftTable: false } });
   });

@@ -153,7 +153,7 @@ function vmhostResources(host: Host, networks: Network[], backend: string | unde
     });
   }
   resources.push({
-    kind: "owned-cleanup",
+    kind: "prune",
     name: "host",
     keep: {
       links: uplink.links,
@@ -184,7 +184,7 @@ function backendResources(inventory: Inventory, host: Host, networks: Network[],
   resources.push(firewall(inventory, host, networks, gwIface));
   for (const n of networks) resources.push(dnsmasqSpec(inventory, n, gwIface(n)));
   resources.push({
-    kind: "owned-cleanup",
+    kind: "prune",
     name: "host",
     keep: { links: uplink.links, ovsBridges: uplink.bridges, libvirtNetworks: [], dnsmasq: networks.map((n) => n.name), nftTable: true },
   });

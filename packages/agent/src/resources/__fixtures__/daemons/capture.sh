@@ -1,6 +1,6 @@
 #!/bin/bash
 # Captures what ovs-vsctl and virsh print when their daemon is not there, with
-# the argv the agent's Toolbox builds (owned-cleanup's observe commands), and,
+# the argv the agent's Toolbox builds (prune's observe commands), and,
 # for contrast, errors that are NOT "daemon not running". Run as root on a
 # machine where neither the default ovsdb-server nor the default libvirtd runs:
 #   bash packages/agent/src/resources/__fixtures__/daemons/capture.sh

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Captures what `nft -j list table inet netfleet` prints for owned-cleanup
+# Captures what `nft -j list table inet netfleet` prints for prune
 # (no table; one of that name without our mark; ours), in a scratch network namespace (nothing outside it
 # is touched). Run as root: bash packages/agent/src/resources/__fixtures__/nft/capture-tables.sh
 set -eu
@@ -45,4 +45,4 @@ table inet netfleet {
 }
 NFT
 cap table-ours.json nft -j list table inet netfleet
-n nft delete table inet netfleet   # what owned-cleanup runs (exit 0, no output)
+n nft delete table inet netfleet   # what prune runs (exit 0, no output)

@@ -3,12 +3,12 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import type { OwnedCleanupSpec } from "@netfleet/shared";
+import type { PruneSpec } from "@netfleet/shared";
 import { reconcile } from "../engine.ts";
 import { RecordingRunner, type ScriptedReply } from "../exec/recording-runner.ts";
 import { displayCommand, ExecError } from "../exec/runner.ts";
 import { Toolbox } from "../tools.ts";
-import { daemonNotRunning, ownedCleanup } from "./cleanup.ts";
+import { daemonNotRunning, prune } from "./prune.ts";
 import { dnsmasqFiles } from "./dnsmasq.ts";
 import { fixture, fixtureContext as ctx } from "./fixtures.ts";
 import { parseLinks } from "./ip-link.ts";
@@ -17,15 +17,15 @@ import { sysctl } from "./sysctl.ts";
 import { emptyHost } from "../empty-host.ts";
 import type { HostAccess, ObserveContext } from "./types.ts";
 
-const keep: OwnedCleanupSpec = {
-  kind: "owned-cleanup",
+const keep: PruneSpec = {
+  kind: "prune",
   name: "host",
   keep: { links: ["bond0", "bond0.1081", "bond0.1082", "bond0.1083"], ovsBridges: ["br-secure", "br-service"], libvirtNetworks: ["secure"], dnsmasq: [], nftTable: false },
 };
 
-describe("owned-cleanup plan", () => {
+describe("prune plan", () => {
   it("removes only what carries our mark and is no longer wanted", () => {
-    const plan = ownedCleanup.plan(
+    const plan = prune.plan(
       keep,
       { links: parseLinks(fixture("ip/vmhost-drift-link.json")), ovs: parseOvsState(fixture("ovs/kernel-drift.json")), libvirt: [{ name: "old", active: true }] },
       ctx,
@@ -41,7 +41,7 @@ describe("owned-cleanup plan", () => {
   });
 
   it("already converged → no commands", () => {
-    const plan = ownedCleanup.plan(
+    const plan = prune.plan(
       keep,
       { links: parseLinks(fixture("ip/vmhost-converged-link.json")), ovs: parseOvsState(fixture("ovs/kernel-converged.json")), libvirt: [] },
       ctx,
@@ -93,13 +93,13 @@ function host(tools: Toolbox, links: string, ovs: ScriptedReply, virsh: Scripted
   return runner;
 }
 
-const backendKeep: OwnedCleanupSpec = {
-  kind: "owned-cleanup",
+const backendKeep: PruneSpec = {
+  kind: "prune",
   name: "host",
   keep: { links: ["bond0", "bond0.1081", "bond0.1082", "bond0.1083"], ovsBridges: [], libvirtNetworks: [], dnsmasq: [], nftTable: false },
 };
 
-describe("owned-cleanup on a host without ovsdb-server or libvirtd (real error text)", () => {
+describe("prune on a host without ovsdb-server or libvirtd (real error text)", () => {
   const cases: [string, Toolbox, string, string][] = [
     ["default sockets missing", new Toolbox(), "ovs-default-no-socket", "virsh-default-no-socket"],
     ["--ovs-db / --libvirt-uri sockets missing", new Toolbox({ ovsDb: "/nonexistent", libvirtUri: "qemu:///system?socket=/nonexistent" }), "ovs-no-socket", "virsh-no-socket"],
@@ -117,7 +117,7 @@ describe("owned-cleanup on a host without ovsdb-server or libvirtd (real error t
   it("still removes our stale kernel links when neither daemon runs", async () => {
     const tools = new Toolbox();
     const runner = host(tools, "ip/vmhost-drift-link.json", failure("ovs-default-no-socket"), failure("virsh-default-no-socket"));
-    const plan = ownedCleanup.plan(keep, await ownedCleanup.observe(keep, observeCtx(runner, tools)), ctx);
+    const plan = prune.plan(keep, await prune.observe(keep, observeCtx(runner, tools)), ctx);
     expect(plan.commands.map((c) => c.argv)).toEqual([["ip", "link", "del", "dev", "bond0.1099"]]);
     expect(plan.comment).toBeUndefined();
   });
@@ -126,9 +126,9 @@ describe("owned-cleanup on a host without ovsdb-server or libvirtd (real error t
     const tools = new Toolbox();
     // datain and service carry the mark of site "lab", secure that of "fixture"
     const runner = host(tools, "ip/backend-converged-link.json", failure("ovs-default-no-socket"), { list: fixture("libvirt/net-list-all-lab.txt") });
-    const observed = await ownedCleanup.observe(backendKeep, observeCtx(runner, tools));
+    const observed = await prune.observe(backendKeep, observeCtx(runner, tools));
     expect(observed.absent).toEqual(["ovsdb-server"]);
-    expect(ownedCleanup.plan(backendKeep, observed, ctx).commands.map((c) => c.argv.slice(4))).toEqual([
+    expect(prune.plan(backendKeep, observed, ctx).commands.map((c) => c.argv.slice(4))).toEqual([
       ["net-destroy", "secure"],
       ["net-undefine", "secure"],
     ]);
@@ -186,7 +186,7 @@ function observeCtx(runner: RecordingRunner, tools: Toolbox, host: HostAccess = 
  * files and /proc as captured on a lab backend (__fixtures__/dnsmasq): its
  * agent's run dir holds the dnsmasq files of datain, secure and service.
  */
-describe("owned-cleanup of the gateway role (dnsmasq, nft table, libvirt XML files)", () => {
+describe("prune of the gateway role (dnsmasq, nft table, libvirt XML files)", () => {
   const runDir = "/tmp/nfy-lab/hosts/backend/agent";
   const tools = new Toolbox({ runDir });
   const dir = `${runDir}/dnsmasq`;
@@ -214,8 +214,8 @@ describe("owned-cleanup of the gateway role (dnsmasq, nft table, libvirt XML fil
     };
   }
 
-  const spec = (keep: Partial<OwnedCleanupSpec["keep"]>): OwnedCleanupSpec => ({
-    kind: "owned-cleanup",
+  const spec = (keep: Partial<PruneSpec["keep"]>): PruneSpec => ({
+    kind: "prune",
     name: "host",
     keep: { links: ["bond0", "bond0.1081", "bond0.1082", "bond0.1083"], ovsBridges: [], libvirtNetworks: [], dnsmasq: ["datain", "secure", "service"], nftTable: true, ...keep },
   });
@@ -223,14 +223,14 @@ describe("owned-cleanup of the gateway role (dnsmasq, nft table, libvirt XML fil
 
   it("the backend as it is (every network, gateway role) → no commands", async () => {
     const s = spec({});
-    const observed = await ownedCleanup.observe(s, { ...observeCtx(runner({ stdout: fixture("nft/lab-backend-modified.json") }), tools, labHost()), owner: "lab" });
-    expect(ownedCleanup.plan(s, observed, lab).commands).toEqual([]);
+    const observed = await prune.observe(s, { ...observeCtx(runner({ stdout: fixture("nft/lab-backend-modified.json") }), tools, labHost()), owner: "lab" });
+    expect(prune.plan(s, observed, lab).commands).toEqual([]);
   });
 
   it("a network removed: its dnsmasq (only the pid running our --conf-file) is stopped, then its files go, the config last", async () => {
     const s = spec({ dnsmasq: ["datain", "service"] });
-    const observed = await ownedCleanup.observe(s, { ...observeCtx(runner(), tools, labHost()), owner: "lab" });
-    const plan = ownedCleanup.plan(s, observed, lab);
+    const observed = await prune.observe(s, { ...observeCtx(runner(), tools, labHost()), owner: "lab" });
+    const plan = prune.plan(s, observed, lab);
     expect(plan.changes).toEqual({ "dnsmasq secure": { old: `pid ${livePid}`, new: null } });
     expect(plan.commands.map((c) => c.argv)).toEqual([
       ["kill", "-TERM", String(livePid)],
@@ -242,8 +242,8 @@ describe("owned-cleanup of the gateway role (dnsmasq, nft table, libvirt XML fil
 
   it("a pid file whose pid now runs something else: nothing is killed, the files still go", async () => {
     const s = spec({ dnsmasq: ["datain", "service"] });
-    const observed = await ownedCleanup.observe(s, { ...observeCtx(runner(), tools, labHost({ argv: "lab-ovsdb.cmdline" })), owner: "lab" });
-    const argv = ownedCleanup.plan(s, observed, lab).commands.map((c) => c.argv[0]);
+    const observed = await prune.observe(s, { ...observeCtx(runner(), tools, labHost({ argv: "lab-ovsdb.cmdline" })), owner: "lab" });
+    const argv = prune.plan(s, observed, lab).commands.map((c) => c.argv[0]);
     expect(argv).toEqual(["remove", "remove", "remove", "remove", "remove"]);
   });
 
@@ -251,37 +251,37 @@ describe("owned-cleanup of the gateway role (dnsmasq, nft table, libvirt XML fil
     const foreign = (net: string) =>
       net === "secure" ? "# generated by hand\ninterface=gw-secure\n" : net === "datain" ? fixture("dnsmasq/lab-secure.conf").replace("netfleet-owner=lab", "netfleet-owner=other") : fixture("dnsmasq/lab-secure.conf");
     const s = spec({ dnsmasq: [] });
-    const observed = await ownedCleanup.observe(s, { ...observeCtx(runner(), tools, labHost({ conf: foreign })), owner: "lab" });
+    const observed = await prune.observe(s, { ...observeCtx(runner(), tools, labHost({ conf: foreign })), owner: "lab" });
     // secure: no mark; datain: site "other"; service: the file says network=secure
     expect(observed.dnsmasq).toBeUndefined();
-    expect(ownedCleanup.plan(s, observed, lab).commands).toEqual([]);
+    expect(prune.plan(s, observed, lab).commands).toEqual([]);
   });
 
   it("the gateway role gone: the table inet netfleet is deleted when it carries our mark, and every dnsmasq of ours is stopped", async () => {
     const s = spec({ dnsmasq: [], nftTable: false });
-    const observed = await ownedCleanup.observe(s, { ...observeCtx(runner({ stdout: fixture("nft/table-ours.json") }), tools, labHost()), owner: "lab" });
+    const observed = await prune.observe(s, { ...observeCtx(runner({ stdout: fixture("nft/table-ours.json") }), tools, labHost()), owner: "lab" });
     expect(observed.nftTable).toBe(true);
-    const plan = ownedCleanup.plan(s, observed, lab);
+    const plan = prune.plan(s, observed, lab);
     expect(Object.keys(plan.changes)).toEqual(["dnsmasq datain", "dnsmasq secure", "dnsmasq service", "nft-table inet netfleet"]);
     expect(plan.commands.at(-1)!.argv).toEqual(["nft", "delete", "table", "inet", "netfleet"]);
     expect(plan.commands.filter((c) => c.argv[0] === "kill").map((c) => c.argv[2])).toEqual([String(livePid)]);
     // the full table of a lab backend reads as ours too
-    const full = await ownedCleanup.observe(s, { ...observeCtx(runner({ stdout: fixture("nft/lab-backend-modified.json") }), tools, labHost()), owner: "lab" });
+    const full = await prune.observe(s, { ...observeCtx(runner({ stdout: fixture("nft/lab-backend-modified.json") }), tools, labHost()), owner: "lab" });
     expect(full.nftTable).toBe(true);
   });
 
   it("a table inet netfleet without our mark is never touched, nor is a missing one an error", async () => {
     const s = spec({ nftTable: false });
     for (const reply of [{ stdout: fixture("nft/table-foreign.json") }, NO_TABLE]) {
-      const observed = await ownedCleanup.observe(s, { ...observeCtx(runner(reply), tools, labHost()), owner: "lab" });
+      const observed = await prune.observe(s, { ...observeCtx(runner(reply), tools, labHost()), owner: "lab" });
       expect(observed.nftTable).toBeUndefined();
-      expect(ownedCleanup.plan(s, observed, lab).commands).toEqual([]);
+      expect(prune.plan(s, observed, lab).commands).toEqual([]);
     }
   });
 
   it("kept (the gateway role stays): the table is not even read", async () => {
     const r = runner({ stdout: fixture("nft/table-ours.json") });
-    await ownedCleanup.observe(spec({}), { ...observeCtx(r, tools, labHost()), owner: "lab" });
+    await prune.observe(spec({}), { ...observeCtx(r, tools, labHost()), owner: "lab" });
     expect(r.calls.some((c) => c.argv[0] === "nft")).toBe(false);
   });
 
@@ -291,7 +291,7 @@ describe("owned-cleanup of the gateway role (dnsmasq, nft table, libvirt XML fil
     const notInstalled = () => {
       throw new ExecError(["nft", "-j", "list", "table", "inet", "netfleet"], 127, "spawn nft ENOENT");
     };
-    const observed = await ownedCleanup.observe(s, { ...observeCtx(runner(notInstalled), tools, labHost()), owner: "lab" });
+    const observed = await prune.observe(s, { ...observeCtx(runner(notInstalled), tools, labHost()), owner: "lab" });
     expect(observed.nftTable).toBeUndefined();
   });
 
@@ -304,12 +304,12 @@ describe("owned-cleanup of the gateway role (dnsmasq, nft table, libvirt XML fil
       [`${runDir}/libvirt/notes.txt`]: "not a network\n",
     };
     const s = spec({ libvirtNetworks: ["secure"] });
-    const observed = await ownedCleanup.observe(s, { ...observeCtx(runner(), tools, labHost({ extra })), owner: "lab" });
-    expect(ownedCleanup.plan(s, observed, lab).commands.map((c) => c.argv)).toEqual([["remove", `${runDir}/libvirt/datain.xml`]]);
+    const observed = await prune.observe(s, { ...observeCtx(runner(), tools, labHost({ extra })), owner: "lab" });
+    expect(prune.plan(s, observed, lab).commands.map((c) => c.argv)).toEqual([["remove", `${runDir}/libvirt/datain.xml`]]);
   });
 });
 
-describe("owned-cleanup through the engine: a real process and real files", () => {
+describe("prune through the engine: a real process and real files", () => {
   it("stops the dnsmasq running our config, removes its files, and a second pass runs nothing", async () => {
     const runDir = mkdtempSync(join(tmpdir(), "nf-cleanup-"));
     const tools = new Toolbox({ runDir });
@@ -328,7 +328,7 @@ describe("owned-cleanup through the engine: a real process and real files", () =
         child.kill("SIGTERM");
         return {};
       });
-      const s: OwnedCleanupSpec = { ...backendKeep, keep: { ...backendKeep.keep, dnsmasq: ["kept"], nftTable: false } };
+      const s: PruneSpec = { ...backendKeep, keep: { ...backendKeep.keep, dnsmasq: ["kept"], nftTable: false } };
       const [first] = await reconcile([s], { runner: r, tools, owner: "fixture" });
       expect(first, first?.error).toMatchObject({ result: true, changed: true });
       expect(child.exitCode !== null || child.signalCode === "SIGTERM").toBe(true);

@@ -1,5 +1,5 @@
 import { basename, join } from "node:path";
-import { NETWORK_NAME, type OwnedCleanupSpec } from "@netfleet/shared";
+import { NETWORK_NAME, type PruneSpec } from "@netfleet/shared";
 import { ExecError, mutate, removeFileStep, waitExitStep, type Command } from "../exec/runner.ts";
 import { dnsmasqFiles, dnsmasqOwner, isOurDnsmasq } from "./dnsmasq.ts";
 import { isOurs, observeLinks, type Link } from "./ip-link.ts";
@@ -75,7 +75,7 @@ async function networksIfRunning(ctx: ObserveContext, absent: NonNullable<Cleanu
  * runs one, and its files (run dir: hosts, log and its rotated copies, a
  * lease file from before the move, pid, config; state dir: the lease file).
  */
-async function staleDnsmasqs(spec: OwnedCleanupSpec, ctx: ObserveContext): Promise<StaleDnsmasq[]> {
+async function staleDnsmasqs(spec: PruneSpec, ctx: ObserveContext): Promise<StaleDnsmasq[]> {
   const { dir, stateDir } = dnsmasqFiles(ctx.tools.runDir, "x", ctx.tools.stateDir);
   const names = (await ctx.listDir(dir)) ?? [];
   const stateNames = names.some((n) => n.endsWith(".conf")) ? ((await ctx.listDir(stateDir)) ?? []) : [];
@@ -101,7 +101,7 @@ async function staleDnsmasqs(spec: OwnedCleanupSpec, ctx: ObserveContext): Promi
 }
 
 /** The XML files we wrote into <runDir>/libvirt for networks not kept. */
-async function staleLibvirtFiles(spec: OwnedCleanupSpec, ctx: ObserveContext): Promise<string[]> {
+async function staleLibvirtFiles(spec: PruneSpec, ctx: ObserveContext): Promise<string[]> {
   const dir = join(ctx.tools.runDir, "libvirt");
   const out: string[] = [];
   for (const entry of (await ctx.listDir(dir)) ?? []) {
@@ -126,8 +126,8 @@ async function staleLibvirtFiles(spec: OwnedCleanupSpec, ctx: ObserveContext): P
  * their files, the table `inet netfleet`, owned OVS bridges, owned kernel
  * links. Anything without our owner mark is never touched, whatever its name.
  */
-export const ownedCleanup: ResourceHandler<OwnedCleanupSpec, CleanupObservation> = {
-  kind: "owned-cleanup",
+export const prune: ResourceHandler<PruneSpec, CleanupObservation> = {
+  kind: "prune",
   async observe(spec, ctx) {
     const absent: NonNullable<CleanupObservation["absent"]> = [];
     const [links, ovs, networks, dnsmasq, nft, libvirtFiles] = await Promise.all([
