@@ -47,7 +47,7 @@ import { CredentialStore, type StoredCredential } from "./store/credentials.ts";
 import { DesiredStore, type PublishResult } from "./store/desired.ts";
 import { matchHost, tokenMatches } from "./enrollment/match.ts";
 import { HostRegistry, type HostRecord, type HostState } from "./store/registry.ts";
-import { liveValue, withRetry } from "./store/kv-cas.ts";
+import { liveValue, withRetry } from "./store/kv.ts";
 import type { NatsUser } from "./nats/config.ts";
 import { agentUser, agentUserName, controllerUser, enrollmentUser } from "./nats/permissions.ts";
 import { RolloutLock, type LoadedRolloutState, type RolloutLease, type RolloutState, type RolloutStateWriter } from "./rollout/state.ts";

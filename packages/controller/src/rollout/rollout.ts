@@ -5,7 +5,7 @@ import { canonicalJson, resourceId, type HostAssignment, type Report, type Resou
 import type { ControlPlane } from "../control-plane.ts";
 import type { HostRecord } from "../store/registry.ts";
 import { StaleRevisionError } from "../store/desired.ts";
-import { isTransient, withRetry } from "../store/kv-cas.ts";
+import { isTransient, withRetry } from "../store/kv.ts";
 import { LockHeldError, LockLostError, StateTooLargeError, type HostProgress, type RolloutLease, type RolloutState, type RolloutStateWriter } from "./state.ts";
 
 /** `--batch 3` or `--batch 25%`. */

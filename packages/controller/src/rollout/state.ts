@@ -1,7 +1,7 @@
 import type { KV } from "@nats-io/kv";
 import { ROLLOUT_LOCK_KEY, ROLLOUT_STATE_KEY, decodeMessage, encodeMessage } from "@netfleet/shared";
 import { z } from "zod";
-import { compareAndSet, isRevisionConflict, liveValue } from "../store/kv-cas.ts";
+import { compareAndSet, isRevisionConflict, liveValue } from "../store/kv.ts";
 
 const LockRecord = z.strictObject({
   owner: z.string(),

@@ -1,6 +1,6 @@
 import type { KV } from "@nats-io/kv";
 import { CorrectiveLog, DecodeError, decodeMessage, warningsOf, type CorrectiveChange, type Report, type ResourceWarning } from "@netfleet/shared";
-import { liveValue } from "./kv-cas.ts";
+import { liveValue } from "./kv.ts";
 
 /**
  * A host's corrective drift as `netfleet status` shows it: `count` changes

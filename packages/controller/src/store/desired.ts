@@ -8,7 +8,7 @@ import {
   type SignedAssignment,
   type UnverifiedEnvelope,
 } from "@netfleet/shared";
-import { compareAndSet, isRevisionConflict, liveValue, snapshot, withRetry } from "./kv-cas.ts";
+import { compareAndSet, isRevisionConflict, liveValue, snapshot, withRetry } from "./kv.ts";
 
 export interface DesiredEntry {
   envelope: UnverifiedEnvelope;

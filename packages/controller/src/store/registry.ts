@@ -1,7 +1,7 @@
 import type { KV, KvEntry } from "@nats-io/kv";
 import { DecodeError, EnrollFacts, decodeMessage, encodeMessage } from "@netfleet/shared";
 import { z } from "zod";
-import { mutateKey, liveValue, snapshot } from "./kv-cas.ts";
+import { mutateKey, liveValue, snapshot } from "./kv.ts";
 
 export const HostState = z.enum(["quarantined", "approved", "rejected"]);
 export type HostState = z.output<typeof HostState>;
