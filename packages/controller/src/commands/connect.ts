@@ -1,5 +1,5 @@
 import { resolve } from "node:path";
-import { loadInventory, type Inventory } from "@netfleet/shared";
+import { loadInventory, parseNatsUrls, type Inventory } from "@netfleet/shared";
 import { ControlPlane, type ControlPlaneOptions, type UserDirectory } from "../control-plane.ts";
 import { ControllerHome } from "../store/home.ts";
 
@@ -10,12 +10,19 @@ export function stateDirOf(flag: string | undefined): string {
   return resolve(flag ?? process.env.NETFLEET_STATE_DIR ?? DEFAULT_STATE_DIR);
 }
 
+/**
+ * Parses `--nats URL[,URL...]` with the shared NATS URL check.
+ * @throws Error starting with `--nats` that names the bad URL (or the expected form).
+ */
 export function parseServers(text: string): string[] {
-  const urls = text.split(",").map((u) => u.trim()).filter(Boolean);
-  if (urls.length === 0 || urls.some((u) => !/^(?:nats|tls):\/\/[^\s/]+:\d{1,5}$/.test(u))) throw new Error("--nats takes nats://host:port[,nats://host:port...]");
-  return urls;
+  try {
+    return parseNatsUrls(text);
+  } catch (err) {
+    throw new Error(`--nats ${(err as Error).message}`);
+  }
 }
 
+/** What connectController hands a command: the control plane, the state dir, and the inventory when one was found. */
 export interface Connected {
   cp: ControlPlane;
   home: ControllerHome;

@@ -1,5 +1,6 @@
+import { isIPv6 } from "node:net";
 import { resolve } from "node:path";
-import type { Inventory } from "@netfleet/shared";
+import { isIpv4, isNatsUrl, type Inventory } from "@netfleet/shared";
 import type { ControlPlane } from "../control-plane.ts";
 import { NatsServer } from "../nats/server.ts";
 import { agentUser, controllerUser, enrollmentUser } from "../nats/permissions.ts";
@@ -8,6 +9,7 @@ import { CredentialStore } from "../store/credentials.ts";
 import type { CommandOutput } from "../output.ts";
 import { connectController } from "./connect.ts";
 
+/** What `netfleet serve` was asked: the state dir and where its NATS runs. */
 export interface ServeOptions {
   stateDir: string;
   /** Run nats-server ourselves (default), listening here. */
@@ -19,14 +21,23 @@ export interface ServeOptions {
 
 /** host:port of the first site.nats URL: where serve's own nats-server listens unless --listen says otherwise. */
 export function defaultListen(inventory: Inventory): { host: string; port: number } {
-  const m = /^(?:nats|tls):\/\/([^:/]+):(\d+)$/.exec(inventory.site.nats[0]!);
-  return { host: m?.[1] ?? "127.0.0.1", port: Number(m?.[2] ?? 4222) };
+  const first = inventory.site.nats[0];
+  if (first === undefined || !isNatsUrl(first)) return { host: "127.0.0.1", port: 4222 };
+  const url = new URL(first);
+  return { host: url.hostname, port: Number(url.port) };
 }
 
+/**
+ * Parses `--listen ADDRESS:PORT` (IPv4 address, `localhost` or a bracketed IPv6 address; port 1-65000).
+ * @throws Error naming the expected form.
+ */
 export function parseListen(text: string): { host: string; port: number } {
-  const m = /^([0-9.]+|localhost|\[[0-9a-f:]+\]):(\d{1,5})$/i.exec(text.trim());
-  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65000) throw new Error(`--listen takes ADDRESS:PORT (e.g. 127.0.0.1:4222), not ${JSON.stringify(text)}`);
-  return { host: m[1]!, port: Number(m[2]) };
+  const m = /^(.+):(\d{1,5})$/.exec(text.trim());
+  const host = m?.[1] ?? "";
+  const port = Number(m?.[2]);
+  const hostOk = host.toLowerCase() === "localhost" || isIpv4(host) || (host.startsWith("[") && host.endsWith("]") && isIPv6(host.slice(1, -1)));
+  if (!m || !hostOk || port < 1 || port > 65000) throw new Error(`--listen takes ADDRESS:PORT (e.g. 127.0.0.1:4222), not ${JSON.stringify(text)}`);
+  return { host, port };
 }
 
 /**

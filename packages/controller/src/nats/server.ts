@@ -1,8 +1,9 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { closeSync, openSync } from "node:fs";
-import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import writeFileAtomic from "write-file-atomic";
 import { renderAccounts, renderNodeConfig, type NatsNodeConfig, type NatsUser } from "./config.ts";
 
 export interface NatsServerOptions {
@@ -193,9 +194,7 @@ export class NatsServer {
 
   private async writeAccounts(): Promise<void> {
     await mkdir(this.options.dir, { recursive: true, mode: 0o700 });
-    const tmp = `${this.accountsPath}.tmp`;
-    await writeFile(tmp, renderAccounts(this.users), { mode: 0o600 });
-    await rename(tmp, this.accountsPath);
+    await writeFileAtomic(this.accountsPath, renderAccounts(this.users), { mode: 0o600 });
   }
 
   private async launch(node: NatsNode): Promise<void> {

@@ -1,7 +1,8 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { DNS_LABEL } from "@netfleet/shared";
+import writeFileAtomic from "write-file-atomic";
 
 export interface StoredCredential {
   host: string;
@@ -26,9 +27,7 @@ export class CredentialStore {
   async issue(host: string, user: string, agentKey: string): Promise<StoredCredential> {
     const credential: StoredCredential = { host, user, password: randomBytes(24).toString("base64url"), agentKey, issuedAt: new Date().toISOString() };
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
-    const file = this.file(host);
-    await writeFile(`${file}.tmp`, JSON.stringify(credential, null, 2), { mode: 0o600 });
-    await rename(`${file}.tmp`, file);
+    await writeFileAtomic(this.file(host), JSON.stringify(credential, null, 2), { mode: 0o600 });
     return credential;
   }
 

@@ -1,7 +1,8 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { DNS_LABEL, generateSigningKeys, newJoinToken, signingKeyId } from "@netfleet/shared";
+import writeFileAtomic from "write-file-atomic";
 import { z } from "zod";
 
 const Secrets = z.strictObject({
@@ -83,8 +84,6 @@ export class ControllerHome {
 
   private async write(name: string, value: unknown): Promise<void> {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
-    const file = join(this.dir, name);
-    await writeFile(`${file}.tmp`, JSON.stringify(value, null, 2) + "\n", { mode: 0o600 });
-    await rename(`${file}.tmp`, file);
+    await writeFileAtomic(join(this.dir, name), JSON.stringify(value, null, 2) + "\n", { mode: 0o600 });
   }
 }

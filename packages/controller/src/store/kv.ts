@@ -1,4 +1,5 @@
 import type { KV, KvEntry } from "@nats-io/kv";
+import pRetry from "p-retry";
 
 /** True when a KV write lost a compare-and-set race (JetStream "wrong last sequence"). */
 export function isRevisionConflict(err: unknown): boolean {
@@ -20,6 +21,7 @@ export function isTransient(err: unknown): boolean {
   return false;
 }
 
+/** The entry when it holds a value; undefined for none, a delete or a purge marker. */
 export function liveValue(entry: KvEntry | null): KvEntry | undefined {
   return entry && entry.operation === "PUT" ? entry : undefined;
 }
@@ -32,6 +34,9 @@ export async function compareAndSet(kv: KV, key: string, value: Uint8Array, last
 /**
  * Read-modify-write with compare-and-set, retried when another writer got
  * there first. `change` returns undefined to leave the key as it is.
+ * A plain bounded loop, not p-retry: a lost race is settled by reading again
+ * at once (waiting only lets more writers in), and `attempts` bounds it.
+ * @throws the revision conflict after `attempts` lost races; any other error at once.
  */
 export async function mutateKey<T>(
   kv: KV,
@@ -55,18 +60,26 @@ export async function mutateKey<T>(
   }
 }
 
-/** Retries an operation that failed transiently until the deadline; anything else is thrown at once. */
-export async function withRetry<T>(operation: () => Promise<T>, deadlineMs: number, log?: (err: Error) => void): Promise<T> {
-  const deadline = Date.now() + deadlineMs;
-  for (let delay = 100; ; delay = Math.min(delay * 2, 1000)) {
-    try {
-      return await operation();
-    } catch (err) {
-      if (!isTransient(err) || Date.now() + delay > deadline) throw err;
-      log?.(err as Error);
-      await new Promise((r) => setTimeout(r, delay + Math.random() * delay * 0.2));
-    }
-  }
+/**
+ * Retries an operation that failed transiently (isTransient) with backoff
+ * (100 ms doubling to 1 s, randomized up to twice that against retries in
+ * step) for `deadlineMs`; anything else is thrown at once, and the last
+ * error once the time is up. `log` hears each failure that is retried.
+ */
+export function withRetry<T>(operation: () => Promise<T>, deadlineMs: number, log?: (err: Error) => void): Promise<T> {
+  return pRetry(() => operation(), {
+    retries: Number.POSITIVE_INFINITY,
+    minTimeout: 100,
+    factor: 2,
+    maxTimeout: 1000,
+    randomize: true,
+    maxRetryTime: deadlineMs,
+    shouldRetry: ({ error }) => {
+      if (!isTransient(error)) return false;
+      log?.(error);
+      return true;
+    },
+  });
 }
 
 /**
