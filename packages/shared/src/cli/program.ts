@@ -1,0 +1,110 @@
+import { readFileSync } from "node:fs";
+import { Command, CommanderError } from "commander";
+
+/** Exit code of a usage error (bad command, option or argument): sysexits.h EX_USAGE. */
+export const EXIT_USAGE = 64;
+
+/** Where a program writes: whole chunks as commander produces them, newline included. */
+export interface ProgramIo {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+/** What a CLI says about itself. */
+export interface ProgramInfo {
+  /** The executable's name, e.g. "netfleet": it starts every error line. */
+  name: string;
+  description: string;
+  /** The package.json whose "version" `--version` prints, e.g. `new URL("../package.json", import.meta.url)`. */
+  packageJson: URL;
+  /** Default: process.stdout / process.stderr. */
+  io?: ProgramIo;
+}
+
+const processIo: ProgramIo = {
+  out: (text) => process.stdout.write(text),
+  err: (text) => process.stderr.write(text),
+};
+
+/** The "version" field of a package.json. @throws Error when the file is missing or has no version. */
+export function packageVersion(packageJson: URL): string {
+  const version: unknown = (JSON.parse(readFileSync(packageJson, "utf8")) as { version?: unknown }).version;
+  if (typeof version !== "string") throw new Error(`${packageJson.pathname} has no "version"`);
+  return version;
+}
+
+/**
+ * A commander program with the conventions both netfleet CLIs share. Set up
+ * before any subcommand is added, because commander copies these settings
+ * into each subcommand when it is created:
+ * - `--version` / `-V` prints the package's version; `-h` / `--help` on every command;
+ * - a usage error (unknown command or option, missing or extra argument) does
+ *   not exit the process: it ends {@link runProgram} with {@link EXIT_USAGE},
+ *   printed as `<name>: <message>` (no stack trace), with a "(Did you mean
+ *   ...?)" line when a known name is close;
+ * - extra positional arguments are errors.
+ */
+export function createProgram(info: ProgramInfo): Command {
+  const io = info.io ?? processIo;
+  return new Command(info.name)
+    .description(info.description)
+    .version(packageVersion(info.packageJson), "-V, --version", "print the version")
+    .showSuggestionAfterError(true)
+    .allowExcessArguments(false)
+    .exitOverride()
+    .configureOutput({
+      writeOut: (text) => io.out(text),
+      writeErr: (text) => io.err(text),
+      // commander's own messages start "error: "; ours (usageError) already name the command.
+      outputError: (text, write) => write(text.startsWith("error: ") ? `${info.name}: ${text.slice("error: ".length)}` : text),
+    });
+}
+
+/** Exit codes set by {@link withExitCode} handlers, per root program. */
+const exitCodes = new WeakMap<Command, number>();
+
+function rootOf(cmd: Command): Command {
+  let root = cmd;
+  while (root.parent) root = root.parent;
+  return root;
+}
+
+/**
+ * Wraps a command handler that returns a process exit code so that
+ * {@link runProgram} returns it. commander calls a handler with the
+ * command's arguments, then its options, then the command itself.
+ */
+export function withExitCode<A extends unknown[]>(handler: (...args: A) => number | Promise<number>): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    const code = await handler(...args);
+    exitCodes.set(rootOf(args[args.length - 1] as Command), code);
+  };
+}
+
+/**
+ * Ends the command with a usage error (exit {@link EXIT_USAGE}): prints
+ * `<command path>: <message>`, e.g. "netfleet rollout: --check and --resume do
+ * not go together". For checks commander cannot make itself (options that
+ * exclude each other, a value needing another option).
+ */
+export function usageError(cmd: Command, message: string): never {
+  const path: string[] = [];
+  for (let c: Command | null = cmd; c; c = c.parent) path.unshift(c.name());
+  cmd.error(`${path.join(" ")}: ${message}`, { exitCode: EXIT_USAGE, code: "netfleet.usage" });
+}
+
+/**
+ * Parses `argv` (the arguments after the executable's name) and runs the
+ * chosen command. Returns the exit code: the handler's (see
+ * {@link withExitCode}), 0 after --help/--version, {@link EXIT_USAGE} after a
+ * usage error (already printed). Errors a handler throws propagate.
+ */
+export async function runProgram(program: Command, argv: readonly string[]): Promise<number> {
+  try {
+    await program.parseAsync([...argv], { from: "user" });
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : EXIT_USAGE;
+    throw err;
+  }
+  return exitCodes.get(program) ?? 0;
+}
