@@ -1,31 +1,20 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import PQueue from "p-queue";
-import { canonicalJson, resourceId, type HostAssignment, type Report, type ResourceSpec } from "@netfleet/shared";
+import type { HostAssignment } from "@netfleet/shared";
 import type { ControlPlane } from "../control-plane.ts";
 import type { HostRecord } from "../store/registry.ts";
 import { StaleRevisionError } from "../store/desired.ts";
 import { isTransient, withRetry } from "../store/kv.ts";
+import { diffAssignments, hostDiffStatus, verdict } from "./diff.ts";
+import type { RolloutEvent, RolloutResult } from "./events.ts";
+import { orderTargets, planWaves, resolveAmount, type Amount } from "./waves.ts";
 import { LockHeldError, LockLostError, StateTooLargeError, type HostProgress, type RolloutLease, type RolloutState, type RolloutStateWriter } from "./state.ts";
 
-/** `--batch 3` or `--batch 25%`. */
-export type Amount = { count: number } | { percent: number };
-
-export function parseAmount(text: string, flag: string): Amount {
-  const m = /^(\d+)(%?)$/.exec(text.trim());
-  if (!m) throw new Error(`${flag} takes a number of hosts or a percentage (e.g. 2 or 25%), not ${JSON.stringify(text)}`);
-  const n = Number(m[1]);
-  if (m[2]) {
-    if (n > 100) throw new Error(`${flag}: a percentage is at most 100%`);
-    return { percent: n };
-  }
-  return { count: n };
-}
-
-export function resolveAmount(amount: Amount, total: number, atLeast: number): number {
-  const n = "count" in amount ? amount.count : Math.floor((amount.percent * total) / 100);
-  return Math.max(atLeast, n);
-}
+/** Kept for the package entry and main.ts until they import these from waves.ts, diff.ts and events.ts. */
+export { orderTargets, parseAmount, planWaves, resolveAmount, type Amount } from "./waves.ts";
+export { diffAssignments, type ResourceDiff } from "./diff.ts";
+export type { RolloutEvent, RolloutResult } from "./events.ts";
 
 export interface RolloutTarget {
   host: string;
@@ -52,37 +41,6 @@ export interface RolloutOptions {
   owner?: string;
 }
 
-export type RolloutResult = "success" | "partial" | "failed";
-
-export interface ResourceDiff {
-  added: string[];
-  removed: string[];
-  changed: { id: string; fields: string[] }[];
-}
-
-export type RolloutEvent =
-  | { event: "rollout"; rolloutId: string; site: string; check: boolean; resume: boolean; waves: string[][]; maxFail: number; unchanged: string[] }
-  | { event: "diff"; host: string; role: string; status: "new" | "changed" | "unchanged" | "unconverged"; from: { revision: number; hash: string } | null; to: string; diff: ResourceDiff }
-  | { event: "lock-wait"; holder: string; renewedAt: string | undefined }
-  | { event: "wave"; index: number; canary: boolean; hosts: string[] }
-  | { event: "host-start"; host: string; revision?: number }
-  | {
-      event: "host-done";
-      host: string;
-      ok: boolean;
-      revision?: number;
-      summary?: Report["summary"];
-      failures?: { id: string; comment?: string }[];
-      wouldChange?: { id: string; fields: string[] }[];
-      error?: string;
-      ms: number;
-    }
-  | { event: "budget-exceeded"; failed: string[]; maxFail: number; canary: boolean }
-  | { event: "revert-start"; hosts: string[] }
-  | { event: "host-reverted"; host: string; ok: boolean; revision?: number; error?: string }
-  | { event: "lock-lost"; error: string }
-  | { event: "done"; result: RolloutResult; ok: string[]; failed: string[]; reverted: string[]; skipped: string[]; unchanged: string[]; ms: number };
-
 /** The inventory changed since the interrupted rollout: --resume would roll out something else. */
 export class ResumeMismatchError extends Error {
   constructor(message: string) {
@@ -94,54 +52,6 @@ export class ResumeMismatchError extends Error {
 export interface RolloutOutcome {
   result: RolloutResult;
   state?: RolloutState;
-}
-
-function specFields(spec: ResourceSpec): Record<string, string> {
-  return Object.fromEntries(Object.entries(spec).map(([k, v]) => [k, canonicalJson(v)]));
-}
-
-/** Per resource: added, removed, and which fields changed. */
-export function diffAssignments(from: HostAssignment | undefined, to: HostAssignment): ResourceDiff {
-  const before = new Map((from?.resources ?? []).map((r) => [resourceId(r), r]));
-  const after = new Map(to.resources.map((r) => [resourceId(r), r]));
-  const diff: ResourceDiff = { added: [], removed: [], changed: [] };
-  for (const [id, spec] of after) {
-    const old = before.get(id);
-    if (!old) {
-      diff.added.push(id);
-      continue;
-    }
-    const a = specFields(old);
-    const b = specFields(spec);
-    const fields = [...new Set([...Object.keys(a), ...Object.keys(b)])].filter((k) => a[k] !== b[k]).sort();
-    if (fields.length) diff.changed.push({ id, fields });
-  }
-  for (const id of before.keys()) if (!after.has(id)) diff.removed.push(id);
-  return diff;
-}
-
-/** Backends first (they hold the gateways the VM hosts need), then VM hosts; by name within a role. */
-export function orderTargets<T extends { host: string; role: string }>(targets: readonly T[]): T[] {
-  const rank = (t: T) => (t.role === "backend" ? 0 : 1);
-  return [...targets].sort((a, b) => rank(a) - rank(b) || a.host.localeCompare(b.host));
-}
-
-/** A canary wave of one host, then waves of `batch`; a wave never mixes backends and VM hosts. */
-export function planWaves(ordered: readonly { host: string; role: string }[], batch: number): string[][] {
-  if (ordered.length === 0) return [];
-  const waves: string[][] = [[ordered[0]!.host]];
-  let wave: string[] = [];
-  let role = ordered[0]!.role;
-  for (const t of ordered.slice(1)) {
-    if (wave.length > 0 && (wave.length >= batch || t.role !== role)) {
-      waves.push(wave);
-      wave = [];
-    }
-    role = t.role;
-    wave.push(t.host);
-  }
-  if (wave.length) waves.push(wave);
-  return waves;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -250,9 +160,7 @@ export class Rollout {
     for (const [i, target] of ordered.entries()) {
       const { entry, applied } = (await read[i])!;
       const current = entry?.envelope;
-      const sameDoc = current?.assignment.hash === target.assignment.hash;
-      const converged = sameDoc && applied !== undefined && applied.revision === current!.revision && applied.hash === current!.assignment.hash && applied.summary.failed === 0;
-      const status = !current ? "new" : !sameDoc ? "changed" : converged ? "unchanged" : "unconverged";
+      const status = hostDiffStatus(current, applied, target.assignment.hash);
       const from = current ? { revision: current.revision, hash: current.assignment.hash } : null;
       this.emit({ event: "diff", host: target.host, role: target.role, status, from, to: target.assignment.hash, diff: diffAssignments(current?.assignment, target.assignment) });
       if (status === "unchanged" && !this.options.check) {
@@ -621,16 +529,4 @@ export class Rollout {
     this.emit({ event: "done", result, ok, failed, reverted: [], skipped, unchanged: [], ms: Date.now() - this.started });
     return { result };
   }
-}
-
-/** Why a report is not the verified success of `revision` with `hash`; undefined when it is. */
-function verdict(report: Report, revision: number, hash: string): string | undefined {
-  if (report.rolledBack && (report.rolledBackRevision ?? 0) >= revision) return `the agent undid revision ${report.rolledBackRevision} (lost NATS after applying: lockout protection)`;
-  if (report.revision !== revision) return `the host reports revision ${report.revision}, not ${revision} (someone published meanwhile)`;
-  if (report.hash !== hash) return `the host reports assignment ${report.hash?.slice(0, 12)}, not ${hash.slice(0, 12)}`;
-  if (report.summary.failed > 0) {
-    const ids = report.results.filter((r) => r.result === false).map((r) => r.id);
-    return `${report.summary.failed} resource(s) failed: ${ids.slice(0, 5).join(", ")}${ids.length > 5 ? ", ..." : ""}`;
-  }
-  return undefined;
 }

@@ -1,9 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { sealAssignment } from "@netfleet/shared";
-import { diffAssignments, orderTargets, parseAmount, planWaves, resolveAmount } from "./rollout.ts";
-
-const doc = (resources: { name: string; value: string }[]) =>
-  sealAssignment({ apiVersion: "netfleet.dev/v1", kind: "HostAssignment", site: "lab", host: "hv1", role: "vmhost", resources: resources.map((r) => ({ kind: "sysctl" as const, ...r })) });
+import { limitHosts, orderTargets, parseAmount, planWaves, resolveAmount } from "./waves.ts";
 
 describe("rollout planning", () => {
   it("parses and resolves amounts", () => {
@@ -31,11 +27,18 @@ describe("rollout planning", () => {
     expect(planWaves([], 2)).toEqual([]);
   });
 
-  it("diffs assignments per resource and field", () => {
-    const a = doc([{ name: "a.b", value: "1" }, { name: "c.d", value: "1" }]);
-    const b = doc([{ name: "a.b", value: "2" }, { name: "e.f", value: "1" }]);
-    expect(diffAssignments(a, b)).toEqual({ added: ["sysctl[e.f]"], removed: ["sysctl[c.d]"], changed: [{ id: "sysctl[a.b]", fields: ["value"] }] });
-    expect(diffAssignments(undefined, a).added).toHaveLength(2);
-    expect(diffAssignments(a, a)).toEqual({ added: [], removed: [], changed: [] });
+  it("limits to hosts matching a host, group or role pattern, and names the patterns matching none", () => {
+    const inventory = {
+      hosts: [
+        { name: "gw1", groups: ["edge"], role: "backend" },
+        { name: "hv1", groups: ["rack-a"], role: "vmhost" },
+        { name: "hv12", groups: ["rack-b"], role: "vmhost" },
+      ],
+    };
+    expect(limitHosts(inventory, ["hv?"])).toEqual({ hosts: new Set(["hv1"]), unmatched: [] });
+    expect(limitHosts(inventory, ["hv*"]).hosts).toEqual(new Set(["hv1", "hv12"]));
+    expect(limitHosts(inventory, ["rack-b", "backend"]).hosts).toEqual(new Set(["hv12", "gw1"]));
+    expect(limitHosts(inventory, ["hv1", "db*", "!hv1"])).toEqual({ hosts: new Set(["hv1"]), unmatched: ["db*", "!hv1"] });
+    expect(limitHosts(inventory, ["hv1.x"]).unmatched).toEqual(["hv1.x"]);
   });
 });

@@ -1,0 +1,33 @@
+import type { Report } from "@netfleet/shared";
+import type { HostDiffStatus, ResourceDiff } from "./diff.ts";
+
+/** How a rollout ended: every host verified, some failed within the budget, or stopped (and reverted). */
+export type RolloutResult = "success" | "partial" | "failed";
+
+/**
+ * What a rollout reports as it goes, in order; rendered one line each (or as JSON lines with --json).
+ * Times `ms` are milliseconds since the host's (or, for `done`, the rollout's) start. In check mode
+ * nothing is published: `host-done` carries `wouldChange` and no revision, and there is no revert.
+ */
+export type RolloutEvent =
+  | { event: "rollout"; rolloutId: string; site: string; check: boolean; resume: boolean; waves: string[][]; maxFail: number; unchanged: string[] }
+  | { event: "diff"; host: string; role: string; status: HostDiffStatus; from: { revision: number; hash: string } | null; to: string; diff: ResourceDiff }
+  | { event: "lock-wait"; holder: string; renewedAt: string | undefined }
+  | { event: "wave"; index: number; canary: boolean; hosts: string[] }
+  | { event: "host-start"; host: string; revision?: number }
+  | {
+      event: "host-done";
+      host: string;
+      ok: boolean;
+      revision?: number;
+      summary?: Report["summary"];
+      failures?: { id: string; comment?: string }[];
+      wouldChange?: { id: string; fields: string[] }[];
+      error?: string;
+      ms: number;
+    }
+  | { event: "budget-exceeded"; failed: string[]; maxFail: number; canary: boolean }
+  | { event: "revert-start"; hosts: string[] }
+  | { event: "host-reverted"; host: string; ok: boolean; revision?: number; error?: string }
+  | { event: "lock-lost"; error: string }
+  | { event: "done"; result: RolloutResult; ok: string[]; failed: string[]; reverted: string[]; skipped: string[]; unchanged: string[]; ms: number };
