@@ -12,7 +12,8 @@
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { NatsAgent, SimulatedHostRunner, Toolbox, type Command, type Runner, type RunResult } from "@netfleet/agent";
+import { NatsAgent, Toolbox, type Command, type Runner, type RunResult } from "@netfleet/agent";
+import { SimulatedHostRunner } from "@netfleet/agent/testing";
 import { simFacts } from "../nats/sim-facts.ts";
 
 export interface AgentsArgs {

@@ -12,9 +12,9 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExecaRunner, read, type Runner } from "@netfleet/agent";
 import { loadInventory, type Inventory } from "@netfleet/shared";
-import { connectivityProbes, runProbes, type CheckRow } from "../../packages/controller/src/checks/connectivity.ts";
-import { agentCommand, controllerCommand, LABNET, labDown, labStartAgent, labStatus, labStopAgent, labUp, readLabState, type LabOptions, type LabStatus } from "../../packages/controller/src/lab/index.ts";
-import { labProcesses, namespacesWithPrefix, readPidfile } from "../../packages/controller/src/lab/procs.ts";
+import { connectivityProbes, runProbes, type CheckRow } from "../../packages/lab/src/checks/connectivity.ts";
+import { agentCommand, controllerCommand, LABNET, labDown, labStartAgent, labStatus, labStopAgent, labUp, readLabState, type LabOptions, type LabStatus } from "../../packages/lab/src/index.ts";
+import { labProcesses, namespacesWithPrefix, readPidfile } from "../../packages/lab/src/procs.ts";
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 const lab: LabOptions = {

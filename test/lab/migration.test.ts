@@ -18,9 +18,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExecaRunner, read } from "@netfleet/agent";
-import { controllerCommand, labDown, labUp, readLabState, type LabOptions, type LabStatus } from "../../packages/controller/src/lab/index.ts";
-import { LabExec } from "../../packages/controller/src/lab/exec.ts";
-import { dhcp } from "../../packages/controller/src/lab/services.ts";
+import { controllerCommand, LABNET, labDown, labUp, readLabState, type LabOptions, type LabStatus } from "../../packages/lab/src/index.ts";
+import { LabExec } from "../../packages/lab/src/exec.ts";
+import { dhcp } from "../../packages/lab/src/services.ts";
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 const inventoryDir = mkdtempSync(join(tmpdir(), "nfm-inventory-"));
@@ -171,7 +171,7 @@ describe.skipIf(!isRoot)("VM mobility (prefix nfm, /tmp/nfm-lab)", () => {
     await eventually("vma1's rules gone from hosta", 10_000, async () => !(await flows("hosta", "br-secure")).includes(`dl_src=${v.mac}`));
     expect(await flows("hostb", "br-secure")).toContain(`nw_src=${v.ip}`);
     // its policy holds where it is now: its allow list by address, its isolation from vma3 (isolated)
-    const connect = async (ip: string) => (await sh(inNs(v.namespace, process.execPath, join(repoRoot, "packages/controller/src/lab/labnet.ts"), "connect", ip, "80", "2000"))).stdout.trim();
+    const connect = async (ip: string) => (await sh(inNs(v.namespace, process.execPath, LABNET, "connect", ip, "80", "2000"))).stdout.trim();
     expect(await connect("198.51.100.10")).toBe("inet 203.0.113.1");
     expect(await connect("198.51.100.20")).toBe("");
     expect(await ping(v.namespace, gw.ip)).toBe(true);

@@ -1,8 +1,8 @@
 import { resolve } from "node:path";
 import { loadInventory } from "@netfleet/shared";
-import { labAttack } from "../checks/attack-run.ts";
-import { connectivityProbes, runProbes, type CheckRow } from "../checks/connectivity.ts";
-import { labDown, labStatus, labUp, type LabOptions, type LabStatus } from "../lab/index.ts";
+import { labAttack } from "../../../lab/src/checks/attack-run.ts";
+import { connectivityProbes, runProbes, type CheckRow } from "../../../lab/src/checks/connectivity.ts";
+import { labDown, labStatus, labUp, type LabOptions, type LabStatus } from "../../../lab/src/index.ts";
 import type { CommandOutput } from "../output.ts";
 
 export const DEFAULT_LAB_PREFIX = "nf";

@@ -11,8 +11,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import PQueue from "p-queue";
 import type { Inventory } from "@netfleet/shared";
-import { LabExec, netnsExec, sleep } from "../lab/exec.ts";
-import type { LabStatus, LabVm } from "../lab/types.ts";
+import { LabExec, netnsExec, sleep } from "../exec.ts";
+import type { LabStatus, LabVm } from "../types.ts";
 import { ATTACK_PY, attackProbes, PYTHON, type AttackProbe, type AttackRow, type CapturePoint, type Frame, type Look, type NeighbourWatch, type Sender } from "./attack.ts";
 
 const inNs = netnsExec;

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadInventory } from "@netfleet/shared";
-import { compileSite } from "../compile/compile.ts";
+import { compileSite } from "@netfleet/controller";
 import { LabExec, netnsExec, sleep, vsctl, waitFor } from "./exec.ts";
 import { domainState, ensureDomain, ensureLibvirtd, libvirtdPid, stopLibvirtd } from "./libvirt.ts";
 import { ensureOvs, ovsPids, stopOvs } from "./ovs.ts";
@@ -9,6 +9,7 @@ import { isAlive, labProcesses, namespaceExists, namespacesWithPrefix, netnsInod
 import { buildTopology, validateOptions, type TopoHost, type Topology, type TopoVm } from "./topology.ts";
 import { lagsOf, switchArgs } from "./switch.ts";
 import { dhcp, ensureInet, ensureVmServices, readLease, runningIn, startDetached } from "./services.ts";
+import { productBin } from "./product.ts";
 import type { LabGateway, LabHost, LabOptions, LabStatus, LabVm } from "./types.ts";
 
 /** runDir/lab.json: what the lab built, for down and status. */
@@ -42,16 +43,14 @@ export const INET_NAMES = new Map([
 const STATE_FILE = "lab.json";
 /** Top-level entries of a run dir; down refuses to delete a folder holding anything else. */
 const RUNDIR_ENTRIES = new Set([STATE_FILE, `${STATE_FILE}.tmp`, "hosts", "switch", "assignments", "inet", "vms", "controller"]);
-const AGENT_CLI = join("packages", "agent", "src", "cli.ts");
-const CONTROLLER_CLI = join("packages", "controller", "src", "cli.ts");
 
 /** argv of a `netfleet` command run on the lab's controller machine (the switch namespace). */
 export function controllerCommand(t: Topology, o: LabOptions, args: string[]): string[] {
-  return netnsExec(t.controller.namespace, [process.execPath, join(o.repoRoot, CONTROLLER_CLI), ...args, "--state-dir", t.controller.stateDir, "--nats", t.controller.url]);
+  return netnsExec(t.controller.namespace, [process.execPath, productBin(o, "controller"), ...args, "--state-dir", t.controller.stateDir, "--nats", t.controller.url]);
 }
 
 async function controllerToken(t: Topology, o: LabOptions): Promise<string> {
-  const r = await new LabExec().read([process.execPath, join(o.repoRoot, CONTROLLER_CLI), "token", o.inventoryDir, "--state-dir", t.controller.stateDir]);
+  const r = await new LabExec().read([process.execPath, productBin(o, "controller"), "token", o.inventoryDir, "--state-dir", t.controller.stateDir]);
   const token = r.stdout.trim();
   if (!/^[A-Za-z0-9._-]{8,200}$/.test(token)) throw new Error(`netfleet token printed no usable token`);
   return token;
@@ -79,7 +78,7 @@ async function ensureController(t: Topology, o: LabOptions, step: (s: string) =>
   mkdirSync(c.stateDir, { recursive: true });
   const pidfile = join(c.stateDir, "serve.pid");
   const log = join(c.stateDir, "serve.log");
-  const cli = join(o.repoRoot, CONTROLLER_CLI);
+  const cli = productBin(o, "controller");
   let pid = runningIn(pidfile, cli, c.namespace);
   if (pid === undefined) {
     const before = existsSync(log) ? readFileSync(log, "utf8").length : 0;
@@ -124,7 +123,7 @@ export function labHost(h: TopoHost): LabHost {
 export function agentCommand(o: LabOptions, host: LabHost, args: string[]): string[] {
   return netnsExec(host.namespace, [
     process.execPath,
-    join(o.repoRoot, AGENT_CLI),
+    productBin(o, "agent"),
     ...args,
     "--ovs-db",
     host.ovsDb,
@@ -237,7 +236,7 @@ export async function labUp(o: LabOptions, log: (line: string) => void = () => {
   // 4. the agent on every host, backend first
   const assignments = new Map(compileSite(inventory).map((a) => [a.host, a]));
   const agentPidfile = (h: TopoHost) => join(h.agentDir, "agent.pid");
-  const agentCli = join(o.repoRoot, AGENT_CLI);
+  const agentCli = productBin(o, "agent");
   const daemonRunning = (h: TopoHost) => runningIn(agentPidfile(h), agentCli, h.namespace) !== undefined;
   const runAgent = async (h: TopoHost, check = false): Promise<AgentSummary | undefined> => {
     const a = assignments.get(h.name);
@@ -393,7 +392,7 @@ function labHostOf(o: LabOptions, hostName: string): { state: LabState; t: Topol
  */
 export async function labStopAgent(o: LabOptions, hostName: string): Promise<number | undefined> {
   const { h } = labHostOf(o, hostName);
-  const pid = runningIn(join(h.agentDir, "agent.pid"), join(o.repoRoot, AGENT_CLI), h.namespace);
+  const pid = runningIn(join(h.agentDir, "agent.pid"), productBin(o, "agent"), h.namespace);
   if (pid === undefined) return undefined;
   const left = await terminate([pid]);
   if (left.length > 0) throw new Error(`agent ${pid} of ${hostName} survived SIGKILL`);
@@ -407,7 +406,7 @@ export async function labStopAgent(o: LabOptions, hostName: string): Promise<num
  */
 export function labStartAgent(o: LabOptions, hostName: string): number {
   const { state, t, h } = labHostOf(o, hostName);
-  const running = runningIn(join(h.agentDir, "agent.pid"), join(o.repoRoot, AGENT_CLI), h.namespace);
+  const running = runningIn(join(h.agentDir, "agent.pid"), productBin(o, "agent"), h.namespace);
   const pid = running ?? startAgentDaemon(o, t, h, o.control ?? "nats");
   state.pids[`netfleet-agent@${h.namespace}`] = pid;
   writeLabState(o.runDir, state);
@@ -603,7 +602,7 @@ export async function labStatus(o: LabOptions): Promise<LabStatus> {
     lvUp.set(h.name, alive);
   }
   for (const h of t.hosts) {
-    if (runningIn(join(h.agentDir, "agent.pid"), join(o.repoRoot, AGENT_CLI), h.namespace) === undefined) problems.push(`agent daemon of ${h.name} not running`);
+    if (runningIn(join(h.agentDir, "agent.pid"), productBin(o, "agent"), h.namespace) === undefined) problems.push(`agent daemon of ${h.name} not running`);
   }
   const strangerNames = new Set((t.strangers ?? []).map((s) => s.name));
   const vms: LabVm[] = await Promise.all(

@@ -6,8 +6,11 @@ export interface LabOptions {
   prefix: string;
   /** All state of this lab (OVS dbs, libvirt dirs, logs, lab.json), e.g. `/run/netfleet-lab/nf`. */
   runDir: string;
-  /** Repository root: the agent is run from `<repoRoot>/packages/agent/src/cli.ts`. */
-  repoRoot: string;
+  /**
+   * A checkout whose product (`netfleet`, `netfleet-agent`) the lab runs, found through its
+   * packages (e.g. an older agent); absent: the packages @netfleet/lab depends on.
+   */
+  repoRoot?: string;
   /**
    * How the agents get their assignments: `nats` (default) — `netfleet serve` on the
    * controller machine, agents that enroll, a `netfleet rollout`; `file` — each agent

@@ -15,8 +15,8 @@
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { cidrContains, intToIpv4, ipv4ToInt, parseIpv4Cidr, type Inventory, type Ipv4Cidr } from "@netfleet/shared";
-import { netnsExec } from "../lab/exec.ts";
-import type { LabGateway, LabStatus, LabVm } from "../lab/types.ts";
+import { netnsExec } from "../exec.ts";
+import type { LabGateway, LabStatus, LabVm } from "../types.ts";
 
 /** The frame builder, run as `ip netns exec NS /usr/bin/python3 attack.py IFACE COUNT INTERVAL_MS FRAME...`. */
 export const ATTACK_PY = join(dirname(fileURLToPath(import.meta.url)), "attack.py");

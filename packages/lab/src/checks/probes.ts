@@ -10,7 +10,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Runner, RunResult } from "@netfleet/agent";
-import { LABNET, type Lease } from "../lab/services.ts";
+import { LABNET, type Lease } from "../services.ts";
 
 /** argv that runs `argv` inside network namespace `namespace`. */
 export const inNs = (namespace: string, ...argv: string[]): string[] => ["ip", "netns", "exec", namespace, ...argv];

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import PQueue from "p-queue";
 import { ExecaRunner, type Runner } from "@netfleet/agent";
 import { cidrContains, intToIpv4, ipv4ToInt, parseIpv4Cidr, type Inventory, type Ipv4Cidr, type Network, type Vm } from "@netfleet/shared";
-import type { LabStatus, LabVm } from "../lab/types.ts";
+import type { LabStatus, LabVm } from "../types.ts";
 import { Capture, dhcpExchange, dhcpProbeHook, dig, inNs, ping, tcpConnect, tcpSyn, type CaptureResult, type Frame, type PingResult, type SynResult, type TcpResult } from "./probes.ts";
 
 /**

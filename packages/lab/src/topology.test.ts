@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { loadInventory } from "@netfleet/shared";
 import { buildTopology, domainMac, strangerMac, validateOptions, vmPortName } from "./topology.ts";
 
-const repoRoot = fileURLToPath(new URL("../../../..", import.meta.url));
+const repoRoot = fileURLToPath(new URL("../../..", import.meta.url));
 const options = { inventoryDir: `${repoRoot}inventories/lab`, prefix: "nf", runDir: "/run/netfleet-lab/nf", repoRoot };
 
 describe("lab topology", () => {

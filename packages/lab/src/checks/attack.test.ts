@@ -1,8 +1,8 @@
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { loadInventory } from "@netfleet/shared";
-import { buildTopology } from "../lab/topology.ts";
-import type { LabStatus, LabVm } from "../lab/types.ts";
+import { buildTopology } from "../topology.ts";
+import type { LabStatus, LabVm } from "../types.ts";
 import { attackProbes } from "./attack.ts";
 import { exclusiveBatches } from "./attack-run.ts";
 

@@ -5,7 +5,7 @@ import { loadInventory, UplinkSpec } from "@netfleet/shared";
 import { parseBondShow, parseLacpShow, switchArgs, switchLagPort } from "./switch.ts";
 import { buildTopology, switchLagOf } from "./topology.ts";
 
-const repoRoot = fileURLToPath(new URL("../../../..", import.meta.url));
+const repoRoot = fileURLToPath(new URL("../../..", import.meta.url));
 /** Real `ovs-appctl` text of OVS 3.1 (packages/agent/src/resources/__fixtures__/ovs/capture-lacp.sh). */
 const appctl = (name: string) => readFileSync(`${repoRoot}packages/agent/src/resources/__fixtures__/ovs/appctl-${name}.txt`, "utf8");
 const topo = (dir: string, prefix: string) => buildTopology(loadInventory(`${repoRoot}${dir}`), { inventoryDir: `${repoRoot}${dir}`, prefix, runDir: `/run/netfleet-lab/${prefix}`, repoRoot });

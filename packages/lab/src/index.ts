@@ -1,0 +1,19 @@
+/**
+ * @netfleet/lab: build a site as network namespaces (real OVS, libvirtd,
+ * dnsmasq, nftables), drive the product on it through its commands, and
+ * probe the result (connectivity matrix, crafted-frame attacks). The
+ * entry for test/lab, test/bench and test/bootstrap.
+ */
+export type { LabGateway, LabHost, LabLag, LabOptions, LabStatus, LabVm } from "./types.ts";
+export { agentCommand, controllerCommand, INET_NAMES, labDown, labReplugVm, labRestartOvs, labStartAgent, labStatus, labStopAgent, labUp, namespaceVms, readLabState, type LabState } from "./lab.ts";
+export { LABNET, dhcp, readLease, type Lease } from "./services.ts";
+export { buildTopology, vmPortName, type Topology } from "./topology.ts";
+export { CAPS_SEED } from "./libvirt.ts";
+export { appctl, parseBondShow, parseLacpShow, switchArgs, switchLagPort, type BondShow, type LacpMember } from "./switch.ts";
+export { LabExec } from "./exec.ts";
+export { labProcesses, namespaceExists, namespacesWithPrefix, netnsInode, readPidfile, terminate } from "./procs.ts";
+export { productBin } from "./product.ts";
+export { connectivityProbes, runProbes, type CheckRow } from "./checks/connectivity.ts";
+export { tcpConnect } from "./checks/probes.ts";
+export { attackProbes, type AttackRow, type Sender } from "./checks/attack.ts";
+export { labAttack, measureWindow, type WindowResult } from "./checks/attack-run.ts";
