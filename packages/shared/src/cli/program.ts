@@ -108,3 +108,20 @@ export async function runProgram(program: Command, argv: readonly string[]): Pro
   }
   return exitCodes.get(program) ?? 0;
 }
+
+/**
+ * Runs a CLI's `main` as this process (its src/cli.ts): the exit code is
+ * main's; a closed stdout (`netfleet plan ... | head`) ends it quietly with
+ * 0; an error main throws (a bug or an unexpected failure) is printed as
+ * `<name>: <stack>` and gives 1.
+ */
+export async function runMain(name: string, main: (argv: string[]) => Promise<number>): Promise<void> {
+  process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code === "EPIPE") process.exit(0);
+    throw err;
+  });
+  process.exitCode = await main(process.argv.slice(2)).catch((err: unknown) => {
+    process.stderr.write(`${name}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return 1;
+  });
+}
