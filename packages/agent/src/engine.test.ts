@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { KernelBondSpec, ResourceSpec } from "@netfleet/shared";
-import { reconcile } from "./engine.ts";
+import { planAbsent, reconcile } from "./engine.ts";
 import { RecordingRunner } from "./exec/recording-runner.ts";
 import { fixture } from "./resources/fixtures.ts";
 import { Toolbox } from "./tools.ts";
@@ -126,5 +126,17 @@ describe("reconcile: the management guard on plans that would take the path's li
     expect(r).toMatchObject({ result: false, changed: false });
     expect(r!.comment).toMatch(/^not applied: the management path could not be read/);
     expect(runner.mutatingCalls).toEqual([]);
+  });
+});
+
+describe("planAbsent (netfleet plan: a first apply, nothing read)", () => {
+  it("plans each resource on its absent observation, as check mode would: would change, in desired state, or refused", () => {
+    const bridge: ResourceSpec = { kind: "ovs-bridge", name: "br-x", datapath: "system", ports: [{ name: "bond0", type: "bond", members: ["eth0", "eth1"], bond_mode: "balance-tcp" }] };
+    const results = planAbsent([forward, { kind: "sysctl", name: "net.ipv4.conf.all.rp_filter", value: "0" }, bridge], { owner: "fixture", tools: new Toolbox() });
+    expect(results).toMatchObject([
+      { id: "sysctl[net.ipv4.ip_forward]", result: null, changed: false, commands: ["sysctl -w net.ipv4.ip_forward=1"], comment: "would change (check mode)" },
+      { id: "sysctl[net.ipv4.conf.all.rp_filter]", result: true, commands: [], comment: "in desired state" },
+      { id: "ovs-bridge[br-x]", result: false, commands: [], comment: expect.stringMatching(/balance-tcp needs LACP/) },
+    ]);
   });
 });

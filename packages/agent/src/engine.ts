@@ -3,7 +3,7 @@ import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promise
 import { dirname } from "node:path";
 import { displayCommand, type Builtin, type Runner } from "./exec/runner.ts";
 import { handlerFor } from "./resources/index.ts";
-import type { HostAccess, ObserveContext, ResourcePlan, ResourceResult } from "./resources/types.ts";
+import type { HostAccess, ObserveContext, PlanContext, ResourcePlan, ResourceResult } from "./resources/types.ts";
 import type { Toolbox } from "./tools.ts";
 import { disruptionRefusal, disruptions, guardPlan, type GuardDecision } from "./resources/management-guard.ts";
 import {
@@ -125,14 +125,8 @@ export async function reconcile(resources: readonly ResourceSpec[], options: Rec
       if (refusal !== undefined) {
         result.result = false;
         result.comment = refusal;
-      } else if (plan.blocked) {
-        result.result = false;
-        result.comment = plan.blocked;
-      } else if (plan.commands.length === 0) {
-        result.comment = plan.comment ?? "in desired state";
-      } else if (options.check) {
-        result.result = null;
-        result.comment = "would change (check mode)";
+      } else if (plan.blocked || plan.commands.length === 0 || options.check) {
+        Object.assign(result, unapplied(plan));
       } else {
         appliedSpecs.push(spec);
         if (plan.lifecycle) result.lifecycle = true;
@@ -159,6 +153,27 @@ export async function reconcile(resources: readonly ResourceSpec[], options: Rec
   }
   if (guard && guard.moves.size > 0 && !options.check) await settleAfterPass(guard, results, options);
   return results;
+}
+
+/** The result of a plan that is not applied: refused (false), nothing to do (true) or would change (null). */
+function unapplied(plan: ResourcePlan): Pick<ResourceResult, "result" | "comment"> {
+  if (plan.blocked) return { result: false, comment: plan.blocked };
+  if (plan.commands.length === 0) return { result: true, comment: plan.comment ?? "in desired state" };
+  return { result: null, comment: "would change (check mode)" };
+}
+
+/**
+ * Check mode on a freshly installed host, with no host to read: each
+ * resource planned on its handler's `absent` observation, in order. What
+ * `netfleet plan` shows as a first apply. Nothing holds a management path
+ * on such a host, so the management guard refuses nothing.
+ */
+export function planAbsent(resources: readonly ResourceSpec[], ctx: PlanContext): ResourceResult[] {
+  return resources.map((spec) => {
+    const handler = handlerFor(spec);
+    const plan = handler.plan(spec, handler.absent(spec), ctx);
+    return { id: resourceId(spec), changed: false, changes: plan.changes, commands: plan.commands.map(displayCommand), durationMs: 0, ...unapplied(plan) };
+  });
 }
 
 /**

@@ -216,4 +216,10 @@ describe("dnsmasq plan", () => {
     expect(plan.comment).toMatch(/runs as root/);
     expect(plan.commands.some((c) => c.argv[0] === "chown")).toBe(false);
   });
+
+  it("absent (netfleet plan): nothing of it on the host, no account read; the first apply writes both files and starts it as root", () => {
+    const plan = dnsmasq.plan(spec, dnsmasq.absent(spec), ctx);
+    expect(plan).toEqual(dnsmasq.plan(spec, {}, ctx));
+    expect(plan.commands.map((c) => c.argv)).toEqual([["write", files.conf], ["write", files.hosts], ["install", "-d", "-m", "0755", "/var/lib/netfleet-agent/dnsmasq"], start]);
+  });
 });

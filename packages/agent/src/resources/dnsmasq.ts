@@ -119,6 +119,8 @@ export const dnsmasq: ResourceHandler<DnsmasqSpec, DnsmasqObservation> = {
     }
     return obs;
   },
+  // No config, pid or lease file, and no service account to read (/etc/passwd unknown): as root.
+  absent: () => ({}),
   plan(spec, obs, ctx): ResourcePlan {
     const f = specFiles(spec, ctx);
     const account = obs.account ?? { user: "root", group: "root" };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ParseError, type KernelBondSpec, type VlanInterfaceSpec } from "@netfleet/shared";
+import { ParseError, type InterfaceAddressSpec, type KernelBondSpec, type VlanInterfaceSpec } from "@netfleet/shared";
 import { fixture, fixtureContext as ctx } from "./fixtures.ts";
 import { interfaceAddress, kernelBond, parseAddresses, parseLinks, vlanInterface } from "./ip-link.ts";
 import { parseRoutes } from "./management-guard.ts";
@@ -56,6 +56,12 @@ describe("kernel-bond plan", () => {
 
   it("already converged → no commands", () => {
     expect(kernelBond.plan(bond, links("vmhost-converged"), ctx)).toEqual({ changes: {}, commands: [] });
+  });
+
+  it("absent (netfleet plan): the first apply is the plan on a real empty host's links; with management.address there is nothing to move", () => {
+    expect(kernelBond.plan(bond, kernelBond.absent(bond), ctx)).toEqual(kernelBond.plan(bond, links("empty"), ctx));
+    const managed = { ...bond, management: { address: "10.98.0.11/24" } };
+    expect(kernelBond.plan(managed, kernelBond.absent(managed), ctx)).toEqual(kernelBond.plan(bond, links("empty"), ctx));
   });
 
   it("changes the mode by releasing the members first, as the kernel requires", () => {
@@ -192,6 +198,12 @@ describe("vlan-interface plan", () => {
     for (const vid of [1081, 1082, 1083]) expect(vlanInterface.plan(vlan(vid), links("vmhost-converged"), ctx).commands).toEqual([]);
   });
 
+  it("absent (netfleet plan): the first apply is the plan on a real empty host's links", () => {
+    const plan = vlanInterface.plan(vlan(1081), vlanInterface.absent(vlan(1081)), ctx);
+    expect(plan).toEqual(vlanInterface.plan(vlan(1081), links("empty"), ctx));
+    expect(plan.changes).toEqual({ present: { old: false, new: true } });
+  });
+
   it("fixes the MTU in place", () => {
     const plan = vlanInterface.plan(vlan(1081), links("vmhost-drift"), ctx);
     expect(plan.changes).toEqual({ mtu: { old: 1500, new: 9000 } });
@@ -224,6 +236,13 @@ describe("interface-address plan", () => {
       ctx,
     );
     expect(plan.commands[0]!.stdin).toBe("link set dev bond0.1081 address 02:4e:46:00:04:39\naddr add 192.168.128.1/17 dev bond0.1081\n");
+  });
+
+  it("absent (netfleet plan): the first apply is the plan on a real empty host's links and addresses", () => {
+    const spec: InterfaceAddressSpec = { kind: "interface-address", name: "bond0.1081", addresses: ["192.168.128.1/17"], mac: "02:4e:46:00:04:39" };
+    const plan = interfaceAddress.plan(spec, interfaceAddress.absent(spec), ctx);
+    expect(plan).toEqual(interfaceAddress.plan(spec, observed("empty"), ctx));
+    expect(plan.commands[0]!.stdin).toBe("link set dev bond0.1081 address 02:4e:46:00:04:39\naddr add 192.168.128.1/17 dev bond0.1081\nlink set dev bond0.1081 up\n");
   });
 
   it("replaces a stale address", () => {

@@ -155,6 +155,11 @@ export const kernelBond: ResourceHandler<KernelBondSpec, KernelBondObservation> 
     ]);
     return { links, addresses, routes };
   },
+  // The members are the host's NICs, there before netfleet: up, enslaved to nothing.
+  absent(spec) {
+    const links = new Map(spec.members.map((name): [string, Link] => [name, { name, mtu: 1500, up: true }]));
+    return spec.management === undefined ? { links } : { links, addresses: new Map(), routes: [] };
+  },
   plan(spec, { links, addresses, routes }, ctx) {
     const current = links.get(spec.name);
     const missingMembers = spec.members.filter((m) => !links.has(m));
@@ -268,6 +273,7 @@ export const vlanInterface: ResourceHandler<VlanInterfaceSpec, LinkObservation> 
   async observe(_spec, ctx) {
     return { links: await observeLinks(ctx) };
   },
+  absent: () => ({ links: new Map() }),
   plan(spec, { links }, ctx) {
     const current = links.get(spec.name);
     const changes: Changes = {};
@@ -325,6 +331,7 @@ export const interfaceAddress: ResourceHandler<InterfaceAddressSpec, AddressObse
     const [links, addresses] = await Promise.all([observeLinks(ctx), observeAddresses(ctx)]);
     return { links, addresses };
   },
+  absent: () => ({ links: new Map(), addresses: new Map() }),
   plan(spec, { links, addresses }, ctx) {
     const link = links.get(spec.name);
     const want = [...spec.addresses].sort();

@@ -69,6 +69,10 @@ describe("libvirt-network plan", () => {
     expect(plan.commands.every((c) => c.mutating)).toBe(true);
   });
 
+  it("absent (netfleet plan): the first apply defines, autostarts and starts it", () => {
+    expect(libvirtNetwork.plan(spec, libvirtNetwork.absent(spec), ctx)).toEqual(libvirtNetwork.plan(spec, { exists: false }, ctx));
+  });
+
   it("the definition file lives under the agent's --run-dir", () => {
     const lab = { owner: "fixture", tools: new Toolbox({ runDir: "/tmp/lab/hosta/run" }) };
     expect(networkXmlPath("/tmp/lab/hosta/run", "secure")).toBe("/tmp/lab/hosta/run/libvirt/secure.xml");

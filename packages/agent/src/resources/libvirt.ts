@@ -160,6 +160,7 @@ export const libvirtNetwork: ResourceHandler<LibvirtNetworkSpec, LibvirtObservat
     const xml = await ctx.read(ctx.tools.virsh("net-dumpxml", "--inactive", spec.name));
     return { exists: true, state: { ...parseNetworkXml(xml.stdout), ...info } };
   },
+  absent: () => ({ exists: false }),
   plan(spec, observed, ctx) {
     const v = ctx.tools.virsh.bind(ctx.tools);
     const changes: Changes = {};

@@ -1,7 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { NftTableSpec } from "@netfleet/shared";
-import { EmptyHostRunner, emptyHost } from "../empty-host.ts";
-import { fixture, fixtureContext as ctx } from "./fixtures.ts";
+import { fixture, fixtureContext as ctx, noFiles } from "./fixtures.ts";
 import { cidrSet, nftTime } from "./nft-rules.ts";
 import {
   desiredElements,
@@ -238,7 +237,7 @@ describe("nft-table: neighbours and inputs", () => {
       "ip -j addr show dev wan0": { stdout: fixture("nft/gateway-wan0-addr.json"), exitCode: 0, stderr: "" },
       "ip -j addr show dev wan1": { stdout: "", exitCode: 1, stderr: 'Device "wan1" does not exist.\n' },
     };
-    const o = await nftTable.observe(spec, { ...ctx, ...emptyHost, read: async (argv) => answers[argv.join(" ")]! });
+    const o = await nftTable.observe(spec, { ...ctx, ...noFiles, read: async (argv) => answers[argv.join(" ")]! });
     expect(o.externalSubnets).toEqual(["198.18.0.0/15", "203.0.113.0/24"]);
     expect(o.missingExternal).toEqual(["wan1"]);
     expect(o.foreign).toHaveLength(2);
@@ -252,10 +251,12 @@ describe("nft-table: neighbours and inputs", () => {
     expect(plan.comment).toMatch(/^foreign-drop: .*; foreign-drop: .*; warning: external interface wan1 does not exist/);
   });
 
-  it("a host without our table or any ruleset (netfleet plan's empty host): the whole table, no notes", async () => {
-    const runner = new EmptyHostRunner(["eth0"]);
-    const o = await nftTable.observe(spec, { ...ctx, ...emptyHost, read: (argv, opts) => runner.run({ argv, mutating: false }).then((r) => (r.exitCode && !opts?.allowFailure ? Promise.reject(new Error("failed")) : r)) });
+  it("a host without our table or any ruleset (netfleet plan's empty host): the whole table, no notes; the absent observation is what observe sees there", async () => {
+    // nft's answer without a ruleset (__fixtures__/nft/table-missing.json.stderr); the external interface has no address yet
+    const read = async (argv: string[]) => (argv[0] === "nft" ? { stdout: "", exitCode: 1, stderr: fixture("nft/table-missing.json.stderr") } : { stdout: "[]", exitCode: 0, stderr: "" });
+    const o = await nftTable.observe(spec, { ...ctx, ...noFiles, read });
     expect(o).toMatchObject({ exists: false, foreign: [], externalSubnets: [] });
+    expect(nftTable.absent(spec)).toEqual(o);
     const plan = nftTable.plan(spec, o, ctx);
     expect(plan.comment).toBeUndefined();
     expect(plan.commands[0]!.stdin).toContain('chain out_service {');

@@ -152,6 +152,8 @@ export const nftTable: ResourceHandler<NftTableSpec, NftObservation> = {
   observe(spec, ctx) {
     return observeFull(spec, ctx);
   },
+  // No table, no foreign ruleset, the external interfaces present without an address yet.
+  absent: noTable,
   plan(spec, obs): ResourcePlan {
     const live = { externalSubnets: obs.externalSubnets };
     const { text: structure, hash } = nftStructure(spec, live);

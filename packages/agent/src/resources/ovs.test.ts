@@ -54,6 +54,14 @@ describe("ovs-bridge plan", () => {
     ]);
   });
 
+  it("absent (netfleet plan): the first apply is the plan on a real empty OVS database", () => {
+    for (const spec of [kernelBridge("secure", 1081), uplink]) {
+      const plan = ovsBridge.plan(spec, ovsBridge.absent(spec), ctx);
+      expect(plan).toEqual(ovsBridge.plan(spec, state("empty"), ctx));
+      expect(plan.commands).toHaveLength(1);
+    }
+  });
+
   it("already converged → no commands, and libvirt's vnet0 and the bridge's local port are left alone", () => {
     expect(ovsBridge.plan(kernelBridge("secure", 1081), state("kernel-converged"), ctx)).toEqual({ changes: {}, commands: [] });
     expect(ovsBridge.plan(kernelBridge("service", 1082), state("kernel-converged"), ctx).commands).toEqual([]);

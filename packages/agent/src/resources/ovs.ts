@@ -180,6 +180,9 @@ export function parseOvsState(stdout: string): OvsState {
   return { bridges, ports, interfaces };
 }
 
+/** An OVS database with no bridge, port or interface (a fresh install). */
+export const emptyOvsState = (): OvsState => ({ bridges: new Map(), ports: new Map(), interfaces: new Map() });
+
 export async function observeOvs(ctx: ObserveContext): Promise<OvsState> {
   return parseOvsState((await ctx.read(ovsObserveArgv(ctx))).stdout);
 }
@@ -290,6 +293,7 @@ export const ovsBridge: ResourceHandler<OvsBridgeSpec, OvsState> = {
   observe(_spec, ctx) {
     return observeOvs(ctx);
   },
+  absent: emptyOvsState,
   plan(spec, state, ctx): ResourcePlan {
     const unusable = spec.ports.map(lacpMissing).find((m) => m !== undefined);
     if (unusable) return { changes: {}, commands: [], blocked: unusable };

@@ -10,11 +10,10 @@ import { displayCommand, ExecError } from "../exec/runner.ts";
 import { Toolbox } from "../tools.ts";
 import { daemonNotRunning, prune } from "./prune.ts";
 import { dnsmasqFiles } from "./dnsmasq.ts";
-import { fixture, fixtureContext as ctx } from "./fixtures.ts";
+import { fixture, fixtureContext as ctx, noFiles } from "./fixtures.ts";
 import { parseLinks } from "./ip-link.ts";
 import { ovsObserveArgv, parseOvsState } from "./ovs.ts";
 import { sysctl } from "./sysctl.ts";
-import { emptyHost } from "../empty-host.ts";
 import type { HostAccess, ObserveContext } from "./types.ts";
 
 const keep: PruneSpec = {
@@ -24,6 +23,12 @@ const keep: PruneSpec = {
 };
 
 describe("prune plan", () => {
+  it("absent (netfleet plan): nothing of ours on a fresh host, nothing to remove", () => {
+    const plan = prune.plan(keep, prune.absent(keep), ctx);
+    expect(plan).toEqual(prune.plan(keep, { links: parseLinks(fixture("ip/empty-link.json")), ovs: parseOvsState(fixture("ovs/empty.json")), libvirt: [] }, ctx));
+    expect(plan.commands).toEqual([]);
+  });
+
   it("removes only what carries our mark and is no longer wanted", () => {
     const plan = prune.plan(
       keep,
@@ -57,6 +62,9 @@ describe("sysctl plan", () => {
   });
   it("turns forwarding on", () => {
     expect(sysctl.plan(spec, { value: "0" }, ctx).commands.map((c) => c.argv)).toEqual([["sysctl", "-w", "net.ipv4.ip_forward=1"]]);
+  });
+  it("absent (netfleet plan): forwarding off, the kernel's default; the first apply turns it on", () => {
+    expect(sysctl.plan(spec, sysctl.absent(spec), ctx)).toEqual(sysctl.plan(spec, { value: "0" }, ctx));
   });
 });
 
@@ -170,7 +178,7 @@ describe("prune on a host without ovsdb-server or libvirtd (real error text)", (
   });
 });
 
-function observeCtx(runner: RecordingRunner, tools: Toolbox, host: HostAccess = emptyHost): ObserveContext {
+function observeCtx(runner: RecordingRunner, tools: Toolbox, host: HostAccess = noFiles): ObserveContext {
   return {
     owner: "fixture",
     tools,

@@ -5,7 +5,7 @@ import { dnsmasqFiles, dnsmasqOwner, isOurDnsmasq } from "./dnsmasq.ts";
 import { isOurs, observeLinks, type Link } from "./ip-link.ts";
 import { networkXmlPath, observeNetworks, parseNetworkXml } from "./libvirt.ts";
 import { observeNftTable } from "./nft.ts";
-import { observeOvs, OWNER_KEY, type OvsState } from "./ovs.ts";
+import { emptyOvsState, observeOvs, OWNER_KEY, type OvsState } from "./ovs.ts";
 import type { Changes, ObserveContext, ResourceHandler } from "./types.ts";
 
 /** A dnsmasq of ours (its config carries our mark) for a network no longer served here. */
@@ -55,7 +55,7 @@ async function observeOvsIfRunning(ctx: ObserveContext, absent: NonNullable<Clea
   } catch (err) {
     if (!daemonNotRunning("ovsdb-server", err)) throw err;
     absent.push("ovsdb-server");
-    return { bridges: new Map(), ports: new Map(), interfaces: new Map() };
+    return emptyOvsState();
   }
 }
 
@@ -153,6 +153,7 @@ export const prune: ResourceHandler<PruneSpec, CleanupObservation> = {
     if (absent.length > 0) observation.absent = absent.sort();
     return observation;
   },
+  absent: () => ({ links: new Map(), ovs: emptyOvsState(), libvirt: [] }),
   plan(spec, observed, ctx) {
     const changes: Changes = {};
     const commands: Command[] = [];

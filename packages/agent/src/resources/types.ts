@@ -50,6 +50,13 @@ export interface ResourceHandler<S extends ResourceSpec = ResourceSpec, O = unkn
   observe(spec: S, ctx: ObserveContext): Promise<O>;
   plan(spec: S, observed: O, ctx: PlanContext): ResourcePlan;
   /**
+   * What `observe` returns on a freshly installed host: none of netfleet's
+   * devices, files, tables or daemons, the physical NICs the spec names
+   * present, kernel settings at their defaults. Pure: `netfleet plan` shows
+   * `plan(spec, absent(spec))` as the first apply, with no host to read.
+   */
+  absent(spec: S): O;
+  /**
    * Whether what `observe` saw of `spec` still holds after `applied` was
    * applied earlier in the same pass (the engine then plans on it instead of
    * observing again). Absent: never.
@@ -57,7 +64,12 @@ export interface ResourceHandler<S extends ResourceSpec = ResourceSpec, O = unkn
   unaffectedBy?(spec: S, applied: ResourceSpec): boolean;
 }
 
-/** Salt-style result: `result` is null in check mode when something would change. */
+/**
+ * One resource's result of a pass, as a Salt state result: `result` is true
+ * (in desired state, or changed and verified), false (failed or refused;
+ * `comment` or `error` says why) or null (check mode: would change);
+ * `changes` maps what differs to `{ old, new }`; `commands` as displayed.
+ */
 export interface ResourceResult {
   id: string;
   result: boolean | null;
@@ -65,12 +77,15 @@ export interface ResourceResult {
   changes: Changes;
   commands: string[];
   comment: string;
+  /** The message of an error thrown while observing, planning or applying. */
   error?: string;
+  /** Wall time of the resource's observe, plan and apply, in milliseconds (0.1 ms steps). */
   durationMs: number;
   /** Changed for a VM's lifecycle only (see ResourcePlan.lifecycle). */
   lifecycle?: boolean;
 }
 
+/** The owner mark netfleet sets on links (alias) and looks for: `netfleet-owner=<site>`. */
 export function ownerMarker(owner: string): string {
   return `netfleet-owner=${owner}`;
 }

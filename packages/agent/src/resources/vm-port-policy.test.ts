@@ -50,6 +50,13 @@ describe("ovs-ofctl output parsing (real OVS 3.1 output)", () => {
   });
 });
 
+describe("vm-port-policy: absent (netfleet plan)", () => {
+  it("no bridge yet: the first apply has no rules to write (its bridge is made in the same pass, its VMs come later)", () => {
+    const s = spec([dom1()]);
+    expect(vmPortPolicy.plan(s, vmPortPolicy.absent(s), ctx)).toEqual({ changes: {}, commands: [] });
+  });
+});
+
 describe("vm-port-policy: every port uses only its own addresses", () => {
   it("finds the VM port libvirt plugged (attached-mac on the Interface row)", () => {
     expect(vmPortsOf(domainState, "br-secure")).toEqual([{ port: "vnet0", ofport: 2, mac: "52:54:00:aa:00:05" }]);

@@ -331,6 +331,7 @@ export const vmPortPolicy: ResourceHandler<VmPortPolicySpec, VmPortObservation> 
     }
     return obs;
   },
+  absent: () => ({ bridgeExists: false, vmPorts: [], flows: [] }),
   plan(spec, obs, ctx): ResourcePlan {
     if (!obs.bridgeExists) return { changes: {}, commands: [] };
     const want = desiredFlows(spec, obs);

@@ -1,11 +1,12 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { resourceId, type HostAssignment, type Inventory, type ResourceSpec } from "@netfleet/shared";
-import { EmptyHostRunner, emptyHost, reconcile, Toolbox } from "@netfleet/agent";
+import { resourceId, type HostAssignment, type ResourceSpec } from "@netfleet/shared";
+import { planAbsent, Toolbox } from "@netfleet/agent";
 import { compileSite } from "../compile/compile.ts";
 import type { CommandOutput } from "../output.ts";
 import { EXIT_INVALID, loadOrReport } from "./validate.ts";
 
+/** One host's plan as `netfleet plan` shows it (and `--json` emits it). */
 export interface HostPlan {
   host: string;
   role: string;
@@ -15,33 +16,23 @@ export interface HostPlan {
   firstApply: { id: string; commands: string[]; blocked?: string }[];
 }
 
-/** The physical interfaces an empty host of this assignment is assumed to have. */
-function hostNics(inventory: Inventory, host: string): string[] {
-  const h = inventory.hosts.find((x) => x.name === host)!;
-  return [...h.uplink.members, ...(h.external_interfaces ?? (h.external_interface ? [h.external_interface] : []))];
+/**
+ * Each host's resources and the commands of a first apply on a freshly
+ * installed host (the agent's planAbsent: every resource planned on its
+ * absent observation, with the agent's default paths; nothing is read).
+ */
+export function planHosts(assignments: readonly HostAssignment[]): HostPlan[] {
+  const tools = new Toolbox();
+  return assignments.map((a) => ({
+    host: a.host,
+    role: a.role,
+    hash: a.hash,
+    resources: a.resources.map((spec) => ({ id: resourceId(spec), spec })),
+    firstApply: planAbsent(a.resources, { owner: a.site, tools }).map((r) => ({ id: r.id, commands: r.commands, ...(r.result === false ? { blocked: r.error ?? r.comment } : {}) })),
+  }));
 }
 
-export async function planHosts(inventory: Inventory, assignments: HostAssignment[]): Promise<HostPlan[]> {
-  const plans: HostPlan[] = [];
-  for (const a of assignments) {
-    const results = await reconcile(a.resources, {
-      runner: new EmptyHostRunner(hostNics(inventory, a.host)),
-      host: emptyHost, // never the controller machine's own /run/netfleet or processes
-      tools: new Toolbox(),
-      owner: a.site,
-      check: true,
-    });
-    plans.push({
-      host: a.host,
-      role: a.role,
-      hash: a.hash,
-      resources: a.resources.map((spec) => ({ id: resourceId(spec), spec })),
-      firstApply: results.map((r) => ({ id: r.id, commands: r.commands, ...(r.result === false ? { blocked: r.error ?? r.comment } : {}) })),
-    });
-  }
-  return plans;
-}
-
+/** `netfleet plan <dir> [--host NAME]`: each host's resources and first-apply commands; EXIT_INVALID on a bad inventory or unknown host. */
 export async function planCommand(dir: string, options: { host?: string }, out: CommandOutput): Promise<number> {
   const inventory = loadOrReport(dir, out);
   if (!inventory) return EXIT_INVALID;
@@ -53,7 +44,7 @@ export async function planCommand(dir: string, options: { host?: string }, out: 
       return EXIT_INVALID;
     }
   }
-  const plans = await planHosts(inventory, assignments);
+  const plans = planHosts(assignments);
   if (out.json) {
     out.emit({ site: inventory.site.name, hosts: plans });
     return 0;
@@ -117,6 +108,7 @@ function summarizeSpec(spec: ResourceSpec): string {
   }
 }
 
+/** `netfleet compile <dir> <out>`: writes one assignment JSON per host into `outDir` (created if missing). */
 export function compileCommand(dir: string, outDir: string, out: CommandOutput): number {
   const inventory = loadOrReport(dir, out);
   if (!inventory) return EXIT_INVALID;
