@@ -1,7 +1,10 @@
 export { compileSite, compileHost, gatewayMac } from "./compile/compile.ts";
 export { planHosts, type HostPlan } from "./commands/plan.ts";
 export { main } from "./main.ts";
-export { ControlPlane, HostNotFoundError, type ControlPlaneOptions, type HostStatus, type UserDirectory } from "./control-plane.ts";
+export { ControlPlane, type ControlPlaneOptions } from "./control-plane.ts";
+export { HostNotFoundError } from "./enrollment/service.ts";
+export type { UserDirectory } from "./enrollment/users.ts";
+export type { HostStatus } from "./store/status.ts";
 export { DesiredStore, StaleRevisionError, type DesiredEntry, type PublishResult } from "./store/desired.ts";
 export { HostRegistry, HostRecord, HostState } from "./store/registry.ts";
 export { RolloutLock, RolloutStateWriter, LockHeldError, LockLostError, StateTooLargeError, RolloutState, HostProgress, HOSTS_PER_SHARD, rolloutShardKey, type LoadedRolloutState, type RolloutLease } from "./rollout/state.ts";

@@ -1,8 +1,10 @@
 import { resolve } from "node:path";
 import { loadInventory, parseNatsUrls, type Inventory } from "@netfleet/shared";
-import { ControlPlane, type ControlPlaneOptions, type UserDirectory } from "../control-plane.ts";
+import { ControlPlane, type ControlPlaneOptions } from "../control-plane.ts";
+import type { UserDirectory } from "../enrollment/users.ts";
 import { ControllerHome } from "../store/home.ts";
 
+/** Where the controller keeps its state when neither --state-dir nor $NETFLEET_STATE_DIR says. */
 export const DEFAULT_STATE_DIR = "/var/lib/netfleet";
 
 /** --state-dir, else $NETFLEET_STATE_DIR, else /var/lib/netfleet. */

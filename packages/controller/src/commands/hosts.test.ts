@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { HostStatus } from "../control-plane.ts";
+import type { HostStatus } from "../store/status.ts";
 import { hostsRow, oneLine, statusDetails } from "./hosts.ts";
 
 // Text an agent reports (a corrective change's id, field, before and after,

@@ -1,6 +1,7 @@
-import type { ControlPlane, HostStatus } from "../control-plane.ts";
+import type { ControlPlane } from "../control-plane.ts";
+import { HostNotFoundError } from "../enrollment/service.ts";
 import type { HostRecord } from "../store/registry.ts";
-import { HostNotFoundError } from "../control-plane.ts";
+import type { HostStatus } from "../store/status.ts";
 import { escapeText } from "@netfleet/shared";
 import type { CommandOutput } from "../output.ts";
 

@@ -1,6 +1,7 @@
 import { timingSafeEqual, createHash } from "node:crypto";
 import type { EnrollFacts, Host } from "@netfleet/shared";
 
+/** The inventory host an agent is (and by what), a name and a MAC that disagree, or none. */
 export type HostMatch =
   | { kind: "matched"; host: string; matchedBy: "hostname" | "mac" }
   | { kind: "conflict"; reason: string }

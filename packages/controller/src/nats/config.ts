@@ -4,6 +4,7 @@
  * name or password can break out of its field.
  */
 
+/** Subjects a user may (allow) or may not (deny) publish or subscribe to; NATS wildcards `*` and `>`. */
 export interface SubjectPermission {
   allow?: string[];
   deny?: string[];
@@ -21,6 +22,7 @@ export interface NatsUser {
   };
 }
 
+/** One nats-server node: its name, listen and monitoring ports, JetStream store, and cluster routes for 3 nodes. */
 export interface NatsNodeConfig {
   name: string;
   /** Client listen address and port. */
@@ -35,8 +37,10 @@ export interface NatsNodeConfig {
   cluster?: { name: string; host: string; port: number; routes: string[]; user: string; password: string };
 }
 
+/** The one account every netfleet user is in (JetStream enabled). */
 export const NETFLEET_ACCOUNT = "NETFLEET";
 
+/** The node's config file text (it includes the shared accounts file). */
 export function renderNodeConfig(node: NatsNodeConfig): string {
   const q = (s: string) => JSON.stringify(s);
   const lines = [

@@ -77,6 +77,7 @@ export function agentUser(site: string, host: string, password: string, options:
   };
 }
 
+/** The NATS user name of a host's agent: `agent-<site>-<host>`. */
 export function agentUserName(site: string, host: string): string {
   return `agent-${site}-${host}`;
 }

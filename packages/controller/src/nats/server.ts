@@ -6,6 +6,7 @@ import { join } from "node:path";
 import writeFileAtomic from "write-file-atomic";
 import { renderAccounts, renderNodeConfig, type NatsNodeConfig, type NatsUser } from "./config.ts";
 
+/** Where and how `NatsServer.start` runs its nodes. */
 export interface NatsServerOptions {
   /** Everything of ours lives here: one folder per node (config, store, log, pid) and accounts.conf. */
   dir: string;
@@ -20,6 +21,7 @@ export interface NatsServerOptions {
   readyTimeoutMs?: number;
 }
 
+/** One running (or stopped) node: its config, files, URLs and child process. */
 export interface NatsNode {
   name: string;
   url: string;
@@ -107,6 +109,10 @@ export class NatsServer {
     });
   }
 
+  /**
+   * Writes the configs and starts every node (for 3, until a meta leader is elected).
+   * @throws NatsServerError when a node does not start or no leader is elected in time (every node is stopped then).
+   */
   static async start(options: NatsServerOptions): Promise<NatsServer> {
     const server = new NatsServer(options);
     await server.writeAccounts();
@@ -124,10 +130,15 @@ export class NatsServer {
     return server;
   }
 
+  /** The client URL of each node (`nats://host:port`). */
   get urls(): string[] {
     return this.nodes.map((n) => n.url);
   }
 
+  /**
+   * The node of that server name.
+   * @throws Error when there is none.
+   */
   node(name: string): NatsNode {
     const node = this.nodes.find((n) => n.name === name);
     if (!node) throw new Error(`no nats-server node ${name}`);
@@ -153,6 +164,7 @@ export class NatsServer {
     await node.exited;
   }
 
+  /** Starts the node again (killing it first if it runs), on the same store. */
   async restart(name: string): Promise<void> {
     const node = this.node(name);
     if (node.process) await this.kill(name);
@@ -168,6 +180,10 @@ export class NatsServer {
     return undefined;
   }
 
+  /**
+   * Waits for a JetStream meta leader other than `except`; returns its server name.
+   * @throws NatsServerError after `readyTimeoutMs`.
+   */
   async waitForMetaLeader(except?: string): Promise<string> {
     const deadline = Date.now() + this.options.readyTimeoutMs;
     for (;;) {

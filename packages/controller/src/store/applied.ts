@@ -1,5 +1,6 @@
 import type { KV, KvEntry, KvWatchEntry } from "@nats-io/kv";
 import { DecodeError, Report, decodeMessage } from "@netfleet/shared";
+import { liveValue } from "./kv.ts";
 
 type Waiter = {
   revision: number;
@@ -19,6 +20,7 @@ interface Held {
 const done = (r: Report | undefined | null, host: string, revision: number): r is Report =>
   r != null && r.host === host && (r.revision >= revision || (r.rolledBackRevision ?? 0) >= revision);
 
+/** Tuning of the applied view's fallback sweep. */
 export interface AppliedViewOptions {
   /** Hosts waiting longer than this are read from KV directly (the fallback when the watch missed something). */
   sweepAfterMs?: number;
@@ -125,6 +127,31 @@ export class AppliedView {
     return held ? this.decode(host, held) : undefined;
   }
 
+  /**
+   * The host's report read from KV now (not from the watch).
+   * @throws DecodeError when the stored value is not a report; KV errors as they come.
+   */
+  async read(host: string): Promise<Report | undefined> {
+    const entry = liveValue(await this.kv.get(host));
+    return entry ? decodeMessage(Report, `kv ${entry.bucket}/${entry.key}`, entry.value) : undefined;
+  }
+
+  /** The host's last applied report: from the watch once it is complete, else read from KV. */
+  last(host: string): Promise<Report | undefined> {
+    return this.initialized ? Promise.resolve(this.get(host)) : this.read(host);
+  }
+
+  /**
+   * The revision the host runs by its own report (its applied or rolled-back
+   * revision, whichever is higher; 0 when unknown or unreadable): a new
+   * revision must go above it, since the agent refuses anything not newer.
+   */
+  async running(host: string): Promise<number> {
+    const report = await this.last(host).catch(() => undefined);
+    const highest = Math.max(report?.revision ?? 0, report?.rolledBackRevision ?? 0);
+    return Number.isSafeInteger(highest + 1) ? highest : 0;
+  }
+
   private notify(host: string, report: Report | undefined): void {
     const set = this.waiters.get(host);
     if (!set || !report) return;
@@ -139,9 +166,12 @@ export class AppliedView {
 
   /**
    * Resolves with the report of `revision` (or later, or its rollback) once
-   * it is held; `read` is the KV read of the fallback sweep.
+   * it is held: heard from the watch or offered from the report subject;
+   * hosts that wait long are read from KV by one shared sweep.
+   * @throws Error when no such report came within `timeoutMs`.
    */
-  wait(host: string, revision: number, timeoutMs: number, read: (host: string) => Promise<Report | undefined>): Promise<Report> {
+  wait(host: string, revision: number, timeoutMs: number): Promise<Report> {
+    const read = (h: string) => this.read(h);
     const have = this.get(host);
     if (done(have, host, revision)) return Promise.resolve(have);
     return new Promise<Report>((resolve, reject) => {
@@ -209,6 +239,7 @@ export class AppliedView {
     }
   }
 
+  /** Stops the watch and the sweep (pending waits then end by their timeout). */
   stop(): void {
     clearTimeout(this.sweepTimer);
     this.watcher?.stop();

@@ -14,6 +14,7 @@ export const AUDIT_MAX_BYTES = 512 * 1024 ** 2;
 /** Largest batch the stream takes (max_msg_size): 256 KiB, twice a full batch of 500 records. */
 export const AUDIT_MAX_MSG_BYTES = 256 * 1024;
 
+/** The audit stream's replicas and rotation limits. */
 export interface AuditStreamLimits {
   replicas?: number;
   /** ms (default AUDIT_MAX_AGE_MS). */
@@ -64,6 +65,7 @@ export interface StoredAuditRecord extends AuditRecord {
   host: string;
 }
 
+/** Which audit records readAudit returns. */
 export interface AuditQuery {
   /** Networks to read (one ordered consumer each; nats-server 2.9 takes one filter subject per consumer). */
   networks: readonly string[];
@@ -75,6 +77,7 @@ export interface AuditQuery {
   fetchExpiresMs?: number;
 }
 
+/** What readAudit found. */
 export interface AuditResult {
   /** Matching records, oldest first (by the time the kernel logged them). */
   records: StoredAuditRecord[];

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { DNS_LABEL } from "@netfleet/shared";
 import writeFileAtomic from "write-file-atomic";
 
+/** A host agent's NATS user and password, as stored (one JSON file per host). */
 export interface StoredCredential {
   host: string;
   user: string;
@@ -24,6 +25,7 @@ export class CredentialStore {
     this.dir = dir;
   }
 
+  /** A new random password for the host (replacing any), written 0600 with a unique temp file and a rename. */
   async issue(host: string, user: string, agentKey: string): Promise<StoredCredential> {
     const credential: StoredCredential = { host, user, password: randomBytes(24).toString("base64url"), agentKey, issuedAt: new Date().toISOString() };
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
@@ -31,6 +33,10 @@ export class CredentialStore {
     return credential;
   }
 
+  /**
+   * The host's credential, if issued.
+   * @throws Error when `host` is not a DNS label, or the file cannot be read or parsed.
+   */
   async get(host: string): Promise<StoredCredential | undefined> {
     try {
       return JSON.parse(await readFile(this.file(host), "utf8")) as StoredCredential;
@@ -40,6 +46,7 @@ export class CredentialStore {
     }
   }
 
+  /** Every issued credential, by host name (files not named `<dns-label>.json` are ignored). */
   async all(): Promise<StoredCredential[]> {
     const names = await readdir(this.dir).catch((err: NodeJS.ErrnoException) => {
       if (err.code === "ENOENT") return [] as string[];
@@ -54,6 +61,7 @@ export class CredentialStore {
     return out;
   }
 
+  /** Removes the host's credential (nothing when there is none). */
   async revoke(host: string): Promise<void> {
     await rm(this.file(host), { force: true });
   }

@@ -10,12 +10,14 @@ import {
 } from "@netfleet/shared";
 import { compareAndSet, isRevisionConflict, liveValue, snapshot, withRetry } from "./kv.ts";
 
+/** A host's desired entry as read: the signed envelope (not verified here) and its KV revision. */
 export interface DesiredEntry {
   envelope: UnverifiedEnvelope;
   /** The KV revision (stream sequence) of the entry: what compare-and-set compares. */
   kvRevision: number;
 }
 
+/** What a publish wrote (or found already there). */
 export interface PublishResult {
   host: string;
   /** The assignment revision (the controller's per-host counter the agent checks). */
@@ -54,6 +56,10 @@ export class DesiredStore {
     this.log = options.log ?? (() => {});
   }
 
+  /**
+   * The host's current entry (undefined: none, or deleted).
+   * @throws DecodeError when the value is not a signed assignment.
+   */
   async read(host: string): Promise<DesiredEntry | undefined> {
     const entry = liveValue(await this.kv.get(host));
     return entry ? { envelope: decodeEntry(entry), kvRevision: entry.revision } : undefined;
@@ -84,6 +90,8 @@ export class DesiredStore {
     // Without basedOn the caller asks for "on top of whatever is there": a conflict with a value
     // newer than the one read (a read served by a replica that lagged during a leader change, or
     // another writer) is re-read and retried, at most this many times, instead of refused.
+    // A plain bounded loop inside the p-retry of withRetry (which is for transient failures, with
+    // backoff): a lost compare-and-set is settled by reading again at once.
     let rereads = 3;
     return withRetry(
       async () => {

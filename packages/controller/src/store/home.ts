@@ -11,6 +11,7 @@ const Secrets = z.strictObject({
   enrollment: z.strictObject({ enrollPassword: z.string(), token: z.string() }),
   signing: z.strictObject({ keyId: z.string(), privateKeyPem: z.string(), publicKeyPem: z.string() }),
 });
+/** The site's secrets (secrets.json): controller NATS user, join token and enrollment password, signing key pair. */
 export type ControllerSecrets = z.output<typeof Secrets>;
 
 /** What `netfleet serve` tells later commands: where NATS is and how the buckets were made. */
@@ -22,6 +23,7 @@ const Config = z.strictObject({
   pid: z.number().int().optional(),
   startedAt: z.string().optional(),
 });
+/** What `netfleet serve` recorded (controller.json). */
 export type ControllerConfig = z.output<typeof Config>;
 
 /**
@@ -36,10 +38,12 @@ export class ControllerHome {
     this.dir = dir;
   }
 
+  /** One agent password file per host (CredentialStore). */
   get credentialsDir(): string {
     return join(this.dir, "credentials");
   }
 
+  /** The nats-server nodes `serve` runs (configs, stores, logs). */
   get natsDir(): string {
     return join(this.dir, "nats");
   }
@@ -64,11 +68,16 @@ export class ControllerHome {
     return secrets;
   }
 
+  /**
+   * What `netfleet serve` recorded, if it ran here.
+   * @throws when controller.json does not parse.
+   */
   async config(): Promise<ControllerConfig | undefined> {
     const raw = await this.read("controller.json");
     return raw === undefined ? undefined : Config.parse(raw);
   }
 
+  /** Writes controller.json (0600, atomically). */
   saveConfig(config: ControllerConfig): Promise<void> {
     return this.write("controller.json", Config.parse(config));
   }

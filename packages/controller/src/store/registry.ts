@@ -3,6 +3,7 @@ import { DecodeError, EnrollFacts, decodeMessage, encodeMessage } from "@netflee
 import { z } from "zod";
 import { mutateKey, liveValue, snapshot } from "./kv.ts";
 
+/** A host's enrollment state: quarantined (waiting for an operator), approved, rejected. */
 export const HostState = z.enum(["quarantined", "approved", "rejected"]);
 export type HostState = z.output<typeof HostState>;
 
@@ -36,6 +37,10 @@ export class HostRegistry {
     this.kv = kv;
   }
 
+  /**
+   * The host's record, if enrolled.
+   * @throws DecodeError when the stored value is not a record.
+   */
   async get(host: string): Promise<HostRecord | undefined> {
     const entry = liveValue(await this.kv.get(host));
     return entry ? decodeRecord(entry) : undefined;
@@ -55,6 +60,7 @@ export class HostRegistry {
     return out;
   }
 
+  /** Read-modify-write of one record with compare-and-set (see mutateKey); `change` returns undefined to leave it. */
   mutate(host: string, change: (current: HostRecord | undefined) => HostRecord | undefined): Promise<HostRecord | undefined> {
     return mutateKey(this.kv, host, decodeRecord, encodeMessage, change);
   }

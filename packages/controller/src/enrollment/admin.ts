@@ -1,0 +1,50 @@
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import { AdminReply, AdminRequest, adminSubject, decodeMessage, encodeMessage } from "@netfleet/shared";
+import type { HostRecord } from "../store/registry.ts";
+import { HostNotFoundError } from "./service.ts";
+
+/** The operator actions `netfleet hosts approve|reject` asks of the running service. */
+export type AdminAction = AdminRequest["action"];
+
+/**
+ * Serves `netfleet hosts approve|reject` from other controller processes on
+ * `nf.<site>.admin` (AdminRequest → AdminReply): only the running service
+ * holds the user directory, so only it can change NATS users. A refusal is
+ * answered `{ok: false, error}` (cut to 2000 characters).
+ * Returns the subscription (unsubscribe to stop).
+ */
+export function serveAdmin(nc: NatsConnection, site: string, act: (action: AdminAction, host: string) => Promise<HostRecord>): Subscription {
+  const sub = nc.subscribe(adminSubject(site));
+  void (async () => {
+    for await (const msg of sub) {
+      let reply: AdminReply;
+      try {
+        const req = decodeMessage(AdminRequest, msg.subject, msg.data);
+        reply = { ok: true, record: await act(req.action, req.host) };
+      } catch (err) {
+        reply = { ok: false, error: (err as Error).message.slice(0, 2000) };
+      }
+      msg.respond(encodeMessage(reply));
+    }
+  })();
+  return sub;
+}
+
+/**
+ * Asks the running controller service to approve or reject a host.
+ * @throws Error when no service answers (start `netfleet serve`) or in `timeoutMs`;
+ *   HostNotFoundError when the service refused (the host has not enrolled, is not in the inventory, ...).
+ */
+export async function requestAdmin(nc: NatsConnection, site: string, action: AdminAction, host: string, timeoutMs: number): Promise<HostRecord> {
+  const request: AdminRequest = { kind: "admin", action, host };
+  let msg;
+  try {
+    msg = await nc.request(adminSubject(site), encodeMessage(request), { timeout: timeoutMs });
+  } catch (err) {
+    if (/no responders|503/i.test((err as Error).message)) throw new Error(`no controller service answers for site ${site}: start netfleet serve first`);
+    throw err;
+  }
+  const reply = decodeMessage(AdminReply, "admin reply", msg.data);
+  if (!reply.ok) throw new HostNotFoundError(host, (reply.error ?? "refused").replace(new RegExp(`^${host}: `), ""));
+  return reply.record as HostRecord;
+}

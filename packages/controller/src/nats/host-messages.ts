@@ -1,0 +1,73 @@
+import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
+import { DecodeError, hostOfSubject } from "@netfleet/shared";
+import PQueue from "p-queue";
+
+/**
+ * Work kept in order per host: one task at a time for a host, in the order
+ * queued; different hosts run side by side. p-queue has no keyed queue, so
+ * this keeps one single-slot queue per host name heard.
+ */
+export class HostQueues {
+  private readonly queues = new Map<string, PQueue>();
+
+  /** Runs `work` after everything queued before for `host`; settles as `work` does (a failure does not stop the queue). */
+  run<T>(host: string, work: () => Promise<T>): Promise<T> {
+    let queue = this.queues.get(host);
+    if (!queue) this.queues.set(host, (queue = new PQueue({ concurrency: 1 })));
+    return queue.add(work);
+  }
+
+  /** Resolves once every host's queue is empty. */
+  async idle(): Promise<void> {
+    await Promise.all([...this.queues.values()].map((q) => q.onIdle()));
+  }
+}
+
+/**
+ * The controller's subscriptions to per-host subjects (`nf.<site>.<kind>.<host>`,
+ * see hostOfSubject). Each message is handled in its host's queue, so one
+ * host's enrollment, reports and heartbeats are handled in the order they
+ * came and never two at once. A handler's failure is logged (`bad-message`
+ * for a DecodeError, `handler-error` otherwise), not thrown.
+ */
+export class HostSubscriptions {
+  private readonly nc: NatsConnection;
+  private readonly queues: HostQueues;
+  private readonly log: (event: Record<string, unknown>) => void;
+  private readonly subscriptions: Subscription[] = [];
+
+  constructor(nc: NatsConnection, queues: HostQueues, log: (event: Record<string, unknown>) => void) {
+    this.nc = nc;
+    this.queues = queues;
+    this.log = log;
+  }
+
+  /** Subscribes to `subject` (a `*` in the host position); messages whose subject names no host are dropped. */
+  listen(subject: string, handle: (msg: Msg, host: string) => Promise<void>): void {
+    const sub = this.keep(this.nc.subscribe(subject));
+    void (async () => {
+      for await (const msg of sub) {
+        const host = hostOfSubject(msg.subject);
+        if (!host) continue;
+        void this.queues.run(host, () =>
+          handle(msg, host).catch((err: unknown) => {
+            const error = err instanceof Error ? err.message : String(err);
+            this.log({ event: err instanceof DecodeError ? "bad-message" : "handler-error", subject: msg.subject, error });
+          }),
+        );
+      }
+    })();
+  }
+
+  /** Keeps a subscription made elsewhere (the admin service) so that close ends it too. */
+  keep(sub: Subscription): Subscription {
+    this.subscriptions.push(sub);
+    return sub;
+  }
+
+  /** Ends every subscription, then waits for the host queues to drain. */
+  async close(): Promise<void> {
+    for (const s of this.subscriptions) s.unsubscribe();
+    await this.queues.idle();
+  }
+}
