@@ -1,6 +1,5 @@
 import { cidrContains, cidrsOverlap, ipv4ToInt, isIpv4, parseIpv4Cidr, type Ipv4Cidr } from "../ipv4.ts";
-import type { Reporter } from "./check-gateway.ts";
-import type { Ref } from "./load.ts";
+import type { Ref, Reporter } from "./report.ts";
 
 /**
  * IPv4 blocks that cannot carry a VM network, from the IANA IPv4

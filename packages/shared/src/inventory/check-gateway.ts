@@ -2,23 +2,13 @@ import { intToIpv4, ipv4ToInt, parseIpv4Cidr, type Ipv4Cidr } from "../ipv4.ts";
 import type { Host, Network } from "./model.ts";
 import { formatPortRange, portRangesOverlap, type PortRange } from "./ports.ts";
 import type { NetworkSpec, SiteSettings } from "./schema.ts";
-import type { Located, Ref } from "./load.ts";
-import { resolveMtu } from "./check-mtu.ts";
+import type { Ref, Reporter } from "./report.ts";
+import { resolveMtu, type MtuInput } from "./check-mtu.ts";
 
-/** What the site checker lends these checks: reporting at a place, and naming a place. */
-export interface Reporter {
-  report(ref: Ref, message: string, options?: { key?: boolean }): void;
-  at(ref: Ref, ...more: (string | number)[]): Ref;
-  where(ref: Ref): string;
-}
-
-export interface GatewayInput {
+/** The site settings and where they are written, with the networks and hosts (`MtuInput`; `resolved[].mtu` is filled in here). */
+export interface GatewayInput extends MtuInput {
   site: SiteSettings;
   siteRef: Ref;
-  networks: Located<NetworkSpec>[];
-  /** The networks as resolved so far; `mtu` is filled in here. Same order and names as `networks`. */
-  resolved: Network[];
-  hosts: Located<Host>[];
 }
 
 /**

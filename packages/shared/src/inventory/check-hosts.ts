@@ -1,8 +1,7 @@
 import { quoteToken } from "../errors.ts";
 import { IFNAME_MAX, vlanInterfaceName } from "../names.ts";
-import type { Located, Ref } from "./load.ts";
+import type { Located, Ref, Reporter } from "./report.ts";
 import type { Host } from "./model.ts";
-import type { Reporter } from "./check-gateway.ts";
 import type { NetworkSpec, UplinkSpec } from "./schema.ts";
 
 /**

@@ -1,6 +1,13 @@
-import type { Reporter, GatewayInput } from "./check-gateway.ts";
-import type { Located, Ref } from "./load.ts";
-import type { Host } from "./model.ts";
+import type { Located, Ref, Reporter } from "./report.ts";
+import type { Host, Network } from "./model.ts";
+import type { NetworkSpec } from "./schema.ts";
+
+/** The networks as written and as resolved so far (same order; `mtu` is filled in here), and the resolved hosts. */
+export interface MtuInput {
+  networks: Located<NetworkSpec>[];
+  resolved: Network[];
+  hosts: Located<Host>[];
+}
 
 /**
  * Resolves each network's MTU and checks it against the hosts carrying it.
@@ -16,7 +23,7 @@ import type { Host } from "./model.ts";
  *   large frames are black-holed. The network's explicit `mtu:` (at most
  *   the smallest) settles it: every host then uses that size for it.
  */
-export function resolveMtu(r: Reporter, { networks, resolved, hosts }: Pick<GatewayInput, "networks" | "resolved" | "hosts">): void {
+export function resolveMtu(r: Reporter, { networks, resolved, hosts }: MtuInput): void {
   /** Per pair (a host with a larger uplink mtu, the first carrier with the smallest): the networks they share. */
   const mismatches = new Map<string, { high: Located<Host>; low: Located<Host>; networks: { name: string; ref: Ref }[] }>();
   networks.forEach(({ name, value: net, ref }, i) => {

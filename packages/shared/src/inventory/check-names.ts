@@ -1,7 +1,6 @@
 import { quoteToken } from "../errors.ts";
 import { bridgeName, gatewayPortName, hypervisorName, iproute2Keyword, patchPortNames, vlanInterfaceName } from "../names.ts";
-import type { Reporter } from "./check-gateway.ts";
-import type { Located, Ref } from "./load.ts";
+import type { Located, Ref, Reporter } from "./report.ts";
 import type { Host } from "./model.ts";
 import type { NetworkSpec } from "./schema.ts";
 

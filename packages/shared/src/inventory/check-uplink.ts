@@ -1,5 +1,4 @@
-import type { Reporter } from "./check-gateway.ts";
-import type { Located, Ref } from "./load.ts";
+import type { Located, Ref, Reporter } from "./report.ts";
 import type { Host } from "./model.ts";
 
 /**

@@ -1,3 +1,4 @@
+import { distance } from "fastest-levenshtein";
 import type { z } from "zod";
 import { quoteToken, type InputProblem } from "../errors.ts";
 import type { SourceFile, DocPath } from "./source.ts";
@@ -8,6 +9,7 @@ import { GroupSpec, HostSpec, InventoryFile, NetworkSpec, PortForward, PortRange
  * with a "did you mean" for a misspelt key (edit distance or a synonym from
  * another tool's vocabulary).
  */
+
 /** Each zod issue of a file's schema check as a problem at its key or value, with a "did you mean" for an unknown key. */
 export function zodProblems(file: SourceFile, base: DocPath, error: z.ZodError): InputProblem[] {
   const out: InputProblem[] = [];
@@ -15,7 +17,7 @@ export function zodProblems(file: SourceFile, base: DocPath, error: z.ZodError):
     const path = [...base, ...(issue.path as (string | number)[])];
     if (issue.code === "unrecognized_keys") {
       for (const key of issue.keys) {
-        const hint = key === "<<" ? "YAML merge keys are not supported; share settings through groups" : `unknown key ${quoteToken(key)}${suggest(key, file, path)}`;
+        const hint = key === "<<" ? "YAML merge keys are not supported; share settings through groups" : `unknown key ${quoteToken(key)}${suggest(key, path)}`;
         out.push(file.problem([...path, key], hint, { key: true }));
       }
     } else if (issue.code === "invalid_type" && /received undefined$/.test(issue.message)) {
@@ -68,8 +70,8 @@ const SYNONYMS: Record<string, string> = {
   dns_set_timeout: "name_set_timeout",
 };
 
-/** "did you mean" for a misspelt key, from the keys its siblings may have. */
-function suggest(key: string, _file: SourceFile, path: DocPath): string {
+/** "did you mean" for a misspelt key, from the keys its siblings may have: a synonym, else the nearest by Levenshtein distance (at most 2). */
+function suggest(key: string, path: DocPath): string {
   const known = knownKeysFor(path);
   const synonym = SYNONYMS[key];
   if (synonym !== undefined && known.includes(synonym)) return ` (did you mean ${quoteToken(synonym)}?)`;
@@ -77,7 +79,7 @@ function suggest(key: string, _file: SourceFile, path: DocPath): string {
   let bestDistance = 3;
   for (const k of known) {
     if (Math.abs(key.length - k.length) >= bestDistance) continue; // the distance is at least the length difference
-    const d = editDistance(key, k);
+    const d = distance(key, k);
     if (d < bestDistance) {
       best = k;
       bestDistance = d;
@@ -106,18 +108,4 @@ function knownKeysFor(path: DocPath): string[] {
     return Object.keys(top === "hosts" ? HostSpec.shape : GroupSpec.shape);
   }
   return [];
-}
-
-function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = row[j]!;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = tmp;
-    }
-  }
-  return row[b.length]!;
 }
