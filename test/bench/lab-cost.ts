@@ -7,8 +7,7 @@ import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { decodeAssignment, sealAssignment, type HostAssignment } from "@netfleet/shared";
-import { labDown, labUp, type LabHost, type LabOptions, type LabStatus } from "../../packages/lab/src/index.ts";
-import { readPidfile } from "../../packages/lab/src/procs.ts";
+import { labDown, labUp, readPidfile, type LabHost, type LabOptions, type LabStatus } from "@netfleet/lab";
 import type { CostRun } from "./agent-cost.ts";
 
 export interface NoopRow {

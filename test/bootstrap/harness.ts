@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadInventory, newJoinToken, type JoinToken } from "@netfleet/shared";
 import { readJsonLines } from "../json-lines.ts";
-import { labProcesses, namespaceExists, netnsInode, readPidfile, terminate } from "../../packages/lab/src/procs.ts";
+import { labProcesses, namespaceExists, netnsInode, readPidfile, terminate } from "@netfleet/lab";
 
 /**
  * The bootstrap suite's world: a controller namespace (nats-server and the

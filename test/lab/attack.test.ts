@@ -14,10 +14,7 @@ import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadInventory, type Inventory } from "@netfleet/shared";
-import { attackProbes, type AttackRow, type Sender } from "../../packages/lab/src/checks/attack.ts";
-import { labAttack, measureWindow, type WindowResult } from "../../packages/lab/src/checks/attack-run.ts";
-import { labDown, labReplugVm, labRestartOvs, labStartAgent, labStatus, labStopAgent, labUp, type LabOptions, type LabStatus } from "../../packages/lab/src/index.ts";
-import { labProcesses, namespacesWithPrefix } from "../../packages/lab/src/procs.ts";
+import { attackProbes, labAttack, labDown, labProcesses, labReplugVm, labRestartOvs, labStartAgent, labStatus, labStopAgent, labUp, measureWindow, namespacesWithPrefix, type AttackRow, type LabOptions, type LabStatus, type Sender, type WindowResult } from "@netfleet/lab";
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 const lab: LabOptions = {

@@ -18,8 +18,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExecaRunner, read } from "@netfleet/agent";
-import { controllerCommand, labDown, labStartAgent, labUp, readLabState, type LabOptions, type LabStatus } from "../../packages/lab/src/index.ts";
-import { tcpConnect } from "../../packages/lab/src/checks/probes.ts";
+import { controllerCommand, labDown, labStartAgent, labUp, readLabState, tcpConnect, type LabOptions, type LabStatus } from "@netfleet/lab";
 import { captureMarker } from "../../packages/agent/src/gateway/audit-pidfile.ts";
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));

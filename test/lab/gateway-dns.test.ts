@@ -23,7 +23,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExecaRunner, read } from "@netfleet/agent";
 import { DNSMASQ_LOG_MAX_BYTES } from "../../packages/agent/src/resources/dnsmasq.ts";
 import { dnsSetName } from "../../packages/controller/src/compile/compile.ts";
-import { controllerCommand, labDown, labStartAgent, labStopAgent, labUp, readLabState, type LabOptions, type LabStatus } from "../../packages/lab/src/index.ts";
+import { controllerCommand, labDown, labStartAgent, labStopAgent, labUp, readLabState, type LabOptions, type LabStatus } from "@netfleet/lab";
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 const inventoryDir = mkdtempSync(join(tmpdir(), "nfd-inventory-"));

@@ -24,7 +24,7 @@ import { fileURLToPath } from "node:url";
 import { parseDocument } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExecaRunner, read } from "@netfleet/agent";
-import { controllerCommand, LABNET, labDown, labUp, readLabState, type LabOptions, type LabStatus } from "../../packages/lab/src/index.ts";
+import { controllerCommand, LABNET, labDown, labUp, readLabState, type LabOptions, type LabStatus } from "@netfleet/lab";
 
 const NAME_SET_TIMEOUT = 30;
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));

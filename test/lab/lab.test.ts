@@ -12,9 +12,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExecaRunner, read, type Runner } from "@netfleet/agent";
 import { loadInventory, type Inventory } from "@netfleet/shared";
-import { connectivityProbes, runProbes, type CheckRow } from "../../packages/lab/src/checks/connectivity.ts";
-import { agentCommand, controllerCommand, LABNET, labDown, labStartAgent, labStatus, labStopAgent, labUp, readLabState, type LabOptions, type LabStatus } from "../../packages/lab/src/index.ts";
-import { labProcesses, namespacesWithPrefix, readPidfile } from "../../packages/lab/src/procs.ts";
+import { agentCommand, connectivityProbes, controllerCommand, labDown, LABNET, labProcesses, labStartAgent, labStatus, labStopAgent, labUp, namespacesWithPrefix, readLabState, readPidfile, runProbes, type CheckRow, type LabOptions, type LabStatus } from "@netfleet/lab";
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 const lab: LabOptions = {

@@ -18,9 +18,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExecaRunner, read } from "@netfleet/agent";
-import { controllerCommand, LABNET, labDown, labUp, readLabState, type LabOptions, type LabStatus } from "../../packages/lab/src/index.ts";
-import { LabExec } from "../../packages/lab/src/exec.ts";
-import { dhcp } from "../../packages/lab/src/services.ts";
+import { controllerCommand, dhcp, labDown, LabExec, LABNET, labUp, readLabState, type LabOptions, type LabStatus } from "@netfleet/lab";
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 const inventoryDir = mkdtempSync(join(tmpdir(), "nfm-inventory-"));

@@ -20,8 +20,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExecaRunner, read } from "@netfleet/agent";
 import { loadInventory } from "@netfleet/shared";
-import { appctl, LABNET, labDown, labStatus, switchArgs, labStartAgent, labStopAgent, labUp, parseBondShow, parseLacpShow, readLabState, switchLagPort, type BondShow, type LabOptions, type LabStatus, type Topology } from "../../packages/lab/src/index.ts";
-import { labProcesses, namespacesWithPrefix } from "../../packages/lab/src/procs.ts";
+import { appctl, labDown, LABNET, labProcesses, labStartAgent, labStatus, labStopAgent, labUp, namespacesWithPrefix, parseBondShow, parseLacpShow, readLabState, switchArgs, switchLagPort, type BondShow, type LabOptions, type LabStatus, type Topology } from "@netfleet/lab";
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 const lab: LabOptions = {

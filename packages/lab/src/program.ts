@@ -1,0 +1,145 @@
+/**
+ * `netfleet-lab up|down|status|check|attack`: the lab's own command line.
+ * Every subcommand takes --prefix, --run-dir, --inventory and --json; a usage
+ * error (unknown command or option, bad --prefix) exits 64.
+ */
+import { resolve } from "node:path";
+import { Command, CommanderError, Option } from "commander";
+import { loadInventory } from "@netfleet/shared";
+import { labAttack } from "./checks/attack-run.ts";
+import { connectivityProbes, runProbes, type CheckRow } from "./checks/connectivity.ts";
+import { labDown, labStatus, labUp } from "./lab.ts";
+import { rowLines, statusLines } from "./render.ts";
+import type { LabOptions, LabStatus } from "./types.ts";
+
+export const DEFAULT_LAB_PREFIX = "nf";
+/** Exit code of a usage error (sysexits EX_USAGE). */
+export const EXIT_USAGE = 64;
+/** The site a lab builds unless --inventory names another: the repository's `inventories/lab`. */
+const DEFAULT_INVENTORY = resolve(import.meta.dirname, "..", "..", "..", "inventories", "lab");
+
+interface LabFlags {
+  prefix?: string;
+  runDir?: string;
+  inventory?: string;
+  json?: boolean;
+}
+
+/** LabOptions from the command line's flags; throws on a prefix that cannot name namespaces. */
+export function labOptions(flags: LabFlags): LabOptions {
+  const prefix = flags.prefix ?? DEFAULT_LAB_PREFIX;
+  if (!/^[a-z][a-z0-9]{0,5}$/.test(prefix)) throw new Error(`--prefix must be 1-6 of a-z 0-9, starting with a letter (got ${JSON.stringify(prefix)})`);
+  return {
+    inventoryDir: resolve(flags.inventory ?? DEFAULT_INVENTORY),
+    prefix,
+    runDir: resolve(flags.runDir ?? `/run/netfleet-lab/${prefix}`),
+  };
+}
+
+/** The connectivity matrix of a lab that is up; throws when it is not. */
+export async function labCheck(o: LabOptions, status?: LabStatus): Promise<CheckRow[]> {
+  const st = status ?? (await labStatus(o));
+  if (!st.up) throw new Error(`the lab is not up: ${(st.problems ?? []).join("; ") || "run netfleet-lab up"}`);
+  return runProbes(connectivityProbes(loadInventory(o.inventoryDir), st));
+}
+
+/** Where the program writes: text lines, or one JSON document with --json. */
+interface Out {
+  line(text: string): void;
+  json(value: unknown): void;
+}
+
+const stdout: Out = {
+  line: (text) => process.stdout.write(text + "\n"),
+  json: (value) => process.stdout.write(JSON.stringify(value, null, 2) + "\n"),
+};
+
+/** What each subcommand does: its exit code (0 as expected, 1 not). */
+const ACTIONS: Record<string, { summary: string; run: (o: LabOptions, json: boolean, out: Out) => Promise<number> }> = {
+  up: {
+    summary: "build (or repair) the lab: hosts and VMs as namespaces, real OVS, libvirtd, dnsmasq, nftables, the product's agents",
+    run: async (o, json, out) => {
+      const st = await labUp(o, json ? () => {} : (line) => out.line(line));
+      if (json) out.json(st);
+      else out.line(`lab ${o.prefix} is up: ${st.hosts.length} hosts, ${st.vms.length} VMs (netfleet-lab status for details)`);
+      return st.up ? 0 : 1;
+    },
+  },
+  down: {
+    summary: "remove everything the lab made: processes, namespaces, run dir",
+    run: async (o, json, out) => {
+      await labDown(o);
+      if (json) out.json({ down: true, prefix: o.prefix });
+      else out.line(`lab ${o.prefix} is down; nothing left behind`);
+      return 0;
+    },
+  },
+  status: {
+    summary: "what is up: hosts, VMs, leases, and what is missing",
+    run: async (o, json, out) => {
+      const st = await labStatus(o);
+      if (json) out.json(st);
+      else for (const l of statusLines(st)) out.line(l);
+      return st.up ? 0 : 1;
+    },
+  },
+  check: {
+    summary: "the connectivity matrix: every expected reach and block, DHCP, DNS, masquerading",
+    run: async (o, json, out) => {
+      const rows = await labCheck(o);
+      if (json) out.json(rows);
+      else for (const l of rowLines(rows)) out.line(l);
+      return rows.every((r) => r.ok) ? 0 : 1;
+    },
+  },
+  attack: {
+    summary: "crafted frames (scapy) from VM namespaces, looked for at their targets, each beside a positive control",
+    run: async (o, json, out) => {
+      const rows = await labAttack(loadInventory(o.inventoryDir), await labStatus(o));
+      if (json) out.json(rows);
+      else for (const l of rowLines(rows)) out.line(l);
+      return rows.every((r) => r.ok) ? 0 : 1;
+    },
+  },
+};
+
+/**
+ * Runs `netfleet-lab` on argv (without node and the script) and returns the
+ * exit code; usage errors print commander's message (with a suggestion for a
+ * mistyped command or option) and return EXIT_USAGE.
+ */
+export async function main(argv: string[], out: Out = stdout): Promise<number> {
+  let code = 0;
+  const program = new Command("netfleet-lab")
+    .description("the netfleet lab: a site as network namespaces, driven by the product's own commands")
+    .exitOverride()
+    .showSuggestionAfterError()
+    .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) });
+  for (const [name, action] of Object.entries(ACTIONS)) {
+    program
+      .command(name)
+      .description(action.summary)
+      .addOption(new Option("--prefix <p>", "namespace prefix: every namespace is <p>-<name>").default(DEFAULT_LAB_PREFIX))
+      .option("--run-dir <dir>", "all state of the lab (default /run/netfleet-lab/<prefix>)")
+      .option("--inventory <dir>", "the site it builds (default inventories/lab)")
+      .option("--json", "one JSON document on stdout")
+      .action(async (flags: LabFlags) => {
+        let o: LabOptions;
+        try {
+          o = labOptions(flags);
+        } catch (err) {
+          throw new CommanderError(EXIT_USAGE, "netfleet-lab.usage", `error: ${(err as Error).message}\n`);
+        }
+        code = await action.run(o, flags.json === true, out);
+      });
+  }
+  try {
+    await program.parseAsync(argv, { from: "user" });
+  } catch (err) {
+    if (!(err instanceof CommanderError)) throw err;
+    if (err.code === "commander.helpDisplayed" || err.code === "commander.version") return 0;
+    if (err.code === "netfleet-lab.usage") process.stderr.write(`netfleet-lab: ${err.message}`);
+    return EXIT_USAGE;
+  }
+  return code;
+}
