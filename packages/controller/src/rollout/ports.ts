@@ -1,0 +1,32 @@
+import type { CheckReply, HostAssignment, Report } from "@netfleet/shared";
+import type { DesiredStore, PublishResult } from "../store/desired.ts";
+import type { HostRegistry } from "../store/registry.ts";
+import type { RolloutLock, RolloutStateWriter } from "./state.ts";
+
+/**
+ * What a rollout needs from the controller's stores, and nothing more. The ControlPlane
+ * satisfies it as it is; reads and writes that can fail through a NATS failover are retried
+ * by the rollout (see withRetry), not here.
+ */
+export interface RolloutStores {
+  /** The site rolled out (named in events and messages). */
+  readonly options: { readonly site: string };
+  /** Desired entries: per host or the whole bucket in one pass, and a past revision to revert to. */
+  readonly desired: Pick<DesiredStore, "read" | "readAll" | "atRevision">;
+  /** Enrolled hosts: only approved ones are published to. */
+  readonly registry: Pick<HostRegistry, "get" | "list">;
+  /** The site's rollout lock, and the state record of its last rollout. */
+  readonly lock: Pick<RolloutLock, "acquire" | "takeOver" | "renew" | "release" | "loadState">;
+  /** A writer of the state record going on from `loaded` (undefined: none yet), refusing records over the server's max_payload. */
+  rolloutStateWriter(loaded: { revision: number; shardRevisions?: number[] } | undefined): RolloutStateWriter;
+  /** Signs and writes a host's assignment, with compare-and-set on `basedOn` (StaleRevisionError when the entry moved). */
+  publish(assignment: HostAssignment, options?: { basedOn?: number }): Promise<PublishResult>;
+  /** Starts following the agents' applied reports; resolves once the current ones are in (false: not in time). */
+  watchApplied(): Promise<boolean>;
+  /** The host's last applied report, if any. */
+  lastApplied(host: string): Promise<Report | undefined>;
+  /** The host's report once it has applied (or rolled back) `revision` or later; rejects after `timeoutMs`. */
+  waitForApplied(host: string, revision: number, timeoutMs: number): Promise<Report>;
+  /** Asks the host's agent what it would change to reach `assignment` (check mode); rejects without an agent or after `timeoutMs`. */
+  check(assignment: HostAssignment, timeoutMs?: number): Promise<CheckReply>;
+}
