@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { SimulatedHostRunner } from "@netfleet/agent";
+import { SimulatedHostRunner } from "@netfleet/agent/testing";
 import { sealAssignment, type HostAssignment } from "@netfleet/shared";
 import { SITE, eventually, inventoryHost, killProcess, spawnSimAgent, startSimAgent, startSite, type AgentProcess, type Site, type SimAgent } from "./harness.ts";
 

@@ -14,7 +14,7 @@ import { SITE, eventually, inventoryHost, startAgent, startSite, writeController
 
 const REPO = new URL("../..", import.meta.url).pathname;
 /** Captured from the kernel (see audit-nflog.test.ts): VM 52:54:00:07:00:02 / 10.7.0.2 in network "x": ping, TCP :80, TCP :81 dropped, UDP :53. */
-const FIXTURE = join(REPO, "packages/agent/src/control/fixtures/nflog-v4.pcap");
+const FIXTURE = join(REPO, "packages/agent/src/gateway/fixtures/nflog-v4.pcap");
 
 /** Only what auditedNics reads of an inventory: network "x" with the capture's VM (no static ip: found by MAC) and one known by its lease. */
 const inventoryX = {

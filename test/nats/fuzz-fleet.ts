@@ -3,13 +3,13 @@
  * starts and owns its nats-server) on its own loopback port and state dir,
  * agents as child processes (sim-agent.ts: the real agent runtime on a
  * simulated sysctl host) and, where a process would only cost start-up
- * time, AgentClients in the test's process. Each child's stdout is kept as
+ * time, FleetMembers in the test's process. Each child's stdout is kept as
  * JSON events, its stderr as text; every child is stopped by pid.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { AgentClient, type ApplyOutcome } from "@netfleet/agent";
+import { FleetMember, type PassResult } from "@netfleet/agent";
 import { ControlPlane } from "@netfleet/controller";
 import { loadInventory, type SigningKeys } from "@netfleet/shared";
 import { simFacts } from "./sim-facts.ts";
@@ -187,7 +187,7 @@ export async function controllerOf(serve: Serve): Promise<ControlPlane> {
 
 /**
  * An agent of the fuzz fleet: its own process (`child`, the real runtime
- * on a simulated host) or an AgentClient in the test's process (`client`,
+ * on a simulated host) or a FleetMember in the test's process (`client`,
  * the real control-plane client with a recording apply: what it applied is
  * written to `hostFile`). Both log events the same way.
  */
@@ -200,7 +200,7 @@ export interface FleetAgent {
   runDir: string;
   hostFile: string;
   child?: Child;
-  client?: AgentClient;
+  client?: FleetMember;
   /** The process lives (a child), or the client has not been stopped (in process). */
   running(): boolean;
   stop(): Promise<void>;
@@ -229,16 +229,16 @@ export function startAgentProcess(dir: string, serve: Serve, name: string, token
   };
 }
 
-const OK: ApplyOutcome = { summary: { ok: 1, changed: 1, failed: 0, pending: 0 }, results: [{ id: "sysctl[x]", result: true, comment: "changed" }] };
+const OK: PassResult = { summary: { ok: 1, changed: 1, failed: 0, pending: 0 }, results: [{ id: "sysctl[x]", result: true, comment: "changed" }] };
 
-/** An AgentClient in this process (cheaper than a process: the suite's hosts that are only enrolled or waiting). */
+/** A FleetMember in this process (cheaper than a process: the suite's hosts that are only enrolled or waiting). */
 export function startAgentInProcess(dir: string, serve: Serve, name: string, token = serve.secrets.enrollment.token): FleetAgent {
   const stateDir = join(dir, "agents", name);
   const hostFile = join(dir, `host-${name}.json`);
   const log = new EventLog();
   const applied: { revision: number; hash: string }[] = [];
   let stopped = false;
-  const client = new AgentClient({
+  const client = new FleetMember({
     site: SITE,
     hostname: name,
     servers: [serve.url],

@@ -5,7 +5,8 @@ import { join } from "node:path";
 import { spawn, type ChildProcess } from "node:child_process";
 import { simFacts } from "./sim-facts.ts";
 import { readJsonLines } from "../json-lines.ts";
-import { AgentClient, NatsAgent, SimulatedHostRunner, Toolbox, type AgentClientOptions, type ApplyOutcome, type NatsAgentOptions } from "@netfleet/agent";
+import { FleetMember, NatsAgent, Toolbox, type FleetMemberOptions, type NatsAgentOptions, type PassResult } from "@netfleet/agent";
+import { SimulatedHostRunner } from "@netfleet/agent/testing";
 import { ControlPlane, NatsServer, controllerUser, enrollmentUser } from "@netfleet/controller";
 import { generateSigningKeys, sealAssignment, type HostAssignment, type Host, type SigningKeys } from "@netfleet/shared";
 
@@ -99,22 +100,22 @@ export async function startSite(options: { basePort: number; nodes?: 1 | 3; host
 }
 
 export interface TestAgent {
-  client: AgentClient;
+  client: FleetMember;
   applied: { revision: number; hash: string }[];
   rollbacks: (string | undefined)[];
   events: Record<string, unknown>[];
   started: Promise<void>;
 }
 
-const OK: ApplyOutcome = { summary: { ok: 1, changed: 1, failed: 0, pending: 0 }, results: [{ id: "sysctl[x]", result: true, comment: "changed" }] };
+const OK: PassResult = { summary: { ok: 1, changed: 1, failed: 0, pending: 0 }, results: [{ id: "sysctl[x]", result: true, comment: "changed" }] };
 
 /** An agent whose apply and rollback only record what they were asked to do. */
-export function startAgent(site: Site, options: { hostname: string; macs?: string[]; token?: string } & Partial<AgentClientOptions>): TestAgent {
+export function startAgent(site: Site, options: { hostname: string; macs?: string[]; token?: string } & Partial<FleetMemberOptions>): TestAgent {
   const applied: TestAgent["applied"] = [];
   const rollbacks: TestAgent["rollbacks"] = [];
   const events: Record<string, unknown>[] = [];
   const { hostname, macs = [], token = TOKEN, ...rest } = options;
-  const client = new AgentClient({
+  const client = new FleetMember({
     site: SITE,
     hostname,
     servers: site.server.urls,

@@ -3,7 +3,7 @@ import { open, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { connect, headers, type NatsConnection } from "@nats-io/transport-node";
 import { afterEach, describe, expect, it } from "vitest";
-import { Toolbox, directGet, networkLeasesPath } from "@netfleet/agent";
+import { Toolbox, readKey, networkLeasesPath } from "@netfleet/agent";
 import {
   AgentCredentials,
   LeaseTable,
@@ -119,7 +119,7 @@ async function assign(site: Site, agent: SimAgent, assignment: HostAssignment): 
 
 /** The stored value of the backend's key, read with the controller's connection. */
 async function storedBackendKey(site: Site): Promise<{ seq: number; text: string } | undefined> {
-  const got = await directGet(site.cp.nc, directGetSubject(LEASES, "backend"));
+  const got = await readKey(site.cp.nc, LEASES, "backend");
   return got && { seq: got.seq, text: new TextDecoder().decode(got.data) };
 }
 
@@ -304,7 +304,7 @@ describe("DHCP leases from the backend to the VM hosts", () => {
     // Positive controls with the same credentials: its own key is writable, the backend's key readable.
     const own = await nc.request(kvSubject(LEASES, "hv1"), encodeMessage({ ...forged, host: "hv1" }), { timeout: 2000 });
     expect(JSON.parse(own.string())).toMatchObject({ seq: expect.any(Number) });
-    const read = await directGet(nc, directGetSubject(LEASES, "backend"));
+    const read = await readKey(nc, LEASES, "backend");
     expect(decodeMessage(LeaseTable, "backend key", read!.data)).toMatchObject({ host: "backend", networks: { [NET]: [{ ip: "10.10.0.100" }, { ip: "10.10.0.101" }] } });
     // ... and in the same test the backend's own write goes through.
     await writeFile(backendLeaseFile(site), leaseFile(4));

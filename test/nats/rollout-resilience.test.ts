@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { SimulatedHostRunner } from "@netfleet/agent";
+import { SimulatedHostRunner } from "@netfleet/agent/testing";
 import { Rollout, type RolloutEvent, type RolloutTarget } from "@netfleet/controller";
 import { main } from "../../packages/controller/src/main.ts";
 import { memoryOutput } from "../../packages/controller/src/output.ts";

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { SimulatedHostRunner } from "@netfleet/agent";
+import { SimulatedHostRunner } from "@netfleet/agent/testing";
 import { LockHeldError, Rollout, type RolloutEvent, type RolloutOptions, type RolloutTarget } from "@netfleet/controller";
 import { sealAssignment, type HostAssignment, type Host } from "@netfleet/shared";
 import { SITE, eventually, inventoryHost, startSimAgent, startSite, type Site, type SimAgent } from "./harness.ts";

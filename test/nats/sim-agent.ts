@@ -10,7 +10,8 @@ import { enableCompileCache } from "node:module";
 
 // Node keeps the type-stripped modules on disk (as the CLIs do): agents that tests start by the handful start faster.
 enableCompileCache();
-const { NatsAgent, SimulatedHostRunner, Toolbox } = await import("@netfleet/agent");
+const { NatsAgent, Toolbox } = await import("@netfleet/agent");
+const { SimulatedHostRunner } = await import("@netfleet/agent/testing");
 const { simFacts } = await import("./sim-facts.ts");
 
 const a = JSON.parse(process.argv[2]!) as {

@@ -3,7 +3,7 @@ import type { HostAssignment, ResourceSpec } from "@netfleet/shared";
 import { reconcile, summarize } from "./engine.ts";
 import type { Runner } from "./exec/runner.ts";
 import type { ResourceResult } from "./resources/types.ts";
-import { DnsmasqWatch } from "./control/dnsmasq-watch.ts";
+import { DnsmasqWatch } from "./gateway/dnsmasq-watch.ts";
 import type { Toolbox } from "./tools.ts";
 
 export interface DaemonOptions {

@@ -218,8 +218,8 @@ async function runFleetAgent(v: FleetValues): Promise<number> {
     if (event.event === "ports-ready") readiness.ready("VM port rules in place");
   };
   // The NATS client is loaded only by the fleet agent: `apply` and file-mode `run` start faster without it.
-  const { NatsAgent } = await import("./control/nats-agent.ts");
-  const { AgentState } = await import("./control/agent-state.ts");
+  const { NatsAgent } = await import("./nats-agent.ts");
+  const { AgentState } = await import("./fleet/state.ts");
   const stateDir = v["state-dir"] ?? "/var/lib/netfleet-agent";
   if ((await new AgentState(stateDir).checkpoint().catch(() => ({ current: undefined }))).current === undefined) readiness.ready("no checkpoint");
   const agent = new NatsAgent({

@@ -1,18 +1,20 @@
 import { isIpv4, warningsOf, type HostAssignment } from "@netfleet/shared";
-import { AgentDaemon } from "../daemon.ts";
-import { reconcile } from "../engine.ts";
-import type { Runner } from "../exec/runner.ts";
-import type { Toolbox } from "../tools.ts";
-import { AgentClient, type AgentClientOptions, type ApplyOutcome } from "./agent-client.ts";
-import { AgentState } from "./agent-state.ts";
-import { correctiveChange, fitChanges } from "./corrective.ts";
-import { CorrectiveJournal } from "./corrective-journal.ts";
-import type { HostFacts } from "./host-facts.ts";
-import { LeaseFollower } from "./lease-follower.ts";
-import { LeasePublisher } from "./lease-publisher.ts";
-import { AuditCollector, auditSources } from "./audit-collector.ts";
-import { outcomeOf } from "./outcome.ts";
+import { AgentDaemon } from "./daemon.ts";
+import { reconcile } from "./engine.ts";
+import type { Runner } from "./exec/runner.ts";
+import type { Toolbox } from "./tools.ts";
+import { FleetMember, type FleetMemberOptions } from "./fleet/agent.ts";
+import type { CheckResult } from "./fleet/check.ts";
+import { correctiveChange, fitChanges } from "./fleet/corrective.ts";
+import { CorrectiveJournal } from "./fleet/corrective-journal.ts";
+import type { HostFacts } from "./fleet/host-facts.ts";
+import { passResult, type PassResult } from "./fleet/pass-result.ts";
+import { AgentState } from "./fleet/state.ts";
+import { AuditCollector, auditSources } from "./gateway/audit-collector.ts";
+import { LeaseFollower } from "./gateway/lease-follower.ts";
+import { LeasePublisher } from "./gateway/lease-publisher.ts";
 
+/** The fleet agent's settings: how it joins, what it drives, and its timings. */
 export interface NatsAgentOptions {
   site: string;
   servers: string[];
@@ -46,12 +48,13 @@ export interface NatsAgentOptions {
   log?: (event: Record<string, unknown>) => void;
 }
 
+/** The version the agent reports in its enrollment facts and heartbeats. */
 export const AGENT_VERSION = "0.1.0";
 
 /**
- * The agent as a fleet member: the control-plane client (enrollment,
- * signed desired state, reports, heartbeats, lockout protection) driving the
- * resource engine through AgentDaemon (drift repair every interval and on
+ * The agent on a host of the fleet: a FleetMember (enrollment, signed
+ * desired state, reports, heartbeats, lockout protection; one serial queue)
+ * driving the resource engine through AgentDaemon (drift repair every interval and on
  * OVS/libvirt events). Starting converges the host to the last confirmed
  * assignment straight from the checkpoint, before NATS is reachable;
  * losing NATS never tears anything down. A pass that repairs drift outside
@@ -66,7 +69,8 @@ export const AGENT_VERSION = "0.1.0";
  * the client's connection, and stop with the agent.
  */
 export class NatsAgent {
-  readonly client: AgentClient;
+  /** The fleet side: it calls converge, restore and check here; corrective reports are queued on it. */
+  readonly client: FleetMember;
   /** Gateway audit: records of the nft table's audited networks, from their nflog groups to the audit stream (idle without any). */
   readonly audit: AuditCollector;
   /** Backend side of lease distribution (idle without dnsmasq resources). */
@@ -78,17 +82,15 @@ export class NatsAgent {
   private readonly options: NatsAgentOptions;
   private readonly log: (event: Record<string, unknown>) => void;
   private daemon: AgentDaemon | undefined;
-  private chain: Promise<unknown> = Promise.resolve();
   private applying = 0;
   private stopped = false;
   private lastFailedSignature = "";
   private lastWarningSignature = "";
-  private reporting: Promise<unknown> = Promise.resolve();
 
   constructor(options: NatsAgentOptions) {
     this.options = options;
     this.log = options.log ?? (() => {});
-    const clientOptions: AgentClientOptions = {
+    const memberOptions: FleetMemberOptions = {
       site: options.site,
       ...(options.name ? { hostname: options.name } : {}),
       servers: options.servers,
@@ -114,7 +116,7 @@ export class NatsAgent {
         this.journal.attach(nc, fresh);
       },
     };
-    this.client = new AgentClient(clientOptions);
+    this.client = new FleetMember(memberOptions);
     this.audit = new AuditCollector({ site: options.site, host: () => this.client.host, runDir: options.tools.runDir, log: this.log });
     this.leasePublisher = new LeasePublisher({
       site: options.site,
@@ -152,7 +154,7 @@ export class NatsAgent {
     const checkpoint = await new AgentState(this.options.stateDir).checkpoint();
     if (checkpoint.current) {
       this.log({ event: "resume", revision: checkpoint.current.revision, hash: checkpoint.current.assignment.hash });
-      await this.exclusive(() => this.startDaemon(checkpoint.current!.assignment));
+      await this.startDaemon(checkpoint.current.assignment);
     }
     await this.client.start();
   }
@@ -164,16 +166,8 @@ export class NatsAgent {
     await this.leasePublisher.stop();
     await this.leaseFollower.stop();
     await this.client.stop();
-    await this.chain.catch(() => {});
     await this.daemon?.stop();
-    await this.reporting;
     await this.journal.stop();
-  }
-
-  private exclusive<T>(work: () => Promise<T>): Promise<T> {
-    const next = this.chain.then(work, work);
-    this.chain = next.catch(() => {});
-    return next;
   }
 
   /** Points lease publishing and following at what this assignment holds (undefined: nothing). */
@@ -225,46 +219,43 @@ export class NatsAgent {
     });
   }
 
-  private converge(assignment: HostAssignment): Promise<ApplyOutcome> {
-    return this.exclusive(async () => {
-      if (this.stopped) throw new Error("agent is stopping");
-      if (!this.daemon) await this.startDaemon(assignment);
-      else {
-        this.applying++;
-        try {
-          this.configureLeases(assignment);
-          await this.daemon.replace(assignment);
-        } finally {
-          this.applying--;
-        }
+  /** Converges to an assignment (called on the fleet member's serial queue, so never beside restore). */
+  private async converge(assignment: HostAssignment): Promise<PassResult> {
+    if (this.stopped) throw new Error("agent is stopping");
+    if (!this.daemon) await this.startDaemon(assignment);
+    else {
+      this.applying++;
+      try {
+        this.configureLeases(assignment);
+        await this.daemon.replace(assignment);
+      } finally {
+        this.applying--;
       }
-      const outcome = outcomeOf(this.daemon!.lastResults);
-      this.lastFailedSignature = failedSignature(outcome);
-      this.lastWarningSignature = warningSignature(outcome);
-      return outcome;
-    });
+    }
+    const pass = passResult(this.daemon!.lastResults);
+    this.lastFailedSignature = failedSignature(pass);
+    this.lastWarningSignature = warningSignature(pass);
+    return pass;
   }
 
   /** Lockout protection: back to the previous assignment; with none, remove what netfleet owns here. */
-  private restore(previous: HostAssignment | undefined): Promise<ApplyOutcome> {
+  private async restore(previous: HostAssignment | undefined): Promise<PassResult> {
     if (previous) return this.converge(previous);
-    return this.exclusive(async () => {
-      const current = this.daemon?.status();
-      await this.daemon?.stop();
-      this.daemon = undefined;
-      this.configureLeases(undefined);
-      const results = await reconcile(
-        [{ kind: "prune", name: "host", keep: { links: [], ovsBridges: [], libvirtNetworks: [], dnsmasq: [], nftTable: false } }],
-        { runner: this.options.runner, tools: this.options.tools, owner: this.options.site, controllers: this.controllers() },
-      );
-      this.log({ event: "restored-empty", undone: current?.hash });
-      return outcomeOf(results);
-    });
+    const current = this.daemon?.status();
+    await this.daemon?.stop();
+    this.daemon = undefined;
+    this.configureLeases(undefined);
+    const results = await reconcile(
+      [{ kind: "prune", name: "host", keep: { links: [], ovsBridges: [], libvirtNetworks: [], dnsmasq: [], nftTable: false } }],
+      { runner: this.options.runner, tools: this.options.tools, owner: this.options.site, controllers: this.controllers() },
+    );
+    this.log({ event: "restored-empty", undone: current?.hash });
+    return passResult(results);
   }
 
-  private async check(assignment: HostAssignment): Promise<ApplyOutcome & { changes: Record<string, string[]> }> {
+  private async check(assignment: HostAssignment): Promise<CheckResult> {
     const results = await reconcile(assignment.resources, { runner: this.options.runner, tools: this.options.tools, owner: assignment.site, check: true, controllers: this.controllers() });
-    return { ...outcomeOf(results), changes: Object.fromEntries(results.map((r) => [r.id, Object.keys(r.changes)])) };
+    return { ...passResult(results), changes: Object.fromEntries(results.map((r) => [r.id, Object.keys(r.changes)])) };
   }
 
   /**
@@ -277,9 +268,9 @@ export class NatsAgent {
     this.log(event);
     if (event.event !== "reconcile" || this.applying > 0 || this.stopped || !this.daemon) return;
     const corrective = Array.isArray(event.corrective) ? (event.corrective as string[]) : [];
-    const outcome = outcomeOf(this.daemon.lastResults);
-    const signature = failedSignature(outcome);
-    const warnings = warningSignature(outcome);
+    const pass = passResult(this.daemon.lastResults);
+    const signature = failedSignature(pass);
+    const warnings = warningSignature(pass);
     if (corrective.length === 0 && signature === this.lastFailedSignature && warnings === this.lastWarningSignature) return;
     this.lastFailedSignature = signature;
     this.lastWarningSignature = warnings;
@@ -291,18 +282,16 @@ export class NatsAgent {
       this.log({ event: "drift-repaired", corrective });
       this.journal.record(correctiveChanges);
     }
-    this.reporting = this.reporting
-      .then(() => this.client.report(outcome, { corrective, correctiveChanges: fitChanges(correctiveChanges) }))
-      .catch((err: unknown) => this.log({ event: "report-error", error: (err as Error).message }));
+    void this.client.report(pass, { corrective, correctiveChanges: fitChanges(correctiveChanges) });
   }
 }
 
-/** The warnings of an outcome as one string; "" when there are none (like failedSignature, and its start value). */
-function warningSignature(outcome: ApplyOutcome): string {
-  const warnings = warningsOf(outcome.results);
+/** The warnings of a pass as one string; "" when there are none (like failedSignature, and its start value). */
+function warningSignature(pass: PassResult): string {
+  const warnings = warningsOf(pass.results);
   return warnings.length > 0 ? JSON.stringify(warnings) : "";
 }
 
-function failedSignature(outcome: ApplyOutcome): string {
-  return outcome.results.filter((r) => r.result === false).map((r) => r.id).join(",");
+function failedSignature(pass: PassResult): string {
+  return pass.results.filter((r) => r.result === false).map((r) => r.id).join(",");
 }

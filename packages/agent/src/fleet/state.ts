@@ -1,5 +1,6 @@
-import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
+import writeFileAtomic from "write-file-atomic";
 import { z } from "zod";
 import {
   AgentCredentials,
@@ -35,8 +36,9 @@ export interface Checkpoint {
 }
 
 /**
- * The agent's files in its run dir (0700, files 0600, written beside and
- * renamed): its enrollment key, its NATS credentials, and the checkpoint.
+ * The agent's files in its run dir (0700, files 0600, each written to a
+ * temp file of its own and renamed, so two writers never share one):
+ * its enrollment key, its NATS credentials, and the checkpoint.
  */
 export class AgentState {
   readonly dir: string;
@@ -44,6 +46,7 @@ export class AgentState {
     this.dir = dir;
   }
 
+  /** The enrollment key pair (welcomes are sealed to its public half); made and kept on first use. */
   async boxKeys(): Promise<BoxKeys> {
     const existing = await this.readJson("enroll-key.json");
     if (existing !== undefined) return BoxKeysFile.parse(existing);
@@ -52,15 +55,18 @@ export class AgentState {
     return keys;
   }
 
+  /** The NATS credentials the welcome carried; undefined before enrollment. */
   async credentials(): Promise<AgentCredentials | undefined> {
     const raw = await this.readJson("credentials.json");
     return raw === undefined ? undefined : decodeMessage(AgentCredentials, join(this.dir, "credentials.json"), JSON.stringify(raw));
   }
 
+  /** Keeps the welcome's credentials. */
   saveCredentials(credentials: AgentCredentials): Promise<void> {
     return this.writeJson("credentials.json", credentials);
   }
 
+  /** The checkpoint; `{}` when there is none yet. Throws on a file that does not parse. */
   async checkpoint(): Promise<Checkpoint> {
     const raw = await this.readJson("checkpoint.json");
     if (raw === undefined) return {};
@@ -78,6 +84,7 @@ export class AgentState {
     return out;
   }
 
+  /** Replaces the checkpoint. */
   saveCheckpoint(checkpoint: Checkpoint): Promise<void> {
     return this.writeJson("checkpoint.json", checkpoint);
   }
@@ -94,7 +101,6 @@ export class AgentState {
   private async writeJson(name: string, value: unknown): Promise<void> {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     const file = join(this.dir, name);
-    await writeFile(`${file}.tmp`, JSON.stringify(value, null, 2), { mode: 0o600 });
-    await rename(`${file}.tmp`, file);
+    await writeFileAtomic(file, JSON.stringify(value, null, 2), { mode: 0o600 });
   }
 }

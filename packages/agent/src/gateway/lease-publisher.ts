@@ -4,7 +4,6 @@ import {
   LEASES_MAX_VALUE_BYTES,
   LeaseTable,
   decodeMessage,
-  directGetSubject,
   encodeMessage,
   hostKey,
   kvSubject,
@@ -13,7 +12,7 @@ import {
   type Lease,
 } from "@netfleet/shared";
 import { dnsmasqFiles } from "../resources/dnsmasq.ts";
-import { directGet } from "./agent-client.ts";
+import { readKey } from "../fleet/kv.ts";
 
 export interface LeasePublisherOptions {
   site: string;
@@ -220,7 +219,7 @@ export class LeasePublisher {
     const canonical = JSON.stringify(networks);
     if (!this.seeded) {
       // Our key's `at` is the floor: VM hosts ignore a table older than the one they have.
-      const stored = await directGet(nc, directGetSubject(bucket, key)).catch(() => undefined);
+      const stored = await readKey(nc, bucket, key).catch(() => undefined);
       if (stored?.operation === "PUT") {
         try {
           this.lastAt = Math.max(this.lastAt, decodeMessage(LeaseTable, "own leases key", stored.data).at);
@@ -264,7 +263,7 @@ export class LeasePublisher {
   private async verify(nc: NatsConnection, bucket: string, key: string): Promise<void> {
     if (Date.now() - this.lastVerify < (this.options.verifyMs ?? 30_000)) return;
     this.lastVerify = Date.now();
-    const stored = await directGet(nc, directGetSubject(bucket, key)).catch(() => null);
+    const stored = await readKey(nc, bucket, key).catch(() => null);
     if (stored === null) return; // not answered: try again next time
     if (stored?.operation === "PUT" && Buffer.from(stored.data).equals(Buffer.from(this.published!.bytes))) return;
     this.log({ event: "leases-key-changed", host: key, republishing: true });

@@ -5,13 +5,12 @@ import {
   DecodeError,
   correctiveBucket,
   decodeMessage,
-  directGetSubject,
   encodeMessage,
   hostKey,
   kvSubject,
   type CorrectiveChange,
 } from "@netfleet/shared";
-import { directGet } from "./agent-client.ts";
+import { readKey } from "./kv.ts";
 import { nextLog } from "./corrective.ts";
 
 export interface CorrectiveJournalOptions {
@@ -131,7 +130,7 @@ export class CorrectiveJournal {
     const key = hostKey(host);
     const timeout = this.options.timeoutMs ?? 2000;
     if (!this.seeded) {
-      const got = await directGet(nc, directGetSubject(bucket, key), timeout);
+      const got = await readKey(nc, bucket, key, timeout);
       this.stored = undefined;
       if (got?.operation === "PUT") {
         try {

@@ -1,6 +1,5 @@
-import { randomBytes } from "node:crypto";
-import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { mkdir, readFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import {
   DecodeError,
@@ -8,15 +7,15 @@ import {
   NETWORK_NAME,
   decodeMessage,
   decodeNetworkLeases,
-  directGetSubject,
   hostKey,
   kvSubject,
   leasesBucket,
   type Lease,
   type NetworkLeases,
 } from "@netfleet/shared";
+import writeFileAtomic from "write-file-atomic";
 import { leasesPath } from "../resources/vm-port-policy.ts";
-import { directGet } from "./agent-client.ts";
+import { readKey, type StoredEntry } from "../fleet/kv.ts";
 
 /**
  * `<runDir>/leases/<network>.json`: one network's leases as a VM host keeps
@@ -192,10 +191,10 @@ export class LeaseFollower {
     await this.seed(source);
     const bucket = leasesBucket(this.options.site);
     const retries = this.options.readRetries ?? 10;
-    let stored: Awaited<ReturnType<typeof directGet>>;
+    let stored: StoredEntry | undefined;
     for (let attempt = 0; ; attempt++) {
       try {
-        stored = await directGet(nc, directGetSubject(bucket, source.host));
+        stored = await readKey(nc, bucket, source.host);
       } catch (err) {
         this.log({ event: "leases-read-failed", source: source.host, error: (err as Error).message });
         return;
@@ -264,27 +263,11 @@ function sameLeases(a: readonly Lease[], b: readonly Lease[]): boolean {
 }
 
 /**
- * Writes `text` to `path` atomically: a temp file beside it (same
- * directory, so the rename stays on one filesystem), fsynced, mode 0644,
- * then renamed over `path`. The directory is made (0755) when missing.
- * @throws the fs error (the temp file is removed).
+ * Writes `text` to `path` atomically (write-file-atomic: a temp file of its
+ * own beside it, fsynced, then renamed over `path`), mode 0644; the
+ * directory is made (0755) when missing. @throws the fs error.
  */
-export async function writeAtomic(path: string, text: string): Promise<void> {
-  const dir = dirname(path);
-  await mkdir(dir, { recursive: true, mode: 0o755 });
-  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
-  try {
-    const handle = await open(tmp, "wx", 0o644);
-    try {
-      await handle.writeFile(text, "utf8");
-      await handle.chmod(0o644);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
+async function writeAtomic(path: string, text: string): Promise<void> {
+  await mkdir(dirname(path), { recursive: true, mode: 0o755 });
+  await writeFileAtomic(path, text, { mode: 0o644 });
 }

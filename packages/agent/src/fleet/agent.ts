@@ -1,0 +1,384 @@
+import { hostname as osHostname } from "node:os";
+import type { NatsConnection } from "@nats-io/transport-node";
+import PQueue from "p-queue";
+import pRetry from "p-retry";
+import {
+  DNS_LABEL,
+  checkSubject,
+  encodeMessage,
+  enrollSubject,
+  reportSubject,
+  type AgentCredentials,
+  type CorrectiveChange,
+  type HostAssignment,
+  type Report,
+  type SignedAssignment,
+} from "@netfleet/shared";
+import { answerCheck, type CheckResult } from "./check.ts";
+import { connectNats, pause, retrySchedule, type ConnectionSettings } from "./connection.ts";
+import { readDesired, judgeDesired, watchDesired } from "./desired.ts";
+import { enroll, enrollFacts, type Claim } from "./enroll.ts";
+import { heartbeat } from "./heartbeat.ts";
+import type { HostFacts } from "./host-facts.ts";
+import { confirmReport } from "./lockout.ts";
+import { failedPassResult, type PassResult } from "./pass-result.ts";
+import { AgentState, type Checkpoint } from "./state.ts";
+
+/** How a fleet member joins, what it drives on the host, and its timings. */
+export interface FleetMemberOptions extends ConnectionSettings {
+  site: string;
+  /** The name to enroll as; defaults to the first label of the hostname. */
+  hostname?: string;
+  /** Where the agent keeps its enrollment key, credentials and checkpoint. */
+  runDir: string;
+  /** The shared enrollment user, and the site token presented in the facts. */
+  enrollment: { user: string; password: string; token: string };
+  /** The controller's signing key (PEM). Without it, the key in the welcome is trusted and pinned. */
+  signingPublicKeyPem?: string;
+  agentVersion: string;
+  /** Converge the host to this assignment. */
+  onAssignment: (assignment: HostAssignment, revision: number) => Promise<PassResult>;
+  /**
+   * Check mode on request of the controller (`netfleet rollout --check`):
+   * what would change to reach this assignment; must run no mutating command.
+   * Without it the agent does not answer check requests.
+   */
+  onCheck?: (assignment: HostAssignment) => Promise<CheckResult>;
+  /** Lockout protection: converge back to the previous assignment (undefined: there was none). */
+  rollback: (previous: HostAssignment | undefined) => Promise<PassResult>;
+  gatherFacts?: () => Promise<HostFacts>;
+  /** Heartbeat period (ms, default 15 s). */
+  heartbeatMs?: number;
+  /** After an apply, NATS must be reachable again within this time (ms, default 20 s), or the apply is undone. */
+  confirmDeadlineMs?: number;
+  /** Enrollment facts are sent again this often until welcomed (ms). */
+  enrollRetryMs?: number;
+  /** The desired key is read again this often even without a hint (ms, default 60 s). */
+  resyncMs?: number;
+  /**
+   * Called with the agent's own connection once it is set up (`fresh`: a new
+   * connection object, subscriptions must be made on it) and after each
+   * reconnect of that connection (`fresh` false: its subscriptions carry
+   * over, but what was published meanwhile was missed). Must not throw.
+   */
+  onConnection?: (nc: NatsConnection, fresh: boolean) => void;
+  log?: (event: Record<string, unknown>) => void;
+}
+
+/**
+ * The agent as a fleet member: enrolls (enroll.ts), connects with its own
+ * credentials (connection.ts), watches its one desired key (desired.ts),
+ * applies only a signed, newer assignment for this host, confirms each
+ * apply with a JetStream round trip or undoes it (lockout.ts), answers
+ * check requests (check.ts), heartbeats (heartbeat.ts) and keeps its
+ * checkpoint (state.ts). Everything that reads or writes the checkpoint —
+ * syncs, applies, rollbacks, report deliveries — runs on one serial queue.
+ * It calls the host (onAssignment, rollback, onCheck); the host never calls
+ * back into it except through report(), which is queued too. Disconnects
+ * never tear anything down.
+ */
+export class FleetMember {
+  private readonly options: FleetMemberOptions;
+  private readonly state: AgentState;
+  private readonly log: (event: Record<string, unknown>) => void;
+  private readonly claim: Claim;
+  private readonly queue = new PQueue({ concurrency: 1 });
+  private readonly stopping = new AbortController();
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly startedAt = Date.now();
+  private credentials: AgentCredentials | undefined;
+  private checkpoint: Checkpoint = {};
+  private connection: NatsConnection | undefined;
+  private connected = false;
+  private deliveryQueued = false;
+
+  constructor(options: FleetMemberOptions) {
+    this.options = options;
+    this.state = new AgentState(options.runDir);
+    this.log = options.log ?? (() => {});
+    const name = options.hostname ?? osHostname().split(".")[0]!.toLowerCase();
+    if (!DNS_LABEL.test(name)) throw new Error(`hostname ${JSON.stringify(name)} is not a DNS label; give the agent a host name`);
+    this.claim = { site: options.site, hostname: name, token: options.enrollment.token, agentVersion: options.agentVersion, ...(options.gatherFacts ? { gatherFacts: options.gatherFacts } : {}) };
+  }
+
+  /** The inventory host name once enrolled. */
+  get host(): string | undefined {
+    return this.credentials?.host;
+  }
+
+  /** The assignment in force (from the checkpoint at start): what a daemon should start with. */
+  get current(): SignedAssignment | undefined {
+    return this.checkpoint.current;
+  }
+
+  /** The revision lockout protection last undid (it is not applied again). */
+  get lastRolledBack(): { revision: number; hash: string } | undefined {
+    return this.checkpoint.rolledBack;
+  }
+
+  /** The agent's own connection in force (undefined before it is set up, or while one is replaced). */
+  get nc(): NatsConnection | undefined {
+    return this.connection;
+  }
+
+  private get stopped(): boolean {
+    return this.stopping.signal.aborted;
+  }
+
+  /** Resolves once connected with the agent's own credentials (after enrollment), or when stopped first. */
+  async start(): Promise<void> {
+    this.checkpoint = await this.state.checkpoint();
+    if (this.checkpoint.pending) {
+      // Interrupted before its confirmation: the daemon starts from `current`, and the pending revision is fetched and confirmed again.
+      this.log({ event: "unconfirmed-revision-dropped", revision: this.checkpoint.pending.revision });
+      delete this.checkpoint.pending;
+      await this.state.saveCheckpoint(this.checkpoint);
+    }
+    this.credentials = await this.state.credentials();
+    if (!this.credentials) {
+      const { user, password } = this.options.enrollment;
+      this.credentials = await enroll({ claim: this.claim, user, password, connection: this.options, state: this.state, ...(this.options.enrollRetryMs !== undefined ? { retryMs: this.options.enrollRetryMs } : {}), signal: this.stopping.signal, log: this.log });
+    }
+    if (!this.credentials || this.stopped) return;
+    await this.connect(this.credentials);
+  }
+
+  /**
+   * Connects with the agent's own credentials and sets the connection up.
+   * A connection that closes under us — while being set up (a server
+   * reload can drop a client that has not finished connecting) or later
+   * (nats.js gives up after repeated authorization errors) — is replaced,
+   * with backoff and jitter. Nothing on the host is touched meanwhile.
+   */
+  private async connect(credentials: AgentCredentials): Promise<void> {
+    const auth = { user: credentials.user, pass: credentials.password, name: `netfleet-agent-${credentials.host}`, inboxPrefix: credentials.inboxPrefix };
+    const attempt = async () => {
+      const nc = await connectNats(this.options, auth, this.stopping.signal, this.log);
+      if (!nc) return undefined;
+      try {
+        await this.attach(nc, credentials);
+        return nc;
+      } catch (err) {
+        if (this.connection === nc) this.connection = undefined;
+        this.connected = false;
+        await nc.close().catch(() => {});
+        throw new Error(`connection lost during setup: ${(err as Error).message}`);
+      }
+    };
+    let nc: NatsConnection | undefined;
+    try {
+      nc = await pRetry(attempt, retrySchedule(this.options, this.stopping.signal, (error) => this.log({ event: "connection-lost", during: "setup", error: error.message })));
+    } catch (err) {
+      if (this.stopped) return;
+      throw err;
+    }
+    if (!nc) return;
+    void nc.closed().then(async (err) => {
+      if (this.stopped || this.connection !== nc) return;
+      this.connected = false;
+      this.log({ event: "connection-lost", during: "run", error: err instanceof Error ? err.message : null });
+      await pause(this.options.reconnectTimeWaitMs ?? 1000, this.stopping.signal);
+      if (!this.stopped && this.connection === nc) await this.connect(credentials);
+    });
+  }
+
+  private async attach(nc: NatsConnection, credentials: AgentCredentials): Promise<void> {
+    this.connection = nc;
+    this.connected = true;
+    const { site } = this.options;
+    const host = credentials.host;
+    void (async () => {
+      for await (const s of nc.status()) {
+        if (s.type === "disconnect") this.connected = false;
+        if (s.type === "reconnect") {
+          this.connected = true;
+          this.log({ event: "reconnected" });
+          this.sync();
+          this.deliverUnsent();
+          this.connectionHook(nc, false);
+        }
+      }
+    })();
+    watchDesired(nc, site, host, (hinted) => this.sync(hinted));
+    const onCheck = this.options.onCheck;
+    if (onCheck) {
+      const checks = nc.subscribe(checkSubject(site, host));
+      void (async () => {
+        for await (const msg of checks) {
+          if (!msg.reply) continue;
+          const ctx = { site, host, signingKeyPem: this.signingKey(), current: this.checkpoint.current, run: onCheck, log: this.log };
+          msg.respond(encodeMessage(await answerCheck(ctx, msg.subject, msg.data)));
+        }
+      })();
+    }
+    await nc.flush();
+    const keys = await this.state.boxKeys();
+    nc.publish(enrollSubject(site, host), encodeMessage(await enrollFacts(this.claim, keys.publicKey, host)));
+    if (this.timers.length === 0) {
+      this.timers.push(setInterval(() => this.beat(), this.options.heartbeatMs ?? 15_000));
+      this.timers.push(setInterval(() => this.sync(), this.options.resyncMs ?? 60_000));
+    }
+    this.sync();
+    this.deliverUnsent();
+    this.log({ event: "connected", host, servers: this.options.servers });
+    this.connectionHook(nc, true);
+  }
+
+  private connectionHook(nc: NatsConnection, fresh: boolean): void {
+    try {
+      this.options.onConnection?.(nc, fresh);
+    } catch (err) {
+      this.log({ event: "connection-hook-error", error: (err as Error).message });
+    }
+  }
+
+  /** Queues work on the one serial queue; its error is logged, never thrown. */
+  private enqueue(work: () => Promise<void>, what = "sync-error"): Promise<void> {
+    const task = async (): Promise<void> => {
+      if (!this.stopped) await work();
+    };
+    return this.queue.add(task).catch((err: unknown) => this.log({ event: what, error: (err as Error).message }));
+  }
+
+  /** Waits for queued work (tests and orderly shutdown). */
+  idle(): Promise<void> {
+    return this.queue.onIdle();
+  }
+
+  private signingKey(): string {
+    return this.options.signingPublicKeyPem ?? this.credentials!.signingKey.publicKeyPem;
+  }
+
+  /** Queues a read of the stored assignment: applied when signed, for us, and newer; a bad one is logged and the current stays. */
+  private sync(hinted = 0): void {
+    void this.enqueue(async () => {
+      const nc = this.connection;
+      const creds = this.credentials;
+      if (!nc || !creds) return;
+      const stored = await readDesired(nc, this.options.site, creds.host, hinted, this.stopping.signal);
+      if (!stored) return;
+      const verdict = judgeDesired(stored, this.checkpoint, this.signingKey(), { site: this.options.site, host: creds.host });
+      if (verdict.action === "reject") {
+        // seq: the stream sequence of the stored value refused, which write it was.
+        this.log({ event: "assignment-rejected", reason: verdict.reason, error: verdict.error, keeping: this.checkpoint.current?.revision ?? 0, seq: stored.seq });
+      } else if (verdict.action === "apply") {
+        await this.apply(verdict.envelope);
+      }
+    });
+  }
+
+  private async save(checkpoint: Checkpoint): Promise<void> {
+    this.checkpoint = checkpoint;
+    await this.state.saveCheckpoint(checkpoint);
+  }
+
+  private confirm(report: Report, deadlineMs: number): Promise<boolean> {
+    return confirmReport(() => this.connection, this.options.site, report, deadlineMs, this.stopping.signal, this.log);
+  }
+
+  /** Applies, then confirms within the deadline; else restores the previous assignment and keeps the report for later delivery. */
+  private async apply(envelope: SignedAssignment): Promise<void> {
+    const previous = this.checkpoint.current;
+    await this.save({ ...this.checkpoint, pending: envelope });
+    this.log({ event: "applying", revision: envelope.revision, hash: envelope.assignment.hash });
+    const pass = await this.options.onAssignment(envelope.assignment, envelope.revision).catch(failedPassResult);
+    const report = this.reportFor(envelope, pass, false);
+    if (await this.confirm(report, this.options.confirmDeadlineMs ?? 20_000)) {
+      await this.save({ ...(previous ? { previous } : {}), current: envelope });
+      this.publish(reportSubject(this.options.site, envelope.assignment.host), encodeMessage(report));
+      this.log({ event: "applied", revision: envelope.revision, ...pass.summary });
+      return;
+    }
+    // Stopping is not a lockout: the pending revision is confirmed again after the next start.
+    if (this.stopped) return;
+    this.log({ event: "lockout-rollback", revision: envelope.revision, restoring: previous?.revision ?? 0 });
+    const { pending: _dropped, ...rest } = this.checkpoint;
+    await this.save({ ...rest, rolledBack: { revision: envelope.revision, hash: envelope.assignment.hash } });
+    const restored = await this.options.rollback(previous?.assignment).catch(failedPassResult);
+    await this.save({ ...this.checkpoint, unsentReport: { ...this.reportFor(previous, restored, true), rolledBackRevision: envelope.revision } });
+    this.deliverUnsent();
+  }
+
+  private reportFor(envelope: SignedAssignment | undefined, pass: PassResult, rolledBack: boolean): Report {
+    return {
+      kind: "report",
+      site: this.options.site,
+      host: this.credentials!.host,
+      revision: envelope?.revision ?? 0,
+      hash: envelope?.assignment.hash ?? null,
+      rolledBack,
+      summary: pass.summary,
+      results: pass.results,
+      at: new Date().toISOString(),
+    };
+  }
+
+  /** Queues delivery of a report held back while NATS was unreachable; tried again a second later until it is stored. */
+  private deliverUnsent(): void {
+    if (this.deliveryQueued || !this.checkpoint.unsentReport) return;
+    this.deliveryQueued = true;
+    let retry = false;
+    void this.enqueue(async () => {
+      this.deliveryQueued = false;
+      const report = this.checkpoint.unsentReport;
+      if (!report) return;
+      if (!this.connected || !(await this.confirm(report, 5000))) {
+        retry = true;
+        return;
+      }
+      this.publish(reportSubject(this.options.site, report.host), encodeMessage(report));
+      if (this.checkpoint.unsentReport === report) {
+        const { unsentReport: _sent, ...rest } = this.checkpoint;
+        await this.save(rest);
+      }
+      this.log({ event: "report-delivered", revision: report.revision, rolledBack: report.rolledBack });
+    }, "report-error").then(async () => {
+      if (!retry) return;
+      await pause(1000, this.stopping.signal);
+      if (!this.stopped) this.deliverUnsent();
+    });
+  }
+
+  /**
+   * Queues a fresh report of the current revision (e.g. after a drift-repair
+   * pass, with the resources it repaired and, per resource, what changed
+   * back). Resolves true once stored and published.
+   */
+  report(pass: PassResult, extra: { corrective?: string[]; correctiveChanges?: CorrectiveChange[] } = {}): Promise<boolean> {
+    let delivered = false;
+    return this.enqueue(async () => {
+      if (!this.connection || !this.credentials || !this.checkpoint.current) return;
+      const report: Report = {
+        ...this.reportFor(this.checkpoint.current, pass, false),
+        ...(extra.corrective?.length ? { corrective: extra.corrective.slice(0, 10000) } : {}),
+        ...(extra.corrective?.length && extra.correctiveChanges?.length ? { correctiveChanges: extra.correctiveChanges.slice(0, 200) } : {}),
+      };
+      delivered = await this.confirm(report, 5000);
+      if (delivered) this.publish(reportSubject(this.options.site, report.host), encodeMessage(report));
+    }, "report-error").then(() => delivered);
+  }
+
+  private beat(): void {
+    if (!this.connection || !this.credentials || !this.connected) return;
+    const current = this.checkpoint.current;
+    const hb = heartbeat({ site: this.options.site, host: this.credentials.host, agentVersion: this.options.agentVersion, revision: current?.revision ?? 0, hash: current?.assignment.hash ?? null, startedAt: this.startedAt });
+    this.publish(hb.subject, hb.data);
+  }
+
+  /** Publishes on the connection in force; a closed one (being replaced) drops the message, the caller's resync covers it. */
+  private publish(subject: string, data: Uint8Array): void {
+    try {
+      this.connection?.publish(subject, data);
+    } catch (err) {
+      this.log({ event: "publish-dropped", subject, error: (err as Error).message });
+    }
+  }
+
+  /** Closes the connection. Nothing on the host is touched. */
+  async stop(): Promise<void> {
+    this.stopping.abort();
+    for (const t of this.timers) clearInterval(t);
+    await this.queue.onIdle();
+    await this.connection?.close().catch(() => {});
+  }
+}

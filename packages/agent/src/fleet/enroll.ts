@@ -1,0 +1,117 @@
+import pRetry from "p-retry";
+import {
+  AgentCredentials,
+  Welcome,
+  decodeMessage,
+  encodeMessage,
+  enrollSubject,
+  openSealed,
+  welcomeContext,
+  welcomeSubject,
+  type EnrollFacts,
+} from "@netfleet/shared";
+import { connectNats, pause, retrySchedule, type ConnectionSettings } from "./connection.ts";
+import { gatherHostFacts, type HostFacts } from "./host-facts.ts";
+import type { AgentState } from "./state.ts";
+
+/** Who the agent says it is when it asks to join. */
+export interface Claim {
+  site: string;
+  /** The name to enroll as (a DNS label). */
+  hostname: string;
+  /** The site's join token, presented in the facts. */
+  token: string;
+  agentVersion: string;
+  gatherFacts?: () => Promise<HostFacts>;
+}
+
+/** The enroll message: the claim, the host's facts and the public half of the enrollment key. */
+export async function enrollFacts(claim: Claim, publicKey: string, host = claim.hostname): Promise<EnrollFacts> {
+  const gathered = await (claim.gatherFacts ?? gatherHostFacts)();
+  return {
+    kind: "enroll",
+    site: claim.site,
+    hostname: host,
+    token: claim.token,
+    agentVersion: claim.agentVersion,
+    ...gathered,
+    publicKey,
+    sentAt: new Date().toISOString(),
+  };
+}
+
+/** What enrollment needs beyond the claim. */
+export interface EnrollOptions {
+  claim: Claim;
+  /** The shared enrollment NATS user. */
+  user: string;
+  password: string;
+  connection: ConnectionSettings;
+  state: AgentState;
+  /** Facts are sent again this often until a welcome arrives (ms, default 10 s). */
+  retryMs?: number;
+  signal: AbortSignal;
+  log: (event: Record<string, unknown>) => void;
+}
+
+/**
+ * Enrolls until welcomed: connects as the shared enrollment user, sends the
+ * facts every retryMs, and opens the welcome sealed to this agent's key
+ * (welcomes sealed to another agent's key are ignored). The credentials are
+ * kept in the state dir. An enrollment connection that closes under us is
+ * replaced, with backoff. Undefined when `signal` aborts first.
+ */
+export async function enroll(o: EnrollOptions): Promise<AgentCredentials | undefined> {
+  const schedule = retrySchedule(o.connection, o.signal, (error) => o.log({ event: "connection-lost", during: "enroll", error: error.message }));
+  let welcomed: AgentCredentials | undefined;
+  try {
+    welcomed = await pRetry(() => enrollOnce(o), schedule);
+  } catch (err) {
+    if (o.signal.aborted) return undefined;
+    throw err;
+  }
+  if (!welcomed) return undefined;
+  await o.state.saveCredentials(welcomed);
+  o.log({ event: "enrolled", host: welcomed.host, user: welcomed.user });
+  return welcomed;
+}
+
+async function enrollOnce(o: EnrollOptions): Promise<AgentCredentials | undefined> {
+  const { site, hostname } = o.claim;
+  const keys = await o.state.boxKeys();
+  const nc = await connectNats(o.connection, { user: o.user, pass: o.password, name: `netfleet-enroll-${hostname}` }, o.signal, o.log);
+  if (!nc) return undefined;
+  const closeOnStop = () => void nc.close().catch(() => {});
+  o.signal.addEventListener("abort", closeOnStop, { once: true });
+  const welcome = new AbortController();
+  const waiting = AbortSignal.any([o.signal, welcome.signal]);
+  const sub = nc.subscribe(welcomeSubject(site, hostname));
+  let welcomed: AgentCredentials | undefined;
+  const received = (async () => {
+    for await (const msg of sub) {
+      try {
+        const sealed = decodeMessage(Welcome, msg.subject, msg.data);
+        const opened = openSealed(keys, sealed, welcomeContext(site, hostname));
+        welcomed = decodeMessage(AgentCredentials, "welcome", opened);
+        welcome.abort();
+        return;
+      } catch (err) {
+        o.log({ event: "welcome-ignored", error: (err as Error).message });
+      }
+    }
+  })();
+  try {
+    while (!waiting.aborted) {
+      const facts = await enrollFacts(o.claim, keys.publicKey);
+      nc.publish(enrollSubject(site, hostname), encodeMessage(facts));
+      o.log({ event: "enroll-sent", hostname });
+      await pause(o.retryMs ?? 10_000, waiting);
+    }
+  } finally {
+    o.signal.removeEventListener("abort", closeOnStop);
+    sub.unsubscribe();
+    await received;
+    await nc.close().catch(() => {});
+  }
+  return welcomed;
+}
