@@ -1,6 +1,7 @@
 import { resourceId, type ResourceSpec } from "@netfleet/shared";
-import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { dirname } from "node:path";
+import writeFileAtomic from "write-file-atomic";
 import { displayCommand, type Builtin, type Runner } from "./exec/runner.ts";
 import { handlerFor } from "./resources/index.ts";
 import type { HostAccess, ObserveContext, PlanContext, ResourcePlan, ResourceResult } from "./resources/types.ts";
@@ -251,11 +252,9 @@ async function applyPlan(plan: ResourcePlan, runner: Runner, host: HostAccess): 
 
 async function performBuiltin(step: Builtin, host: HostAccess): Promise<void> {
   if (step.op === "write-file") {
-    // Write beside, then rename: a reader never sees half a file.
+    // Atomic (a temporary file beside it, renamed): a reader never sees half a file.
     await mkdir(dirname(step.path), { recursive: true });
-    const tmp = `${step.path}.netfleet-tmp`;
-    await writeFile(tmp, step.content, { mode: 0o644 });
-    await rename(tmp, step.path);
+    await writeFileAtomic(step.path, step.content, { mode: 0o644 });
     return;
   }
   if (step.op === "remove-file") {

@@ -1,6 +1,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { XMLParser } from "fast-xml-parser";
 import { describe, expect, it } from "vitest";
 import type { LibvirtNetworkSpec } from "@netfleet/shared";
 import { reconcile } from "../engine.ts";
@@ -73,6 +74,28 @@ describe("libvirt-network plan", () => {
     expect(libvirtNetwork.plan(spec, libvirtNetwork.absent(spec), ctx)).toEqual(libvirtNetwork.plan(spec, { exists: false }, ctx));
   });
 
+  it("the XML is the document the earlier hand-joined text was (parsed equal: only quoting and indentation differ)", () => {
+    const joined = [
+      "<network>",
+      "  <name>secure</name>",
+      "  <uuid>0b1f</uuid>",
+      `  <metadata><nf:owner xmlns:nf="https://netfleet.dev/xmlns/owner/1">fixture</nf:owner></metadata>`,
+      "  <forward mode='bridge'/>",
+      "  <bridge name='br-secure'/>",
+      "  <virtualport type='openvswitch'/>",
+      "  <portgroup name='default' default='yes'/>",
+      "  <portgroup name='isolated'><virtualport type='openvswitch'><parameters profileid='netfleet-isolated'/></virtualport></portgroup>",
+      "</network>",
+    ].join("\n");
+    const whole = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: "@" });
+    expect(whole.parse(networkXml(spec, "fixture", "0b1f"))).toEqual(whole.parse(joined));
+  });
+
+  it("the XML escapes what it carries: an owner or name with markup characters reads back as it was", () => {
+    const odd = { ...spec, name: `a&b<c'd"e`, bridge: `br-<x>&"'` };
+    expect(parseNetworkXml(networkXml(odd, `site&<'">`, "0b1f"))).toEqual({ ...parseNetworkXml(networkXml(spec, "fixture")), name: odd.name, bridge: odd.bridge, owner: `site&<'">`, uuid: "0b1f" });
+  });
+
   it("the definition file lives under the agent's --run-dir", () => {
     const lab = { owner: "fixture", tools: new Toolbox({ runDir: "/tmp/lab/hosta/run" }) };
     expect(networkXmlPath("/tmp/lab/hosta/run", "secure")).toBe("/tmp/lab/hosta/run/libvirt/secure.xml");
@@ -101,8 +124,7 @@ describe("libvirt-network plan", () => {
       virsh("net-start", "secure"),
     ]);
     const written = plan.commands[0]!.builtin;
-    expect(written?.op === "write-file" ? written.content : "").toContain("<uuid>9f7de71a-bc09-43fb-bf8d-fcd7e7716f88</uuid>");
-    expect(written?.op === "write-file" ? written.content : "").toContain("<bridge name='br-secure2'/>");
+    expect(parseNetworkXml(written?.op === "write-file" ? written.content : "")).toMatchObject({ uuid: "9f7de71a-bc09-43fb-bf8d-fcd7e7716f88", bridge: "br-secure2" });
   });
 
   it("refuses a network it did not create", () => {
@@ -115,7 +137,7 @@ describe("libvirt-network plan", () => {
 
 describe("portgroups", () => {
   it("the isolated portgroup carries the profileid libvirt copies into the port's external_ids:port-profile", () => {
-    expect(networkXml(spec, "fixture")).toContain("<portgroup name='isolated'><virtualport type='openvswitch'><parameters profileid='netfleet-isolated'/></virtualport></portgroup>");
+    expect(parseNetworkXml(networkXml(spec, "fixture")).portgroups[1]).toEqual({ name: "isolated", default: false, profileId: "netfleet-isolated" });
     expect(parseNetworkXml(fixture("libvirt/secure-inactive.xml")).portgroups[1]).toEqual({ name: "isolated", default: false, profileId: "netfleet-isolated" });
   });
 

@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { XMLParser } from "fast-xml-parser";
+import { XMLBuilder, XMLParser } from "fast-xml-parser";
 import { ParseError, type LibvirtNetworkSpec } from "@netfleet/shared";
 import { mutate, writeFileStep, type Command } from "../exec/runner.ts";
 import type { Changes, ObserveContext, PlanContext, ResourceHandler } from "./types.ts";
@@ -112,19 +112,31 @@ export function parseNetInfo(text: string): NetState {
   return { active: fields.get("active") === "yes", autostart: fields.get("autostart") === "yes", persistent: fields.get("persistent") === "yes" };
 }
 
-/** The XML we define: deterministic, with our owner mark in <metadata>, and the uuid when updating. */
+const builder = new XMLBuilder({ ignoreAttributes: false, attributeNamePrefix: "@", format: true, indentBy: "  ", suppressEmptyNode: true });
+
+/**
+ * The XML we define: deterministic, with our owner mark in <metadata>, and
+ * the uuid when updating. Names and the owner are escaped (XMLBuilder's
+ * entities), so whatever they hold the document stays well-formed.
+ */
 export function networkXml(spec: LibvirtNetworkSpec, owner: string, uuid?: string): string {
-  const lines = ["<network>", `  <name>${spec.name}</name>`];
-  if (uuid) lines.push(`  <uuid>${uuid}</uuid>`);
-  lines.push(`  <metadata><nf:owner xmlns:nf="${OWNER_XMLNS}">${owner}</nf:owner></metadata>`);
-  lines.push("  <forward mode='bridge'/>", `  <bridge name='${spec.bridge}'/>`, "  <virtualport type='openvswitch'/>");
-  for (const pg of spec.portgroups) {
-    const open = `  <portgroup name='${pg.name}'${pg.default ? " default='yes'" : ""}`;
+  const portgroup = (pg: LibvirtNetworkSpec["portgroups"][number]) => ({
+    "@name": pg.name,
+    ...(pg.default ? { "@default": "yes" } : {}),
     // libvirt copies profileid into the OVS Interface's external_ids:port-profile (virnetdevopenvswitch.c).
-    lines.push(pg.profileId === undefined ? `${open}/>` : `${open}><virtualport type='openvswitch'><parameters profileid='${pg.profileId}'/></virtualport></portgroup>`);
-  }
-  lines.push("</network>");
-  return lines.join("\n") + "\n";
+    ...(pg.profileId === undefined ? {} : { virtualport: { "@type": "openvswitch", parameters: { "@profileid": pg.profileId } } }),
+  });
+  return builder.build({
+    network: {
+      name: spec.name,
+      ...(uuid ? { uuid } : {}),
+      metadata: { "nf:owner": { "@xmlns:nf": OWNER_XMLNS, "#text": owner } },
+      forward: { "@mode": "bridge" },
+      bridge: { "@name": spec.bridge },
+      virtualport: { "@type": "openvswitch" },
+      portgroup: spec.portgroups.map(portgroup),
+    },
+  }) as string;
 }
 
 /**

@@ -1,5 +1,6 @@
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import writeFileAtomic from "write-file-atomic";
 import { mutate, type Runner } from "../exec/runner.ts";
 import type { Toolbox } from "../tools.ts";
 import { observeAddresses } from "./ip-link.ts";
@@ -56,9 +57,7 @@ async function readJson<T>(path: string): Promise<T | undefined> {
 
 async function writeJson(path: string, value: unknown): Promise<void> {
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  const tmp = `${path}.netfleet-tmp`;
-  await writeFile(tmp, JSON.stringify(value, null, 2) + "\n", { mode: 0o600 });
-  await rename(tmp, path);
+  await writeFileAtomic(path, JSON.stringify(value, null, 2) + "\n", { mode: 0o600 });
 }
 
 export const readMoveRecord = (tools: Toolbox) => readJson<ManagementMove[]>(moveRecordPath(tools));

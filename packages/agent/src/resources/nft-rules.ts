@@ -1,4 +1,4 @@
-import { intToIpv4, ipv4ToInt, parseIpv4Cidr, sha256Hex, type EgressRule, type ForwardSpec, type NftTableSpec } from "@netfleet/shared";
+import { cidrContains, intToIpv4, ipv4ToInt, parseIpv4Cidr, sha256Hex, type EgressRule, type ForwardSpec, type NftTableSpec } from "@netfleet/shared";
 
 /**
  * The table `inet netfleet` as text, written in the form `nft list table`
@@ -123,9 +123,10 @@ export function desiredElements(spec: NftTableSpec): Record<StaticSet, string[]>
   return out;
 }
 
+/** Whether `ip` is in `cidr` (a network, or a bare address: that one). */
 function inCidr(ip: string, cidr: string): boolean {
   const c = parseIpv4Cidr(cidr.includes("/") ? cidr : `${cidr}/32`);
-  return typeof c !== "string" && ipv4ToInt(ip) >= c.first && ipv4ToInt(ip) <= c.last;
+  return typeof c !== "string" && cidrContains(c, ipv4ToInt(ip));
 }
 
 /** The VM addresses of a forward: `vm` and the `count - 1` following ones. */
