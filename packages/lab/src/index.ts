@@ -5,8 +5,14 @@
  * entry for test/lab, test/bench and test/bootstrap.
  */
 export type { LabGateway, LabHost, LabLag, LabOptions, LabStatus, LabVm } from "./types.ts";
-export { agentCommand, controllerCommand, INET_NAMES, labDown, labReplugVm, labRestartOvs, labStartAgent, labStatus, labStopAgent, labUp, namespaceVms, readLabState, type LabState } from "./lab.ts";
-export { LABNET, dhcp, readLease, type Lease } from "./services.ts";
+export { labUp } from "./up.ts";
+export { labDown } from "./down.ts";
+export { labStatus } from "./status.ts";
+export { readLabState, type LabState } from "./state.ts";
+export { agentCommand, controllerCommand, labStartAgent, labStopAgent } from "./agents.ts";
+export { labRestartOvs } from "./ovs.ts";
+export { labReplugVm, namespaceVms } from "./vms.ts";
+export { dhcp, INET_NAMES, LABNET, readLease, type Lease } from "./services.ts";
 export { buildTopology, vmPortName, type Topology } from "./topology.ts";
 export { CAPS_SEED } from "./libvirt.ts";
 export { appctl, parseBondShow, parseLacpShow, switchArgs, switchLagPort, type BondShow, type LacpMember } from "./switch.ts";

@@ -1,8 +1,10 @@
 import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { netnsExec, vsctl, type LabExec } from "./exec.ts";
+import { LabExec, netnsExec, vsctl } from "./exec.ts";
 import { pidfileAlive, pidInNetns, terminate } from "./procs.ts";
+import { labHostOf, recordOvs, writeLabState } from "./state.ts";
 import type { OvsPaths } from "./topology.ts";
+import type { LabOptions } from "./types.ts";
 
 const SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema";
 
@@ -70,5 +72,20 @@ export async function ensureOvs(x: LabExec, ns: string, p: OvsPaths, restart = f
   );
   const pids = ovsPids(p);
   if (pids.ovsdb === undefined || pids.vswitchd === undefined) throw new Error(`OVS in ${ns} did not stay up; logs in ${p.dir}`);
+  return pids;
+}
+
+/**
+ * Restarts Open vSwitch on one lab host the way a service restart (or a
+ * crash and its supervisor) does: ovs-vswitchd and ovsdb-server stopped by
+ * pid (SIGTERM, then SIGKILL), then started again on their database, so
+ * bridges, ports and fail modes come back and OpenFlow rules do not.
+ * Records the new pids in lab.json and returns them.
+ */
+export async function labRestartOvs(o: LabOptions, hostName: string): Promise<{ ovsdb?: number; vswitchd?: number }> {
+  const { state, h } = labHostOf(o, hostName);
+  const pids = await ensureOvs(new LabExec(), h.namespace, h.ovs, true);
+  recordOvs(state, h.namespace, pids);
+  writeLabState(o.runDir, state);
   return pids;
 }

@@ -8,7 +8,9 @@ import { Command, CommanderError, Option } from "commander";
 import { loadInventory } from "@netfleet/shared";
 import { labAttack } from "./checks/attack-run.ts";
 import { connectivityProbes, runProbes, type CheckRow } from "./checks/connectivity.ts";
-import { labDown, labStatus, labUp } from "./lab.ts";
+import { labDown } from "./down.ts";
+import { labStatus } from "./status.ts";
+import { labUp } from "./up.ts";
 import { rowLines, statusLines } from "./render.ts";
 import type { LabOptions, LabStatus } from "./types.ts";
 

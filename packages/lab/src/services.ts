@@ -16,6 +16,12 @@ import type { Topology, TopoVm } from "./topology.ts";
 
 export const LABNET = join(dirname(fileURLToPath(import.meta.url)), "labnet.ts");
 
+/** Names the lab's upstream resolver answers (the "internet" of the lab). */
+export const INET_NAMES = new Map([
+  ["mirror.inet.test", "198.51.100.20"],
+  ["www.inet.test", "198.51.100.10"],
+]);
+
 /** Lease as recorded by the VM's DHCP client hook. */
 export interface Lease {
   ip: string;
@@ -128,7 +134,7 @@ export async function ensureVmServices(x: LabExec, t: Topology): Promise<Record<
 
 /** udhcpc's event hook: configures the lease on the VM's interface and records it as JSON. */
 const UDHCPC_HOOK = `#!/bin/sh
-# netfleet lab: udhcpc event hook for a namespace VM (written by netfleet lab up)
+# netfleet lab: udhcpc event hook for a namespace VM (written by netfleet-lab up)
 case "$1" in
   deconfig)
     ip -4 addr flush dev "$interface"

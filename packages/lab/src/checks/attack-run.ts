@@ -336,9 +336,9 @@ export async function runAttackProbes(probes: AttackProbe[], status: LabStatus, 
   }
 }
 
-/** `netfleet lab attack`: the rows for this lab and their results. @throws when the lab is not up. */
+/** `netfleet-lab attack`: the rows for this lab and their results. @throws when the lab is not up. */
 export async function labAttack(inventory: Inventory, status: LabStatus): Promise<AttackRow[]> {
-  if (!status.up) throw new Error(`the lab is not up: ${(status.problems ?? []).join("; ") || "run netfleet lab up"}`);
+  if (!status.up) throw new Error(`the lab is not up: ${(status.problems ?? []).join("; ") || "run netfleet-lab up"}`);
   return runAttackProbes(attackProbes(inventory, status), status);
 }
 

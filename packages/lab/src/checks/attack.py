@@ -15,7 +15,7 @@ line, "sent N" or "error ..."; prints "ready" first and exits at the end of
 stdin. (Importing scapy costs a second or more on a busy machine: a row of
 the attack tier then costs a line, not an interpreter.)
 
-The addresses all come from the caller (netfleet lab status): this script
+The addresses all come from the caller (netfleet-lab status): this script
 knows nothing of the lab.
 """
 

@@ -1,5 +1,5 @@
 /**
- * The attack tier of the lab (`netfleet lab attack`): crafted frames sent
+ * The attack tier of the lab (`netfleet-lab attack`): crafted frames sent
  * from VM namespaces by a hostile guest's means (scapy, attack.py beside
  * this file) and looked for where they would land — a tcpdump capture in
  * the target VM's namespace, on the backend's gateway interface, or the
@@ -96,7 +96,7 @@ export interface AttackProbe {
 }
 
 /**
- * One row of `netfleet lab attack`, shaped like a `lab check` row.
+ * One row of `netfleet-lab attack`, shaped like a `lab check` row.
  * got: `dropped` / `delivered` (what happened to the attack frame);
  * `unproven` when the attack was not seen but a control was missing (the row
  * cannot tell policy from breakage); `error` when a tool failed.

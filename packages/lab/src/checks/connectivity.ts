@@ -478,7 +478,7 @@ export function connectivityProbes(inventory: Inventory, status: LabStatus): Pro
   const all = status.vms.filter((v) => v.kind !== "domain");
   const vms = all.filter((v) => v.ip);
   const foreign = all.filter((v) => !inventory.networks.some((n) => n.name === v.network));
-  if (foreign.length > 0) throw new Error(`the lab's VMs ${foreign.map((v) => `${v.name} (${v.network})`).join(", ")} are on networks ${inventory.dir} does not have: run netfleet lab up`);
+  if (foreign.length > 0) throw new Error(`the lab's VMs ${foreign.map((v) => `${v.name} (${v.network})`).join(", ")} are on networks ${inventory.dir} does not have: run netfleet-lab up`);
   const network = (name: string) => inventory.networks.find((n) => n.name === name)!;
   const spec = (vm: LabVm): Vm | undefined => network(vm.network).vms.find((v) => v.name === vm.name && v.mac.toLowerCase() === vm.mac.toLowerCase());
   const isolated = (vm: LabVm) => spec(vm)?.isolated ?? network(vm.network).isolated_ports;

@@ -1,5 +1,5 @@
 /**
- * The probes of `netfleet lab check`, each of which tells "the network said
+ * The probes of `netfleet-lab check`, each of which tells "the network said
  * no" from "the probe could not do its job": ping, a TCP connection (labnet),
  * a DNS question (dig), a fresh DHCP exchange (busybox udhcpc with a hook that
  * only records), and packet captures (tcpdump) for one-way observation. All
@@ -177,7 +177,7 @@ export type DhcpAnswer = Lease;
 export type DhcpResult = { ran: true; answer?: DhcpAnswer; log: string } | NotRun;
 
 const DHCP_PROBE_HOOK = `#!/bin/sh
-# netfleet lab check: udhcpc event hook that only prints the server's answer.
+# netfleet-lab check: udhcpc event hook that only prints the server's answer.
 # It never touches the interface (no deconfig, no address, no route): the
 # probe asks for a lease without disturbing the VM.
 case "$1" in
