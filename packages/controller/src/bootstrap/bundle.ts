@@ -1,9 +1,11 @@
 import { createHash } from "node:crypto";
-import { fileURLToPath } from "node:url";
+import { createRequire } from "node:module";
 import { build } from "esbuild";
 
-export const AGENT_ENTRY = fileURLToPath(new URL("./agent-entry.ts", import.meta.url));
+/** The agent bundle's entry: the agent package's `./bundle-entry` export, resolved to its file. */
+export const AGENT_ENTRY = createRequire(import.meta.url).resolve("@netfleet/agent/bundle-entry");
 
+/** The bundle's code and its SHA-256 (hex). */
 export interface AgentBundle {
   code: Buffer;
   sha256: string;

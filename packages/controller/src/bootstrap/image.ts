@@ -1,17 +1,12 @@
 import { createHash } from "node:crypto";
-import { copyFileSync, mkdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync } from "node:fs";
 import { dirname, join } from "node:path";
+import writeFileAtomic from "write-file-atomic";
 import type { AgentBundle } from "./bundle.ts";
-import { REMOTE, renderConfig, renderUnit, type AgentConfig } from "./layout.ts";
+import { renderConfig, type AgentConfig } from "@netfleet/agent/config";
+import { REMOTE, renderUnit } from "./layout.ts";
 
-/**
- * The agent's files for a host image, under `root` (the image's mounted
- * file system): the bundle, a Node binary, agent.json without a name (the
- * host enrolls by its hostname or management MAC under the controller's
- * approval rules), the unit, and the multi-user.target.wants link that
- * `systemctl enable` would make, so the first boot starts the agent.
- * Files that already hold the same bytes are left alone.
- */
+/** One file written for the image (`path` inside it) and whether its bytes changed. */
 export interface ImageFile {
   path: string;
   changed: boolean;
@@ -31,6 +26,15 @@ function readOrEmpty(file: string): Buffer {
   }
 }
 
+/**
+ * The agent's files for a host image, under `root` (the image's mounted
+ * file system): the bundle, a Node binary, agent.json without a name (the
+ * host enrolls by its hostname or management MAC under the controller's
+ * approval rules), the unit, and the multi-user.target.wants link that
+ * `systemctl enable` would make, so the first boot starts the agent.
+ * Files that already hold the same bytes are left alone; the others are
+ * written atomically (write-file-atomic).
+ */
 export function writeImageFiles(root: string, o: { bundle: AgentBundle; node: string; config: AgentConfig }): ImageFile[] {
   const at = (path: string) => join(root, path);
   const out: ImageFile[] = [];
@@ -39,18 +43,17 @@ export function writeImageFiles(root: string, o: { bundle: AgentBundle; node: st
     const changed = sha256(readOrEmpty(file)) !== sha256(data);
     if (changed) {
       mkdirSync(dirname(file), { recursive: true });
-      writeFileSync(`${file}.netfleet-new`, data, { mode });
-      renameSync(`${file}.netfleet-new`, file);
+      writeFileAtomic.sync(file, data, { mode });
     }
     out.push({ path, changed });
   };
   put(REMOTE.agent, o.bundle.code, 0o644);
   const nodeFile = at(REMOTE.node);
-  const nodeChanged = sha256(readOrEmpty(nodeFile)) !== sha256(readFileSync(o.node));
+  const node = readFileSync(o.node);
+  const nodeChanged = sha256(readOrEmpty(nodeFile)) !== sha256(node);
   if (nodeChanged) {
     mkdirSync(dirname(nodeFile), { recursive: true });
-    copyFileSync(o.node, `${nodeFile}.netfleet-new`);
-    renameSync(`${nodeFile}.netfleet-new`, nodeFile);
+    writeFileAtomic.sync(nodeFile, node, { mode: statSync(o.node).mode & 0o7777 });
   }
   out.push({ path: REMOTE.node, changed: nodeChanged });
   mkdirSync(at(REMOTE.configDir), { recursive: true, mode: 0o700 });

@@ -1,5 +1,6 @@
 /**
- * Entry point of the agent bundle that `netfleet bootstrap` uploads
+ * Entry point of the agent bundle that `netfleet bootstrap` builds (esbuild,
+ * from the package export `@netfleet/agent/bundle-entry`) and uploads
  * (/opt/netfleet/agent.mjs). Besides everything `netfleet-agent` does:
  *
  *   config-run FILE                      netfleet-agent run with the settings of FILE (agent.json);
@@ -14,8 +15,8 @@ import { spawn } from "node:child_process";
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { main } from "../../../agent/src/main.ts";
-import { checkAgentConfig, runArgs } from "./layout.ts";
+import { checkAgentConfig, runArgs } from "./config.ts";
+import { main } from "./main.ts";
 
 const SELF = fileURLToPath(import.meta.url);
 

@@ -1,0 +1,25 @@
+import { describe, expect, it } from "vitest";
+import { checkAgentConfig, renderConfig, runArgs } from "./config.ts";
+
+const token = "abcdefgh.0123456789abcdefXYZ";
+const good = { site: "lab", nats: ["nats://10.0.0.1:4222", "tls://ctl.example:4443"], token };
+
+describe("the agent config (agent.json)", () => {
+  it("accepts a config and turns it into the argv of netfleet-agent run, the token as one word", () => {
+    const c = checkAgentConfig({ ...good, name: "hv1", stateDir: "/var/lib/x", runDir: "/run/x" }, "/etc/netfleet/agent.json");
+    expect(runArgs(c)).toEqual(["run", "--site", "lab", "--nats", "nats://10.0.0.1:4222,tls://ctl.example:4443", `--token=${token}`, "--name", "hv1", "--state-dir", "/var/lib/x", "--run-dir", "/run/x"]);
+    expect(JSON.parse(renderConfig(c))).toEqual(c);
+  });
+
+  it("refuses what it cannot use, naming the file and the field", () => {
+    const f = "/etc/netfleet/agent.json";
+    expect(() => checkAgentConfig([], f)).toThrow(`${f}: want a JSON object`);
+    expect(() => checkAgentConfig({ ...good, extra: 1 }, f)).toThrow(`${f}: extra: unknown key`);
+    expect(() => checkAgentConfig({ ...good, site: "Lab" }, f)).toThrow(`${f}: site: a DNS label`);
+    expect(() => checkAgentConfig({ ...good, nats: [] }, f)).toThrow(`${f}: nats: a list of nats://host:port`);
+    expect(() => checkAgentConfig({ ...good, nats: ["nats://a:99999"] }, f)).toThrow(`${f}: nats: a list of nats://host:port`);
+    expect(() => checkAgentConfig({ ...good, token: "nope" }, f)).toThrow(/token: .*<id>\.<secret>/);
+    expect(() => checkAgentConfig({ ...good, name: 5 }, f)).toThrow(`${f}: name: a DNS label`);
+    expect(() => checkAgentConfig({ ...good, stateDir: "relative" }, f)).toThrow(`${f}: stateDir: an absolute path`);
+  });
+});

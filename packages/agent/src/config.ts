@@ -1,0 +1,82 @@
+import { z } from "zod";
+import { DNS_LABEL, isNatsUrl, parseJoinToken } from "@netfleet/shared";
+
+/** An absolute path of plain names (letters, digits, `_ . @ + -`): what may go into a host's config and the agent's argv. */
+const ABSOLUTE_PATH = /^(?:\/[A-Za-z0-9_.@+-]+)+$/;
+
+const dnsLabel = (want: string) => z.string({ error: want }).regex(DNS_LABEL, want);
+const absolutePath = z.string({ error: "an absolute path" }).regex(ABSOLUTE_PATH, "an absolute path");
+
+/**
+ * The agent's config file (`/etc/netfleet/agent.json`, mode 0600, written by
+ * `netfleet bootstrap` or copied into an image): what
+ * `netfleet-agent run --site --nats --token [--name] [--state-dir] [--run-dir]`
+ * takes, as a file, so the token never appears on a command line.
+ */
+export const AgentConfigSchema = z.strictObject({
+  site: dnsLabel("a DNS label"),
+  nats: z.array(z.string().refine(isNatsUrl), { error: "a list of nats://host:port" }).min(1, "a list of nats://host:port"),
+  /** The site's join token `<id>.<secret>` (netfleet token prints it). */
+  token: z.string({ error: "the site's join token <id>.<secret>" }).superRefine((token, ctx) => {
+    try {
+      parseJoinToken(token);
+    } catch (err) {
+      ctx.addIssue({ code: "custom", message: (err as Error).message });
+    }
+  }),
+  /** Name to enroll as; absent in images: the hostname's first label (or the management MAC) decides. */
+  name: dnsLabel("a DNS label").optional(),
+  /** Default /var/lib/netfleet-agent. */
+  stateDir: absolutePath.optional(),
+  /** Default /run/netfleet. */
+  runDir: absolutePath.optional(),
+});
+
+/** A valid agent config (AgentConfigSchema). */
+export type AgentConfig = z.infer<typeof AgentConfigSchema>;
+
+/** An agent config that is not valid; the message names the file and the field. */
+export class AgentConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "AgentConfigError";
+  }
+}
+
+/**
+ * Validates a parsed agent config (`value`: JSON.parse of the file).
+ * @throws AgentConfigError `<source>: <field>: <what it wants>` for the first
+ *   field at fault (`unknown key` for a key it does not know), or
+ *   `<source>: want a JSON object`.
+ */
+export function checkAgentConfig(value: unknown, source = "agent config"): AgentConfig {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new AgentConfigError(`${source}: want a JSON object`);
+  const parsed = AgentConfigSchema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0]!;
+  if (issue.code === "unrecognized_keys") throw new AgentConfigError(`${source}: ${issue.keys[0]}: unknown key`);
+  const field = String(issue.path[0] ?? "");
+  const message = field === "nats" ? "a list of nats://host:port" : issue.message;
+  throw new AgentConfigError(`${source}: ${field}: ${message}`);
+}
+
+/** The argv of `netfleet-agent run` for a config. */
+export function runArgs(c: AgentConfig): string[] {
+  return [
+    "run",
+    "--site",
+    c.site,
+    "--nats",
+    c.nats.join(","),
+    // One argv word: a token beginning with "-" must not read as an option.
+    `--token=${c.token}`,
+    ...(c.name ? ["--name", c.name] : []),
+    ...(c.stateDir ? ["--state-dir", c.stateDir] : []),
+    ...(c.runDir ? ["--run-dir", c.runDir] : []),
+  ];
+}
+
+/** The config file's text (checked first: a bad config is never written). */
+export function renderConfig(c: AgentConfig): string {
+  return JSON.stringify(checkAgentConfig(c), null, 2) + "\n";
+}
