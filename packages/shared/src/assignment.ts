@@ -1,7 +1,10 @@
 import { z } from "zod";
 import { canonicalJson, sha256Hex } from "./canonical.ts";
 import { DecodeError } from "./errors.ts";
+import { Ipv4Address, Ipv4Interface } from "./ipv4.ts";
 import { DNS_LABEL, INTERFACE_NAME, MAC_ADDRESS, NETWORK_NAME } from "./names.ts";
+import { parseJson } from "./protocol/messages.ts";
+import { PROTOCOL_VERSION, parseFromPeer, parseProtocolVersion, type ProtocolVersion } from "./protocol/version.ts";
 
 /**
  * The desired state of one host: an ordered list of resources (dependencies
@@ -10,7 +13,12 @@ import { DNS_LABEL, INTERFACE_NAME, MAC_ADDRESS, NETWORK_NAME } from "./names.ts
  */
 
 const ifname = z.string().regex(INTERFACE_NAME);
-const cidrAddress = z.string().regex(/^\d{1,3}(?:\.\d{1,3}){3}\/\d{1,2}$/);
+/** An interface address a.b.c.d/len (ipv4.ts: octets 0-255, len 0-32). */
+const cidrAddress = Ipv4Interface;
+/** A dotted-quad IPv4 address (ipv4.ts: octets 0-255, no short forms). */
+const ipv4 = Ipv4Address;
+/** A destination or source: one address, or a block a.b.c.d/len. */
+const cidrOrAddress = z.string().refine((t) => Ipv4Address.safeParse(t).success || Ipv4Interface.safeParse(t).success, "must be an IPv4 address a.b.c.d or a.b.c.d/len (octets 0-255, len 0-32)");
 
 export const KernelBondSpec = z.strictObject({
   kind: z.literal("kernel-bond"),
@@ -132,7 +140,7 @@ export const VmPortPolicySpec = z.strictObject({
   network: z.string().regex(NETWORK_NAME),
   /** The port towards the gateway: the VLAN interface or the patch port. */
   uplinkPort: ifname,
-  gateway: z.strictObject({ ip: z.string().regex(/^\d{1,3}(?:\.\d{1,3}){3}$/), mac: z.string().regex(MAC_ADDRESS) }),
+  gateway: z.strictObject({ ip: ipv4, mac: z.string().regex(MAC_ADDRESS) }),
   isolatedDefault: z.boolean(),
   cookie: z.string().regex(/^0x[0-9a-f]{16}$/),
   /**
@@ -148,18 +156,15 @@ export const VmPortPolicySpec = z.strictObject({
     z.strictObject({
       name: z.string().regex(DNS_LABEL),
       mac: z.string().regex(MAC_ADDRESS),
-      ip: z.string().regex(/^\d{1,3}(?:\.\d{1,3}){3}$/).optional(),
+      ip: ipv4.optional(),
       isolated: z.boolean(),
       /** Further addresses the VM may use (a virtual IP that moves between VMs), with their ARP. */
-      extraAddresses: z.array(z.string().regex(/^\d{1,3}(?:\.\d{1,3}){3}$/)).optional(),
+      extraAddresses: z.array(ipv4).optional(),
       /** Cluster groups of the network this VM belongs to: members reach each other even when isolated. */
       groups: z.array(z.string().regex(DNS_LABEL)).optional(),
     }),
   ),
 });
-
-const ipv4 = z.string().regex(/^\d{1,3}(?:\.\d{1,3}){3}$/);
-const cidrOrAddress = z.string().regex(/^\d{1,3}(?:\.\d{1,3}){3}(?:\/\d{1,2})?$/);
 
 /**
  * A DNS name a network's VMs may resolve. `name` is either an exact name
@@ -343,22 +348,32 @@ export function sealAssignment(doc: Omit<HostAssignment, "hash">): HostAssignmen
   return { ...body, hash: sha256Hex(canonicalJson(body)) };
 }
 
-/** Decodes an assignment from the wire or a file; a bad or tampered document is a DecodeError. */
+/**
+ * Decodes an assignment file (`netfleet compile` output, `netfleet-agent
+ * apply FILE`): read as this peer's protocol, so a field it does not know is
+ * refused. @throws DecodeError for a bad or tampered document.
+ */
 export function decodeAssignment(source: string, text: string): HostAssignment {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    throw new DecodeError(source, "", `not JSON: ${(err as Error).message}`);
-  }
-  const parsed = HostAssignment.safeParse(value);
+  return decodeAssignmentValue(source, parseJson(source, text), parseProtocolVersion(PROTOCOL_VERSION)!);
+}
+
+/**
+ * Decodes an assignment parsed from JSON, sent by a peer of version
+ * `sender` (see version.ts). The content hash is checked over the document
+ * as received, so fields a newer minor added count; they stay in the
+ * returned object (the hash and the envelope's signature cover them, and
+ * the agent keeps the document as received) but are not part of its type.
+ * @throws DecodeError for a document that does not fit, or whose hash does not match.
+ */
+export function decodeAssignmentValue(source: string, value: unknown, sender: ProtocolVersion): HostAssignment {
+  const parsed = parseFromPeer(HostAssignment, value, sender);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     throw new DecodeError(source, issue.path.join("."), issue.message);
   }
-  const { hash, ...body } = parsed.data;
+  const { hash, ...body } = value as Record<string, unknown>;
   if (sha256Hex(canonicalJson(body)) !== hash) {
     throw new DecodeError(source, "hash", "content hash does not match the document");
   }
-  return parsed.data;
+  return value as HostAssignment;
 }

@@ -1,6 +1,6 @@
 import { isIPv6 } from "node:net";
 import { z } from "zod";
-import { isIpv4 } from "./ipv4.ts";
+import { Ipv4Address } from "./ipv4.ts";
 import { DNS_LABEL, MAC_ADDRESS, NETWORK_NAME } from "./names.ts";
 
 /**
@@ -12,7 +12,7 @@ import { DNS_LABEL, MAC_ADDRESS, NETWORK_NAME } from "./names.ts";
 
 /** One IPv6 address in RFC 5952 form as Node prints it (lowercase hex, `::`). */
 const ipv6 = z.string().max(45).refine((s) => isIPv6(s) && s === s.toLowerCase(), { message: "must be an IPv6 address (lowercase)" });
-const address = z.union([z.string().refine(isIpv4, { message: "must be an IPv4 address" }), ipv6]);
+const address = z.union([Ipv4Address, ipv6]);
 const port = z.number().int().min(0).max(65535);
 
 /**

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { ParseError } from "./errors.ts";
 import { decodeMessage } from "./protocol/messages.ts";
-import { isIpv4 } from "./ipv4.ts";
+import { Ipv4Address, isIpv4 } from "./ipv4.ts";
 import { DNS_LABEL, MAC_ADDRESS, NETWORK_NAME } from "./names.ts";
 
 /**
@@ -14,7 +14,7 @@ import { DNS_LABEL, MAC_ADDRESS, NETWORK_NAME } from "./names.ts";
  */
 export const Lease = z.strictObject({
   mac: z.string().regex(MAC_ADDRESS).transform((m) => m.toLowerCase()),
-  ip: z.string().refine(isIpv4, { message: "must be an IPv4 address" }),
+  ip: Ipv4Address,
   expires: z.number().int().min(0),
 });
 

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { DecodeError } from "../errors.ts";
 import { DNS_LABEL, INTERFACE_NAME, MAC_ADDRESS } from "../names.ts";
+import { decodeFromPeer, stampProtocol } from "./version.ts";
 
 /** Every message on the wire, as schemas; types are derived from them. */
 
@@ -198,22 +199,27 @@ export type CheckReply = z.output<typeof CheckReply>;
 export type AdminRequest = z.output<typeof AdminRequest>;
 export type AdminReply = z.output<typeof AdminReply>;
 
-/** Parses and validates one message; anything else is a DecodeError and nothing has been changed. */
-export function decodeMessage<S extends z.ZodType>(schema: S, source: string, data: Uint8Array | string): z.output<S> {
-  let value: unknown;
+/** JSON.parse of a message's bytes (UTF-8) or text. @throws DecodeError naming `source` when it is not JSON. */
+export function parseJson(source: string, data: Uint8Array | string): unknown {
   try {
-    value = JSON.parse(typeof data === "string" ? data : new TextDecoder("utf-8", { fatal: true }).decode(data));
+    return JSON.parse(typeof data === "string" ? data : new TextDecoder("utf-8", { fatal: true }).decode(data));
   } catch (err) {
     throw new DecodeError(source, "", `not JSON: ${(err as Error).message}`);
   }
-  const parsed = schema.safeParse(value);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new DecodeError(source, issue.path.join("."), issue.message);
-  }
-  return parsed.data;
 }
 
+/**
+ * Parses and validates one message or stored document (NATS message, KV
+ * value) of the wire protocol: its `protocol` version is checked and
+ * dropped, fields of a newer minor are dropped, the rest must fit `schema`
+ * (see version.ts). Anything else is a DecodeError (a ProtocolVersionError
+ * for another major) and nothing has been changed.
+ */
+export function decodeMessage<S extends z.ZodType>(schema: S, source: string, data: Uint8Array | string): z.output<S> {
+  return decodeFromPeer(schema, source, parseJson(source, data));
+}
+
+/** A message or document as sent: UTF-8 JSON carrying `protocol: PROTOCOL_VERSION` (see version.ts). */
 export function encodeMessage(message: unknown): Uint8Array {
-  return new TextEncoder().encode(JSON.stringify(message));
+  return new TextEncoder().encode(JSON.stringify(stampProtocol(message)));
 }

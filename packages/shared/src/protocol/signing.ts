@@ -1,16 +1,24 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from "node:crypto";
 import { z } from "zod";
-import { HostAssignment, decodeAssignment } from "../assignment.ts";
+import { decodeAssignmentValue, type HostAssignment } from "../assignment.ts";
 import { canonicalJson } from "../canonical.ts";
 import { DecodeError } from "../errors.ts";
+import { parseJson } from "./messages.ts";
+import { PROTOCOL_VERSION, parseFromPeer, senderVersion } from "./version.ts";
 
 /**
- * Assignments travel signed (ed25519 over the canonical JSON of assignment,
- * revision, signedAt and keyId), so neither the document nor its revision
- * can be altered or replayed with a higher number. The revision is the
+ * Assignments travel signed: ed25519 over the canonical JSON (canonical.ts)
+ * of the envelope as sent, every field but `signature` (protocol,
+ * assignment, revision, signedAt, keyId, and whatever a later minor adds),
+ * so neither the document nor its revision can be altered or replayed with
+ * a higher number, and an older verifier checks a newer envelope over the
+ * fields it does not know too. An envelope signed before versioning (no
+ * `protocol`) has the same signed bytes as before. The revision is the
  * controller's per-host counter, independent of KV sequence numbers.
  */
 export interface SignedAssignment {
+  /** The signer's protocol version (version.ts), signed with the rest; absent on envelopes signed before versioning. */
+  protocol?: string;
   assignment: HostAssignment;
   revision: number;
   signedAt: string;
@@ -18,16 +26,27 @@ export interface SignedAssignment {
   keyId: string;
 }
 
-/** An envelope as decoded from the wire: the signature may be missing; `verifySignedAssignment` decides. */
-export const SignedAssignmentWire = z.strictObject({
+const envelopeShape = {
+  protocol: z.string().max(16).optional(),
   assignment: z.unknown(),
   revision: z.number().int().min(1),
   signedAt: z.iso.datetime({ offset: true }),
   signature: z.string().max(200).optional(),
   keyId: z.string().max(64).optional(),
-});
-export type UnverifiedEnvelope = Omit<SignedAssignment, "signature" | "keyId"> & { signature?: string; keyId?: string };
+};
 
+/** The envelope's fields, read as strictly as any message from a peer (decodeSignedAssignmentValue). */
+const Envelope = z.strictObject(envelopeShape);
+
+/**
+ * An envelope as kept (the agent's checkpoint): the known fields, and any a
+ * newer minor added, kept because the signature covers them. Only a first
+ * look: decodeSignedAssignment checks version, fields and assignment.
+ */
+export const SignedAssignmentWire = z.looseObject(envelopeShape);
+
+/** An envelope as decoded from the wire: the signature may be missing; `verifySignedAssignment` decides. */
+export type UnverifiedEnvelope = Omit<SignedAssignment, "signature" | "keyId"> & { signature?: string; keyId?: string };
 export type RejectionReason = "unsigned" | "unknown-key" | "bad-signature" | "wrong-host" | "stale-revision";
 
 /** A well-formed envelope the agent will not apply. The current assignment stays. */
@@ -63,8 +82,10 @@ export function signingKeyId(publicKey: KeyObject | string): string {
   return createHash("sha256").update(key.export({ type: "spki", format: "der" })).digest("hex").slice(0, 16);
 }
 
-function signedBytes(e: { assignment: HostAssignment; revision: number; signedAt: string; keyId: string }): Buffer {
-  return Buffer.from(canonicalJson({ assignment: e.assignment, revision: e.revision, signedAt: e.signedAt, keyId: e.keyId }));
+/** What the signature covers: the envelope as sent, without its signature. */
+function signedBytes(envelope: object): Buffer {
+  const { signature: _signature, ...signed } = envelope as { signature?: string };
+  return Buffer.from(canonicalJson(signed));
 }
 
 /** Parsed keys by PEM: parsing a key and deriving its id costs more than the signature itself. A controller has one key. */
@@ -97,10 +118,11 @@ function publicKeyOf(publicKey: KeyObject | string): { key: KeyObject; keyId: st
   });
 }
 
+/** The envelope of `assignment` at `revision`, in this peer's protocol version, signed with the controller's key (PKCS#8 PEM). */
 export function signAssignment(assignment: HostAssignment, revision: number, privateKeyPem: string, signedAt = new Date().toISOString()): SignedAssignment {
   const { key: privateKey, keyId } = privateKeyOf(privateKeyPem);
-  const signature = sign(null, signedBytes({ assignment, revision, signedAt, keyId }), privateKey).toString("base64");
-  return { assignment, revision, signedAt, signature, keyId };
+  const envelope = { protocol: PROTOCOL_VERSION, assignment, revision, signedAt, keyId };
+  return { ...envelope, signature: sign(null, signedBytes(envelope), privateKey).toString("base64") };
 }
 
 /**
@@ -111,34 +133,31 @@ export function signAssignment(assignment: HostAssignment, revision: number, pri
  * nested too deeply to read.
  */
 export function decodeSignedAssignment(source: string, data: Uint8Array | string): UnverifiedEnvelope {
-  let value: unknown;
-  try {
-    value = JSON.parse(typeof data === "string" ? data : new TextDecoder("utf-8", { fatal: true }).decode(data));
-  } catch (err) {
-    throw new DecodeError(source, "", `not JSON: ${(err as Error).message}`);
-  }
-  return decodeSignedAssignmentValue(source, value);
+  return decodeSignedAssignmentValue(source, parseJson(source, data));
 }
 
 /**
  * decodeSignedAssignment for an envelope already parsed from JSON (e.g.
- * inside a check request). @throws DecodeError, as decodeSignedAssignment.
+ * inside a check request). The envelope is returned as received: fields a
+ * newer minor added stay in it (unread, outside its type), so the
+ * signature verifies and the envelope can be kept and passed on as signed.
+ * @throws ProtocolVersionError for another major; DecodeError, as decodeSignedAssignment.
  */
 export function decodeSignedAssignmentValue(source: string, value: unknown): UnverifiedEnvelope {
-  const parsed = SignedAssignmentWire.safeParse(value);
+  const sender = senderVersion(source, "assignment envelope", value);
+  const parsed = parseFromPeer(Envelope, value, sender);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     throw new DecodeError(source, issue.path.join("."), `not a signed assignment envelope: ${issue.message}`);
   }
-  let text: string;
+  const received = value as UnverifiedEnvelope;
   try {
-    text = JSON.stringify(parsed.data.assignment);
+    JSON.stringify(received.assignment);
   } catch (err) {
     // A value nested some ten thousand levels deep parses, but cannot be written back (RangeError: call stack).
     throw new DecodeError(source, "assignment", `not an assignment: nested too deeply to read (${(err as Error).message})`);
   }
-  const assignment = decodeAssignment(`${source} assignment`, text);
-  return { ...parsed.data, assignment };
+  return { ...received, assignment: decodeAssignmentValue(`${source} assignment`, received.assignment, sender) };
 }
 
 /**
@@ -160,7 +179,7 @@ export function verifySignedAssignment(
   if (envelope.keyId !== trusted) {
     throw new AssignmentRejectedError("unknown-key", revision, `revision ${revision}: signed by unknown key ${envelope.keyId} (trusted: ${trusted})`);
   }
-  const ok = verify(null, signedBytes({ ...envelope, keyId: envelope.keyId }), key, Buffer.from(envelope.signature, "base64"));
+  const ok = verify(null, signedBytes(envelope), key, Buffer.from(envelope.signature, "base64"));
   if (!ok) throw new AssignmentRejectedError("bad-signature", revision, `revision ${revision}: signature does not verify (forged or altered)`);
   if (expect && (envelope.assignment.site !== expect.site || envelope.assignment.host !== expect.host)) {
     throw new AssignmentRejectedError(
