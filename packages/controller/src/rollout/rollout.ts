@@ -3,15 +3,15 @@ import { hostname } from "node:os";
 import PQueue from "p-queue";
 import pRetry from "p-retry";
 import type { HostAssignment } from "@netfleet/shared";
-import type { HostRecord } from "../store/registry.ts";
-import { StaleRevisionError } from "../store/desired.ts";
 import { isTransient, withRetry } from "../store/kv.ts";
-import { diffAssignments, hostDiffStatus, verdict } from "./diff.ts";
+import { applyWaves } from "./apply.ts";
+import { checkWaves } from "./check.ts";
+import { diffAssignments, hostDiffStatus } from "./diff.ts";
 import type { RolloutEvent, RolloutResult } from "./events.ts";
 import type { RolloutStores } from "./ports.ts";
 import { RolloutProgress } from "./progress.ts";
 import { revert } from "./revert.ts";
-import { RolloutAbort, runWaves } from "./run.ts";
+import { RolloutAbort } from "./run.ts";
 import { orderTargets, planWaves, resolveAmount, type Amount } from "./waves.ts";
 import { LockHeldError, LockLostError, type RolloutLease, type RolloutState } from "./state.ts";
 
@@ -89,8 +89,6 @@ export class Rollout {
   private readonly abort = new RolloutAbort();
   private lease: RolloutLease | undefined;
   private progress: RolloutProgress | undefined;
-  /** Hosts approved when the waves started (read in one pass, not once per host). */
-  private approved: Map<string, HostRecord> | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
   private readonly started = Date.now();
   private unchanged: string[] = [];
@@ -120,10 +118,9 @@ export class Rollout {
     try {
       const progress = this.options.resume ? await this.resumeState() : await this.newState();
       this.renewTimer = setInterval(() => void this.renewLock(), this.options.lockRenewMs);
-      if (progress.state.phase === "running") await this.applyWaves(progress);
-      if (progress.state.phase === "reverting") {
-        await revert({ stores: this.stores, progress, abort: this.abort, emit: this.emit, parallel: this.options.parallel, applyTimeoutMs: this.options.applyTimeoutMs });
-      }
+      const run = { stores: this.stores, progress, abort: this.abort, emit: this.emit, parallel: this.options.parallel, applyTimeoutMs: this.options.applyTimeoutMs };
+      if (progress.state.phase === "running") await applyWaves({ ...run, targets: this.targets });
+      if (progress.state.phase === "reverting") await revert(run);
       return { result: await this.finish(progress), state: progress.state };
     } catch (err) {
       // A state too large to write cannot be resumed: the rollout fails, and says so in its (small) header when it can.
@@ -280,73 +277,6 @@ export class Rollout {
     }
   }
 
-  // ---- applying -------------------------------------------------------
-
-  /** The waves in apply mode; over the budget, the state goes to `reverting`. */
-  private async applyWaves(progress: RolloutProgress): Promise<void> {
-    const maxFail = progress.state.maxFail ?? 0;
-    const records = await withRetry(() => this.stores.registry.list(), 30_000).catch(() => []);
-    this.approved = new Map(records.filter((r) => r.state === "approved").map((r) => [r.host, r]));
-    const stoppedAt = await runWaves({
-      waves: progress.state.waves,
-      maxFail,
-      parallel: this.options.parallel,
-      abort: this.abort,
-      emit: this.emit,
-      due: (host) => ["pending", "applying"].includes(progress.host(host).status),
-      host: async (host) => {
-        await this.applyHost(progress, host);
-        return progress.host(host).status === "failed";
-      },
-      failed: () => progress.hosts("failed"),
-    });
-    if (stoppedAt === undefined) return;
-    const failed = progress.hosts("failed");
-    progress.state.phase = "reverting";
-    progress.state.note = stoppedAt === 0 ? `canary ${failed.join(", ")} failed` : `${failed.length} hosts failed, budget ${maxFail}`;
-    await progress.save();
-  }
-
-  /** Publishes a pending host's assignment (compare-and-set), waits for its report and judges it. */
-  private async applyHost(progress: RolloutProgress, host: string): Promise<void> {
-    const started = Date.now();
-    const p = progress.host(host);
-    const target = this.targets.get(host)!;
-    try {
-      if (p.status === "pending") {
-        // Approved at the start of the rollout (one pass over the registry), or read now.
-        const known = this.approved?.has(host) ? this.approved.get(host) : undefined;
-        const record = known ?? (await withRetry(() => this.stores.registry.get(host), 30_000));
-        if (record?.state !== "approved") throw new Error(record ? `not approved (${record.state}${record.reason ? `: ${record.reason}` : ""})` : "has not enrolled");
-        let published;
-        try {
-          published = await this.stores.publish(target.assignment, { basedOn: p.basedOn });
-        } catch (err) {
-          if (err instanceof StaleRevisionError) throw new Error(`desired state changed since the diff (someone else published); rerun the rollout`);
-          throw err;
-        }
-        p.status = "applying";
-        p.revision = published.revision;
-        await progress.save(host);
-      }
-      this.emit({ event: "host-start", host, ...(p.revision ? { revision: p.revision } : {}) });
-      const report = await this.stores.waitForApplied(host, p.revision!, this.options.applyTimeoutMs);
-      const problem = verdict(report, p.revision!, target.assignment.hash);
-      const failures = report.results.filter((r) => r.result === false).map((r) => ({ id: r.id, ...(r.comment ? { comment: r.comment } : {}) }));
-      p.status = problem ? "failed" : "ok";
-      if (problem) p.error = problem;
-      await progress.save(host);
-      this.emit({ event: "host-done", host, ok: !problem, revision: p.revision!, summary: report.summary, failures, ...(problem ? { error: problem } : {}), ms: Date.now() - started });
-    } catch (err) {
-      if (err instanceof LockLostError || err === this.abort.fatal) throw err;
-      p.status = "failed";
-      p.error = (err as Error).message;
-      await progress.save(host).catch(() => {});
-      if (this.abort.fatal) throw this.abort.fatal;
-      this.emit({ event: "host-done", host, ok: false, ...(p.revision ? { revision: p.revision } : {}), error: p.error, ms: Date.now() - started });
-    }
-  }
-
   /** Ends the rollout: its final phase written, and the `done` event. */
   private async finish(progress: RolloutProgress): Promise<RolloutResult> {
     const { state } = progress;
@@ -375,42 +305,19 @@ export class Rollout {
     const todo = await this.diffAll();
     const { waves, maxFail } = this.plan(todo);
     this.emit({ event: "rollout", rolloutId: "check", site: this.stores.options.site, check: true, resume: false, waves, maxFail, unchanged: [] });
-    const ok: string[] = [];
-    const failed: string[] = [];
-    const stopped = await runWaves({
+    const { ok, failed, stopped } = await checkWaves({
+      stores: this.stores,
+      targets: this.targets,
       waves,
       maxFail,
       parallel: this.options.parallel,
       abort: this.abort,
       emit: this.emit,
-      host: async (host) => {
-        const good = await this.checkHost(host);
-        (good ? ok : failed).push(host);
-        return !good;
-      },
-      failed: () => [...failed],
+      applyTimeoutMs: this.options.applyTimeoutMs,
     });
     const skipped = todo.map((t) => t.target.host).filter((h) => !ok.includes(h) && !failed.includes(h));
-    const result: RolloutResult = stopped !== undefined ? "failed" : failed.length ? "partial" : "success";
+    const result: RolloutResult = stopped ? "failed" : failed.length ? "partial" : "success";
     this.emit({ event: "done", result, ok, failed, reverted: [], skipped, unchanged: [], ms: Date.now() - this.started });
     return { result };
-  }
-
-  /** Asks one host's agent what it would change; true when it answered without failures. */
-  private async checkHost(host: string): Promise<boolean> {
-    const started = Date.now();
-    this.emit({ event: "host-start", host });
-    try {
-      const reply = await this.stores.check(this.targets.get(host)!.assignment, this.options.applyTimeoutMs);
-      const failures = reply.results.filter((r) => r.result === false).map((r) => ({ id: r.id, ...(r.comment ? { comment: r.comment } : {}) }));
-      const wouldChange = reply.results.filter((r) => r.result === null).map((r) => ({ id: r.id, fields: r.changes ?? [] }));
-      const good = reply.ok && failures.length === 0;
-      this.emit({ event: "host-done", host, ok: good, summary: reply.summary, failures, wouldChange, ...(reply.error ? { error: reply.error } : {}), ms: Date.now() - started });
-      return good;
-    } catch (err) {
-      const msg = /no responders|503/i.test((err as Error).message) ? "agent not connected (no answer to the check request)" : (err as Error).message;
-      this.emit({ event: "host-done", host, ok: false, error: msg, ms: Date.now() - started });
-      return false;
-    }
   }
 }

@@ -3,6 +3,7 @@ import { ROLLOUT_LOCK_KEY, ROLLOUT_STATE_KEY, decodeMessage, encodeMessage } fro
 import { z } from "zod";
 import { compareAndSet, isRevisionConflict, liveValue } from "../store/kv.ts";
 
+/** The rollout lock's value: who holds it (host:pid:rolloutId), since when, last renewed when (ISO times). */
 const LockRecord = z.strictObject({
   owner: z.string(),
   acquiredAt: z.string(),
@@ -17,6 +18,7 @@ export interface RolloutLease extends LockRecord {
   revision: number;
 }
 
+/** One host's progress in a rollout, from `pending` to `ok`/`failed`, and on a revert to `reverted`, `revert-failed` or `not-reverted`. */
 export const HostProgress = z.strictObject({
   role: z.enum(["backend", "vmhost"]),
   /** Content hash of the assignment this rollout brings. */
@@ -64,6 +66,7 @@ const StoredShard = z.strictObject({ rolloutId: z.string(), hosts: z.record(z.st
 /** At most ~2.3 KB per host (an error is cut at 2000 characters): well under 1 MB per shard. */
 export const HOSTS_PER_SHARD = 256;
 
+/** The KV key of host shard `index` of the rollout state (`state.hosts.<index>`). */
 export function rolloutShardKey(index: number): string {
   return `${ROLLOUT_STATE_KEY}.hosts.${index}`;
 }
@@ -84,6 +87,7 @@ export class StateTooLargeError extends Error {
   }
 }
 
+/** Another rollout holds the lock (a live one, for takeOver); `holder` says whose it is. */
 export class LockHeldError extends Error {
   readonly holder: LockRecord;
   constructor(holder: LockRecord) {
@@ -93,6 +97,7 @@ export class LockHeldError extends Error {
   }
 }
 
+/** The lock (or the state record beside it) was changed by someone else: this rollout may not write any more. */
 export class LockLostError extends Error {
   constructor(message: string) {
     super(message);
@@ -107,6 +112,7 @@ export class RolloutLock {
     this.kv = kv;
   }
 
+  /** Creates the lock for `owner`; throws LockHeldError when it exists. */
   async acquire(owner: string, rolloutId?: string): Promise<RolloutLease> {
     const now = new Date().toISOString();
     const record: LockRecord = { owner, acquiredAt: now, renewedAt: now, ...(rolloutId ? { rolloutId } : {}) };
@@ -120,10 +126,12 @@ export class RolloutLock {
     }
   }
 
+  /** Who holds the lock, if anyone. */
   async holder(): Promise<LockRecord | undefined> {
     return (await this.current())?.record;
   }
 
+  /** The lock record with its KV revision (the compare-and-set base of a takeover), if held. */
   async current(): Promise<{ record: LockRecord; revision: number } | undefined> {
     const entry = liveValue(await this.kv.get(ROLLOUT_LOCK_KEY));
     return entry ? { record: decodeMessage(LockRecord, "rollout lock", entry.value), revision: entry.revision } : undefined;
@@ -170,11 +178,6 @@ export class RolloutLock {
       if (isRevisionConflict(err)) throw new LockLostError(`rollout lock of ${lease.owner} was taken over or already released`);
       throw err;
     }
-  }
-
-  /** Operator override for a lock whose holder died. */
-  async breakLock(): Promise<void> {
-    await this.kv.delete(ROLLOUT_LOCK_KEY);
   }
 
   /**
@@ -242,6 +245,7 @@ export class RolloutStateWriter {
     this.maxPayload = maxPayload;
   }
 
+  /** KV revision of the header as last written or read. */
   get revision(): number {
     return this.headerRevision;
   }

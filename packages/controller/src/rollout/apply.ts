@@ -1,0 +1,87 @@
+import type { HostAssignment } from "@netfleet/shared";
+import { StaleRevisionError } from "../store/desired.ts";
+import { withRetry } from "../store/kv.ts";
+import type { HostRecord } from "../store/registry.ts";
+import { verdict } from "./diff.ts";
+import type { RolloutStores } from "./ports.ts";
+import type { RevertRun } from "./revert.ts";
+import { runWaves } from "./run.ts";
+import { LockLostError } from "./state.ts";
+
+/** What apply mode works with: as a revert, plus the registry and each host's target assignment. */
+export interface ApplyRun extends Omit<RevertRun, "stores"> {
+  stores: Pick<RolloutStores, "registry" | "publish" | "waitForApplied">;
+  targets: ReadonlyMap<string, { assignment: HostAssignment }>;
+}
+
+/**
+ * The waves in apply mode: each due host (pending, or applying when resumed) published and judged
+ * on its verified report. Over the budget (or a failed canary) the state goes to `reverting`, with
+ * a note saying why. Throws only what aborts the rollout (see RolloutAbort).
+ */
+export async function applyWaves(run: ApplyRun): Promise<void> {
+  const { progress } = run;
+  const maxFail = progress.state.maxFail ?? 0;
+  // Hosts approved when the waves start, read in one pass (a host not among them is read on its own).
+  const records = await withRetry(() => run.stores.registry.list(), 30_000).catch(() => []);
+  const approved = new Map(records.filter((r) => r.state === "approved").map((r) => [r.host, r]));
+  const stoppedAt = await runWaves({
+    waves: progress.state.waves,
+    maxFail,
+    parallel: run.parallel,
+    abort: run.abort,
+    emit: run.emit,
+    due: (host) => ["pending", "applying"].includes(progress.host(host).status),
+    host: async (host) => {
+      await applyHost(run, approved, host);
+      return progress.host(host).status === "failed";
+    },
+    failed: () => progress.hosts("failed"),
+  });
+  if (stoppedAt === undefined) return;
+  const failed = progress.hosts("failed");
+  progress.state.phase = "reverting";
+  progress.state.note = stoppedAt === 0 ? `canary ${failed.join(", ")} failed` : `${failed.length} hosts failed, budget ${maxFail}`;
+  await progress.save();
+}
+
+/** Publishes a pending host's assignment (compare-and-set), waits for its report and judges it. */
+async function applyHost(run: ApplyRun, approved: ReadonlyMap<string, HostRecord>, host: string): Promise<void> {
+  const { progress, stores, abort } = run;
+  const started = Date.now();
+  const p = progress.host(host);
+  const target = run.targets.get(host)!;
+  try {
+    if (p.status === "pending") {
+      // Approved at the start of the rollout (one pass over the registry), or read now.
+      const known = approved.get(host);
+      const record = known ?? (await withRetry(() => stores.registry.get(host), 30_000));
+      if (record?.state !== "approved") throw new Error(record ? `not approved (${record.state}${record.reason ? `: ${record.reason}` : ""})` : "has not enrolled");
+      let published;
+      try {
+        published = await stores.publish(target.assignment, { basedOn: p.basedOn });
+      } catch (err) {
+        if (err instanceof StaleRevisionError) throw new Error(`desired state changed since the diff (someone else published); rerun the rollout`);
+        throw err;
+      }
+      p.status = "applying";
+      p.revision = published.revision;
+      await progress.save(host);
+    }
+    run.emit({ event: "host-start", host, ...(p.revision ? { revision: p.revision } : {}) });
+    const report = await stores.waitForApplied(host, p.revision!, run.applyTimeoutMs);
+    const problem = verdict(report, p.revision!, target.assignment.hash);
+    const failures = report.results.filter((r) => r.result === false).map((r) => ({ id: r.id, ...(r.comment ? { comment: r.comment } : {}) }));
+    p.status = problem ? "failed" : "ok";
+    if (problem) p.error = problem;
+    await progress.save(host);
+    run.emit({ event: "host-done", host, ok: !problem, revision: p.revision!, summary: report.summary, failures, ...(problem ? { error: problem } : {}), ms: Date.now() - started });
+  } catch (err) {
+    if (err instanceof LockLostError || err === abort.fatal) throw err;
+    p.status = "failed";
+    p.error = (err as Error).message;
+    await progress.save(host).catch(() => {});
+    if (abort.fatal) throw abort.fatal;
+    run.emit({ event: "host-done", host, ok: false, ...(p.revision ? { revision: p.revision } : {}), error: p.error, ms: Date.now() - started });
+  }
+}

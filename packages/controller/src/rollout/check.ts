@@ -1,0 +1,61 @@
+import type { HostAssignment } from "@netfleet/shared";
+import type { RolloutEvent } from "./events.ts";
+import type { RolloutStores } from "./ports.ts";
+import { runWaves, type RolloutAbort } from "./run.ts";
+
+/** What check mode works with: the agents' check RPC, each host's target assignment, and the plan. */
+export interface CheckRun {
+  stores: Pick<RolloutStores, "check">;
+  targets: ReadonlyMap<string, { assignment: HostAssignment }>;
+  waves: readonly (readonly string[])[];
+  /** Failed hosts allowed before the check stops; a failed canary stops it whatever the budget. */
+  maxFail: number;
+  /** Hosts checked at once within a wave (default: the whole wave). */
+  parallel: number | undefined;
+  abort: RolloutAbort;
+  emit: (e: RolloutEvent) => void;
+  /** How long an agent has to answer, in milliseconds. */
+  applyTimeoutMs: number;
+}
+
+/**
+ * The waves in check mode: each host's agent asked what it would change to reach its target
+ * (nothing is published). A host fails when its agent does not answer, refuses, or reports failed
+ * resources. Returns the hosts that passed and failed, and whether the budget stopped the run.
+ */
+export async function checkWaves(run: CheckRun): Promise<{ ok: string[]; failed: string[]; stopped: boolean }> {
+  const ok: string[] = [];
+  const failed: string[] = [];
+  const stoppedAt = await runWaves({
+    waves: run.waves,
+    maxFail: run.maxFail,
+    parallel: run.parallel,
+    abort: run.abort,
+    emit: run.emit,
+    host: async (host) => {
+      const good = await checkHost(run, host);
+      (good ? ok : failed).push(host);
+      return !good;
+    },
+    failed: () => [...failed],
+  });
+  return { ok, failed, stopped: stoppedAt !== undefined };
+}
+
+/** Asks one host's agent what it would change, emitting its events; true when it answered without failures. */
+async function checkHost(run: CheckRun, host: string): Promise<boolean> {
+  const started = Date.now();
+  run.emit({ event: "host-start", host });
+  try {
+    const reply = await run.stores.check(run.targets.get(host)!.assignment, run.applyTimeoutMs);
+    const failures = reply.results.filter((r) => r.result === false).map((r) => ({ id: r.id, ...(r.comment ? { comment: r.comment } : {}) }));
+    const wouldChange = reply.results.filter((r) => r.result === null).map((r) => ({ id: r.id, fields: r.changes ?? [] }));
+    const good = reply.ok && failures.length === 0;
+    run.emit({ event: "host-done", host, ok: good, summary: reply.summary, failures, wouldChange, ...(reply.error ? { error: reply.error } : {}), ms: Date.now() - started });
+    return good;
+  } catch (err) {
+    const msg = /no responders|503/i.test((err as Error).message) ? "agent not connected (no answer to the check request)" : (err as Error).message;
+    run.emit({ event: "host-done", host, ok: false, error: msg, ms: Date.now() - started });
+    return false;
+  }
+}
