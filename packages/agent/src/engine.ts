@@ -6,7 +6,8 @@ import { displayCommand, type Builtin, type Runner } from "./exec/runner.ts";
 import { handlerFor } from "./resources/index.ts";
 import type { HostAccess, ObserveContext, PlanContext, ResourcePlan, ResourceResult } from "./resources/types.ts";
 import type { Toolbox } from "./tools.ts";
-import { disruptionRefusal, disruptions, guardPlan, type GuardDecision } from "./resources/management-guard.ts";
+import { disruptionRefusal, disruptions } from "./resources/management-disruption.ts";
+import { guardPlan, type GuardDecision } from "./resources/management-guard.ts";
 import {
   failedRecordPath,
   observeManagement,

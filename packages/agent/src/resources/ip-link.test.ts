@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { ParseError, type InterfaceAddressSpec, type KernelBondSpec, type VlanInterfaceSpec } from "@netfleet/shared";
 import { fixture, fixtureContext as ctx } from "./fixtures.ts";
-import { interfaceAddress, kernelBond, parseAddresses, parseLinks, vlanInterface } from "./ip-link.ts";
-import { parseRoutes } from "./management-guard.ts";
+import { parseAddresses, parseLinks, parseRoutes } from "./ip-json.ts";
+import { interfaceAddress, kernelBond, vlanInterface } from "./ip-link.ts";
 
 const links = (name: string) => ({ links: parseLinks(fixture(`ip/${name}-link.json`)) });
 const bond: KernelBondSpec = { kind: "kernel-bond", name: "bond0", mode: "active-backup", members: ["eth0", "eth1"], miimon: 100, mtu: 9000 };

@@ -3,18 +3,11 @@ import type { KernelBondSpec, PruneSpec, ResourceSpec } from "@netfleet/shared";
 import { prune } from "./prune.ts";
 import { mutate } from "../exec/runner.ts";
 import { fixture, fixtureContext } from "./fixtures.ts";
-import { kernelBond, parseAddresses, parseLinks } from "./ip-link.ts";
-import {
-  disruptionRefusal,
-  disruptions,
-  guardPlan,
-  managementHolds,
-  moveLines,
-  parseManagementLinks,
-  parseRoutes,
-  undoLines,
-  type ManagementView,
-} from "./management-guard.ts";
+import { parseAddresses, parseLinks, parseManagementLinks, parseRoutes } from "./ip-json.ts";
+import { kernelBond } from "./ip-link.ts";
+import { disruptionRefusal, disruptions } from "./management-disruption.ts";
+import { guardPlan, moveLines, undoLines } from "./management-guard.ts";
+import { managementHolds, type ManagementView } from "./management-view.ts";
 
 // Fixtures: __fixtures__/mgmt (Debian kernel 6.1, see NOTES.md there). "before": eth0 holds
 // 10.98.0.11/24, the default route via 10.98.0.254 and 10.99.0.0/24 via it (metric 50);

@@ -4,7 +4,9 @@ import writeFileAtomic from "write-file-atomic";
 import { mutate, type Runner } from "../exec/runner.ts";
 import type { Toolbox } from "../tools.ts";
 import { observeAddresses } from "./ip-link.ts";
-import { parseManagementLinks, parseRoutes, undoLines, type FailedMove, type ManagementMove, type ManagementView } from "./management-guard.ts";
+import { parseManagementLinks, parseRoutes } from "./ip-json.ts";
+import { undoLines, type FailedMove, type ManagementMove } from "./management-guard.ts";
+import type { ManagementView } from "./management-view.ts";
 import type { ObserveContext } from "./types.ts";
 
 /**

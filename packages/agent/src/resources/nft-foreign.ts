@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { parseJson } from "./ip-link.ts";
+import { parseJson } from "./tool-json.ts";
 
 /**
  * Other nftables tables that may drop what our table accepts. A packet is

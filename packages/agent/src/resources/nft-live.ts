@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { parseJson } from "./ip-link.ts";
+import { parseJson } from "./tool-json.ts";
 import { STATIC_SETS, MARK, cidrSet, type CarriedElement, type StaticSet } from "./nft-rules.ts";
 
 /**

@@ -11,7 +11,7 @@ import { Toolbox } from "../tools.ts";
 import { daemonNotRunning, prune } from "./prune.ts";
 import { dnsmasqFiles } from "./dnsmasq.ts";
 import { fixture, fixtureContext as ctx, noFiles } from "./fixtures.ts";
-import { parseLinks } from "./ip-link.ts";
+import { parseLinks } from "./ip-json.ts";
 import { ovsObserveArgv, parseOvsState } from "./ovs.ts";
 import { sysctl } from "./sysctl.ts";
 import type { HostAccess, ObserveContext } from "./types.ts";
