@@ -1,7 +1,6 @@
 export * from "./exec/runner.ts";
 export { Toolbox, type ToolPaths } from "./tools.ts";
-export { reconcile, summarize, type ReconcileOptions } from "./engine.ts";
-export { EmptyHostRunner, emptyHost } from "./empty-host.ts";
+export { planAbsent, reconcile, summarize, type ReconcileOptions } from "./engine.ts";
 export { handlers } from "./resources/index.ts";
 export type { ResourceResult, ResourcePlan, ResourceHandler } from "./resources/types.ts";
 export { AgentDaemon, type DaemonOptions } from "./daemon.ts";
