@@ -1,7 +1,6 @@
 import { intToIpv4, ipv4ToInt, parseIpv4Cidr, type Ipv4Cidr } from "../ipv4.ts";
-import type { Host, Network } from "./model.ts";
 import { formatPortRange, portRangesOverlap, type PortRange } from "./ports.ts";
-import type { NetworkSpec, SiteSettings } from "./schema.ts";
+import type { SiteSettings } from "./schema.ts";
 import type { Ref, Reporter } from "./report.ts";
 import { resolveMtu, type MtuInput } from "./check-mtu.ts";
 

@@ -1,5 +1,3 @@
-import type { PortSet } from "./schema.ts";
-
 /**
  * Port numbers and inclusive port ranges as an inventory writes them: a
  * number (`22`) or a string range (`"8000-8100"`). TCP and UDP ports are
@@ -54,7 +52,7 @@ export function portRangesOverlap(a: PortRange, b: PortRange): boolean {
  * schema) as one { proto, first, last } per port or range, deduplicated,
  * sorted by protocol, then port.
  */
-export function resolvePortSets(sets: readonly PortSet[]): { proto: "tcp" | "udp"; first: number; last: number }[] {
+export function resolvePortSets(sets: readonly { proto: "tcp" | "udp"; ports: readonly (number | string)[] }[]): { proto: "tcp" | "udp"; first: number; last: number }[] {
   const out = sets.flatMap((set) => set.ports.map((p) => ({ proto: set.proto, ...(parsePortRange(p) as PortRange) })));
   const unique = [...new Map(out.map((x) => [`${x.proto}/${x.first}-${x.last}`, x])).values()];
   return unique.sort((a, b) => a.proto.localeCompare(b.proto) || a.first - b.first || a.last - b.last);
