@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { AuditRecord } from "@netfleet/shared";
-import { formatAuditLine, matchRecord, parseSince, type AuditedNic } from "./audit.ts";
+import { matchRecord, type AuditedNic } from "../store/vm-audit.ts";
+import { formatAuditLine, parseSince } from "./audit.ts";
 
 const NOW = Date.parse("2026-11-29T22:00:00Z");
 const record = (r: Partial<AuditRecord>): AuditRecord => ({ time: "2026-11-29T21:59:00.000Z", network: "secure", verdict: "allow", src: "10.81.0.11", dst: "203.0.113.10", proto: "tcp", sport: 40000, dport: 80, ...r });

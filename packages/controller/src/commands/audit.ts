@@ -1,7 +1,7 @@
-import { Kvm } from "@nats-io/kv";
-import { LeaseTable, decodeMessage, leasesBucket, liveLeases, type AuditRecord, type Inventory } from "@netfleet/shared";
+import type { Inventory } from "@netfleet/shared";
 import type { ControlPlane } from "../control-plane.ts";
-import { readAudit, type StoredAuditRecord } from "../store/audit.ts";
+import { readAudit } from "../store/audit.ts";
+import { auditedNics, matchRecord, type AuditLine } from "../store/vm-audit.ts";
 import type { CommandOutput } from "../output.ts";
 
 /** Default window of `netfleet audit`: the last 24 hours. */
@@ -20,59 +20,6 @@ export function parseSince(text: string, now = Date.now()): Date {
     if (!Number.isNaN(t)) return new Date(t);
   }
   throw new Error(`--since takes a duration (90s, 15m, 1h, 7d) or an ISO date-time, not ${JSON.stringify(text)}`);
-}
-
-/** One NIC of the VM asked about: its network, MAC, and the addresses it holds (static, extra, and its live DHCP lease). */
-export interface AuditedNic {
-  network: string;
-  mac: string;
-  addresses: string[];
-}
-
-/** A matching record, with its direction seen from the VM: `out` (it sent it), `in` (sent to it). */
-export type AuditLine = StoredAuditRecord & { direction: "out" | "in" };
-
-/**
- * Which of the VM's NICs a record concerns, and how. A record the VM sent
- * carries the VM's MAC as its frame source (NFULA_HWADDR); when a record
- * has a MAC, that decides (a shared virtual IP cannot make another VM's
- * packet look like ours). Without a MAC the source address decides. A
- * record whose destination is one of the VM's addresses is `in`.
- */
-export function matchRecord(record: AuditRecord, nics: readonly AuditedNic[]): "out" | "in" | undefined {
-  for (const nic of nics) {
-    if (record.network !== nic.network) continue;
-    const fromVm = record.mac !== undefined ? record.mac.toLowerCase() === nic.mac : nic.addresses.includes(record.src);
-    if (fromVm) return "out";
-    if (nic.addresses.includes(record.dst)) return "in";
-  }
-  return undefined;
-}
-
-/** The VM's NICs in the inventory (a VM name may appear in several networks), with live leases read from `nf_<site>_leases`. */
-export async function auditedNics(cp: ControlPlane, inventory: Inventory, vm: string): Promise<AuditedNic[]> {
-  const nics = inventory.networks.flatMap((n) =>
-    n.vms.filter((v) => v.name === vm).map((v) => ({ network: n.name, mac: v.mac.toLowerCase(), addresses: [...(v.ip ? [v.ip] : []), ...v.extra_addresses] })),
-  );
-  if (nics.length === 0) return nics;
-  const kv = await new Kvm(cp.nc).open(leasesBucket(cp.options.site));
-  const now = Math.floor(Date.now() / 1000);
-  for await (const key of await kv.keys()) {
-    const entry = await kv.get(key);
-    if (!entry || entry.operation !== "PUT") continue;
-    let table: LeaseTable;
-    try {
-      table = decodeMessage(LeaseTable, `kv ${entry.bucket}/${key}`, entry.value);
-    } catch {
-      continue; // a backend's bad table names no address of ours
-    }
-    for (const nic of nics) {
-      for (const lease of liveLeases(table.networks[nic.network] ?? [], now)) {
-        if (lease.mac === nic.mac && !nic.addresses.includes(lease.ip)) nic.addresses.push(lease.ip);
-      }
-    }
-  }
-  return nics;
 }
 
 function endpoint(address: string, port: number | undefined): string {
@@ -95,7 +42,7 @@ export function formatAuditLine(r: AuditLine): string {
  * Exit 0 (also with no records), 2 when the inventory has no such VM.
  */
 export async function auditCommand(cp: ControlPlane, inventory: Inventory, vm: string, since: Date, out: CommandOutput): Promise<number> {
-  const nics = await auditedNics(cp, inventory, vm);
+  const nics = await auditedNics(cp.nc, cp.options.site, inventory, vm);
   if (nics.length === 0) {
     out.error(`netfleet audit: no VM named ${JSON.stringify(vm)} in the inventory ${inventory.dir}`);
     return 2;

@@ -1,7 +1,7 @@
 import type { ControlPlane } from "../control-plane.ts";
 import { HostNotFoundError } from "../enrollment/service.ts";
 import type { HostRecord } from "../store/registry.ts";
-import type { HostStatus } from "../store/status.ts";
+import { readEnrollments, type HostStatus } from "../store/status.ts";
 import { escapeText } from "@netfleet/shared";
 import type { CommandOutput } from "../output.ts";
 
@@ -13,27 +13,7 @@ function ago(iso: string | null | undefined): string {
 
 /** `netfleet hosts`: every inventory or enrolled host with its enrollment state. */
 export async function hostsCommand(cp: ControlPlane, out: CommandOutput): Promise<number> {
-  const records = new Map((await cp.registry.list()).map((r) => [r.host, r]));
-  const inventory = new Set(cp.options.hosts.map((h) => h.name));
-  const names = [...new Set([...inventory, ...records.keys()])].sort();
-  const rows = names.map((host) => {
-    const r = records.get(host);
-    return {
-      host,
-      inventory: inventory.has(host),
-      state: r?.state ?? "unenrolled",
-      reason: r?.reason ?? null,
-      matchedBy: r?.matchedBy ?? null,
-      claimedName: r?.facts.hostname ?? null,
-      agentVersion: r?.facts.agentVersion ?? null,
-      ovsVersion: r?.facts.ovsVersion ?? null,
-      libvirtVersion: r?.facts.libvirtVersion ?? null,
-      kernel: r?.facts.kernel ?? null,
-      firstSeen: r?.firstSeen ?? null,
-      lastSeen: r?.lastSeen ?? null,
-      approvedAt: r?.approvedAt ?? null,
-    };
-  });
+  const rows = await readEnrollments(cp.registry, cp.options.hosts);
   if (out.json) {
     out.emit({ site: cp.options.site, hosts: rows });
     return 0;

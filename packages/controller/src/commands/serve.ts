@@ -3,9 +3,9 @@ import { resolve } from "node:path";
 import { isIpv4, isNatsUrl, type Inventory } from "@netfleet/shared";
 import type { ControlPlane } from "../control-plane.ts";
 import { NatsServer } from "../nats/server.ts";
-import { agentUser, controllerUser, enrollmentUser } from "../nats/permissions.ts";
 import { ControllerHome } from "../store/home.ts";
 import { CredentialStore } from "../store/credentials.ts";
+import { UserSync } from "../enrollment/users.ts";
 import type { CommandOutput } from "../output.ts";
 import { connectController } from "./connect.ts";
 
@@ -56,13 +56,15 @@ export async function serveCommand(inventory: Inventory, o: ServeOptions, out: C
   try {
     if (!o.external) {
       const listen = o.listen ?? defaultListen(inventory);
-      const agents = (await new CredentialStore(home.credentialsDir).all()).map((c) => agentUser(secrets.site, c.host, c.password));
+      // The users the service will keep in sync, from the start: agents approved before reconnect at once.
+      const credentials = new CredentialStore(home.credentialsDir);
+      const users = await new UserSync({ site: secrets.site, controller: secrets.controller, enrollmentPassword: secrets.enrollment.enrollPassword, hosts: inventory.hosts, credentials }).users();
       server = await NatsServer.start({
         dir: home.natsDir,
         nodes: o.nodes,
         host: listen.host,
         basePort: listen.port,
-        users: [controllerUser(secrets.controller.user, secrets.controller.password), enrollmentUser(secrets.site, secrets.enrollment.enrollPassword), ...agents],
+        users,
       });
       log({ event: "nats-started", urls: server.urls, nodes: o.nodes, dir: home.natsDir });
     }

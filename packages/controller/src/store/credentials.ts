@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, readdir, readFile, rm } from "node:fs/promises";
+import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { DNS_LABEL } from "@netfleet/shared";
-import writeFileAtomic from "write-file-atomic";
+import { readJsonFile, writeSecretJson } from "./files.ts";
 
 /** A host agent's NATS user and password, as stored (one JSON file per host). */
 export interface StoredCredential {
@@ -28,8 +28,7 @@ export class CredentialStore {
   /** A new random password for the host (replacing any), written 0600 with a unique temp file and a rename. */
   async issue(host: string, user: string, agentKey: string): Promise<StoredCredential> {
     const credential: StoredCredential = { host, user, password: randomBytes(24).toString("base64url"), agentKey, issuedAt: new Date().toISOString() };
-    await mkdir(this.dir, { recursive: true, mode: 0o700 });
-    await writeFileAtomic(this.file(host), JSON.stringify(credential, null, 2), { mode: 0o600 });
+    await writeSecretJson(this.file(host), credential);
     return credential;
   }
 
@@ -38,12 +37,7 @@ export class CredentialStore {
    * @throws Error when `host` is not a DNS label, or the file cannot be read or parsed.
    */
   async get(host: string): Promise<StoredCredential | undefined> {
-    try {
-      return JSON.parse(await readFile(this.file(host), "utf8")) as StoredCredential;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-      throw err;
-    }
+    return (await readJsonFile(this.file(host))) as StoredCredential | undefined;
   }
 
   /** Every issued credential, by host name (files not named `<dns-label>.json` are ignored). */

@@ -1,9 +1,8 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { DNS_LABEL, generateSigningKeys, newJoinToken, signingKeyId } from "@netfleet/shared";
-import writeFileAtomic from "write-file-atomic";
 import { z } from "zod";
+import { readJsonFile, writeSecretJson } from "./files.ts";
 
 const Secrets = z.strictObject({
   site: z.string().regex(DNS_LABEL),
@@ -82,17 +81,11 @@ export class ControllerHome {
     return this.write("controller.json", Config.parse(config));
   }
 
-  private async read(name: string): Promise<unknown> {
-    try {
-      return JSON.parse(await readFile(join(this.dir, name), "utf8"));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-      throw err;
-    }
+  private read(name: string): Promise<unknown> {
+    return readJsonFile(join(this.dir, name));
   }
 
-  private async write(name: string, value: unknown): Promise<void> {
-    await mkdir(this.dir, { recursive: true, mode: 0o700 });
-    await writeFileAtomic(join(this.dir, name), JSON.stringify(value, null, 2) + "\n", { mode: 0o600 });
+  private write(name: string, value: unknown): Promise<void> {
+    return writeSecretJson(join(this.dir, name), value);
   }
 }

@@ -4,7 +4,7 @@ import type { AppliedView } from "./applied.ts";
 import { NO_CORRECTIVE, readCorrective, reportWarnings, type CorrectiveStatus } from "./corrective.ts";
 import type { DesiredStore } from "./desired.ts";
 import { withRetry } from "./kv.ts";
-import type { HostRegistry, HostState } from "./registry.ts";
+import type { HostRecord, HostRegistry, HostState, StoredFacts } from "./registry.ts";
 
 /** One row of `netfleet status` (and its --json): a host's enrollment, desired vs applied state, drift and warnings. */
 export interface HostStatus {
@@ -53,9 +53,8 @@ export async function readStatus(s: StatusSources): Promise<HostStatus[]> {
   // Right after a failover the streams may still be electing leaders: reads are retried like writes.
   const records = new Map((await withRetry(() => s.registry.list(), s.retryMs)).map((r) => [r.host, r]));
   const inventory = new Set(s.hosts.map((h) => h.name));
-  const names = [...new Set([...inventory, ...records.keys()])].sort();
   const rows: HostStatus[] = [];
-  for (const host of names) {
+  for (const host of hostNames(inventory, records.keys())) {
     const record = records.get(host);
     const desiredEntry = await withRetry(() => s.desired.read(host), 10_000).catch(() => undefined);
     const report = await withRetry(() => s.applied.read(host), 10_000).catch(() => undefined);
@@ -84,4 +83,56 @@ export async function readStatus(s: StatusSources): Promise<HostStatus[]> {
     });
   }
   return rows;
+}
+
+/** One row of `netfleet hosts` (and its --json): a host's enrollment as the registry holds it. */
+export interface HostEnrollment {
+  host: string;
+  inventory: boolean;
+  state: HostState | "unenrolled";
+  reason: string | null;
+  matchedBy: HostRecord["matchedBy"];
+  /** The hostname the agent claimed (may differ from `host` when matched by MAC). */
+  claimedName: string | null;
+  agentVersion: StoredFacts["agentVersion"] | null;
+  ovsVersion: StoredFacts["ovsVersion"] | null;
+  libvirtVersion: StoredFacts["libvirtVersion"] | null;
+  /** The kernel features the agent found (8021q, bonding, openvswitch). */
+  kernel: StoredFacts["kernel"] | null;
+  /** ISO 8601 times from the registry. */
+  firstSeen: string | null;
+  lastSeen: string | null;
+  approvedAt: string | null;
+}
+
+/**
+ * One row per inventory or enrolled host, sorted by name, from one pass over the registry.
+ * @throws when the registry cannot be read.
+ */
+export async function readEnrollments(registry: HostRegistry, hosts: readonly Host[]): Promise<HostEnrollment[]> {
+  const records = new Map((await registry.list()).map((r) => [r.host, r]));
+  const inventory = new Set(hosts.map((h) => h.name));
+  return hostNames(inventory, records.keys()).map((host) => {
+    const r = records.get(host);
+    return {
+      host,
+      inventory: inventory.has(host),
+      state: r?.state ?? "unenrolled",
+      reason: r?.reason ?? null,
+      matchedBy: r?.matchedBy ?? null,
+      claimedName: r?.facts.hostname ?? null,
+      agentVersion: r?.facts.agentVersion ?? null,
+      ovsVersion: r?.facts.ovsVersion ?? null,
+      libvirtVersion: r?.facts.libvirtVersion ?? null,
+      kernel: r?.facts.kernel ?? null,
+      firstSeen: r?.firstSeen ?? null,
+      lastSeen: r?.lastSeen ?? null,
+      approvedAt: r?.approvedAt ?? null,
+    };
+  });
+}
+
+/** The inventory's hosts and the enrolled ones, once each, sorted. */
+function hostNames(inventory: ReadonlySet<string>, enrolled: Iterable<string>): string[] {
+  return [...new Set([...inventory, ...enrolled])].sort();
 }
