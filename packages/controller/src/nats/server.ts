@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import { closeSync, openSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import PQueue from "p-queue";
 import writeFileAtomic from "write-file-atomic";
 import { renderAccounts, renderNodeConfig, type NatsNodeConfig, type NatsUser } from "./config.ts";
 
@@ -56,7 +57,8 @@ export class NatsServer {
   private readonly options: Required<Omit<NatsServerOptions, "users">>;
   private readonly accountsPath: string;
   private users: NatsUser[];
-  private userChanges: Promise<void> = Promise.resolve();
+  /** User changes, one at a time: the accounts file is written and each reload awaited before the next. */
+  private readonly userChanges = new PQueue({ concurrency: 1 });
 
   private constructor(options: NatsServerOptions) {
     this.options = {
@@ -147,14 +149,11 @@ export class NatsServer {
 
   /** Replaces the user list and reloads every running node; resolves once each has loaded it. */
   setUsers(users: NatsUser[]): Promise<void> {
-    // One at a time: the accounts file is written beside and renamed, and each reload is awaited.
-    const next = this.userChanges.catch(() => {}).then(async () => {
+    return this.userChanges.add(async () => {
       this.users = users;
       await this.writeAccounts();
       await Promise.all(this.nodes.filter((n) => n.process).map((n) => this.reload(n)));
     });
-    this.userChanges = next;
-    return next;
   }
 
   /** SIGKILL: the node dies as in a crash; its store stays for `restart`. */
@@ -185,13 +184,12 @@ export class NatsServer {
    * @throws NatsServerError after `readyTimeoutMs`.
    */
   async waitForMetaLeader(except?: string): Promise<string> {
-    const deadline = Date.now() + this.options.readyTimeoutMs;
-    for (;;) {
-      const leader = await this.metaLeader();
-      if (leader && leader !== except) return leader;
-      if (Date.now() > deadline) throw new NatsServerError("cluster", "no JetStream meta leader elected in time", "");
-      await sleep(100);
-    }
+    const leader = await poll(async () => {
+      const name = await this.metaLeader();
+      return name && name !== except ? name : undefined;
+    }, 100, this.options.readyTimeoutMs);
+    if (leader === undefined) throw new NatsServerError("cluster", "no JetStream meta leader elected in time", "");
+    return leader;
   }
 
   /** SIGTERM, then SIGKILL after 5 s; every process is reaped. */
@@ -228,17 +226,14 @@ export class NatsServer {
         resolve();
       });
     });
-    const deadline = Date.now() + this.options.readyTimeoutMs;
-    for (;;) {
+    const healthy = await poll(async () => {
       if (!node.process) throw new NatsServerError(node.name, "exited during start", await tail(node.logFile));
-      const res = await fetchStatus(`${node.monitorUrl}/healthz?js-enabled-only=true`);
-      if (res === 200) return;
-      if (Date.now() > deadline) {
-        child.kill("SIGKILL");
-        await node.exited;
-        throw new NatsServerError(node.name, `not healthy within ${this.options.readyTimeoutMs} ms`, await tail(node.logFile));
-      }
-      await sleep(50);
+      return (await fetchStatus(`${node.monitorUrl}/healthz?js-enabled-only=true`)) === 200 ? true : undefined;
+    }, 50, this.options.readyTimeoutMs);
+    if (!healthy) {
+      child.kill("SIGKILL");
+      await node.exited;
+      throw new NatsServerError(node.name, `not healthy within ${this.options.readyTimeoutMs} ms`, await tail(node.logFile));
     }
   }
 
@@ -246,13 +241,11 @@ export class NatsServer {
   private async reload(node: NatsNode): Promise<void> {
     const before = await loadTime(node);
     node.process?.kill("SIGHUP");
-    const deadline = Date.now() + this.options.readyTimeoutMs;
-    for (;;) {
-      await sleep(25);
+    const loaded = await poll(async () => {
       const now = await loadTime(node);
-      if (now !== undefined && now !== before) return;
-      if (Date.now() > deadline) throw new NatsServerError(node.name, "config reload not seen in time", await tail(node.logFile));
-    }
+      return now !== undefined && now !== before ? now : undefined;
+    }, 25, this.options.readyTimeoutMs);
+    if (loaded === undefined) throw new NatsServerError(node.name, "config reload not seen in time", await tail(node.logFile));
   }
 }
 
@@ -285,6 +278,17 @@ async function tail(file: string): Promise<string> {
   return text.trimEnd().split("\n").slice(-8).join("\n");
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
+/**
+ * Asks `probe` every `intervalMs` until it gives a value, for `timeoutMs`
+ * at most (then undefined). A poll of a condition, not a retry of a
+ * failure: a probe that throws ends it.
+ */
+async function poll<T>(probe: () => Promise<T | undefined>, intervalMs: number, timeoutMs: number): Promise<T | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) return undefined;
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
 }
