@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { OvsPortSpec, ParseError, type OvsBridgeSpec } from "@netfleet/shared";
 import { fixture, fixtureContext as ctx } from "./fixtures.ts";
-import { ovsBridge, parseOvsState } from "./ovs.ts";
+import { ovsBridge } from "./ovs.ts";
+import { parseOvsState } from "./ovsdb.ts";
 
 const state = (name: string) => parseOvsState(fixture(`ovs/${name}.json`));
 const kernelBridge = (net: string, vid: number): OvsBridgeSpec => ({

@@ -12,7 +12,7 @@ import { daemonNotRunning, prune } from "./prune.ts";
 import { dnsmasqFiles } from "./dnsmasq.ts";
 import { fixture, fixtureContext as ctx, noFiles } from "./fixtures.ts";
 import { parseLinks } from "./ip-json.ts";
-import { ovsObserveArgv, parseOvsState } from "./ovs.ts";
+import { ovsObserveArgv, parseOvsState } from "./ovsdb.ts";
 import { sysctl } from "./sysctl.ts";
 import type { HostAccess, ObserveContext } from "./types.ts";
 

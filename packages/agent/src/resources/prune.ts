@@ -6,7 +6,8 @@ import type { Link } from "./ip-json.ts";
 import { isOurs, observeLinks } from "./ip-link.ts";
 import { networkXmlPath, observeNetworks, parseNetworkXml } from "./libvirt.ts";
 import { observeNftTable } from "./nft.ts";
-import { emptyOvsState, observeOvs, OWNER_KEY, type OvsState } from "./ovs.ts";
+import { OWNER_KEY } from "./ovs.ts";
+import { emptyOvsState, observeOvs, type OvsState } from "./ovsdb.ts";
 import type { Changes, ObserveContext, ResourceHandler } from "./types.ts";
 
 /** A dnsmasq of ours (its config carries our mark) for a network no longer served here. */

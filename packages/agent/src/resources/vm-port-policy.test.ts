@@ -1,8 +1,9 @@
 import { describe, expect, it } from "vitest";
 import type { Lease, VmPortPolicySpec } from "@netfleet/shared";
 import { fixture, fixtureContext as ctx } from "./fixtures.ts";
-import { parseOvsState } from "./ovs.ts";
-import { describeFlows, desiredFlows, flowKey, parseFlows, rarpAnnounce, vmPortPolicy, vmPortsOf, type Flow, type VmPort, type VmPortObservation } from "./vm-port-policy.ts";
+import { parseOvsState } from "./ovsdb.ts";
+import { flowKey, parseFlows, type Flow } from "./openflow.ts";
+import { describeFlows, desiredFlows, rarpAnnounce, vmPortPolicy, vmPortsOf, type VmPort, type VmPortObservation } from "./vm-port-policy.ts";
 
 const COOKIE = "0x4e46000000000439";
 const GW = { ip: "10.81.0.1", mac: "02:4e:46:00:04:39" };

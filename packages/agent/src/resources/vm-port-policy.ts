@@ -1,20 +1,9 @@
 import { join } from "node:path";
 import { decodeNetworkLeases, liveLeases, type Lease, type VmPortPolicySpec } from "@netfleet/shared";
 import { mutate, type Command } from "../exec/runner.ts";
-import { observeOvs, type OvsState } from "./ovs.ts";
+import { flowKey, formatFlow, matchText, parseFlows, type Flow } from "./openflow.ts";
+import { observeOvs, type OvsState } from "./ovsdb.ts";
 import type { Changes, ObserveContext, ResourceHandler, ResourcePlan } from "./types.ts";
-
-/** One OpenFlow rule in table 0, in the form ovs-ofctl prints and reads. */
-export interface Flow {
-  /** OpenFlow table: 0 (ingress policy, the default) or 1 (forwarding). */
-  table?: number;
-  priority: number;
-  /** Match fields, e.g. `ip`, `in_port=3`, `dl_src=52:54:00:aa:00:01`. */
-  match: string[];
-  actions: string;
-  /** `0x…` as dump-flows prints it; absent in desired flows (they all carry the spec's cookie) and when 0. */
-  cookie?: string;
-}
 
 /** A VM port: an OVS Interface that libvirt (or the lab, acting as hypervisor) marked with the guest's MAC. */
 export interface VmPort {
@@ -38,9 +27,8 @@ export interface VmPortObservation {
   leasesProblem?: string;
 }
 
+/** The Ethernet broadcast address, as ovs-ofctl writes it. */
 export const BROADCAST = "ff:ff:ff:ff:ff:ff";
-/** Counters and metadata that ovs-ofctl prints but that are not part of a rule's identity. */
-const VOLATILE = /^(duration|n_packets|n_bytes|idle_age|hard_age|reset_counts|send_flow_rem|importance|idle_timeout|hard_timeout)=?/;
 
 /**
  * Two tables, no NORMAL action and no MAC learning on a VM bridge: table 0
@@ -76,46 +64,6 @@ export const PRIORITY = { guard: 300, dhcpClient: 290, gatewayBroadcast: 230, re
 
 /** libvirt portgroup `isolated` sets this profileid; a port carrying it is isolated whatever the inventory says. */
 export const ISOLATED_PROFILE = "netfleet-isolated";
-
-export function flowKey(f: Flow): string {
-  return `${f.table ?? 0}|${f.priority}|${[...f.match].sort().join(",")}`;
-}
-
-/** The rule's match as ovs-ofctl reads it: `table=1,` when not table 0, then priority and fields. */
-function matchText(f: Flow): string {
-  return [...(f.table ? [`table=${f.table}`] : []), `priority=${f.priority}`, ...f.match].join(",");
-}
-
-export function formatFlow(f: Flow): string {
-  return `${matchText(f)} actions=${f.actions}`;
-}
-
-/** Parses `ovs-ofctl dump-flows [--no-stats]` (with or without stats); keeps each rule's cookie. */
-export function parseFlows(text: string): Flow[] {
-  const flows: Flow[] = [];
-  for (const raw of text.split("\n")) {
-    const line = raw.trim();
-    if (!line || line.startsWith("OFPST_") || line.startsWith("NXST_")) continue;
-    const at = line.lastIndexOf(" actions=");
-    if (at < 0) continue;
-    const actions = line.slice(at + " actions=".length).trim();
-    let priority = 32768;
-    let table = 0;
-    let cookie: string | undefined;
-    const match: string[] = [];
-    for (const token of line.slice(0, at).split(",").map((t) => t.trim()).filter(Boolean)) {
-      if (token.startsWith("priority=")) priority = Number(token.slice("priority=".length));
-      else if (token.startsWith("table=")) table = Number(token.slice("table=".length));
-      else if (token.startsWith("cookie=")) cookie = token.slice("cookie=".length);
-      else if (!VOLATILE.test(token)) match.push(token);
-    }
-    const flow: Flow = { priority, match, actions };
-    if (table !== 0) flow.table = table;
-    if (cookie !== undefined && cookie !== "0x0") flow.cookie = cookie;
-    flows.push(flow);
-  }
-  return flows;
-}
 
 /** VM ports on the bridge: interfaces that libvirt (or the lab, acting as hypervisor) marked with the VM's MAC. */
 export function vmPortsOf(state: OvsState, bridge: string): VmPort[] {
