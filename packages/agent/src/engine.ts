@@ -18,6 +18,7 @@ import {
   type LockoutCheckOptions,
 } from "./resources/management-move.ts";
 
+/** How a reconcile pass runs: its runner and paths, check mode, and the management guard's inputs. */
 export interface ReconcileOptions {
   runner: Runner;
   tools: Toolbox;
@@ -270,6 +271,7 @@ async function performBuiltin(step: Builtin, host: HostAccess): Promise<void> {
   }
 }
 
+/** A live process's argv from /proc/<pid>/cmdline; undefined when no such process runs (or it is a zombie). */
 export async function processArgv(pid: number): Promise<string[] | undefined> {
   try {
     const raw = await readFile(`/proc/${pid}/cmdline`, "utf8");
@@ -282,6 +284,7 @@ export async function processArgv(pid: number): Promise<string[] | undefined> {
   }
 }
 
+/** Counts of a pass's results: in desired state (result true), changed, failed (false), pending (null, check mode). */
 export function summarize(results: readonly ResourceResult[]): { ok: number; changed: number; failed: number; pending: number } {
   return {
     ok: results.filter((r) => r.result === true).length,

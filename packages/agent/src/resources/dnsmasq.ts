@@ -6,6 +6,7 @@ import type { Changes, PlanContext, ResourceHandler, ResourcePlan } from "./type
 
 export { DNSMASQ_LOG_KEEP, DNSMASQ_LOG_MAX_BYTES, dnsmasqConf, dnsmasqFiles, dnsmasqHosts, dnsmasqUser, type DnsmasqFiles, type DnsmasqUser } from "./dnsmasq-conf.ts";
 
+/** What a dnsmasq resource sees of its network's files, process and service account. */
 export interface DnsmasqObservation {
   conf?: string;
   hosts?: string;

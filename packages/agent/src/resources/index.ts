@@ -23,6 +23,7 @@ export const handlers: { [K in ResourceSpec["kind"]]: ResourceHandler<Extract<Re
   prune,
 };
 
+/** The handler of a spec's kind, typed for any spec (the engine's view). */
 export function handlerFor(spec: ResourceSpec): ResourceHandler<ResourceSpec, unknown> {
   return handlers[spec.kind] as unknown as ResourceHandler<ResourceSpec, unknown>;
 }

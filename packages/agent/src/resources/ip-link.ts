@@ -4,10 +4,12 @@ import { parseAddresses, parseLinks, parseRoutes, type Link, type Route } from "
 import { guardPlan, moveLines, type ManagementMove } from "./management-guard.ts";
 import { ownerMarker, type Changes, type ObserveContext, type PlanContext, type ResourceHandler, type ResourcePlan } from "./types.ts";
 
+/** Every link of the host (`ip -details -json link show`, one read per pass). */
 export async function observeLinks(ctx: ObserveContext): Promise<Map<string, Link>> {
   return parseLinks((await ctx.read(ctx.tools.ip("-details", "-json", "link", "show"))).stdout);
 }
 
+/** Global IPv4 addresses per link (`ip -json addr show`, one read per pass). */
 export async function observeAddresses(ctx: ObserveContext): Promise<Map<string, string[]>> {
   return parseAddresses((await ctx.read(ctx.tools.ip("-json", "addr", "show"))).stdout);
 }
@@ -19,6 +21,7 @@ export function ipBatch(ctx: PlanContext, lines: string[][]): Command[] {
   return [mutate(ctx.tools.ip("-batch", "-"), lines.map((l) => l.join(" ")).join("\n") + "\n")];
 }
 
+/** Whether a link carries our owner mark (its alias) for `owner`. */
 export function isOurs(link: Link | undefined, owner: string): boolean {
   return link?.alias === ownerMarker(owner);
 }
@@ -27,6 +30,7 @@ function notOurs(kind: string, name: string, owner: string): string {
   return `${kind} ${name} exists and is not managed by netfleet; to hand it over run: ip link set dev ${name} alias ${ownerMarker(owner)}`;
 }
 
+/** What VLAN interfaces look at: the host's links. */
 export interface LinkObservation {
   links: Map<string, Link>;
 }
@@ -175,6 +179,11 @@ export const kernelBond: ResourceHandler<KernelBondSpec, KernelBondObservation> 
   },
 };
 
+/**
+ * A VLAN interface on a parent link (a bond), marked as ours by its alias.
+ * One with the wrong parent or id is deleted and made again; MTU and up
+ * state are set in place.
+ */
 export const vlanInterface: ResourceHandler<VlanInterfaceSpec, LinkObservation> = {
   kind: "vlan-interface",
   async observe(_spec, ctx) {
@@ -223,6 +232,7 @@ export const vlanInterface: ResourceHandler<VlanInterfaceSpec, LinkObservation> 
   },
 };
 
+/** What an interface address looks at: the links and their global IPv4 addresses. */
 export interface AddressObservation {
   links: Map<string, Link>;
   addresses: Map<string, string[]>;
@@ -270,8 +280,8 @@ export const interfaceAddress: ResourceHandler<InterfaceAddressSpec, AddressObse
   },
 };
 
+/** Element-wise equality of two lists (same length, same order). */
 export function sameList(a: readonly unknown[], b: readonly unknown[]): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
-export type { Command };

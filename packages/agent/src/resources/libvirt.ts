@@ -4,6 +4,7 @@ import { ParseError, type LibvirtNetworkSpec } from "@netfleet/shared";
 import { mutate, writeFileStep, type Command } from "../exec/runner.ts";
 import type { Changes, ObserveContext, PlanContext, ResourceHandler } from "./types.ts";
 
+/** The XML namespace of our owner mark in a network's <metadata>. */
 export const OWNER_XMLNS = "https://netfleet.dev/xmlns/owner/1";
 
 /** A libvirt network as far as we manage it. */
@@ -21,6 +22,7 @@ export interface LibvirtNetworkState {
   persistent: boolean;
 }
 
+/** A network as observed: whether libvirt has it, and its definition and state when it does. */
 export interface LibvirtObservation {
   exists: boolean;
   state?: LibvirtNetworkState;
@@ -77,6 +79,7 @@ export function parseNetworkXml(xml: string): Omit<LibvirtNetworkState, "active"
   return state;
 }
 
+/** A network's run state, as `virsh net-list --all` shows it. */
 export interface NetState {
   active: boolean;
   autostart: boolean;

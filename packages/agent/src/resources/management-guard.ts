@@ -65,6 +65,7 @@ export interface FailedMove {
   reason: string;
 }
 
+/** What the guard decided for a pass: the refused resources and the sanctioned moves. */
 export interface GuardDecision {
   /** resource id -> why nothing of it runs (the resource itself, and everything naming a link it would have made). */
   blocked: Map<string, string>;

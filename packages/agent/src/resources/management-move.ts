@@ -62,11 +62,15 @@ async function writeJson(path: string, value: unknown): Promise<void> {
   await writeFileAtomic(path, JSON.stringify(value, null, 2) + "\n", { mode: 0o600 });
 }
 
+/** The moves recorded by a pass that did not finish (a crash mid-move); undefined when none. */
 export const readMoveRecord = (tools: Toolbox) => readJson<ManagementMove[]>(moveRecordPath(tools));
+/** The move undone by an earlier lockout check; undefined when none. */
 export const readFailedRecord = (tools: Toolbox) => readJson<FailedMove>(failedRecordPath(tools));
 /** Written before the first command of a pass that moves the management address. */
 export const writeMoveRecord = (tools: Toolbox, moves: ManagementMove[]) => writeJson(moveRecordPath(tools), moves);
+/** Removes the move record once its moves are settled. */
 export const clearMoveRecord = (tools: Toolbox) => rm(moveRecordPath(tools), { force: true });
+/** Records a move undone by its lockout check (the guard refuses it again until the file is removed). */
 export const writeFailedRecord = (tools: Toolbox, failed: FailedMove) => writeJson(failedRecordPath(tools), failed);
 
 /** How the lockout check probes: attempts (one `ping -c 1 -W 1` each, at least 1 s apart). Default 10: about 10 s. */
@@ -74,7 +78,7 @@ export interface LockoutCheckOptions {
   attempts?: number;
 }
 
-/** The outcome of one lockout check. */
+/** What one lockout check found: `ok` when the target answered through the device. */
 export interface LockoutCheck {
   ok: boolean;
   target?: string;

@@ -34,6 +34,7 @@ import { cidrContains, intToIpv4, ipv4ToInt, parseIpv4Cidr, sha256Hex, type Egre
 
 /** The static allow sets, by protocol: `vm . destination . port`, or `vm . destination` for all ports. */
 export const STATIC_SETS = ["allow_tcp", "allow_udp", "allow_all_tcp", "allow_all_udp"] as const;
+/** One of the static allow sets. */
 export type StaticSet = (typeof STATIC_SETS)[number];
 
 /** The rule comment that marks the table as ours and carries the structure hash (prune reads it). */

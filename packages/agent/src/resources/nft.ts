@@ -1,7 +1,7 @@
 import type { NftTableSpec } from "@netfleet/shared";
 import { ExecError, mutate } from "../exec/runner.ts";
 import { foreignDrops } from "./nft-foreign.ts";
-import { emptyElements, normaliseListing, parseExternalSubnets, parseNftJson, type NftJsonView } from "./nft-live.ts";
+import { emptyElements, normaliseListing, parseExternalSubnets, parseNftJson } from "./nft-live.ts";
 import { STATIC_SETS, desiredElements as nftDesiredElements, nftRuleset, nftStructure, type CarriedElement, type StaticSet } from "./nft-rules.ts";
 import type { Changes, ObserveContext, ResourceHandler, ResourcePlan } from "./types.ts";
 
@@ -147,6 +147,7 @@ function notes(obs: NftObservation): string | undefined {
   return n.length ? n.join("; ") : undefined;
 }
 
+/** The table `inet netfleet` as one resource (see NftObservation for how drift is found). */
 export const nftTable: ResourceHandler<NftTableSpec, NftObservation> = {
   kind: "nft-table",
   observe(spec, ctx) {
@@ -187,4 +188,3 @@ export const nftTable: ResourceHandler<NftTableSpec, NftObservation> = {
   },
 };
 
-export type { NftJsonView };

@@ -19,7 +19,8 @@ export interface StaleDnsmasq {
   files: string[];
 }
 
-export interface CleanupObservation {
+/** What prune looks at: every link and OVS bridge (only those marked as ours are removed), and our networks, dnsmasqs, table and files. */
+export interface PruneObservation {
   links: Map<string, Link>;
   ovs: OvsState;
   /** Networks carrying our owner mark, with whether they run. */
@@ -51,7 +52,7 @@ export function daemonNotRunning(daemon: "ovsdb-server" | "libvirtd", err: unkno
 }
 
 /** Our OVS bridges, or none when no ovsdb-server runs on this host. */
-async function observeOvsIfRunning(ctx: ObserveContext, absent: NonNullable<CleanupObservation["absent"]>): Promise<OvsState> {
+async function observeOvsIfRunning(ctx: ObserveContext, absent: NonNullable<PruneObservation["absent"]>): Promise<OvsState> {
   try {
     return await observeOvs(ctx);
   } catch (err) {
@@ -62,7 +63,7 @@ async function observeOvsIfRunning(ctx: ObserveContext, absent: NonNullable<Clea
 }
 
 /** Every libvirt network with its state, or none when no libvirtd runs on this host. */
-async function networksIfRunning(ctx: ObserveContext, absent: NonNullable<CleanupObservation["absent"]>) {
+async function networksIfRunning(ctx: ObserveContext, absent: NonNullable<PruneObservation["absent"]>) {
   try {
     return await observeNetworks(ctx);
   } catch (err) {
@@ -128,10 +129,10 @@ async function staleLibvirtFiles(spec: PruneSpec, ctx: ObserveContext): Promise<
  * their files, the table `inet netfleet`, owned OVS bridges, owned kernel
  * links. Anything without our owner mark is never touched, whatever its name.
  */
-export const prune: ResourceHandler<PruneSpec, CleanupObservation> = {
+export const prune: ResourceHandler<PruneSpec, PruneObservation> = {
   kind: "prune",
   async observe(spec, ctx) {
-    const absent: NonNullable<CleanupObservation["absent"]> = [];
+    const absent: NonNullable<PruneObservation["absent"]> = [];
     const [links, ovs, networks, dnsmasq, nft, libvirtFiles] = await Promise.all([
       observeLinks(ctx),
       observeOvsIfRunning(ctx, absent),
@@ -140,14 +141,14 @@ export const prune: ResourceHandler<PruneSpec, CleanupObservation> = {
       spec.keep.nftTable ? undefined : observeNftTable(ctx, { nftMayBeMissing: true }),
       staleLibvirtFiles(spec, ctx),
     ]);
-    const libvirt: CleanupObservation["libvirt"] = [];
+    const libvirt: PruneObservation["libvirt"] = [];
     for (const [name, info] of networks) {
       if (spec.keep.libvirtNetworks.includes(name)) continue;
       const xml = await ctx.read(ctx.tools.virsh("net-dumpxml", "--inactive", name));
       if (parseNetworkXml(xml.stdout).owner !== ctx.owner) continue;
       libvirt.push({ name, active: info.active });
     }
-    const observation: CleanupObservation = { links, ovs, libvirt };
+    const observation: PruneObservation = { links, ovs, libvirt };
     if (dnsmasq.length > 0) observation.dnsmasq = dnsmasq;
     // Only a table carrying our structure mark is ours; one of that name without it is left alone.
     if (nft?.exists && nft.structure !== undefined) observation.nftTable = true;

@@ -2,6 +2,7 @@ import type { ResourceSpec } from "@netfleet/shared";
 import type { Command } from "../exec/runner.ts";
 import type { Toolbox } from "../tools.ts";
 
+/** What a plan would change, Salt-style: `{ key: { old, new } }`. */
 export type Changes = Record<string, { old: unknown; new: unknown }>;
 
 /** What `plan` decides: the differences, and the argv commands that remove them. */
@@ -20,6 +21,7 @@ export interface ResourcePlan {
   lifecycle?: boolean;
 }
 
+/** What a pure plan may know besides the spec and the observation. */
 export interface PlanContext {
   /** The owner marker value: the site name. */
   owner: string;

@@ -15,6 +15,7 @@ export interface VmPort {
   profile?: string;
 }
 
+/** What the policy of one VM bridge looks at: its VM ports, the uplink's ofport, its rules and the network's leases. */
 export interface VmPortObservation {
   bridgeExists: boolean;
   vmPorts: VmPort[];
@@ -60,6 +61,7 @@ export const FORWARD = { known: 100, multicast: 50, remote: 0 } as const;
 const MULTICAST = "dl_dst=01:00:00:00:00:00/01:00:00:00:00:00";
 const TO_FORWARDING = "goto_table:1";
 
+/** Table 0 priorities, as listed above. */
 export const PRIORITY = { guard: 300, dhcpClient: 290, gatewayBroadcast: 230, remoteIsolatedBroadcast: 225, isolated: 220, toIsolated: 215, own: 210, portDrop: 200, uplink: 100, floor: 0 } as const;
 
 /** libvirt portgroup `isolated` sets this profileid; a port carrying it is isolated whatever the inventory says. */

@@ -70,7 +70,8 @@ export async function planCommand(dir: string, options: { host?: string }, out: 
  * script past PLAN_MAX_LINES is cut in the middle. `--json` has every byte.
  */
 export const PLAN_MAX_WIDTH = 240;
-export const PLAN_MAX_LINES = 400;
+/** See PLAN_MAX_WIDTH: lines of one command script shown before it is cut in the middle. */
+const PLAN_MAX_LINES = 400;
 function shortened(lines: string[]): string[] {
   const narrow = lines.map((l) => (l.length <= PLAN_MAX_WIDTH ? l : `${l.slice(0, PLAN_MAX_WIDTH)} ... (${l.length - PLAN_MAX_WIDTH} more characters; netfleet plan --json has them)`));
   if (narrow.length <= PLAN_MAX_LINES) return narrow;
