@@ -1,5 +1,6 @@
 import type { KV, KvEntry, KvWatchEntry } from "@nats-io/kv";
 import { DecodeError, Report, decodeMessage } from "@netfleet/shared";
+import PQueue from "p-queue";
 import { liveValue } from "./kv.ts";
 
 type Waiter = {
@@ -24,7 +25,7 @@ const done = (r: Report | undefined | null, host: string, revision: number): r i
 export interface AppliedViewOptions {
   /** Hosts waiting longer than this are read from KV directly (the fallback when the watch missed something). */
   sweepAfterMs?: number;
-  /** Reads per sweep at once. */
+  /** Reads per sweep at once (at least 1). */
   sweepConcurrency?: number;
   log?: (event: Record<string, unknown>) => void;
 }
@@ -171,7 +172,6 @@ export class AppliedView {
    * @throws Error when no such report came within `timeoutMs`.
    */
   wait(host: string, revision: number, timeoutMs: number): Promise<Report> {
-    const read = (h: string) => this.read(h);
     const have = this.get(host);
     if (done(have, host, revision)) return Promise.resolve(have);
     return new Promise<Report>((resolve, reject) => {
@@ -194,21 +194,21 @@ export class AppliedView {
         },
       };
       set.add(waiter);
-      this.scheduleSweep(read, this.initialized ? this.options.sweepAfterMs : 0);
+      this.scheduleSweep(this.initialized ? this.options.sweepAfterMs : 0);
     });
   }
 
-  private scheduleSweep(read: (host: string) => Promise<Report | undefined>, delay: number): void {
+  private scheduleSweep(delay: number): void {
     if (this.sweepTimer || this.sweeping) return;
     this.sweepTimer = setTimeout(() => {
       this.sweepTimer = undefined;
-      void this.sweep(read);
+      void this.sweep();
     }, delay);
     this.sweepTimer.unref();
   }
 
   /** Reads the hosts that have waited `sweepAfterMs` since they were last read. */
-  private async sweep(read: (host: string) => Promise<Report | undefined>): Promise<void> {
+  private async sweep(): Promise<void> {
     this.sweeping = true;
     try {
       const now = Date.now();
@@ -222,20 +222,17 @@ export class AppliedView {
           }
         }
       }
-      let next = 0;
-      await Promise.all(
-        Array.from({ length: Math.min(this.options.sweepConcurrency, due.length) }, async () => {
-          while (next < due.length) {
-            const host = due[next++]!;
-            if (!this.waiters.has(host)) continue;
-            const report = await read(host).catch(() => undefined);
-            if (report) this.notify(host, report);
-          }
+      const reads = new PQueue({ concurrency: this.options.sweepConcurrency });
+      await reads.addAll(
+        due.map((host) => async () => {
+          if (!this.waiters.has(host)) return;
+          const report = await this.read(host).catch(() => undefined);
+          if (report) this.notify(host, report);
         }),
       );
     } finally {
       this.sweeping = false;
-      if (this.waiters.size > 0) this.scheduleSweep(read, Math.max(250, this.options.sweepAfterMs / 2));
+      if (this.waiters.size > 0) this.scheduleSweep(Math.max(250, this.options.sweepAfterMs / 2));
     }
   }
 
