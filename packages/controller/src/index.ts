@@ -17,4 +17,7 @@ export { agentUser, agentUserName, enrollmentUser, controllerUser } from "./nats
 export { NatsServer, NatsServerError, type NatsServerOptions, type NatsNode } from "./nats/server.ts";
 export { renderAccounts, renderNodeConfig, NETFLEET_ACCOUNT, type NatsUser, type NatsNodeConfig, type SubjectPermission } from "./nats/config.ts";
 export { ControllerHome, type ControllerSecrets, type ControllerConfig } from "./store/home.ts";
-export { Rollout, ResumeMismatchError, diffAssignments, orderTargets, parseAmount, planWaves, resolveAmount, type Amount, type ResourceDiff, type RolloutEvent, type RolloutOptions, type RolloutOutcome, type RolloutResult, type RolloutTarget } from "./rollout/rollout.ts";
+export { Rollout, ResumeMismatchError, type RolloutOptions, type RolloutOutcome, type RolloutTarget } from "./rollout/rollout.ts";
+export { limitHosts, orderTargets, parseAmount, planWaves, resolveAmount, type Amount } from "./rollout/waves.ts";
+export { diffAssignments, type ResourceDiff } from "./rollout/diff.ts";
+export type { RolloutEvent, RolloutResult } from "./rollout/events.ts";

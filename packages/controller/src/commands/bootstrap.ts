@@ -1,12 +1,12 @@
 import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { parseJoinToken, type Inventory } from "@netfleet/shared";
+import { parseJoinToken, parseNatsUrls, type Inventory } from "@netfleet/shared";
 import { bootstrapHosts, type HostOutcome } from "../bootstrap/bootstrap.ts";
 import { buildAgentBundle } from "../bootstrap/bundle.ts";
 import { writeImageFiles } from "../bootstrap/image.ts";
 import { loadIdentity, type SshOptions } from "../bootstrap/ssh.ts";
-import { limitHosts } from "./rollout.ts";
+import { limitHosts } from "../rollout/waves.ts";
 import type { CommandOutput } from "../output.ts";
 
 export interface BootstrapOptions {
@@ -23,7 +23,7 @@ export interface BootstrapOptions {
   imageRoot?: string;
 }
 
-/** Raw parseArgs values of `netfleet bootstrap`. */
+/** The option values of `netfleet bootstrap` by flag name (strings, unchecked). */
 export interface BootstrapFlags {
   token?: string | undefined;
   nats?: string | undefined;
@@ -37,7 +37,6 @@ export interface BootstrapFlags {
   "image-root"?: string | undefined;
 }
 
-const NATS_URL = /^(?:nats|tls):\/\/[A-Za-z0-9.-]+:\d{1,5}$/;
 const USER = /^[a-z_][a-z0-9_-]{0,31}$/;
 
 /** Checks the flags; throws an Error whose message is the usage problem. */
@@ -53,8 +52,11 @@ export function bootstrapOptions(v: BootstrapFlags): BootstrapOptions {
     port: 22,
   };
   if (v.nats !== undefined) {
-    o.nats = v.nats.split(",").map((u) => u.trim()).filter(Boolean);
-    if (o.nats.length === 0 || o.nats.some((u) => !NATS_URL.test(u))) throw new Error("--nats takes nats://host:port[,nats://host:port...]");
+    try {
+      o.nats = parseNatsUrls(v.nats);
+    } catch (err) {
+      throw new Error(`--nats ${(err as Error).message}`);
+    }
   }
   if (v.limit !== undefined) o.limit = v.limit.split(",").map((p) => p.trim()).filter(Boolean);
   if (v.concurrency !== undefined) {

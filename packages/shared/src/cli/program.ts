@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { Command, CommanderError } from "commander";
+import { Command, CommanderError, InvalidArgumentError } from "commander";
 
 /** Exit code of a usage error (bad command, option or argument): sysexits.h EX_USAGE. */
 export const EXIT_USAGE = 64;
@@ -58,6 +58,21 @@ export function createProgram(info: ProgramInfo): Command {
       // commander's own messages start "error: "; ours (usageError) already name the command.
       outputError: (text, write) => write(text.startsWith("error: ") ? `${info.name}: ${text.slice("error: ".length)}` : text),
     });
+}
+
+/**
+ * An option-value parser for commander (`.argParser(optionValue(parseX))`)
+ * from one that throws a plain Error: commander reports that Error's message
+ * as a usage error (exit {@link EXIT_USAGE}) instead of a crash.
+ */
+export function optionValue<T>(parse: (text: string) => T): (text: string) => T {
+  return (text) => {
+    try {
+      return parse(text);
+    } catch (err) {
+      throw new InvalidArgumentError((err as Error).message);
+    }
+  };
 }
 
 /** Exit codes set by {@link withExitCode} handlers, per root program. */

@@ -1,0 +1,169 @@
+import type { Command } from "commander";
+import type { Inventory } from "@netfleet/shared";
+import { usageError, withExitCode } from "@netfleet/shared/cli";
+import type { Connected } from "../commands/connect.ts";
+import type { CommandOutput } from "../output.ts";
+import { checked, jsonOption, natsOption, stateDirOption, type Context } from "./options.ts";
+
+/** Options of the commands that use the controller's state (--nats still text). */
+interface ControllerFlags {
+  stateDir?: string;
+  nats?: string;
+  json?: boolean;
+}
+
+/** How long a command waits for NATS before it says that no server answers. */
+const CONNECT_TIMEOUT_MS = 30_000;
+
+/**
+ * Connects to the controller's NATS (--nats, else the servers serve
+ * recorded, else the site's), runs `use` and closes the connection. A bad
+ * --nats is a usage error of `cmd`.
+ */
+async function withController(cmd: Command, o: ControllerFlags, inventory: Inventory | undefined, use: (c: Connected) => Promise<number>): Promise<number> {
+  const { connectController, parseServers, stateDirOf, withTimeout } = await import("../commands/connect.ts");
+  const servers = o.nats === undefined ? undefined : checked(cmd, () => parseServers(o.nats!));
+  const connected = await withTimeout(
+    connectController({ stateDir: stateDirOf(o.stateDir), ...(inventory ? { inventory } : {}), ...(servers ? { servers } : {}) }),
+    CONNECT_TIMEOUT_MS,
+    "connecting to NATS",
+  );
+  try {
+    return await use(connected);
+  } finally {
+    await connected.cp.close();
+  }
+}
+
+/**
+ * Loads the optional site folder of token/hosts/status/audit. Returns the
+ * exit code (EXIT_INVALID) instead when it is invalid, its problems printed.
+ */
+async function optionalSite(dir: string | undefined, out: CommandOutput): Promise<Inventory | undefined | number> {
+  if (dir === undefined) return undefined;
+  const { EXIT_INVALID, loadOrReport } = await import("../commands/validate.ts");
+  return loadOrReport(dir, out) ?? EXIT_INVALID;
+}
+
+/** The control-plane commands: serve, token, hosts (approve, reject), status, audit. */
+export function addControlCommands(program: Command, ctx: Context): void {
+  program
+    .command("serve")
+    .summary("the controller service, runs until SIGTERM")
+    .description(
+      "The controller service, runs until SIGTERM: starts nats-server (JetStream; default listen = the site's first nats URL; " +
+        "--nodes 3: a cluster on PORT, PORT+1, PORT+2) unless --nats names servers someone else runs, answers agent enrollments " +
+        "(right join token: approved with its own NATS user; otherwise quarantined), records heartbeats, serves hosts approve|reject. " +
+        'Prints a JSON "ready" line.',
+    )
+    .argument("<site-dir>", "the site folder")
+    .option("--listen <addr:port>", "where its nats-server listens (default: the site's first nats URL)")
+    .option("--nodes <n>", "1, or 3 for a JetStream cluster (default 1)")
+    .addOption(natsOption("NATS servers someone else runs (then serve starts none)"))
+    .addOption(stateDirOption())
+    .action(withExitCode(async (dir: string, o: ControllerFlags & { listen?: string; nodes?: string }, cmd: Command) => {
+      const [{ parseListen, serveCommand }, { parseServers, stateDirOf }, { EXIT_INVALID, loadOrReport }] = await Promise.all([
+        import("../commands/serve.ts"),
+        import("../commands/connect.ts"),
+        import("../commands/validate.ts"),
+      ]);
+      const listen = o.listen === undefined ? undefined : checked(cmd, () => parseListen(o.listen!));
+      const external = o.nats === undefined ? undefined : checked(cmd, () => parseServers(o.nats!));
+      const nodes = o.nodes ?? "1";
+      if (nodes !== "1" && nodes !== "3") usageError(cmd, "--nodes is 1 or 3");
+      const out = ctx.output(false);
+      const inventory = loadOrReport(dir, out);
+      if (!inventory) return EXIT_INVALID;
+      return serveCommand(inventory, { stateDir: stateDirOf(o.stateDir), nodes: nodes === "3" ? 3 : 1, ...(listen ? { listen } : {}), ...(external ? { external } : {}) }, out);
+    }));
+
+  program
+    .command("token")
+    .summary("print the site's join token for netfleet-agent run --token")
+    .description("Print the site's join token for netfleet-agent run --token (creates the state dir's secrets when given the site).")
+    .argument("[site-dir]", "the site folder")
+    .addOption(stateDirOption())
+    .addOption(jsonOption())
+    .action(withExitCode(async (dir: string | undefined, o: ControllerFlags) => {
+      const out = ctx.output(o.json ?? false);
+      const inventory = await optionalSite(dir, out);
+      if (typeof inventory === "number") return inventory;
+      const [{ ControllerHome }, { stateDirOf }] = await Promise.all([import("../store/home.ts"), import("../commands/connect.ts")]);
+      const secrets = await new ControllerHome(stateDirOf(o.stateDir)).secrets(inventory?.site.name);
+      if (out.json) out.emit({ site: secrets.site, token: secrets.enrollment.token });
+      else out.line(secrets.enrollment.token);
+      return 0;
+    }));
+
+  const hosts = program
+    .command("hosts")
+    .summary("enrolled and inventory hosts: state, match, last seen")
+    .description("Enrolled and inventory hosts: state, match, last seen. hosts approve|reject NAME: approve a quarantined host / revoke a host (needs serve running).")
+    .argument("[site-dir]", "the site folder")
+    .addOption(stateDirOption())
+    .addOption(natsOption())
+    .addOption(jsonOption())
+    .action(withExitCode(async (dir: string | undefined, o: ControllerFlags, cmd: Command) => {
+      const out = ctx.output(o.json ?? false);
+      const inventory = await optionalSite(dir, out);
+      if (typeof inventory === "number") return inventory;
+      const { hostsCommand } = await import("../commands/hosts.ts");
+      return withController(cmd, o, inventory, ({ cp }) => hostsCommand(cp, out));
+    }));
+  for (const [action, what] of [["approve", "Approve a quarantined host"], ["reject", "Revoke a host"]] as const) {
+    hosts
+      .command(action)
+      .description(`${what} (needs serve running). Takes the options of hosts (--state-dir, --nats, --json).`)
+      .argument("<name>", "the host's name")
+      .action(withExitCode(async (name: string, _o: unknown, cmd: Command) => {
+        const o = cmd.optsWithGlobals<ControllerFlags>();
+        const out = ctx.output(o.json ?? false);
+        const { hostsActionCommand } = await import("../commands/hosts.ts");
+        return withController(cmd, o, undefined, ({ cp }) => hostsActionCommand(cp, action, name, out));
+      }));
+  }
+
+  program
+    .command("status")
+    .summary("per host: enrolled, last seen, desired vs applied revision, drift")
+    .description(
+      "Per host: enrolled, last seen, desired vs applied revision, drift, drift the agent repaired (count, last; --json: the last 20 " +
+        "with before/after), warnings (foreign-drop: ...).",
+    )
+    .argument("[site-dir]", "the site folder")
+    .addOption(stateDirOption())
+    .addOption(natsOption())
+    .addOption(jsonOption())
+    .action(withExitCode(async (dir: string | undefined, o: ControllerFlags, cmd: Command) => {
+      const out = ctx.output(o.json ?? false);
+      const inventory = await optionalSite(dir, out);
+      if (typeof inventory === "number") return inventory;
+      const { statusCommand } = await import("../commands/hosts.ts");
+      return withController(cmd, o, inventory, ({ cp }) => statusCommand(cp, out));
+    }));
+
+  program
+    .command("audit")
+    .summary("what a VM reached through the backend's gateway and what the gateway refused")
+    .description(
+      "What VM reached through the backend's gateway and what the gateway refused (its audit log: new outbound connections and drops, " +
+        "kept 30 days), oldest first. VM: an inventory VM name; its address is its static ip, extra addresses or current DHCP lease.",
+    )
+    .argument("<vm>", "the VM's inventory name")
+    .argument("[site-dir]", "the site folder (default: the one serve recorded)")
+    .option("--since <when>", "a duration back (90s, 15m, 1h, 7d) or an ISO date-time (default 24h)")
+    .addOption(stateDirOption())
+    .addOption(natsOption())
+    .addOption(jsonOption())
+    .action(withExitCode(async (vm: string, dir: string | undefined, o: ControllerFlags & { since?: string }, cmd: Command) => {
+      const { auditCommand, AUDIT_DEFAULT_SINCE_MS, parseSince } = await import("../commands/audit.ts");
+      const since = o.since === undefined ? new Date(Date.now() - AUDIT_DEFAULT_SINCE_MS) : checked(cmd, () => parseSince(o.since!));
+      const out = ctx.output(o.json ?? false);
+      const inventory = await optionalSite(dir, out);
+      if (typeof inventory === "number") return inventory;
+      return withController(cmd, o, inventory, (c) => {
+        if (!c.inventory) usageError(cmd, "no inventory: give the site folder (netfleet audit VM <site-dir>)");
+        return auditCommand(c.cp, c.inventory, vm, since, out);
+      });
+    }));
+}

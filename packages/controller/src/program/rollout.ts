@@ -1,0 +1,82 @@
+import type { Command } from "commander";
+import { optionValue, usageError, withExitCode } from "@netfleet/shared/cli";
+import type { RolloutCommandOptions } from "../commands/rollout.ts";
+import { parseAmount, type Amount } from "../rollout/waves.ts";
+import { checked, jsonOption, natsOption, patternList, seconds, stateDirOption, wholeNumber, type Context } from "./options.ts";
+
+/** Commander's values of `netfleet rollout`, already parsed. */
+interface RolloutFlags {
+  check?: boolean;
+  batch?: Amount;
+  maxFail?: Amount;
+  limit?: string[];
+  parallel?: number;
+  resume?: boolean;
+  abandon?: boolean;
+  timeout?: number;
+  lockStale?: number;
+  stateDir?: string;
+  nats?: string;
+  json?: boolean;
+}
+
+/** `--batch N|P%`: at least one host per wave. */
+function batch(text: string): Amount {
+  const amount = parseAmount(text, "--batch");
+  if ("count" in amount && amount.count < 1) throw new Error("--batch must be at least 1");
+  return amount;
+}
+
+/** `netfleet rollout`. */
+export function addRolloutCommand(program: Command, ctx: Context): void {
+  program
+    .command("rollout")
+    .summary("roll the site out to its hosts: a canary, then waves; judged on each agent's verified report")
+    .description(
+      "Per-host diff, then backends before VM hosts: a canary, then waves of --batch, --parallel at a time; judged on each agent's " +
+        "verified report. A failed canary, or more than --max-fail failed hosts, stops it and reverts the hosts it changed. " +
+        "A second rollout of the site while one runs is refused (exit 4).",
+    )
+    .argument("<site-dir>", "the site folder")
+    .option("--check", "the same, but agents only say what they would change")
+    .option("--batch <N|P%>", "hosts per wave after the canary (default 25%)", optionValue(batch))
+    .option("--max-fail <N|P%>", "failed hosts tolerated before it stops and reverts (default 0)", optionValue((t) => parseAmount(t, "--max-fail")))
+    .option("--limit <patterns>", "only these hosts: host, group or role patterns (* ?), comma-separated", patternList)
+    .option("--parallel <n>", "hosts of a wave at a time (default the wave)", wholeNumber("--parallel", 1))
+    .option("--resume", "continue a rollout whose controller died (waits for its lock to go stale)")
+    .option("--abandon", "start anew over a dead rollout instead (its hosts keep what they got)")
+    .option("--timeout <s>", "per host, seconds (default 180)", seconds("--timeout"))
+    .option("--lock-stale <s>", "when a dead rollout's lock counts as stale, seconds (default 15)", seconds("--lock-stale"))
+    .addOption(stateDirOption())
+    .addOption(natsOption())
+    .addOption(jsonOption("JSON lines: one event per line"))
+    .addHelpText("after", "\nExit: 0 success, 3 partial (some hosts failed within the budget), 1 failed (stopped and reverted), 4 refused (lock held), 2 invalid.")
+    .action(withExitCode(async (dir: string, v: RolloutFlags, cmd: Command) => {
+      if (v.check && v.resume) usageError(cmd, "--check and --resume do not go together");
+      if (v.resume && v.abandon) usageError(cmd, "--resume and --abandon do not go together");
+      const [{ parseServers, stateDirOf }, { ROLLOUT_EXIT, rolloutCommand }, { loadOrReport }] = await Promise.all([
+        import("../commands/connect.ts"),
+        import("../commands/rollout.ts"),
+        import("../commands/validate.ts"),
+      ]);
+      const servers = v.nats === undefined ? undefined : checked(cmd, () => parseServers(v.nats!));
+      const out = ctx.output(v.json ?? false);
+      const opts: RolloutCommandOptions = {
+        stateDir: stateDirOf(v.stateDir),
+        check: v.check ?? false,
+        resume: v.resume ?? false,
+        ...(v.abandon ? { abandon: true } : {}),
+        tty: !out.json && process.stdout.isTTY === true,
+        ...(servers ? { servers } : {}),
+        ...(v.batch ? { batch: v.batch } : {}),
+        ...(v.maxFail ? { maxFail: v.maxFail } : {}),
+        ...(v.parallel ? { parallel: v.parallel } : {}),
+        ...(v.limit ? { limit: v.limit } : {}),
+        ...(v.timeout ? { applyTimeoutMs: v.timeout } : {}),
+        ...(v.lockStale ? { lockStaleMs: v.lockStale } : {}),
+      };
+      const inventory = loadOrReport(dir, out);
+      if (!inventory) return ROLLOUT_EXIT.invalid;
+      return rolloutCommand(inventory, opts, out);
+    }));
+}
