@@ -19,7 +19,8 @@ export { appctl, parseBondShow, parseLacpShow, switchArgs, switchLagPort, type B
 export { LabExec } from "./exec.ts";
 export { labProcesses, namespaceExists, namespacesWithPrefix, netnsInode, readPidfile, terminate } from "./procs.ts";
 export { productBin } from "./product.ts";
-export { connectivityProbes, runProbes, type CheckRow } from "./checks/connectivity.ts";
+export { connectivityProbes, runProbes } from "./checks/connectivity.ts";
+export type { CheckRow } from "./checks/rows.ts";
 export { tcpConnect } from "./checks/probes.ts";
 export { attackProbes, type AttackRow, type Sender } from "./checks/attack.ts";
 export { labAttack, measureWindow, type WindowResult } from "./checks/attack-run.ts";

@@ -1,4 +1,4 @@
-import type { CheckRow } from "./checks/connectivity.ts";
+import type { CheckRow } from "./checks/rows.ts";
 import type { LabStatus } from "./types.ts";
 
 /** The columns `netfleet-lab check` and `netfleet-lab attack` share. */

@@ -1,7 +1,8 @@
 import { resolve } from "node:path";
 import { loadInventory } from "@netfleet/shared";
 import { labAttack } from "../../../lab/src/checks/attack-run.ts";
-import { connectivityProbes, runProbes, type CheckRow } from "../../../lab/src/checks/connectivity.ts";
+import { connectivityProbes, runProbes } from "../../../lab/src/checks/connectivity.ts";
+import type { CheckRow } from "../../../lab/src/checks/rows.ts";
 import { labDown, labStatus, labUp, type LabOptions, type LabStatus } from "../../../lab/src/index.ts";
 import type { CommandOutput } from "../output.ts";
 
