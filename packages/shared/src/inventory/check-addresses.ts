@@ -1,4 +1,4 @@
-import { cidrContains, cidrsOverlap, ipv4ToInt, isIpv4, parseIpv4Cidr, type Ipv4Cidr } from "../ipv4.ts";
+import { cidrContains, cidrsOverlap, cidrWithin, ipv4ToInt, isIpv4, parseIpv4Cidr, type Ipv4Cidr } from "../ipv4.ts";
 import type { Ref, Reporter } from "./report.ts";
 
 /**
@@ -53,8 +53,7 @@ const parsed = SPECIAL_PURPOSE_BLOCKS.map((b) => ({ ...b, block: parseIpv4Cidr(b
 export function specialPurposeProblem(cidr: Ipv4Cidr): string | undefined {
   const hit = parsed.find((b) => cidrsOverlap(cidr, b.block));
   if (!hit) return undefined;
-  const inside = cidr.first >= hit.block.first && cidr.last <= hit.block.last;
-  return `${cidr.text} ${inside ? "lies in" : "overlaps"} ${hit.cidr} (${hit.name}, ${hit.rfc}), which cannot carry a VM network: hosts and routers treat those addresses specially; use a private block such as 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16 (RFC 1918)`;
+  return `${cidr.text} ${cidrWithin(cidr, hit.block) ? "lies in" : "overlaps"} ${hit.cidr} (${hit.name}, ${hit.rfc}), which cannot carry a VM network: hosts and routers treat those addresses specially; use a private block such as 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16 (RFC 1918)`;
 }
 
 /**
@@ -127,8 +126,9 @@ export function checkSiteServers(
     if (block) r.report(at, `upstream resolver ${dns} lies in ${block.cidr} (${block.name}, ${block.rfc}), where no resolver answers; give the site's real resolvers, or leave upstream_dns empty to use the backend's resolv.conf`);
   });
   site.nats.forEach((url, i) => {
-    const host = /^[a-z]+:\/\/([^:/]+):\d+$/.exec(url)?.[1];
-    if (host === undefined || !isIpv4(host)) return;
+    // The schema took the URL (NatsUrl): its host is what the WHATWG parser gives.
+    const host = new URL(url).hostname;
+    if (!isIpv4(host)) return;
     const at = r.at(siteRef, "nats", i);
     const addr = ipv4ToInt(host);
     const inNet = nets.find((n) => cidrContains(n.cidr, addr));

@@ -1,4 +1,4 @@
-import { intToIpv4, ipv4ToInt, parseIpv4Cidr, type Ipv4Cidr } from "../ipv4.ts";
+import { cidrWithin, intToIpv4, ipv4ToInt, parseIpv4Block, parseIpv4Cidr, type Ipv4Cidr } from "../ipv4.ts";
 import { formatPortRange, portRangesOverlap, type PortRange } from "./ports.ts";
 import type { SiteSettings } from "./schema.ts";
 import type { Ref, Reporter } from "./report.ts";
@@ -50,9 +50,12 @@ export function egressDenyList(
   return unique.sort((a, b) => cidrKey(a.cidr) - cidrKey(b.cidr));
 }
 
+/** An address or CIDR the schema accepted, as a block (an address is its /32). */
 function asCidr(text: string): Ipv4Cidr {
-  return parseIpv4Cidr(text.includes("/") ? text : `${text}/32`) as Ipv4Cidr;
+  return parseIpv4Block(text) as Ipv4Cidr;
 }
+
+/** Sorts blocks by network address, then prefix length. */
 function cidrKey(text: string): number {
   const c = asCidr(text);
   return c.network * 64 + c.prefix;
@@ -68,10 +71,7 @@ function checkAllowAgainstDeny(r: Reporter, { site, networks, resolved }: Gatewa
         if (a.to === undefined) return;
         const to = asCidr(a.to);
         // Wholly inside: a wider entry (0.0.0.0/0) still opens what lies outside the denied blocks.
-        const hit = deny.find((d) => {
-          const c = asCidr(d.cidr);
-          return c.first <= to.first && to.last <= c.last;
-        });
+        const hit = deny.find((d) => cidrWithin(to, asCidr(d.cidr)));
         if (hit) r.report(r.at(ref, "vms", vm.name, "allow", j, "to"), `${a.to} lies in ${hit.cidr} (${hit.why}), which network ${net.name} never reaches: this allow entry could open nothing`);
       });
     }
