@@ -13,6 +13,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Rollout, type RolloutEvent, type RolloutTarget } from "@netfleet/controller";
 import {
   AgentCredentials,
+  NETFLEET_RELEASE,
   PROTOCOL_VERSION,
   canonicalJson,
   decodeMessage,
@@ -95,8 +96,11 @@ describe("a fleet mid-upgrade (wire-1.0 peers with this tree's)", () => {
     const targets: RolloutTarget[] = ["hv1", "hv2"].map((host) => ({ host, role: "vmhost", assignment: sysctls(host, 1) }));
     const { result } = await new Rollout(s.cp, targets, { applyTimeoutMs: 20_000, batch: { percent: 100 } }, (e) => events.push(e)).run();
     expect(result, JSON.stringify(events.filter((e) => e.event === "host-done"))).toBe("success");
-    expect((await s.cp.desired.read("hv1"))?.envelope.protocol).toBe(PROTOCOL_VERSION);
+    expect((await s.cp.desired.read("hv1"))?.envelope).toMatchObject({ protocol: PROTOCOL_VERSION, release: NETFLEET_RELEASE });
     expect(await oldHostValue(s, "hv1")).toBe("1");
+    // The wire-1.0 agent keeps the envelope as signed, with the fields it does not know (a restart verifies it again).
+    const checkpoint = JSON.parse(await readFile(join(s.dir, "agents", "hv1", "checkpoint.json"), "utf8")) as { current: Record<string, unknown> };
+    expect(checkpoint.current).toMatchObject({ protocol: PROTOCOL_VERSION, release: NETFLEET_RELEASE, revision: 1 });
     expect(newAgent.host.get("net.sim.hv2")).toBe("1");
     for (const host of ["hv1", "hv2"]) expect(await appliedRevision(s, host)).toBe(1);
   }, 120_000);

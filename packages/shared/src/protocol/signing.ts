@@ -4,7 +4,7 @@ import { decodeAssignmentValue, type HostAssignment } from "../assignment.ts";
 import { canonicalJson } from "../canonical.ts";
 import { DecodeError } from "../errors.ts";
 import { parseJson } from "./messages.ts";
-import { PROTOCOL_VERSION, parseFromPeer, senderVersion } from "./version.ts";
+import { NETFLEET_RELEASE, PROTOCOL_VERSION, parseFromPeer, senderVersion } from "./version.ts";
 
 /**
  * Assignments travel signed: ed25519 over the canonical JSON (canonical.ts)
@@ -22,6 +22,13 @@ export interface SignedAssignment {
   assignment: HostAssignment;
   revision: number;
   signedAt: string;
+  /**
+   * Since 1.1: the netfleet release of the controller that signed it
+   * (NETFLEET_RELEASE, e.g. "0.1.0"), so a fleet mid-upgrade shows which
+   * controller wrote what each host runs. A 1.0 peer ignores it (and still
+   * verifies it: it is signed).
+   */
+  release?: string;
   signature: string;
   keyId: string;
 }
@@ -31,6 +38,7 @@ const envelopeShape = {
   assignment: z.unknown(),
   revision: z.number().int().min(1),
   signedAt: z.iso.datetime({ offset: true }),
+  release: z.string().regex(/^[0-9A-Za-z.+-]{1,64}$/).optional(),
   signature: z.string().max(200).optional(),
   keyId: z.string().max(64).optional(),
 };
@@ -118,10 +126,10 @@ function publicKeyOf(publicKey: KeyObject | string): { key: KeyObject; keyId: st
   });
 }
 
-/** The envelope of `assignment` at `revision`, in this peer's protocol version, signed with the controller's key (PKCS#8 PEM). */
+/** The envelope of `assignment` at `revision`, in this peer's protocol version and release, signed with the controller's key (PKCS#8 PEM). */
 export function signAssignment(assignment: HostAssignment, revision: number, privateKeyPem: string, signedAt = new Date().toISOString()): SignedAssignment {
   const { key: privateKey, keyId } = privateKeyOf(privateKeyPem);
-  const envelope = { protocol: PROTOCOL_VERSION, assignment, revision, signedAt, keyId };
+  const envelope = { protocol: PROTOCOL_VERSION, assignment, revision, signedAt, release: NETFLEET_RELEASE, keyId };
   return { ...envelope, signature: sign(null, signedBytes(envelope), privateKey).toString("base64") };
 }
 

@@ -5,7 +5,7 @@ import { canonicalJson } from "../canonical.ts";
 import { DecodeError } from "../errors.ts";
 import { Heartbeat, Report, decodeMessage, encodeMessage } from "./messages.ts";
 import { decodeSignedAssignment, generateSigningKeys, signAssignment, signingKeyId, verifySignedAssignment } from "./signing.ts";
-import { PROTOCOL_UNDERSTOOD, PROTOCOL_VERSION, ProtocolVersionError, parseProtocolVersion } from "./version.ts";
+import { NETFLEET_RELEASE, PROTOCOL_UNDERSTOOD, PROTOCOL_VERSION, ProtocolVersionError, parseProtocolVersion } from "./version.ts";
 
 const ours = parseProtocolVersion(PROTOCOL_VERSION)!;
 /** A later minor of our major: a peer that may send fields we do not know. */
@@ -74,9 +74,9 @@ describe("protocol version on signed assignments", () => {
     return { ...envelope, signature: sign(null, Buffer.from(canonicalJson(envelope)), createPrivateKey(keys.privateKeyPem)).toString("base64") };
   }
 
-  it("signs the envelope with its version", () => {
+  it("signs the envelope with its version and the controller's release (1.1)", () => {
     const signed = signAssignment(doc, 2, keys.privateKeyPem);
-    expect(signed.protocol).toBe(PROTOCOL_VERSION);
+    expect(signed).toMatchObject({ protocol: PROTOCOL_VERSION, release: NETFLEET_RELEASE });
     expect(verifySignedAssignment(decodeSignedAssignment("t", encodeMessage(signed)), keys.publicKeyPem, 1).revision).toBe(2);
   });
 

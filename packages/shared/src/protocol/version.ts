@@ -1,4 +1,5 @@
 import type { z } from "zod";
+import sharedPackage from "../../package.json" with { type: "json" };
 import { DecodeError } from "../errors.ts";
 
 /**
@@ -11,8 +12,14 @@ import { DecodeError } from "../errors.ts";
  * Compatibility: a peer reads every message of its own MAJOR. A higher
  * MINOR may add optional fields, which an older reader drops unread; any
  * other change is a new MAJOR, which is refused whole.
+ *
+ * History: 1.0 the unversioned shapes with `protocol` added; 1.1 the
+ * signed assignment envelope's optional `release` (signing.ts).
  */
-export const PROTOCOL_VERSION = "1.0";
+export const PROTOCOL_VERSION = "1.1";
+
+/** The netfleet release this code belongs to (the workspace packages share one version): shared's package.json. */
+export const NETFLEET_RELEASE: string = sharedPackage.version;
 
 /**
  * How a document without a `protocol` field is read: its shapes are 1.0's,
