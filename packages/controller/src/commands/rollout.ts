@@ -28,9 +28,6 @@ export interface RolloutCommandOptions {
   tty: boolean;
 }
 
-/** Kept for commands/bootstrap.ts until it imports limitHosts from rollout/waves.ts. */
-export { limitHosts };
-
 /**
  * `netfleet rollout`: compiles the site, keeps the --limit hosts, connects to the controller's
  * NATS and runs the rollout, rendering its events. Returns a ROLLOUT_EXIT code: a --limit that

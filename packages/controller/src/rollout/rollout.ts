@@ -15,11 +15,6 @@ import { RolloutAbort } from "./run.ts";
 import { orderTargets, planWaves, resolveAmount, type Amount } from "./waves.ts";
 import { LockHeldError, LockLostError, type RolloutLease, type RolloutState } from "./state.ts";
 
-/** Kept for the package entry and main.ts until they import these from waves.ts, diff.ts and events.ts. */
-export { orderTargets, parseAmount, planWaves, resolveAmount, type Amount } from "./waves.ts";
-export { diffAssignments, type ResourceDiff } from "./diff.ts";
-export type { RolloutEvent, RolloutResult } from "./events.ts";
-
 /** A host to roll out to, with the assignment it is to get. */
 export interface RolloutTarget {
   host: string;
