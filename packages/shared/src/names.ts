@@ -12,6 +12,7 @@ export const INTERFACE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/;
 
 /** Network names become `br-<name>`, `pu-<name>`, `pb-<name>`, `gw-<name>`: at most 12 characters. */
 export const NETWORK_NAME = /^[a-z][a-z0-9-]{0,11}$/;
+/** The longest network name (see NETWORK_NAME). */
 export const NETWORK_NAME_MAX = 12;
 
 /** Host, VM, group and site names: DNS labels. */
@@ -30,14 +31,17 @@ export const DNS_NAME_OR_WILDCARD = new RegExp(`^(?:\\*\\.(?=[^.]+\\.))?${DNS_NA
 /** Unicast MAC address, lower or upper case hex with colons. */
 export const MAC_ADDRESS = /^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}$/;
 
+/** Whether `mac` is a MAC address whose first octet has the multicast bit clear. */
 export function isUnicastMac(mac: string): boolean {
   return MAC_ADDRESS.test(mac) && (parseInt(mac.slice(0, 2), 16) & 1) === 0;
 }
 
+/** The OVS bridge of a network: `br-<network>`. */
 export function bridgeName(network: string): string {
   return `br-${network}`;
 }
 
+/** A kernel-mode VLAN interface on the bond: `<bond>.<vlan>`. */
 export function vlanInterfaceName(bond: string, vlan: number): string {
   return `${bond}.${vlan}`;
 }

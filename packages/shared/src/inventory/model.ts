@@ -14,6 +14,7 @@ export interface Inventory {
   hosts: Host[];
 }
 
+/** A network as the compiler reads it: checked, DHCP and DNS resolved, its VMs sorted by name, the MTU settled with the hosts. */
 export interface Network {
   name: string;
   vlan: number;
@@ -44,6 +45,7 @@ export interface Network {
   cluster_groups: Record<string, string[]>;
 }
 
+/** A VM's NIC in one network, resolved (MAC lowercase, isolation from the network unless set, cluster groups). */
 export interface Vm {
   name: string;
   network: string;
@@ -58,8 +60,10 @@ export interface Vm {
   groups: string[];
 }
 
+/** vmhost runs VMs; backend is the site's one gateway. */
 export type HostRole = "vmhost" | "backend";
 
+/** A host with its groups merged under its own settings and defaults applied. */
 export interface Host {
   name: string;
   role: HostRole;

@@ -10,6 +10,7 @@ export interface PortRange {
   last: number;
 }
 
+/** The lowest and highest port a TCP or UDP service may use. */
 export const PORT_MIN = 1;
 export const PORT_MAX = 65535;
 

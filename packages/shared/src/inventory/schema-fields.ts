@@ -23,7 +23,9 @@ export function json<T extends z.ZodType>(schema: T, keywords: Record<string, un
 }
 
 const IPV4_HELP = "must be an IPv4 address (a.b.c.d)";
+/** A dotted-quad IPv4 address (`isIpv4`). */
 export const ipv4 = json(z.string().refine(isIpv4, { message: IPV4_HELP }), { pattern: IPV4_PATTERN, patternErrorMessage: `${IPV4_HELP}, each part 0-255 without leading zeros` });
+/** A network `a.b.c.d/len`, host bits zero, with `parseIpv4Cidr`'s message for what is wrong. */
 export const cidr = json(
   z.string().check((ctx) => {
     const parsed = parseIpv4Cidr(ctx.value);
@@ -43,13 +45,19 @@ export const hostInterfaceName = json(interfaceName, {
   patternErrorMessage: `${IFNAME_HELP}; ${KEYWORD_HELP}; not lo or ovs-system`,
 });
 const DNS_LABEL_HELP = "must be a lowercase DNS label (a-z, 0-9, -; at most 63)";
+/** A lowercase DNS label: names of sites, hosts, groups and VMs. */
 export const dnsLabel = json(z.string().regex(DNS_LABEL, DNS_LABEL_HELP), { maxLength: 63, patternErrorMessage: DNS_LABEL_HELP });
 const DNS_NAME_HELP = "must be a lowercase DNS name such as example.org";
+/** A lowercase DNS name (`example.org`). */
 export const dnsName = json(z.string().regex(DNS_NAME, DNS_NAME_HELP), { maxLength: 253, patternErrorMessage: DNS_NAME_HELP });
+/** A TCP or UDP port, 1-65535. */
 export const port = z.number().int().min(1).max(65535);
 const ALLOWED_NAME_HELP = "must be a lowercase DNS name (example.org: exactly that name) or a wildcard (*.example.org: its subdomains only)";
+/** An allow-listed name: `example.org` exactly, or `*.example.org` its subdomains. */
 export const allowedName = json(z.string().regex(DNS_NAME_OR_WILDCARD, ALLOWED_NAME_HELP), { patternErrorMessage: ALLOWED_NAME_HELP });
+/** The message for a value that must be an address or a CIDR. */
 export const CIDR_OR_ADDRESS_HELP = "must be an IPv4 address or CIDR (a.b.c.d/len, no host bits)";
+/** An IPv4 address or a CIDR with the host bits zero (egress_deny, port-forward sources). */
 export const cidrOrAddress = json(
   z.string().refine((s) => isIpv4(s) || typeof parseIpv4Cidr(s) !== "string", { message: CIDR_OR_ADDRESS_HELP }),
   { id: "cidr_or_address", pattern: CIDR_OR_ADDRESS_PATTERN, patternErrorMessage: CIDR_OR_ADDRESS_HELP },
@@ -69,6 +77,7 @@ const portOrRange = json(
     ],
   },
 );
+/** A transport protocol of a port: tcp or udp. */
 export const proto = z.enum(["tcp", "udp"]);
 /** Protocol and ports, the shape of gateway_services and reserved_ports entries. */
 export const PortSet = z.strictObject({
@@ -76,6 +85,7 @@ export const PortSet = z.strictObject({
   ports: z.array(portOrRange).min(1).describe('Ports and inclusive ranges, 1-65535: [22, "8000-8100"]; at least one'),
 });
 const DURATION_HELP = 'must be a duration such as 30m, 12h, 1d or "infinite"';
+/** A dnsmasq lease time: a number with s, m, h, d or w, or `infinite`. */
 export const duration = json(z.string().regex(/^(?:\d+[smhdw]|infinite)$/, DURATION_HELP), { patternErrorMessage: DURATION_HELP });
 
 const NATS_URL_HELP = "must be nats://host:port or tls://host:port";
@@ -86,4 +96,5 @@ export const NatsUrl = json(
   { pattern: NATS_URL_PATTERN, patternErrorMessage: `${NATS_URL_HELP}, the port 1-65535` },
 );
 
+/** A port set as validated (proto defaulted). */
 export type PortSet = z.output<typeof PortSet>;

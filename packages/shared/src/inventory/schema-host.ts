@@ -11,6 +11,7 @@ import { hostRules, hostUplinkRules } from "./schema-rules.ts";
 
 const bondModes = ["active-backup", "balance-rr", "balance-xor", "broadcast", "802.3ad", "balance-tlb", "balance-alb", "balance-slb", "balance-tcp"] as const;
 
+/** A host's uplink after its groups' and its own settings are merged: every default applied. */
 export const UplinkSpec = z.strictObject({
   mode: z.enum(["kernel", "ovs-trunk"]).describe("kernel: a Linux bond with 8021q VLAN interfaces (<bond>.<vlan>) under per-network bridges; ovs-trunk: an OVS bond on a trunk bridge with tagged patch ports to each network's bridge"),
   bond: ownInterfaceName.default("bond0").describe("Bond interface name (default bond0), at most 15 bytes (IFNAMSIZ), short enough that <bond>.<vlan> fits too"),
@@ -76,8 +77,10 @@ const hostSettingsShape = {
     .describe("backend: its own services on the external interfaces, which no port-forward may shadow unless it says force: true. Default: [{ proto: tcp, ports: [22] }]"),
 };
 
+/** A `groups` entry: host settings its hosts take unless they set their own. */
 export const GroupSpec = z.strictObject(hostSettingsShape).partial();
 
+/** A `hosts` entry: the group settings plus `groups`, the management `address` and `mac`; everything optional until merged. */
 export const HostSpec = json(
   z
     .strictObject({
@@ -93,6 +96,7 @@ export const HostSpec = json(
   hostRules,
 );
 
+// What each schema yields (defaults applied).
 export type UplinkSpec = z.output<typeof UplinkSpec>;
 export type GroupSpec = z.output<typeof GroupSpec>;
 export type HostSpec = z.output<typeof HostSpec>;

@@ -12,6 +12,7 @@ import { allowEntryRules, networkRules, vmRules } from "./schema-rules.ts";
  * and cluster groups.
  */
 
+/** One allow-list entry of a VM: a destination `to` (address or CIDR) or `name` (DNS name), with optional ports and proto. */
 export const AllowEntry = json(
   z
     .strictObject({
@@ -43,6 +44,7 @@ export const AllowEntry = json(
   allowEntryRules,
 );
 
+/** A VM's NIC in one network: MAC, static lease, host, isolation, allow list, extra addresses. */
 export const VmSpec = json(
   z.strictObject({
     mac: json(z.string().regex(MAC_ADDRESS, "must be a MAC address such as 52:54:00:12:34:56"), { pattern: UNICAST_MAC_PATTERN, patternErrorMessage: "must be a unicast MAC address such as 52:54:00:12:34:56 (the second hex digit even: an odd one marks a multicast address)" })
@@ -68,6 +70,7 @@ const forwardForce = z
   .default(false)
   .describe("true: allow a listen port that is one of the backend's reserved_ports (e.g. its own SSH on 22), which the forward then shadows on the external interfaces. Default false");
 
+/** One backend port forwarded to one VM's port (DNAT). */
 export const PortForward = z.strictObject({
   listen: port.describe("Port, 1-65535, on the backend's external interfaces (and, hairpinned, on its addresses from the site's VMs); unique per protocol across the site's forwards"),
   vm: dnsLabel.describe("Target VM in this network; it needs a static ip (use port_ranges to reach DHCP VMs)"),
@@ -92,6 +95,7 @@ export const PortRangeForward = z.strictObject({
   force: forwardForce,
 });
 
+/** One VM network as written: VLAN, CIDR, gateway, MTU, DHCP, egress and DNS policy, VMs, forwards, audit, cluster groups. */
 export const NetworkSpec = json(
   z.strictObject({
     vlan: z.number().int().min(1, "VLAN id must be 1-4094").max(4094, "VLAN id must be 1-4094").describe("IEEE 802.1Q VLAN id, 1-4094 (0 and 4095 are reserved), unique in the site; also the nflog group of the network's audit records. VLAN 1 only with site allow_vlan_1: true"),
@@ -170,6 +174,7 @@ export const NetworkSpec = json(
   networkRules,
 );
 
+// What each schema yields (defaults applied): the types the loader and compiler read.
 export type AllowEntry = z.output<typeof AllowEntry>;
 export type VmSpec = z.output<typeof VmSpec>;
 export type PortForward = z.output<typeof PortForward>;

@@ -42,4 +42,5 @@ export const SiteSettings = json(
   siteRules,
 );
 
+/** The site settings as validated (defaults applied). */
 export type SiteSettings = z.output<typeof SiteSettings>;

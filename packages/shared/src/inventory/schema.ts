@@ -43,6 +43,7 @@ export const InventoryFile = json(
   inventoryFileRules,
 );
 
+/** One file as validated (defaults applied). */
 export type InventoryFile = z.output<typeof InventoryFile>;
 
 /**

@@ -1,6 +1,7 @@
 import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node, type Pair, type YAMLMap } from "yaml";
 import { quoteToken, TOKEN_MAX_CHARS, type InputProblem } from "../errors.ts";
 
+/** A path into a YAML document: mapping keys and sequence indexes, from the root. */
 export type DocPath = readonly (string | number)[];
 
 /** One parsed YAML file, kept so any later check can point at a line and column in it. */
