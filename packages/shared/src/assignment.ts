@@ -20,6 +20,7 @@ const ipv4 = Ipv4Address;
 /** A destination or source: one address, or a block a.b.c.d/len. */
 const cidrOrAddress = z.string().refine((t) => Ipv4Address.safeParse(t).success || Ipv4Interface.safeParse(t).success, "must be an IPv4 address a.b.c.d or a.b.c.d/len (octets 0-255, len 0-32)");
 
+/** A Linux bond (ip link type bond) over `members`, with its mode, MII monitoring interval (ms) and MTU. */
 export const KernelBondSpec = z.strictObject({
   kind: z.literal("kernel-bond"),
   name: ifname,
@@ -43,6 +44,7 @@ export const KernelBondSpec = z.strictObject({
   management: z.strictObject({ address: cidrAddress }).optional(),
 });
 
+/** An 802.1Q VLAN interface `name` on `parent` (ip link type vlan id `vlan`). */
 export const VlanInterfaceSpec = z.strictObject({
   kind: z.literal("vlan-interface"),
   name: ifname,
@@ -51,6 +53,7 @@ export const VlanInterfaceSpec = z.strictObject({
   mtu: z.number().int().min(68).max(9216),
 });
 
+/** The IPv4 addresses (and optionally the MAC) of an interface we own. */
 export const InterfaceAddressSpec = z.strictObject({
   kind: z.literal("interface-address"),
   name: ifname,
@@ -59,6 +62,7 @@ export const InterfaceAddressSpec = z.strictObject({
   mac: z.string().regex(MAC_ADDRESS).optional(),
 });
 
+/** One port of an OVS bridge: a NIC (system), an internal port, a patch port to `peer`, or a bond of `members`. */
 export const OvsPortSpec = z.strictObject({
   name: ifname,
   type: z.enum(["system", "internal", "patch", "bond"]),
@@ -82,6 +86,7 @@ export const OvsPortSpec = z.strictObject({
   if (p.type === "patch" && p.mtu !== undefined) ctx.issues.push({ code: "custom", message: "a patch port has no MTU", input: p, path: ["mtu"] });
 });
 
+/** An OVS bridge with exactly these ports (ovs-vsctl), on the kernel (system) or userspace (netdev) datapath. */
 export const OvsBridgeSpec = z.strictObject({
   kind: z.literal("ovs-bridge"),
   name: ifname,
@@ -104,6 +109,7 @@ export const OvsBridgeSpec = z.strictObject({
   failMode: z.enum(["secure", "standalone"]).optional(),
 });
 
+/** A libvirt network bridged onto an OVS bridge, with its portgroups (VLAN tags come from the OVS side). */
 export const LibvirtNetworkSpec = z.strictObject({
   kind: z.literal("libvirt-network"),
   name: z.string().regex(NETWORK_NAME),
@@ -122,6 +128,7 @@ export const LibvirtNetworkSpec = z.strictObject({
   ),
 });
 
+/** One kernel parameter (sysctl -w name=value); value in decimal. */
 export const SysctlSpec = z.strictObject({
   kind: z.literal("sysctl"),
   name: z.string().regex(/^[a-z0-9_]+(?:\.[a-z0-9_]+)+$/),
@@ -297,6 +304,7 @@ export const PruneSpec = z.strictObject({
   }),
 });
 
+/** Any resource of an assignment, by its `kind`. A kind this peer does not know is refused, whatever the minor. */
 export const ResourceSpec = z.discriminatedUnion("kind", [
   KernelBondSpec,
   VlanInterfaceSpec,
@@ -310,6 +318,7 @@ export const ResourceSpec = z.discriminatedUnion("kind", [
   PruneSpec,
 ]);
 
+/** The desired state of one host (see the top of this file); `apiVersion` names the document schema, the envelope's `protocol` the wire. */
 export const HostAssignment = z.strictObject({
   apiVersion: z.literal("netfleet.dev/v1"),
   kind: z.literal("HostAssignment"),
@@ -338,6 +347,7 @@ export type PruneSpec = z.output<typeof PruneSpec>;
 export type ResourceSpec = z.output<typeof ResourceSpec>;
 export type HostAssignment = z.output<typeof HostAssignment>;
 
+/** A resource's id in reports and logs: `kind[name]`. */
 export function resourceId(r: { kind: string; name: string }): string {
   return `${r.kind}[${r.name}]`;
 }

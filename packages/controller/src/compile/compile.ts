@@ -25,6 +25,7 @@ export function compileSite(inventory: Inventory): HostAssignment[] {
   return inventory.hosts.map((host) => compileHost(inventory, host));
 }
 
+/** One host's assignment, as compileSite makes it for each host. */
 export function compileHost(inventory: Inventory, host: Host): HostAssignment {
   const networks = inventory.networks.filter((n) => host.networks.includes(n.name)).sort((a, b) => a.vlan - b.vlan);
   const backend = inventory.hosts.find((h) => h.role === "backend")?.name;

@@ -13,6 +13,7 @@ const version = z.string().max(200).nullable();
 /** A kernel module: loaded now, or available to load (or built in). */
 export const KernelFeature = z.strictObject({ loaded: z.boolean(), available: z.boolean() });
 
+/** One network interface an agent sees (ip -json link): name, MAC (null when none), operstate and link kind. */
 export const InterfaceFact = z.strictObject({
   name: z.string().regex(INTERFACE_NAME),
   mac: z.string().regex(MAC_ADDRESS).nullable(),
@@ -59,6 +60,7 @@ export const AgentCredentials = z.strictObject({
   signingKey: z.strictObject({ keyId: z.string().regex(/^[0-9a-f]{16}$/), publicKeyPem: z.string().max(1024) }),
 });
 
+/** How many resources of a pass were ok (already converged), changed, failed, or pending (check mode: would change). */
 export const ResultsSummary = z.strictObject({
   ok: z.number().int().min(0),
   changed: z.number().int().min(0),
@@ -66,7 +68,12 @@ export const ResultsSummary = z.strictObject({
   pending: z.number().int().min(0),
 });
 
-export const ResourceOutcome = z.strictObject({
+/**
+ * One resource's result as reported (Salt's word): `id` (kind[name]),
+ * `result` true (ok or changed), false (failed) or null (pending, check
+ * mode), and the agent's `comment`.
+ */
+export const ReportedResult = z.strictObject({
   id: z.string().max(200),
   result: z.boolean().nullable(),
   comment: z.string().max(2000).optional(),
@@ -127,7 +134,7 @@ export const Report = z.strictObject({
   /** When rolledBack: the revision that was undone. */
   rolledBackRevision: z.number().int().min(1).optional(),
   summary: ResultsSummary,
-  results: z.array(ResourceOutcome).max(10000),
+  results: z.array(ReportedResult).max(10000),
   /** Set on a report sent after a periodic or event-driven pass repaired drift: the resources it changed back. */
   corrective: z.array(z.string().max(200)).max(10000).optional(),
   /** With `corrective`: what each repaired resource had, and what it has again (at most 200, the first ones). */
@@ -144,6 +151,7 @@ export const CheckRequest = z.strictObject({
   envelope: z.unknown(),
 });
 
+/** An agent's answer to a CheckRequest: what it runs now, and per resource what it would change (`results[].changes`: field names). */
 export const CheckReply = z.strictObject({
   kind: z.literal("check-result"),
   site: dnsLabel,
@@ -154,7 +162,7 @@ export const CheckReply = z.strictObject({
   ok: z.boolean(),
   error: z.string().max(2000).optional(),
   summary: ResultsSummary,
-  results: z.array(ResourceOutcome.extend({ changes: z.array(z.string().max(200)).max(200).optional() })).max(10000),
+  results: z.array(ReportedResult.extend({ changes: z.array(z.string().max(200)).max(200).optional() })).max(10000),
   at: timestamp,
 });
 
@@ -165,12 +173,14 @@ export const AdminRequest = z.strictObject({
   host: dnsLabel,
 });
 
+/** The controller's answer to an AdminRequest: ok, or the error; `record` the host's registry record after the change. */
 export const AdminReply = z.strictObject({
   ok: z.boolean(),
   error: z.string().max(2000).optional(),
   record: z.unknown().optional(),
 });
 
+/** An agent's periodic sign of life: what it runs (revision, hash) and how long it has run (`uptimeS`, seconds). */
 export const Heartbeat = z.strictObject({
   kind: z.literal("heartbeat"),
   site: dnsLabel,
@@ -188,7 +198,7 @@ export type EnrollFacts = z.output<typeof EnrollFacts>;
 export type Welcome = z.output<typeof Welcome>;
 export type AgentCredentials = z.output<typeof AgentCredentials>;
 export type ResultsSummary = z.output<typeof ResultsSummary>;
-export type ResourceOutcome = z.output<typeof ResourceOutcome>;
+export type ReportedResult = z.output<typeof ReportedResult>;
 export type Report = z.output<typeof Report>;
 export type FieldChange = z.output<typeof FieldChange>;
 export type CorrectiveChange = z.output<typeof CorrectiveChange>;

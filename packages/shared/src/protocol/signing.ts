@@ -69,12 +69,14 @@ export class AssignmentRejectedError extends Error {
   }
 }
 
+/** The controller's ed25519 key pair (PKCS#8 and SPKI PEM) and its id (signingKeyId). */
 export interface SigningKeys {
   keyId: string;
   privateKeyPem: string;
   publicKeyPem: string;
 }
 
+/** A new ed25519 key pair for a site's controller. */
 export function generateSigningKeys(): SigningKeys {
   const { privateKey, publicKey } = generateKeyPairSync("ed25519");
   return {

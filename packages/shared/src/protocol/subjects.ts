@@ -67,10 +67,12 @@ export function rolloutBucket(site: string): string {
   return `nf_${label("site", site)}_rollout`;
 }
 
+/** A host's key in the per-host buckets (desired, applied, registry, ...): the host name, checked to be a DNS label. @throws Error otherwise. */
 export function hostKey(host: string): string {
   return label("host", host);
 }
 
+/** Keys of the rollout bucket: the lock (who runs a rollout) and the state record (how far it got). */
 export const ROLLOUT_LOCK_KEY = "lock";
 export const ROLLOUT_STATE_KEY = "state";
 
@@ -89,6 +91,7 @@ export function directGetSubject(bucket: string, key: string): string {
   return `$JS.API.DIRECT.GET.${kvStream(bucket)}.${kvSubject(bucket, key)}`;
 }
 
+/** Enrollment facts from an agent (`*` for the controller's subscription). */
 export function enrollSubject(site: string, host: string): string {
   return `nf.${label("site", site)}.enroll.${hostToken(host)}`;
 }
@@ -98,10 +101,12 @@ export function welcomeSubject(site: string, host: string): string {
   return `nf.${label("site", site)}.welcome.${hostToken(host)}`;
 }
 
+/** Apply reports from one agent (`*` for the controller's subscription). */
 export function reportSubject(site: string, host: string): string {
   return `nf.${label("site", site)}.report.${hostToken(host)}`;
 }
 
+/** Heartbeats from one agent (`*` for the controller's subscription). */
 export function heartbeatSubject(site: string, host: string): string {
   return `nf.${label("site", site)}.hb.${hostToken(host)}`;
 }
