@@ -57,6 +57,10 @@ describe("shared CLI conventions", () => {
       expect(r.out, argv.join(" ")).toMatch(/^Usage: demo/);
     }
     expect(await run(["--version"])).toMatchObject({ code: 0, out: "0.1.0\n" });
+    const bundledOut: string[] = [];
+    const bundled = createProgram({ name: "demo", description: "a demo", version: "9.8.7", io: { out: (t) => bundledOut.push(t), err: () => {} } });
+    expect(await runProgram(bundled, ["--version"])).toBe(0);
+    expect(bundledOut).toEqual(["9.8.7\n"]);
   });
 
   it("prints the completion script of the whole tree", async () => {

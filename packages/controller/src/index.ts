@@ -21,3 +21,4 @@ export { Rollout, ResumeMismatchError, type RolloutOptions, type RolloutOutcome,
 export { limitHosts, orderTargets, parseAmount, planWaves, resolveAmount, type Amount } from "./rollout/waves.ts";
 export { diffAssignments, type ResourceDiff } from "./rollout/diff.ts";
 export type { RolloutEvent, RolloutResult } from "./rollout/events.ts";
+export type { RolloutStores } from "./rollout/ports.ts";

@@ -10,16 +10,19 @@ export interface ProgramIo {
   err(text: string): void;
 }
 
-/** What a CLI says about itself. */
-export interface ProgramInfo {
+/**
+ * What a CLI says about itself. Its `--version` is `version`, else the
+ * "version" of `packageJson` (e.g. `new URL("../package.json", import.meta.url)`);
+ * a CLI that also runs as one bundled file, away from its package.json,
+ * passes `version`.
+ */
+export type ProgramInfo = {
   /** The executable's name, e.g. "netfleet": it starts every error line. */
   name: string;
   description: string;
-  /** The package.json whose "version" `--version` prints, e.g. `new URL("../package.json", import.meta.url)`. */
-  packageJson: URL;
   /** Default: process.stdout / process.stderr. */
   io?: ProgramIo;
-}
+} & ({ version: string } | { packageJson: URL });
 
 const processIo: ProgramIo = {
   out: (text) => process.stdout.write(text),
@@ -48,7 +51,7 @@ export function createProgram(info: ProgramInfo): Command {
   const io = info.io ?? processIo;
   return new Command(info.name)
     .description(info.description)
-    .version(packageVersion(info.packageJson), "-V, --version", "print the version")
+    .version("version" in info ? info.version : packageVersion(info.packageJson), "-V, --version", "print the version")
     .showSuggestionAfterError(true)
     .allowExcessArguments(false)
     .exitOverride()
