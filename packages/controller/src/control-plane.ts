@@ -17,8 +17,11 @@ import { readStatus, type HostStatus } from "./store/status.ts";
 
 /** How a controller process connects, and what its services need to know. */
 export interface ControlPlaneOptions {
+  /** The site name (DNS label): subjects `nf.<site>.…`, buckets `nf_<site>_…`. */
   site: string;
+  /** NATS server URLs (`nats://host:port`). */
   servers: string[];
+  /** The controller's NATS user and password (secrets.json). */
   user: string;
   password: string;
   /** Inventory hosts: enrolling agents are matched against them. */
@@ -27,6 +30,7 @@ export interface ControlPlaneOptions {
   enrollmentToken: string;
   /** NATS password of the shared enrollment user (publish facts, hear welcomes). */
   enrollmentPassword: string;
+  /** The site's ed25519 key pair: assignments are signed with it, agents get the public key in their welcome. */
   signing: SigningKeys;
   /** Agent passwords, one 0600 file per host. */
   credentialsDir: string;
@@ -42,6 +46,7 @@ export interface ControlPlaneOptions {
   userSyncGapMs?: number;
   /** Heartbeats update lastSeen in the registry at most this often per host. */
   lastSeenWriteMs?: number;
+  /** Structured events (enrollments, approvals, retries, bad messages); none by default. */
   log?: (event: Record<string, unknown>) => void;
 }
 
