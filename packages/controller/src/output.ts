@@ -6,6 +6,7 @@ export interface CommandOutput {
   emit(value: unknown): void;
 }
 
+/** Output to this process's stdout (lines, JSON documents) and stderr (errors). */
 export function consoleOutput(json: boolean): CommandOutput {
   return {
     json,

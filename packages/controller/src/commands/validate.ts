@@ -1,6 +1,7 @@
 import { escapeText, formatProblem, InventoryError, loadInventory, type InputProblem, type Inventory } from "@netfleet/shared";
 import type { CommandOutput } from "../output.ts";
 
+/** Exit code of a command refused for invalid input (the inventory): nothing was changed. */
 export const EXIT_INVALID = 2;
 
 /**

@@ -113,8 +113,9 @@ export function addControlCommands(program: Command, ctx: Context): void {
   for (const [action, what] of [["approve", "Approve a quarantined host"], ["reject", "Revoke a host"]] as const) {
     hosts
       .command(action)
-      .description(`${what} (needs serve running). Takes the options of hosts (--state-dir, --nats, --json).`)
+      .description(`${what} (needs serve running).`)
       .argument("<name>", "the host's name")
+      .configureHelp({ showGlobalOptions: true })
       .action(withExitCode(async (name: string, _o: unknown, cmd: Command) => {
         const o = cmd.optsWithGlobals<ControllerFlags>();
         const out = ctx.output(o.json ?? false);
