@@ -4,7 +4,8 @@ export { planAbsent, reconcile, summarize, type ReconcileOptions } from "./engin
 export { handlers } from "./resources/index.ts";
 export type { ResourceResult, ResourcePlan, ResourceHandler } from "./resources/types.ts";
 export { AgentDaemon, type DaemonOptions } from "./daemon.ts";
-export { NatsAgent, AGENT_VERSION, type NatsAgentOptions } from "./nats-agent.ts";
+export { NatsAgent, type NatsAgentOptions } from "./nats-agent.ts";
+export { AGENT_VERSION } from "./version.ts";
 export { FleetMember, type FleetMemberOptions } from "./fleet/agent.ts";
 export type { CheckResult } from "./fleet/check.ts";
 export { readKey, putKey, type StoredEntry } from "./fleet/kv.ts";

@@ -13,6 +13,7 @@ import { AgentState } from "./fleet/state.ts";
 import { AuditCollector, auditSources } from "./gateway/audit-collector.ts";
 import { LeaseFollower } from "./gateway/lease-follower.ts";
 import { LeasePublisher } from "./gateway/lease-publisher.ts";
+import { AGENT_VERSION } from "./version.ts";
 
 /** The fleet agent's settings: how it joins, what it drives, and its timings. */
 export interface NatsAgentOptions {
@@ -48,8 +49,6 @@ export interface NatsAgentOptions {
   log?: (event: Record<string, unknown>) => void;
 }
 
-/** The version the agent reports in its enrollment facts and heartbeats. */
-export const AGENT_VERSION = "0.1.0";
 
 /**
  * The agent on a host of the fleet: a FleetMember (enrollment, signed

@@ -7,10 +7,9 @@ import {
   decodeMessage,
   encodeMessage,
   hostKey,
-  kvSubject,
   type CorrectiveChange,
 } from "@netfleet/shared";
-import { readKey } from "./kv.ts";
+import { putKey, readKey } from "./kv.ts";
 import { nextLog } from "./corrective.ts";
 
 export interface CorrectiveJournalOptions {
@@ -148,9 +147,7 @@ export class CorrectiveJournal {
     const batch = this.pending.slice();
     const dropped = this.pendingDropped;
     const next = nextLog(this.stored, { site: this.options.site, host }, batch, new Date().toISOString(), { extraCount: dropped });
-    const ack = await nc.request(kvSubject(bucket, key), encodeMessage(next), { timeout });
-    const body = JSON.parse(ack.string()) as { seq?: number; error?: { description?: string } };
-    if (typeof body.seq !== "number") throw new Error(body.error?.description ?? "no acknowledgement");
+    await putKey(nc, bucket, key, encodeMessage(next), timeout);
     this.stored = next;
     // Changes recorded meanwhile stay queued. `record` only appends, and drops from the front (counting them):
     // what it dropped meanwhile came from this batch first (already counted in `next`), then from the new ones.

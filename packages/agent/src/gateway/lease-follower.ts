@@ -1,5 +1,5 @@
 import { mkdir, readFile } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { dirname } from "node:path";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import {
   DecodeError,

@@ -6,13 +6,12 @@ import {
   decodeMessage,
   encodeMessage,
   hostKey,
-  kvSubject,
   leasesBucket,
   parseDnsmasqLeases,
   type Lease,
 } from "@netfleet/shared";
 import { dnsmasqFiles } from "../resources/dnsmasq.ts";
-import { readKey } from "../fleet/kv.ts";
+import { putKey, readKey } from "../fleet/kv.ts";
 
 export interface LeasePublisherOptions {
   site: string;
@@ -243,9 +242,7 @@ export class LeasePublisher {
       return;
     }
     try {
-      const ack = await nc.request(kvSubject(bucket, key), bytes, { timeout: this.options.putTimeoutMs ?? 2000 });
-      const body = JSON.parse(ack.string()) as { seq?: number; error?: { description?: string } };
-      if (typeof body.seq !== "number") throw new Error(body.error?.description ?? "no acknowledgement");
+      await putKey(nc, bucket, key, bytes, this.options.putTimeoutMs ?? 2000);
     } catch (err) {
       this.report((err as Error).message);
       return;
