@@ -3,7 +3,7 @@ import { StaleRevisionError } from "../store/desired.ts";
 import { withRetry } from "../store/kv.ts";
 import type { HostRecord } from "../store/registry.ts";
 import { verdict } from "./diff.ts";
-import type { RolloutStores } from "./ports.ts";
+import { STORE_RETRY_MS, type RolloutStores } from "./ports.ts";
 import type { RevertRun } from "./revert.ts";
 import { runWaves } from "./run.ts";
 import { LockLostError } from "./state.ts";
@@ -23,7 +23,7 @@ export async function applyWaves(run: ApplyRun): Promise<void> {
   const { progress } = run;
   const maxFail = progress.state.maxFail ?? 0;
   // Hosts approved when the waves start, read in one pass (a host not among them is read on its own).
-  const records = await withRetry(() => run.stores.registry.list(), 30_000).catch(() => []);
+  const records = await withRetry(() => run.stores.registry.list(), STORE_RETRY_MS).catch(() => []);
   const approved = new Map(records.filter((r) => r.state === "approved").map((r) => [r.host, r]));
   const stoppedAt = await runWaves({
     waves: progress.state.waves,
@@ -55,7 +55,7 @@ async function applyHost(run: ApplyRun, approved: ReadonlyMap<string, HostRecord
     if (p.status === "pending") {
       // Approved at the start of the rollout (one pass over the registry), or read now.
       const known = approved.get(host);
-      const record = known ?? (await withRetry(() => stores.registry.get(host), 30_000));
+      const record = known ?? (await withRetry(() => stores.registry.get(host), STORE_RETRY_MS));
       if (record?.state !== "approved") throw new Error(record ? `not approved (${record.state}${record.reason ? `: ${record.reason}` : ""})` : "has not enrolled");
       let published;
       try {

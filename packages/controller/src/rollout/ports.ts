@@ -3,10 +3,13 @@ import type { DesiredStore, PublishResult } from "../store/desired.ts";
 import type { HostRegistry } from "../store/registry.ts";
 import type { RolloutLock, RolloutStateWriter } from "./state.ts";
 
+/** How long a rollout retries a store read or write through a NATS failover (withRetry), in milliseconds. */
+export const STORE_RETRY_MS = 30_000;
+
 /**
  * What a rollout needs from the controller's stores, and nothing more. The ControlPlane
  * satisfies it as it is; reads and writes that can fail through a NATS failover are retried
- * by the rollout (see withRetry), not here.
+ * by the rollout (withRetry, STORE_RETRY_MS), not here.
  */
 export interface RolloutStores {
   /** The site rolled out (named in events and messages). */

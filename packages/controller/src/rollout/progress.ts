@@ -1,5 +1,6 @@
 import PQueue from "p-queue";
 import { withRetry } from "../store/kv.ts";
+import { STORE_RETRY_MS } from "./ports.ts";
 import type { RolloutAbort } from "./run.ts";
 import { LockLostError, StateTooLargeError, type HostProgress, type RolloutState, type RolloutStateWriter } from "./state.ts";
 
@@ -93,7 +94,7 @@ export class RolloutProgress {
     this.dirty = new Set();
     try {
       // The first write of a state (new or resumed) writes every shard.
-      await withRetry(() => this.writer.save(this.state, this.written ? dirty : undefined), 30_000);
+      await withRetry(() => this.writer.save(this.state, this.written ? dirty : undefined), STORE_RETRY_MS);
       this.written = true;
     } catch (err) {
       for (const h of dirty) this.dirty.add(h);

@@ -1,7 +1,7 @@
 import { withRetry } from "../store/kv.ts";
 import { verdict } from "./diff.ts";
 import type { RolloutEvent } from "./events.ts";
-import type { RolloutStores } from "./ports.ts";
+import { STORE_RETRY_MS, type RolloutStores } from "./ports.ts";
 import type { RolloutProgress } from "./progress.ts";
 import { forEachHost, type RolloutAbort } from "./run.ts";
 import { LockLostError } from "./state.ts";
@@ -43,7 +43,7 @@ async function revertHost(run: RevertRun, host: string): Promise<void> {
       return;
     }
     if (p.status !== "reverting" || p.revertRevision === undefined) {
-      const previous = await withRetry(() => stores.desired.atRevision(host, p.previous!.revision), 30_000);
+      const previous = await withRetry(() => stores.desired.atRevision(host, p.previous!.revision), STORE_RETRY_MS);
       if (!previous) throw new Error(`revision ${p.previous.revision} is no longer in the desired history`);
       const published = await stores.publish(previous.assignment);
       p.status = "reverting";

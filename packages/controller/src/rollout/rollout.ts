@@ -8,7 +8,7 @@ import { applyWaves } from "./apply.ts";
 import { checkWaves } from "./check.ts";
 import { diffAssignments, hostDiffStatus } from "./diff.ts";
 import type { RolloutEvent, RolloutResult } from "./events.ts";
-import type { RolloutStores } from "./ports.ts";
+import { STORE_RETRY_MS, type RolloutStores } from "./ports.ts";
 import { RolloutProgress } from "./progress.ts";
 import { revert } from "./revert.ts";
 import { RolloutAbort } from "./run.ts";
@@ -131,7 +131,7 @@ export class Rollout {
     } finally {
       clearInterval(this.renewTimer);
       await this.progress?.idle();
-      if (this.lease && !this.abort.lockLost) await withRetry(() => this.stores.lock.release(this.lease!), 30_000).catch(() => {});
+      if (this.lease && !this.abort.lockLost) await withRetry(() => this.stores.lock.release(this.lease!), STORE_RETRY_MS).catch(() => {});
     }
   }
 
@@ -143,12 +143,12 @@ export class Rollout {
     const ordered = orderTargets([...this.targets.values()]);
     // Every host's desired entry in one pass over the bucket (a read per host, 32 at a time, when that fails);
     // applied reports from the applied watch. Emitted in order.
-    const all = await withRetry(() => this.stores.desired.readAll(), 30_000).catch(() => undefined);
+    const all = await withRetry(() => this.stores.desired.readAll(), STORE_RETRY_MS).catch(() => undefined);
     const reads = new PQueue({ concurrency: 32 });
     const read = ordered.map((t) =>
       reads.add(async () => ({
-        entry: all ? all.get(t.host) : await withRetry(() => this.stores.desired.read(t.host), 30_000),
-        applied: await withRetry(() => this.stores.lastApplied(t.host), 30_000).catch(() => undefined),
+        entry: all ? all.get(t.host) : await withRetry(() => this.stores.desired.read(t.host), STORE_RETRY_MS),
+        applied: await withRetry(() => this.stores.lastApplied(t.host), STORE_RETRY_MS).catch(() => undefined),
       })),
     );
     for (const [i, target] of ordered.entries()) {
@@ -179,7 +179,7 @@ export class Rollout {
     try {
       this.lease = await withRetry(
         () => (this.options.abandon ? this.stores.lock.takeOver(owner, this.options.lockStaleMs, rolloutId) : this.stores.lock.acquire(owner, rolloutId)),
-        30_000,
+        STORE_RETRY_MS,
       );
     } catch (err) {
       if (err instanceof LockHeldError) throw this.describeHolder(err);
@@ -189,7 +189,7 @@ export class Rollout {
     const { waves, maxFail } = this.plan(todo);
     const now = new Date().toISOString();
     // Only the header: its revision is the compare-and-set base; old host shards are read back when written over.
-    const previous = await withRetry(() => this.stores.lock.loadState({ withHosts: false }), 30_000);
+    const previous = await withRetry(() => this.stores.lock.loadState({ withHosts: false }), STORE_RETRY_MS);
     const state: RolloutState = {
       rolloutId,
       owner,
@@ -221,7 +221,7 @@ export class Rollout {
 
   /** Continues the interrupted rollout: checks it brings the same assignments, waits for its lock to go stale and takes it over. */
   private async resumeState(): Promise<RolloutProgress> {
-    const loaded = await withRetry(() => this.stores.lock.loadState(), 30_000);
+    const loaded = await withRetry(() => this.stores.lock.loadState(), STORE_RETRY_MS);
     if (!loaded || !loaded.state.hosts || !["running", "reverting"].includes(loaded.state.phase)) {
       throw new ResumeMismatchError(`nothing to resume: the last rollout of ${this.stores.options.site} is ${loaded ? loaded.state.phase : "absent"}`);
     }
@@ -234,7 +234,7 @@ export class Rollout {
     const owner = `${this.options.owner}:${st.rolloutId}`;
     // The dead controller's lock: tried every second until it has not been renewed for lockStaleMs, then taken over with compare-and-set.
     const deadline = Date.now() + this.options.lockStaleMs + 5000;
-    this.lease = await pRetry(() => withRetry(() => this.stores.lock.takeOver(owner, this.options.lockStaleMs, st.rolloutId), 30_000), {
+    this.lease = await pRetry(() => withRetry(() => this.stores.lock.takeOver(owner, this.options.lockStaleMs, st.rolloutId), STORE_RETRY_MS), {
       retries: Infinity,
       factor: 1,
       minTimeout: 1000,
@@ -245,7 +245,7 @@ export class Rollout {
       },
     });
     // Re-read after taking the lock: the old controller cannot write any more.
-    const fresh = (await withRetry(() => this.stores.lock.loadState(), 30_000))!;
+    const fresh = (await withRetry(() => this.stores.lock.loadState(), STORE_RETRY_MS))!;
     const progress = this.start({ ...fresh.state, owner, updatedAt: new Date().toISOString() }, fresh);
     await progress.save();
     this.emit({ event: "rollout", rolloutId: st.rolloutId, site: this.stores.options.site, check: false, resume: true, waves: st.waves, maxFail: st.maxFail ?? 0, unchanged: [] });
