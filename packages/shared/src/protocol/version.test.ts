@@ -59,6 +59,10 @@ describe("protocol version on messages", () => {
     for (const bad of ["1", "1.0.0", "01.0", "v1.0", "", 1, null, ["1.0"]]) {
       expect(thrown(() => decodeMessage(Heartbeat, "hb", bytes({ protocol: bad, ...hb })))).toBeInstanceOf(ProtocolVersionError);
     }
+    // Nested far deeper than JSON.stringify can walk: refused as a version, without walking it.
+    const deep = `{"protocol":${"[".repeat(20000)}${"]".repeat(20000)}}`;
+    expect(thrown(() => decodeMessage(Heartbeat, "hb", deep))).toMatchObject({ name: "ProtocolVersionError", received: "an array" });
+    expect(thrown(() => decodeSignedAssignment("kv", deep))).toMatchObject({ name: "ProtocolVersionError", received: "an array" });
   });
 });
 

@@ -83,10 +83,21 @@ export function senderVersion(source: string, kind: string, value: unknown): Pro
   const text = field === undefined ? UNVERSIONED : field;
   const version = parseProtocolVersion(text);
   if (!version || version.major !== OURS.major) {
-    const shown = typeof field === "string" ? JSON.stringify(field.slice(0, 20)) : JSON.stringify(field) ?? "none";
-    throw new ProtocolVersionError(source, kind, shown.slice(0, 40));
+    throw new ProtocolVersionError(source, kind, describeVersion(field));
   }
   return version;
+}
+
+/**
+ * A received `protocol` value for a message, bounded and never walked: a
+ * string quoted (its first 20 characters), a number as written, else its
+ * JSON type ("none" when absent). A hostile value may be nested deeply.
+ */
+function describeVersion(field: unknown): string {
+  if (field === undefined) return "none";
+  if (typeof field === "string") return JSON.stringify(field.slice(0, 20));
+  if (typeof field === "number" || typeof field === "boolean" || field === null) return String(field);
+  return Array.isArray(field) ? "an array" : "an object";
 }
 
 /** `message` as sent: a JSON object gets `protocol` (a version it already holds, e.g. a signed envelope's, is kept). */
