@@ -23,4 +23,5 @@ export { connectivityProbes, runProbes } from "./checks/connectivity.ts";
 export type { CheckRow } from "./checks/rows.ts";
 export { tcpConnect } from "./checks/probes.ts";
 export { attackProbes, type AttackRow, type Sender } from "./checks/attack.ts";
-export { labAttack, measureWindow, type WindowResult } from "./checks/attack-run.ts";
+export { labAttack } from "./checks/attack-run.ts";
+export { measureWindow, type WindowResult } from "./checks/window.ts";
