@@ -1,4 +1,4 @@
-import { cidrContains, intToIpv4, ipv4ToInt, parseIpv4Cidr, sha256Hex, type EgressRule, type ForwardSpec, type NftTableSpec } from "@netfleet/shared";
+import { cidrContains, cidrWithin, intToIpv4, ipv4ToInt, parseIpv4Block, sha256Hex, type EgressRule, type ForwardSpec, type NftTableSpec } from "@netfleet/shared";
 
 /**
  * The table `inet netfleet` as text, written in the form `nft list table`
@@ -91,13 +91,13 @@ export function nftTime(seconds: number): string {
 export function cidrSet(items: readonly string[]): string[] {
   const blocks = [...new Set(items)]
     .map((t) => {
-      const c = parseIpv4Cidr(t.includes("/") ? t : `${t}/32`);
+      const c = parseIpv4Block(t);
       if (typeof c === "string") throw new Error(`not a CIDR: ${t}: ${c}`);
       return c;
     })
     .sort((a, b) => a.first - b.first || b.last - a.last);
   const kept: typeof blocks = [];
-  for (const b of blocks) if (!kept.some((k) => k.first <= b.first && b.last <= k.last)) kept.push(b);
+  for (const b of blocks) if (!kept.some((k) => cidrWithin(b, k))) kept.push(b);
   return kept.map((b) => (b.prefix === 32 ? intToIpv4(b.network) : `${intToIpv4(b.network)}/${b.prefix}`));
 }
 
@@ -126,7 +126,7 @@ export function desiredElements(spec: NftTableSpec): Record<StaticSet, string[]>
 
 /** Whether `ip` is in `cidr` (a network, or a bare address: that one). */
 function inCidr(ip: string, cidr: string): boolean {
-  const c = parseIpv4Cidr(cidr.includes("/") ? cidr : `${cidr}/32`);
+  const c = parseIpv4Block(cidr);
   return typeof c !== "string" && cidrContains(c, ipv4ToInt(ip));
 }
 
