@@ -1,6 +1,7 @@
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { XMLBuilder } from "fast-xml-parser";
 import { netnsExec, virsh, waitFor, type LabExec } from "./exec.ts";
 import { isAlive, pidfileAlive, pidInNetns, readPidfile, terminate } from "./procs.ts";
 import type { LibvirtPaths, TopoDomain } from "./topology.ts";
@@ -107,25 +108,34 @@ function saveSeed(capsDir: string): void {
   renameSync(tmp, CAPS_SEED);
 }
 
+/** Escapes names and values (`processEntities`); empty elements are written `<x/>`. */
+const builder = new XMLBuilder({ ignoreAttributes: false, attributeNamePrefix: "@", format: true, indentBy: "  ", suppressEmptyNode: true, processEntities: true });
+
+/**
+ * The libvirt domain XML of a lab VM: 64 MiB, one vCPU, KVM when /dev/kvm
+ * exists (else TCG), one virtio NIC on the libvirt network's port group with
+ * the VM's MAC. Names come from the inventory and are escaped.
+ */
 export function domainXml(d: TopoDomain): string {
   const type = existsSync("/dev/kvm") ? "kvm" : "qemu";
-  return [
-    `<domain type='${type}'>`,
-    `  <name>${d.name}</name>`,
-    "  <memory unit='MiB'>64</memory>",
-    "  <vcpu>1</vcpu>",
-    "  <os><type arch='x86_64'>hvm</type></os>",
-    "  <devices>",
-    "    <emulator>/usr/bin/qemu-system-x86_64</emulator>",
-    "    <interface type='network'>",
-    `      <source network='${d.network}' portgroup='${d.portgroup}'/>`,
-    `      <mac address='${d.mac}'/>`,
-    "      <model type='virtio'/>",
-    "    </interface>",
-    "  </devices>",
-    "</domain>",
-    "",
-  ].join("\n");
+  return builder.build({
+    domain: {
+      "@type": type,
+      name: d.name,
+      memory: { "@unit": "MiB", "#text": "64" },
+      vcpu: "1",
+      os: { type: { "@arch": "x86_64", "#text": "hvm" } },
+      devices: {
+        emulator: "/usr/bin/qemu-system-x86_64",
+        interface: {
+          "@type": "network",
+          source: { "@network": d.network, "@portgroup": d.portgroup },
+          mac: { "@address": d.mac },
+          model: { "@type": "virtio" },
+        },
+      },
+    },
+  });
 }
 
 /**
