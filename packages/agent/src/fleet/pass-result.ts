@@ -1,11 +1,11 @@
-import type { ResourceOutcome, ResultsSummary } from "@netfleet/shared";
+import type { ReportedResult, ResultsSummary } from "@netfleet/shared";
 import { summarize } from "../engine.ts";
 import type { ResourceResult } from "../resources/types.ts";
 
 /** The results of one pass (an apply, a rollback, a check, a drift repair) as the agent reports them: summary and per-resource results. */
 export interface PassResult {
   summary: ResultsSummary;
-  results: ResourceOutcome[];
+  results: ReportedResult[];
 }
 
 /** Nothing done. */

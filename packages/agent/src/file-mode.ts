@@ -1,0 +1,101 @@
+import { readFileSync, unwatchFile, watchFile } from "node:fs";
+import { DecodeError, decodeAssignment, type HostAssignment } from "@netfleet/shared";
+import { AgentDaemon } from "./daemon.ts";
+import { reconcile, summarize } from "./engine.ts";
+import { ExecaRunner } from "./exec/runner.ts";
+import type { ResourceResult } from "./resources/types.ts";
+import type { Toolbox } from "./tools.ts";
+
+/** An assignment file that cannot be used: nothing was changed (exit 2). */
+export class AssignmentFileError extends Error {}
+
+/**
+ * Reads and decodes an assignment file.
+ * @throws AssignmentFileError when it is missing or not a valid assignment; other fs errors as they are.
+ */
+export function readAssignment(file: string): HostAssignment {
+  try {
+    return decodeAssignment(file, readFileSync(file, "utf8"));
+  } catch (err) {
+    if (err instanceof DecodeError || (err as NodeJS.ErrnoException).code === "ENOENT") throw new AssignmentFileError((err as Error).message);
+    throw err;
+  }
+}
+
+/**
+ * `netfleet-agent apply`: one reconcile pass (`check`: what would change,
+ * nothing run that mutates), printed per resource or as JSON. Returns the
+ * exit code: 0 converged (or nothing to change in check mode), 3 some
+ * resource failed.
+ */
+export async function applyOnce(assignment: HostAssignment, tools: Toolbox, o: { check: boolean; json: boolean }): Promise<number> {
+  const started = performance.now();
+  const results = await reconcile(assignment.resources, { runner: new ExecaRunner(), tools, owner: assignment.site, check: o.check });
+  const summary = summarize(results);
+  const wallMs = Math.round(performance.now() - started);
+  if (o.json) {
+    process.stdout.write(JSON.stringify({ host: assignment.host, hash: assignment.hash, check: o.check, summary, wallMs, results }, null, 2) + "\n");
+  } else {
+    for (const r of results) process.stdout.write(formatResult(r));
+    process.stdout.write(`${assignment.host}: ${summary.ok} ok, ${summary.changed} changed, ${summary.pending} would change, ${summary.failed} failed (${wallMs} ms)\n`);
+  }
+  return summary.failed > 0 ? 3 : 0;
+}
+
+function formatResult(r: ResourceResult): string {
+  const mark = r.result === false ? "FAILED " : r.result === null ? "CHANGE?" : r.changed ? "changed" : "ok     ";
+  let text = `${mark} ${r.id}${r.comment && r.result !== true ? `: ${r.comment}` : ""}\n`;
+  for (const [k, c] of Object.entries(r.changes)) text += `          ${k}: ${JSON.stringify(c.old)} -> ${JSON.stringify(c.new)}\n`;
+  if (r.error) text += `          error: ${r.error}\n`;
+  return text;
+}
+
+/**
+ * `netfleet-agent run --assignment FILE`: keeps the host at FILE until
+ * SIGTERM/SIGINT, following OVS and libvirt events and re-reading FILE when
+ * it changes (a document refused by `hostCheck`, or one that does not
+ * decode, changes nothing). Logs JSON lines; stopping leaves the host as it is.
+ */
+export async function runFromFile(
+  file: string,
+  assignment: HostAssignment,
+  tools: Toolbox,
+  timing: { intervalMs: number; flowIntervalMs: number },
+  hostCheck: (next: HostAssignment) => string | undefined,
+): Promise<number> {
+  const log = (event: Record<string, unknown>) => process.stdout.write(JSON.stringify({ ts: new Date().toISOString(), ...event }) + "\n");
+  const daemon = new AgentDaemon(assignment, { runner: new ExecaRunner(), tools, ...timing, watchEvents: true, log });
+  log({ event: "start", host: assignment.host, hash: assignment.hash, pid: process.pid });
+  await daemon.start();
+  watchFile(file, { interval: 1000 }, () => {
+    try {
+      const next = decodeAssignment(file, readFileSync(file, "utf8"));
+      const refused = hostCheck(next);
+      if (refused !== undefined) {
+        log({ event: "assignment-rejected", error: refused });
+        return;
+      }
+      if (next.hash !== assignment.hash) {
+        assignment = next;
+        log({ event: "assignment", hash: next.hash });
+        void daemon.replace(next);
+      }
+    } catch (err) {
+      // A bad document changes nothing: the host keeps its current state.
+      log({ event: "assignment-rejected", error: (err as Error).message });
+    }
+  });
+  await stopSignal();
+  unwatchFile(file);
+  await daemon.stop();
+  log({ event: "stop", host: assignment.host });
+  return 0;
+}
+
+/** Resolves on the first SIGTERM or SIGINT. */
+export function stopSignal(): Promise<void> {
+  return new Promise<void>((resolve) => {
+    process.once("SIGTERM", resolve);
+    process.once("SIGINT", resolve);
+  });
+}

@@ -1,0 +1,48 @@
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { main } from "./main.ts";
+
+// The command line's surface; what apply and run do on a host is proven in test/kernel, test/lab and test/bootstrap.
+describe("netfleet-agent command line", () => {
+  const out: string[] = [];
+  const err: string[] = [];
+  afterEach(() => {
+    vi.restoreAllMocks();
+    out.length = 0;
+    err.length = 0;
+  });
+  const capture = () => {
+    vi.spyOn(process.stdout, "write").mockImplementation((text) => out.push(String(text)) > 0);
+    vi.spyOn(process.stderr, "write").mockImplementation((text) => err.push(String(text)) > 0);
+  };
+
+  it("--help on every command, help, no arguments and --version exit 0", async () => {
+    capture();
+    for (const argv of [[], ["--help"], ["help"], ["apply", "--help"], ["run", "--help"], ["completion", "--help"], ["--version"]]) expect(await main(argv)).toBe(0);
+    expect(out.join("")).toContain("Usage: netfleet-agent apply [options]");
+    expect(out.join("")).toContain("--confirm-deadline <s>");
+  });
+
+  it("options are per command; unknown ones and bad values are usage errors (64) with a suggestion", async () => {
+    capture();
+    expect(await main(["apply", "--assignment", "x.json", "--interval", "3"])).toBe(64);
+    expect(await main(["aply"])).toBe(64);
+    expect(err.join("")).toContain("(Did you mean apply?)");
+    expect(await main(["run", "--nats", "http://x:1"])).toBe(64);
+    expect(await main(["run", "--assignment", "x.json", "--interval", "0"])).toBe(64);
+    expect(await main(["run", "--site", "lab", "--nats", "nats://10.0.0.1:4222"])).toBe(64);
+    expect(err.join("")).toContain("netfleet-agent run: --token (or --token-file) is required");
+  });
+
+  it("an assignment file that cannot be read changes nothing and exits 2", async () => {
+    capture();
+    expect(await main(["apply", "--assignment", "/nonexistent/hv1.json"])).toBe(2);
+    expect(err.join("")).toContain("ENOENT");
+  });
+
+  it("completion prints a bash and a zsh script", async () => {
+    capture();
+    expect(await main(["completion", "bash"])).toBe(0);
+    expect(await main(["completion", "zsh"])).toBe(0);
+    expect(out.join("")).toContain("--flow-interval");
+  });
+});
