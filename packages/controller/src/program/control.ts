@@ -45,6 +45,25 @@ async function optionalSite(dir: string | undefined, out: CommandOutput): Promis
   return loadOrReport(dir, out) ?? EXIT_INVALID;
 }
 
+/**
+ * Makes `cmd` (hosts, status) a listing of the controller's view: an
+ * optional site folder, --state-dir, --nats, --json, and `show` run on a
+ * connected control plane.
+ */
+function listing(cmd: Command, ctx: Context, show: (cp: Connected["cp"], out: CommandOutput) => Promise<number>): void {
+  cmd
+    .argument("[site-dir]", "the site folder")
+    .addOption(stateDirOption())
+    .addOption(natsOption())
+    .addOption(jsonOption())
+    .action(withExitCode(async (dir: string | undefined, o: ControllerFlags, c: Command) => {
+      const out = ctx.output(o.json ?? false);
+      const inventory = await optionalSite(dir, out);
+      if (typeof inventory === "number") return inventory;
+      return withController(c, o, inventory, ({ cp }) => show(cp, out));
+    }));
+}
+
 /** The control-plane commands: serve, token, hosts (approve, reject), status, audit. */
 export function addControlCommands(program: Command, ctx: Context): void {
   program
@@ -98,18 +117,8 @@ export function addControlCommands(program: Command, ctx: Context): void {
   const hosts = program
     .command("hosts")
     .summary("enrolled and inventory hosts: state, match, last seen")
-    .description("Enrolled and inventory hosts: state, match, last seen. hosts approve|reject NAME: approve a quarantined host / revoke a host (needs serve running).")
-    .argument("[site-dir]", "the site folder")
-    .addOption(stateDirOption())
-    .addOption(natsOption())
-    .addOption(jsonOption())
-    .action(withExitCode(async (dir: string | undefined, o: ControllerFlags, cmd: Command) => {
-      const out = ctx.output(o.json ?? false);
-      const inventory = await optionalSite(dir, out);
-      if (typeof inventory === "number") return inventory;
-      const { hostsCommand } = await import("../commands/hosts.ts");
-      return withController(cmd, o, inventory, ({ cp }) => hostsCommand(cp, out));
-    }));
+    .description("Enrolled and inventory hosts: state, match, last seen. hosts approve|reject NAME: approve a quarantined host / revoke a host (needs serve running).");
+  listing(hosts, ctx, async (cp, out) => (await import("../commands/hosts.ts")).hostsCommand(cp, out));
   for (const [action, what] of [["approve", "Approve a quarantined host"], ["reject", "Revoke a host"]] as const) {
     hosts
       .command(action)
@@ -124,24 +133,14 @@ export function addControlCommands(program: Command, ctx: Context): void {
       }));
   }
 
-  program
+  const status = program
     .command("status")
     .summary("per host: enrolled, last seen, desired vs applied revision, drift")
     .description(
       "Per host: enrolled, last seen, desired vs applied revision, drift, drift the agent repaired (count, last; --json: the last 20 " +
         "with before/after), warnings (foreign-drop: ...).",
-    )
-    .argument("[site-dir]", "the site folder")
-    .addOption(stateDirOption())
-    .addOption(natsOption())
-    .addOption(jsonOption())
-    .action(withExitCode(async (dir: string | undefined, o: ControllerFlags, cmd: Command) => {
-      const out = ctx.output(o.json ?? false);
-      const inventory = await optionalSite(dir, out);
-      if (typeof inventory === "number") return inventory;
-      const { statusCommand } = await import("../commands/hosts.ts");
-      return withController(cmd, o, inventory, ({ cp }) => statusCommand(cp, out));
-    }));
+    );
+  listing(status, ctx, async (cp, out) => (await import("../commands/hosts.ts")).statusCommand(cp, out));
 
   program
     .command("audit")
