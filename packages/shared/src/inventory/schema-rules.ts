@@ -4,7 +4,7 @@ import { LINK_LOCAL_PATTERN } from "./schema-patterns.ts";
  * Rules between keys of one inventory object, in JSON Schema (draft-07
  * `if`/`then`, `oneOf`, `not`), added to the zod schemas with `.meta()` for
  * `inventoryJsonSchema()` only: the loader checks the same rules in code
- * (load.ts, check-*.ts). Each rule here refuses only what the loader
+ * (site.ts, networks.ts, hosts.ts, check-*.ts). Each rule here refuses only what the loader
  * refuses, so an editor never flags a file `netfleet validate` accepts:
  *
  * - a rule on a host reads only keys the host itself sets, because a
