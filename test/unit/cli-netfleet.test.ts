@@ -130,6 +130,7 @@ describe("netfleet completion", () => {
     expect(complete("netfleet", "plan", "--")).toBe("--host --json --help");
     expect(complete("netfleet", "rollout", "--l")).toBe("--limit --lock-stale");
     expect(complete("netfleet", "completion", "")).toBe("bash zsh");
+    expect(complete("netfleet", "hosts", "approve", "--").split(" ")).toEqual(expect.arrayContaining(["--state-dir", "--nats", "--json"]));
   });
 
   it.skipIf(spawnSync("zsh", ["-c", "true"]).error !== undefined)("zsh: parses and names every command", async () => {

@@ -33,7 +33,8 @@ function walk(cmd: Command, path = ""): Node[] {
   const node: Node = {
     path,
     commands: commands.map((c) => ({ name: word(c.name(), WORD), summary: firstLine(c.summary() || c.description()) })),
-    options: help.visibleOptions(cmd).flatMap((o) =>
+    // A command whose help shows its parents' options (showGlobalOptions) also completes them.
+    options: [...help.visibleOptions(cmd), ...(help.showGlobalOptions ? help.visibleGlobalOptions(cmd) : [])].flatMap((o) =>
       [o.long, o.short].filter((f): f is string => f !== undefined).map((flag) => ({
         flag: word(flag, FLAG),
         summary: firstLine(o.description),
