@@ -6,6 +6,7 @@ import type { ResourceResult } from "./resources/types.ts";
 import { DnsmasqWatch } from "./gateway/dnsmasq-watch.ts";
 import type { Toolbox } from "./tools.ts";
 
+/** How the daemon runs commands and how often it passes. */
 export interface DaemonOptions {
   runner: Runner;
   tools: Toolbox;

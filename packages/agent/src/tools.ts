@@ -21,6 +21,7 @@ export interface ToolPaths {
   stateDir?: string;
 }
 
+/** The paths and URIs the agent's tools are run with (ovsdb socket, libvirt URI, run and state dirs). */
 export class Toolbox {
   readonly paths: ToolPaths;
   constructor(paths: ToolPaths = {}) {

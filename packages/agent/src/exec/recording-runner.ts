@@ -1,5 +1,6 @@
 import { ExecError, type Command, type Runner, type RunResult } from "./runner.ts";
 
+/** A reply the recording runner gives to a command that matches. */
 export interface ScriptedReply {
   stdout?: string;
   stderr?: string;

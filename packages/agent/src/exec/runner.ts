@@ -17,6 +17,7 @@ export interface Command {
   mutating: boolean;
 }
 
+/** What a command did: exit code, stdout, stderr. */
 export interface RunResult {
   stdout: string;
   stderr: string;
@@ -24,6 +25,7 @@ export interface RunResult {
   durationMs: number;
 }
 
+/** Runs commands (argv arrays) on the host; the engine's only way to touch it. */
 export interface Runner {
   /** Runs the command; throws ExecError unless it exits 0 or `allowFailure` is set. */
   run(command: Command, options?: { allowFailure?: boolean }): Promise<RunResult>;
@@ -43,10 +45,12 @@ export class ExecError extends Error {
   }
 }
 
+/** A command that only reads (safe in check mode). */
 export function read(...argv: string[]): Command {
   return { argv, mutating: false };
 }
 
+/** A command that changes the host (never run in check mode); `stdin` is fed to it. */
 export function mutate(argv: string[], stdin?: string): Command {
   return stdin === undefined ? { argv, mutating: true } : { argv, stdin, mutating: true };
 }
@@ -61,6 +65,7 @@ export function removeFileStep(path: string): Command {
   return { argv: ["remove", path], mutating: true, builtin: { op: "remove-file", path } };
 }
 
+/** A step that waits (up to `timeoutMs`) for process `pid` to exit. */
 export function waitExitStep(pid: number, timeoutMs = 5000): Command {
   return { argv: ["wait-exit", String(pid)], mutating: true, builtin: { op: "wait-exit", pid, timeoutMs } };
 }

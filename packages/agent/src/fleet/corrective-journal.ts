@@ -12,6 +12,7 @@ import {
 import { putKey, readKey } from "./kv.ts";
 import { nextLog } from "./corrective.ts";
 
+/** Where the journal writes (this site, and this host once enrolled) and how long a read or put may take. */
 export interface CorrectiveJournalOptions {
   site: string;
   /** This host's inventory name, its key in the corrective bucket; undefined until enrolled (nothing is written). */

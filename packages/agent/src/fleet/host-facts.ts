@@ -3,11 +3,13 @@ import { access, readFile } from "node:fs/promises";
 import { release } from "node:os";
 import { INTERFACE_NAME, MAC_ADDRESS, type EnrollFacts, type InterfaceFact, type KernelFeature } from "@netfleet/shared";
 
+/** The host facts an enrollment carries: interfaces, kernel modules, OVS and libvirt versions. */
 export type HostFacts = Pick<EnrollFacts, "interfaces" | "kernel" | "ovsVersion" | "libvirtVersion">;
 
 /** Runs a read-only tool; undefined when it is missing or fails (facts tolerate missing tools). */
 export type ReadTool = (argv: string[]) => Promise<string | undefined>;
 
+/** Runs a read-only tool; its stdout, or undefined when it is missing or fails. */
 export const readTool: ReadTool = (argv) =>
   new Promise((resolve) => {
     execFile(argv[0]!, argv.slice(1), { timeout: 5000, maxBuffer: 8 << 20 }, (err, stdout) => resolve(err ? undefined : stdout));
@@ -28,6 +30,7 @@ export async function gatherHostFacts(read: ReadTool = readTool, sysRoot = "/"):
   };
 }
 
+/** The interfaces of `ip -json link` output (undefined or unparsable: none). */
 export function parseLinks(json: string | undefined): InterfaceFact[] {
   if (!json) return [];
   let links: unknown;

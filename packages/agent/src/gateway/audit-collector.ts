@@ -15,6 +15,7 @@ export function auditSources(resources: readonly ResourceSpec[]): AuditSource[] 
   return resources.flatMap((r) => (r.kind === "nft-table" ? r.networks : [])).flatMap((n) => (n.auditGroup !== undefined ? [{ network: n.name, group: n.auditGroup }] : []));
 }
 
+/** The collector's site, host (once enrolled), run dir for its captures, and log. */
 export interface AuditCollectorOptions {
   site: string;
   /** This backend's inventory host name (its subject token); undefined until enrolled: records wait in the queue. */

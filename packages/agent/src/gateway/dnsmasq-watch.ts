@@ -16,6 +16,7 @@ export interface WatchHost {
   reopenLog(pid: number): void;
 }
 
+/** Which dnsmasq instances to watch (the assignment's networks), and what to do when one exits. */
 export interface DnsmasqWatchOptions {
   tools: Toolbox;
   /** The networks whose dnsmasq this host runs now (its assignment's dnsmasq resources). */

@@ -27,6 +27,7 @@ export function networkLeasesPath(runDir: string, network: string): string {
   return leasesPath(runDir, network);
 }
 
+/** Where the follower writes lease files, and whom it tells when one changes. */
 export interface LeaseFollowerOptions {
   site: string;
   /** The agent's run dir (`Toolbox.runDir`): files go to `<runDir>/leases/<network>.json`. */

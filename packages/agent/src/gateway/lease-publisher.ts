@@ -13,6 +13,7 @@ import {
 import { dnsmasqFiles } from "../resources/dnsmasq.ts";
 import { putKey, readKey } from "../fleet/kv.ts";
 
+/** This backend's site and key, where its dnsmasq lease files are, and its timings. */
 export interface LeasePublisherOptions {
   site: string;
   /** This backend's inventory host name, its key in the leases bucket; undefined until enrolled (nothing is published). */

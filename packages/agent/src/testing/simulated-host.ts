@@ -2,6 +2,7 @@ import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import type { Command, Runner, RunResult } from "../exec/runner.ts";
 import { ExecError } from "../exec/runner.ts";
 
+/** Where the simulated host keeps its state, and how slow each command is. */
 export interface SimulatedHostOptions {
   /** Each command takes this long (the benchmark's stand-in for real tool latency). */
   delayMs?: number;
