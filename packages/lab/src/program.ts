@@ -1,11 +1,12 @@
 /**
  * `netfleet-lab up|down|status|check|attack`: the lab's own command line.
  * Every subcommand takes --prefix, --run-dir, --inventory and --json; a usage
- * error (unknown command or option, bad --prefix) exits 64.
+ * error (unknown command or option, bad --prefix) exits 64 (@netfleet/shared/cli).
  */
 import { resolve } from "node:path";
-import { Command, CommanderError, Option } from "commander";
+import type { Command } from "commander";
 import { loadInventory } from "@netfleet/shared";
+import { addCompletionCommand, createProgram, runProgram, usageError, withExitCode } from "@netfleet/shared/cli";
 import { labAttack } from "./checks/attack-run.ts";
 import { connectivityProbes, runProbes } from "./checks/connectivity.ts";
 import type { CheckRow } from "./checks/rows.ts";
@@ -16,8 +17,6 @@ import { rowLines, statusLines } from "./render.ts";
 import type { LabOptions, LabStatus } from "./types.ts";
 
 export const DEFAULT_LAB_PREFIX = "nf";
-/** Exit code of a usage error (sysexits EX_USAGE). */
-export const EXIT_USAGE = 64;
 /** The site a lab builds unless --inventory names another: the repository's `inventories/lab`. */
 const DEFAULT_INVENTORY = resolve(import.meta.dirname, "..", "..", "..", "inventories", "lab");
 
@@ -108,41 +107,36 @@ const ACTIONS: Record<string, { summary: string; run: (o: LabOptions, json: bool
 
 /**
  * Runs `netfleet-lab` on argv (without node and the script) and returns the
- * exit code; usage errors print commander's message (with a suggestion for a
- * mistyped command or option) and return EXIT_USAGE.
+ * exit code: the subcommand's, 0 after --help/--version, EXIT_USAGE (64)
+ * after a usage error (printed with a suggestion for a mistyped command or
+ * option). `netfleet-lab completion bash|zsh` prints a completion script.
  */
 export async function main(argv: string[], out: Out = stdout): Promise<number> {
-  let code = 0;
-  const program = new Command("netfleet-lab")
-    .description("the netfleet lab: a site as network namespaces, driven by the product's own commands")
-    .exitOverride()
-    .showSuggestionAfterError()
-    .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) });
+  const program = createProgram({
+    name: "netfleet-lab",
+    description: "the netfleet lab: a site as network namespaces, driven by the product's own commands",
+    packageJson: new URL("../package.json", import.meta.url),
+  });
   for (const [name, action] of Object.entries(ACTIONS)) {
     program
       .command(name)
       .description(action.summary)
-      .addOption(new Option("--prefix <p>", "namespace prefix: every namespace is <p>-<name>").default(DEFAULT_LAB_PREFIX))
+      .option("--prefix <p>", "namespace prefix: every namespace is <p>-<name>", DEFAULT_LAB_PREFIX)
       .option("--run-dir <dir>", "all state of the lab (default /run/netfleet-lab/<prefix>)")
       .option("--inventory <dir>", "the site it builds (default inventories/lab)")
       .option("--json", "one JSON document on stdout")
-      .action(async (flags: LabFlags) => {
-        let o: LabOptions;
-        try {
-          o = labOptions(flags);
-        } catch (err) {
-          throw new CommanderError(EXIT_USAGE, "netfleet-lab.usage", `error: ${(err as Error).message}\n`);
-        }
-        code = await action.run(o, flags.json === true, out);
-      });
+      .action(
+        withExitCode(async (flags: LabFlags, cmd: Command) => {
+          let o: LabOptions;
+          try {
+            o = labOptions(flags);
+          } catch (err) {
+            usageError(cmd, (err as Error).message);
+          }
+          return action.run(o, flags.json === true, out);
+        }),
+      );
   }
-  try {
-    await program.parseAsync(argv, { from: "user" });
-  } catch (err) {
-    if (!(err instanceof CommanderError)) throw err;
-    if (err.code === "commander.helpDisplayed" || err.code === "commander.version") return 0;
-    if (err.code === "netfleet-lab.usage") process.stderr.write(`netfleet-lab: ${err.message}`);
-    return EXIT_USAGE;
-  }
-  return code;
+  addCompletionCommand(program);
+  return runProgram(program, argv);
 }
