@@ -179,7 +179,8 @@ export class EnrollmentService {
       inboxPrefix: agentInboxPrefix(site, credential.host),
       signingKey: { keyId: signing.keyId, publicKeyPem: signing.publicKeyPem },
     };
-    const box = seal(credential.agentKey, JSON.stringify(content), welcomeContext(site, claimedName));
+    // Sealed as the wire encoding (with its protocol version), so the agent decodes it like any message.
+    const box = seal(credential.agentKey, new TextDecoder().decode(encodeMessage(content)), welcomeContext(site, claimedName));
     const welcome: Welcome = { kind: "welcome", site, hostname: claimedName, ...box };
     this.o.nc.publish(welcomeSubject(site, claimedName), encodeMessage(welcome));
   }
