@@ -280,7 +280,8 @@ export class FleetMember {
   private async apply(envelope: SignedAssignment): Promise<void> {
     const previous = this.checkpoint.current;
     await this.save({ ...this.checkpoint, pending: envelope });
-    this.log({ event: "applying", revision: envelope.revision, hash: envelope.assignment.hash });
+    // release: which controller release signed it (mid-upgrade, an operator sees who wrote what a host applies).
+    this.log({ event: "applying", revision: envelope.revision, hash: envelope.assignment.hash, ...(envelope.release ? { release: envelope.release } : {}) });
     const pass = await this.options.onAssignment(envelope.assignment, envelope.revision).catch(failedPassResult);
     const report = this.reportFor(envelope, pass, false);
     if (await this.confirm(report, this.options.confirmDeadlineMs ?? 20_000)) {
