@@ -5,7 +5,7 @@ import { stopLibvirtd } from "./libvirt.ts";
 import { stopOvs } from "./ovs.ts";
 import { isAlive, labProcesses, namespaceExists, namespacesWithPrefix, netnsInode, readPidfile, terminate } from "./procs.ts";
 import { readLabState, RUNDIR_ENTRIES } from "./state.ts";
-import { validateOptions } from "./topology.ts";
+import { validateOptions } from "./paths.ts";
 import type { LabOptions } from "./types.ts";
 
 const KNOWN_DAEMONS = new Set(["ovsdb-server", "ovs-vswitchd", "libvirtd", "qemu-system-x86", "dnsmasq", "node", "MainThread"]);

@@ -4,7 +4,8 @@ import { fileURLToPath } from "node:url";
 import { XMLBuilder } from "fast-xml-parser";
 import { netnsExec, virsh, waitFor, type LabExec } from "./exec.ts";
 import { isAlive, pidfileAlive, pidInNetns, readPidfile, terminate } from "./procs.ts";
-import type { LibvirtPaths, TopoDomain } from "./topology.ts";
+import type { LibvirtPaths } from "./paths.ts";
+import type { TopoDomain } from "./topology.ts";
 
 /** QEMU capabilities probed by a cold libvirtd (~8 s), copied into later starts (~0.15 s). */
 export const CAPS_SEED = "/var/cache/netfleet-lab/libvirt";

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { LabExec, netnsExec, vsctl } from "./exec.ts";
 import { pidfileAlive, pidInNetns, terminate } from "./procs.ts";
 import { labHostOf, recordOvs, writeLabState } from "./state.ts";
-import type { OvsPaths } from "./topology.ts";
+import type { OvsPaths } from "./paths.ts";
 import type { LabOptions } from "./types.ts";
 
 const SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema";

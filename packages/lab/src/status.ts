@@ -6,7 +6,8 @@ import { namespaceExists, pidInNetns } from "./procs.ts";
 import { INET_NAMES, readLease } from "./services.ts";
 import { readLabState, STATE_FILE } from "./state.ts";
 import { lagsOf } from "./switch.ts";
-import { validateOptions, type Topology } from "./topology.ts";
+import { validateOptions } from "./paths.ts";
+import type { Topology } from "./topology.ts";
 import type { LabGateway, LabOptions, LabStatus, LabVm } from "./types.ts";
 import { namespaceVms } from "./vms.ts";
 

@@ -1,7 +1,8 @@
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { loadInventory } from "@netfleet/shared";
-import { buildTopology, domainMac, strangerMac, validateOptions, vmPortName } from "./topology.ts";
+import { validateOptions } from "./paths.ts";
+import { buildTopology, domainMac, strangerMac, vmPortName } from "./topology.ts";
 
 const repoRoot = fileURLToPath(new URL("../../..", import.meta.url));
 const options = { inventoryDir: `${repoRoot}inventories/lab`, prefix: "nf", runDir: "/run/netfleet-lab/nf", repoRoot };

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { isAbsolute, join, normalize } from "node:path";
+import { join } from "node:path";
 import {
   bridgeName,
   cidrContains,
@@ -10,6 +10,7 @@ import {
   type Inventory,
   type Network,
 } from "@netfleet/shared";
+import { checkSocketPaths, libvirtPaths, ovsPaths, validateOptions, type LibvirtPaths, type OvsPaths } from "./paths.ts";
 import type { LabOptions } from "./types.ts";
 
 /**
@@ -51,30 +52,6 @@ export interface Topology {
   domains: TopoDomain[];
   /** Every namespace of the lab, switch first. */
   namespaces: string[];
-}
-
-export interface OvsPaths {
-  dir: string;
-  conf: string;
-  db: string;
-  dbPid: string;
-  dbCtl: string;
-  vsPid: string;
-  vsCtl: string;
-}
-
-export interface LibvirtPaths {
-  dir: string;
-  etc: string;
-  run: string;
-  varlib: string;
-  cache: string;
-  log: string;
-  passwd: string;
-  group: string;
-  socket: string;
-  pidfile: string;
-  uri: string;
 }
 
 export interface TopoHost {
@@ -171,13 +148,6 @@ export function strangerMac(index: number): string {
 /** The backend runs no VMs: no libvirtd there (the agent finds nothing of ours where libvirtd does not run). */
 export const LIBVIRTD_ON_BACKEND = false;
 
-export const PREFIX_PATTERN = /^[a-z][a-z0-9]{0,7}$/;
-const RUNDIR_PATTERN = /^\/[A-Za-z0-9_./-]+$/;
-/** sun_path is 108 bytes with its NUL. */
-const UNIX_SOCKET_MAX = 107;
-/** Mount points replaced inside libvirtd's private mount namespace; the run dir must not live under them. */
-export const LIBVIRT_PRIVATE_DIRS = ["/var/lib", "/var/cache", "/var/log", "/etc/libvirt"];
-
 export const INET = {
   hostIf: "wan0",
   inetIf: "inet0",
@@ -194,47 +164,6 @@ export const INET = {
   resolver: "203.0.113.53",
   prefix: 24,
 };
-
-export function validateOptions(o: LabOptions): void {
-  if (!PREFIX_PATTERN.test(o.prefix)) throw new Error(`lab prefix ${JSON.stringify(o.prefix)} must match ${PREFIX_PATTERN}`);
-  if (!isAbsolute(o.runDir) || !RUNDIR_PATTERN.test(o.runDir) || normalize(o.runDir) !== o.runDir || o.runDir.length > 48) {
-    throw new Error(`lab runDir ${JSON.stringify(o.runDir)} must be a normalized absolute path of at most 48 safe characters`);
-  }
-  if (o.runDir.split("/").filter(Boolean).length < 2) throw new Error(`lab runDir ${o.runDir} is too close to /`);
-  for (const d of LIBVIRT_PRIVATE_DIRS) {
-    if (o.runDir === d || o.runDir.startsWith(`${d}/`)) throw new Error(`lab runDir ${o.runDir} must not be under ${d} (libvirtd gets a private ${d})`);
-  }
-}
-
-export function ovsPaths(dir: string): OvsPaths {
-  return {
-    dir,
-    conf: join(dir, "conf.db"),
-    db: join(dir, "db.sock"),
-    dbPid: join(dir, "ovsdb-server.pid"),
-    dbCtl: join(dir, "ovsdb-server.ctl"),
-    vsPid: join(dir, "ovs-vswitchd.pid"),
-    vsCtl: join(dir, "ovs-vswitchd.ctl"),
-  };
-}
-
-export function libvirtPaths(dir: string): LibvirtPaths {
-  const run = join(dir, "run");
-  const socket = join(run, "libvirt", "libvirt-sock");
-  return {
-    dir,
-    etc: join(dir, "etc"),
-    run,
-    varlib: join(dir, "varlib"),
-    cache: join(dir, "cache"),
-    log: join(dir, "log"),
-    passwd: join(dir, "passwd"),
-    group: join(dir, "group"),
-    socket,
-    pidfile: join(run, "libvirt", "libvirtd.pid"),
-    uri: `qemu:///system?socket=${socket}`,
-  };
-}
 
 /** The host-side OVS port of a namespace VM: `v-<vm>`, shortened with a hash when longer than 15 bytes. */
 export function vmPortName(vm: string): string {
@@ -407,13 +336,3 @@ export function buildTopology(inventory: Inventory, o: LabOptions): Topology {
   return { ...topo, fingerprint };
 }
 
-function checkSocketPaths(t: Omit<Topology, "fingerprint">): void {
-  const paths: string[] = [t.switchOvs.db, t.switchOvs.vsCtl, `${t.switchOvs.dir}/${t.switchBridge}.mgmt`];
-  for (const h of t.hosts) {
-    paths.push(h.ovs.db, h.ovs.vsCtl, `${h.ovs.dir}/br-xxxxxxxxxxxx.mgmt`);
-    if (h.libvirt) paths.push(h.libvirt.socket.replace(/libvirt-sock$/, "libvirt-admin-sock"));
-  }
-  for (const p of paths) {
-    if (Buffer.byteLength(p) > UNIX_SOCKET_MAX) throw new Error(`socket path ${p} is longer than ${UNIX_SOCKET_MAX} bytes; use a shorter runDir`);
-  }
-}

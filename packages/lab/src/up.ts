@@ -20,7 +20,8 @@ import { dhcp, ensureInet, ensureVmServices, INET_NAMES, readLease } from "./ser
 import { readLabState, recordOvs, STATE_FILE, writeLabState, type LabState } from "./state.ts";
 import { labStatus } from "./status.ts";
 import { switchArgs } from "./switch.ts";
-import { buildTopology, validateOptions, type Topology } from "./topology.ts";
+import { validateOptions } from "./paths.ts";
+import { buildTopology, type Topology } from "./topology.ts";
 import type { LabOptions, LabStatus } from "./types.ts";
 import { namespaceVms, plugVms } from "./vms.ts";
 
