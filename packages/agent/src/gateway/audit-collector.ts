@@ -1,4 +1,5 @@
 import { execa, type ResultPromise } from "execa";
+import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { AUDIT_BATCH_MAX, auditSubject, encodeMessage, type AuditBatch, type AuditRecord, type ResourceSpec } from "@netfleet/shared";
 import { PcapFormatError, PcapStreamReader, decodeNflog, toAuditRecord, type Skip } from "./audit-nflog.ts";
@@ -237,9 +238,8 @@ export class AuditCollector {
         if (records.length === 0 && lost === 0) break;
         const batch: AuditBatch = { kind: "audit", site: this.options.site, host, network, records, lost };
         try {
-          const ack = await nc.request(auditSubject(this.options.site, host, network), encodeMessage(batch), { timeout: this.options.publishTimeoutMs ?? 2000 });
-          const body = JSON.parse(ack.string()) as { seq?: number; error?: { description?: string } };
-          if (typeof body.seq !== "number") throw new Error(body.error?.description ?? "no acknowledgement");
+          // Stored when the audit stream acknowledges (a JetStream publish; no API call, which an agent may not make).
+          await jetstream(nc, { checkAPI: false, timeout: this.options.publishTimeoutMs ?? 2000 }).publish(auditSubject(this.options.site, host, network), encodeMessage(batch));
         } catch (err) {
           const error = (err as Error).message;
           if (error !== this.failing) this.log({ event: "audit-publish-failed", network, error });
