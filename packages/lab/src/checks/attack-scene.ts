@@ -105,5 +105,7 @@ export function attackScene(inventory: Inventory, status: LabStatus) {
   /** A claimed identity: the gateway's address, or a VM's. */
   const asGw = { name: `gw ${gw.ip}`, ip: gw.ip };
   const asVm = (vm: LabVm | undefined) => (vm ? { name: `${vm.name} ${vm.ip}`, ip: vm.ip! } : undefined);
-  return { gw, asGw, asVm, vms, isolated, staticA, staticB, dhcpVm, strangerA, strangerB, members, m1, m2, lone, vip, owners, nonOwners, nowhere, inRange, unknownMac, foreign, nextPort, probes, gwAt, udpTo, udpSeen, garp, arpSeen, gwDst, dst, ownToGateway, gatewayTo };
+  /** Where a frame to `target` goes (its MAC and address) and where it is looked for. */
+  const aim = (target: LabVm | "gateway") => (target === "gateway" ? { to: gwDst, at: gwAt } : { to: dst(target), at: vmPoint(target) });
+  return { gw, asGw, asVm, aim, vms, isolated, staticA, staticB, dhcpVm, strangerA, strangerB, members, m1, m2, lone, vip, owners, nonOwners, nowhere, inRange, unknownMac, foreign, nextPort, probes, gwAt, udpTo, udpSeen, garp, arpSeen, gwDst, dst, ownToGateway, gatewayTo };
 }

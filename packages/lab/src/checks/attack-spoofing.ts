@@ -5,13 +5,12 @@ import { BROADCAST, gwSender, inNs, vmPoint, vmSender, type Scene } from "./atta
 
 /** IP spoofing rows: a claimed source address (the gateway's, another VM's, an unleased one); control: the own address. */
 export function ipSpoofing(scene: Scene): void {
-  const { staticA, staticB, dhcpVm, strangerA, strangerB, lone, inRange, asGw, asVm, nextPort, probes, gwAt, udpTo, udpSeen, gwDst, dst } = scene;
+  const { staticA, staticB, dhcpVm, strangerA, strangerB, lone, inRange, asGw, asVm, aim, nextPort, probes, udpTo, udpSeen } = scene;
   const spoof = (kind: string, from: LabVm | undefined, claimed: { name: string; ip: string } | undefined, target: LabVm | "gateway" | undefined) => {
     if (!from || !claimed || !target) return;
     const s = vmSender(from);
     const p = nextPort();
-    const to = target === "gateway" ? gwDst : dst(target);
-    const at = target === "gateway" ? gwAt : vmPoint(target);
+    const { to, at } = aim(target);
     probes.push({
       check: `ip spoofing (${kind})`,
       from: from.name,
@@ -36,14 +35,13 @@ export function ipSpoofing(scene: Scene): void {
 
 /** ARP claim rows: the attacker's MAC for someone else's address; the victim's neighbour entry must hold. */
 export function arpClaims(scene: Scene): void {
-  const { gw, staticA, staticB, dhcpVm, strangerA, strangerB, lone, asGw, asVm, probes, gwAt, garp, arpSeen, gwDst, dst } = scene;
+  const { gw, staticA, staticB, dhcpVm, strangerA, strangerB, lone, asGw, asVm, aim, probes, garp, arpSeen } = scene;
   const neighOf = (vm: LabVm, ip: string, mac: string, name: string): NeighbourWatch => ({ name, namespace: vm.namespace, dev: vm.interface, ip, mac });
   const gwNeigh = (vm: LabVm): NeighbourWatch => ({ name: `gw-${gw.network}`, namespace: gw.namespace, dev: gw.interface, ip: vm.ip!, mac: vm.mac });
   const arpClaim = (kind: "gratuitous" | "unicast reply", from: LabVm | undefined, claimed: { name: string; ip: string } | undefined, target: LabVm | "gateway" | undefined, watch?: NeighbourWatch) => {
     if (!from || !claimed || !target) return;
     const s = vmSender(from);
-    const at = target === "gateway" ? gwAt : vmPoint(target);
-    const to = target === "gateway" ? gwDst : dst(target);
+    const { to, at } = aim(target);
     const frame = (ip: string): Frame =>
       kind === "gratuitous" ? garp(s, ip) : { kind: "arp", op: "reply", src_mac: s.mac, dst_mac: to.mac, sha: s.mac, spa: ip, tpa: to.ip, tha: to.mac };
     probes.push({
@@ -71,13 +69,12 @@ export function arpClaims(scene: Scene): void {
 
 /** MAC spoofing rows: a frame with a source MAC that is not the port's; control: the same frame with its own MAC. */
 export function macSpoofing(scene: Scene): void {
-  const { gw, staticA, dhcpVm, strangerA, foreign, nextPort, probes, gwAt, udpTo, garp, gwDst, dst } = scene;
+  const { gw, staticA, dhcpVm, strangerA, foreign, aim, nextPort, probes, udpTo, garp } = scene;
   const macSpoof = (from: LabVm | undefined, claimed: { name: string; mac: string; ip?: string } | undefined, target: LabVm | "gateway" | undefined, restore?: { from: Sender; frames: Frame[] }) => {
     if (!from || !claimed || !target) return;
     const s = vmSender(from);
     const p = nextPort();
-    const to = target === "gateway" ? gwDst : dst(target);
-    const at = target === "gateway" ? gwAt : vmPoint(target);
+    const { to, at } = aim(target);
     probes.push({
       check: "mac spoofing",
       from: from.name,
