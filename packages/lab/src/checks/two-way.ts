@@ -1,6 +1,6 @@
 /** The two-way probes' answers: a positive answer proves the path; silence is "blocked" only when the tool ran. */
 import type { Runner } from "@netfleet/agent";
-import { cidrContains, ipv4ToInt, parseIpv4Cidr, type Network } from "@netfleet/shared";
+import { cidrContains, ipv4ToInt, parseIpv4Block, type Network } from "@netfleet/shared";
 import type { LabVm } from "../types.ts";
 import { dig, type PingResult, type TcpResult } from "./probes.ts";
 import type { Answer } from "./rows.ts";
@@ -36,7 +36,7 @@ export function allowed(net: Network, vmName: string, address: string, port: num
   return vm.allow.some((a) => {
     if (a.proto !== "tcp" || (a.ports && !a.ports.includes(port))) return false;
     if (a.to) {
-      const cidr = parseIpv4Cidr(a.to.includes("/") ? a.to : `${a.to}/32`);
+      const cidr = parseIpv4Block(a.to);
       return typeof cidr !== "string" && cidrContains(cidr, ipv4ToInt(address));
     }
     return a.name !== undefined && names[a.name] === address;
