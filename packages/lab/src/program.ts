@@ -6,7 +6,7 @@
 import { resolve } from "node:path";
 import type { Command } from "commander";
 import { loadInventory } from "@netfleet/shared";
-import { addCompletionCommand, createProgram, runProgram, usageError, withExitCode } from "@netfleet/shared/cli";
+import { addCompletionCommand, createProgram, runProgram, usageError, withExitCode, type ProgramIo } from "@netfleet/shared/cli";
 import { labAttack } from "./checks/attack-run.ts";
 import { connectivityProbes, runProbes } from "./checks/connectivity.ts";
 import type { CheckRow } from "./checks/rows.ts";
@@ -46,7 +46,7 @@ export async function labCheck(o: LabOptions, status?: LabStatus): Promise<Check
 }
 
 /** Where the program writes: text lines, or one JSON document with --json. */
-interface Out {
+export interface Out {
   line(text: string): void;
   json(value: unknown): void;
 }
@@ -110,9 +110,11 @@ const ACTIONS: Record<string, { summary: string; run: (o: LabOptions, json: bool
  * exit code: the subcommand's, 0 after --help/--version, EXIT_USAGE (64)
  * after a usage error (printed with a suggestion for a mistyped command or
  * option). `netfleet-lab completion bash|zsh` prints a completion script.
+ * `out` and `io` (commander's own help and errors) default to the process's streams.
  */
-export async function main(argv: string[], out: Out = stdout): Promise<number> {
+export async function main(argv: string[], out: Out = stdout, io?: ProgramIo): Promise<number> {
   const program = createProgram({
+    ...(io ? { io } : {}),
     name: "netfleet-lab",
     description: "the netfleet lab: a site as network namespaces, driven by the product's own commands",
     packageJson: new URL("../package.json", import.meta.url),

@@ -1,0 +1,41 @@
+/**
+ * netfleet-lab's command line without a lab: usage errors exit 64 with a
+ * suggestion, --help and --version 0, and `status` of a lab that was never
+ * built says so and exits 1 (it reads only the run dir's lab.json).
+ */
+import { mkdtempSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { main } from "./program.ts";
+
+async function run(argv: string[]) {
+  const lines: string[] = [];
+  const values: unknown[] = [];
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(argv, { line: (t) => lines.push(t), json: (v) => values.push(v) }, { out: (t) => out.push(t), err: (t) => err.push(t) });
+  return { code, lines, values, out: out.join(""), err: err.join("") };
+}
+
+describe("netfleet-lab", () => {
+  it("refuses an unknown command or option with 64 and a suggestion", async () => {
+    expect(await run(["stat"])).toMatchObject({ code: 64, err: expect.stringContaining("Did you mean status?") });
+    expect(await run(["status", "--prefx", "x"])).toMatchObject({ code: 64, err: expect.stringContaining("Did you mean --prefix?") });
+    expect((await run([])).code).toBe(64);
+    expect((await run(["status", "extra"])).code).toBe(64);
+  });
+
+  it("refuses a prefix that cannot name namespaces", async () => {
+    expect(await run(["status", "--prefix", "9x"])).toMatchObject({ code: 64, err: expect.stringContaining("--prefix must be 1-6 of a-z 0-9") });
+  });
+
+  it("answers --help on every command and --version", async () => {
+    for (const c of ["up", "down", "status", "check", "attack"]) expect(await run([c, "--help"])).toMatchObject({ code: 0, out: expect.stringContaining("--inventory <dir>") });
+    expect(await run(["--version"])).toMatchObject({ code: 0, out: "0.1.0\n" });
+  });
+
+  it("reports a lab that was never built as down, exit 1", async () => {
+    const runDir = mkdtempSync("/tmp/nfl-");
+    expect(await run(["status", "--prefix", "zq", "--run-dir", runDir])).toMatchObject({ code: 1, lines: [`lab zq: down (no lab.json in ${runDir})`] });
+    expect(await run(["status", "--prefix", "zq", "--run-dir", runDir, "--json"])).toMatchObject({ code: 1, values: [{ up: false, prefix: "zq", runDir }] });
+  });
+});
