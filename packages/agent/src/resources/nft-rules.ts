@@ -51,7 +51,7 @@ export const DROP_LOG_RATE = 100;
  */
 export const ALLOW_LOG_RATE = 1000;
 
-/** Audit log prefixes, as the nflog collector (packages/agent/src/control/audit-nflog.ts) parses them. */
+/** Audit log prefixes, as the nflog collector (packages/agent/src/gateway/audit-nflog.ts) parses them. */
 export const auditPrefix = (verdict: "allow" | "drop", network: string) => `nf ${verdict} ${network} `;
 
 /** What the agent read live that shapes the table: the external interfaces' own subnets (a.b.c.d/len, network form). */
