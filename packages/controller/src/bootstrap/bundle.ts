@@ -15,7 +15,7 @@ export interface AgentBundle {
  * The agent and everything it imports as one ESM file for Node >= 22. Built
  * in memory on every run (about a second); esbuild's output is
  * deterministic, so the checksum changes only when the code does. CommonJS
- * dependencies get a `require` from createRequire.
+ * dependencies get a `require` from createRequire and the bundle's `__filename`.
  */
 export async function buildAgentBundle(): Promise<AgentBundle> {
   const result = await build({
@@ -27,7 +27,10 @@ export async function buildAgentBundle(): Promise<AgentBundle> {
     write: false,
     legalComments: "none",
     logLevel: "silent",
-    banner: { js: "import { createRequire as __netfleetRequire } from 'node:module';\nconst require = __netfleetRequire(import.meta.url);" },
+    // CommonJS dependencies expect require and __filename (write-file-atomic names its temp files after __filename).
+    banner: {
+      js: "import { createRequire as __netfleetRequire } from 'node:module';\nimport { fileURLToPath as __netfleetPath } from 'node:url';\nconst require = __netfleetRequire(import.meta.url);\nconst __filename = __netfleetPath(import.meta.url);",
+    },
   });
   const file = result.outputFiles[0];
   if (!file) throw new Error("esbuild produced no output for the agent bundle");
