@@ -13,10 +13,11 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 # Debian package -> a command that proves it is there (for non-Debian systems);
 # `py:MODULE` instead means a module /usr/bin/python3 must import. python3-scapy
 # builds the attack tier's crafted frames (netfleet-lab attack, packages/lab/src/checks/attack.py).
+# zsh: the unit test that the generated zsh completion script parses (zsh -n).
 PACKAGES="openvswitch-switch:ovs-vswitchd dnsmasq-base:dnsmasq nftables:nft nats-server:nats-server
 libvirt-daemon:libvirtd libvirt-daemon-driver-qemu:libvirtd libvirt-clients:virsh iproute2:ip
 iputils-ping:ping ethtool:ethtool isc-dhcp-client:dhclient tcpdump:tcpdump openssh-server:sshd
-qemu-system-x86:qemu-system-x86_64 busybox-static:busybox dnsutils:dig python3-scapy:py:scapy"
+qemu-system-x86:qemu-system-x86_64 busybox-static:busybox dnsutils:dig python3-scapy:py:scapy zsh:zsh"
 
 # Whether the proof of an entry (command, or py:MODULE) is there.
 present() {
