@@ -370,9 +370,12 @@ export function decodeAssignment(source: string, text: string): HostAssignment {
 /**
  * Decodes an assignment parsed from JSON, sent by a peer of version
  * `sender` (see version.ts). The content hash is checked over the document
- * as received, so fields a newer minor added count; they stay in the
- * returned object (the hash and the envelope's signature cover them, and
- * the agent keeps the document as received) but are not part of its type.
+ * as received, so fields a newer minor added count. The result is zod's
+ * checked output: only the fields this code knows, in the schema's key
+ * order, whatever the sender's order, because resources compare parts of
+ * their spec as JSON text (libvirt-network's port groups) and would see a
+ * change on every pass. Who needs the bytes as received (the envelope's
+ * signature, the agent's checkpoint) keeps `value` itself (signing.ts).
  * @throws DecodeError for a document that does not fit, or whose hash does not match.
  */
 export function decodeAssignmentValue(source: string, value: unknown, sender: ProtocolVersion): HostAssignment {
@@ -385,5 +388,5 @@ export function decodeAssignmentValue(source: string, value: unknown, sender: Pr
   if (sha256Hex(canonicalJson(body)) !== hash) {
     throw new DecodeError(source, "hash", "content hash does not match the document");
   }
-  return value as HostAssignment;
+  return parsed.data;
 }

@@ -53,8 +53,22 @@ const Envelope = z.strictObject(envelopeShape);
  */
 export const SignedAssignmentWire = z.looseObject(envelopeShape);
 
-/** An envelope as decoded from the wire: the signature may be missing; `verifySignedAssignment` decides. */
+/**
+ * An envelope as decoded from the wire: the signature may be missing;
+ * `verifySignedAssignment` decides. Its fields are the checked ones (see
+ * decodeSignedAssignmentValue); the envelope as received stays behind it
+ * for the signature and for JSON.stringify.
+ */
 export type UnverifiedEnvelope = Omit<SignedAssignment, "signature" | "keyId"> & { signature?: string; keyId?: string };
+
+/**
+ * Why the agent will not apply a well-formed envelope (AssignmentRejectedError.reason,
+ * the agent's "rejected" log event): "unsigned" no signature or key id;
+ * "unknown-key" signed by a key other than the site controller's;
+ * "bad-signature" the signature does not verify (forged or altered);
+ * "wrong-host" signed for another site or host; "stale-revision" a
+ * revision not above the one in force (a replay or an older write).
+ */
 export type RejectionReason = "unsigned" | "unknown-key" | "bad-signature" | "wrong-host" | "stale-revision";
 
 /** A well-formed envelope the agent will not apply. The current assignment stays. */
@@ -92,9 +106,26 @@ export function signingKeyId(publicKey: KeyObject | string): string {
   return createHash("sha256").update(key.export({ type: "spki", format: "der" })).digest("hex").slice(0, 16);
 }
 
+/**
+ * Gives a decoded envelope the envelope as received, as a non-enumerable
+ * `toJSON`: JSON.stringify of the decoded one (the agent's checkpoint, a
+ * check request carrying it) writes what was received, so a newer minor's
+ * fields stay signed and verifiable; spreading it drops it.
+ */
+function keepReceived<T extends object>(decoded: T, received: object): T {
+  Object.defineProperty(decoded, "toJSON", { value: () => received, enumerable: false });
+  return decoded;
+}
+
+/** The envelope as received behind a decoded one (keepReceived), else the envelope itself (one being signed, or a copy). */
+function asReceived(envelope: object): object {
+  const toJSON = (envelope as { toJSON?: unknown }).toJSON;
+  return typeof toJSON === "function" ? (toJSON.call(envelope) as object) : envelope;
+}
+
 /** What the signature covers: the envelope as sent, without its signature. */
 function signedBytes(envelope: object): Buffer {
-  const { signature: _signature, ...signed } = envelope as { signature?: string };
+  const { signature: _signature, ...signed } = asReceived(envelope) as { signature?: string };
   return Buffer.from(canonicalJson(signed));
 }
 
@@ -148,9 +179,13 @@ export function decodeSignedAssignment(source: string, data: Uint8Array | string
 
 /**
  * decodeSignedAssignment for an envelope already parsed from JSON (e.g.
- * inside a check request). The envelope is returned as received: fields a
- * newer minor added stay in it (unread, outside its type), so the
- * signature verifies and the envelope can be kept and passed on as signed.
+ * inside a check request). The result holds zod's checked output: the
+ * envelope's known fields, and an assignment with only the fields this
+ * code knows, in the schema's order (decodeAssignmentValue), which is what
+ * the engine applies. The envelope as received, with any field a newer
+ * minor added, stays behind it (a non-enumerable `toJSON`): the signature
+ * is checked over it, and JSON.stringify writes it, so the agent keeps and
+ * passes on the envelope as signed.
  * @throws ProtocolVersionError for another major; DecodeError, as decodeSignedAssignment.
  */
 export function decodeSignedAssignmentValue(source: string, value: unknown): UnverifiedEnvelope {
@@ -167,7 +202,8 @@ export function decodeSignedAssignmentValue(source: string, value: unknown): Unv
     // A value nested some ten thousand levels deep parses, but cannot be written back (RangeError: call stack).
     throw new DecodeError(source, "assignment", `not an assignment: nested too deeply to read (${(err as Error).message})`);
   }
-  return { ...received, assignment: decodeAssignmentValue(`${source} assignment`, received.assignment, sender) };
+  const assignment = decodeAssignmentValue(`${source} assignment`, received.assignment, sender);
+  return keepReceived({ ...(parsed.data as Omit<UnverifiedEnvelope, "assignment">), assignment }, received);
 }
 
 /**
@@ -201,5 +237,5 @@ export function verifySignedAssignment(
   if (revision <= currentRevision) {
     throw new AssignmentRejectedError("stale-revision", revision, `revision ${revision} is not newer than the current revision ${currentRevision}`);
   }
-  return { ...envelope, signature: envelope.signature, keyId: envelope.keyId };
+  return keepReceived({ ...envelope, signature: envelope.signature, keyId: envelope.keyId }, asReceived(envelope));
 }

@@ -10,8 +10,10 @@ import { DecodeError } from "../errors.ts";
  * document schema; this one names what both peers must agree on.
  *
  * Compatibility: a peer reads every message of its own MAJOR. A higher
- * MINOR may add optional fields, which an older reader drops unread; any
- * other change is a new MAJOR, which is refused whole.
+ * MINOR may add optional fields, which an older reader leaves out of what
+ * it decodes (a signed envelope still keeps them, as received, for its
+ * signature: signing.ts); any other change is a new MAJOR, which is
+ * refused whole.
  *
  * History: 1.0 the unversioned shapes with `protocol` added; 1.1 the
  * signed assignment envelope's optional `release` (signing.ts).
@@ -100,18 +102,25 @@ function describeVersion(field: unknown): string {
   return Array.isArray(field) ? "an array" : "an object";
 }
 
-/** `message` as sent: a JSON object gets `protocol` (a version it already holds, e.g. a signed envelope's, is kept). */
+/**
+ * `message` as sent: a JSON object gets `protocol` (a version it already
+ * holds, e.g. a signed envelope's, is kept). An object with a `toJSON` (a
+ * decoded envelope, which writes itself as received) is stamped as it
+ * writes itself.
+ */
 export function stampProtocol(message: unknown): unknown {
-  return isObject(message) ? { protocol: PROTOCOL_VERSION, ...message } : message;
+  const written = isObject(message) && typeof message.toJSON === "function" ? (message.toJSON as () => unknown).call(message) : message;
+  return isObject(written) ? { protocol: PROTOCOL_VERSION, ...written } : written;
 }
 
 /**
  * Validates `value` against `schema` as a message from a peer of version
  * `sender`. Fields this code does not know are refused, except from a
  * newer MINOR of our MAJOR: those are the optional fields a later minor
- * added, dropped here (at any depth) and never seen by the caller.
- * Known fields are checked as strictly either way.
- * @returns zod's result for the value with those fields dropped.
+ * added, dropped (at any depth) from a copy that is validated; `value`
+ * itself is not changed. Known fields are checked as strictly either way.
+ * @returns zod's result for the value with those fields dropped: its data
+ * has only the schema's fields, in the schema's key order.
  */
 export function parseFromPeer<S extends z.ZodType>(schema: S, value: unknown, sender: ProtocolVersion): z.ZodSafeParseResult<z.output<S>> {
   let parsed = schema.safeParse(value);
