@@ -140,7 +140,7 @@ export class ControlPlane {
     this.subscriptions.listen(enrollSubject(site, "*"), (msg, host) => this.enrollment.enroll(msg, host));
     this.subscriptions.listen(reportSubject(site, "*"), (msg, host) => this.presence.report(msg, host));
     this.subscriptions.listen(heartbeatSubject(site, "*"), (msg, host) => this.presence.heartbeat(msg, host));
-    this.subscriptions.keep(serveAdmin(this.nc, site, (action, host) => (action === "approve" ? this.approve(host) : this.reject(host))));
+    this.subscriptions.keep(serveAdmin(this.nc, site, (action, host) => (action === "approve" ? this.approve(host) : this.reject(host)), this.options.log ?? (() => {})));
     await this.nc.flush();
   }
 

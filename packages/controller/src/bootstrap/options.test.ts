@@ -12,7 +12,7 @@ describe("netfleet bootstrap options", () => {
   });
 
   it("reads every flag", () => {
-    const o = bootstrapOptions({ token, nats: "nats://10.0.0.1:4222, nats://10.0.0.2:4222", limit: "hv*,backend", "accept-new": true, concurrency: "3", identity: "/k", "known-hosts": "/kh", user: "admin", port: "2222" });
+    const o = bootstrapOptions({ token, nats: "nats://10.0.0.1:4222, nats://10.0.0.2:4222", limit: "hv*,backend", acceptNew: true, concurrency: "3", identity: "/k", knownHosts: "/kh", user: "admin", port: "2222" });
     expect(o).toEqual({ token, nats: ["nats://10.0.0.1:4222", "nats://10.0.0.2:4222"], limit: ["hv*", "backend"], acceptNew: true, concurrency: 3, identity: "/k", knownHosts: "/kh", user: "admin", port: 2222 });
   });
 

@@ -9,32 +9,42 @@ import { loadIdentity, type SshOptions } from "../bootstrap/ssh.ts";
 import { limitHosts } from "../rollout/waves.ts";
 import type { CommandOutput } from "../output.ts";
 
+/** `netfleet bootstrap`'s options, checked (see bootstrapOptions for the defaults). */
 export interface BootstrapOptions {
+  /** The site's join token (`<id>.<secret>`, from `netfleet token`). */
   token: string;
+  /** NATS URLs the agents connect to; absent: the site's `site.nats`. */
   nats?: string[];
+  /** `--limit` host/group/role patterns (only `*` and `?` are special); absent: every host. */
   limit?: string[];
+  /** Record the host keys of hosts not yet in known_hosts (a changed key is still refused). */
   acceptNew: boolean;
+  /** Hosts bootstrapped at a time (1–256). */
   concurrency: number;
+  /** SSH private key file; absent: the first default key, else ssh-agent. */
   identity?: string;
+  /** known_hosts file to check (and with acceptNew, record) host keys in. */
   knownHosts: string;
+  /** SSH login name. */
   user: string;
+  /** SSH TCP port. */
   port: number;
   /** Write the agent's files into this image root instead of connecting to hosts. */
   imageRoot?: string;
 }
 
-/** The option values of `netfleet bootstrap` by flag name (strings, unchecked). */
+/** The option values of `netfleet bootstrap` as commander gives them (camelCase keys; strings, unchecked). */
 export interface BootstrapFlags {
   token?: string | undefined;
   nats?: string | undefined;
   limit?: string | undefined;
-  "accept-new"?: boolean | undefined;
+  acceptNew?: boolean | undefined;
   concurrency?: string | undefined;
   identity?: string | undefined;
-  "known-hosts"?: string | undefined;
+  knownHosts?: string | undefined;
   user?: string | undefined;
   port?: string | undefined;
-  "image-root"?: string | undefined;
+  imageRoot?: string | undefined;
 }
 
 const USER = /^[a-z_][a-z0-9_-]{0,31}$/;
@@ -45,9 +55,9 @@ export function bootstrapOptions(v: BootstrapFlags): BootstrapOptions {
   parseJoinToken(v.token);
   const o: BootstrapOptions = {
     token: v.token.trim(),
-    acceptNew: v["accept-new"] ?? false,
+    acceptNew: v.acceptNew ?? false,
     concurrency: 8,
-    knownHosts: v["known-hosts"] ?? join(homedir(), ".ssh", "known_hosts"),
+    knownHosts: v.knownHosts ?? join(homedir(), ".ssh", "known_hosts"),
     user: v.user ?? "root",
     port: 22,
   };
@@ -71,9 +81,9 @@ export function bootstrapOptions(v: BootstrapFlags): BootstrapOptions {
   }
   if (!USER.test(o.user)) throw new Error("--user takes a login name");
   if (v.identity !== undefined) o.identity = v.identity;
-  if (v["image-root"] !== undefined) {
-    if (!v["image-root"].startsWith("/")) throw new Error("--image-root takes an absolute path (the image's mounted root)");
-    o.imageRoot = v["image-root"];
+  if (v.imageRoot !== undefined) {
+    if (!v.imageRoot.startsWith("/")) throw new Error("--image-root takes an absolute path (the image's mounted root)");
+    o.imageRoot = v.imageRoot;
   }
   return o;
 }

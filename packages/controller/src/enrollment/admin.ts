@@ -10,10 +10,17 @@ export type AdminAction = AdminRequest["action"];
  * Serves `netfleet hosts approve|reject` from other controller processes on
  * `nf.<site>.admin` (AdminRequest → AdminReply): only the running service
  * holds the user directory, so only it can change NATS users. A refusal is
- * answered `{ok: false, error}` (cut to 2000 characters).
+ * answered `{ok: false, error}` (cut to 2000 characters). A subscription
+ * ended by an error (a permissions violation, a connection closed with an
+ * error) is logged as `subscription-error`, not thrown.
  * Returns the subscription (unsubscribe to stop).
  */
-export function serveAdmin(nc: NatsConnection, site: string, act: (action: AdminAction, host: string) => Promise<HostRecord>): Subscription {
+export function serveAdmin(
+  nc: NatsConnection,
+  site: string,
+  act: (action: AdminAction, host: string) => Promise<HostRecord>,
+  log: (event: Record<string, unknown>) => void,
+): Subscription {
   const sub = nc.subscribe(adminSubject(site));
   void (async () => {
     for await (const msg of sub) {
@@ -26,7 +33,7 @@ export function serveAdmin(nc: NatsConnection, site: string, act: (action: Admin
       }
       msg.respond(encodeMessage(reply));
     }
-  })();
+  })().catch((err: unknown) => log({ event: "subscription-error", subject: sub.getSubject(), error: err instanceof Error ? err.message : String(err) }));
   return sub;
 }
 

@@ -1,3 +1,4 @@
+import PQueue from "p-queue";
 import type { Host } from "@netfleet/shared";
 import type { NatsUser } from "../nats/config.ts";
 import { agentUser, controllerUser, enrollmentUser } from "../nats/permissions.ts";
@@ -33,7 +34,9 @@ export interface UserSyncOptions {
  */
 export class UserSync {
   private readonly options: UserSyncOptions;
-  private running: Promise<void> | undefined;
+  /** One sync at a time: each one rewrites the whole list and reloads. */
+  private readonly reloads = new PQueue({ concurrency: 1 });
+  /** The sync not started yet that later callers share. */
   private next: Promise<void> | undefined;
   private startedAt = 0;
 
@@ -59,25 +62,23 @@ export class UserSync {
   sync(): Promise<void> {
     const directory = this.options.directory;
     if (!directory) return Promise.reject(new Error("no user directory: cannot change NATS users from this controller"));
-    const start = (): Promise<void> => {
-      this.startedAt = Date.now();
-      const run = (async () => directory.setUsers(await this.users()))();
-      this.running = run.finally(() => {
-        if (this.running === tracked) this.running = undefined;
-      });
-      const tracked = this.running;
-      return run;
-    };
-    if (!this.running) return start();
-    // The next reload waits a little after the last one: a burst of enrollments then costs one reload per
-    // batch, and fewer reloads mean fewer clients caught mid-handshake (a reload re-checks every client,
-    // and one that has not sent its CONNECT yet fails as User "": it connects again, with backoff).
-    this.next ??= this.running.catch(() => {}).then(async () => {
+    if (this.next) return this.next;
+    const behind = this.reloads.pending > 0;
+    let started = false;
+    const queued = this.reloads.add(async () => {
+      // The next reload waits a little after the last one: a burst of enrollments then costs one reload per
+      // batch, and fewer reloads mean fewer clients caught mid-handshake (a reload re-checks every client,
+      // and one that has not sent its CONNECT yet fails as User "": it connects again, with backoff).
       const gap = (this.options.gapMs ?? 250) - (Date.now() - this.startedAt);
-      if (gap > 0) await new Promise((r) => setTimeout(r, gap));
+      if (behind && gap > 0) await new Promise((r) => setTimeout(r, gap));
+      // From here on the sync reads the credentials as they are: later callers need a sync of their own.
+      started = true;
       this.next = undefined;
-      return start();
+      this.startedAt = Date.now();
+      await directory.setUsers(await this.users());
     });
-    return this.next;
+    // A sync that started at once (none running) is not shared.
+    if (!started) this.next = queued;
+    return queued;
   }
 }

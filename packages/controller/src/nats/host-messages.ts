@@ -28,7 +28,9 @@ export class HostQueues {
  * see hostOfSubject). Each message is handled in its host's queue, so one
  * host's enrollment, reports and heartbeats are handled in the order they
  * came and never two at once. A handler's failure is logged (`bad-message`
- * for a DecodeError, `handler-error` otherwise), not thrown.
+ * for a DecodeError, `handler-error` otherwise), not thrown; so is the end of
+ * a subscription by an error (`subscription-error`: a permissions violation,
+ * a connection closed with an error).
  */
 export class HostSubscriptions {
   private readonly nc: NatsConnection;
@@ -56,7 +58,7 @@ export class HostSubscriptions {
           }),
         );
       }
-    })();
+    })().catch((err: unknown) => this.log({ event: "subscription-error", subject, error: err instanceof Error ? err.message : String(err) }));
   }
 
   /** Keeps a subscription made elsewhere (the admin service) so that close ends it too. */

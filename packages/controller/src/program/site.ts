@@ -5,7 +5,7 @@ import type { BootstrapFlags } from "../commands/bootstrap.ts";
 import { checked, jsonOption, type Context } from "./options.ts";
 
 /** Commander's values of `netfleet bootstrap` (camelCase keys). */
-type BootstrapValues = Omit<BootstrapFlags, "accept-new" | "known-hosts" | "image-root"> & { acceptNew?: boolean; knownHosts?: string; imageRoot?: string; json?: boolean };
+type BootstrapValues = BootstrapFlags & { json?: boolean };
 
 /** The commands that read a site folder and need no controller: validate, plan, compile, schema, bootstrap. */
 export function addSiteCommands(program: Command, ctx: Context): void {
@@ -78,7 +78,7 @@ export function addSiteCommands(program: Command, ctx: Context): void {
     .addOption(jsonOption())
     .action(withExitCode(async (dir: string, o: BootstrapValues, cmd: Command) => {
       const [{ bootstrapCommand, bootstrapOptions }, { EXIT_INVALID, loadOrReport }] = await Promise.all([import("../commands/bootstrap.ts"), import("../commands/validate.ts")]);
-      const opts = checked(cmd, () => bootstrapOptions({ ...o, "accept-new": o.acceptNew, "known-hosts": o.knownHosts, "image-root": o.imageRoot }));
+      const opts = checked(cmd, () => bootstrapOptions(o));
       const out = ctx.output(o.json ?? false);
       const inventory = loadOrReport(dir, out);
       if (!inventory) return EXIT_INVALID;

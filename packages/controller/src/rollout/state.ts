@@ -71,6 +71,7 @@ export function rolloutShardKey(index: number): string {
   return `${ROLLOUT_STATE_KEY}.hosts.${index}`;
 }
 
+/** A rollout state as read from KV, with the revisions a compare-and-set write of it must name. */
 export interface LoadedRolloutState {
   state: RolloutState;
   /** KV revision of the header. */

@@ -41,4 +41,10 @@ describe("rollout planning", () => {
     expect(limitHosts(inventory, ["hv1", "db*", "!hv1"])).toEqual({ hosts: new Set(["hv1"]), unmatched: ["db*", "!hv1"] });
     expect(limitHosts(inventory, ["hv1.x"]).unmatched).toEqual(["hv1.x"]);
   });
+
+  it("--limit patterns: only * and ? are special, brackets, braces and extglobs are literal", () => {
+    const inventory = { hosts: [{ name: "hv1", groups: [], role: "vmhost" }, { name: "hv2", groups: [], role: "vmhost" }] };
+    expect(limitHosts(inventory, ["hv[12]", "hv{1,2}", "+(hv)1"])).toEqual({ hosts: new Set(), unmatched: ["hv[12]", "hv{1,2}", "+(hv)1"] });
+    expect(limitHosts(inventory, ["h*1", "?v2"]).hosts).toEqual(new Set(["hv1", "hv2"]));
+  });
 });

@@ -60,8 +60,9 @@ export function limitHosts(inventory: { hosts: readonly { name: string; groups: 
   const hosts = new Set<string>();
   const unmatched: string[] = [];
   for (const p of patterns) {
-    // A leading "!" stays literal (it matches nothing): read as "all but", it would roll out to the whole site.
-    const matches = picomatch(p, { nonegate: true });
+    // Only * and ? are special, as always: brackets, braces and extglobs stay literal. A leading "!" stays
+    // literal too (it matches nothing): read as "all but", it would roll out to the whole site.
+    const matches = picomatch(p, { nonegate: true, nobrace: true, nobracket: true, noextglob: true });
     const hit = inventory.hosts.filter((h) => matches(h.name) || h.groups.some((g) => matches(g)) || matches(h.role));
     if (hit.length === 0) unmatched.push(p);
     for (const h of hit) hosts.add(h.name);

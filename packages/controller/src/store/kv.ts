@@ -62,9 +62,10 @@ export async function mutateKey<T>(
 
 /**
  * Retries an operation that failed transiently (isTransient) with backoff
- * (100 ms doubling to 1 s, randomized up to twice that against retries in
- * step) for `deadlineMs`; anything else is thrown at once, and the last
- * error once the time is up. `log` hears each failure that is retried.
+ * for `deadlineMs`: 100 ms doubling, each delay multiplied by a random 1–2
+ * (against retries in step) and then capped at 1 s. Anything else is thrown
+ * at once; once the time is up the last error is thrown (p-retry may sleep
+ * up to the deadline and try once more). `log` hears each failure that is retried.
  */
 export function withRetry<T>(operation: () => Promise<T>, deadlineMs: number, log?: (err: Error) => void): Promise<T> {
   return pRetry(() => operation(), {
