@@ -21,7 +21,7 @@ export interface ConvergeContext {
  * summary recorded in the state. Throws with the failed results unless it
  * exits 0 (a check that finds changes to make but no failure is an answer).
  */
-export async function runAgent(c: ConvergeContext, h: TopoHost, check = false): Promise<AgentSummary | undefined> {
+async function runAgent(c: ConvergeContext, h: TopoHost, check = false): Promise<AgentSummary | undefined> {
   const a = c.assignments.get(h.name);
   if (!a) throw new Error(`no assignment compiled for host ${h.name}`);
   const r = await new LabExec(120_000).probe(agentCommand(c.o, labHost(h), ["apply", "--assignment", h.assignmentFile, "--name", h.name, "--json", ...(check ? ["--check"] : [])]));

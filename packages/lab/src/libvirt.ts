@@ -117,7 +117,7 @@ const builder = new XMLBuilder({ ignoreAttributes: false, attributeNamePrefix: "
  * exists (else TCG), one virtio NIC on the libvirt network's port group with
  * the VM's MAC. Names come from the inventory and are escaped.
  */
-export function domainXml(d: TopoDomain): string {
+function domainXml(d: TopoDomain): string {
   const type = existsSync("/dev/kvm") ? "kvm" : "qemu";
   return builder.build({
     domain: {

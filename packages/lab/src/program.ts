@@ -16,7 +16,7 @@ import { labUp } from "./up.ts";
 import { rowLines, statusLines } from "./render.ts";
 import type { LabOptions, LabStatus } from "./types.ts";
 
-export const DEFAULT_LAB_PREFIX = "nf";
+const DEFAULT_LAB_PREFIX = "nf";
 /** The site a lab builds unless --inventory names another: the repository's `inventories/lab`. */
 const DEFAULT_INVENTORY = resolve(import.meta.dirname, "..", "..", "..", "inventories", "lab");
 
@@ -28,7 +28,7 @@ interface LabFlags {
 }
 
 /** LabOptions from the command line's flags; throws on a prefix that cannot name namespaces. */
-export function labOptions(flags: LabFlags): LabOptions {
+function labOptions(flags: LabFlags): LabOptions {
   const prefix = flags.prefix ?? DEFAULT_LAB_PREFIX;
   if (!/^[a-z][a-z0-9]{0,5}$/.test(prefix)) throw new Error(`--prefix must be 1-6 of a-z 0-9, starting with a letter (got ${JSON.stringify(prefix)})`);
   return {
@@ -39,14 +39,14 @@ export function labOptions(flags: LabFlags): LabOptions {
 }
 
 /** The connectivity matrix of a lab that is up; throws when it is not. */
-export async function labCheck(o: LabOptions, status?: LabStatus): Promise<CheckRow[]> {
+async function labCheck(o: LabOptions, status?: LabStatus): Promise<CheckRow[]> {
   const st = status ?? (await labStatus(o));
   if (!st.up) throw new Error(`the lab is not up: ${(st.problems ?? []).join("; ") || "run netfleet-lab up"}`);
   return runProbes(connectivityProbes(loadInventory(o.inventoryDir), st));
 }
 
 /** Where the program writes: text lines, or one JSON document with --json. */
-export interface Out {
+interface Out {
   line(text: string): void;
   json(value: unknown): void;
 }

@@ -3,7 +3,7 @@ import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, wr
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { netnsExec, waitFor, type LabExec } from "./exec.ts";
-import { isAlive, pidInNetns, readPidfile, terminate } from "./procs.ts";
+import { isAlive, pidInNetns, readPidfile } from "./procs.ts";
 import type { Topology, TopoVm } from "./topology.ts";
 
 /**
@@ -66,11 +66,6 @@ function cmdline(pid: number): string[] {
   } catch {
     return [];
   }
-}
-
-export async function stopPidfile(pidfile: string, comm: string): Promise<void> {
-  const pid = readPidfile(pidfile);
-  if (isAlive(pid, comm)) await terminate([pid!]);
 }
 
 /** The internet namespace: dnsmasq as the site's upstream resolver, labnet web servers. */

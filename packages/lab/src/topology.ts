@@ -4,6 +4,8 @@ import {
   bridgeName,
   cidrContains,
   ipv4ToInt,
+  isIpv4,
+  isNatsUrl,
   parseIpv4Cidr,
   uplinkLacp,
   type Host,
@@ -296,11 +298,13 @@ export function buildTopology(inventory: Inventory, o: LabOptions): Topology {
   }
 
   const natsUrl = inventory.site.nats[0] ?? "";
-  const nm = /^nats:\/\/(\d+\.\d+\.\d+\.\d+):(\d+)$/.exec(natsUrl);
-  if (!nm || !mgmt || !cidrContains(mgmt, ipv4ToInt(nm[1]!))) {
+  // The lab's controller listens on a plain nats:// address it owns on the management network, so a name or tls:// has no place here.
+  const url = isNatsUrl(natsUrl) ? new URL(natsUrl) : undefined;
+  const natsHost = url?.protocol === "nats:" && isIpv4(url.hostname) ? url.hostname : undefined;
+  if (!url || natsHost === undefined || !mgmt || !cidrContains(mgmt, ipv4ToInt(natsHost))) {
     throw new Error(`the lab puts the controller on the management network: site.nats[0] must be nats://<address in ${inventory.site.management ?? "site.management"}>:<port>, not ${JSON.stringify(natsUrl)}`);
   }
-  if (hosts.some((h) => h.mgmtAddress?.split("/")[0] === nm[1])) throw new Error(`site.nats[0] ${natsUrl}: that address belongs to a host; the lab's controller needs its own`);
+  if (hosts.some((h) => h.mgmtAddress?.split("/")[0] === natsHost)) throw new Error(`site.nats[0] ${natsUrl}: that address belongs to a host; the lab's controller needs its own`);
 
   const topo: Omit<Topology, "fingerprint"> = {
     prefix: o.prefix,
@@ -310,7 +314,7 @@ export function buildTopology(inventory: Inventory, o: LabOptions): Topology {
     switchBridge: "sw0",
     switchOvs: ovsPaths(join(runDir, "switch", "ovs")),
     mgmtBridge: "mgmt0",
-    controller: { namespace: switchNs, address: nm[1]!, prefix: mgmt.prefix, port: Number(nm[2]), url: natsUrl, stateDir: join(runDir, "controller") },
+    controller: { namespace: switchNs, address: natsHost, prefix: mgmt.prefix, port: Number(url.port), url: natsUrl, stateDir: join(runDir, "controller") },
     trunks: inventory.networks.map((n) => n.vlan).sort((a, b) => a - b),
     inet: {
       namespace: inetNs,

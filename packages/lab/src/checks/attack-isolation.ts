@@ -1,7 +1,7 @@
 /** The attack rows of isolation: isolated ports, cluster groups, and floods into isolated ports. */
 import type { LabVm } from "../types.ts";
 import type { Frame, NeighbourWatch, Sender } from "./attack.ts";
-import { BROADCAST, gwSender, vmPoint, vmSender, type Scene } from "./attack-scene.ts";
+import { arpRequestRow, BROADCAST, gwSender, vmPoint, vmSender, type Scene } from "./attack-scene.ts";
 
 /** Isolation and cluster group rows: unicast between VMs (controls: the sender reaches the gateway, the gateway reaches the target), ARP within a group, broadcast ARP of an isolated VM. */
 export function isolation(scene: Scene): void {
@@ -35,17 +35,7 @@ export function isolation(scene: Scene): void {
   unicast("non-isolated to isolated", staticB, lone, "dropped");
   if (m1 && m2) {
     // a group peer must find its peer by ARP across hosts, without static entries
-    const s = vmSender(m1);
-    probes.push({
-      check: "cluster group arp (across hosts)",
-      from: m1.name,
-      to: m2.name,
-      expect: "delivered",
-      sender: s,
-      frames: [{ kind: "arp", op: "request", src_mac: s.mac, dst_mac: BROADCAST, sha: s.mac, spa: s.ip, tpa: m2.ip! }],
-      look: { at: [vmPoint(m2)], filter: `arp and ether src ${s.mac} and arp dst host ${m2.ip}` },
-      controls: [],
-    });
+    probes.push(arpRequestRow("cluster group arp (across hosts)", vmSender(m1), m2, "delivered"));
   }
   if (lone && staticA && staticB) {
     // an isolated VM's broadcast ARP goes to the gateway only
@@ -63,19 +53,7 @@ export function isolation(scene: Scene): void {
       controls: [{ what: "the same request at the gateway", look: { at: [gwAt], filter } }, gatewayTo(staticA, nextPort())],
     });
   }
-  if (lone) {
-    const g = gwSender(gw);
-    probes.push({
-      check: "gateway broadcast to isolated",
-      from: g.name,
-      to: lone.name,
-      expect: "delivered",
-      sender: g,
-      frames: [{ kind: "arp", op: "request", src_mac: g.mac, dst_mac: BROADCAST, sha: g.mac, spa: g.ip, tpa: lone.ip! }],
-      look: { at: [vmPoint(lone)], filter: `arp and ether src ${g.mac} and arp dst host ${lone.ip}` },
-      controls: [],
-    });
-  }
+  if (lone) probes.push(arpRequestRow("gateway broadcast to isolated", gwSender(gw), lone, "delivered"));
 }
 
 /** Flooding rows: unknown unicast and broadcast from a non-isolated VM must not reach isolated ports. */

@@ -30,7 +30,7 @@ async function neighbourMac(x: LabExec, w: NeighbourWatch): Promise<string | und
  * and commands and the attack frames (controls first, so a leaked attack
  * cannot spoil them), a settle wait, then counts and verdict.
  */
-export async function runAttackProbe(p: AttackProbe, dir: string, pool: SenderPool, x = new LabExec(60_000)): Promise<AttackRow> {
+async function runAttackProbe(p: AttackProbe, dir: string, pool: SenderPool, x = new LabExec(60_000)): Promise<AttackRow> {
   const base = { check: p.check, from: p.from, to: p.to, expect: p.expect };
   const points = new Map<string, CapturePoint>();
   for (const l of [p.look, ...p.controls.map((c) => c.look)]) for (const pt of l.at) points.set(`${pt.namespace}/${pt.iface}`, pt);
@@ -105,7 +105,7 @@ export async function runAttackProbe(p: AttackProbe, dir: string, pool: SenderPo
  * on both sides and a VM whose lease the hosts have not learned yet gets
  * the time to. Returns the VMs that never got an answer.
  */
-export async function warmUp(probes: AttackProbe[], status: LabStatus, x = new LabExec(10_000)): Promise<string[]> {
+async function warmUp(probes: AttackProbe[], status: LabStatus, x = new LabExec(10_000)): Promise<string[]> {
   const names = new Set(probes.flatMap((p) => [p.sender.name, ...p.look.at.map((a) => a.name), ...p.controls.flatMap((c) => c.look.at.map((a) => a.name))]));
   const vms = status.vms.filter((v) => (v.kind === "namespace" || v.kind === "stranger") && v.ip && names.has(v.name));
   const gwOf = (v: LabVm) => status.gateways?.find((g) => g.network === v.network)?.ip;
@@ -159,7 +159,7 @@ export function exclusiveBatches(probes: AttackProbe[]): AttackProbe[][] {
  * that touch disjoint namespaces and neighbour entries. pcap
  * files live in a temporary folder removed at the end.
  */
-export async function runAttackProbes(probes: AttackProbe[], status: LabStatus, concurrency = 8): Promise<AttackRow[]> {
+async function runAttackProbes(probes: AttackProbe[], status: LabStatus, concurrency = 8): Promise<AttackRow[]> {
   const dir = mkdtempSync(join(tmpdir(), "netfleet-attack-"));
   const pool = new SenderPool();
   try {

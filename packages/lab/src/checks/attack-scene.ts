@@ -9,25 +9,45 @@ import type { LabGateway, LabStatus, LabVm } from "../types.ts";
 import { unusedAddress } from "./addresses.ts";
 import type { AttackProbe, CapturePoint, Control, Frame, Sender } from "./attack.ts";
 
+/** The argv of a command run inside a lab namespace (`ip netns exec`); see {@link netnsExec}. */
 export const inNs = netnsExec;
 
+/** Where to capture what reaches a VM: its namespace and the interface that stands for its NIC. */
 export function vmPoint(vm: LabVm): CapturePoint {
   return { name: vm.name, namespace: vm.namespace, iface: vm.interface };
 }
 
+/** Where to capture what reaches a network's gateway: the backend namespace's `gw-<network>` interface. */
 export function gwPoint(gw: LabGateway): CapturePoint {
   return { name: `gw-${gw.network}`, namespace: gw.namespace, iface: gw.interface };
 }
 
+/** A VM as the sender of crafted frames: its NIC, MAC and address (0.0.0.0 while it holds no lease). */
 export function vmSender(vm: LabVm): Sender {
   return { name: vm.name, namespace: vm.namespace, iface: vm.interface, mac: vm.mac, ip: vm.ip ?? "0.0.0.0" };
 }
 
+/** A network's gateway as the sender of crafted frames (named `gw-<network>`). */
 export function gwSender(gw: LabGateway): Sender {
   return { name: `gw-${gw.network}`, namespace: gw.namespace, iface: gw.interface, mac: gw.mac, ip: gw.ip };
 }
 
+/** The Ethernet broadcast address. */
 export const BROADCAST = "ff:ff:ff:ff:ff:ff";
+
+/** A row where `sender` broadcasts an ARP request for `target`'s address and `target`'s port is watched for it; no controls. */
+export function arpRequestRow(check: string, sender: Sender, target: LabVm, expect: AttackProbe["expect"]): AttackProbe {
+  return {
+    check,
+    from: sender.name,
+    to: target.name,
+    expect,
+    sender,
+    frames: [{ kind: "arp", op: "request", src_mac: sender.mac, dst_mac: BROADCAST, sha: sender.mac, spa: sender.ip, tpa: target.ip! }],
+    look: { at: [vmPoint(target)], filter: `arp and ether src ${sender.mac} and arp dst host ${target.ip}` },
+    controls: [],
+  };
+}
 
 /** What the families of rows share: the cast, fresh ports, the rows so far (`probes`, appended to) and the builders. */
 export type Scene = ReturnType<typeof attackScene>;

@@ -29,7 +29,7 @@ const tail = (text: string, lines = 2) => text.trim().split("\n").slice(-lines).
  * `ip netns exec` unable to enter the namespace (exit 255) or to run the tool
  * (exit 1 with `exec of "TOOL" failed`), or the shell-style 126/127.
  */
-export function notRun(r: RunResult): string | undefined {
+function notRun(r: RunResult): string | undefined {
   if (/\(timed out after \d+ ms\)/.test(r.stderr)) return `killed by the probe timeout: ${tail(r.stderr)}`;
   const exec = /exec of "([^"]+)" failed: ([^\n]*)/.exec(r.stderr);
   if (exec) return `${exec[1]} could not run: ${exec[2]}`;
@@ -242,7 +242,7 @@ export interface CaptureResult {
  * (`HH:MM:SS.us SRC > DST, ethertype ..., length N: ...`) followed by
  * tab-indented `0xOFFS:  hhhh hhhh ...` lines.
  */
-export function parseTcpdump(text: string): Frame[] {
+function parseTcpdump(text: string): Frame[] {
   const frames: Frame[] = [];
   let cur: Frame | undefined;
   for (const line of text.split("\n")) {
