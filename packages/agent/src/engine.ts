@@ -1,7 +1,6 @@
 import { resourceId, type ResourceSpec } from "@netfleet/shared";
 import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { dirname } from "node:path";
-import writeFileAtomic from "write-file-atomic";
 import { displayCommand, type Builtin, type Runner } from "./exec/runner.ts";
 import { handlerFor } from "./resources/index.ts";
 import type { HostAccess, ObserveContext, PlanContext, ResourcePlan, ResourceResult } from "./resources/types.ts";
@@ -17,6 +16,7 @@ import {
   writeMoveRecord,
   type LockoutCheckOptions,
 } from "./resources/management-move.ts";
+import { writeOwned } from "./write-owned.ts";
 
 /** How a reconcile pass runs: its runner and paths, check mode, and the management guard's inputs. */
 export interface ReconcileOptions {
@@ -256,7 +256,7 @@ async function performBuiltin(step: Builtin, host: HostAccess): Promise<void> {
   if (step.op === "write-file") {
     // Atomic (a temporary file beside it, renamed): a reader never sees half a file.
     await mkdir(dirname(step.path), { recursive: true });
-    await writeFileAtomic(step.path, step.content, { mode: 0o644 });
+    await writeOwned(step.path, step.content, 0o644);
     return;
   }
   if (step.op === "remove-file") {

@@ -15,7 +15,7 @@ import {
   type SignedAssignment,
 } from "@netfleet/shared";
 import { answerCheck, type CheckResult } from "./check.ts";
-import { connectNats, pause, retrySchedule, type ConnectionSettings } from "./connection.ts";
+import { Backoff, connectNats, pause, retrySchedule, type ConnectionSettings } from "./connection.ts";
 import { readDesired, judgeDesired, watchDesired } from "./desired.ts";
 import { enroll, enrollFacts, type Claim } from "./enroll.ts";
 import { heartbeat } from "./heartbeat.ts";
@@ -84,6 +84,7 @@ export class FleetMember {
   private readonly claim: Claim;
   private readonly queue = new PQueue({ concurrency: 1 });
   private readonly stopping = new AbortController();
+  private readonly backoff: Backoff;
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly startedAt = Date.now();
   private credentials: AgentCredentials | undefined;
@@ -96,6 +97,7 @@ export class FleetMember {
     this.options = options;
     this.state = new AgentState(options.runDir);
     this.log = options.log ?? (() => {});
+    this.backoff = new Backoff(options);
     const name = options.hostname ?? osHostname().split(".")[0]!.toLowerCase();
     if (!DNS_LABEL.test(name)) throw new Error(`hostname ${JSON.stringify(name)} is not a DNS label; give the agent a host name`);
     this.claim = { site: options.site, hostname: name, token: options.enrollment.token, agentVersion: options.agentVersion, ...(options.gatherFacts ? { gatherFacts: options.gatherFacts } : {}) };
@@ -137,7 +139,7 @@ export class FleetMember {
     this.credentials = await this.state.credentials();
     if (!this.credentials) {
       const { user, password } = this.options.enrollment;
-      this.credentials = await enroll({ claim: this.claim, user, password, connection: this.options, state: this.state, ...(this.options.enrollRetryMs !== undefined ? { retryMs: this.options.enrollRetryMs } : {}), signal: this.stopping.signal, log: this.log });
+      this.credentials = await enroll({ claim: this.claim, user, password, connection: this.options, backoff: this.backoff, state: this.state, ...(this.options.enrollRetryMs !== undefined ? { retryMs: this.options.enrollRetryMs } : {}), signal: this.stopping.signal, log: this.log });
     }
     if (!this.credentials || this.stopped) return;
     await this.connect(this.credentials);
@@ -148,12 +150,13 @@ export class FleetMember {
    * A connection that closes under us — while being set up (a server
    * reload can drop a client that has not finished connecting) or later
    * (nats.js gives up after repeated authorization errors) — is replaced,
-   * with backoff and jitter. Nothing on the host is touched meanwhile.
+   * after the next wait of the reconnect schedule (Backoff). Nothing on the
+   * host is touched meanwhile.
    */
   private async connect(credentials: AgentCredentials): Promise<void> {
     const auth = { user: credentials.user, pass: credentials.password, name: `netfleet-agent-${credentials.host}`, inboxPrefix: credentials.inboxPrefix };
     const attempt = async () => {
-      const nc = await connectNats(this.options, auth, this.stopping.signal, this.log);
+      const nc = await connectNats(this.options, auth, this.backoff, this.stopping.signal);
       if (!nc) return undefined;
       try {
         await this.attach(nc, credentials);
@@ -167,19 +170,22 @@ export class FleetMember {
     };
     let nc: NatsConnection | undefined;
     try {
-      nc = await pRetry(attempt, retrySchedule(this.options, this.stopping.signal, (error) => this.log({ event: "connection-lost", during: "setup", error: error.message })));
+      nc = await pRetry(attempt, retrySchedule(this.backoff, this.stopping.signal, (error) => this.log({ event: "connection-lost", during: "setup", error: error.message })));
     } catch (err) {
       if (this.stopped) return;
       throw err;
     }
     if (!nc) return;
-    void nc.closed().then(async (err) => {
-      if (this.stopped || this.connection !== nc) return;
-      this.connected = false;
-      this.log({ event: "connection-lost", during: "run", error: err instanceof Error ? err.message : null });
-      await pause(this.options.reconnectTimeWaitMs ?? 1000, this.stopping.signal);
-      if (!this.stopped && this.connection === nc) await this.connect(credentials);
-    });
+    void nc
+      .closed()
+      .then(async (err) => {
+        if (this.stopped || this.connection !== nc) return;
+        this.connected = false;
+        this.log({ event: "connection-lost", during: "run", error: err instanceof Error ? err.message : null });
+        await pause(this.backoff.next(), this.stopping.signal);
+        if (!this.stopped && this.connection === nc) await this.connect(credentials);
+      })
+      .catch((err: unknown) => this.log({ event: "reconnect-failed", error: (err as Error).message }));
   }
 
   private async attach(nc: NatsConnection, credentials: AgentCredentials): Promise<void> {
@@ -192,6 +198,7 @@ export class FleetMember {
         if (s.type === "disconnect") this.connected = false;
         if (s.type === "reconnect") {
           this.connected = true;
+          this.backoff.reset();
           this.log({ event: "reconnected" });
           this.sync();
           this.deliverUnsent();
@@ -207,7 +214,13 @@ export class FleetMember {
         for await (const msg of checks) {
           if (!msg.reply) continue;
           const ctx = { site, host, signingKeyPem: this.signingKey(), current: this.checkpoint.current, run: onCheck, log: this.log };
-          msg.respond(encodeMessage(await answerCheck(ctx, msg.subject, msg.data)));
+          const reply = encodeMessage(await answerCheck(ctx, msg.subject, msg.data));
+          try {
+            msg.respond(reply);
+          } catch (err) {
+            // The connection closed during the check: the controller's request times out and it asks again.
+            this.log({ event: "check-reply-dropped", error: (err as Error).message });
+          }
         }
       })();
     }

@@ -1,12 +1,12 @@
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import pRetry from "p-retry";
+import type pRetry from "p-retry";
 
 /** Where and how patiently to connect. */
 export interface ConnectionSettings {
   servers: string[];
-  /** Wait before the first retry (ms); nats.js waits this (plus up to as much jitter) between reconnect rounds. */
+  /** The first wait between two attempts to connect (ms, default 1 s); it doubles per failed attempt up to reconnectMaxMs, each scaled by a random 0.5-1.5. */
   reconnectTimeWaitMs?: number;
-  /** The longest wait between two attempts to connect from scratch (ms). */
+  /** The longest wait between two attempts (ms, default 32 × reconnectTimeWaitMs, at least 5 s). */
   reconnectMaxMs?: number;
 }
 
@@ -18,47 +18,81 @@ export interface ConnectionAuth {
   inboxPrefix?: string;
 }
 
-/** The p-retry options for connecting from scratch: forever, doubling from the base wait up to the max, each randomised (1-2x). */
-export function retrySchedule(settings: ConnectionSettings, signal: AbortSignal, onFailure: (error: Error) => void): Parameters<typeof pRetry>[1] {
-  const base = settings.reconnectTimeWaitMs ?? 1000;
+/**
+ * The waits between attempts to connect (ConnectionSettings): doubling from
+ * reconnectTimeWaitMs up to reconnectMaxMs, each scaled by a random 0.5-1.5
+ * so that a fleet cut off together does not come back together. One
+ * schedule per agent serves nats.js's reconnects, connecting from scratch
+ * and replacing a connection closed for good; reset once connected.
+ */
+export class Backoff {
+  private attempt = 0;
+  private readonly base: number;
+  private readonly max: number;
+
+  constructor(settings: ConnectionSettings) {
+    this.base = settings.reconnectTimeWaitMs ?? 1000;
+    this.max = settings.reconnectMaxMs ?? Math.max(this.base * 32, 5000);
+  }
+
+  /** The next wait (ms); each call counts one more failed attempt. */
+  next(): number {
+    const raw = Math.min(this.max, this.base * 2 ** Math.min(this.attempt++, 20));
+    return Math.round(raw * (0.5 + Math.random()));
+  }
+
+  /** Back to the first wait (after a successful connect). */
+  reset(): void {
+    this.attempt = 0;
+  }
+}
+
+/**
+ * The p-retry options for "forever, until `signal` aborts", waiting
+ * `backoff.next()` after each failure (p-retry's own delay is off: its
+ * jitter is 1-2x, not the agent's schedule).
+ */
+export function retrySchedule(backoff: Backoff, signal: AbortSignal, onFailure: (error: Error) => void): Parameters<typeof pRetry>[1] {
   return {
     retries: Number.POSITIVE_INFINITY,
-    factor: 2,
-    minTimeout: base,
-    maxTimeout: settings.reconnectMaxMs ?? Math.max(base * 32, 5000),
-    randomize: true,
+    minTimeout: 0,
     signal,
-    onFailedAttempt: ({ error }) => onFailure(error),
+    onFailedAttempt: async ({ error }) => {
+      onFailure(error);
+      await pause(backoff.next(), signal);
+    },
   };
 }
 
 /**
- * Connects to any of the servers, trying again (retrySchedule) until one
- * answers; undefined once `signal` aborts. The connection reconnects on its
- * own forever (nats.js tries the servers in random order, then waits
- * reconnectTimeWaitMs plus jitter); a connection that closes for good is
- * the caller's to replace.
+ * Connects to any of the servers. With waitOnFirstConnect, nats.js keeps
+ * dialling (in random server order, waiting `backoff.next()` between
+ * rounds) until one answers; a connection it opens reconnects the same way
+ * forever, and one that closes for good is the caller's to replace.
+ * Rejects only on what nats.js does not retry itself (the caller's
+ * retrySchedule covers it). The backoff is reset once connected.
+ * Undefined when `signal` aborted while connecting: the connect itself
+ * cannot be aborted, so a connection that arrives after a stop is closed
+ * here rather than set up and leaked.
  */
-export async function connectNats(settings: ConnectionSettings, auth: ConnectionAuth, signal: AbortSignal, log: (event: Record<string, unknown>) => void): Promise<NatsConnection | undefined> {
-  const wait = settings.reconnectTimeWaitMs ?? 1000;
-  const attempt = () =>
-    connect({
-      servers: settings.servers,
-      ...auth,
-      maxReconnectAttempts: -1,
-      reconnectTimeWait: wait,
-      reconnectJitter: wait,
-      waitOnFirstConnect: true,
-      pingInterval: 10_000,
-      maxPingOut: 3,
-      timeout: 5000,
-    });
-  try {
-    return await pRetry(attempt, retrySchedule(settings, signal, (error) => log({ event: "connect-failed", error: error.message })));
-  } catch (err) {
-    if (signal.aborted) return undefined;
-    throw err;
+export async function connectNats(settings: ConnectionSettings, auth: ConnectionAuth, backoff: Backoff, signal: AbortSignal): Promise<NatsConnection | undefined> {
+  if (signal.aborted) return undefined;
+  const nc = await connect({
+    servers: settings.servers,
+    ...auth,
+    maxReconnectAttempts: -1,
+    reconnectDelayHandler: () => backoff.next(),
+    waitOnFirstConnect: true,
+    pingInterval: 10_000,
+    maxPingOut: 3,
+    timeout: 5000,
+  });
+  if (signal.aborted) {
+    await nc.close().catch(() => {});
+    return undefined;
   }
+  backoff.reset();
+  return nc;
 }
 
 /** Waits `ms`, or less when `signal` aborts first (never rejects). */

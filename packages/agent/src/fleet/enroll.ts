@@ -10,7 +10,7 @@ import {
   welcomeSubject,
   type EnrollFacts,
 } from "@netfleet/shared";
-import { connectNats, pause, retrySchedule, type ConnectionSettings } from "./connection.ts";
+import { connectNats, pause, retrySchedule, type Backoff, type ConnectionSettings } from "./connection.ts";
 import { gatherHostFacts, type HostFacts } from "./host-facts.ts";
 import type { AgentState } from "./state.ts";
 
@@ -47,6 +47,8 @@ export interface EnrollOptions {
   user: string;
   password: string;
   connection: ConnectionSettings;
+  /** The agent's reconnect schedule (connection.ts), shared with its own connection. */
+  backoff: Backoff;
   state: AgentState;
   /** Facts are sent again this often until a welcome arrives (ms, default 10 s). */
   retryMs?: number;
@@ -58,14 +60,20 @@ export interface EnrollOptions {
  * Enrolls until welcomed: connects as the shared enrollment user, sends the
  * facts every retryMs, and opens the welcome sealed to this agent's key
  * (welcomes sealed to another agent's key are ignored). The credentials are
- * kept in the state dir. An enrollment connection that closes under us is
- * replaced, with backoff. Undefined when `signal` aborts first.
+ * kept in the state dir. Any failure (an enrollment connection that closes
+ * under us, facts that cannot be gathered) is tried again, with backoff,
+ * forever. Undefined when `signal` aborts first.
  */
 export async function enroll(o: EnrollOptions): Promise<AgentCredentials | undefined> {
-  const schedule = retrySchedule(o.connection, o.signal, (error) => o.log({ event: "connection-lost", during: "enroll", error: error.message }));
+  const schedule = retrySchedule(o.backoff, o.signal, (error) => o.log({ event: "connection-lost", during: "enroll", error: error.message }));
+  // Re-thrown as a plain Error: p-retry gives up at once on a TypeError (e.g. from gathering facts), and enrollment must not.
+  const attempt = () =>
+    enrollOnce(o).catch((err: unknown) => {
+      throw new Error(err instanceof Error ? err.message : String(err), { cause: err });
+    });
   let welcomed: AgentCredentials | undefined;
   try {
-    welcomed = await pRetry(() => enrollOnce(o), schedule);
+    welcomed = await pRetry(attempt, schedule);
   } catch (err) {
     if (o.signal.aborted) return undefined;
     throw err;
@@ -79,7 +87,7 @@ export async function enroll(o: EnrollOptions): Promise<AgentCredentials | undef
 async function enrollOnce(o: EnrollOptions): Promise<AgentCredentials | undefined> {
   const { site, hostname } = o.claim;
   const keys = await o.state.boxKeys();
-  const nc = await connectNats(o.connection, { user: o.user, pass: o.password, name: `netfleet-enroll-${hostname}` }, o.signal, o.log);
+  const nc = await connectNats(o.connection, { user: o.user, pass: o.password, name: `netfleet-enroll-${hostname}` }, o.backoff, o.signal);
   if (!nc) return undefined;
   const closeOnStop = () => void nc.close().catch(() => {});
   o.signal.addEventListener("abort", closeOnStop, { once: true });

@@ -8,7 +8,9 @@ import { putKey, readKey } from "./kv.ts";
  * of the applied bucket (the stream leader acknowledges) and read back, on
  * whichever connection is in force (`connection()`: it is replaced when one
  * closes), before `deadlineMs` runs out. Tries again every 250 ms; false
- * when the deadline passes (or `signal` aborts) without a round trip.
+ * when the deadline passes (or `signal` aborts) without a round trip, and
+ * at once when there is no connection at all at the start (none was ever
+ * set up: nothing to wait for).
  */
 export async function confirmReport(
   connection: () => NatsConnection | undefined,
@@ -18,6 +20,7 @@ export async function confirmReport(
   signal: AbortSignal,
   log: (event: Record<string, unknown>) => void,
 ): Promise<boolean> {
+  if (!connection()) return false;
   const bucket = appliedBucket(site);
   const deadline = Date.now() + deadlineMs;
   const data = encodeMessage(report);

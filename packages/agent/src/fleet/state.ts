@@ -1,6 +1,5 @@
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import writeFileAtomic from "write-file-atomic";
 import { z } from "zod";
 import {
   AgentCredentials,
@@ -12,6 +11,7 @@ import {
   type BoxKeys,
   type SignedAssignment,
 } from "@netfleet/shared";
+import { writeOwned } from "../write-owned.ts";
 
 const BoxKeysFile = z.strictObject({ privateKeyPem: z.string(), publicKey: z.string() });
 
@@ -101,6 +101,6 @@ export class AgentState {
   private async writeJson(name: string, value: unknown): Promise<void> {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     const file = join(this.dir, name);
-    await writeFileAtomic(file, JSON.stringify(value, null, 2), { mode: 0o600 });
+    await writeOwned(file, JSON.stringify(value, null, 2), 0o600);
   }
 }

@@ -13,9 +13,9 @@ import {
   type Lease,
   type NetworkLeases,
 } from "@netfleet/shared";
-import writeFileAtomic from "write-file-atomic";
 import { leasesPath } from "../resources/vm-port-policy.ts";
 import { readKey, type StoredEntry } from "../fleet/kv.ts";
+import { writeOwned } from "../write-owned.ts";
 
 /**
  * `<runDir>/leases/<network>.json`: one network's leases as a VM host keeps
@@ -270,5 +270,5 @@ function sameLeases(a: readonly Lease[], b: readonly Lease[]): boolean {
  */
 async function writeAtomic(path: string, text: string): Promise<void> {
   await mkdir(dirname(path), { recursive: true, mode: 0o755 });
-  await writeFileAtomic(path, text, { mode: 0o644 });
+  await writeOwned(path, text, 0o644);
 }

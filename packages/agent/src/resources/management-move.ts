@@ -1,6 +1,5 @@
 import { mkdir, readFile, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import writeFileAtomic from "write-file-atomic";
 import { mutate, type Runner } from "../exec/runner.ts";
 import type { Toolbox } from "../tools.ts";
 import { observeAddresses } from "./ip-link.ts";
@@ -8,6 +7,7 @@ import { parseManagementLinks, parseRoutes } from "./ip-json.ts";
 import { undoLines, type FailedMove, type ManagementMove } from "./management-guard.ts";
 import type { ManagementView } from "./management-view.ts";
 import type { ObserveContext } from "./types.ts";
+import { writeOwned } from "../write-owned.ts";
 
 /**
  * The runtime half of the management guard: what the engine reads before a
@@ -59,7 +59,7 @@ async function readJson<T>(path: string): Promise<T | undefined> {
 
 async function writeJson(path: string, value: unknown): Promise<void> {
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  await writeFileAtomic(path, JSON.stringify(value, null, 2) + "\n", { mode: 0o600 });
+  await writeOwned(path, JSON.stringify(value, null, 2) + "\n", 0o600);
 }
 
 /** The moves recorded by a pass that did not finish (a crash mid-move); undefined when none. */
