@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Option } from "commander";
 import { describe, expect, it } from "vitest";
-import { EXIT_USAGE, addCompletionCommand, bashCompletion, createProgram, runProgram, usageError, withExitCode, zshCompletion } from "@netfleet/shared/cli";
+import { EXIT_USAGE, addCompletionCommand, bashCompletion, createProgram, runProgram, safeJson, usageError, withExitCode, zshCompletion } from "@netfleet/shared/cli";
 
 const PACKAGE_JSON = new URL("../../packages/shared/package.json", import.meta.url);
 
@@ -89,5 +89,12 @@ describe("shared CLI conventions", () => {
     const script = join(dir, "_demo");
     writeFileSync(script, zshCompletion(demo().program));
     execFileSync("zsh", ["-n", script]);
+  });
+
+  it("safeJson escapes the characters a terminal acts on and parses back to the same value", () => {
+    const value = { name: "a\u202eb\u2028c\u0085d" };
+    const text = safeJson(value);
+    expect(text).toBe('{\n  "name": "a\\u202eb\\u2028c\\u0085d"\n}');
+    expect(JSON.parse(text)).toEqual(value);
   });
 });
