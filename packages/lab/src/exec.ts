@@ -23,18 +23,22 @@ export class LabExec {
   }
 }
 
+/** The argv that runs `argv` inside named network namespace `ns` (`ip netns exec`). */
 export function netnsExec(ns: string, argv: string[]): string[] {
   return ["ip", "netns", "exec", ns, ...argv];
 }
 
+/** The argv of `ovs-vsctl` against the ovsdb-server at socket path `db` (10 s timeout, so a dead server fails instead of hanging). */
 export function vsctl(db: string, ...args: string[]): string[] {
   return ["ovs-vsctl", `--db=unix:${db}`, "--timeout=10", ...args];
 }
 
+/** The argv of `virsh` (quiet) against libvirt connection `uri`. */
 export function virsh(uri: string, ...args: string[]): string[] {
   return ["virsh", "-q", "-c", uri, ...args];
 }
 
+/** Resolves after `ms` milliseconds. */
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Polls `check` every `intervalMs` until it returns true or `timeoutMs` passes. */

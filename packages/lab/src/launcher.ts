@@ -17,6 +17,13 @@ function bind(source: string, target: string, recursive = false): void {
   execFileSync("mount", [recursive ? "--rbind" : "--bind", source, target], { stdio: ["ignore", "ignore", "inherit"] });
 }
 
+/**
+ * Binds the private directories under `lvDir` over the system's, keeps
+ * `ovsDir` visible, and starts `libvirtd -d`. Call it only in a private mount
+ * namespace (see the file comment): the mounts would otherwise change the
+ * machine's.
+ * @throws Error when a path holds characters outside [A-Za-z0-9_./-], or when mount or libvirtd fails.
+ */
 export function launch(lvDir: string, ovsDir: string): void {
   for (const p of [lvDir, ovsDir]) if (!SAFE_PATH.test(p)) throw new Error(`unsafe path ${JSON.stringify(p)}`);
   const d = (name: string) => join(lvDir, name);

@@ -42,6 +42,7 @@ function prepare(p: LibvirtPaths): void {
   );
 }
 
+/** The pid of the lab's libvirtd on a host (from its pidfile, when that process is a running libvirtd), else undefined. */
 export function libvirtdPid(p: LibvirtPaths): number | undefined {
   return pidfileAlive(p.pidfile, "libvirtd");
 }
@@ -152,6 +153,11 @@ export async function ensureDomain(x: LabExec, p: LibvirtPaths, d: TopoDomain): 
   await x.run(virsh(p.uri, "define", file));
 }
 
+/**
+ * A domain's state as `virsh domstate` prints it (e.g. "running",
+ * "paused"; undefined when virsh does not know the domain) and, while it runs
+ * or is paused, the host-side port libvirt made for its NIC (`vnetN`; "" otherwise).
+ */
 export async function domainState(x: LabExec, uri: string, name: string): Promise<{ state?: string; hostPort: string }> {
   const st = await x.probe(virsh(uri, "domstate", name));
   if (st.exitCode !== 0) return { hostPort: "" };

@@ -8,11 +8,13 @@ import type { LabOptions } from "./types.ts";
 
 const SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema";
 
+/** The pids of a namespace's OVS daemons that are alive (a pidfile whose process runs that program); absent when not running. */
 export interface OvsPids {
   ovsdb?: number;
   vswitchd?: number;
 }
 
+/** The live OVS daemons of one OVS instance of the lab, from its pidfiles. */
 export function ovsPids(p: OvsPaths): OvsPids {
   const out: OvsPids = {};
   const db = pidfileAlive(p.dbPid, "ovsdb-server");
@@ -22,6 +24,7 @@ export function ovsPids(p: OvsPaths): OvsPids {
   return out;
 }
 
+/** Stops one OVS instance of the lab (its live ovs-vswitchd and ovsdb-server, by pid); nothing when neither runs. */
 export async function stopOvs(p: OvsPaths): Promise<void> {
   const pids = ovsPids(p);
   await terminate([pids.vswitchd, pids.ovsdb].filter((x): x is number => x !== undefined));

@@ -66,6 +66,7 @@ export function pidInNetns(pid: number | undefined, name: string): boolean {
   }
 }
 
+/** True when named network namespace `name` exists (`/run/netns/<name>`, as `ip netns` keeps them). */
 export function namespaceExists(name: string): boolean {
   return existsSync(`/run/netns/${name}`);
 }

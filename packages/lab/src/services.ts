@@ -146,6 +146,7 @@ esac
 exit 0
 `;
 
+/** The lease a VM's DHCP client recorded in its lease file; undefined while there is none (or it cannot be read). */
 export function readLease(v: TopoVm): Lease | undefined {
   try {
     return JSON.parse(readFileSync(v.leaseFile, "utf8")) as Lease;

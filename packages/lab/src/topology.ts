@@ -56,6 +56,11 @@ export interface Topology {
   namespaces: string[];
 }
 
+/**
+ * A host of the inventory as the lab builds it: one network namespace wired
+ * to the switch by its uplink members (trunks) and a management link, with
+ * its own OVS and (VM hosts) libvirtd, and where its agent keeps its files.
+ */
 export interface TopoHost {
   name: string;
   role: "vmhost" | "backend";
@@ -105,6 +110,11 @@ export function switchLagOf(h: Pick<Host, "uplink">, index: number): SwitchLag |
   return { port: `h${index}-lag`, lacp: "active", bondMode: "balance-tcp", lacpTime: "fast" };
 }
 
+/**
+ * A VM of the inventory (or a stranger) as the lab builds it: a network
+ * namespace whose `interface` is a veth plugged into its host's network
+ * bridge `bridge` as OVS port `hostPort`.
+ */
 export interface TopoVm {
   name: string;
   host: string;
@@ -124,6 +134,7 @@ export interface TopoVm {
   services: string[];
 }
 
+/** A network of the inventory as the lab needs it: VLAN, CIDR, gateway address and the VM bridge's name on each host. */
 export interface TopoNetwork {
   name: string;
   vlan: number;
@@ -132,6 +143,11 @@ export interface TopoNetwork {
   bridge: string;
 }
 
+/**
+ * A libvirt domain the lab defines (paused, never booted) on a VM host, on a
+ * libvirt network's `portgroup`, with a MAC the inventory does not hold: the
+ * agent must see it and leave it alone.
+ */
 export interface TopoDomain {
   name: string;
   host: string;
@@ -150,6 +166,11 @@ export function strangerMac(index: number): string {
 /** The backend runs no VMs: no libvirtd there (the agent finds nothing of ours where libvirtd does not run). */
 export const LIBVIRTD_ON_BACKEND = false;
 
+/**
+ * The lab's "internet" (namespace `<prefix>-inet`): the backend's external
+ * link `hostIf` (its address `hostAddress`/`prefix`, default route via
+ * `gateway`) to `inetIf`, addresses from the documentation ranges (RFC 5737).
+ */
 export const INET = {
   hostIf: "wan0",
   inetIf: "inet0",
@@ -180,6 +201,16 @@ export function domainMac(index: number): string {
   return `52:54:00:fe:${((n >> 8) & 0xff).toString(16).padStart(2, "0")}:${(n & 0xff).toString(16).padStart(2, "0")}`;
 }
 
+/**
+ * Everything the lab will create for `inventory`, worked out before anything
+ * runs: namespaces, links, bridges, VMs, strangers, paused domains, the
+ * controller's address and the paths under `o.runDir`. Pure (reads no file,
+ * runs nothing); `fingerprint` changes when any of it changes.
+ * @throws Error when the inventory does not fit the lab (a name that clashes
+ * with a lab part, a VM port name used twice, site.nats[0] not a plain
+ * nats:// address of its own on the management network, a MAC clash) or the
+ * options are bad.
+ */
 export function buildTopology(inventory: Inventory, o: LabOptions): Topology {
   validateOptions(o);
   const ns = (name: string) => `${o.prefix}-${name}`;

@@ -19,6 +19,11 @@ export interface LabOptions {
   control?: "nats" | "file";
 }
 
+/**
+ * What `lab status` reports, read live from the machine (namespaces,
+ * processes, OVS, libvirt, leases) and the lab's state file. `up` is false
+ * when the lab was never built or a part of it is missing or dead (`problems`).
+ */
 export interface LabStatus {
   up: boolean;
   prefix: string;
@@ -38,6 +43,7 @@ export interface LabStatus {
   problems?: string[];
 }
 
+/** A host of a running lab: its namespace, management address, OVS database socket and run dir, and libvirt URI (VM hosts). */
 export interface LabHost {
   name: string;
   role: "vmhost" | "backend";
@@ -62,6 +68,7 @@ export interface LabGateway {
   interface: string;
 }
 
+/** A VM of a running lab, read live: where it is plugged, its MAC and (when it holds one) its address. */
 export interface LabVm {
   name: string;
   host: string;

@@ -66,9 +66,13 @@ interface Observed {
 }
 
 const pointLabel = (key: string) => key.replace(/^vm:/, "").replace(/^gw:/, "gw-");
+/** True for an ICMP echo request, as tcpdump prints it. */
 export const isRequest = (f: Frame) => / ICMP echo request/.test(f.text);
+/** True for an ICMP echo reply, as tcpdump prints it. */
 export const isReply = (f: Frame) => / ICMP echo reply/.test(f.text);
+/** A matcher for a TCP SYN from source port `sport` to `dst`:`dport` (tcpdump's `.SPORT > DST.DPORT: Flags [S]`). */
 export const synFrom = (sport: number, dst: string, dport: number) => (f: Frame) => new RegExp(`\\.${sport} > ${dst.replace(/\./g, "\\.")}\\.${dport}: Flags \\[S\\]`).test(f.text);
+/** The source address of a TCP or UDP frame as tcpdump prints it (`: A.B.C.D.PORT > `), undefined for others. */
 export const sourceOf = (f: Frame) => /: (\d+\.\d+\.\d+\.\d+)\.\d+ > /.exec(f.text)?.[1];
 
 /**

@@ -26,6 +26,7 @@ export interface CheckRow {
   ms?: number;
 }
 
+/** What a probe found: the outcome (or "error" when the probe itself failed) and what to show with it. */
 export interface Answer {
   got: Outcome | "error";
   detail?: string;
