@@ -14,6 +14,7 @@ import { Rollout, type RolloutEvent, type RolloutTarget } from "@netfleet/contro
 import {
   AgentCredentials,
   NETFLEET_RELEASE,
+  appliedBucket,
   PROTOCOL_VERSION,
   canonicalJson,
   decodeMessage,
@@ -72,6 +73,12 @@ function forge(signing: SigningKeys, fields: Record<string, unknown>): Uint8Arra
   return new TextEncoder().encode(JSON.stringify({ ...body, signature }));
 }
 
+/** The host's last report as its agent wrote it to the applied KV (JSON as stored, with the sender's `protocol`). */
+async function storedReport(s: Site, host: string): Promise<Record<string, unknown> | undefined> {
+  const entry = await (await new Kvm(s.cp.nc).open(appliedBucket(SITE))).get(host);
+  return entry?.value.length ? (JSON.parse(new TextDecoder().decode(entry.value)) as Record<string, unknown>) : undefined;
+}
+
 async function appliedRevision(s: Site, host: string): Promise<number | undefined> {
   return (await s.cp.status()).find((r) => r.host === host)?.applied?.revision;
 }
@@ -103,6 +110,9 @@ describe("a fleet mid-upgrade (wire-1.0 peers with this tree's)", () => {
     expect(checkpoint.current).toMatchObject({ protocol: PROTOCOL_VERSION, release: NETFLEET_RELEASE, revision: 1 });
     expect(newAgent.host.get("net.sim.hv2")).toBe("1");
     for (const host of ["hv1", "hv2"]) expect(await appliedRevision(s, host)).toBe(1);
+    // Only the old tree writes 1.0: its report says so, this tree's agent's says ours.
+    expect(await storedReport(s, "hv1")).toMatchObject({ protocol: "1.0", revision: 1 });
+    expect(await storedReport(s, "hv2")).toMatchObject({ protocol: PROTOCOL_VERSION, revision: 1 });
   }, 120_000);
 
   it("a peer of another major is refused with the versions named and changes nothing; a newer minor with fields no one knows is applied", async () => {
@@ -132,16 +142,19 @@ describe("a fleet mid-upgrade (wire-1.0 peers with this tree's)", () => {
     // The controller, from an enrolled agent's connection: a heartbeat of another major is refused, one of a later minor is read.
     const creds = decodeMessage(AgentCredentials, "creds", await readFile(join(s.dir, "agents", "hv2", "credentials.json"), "utf8"));
     const nc = await connect({ servers: s.server.urls, user: creds.user, pass: creds.password, inboxPrefix: creds.inboxPrefix });
-    const heartbeat = { kind: "heartbeat", site: SITE, host: "hv2", agentVersion: "9.9.9", revision: 3, hash: null, uptimeS: 1, at: new Date().toISOString() };
+    // Times far ahead, so status's lastSeen (the latest heard) shows which of the two was read.
+    const heartbeat = { kind: "heartbeat", site: SITE, host: "hv2", agentVersion: "9.9.9", revision: 3, hash: null, uptimeS: 1 };
+    const laterAt = "2099-01-01T00:00:00.000Z";
     const refusedBefore = s.events.filter((e) => /speaks protocol/.test(String(e.error))).length;
-    nc.publish(heartbeatSubject(SITE, "hv2"), JSON.stringify({ protocol: `${ours.major + 1}.0`, ...heartbeat }));
-    nc.publish(heartbeatSubject(SITE, "hv2"), JSON.stringify({ protocol: later, ...heartbeat, load: 0.5 }));
+    nc.publish(heartbeatSubject(SITE, "hv2"), JSON.stringify({ protocol: `${ours.major + 1}.0`, ...heartbeat, at: "2100-01-01T00:00:00.000Z" }));
+    nc.publish(heartbeatSubject(SITE, "hv2"), JSON.stringify({ protocol: later, ...heartbeat, at: laterAt, load: 0.5 }));
     await nc.flush();
     await eventually(() => s.events.filter((e) => /speaks protocol/.test(String(e.error))).length > refusedBefore, "the controller refuses the other major");
     await new Promise((r) => setTimeout(r, 500));
     const refused = s.events.filter((e) => /speaks protocol|Unrecognized key/.test(String(e.error))).slice(refusedBefore);
     expect(refused).toHaveLength(1);
     expect(String(refused[0]!.error)).toMatch(new RegExp(`heartbeat message speaks protocol "${ours.major + 1}\\.0"`));
+    await eventually(async () => (await s.cp.status()).find((r) => r.host === "hv2")?.lastSeen === laterAt, "the controller read the later minor's heartbeat (and not the other major's)");
     await nc.close();
   }, 120_000);
 
@@ -176,5 +189,11 @@ describe("a fleet mid-upgrade (wire-1.0 peers with this tree's)", () => {
     expect(code, JSON.stringify(rollout.events.slice(-5))).toBe(0);
     expect(rollout.events.find((e) => e.event === "done")).toMatchObject({ result: "success", ok: names, failed: [] });
     for (const a of agents) expect(a.applied).toHaveLength(1);
+    // Only the old controller signs 1.0 envelopes, without 1.1's release; this tree's agents keep them as signed.
+    for (const a of agents) {
+      const envelope = JSON.parse(JSON.stringify(a.client.current)) as Record<string, unknown>;
+      expect(envelope).toMatchObject({ protocol: "1.0", revision: 1 });
+      expect(envelope).not.toHaveProperty("release");
+    }
   }, 120_000);
 });
