@@ -6,7 +6,7 @@
 import { resolve } from "node:path";
 import type { Command } from "commander";
 import { loadInventory } from "@netfleet/shared";
-import { addCompletionCommand, createProgram, runProgram, usageError, withExitCode, type ProgramIo } from "@netfleet/shared/cli";
+import { addCompletionCommand, createProgram, runProgram, safeJson, usageError, withExitCode, type ProgramIo } from "@netfleet/shared/cli";
 import { labAttack } from "./checks/attack-run.ts";
 import { connectivityProbes, runProbes } from "./checks/connectivity.ts";
 import type { CheckRow } from "./checks/rows.ts";
@@ -53,7 +53,7 @@ interface Out {
 
 const stdout: Out = {
   line: (text) => process.stdout.write(text + "\n"),
-  json: (value) => process.stdout.write(JSON.stringify(value, null, 2) + "\n"),
+  json: (value) => process.stdout.write(safeJson(value) + "\n"),
 };
 
 /** What each subcommand does: its exit code (0 as expected, 1 not). */
