@@ -49,7 +49,6 @@ export interface NatsAgentOptions {
   log?: (event: Record<string, unknown>) => void;
 }
 
-
 /**
  * The agent on a host of the fleet: a FleetMember (enrollment, signed
  * desired state, reports, heartbeats, lockout protection; one serial queue)

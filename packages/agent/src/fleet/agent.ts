@@ -356,7 +356,9 @@ export class FleetMember {
   /**
    * Queues a fresh report of the current revision (e.g. after a drift-repair
    * pass, with the resources it repaired and, per resource, what changed
-   * back). Resolves true once stored and published.
+   * back). Resolves true once stored and published. Queued behind syncs and
+   * applies: it stores into the host's applied key as a confirmation does,
+   * and beside one could store the replaced revision over the new report.
    */
   report(pass: PassResult, extra: { corrective?: string[]; correctiveChanges?: CorrectiveChange[] } = {}): Promise<boolean> {
     let delivered = false;

@@ -9,6 +9,7 @@ import {
   hostKey,
   type CorrectiveChange,
 } from "@netfleet/shared";
+import { CoalescingRunner } from "../coalescing-runner.ts";
 import { putKey, readKey } from "./kv.ts";
 import { nextLog } from "./corrective.ts";
 
@@ -50,8 +51,8 @@ export class CorrectiveJournal {
   private seeded = false;
   private pending: CorrectiveChange[] = [];
   private pendingDropped = 0;
-  private running: Promise<void> | undefined;
-  private again = false;
+  /** Writes one at a time; a record or attach during a write asks for one more right after it. */
+  private readonly writer: CoalescingRunner<boolean>;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private failures = 0;
@@ -59,6 +60,23 @@ export class CorrectiveJournal {
   constructor(options: CorrectiveJournalOptions) {
     this.options = options;
     this.log = options.log ?? (() => {});
+    this.writer = new CoalescingRunner<boolean>({
+      run: async () => {
+        let done = false;
+        try {
+          done = await this.flush();
+        } finally {
+          this.failures = done ? 0 : this.failures + 1;
+        }
+        return done;
+      },
+      onError: (err) => this.log({ event: "corrective-log-error", error: (err as Error).message }),
+      rested: (done) => {
+        if (done || this.pending.length === 0) return;
+        const base = this.options.retryMs ?? 1000;
+        this.timer = setTimeout(() => this.kick(), Math.min(this.options.retryMaxMs ?? 60_000, base * 2 ** Math.min(this.failures - 1, 16)));
+      },
+    });
   }
 
   /** Queues repaired resources (oldest first) and writes them as soon as it can. */
@@ -90,35 +108,13 @@ export class CorrectiveJournal {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
-    await this.running;
+    await this.writer.stop();
   }
 
+  /** Writes now, or right after the write under way. */
   private kick(): void {
     clearTimeout(this.timer);
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = this.flush()
-      .then(
-        (done) => done,
-        (err: unknown) => {
-          this.log({ event: "corrective-log-error", error: (err as Error).message });
-          return false;
-        },
-      )
-      .then((done) => {
-        this.running = undefined;
-        this.failures = done ? 0 : this.failures + 1;
-        if (this.stopped) return;
-        if (this.again) {
-          this.again = false;
-          this.kick();
-        } else if (!done && this.pending.length > 0) {
-          const base = this.options.retryMs ?? 1000;
-          this.timer = setTimeout(() => this.kick(), Math.min(this.options.retryMaxMs ?? 60_000, base * 2 ** Math.min(this.failures - 1, 16)));
-        }
-      });
+    void this.writer.request();
   }
 
   /** Writes what is queued; false when it could not (no connection yet, not enrolled, a failed read or put). */

@@ -4,6 +4,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { AUDIT_BATCH_MAX, auditSubject, encodeMessage, type AuditBatch, type AuditRecord, type ResourceSpec } from "@netfleet/shared";
 import { PcapFormatError, PcapStreamReader, decodeNflog, toAuditRecord, type Skip } from "./audit-nflog.ts";
 import { captureMarker, markCapture, stopMarkedCapture, unmarkCapture } from "./audit-pidfile.ts";
+import { CoalescingRunner } from "../coalescing-runner.ts";
 
 /** A network whose gateway logs to an nflog group (NftTableSpec.networks[].auditGroup). */
 export interface AuditSource {
@@ -82,13 +83,18 @@ export class AuditCollector {
   private readonly lost = new Map<string, number>();
   private nc: NatsConnection | undefined;
   private timer: NodeJS.Timeout | undefined;
-  private flushing: Promise<void> | undefined;
+  /** Publishes one flush at a time; a flush asked for during one runs once more right after it. */
+  private readonly flusher: CoalescingRunner;
   private failing = "";
   private stopped = false;
 
   constructor(options: AuditCollectorOptions) {
     this.options = options;
     this.log = options.log ?? (() => {});
+    this.flusher = new CoalescingRunner({
+      run: () => this.publishQueued(),
+      onError: (err) => this.log({ event: "audit-publish-failed", error: (err as Error).message }),
+    });
   }
 
   /** The groups to capture: new ones start, ones no longer listed stop (their queued records are still published). */
@@ -128,7 +134,6 @@ export class AuditCollector {
     const children = [...this.captures.values()].map((c) => this.stopCapture(c));
     this.captures.clear();
     await Promise.allSettled(children);
-    await this.flushing;
     await this.flush();
   }
 
@@ -219,11 +224,13 @@ export class AuditCollector {
     this.lost.set(network, (this.lost.get(network) ?? 0) + n);
   }
 
-  /** Publishes the queue, one batch at a time per network, oldest first; stops at the first batch not acknowledged. */
+  /**
+   * Publishes the queue, one batch at a time per network, oldest first;
+   * stops at the first batch not acknowledged. Resolves once a flush begun
+   * after the call has ended (one under way is followed by one more).
+   */
   private flush(): Promise<void> {
-    if (this.flushing) return this.flushing;
-    this.flushing = this.publishQueued().finally(() => (this.flushing = undefined));
-    return this.flushing;
+    return this.flusher.request();
   }
 
   private async publishQueued(): Promise<void> {

@@ -1,6 +1,7 @@
 import { mkdir, readFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import PQueue from "p-queue";
 import {
   DecodeError,
   LeaseTable,
@@ -75,7 +76,8 @@ export class LeaseFollower {
   private readonly log: (event: Record<string, unknown>) => void;
   private readonly sources = new Map<string, Source>();
   private nc: NatsConnection | undefined;
-  private chain: Promise<unknown> = Promise.resolve();
+  /** Reads and writes, one at a time in the order asked. */
+  private readonly work = new PQueue({ concurrency: 1 });
   private stopped = false;
 
   constructor(options: LeaseFollowerOptions) {
@@ -130,20 +132,20 @@ export class LeaseFollower {
   async stop(): Promise<void> {
     this.stopped = true;
     for (const source of this.sources.values()) source.sub?.unsubscribe();
-    await this.chain;
+    await this.work.onIdle();
   }
 
   /** Waits for queued reads and writes (tests). */
-  idle(): Promise<unknown> {
-    return this.chain;
+  idle(): Promise<void> {
+    return this.work.onIdle();
   }
 
+  /** Queues a read or write (skipped once stopped); its error is logged, never thrown. */
   private queue(work: () => Promise<void>): Promise<void> {
-    const next = this.chain
-      .then(() => (this.stopped ? undefined : work()))
-      .catch((err: unknown) => this.log({ event: "leases-error", error: (err as Error).message }));
-    this.chain = next;
-    return next;
+    const task = async (): Promise<void> => {
+      if (!this.stopped) await work();
+    };
+    return this.work.add(task).catch((err: unknown) => this.log({ event: "leases-error", error: (err as Error).message }));
   }
 
   private subscribe(nc: NatsConnection, source: Source): void {

@@ -12,6 +12,7 @@ import {
 } from "@netfleet/shared";
 import { dnsmasqFiles } from "../resources/dnsmasq.ts";
 import { putKey, readKey } from "../fleet/kv.ts";
+import { CoalescingRunner } from "../coalescing-runner.ts";
 
 /** This backend's site and key, where its dnsmasq lease files are, and its timings. */
 export interface LeasePublisherOptions {
@@ -79,7 +80,8 @@ export class LeasePublisher {
   private networks: string[] = [];
   private nc: NatsConnection | undefined;
   private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
+  /** Passes one at a time; a configure or attach during a pass asks for one more right after it. */
+  private readonly passes: CoalescingRunner;
   private stopped = false;
   private published: Published | undefined;
   /** Publish even when the table equals the last one (start, reconnect, our key found changed). */
@@ -92,11 +94,17 @@ export class LeasePublisher {
   private settledRaw = "";
   private badRaw = "";
   private failing = "";
-  private again = false;
 
   constructor(options: LeasePublisherOptions) {
     this.options = options;
     this.log = options.log ?? (() => {});
+    this.passes = new CoalescingRunner({
+      run: () => this.pass(),
+      onError: (err) => this.log({ event: "leases-error", error: (err as Error).message }),
+      rested: () => {
+        if (this.networks.length > 0) this.timer = setTimeout(() => this.kick(), this.options.pollMs ?? 500);
+      },
+    });
   }
 
   /** The networks (dnsmasq resource names) to publish; an empty list stops the polling (the key keeps its last value). */
@@ -123,26 +131,13 @@ export class LeasePublisher {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
-    await this.running;
+    await this.passes.stop();
   }
 
   /** Runs a pass now (or right after the one under way), then polls on from there. */
   private kick(): void {
     clearTimeout(this.timer);
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = this.pass()
-      .catch((err: unknown) => this.log({ event: "leases-error", error: (err as Error).message }))
-      .finally(() => {
-        this.running = undefined;
-        if (this.stopped || this.networks.length === 0) return;
-        if (this.again) {
-          this.again = false;
-          this.kick();
-        } else this.timer = setTimeout(() => this.kick(), this.options.pollMs ?? 500);
-      });
+    void this.passes.request();
   }
 
   private async pass(): Promise<void> {
