@@ -43,8 +43,8 @@ describe("the agent runtime (NatsAgent: engine + daemon) on real nats-server", (
 
     // Someone changes the host behind the agent's back: the periodic pass repairs it and says so.
     sim.host.set("net.ipv4.ip_forward", "0");
-    await eventually(async () => (await site!.cp.appliedReport("hv1"))?.corrective !== undefined, "a corrective report", 10_000);
-    const corrective = (await site.cp.appliedReport("hv1"))!;
+    await eventually(async () => (await site!.cp.applied.read("hv1"))?.corrective !== undefined, "a corrective report", 10_000);
+    const corrective = (await site.cp.applied.read("hv1"))!;
     expect(corrective).toMatchObject({ revision: p.revision, corrective: ["sysctl[net.ipv4.ip_forward]"], summary: { failed: 0 } });
     expect(sim.host.get("net.ipv4.ip_forward")).toBe("1");
     expect(sim.events.some((e) => e.event === "drift-repaired")).toBe(true);
@@ -88,7 +88,7 @@ describe("the agent runtime (NatsAgent: engine + daemon) on real nats-server", (
     await new Promise((r) => setTimeout(r, 1200));
     await killProcess(proc);
     procs.splice(procs.indexOf(proc), 1);
-    expect((await site.cp.appliedReport("hv1"))?.revision ?? 0).toBeLessThan(p.revision);
+    expect((await site.cp.applied.read("hv1"))?.revision ?? 0).toBeLessThan(p.revision);
 
     proc = spawnSimAgent(site, { hostname: "hv1", delayMs: 5 });
     procs.push(proc);

@@ -79,7 +79,7 @@ describe("corrective drift in netfleet status (real nats-server, the real agent 
     expect(r.corrective.changes).toEqual([r.corrective.last]);
     expect(sim.host.get("net.ipv4.ip_forward")).toBe("1");
     // The corrective report itself carries the same detail.
-    const report = await site.cp.appliedReport("hv1");
+    const report = await site.cp.applied.read("hv1");
     expect(report).toMatchObject({ corrective: ["sysctl[net.ipv4.ip_forward]"], correctiveChanges: [{ id: "sysctl[net.ipv4.ip_forward]", changes: [{ before: "0", after: "1" }] }] });
 
     // A later apply writes a converged report over the applied record: the corrective history stays.

@@ -15,16 +15,16 @@ afterEach(async () => {
 describe("rollout lock", () => {
   it("refuses a second concurrent acquire, frees on release, and keeps a resumable state record", async () => {
     site = await startSite({ basePort: 31300, hosts: [inventoryHost("hv1")] });
-    const attempts = await Promise.allSettled([site.cp.acquireLock("alice"), site.cp.acquireLock("bob")]);
+    const attempts = await Promise.allSettled([site.cp.lock.acquire("alice"), site.cp.lock.acquire("bob")]);
     const won = attempts.filter((a) => a.status === "fulfilled");
     const lost = attempts.filter((a) => a.status === "rejected");
     expect(won).toHaveLength(1);
     expect(lost).toHaveLength(1);
-    const lease = (won[0] as PromiseFulfilledResult<Awaited<ReturnType<typeof site.cp.acquireLock>>>).value;
+    const lease = (won[0] as PromiseFulfilledResult<Awaited<ReturnType<typeof site.cp.lock.acquire>>>).value;
     const refusal = (lost[0] as PromiseRejectedResult).reason as LockHeldError;
     expect(refusal).toBeInstanceOf(LockHeldError);
     expect(refusal.holder.owner).toBe(lease.owner);
-    await expect(site.cp.acquireLock("carol")).rejects.toThrow(new RegExp(`held by ${lease.owner}`));
+    await expect(site.cp.lock.acquire("carol")).rejects.toThrow(new RegExp(`held by ${lease.owner}`));
 
     const state: RolloutState = {
       rolloutId: "r1",
@@ -36,16 +36,16 @@ describe("rollout lock", () => {
       completed: ["hv1"],
       failed: [],
     };
-    const rev = await site.cp.saveRolloutState(state, 0);
-    await expect(site.cp.saveRolloutState({ ...state, completed: [] }, 0)).rejects.toBeInstanceOf(LockLostError);
+    const rev = await site.cp.lock.saveState(state, 0);
+    await expect(site.cp.lock.saveState({ ...state, completed: [] }, 0)).rejects.toBeInstanceOf(LockLostError);
     expect(await site.cp.loadRolloutState()).toEqual({ state, revision: rev });
 
-    await site.cp.releaseLock(lease);
-    await expect(site.cp.releaseLock(lease)).rejects.toBeInstanceOf(LockLostError);
-    const next = await site.cp.acquireLock("carol");
+    await site.cp.lock.release(lease);
+    await expect(site.cp.lock.release(lease)).rejects.toBeInstanceOf(LockLostError);
+    const next = await site.cp.lock.acquire("carol");
     expect(next.owner).toBe("carol");
     // A lease from before cannot release the new holder's lock.
-    await expect(site.cp.releaseLock(lease)).rejects.toBeInstanceOf(LockLostError);
+    await expect(site.cp.lock.release(lease)).rejects.toBeInstanceOf(LockLostError);
     expect((await site.cp.lock.holder())?.owner).toBe("carol");
   });
 
@@ -97,7 +97,7 @@ describe("rollout lock", () => {
     site = await startSite({ basePort: 31320, hosts: names.map((n) => inventoryHost(n)) });
     // 16 KB: a shard of 256 hosts does not fit.
     await appendFile(site.server.nodes[0]!.configFile, "max_payload: 16384\n");
-    await site.cp.syncUsers();
+    await site.cp.userSync.sync();
     const cp = await ControlPlane.connect({
       site: SITE,
       servers: site.server.urls,
@@ -115,8 +115,8 @@ describe("rollout lock", () => {
       const targets = names.map((host) => ({ host, role: "vmhost" as const, assignment: assignmentFor(host, 1) }));
       await expect(new Rollout(cp, targets, { lockRenewMs: 200 }, (e) => events.push(e)).run()).rejects.toThrow(/max_payload/);
       expect(events.some((e) => e.event === "host-start")).toBe(false);
-      const lease = await cp.acquireLock("next");
-      await cp.releaseLock(lease);
+      const lease = await cp.lock.acquire("next");
+      await cp.lock.release(lease);
     } finally {
       await cp.close();
     }

@@ -6,7 +6,7 @@ import { UserSync, type UserDirectory } from "./enrollment/users.ts";
 import { requestCheck } from "./nats/check.ts";
 import type { NatsUser } from "./nats/config.ts";
 import { HostQueues, HostSubscriptions } from "./nats/host-messages.ts";
-import { RolloutLock, type LoadedRolloutState, type RolloutLease, type RolloutState, type RolloutStateWriter } from "./rollout/state.ts";
+import { RolloutLock, type LoadedRolloutState, type RolloutStateWriter } from "./rollout/state.ts";
 import { AppliedView } from "./store/applied.ts";
 import { openBuckets, type Buckets } from "./store/buckets.ts";
 import { CredentialStore } from "./store/credentials.ts";
@@ -66,7 +66,8 @@ export class ControlPlane {
   /** Every agent's last applied report, kept by a watch of the applied bucket (started by watchApplied). */
   readonly applied: AppliedView;
   private readonly buckets: Buckets;
-  private readonly userSync: UserSync;
+  /** The NATS user directory kept in step with the credentials (serve syncs it; enrollment, approve and reject too). */
+  readonly userSync: UserSync;
   private readonly enrollment: EnrollmentService;
   private readonly presence: Presence;
   private readonly subscriptions: HostSubscriptions;
@@ -128,15 +129,10 @@ export class ControlPlane {
     return this.userSync.users();
   }
 
-  /** Writes the user list and reloads the servers; see UserSync.sync. */
-  syncUsers(): Promise<void> {
-    return this.userSync.sync();
-  }
-
   /** Subscribes to enrollments, reports and heartbeats of the site, and serves `netfleet hosts approve|reject`. */
   async serve(): Promise<void> {
     const { site } = this.options;
-    if (this.options.userDirectory) await this.syncUsers();
+    if (this.options.userDirectory) await this.userSync.sync();
     this.subscriptions.listen(enrollSubject(site, "*"), (msg, host) => this.enrollment.enroll(msg, host));
     this.subscriptions.listen(reportSubject(site, "*"), (msg, host) => this.presence.report(msg, host));
     this.subscriptions.listen(heartbeatSubject(site, "*"), (msg, host) => this.presence.heartbeat(msg, host));
@@ -184,11 +180,6 @@ export class ControlPlane {
     return this.desired.publish(assignment, { ...options, floor: () => this.applied.running(assignment.host) });
   }
 
-  /** The host's applied report read from KV now. */
-  appliedReport(host: string): Promise<Report | undefined> {
-    return this.applied.read(host);
-  }
-
   /** The host's last applied report: from the watch when it runs, else read from KV. */
   lastApplied(host: string): Promise<Report | undefined> {
     return this.applied.last(host);
@@ -214,16 +205,6 @@ export class ControlPlane {
     });
   }
 
-  /** Takes the site's rollout lock; see RolloutLock.acquire. */
-  acquireLock(owner: string): Promise<RolloutLease> {
-    return this.lock.acquire(owner);
-  }
-
-  /** Gives the rollout lock back; see RolloutLock.release. */
-  releaseLock(lease: RolloutLease): Promise<void> {
-    return this.lock.release(lease);
-  }
-
   /** The last rollout's state, if any; see RolloutLock.loadState. */
   loadRolloutState(options: { withHosts?: boolean } = {}): Promise<LoadedRolloutState | undefined> {
     return this.lock.loadState(options);
@@ -232,11 +213,6 @@ export class ControlPlane {
   /** Writes a rollout's state on from `loaded` (undefined: no record yet), refusing records over the server's max_payload. */
   rolloutStateWriter(loaded: { revision: number; shardRevisions?: number[] } | undefined): RolloutStateWriter {
     return this.lock.writer(loaded, this.nc.info?.max_payload);
-  }
-
-  /** Saves a rollout's state over `lastRevision`; see RolloutLock.saveState. */
-  saveRolloutState(state: RolloutState, lastRevision: number): Promise<number> {
-    return this.lock.saveState(state, lastRevision);
   }
 
   /** Ends the subscriptions and the applied watch, lets queued messages finish, and drains the connection. */

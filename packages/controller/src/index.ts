@@ -1,24 +1,14 @@
-export { compileSite, compileHost, gatewayMac } from "./compile/compile.ts";
-export { planHosts, type HostPlan } from "./commands/plan.ts";
-export { main } from "./main.ts";
-export { ControlPlane, type ControlPlaneOptions } from "./control-plane.ts";
-export { HostNotFoundError } from "./enrollment/service.ts";
-export type { UserDirectory } from "./enrollment/users.ts";
+/**
+ * @netfleet/controller: what the lab and the tests drive the controller
+ * through (the CLI itself starts from src/cli.ts).
+ */
+export { compileSite } from "./compile/compile.ts";
+export { ControlPlane } from "./control-plane.ts";
 export type { HostStatus } from "./store/status.ts";
-export { DesiredStore, StaleRevisionError, type DesiredEntry, type PublishResult } from "./store/desired.ts";
-export { HostRegistry, HostRecord, HostState } from "./store/registry.ts";
-export { RolloutLock, RolloutStateWriter, LockHeldError, LockLostError, StateTooLargeError, RolloutState, HostProgress, HOSTS_PER_SHARD, rolloutShardKey, type LoadedRolloutState, type RolloutLease } from "./rollout/state.ts";
-export { AppliedView } from "./store/applied.ts";
-export { AUDIT_MAX_AGE_MS, AUDIT_MAX_BYTES, ensureAuditStream, readAudit, type AuditQuery, type AuditResult, type StoredAuditRecord } from "./store/audit.ts";
-export { NO_CORRECTIVE, correctiveStatus, readCorrective, reportWarnings, type CorrectiveStatus } from "./store/corrective.ts";
-export { CredentialStore, type StoredCredential } from "./store/credentials.ts";
-export { matchHost, tokenMatches, type HostMatch } from "./enrollment/match.ts";
-export { agentUser, agentUserName, enrollmentUser, controllerUser } from "./nats/permissions.ts";
-export { NatsServer, NatsServerError, type NatsServerOptions, type NatsNode } from "./nats/server.ts";
-export { renderAccounts, renderNodeConfig, NETFLEET_ACCOUNT, type NatsUser, type NatsNodeConfig, type SubjectPermission } from "./nats/config.ts";
-export { ControllerHome, type ControllerSecrets, type ControllerConfig } from "./store/home.ts";
-export { Rollout, ResumeMismatchError, type RolloutOptions, type RolloutOutcome, type RolloutTarget } from "./rollout/rollout.ts";
-export { limitHosts, orderTargets, parseAmount, planWaves, resolveAmount, type Amount } from "./rollout/waves.ts";
-export { diffAssignments, type ResourceDiff } from "./rollout/diff.ts";
-export type { RolloutEvent, RolloutResult } from "./rollout/events.ts";
-export type { RolloutStores } from "./rollout/ports.ts";
+export { StaleRevisionError } from "./store/desired.ts";
+export { LockHeldError, LockLostError, RolloutState, HostProgress, HOSTS_PER_SHARD, rolloutShardKey } from "./rollout/state.ts";
+export { readAudit } from "./store/audit.ts";
+export { enrollmentUser, controllerUser } from "./nats/permissions.ts";
+export { NatsServer } from "./nats/server.ts";
+export { Rollout, type RolloutOptions, type RolloutTarget } from "./rollout/rollout.ts";
+export type { RolloutEvent } from "./rollout/events.ts";

@@ -12,8 +12,6 @@ export const INTERFACE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/;
 
 /** Network names become `br-<name>`, `pu-<name>`, `pb-<name>`, `gw-<name>`: at most 12 characters. */
 export const NETWORK_NAME = /^[a-z][a-z0-9-]{0,11}$/;
-/** The longest network name (see NETWORK_NAME). */
-export const NETWORK_NAME_MAX = 12;
 
 /** Host, VM, group and site names: DNS labels. */
 export const DNS_LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -54,14 +52,6 @@ export function patchPortNames(network: string): { uplink: string; bridge: strin
 /** Tagged OVS internal port holding a gateway address in ovs-trunk mode. */
 export function gatewayPortName(network: string): string {
   return `gw-${network}`;
-}
-
-/** Throws unless `name` is a safe interface name; used right before building an argv. */
-export function assertInterfaceName(name: string): string {
-  if (!INTERFACE_NAME.test(name) || Buffer.byteLength(name) > IFNAME_MAX) {
-    throw new TypeError(`unsafe interface name ${JSON.stringify(name)}`);
-  }
-  return name;
 }
 
 /**

@@ -3,7 +3,7 @@ import { createRequire } from "node:module";
 import { build } from "esbuild";
 
 /** The agent bundle's entry: the agent package's `./bundle-entry` export, resolved to its file. */
-export const AGENT_ENTRY = createRequire(import.meta.url).resolve("@netfleet/agent/bundle-entry");
+const AGENT_ENTRY = createRequire(import.meta.url).resolve("@netfleet/agent/bundle-entry");
 
 /** The bundle's code and its SHA-256 (hex). */
 export interface AgentBundle {

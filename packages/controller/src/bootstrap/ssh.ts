@@ -70,7 +70,7 @@ const RSA_ALGOS: ServerHostKeyAlgorithm[] = ["rsa-sha2-512", "rsa-sha2-256", "ss
 const DEFAULT_ALGOS: ServerHostKeyAlgorithm[] = ["ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", ...RSA_ALGOS];
 
 /** Host key algorithms with the types known_hosts already holds for this host first, so a known host is checked against its recorded key. */
-export function hostKeyAlgorithms(knownTypes: readonly string[]): ServerHostKeyAlgorithm[] {
+function hostKeyAlgorithms(knownTypes: readonly string[]): ServerHostKeyAlgorithm[] {
   const first = knownTypes.flatMap((t) => (t === "ssh-rsa" ? RSA_ALGOS : DEFAULT_ALGOS.filter((a) => a === t)));
   return [...new Set([...first, ...DEFAULT_ALGOS])];
 }

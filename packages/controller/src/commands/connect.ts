@@ -5,7 +5,7 @@ import type { UserDirectory } from "../enrollment/users.ts";
 import { ControllerHome } from "../store/home.ts";
 
 /** Where the controller keeps its state when neither --state-dir nor $NETFLEET_STATE_DIR says. */
-export const DEFAULT_STATE_DIR = "/var/lib/netfleet";
+const DEFAULT_STATE_DIR = "/var/lib/netfleet";
 
 /** --state-dir, else $NETFLEET_STATE_DIR, else /var/lib/netfleet. */
 export function stateDirOf(flag: string | undefined): string {

@@ -21,7 +21,7 @@ export interface HostPlan {
  * installed host (the agent's planAbsent: every resource planned on its
  * absent observation, with the agent's default paths; nothing is read).
  */
-export function planHosts(assignments: readonly HostAssignment[]): HostPlan[] {
+function planHosts(assignments: readonly HostAssignment[]): HostPlan[] {
   const tools = new Toolbox();
   return assignments.map((a) => ({
     host: a.host,

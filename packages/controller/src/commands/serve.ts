@@ -20,7 +20,7 @@ export interface ServeOptions {
 }
 
 /** host:port of the first site.nats URL: where serve's own nats-server listens unless --listen says otherwise. */
-export function defaultListen(inventory: Inventory): { host: string; port: number } {
+function defaultListen(inventory: Inventory): { host: string; port: number } {
   const first = inventory.site.nats[0];
   if (first === undefined || !isNatsUrl(first)) return { host: "127.0.0.1", port: 4222 };
   const url = new URL(first);

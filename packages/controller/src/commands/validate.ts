@@ -9,7 +9,7 @@ export const EXIT_INVALID = 2;
  * keys should not bury the first problem under 20,000 lines of CI log.
  * `--json` carries every problem.
  */
-export const MAX_PRINTED_PROBLEMS = 100;
+const MAX_PRINTED_PROBLEMS = 100;
 
 /** One line per problem (escaped by `formatProblem`), the first MAX_PRINTED_PROBLEMS, then "... and N more problems". */
 export function problemLines(problems: readonly InputProblem[], max = MAX_PRINTED_PROBLEMS): string[] {

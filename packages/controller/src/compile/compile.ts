@@ -26,7 +26,7 @@ export function compileSite(inventory: Inventory): HostAssignment[] {
 }
 
 /** One host's assignment, as compileSite makes it for each host. */
-export function compileHost(inventory: Inventory, host: Host): HostAssignment {
+function compileHost(inventory: Inventory, host: Host): HostAssignment {
   const networks = inventory.networks.filter((n) => host.networks.includes(n.name)).sort((a, b) => a.vlan - b.vlan);
   const backend = inventory.hosts.find((h) => h.role === "backend")?.name;
   const management = managementAddress(inventory, host);
@@ -47,7 +47,7 @@ export function gatewayMac(vlan: number): string {
 }
 
 /** Cookie of our OpenFlow rules on a network's bridge: "NF" and the VLAN id. */
-export function flowCookie(vlan: number): string {
+function flowCookie(vlan: number): string {
   return `0x4e46${vlan.toString(16).padStart(12, "0")}`;
 }
 
@@ -98,7 +98,7 @@ function uplinkResources(host: Host, networks: Network[], extraTrunkPorts: OvsPo
 }
 
 /** The libvirt portgroup that isolates a VM (its profileid lands in the OVS Interface's external_ids:port-profile). */
-export const ISOLATED_PORTGROUP = { name: "isolated", profileId: "netfleet-isolated" } as const;
+const ISOLATED_PORTGROUP = { name: "isolated", profileId: "netfleet-isolated" } as const;
 
 function vmhostResources(host: Host, networks: Network[], backend: string | undefined, management: string | undefined): ResourceSpec[] {
   const up = host.uplink;

@@ -33,7 +33,7 @@ export function dnsSetName(name: string): string {
  * egressDenyList): management, link-local, the site's other networks and
  * egress_deny (site and network), in address order.
  */
-export function denyList(inventory: Inventory, n: Network): string[] {
+function denyList(inventory: Inventory, n: Network): string[] {
   return egressDenyList(inventory.site, inventory.networks, n).map((d) => d.cidr);
 }
 
@@ -43,7 +43,7 @@ export function denyList(inventory: Inventory, n: Network): string[] {
  * contiguous run of host addresses without the gateway, listen + (address -
  * network address) -> address:port.
  */
-export function networkForwards(n: Network, iface: string): ForwardSpec[] {
+function networkForwards(n: Network, iface: string): ForwardSpec[] {
   const out: ForwardSpec[] = n.port_forwards.map((pf) => ({
     proto: pf.proto,
     listen: pf.listen,

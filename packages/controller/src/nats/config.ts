@@ -38,7 +38,7 @@ export interface NatsNodeConfig {
 }
 
 /** The one account every netfleet user is in (JetStream enabled). */
-export const NETFLEET_ACCOUNT = "NETFLEET";
+const NETFLEET_ACCOUNT = "NETFLEET";
 
 /** The node's config file text (it includes the shared accounts file). */
 export function renderNodeConfig(node: NatsNodeConfig): string {

@@ -3,7 +3,7 @@ import { StaleRevisionError } from "../store/desired.ts";
 import { withRetry } from "../store/kv.ts";
 import type { HostRecord } from "../store/registry.ts";
 import { verdict } from "./diff.ts";
-import { STORE_RETRY_MS, type RolloutStores } from "./ports.ts";
+import { STORE_RETRY_MS, type RolloutStores } from "./stores.ts";
 import type { RevertRun } from "./revert.ts";
 import { runWaves } from "./run.ts";
 import { LockLostError } from "./state.ts";

@@ -1,6 +1,6 @@
 import type { HostAssignment } from "@netfleet/shared";
 import type { RolloutEvent } from "./events.ts";
-import type { RolloutStores } from "./ports.ts";
+import type { RolloutStores } from "./stores.ts";
 import { runWaves, type RolloutAbort } from "./run.ts";
 
 /** What check mode works with: the agents' check RPC, each host's target assignment, and the plan. */

@@ -1,6 +1,6 @@
 import PQueue from "p-queue";
 import { withRetry } from "../store/kv.ts";
-import { STORE_RETRY_MS } from "./ports.ts";
+import { STORE_RETRY_MS } from "./stores.ts";
 import type { RolloutAbort } from "./run.ts";
 import { LockLostError, StateTooLargeError, type HostProgress, type RolloutState, type RolloutStateWriter } from "./state.ts";
 

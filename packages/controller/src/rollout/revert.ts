@@ -1,7 +1,7 @@
 import { withRetry } from "../store/kv.ts";
 import { verdict } from "./diff.ts";
 import type { RolloutEvent } from "./events.ts";
-import { STORE_RETRY_MS, type RolloutStores } from "./ports.ts";
+import { STORE_RETRY_MS, type RolloutStores } from "./stores.ts";
 import type { RolloutProgress } from "./progress.ts";
 import { forEachHost, type RolloutAbort } from "./run.ts";
 import { LockLostError } from "./state.ts";

@@ -8,7 +8,7 @@ import { applyWaves } from "./apply.ts";
 import { checkWaves } from "./check.ts";
 import { diffAssignments, hostDiffStatus } from "./diff.ts";
 import type { RolloutEvent, RolloutResult } from "./events.ts";
-import { STORE_RETRY_MS, type RolloutStores } from "./ports.ts";
+import { STORE_RETRY_MS, type RolloutStores } from "./stores.ts";
 import { RolloutProgress } from "./progress.ts";
 import { revert } from "./revert.ts";
 import { RolloutAbort } from "./run.ts";

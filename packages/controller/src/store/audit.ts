@@ -3,16 +3,16 @@ import { DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, jetstream, 
 import { AuditBatch, DecodeError, auditStream, auditSubject, decodeMessage, parseAuditSubject, type AuditRecord } from "@netfleet/shared";
 
 /** How long audit batches are kept (the stream's max_age): 30 days, ms. */
-export const AUDIT_MAX_AGE_MS = 30 * 24 * 3600 * 1000;
+const AUDIT_MAX_AGE_MS = 30 * 24 * 3600 * 1000;
 /**
  * Most bytes the audit stream holds before the oldest batches go (max_bytes):
  * 512 MiB. A stream's max_bytes is reserved against the server's
  * `max_file_store` (1 GiB, nats-config.ts), so the audit may take half and
  * leaves the rest for the KV buckets and the rollout streams.
  */
-export const AUDIT_MAX_BYTES = 512 * 1024 ** 2;
+const AUDIT_MAX_BYTES = 512 * 1024 ** 2;
 /** Largest batch the stream takes (max_msg_size): 256 KiB, twice a full batch of 500 records. */
-export const AUDIT_MAX_MSG_BYTES = 256 * 1024;
+const AUDIT_MAX_MSG_BYTES = 256 * 1024;
 
 /** The audit stream's replicas and rotation limits. */
 export interface AuditStreamLimits {
