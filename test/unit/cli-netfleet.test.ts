@@ -94,10 +94,10 @@ describe("netfleet --help, --version", () => {
     expect((await run("rollout", "--help")).stdout).toContain("Exit: 0 success, 3 partial");
   });
 
-  it("no command: the help on stderr, 64", async () => {
+  it("no command: the help on stdout, 64 (as before commander)", async () => {
     const r = await run();
     expect(r.code).toBe(64);
-    expect(r.stderr).toMatch(/^Usage: netfleet/);
+    expect(r.stdout).toMatch(/^Usage: netfleet/);
   });
 
   it("--version prints the controller package's version", async () => {
