@@ -23,10 +23,10 @@ function gatedWork() {
 }
 
 describe("CoalescingRunner", () => {
-  it("runs at once when idle, and rests with the run's result", async () => {
+  it("runs at once when idle, and tells nextRunAfter the run's result", async () => {
     const work = gatedWork();
     const rested: (number | undefined)[] = [];
-    const runner = new CoalescingRunner<number>({ run: work.run, onError: () => {}, rested: (r) => rested.push(r) });
+    const runner = new CoalescingRunner<number>({ run: work.run, onError: () => {}, nextRunAfter: (r) => void rested.push(r) });
     const done = runner.request();
     expect(work.stats().runs).toBe(1);
     await work.release();
@@ -37,14 +37,14 @@ describe("CoalescingRunner", () => {
   it("coalesces requests during a run into exactly one more run after it, never two at once", async () => {
     const work = gatedWork();
     const rested: (number | undefined)[] = [];
-    const runner = new CoalescingRunner<number>({ run: work.run, onError: () => {}, rested: (r) => rested.push(r) });
+    const runner = new CoalescingRunner<number>({ run: work.run, onError: () => {}, nextRunAfter: (r) => void rested.push(r) });
     const first = runner.request();
     const second = runner.request();
     const third = runner.request();
     expect(work.stats()).toEqual({ runs: 1, maxConcurrent: 1, waiting: 1 });
     await work.release();
     expect(work.stats()).toEqual({ runs: 2, maxConcurrent: 1, waiting: 1 });
-    // Rested only once no further run was asked for.
+    // nextRunAfter only once no further run was asked for.
     expect(rested).toEqual([]);
     await work.release();
     await Promise.all([first, second, third]);
@@ -65,7 +65,7 @@ describe("CoalescingRunner", () => {
     expect(laterDone).toBe(true);
   });
 
-  it("hands a run's error to onError, rests with undefined, and runs again on the next request", async () => {
+  it("hands a run's error to onError, nextRunAfter gets undefined, and runs again on the next request", async () => {
     const errors: string[] = [];
     const rested: (number | undefined)[] = [];
     let calls = 0;
@@ -76,7 +76,7 @@ describe("CoalescingRunner", () => {
         return calls;
       },
       onError: (err) => errors.push((err as Error).message),
-      rested: (r) => rested.push(r),
+      nextRunAfter: (r) => void rested.push(r),
     });
     await runner.request();
     await runner.request();
@@ -87,7 +87,7 @@ describe("CoalescingRunner", () => {
   it("stop drops a requested run, waits for the one under way, and refuses new ones", async () => {
     const work = gatedWork();
     const rested: (number | undefined)[] = [];
-    const runner = new CoalescingRunner<number>({ run: work.run, onError: () => {}, rested: (r) => rested.push(r) });
+    const runner = new CoalescingRunner<number>({ run: work.run, onError: () => {}, nextRunAfter: (r) => void rested.push(r) });
     void runner.request();
     void runner.request();
     let stopped = false;
@@ -99,5 +99,22 @@ describe("CoalescingRunner", () => {
     await runner.request();
     expect(work.stats().runs).toBe(1);
     expect(rested).toEqual([]);
+  });
+
+  it("runs again by itself after nextRunAfter's delay; a request meanwhile runs at once instead", async () => {
+    let runs = 0;
+    const runner = new CoalescingRunner<number>({ run: async () => ++runs, onError: () => {}, nextRunAfter: (n) => (n !== undefined && n < 3 ? 20 : undefined) });
+    await runner.request();
+    expect(runs).toBe(1);
+    await new Promise((r) => setTimeout(r, 60));
+    // 1 -> scheduled 2 -> scheduled 3 -> no more.
+    expect(runs).toBe(3);
+    await new Promise((r) => setTimeout(r, 60));
+    expect(runs).toBe(3);
+    const early = new CoalescingRunner<number>({ run: async () => ++runs, onError: () => {}, nextRunAfter: () => 10_000 });
+    await early.request();
+    await early.request();
+    expect(runs).toBe(5);
+    await early.stop();
   });
 });

@@ -4,8 +4,12 @@ export interface CoalescingRunnerOptions<T> {
   run: () => Promise<T>;
   /** A run that threw (its result is then undefined); the runner itself never rejects. */
   onError: (err: unknown) => void;
-  /** A run ended with no further run asked for (and the runner not stopped): e.g. where the owner schedules its next poll or retry. */
-  rested?: (result: T | undefined) => void;
+  /**
+   * After a run with no further run asked for: in how many ms to run again
+   * by itself (a poll, a retry), or undefined for not until asked. A
+   * request meanwhile runs at once and drops that scheduled run.
+   */
+  nextRunAfter?: (result: T | undefined) => number | undefined;
 }
 
 /**
@@ -17,6 +21,7 @@ export interface CoalescingRunnerOptions<T> {
 export class CoalescingRunner<T = void> {
   private readonly options: CoalescingRunnerOptions<T>;
   private running: Promise<void> | undefined;
+  private timer: NodeJS.Timeout | undefined;
   private again = false;
   private stopped = false;
 
@@ -30,6 +35,7 @@ export class CoalescingRunner<T = void> {
    * when stopped); never rejects.
    */
   request(): Promise<void> {
+    clearTimeout(this.timer);
     if (this.stopped) return this.running ?? Promise.resolve();
     if (this.running) {
       this.again = true;
@@ -39,9 +45,10 @@ export class CoalescingRunner<T = void> {
     return this.running;
   }
 
-  /** No run starts any more (a run asked for is dropped); resolves once the run under way has ended. */
+  /** No run starts any more (a run asked for or scheduled is dropped); resolves once the run under way has ended. */
   async stop(): Promise<void> {
     this.stopped = true;
+    clearTimeout(this.timer);
     await this.running;
   }
 
@@ -57,7 +64,8 @@ export class CoalescingRunner<T = void> {
       if (this.stopped) break;
       if (!this.again) {
         this.running = undefined;
-        this.options.rested?.(result);
+        const after = this.options.nextRunAfter?.(result);
+        if (after !== undefined) this.timer = setTimeout(() => void this.request(), after);
         return;
       }
     }

@@ -53,7 +53,6 @@ export class CorrectiveJournal {
   private pendingDropped = 0;
   /** Writes one at a time; a record or attach during a write asks for one more right after it. */
   private readonly writer: CoalescingRunner<boolean>;
-  private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private failures = 0;
 
@@ -71,11 +70,7 @@ export class CorrectiveJournal {
         return done;
       },
       onError: (err) => this.log({ event: "corrective-log-error", error: (err as Error).message }),
-      rested: (done) => {
-        if (done || this.pending.length === 0) return;
-        const base = this.options.retryMs ?? 1000;
-        this.timer = setTimeout(() => this.kick(), Math.min(this.options.retryMaxMs ?? 60_000, base * 2 ** Math.min(this.failures - 1, 16)));
-      },
+      nextRunAfter: (done) => (done || this.pending.length === 0 ? undefined : Math.min(this.options.retryMaxMs ?? 60_000, (this.options.retryMs ?? 1000) * 2 ** Math.min(this.failures - 1, 16))),
     });
   }
 
@@ -89,14 +84,14 @@ export class CorrectiveJournal {
       this.pendingDropped += excess;
       this.stats.dropped += excess;
     }
-    this.kick();
+    void this.writer.request();
   }
 
   /** The connection to write on: a new one (`fresh`) or another one makes the journal read its key again first. */
   attach(nc: NatsConnection, fresh: boolean): void {
     if (fresh || this.nc !== nc) this.seeded = false;
     this.nc = nc;
-    if (this.pending.length > 0) this.kick();
+    if (this.pending.length > 0) void this.writer.request();
   }
 
   /** Changes recorded and not yet acknowledged. */
@@ -107,14 +102,7 @@ export class CorrectiveJournal {
   /** Stops retrying; resolves once a write under way has finished. */
   async stop(): Promise<void> {
     this.stopped = true;
-    clearTimeout(this.timer);
     await this.writer.stop();
-  }
-
-  /** Writes now, or right after the write under way. */
-  private kick(): void {
-    clearTimeout(this.timer);
-    void this.writer.request();
   }
 
   /** Writes what is queued; false when it could not (no connection yet, not enrolled, a failed read or put). */

@@ -79,8 +79,7 @@ export class LeasePublisher {
   private readonly log: (event: Record<string, unknown>) => void;
   private networks: string[] = [];
   private nc: NatsConnection | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  /** Passes one at a time; a configure or attach during a pass asks for one more right after it. */
+  /** Passes one at a time, polling every pollMs while there are networks; a configure or attach during a pass asks for one more right after it. */
   private readonly passes: CoalescingRunner;
   private stopped = false;
   private published: Published | undefined;
@@ -101,9 +100,7 @@ export class LeasePublisher {
     this.passes = new CoalescingRunner({
       run: () => this.pass(),
       onError: (err) => this.log({ event: "leases-error", error: (err as Error).message }),
-      rested: () => {
-        if (this.networks.length > 0) this.timer = setTimeout(() => this.kick(), this.options.pollMs ?? 500);
-      },
+      nextRunAfter: () => (this.networks.length > 0 ? (this.options.pollMs ?? 500) : undefined),
     });
   }
 
@@ -115,8 +112,8 @@ export class LeasePublisher {
     this.dirty = true;
     this.settledRaw = "";
     if (this.stopped) return;
-    if (next.length > 0) this.kick();
-    else clearTimeout(this.timer);
+    // With none, the poll already scheduled finds nothing to read and polls no more.
+    if (next.length > 0) void this.passes.request();
   }
 
   /** The connection to publish on: a new one (`fresh`) or the same one reconnected; either way the table is put again. */
@@ -124,20 +121,13 @@ export class LeasePublisher {
     if (fresh || this.nc !== nc) this.seeded = false;
     this.nc = nc;
     this.dirty = true;
-    if (!this.stopped && this.networks.length > 0) this.kick();
+    if (!this.stopped && this.networks.length > 0) void this.passes.request();
   }
 
   /** Stops polling; resolves once a read or put under way has finished. Our key keeps its value. */
   async stop(): Promise<void> {
     this.stopped = true;
-    clearTimeout(this.timer);
     await this.passes.stop();
-  }
-
-  /** Runs a pass now (or right after the one under way), then polls on from there. */
-  private kick(): void {
-    clearTimeout(this.timer);
-    void this.passes.request();
   }
 
   private async pass(): Promise<void> {
