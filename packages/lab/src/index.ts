@@ -22,6 +22,7 @@ export { productBin } from "./product.ts";
 export { connectivityProbes, runProbes } from "./checks/connectivity.ts";
 export type { CheckRow } from "./checks/rows.ts";
 export { tcpConnect } from "./checks/probes.ts";
-export { attackProbes, type AttackRow, type Sender } from "./checks/attack.ts";
+export { attackProbes } from "./checks/attack.ts";
+export type { AttackRow, Sender } from "./checks/attack-types.ts";
 export { labAttack } from "./checks/attack-run.ts";
 export { measureWindow, type WindowResult } from "./checks/window.ts";

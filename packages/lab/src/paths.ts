@@ -4,7 +4,6 @@
  * namespaces, a run dir that is safe and short enough for unix sockets.
  */
 import { isAbsolute, join, normalize } from "node:path";
-import type { Topology } from "./topology.ts";
 import type { LabOptions } from "./types.ts";
 
 /** One Open vSwitch's files: its database, sockets and pidfiles. */
@@ -84,8 +83,15 @@ export function libvirtPaths(dir: string): LibvirtPaths {
   };
 }
 
+/** The parts of a topology that hold unix sockets (a structural slice of topology.ts's Topology, so this file does not import it). */
+export interface SocketHolders {
+  switchOvs: OvsPaths;
+  switchBridge: string;
+  hosts: readonly { ovs: OvsPaths; libvirt?: LibvirtPaths | undefined }[];
+}
+
 /** Refuses a topology whose unix sockets (OVS, libvirtd's admin socket) would be longer than sun_path holds. */
-export function checkSocketPaths(t: Omit<Topology, "fingerprint">): void {
+export function checkSocketPaths(t: SocketHolders): void {
   const paths: string[] = [t.switchOvs.db, t.switchOvs.vsCtl, `${t.switchOvs.dir}/${t.switchBridge}.mgmt`];
   for (const h of t.hosts) {
     paths.push(h.ovs.db, h.ovs.vsCtl, `${h.ovs.dir}/br-xxxxxxxxxxxx.mgmt`);

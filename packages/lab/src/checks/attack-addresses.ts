@@ -1,6 +1,6 @@
 /** The attack rows of addresses a VM may announce: extra (virtual) addresses and RARP after a live migration. */
 import type { LabVm } from "../types.ts";
-import type { Control, Frame } from "./attack.ts";
+import type { Control, Frame } from "./attack-types.ts";
 import { vmSender, type Scene } from "./attack-scene.ts";
 
 /**

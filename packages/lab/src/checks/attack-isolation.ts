@@ -1,6 +1,6 @@
 /** The attack rows of isolation: isolated ports, cluster groups, and floods into isolated ports. */
 import type { LabVm } from "../types.ts";
-import type { Frame, NeighbourWatch, Sender } from "./attack.ts";
+import type { Frame, NeighbourWatch, Sender } from "./attack-types.ts";
 import { arpRequestRow, BROADCAST, gwSender, vmPoint, vmSender, type Scene } from "./attack-scene.ts";
 
 /** Isolation and cluster group rows: unicast between VMs (controls: the sender reaches the gateway, the gateway reaches the target), ARP within a group, broadcast ARP of an isolated VM. */

@@ -12,7 +12,8 @@ import PQueue from "p-queue";
 import type { Inventory } from "@netfleet/shared";
 import { LabExec, netnsExec, sleep } from "../exec.ts";
 import type { LabStatus, LabVm } from "../types.ts";
-import { attackProbes, type AttackProbe, type AttackRow, type CapturePoint, type Look, type NeighbourWatch } from "./attack.ts";
+import { attackProbes } from "./attack.ts";
+import type { AttackProbe, AttackRow, CapturePoint, Look, NeighbourWatch } from "./attack-types.ts";
 import { ATTACK_TIMING, countIn, startCapture, stopProcess, type Capture } from "./capture.ts";
 import { SenderPool } from "./sender.ts";
 

@@ -7,7 +7,7 @@ import { intToIpv4, ipv4ToInt, type Inventory } from "@netfleet/shared";
 import { netnsExec } from "../exec.ts";
 import type { LabGateway, LabStatus, LabVm } from "../types.ts";
 import { unusedAddress } from "./addresses.ts";
-import type { AttackProbe, CapturePoint, Control, Frame, Sender } from "./attack.ts";
+import type { AttackProbe, CapturePoint, Control, Frame, Sender } from "./attack-types.ts";
 
 /** The argv of a command run inside a lab namespace (`ip netns exec`); see {@link netnsExec}. */
 export const inNs = netnsExec;

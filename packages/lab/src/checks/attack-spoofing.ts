@@ -1,6 +1,6 @@
 /** The attack rows of spoofing and server guards: IP, ARP and MAC spoofing, rogue DHCP offers, IPv6 router advertisements and DHCPv6. */
 import type { LabVm } from "../types.ts";
-import type { Frame, NeighbourWatch, Sender } from "./attack.ts";
+import type { Frame, NeighbourWatch, Sender } from "./attack-types.ts";
 import { BROADCAST, gwSender, inNs, vmPoint, vmSender, type Scene } from "./attack-scene.ts";
 
 /** IP spoofing rows: a claimed source address (the gateway's, another VM's, an unleased one); control: the own address. */

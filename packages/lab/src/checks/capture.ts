@@ -1,7 +1,7 @@
 /** tcpdump at a capture point of the attack tier: started before the frames, stopped after them by pid, counted with a filter. */
 import { spawn, type ChildProcess } from "node:child_process";
 import { netnsExec, sleep, type LabExec } from "../exec.ts";
-import type { CapturePoint } from "./attack.ts";
+import type { CapturePoint } from "./attack-types.ts";
 
 const inNs = netnsExec;
 

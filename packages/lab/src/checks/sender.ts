@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import PQueue from "p-queue";
 import { netnsExec, sleep } from "../exec.ts";
-import { ATTACK_PY, PYTHON, type Frame, type Sender } from "./attack.ts";
+import { ATTACK_PY, PYTHON, type Frame, type Sender } from "./attack-types.ts";
 import { stopProcess } from "./capture.ts";
 
 const inNs = netnsExec;

@@ -1,7 +1,7 @@
 /** Windows of the attack tier: a sender kept running through an event (an agent restart, an OVS restart) that might open a gap. */
 import { spawn } from "node:child_process";
 import { netnsExec, sleep } from "../exec.ts";
-import { ATTACK_PY, PYTHON, type CapturePoint, type Frame, type Sender } from "./attack.ts";
+import { ATTACK_PY, PYTHON, type CapturePoint, type Frame, type Sender } from "./attack-types.ts";
 import { startCapture, stopProcess } from "./capture.ts";
 
 const inNs = netnsExec;
