@@ -9,15 +9,28 @@ import type { Toolbox } from "./tools.ts";
 /** An assignment file that cannot be used: nothing was changed (exit 2). */
 export class AssignmentFileError extends Error {}
 
+/** Why an assignment file cannot be read, by errno code: the operator's mistakes, not the agent's. */
+const UNREADABLE: Record<string, string> = { ENOENT: "no such file", EACCES: "permission denied", EISDIR: "it is a folder", ENOTDIR: "a part of its path is not a folder" };
+
 /**
  * Reads and decodes an assignment file.
- * @throws AssignmentFileError when it is missing or not a valid assignment; other fs errors as they are.
+ * @throws AssignmentFileError when it is missing, unreadable (EACCES, a folder, ENOTDIR) or not a valid assignment, with a
+ * message naming the file; other fs errors as they are.
  */
 export function readAssignment(file: string): HostAssignment {
+  let text: string;
   try {
-    return decodeAssignment(file, readFileSync(file, "utf8"));
+    text = readFileSync(file, "utf8");
   } catch (err) {
-    if (err instanceof DecodeError || (err as NodeJS.ErrnoException).code === "ENOENT") throw new AssignmentFileError((err as Error).message);
+    const code = (err as NodeJS.ErrnoException).code;
+    const reason = code === undefined ? undefined : UNREADABLE[code];
+    if (reason !== undefined) throw new AssignmentFileError(`cannot read assignment ${file}: ${reason} (${code})`);
+    throw err;
+  }
+  try {
+    return decodeAssignment(file, text);
+  } catch (err) {
+    if (err instanceof DecodeError) throw new AssignmentFileError(err.message);
     throw err;
   }
 }

@@ -15,11 +15,35 @@ describe("netfleet-agent command line", () => {
     vi.spyOn(process.stderr, "write").mockImplementation((text) => err.push(String(text)) > 0);
   };
 
-  it("--help on every command, help, no arguments and --version exit 0", async () => {
+  it("--help on every command, help and --version exit 0", async () => {
     capture();
-    for (const argv of [[], ["--help"], ["help"], ["apply", "--help"], ["run", "--help"], ["completion", "--help"], ["--version"]]) expect(await main(argv)).toBe(0);
+    for (const argv of [["--help"], ["help"], ["apply", "--help"], ["run", "--help"], ["completion", "--help"], ["--version"]]) expect(await main(argv)).toBe(0);
     expect(out.join("")).toContain("Usage: netfleet-agent apply [options]");
     expect(out.join("")).toContain("--confirm-deadline <s>");
+  });
+
+  it("no command: the help on stdout and 64, as netfleet and netfleet-lab (was 0: `netfleet-agent $EMPTY` succeeded)", async () => {
+    capture();
+    expect(await main([])).toBe(64);
+    expect(out.join("")).toMatch(/^Usage: netfleet-agent/);
+  });
+
+  it("help of an unknown command is that command's usage error", async () => {
+    capture();
+    expect(await main(["help", "aply"])).toBe(64);
+    expect(err.join("")).toContain("netfleet-agent: unknown command 'aply'");
+    expect(err.join("")).toContain("(Did you mean apply?)");
+  });
+
+  it("run --help shows its periods in seconds, and no commander default on a flag", async () => {
+    capture();
+    expect(await main(["run", "--help"])).toBe(0);
+    const help = out.join("").replace(/\s+/g, " ");
+    for (const d of ["(default 30)", "(default 2)", "(default 20)", "(default 15)"]) expect(help).toContain(d);
+    expect(help).not.toContain("(default:");
+    expect(await main(["apply", "--help"])).toBe(0);
+    expect(out.join("")).toContain("(required)");
+    expect(out.join("")).not.toContain("(default: false)");
   });
 
   it("options are per command; unknown ones and bad values are usage errors (64) with a suggestion", async () => {
@@ -37,6 +61,7 @@ describe("netfleet-agent command line", () => {
     capture();
     expect(await main(["apply", "--assignment", "/nonexistent/hv1.json"])).toBe(2);
     expect(err.join("")).toContain("ENOENT");
+    expect(err.join("")).toContain("netfleet-agent: cannot read assignment /nonexistent/hv1.json: no such file");
   });
 
   it("completion prints a bash and a zsh script", async () => {

@@ -20,9 +20,9 @@ interface ToolFlags {
 interface ApplyFlags extends ToolFlags {
   assignment: string;
   name?: string;
-  anyHost: boolean;
-  check: boolean;
-  json: boolean;
+  anyHost?: boolean;
+  check?: boolean;
+  json?: boolean;
 }
 
 interface RunFlags extends ToolFlags {
@@ -45,7 +45,7 @@ Exit codes: 0 converged (or nothing to change in check mode), 1 runtime error,
 2 invalid assignment (nothing changed), 3 some resource failed, 64 usage error.`;
 
 const HOST_CHECK = `
-FILE must be this host's assignment: its "host" must be --name (default: the
+FILE must be this host's assignment: its "host" must be --name (default the
 hostname), else nothing is changed and the exit code is 2. --any-host applies
 another host's document on purpose (labs).`;
 
@@ -64,6 +64,13 @@ With --assignment FILE: keeps the host converged to FILE: follows OVS port
 changes and libvirt domain events, re-reads FILE when it changes, logs JSON
 lines; stopping it (SIGTERM) leaves the host as it is.
 ${HOST_CHECK}`;
+
+/**
+ * run's periods in milliseconds when not given. Applied after parsing, not
+ * as commander defaults: its help would show them in milliseconds next to
+ * options that take seconds.
+ */
+const RUN_DEFAULTS = { interval: 30_000, flowInterval: 2000, confirmDeadline: 20_000, heartbeat: 15_000, anyHost: false, watch: true };
 
 /** Seconds (a number >= `min`) as milliseconds, for an option parser. */
 function seconds(flag: string, min: number): (text: string) => number {
@@ -100,53 +107,53 @@ function toolbox(v: ToolFlags): Toolbox {
  * `netfleet-agent: ...` and give 64; `--help` and `--version` give 0.
  */
 export async function main(argv: string[]): Promise<number> {
-  const program = createProgram({ name: "netfleet-agent", description: "reconciles this host to its netfleet assignment", version: AGENT_VERSION });
+  const program = createProgram({ name: "netfleet-agent", description: "Reconcile this host to its netfleet assignment.", version: AGENT_VERSION });
   program.addHelpText("after", EXIT_CODES);
 
   withToolOptions(
     program
       .command("apply")
-      .description("converges this host to an assignment file once, and prints what it did")
-      .requiredOption("--assignment <file>", "this host's assignment (netfleet compile writes them)")
-      .option("--name <name>", "this host's name in the inventory (default: the hostname)")
-      .option("--any-host", "apply another host's assignment on purpose (labs)", false)
-      .option("--check", "only say what would change; run nothing that changes the host", false)
-      .option("--json", "print the results as JSON", false),
+      .description("Converge this host to an assignment file once, and print what it did.")
+      .requiredOption("--assignment <file>", "this host's assignment (netfleet compile writes them) (required)")
+      .option("--name <name>", "this host's name in the inventory (default the hostname)")
+      .option("--any-host", "apply another host's assignment on purpose (labs)")
+      .option("--check", "only say what would change; run nothing that changes the host")
+      .option("--json", "print the results as JSON"),
   )
     .addHelpText("after", `${HOST_CHECK}\n${EXIT_CODES}`)
     .action(
       withExitCode(async (v: ApplyFlags, cmd: Command) => {
         const assignment = fileAssignment(cmd, v);
-        return typeof assignment === "number" ? assignment : applyOnce(assignment, toolbox(v), { check: v.check, json: v.json });
+        return typeof assignment === "number" ? assignment : applyOnce(assignment, toolbox(v), { check: v.check === true, json: v.json === true });
       }),
     );
 
   withToolOptions(
     program
       .command("run")
-      .description("keeps this host converged: as a fleet member (--site --nats --token), or to an assignment file")
+      .description("Keep this host converged: as a fleet member (--site --nats --token), or to an assignment file.")
       .option("--assignment <file>", "keep the host at this file instead of joining the fleet")
-      .option("--name <name>", "the name to enroll as / this host's name in the inventory (default: the hostname)")
-      .option("--any-host", "with --assignment: apply another host's assignment on purpose (labs)", false)
+      .option("--name <name>", "the name to enroll as / this host's name in the inventory (default the hostname)")
+      .option("--any-host", "with --assignment: apply another host's assignment on purpose (labs)")
       .option("--site <name>", "the site to join (a DNS label)")
       .option("--nats <urls>", "the controller's NATS servers: nats://host:port[,nats://host:port...]", optionValue(parseNatsUrls))
       .option("--token <token>", "the site's join token <id>.<secret> (netfleet token prints it)")
       .option("--token-file <file>", "read the join token from this file instead")
-      .option("--interval <s>", "full reconcile (drift repair) period, seconds", seconds("interval", 1), 30_000)
-      .option("--flow-interval <s>", "VM port rules check period, seconds", seconds("flow-interval", 0.2), 2000)
-      .option("--confirm-deadline <s>", "after an apply, NATS must answer within this many seconds or the apply is undone", seconds("confirm-deadline", 1), 20_000)
-      .option("--heartbeat <s>", "heartbeat period, seconds", seconds("heartbeat", 0.2), 15_000)
+      .option("--interval <s>", `full reconcile (drift repair) period, seconds (default ${RUN_DEFAULTS.interval / 1000})`, seconds("interval", 1))
+      .option("--flow-interval <s>", `VM port rules check period, seconds (default ${RUN_DEFAULTS.flowInterval / 1000})`, seconds("flow-interval", 0.2))
+      .option("--confirm-deadline <s>", `after an apply, NATS must answer within this many seconds or the apply is undone (default ${RUN_DEFAULTS.confirmDeadline / 1000})`, seconds("confirm-deadline", 1))
+      .option("--heartbeat <s>", `heartbeat period, seconds (default ${RUN_DEFAULTS.heartbeat / 1000})`, seconds("heartbeat", 0.2))
       .option("--no-watch", "do not follow OVS and libvirt events (fleet agent)"),
   )
     .addHelpText("after", `${FLEET_HELP}\n${EXIT_CODES}`)
-    .action(withExitCode((v: RunFlags, cmd: Command) => run(v, cmd)));
+    .action(withExitCode((v: Partial<RunFlags>, cmd: Command) => run({ ...RUN_DEFAULTS, ...v }, cmd)));
 
   addCompletionCommand(program);
-  return runProgram(program, argv.length === 0 ? ["--help"] : argv);
+  return runProgram(program, argv);
 }
 
 /** The assignment of `--assignment`, checked to be this host's; else the exit code (2: unusable file or another host's, 64: a bad --name). */
-function fileAssignment(cmd: Command, v: { assignment: string; name?: string; anyHost: boolean }): HostAssignment | number {
+function fileAssignment(cmd: Command, v: { assignment: string; name?: string; anyHost?: boolean | undefined }): HostAssignment | number {
   let assignment: HostAssignment;
   try {
     assignment = readAssignment(v.assignment);

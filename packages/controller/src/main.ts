@@ -1,4 +1,4 @@
-import { EXIT_USAGE, addCompletionCommand, createProgram, runProgram, type ProgramIo } from "@netfleet/shared/cli";
+import { addCompletionCommand, createProgram, runProgram, type ProgramIo } from "@netfleet/shared/cli";
 import { consoleOutput, type CommandOutput } from "./output.ts";
 import { addControlCommands } from "./program/control.ts";
 import { addRolloutCommand } from "./program/rollout.ts";
@@ -16,12 +16,13 @@ dir, else the inventory's site.nats.
 
 Shell completion: source <(netfleet completion bash), or zsh.
 
-Exit codes: 0 ok, 1 runtime error, 2 invalid input (nothing was changed), 64 usage error.`;
+Exit codes: 0 ok, 1 runtime error, 2 invalid input (nothing was changed), 64 usage error.
+rollout also: 3 partial (some hosts failed), 4 refused (another rollout holds the lock).`;
 
 /**
  * The `netfleet` command line: parses `argv` (the arguments after the
  * executable's name), runs the command and returns its exit code (see NOTES;
- * rollout has its own). No command: the help on stdout, exit 64. With `out`, everything the command and commander
+ * rollout has its own). No command: the help on stdout, exit 64 (runProgram). With `out`, everything the command and commander
  * print goes there (tests); else to stdout/stderr, JSON with --json.
  */
 export async function main(argv: string[], out?: CommandOutput): Promise<number> {
@@ -41,10 +42,5 @@ export async function main(argv: string[], out?: CommandOutput): Promise<number>
   addRolloutCommand(program, ctx);
   addCompletionCommand(program);
   program.addHelpText("after", NOTES);
-  if (argv.length === 0) {
-    // No command: the help on stdout and exit 64, as netfleet always did (commander's own puts it on stderr).
-    program.outputHelp();
-    return EXIT_USAGE;
-  }
   return runProgram(program, argv);
 }

@@ -17,6 +17,10 @@ import { rowLines, statusLines } from "./render.ts";
 import type { LabOptions, LabStatus } from "./types.ts";
 
 const DEFAULT_LAB_PREFIX = "nf";
+
+const EXIT_CODES = `
+Exit codes: 0 all rows as expected (up, status: the lab is up), 1 a row off or the lab not up
+(or a runtime error), 64 usage error.`;
 /** The site a lab builds unless --inventory names another: the repository's `inventories/lab`. */
 const DEFAULT_INVENTORY = resolve(import.meta.dirname, "..", "..", "..", "inventories", "lab");
 
@@ -59,7 +63,7 @@ const stdout: Out = {
 /** What each subcommand does: its exit code (0 as expected, 1 not). */
 const ACTIONS: Record<string, { summary: string; run: (o: LabOptions, json: boolean, out: Out) => Promise<number> }> = {
   up: {
-    summary: "build (or repair) the lab: hosts and VMs as namespaces, real OVS, libvirtd, dnsmasq, nftables, the product's agents",
+    summary: "Build (or repair) the lab: hosts and VMs as namespaces, real OVS, libvirtd, dnsmasq, nftables, the product's agents.",
     run: async (o, json, out) => {
       const st = await labUp(o, json ? () => {} : (line) => out.line(line));
       if (json) out.json(st);
@@ -68,7 +72,7 @@ const ACTIONS: Record<string, { summary: string; run: (o: LabOptions, json: bool
     },
   },
   down: {
-    summary: "remove everything the lab made: processes, namespaces, run dir",
+    summary: "Remove everything the lab made: processes, namespaces, run dir.",
     run: async (o, json, out) => {
       await labDown(o);
       if (json) out.json({ down: true, prefix: o.prefix });
@@ -77,7 +81,7 @@ const ACTIONS: Record<string, { summary: string; run: (o: LabOptions, json: bool
     },
   },
   status: {
-    summary: "what is up: hosts, VMs, leases, and what is missing",
+    summary: "Show what is up: hosts, VMs, leases, and what is missing.",
     run: async (o, json, out) => {
       const st = await labStatus(o);
       if (json) out.json(st);
@@ -86,7 +90,7 @@ const ACTIONS: Record<string, { summary: string; run: (o: LabOptions, json: bool
     },
   },
   check: {
-    summary: "the connectivity matrix: every expected reach and block, DHCP, DNS, masquerading",
+    summary: "Check the connectivity matrix: every expected reach and block, DHCP, DNS, masquerading.",
     run: async (o, json, out) => {
       const rows = await labCheck(o);
       if (json) out.json(rows);
@@ -95,7 +99,7 @@ const ACTIONS: Record<string, { summary: string; run: (o: LabOptions, json: bool
     },
   },
   attack: {
-    summary: "crafted frames (scapy) from VM namespaces, looked for at their targets, each beside a positive control",
+    summary: "Send crafted frames (scapy) from VM namespaces, look for them at their targets, each beside a positive control.",
     run: async (o, json, out) => {
       const rows = await labAttack(loadInventory(o.inventoryDir), await labStatus(o));
       if (json) out.json(rows);
@@ -116,14 +120,14 @@ export async function main(argv: string[], out: Out = stdout, io?: ProgramIo): P
   const program = createProgram({
     ...(io ? { io } : {}),
     name: "netfleet-lab",
-    description: "the netfleet lab: a site as network namespaces, driven by the product's own commands",
+    description: "The netfleet lab: a site as network namespaces, driven by the product's own commands.",
     packageJson: new URL("../package.json", import.meta.url),
   });
   for (const [name, action] of Object.entries(ACTIONS)) {
     program
       .command(name)
       .description(action.summary)
-      .option("--prefix <p>", "namespace prefix: every namespace is <p>-<name>", DEFAULT_LAB_PREFIX)
+      .option("--prefix <p>", `namespace prefix: every namespace is <p>-<name> (default ${DEFAULT_LAB_PREFIX})`)
       .option("--run-dir <dir>", "all state of the lab (default /run/netfleet-lab/<prefix>)")
       .option("--inventory <dir>", "the site it builds (default inventories/lab)")
       .option("--json", "one JSON document on stdout")
@@ -140,5 +144,6 @@ export async function main(argv: string[], out: Out = stdout, io?: ProgramIo): P
       );
   }
   addCompletionCommand(program);
+  program.addHelpText("after", EXIT_CODES);
   return runProgram(program, argv);
 }

@@ -1,5 +1,5 @@
-import { mkdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { mkdirSync, statSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { resourceId, type HostAssignment, type ResourceSpec } from "@netfleet/shared";
 import { planAbsent, Toolbox } from "@netfleet/agent";
 import { compileSite } from "../compile/compile.ts";
@@ -109,11 +109,44 @@ function summarizeSpec(spec: ResourceSpec): string {
   }
 }
 
-/** `netfleet compile <dir> <out>`: writes one assignment JSON per host into `outDir` (created if missing). */
+/**
+ * Makes compile's --out folder one level at a time, or says why it cannot
+ * (e.g. "--out /tmp/f: /tmp/f is not a folder"): Node's recursive mkdir
+ * spins forever on some paths it cannot create (under /proc).
+ * Returns undefined when `out` is a folder now.
+ */
+function makeOutDir(out: string): string | undefined {
+  const missing: string[] = [];
+  let dir = resolve(out);
+  for (;;) {
+    try {
+      if (!statSync(dir).isDirectory()) return `--out ${out}: ${dir} is not a folder`;
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") return `--out ${out}: ${(err as Error).message}`;
+      missing.unshift(dir);
+      dir = dirname(dir);
+    }
+  }
+  for (const d of missing) {
+    try {
+      mkdirSync(d);
+    } catch (err) {
+      return `--out ${out}: cannot create ${d}: ${(err as Error).message}`;
+    }
+  }
+  return undefined;
+}
+
+/** `netfleet compile <dir> <out>`: writes one assignment JSON per host into `outDir` (created if missing; EXIT_INVALID when it cannot be). */
 export function compileCommand(dir: string, outDir: string, out: CommandOutput): number {
   const inventory = loadOrReport(dir, out);
   if (!inventory) return EXIT_INVALID;
-  mkdirSync(outDir, { recursive: true });
+  const refused = makeOutDir(outDir);
+  if (refused !== undefined) {
+    out.error(`netfleet compile: ${refused}`);
+    return EXIT_INVALID;
+  }
   const written = compileSite(inventory).map((a) => {
     const path = join(outDir, `${a.host}.json`);
     writeFileSync(path, JSON.stringify(a, null, 2) + "\n");

@@ -1,4 +1,4 @@
-import type { Command } from "commander";
+import { Option, type Command } from "commander";
 import type { Inventory } from "@netfleet/shared";
 import { usageError, withExitCode } from "@netfleet/shared/cli";
 import type { Connected } from "../commands/connect.ts";
@@ -77,7 +77,8 @@ export function addControlCommands(program: Command, ctx: Context): void {
     )
     .argument("<site-dir>", "the site folder")
     .option("--listen <addr:port>", "where its nats-server listens (default: the site's first nats URL)")
-    .option("--nodes <n>", "1, or 3 for a JetStream cluster (default 1)")
+    // The choices are for help and completion; the handler checks the value, with its own message.
+    .addOption(new Option("--nodes <n>", "1, or 3 for a JetStream cluster (default 1)").choices(["1", "3"]).argParser((text) => text))
     .addOption(natsOption("NATS servers someone else runs (then serve starts none)"))
     .addOption(stateDirOption())
     .action(withExitCode(async (dir: string, o: ControllerFlags & { listen?: string; nodes?: string }, cmd: Command) => {

@@ -23,7 +23,7 @@ export function stateDirOption(): Option {
 }
 
 /** `--nats`, on the commands that connect to the controller's NATS (or, for serve and bootstrap, name it). */
-export function natsOption(what = "NATS servers to connect to (default: those serve recorded in the state dir, else the site's site.nats)"): Option {
+export function natsOption(what = "NATS servers to connect to (default those serve recorded in the state dir, else the site's site.nats)"): Option {
   return new Option("--nats <urls>", `${what}; nats://host:port[,nats://host:port...]`);
 }
 

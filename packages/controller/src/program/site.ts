@@ -37,7 +37,7 @@ export function addSiteCommands(program: Command, ctx: Context): void {
     .summary("write each host's assignment to DIR/<host>.json")
     .description("Write each host's assignment to DIR/<host>.json (for netfleet-agent apply).")
     .argument("<site-dir>", "the site folder")
-    .requiredOption("--out <dir>", "where the assignment files go")
+    .requiredOption("--out <dir>", "where the assignment files go (required)")
     .addOption(jsonOption())
     .action(withExitCode(async (dir: string, o: { out: string; json?: boolean }) => {
       const { compileCommand } = await import("../commands/plan.ts");

@@ -5,7 +5,8 @@ interface Node {
   /** "" for the program, "/plan", "/hosts/approve" for its (sub)commands. */
   path: string;
   commands: { name: string; summary: string }[];
-  options: { flag: string; summary: string; takesValue: boolean; choices: readonly string[] }[];
+  /** `takesFile`: the value is a file or folder (`<file>`, `<dir>`, `<path>`), the only values completed as file names. */
+  options: { flag: string; summary: string; takesValue: boolean; takesFile: boolean; choices: readonly string[] }[];
   /** Values of its positional arguments when they are a fixed list (e.g. bash|zsh). */
   argumentChoices: string[];
   /** Whether it takes positional arguments that are not a fixed list (offered as file names). */
@@ -14,6 +15,8 @@ interface Node {
 
 const WORD = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 const FLAG = /^--?[A-Za-z0-9][A-Za-z0-9-]*$/;
+/** An option whose value names a file or folder: `--out <dir>`, `--assignment <file>`, `--ovs-db <path>`. */
+const FILE_VALUE = /<[a-z-]*(file|dir|path)>/;
 
 /** Refuses a name that would need quoting in a shell script; names here are ours, so this is a bug check. */
 function word(text: string, pattern: RegExp): string {
@@ -33,12 +36,14 @@ function walk(cmd: Command, path = ""): Node[] {
   const node: Node = {
     path,
     commands: commands.map((c) => ({ name: word(c.name(), WORD), summary: firstLine(c.summary() || c.description()) })),
-    // A command whose help shows its parents' options (showGlobalOptions) also completes them.
-    options: [...help.visibleOptions(cmd), ...(help.showGlobalOptions ? help.visibleGlobalOptions(cmd) : [])].flatMap((o) =>
+    // A command whose help shows its parents' options (showGlobalOptions) also completes them, but for
+    // the program's --version, which means nothing after a subcommand.
+    options: [...help.visibleOptions(cmd), ...(help.showGlobalOptions ? help.visibleGlobalOptions(cmd).filter((o) => o.long !== "--version") : [])].flatMap((o) =>
       [o.long, o.short].filter((f): f is string => f !== undefined).map((flag) => ({
         flag: word(flag, FLAG),
         summary: firstLine(o.description),
         takesValue: o.required || o.optional,
+        takesFile: FILE_VALUE.test(o.flags),
         choices: (o.argChoices ?? []).map((c) => word(c, WORD)),
       })),
     ),
@@ -46,6 +51,11 @@ function walk(cmd: Command, path = ""): Node[] {
     takesFiles: args.some((a) => a.argChoices === undefined),
   };
   return [node, ...commands.filter((c) => c.name() !== "help").flatMap((c) => walk(c, `${path}/${c.name()}`))];
+}
+
+/** A shell `case` statement of `arms`, or nothing when there are none (an empty case is dead code). */
+function caseBlock(head: string, arms: string[]): string[] {
+  return arms.length > 0 ? [head, ...arms, "  esac"] : [];
 }
 
 /** Shell function name for a program name: `netfleet-agent` -> `_netfleet_agent`. */
@@ -79,7 +89,7 @@ export function bashCompletion(program: Command): string {
     `# Load it with: source <(${program.name()} completion bash)`,
     `${fn}() {`,
     `  local cur=\${COMP_WORDS[COMP_CWORD]} prev=\${COMP_WORDS[COMP_CWORD-1]} cmdpath="" w i`,
-    `  local commands="" options="" valued="" files=""`,
+    `  local commands="" options="" valued="" filed="" files=""`,
     `  for ((i = 1; i < COMP_CWORD; i++)); do`,
     `    w=\${COMP_WORDS[i]}`,
     ...(valued.length > 0 ? [`    case "$w" in ${valued.join("|")}) ((i++)); continue ;; esac`] : []),
@@ -88,13 +98,17 @@ export function bashCompletion(program: Command): string {
     `  case "$cmdpath" in`,
     ...nodes.map((n) => {
       const values = n.options.filter((o) => o.takesValue).map((o) => o.flag);
-      return `    "${n.path}") commands="${[...n.commands.map((c) => c.name), ...n.argumentChoices].join(" ")}"; options="${n.options.map((o) => o.flag).join(" ")}"; valued="${values.join(" ")}"; files="${n.takesFiles ? "yes" : ""}" ;;`;
+      const fileValues = n.options.filter((o) => o.takesFile).map((o) => o.flag);
+      return `    "${n.path}") commands="${[...n.commands.map((c) => c.name), ...n.argumentChoices].join(" ")}"; options="${n.options.map((o) => o.flag).join(" ")}"; valued="${values.join(" ")}"; filed="${fileValues.join(" ")}"; files="${n.takesFiles ? "yes" : ""}" ;;`;
     }),
     `  esac`,
-    `  case "$cmdpath $prev" in`,
-    ...nodes.flatMap((n) => n.options.filter((o) => o.choices.length > 0).map((o) => `    "${n.path} ${o.flag}") COMPREPLY=($(compgen -W "${o.choices.join(" ")}" -- "$cur")); return ;;`)),
-    `  esac`,
-    `  case " $valued " in *" $prev "*) COMPREPLY=($(compgen -f -- "$cur")); return ;; esac`,
+    ...caseBlock(
+      `  case "$cmdpath $prev" in`,
+      nodes.flatMap((n) => n.options.filter((o) => o.choices.length > 0).map((o) => `    "${n.path} ${o.flag}") COMPREPLY=($(compgen -W "${o.choices.join(" ")}" -- "$cur")); return ;;`)),
+    ),
+    `  case " $filed " in *" $prev "*) COMPREPLY=($(compgen -f -- "$cur")); return ;; esac`,
+    // Any other value (a host name, a count, a URL): nothing to offer.
+    `  case " $valued " in *" $prev "*) COMPREPLY=(); return ;; esac`,
     `  if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W "$options" -- "$cur")); return; fi`,
     `  COMPREPLY=($(compgen -W "$commands" -- "$cur"))`,
     `  if [[ -n $files ]]; then COMPREPLY+=($(compgen -f -- "$cur")); fi`,
@@ -126,7 +140,7 @@ export function zshCompletion(program: Command): string {
     `# Load it with: source <(${program.name()} completion zsh), or save it as ${fn} in a folder of $fpath.`,
     `${fn}() {`,
     `  local cmdpath="" w i files=""`,
-    `  local -a commands options valued`,
+    `  local -a commands options valued filed`,
     `  for ((i = 2; i < CURRENT; i++)); do`,
     `    w=\${words[i]}`,
     ...(valued.length > 0 ? [`    case "$w" in (${valued.join("|")}) ((i++)); continue ;; esac`] : []),
@@ -136,13 +150,16 @@ export function zshCompletion(program: Command): string {
     ...nodes.map((n) => {
       const commands = [...n.commands.map((c) => described(c.name, c.summary)), ...n.argumentChoices.map((c) => described(c, ""))];
       const values = n.options.filter((o) => o.takesValue).map((o) => o.flag);
-      return `    ("${n.path}") commands=(${commands.join(" ")}); options=(${n.options.map((o) => described(o.flag, o.summary)).join(" ")}); valued=(${values.join(" ")}); files="${n.takesFiles ? "yes" : ""}" ;;`;
+      const fileValues = n.options.filter((o) => o.takesFile).map((o) => o.flag);
+      return `    ("${n.path}") commands=(${commands.join(" ")}); options=(${n.options.map((o) => described(o.flag, o.summary)).join(" ")}); valued=(${values.join(" ")}); filed=(${fileValues.join(" ")}); files="${n.takesFiles ? "yes" : ""}" ;;`;
     }),
     `  esac`,
-    `  case "$cmdpath \${words[CURRENT-1]}" in`,
-    ...nodes.flatMap((n) => n.options.filter((o) => o.choices.length > 0).map((o) => `    ("${n.path} ${o.flag}") compadd -- ${o.choices.join(" ")}; return ;;`)),
-    `  esac`,
-    `  if (( \${valued[(Ie)\${words[CURRENT-1]}]} )); then _files; return; fi`,
+    ...caseBlock(
+      `  case "$cmdpath \${words[CURRENT-1]}" in`,
+      nodes.flatMap((n) => n.options.filter((o) => o.choices.length > 0).map((o) => `    ("${n.path} ${o.flag}") compadd -- ${o.choices.join(" ")}; return ;;`)),
+    ),
+    `  if (( \${filed[(Ie)\${words[CURRENT-1]}]} )); then _files; return; fi`,
+    `  if (( \${valued[(Ie)\${words[CURRENT-1]}]} )); then return; fi`,
     `  if [[ \${words[CURRENT]} == -* ]]; then _describe -t options option options; return; fi`,
     `  (( \${#commands} )) && _describe -t commands command commands`,
     `  [[ -n $files ]] && _files`,
@@ -162,7 +179,7 @@ export function addCompletionCommand(program: Command): Command {
   const name = program.name();
   return program
     .command("completion")
-    .description("print a shell completion script for bash or zsh")
+    .description("Print a shell completion script for bash or zsh.")
     .addArgument(new Argument("<shell>", "bash or zsh").choices(["bash", "zsh"]))
     .addHelpText("after", `\nbash: source <(${name} completion bash)   (e.g. in ~/.bashrc)\nzsh:  source <(${name} completion zsh)    (after compinit, e.g. in ~/.zshrc)`)
     .action((shell: string, _options: unknown, cmd: Command) => {

@@ -46,12 +46,20 @@ export function packageVersion(packageJson: URL): string {
  *   printed as `<name>: <message>` (no stack trace), with a "(Did you mean
  *   ...?)" line when a known name is close;
  * - extra positional arguments are errors.
+ *
+ * Help style, the same in every netfleet CLI: descriptions are capitalised
+ * imperative sentences ("Print ...", "Keep ..."); a default is written in
+ * the option's description as "(default X)", never given to commander as a
+ * default value (which it would print as "(default: false)" or with quotes);
+ * a required option says "(required)".
  */
 export function createProgram(info: ProgramInfo): Command {
   const io = info.io ?? processIo;
   return new Command(info.name)
     .description(info.description)
-    .version("version" in info ? info.version : packageVersion(info.packageJson), "-V, --version", "print the version")
+    .version("version" in info ? info.version : packageVersion(info.packageJson), "-V, --version", "Print the version.")
+    .helpOption("-h, --help", "Print the help of this command.")
+    .helpCommand("help [command]", "Print the help of a command.")
     .showSuggestionAfterError(true)
     .allowExcessArguments(false)
     .exitOverride()
@@ -106,32 +114,77 @@ export function withExitCode<A extends unknown[]>(handler: (...args: A) => numbe
  * exclude each other, a value needing another option).
  */
 export function usageError(cmd: Command, message: string): never {
+  cmd.error(`${commandPath(cmd)}: ${message}`, { exitCode: EXIT_USAGE, code: "netfleet.usage" });
+}
+
+/** The command path ("netfleet rollout") that was running when an error was thrown, for {@link runMain}'s line. */
+const thrownBy = new WeakMap<object, string>();
+
+function commandPath(cmd: Command): string {
   const path: string[] = [];
   for (let c: Command | null = cmd; c; c = c.parent) path.unshift(c.name());
-  cmd.error(`${path.join(" ")}: ${message}`, { exitCode: EXIT_USAGE, code: "netfleet.usage" });
+  return path.join(" ");
+}
+
+/** Whether `program` has a command called `name` (or aliased so). */
+function hasCommand(program: Command, name: string): boolean {
+  return program.commands.some((c) => c.name() === name || c.aliases().includes(name));
 }
 
 /**
  * Parses `argv` (the arguments after the executable's name) and runs the
  * chosen command. Returns the exit code: the handler's (see
  * {@link withExitCode}), 0 after --help/--version, {@link EXIT_USAGE} after a
- * usage error (already printed). Errors a handler throws propagate.
+ * usage error (already printed). No command at all prints the help on
+ * stdout and gives {@link EXIT_USAGE} (so `prog $EMPTY` in a script fails);
+ * `help NAME` of no command is the same error as `NAME` ("unknown command",
+ * with a suggestion). Errors a handler throws propagate (see {@link runMain}).
  */
 export async function runProgram(program: Command, argv: readonly string[]): Promise<number> {
+  if (argv.length === 0) {
+    program.outputHelp();
+    return EXIT_USAGE;
+  }
+  const words = argv[0] === "help" && argv.length === 2 && !argv[1]!.startsWith("-") && !hasCommand(program, argv[1]!) ? [argv[1]!] : argv;
+  let running = program;
+  program.hook("preAction", (_root, action) => {
+    running = action;
+  });
   try {
-    await program.parseAsync([...argv], { from: "user" });
+    await program.parseAsync([...words], { from: "user" });
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : EXIT_USAGE;
+    if (typeof err === "object" && err !== null) thrownBy.set(err, commandPath(running));
     throw err;
   }
   return exitCodes.get(program) ?? 0;
 }
 
+/** Errors that are bugs, printed with their stack: JavaScript's own, and Node's ERR_* (e.g. a failed assert). */
+function isBug(err: Error): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (typeof code === "string" && code.startsWith("ERR_")) return true;
+  return err instanceof TypeError || err instanceof ReferenceError || err instanceof RangeError || err instanceof SyntaxError || err instanceof EvalError || err instanceof URIError;
+}
+
+/**
+ * The line(s) {@link runMain} prints for an error a command threw: an
+ * expected failure (an Error of ours, or a system error with an errno code
+ * such as ENOENT or ECONNREFUSED) is one line, `<command path>: <message>`;
+ * a bug (see isBug), a thrown non-Error, or anything with NETFLEET_DEBUG=1
+ * in the environment keeps its stack.
+ */
+export function errorText(name: string, err: unknown, env: NodeJS.ProcessEnv = process.env): string {
+  const prefix = (typeof err === "object" && err !== null && thrownBy.get(err)) || name;
+  if (!(err instanceof Error)) return `${prefix}: ${String(err)}`;
+  return `${prefix}: ${env.NETFLEET_DEBUG === "1" || isBug(err) ? (err.stack ?? err.message) : err.message}`;
+}
+
 /**
  * Runs a CLI's `main` as this process (its src/cli.ts): the exit code is
  * main's; a closed stdout (`netfleet plan ... | head`) ends it quietly with
- * 0; an error main throws (a bug or an unexpected failure) is printed as
- * `<name>: <stack>` and gives 1.
+ * 0; an error main throws is printed by {@link errorText} (one line, or
+ * the stack of a bug) and gives 1.
  */
 export async function runMain(name: string, main: (argv: string[]) => Promise<number>): Promise<void> {
   process.stdout.on("error", (err: NodeJS.ErrnoException) => {
@@ -139,7 +192,7 @@ export async function runMain(name: string, main: (argv: string[]) => Promise<nu
     throw err;
   });
   process.exitCode = await main(process.argv.slice(2)).catch((err: unknown) => {
-    process.stderr.write(`${name}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.stderr.write(`${errorText(name, err)}\n`);
     return 1;
   });
 }
