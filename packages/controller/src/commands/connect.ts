@@ -35,6 +35,8 @@ export interface Connected {
  * A controller connection for a command: secrets from the state dir, the
  * servers from --nats, else those `netfleet serve` recorded, else the
  * inventory's site.nats.
+ * @throws Error "no controller state in DIR" (checked before dialling), "no NATS servers",
+ *   or "NATS at URL, URL (where they came from): <reason>" when the connection fails.
  */
 export async function connectController(options: {
   stateDir: string;
@@ -46,7 +48,8 @@ export async function connectController(options: {
 }): Promise<Connected> {
   const home = new ControllerHome(options.stateDir);
   const config = await home.config();
-  const secrets = await home.secrets(options.inventory?.site.name ?? config?.site);
+  // Before dialling: a state dir with no secrets is the likelier mistake, and a socket error would hide it.
+  const secrets = await home.secrets(options.inventory?.site.name ?? config?.site, { create: false });
   let inventory = options.inventory;
   if (!inventory && config?.inventory) {
     try {
@@ -56,21 +59,28 @@ export async function connectController(options: {
     }
   }
   const servers = options.servers ?? config?.nats ?? inventory?.site.nats;
+  const serversFrom = options.servers ? "--nats" : config?.nats ? `recorded by serve in ${home.dir}` : "the site's site.nats";
   if (!servers?.length) throw new Error("no NATS servers: pass --nats URL[,URL...]");
-  const cp = await ControlPlane.connect({
-    site: secrets.site,
-    servers,
-    user: secrets.controller.user,
-    password: secrets.controller.password,
-    hosts: inventory?.hosts ?? [],
-    enrollmentToken: secrets.enrollment.token,
-    enrollmentPassword: secrets.enrollment.enrollPassword,
-    signing: secrets.signing,
-    credentialsDir: home.credentialsDir,
-    replicas: options.replicas ?? config?.replicas ?? 1,
-    ...(options.userDirectory ? { userDirectory: options.userDirectory } : {}),
-    ...(options.log ? { log: options.log } : {}),
-  });
+  let cp: ControlPlane;
+  try {
+    cp = await ControlPlane.connect({
+      site: secrets.site,
+      servers,
+      user: secrets.controller.user,
+      password: secrets.controller.password,
+      hosts: inventory?.hosts ?? [],
+      enrollmentToken: secrets.enrollment.token,
+      enrollmentPassword: secrets.enrollment.enrollPassword,
+      signing: secrets.signing,
+      credentialsDir: home.credentialsDir,
+      replicas: options.replicas ?? config?.replicas ?? 1,
+      ...(options.userDirectory ? { userDirectory: options.userDirectory } : {}),
+      ...(options.log ? { log: options.log } : {}),
+    });
+  } catch (err) {
+    if (err instanceof TypeError || err instanceof ReferenceError) throw err;
+    throw new Error(`NATS at ${servers.join(", ")} (${serversFrom}): ${(err as Error).message}`, { cause: err });
+  }
   return { cp, home, inventory };
 }
 

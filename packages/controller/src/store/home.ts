@@ -47,8 +47,14 @@ export class ControllerHome {
     return join(this.dir, "nats");
   }
 
-  /** The site's secrets; created on first use. A state dir holds one site. */
-  async secrets(site?: string): Promise<ControllerSecrets> {
+  /**
+   * The site's secrets; created on first use when `site` is given and
+   * `create` is not false (commands that only connect pass false, so a
+   * wrong --state-dir is reported instead of filled). A state dir holds one site.
+   * @throws Error "no controller state in DIR: ..." when there are none and none are made;
+   *   Error when they belong to another site or their key id is wrong.
+   */
+  async secrets(site?: string, o: { create?: boolean } = {}): Promise<ControllerSecrets> {
     const existing = await this.read("secrets.json");
     if (existing !== undefined) {
       const secrets = Secrets.parse(existing);
@@ -56,7 +62,7 @@ export class ControllerHome {
       if (signingKeyId(secrets.signing.publicKeyPem) !== secrets.signing.keyId) throw new Error(`${join(this.dir, "secrets.json")}: signing key id does not match the key`);
       return secrets;
     }
-    if (site === undefined) throw new Error(`no controller state in ${this.dir}: start netfleet serve <site-dir> --state-dir ${this.dir} first (or pass --state-dir)`);
+    if (site === undefined || o.create === false) throw new Error(`no controller state in ${this.dir}: start netfleet serve <site-dir> --state-dir ${this.dir} first (or pass --state-dir)`);
     const secrets: ControllerSecrets = {
       site,
       controller: { user: "controller", password: randomBytes(24).toString("base64url") },
