@@ -100,6 +100,27 @@ describe("netfleet --help, --version", () => {
     expect(r.stdout).toMatch(/^Usage: netfleet/);
   });
 
+  it("help of an unknown command is that command's usage error, not the whole help", async () => {
+    const r = await run("help", "nosuch");
+    expect(r.code).toBe(64);
+    expect(r.stderr).toMatch(/^netfleet: unknown command 'nosuch'/);
+    expect(r.stdout).toBe("");
+    expect((await run("help", "rolout")).stderr).toContain("(Did you mean rollout?)");
+  });
+
+  it("the program's help names rollout's own exit codes; compile marks --out required", async () => {
+    expect((await run("--help")).stdout).toContain("rollout also: 3 partial (some hosts failed), 4 refused (another rollout holds the lock).");
+    expect((await run("compile", "--help")).stdout).toMatch(/--out <dir>\s+where the assignment files go \(required\)/);
+  });
+
+  it("compile refuses an --out that is a file with 2 and one line", async () => {
+    const file = join(mkdtempSync(join(tmpdir(), "netfleet-out-")), "a-file");
+    writeFileSync(file, "");
+    const r = await run("compile", SITE, "--out", file);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(`netfleet compile: --out ${file}: ${file} is not a folder`);
+  });
+
   it("--version prints the controller package's version", async () => {
     const { version } = JSON.parse(readFileSync(join(import.meta.dirname, "..", "..", "packages", "controller", "package.json"), "utf8")) as { version: string };
     expect(await run("--version")).toMatchObject({ code: 0, stdout: version });
@@ -131,6 +152,11 @@ describe("netfleet completion", () => {
     expect(complete("netfleet", "rollout", "--l")).toBe("--limit --lock-stale");
     expect(complete("netfleet", "completion", "")).toBe("bash zsh");
     expect(complete("netfleet", "hosts", "approve", "--").split(" ")).toEqual(expect.arrayContaining(["--state-dir", "--nats", "--json"]));
+    expect(complete("netfleet", "hosts", "approve", "--").split(" ")).not.toContain("--version");
+    expect(complete("netfleet", "serve", SITE, "--nodes", "")).toBe("1 3");
+    expect(complete("netfleet", "plan", "x", "--host", "")).toBe(""); // a host name, not a file
+    expect(complete("netfleet", "compile", "x", "--out", "")).toBe("site.yaml"); // a folder: files of the cwd
+    expect(text).not.toMatch(/in\n {2}esac/); // no empty case block
   });
 
   it("zsh: parses and names every command", async () => {

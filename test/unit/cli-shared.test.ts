@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Option } from "commander";
 import { describe, expect, it } from "vitest";
-import { EXIT_USAGE, addCompletionCommand, bashCompletion, createProgram, runProgram, safeJson, usageError, withExitCode, zshCompletion } from "@netfleet/shared/cli";
+import { EXIT_USAGE, addCompletionCommand, bashCompletion, createProgram, errorText, runProgram, safeJson, usageError, withExitCode, zshCompletion } from "@netfleet/shared/cli";
 
 const PACKAGE_JSON = new URL("../../packages/shared/package.json", import.meta.url);
 
@@ -89,6 +89,24 @@ describe("shared CLI conventions", () => {
     const script = join(dir, "_demo");
     writeFileSync(script, zshCompletion(demo().program));
     execFileSync("zsh", ["-n", script]);
+  });
+
+  it("no command: the help on stdout and 64", async () => {
+    const r = await run([]);
+    expect(r.code).toBe(EXIT_USAGE);
+    expect(r.out).toMatch(/^Usage: demo/);
+  });
+
+  it("an expected failure is one line naming the command; a bug or NETFLEET_DEBUG=1 keeps the stack", async () => {
+    const d = demo();
+    d.program.command("fail").action(() => {
+      throw Object.assign(new Error("ENOENT: no such file or directory, open '/x'"), { code: "ENOENT" });
+    });
+    const err = await runProgram(d.program, ["fail"]).catch((e: unknown) => e);
+    expect(errorText("demo", err, {})).toBe("demo fail: ENOENT: no such file or directory, open '/x'");
+    expect(errorText("demo", err, { NETFLEET_DEBUG: "1" })).toMatch(/^demo fail: Error: ENOENT[^\n]*\n {4}at /);
+    expect(errorText("demo", new Error("no controller state in /x"), {})).toBe("demo: no controller state in /x");
+    expect(errorText("demo", new TypeError("x is not a function"), {})).toMatch(/^demo: TypeError: x is not a function\n {4}at /);
   });
 
   it("safeJson escapes the characters a terminal acts on and parses back to the same value", () => {

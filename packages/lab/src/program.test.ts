@@ -21,6 +21,8 @@ describe("netfleet-lab", () => {
     expect(await run(["stat"])).toMatchObject({ code: 64, err: expect.stringContaining("Did you mean status?") });
     expect(await run(["status", "--prefx", "x"])).toMatchObject({ code: 64, err: expect.stringContaining("Did you mean --prefix?") });
     expect((await run([])).code).toBe(64);
+    expect((await run([])).out).toMatch(/^Usage: netfleet-lab/); // on stdout, as netfleet and netfleet-agent
+    expect(await run(["help", "stat"])).toMatchObject({ code: 64, err: expect.stringContaining("unknown command 'stat'") });
     expect((await run(["status", "extra"])).code).toBe(64);
   });
 

@@ -63,6 +63,6 @@ export async function auditCommand(cp: ControlPlane, inventory: Inventory, vm: s
   const reached = records.filter((r) => r.verdict === "allow").length;
   out.line(`${reached} reached, ${records.length - reached} refused`);
   if (result.lost > 0) out.line(`warning: the gateway's collectors lost ${result.lost} records of these networks in this window (queue full or capture restarted); the audit has gaps`);
-  for (const e of result.invalid) out.error(`warning: audit batch not used: ${e}`);
+  for (const e of result.invalid) out.error(`netfleet audit: warning: audit batch not used: ${e}`);
   return 0;
 }

@@ -40,7 +40,7 @@ export async function planCommand(dir: string, options: { host?: string }, out: 
   if (options.host !== undefined) {
     assignments = assignments.filter((a) => a.host === options.host);
     if (assignments.length === 0) {
-      out.error(`no host ${JSON.stringify(options.host)} in site ${inventory.site.name} (hosts: ${inventory.hosts.map((h) => h.name).join(", ")})`);
+      out.error(`netfleet plan: no host ${JSON.stringify(options.host)} in site ${inventory.site.name} (hosts: ${inventory.hosts.map((h) => h.name).join(", ")})`);
       return EXIT_INVALID;
     }
   }
