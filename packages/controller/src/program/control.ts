@@ -1,4 +1,4 @@
-import { Option, type Command } from "commander";
+import { Help, Option, type Command } from "commander";
 import type { Inventory } from "@netfleet/shared";
 import { usageError, withExitCode } from "@netfleet/shared/cli";
 import type { Connected } from "../commands/connect.ts";
@@ -68,7 +68,7 @@ function listing(cmd: Command, ctx: Context, show: (cp: Connected["cp"], out: Co
 export function addControlCommands(program: Command, ctx: Context): void {
   program
     .command("serve")
-    .summary("the controller service, runs until SIGTERM")
+    .summary("Run the controller service until SIGTERM.")
     .description(
       "The controller service, runs until SIGTERM: starts nats-server (JetStream; default listen = the site's first nats URL; " +
         "--nodes 3: a cluster on PORT, PORT+1, PORT+2) unless --nats names servers someone else runs, answers agent enrollments " +
@@ -99,7 +99,7 @@ export function addControlCommands(program: Command, ctx: Context): void {
 
   program
     .command("token")
-    .summary("print the site's join token for netfleet-agent run --token")
+    .summary("Print the site's join token for netfleet-agent run --token.")
     .description("Print the site's join token for netfleet-agent run --token (creates the state dir's secrets when given the site).")
     .argument("[site-dir]", "the site folder")
     .addOption(stateDirOption())
@@ -117,15 +117,22 @@ export function addControlCommands(program: Command, ctx: Context): void {
 
   const hosts = program
     .command("hosts")
-    .summary("enrolled and inventory hosts: state, match, last seen")
-    .description("Enrolled and inventory hosts: state, match, last seen. hosts approve|reject NAME: approve a quarantined host / revoke a host (needs serve running).");
+    .summary("List enrolled and inventory hosts: state, match, last seen; approve or reject one.")
+    .usage("[options] [site-dir]\n       netfleet hosts approve|reject [options] <name>")
+    .description("List enrolled and inventory hosts: state, match, last seen. hosts approve|reject NAME: approve a quarantined host / revoke a host (needs serve running).");
   listing(hosts, ctx, async (cp, out) => (await import("../commands/hosts.ts")).hostsCommand(cp, out));
   for (const [action, what] of [["approve", "Approve a quarantined host"], ["reject", "Revoke a host"]] as const) {
     hosts
       .command(action)
       .description(`${what} (needs serve running).`)
       .argument("<name>", "the host's name")
-      .configureHelp({ showGlobalOptions: true })
+      // The parent's options apply here too, but for the program's --version, which means nothing after a subcommand.
+      .configureHelp({
+        showGlobalOptions: true,
+        visibleGlobalOptions(c) {
+          return Help.prototype.visibleGlobalOptions.call(this as Help, c).filter((opt) => opt.long !== "--version");
+        },
+      })
       .action(withExitCode(async (name: string, _o: unknown, cmd: Command) => {
         const o = cmd.optsWithGlobals<ControllerFlags>();
         const out = ctx.output(o.json ?? false);
@@ -136,7 +143,7 @@ export function addControlCommands(program: Command, ctx: Context): void {
 
   const status = program
     .command("status")
-    .summary("per host: enrolled, last seen, desired vs applied revision, drift")
+    .summary("Show per host: enrolled, last seen, desired vs applied revision, drift.")
     .description(
       "Per host: enrolled, last seen, desired vs applied revision, drift, drift the agent repaired (count, last; --json: the last 20 " +
         "with before/after), warnings (foreign-drop: ...).",
@@ -145,7 +152,7 @@ export function addControlCommands(program: Command, ctx: Context): void {
 
   program
     .command("audit")
-    .summary("what a VM reached through the backend's gateway and what the gateway refused")
+    .summary("Show what a VM reached through the backend's gateway and what the gateway refused.")
     .description(
       "What VM reached through the backend's gateway and what the gateway refused (its audit log: new outbound connections and drops, " +
         "kept 30 days), oldest first. VM: an inventory VM name; its address is its static ip, extra addresses or current DHCP lease.",

@@ -31,7 +31,7 @@ function batch(text: string): Amount {
 export function addRolloutCommand(program: Command, ctx: Context): void {
   program
     .command("rollout")
-    .summary("roll the site out to its hosts: a canary, then waves; judged on each agent's verified report")
+    .summary("Roll the site out to its hosts: a canary, then waves; judged on each agent's verified report.")
     .description(
       "Per-host diff, then backends before VM hosts: a canary, then waves of --batch, --parallel at a time; judged on each agent's " +
         "verified report. A failed canary, or more than --max-fail failed hosts, stops it and reverts the hosts it changed. " +

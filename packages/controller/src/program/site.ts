@@ -11,7 +11,7 @@ type BootstrapValues = BootstrapFlags & { json?: boolean };
 export function addSiteCommands(program: Command, ctx: Context): void {
   program
     .command("validate")
-    .summary("check an inventory; one line per problem")
+    .summary("Check an inventory; one line per problem.")
     .description("Check an inventory: one line per problem (file:line:col: path: message); --json: every problem.")
     .argument("<site-dir>", "the site folder, e.g. inventories/lab")
     .addOption(jsonOption())
@@ -22,8 +22,8 @@ export function addSiteCommands(program: Command, ctx: Context): void {
 
   program
     .command("plan")
-    .summary("per host: the resources it must hold and the commands of a first apply")
-    .description("Per host: the resources it must hold and the commands of a first apply.")
+    .summary("Show per host the resources it must hold and the commands of a first apply.")
+    .description("Show per host the resources it must hold and the commands of a first apply. Long commands are cut in the text output; --json has them whole.")
     .argument("<site-dir>", "the site folder")
     .option("--host <name>", "only this host")
     .addOption(jsonOption())
@@ -34,7 +34,7 @@ export function addSiteCommands(program: Command, ctx: Context): void {
 
   program
     .command("compile")
-    .summary("write each host's assignment to DIR/<host>.json")
+    .summary("Write each host's assignment to DIR/<host>.json.")
     .description("Write each host's assignment to DIR/<host>.json (for netfleet-agent apply).")
     .argument("<site-dir>", "the site folder")
     .requiredOption("--out <dir>", "where the assignment files go (required)")
@@ -46,7 +46,7 @@ export function addSiteCommands(program: Command, ctx: Context): void {
 
   program
     .command("schema")
-    .summary("print (or write) the JSON Schema of inventory files, for editors")
+    .summary("Print (or write) the JSON Schema of inventory files, for editors.")
     .description("Print (or write to --out) the JSON Schema of inventory files, for editors.")
     .option("--out <file>", "write it to this file instead")
     .action(withExitCode(async (o: { out?: string }) => {
@@ -59,7 +59,7 @@ export function addSiteCommands(program: Command, ctx: Context): void {
 
   program
     .command("bootstrap")
-    .summary("install the agent over SSH, or into a host image")
+    .summary("Install the agent over SSH, or into a host image.")
     .description(
       "Install the agent over SSH (host keys checked against known_hosts; --accept-new records new ones, a changed one is refused), " +
         "write its config and systemd unit, start it; or write the same files into a host image (--image-root) so the host enrolls on first boot.",
