@@ -76,7 +76,7 @@ export function addControlCommands(program: Command, ctx: Context): void {
         'Prints a JSON "ready" line.',
     )
     .argument("<site-dir>", "the site folder")
-    .option("--listen <addr:port>", "where its nats-server listens (default: the site's first nats URL)")
+    .option("--listen <addr:port>", "where its nats-server listens (default the site's first nats URL)")
     // The choices are for help and completion; the handler checks the value, with its own message.
     .addOption(new Option("--nodes <n>", "1, or 3 for a JetStream cluster (default 1)").choices(["1", "3"]).argParser((text) => text))
     .addOption(natsOption("NATS servers someone else runs (then serve starts none)"))
@@ -158,7 +158,7 @@ export function addControlCommands(program: Command, ctx: Context): void {
         "kept 30 days), oldest first. VM: an inventory VM name; its address is its static ip, extra addresses or current DHCP lease.",
     )
     .argument("<vm>", "the VM's inventory name")
-    .argument("[site-dir]", "the site folder (default: the one serve recorded)")
+    .argument("[site-dir]", "the site folder (default the one serve recorded)")
     .option("--since <when>", "a duration back (90s, 15m, 1h, 7d) or an ISO date-time (default 24h)")
     .addOption(stateDirOption())
     .addOption(natsOption())
