@@ -1,4 +1,4 @@
-import { relative } from "node:path";
+import { isAbsolute, relative, sep } from "node:path";
 import { InventoryError, type InputProblem } from "../errors.ts";
 import { SourceFile } from "./source.ts";
 import { InventoryFile } from "./schema.ts";
@@ -18,7 +18,11 @@ import type { Inventory } from "./model.ts";
  */
 export function loadInventory(dir: string, options: { cwd?: string } = {}): Inventory {
   const cwd = options.cwd ?? process.cwd();
-  const show = (p: string) => relative(cwd, p) || ".";
+  // Inside the working directory a path is shown relative to it; outside, as the absolute path it is (not `../../x`).
+  const show = (p: string) => {
+    const rel = relative(cwd, p);
+    return rel === "" ? "." : rel === ".." || rel.startsWith(`..${sep}`) || isAbsolute(rel) ? p : rel;
+  };
   const problems: InputProblem[] = [];
   const files = listInventoryFiles(dir, show, problems);
   if (problems.length > 0) throw new InventoryError(problems);
