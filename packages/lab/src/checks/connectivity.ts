@@ -170,17 +170,19 @@ export function connectivityProbes(inventory: Inventory, status: LabStatus): Pro
   const fromMacOrMarker = (a: LabVm, send: Send) => (f: Frame) => f.src === a.mac || f.hex.includes(send.marker);
 
   // --- isolation within a network: A's unicast to B's MAC, on-link; B must see nothing of A (no unicast, no flooded broadcast)
+  // A's own frame on-link to B must not reach B; the controls: A's frame reaches its gateway, the backend's reaches B.
+  const onLinkBlocked = (check: string, a: LabVm, b: LabVm) => {
+    const send = ow.onLink(a, b);
+    const ctl = [ow.senderControl(a), ow.targetControl(b)];
+    oneWay(`${check} (${where(a, b)})`, a.name, b.name, "blocked", {
+      sends: [send, ...ctl.map((c) => c.send)],
+      target: { at: ow.vmPoint(b), what: `any frame from ${a.name}'s MAC`, match: fromMacOrMarker(a, send) },
+      controls: ctl.map((c) => c.watch),
+    });
+  };
   for (const [x, y] of pairs) {
     if (mayTalk(x, y)) continue;
-    for (const [a, b] of [[x, y], [y, x]] as const) {
-      const send = ow.onLink(a, b);
-      const ctl = [ow.senderControl(a), ow.targetControl(b)];
-      oneWay(`isolated port (${where(a, b)})`, a.name, b.name, "blocked", {
-        sends: [send, ...ctl.map((c) => c.send)],
-        target: { at: ow.vmPoint(b), what: `any frame from ${a.name}'s MAC`, match: fromMacOrMarker(a, send) },
-        controls: ctl.map((c) => c.watch),
-      });
-    }
+    for (const [a, b] of [[x, y], [y, x]] as const) onLinkBlocked("isolated port", a, b);
   }
 
   // --- VLANs apart: every ordered pair of networks, a target on each host; A's own frames, on-link to B
@@ -190,14 +192,7 @@ export function connectivityProbes(inventory: Inventory, status: LabStatus): Pro
       if (x === y) continue;
       const hosts = [...new Set(vms.filter((v) => v.network === y.name).map((v) => v.host))].sort();
       for (const h of hosts) {
-        const b = byPreference(vms.filter((v) => v.network === y.name && v.host === h))[0]!;
-        const send = ow.onLink(a, b);
-        const ctl = [ow.senderControl(a), ow.targetControl(b)];
-        oneWay(`vlans apart (${where(a, b)})`, a.name, b.name, "blocked", {
-          sends: [send, ...ctl.map((c) => c.send)],
-          target: { at: ow.vmPoint(b), what: `any frame from ${a.name}'s MAC`, match: fromMacOrMarker(a, send) },
-          controls: ctl.map((c) => c.watch),
-        });
+        onLinkBlocked("vlans apart", a, byPreference(vms.filter((v) => v.network === y.name && v.host === h))[0]!);
       }
     }
   }
