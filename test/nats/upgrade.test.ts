@@ -1,6 +1,6 @@
 /**
  * A fleet mid-upgrade, on a real nats-server: peers of the previous wire
- * protocol (the tree at tag wire-1.0, see upgrade/old-tree.ts) with peers
+ * protocol (commit 5a82fb1, tag wire-1.0, from the snapshot in upgrade/) with peers
  * of this tree, both ways, and a peer of another major refused.
  */
 import { createPrivateKey, sign } from "node:crypto";
@@ -27,7 +27,7 @@ import {
   type SigningKeys,
 } from "@netfleet/shared";
 import { SITE, TOKEN, eventually, inventoryHost, startAgent, startSimAgent, startSite, type SimAgent, type Site, type TestAgent } from "./harness.ts";
-import { OLD_ENTRY_POINTS, extractTag, spawnTreeScript, stopTreeProcess, type Tree, type TreeProcess } from "./upgrade/old-tree.ts";
+import { OLD_ENTRY_POINTS, extractOldTree, spawnTreeScript, stopTreeProcess, type Tree, type TreeProcess } from "./upgrade/old-tree.ts";
 
 const ours = parseProtocolVersion(PROTOCOL_VERSION)!;
 let old: Tree | undefined;
@@ -38,7 +38,7 @@ const agents: TestAgent[] = [];
 const dirs: string[] = [];
 
 beforeAll(async () => {
-  old = await extractTag();
+  old = await extractOldTree();
 }, 60_000);
 afterAll(async () => old?.remove());
 afterEach(async () => {

@@ -1,8 +1,10 @@
 /**
- * The previous wire protocol's code, for the mixed-fleet tests: the tree at
- * the tag `wire-1.0`, extracted with `git archive` and given its own
- * node_modules, so its processes run its own @netfleet packages with this
- * checkout's third-party ones.
+ * The previous wire protocol's code, for the mixed-fleet tests: the tree of
+ * commit 5a82fb1 (tag `wire-1.0`), kept as a committed snapshot
+ * (`wire-1.0.tar.gz` beside this file, rebuilt deterministically by
+ * `make-snapshot.sh`) because CI clones may be shallow or carry no tags.
+ * It is extracted and given its own node_modules, so its processes run its
+ * own @netfleet packages with this checkout's third-party ones.
  *
  * wire-1.0 is 5a82fb1: protocol 1.0 came in 816cc29, in the middle of the
  * series that split the packages, and 5a82fb1 is that series' first commit
@@ -12,7 +14,7 @@
  * so moving from it to 1.x is a flag day, every agent and the controller
  * replaced together, and no mixed-fleet test runs it.
  *
- * The old tree is a snapshot: only entry points that exist there are used,
+ * The old tree is frozen: only entry points that exist there are used,
  * and they are named here (OLD_ENTRY_POINTS).
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -23,11 +25,11 @@ import { readJsonLines } from "../../json-lines.ts";
 
 export const REPO = new URL("../../..", import.meta.url).pathname;
 
-/** The tag of the first commit whose whole tree speaks protocol 1.0, 5a82fb1 (a lightweight tag; CI clones carry tags, shallow ones may not). */
-export const WIRE_TAG = "wire-1.0";
+/** The snapshot of the first commit whose whole tree speaks protocol 1.0 (5a82fb1, tag wire-1.0): a gzipped tar made by make-snapshot.sh. */
+export const WIRE_SNAPSHOT = new URL("./wire-1.0.tar.gz", import.meta.url).pathname;
 
 /**
- * What the tests run from the old tree, as it is at WIRE_TAG: the
+ * What the tests run from the old tree, as they are in the snapshot: the
  * simulated agent process (one JSON argument: site, servers,
  * enrollPassword, token, name, stateDir, hostFile, heartbeatMs, resyncMs)
  * and the controller CLI (`serve <site-dir> --state-dir D --listen A:P`,
@@ -55,25 +57,15 @@ function run(argv: string[], cwd: string): Promise<string> {
 }
 
 /**
- * `git archive <tag> | tar -x -C <tmp>`, then node_modules: every entry of
+ * `tar -xzf wire-1.0.tar.gz -C <tmp>`, then node_modules: every entry of
  * this checkout's node_modules but @netfleet, and @netfleet/<pkg> pointing
  * at the extracted tree's packages/<pkg>.
- * @throws Error saying the tag is missing (e.g. a shallow clone) and how to get it.
+ * @throws Error naming the snapshot when it is missing or tar fails.
  */
-export async function extractTag(tag = WIRE_TAG): Promise<Tree> {
-  await run(["git", "rev-parse", "--verify", "--quiet", `refs/tags/${tag}^{commit}`], REPO).catch(() => {
-    throw new Error(`tag ${tag} is absent from this clone (a shallow clone or one without tags): run 'git fetch --tags --unshallow' to test a fleet mid-upgrade`);
-  });
-  const root = await mkdtemp(join(tmpdir(), `nf-${tag}-`));
+export async function extractOldTree(snapshot = WIRE_SNAPSHOT): Promise<Tree> {
+  const root = await mkdtemp(join(tmpdir(), "nf-wire-1.0-"));
   try {
-    await new Promise<void>((resolve, reject) => {
-      const archive = spawn("git", ["archive", tag], { cwd: REPO, stdio: ["ignore", "pipe", "inherit"] });
-      const tar = spawn("tar", ["-x", "-C", root], { stdio: ["pipe", "inherit", "inherit"] });
-      archive.stdout.pipe(tar.stdin);
-      archive.once("error", reject);
-      tar.once("error", reject);
-      tar.once("exit", (code) => (code === 0 ? resolve() : reject(new Error(`git archive ${tag} | tar -x: tar exit ${code}`))));
-    });
+    await run(["tar", "-xzf", snapshot, "-C", root], REPO);
     const modules = join(root, "node_modules");
     await mkdir(join(modules, "@netfleet"), { recursive: true });
     for (const entry of await readdir(join(REPO, "node_modules"))) {
