@@ -1,11 +1,12 @@
 import { addCompletionCommand, createProgram, runProgram, type ProgramIo } from "@netfleet/shared/cli";
 import { consoleOutput, type CommandOutput } from "./output.ts";
 import { addControlCommands } from "./program/control.ts";
+import { addKeysCommands } from "./program/keys.ts";
 import { addRolloutCommand } from "./program/rollout.ts";
 import { addSiteCommands } from "./program/site.ts";
 
 const NOTES = `
-Control plane (NATS JetStream): serve, token, hosts, status, audit and rollout take --state-dir DIR,
+Control plane (NATS JetStream): serve, token, hosts, status, audit, rollout and keys take --state-dir DIR,
 default $NETFLEET_STATE_DIR or /var/lib/netfleet: one site's secrets, agent credentials, and the
 nats-server data of serve.
 
@@ -40,6 +41,7 @@ export async function main(argv: string[], out?: CommandOutput): Promise<number>
   addSiteCommands(program, ctx);
   addControlCommands(program, ctx);
   addRolloutCommand(program, ctx);
+  addKeysCommands(program, ctx);
   addCompletionCommand(program);
   program.addHelpText("after", NOTES);
   return runProgram(program, argv);

@@ -8,6 +8,7 @@ import {
   type CheckReply,
   type HostAssignment,
   type SignedAssignment,
+  type TrustedKeys,
 } from "@netfleet/shared";
 import { EMPTY_PASS, type PassResult } from "./pass-result.ts";
 
@@ -18,7 +19,8 @@ export type CheckResult = PassResult & { changes?: Record<string, string[]> };
 export interface CheckContext {
   site: string;
   host: string;
-  signingKeyPem: string;
+  /** The controller's key (PEM), or the keys the agent trusts across a rotation (desired.ts SigningTrust). */
+  signingKeyPem: string | TrustedKeys;
   /** The envelope in force (its revision and hash go in the reply). */
   current: SignedAssignment | undefined;
   /** Runs the check: what would change to reach this assignment, with no mutating command. */

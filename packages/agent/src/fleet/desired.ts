@@ -2,15 +2,22 @@ import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import {
   AssignmentRejectedError,
   DecodeError,
+  SIGNING_CHAIN_KEY,
+  acceptedKeyIds,
   decodeSignedAssignment,
+  decodeSigningChain,
   desiredBucket,
+  followChain,
   kvSubject,
+  signingKeyId,
+  trustPinned,
   verifySignedAssignment,
   type SignedAssignment,
+  type TrustedKeys,
 } from "@netfleet/shared";
 import { pause } from "./connection.ts";
 import { readKey, type StoredEntry } from "./kv.ts";
-import type { Checkpoint } from "./state.ts";
+import { AgentState, type Checkpoint } from "./state.ts";
 
 /**
  * Follows the host's key of the desired bucket without a JetStream
@@ -65,20 +72,21 @@ export type Verdict =
 /**
  * Judges a stored desired value against the checkpoint: `keep` when it is the
  * envelope in force, unaltered, or the revision lockout protection undid;
- * `apply` when it decodes, is signed by `signingKeyPem`, names this site and
- * host and is newer than both the revision in force and the one undone;
- * else `reject` with the reason (`decode`, or AssignmentRejectedError's).
- * A value carrying the signature in force on anything else (another
- * signedAt, keyId or document) is verified, and refused.
+ * `apply` when it decodes, is signed by `signingKey` (a PEM, or a key the
+ * trusted set accepts at `now`, ms), names this site and host and is newer
+ * than both the revision in force and the one undone; else `reject` with
+ * the reason (`decode`, or AssignmentRejectedError's). A value carrying the
+ * signature in force on anything else (another signedAt, keyId or
+ * document) is verified, and refused.
  */
-export function judgeDesired(stored: StoredEntry, checkpoint: Checkpoint, signingKeyPem: string, where: { site: string; host: string }): Verdict {
+export function judgeDesired(stored: StoredEntry, checkpoint: Checkpoint, signingKey: string | TrustedKeys, where: { site: string; host: string }, now = Date.now()): Verdict {
   const floor = Math.max(checkpoint.current?.revision ?? 0, checkpoint.rolledBack?.revision ?? 0);
   try {
     const decoded = decodeSignedAssignment(`kv ${desiredBucket(where.site)}/${where.host}@${stored.seq}`, stored.data);
     if (inForce(decoded, checkpoint.current)) return { action: "keep" };
     const undone = checkpoint.rolledBack;
     if (undone && decoded.revision === undone.revision && decoded.assignment.hash === undone.hash) return { action: "keep" };
-    return { action: "apply", envelope: verifySignedAssignment(decoded, signingKeyPem, floor, where) };
+    return { action: "apply", envelope: verifySignedAssignment(decoded, signingKey, floor, where, now) };
   } catch (err) {
     if (err instanceof AssignmentRejectedError) return { action: "reject", reason: err.reason, error: err.message };
     if (err instanceof DecodeError) return { action: "reject", reason: "decode", error: err.message };
@@ -96,4 +104,115 @@ function inForce(decoded: { revision: number; signedAt: string; signature?: stri
     decoded.keyId === current.keyId &&
     decoded.assignment.hash === current.assignment.hash
   );
+}
+
+/** What a SigningTrust needs: the agent's run dir, its site, the key pinned at enrollment, a log. */
+export interface SigningTrustOptions {
+  runDir: string;
+  site: string;
+  /** The controller key the agent was given (the welcome's, or --signing-key): where the chain is followed from. */
+  pinnedKeyPem: string;
+  log: (event: Record<string, unknown>) => void;
+  /** The clock (ms since the epoch) against which earlier keys' overlaps end; Date.now by default. */
+  now?: () => number;
+}
+
+/**
+ * The controller keys an agent trusts across a key rotation (shared
+ * signing.ts: TrustedKeys, followChain). It starts from the pinned key and
+ * learns newer ones from the signed chain in the desired bucket
+ * (SIGNING_CHAIN_KEY, one direct get), only when an assignment is signed by
+ * a key other than the active one: the controller re-signs every host's
+ * assignment after a rotation, so an online agent learns at once and an
+ * agent that was away learns on its first read. What it learned is kept in
+ * the run dir (AgentState signing-keys.json). A chain link not signed by the
+ * key in force (a forged announcement) is refused and logged
+ * (`key-chain-rejected`); the keys held stay.
+ */
+export class SigningTrust {
+  private readonly o: SigningTrustOptions;
+  private readonly state: AgentState;
+  private readonly pinnedKeyId: string;
+  private trust: TrustedKeys | undefined;
+
+  constructor(options: SigningTrustOptions) {
+    this.o = options;
+    this.state = new AgentState(options.runDir);
+    this.pinnedKeyId = signingKeyId(options.pinnedKeyPem);
+  }
+
+  private now(): number {
+    return (this.o.now ?? Date.now)();
+  }
+
+  /** The trusted set: learned keys from the run dir when they were learned from the same pinned key, else the pinned key alone. */
+  async keys(): Promise<TrustedKeys> {
+    if (!this.trust) {
+      const saved = await this.state.trustedKeys();
+      this.trust = saved && saved.pinnedKeyId === this.pinnedKeyId ? saved.trust : trustPinned(this.o.pinnedKeyPem);
+    }
+    return this.trust;
+  }
+
+  /**
+   * Reads the chain and follows it from the trusted set (followChain); keeps
+   * and returns the set after it. A chain that cannot be read (no value, no
+   * answer) leaves the set as it is; one that does not decode, or a link
+   * refused, is logged (`key-chain-rejected`, with the reason and the keys
+   * kept); a key learned is logged (`signing-key-learned`).
+   */
+  async refresh(nc: NatsConnection): Promise<TrustedKeys> {
+    const before = await this.keys();
+    const source = `kv ${desiredBucket(this.o.site)}/${SIGNING_CHAIN_KEY}`;
+    let stored: StoredEntry | undefined;
+    try {
+      stored = await readKey(nc, desiredBucket(this.o.site), SIGNING_CHAIN_KEY);
+    } catch (err) {
+      this.o.log({ event: "key-chain-unread", error: (err as Error).message });
+      return before;
+    }
+    if (!stored || stored.operation !== "PUT") return before;
+    const now = this.now();
+    let result;
+    try {
+      result = followChain(before, decodeSigningChain(`${source}@${stored.seq}`, stored.data), this.o.site, now);
+    } catch (err) {
+      if (!(err instanceof DecodeError)) throw err;
+      this.o.log({ event: "key-chain-rejected", reason: "decode", error: err.message, keeping: acceptedKeyIds(before, now) });
+      return before;
+    }
+    if (result.refused) {
+      this.o.log({ event: "key-chain-rejected", seq: result.refused.seq, reason: result.refused.reason, error: result.refused.message, keeping: acceptedKeyIds(result.trust, now) });
+    }
+    if (JSON.stringify(result.trust) !== JSON.stringify(before)) {
+      await this.state.saveTrustedKeys(this.pinnedKeyId, result.trust);
+      this.trust = result.trust;
+      for (const link of result.followed) {
+        this.o.log({ event: link.keyId === link.signerKeyId ? "signing-key-retired" : "signing-key-learned", seq: link.seq, keyId: link.keyId, previousKeyId: link.previousKeyId, previousNotAfter: link.previousNotAfter });
+      }
+    }
+    return this.trust ?? before;
+  }
+
+  /**
+   * judgeDesired against the trusted set; when the stored value is signed by
+   * a key other than the active one (a rotation the agent has not followed
+   * yet, or an earlier key a retirement may have refused since), the chain
+   * is read first.
+   */
+  async judge(nc: NatsConnection, stored: StoredEntry, checkpoint: Checkpoint, where: { site: string; host: string }): Promise<Verdict> {
+    let trust = await this.keys();
+    const keyId = signerOf(stored);
+    if (keyId !== undefined && keyId !== trust.active.keyId) trust = await this.refresh(nc);
+    return judgeDesired(stored, checkpoint, trust, where, this.now());
+  }
+}
+
+/** The key id a stored envelope names (undefined: it does not decode, or names none). */
+function signerOf(stored: StoredEntry): string | undefined {
+  try {
+    return decodeSignedAssignment("desired", stored.data).keyId;
+  } catch {
+    return undefined;
+  }
 }

@@ -5,15 +5,20 @@ import {
   AgentCredentials,
   Report,
   SignedAssignmentWire,
+  TrustedKeysFile,
   decodeMessage,
   decodeSignedAssignment,
   generateBoxKeys,
   type BoxKeys,
   type SignedAssignment,
+  type TrustedKeys,
 } from "@netfleet/shared";
 import { writeOwned } from "../write-owned.ts";
 
 const BoxKeysFile = z.strictObject({ privateKeyPem: z.string(), publicKey: z.string() });
+
+/** signing-keys.json: the trusted keys, and the id of the pinned key they were learned from (another pin starts over from it). */
+const TrustFile = z.strictObject({ pinnedKeyId: z.string().regex(/^[0-9a-f]{16}$/), trust: TrustedKeysFile });
 
 const CheckpointFile = z.strictObject({
   current: SignedAssignmentWire.optional(),
@@ -38,7 +43,8 @@ export interface Checkpoint {
 /**
  * The agent's files in its run dir (0700, files 0600, each written to a
  * temp file of its own and renamed, so two writers never share one):
- * its enrollment key, its NATS credentials, and the checkpoint.
+ * its enrollment key, its NATS credentials, the checkpoint, and the
+ * controller signing keys it learned from the key chain (signing-keys.json).
  */
 export class AgentState {
   readonly dir: string;
@@ -64,6 +70,22 @@ export class AgentState {
   /** Keeps the welcome's credentials. */
   saveCredentials(credentials: AgentCredentials): Promise<void> {
     return this.writeJson("credentials.json", credentials);
+  }
+
+  /**
+   * The controller keys learned from the signed key chain (shared
+   * signing.ts TrustedKeys) and the pinned key they started from; undefined
+   * before any was learned (the pinned key alone is trusted then).
+   * @throws ZodError for a file that does not parse (never repaired here: a broken trust file is an operator's matter).
+   */
+  async trustedKeys(): Promise<{ pinnedKeyId: string; trust: TrustedKeys } | undefined> {
+    const raw = await this.readJson("signing-keys.json");
+    return raw === undefined ? undefined : TrustFile.parse(raw);
+  }
+
+  /** Keeps the trusted keys learned starting from the pinned key `pinnedKeyId` (0600, atomically). */
+  saveTrustedKeys(pinnedKeyId: string, trust: TrustedKeys): Promise<void> {
+    return this.writeJson("signing-keys.json", { pinnedKeyId, trust });
   }
 
   /** The checkpoint; `{}` when there is none yet. Throws on a file that does not parse. */

@@ -1,9 +1,13 @@
 import type { KV, KvEntry } from "@nats-io/kv";
 import {
   DecodeError,
+  SIGNING_CHAIN_KEY,
   decodeSignedAssignment,
+  decodeSigningChain,
   encodeMessage,
   signAssignment,
+  type KeyAnnouncement,
+  type SigningChain,
   type HostAssignment,
   type SignedAssignment,
   type UnverifiedEnvelope,
@@ -42,7 +46,23 @@ export class StaleRevisionError extends Error {
   }
 }
 
-/** Signed assignments in `nf_<site>_desired`, written only with compare-and-set. */
+/** What re-signing did per host (DesiredStore.resign). */
+export interface ResignResult {
+  host: string;
+  /** The key that had signed the entry. */
+  fromKeyId: string | undefined;
+  /** Set when re-signed: the new revision. */
+  revision?: number;
+  /** Set when not re-signed: why (another publisher meanwhile, a value that is not this host's). */
+  error?: string;
+}
+
+/**
+ * Signed assignments in `nf_<site>_desired`, written only with
+ * compare-and-set; and the site's signing-key chain in the same bucket
+ * (SIGNING_CHAIN_KEY, shared signing.ts), which agents read to follow a
+ * key rotation.
+ */
 export class DesiredStore {
   private readonly kv: KV;
   private readonly privateKeyPem: string;
@@ -54,6 +74,53 @@ export class DesiredStore {
     this.privateKeyPem = privateKeyPem;
     this.retryMs = options.retryMs ?? 30_000;
     this.log = options.log ?? (() => {});
+  }
+
+  /** The same bucket, signing with another key (PKCS#8 PEM): after `netfleet keys rotate`. */
+  withKey(privateKeyPem: string): DesiredStore {
+    return new DesiredStore(this.kv, privateKeyPem, { retryMs: this.retryMs, log: this.log });
+  }
+
+  /**
+   * The published signing-key chain (undefined: none yet, the site still
+   * signs with its first key).
+   * @throws DecodeError when the stored value is not a chain.
+   */
+  async readSigningChain(): Promise<SigningChain | undefined> {
+    const entry = liveValue(await this.kv.get(SIGNING_CHAIN_KEY));
+    return entry ? decodeSigningChain(`kv ${entry.bucket}/${SIGNING_CHAIN_KEY}@${entry.revision}`, entry.value) : undefined;
+  }
+
+  /**
+   * Writes the chain (every link, oldest first) over whatever is there,
+   * retried through a failover; resolves with its KV revision. The links
+   * carry their own signatures; the list is not signed.
+   */
+  publishSigningChain(site: string, links: readonly KeyAnnouncement[]): Promise<number> {
+    const chain: SigningChain = { kind: "signing-chain", site, links: [...links] };
+    return withRetry(() => this.kv.put(SIGNING_CHAIN_KEY, encodeMessage(chain)), this.retryMs, (err) => this.log({ event: "publish-retry", key: SIGNING_CHAIN_KEY, error: err.message }));
+  }
+
+  /**
+   * Re-signs every host's current assignment that is not signed by `keyId`
+   * (the key this store signs with) as the next revision (publish with
+   * force, on top of the value read, above `floor(host)`), so agents move to
+   * the new key; entries that do not decode or name another host are left alone.
+   */
+  async resign(keyId: string, floor?: (host: string) => Promise<number>): Promise<ResignResult[]> {
+    const out: ResignResult[] = [];
+    for (const [host, entry] of await this.readAll()) {
+      const fromKeyId = entry.envelope.keyId;
+      if (fromKeyId === keyId || entry.envelope.assignment.host !== host) continue;
+      try {
+        const r = await this.publish(entry.envelope.assignment, { basedOn: entry.kvRevision, force: true, ...(floor ? { floor: () => floor(host) } : {}) });
+        out.push({ host, fromKeyId, revision: r.revision });
+      } catch (err) {
+        if (!(err instanceof StaleRevisionError)) throw err;
+        out.push({ host, fromKeyId, error: err.message });
+      }
+    }
+    return out;
   }
 
   /**

@@ -7,11 +7,37 @@ import { readJsonFile, writeSecretJson } from "./files.ts";
 const Secrets = z.strictObject({
   site: z.string().regex(DNS_LABEL),
   controller: z.strictObject({ user: z.string(), password: z.string() }),
-  enrollment: z.strictObject({ enrollPassword: z.string(), token: z.string() }),
+  enrollment: z.strictObject({
+    enrollPassword: z.string(),
+    token: z.string(),
+    /** Earlier join tokens still accepted, each until `notAfter` (ISO): `netfleet keys rotate-enrollment`. */
+    previous: z.array(z.strictObject({ enrollPassword: z.string(), token: z.string(), notAfter: z.iso.datetime({ offset: true }) })).optional(),
+  }),
   signing: z.strictObject({ keyId: z.string(), privateKeyPem: z.string(), publicKeyPem: z.string() }),
+  /**
+   * Earlier signing keys agents still accept, each until `notAfter` (ISO),
+   * public halves only: the private key of a replaced key is dropped at the
+   * rotation (`netfleet keys rotate`), nothing is signed with it again.
+   */
+  signingPrevious: z.array(z.strictObject({ keyId: z.string(), publicKeyPem: z.string(), notAfter: z.iso.datetime({ offset: true }) })).optional(),
+  /** The signing-key chain as published (shared signing.ts KeyAnnouncement, each signed by its predecessor), oldest first. */
+  signingChain: z.array(z.looseObject({ seq: z.number().int(), keyId: z.string(), signerKeyId: z.string(), signature: z.string() })).optional(),
 });
-/** The site's secrets (secrets.json): controller NATS user, join token and enrollment password, signing key pair. */
+/**
+ * The site's secrets (secrets.json): controller NATS user, join token and
+ * enrollment password (and earlier ones in their overlap), signing key pair
+ * (and earlier public keys in their overlap, and the key chain).
+ */
 export type ControllerSecrets = z.output<typeof Secrets>;
+
+/**
+ * The join tokens the controller accepts at `now` (ms): the current one
+ * first, then earlier ones whose `notAfter` is still ahead, each with it.
+ */
+export function acceptedEnrollmentTokens(secrets: ControllerSecrets, now = Date.now()): { enrollPassword: string; token: string; notAfter?: string }[] {
+  const { enrollPassword, token, previous = [] } = secrets.enrollment;
+  return [{ enrollPassword, token }, ...previous.filter((p) => Date.parse(p.notAfter) > now)];
+}
 
 /** What `netfleet serve` tells later commands: where NATS is and how the buckets were made. */
 const Config = z.strictObject({
@@ -27,7 +53,8 @@ export type ControllerConfig = z.output<typeof Config>;
 
 /**
  * The controller's state directory (one site each; 0700, files 0600):
- * secrets.json (NATS controller password, join token, ed25519 signing key),
+ * secrets.json (NATS controller password, join token, ed25519 signing key;
+ * earlier tokens and keys in their overlap, the key chain),
  * controller.json (written by `netfleet serve`), credentials/ (one agent
  * password per host), nats/ (the nats-server nodes serve runs).
  */
@@ -71,6 +98,17 @@ export class ControllerHome {
     };
     await this.write("secrets.json", secrets);
     return secrets;
+  }
+
+  /**
+   * Replaces secrets.json (0600, written to a temp file and renamed: a
+   * reader sees the old or the new secrets, never half). Checked first.
+   * @throws ZodError for secrets that do not fit the file's shape; Error when the signing key id does not match the key.
+   */
+  async saveSecrets(secrets: ControllerSecrets): Promise<void> {
+    const checked = Secrets.parse(secrets);
+    if (signingKeyId(checked.signing.publicKeyPem) !== checked.signing.keyId) throw new Error(`${join(this.dir, "secrets.json")}: signing key id does not match the key`);
+    await this.write("secrets.json", checked);
   }
 
   /**
