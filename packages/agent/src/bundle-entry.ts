@@ -4,8 +4,14 @@
  * (/opt/netfleet/agent.mjs). Besides everything `netfleet-agent` does:
  *
  *   config-run FILE                      netfleet-agent run with the settings of FILE (agent.json);
- *                                        the token never appears on a command line
- *   start-detached FILE PIDFILE LOG      hosts without systemd: config-run in its own session,
+ *                                        the token never appears on a command line. Started by
+ *                                        `supervise` (NETFLEET_AGENT_SUPERVISED=1), it also follows
+ *                                        its agent upgrade target (fleet/upgrade.ts) on a second
+ *                                        connection as the agent's own NATS user
+ *   supervise FILE                       config-run FILE as a child, and the agent upgrade's
+ *                                        swap and revert around it (fleet/upgrade-supervisor.ts):
+ *                                        what systemd's ExecStart and start-detached run
+ *   start-detached FILE PIDFILE LOG      hosts without systemd: supervise in its own session,
  *                                        output to LOG, pid to PIDFILE; says "running PID" when
  *                                        one already runs
  *   stop-detached PIDFILE                SIGTERM (SIGKILL after 15 s) the one PIDFILE names
@@ -16,7 +22,9 @@ import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } f
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { checkAgentConfig, runArgs } from "./config.ts";
+import { startUpgradeSidecar, supervise, SUPERVISED_ENV } from "./fleet/upgrade-supervisor.ts";
 import { main } from "./main.ts";
+import { AGENT_VERSION } from "./version.ts";
 
 const SELF = fileURLToPath(import.meta.url);
 
@@ -24,7 +32,7 @@ function readConfig(file: string) {
   return checkAgentConfig(JSON.parse(readFileSync(file, "utf8")), file);
 }
 
-/** The pid in `pidfile` when it is alive and is `config-run` of this bundle. */
+/** The pid in `pidfile` when it is alive and is `supervise` (or, started by an older bundle, `config-run`) of this bundle. */
 function runningPid(pidfile: string): number | undefined {
   let pid: number;
   try {
@@ -37,7 +45,7 @@ function runningPid(pidfile: string): number | undefined {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     if (/^\S+ \(.*\) [ZX]/.test(stat)) return undefined;
     const args = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-    return args.includes(SELF) && args.includes("config-run") ? pid : undefined;
+    return args.includes(SELF) && (args.includes("supervise") || args.includes("config-run")) ? pid : undefined;
   } catch {
     return undefined;
   }
@@ -57,7 +65,7 @@ async function startDetached(config: string, pidfile: string, log: string): Prom
   const fd = openSync(log, "a", 0o600);
   let pid: number | undefined;
   try {
-    const child = spawn(process.execPath, [SELF, "config-run", config], { detached: true, stdio: ["ignore", fd, fd], cwd: "/" });
+    const child = spawn(process.execPath, [SELF, "supervise", config], { detached: true, stdio: ["ignore", fd, fd], cwd: "/" });
     pid = child.pid;
     if (pid === undefined) throw new Error("could not start the agent");
     child.unref();
@@ -96,9 +104,24 @@ async function entry(argv: string[]): Promise<number> {
     return 64;
   };
   switch (command) {
-    case "config-run":
+    case "config-run": {
       if (args.length !== 1) return usage("config-run FILE");
-      return main(runArgs(readConfig(args[0]!)));
+      const config = readConfig(args[0]!);
+      if (process.env[SUPERVISED_ENV] !== "1") return main(runArgs(config));
+      const log = (event: Record<string, unknown>) => process.stdout.write(JSON.stringify({ ts: new Date().toISOString(), ...event }) + "\n");
+      const stop = startUpgradeSidecar({ site: config.site, servers: config.nats, stateDir: config.stateDir ?? "/var/lib/netfleet-agent", bundle: SELF, version: AGENT_VERSION, log });
+      try {
+        return await main(runArgs(config));
+      } finally {
+        await stop();
+      }
+    }
+    case "supervise": {
+      if (args.length !== 1) return usage("supervise FILE");
+      readConfig(args[0]!);
+      const log = (event: Record<string, unknown>) => process.stdout.write(JSON.stringify({ ts: new Date().toISOString(), supervisor: process.pid, ...event }) + "\n");
+      return supervise({ bundle: SELF, config: args[0]!, log });
+    }
     case "start-detached":
       if (args.length !== 3) return usage("start-detached FILE PIDFILE LOG");
       return startDetached(args[0]!, args[1]!, args[2]!);
@@ -120,3 +143,5 @@ process.exitCode = await entry(process.argv.slice(2)).catch((err: unknown) => {
   process.stderr.write(`netfleet-agent: ${err instanceof Error ? err.message : String(err)}\n`);
   return 1;
 });
+// Under the supervisor nothing may keep a stopped agent alive (a NATS reconnect timer of the upgrade side).
+if (process.env[SUPERVISED_ENV] === "1") process.exit();

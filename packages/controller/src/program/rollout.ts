@@ -18,6 +18,9 @@ interface RolloutFlags {
   stateDir?: string;
   nats?: string;
   json?: boolean;
+  agentBundle?: string;
+  agentVersion?: string;
+  trial?: number;
 }
 
 /** `--batch N|P%`: at least one host per wave. */
@@ -47,6 +50,9 @@ export function addRolloutCommand(program: Command, ctx: Context): void {
     .option("--abandon", "start anew over a dead rollout instead (its hosts keep what they got)")
     .option("--timeout <s>", "per host, seconds (default 180)", seconds("--timeout"))
     .option("--lock-stale <s>", "when a dead rollout's lock counts as stale, seconds (default 15)", seconds("--lock-stale"))
+    .option("--agent-bundle <file>", "roll out this agent bundle instead of the assignments: each host's agent fetches it from NATS, verifies it and restarts into it")
+    .option("--agent-version <v>", "with --agent-bundle: the version the bundle is (default: what node FILE --version prints)")
+    .option("--trial <s>", "with --agent-bundle: how long the new version has on a host to come up and report before it is put back, seconds (default 120)", seconds("--trial"))
     .addOption(stateDirOption())
     .addOption(natsOption())
     .addOption(jsonOption("JSON lines: one event per line"))
@@ -54,7 +60,9 @@ export function addRolloutCommand(program: Command, ctx: Context): void {
     .action(withExitCode(async (dir: string, v: RolloutFlags, cmd: Command) => {
       if (v.check && v.resume) usageError(cmd, "--check and --resume do not go together");
       if (v.resume && v.abandon) usageError(cmd, "--resume and --abandon do not go together");
-      const [{ parseServers, stateDirOf }, { ROLLOUT_EXIT, rolloutCommand }, { loadOrReport }] = await Promise.all([
+      if (v.agentBundle && (v.check || v.resume || v.abandon)) usageError(cmd, "--agent-bundle does not go with --check, --resume or --abandon");
+      if (!v.agentBundle && (v.agentVersion || v.trial)) usageError(cmd, "--agent-version and --trial go with --agent-bundle");
+      const [{ parseServers, stateDirOf }, { ROLLOUT_EXIT, rolloutCommand, agentRolloutCommand }, { loadOrReport }] = await Promise.all([
         import("../commands/connect.ts"),
         import("../commands/rollout.ts"),
         import("../commands/validate.ts"),
@@ -77,6 +85,25 @@ export function addRolloutCommand(program: Command, ctx: Context): void {
       };
       const inventory = loadOrReport(dir, out);
       if (!inventory) return ROLLOUT_EXIT.invalid;
+      if (v.agentBundle) {
+        return agentRolloutCommand(
+          inventory,
+          {
+            stateDir: opts.stateDir,
+            bundle: v.agentBundle,
+            tty: opts.tty,
+            ...(servers ? { servers } : {}),
+            ...(v.agentVersion ? { version: v.agentVersion } : {}),
+            ...(v.batch ? { batch: v.batch } : {}),
+            ...(v.maxFail ? { maxFail: v.maxFail } : {}),
+            ...(v.parallel ? { parallel: v.parallel } : {}),
+            ...(v.limit ? { limit: v.limit } : {}),
+            ...(v.timeout ? { hostTimeoutMs: v.timeout } : {}),
+            ...(v.trial ? { trialS: Math.max(5, Math.round(v.trial / 1000)) } : {}),
+          },
+          out,
+        );
+      }
       return rolloutCommand(inventory, opts, out);
     }));
 }

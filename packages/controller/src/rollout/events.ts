@@ -14,7 +14,7 @@ export type RolloutEvent =
   | { event: "diff"; host: string; role: string; status: HostDiffStatus; from: { revision: number; hash: string } | null; to: string; diff: ResourceDiff }
   | { event: "lock-wait"; holder: string; renewedAt: string | undefined }
   | { event: "wave"; index: number; canary: boolean; hosts: string[] }
-  | { event: "host-start"; host: string; revision?: number }
+  | { event: "host-start"; host: string; revision?: number; /** Agent rollouts: the version the host is to run. */ agent?: string }
   | {
       event: "host-done";
       host: string;
@@ -30,4 +30,7 @@ export type RolloutEvent =
   | { event: "revert-start"; hosts: string[] }
   | { event: "host-reverted"; host: string; ok: boolean; revision?: number; error?: string }
   | { event: "lock-lost"; error: string }
+  // Agent rollouts (rollout/agent.ts): the bundle stored, and per host the version it runs and whether it is upgraded.
+  | { event: "agent-bundle"; version: string; sha256: string; size: number; object: string }
+  | { event: "agent-diff"; host: string; role: string; from: string | null; to: string; status: "upgrade" | "unchanged" }
   | { event: "done"; result: RolloutResult; ok: string[]; failed: string[]; reverted: string[]; skipped: string[]; unchanged: string[]; ms: number };

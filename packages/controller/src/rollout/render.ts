@@ -49,6 +49,12 @@ export function humanRenderer(out: CommandOutput, tty: boolean): RolloutRenderer
         progress.total = e.waves.flat().length;
         line(`${e.check ? "check of " : ""}rollout ${e.rolloutId}${e.resume ? " (resumed)" : ""}: ${progress.total} hosts in ${e.waves.length} waves (${e.waves.map((w) => w.length).join("+")}), failure budget ${e.maxFail}${e.unchanged.length ? `; ${e.unchanged.length} unchanged` : ""}`);
         break;
+      case "agent-bundle":
+        line(`agent bundle ${e.version}: ${e.size} bytes, sha256 ${e.sha256}, stored as ${e.object}`);
+        break;
+      case "agent-diff":
+        line(`${e.host} (${e.role}): ${e.status === "unchanged" ? `already runs ${e.to}` : `agent ${e.from ?? "(never reported)"} -> ${e.to}`}`);
+        break;
       case "lock-wait":
         line(`waiting for the rollout lock of ${e.holder} to go stale (last renewed ${e.renewedAt ?? "?"})`);
         break;
@@ -58,7 +64,7 @@ export function humanRenderer(out: CommandOutput, tty: boolean): RolloutRenderer
         break;
       case "host-start":
         progress.active.add(e.host);
-        line(`  ${e.host}: ${e.revision ? `revision ${e.revision} published, waiting for the agent` : "checking"}`);
+        line(`  ${e.host}: ${e.revision ? `revision ${e.revision} published, waiting for the agent` : e.agent ? `target set, waiting for the agent to run ${e.agent}` : "checking"}`);
         break;
       case "host-done": {
         progress.active.delete(e.host);
