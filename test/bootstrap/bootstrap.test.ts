@@ -132,7 +132,9 @@ describe("netfleet bootstrap against real sshd in namespaces", () => {
     expect(made.code, made.stderr).toBe(0);
     expect(JSON.parse(made.stdout)).toMatchObject({ status: "changed" });
     const again = await runBootstrap(w, ["--image-root", root, "--json"], { inNamespace: false });
-    expect(JSON.parse(again.stdout)).toMatchObject({ status: "unchanged" });
+    const second = JSON.parse(again.stdout) as { status: string; files: { path: string; changed: boolean }[] };
+    expect(second.files.filter((f) => f.changed).map((f) => f.path)).toEqual([]);
+    expect(second.status).toBe("unchanged");
     expect(JSON.parse(readFileSync(hostFile(w, "hv3", REMOTE.config), "utf8"))).toEqual({ site: "boot", nats: [`nats://${SUBNET}.1:${NATS_PORT}`], token: w.join.token });
     expect(statSync(hostFile(w, "hv3", REMOTE.config)).mode & 0o777).toBe(0o600);
     expect(readlinkSync(hostFile(w, "hv3", "/etc/systemd/system/multi-user.target.wants/netfleet-agent.service"))).toBe(REMOTE.unit);

@@ -212,15 +212,19 @@ export interface CliResult {
   ms: number;
 }
 
-/** `netfleet bootstrap` (the real CLI) inside the controller namespace (or, for --image-root, where no network is needed, here). */
+/**
+ * `netfleet bootstrap` (the real CLI) inside the controller namespace (or, for --image-root, where no network is needed, here).
+ * The join token goes in on stdin (`--token-file -`), as an operator would pipe it: never on a command line.
+ */
 export function runBootstrap(w: World, args: string[], o: { inNamespace?: boolean } = {}): Promise<CliResult> {
   const t0 = performance.now();
   const ns = o.inNamespace === false ? [] : ["ip", "netns", "exec", w.ctlNs];
-  const child = spawn(ns[0] ?? "sh", [...ns.slice(1), ...(ns.length ? ["sh"] : []), NODE_SH, join(REPO, "packages/controller/src/cli.ts"), "bootstrap", SITE_DIR, `--token=${w.join.token}`, "--known-hosts", w.knownHosts, ...args], {
+  const child = spawn(ns[0] ?? "sh", [...ns.slice(1), ...(ns.length ? ["sh"] : []), NODE_SH, join(REPO, "packages/controller/src/cli.ts"), "bootstrap", SITE_DIR, "--token-file", "-", "--known-hosts", w.knownHosts, ...args], {
     cwd: REPO,
-    stdio: ["ignore", "pipe", "pipe"],
+    stdio: ["pipe", "pipe", "pipe"],
     env: { ...process.env, HOME: join(w.dir, "client"), SSH_AUTH_SOCK: "" },
   });
+  child.stdin!.end(`${w.join.token}\n`);
   let stdout = "";
   let stderr = "";
   child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));

@@ -1,3 +1,4 @@
+import { readFile } from "node:fs/promises";
 import { z } from "zod";
 import { DNS_LABEL, isNatsUrl, parseJoinToken } from "@netfleet/shared";
 
@@ -10,8 +11,9 @@ const absolutePath = z.string({ error: "an absolute path" }).regex(ABSOLUTE_PATH
 /**
  * The agent's config file (`/etc/netfleet/agent.json`, mode 0600, written by
  * `netfleet bootstrap` or copied into an image): what
- * `netfleet-agent run --site --nats --token [--name] [--state-dir] [--run-dir]`
- * takes, as a file, so the token never appears on a command line.
+ * `netfleet-agent run --site --nats --token-file [--name] [--state-dir] [--run-dir]`
+ * takes, as one file (the bundle's `config-run FILE` runs it, see runConfig in
+ * main.ts), so the token never appears on a command line.
  */
 export const AgentConfigSchema = z.strictObject({
   site: dnsLabel("a DNS label"),
@@ -60,7 +62,10 @@ export function checkAgentConfig(value: unknown, source = "agent config"): Agent
   throw new AgentConfigError(`${source}: ${field}: ${message}`);
 }
 
-/** The argv of `netfleet-agent run` for a config. */
+/**
+ * The argv of `netfleet-agent run` for a config, run in this process (the
+ * bundle's config-run; never the argv of a new process: the token is in it).
+ */
 export function runArgs(c: AgentConfig): string[] {
   return [
     "run",
@@ -79,4 +84,36 @@ export function runArgs(c: AgentConfig): string[] {
 /** The config file's text (checked first: a bad config is never written). */
 export function renderConfig(c: AgentConfig): string {
   return JSON.stringify(checkAgentConfig(c), null, 2) + "\n";
+}
+
+/** The usage error of `--token <token>`, which the agent and `netfleet bootstrap` refuse. */
+export const TOKEN_ON_ARGV =
+  "--token is refused: a token on the command line is shown by ps to every local user; put it in a file (mode 0600) and give --token-file FILE, or pipe it in with --token-file -";
+
+/** A token file is a line or two; anything bigger is not one (and is not read whole). */
+const MAX_TOKEN_FILE = 64 * 1024;
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_TOKEN_FILE) throw new Error(`more than ${MAX_TOKEN_FILE} bytes on stdin; want one token`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+/**
+ * The token of `--token-file SOURCE`: the file's text, or with `-` all of
+ * stdin (read to its end), surrounding whitespace trimmed. Not checked
+ * here (parseJoinToken does that).
+ * @throws Error "empty" when there is nothing; the fs error (ENOENT, EACCES) of the file.
+ */
+export async function readToken(source: string): Promise<string> {
+  const text = source === "-" ? await readStdin() : await readFile(source, "utf8");
+  if (text.length > MAX_TOKEN_FILE) throw new Error(`more than ${MAX_TOKEN_FILE} bytes; want one token`);
+  const token = text.trim();
+  if (!token) throw new Error(source === "-" ? "stdin is empty; want the token" : "the file is empty; want the token");
+  return token;
 }

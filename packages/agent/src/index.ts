@@ -14,5 +14,4 @@ export { gatherHostFacts, parseLinks, readTool, type HostFacts, type ReadTool } 
 export { LeasePublisher, type LeasePublisherOptions } from "./gateway/lease-publisher.ts";
 export { LeaseFollower, networkLeasesPath, type LeaseFollowerOptions } from "./gateway/lease-follower.ts";
 export { AuditCollector, auditSources, type AuditCollectorOptions, type AuditSource } from "./gateway/audit-collector.ts";
-export * from "./fleet/upgrade-wire.ts";
-export { AgentUpgrader, type AgentUpgraderOptions } from "./fleet/upgrade.ts";
+export { CREATE_EXCLUSIVE, DirectoryHandle, OPEN_DIR_NOFOLLOW, UnsafePathError, writeOwned } from "./write-owned.ts";

@@ -54,7 +54,7 @@ describe("netfleet-agent command line", () => {
     expect(await main(["run", "--nats", "http://x:1"])).toBe(64);
     expect(await main(["run", "--assignment", "x.json", "--interval", "0"])).toBe(64);
     expect(await main(["run", "--site", "lab", "--nats", "nats://10.0.0.1:4222"])).toBe(64);
-    expect(err.join("")).toContain("netfleet-agent run: --token (or --token-file) is required");
+    expect(err.join("")).toContain("netfleet-agent run: --token-file FILE (or - for stdin) is required");
   });
 
   it("an assignment file that cannot be read changes nothing and exits 2", async () => {

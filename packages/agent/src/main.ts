@@ -1,10 +1,10 @@
-import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
-import type { Command } from "commander";
+import { Option, type Command } from "commander";
 import { DNS_LABEL, parseJoinToken, parseNatsUrls, type HostAssignment } from "@netfleet/shared";
 import { addCompletionCommand, createProgram, optionValue, runProgram, usageError, withExitCode } from "@netfleet/shared/cli";
 import { AssignmentFileError, applyOnce, readAssignment, runFromFile } from "./file-mode.ts";
 import { runFleetAgent } from "./fleet-mode.ts";
+import { TOKEN_ON_ARGV, readToken, runArgs, type AgentConfig } from "./config.ts";
 import { Toolbox } from "./tools.ts";
 import { AGENT_VERSION } from "./version.ts";
 
@@ -50,10 +50,11 @@ hostname), else nothing is changed and the exit code is 2. --any-host applies
 another host's document on purpose (labs).`;
 
 const FLEET_HELP = `
-Without --assignment, the fleet agent (--site, --nats and --token or --token-file
-required): enrolls with the controller (netfleet serve) using the site's join
-token (netfleet token prints it; a wrong one quarantines the host until netfleet
-hosts approve), watches its own signed assignment, applies it, reports results
+Without --assignment, the fleet agent (--site, --nats and --token-file required):
+enrolls with the controller (netfleet serve) using the join token read from
+--token-file FILE (mode 0600), or from stdin with --token-file - (never from
+the command line: every local user sees that in ps); a wrong token quarantines
+the host until netfleet hosts approve. It watches its own signed assignment, applies it, reports results
 and heartbeats, repairs drift every --interval and on OVS/libvirt events
 (reported as corrective), undoes an apply when NATS cannot be reached within
 --confirm-deadline after it. Keeps the host as it is while NATS is gone;
@@ -106,7 +107,7 @@ function toolbox(v: ToolFlags): Toolbox {
  * errors (unknown command or option, a bad value) print
  * `netfleet-agent: ...` and give 64; `--help` and `--version` give 0.
  */
-export async function main(argv: string[]): Promise<number> {
+export async function main(argv: string[], given: { token?: string } = {}): Promise<number> {
   const program = createProgram({ name: "netfleet-agent", description: "Reconcile this host to its netfleet assignment.", version: AGENT_VERSION });
   program.addHelpText("after", EXIT_CODES);
 
@@ -131,14 +132,15 @@ export async function main(argv: string[]): Promise<number> {
   withToolOptions(
     program
       .command("run")
-      .description("Keep this host converged: as a fleet member (--site --nats --token), or to an assignment file.")
+      .description("Keep this host converged: as a fleet member (--site --nats --token-file), or to an assignment file.")
       .option("--assignment <file>", "keep the host at this file instead of joining the fleet")
       .option("--name <name>", "the name to enroll as / this host's name in the inventory (default the hostname)")
       .option("--any-host", "with --assignment: apply another host's assignment on purpose (labs)")
       .option("--site <name>", "the site to join (a DNS label)")
       .option("--nats <urls>", "the controller's NATS servers: nats://host:port[,nats://host:port...]", optionValue(parseNatsUrls))
-      .option("--token <token>", "the site's join token <id>.<secret> (netfleet token prints it)")
-      .option("--token-file <file>", "read the join token from this file instead")
+      .option("--token-file <file>", "the join token <id>.<secret>: a file (mode 0600), or - to read it from stdin")
+      // Refused with a usage error: a token on the command line is in ps for every local user.
+      .addOption(new Option("--token <token>").hideHelp())
       .option("--interval <s>", `full reconcile (drift repair) period, seconds (default ${RUN_DEFAULTS.interval / 1000})`, seconds("interval", 1))
       .option("--flow-interval <s>", `VM port rules check period, seconds (default ${RUN_DEFAULTS.flowInterval / 1000})`, seconds("flow-interval", 0.2))
       .option("--confirm-deadline <s>", `after an apply, NATS must answer within this many seconds or the apply is undone (default ${RUN_DEFAULTS.confirmDeadline / 1000})`, seconds("confirm-deadline", 1))
@@ -146,7 +148,7 @@ export async function main(argv: string[]): Promise<number> {
       .option("--no-watch", "do not follow OVS and libvirt events (fleet agent)"),
   )
     .addHelpText("after", `${FLEET_HELP}\n${EXIT_CODES}`)
-    .action(withExitCode((v: Partial<RunFlags>, cmd: Command) => run({ ...RUN_DEFAULTS, ...v }, cmd)));
+    .action(withExitCode((v: Partial<RunFlags>, cmd: Command) => run({ ...RUN_DEFAULTS, ...v }, cmd, given.token)));
 
   addCompletionCommand(program);
   return runProgram(program, argv);
@@ -169,7 +171,18 @@ function fileAssignment(cmd: Command, v: { assignment: string; name?: string; an
   return 2;
 }
 
-async function run(v: RunFlags, cmd: Command): Promise<number> {
+/**
+ * `netfleet-agent run` with the settings of an agent config (agent.json:
+ * what `config-run FILE` of the bundle runs): the same as the command line
+ * `run --site --nats --token-file [--name] [--state-dir] [--run-dir]`, with the
+ * token handed over in memory, so it appears on no command line. Resolves
+ * with the exit code, as main().
+ */
+export function runConfig(c: AgentConfig): Promise<number> {
+  return main(runArgs(c), { token: c.token });
+}
+
+async function run(v: RunFlags, cmd: Command, givenToken: string | undefined): Promise<number> {
   if (v.assignment !== undefined) {
     const file = v.assignment;
     const assignment = fileAssignment(cmd, { assignment: file, anyHost: v.anyHost, ...(v.name !== undefined ? { name: v.name } : {}) });
@@ -177,18 +190,19 @@ async function run(v: RunFlags, cmd: Command): Promise<number> {
     const hostCheck = (next: HostAssignment) => wrongHost(file, next.host, v.name, v.anyHost);
     return runFromFile(file, assignment, toolbox(v), { intervalMs: v.interval, flowIntervalMs: v.flowInterval }, hostCheck);
   }
-  if (v.nats === undefined) usageError(cmd, "--assignment FILE, or --site, --nats and --token for the fleet agent, is required");
+  // Until the bundle's config-run calls runConfig: its in-process argv still carries --token (runArgs).
+  if (v.token !== undefined && process.argv.slice(2).some((a) => a === "--token" || a.startsWith("--token="))) usageError(cmd, TOKEN_ON_ARGV);
+  if (v.nats === undefined) usageError(cmd, "--assignment FILE, or --site, --nats and --token-file for the fleet agent, is required");
   if (!v.site || !DNS_LABEL.test(v.site)) usageError(cmd, "--site NAME is required (a DNS label)");
-  if (v.tokenFile !== undefined && v.token !== undefined) usageError(cmd, "give --token or --token-file, not both");
-  let token = v.token;
+  let token = givenToken ?? v.token;
   if (v.tokenFile !== undefined) {
     try {
-      token = readFileSync(v.tokenFile, "utf8").trim();
+      token = await readToken(v.tokenFile);
     } catch (err) {
-      usageError(cmd, `--token-file: ${(err as Error).message}`);
+      usageError(cmd, `--token-file ${v.tokenFile}: ${(err as Error).message}`);
     }
   }
-  if (!token) usageError(cmd, "--token (or --token-file) is required (netfleet token prints the site's join token)");
+  if (!token) usageError(cmd, "--token-file FILE (or - for stdin) is required (netfleet token prints the site's join token)");
   let join;
   try {
     join = parseJoinToken(token);

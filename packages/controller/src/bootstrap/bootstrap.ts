@@ -180,7 +180,12 @@ async function converge(ssh: SshSession, host: Host, s: BootstrapSettings, node:
     out.changes.push("agent");
   }
   if (configStale) {
+    // The token goes into /etc/netfleet: never through a link somewhere else, and only root may enter it.
+    for (const p of ["/etc", REMOTE.configDir, REMOTE.config]) {
+      if (await ssh.isSymlink(p)) throw new BootstrapError("unsupported", `${p} on the host is a symbolic link; refused, the token is not written through it`);
+    }
     await ssh.run(["mkdir", "-p", "-m", "700", REMOTE.configDir]);
+    await ssh.run(["chmod", "700", REMOTE.configDir]);
     await ssh.install(REMOTE.config, { data: configText }, 0o600);
     out.changes.push("config");
   }

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
-import { mkdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync } from "node:fs";
-import { dirname, join } from "node:path";
-import writeFileAtomic from "write-file-atomic";
+import { readFileSync, statSync } from "node:fs";
+import { basename, dirname } from "node:path";
+import { DirectoryHandle } from "@netfleet/agent";
 import type { AgentBundle } from "./bundle.ts";
 import { renderConfig, type AgentConfig } from "@netfleet/agent/config";
 import { REMOTE, renderUnit } from "./layout.ts";
@@ -13,64 +13,71 @@ export interface ImageFile {
 }
 
 const WANTS_LINK = "/etc/systemd/system/multi-user.target.wants/netfleet-agent.service";
+/** Directories made on the way (/opt/netfleet, /etc/systemd/...): what a package would make. */
+const DIR_MODE = 0o755;
+/** /etc/netfleet holds the token: only root may list or enter it. */
+const SECRET_DIR_MODE = 0o700;
+/** agent.json holds the token. */
+const SECRET_MODE = 0o600;
 
-function sha256(data: Buffer): string {
-  return createHash("sha256").update(data).digest("hex");
-}
-
-function readOrEmpty(file: string): Buffer {
-  try {
-    return readFileSync(file);
-  } catch {
-    return Buffer.alloc(0);
-  }
+function sha256(data: Buffer | undefined): string {
+  return createHash("sha256").update(data ?? Buffer.alloc(0)).digest("hex");
 }
 
 /**
  * The agent's files for a host image, under `root` (the image's mounted
- * file system): the bundle, a Node binary, agent.json without a name (the
- * host enrolls by its hostname or management MAC under the controller's
- * approval rules), the unit, and the multi-user.target.wants link that
- * `systemctl enable` would make, so the first boot starts the agent.
- * Files that already hold the same bytes are left alone; the others are
- * written atomically (write-file-atomic).
+ * file system): the bundle, a Node binary, agent.json (the site, NATS and
+ * `config.token`; `config.name` when the image is for one host), the unit,
+ * and the multi-user.target.wants link that `systemctl enable` would make,
+ * so the first boot starts the agent. Files that already hold the same
+ * bytes (and mode) are left alone.
+ *
+ * Nothing is written outside `root`: every directory below it is opened
+ * with O_DIRECTORY|O_NOFOLLOW (open(2)) from the one above, through its
+ * file descriptor (DirectoryHandle), so a symlink anywhere below `root`
+ * (at /etc, /etc/netfleet or agent.json itself) is refused, and the check
+ * cannot be raced: it is the same open(2) the write goes through. (An lstat
+ * walk from the root was the alternative; it leaves a window between the
+ * check and the write in which a directory can become a link.) Each file is
+ * a fresh temp file (O_CREAT|O_EXCL|O_NOFOLLOW, random name: a stale temp
+ * file is never written through), fchmod to its fixed mode (agent.json
+ * 0600 in /etc/netfleet 0700), fsync, rename(2).
+ * @throws UnsafePathError (from @netfleet/agent) naming the link or non-directory; the fs error otherwise.
  */
 export function writeImageFiles(root: string, o: { bundle: AgentBundle; node: string; config: AgentConfig }): ImageFile[] {
-  const at = (path: string) => join(root, path);
+  const top = DirectoryHandle.openRoot(root);
   const out: ImageFile[] = [];
-  const put = (path: string, data: Buffer, mode: number) => {
-    const file = at(path);
-    const changed = sha256(readOrEmpty(file)) !== sha256(data);
-    if (changed) {
-      mkdirSync(dirname(file), { recursive: true });
-      writeFileAtomic.sync(file, data, { mode });
+  /** `secretDir`: the file's directory gets exactly SECRET_DIR_MODE, also when it exists. */
+  const put = (path: string, data: Buffer, mode: number, secretDir = false) => {
+    const dir = top.walk(dirname(path), DIR_MODE, secretDir ? SECRET_DIR_MODE : undefined);
+    try {
+      const name = basename(path);
+      const old = dir.read(name);
+      const changed = old === undefined || sha256(old) !== sha256(data) || (dir.lstat(name)!.mode & 0o7777) !== mode;
+      if (changed) dir.write(name, data, mode);
+      out.push({ path, changed });
+    } finally {
+      dir.close();
     }
-    out.push({ path, changed });
   };
-  put(REMOTE.agent, o.bundle.code, 0o644);
-  const nodeFile = at(REMOTE.node);
-  const node = readFileSync(o.node);
-  const nodeChanged = sha256(readOrEmpty(nodeFile)) !== sha256(node);
-  if (nodeChanged) {
-    mkdirSync(dirname(nodeFile), { recursive: true });
-    writeFileAtomic.sync(nodeFile, node, { mode: statSync(o.node).mode & 0o7777 });
-  }
-  out.push({ path: REMOTE.node, changed: nodeChanged });
-  mkdirSync(at(REMOTE.configDir), { recursive: true, mode: 0o700 });
-  put(REMOTE.config, Buffer.from(renderConfig(o.config)), 0o600);
-  put(REMOTE.unit, Buffer.from(renderUnit(REMOTE.node)), 0o644);
-  const link = at(WANTS_LINK);
-  let linked = false;
   try {
-    linked = readlinkSync(link) === REMOTE.unit;
-  } catch {
-    /* absent */
+    put(REMOTE.agent, o.bundle.code, 0o644);
+    put(REMOTE.node, readFileSync(o.node), statSync(o.node).mode & 0o7777);
+    put(REMOTE.config, Buffer.from(renderConfig(o.config)), SECRET_MODE, true);
+    put(REMOTE.unit, Buffer.from(renderUnit(REMOTE.node)), 0o644);
+    const wants = top.walk(dirname(WANTS_LINK), DIR_MODE);
+    try {
+      const name = basename(WANTS_LINK);
+      const at = wants.lstat(name);
+      let linked = false;
+      if (at?.isSymbolicLink()) linked = wants.readLink(name) === REMOTE.unit;
+      if (!linked) wants.symlink(name, REMOTE.unit);
+      out.push({ path: WANTS_LINK, changed: !linked });
+    } finally {
+      wants.close();
+    }
+  } finally {
+    top.close();
   }
-  if (!linked) {
-    mkdirSync(dirname(link), { recursive: true });
-    rmSync(link, { force: true });
-    symlinkSync(REMOTE.unit, link);
-  }
-  out.push({ path: WANTS_LINK, changed: !linked });
   return out;
 }

@@ -1,4 +1,6 @@
+import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { basename, dirname } from "node:path";
 import ssh2 from "ssh2";
 import type { ConnectConfig, SFTPWrapper, ServerHostKeyAlgorithm } from "ssh2";
 import { appendKnownHost, checkHostKey, fingerprint, hostKeyName, knownKeyTypes, readKnownHosts, type HostKeyVerdict } from "./known-hosts.ts";
@@ -186,6 +188,18 @@ export class SshSession {
     });
   }
 
+  /** Whether `path` is a symbolic link (SFTP lstat: the link itself, not followed); false when absent. */
+  async isSymlink(path: string): Promise<boolean> {
+    const sftp = await this.sftp();
+    return new Promise((resolve, reject) => {
+      sftp.lstat(path, (err: (Error & { code?: number }) | undefined, stats) => {
+        if (!err) return resolve(stats.isSymbolicLink());
+        if (err.code === 2) return resolve(false);
+        reject(new BootstrapError("remote-command", `lstat ${path}: ${err.message}`, { cause: err }));
+      });
+    });
+  }
+
   async exists(path: string): Promise<boolean> {
     const sftp = await this.sftp();
     return new Promise((resolve, reject) => {
@@ -197,10 +211,22 @@ export class SshSession {
     });
   }
 
-  /** Writes `data` (or uploads the local file) beside `path`, then renames it over `path`: readers never see half a file. */
+  /**
+   * Writes `data` (or uploads the local file) to `path` over SFTP, never
+   * through a command line (a secret travels only inside the SSH channel):
+   * a temp file beside it of a random name, opened with SSH_FXF_CREAT|
+   * SSH_FXF_EXCL (flag "wx"; OpenSSH's sftp-server opens it with
+   * O_CREAT|O_EXCL, open(2): a stale file or a symlink at that name fails
+   * instead of being written through), created with `mode` and fchmod'ed to
+   * it before a byte is written, fsync'ed (fsync@openssh.com, when offered),
+   * then renamed over `path` (posix-rename@openssh.com: rename(2) replaces
+   * a link at `path`, never follows it). Readers never see half a file; the
+   * temp file is removed on failure.
+   * @throws BootstrapError "no-disk-space" on SSH_FX_FAILURE of a write (what a full disk gives), else "remote-command".
+   */
   async install(path: string, source: { data: Buffer } | { localFile: string; onProgress?: (done: number, total: number) => void }, mode: number): Promise<void> {
     const sftp = await this.sftp();
-    const tmp = `${path}.netfleet-new`;
+    const tmp = `${dirname(path)}/.${basename(path)}.${randomBytes(6).toString("hex")}.tmp`;
     const step = <T>(what: string, fn: (cb: (err: Error | null | undefined, value?: T) => void) => void) =>
       new Promise<T>((resolve, reject) =>
         fn((err, value) => {
@@ -209,13 +235,33 @@ export class SshSession {
           reject(new BootstrapError(code === 4 ? "no-disk-space" : "remote-command", `${what} ${path}: ${err.message}${code === 4 ? " (the disk may be full)" : ""}`, { cause: err }));
         }),
       );
-    if ("data" in source) await step("writing", (cb) => sftp.writeFile(tmp, source.data, { mode }, cb));
-    else {
-      const progress = source.onProgress;
-      await step("uploading", (cb) => sftp.fastPut(source.localFile, tmp, { mode, ...(progress ? { step: (done: number, _chunk: number, total: number) => progress(done, total) } : {}) }, cb));
+    const handle = await step<Buffer>("creating a temp file for", (cb) => sftp.open(tmp, "wx", { mode }, cb));
+    try {
+      try {
+        await step("chmod", (cb) => sftp.fchmod(handle, mode, cb));
+        if ("data" in source) {
+          const data = source.data;
+          if (data.length > 0) await step("writing", (cb) => sftp.write(handle, data, 0, data.length, 0, cb));
+          if (this.offersFsync()) await step("fsync", (cb) => sftp.ext_openssh_fsync(handle, cb));
+        }
+      } finally {
+        await step("closing", (cb) => sftp.close(handle, cb));
+      }
+      if ("localFile" in source) {
+        const progress = source.onProgress;
+        // Into the file made above (fastPut opens it with "w": it is ours, 0600 or `mode` already).
+        await step("uploading", (cb) => sftp.fastPut(source.localFile, tmp, { mode, ...(progress ? { step: (done: number, _chunk: number, total: number) => progress(done, total) } : {}) }, cb));
+      }
+      await step("renaming", (cb) => sftp.ext_openssh_rename(tmp, path, cb));
+    } catch (err) {
+      await new Promise<void>((resolve) => sftp.unlink(tmp, () => resolve()));
+      throw err;
     }
-    await step("chmod", (cb) => sftp.chmod(tmp, mode, cb));
-    await step("renaming", (cb) => sftp.ext_openssh_rename(tmp, path, cb));
+  }
+
+  /** Whether the server offers fsync@openssh.com (ssh2 keeps the extensions the server announced). */
+  private offersFsync(): boolean {
+    return (this.sftpChannel as unknown as { _extensions?: Record<string, string> } | undefined)?._extensions?.["fsync@openssh.com"] === "1";
   }
 
   close(): void {

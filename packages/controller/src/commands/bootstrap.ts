@@ -2,17 +2,19 @@ import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { parseJoinToken, parseNatsUrls, type Inventory } from "@netfleet/shared";
+import { TOKEN_ON_ARGV, readToken } from "@netfleet/agent/config";
 import { bootstrapHosts, type HostOutcome } from "../bootstrap/bootstrap.ts";
 import { buildAgentBundle } from "../bootstrap/bundle.ts";
 import { writeImageFiles } from "../bootstrap/image.ts";
+import { UnsafePathError } from "@netfleet/agent";
 import { loadIdentity, type SshOptions } from "../bootstrap/ssh.ts";
 import { limitHosts } from "../rollout/waves.ts";
 import type { CommandOutput } from "../output.ts";
 
 /** `netfleet bootstrap`'s options, checked (see bootstrapOptions for the defaults). */
 export interface BootstrapOptions {
-  /** The site's join token (`<id>.<secret>`, from `netfleet token`). */
-  token: string;
+  /** Where the site's join token (`<id>.<secret>`, from `netfleet token`) is read: a file, or `-` for stdin. */
+  tokenFile: string;
   /** NATS URLs the agents connect to; absent: the site's `site.nats`. */
   nats?: string[];
   /** `--limit` host/group/role patterns (only `*` and `?` are special); absent: every host. */
@@ -35,7 +37,9 @@ export interface BootstrapOptions {
 
 /** The option values of `netfleet bootstrap` as commander gives them (camelCase keys; strings, unchecked). */
 export interface BootstrapFlags {
+  /** Refused (TOKEN_ON_ARGV): a token on the command line is in ps. */
   token?: string | undefined;
+  tokenFile?: string | undefined;
   nats?: string | undefined;
   limit?: string | undefined;
   acceptNew?: boolean | undefined;
@@ -51,10 +55,10 @@ const USER = /^[a-z_][a-z0-9_-]{0,31}$/;
 
 /** Checks the flags; throws an Error whose message is the usage problem. */
 export function bootstrapOptions(v: BootstrapFlags): BootstrapOptions {
-  if (!v.token) throw new Error("--token is required (netfleet token prints the site's join token)");
-  parseJoinToken(v.token);
+  if (v.token !== undefined) throw new Error(TOKEN_ON_ARGV);
+  if (!v.tokenFile) throw new Error("--token-file FILE (or - for stdin) is required: the site's join token (netfleet token prints it)");
   const o: BootstrapOptions = {
-    token: v.token.trim(),
+    tokenFile: v.tokenFile,
     acceptNew: v.acceptNew ?? false,
     concurrency: 8,
     knownHosts: v.knownHosts ?? join(homedir(), ".ssh", "known_hosts"),
@@ -112,7 +116,14 @@ function line(r: HostOutcome): string {
  * Exit 0 when every host is done, 1 when any failed, 64 on a usage problem.
  */
 export async function bootstrapCommand(inventory: Inventory, o: BootstrapOptions, out: CommandOutput): Promise<number> {
-  if (o.imageRoot !== undefined) return imageCommand(inventory, o, o.imageRoot, out);
+  let token: string;
+  try {
+    token = parseJoinToken(await readToken(o.tokenFile)).token;
+  } catch (err) {
+    out.error(`netfleet bootstrap: --token-file ${o.tokenFile}: ${(err as Error).message}`);
+    return 64;
+  }
+  if (o.imageRoot !== undefined) return imageCommand(inventory, o, o.imageRoot, token, out);
   let hosts = inventory.hosts;
   if (o.limit?.length) {
     const { hosts: chosen, unmatched } = limitHosts(inventory, o.limit);
@@ -139,7 +150,7 @@ export async function bootstrapCommand(inventory: Inventory, o: BootstrapOptions
   if (!out.json) out.line(`agent bundle: ${Math.round(bundle.code.length / 1024)} KB, sha256 ${bundle.sha256.slice(0, 12)}; ${hosts.length} host(s), ${o.concurrency} at a time`);
   const results = await bootstrapHosts(
     hosts,
-    { site: inventory.site.name, nats, token: o.token, user: o.user, port: o.port, auth, knownHostsFile: o.knownHosts, acceptNew: o.acceptNew, concurrency: o.concurrency, bundle },
+    { site: inventory.site.name, nats, token, user: o.user, port: o.port, auth, knownHostsFile: o.knownHosts, acceptNew: o.acceptNew, concurrency: o.concurrency, bundle },
     (host, message) => {
       if (!out.json) out.line(`${host}: ${message}`);
     },
@@ -160,7 +171,7 @@ export async function bootstrapCommand(inventory: Inventory, o: BootstrapOptions
  * host image (see bootstrap/image.ts); hosts booted from it enroll by
  * themselves. No --limit: an image is for any host of the site.
  */
-async function imageCommand(inventory: Inventory, o: BootstrapOptions, root: string, out: CommandOutput): Promise<number> {
+async function imageCommand(inventory: Inventory, o: BootstrapOptions, root: string, token: string, out: CommandOutput): Promise<number> {
   const nats = o.nats ?? inventory.site.nats;
   if (o.limit?.length) {
     out.error("netfleet bootstrap: --image-root writes one image for any host of the site; --limit does not apply");
@@ -171,7 +182,14 @@ async function imageCommand(inventory: Inventory, o: BootstrapOptions, root: str
     return 64;
   }
   const bundle = await buildAgentBundle();
-  const files = writeImageFiles(root, { bundle, node: process.execPath, config: { site: inventory.site.name, nats, token: o.token } });
+  let files;
+  try {
+    files = writeImageFiles(root, { bundle, node: process.execPath, config: { site: inventory.site.name, nats, token } });
+  } catch (err) {
+    if (!(err instanceof UnsafePathError)) throw err;
+    out.error(`netfleet bootstrap: --image-root ${root}: ${err.message}`);
+    return 1;
+  }
   const changed = files.filter((f) => f.changed).length;
   if (out.json) out.emit({ site: inventory.site.name, imageRoot: root, status: changed > 0 ? "changed" : "unchanged", files });
   else {

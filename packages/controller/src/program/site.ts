@@ -1,5 +1,5 @@
 import { writeFileSync } from "node:fs";
-import type { Command } from "commander";
+import { Option, type Command } from "commander";
 import { withExitCode } from "@netfleet/shared/cli";
 import type { BootstrapFlags } from "../commands/bootstrap.ts";
 import { checked, jsonOption, type Context } from "./options.ts";
@@ -65,7 +65,9 @@ export function addSiteCommands(program: Command, ctx: Context): void {
         "write its config and systemd unit, start it; or write the same files into a host image (--image-root) so the host enrolls on first boot.",
     )
     .argument("<site-dir>", "the site folder")
-    .option("--token <token>", "the site's join token (netfleet token prints it)")
+    .option("--token-file <file>", "the site's join token (netfleet token prints it): a file (mode 0600), or - to read it from stdin (required)")
+    // Refused with a usage error: a token on the command line is in ps for every local user.
+    .addOption(new Option("--token <token>").hideHelp())
     .option("--nats <urls>", "NATS servers the agents connect to (default the site's site.nats); nats://host:port[,nats://host:port...]")
     .option("--limit <patterns>", "only these hosts: host, group or role patterns (* ?), comma-separated")
     .option("--accept-new", "record the host keys of hosts not yet in known_hosts")
