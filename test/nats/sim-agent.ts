@@ -4,7 +4,10 @@
  * control-plane client, engine, daemon, lease follower and check mode) on a
  * SimulatedHostRunner whose host state lives in a file. One JSON argument;
  * JSON log lines on stdout. An uncaught exception or unhandled rejection is
- * written to stderr and kills the process (Node's default).
+ * written to stderr and kills the process (Node's default). It starts and
+ * stops as `netfleet-agent run` does (fleet-mode.ts runUntilStopped: logs
+ * `ready`, stops on SIGTERM/SIGINT within 10 s in every state, exit code 0,
+ * or 1 when it could not start).
  */
 import { enableCompileCache } from "node:module";
 
@@ -13,6 +16,7 @@ enableCompileCache();
 const { NatsAgent, Toolbox } = await import("@netfleet/agent");
 const { SimulatedHostRunner } = await import("@netfleet/agent/testing");
 const { simFacts } = await import("./sim-facts.ts");
+const { runUntilStopped } = await import("../../packages/agent/src/fleet-mode.ts");
 
 const a = JSON.parse(process.argv[2]!) as {
   site: string;
@@ -30,6 +34,8 @@ const a = JSON.parse(process.argv[2]!) as {
   heartbeatMs?: number;
   resyncMs?: number;
   confirmDeadlineMs?: number;
+  reconnectTimeWaitMs?: number;
+  reconnectMaxMs?: number;
 };
 const log = (e: Record<string, unknown>) => process.stdout.write(JSON.stringify({ ts: Date.now(), ...e }) + "\n");
 const agent = new NatsAgent({
@@ -46,11 +52,10 @@ const agent = new NatsAgent({
   heartbeatMs: a.heartbeatMs ?? 500,
   resyncMs: a.resyncMs ?? 1000,
   enrollRetryMs: 300,
-  reconnectTimeWaitMs: 200,
+  reconnectTimeWaitMs: a.reconnectTimeWaitMs ?? 200,
+  ...(a.reconnectMaxMs !== undefined ? { reconnectMaxMs: a.reconnectMaxMs } : {}),
   confirmDeadlineMs: a.confirmDeadlineMs ?? 10_000,
   gatherFacts: simFacts,
   log,
 });
-process.once("SIGTERM", () => void agent.stop().then(() => process.exit(0)));
-await agent.start();
-log({ event: "ready", host: agent.client.host });
+process.exitCode = await runUntilStopped(agent, log);

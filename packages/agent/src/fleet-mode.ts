@@ -19,7 +19,11 @@ export interface FleetSettings {
   watchEvents: boolean;
 }
 
-/** The fleet agent, until SIGTERM/SIGINT: logs JSON lines; exit code 1 when it could not start, else 0. */
+/**
+ * The fleet agent, until SIGTERM/SIGINT (runUntilStopped: it stops within
+ * 10 s in every state, NATS reachable or not): logs JSON lines; exit code 1
+ * when it could not start, else 0.
+ */
 export async function runFleetAgent(s: FleetSettings): Promise<number> {
   const print = (event: Record<string, unknown>) => process.stdout.write(JSON.stringify({ ts: new Date().toISOString(), ...event }) + "\n");
   // Ready for systemd (and so for libvirtd's guests, ordered after us) once the VM port rules of
@@ -49,8 +53,39 @@ export async function runFleetAgent(s: FleetSettings): Promise<number> {
     watchEvents: s.watchEvents,
     log,
   });
-  const stop = stopSignal();
   log({ event: "start", site: s.site, name: s.name, servers: s.servers, pid: process.pid });
+  return runUntilStopped(agent, log);
+}
+
+/** How long stopping may take before the process exits anyway (ms): under the 10 s a stop is allowed, with room for Node's exit. */
+export const STOP_GRACE_MS = 8000;
+
+/** What runUntilStopped drives: NatsAgent, or anything with its start/stop and host name. */
+export interface StoppableAgent {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  readonly client: { readonly host: string | undefined };
+}
+
+/**
+ * Starts `agent` and runs it until SIGTERM or SIGINT (`stop`: another
+ * trigger, for tests), then stops it; resolves with the exit code: 1 when
+ * it could not start, else 0. Logs `ready`, then `stop`.
+ *
+ * The process ends within {@link STOP_GRACE_MS} of the signal in every
+ * state: connecting or enrolling with NATS unreachable (the pending connect
+ * is abandoned, connection.ts connectNats), reconnecting, idle, or applying.
+ * An apply still running then is abandoned (logged `stop-timeout`, exit 0):
+ * like a crash in the middle of an apply, its revision is still pending in
+ * the checkpoint, and the next start converges to the last confirmed
+ * assignment before anything else, then fetches and confirms the new one
+ * again (FleetMember.start); a stop is never a lockout rollback. The timer
+ * that enforces this is unref'd: it never keeps an idle process alive, and
+ * exits one that something else (a dial to a silent server, up to 5 s)
+ * would keep alive past the grace. A second SIGTERM or SIGINT ends the
+ * process at once (Node's default: the handlers are `once`).
+ */
+export async function runUntilStopped(agent: StoppableAgent, log: (event: Record<string, unknown>) => void, stop: Promise<void> = stopSignal()): Promise<number> {
   const started = agent.start().then(
     () => log({ event: "ready", host: agent.client.host }),
     (err: unknown) => {
@@ -59,7 +94,14 @@ export async function runFleetAgent(s: FleetSettings): Promise<number> {
     },
   );
   const failed = await Promise.race([stop.then(() => false), started.then(() => stop.then(() => false), () => true)]);
+  const code = failed ? 1 : 0;
+  const stopping = Date.now();
+  const watchdog = setTimeout(() => {
+    log({ event: "stop-timeout", host: agent.client.host, afterMs: Date.now() - stopping });
+    process.exit(code);
+  }, STOP_GRACE_MS);
+  watchdog.unref();
   await agent.stop();
-  log({ event: "stop", host: agent.client.host });
-  return failed ? 1 : 0;
+  log({ event: "stop", host: agent.client.host, ms: Date.now() - stopping });
+  return code;
 }

@@ -15,10 +15,10 @@ import {
   type SignedAssignment,
 } from "@netfleet/shared";
 import { answerCheck, type CheckResult } from "./check.ts";
-import { Backoff, connectNats, pause, retrySchedule, type ConnectionSettings } from "./connection.ts";
+import { Backoff, DEFAULT_RECONNECT_MAX_MS, connectNats, pause, retrySchedule, type ConnectionSettings } from "./connection.ts";
 import { readDesired, judgeDesired, watchDesired } from "./desired.ts";
 import { enroll, enrollFacts, type Claim } from "./enroll.ts";
-import { heartbeat } from "./heartbeat.ts";
+import { everyWithOffset, heartbeat, type OffsetTimer } from "./heartbeat.ts";
 import type { HostFacts } from "./host-facts.ts";
 import { confirmReport } from "./lockout.ts";
 import { failedPassResult, type PassResult } from "./pass-result.ts";
@@ -47,13 +47,18 @@ export interface FleetMemberOptions extends ConnectionSettings {
   /** Lockout protection: converge back to the previous assignment (undefined: there was none). */
   rollback: (previous: HostAssignment | undefined) => Promise<PassResult>;
   gatherFacts?: () => Promise<HostFacts>;
-  /** Heartbeat period (ms, default 15 s). */
+  /** Heartbeat period (ms, default 15 s); the first beat comes at a random offset within it (everyWithOffset). */
   heartbeatMs?: number;
-  /** After an apply, NATS must be reachable again within this time (ms, default 20 s), or the apply is undone. */
+  /**
+   * After an apply, NATS must be reachable again within this time (ms,
+   * default 20 s), or the apply is undone. The longest wait between two
+   * dials (reconnectMaxMs) is held to a quarter of it, so that a server back
+   * within the deadline is dialled again well before it runs out.
+   */
   confirmDeadlineMs?: number;
   /** Enrollment facts are sent again this often until welcomed (ms). */
   enrollRetryMs?: number;
-  /** The desired key is read again this often even without a hint (ms, default 60 s). */
+  /** The desired key is read again this often even without a hint (ms, default 60 s); the first read of the period comes at a random offset within it. */
   resyncMs?: number;
   /**
    * Called with the agent's own connection once it is set up (`fresh`: a new
@@ -85,7 +90,7 @@ export class FleetMember {
   private readonly queue = new PQueue({ concurrency: 1 });
   private readonly stopping = new AbortController();
   private readonly backoff: Backoff;
-  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly timers: OffsetTimer[] = [];
   private readonly startedAt = Date.now();
   private credentials: AgentCredentials | undefined;
   private checkpoint: Checkpoint = {};
@@ -97,7 +102,8 @@ export class FleetMember {
     this.options = options;
     this.state = new AgentState(options.runDir);
     this.log = options.log ?? (() => {});
-    this.backoff = new Backoff(options);
+    const deadline = options.confirmDeadlineMs ?? 20_000;
+    this.backoff = new Backoff({ ...options, reconnectMaxMs: Math.min(options.reconnectMaxMs ?? DEFAULT_RECONNECT_MAX_MS, Math.max(1, Math.floor(deadline / 4))) });
     const name = options.hostname ?? osHostname().split(".")[0]!.toLowerCase();
     if (!DNS_LABEL.test(name)) throw new Error(`hostname ${JSON.stringify(name)} is not a DNS label; give the agent a host name`);
     this.claim = { site: options.site, hostname: name, token: options.enrollment.token, agentVersion: options.agentVersion, ...(options.gatherFacts ? { gatherFacts: options.gatherFacts } : {}) };
@@ -227,9 +233,10 @@ export class FleetMember {
     await nc.flush();
     const keys = await this.state.boxKeys();
     nc.publish(enrollSubject(site, host), encodeMessage(await enrollFacts(this.claim, keys.publicKey, host)));
-    if (this.timers.length === 0) {
-      this.timers.push(setInterval(() => this.beat(), this.options.heartbeatMs ?? 15_000));
-      this.timers.push(setInterval(() => this.sync(), this.options.resyncMs ?? 60_000));
+    if (this.timers.length === 0 && !this.stopped) {
+      // Random offsets: a fleet that connects at once (a boot, a server restart) beats and resyncs spread over the period.
+      this.timers.push(everyWithOffset(() => this.beat(), this.options.heartbeatMs ?? 15_000));
+      this.timers.push(everyWithOffset(() => this.sync(), this.options.resyncMs ?? 60_000));
     }
     this.sync();
     this.deliverUnsent();
@@ -390,10 +397,20 @@ export class FleetMember {
     }
   }
 
-  /** Closes the connection. Nothing on the host is touched. */
+  /**
+   * Stops: aborts connecting, enrolling, waits between dials and a pending
+   * confirmation at once, skips queued work not started (connection.ts connectNats, lockout.ts
+   * confirmReport), waits for the queued work in progress (an apply runs to
+   * its end; its confirmation, aborted, is not a lockout: the revision stays
+   * pending in the checkpoint, and the next start converges to the last
+   * confirmed one and confirms it again), then closes the connection
+   * (nats.js close() also ends a reconnect loop at once: v3.4.0
+   * core/src/protocol.ts:1091-1118 cancels its sleep, and the loop then finds
+   * no server, 653-671). Nothing on the host is touched.
+   */
   async stop(): Promise<void> {
     this.stopping.abort();
-    for (const t of this.timers) clearInterval(t);
+    for (const t of this.timers) t.stop();
     await this.queue.onIdle();
     await this.connection?.close().catch(() => {});
   }

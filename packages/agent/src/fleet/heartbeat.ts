@@ -26,3 +26,34 @@ export function heartbeat(facts: HeartbeatFacts): { subject: string; data: Uint8
   };
   return { subject: heartbeatSubject(facts.site, facts.host), data: encodeMessage(message) };
 }
+
+/** A periodic timer started by {@link everyWithOffset}. */
+export interface OffsetTimer {
+  /** When `fn` first runs, ms after the start: in [0, periodMs). */
+  readonly offsetMs: number;
+  /** Stops it (the first run, if still to come, and every later one). */
+  stop(): void;
+}
+
+/**
+ * Runs `fn` every `periodMs`, the first time after a random offset in
+ * [0, periodMs) (`random`: a source of numbers in [0, 1), Math.random by
+ * default), so that agents started together (a fleet booted or reconnected
+ * at once) do not all beat or resync on the same tick: their periods keep
+ * their offsets apart.
+ */
+export function everyWithOffset(fn: () => void, periodMs: number, random: () => number = Math.random): OffsetTimer {
+  const offsetMs = Math.floor(random() * periodMs);
+  let interval: NodeJS.Timeout | undefined;
+  const first = setTimeout(() => {
+    interval = setInterval(fn, periodMs);
+    fn();
+  }, offsetMs);
+  return {
+    offsetMs,
+    stop() {
+      clearTimeout(first);
+      clearInterval(interval);
+    },
+  };
+}
