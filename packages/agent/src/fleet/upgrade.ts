@@ -92,7 +92,8 @@ export class AgentUpgrader {
       }, Math.round(Math.random() * every));
       this.timer = first;
     }
-    void this.queue.add(() => this.announce()).catch((err: unknown) => this.log({ event: "upgrade-error", error: (err as Error).message }));
+    // A reconnect says it again (the report may have been lost with the connection).
+    if (!fresh) this.started = false;
     this.check();
   }
 
@@ -109,6 +110,8 @@ export class AgentUpgrader {
   /** Reads and judges the target (queued: one at a time). */
   check(): void {
     if (this.stopped || this.staged) return;
+    // A report that did not get through (NATS away, permissions not yet reloaded) is tried again with each check.
+    if (!this.started) void this.queue.add(() => this.announce()).catch((err: unknown) => this.log({ event: "upgrade-error", error: (err as Error).message }));
     void this.queue.add(() => this.judge()).catch((err: unknown) => this.log({ event: "upgrade-error", error: (err as Error).message }));
   }
 

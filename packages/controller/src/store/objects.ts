@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import { Objm, type ObjectStore } from "@nats-io/obj";
@@ -76,12 +77,15 @@ export class AgentUpgradeStore {
 
   /**
    * Stores `code` under the manifest's object name, the signed manifest in
-   * its metadata; a bundle already stored with the same digest is kept as
-   * it is. Then removes old bundles no target names (keepBundles).
+   * its metadata; an object already stored with the same digest (SHA-256 of
+   * its bytes, ADR-20) and the same manifest is kept as it is. Then removes
+   * old bundles no target names (keepBundles).
    */
   async putBundle(code: Uint8Array, manifest: BundleManifest): Promise<void> {
     const have = await this.os.info(manifest.object);
-    if (!have || have.deleted || have.size !== code.length || have.metadata?.[MANIFEST_METADATA_KEY] === undefined || (JSON.parse(have.metadata[MANIFEST_METADATA_KEY]) as BundleManifest).sha256 !== manifest.sha256) {
+    // ADR-20's digest of what is stored: an object changed since (or a different manifest) is stored again.
+    const digest = `SHA-256=${createHash("sha256").update(code).digest("base64url")}=`;
+    if (!have || have.deleted || have.size !== code.length || have.digest !== digest || have.metadata?.[MANIFEST_METADATA_KEY] !== JSON.stringify(manifest)) {
       await this.os.putBlob({ name: manifest.object, description: `netfleet-agent ${manifest.version}`, metadata: { [MANIFEST_METADATA_KEY]: JSON.stringify(manifest) } }, code);
     }
     await this.keepBundles(manifest.object);
@@ -149,6 +153,35 @@ export class AgentUpgradeStore {
   get objects(): ObjectStore {
     return this.os;
   }
+}
+
+/**
+ * What each host's agent says it runs, for `netfleet status` (StatusSources.agent):
+ * reads `run.<host>` of KV `nf_<site>_agent` without creating the bucket
+ * (opened once, on first use; a site without it gives undefined for every host).
+ * Errors of a read give undefined for that host.
+ */
+export function agentVersionSource(nc: NatsConnection, site: string): (host: string) => Promise<AgentRunning | undefined> {
+  let kv: Promise<KV | undefined> | undefined;
+  return async (host) => {
+    kv ??= new Kvm(nc).open(agentBucket(site)).then(
+      (b) => b,
+      () => undefined,
+    );
+    const bucket = await kv;
+    if (!bucket) {
+      kv = undefined;
+      return undefined;
+    }
+    const e = liveValue(await bucket.get(runKey(host)).catch(() => null));
+    if (!e) return undefined;
+    try {
+      const r = decodeRunning(`kv ${agentBucket(site)}/${runKey(host)}`, e.value);
+      return r.host === host && r.site === site ? r : undefined;
+    } catch {
+      return undefined;
+    }
+  };
 }
 
 /** Re-exported for callers that decode a record themselves. */

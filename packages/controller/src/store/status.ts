@@ -25,6 +25,15 @@ export interface HostStatus {
   corrective: CorrectiveStatus;
   /** Warnings in the last report's resource comments (e.g. `foreign-drop:`), see reportWarnings. */
   warnings: ResourceWarning[];
+  /**
+   * The agent version the host runs, as its agent last wrote it to
+   * `run.<host>` of KV `nf_<site>_agent` (agent fleet/upgrade.ts): version,
+   * its bundle's sha256 (null: not run from a bundle), the upgrade state
+   * ("running", "upgrading", "refused", "reverted", "failed", "unsupported"),
+   * the reason of a refusal or revert, when. Null: never reported (an agent
+   * without upgrade support, or a site that never rolled out an agent).
+   */
+  agent: { version: string; sha256: string | null; state: string; reason?: string; at: string } | null;
 }
 
 /** Where the status rows are read from. */
@@ -41,6 +50,8 @@ export interface StatusSources {
   lastSeen: (host: string) => string | undefined;
   /** How long the registry read retries through a failover (ms). */
   retryMs: number;
+  /** What the host's agent says it runs (store/objects.ts agentVersionSource); without it, every row's `agent` is null. */
+  agent?: (host: string) => Promise<{ version: string; sha256: string | null; state: string; reason?: string; at: string } | undefined>;
 }
 
 /**
@@ -61,6 +72,7 @@ export async function readStatus(s: StatusSources): Promise<HostStatus[]> {
     const corrective = await withRetry(() => readCorrective(s.corrective, { site: s.site, host }), 10_000).catch(
       (err: unknown): CorrectiveStatus => ({ ...NO_CORRECTIVE, error: (err as Error).message }),
     );
+    const running = s.agent ? await s.agent(host).catch(() => undefined) : undefined;
     const desired = desiredEntry ? { revision: desiredEntry.envelope.revision, hash: desiredEntry.envelope.assignment.hash } : null;
     const applied = report
       ? { revision: report.revision, hash: report.hash, rolledBack: report.rolledBack, ...(report.rolledBackRevision ? { rolledBackRevision: report.rolledBackRevision } : {}), at: report.at }
@@ -80,6 +92,7 @@ export async function readStatus(s: StatusSources): Promise<HostStatus[]> {
       failures: (report?.results ?? []).filter((r) => r.result === false).map((r) => ({ id: r.id, ...(r.comment ? { comment: r.comment } : {}) })),
       corrective,
       warnings: reportWarnings(report),
+      agent: running ? { version: running.version, sha256: running.sha256, state: running.state, ...(running.reason ? { reason: running.reason } : {}), at: running.at } : null,
     });
   }
   return rows;
