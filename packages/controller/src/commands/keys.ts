@@ -1,4 +1,5 @@
-import { generateSigningKeys, newJoinToken, signKeyAnnouncement, type KeyAnnouncement } from "@netfleet/shared";
+import { randomBytes } from "node:crypto";
+import { generateSigningKeys, signKeyAnnouncement, type KeyAnnouncement } from "@netfleet/shared";
 import type { ControlPlane } from "../control-plane.ts";
 import type { CommandOutput } from "../output.ts";
 import type { ResignResult } from "../store/desired.ts";
@@ -135,11 +136,13 @@ export interface EnrollmentRotation {
 }
 
 /**
- * `netfleet keys rotate-enrollment`: a new join token; the one it replaces
- * stays accepted until now + `overlapMs` (secrets.json `enrollment.previous`),
+ * `netfleet keys rotate-enrollment`: a new join token, same id (the
+ * enrollment user's NATS password, which per-host tokens carry too) and a
+ * new secret (24 random bytes, base64url); the token it replaces stays
+ * accepted until now + `overlapMs` (secrets.json `enrollment.previous`),
  * then refused. Enrolled hosts hold their own NATS users and are not
- * affected. A running serve picks the change up when it reads the secrets
- * again (see the README); only the state dir is written here.
+ * affected. Only the state dir is written here: the controller reads the
+ * accepted tokens from it (acceptedEnrollmentTokens).
  */
 export async function rotateEnrollment(home: ControllerHome, o: { overlapMs: number; now?: Date }): Promise<EnrollmentRotation> {
   const secrets = await home.secrets(undefined, { create: false });
@@ -148,7 +151,9 @@ export async function rotateEnrollment(home: ControllerHome, o: { overlapMs: num
   const earlier = (secrets.enrollment.previous ?? []).filter((p) => Date.parse(p.notAfter) > now.getTime());
   const { enrollPassword, token } = secrets.enrollment;
   const previous = o.overlapMs > 0 ? [...earlier, { enrollPassword, token, notAfter }] : earlier;
-  const fresh = newJoinToken();
+  // The id (the enrollment user's NATS password) stays: per-host tokens minted earlier carry it, and the site token
+  // alone only ever asks for a quarantined claim; the secret, what the facts present, is new.
+  const fresh = { enrollPassword, token: `${enrollPassword}.${randomBytes(24).toString("base64url")}` };
   await home.saveSecrets({ ...secrets, enrollment: { ...fresh, previous } });
   return { site: secrets.site, token: fresh.token, previous: previous.map((p) => ({ enrollPassword: p.enrollPassword, notAfter: p.notAfter })) };
 }
