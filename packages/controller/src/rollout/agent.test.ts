@@ -1,0 +1,100 @@
+import { describe, expect, it } from "vitest";
+import { sha256Hex, type AgentRunning, type AgentTarget, type BundleManifest } from "@netfleet/agent";
+import { generateSigningKeys } from "@netfleet/shared";
+import type { AgentUpgradeStore } from "../store/objects.ts";
+import { runAgentRollout } from "./agent.ts";
+import type { RolloutEvent } from "./events.ts";
+
+const signing = generateSigningKeys();
+const OLD = Buffer.from("old bundle");
+const NEW = Buffer.from("new bundle");
+
+/**
+ * An in-memory upgrade store whose "agents" answer a target at once: on the new sha256 they run it, unless
+ * `outcome(host)` says "refused" or "reverted" for it (then they stay on the old one and say so).
+ */
+function fakeStore(outcome: (host: string) => "ok" | "refused" | "reverted" | "silent") {
+  const runs = new Map<string, AgentRunning>();
+  const targets: AgentTarget[] = [];
+  const bundles: BundleManifest[] = [];
+  const at = () => new Date().toISOString();
+  for (const h of ["a", "b", "c", "d"]) runs.set(h, { protocol: "1.1", kind: "agent-running", site: "lab", host: h, version: "1", sha256: sha256Hex(OLD), size: OLD.length, state: "running", at: at() });
+  const store = {
+    putBundle: async (_code: Uint8Array, m: BundleManifest) => void bundles.push(m),
+    setTarget: async (t: AgentTarget) => {
+      targets.push(t);
+      const cur = runs.get(t.host)!;
+      const to = { version: t.manifest.version, sha256: t.manifest.sha256, revision: t.revision };
+      const o = t.manifest.sha256 === sha256Hex(OLD) ? "back" : outcome(t.host);
+      if (o === "silent") return 1;
+      if (o === "back" || o === "ok") runs.set(t.host, { ...cur, version: t.manifest.version, sha256: t.manifest.sha256, state: "running", target: to, at: at() });
+      else runs.set(t.host, { ...cur, state: o, target: to, reason: `${o} on purpose`, at: at() });
+      return 1;
+    },
+    running: async (h: string) => runs.get(h),
+    waitRunning: async (h: string, done: (r: AgentRunning) => boolean) => {
+      const r = runs.get(h);
+      return { report: r, timedOut: !(r && done(r)) };
+    },
+  };
+  return { store: store as unknown as AgentUpgradeStore, runs, targets, bundles };
+}
+
+const lock = {
+  acquire: async (owner: string) => ({ owner, acquiredAt: "", revision: 1 }),
+  renew: async (l: never) => l,
+  release: async () => {},
+};
+
+async function roll(outcome: (host: string) => "ok" | "refused" | "reverted" | "silent", maxFail = 0) {
+  const f = fakeStore(outcome);
+  const events: RolloutEvent[] = [];
+  const out = await runAgentRollout({ site: "lab", upgrades: f.store, lock, signing }, ["d", "c", "b", "a"].map((host) => ({ host, role: "vmhost" })), { code: NEW, version: "2" }, { batch: { count: 2 }, maxFail: { count: maxFail } }, (e) => events.push(e));
+  return { ...f, out, events };
+}
+
+describe("runAgentRollout (in-memory agents)", () => {
+  it("positive control: canary then waves of --batch, every host on the new version", async () => {
+    const { out, events, runs, bundles } = await roll(() => "ok");
+    expect(out.result).toBe("success");
+    expect(events.filter((e) => e.event === "wave").map((e) => (e as { hosts: string[] }).hosts)).toEqual([["a"], ["b", "c"], ["d"]]);
+    expect([...runs.values()].every((r) => r.version === "2")).toBe(true);
+    expect(bundles[0]).toMatchObject({ version: "2", sha256: sha256Hex(NEW), size: NEW.length, object: `agent-2-${sha256Hex(NEW).slice(0, 12)}.mjs` });
+  });
+
+  it("a refused canary stops the rollout: no other host gets a target, the canary is set back to its old bundle", async () => {
+    const { out, events, targets, runs } = await roll((h) => (h === "a" ? "refused" : "ok"));
+    expect(out.result).toBe("failed");
+    expect(events).toContainEqual(expect.objectContaining({ event: "budget-exceeded", canary: true }));
+    expect(events.find((e) => e.event === "host-done")).toMatchObject({ host: "a", ok: false, error: "refused: refused on purpose" });
+    expect(new Set(targets.map((t) => t.host))).toEqual(new Set(["a"]));
+    expect(targets.at(-1)!.manifest).toMatchObject({ version: "1", sha256: sha256Hex(OLD), size: OLD.length });
+    expect(runs.get("a")).toMatchObject({ version: "1", state: "running" });
+    expect(events).toContainEqual(expect.objectContaining({ event: "host-reverted", host: "a", ok: true }));
+  });
+
+  it("over the budget in a wave: stops, and every host it touched goes back to the old bundle", async () => {
+    const { out, targets, runs } = await roll((h) => (h === "b" ? "reverted" : "ok"));
+    expect(out.result).toBe("failed");
+    expect(targets.some((t) => t.host === "d")).toBe(false);
+    for (const h of ["a", "b", "c"]) expect(runs.get(h)).toMatchObject({ version: "1", sha256: sha256Hex(OLD) });
+    expect(runs.get("d")).toMatchObject({ version: "1" });
+  });
+
+  it("within the budget: partial, the failed host reported, the rest upgraded", async () => {
+    const { out, runs } = await roll((h) => (h === "c" ? "refused" : "ok"), 1);
+    expect(out.result).toBe("partial");
+    expect(runs.get("c")).toMatchObject({ version: "1", state: "refused" });
+    for (const h of ["a", "b", "d"]) expect(runs.get(h)!.version).toBe("2");
+  });
+
+  it("hosts already on the bundle are unchanged and get no target", async () => {
+    const f = fakeStore(() => "ok");
+    for (const h of ["a", "b"]) f.runs.set(h, { ...f.runs.get(h)!, version: "2", sha256: sha256Hex(NEW) });
+    const events: RolloutEvent[] = [];
+    const out = await runAgentRollout({ site: "lab", upgrades: f.store, lock, signing }, ["a", "b", "c"].map((host) => ({ host, role: "vmhost" })), { code: NEW, version: "2" }, {}, (e) => events.push(e));
+    expect(out.result).toBe("success");
+    expect(f.targets.map((t) => t.host)).toEqual(["c"]);
+    expect(events.find((e) => e.event === "rollout")).toMatchObject({ unchanged: ["a", "b"] });
+  });
+});
