@@ -1,4 +1,6 @@
 import { randomBytes } from "node:crypto";
+import { open, readFile, rm } from "node:fs/promises";
+import { join } from "node:path";
 import { generateSigningKeys, signKeyAnnouncement, type KeyAnnouncement } from "@netfleet/shared";
 import type { ControlPlane } from "../control-plane.ts";
 import type { CommandOutput } from "../output.ts";
@@ -46,6 +48,57 @@ export interface KeyChange {
   resigned: ResignResult[];
 }
 
+/** Another keys command holds the state dir's keys.lock. */
+export class KeysBusyError extends Error {
+  constructor(file: string, holder: string) {
+    super(`${file}: another netfleet keys command is running (${holder}); try again when it has ended`);
+    this.name = "KeysBusyError";
+  }
+}
+
+/** Whether a process of this pid exists (kill(2) with signal 0; EPERM: it exists, as another user's). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * Runs `work` holding `<state-dir>/keys.lock` (created with O_CREAT|O_EXCL,
+ * open(2) flag "wx"; holds this pid; removed after): two keys commands
+ * changing secrets.json and the published chain at once would each sign a
+ * link n+1, and agents would follow a key whose private half the other
+ * overwrote. A lock left by a process that no longer exists is taken over.
+ * @throws KeysBusyError when a live process holds it.
+ */
+async function withKeysLock<T>(home: ControllerHome, work: () => Promise<T>): Promise<T> {
+  const file = join(home.dir, "keys.lock");
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const handle = await open(file, "wx", 0o600);
+      await handle.writeFile(`${process.pid}\n`);
+      await handle.close();
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST" || attempt > 0) {
+        if ((err as NodeJS.ErrnoException).code === "EEXIST") throw new KeysBusyError(file, "lock taken over meanwhile");
+        throw err;
+      }
+      const pid = Number((await readFile(file, "utf8").catch(() => "")).trim());
+      if (Number.isSafeInteger(pid) && pid > 0 && alive(pid)) throw new KeysBusyError(file, `pid ${pid}`);
+      await rm(file, { force: true });
+    }
+  }
+  try {
+    return await work();
+  } finally {
+    await rm(file, { force: true });
+  }
+}
+
 async function refuseDuringRollout(cp: ControlPlane): Promise<void> {
   const holder = await cp.lock.holder();
   if (holder) throw new RolloutRunningError(holder.owner, holder.acquiredAt);
@@ -62,9 +115,22 @@ function chainOf(secrets: ControllerSecrets): KeyAnnouncement[] {
  * (an agent reads the chain when it meets an assignment signed by a key it
  * does not hold as active). Idempotent: also what finishes a rotation whose
  * publish failed half-way (`netfleet keys publish`).
+ * @throws Error when the chain already published is not the start of this
+ * one (a state dir restored from an older copy): nothing is written.
  */
 export async function publishKeys(cp: ControlPlane, secrets: ControllerSecrets): Promise<{ chainRevision: number; resigned: ResignResult[] }> {
-  const chainRevision = await cp.desired.publishSigningChain(secrets.site, chainOf(secrets));
+  const links = chainOf(secrets);
+  const published = await cp.desired.readSigningChain().catch(() => undefined);
+  if (published) {
+    const differs = published.links.findIndex((l, i) => links[i]?.signature !== l.signature);
+    if (differs >= 0) {
+      throw new Error(
+        `the published key chain (${published.links.length} links) is not the start of the one in secrets.json (${links.length} links; link ${differs + 1} differs): ` +
+          "agents that followed it would refuse this controller's key; was the state dir restored from an older copy?",
+      );
+    }
+  }
+  const chainRevision = await cp.desired.publishSigningChain(secrets.site, links);
   const resigned = await cp.desired.withKey(secrets.signing.privateKeyPem).resign(secrets.signing.keyId, (host) => cp.applied.running(host));
   return { chainRevision, resigned };
 }
@@ -77,9 +143,14 @@ export async function publishKeys(cp: ControlPlane, secrets: ControllerSecrets):
  * private key is dropped), then the chain is published and every desired
  * entry re-signed with the new key (publishKeys). Agents accept the old key
  * until `notAfter` (their clock), or until `netfleet keys retire`.
- * @throws RolloutRunningError while a rollout holds the lock (nothing changed).
+ * @throws RolloutRunningError while a rollout holds the lock, KeysBusyError
+ * while another keys command runs (nothing changed either way).
  */
-export async function rotateSigningKey(home: ControllerHome, cp: ControlPlane, o: { overlapMs: number; now?: Date }): Promise<KeyChange> {
+export function rotateSigningKey(home: ControllerHome, cp: ControlPlane, o: { overlapMs: number; now?: Date }): Promise<KeyChange> {
+  return withKeysLock(home, () => rotateLocked(home, cp, o));
+}
+
+async function rotateLocked(home: ControllerHome, cp: ControlPlane, o: { overlapMs: number; now?: Date }): Promise<KeyChange> {
   await refuseDuringRollout(cp);
   const secrets = await home.secrets(undefined, { create: false });
   const now = o.now ?? new Date();
@@ -104,9 +175,14 @@ export async function rotateSigningKey(home: ControllerHome, cp: ControlPlane, o
  * `netfleet keys retire`: every earlier key still in its overlap is refused
  * from now on, by one retirement link each (signed by the current key),
  * whatever its `notAfter`; then published as rotateSigningKey does.
- * @throws RolloutRunningError while a rollout holds the lock (nothing changed).
+ * @throws RolloutRunningError while a rollout holds the lock, KeysBusyError
+ * while another keys command runs (nothing changed either way).
  */
-export async function retireSigningKeys(home: ControllerHome, cp: ControlPlane, o: { now?: Date } = {}): Promise<KeyChange> {
+export function retireSigningKeys(home: ControllerHome, cp: ControlPlane, o: { now?: Date } = {}): Promise<KeyChange> {
+  return withKeysLock(home, () => retireLocked(home, cp, o));
+}
+
+async function retireLocked(home: ControllerHome, cp: ControlPlane, o: { now?: Date }): Promise<KeyChange> {
   await refuseDuringRollout(cp);
   const secrets = await home.secrets(undefined, { create: false });
   const now = o.now ?? new Date();
@@ -128,6 +204,14 @@ export async function retireSigningKeys(home: ControllerHome, cp: ControlPlane, 
   return { site: secrets.site, keyId: secrets.signing.keyId, previous: retired.map((p) => ({ keyId: p.keyId, notAfter: now.toISOString() })), links, chainLength: chain.length, chainRevision, resigned };
 }
 
+/** `netfleet keys publish`: publishKeys with the state dir's secrets, under keys.lock. */
+export function republishKeys(home: ControllerHome, cp: ControlPlane): Promise<{ secrets: ControllerSecrets; chainRevision: number; resigned: ResignResult[] }> {
+  return withKeysLock(home, async () => {
+    const secrets = await home.secrets(undefined, { create: false });
+    return { secrets, ...(await publishKeys(cp, secrets)) };
+  });
+}
+
 /** What `netfleet keys rotate-enrollment` did: the new token, and until when the earlier ones are accepted. */
 export interface EnrollmentRotation {
   site: string;
@@ -143,8 +227,13 @@ export interface EnrollmentRotation {
  * then refused. Enrolled hosts hold their own NATS users and are not
  * affected. Only the state dir is written here: the controller reads the
  * accepted tokens from it (acceptedEnrollmentTokens).
+ * @throws KeysBusyError while another keys command runs (nothing changed).
  */
-export async function rotateEnrollment(home: ControllerHome, o: { overlapMs: number; now?: Date }): Promise<EnrollmentRotation> {
+export function rotateEnrollment(home: ControllerHome, o: { overlapMs: number; now?: Date }): Promise<EnrollmentRotation> {
+  return withKeysLock(home, () => rotateEnrollmentLocked(home, o));
+}
+
+async function rotateEnrollmentLocked(home: ControllerHome, o: { overlapMs: number; now?: Date }): Promise<EnrollmentRotation> {
   const secrets = await home.secrets(undefined, { create: false });
   const now = o.now ?? new Date();
   const notAfter = new Date(now.getTime() + o.overlapMs).toISOString();

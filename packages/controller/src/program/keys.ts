@@ -89,11 +89,10 @@ export function addKeysCommands(program: Command, ctx: Context): void {
     .addOption(natsOption())
     .addOption(jsonOption())
     .action(withExitCode(async (dir: string | undefined, o: KeysFlags, cmd: Command) => {
-      const { publishKeys } = await import("../commands/keys.ts");
+      const { republishKeys } = await import("../commands/keys.ts");
       const out = ctx.output(o.json ?? false);
       return withControl(cmd, o, dir, out, async ({ cp, home }) => {
-        const secrets = await home.secrets(undefined, { create: false });
-        const { chainRevision, resigned } = await publishKeys(cp, secrets);
+        const { secrets, chainRevision, resigned } = await republishKeys(home, cp);
         const failed = resigned.filter((r) => r.error !== undefined);
         if (out.json) out.emit({ action: "publish", site: secrets.site, keyId: secrets.signing.keyId, chainLength: secrets.signingChain?.length ?? 0, chainRevision, resigned });
         else {
