@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { assignmentFor, eventually, inventoryHost, startAgent, startSite, stopAll, type Site, type TestAgent } from "./harness.ts";
+import { TOKEN, assignmentFor, eventually, inventoryHost, startAgent, startSite, stopAll, type Site, type TestAgent } from "./harness.ts";
 
 const hosts = [inventoryHost("hv1", "52:54:00:00:01:01"), inventoryHost("hv2", "52:54:00:00:02:02")];
 let site: Site | undefined;
@@ -11,16 +11,17 @@ afterEach(async () => {
 });
 
 describe("enrollment", () => {
-  it("approves an agent whose token matches and whose hostname is in the inventory; it then receives its assignment", async () => {
+  it("approves an agent with a host token minted for its inventory name; it then receives its assignment", async () => {
     site = await startSite({ basePort: 31000, hosts });
-    const agent = startAgent(site, { hostname: "hv1" });
+    const token = site.hostToken("hv1");
+    const agent = startAgent(site, { hostname: "hv1", token });
     agents.push(agent);
     await agent.started;
     expect(agent.client.host).toBe("hv1");
     const record = await site.cp.registry.get("hv1");
-    expect(record).toMatchObject({ state: "approved", matchedBy: "hostname", inventory: true, reason: null });
+    expect(record).toMatchObject({ state: "approved", matchedBy: "token", inventory: true, reason: null });
     expect(record?.facts).toMatchObject({ hostname: "hv1", ovsVersion: "3.1.0", kernel: { "8021q": { loaded: true } } });
-    expect(JSON.stringify(record)).not.toContain("site-enrollment-token");
+    expect(JSON.stringify(record)).not.toContain(token.split(".").at(-1));
 
     const published = await site.cp.publish(assignmentFor("hv1", 1));
     await eventually(() => agent.applied.length === 1, "agent applies revision 1");
@@ -33,12 +34,19 @@ describe("enrollment", () => {
     expect(status.find((s) => s.host === "hv2")).toMatchObject({ enrolled: false, state: "unenrolled", drift: false, desired: null });
   });
 
-  it("quarantines an agent with a wrong token: no credentials, no assignment, until an operator approves it", async () => {
+  it("refuses an agent with a wrong token (nothing recorded), and keeps one with the site token a pending claim until an operator approves it", async () => {
     site = await startSite({ basePort: 31010, hosts });
-    const agent = startAgent(site, { hostname: "hv2", token: "wrong-token" });
+    const wrong = startAgent(site, { hostname: "hv1", token: "wrong-token" });
+    agents.push(wrong);
+    await eventually(() => site!.events.some((e) => e.event === "enroll-refused" && e.reason === "wrong enrollment token"), "wrong token refused");
+    expect(await site.cp.registry.claim("hv1")).toBeUndefined();
+    expect(await site.cp.registry.get("hv1")).toBeUndefined();
+
+    const agent = startAgent(site, { hostname: "hv2", token: TOKEN });
     agents.push(agent);
-    await eventually(async () => (await site!.cp.registry.get("hv2"))?.state === "quarantined", "hv2 quarantined");
-    expect((await site.cp.registry.get("hv2"))?.reason).toBe("wrong enrollment token");
+    await eventually(async () => (await site!.cp.registry.claim("hv2"))?.state === "quarantined", "hv2 a pending claim");
+    expect(await site.cp.registry.get("hv2")).toBeUndefined();
+    expect((await site.cp.registry.claim("hv2"))?.reason).toMatch(/site token: waiting for an operator/);
     await site.cp.publish(assignmentFor("hv2", 1));
     await new Promise((r) => setTimeout(r, 1500));
     expect(agent.client.host).toBeUndefined();
@@ -51,10 +59,15 @@ describe("enrollment", () => {
     await eventually(() => agent.applied.length === 1, "hv2 applies after approval");
   });
 
-  it("matches an agent by management MAC when its hostname is not in the inventory", async () => {
+  it("matches an agent by management MAC to a pending claim only (never an approval); an operator approves it", async () => {
     site = await startSite({ basePort: 31020, hosts });
-    const agent = startAgent(site, { hostname: "localhost", macs: ["02:00:00:00:00:09", "52:54:00:00:02:02"] });
+    const agent = startAgent(site, { hostname: "localhost", macs: ["02:00:00:00:00:09", "52:54:00:00:02:02"], token: TOKEN });
     agents.push(agent);
+    await eventually(async () => (await site!.cp.registry.claim("hv2"))?.matchedBy === "mac", "claim of hv2 by MAC");
+    expect(await site.cp.registry.get("hv2")).toBeUndefined();
+    await new Promise((r) => setTimeout(r, 500));
+    expect(agent.client.host).toBeUndefined();
+    await site.cp.approve("hv2");
     await agent.started;
     expect(agent.client.host).toBe("hv2");
     expect(await site.cp.registry.get("hv2")).toMatchObject({ state: "approved", matchedBy: "mac", facts: { hostname: "localhost" } });
@@ -64,9 +77,9 @@ describe("enrollment", () => {
 
   it("quarantines a host no inventory entry matches, and refuses to approve it", async () => {
     site = await startSite({ basePort: 31030, hosts });
-    const agent = startAgent(site, { hostname: "stranger", macs: ["02:00:00:00:00:77"] });
+    const agent = startAgent(site, { hostname: "stranger", macs: ["02:00:00:00:00:77"], token: TOKEN });
     agents.push(agent);
-    await eventually(async () => (await site!.cp.registry.get("stranger"))?.state === "quarantined", "stranger quarantined");
+    await eventually(async () => (await site!.cp.registry.claim("stranger"))?.state === "quarantined", "stranger quarantined");
     await expect(site.cp.approve("stranger")).rejects.toThrow(/matches no inventory host/);
     const row = (await site.cp.status()).find((s) => s.host === "stranger");
     expect(row).toMatchObject({ inventory: false, enrolled: true, state: "quarantined" });

@@ -10,7 +10,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { FleetMember, type PassResult } from "@netfleet/agent";
-import { ControlPlane } from "@netfleet/controller";
+import { ControlPlane, hostTokenKey, mintHostTokenWithKey } from "@netfleet/controller";
 import { loadInventory, type SigningKeys } from "@netfleet/shared";
 import { simFacts } from "./sim-facts.ts";
 import { readJsonLines } from "../json-lines.ts";
@@ -146,6 +146,13 @@ export interface Serve {
   secrets: ServeSecrets;
   /** The nats-server serve started (its pid file in the state dir). */
   natsPid: number;
+  /** The host-token key in serve's credentials dir: agents enroll with host tokens minted with it (hostToken). */
+  mintKey: Buffer;
+}
+
+/** A fresh host token for `host`, minted like `netfleet hosts token` does: the agent is approved at once. */
+export function hostToken(serve: Serve, host: string): string {
+  return mintHostTokenWithKey(serve.mintKey, { site: SITE, enrollPassword: serve.secrets.enrollment.enrollPassword, host }).token;
 }
 
 /** `netfleet serve <inventory> --listen 127.0.0.1:<port> --state-dir <dir>`; resolves on its ready line. */
@@ -162,7 +169,8 @@ export async function startServe(dir: string, port: number): Promise<Serve> {
     }, "netfleet serve prints its ready line", 40_000);
     const secrets = JSON.parse(await readFile(join(stateDir, "secrets.json"), "utf8")) as ServeSecrets;
     const natsPid = Number((await readFile(join(stateDir, "nats", "nf-1", "nats.pid"), "utf8")).trim());
-    return { proc, url, stateDir, inventoryDir, secrets, natsPid };
+    const mintKey = await hostTokenKey(join(stateDir, "credentials"));
+    return { proc, url, stateDir, inventoryDir, secrets, natsPid, mintKey };
   } catch (err) {
     await stopChild(proc);
     throw err;
@@ -206,8 +214,8 @@ export interface FleetAgent {
   stop(): Promise<void>;
 }
 
-/** An agent process (sim-agent.ts) named `name`, enrolling with `token` (default: serve's join token). */
-export function startAgentProcess(dir: string, serve: Serve, name: string, token = serve.secrets.enrollment.token): FleetAgent {
+/** An agent process (sim-agent.ts) named `name`, enrolling with `token` (default: a host token minted for it). */
+export function startAgentProcess(dir: string, serve: Serve, name: string, token = hostToken(serve, name)): FleetAgent {
   const stateDir = join(dir, "agents", name);
   const runDir = join(dir, "run", name);
   const hostFile = join(dir, `host-${name}.json`);
@@ -232,7 +240,7 @@ export function startAgentProcess(dir: string, serve: Serve, name: string, token
 const OK: PassResult = { summary: { ok: 1, changed: 1, failed: 0, pending: 0 }, results: [{ id: "sysctl[x]", result: true, comment: "changed" }] };
 
 /** A FleetMember in this process (cheaper than a process: the suite's hosts that are only enrolled or waiting). */
-export function startAgentInProcess(dir: string, serve: Serve, name: string, token = serve.secrets.enrollment.token): FleetAgent {
+export function startAgentInProcess(dir: string, serve: Serve, name: string, token = hostToken(serve, name)): FleetAgent {
   const stateDir = join(dir, "agents", name);
   const hostFile = join(dir, `host-${name}.json`);
   const log = new EventLog();

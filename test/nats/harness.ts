@@ -7,10 +7,11 @@ import { simFacts } from "./sim-facts.ts";
 import { readJsonLines } from "../json-lines.ts";
 import { FleetMember, NatsAgent, Toolbox, type FleetMemberOptions, type NatsAgentOptions, type PassResult } from "@netfleet/agent";
 import { SimulatedHostRunner } from "@netfleet/agent/testing";
-import { ControlPlane, NatsServer, controllerUser, enrollmentUser } from "@netfleet/controller";
+import { ControlPlane, NatsServer, controllerUser, enrollmentUser, hostTokenKey, mintHostTokenWithKey } from "@netfleet/controller";
 import { generateSigningKeys, sealAssignment, type HostAssignment, type Host, type SigningKeys } from "@netfleet/shared";
 
 export const SITE = "lab";
+/** The site's join token: it only ever asks for a pending claim (quarantined); agents are approved with host tokens (Site.hostToken). */
 export const TOKEN = "site-enrollment-token-0123456789";
 
 export function inventoryHost(name: string, mac?: string): Host {
@@ -45,6 +46,10 @@ export interface Site {
   enrollPassword: string;
   controllerPassword: string;
   events: Record<string, unknown>[];
+  /** The controller's credentials dir (agent passwords, the host-token key). */
+  credentialsDir: string;
+  /** A fresh host token for `host` (single use, `ttlMs` default 24 h), minted with this controller's key: it enrolls that host at once. */
+  hostToken(host: string, ttlMs?: number): string;
   close(): Promise<void>;
 }
 
@@ -62,6 +67,8 @@ export async function startSite(options: { basePort: number; nodes?: 1 | 3; host
   });
   const signing = generateSigningKeys();
   const events: Record<string, unknown>[] = [];
+  const credentialsDir = join(dir, "credentials");
+  const mintKey = await hostTokenKey(credentialsDir);
   let cp: ControlPlane;
   try {
     cp = await ControlPlane.connect({
@@ -73,7 +80,7 @@ export async function startSite(options: { basePort: number; nodes?: 1 | 3; host
       enrollmentToken: TOKEN,
       enrollmentPassword: enrollPassword,
       signing,
-      credentialsDir: join(dir, "credentials"),
+      credentialsDir,
       userDirectory: server,
       replicas: nodes,
       log: (e) => events.push(e),
@@ -91,6 +98,8 @@ export async function startSite(options: { basePort: number; nodes?: 1 | 3; host
     enrollPassword,
     controllerPassword: password,
     events,
+    credentialsDir,
+    hostToken: (host, ttlMs) => mintHostTokenWithKey(mintKey, { site: SITE, enrollPassword, host, ...(ttlMs !== undefined ? { ttlMs } : {}) }).token,
     async close() {
       await cp.close().catch(() => {});
       await server.stop();
@@ -109,12 +118,16 @@ export interface TestAgent {
 
 const OK: PassResult = { summary: { ok: 1, changed: 1, failed: 0, pending: 0 }, results: [{ id: "sysctl[x]", result: true, comment: "changed" }] };
 
-/** An agent whose apply and rollback only record what they were asked to do. */
+/**
+ * An agent whose apply and rollback only record what they were asked to do.
+ * It enrolls with `token`, by default a host token minted for `hostname`
+ * (approved at once); pass TOKEN (the site token) for a pending claim.
+ */
 export function startAgent(site: Site, options: { hostname: string; macs?: string[]; token?: string } & Partial<FleetMemberOptions>): TestAgent {
   const applied: TestAgent["applied"] = [];
   const rollbacks: TestAgent["rollbacks"] = [];
   const events: Record<string, unknown>[] = [];
-  const { hostname, macs = [], token = TOKEN, ...rest } = options;
+  const { hostname, macs = [], token = site.hostToken(hostname), ...rest } = options;
   const client = new FleetMember({
     site: SITE,
     hostname,
@@ -169,14 +182,14 @@ export interface SimAgent {
   started: Promise<void>;
 }
 
-/** The real agent runtime (engine, daemon, drift repair) in this process, on a simulated sysctl-only host. */
+/** The real agent runtime (engine, daemon, drift repair) in this process, on a simulated sysctl-only host; enrolled with a host token. */
 export function startSimAgent(site: Site, options: { hostname: string; host?: SimulatedHostRunner } & Partial<NatsAgentOptions>): SimAgent {
   const events: Record<string, unknown>[] = [];
   const { hostname, host = new SimulatedHostRunner(), ...rest } = options;
   const agent = new NatsAgent({
     site: SITE,
     servers: site.server.urls,
-    enrollment: { password: site.enrollPassword, token: TOKEN },
+    enrollment: { password: site.enrollPassword, token: site.hostToken(hostname) },
     name: hostname,
     stateDir: join(site.dir, "agents", hostname),
     runner: host,
@@ -202,13 +215,13 @@ export interface AgentProcess {
 
 const REPO = new URL("../..", import.meta.url).pathname;
 
-/** test/nats/sim-agent.ts as a child process (so a test can SIGKILL it); its host state is a file under the site dir. */
+/** test/nats/sim-agent.ts as a child process (so a test can SIGKILL it); its host state is a file under the site dir; enrolled with a host token. */
 export function spawnSimAgent(site: Site, options: { hostname: string; delayMs?: number; intervalMs?: number; confirmDeadlineMs?: number }): AgentProcess {
   const arg = {
     site: SITE,
     servers: site.server.urls,
     enrollPassword: site.enrollPassword,
-    token: TOKEN,
+    token: site.hostToken(options.hostname),
     name: options.hostname,
     stateDir: join(site.dir, "agents", options.hostname),
     hostFile: join(site.dir, `host-${options.hostname}.json`),

@@ -12,3 +12,4 @@ export { enrollmentUser, controllerUser } from "./nats/permissions.ts";
 export { NatsServer } from "./nats/server.ts";
 export { Rollout, type RolloutOptions, type RolloutTarget } from "./rollout/rollout.ts";
 export type { RolloutEvent } from "./rollout/events.ts";
+export { mintHostToken, mintHostTokenWithKey, hostTokenKey, verifyHostToken, HOST_TOKEN_DEFAULT_TTL_MS, HOST_TOKEN_MAX_TTL_MS, type MintHostTokenOptions } from "./enrollment/host-tokens.ts";

@@ -18,11 +18,23 @@ export function controllerCommand(t: Topology, o: LabOptions, args: string[]): s
   return netnsExec(t.controller.namespace, [process.execPath, productBin(o, "controller"), ...args, "--state-dir", t.controller.stateDir, "--nats", t.controller.url]);
 }
 
-/** The site's join token, as `netfleet token` prints it; throws when it printed none. */
+/** The site's join token, as `netfleet token` prints it (a host enrolling with it waits for an operator); throws when it printed none. */
 export async function controllerToken(t: Topology, o: LabOptions): Promise<string> {
   const r = await new LabExec().read([process.execPath, productBin(o, "controller"), "token", o.inventoryDir, "--state-dir", t.controller.stateDir]);
   const token = r.stdout.trim();
   if (!/^[A-Za-z0-9._-]{8,200}$/.test(token)) throw new Error(`netfleet token printed no usable token`);
+  return token;
+}
+
+/**
+ * A host token for one lab host, as `netfleet hosts token NAME` mints it
+ * (single use, 24 h): the agent enrolling with it is approved at once.
+ * Throws when it printed none.
+ */
+export async function controllerHostToken(t: Topology, o: LabOptions, host: string): Promise<string> {
+  const r = await new LabExec().read([process.execPath, productBin(o, "controller"), "hosts", "token", host, o.inventoryDir, "--state-dir", t.controller.stateDir]);
+  const token = r.stdout.trim();
+  if (!/^nfh1\.[A-Za-z0-9._-]{8,400}$/.test(token)) throw new Error(`netfleet hosts token ${host} printed no usable token`);
   return token;
 }
 
@@ -99,8 +111,8 @@ export function agentDaemonPid(o: LabOptions, h: TopoHost): number | undefined {
 /**
  * Starts `netfleet-agent run` detached in the host's namespace, its pid in
  * `<agentDir>/agent.pid`, its output appended to `<agentDir>/agent.log`.
- * `nats`: it enrolls with the join token in `<agentDir>/join-token` (written
- * by lab up) and keeps its state in `<agentDir>/state`; `file`: it follows
+ * `nats`: it enrolls with the host token in `<agentDir>/join-token` (minted
+ * for it by lab up) and keeps its state in `<agentDir>/state`; `file`: it follows
  * the assignment file the lab writes. Returns its pid.
  */
 export function startAgentDaemon(o: LabOptions, t: Topology, h: TopoHost, control: "nats" | "file"): number {
@@ -112,7 +124,7 @@ export function startAgentDaemon(o: LabOptions, t: Topology, h: TopoHost, contro
   return startDetached(agentCommand(o, labHost(h), args), join(h.agentDir, "agent.pid"), join(h.agentDir, "agent.log"));
 }
 
-/** Writes the join token a `nats` agent daemon enrolls with: a file, not argv (ps shows argv to everyone). */
+/** Writes the token (a host token) a `nats` agent daemon enrolls with: a file, not argv (ps shows argv to everyone). */
 export function writeJoinToken(h: TopoHost, token: string): void {
   mkdirSync(h.agentDir, { recursive: true });
   writeFileSync(join(h.agentDir, "join-token"), `${token}\n`, { mode: 0o600 });

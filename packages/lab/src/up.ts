@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { compileSite } from "@netfleet/controller";
 import { loadInventory, type HostAssignment, type Inventory } from "@netfleet/shared";
-import { agentDaemonPid, controllerCommand, controllerToken, ensureController, fleetAtAssignments, startAgentDaemon, writeJoinToken } from "./agents.ts";
+import { agentDaemonPid, controllerCommand, controllerHostToken, ensureController, fleetAtAssignments, startAgentDaemon, writeJoinToken } from "./agents.ts";
 import { converge, converged } from "./converge.ts";
 import { labDown } from "./down.ts";
 import { LabExec, vsctl, waitFor } from "./exec.ts";
@@ -199,11 +199,11 @@ async function agents(up: Up): Promise<void> {
 async function fleetRollout(up: Up): Promise<void> {
   const { o, topo, x, state, step } = up;
   Object.assign(state.pids, await ensureController(topo, o, step));
-  const token = await controllerToken(topo, o);
   for (const h of topo.hosts) {
     let pid = agentDaemonPid(o, h);
     if (pid === undefined) {
-      writeJoinToken(h, token);
+      // A host token per host (single use, bound to its name): approved at once. The site's join token would only queue a claim.
+      writeJoinToken(h, await controllerHostToken(topo, o, h.name));
       pid = startAgentDaemon(o, topo, h, "nats");
       step(`agent ${h.name} started (pid ${pid}), enrolling`);
     }

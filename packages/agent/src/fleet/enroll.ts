@@ -1,7 +1,14 @@
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import pRetry from "p-retry";
 import {
   AgentCredentials,
+  ENROLL_FACTS_MAX_BYTES,
+  Rekey,
   Welcome,
+  rekeyContext,
+  rekeySubject,
+  type BoxKeys,
+  type RekeyReply,
   decodeMessage,
   encodeMessage,
   enrollSubject,
@@ -25,10 +32,17 @@ export interface Claim {
   gatherFacts?: () => Promise<HostFacts>;
 }
 
-/** The enroll message: the claim, the host's facts and the public half of the enrollment key. */
+/**
+ * The enroll message: the claim, the host's facts and the public half of
+ * the enrollment key, within ENROLL_FACTS_MAX_BYTES encoded (the controller
+ * refuses bigger ones): when the interfaces do not fit, physical links
+ * (no link kind) and links with a MAC are kept first, in their order, and
+ * the rest dropped (a hypervisor's hundreds of VM taps say nothing the
+ * controller matches on).
+ */
 export async function enrollFacts(claim: Claim, publicKey: string, host = claim.hostname): Promise<EnrollFacts> {
   const gathered = await (claim.gatherFacts ?? gatherHostFacts)();
-  return {
+  const facts: EnrollFacts = {
     kind: "enroll",
     site: claim.site,
     hostname: host,
@@ -38,6 +52,63 @@ export async function enrollFacts(claim: Claim, publicKey: string, host = claim.
     publicKey,
     sentAt: new Date().toISOString(),
   };
+  return fitFacts(facts, ENROLL_FACTS_MAX_BYTES);
+}
+
+/** `facts` with as many interfaces as fit in `maxBytes` encoded, the most useful first (see enrollFacts). */
+export function fitFacts(facts: EnrollFacts, maxBytes: number): EnrollFacts {
+  if (encodeMessage(facts).length <= maxBytes) return facts;
+  const rank = (i: EnrollFacts["interfaces"][number]) => (i.kind === null ? 0 : 2) + (i.mac ? 0 : 1);
+  const ordered = facts.interfaces.map((i, n) => ({ i, n })).sort((a, b) => rank(a.i) - rank(b.i) || a.n - b.n);
+  const size = (k: number) => encodeMessage({ ...facts, interfaces: ordered.slice(0, k).map((x) => x.i) }).length;
+  let lo = 0;
+  let hi = ordered.length;
+  // The largest k whose encoding fits (size grows with k).
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (size(mid) <= maxBytes) lo = mid;
+    else hi = mid - 1;
+  }
+  return { ...facts, interfaces: ordered.slice(0, lo).sort((a, b) => a.n - b.n).map((x) => x.i) };
+}
+
+/**
+ * Answers a `netfleet hosts rekey` request (Rekey on rekeySubject, a subject
+ * of the agent's own inbox): opens the credentials sealed to this agent's
+ * key for this site and host, checks they are for this host, hands them to
+ * `keep` (which stores them; the agent connects with them once the server
+ * refuses the old password) and answers RekeyReply ok. Anything that does
+ * not open or fit is answered `{ok: false, error}` and nothing is kept.
+ * Returns the subscription (unsubscribe to stop).
+ */
+export function answerRekeys(
+  nc: NatsConnection,
+  site: string,
+  host: string,
+  keys: BoxKeys,
+  keep: (credentials: AgentCredentials) => Promise<void>,
+  log: (event: Record<string, unknown>) => void,
+): Subscription {
+  const sub = nc.subscribe(rekeySubject(site, host));
+  void (async () => {
+    for await (const msg of sub) {
+      let reply: RekeyReply;
+      try {
+        const box = decodeMessage(Rekey, msg.subject, msg.data);
+        if (box.site !== site || box.host !== host) throw new Error(`rekey for ${box.site}/${box.host}, not ${site}/${host}`);
+        const credentials = decodeMessage(AgentCredentials, "rekey", openSealed(keys, box, rekeyContext(site, host)));
+        if (credentials.site !== site || credentials.host !== host) throw new Error("rekey credentials name another host");
+        await keep(credentials);
+        reply = { kind: "rekey-reply", ok: true };
+        log({ event: "rekeyed", host, user: credentials.user });
+      } catch (err) {
+        reply = { kind: "rekey-reply", ok: false, error: (err as Error).message.slice(0, 2000) };
+        log({ event: "rekey-refused", error: (err as Error).message });
+      }
+      if (msg.reply) msg.respond(encodeMessage(reply));
+    }
+  })().catch((err: unknown) => log({ event: "subscription-error", subject: sub.getSubject(), error: (err as Error).message }));
+  return sub;
 }
 
 /** What enrollment needs beyond the claim. */

@@ -2,7 +2,9 @@ import type { ControlPlane } from "../control-plane.ts";
 import { HostNotFoundError } from "../enrollment/service.ts";
 import type { HostRecord } from "../store/registry.ts";
 import { readEnrollments, type HostStatus } from "../store/status.ts";
-import { escapeText } from "@netfleet/shared";
+import { DNS_LABEL, escapeText, loadInventory, type Inventory } from "@netfleet/shared";
+import { HOST_TOKEN_MAX_TTL_MS, mintHostToken } from "../enrollment/host-tokens.ts";
+import { ControllerHome } from "../store/home.ts";
 import type { CommandOutput } from "../output.ts";
 
 function ago(iso: string | null | undefined): string {
@@ -37,8 +39,8 @@ export function hostsRow(r: { host: string; inventory: boolean; state: string; r
   return `${oneLine(r.host, 64).padEnd(16)} ${oneLine(r.state, 32).padEnd(12)} ${oneLine(r.matchedBy ?? "-", 32).padEnd(9)} ${ago(r.lastSeen).padEnd(10)} ${note}`;
 }
 
-/** `netfleet hosts approve|reject NAME`: asks the running controller service (netfleet serve). */
-export async function hostsActionCommand(cp: ControlPlane, action: "approve" | "reject", host: string, out: CommandOutput): Promise<number> {
+/** `netfleet hosts approve|reject|revoke|rekey NAME`: asks the running controller service (netfleet serve). */
+export async function hostsActionCommand(cp: ControlPlane, action: "approve" | "reject" | "revoke" | "rekey", host: string, out: CommandOutput): Promise<number> {
   let record: HostRecord;
   try {
     record = await cp.admin(action, host);
@@ -48,6 +50,57 @@ export async function hostsActionCommand(cp: ControlPlane, action: "approve" | "
   }
   if (out.json) out.emit({ action, host, state: record.state, record });
   else out.line(`${oneLine(host, 64)}: ${oneLine(record.state, 32)}${record.reason ? ` (${oneLine(record.reason, 160)})` : ""}`);
+  return 0;
+}
+
+/**
+ * A host token's lifetime from `--ttl`: a duration (90s, 15m, 24h, 7d), ms.
+ * @throws Error naming the option when it is not one, or not in (0, 30 days].
+ */
+export function parseTtl(text: string): number {
+  const m = /^(\d{1,7})(s|m|h|d)$/.exec(text.trim());
+  const ms = m ? Number(m[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as "s" | "m" | "h" | "d"] : NaN;
+  if (!(ms > 0 && ms <= HOST_TOKEN_MAX_TTL_MS)) throw new Error(`--ttl takes a duration from 1s to 30d (90s, 15m, 24h, 7d), not ${JSON.stringify(text)}`);
+  return ms;
+}
+
+/**
+ * `netfleet hosts token NAME [--ttl 24h]`: mints a host token for one
+ * inventory host and prints it (stdout; with --json `{host, token,
+ * expiresAt}`). Works from the controller's state dir alone (its secrets and
+ * the host-token key in credentials/), no running serve: the controller
+ * checks the token when the agent enrolls. Refuses (exit 2) a host the
+ * inventory (the site folder given, else the one serve recorded) does not list.
+ */
+export async function hostsTokenCommand(
+  o: { stateDir: string; host: string; ttlMs: number; inventory?: Inventory },
+  out: CommandOutput,
+): Promise<number> {
+  const home = new ControllerHome(o.stateDir);
+  let secrets;
+  try {
+    secrets = await home.secrets(o.inventory?.site.name ?? (await home.config())?.site, { create: false });
+  } catch (err) {
+    out.error(`netfleet hosts token: ${(err as Error).message}`);
+    return 1;
+  }
+  let inventory = o.inventory;
+  if (!inventory) {
+    const recorded = (await home.config())?.inventory;
+    if (recorded) inventory = (() => { try { return loadInventory(recorded); } catch { return undefined; } })();
+  }
+  if (!DNS_LABEL.test(o.host)) {
+    out.error(`netfleet hosts token: ${JSON.stringify(o.host)} is not a host name (a DNS label)`);
+    return 2;
+  }
+  if (inventory && !inventory.hosts.some((h) => h.name === o.host)) {
+    out.error(`netfleet hosts token: ${oneLine(o.host, 64)} is not in the inventory of site ${inventory.site.name}`);
+    return 2;
+  }
+  if (!inventory) out.error(`netfleet hosts token: warning: no inventory to check ${oneLine(o.host, 64)} against (give the site folder); the controller refuses it at enrollment if it is not listed`);
+  const minted = await mintHostToken(home.credentialsDir, { site: secrets.site, enrollPassword: secrets.enrollment.enrollPassword, host: o.host, ttlMs: o.ttlMs });
+  if (out.json) out.emit({ host: o.host, token: minted.token, expiresAt: minted.expiresAt.toISOString() });
+  else out.line(minted.token);
   return 0;
 }
 

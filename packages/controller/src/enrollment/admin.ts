@@ -3,22 +3,29 @@ import { AdminReply, AdminRequest, adminSubject, decodeMessage, encodeMessage } 
 import type { HostRecord } from "../store/registry.ts";
 import { HostNotFoundError } from "./service.ts";
 
-/** The operator actions `netfleet hosts approve|reject` asks of the running service. */
+/** The operator actions `netfleet hosts approve|reject|revoke|rekey` ask of the running service. */
 export type AdminAction = AdminRequest["action"];
 
+/** What serves every admin action: EnrollmentService. */
+export interface AdminHandler {
+  admin(action: AdminAction, host: string): Promise<HostRecord>;
+}
+
 /**
- * Serves `netfleet hosts approve|reject` from other controller processes on
+ * Serves `netfleet hosts approve|reject|revoke|rekey` from other controller processes on
  * `nf.<site>.admin` (AdminRequest → AdminReply): only the running service
  * holds the user directory, so only it can change NATS users. A refusal is
  * answered `{ok: false, error}` (cut to 2000 characters). A subscription
  * ended by an error (a permissions violation, a connection closed with an
  * error) is logged as `subscription-error`, not thrown.
+ * `act` is the EnrollmentService (every action), or a function that serves
+ * approve and reject only (revoke and rekey are then refused).
  * Returns the subscription (unsubscribe to stop).
  */
 export function serveAdmin(
   nc: NatsConnection,
   site: string,
-  act: (action: AdminAction, host: string) => Promise<HostRecord>,
+  act: ((action: "approve" | "reject", host: string) => Promise<HostRecord>) | AdminHandler,
   log: (event: Record<string, unknown>) => void,
 ): Subscription {
   const sub = nc.subscribe(adminSubject(site));
@@ -27,7 +34,12 @@ export function serveAdmin(
       let reply: AdminReply;
       try {
         const req = decodeMessage(AdminRequest, msg.subject, msg.data);
-        reply = { ok: true, record: await act(req.action, req.host) };
+        let record: HostRecord;
+        if (typeof act !== "function") record = await act.admin(req.action, req.host);
+        else if (req.action === "approve" || req.action === "reject") record = await act(req.action, req.host);
+        // A bare function only knows approve and reject (it maps anything else to reject): never hand it revoke or rekey.
+        else throw new Error(`this controller service does not serve ${req.action} yet (restart netfleet serve after upgrading)`);
+        reply = { ok: true, record };
       } catch (err) {
         reply = { ok: false, error: (err as Error).message.slice(0, 2000) };
       }
@@ -38,7 +50,7 @@ export function serveAdmin(
 }
 
 /**
- * Asks the running controller service to approve or reject a host.
+ * Asks the running controller service to approve, reject, revoke or rekey a host.
  * @throws Error when no service answers (start `netfleet serve`) or in `timeoutMs`;
  *   HostNotFoundError when the service refused (the host has not enrolled, is not in the inventory, ...).
  */

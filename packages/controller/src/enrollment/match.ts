@@ -26,9 +26,26 @@ export function matchHost(facts: Pick<EnrollFacts, "hostname" | "interfaces">, h
   return { kind: "none" };
 }
 
-/** Constant-time comparison of the presented token with the site's. */
-export function tokenMatches(presented: string, expected: string): boolean {
+/** A join token the controller accepts, until `notAfter` (ISO 8601; none: no end). */
+export interface AcceptedToken {
+  token: string;
+  notAfter?: string;
+}
+
+/**
+ * Whether the presented token is one of the accepted site join tokens (a
+ * bare string: that one token). Each comparison is constant-time (SHA-256
+ * of both, timingSafeEqual); entries whose `notAfter` is at or before `now`
+ * (ms) are skipped.
+ */
+export function tokenMatches(presented: string, accepted: string | readonly AcceptedToken[], now = Date.now()): boolean {
+  const list = typeof accepted === "string" ? [{ token: accepted }] : accepted;
   const a = createHash("sha256").update(presented).digest();
-  const b = createHash("sha256").update(expected).digest();
-  return timingSafeEqual(a, b);
+  let ok = false;
+  for (const t of list) {
+    if (t.notAfter !== undefined && !(Date.parse(t.notAfter) > now)) continue;
+    const b = createHash("sha256").update(t.token).digest();
+    if (timingSafeEqual(a, b)) ok = true;
+  }
+  return ok;
 }

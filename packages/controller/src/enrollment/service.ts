@@ -1,23 +1,33 @@
 import type { Msg, NatsConnection } from "@nats-io/transport-node";
 import {
   DecodeError,
+  ENROLL_FACTS_MAX_BYTES,
   EnrollFacts,
+  RekeyReply,
   agentInboxPrefix,
   decodeMessage,
   encodeMessage,
+  parseHostToken,
+  rekeyContext,
+  rekeySubject,
   seal,
   welcomeContext,
   welcomeSubject,
+  type AdminRequest,
   type AgentCredentials,
   type Host,
+  type Rekey,
   type SigningKeys,
   type Welcome,
 } from "@netfleet/shared";
 import type { HostQueues } from "../nats/host-messages.ts";
 import { agentUserName } from "../nats/permissions.ts";
+import { CLAIMS_MAX } from "../store/buckets.ts";
 import type { CredentialStore, StoredCredential } from "../store/credentials.ts";
-import type { HostRecord, HostRegistry } from "../store/registry.ts";
-import { matchHost, tokenMatches } from "./match.ts";
+import { ClaimsFullError, type HostRecord, type HostRegistry } from "../store/registry.ts";
+import { hostTokenKey, verifyHostToken } from "./host-tokens.ts";
+import { matchHost, tokenMatches, type AcceptedToken } from "./match.ts";
+import { KeyedTokenBuckets, TokenBucket, type RateLimit } from "./rate-limit.ts";
 import type { UserSync } from "./users.ts";
 
 /** An operator action named a host the registry cannot act on (not enrolled, or not in the inventory). */
@@ -30,148 +40,308 @@ export class HostNotFoundError extends Error {
   }
 }
 
+/** Enrollment rate limits (token buckets, rate-limit.ts). */
+export interface EnrollmentLimits {
+  /** Per claimed name (the subject's host token), every enroll message: default 5, then 1 every 2 s. */
+  perName: RateLimit;
+  /** Per site, every message that would write a pending claim (site token): default 50, then 10 a second. */
+  claimsPerSite: RateLimit;
+  /** Pending claims kept at most (default CLAIMS_MAX, 256). */
+  maxClaims: number;
+  /** How long `rekey` waits for the agent to take its new credentials, ms (default 5000). */
+  rekeyTimeoutMs: number;
+}
+
+/** The defaults of EnrollmentLimits. */
+export const DEFAULT_ENROLLMENT_LIMITS: EnrollmentLimits = {
+  perName: { burst: 5, perSecond: 0.5 },
+  claimsPerSite: { burst: 50, perSecond: 10 },
+  maxClaims: CLAIMS_MAX,
+  rekeyTimeoutMs: 5000,
+};
+
 /** What the enrollment service works with. */
 export interface EnrollmentServiceOptions {
   nc: NatsConnection;
   site: string;
   /** Inventory hosts: enrolling agents are matched against them. */
   hosts: readonly Host[];
-  /** The site enrollment token an agent must present in its facts to be approved without an operator. */
-  enrollmentToken: string;
+  /**
+   * The site's join token (`<id>.<secret>`), or the tokens accepted during a rotation (each until its
+   * `notAfter`): an agent presenting one may ask to join (a pending claim), never more.
+   */
+  enrollmentToken: string | readonly AcceptedToken[];
   /** The key id and public key handed to agents in their welcome (the private key signs assignments elsewhere). */
   signing: SigningKeys;
   registry: HostRegistry;
+  /** Agent passwords; its folder also holds the host-token key (host-tokens.ts). */
   credentials: CredentialStore;
   users: UserSync;
   /** The per-host queue enrollment messages are handled in: approve and reject take their turn in it. */
   queues: HostQueues;
   log: (event: Record<string, unknown>) => void;
+  /** Rate limits and caps (default DEFAULT_ENROLLMENT_LIMITS). */
+  limits?: Partial<EnrollmentLimits>;
 }
 
+/** Refusals logged per second at most; the rest are counted in the next `enroll-refused-suppressed` event. */
+const REFUSALS_LOGGED_PER_S = 20;
+
 /**
- * Enrollment: an agent's facts are matched to an inventory host (by
- * hostname or management MAC) and recorded in the registry; with the site
- * token it is approved at once, otherwise quarantined for an operator.
+ * Enrollment. An agent's enroll message (facts, its public key, a token)
+ * is handled by the token it presents:
+ * - a host token minted for this host (host-tokens.ts), valid, unexpired,
+ *   unused, for an inventory host named exactly as the agent enrolls, that
+ *   has no record yet: approved at once; the token's nonce is marked used
+ *   (KV create) first, so a second use is refused;
+ * - the site's join token: a pending claim at most (quarantined, kept in
+ *   the claims bucket apart from the records, at most `maxClaims`),
+ *   matched to an inventory host by hostname or management MAC, for an
+ *   operator to approve (`netfleet hosts approve`);
+ * - anything else: refused, nothing written.
+ * No enroll message ever changes an approved record: the approved agent
+ * asking again (same key) gets its welcome again, nothing more. Messages
+ * over ENROLL_FACTS_MAX_BYTES are refused before parsing; each claimed
+ * name and the site's claims are rate-limited. Every refusal is logged
+ * (`enroll-refused`, with its reason; at most 20 a second, the rest counted).
  * Approving issues the host its own NATS user (written to the user
- * directory) and sends it a welcome sealed to the agent's key; rejecting
- * revokes that user.
+ * directory, the server reloaded) and sends it a welcome sealed to the
+ * agent's key; rejecting and revoking remove that user, which closes the
+ * agent's connection; rekeying hands the connected agent a new password.
  */
 export class EnrollmentService {
   private readonly o: EnrollmentServiceOptions;
+  private readonly limits: EnrollmentLimits;
+  private readonly perName: KeyedTokenBuckets;
+  private readonly claimsPerSite: TokenBucket;
+  private key: Promise<Buffer> | undefined;
+  private refusals = { second: 0, logged: 0, suppressed: 0 };
 
   constructor(options: EnrollmentServiceOptions) {
     this.o = options;
+    this.limits = { ...DEFAULT_ENROLLMENT_LIMITS, ...options.limits };
+    this.perName = new KeyedTokenBuckets(this.limits.perName);
+    this.claimsPerSite = new TokenBucket(this.limits.claimsPerSite);
   }
 
   /**
    * Handles one enrollment message (`nf.<site>.enroll.<host>`, EnrollFacts).
-   * @throws DecodeError for facts that do not decode, name another site, or claim a host the subject does not name.
+   * Refusals (rate, token, a used or foreign host token, claims full) are
+   * logged and return normally.
+   * @throws DecodeError for a message over ENROLL_FACTS_MAX_BYTES, facts that do not decode, name another
+   *   site, or claim a host the subject does not name.
    */
   async enroll(msg: Msg, subjectHost: string): Promise<void> {
+    if (msg.data.length > ENROLL_FACTS_MAX_BYTES) {
+      throw new DecodeError(msg.subject, "", `enroll message of ${msg.data.length} bytes is over the limit of ${ENROLL_FACTS_MAX_BYTES}`);
+    }
     const { site, registry } = this.o;
+    // Parsing is bounded by the size check: a message that does not decode is refused (logged as bad-message) before any limit is spent.
     const facts = decodeMessage(EnrollFacts, msg.subject, msg.data);
     if (facts.site !== site) throw new DecodeError(msg.subject, "site", `facts are for site ${facts.site}`);
     const match = matchHost(facts, this.o.hosts);
     if (subjectHost !== facts.hostname && !(match.kind === "matched" && match.host === subjectHost)) {
       throw new DecodeError(msg.subject, "hostname", `published as ${subjectHost} but claims ${facts.hostname}`);
     }
-    const tokenOk = tokenMatches(facts.token, this.o.enrollmentToken);
+    if (!this.perName.take(subjectHost)) return this.refuse(subjectHost, "rate limit: too many enroll messages for this name");
     const key = match.kind === "matched" ? match.host : facts.hostname;
+    const current = await registry.get(key);
+    if (current?.state === "approved" && current.approvedKey === facts.publicKey) {
+      // The approved agent asking again (it missed its welcome, or announces itself after a start): its welcome is
+      // sent again, sealed to its key; the record is not touched (the key is public: anyone may send this).
+      const credential = await this.o.credentials.get(key);
+      if (credential) this.sendWelcome(facts.hostname, credential);
+      this.o.log({ event: "enroll", host: key, state: "approved", again: true });
+      return;
+    }
     const { token: _token, ...stored } = facts;
     const now = new Date().toISOString();
-    const current = await registry.get(key);
-    const base = {
-      host: key,
-      inventory: match.kind === "matched",
-      matchedBy: match.kind === "matched" ? match.matchedBy : null,
-      facts: stored,
-      claimKey: facts.publicKey,
-      lastSeen: now,
-      firstSeen: current?.firstSeen ?? now,
-    };
-
-    if (current?.state === "approved") {
-      const sameAgent = current.approvedKey === facts.publicKey;
-      // A claim by another key (anyone holding the join token's id can send one) is recorded as a claim only:
-      // the facts, match and last-seen time stay those the approved agent reported.
-      await registry.mutate(key, (cur) =>
-        cur && (sameAgent
-          ? { ...cur, ...base, reason: null }
-          : { ...cur, claimKey: facts.publicKey, reason: "a new agent key claims this host; approve it to hand the host over" }),
-      );
-      this.o.log({ event: "enroll", host: key, state: "approved", again: true, sameAgent });
-      // An agent that missed its welcome asks again with the same key.
-      if (sameAgent) {
-        const credential = await this.o.credentials.get(key);
-        if (credential) this.sendWelcome(facts.hostname, credential);
-      }
-      return;
-    }
-    if (current?.state === "rejected") {
-      await registry.mutate(key, (cur) => cur && { ...cur, ...base });
-      this.o.log({ event: "enroll", host: key, state: "rejected" });
-      return;
-    }
+    if (parseHostToken(facts.token)) return this.enrollWithHostToken(facts.token, stored, current, now);
+    if (!tokenMatches(facts.token, this.o.enrollmentToken)) return this.refuse(facts.hostname, "wrong enrollment token");
+    // The site token: a pending claim, never an approval.
+    if (current?.state === "rejected" && current.claimKey === facts.publicKey) return this.refuse(key, "this agent key was rejected by an operator");
+    if (!this.claimsPerSite.take()) return this.refuse(facts.hostname, "rate limit: too many claims for the site");
     const reason =
       match.kind === "conflict" ? match.reason
       : match.kind === "none" ? "no inventory host has this hostname or management MAC"
-      : tokenOk ? null
-      : "wrong enrollment token";
-    await registry.mutate(key, (cur) => ({ ...base, state: "quarantined", reason: reason ?? "approving", approvedKey: null, approvedAt: null, firstSeen: cur?.firstSeen ?? now }));
-    this.o.log({ event: "enroll", host: key, claimed: facts.hostname, matchedBy: base.matchedBy, state: reason ? "quarantined" : "approving", reason });
-    if (reason === null) await this.grant(key);
+      : current?.state === "approved" ? "a new agent key claims this host (site token); approve it to hand the host over"
+      : match.matchedBy === "mac" ? `claims ${key} by management MAC (site token); an operator must approve it`
+      : "site token: waiting for an operator (or enroll with a host token: netfleet hosts token HOST)";
+    const claim: HostRecord = {
+      host: key,
+      inventory: match.kind === "matched",
+      state: "quarantined",
+      reason,
+      matchedBy: match.kind === "matched" ? match.matchedBy : null,
+      facts: stored,
+      claimKey: facts.publicKey,
+      approvedKey: null,
+      firstSeen: (await registry.claim(key))?.firstSeen ?? now,
+      lastSeen: now,
+      approvedAt: null,
+    };
+    try {
+      await registry.putClaim(claim, this.limits.maxClaims);
+    } catch (err) {
+      if (err instanceof ClaimsFullError) return this.refuse(key, err.message);
+      throw err;
+    }
+    this.o.log({ event: "enroll", host: key, claimed: facts.hostname, matchedBy: claim.matchedBy, state: "quarantined", reason });
+  }
+
+  private async enrollWithHostToken(token: string, facts: HostRecord["facts"], current: HostRecord | undefined, now: string): Promise<void> {
+    const { site, registry } = this.o;
+    const verified = verifyHostToken(await this.hostTokenKey(), site, token);
+    if (!verified.ok) return this.refuse(facts.hostname, verified.reason);
+    const t = verified.token;
+    // Bound to the host name: not to a MAC, not to the subject alone.
+    if (t.host !== facts.hostname) return this.refuse(facts.hostname, `host token is for ${t.host}, not ${facts.hostname}`);
+    if (!this.o.hosts.some((h) => h.name === t.host)) return this.refuse(t.host, "host token for a host that is not in the inventory");
+    if (current?.state === "approved") return this.refuse(t.host, "already approved with another agent key: a host token never replaces it (revoke the host first, then approve)");
+    if (current?.state === "rejected") return this.refuse(t.host, "rejected or revoked by an operator: only netfleet hosts approve enrolls it again");
+    // Single use: the first to create the nonce's key wins, on every server of the cluster.
+    if (!(await registry.useToken(t.nonce, t.host))) return this.refuse(t.host, "host token already used");
+    const from: HostRecord = {
+      host: t.host,
+      inventory: true,
+      state: "quarantined",
+      reason: "approving (host token)",
+      matchedBy: "token",
+      facts,
+      claimKey: facts.publicKey,
+      approvedKey: null,
+      firstSeen: current?.firstSeen ?? now,
+      lastSeen: now,
+      approvedAt: null,
+    };
+    this.o.log({ event: "enroll", host: t.host, matchedBy: "token", state: "approving" });
+    await this.grant(t.host, from);
   }
 
   /**
-   * Approves a host (quarantined, or with a pending claim by a new agent key): new credentials, sealed to the claiming agent.
+   * Runs an operator action (the admin RPC of `netfleet hosts approve|reject|revoke|rekey`).
+   * @throws HostNotFoundError as the action does.
+   */
+  admin(action: AdminRequest["action"], host: string): Promise<HostRecord> {
+    switch (action) {
+      case "approve":
+        return this.approve(host);
+      case "reject":
+        return this.reject(host);
+      case "revoke":
+        return this.revoke(host);
+      case "rekey":
+        return this.rekey(host);
+    }
+  }
+
+  /**
+   * Approves a host: its pending claim (or, with none, its quarantined or
+   * rejected record's last claim) gets new credentials, sealed to the
+   * claiming agent's key; the claim is removed.
    * @throws HostNotFoundError when the host has not enrolled or matches no inventory host.
    */
   approve(host: string): Promise<HostRecord> {
     return this.o.queues.run(host, async () => {
-      const record = await this.o.registry.get(host);
-      if (!record) throw new HostNotFoundError(host, "has not enrolled");
-      if (!record.inventory) throw new HostNotFoundError(host, "matches no inventory host (by hostname or management MAC); add it to the inventory first");
-      return this.grant(host);
+      const from = (await this.o.registry.claim(host)) ?? (await this.o.registry.get(host));
+      if (!from) throw new HostNotFoundError(host, "has not enrolled");
+      if (!from.inventory) throw new HostNotFoundError(host, "matches no inventory host (by hostname or management MAC); add it to the inventory first");
+      return this.grant(host, from);
     });
   }
 
   /**
-   * Refuses a host: its credentials are revoked at once (the server drops its connection on reload).
+   * Refuses a host: its credentials are revoked at once (the server drops
+   * its connection on reload), its pending claim removed, its record kept as `rejected`.
    * @throws HostNotFoundError when the host has not enrolled.
    */
   reject(host: string): Promise<HostRecord> {
+    return this.o.queues.run(host, () => this.withdraw(host, "rejected by operator", false));
+  }
+
+  /**
+   * Revokes an approved host: its NATS user is removed and the servers
+   * reloaded (nats-server closes the connections of a user it no longer
+   * has), any pending claim removed, the record `rejected` with `revokedAt`.
+   * It enrolls again only by an operator's approve.
+   * @throws HostNotFoundError when the host is not approved.
+   */
+  revoke(host: string): Promise<HostRecord> {
+    return this.o.queues.run(host, () => this.withdraw(host, "credentials revoked by operator", true));
+  }
+
+  /**
+   * New NATS credentials for an approved host whose agent is connected: a
+   * new password is sealed to the agent's key and sent as a request to its
+   * inbox (Rekey); once the agent answers that it keeps them, the password is
+   * stored and the servers reloaded, so the old one is refused from then on.
+   * @throws HostNotFoundError when the host is not approved; Error when the agent does not answer within rekeyTimeoutMs
+   *   or refuses (nothing changed then).
+   */
+  rekey(host: string): Promise<HostRecord> {
     return this.o.queues.run(host, async () => {
-      const { registry } = this.o;
-      if (!(await registry.get(host))) throw new HostNotFoundError(host, "has not enrolled");
-      await this.o.credentials.revoke(host);
+      const { site, registry, credentials } = this.o;
+      const record = await registry.get(host);
+      const old = await credentials.get(host);
+      if (record?.state !== "approved" || !record.approvedKey || !old) throw new HostNotFoundError(host, "is not approved");
+      const next = credentials.make(host, old.user, record.approvedKey);
+      const box = seal(record.approvedKey, new TextDecoder().decode(encodeMessage(this.welcomeContent(next))), rekeyContext(site, host));
+      const request: Rekey = { kind: "rekey", site, host, ...box };
+      let reply: RekeyReply;
+      try {
+        const msg = await this.o.nc.request(rekeySubject(site, host), encodeMessage(request), { timeout: this.limits.rekeyTimeoutMs });
+        reply = decodeMessage(RekeyReply, "rekey reply", msg.data);
+      } catch (err) {
+        throw new Error(`${host}: the agent did not take new credentials (${(err as Error).message}); nothing changed (is it connected?)`, { cause: err });
+      }
+      if (!reply.ok) throw new Error(`${host}: the agent refused new credentials: ${reply.error ?? "no reason"}; nothing changed`);
+      await credentials.save(next);
       await this.o.users.sync();
-      const record = await registry.mutate(host, (cur) => cur && { ...cur, state: "rejected", reason: "rejected by operator", approvedKey: null, approvedAt: null });
-      this.o.log({ event: "rejected", host });
-      return record!;
+      this.o.log({ event: "rekeyed", host });
+      return (await registry.get(host))!;
     });
   }
 
-  private async grant(host: string): Promise<HostRecord> {
+  private async withdraw(host: string, reason: string, revoke: boolean): Promise<HostRecord> {
     const { registry } = this.o;
     const record = await registry.get(host);
-    if (!record) throw new HostNotFoundError(host, "has not enrolled");
-    const credential = await this.o.credentials.issue(host, agentUserName(this.o.site, host), record.claimKey);
+    const claim = await registry.claim(host);
+    if (revoke ? record?.state !== "approved" : !record && !claim) throw new HostNotFoundError(host, revoke ? "is not approved" : "has not enrolled");
+    await this.o.credentials.revoke(host);
     await this.o.users.sync();
-    const approved = await registry.mutate(host, (cur) => cur && {
-      ...cur,
+    const now = new Date().toISOString();
+    const base = (record ?? claim)!;
+    const next = await registry.mutate(host, (cur) => ({ ...(cur ?? base), state: "rejected", reason, approvedKey: null, approvedAt: null, revokedAt: now }));
+    if (claim) await registry.removeClaim(host);
+    this.o.log({ event: revoke ? "revoked" : "rejected", host });
+    return next!;
+  }
+
+  /** Issues credentials to `from.claimKey`, writes the approved record, removes any claim, sends the welcome. */
+  private async grant(host: string, from: HostRecord): Promise<HostRecord> {
+    const { registry } = this.o;
+    const credential = await this.o.credentials.issue(host, agentUserName(this.o.site, host), from.claimKey);
+    await this.o.users.sync();
+    const approved = await registry.mutate(host, (cur) => ({
+      ...from,
+      host,
+      inventory: true,
+      firstSeen: cur?.firstSeen ?? from.firstSeen,
       state: "approved",
       reason: null,
       approvedKey: credential.agentKey,
       approvedAt: new Date().toISOString(),
-    });
-    this.sendWelcome(record.facts.hostname, credential);
-    this.o.log({ event: "approved", host, matchedBy: record.matchedBy });
+      revokedAt: cur?.revokedAt ?? null,
+    }));
+    await registry.removeClaim(host);
+    this.sendWelcome(from.facts.hostname, credential);
+    this.o.log({ event: "approved", host, matchedBy: from.matchedBy });
     return approved!;
   }
 
-  private sendWelcome(claimedName: string, credential: StoredCredential): void {
+  private welcomeContent(credential: StoredCredential): AgentCredentials {
     const { site, signing } = this.o;
-    const content: AgentCredentials = {
+    return {
       site,
       host: credential.host,
       user: credential.user,
@@ -179,9 +349,35 @@ export class EnrollmentService {
       inboxPrefix: agentInboxPrefix(site, credential.host),
       signingKey: { keyId: signing.keyId, publicKeyPem: signing.publicKeyPem },
     };
+  }
+
+  private sendWelcome(claimedName: string, credential: StoredCredential): void {
+    const { site } = this.o;
     // Sealed as the wire encoding (with its protocol version), so the agent decodes it like any message.
-    const box = seal(credential.agentKey, new TextDecoder().decode(encodeMessage(content)), welcomeContext(site, claimedName));
+    const box = seal(credential.agentKey, new TextDecoder().decode(encodeMessage(this.welcomeContent(credential))), welcomeContext(site, claimedName));
     const welcome: Welcome = { kind: "welcome", site, hostname: claimedName, ...box };
     this.o.nc.publish(welcomeSubject(site, claimedName), encodeMessage(welcome));
+  }
+
+  private hostTokenKey(): Promise<Buffer> {
+    this.key ??= hostTokenKey(this.o.credentials.dir).catch((err: unknown) => {
+      this.key = undefined;
+      throw err;
+    });
+    return this.key;
+  }
+
+  /** Logs a refused enrollment (nothing was written), at most REFUSALS_LOGGED_PER_S a second. */
+  private refuse(host: string, reason: string): void {
+    const second = Math.floor(Date.now() / 1000);
+    const r = this.refusals;
+    if (second !== r.second) {
+      if (r.suppressed > 0) this.o.log({ event: "enroll-refused-suppressed", count: r.suppressed });
+      this.refusals = { second, logged: 0, suppressed: 0 };
+    }
+    if (this.refusals.logged < REFUSALS_LOGGED_PER_S) {
+      this.refusals.logged++;
+      this.o.log({ event: "enroll-refused", host, reason });
+    } else this.refusals.suppressed++;
   }
 }

@@ -5,21 +5,32 @@ import PQueue from "p-queue";
 /**
  * Work kept in order per host: one task at a time for a host, in the order
  * queued; different hosts run side by side. p-queue has no keyed queue, so
- * this keeps one single-slot queue per host name heard.
+ * this keeps one single-slot queue per host with work queued or running,
+ * and forgets a host's queue once it is empty (a flood of invented host
+ * names leaves nothing behind).
  */
 export class HostQueues {
-  private readonly queues = new Map<string, PQueue>();
+  private readonly queues = new Map<string, { queue: PQueue; tasks: number }>();
 
   /** Runs `work` after everything queued before for `host`; settles as `work` does (a failure does not stop the queue). */
   run<T>(host: string, work: () => Promise<T>): Promise<T> {
-    let queue = this.queues.get(host);
-    if (!queue) this.queues.set(host, (queue = new PQueue({ concurrency: 1 })));
-    return queue.add(work);
+    let entry = this.queues.get(host);
+    if (!entry) this.queues.set(host, (entry = { queue: new PQueue({ concurrency: 1 }), tasks: 0 }));
+    entry.tasks++;
+    const e = entry;
+    return e.queue.add(work).finally(() => {
+      if (--e.tasks === 0 && this.queues.get(host) === e) this.queues.delete(host);
+    }) as Promise<T>;
+  }
+
+  /** How many hosts have work queued or running. */
+  get size(): number {
+    return this.queues.size;
   }
 
   /** Resolves once every host's queue is empty. */
   async idle(): Promise<void> {
-    await Promise.all([...this.queues.values()].map((q) => q.onIdle()));
+    await Promise.all([...this.queues.values()].map((q) => q.queue.onIdle()));
   }
 }
 

@@ -60,6 +60,8 @@ export function agentUser(site: string, host: string, password: string, options:
           reportSubject(site, host),
           heartbeatSubject(site, host),
           directGetSubject(desired, key),
+          // The signed signing-key chain (keys rotation): read only; not a DNS label, so no host is named so.
+          directGetSubject(desired, SIGNING_CHAIN_KEY),
           kvSubject(applied, key),
           directGetSubject(applied, key),
           kvSubject(corrective, key),
@@ -76,6 +78,9 @@ export function agentUser(site: string, host: string, password: string, options:
     },
   };
 }
+
+/** KV key of the desired bucket holding the signed signing-key chain (the same as SIGNING_CHAIN_KEY of signing.ts). */
+const SIGNING_CHAIN_KEY = "_signing";
 
 /** The NATS user name of a host's agent: `agent-<site>-<host>`. */
 export function agentUserName(site: string, host: string): string {

@@ -64,7 +64,7 @@ function listing(cmd: Command, ctx: Context, show: (cp: Connected["cp"], out: Co
     }));
 }
 
-/** The control-plane commands: serve, token, hosts (approve, reject), status, audit. */
+/** The control-plane commands: serve, token, hosts (token, approve, reject, revoke, rekey), status, audit. */
 export function addControlCommands(program: Command, ctx: Context): void {
   program
     .command("serve")
@@ -72,7 +72,7 @@ export function addControlCommands(program: Command, ctx: Context): void {
     .description(
       "The controller service, runs until SIGTERM: starts nats-server (JetStream; default listen = the site's first nats URL; " +
         "--nodes 3: a cluster on PORT, PORT+1, PORT+2) unless --nats names servers someone else runs, answers agent enrollments " +
-        "(right join token: approved with its own NATS user; otherwise quarantined), records heartbeats, serves hosts approve|reject. " +
+        "(a host token from hosts token: approved with its own NATS user; the site join token: a pending claim for an operator), records heartbeats, serves hosts approve|reject|revoke|rekey. " +
         'Prints a JSON "ready" line.',
     )
     .argument("<site-dir>", "the site folder")
@@ -99,8 +99,11 @@ export function addControlCommands(program: Command, ctx: Context): void {
 
   program
     .command("token")
-    .summary("Print the site's join token for netfleet-agent run --token.")
-    .description("Print the site's join token for netfleet-agent run --token (creates the state dir's secrets when given the site).")
+    .summary("Print the site's join token: hosts enrolling with it wait for an operator's approve.")
+    .description(
+      "Print the site's join token (creates the state dir's secrets when given the site). A host enrolling with it is only a pending " +
+        "claim until netfleet hosts approve; netfleet hosts token NAME mints a token that enrolls one host at once.",
+    )
     .argument("[site-dir]", "the site folder")
     .addOption(stateDirOption())
     .addOption(jsonOption())
@@ -117,22 +120,53 @@ export function addControlCommands(program: Command, ctx: Context): void {
 
   const hosts = program
     .command("hosts")
-    .summary("List enrolled and inventory hosts: state, match, last seen; approve or reject one.")
-    .usage("[options] [site-dir]\n       netfleet hosts approve|reject [options] <name>")
-    .description("List enrolled and inventory hosts: state, match, last seen. hosts approve|reject NAME: approve a quarantined host / revoke a host (needs serve running).");
+    .summary("List enrolled and inventory hosts: state, match, last seen; mint a host token; approve, reject, revoke or rekey one.")
+    .usage("[options] [site-dir]\n       netfleet hosts token [options] <name>\n       netfleet hosts approve|reject|revoke|rekey [options] <name>")
+    .description(
+      "List enrolled and inventory hosts: state, match, last seen. hosts token NAME: mint a single-use enrollment token for one " +
+        "inventory host (no serve needed). hosts approve|reject|revoke|rekey NAME: approve a pending claim / refuse a host / " +
+        "revoke its NATS credentials and disconnect it / hand its connected agent new credentials (needs serve running).",
+    );
   listing(hosts, ctx, async (cp, out) => (await import("../commands/hosts.ts")).hostsCommand(cp, out));
-  for (const [action, what] of [["approve", "Approve a quarantined host"], ["reject", "Revoke a host"]] as const) {
+  // The parent's options apply to the subcommands too, but for the program's --version, which means nothing after a subcommand.
+  const parentHelp = {
+    showGlobalOptions: true,
+    visibleGlobalOptions(this: Help, c: Command) {
+      return Help.prototype.visibleGlobalOptions.call(this, c).filter((opt) => opt.long !== "--version");
+    },
+  };
+  hosts
+    .command("token")
+    .description(
+      "Mint a host token for one inventory host and print it: it enrolls that host once, under that name, approved at once, " +
+        "until it expires (--ttl, default 24h, at most 30d). Works from the state dir alone; keep it like a password " +
+        "(netfleet hosts token hv1 > hv1.token; netfleet-agent run --token-file hv1.token).",
+    )
+    .argument("<name>", "the inventory host's name")
+    .argument("[site-dir]", "the site folder, to check the host is in its inventory (default the one serve recorded)")
+    .option("--ttl <duration>", "how long it is accepted: 90s, 15m, 24h, 7d (default 24h, at most 30d)")
+    .configureHelp(parentHelp)
+    .action(withExitCode(async (name: string, dir: string | undefined, _o: unknown, cmd: Command) => {
+      const o = cmd.optsWithGlobals<ControllerFlags & { ttl?: string }>();
+      const out = ctx.output(o.json ?? false);
+      const [{ hostsTokenCommand, parseTtl }, { stateDirOf }] = await Promise.all([import("../commands/hosts.ts"), import("../commands/connect.ts")]);
+      const ttlMs = o.ttl === undefined ? 24 * 3600 * 1000 : checked(cmd, () => parseTtl(o.ttl!));
+      const inventory = await optionalSite(dir, out);
+      if (typeof inventory === "number") return inventory;
+      return hostsTokenCommand({ stateDir: stateDirOf(o.stateDir), host: name, ttlMs, ...(inventory ? { inventory } : {}) }, out);
+    }));
+  const actions = [
+    ["approve", "Approve a host's pending claim (quarantined)"],
+    ["reject", "Refuse a host: its credentials revoked, its claim dropped"],
+    ["revoke", "Revoke an approved host's NATS credentials: its agent is disconnected at once and cannot reconnect"],
+    ["rekey", "Give an approved, connected host new NATS credentials (sealed to its agent's key); the old password stops working"],
+  ] as const;
+  for (const [action, what] of actions) {
     hosts
       .command(action)
       .description(`${what} (needs serve running).`)
       .argument("<name>", "the host's name")
-      // The parent's options apply here too, but for the program's --version, which means nothing after a subcommand.
-      .configureHelp({
-        showGlobalOptions: true,
-        visibleGlobalOptions(c) {
-          return Help.prototype.visibleGlobalOptions.call(this as Help, c).filter((opt) => opt.long !== "--version");
-        },
-      })
+      .configureHelp(parentHelp)
       .action(withExitCode(async (name: string, _o: unknown, cmd: Command) => {
         const o = cmd.optsWithGlobals<ControllerFlags>();
         const out = ctx.output(o.json ?? false);

@@ -27,9 +27,22 @@ export class CredentialStore {
 
   /** A new random password for the host (replacing any), written 0600 with a unique temp file and a rename. */
   async issue(host: string, user: string, agentKey: string): Promise<StoredCredential> {
-    const credential: StoredCredential = { host, user, password: randomBytes(24).toString("base64url"), agentKey, issuedAt: new Date().toISOString() };
-    await writeSecretJson(this.file(host), credential);
+    const credential = this.make(host, user, agentKey);
+    await this.save(credential);
     return credential;
+  }
+
+  /** A new credential (random 24-byte password, base64url) for the host, not stored yet (see save). */
+  make(host: string, user: string, agentKey: string): StoredCredential {
+    return { host, user, password: randomBytes(24).toString("base64url"), agentKey, issuedAt: new Date().toISOString() };
+  }
+
+  /**
+   * Stores a credential (replacing the host's), 0600, unique temp file and rename.
+   * @throws Error when its host is not a DNS label or the file cannot be written.
+   */
+  async save(credential: StoredCredential): Promise<void> {
+    await writeSecretJson(this.file(credential.host), credential);
   }
 
   /**

@@ -1,9 +1,10 @@
-import type { KV, KvEntry } from "@nats-io/kv";
-import { DecodeError, EnrollFacts, decodeMessage, encodeMessage } from "@netfleet/shared";
+import type { KvEntry } from "@nats-io/kv";
+import { DecodeError, EnrollFacts, decodeMessage, encodeMessage, kvStream, kvSubject } from "@netfleet/shared";
 import { z } from "zod";
+import type { RegistryBuckets } from "./buckets.ts";
 import { mutateKey, liveValue, snapshot } from "./kv.ts";
 
-/** A host's enrollment state: quarantined (waiting for an operator), approved, rejected. */
+/** A host's enrollment state: quarantined (waiting for an operator), approved, rejected (also: revoked). */
 export const HostState = z.enum(["quarantined", "approved", "rejected"]);
 export type HostState = z.output<typeof HostState>;
 
@@ -11,14 +12,18 @@ export type HostState = z.output<typeof HostState>;
 export const StoredFacts = EnrollFacts.omit({ token: true });
 export type StoredFacts = z.output<typeof StoredFacts>;
 
-/** One entry of `nf_<site>_hosts`, keyed by inventory host name (or by the claimed name when nothing matched). */
+/**
+ * One entry of `nf_<site>_hosts` (keyed by inventory host name) or of
+ * `nf_<site>_claims` (a pending claim, keyed by the inventory host it
+ * matched or else the claimed name; always `quarantined`).
+ */
 export const HostRecord = z.strictObject({
   host: z.string(),
   inventory: z.boolean(),
   state: HostState,
   /** Why the host is quarantined, or a pending claim on an approved host. */
   reason: z.string().nullable(),
-  matchedBy: z.enum(["hostname", "mac"]).nullable(),
+  matchedBy: z.enum(["hostname", "mac", "token"]).nullable(),
   facts: StoredFacts,
   /** The agent key of the latest claim; `approve` hands credentials to it. */
   claimKey: z.string(),
@@ -27,43 +32,121 @@ export const HostRecord = z.strictObject({
   firstSeen: z.string(),
   lastSeen: z.string(),
   approvedAt: z.string().nullable(),
+  /** When the host's credentials were last revoked or rejected: host tokens minted before it no longer approve it. */
+  revokedAt: z.string().nullable().optional(),
 });
 export type HostRecord = z.output<typeof HostRecord>;
 
-/** The host registry bucket; every write is a compare-and-set. */
+/** A claim was not stored: the site has CLAIMS_MAX pending claims already. */
+export class ClaimsFullError extends Error {
+  constructor(count: number) {
+    super(`${count} pending claims already (the most kept): approve or reject some (netfleet hosts)`);
+    this.name = "ClaimsFullError";
+  }
+}
+
+/**
+ * The host registry: approved (and rejected) records, every write a
+ * compare-and-set, and pending claims kept apart in their own bucket so
+ * that a claim never touches a record; plus the used host-token nonces.
+ */
 export class HostRegistry {
-  private readonly kv: KV;
-  constructor(kv: KV) {
-    this.kv = kv;
+  private readonly b: RegistryBuckets;
+  constructor(buckets: RegistryBuckets) {
+    this.b = buckets;
   }
 
   /**
-   * The host's record, if enrolled.
+   * The host's record, if enrolled (pending claims are not records: see claim()).
    * @throws DecodeError when the stored value is not a record.
    */
   async get(host: string): Promise<HostRecord | undefined> {
-    const entry = liveValue(await this.kv.get(host));
+    const entry = liveValue(await this.b.records.get(host));
     return entry ? decodeRecord(entry) : undefined;
   }
 
-  /** Every record, by host name; one pass over the bucket. */
+  /**
+   * Every record, by host name, and every pending claim for a name that has
+   * no record (shown as quarantined); a claim on a host that has a record
+   * shows in that record's reason. Two passes (records, claims).
+   */
   async list(): Promise<HostRecord[]> {
-    const entries = await snapshot(this.kv);
-    const out: HostRecord[] = [];
-    for (const k of [...entries.keys()].sort()) {
-      try {
-        out.push(decodeRecord(entries.get(k)!));
-      } catch (err) {
-        if (!(err instanceof DecodeError)) throw err;
-      }
+    const records = decodeAll(await snapshot(this.b.records));
+    const claims = decodeAll(await snapshot(this.b.claims));
+    for (const [host, claim] of claims) {
+      const r = records.get(host);
+      if (!r) records.set(host, claim);
+      else if (r.claimKey !== claim.claimKey || r.state !== "approved") records.set(host, { ...r, reason: pendingReason(claim) });
     }
-    return out;
+    return [...records.keys()].sort().map((k) => records.get(k)!);
   }
 
   /** Read-modify-write of one record with compare-and-set (see mutateKey); `change` returns undefined to leave it. */
   mutate(host: string, change: (current: HostRecord | undefined) => HostRecord | undefined): Promise<HostRecord | undefined> {
-    return mutateKey(this.kv, host, decodeRecord, encodeMessage, change);
+    return mutateKey(this.b.records, host, decodeRecord, encodeMessage, change);
   }
+
+  /** The pending claim for a name, if any. @throws DecodeError when the stored value is not a record. */
+  async claim(name: string): Promise<HostRecord | undefined> {
+    const entry = liveValue(await this.b.claims.get(name));
+    return entry ? decodeRecord(entry) : undefined;
+  }
+
+  /** How many pending claims the site has (the claims stream's message count: one per live claim). */
+  async claimCount(): Promise<number> {
+    return (await this.b.claims.status()).values;
+  }
+
+  /**
+   * Stores a pending claim (state quarantined), replacing the one for the
+   * same name; a new name is refused when `max` claims are pending.
+   * @throws ClaimsFullError when full; the server's refusal (max_msgs, max_bytes) when the bucket limits are hit.
+   */
+  async putClaim(record: HostRecord, max: number): Promise<void> {
+    const existing = liveValue(await this.b.claims.get(record.host));
+    if (!existing) {
+      const count = await this.claimCount();
+      if (count >= max) throw new ClaimsFullError(count);
+    }
+    await this.b.claims.put(record.host, encodeMessage({ ...record, state: "quarantined" }));
+  }
+
+  /** Removes a name's pending claim, leaving no marker (a purge of its subject in the claims stream). */
+  async removeClaim(name: string): Promise<void> {
+    // nats.js's KV (a Bucket) carries its bucket name; the interface does not declare it.
+    const bucket = (this.b.claims as unknown as { bucket: string }).bucket;
+    await this.b.jsm.streams.purge(kvStream(bucket), { filter: kvSubject(bucket, name) });
+  }
+
+  /**
+   * Marks a host token's nonce used (a KV create: only the first caller
+   * succeeds, on every server of a cluster). False when it was used before.
+   */
+  async useToken(nonce: string, host: string): Promise<boolean> {
+    try {
+      await this.b.tokens.create(nonce, new TextEncoder().encode(JSON.stringify({ host, at: new Date().toISOString() })));
+      return true;
+    } catch (err) {
+      if (/wrong last sequence|key exists/i.test((err as Error).message) || (err as { code?: unknown }).code === 10071) return false;
+      throw err;
+    }
+  }
+}
+
+function pendingReason(claim: HostRecord): string {
+  return `pending claim by another agent key (${claim.reason ?? "site token"}); approve it to hand the host over`;
+}
+
+function decodeAll(entries: Map<string, KvEntry>): Map<string, HostRecord> {
+  const out = new Map<string, HostRecord>();
+  for (const [k, e] of entries) {
+    try {
+      out.set(k, decodeRecord(e));
+    } catch (err) {
+      if (!(err instanceof DecodeError)) throw err;
+    }
+  }
+  return out;
 }
 
 function decodeRecord(entry: KvEntry): HostRecord {

@@ -21,6 +21,14 @@ export const InterfaceFact = z.strictObject({
   kind: z.string().max(32).nullable(),
 });
 
+/**
+ * Largest enroll message the controller reads, bytes of its encoding (UTF-8
+ * JSON): 16 KiB, room for ~120 interfaces. The agent trims its interface
+ * list to fit (enroll.ts: physical links first); a bigger message is refused
+ * with a DecodeError before it is parsed, and nothing is stored.
+ */
+export const ENROLL_FACTS_MAX_BYTES = 16 * 1024;
+
 /** What an agent tells the controller when it enrolls (and again after each start). */
 export const EnrollFacts = z.strictObject({
   kind: z.literal("enroll"),
@@ -58,6 +66,29 @@ export const AgentCredentials = z.strictObject({
   password: z.string().min(16).max(256),
   inboxPrefix: z.string().max(256),
   signingKey: z.strictObject({ keyId: z.string().regex(/^[0-9a-f]{16}$/), publicKeyPem: z.string().max(1024) }),
+});
+
+/**
+ * New credentials for an approved, connected agent (`netfleet hosts rekey`): the controller sends it as a
+ * request to the agent's own inbox (`rekeySubject`), sealed to the key the agent enrolled with under
+ * `rekeyContext(site, host)`; the content is an AgentCredentials. The agent keeps them and answers a
+ * RekeyReply; only then does the controller swap the password on the server.
+ */
+export const Rekey = z.strictObject({
+  kind: z.literal("rekey"),
+  site: dnsLabel,
+  host: dnsLabel,
+  ephemeralKey: z.string().max(200),
+  iv: z.string().max(64),
+  ciphertext: z.string().max(16384),
+  tag: z.string().max(64),
+});
+
+/** The agent's answer to a Rekey: ok once the new credentials are stored (it reconnects with them when the old ones are refused). */
+export const RekeyReply = z.strictObject({
+  kind: z.literal("rekey-reply"),
+  ok: z.boolean(),
+  error: z.string().max(2000).optional(),
 });
 
 /** How many resources of a pass were ok (already converged), changed, failed, or pending (check mode: would change). */
@@ -166,10 +197,14 @@ export const CheckReply = z.strictObject({
   at: timestamp,
 });
 
-/** Operator requests to the running controller service (`netfleet serve`), controller credentials only. */
+/**
+ * Operator requests to the running controller service (`netfleet serve`), controller credentials only:
+ * approve or reject a host; revoke its NATS credentials (its connection is closed at once); rekey it
+ * (new credentials sealed to the still-connected agent, the old password refused from then on).
+ */
 export const AdminRequest = z.strictObject({
   kind: z.literal("admin"),
-  action: z.enum(["approve", "reject"]),
+  action: z.enum(["approve", "reject", "revoke", "rekey"]),
   host: dnsLabel,
 });
 
@@ -207,6 +242,8 @@ export type Heartbeat = z.output<typeof Heartbeat>;
 export type CheckRequest = z.output<typeof CheckRequest>;
 export type CheckReply = z.output<typeof CheckReply>;
 export type AdminRequest = z.output<typeof AdminRequest>;
+export type Rekey = z.output<typeof Rekey>;
+export type RekeyReply = z.output<typeof RekeyReply>;
 export type AdminReply = z.output<typeof AdminReply>;
 
 /** JSON.parse of a message's bytes (UTF-8) or text. @throws DecodeError naming `source` when it is not JSON. */

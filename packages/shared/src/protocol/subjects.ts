@@ -26,6 +26,20 @@ export function hostsBucket(site: string): string {
   return `nf_${label("site", site)}_hosts`;
 }
 
+/**
+ * Pending enrollment claims (quarantined, waiting for an operator), one key
+ * per claimed name, kept apart from the registry's approved records; only
+ * the controller writes it. Bounded (buckets.ts): count, value size, age.
+ */
+export function claimsBucket(site: string): string {
+  return `nf_${label("site", site)}_claims`;
+}
+
+/** Host tokens already used, one key per token nonce (`kv.create`: a nonce is taken once); controller only. */
+export function usedTokensBucket(site: string): string {
+  return `nf_${label("site", site)}_tokens`;
+}
+
 /** The last report of each agent, written by that agent to its own key. */
 export function appliedBucket(site: string): string {
   return `nf_${label("site", site)}_applied`;
@@ -119,6 +133,16 @@ export function checkSubject(site: string, host: string): string {
 /** Operator requests to the controller service (approve, reject). */
 export function adminSubject(site: string): string {
   return `nf.${label("site", site)}.admin`;
+}
+
+/** Rekey requests to one approved agent: a subject of its own inbox, which only that agent may subscribe to. */
+export function rekeySubject(site: string, host: string): string {
+  return `${agentInboxPrefix(site, host)}.rekey`;
+}
+
+/** Authenticated context of sealed rekey credentials: they open only for this site and host. */
+export function rekeyContext(site: string, host: string): string {
+  return `netfleet rekey ${label("site", site)}/${label("host", host)}`;
 }
 
 /** Replies to an agent go here, so an agent may subscribe to its own replies and nobody else's. */
