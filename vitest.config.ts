@@ -13,6 +13,7 @@ export default defineConfig({
       { test: { name: "nats", include: ["test/nats/**/*.test.ts"], fileParallelism: false, testTimeout: 60_000, hookTimeout: 60_000 } },
       { test: { name: "lab", include: ["test/lab/**/*.test.ts"], fileParallelism: false, testTimeout: 120_000, hookTimeout: 180_000 } },
       { test: { name: "bootstrap", include: ["test/bootstrap/**/*.test.ts"], fileParallelism: false, testTimeout: 120_000, hookTimeout: 180_000 } },
+      { test: { name: "systemd", include: ["test/systemd/**/*.test.ts"], fileParallelism: false, testTimeout: 180_000, hookTimeout: 180_000 } },
       { test: { name: "kernel", include: ["test/kernel/**/*.test.ts"], fileParallelism: false, testTimeout: 300_000, hookTimeout: 400_000 } },
     ],
   },

@@ -14,10 +14,13 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 # `py:MODULE` instead means a module /usr/bin/python3 must import. python3-scapy
 # builds the attack tier's crafted frames (netfleet-lab attack, packages/lab/src/checks/attack.py).
 # zsh: the unit test that the generated zsh completion script parses (zsh -n).
+# systemd, systemd-container: systemd-analyze verify/security of the shipped units, and systemd-nspawn
+# boots the systemd tier's machine (systemd as PID 1) over an overlay of /.
 PACKAGES="openvswitch-switch:ovs-vswitchd dnsmasq-base:dnsmasq nftables:nft nats-server:nats-server
 libvirt-daemon:libvirtd libvirt-daemon-driver-qemu:libvirtd libvirt-clients:virsh iproute2:ip
 iputils-ping:ping ethtool:ethtool isc-dhcp-client:dhclient tcpdump:tcpdump openssh-server:sshd
-qemu-system-x86:qemu-system-x86_64 busybox-static:busybox dnsutils:dig python3-scapy:py:scapy zsh:zsh"
+qemu-system-x86:qemu-system-x86_64 busybox-static:busybox dnsutils:dig python3-scapy:py:scapy zsh:zsh
+systemd:systemd-analyze systemd-container:systemd-nspawn"
 
 # Whether the proof of an entry (command, or py:MODULE) is there.
 present() {

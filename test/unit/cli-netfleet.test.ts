@@ -15,7 +15,7 @@ import { main } from "../../packages/controller/src/main.ts";
 import { memoryOutput } from "../../packages/controller/src/output.ts";
 
 const SITE = join(import.meta.dirname, "..", "..", "inventories", "lab");
-const COMMANDS = ["validate", "plan", "compile", "schema", "bootstrap", "serve", "token", "hosts", "status", "audit", "rollout", "completion"];
+const COMMANDS = ["validate", "plan", "compile", "schema", "bootstrap", "serve", "token", "hosts", "status", "audit", "rollout", "keys", "completion"];
 
 async function run(...argv: string[]) {
   const out = memoryOutput(false);
@@ -61,7 +61,7 @@ describe("netfleet options per command", () => {
     [["status", "--nats", "nats://a b:1"], "netfleet status: --nats"],
     [["hosts", "approve", "h1", "--nats", "x"], "netfleet hosts approve: --nats"],
     [["audit", "vma1", "--since", "yesterday"], "netfleet audit: --since takes a duration"],
-    [["bootstrap", SITE], "netfleet bootstrap: --token is required"],
+    [["bootstrap", SITE, "--token", "abcdefgh.0123456789abcdefXYZ"], "netfleet bootstrap: --token is refused: a token on the command line is shown by ps"],
   ])("%j: a value it cannot take is a usage error before anything runs", async (argv, message) => {
     const r = await run(...argv);
     expect(r.code).toBe(64);
@@ -145,7 +145,7 @@ describe("netfleet completion", () => {
     const complete = (...words: string[]) =>
       execFileSync("bash", ["-c", `source "$0"; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _netfleet; echo "\${COMPREPLY[*]}"`, file, ...words], { cwd: empty, encoding: "utf8" }).trim();
     expect(complete("netfleet", "").split(" ")).toEqual([...COMMANDS, "help"]);
-    expect(complete("netfleet", "hosts", "")).toBe("approve reject"); // and the files of the cwd ([site-dir]): none here
+    expect(complete("netfleet", "hosts", "")).toBe("token approve reject revoke rekey"); // and the files of the cwd ([site-dir]): none here
     writeFileSync(join(empty, "site.yaml"), "");
     expect(complete("netfleet", "validate", "")).toBe("site.yaml");
     expect(complete("netfleet", "plan", "--")).toBe("--host --json --help");
