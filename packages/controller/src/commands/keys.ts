@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { open, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { generateSigningKeys, signKeyAnnouncement, type KeyAnnouncement } from "@netfleet/shared";
+import { SIGNING_CHAIN_MAX_LINKS, generateSigningKeys, signKeyAnnouncement, type KeyAnnouncement } from "@netfleet/shared";
 import type { ControlPlane } from "../control-plane.ts";
 import type { CommandOutput } from "../output.ts";
 import type { ResignResult } from "../store/desired.ts";
@@ -109,6 +109,13 @@ function chainOf(secrets: ControllerSecrets): KeyAnnouncement[] {
   return (secrets.signingChain ?? []) as unknown as KeyAnnouncement[];
 }
 
+/** @throws Error when `adding` more links would make a chain agents refuse (SIGNING_CHAIN_MAX_LINKS). */
+function roomFor(chain: readonly KeyAnnouncement[], adding: number): void {
+  if (chain.length + adding > SIGNING_CHAIN_MAX_LINKS) {
+    throw new Error(`the key chain holds ${chain.length} links and agents read at most ${SIGNING_CHAIN_MAX_LINKS}: re-enroll the hosts with a new site key instead`);
+  }
+}
+
 /**
  * Publishes the chain kept in secrets.json and re-signs with the current key
  * every desired entry signed by another, so online agents move over at once
@@ -158,6 +165,7 @@ async function rotateLocked(home: ControllerHome, cp: ControlPlane, o: { overlap
   const next = generateSigningKeys();
   const notAfter = new Date(now.getTime() + o.overlapMs).toISOString();
   const chain = chainOf(secrets);
+  roomFor(chain, 1);
   const link = signKeyAnnouncement({ site: secrets.site, seq: chain.length + 1, next, previousKeyId: old.keyId, previousNotAfter: notAfter }, old.privateKeyPem, now.toISOString());
   const keep = (secrets.signingPrevious ?? []).filter((p) => Date.parse(p.notAfter) > now.getTime() && p.keyId !== old.keyId);
   const updated: ControllerSecrets = {
@@ -188,6 +196,7 @@ async function retireLocked(home: ControllerHome, cp: ControlPlane, o: { now?: D
   const now = o.now ?? new Date();
   const chain = [...chainOf(secrets)];
   const retired = secrets.signingPrevious ?? [];
+  roomFor(chain, retired.length);
   const links: KeyAnnouncement[] = [];
   for (const p of retired) {
     const link = signKeyAnnouncement(

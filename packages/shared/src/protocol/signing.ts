@@ -93,7 +93,7 @@ export interface SigningKeys {
   publicKeyPem: string;
 }
 
-/** A new ed25519 key pair for a site's controller. */
+/** A new Ed25519 key pair (RFC 8032; node:crypto generateKeyPairSync("ed25519")) for a site's controller. */
 export function generateSigningKeys(): SigningKeys {
   const { privateKey, publicKey } = generateKeyPairSync("ed25519");
   return {
@@ -162,7 +162,7 @@ function publicKeyOf(publicKey: KeyObject | string): { key: KeyObject; keyId: st
   });
 }
 
-/** The envelope of `assignment` at `revision`, in this peer's protocol version and release, signed with the controller's key (PKCS#8 PEM). */
+/** The envelope of `assignment` at `revision`, in this peer's protocol version and release, signed with the controller's key (PKCS#8 PEM; pure Ed25519, RFC 8032). */
 export function signAssignment(assignment: HostAssignment, revision: number, privateKeyPem: string, signedAt = new Date().toISOString()): SignedAssignment {
   const { key: privateKey, keyId } = privateKeyOf(privateKeyPem);
   const envelope = { protocol: PROTOCOL_VERSION, assignment, revision, signedAt, release: NETFLEET_RELEASE, keyId };
