@@ -11,6 +11,7 @@ import { AppliedView } from "./store/applied.ts";
 import { openBuckets, type Buckets } from "./store/buckets.ts";
 import { CredentialStore } from "./store/credentials.ts";
 import { DesiredStore, type PublishResult } from "./store/desired.ts";
+import { agentVersionSource } from "./store/objects.ts";
 import { Presence } from "./store/presence.ts";
 import { HostRegistry, type HostRecord } from "./store/registry.ts";
 import { readStatus, type HostStatus } from "./store/status.ts";
@@ -26,8 +27,12 @@ export interface ControlPlaneOptions {
   password: string;
   /** Inventory hosts: enrolling agents are matched against them. */
   hosts: readonly Host[];
-  /** The site enrollment token an agent must present in its facts to be approved without an operator. */
-  enrollmentToken: string;
+  /**
+   * The site enrollment token(s) an agent may present: one, or the accepted
+   * list (current first; a replaced one until its notAfter, ISO 8601), see
+   * acceptedEnrollmentTokens in store/home.ts.
+   */
+  enrollmentToken: string | readonly { token: string; notAfter?: string }[];
   /** NATS password of the shared enrollment user (publish facts, hear welcomes). */
   enrollmentPassword: string;
   /** The site's ed25519 key pair: assignments are signed with it, agents get the public key in their welcome. */
@@ -71,6 +76,8 @@ export class ControlPlane {
   private readonly enrollment: EnrollmentService;
   private readonly presence: Presence;
   private readonly subscriptions: HostSubscriptions;
+  /** What each host's agent says it runs (KV nf_<site>_agent, opened lazily, never created here). */
+  private readonly agentVersions: ReturnType<typeof agentVersionSource>;
 
   private constructor(nc: NatsConnection, options: ControlPlaneOptions, buckets: Buckets) {
     this.nc = nc;
@@ -96,6 +103,7 @@ export class ControlPlane {
     const { site, hosts, enrollmentToken, signing } = options;
     this.enrollment = new EnrollmentService({ nc, site, hosts, enrollmentToken, signing, registry: this.registry, credentials, users: this.userSync, queues, log });
     this.presence = new Presence(site, this.registry, this.applied, options.lastSeenWriteMs ?? 30_000);
+    this.agentVersions = agentVersionSource(nc, site);
   }
 
   /**
@@ -136,7 +144,8 @@ export class ControlPlane {
     this.subscriptions.listen(enrollSubject(site, "*"), (msg, host) => this.enrollment.enroll(msg, host));
     this.subscriptions.listen(reportSubject(site, "*"), (msg, host) => this.presence.report(msg, host));
     this.subscriptions.listen(heartbeatSubject(site, "*"), (msg, host) => this.presence.heartbeat(msg, host));
-    this.subscriptions.keep(serveAdmin(this.nc, site, (action, host) => (action === "approve" ? this.approve(host) : this.reject(host)), this.options.log ?? (() => {})));
+    // The EnrollmentService serves every admin action (approve, reject, revoke, rekey).
+    this.subscriptions.keep(serveAdmin(this.nc, site, this.enrollment, this.options.log ?? (() => {})));
     await this.nc.flush();
   }
 
@@ -202,6 +211,7 @@ export class ControlPlane {
       corrective: this.buckets.corrective,
       lastSeen: (host) => this.presence.lastSeen(host),
       retryMs: this.options.retryMs ?? 30_000,
+      agent: this.agentVersions,
     });
   }
 

@@ -2,7 +2,7 @@ import { resolve } from "node:path";
 import { loadInventory, parseNatsUrls, type Inventory } from "@netfleet/shared";
 import { ControlPlane, type ControlPlaneOptions } from "../control-plane.ts";
 import type { UserDirectory } from "../enrollment/users.ts";
-import { ControllerHome } from "../store/home.ts";
+import { acceptedEnrollmentTokens, ControllerHome } from "../store/home.ts";
 
 /** Where the controller keeps its state when neither --state-dir nor $NETFLEET_STATE_DIR says. */
 const DEFAULT_STATE_DIR = "/var/lib/netfleet";
@@ -69,7 +69,8 @@ export async function connectController(options: {
       user: secrets.controller.user,
       password: secrets.controller.password,
       hosts: inventory?.hosts ?? [],
-      enrollmentToken: secrets.enrollment.token,
+      // The current token and any replaced one still inside its overlap (netfleet keys rotate-enrollment).
+      enrollmentToken: acceptedEnrollmentTokens(secrets),
       enrollmentPassword: secrets.enrollment.enrollPassword,
       signing: secrets.signing,
       credentialsDir: home.credentialsDir,
