@@ -1,8 +1,10 @@
-import { existsSync, mkdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseJoinToken } from "@netfleet/shared";
 import { REMOTE } from "../../packages/controller/src/bootstrap/layout.ts";
-import { NATS_PORT, SUBNET, agentPid, bootImage, buildWorld, changeHostKey, destroyWorld, hostFile, runBootstrap, type World } from "./harness.ts";
+import { hostTokens } from "../../packages/controller/src/bootstrap/tokens.ts";
+import { NATS_PORT, SUBNET, agentPid, bootImage, buildWorld, changeHostKey, commandLines, destroyWorld, hostFile, runAgent, runAgentRaw, runBootstrap, type World } from "./harness.ts";
 
 const PREFIX = "nfb";
 let w: World;
@@ -57,12 +59,16 @@ describe("netfleet bootstrap against real sshd in namespaces", () => {
     expect(readFileSync(w.knownHosts, "utf8").trim().split("\n")).toHaveLength(2);
     const config = hostFile(w, "hv1", REMOTE.config);
     expect(statSync(config).mode & 0o777).toBe(0o600);
-    expect(JSON.parse(readFileSync(config, "utf8"))).toEqual({ site: "boot", nats: [`nats://${SUBNET}.1:${NATS_PORT}`], token: w.join.token, name: "hv1" });
+    // Each host got its own host token, minted for it; not the site's join token.
+    const written = JSON.parse(readFileSync(config, "utf8")) as { token: string };
+    expect(written).toEqual({ site: "boot", nats: [`nats://${SUBNET}.1:${NATS_PORT}`], token: expect.stringMatching(/^nfh1\./), name: "hv1" });
+    expect(parseJoinToken(written.token).host).toBe("hv1");
+    expect(parseJoinToken(JSON.parse(readFileSync(hostFile(w, "hv2", REMOTE.config), "utf8")).token).host).toBe("hv2");
     expect(readFileSync(hostFile(w, "hv2", REMOTE.unit), "utf8")).toContain(`ExecStart=${REMOTE.node} ${REMOTE.agent} config-run ${REMOTE.config}`);
     expect(agentPid(w, "hv1")).toBeGreaterThan(1);
     await eventually("hv1 and hv2 enrolled and approved", 30_000, () => approved(["hv1", "hv2"]));
     console.log(`first bootstrap of 2 hosts: ${r.ms} ms`);
-  });
+  }, 300_000);
 
   it("a second run reports unchanged and changes nothing", async () => {
     const files = ["hv1", "hv2"].flatMap((h) => [REMOTE.agent, REMOTE.node, REMOTE.config, REMOTE.unit].map((p) => hostFile(w, h, p)));
@@ -124,23 +130,77 @@ describe("netfleet bootstrap against real sshd in namespaces", () => {
     expect(human.stderr).toMatch(/^hv2: FAILED: host key changed: /m);
   });
 
-  it("a host whose image carries the agent and the site's token config enrolls on first boot, by its hostname", async () => {
-    // The image, written by `netfleet bootstrap --image-root`: the same files, no host name in the config.
+  it("an image for any host carries the site's join token (from stdin), no name; without --host or --token-file it is refused", async () => {
+    const root = join(w.dir, "image-any");
+    mkdirSync(root, { recursive: true });
+    const refused = await runBootstrap(w, ["--image-root", root], { inNamespace: false });
+    expect(refused.code).toBe(64);
+    expect(refused.stderr).toMatch(/^netfleet bootstrap: --image-root without --host writes an image for any host, which can only carry the site's join token: give --host NAME/);
+    const made = await runBootstrap(w, ["--image-root", root, "--json"], { inNamespace: false, siteToken: true });
+    expect(made.code, made.stderr).toBe(0);
+    expect(JSON.parse(readFileSync(join(root, REMOTE.config), "utf8"))).toEqual({ site: "boot", nats: [`nats://${SUBNET}.1:${NATS_PORT}`], token: w.join.token });
+  });
+
+  it("a host whose image carries the agent and its own host token (--host) enrolls on first boot, approved by the token", async () => {
+    // The image, written by `netfleet bootstrap --image-root --host`: the same files, the host's name and a token minted for it.
     const root = join(w.hosts.get("hv3")!.dir, "upper");
     mkdirSync(root, { recursive: true });
-    const made = await runBootstrap(w, ["--image-root", root, "--json"], { inNamespace: false });
+    const made = await runBootstrap(w, ["--image-root", root, "--host", "hv3", "--json"], { inNamespace: false });
     expect(made.code, made.stderr).toBe(0);
     expect(JSON.parse(made.stdout)).toMatchObject({ status: "changed" });
-    const again = await runBootstrap(w, ["--image-root", root, "--json"], { inNamespace: false });
+    const again = await runBootstrap(w, ["--image-root", root, "--host", "hv3", "--json"], { inNamespace: false });
     const second = JSON.parse(again.stdout) as { status: string; files: { path: string; changed: boolean }[] };
     expect(second.files.filter((f) => f.changed).map((f) => f.path)).toEqual([]);
     expect(second.status).toBe("unchanged");
-    expect(JSON.parse(readFileSync(hostFile(w, "hv3", REMOTE.config), "utf8"))).toEqual({ site: "boot", nats: [`nats://${SUBNET}.1:${NATS_PORT}`], token: w.join.token });
+    const written = JSON.parse(readFileSync(hostFile(w, "hv3", REMOTE.config), "utf8")) as { token: string };
+    expect(written).toEqual({ site: "boot", nats: [`nats://${SUBNET}.1:${NATS_PORT}`], token: expect.stringMatching(/^nfh1\./), name: "hv3" });
+    expect(parseJoinToken(written.token).host).toBe("hv3");
     expect(statSync(hostFile(w, "hv3", REMOTE.config)).mode & 0o777).toBe(0o600);
     expect(readlinkSync(hostFile(w, "hv3", "/etc/systemd/system/multi-user.target.wants/netfleet-agent.service"))).toBe(REMOTE.unit);
     bootImage(w, "hv3");
     await eventually("hv3 enrolled and approved", 30_000, () => approved(["hv3"]));
     const enroll = w.controller.events.find((e) => e.event === "enroll" && e.host === "hv3" && e.state === "approving");
-    expect(enroll).toMatchObject({ claimed: "hv3", matchedBy: "hostname" });
+    expect(enroll).toMatchObject({ host: "hv3", matchedBy: "token" });
+  });
+
+  it("no process shows a token on its command line: netfleet-agent run with --token-file FILE and with --token-file - (stdin) enrolls; --token is refused", async () => {
+    // Host tokens as `netfleet hosts token` mints them, from the same state dir.
+    const mint = await hostTokens(w.stateDir, "boot", 3600_000);
+    const fileToken = await mint.forHost("hv4");
+    const stdinToken = await mint.forHost("backend");
+    const tokenFile = join(w.dir, "hv4.token");
+    writeFileSync(tokenFile, `${fileToken}\n`, { mode: 0o600 });
+    const fromFile = runAgent(w, "hv4", { file: tokenFile });
+    const fromStdin = runAgent(w, "backend", { stdin: stdinToken });
+    try {
+      // Positive control: both enroll with the token they were given (approved: a host token approves at once).
+      await eventually("hv4 and backend enrolled and approved", 30_000, () => approved(["hv4", "backend"]));
+      const lines = commandLines();
+      const agents = [fromFile.child.pid!, fromStdin.child.pid!];
+      for (const pid of agents) expect(lines.get(pid), `the agent's own command line (pid ${pid})`).toMatch(/cli\.ts run --site boot .*--token-file/);
+      // The secrets that exist here: the site's join token (and its secret half), the tokens just minted, those bootstrap wrote to hv1..hv3.
+      const written = ["hv1", "hv2", "hv3"].map((h) => (JSON.parse(readFileSync(hostFile(w, h, REMOTE.config), "utf8")) as { token: string }).token);
+      const secrets = [w.join.token, w.join.token.split(".")[1]!, fileToken, stdinToken, ...written];
+      const leaks = [...lines].filter(([, line]) => secrets.some((t) => line.includes(t))).map(([pid, line]) => `${pid}: ${line.slice(0, 120)}`);
+      expect(leaks).toEqual([]);
+      console.log(`cmdline of ${lines.size} processes checked for ${secrets.length} secrets, agents ${agents.join(", ")} and bootstrap's (${agentPid(w, "hv1")}) among them`);
+      expect(lines.has(agentPid(w, "hv1")!)).toBe(true);
+    } finally {
+      await Promise.all(
+        [fromFile, fromStdin].map(
+          (a) =>
+            new Promise<void>((resolve) => {
+              if (a.child.exitCode !== null) return resolve();
+              const timer = setTimeout(() => (a.child.kill("SIGKILL"), resolve()), 15_000);
+              a.child.once("exit", () => (clearTimeout(timer), resolve()));
+              a.child.kill("SIGTERM");
+            }),
+        ),
+      );
+    }
+    // The old way is refused before anything runs, saying what to do instead (a made-up token: this one is in ps).
+    const refused = runAgentRaw(w, "hv4", ["--token", "abcdefgh.0123456789abcdefXYZ"]);
+    expect(await refused.code).toBe(64);
+    expect(refused.output()).toContain("--token is refused: a token on the command line is shown by ps to every local user");
   });
 });

@@ -5,25 +5,31 @@
  * lines: its log events, `ready`, and `status` rows whenever a line
  * "status" arrives on stdin. Stops on SIGTERM or when stdin closes.
  *
- *   node controller-proc.ts '{"dir":..., "address":..., "port":..., "siteDir":..., "enrollPassword":..., "token":...}'
+ *   node controller-proc.ts '{"dir":..., "address":..., "port":..., "siteDir":...}'
+ *
+ * DIR is the controller's state dir: the site's join token comes from its
+ * secrets.json (never from this command line, which ps shows everyone),
+ * agent passwords and the host-token key live in DIR/credentials.
  */
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { loadInventory, generateSigningKeys } from "@netfleet/shared";
 import { ControlPlane, NatsServer, controllerUser, enrollmentUser } from "@netfleet/controller";
+import { ControllerHome } from "../../packages/controller/src/store/home.ts";
 
-const arg = JSON.parse(process.argv[2] ?? "{}") as { dir: string; address: string; port: number; siteDir: string; enrollPassword: string; token: string };
+const arg = JSON.parse(process.argv[2] ?? "{}") as { dir: string; address: string; port: number; siteDir: string };
 const print = (e: Record<string, unknown>) => process.stdout.write(JSON.stringify(e) + "\n");
 const inventory = loadInventory(arg.siteDir);
 const site = inventory.site.name;
+const { enrollment } = await new ControllerHome(arg.dir).secrets(site, { create: false });
 const password = randomBytes(18).toString("base64url");
 const server = await NatsServer.start({
   dir: join(arg.dir, "nats"),
   nodes: 1,
   host: arg.address,
   basePort: arg.port,
-  users: [controllerUser("controller", password), enrollmentUser(site, arg.enrollPassword)],
+  users: [controllerUser("controller", password), enrollmentUser(site, enrollment.enrollPassword)],
 });
 let cp: ControlPlane | undefined;
 let stopping = false;
@@ -43,8 +49,8 @@ try {
     user: "controller",
     password,
     hosts: inventory.hosts,
-    enrollmentToken: arg.token,
-    enrollmentPassword: arg.enrollPassword,
+    enrollmentToken: enrollment.token,
+    enrollmentPassword: enrollment.enrollPassword,
     signing: generateSigningKeys(),
     credentialsDir: join(arg.dir, "credentials"),
     userDirectory: server,

@@ -1,8 +1,9 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadInventory, newJoinToken, type JoinToken } from "@netfleet/shared";
+import { loadInventory, type JoinToken } from "@netfleet/shared";
+import { ControllerHome } from "../../packages/controller/src/store/home.ts";
 import { readJsonLines } from "../json-lines.ts";
 import { labProcesses, namespaceExists, netnsInode, readPidfile, terminate } from "@netfleet/lab";
 
@@ -30,6 +31,8 @@ export interface TestHost {
 export interface World {
   prefix: string;
   dir: string;
+  /** The controller's state dir: secrets.json (the site's join token) and credentials/ (agent passwords, the host-token key). */
+  stateDir: string;
   ctlNs: string;
   hosts: Map<string, TestHost>;
   join: JoinToken;
@@ -53,8 +56,8 @@ export interface ControllerProc {
   status(): Promise<{ host: string; state: string; reason: string | null; enrolled: boolean }[]>;
 }
 
-function startController(w: { dir: string; ctlNs: string; join: JoinToken }): Promise<ControllerProc> {
-  const arg = { dir: join(w.dir, "controller"), address: `${SUBNET}.1`, port: NATS_PORT, siteDir: SITE_DIR, enrollPassword: w.join.enrollPassword, token: w.join.token };
+function startController(w: { stateDir: string; ctlNs: string }): Promise<ControllerProc> {
+  const arg = { dir: w.stateDir, address: `${SUBNET}.1`, port: NATS_PORT, siteDir: SITE_DIR };
   const child = spawn("ip", ["netns", "exec", w.ctlNs, "sh", NODE_SH, join(REPO, "test/bootstrap/controller-proc.ts"), JSON.stringify(arg)], { cwd: REPO, stdio: ["pipe", "pipe", "inherit"] });
   const events: Record<string, unknown>[] = [];
   const waiters: ((e: Record<string, unknown>) => void)[] = [];
@@ -174,8 +177,11 @@ export async function buildWorld(prefix: string, specs: HostSpec[]): Promise<Wor
     }
     launch(h, "sshd", spec.optSize);
   }
-  const join_ = newJoinToken();
-  const world: Omit<World, "controller"> = { prefix, dir, ctlNs, hosts, join: join_, clientKey, otherKey, knownHosts: join(client, "known_hosts") };
+  // The controller's state dir, as serve would make it: bootstrap mints host tokens from it, the controller checks them with the same key.
+  const stateDir = join(dir, "controller");
+  const secrets = await new ControllerHome(stateDir).secrets(inventory.site.name);
+  const join_: JoinToken = { enrollPassword: secrets.enrollment.enrollPassword, token: secrets.enrollment.token };
+  const world: Omit<World, "controller"> = { prefix, dir, stateDir, ctlNs, hosts, join: join_, clientKey, otherKey, knownHosts: join(client, "known_hosts") };
   const controller = await startController(world);
   return { ...world, controller };
 }
@@ -214,26 +220,28 @@ export interface CliResult {
 
 /**
  * `netfleet bootstrap` (the real CLI) inside the controller namespace (or, for --image-root, where no network is needed, here).
- * The join token goes in on stdin (`--token-file -`), as an operator would pipe it: never on a command line.
+ * By default it mints a host token per host from the world's state dir (--state-dir); with `siteToken`, the site's join
+ * token goes in on stdin (`--token-file -`), as an operator would pipe it: never on a command line.
  */
-export function runBootstrap(w: World, args: string[], o: { inNamespace?: boolean } = {}): Promise<CliResult> {
+export function runBootstrap(w: World, args: string[], o: { inNamespace?: boolean; siteToken?: boolean } = {}): Promise<CliResult> {
   const t0 = performance.now();
   const ns = o.inNamespace === false ? [] : ["ip", "netns", "exec", w.ctlNs];
-  const child = spawn(ns[0] ?? "sh", [...ns.slice(1), ...(ns.length ? ["sh"] : []), NODE_SH, join(REPO, "packages/controller/src/cli.ts"), "bootstrap", SITE_DIR, "--token-file", "-", "--known-hosts", w.knownHosts, ...args], {
+  const child = spawn(ns[0] ?? "sh", [...ns.slice(1), ...(ns.length ? ["sh"] : []), NODE_SH, join(REPO, "packages/controller/src/cli.ts"), "bootstrap", SITE_DIR, ...(o.siteToken ? ["--token-file", "-"] : ["--state-dir", w.stateDir]), "--known-hosts", w.knownHosts, ...args], {
     cwd: REPO,
     stdio: ["pipe", "pipe", "pipe"],
     env: { ...process.env, HOME: join(w.dir, "client"), SSH_AUTH_SOCK: "" },
   });
-  child.stdin!.end(`${w.join.token}\n`);
+  child.stdin!.end(o.siteToken ? `${w.join.token}\n` : "");
   let stdout = "";
   let stderr = "";
   child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
   child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
   return new Promise((resolve, reject) => {
+    // Two hosts receive Node (about 100 MB each) over SSH: on a loaded two-core machine that alone can take a minute.
     const timer = setTimeout(() => {
       child.kill("SIGKILL");
-      reject(new Error(`bootstrap did not finish within 90 s\n${stdout}\n${stderr}`));
-    }, 90_000);
+      reject(new Error(`bootstrap did not finish within 240 s\n${stdout}\n${stderr}`));
+    }, 240_000);
     child.once("exit", (code) => {
       clearTimeout(timer);
       resolve({ code: code ?? 1, stdout, stderr, ms: Math.round(performance.now() - t0) });
@@ -268,4 +276,67 @@ export async function destroyWorld(prefix: string, dir?: string): Promise<void> 
   }
   for (const n of names) if (namespaceExists(n)) execFileSync("ip", ["netns", "del", n]);
   if (dir && existsSync(dir)) rmSync(dir, { recursive: true, force: true });
+}
+
+/** A `netfleet-agent run` the test started in a host's namespace (its own dirs under the world's; tools pointed at nothing). */
+export interface AgentRun {
+  child: ChildProcess;
+  output: () => string;
+}
+
+/**
+ * Starts `netfleet-agent run` (the real CLI, from the sources) in `host`'s
+ * namespace as the fleet agent of the world's site, named `host`, with the
+ * token from `tokenFile` or, with `stdin`, piped in (`--token-file -`). Its
+ * OVS and libvirt paths name sockets that do not exist, so what it applies
+ * after enrolling fails without touching this machine's OVS or libvirt.
+ */
+export function runAgent(w: World, host: string, token: { file: string } | { stdin: string }): AgentRun {
+  const h = w.hosts.get(host)!;
+  const dir = join(w.dir, "agents", host);
+  mkdirSync(dir, { recursive: true });
+  const argv = [
+    "netns", "exec", h.namespace, "sh", NODE_SH, join(REPO, "packages/agent/src/cli.ts"), "run",
+    "--site", "boot", "--nats", `nats://${SUBNET}.1:${NATS_PORT}`, "--name", host,
+    "--token-file", "file" in token ? token.file : "-",
+    "--state-dir", join(dir, "state"), "--run-dir", join(dir, "run"),
+    "--ovs-db", join(dir, "no-ovs.sock"), "--ovs-rundir", join(dir, "no-ovs"), "--libvirt-uri", `qemu+unix:///system?socket=${join(dir, "no-libvirt.sock")}`,
+    "--no-watch", "--interval", "600",
+  ];
+  const child = spawn("ip", argv, { cwd: REPO, stdio: ["pipe", "pipe", "pipe"] });
+  child.stdin!.end("stdin" in token ? `${token.stdin}\n` : "");
+  let output = "";
+  child.stdout!.on("data", (d: Buffer) => (output += d.toString()));
+  child.stderr!.on("data", (d: Buffer) => (output += d.toString()));
+  return { child, output: () => output };
+}
+
+/** `netfleet-agent run ARGS` in `host`'s namespace, for its exit code and output (usage checks). */
+export function runAgentRaw(w: World, host: string, args: string[]): { code: Promise<number>; output: () => string } {
+  const child = spawn("ip", ["netns", "exec", w.hosts.get(host)!.namespace, "sh", NODE_SH, join(REPO, "packages/agent/src/cli.ts"), "run", "--site", "boot", "--nats", `nats://${SUBNET}.1:${NATS_PORT}`, ...args], { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  child.stdout!.on("data", (d: Buffer) => (output += d.toString()));
+  child.stderr!.on("data", (d: Buffer) => (output += d.toString()));
+  const code = new Promise<number>((resolve) => {
+    const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+    child.once("exit", (c) => {
+      clearTimeout(timer);
+      resolve(c ?? 1);
+    });
+  });
+  return { code, output: () => output };
+}
+
+/** Every process's command line (/proc/<pid>/cmdline, NUL-separated words joined by spaces), by pid: what `ps` shows every local user. */
+export function commandLines(): Map<number, string> {
+  const out = new Map<number, string>();
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      out.set(Number(name), readFileSync(`/proc/${name}/cmdline`, "utf8").split("\0").join(" ").trim());
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return out;
 }

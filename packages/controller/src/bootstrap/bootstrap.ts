@@ -3,16 +3,18 @@ import { createReadStream, statSync } from "node:fs";
 import PQueue from "p-queue";
 import type { Host } from "@netfleet/shared";
 import type { AgentBundle } from "./bundle.ts";
-import { renderConfig, type AgentConfig } from "@netfleet/agent/config";
+import { checkAgentConfig, renderConfig, type AgentConfig } from "@netfleet/agent/config";
 import { REMOTE, agentExecArgv, renderUnit } from "./layout.ts";
 import { availableBytes, isDebianFamily, missingPackages, moduleAvailable, nodeMajor, parseOsRelease, requirementsFor, unameArch } from "./requirements.ts";
 import { SAFE_PATH } from "./remote-command.ts";
 import { BootstrapError, SshSession, type FailureKind, type SshOptions } from "./ssh.ts";
+import type { AgentTokens } from "./tokens.ts";
 
 export interface BootstrapSettings {
   site: string;
   nats: string[];
-  token: string;
+  /** Each host's token: minted for it, or the site's (tokens.ts). */
+  tokens: AgentTokens;
   user: string;
   port: number;
   auth: SshOptions["auth"];
@@ -96,6 +98,32 @@ async function bootstrapHost(host: Host, s: BootstrapSettings, node: { path: str
   return out;
 }
 
+/** The agent's state dir on a host when agent.json names none (the agent's own default). */
+const AGENT_STATE_DIR = "/var/lib/netfleet-agent";
+
+/**
+ * The agent.json the host must have, and whether it differs from the one
+ * there: the same site, NATS and name, and a token the host may keep
+ * (AgentTokens.keeps: the site's, or a host token for it still good or
+ * already spent on its enrollment), leave the file as it is; anything else
+ * gets a new file with a token minted now (read over SFTP, never a command line).
+ */
+async function agentConfig(ssh: SshSession, name: string, s: BootstrapSettings): Promise<{ text: Buffer; stale: boolean }> {
+  const present = await ssh.readFile(REMOTE.config);
+  let existing: AgentConfig | undefined;
+  try {
+    existing = present ? checkAgentConfig(JSON.parse(present.toString("utf8"))) : undefined;
+  } catch {
+    existing = undefined;
+  }
+  if (present && existing && existing.site === s.site && existing.nats.join(",") === s.nats.join(",") && existing.name === name && existing.stateDir === undefined && existing.runDir === undefined) {
+    const enrolled = s.tokens.kind === "host" && (await ssh.exists(`${AGENT_STATE_DIR}/credentials.json`));
+    if (s.tokens.keeps(existing.token, name, enrolled)) return { text: present, stale: false };
+  }
+  const config: AgentConfig = { site: s.site, nats: s.nats, token: await s.tokens.forHost(name), name };
+  return { text: Buffer.from(renderConfig(config)), stale: true };
+}
+
 async function converge(ssh: SshSession, host: Host, s: BootstrapSettings, node: { path: string; sha256: () => Promise<string> }, out: HostOutcome, say: (m: string) => void): Promise<void> {
   // 1. Check the host; read only.
   const uid = (await ssh.run(["id", "-u"])).trim();
@@ -149,12 +177,10 @@ async function converge(ssh: SshSession, host: Host, s: BootstrapSettings, node:
     const m = /^([0-9a-f]{64})\s+\*?(\S+)$/.exec(line.trim());
     if (m) sums.set(m[2]!, m[1]!);
   }
-  const config: AgentConfig = { site: s.site, nats: s.nats, token: s.token, name: host.name };
-  const configText = Buffer.from(renderConfig(config));
+  const { text: configText, stale: configStale } = await agentConfig(ssh, host.name, s);
   const unitText = Buffer.from(renderUnit(nodePath));
   const agentStale = sums.get(REMOTE.agent) !== s.bundle.sha256;
   const nodeStale = shipNode && sums.get(REMOTE.node) !== (await node.sha256());
-  const configStale = !(await ssh.readFile(REMOTE.config))?.equals(configText);
   const unitStale = !(await ssh.readFile(REMOTE.unit))?.equals(unitText);
 
   const uploadBytes = (agentStale ? s.bundle.code.length : 0) + (nodeStale ? statSync(node.path).size : 0);

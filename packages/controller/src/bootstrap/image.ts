@@ -3,7 +3,7 @@ import { readFileSync, statSync } from "node:fs";
 import { basename, dirname } from "node:path";
 import { DirectoryHandle } from "@netfleet/agent";
 import type { AgentBundle } from "./bundle.ts";
-import { renderConfig, type AgentConfig } from "@netfleet/agent/config";
+import { checkAgentConfig, renderConfig, type AgentConfig } from "@netfleet/agent/config";
 import { REMOTE, renderUnit } from "./layout.ts";
 
 /** One file written for the image (`path` inside it) and whether its bytes changed. */
@@ -22,6 +22,38 @@ const SECRET_MODE = 0o600;
 
 function sha256(data: Buffer | undefined): string {
   return createHash("sha256").update(data ?? Buffer.alloc(0)).digest("hex");
+}
+
+/**
+ * The agent.json already in the image under `root`, or undefined when there
+ * is none or it is not a valid config. Read like it is written: every
+ * directory opened O_DIRECTORY|O_NOFOLLOW, the file O_NOFOLLOW, nothing created.
+ * @throws UnsafePathError on a symlink on the way (the write would refuse it too).
+ */
+export function readImageConfig(root: string): AgentConfig | undefined {
+  const top = DirectoryHandle.openRoot(root);
+  const handles = [top];
+  try {
+    let dir = top;
+    for (const name of dirname(REMOTE.config).split("/").filter(Boolean)) {
+      try {
+        dir = dir.dir(name);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+        throw err;
+      }
+      handles.push(dir);
+    }
+    const text = dir.read(basename(REMOTE.config));
+    if (text === undefined) return undefined;
+    try {
+      return checkAgentConfig(JSON.parse(text.toString("utf8")));
+    } catch {
+      return undefined;
+    }
+  } finally {
+    for (const h of handles) h.close();
+  }
 }
 
 /**

@@ -1,20 +1,33 @@
 import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { parseJoinToken, parseNatsUrls, type Inventory } from "@netfleet/shared";
+import { DNS_LABEL, parseJoinToken, parseNatsUrls, type Inventory } from "@netfleet/shared";
 import { TOKEN_ON_ARGV, readToken } from "@netfleet/agent/config";
 import { bootstrapHosts, type HostOutcome } from "../bootstrap/bootstrap.ts";
 import { buildAgentBundle } from "../bootstrap/bundle.ts";
-import { writeImageFiles } from "../bootstrap/image.ts";
+import { readImageConfig, writeImageFiles } from "../bootstrap/image.ts";
 import { UnsafePathError } from "@netfleet/agent";
 import { loadIdentity, type SshOptions } from "../bootstrap/ssh.ts";
+import { hostTokens, siteTokens, type AgentTokens } from "../bootstrap/tokens.ts";
+import { parseTtl } from "./hosts.ts";
+import { stateDirOf } from "./connect.ts";
 import { limitHosts } from "../rollout/waves.ts";
 import type { CommandOutput } from "../output.ts";
 
 /** `netfleet bootstrap`'s options, checked (see bootstrapOptions for the defaults). */
 export interface BootstrapOptions {
-  /** Where the site's join token (`<id>.<secret>`, from `netfleet token`) is read: a file, or `-` for stdin. */
-  tokenFile: string;
+  /**
+   * Where the site's join token (`<id>.<secret>`, from `netfleet token`) is
+   * read (a file, or `-` for stdin): every host gets it and only asks to join.
+   * Absent: each host gets a host token minted for it from `stateDir`.
+   */
+  tokenFile?: string;
+  /** The controller's state dir host tokens are minted from (--state-dir; absent: $NETFLEET_STATE_DIR or /var/lib/netfleet). */
+  stateDir?: string;
+  /** How long a minted host token is accepted, ms (default 24 h, at most 30 d). */
+  tokenTtlMs: number;
+  /** With imageRoot: the image is for this inventory host (its name and its own host token in agent.json). */
+  host?: string;
   /** NATS URLs the agents connect to; absent: the site's `site.nats`. */
   nats?: string[];
   /** `--limit` host/group/role patterns (only `*` and `?` are special); absent: every host. */
@@ -40,6 +53,9 @@ export interface BootstrapFlags {
   /** Refused (TOKEN_ON_ARGV): a token on the command line is in ps. */
   token?: string | undefined;
   tokenFile?: string | undefined;
+  stateDir?: string | undefined;
+  tokenTtl?: string | undefined;
+  host?: string | undefined;
   nats?: string | undefined;
   limit?: string | undefined;
   acceptNew?: boolean | undefined;
@@ -53,12 +69,24 @@ export interface BootstrapFlags {
 
 const USER = /^[a-z_][a-z0-9_-]{0,31}$/;
 
+/** --token-ttl's duration (parseTtl of `netfleet hosts token --ttl`), in ms. @throws Error naming --token-ttl. */
+function tokenTtl(text: string): number {
+  try {
+    return parseTtl(text);
+  } catch (err) {
+    throw new Error((err as Error).message.replace(/^--ttl/, "--token-ttl"));
+  }
+}
+
 /** Checks the flags; throws an Error whose message is the usage problem. */
 export function bootstrapOptions(v: BootstrapFlags): BootstrapOptions {
   if (v.token !== undefined) throw new Error(TOKEN_ON_ARGV);
-  if (!v.tokenFile) throw new Error("--token-file FILE (or - for stdin) is required: the site's join token (netfleet token prints it)");
+  if (v.tokenFile !== undefined && v.tokenTtl !== undefined) throw new Error("--token-ttl is for the host tokens bootstrap mints; --token-file gives the site's join token instead");
+  if (v.tokenFile === "") throw new Error("--token-file takes a file, or - for stdin");
   const o: BootstrapOptions = {
-    tokenFile: v.tokenFile,
+    ...(v.tokenFile !== undefined ? { tokenFile: v.tokenFile } : {}),
+    ...(v.stateDir !== undefined ? { stateDir: v.stateDir } : {}),
+    tokenTtlMs: v.tokenTtl === undefined ? 24 * 3600_000 : tokenTtl(v.tokenTtl),
     acceptNew: v.acceptNew ?? false,
     concurrency: 8,
     knownHosts: v.knownHosts ?? join(homedir(), ".ssh", "known_hosts"),
@@ -89,7 +117,37 @@ export function bootstrapOptions(v: BootstrapFlags): BootstrapOptions {
     if (!v.imageRoot.startsWith("/")) throw new Error("--image-root takes an absolute path (the image's mounted root)");
     o.imageRoot = v.imageRoot;
   }
+  if (v.host !== undefined) {
+    if (v.imageRoot === undefined) throw new Error("--host is for --image-root (an image for one host); over SSH, --limit picks the hosts");
+    if (!DNS_LABEL.test(v.host)) throw new Error("--host takes an inventory host's name (a DNS label)");
+    o.host = v.host;
+  }
   return o;
+}
+
+/**
+ * Where the agents' tokens come from: the site's join token of --token-file
+ * (checked to be one), else host tokens minted from the state dir. Returns
+ * the exit code after printing one line when neither works.
+ */
+async function agentTokens(inventory: Inventory, o: BootstrapOptions, out: CommandOutput): Promise<AgentTokens | number> {
+  if (o.tokenFile !== undefined) {
+    try {
+      const join = parseJoinToken(await readToken(o.tokenFile));
+      if (join.host !== undefined) throw new Error(`holds a host token for ${join.host}; bootstrap mints one per host itself (leave out --token-file), --token-file takes the site's join token`);
+      return siteTokens(join.token);
+    } catch (err) {
+      out.error(`netfleet bootstrap: --token-file ${o.tokenFile}: ${(err as Error).message}`);
+      return 64;
+    }
+  }
+  const stateDir = stateDirOf(o.stateDir);
+  try {
+    return await hostTokens(stateDir, inventory.site.name, o.tokenTtlMs);
+  } catch (err) {
+    out.error(`netfleet bootstrap: cannot mint host tokens: ${(err as Error).message}; or give --token-file with the site's join token (its hosts then wait for netfleet hosts approve)`);
+    return 1;
+  }
 }
 
 /** The key to log in with: --identity, else the first default key file, else ssh-agent. */
@@ -116,14 +174,17 @@ function line(r: HostOutcome): string {
  * Exit 0 when every host is done, 1 when any failed, 64 on a usage problem.
  */
 export async function bootstrapCommand(inventory: Inventory, o: BootstrapOptions, out: CommandOutput): Promise<number> {
-  let token: string;
-  try {
-    token = parseJoinToken(await readToken(o.tokenFile)).token;
-  } catch (err) {
-    out.error(`netfleet bootstrap: --token-file ${o.tokenFile}: ${(err as Error).message}`);
+  if (o.imageRoot !== undefined && o.host === undefined && o.tokenFile === undefined) {
+    out.error("netfleet bootstrap: --image-root without --host writes an image for any host, which can only carry the site's join token: give --host NAME (its own host token), or --token-file with the site's token (its hosts then wait for netfleet hosts approve)");
     return 64;
   }
-  if (o.imageRoot !== undefined) return imageCommand(inventory, o, o.imageRoot, token, out);
+  if (o.host !== undefined && !inventory.hosts.some((h) => h.name === o.host)) {
+    out.error(`netfleet bootstrap: --host ${o.host} is not a host of site ${inventory.site.name}`);
+    return 64;
+  }
+  const tokens = await agentTokens(inventory, o, out);
+  if (typeof tokens === "number") return tokens;
+  if (o.imageRoot !== undefined) return imageCommand(inventory, o, o.imageRoot, tokens, out);
   let hosts = inventory.hosts;
   if (o.limit?.length) {
     const { hosts: chosen, unmatched } = limitHosts(inventory, o.limit);
@@ -150,7 +211,7 @@ export async function bootstrapCommand(inventory: Inventory, o: BootstrapOptions
   if (!out.json) out.line(`agent bundle: ${Math.round(bundle.code.length / 1024)} KB, sha256 ${bundle.sha256.slice(0, 12)}; ${hosts.length} host(s), ${o.concurrency} at a time`);
   const results = await bootstrapHosts(
     hosts,
-    { site: inventory.site.name, nats, token, user: o.user, port: o.port, auth, knownHostsFile: o.knownHosts, acceptNew: o.acceptNew, concurrency: o.concurrency, bundle },
+    { site: inventory.site.name, nats, tokens, user: o.user, port: o.port, auth, knownHostsFile: o.knownHosts, acceptNew: o.acceptNew, concurrency: o.concurrency, bundle },
     (host, message) => {
       if (!out.json) out.line(`${host}: ${message}`);
     },
@@ -171,10 +232,14 @@ export async function bootstrapCommand(inventory: Inventory, o: BootstrapOptions
  * host image (see bootstrap/image.ts); hosts booted from it enroll by
  * themselves. No --limit: an image is for any host of the site.
  */
-async function imageCommand(inventory: Inventory, o: BootstrapOptions, root: string, token: string, out: CommandOutput): Promise<number> {
+async function imageCommand(inventory: Inventory, o: BootstrapOptions, root: string, tokens: AgentTokens, out: CommandOutput): Promise<number> {
   const nats = o.nats ?? inventory.site.nats;
   if (o.limit?.length) {
-    out.error("netfleet bootstrap: --image-root writes one image for any host of the site; --limit does not apply");
+    out.error("netfleet bootstrap: --image-root writes one image (for any host of the site, or the --host one); --limit does not apply");
+    return 64;
+  }
+  if (!nats || nats.length === 0) {
+    out.error("netfleet bootstrap: the site names no NATS servers (site.nats); give --nats URL[,URL...]");
     return 64;
   }
   if (!existsSync(root)) {
@@ -184,7 +249,12 @@ async function imageCommand(inventory: Inventory, o: BootstrapOptions, root: str
   const bundle = await buildAgentBundle();
   let files;
   try {
-    files = writeImageFiles(root, { bundle, node: process.execPath, config: { site: inventory.site.name, nats, token } });
+    const settings = { site: inventory.site.name, nats, ...(o.host !== undefined ? { name: o.host } : {}) };
+    // A token already in the image stays when it may (the same site token; a host token for this host, still good).
+    const present = readImageConfig(root);
+    const same = present !== undefined && present.site === settings.site && present.nats.join(",") === nats.join(",") && present.name === settings.name && present.stateDir === undefined && present.runDir === undefined;
+    const token = same && tokens.keeps(present.token, o.host ?? "", false) ? present.token : await tokens.forHost(o.host ?? "");
+    files = writeImageFiles(root, { bundle, node: process.execPath, config: { ...settings, token } });
   } catch (err) {
     if (!(err instanceof UnsafePathError)) throw err;
     out.error(`netfleet bootstrap: --image-root ${root}: ${err.message}`);

@@ -2,7 +2,7 @@ import { writeFileSync } from "node:fs";
 import { Option, type Command } from "commander";
 import { withExitCode } from "@netfleet/shared/cli";
 import type { BootstrapFlags } from "../commands/bootstrap.ts";
-import { checked, jsonOption, type Context } from "./options.ts";
+import { checked, jsonOption, stateDirOption, type Context } from "./options.ts";
 
 /** Commander's values of `netfleet bootstrap` (camelCase keys). */
 type BootstrapValues = BootstrapFlags & { json?: boolean };
@@ -62,10 +62,14 @@ export function addSiteCommands(program: Command, ctx: Context): void {
     .summary("Install the agent over SSH, or into a host image.")
     .description(
       "Install the agent over SSH (host keys checked against known_hosts; --accept-new records new ones, a changed one is refused), " +
-        "write its config and systemd unit, start it; or write the same files into a host image (--image-root) so the host enrolls on first boot.",
+        "write its config and systemd unit, start it; or write the same files into a host image (--image-root) so the host enrolls on first boot. " +
+        "Each host gets its own single-use host token, minted from the state dir (approved at once when it enrolls); " +
+        "--token-file gives every host the site's join token instead (its hosts wait for netfleet hosts approve).",
     )
     .argument("<site-dir>", "the site folder")
-    .option("--token-file <file>", "the site's join token (netfleet token prints it): a file (mode 0600), or - to read it from stdin (required)")
+    .addOption(stateDirOption())
+    .option("--token-ttl <duration>", "how long each minted host token is accepted: 90s, 15m, 24h, 7d (default 24h, at most 30d)")
+    .option("--token-file <file>", "give every host the site's join token (netfleet token prints it) instead: a file (mode 0600), or - to read it from stdin")
     // Refused with a usage error: a token on the command line is in ps for every local user.
     .addOption(new Option("--token <token>").hideHelp())
     .option("--nats <urls>", "NATS servers the agents connect to (default the site's site.nats); nats://host:port[,nats://host:port...]")
@@ -77,6 +81,7 @@ export function addSiteCommands(program: Command, ctx: Context): void {
     .option("--port <n>", "SSH port (default 22)")
     .option("--concurrency <n>", "hosts at a time (default 8)")
     .option("--image-root <dir>", "write the agent's files into this mounted image root instead of connecting")
+    .option("--host <name>", "with --image-root: the image is for this inventory host (its name and its own host token)")
     .addOption(jsonOption())
     .action(withExitCode(async (dir: string, o: BootstrapValues, cmd: Command) => {
       const [{ bootstrapCommand, bootstrapOptions }, { EXIT_INVALID, loadOrReport }] = await Promise.all([import("../commands/bootstrap.ts"), import("../commands/validate.ts")]);
