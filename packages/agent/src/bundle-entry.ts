@@ -18,12 +18,12 @@
  *   status-detached PIDFILE              exit 0 and its pid when running, else exit 3
  */
 import { spawn } from "node:child_process";
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, constants, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { checkAgentConfig, runArgs } from "./config.ts";
+import { checkAgentConfig } from "./config.ts";
 import { startUpgradeSidecar, supervise, SUPERVISED_ENV } from "./fleet/upgrade-supervisor.ts";
-import { main } from "./main.ts";
+import { main, runConfig } from "./main.ts";
 import { AGENT_VERSION } from "./version.ts";
 
 const SELF = fileURLToPath(import.meta.url);
@@ -62,7 +62,8 @@ async function startDetached(config: string, pidfile: string, log: string): Prom
   }
   mkdirSync(dirname(pidfile), { recursive: true });
   mkdirSync(dirname(log), { recursive: true });
-  const fd = openSync(log, "a", 0o600);
+  // O_NOFOLLOW: a link planted at the log path is refused (ELOOP), not written through (open(2)).
+  const fd = openSync(log, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
   let pid: number | undefined;
   try {
     const child = spawn(process.execPath, [SELF, "supervise", config], { detached: true, stdio: ["ignore", fd, fd], cwd: "/" });
@@ -107,11 +108,11 @@ async function entry(argv: string[]): Promise<number> {
     case "config-run": {
       if (args.length !== 1) return usage("config-run FILE");
       const config = readConfig(args[0]!);
-      if (process.env[SUPERVISED_ENV] !== "1") return main(runArgs(config));
+      if (process.env[SUPERVISED_ENV] !== "1") return runConfig(config);
       const log = (event: Record<string, unknown>) => process.stdout.write(JSON.stringify({ ts: new Date().toISOString(), ...event }) + "\n");
       const stop = startUpgradeSidecar({ site: config.site, servers: config.nats, stateDir: config.stateDir ?? "/var/lib/netfleet-agent", bundle: SELF, version: AGENT_VERSION, log });
       try {
-        return await main(runArgs(config));
+        return await runConfig(config);
       } finally {
         await stop();
       }

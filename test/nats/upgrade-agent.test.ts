@@ -1,0 +1,209 @@
+/**
+ * Agent upgrades in waves (issue 15 point 9), with real agents: three
+ * `agent.mjs supervise agent.json` processes, each the real bundle of this
+ * tree (buildAgentBundle) on a real nats-server, upgraded through the
+ * object store by runAgentRollout, the code behind
+ * `netfleet rollout SITE --agent-bundle FILE`. Attacks (each looked for at
+ * its target: the bundle files on disk, the agent's run.<host> record, its
+ * log), then the positive control:
+ *   1. a target whose manifest is signed by another key: refused, nothing written;
+ *   2. one byte of the stored bundle changed after upload: the canary refuses it,
+ *      the rollout fails at the canary and the other hosts are never touched;
+ *   3. a bundle that crashes at start: the canary's supervisor puts the
+ *      previous bundle back, the rollout stops at the canary;
+ *   4. the good bundle: canary then waves, every host reports the new version.
+ * Ports 32700-32709.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { bundleObjectName, signManifest, signTarget, type AgentRunning } from "@netfleet/agent";
+import type { ControlPlane } from "@netfleet/controller";
+import { generateSigningKeys, type SigningKeys } from "@netfleet/shared";
+import { buildAgentBundle, type AgentBundle } from "../../packages/controller/src/bootstrap/bundle.ts";
+import { AgentUpgradeStore, MANIFEST_METADATA_KEY } from "../../packages/controller/src/store/objects.ts";
+import { runAgentRollout } from "../../packages/controller/src/rollout/agent.ts";
+import type { RolloutEvent } from "../../packages/controller/src/rollout/events.ts";
+import { readJsonLines } from "../json-lines.ts";
+import { SITE, eventually, inventoryHost, startSite, type Site } from "./harness.ts";
+
+const HOSTS = ["up1", "up2", "up3"];
+const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+
+interface Agent {
+  host: string;
+  dir: string;
+  bundle: string;
+  child: ChildProcess;
+  events: Record<string, unknown>[];
+  exited: Promise<void>;
+}
+
+let dir: string;
+let site: Site;
+let cp: ControlPlane;
+let signing: SigningKeys;
+let store: AgentUpgradeStore;
+let base: AgentBundle;
+let good: AgentBundle;
+let crash: Buffer;
+const agents = new Map<string, Agent>();
+
+function startAgent(host: string): Agent {
+  const d = join(dir, "upgrade-agents", host);
+  const bundle = join(d, "agent.mjs");
+  const child = spawn(process.execPath, [bundle, "supervise", join(d, "agent.json")], { stdio: ["ignore", "pipe", "pipe"], cwd: d });
+  const events: Record<string, unknown>[] = [];
+  readJsonLines(child.stdout!, (parsed, line) => events.push(parsed === undefined ? { event: "stdout", line } : (parsed as Record<string, unknown>)));
+  child.stderr!.on("data", (b: Buffer) => events.push({ event: "stderr", line: b.toString() }));
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  return { host, dir: d, bundle, child, events, exited };
+}
+
+async function stopAgent(a: Agent): Promise<void> {
+  if (a.child.exitCode !== null || a.child.signalCode !== null) return;
+  a.child.kill("SIGTERM");
+  const t = setTimeout(() => a.child.kill("SIGKILL"), 12_000);
+  await a.exited;
+  clearTimeout(t);
+}
+
+const running = (host: string) => store.running(host);
+const onDisk = (a: Agent, suffix = "") => (existsSync(a.bundle + suffix) ? sha(readFileSync(a.bundle + suffix)) : undefined);
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "upgrade-nats-"));
+  // Three real bundles of this tree: what the agents run, the upgrade, and one that dies at start.
+  [base, good] = await Promise.all([buildAgentBundle({ version: "0.1.0-upa" }), buildAgentBundle({ version: "0.1.1-upb" })]);
+  const crashBuild = await buildAgentBundle({ version: "0.1.2-crash" });
+  crash = Buffer.concat([Buffer.from('process.stderr.write("crash at start\\n"); process.exit(7);\n'), crashBuild.code]);
+
+  site = await startSite({ basePort: 32700, hosts: HOSTS.map((h) => inventoryHost(h)) });
+  ({ cp, signing } = site);
+  store = await AgentUpgradeStore.open(cp.nc, SITE, { replicas: 1 });
+
+  for (const host of HOSTS) {
+    const d = join(dir, "upgrade-agents", host);
+    await mkdir(join(d, "state"), { recursive: true, mode: 0o700 });
+    await writeFile(join(d, "agent.mjs"), base.code, { mode: 0o644 });
+    // Each host enrolls with its own host token (approved at once), as bootstrap gives it.
+    await writeFile(join(d, "agent.json"), JSON.stringify({ site: SITE, nats: site.server.urls, token: site.hostToken(host), name: host, stateDir: join(d, "state"), runDir: join(d, "run") }), { mode: 0o600 });
+    agents.set(host, startAgent(host));
+  }
+  await eventually(async () => {
+    const runs = await Promise.all(HOSTS.map(running));
+    return runs.every((r) => r?.version === "0.1.0-upa" && r.state === "running" && r.sha256 === base.sha256);
+  }, "three agents enrolled and reporting 0.1.0-upa", 30_000);
+}, 60_000);
+
+afterAll(async () => {
+  if (process.env.UPGRADE_DEBUG) for (const a of agents.values()) process.stdout.write(`--- ${a.host}\n${a.events.map((e) => JSON.stringify(e)).join("\n")}\n`);
+  for (const a of agents.values()) await stopAgent(a);
+  await site?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe("agent upgrades in waves, through the object store, with real agents", () => {
+  it("refuses a target whose manifest is signed by another key: logged, reported, nothing written", async () => {
+    const a = agents.get("up2")!;
+    const attacker = generateSigningKeys();
+    const manifest = signManifest(SITE, good.code, "0.1.1-upb", attacker.privateKeyPem);
+    await store.putBundle(good.code, manifest);
+    // The whole target signed by the other key, as an attacker able to write the bucket would.
+    const target = signTarget("up2", manifest, 30, attacker.privateKeyPem);
+    await store.setTarget(target);
+    await eventually(async () => (await running("up2"))?.state === "refused", "up2 reports refused", 15_000);
+    const r = (await running("up2"))!;
+    expect(r).toMatchObject({ state: "refused", version: "0.1.0-upa", sha256: base.sha256 });
+    expect(r.reason).toMatch(/^unknown-key: .*signed by unknown key/);
+    expect(a.events.some((e) => e.event === "upgrade-refused" && e.reason === "unknown-key")).toBe(true);
+    // At the target: the running bundle is unchanged and nothing was staged.
+    expect(onDisk(a)).toBe(base.sha256);
+    expect(existsSync(a.bundle + ".next")).toBe(false);
+    expect(existsSync(a.bundle + ".upgrade.json")).toBe(false);
+    // Set back to what it runs, signed by the controller (the positive control of the same host follows below).
+    const back = signManifest(SITE, base.code, "0.1.0-upa", signing.privateKeyPem);
+    await store.setTarget(signTarget("up2", back, 30, signing.privateKeyPem));
+    await eventually(async () => (await running("up2"))?.state === "running", "up2 running again", 15_000);
+  });
+
+  it("a stored bundle with one byte changed is refused by the canary: the rollout fails there, no host is touched", async () => {
+    const events: RolloutEvent[] = [];
+    // The attack: right after the controller stored the bundle, one byte of it changes in the object store.
+    const tampering = Object.assign(Object.create(store) as AgentUpgradeStore, {
+      putBundle: async (code: Uint8Array, manifest: Parameters<AgentUpgradeStore["putBundle"]>[1]) => {
+        await store.putBundle(code, manifest);
+        const bad = Buffer.from(code);
+        bad[bad.length >> 1]! ^= 0x01;
+        await store.objects.putBlob({ name: manifest.object, metadata: { [MANIFEST_METADATA_KEY]: JSON.stringify(manifest) } }, bad);
+      },
+    });
+    const out = await runAgentRollout({ site: SITE, upgrades: tampering, lock: cp.lock, signing }, HOSTS.map((host) => ({ host, role: "vmhost" })), { code: good.code, version: "0.1.1-upb" }, { batch: { count: 1 }, hostTimeoutMs: 20_000, trialS: 30 }, (e) => events.push(e));
+    expect(out.result).toBe("failed");
+    const canary = (events.find((e) => e.event === "wave") as { hosts: string[] }).hosts[0]!;
+    expect(canary).toBe("up1");
+    expect(events).toContainEqual(expect.objectContaining({ event: "budget-exceeded", canary: true }));
+    expect(events.find((e) => e.event === "host-done" && e.host === "up1")).toMatchObject({ ok: false, error: expect.stringMatching(/^refused: sha256-mismatch: .*sha256 [0-9a-f]{64}, the signed manifest says [0-9a-f]{64}/) });
+    // At the target: the canary runs its old bundle, staged nothing; the others never got a target.
+    const a = agents.get("up1")!;
+    expect(a.events.some((e) => e.event === "upgrade-refused" && e.reason === "sha256-mismatch")).toBe(true);
+    expect(onDisk(a)).toBe(base.sha256);
+    expect(existsSync(a.bundle + ".next")).toBe(false);
+    expect(existsSync(a.bundle + ".prev")).toBe(false);
+    expect(events.filter((e) => e.event === "host-start").map((e) => (e as { host: string }).host)).toEqual(["up1"]);
+    for (const h of ["up2", "up3"]) {
+      expect(onDisk(agents.get(h)!)).toBe(base.sha256);
+      expect((await running(h))?.version).toBe("0.1.0-upa");
+    }
+    expect(await running("up1")).toMatchObject({ version: "0.1.0-upa", sha256: base.sha256, state: "running" });
+  }, 45_000);
+
+  it("a bundle that crashes at start is put back on the canary by its supervisor, and the rollout stops there", async () => {
+    const events: RolloutEvent[] = [];
+    const a = agents.get("up1")!;
+    const supervisor = a.child.pid;
+    const out = await runAgentRollout({ site: SITE, upgrades: store, lock: cp.lock, signing }, HOSTS.map((host) => ({ host, role: "vmhost" })), { code: crash, version: "0.1.2-crash" }, { batch: { count: 1 }, hostTimeoutMs: 30_000, trialS: 20 }, (e) => events.push(e));
+    expect(out.result).toBe("failed");
+    expect(events.find((e) => e.event === "host-done" && e.host === "up1")).toMatchObject({ ok: false, error: expect.stringMatching(/^reverted: version 0\.1\.2-crash exited with code 7 .*before it reported/) });
+    expect(events).toContainEqual(expect.objectContaining({ event: "host-reverted", host: "up1", ok: true }));
+    expect(events.filter((e) => e.event === "host-start").map((e) => (e as { host: string }).host)).toEqual(["up1"]);
+    // At the target: the supervisor (same pid) staged, tried and put back; the crashing bundle is kept aside.
+    expect(a.child.pid).toBe(supervisor);
+    expect(a.child.exitCode).toBeNull();
+    expect(a.events.some((e) => e.event === "upgrade-staged" && e.to === "0.1.2-crash")).toBe(true);
+    expect(a.events.some((e) => e.event === "upgrade-reverted" && String(e.reason).includes("exited with code 7"))).toBe(true);
+    expect(onDisk(a)).toBe(base.sha256);
+    expect(onDisk(a, ".failed")).toBe(sha(crash));
+    expect(statSync(a.bundle).mode & 0o777).toBe(0o644);
+    expect(await running("up1")).toMatchObject({ version: "0.1.0-upa", sha256: base.sha256 });
+    for (const h of ["up2", "up3"]) expect(onDisk(agents.get(h)!)).toBe(base.sha256);
+  }, 60_000);
+
+  it("positive control: the good bundle rolls out canary then waves, each host restarting into it and reporting 0.1.1-upb", async () => {
+    const events: RolloutEvent[] = [];
+    const t0 = Date.now();
+    const out = await runAgentRollout({ site: SITE, upgrades: store, lock: cp.lock, signing }, HOSTS.map((host) => ({ host, role: "vmhost" })), { code: good.code, version: "0.1.1-upb" }, { batch: { count: 1 }, hostTimeoutMs: 30_000, trialS: 30 }, (e) => events.push(e));
+    expect(out.result).toBe("success");
+    expect(events.filter((e) => e.event === "wave").map((e) => (e as { hosts: string[]; canary: boolean }).hosts)).toEqual([["up1"], ["up2"], ["up3"]]);
+    for (const host of HOSTS) {
+      const a = agents.get(host)!;
+      const r = (await running(host)) as AgentRunning;
+      expect(r).toMatchObject({ version: "0.1.1-upb", sha256: good.sha256, size: good.code.length, state: "running" });
+      expect(onDisk(a)).toBe(good.sha256);
+      expect(onDisk(a, ".prev")).toBe(base.sha256);
+      expect(statSync(a.bundle).mode & 0o777).toBe(0o644);
+      expect(JSON.parse(readFileSync(a.bundle + ".upgrade.json", "utf8"))).toMatchObject({ state: "committed", to: { version: "0.1.1-upb" } });
+      expect(a.events.some((e) => e.event === "upgrade-committed" && e.version === "0.1.1-upb")).toBe(true);
+      // The same supervisor process all along.
+      expect(a.child.exitCode).toBeNull();
+    }
+    // The object store holds it under its name, its manifest in the metadata.
+    const info = await store.objects.info(bundleObjectName("0.1.1-upb", good.sha256));
+    expect(info?.size).toBe(good.code.length);
+    process.stdout.write(`upgrade-agent: 3 hosts upgraded in ${Date.now() - t0} ms\n`);
+  }, 60_000);
+});
