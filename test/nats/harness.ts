@@ -8,7 +8,25 @@ import { readJsonLines } from "../json-lines.ts";
 import { FleetMember, NatsAgent, Toolbox, type FleetMemberOptions, type NatsAgentOptions, type PassResult } from "@netfleet/agent";
 import { SimulatedHostRunner } from "@netfleet/agent/testing";
 import { ControlPlane, NatsServer, controllerUser, enrollmentUser, hostTokenKey, mintHostTokenWithKey } from "@netfleet/controller";
-import { generateSigningKeys, sealAssignment, type HostAssignment, type Host, type SigningKeys } from "@netfleet/shared";
+import { connect } from "@nats-io/transport-node";
+import {
+  AgentCredentials,
+  Welcome,
+  decodeMessage,
+  encodeMessage,
+  enrollSubject,
+  generateBoxKeys,
+  generateSigningKeys,
+  openSealed,
+  sealAssignment,
+  welcomeContext,
+  welcomeSubject,
+  type BoxKeys,
+  type EnrollFacts,
+  type HostAssignment,
+  type Host,
+  type SigningKeys,
+} from "@netfleet/shared";
 
 export const SITE = "lab";
 /** The site's join token: it only ever asks for a pending claim (quarantined); agents are approved with host tokens (Site.hostToken). */
@@ -251,4 +269,58 @@ export async function writeControllerHome(site: Site, inventoryDir: string): Pro
   await writeFile(join(dir, "secrets.json"), JSON.stringify(secrets), { mode: 0o600 });
   await writeFile(join(dir, "controller.json"), JSON.stringify({ site: SITE, inventory: inventoryDir, nats: site.server.urls, replicas: site.server.nodes.length }));
   return dir;
+}
+
+/** Facts of an enroll message as a hand-made client sends them (a few interfaces, this key, this token). */
+export function rawFacts(o: { hostname: string; token: string; publicKey: string; macs?: string[]; site?: string }): EnrollFacts {
+  return {
+    kind: "enroll",
+    site: o.site ?? SITE,
+    hostname: o.hostname,
+    token: o.token,
+    agentVersion: "0.1.0-raw",
+    interfaces: (o.macs ?? []).map((mac, i) => ({ name: `eth${i}`, mac, state: "UP", kind: null })),
+    kernel: { "8021q": { loaded: true, available: true }, bonding: { loaded: false, available: true }, openvswitch: { loaded: true, available: true } },
+    ovsVersion: "3.1.0",
+    libvirtVersion: "9.0.0",
+    publicKey: o.publicKey,
+    sentAt: new Date().toISOString(),
+  };
+}
+
+/**
+ * Enrolls by hand, as an agent would (the shared enrollment user, facts on
+ * `nf.<site>.enroll.<hostname>`, a welcome sealed to `keys` on
+ * `nf.<site>.welcome.<hostname>`): the credentials the welcome holds, or
+ * undefined when none came within `timeoutMs`. Facts are sent again every 500 ms.
+ */
+export async function enrollRaw(site: Site, o: { hostname: string; token: string; keys?: BoxKeys; macs?: string[]; timeoutMs?: number }): Promise<{ keys: BoxKeys; credentials: AgentCredentials | undefined }> {
+  const keys = o.keys ?? generateBoxKeys();
+  const nc = await connect({ servers: site.server.urls, user: `enroll-${SITE}`, pass: site.enrollPassword });
+  try {
+    const sub = nc.subscribe(welcomeSubject(SITE, o.hostname));
+    const deadline = Date.now() + (o.timeoutMs ?? 5000);
+    const welcome = (async () => {
+      for await (const msg of sub) {
+        try {
+          const box = decodeMessage(Welcome, msg.subject, msg.data);
+          return decodeMessage(AgentCredentials, "welcome", openSealed(keys, box, welcomeContext(SITE, o.hostname)));
+        } catch {
+          // sealed to another key: not ours
+        }
+      }
+      return undefined;
+    })();
+    let got: AgentCredentials | undefined;
+    void welcome.then((c) => (got = c));
+    while (!got && Date.now() < deadline) {
+      nc.publish(enrollSubject(SITE, o.hostname), encodeMessage(rawFacts({ hostname: o.hostname, token: o.token, publicKey: keys.publicKey, ...(o.macs ? { macs: o.macs } : {}) })));
+      await nc.flush();
+      await new Promise((r) => setTimeout(r, Math.min(500, Math.max(0, deadline - Date.now()))));
+    }
+    sub.unsubscribe();
+    return { keys, credentials: got ?? (await Promise.race([welcome, new Promise<undefined>((r) => setTimeout(() => r(undefined), 50))])) };
+  } finally {
+    await nc.close();
+  }
 }

@@ -17,3 +17,4 @@ export { AuditCollector, auditSources, type AuditCollectorOptions, type AuditSou
 export { CREATE_EXCLUSIVE, DirectoryHandle, OPEN_DIR_NOFOLLOW, UnsafePathError, writeOwned } from "./write-owned.ts";
 export * from "./fleet/upgrade-wire.ts";
 export { AgentUpgrader, type AgentUpgraderOptions } from "./fleet/upgrade.ts";
+export { answerRekeys, enrollFacts, fitFacts, type Claim } from "./fleet/enroll.ts";

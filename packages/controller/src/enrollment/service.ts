@@ -367,17 +367,27 @@ export class EnrollmentService {
     return this.key;
   }
 
-  /** Logs a refused enrollment (nothing was written), at most REFUSALS_LOGGED_PER_S a second. */
+  /**
+   * Logs a refused enrollment (nothing was written), at most
+   * REFUSALS_LOGGED_PER_S a second; the ones over it are counted and logged
+   * as one `enroll-refused-suppressed` event when the second is over.
+   */
   private refuse(host: string, reason: string): void {
     const second = Math.floor(Date.now() / 1000);
-    const r = this.refusals;
-    if (second !== r.second) {
-      if (r.suppressed > 0) this.o.log({ event: "enroll-refused-suppressed", count: r.suppressed });
-      this.refusals = { second, logged: 0, suppressed: 0 };
-    }
+    if (second !== this.refusals.second) this.flushRefusals(second);
     if (this.refusals.logged < REFUSALS_LOGGED_PER_S) {
       this.refusals.logged++;
       this.o.log({ event: "enroll-refused", host, reason });
-    } else this.refusals.suppressed++;
+      return;
+    }
+    if (this.refusals.suppressed++ === 0) {
+      const timer = setTimeout(() => this.flushRefusals(Math.floor(Date.now() / 1000)), 1000 - (Date.now() % 1000) + 5);
+      timer.unref();
+    }
+  }
+
+  private flushRefusals(second: number): void {
+    if (this.refusals.suppressed > 0) this.o.log({ event: "enroll-refused-suppressed", count: this.refusals.suppressed });
+    this.refusals = { second, logged: second === this.refusals.second ? this.refusals.logged : 0, suppressed: 0 };
   }
 }
