@@ -122,8 +122,9 @@ export function oneLine(text: string, max: number): string {
  * The lines under a host's status row: its last corrective change (what,
  * when, the first changed field before → after) and its warnings.
  */
-export function statusDetails(r: Pick<HostStatus, "corrective" | "warnings">): string[] {
+export function statusDetails(r: Pick<HostStatus, "corrective" | "warnings"> & { agent?: HostStatus["agent"] }): string[] {
   const lines: string[] = [];
+  if (r.agent?.reason) lines.push(`agent upgrade ${oneLine(r.agent.state, 32)}: ${oneLine(r.agent.reason, 160)}`);
   const last = r.corrective.last;
   if (last) {
     const field = last.changes[0];
@@ -133,6 +134,12 @@ export function statusDetails(r: Pick<HostStatus, "corrective" | "warnings">): s
   if (r.corrective.error) lines.push(`corrective record unreadable: ${oneLine(r.corrective.error, 160)}`);
   for (const w of r.warnings) lines.push(`warning ${oneLine(w.id, 80)}: ${oneLine(w.message, 160)}`);
   return lines;
+}
+
+/** The AGENT column of `netfleet status`: the version the host's agent reports, with its upgrade state unless running ("-": never reported). */
+export function agentColumn(agent: HostStatus["agent"] | undefined): string {
+  if (!agent) return "-";
+  return `${oneLine(agent.version, 64)}${agent.state !== "running" ? ` (${oneLine(agent.state, 32)})` : ""}`;
 }
 
 /** `netfleet status`: per host enrolled, last seen, desired vs applied revision, drift, drift repaired (count, last), warnings. */
@@ -149,12 +156,12 @@ export async function statusCommand(cp: ControlPlane, out: CommandOutput): Promi
     });
     return 0;
   }
-  out.line(`${"HOST".padEnd(16)} ${"STATE".padEnd(12)} ${"LAST SEEN".padEnd(10)} ${"DESIRED".padEnd(8)} ${"APPLIED".padEnd(8)} ${"DRIFT".padEnd(6)} ${"REPAIRED".padEnd(9)} RESULT`);
+  out.line(`${"HOST".padEnd(16)} ${"STATE".padEnd(12)} ${"LAST SEEN".padEnd(10)} ${"DESIRED".padEnd(8)} ${"APPLIED".padEnd(8)} ${"DRIFT".padEnd(6)} ${"REPAIRED".padEnd(9)} ${"AGENT".padEnd(12)} RESULT`);
   for (const r of rows) {
     const applied = r.applied ? `${r.applied.revision}${r.applied.rolledBack ? "↩" : ""}` : "-";
     const result = r.summary ? `${r.summary.ok} ok, ${r.summary.failed} failed${r.failures.length ? `: ${r.failures.map((f) => oneLine(f.id, 80)).join(", ")}` : ""}` : "";
     out.line(
-      `${oneLine(r.host, 64).padEnd(16)} ${oneLine(r.state, 32).padEnd(12)} ${ago(r.lastSeen).padEnd(10)} ${oneLine(String(r.desired?.revision ?? "-"), 16).padEnd(8)} ${oneLine(applied, 16).padEnd(8)} ${(r.drift ? "yes" : "no").padEnd(6)} ${String(r.corrective.count).padEnd(9)} ${result}`,
+      `${oneLine(r.host, 64).padEnd(16)} ${oneLine(r.state, 32).padEnd(12)} ${ago(r.lastSeen).padEnd(10)} ${oneLine(String(r.desired?.revision ?? "-"), 16).padEnd(8)} ${oneLine(applied, 16).padEnd(8)} ${(r.drift ? "yes" : "no").padEnd(6)} ${String(r.corrective.count).padEnd(9)} ${agentColumn(r.agent).padEnd(12)} ${result}`,
     );
     for (const line of statusDetails(r)) out.line(`  ${line}`);
   }

@@ -14,6 +14,7 @@ import {
   reportSubject,
   welcomeSubject,
 } from "@netfleet/shared";
+import { agentUpgradePermissions } from "@netfleet/agent";
 import type { NatsUser } from "./config.ts";
 
 /**
@@ -50,12 +51,15 @@ export function agentUser(site: string, host: string, password: string, options:
   const leases = leasesBucket(site);
   const corrective = correctiveBucket(site);
   const key = hostKey(host);
+  // Agent upgrades (upgrade-wire.ts): read its signed target and the bundle object store, write its running-version report.
+  const upgrade = agentUpgradePermissions(site, host);
   return {
     user: agentUserName(site, host),
     password,
     permissions: {
       publish: {
         allow: [
+          ...upgrade.publish,
           enrollSubject(site, host),
           reportSubject(site, host),
           heartbeatSubject(site, host),
@@ -72,7 +76,7 @@ export function agentUser(site: string, host: string, password: string, options:
           ...(options.audit ? [auditSubject(site, host, "*")] : []),
         ],
       },
-      subscribe: { allow: [`${agentInboxPrefix(site, host)}.>`, kvSubject(desired, key), checkSubject(site, host), kvSubject(leases, "*")] },
+      subscribe: { allow: [...upgrade.subscribe, `${agentInboxPrefix(site, host)}.>`, kvSubject(desired, key), checkSubject(site, host), kvSubject(leases, "*")] },
       // Check-mode replies go to the controller's inbox: one reply per request received, within a minute.
       allow_responses: { max: 1, expires: "1m" },
     },
