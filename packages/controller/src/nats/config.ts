@@ -34,6 +34,8 @@ export interface NatsNodeConfig {
   pidFile: string;
   /** The file holding the accounts block, included by every node; relative to this node's config file (the server joins include paths to it). */
   accountsFile: string;
+  /** server_tags: shown in /varz; NatsServer puts a random one per start there to tell its own child from another server on the port. */
+  tags?: string[];
   cluster?: { name: string; host: string; port: number; routes: string[]; user: string; password: string };
 }
 
@@ -48,6 +50,7 @@ export function renderNodeConfig(node: NatsNodeConfig): string {
     `listen: ${q(`${node.host}:${node.port}`)}`,
     `http: ${q(`127.0.0.1:${node.monitorPort}`)}`,
     `pid_file: ${q(node.pidFile)}`,
+    ...(node.tags?.length ? [`server_tags: [${node.tags.map(q).join(", ")}]`] : []),
     `jetstream {`,
     `  store_dir: ${q(node.storeDir)}`,
     `  max_memory_store: 268435456`,

@@ -1,10 +1,11 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { closeSync, openSync } from "node:fs";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { closeSync, constants, openSync } from "node:fs";
+import { mkdir, readFile } from "node:fs/promises";
+import { connect as tcpConnect } from "node:net";
 import { join } from "node:path";
 import PQueue from "p-queue";
-import writeFileAtomic from "write-file-atomic";
+import { diskFullError, writeFileWhole } from "../store/files.ts";
 import { renderAccounts, renderNodeConfig, type NatsNodeConfig, type NatsUser } from "./config.ts";
 
 /** Where and how `NatsServer.start` runs its nodes. */
@@ -20,6 +21,29 @@ export interface NatsServerOptions {
   users: NatsUser[];
   binary?: string;
   readyTimeoutMs?: number;
+  /**
+   * Start each node through util-linux `setpriv --pdeathsig KILL` (default
+   * true): the kernel SIGKILLs the node when the thread that spawned it
+   * dies, SIGKILL of this process included (prctl(2) PR_SET_PDEATHSIG, kept
+   * across execve(2) of a binary that is not set-user-ID and has no file
+   * capabilities; setpriv(1)). setpriv execs nats-server, so the child's pid
+   * is the server's. False: spawn nats-server directly (it then outlives a
+   * crashed parent).
+   */
+  dieWithParent?: boolean;
+  /** An open descriptor every node inherits as its fd 3 (StateDirLock.fd): the lock is then held while any node lives. */
+  lockFd?: number;
+  /** stop(): how long a node has after SIGTERM before SIGKILL, ms (default 5000). A node wedged on a full disk ignores SIGTERM. */
+  stopGraceMs?: number;
+}
+
+/** How a node ended when nobody asked it to: its exit code or signal, and the last lines of its log. */
+export interface NodeExit {
+  node: string;
+  pid: number | undefined;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  error: NatsServerError;
 }
 
 /** One running (or stopped) node: its config, files, URLs and child process. */
@@ -32,6 +56,8 @@ export interface NatsNode {
   logFile: string;
   process: ChildProcess | undefined;
   exited: Promise<void>;
+  /** Set while we stop, kill or restart it: its exit is then expected, not a failure. */
+  stopping: boolean;
 }
 
 /** The server failed to start or to become healthy in time; the last lines of its log say why. */
@@ -51,10 +77,23 @@ export class NatsServerError extends Error {
  * no shell), ready when /healthz reports JetStream, stopped and reaped.
  * Users live in one accounts file shared by every node; `setUsers` rewrites
  * it and reloads every running node.
+ *
+ * A node is ours only if it is our child: before a launch, a server already
+ * answering the node's client or monitoring port is refused (naming its
+ * server name, id and start time, and its pid when the node's pid file holds
+ * a live nats-server); after it, the server that reports healthy must carry
+ * this start's random tag in /varz `tags` and have the same `server_id` in
+ * the INFO of the client port, or the start fails. A node that exits when
+ * nobody stopped it resolves `failed` (a supervisor, `netfleet serve`,
+ * decides what to do: it exits). Config and accounts files are written
+ * whole (temp file + rename) or not at all; ENOSPC gives DiskFullError.
  */
 export class NatsServer {
   readonly nodes: NatsNode[];
-  private readonly options: Required<Omit<NatsServerOptions, "users">>;
+  /** Resolves with the first node exit that nobody asked for (never rejects). */
+  readonly failed: Promise<NodeExit>;
+  private resolveFailed!: (exit: NodeExit) => void;
+  private readonly options: Required<Omit<NatsServerOptions, "users" | "lockFd">> & { lockFd: number | undefined };
   private readonly accountsPath: string;
   private users: NatsUser[];
   /** User changes, one at a time: the accounts file is written and each reload awaited before the next. */
@@ -68,7 +107,11 @@ export class NatsServer {
       basePort: options.basePort,
       binary: options.binary ?? "nats-server",
       readyTimeoutMs: options.readyTimeoutMs ?? 20_000,
+      dieWithParent: options.dieWithParent ?? true,
+      lockFd: options.lockFd,
+      stopGraceMs: options.stopGraceMs ?? 5000,
     };
+    this.failed = new Promise((resolve) => (this.resolveFailed = resolve));
     this.users = options.users;
     this.accountsPath = join(options.dir, "accounts.conf");
     const { host, basePort } = this.options;
@@ -107,6 +150,7 @@ export class NatsServer {
         logFile: join(nodeDir, "nats.log"),
         process: undefined,
         exited: Promise.resolve(),
+        stopping: false,
       };
     });
   }
@@ -119,8 +163,11 @@ export class NatsServer {
     const server = new NatsServer(options);
     await server.writeAccounts();
     for (const node of server.nodes) {
-      await mkdir(node.config.storeDir, { recursive: true, mode: 0o700 });
-      await writeFile(node.configFile, renderNodeConfig(node.config), { mode: 0o600 });
+      try {
+        await mkdir(node.config.storeDir, { recursive: true, mode: 0o700 });
+      } catch (err) {
+        throw diskFullError(err, node.config.storeDir) ?? err;
+      }
     }
     try {
       await Promise.all(server.nodes.map((n) => server.launch(n)));
@@ -156,9 +203,10 @@ export class NatsServer {
     });
   }
 
-  /** SIGKILL: the node dies as in a crash; its store stays for `restart`. */
+  /** SIGKILL: the node dies as in a crash; its store stays for `restart`. Not a failure (`failed` stays pending). */
   async kill(name: string): Promise<void> {
     const node = this.node(name);
+    node.stopping = true;
     node.process?.kill("SIGKILL");
     await node.exited;
   }
@@ -192,14 +240,15 @@ export class NatsServer {
     return leader;
   }
 
-  /** SIGTERM, then SIGKILL after 5 s; every process is reaped. */
+  /** SIGTERM, then SIGKILL after `stopGraceMs` (default 5 s); every process is reaped. */
   async stop(): Promise<void> {
     await Promise.all(
       this.nodes.map(async (node) => {
+        node.stopping = true;
         const child = node.process;
         if (!child) return;
         child.kill("SIGTERM");
-        const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+        const timer = setTimeout(() => child.kill("SIGKILL"), this.options.stopGraceMs);
         await node.exited;
         clearTimeout(timer);
       }),
@@ -207,34 +256,84 @@ export class NatsServer {
   }
 
   private async writeAccounts(): Promise<void> {
-    await mkdir(this.options.dir, { recursive: true, mode: 0o700 });
-    await writeFileAtomic(this.accountsPath, renderAccounts(this.users), { mode: 0o600 });
+    await writeFileWhole(this.accountsPath, renderAccounts(this.users), 0o600);
   }
 
+  /**
+   * Refuses to start a node whose ports already answer (an orphan of an
+   * earlier serve, or anyone's server), then starts it with a fresh start
+   * tag and waits until it is healthy and proven to be this child.
+   */
   private async launch(node: NatsNode): Promise<void> {
-    const fd = openSync(node.logFile, "a", 0o600);
-    const child = spawn(this.options.binary, ["-c", node.configFile], { stdio: ["ignore", fd, fd] });
+    const { host, port, monitorPort } = node.config;
+    const clientHost = host.replace(/^\[|\]$/g, "");
+    const taken = (await natsInfo(clientHost, port)) ?? ((await getJson(`${node.monitorUrl}/varz`)) as ServerFacts | undefined);
+    if (taken) {
+      throw new NatsServerError(node.name, `${host}:${port} (monitoring 127.0.0.1:${monitorPort}) is already served by ${await describe(taken, node.config.pidFile)}: stop it first`, "");
+    }
+    // Lower-case hex: nats-server lower-cases server_tags (seen in /varz of 2.9.10).
+    const tag = `netfleet-start:${randomBytes(9).toString("hex")}`;
+    node.config = { ...node.config, tags: [tag] };
+    await writeFileWhole(node.configFile, renderNodeConfig(node.config), 0o600);
+    let fd: number;
+    try {
+      // O_NOFOLLOW: a link planted at the log's name is not appended through.
+      fd = openSync(node.logFile, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
+    } catch (err) {
+      throw diskFullError(err, node.logFile) ?? err;
+    }
+    const [command, args] = this.options.dieWithParent
+      ? ["setpriv", ["--pdeathsig", "KILL", "--", this.options.binary, "-c", node.configFile]]
+      : [this.options.binary, ["-c", node.configFile]];
+    const stdio: ("ignore" | number)[] = ["ignore", fd, fd];
+    if (this.options.lockFd !== undefined) stdio.push(this.options.lockFd);
+    const child = spawn(command, args, { stdio });
     closeSync(fd);
     node.process = child;
+    node.stopping = false;
+    let started = false;
     node.exited = new Promise((resolve) => {
-      child.once("exit", () => {
-        if (node.process === child) node.process = undefined;
+      const ended = (code: number | null, signal: NodeJS.Signals | null) => {
+        if (node.process !== child) return resolve();
+        node.process = undefined;
+        if (started && !node.stopping) {
+          void tail(node.logFile).then((log) => {
+            const how = signal ? `killed by ${signal}` : `exit code ${code}`;
+            this.resolveFailed({ node: node.name, pid: child.pid, code, signal, error: new NatsServerError(node.name, `pid ${child.pid} ended unexpectedly (${how})`, log) });
+          });
+        }
         resolve();
-      });
-      child.once("error", () => {
-        if (node.process === child) node.process = undefined;
-        resolve();
-      });
+      };
+      child.once("exit", ended);
+      child.once("error", () => ended(null, null));
     });
+    let facts: ServerFacts | undefined;
     const healthy = await poll(async () => {
       if (!node.process) throw new NatsServerError(node.name, "exited during start", await tail(node.logFile));
-      return (await fetchStatus(`${node.monitorUrl}/healthz?js-enabled-only=true`)) === 200 ? true : undefined;
-    }, 50, this.options.readyTimeoutMs);
+      if ((await fetchStatus(`${node.monitorUrl}/healthz?js-enabled-only=true`)) !== 200) return undefined;
+      const varz = (await getJson(`${node.monitorUrl}/varz`)) as ServerFacts | undefined;
+      if (!varz?.tags?.includes(tag)) {
+        facts = varz;
+        return undefined;
+      }
+      const info = await natsInfo(clientHost, port);
+      if (info?.server_id !== varz.server_id) {
+        facts = info;
+        return undefined;
+      }
+      return true;
+    }, 50, this.options.readyTimeoutMs).catch(async (err: unknown) => {
+      if (facts) throw new NatsServerError(node.name, `our nats-server (pid ${child.pid}) could not start; ${host}:${port} is answered by ${await describe(facts, node.config.pidFile)}`, await tail(node.logFile));
+      throw err;
+    });
     if (!healthy) {
+      node.stopping = true;
       child.kill("SIGKILL");
       await node.exited;
-      throw new NatsServerError(node.name, `not healthy within ${this.options.readyTimeoutMs} ms`, await tail(node.logFile));
+      const why = facts ? `${host}:${port} is answered by ${await describe(facts, node.config.pidFile)}, not by our child (pid ${child.pid})` : `not healthy within ${this.options.readyTimeoutMs} ms`;
+      throw new NatsServerError(node.name, why, await tail(node.logFile));
     }
+    started = true;
   }
 
   /** SIGHUP is what `nats-server --signal reload=<pidfile>` sends; config_load_time in /varz tells it took effect. */
@@ -247,6 +346,57 @@ export class NatsServer {
     }, 25, this.options.readyTimeoutMs);
     if (loaded === undefined) throw new NatsServerError(node.name, "config reload not seen in time", await tail(node.logFile));
   }
+}
+
+/** What /varz or a client port's INFO says about a server (the fields we use). */
+interface ServerFacts {
+  server_id?: string;
+  server_name?: string;
+  start?: string;
+  tags?: string[];
+}
+
+/**
+ * The INFO line a NATS server sends first on its client port (NATS client
+ * protocol), parsed; undefined when nothing listens or it is not NATS
+ * within 1 s (then `{}` when something did accept the connection).
+ */
+function natsInfo(host: string, port: number): Promise<ServerFacts | undefined> {
+  return new Promise((resolve) => {
+    let data = "";
+    let connected = false;
+    const socket = tcpConnect({ host, port });
+    const done = (value: ServerFacts | undefined) => {
+      socket.destroy();
+      resolve(value);
+    };
+    socket.setTimeout(1000, () => done(connected ? {} : undefined));
+    socket.once("connect", () => (connected = true));
+    socket.on("data", (chunk: Buffer) => {
+      data += chunk.toString("utf8");
+      const end = data.indexOf("\r\n");
+      if (end < 0 && data.length < 65536) return;
+      const m = /^INFO\s+(\{.*\})/.exec(end < 0 ? data : data.slice(0, end));
+      try {
+        done(m ? (JSON.parse(m[1]!) as ServerFacts) : {});
+      } catch {
+        done({});
+      }
+    });
+    socket.once("error", () => done(connected ? {} : undefined));
+    socket.once("end", () => done(connected ? {} : undefined));
+  });
+}
+
+/** "nats-server nf-1 (server_id N…, started T, pid P)"; the pid when the node's pid file names a live nats-server. */
+async function describe(facts: ServerFacts, pidFile: string): Promise<string> {
+  const parts: string[] = [];
+  if (facts.server_id) parts.push(`server_id ${facts.server_id}`);
+  if (facts.start) parts.push(`started ${facts.start}`);
+  const pid = Number((await readFile(pidFile, "utf8").catch(() => "")).trim());
+  if (pid > 0 && (await readFile(`/proc/${pid}/comm`, "utf8").catch(() => "")).trim() === "nats-server") parts.push(`pid ${pid} per ${pidFile}`);
+  const what = facts.server_id ? `nats-server ${facts.server_name ?? ""}`.trim() : "a listener that is not NATS";
+  return parts.length ? `${what} (${parts.join(", ")})` : what;
 }
 
 async function loadTime(node: NatsNode): Promise<string | undefined> {

@@ -13,10 +13,27 @@ export function isRevisionConflict(err: unknown): boolean {
  * which the client reports as JetStream not enabled.
  */
 export function isTransient(err: unknown): boolean {
+  if (isStoreFull(err)) return false;
   for (let e: unknown = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
     if (/permissions violation/i.test(e.message)) return false;
     if (["TimeoutError", "NoRespondersError", "NoResponders", "JetStreamNotEnabled", "ConnectionError", "ClosedConnectionError"].includes(e.name)) return true;
     if (/timeout|no responders|temporarily unavailable|not current|no suitable peers|leader|disconnect|jetstream is not enabled/i.test(e.message)) return true;
+  }
+  return false;
+}
+
+/**
+ * True when JetStream refused a write for lack of room: the server's
+ * "insufficient resources" (10023) or "insufficient storage resources
+ * available" (10047) API errors (NATS server docs, JetStream error codes),
+ * or a DiskFullError of ours. Never retried (see isTransient): it does not
+ * pass by waiting. Serve reports it as `disk full: <store dir>`.
+ */
+export function isStoreFull(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+    if (e.name === "DiskFullError" || /insufficient (storage )?resources/i.test(e.message)) return true;
+    const code = (e as { code?: unknown; api_error?: { err_code?: unknown } }).api_error?.err_code;
+    if (code === 10023 || code === 10047) return true;
   }
   return false;
 }
