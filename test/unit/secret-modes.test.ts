@@ -123,11 +123,10 @@ describe("every secret file we write is 0600 (directories 0700), owned by the wr
  * be listed in PENDING (asked of their owners in /tmp/issue15/requests-*.md)
  * or NOT_SECRET with the reason.
  */
-const SAFE_WRITER = /writeOwned\(|\.write\(|\.install\(|\bput\(|open\([^)]*"wx"|CREATE_EXCLUSIVE|mkdir/;
+const SAFE_WRITER = /writeOwned\(|writeFileWhole\(|\.write\(|\.install\(|\bput\(|open\([^)]*"wx"|CREATE_EXCLUSIVE|O_NOFOLLOW|mkdir/;
 const PENDING: Record<string, string> = {
   "packages/controller/src/store/files.ts": "writeSecretJson uses write-file-atomic (follows a link at the target): asked of serve",
   "packages/controller/src/nats/server.ts": "node config writeFile / accounts write-file-atomic / log open 'a': asked of serve",
-  "packages/agent/src/bundle-entry.ts": "the detached agent's log, opened 'a' (not a secret, but 0600): upgrade's",
   "packages/lab/src/agents.ts": "the lab's join-token file in a test dir it just made: enroll's",
 };
 const NOT_SECRET: Record<string, string> = {

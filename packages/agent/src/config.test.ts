@@ -1,13 +1,17 @@
 import { describe, expect, it } from "vitest";
-import { checkAgentConfig, renderConfig, runArgs } from "./config.ts";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { checkAgentConfig, readToken, renderConfig, runArgs } from "./config.ts";
 
 const token = "abcdefgh.0123456789abcdefXYZ";
 const good = { site: "lab", nats: ["nats://10.0.0.1:4222", "tls://ctl.example:4443"], token };
 
 describe("the agent config (agent.json)", () => {
-  it("accepts a config and turns it into the argv of netfleet-agent run, the token as one word", () => {
+  it("accepts a config and turns it into the argv of netfleet-agent run, without the token (handed over in memory)", () => {
     const c = checkAgentConfig({ ...good, name: "hv1", stateDir: "/var/lib/x", runDir: "/run/x" }, "/etc/netfleet/agent.json");
-    expect(runArgs(c)).toEqual(["run", "--site", "lab", "--nats", "nats://10.0.0.1:4222,tls://ctl.example:4443", `--token=${token}`, "--name", "hv1", "--state-dir", "/var/lib/x", "--run-dir", "/run/x"]);
+    expect(runArgs(c)).toEqual(["run", "--site", "lab", "--nats", "nats://10.0.0.1:4222,tls://ctl.example:4443", "--name", "hv1", "--state-dir", "/var/lib/x", "--run-dir", "/run/x"]);
+    expect(runArgs(c).join(" ")).not.toContain("0123456789abcdef");
     expect(JSON.parse(renderConfig(c))).toEqual(c);
   });
 
@@ -21,5 +25,18 @@ describe("the agent config (agent.json)", () => {
     expect(() => checkAgentConfig({ ...good, token: "nope" }, f)).toThrow(/token: .*<id>\.<secret>/);
     expect(() => checkAgentConfig({ ...good, name: 5 }, f)).toThrow(`${f}: name: a DNS label`);
     expect(() => checkAgentConfig({ ...good, stateDir: "relative" }, f)).toThrow(`${f}: stateDir: an absolute path`);
+  });
+
+  it("readToken: a token file's text, trimmed; an empty or missing file says so", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "secrets-token-"));
+    try {
+      writeFileSync(join(dir, "t"), `  ${token}\n`, { mode: 0o600 });
+      writeFileSync(join(dir, "empty"), "\n");
+      expect(await readToken(join(dir, "t"))).toBe(token);
+      await expect(readToken(join(dir, "empty"))).rejects.toThrow("the file is empty; want the token");
+      await expect(readToken(join(dir, "none"))).rejects.toThrow(/ENOENT/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

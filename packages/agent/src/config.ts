@@ -18,7 +18,7 @@ const absolutePath = z.string({ error: "an absolute path" }).regex(ABSOLUTE_PATH
 export const AgentConfigSchema = z.strictObject({
   site: dnsLabel("a DNS label"),
   nats: z.array(z.string().refine(isNatsUrl), { error: "a list of nats://host:port" }).min(1, "a list of nats://host:port"),
-  /** The site's join token `<id>.<secret>` (netfleet token prints it). */
+  /** A host token minted for this host (netfleet bootstrap, netfleet hosts token), or the site's join token `<id>.<secret>` (netfleet token). */
   token: z.string({ error: "the site's join token <id>.<secret>" }).superRefine((token, ctx) => {
     try {
       parseJoinToken(token);
@@ -63,8 +63,8 @@ export function checkAgentConfig(value: unknown, source = "agent config"): Agent
 }
 
 /**
- * The argv of `netfleet-agent run` for a config, run in this process (the
- * bundle's config-run; never the argv of a new process: the token is in it).
+ * The argv of `netfleet-agent run` for a config, without the token: that is
+ * handed over in memory (runConfig in main.ts), never on a command line.
  */
 export function runArgs(c: AgentConfig): string[] {
   return [
@@ -73,8 +73,6 @@ export function runArgs(c: AgentConfig): string[] {
     c.site,
     "--nats",
     c.nats.join(","),
-    // One argv word: a token beginning with "-" must not read as an option.
-    `--token=${c.token}`,
     ...(c.name ? ["--name", c.name] : []),
     ...(c.stateDir ? ["--state-dir", c.stateDir] : []),
     ...(c.runDir ? ["--run-dir", c.runDir] : []),

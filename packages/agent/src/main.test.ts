@@ -57,6 +57,17 @@ describe("netfleet-agent command line", () => {
     expect(err.join("")).toContain("netfleet-agent run: --token-file FILE (or - for stdin) is required");
   });
 
+  it("--token is refused (a token on the command line is in ps), before anything runs; a host token must match --name", async () => {
+    capture();
+    expect(await main(["run", "--site", "lab", "--nats", "nats://10.0.0.1:4222", "--token", "abcdefgh.0123456789abcdefXYZ"])).toBe(64);
+    expect(err.join("")).toContain("netfleet-agent run: --token is refused: a token on the command line is shown by ps to every local user; put it in a file (mode 0600) and give --token-file FILE, or pipe it in with --token-file -");
+    expect(await main(["run", "--site", "lab", "--nats", "nats://10.0.0.1:4222", "--token-file", "/nonexistent/token"])).toBe(64);
+    expect(err.join("")).toContain("netfleet-agent run: --token-file /nonexistent/token: ENOENT");
+    const hostToken = `nfh1.abcdefgh.hv1.${(2_000_000_000).toString(36)}.0123456789abcdefgh.${"A".repeat(43)}`;
+    expect(await main(["run", "--site", "lab", "--nats", "nats://10.0.0.1:4222", "--name", "hv2"], { token: hostToken })).toBe(64);
+    expect(err.join("")).toContain("the token is a host token for hv1, not for --name hv2");
+  });
+
   it("an assignment file that cannot be read changes nothing and exits 2", async () => {
     capture();
     expect(await main(["apply", "--assignment", "/nonexistent/hv1.json"])).toBe(2);

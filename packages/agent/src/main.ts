@@ -134,11 +134,11 @@ export async function main(argv: string[], given: { token?: string } = {}): Prom
       .command("run")
       .description("Keep this host converged: as a fleet member (--site --nats --token-file), or to an assignment file.")
       .option("--assignment <file>", "keep the host at this file instead of joining the fleet")
-      .option("--name <name>", "the name to enroll as / this host's name in the inventory (default the hostname)")
+      .option("--name <name>", "the name to enroll as / this host's name in the inventory (default a host token's host, else the hostname)")
       .option("--any-host", "with --assignment: apply another host's assignment on purpose (labs)")
       .option("--site <name>", "the site to join (a DNS label)")
       .option("--nats <urls>", "the controller's NATS servers: nats://host:port[,nats://host:port...]", optionValue(parseNatsUrls))
-      .option("--token-file <file>", "the join token <id>.<secret>: a file (mode 0600), or - to read it from stdin")
+      .option("--token-file <file>", "the token: a file (mode 0600), or - to read it from stdin; a host token (netfleet hosts token NAME) enrolls this host as NAME at once, the site's join token (netfleet token) only asks to join")
       // Refused with a usage error: a token on the command line is in ps for every local user.
       .addOption(new Option("--token <token>").hideHelp())
       .option("--interval <s>", `full reconcile (drift repair) period, seconds (default ${RUN_DEFAULTS.interval / 1000})`, seconds("interval", 1))
@@ -190,11 +190,10 @@ async function run(v: RunFlags, cmd: Command, givenToken: string | undefined): P
     const hostCheck = (next: HostAssignment) => wrongHost(file, next.host, v.name, v.anyHost);
     return runFromFile(file, assignment, toolbox(v), { intervalMs: v.interval, flowIntervalMs: v.flowInterval }, hostCheck);
   }
-  // Until the bundle's config-run calls runConfig: its in-process argv still carries --token (runArgs).
-  if (v.token !== undefined && process.argv.slice(2).some((a) => a === "--token" || a.startsWith("--token="))) usageError(cmd, TOKEN_ON_ARGV);
+  if (v.token !== undefined) usageError(cmd, TOKEN_ON_ARGV);
   if (v.nats === undefined) usageError(cmd, "--assignment FILE, or --site, --nats and --token-file for the fleet agent, is required");
   if (!v.site || !DNS_LABEL.test(v.site)) usageError(cmd, "--site NAME is required (a DNS label)");
-  let token = givenToken ?? v.token;
+  let token = givenToken;
   if (v.tokenFile !== undefined) {
     try {
       token = await readToken(v.tokenFile);
@@ -210,12 +209,15 @@ async function run(v: RunFlags, cmd: Command, givenToken: string | undefined): P
     usageError(cmd, (err as Error).message);
   }
   if (v.name !== undefined && !DNS_LABEL.test(v.name)) usageError(cmd, "--name must be a DNS label");
+  // A host token enrolls one host, under its name: that is the name, and another --name could never enroll.
+  if (join.host !== undefined && v.name !== undefined && v.name !== join.host) usageError(cmd, `the token is a host token for ${join.host}, not for --name ${v.name}`);
+  const name = v.name ?? join.host;
   const stateDir = v.stateDir ?? "/var/lib/netfleet-agent";
   return runFleetAgent({
     site: v.site,
     servers: v.nats,
     enrollment: { password: join.enrollPassword, token: join.token },
-    ...(v.name ? { name: v.name } : {}),
+    ...(name ? { name } : {}),
     stateDir,
     tools: toolbox({ ...v, stateDir }),
     intervalMs: v.interval,
