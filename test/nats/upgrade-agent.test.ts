@@ -11,7 +11,8 @@
  *      the rollout fails at the canary and the other hosts are never touched;
  *   3. a bundle that crashes at start: the canary's supervisor puts the
  *      previous bundle back, the rollout stops at the canary;
- *   4. the good bundle: canary then waves, every host reports the new version.
+ *   4. the good bundle, through `netfleet rollout --agent-bundle` on the lab
+ *      inventory: canary then waves, every host reports the new version.
  * Ports 32700-32709.
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -29,9 +30,13 @@ import { AgentUpgradeStore, MANIFEST_METADATA_KEY } from "../../packages/control
 import { runAgentRollout } from "../../packages/controller/src/rollout/agent.ts";
 import type { RolloutEvent } from "../../packages/controller/src/rollout/events.ts";
 import { readJsonLines } from "../json-lines.ts";
-import { SITE, eventually, inventoryHost, startSite, type Site } from "./harness.ts";
+import { main } from "../../packages/controller/src/main.ts";
+import { memoryOutput } from "../../packages/controller/src/output.ts";
+import { SITE, eventually, inventoryHost, startSite, writeControllerHome, type Site } from "./harness.ts";
 
-const HOSTS = ["up1", "up2", "up3"];
+/** The lab inventory's hosts (inventories/lab), so the positive control runs through `netfleet rollout` on it. */
+const HOSTS = ["backend", "hosta", "hostb"];
+const REPO = new URL("../..", import.meta.url).pathname;
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 
 interface Agent {
@@ -79,10 +84,10 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "upgrade-nats-"));
   // Three real bundles of this tree: what the agents run, the upgrade, and one that dies at start.
   [base, good] = await Promise.all([buildAgentBundle({ version: "0.1.0-upa" }), buildAgentBundle({ version: "0.1.1-upb" })]);
-  const crashBuild = await buildAgentBundle({ version: "0.1.2-crash" });
-  crash = Buffer.concat([Buffer.from('process.stderr.write("crash at start\\n"); process.exit(7);\n'), crashBuild.code]);
+  // The upgrade's code with a first statement that ends the process (the manifest calls it 0.1.2-crash).
+  crash = Buffer.concat([Buffer.from('process.stderr.write("crash at start\\n"); process.exit(7);\n'), good.code]);
 
-  site = await startSite({ basePort: 32700, hosts: HOSTS.map((h) => inventoryHost(h)) });
+  site = await startSite({ basePort: 32700, hosts: HOSTS.map((h) => (h === "backend" ? { ...inventoryHost(h), role: "backend" as const } : inventoryHost(h))) });
   ({ cp, signing } = site);
   store = await AgentUpgradeStore.open(cp.nc, SITE, { replicas: 1 });
 
@@ -109,15 +114,15 @@ afterAll(async () => {
 
 describe("agent upgrades in waves, through the object store, with real agents", () => {
   it("refuses a target whose manifest is signed by another key: logged, reported, nothing written", async () => {
-    const a = agents.get("up2")!;
+    const a = agents.get("hosta")!;
     const attacker = generateSigningKeys();
     const manifest = signManifest(SITE, good.code, "0.1.1-upb", attacker.privateKeyPem);
     await store.putBundle(good.code, manifest);
     // The whole target signed by the other key, as an attacker able to write the bucket would.
-    const target = signTarget("up2", manifest, 30, attacker.privateKeyPem);
+    const target = signTarget("hosta", manifest, 30, attacker.privateKeyPem);
     await store.setTarget(target);
-    await eventually(async () => (await running("up2"))?.state === "refused", "up2 reports refused", 15_000);
-    const r = (await running("up2"))!;
+    await eventually(async () => (await running("hosta"))?.state === "refused", "hosta reports refused", 15_000);
+    const r = (await running("hosta"))!;
     expect(r).toMatchObject({ state: "refused", version: "0.1.0-upa", sha256: base.sha256 });
     expect(r.reason).toMatch(/^unknown-key: .*signed by unknown key/);
     expect(a.events.some((e) => e.event === "upgrade-refused" && e.reason === "unknown-key")).toBe(true);
@@ -127,8 +132,8 @@ describe("agent upgrades in waves, through the object store, with real agents", 
     expect(existsSync(a.bundle + ".upgrade.json")).toBe(false);
     // Set back to what it runs, signed by the controller (the positive control of the same host follows below).
     const back = signManifest(SITE, base.code, "0.1.0-upa", signing.privateKeyPem);
-    await store.setTarget(signTarget("up2", back, 30, signing.privateKeyPem));
-    await eventually(async () => (await running("up2"))?.state === "running", "up2 running again", 15_000);
+    await store.setTarget(signTarget("hosta", back, 30, signing.privateKeyPem));
+    await eventually(async () => (await running("hosta"))?.state === "running", "hosta running again", 15_000);
   });
 
   it("a stored bundle with one byte changed is refused by the canary: the rollout fails there, no host is touched", async () => {
@@ -145,32 +150,32 @@ describe("agent upgrades in waves, through the object store, with real agents", 
     const out = await runAgentRollout({ site: SITE, upgrades: tampering, lock: cp.lock, signing }, HOSTS.map((host) => ({ host, role: "vmhost" })), { code: good.code, version: "0.1.1-upb" }, { batch: { count: 1 }, hostTimeoutMs: 20_000, trialS: 30 }, (e) => events.push(e));
     expect(out.result).toBe("failed");
     const canary = (events.find((e) => e.event === "wave") as { hosts: string[] }).hosts[0]!;
-    expect(canary).toBe("up1");
+    expect(canary).toBe("backend");
     expect(events).toContainEqual(expect.objectContaining({ event: "budget-exceeded", canary: true }));
-    expect(events.find((e) => e.event === "host-done" && e.host === "up1")).toMatchObject({ ok: false, error: expect.stringMatching(/^refused: sha256-mismatch: .*sha256 [0-9a-f]{64}, the signed manifest says [0-9a-f]{64}/) });
+    expect(events.find((e) => e.event === "host-done" && e.host === "backend")).toMatchObject({ ok: false, error: expect.stringMatching(/^refused: sha256-mismatch: .*sha256 [0-9a-f]{64}, the signed manifest says [0-9a-f]{64}/) });
     // At the target: the canary runs its old bundle, staged nothing; the others never got a target.
-    const a = agents.get("up1")!;
+    const a = agents.get("backend")!;
     expect(a.events.some((e) => e.event === "upgrade-refused" && e.reason === "sha256-mismatch")).toBe(true);
     expect(onDisk(a)).toBe(base.sha256);
     expect(existsSync(a.bundle + ".next")).toBe(false);
     expect(existsSync(a.bundle + ".prev")).toBe(false);
-    expect(events.filter((e) => e.event === "host-start").map((e) => (e as { host: string }).host)).toEqual(["up1"]);
-    for (const h of ["up2", "up3"]) {
+    expect(events.filter((e) => e.event === "host-start").map((e) => (e as { host: string }).host)).toEqual(["backend"]);
+    for (const h of ["hosta", "hostb"]) {
       expect(onDisk(agents.get(h)!)).toBe(base.sha256);
       expect((await running(h))?.version).toBe("0.1.0-upa");
     }
-    expect(await running("up1")).toMatchObject({ version: "0.1.0-upa", sha256: base.sha256, state: "running" });
+    expect(await running("backend")).toMatchObject({ version: "0.1.0-upa", sha256: base.sha256, state: "running" });
   }, 45_000);
 
   it("a bundle that crashes at start is put back on the canary by its supervisor, and the rollout stops there", async () => {
     const events: RolloutEvent[] = [];
-    const a = agents.get("up1")!;
+    const a = agents.get("backend")!;
     const supervisor = a.child.pid;
     const out = await runAgentRollout({ site: SITE, upgrades: store, lock: cp.lock, signing }, HOSTS.map((host) => ({ host, role: "vmhost" })), { code: crash, version: "0.1.2-crash" }, { batch: { count: 1 }, hostTimeoutMs: 30_000, trialS: 20 }, (e) => events.push(e));
     expect(out.result).toBe("failed");
-    expect(events.find((e) => e.event === "host-done" && e.host === "up1")).toMatchObject({ ok: false, error: expect.stringMatching(/^reverted: version 0\.1\.2-crash exited with code 7 .*before it reported/) });
-    expect(events).toContainEqual(expect.objectContaining({ event: "host-reverted", host: "up1", ok: true }));
-    expect(events.filter((e) => e.event === "host-start").map((e) => (e as { host: string }).host)).toEqual(["up1"]);
+    expect(events.find((e) => e.event === "host-done" && e.host === "backend")).toMatchObject({ ok: false, error: expect.stringMatching(/^reverted: version 0\.1\.2-crash exited with code 7 .*before it reported/) });
+    expect(events).toContainEqual(expect.objectContaining({ event: "host-reverted", host: "backend", ok: true }));
+    expect(events.filter((e) => e.event === "host-start").map((e) => (e as { host: string }).host)).toEqual(["backend"]);
     // At the target: the supervisor (same pid) staged, tried and put back; the crashing bundle is kept aside.
     expect(a.child.pid).toBe(supervisor);
     expect(a.child.exitCode).toBeNull();
@@ -179,16 +184,24 @@ describe("agent upgrades in waves, through the object store, with real agents", 
     expect(onDisk(a)).toBe(base.sha256);
     expect(onDisk(a, ".failed")).toBe(sha(crash));
     expect(statSync(a.bundle).mode & 0o777).toBe(0o644);
-    expect(await running("up1")).toMatchObject({ version: "0.1.0-upa", sha256: base.sha256 });
-    for (const h of ["up2", "up3"]) expect(onDisk(agents.get(h)!)).toBe(base.sha256);
+    expect(await running("backend")).toMatchObject({ version: "0.1.0-upa", sha256: base.sha256 });
+    for (const h of ["hosta", "hostb"]) expect(onDisk(agents.get(h)!)).toBe(base.sha256);
   }, 60_000);
 
-  it("positive control: the good bundle rolls out canary then waves, each host restarting into it and reporting 0.1.1-upb", async () => {
-    const events: RolloutEvent[] = [];
+  it("positive control, through netfleet rollout --agent-bundle: canary then waves, each host restarting into 0.1.1-upb and reporting it", async () => {
+    const stateDir = await writeControllerHome(site, join(REPO, "inventories", "lab"));
+    const file = join(dir, "release", "agent.mjs");
+    await mkdir(join(dir, "release"), { recursive: true });
+    await writeFile(file, good.code, { mode: 0o644 });
     const t0 = Date.now();
-    const out = await runAgentRollout({ site: SITE, upgrades: store, lock: cp.lock, signing }, HOSTS.map((host) => ({ host, role: "vmhost" })), { code: good.code, version: "0.1.1-upb" }, { batch: { count: 1 }, hostTimeoutMs: 30_000, trialS: 30 }, (e) => events.push(e));
-    expect(out.result).toBe("success");
-    expect(events.filter((e) => e.event === "wave").map((e) => (e as { hosts: string[]; canary: boolean }).hosts)).toEqual([["up1"], ["up2"], ["up3"]]);
+    const out = memoryOutput(true);
+    // No --agent-version: the version is what the bundle says (node FILE --version).
+    const code = await main(["rollout", join(REPO, "inventories", "lab"), "--agent-bundle", file, "--batch", "1", "--timeout", "30", "--trial", "30", "--state-dir", stateDir, "--json"], out);
+    const events = out.stdout.map((l) => JSON.parse(l) as RolloutEvent);
+    expect(code, out.stderr.join("\n")).toBe(0);
+    expect(events.find((e) => e.event === "agent-bundle")).toMatchObject({ version: "0.1.1-upb", sha256: good.sha256, size: good.code.length });
+    expect(events.filter((e) => e.event === "wave").map((e) => (e as { hosts: string[] }).hosts)).toEqual([["backend"], ["hosta"], ["hostb"]]);
+    expect(events.at(-1)).toMatchObject({ event: "done", result: "success", ok: HOSTS });
     for (const host of HOSTS) {
       const a = agents.get(host)!;
       const r = (await running(host)) as AgentRunning;
@@ -201,9 +214,10 @@ describe("agent upgrades in waves, through the object store, with real agents", 
       // The same supervisor process all along.
       expect(a.child.exitCode).toBeNull();
     }
-    // The object store holds it under its name, its manifest in the metadata.
+    // The object store holds it under its name, its signed manifest in the metadata.
     const info = await store.objects.info(bundleObjectName("0.1.1-upb", good.sha256));
     expect(info?.size).toBe(good.code.length);
+    expect(JSON.parse(info!.metadata![MANIFEST_METADATA_KEY]!)).toMatchObject({ version: "0.1.1-upb", sha256: good.sha256, keyId: signing.keyId });
     process.stdout.write(`upgrade-agent: 3 hosts upgraded in ${Date.now() - t0} ms\n`);
   }, 60_000);
 });
