@@ -86,8 +86,11 @@ export interface StoppableAgent {
  * process at once (Node's default: the handlers are `once`).
  */
 export async function runUntilStopped(agent: StoppableAgent, log: (event: Record<string, unknown>) => void, stop: Promise<void> = stopSignal()): Promise<number> {
+  let stopRequested = false;
+  void stop.then(() => (stopRequested = true));
   const started = agent.start().then(
-    () => log({ event: "ready", host: agent.client.host }),
+    // start() also resolves when a stop came first: that is no "ready".
+    () => void (stopRequested || log({ event: "ready", host: agent.client.host })),
     (err: unknown) => {
       log({ event: "fatal", error: (err as Error).message });
       throw err;
