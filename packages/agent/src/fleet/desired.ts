@@ -175,7 +175,7 @@ export class SigningTrust {
     const now = this.now();
     let result;
     try {
-      result = followChain(before, decodeSigningChain(`${source}@${stored.seq}`, stored.data), this.o.site, now);
+      result = followChain(before, decodeSigningChain(`${source}@${stored.seq}`, stored.data), this.o.site);
     } catch (err) {
       if (!(err instanceof DecodeError)) throw err;
       this.o.log({ event: "key-chain-rejected", reason: "decode", error: err.message, keeping: acceptedKeyIds(before, now) });

@@ -454,11 +454,12 @@ export interface ChainResult {
  * the rest is refused with the reason ("unknown-signer": signed by a key the
  * agent does not hold in force, e.g. a forged announcement; "bad-signature";
  * "fork": the link the agent learned from differs; "out-of-order"; "bad-key";
- * "wrong-site"). Earlier keys past their `notAfter` at `now` are dropped.
+ * "wrong-site"). Earlier keys stay listed past their `notAfter` (refused
+ * then, verifySignedAssignment's "retired-key"), at most the last 8.
  * Never throws for a chain's content.
  */
-export function followChain(trust: TrustedKeys, chain: SigningChain, site: string, now = Date.now()): ChainResult {
-  let current: TrustedKeys = { seq: trust.seq, active: { ...trust.active }, previous: trust.previous.filter((p) => Date.parse(p.notAfter) > now) };
+export function followChain(trust: TrustedKeys, chain: SigningChain, site: string): ChainResult {
+  let current: TrustedKeys = { seq: trust.seq, active: { ...trust.active }, previous: [...trust.previous] };
   const followed: KeyAnnouncement[] = [];
   const links = chain.links;
   const refuse = (seq: number, reason: ChainRefusal, message: string): ChainResult => ({ trust: current, followed, refused: { seq, reason, message } });
@@ -500,7 +501,8 @@ export function followChain(trust: TrustedKeys, chain: SigningChain, site: strin
     } else {
       if (link.previousKeyId !== signer.keyId) return refuse(link.seq, "bad-key", `link ${link.seq} replaces ${link.previousKeyId}, not the key in force ${signer.keyId}`);
       const kept = current.previous.filter((p) => p.keyId !== link.keyId && p.keyId !== signer.keyId);
-      const previous = Date.parse(link.previousNotAfter) > now ? [...kept, { ...signer, notAfter: link.previousNotAfter }] : kept;
+      // Kept past its notAfter too (refused then, as "retired-key"), the oldest dropped beyond MAX_PREVIOUS_KEYS.
+      const previous = [...kept, { ...signer, notAfter: link.previousNotAfter }];
       current = { seq: link.seq, active: { keyId: link.keyId, publicKeyPem: link.publicKeyPem }, previous: previous.slice(-MAX_PREVIOUS_KEYS) };
     }
     followed.push(link);
