@@ -31,7 +31,8 @@ afterAll(async () => {
   for (const a of agents) await a.stop().catch(() => {});
   for (const cp of planes) await cp.close().catch(() => {});
   for (const c of children) await stopChild(c);
-  for (const pid of pids) if (alive(pid)) process.kill(pid, "SIGKILL");
+  // Only a nats-server still at that pid (never a process that reused it).
+  for (const pid of pids) if ((await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).startsWith("nats-server")) process.kill(pid, "SIGKILL");
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
 
