@@ -23,7 +23,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bundleObjectName, signManifest, signTarget, type AgentRunning } from "@netfleet/agent";
-import type { ControlPlane } from "@netfleet/controller";
+import type { ControlPlane, HostStatus } from "@netfleet/controller";
 import { generateSigningKeys, type SigningKeys } from "@netfleet/shared";
 import { buildAgentBundle, type AgentBundle } from "../../packages/controller/src/bootstrap/bundle.ts";
 import { AgentUpgradeStore, MANIFEST_METADATA_KEY } from "../../packages/controller/src/store/objects.ts";
@@ -214,6 +214,14 @@ describe("agent upgrades in waves, through the object store, with real agents", 
       // The same supervisor process all along.
       expect(a.child.exitCode).toBeNull();
     }
+    // netfleet status (human and --json) shows the version each host runs.
+    const json = memoryOutput(true);
+    expect(await main(["status", join(REPO, "inventories", "lab"), "--state-dir", stateDir, "--json"], json)).toBe(0);
+    const rows = (JSON.parse(JSON.stringify(json.values[0])) as { hosts: HostStatus[] }).hosts;
+    for (const host of HOSTS) expect(rows.find((r) => r.host === host)?.agent).toMatchObject({ version: "0.1.1-upb", sha256: good.sha256, state: "running" });
+    const text = memoryOutput(false);
+    expect(await main(["status", join(REPO, "inventories", "lab"), "--state-dir", stateDir], text)).toBe(0);
+    for (const host of HOSTS) expect(text.stdout.find((l) => l.startsWith(host))).toContain("0.1.1-upb");
     // The object store holds it under its name, its signed manifest in the metadata.
     const info = await store.objects.info(bundleObjectName("0.1.1-upb", good.sha256));
     expect(info?.size).toBe(good.code.length);
