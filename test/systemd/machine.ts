@@ -30,7 +30,7 @@ export const REPO = new URL("../..", import.meta.url).pathname.replace(/\/$/, ""
 export const SRC = "/opt/netfleet-src";
 
 /** Units the machine keeps of those this host's /etc enables: everything else there is masked. */
-const KEEP = new Set(["ssh.service", "sshd.service", "openvswitch-switch.service", "ovs-vswitchd.service", "ovsdb-server.service"]);
+const KEEP = new Set(["ssh.service", "sshd.service", "openvswitch-switch.service", "ovs-vswitchd.service", "ovsdb-server.service", "ovs-record-hostname.service"]);
 /** Masked whatever the host enables (installed by setup.sh on CI machines; never wanted in the guest). */
 const ALWAYS_MASK = ["libvirtd.service", "libvirtd.socket", "libvirtd-ro.socket", "libvirtd-admin.socket", "virtlogd.socket", "virtlockd.socket", "nats-server.service", "postgresql.service", "systemd-timesyncd.service", "getty@tty1.service", "console-getty.service", "apt-daily.timer", "apt-daily-upgrade.timer", "man-db.timer", "e2scrub_all.timer", "fstrim.timer", "dpkg-db-backup.timer", "e2scrub_reap.service"];
 
@@ -46,6 +46,8 @@ export interface MachineSpec {
   authorizedKey: string;
   /** Files to put on the machine's disk before boot: path -> [content, mode]. */
   files?: Record<string, [string, number]>;
+  /** Host paths bound read-only into the machine: [host path, machine path]. */
+  binds?: [string, string][];
 }
 
 const sh = (argv: string[], timeoutMs = 30_000) => execFileSync(argv[0]!, argv.slice(1), { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: timeoutMs });
@@ -158,6 +160,7 @@ export class Machine {
         "--timezone=off",
         `--network-namespace-path=/run/netns/${spec.netns}`,
         `--bind-ro=${REPO}:${SRC}`,
+        ...(spec.binds ?? []).map(([from, to]) => `--bind-ro=${from}:${to}`),
         // nspawn adds CAP_NET_ADMIN for --private-network, not for --network-namespace-path: the
         // machine manages its own network namespace (the agent does ip, nft, ovs there).
         "--capability=CAP_NET_ADMIN",
@@ -191,15 +194,22 @@ export class Machine {
     return m;
   }
 
+  /**
+   * The machine's PID 1 as the host sees it: the child of nspawn that runs systemd. nspawn forks
+   * helpers first (an outer child that exits once the inner one runs), so the pid is looked up
+   * until its command is systemd.
+   */
   private childPid(): number {
     const pid = this.child?.pid;
     if (!pid) return 0;
     try {
-      const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean);
-      return kids.length > 0 ? Number(kids[0]) : 0;
+      for (const kid of readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean)) {
+        if (readFileSync(`/proc/${kid}/comm`, "utf8").trim() === "systemd") return Number(kid);
+      }
     } catch {
-      return 0;
+      /* not yet, or gone */
     }
+    return 0;
   }
 
   /** What the machine printed on its console (systemd's boot messages). */
