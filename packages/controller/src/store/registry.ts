@@ -72,7 +72,7 @@ export class HostRegistry {
    */
   async list(): Promise<HostRecord[]> {
     const records = decodeAll(await snapshot(this.b.records));
-    const claims = decodeAll(await snapshot(this.b.claims));
+    const claims = decodeAll(await this.claimEntries());
     for (const [host, claim] of claims) {
       const r = records.get(host);
       if (!r) records.set(host, claim);
@@ -90,6 +90,24 @@ export class HostRegistry {
   async claim(name: string): Promise<HostRecord | undefined> {
     const entry = liveValue(await this.b.claims.get(name));
     return entry ? decodeRecord(entry) : undefined;
+  }
+
+  /**
+   * Every pending claim, by name: its keys, then a get each (at most
+   * CLAIMS_MAX). Not snapshot(): a claim is removed by purging its subject,
+   * so the stream's last sequence may belong to no message left, which a
+   * watch waiting for it would never see.
+   */
+  private async claimEntries(): Promise<Map<string, KvEntry>> {
+    const out = new Map<string, KvEntry>();
+    if ((await this.claimCount()) === 0) return out;
+    const names: string[] = [];
+    for await (const k of await this.b.claims.keys()) names.push(k);
+    for (const k of names) {
+      const e = liveValue(await this.b.claims.get(k));
+      if (e) out.set(k, e);
+    }
+    return out;
   }
 
   /** How many pending claims the site has (the claims stream's message count: one per live claim). */
