@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -117,6 +117,52 @@ describe("every secret file we write is 0600 (directories 0700), owned by the wr
   });
 });
 
+describe("a symlink planted at a secret file of a state dir: refused, nothing written through it", () => {
+  const victimIn = (dir: string) => {
+    mkdirSync(dir, { recursive: true });
+    const victim = join(dir, "victim");
+    writeFileSync(victim, "original\n", { mode: 0o644 });
+    return { victim, before: facts(victim) };
+  };
+  /** What a write through a link would change (not atime: the test reads the file). */
+  const facts = (path: string) => {
+    const st = lstatSync(path);
+    return { ino: st.ino, mode: st.mode, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs };
+  };
+
+  it("controller: credentials/<host>.json and controller.json (positive control: the same writes in a clean dir, above)", async () => {
+    const dir = join(base, "controller-attack");
+    const home = new ControllerHome(dir);
+    await home.secrets("lab");
+    const { victim, before } = victimIn(join(base, "outside-controller"));
+    mkdirSync(home.credentialsDir, { recursive: true, mode: 0o700 });
+    symlinkSync(victim, join(home.credentialsDir, "hv1.json"));
+    symlinkSync(victim, join(dir, "controller.json"));
+    await expect(new CredentialStore(home.credentialsDir).issue("hv1", "agent-hv1", "key")).rejects.toThrow(`${join(home.credentialsDir, "hv1.json")}: is a symbolic link; refused, nothing written`);
+    await expect(home.saveConfig({ site: "lab", inventory: "/srv/lab", nats: ["nats://127.0.0.1:4222"], replicas: 1 })).rejects.toThrow(/is a symbolic link; refused/);
+    expect(readFileSync(victim, "utf8")).toBe("original\n");
+    expect(facts(victim)).toEqual(before);
+    // Control in the same dir: another host's credential is written, 0600.
+    await new CredentialStore(home.credentialsDir).issue("hv2", "agent-hv2", "key");
+    expect(lstatSync(join(home.credentialsDir, "hv2.json")).mode & 0o777).toBe(0o600);
+  });
+
+  it("agent: credentials.json (control: checkpoint.json in the same dir is written 0600)", async () => {
+    const dir = join(base, "agent-attack");
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const { victim, before } = victimIn(join(base, "outside-agent"));
+    symlinkSync(victim, join(dir, "credentials.json"));
+    const state = new AgentState(dir);
+    const signing = generateSigningKeys();
+    const credentials = { site: "lab", host: "hv1", user: "agent-hv1", password: "0123456789abcdef0123", inboxPrefix: "_INBOX_lab_hv1", signingKey: { keyId: signingKeyId(signing.publicKeyPem), publicKeyPem: signing.publicKeyPem } };
+    await expect(state.saveCredentials(credentials)).rejects.toThrow(`${join(dir, "credentials.json")}: is a symbolic link; refused, nothing written`);
+    expect(readFileSync(victim, "utf8")).toBe("original\n");
+    expect(facts(victim)).toEqual(before);
+    await state.saveCheckpoint({});
+    expect(lstatSync(join(dir, "checkpoint.json")).mode & 0o777).toBe(0o600);
+  });
+});
+
 /**
  * Writers of mode 0o600 in the sources, each with what makes it safe. A
  * line passes when it goes through one of the safe writers; the others must
@@ -125,8 +171,6 @@ describe("every secret file we write is 0600 (directories 0700), owned by the wr
  */
 const SAFE_WRITER = /writeOwned\(|writeFileWhole\(|\.write\(|\.install\(|\bput\(|open\([^)]*"wx"|CREATE_EXCLUSIVE|O_NOFOLLOW|mkdir/;
 const PENDING: Record<string, string> = {
-  "packages/controller/src/store/files.ts": "writeSecretJson uses write-file-atomic (follows a link at the target): asked of serve",
-  "packages/controller/src/nats/server.ts": "node config writeFile / accounts write-file-atomic / log open 'a': asked of serve",
   "packages/lab/src/agents.ts": "the lab's join-token file in a test dir it just made: enroll's",
 };
 const NOT_SECRET: Record<string, string> = {
