@@ -88,6 +88,13 @@ describe("runAgentRollout (in-memory agents)", () => {
     for (const h of ["a", "b", "d"]) expect(runs.get(h)!.version).toBe("2");
   });
 
+  it("a canary that never reports fails at the host timeout, and the rollout stops there", async () => {
+    const { out, events, targets } = await roll((h) => (h === "a" ? "silent" : "ok"));
+    expect(out.result).toBe("failed");
+    expect(events.find((e) => e.event === "host-done")).toMatchObject({ host: "a", ok: false, error: expect.stringMatching(/^did not report version 2 within 180s \(last: 1 running\)$/) });
+    expect(new Set(targets.map((t) => t.host))).toEqual(new Set(["a"]));
+  });
+
   it("hosts already on the bundle are unchanged and get no target", async () => {
     const f = fakeStore(() => "ok");
     for (const h of ["a", "b"]) f.runs.set(h, { ...f.runs.get(h)!, version: "2", sha256: sha256Hex(NEW) });
