@@ -28,8 +28,13 @@ function padding(name: string): number {
 
 /**
  * One direct get on the stream (`$JS.API.DIRECT.GET.<stream>` with a JSON
- * body, NATS server 2.9+ "direct get" API, the stream created with
- * `allow_direct`). Resolves undefined on 404 (no such message).
+ * body `{seq}`, `{seq, next_by_subj}` or `{last_by_subj}`; nats-server 2.9+,
+ * the stream created with `allow_direct`, which @nats-io/obj sets on object
+ * stores). The reply carries the message as its payload and the headers
+ * Nats-Stream, Nats-Subject, Nats-Sequence; a 404 status when there is none.
+ * Sources: docs.nats.io "Reading messages directly" (learn/jetstream/get-direct),
+ * nats.c PR #562 (AllowDirect; Sequence, NextBySubject, LastBySubject).
+ * Resolves undefined on 404 (no such message).
  * @throws on a timeout, a permission error, or another status.
  */
 async function directGet(nc: NatsConnection, stream: string, body: Record<string, unknown>, timeoutMs: number): Promise<Msg | undefined> {

@@ -178,7 +178,7 @@ export class AgentUpgrader {
     try {
       // Back to the bundle kept from before the last upgrade (a revert): it is on disk, checked like a fetched one.
       const local = fileSha256(this.paths.prev) === manifest.sha256;
-      code = local ? readFileSync(this.paths.prev) : await fetchBundle(nc, this.o.site, manifest);
+      code = local ? readFileSync(this.paths.prev) : await fetchWithRetry(nc, this.o.site, manifest);
       if (local) this.log({ event: "upgrade-local", path: this.paths.prev, version: manifest.version });
       verifyBundle(code, manifest);
     } catch (err) {
@@ -211,6 +211,23 @@ export class AgentUpgrader {
     const data = encodeRunning({ site: this.o.site, host, version: this.o.version, sha256: this.ownSha, ...(size ? { size } : {}), ...r });
     await putKey(nc, agentBucket(this.o.site), runKey(host), data);
     this.lastState = r.state;
+  }
+}
+
+/**
+ * fetchBundle, read again (10 times, 200 ms apart) while the object is
+ * "missing": a direct get may be answered by a replica that does not have
+ * the write yet (NATS docs, "Reading messages directly": direct gets are
+ * served by any replica).
+ */
+async function fetchWithRetry(nc: NatsConnection, site: string, manifest: Parameters<typeof fetchBundle>[2]): Promise<Uint8Array> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fetchBundle(nc, site, manifest);
+    } catch (err) {
+      if (!(err instanceof UpgradeRefusedError) || err.reason !== "missing" || attempt >= 9) throw err;
+      await new Promise((r) => setTimeout(r, 200));
+    }
   }
 }
 
