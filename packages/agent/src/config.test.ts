@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { checkAgentConfig, readToken, renderConfig, runArgs } from "./config.ts";
+import { checkAgentConfig, readToken, renderConfig, runArgs, tokenFileWarning } from "./config.ts";
 
 const token = "abcdefgh.0123456789abcdefXYZ";
 const good = { site: "lab", nats: ["nats://10.0.0.1:4222", "tls://ctl.example:4443"], token };
@@ -27,7 +27,7 @@ describe("the agent config (agent.json)", () => {
     expect(() => checkAgentConfig({ ...good, stateDir: "relative" }, f)).toThrow(`${f}: stateDir: an absolute path`);
   });
 
-  it("readToken: a token file's text, trimmed; an empty or missing file says so", async () => {
+  it("readToken: a token file's text, trimmed; an empty or missing file says so; a file others can read gets a warning", async () => {
     const dir = mkdtempSync(join(tmpdir(), "secrets-token-"));
     try {
       writeFileSync(join(dir, "t"), `  ${token}\n`, { mode: 0o600 });
@@ -35,6 +35,10 @@ describe("the agent config (agent.json)", () => {
       expect(await readToken(join(dir, "t"))).toBe(token);
       await expect(readToken(join(dir, "empty"))).rejects.toThrow("the file is empty; want the token");
       await expect(readToken(join(dir, "none"))).rejects.toThrow(/ENOENT/);
+      expect(await tokenFileWarning(join(dir, "t"))).toBeUndefined();
+      writeFileSync(join(dir, "open"), token, { mode: 0o644 });
+      expect(await tokenFileWarning(join(dir, "open"))).toBe(`warning: ${join(dir, "open")} is readable by other users (mode 0644); keep a token file 0600 (chmod 600 ${join(dir, "open")})`);
+      expect(await tokenFileWarning("-")).toBeUndefined();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

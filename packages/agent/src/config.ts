@@ -1,4 +1,4 @@
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { z } from "zod";
 import { DNS_LABEL, isNatsUrl, parseJoinToken } from "@netfleet/shared";
 
@@ -114,4 +114,18 @@ export async function readToken(source: string): Promise<string> {
   const token = text.trim();
   if (!token) throw new Error(source === "-" ? "stdin is empty; want the token" : "the file is empty; want the token");
   return token;
+}
+
+/**
+ * A warning when the token file of `--token-file SOURCE` can be read by
+ * users other than its owner (group or other read bit: every local user
+ * in the group could enroll as this host with it); undefined when it is
+ * private, when SOURCE is `-` (stdin), or when it cannot be stat'ed (the
+ * read reports that).
+ */
+export async function tokenFileWarning(source: string): Promise<string | undefined> {
+  if (source === "-") return undefined;
+  const st = await stat(source).catch(() => undefined);
+  if (!st || (st.mode & 0o044) === 0) return undefined;
+  return `warning: ${source} is readable by other users (mode ${(st.mode & 0o777).toString(8).padStart(4, "0")}); keep a token file 0600 (chmod 600 ${source})`;
 }

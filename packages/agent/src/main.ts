@@ -4,7 +4,7 @@ import { DNS_LABEL, parseJoinToken, parseNatsUrls, type HostAssignment } from "@
 import { addCompletionCommand, createProgram, optionValue, runProgram, usageError, withExitCode } from "@netfleet/shared/cli";
 import { AssignmentFileError, applyOnce, readAssignment, runFromFile } from "./file-mode.ts";
 import { runFleetAgent } from "./fleet-mode.ts";
-import { TOKEN_ON_ARGV, readToken, runArgs, type AgentConfig } from "./config.ts";
+import { TOKEN_ON_ARGV, readToken, runArgs, tokenFileWarning, type AgentConfig } from "./config.ts";
 import { Toolbox } from "./tools.ts";
 import { AGENT_VERSION } from "./version.ts";
 
@@ -200,6 +200,8 @@ async function run(v: RunFlags, cmd: Command, givenToken: string | undefined): P
     } catch (err) {
       usageError(cmd, `--token-file ${v.tokenFile}: ${(err as Error).message}`);
     }
+    const warning = await tokenFileWarning(v.tokenFile);
+    if (warning) process.stderr.write(`netfleet-agent run: ${warning}\n`);
   }
   if (!token) usageError(cmd, "--token-file FILE (or - for stdin) is required (netfleet token prints the site's join token)");
   let join;

@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { DNS_LABEL, parseJoinToken, parseNatsUrls, type Inventory } from "@netfleet/shared";
-import { TOKEN_ON_ARGV, readToken } from "@netfleet/agent/config";
+import { TOKEN_ON_ARGV, readToken, tokenFileWarning } from "@netfleet/agent/config";
 import { bootstrapHosts, type HostOutcome } from "../bootstrap/bootstrap.ts";
 import { buildAgentBundle } from "../bootstrap/bundle.ts";
 import { readImageConfig, writeImageFiles } from "../bootstrap/image.ts";
@@ -134,6 +134,8 @@ async function agentTokens(inventory: Inventory, o: BootstrapOptions, out: Comma
   if (o.tokenFile !== undefined) {
     try {
       const join = parseJoinToken(await readToken(o.tokenFile));
+      const warning = await tokenFileWarning(o.tokenFile);
+      if (warning) out.error(`netfleet bootstrap: ${warning}`);
       if (join.host !== undefined) throw new Error(`holds a host token for ${join.host}; bootstrap mints one per host itself (leave out --token-file), --token-file takes the site's join token`);
       return siteTokens(join.token);
     } catch (err) {
