@@ -25,9 +25,15 @@ export const REMOTE = {
   log: "/var/log/netfleet-agent.log",
 } as const;
 
-/** How the host starts the agent: `node` is the host's Node (>= 22) or REMOTE.node. */
+/**
+ * How the host starts the agent: `node` is the host's Node (>= 22) or
+ * REMOTE.node. `supervise` (bundle-entry.ts) runs `config-run FILE` as its
+ * child and does an agent upgrade's swap and revert around it; it passes
+ * SIGTERM on. The first two words are the bundle's own command prefix (the
+ * detached path runs `start-detached`, `stop-detached` with them).
+ */
 export function agentExecArgv(node: string): string[] {
-  return [node, REMOTE.agent, "config-run", REMOTE.config];
+  return [node, REMOTE.agent, "supervise", REMOTE.config];
 }
 
 /**
