@@ -1,4 +1,4 @@
-import { mkdir, readFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import {
@@ -41,7 +41,7 @@ export interface Checkpoint {
 }
 
 /**
- * The agent's files in its run dir (0700, files 0600, each written to a
+ * The agent's files in its run dir (0700, set back to it when found wider; files 0600, each written to a
  * temp file of its own and renamed, so two writers never share one):
  * its enrollment key, its NATS credentials, the checkpoint, and the
  * controller signing keys it learned from the key chain (signing-keys.json).
@@ -122,6 +122,9 @@ export class AgentState {
 
   private async writeJson(name: string, value: unknown): Promise<void> {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    // mkdir's mode applies only to a dir it creates: one that exists wider (made by a package, by hand) is set back,
+    // as credentials and the enrollment key live in it.
+    if (((await stat(this.dir)).mode & 0o777) !== 0o700) await chmod(this.dir, 0o700);
     const file = join(this.dir, name);
     await writeOwned(file, JSON.stringify(value, null, 2), 0o600);
   }
