@@ -6,6 +6,11 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { CREATE_EXCLUSIVE, DirectoryHandle, UnsafePathError, writeOwned } from "../../packages/agent/src/write-owned.ts";
 import { writeImageFiles } from "../../packages/controller/src/bootstrap/image.ts";
 import { REMOTE } from "../../packages/controller/src/bootstrap/layout.ts";
+import { main } from "../../packages/controller/src/main.ts";
+import { memoryOutput } from "../../packages/controller/src/output.ts";
+import { ControllerHome } from "../../packages/controller/src/store/home.ts";
+
+const SITE = join(import.meta.dirname, "..", "bootstrap", "site");
 
 /**
  * Attacks on the files that hold the join token: a symlink planted at
@@ -111,6 +116,30 @@ describe("bootstrap --image-root writes agent.json without following links", () 
     }
     expect(readdirSync(at(REMOTE.configDir)).sort()).toEqual([".agent.json.000000000000.tmp", "agent.json", "agent.json.1234567890"]);
   });
+});
+
+describe("netfleet bootstrap --image-root (the command, in-process)", () => {
+  const run = async (...argv: string[]) => {
+    const out = memoryOutput(false);
+    const code = await main(argv, out);
+    return { code, stdout: out.stdout.join("\n"), stderr: out.stderr.join("\n") };
+  };
+
+  it("a link at /etc/netfleet: exit 1, one line naming it, nothing outside; control: a clean root gets the host's own token 0600", async () => {
+    const stateDir = join(base, "state");
+    await new ControllerHome(stateDir).secrets("boot");
+    mkdirSync(at("/etc"));
+    symlinkSync(outside, at(REMOTE.configDir));
+    const refused = await run("bootstrap", SITE, "--state-dir", stateDir, "--image-root", root, "--host", "hv1");
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toBe(`netfleet bootstrap: --image-root ${root}: ${at(REMOTE.configDir)}: is a symbolic link; refused, nothing written`);
+    expect(readdirSync(outside)).toEqual([]);
+    rmSync(at(REMOTE.configDir));
+    const made = await run("bootstrap", SITE, "--state-dir", stateDir, "--image-root", root, "--host", "hv1");
+    expect(made.code, made.stderr).toBe(0);
+    expect(mode(at(REMOTE.config))).toBe(0o600);
+    expect(JSON.parse(readFileSync(at(REMOTE.config), "utf8"))).toMatchObject({ site: "boot", name: "hv1", token: expect.stringMatching(/^nfh1\.[^.]+\.hv1\./) });
+  }, 60_000);
 });
 
 describe("the open(2) flags and the directory handle", () => {

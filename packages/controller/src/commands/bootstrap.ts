@@ -248,7 +248,6 @@ async function imageCommand(inventory: Inventory, o: BootstrapOptions, root: str
     out.error(`netfleet bootstrap: --image-root ${root} does not exist (mount the image there first)`);
     return 64;
   }
-  const bundle = await buildAgentBundle();
   let files;
   try {
     const settings = { site: inventory.site.name, nats, ...(o.host !== undefined ? { name: o.host } : {}) };
@@ -256,6 +255,8 @@ async function imageCommand(inventory: Inventory, o: BootstrapOptions, root: str
     const present = readImageConfig(root);
     const same = present !== undefined && present.site === settings.site && present.nats.join(",") === nats.join(",") && present.name === settings.name && present.stateDir === undefined && present.runDir === undefined;
     const token = same && tokens.keeps(present.token, o.host ?? "", false) ? present.token : await tokens.forHost(o.host ?? "");
+    // Built after the image's agent.json was read: a link on its way is refused before this second of work.
+    const bundle = await buildAgentBundle();
     files = writeImageFiles(root, { bundle, node: process.execPath, config: { ...settings, token } });
   } catch (err) {
     if (!(err instanceof UnsafePathError)) throw err;
