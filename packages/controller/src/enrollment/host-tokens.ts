@@ -1,5 +1,6 @@
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
-import { mkdir, open, readFile } from "node:fs/promises";
+import { constants } from "node:fs";
+import { link, mkdir, open, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { DNS_LABEL, formatHostToken, hostTokenMacInput, parseHostToken } from "@netfleet/shared";
 
@@ -18,16 +19,20 @@ export const HOST_TOKEN_KEY_FILE = ".host-token.key";
 /**
  * The key host tokens are minted and checked with, from
  * `<credentialsDir>/.host-token.key`; made on first use (32 random bytes,
- * exclusive create `wx`, mode 0600, its folder 0700), so two processes
- * racing to make it end up with the same one. Only the controller user can
+ * mode 0600, its folder 0700; written to an exclusive temp file and
+ * link(2)ed into place), so two processes racing to make it end up with
+ * the same one and none reads half of it. Only the controller user can
  * read it: the credentials dir is 0700.
  * @throws Error when the file cannot be read or made, or holds no key.
  */
 export async function hostTokenKey(credentialsDir: string): Promise<Buffer> {
   const file = join(credentialsDir, HOST_TOKEN_KEY_FILE);
   const read = async () => {
-    const text = (await readFile(file, "utf8")).trim();
-    const key = Buffer.from(text, "base64url");
+    // O_NOFOLLOW: a symlink planted where the key goes is refused (ELOOP), never read through.
+    const fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+    const text = await fh.readFile("utf8").finally(() => fh.close());
+    const trimmed = text.trim();
+    const key = Buffer.from(trimmed, "base64url");
     if (key.length < 32) throw new Error(`${file}: holds no host-token key (delete it to make a new one; tokens minted before stop working)`);
     return key;
   };
@@ -38,19 +43,24 @@ export async function hostTokenKey(credentialsDir: string): Promise<Buffer> {
   }
   await mkdir(credentialsDir, { recursive: true, mode: 0o700 });
   const key = randomBytes(32);
+  // Written whole to a temp file of our own ("wx": O_CREAT|O_EXCL, never through a link), then link(2)ed into place:
+  // link fails with EEXIST when the key exists (a planted symlink included) and never shows a half-written file.
+  const tmp = `${file}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`;
   try {
-    // "wx" is O_CREAT|O_EXCL: fails on any existing path (a planted symlink included), never over a key another process just made.
-    const fh = await open(file, "wx", 0o600);
+    const fh = await open(tmp, "wx", 0o600);
     try {
       await fh.writeFile(`${key.toString("base64url")}\n`);
       await fh.sync();
     } finally {
       await fh.close();
     }
+    await link(tmp, file);
     return key;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "EEXIST") return read();
+    if ((err as NodeJS.ErrnoException).code === "EEXIST") return await read();
     throw err;
+  } finally {
+    await unlink(tmp).catch(() => {});
   }
 }
 

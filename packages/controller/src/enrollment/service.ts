@@ -68,9 +68,10 @@ export interface EnrollmentServiceOptions {
   hosts: readonly Host[];
   /**
    * The site's join token (`<id>.<secret>`), or the tokens accepted during a rotation (each until its
-   * `notAfter`): an agent presenting one may ask to join (a pending claim), never more.
+   * `notAfter`), or a function reading them (called at most once a second, so a running service picks
+   * a rotation up): an agent presenting one may ask to join (a pending claim), never more.
    */
-  enrollmentToken: string | readonly AcceptedToken[];
+  enrollmentToken: string | readonly AcceptedToken[] | (() => Promise<readonly AcceptedToken[]>);
   /** The key id and public key handed to agents in their welcome (the private key signs assignments elsewhere). */
   signing: SigningKeys;
   registry: HostRegistry;
@@ -115,6 +116,7 @@ export class EnrollmentService {
   private readonly perName: KeyedTokenBuckets;
   private readonly claimsPerSite: TokenBucket;
   private key: Promise<Buffer> | undefined;
+  private tokens: { at: number; list: Promise<readonly AcceptedToken[]> } | undefined;
   private refusals = { second: 0, logged: 0, suppressed: 0 };
 
   constructor(options: EnrollmentServiceOptions) {
@@ -157,7 +159,7 @@ export class EnrollmentService {
     const { token: _token, ...stored } = facts;
     const now = new Date().toISOString();
     if (parseHostToken(facts.token)) return this.enrollWithHostToken(facts.token, stored, current, now);
-    if (!tokenMatches(facts.token, this.o.enrollmentToken)) return this.refuse(facts.hostname, "wrong enrollment token");
+    if (!tokenMatches(facts.token, await this.siteTokens())) return this.refuse(facts.hostname, "wrong enrollment token");
     // The site token: a pending claim, never an approval.
     if (current?.state === "rejected" && current.claimKey === facts.publicKey) return this.refuse(key, "this agent key was rejected by an operator");
     if (!this.claimsPerSite.take()) return this.refuse(facts.hostname, "rate limit: too many claims for the site");
@@ -357,6 +359,20 @@ export class EnrollmentService {
     const box = seal(credential.agentKey, new TextDecoder().decode(encodeMessage(this.welcomeContent(credential))), welcomeContext(site, claimedName));
     const welcome: Welcome = { kind: "welcome", site, hostname: claimedName, ...box };
     this.o.nc.publish(welcomeSubject(site, claimedName), encodeMessage(welcome));
+  }
+
+  /** The accepted site tokens; a function source is read at most once a second (a failed read: the last list). */
+  private async siteTokens(): Promise<string | readonly AcceptedToken[]> {
+    const source = this.o.enrollmentToken;
+    if (typeof source !== "function") return source;
+    if (!this.tokens || Date.now() - this.tokens.at >= 1000) {
+      const previous = this.tokens;
+      this.tokens = { at: Date.now(), list: source().catch((err: unknown) => {
+        this.o.log({ event: "enrollment-tokens-unreadable", error: (err as Error).message });
+        return previous ? previous.list : [];
+      }) };
+    }
+    return this.tokens.list;
   }
 
   private hostTokenKey(): Promise<Buffer> {

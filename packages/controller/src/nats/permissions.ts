@@ -12,6 +12,7 @@ import {
   kvSubject,
   leasesBucket,
   reportSubject,
+  SIGNING_CHAIN_KEY,
   welcomeSubject,
 } from "@netfleet/shared";
 import { agentUpgradePermissions } from "@netfleet/agent";
@@ -82,9 +83,6 @@ export function agentUser(site: string, host: string, password: string, options:
     },
   };
 }
-
-/** KV key of the desired bucket holding the signed signing-key chain (the same as SIGNING_CHAIN_KEY of signing.ts). */
-const SIGNING_CHAIN_KEY = "_signing";
 
 /** The NATS user name of a host's agent: `agent-<site>-<host>`. */
 export function agentUserName(site: string, host: string): string {
