@@ -5,7 +5,8 @@
  * full disk does) as soon as serve logs `nats-started`, before serve has
  * connected; SIGTERM to serve then ends serve and the nats-server (looked
  * for in the process table by pid) within 10 s, with no `ready`. Control: a
- * serve started next on the same state dir and port is ready. Port 32285.
+ * serve started next on the same state dir and port is ready; frozen the
+ * same way while it serves, SIGTERM ends both within 10 s too. Port 32285.
  */
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -34,7 +35,7 @@ async function running(pid: number): Promise<boolean> {
 }
 
 describe("serve and SIGTERM", () => {
-  it("mid-start with its nats-server frozen: serve and the server are gone within 10 s; the next start is ready", async () => {
+  it("mid-start and while serving, its nats-server frozen: serve and the server are gone within 10 s; the next start is ready", async () => {
     dir = await mkdtemp(join(tmpdir(), "serve-sig-"));
     const inventoryDir = join(dir, "inventory");
     const stateDir = join(dir, "controller");
@@ -60,7 +61,15 @@ describe("serve and SIGTERM", () => {
     children.push(next.proc);
     pids.push(next.natsPid);
     expect(next.proc.events.some((e) => e.event === "ready")).toBe(true);
-    await stopChild(next.proc);
-    expect(await running(next.natsPid)).toBe(false);
+
+    // Serving, its nats-server wedged (SIGSTOP: answers nothing, ignores SIGTERM, like one stuck on a full disk).
+    process.kill(next.natsPid, "SIGSTOP");
+    const t1 = Date.now();
+    next.proc.child.kill("SIGTERM");
+    const code2 = await Promise.race([next.proc.exited, new Promise<"timeout">((r) => setTimeout(() => r("timeout"), 10_000))]);
+    expect(code2).not.toBe("timeout");
+    await until(async () => !(await running(next.natsPid)), `the wedged nats-server pid ${next.natsPid} is gone`, 10_000 - (Date.now() - t1));
+    expect(Date.now() - t1).toBeLessThan(10_000);
+    console.log(`serve (exit ${code2}) and its wedged nats-server gone ${Date.now() - t1} ms after SIGTERM while serving`);
   });
 });
