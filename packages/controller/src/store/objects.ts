@@ -1,18 +1,9 @@
 import { createHash } from "node:crypto";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
-import { Objm, type ObjectStore } from "@nats-io/obj";
+import type { ObjectStore } from "@nats-io/obj";
 import type { NatsConnection } from "@nats-io/transport-node";
-import {
-  AgentRunning,
-  AgentTarget,
-  agentBucket,
-  bundleBucket,
-  decodeRunning,
-  runKey,
-  wantKey,
-  type BundleManifest,
-} from "@netfleet/agent";
+import type { AgentRunning, AgentTarget, BundleManifest } from "@netfleet/agent";
 import { liveValue, withRetry } from "./kv.ts";
 
 /**
@@ -22,6 +13,18 @@ import { liveValue, withRetry } from "./kv.ts";
  * when a new one is stored (keepBundles).
  */
 export const BUNDLE_STORE_MAX_BYTES = 128 * 1024 * 1024;
+
+/**
+ * The upgrade wire, loaded on first use: through "@netfleet/agent" it would
+ * otherwise load the whole agent with every controller command (this file
+ * is imported by control-plane.ts for `netfleet status`).
+ */
+type Wire = typeof import("@netfleet/agent");
+let wireLoaded: Promise<Wire> | undefined;
+function loadWire(): Promise<Wire> {
+  wireLoaded ??= import("@netfleet/agent");
+  return wireLoaded;
+}
 
 /** Hosts a site is sized for (as store/buckets.ts): the agent bucket holds two keys per host. */
 const FLEET_CAPACITY_HOSTS = 10_000;
@@ -46,11 +49,13 @@ export class AgentUpgradeStore {
   readonly site: string;
   private readonly kv: KV;
   private readonly os: ObjectStore;
+  private readonly wire: Wire;
 
-  private constructor(site: string, kv: KV, os: ObjectStore) {
+  private constructor(site: string, kv: KV, os: ObjectStore, wire: Wire) {
     this.site = site;
     this.kv = kv;
     this.os = os;
+    this.wire = wire;
   }
 
   /**
@@ -59,6 +64,9 @@ export class AgentUpgradeStore {
    */
   static async open(nc: NatsConnection, site: string, o: { replicas: number; retryMs?: number }): Promise<AgentUpgradeStore> {
     const retryMs = o.retryMs ?? 30_000;
+    const wire = await loadWire();
+    const { Objm } = await import("@nats-io/obj");
+    const { agentBucket, bundleBucket } = wire;
     const kv = await withRetry(
       () => new Kvm(nc).create(agentBucket(site), { history: 1, replicas: o.replicas, allow_direct: true, maxValueSize: 16 * 1024, max_bytes: -1 }),
       retryMs,
@@ -72,7 +80,7 @@ export class AgentUpgradeStore {
       () => new Objm(jetstream(nc)).create(bundleBucket(site), { replicas: o.replicas, max_bytes: BUNDLE_STORE_MAX_BYTES, description: `netfleet agent bundles of site ${site}` }),
       retryMs,
     );
-    return new AgentUpgradeStore(site, kv, os);
+    return new AgentUpgradeStore(site, kv, os, wire);
   }
 
   /**
@@ -100,14 +108,14 @@ export class AgentUpgradeStore {
 
   /** Writes `host`'s target; returns the KV revision. */
   async setTarget(target: AgentTarget): Promise<number> {
-    return this.kv.put(wantKey(target.host), JSON.stringify(target));
+    return this.kv.put(this.wire.wantKey(target.host), JSON.stringify(target));
   }
 
   /** `host`'s target as stored, if any (not verified: the controller wrote it). */
   async target(host: string): Promise<AgentTarget | undefined> {
-    const e = liveValue(await this.kv.get(wantKey(host)));
+    const e = liveValue(await this.kv.get(this.wire.wantKey(host)));
     if (!e) return undefined;
-    const parsed = AgentTarget.safeParse(JSON.parse(e.string()));
+    const parsed = this.wire.AgentTarget.safeParse(JSON.parse(e.string()));
     return parsed.success ? parsed.data : undefined;
   }
 
@@ -123,6 +131,7 @@ export class AgentUpgradeStore {
 
   /** What `host`'s agent last said it runs (undefined: never said, or not readable). */
   async running(host: string): Promise<AgentRunning | undefined> {
+    const { runKey, agentBucket, decodeRunning } = this.wire;
     const e = liveValue(await this.kv.get(runKey(host)));
     if (!e) return undefined;
     try {
@@ -164,6 +173,7 @@ export class AgentUpgradeStore {
 export function agentVersionSource(nc: NatsConnection, site: string): (host: string) => Promise<AgentRunning | undefined> {
   let kv: Promise<KV | undefined> | undefined;
   return async (host) => {
+    const { agentBucket, runKey, decodeRunning } = await loadWire();
     kv ??= new Kvm(nc).open(agentBucket(site)).then(
       (b) => b,
       () => undefined,
@@ -183,6 +193,3 @@ export function agentVersionSource(nc: NatsConnection, site: string): (host: str
     }
   };
 }
-
-/** Re-exported for callers that decode a record themselves. */
-export { AgentRunning };
