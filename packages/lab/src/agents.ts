@@ -3,8 +3,9 @@
  * of `netfleet-agent` in a host's namespace, the controller service, and
  * the agent daemons (start, stop).
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { writeOwned } from "@netfleet/agent";
 import { LabExec, netnsExec, waitFor } from "./exec.ts";
 import { isAlive, terminate } from "./procs.ts";
 import { productBin } from "./product.ts";
@@ -124,10 +125,15 @@ export function startAgentDaemon(o: LabOptions, t: Topology, h: TopoHost, contro
   return startDetached(agentCommand(o, labHost(h), args), join(h.agentDir, "agent.pid"), join(h.agentDir, "agent.log"));
 }
 
-/** Writes the token (a host token) a `nats` agent daemon enrolls with: a file, not argv (ps shows argv to everyone). */
-export function writeJoinToken(h: TopoHost, token: string): void {
+/**
+ * Writes the token (a host token) a `nats` agent daemon enrolls with: a
+ * file, not argv (ps shows argv to everyone), mode 0600 whatever was there
+ * (writeOwned: an exclusive temp file renamed over it; a symlink in its
+ * place is refused, never followed).
+ */
+export async function writeJoinToken(h: TopoHost, token: string): Promise<void> {
   mkdirSync(h.agentDir, { recursive: true });
-  writeFileSync(join(h.agentDir, "join-token"), `${token}\n`, { mode: 0o600 });
+  await writeOwned(join(h.agentDir, "join-token"), `${token}\n`, 0o600);
 }
 
 /**

@@ -203,7 +203,7 @@ async function fleetRollout(up: Up): Promise<void> {
     let pid = agentDaemonPid(o, h);
     if (pid === undefined) {
       // A host token per host (single use, bound to its name): approved at once. The site's join token would only queue a claim.
-      writeJoinToken(h, await controllerHostToken(topo, o, h.name));
+      await writeJoinToken(h, await controllerHostToken(topo, o, h.name));
       pid = startAgentDaemon(o, topo, h, "nats");
       step(`agent ${h.name} started (pid ${pid}), enrolling`);
     }

@@ -69,9 +69,10 @@ export function formatHostToken(p: HostTokenParts): string {
 
 /**
  * A fresh token: a 12-character id and a 32-character secret, base64url of
- * 9 and 24 random bytes. The id never begins with `-`: a token is handed
- * around on command lines (`netfleet bootstrap --token <t>`), and a leading
- * dash makes argument parsers read it as an option (1 token in 64 did).
+ * 9 and 24 random bytes. The id never begins with `-`: tokens travel in
+ * files and on stdin (`--token-file FILE|-`), but a pasted one may still
+ * land in argv by hand, and a leading dash makes argument parsers read it
+ * as an option (1 token in 64 did).
  */
 export function newJoinToken(): JoinToken {
   let id = randomBytes(9).toString("base64url");
