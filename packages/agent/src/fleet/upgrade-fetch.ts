@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { Msg, NatsConnection } from "@nats-io/transport-node";
-import { MAX_BUNDLE_BYTES, UpgradeRefusedError, bundleBucket, bundleStream, type BundleManifest } from "./upgrade-wire.ts";
+import { MAX_BUNDLE_BYTES, UpgradeRefusedError, bundleBucket, bundleStream, type BundleManifest } from "@netfleet/shared";
 
 /**
  * The object's meta as nats.js @nats-io/obj stores it (NATS ADR-20

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { generateSigningKeys } from "@netfleet/shared";
 import { verifyBundle } from "./upgrade-fetch.ts";
 import { fileSha256, readMarker, revertUpgrade, swapIn, upgradePaths, writeFileAtomic, writeMarker } from "./upgrade-files.ts";
-import { UpgradeRefusedError, sha256Hex, signManifest, signTarget, verifyTarget } from "./upgrade-wire.ts";
+import { UpgradeRefusedError, bundleSha256 as sha256Hex, signManifest, signTarget, verifyTarget } from "@netfleet/shared";
 
 const keys = generateSigningKeys();
 const code = Buffer.from("export const v = 1;\n");

@@ -4,7 +4,7 @@ import PQueue from "p-queue";
 import { putKey, readKey } from "./kv.ts";
 import { fetchBundle, verifyBundle } from "./upgrade-fetch.ts";
 import { fileSha256, readMarker, upgradePaths, writeFileAtomic, writeMarker, type UpgradePaths } from "./upgrade-files.ts";
-import { UpgradeRefusedError, agentBucket, encodeRunning, runKey, verifyTarget, wantKey, type AgentRunning, type AgentTarget } from "./upgrade-wire.ts";
+import { UpgradeRefusedError, agentBucket, encodeRunning, runKey, verifyTarget, wantKey, type AgentRunning, type AgentTarget } from "@netfleet/shared";
 
 /** How the upgrader finds its way. */
 export interface AgentUpgraderOptions {
@@ -33,7 +33,7 @@ export interface AgentUpgraderOptions {
  * a direct get to read) and, when the target names a bundle other than the
  * one it runs:
  *   1. verifies the target's and the manifest's signatures (trusted key),
- *      site and host (upgrade-wire.ts verifyTarget);
+ *      site and host (shared protocol/agent-upgrade.ts verifyTarget);
  *   2. fetches the bundle from the object store by direct gets (upgrade-fetch.ts),
  *      checking size and sha256 against the signed manifest BEFORE writing anything;
  *   3. writes it as P.next (0644, exclusive temp, fsync, rename) and the

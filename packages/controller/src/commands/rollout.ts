@@ -124,7 +124,7 @@ export class AgentBundleError extends Error {
  */
 export async function agentRolloutCommand(inventory: Inventory, o: AgentRolloutCommandOptions, out: CommandOutput): Promise<number> {
   const { readFile, stat } = await import("node:fs/promises");
-  const { MAX_BUNDLE_BYTES } = await import("@netfleet/agent");
+  const { MAX_BUNDLE_BYTES } = await import("@netfleet/shared");
   let code: Buffer;
   let version: string;
   try {

@@ -1,6 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { sha256Hex, type AgentRunning, type AgentTarget, type BundleManifest } from "@netfleet/agent";
-import { generateSigningKeys } from "@netfleet/shared";
+import { bundleSha256 as sha256Hex, generateSigningKeys, type AgentRunning, type AgentTarget, type BundleManifest } from "@netfleet/shared";
 import type { AgentUpgradeStore } from "../store/objects.ts";
 import { runAgentRollout } from "./agent.ts";
 import type { RolloutEvent } from "./events.ts";

@@ -1,7 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
-import { bundleObjectName, signManifest, signRecord, signTarget, type AgentRunning, type BundleManifest } from "@netfleet/agent";
-import { PROTOCOL_VERSION, type SigningKeys } from "@netfleet/shared";
+import { PROTOCOL_VERSION, bundleObjectName, signManifest, signRecord, signTarget, type AgentRunning, type BundleManifest, type SigningKeys } from "@netfleet/shared";
 import type { AgentUpgradeStore } from "../store/objects.ts";
 import { withRetry } from "../store/kv.ts";
 import type { RolloutEvent, RolloutResult } from "./events.ts";

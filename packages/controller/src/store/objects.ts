@@ -3,7 +3,7 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { ObjectStore } from "@nats-io/obj";
 import type { NatsConnection } from "@nats-io/transport-node";
-import type { AgentRunning, AgentTarget, BundleManifest } from "@netfleet/agent";
+import { AgentTarget, agentBucket, bundleBucket, decodeRunning, runKey, wantKey, type AgentRunning, type BundleManifest } from "@netfleet/shared";
 import { liveValue, withRetry } from "./kv.ts";
 
 /**
@@ -13,18 +13,6 @@ import { liveValue, withRetry } from "./kv.ts";
  * when a new one is stored (keepBundles).
  */
 export const BUNDLE_STORE_MAX_BYTES = 128 * 1024 * 1024;
-
-/**
- * The upgrade wire, loaded on first use: through "@netfleet/agent" it would
- * otherwise load the whole agent with every controller command (this file
- * is imported by control-plane.ts for `netfleet status`).
- */
-type Wire = typeof import("@netfleet/agent");
-let wireLoaded: Promise<Wire> | undefined;
-function loadWire(): Promise<Wire> {
-  wireLoaded ??= import("@netfleet/agent");
-  return wireLoaded;
-}
 
 /** Hosts a site is sized for (as store/buckets.ts): the agent bucket holds two keys per host. */
 const FLEET_CAPACITY_HOSTS = 10_000;
@@ -43,19 +31,17 @@ export const MANIFEST_METADATA_KEY = "netfleet-manifest";
  * agent reports). Both are made on first use (`open`), not by serve: a
  * site that never upgrades agents has neither. The agent bucket refuses
  * rollups (each agent writes its own key) and is bounded by count (two keys
- * per host) and value size. Wire: @netfleet/agent fleet/upgrade-wire.ts.
+ * per host) and value size. Wire: @netfleet/shared protocol/agent-upgrade.ts.
  */
 export class AgentUpgradeStore {
   readonly site: string;
   private readonly kv: KV;
   private readonly os: ObjectStore;
-  private readonly wire: Wire;
 
-  private constructor(site: string, kv: KV, os: ObjectStore, wire: Wire) {
+  private constructor(site: string, kv: KV, os: ObjectStore) {
     this.site = site;
     this.kv = kv;
     this.os = os;
-    this.wire = wire;
   }
 
   /**
@@ -64,9 +50,8 @@ export class AgentUpgradeStore {
    */
   static async open(nc: NatsConnection, site: string, o: { replicas: number; retryMs?: number }): Promise<AgentUpgradeStore> {
     const retryMs = o.retryMs ?? 30_000;
-    const wire = await loadWire();
+    // Loaded here, not at import: control-plane.ts imports this file for status, which needs no object store.
     const { Objm } = await import("@nats-io/obj");
-    const { agentBucket, bundleBucket } = wire;
     const kv = await withRetry(
       () => new Kvm(nc).create(agentBucket(site), { history: 1, replicas: o.replicas, allow_direct: true, maxValueSize: 16 * 1024, max_bytes: -1 }),
       retryMs,
@@ -80,7 +65,7 @@ export class AgentUpgradeStore {
       () => new Objm(jetstream(nc)).create(bundleBucket(site), { replicas: o.replicas, max_bytes: BUNDLE_STORE_MAX_BYTES, description: `netfleet agent bundles of site ${site}` }),
       retryMs,
     );
-    return new AgentUpgradeStore(site, kv, os, wire);
+    return new AgentUpgradeStore(site, kv, os);
   }
 
   /**
@@ -108,14 +93,14 @@ export class AgentUpgradeStore {
 
   /** Writes `host`'s target; returns the KV revision. */
   async setTarget(target: AgentTarget): Promise<number> {
-    return this.kv.put(this.wire.wantKey(target.host), JSON.stringify(target));
+    return this.kv.put(wantKey(target.host), JSON.stringify(target));
   }
 
   /** `host`'s target as stored, if any (not verified: the controller wrote it). */
   async target(host: string): Promise<AgentTarget | undefined> {
-    const e = liveValue(await this.kv.get(this.wire.wantKey(host)));
+    const e = liveValue(await this.kv.get(wantKey(host)));
     if (!e) return undefined;
-    const parsed = this.wire.AgentTarget.safeParse(JSON.parse(e.string()));
+    const parsed = AgentTarget.safeParse(JSON.parse(e.string()));
     return parsed.success ? parsed.data : undefined;
   }
 
@@ -131,7 +116,6 @@ export class AgentUpgradeStore {
 
   /** What `host`'s agent last said it runs (undefined: never said, or not readable). */
   async running(host: string): Promise<AgentRunning | undefined> {
-    const { runKey, agentBucket, decodeRunning } = this.wire;
     const e = liveValue(await this.kv.get(runKey(host)));
     if (!e) return undefined;
     try {
@@ -173,7 +157,6 @@ export class AgentUpgradeStore {
 export function agentVersionSource(nc: NatsConnection, site: string): (host: string) => Promise<AgentRunning | undefined> {
   let kv: Promise<KV | undefined> | undefined;
   return async (host) => {
-    const { agentBucket, runKey, decodeRunning } = await loadWire();
     kv ??= new Kvm(nc).open(agentBucket(site)).then(
       (b) => b,
       () => undefined,

@@ -5,3 +5,4 @@ export * from "./signing.ts";
 export { seal, open as openSealed, generateBoxKeys, welcomeContext, type SealedBox, type BoxKeys } from "./sealed-box.ts";
 export * from "./join-token.ts";
 export * from "./warnings.ts";
+export * from "./agent-upgrade.ts";

@@ -14,7 +14,8 @@
  *                      it runs and how its last upgrade went.
  *
  * The agent reads without any JetStream consumer or stream-info call (its
- * permissions allow none, see controller nats/permissions.ts): the target by
+ * permissions allow none, see controller nats/permissions.ts; agent
+ * fleet/upgrade-fetch.ts): the target by
  * a direct get naming its key, the object's meta and chunks by direct gets
  * on the object store's stream (`$JS.API.DIRECT.GET.OBJ_<bucket>` with a
  * JSON body: `last_by_subj`, or `seq` + `next_by_subj`). Layout of the object
@@ -28,7 +29,9 @@
  */
 import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from "node:crypto";
 import { z } from "zod";
-import { PROTOCOL_VERSION, canonicalJson, signingKeyId } from "@netfleet/shared";
+import { canonicalJson } from "../canonical.ts";
+import { signingKeyId } from "./signing.ts";
+import { PROTOCOL_VERSION } from "./version.ts";
 
 /** The object store holding the site's agent bundles. */
 export function bundleBucket(site: string): string {
@@ -265,7 +268,7 @@ export function decodeRunning(source: string, data: Uint8Array): AgentRunning {
   return parsed.data;
 }
 
-/** SHA-256 (hex) of bytes. */
-export function sha256Hex(data: Uint8Array): string {
+/** SHA-256 (hex) of a bundle's bytes. */
+export function bundleSha256(data: Uint8Array): string {
   return createHash("sha256").update(data).digest("hex");
 }
