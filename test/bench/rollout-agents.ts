@@ -8,8 +8,12 @@
  * Protocol on stdout, one JSON line each: {"event":"ready",...} once every
  * agent is enrolled and connected, {"event":"stopped",...} at the end.
  * A line "stop" on stdin (or stdin closing, or SIGTERM) stops every agent.
+ * A line "back <id>" on stdin answers {"event":"back","id":...,"at":{name:
+ * ms since the epoch},"lost":n}: when each agent last came back (its
+ * connection reconnected, or a new one set up: events `reconnected` and
+ * `connected`), and how many connections were lost for good (restart.ts).
  */
-import { mkdir } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { NatsAgent, Toolbox, type Command, type Runner, type RunResult } from "@netfleet/agent";
@@ -20,7 +24,10 @@ export interface AgentsArgs {
   site: string;
   servers: string[];
   enrollPassword: string;
+  /** The token every agent enrolls with, unless `tokensFile` names one for it (host tokens: one per host, single use). */
   token: string;
+  /** A JSON file { name: token } (0600; a file, not an argument: thousands of tokens pass no exec's argument limit). */
+  tokensFile?: string;
   names: string[];
   stateRoot: string;
   minDelayMs: number;
@@ -50,18 +57,22 @@ const a = JSON.parse(process.argv[2]!) as AgentsArgs;
 const out = (e: Record<string, unknown>) => process.stdout.write(JSON.stringify(e) + "\n");
 // Log events are only counted: printing 10,000 agents' lines would be the benchmark.
 const counts: Record<string, number> = {};
-const log = (e: Record<string, unknown>) => {
+/** Per agent: when it last came back (reconnected, or a fresh connection set up), ms since the epoch. */
+const back = new Map<string, number>();
+const logFor = (name: string) => (e: Record<string, unknown>) => {
   const k = String(e.event);
   counts[k] = (counts[k] ?? 0) + 1;
+  if (k === "reconnected" || k === "connected") back.set(name, Date.now());
 };
 const FAR = 600_000; // periodic work (drift passes, heartbeats, resyncs) stays out of the measured window
 await mkdir(a.stateRoot, { recursive: true });
+const tokens = a.tokensFile ? (JSON.parse(await readFile(a.tokensFile, "utf8")) as Record<string, string>) : {};
 const agents = a.names.map(
   (name) =>
     new NatsAgent({
       site: a.site,
       servers: a.servers,
-      enrollment: { password: a.enrollPassword, token: a.token },
+      enrollment: { password: a.enrollPassword, token: tokens[name] ?? a.token },
       name,
       stateDir: join(a.stateRoot, name),
       runner: new LatencyRunner(a.minDelayMs, a.maxDelayMs),
@@ -74,7 +85,7 @@ const agents = a.names.map(
       enrollRetryMs: 15_000,
       reconnectTimeWaitMs: 500,
       gatherFacts: simFacts,
-      log,
+      log: logFor(name),
     }),
 );
 
@@ -89,7 +100,11 @@ function stop(): Promise<void> {
 }
 process.once("SIGTERM", () => void stop());
 createInterface({ input: process.stdin })
-  .on("line", (line) => line.trim() === "stop" && void stop())
+  .on("line", (line) => {
+    const [word, id] = line.trim().split(/\s+/);
+    if (word === "stop") void stop();
+    if (word === "back") out({ event: "back", id, at: Object.fromEntries(back), lost: counts["connection-lost"] ?? 0, rollbacks: counts["lockout-rollback"] ?? 0 });
+  })
   .on("close", () => void stop());
 
 const t = performance.now();

@@ -25,7 +25,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { ControlPlane, NatsServer, controllerUser, enrollmentUser } from "@netfleet/controller";
+import { ControlPlane, NatsServer, controllerUser, enrollmentUser, hostTokenKey, mintHostTokenWithKey } from "@netfleet/controller";
 import { generateSigningKeys, type Host } from "@netfleet/shared";
 import { inventoryHost } from "../nats/harness.ts";
 import type { AgentsArgs } from "./rollout-agents.ts";
@@ -78,15 +78,19 @@ const HERE = import.meta.dirname;
 /** Agents per agent process: above this, two processes (two cores). */
 const PER_PROCESS = 1000;
 
-interface Child {
+/** A bench child process speaking JSON lines on stdout (rollout-agents.ts, rollout-controller.ts). */
+export interface Child {
   name: string;
   child: ChildProcess;
+  /** Every JSON line it printed so far. */
+  lines: Record<string, unknown>[];
   /** Resolves with the first stdout JSON line with this event; rejects on exit or timeout. */
   waitFor(event: string, timeoutMs: number): Promise<Record<string, unknown>>;
   exited: Promise<void>;
 }
 
-function spawnChild(name: string, file: string, arg: string, log: (l: string) => void, execArgv: string[] = []): Child {
+/** Starts `file` (one JSON argument) under this Node; its stdout JSON lines are kept, its other output goes to `log`. */
+export function spawnChild(name: string, file: string, arg: string, log: (l: string) => void, execArgv: string[] = []): Child {
   const child = spawn(process.execPath, [...execArgv, file, arg], { stdio: ["pipe", "pipe", "pipe"] });
   const lines: Record<string, unknown>[] = [];
   const waiters = new Set<() => void>();
@@ -110,6 +114,7 @@ function spawnChild(name: string, file: string, arg: string, log: (l: string) =>
   return {
     name,
     child,
+    lines,
     exited,
     waitFor(event, timeoutMs) {
       return new Promise((resolve, reject) => {
@@ -131,8 +136,14 @@ function spawnChild(name: string, file: string, arg: string, log: (l: string) =>
   };
 }
 
+/** Writes the host tokens of `names` to `file` (0600, JSON { name: token }) for an agents process (AgentsArgs.tokensFile); returns the file. */
+export async function writeTokens(file: string, names: string[], tokens: Record<string, string>): Promise<string> {
+  await writeFile(file, JSON.stringify(Object.fromEntries(names.map((n) => [n, tokens[n]!]))), { mode: 0o600 });
+  return file;
+}
+
 /** Asks a child to stop (a line on stdin, then SIGTERM), SIGKILL after the grace time; always reaped. */
-async function stopChild(c: Child, graceMs: number): Promise<void> {
+export async function stopChild(c: Child, graceMs: number): Promise<void> {
   if (c.child.exitCode !== null || c.child.signalCode !== null) return;
   c.child.stdin?.end("stop\n");
   const term = setTimeout(() => c.child.kill("SIGTERM"), graceMs / 2);
@@ -151,7 +162,7 @@ function portFree(port: number): Promise<boolean> {
 }
 
 /** A client port P with P and P+200 (monitoring) free on loopback. */
-async function freeBasePort(): Promise<number> {
+export async function freeBasePort(): Promise<number> {
   for (let i = 0; i < 50; i++) {
     const p = 34000 + Math.floor(Math.random() * 150) * 2 + i;
     if ((await portFree(p)) && (await portFree(p + 200))) return p;
@@ -199,15 +210,20 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
     }
 
     // Agents: enrolled and connected before the clock starts.
+    // Host tokens (netfleet hosts token HOST): the site's join token only asks for a pending claim.
+    const key = await hostTokenKey(join(dir, "credentials"));
+    const tokens = Object.fromEntries(names.map((host) => [host, mintHostTokenWithKey(key, { site: SITE, enrollPassword, host }).token]));
     const t = performance.now();
     const parts = agents > PER_PROCESS ? 2 : 1;
     for (let p = 0; p < parts; p++) {
+      const mine = names.filter((_, i) => i % parts === p);
       const arg: AgentsArgs = {
         site: SITE,
         servers: server.urls,
         enrollPassword,
         token: TOKEN,
-        names: names.filter((_, i) => i % parts === p),
+        tokensFile: await writeTokens(join(dir, `tokens-${p}.json`), mine, tokens),
+        names: mine,
         stateRoot: join(dir, "agents"),
         minDelayMs,
         maxDelayMs,

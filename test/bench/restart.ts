@@ -1,0 +1,211 @@
+/**
+ * Server-restart benchmark: N simulated agents (rollout-agents.ts processes:
+ * the real NatsAgent on a simulated host) enrolled and connected to a real
+ * nats-server on loopback, with the controller service (ControlPlane.serve)
+ * in this process. The server is SIGKILLed, started again on the same store
+ * after `downMs`, and each agent's return (its connection reconnected, or a
+ * new one set up) is timed from the moment the restarted server answers.
+ * Agents reconnect on their own schedule (connection.ts Backoff: 250 ms
+ * doubling per dial to a 5 s cap, jittered), so every agent should be back
+ * within about the cap of the server's return, spread by the jitter.
+ *
+ *   sh scripts/node.sh test/bench/restart.ts N [downMs]   (one row, as JSON)
+ *
+ * Everything it starts it stops; every wait is bounded.
+ */
+import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ControlPlane, NatsServer, controllerUser, enrollmentUser, hostTokenKey, mintHostTokenWithKey } from "@netfleet/controller";
+import { generateSigningKeys, sealAssignment, type Host } from "@netfleet/shared";
+import { inventoryHost } from "../nats/harness.ts";
+import type { AgentsArgs } from "./rollout-agents.ts";
+import { freeBasePort, spawnChild, stopChild, writeTokens, type Child } from "./rollout.ts";
+
+export interface RestartRow {
+  agents: number;
+  /** How long the server was down: SIGKILL to the restart's launch (ms). */
+  downMs: number;
+  /** SIGKILL to the restarted server answering (ms). */
+  serverBackMs: number;
+  /** Per agent, its return after the restarted server answered (ms; negative: it was back before the health check said so). */
+  backMinMs: number;
+  backP50Ms: number;
+  backP99Ms: number;
+  backMaxMs: number;
+  /** backMaxMs - backMinMs. */
+  spreadMs: number;
+  /** Agents not back within the bench's wait (60 s). */
+  notBack: number;
+  /** Connections lost for good and replaced (the agents' `connection-lost` events). */
+  lostForGood: number;
+  /** Lockout rollbacks (must be 0: nothing was being applied). */
+  rollbacks: number;
+  /** Informational, before the clock: every agent enrolled and connected. */
+  enrollMs: number;
+  /** After the restart: hosts whose registry record is still approved (status rows). */
+  approvedAfter: number;
+  /** Hosts given an assignment before the kill (RestartBenchOptions.sample), and of them those whose desired and applied revision are both still it, not rolled back, after the restart. */
+  sample: number;
+  sampleIntact: number;
+  error?: string;
+}
+
+export interface RestartBenchOptions {
+  /** How long the server stays dead (ms, default 1000). */
+  downMs?: number;
+  /** nats-server's client port (monitoring on +200); default a free one in 34000-34550. */
+  basePort?: number;
+  /** Agents per agent process (default 2,500: two processes for 5,000). */
+  perProcess?: number;
+  /** Hosts given an assignment (and applied) before the kill, checked intact after (default 50). */
+  sample?: number;
+}
+
+const SITE = "bench";
+const TOKEN = "bench-enrollment-token-0123456789";
+const HERE = import.meta.dirname;
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+/** Asks every agent process when each of its agents last came back. */
+async function backTimes(children: Child[], id: number): Promise<{ at: Map<string, number>; lost: number; rollbacks: number }> {
+  const at = new Map<string, number>();
+  let lost = 0;
+  let rollbacks = 0;
+  for (const c of children) {
+    c.child.stdin!.write(`back ${id}\n`);
+    const deadline = Date.now() + 10_000;
+    let answer: Record<string, unknown> | undefined;
+    while (!(answer = c.lines.find((l) => l.event === "back" && l.id === String(id)))) {
+      if (Date.now() > deadline) throw new Error(`${c.name}: no answer to "back ${id}"`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    for (const [name, t] of Object.entries(answer.at as Record<string, number>)) at.set(name, t);
+    lost += Number(answer.lost);
+    rollbacks += Number(answer.rollbacks);
+  }
+  return { at, lost, rollbacks };
+}
+
+export async function restartBench(agents: number, log: (line: string) => void, options: RestartBenchOptions = {}): Promise<RestartRow> {
+  const downMs = options.downMs ?? 1000;
+  const perProcess = options.perProcess ?? 2500;
+  const root = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
+  const dir = await mkdtemp(join(root, "reconnect-bench-"));
+  const names = Array.from({ length: agents }, (_, i) => `hv${i + 1}`);
+  const hosts: Host[] = names.map((h) => inventoryHost(h));
+  const password = randomBytes(18).toString("base64url");
+  const enrollPassword = randomBytes(18).toString("base64url");
+  const children: Child[] = [];
+  let server: NatsServer | undefined;
+  let service: ControlPlane | undefined;
+  try {
+    server = await NatsServer.start({ dir: join(dir, "nats"), nodes: 1, basePort: options.basePort ?? (await freeBasePort()), users: [controllerUser("controller", password), enrollmentUser(SITE, enrollPassword)] });
+    service = await ControlPlane.connect({
+      site: SITE,
+      servers: server.urls,
+      user: "controller",
+      password,
+      hosts,
+      enrollmentToken: TOKEN,
+      enrollmentPassword: enrollPassword,
+      signing: generateSigningKeys(),
+      credentialsDir: join(dir, "credentials"),
+      userDirectory: server,
+    });
+    await service.serve();
+
+    // Host tokens (netfleet hosts token HOST): the site's join token only asks for a pending claim.
+    const key = await hostTokenKey(join(dir, "credentials"));
+    const tokens = Object.fromEntries(names.map((host) => [host, mintHostTokenWithKey(key, { site: SITE, enrollPassword, host }).token]));
+    const t = performance.now();
+    const parts = Math.max(1, Math.ceil(agents / perProcess));
+    for (let p = 0; p < parts; p++) {
+      const mine = names.filter((_, i) => i % parts === p);
+      const arg: AgentsArgs = { site: SITE, servers: server.urls, enrollPassword, token: TOKEN, tokensFile: await writeTokens(join(dir, `tokens-${p}.json`), mine, tokens), names: mine, stateRoot: join(dir, "agents"), minDelayMs: 5, maxDelayMs: 20, concurrency: 1000 };
+      children.push(spawnChild(`agents${p}`, join(HERE, "rollout-agents.ts"), JSON.stringify(arg), log));
+    }
+    const ready = await Promise.all(children.map((c) => c.waitFor("ready", 60_000 + agents * 60)));
+    const enrollMs = Math.round(performance.now() - t);
+    const enrolled = ready.reduce((s, r) => s + Number(r.enrolled), 0);
+    if (enrolled !== agents) throw new Error(`bench: only ${enrolled} of ${agents} agents enrolled`);
+    log(`restart ${agents}: ${agents} agents enrolled in ${enrollMs} ms`);
+    const before = await backTimes(children, 0);
+
+    // A sample of hosts holds an applied assignment through the restart.
+    const sample = names.slice(0, Math.min(agents, options.sample ?? 50));
+    const published = new Map<string, number>();
+    for (const host of sample) {
+      const assignment = sealAssignment({ apiVersion: "netfleet.dev/v1", kind: "HostAssignment", site: SITE, host, role: "vmhost", resources: [{ kind: "sysctl", name: "net.sim.restart", value: "1" }] });
+      published.set(host, (await service.publish(assignment)).revision);
+    }
+    for (const host of sample) await service.waitForApplied(host, published.get(host)!, 60_000);
+
+    const killedAt = Date.now();
+    await server.kill("nf-1");
+    await new Promise((r) => setTimeout(r, Math.max(0, downMs - (Date.now() - killedAt))));
+    const launchedAt = Date.now();
+    await server.restart("nf-1");
+    const serverBackAt = Date.now();
+    log(`restart ${agents}: server down ${launchedAt - killedAt} ms, answering again ${serverBackAt - killedAt} ms after the kill`);
+
+    let id = 1;
+    let now = await backTimes(children, id++);
+    const deadline = Date.now() + 60_000;
+    const backCount = () => names.filter((n) => (now.at.get(n) ?? 0) > killedAt).length;
+    while (backCount() < agents && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 500));
+      now = await backTimes(children, id++);
+    }
+    const back = names.flatMap((n) => {
+      const at = now.at.get(n) ?? 0;
+      return at > killedAt ? [at - serverBackAt] : [];
+    });
+    back.sort((a, b) => a - b);
+    const rows = await service.status();
+    const approvedAfter = rows.filter((r) => names.includes(r.host) && r.state === "approved").length;
+    const sampleIntact = sample.filter((host) => {
+      const r = rows.find((x) => x.host === host);
+      return r?.desired?.revision === published.get(host) && r?.applied?.revision === published.get(host) && r?.applied?.rolledBack === false;
+    }).length;
+    const row: RestartRow = {
+      agents,
+      downMs: launchedAt - killedAt,
+      serverBackMs: serverBackAt - killedAt,
+      backMinMs: back[0] ?? NaN,
+      backP50Ms: back.length ? percentile(back, 50) : NaN,
+      backP99Ms: back.length ? percentile(back, 99) : NaN,
+      backMaxMs: back.at(-1) ?? NaN,
+      spreadMs: back.length ? back.at(-1)! - back[0]! : NaN,
+      notBack: agents - back.length,
+      lostForGood: now.lost - before.lost,
+      rollbacks: now.rollbacks,
+      enrollMs,
+      approvedAfter,
+      sample: sample.length,
+      sampleIntact,
+    };
+    // A histogram by second: the spread of the returns.
+    const bySecond = new Map<number, number>();
+    for (const b of back) bySecond.set(Math.floor(b / 1000), (bySecond.get(Math.floor(b / 1000)) ?? 0) + 1);
+    log(`restart ${agents}: back per second after the server answered: ${[...bySecond].sort((a, b) => a[0] - b[0]).map(([s, n]) => `${s}s:${n}`).join(" ")}`);
+    return row;
+  } finally {
+    await Promise.all(children.map((c) => stopChild(c, 30_000)));
+    await service?.close().catch(() => {});
+    await server?.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+if (import.meta.main) {
+  const n = Number(process.argv[2] ?? 1000);
+  const downMs = Number(process.argv[3] ?? 1000);
+  const row = await restartBench(n, (l) => process.stderr.write(`[bench] ${l}\n`), { downMs });
+  process.stdout.write(JSON.stringify(row) + "\n");
+}
