@@ -102,14 +102,18 @@ export function withRetry<T>(operation: () => Promise<T>, deadlineMs: number, lo
 
 /**
  * The last value of every key of a bucket in one pass (a watch that stops
- * once the current values are in): one consumer instead of a read per key.
- * Deleted keys are left out.
+ * once the current values are in: the stream's last sequence seen, or
+ * nothing left pending): one consumer instead of a read per key. Deleted
+ * keys are left out.
  */
 export async function snapshot(kv: KV, timeoutMs = 30_000): Promise<Map<string, KvEntry>> {
   const out = new Map<string, KvEntry>();
-  // The stream's last message is the last value of its key: the snapshot is complete once it (or anything later) arrives.
-  const lastSeq = (await kv.status()).streamInfo.state.last_seq;
-  if (lastSeq === 0) return out;
+  // Complete once the stream's last message (or anything later) arrives, or once the consumer has nothing
+  // pending (an entry's `delta`, nats.js: the consumer's num_pending after it): the last message may be gone
+  // (expired by max_age, or purged), and would never come.
+  const { state } = (await kv.status()).streamInfo;
+  const lastSeq = state.last_seq;
+  if (lastSeq === 0 || state.messages === 0) return out;
   const iter = await kv.watch({ key: ">" });
   const timer = setTimeout(() => iter.stop(), timeoutMs);
   let complete = false;
@@ -117,7 +121,7 @@ export async function snapshot(kv: KV, timeoutMs = 30_000): Promise<Map<string, 
     for await (const e of iter) {
       if (e.operation === "PUT") out.set(e.key, e as unknown as KvEntry);
       else out.delete(e.key);
-      if (e.revision >= lastSeq) {
+      if (e.revision >= lastSeq || e.delta === 0) {
         complete = true;
         break;
       }
