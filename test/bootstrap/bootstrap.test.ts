@@ -1,10 +1,10 @@
-import { existsSync, mkdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseJoinToken } from "@netfleet/shared";
-import { REMOTE } from "../../packages/controller/src/bootstrap/layout.ts";
+import { REMOTE, agentExecArgv } from "../../packages/controller/src/bootstrap/layout.ts";
 import { hostTokens } from "../../packages/controller/src/bootstrap/tokens.ts";
-import { NATS_PORT, SUBNET, agentPid, bootImage, buildWorld, changeHostKey, commandLines, destroyWorld, hostFile, runAgent, runAgentRaw, runBootstrap, type World } from "./harness.ts";
+import { NATS_PORT, SUBNET, agentPid, bootImage, buildWorld, changeHostKey, commandLines, destroyWorld, hostFile, runAgent, runAgentRaw, runBootstrap, sshRun, type World } from "./harness.ts";
 
 const PREFIX = "nfb";
 let w: World;
@@ -64,7 +64,7 @@ describe("netfleet bootstrap against real sshd in namespaces", () => {
     expect(written).toEqual({ site: "boot", nats: [`nats://${SUBNET}.1:${NATS_PORT}`], token: expect.stringMatching(/^nfh1\./), name: "hv1" });
     expect(parseJoinToken(written.token).host).toBe("hv1");
     expect(parseJoinToken(JSON.parse(readFileSync(hostFile(w, "hv2", REMOTE.config), "utf8")).token).host).toBe("hv2");
-    expect(readFileSync(hostFile(w, "hv2", REMOTE.unit), "utf8")).toContain(`ExecStart=${REMOTE.node} ${REMOTE.agent} config-run ${REMOTE.config}`);
+    expect(readFileSync(hostFile(w, "hv2", REMOTE.unit), "utf8")).toContain(`ExecStart=${agentExecArgv(REMOTE.node).join(" ")}`);
     expect(agentPid(w, "hv1")).toBeGreaterThan(1);
     await eventually("hv1 and hv2 enrolled and approved", 30_000, () => approved(["hv1", "hv2"]));
     console.log(`first bootstrap of 2 hosts: ${r.ms} ms`);
@@ -202,5 +202,21 @@ describe("netfleet bootstrap against real sshd in namespaces", () => {
     const refused = runAgentRaw(w, "hv4", ["--token", "abcdefgh.0123456789abcdefXYZ"]);
     expect(await refused.code).toBe(64);
     expect(refused.output()).toContain("--token is refused: a token on the command line is shown by ps to every local user");
+  });
+
+  it("over SSH: a link at /etc/netfleet on the host is refused, no token written through it; control: without it the host gets agent.json 0600 in /etc/netfleet 0700", async () => {
+    // /var is the host's own (an overlay of this test); the link points there.
+    sshRun(w, "hv1", "mkdir -p /var/outside && rm -rf /etc/netfleet && ln -s /var/outside /etc/netfleet");
+    const r = await runBootstrap(w, ["--limit", "hv1", "--identity", w.clientKey]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^hv1: FAILED: \/etc\/netfleet on the host is a symbolic link; refused, the token is not written through it$/m);
+    expect(readdirSync(hostFile(w, "hv1", "/var/outside"))).toEqual([]);
+    sshRun(w, "hv1", "rm /etc/netfleet");
+    const fixed = await runBootstrap(w, ["--limit", "hv1", "--identity", w.clientKey, "--json"]);
+    expect(fixed.code, fixed.stderr).toBe(0);
+    expect(parse(fixed.stdout).hosts[0]!.changes).toContain("config");
+    expect(statSync(hostFile(w, "hv1", REMOTE.config)).mode & 0o777).toBe(0o600);
+    expect(statSync(hostFile(w, "hv1", REMOTE.configDir)).mode & 0o777).toBe(0o700);
+    expect(parseJoinToken(JSON.parse(readFileSync(hostFile(w, "hv1", REMOTE.config), "utf8")).token).host).toBe("hv1");
   });
 });

@@ -340,3 +340,13 @@ export function commandLines(): Map<number, string> {
   }
   return out;
 }
+
+/**
+ * Runs `command` on `host` as root over the world's SSH (from the controller namespace, the client key, host keys
+ * checked against the world's known_hosts): what an attacker with a shell on that host would do. `command` is the
+ * test's own fixed text, parsed by the host's shell.
+ */
+export function sshRun(w: World, host: string, command: string): string {
+  const h = w.hosts.get(host)!;
+  return sh(["ip", "netns", "exec", w.ctlNs, "ssh", "-i", w.clientKey, "-o", `UserKnownHostsFile=${w.knownHosts}`, "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", `root@${h.address}`, command]);
+}
