@@ -1,5 +1,6 @@
 import {
   agentInboxPrefix,
+  agentUpgradePermissions,
   appliedBucket,
   auditSubject,
   checkSubject,
@@ -15,7 +16,6 @@ import {
   SIGNING_CHAIN_KEY,
   welcomeSubject,
 } from "@netfleet/shared";
-import { agentUpgradePermissions } from "@netfleet/agent";
 import type { NatsUser } from "./config.ts";
 
 /**
@@ -45,6 +45,12 @@ import type { NatsUser } from "./config.ts";
  * The corrective bucket (`nf_<site>_corrective`) is like applied: an agent
  * writes and reads back its own key only (the controller reads them all for
  * `netfleet status`), and it refuses rollups too.
+ *
+ * Also: a direct get of the signed signing-key chain (`_signing` of the
+ * desired bucket, read only; not a DNS label, so no host is named so); its
+ * upgrade subjects (agentUpgradePermissions: its own `want`/`run` keys, the
+ * bundle store's direct gets). `netfleet hosts rekey` reaches the agent on
+ * its own inbox (`<inbox>.rekey`), which it may already subscribe to.
  */
 export function agentUser(site: string, host: string, password: string, options: { audit?: boolean } = {}): NatsUser {
   const desired = desiredBucket(site);
@@ -52,7 +58,7 @@ export function agentUser(site: string, host: string, password: string, options:
   const leases = leasesBucket(site);
   const corrective = correctiveBucket(site);
   const key = hostKey(host);
-  // Agent upgrades (upgrade-wire.ts): read its signed target and the bundle object store, write its running-version report.
+  // Agent upgrades (shared agent-upgrade.ts): read its signed target and the bundle object store, write its running-version report.
   const upgrade = agentUpgradePermissions(site, host);
   return {
     user: agentUserName(site, host),
