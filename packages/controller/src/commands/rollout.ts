@@ -98,12 +98,17 @@ export interface AgentRolloutCommandOptions {
   tty: boolean;
 }
 
-/** The version a bundle says it is: `node FILE --version` (argv, 20 s), its first line. */
+/**
+ * The version a bundle says it is: `node FILE --version` (argv, no shell,
+ * 20 s), its first line, which must start with a digit.
+ * @throws AgentBundleError when it exits non-zero or prints no version.
+ */
 async function bundleVersion(file: string): Promise<string> {
   const { execa } = await import("execa");
   const r = await execa(process.execPath, [file, "--version"], { timeout: 20_000, reject: false, stdin: "ignore" });
   const v = r.stdout.trim().split("\n")[0]?.trim() ?? "";
-  if (r.exitCode !== 0 || !/^[0-9A-Za-z.+-]{1,64}$/.test(v)) throw new AgentBundleError(`${file}: not an agent bundle (node ${file} --version: exit ${r.exitCode ?? r.signal}${v ? `, "${v.slice(0, 80)}"` : ""}); give --agent-version`);
+  // A version starts with a digit (0.1.0, 1.2.3-rc1): anything else printed is not an agent's --version.
+  if (r.exitCode !== 0 || !/^[0-9][0-9A-Za-z.+-]{0,63}$/.test(v)) throw new AgentBundleError(`${file}: not an agent bundle (node ${file} --version: exit ${r.exitCode ?? r.signal}${v ? `, "${v.slice(0, 80)}"` : ""}); give --agent-version`);
   return v;
 }
 
