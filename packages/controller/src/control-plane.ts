@@ -30,9 +30,11 @@ export interface ControlPlaneOptions {
   /**
    * The site enrollment token(s) an agent may present: one, or the accepted
    * list (current first; a replaced one until its notAfter, ISO 8601), see
-   * acceptedEnrollmentTokens in store/home.ts.
+   * acceptedEnrollmentTokens in store/home.ts; or a function giving that
+   * list, which the EnrollmentService reads at most once a second (a
+   * rotated token is then accepted without a restart).
    */
-  enrollmentToken: string | readonly { token: string; notAfter?: string }[];
+  enrollmentToken: string | readonly { token: string; notAfter?: string }[] | (() => Promise<readonly { token: string; notAfter?: string }[]>);
   /** NATS password of the shared enrollment user (publish facts, hear welcomes). */
   enrollmentPassword: string;
   /** The site's ed25519 key pair: assignments are signed with it, agents get the public key in their welcome. */

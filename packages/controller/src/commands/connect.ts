@@ -69,8 +69,10 @@ export async function connectController(options: {
       user: secrets.controller.user,
       password: secrets.controller.password,
       hosts: inventory?.hosts ?? [],
-      // The current token and any replaced one still inside its overlap (netfleet keys rotate-enrollment).
-      enrollmentToken: acceptedEnrollmentTokens(secrets),
+      // The current token and any replaced one still inside its overlap, read again from secrets.json (at most once
+      // a second, by the EnrollmentService): a running serve accepts a token rotated by netfleet keys rotate-enrollment.
+      // An unreadable secrets.json (being replaced by hand, say) keeps the tokens read at start.
+      enrollmentToken: async () => acceptedEnrollmentTokens(await home.secrets(secrets.site, { create: false }).catch(() => secrets)),
       enrollmentPassword: secrets.enrollment.enrollPassword,
       signing: secrets.signing,
       credentialsDir: home.credentialsDir,
