@@ -218,5 +218,6 @@ describe("netfleet bootstrap against real sshd in namespaces", () => {
     expect(statSync(hostFile(w, "hv1", REMOTE.config)).mode & 0o777).toBe(0o600);
     expect(statSync(hostFile(w, "hv1", REMOTE.configDir)).mode & 0o777).toBe(0o700);
     expect(parseJoinToken(JSON.parse(readFileSync(hostFile(w, "hv1", REMOTE.config), "utf8")).token).host).toBe("hv1");
-  });
+    // Two bootstrap runs; the second restarts the agent (and re-uploads the bundle when the tree changed): minutes at load 10.
+  }, 300_000);
 });
