@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { generateSigningKeys } from "@netfleet/shared";
 import { verifyBundle } from "./upgrade-fetch.ts";
 import { fileSha256, readMarker, revertUpgrade, swapIn, upgradePaths, writeFileAtomic, writeMarker } from "./upgrade-files.ts";
-import { UpgradeRefusedError, bundleSha256 as sha256Hex, signManifest, signTarget, verifyTarget } from "@netfleet/shared";
+import { UpgradeRefusedError, bundleSha256 as sha256Hex, signManifest, signRecord, signTarget, verifyTarget } from "@netfleet/shared";
 
 const keys = generateSigningKeys();
 const code = Buffer.from("export const v = 1;\n");
@@ -40,6 +40,11 @@ describe("agent upgrade wire: signed targets and manifests", () => {
     expect(refusal(() => verifyTarget(enc(signTarget("hv2", m, 30, keys.privateKeyPem)), keys.publicKeyPem, where))).toBe("wrong-host");
     expect(refusal(() => verifyTarget(Buffer.from("{"), keys.publicKeyPem, where))).toBe("decode");
     expect(refusal(() => verifyTarget(enc({ ...t, kind: "agent-bundle" }), keys.publicKeyPem, where))).toBe("decode");
+    // Another protocol major is not read (a newer minor is: its fields are signed and kept).
+    expect(refusal(() => verifyTarget(enc({ ...t, protocol: "2.0" }), keys.publicKeyPem, where))).toBe("decode");
+    expect(refusal(() => verifyTarget(enc({ ...t, protocol: "1.9", later: "x" }), keys.publicKeyPem, where))).toBe("bad-signature");
+    const { signature: _s, keyId: _k, ...fields } = t;
+    expect(refusal(() => verifyTarget(enc(signRecord({ ...fields, protocol: "1.9", later: "x" }, keys.privateKeyPem)), keys.publicKeyPem, where))).toBe("accepted");
   });
 
   it("checks fetched bytes against the manifest: one byte changed is refused", () => {

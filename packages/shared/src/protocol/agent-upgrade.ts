@@ -31,7 +31,15 @@ import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyOb
 import { z } from "zod";
 import { canonicalJson } from "../canonical.ts";
 import { signingKeyId } from "./signing.ts";
-import { PROTOCOL_VERSION } from "./version.ts";
+import { PROTOCOL_UNDERSTOOD, PROTOCOL_VERSION, parseProtocolVersion } from "./version.ts";
+
+/** This peer's protocol major: records of another major are not read (version.ts). */
+const OUR_MAJOR = parseProtocolVersion(PROTOCOL_VERSION)!.major;
+
+/** True when `record.protocol` is this peer's major (any minor: a newer minor's fields are kept, signed, unread). */
+function sameMajor(record: unknown): boolean {
+  return parseProtocolVersion((record as { protocol?: unknown } | null)?.protocol)?.major === OUR_MAJOR;
+}
 
 /** The object store holding the site's agent bundles. */
 export function bundleBucket(site: string): string {
@@ -216,8 +224,8 @@ export function signTarget(host: string, manifest: BundleManifest, trialS: numbe
 }
 
 /**
- * Decodes and verifies a stored target for `site`/`host`: shape, the
- * target's signature, the manifest's signature (same trusted key), host and
+ * Decodes and verifies a stored target for `site`/`host`: protocol major
+ * (target and manifest), shape, the target's signature, the manifest's signature (same trusted key), host and
  * site. Nothing is fetched.
  * @throws UpgradeRefusedError ("decode", "unknown-key", "bad-signature", "wrong-host").
  */
@@ -227,6 +235,9 @@ export function verifyTarget(data: Uint8Array, publicKeyPem: string, where: { si
     value = JSON.parse(Buffer.from(data).toString("utf8"));
   } catch (err) {
     throw new UpgradeRefusedError("decode", `agent target: not JSON (${(err as Error).message})`);
+  }
+  if (!sameMajor(value) || !sameMajor((value as { manifest?: unknown } | null)?.manifest)) {
+    throw new UpgradeRefusedError("decode", `agent target: speaks protocol ${String((value as { protocol?: unknown } | null)?.protocol)}; this peer understands ${PROTOCOL_UNDERSTOOD}`);
   }
   const parsed = AgentTarget.safeParse(value);
   if (!parsed.success) {
@@ -250,7 +261,7 @@ export function encodeRunning(record: Omit<AgentRunning, "protocol" | "kind" | "
 }
 
 /**
- * Decodes an agent's running report.
+ * Decodes an agent's running report (this peer's protocol major, any minor).
  * @throws Error `<source>: ...` when it is not one.
  */
 export function decodeRunning(source: string, data: Uint8Array): AgentRunning {
@@ -260,6 +271,7 @@ export function decodeRunning(source: string, data: Uint8Array): AgentRunning {
   } catch (err) {
     throw new Error(`${source}: not JSON (${(err as Error).message})`);
   }
+  if (!sameMajor(value)) throw new Error(`${source}: speaks protocol ${String((value as { protocol?: unknown } | null)?.protocol)}; this peer understands ${PROTOCOL_UNDERSTOOD}`);
   const parsed = AgentRunning.safeParse(value);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
