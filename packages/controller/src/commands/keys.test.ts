@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -61,15 +62,41 @@ describe("netfleet keys", () => {
     expect((await h.secrets()).enrollment.previous?.map((p) => p.token)).toEqual([before.enrollment.token]);
   });
 
-  it("a keys command running (keys.lock held by a live process) is refused; a stale lock is taken over", async () => {
+  it("keys.lock is an flock(2): a holder (another process, or a second call at once) refuses the command, nothing changed; released on exit", async () => {
     const h = await home();
     const lock = join(h.dir, "keys.lock");
-    await writeFile(lock, `${process.pid}\n`);
-    await expect(rotateEnrollment(h, { overlapMs: 0 })).rejects.toBeInstanceOf(KeysBusyError);
-    await expect(readFile(lock, "utf8")).resolves.toBe(`${process.pid}\n`);
-    // A pid that cannot exist (above pid_max): stale, taken over and removed after.
-    await writeFile(lock, "99999999\n");
-    await rotateEnrollment(h, { overlapMs: 0 });
-    await expect(stat(lock)).rejects.toMatchObject({ code: "ENOENT" });
+    await writeFile(lock, "", { mode: 0o600 });
+    // Attack: another process holds the lock (util-linux flock(1) keeps it while its command runs).
+    // Its own process group, so that the test kills flock(1) and the command it runs (which inherits the lock).
+    const holder = spawn("flock", ["--exclusive", lock, "sleep", "30"], { stdio: "ignore", detached: true });
+    try {
+      // Until the holder has it, a run may still get the lock (and rotate): wait for the first refusal, bounded.
+      let refused: unknown;
+      for (let i = 0; i < 100 && !refused; i++) {
+        refused = await rotateEnrollment(h, { overlapMs: 0 }).then(() => undefined, (err: unknown) => err);
+        if (!refused) await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(refused).toBeInstanceOf(KeysBusyError);
+      expect(String((refused as Error).message)).toMatch(/keys\.lock: another netfleet keys command is running \(.*pid \d+/);
+      const unchanged = await readFile(join(h.dir, "secrets.json"), "utf8");
+      await expect(rotateEnrollment(h, { overlapMs: 0 })).rejects.toBeInstanceOf(KeysBusyError);
+      expect(await readFile(join(h.dir, "secrets.json"), "utf8")).toBe(unchanged);
+    } finally {
+      process.kill(-holder.pid!, "SIGKILL");
+      await new Promise((r) => (holder.exitCode !== null || holder.signalCode !== null ? r(undefined) : holder.once("exit", r)));
+    }
+    // Positive control: the holder gone (killed: the kernel drops its lock once its last process has exited), the command runs.
+    let done = false;
+    for (let i = 0; i < 100 && !done; i++) {
+      done = await rotateEnrollment(h, { overlapMs: 0 }).then(() => true, (err: unknown) => (err instanceof KeysBusyError ? false : Promise.reject(err)));
+      if (!done) await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(done).toBe(true);
+    // Two at once in one process (two open file descriptions): exactly one runs.
+    const results = await Promise.allSettled([rotateEnrollment(h, { overlapMs: 3600_000 }), rotateEnrollment(h, { overlapMs: 3600_000 })]);
+    expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+    expect(results.filter((r) => r.status === "rejected").map((r) => (r as PromiseRejectedResult).reason)).toEqual([expect.any(KeysBusyError)]);
+    expect((await h.secrets()).enrollment.previous).toHaveLength(1);
+    expect((await stat(lock)).mode & 0o777).toBe(0o600);
   });
 });

@@ -1,11 +1,19 @@
 import { randomBytes } from "node:crypto";
-import { open, readFile, rm } from "node:fs/promises";
+import { spawn } from "node:child_process";
+import { closeSync, constants, fstatSync, openSync } from "node:fs";
+import { lstat } from "node:fs/promises";
 import { join } from "node:path";
+import { writeOwned } from "@netfleet/agent";
 import { SIGNING_CHAIN_MAX_LINKS, generateSigningKeys, signKeyAnnouncement, type KeyAnnouncement } from "@netfleet/shared";
 import type { ControlPlane } from "../control-plane.ts";
 import type { CommandOutput } from "../output.ts";
 import type { ResignResult } from "../store/desired.ts";
+import { diskFullError } from "../store/files.ts";
 import type { ControllerHome, ControllerSecrets } from "../store/home.ts";
+import { lockHolders } from "../store/lock.ts";
+
+/** The keys commands' lock file in the state dir (withKeysLock). */
+export const KEYS_LOCK_FILE = "keys.lock";
 
 /** Default overlap of `netfleet keys rotate` and `rotate-enrollment`: agents accept the old key (hosts the old token) this long. */
 export const DEFAULT_OVERLAP_MS = 24 * 3600_000;
@@ -48,7 +56,7 @@ export interface KeyChange {
   resigned: ResignResult[];
 }
 
-/** Another keys command holds the state dir's keys.lock. */
+/** Another keys command holds the state dir's keys.lock (flock(2)). */
 export class KeysBusyError extends Error {
   constructor(file: string, holder: string) {
     super(`${file}: another netfleet keys command is running (${holder}); try again when it has ended`);
@@ -56,46 +64,48 @@ export class KeysBusyError extends Error {
   }
 }
 
-/** Whether a process of this pid exists (kill(2) with signal 0; EPERM: it exists, as another user's). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 /**
- * Runs `work` holding `<state-dir>/keys.lock` (created with O_CREAT|O_EXCL,
- * open(2) flag "wx"; holds this pid; removed after): two keys commands
- * changing secrets.json and the published chain at once would each sign a
- * link n+1, and agents would follow a key whose private half the other
- * overwrote. A lock left by a process that no longer exists is taken over.
- * @throws KeysBusyError when a live process holds it.
+ * Runs `work` holding an exclusive flock(2) on `<state-dir>/keys.lock`: two
+ * keys commands changing secrets.json and the published chain at once would
+ * each sign a link n+1, and agents could follow a key whose private half the
+ * other overwrote. The same technique as serve's store/lock.ts: the file is
+ * made empty, 0600, never through a link (writeOwned), opened O_NOFOLLOW,
+ * and locked with util-linux's `flock --exclusive --nonblock 3` on our open
+ * file as its fd 3 (Node has no flock()); flock(2): the lock belongs to the
+ * open file description and is released when it is closed, also when the
+ * process dies (SIGKILL included): no stale lock, no takeover race. The
+ * file stays; only the lock comes and goes. It is a lock of its own, not
+ * serve.lock, which a running serve holds while keys commands run beside it.
+ * @throws KeysBusyError naming the processes that hold it (/proc/PID/fd);
+ *   DiskFullError when the file cannot be made for lack of space.
  */
 async function withKeysLock<T>(home: ControllerHome, work: () => Promise<T>): Promise<T> {
-  const file = join(home.dir, "keys.lock");
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const handle = await open(file, "wx", 0o600);
-      await handle.writeFile(`${process.pid}\n`);
-      await handle.close();
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST" || attempt > 0) {
-        if ((err as NodeJS.ErrnoException).code === "EEXIST") throw new KeysBusyError(file, "lock taken over meanwhile");
-        throw err;
-      }
-      const pid = Number((await readFile(file, "utf8").catch(() => "")).trim());
-      if (Number.isSafeInteger(pid) && pid > 0 && alive(pid)) throw new KeysBusyError(file, `pid ${pid}`);
-      await rm(file, { force: true });
-    }
+  const file = join(home.dir, KEYS_LOCK_FILE);
+  let fd: number;
+  try {
+    if (!(await lstat(file).then(() => true, () => false))) await writeOwned(file, "", 0o600);
+    fd = openSync(file, constants.O_RDWR | constants.O_NOFOLLOW);
+  } catch (err) {
+    throw diskFullError(err, file) ?? err;
   }
   try {
+    const code = await new Promise<number>((resolve, reject) => {
+      const child = spawn("flock", ["--exclusive", "--nonblock", "3"], { stdio: ["ignore", "ignore", "pipe", fd] });
+      let stderr = "";
+      child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+      child.once("error", (err) => reject(new Error(`flock(1) from util-linux is needed to lock ${file}: ${err.message}`)));
+      child.once("exit", (c) => (c === 0 || c === 1 ? resolve(c) : reject(new Error(`flock ${file}: exit ${c}: ${stderr.trim()}`))));
+    });
+    if (code === 1) {
+      const holders = await lockHolders(file);
+      throw new KeysBusyError(file, holders.length ? holders.map((h) => `${h.name} pid ${h.pid}`).join(", ") : "a process this user cannot see");
+    }
+    // The lock counts only on the file now at that name (made twice by two first runs: the loser's is gone).
+    const [ours, named] = [fstatSync(fd), await lstat(file).catch(() => undefined)];
+    if (!named || named.ino !== ours.ino || named.dev !== ours.dev) throw new KeysBusyError(file, "its lock file was replaced meanwhile");
     return await work();
   } finally {
-    await rm(file, { force: true });
+    closeSync(fd);
   }
 }
 
