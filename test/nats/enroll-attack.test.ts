@@ -12,7 +12,8 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ENROLL_FACTS_MAX_BYTES, encodeMessage, enrollSubject, generateBoxKeys, kvStream, type BoxKeys } from "@netfleet/shared";
-import { CLAIMS_MAX, bucketLimits } from "../../packages/controller/src/store/buckets.ts";
+import { Kvm } from "@nats-io/kv";
+import { CLAIMS_MAX, applyLimits, bucketLimits } from "../../packages/controller/src/store/buckets.ts";
 import { SITE, TOKEN, assignmentFor, enrollRaw, eventually, inventoryHost, rawFacts, startAgent, startSite, stopAll, type Site, type TestAgent } from "./harness.ts";
 
 const MAC = { hv1: "52:54:00:10:00:01", hv2: "52:54:00:10:00:02", hv3: "52:54:00:10:00:03", hv4: "52:54:00:10:00:04" };
@@ -201,5 +202,30 @@ describe("enrollment attacks (real nats-server)", () => {
     const fitted = fitFacts({ ...big, interfaces: [{ name: "eth0", mac: MAC.hv3, state: "UP", kind: null }, ...big.interfaces] }, ENROLL_FACTS_MAX_BYTES);
     expect(encodeMessage(fitted).length).toBeLessThanOrEqual(ENROLL_FACTS_MAX_BYTES);
     expect(fitted.interfaces[0]).toMatchObject({ name: "eth0", mac: MAC.hv3 });
+  });
+
+  it("bringing an old, flooded bucket to its limits drops nothing: a limit below what it holds is left unset and reported", async () => {
+    const s = site!;
+    const kvm = new Kvm(s.cp.nc);
+    const old = await kvm.create("enroll_old_hosts", { history: 5 });
+    for (let i = 0; i < 60; i++) await old.put(`junk-${i}`, new TextEncoder().encode("x".repeat(100)));
+    await old.put("approved", new TextEncoder().encode("the oldest record matters"));
+    const limits = { history: 1, maxValueBytes: 1024, maxMsgs: 20, maxBytes: 4096, maxAgeMs: 0 };
+    const warnings = await applyLimits(s.cp.nc, "enroll_old_hosts", limits);
+    expect(warnings.join("\n")).toMatch(/holds 61 messages, over its limit of 20: limit not set/);
+    expect(warnings.join("\n")).toMatch(/bytes, over its limit of 4096: limit not set/);
+    const jsm = await jetstreamManager(s.cp.nc);
+    const info = await jsm.streams.info(kvStream("enroll_old_hosts"));
+    expect(info.state.messages).toBe(61);
+    expect(info.config.max_msg_size).toBe(1024);
+    expect(new TextDecoder().decode((await old.get("approved"))!.value)).toBe("the oldest record matters");
+    // Control: a bucket within the limits gets them all.
+    const small = await kvm.create("enroll_small_hosts", { history: 5 });
+    await small.put("a", new TextEncoder().encode("1"));
+    expect(await applyLimits(s.cp.nc, "enroll_small_hosts", limits)).toEqual([]);
+    const si = await jsm.streams.info(kvStream("enroll_small_hosts"));
+    expect([si.config.max_msgs, si.config.max_bytes, si.config.max_msgs_per_subject]).toEqual([20, 4096, 1]);
+    await jsm.streams.delete(kvStream("enroll_old_hosts"));
+    await jsm.streams.delete(kvStream("enroll_small_hosts"));
   });
 });

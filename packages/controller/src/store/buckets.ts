@@ -88,6 +88,8 @@ export interface BucketOptions {
   history: number;
   /** How long creation retries while a fresh cluster places its streams (ms). */
   retryMs: number;
+  /** Hears a bucket whose limits could not all be set (applyLimits); none by default. */
+  log?: (event: Record<string, unknown>) => void;
 }
 
 /**
@@ -152,7 +154,7 @@ export async function openBuckets(nc: NatsConnection, site: string, o: BucketOpt
         }),
       o.retryMs,
     );
-    await withRetry(() => applyLimits(nc, name, l), o.retryMs);
+    for (const w of await withRetry(() => applyLimits(nc, name, l), o.retryMs)) o.log?.({ event: "bucket-limits", warning: w });
     return kv;
   };
   const buckets: Buckets = {
@@ -181,12 +183,17 @@ export async function openBuckets(nc: NatsConnection, site: string, o: BucketOpt
  * Sets a bucket's stream limits (max_msgs_per_subject, max_msg_size,
  * max_msgs, max_bytes, max_age) when they differ: nats.js `Kvm.create`
  * opens an existing bucket as it is, so a bucket made before these limits
- * existed gets them here (nats-server applies lowered limits by dropping the
- * oldest messages over them).
+ * existed gets them here. A count or byte limit is never set below what the
+ * stream holds now (nats-server would make room by dropping the oldest
+ * messages, which in an old registry flooded with junk claims are the
+ * approved records): that limit is left as it was, and the returned
+ * warning says so (the caller logs it).
+ * @returns warnings (empty when every limit was set).
  */
-export async function applyLimits(nc: NatsConnection, bucket: string, l: BucketLimits): Promise<void> {
+export async function applyLimits(nc: NatsConnection, bucket: string, l: BucketLimits): Promise<string[]> {
   const jsm = await jetstreamManager(nc);
   const info = await jsm.streams.info(kvStream(bucket));
+  const warnings: string[] = [];
   const want: Partial<StreamConfig> = {
     max_msgs_per_subject: l.history,
     max_msg_size: l.maxValueBytes,
@@ -194,9 +201,18 @@ export async function applyLimits(nc: NatsConnection, bucket: string, l: BucketL
     max_bytes: l.maxBytes,
     max_age: l.maxAgeMs * 1_000_000,
   };
+  if (l.maxMsgs > 0 && info.state.messages > l.maxMsgs) {
+    want.max_msgs = info.config.max_msgs;
+    warnings.push(`${bucket} holds ${info.state.messages} messages, over its limit of ${l.maxMsgs}: limit not set`);
+  }
+  if (l.maxBytes > 0 && info.state.bytes > l.maxBytes) {
+    want.max_bytes = info.config.max_bytes;
+    warnings.push(`${bucket} holds ${info.state.bytes} bytes, over its limit of ${l.maxBytes}: limit not set`);
+  }
   const c = info.config as unknown as Record<string, unknown>;
-  if (Object.entries(want).every(([k, v]) => c[k] === v)) return;
+  if (Object.entries(want).every(([k, v]) => c[k] === v)) return warnings;
   await jsm.streams.update(kvStream(bucket), { ...info.config, ...want });
+  return warnings;
 }
 
 /**
