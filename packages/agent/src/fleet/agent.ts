@@ -16,7 +16,7 @@ import {
 } from "@netfleet/shared";
 import { answerCheck, type CheckResult } from "./check.ts";
 import { Backoff, DEFAULT_RECONNECT_MAX_MS, connectNats, pause, retrySchedule, type ConnectionSettings } from "./connection.ts";
-import { readDesired, judgeDesired, watchDesired } from "./desired.ts";
+import { readDesired, watchDesired, SigningTrust } from "./desired.ts";
 import { enroll, enrollFacts, type Claim } from "./enroll.ts";
 import { everyWithOffset, heartbeat, type OffsetTimer } from "./heartbeat.ts";
 import type { HostFacts } from "./host-facts.ts";
@@ -219,7 +219,7 @@ export class FleetMember {
       void (async () => {
         for await (const msg of checks) {
           if (!msg.reply) continue;
-          const ctx = { site, host, signingKeyPem: this.signingKey(), current: this.checkpoint.current, run: onCheck, log: this.log };
+          const ctx = { site, host, signingKeyPem: await this.signingTrust().keys(), current: this.checkpoint.current, run: onCheck, log: this.log };
           const reply = encodeMessage(await answerCheck(ctx, msg.subject, msg.data));
           try {
             msg.respond(reply);
@@ -264,6 +264,13 @@ export class FleetMember {
   idle(): Promise<void> {
     return this.queue.onIdle();
   }
+  private trust: SigningTrust | undefined;
+
+  /** The controller keys this agent trusts: the pinned one, plus those learned from the signed chain (desired.ts SigningTrust). */
+  private signingTrust(): SigningTrust {
+    return (this.trust ??= new SigningTrust({ runDir: this.options.runDir, site: this.options.site, pinnedKeyPem: this.signingKey(), log: this.log }));
+  }
+
 
   private signingKey(): string {
     return this.options.signingPublicKeyPem ?? this.credentials!.signingKey.publicKeyPem;
@@ -277,7 +284,7 @@ export class FleetMember {
       if (!nc || !creds) return;
       const stored = await readDesired(nc, this.options.site, creds.host, hinted, this.stopping.signal);
       if (!stored) return;
-      const verdict = judgeDesired(stored, this.checkpoint, this.signingKey(), { site: this.options.site, host: creds.host });
+      const verdict = await this.signingTrust().judge(nc, stored, this.checkpoint, { site: this.options.site, host: creds.host });
       if (verdict.action === "reject") {
         // seq: the stream sequence of the stored value refused, which write it was.
         this.log({ event: "assignment-rejected", reason: verdict.reason, error: verdict.error, keeping: this.checkpoint.current?.revision ?? 0, seq: stored.seq });
