@@ -12,7 +12,10 @@
  *   3. a bundle that crashes at start: the canary's supervisor puts the
  *      previous bundle back, the rollout stops at the canary;
  *   4. the good bundle, through `netfleet rollout --agent-bundle` on the lab
- *      inventory: canary then waves, every host reports the new version.
+ *      inventory: canary then waves, every host reports the new version;
+ *   5. `netfleet keys rotate`: the next upgrade, signed by the new key only, is
+ *      taken (learned from the chain); after `keys retire`, a target signed by
+ *      the old key is refused (retired-key), nothing written.
  * Ports 32700-32709.
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -48,6 +51,7 @@ interface Agent {
 }
 
 let dir: string;
+let stateDir: string;
 let site: Site;
 let cp: ControlPlane;
 let signing: SigningKeys;
@@ -188,7 +192,7 @@ describe("agent upgrades in waves, through the object store, with real agents", 
   }, 60_000);
 
   it("positive control, through netfleet rollout --agent-bundle: canary then waves, each host restarting into 0.1.1-upb and reporting it", async () => {
-    const stateDir = await writeControllerHome(site, join(REPO, "inventories", "lab"));
+    stateDir = await writeControllerHome(site, join(REPO, "inventories", "lab"));
     const file = join(dir, "release", "agent.mjs");
     await mkdir(join(dir, "release"), { recursive: true });
     await writeFile(file, good.code, { mode: 0o644 });
@@ -226,5 +230,32 @@ describe("agent upgrades in waves, through the object store, with real agents", 
     expect(info?.size).toBe(good.code.length);
     expect(JSON.parse(info!.metadata![MANIFEST_METADATA_KEY]!)).toMatchObject({ version: "0.1.1-upb", sha256: good.sha256, keyId: signing.keyId });
     process.stdout.write(`upgrade-agent: 3 hosts upgraded in ${Date.now() - t0} ms\n`);
+  }, 60_000);
+
+  it("follows a signing-key rotation like assignments: the new key's upgrade is taken, the retired key's target is refused", async () => {
+    const keys = async (...args: string[]) => {
+      const out = memoryOutput(true);
+      expect(await main(["keys", ...args, "--state-dir", stateDir, "--json"], out), out.stderr.join("\n")).toBe(0);
+    };
+    const oldKey = signing;
+    await keys("rotate", "--overlap", "1h");
+    // Back to 0.1.0-upa through the CLI, signed by the new key only (agents learn it from the chain).
+    const file = join(dir, "release", "agent-0.1.0-upa.mjs");
+    await writeFile(file, base.code, { mode: 0o644 });
+    const out = memoryOutput(true);
+    const code = await main(["rollout", join(REPO, "inventories", "lab"), "--agent-bundle", file, "--agent-version", "0.1.0-upa", "--batch", "2", "--timeout", "30", "--trial", "30", "--state-dir", stateDir, "--json"], out);
+    expect(code, out.stderr.join("\n") + out.stdout.join("\n")).toBe(0);
+    for (const host of HOSTS) expect(await running(host)).toMatchObject({ version: "0.1.0-upa", sha256: base.sha256, state: "running" });
+
+    // The old key retired; then a target signed with it (whoever still holds it) is refused, nothing written.
+    await keys("retire");
+    const a = agents.get("hosta")!;
+    const before = onDisk(a);
+    await store.setTarget(signTarget("hosta", signManifest(SITE, good.code, "0.1.1-upb", oldKey.privateKeyPem), 30, oldKey.privateKeyPem));
+    await eventually(async () => (await running("hosta"))?.state === "refused", "hosta refuses the retired key's target", 15_000);
+    expect((await running("hosta"))!.reason).toMatch(/^retired-key: .*signed by retired key/);
+    expect(a.events.some((e) => e.event === "upgrade-refused" && e.reason === "retired-key")).toBe(true);
+    expect(onDisk(a)).toBe(before);
+    expect(existsSync(a.bundle + ".next")).toBe(false);
   }, 60_000);
 });

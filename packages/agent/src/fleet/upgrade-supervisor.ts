@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { SigningTrust } from "./desired.ts";
 import { AgentState } from "./state.ts";
 import { AgentUpgrader } from "./upgrade.ts";
 import { readMarker, revertUpgrade, swapIn, upgradePaths, type UpgradeMarker } from "./upgrade-files.ts";
@@ -127,7 +128,8 @@ export interface UpgradeSidecarOptions {
  * for the agent's credentials (after enrollment; read every second), then
  * opens its own connection as the agent's NATS user (same user, same
  * permissions; nats.js reconnects forever) and runs an AgentUpgrader on it,
- * trusting the signing key of the welcome (credentials.json). Returns a
+ * trusting what assignments trust (SigningTrust over the agent's state dir:
+ * the welcome's key and the keys learned from the signed chain). Returns a
  * stop function (closes the connection). Needs no change to the fleet
  * member; the cost is a second connection per agent.
  */
@@ -142,10 +144,12 @@ export function startUpgradeSidecar(o: UpgradeSidecarOptions): () => Promise<voi
       if (stopped) return;
       const creds = await state.credentials().catch(() => undefined);
       if (creds) {
+        // The same trusted set as assignments: the welcome's key, and keys learned from the signed chain (kept in the state dir).
+        const trust = new SigningTrust({ runDir: o.stateDir, site: o.site, pinnedKeyPem: creds.signingKey.publicKeyPem, log: o.log });
         upgrader = new AgentUpgrader({
           site: o.site,
           host: () => creds.host,
-          trustedKey: async () => (await state.credentials().catch(() => undefined))?.signingKey.publicKeyPem ?? creds.signingKey.publicKeyPem,
+          trust: () => trust,
           version: o.version,
           bundlePath: o.bundle,
           supervised: process.env[SUPERVISED_ENV] === "1",

@@ -47,6 +47,18 @@ describe("agent upgrade wire: signed targets and manifests", () => {
     expect(refusal(() => verifyTarget(enc(signRecord({ ...fields, protocol: "1.9", later: "x" }, keys.privateKeyPem)), keys.publicKeyPem, where))).toBe("accepted");
   });
 
+  it("verifies against the trusted set across rotations: the new key and an earlier one in its overlap, not a retired one", () => {
+    const next = generateSigningKeys();
+    const now = Date.parse("2026-01-01T00:00:00Z");
+    const trust = (notAfter: string) => ({ seq: 1, active: { keyId: next.keyId, publicKeyPem: next.publicKeyPem }, previous: [{ keyId: keys.keyId, publicKeyPem: keys.publicKeyPem, notAfter }] });
+    const byNew = enc(signTarget("hv1", signManifest("lab", code, "2", next.privateKeyPem), 30, next.privateKeyPem));
+    const byOld = enc(signTarget("hv1", signManifest("lab", code, "2", keys.privateKeyPem), 30, keys.privateKeyPem));
+    expect(refusal(() => verifyTarget(byNew, trust("2026-01-02T00:00:00Z"), where, now))).toBe("accepted");
+    expect(refusal(() => verifyTarget(byOld, trust("2026-01-02T00:00:00Z"), where, now))).toBe("accepted");
+    expect(refusal(() => verifyTarget(byOld, trust("2025-12-31T00:00:00Z"), where, now))).toBe("retired-key");
+    expect(refusal(() => verifyTarget(byNew, keys.publicKeyPem, where))).toBe("unknown-key");
+  });
+
   it("checks fetched bytes against the manifest: one byte changed is refused", () => {
     const m = signManifest("lab", code, "1.2.3", keys.privateKeyPem);
     expect(() => verifyBundle(code, m)).not.toThrow();

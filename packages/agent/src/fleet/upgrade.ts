@@ -4,15 +4,19 @@ import PQueue from "p-queue";
 import { putKey, readKey } from "./kv.ts";
 import { fetchBundle, verifyBundle } from "./upgrade-fetch.ts";
 import { fileSha256, readMarker, upgradePaths, writeFileAtomic, writeMarker, type UpgradePaths } from "./upgrade-files.ts";
-import { UpgradeRefusedError, agentBucket, encodeRunning, runKey, verifyTarget, wantKey, type AgentRunning, type AgentTarget } from "@netfleet/shared";
+import { UpgradeRefusedError, agentBucket, encodeRunning, runKey, targetKeyIds, verifyTarget, wantKey, type AgentRunning, type AgentTarget, type TrustedKeys } from "@netfleet/shared";
 
 /** How the upgrader finds its way. */
 export interface AgentUpgraderOptions {
   site: string;
   /** The inventory host name once enrolled (undefined before). */
   host: () => string | undefined;
-  /** The controller's signing key (SPKI PEM) the agent trusts; undefined before enrollment. */
-  trustedKey: () => Promise<string | undefined>;
+  /**
+   * The controller keys the agent trusts, as for assignments (fleet/desired.ts
+   * SigningTrust: the pinned key and those learned from the signed chain);
+   * `refresh` reads the chain. Undefined before enrollment.
+   */
+  trust: () => { keys(): Promise<TrustedKeys>; refresh(nc: NatsConnection): Promise<TrustedKeys> } | undefined;
   /** The version this process runs (AGENT_VERSION). */
   version: string;
   /** The bundle file this process runs; undefined when not run from a bundle (then upgrades are "unsupported"). */
@@ -146,11 +150,14 @@ export class AgentUpgrader {
     if (!nc || !host || this.stopped || this.staged) return;
     const stored = await readKey(nc, agentBucket(this.o.site), wantKey(host));
     if (!stored || stored.operation !== "PUT") return;
-    const key = await this.o.trustedKey();
-    if (!key) return;
+    const trust = this.o.trust();
+    if (!trust) return;
+    // Signed by a key other than the active one (a rotation not followed yet, or a retired key): the chain is read first.
+    let keys = await trust.keys();
+    if (targetKeyIds(stored.data).some((id) => id !== keys.active.keyId)) keys = await trust.refresh(nc);
     let target: AgentTarget;
     try {
-      target = verifyTarget(stored.data, key, { site: this.o.site, host });
+      target = verifyTarget(stored.data, keys, { site: this.o.site, host });
     } catch (err) {
       if (!(err instanceof UpgradeRefusedError)) throw err;
       if (stored.seq === this.judged) return;

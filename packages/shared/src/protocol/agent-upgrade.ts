@@ -30,7 +30,7 @@
 import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from "node:crypto";
 import { z } from "zod";
 import { canonicalJson } from "../canonical.ts";
-import { signingKeyId } from "./signing.ts";
+import { signingKeyId, type TrustedKeys } from "./signing.ts";
 import { PROTOCOL_UNDERSTOOD, PROTOCOL_VERSION, parseProtocolVersion } from "./version.ts";
 
 /** This peer's protocol major: records of another major are not read (version.ts). */
@@ -168,7 +168,7 @@ export const AgentRunning = z.looseObject({
 export type AgentRunning = z.output<typeof AgentRunning>;
 
 /** Why the agent will not use a target: the reason in its `run.<host>` record and its `upgrade-refused` log line. */
-export type UpgradeRefusal = "decode" | "unknown-key" | "bad-signature" | "wrong-host" | "size-mismatch" | "sha256-mismatch" | "too-large" | "missing";
+export type UpgradeRefusal = "decode" | "unknown-key" | "retired-key" | "bad-signature" | "wrong-host" | "size-mismatch" | "sha256-mismatch" | "too-large" | "missing";
 
 /** A target or bundle the agent will not use; nothing was written. */
 export class UpgradeRefusedError extends Error {
@@ -194,15 +194,45 @@ export function signRecord<T extends Record<string, unknown>>(record: T, private
 }
 
 /**
- * Checks a record's ed25519 signature against the trusted key (SPKI PEM).
- * @throws UpgradeRefusedError "unknown-key" (another key id), "bad-signature".
+ * The public key a record's `keyId` names in the trusted set at `now` (the
+ * same rules as assignments, shared signing.ts: the active key, or an
+ * earlier one within its overlap); a PEM string is a set of that one key.
+ * @throws UpgradeRefusedError "retired-key" (an earlier key past its overlap, or retired), "unknown-key".
  */
-export function verifyRecord(record: { keyId: string; signature: string } & Record<string, unknown>, publicKeyPem: string | KeyObject, what: string): void {
-  const key = typeof publicKeyPem === "string" ? createPublicKey(publicKeyPem) : publicKeyPem;
-  const trusted = signingKeyId(key);
-  if (record.keyId !== trusted) throw new UpgradeRefusedError("unknown-key", `${what}: signed by unknown key ${record.keyId} (trusted: ${trusted})`);
+function keyFor(trust: string | KeyObject | TrustedKeys, keyId: string, what: string, now: number): KeyObject | string {
+  if (typeof trust === "string" || !("active" in trust)) {
+    const id = signingKeyId(trust);
+    if (keyId !== id) throw new UpgradeRefusedError("unknown-key", `${what}: signed by unknown key ${keyId} (trusted: ${id})`);
+    return trust;
+  }
+  if (trust.active.keyId === keyId) return trust.active.publicKeyPem;
+  const earlier = trust.previous.find((p) => p.keyId === keyId);
+  if (earlier && Date.parse(earlier.notAfter) > now) return earlier.publicKeyPem;
+  if (earlier) throw new UpgradeRefusedError("retired-key", `${what}: signed by retired key ${keyId} (its overlap ended ${earlier.notAfter}; trusted: ${trust.active.keyId})`);
+  throw new UpgradeRefusedError("unknown-key", `${what}: signed by unknown key ${keyId} (trusted: ${trust.active.keyId})`);
+}
+
+/**
+ * Checks a record's ed25519 signature against the trusted keys: one key
+ * (SPKI PEM or KeyObject), or the agent's trusted set across rotations
+ * (TrustedKeys, as assignments: agent fleet/desired.ts SigningTrust).
+ * @throws UpgradeRefusedError "unknown-key", "retired-key", "bad-signature".
+ */
+export function verifyRecord(record: { keyId: string; signature: string } & Record<string, unknown>, trust: string | KeyObject | TrustedKeys, what: string, now = Date.now()): void {
+  const pem = keyFor(trust, record.keyId, what, now);
+  const key = typeof pem === "string" ? createPublicKey(pem) : pem;
   if (!verify(null, signedBytes(record), key, Buffer.from(record.signature, "base64"))) {
     throw new UpgradeRefusedError("bad-signature", `${what}: signature does not verify (forged or altered)`);
+  }
+}
+
+/** The key ids a stored target names (the target's and its manifest's), for a caller that must refresh its trusted set first; empty when it does not parse. */
+export function targetKeyIds(data: Uint8Array): string[] {
+  try {
+    const v = JSON.parse(Buffer.from(data).toString("utf8")) as { keyId?: unknown; manifest?: { keyId?: unknown } };
+    return [v.keyId, v.manifest?.keyId].filter((k): k is string => typeof k === "string");
+  } catch {
+    return [];
   }
 }
 
@@ -229,7 +259,7 @@ export function signTarget(host: string, manifest: BundleManifest, trialS: numbe
  * site. Nothing is fetched.
  * @throws UpgradeRefusedError ("decode", "unknown-key", "bad-signature", "wrong-host").
  */
-export function verifyTarget(data: Uint8Array, publicKeyPem: string, where: { site: string; host: string }): AgentTarget {
+export function verifyTarget(data: Uint8Array, trust: string | TrustedKeys, where: { site: string; host: string }, now = Date.now()): AgentTarget {
   let value: unknown;
   try {
     value = JSON.parse(Buffer.from(data).toString("utf8"));
@@ -246,8 +276,8 @@ export function verifyTarget(data: Uint8Array, publicKeyPem: string, where: { si
   }
   // Verified over the record as received (a newer minor's fields included), not zod's output.
   const received = value as AgentTarget;
-  verifyRecord(received, publicKeyPem, `agent target revision ${received.revision}`);
-  verifyRecord(received.manifest, publicKeyPem, `bundle manifest ${received.manifest.object}`);
+  verifyRecord(received, trust, `agent target revision ${received.revision}`, now);
+  verifyRecord(received.manifest, trust, `bundle manifest ${received.manifest.object}`, now);
   if (received.site !== where.site || received.host !== where.host || received.manifest.site !== where.site) {
     throw new UpgradeRefusedError("wrong-host", `agent target is for ${received.site}/${received.host}, not ${where.site}/${where.host}`);
   }
