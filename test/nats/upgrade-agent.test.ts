@@ -167,7 +167,10 @@ describe("agent upgrades in waves, through the object store, with real agents", 
       expect(onDisk(agents.get(h)!)).toBe(base.sha256);
       expect((await running(h))?.version).toBe("0.1.0-upa");
     }
-    expect(await running("backend")).toMatchObject({ version: "0.1.0-upa", sha256: base.sha256, state: "running" });
+    // It had no earlier target (its bundle came from bootstrap): the target is withdrawn, nothing re-signed; it never left 0.1.0-upa.
+    expect(await running("backend")).toMatchObject({ version: "0.1.0-upa", sha256: base.sha256 });
+    expect(await store.target("backend")).toBeUndefined();
+    expect(events).toContainEqual(expect.objectContaining({ event: "host-reverted", host: "backend", ok: true }));
   }, 45_000);
 
   it("a bundle that crashes at start is put back on the canary by its supervisor, and the rollout stops there", async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { bundleSha256 as sha256Hex, generateSigningKeys, type AgentRunning, type AgentTarget, type BundleManifest } from "@netfleet/shared";
+import { bundleSha256 as sha256Hex, generateSigningKeys, signManifest, signTarget, type AgentRunning, type AgentTarget, type BundleManifest } from "@netfleet/shared";
 import type { AgentUpgradeStore } from "../store/objects.ts";
 import { runAgentRollout } from "./agent.ts";
 import type { RolloutEvent } from "./events.ts";
@@ -12,16 +12,24 @@ const NEW = Buffer.from("new bundle");
  * An in-memory upgrade store whose "agents" answer a target at once: on the new sha256 they run it, unless
  * `outcome(host)` says "refused" or "reverted" for it (then they stay on the old one and say so).
  */
-function fakeStore(outcome: (host: string) => "ok" | "refused" | "reverted" | "silent") {
+function fakeStore(outcome: (host: string) => "ok" | "refused" | "reverted" | "silent", earlier: Map<string, AgentTarget> = new Map()) {
   const runs = new Map<string, AgentRunning>();
   const targets: AgentTarget[] = [];
+  const cleared: string[] = [];
+  const current = new Map(earlier);
   const bundles: BundleManifest[] = [];
   const at = () => new Date().toISOString();
   for (const h of ["a", "b", "c", "d"]) runs.set(h, { protocol: "1.1", kind: "agent-running", site: "lab", host: h, version: "1", sha256: sha256Hex(OLD), size: OLD.length, state: "running", at: at() });
   const store = {
     putBundle: async (_code: Uint8Array, m: BundleManifest) => void bundles.push(m),
+    target: async (h: string) => current.get(h),
+    clearTarget: async (h: string) => {
+      cleared.push(h);
+      current.delete(h);
+    },
     setTarget: async (t: AgentTarget) => {
       targets.push(t);
+      current.set(t.host, t);
       const cur = runs.get(t.host)!;
       const to = { version: t.manifest.version, sha256: t.manifest.sha256, revision: t.revision };
       const o = t.manifest.sha256 === sha256Hex(OLD) ? "back" : outcome(t.host);
@@ -36,7 +44,7 @@ function fakeStore(outcome: (host: string) => "ok" | "refused" | "reverted" | "s
       return { report: r, timedOut: !(r && done(r)) };
     },
   };
-  return { store: store as unknown as AgentUpgradeStore, runs, targets, bundles };
+  return { store: store as unknown as AgentUpgradeStore, runs, targets, bundles, cleared };
 }
 
 const lock = {
@@ -45,8 +53,11 @@ const lock = {
   release: async () => {},
 };
 
-async function roll(outcome: (host: string) => "ok" | "refused" | "reverted" | "silent", maxFail = 0) {
-  const f = fakeStore(outcome);
+/** Every host's earlier target: the old bundle, as the controller signed it before. */
+const earlierOld = () => new Map(["a", "b", "c", "d"].map((h) => [h, signTarget(h, signManifest("lab", OLD, "1", signing.privateKeyPem), 30, signing.privateKeyPem)]));
+
+async function roll(outcome: (host: string) => "ok" | "refused" | "reverted" | "silent", maxFail = 0, earlier = earlierOld()) {
+  const f = fakeStore(outcome, earlier);
   const events: RolloutEvent[] = [];
   const out = await runAgentRollout({ site: "lab", upgrades: f.store, lock, signing }, ["d", "c", "b", "a"].map((host) => ({ host, role: "vmhost" })), { code: NEW, version: "2" }, { batch: { count: 2 }, maxFail: { count: maxFail } }, (e) => events.push(e));
   return { ...f, out, events };
@@ -67,6 +78,7 @@ describe("runAgentRollout (in-memory agents)", () => {
     expect(events).toContainEqual(expect.objectContaining({ event: "budget-exceeded", canary: true }));
     expect(events.find((e) => e.event === "host-done")).toMatchObject({ host: "a", ok: false, error: "refused: refused on purpose" });
     expect(new Set(targets.map((t) => t.host))).toEqual(new Set(["a"]));
+    // Back to its earlier target: the old bundle's manifest as the controller signed it.
     expect(targets.at(-1)!.manifest).toMatchObject({ version: "1", sha256: sha256Hex(OLD), size: OLD.length });
     expect(runs.get("a")).toMatchObject({ version: "1", state: "running" });
     expect(events).toContainEqual(expect.objectContaining({ event: "host-reverted", host: "a", ok: true }));
@@ -85,6 +97,29 @@ describe("runAgentRollout (in-memory agents)", () => {
     expect(out.result).toBe("partial");
     expect(runs.get("c")).toMatchObject({ version: "1", state: "refused" });
     for (const h of ["a", "b", "d"]) expect(runs.get(h)!.version).toBe("2");
+  });
+
+  it("review F6: without an earlier target nothing a host reported is signed; the target is withdrawn, a host that never left its bundle counts as back", async () => {
+    const evil = "e".repeat(64);
+    const f = fakeStore((h) => (h === "a" ? "refused" : "ok"));
+    // A compromised host claims to run a bundle of its choosing before the rollout.
+    f.runs.set("a", { ...f.runs.get("a")!, version: "6.6.6", sha256: evil, size: 666 });
+    const events: RolloutEvent[] = [];
+    const out = await runAgentRollout({ site: "lab", upgrades: f.store, lock, signing }, ["a", "b"].map((host) => ({ host, role: "vmhost" })), { code: NEW, version: "2" }, {}, (e) => events.push(e));
+    expect(out.result).toBe("failed");
+    expect(f.targets.every((t) => t.manifest.sha256 === sha256Hex(NEW))).toBe(true);
+    expect(f.targets.some((t) => t.manifest.sha256 === evil || t.manifest.version === "6.6.6")).toBe(false);
+    expect(f.cleared).toEqual(["a"]);
+    expect(events).toContainEqual(expect.objectContaining({ event: "host-reverted", host: "a", ok: true }));
+  });
+
+  it("positive control of F6: a wave host with an earlier target goes back to that target's own signed manifest", async () => {
+    const { targets } = await roll((h) => (h === "c" ? "refused" : "ok"));
+    const back = targets.filter((t) => t.manifest.sha256 === sha256Hex(OLD));
+    expect(back.map((t) => t.host).sort()).toEqual(["a", "b", "c"]);
+    const earlier = earlierOld().get("a")!.manifest;
+    for (const t of back) expect(t.manifest).toMatchObject({ version: "1", size: OLD.length, signature: expect.any(String) });
+    expect(back.find((t) => t.host === "a")!.manifest.keyId).toBe(earlier.keyId);
   });
 
   it("a canary that never reports fails at the host timeout, and the rollout stops there", async () => {

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
-import { PROTOCOL_VERSION, bundleObjectName, signManifest, signRecord, signTarget, type AgentRunning, type BundleManifest, type SigningKeys } from "@netfleet/shared";
+import { signManifest, signTarget, type AgentRunning, type AgentTarget, type BundleManifest, type SigningKeys } from "@netfleet/shared";
 import type { AgentUpgradeStore } from "../store/objects.ts";
 import { withRetry } from "../store/kv.ts";
 import type { RolloutEvent, RolloutResult } from "./events.ts";
@@ -65,9 +65,13 @@ export interface AgentRolloutOutcome {
  * signed target and waits for its agent to report the new version
  * ("running" with the manifest's sha256) or a failure for that target
  * ("refused", "reverted", "failed", "unsupported"), else times out. On a
- * stop, every host this rollout touched is set back to the bundle it ran
- * before (a target signed for its reported version, sha256 and size: the
- * agent takes it from its kept previous bundle, P.prev) and waited for.
+ * stop, every host this rollout touched goes back to its earlier target (the
+ * controller's own signed manifest, in a new target; the agent takes the
+ * bundle from its kept P.prev when it matches) and is waited for; a host
+ * that had no earlier target (its bundle came from bootstrap) has its target
+ * withdrawn: it is back when it never left its bundle (refused, or put back
+ * by its supervisor), else it stays (reported, not reverted). The
+ * controller never signs values a host reported.
  * Holds the site's rollout lock throughout (LockHeldError when an
  * assignment or agent rollout runs). No state is kept for --resume: a
  * rollout cut short leaves each host's target where it was; running it
@@ -117,9 +121,12 @@ export async function runAgentRollout(stores: AgentRolloutStores, hosts: readonl
     const ok: string[] = [];
     const failed: string[] = [];
     const touched: string[] = [];
+    const earlier = new Map<string, AgentTarget | undefined>();
     const upgradeHost = async (host: string): Promise<boolean> => {
       const t0 = Date.now();
       const target = signTarget(host, manifest, trialS, stores.signing.privateKeyPem);
+      // The target in force before this one (the controller's own signed record): what a revert goes back to.
+      earlier.set(host, await withRetry(() => stores.upgrades.target(host), STORE_RETRY_MS));
       touched.push(host);
       await withRetry(() => stores.upgrades.setTarget(target), STORE_RETRY_MS);
       emit({ event: "host-start", host, agent: manifest.version });
@@ -142,21 +149,25 @@ export async function runAgentRollout(stores: AgentRolloutStores, hosts: readonl
     if (stoppedAt !== undefined) {
       emit({ event: "revert-start", hosts: touched });
       for (const host of touched) {
-        const prev = before.get(host);
-        if (!prev?.sha256 || !prev.size) {
-          emit({ event: "host-reverted", host, ok: false, error: "its agent never reported a bundle it ran before: nothing to go back to" });
+        const prev = earlier.get(host);
+        const now = before.get(host);
+        if (!prev || prev.manifest.sha256 === manifest.sha256) {
+          // No earlier target (its bundle came from bootstrap): the controller signs nothing a host reported. The target is
+          // withdrawn; a host that never left its bundle (refused, or put back by its supervisor) is back, others stay.
+          await withRetry(() => stores.upgrades.clearTarget(host), STORE_RETRY_MS);
+          const r = await withRetry(() => stores.upgrades.running(host), STORE_RETRY_MS);
+          reports.set(host, r);
+          const back = now?.sha256 != null && r?.sha256 === now.sha256;
+          if (back) reverted.push(host);
+          emit({ event: "host-reverted", host, ok: back, ...(back ? {} : { error: `no earlier target to go back to (its bundle came from bootstrap); it runs ${r?.version ?? "?"}` }) });
           continue;
         }
-        const back: BundleManifest = signRecord(
-          { protocol: PROTOCOL_VERSION, kind: "agent-bundle" as const, site: stores.site, version: prev.version, sha256: prev.sha256, size: prev.size, object: bundleObjectName(prev.version, prev.sha256), signedAt: new Date().toISOString() },
-          stores.signing.privateKeyPem,
-        );
-        await withRetry(() => stores.upgrades.setTarget(signTarget(host, back, trialS, stores.signing.privateKeyPem)), STORE_RETRY_MS);
-        const { report, timedOut } = await stores.upgrades.waitRunning(host, (r) => r.sha256 === prev.sha256 && r.state !== "upgrading", hostTimeoutMs);
+        // The earlier target's manifest, as the controller signed it then (never values a host reported), in a new target.
+        await withRetry(() => stores.upgrades.setTarget(signTarget(host, prev.manifest, trialS, stores.signing.privateKeyPem)), STORE_RETRY_MS);
+        const { report, timedOut } = await stores.upgrades.waitRunning(host, (r) => r.sha256 === prev.manifest.sha256 && r.state !== "upgrading", hostTimeoutMs);
         reports.set(host, report);
-        const good = !timedOut;
-        if (good) reverted.push(host);
-        emit({ event: "host-reverted", host, ok: good, ...(good ? {} : { error: `did not report version ${prev.version} within ${Math.round(hostTimeoutMs / 1000)}s` }) });
+        if (!timedOut) reverted.push(host);
+        emit({ event: "host-reverted", host, ok: !timedOut, ...(timedOut ? { error: `did not report version ${prev.manifest.version} within ${Math.round(hostTimeoutMs / 1000)}s` } : {}) });
       }
     }
     const result: RolloutResult = stoppedAt !== undefined ? "failed" : failed.length ? "partial" : "success";

@@ -96,6 +96,11 @@ export class AgentUpgradeStore {
     return this.kv.put(wantKey(target.host), JSON.stringify(target));
   }
 
+  /** Withdraws `host`'s target (a delete marker): its agent keeps what it runs. */
+  async clearTarget(host: string): Promise<void> {
+    await this.kv.delete(wantKey(host));
+  }
+
   /** `host`'s target as stored, if any (not verified: the controller wrote it). */
   async target(host: string): Promise<AgentTarget | undefined> {
     const e = liveValue(await this.kv.get(wantKey(host)));
