@@ -9,10 +9,12 @@ import { join } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { answerRekeys, readKey } from "@netfleet/agent";
-import { desiredBucket, type AgentCredentials } from "@netfleet/shared";
-import { SITE, assignmentFor, enrollRaw, eventually, inventoryHost, startAgent, startSite, stopAll, type Site, type TestAgent } from "./harness.ts";
+import { desiredBucket, generateBoxKeys, type AgentCredentials } from "@netfleet/shared";
+import { requestAdmin } from "../../packages/controller/src/enrollment/admin.ts";
+import { keyFingerprint } from "../../packages/controller/src/store/registry.ts";
+import { SITE, TOKEN, assignmentFor, enrollRaw, eventually, inventoryHost, startAgent, startSite, stopAll, type Site, type TestAgent } from "./harness.ts";
 
-const hosts = ["hv1", "hv2", "hv3", "hv4"].map((h) => inventoryHost(h));
+const hosts = ["hv1", "hv2", "hv3", "hv4", "hv5"].map((h) => inventoryHost(h));
 let site: Site | undefined;
 const agents: TestAgent[] = [];
 const conns: NatsConnection[] = [];
@@ -117,5 +119,43 @@ describe("hosts revoke and rekey (real nats-server)", () => {
     // Control: hv2 unaffected.
     expect(await connectedUsers(s)).toContain("agent-lab-hv2");
     console.log(`rekey: old connection closed ${closedMs} ms after the request`);
+  }, 60_000);
+
+  it("a site-token claim on an approved host: reject drops only the claim, approve needs --replace-key; the real agent keeps its credentials", async () => {
+    const s = site!;
+    const hv2 = JSON.parse(await readFile(join(s.credentialsDir, "hv2.json"), "utf8")) as { user: string; password: string };
+    const approvedKey = (await s.cp.registry.get("hv2"))!.approvedKey;
+    const mallory = generateBoxKeys();
+    expect((await enrollRaw(s, { hostname: "hv2", token: TOKEN, keys: mallory, timeoutMs: 1500 })).credentials).toBeUndefined();
+    await eventually(async () => (await s.cp.registry.claim("hv2"))?.claimKey === mallory.publicKey, "mallory's claim on hv2");
+    const fp = keyFingerprint(mallory.publicKey);
+    expect((await s.cp.registry.list()).find((r) => r.host === "hv2")?.reason).toContain(`--replace-key ${fp}`);
+    // A careless approve does not hand hv2 over.
+    await expect(s.cp.admin("approve", "hv2")).rejects.toThrow(new RegExp(`approve --replace-key ${fp}`));
+    expect((await s.cp.registry.get("hv2"))?.approvedKey).toBe(approvedKey);
+    // Reject drops the claim only: hv2 stays approved, connected, with a working password; mallory's key is refused from now on.
+    const rejected = await s.cp.admin("reject", "hv2");
+    expect(rejected).toMatchObject({ state: "approved", approvedKey, rejectedKeys: [mallory.publicKey] });
+    expect(await s.cp.registry.claim("hv2")).toBeUndefined();
+    expect(await tryConnect(s, hv2.user, hv2.password)).toBe("ok");
+    expect(await connectedUsers(s)).toContain("agent-lab-hv2");
+    const refusedBefore = s.events.filter((e) => e.event === "enroll-refused" && e.reason === "this agent key was rejected by an operator").length;
+    await new Promise((r) => setTimeout(r, 2000)); // hv2's per-name bucket refills
+    expect((await enrollRaw(s, { hostname: "hv2", token: TOKEN, keys: mallory, timeoutMs: 1500 })).credentials).toBeUndefined();
+    await eventually(() => s.events.filter((e) => e.event === "enroll-refused" && e.reason === "this agent key was rejected by an operator").length > refusedBefore, "mallory's next claim refused");
+    expect(await s.cp.registry.claim("hv2")).toBeUndefined();
+    await expect(s.cp.admin("reject", "hv2")).rejects.toThrow(/no pending claim/);
+    // Control: reject of a host that only has a claim rejects it.
+    await enrollRaw(s, { hostname: "hv5", token: TOKEN, timeoutMs: 1000 });
+    await eventually(async () => (await s.cp.registry.claim("hv5")) !== undefined, "hv5 claim");
+    expect(await s.cp.admin("reject", "hv5")).toMatchObject({ state: "rejected" });
+    // Control: the explicit hand-over works, and takes hv2's credentials from the old agent.
+    const trent = generateBoxKeys();
+    await new Promise((r) => setTimeout(r, 2000));
+    await enrollRaw(s, { hostname: "hv2", token: TOKEN, keys: trent, timeoutMs: 1000 });
+    await eventually(async () => (await s.cp.registry.claim("hv2"))?.claimKey === trent.publicKey, "trent's claim on hv2");
+    const handed = await requestAdmin(s.cp.nc, SITE, "approve", "hv2", 15_000, { replaceKey: keyFingerprint(trent.publicKey) });
+    expect(handed).toMatchObject({ state: "approved", approvedKey: trent.publicKey });
+    expect(await tryConnect(s, hv2.user, hv2.password)).toMatch(/Authorization Violation/i);
   }, 60_000);
 });

@@ -1,4 +1,5 @@
 import type { ControlPlane } from "../control-plane.ts";
+import { requestAdmin, type AdminOptions } from "../enrollment/admin.ts";
 import { HostNotFoundError } from "../enrollment/service.ts";
 import type { HostRecord } from "../store/registry.ts";
 import { readEnrollments, type HostStatus } from "../store/status.ts";
@@ -40,10 +41,10 @@ export function hostsRow(r: { host: string; inventory: boolean; state: string; r
 }
 
 /** `netfleet hosts approve|reject|revoke|rekey NAME`: asks the running controller service (netfleet serve). */
-export async function hostsActionCommand(cp: ControlPlane, action: "approve" | "reject" | "revoke" | "rekey", host: string, out: CommandOutput): Promise<number> {
+export async function hostsActionCommand(cp: ControlPlane, action: "approve" | "reject" | "revoke" | "rekey", host: string, out: CommandOutput, options: AdminOptions = {}): Promise<number> {
   let record: HostRecord;
   try {
-    record = await cp.admin(action, host);
+    record = options.replaceKey ? await requestAdmin(cp.nc, cp.options.site, action, host, 15_000, options) : await cp.admin(action, host);
   } catch (err) {
     out.error(`netfleet hosts ${action}: ${(err as Error).message}`);
     return err instanceof HostNotFoundError ? 2 : 1;

@@ -8,7 +8,12 @@ export type AdminAction = AdminRequest["action"];
 
 /** What serves every admin action: EnrollmentService. */
 export interface AdminHandler {
-  admin(action: AdminAction, host: string): Promise<HostRecord>;
+  admin(action: AdminAction, host: string, options?: AdminOptions): Promise<HostRecord>;
+}
+
+/** Options of an admin action: `replaceKey` (approve) names the claim key an approved host may be handed to. */
+export interface AdminOptions {
+  replaceKey?: string;
 }
 
 /**
@@ -35,7 +40,7 @@ export function serveAdmin(
       try {
         const req = decodeMessage(AdminRequest, msg.subject, msg.data);
         let record: HostRecord;
-        if (typeof act !== "function") record = await act.admin(req.action, req.host);
+        if (typeof act !== "function") record = await act.admin(req.action, req.host, req.replaceKey ? { replaceKey: req.replaceKey } : {});
         else if (req.action === "approve" || req.action === "reject") record = await act(req.action, req.host);
         // A bare function only knows approve and reject (it maps anything else to reject): never hand it revoke or rekey.
         else throw new Error(`this controller service does not serve ${req.action} yet (restart netfleet serve after upgrading)`);
@@ -54,8 +59,8 @@ export function serveAdmin(
  * @throws Error when no service answers (start `netfleet serve`) or in `timeoutMs`;
  *   HostNotFoundError when the service refused (the host has not enrolled, is not in the inventory, ...).
  */
-export async function requestAdmin(nc: NatsConnection, site: string, action: AdminAction, host: string, timeoutMs: number): Promise<HostRecord> {
-  const request: AdminRequest = { kind: "admin", action, host };
+export async function requestAdmin(nc: NatsConnection, site: string, action: AdminAction, host: string, timeoutMs: number, options: AdminOptions = {}): Promise<HostRecord> {
+  const request: AdminRequest = { kind: "admin", action, host, ...(options.replaceKey ? { replaceKey: options.replaceKey } : {}) };
   let msg;
   try {
     msg = await nc.request(adminSubject(site), encodeMessage(request), { timeout: timeoutMs });

@@ -24,7 +24,7 @@ import type { HostQueues } from "../nats/host-messages.ts";
 import { agentUserName } from "../nats/permissions.ts";
 import { CLAIMS_MAX } from "../store/buckets.ts";
 import type { CredentialStore, StoredCredential } from "../store/credentials.ts";
-import { ClaimsFullError, type HostRecord, type HostRegistry } from "../store/registry.ts";
+import { ClaimsFullError, keyFingerprint, type HostRecord, type HostRegistry } from "../store/registry.ts";
 import { hostTokenKey, verifyHostToken } from "./host-tokens.ts";
 import { matchHost, tokenMatches, type AcceptedToken } from "./match.ts";
 import { KeyedTokenBuckets, TokenBucket, type RateLimit } from "./rate-limit.ts";
@@ -161,7 +161,9 @@ export class EnrollmentService {
     if (parseHostToken(facts.token)) return this.enrollWithHostToken(facts.token, stored, current, now);
     if (!tokenMatches(facts.token, await this.siteTokens())) return this.refuse(facts.hostname, "wrong enrollment token");
     // The site token: a pending claim, never an approval.
-    if (current?.state === "rejected" && current.claimKey === facts.publicKey) return this.refuse(key, "this agent key was rejected by an operator");
+    if ((current?.state === "rejected" && current.claimKey === facts.publicKey) || current?.rejectedKeys?.includes(facts.publicKey)) {
+      return this.refuse(key, "this agent key was rejected by an operator");
+    }
     if (!this.claimsPerSite.take()) return this.refuse(facts.hostname, "rate limit: too many claims for the site");
     const reason =
       match.kind === "conflict" ? match.reason
@@ -224,10 +226,10 @@ export class EnrollmentService {
    * Runs an operator action (the admin RPC of `netfleet hosts approve|reject|revoke|rekey`).
    * @throws HostNotFoundError as the action does.
    */
-  admin(action: AdminRequest["action"], host: string): Promise<HostRecord> {
+  admin(action: AdminRequest["action"], host: string, options: { replaceKey?: string } = {}): Promise<HostRecord> {
     switch (action) {
       case "approve":
-        return this.approve(host);
+        return this.approve(host, options);
       case "reject":
         return this.reject(host);
       case "revoke":
@@ -240,25 +242,51 @@ export class EnrollmentService {
   /**
    * Approves a host: its pending claim (or, with none, its quarantined or
    * rejected record's last claim) gets new credentials, sealed to the
-   * claiming agent's key; the claim is removed.
-   * @throws HostNotFoundError when the host has not enrolled or matches no inventory host.
+   * claiming agent's key; the claim is removed. An approved host is handed
+   * to another key only when `replaceKey` names that key's fingerprint
+   * (keyFingerprint; `netfleet hosts` shows it): a careless approve never
+   * gives a host to whoever claimed it with the site token.
+   * @throws HostNotFoundError when the host has not enrolled, matches no inventory host, or is approved and
+   *   `replaceKey` does not name the claim's key.
    */
-  approve(host: string): Promise<HostRecord> {
+  approve(host: string, options: { replaceKey?: string } = {}): Promise<HostRecord> {
     return this.o.queues.run(host, async () => {
-      const from = (await this.o.registry.claim(host)) ?? (await this.o.registry.get(host));
+      const claim = await this.o.registry.claim(host);
+      const record = await this.o.registry.get(host);
+      const from = claim ?? record;
       if (!from) throw new HostNotFoundError(host, "has not enrolled");
       if (!from.inventory) throw new HostNotFoundError(host, "matches no inventory host (by hostname or management MAC); add it to the inventory first");
+      if (record?.state === "approved" && from.claimKey !== record.approvedKey) {
+        const fp = keyFingerprint(from.claimKey);
+        if (options.replaceKey !== fp) {
+          throw new HostNotFoundError(host, `is approved; the pending claim is by another agent key ${fp}: approve --replace-key ${fp} hands the host to it (the approved agent loses its credentials), reject drops the claim`);
+        }
+      }
       return this.grant(host, from);
     });
   }
 
   /**
-   * Refuses a host: its credentials are revoked at once (the server drops
-   * its connection on reload), its pending claim removed, its record kept as `rejected`.
-   * @throws HostNotFoundError when the host has not enrolled.
+   * Refuses a claim or a host. On an approved host it refuses only the
+   * pending claim: the claim is removed and its key recorded in the
+   * record's `rejectedKeys` (its later claims are refused); the approved
+   * agent, its credentials and its connection stay (`revoke` withdraws an
+   * approved host). On any other host: its credentials are revoked, its
+   * pending claim removed, its record kept as `rejected`.
+   * @throws HostNotFoundError when the host has not enrolled, or is approved with no pending claim.
    */
   reject(host: string): Promise<HostRecord> {
-    return this.o.queues.run(host, () => this.withdraw(host, "rejected by operator", false));
+    return this.o.queues.run(host, async () => {
+      const { registry } = this.o;
+      const record = await registry.get(host);
+      if (record?.state !== "approved") return this.withdraw(host, "rejected by operator", false);
+      const claim = await registry.claim(host);
+      if (!claim) throw new HostNotFoundError(host, "is approved and has no pending claim (to withdraw the host itself: netfleet hosts revoke)");
+      await registry.removeClaim(host);
+      const next = await registry.mutate(host, (cur) => cur && { ...cur, rejectedKeys: [...(cur.rejectedKeys ?? []).filter((k) => k !== claim.claimKey), claim.claimKey].slice(-16) });
+      this.o.log({ event: "claim-rejected", host, key: keyFingerprint(claim.claimKey) });
+      return next!;
+    });
   }
 
   /**

@@ -162,17 +162,19 @@ export function addControlCommands(program: Command, ctx: Context): void {
     ["rekey", "Give an approved, connected host new NATS credentials (sealed to its agent's key); the old password stops working"],
   ] as const;
   for (const [action, what] of actions) {
-    hosts
+    const sub = hosts
       .command(action)
       .description(`${what} (needs serve running).`)
       .argument("<name>", "the host's name")
-      .configureHelp(parentHelp)
-      .action(withExitCode(async (name: string, _o: unknown, cmd: Command) => {
-        const o = cmd.optsWithGlobals<ControllerFlags>();
-        const out = ctx.output(o.json ?? false);
-        const { hostsActionCommand } = await import("../commands/hosts.ts");
-        return withController(cmd, o, undefined, ({ cp }) => hostsActionCommand(cp, action, name, out));
-      }));
+      .configureHelp(parentHelp);
+    if (action === "approve") sub.option("--replace-key <fingerprint>", "hand an approved host to the pending claim's agent key (its fingerprint, as netfleet hosts shows it)");
+    sub.action(withExitCode(async (name: string, _o: unknown, cmd: Command) => {
+      const o = cmd.optsWithGlobals<ControllerFlags & { replaceKey?: string }>();
+      const out = ctx.output(o.json ?? false);
+      if (o.replaceKey !== undefined && !/^[0-9a-f]{16}$/.test(o.replaceKey)) usageError(cmd, "--replace-key takes a key fingerprint: 16 hex digits, as netfleet hosts shows it");
+      const { hostsActionCommand } = await import("../commands/hosts.ts");
+      return withController(cmd, o, undefined, ({ cp }) => hostsActionCommand(cp, action, name, out, o.replaceKey ? { replaceKey: o.replaceKey } : {}));
+    }));
   }
 
   const status = program

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type { KvEntry } from "@nats-io/kv";
 import { DecodeError, EnrollFacts, decodeMessage, encodeMessage, kvStream, kvSubject } from "@netfleet/shared";
 import { z } from "zod";
@@ -34,6 +35,8 @@ export const HostRecord = z.strictObject({
   approvedAt: z.string().nullable(),
   /** When the host's credentials were last revoked or rejected: host tokens minted before it no longer approve it. */
   revokedAt: z.string().nullable().optional(),
+  /** Agent keys whose claims on this (approved) host an operator rejected, newest last (at most 16): their claims are refused. */
+  rejectedKeys: z.array(z.string()).max(16).optional(),
 });
 export type HostRecord = z.output<typeof HostRecord>;
 
@@ -152,7 +155,13 @@ export class HostRegistry {
 }
 
 function pendingReason(claim: HostRecord): string {
-  return `pending claim by another agent key (${claim.reason ?? "site token"}); approve it to hand the host over`;
+  const fp = keyFingerprint(claim.claimKey);
+  return `pending claim by another agent key ${fp} (${claim.reason ?? "site token"}); reject it, or approve --replace-key ${fp} to hand the host over`;
+}
+
+/** A short name for an agent key (an enroll message's publicKey): the first 16 hex digits of SHA-256 of its DER. */
+export function keyFingerprint(publicKey: string): string {
+  return createHash("sha256").update(Buffer.from(publicKey, "base64")).digest("hex").slice(0, 16);
 }
 
 function decodeAll(entries: Map<string, KvEntry>): Map<string, HostRecord> {

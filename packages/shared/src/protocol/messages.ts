@@ -206,6 +206,8 @@ export const AdminRequest = z.strictObject({
   kind: z.literal("admin"),
   action: z.enum(["approve", "reject", "revoke", "rekey"]),
   host: dnsLabel,
+  /** approve only: hand an approved host to the pending claim's key, named by its fingerprint (16 hex digits, `netfleet hosts` shows it). */
+  replaceKey: z.string().regex(/^[0-9a-f]{16}$/).optional(),
 });
 
 /** The controller's answer to an AdminRequest: ok, or the error; `record` the host's registry record after the change. */
