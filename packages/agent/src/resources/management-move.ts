@@ -1,4 +1,4 @@
-import { mkdir, readFile, rm } from "node:fs/promises";
+import { chmod, mkdir, readFile, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { mutate, type Runner } from "../exec/runner.ts";
 import type { Toolbox } from "../tools.ts";
@@ -59,6 +59,8 @@ async function readJson<T>(path: string): Promise<T | undefined> {
 
 async function writeJson(path: string, value: unknown): Promise<void> {
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  // mkdir's mode applies only to a directory it creates: an existing one is brought to 0700 too.
+  if (((await stat(dirname(path))).mode & 0o777) !== 0o700) await chmod(dirname(path), 0o700);
   await writeOwned(path, JSON.stringify(value, null, 2) + "\n", 0o600);
 }
 
