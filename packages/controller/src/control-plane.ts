@@ -126,7 +126,13 @@ export class ControlPlane {
       noAsyncTraces: true,
     });
     try {
-      const buckets = await openBuckets(nc, options.site, { replicas: options.replicas ?? 1, history: options.history ?? 5, retryMs: options.retryMs ?? 30_000 });
+      const buckets = await openBuckets(nc, options.site, {
+        replicas: options.replicas ?? 1,
+        history: options.history ?? 5,
+        retryMs: options.retryMs ?? 30_000,
+        // bucket-limits: an existing bucket holds more than a new limit (the limit is then left unset).
+        ...(options.log ? { log: options.log } : {}),
+      });
       return new ControlPlane(nc, options, buckets);
     } catch (err) {
       await nc.close();
