@@ -9,7 +9,7 @@
  * commands run under the unit's settings (what must work does, what must be
  * refused is, and nothing of it landed). Restart and stop through systemctl.
  */
-import { readFileSync, statSync } from "node:fs";
+import { readFileSync, readdirSync, statSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { REMOTE, renderUnit } from "../../packages/controller/src/bootstrap/layout.ts";
 import { SRC, machineSupport } from "./machine.ts";
@@ -100,7 +100,7 @@ describe("netfleet serve under packaging/systemd/netfleet-serve.service", () => 
 });
 
 describe("bootstrap's systemd path on a machine where systemd is PID 1", () => {
-  it("installs the unit, reloads, enables and starts the agent; the unit is packaging/systemd's; the agent reaches serve", async () => {
+  it("installs the unit, reloads, enables and starts the agent; the unit is packaging/systemd's; the agent enrolls with serve and, approved, connects", async () => {
     const r = await runBootstrap(w, ["--accept-new", "--json"]);
     expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
     const doc = JSON.parse(r.stdout) as { bundle: { sha256: string }; hosts: { status: string; runtime: string; node: string; changes: string[] }[] };
@@ -118,7 +118,18 @@ describe("bootstrap's systemd path on a machine where systemd is PID 1", () => {
     const agentLog = journal(w.m1, REMOTE.unitName);
     expect(agentLog.find((e) => e.event === "systemd-ready")).toMatchObject({ exitCode: 0 });
     const enroll = await eventually("serve logs m1's enrollment", 30_000, () => journal(w.m1, "netfleet-serve.service").find((e) => e.event === "enroll" && (e.host === "m1" || e.claimed === "m1")));
-    console.log(`bootstrap (systemd path, Node shipped: ${host.node === REMOTE.node}): ${r.ms} ms; serve: enroll ${JSON.stringify(enroll.state)}`);
+    // The operator approves its claim (as the service user, on the state dir): the agent, under its unit, gets its
+    // NATS credentials, writes them to its state dir (read-only system around it) and connects with them.
+    if (enroll.state !== "approved" && enroll.state !== "approving") {
+      w.m1.exec(["runuser", "-u", "netfleet", "--", "/usr/local/bin/netfleet", "hosts", "approve", "m1", "--state-dir", "/var/lib/netfleet"], 60_000);
+    }
+    await eventually("the agent enrolled and connected with its own credentials", 60_000, () => {
+      const events = journal(w.m1, REMOTE.unitName).map((e) => e.event);
+      return events.includes("enrolled") && events.includes("connected");
+    });
+    const state = readdirSync(w.m1.file("/var/lib/netfleet-agent"));
+    expect(state.length).toBeGreaterThan(0);
+    console.log(`bootstrap (systemd path, Node shipped: ${host.node === REMOTE.node}): ${r.ms} ms; serve: enroll ${JSON.stringify(enroll.state)}; agent state dir: ${state.join(", ")}`);
   }, 300_000);
 
   it("the agent runs confined: exactly the unit's capabilities, no_new_privs, seccomp, / read-only with its own dirs writable", () => {
@@ -139,7 +150,7 @@ describe("bootstrap's systemd path on a machine where systemd is PID 1", () => {
     for (const p of ["/var/lib/netfleet-agent", "/run/netfleet", REMOTE.dir, "/proc/sys/net"]) expect(opts(p), p).toContain("rw");
   });
 
-  it("under the unit's settings the agent's commands work (ip, nft, ovs-vsctl, sysctl net.*, ping, dnsmasq) and the rest is refused", () => {
+  it("under the unit's settings the agent's commands work (ip, nft, ovs-vsctl, sysctl net.*, ping, dnsmasq on 53/67 as its user, tcpdump on nflog) and the rest is refused", () => {
     const fwd = w.m1.exec(["sysctl", "-n", "net.ipv4.conf.all.forwarding"]).trim();
     // What the agent does, each once, undone after.
     const allowed = [
@@ -153,6 +164,14 @@ describe("bootstrap's systemd path on a machine where systemd is PID 1", () => {
       ["ovs-vsctl", "--timeout=10", "del-br", "sysd-pbr"],
       ["ping", "-c", "1", "-W", "2", "10.95.0.1"],
       ["dnsmasq", "--test"],
+      // dnsmasq's real life as the agent leads it: binds 53 and 67, drops to its account, is signalled (CAP_KILL).
+      ["dnsmasq", "--conf-file=/dev/null", "--interface=eth0", "--bind-interfaces", "--dhcp-range=10.95.0.100,10.95.0.150,1h", "--user=dnsmasq", "--pid-file=/run/netfleet/sysd-dnsmasq.pid", "--dhcp-leasefile=/var/lib/netfleet-agent/sysd-dnsmasq.leases"],
+      ["pgrep", "-u", "dnsmasq", "-F", "/run/netfleet/sysd-dnsmasq.pid"],
+      ["pkill", "-HUP", "-F", "/run/netfleet/sysd-dnsmasq.pid"],
+      ["pkill", "-TERM", "-F", "/run/netfleet/sysd-dnsmasq.pid"],
+      ["rm", "-f", "/run/netfleet/sysd-dnsmasq.pid", "/var/lib/netfleet-agent/sysd-dnsmasq.leases"],
+      // The audit capture: tcpdump on an nflog group (netlink), stopped after 2 s by SIGINT (exit 0).
+      ["timeout", "--preserve-status", "-s", "INT", "2", "tcpdump", "-i", "nflog:4095", "-U", "-s", "1024", "-w", "-"],
       ...["/var/lib/netfleet-agent/sysd-probe", "/run/netfleet/sysd-probe", `${REMOTE.dir}/sysd-probe`].flatMap((p) => [["touch", p], ["rm", p]]),
     ];
     // What it must not do, with the reason the unit gives.
@@ -222,7 +241,8 @@ describe("bootstrap's systemd path on a machine where systemd is PID 1", () => {
       const ms = Math.round(performance.now() - t);
       const s = w.m1.show(REMOTE.unitName, ["ActiveState", "MainPID", "Result", "TasksCurrent"]);
       // Result=success: the main process exited on SIGTERM; "timeout" would mean systemd had to SIGKILL it.
-      expect(s, what).toMatchObject({ ActiveState: "inactive", MainPID: "0", Result: "success" });
+      const tail = () => w.m1.exec(["journalctl", "--no-pager", "-o", "cat", "-n", "15", "-u", REMOTE.unitName], 15_000, true);
+      expect(s, `${what}\n${tail()}`).toMatchObject({ ActiveState: "inactive", MainPID: "0", Result: "success" });
       expect(["0", "[not set]", ""]).toContain(s.TasksCurrent);
       expect(ms, what).toBeLessThan(timeoutStop);
       console.log(`systemctl stop (${what}): ${ms} ms`);
