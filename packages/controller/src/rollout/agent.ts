@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
-import { signManifest, signTarget, type AgentRunning, type AgentTarget, type BundleManifest, type SigningKeys } from "@netfleet/shared";
+import { signManifest, signRecord, signTarget, type AgentRunning, type AgentTarget, type BundleManifest, type SigningKeys } from "@netfleet/shared";
 import type { AgentUpgradeStore } from "../store/objects.ts";
 import { withRetry } from "../store/kv.ts";
 import type { RolloutEvent, RolloutResult } from "./events.ts";
@@ -163,7 +163,10 @@ export async function runAgentRollout(stores: AgentRolloutStores, hosts: readonl
           continue;
         }
         // The earlier target's manifest, as the controller signed it then (never values a host reported), in a new target.
-        await withRetry(() => stores.upgrades.setTarget(signTarget(host, prev.manifest, trialS, stores.signing.privateKeyPem)), STORE_RETRY_MS);
+        // Signed by a key since rotated away (perhaps retired): the same fields, from the controller's own record, signed anew.
+        const { signature: _s, keyId: _k, ...fields } = prev.manifest;
+        const backManifest = prev.manifest.keyId === stores.signing.keyId ? prev.manifest : signRecord({ ...fields, signedAt: new Date().toISOString() }, stores.signing.privateKeyPem);
+        await withRetry(() => stores.upgrades.setTarget(signTarget(host, backManifest, trialS, stores.signing.privateKeyPem)), STORE_RETRY_MS);
         const { report, timedOut } = await stores.upgrades.waitRunning(host, (r) => r.sha256 === prev.manifest.sha256 && r.state !== "upgrading", hostTimeoutMs);
         reports.set(host, report);
         if (!timedOut) reverted.push(host);
