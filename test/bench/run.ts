@@ -9,7 +9,9 @@
  *
  * --quick: rollouts of 100 and 1,000 agents (full: 100, 1,000, 5,000 and
  * 10,000) plus the lab parts; inventory loads with mappings of 1,000 and
- * 5,000 keys (full: also 20,000). --cpu-prof DIR: the rollout's controller
+ * 5,000 keys (full: also 20,000); a server restart under 100 agents
+ * (full: 1,000 and 5,000; restart.ts: each agent's return after the
+ * restarted server answers, the target being every agent within 10 s). --cpu-prof DIR: the rollout's controller
  * process runs under node --cpu-prof and writes its profiles there.
  */
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
@@ -18,6 +20,7 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { inventoryParseBench, inventoryParseTable, type InventoryParseRow } from "./inventory-parse.ts";
 import { labCost, type FirstApplyRow, type NoopRow } from "./lab-cost.ts";
+import { restartBench, type RestartRow } from "./restart.ts";
 import { rolloutBench, type RolloutRow } from "./rollout.ts";
 
 export interface BenchResults {
@@ -32,6 +35,8 @@ export interface BenchResults {
   firstApply: FirstApplyRow | null;
   /** Inventory load time and peak RSS as one mapping grows (absent in results written before it was measured). */
   inventoryParse?: InventoryParseRow[];
+  /** A server restart under N agents: each agent's return (absent in results written before it was measured). */
+  restart?: RestartRow[];
   /** Parts that could not be measured, and why. */
   errors: string[];
 }
@@ -94,6 +99,13 @@ function table(now: BenchResults, prev: BenchResults | undefined): string {
   for (const r of now.noop) lines.push(`  no-op ${r.role} ≤ ${TARGETS.noopWallMs} ms, 0 mutating: ${met(r.wallMs <= TARGETS.noopWallMs && r.mutatingCommands === 0)} (${r.wallMs} ms, ${r.mutatingCommands})`);
   if (f) lines.push(`  first-apply overhead ≤ ${TARGETS.overheadRatio}: ${met(f.overheadRatio <= TARGETS.overheadRatio)} (${f.overheadRatio})`);
   for (const e of now.errors) lines.push(`not measured: ${e}`);
+  if (now.restart?.length) {
+    lines.push("server restart (nats-server SIGKILLed, started again 1 s later; per agent: its return after the restarted server answered, ms; target: all within 10 s)");
+    lines.push("   agents   min   p50   p99   max  not back  lost  rollbacks  intact");
+    for (const r of now.restart) {
+      lines.push(`  ${String(r.agents).padStart(7)} ${fmt(r.backMinMs).padStart(5)} ${fmt(r.backP50Ms).padStart(5)} ${fmt(r.backP99Ms).padStart(5)} ${fmt(r.backMaxMs).padStart(5)} ${String(r.notBack).padStart(9)} ${String(r.lostForGood).padStart(5)} ${String(r.rollbacks).padStart(10)}  ${r.sampleIntact}/${r.sample} ${met(r.notBack === 0 && r.backMaxMs < 10_000)}`);
+    }
+  }
   return lines.join("\n");
 }
 
@@ -133,6 +145,18 @@ async function main(): Promise<void> {
       rollout.push({ agents: n, convergeMs: NaN, p50Ms: NaN, p99Ms: NaN, controllerRssMb: NaN, messagesPerHost: NaN, runMs: NaN, enrollMs: NaN, waves: 0, failed: n, error });
     }
   }
+  const restart: RestartRow[] = [];
+  for (const n of values.quick ? [100] : [1000, 5000]) {
+    try {
+      const row = await restartBench(n, log, { downMs: 1000, sample: values.quick ? 3 : 10 });
+      log(`restart ${n}: ${JSON.stringify(row)}`);
+      restart.push(row);
+    } catch (err) {
+      const error = (err as Error).message.split("\n")[0]!;
+      log(`restart ${n} failed: ${(err as Error).stack ?? error}`);
+      errors.push(`restart under ${n} agents: ${error}`);
+    }
+  }
   let lab: Awaited<ReturnType<typeof labCost>> | undefined;
   try {
     lab = await labCost(repoRoot, log);
@@ -150,6 +174,7 @@ async function main(): Promise<void> {
     noop: lab?.noop ?? [],
     firstApply: lab?.firstApply ?? null,
     inventoryParse,
+    restart,
     errors,
   };
   writeFileSync(out, JSON.stringify(results, null, 2) + "\n");

@@ -73,6 +73,11 @@ describe("rollout resilience", () => {
     expect(Date.now() - started).toBeLessThan(60_000);
     const rows = await site.cp.status();
     expect(rows.filter((r) => r.drift).map((r) => r.host)).toEqual([]);
+    // Nothing lost through the node's loss: no agent rolled back, every host still approved, its desired and applied revision the rollout's.
+    expect(sims.filter((a) => a.events.some((e) => e.event === "lockout-rollback")).map((a) => a.agent.client.host)).toEqual([]);
+    const mine = rows.filter((r) => names.includes(r.host));
+    expect(mine.map((r) => [r.host, r.state])).toEqual(names.map((n) => [n, "approved"]));
+    expect(mine.filter((r) => !r.applied || r.applied.rolledBack || r.applied.revision !== r.desired?.revision).map((r) => r.host)).toEqual([]);
     await site.server.restart(killed!);
   });
 
