@@ -15,7 +15,5 @@ export { LeasePublisher, type LeasePublisherOptions } from "./gateway/lease-publ
 export { LeaseFollower, networkLeasesPath, type LeaseFollowerOptions } from "./gateway/lease-follower.ts";
 export { AuditCollector, auditSources, type AuditCollectorOptions, type AuditSource } from "./gateway/audit-collector.ts";
 export { CREATE_EXCLUSIVE, DirectoryHandle, OPEN_DIR_NOFOLLOW, UnsafePathError, writeOwned } from "./write-owned.ts";
-// Until controller nats/permissions.ts imports it from @netfleet/shared (protocol/agent-upgrade.ts).
-export { agentUpgradePermissions } from "@netfleet/shared";
 export { AgentUpgrader, type AgentUpgraderOptions } from "./fleet/upgrade.ts";
 export { answerRekeys, enrollFacts, fitFacts, type Claim } from "./fleet/enroll.ts";
