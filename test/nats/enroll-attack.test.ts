@@ -85,6 +85,8 @@ describe("enrollment attacks (real nats-server)", () => {
     }
     await a.flush();
     const floodMs = Date.now() - t0;
+    // The site-wide bucket for messages without a valid host token refills (200), so the stolen-token claims are heard.
+    await new Promise((r) => setTimeout(r, 2500));
     // 100 with the full site token (stolen agent.json): claims on the approved host, on the unenrolled one (by name and
     // by its management MAC) and on invented names.
     for (let i = 0; i < 100; i++) {
@@ -228,4 +230,29 @@ describe("enrollment attacks (real nats-server)", () => {
     await jsm.streams.delete(kvStream("enroll_old_hosts"));
     await jsm.streams.delete(kvStream("enroll_small_hosts"));
   });
+
+  it("a flood on a host's name with the token id does not starve that host's valid host token", async () => {
+    const s = site!;
+    const a = attacker!;
+    const junk = generateBoxKeys();
+    const wrong = `${s.enrollPassword}.not-the-secret-not-the-secret`;
+    let flooding = true;
+    let sent = 0;
+    const flood = (async () => {
+      while (flooding) {
+        for (let i = 0; i < 50; i++) a.publish(enrollSubject(SITE, "hv3"), encodeMessage(rawFacts({ hostname: "hv3", token: wrong, publicKey: junk.publicKey })));
+        sent += 50;
+        await a.flush();
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 500));
+    const legit = await enrollRaw(s, { hostname: "hv3", token: s.hostToken("hv3"), timeoutMs: 8000 });
+    flooding = false;
+    await flood;
+    expect(sent).toBeGreaterThan(500);
+    expect(legit.credentials).toMatchObject({ host: "hv3" });
+    expect(await s.cp.registry.get("hv3")).toMatchObject({ state: "approved", approvedKey: legit.keys.publicKey });
+    expect(s.events.some((e) => e.event === "enroll-refused" && e.host === "hv3" && String(e.reason).startsWith("rate limit"))).toBe(true);
+  }, 30_000);
 });

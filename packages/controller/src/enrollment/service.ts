@@ -25,7 +25,7 @@ import { agentUserName } from "../nats/permissions.ts";
 import { CLAIMS_MAX } from "../store/buckets.ts";
 import type { CredentialStore, StoredCredential } from "../store/credentials.ts";
 import { ClaimsFullError, keyFingerprint, type HostRecord, type HostRegistry } from "../store/registry.ts";
-import { hostTokenKey, verifyHostToken } from "./host-tokens.ts";
+import { hostTokenKey, verifyHostToken, type VerifiedHostToken } from "./host-tokens.ts";
 import { matchHost, tokenMatches, type AcceptedToken } from "./match.ts";
 import { KeyedTokenBuckets, TokenBucket, type RateLimit } from "./rate-limit.ts";
 import type { UserSync } from "./users.ts";
@@ -42,10 +42,12 @@ export class HostNotFoundError extends Error {
 
 /** Enrollment rate limits (token buckets, rate-limit.ts). */
 export interface EnrollmentLimits {
-  /** Per claimed name (the subject's host token), every enroll message: default 5, then 1 every 2 s. */
+  /** Per claimed name (the subject's host token) for messages without a valid host token, and per host-token nonce: default 5, then 1 every 2 s. */
   perName: RateLimit;
   /** Per site, every message that would write a pending claim (site token): default 50, then 10 a second. */
   claimsPerSite: RateLimit;
+  /** Per site, every message without a valid host token (before the per-name limit): default 200, then 100 a second. */
+  unauthenticated: RateLimit;
   /** Pending claims kept at most (default CLAIMS_MAX, 256). */
   maxClaims: number;
   /** How long `rekey` waits for the agent to take its new credentials, ms (default 5000). */
@@ -56,6 +58,7 @@ export interface EnrollmentLimits {
 export const DEFAULT_ENROLLMENT_LIMITS: EnrollmentLimits = {
   perName: { burst: 5, perSecond: 0.5 },
   claimsPerSite: { burst: 50, perSecond: 10 },
+  unauthenticated: { burst: 200, perSecond: 100 },
   maxClaims: CLAIMS_MAX,
   rekeyTimeoutMs: 5000,
 };
@@ -115,6 +118,7 @@ export class EnrollmentService {
   private readonly limits: EnrollmentLimits;
   private readonly perName: KeyedTokenBuckets;
   private readonly claimsPerSite: TokenBucket;
+  private readonly unauthenticated: TokenBucket;
   private key: Promise<Buffer> | undefined;
   private tokens: { at: number; list: Promise<readonly AcceptedToken[]> } | undefined;
   private refusals = { second: 0, logged: 0, suppressed: 0 };
@@ -124,6 +128,7 @@ export class EnrollmentService {
     this.limits = { ...DEFAULT_ENROLLMENT_LIMITS, ...options.limits };
     this.perName = new KeyedTokenBuckets(this.limits.perName);
     this.claimsPerSite = new TokenBucket(this.limits.claimsPerSite);
+    this.unauthenticated = new TokenBucket(this.limits.unauthenticated);
   }
 
   /**
@@ -145,7 +150,16 @@ export class EnrollmentService {
     if (subjectHost !== facts.hostname && !(match.kind === "matched" && match.host === subjectHost)) {
       throw new DecodeError(msg.subject, "hostname", `published as ${subjectHost} but claims ${facts.hostname}`);
     }
-    if (!this.perName.take(subjectHost)) return this.refuse(subjectHost, "rate limit: too many enroll messages for this name");
+    // A host token's MAC is checked first (one HMAC): a valid one is limited by its nonce, so a flood on its host's
+    // name (anyone with the enrollment id can send one) cannot starve it. Everything else shares one site-wide
+    // bucket first, then the name's.
+    const hostToken = parseHostToken(facts.token) ? verifyHostToken(await this.hostTokenKey(), site, facts.token) : undefined;
+    if (hostToken?.ok) {
+      if (!this.perName.take(`nonce:${hostToken.token.nonce}`)) return this.refuse(subjectHost, "rate limit: too many enroll messages with this host token");
+    } else {
+      if (!this.unauthenticated.take()) return this.refuse(subjectHost, "rate limit: too many enrollments without a valid host token for the site");
+      if (!this.perName.take(subjectHost)) return this.refuse(subjectHost, "rate limit: too many enroll messages for this name");
+    }
     const key = match.kind === "matched" ? match.host : facts.hostname;
     const current = await registry.get(key);
     if (current?.state === "approved" && current.approvedKey === facts.publicKey) {
@@ -158,7 +172,7 @@ export class EnrollmentService {
     }
     const { token: _token, ...stored } = facts;
     const now = new Date().toISOString();
-    if (parseHostToken(facts.token)) return this.enrollWithHostToken(facts.token, stored, current, now);
+    if (hostToken) return hostToken.ok ? this.enrollWithHostToken(hostToken.token, stored, current, now) : this.refuse(facts.hostname, hostToken.reason);
     if (!tokenMatches(facts.token, await this.siteTokens())) return this.refuse(facts.hostname, "wrong enrollment token");
     // The site token: a pending claim, never an approval.
     if ((current?.state === "rejected" && current.claimKey === facts.publicKey) || current?.rejectedKeys?.includes(facts.publicKey)) {
@@ -193,11 +207,8 @@ export class EnrollmentService {
     this.o.log({ event: "enroll", host: key, claimed: facts.hostname, matchedBy: claim.matchedBy, state: "quarantined", reason });
   }
 
-  private async enrollWithHostToken(token: string, facts: HostRecord["facts"], current: HostRecord | undefined, now: string): Promise<void> {
-    const { site, registry } = this.o;
-    const verified = verifyHostToken(await this.hostTokenKey(), site, token);
-    if (!verified.ok) return this.refuse(facts.hostname, verified.reason);
-    const t = verified.token;
+  private async enrollWithHostToken(t: VerifiedHostToken, facts: HostRecord["facts"], current: HostRecord | undefined, now: string): Promise<void> {
+    const { registry } = this.o;
     // Bound to the host name: not to a MAC, not to the subject alone.
     if (t.host !== facts.hostname) return this.refuse(facts.hostname, `host token is for ${t.host}, not ${facts.hostname}`);
     if (!this.o.hosts.some((h) => h.name === t.host)) return this.refuse(t.host, "host token for a host that is not in the inventory");
