@@ -26,7 +26,7 @@ import {
   type HostAssignment,
   type SigningKeys,
 } from "@netfleet/shared";
-import { SITE, TOKEN, eventually, inventoryHost, startAgent, startSimAgent, startSite, type SimAgent, type Site, type TestAgent } from "./harness.ts";
+import { SITE, eventually, inventoryHost, startAgent, startSimAgent, startSite, type SimAgent, type Site, type TestAgent } from "./harness.ts";
 import { OLD_ENTRY_POINTS, extractOldTree, spawnTreeScript, stopTreeProcess, type Tree, type TreeProcess } from "./upgrade/old-tree.ts";
 
 const ours = parseProtocolVersion(PROTOCOL_VERSION)!;
@@ -55,9 +55,10 @@ function sysctls(host: string, gen: number): HostAssignment {
   return sealAssignment({ apiVersion: "netfleet.dev/v1", kind: "HostAssignment", site: SITE, host, role: "vmhost", resources: [{ kind: "sysctl", name: `net.sim.${host}`, value: String(gen) }] });
 }
 
-/** The old tree's simulated agent process (real engine, host state in a file under the site dir). */
+/** The old tree's simulated agent process (real engine, host state in a file under the site dir), enrolling with its host token. */
 function oldSimAgent(s: Site, name: string): TreeProcess {
-  const arg = { site: SITE, servers: s.server.urls, enrollPassword: s.enrollPassword, token: TOKEN, name, stateDir: join(s.dir, "agents", name), hostFile: hostFile(s, name), heartbeatMs: 500, resyncMs: 1000 };
+  // A host token minted for it, as an operator would give any agent; wire-1.0 facts carry any token string.
+  const arg = { site: SITE, servers: s.server.urls, enrollPassword: s.enrollPassword, token: s.hostToken(name), name, stateDir: join(s.dir, "agents", name), hostFile: hostFile(s, name), heartbeatMs: 500, resyncMs: 1000 };
   const p = spawnTreeScript(old!.root, OLD_ENTRY_POINTS.simAgent, [JSON.stringify(arg)]);
   processes.push(p);
   return p;
