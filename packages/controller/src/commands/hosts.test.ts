@@ -48,3 +48,39 @@ describe("status and hosts output: agent-reported text", () => {
     expect(oneLine("a\nb\tc", 60)).toBe("a ⏎ b\tc");
   });
 });
+
+describe("hosts token --out", () => {
+  it("writes the host token 0600 with O_EXCL: never over an existing file or through a planted link", async () => {
+    const { mkdtemp, readFile, rm, stat, symlink, writeFile } = await import("node:fs/promises");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const { memoryOutput } = await import("../output.ts");
+    const { ControllerHome } = await import("../store/home.ts");
+    const { hostsTokenCommand } = await import("./hosts.ts");
+    const dir = await mkdtemp(join(tmpdir(), "enroll-out-"));
+    try {
+      const stateDir = join(dir, "state");
+      await new ControllerHome(stateDir).secrets("lab");
+      const file = join(dir, "hv1.token");
+      const out = memoryOutput(false);
+      expect(await hostsTokenCommand({ stateDir, host: "hv1", ttlMs: 3600_000, outFile: file }, out)).toBe(0);
+      expect((await stat(file)).mode & 0o777).toBe(0o600);
+      const first = await readFile(file, "utf8");
+      expect(first).toMatch(/^nfh1\.[^.]+\.hv1\./);
+      expect(out.stdout.join("\n")).not.toContain(first.trim());
+      // Again: refused, the file unchanged.
+      const again = memoryOutput(false);
+      expect(await hostsTokenCommand({ stateDir, host: "hv1", ttlMs: 3600_000, outFile: file }, again)).toBe(1);
+      expect(again.stderr.join("\n")).toMatch(/exists \(or is a link\); not overwritten/);
+      expect(await readFile(file, "utf8")).toBe(first);
+      // A link planted at the path (to a file another user could read): refused, its target untouched.
+      const target = join(dir, "elsewhere");
+      await writeFile(target, "");
+      await symlink(target, join(dir, "link.token"));
+      expect(await hostsTokenCommand({ stateDir, host: "hv1", ttlMs: 3600_000, outFile: join(dir, "link.token") }, memoryOutput(false))).toBe(1);
+      expect(await readFile(target, "utf8")).toBe("");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

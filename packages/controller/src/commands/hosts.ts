@@ -5,6 +5,7 @@ import type { HostRecord } from "../store/registry.ts";
 import { readEnrollments, type HostStatus } from "../store/status.ts";
 import { DNS_LABEL, escapeText, loadInventory, type Inventory } from "@netfleet/shared";
 import { HOST_TOKEN_MAX_TTL_MS, mintHostToken } from "../enrollment/host-tokens.ts";
+import { open } from "node:fs/promises";
 import { ControllerHome } from "../store/home.ts";
 import type { CommandOutput } from "../output.ts";
 
@@ -66,15 +67,16 @@ export function parseTtl(text: string): number {
 }
 
 /**
- * `netfleet hosts token NAME [--ttl 24h]`: mints a host token for one
- * inventory host and prints it (stdout; with --json `{host, token,
- * expiresAt}`). Works from the controller's state dir alone (its secrets and
+ * `netfleet hosts token NAME [--ttl 24h] [--out FILE]`: mints a host token
+ * for one inventory host and prints it (stdout; with --json `{host, token,
+ * expiresAt}`), or writes it to FILE, created 0600 with O_EXCL (an existing
+ * file or a link at the path is refused, exit 1, nothing written). Works from the controller's state dir alone (its secrets and
  * the host-token key in credentials/), no running serve: the controller
  * checks the token when the agent enrolls. Refuses (exit 2) a host the
  * inventory (the site folder given, else the one serve recorded) does not list.
  */
 export async function hostsTokenCommand(
-  o: { stateDir: string; host: string; ttlMs: number; inventory?: Inventory },
+  o: { stateDir: string; host: string; ttlMs: number; inventory?: Inventory; outFile?: string },
   out: CommandOutput,
 ): Promise<number> {
   const home = new ControllerHome(o.stateDir);
@@ -100,6 +102,25 @@ export async function hostsTokenCommand(
   }
   if (!inventory) out.error(`netfleet hosts token: warning: no inventory to check ${oneLine(o.host, 64)} against (give the site folder); the controller refuses it at enrollment if it is not listed`);
   const minted = await mintHostToken(home.credentialsDir, { site: secrets.site, enrollPassword: secrets.enrollment.enrollPassword, host: o.host, ttlMs: o.ttlMs });
+  if (o.outFile !== undefined) {
+    // O_CREAT|O_EXCL ("wx"), mode 0600: never over an existing file, never through a link planted at the path.
+    try {
+      const fh = await open(o.outFile, "wx", 0o600);
+      try {
+        await fh.writeFile(`${minted.token}\n`);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      out.error(`netfleet hosts token: --out ${o.outFile}: ${code === "EEXIST" ? "exists (or is a link); not overwritten, nothing written" : (err as Error).message}`);
+      return 1;
+    }
+    if (out.json) out.emit({ host: o.host, file: o.outFile, expiresAt: minted.expiresAt.toISOString() });
+    else out.line(`${o.host}: host token written to ${o.outFile} (0600), valid until ${minted.expiresAt.toISOString()}`);
+    return 0;
+  }
   if (out.json) out.emit({ host: o.host, token: minted.token, expiresAt: minted.expiresAt.toISOString() });
   else out.line(minted.token);
   return 0;

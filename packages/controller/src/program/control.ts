@@ -140,20 +140,21 @@ export function addControlCommands(program: Command, ctx: Context): void {
     .description(
       "Mint a host token for one inventory host and print it: it enrolls that host once, under that name, approved at once, " +
         "until it expires (--ttl, default 24h, at most 30d). Works from the state dir alone; keep it like a password " +
-        "(netfleet hosts token hv1 > hv1.token; netfleet-agent run --token-file hv1.token).",
+        "(netfleet hosts token hv1 --out hv1.token, written 0600; netfleet-agent run --token-file hv1.token).",
     )
     .argument("<name>", "the inventory host's name")
     .argument("[site-dir]", "the site folder, to check the host is in its inventory (default the one serve recorded)")
     .option("--ttl <duration>", "how long it is accepted: 90s, 15m, 24h, 7d (default 24h, at most 30d)")
+    .option("--out <file>", "write it to FILE (created 0600; an existing file is not overwritten) instead of stdout")
     .configureHelp(parentHelp)
     .action(withExitCode(async (name: string, dir: string | undefined, _o: unknown, cmd: Command) => {
-      const o = cmd.optsWithGlobals<ControllerFlags & { ttl?: string }>();
+      const o = cmd.optsWithGlobals<ControllerFlags & { ttl?: string; out?: string }>();
       const out = ctx.output(o.json ?? false);
       const [{ hostsTokenCommand, parseTtl }, { stateDirOf }] = await Promise.all([import("../commands/hosts.ts"), import("../commands/connect.ts")]);
       const ttlMs = o.ttl === undefined ? 24 * 3600 * 1000 : checked(cmd, () => parseTtl(o.ttl!));
       const inventory = await optionalSite(dir, out);
       if (typeof inventory === "number") return inventory;
-      return hostsTokenCommand({ stateDir: stateDirOf(o.stateDir), host: name, ttlMs, ...(inventory ? { inventory } : {}) }, out);
+      return hostsTokenCommand({ stateDir: stateDirOf(o.stateDir), host: name, ttlMs, ...(inventory ? { inventory } : {}), ...(o.out !== undefined ? { outFile: o.out } : {}) }, out);
     }));
   const actions = [
     ["approve", "Approve a host's pending claim (quarantined)"],
