@@ -3,7 +3,7 @@ import { stopSignal } from "./file-mode.ts";
 import { SystemdReadiness } from "./systemd.ts";
 import type { Toolbox } from "./tools.ts";
 
-/** `netfleet-agent run --site --nats --token`: checked settings of the fleet agent. */
+/** `netfleet-agent run --site --nats --token-file`: checked settings of the fleet agent. */
 export interface FleetSettings {
   site: string;
   servers: string[];

@@ -17,7 +17,7 @@ import {
 import { answerCheck, type CheckResult } from "./check.ts";
 import { Backoff, DEFAULT_RECONNECT_MAX_MS, connectNats, pause, retrySchedule, type ConnectionSettings } from "./connection.ts";
 import { readDesired, watchDesired, SigningTrust } from "./desired.ts";
-import { enroll, enrollFacts, type Claim } from "./enroll.ts";
+import { answerRekeys, enroll, enrollFacts, type Claim } from "./enroll.ts";
 import { everyWithOffset, heartbeat, type OffsetTimer } from "./heartbeat.ts";
 import type { HostFacts } from "./host-facts.ts";
 import { confirmReport } from "./lockout.ts";
@@ -159,9 +159,11 @@ export class FleetMember {
    * after the next wait of the reconnect schedule (Backoff). Nothing on the
    * host is touched meanwhile.
    */
-  private async connect(credentials: AgentCredentials): Promise<void> {
-    const auth = { user: credentials.user, pass: credentials.password, name: `netfleet-agent-${credentials.host}`, inboxPrefix: credentials.inboxPrefix };
+  private async connect(initial: AgentCredentials): Promise<void> {
     const attempt = async () => {
+      // The latest credentials on every attempt: `netfleet hosts rekey` replaces them (answerRekeys), and the server then refuses the old ones.
+      const credentials = this.credentials ?? initial;
+      const auth = { user: credentials.user, pass: credentials.password, name: `netfleet-agent-${credentials.host}`, inboxPrefix: credentials.inboxPrefix };
       const nc = await connectNats(this.options, auth, this.backoff, this.stopping.signal);
       if (!nc) return undefined;
       try {
@@ -189,7 +191,7 @@ export class FleetMember {
         this.connected = false;
         this.log({ event: "connection-lost", during: "run", error: err instanceof Error ? err.message : null });
         await pause(this.backoff.next(), this.stopping.signal);
-        if (!this.stopped && this.connection === nc) await this.connect(credentials);
+        if (!this.stopped && this.connection === nc) await this.connect(this.credentials ?? initial);
       })
       .catch((err: unknown) => this.log({ event: "reconnect-failed", error: (err as Error).message }));
   }
@@ -213,6 +215,11 @@ export class FleetMember {
       }
     })();
     watchDesired(nc, site, host, (hinted) => this.sync(hinted));
+    // `netfleet hosts rekey`: new credentials sealed to this agent's key are kept, and used by the next connection.
+    answerRekeys(nc, site, host, await this.state.boxKeys(), async (c) => {
+      await this.state.saveCredentials(c);
+      this.credentials = c;
+    }, this.log);
     const onCheck = this.options.onCheck;
     if (onCheck) {
       const checks = nc.subscribe(checkSubject(site, host));
