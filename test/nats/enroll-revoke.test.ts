@@ -14,7 +14,7 @@ import { requestAdmin } from "../../packages/controller/src/enrollment/admin.ts"
 import { keyFingerprint } from "../../packages/controller/src/store/registry.ts";
 import { SITE, TOKEN, assignmentFor, enrollRaw, eventually, inventoryHost, startAgent, startSite, stopAll, type Site, type TestAgent } from "./harness.ts";
 
-const hosts = ["hv1", "hv2", "hv3", "hv4", "hv5"].map((h) => inventoryHost(h));
+const hosts = ["hv1", "hv2", "hv3", "hv4", "hv5", "hv6"].map((h) => inventoryHost(h));
 let site: Site | undefined;
 const agents: TestAgent[] = [];
 const conns: NatsConnection[] = [];
@@ -120,6 +120,24 @@ describe("hosts revoke and rekey (real nats-server)", () => {
     expect(await connectedUsers(s)).toContain("agent-lab-hv2");
     console.log(`rekey: old connection closed ${closedMs} ms after the request`);
   }, 60_000);
+
+  it("rekey of a real agent (FleetMember): it takes the new credentials, comes back with them and keeps applying; the old password is refused", async () => {
+    const s = site!;
+    const hv6 = startAgent(s, { hostname: "hv6" });
+    agents.push(hv6);
+    await hv6.started;
+    const old = JSON.parse(await readFile(join(s.credentialsDir, "hv6.json"), "utf8")) as { user: string; password: string };
+    const t0 = Date.now();
+    await s.cp.admin("rekey", "hv6");
+    expect(hv6.events.some((e) => e.event === "rekeyed")).toBe(true);
+    const fresh = JSON.parse(await readFile(join(s.credentialsDir, "hv6.json"), "utf8")) as { password: string };
+    expect(fresh.password).not.toBe(old.password);
+    expect(await tryConnect(s, old.user, old.password)).toMatch(/Authorization Violation/i);
+    const p = await s.cp.publish(assignmentFor("hv6", 3));
+    expect((await s.cp.waitForApplied("hv6", p.revision, 20_000)).revision).toBe(p.revision);
+    expect(await connectedUsers(s)).toContain("agent-lab-hv6");
+    console.log(`rekey of a FleetMember: back and applying ${Date.now() - t0} ms after the request`);
+  }, 40_000);
 
   it("a site-token claim on an approved host: reject drops only the claim, approve needs --replace-key; the real agent keeps its credentials", async () => {
     const s = site!;
