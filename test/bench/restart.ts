@@ -11,6 +11,14 @@
  *
  *   sh scripts/node.sh test/bench/restart.ts N [downMs] [sample]   (one row, as JSON)
  *
+ * Measured on 2 shared cores, server down 1 s (each agent's return after the
+ * restarted server answered): 1,000 agents 0.26-2.18 s; 2,500 agents
+ * -0.08-1.89 s; 5,000 agents 1.76-7.90 s (p50 4.7 s; the server answered
+ * 2.7 s after the kill; the two agent processes are CPU-bound while 5,000
+ * connections come back and resync, which delays their own timestamps);
+ * in every run 0 connections lost for good, 0 rollbacks, every host still
+ * approved, the sample's desired and applied revisions intact.
+ *
  * Everything it starts it stops; every wait is bounded.
  */
 import { randomBytes } from "node:crypto";
