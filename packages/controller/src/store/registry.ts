@@ -132,8 +132,14 @@ export class HostRegistry {
     await this.b.claims.put(record.host, encodeMessage({ ...record, state: "quarantined" }));
   }
 
-  /** Removes a name's pending claim, leaving no marker (a purge of its subject in the claims stream). */
+  /**
+   * Removes a name's pending claim, leaving no marker (a purge of its
+   * subject in the claims stream). Nothing when there is none: a direct get
+   * first, since a purge is a JetStream API request and every approval
+   * (thousands at a fleet's first start) calls this.
+   */
   async removeClaim(name: string): Promise<void> {
+    if (!liveValue(await this.b.claims.get(name))) return;
     // nats.js's KV (a Bucket) carries its bucket name; the interface does not declare it.
     const bucket = (this.b.claims as unknown as { bucket: string }).bucket;
     await this.b.jsm.streams.purge(kvStream(bucket), { filter: kvSubject(bucket, name) });
