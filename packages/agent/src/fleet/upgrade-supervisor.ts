@@ -1,5 +1,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { accessSync, constants } from "node:fs";
+import { delimiter, join } from "node:path";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { Backoff, connectNats, pause } from "./connection.ts";
 import { SigningTrust } from "./desired.ts";
 import { AgentState } from "./state.ts";
 import { AgentUpgrader } from "./upgrade.ts";
@@ -19,6 +22,20 @@ export interface SuperviseOptions {
   config: string;
   /** How often the marker is read during a trial (ms, default 250). */
   pollMs?: number;
+  /**
+   * Start the child through util-linux `setpriv --pdeathsig KILL` (default
+   * true, as serve starts nats-server: controller nats/server.ts): the
+   * kernel SIGKILLs the agent when the supervisor's thread that spawned it
+   * dies, a SIGKILL of the supervisor included (prctl(2) PR_SET_PDEATHSIG,
+   * kept across execve(2) of a binary that is not set-user-ID and has no
+   * file capabilities; setpriv(1)). setpriv execs node, so the child's pid
+   * is the agent's. When no `setpriv` is on PATH (not Linux, or util-linux
+   * missing) the child is started directly, logged once as
+   * `supervisor-no-pdeathsig`: it then outlives a SIGKILLed supervisor
+   * unless something else ends it (systemd's KillMode= ends the unit's whole
+   * cgroup). False: always start it directly.
+   */
+  dieWithParent?: boolean;
   log?: (event: Record<string, unknown>) => void;
 }
 
@@ -38,13 +55,20 @@ export interface SuperviseOptions {
  * code stays the one it was started with (the file is replaced under it,
  * Node has it loaded), so a crash-looping new bundle cannot take the revert
  * with it. SIGTERM/SIGINT are passed to the child (SIGKILL after 8 s); the
- * supervisor then exits with the child's code. Returns the exit code.
+ * supervisor then exits with the child's code. The child dies with the
+ * supervisor, also when it is SIGKILLed (see SuperviseOptions.dieWithParent).
+ * Returns the exit code.
  * Under systemd with Type=notify the unit needs NotifyAccess=all (the
  * readiness comes from the child).
  */
 export async function supervise(o: SuperviseOptions): Promise<number> {
   const log = o.log ?? (() => {});
   const paths = upgradePaths(o.bundle);
+  const setpriv = (o.dieWithParent ?? true) ? findOnPath("setpriv") : undefined;
+  if ((o.dieWithParent ?? true) && !setpriv) log({ event: "supervisor-no-pdeathsig", reason: "no setpriv on PATH: the agent would outlive a killed supervisor" });
+  const agentArgv: [string, string[]] = setpriv
+    ? [setpriv, ["--pdeathsig", "KILL", "--", process.execPath, o.bundle, "config-run", o.config]]
+    : [process.execPath, [o.bundle, "config-run", o.config]];
   let child: ChildProcess | undefined;
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals) => {
@@ -63,7 +87,7 @@ export async function supervise(o: SuperviseOptions): Promise<number> {
       }
       if (stopping) return 0;
       const started = Date.now();
-      child = spawn(process.execPath, [o.bundle, "config-run", o.config], { stdio: "inherit", env: { ...process.env, [SUPERVISED_ENV]: "1" } });
+      child = spawn(agentArgv[0], agentArgv[1], { stdio: "inherit", env: { ...process.env, [SUPERVISED_ENV]: "1" } });
       const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child!.once("exit", (code, signal) => resolve({ code, signal })));
       const trial = marker?.state === "trying" ? watchTrial(paths, marker, o.pollMs ?? 250, exited) : undefined;
       const outcome = await Promise.race([exited.then((e) => ({ kind: "exit" as const, ...e })), ...(trial ? [trial] : [])]);
@@ -92,6 +116,21 @@ export async function supervise(o: SuperviseOptions): Promise<number> {
     process.off("SIGTERM", onSignal);
     process.off("SIGINT", onSignal);
   }
+}
+
+/** The first executable file `name` in a directory of $PATH (absolute directories only), or undefined. */
+export function findOnPath(name: string, path = process.env.PATH ?? ""): string | undefined {
+  for (const d of path.split(delimiter)) {
+    if (!d.startsWith("/")) continue;
+    const file = join(d, name);
+    try {
+      accessSync(file, constants.X_OK);
+      return file;
+    } catch {
+      // not there or not executable: next directory
+    }
+  }
+  return undefined;
 }
 
 /** Resolves "timeout" when the trial's time is up and the marker is still "trying"; never resolves once committed or when the child exits. */
@@ -138,11 +177,15 @@ export function startUpgradeSidecar(o: UpgradeSidecarOptions): () => Promise<voi
   let stopped = false;
   let nc: NatsConnection | undefined;
   let upgrader: AgentUpgrader | undefined;
-  let wake: (() => void) | undefined;
+  // Stop aborts every wait and the pending dial at once (a connect with waitOnFirstConnect could not be cancelled,
+  // and an unref'd timer as the only thing awaited let Node exit 13, "unsettled top-level await", on a stop).
+  const stopping = new AbortController();
   const run = async () => {
+    const backoff = new Backoff({});
     for (;;) {
       if (stopped) return;
       const creds = await state.credentials().catch(() => undefined);
+      if (stopped) return;
       if (creds) {
         // The same trusted set as assignments: the welcome's key, and keys learned from the signed chain (kept in the state dir).
         const trust = new SigningTrust({ runDir: o.stateDir, site: o.site, pinnedKeyPem: creds.signingKey.publicKeyPem, log: o.log });
@@ -155,38 +198,35 @@ export function startUpgradeSidecar(o: UpgradeSidecarOptions): () => Promise<voi
           supervised: process.env[SUPERVISED_ENV] === "1",
           log: o.log,
         });
-        nc = await connect({
-          servers: o.servers,
-          user: creds.user,
-          pass: creds.password,
-          name: `netfleet-agent-upgrade ${creds.host}`,
-          inboxPrefix: creds.inboxPrefix,
-          maxReconnectAttempts: -1,
-          reconnectTimeWait: 1000,
-          waitOnFirstConnect: true,
-        });
-        if (stopped) {
-          await nc.close();
-          return;
+        const auth = { user: creds.user, pass: creds.password, name: `netfleet-agent-upgrade ${creds.host}`, inboxPrefix: creds.inboxPrefix };
+        // One dial per server per attempt, resolving undefined at once on stop; nats.js reconnects it afterwards.
+        while (!nc) {
+          nc = await connectNats({ servers: o.servers }, auth, backoff, stopping.signal);
+          if (stopped) {
+            await nc?.close().catch(() => {});
+            return;
+          }
+          if (!nc) await pause(backoff.next(), stopping.signal);
         }
-        upgrader.attach(nc, true);
+        const conn = nc;
+        upgrader.attach(conn, true);
         void (async () => {
-          for await (const s of nc!.status()) if (s.type === "reconnect") upgrader!.attach(nc!, false);
+          for await (const s of conn.status()) if (s.type === "reconnect") upgrader!.attach(conn, false);
         })().catch(() => {});
         return;
       }
-      await new Promise<void>((r) => {
-        wake = r;
-        setTimeout(r, 1000).unref();
-      });
+      // No credentials yet (not enrolled): look again in 1 s, or at once on stop.
+      await pause(1000, stopping.signal);
     }
   };
   const running = run().catch((err: unknown) => o.log({ event: "upgrade-error", error: (err as Error).message }));
   return async () => {
     stopped = true;
-    wake?.();
+    stopping.abort();
     await upgrader?.stop();
     await nc?.close().catch(() => {});
-    await Promise.race([running, new Promise((r) => setTimeout(r, 2000).unref())]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([running, new Promise((r) => (timer = setTimeout(r, 2000)))]);
+    clearTimeout(timer);
   };
 }
