@@ -238,18 +238,24 @@ describe("enrollment attacks (real nats-server)", () => {
     const wrong = `${s.enrollPassword}.not-the-secret-not-the-secret`;
     let flooding = true;
     let sent = 0;
+    // Bounded whatever happens: stops when told, at 600 rounds (30,000 messages) or 20 s, whichever comes first.
+    const floodDeadline = Date.now() + 20_000;
     const flood = (async () => {
-      while (flooding) {
+      for (let round = 0; flooding && round < 600 && Date.now() < floodDeadline; round++) {
         for (let i = 0; i < 50; i++) a.publish(enrollSubject(SITE, "hv3"), encodeMessage(rawFacts({ hostname: "hv3", token: wrong, publicKey: junk.publicKey })));
         sent += 50;
         await a.flush();
         await new Promise((r) => setTimeout(r, 20));
       }
     })();
-    await new Promise((r) => setTimeout(r, 500));
-    const legit = await enrollRaw(s, { hostname: "hv3", token: s.hostToken("hv3"), timeoutMs: 8000 });
-    flooding = false;
-    await flood;
+    let legit: Awaited<ReturnType<typeof enrollRaw>>;
+    try {
+      await new Promise((r) => setTimeout(r, 500));
+      legit = await enrollRaw(s, { hostname: "hv3", token: s.hostToken("hv3"), timeoutMs: 8000 });
+    } finally {
+      flooding = false;
+      await flood;
+    }
     expect(sent).toBeGreaterThan(500);
     expect(legit.credentials).toMatchObject({ host: "hv3" });
     expect(await s.cp.registry.get("hv3")).toMatchObject({ state: "approved", approvedKey: legit.keys.publicKey });
