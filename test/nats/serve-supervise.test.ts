@@ -15,6 +15,7 @@ import { join } from "node:path";
 import { connect } from "@nats-io/transport-node";
 import { afterAll, describe, expect, it } from "vitest";
 import type { ControlPlane } from "@netfleet/controller";
+import type { Report } from "@netfleet/shared";
 import { alive, controllerOf, spawnChild, startAgentInProcess, startServe, stopChild, until, type Child, type FleetAgent, type Serve } from "./fuzz-fleet.ts";
 import { assignmentFor } from "./harness.ts";
 
@@ -80,6 +81,20 @@ async function running(pid: number): Promise<boolean> {
   return stat !== "" && stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
 }
 
+/**
+ * `host`'s applied report once it has applied `revision` (not rolled back),
+ * read from the applied bucket (ControlPlane.lastApplied with no watch
+ * running reads KV); polled, at most 15 s.
+ */
+async function appliedReport(cp: ControlPlane, host: string, revision: number): Promise<Report> {
+  let report: Report | undefined;
+  await until(async () => {
+    report = await cp.lastApplied(host);
+    return report?.revision === revision && !report.rolledBack;
+  }, () => `${host} has not reported revision ${revision} applied: ${JSON.stringify(report)}`, 15_000);
+  return report!;
+}
+
 describe("serve supervises its nats-server", () => {
   it("kill -9 of nats-server: serve exits 1 naming it; a restarted serve keeps the approval and desired state, loads the host's login, and refuses a second serve on its state dir", async () => {
     const dir = await scratch();
@@ -91,6 +106,8 @@ describe("serve supervises its nats-server", () => {
     planes.push(cp);
     await cp.publish(assignmentFor("hv1", 7));
     const before = (await cp.desired.read("hv1"))!.envelope.revision;
+    const report = await appliedReport(cp, "hv1", before);
+    await agent.stop(); // nothing rewrites the report from here on: what is read after the restart was written before the fault
     await cp.close();
 
     process.kill(serve.natsPid, "SIGKILL");
@@ -107,6 +124,8 @@ describe("serve supervises its nats-server", () => {
     planes.push(cp2);
     expect((await cp2.registry.get("hv1"))?.state).toBe("approved");
     expect((await cp2.desired.read("hv1"))?.envelope.revision).toBe(before);
+    expect(await cp2.lastApplied("hv1")).toEqual(report); // the applied report, read from the applied bucket
+    expect((await cp2.status()).find((r) => r.host === "hv1")?.applied?.revision).toBe(before);
     // The running server loaded hv1's credentials: hv1 logs in with them (control: a wrong password is refused).
     const cred = JSON.parse(await readFile(join(again.stateDir, "credentials", "hv1.json"), "utf8")) as { user: string; password: string };
     const nc = await connect({ servers: again.url, user: cred.user, pass: cred.password, reconnect: false });
@@ -129,10 +148,21 @@ describe("serve supervises its nats-server", () => {
     await stopChild(again.proc);
   });
 
-  it("kill -9 of serve: its nats-server is gone within 2 s; an orphan nats-server on the port is refused, not taken for ours", async () => {
+  it("kill -9 of serve: its nats-server is gone within 2 s, the restarted serve keeps the approval, desired state and applied report; an orphan nats-server on the port is refused, not taken for ours", async () => {
     const dir = await scratch();
     const serve = await serveOn(dir, 32272);
     expect(alive(serve.natsPid)).toBe(true);
+    // State written before the fault: hv1 approved, a desired state, hv1's applied report of it.
+    const agent = startAgentInProcess(dir, serve, "hv1");
+    agents.push(agent);
+    await agent.log.waitFor((e) => e.event === "ready", "hv1 enrolls and is approved", 20_000);
+    const cp = await controllerOf(serve);
+    planes.push(cp);
+    await cp.publish(assignmentFor("hv1", 3));
+    const before = (await cp.desired.read("hv1"))!.envelope.revision;
+    const report = await appliedReport(cp, "hv1", before);
+    await agent.stop();
+    await cp.close();
     serve.proc.child.kill("SIGKILL");
     await serve.proc.exited;
     const t0 = Date.now();
@@ -140,6 +170,14 @@ describe("serve supervises its nats-server", () => {
     console.log(`nats-server gone ${Date.now() - t0} ms after serve's SIGKILL was reaped`);
     const first = await serveOn(dir, 32272); // positive control: the lock and the port were released
     expect(alive(first.natsPid)).toBe(true);
+    // Nothing lost to the kill -9: approval, desired revision and the applied report, read back from the buckets.
+    const cp2 = await controllerOf(first);
+    planes.push(cp2);
+    expect((await cp2.registry.get("hv1"))?.state).toBe("approved");
+    expect((await cp2.desired.read("hv1"))?.envelope.revision).toBe(before);
+    expect(await cp2.lastApplied("hv1")).toEqual(report);
+    expect((await cp2.status()).find((r) => r.host === "hv1")?.applied?.revision).toBe(before);
+    await cp2.close();
     await stopChild(first.proc);
     expect(alive(first.natsPid)).toBe(false);
 
