@@ -6,8 +6,8 @@
  * Filling it makes serve log `disk-full` and exit 1 with the one line
  * "disk full: <state dir>" (its nats-server gone with it); a start on the
  * full disk fails with the same line; no partial or temp file is left; once
- * space is freed a restart serves, with the approval and desired state made
- * before, and a new host enrolls (positive control). Ports 32280-32281.
+ * space is freed a restart serves, with the approval, desired state and
+ * applied report made before, and a new host enrolls (positive control). Ports 32280-32281.
  */
 import { spawn, execFile } from "node:child_process";
 import { mkdtemp, readdir, readFile, rm, stat, writeFile, readlink } from "node:fs/promises";
@@ -17,6 +17,7 @@ import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
 import { hostTokenKey, type ControlPlane } from "@netfleet/controller";
 import { EventLog, controllerOf, startAgentInProcess, stopChild, until, writeInventory, type Child, type FleetAgent, type Serve, type ServeSecrets } from "./fuzz-fleet.ts";
+import type { Report } from "@netfleet/shared";
 import { assignmentFor } from "./harness.ts";
 import { readJsonLines } from "../json-lines.ts";
 
@@ -77,7 +78,7 @@ async function filesUnder(root: string, skip: string): Promise<{ path: string; s
 }
 
 describe("serve on a full disk", () => {
-  it("reports disk full with the path and exits; no partial file; after freeing, a restart serves and nothing approved or published is lost", async () => {
+  it("reports disk full with the path and exits; no partial file; after freeing, a restart serves and no approval, desired state or applied report is lost", async () => {
     dir = await mkdtemp(join(tmpdir(), "serve-disk-"));
     const mountPoint = join(dir, "disk");
     await run("mkdir", ["-p", mountPoint]);
@@ -109,8 +110,14 @@ describe("serve on a full disk", () => {
     planes.push(cp);
     await cp.publish(assignmentFor("hv1", 3));
     const revision = (await cp.desired.read("hv1"))!.envelope.revision;
+    // hv1 applies it and reports; the report is read from the applied bucket (no watch runs: lastApplied reads KV).
+    let report: Report | undefined;
+    await until(async () => {
+      report = await cp.lastApplied("hv1");
+      return report?.revision === revision && !report.rolledBack;
+    }, () => `hv1 has not reported revision ${revision} applied: ${JSON.stringify(report)}`, 15_000);
+    await hv1.stop(); // nothing rewrites the report from here on
     await cp.close();
-    await hv1.stop();
 
     // The attack: the file system of the state dir fills up.
     const filler = join(`/proc/${h}/root${mountPoint}`, "filler");
@@ -143,6 +150,8 @@ describe("serve on a full disk", () => {
     planes.push(cp2);
     expect((await cp2.registry.get("hv1"))?.state).toBe("approved");
     expect((await cp2.desired.read("hv1"))?.envelope.revision).toBe(revision);
+    expect(await cp2.lastApplied("hv1")).toEqual(report); // hv1's applied report written before the disk filled
+    expect((await cp2.status()).find((r) => r.host === "hv1")?.applied?.revision).toBe(revision);
     const hv2 = startAgentInProcess(dir, again, "hv2");
     agents.push(hv2);
     await hv2.log.waitFor((e) => e.event === "ready", "hv2 enrolls after the disk is freed", 20_000);
