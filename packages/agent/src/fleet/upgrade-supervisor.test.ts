@@ -1,9 +1,10 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { fileSha256, readMarker, upgradePaths, writeMarker } from "./upgrade-files.ts";
-import { supervise } from "./upgrade-supervisor.ts";
+import { findOnPath, supervise } from "./upgrade-supervisor.ts";
 
 /**
  * The supervisor with stand-in bundles (tiny scripts run as `node P config-run FILE`, as it runs the real one):
@@ -62,4 +63,75 @@ describe("upgrade supervisor", () => {
     expect(readFileSync(paths.prev, "utf8")).toBe(OLD);
     expect(readMarker(paths)?.state).toBe("committed");
   }, 20_000);
+
+  it("its agent dies with it when the supervisor is SIGKILLed; started without setpriv it would outlive it (control)", async () => {
+    const agentPids: number[] = [];
+    const supervisors: number[] = [];
+    try {
+      for (const dieWithParent of [true, false]) {
+        dir = mkdtempSync(join(tmpdir(), "upgrade-supervisor-kill-"));
+        const bundle = join(dir, "agent.mjs");
+        const pidFile = join(dir, "agent.pid");
+        // The stand-in agent: says its pid, then runs until killed.
+        writeFileSync(bundle, `import { writeFileSync } from "node:fs";\nwriteFileSync(${JSON.stringify(pidFile)}, String(process.pid));\nsetInterval(() => {}, 1000);\n`);
+        writeFileSync(join(dir, "agent.json"), "{}");
+        // The supervisor in its own process (this file's module, run by the same Node), so that it can be SIGKILLed.
+        const script = `import { supervise } from ${JSON.stringify(new URL("./upgrade-supervisor.ts", import.meta.url).href)};
+process.exitCode = await supervise({ bundle: ${JSON.stringify(bundle)}, config: ${JSON.stringify(join(dir, "agent.json"))}, dieWithParent: ${dieWithParent} });`;
+        const sup = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "ignore", "pipe"] });
+        supervisors.push(sup.pid!);
+        let stderr = "";
+        sup.stderr!.on("data", (b: Buffer) => (stderr += b.toString()));
+        const exited = new Promise((r) => sup.once("exit", r));
+        await until(() => existsSync(pidFile) && readFileSync(pidFile, "utf8") !== "", () => `the agent did not start under the supervisor: ${stderr}`, 10_000);
+        const agent = Number(readFileSync(pidFile, "utf8"));
+        agentPids.push(agent);
+        // At the target: the agent is the supervisor's own child (setpriv exec'd node: same pid), and it runs.
+        expect(readFileSync(`/proc/${agent}/status`, "utf8")).toMatch(new RegExp(`\\nPPid:\\s+${sup.pid}\\n`));
+        expect(running(agent)).toBe(true);
+        sup.kill("SIGKILL");
+        await exited;
+        if (dieWithParent) {
+          const t0 = Date.now();
+          await until(() => !running(agent), `agent pid ${agent} outlives its SIGKILLed supervisor`, 2000);
+          console.log(`agent gone ${Date.now() - t0} ms after its supervisor's SIGKILL was reaped`);
+        } else {
+          await new Promise((r) => setTimeout(r, 500));
+          expect(running(agent)).toBe(true); // the orphan the pdeath signal prevents
+          process.kill(agent, "SIGKILL");
+          await until(() => !running(agent), `orphan pid ${agent} dies`, 5000);
+        }
+        rmSync(dir, { recursive: true, force: true });
+      }
+    } finally {
+      // Whatever still runs of ours, by pid, and only if it still is ours (its command line names our temp dir or this module).
+      for (const pid of [...agentPids, ...supervisors]) if (running(pid) && readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("upgrade-supervisor")) process.kill(pid, "SIGKILL");
+    }
+  }, 30_000);
+
+  it("finds setpriv on PATH; an unknown name or a relative directory is not found", () => {
+    expect(findOnPath("sh", "/nonexistent:/bin:/usr/bin")).toMatch(/^\/(usr\/)?bin\/sh$/);
+    expect(findOnPath("no-such-tool-netfleet", "/bin:/usr/bin")).toBeUndefined();
+    expect(findOnPath("sh", "bin:.")).toBeUndefined();
+  });
 });
+
+/** The process exists and is not a zombie (proc(5) stat field 3: a killed orphan waits in Z until init reaps it). */
+function running(pid: number): boolean {
+  let stat = "";
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return false;
+  }
+  return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+}
+
+/** Polls `condition` every 20 ms; throws `message` after `timeoutMs`. */
+async function until(condition: () => boolean, message: string | (() => string), timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(typeof message === "string" ? message : message());
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
