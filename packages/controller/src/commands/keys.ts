@@ -1,16 +1,11 @@
 import { randomBytes } from "node:crypto";
-import { spawn } from "node:child_process";
-import { closeSync, constants, fstatSync, openSync } from "node:fs";
-import { lstat } from "node:fs/promises";
 import { join } from "node:path";
-import { writeOwned } from "@netfleet/agent";
 import { SIGNING_CHAIN_MAX_LINKS, generateSigningKeys, signKeyAnnouncement, type KeyAnnouncement } from "@netfleet/shared";
 import type { ControlPlane } from "../control-plane.ts";
 import type { CommandOutput } from "../output.ts";
 import type { ResignResult } from "../store/desired.ts";
-import { diskFullError } from "../store/files.ts";
 import type { ControllerHome, ControllerSecrets } from "../store/home.ts";
-import { lockHolders } from "../store/lock.ts";
+import { StateDirLock, StateDirLockedError } from "../store/lock.ts";
 
 /** The keys commands' lock file in the state dir (withKeysLock). */
 export const KEYS_LOCK_FILE = "keys.lock";
@@ -68,7 +63,7 @@ export class KeysBusyError extends Error {
  * Runs `work` holding an exclusive flock(2) on `<state-dir>/keys.lock`: two
  * keys commands changing secrets.json and the published chain at once would
  * each sign a link n+1, and agents could follow a key whose private half the
- * other overwrote. The same technique as serve's store/lock.ts: the file is
+ * other overwrote. Serve's StateDirLock (store/lock.ts) on another file: the file is
  * made empty, 0600, never through a link (writeOwned), opened O_NOFOLLOW,
  * and locked with util-linux's `flock --exclusive --nonblock 3` on our open
  * file as its fd 3 (Node has no flock()); flock(2): the lock belongs to the
@@ -80,32 +75,18 @@ export class KeysBusyError extends Error {
  *   DiskFullError when the file cannot be made for lack of space.
  */
 async function withKeysLock<T>(home: ControllerHome, work: () => Promise<T>): Promise<T> {
-  const file = join(home.dir, KEYS_LOCK_FILE);
-  let fd: number;
+  let lock: StateDirLock;
   try {
-    if (!(await lstat(file).then(() => true, () => false))) await writeOwned(file, "", 0o600);
-    fd = openSync(file, constants.O_RDWR | constants.O_NOFOLLOW);
+    lock = await StateDirLock.acquire(home.dir, KEYS_LOCK_FILE);
   } catch (err) {
-    throw diskFullError(err, file) ?? err;
+    if (!(err instanceof StateDirLockedError)) throw err;
+    const who = err.holders.length ? err.holders.map((h) => `${h.name} pid ${h.pid}`).join(", ") : "a process this user cannot see";
+    throw new KeysBusyError(join(home.dir, KEYS_LOCK_FILE), who);
   }
   try {
-    const code = await new Promise<number>((resolve, reject) => {
-      const child = spawn("flock", ["--exclusive", "--nonblock", "3"], { stdio: ["ignore", "ignore", "pipe", fd] });
-      let stderr = "";
-      child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
-      child.once("error", (err) => reject(new Error(`flock(1) from util-linux is needed to lock ${file}: ${err.message}`)));
-      child.once("exit", (c) => (c === 0 || c === 1 ? resolve(c) : reject(new Error(`flock ${file}: exit ${c}: ${stderr.trim()}`))));
-    });
-    if (code === 1) {
-      const holders = await lockHolders(file);
-      throw new KeysBusyError(file, holders.length ? holders.map((h) => `${h.name} pid ${h.pid}`).join(", ") : "a process this user cannot see");
-    }
-    // The lock counts only on the file now at that name (made twice by two first runs: the loser's is gone).
-    const [ours, named] = [fstatSync(fd), await lstat(file).catch(() => undefined)];
-    if (!named || named.ino !== ours.ino || named.dev !== ours.dev) throw new KeysBusyError(file, "its lock file was replaced meanwhile");
     return await work();
   } finally {
-    closeSync(fd);
+    lock.release();
   }
 }
 

@@ -53,12 +53,13 @@ export class StateDirLock {
   }
 
   /**
-   * Locks `dir` (which must exist).
+   * Locks `dir` (which must exist) through its lock file `name` (default serve.lock; the keys commands use
+   * keys.lock the same way).
    * @throws StateDirLockedError when another process holds it; DiskFullError when the lock file cannot be
    *   created for lack of space; Error when flock(1) (util-linux) is missing or fails otherwise.
    */
-  static async acquire(dir: string): Promise<StateDirLock> {
-    const file = join(dir, STATE_LOCK_FILE);
+  static async acquire(dir: string, name = STATE_LOCK_FILE): Promise<StateDirLock> {
+    const file = join(dir, name);
     let fd: number;
     try {
       // Made empty, 0600, never through a link (writeOwned), then opened O_NOFOLLOW: a link planted in the
@@ -81,7 +82,7 @@ export class StateDirLock {
       const [ours, named] = [fstatSync(fd), await lstat(file).catch(() => undefined)];
       if (!named || named.ino !== ours.ino || named.dev !== ours.dev) {
         closeSync(fd);
-        return StateDirLock.acquire(dir);
+        return StateDirLock.acquire(dir, name);
       }
       return new StateDirLock(fd, file);
     } catch (err) {
