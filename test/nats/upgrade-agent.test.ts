@@ -15,12 +15,15 @@
  *      inventory: canary then waves, every host reports the new version;
  *   5. `netfleet keys rotate`: the next upgrade, signed by the new key only, is
  *      taken (learned from the chain); after `keys retire`, a target signed by
- *      the old key is refused (no longer trusted), nothing written.
+ *      the old key is refused (no longer trusted), nothing written;
+ *   6. kill -9 of a supervisor: its agent (found by pid in /proc) is gone
+ *      within 2 s; every stop in afterAll checks the same by pid and kills
+ *      by pid whatever child would survive.
  * Ports 32700-32709.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -72,12 +75,54 @@ function startAgent(host: string): Agent {
   return { host, dir: d, bundle, child, events, exited };
 }
 
+/**
+ * SIGTERM to the supervisor (SIGKILL after 12 s); then its children, found
+ * by pid before the signal, must be gone within 2 s (a SIGKILLed supervisor
+ * takes its agent along: setpriv --pdeathsig). Whatever of them survives is
+ * SIGKILLed by pid (only if its command line still names this agent's dir)
+ * and reported by the throw.
+ */
 async function stopAgent(a: Agent): Promise<void> {
   if (a.child.exitCode !== null || a.child.signalCode !== null) return;
+  const kids = childrenOf(a.child.pid!);
   a.child.kill("SIGTERM");
   const t = setTimeout(() => a.child.kill("SIGKILL"), 12_000);
   await a.exited;
   clearTimeout(t);
+  await reaped(a, kids);
+}
+
+/** The pids whose parent is `pid` (proc(5) stat field 4), read now. */
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const e of readdirSync("/proc")) {
+    if (!/^\d+$/.test(e)) continue;
+    const st = procStat(Number(e));
+    if (st && Number(st.split(" ")[1]) === pid) out.push(Number(e));
+  }
+  return out;
+}
+
+/** The part of /proc/PID/stat after the command's ")": state, ppid, ...; undefined when gone. */
+function procStat(pid: number): string | undefined {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return s.slice(s.lastIndexOf(")") + 2);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The process exists and is not a zombie (a killed orphan waits in Z until init reaps it). */
+const alive = (pid: number) => (procStat(pid) ?? "Z").slice(0, 1) !== "Z";
+
+/** Waits up to 2 s for `kids` of `a`'s ended supervisor to be gone; SIGKILLs by pid what is left of them and throws naming it. */
+async function reaped(a: Agent, kids: number[]): Promise<void> {
+  const deadline = Date.now() + 2000;
+  while (kids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  const left = kids.filter((pid) => alive(pid) && (readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(a.dir) || readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(a.bundle)));
+  for (const pid of left) process.kill(pid, "SIGKILL");
+  if (left.length) throw new Error(`${a.host}: pid ${left.join(", ")} outlived its supervisor pid ${a.child.pid} (killed now)`);
 }
 
 const running = (host: string) => store.running(host);
@@ -110,9 +155,11 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if (process.env.UPGRADE_DEBUG) for (const a of agents.values()) process.stdout.write(`--- ${a.host}\n${a.events.map((e) => JSON.stringify(e)).join("\n")}\n`);
-  for (const a of agents.values()) await stopAgent(a);
+  const failures: string[] = [];
+  for (const a of agents.values()) await stopAgent(a).catch((err: unknown) => failures.push((err as Error).message));
   await site?.close();
   if (dir) await rm(dir, { recursive: true, force: true });
+  expect(failures).toEqual([]);
 });
 
 describe("agent upgrades in waves, through the object store, with real agents", () => {
@@ -262,4 +309,20 @@ describe("agent upgrades in waves, through the object store, with real agents", 
     expect(onDisk(a)).toBe(before);
     expect(existsSync(a.bundle + ".next")).toBe(false);
   }, 60_000);
+
+  it("a SIGKILLed supervisor takes its agent along: no child of it survives (by pid)", async () => {
+    const a = agents.get("hostb")!;
+    const kids = childrenOf(a.child.pid!);
+    // At the target: the supervisor runs exactly one child, the agent (setpriv exec'd node: `node agent.mjs config-run`).
+    expect(kids).toHaveLength(1);
+    expect(readFileSync(`/proc/${kids[0]}/cmdline`, "utf8").split("\0")).toEqual(expect.arrayContaining([a.bundle, "config-run"]));
+    expect(alive(kids[0]!)).toBe(true);
+    a.child.kill("SIGKILL");
+    await a.exited;
+    const t0 = Date.now();
+    await reaped(a, kids); // throws (after killing it by pid) when the agent outlives its supervisor by 2 s
+    console.log(`hostb's agent gone ${Date.now() - t0} ms after its supervisor's SIGKILL was reaped`);
+    // Control: the other supervisors still run their agents.
+    for (const host of ["backend", "hosta"]) expect(childrenOf(agents.get(host)!.child.pid!).filter(alive)).toHaveLength(1);
+  }, 20_000);
 });
