@@ -3,9 +3,10 @@
  * point 7), attacked with real processes on loopback (ports 32270-32272,
  * monitoring +200): kill -9 of the nats-server under serve, kill -9 of
  * serve, a second serve on the same state dir, an orphan nats-server on the
- * port. Each looks at the
- * target (process table by pid, exit code and stderr, the KV records, the
- * server's user list through a login) and keeps a positive control.
+ * port. Each looks at the target (process table by pid, exit code and
+ * stderr, the KV records: approval, desired revision and the applied report
+ * written before the fault; the server's user list through a login) and
+ * keeps a positive control.
  */
 import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
@@ -96,7 +97,7 @@ async function appliedReport(cp: ControlPlane, host: string, revision: number): 
 }
 
 describe("serve supervises its nats-server", () => {
-  it("kill -9 of nats-server: serve exits 1 naming it; a restarted serve keeps the approval and desired state, loads the host's login, and refuses a second serve on its state dir", async () => {
+  it("kill -9 of nats-server: serve exits 1 naming it; a restarted serve keeps the approval, desired state and applied report, loads the host's login, and refuses a second serve on its state dir", async () => {
     const dir = await scratch();
     const serve = await serveOn(dir, 32270);
     const agent = startAgentInProcess(dir, serve, "hv1");
