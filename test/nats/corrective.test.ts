@@ -107,7 +107,8 @@ describe("corrective drift in netfleet status (real nats-server, the real agent 
     const text = memoryOutput(false);
     expect(await statusCommand(site.cp, text)).toBe(0);
     const line = text.stdout.findIndex((l) => l.startsWith("hv1 "));
-    expect(text.stdout[line]).toMatch(/ no {5}2 {9}\d+ ok/);
+    // REPAIRED 2, then the AGENT column ("-": a simulated agent reports no version), then the result.
+    expect(text.stdout[line]).toMatch(/ no {5}2 {9}- +\d+ ok/);
     expect(text.stdout[line + 1]).toMatch(/^ {2}last repaired sysctl\[net\.ipv4\.conf\.all\.rp_filter\] \S+ ago \(.*\): value 0 → 1$/);
 
     // A restarted agent (same state dir) goes on from what its key holds.

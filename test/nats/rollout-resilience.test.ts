@@ -6,7 +6,7 @@ import { Rollout, type RolloutEvent, type RolloutTarget } from "@netfleet/contro
 import { main } from "../../packages/controller/src/main.ts";
 import { memoryOutput } from "../../packages/controller/src/output.ts";
 import { loadInventory, sealAssignment } from "@netfleet/shared";
-import { SITE, eventually, inventoryHost, startAgent, startSimAgent, startSite, writeControllerHome, type Site, type SimAgent, type TestAgent } from "./harness.ts";
+import { SITE, TOKEN, eventually, inventoryHost, startAgent, startSimAgent, startSite, writeControllerHome, type Site, type SimAgent, type TestAgent } from "./harness.ts";
 
 const REPO = new URL("../..", import.meta.url).pathname;
 let site: Site | undefined;
@@ -146,21 +146,22 @@ describe("rollout resilience", () => {
     expect(again.stdout.map((l) => JSON.parse(l) as { event: string; status?: string }).filter((e) => e.event === "diff").every((e) => e.status === "unchanged")).toBe(true);
   });
 
-  it("netfleet hosts lists and approves a quarantined host through the running controller service", async () => {
+  it("netfleet hosts lists and approves a pending claim through the running controller service; reject refuses an approved host, revoke withdraws it", async () => {
     const inventoryDir = join(REPO, "inventories", "lab");
     const inventory = loadInventory(inventoryDir);
     site = await startSite({ basePort: 31820, hosts: inventory.hosts });
     const stateDir = await writeControllerHome(site, inventoryDir);
     const good = startAgent(site, { hostname: "hosta" });
-    const bad = startAgent(site, { hostname: "hostb", token: "wrong" });
+    // The site's join token only asks: hostb becomes a pending claim an operator approves.
+    const bad = startAgent(site, { hostname: "hostb", token: TOKEN });
     agents.push(good, bad);
     await good.started;
-    await eventually(async () => (await site!.cp.registry.get("hostb"))?.state === "quarantined", "hostb quarantined");
+    await eventually(async () => (await site!.cp.registry.claim("hostb"))?.state === "quarantined", "hostb a pending claim");
     const list = memoryOutput(true);
     expect(await main(["hosts", "--state-dir", stateDir, "--json"], list)).toBe(0);
     const rows = (list.values[0] as { hosts: { host: string; state: string; reason: string | null }[] }).hosts;
     expect(rows.map((r) => [r.host, r.state])).toEqual([["backend", "unenrolled"], ["hosta", "approved"], ["hostb", "quarantined"]]);
-    expect(rows.find((r) => r.host === "hostb")?.reason).toBe("wrong enrollment token");
+    expect(rows.find((r) => r.host === "hostb")?.reason).toMatch(/site token: waiting for an operator/);
 
     const text = memoryOutput(false);
     expect(await main(["hosts", "approve", "hostb", "--state-dir", stateDir], text)).toBe(0);
@@ -170,7 +171,11 @@ describe("rollout resilience", () => {
     const missing = memoryOutput(false);
     expect(await main(["hosts", "approve", "backend", "--state-dir", stateDir], missing)).toBe(2);
     expect(missing.stderr.join("")).toMatch(/backend: has not enrolled/);
-    expect(await main(["hosts", "reject", "hostb", "--state-dir", stateDir], memoryOutput(false))).toBe(0);
+    // An approved host is withdrawn by revoke (reject refuses one: it only drops pending claims).
+    const reject = memoryOutput(false);
+    expect(await main(["hosts", "reject", "hostb", "--state-dir", stateDir], reject)).toBe(2);
+    expect(reject.stderr.join("")).toMatch(/hostb: is approved and has no pending claim .*hosts revoke/);
+    expect(await main(["hosts", "revoke", "hostb", "--state-dir", stateDir], memoryOutput(false))).toBe(0);
     expect((await site.cp.registry.get("hostb"))?.state).toBe("rejected");
   });
 });
