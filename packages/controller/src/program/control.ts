@@ -6,7 +6,8 @@ import type { CommandOutput } from "../output.ts";
 import { checked, jsonOption, natsOption, stateDirOption, type Context } from "./options.ts";
 
 /** Options of the commands that use the controller's state (--nats still text). */
-interface ControllerFlags {
+/** The connection options of the control-plane commands. */
+export interface ControllerFlags {
   stateDir?: string;
   nats?: string;
   json?: boolean;
@@ -20,7 +21,7 @@ const CONNECT_TIMEOUT_MS = 30_000;
  * recorded, else the site's), runs `use` and closes the connection. A bad
  * --nats is a usage error of `cmd`.
  */
-async function withController(cmd: Command, o: ControllerFlags, inventory: Inventory | undefined, use: (c: Connected) => Promise<number>): Promise<number> {
+export async function withController(cmd: Command, o: ControllerFlags, inventory: Inventory | undefined, use: (c: Connected) => Promise<number>): Promise<number> {
   const { connectController, parseServers, stateDirOf, withTimeout } = await import("../commands/connect.ts");
   const servers = o.nats === undefined ? undefined : checked(cmd, () => parseServers(o.nats!));
   const connected = await withTimeout(

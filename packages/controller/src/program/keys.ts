@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import { withExitCode } from "@netfleet/shared/cli";
 import type { Connected } from "../commands/connect.ts";
 import type { CommandOutput } from "../output.ts";
+import { withController } from "./control.ts";
 import { checked, jsonOption, natsOption, stateDirOption, type Context } from "./options.ts";
 
 /** Options of the keys commands. */
@@ -12,29 +13,15 @@ interface KeysFlags {
   overlap?: string;
 }
 
-/** How long a keys command waits for NATS before it says that no server answers. */
-const CONNECT_TIMEOUT_MS = 30_000;
-
-/** Connects as the controller (--nats, else what serve recorded, else the site's), runs `use`, closes. */
+/** Loads the site folder when given (its problems printed: EXIT_INVALID), then connects as the controller (withController), runs `use`, closes. */
 async function withControl(cmd: Command, o: KeysFlags, dir: string | undefined, out: CommandOutput, use: (c: Connected) => Promise<number>): Promise<number> {
-  const { connectController, parseServers, stateDirOf, withTimeout } = await import("../commands/connect.ts");
-  const servers = o.nats === undefined ? undefined : checked(cmd, () => parseServers(o.nats!));
   let inventory;
   if (dir !== undefined) {
-    const { EXIT_INVALID, loadOrReport } = await import("./../commands/validate.ts");
+    const { EXIT_INVALID, loadOrReport } = await import("../commands/validate.ts");
     inventory = loadOrReport(dir, out);
     if (!inventory) return EXIT_INVALID;
   }
-  const connected = await withTimeout(
-    connectController({ stateDir: stateDirOf(o.stateDir), ...(inventory ? { inventory } : {}), ...(servers ? { servers } : {}) }),
-    CONNECT_TIMEOUT_MS,
-    "connecting to NATS",
-  );
-  try {
-    return await use(connected);
-  } finally {
-    await connected.cp.close();
-  }
+  return withController(cmd, o, inventory, use);
 }
 
 /**
