@@ -1,6 +1,7 @@
 import { Option, type Command } from "commander";
 import { optionValue, usageError } from "@netfleet/shared/cli";
 import type { CommandOutput } from "../output.ts";
+import { parseLimit } from "../select/limit.ts";
 
 /**
  * What every command handler gets besides its arguments: where its output
@@ -64,7 +65,17 @@ export function seconds(flag: string): (text: string) => number {
   });
 }
 
-/** Comma-separated patterns of `--limit`, blanks dropped. */
-export function patternList(text: string): string[] {
-  return text.split(",").map((p) => p.trim()).filter(Boolean);
+/**
+ * The terms of `--limit` (split on `,` and `:`, blanks dropped, each with its `&` or `!`),
+ * checked by select/limit.ts parseLimit: a term it cannot read is a usage error (exit 64).
+ */
+export const patternList = optionValue((text: string): string[] => parseLimit(text).map((t) => t.text));
+
+/** The help of `--limit`, the same on every command that has it. */
+export const LIMIT_HELP =
+  "only these hosts: host, group or role globs (* ?) and label selectors (rack=a), separated by , or :; &PATTERN keeps only hosts that also match it, !PATTERN drops those that match it (e.g. 'vmhost:&rack=a:!hv3')";
+
+/** `--limit`, as plan, compile and status take it. */
+export function limitOption(): Option {
+  return new Option("--limit <patterns>", LIMIT_HELP).argParser(patternList);
 }

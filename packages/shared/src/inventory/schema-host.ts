@@ -66,7 +66,7 @@ const hostSettingsShape = {
       }),
       z.string().max(253).describe("Label value, at most 253 characters"),
     )
-    .describe("Free-form key: value labels (rack, room...) recorded with the host; nothing reads them yet. A host's labels merge over its groups' key by key"),
+    .describe("Key: value labels (rack, room...). Read by netfleet --limit label selectors (rack=a, on rollout, bootstrap, plan, compile, status, show) and by rollout --max-per rack=1 (never two hosts with one value in a wave). A host's labels merge over its groups' key by key"),
   external_interface: hostInterfaceName.describe("backend: interface towards the internet (masquerade, port-forwards); or external_interfaces. Not a bond member, the bond, or an interface netfleet creates"),
   external_interfaces: z
     .array(hostInterfaceName.describe("An interface towards the outside, listed once"))
