@@ -192,7 +192,7 @@ export class ControlPlane {
    * applied report, whatever the key holds (junk, or an older envelope).
    * @throws Error when the assignment is for another site.
    */
-  publish(assignment: HostAssignment, options: { basedOn?: number; force?: boolean } = {}): Promise<PublishResult> {
+  publish(assignment: HostAssignment, options: { basedOn?: number; force?: boolean; plan?: { observed: string } } = {}): Promise<PublishResult> {
     if (assignment.site !== this.options.site) throw new Error(`assignment is for site ${assignment.site}, not ${this.options.site}`);
     return this.desired.publish(assignment, { ...options, floor: () => this.applied.running(assignment.host) });
   }

@@ -257,7 +257,7 @@ export class FleetMember {
     await this.save({ ...this.checkpoint, pending: envelope });
     // release: which controller release signed it (mid-upgrade, an operator sees who wrote what a host applies).
     this.log({ event: "applying", revision: envelope.revision, hash: envelope.assignment.hash, ...(envelope.release ? { release: envelope.release } : {}) });
-    const pass = await this.options.onAssignment(envelope.assignment, envelope.revision).catch(failedPassResult);
+    const pass = await this.options.onAssignment(envelope.assignment, envelope.revision, envelope.plan ? { expectObserved: envelope.plan.observed } : {}).catch(failedPassResult);
     const report = this.reportFor(envelope, pass, false);
     if (await this.confirm(report, this.options.confirmDeadlineMs ?? 20_000)) {
       await this.save({ ...(previous ? { previous } : {}), current: envelope });

@@ -17,8 +17,14 @@ export interface FleetMemberOptions extends ConnectionSettings {
   /** The controller's signing key (PEM). Without it, the key in the welcome is trusted and pinned. */
   signingPublicKeyPem?: string;
   agentVersion: string;
-  /** Converge the host to this assignment. */
-  onAssignment: (assignment: HostAssignment, revision: number) => Promise<PassResult>;
+  /**
+   * Converge the host to this assignment. `options.expectObserved`: the
+   * envelope applies a saved plan (SignedAssignment.plan, since protocol
+   * 1.2): the pass must run nothing unless the host's observed-state hash is
+   * still this one (the engine's expectObserved). Given only for the pass
+   * that moves the host to that revision, never for later repairs.
+   */
+  onAssignment: (assignment: HostAssignment, revision: number, options: { expectObserved?: string }) => Promise<PassResult>;
   /**
    * Check mode on request of the controller (`netfleet rollout --check`):
    * what would change to reach this assignment; must run no mutating command.

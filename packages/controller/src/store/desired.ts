@@ -149,9 +149,11 @@ export class DesiredStore {
    * acknowledgement was lost is recognised by its signature on the next read.
    * `floor`: the revision the agent runs (it refuses anything not newer):
    * the revision signed is above it, and a stored value below it is never
-   * taken for "already published".
+   * taken for "already published". `plan`: signed into the envelope
+   * (SignedAssignment.plan, `rollout --plan`); pass `force` with it, so that
+   * an identical document already stored does not stand in for the plan's.
    */
-  async publish(assignment: HostAssignment, options: { basedOn?: number; force?: boolean; floor?: () => Promise<number> } = {}): Promise<PublishResult> {
+  async publish(assignment: HostAssignment, options: { basedOn?: number; force?: boolean; floor?: () => Promise<number>; plan?: { observed: string } } = {}): Promise<PublishResult> {
     const host = assignment.host;
     const attempted = new Set<string>();
     // Without basedOn the caller asks for "on top of whatever is there": a conflict with a value
@@ -180,7 +182,7 @@ export class DesiredStore {
           // Without a value that decodes (none yet, deleted, or overwritten with junk), revisions continue above
           // every one in the key's history; always above `floor` (history keeps 5 values only; a replay may hold an older one).
           const previous = Math.max(current?.revision ?? (raw ? await this.highestRevision(host) : 0), floor);
-          const envelope: SignedAssignment = signAssignment(assignment, previous + 1, this.privateKeyPem);
+          const envelope: SignedAssignment = signAssignment(assignment, previous + 1, this.privateKeyPem, undefined, options.plan ? { plan: options.plan } : {});
           attempted.add(envelope.signature);
           try {
             const kvRevision = await compareAndSet(this.kv, host, encodeMessage(envelope), entry?.revision);

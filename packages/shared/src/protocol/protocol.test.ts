@@ -37,6 +37,19 @@ describe("signed assignments", () => {
   const signed = signAssignment(doc("hv1", "1"), 5, keys.privateKeyPem);
   const envelope = () => decodeSignedAssignment("t", JSON.stringify(signed));
 
+  it("signs a plan's observed-state hash with the rest (1.2): it verifies as signed, an altered or removed one does not, a malformed one is refused at decode", () => {
+    const observed = "ab".repeat(32);
+    const planned = signAssignment(doc("hv1", "1"), 6, keys.privateKeyPem, undefined, { plan: { observed } });
+    const verified = verifySignedAssignment(decodeSignedAssignment("t", JSON.stringify(planned)), keys.publicKeyPem, 5, { site: "lab", host: "hv1" });
+    expect(verified.plan).toEqual({ observed });
+    expect("plan" in signed).toBe(false);
+    const altered = { ...planned, plan: { observed: "cd".repeat(32) } };
+    expect(rejection(() => verifySignedAssignment(decodeSignedAssignment("t", JSON.stringify(altered)), keys.publicKeyPem, 5)).reason).toBe("bad-signature");
+    const { plan: _removed, ...stripped } = planned;
+    expect(rejection(() => verifySignedAssignment(decodeSignedAssignment("t", JSON.stringify(stripped)), keys.publicKeyPem, 5)).reason).toBe("bad-signature");
+    expect(() => decodeSignedAssignment("t", JSON.stringify({ ...planned, plan: { observed: "not-a-hash" } }))).toThrow(DecodeError);
+  });
+
   it("refuses an envelope whose assignment is nested too deeply to read back, as a DecodeError (not a RangeError)", () => {
     const deep = `{"assignment":${"[".repeat(20_000)}1${"]".repeat(20_000)},"revision":6,"signedAt":"${signed.signedAt}","signature":"${signed.signature}","keyId":"${signed.keyId}"}`;
     expect(() => decodeSignedAssignment("kv nf_lab_desired/hv1@9", deep)).toThrow(DecodeError);

@@ -33,6 +33,15 @@ export interface SignedAssignment {
    * verifies it: it is signed).
    */
   release?: string;
+  /**
+   * Since 1.2: the plan this envelope applies (`netfleet rollout --plan
+   * FILE`): `observed` is the sha256 (64 lowercase hex digits) of the
+   * host's observed state the plan was made against. An agent that knows it
+   * runs the pass that moves the host to this revision with the engine's
+   * `expectObserved`, so a host changed since the plan refuses and runs
+   * nothing. A 1.1 peer ignores it (and still verifies it: it is signed).
+   */
+  plan?: { observed: string };
   signature: string;
   keyId: string;
 }
@@ -43,6 +52,7 @@ const envelopeShape = {
   revision: z.number().int().min(1),
   signedAt: z.iso.datetime({ offset: true }),
   release: z.string().regex(/^[0-9A-Za-z.+-]{1,64}$/).optional(),
+  plan: z.strictObject({ observed: z.string().regex(/^[0-9a-f]{64}$/) }).optional(),
   signature: z.string().max(200).optional(),
   keyId: z.string().max(64).optional(),
 };
@@ -90,10 +100,21 @@ export class AssignmentRejectedError extends Error {
   }
 }
 
-/** The envelope of `assignment` at `revision`, in this peer's protocol version and release, signed with the controller's key (PKCS#8 PEM; pure Ed25519, RFC 8032). */
-export function signAssignment(assignment: HostAssignment, revision: number, privateKeyPem: string, signedAt = new Date().toISOString()): SignedAssignment {
+/**
+ * The envelope of `assignment` at `revision`, in this peer's protocol
+ * version and release, signed with the controller's key (PKCS#8 PEM; pure
+ * Ed25519, RFC 8032). `extra.plan` (the plan it applies, see
+ * SignedAssignment.plan) is put in, and signed, only when given.
+ */
+export function signAssignment(
+  assignment: HostAssignment,
+  revision: number,
+  privateKeyPem: string,
+  signedAt = new Date().toISOString(),
+  extra: { plan?: { observed: string } } = {},
+): SignedAssignment {
   const { key: privateKey, keyId } = privateKeyOf(privateKeyPem);
-  const envelope = { protocol: PROTOCOL_VERSION, assignment, revision, signedAt, release: NETFLEET_RELEASE, keyId };
+  const envelope = { protocol: PROTOCOL_VERSION, assignment, revision, signedAt, release: NETFLEET_RELEASE, ...(extra.plan ? { plan: { observed: extra.plan.observed } } : {}), keyId };
   return { ...envelope, signature: sign(null, signedBytes(envelope), privateKey).toString("base64") };
 }
 

@@ -16,9 +16,11 @@ import { DecodeError } from "../errors.ts";
  * refused whole.
  *
  * History: 1.0 the unversioned shapes with `protocol` added; 1.1 the
- * signed assignment envelope's optional `release` (signing.ts).
+ * signed assignment envelope's optional `release` (signing.ts); 1.2 the
+ * envelope's optional `plan` (signing.ts), the check reply's `observed` and
+ * per-result `diff` (messages.ts), the show request and reply (show.ts).
  */
-export const PROTOCOL_VERSION = "1.1";
+export const PROTOCOL_VERSION = "1.2";
 
 /** The netfleet release this code belongs to (the workspace packages share one version): shared's package.json. */
 export const NETFLEET_RELEASE: string = sharedPackage.version;
