@@ -1,6 +1,9 @@
 import type { Inventory } from "@netfleet/shared";
 import { LockHeldError } from "../rollout/state.ts";
-import { ResumeMismatchError, Rollout, type RolloutTarget } from "../rollout/rollout.ts";
+import { ResumeMismatchError, Rollout, RolloutCancelledError, type RolloutTarget } from "../rollout/rollout.ts";
+import { askYesNo, planSummaryLines, rolloutSummaryLine, type Terminal } from "../rollout/confirm.ts";
+import { PlanFileError, readPlanFile, writePlanFile, type PlanFile } from "../rollout/plan-file.ts";
+import { PlanStaleError, inventoryRefusals, makePlan } from "../rollout/planned.ts";
 import { limitHosts, type Amount } from "../rollout/waves.ts";
 import { humanRenderer, jsonRenderer } from "../rollout/render.ts";
 import { compileSite } from "../compile/compile.ts";
@@ -26,16 +29,44 @@ export interface RolloutCommandOptions {
   lockStaleMs?: number;
   /** Live progress line (a terminal and not --json). */
   tty: boolean;
+  /** With `check`: write the plan (every host's target, desired KV revision and observed-state hash) to this file. */
+  out?: string;
+  /** Apply this plan file (written by --check --out) exactly: its hosts, its assignments, against what it was made. */
+  plan?: string;
+  /** Ask on this terminal before publishing (a rollout from a terminal without --yes); undefined: do not ask. */
+  terminal?: Terminal;
+}
+
+/** The plan file `file`, or undefined after one line naming the file and the problem. */
+async function loadPlan(file: string, out: CommandOutput): Promise<PlanFile | undefined> {
+  try {
+    return await readPlanFile(file);
+  } catch (err) {
+    if (!(err instanceof PlanFileError)) throw err;
+    out.error(`netfleet rollout: --plan ${err.message}`);
+    return undefined;
+  }
 }
 
 /**
- * `netfleet rollout`: compiles the site, keeps the --limit hosts, connects to the controller's
- * NATS and runs the rollout, rendering its events. Returns a ROLLOUT_EXIT code: a --limit that
- * matches nothing or a --resume that does not fit is `invalid`, a running rollout `locked`.
+ * `netfleet rollout`: compiles the site, keeps the --limit hosts (or the plan's, checked against
+ * it), connects to the controller's NATS and runs the rollout, rendering its events; with a
+ * terminal it asks before publishing, and with --check --out it writes the plan file. Returns a
+ * ROLLOUT_EXIT code: a --limit that matches nothing, a --resume that does not fit, a bad or stale
+ * plan are `invalid`, a running rollout `locked`, a rollout declined at the question `failed`.
  */
 export async function rolloutCommand(inventory: Inventory, o: RolloutCommandOptions, out: CommandOutput): Promise<number> {
   let assignments = compileSite(inventory);
-  if (o.limit?.length) {
+  const plan = o.plan === undefined ? undefined : await loadPlan(o.plan, out);
+  if (o.plan !== undefined && !plan) return ROLLOUT_EXIT.invalid;
+  if (plan) {
+    const refusals = inventoryRefusals(plan, inventory.site.name, assignments);
+    for (const r of refusals) out.error(`netfleet rollout: refused: ${r}`);
+    if (refusals.length) return ROLLOUT_EXIT.invalid;
+    const planned = new Set(plan.hosts.map((h) => h.host));
+    assignments = assignments.filter((a) => planned.has(a.host));
+    if (!out.json) for (const line of planSummaryLines(plan, o.plan!)) out.line(line);
+  } else if (o.limit?.length) {
     const { hosts, unmatched } = limitHosts(inventory, o.limit);
     if (unmatched.length) {
       out.error(`netfleet rollout: --limit ${unmatched.join(",")} matches no host, group or role of site ${inventory.site.name}`);
@@ -43,7 +74,12 @@ export async function rolloutCommand(inventory: Inventory, o: RolloutCommandOpti
     }
     assignments = assignments.filter((a) => hosts.has(a.host));
   }
-  const targets: RolloutTarget[] = assignments.map((a) => ({ host: a.host, role: a.role, assignment: a }));
+  const byHost = new Map(plan?.hosts.map((h) => [h.host, h]));
+  const targets: RolloutTarget[] = assignments.map((a) => {
+    const p = byHost.get(a.host);
+    return { host: a.host, role: a.role, assignment: a, ...(p ? { plan: { basedOn: p.basedOn, observed: p.observed } } : {}) };
+  });
+  const terminal = o.terminal;
   const render = out.json ? jsonRenderer(out) : humanRenderer(out, o.tty);
   const { cp } = await connectController({ stateDir: o.stateDir, inventory, ...(o.servers ? { servers: o.servers } : {}) });
   try {
@@ -59,12 +95,41 @@ export async function rolloutCommand(inventory: Inventory, o: RolloutCommandOpti
         ...(o.parallel ? { parallel: o.parallel } : {}),
         ...(o.applyTimeoutMs ? { applyTimeoutMs: o.applyTimeoutMs } : {}),
         ...(o.lockStaleMs ? { lockStaleMs: o.lockStaleMs } : {}),
+        ...(o.out ? { requireObserved: true } : {}),
+        ...(terminal && !o.check
+          ? {
+              confirm: async (summary) => {
+                render.close();
+                terminal.output.write(`${plan ? `plan ${o.plan}` : "rollout"}: ${rolloutSummaryLine(summary)}\n`);
+                return askYesNo(plan ? "Apply this plan?" : "Roll out?", terminal);
+              },
+            }
+          : {}),
       },
       render.onEvent,
     );
-    const { result } = await rollout.run();
+    const { result, checked } = await rollout.run();
+    if (o.out) {
+      if (result !== "success" || !checked?.length) {
+        out.error(`netfleet rollout: no plan written to ${o.out}: the check did not pass on every host`);
+      } else {
+        const written = makePlan(inventory.site.name, checked, o.limit);
+        await writePlanFile(o.out, written);
+        if (out.json) out.line(JSON.stringify({ event: "plan", file: o.out, hosts: written.hosts.length }));
+        else out.line(`plan written to ${o.out}: ${written.hosts.length} hosts; apply it with netfleet rollout SITE --plan ${o.out}`);
+      }
+    }
     return ROLLOUT_EXIT[result];
   } catch (err) {
+    if (err instanceof PlanStaleError) {
+      for (const r of err.refusals) out.error(`netfleet rollout: refused: ${r}`);
+      out.error("netfleet rollout: nothing was published");
+      return ROLLOUT_EXIT.invalid;
+    }
+    if (err instanceof RolloutCancelledError) {
+      out.error(`netfleet rollout: ${err.message}`);
+      return ROLLOUT_EXIT.failed;
+    }
     if (err instanceof LockHeldError) {
       out.error(`netfleet rollout: refused: another rollout of ${inventory.site.name} is running (${err.message})`);
       return ROLLOUT_EXIT.locked;
@@ -96,6 +161,8 @@ export interface AgentRolloutCommandOptions {
   /** Seconds the new version has on each host to come up and report. */
   trialS?: number;
   tty: boolean;
+  /** Ask on this terminal before starting (a rollout from a terminal without --yes); undefined: do not ask. */
+  terminal?: Terminal;
 }
 
 /**
@@ -153,6 +220,10 @@ export async function agentRolloutCommand(inventory: Inventory, o: AgentRolloutC
       return ROLLOUT_EXIT.invalid;
     }
     names = hosts;
+  }
+  if (o.terminal && !(await askYesNo(`Roll agent ${version} out to the approved hosts among ${names.size} (${[...names].slice(0, 6).join(" ")}${names.size > 6 ? " ..." : ""})?`, o.terminal))) {
+    out.error("netfleet rollout: cancelled: nothing was published");
+    return ROLLOUT_EXIT.failed;
   }
   const render = out.json ? jsonRenderer(out) : humanRenderer(out, o.tty);
   const { cp } = await connectController({ stateDir: o.stateDir, inventory, ...(o.servers ? { servers: o.servers } : {}) });

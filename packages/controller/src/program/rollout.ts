@@ -21,6 +21,9 @@ interface RolloutFlags {
   agentBundle?: string;
   agentVersion?: string;
   trial?: number;
+  out?: string;
+  plan?: string;
+  yes?: boolean;
 }
 
 /** `--batch N|P%`: at least one host per wave. */
@@ -42,6 +45,9 @@ export function addRolloutCommand(program: Command, ctx: Context): void {
     )
     .argument("<site-dir>", "the site folder")
     .option("--check", "the same, but agents only say what they would change")
+    .option("--out <file>", "with --check: save the plan (each host's assignment, the desired revision and the observed-state hash it was made against, the changes) to FILE")
+    .option("--plan <file>", "apply exactly this plan (from --check --out): refused, naming the host, where the inventory or a host changed since")
+    .option("--yes", "do not ask before publishing (needed when not run from a terminal)")
     .option("--batch <N|P%>", "hosts per wave after the canary (default 25%)", optionValue(batch))
     .option("--max-fail <N|P%>", "failed hosts tolerated before it stops and reverts (default 0)", optionValue((t) => parseAmount(t, "--max-fail")))
     .option("--limit <patterns>", "only these hosts: host, group or role patterns (* ?), comma-separated", patternList)
@@ -56,18 +62,29 @@ export function addRolloutCommand(program: Command, ctx: Context): void {
     .addOption(stateDirOption())
     .addOption(natsOption())
     .addOption(jsonOption("JSON lines: one event per line"))
-    .addHelpText("after", "\nExit: 0 success, 3 partial (some hosts failed within the budget), 1 failed (stopped and reverted), 4 refused (lock held), 2 invalid.")
+    .addHelpText("after", "\nFrom a terminal it shows what it will change and asks (y/N) before publishing; --yes does not ask, and is needed when not run from a terminal (check mode and --resume need none).\n" +
+        "Plans: rollout SITE --check --out plan.json saves what the check saw; rollout SITE --plan plan.json applies exactly that, and is refused,\n" +
+        "naming the host, where the inventory compiles differently or a host's desired state moved since; an agent whose host changed since the plan refuses it and runs nothing.\n" +
+        "\nExit: 0 success, 3 partial (some hosts failed within the budget), 1 failed (stopped and reverted) or declined at the question, 4 refused (lock held), 2 invalid (also a bad or stale plan: nothing published), 64 usage.")
     .action(withExitCode(async (dir: string, v: RolloutFlags, cmd: Command) => {
       if (v.check && v.resume) usageError(cmd, "--check and --resume do not go together");
       if (v.resume && v.abandon) usageError(cmd, "--resume and --abandon do not go together");
       if (v.agentBundle && (v.check || v.resume || v.abandon)) usageError(cmd, "--agent-bundle does not go with --check, --resume or --abandon");
       if (!v.agentBundle && (v.agentVersion || v.trial)) usageError(cmd, "--agent-version and --trial go with --agent-bundle");
+      if (v.out !== undefined && !v.check) usageError(cmd, "--out goes with --check (it saves the plan the check makes)");
+      if (v.plan !== undefined && (v.check || v.resume || v.agentBundle || v.limit)) usageError(cmd, "--plan does not go with --check, --resume, --agent-bundle or --limit (the plan names its hosts)");
+      // Anything that publishes asks first on a terminal; elsewhere (scripts, CI) the operator says yes up front.
+      // Check mode changes nothing, and --resume continues a rollout that was already started.
+      const publishes = !v.check && !v.resume;
+      const interactive = process.stdin.isTTY === true;
       const [{ parseServers, stateDirOf }, { ROLLOUT_EXIT, rolloutCommand, agentRolloutCommand }, { loadOrReport }] = await Promise.all([
         import("../commands/connect.ts"),
         import("../commands/rollout.ts"),
         import("../commands/validate.ts"),
       ]);
       const servers = v.nats === undefined ? undefined : checked(cmd, () => parseServers(v.nats!));
+      if (publishes && !v.yes && !interactive) usageError(cmd, "not run from a terminal, so there is no one to ask: give --yes to roll out without asking (or --check to only look)");
+      const terminal = publishes && !v.yes ? { input: process.stdin, output: process.stderr } : undefined;
       const out = ctx.output(v.json ?? false);
       const opts: RolloutCommandOptions = {
         stateDir: stateDirOf(v.stateDir),
@@ -82,6 +99,9 @@ export function addRolloutCommand(program: Command, ctx: Context): void {
         ...(v.limit ? { limit: v.limit } : {}),
         ...(v.timeout ? { applyTimeoutMs: v.timeout } : {}),
         ...(v.lockStale ? { lockStaleMs: v.lockStale } : {}),
+        ...(v.out !== undefined ? { out: v.out } : {}),
+        ...(v.plan !== undefined ? { plan: v.plan } : {}),
+        ...(terminal ? { terminal } : {}),
       };
       const inventory = loadOrReport(dir, out);
       if (!inventory) return ROLLOUT_EXIT.invalid;
@@ -100,6 +120,7 @@ export function addRolloutCommand(program: Command, ctx: Context): void {
             ...(v.limit ? { limit: v.limit } : {}),
             ...(v.timeout ? { hostTimeoutMs: v.timeout } : {}),
             ...(v.trial ? { trialS: Math.max(5, Math.round(v.trial / 1000)) } : {}),
+            ...(terminal ? { terminal } : {}),
           },
           out,
         );

@@ -11,8 +11,11 @@ import { LockLostError } from "./state.ts";
 /** What apply mode works with: as a revert, plus the registry and each host's target assignment. */
 export interface ApplyRun extends Omit<RevertRun, "stores"> {
   stores: Pick<RolloutStores, "registry" | "publish" | "waitForApplied">;
-  targets: ReadonlyMap<string, { assignment: HostAssignment }>;
+  targets: ReadonlyMap<string, { assignment: HostAssignment; plan?: { observed: string } }>;
 }
+
+/** The agent's refusal of a plan envelope (engine expectObserved): the comment of its failed result says so. */
+const PLAN_REFUSED = /host changed since the plan/;
 
 /**
  * The waves in apply mode: each due host (pending, or applying when resumed) published and judged
@@ -59,9 +62,10 @@ async function applyHost(run: ApplyRun, approved: ReadonlyMap<string, HostRecord
       if (record?.state !== "approved") throw new Error(record ? `not approved (${record.state}${record.reason ? `: ${record.reason}` : ""})` : "has not enrolled");
       let published;
       try {
-        published = await stores.publish(target.assignment, { basedOn: p.basedOn });
+        // A plan's envelope is always a new revision (force): the agent checks the plan's observation on that revision's first pass.
+        published = await stores.publish(target.assignment, { basedOn: p.basedOn, ...(target.plan ? { force: true, plan: { observed: target.plan.observed } } : {}) });
       } catch (err) {
-        if (err instanceof StaleRevisionError) throw new Error(`desired state changed since the diff (someone else published); rerun the rollout`);
+        if (err instanceof StaleRevisionError) throw new Error(`desired state changed since the ${target.plan ? "plan" : "diff"} (someone else published); ${target.plan ? "make a new plan" : "rerun the rollout"}`);
         throw err;
       }
       p.status = "applying";
@@ -70,8 +74,9 @@ async function applyHost(run: ApplyRun, approved: ReadonlyMap<string, HostRecord
     }
     run.emit({ event: "host-start", host, ...(p.revision ? { revision: p.revision } : {}) });
     const report = await stores.waitForApplied(host, p.revision!, run.applyTimeoutMs);
-    const problem = verdict(report, p.revision!, target.assignment.hash);
     const failures = report.results.filter((r) => r.result === false).map((r) => ({ id: r.id, ...(r.comment ? { comment: r.comment } : {}) }));
+    const refusal = report.revision === p.revision ? failures.find((f) => PLAN_REFUSED.test(f.comment ?? "")) : undefined;
+    const problem = refusal ? `refused by the agent: ${refusal.comment}` : verdict(report, p.revision!, target.assignment.hash);
     p.status = problem ? "failed" : "ok";
     if (problem) p.error = problem;
     await progress.save(host);

@@ -1,4 +1,4 @@
-import type { HostAssignment } from "@netfleet/shared";
+import type { CheckReply, HostAssignment } from "@netfleet/shared";
 import type { RolloutEvent } from "./events.ts";
 import type { RolloutStores } from "./stores.ts";
 import { runWaves, type RolloutAbort } from "./run.ts";
@@ -16,6 +16,26 @@ export interface CheckRun {
   emit: (e: RolloutEvent) => void;
   /** How long an agent has to answer, in milliseconds. */
   applyTimeoutMs: number;
+  /** For a plan file: a reply without the agent's observed-state hash fails the host (nothing to plan against). */
+  requireObserved?: boolean;
+  /** Hears each good reply (the plan file is made of them). */
+  onReply?: (host: string, reply: CheckReply) => void;
+}
+
+/** The observed-state hash a check reply carries (protocol 1.2; older agents send none). */
+export function observedOf(reply: CheckReply): string | undefined {
+  const observed = (reply as { observed?: unknown }).observed;
+  return typeof observed === "string" ? observed : undefined;
+}
+
+/**
+ * The field names a check result says would change: `changes` as a list of
+ * names (protocol 1.1) or as `{field: {old, new}}` (1.2).
+ */
+export function changedFields(result: { changes?: unknown }): string[] {
+  const c = result.changes;
+  if (Array.isArray(c)) return c.filter((f): f is string => typeof f === "string");
+  return c && typeof c === "object" ? Object.keys(c).sort() : [];
 }
 
 /**
@@ -49,9 +69,12 @@ async function checkHost(run: CheckRun, host: string): Promise<boolean> {
   try {
     const reply = await run.stores.check(run.targets.get(host)!.assignment, run.applyTimeoutMs);
     const failures = reply.results.filter((r) => r.result === false).map((r) => ({ id: r.id, ...(r.comment ? { comment: r.comment } : {}) }));
-    const wouldChange = reply.results.filter((r) => r.result === null).map((r) => ({ id: r.id, fields: r.changes ?? [] }));
-    const good = reply.ok && failures.length === 0;
-    run.emit({ event: "host-done", host, ok: good, summary: reply.summary, failures, wouldChange, ...(reply.error ? { error: reply.error } : {}), ms: Date.now() - started });
+    const wouldChange = reply.results.filter((r) => r.result === null).map((r) => ({ id: r.id, fields: changedFields(r) }));
+    const unplannable = run.requireObserved && reply.ok && !observedOf(reply) ? "the agent sent no observed-state hash (older than protocol 1.2): no plan can be made against it" : undefined;
+    const good = reply.ok && failures.length === 0 && !unplannable;
+    const error = reply.error ?? unplannable;
+    run.emit({ event: "host-done", host, ok: good, summary: reply.summary, failures, wouldChange, ...(error ? { error } : {}), ms: Date.now() - started });
+    if (good) run.onReply?.(host, reply);
     return good;
   } catch (err) {
     const msg = /no responders|503/i.test((err as Error).message) ? "agent not connected (no answer to the check request)" : (err as Error).message;

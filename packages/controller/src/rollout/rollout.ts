@@ -6,13 +6,14 @@ import type { HostAssignment } from "@netfleet/shared";
 import { isTransient, withRetry } from "../store/kv.ts";
 import { applyWaves } from "./apply.ts";
 import { checkWaves } from "./check.ts";
-import { diffAssignments, hostDiffStatus } from "./diff.ts";
+import { diffAssignments, hostDiffStatus, type HostDiffStatus } from "./diff.ts";
 import type { RolloutEvent, RolloutResult } from "./events.ts";
 import { STORE_RETRY_MS, type RolloutStores } from "./stores.ts";
 import { RolloutProgress } from "./progress.ts";
 import { revert } from "./revert.ts";
 import { RolloutAbort } from "./run.ts";
 import { orderTargets, planWaves, resolveAmount, type Amount } from "./waves.ts";
+import { PlanStaleError, desiredMoved, type CheckedHost, type HostPlan } from "./planned.ts";
 import { LockHeldError, LockLostError, type RolloutLease, type RolloutState } from "./state.ts";
 
 /** A host to roll out to, with the assignment it is to get. */
@@ -20,6 +21,18 @@ export interface RolloutTarget {
   host: string;
   role: "backend" | "vmhost";
   assignment: HostAssignment;
+  /**
+   * Applying a plan file: the host's desired entry must still be at the plan's KV revision (else
+   * PlanStaleError, nothing published), and its envelope carries the plan's observed-state hash.
+   */
+  plan?: HostPlan;
+}
+
+/** What the operator is asked to confirm before anything is published: the waves, the failure budget, the unchanged hosts. */
+export interface RolloutSummary {
+  waves: string[][];
+  maxFail: number;
+  unchanged: string[];
 }
 
 /** How a rollout runs; times in milliseconds. */
@@ -44,6 +57,21 @@ export interface RolloutOptions {
   lockRenewMs?: number;
   /** Who holds the lock (default host:pid); the rollout id is appended. */
   owner?: string;
+  /** Check mode for a plan file: a host whose agent sends no observed-state hash fails. */
+  requireObserved?: boolean;
+  /**
+   * Asked after the diff, under the lock, before anything is written or published (not in check mode,
+   * not on resume); false cancels the rollout (RolloutCancelledError).
+   */
+  confirm?: (summary: RolloutSummary) => Promise<boolean>;
+}
+
+/** The operator said no at the confirmation: nothing was published. */
+export class RolloutCancelledError extends Error {
+  constructor() {
+    super("cancelled: nothing was published");
+    this.name = "RolloutCancelledError";
+  }
 }
 
 /** The inventory changed since the interrupted rollout: --resume would roll out something else. */
@@ -54,10 +82,11 @@ export class ResumeMismatchError extends Error {
   }
 }
 
-/** How a rollout ended, with its final state (not in check mode, which keeps none). */
+/** How a rollout ended, with its final state (not in check mode, which keeps none); in check mode, the hosts that passed (for a plan file). */
 export interface RolloutOutcome {
   result: RolloutResult;
   state?: RolloutState;
+  checked?: CheckedHost[];
 }
 
 /** A host that needs this rollout: its target, what it has now, and the KV revision read (compare-and-set base). */
@@ -65,6 +94,7 @@ interface Todo {
   target: RolloutTarget;
   previous: { revision: number; hash: string } | null;
   basedOn: number;
+  status: HostDiffStatus;
 }
 
 /**
@@ -79,7 +109,7 @@ interface Todo {
 export class Rollout {
   private readonly stores: RolloutStores;
   private readonly targets: Map<string, RolloutTarget>;
-  private readonly options: Required<Omit<RolloutOptions, "parallel" | "owner">> & { parallel?: number; owner: string };
+  private readonly options: Required<Omit<RolloutOptions, "parallel" | "owner" | "confirm">> & { parallel?: number; owner: string; confirm?: RolloutOptions["confirm"] };
   private readonly emit: (e: RolloutEvent) => void;
   private readonly abort = new RolloutAbort();
   private lease: RolloutLease | undefined;
@@ -101,7 +131,9 @@ export class Rollout {
       lockStaleMs: options.lockStaleMs ?? 15_000,
       lockRenewMs: options.lockRenewMs ?? 3000,
       owner: options.owner ?? `${hostname()}:${process.pid}`,
+      requireObserved: options.requireObserved ?? false,
       ...(options.parallel ? { parallel: options.parallel } : {}),
+      ...(options.confirm ? { confirm: options.confirm } : {}),
     };
     this.emit = emit;
   }
@@ -112,7 +144,7 @@ export class Rollout {
     if (this.options.check) return this.runCheck();
     try {
       const progress = this.options.resume ? await this.resumeState() : await this.newState();
-      this.renewTimer = setInterval(() => void this.renewLock(), this.options.lockRenewMs);
+      this.renewTimer ??= setInterval(() => void this.renewLock(), this.options.lockRenewMs);
       const run = { stores: this.stores, progress, abort: this.abort, emit: this.emit, parallel: this.options.parallel, applyTimeoutMs: this.options.applyTimeoutMs };
       if (progress.state.phase === "running") await applyWaves({ ...run, targets: this.targets });
       if (progress.state.phase === "reverting") await revert(run);
@@ -137,9 +169,13 @@ export class Rollout {
 
   // ---- planning -------------------------------------------------------
 
-  /** Reads what each target host has now and emits its diff; returns those that need this rollout (in check mode: all). */
+  /**
+   * Reads what each target host has now and emits its diff; returns those that need this rollout (in check mode: all).
+   * @throws PlanStaleError when a planned host's desired entry is not at the plan's KV revision.
+   */
   private async diffAll(): Promise<Todo[]> {
     const todo: Todo[] = [];
+    const moved: string[] = [];
     const ordered = orderTargets([...this.targets.values()]);
     // Every host's desired entry in one pass over the bucket (a read per host, 32 at a time, when that fails);
     // applied reports from the applied watch. Emitted in order.
@@ -157,12 +193,14 @@ export class Rollout {
       const status = hostDiffStatus(current, applied, target.assignment.hash);
       const from = current ? { revision: current.revision, hash: current.assignment.hash } : null;
       this.emit({ event: "diff", host: target.host, role: target.role, status, from, to: target.assignment.hash, diff: diffAssignments(current?.assignment, target.assignment) });
+      if (target.plan && (entry?.kvRevision ?? 0) !== target.plan.basedOn) moved.push(desiredMoved(target.host, entry?.kvRevision ?? 0, target.plan.basedOn));
       if (status === "unchanged" && !this.options.check) {
         this.unchanged.push(target.host);
         continue;
       }
-      todo.push({ target, previous: from, basedOn: entry?.kvRevision ?? 0 });
+      todo.push({ target, previous: from, basedOn: entry?.kvRevision ?? 0, status });
     }
+    if (moved.length) throw new PlanStaleError(moved);
     return todo;
   }
 
@@ -185,8 +223,11 @@ export class Rollout {
       if (err instanceof LockHeldError) throw this.describeHolder(err);
       throw err;
     }
+    // Renewed from here on: the diff and the operator's answer may take longer than the lock's staleness.
+    this.renewTimer = setInterval(() => void this.renewLock(), this.options.lockRenewMs);
     const todo = await this.diffAll();
     const { waves, maxFail } = this.plan(todo);
+    if (this.options.confirm && !(await this.options.confirm({ waves, maxFail, unchanged: this.unchanged }))) throw new RolloutCancelledError();
     const now = new Date().toISOString();
     // Only the header: its revision is the compare-and-set base; old host shards are read back when written over.
     const previous = await withRetry(() => this.stores.lock.loadState({ withHosts: false }), STORE_RETRY_MS);
@@ -300,6 +341,8 @@ export class Rollout {
     const todo = await this.diffAll();
     const { waves, maxFail } = this.plan(todo);
     this.emit({ event: "rollout", rolloutId: "check", site: this.stores.options.site, check: true, resume: false, waves, maxFail, unchanged: [] });
+    const checked: CheckedHost[] = [];
+    const byHost = new Map(todo.map((t) => [t.target.host, t]));
     const { ok, failed, stopped } = await checkWaves({
       stores: this.stores,
       targets: this.targets,
@@ -309,10 +352,17 @@ export class Rollout {
       abort: this.abort,
       emit: this.emit,
       applyTimeoutMs: this.options.applyTimeoutMs,
+      requireObserved: this.options.requireObserved,
+      onReply: (host, reply) => {
+        const t = byHost.get(host)!;
+        checked.push({ host, role: t.target.role, assignment: t.target.assignment, status: t.status, basedOn: t.basedOn, from: t.previous, reply });
+      },
     });
     const skipped = todo.map((t) => t.target.host).filter((h) => !ok.includes(h) && !failed.includes(h));
     const result: RolloutResult = stopped ? "failed" : failed.length ? "partial" : "success";
     this.emit({ event: "done", result, ok, failed, reverted: [], skipped, unchanged: [], ms: Date.now() - this.started });
-    return { result };
+    // In wave order, as planned (replies come in as hosts answer).
+    const order = new Map(waves.flat().map((h, i) => [h, i]));
+    return { result, checked: checked.sort((a, b) => order.get(a.host)! - order.get(b.host)!) };
   }
 }
