@@ -114,7 +114,7 @@ describe.skipIf(!isRoot)("the backend's dnsmasq (prefix nfd, /tmp/nfd-lab)", () 
     }
   };
   const nftSet = async (set: string) => (await sh(["ip", "netns", "exec", backend().namespace, "nft", "list", "set", "inet", "netfleet", set])).stdout;
-  const rollout = () => sh(controllerCommand(readLabState(lab.runDir)!.topology, lab, ["rollout", inventoryDir]));
+  const rollout = () => sh(controllerCommand(readLabState(lab.runDir)!.topology, lab, ["rollout", inventoryDir, "--yes"]));
 
   beforeAll(async () => {
     const file = join(inventoryDir, "networks.yaml");

@@ -342,7 +342,7 @@ describe.skipIf(!isRoot)("gateway firewall (prefix nfg, /tmp/nfg-lab)", () => {
     })();
     let replacedAt = 0;
     try {
-      const r = await sh(controllerCommand(readLabState(lab.runDir)!.topology, lab, ["rollout", inventoryDir]));
+      const r = await sh(controllerCommand(readLabState(lab.runDir)!.topology, lab, ["rollout", inventoryDir, "--yes"]));
       expect(r.exitCode, r.stdout + r.stderr).toBe(0);
       await eventually("the new forward in the table", 30_000, async () => (await nft("list", "chain", "inet", "netfleet", "prerouting")).includes("dport 2223 "));
       replacedAt = Date.now();

@@ -66,7 +66,7 @@ describe.skipIf(!isRoot)("lab tier (prefix nft, /tmp/nft-lab)", () => {
   const vm = (name: string) => status.vms.find((v) => v.name === name)!;
   const flows = async (hostName: string, bridge: string) =>
     (await sh(["ovs-ofctl", "dump-flows", `unix:${host(hostName).ovsRundir}/${bridge}.mgmt`, "--no-stats"])).stdout;
-  const rollout = (inventoryDir: string) => sh(controllerCommand(readLabState(lab.runDir)!.topology, lab, ["rollout", inventoryDir]));
+  const rollout = (inventoryDir: string) => sh(controllerCommand(readLabState(lab.runDir)!.topology, lab, ["rollout", inventoryDir, "--yes"]));
   const agentPid = (hostName: string) => readPidfile(join(host(hostName).agentDir, "agent.pid"));
   const dnsmasqPids = () =>
     Object.fromEntries(inventory.networks.map((n) => [n.name, readPidfile(join(host("backend").agentDir, "dnsmasq", `${n.name}.pid`))]));

@@ -75,7 +75,7 @@ describe.skipIf(!isRoot)("VM mobility (prefix nfm, /tmp/nfm-lab)", () => {
   const gateway = (network: string) => status.gateways!.find((g) => g.network === network)!;
   const flows = async (hostName: string, bridge: string) =>
     (await sh(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", `unix:${host(hostName).ovsRundir}/${bridge}.mgmt`, "--no-stats"])).stdout;
-  const rollout = (dir: string) => sh(controllerCommand(readLabState(lab.runDir)!.topology, lab, ["rollout", dir]));
+  const rollout = (dir: string) => sh(controllerCommand(readLabState(lab.runDir)!.topology, lab, ["rollout", dir, "--yes"]));
   const inNs = (ns: string, ...argv: string[]) => ["ip", "netns", "exec", ns, ...argv];
   const ping = async (ns: string, address: string) => (await sh(inNs(ns, "ping", "-n", "-q", "-c", "2", "-i", "0.2", "-W", "1", address))).exitCode === 0;
 

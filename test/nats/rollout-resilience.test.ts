@@ -102,7 +102,7 @@ describe("rollout resilience", () => {
     const stateDir = await writeControllerHome(site, inventoryDir);
 
     // The controller as its own process, killed once the backend (the canary) is done and hosta is being applied.
-    const child = spawn("sh", [join(REPO, "scripts/node.sh"), join(REPO, "packages/controller/src/cli.ts"), "rollout", inventoryDir, "--state-dir", stateDir, "--json", "--timeout", "30"], { cwd: REPO, stdio: ["ignore", "pipe", "inherit"] });
+    const child = spawn("sh", [join(REPO, "scripts/node.sh"), join(REPO, "packages/controller/src/cli.ts"), "rollout", inventoryDir, "--yes", "--state-dir", stateDir, "--json", "--timeout", "30"], { cwd: REPO, stdio: ["ignore", "pipe", "inherit"] });
     children.push(child);
     const lines: Record<string, unknown>[] = [];
     let buf = "";
@@ -121,7 +121,7 @@ describe("rollout resilience", () => {
 
     // The dead controller still holds the lock: a new rollout is refused (once the lock is stale it is pointed at --resume).
     const refused = memoryOutput(false);
-    expect(await main(["rollout", inventoryDir, "--state-dir", stateDir], refused)).toBe(4);
+    expect(await main(["rollout", inventoryDir, "--yes", "--state-dir", stateDir], refused)).toBe(4);
     expect(refused.stderr.join("\n")).toMatch(/another rollout of lab is running/);
 
     const out = memoryOutput(true);
@@ -142,7 +142,7 @@ describe("rollout resilience", () => {
     expect(st.hosts.map((h) => [h.host, h.enrolled, h.drift, h.applied?.revision])).toEqual([["backend", true, false, 1], ["hosta", true, false, 1], ["hostb", true, false, 1]]);
     expect(st.rollout.phase).toBe("done");
     const again = memoryOutput(true);
-    expect(await main(["rollout", inventoryDir, "--state-dir", stateDir, "--json"], again)).toBe(0);
+    expect(await main(["rollout", inventoryDir, "--yes", "--state-dir", stateDir, "--json"], again)).toBe(0);
     expect(again.stdout.map((l) => JSON.parse(l) as { event: string; status?: string }).filter((e) => e.event === "diff").every((e) => e.status === "unchanged")).toBe(true);
   });
 

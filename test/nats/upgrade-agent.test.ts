@@ -249,7 +249,7 @@ describe("agent upgrades in waves, through the object store, with real agents", 
     const t0 = Date.now();
     const out = memoryOutput(true);
     // No --agent-version: the version is what the bundle says (node FILE --version).
-    const code = await main(["rollout", join(REPO, "inventories", "lab"), "--agent-bundle", file, "--batch", "1", "--timeout", "30", "--trial", "30", "--state-dir", stateDir, "--json"], out);
+    const code = await main(["rollout", join(REPO, "inventories", "lab"), "--agent-bundle", file, "--yes", "--batch", "1", "--timeout", "30", "--trial", "30", "--state-dir", stateDir, "--json"], out);
     const events = out.stdout.map((l) => JSON.parse(l) as RolloutEvent);
     expect(code, out.stderr.join("\n")).toBe(0);
     expect(events.find((e) => e.event === "agent-bundle")).toMatchObject({ version: "0.1.1-upb", sha256: good.sha256, size: good.code.length });
@@ -293,7 +293,7 @@ describe("agent upgrades in waves, through the object store, with real agents", 
     const file = join(dir, "release", "agent-0.1.0-upa.mjs");
     await writeFile(file, base.code, { mode: 0o644 });
     const out = memoryOutput(true);
-    const code = await main(["rollout", join(REPO, "inventories", "lab"), "--agent-bundle", file, "--agent-version", "0.1.0-upa", "--batch", "2", "--timeout", "30", "--trial", "30", "--state-dir", stateDir, "--json"], out);
+    const code = await main(["rollout", join(REPO, "inventories", "lab"), "--agent-bundle", file, "--yes", "--agent-version", "0.1.0-upa", "--batch", "2", "--timeout", "30", "--trial", "30", "--state-dir", stateDir, "--json"], out);
     expect(code, out.stderr.join("\n") + out.stdout.join("\n")).toBe(0);
     for (const host of HOSTS) expect(await running(host)).toMatchObject({ version: "0.1.0-upa", sha256: base.sha256, state: "running" });
 
