@@ -15,6 +15,16 @@ describe("the agent config (agent.json)", () => {
     expect(JSON.parse(renderConfig(c))).toEqual(c);
   });
 
+  it("metrics and logLevel become run's --metrics and --log-level; bad values name the field", () => {
+    const f = "/etc/netfleet/agent.json";
+    expect(runArgs(checkAgentConfig({ ...good, metrics: "0.0.0.0:9471", logLevel: "debug" }, f))).toEqual(["run", "--site", "lab", "--nats", "nats://10.0.0.1:4222,tls://ctl.example:4443", "--metrics", "0.0.0.0:9471", "--log-level", "debug"]);
+    expect(runArgs(checkAgentConfig({ ...good, metrics: "off" }, f))).toContain("off");
+    expect(runArgs(checkAgentConfig({ ...good, metrics: "9480" }, f))).toEqual(expect.arrayContaining(["--metrics", "9480"]));
+    expect(() => checkAgentConfig({ ...good, metrics: "everywhere" }, f)).toThrow(`${f}: metrics: off, PORT or ADDRESS:PORT (e.g. 127.0.0.1:9471)`);
+    expect(() => checkAgentConfig({ ...good, metrics: 9471 }, f)).toThrow(`${f}: metrics: off, PORT or ADDRESS:PORT`);
+    expect(() => checkAgentConfig({ ...good, logLevel: "verbose" }, f)).toThrow(`${f}: logLevel: one of fatal, error, warn, info, debug, trace, silent`);
+  });
+
   it("refuses what it cannot use, naming the file and the field", () => {
     const f = "/etc/netfleet/agent.json";
     expect(() => checkAgentConfig([], f)).toThrow(`${f}: want a JSON object`);

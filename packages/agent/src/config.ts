@@ -1,6 +1,6 @@
 import { readFile, stat } from "node:fs/promises";
 import { z } from "zod";
-import { DNS_LABEL, isNatsUrl, parseJoinToken } from "@netfleet/shared";
+import { DNS_LABEL, isNatsUrl, LOG_LEVELS, parseJoinToken, parseMetricsListen } from "@netfleet/shared";
 
 /** An absolute path of plain names (letters, digits, `_ . @ + -`): what may go into a host's config and the agent's argv. */
 const ABSOLUTE_PATH = /^(?:\/[A-Za-z0-9_.@+-]+)+$/;
@@ -32,6 +32,23 @@ export const AgentConfigSchema = z.strictObject({
   stateDir: absolutePath.optional(),
   /** Default /run/netfleet. */
   runDir: absolutePath.optional(),
+  /**
+   * Where to serve Prometheus metrics: `PORT` (on 127.0.0.1), `ADDRESS:PORT`
+   * or `off`; default 127.0.0.1:9471 (metrics-options.ts). `--metrics` of run.
+   */
+  metrics: z
+    .string({ error: "off, PORT or ADDRESS:PORT" })
+    .refine((text) => {
+      try {
+        parseMetricsListen(text);
+        return true;
+      } catch {
+        return false;
+      }
+    }, "off, PORT or ADDRESS:PORT (e.g. 127.0.0.1:9471)")
+    .optional(),
+  /** fatal, error, warn, info, debug, trace or silent; `--log-level` of run (so it beats NETFLEET_LOG_LEVEL). Default: NETFLEET_LOG_LEVEL, else info. */
+  logLevel: z.enum(LOG_LEVELS, { error: `one of ${LOG_LEVELS.join(", ")}` }).optional(),
 });
 
 /** A valid agent config (AgentConfigSchema). */
@@ -76,6 +93,8 @@ export function runArgs(c: AgentConfig): string[] {
     ...(c.name ? ["--name", c.name] : []),
     ...(c.stateDir ? ["--state-dir", c.stateDir] : []),
     ...(c.runDir ? ["--run-dir", c.runDir] : []),
+    ...(c.metrics ? ["--metrics", c.metrics] : []),
+    ...(c.logLevel ? ["--log-level", c.logLevel] : []),
   ];
 }
 

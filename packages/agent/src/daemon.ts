@@ -2,6 +2,7 @@ import { execa, type ResultPromise } from "execa";
 import type { HostAssignment, ResourceSpec } from "@netfleet/shared";
 import { reconcile, summarize } from "./engine.ts";
 import type { Runner } from "./exec/runner.ts";
+import type { AgentMetrics } from "./metrics.ts";
 import type { ResourceResult } from "./resources/types.ts";
 import { DnsmasqWatch } from "./gateway/dnsmasq-watch.ts";
 import type { Toolbox } from "./tools.ts";
@@ -17,6 +18,8 @@ export interface DaemonOptions {
   /** Follow OVS Interface changes and libvirt domain events. */
   watchEvents: boolean;
   log: (event: Record<string, unknown>) => void;
+  /** Each pass's duration and failures are counted here (metrics.ts). */
+  metrics?: AgentMetrics;
   /**
    * Controller addresses (IPv4): the management guard also refuses to enslave
    * the link of the route towards them (fleet mode: its NATS servers).
@@ -106,14 +109,19 @@ export class AgentDaemon {
       this.lastResults = this.lastResults.map((r) => byId.get(r.id) ?? r);
     }
     const summary = summarize(results);
-    if (kind === "full" || summary.changed > 0 || summary.failed > 0) {
+    const ms = performance.now() - started;
+    this.options.metrics?.pass(kind, ms / 1000, summary.failed);
+    if (kind !== "full" && summary.changed === 0 && summary.failed === 0) {
+      // A quiet partial pass (every --flow-interval): only at debug.
+      this.options.log({ event: "reconcile", level: "debug", pass: kind, host: this.assignment.host, hash: this.assignment.hash, ...summary, ms: Math.round(ms) });
+    } else {
       this.options.log({
         event: "reconcile",
         pass: kind,
         host: this.assignment.host,
         hash: this.assignment.hash,
         ...summary,
-        ms: Math.round(performance.now() - started),
+        ms: Math.round(ms),
         // A VM starting or stopping (or a lease) is lifecycle, not drift: not corrective.
         ...(results.some((r) => r.changed && !r.lifecycle) ? { corrective: results.filter((r) => r.changed && !r.lifecycle).map((r) => r.id) } : {}),
         ...(results.some((r) => r.changed && r.lifecycle) ? { lifecycle: results.filter((r) => r.changed && r.lifecycle).map((r) => r.id) } : {}),

@@ -1,7 +1,11 @@
+import { createEventLog, formatMetricsListen, LogLevelError, MetricsServer, resolveLogLevel, type LogLevel, type MetricsListen } from "@netfleet/shared";
 import { ExecaRunner } from "./exec/runner.ts";
 import { stopSignal } from "./file-mode.ts";
+import { AgentMetrics } from "./metrics.ts";
+import type { NatsAgentOptions } from "./nats-agent.ts";
 import { SystemdReadiness } from "./systemd.ts";
 import type { Toolbox } from "./tools.ts";
+import { AGENT_VERSION } from "./version.ts";
 
 /** `netfleet-agent run --site --nats --token-file`: checked settings of the fleet agent. */
 export interface FleetSettings {
@@ -17,15 +21,37 @@ export interface FleetSettings {
   confirmDeadlineMs: number;
   heartbeatMs: number;
   watchEvents: boolean;
+  /** Where GET /metrics is served (metrics.ts); undefined: no listener (`--metrics off`). */
+  metrics?: MetricsListen;
+  /** `--log-level` (agent.json's logLevel arrives as it); else NETFLEET_LOG_LEVEL, else info (resolveLogLevel). */
+  logLevel?: LogLevel;
+  /** Tests and benchmarks: a simulated host (runner, facts) and shorter timers; a real agent leaves it out. */
+  overrides?: Partial<Pick<NatsAgentOptions, "runner" | "gatherFacts" | "enrollRetryMs" | "reconnectTimeWaitMs" | "resyncMs">>;
 }
 
 /**
  * The fleet agent, until SIGTERM/SIGINT (runUntilStopped: it stops within
- * 10 s in every state, NATS reachable or not): logs JSON lines; exit code 1
- * when it could not start, else 0.
+ * 10 s in every state, NATS reachable or not): logs JSON lines with levels
+ * on stdout (createEventLog; journald keeps them under systemd) and serves
+ * Prometheus metrics on `s.metrics` (AgentMetrics). Exit code 1 when it
+ * could not start, 2 when NETFLEET_LOG_LEVEL holds no level (one line on
+ * stderr), else 0.
+ *
+ * A metrics listener that cannot listen (address in use, not an address of
+ * this host) is logged as `metrics-unavailable` (level error) and the agent
+ * runs on without it: keeping the host's network converged matters more
+ * than its counters.
  */
 export async function runFleetAgent(s: FleetSettings): Promise<number> {
-  const print = (event: Record<string, unknown>) => process.stdout.write(JSON.stringify({ ts: new Date().toISOString(), ...event }) + "\n");
+  let level: LogLevel;
+  try {
+    level = resolveLogLevel({ flag: s.logLevel });
+  } catch (err) {
+    if (!(err instanceof LogLevelError)) throw err;
+    process.stderr.write(`netfleet-agent run: ${err.message}\n`);
+    return 2;
+  }
+  const print = createEventLog({ level });
   // Ready for systemd (and so for libvirtd's guests, ordered after us) once the VM port rules of
   // the checkpointed assignment are in; with no checkpoint there is nothing of ours to protect yet.
   // Only OVS is needed for that: virsh here would wait for libvirtd, which waits for us.
@@ -38,13 +64,16 @@ export async function runFleetAgent(s: FleetSettings): Promise<number> {
   const { NatsAgent } = await import("./nats-agent.ts");
   const { AgentState } = await import("./fleet/state.ts");
   if ((await new AgentState(s.stateDir).checkpoint().catch(() => ({ current: undefined }))).current === undefined) readiness.ready("no checkpoint");
+  const { runner, ...tuning } = s.overrides ?? {};
+  const metrics = new AgentMetrics({ version: AGENT_VERSION });
+  const server = s.metrics ? await startMetrics(s.metrics, metrics, log) : undefined;
   const agent = new NatsAgent({
     site: s.site,
     servers: s.servers,
     enrollment: s.enrollment,
     ...(s.name ? { name: s.name } : {}),
     stateDir: s.stateDir,
-    runner: new ExecaRunner(),
+    runner: runner ?? new ExecaRunner(),
     tools: s.tools,
     intervalMs: s.intervalMs,
     flowIntervalMs: s.flowIntervalMs,
@@ -52,9 +81,40 @@ export async function runFleetAgent(s: FleetSettings): Promise<number> {
     heartbeatMs: s.heartbeatMs,
     watchEvents: s.watchEvents,
     log,
+    metrics,
+    ...tuning,
   });
   log({ event: "start", site: s.site, name: s.name, servers: s.servers, pid: process.pid });
-  return runUntilStopped(agent, log);
+  log({
+    event: "settings",
+    level: "debug",
+    stateDir: s.stateDir,
+    runDir: s.tools.runDir,
+    intervalMs: s.intervalMs,
+    flowIntervalMs: s.flowIntervalMs,
+    confirmDeadlineMs: s.confirmDeadlineMs,
+    heartbeatMs: s.heartbeatMs,
+    watchEvents: s.watchEvents,
+    metrics: s.metrics ? formatMetricsListen(s.metrics) : "off",
+    logLevel: level,
+  });
+  try {
+    return await runUntilStopped(agent, log);
+  } finally {
+    await server?.close();
+  }
+}
+
+/** The /metrics listener, or undefined (logged `metrics-unavailable`) when it cannot listen. */
+async function startMetrics(listen: MetricsListen, metrics: AgentMetrics, log: (event: Record<string, unknown>) => void): Promise<MetricsServer | undefined> {
+  try {
+    const server = await MetricsServer.start(listen, () => metrics.page());
+    log({ event: "metrics-listening", url: `http://${formatMetricsListen(server.address)}/metrics` });
+    return server;
+  } catch (err) {
+    log({ event: "metrics-unavailable", error: (err as Error).message });
+    return undefined;
+  }
 }
 
 /** How long stopping may take before the process exits anyway (ms): under the 10 s a stop is allowed, with room for Node's exit. */

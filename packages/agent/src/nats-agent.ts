@@ -13,6 +13,7 @@ import { AgentState } from "./fleet/state.ts";
 import { AuditCollector, auditSources } from "./gateway/audit-collector.ts";
 import { LeaseFollower } from "./gateway/lease-follower.ts";
 import { LeasePublisher } from "./gateway/lease-publisher.ts";
+import { meteredRunner, type AgentMetrics } from "./metrics.ts";
 import { AGENT_VERSION } from "./version.ts";
 
 /** The fleet agent's settings: how it joins, what it drives, and its timings. */
@@ -47,6 +48,11 @@ export interface NatsAgentOptions {
   /** How often a backend reads its dnsmasq lease files, ms (default 500). */
   leasePollMs?: number;
   log?: (event: Record<string, unknown>) => void;
+  /**
+   * Prometheus metrics (metrics.ts): every command the runner runs, each
+   * reconcile pass, drift repairs, NATS reconnects. Without it nothing is counted.
+   */
+  metrics?: AgentMetrics;
 }
 
 /**
@@ -84,10 +90,12 @@ export class NatsAgent {
   private stopped = false;
   private lastFailedSignature = "";
   private lastWarningSignature = "";
+  private connections = 0;
 
   constructor(options: NatsAgentOptions) {
-    this.options = options;
     this.log = options.log ?? (() => {});
+    // Every command (daemon passes, check mode, the empty-host restore) goes through the one metered runner.
+    this.options = options.metrics ? { ...options, runner: meteredRunner(options.runner, options.metrics, this.log) } : options;
     const memberOptions: FleetMemberOptions = {
       site: options.site,
       ...(options.name ? { hostname: options.name } : {}),
@@ -108,6 +116,9 @@ export class NatsAgent {
       ...(options.reconnectTimeWaitMs !== undefined ? { reconnectTimeWaitMs: options.reconnectTimeWaitMs } : {}),
       ...(options.reconnectMaxMs !== undefined ? { reconnectMaxMs: options.reconnectMaxMs } : {}),
       onConnection: (nc, fresh) => {
+        // fresh=false: nats.js reconnected this connection; fresh after the first: a new one replaced a closed one.
+        if (!fresh || this.connections > 0) options.metrics?.reconnects.inc();
+        this.connections++;
         this.audit.attach(nc);
         this.leasePublisher.attach(nc, fresh);
         this.leaseFollower.attach(nc, fresh);
@@ -192,6 +203,7 @@ export class NatsAgent {
       watchEvents: o.watchEvents ?? true,
       controllers: this.controllers(),
       log: (event) => this.onDaemonEvent(event),
+      ...(o.metrics ? { metrics: o.metrics } : {}),
     });
     this.applying++;
     try {
@@ -264,7 +276,8 @@ export class NatsAgent {
    */
   private onDaemonEvent(event: Record<string, unknown>): void {
     this.log(event);
-    if (event.event !== "reconcile" || this.applying > 0 || this.stopped || !this.daemon) return;
+    // A quiet partial pass (logged at debug) changed and failed nothing: nothing to report.
+    if (event.event !== "reconcile" || event.level === "debug" || this.applying > 0 || this.stopped || !this.daemon) return;
     const corrective = Array.isArray(event.corrective) ? (event.corrective as string[]) : [];
     const pass = passResult(this.daemon.lastResults);
     const signature = failedSignature(pass);
@@ -277,6 +290,7 @@ export class NatsAgent {
     const ids = new Set(corrective);
     const correctiveChanges = this.daemon.lastResults.filter((r) => ids.has(r.id)).map((r) => correctiveChange(r, at));
     if (corrective.length > 0) {
+      this.options.metrics?.repaired(corrective);
       this.log({ event: "drift-repaired", corrective });
       this.journal.record(correctiveChanges);
     }

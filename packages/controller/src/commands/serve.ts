@@ -1,8 +1,9 @@
 import { mkdir } from "node:fs/promises";
 import { isIPv6 } from "node:net";
 import { resolve } from "node:path";
-import { isIpv4, isNatsUrl, type Inventory } from "@netfleet/shared";
+import { createEventLog, formatMetricsListen, isIpv4, isNatsUrl, MetricsServer, resolveLogLevel, type Inventory, type LogLevel, type MetricsListen } from "@netfleet/shared";
 import type { ControlPlane } from "../control-plane.ts";
+import { ServeMetrics } from "../metrics.ts";
 import { NatsServer, type NodeExit } from "../nats/server.ts";
 import { diskFullIn, freeBytes, MIN_FREE_BYTES, watchDisk } from "../nats/supervise.ts";
 import { DiskFullError, diskFullError } from "../store/files.ts";
@@ -21,6 +22,10 @@ export interface ServeOptions {
   nodes: 1 | 3;
   /** Use servers someone else runs: no approvals that change NATS users then. */
   external?: string[];
+  /** Serve Prometheus metrics (ServeMetrics) here; undefined: no listener. */
+  metrics?: MetricsListen;
+  /** The log level (`--log-level`); else NETFLEET_LOG_LEVEL, else info (resolveLogLevel). */
+  logLevel?: LogLevel;
 }
 
 /** host:port of the first site.nats URL: where serve's own nats-server listens unless --listen says otherwise. */
@@ -86,12 +91,19 @@ type Stop = { kind: "signal" } | { kind: "nats-exited"; exit: NodeExit } | { kin
  *   2 s to drain, nats-server 4 s after SIGTERM before SIGKILL; past the
  *   deadline the process exits (and the kernel kills the nats-server).
  *
+ * Observability (issue 16): one JSON line per event on `out` with its
+ * level (createEventLog: `{"level":"info","ts":...,"event":...}`), lines
+ * under `o.logLevel` dropped; Prometheus metrics (ServeMetrics: hosts at
+ * the desired revision, failed, reconnects, process) on `o.metrics` from
+ * the ready line on. A metrics address that cannot be listened on is
+ * logged as `metrics-unavailable` and serve runs on without it.
+ *
  * `until` (tests in one process): resolves to stop, instead of signals; no
  * process exit is forced then.
- * @throws StateDirLockedError, NatsServerError, DiskFullError, or Error naming the dead nats-server (exit 1 in the CLI).
+ * @throws StateDirLockedError, NatsServerError, DiskFullError, LogLevelError (NETFLEET_LOG_LEVEL holds no level), or Error naming the dead nats-server (exit 1 in the CLI).
  */
 export async function serveCommand(inventory: Inventory, o: ServeOptions, out: CommandOutput, until?: Promise<void>): Promise<number> {
-  const log = (event: Record<string, unknown>) => out.line(JSON.stringify({ ts: new Date().toISOString(), ...event }));
+  const log = createEventLog({ level: resolveLogLevel({ flag: o.logLevel }), write: (line) => out.line(line) });
   const home = new ControllerHome(o.stateDir);
   const inProcess = until !== undefined;
   let signalled!: () => void;
@@ -111,6 +123,7 @@ export async function serveCommand(inventory: Inventory, o: ServeOptions, out: C
   let server: NatsServer | undefined;
   let cp: ControlPlane | undefined;
   let lock: StateDirLock | undefined;
+  let metricsServer: MetricsServer | undefined;
   let stopWatch = () => {};
   /** A start phase, or the reason to stop serving that came first. */
   const phase = async <T>(p: Promise<T>, during?: Promise<Stop>): Promise<T | Stop> =>
@@ -166,6 +179,7 @@ export async function serveCommand(inventory: Inventory, o: ServeOptions, out: C
     cp = connected.cp;
     const serving = await phase(cp.serve(), exited);
     if (isStop(serving)) return finish(serving);
+    if (o.metrics) metricsServer = await startMetrics(o.metrics, cp, log);
     await home.saveConfig({ site: secrets.site, inventory: resolve(inventory.dir), nats: servers, replicas: o.nodes, pid: process.pid, startedAt: new Date().toISOString() });
     log({ event: "ready", site: secrets.site, nats: servers, stateDir: o.stateDir, joinToken: `netfleet token --state-dir ${o.stateDir}` });
     return finish(await Promise.race([stopAsked, diskFilled, ...(exited ? [exited] : [])]));
@@ -175,6 +189,7 @@ export async function serveCommand(inventory: Inventory, o: ServeOptions, out: C
       process.removeListener("SIGTERM", onSignal);
       process.removeListener("SIGINT", onSignal);
     }
+    await metricsServer?.close();
     await withTimeout(cp?.close() ?? Promise.resolve(), CLOSE_MS, "control plane drain").catch(() => {});
     await server?.stop();
     lock?.release();
@@ -192,5 +207,25 @@ export async function serveCommand(inventory: Inventory, o: ServeOptions, out: C
     const { exit } = stop;
     log({ event: "nats-exited", node: exit.node, pid: exit.pid, code: exit.code, signal: exit.signal, log: exit.error.log });
     throw new Error(`nats-server ${exit.node} ${exit.error.message.split("\n")[0]!.replace(`nats-server ${exit.node}: `, "")}; serve stops (its supervisor starts it again)`);
+  }
+}
+
+/**
+ * serve's /metrics listener on `listen` (its rollout gauges read through
+ * `cp.status()`; reconnects of `cp`'s connection counted), or undefined,
+ * logged `metrics-unavailable`, when it cannot listen.
+ */
+async function startMetrics(listen: MetricsListen, cp: ControlPlane, log: (event: Record<string, unknown>) => void): Promise<MetricsServer | undefined> {
+  const metrics = new ServeMetrics(() => cp.status());
+  void (async () => {
+    for await (const s of cp.nc.status()) if (s.type === "reconnect") metrics.reconnects.inc();
+  })().catch(() => {});
+  try {
+    const server = await MetricsServer.start(listen, () => metrics.page());
+    log({ event: "metrics-listening", url: `http://${formatMetricsListen(server.address)}/metrics` });
+    return server;
+  } catch (err) {
+    log({ event: "metrics-unavailable", error: (err as Error).message });
+    return undefined;
   }
 }
