@@ -14,6 +14,14 @@ import { labHostOf, writeLabState } from "./state.ts";
 import type { Topology, TopoHost } from "./topology.ts";
 import type { LabHost, LabOptions } from "./types.ts";
 
+/**
+ * What the lab passes to every `netfleet rollout` it runs (up's, and
+ * `netfleet-lab rollout`'s): `--yes`. The lab is never a terminal, and
+ * netfleet refuses to publish from anything else without it; running `up`
+ * or `rollout` is the operator's confirmation.
+ */
+export const ROLLOUT_CONFIRM: readonly string[] = ["--yes"];
+
 /** argv of a `netfleet` command run on the lab's controller machine (the switch namespace). */
 export function controllerCommand(t: Topology, o: LabOptions, args: string[]): string[] {
   return netnsExec(t.controller.namespace, [process.execPath, productBin(o, "controller"), ...args, "--state-dir", t.controller.stateDir, "--nats", t.controller.url]);

@@ -4,10 +4,12 @@
  * probe the result (connectivity matrix, crafted-frame attacks). The
  * entry for test/lab, test/bench and test/bootstrap.
  */
-export type { LabGateway, LabHost, LabLag, LabOptions, LabStatus, LabVm } from "./types.ts";
+export type { LabController, LabGateway, LabHost, LabLag, LabOptions, LabStatus, LabVm } from "./types.ts";
 export { labUp } from "./up.ts";
 export { labDown } from "./down.ts";
 export { labStatus } from "./status.ts";
+export { labController, labRollout, LabShapeError, shellLine, type LabRolloutResult } from "./playground.ts";
+export { topologyChanges } from "./topology-diff.ts";
 export { readLabState, type LabState } from "./state.ts";
 export { agentCommand, controllerCommand, labStartAgent, labStopAgent } from "./agents.ts";
 export { labRestartOvs } from "./ovs.ts";

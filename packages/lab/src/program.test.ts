@@ -12,8 +12,9 @@ async function run(argv: string[]) {
   const values: unknown[] = [];
   const out: string[] = [];
   const err: string[] = [];
-  const code = await main(argv, { line: (t) => lines.push(t), json: (v) => values.push(v) }, { out: (t) => out.push(t), err: (t) => err.push(t) });
-  return { code, lines, values, out: out.join(""), err: err.join("") };
+  const errors: string[] = [];
+  const code = await main(argv, { line: (t) => lines.push(t), json: (v) => values.push(v), error: (t) => errors.push(t) }, { out: (t) => out.push(t), err: (t) => err.push(t) });
+  return { code, lines, values, errors, out: out.join(""), err: err.join("") };
 }
 
 describe("netfleet-lab", () => {
@@ -33,6 +34,13 @@ describe("netfleet-lab", () => {
   it("answers --help on every command and --version", async () => {
     for (const c of ["up", "down", "status", "check", "attack"]) expect(await run([c, "--help"])).toMatchObject({ code: 0, out: expect.stringContaining("--inventory <dir>") });
     expect(await run(["--version"])).toMatchObject({ code: 0, out: "0.1.0\n" });
+    expect(await run(["rollout", "--help"])).toMatchObject({ code: 0, out: expect.stringMatching(/Usage: netfleet-lab rollout \[options\] <dir>[\s\S]*--check/) });
+  });
+
+  it("refuses rollout without a site folder (64) and without a lab (one line, nothing run)", async () => {
+    expect(await run(["rollout"])).toMatchObject({ code: 64, err: expect.stringContaining("missing required argument 'dir'") });
+    const runDir = mkdtempSync("/tmp/nfl-");
+    await expect(run(["rollout", "inventories/lab", "--prefix", "zq", "--run-dir", runDir])).rejects.toThrow(`no lab in ${runDir} (run netfleet-lab up --prefix zq)`);
   });
 
   it("reports a lab that was never built as down, exit 1", async () => {

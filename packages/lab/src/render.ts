@@ -16,9 +16,20 @@ export function rowLines(rows: ReportRow[]): string[] {
   return out;
 }
 
-/** `netfleet-lab status` as text: up or down with its problems, then one line per host and per VM. */
+/**
+ * `netfleet-lab status` as text: up or down with its problems, the site it
+ * runs and its controller (state dir, NATS URL, a `netfleet` command line to
+ * append a command to), then one line per host and per VM.
+ */
 export function statusLines(st: LabStatus): string[] {
   const out = [`lab ${st.prefix}: ${st.up ? "up" : "down"}${st.problems?.length ? ` (${st.problems.join("; ")})` : ""}`];
+  if (st.inventoryDir) out.push(`  site       ${st.inventoryDir}`);
+  if (st.controller) {
+    const c = st.controller;
+    out.push(`  controller netns ${c.namespace}, state dir ${c.stateDir}, NATS ${c.nats}`);
+    out.push(`  netfleet   ${c.command}`);
+    out.push(`             (as root; append a command, e.g. status, or rollout DIR --check; netfleet-lab rollout DIR rolls out and checks)`);
+  }
   for (const h of st.hosts) out.push(`  host ${h.name.padEnd(8)} ${h.role.padEnd(8)} netns ${h.namespace} ${h.mgmtAddress ?? ""}`);
   for (const v of st.vms) out.push(`  vm   ${v.name.padEnd(8)} ${v.kind.padEnd(9)} on ${v.host.padEnd(6)} ${v.network.padEnd(8)} ${v.mac} ${v.ip ?? "-"} ${v.namespace || v.state || ""}`);
   return out;

@@ -3,7 +3,7 @@ import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, wr
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { netnsExec, waitFor, type LabExec } from "./exec.ts";
-import { isAlive, pidInNetns, readPidfile } from "./procs.ts";
+import { isAlive, pidInNetns, readPidfile, terminate } from "./procs.ts";
 import type { Topology, TopoVm } from "./topology.ts";
 
 /**
@@ -105,22 +105,32 @@ export async function ensureInet(x: LabExec, t: Topology, upstreamNames: Map<str
   return pids;
 }
 
-/** TCP services inside VMs (the targets of port-forwards). */
+/**
+ * TCP services inside VMs (the targets of port-forwards): one labnet server
+ * per VM that has any, listening on exactly its `services`. A running one
+ * whose endpoints (the last word of its command line) differ, e.g. after
+ * `netfleet-lab rollout` of a site with another port-forward, is stopped
+ * and started anew; one of a VM that has none left is stopped. Returns the
+ * pids of those that run, by `service@<namespace>`.
+ */
 export async function ensureVmServices(x: LabExec, t: Topology): Promise<Record<string, number>> {
   const pids: Record<string, number> = {};
   for (const v of t.vms) {
-    if (v.services.length === 0) continue;
     const pidfile = join(t.runDir, "vms", `${v.name}.service.pid`);
+    const endpoints = v.services.join(",");
     let pid = runningIn(pidfile, LABNET, v.namespace);
-    if (pid === undefined) {
-      pid = startDetached(netnsExec(v.namespace, [process.execPath, LABNET, "serve", v.name, v.services.join(",")]), pidfile, join(t.runDir, "vms", `${v.name}.service.log`));
+    if (pid !== undefined && cmdline(pid).filter(Boolean).at(-1) !== endpoints) {
+      if ((await terminate([pid])).length > 0) throw new Error(`the service of VM ${v.name} (pid ${pid}) survived SIGKILL`);
+      pid = undefined;
     }
+    if (v.services.length === 0) continue;
+    pid ??= startDetached(netnsExec(v.namespace, [process.execPath, LABNET, "serve", v.name, endpoints]), pidfile, join(t.runDir, "vms", `${v.name}.service.log`));
     pids[`service@${v.namespace}`] = pid;
   }
   await waitFor("the VMs' TCP services", 10_000, async () => {
     for (const v of t.vms.filter((vm) => vm.services.length > 0)) {
       const r = await x.probe(["ss", "-N", v.namespace, "-Hltn"]);
-      if (!v.services.every((s) => r.stdout.includes(s.replace(/^0\.0\.0\.0/, "0.0.0.0")))) return false;
+      if (!v.services.every((s) => r.stdout.includes(s))) return false;
     }
     return true;
   });

@@ -13,6 +13,12 @@ export interface LabState {
   topology: Topology;
   /** Daemon pids by role, e.g. `ovs-vswitchd@nf-hosta`, `libvirtd@nf-hosta`. */
   pids: Record<string, number>;
+  /**
+   * The site folder `netfleet-lab rollout` last rolled out (successfully) to
+   * this lab, and when: what `check` and `attack` probe unless told another.
+   * Absent after an `up`, which rolls out its own.
+   */
+  rolledOut?: { dir: string; at: string };
   /** Agent apply results (summary per host) of the last up. */
   agents: Record<string, { exitCode: number; summary?: AgentSummary; wallMs?: number; check?: boolean }>;
   updatedAt: string;

@@ -2,6 +2,7 @@ import { agentDaemonPid, labHost } from "./agents.ts";
 import { LabExec, vsctl } from "./exec.ts";
 import { domainState, libvirtdPid } from "./libvirt.ts";
 import { ovsPids } from "./ovs.ts";
+import { labController } from "./playground.ts";
 import { namespaceExists, pidInNetns } from "./procs.ts";
 import { INET_NAMES, readLease } from "./services.ts";
 import { readLabState, STATE_FILE } from "./state.ts";
@@ -84,7 +85,17 @@ export async function labStatus(o: LabOptions): Promise<LabStatus> {
   const inet = { namespace: t.inet.namespace, backendAddress: t.inet.hostAddress, web: t.inet.web, resolver: t.inet.resolver, names: Object.fromEntries(INET_NAMES) };
   const gateways = await gatewaysOf(x, t, problems);
   const lags = ovsUp.get(t.switchNs) ? await lagsOf(x, t, problems) : [];
-  const status: LabStatus = { up: problems.length === 0, ...base, hosts: t.hosts.map(labHost), vms: [...vms, ...domains], inet, gateways, ...(lags.length > 0 ? { lags } : {}) };
+  const status: LabStatus = {
+    up: problems.length === 0,
+    ...base,
+    hosts: t.hosts.map(labHost),
+    vms: [...vms, ...domains],
+    inet,
+    gateways,
+    ...(lags.length > 0 ? { lags } : {}),
+    controller: labController(t, o),
+    inventoryDir: state.rolledOut?.dir ?? state.inventoryDir,
+  };
   if (problems.length > 0) status.problems = problems;
   return status;
 }

@@ -24,7 +24,11 @@ export interface Topology {
   prefix: string;
   runDir: string;
   site: string;
-  /** Hash of everything below: a lab built from a different topology is torn down first. */
+  /**
+   * Hash of everything below except the VMs' TCP services (processes the lab
+   * restarts at will, not parts it builds): a lab built from a different
+   * topology is torn down first, and `netfleet-lab rollout` refuses a site of another one.
+   */
   fingerprint: string;
   switchNs: string;
   switchBridge: string;
@@ -269,7 +273,7 @@ export function buildTopology(inventory: Inventory, o: LabOptions): Topology {
         ...(vm.ip ? { ip: vm.ip } : {}),
         gateway: n.gateway,
         leaseFile: join(runDir, "vms", `${vm.name}.lease.json`),
-        services: n.port_forwards.filter((pf) => pf.vm === vm.name && pf.proto === "tcp").map((pf) => `0.0.0.0:${pf.port}`),
+        services: [...new Set(n.port_forwards.filter((pf) => pf.vm === vm.name && pf.proto === "tcp").map((pf) => `0.0.0.0:${pf.port}`))],
       });
     }
   }
@@ -367,7 +371,12 @@ export function buildTopology(inventory: Inventory, o: LabOptions): Topology {
     namespaces,
   };
   checkSocketPaths(topo);
-  const fingerprint = createHash("sha256").update(JSON.stringify(topo)).digest("hex").slice(0, 16);
-  return { ...topo, fingerprint };
+  return { ...topo, fingerprint: topologyFingerprint(topo) };
+}
+
+/** The fingerprint of a topology (see Topology.fingerprint): sha256 of its JSON without the VMs' services, 16 hex digits. */
+function topologyFingerprint(t: Omit<Topology, "fingerprint">): string {
+  const shape = { ...t, vms: t.vms.map(({ services: _, ...vm }) => vm) };
+  return createHash("sha256").update(JSON.stringify(shape)).digest("hex").slice(0, 16);
 }
 

@@ -39,8 +39,29 @@ export interface LabStatus {
    * absent when the lab has none.
    */
   lags?: LabLag[];
+  /** The lab's controller and how to use `netfleet` against it (absent when the lab was never built). */
+  controller?: LabController;
+  /** The site folder the lab runs: the one `up` built, or the one `netfleet-lab rollout` last rolled out. */
+  inventoryDir?: string;
   /** What is missing or dead when `up` is false. */
   problems?: string[];
+}
+
+/**
+ * The lab's controller machine (`netfleet serve` and its nats-server in the
+ * switch namespace) and a `netfleet` command line that reaches it: run as
+ * root, append a command (`status`, `rollout DIR --check`, ...).
+ */
+export interface LabController {
+  namespace: string;
+  /** The controller's state dir (secrets, credentials, serve's recorded NATS URLs). */
+  stateDir: string;
+  /** The NATS URL serve listens on, reachable from inside `namespace`. */
+  nats: string;
+  /** argv prefix of `netfleet` against this lab: `ip netns exec <ns> env NETFLEET_STATE_DIR=<dir> <node> <netfleet bin>`. */
+  argv: string[];
+  /** The same as one line a POSIX shell reads back as `argv`. */
+  command: string;
 }
 
 /** A host of a running lab: its namespace, management address, OVS database socket and run dir, and libvirt URI (VM hosts). */

@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { compileSite } from "@netfleet/controller";
 import { loadInventory, type HostAssignment, type Inventory } from "@netfleet/shared";
-import { agentDaemonPid, controllerCommand, controllerHostToken, ensureController, fleetAtAssignments, startAgentDaemon, writeJoinToken } from "./agents.ts";
+import { agentDaemonPid, controllerCommand, ROLLOUT_CONFIRM, controllerHostToken, ensureController, fleetAtAssignments, startAgentDaemon, writeJoinToken } from "./agents.ts";
 import { converge, converged } from "./converge.ts";
 import { labDown } from "./down.ts";
 import { LabExec, vsctl, waitFor } from "./exec.ts";
@@ -220,7 +220,7 @@ async function fleetRollout(up: Up): Promise<void> {
   if (await fleetAtAssignments(x, topo, o, up.assignments)) {
     step("rollout: nothing to do (every host applied its current assignment, no drift)");
   } else {
-    const rollout = await new LabExec(600_000).probe(controllerCommand(topo, o, ["rollout", o.inventoryDir]));
+    const rollout = await new LabExec(600_000).probe(controllerCommand(topo, o, ["rollout", o.inventoryDir, ...ROLLOUT_CONFIRM]));
     for (const line of rollout.stdout.trimEnd().split("\n")) if (line) up.log(`  ${line}`);
     if (rollout.exitCode !== 0) throw new Error(`netfleet rollout ${o.inventoryDir} exited ${rollout.exitCode}${rollout.stderr.trim() ? `: ${rollout.stderr.trim()}` : ""}`);
     step("rollout done");
