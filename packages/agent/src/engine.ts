@@ -3,6 +3,7 @@ import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { dirname } from "node:path";
 import { displayCommand, type Builtin, type Runner } from "./exec/runner.ts";
 import { handlerFor } from "./resources/index.ts";
+import { hostChangedComment, observedHash } from "./resources/observed-hash.ts";
 import type { HostAccess, ObserveContext, PlanContext, ResourcePlan, ResourceResult } from "./resources/types.ts";
 import type { Toolbox } from "./tools.ts";
 import { disruptionRefusal, disruptions } from "./resources/management-disruption.ts";
@@ -35,6 +36,21 @@ export interface ReconcileOptions {
   controllers?: readonly string[];
   /** The management move's lockout check (attempts, about 1 s each; default 10). */
   lockout?: LockoutCheckOptions;
+  /**
+   * The observed-state hash a plan was made against (a check pass's
+   * `observed`, see observedHash): when the host's differs, nothing runs
+   * and the pass is one failed result `plan` whose comment says "host
+   * changed since the plan (observed X, plan made against Y)".
+   */
+  expectObserved?: string;
+  /** Told the pass's observed-state hash once every resource was observed, before anything runs. */
+  onObserved?: (observed: string) => void;
+}
+
+/** A pass's results and the hash of what it observed before it ran anything (observedHash: sha256 hex). */
+export interface PassOutcome {
+  results: ResourceResult[];
+  observed: string;
 }
 
 const missingAsUndefined = (err: NodeJS.ErrnoException): undefined => {
@@ -80,6 +96,15 @@ class ObservationCache {
  * resource does not stop the others; each gets its own result.
  */
 export async function reconcile(resources: readonly ResourceSpec[], options: ReconcileOptions): Promise<ResourceResult[]> {
+  return (await reconcilePass(resources, options)).results;
+}
+
+/**
+ * reconcile, with the hash of the observation every resource was planned
+ * on (the observed-state hash a plan file records; with
+ * `options.expectObserved` the pass runs only when it is still the same).
+ */
+export async function reconcilePass(resources: readonly ResourceSpec[], options: ReconcileOptions): Promise<PassOutcome> {
   const cache = new ObservationCache(options.runner);
   const host = options.host ?? localHost;
   const ctx: ObserveContext = {
@@ -91,7 +116,8 @@ export async function reconcile(resources: readonly ResourceSpec[], options: Rec
     processArgv: (pid) => host.processArgv(pid),
   };
   const results: ResourceResult[] = [];
-  const guard = await managementGuard(resources, options, ctx);
+  // A move record left by a crash is settled before anything is observed (it is not the plan's doing).
+  if (!options.check) await settleLeftMoves(options);
   // Every resource is observed at once up front (reads only, shared through the cache): on a
   // converged host that is the whole pass. Once something was applied, later resources are
   // observed again, as what they saw may have changed, unless their handler says the applied
@@ -101,6 +127,13 @@ export async function reconcile(resources: readonly ResourceSpec[], options: Rec
     p.catch(() => undefined); // awaited below, in order
     return p;
   });
+  const observed = observedHash(resources, await Promise.allSettled(early));
+  options.onObserved?.(observed);
+  if (options.expectObserved !== undefined && options.expectObserved !== observed) {
+    const comment = hostChangedComment(observed, options.expectObserved);
+    return { observed, results: [{ id: "plan", result: false, changed: false, changes: {}, commands: [], comment, durationMs: 0 }] };
+  }
+  const guard = await managementGuard(resources, options, ctx);
   const appliedSpecs: ResourceSpec[] = [];
   for (const [i, spec] of resources.entries()) {
     const started = performance.now();
@@ -122,6 +155,7 @@ export async function reconcile(resources: readonly ResourceSpec[], options: Rec
       const plan = handler.plan(spec, observed, ctx);
       result.changes = plan.changes;
       result.commands = plan.commands.map(displayCommand);
+      if (plan.diff) result.diff = plan.diff;
       // The management guard, second half: a plan that takes down, releases the members of,
       // changes the mode of or deletes a link holding the management path does not run.
       const refusal = plan.blocked ? undefined : await disruptionGuard(plan, options, ctx, guard?.moves.get(id)?.member);
@@ -155,7 +189,7 @@ export async function reconcile(resources: readonly ResourceSpec[], options: Rec
     results.push(result);
   }
   if (guard && guard.moves.size > 0 && !options.check) await settleAfterPass(guard, results, options);
-  return results;
+  return { results, observed };
 }
 
 /** The result of a plan that is not applied: refused (false), nothing to do (true) or would change (null). */
@@ -175,22 +209,23 @@ export function planAbsent(resources: readonly ResourceSpec[], ctx: PlanContext)
   return resources.map((spec) => {
     const handler = handlerFor(spec);
     const plan = handler.plan(spec, handler.absent(spec), ctx);
-    return { id: resourceId(spec), changed: false, changes: plan.changes, commands: plan.commands.map(displayCommand), durationMs: 0, ...unapplied(plan) };
+    return { id: resourceId(spec), changed: false, changes: plan.changes, commands: plan.commands.map(displayCommand), durationMs: 0, ...(plan.diff ? { diff: plan.diff } : {}), ...unapplied(plan) };
   });
 }
 
+/** A move record left by a crash: probed through the bond, undone if the path is dead (before anything else of an apply). */
+async function settleLeftMoves(options: ReconcileOptions): Promise<void> {
+  const left = await readMoveRecord(options.tools);
+  if (left && left.length > 0) await settleMoves(left, options.runner, options.tools, options.lockout);
+}
+
 /**
- * Before any command of the pass: a move record left by a crash is settled
- * first (probe through the bond; undone if the path is dead), then the
- * guard decides what may not run and which bonds move the management
- * address, and the moves are recorded in the state dir. Nothing is read
- * of the host when no resource enslaves a link.
+ * Before any command of the pass (a move left by a crash already
+ * settled): the guard decides what may not run and which bonds move the
+ * management address, and the moves are recorded in the state dir.
+ * Nothing is read of the host when no resource enslaves a link.
  */
 async function managementGuard(resources: readonly ResourceSpec[], options: ReconcileOptions, ctx: ObserveContext): Promise<GuardDecision | undefined> {
-  if (!options.check) {
-    const left = await readMoveRecord(options.tools);
-    if (left && left.length > 0) await settleMoves(left, options.runner, options.tools, options.lockout);
-  }
   if (!resources.some(enslavesLink)) return undefined;
   let view;
   try {

@@ -1,5 +1,5 @@
 import { basename } from "node:path";
-import type { DnsmasqSpec } from "@netfleet/shared";
+import { changedLines, unifiedDiff, type DnsmasqSpec } from "@netfleet/shared";
 import { mutate, removeFileStep, waitExitStep, writeFileStep, type Command } from "../exec/runner.ts";
 import { dnsmasqConf, dnsmasqFiles, dnsmasqHosts, dnsmasqUser, type DnsmasqFiles, type DnsmasqUser } from "./dnsmasq-conf.ts";
 import type { Changes, PlanContext, ResourceHandler, ResourcePlan } from "./types.ts";
@@ -122,6 +122,8 @@ export const dnsmasq: ResourceHandler<DnsmasqSpec, DnsmasqObservation> = {
   },
   // No config, pid or lease file, and no service account to read (/etc/passwd unknown): as root.
   absent: () => ({}),
+  // A restarted dnsmasq has another pid: whether ours runs is what a plan depends on.
+  stable: ({ pid, ...rest }) => ({ ...rest, running: pid !== undefined }),
   plan(spec, obs, ctx): ResourcePlan {
     const f = specFiles(spec, ctx);
     const account = obs.account ?? { user: "root", group: "root" };
@@ -131,8 +133,10 @@ export const dnsmasq: ResourceHandler<DnsmasqSpec, DnsmasqObservation> = {
     const commands: Command[] = [];
     const confChanged = obs.conf !== conf;
     const hostsChanged = obs.hosts !== hosts;
+    // The files' diffs (live → desired); `changes` carries the lines only one side has.
+    const diff = unifiedDiff(obs.conf, conf, { before: `live: ${f.conf}`, after: `desired: ${f.conf}` }) + unifiedDiff(obs.hosts, hosts, { before: `live: ${f.hosts}`, after: `desired: ${f.hosts}` });
     if (confChanged) {
-      changes.config = { old: obs.conf === undefined ? null : "differs", new: f.conf };
+      changes.config = obs.conf === undefined ? { old: null, new: conf.trim().split("\n").filter(Boolean) } : changedLines(obs.conf, conf);
       commands.push(writeFileStep(f.conf, conf));
     }
     if (hostsChanged) {
@@ -150,6 +154,7 @@ export const dnsmasq: ResourceHandler<DnsmasqSpec, DnsmasqObservation> = {
       commands.push(mutate(["kill", "-HUP", String(obs.pid)]));
     }
     const plan: ResourcePlan = { changes, commands };
+    if (diff) plan.diff = diff;
     if (account.user === "root" && commands.length > 0) plan.comment = "no dnsmasq or nobody account on this host: dnsmasq runs as root";
     return plan;
   },

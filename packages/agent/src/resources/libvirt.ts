@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { XMLBuilder, XMLParser } from "fast-xml-parser";
-import { ParseError, type LibvirtNetworkSpec } from "@netfleet/shared";
+import { ParseError, unifiedDiff, type LibvirtNetworkSpec } from "@netfleet/shared";
 import { mutate, writeFileStep, type Command } from "../exec/runner.ts";
 import type { Changes, ObserveContext, PlanContext, ResourceHandler } from "./types.ts";
 
@@ -26,6 +26,8 @@ export interface LibvirtNetworkState {
 export interface LibvirtObservation {
   exists: boolean;
   state?: LibvirtNetworkState;
+  /** The definition as `virsh net-dumpxml --inactive` printed it (the diff's live side). */
+  xml?: string;
 }
 
 const parser = new XMLParser({
@@ -143,6 +145,49 @@ export function networkXml(spec: LibvirtNetworkSpec, owner: string, uuid?: strin
 }
 
 /**
+ * An XML document in the form networkXml writes (parsed and built again:
+ * double quotes, two-space indent, empty elements closed), so that a diff
+ * of libvirt's output against ours shows content, not quoting.
+ * @throws ParseError when `xml` is not XML.
+ */
+export function canonicalXml(xml: string): string {
+  try {
+    return builder.build(parser.parse(xml)) as string;
+  } catch (err) {
+    throw new ParseError("virsh net-dumpxml", (err as Error).message, { cause: err });
+  }
+}
+
+/** The network's definition as libvirt has it, canonical; rebuilt from the parsed state when the raw XML is not at hand. */
+function liveXml(observed: LibvirtObservation): string | undefined {
+  if (!observed.exists || !observed.state) return undefined;
+  if (observed.xml !== undefined) return canonicalXml(observed.xml);
+  const s = observed.state;
+  return builder.build({
+    network: {
+      name: s.name,
+      ...(s.uuid ? { uuid: s.uuid } : {}),
+      ...(s.owner !== undefined ? { metadata: { "nf:owner": { "@xmlns:nf": OWNER_XMLNS, "#text": s.owner } } } : {}),
+      ...(s.forwardMode ? { forward: { "@mode": s.forwardMode } } : {}),
+      ...(s.bridge ? { bridge: { "@name": s.bridge } } : {}),
+      ...(s.virtualport ? { virtualport: { "@type": s.virtualport } } : {}),
+      portgroup: s.portgroups.map((pg) => ({
+        "@name": pg.name,
+        ...(pg.default ? { "@default": "yes" } : {}),
+        ...(pg.profileId === undefined ? {} : { virtualport: { "@type": "openvswitch", parameters: { "@profileid": pg.profileId } } }),
+        ...(pg.vlan === undefined ? {} : { vlan: { tag: [{ "@id": pg.vlan }] } }),
+      })),
+    },
+  }) as string;
+}
+
+/** The diff of a (re)definition: libvirt's definition → the one the plan defines. */
+function defineDiff(spec: LibvirtNetworkSpec, observed: LibvirtObservation, owner: string): string {
+  const name = spec.name;
+  return unifiedDiff(liveXml(observed), networkXml(spec, owner, observed.state?.uuid), { before: `live: virsh net-dumpxml --inactive ${name}`, after: `desired: network ${name}` });
+}
+
+/**
  * Where the agent writes the XML it defines. `virsh net-define` takes a file:
  * `/dev/stdin` only works when stdin is a file or a pipe virsh can reopen,
  * and under execa it is a socket ("No such device or address"). The file is
@@ -173,7 +218,7 @@ export const libvirtNetwork: ResourceHandler<LibvirtNetworkSpec, LibvirtObservat
     const info = (await observeNetworks(ctx)).get(spec.name);
     if (!info) return { exists: false };
     const xml = await ctx.read(ctx.tools.virsh("net-dumpxml", "--inactive", spec.name));
-    return { exists: true, state: { ...parseNetworkXml(xml.stdout), ...info } };
+    return { exists: true, state: { ...parseNetworkXml(xml.stdout), ...info }, xml: xml.stdout };
   },
   absent: () => ({ exists: false }),
   plan(spec, observed, ctx) {
@@ -185,7 +230,7 @@ export const libvirtNetwork: ResourceHandler<LibvirtNetworkSpec, LibvirtObservat
       changes.present = { old: false, new: true };
       commands.push(...defineCommands(spec, ctx));
       commands.push(mutate(v("net-autostart", spec.name)), mutate(v("net-start", spec.name)));
-      return { changes, commands };
+      return { changes, commands, diff: defineDiff(spec, observed, ctx.owner) };
     }
     if (state.owner !== ctx.owner) {
       return {
@@ -214,6 +259,7 @@ export const libvirtNetwork: ResourceHandler<LibvirtNetworkSpec, LibvirtObservat
       changes.active = { old: false, new: true };
       commands.push(mutate(v("net-start", spec.name)));
     }
-    return { changes, commands };
+    const diff = redefine ? defineDiff(spec, observed, ctx.owner) : "";
+    return diff ? { changes, commands, diff } : { changes, commands };
   },
 };

@@ -1,4 +1,4 @@
-import type { NftTableSpec } from "@netfleet/shared";
+import { unifiedDiff, type NftTableSpec } from "@netfleet/shared";
 import { ExecError, mutate } from "../exec/runner.ts";
 import { foreignDrops } from "./nft-foreign.ts";
 import { emptyElements, normaliseListing, parseExternalSubnets, parseNftJson } from "./nft-live.ts";
@@ -141,6 +141,43 @@ export function listingDiff(live: readonly string[], want: readonly string[]): {
   return out;
 }
 
+/**
+ * Normalised listing lines (normaliseListing) back in the form `nft list
+ * table` prints: `table inet netfleet {`, each block indented with its
+ * statements, `}`. Both sides of a diff go through it, so the diff shows
+ * only what normaliseListing compares (no counter values, no handles,
+ * anonymous sets in one order; set elements are compared apart).
+ */
+export function listingText(lines: readonly string[]): string {
+  if (lines.length === 0) return "";
+  const out = ["table inet netfleet {"];
+  let open: string | undefined;
+  for (const l of lines) {
+    const at = l.indexOf(": ");
+    const block = l.slice(0, at);
+    const rest = l.slice(at + 2);
+    if (block !== open && open !== undefined && open !== "table") out.push("\t}");
+    if (rest === "{" && block !== "table") {
+      out.push(`\t${block} {`);
+      open = block;
+      continue;
+    }
+    open = block;
+    out.push(block === "table" ? `\t${rest}` : `\t\t${rest}`);
+  }
+  if (open !== undefined && open !== "table") out.push("\t}");
+  out.push("}");
+  return out.join("\n") + "\n";
+}
+
+/** The labels of the nft ruleset's diff. */
+const NFT_DIFF = { before: "live: nft list table inet netfleet", after: "desired: table inet netfleet" };
+
+/** The static sets' elements as lines `set <name>: <element>`, for the elements' diff. */
+function elementLines(elements: Record<StaticSet, readonly string[]>): string {
+  return STATIC_SETS.flatMap((set) => [...elements[set]].sort().map((e) => `set ${set}: ${e}\n`)).join("");
+}
+
 function notes(obs: NftObservation): string | undefined {
   const n = [...obs.foreign];
   for (const ext of obs.missingExternal) n.push(`warning: external interface ${ext} does not exist (its subnet is not in the deny lists)`);
@@ -163,14 +200,17 @@ export const nftTable: ResourceHandler<NftTableSpec, NftObservation> = {
     const withComment = (p: ResourcePlan): ResourcePlan => (comment ? { ...p, comment } : p);
     const carried = Object.fromEntries(spec.dnsSets.map((s) => [s, obs.dynamic[s] ?? []]));
     const replace = () => mutate(["nft", "-f", "-"], nftRuleset(spec, live, carried).text);
+    const wanted = nftDesiredElements(spec);
+    const setsDiff = unifiedDiff(elementLines(obs.elements), elementLines(wanted), { before: "live: static set elements", after: "desired: static set elements" });
     if (!obs.exists) {
-      return withComment({ changes: { table: { old: null, new: `inet netfleet structure=${hash}` } }, commands: [replace()] });
+      const diff = unifiedDiff(undefined, listingText(want), NFT_DIFF) + setsDiff;
+      return withComment({ changes: { table: { old: null, new: `inet netfleet (${want.length} lines, mark structure=${hash})` } }, commands: [replace()], diff });
     }
     if (JSON.stringify(obs.lines) !== JSON.stringify(want)) {
       const d = listingDiff(obs.lines, want);
-      return withComment({ changes: { ruleset: { old: d.old, new: d.new } }, commands: [replace()] });
+      const diff = unifiedDiff(listingText(obs.lines), listingText(want), NFT_DIFF) + setsDiff;
+      return withComment({ changes: { ruleset: { old: d.old, new: d.new }, ...setChanges(obs.elements, wanted) }, commands: [replace()], diff });
     }
-    const wanted = nftDesiredElements(spec);
     const changes: Changes = {};
     const lines: string[] = [];
     for (const set of STATIC_SETS) {
@@ -184,7 +224,18 @@ export const nftTable: ResourceHandler<NftTableSpec, NftObservation> = {
     }
     if (!lines.length) return withComment({ changes: {}, commands: [] });
     // Only the allow lists changed: edit the sets in one transaction, rules untouched.
-    return withComment({ changes, commands: [mutate(["nft", "-f", "-"], lines.join("\n") + "\n")] });
+    return withComment({ changes, commands: [mutate(["nft", "-f", "-"], lines.join("\n") + "\n")], diff: setsDiff });
   },
+  // Name-set elements (dnsmasq and `update` add them, they expire) are not the plan's; the rest is.
+  stable: (obs) => ({ ...obs, dynamic: Object.keys(obs.dynamic).sort() }),
 };
+
+/** The static sets whose elements differ, as `{ old, new }` element lists. */
+function setChanges(have: Record<StaticSet, string[]>, want: Record<StaticSet, string[]>): Changes {
+  const out: Changes = {};
+  for (const set of STATIC_SETS) {
+    if (JSON.stringify([...have[set]].sort()) !== JSON.stringify([...want[set]].sort())) out[set] = { old: have[set], new: want[set] };
+  }
+  return out;
+}
 

@@ -19,6 +19,13 @@ export interface ResourcePlan {
    * reported as corrective.
    */
   lifecycle?: boolean;
+  /**
+   * For a resource made of text (the nft ruleset, dnsmasq's files, libvirt
+   * network XML, a bridge's OpenFlow rules per VM port): the unified diff
+   * from what the host has to what the plan makes (`--- live`, `+++
+   * desired`; @netfleet/shared unifiedDiff). Set whenever that text differs.
+   */
+  diff?: string;
 }
 
 /** What a pure plan may know besides the spec and the observation. */
@@ -64,6 +71,13 @@ export interface ResourceHandler<S extends ResourceSpec = ResourceSpec, O = unkn
    * observing again). Absent: never.
    */
   unaffectedBy?(spec: S, applied: ResourceSpec): boolean;
+  /**
+   * What of an observation the pass's `observed` hash covers (engine.ts
+   * observedHash): everything a plan depends on, nothing that moves on an
+   * unchanged host (counters, timestamps, lease expiry, pids, elements
+   * the data path adds itself). Absent: the observation as it is.
+   */
+  stable?(observed: O): unknown;
 }
 
 /**
@@ -85,6 +99,8 @@ export interface ResourceResult {
   durationMs: number;
   /** Changed for a VM's lifecycle only (see ResourcePlan.lifecycle). */
   lifecycle?: boolean;
+  /** The plan's unified diff, live → desired (see ResourcePlan.diff). */
+  diff?: string;
 }
 
 /** The owner mark netfleet sets on links (alias) and looks for: `netfleet-owner=<site>`. */

@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import { decodeNetworkLeases, liveLeases, type Lease, type VmPortPolicySpec } from "@netfleet/shared";
 import { mutate, type Command } from "../exec/runner.ts";
+import { flowsDiff } from "./flow-diff.ts";
 import { flowKey, formatFlow, matchText, parseFlows, type Flow } from "./openflow.ts";
 import { observeOvs, type OvsState } from "./ovsdb.ts";
 import type { Changes, ObserveContext, ResourceHandler, ResourcePlan } from "./types.ts";
@@ -282,6 +283,8 @@ export const vmPortPolicy: ResourceHandler<VmPortPolicySpec, VmPortObservation> 
     return obs;
   },
   absent: () => ({ bridgeExists: false, vmPorts: [], flows: [] }),
+  // A renewed lease has a later expiry: which addresses are leased to which MAC is what the rules depend on.
+  stable: (obs) => ({ ...obs, ...(obs.leases ? { leases: obs.leases.map((l) => `${l.mac} ${l.ip}`).sort() } : {}) }),
   plan(spec, obs, ctx): ResourcePlan {
     if (!obs.bridgeExists) return { changes: {}, commands: [] };
     const want = desiredFlows(spec, obs);
@@ -334,7 +337,7 @@ export const vmPortPolicy: ResourceHandler<VmPortPolicySpec, VmPortObservation> 
       }
     }
     if (commands.length === 0) return obs.leasesProblem ? { changes, commands, comment: `leases not used: ${obs.leasesProblem}` } : { changes, commands };
-    const plan: ResourcePlan = { changes, commands };
+    const plan: ResourcePlan = { changes, commands, diff: flowsDiff(spec.name, obs.vmPorts, obs.flows, want, cookie) };
     // A VM that started or stopped, or a lease that came or ended, is lifecycle, not drift.
     if (!drift) plan.lifecycle = true;
     else {

@@ -1,0 +1,100 @@
+import { describe, expect, it } from "vitest";
+import { NftTableSpec, type ResourceSpec, type VmPortPolicySpec } from "@netfleet/shared";
+import { reconcilePass } from "../engine.ts";
+import { RecordingRunner } from "../exec/recording-runner.ts";
+import { Toolbox } from "../tools.ts";
+import { dnsmasq } from "./dnsmasq.ts";
+import { fixture } from "./fixtures.ts";
+import { observedHash } from "./observed-hash.ts";
+import { ovsObserveArgv } from "./ovsdb.ts";
+import { vmPortPolicy } from "./vm-port-policy.ts";
+
+const tools = new Toolbox();
+const nftSpec: ResourceSpec = NftTableSpec.parse(JSON.parse(fixture("nft/gateway-spec.json")));
+const wan = fixture("nft/gateway-wan0-addr.json");
+
+/** A gateway whose table `inet netfleet` is listed as the capture `gateway-<name>` (nft 1.0.6). */
+function gateway(name: string): RecordingRunner {
+  return new RecordingRunner()
+    .reply(["nft", "-t", "list", "table", "inet", "netfleet"], { stdout: fixture(`nft/gateway-${name}.nft`) })
+    .reply(["nft", "-j", "list", "ruleset"], { stdout: fixture(`nft/gateway-${name}.json`) })
+    .reply(["ip", "-j", "addr", "show", "dev", "wan0"], { stdout: wan })
+    .reply(["ip", "-j", "addr", "show", "dev", "wan1"], { stdout: "[]" });
+}
+
+const pass = (runner: RecordingRunner, more: { check?: boolean; expectObserved?: string } = {}) =>
+  reconcilePass([nftSpec], { runner, tools, owner: "fixture", check: true, ...more });
+
+describe("the observed-state hash of a pass", () => {
+  it("is sha256 hex, the same pass after pass on an unchanged host, and the same in check mode and apply", async () => {
+    const a = await pass(gateway("applied"));
+    expect(a.observed).toMatch(/^[0-9a-f]{64}$/);
+    expect((await pass(gateway("applied"))).observed).toBe(a.observed);
+    const apply = await pass(gateway("applied"), { check: false });
+    // (wan0's second subnet, 198.18.0.0/15, is not in the captured table: the apply replaces it)
+    expect(a.results.map((r) => r.result)).toEqual([null]);
+    expect(apply.results.map((r) => r.changed)).toEqual([true]);
+    expect(apply.observed).toBe(a.observed);
+  });
+
+  it("ignores what moves on its own: a name-set element dnsmasq added (with its expiry)", async () => {
+    expect((await pass(gateway("dynamic"))).observed).toBe((await pass(gateway("applied"))).observed);
+  });
+
+  it.each(["inserted", "policy", "extra-element", "flushed"])("changes when the table was edited by hand (%s)", async (name) => {
+    expect((await pass(gateway(name))).observed).not.toBe((await pass(gateway("applied"))).observed);
+  });
+
+  it("ignores OpenFlow counters: the same rules dumped with and without stats (OVS 3.1)", async () => {
+    const spec: VmPortPolicySpec = {
+      kind: "vm-port-policy",
+      name: "br-secure",
+      network: "secure",
+      uplinkPort: "bond0.1081",
+      gateway: { ip: "10.81.0.1", mac: "02:4e:46:00:04:39" },
+      isolatedDefault: false,
+      cookie: "0x4e46000000000001",
+      vms: [],
+    };
+    const host = (flows: string) =>
+      new RecordingRunner()
+        .reply(ovsObserveArgv({ owner: "fixture", tools }), { stdout: fixture("ovs/with-domain.json") })
+        .reply(tools.ovsOfctl("dump-flows", "br-secure", "--no-stats"), { stdout: fixture(flows) });
+    const run = (flows: string) => reconcilePass([spec], { runner: host(flows), tools, owner: "fixture", check: true });
+    expect((await run("ovs/flows-br-secure-stats.txt")).observed).toBe((await run("ovs/flows-br-secure.txt")).observed);
+    expect((await run("ovs/flows-foreign-cookie.txt")).observed).not.toBe((await run("ovs/flows-br-secure.txt")).observed);
+  });
+
+  it("ignores a lease's expiry and dnsmasq's pid, not which addresses are leased or whether dnsmasq runs", () => {
+    const spec: ResourceSpec = { kind: "sysctl", name: "x", value: "1" };
+    const hash = (v: unknown) => observedHash([spec], [{ status: "fulfilled", value: v }]);
+    const flows = { bridgeExists: true, vmPorts: [], flows: [] };
+    const lease = (expires: number, ip = "10.81.0.50") => ({ ...flows, leases: [{ mac: "52:54:00:aa:00:05", ip, expires }] });
+    expect(hash(vmPortPolicy.stable!(lease(100)))).toBe(hash(vmPortPolicy.stable!(lease(4000))));
+    expect(hash(vmPortPolicy.stable!(lease(100)))).not.toBe(hash(vmPortPolicy.stable!(lease(100, "10.81.0.51"))));
+    expect(hash(dnsmasq.stable!({ conf: "x", pid: 4242 }))).toBe(hash(dnsmasq.stable!({ conf: "x", pid: 5151 })));
+    expect(hash(dnsmasq.stable!({ conf: "x", pid: 4242 }))).not.toBe(hash(dnsmasq.stable!({ conf: "x" })));
+  });
+});
+
+describe("expectObserved: a plan runs only on the host it was made against", () => {
+  it("a host that changed since the plan: nothing runs, one failed result says so with both hashes", async () => {
+    const planned = (await pass(gateway("applied"))).observed;
+    const runner = gateway("inserted");
+    const seen: string[] = [];
+    const out = await reconcilePass([nftSpec], { runner, tools, owner: "fixture", expectObserved: planned, onObserved: (h) => seen.push(h) });
+    expect(runner.mutatingCalls).toEqual([]);
+    expect(out.results).toHaveLength(1);
+    expect(out.results[0]).toMatchObject({ id: "plan", result: false, changed: false });
+    expect(out.results[0]!.comment).toContain(`host changed since the plan (observed ${out.observed}, plan made against ${planned})`);
+    expect(seen).toEqual([out.observed]);
+  });
+
+  it("the host the plan was made against: the pass runs (here it replaces the edited table)", async () => {
+    const edited = gateway("inserted");
+    const planned = (await pass(edited)).observed;
+    const out = await reconcilePass([nftSpec], { runner: gateway("inserted"), tools, owner: "fixture", expectObserved: planned });
+    expect(out.results[0]!.id).toBe("nft-table[netfleet]");
+    expect(out.results[0]!.changed).toBe(true);
+  });
+});
