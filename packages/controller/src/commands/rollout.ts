@@ -4,7 +4,8 @@ import { ResumeMismatchError, Rollout, RolloutCancelledError, type RolloutTarget
 import { askYesNo, planSummaryLines, rolloutSummaryLine, type Terminal } from "../rollout/confirm.ts";
 import { PlanFileError, readPlanFile, writePlanFile, type PlanFile } from "../rollout/plan-file.ts";
 import { PlanStaleError, inventoryRefusals, makePlan } from "../rollout/planned.ts";
-import { limitHosts, type Amount } from "../rollout/waves.ts";
+import type { Amount, MaxPer } from "../rollout/waves.ts";
+import { LimitError, selectLimit } from "../select/limit.ts";
 import { humanRenderer, jsonRenderer } from "../rollout/render.ts";
 import { compileSite } from "../compile/compile.ts";
 import type { CommandOutput } from "../output.ts";
@@ -20,6 +21,8 @@ export interface RolloutCommandOptions {
   check: boolean;
   batch?: Amount;
   maxFail?: Amount;
+  /** At most this many hosts with one value of an inventory label per wave (--max-per rack=1). */
+  maxPer?: MaxPer;
   parallel?: number;
   /** --limit patterns: host, group or role names with `*` and `?`. */
   limit?: string[];
@@ -35,6 +38,17 @@ export interface RolloutCommandOptions {
   plan?: string;
   /** Ask on this terminal before publishing (a rollout from a terminal without --yes); undefined: do not ask. */
   terminal?: Terminal;
+}
+
+/** The hosts --limit selects, or undefined after one line saying which term matches nothing (or that nothing is selected). */
+function limited(inventory: Inventory, limit: readonly string[], out: CommandOutput): Set<string> | undefined {
+  try {
+    return selectLimit(inventory.hosts, limit, inventory.site.name);
+  } catch (err) {
+    if (!(err instanceof LimitError)) throw err;
+    out.error(`netfleet rollout: ${err.message}`);
+    return undefined;
+  }
 }
 
 /** The plan file `file`, or undefined after one line naming the file and the problem. */
@@ -67,17 +81,15 @@ export async function rolloutCommand(inventory: Inventory, o: RolloutCommandOpti
     assignments = assignments.filter((a) => planned.has(a.host));
     if (!out.json) for (const line of planSummaryLines(plan, o.plan!)) out.line(line);
   } else if (o.limit?.length) {
-    const { hosts, unmatched } = limitHosts(inventory, o.limit);
-    if (unmatched.length) {
-      out.error(`netfleet rollout: --limit ${unmatched.join(",")} matches no host, group or role of site ${inventory.site.name}`);
-      return ROLLOUT_EXIT.invalid;
-    }
+    const hosts = limited(inventory, o.limit, out);
+    if (!hosts) return ROLLOUT_EXIT.invalid;
     assignments = assignments.filter((a) => hosts.has(a.host));
   }
   const byHost = new Map(plan?.hosts.map((h) => [h.host, h]));
   const targets: RolloutTarget[] = assignments.map((a) => {
     const p = byHost.get(a.host);
-    return { host: a.host, role: a.role, assignment: a, ...(p ? { plan: { basedOn: p.basedOn, observed: p.observed } } : {}) };
+    const labels = inventory.hosts.find((h) => h.name === a.host)?.labels ?? {};
+    return { host: a.host, role: a.role, assignment: a, labels, ...(p ? { plan: { basedOn: p.basedOn, observed: p.observed } } : {}) };
   });
   const terminal = o.terminal;
   const render = out.json ? jsonRenderer(out) : humanRenderer(out, o.tty);
@@ -92,6 +104,7 @@ export async function rolloutCommand(inventory: Inventory, o: RolloutCommandOpti
         ...(o.abandon ? { abandon: true } : {}),
         ...(o.batch ? { batch: o.batch } : {}),
         ...(o.maxFail ? { maxFail: o.maxFail } : {}),
+        ...(o.maxPer ? { maxPer: o.maxPer } : {}),
         ...(o.parallel ? { parallel: o.parallel } : {}),
         ...(o.applyTimeoutMs ? { applyTimeoutMs: o.applyTimeoutMs } : {}),
         ...(o.lockStaleMs ? { lockStaleMs: o.lockStaleMs } : {}),
@@ -214,11 +227,8 @@ export async function agentRolloutCommand(inventory: Inventory, o: AgentRolloutC
   }
   let names = new Set(inventory.hosts.map((h) => h.name));
   if (o.limit?.length) {
-    const { hosts, unmatched } = limitHosts(inventory, o.limit);
-    if (unmatched.length) {
-      out.error(`netfleet rollout: --limit ${unmatched.join(",")} matches no host, group or role of site ${inventory.site.name}`);
-      return ROLLOUT_EXIT.invalid;
-    }
+    const hosts = limited(inventory, o.limit, out);
+    if (!hosts) return ROLLOUT_EXIT.invalid;
     names = hosts;
   }
   if (o.terminal && !(await askYesNo(`Roll agent ${version} out to the approved hosts among ${names.size} (${[...names].slice(0, 6).join(" ")}${names.size > 6 ? " ..." : ""})?`, o.terminal))) {

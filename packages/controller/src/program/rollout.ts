@@ -1,14 +1,15 @@
 import type { Command } from "commander";
 import { optionValue, usageError, withExitCode } from "@netfleet/shared/cli";
 import type { RolloutCommandOptions } from "../commands/rollout.ts";
-import { parseAmount, type Amount } from "../rollout/waves.ts";
-import { checked, jsonOption, natsOption, patternList, seconds, stateDirOption, wholeNumber, type Context } from "./options.ts";
+import { parseAmount, parseMaxPer, type Amount, type MaxPer } from "../rollout/waves.ts";
+import { LIMIT_HELP, checked, jsonOption, natsOption, patternList, seconds, stateDirOption, wholeNumber, type Context } from "./options.ts";
 
 /** Commander's values of `netfleet rollout`, already parsed. */
 interface RolloutFlags {
   check?: boolean;
   batch?: Amount;
   maxFail?: Amount;
+  maxPer?: MaxPer;
   limit?: string[];
   parallel?: number;
   resume?: boolean;
@@ -50,7 +51,8 @@ export function addRolloutCommand(program: Command, ctx: Context): void {
     .option("--yes", "do not ask before publishing (needed when not run from a terminal)")
     .option("--batch <N|P%>", "hosts per wave after the canary (default 25%)", optionValue(batch))
     .option("--max-fail <N|P%>", "failed hosts tolerated before it stops and reverts (default 0)", optionValue((t) => parseAmount(t, "--max-fail")))
-    .option("--limit <patterns>", "only these hosts: host, group or role patterns (* ?), comma-separated", patternList)
+    .option("--max-per <label=N>", "at most N hosts with the same value of that inventory label in one wave, e.g. rack=1: never two hosts of one rack at once (hosts without the label count as one value)", optionValue((t) => parseMaxPer(t)))
+    .option("--limit <patterns>", LIMIT_HELP, patternList)
     .option("--parallel <n>", "hosts of a wave at a time (default the wave)", wholeNumber("--parallel", 1))
     .option("--resume", "continue a rollout whose controller died (waits for its lock to go stale)")
     .option("--abandon", "start anew over a dead rollout instead (its hosts keep what they got)")
@@ -95,6 +97,7 @@ export function addRolloutCommand(program: Command, ctx: Context): void {
         ...(servers ? { servers } : {}),
         ...(v.batch ? { batch: v.batch } : {}),
         ...(v.maxFail ? { maxFail: v.maxFail } : {}),
+        ...(v.maxPer ? { maxPer: v.maxPer } : {}),
         ...(v.parallel ? { parallel: v.parallel } : {}),
         ...(v.limit ? { limit: v.limit } : {}),
         ...(v.timeout ? { applyTimeoutMs: v.timeout } : {}),

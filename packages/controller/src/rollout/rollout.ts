@@ -12,7 +12,7 @@ import { STORE_RETRY_MS, type RolloutStores } from "./stores.ts";
 import { RolloutProgress } from "./progress.ts";
 import { revert } from "./revert.ts";
 import { RolloutAbort } from "./run.ts";
-import { orderTargets, planWaves, resolveAmount, type Amount } from "./waves.ts";
+import { orderTargets, planWaves, resolveAmount, type Amount, type MaxPer } from "./waves.ts";
 import { PlanStaleError, desiredMoved, type CheckedHost, type HostPlan } from "./planned.ts";
 import { LockHeldError, LockLostError, type RolloutLease, type RolloutState } from "./state.ts";
 
@@ -21,6 +21,8 @@ export interface RolloutTarget {
   host: string;
   role: "backend" | "vmhost";
   assignment: HostAssignment;
+  /** The host's inventory labels (for maxPer). */
+  labels?: Readonly<Record<string, string>>;
   /**
    * Applying a plan file: the host's desired entry must still be at the plan's KV revision (else
    * PlanStaleError, nothing published), and its envelope carries the plan's observed-state hash.
@@ -45,6 +47,8 @@ export interface RolloutOptions {
   maxFail?: Amount;
   /** Hosts applied at once within a wave (default: the whole wave). */
   parallel?: number;
+  /** At most maxPer.count hosts with one value of label maxPer.key per wave (waves.ts MaxPer); absent: no such limit. */
+  maxPer?: MaxPer;
   /** Continue the interrupted rollout of a dead controller (same inventory), taking over its stale lock. */
   resume?: boolean;
   /** Start anew over an interrupted rollout whose controller died (its lock stale); it is not resumed or reverted. */
@@ -109,7 +113,7 @@ interface Todo {
 export class Rollout {
   private readonly stores: RolloutStores;
   private readonly targets: Map<string, RolloutTarget>;
-  private readonly options: Required<Omit<RolloutOptions, "parallel" | "owner" | "confirm">> & { parallel?: number; owner: string; confirm?: RolloutOptions["confirm"] };
+  private readonly options: Required<Omit<RolloutOptions, "parallel" | "owner" | "confirm" | "maxPer">> & Pick<RolloutOptions, "parallel" | "confirm" | "maxPer"> & { owner: string };
   private readonly emit: (e: RolloutEvent) => void;
   private readonly abort = new RolloutAbort();
   private lease: RolloutLease | undefined;
@@ -134,6 +138,7 @@ export class Rollout {
       requireObserved: options.requireObserved ?? false,
       ...(options.parallel ? { parallel: options.parallel } : {}),
       ...(options.confirm ? { confirm: options.confirm } : {}),
+      ...(options.maxPer ? { maxPer: options.maxPer } : {}),
     };
     this.emit = emit;
   }
@@ -206,7 +211,11 @@ export class Rollout {
 
   /** The waves of `todo`, and the failure budget in hosts. */
   private plan(todo: readonly Todo[]): { waves: string[][]; maxFail: number } {
-    const waves = planWaves(todo.map((t) => ({ host: t.target.host, role: t.target.role })), resolveAmount(this.options.batch, todo.length, 1));
+    const waves = planWaves(
+      todo.map((t) => ({ host: t.target.host, role: t.target.role, ...(t.target.labels ? { labels: t.target.labels } : {}) })),
+      resolveAmount(this.options.batch, todo.length, 1),
+      this.options.maxPer ? { maxPer: this.options.maxPer } : {},
+    );
     return { waves, maxFail: resolveAmount(this.options.maxFail, todo.length, 0) };
   }
 
