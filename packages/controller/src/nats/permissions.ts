@@ -14,6 +14,7 @@ import {
   leasesBucket,
   reportSubject,
   SIGNING_CHAIN_KEY,
+  showSubject,
   welcomeSubject,
 } from "@netfleet/shared";
 import type { NatsUser } from "./config.ts";
@@ -51,6 +52,10 @@ import type { NatsUser } from "./config.ts";
  * upgrade subjects (agentUpgradePermissions: its own `want`/`run` keys, the
  * bundle store's direct gets). `netfleet hosts rekey` reaches the agent on
  * its own inbox (`<inbox>.rekey`), which it may already subscribe to.
+ *
+ * Requests to the agent (it subscribes, the controller publishes; no agent
+ * may publish to either): check mode on `nf.<site>.check.<host>` and
+ * `netfleet show` on `nf.<site>.show.<host>`, its own host's only.
  */
 export function agentUser(site: string, host: string, password: string, options: { audit?: boolean } = {}): NatsUser {
   const desired = desiredBucket(site);
@@ -83,8 +88,8 @@ export function agentUser(site: string, host: string, password: string, options:
           ...(options.audit ? [auditSubject(site, host, "*")] : []),
         ],
       },
-      subscribe: { allow: [...upgrade.subscribe, `${agentInboxPrefix(site, host)}.>`, kvSubject(desired, key), checkSubject(site, host), kvSubject(leases, "*")] },
-      // Check-mode replies go to the controller's inbox: one reply per request received, within a minute.
+      subscribe: { allow: [...upgrade.subscribe, `${agentInboxPrefix(site, host)}.>`, kvSubject(desired, key), checkSubject(site, host), showSubject(site, host), kvSubject(leases, "*")] },
+      // Check-mode and show replies go to the controller's inbox: one reply per request received, within a minute.
       allow_responses: { max: 1, expires: "1m" },
     },
   };

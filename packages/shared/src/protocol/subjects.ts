@@ -130,6 +130,14 @@ export function checkSubject(site: string, host: string): string {
   return `nf.${label("site", site)}.check.${hostToken(host)}`;
 }
 
+/**
+ * `netfleet show HOST` requests to one agent (request/reply, protocol/show.ts): what it sees on its host now.
+ * Only the controller may publish here, and only that host's agent may subscribe (permissions.ts agentUser).
+ */
+export function showSubject(site: string, host: string): string {
+  return `nf.${label("site", site)}.show.${hostToken(host)}`;
+}
+
 /** Operator requests to the controller service (approve, reject). */
 export function adminSubject(site: string): string {
   return `nf.${label("site", site)}.admin`;

@@ -1,0 +1,65 @@
+import type { NatsConnection } from "@nats-io/transport-node";
+import { DecodeError, ShowRequest, decodeMessage, encodeMessage, showSubject, type HostView, type ShowReply, type SignedAssignment } from "@netfleet/shared";
+import type { ResponderIdentity } from "./responders.ts";
+
+/** What a show request is answered from, read per request: the envelope in force, and the observation. */
+export interface ShowContext {
+  current: SignedAssignment | undefined;
+  /** Reads the host now (show/observe.ts observeHost): read-only. */
+  observe: () => Promise<HostView>;
+}
+
+/**
+ * One show request (`netfleet show HOST`): decoded, checked to name this
+ * site and host (else `ok: false`, "show request names another host"),
+ * then the host is read. An error of the reading is answered `ok: false`
+ * with its message; nothing on the host changes either way.
+ */
+export async function answerShow(who: ResponderIdentity, ctx: ShowContext, subject: string, data: Uint8Array): Promise<ShowReply> {
+  const reply = (ok: boolean, extra: { error?: string; view?: HostView }): ShowReply => ({
+    kind: "show-result",
+    site: who.site,
+    host: who.host,
+    revision: ctx.current?.revision ?? 0,
+    hash: ctx.current?.assignment.hash ?? null,
+    ok,
+    ...(extra.error !== undefined ? { error: extra.error.slice(0, 2000) } : {}),
+    ...(extra.view ? { view: extra.view } : {}),
+    at: new Date().toISOString(),
+  });
+  try {
+    const request = decodeMessage(ShowRequest, subject, data);
+    if (request.site !== who.site || request.host !== who.host) return reply(false, { error: "show request names another host" });
+    const view = await ctx.observe();
+    who.log({ event: "shown", links: view.links.length, bridges: view.bridges?.length ?? null, vmPorts: view.vmPorts.length, problems: view.problems.length });
+    return reply(true, { view });
+  } catch (err) {
+    if (err instanceof DecodeError) who.log({ event: "show-rejected", error: err.message });
+    return reply(false, { error: (err as Error).message });
+  }
+}
+
+/**
+ * Answers `netfleet show` requests on `nf.<site>.show.<host>` (subjects.ts
+ * showSubject; only this host's agent may subscribe there, only the
+ * controller may publish: permissions.ts agentUser) for as long as `nc` is
+ * open, one at a time. `context` is read per request. A message without a
+ * reply subject is ignored; a reply that cannot be sent is logged as
+ * `show-reply-dropped` (the controller's request times out). Never throws.
+ */
+export function answerShows(nc: NatsConnection, who: ResponderIdentity, context: () => Promise<ShowContext>): void {
+  const subject = showSubject(who.site, who.host);
+  const requests = nc.subscribe(subject);
+  void (async () => {
+    for await (const msg of requests) {
+      if (!msg.reply) continue;
+      const ctx = await context().catch((err: unknown) => ({ current: undefined, observe: () => Promise.reject(err as Error) }));
+      const reply = encodeMessage(await answerShow(who, ctx, msg.subject, msg.data));
+      try {
+        msg.respond(reply);
+      } catch (err) {
+        who.log({ event: "show-reply-dropped", error: (err as Error).message });
+      }
+    }
+  })().catch((err: unknown) => who.log({ event: "subscription-error", subject, error: (err as Error).message }));
+}

@@ -1,0 +1,136 @@
+import { join } from "node:path";
+import { ExecError, type Runner } from "../exec/runner.ts";
+import { parseNetList } from "../resources/libvirt.ts";
+import { ovsObserveArgv, parseOvsState } from "../resources/ovsdb.ts";
+import type { HostAccess } from "../resources/types.ts";
+import type { Toolbox } from "../tools.ts";
+
+/**
+ * What `show` reads of a host, read-only: the commands the resources observe
+ * with (plus counters: `ip -s`, `ovs-ofctl dump-flows` with its stats, the
+ * nft listing with its counters) and the lease files. Kept as the tools
+ * printed it, so that view.ts (pure) turns it into a HostView and unit
+ * tests drive it with captured output.
+ */
+
+/** One command's outcome: what it printed and its exit code (a tool that could not start: 127 and the error). */
+export interface RawRead {
+  argv: string[];
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+}
+
+/** Everything show reads of a host, as read. */
+export interface RawObservation {
+  host: string;
+  links: RawRead;
+  addrs: RawRead;
+  ovs: RawRead;
+  /** `ovs-ofctl dump-flows` per bridge (bridges of `ovs`). */
+  flows: Record<string, RawRead>;
+  netList: RawRead;
+  /** `virsh net-dumpxml` per network (networks of `netList`). */
+  netXml: Record<string, RawRead>;
+  nftJson: RawRead;
+  nftText: RawRead;
+  /** Lease files by path: the backend's dnsmasq leases (`<stateDir>/dnsmasq/*.leases`), a VM host's copies (`<runDir>/leases/*.json`). */
+  files: Record<string, string>;
+  /** When it was read (epoch ms): lease expiry is judged against it. */
+  at: number;
+}
+
+/** The argv of each read (tool paths from `tools`); flows and net-dumpxml per bridge and network. */
+export const showArgv = {
+  links: (t: Toolbox) => t.ip("-s", "-details", "-json", "link", "show"),
+  addrs: (t: Toolbox) => t.ip("-json", "addr", "show"),
+  ovs: (t: Toolbox) => ovsObserveArgv({ owner: "", tools: t }),
+  flows: (t: Toolbox, bridge: string) => t.ovsOfctl("dump-flows", bridge),
+  netList: (t: Toolbox) => t.virsh("net-list", "--all"),
+  netXml: (t: Toolbox, network: string) => t.virsh("net-dumpxml", network),
+  nftJson: () => ["nft", "-j", "list", "table", "inet", "netfleet"],
+  nftText: () => ["nft", "list", "table", "inet", "netfleet"],
+};
+
+/** Where the lease files are: the backend's dnsmasq lease files, and a VM host's copies of its backend's leases. */
+export function leaseDirs(t: Toolbox): { dnsmasq: string; copies: string } {
+  return { dnsmasq: join(t.stateDir, "dnsmasq"), copies: join(t.runDir, "leases") };
+}
+
+/** How many lease files show reads at most (one per network). */
+const MAX_LEASE_FILES = 64;
+
+/** Runs one read; a failure (exit code, or a tool missing) is kept as the outcome, never thrown. */
+async function readOne(runner: Runner, argv: string[]): Promise<RawRead> {
+  try {
+    const r = await runner.run({ argv, mutating: false }, { allowFailure: true });
+    return { argv, stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode };
+  } catch (err) {
+    return { argv, stdout: "", stderr: (err as Error).message, exitCode: err instanceof ExecError ? err.exitCode : 127 };
+  }
+}
+
+/** The names in the output of a read that succeeded, or none (the view reports the failure). */
+function namesOf(read: RawRead, parse: (stdout: string) => Iterable<string>): string[] {
+  if (read.exitCode !== 0) return [];
+  try {
+    return [...parse(read.stdout)];
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Reads the host for `show`: every command only reads (`mutating: false`),
+ * in two rounds (the bridges and networks found in the first give the
+ * per-bridge and per-network reads of the second). Never throws for a tool
+ * that fails or is missing: its outcome is kept and the view says so.
+ */
+export async function readHost(o: { host: string; runner: Runner; tools: Toolbox; files: HostAccess; now?: () => number }): Promise<RawObservation> {
+  const { runner, tools: t } = o;
+  const [links, addrs, ovs, netList, nftJson, nftText] = await Promise.all([
+    readOne(runner, showArgv.links(t)),
+    readOne(runner, showArgv.addrs(t)),
+    readOne(runner, showArgv.ovs(t)),
+    readOne(runner, showArgv.netList(t)),
+    readOne(runner, showArgv.nftJson()),
+    readOne(runner, showArgv.nftText()),
+  ]);
+  const bridges = namesOf(ovs, (s) => parseOvsState(s).bridges.keys()).sort();
+  const networks = namesOf(netList, (s) => parseNetList(s).keys()).sort();
+  const dirs = leaseDirs(t);
+  const [flowReads, xmlReads, files] = await Promise.all([
+    Promise.all(bridges.map((b) => readOne(runner, showArgv.flows(t, b)))),
+    Promise.all(networks.map((n) => readOne(runner, showArgv.netXml(t, n)))),
+    readLeaseFiles(o.files, dirs),
+  ]);
+  return {
+    host: o.host,
+    links,
+    addrs,
+    ovs,
+    flows: Object.fromEntries(bridges.map((b, i) => [b, flowReads[i]!])),
+    netList,
+    netXml: Object.fromEntries(networks.map((n, i) => [n, xmlReads[i]!])),
+    nftJson,
+    nftText,
+    files,
+    at: (o.now ?? Date.now)(),
+  };
+}
+
+async function readLeaseFiles(files: HostAccess, dirs: { dnsmasq: string; copies: string }): Promise<Record<string, string>> {
+  const paths: string[] = [];
+  for (const [dir, suffix] of [
+    [dirs.dnsmasq, ".leases"],
+    [dirs.copies, ".json"],
+  ] as const) {
+    for (const name of (await files.listDir(dir).catch(() => undefined)) ?? []) if (name.endsWith(suffix)) paths.push(join(dir, name));
+  }
+  const out: Record<string, string> = {};
+  for (const path of paths.slice(0, MAX_LEASE_FILES)) {
+    const text = await files.readFile(path).catch(() => undefined);
+    if (text !== undefined) out[path] = text;
+  }
+  return out;
+}

@@ -1,0 +1,153 @@
+import { describe, expect, it } from "vitest";
+import { HostView, ShowReply } from "@netfleet/shared";
+import { fixture } from "../resources/fixtures.ts";
+import { showArgv } from "./read.ts";
+import { loadCapture } from "./fixtures.ts";
+import { readHost } from "./read.ts";
+import { renderHostView } from "./render.ts";
+import { buildHostView } from "./view.ts";
+import { Toolbox } from "../tools.ts";
+import type { RawObservation } from "./read.ts";
+
+// Captures of the lab (netfleet-lab up, then netfleet-lab check for traffic; __fixtures__/capture.ts):
+// hosta is a VM host (OVS bond uplink, three VM bridges with their rules, libvirt, leases copied from the
+// backend, no nft table); backend is the gateway (dnsmasq leases, the nft table, no libvirtd).
+const hosta = loadCapture("hosta");
+const backend = loadCapture("backend");
+
+describe("show: reading a host", () => {
+  it("runs only read-only commands, the capture's argv, and reads the lease files", async () => {
+    const raw = await readHost({ host: "hosta", runner: hosta.runner, tools: hosta.tools, files: hosta.files, now: () => hosta.at });
+    expect(raw).toEqual(hosta.raw);
+    expect(hosta.runner.calls.length).toBe(13);
+    expect(hosta.runner.mutatingCalls).toEqual([]);
+    expect(hosta.runner.calls.map((c) => c.argv)).toContainEqual(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", "unix:/tmp/nfs-lab/hosts/hosta/ovs/br-secure.mgmt"]);
+    expect(Object.keys(raw.files)).toEqual([
+      "/tmp/nfs-lab/hosts/hosta/agent/leases/datain.json",
+      "/tmp/nfs-lab/hosts/hosta/agent/leases/secure.json",
+      "/tmp/nfs-lab/hosts/hosta/agent/leases/service.json",
+    ]);
+  });
+
+  it("a host without libvirtd: no per-network reads, the failure kept", async () => {
+    const raw = await readHost({ host: "backend", runner: backend.runner, tools: backend.tools, files: backend.files, now: () => backend.at });
+    expect(raw.netList.exitCode).toBe(1);
+    expect(raw.netXml).toEqual({});
+    expect(backend.runner.calls.length).toBe(7);
+  });
+});
+
+describe("show: the view of a VM host (lab hosta)", () => {
+  const view = buildHostView(hosta.raw);
+
+  it("fits the wire schema, and nothing was left unread", () => {
+    expect(HostView.parse(view)).toEqual(view);
+    expect(view.problems).toEqual([]);
+  });
+
+  it("OVS bridges and ports as ovs-vsctl lists them: the bond and its trunks, the patch ports' VLAN tags", () => {
+    const uplink = view.bridges!.find((b) => b.name === "br-uplink")!;
+    const bond = uplink.ports.find((p) => p.name === "bond0")!;
+    expect(bond).toMatchObject({ trunks: [1081, 1082, 1083], bondMode: "active-backup", lacp: "off" });
+    expect(bond.interfaces.map((i) => i.name)).toEqual(["eth0", "eth1"]);
+    expect(uplink.ports.filter((p) => p.tag !== undefined).map((p) => [p.name, p.tag])).toEqual([
+      ["pu-datain", 1083],
+      ["pu-secure", 1081],
+      ["pu-service", 1082],
+    ]);
+    const secure = view.bridges!.find((b) => b.name === "br-secure")!;
+    expect(secure).toMatchObject({ failMode: "secure", owner: "lab", datapath: "netdev" });
+    expect(secure.flows).toHaveLength(51);
+  });
+
+  it("each VM port's policy from its rules: the sources it may use, isolation, packets passed and dropped, its lease", () => {
+    const ports = Object.fromEntries(view.vmPorts.map((p) => [p.port, p]));
+    expect(Object.keys(ports)).toEqual(["v-vma1", "v-x-hosta", "v-vma3", "v-vma4", "v-vma2"]);
+    // vma1: its static address and the virtual address it shares (extra_addresses), not isolated.
+    expect(ports["v-vma1"]).toMatchObject({ addresses: ["10.81.0.11", "10.81.0.50"], isolated: false, hasRules: true, lease: { network: "secure", ip: "10.81.0.11" } });
+    // vma3: isolated (priority 220 rules), its leased address only; 8 packets of its own dropped at 200 plus an IPv6 guard drop.
+    expect(ports["v-vma3"]).toMatchObject({ addresses: ["10.81.0.13"], isolated: true, allowedPackets: 22, droppedPackets: 9 });
+    // The stranger (a MAC the inventory does not know) may send only as its lease.
+    expect(ports["v-x-hosta"]).toMatchObject({ addresses: ["10.81.0.101"], isolated: false, lease: { ip: "10.81.0.101" } });
+    expect(ports["v-vma2"]!.counters).toMatchObject({ rxPackets: 52, txPackets: 42 });
+  });
+
+  it("libvirt networks, the backend's leases as copied here, no nft table", () => {
+    expect(view.networks!.map((n) => [n.name, n.active, n.bridge, n.owner, n.portgroups.map((g) => g.name)])).toEqual([
+      ["datain", true, "br-datain", "lab", ["default", "isolated"]],
+      ["secure", true, "br-secure", "lab", ["default", "isolated"]],
+      ["service", true, "br-service", "lab", ["default", "isolated"]],
+    ]);
+    expect(view.leases).toHaveLength(10);
+    expect(view.leases.every((l) => l.source === "from backend")).toBe(true);
+    expect(view.nft).toEqual({ exists: false, sets: [], counters: [] });
+  });
+
+  it("renders in ovs-vsctl show's layout, with the VM ports' policy as a table", () => {
+    const text = renderHostView(view, { revision: 4, hash: "0123456789ab".padEnd(64, "0") });
+    expect(text.split("\n")[0]).toBe(`hosta: revision 4, assignment 0123456789ab, read ${view.at}`);
+    expect(text).toContain(
+      ["    Bridge br-uplink  (netfleet lab)", "        datapath_type: netdev", "        Port bond0", "            trunks: [1081, 1082, 1083]", "            bond_mode: active-backup", "            lacp: off"].join("\n"),
+    );
+    expect(text).toContain(["        Port pu-secure", "            tag: 1081", "            Interface pu-secure  (ofport 1)", "                type: patch", "                options: {peer=pb-secure}"].join("\n"));
+    expect(text).toMatch(/^ {2}v-vma3 +br-secure +4 +52:54:00:81:0a:03 +10\.81\.0\.13 +yes +10\.81\.0\.13 +22 +9$/m);
+    expect(text).toMatch(/^ {2}secure +active +yes +yes +br-secure +bridge\/openvswitch +default\*,isolated +lab$/m);
+    expect(text).toContain("nftables: no table inet netfleet");
+    expect(text).not.toContain("Not read");
+  });
+});
+
+describe("show: the view of the gateway (lab backend)", () => {
+  const view = buildHostView(backend.raw);
+
+  it("the members of the allow sets and the name sets (with expiry), and the drop counters", () => {
+    expect(HostView.parse(view)).toEqual(view);
+    const sets = Object.fromEntries(view.nft!.sets.map((s) => [s.name, s.elements]));
+    expect(sets.allow_all_tcp).toEqual([{ value: "10.81.0.11 . 198.51.100.10" }]);
+    expect(sets.allow_tcp).toEqual([]);
+    expect(sets.dns_9a2a437a32e5).toEqual([{ value: "198.51.100.20", expiresS: expect.any(Number) }]);
+    expect(view.nft!.structure).toBe("86203578d6ef22f3");
+    expect(view.nft!.counters.find((c) => c.chain === "drop_secure")).toEqual({ chain: "drop_secure", rule: "counter drop", packets: 21, bytes: 1284 });
+  });
+
+  it("dnsmasq's leases with the names the clients gave; libvirt not running is named, not fatal", () => {
+    expect(view.leases.find((l) => l.ip === "10.81.0.172")).toMatchObject({ network: "secure", mac: "52:54:00:81:0b:04", hostname: "vmb4", source: "dnsmasq" });
+    expect(view.networks).toBeUndefined();
+    expect(view.problems).toEqual([{ source: "virsh -q -c qemu:///system net-list --all", error: expect.stringContaining("failed to connect to the hypervisor") }]);
+    const text = renderHostView(view);
+    expect(text).toContain("  set allow_all_tcp: 1 element\n    10.81.0.11 . 198.51.100.10\n");
+    expect(text).toMatch(/^ {4}drop_secure +21 +1\.3k +counter drop$/m);
+    expect(text).toMatch(/^Not read\n {2}virsh -q -c qemu:\/\/\/system net-list --all: error: failed to connect to the hypervisor/m);
+  });
+});
+
+describe("show: a kernel bond with VLAN subinterfaces (ip -details -json link, OVS 3.1)", () => {
+  // The resources' captures of a converged kernel-uplink host (iproute2 6.1 without -s: no counters).
+  const tools = new Toolbox();
+  const ok = (argv: string[], stdout: string) => ({ argv, stdout, stderr: "", exitCode: 0 });
+  const raw: RawObservation = {
+    host: "hv1",
+    links: ok(showArgv.links(tools), fixture("ip/backend-converged-link.json")),
+    addrs: ok(showArgv.addrs(tools), fixture("ip/backend-converged-addr.json")),
+    ovs: ok(showArgv.ovs(tools), fixture("ovs/kernel-converged.json")),
+    flows: {},
+    netList: ok(showArgv.netList(tools), fixture("libvirt/net-list-all-lab.txt")),
+    netXml: {},
+    nftJson: { argv: showArgv.nftJson(), stdout: "", stderr: fixture("nft/table-missing.json.stderr"), exitCode: 1 },
+    nftText: { argv: showArgv.nftText(), stdout: "", stderr: fixture("nft/table-missing.json.stderr"), exitCode: 1 },
+    files: {},
+    at: Date.parse("2026-11-30T10:00:00Z"),
+  };
+  const view = buildHostView(raw);
+
+  it("the bond, its members' state, and the VLANs on it", () => {
+    const text = renderHostView(view);
+    expect(text).toContain("Bonds\n  bond0: active-backup, miimon 100");
+    expect(text).toMatch(/^ {4}member eth0: ACTIVE, mii UP, /m);
+    expect(text).toMatch(/^ {4}member eth1: BACKUP, mii UP, /m);
+    expect(text).toMatch(/^ {2}bond0\.1081 +1081 +bond0 +802\.1Q +/m);
+    expect(view.links.find((l) => l.name === "bond0.1083")).toMatchObject({ vlan: { id: 1083, protocol: "802.1Q" }, parent: "bond0" });
+    expect(view.nft).toEqual({ exists: false, sets: [], counters: [] });
+    expect(ShowReply.parse({ kind: "show-result", site: "lab", host: "hv1", revision: 0, hash: null, ok: true, view, at: view.at })).toMatchObject({ ok: true });
+  });
+});
