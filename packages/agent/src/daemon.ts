@@ -1,6 +1,6 @@
 import { execa, type ResultPromise } from "execa";
 import type { HostAssignment, ResourceSpec } from "@netfleet/shared";
-import { reconcile, summarize } from "./engine.ts";
+import { reconcilePass, summarize } from "./engine.ts";
 import type { Runner } from "./exec/runner.ts";
 import type { AgentMetrics } from "./metrics.ts";
 import type { ResourceResult } from "./resources/types.ts";
@@ -74,10 +74,32 @@ export class AgentDaemon {
     this.dnsmasqWatch.start();
   }
 
-  /** A new desired state (from a file or the control plane): converge to it at once. */
-  async replace(assignment: HostAssignment): Promise<void> {
-    this.assignment = assignment;
-    await this.request("full");
+  /**
+   * A new desired state (from a file or the control plane): converge to it
+   * at once. With `expectObserved` (a saved plan, engine expectObserved) the
+   * full pass runs only if the host's observed-state hash is still that one;
+   * refused, nothing ran, `lastResults` is the engine's failed `plan`
+   * result, and the assignment in force stays what it was (later passes
+   * keep converging that one, never the refused one unchecked). Resolves
+   * true when the assignment was taken.
+   */
+  async replace(assignment: HostAssignment, o: { expectObserved?: string } = {}): Promise<boolean> {
+    const expect = o.expectObserved;
+    if (expect === undefined) {
+      this.assignment = assignment;
+      await this.request("full");
+      return true;
+    }
+    let taken = false;
+    this.running = this.running.then(async () => {
+      if (this.stopped) return;
+      const previous = this.assignment;
+      this.assignment = assignment;
+      taken = (await this.pass(["full"], expect)) === expect;
+      if (!taken) this.assignment = previous;
+    });
+    await this.running;
+    return taken;
   }
 
   /** Queues a pass; passes never overlap, a full pass covers the others, and partial ones queued together run as one. */
@@ -91,16 +113,18 @@ export class AgentDaemon {
     return this.running;
   }
 
-  private async pass(kinds: PassKind[]): Promise<void> {
+  /** Runs one pass; resolves with the observed-state hash it planned on. */
+  private async pass(kinds: PassKind[], expectObserved?: string): Promise<string> {
     const kind = kinds.join("+");
     const only = new Set<string>(kinds.map((k) => (k === "ports" ? "vm-port-policy" : k)));
     const resources: ResourceSpec[] = kind === "full" ? this.assignment.resources : this.assignment.resources.filter((r) => only.has(r.kind));
     const started = performance.now();
-    const results = await reconcile(resources, {
+    const { results, observed } = await reconcilePass(resources, {
       runner: this.options.runner,
       tools: this.options.tools,
       owner: this.assignment.site,
       ...(this.options.controllers ? { controllers: this.options.controllers } : {}),
+      ...(expectObserved !== undefined ? { expectObserved } : {}),
     });
     this.passes++;
     if (kind === "full") this.lastResults = results;
@@ -128,6 +152,7 @@ export class AgentDaemon {
         ...(summary.failed > 0 ? { failures: results.filter((r) => r.result === false).map((r) => ({ id: r.id, error: r.error ?? r.comment })) } : {}),
       });
     }
+    return observed;
   }
 
   private schedule(kind: PassKind): void {

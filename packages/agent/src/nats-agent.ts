@@ -1,6 +1,6 @@
 import { isIpv4, warningsOf, type HostAssignment } from "@netfleet/shared";
 import { AgentDaemon } from "./daemon.ts";
-import { reconcile } from "./engine.ts";
+import { reconcile, reconcilePass } from "./engine.ts";
 import type { Runner } from "./exec/runner.ts";
 import type { Toolbox } from "./tools.ts";
 import { FleetMember, type FleetMemberOptions } from "./fleet/agent.ts";
@@ -103,7 +103,7 @@ export class NatsAgent {
       runDir: options.stateDir,
       enrollment: { user: `enroll-${options.site}`, password: options.enrollment.password, token: options.enrollment.token },
       agentVersion: options.agentVersion ?? AGENT_VERSION,
-      onAssignment: (assignment) => this.converge(assignment),
+      onAssignment: (assignment, _revision, o) => (o.expectObserved !== undefined ? this.convergePlan(assignment, o.expectObserved) : this.converge(assignment)),
       rollback: (previous) => this.restore(previous),
       onCheck: (assignment) => this.check(assignment),
       log: this.log,
@@ -243,6 +243,39 @@ export class NatsAgent {
       }
     }
     const pass = passResult(this.daemon!.lastResults);
+    this.lastFailedSignature = failedSignature(pass);
+    this.lastWarningSignature = warningSignature(pass);
+    return pass;
+  }
+
+  /**
+   * Converges to the assignment of a saved plan (`netfleet rollout --plan`):
+   * its pass runs only if the host's observed-state hash is still
+   * `expectObserved` (engine expectObserved). Refused, nothing ran, the
+   * pass (the engine's failed `plan` result) is what is reported, and the
+   * assignment in force stays (with none, no daemon starts), so later
+   * drift-repair passes never apply the refused one unchecked. Only this
+   * pass is checked: the plan changes the host, by design.
+   */
+  private async convergePlan(assignment: HostAssignment, expectObserved: string): Promise<PassResult> {
+    if (this.stopped) throw new Error("agent is stopping");
+    let pass: PassResult;
+    this.applying++;
+    try {
+      if (this.daemon) {
+        const taken = await this.daemon.replace(assignment, { expectObserved });
+        pass = passResult(this.daemon.lastResults);
+        if (taken) this.configureLeases(assignment);
+      } else {
+        const o = this.options;
+        const outcome = await reconcilePass(assignment.resources, { runner: o.runner, tools: o.tools, owner: assignment.site, controllers: this.controllers(), expectObserved });
+        pass = passResult(outcome.results);
+        // The plan's pass ran: the daemon takes over (its first passes find the host converged).
+        if (outcome.observed === expectObserved) await this.startDaemon(assignment);
+      }
+    } finally {
+      this.applying--;
+    }
     this.lastFailedSignature = failedSignature(pass);
     this.lastWarningSignature = warningSignature(pass);
     return pass;
