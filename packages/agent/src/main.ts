@@ -5,6 +5,7 @@ import { addCompletionCommand, createProgram, optionValue, runProgram, usageErro
 import { AssignmentFileError, applyOnce, readAssignment, runFromFile } from "./file-mode.ts";
 import { runFleetAgent } from "./fleet-mode.ts";
 import { TOKEN_ON_ARGV, readToken, runArgs, tokenFileWarning, type AgentConfig } from "./config.ts";
+import { observabilitySettings, withObservabilityOptions, type ObservabilityFlags } from "./metrics-options.ts";
 import { Toolbox } from "./tools.ts";
 import { AGENT_VERSION } from "./version.ts";
 
@@ -25,7 +26,7 @@ interface ApplyFlags extends ToolFlags {
   json?: boolean;
 }
 
-interface RunFlags extends ToolFlags {
+interface RunFlags extends ToolFlags, ObservabilityFlags {
   assignment?: string;
   name?: string;
   anyHost: boolean;
@@ -41,12 +42,12 @@ interface RunFlags extends ToolFlags {
 }
 
 const EXIT_CODES = `
-Exit codes: 0 converged (or nothing to change in check mode), 1 runtime error,
-2 invalid assignment (nothing changed), 3 some resource failed, 64 usage error.`;
+Exit codes: 0 converged (check mode: nothing to change), 1 runtime error, 2 check mode: changes pending,
+3 some resource failed, 4 invalid assignment or another host's (nothing changed), 64 usage error.`;
 
 const HOST_CHECK = `
 FILE must be this host's assignment: its "host" must be --name (default the
-hostname), else nothing is changed and the exit code is 2. --any-host applies
+hostname), else nothing is changed and the exit code is 4. --any-host applies
 another host's document on purpose (labs).`;
 
 const FLEET_HELP = `
@@ -65,6 +66,14 @@ With --assignment FILE: keeps the host converged to FILE: follows OVS port
 changes and libvirt domain events, re-reads FILE when it changes, logs JSON
 lines; stopping it (SIGTERM) leaves the host as it is.
 ${HOST_CHECK}`;
+
+const SHOW_HELP = `
+Runs only commands that read (ip -s -details -json link, ip -json addr, ovs-vsctl list,
+ovs-ofctl dump-flows, virsh net-list/net-dumpxml, nft list table inet netfleet) and
+reads the lease files (<state-dir>/dnsmasq/*.leases, <run-dir>/leases/*.json). A tool
+that cannot be read (no libvirtd on a backend, no OVS) is named under "Not read" (JSON:
+problems), and the rest is still shown. The same view comes from the controller with
+netfleet show HOST. Exit codes: 0 shown, 1 runtime error, 64 usage error.`;
 
 /**
  * run's periods in milliseconds when not given. Applied after parsing, not
@@ -118,7 +127,7 @@ export async function main(argv: string[], given: { token?: string } = {}): Prom
       .requiredOption("--assignment <file>", "this host's assignment (netfleet compile writes them) (required)")
       .option("--name <name>", "this host's name in the inventory (default the hostname)")
       .option("--any-host", "apply another host's assignment on purpose (labs)")
-      .option("--check", "only say what would change; run nothing that changes the host")
+      .option("--check", "only say what would change (unified diffs of texts, old -> new of other fields); run nothing that changes the host; exit 2 when something would change")
       .option("--json", "print the results as JSON"),
   )
     .addHelpText("after", `${HOST_CHECK}\n${EXIT_CODES}`)
@@ -130,31 +139,49 @@ export async function main(argv: string[], given: { token?: string } = {}): Prom
     );
 
   withToolOptions(
-    program
-      .command("run")
-      .description("Keep this host converged: as a fleet member (--site --nats --token-file), or to an assignment file.")
-      .option("--assignment <file>", "keep the host at this file instead of joining the fleet")
-      .option("--name <name>", "the name to enroll as / this host's name in the inventory (default a host token's host, else the hostname)")
-      .option("--any-host", "with --assignment: apply another host's assignment on purpose (labs)")
-      .option("--site <name>", "the site to join (a DNS label)")
-      .option("--nats <urls>", "the controller's NATS servers: nats://host:port[,nats://host:port...]", optionValue(parseNatsUrls))
-      .option("--token-file <file>", "the token: a file (mode 0600), or - to read it from stdin; a host token (netfleet hosts token NAME) enrolls this host as NAME at once, the site's join token (netfleet token) only asks to join")
-      // Refused with a usage error: a token on the command line is in ps for every local user.
-      .addOption(new Option("--token <token>").hideHelp())
-      .option("--interval <s>", `full reconcile (drift repair) period, seconds (default ${RUN_DEFAULTS.interval / 1000})`, seconds("interval", 1))
-      .option("--flow-interval <s>", `VM port rules check period, seconds (default ${RUN_DEFAULTS.flowInterval / 1000})`, seconds("flow-interval", 0.2))
-      .option("--confirm-deadline <s>", `after an apply, NATS must answer within this many seconds or the apply is undone (default ${RUN_DEFAULTS.confirmDeadline / 1000})`, seconds("confirm-deadline", 1))
-      .option("--heartbeat <s>", `heartbeat period, seconds (default ${RUN_DEFAULTS.heartbeat / 1000})`, seconds("heartbeat", 0.2))
-      .option("--no-watch", "do not follow OVS and libvirt events (fleet agent)"),
+    withObservabilityOptions(
+      program
+        .command("run")
+        .description("Keep this host converged: as a fleet member (--site --nats --token-file), or to an assignment file.")
+        .option("--assignment <file>", "keep the host at this file instead of joining the fleet")
+        .option("--name <name>", "the name to enroll as / this host's name in the inventory (default a host token's host, else the hostname)")
+        .option("--any-host", "with --assignment: apply another host's assignment on purpose (labs)")
+        .option("--site <name>", "the site to join (a DNS label)")
+        .option("--nats <urls>", "the controller's NATS servers: nats://host:port[,nats://host:port...]", optionValue(parseNatsUrls))
+        .option("--token-file <file>", "the token: a file (mode 0600), or - to read it from stdin; a host token (netfleet hosts token NAME) enrolls this host as NAME at once, the site's join token (netfleet token) only asks to join")
+        // Refused with a usage error: a token on the command line is in ps for every local user.
+        .addOption(new Option("--token <token>").hideHelp())
+        .option("--interval <s>", `full reconcile (drift repair) period, seconds (default ${RUN_DEFAULTS.interval / 1000})`, seconds("interval", 1))
+        .option("--flow-interval <s>", `VM port rules check period, seconds (default ${RUN_DEFAULTS.flowInterval / 1000})`, seconds("flow-interval", 0.2))
+        .option("--confirm-deadline <s>", `after an apply, NATS must answer within this many seconds or the apply is undone (default ${RUN_DEFAULTS.confirmDeadline / 1000})`, seconds("confirm-deadline", 1))
+        .option("--heartbeat <s>", `heartbeat period, seconds (default ${RUN_DEFAULTS.heartbeat / 1000})`, seconds("heartbeat", 0.2))
+        .option("--no-watch", "do not follow OVS and libvirt events (fleet agent)"),
+    ),
   )
     .addHelpText("after", `${FLEET_HELP}\n${EXIT_CODES}`)
     .action(withExitCode((v: Partial<RunFlags>, cmd: Command) => run({ ...RUN_DEFAULTS, ...v }, cmd, given.token)));
+
+  withToolOptions(
+    program
+      .command("show")
+      .description("Print what this host has now, read only: bonds, VLANs, OVS bridges and ports, VM ports and their rules, libvirt networks, leases, nft sets, counters.")
+      .option("--name <name>", "the host name the view carries (default the hostname)")
+      .option("--json", "print the view as JSON (what netfleet show HOST --json carries as view)"),
+  )
+    .addHelpText("after", SHOW_HELP)
+    .action(
+      withExitCode(async (v: ToolFlags & { name?: string; json?: boolean }, cmd: Command) => {
+        if (v.name !== undefined && !DNS_LABEL.test(v.name)) usageError(cmd, "--name must be a DNS label");
+        const { showCommand } = await import("./show/command.ts");
+        return showCommand(toolbox(v), { json: v.json === true, ...(v.name !== undefined ? { name: v.name } : {}) });
+      }),
+    );
 
   addCompletionCommand(program);
   return runProgram(program, argv);
 }
 
-/** The assignment of `--assignment`, checked to be this host's; else the exit code (2: unusable file or another host's, 64: a bad --name). */
+/** The assignment of `--assignment`, checked to be this host's; else the exit code (4: unusable file or another host's, 64: a bad --name). */
 function fileAssignment(cmd: Command, v: { assignment: string; name?: string; anyHost?: boolean | undefined }): HostAssignment | number {
   let assignment: HostAssignment;
   try {
@@ -162,13 +189,13 @@ function fileAssignment(cmd: Command, v: { assignment: string; name?: string; an
   } catch (err) {
     if (!(err instanceof AssignmentFileError)) throw err;
     process.stderr.write(`netfleet-agent: ${err.message}\n`);
-    return 2;
+    return 4;
   }
   const refused = wrongHost(v.assignment, assignment.host, v.name, v.anyHost);
   if (refused === undefined) return assignment;
   if (refused.startsWith("--name")) usageError(cmd, refused);
   process.stderr.write(`netfleet-agent: ${refused}\n`);
-  return 2;
+  return 4;
 }
 
 /**
@@ -227,6 +254,7 @@ async function run(v: RunFlags, cmd: Command, givenToken: string | undefined): P
     confirmDeadlineMs: v.confirmDeadline,
     heartbeatMs: v.heartbeat,
     watchEvents: v.watch,
+    ...observabilitySettings(v),
   });
 }
 
