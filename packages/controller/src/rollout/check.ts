@@ -24,18 +24,7 @@ export interface CheckRun {
 
 /** The observed-state hash a check reply carries (protocol 1.2; older agents send none). */
 export function observedOf(reply: CheckReply): string | undefined {
-  const observed = (reply as { observed?: unknown }).observed;
-  return typeof observed === "string" ? observed : undefined;
-}
-
-/**
- * The field names a check result says would change: `changes` as a list of
- * names (protocol 1.1) or as `{field: {old, new}}` (1.2).
- */
-export function changedFields(result: { changes?: unknown }): string[] {
-  const c = result.changes;
-  if (Array.isArray(c)) return c.filter((f): f is string => typeof f === "string");
-  return c && typeof c === "object" ? Object.keys(c).sort() : [];
+  return reply.observed;
 }
 
 /**
@@ -69,7 +58,7 @@ async function checkHost(run: CheckRun, host: string): Promise<boolean> {
   try {
     const reply = await run.stores.check(run.targets.get(host)!.assignment, run.applyTimeoutMs);
     const failures = reply.results.filter((r) => r.result === false).map((r) => ({ id: r.id, ...(r.comment ? { comment: r.comment } : {}) }));
-    const wouldChange = reply.results.filter((r) => r.result === null).map((r) => ({ id: r.id, fields: changedFields(r) }));
+    const wouldChange = reply.results.filter((r) => r.result === null).map((r) => ({ id: r.id, fields: r.changes ?? [] }));
     const unplannable = run.requireObserved && reply.ok && !observedOf(reply) ? "the agent sent no observed-state hash (older than protocol 1.2): no plan can be made against it" : undefined;
     const good = reply.ok && failures.length === 0 && !unplannable;
     const error = reply.error ?? unplannable;

@@ -1,5 +1,5 @@
 import { open, rename, rm, writeFile } from "node:fs/promises";
-import { DNS_LABEL, ResultsSummary } from "@netfleet/shared";
+import { DIFF_MAX_CHARS, DNS_LABEL, FieldChange, ResultsSummary } from "@netfleet/shared";
 import { z } from "zod";
 
 const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, "a sha256 in hex (64 digits 0-9a-f)");
@@ -9,10 +9,10 @@ export const PlannedChange = z.strictObject({
   id: z.string().min(1).max(200),
   /** Names of the fields that would change (sorted as the agent sent them). */
   fields: z.array(z.string().max(200)).max(200),
-  /** Per field: what the host has and what it would get, as the agent reported them. */
-  values: z.record(z.string().max(200), z.strictObject({ old: z.unknown(), new: z.unknown() })).optional(),
-  /** A unified diff (old → new) of a text the resource writes (nft ruleset, dnsmasq config, libvirt XML, flows). */
-  diff: z.string().max(4_000_000).optional(),
+  /** Per field: what the host has (`before`) and what it would get (`after`), as text, as the agent reported them (FieldChange). */
+  values: z.array(FieldChange).max(64).optional(),
+  /** A unified diff (live → desired) of a text the resource is made of (nft ruleset, dnsmasq files, libvirt XML, flows). */
+  diff: z.string().max(DIFF_MAX_CHARS).optional(),
 });
 export type PlannedChange = z.output<typeof PlannedChange>;
 

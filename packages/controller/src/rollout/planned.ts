@@ -1,5 +1,5 @@
 import type { CheckReply, HostAssignment } from "@netfleet/shared";
-import { changedFields, observedOf } from "./check.ts";
+import { observedOf } from "./check.ts";
 import type { HostDiffStatus } from "./diff.ts";
 import type { PlanFile, PlannedChange, PlannedHost } from "./plan-file.ts";
 
@@ -38,11 +38,7 @@ export class PlanStaleError extends Error {
 export function plannedChanges(reply: CheckReply): PlannedChange[] {
   return reply.results
     .filter((r) => r.result === null)
-    .map((r) => {
-      const { changes, diff } = r as { changes?: unknown; diff?: unknown };
-      const values = changes && typeof changes === "object" && !Array.isArray(changes) ? (changes as PlannedChange["values"]) : undefined;
-      return { id: r.id, fields: changedFields(r), ...(values ? { values } : {}), ...(typeof diff === "string" ? { diff } : {}) };
-    });
+    .map((r) => ({ id: r.id, fields: r.changes ?? [], ...(r.fields?.length ? { values: r.fields } : {}), ...(r.diff ? { diff: r.diff } : {}) }));
 }
 
 /** The plan file of a check that passed on every host (in the order given: wave order). */

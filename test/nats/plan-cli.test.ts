@@ -1,0 +1,202 @@
+/**
+ * `netfleet rollout --check --out FILE` and `netfleet rollout --plan FILE`
+ * as an operator runs them (the CLI's main), against a real nats-server and
+ * agents of the lab inventory (three hosts). Each agent answers check and
+ * apply for a host model: the resources it holds (by id, their spec), whose
+ * observed-state hash is the sha256 of what it holds of the assignment's
+ * resources; an apply carrying a plan's hash that no longer matches runs
+ * nothing and fails with the engine's words ("host changed since the plan").
+ * The real engine's refusal is plan-agent.test.ts's.
+ *   1. the plan is saved (every host, its assignment, desired revision and
+ *      observed hash) and applied exactly: each host gets the planned
+ *      assignment once, its envelope carrying the plan's observed hash;
+ *   2. the inventory edited after the plan: refused naming the host, nothing
+ *      published (every desired KV revision unchanged);
+ *   3. a host's desired entry moved after the plan: refused naming it;
+ *   4. a host changed after the plan: its agent refuses, nothing of the plan
+ *      reaches it, the rollout fails naming it;
+ *   5. a bad plan file: one line naming the file and the problem;
+ *   6. off a terminal without --yes: a usage error naming --yes, nothing published.
+ */
+import { createHash } from "node:crypto";
+import { cp, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { canonicalJson, loadInventory, resourceId, type HostAssignment } from "@netfleet/shared";
+import { compileSite } from "@netfleet/controller";
+import { main } from "../../packages/controller/src/main.ts";
+import { memoryOutput } from "../../packages/controller/src/output.ts";
+import { readPlanFile } from "../../packages/controller/src/rollout/plan-file.ts";
+import { startAgent, startSite, stopAll, writeControllerHome, type Site, type TestAgent } from "./harness.ts";
+
+const REPO = new URL("../..", import.meta.url).pathname;
+let site: Site | undefined;
+const agents: TestAgent[] = [];
+afterEach(async () => {
+  await stopAll(site, agents);
+  site = undefined;
+});
+
+/** A host as its agent sees it: spec (canonical JSON) by resource id; `applied` records each apply that ran. */
+interface ModelHost {
+  name: string;
+  state: Map<string, string>;
+  applied: string[];
+  refused: string[];
+}
+
+function observedOf(host: ModelHost, assignment: HostAssignment): string {
+  const seen = assignment.resources.map((r) => [resourceId(r), host.state.get(resourceId(r)) ?? null]);
+  return createHash("sha256").update(canonicalJson(seen)).digest("hex");
+}
+
+function startModelAgent(s: Site, host: ModelHost): TestAgent {
+  const a = startAgent(s, {
+    hostname: host.name,
+    onCheck: async (assignment) => {
+      // As the agent's check pass reports it (fleet/check.ts CheckResult): field names, values before and after, the observed hash.
+      const differ = assignment.resources.filter((r) => host.state.get(resourceId(r)) !== canonicalJson(r));
+      const results = assignment.resources.map((r) => ({ id: resourceId(r), result: differ.includes(r) ? null : true }));
+      return {
+        summary: { ok: results.length - differ.length, changed: 0, failed: 0, pending: differ.length },
+        results,
+        changes: Object.fromEntries(differ.map((r) => [resourceId(r), ["spec"]])),
+        details: Object.fromEntries(differ.map((r) => [resourceId(r), { fields: [{ field: "spec", before: host.state.get(resourceId(r)) ?? "", after: canonicalJson(r) }] }])),
+        observed: observedOf(host, assignment),
+      };
+    },
+    onAssignment: async (assignment, revision, options) => {
+      const observed = observedOf(host, assignment);
+      if (options.expectObserved !== undefined && options.expectObserved !== observed) {
+        host.refused.push(assignment.hash);
+        const comment = `host changed since the plan (observed ${observed.slice(0, 12)}, plan made against ${options.expectObserved.slice(0, 12)})`;
+        return { summary: { ok: 0, changed: 0, failed: 1, pending: 0 }, results: [{ id: "plan", result: false, comment }] };
+      }
+      for (const r of assignment.resources) host.state.set(resourceId(r), canonicalJson(r));
+      host.applied.push(assignment.hash);
+      a.applied.push({ revision, hash: assignment.hash });
+      return { summary: { ok: assignment.resources.length, changed: assignment.resources.length, failed: 0, pending: 0 }, results: assignment.resources.map((r) => ({ id: resourceId(r), result: true })) };
+    },
+  });
+  return a;
+}
+
+async function desiredRevisions(s: Site): Promise<Record<string, number>> {
+  return Object.fromEntries([...(await s.cp.desired.readAll())].map(([h, e]) => [h, e.kvRevision]));
+}
+
+async function setup(basePort: number) {
+  const dir = join((await import("node:os")).tmpdir(), `nf-plan-cli-${basePort}-${process.pid}`);
+  await cp(join(REPO, "inventories", "lab"), dir, { recursive: true });
+  const inventory = loadInventory(dir);
+  site = await startSite({ basePort, hosts: inventory.hosts });
+  const hosts = inventory.hosts.map((h): ModelHost => ({ name: h.name, state: new Map(), applied: [], refused: [] }));
+  for (const h of hosts) agents.push(startModelAgent(site, h));
+  await Promise.all(agents.map((a) => a.started));
+  const stateDir = await writeControllerHome(site, dir);
+  const planFile = join(site.dir, "plan.json");
+  const run = async (...argv: string[]) => {
+    const out = memoryOutput(false);
+    const code = await main(["rollout", dir, "--state-dir", stateDir, "--timeout", "20", ...argv], out);
+    return { code, stdout: out.stdout.join("\n"), stderr: out.stderr.join("\n") };
+  };
+  return { dir, hosts, planFile, run, byName: (n: string) => hosts.find((h) => h.name === n)! };
+}
+
+/** The MAC of vmb2 (a VM on hostb) in the lab inventory, changed: hostb's assignment (at least) compiles differently. */
+async function editHostb(dir: string, mac: string): Promise<void> {
+  const file = join(dir, "networks.yaml");
+  const text = await readFile(file, "utf8");
+  await writeFile(file, text.replace(/(    vmb2:.*\n        mac: )52:54:00:81:0b:[0-9a-f]{2}/, `$1${mac}`));
+}
+
+describe("netfleet rollout plans", () => {
+  it("--check --out saves the plan; --plan applies exactly it; an edited inventory or a moved desired entry is refused naming the host, nothing published", async () => {
+    const t = await setup(33200);
+    const s = site!;
+
+    // 1. The plan: every host, fresh (no desired entry), its agent's observed hash; then applied exactly.
+    const checked = await t.run("--check", "--out", t.planFile);
+    expect(checked.code, checked.stderr).toBe(0);
+    expect(checked.stdout).toContain(`plan written to ${t.planFile}: 3 hosts`);
+    const plan = await readPlanFile(t.planFile);
+    const compiled = new Map(compileSite(loadInventory(t.dir)).map((a) => [a.host, a]));
+    expect(plan.hosts.map((h) => h.host).sort()).toEqual(["backend", "hosta", "hostb"]);
+    for (const h of plan.hosts) {
+      expect(h.assignment).toBe(compiled.get(h.host)!.hash);
+      expect([h.basedOn, h.from, h.status]).toEqual([0, null, "new"]);
+      expect(h.observed).toBe(observedOf(t.byName(h.host), compiled.get(h.host)!));
+      expect(h.changes.length).toBe(compiled.get(h.host)!.resources.length);
+    }
+    expect(await desiredRevisions(s)).toEqual({});
+
+    const applied = await t.run("--plan", t.planFile, "--yes");
+    expect(applied.code, applied.stderr).toBe(0);
+    expect(applied.stdout).toContain(`plan ${t.planFile}: site lab`);
+    for (const h of t.hosts) expect(h.applied).toEqual([compiled.get(h.name)!.hash]);
+    const desired = await s.cp.desired.readAll();
+    for (const h of plan.hosts) expect(desired.get(h.host)!.envelope.plan).toEqual({ observed: h.observed });
+
+    // 2. A plan made now (nothing to change), then hostb's address edited: refused naming hostb, nothing published.
+    expect((await t.run("--check", "--out", t.planFile)).code).toBe(0);
+    const before = await desiredRevisions(s);
+    await editHostb(t.dir, "52:54:00:81:0b:22");
+    const moved = compileSite(loadInventory(t.dir)).filter((a) => a.hash !== compiled.get(a.host)!.hash).map((a) => a.host);
+    expect(moved).toContain("hostb");
+    const stale = await t.run("--plan", t.planFile, "--yes");
+    expect(stale.code).toBe(2);
+    for (const h of moved) expect(stale.stderr).toContain(`netfleet rollout: refused: ${h}: the inventory compiles to another assignment now`);
+    expect(await desiredRevisions(s)).toEqual(before);
+    await editHostb(t.dir, "52:54:00:81:0b:02");
+
+    // 3. A plan, then someone publishes to hosta: refused naming hosta (under the lock, before anything is written).
+    expect((await t.run("--check", "--out", t.planFile)).code).toBe(0);
+    await s.cp.publish(compiled.get("hosta")!, { force: true });
+    const afterPublish = await desiredRevisions(s);
+    const raced = await t.run("--plan", t.planFile, "--yes");
+    expect(raced.code).toBe(2);
+    expect(raced.stderr).toContain(`netfleet rollout: refused: hosta: its desired state moved since the plan (desired KV revision ${afterPublish.hosta}, the plan was made against ${before.hosta})`);
+    expect(raced.stderr).not.toMatch(/refused: (backend|hostb)/);
+    expect(await desiredRevisions(s)).toEqual(afterPublish);
+  }, 120_000);
+
+  it("a host changed since the plan refuses it and nothing of the plan reaches it; a bad plan file and a rollout off a terminal without --yes change nothing", async () => {
+    const t = await setup(33210);
+    const s = site!;
+    expect((await t.run("--yes")).code).toBe(0);
+    const first = new Map(compileSite(loadInventory(t.dir)).map((a) => [a.host, a]));
+
+    // 4. hostb's assignment changes (inventory edited, then planned); then its host changes behind the plan's back.
+    await editHostb(t.dir, "52:54:00:81:0b:22");
+    expect((await t.run("--check", "--out", t.planFile)).code).toBe(0);
+    const plan = await readPlanFile(t.planFile);
+    const planned = plan.hosts.find((h) => h.host === "hostb")!;
+    expect(planned.changes.length).toBeGreaterThan(0);
+    const hostb = t.byName("hostb");
+    const someId = resourceId(first.get("hostb")!.resources[0]!);
+    hostb.state.set(someId, "changed by hand");
+    const refused = await t.run("--plan", t.planFile, "--yes", "--max-fail", "2");
+    expect(refused.stdout).toMatch(/hostb: FAILED.*refused by the agent: host changed since the plan \(observed [0-9a-f]{12}, plan made against [0-9a-f]{12}\)/);
+    expect(refused.code).toBe(3);
+    expect(hostb.refused).toEqual([planned.assignment]);
+    expect(hostb.applied).not.toContain(planned.assignment);
+    expect(hostb.state.get(someId)).toBe("changed by hand");
+
+    // 5. A bad plan file: one line naming the file and the problem; nothing published.
+    const before = await desiredRevisions(s);
+    const bad = JSON.parse(await readFile(t.planFile, "utf8")) as { hosts: { observed: string }[] };
+    bad.hosts[0]!.observed = "not-a-hash";
+    await writeFile(t.planFile, JSON.stringify(bad));
+    const badRun = await t.run("--plan", t.planFile, "--yes");
+    expect(badRun.code).toBe(2);
+    expect(badRun.stderr).toBe(`netfleet rollout: --plan ${t.planFile}: hosts[0].observed: a sha256 in hex (64 digits 0-9a-f)`);
+    await writeFile(t.planFile, "{ truncated");
+    expect((await t.run("--plan", t.planFile, "--yes")).stderr).toMatch(new RegExp(`^netfleet rollout: --plan ${t.planFile}: not JSON: `));
+
+    // 6. Off a terminal (vitest's stdin) without --yes: a usage error naming --yes; --check needs none.
+    const noYes = await t.run();
+    expect(noYes.code).toBe(64);
+    expect(noYes.stderr).toContain("give --yes to roll out without asking");
+    expect(await desiredRevisions(s)).toEqual(before);
+  }, 120_000);
+});
