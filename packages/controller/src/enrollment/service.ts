@@ -22,13 +22,15 @@ import {
 } from "@netfleet/shared";
 import type { HostQueues } from "../nats/host-messages.ts";
 import { agentUserName } from "../nats/permissions.ts";
-import { CLAIMS_MAX } from "../store/buckets.ts";
 import type { CredentialStore, StoredCredential } from "../store/credentials.ts";
 import { ClaimsFullError, keyFingerprint, type HostRecord, type HostRegistry } from "../store/registry.ts";
 import { hostTokenKey, verifyHostToken, type VerifiedHostToken } from "./host-tokens.ts";
 import { matchHost, tokenMatches, type AcceptedToken } from "./match.ts";
-import { KeyedTokenBuckets, TokenBucket, type RateLimit } from "./rate-limit.ts";
+import { DEFAULT_ENROLLMENT_LIMITS, RefusalLog, type EnrollmentLimits } from "./limits.ts";
+import { KeyedTokenBuckets, TokenBucket } from "./rate-limit.ts";
 import type { UserSync } from "./users.ts";
+
+export { DEFAULT_ENROLLMENT_LIMITS, type EnrollmentLimits } from "./limits.ts";
 
 /** An operator action named a host the registry cannot act on (not enrolled, or not in the inventory). */
 export class HostNotFoundError extends Error {
@@ -39,29 +41,6 @@ export class HostNotFoundError extends Error {
     this.host = host;
   }
 }
-
-/** Enrollment rate limits (token buckets, rate-limit.ts). */
-export interface EnrollmentLimits {
-  /** Per claimed name (the subject's host token) for messages without a valid host token, and per host-token nonce: default 5, then 1 every 2 s. */
-  perName: RateLimit;
-  /** Per site, every message that would write a pending claim (site token): default 50, then 10 a second. */
-  claimsPerSite: RateLimit;
-  /** Per site, every message without a valid host token (before the per-name limit): default 200, then 100 a second. */
-  unauthenticated: RateLimit;
-  /** Pending claims kept at most (default CLAIMS_MAX, 256). */
-  maxClaims: number;
-  /** How long `rekey` waits for the agent to take its new credentials, ms (default 5000). */
-  rekeyTimeoutMs: number;
-}
-
-/** The defaults of EnrollmentLimits. */
-export const DEFAULT_ENROLLMENT_LIMITS: EnrollmentLimits = {
-  perName: { burst: 5, perSecond: 0.5 },
-  claimsPerSite: { burst: 50, perSecond: 10 },
-  unauthenticated: { burst: 200, perSecond: 100 },
-  maxClaims: CLAIMS_MAX,
-  rekeyTimeoutMs: 5000,
-};
 
 /** What the enrollment service works with. */
 export interface EnrollmentServiceOptions {
@@ -87,9 +66,6 @@ export interface EnrollmentServiceOptions {
   /** Rate limits and caps (default DEFAULT_ENROLLMENT_LIMITS). */
   limits?: Partial<EnrollmentLimits>;
 }
-
-/** Refusals logged per second at most; the rest are counted in the next `enroll-refused-suppressed` event. */
-const REFUSALS_LOGGED_PER_S = 20;
 
 /**
  * Enrollment. An agent's enroll message (facts, its public key, a token)
@@ -121,7 +97,7 @@ export class EnrollmentService {
   private readonly unauthenticated: TokenBucket;
   private key: Promise<Buffer> | undefined;
   private tokens: { at: number; list: Promise<readonly AcceptedToken[]> } | undefined;
-  private refusals = { second: 0, logged: 0, suppressed: 0 };
+  private readonly refusals: RefusalLog;
 
   constructor(options: EnrollmentServiceOptions) {
     this.o = options;
@@ -129,6 +105,7 @@ export class EnrollmentService {
     this.perName = new KeyedTokenBuckets(this.limits.perName);
     this.claimsPerSite = new TokenBucket(this.limits.claimsPerSite);
     this.unauthenticated = new TokenBucket(this.limits.unauthenticated);
+    this.refusals = new RefusalLog(options.log);
   }
 
   /**
@@ -155,10 +132,10 @@ export class EnrollmentService {
     // bucket first, then the name's.
     const hostToken = parseHostToken(facts.token) ? verifyHostToken(await this.hostTokenKey(), site, facts.token) : undefined;
     if (hostToken?.ok) {
-      if (!this.perName.take(`nonce:${hostToken.token.nonce}`)) return this.refuse(subjectHost, "rate limit: too many enroll messages with this host token");
+      if (!this.perName.take(`nonce:${hostToken.token.nonce}`)) return this.refusals.refuse(subjectHost, "rate limit: too many enroll messages with this host token");
     } else {
-      if (!this.unauthenticated.take()) return this.refuse(subjectHost, "rate limit: too many enrollments without a valid host token for the site");
-      if (!this.perName.take(subjectHost)) return this.refuse(subjectHost, "rate limit: too many enroll messages for this name");
+      if (!this.unauthenticated.take()) return this.refusals.refuse(subjectHost, "rate limit: too many enrollments without a valid host token for the site");
+      if (!this.perName.take(subjectHost)) return this.refusals.refuse(subjectHost, "rate limit: too many enroll messages for this name");
     }
     const key = match.kind === "matched" ? match.host : facts.hostname;
     const current = await registry.get(key);
@@ -172,13 +149,13 @@ export class EnrollmentService {
     }
     const { token: _token, ...stored } = facts;
     const now = new Date().toISOString();
-    if (hostToken) return hostToken.ok ? this.enrollWithHostToken(hostToken.token, stored, current, now) : this.refuse(facts.hostname, hostToken.reason);
-    if (!tokenMatches(facts.token, await this.siteTokens())) return this.refuse(facts.hostname, "wrong enrollment token");
+    if (hostToken) return hostToken.ok ? this.enrollWithHostToken(hostToken.token, stored, current, now) : this.refusals.refuse(facts.hostname, hostToken.reason);
+    if (!tokenMatches(facts.token, await this.siteTokens())) return this.refusals.refuse(facts.hostname, "wrong enrollment token");
     // The site token: a pending claim, never an approval.
     if ((current?.state === "rejected" && current.claimKey === facts.publicKey) || current?.rejectedKeys?.includes(facts.publicKey)) {
-      return this.refuse(key, "this agent key was rejected by an operator");
+      return this.refusals.refuse(key, "this agent key was rejected by an operator");
     }
-    if (!this.claimsPerSite.take()) return this.refuse(facts.hostname, "rate limit: too many claims for the site");
+    if (!this.claimsPerSite.take()) return this.refusals.refuse(facts.hostname, "rate limit: too many claims for the site");
     const reason =
       match.kind === "conflict" ? match.reason
       : match.kind === "none" ? "no inventory host has this hostname or management MAC"
@@ -201,7 +178,7 @@ export class EnrollmentService {
     try {
       await registry.putClaim(claim, this.limits.maxClaims);
     } catch (err) {
-      if (err instanceof ClaimsFullError) return this.refuse(key, err.message);
+      if (err instanceof ClaimsFullError) return this.refusals.refuse(key, err.message);
       throw err;
     }
     this.o.log({ event: "enroll", host: key, claimed: facts.hostname, matchedBy: claim.matchedBy, state: "quarantined", reason });
@@ -210,12 +187,12 @@ export class EnrollmentService {
   private async enrollWithHostToken(t: VerifiedHostToken, facts: HostRecord["facts"], current: HostRecord | undefined, now: string): Promise<void> {
     const { registry } = this.o;
     // Bound to the host name: not to a MAC, not to the subject alone.
-    if (t.host !== facts.hostname) return this.refuse(facts.hostname, `host token is for ${t.host}, not ${facts.hostname}`);
-    if (!this.o.hosts.some((h) => h.name === t.host)) return this.refuse(t.host, "host token for a host that is not in the inventory");
-    if (current?.state === "approved") return this.refuse(t.host, "already approved with another agent key: a host token never replaces it (revoke the host first, then approve)");
-    if (current?.state === "rejected") return this.refuse(t.host, "rejected or revoked by an operator: only netfleet hosts approve enrolls it again");
+    if (t.host !== facts.hostname) return this.refusals.refuse(facts.hostname, `host token is for ${t.host}, not ${facts.hostname}`);
+    if (!this.o.hosts.some((h) => h.name === t.host)) return this.refusals.refuse(t.host, "host token for a host that is not in the inventory");
+    if (current?.state === "approved") return this.refusals.refuse(t.host, "already approved with another agent key: a host token never replaces it (revoke the host first, then approve)");
+    if (current?.state === "rejected") return this.refusals.refuse(t.host, "rejected or revoked by an operator: only netfleet hosts approve enrolls it again");
     // Single use: the first to create the nonce's key wins, on every server of the cluster.
-    if (!(await registry.useToken(t.nonce, t.host))) return this.refuse(t.host, "host token already used");
+    if (!(await registry.useToken(t.nonce, t.host))) return this.refusals.refuse(t.host, "host token already used");
     const from: HostRecord = {
       host: t.host,
       inventory: true,
@@ -420,29 +397,5 @@ export class EnrollmentService {
       throw err;
     });
     return this.key;
-  }
-
-  /**
-   * Logs a refused enrollment (nothing was written), at most
-   * REFUSALS_LOGGED_PER_S a second; the ones over it are counted and logged
-   * as one `enroll-refused-suppressed` event when the second is over.
-   */
-  private refuse(host: string, reason: string): void {
-    const second = Math.floor(Date.now() / 1000);
-    if (second !== this.refusals.second) this.flushRefusals(second);
-    if (this.refusals.logged < REFUSALS_LOGGED_PER_S) {
-      this.refusals.logged++;
-      this.o.log({ event: "enroll-refused", host, reason });
-      return;
-    }
-    if (this.refusals.suppressed++ === 0) {
-      const timer = setTimeout(() => this.flushRefusals(Math.floor(Date.now() / 1000)), 1000 - (Date.now() % 1000) + 5);
-      timer.unref();
-    }
-  }
-
-  private flushRefusals(second: number): void {
-    if (this.refusals.suppressed > 0) this.o.log({ event: "enroll-refused-suppressed", count: this.refusals.suppressed });
-    this.refusals = { second, logged: second === this.refusals.second ? this.refusals.logged : 0, suppressed: 0 };
   }
 }

@@ -1,12 +1,12 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { closeSync, constants, openSync } from "node:fs";
-import { mkdir, readFile } from "node:fs/promises";
-import { connect as tcpConnect } from "node:net";
+import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import PQueue from "p-queue";
 import { diskFullError, writeFileWhole } from "../store/files.ts";
 import { renderAccounts, renderNodeConfig, type NatsNodeConfig, type NatsUser } from "./config.ts";
+import { describe, fetchStatus, getJson, loadTime, natsInfo, poll, tail, type ServerFacts } from "./probe.ts";
 
 /** Where and how `NatsServer.start` runs its nodes. */
 export interface NatsServerOptions {
@@ -338,107 +338,12 @@ export class NatsServer {
 
   /** SIGHUP is what `nats-server --signal reload=<pidfile>` sends; config_load_time in /varz tells it took effect. */
   private async reload(node: NatsNode): Promise<void> {
-    const before = await loadTime(node);
+    const before = await loadTime(node.monitorUrl);
     node.process?.kill("SIGHUP");
     const loaded = await poll(async () => {
-      const now = await loadTime(node);
+      const now = await loadTime(node.monitorUrl);
       return now !== undefined && now !== before ? now : undefined;
     }, 25, this.options.readyTimeoutMs);
     if (loaded === undefined) throw new NatsServerError(node.name, "config reload not seen in time", await tail(node.logFile));
-  }
-}
-
-/** What /varz or a client port's INFO says about a server (the fields we use). */
-interface ServerFacts {
-  server_id?: string;
-  server_name?: string;
-  start?: string;
-  tags?: string[];
-}
-
-/**
- * The INFO line a NATS server sends first on its client port (NATS client
- * protocol), parsed; undefined when nothing listens or it is not NATS
- * within 1 s (then `{}` when something did accept the connection).
- */
-function natsInfo(host: string, port: number): Promise<ServerFacts | undefined> {
-  return new Promise((resolve) => {
-    let data = "";
-    let connected = false;
-    const socket = tcpConnect({ host, port });
-    const done = (value: ServerFacts | undefined) => {
-      socket.destroy();
-      resolve(value);
-    };
-    socket.setTimeout(1000, () => done(connected ? {} : undefined));
-    socket.once("connect", () => (connected = true));
-    socket.on("data", (chunk: Buffer) => {
-      data += chunk.toString("utf8");
-      const end = data.indexOf("\r\n");
-      if (end < 0 && data.length < 65536) return;
-      const m = /^INFO\s+(\{.*\})/.exec(end < 0 ? data : data.slice(0, end));
-      try {
-        done(m ? (JSON.parse(m[1]!) as ServerFacts) : {});
-      } catch {
-        done({});
-      }
-    });
-    socket.once("error", () => done(connected ? {} : undefined));
-    socket.once("end", () => done(connected ? {} : undefined));
-  });
-}
-
-/** "nats-server nf-1 (server_id N…, started T, pid P)"; the pid when the node's pid file names a live nats-server. */
-async function describe(facts: ServerFacts, pidFile: string): Promise<string> {
-  const parts: string[] = [];
-  if (facts.server_id) parts.push(`server_id ${facts.server_id}`);
-  if (facts.start) parts.push(`started ${facts.start}`);
-  const pid = Number((await readFile(pidFile, "utf8").catch(() => "")).trim());
-  if (pid > 0 && (await readFile(`/proc/${pid}/comm`, "utf8").catch(() => "")).trim() === "nats-server") parts.push(`pid ${pid} per ${pidFile}`);
-  const what = facts.server_id ? `nats-server ${facts.server_name ?? ""}`.trim() : "a listener that is not NATS";
-  return parts.length ? `${what} (${parts.join(", ")})` : what;
-}
-
-async function loadTime(node: NatsNode): Promise<string | undefined> {
-  const varz = (await getJson(`${node.monitorUrl}/varz`)) as { config_load_time?: string } | undefined;
-  return varz?.config_load_time;
-}
-
-async function fetchStatus(url: string): Promise<number | undefined> {
-  try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
-    await res.arrayBuffer();
-    return res.status;
-  } catch {
-    return undefined;
-  }
-}
-
-async function getJson(url: string): Promise<unknown> {
-  try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
-    return res.ok ? await res.json() : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-async function tail(file: string): Promise<string> {
-  const text = await readFile(file, "utf8").catch(() => "");
-  return text.trimEnd().split("\n").slice(-8).join("\n");
-}
-
-/**
- * Asks `probe` every `intervalMs` until it gives a value, for `timeoutMs`
- * at most (then undefined). A poll of a condition, not a retry of a
- * failure: a probe that throws ends it.
- */
-async function poll<T>(probe: () => Promise<T | undefined>, intervalMs: number, timeoutMs: number): Promise<T | undefined> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) return undefined;
-    await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
