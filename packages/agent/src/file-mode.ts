@@ -1,7 +1,7 @@
 import { readFileSync, unwatchFile, watchFile } from "node:fs";
-import { DecodeError, decodeAssignment, type HostAssignment } from "@netfleet/shared";
+import { DecodeError, decodeAssignment, renderChanges, type HostAssignment } from "@netfleet/shared";
 import { AgentDaemon } from "./daemon.ts";
-import { reconcile, summarize } from "./engine.ts";
+import { reconcilePass, summarize } from "./engine.ts";
 import { ExecaRunner } from "./exec/runner.ts";
 import type { ResourceResult } from "./resources/types.ts";
 import type { Toolbox } from "./tools.ts";
@@ -35,30 +35,43 @@ export function readAssignment(file: string): HostAssignment {
   }
 }
 
+/** `apply --check` found changes pending (terraform's -detailed-exitcode convention). */
+export const EXIT_PENDING = 2;
+/** Some resource failed or was refused. */
+export const EXIT_FAILED = 3;
+
 /**
  * `netfleet-agent apply`: one reconcile pass (`check`: what would change,
- * nothing run that mutates), printed per resource or as JSON. Returns the
- * exit code: 0 converged (or nothing to change in check mode), 3 some
- * resource failed.
+ * nothing run that mutates), printed per resource (check mode: the unified
+ * diff of each text resource, old -> new of every other field) or as JSON
+ * (with `observed`, the observed-state hash). Returns the exit code: 0
+ * converged (check mode: nothing to change), EXIT_PENDING (2) check mode
+ * with changes pending, EXIT_FAILED (3) some resource failed.
  */
 export async function applyOnce(assignment: HostAssignment, tools: Toolbox, o: { check: boolean; json: boolean }): Promise<number> {
   const started = performance.now();
-  const results = await reconcile(assignment.resources, { runner: new ExecaRunner(), tools, owner: assignment.site, check: o.check });
+  const { results, observed } = await reconcilePass(assignment.resources, { runner: new ExecaRunner(), tools, owner: assignment.site, check: o.check });
   const summary = summarize(results);
   const wallMs = Math.round(performance.now() - started);
   if (o.json) {
-    process.stdout.write(JSON.stringify({ host: assignment.host, hash: assignment.hash, check: o.check, summary, wallMs, results }, null, 2) + "\n");
+    process.stdout.write(JSON.stringify({ host: assignment.host, hash: assignment.hash, check: o.check, observed, summary, wallMs, results }, null, 2) + "\n");
   } else {
     for (const r of results) process.stdout.write(formatResult(r));
     process.stdout.write(`${assignment.host}: ${summary.ok} ok, ${summary.changed} changed, ${summary.pending} would change, ${summary.failed} failed (${wallMs} ms)\n`);
   }
-  return summary.failed > 0 ? 3 : 0;
+  if (summary.failed > 0) return EXIT_FAILED;
+  return summary.pending > 0 ? EXIT_PENDING : 0;
 }
 
-function formatResult(r: ResourceResult): string {
+/**
+ * One resource as `apply` prints it: a mark and its id, then each changed
+ * field `name: old -> new` (values as JSON), then the unified diff of a text
+ * resource, indented (@netfleet/shared renderChanges).
+ */
+export function formatResult(r: ResourceResult): string {
   const mark = r.result === false ? "FAILED " : r.result === null ? "CHANGE?" : r.changed ? "changed" : "ok     ";
   let text = `${mark} ${r.id}${r.comment && r.result !== true ? `: ${r.comment}` : ""}\n`;
-  for (const [k, c] of Object.entries(r.changes)) text += `          ${k}: ${JSON.stringify(c.old)} -> ${JSON.stringify(c.new)}\n`;
+  for (const line of renderChanges(r.changes, r.diff)) text += `          ${line}\n`;
   if (r.error) text += `          error: ${r.error}\n`;
   return text;
 }

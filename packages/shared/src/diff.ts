@@ -1,5 +1,7 @@
 import { createTwoFilesPatch, diffArrays } from "diff";
 
+export { changeValueText, renderChanges, type ChangeText } from "./diff-render.ts";
+
 /**
  * Unified diffs of the texts check mode shows (the nft ruleset, dnsmasq's
  * files, libvirt network XML, OpenFlow rules), made with jsdiff (the `diff`

@@ -1,19 +1,46 @@
 import {
   AssignmentRejectedError,
   CheckRequest,
+  cutDiff,
+  DIFF_MAX_CHARS,
   DecodeError,
   decodeMessage,
   decodeSignedAssignmentValue,
   verifySignedAssignment,
   type CheckReply,
+  type CheckedResult,
+  type FieldChange,
   type HostAssignment,
   type SignedAssignment,
   type TrustedKeys,
 } from "@netfleet/shared";
-import { EMPTY_PASS, type PassResult } from "./pass-result.ts";
+import type { ResourceResult } from "../resources/types.ts";
+import { fieldChanges } from "./corrective.ts";
+import { EMPTY_PASS, passResult, type PassResult } from "./pass-result.ts";
 
-/** A check's pass: what would change, and per resource id the fields that would. */
-export type CheckResult = PassResult & { changes?: Record<string, string[]> };
+/**
+ * A check's pass: what would change, per resource id the fields that would
+ * (`changes`: names; `details`: values before and after, and the diff of a
+ * text resource), and the observed-state hash (engine reconcilePass).
+ */
+export type CheckResult = PassResult & {
+  changes?: Record<string, string[]>;
+  details?: Record<string, { fields: FieldChange[]; diff?: string }>;
+  observed?: string;
+};
+
+/** Diff characters one check reply carries in all; past them a resource's diff is cut to a note (NATS max_payload is 1 MiB). */
+export const REPLY_DIFF_CHARS = 512 * 1024;
+
+/** A check pass's results (engine reconcilePass in check mode) as the reply carries them. */
+export function checkResult(results: readonly ResourceResult[], observed: string): CheckResult {
+  return {
+    ...passResult(results),
+    changes: Object.fromEntries(results.map((r) => [r.id, Object.keys(r.changes)])),
+    details: Object.fromEntries(results.filter((r) => Object.keys(r.changes).length > 0 || r.diff).map((r) => [r.id, { fields: fieldChanges(r.changes).changes, ...(r.diff ? { diff: r.diff } : {}) }])),
+    observed,
+  };
+}
 
 /** Who answers, and with what. */
 export interface CheckContext {
@@ -67,10 +94,26 @@ function checkReply(ctx: CheckContext, ok: boolean, pass: CheckResult, error?: s
     ok,
     ...(error ? { error: error.slice(0, 2000) } : {}),
     summary: pass.summary,
-    results: pass.results.map((r) => {
-      const changes = pass.changes?.[r.id];
-      return changes?.length ? { ...r, changes: changes.slice(0, 200) } : r;
-    }),
+    results: checkedResults(pass),
+    ...(pass.observed ? { observed: pass.observed } : {}),
     at: new Date().toISOString(),
   };
+}
+
+/** Each result with its field names, values and diff; the diffs cut to DIFF_MAX_CHARS each and REPLY_DIFF_CHARS in all. */
+function checkedResults(pass: CheckResult): CheckedResult[] {
+  let budget = REPLY_DIFF_CHARS;
+  return pass.results.map((r) => {
+    const out: CheckedResult = { ...r };
+    const changes = pass.changes?.[r.id];
+    if (changes?.length) out.changes = changes.slice(0, 200);
+    const detail = pass.details?.[r.id];
+    if (detail?.fields.length) out.fields = detail.fields.slice(0, 64);
+    if (detail?.diff) {
+      const room = Math.min(DIFF_MAX_CHARS, budget);
+      out.diff = room >= 200 ? cutDiff(detail.diff, room) : "[diff not shown: this reply's diffs are over their size limit; netfleet-agent apply --check on the host shows it]";
+      budget -= out.diff.length;
+    }
+    return out;
+  });
 }

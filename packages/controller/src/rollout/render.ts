@@ -1,5 +1,16 @@
+import { renderChanges, type ChangeText } from "@netfleet/shared";
 import type { CommandOutput } from "../output.ts";
 import type { RolloutEvent } from "./events.ts";
+
+/**
+ * What a check reply says would change in one resource, as the agent's
+ * `apply --check` prints it (renderChanges): old -> new per field, then the
+ * unified diff. Nothing when the agent sent only field names (protocol 1.1).
+ */
+export function wouldChangeLines(c: { values?: readonly ChangeText[]; diff?: string }): string[] {
+  if (!c.values?.length && !c.diff) return [];
+  return renderChanges(c.values ?? [], c.diff);
+}
 
 /** Renders a rollout's events as they come; `close` ends the output (clears a live progress line). */
 export interface RolloutRenderer {
@@ -73,7 +84,10 @@ export function humanRenderer(out: CommandOutput, tty: boolean): RolloutRenderer
         const s = e.summary ? ` ${e.summary.ok} ok, ${e.summary.changed} changed, ${e.summary.pending} would change, ${e.summary.failed} failed` : "";
         line(`  ${e.host}: ${e.ok ? "OK" : "FAILED"}${s} (${(e.ms / 1000).toFixed(1)} s)${e.error ? `: ${e.error}` : ""}`);
         for (const f of e.failures ?? []) line(`      ${f.id}: ${f.comment ?? "failed"}`);
-        for (const c of e.wouldChange ?? []) line(`      would change ${c.id}${c.fields.length ? ` (${c.fields.join(", ")})` : ""}`);
+        for (const c of e.wouldChange ?? []) {
+          line(`      would change ${c.id}${c.fields.length ? ` (${c.fields.join(", ")})` : ""}`);
+          for (const l of wouldChangeLines(c as { values?: readonly ChangeText[]; diff?: string })) line(`          ${l}`);
+        }
         break;
       }
       case "budget-exceeded":

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { DIFF_MAX_CHARS } from "../diff.ts";
 import { DecodeError } from "../errors.ts";
 import { DNS_LABEL, INTERFACE_NAME, MAC_ADDRESS } from "../names.ts";
 import { decodeFromPeer, stampProtocol } from "./version.ts";
@@ -182,7 +183,27 @@ export const CheckRequest = z.strictObject({
   envelope: z.unknown(),
 });
 
-/** An agent's answer to a CheckRequest: what it runs now, and per resource what it would change (`results[].changes`: field names). */
+/**
+ * One resource of a check: its ReportedResult, and what would change:
+ * `changes` the field names (protocol 1.0); since 1.2 (optional, older
+ * peers drop them) `fields` each field's value before and after as text
+ * (FieldChange; what is cut says so), and `diff` the unified diff, live →
+ * desired, of a resource made of text (nft ruleset, dnsmasq files, libvirt
+ * XML, a bridge's OpenFlow rules per VM port), cut at DIFF_MAX_CHARS
+ * (@netfleet/shared cutDiff).
+ */
+export const CheckedResult = ReportedResult.extend({
+  changes: z.array(z.string().max(200)).max(200).optional(),
+  fields: z.array(FieldChange).max(64).optional(),
+  diff: z.string().max(DIFF_MAX_CHARS).optional(),
+});
+
+/**
+ * An agent's answer to a CheckRequest: what it runs now, and per resource
+ * what it would change (CheckedResult). `observed` (since 1.2): sha256 hex
+ * of what the check observed (the agent's observedHash), what a plan made
+ * from this reply is applied against.
+ */
 export const CheckReply = z.strictObject({
   kind: z.literal("check-result"),
   site: dnsLabel,
@@ -193,7 +214,8 @@ export const CheckReply = z.strictObject({
   ok: z.boolean(),
   error: z.string().max(2000).optional(),
   summary: ResultsSummary,
-  results: z.array(ReportedResult.extend({ changes: z.array(z.string().max(200)).max(200).optional() })).max(10000),
+  results: z.array(CheckedResult).max(10000),
+  observed: hash.optional(),
   at: timestamp,
 });
 
@@ -243,6 +265,7 @@ export type CorrectiveLog = z.output<typeof CorrectiveLog>;
 export type Heartbeat = z.output<typeof Heartbeat>;
 export type CheckRequest = z.output<typeof CheckRequest>;
 export type CheckReply = z.output<typeof CheckReply>;
+export type CheckedResult = z.output<typeof CheckedResult>;
 export type AdminRequest = z.output<typeof AdminRequest>;
 export type Rekey = z.output<typeof Rekey>;
 export type RekeyReply = z.output<typeof RekeyReply>;

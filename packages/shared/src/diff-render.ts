@@ -1,0 +1,56 @@
+/**
+ * How check mode prints what would change (netfleet-agent apply --check,
+ * netfleet rollout --check): each field `name: old -> new`, then the
+ * resource's unified diff. One renderer, so the agent and the controller
+ * print a change the same way.
+ */
+
+/** A field's change as text (the wire's FieldChange): `before` what the host has, `after` what the plan makes. */
+export interface ChangeText {
+  field: string;
+  before: string;
+  after: string;
+}
+
+/**
+ * A value as text: a string as it is, a list of strings or numbers one
+ * element a line, null/undefined as `(none)`, anything else as JSON (the
+ * agent's corrective.ts valueText, which the wire's FieldChange carries).
+ */
+export function changeValueText(value: unknown): string {
+  if (value === null || value === undefined) return "(none)";
+  if (typeof value === "string") return value;
+  if (Array.isArray(value) && value.every((v) => typeof v === "string" || typeof v === "number")) return value.join("\n");
+  return JSON.stringify(value) ?? String(value);
+}
+
+const lineCount = (text: string) => (text === "" || text === "(none)" ? 0 : text.split("\n").length);
+
+/**
+ * The lines check mode prints for one resource, unindented: each field as
+ * `name: old -> new` when both values are one line; a field of many lines
+ * as `name:` then its old lines `- ` and new lines `+ `, or, when the
+ * resource has a unified diff (which shows them in context), as `name: N
+ * lines -> M lines (in the diff below)`; then the diff's lines.
+ * `changes`: the agent's `{ field: { old, new } }` or the wire's texts.
+ */
+export function renderChanges(changes: Record<string, { old: unknown; new: unknown }> | readonly ChangeText[], diff?: string): string[] {
+  const fields: ChangeText[] = Array.isArray(changes)
+    ? [...(changes as readonly ChangeText[])]
+    : Object.entries(changes as Record<string, { old: unknown; new: unknown }>).map(([field, c]) => ({ field, before: changeValueText(c.old), after: changeValueText(c.new) }));
+  const out: string[] = [];
+  for (const { field, before, after } of fields) {
+    if (!before.includes("\n") && !after.includes("\n") && (!diff || (before.length <= 120 && after.length <= 120))) {
+      out.push(`${field}: ${before} -> ${after}`);
+    } else if (diff) {
+      const n = (t: string) => `${lineCount(t)} line${lineCount(t) === 1 ? "" : "s"}`;
+      out.push(`${field}: ${n(before)} -> ${n(after)} (in the diff below)`);
+    } else {
+      out.push(`${field}:`);
+      if (before !== "(none)") for (const l of before.split("\n")) out.push(`  - ${l}`);
+      if (after !== "(none)") for (const l of after.split("\n")) out.push(`  + ${l}`);
+    }
+  }
+  if (diff) out.push(...diff.replace(/\n$/, "").split("\n"));
+  return out;
+}
