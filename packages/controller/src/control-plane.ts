@@ -55,6 +55,8 @@ export interface ControlPlaneOptions {
   lastSeenWriteMs?: number;
   /** Structured events (enrollments, approvals, retries, bad messages); none by default. */
   log?: (event: Record<string, unknown>) => void;
+  /** How long the first dial of each server may take (nats.js `timeout`, default its 20 s). */
+  dialTimeoutMs?: number;
 }
 
 /**
@@ -124,6 +126,7 @@ export class ControlPlane {
       reconnectJitter: 250,
       // A stack trace captured for every request (to decorate a possible error) is most of the cost of a KV read at fleet scale.
       noAsyncTraces: true,
+      ...(options.dialTimeoutMs !== undefined ? { timeout: options.dialTimeoutMs } : {}),
     });
     try {
       const buckets = await openBuckets(nc, options.site, {
@@ -207,10 +210,11 @@ export class ControlPlane {
     return this.applied.wait(host, revision, timeoutMs);
   }
 
-  /** One row per inventory or enrolled host, sorted by name; see readStatus. */
-  status(): Promise<HostStatus[]> {
+  /** One row per inventory or enrolled host (those `options.limit` selects), sorted by name; see readStatus. */
+  status(options: { limit?: readonly string[] } = {}): Promise<HostStatus[]> {
     const { site, hosts } = this.options;
     return readStatus({
+      ...(options.limit ? { limit: options.limit } : {}),
       site,
       hosts,
       registry: this.registry,

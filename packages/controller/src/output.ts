@@ -1,4 +1,4 @@
-import { safeJson } from "@netfleet/shared/cli";
+import { jsonErrorLine, safeJson } from "@netfleet/shared/cli";
 
 /** Where a command writes: human lines, or one JSON document with --json. */
 export interface CommandOutput {
@@ -8,12 +8,16 @@ export interface CommandOutput {
   emit(value: unknown): void;
 }
 
-/** Output to this process's stdout (lines, JSON documents) and stderr (errors). */
+/**
+ * Output to this process's stdout (lines, JSON documents) and stderr (errors). With `json`, each error
+ * line is a JSON line on stderr (`{"error":"..."}`, or `{"warning":...}`: jsonErrorLine), so stdout holds
+ * only the command's JSON.
+ */
 export function consoleOutput(json: boolean): CommandOutput {
   return {
     json,
     line: (text) => process.stdout.write(text + "\n"),
-    error: (text) => process.stderr.write(text + "\n"),
+    error: (text) => process.stderr.write(json ? jsonErrorLine(text) : text + "\n"),
     emit: (value) => process.stdout.write(safeJson(value) + "\n"),
   };
 }

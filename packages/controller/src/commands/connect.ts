@@ -24,6 +24,46 @@ export function parseServers(text: string): string[] {
   }
 }
 
+/** How long a command's first dial of each NATS server may take before it counts as not answering (nats.js `timeout`). */
+export const DIAL_TIMEOUT_MS = 3_000;
+
+/**
+ * The controller's NATS could not be reached or refused the controller: the message names the URLs
+ * tried, where they came from, the reason, and what to do.
+ */
+export class ControllerConnectError extends Error {
+  readonly servers: readonly string[];
+  constructor(message: string, servers: readonly string[], options?: ErrorOptions) {
+    super(message, options);
+    this.name = "ControllerConnectError";
+    this.servers = servers;
+  }
+}
+
+/**
+ * The reason of a failed connect in words, and what to do about it: nats.js says "read ECONNRESET",
+ * "connect ECONNREFUSED 127.0.0.1:4222", "TIMEOUT" or "Authorization Violation".
+ */
+export function connectAdvice(err: unknown, stateDir: string): string {
+  const e = err as { message?: string; code?: string; name?: string; cause?: { code?: string; message?: string } };
+  const text = `${e.message ?? String(err)} ${e.code ?? ""} ${e.name ?? ""} ${e.cause?.code ?? ""} ${e.cause?.message ?? ""}`;
+  if (/authori[sz]ation|authentication|user.*password/i.test(text)) {
+    return `the server refused the controller's credentials (${stateDir}/secrets.json): is this the state dir of the netfleet serve behind these servers? Pass --state-dir`;
+  }
+  const reason = /ECONNREFUSED/.test(text)
+    ? "connection refused (nothing listens there)"
+    : /TIMEOUT|ETIMEDOUT|timed out/i.test(text)
+      ? `no answer within ${DIAL_TIMEOUT_MS / 1000} s`
+      : /ECONNRESET/.test(text)
+        ? "the connection was reset (not a NATS server, or one refusing this client)"
+        : /ENOTFOUND|EAI_AGAIN/.test(text)
+          ? "the host name does not resolve"
+          : /EHOSTUNREACH|ENETUNREACH/.test(text)
+            ? "no route to the host"
+            : (e.message ?? String(err));
+  return `${reason}. Is netfleet serve running? Start it (netfleet serve <site-dir> --state-dir ${stateDir}), or pass --nats URL[,URL...] of the servers it runs`;
+}
+
 /** What connectController hands a command: the control plane, the state dir, and the inventory when one was found. */
 export interface Connected {
   cp: ControlPlane;
@@ -35,8 +75,9 @@ export interface Connected {
  * A controller connection for a command: secrets from the state dir, the
  * servers from --nats, else those `netfleet serve` recorded, else the
  * inventory's site.nats.
+ * Reads the state dir only: nothing is written there (a missing one stays missing).
  * @throws Error "no controller state in DIR" (checked before dialling), "no NATS servers",
- *   or "NATS at URL, URL (where they came from): <reason>" when the connection fails.
+ *   or ControllerConnectError "cannot use NATS at URL, URL (where they came from): <reason>. <what to do>".
  */
 export async function connectController(options: {
   stateDir: string;
@@ -45,6 +86,8 @@ export async function connectController(options: {
   userDirectory?: UserDirectory;
   replicas?: number;
   log?: ControlPlaneOptions["log"];
+  /** How long the first dial of each server may take (default DIAL_TIMEOUT_MS). */
+  dialTimeoutMs?: number;
 }): Promise<Connected> {
   const home = new ControllerHome(options.stateDir);
   const config = await home.config();
@@ -77,12 +120,13 @@ export async function connectController(options: {
       signing: secrets.signing,
       credentialsDir: home.credentialsDir,
       replicas: options.replicas ?? config?.replicas ?? 1,
+      dialTimeoutMs: options.dialTimeoutMs ?? DIAL_TIMEOUT_MS,
       ...(options.userDirectory ? { userDirectory: options.userDirectory } : {}),
       ...(options.log ? { log: options.log } : {}),
     });
   } catch (err) {
     if (err instanceof TypeError || err instanceof ReferenceError) throw err;
-    throw new Error(`NATS at ${servers.join(", ")} (${serversFrom}): ${(err as Error).message}`, { cause: err });
+    throw new ControllerConnectError(`cannot use NATS at ${servers.join(", ")} (${serversFrom}): ${connectAdvice(err, home.dir)}`, servers, { cause: err });
   }
   return { cp, home, inventory };
 }

@@ -2,7 +2,7 @@ import type { ControlPlane } from "../control-plane.ts";
 import { requestAdmin, type AdminOptions } from "../enrollment/admin.ts";
 import { HostNotFoundError } from "../enrollment/service.ts";
 import type { HostRecord } from "../store/registry.ts";
-import { readEnrollments, type HostStatus } from "../store/status.ts";
+import { hostHealth, readEnrollments, statusExitCode, type HostHealth, type HostStatus } from "../store/status.ts";
 import { DNS_LABEL, escapeText, loadInventory, type Inventory } from "@netfleet/shared";
 import { HOST_TOKEN_MAX_TTL_MS, mintHostToken } from "../enrollment/host-tokens.ts";
 import { open } from "node:fs/promises";
@@ -164,19 +164,34 @@ export function agentColumn(agent: HostStatus["agent"] | undefined): string {
   return `${oneLine(agent.version, 64)}${agent.state !== "running" ? ` (${oneLine(agent.state, 32)})` : ""}`;
 }
 
-/** `netfleet status`: per host enrolled, last seen, desired vs applied revision, drift, drift repaired (count, last), warnings. */
-export async function statusCommand(cp: ControlPlane, out: CommandOutput): Promise<number> {
-  const rows: HostStatus[] = await cp.status();
+/** How long without a heartbeat or report `netfleet status` calls a host unreachable by default (see hostHealth). */
+export const UNREACHABLE_AFTER_MS = 90_000;
+
+/**
+ * `netfleet status`: per host enrolled, last seen, desired vs applied revision, drift, drift repaired (count, last),
+ * warnings, and its health (store/status.ts hostHealth); `limit`: --limit terms. Returns the exit code
+ * (STATUS_EXIT: 0 converged, 1 drift or failure, 2 unreachable), for monitoring.
+ * @throws LimitError when `limit` selects no host; errors reading the stores.
+ */
+export async function statusCommand(cp: ControlPlane, out: CommandOutput, options: { limit?: readonly string[]; unreachableAfterMs?: number } = {}): Promise<number> {
+  const rows: HostStatus[] = await cp.status(options.limit ? { limit: options.limit } : {});
   const rollout = await cp.loadRolloutState().catch(() => undefined);
   const lock = await cp.lock.holder().catch(() => undefined);
+  const now = Date.now();
+  const health = rows.map((r) => hostHealth(r, now, options.unreachableAfterMs ?? UNREACHABLE_AFTER_MS));
+  const code = statusExitCode(health);
+  const counts: Partial<Record<HostHealth, number>> = {};
+  for (const h of health) counts[h] = (counts[h] ?? 0) + 1;
   if (out.json) {
     out.emit({
       site: cp.options.site,
-      hosts: rows,
+      hosts: rows.map((r, i) => ({ ...r, health: health[i] })),
+      health: counts,
+      exitCode: code,
       rollout: rollout ? { id: rollout.state.rolloutId, phase: rollout.state.phase, updatedAt: rollout.state.updatedAt, note: rollout.state.note ?? null } : null,
       lock: lock ?? null,
     });
-    return 0;
+    return code;
   }
   out.line(`${"HOST".padEnd(16)} ${"STATE".padEnd(12)} ${"LAST SEEN".padEnd(10)} ${"DESIRED".padEnd(8)} ${"APPLIED".padEnd(8)} ${"DRIFT".padEnd(6)} ${"REPAIRED".padEnd(9)} ${"AGENT".padEnd(12)} RESULT`);
   for (const r of rows) {
@@ -189,5 +204,19 @@ export async function statusCommand(cp: ControlPlane, out: CommandOutput): Promi
   }
   if (rollout) out.line(`last rollout ${oneLine(rollout.state.rolloutId, 64)}: ${oneLine(rollout.state.phase, 32)} (${oneLine(rollout.state.updatedAt, 40)})${rollout.state.note ? `: ${oneLine(rollout.state.note, 160)}` : ""}`);
   if (lock) out.line(`rollout lock held by ${oneLine(lock.owner, 80)} since ${oneLine(lock.acquiredAt, 40)}`);
-  return 0;
+  out.line(healthLine(rows, health, code));
+  return code;
+}
+
+/** The last line of `netfleet status`: how many hosts are in each health, the hosts that are not converged, and the exit code. */
+function healthLine(rows: readonly HostStatus[], health: readonly HostHealth[], code: number): string {
+  const order: HostHealth[] = ["unreachable", "failed", "drift", "not-approved"];
+  const counted = rows.filter((_, i) => health[i] !== "ignored").length;
+  const converged = health.filter((h) => h === "converged").length;
+  const parts = [`${converged}/${counted} converged`];
+  for (const kind of order) {
+    const hosts = rows.filter((_, i) => health[i] === kind).map((r) => oneLine(r.host, 64));
+    if (hosts.length) parts.push(`${kind}: ${hosts.slice(0, 10).join(", ")}${hosts.length > 10 ? ` (+${hosts.length - 10})` : ""}`);
+  }
+  return `health: ${parts.join("; ")} (exit ${code})`;
 }

@@ -1,9 +1,9 @@
-import { Help, Option, type Command } from "commander";
+import { CommanderError, Help, Option, type Command } from "commander";
 import type { Inventory } from "@netfleet/shared";
-import { usageError, withExitCode } from "@netfleet/shared/cli";
+import { EXIT_USAGE, isBug, usageError, withExitCode } from "@netfleet/shared/cli";
 import type { Connected } from "../commands/connect.ts";
 import type { CommandOutput } from "../output.ts";
-import { checked, jsonOption, natsOption, stateDirOption, type Context } from "./options.ts";
+import { checked, jsonOption, limitOption, natsOption, seconds, stateDirOption, type Context } from "./options.ts";
 
 /** Options of the commands that use the controller's state (--nats still text). */
 /** The connection options of the control-plane commands. */
@@ -179,14 +179,39 @@ export function addControlCommands(program: Command, ctx: Context): void {
     }));
   }
 
-  const status = program
+  program
     .command("status")
-    .summary("Show per host: enrolled, last seen, desired vs applied revision, drift.")
+    .summary("Show per host: enrolled, last seen, desired vs applied revision, drift; the exit code says converged (0), drift (1), unreachable (2).")
     .description(
       "Per host: enrolled, last seen, desired vs applied revision, drift, drift the agent repaired (count, last; --json: the last 20 " +
-        "with before/after), warnings (foreign-drop: ...).",
-    );
-  listing(status, ctx, async (cp, out) => (await import("../commands/hosts.ts")).statusCommand(cp, out));
+        "with before/after), warnings (foreign-drop: ...), and a last line with each host's health. For monitoring, the exit code: " +
+        "0 every inventory host converged; 1 drift or failure (a host not at its desired revision, rolled back, with failed resources, " +
+        "nothing rolled out yet, or waiting for approval); 2 a host unreachable (never enrolled, or not heard from for --unreachable-after), " +
+        "which wins over 1; 3 the status could not be read (no controller state, NATS not reachable, an invalid site folder); 64 a usage error. " +
+        "Enrolled hosts the inventory does not list are shown but do not count. Reads only: nothing is written.",
+    )
+    .argument("[site-dir]", "the site folder")
+    .addOption(limitOption())
+    .option("--unreachable-after <s>", "a host not heard from for this long is unreachable, seconds (default 90; heartbeats come every 15 s and are recorded every 30 s)", seconds("--unreachable-after"))
+    .addOption(stateDirOption())
+    .addOption(natsOption())
+    .addOption(jsonOption())
+    .action(withExitCode(async (dir: string | undefined, o: ControllerFlags & { limit?: string[]; unreachableAfter?: number }, cmd: Command) => {
+      const out = ctx.output(o.json ?? false);
+      const [{ statusCommand }, { STATUS_EXIT }, { LimitError }] = await Promise.all([import("../commands/hosts.ts"), import("../store/status.ts"), import("../select/limit.ts")]);
+      const inventory = await optionalSite(dir, out);
+      if (typeof inventory === "number") return STATUS_EXIT.unknown;
+      try {
+        return await withController(cmd, o, inventory, ({ cp }) =>
+          statusCommand(cp, out, { ...(o.limit ? { limit: o.limit } : {}), ...(o.unreachableAfter ? { unreachableAfterMs: o.unreachableAfter } : {}) }),
+        );
+      } catch (err) {
+        // A usage error (a bad --nats) stays one (64); a bug keeps its stack.
+        if (isBug(err) || err instanceof CommanderError) throw err;
+        out.error(`netfleet status: ${(err as Error).message}`);
+        return err instanceof LimitError ? EXIT_USAGE : STATUS_EXIT.unknown;
+      }
+    }));
 
   program
     .command("audit")

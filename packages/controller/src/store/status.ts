@@ -5,6 +5,7 @@ import { NO_CORRECTIVE, readCorrective, reportWarnings, type CorrectiveStatus } 
 import type { DesiredStore } from "./desired.ts";
 import { withRetry } from "./kv.ts";
 import type { HostRecord, HostRegistry, HostState, StoredFacts } from "./registry.ts";
+import { selectLimit } from "../select/limit.ts";
 
 /** One row of `netfleet status` (and its --json): a host's enrollment, desired vs applied state, drift and warnings. */
 export interface HostStatus {
@@ -52,20 +53,27 @@ export interface StatusSources {
   retryMs: number;
   /** What the host's agent says it runs (store/objects.ts agentVersionSource); without it, every row's `agent` is null. */
   agent?: (host: string) => Promise<{ version: string; sha256: string | null; state: string; reason?: string; at: string } | undefined>;
+  /** `--limit` terms (select/limit.ts): only the hosts they select, among the inventory's and the enrolled ones. */
+  limit?: readonly string[];
 }
 
 /**
- * One row per inventory or enrolled host, sorted by name. A host whose
+ * One row per inventory or enrolled host (of those `limit` selects), sorted by name. A host whose
  * desired, applied or corrective value cannot be read in 10 s shows none
  * (the corrective error is kept in its row).
- * @throws when the registry cannot be read within `retryMs`.
+ * @throws when the registry cannot be read within `retryMs`; LimitError for a `limit` that selects nothing.
  */
 export async function readStatus(s: StatusSources): Promise<HostStatus[]> {
   // Right after a failover the streams may still be electing leaders: reads are retried like writes.
   const records = new Map((await withRetry(() => s.registry.list(), s.retryMs)).map((r) => [r.host, r]));
   const inventory = new Set(s.hosts.map((h) => h.name));
+  let names = hostNames(inventory, records.keys());
+  if (s.limit?.length) {
+    const selected = selectLimit([...s.hosts, ...names.filter((n) => !inventory.has(n)).map((name) => ({ name }))], s.limit, s.site);
+    names = names.filter((n) => selected.has(n));
+  }
   const rows: HostStatus[] = [];
-  for (const host of hostNames(inventory, records.keys())) {
+  for (const host of names) {
     const record = records.get(host);
     const desiredEntry = await withRetry(() => s.desired.read(host), 10_000).catch(() => undefined);
     const report = await withRetry(() => s.applied.read(host), 10_000).catch(() => undefined);
@@ -148,4 +156,51 @@ export async function readEnrollments(registry: HostRegistry, hosts: readonly Ho
 /** The inventory's hosts and the enrolled ones, once each, sorted. */
 function hostNames(inventory: ReadonlySet<string>, enrolled: Iterable<string>): string[] {
   return [...new Set([...inventory, ...enrolled])].sort();
+}
+
+/**
+ * How `netfleet status` judges a host (its exit code is the worst over the rows, see statusExitCode):
+ * - `converged`: approved, seen within the reachability window, its last report applied the desired revision
+ *   (same revision and hash), not rolled back, nothing failed;
+ * - `drift`: approved and reachable, but nothing rolled out yet, or the applied revision is not the desired one,
+ *   or the last pass rolled back;
+ * - `failed`: approved and reachable, and its last report has failed resources;
+ * - `not-approved`: a pending claim (quarantined) or a rejected host the inventory lists;
+ * - `unreachable`: an inventory host never enrolled, or not heard from (heartbeat, report) for `unreachableAfterMs`;
+ * - `ignored`: an enrolled host the inventory does not list (no longer managed).
+ */
+export type HostHealth = "converged" | "drift" | "failed" | "not-approved" | "unreachable" | "ignored";
+
+/**
+ * A status row's health at `now` (ms). `unreachableAfterMs`: how long without a heartbeat or report a host
+ * counts as unreachable; the registry's lastSeen is written at most every 30 s (Presence), heartbeats come
+ * every 15 s by default, so anything under ~45 s calls live hosts unreachable.
+ */
+export function hostHealth(row: Pick<HostStatus, "inventory" | "state" | "lastSeen" | "desired" | "applied" | "drift" | "failures" | "summary">, now: number, unreachableAfterMs: number): HostHealth {
+  if (!row.inventory) return "ignored";
+  if (row.state === "unenrolled") return "unreachable";
+  if (row.state !== "approved") return "not-approved";
+  if (row.lastSeen === null || now - Date.parse(row.lastSeen) > unreachableAfterMs) return "unreachable";
+  if (row.failures.length > 0 || (row.summary?.failed ?? 0) > 0) return "failed";
+  if (row.desired === null || row.drift || row.applied?.rolledBack) return "drift";
+  return "converged";
+}
+
+/** Exit codes of `netfleet status`, for monitoring systems. */
+export const STATUS_EXIT = {
+  /** Every (selected) inventory host converged. */
+  converged: 0,
+  /** Some host drifted, failed, or waits for approval (none unreachable). */
+  drift: 1,
+  /** Some host is unreachable (never enrolled, or not heard from in time); wins over drift. */
+  unreachable: 2,
+  /** The status could not be read: no controller state, NATS not reachable, an invalid site folder. */
+  unknown: 3,
+} as const;
+
+/** The exit code for these healths: unreachable (2) over drift/failed/not-approved (1) over converged (0); `ignored` rows do not count. */
+export function statusExitCode(health: readonly HostHealth[]): number {
+  if (health.includes("unreachable")) return STATUS_EXIT.unreachable;
+  if (health.some((h) => h === "drift" || h === "failed" || h === "not-approved")) return STATUS_EXIT.drift;
+  return STATUS_EXIT.converged;
 }

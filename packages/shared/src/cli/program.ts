@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError } from "commander";
+import { safeJsonLine } from "./json.ts";
 
 /** Exit code of a usage error (bad command, option or argument): sysexits.h EX_USAGE. */
 export const EXIT_USAGE = 64;
@@ -55,7 +56,8 @@ export function packageVersion(packageJson: URL): string {
  */
 export function createProgram(info: ProgramInfo): Command {
   const io = info.io ?? processIo;
-  return new Command(info.name)
+  const state = { json: false };
+  const program = new Command(info.name)
     .description(info.description)
     .version("version" in info ? info.version : packageVersion(info.packageJson), "-V, --version", "Print the version.")
     .helpOption("-h, --help", "Print the help of this command.")
@@ -67,8 +69,32 @@ export function createProgram(info: ProgramInfo): Command {
       writeOut: (text) => io.out(text),
       writeErr: (text) => io.err(text),
       // commander's own messages start "error: "; ours (usageError) already name the command.
-      outputError: (text, write) => write(text.startsWith("error: ") ? `${info.name}: ${text.slice("error: ".length)}` : text),
+      outputError: (text, write) => {
+        const line = text.startsWith("error: ") ? `${info.name}: ${text.slice("error: ".length)}` : text;
+        write(state.json ? jsonErrorLine(line) : line);
+      },
     });
+  programState.set(program, state);
+  return program;
+}
+
+/** Per program made by createProgram: whether the running command line asked for --json (runProgram sets it). */
+const programState = new WeakMap<Command, { json: boolean }>();
+
+/** Whether `argv` asks for JSON output: a `--json` before any `--`. */
+export function wantsJson(argv: readonly string[]): boolean {
+  const end = argv.indexOf("--");
+  return (end < 0 ? argv : argv.slice(0, end)).includes("--json");
+}
+
+/**
+ * An error or warning line as the JSON line every netfleet CLI writes to stderr under --json:
+ * `{"error":"netfleet status: ..."}` (`{"warning":...}` for a line that says ": warning: "), one line, newline-terminated.
+ * stdout keeps only the command's own JSON, so a consumer can parse both streams.
+ */
+export function jsonErrorLine(text: string): string {
+  const line = text.replace(/\n+$/, "");
+  return `${safeJsonLine(/^[^:]*: warning: /.test(line) ? { warning: line } : { error: line })}\n`;
 }
 
 /**
@@ -146,6 +172,8 @@ export async function runProgram(program: Command, argv: readonly string[]): Pro
     return EXIT_USAGE;
   }
   const words = argv[0] === "help" && argv.length === 2 && !argv[1]!.startsWith("-") && !hasCommand(program, argv[1]!) ? [argv[1]!] : argv;
+  const state = programState.get(program);
+  if (state) state.json = wantsJson(argv);
   let running = program;
   program.hook("preAction", (_root, action) => {
     running = action;
@@ -160,8 +188,12 @@ export async function runProgram(program: Command, argv: readonly string[]): Pro
   return exitCodes.get(program) ?? 0;
 }
 
-/** Errors that are bugs, printed with their stack: JavaScript's own, and Node's ERR_* (e.g. a failed assert). */
-function isBug(err: Error): boolean {
+/**
+ * Errors that are bugs, printed with their stack: JavaScript's own, and Node's ERR_* (e.g. a failed assert);
+ * a thrown non-Error too. Everything else (an Error of ours, a system error with an errno code) is an expected failure.
+ */
+export function isBug(err: unknown): boolean {
+  if (!(err instanceof Error)) return true;
   const code = (err as NodeJS.ErrnoException).code;
   if (typeof code === "string" && code.startsWith("ERR_")) return true;
   return err instanceof TypeError || err instanceof ReferenceError || err instanceof RangeError || err instanceof SyntaxError || err instanceof EvalError || err instanceof URIError;
@@ -182,7 +214,8 @@ export function errorText(name: string, err: unknown, env: NodeJS.ProcessEnv = p
 
 /**
  * Runs a CLI's `main` as this process (its src/cli.ts): the exit code is
- * main's; a closed stdout (`netfleet plan ... | head`) ends it quietly with
+ * main's (a failed one, exit code not 0, ends the process as soon as its output is flushed: no timer left
+ * behind keeps it); a closed stdout (`netfleet plan ... | head`) ends it quietly with
  * 0; an error main throws is printed by {@link errorText} (one line, or
  * the stack of a bug) and gives 1.
  */
@@ -191,8 +224,14 @@ export async function runMain(name: string, main: (argv: string[]) => Promise<nu
     if (err.code === "EPIPE") process.exit(0);
     throw err;
   });
-  process.exitCode = await main(process.argv.slice(2)).catch((err: unknown) => {
-    process.stderr.write(`${errorText(name, err)}\n`);
+  const argv = process.argv.slice(2);
+  const code = await main(argv).catch((err: unknown) => {
+    const text = errorText(name, err);
+    process.stderr.write(wantsJson(argv) ? jsonErrorLine(text) : `${text}\n`);
     return 1;
   });
+  process.exitCode = code;
+  // A failed command is done: a timer a failed dial left behind (nats.js keeps its handshake timeout running
+  // after a refused connection) must not hold the answer back. Exit once what was written has been flushed.
+  if (code !== 0) process.stdout.write("", () => process.stderr.write("", () => process.exit(code)));
 }
