@@ -9,7 +9,7 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     projects: [
-      { test: { name: "unit", include: ["packages/*/src/**/*.test.ts", "test/unit/**/*.test.ts"] } },
+      { test: { name: "unit", include: ["packages/*/src/**/*.test.ts", "packaging/**/*.test.ts", "test/unit/**/*.test.ts"] } },
       { test: { name: "nats", include: ["test/nats/**/*.test.ts"], fileParallelism: false, testTimeout: 60_000, hookTimeout: 60_000 } },
       { test: { name: "lab", include: ["test/lab/**/*.test.ts"], fileParallelism: false, testTimeout: 120_000, hookTimeout: 180_000 } },
       { test: { name: "bootstrap", include: ["test/bootstrap/**/*.test.ts"], fileParallelism: false, testTimeout: 120_000, hookTimeout: 180_000 } },

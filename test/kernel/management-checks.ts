@@ -69,8 +69,8 @@ export function guardTests(g: GuestReader): void {
     it.each([
       ["vmhost", "kbe", "kvm1"],
       ["backend", "kvm1", "kbe"],
-    ])("%s: %s's assignment on %s exits 2 with one line naming both hosts; links, addresses, OVS/nft state as before", (role, other, me) => {
-      expect(g.rc(`${role}/wrong-host`)).toBe(2);
+    ])("%s: %s's assignment on %s exits 4 with one line naming both hosts; links, addresses, OVS/nft state as before", (role, other, me) => {
+      expect(g.rc(`${role}/wrong-host`)).toBe(4);
       const err = g.text(`${role}/wrong-host.err`);
       expect(err.trim().split("\n")).toHaveLength(1);
       expect(err).toContain(`is the assignment of host ${other}, and this host is ${me} (--name); refused, nothing changed`);

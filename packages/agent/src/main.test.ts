@@ -68,9 +68,9 @@ describe("netfleet-agent command line", () => {
     expect(err.join("")).toContain("the token is a host token for hv1, not for --name hv2");
   });
 
-  it("an assignment file that cannot be read changes nothing and exits 2", async () => {
+  it("an assignment file that cannot be read changes nothing and exits 4", async () => {
     capture();
-    expect(await main(["apply", "--assignment", "/nonexistent/hv1.json"])).toBe(2);
+    expect(await main(["apply", "--assignment", "/nonexistent/hv1.json"])).toBe(4);
     expect(err.join("")).toContain("ENOENT");
     expect(err.join("")).toContain("netfleet-agent: cannot read assignment /nonexistent/hv1.json: no such file");
   });

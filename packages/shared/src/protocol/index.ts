@@ -6,3 +6,4 @@ export { seal, open as openSealed, generateBoxKeys, welcomeContext, type SealedB
 export * from "./join-token.ts";
 export * from "./warnings.ts";
 export * from "./agent-upgrade.ts";
+export * from "./show.ts";
