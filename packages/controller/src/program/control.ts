@@ -3,6 +3,7 @@ import type { Inventory } from "@netfleet/shared";
 import { EXIT_USAGE, isBug, usageError, withExitCode } from "@netfleet/shared/cli";
 import type { Connected } from "../commands/connect.ts";
 import type { CommandOutput } from "../output.ts";
+import { serveObservability, withServeObservabilityOptions, type ServeObservabilityFlags } from "../metrics-options.ts";
 import { checked, jsonOption, limitOption, natsOption, seconds, stateDirOption, type Context } from "./options.ts";
 
 /** Options of the commands that use the controller's state (--nats still text). */
@@ -67,22 +68,24 @@ function listing(cmd: Command, ctx: Context, show: (cp: Connected["cp"], out: Co
 
 /** The control-plane commands: serve, token, hosts (token, approve, reject, revoke, rekey), status, audit. */
 export function addControlCommands(program: Command, ctx: Context): void {
-  program
-    .command("serve")
-    .summary("Run the controller service until SIGTERM.")
-    .description(
-      "The controller service, runs until SIGTERM: starts nats-server (JetStream; default listen = the site's first nats URL; " +
-        "--nodes 3: a cluster on PORT, PORT+1, PORT+2) unless --nats names servers someone else runs, answers agent enrollments " +
-        "(a host token from hosts token: approved with its own NATS user; the site join token: a pending claim for an operator), records heartbeats, serves hosts approve|reject|revoke|rekey. " +
-        'Prints a JSON "ready" line.',
-    )
-    .argument("<site-dir>", "the site folder")
-    .option("--listen <addr:port>", "where its nats-server listens (default the site's first nats URL)")
-    // The choices are for help and completion; the handler checks the value, with its own message.
-    .addOption(new Option("--nodes <n>", "1, or 3 for a JetStream cluster (default 1)").choices(["1", "3"]).argParser((text) => text))
-    .addOption(natsOption("NATS servers someone else runs (then serve starts none)"))
-    .addOption(stateDirOption())
-    .action(withExitCode(async (dir: string, o: ControllerFlags & { listen?: string; nodes?: string }, cmd: Command) => {
+  withServeObservabilityOptions(
+    program
+      .command("serve")
+      .summary("Run the controller service until SIGTERM.")
+      .description(
+        "The controller service, runs until SIGTERM: starts nats-server (JetStream; default listen = the site's first nats URL; " +
+          "--nodes 3: a cluster on PORT, PORT+1, PORT+2) unless --nats names servers someone else runs, answers agent enrollments " +
+          "(a host token from hosts token: approved with its own NATS user; the site join token: a pending claim for an operator), records heartbeats, serves hosts approve|reject|revoke|rekey. " +
+          'Prints a JSON "ready" line.',
+      )
+      .argument("<site-dir>", "the site folder")
+      .option("--listen <addr:port>", "where its nats-server listens (default the site's first nats URL)")
+      // The choices are for help and completion; the handler checks the value, with its own message.
+      .addOption(new Option("--nodes <n>", "1, or 3 for a JetStream cluster (default 1)").choices(["1", "3"]).argParser((text) => text))
+      .addOption(natsOption("NATS servers someone else runs (then serve starts none)"))
+      .addOption(stateDirOption()),
+  )
+    .action(withExitCode(async (dir: string, o: ControllerFlags & ServeObservabilityFlags & { listen?: string; nodes?: string }, cmd: Command) => {
       const [{ parseListen, serveCommand }, { parseServers, stateDirOf }, { EXIT_INVALID, loadOrReport }] = await Promise.all([
         import("../commands/serve.ts"),
         import("../commands/connect.ts"),
@@ -95,7 +98,7 @@ export function addControlCommands(program: Command, ctx: Context): void {
       const out = ctx.output(false);
       const inventory = loadOrReport(dir, out);
       if (!inventory) return EXIT_INVALID;
-      return serveCommand(inventory, { stateDir: stateDirOf(o.stateDir), nodes: nodes === "3" ? 3 : 1, ...(listen ? { listen } : {}), ...(external ? { external } : {}) }, out);
+      return serveCommand(inventory, { stateDir: stateDirOf(o.stateDir), nodes: nodes === "3" ? 3 : 1, ...(listen ? { listen } : {}), ...(external ? { external } : {}), ...serveObservability(o) }, out);
     }));
 
   program

@@ -2,7 +2,7 @@ import { writeFileSync } from "node:fs";
 import { Option, type Command } from "commander";
 import { withExitCode } from "@netfleet/shared/cli";
 import type { BootstrapFlags } from "../commands/bootstrap.ts";
-import { checked, jsonOption, stateDirOption, type Context } from "./options.ts";
+import { checked, jsonOption, LIMIT_HELP, stateDirOption, type Context } from "./options.ts";
 
 /** Commander's values of `netfleet bootstrap` (camelCase keys). */
 type BootstrapValues = BootstrapFlags & { json?: boolean };
@@ -49,9 +49,10 @@ export function addSiteCommands(program: Command, ctx: Context): void {
     .summary("Print (or write) the JSON Schema of inventory files, for editors.")
     .description("Print (or write to --out) the JSON Schema of inventory files, for editors.")
     .option("--out <file>", "write it to this file instead")
-    .action(withExitCode(async (o: { out?: string }) => {
-      const { inventoryJsonSchema } = await import("@netfleet/shared");
-      const text = JSON.stringify(inventoryJsonSchema(), null, 2) + "\n";
+    .option("--markdown", "the field reference (markdown: every key, type, default, allowed values, description) instead of the JSON Schema")
+    .action(withExitCode(async (o: { out?: string; markdown?: boolean }) => {
+      const { inventoryJsonSchema, inventoryReference } = await import("@netfleet/shared");
+      const text = o.markdown ? inventoryReference() : JSON.stringify(inventoryJsonSchema(), null, 2) + "\n";
       if (o.out) writeFileSync(o.out, text);
       else process.stdout.write(text);
       return 0;
@@ -73,7 +74,7 @@ export function addSiteCommands(program: Command, ctx: Context): void {
     // Refused with a usage error: a token on the command line is in ps for every local user.
     .addOption(new Option("--token <token>").hideHelp())
     .option("--nats <urls>", "NATS servers the agents connect to (default the site's site.nats); nats://host:port[,nats://host:port...]")
-    .option("--limit <patterns>", "only these hosts: host, group or role patterns (* ?), comma-separated")
+    .option("--limit <patterns>", LIMIT_HELP)
     .option("--accept-new", "record the host keys of hosts not yet in known_hosts")
     .option("--identity <file>", "SSH private key (default the first of ~/.ssh/id_*, else ssh-agent)")
     .option("--known-hosts <file>", "known_hosts file (default ~/.ssh/known_hosts)")
