@@ -4,6 +4,7 @@ import { resourceId, type HostAssignment, type ResourceSpec } from "@netfleet/sh
 import { planAbsent, Toolbox } from "@netfleet/agent";
 import { compileSite } from "../compile/compile.ts";
 import type { CommandOutput } from "../output.ts";
+import { LimitError, selectLimit } from "../select/limit.ts";
 import { EXIT_INVALID, loadOrReport } from "./validate.ts";
 
 /** One host's plan as `netfleet plan` shows it (and `--json` emits it). */
@@ -32,11 +33,41 @@ function planHosts(assignments: readonly HostAssignment[]): HostPlan[] {
   }));
 }
 
-/** `netfleet plan <dir> [--host NAME]`: each host's resources and first-apply commands; EXIT_INVALID on a bad inventory or unknown host. */
-export async function planCommand(dir: string, options: { host?: string }, out: CommandOutput): Promise<number> {
+/**
+ * What `netfleet plan` says first, and `--json` carries as `note`: it plans
+ * against an empty host, and where the live diff is.
+ */
+export function emptyHostNote(dir: string): string {
+  return `netfleet plan shows what a first apply does on an empty (freshly installed) host: it reads no host. For what would change on the hosts as they are now (unified diffs of the firewall, dnsmasq, libvirt XML and VM port rules), run: netfleet rollout ${dir} --check`;
+}
+
+/**
+ * The hosts `--limit` picks (target's selectLimit: patterns, `!`, `&`,
+ * labels); undefined with no limit, or after saying why the limit is
+ * refused (`<command>: <reason>` on stderr) when it is (`refused: true`).
+ */
+function limited(inventory: NonNullable<ReturnType<typeof loadOrReport>>, limit: readonly string[] | undefined, command: string, out: CommandOutput): { hosts?: Set<string>; refused?: true } {
+  if (!limit?.length) return {};
+  try {
+    return { hosts: selectLimit(inventory.hosts, limit, inventory.site.name) };
+  } catch (err) {
+    if (!(err instanceof LimitError)) throw err;
+    out.error(`netfleet ${command}: ${err.message}`);
+    return { refused: true };
+  }
+}
+
+/**
+ * `netfleet plan <dir> [--host NAME] [--limit PATTERN...]`: each host's resources and first-apply commands on an
+ * empty host (emptyHostNote); EXIT_INVALID on a bad inventory, an unknown host or a refused limit.
+ */
+export async function planCommand(dir: string, options: { host?: string; limit?: readonly string[] }, out: CommandOutput): Promise<number> {
   const inventory = loadOrReport(dir, out);
   if (!inventory) return EXIT_INVALID;
   let assignments = compileSite(inventory);
+  const limit = limited(inventory, options.limit, "plan", out);
+  if (limit.refused) return EXIT_INVALID;
+  if (limit.hosts) assignments = assignments.filter((a) => limit.hosts!.has(a.host));
   if (options.host !== undefined) {
     assignments = assignments.filter((a) => a.host === options.host);
     if (assignments.length === 0) {
@@ -46,9 +77,11 @@ export async function planCommand(dir: string, options: { host?: string }, out: 
   }
   const plans = planHosts(assignments);
   if (out.json) {
-    out.emit({ site: inventory.site.name, hosts: plans });
+    out.emit({ site: inventory.site.name, basis: "empty-host", note: emptyHostNote(dir), hosts: plans });
     return 0;
   }
+  out.line(`# ${emptyHostNote(dir)}`);
+  out.line("");
   for (const p of plans) {
     out.line(`host ${p.host} (${p.role})  assignment ${p.hash.slice(0, 12)}`);
     for (const r of p.resources) out.line(`  ${r.id.padEnd(34)} ${summarizeSpec(r.spec)}`);
@@ -138,16 +171,21 @@ function makeOutDir(out: string): string | undefined {
   return undefined;
 }
 
-/** `netfleet compile <dir> <out>`: writes one assignment JSON per host into `outDir` (created if missing; EXIT_INVALID when it cannot be). */
-export function compileCommand(dir: string, outDir: string, out: CommandOutput): number {
+/**
+ * `netfleet compile <dir> <out> [--limit PATTERN...]`: writes one assignment JSON per host (of the limit) into `outDir`
+ * (created if missing); EXIT_INVALID when it cannot be, or the limit is refused (then nothing is written).
+ */
+export function compileCommand(dir: string, outDir: string, out: CommandOutput, options: { limit?: readonly string[] } = {}): number {
   const inventory = loadOrReport(dir, out);
   if (!inventory) return EXIT_INVALID;
+  const limit = limited(inventory, options.limit, "compile", out);
+  if (limit.refused) return EXIT_INVALID;
   const refused = makeOutDir(outDir);
   if (refused !== undefined) {
     out.error(`netfleet compile: ${refused}`);
     return EXIT_INVALID;
   }
-  const written = compileSite(inventory).map((a) => {
+  const written = compileSite(inventory).filter((a) => !limit.hosts || limit.hosts.has(a.host)).map((a) => {
     const path = join(outDir, `${a.host}.json`);
     writeFileSync(path, JSON.stringify(a, null, 2) + "\n");
     return { host: a.host, hash: a.hash, path };
