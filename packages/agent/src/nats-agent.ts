@@ -4,7 +4,7 @@ import { reconcile, reconcilePass } from "./engine.ts";
 import type { Runner } from "./exec/runner.ts";
 import type { Toolbox } from "./tools.ts";
 import { FleetMember, type FleetMemberOptions } from "./fleet/agent.ts";
-import type { CheckResult } from "./fleet/check.ts";
+import { checkResult, type CheckResult } from "./fleet/check.ts";
 import { correctiveChange, fitChanges } from "./fleet/corrective.ts";
 import { CorrectiveJournal } from "./fleet/corrective-journal.ts";
 import type { HostFacts } from "./fleet/host-facts.ts";
@@ -297,8 +297,8 @@ export class NatsAgent {
   }
 
   private async check(assignment: HostAssignment): Promise<CheckResult> {
-    const results = await reconcile(assignment.resources, { runner: this.options.runner, tools: this.options.tools, owner: assignment.site, check: true, controllers: this.controllers() });
-    return { ...passResult(results), changes: Object.fromEntries(results.map((r) => [r.id, Object.keys(r.changes)])) };
+    const { results, observed } = await reconcilePass(assignment.resources, { runner: this.options.runner, tools: this.options.tools, owner: assignment.site, check: true, controllers: this.controllers() });
+    return checkResult(results, observed);
   }
 
   /**
