@@ -16,8 +16,11 @@
  *   4. a host changed after the plan: its agent refuses, nothing of the plan
  *      reaches it, the rollout fails naming it;
  *   5. a bad plan file: one line naming the file and the problem;
- *   6. off a terminal without --yes: a usage error naming --yes, nothing published.
+ *   6. off a terminal without --yes: a usage error naming --yes, nothing published;
+ *   7. from a terminal (the CLI as a process on a pseudo-terminal, python3's
+ *      pty): the diff and a summary, then (y/N): "n" publishes nothing, "y" rolls out.
  */
+import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { cp, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -79,6 +82,22 @@ function startModelAgent(s: Site, host: ModelHost): TestAgent {
     },
   });
   return a;
+}
+
+/** Runs the netfleet CLI on a pseudo-terminal (python3 pty.spawn: argv, no shell); answers `answer` to its (y/N) question. */
+async function inTerminal(argv: string[], answer: string): Promise<{ code: number | null; output: string }> {
+  const pty = "import os, pty, sys; sys.exit(os.waitstatus_to_exitcode(pty.spawn(sys.argv[1:])))";
+  const child = spawn("python3", ["-c", pty, "sh", join(REPO, "scripts/node.sh"), join(REPO, "packages/controller/src/cli.ts"), ...argv], { cwd: REPO, stdio: ["pipe", "pipe", "inherit"] });
+  let output = "";
+  child.stdout!.on("data", (d: Buffer) => {
+    const asked = output.includes("(y/N)");
+    output += d.toString();
+    if (!asked && output.includes("(y/N)")) child.stdin!.write(`${answer}\n`);
+  });
+  const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+  const code = await new Promise<number | null>((r) => child.once("exit", r));
+  clearTimeout(timer);
+  return { code, output: output.replace(/\r/g, "") };
 }
 
 async function desiredRevisions(s: Site): Promise<Record<string, number>> {
@@ -198,5 +217,19 @@ describe("netfleet rollout plans", () => {
     expect(noYes.code).toBe(64);
     expect(noYes.stderr).toContain("give --yes to roll out without asking");
     expect(await desiredRevisions(s)).toEqual(before);
+
+    // 7. From a terminal: the diff, the summary and the question; "n" publishes nothing (exit 1), "y" rolls out.
+    const argv = ["rollout", t.dir, "--state-dir", join(s.dir, "controller"), "--timeout", "20"];
+    const no = await inTerminal(argv, "n");
+    expect(no.output).toMatch(/hostb \(vmhost\): same assignment, not yet applied/);
+    expect(no.output).toMatch(/rollout: \d+ hosts? to change in \d+ waves? \([\d+]+\), failure budget 0; \d+ unchanged\nRoll out\? \(y\/N\) n\n/);
+    expect(no.output).toContain("netfleet rollout: cancelled: nothing was published");
+    expect(no.code).toBe(1);
+    expect(await desiredRevisions(s)).toEqual(before);
+    const yes = await inTerminal(argv, "y");
+    expect(yes.output).toContain("SUCCESS:");
+    expect(yes.code).toBe(0);
+    expect((await desiredRevisions(s)).hostb).toBeGreaterThan(before.hostb!);
+    expect(hostb.applied.at(-1)).toBe(planned.assignment);
   }, 120_000);
 });

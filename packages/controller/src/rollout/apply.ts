@@ -63,7 +63,11 @@ async function applyHost(run: ApplyRun, approved: ReadonlyMap<string, HostRecord
       let published;
       try {
         // A plan's envelope is always a new revision (force): the agent checks the plan's observation on that revision's first pass.
-        published = await stores.publish(target.assignment, { basedOn: p.basedOn, ...(target.plan ? { force: true, plan: { observed: target.plan.observed } } : {}) });
+        // Over a plan's envelope (fresh), a rollout publishes its own revision: the agent may have refused that one.
+        published = await stores.publish(target.assignment, {
+          basedOn: p.basedOn,
+          ...(target.plan ? { force: true, plan: { observed: target.plan.observed } } : p.fresh ? { force: true } : {}),
+        });
       } catch (err) {
         if (err instanceof StaleRevisionError) throw new Error(`desired state changed since the ${target.plan ? "plan" : "diff"} (someone else published); ${target.plan ? "make a new plan" : "rerun the rollout"}`);
         throw err;

@@ -99,6 +99,8 @@ interface Todo {
   previous: { revision: number; hash: string } | null;
   basedOn: number;
   status: HostDiffStatus;
+  /** The desired envelope carries a saved plan's observed hash: this rollout publishes its own revision whatever the document. */
+  fresh: boolean;
 }
 
 /**
@@ -203,7 +205,7 @@ export class Rollout {
         this.unchanged.push(target.host);
         continue;
       }
-      todo.push({ target, previous: from, basedOn: entry?.kvRevision ?? 0, status });
+      todo.push({ target, previous: from, basedOn: entry?.kvRevision ?? 0, status, fresh: current?.plan !== undefined });
     }
     if (moved.length) throw new PlanStaleError(moved);
     return todo;
@@ -250,7 +252,7 @@ export class Rollout {
       completed: [],
       failed: [],
       maxFail,
-      hosts: Object.fromEntries(todo.map((t) => [t.target.host, { role: t.target.role, target: t.target.assignment.hash, previous: t.previous, basedOn: t.basedOn, status: "pending" as const }])),
+      hosts: Object.fromEntries(todo.map((t) => [t.target.host, { role: t.target.role, target: t.target.assignment.hash, previous: t.previous, basedOn: t.basedOn, ...(t.fresh ? { fresh: true } : {}), status: "pending" as const }])),
     };
     const progress = this.start(state, previous);
     await progress.save();

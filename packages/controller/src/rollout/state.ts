@@ -27,6 +27,8 @@ export const HostProgress = z.strictObject({
   previous: z.strictObject({ revision: z.number().int(), hash: z.string() }).nullable(),
   /** KV revision of the desired key when the rollout read it (compare-and-set base of the publish). */
   basedOn: z.number().int(),
+  /** Publish a new revision even when the same document is desired: the desired envelope is a saved plan's, which must not be taken for this rollout's. */
+  fresh: z.boolean().optional(),
   status: z.enum(["pending", "applying", "ok", "failed", "reverting", "reverted", "revert-failed", "not-reverted"]),
   /** Assignment revision published by this rollout (set from "applying" on). */
   revision: z.number().int().optional(),
