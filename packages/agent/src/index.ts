@@ -17,3 +17,5 @@ export { AuditCollector, auditSources, type AuditCollectorOptions, type AuditSou
 export { CREATE_EXCLUSIVE, DirectoryHandle, OPEN_DIR_NOFOLLOW, UnsafePathError, writeOwned } from "./write-owned.ts";
 export { AgentUpgrader, type AgentUpgraderOptions } from "./fleet/upgrade.ts";
 export { answerRekeys, enrollFacts, fitFacts, type Claim } from "./fleet/enroll.ts";
+export { observeHost, buildHostView, readHost, renderHostView, type ObserveHostOptions, type RawObservation } from "./show/observe.ts";
+export { answerShow, answerShows, type ShowContext } from "./fleet/show.ts";

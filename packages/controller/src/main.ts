@@ -4,6 +4,7 @@ import { addControlCommands } from "./program/control.ts";
 import { addKeysCommands } from "./program/keys.ts";
 import { addRolloutCommand } from "./program/rollout.ts";
 import { addSiteCommands } from "./program/site.ts";
+import { addShowCommand } from "./program/show.ts";
 
 const NOTES = `
 Control plane (NATS JetStream): serve, token, hosts, status, audit, rollout and keys take --state-dir DIR,
@@ -42,6 +43,7 @@ export async function main(argv: string[], out?: CommandOutput): Promise<number>
   addControlCommands(program, ctx);
   addRolloutCommand(program, ctx);
   addKeysCommands(program, ctx);
+  addShowCommand(program, ctx);
   addCompletionCommand(program);
   program.addHelpText("after", NOTES);
   return runProgram(program, argv);

@@ -1,0 +1,48 @@
+import type { NatsConnection } from "@nats-io/transport-node";
+import { ShowReply, decodeMessage, encodeMessage, showSubject, type ShowRequest } from "@netfleet/shared";
+
+/** No agent answered a show request: not connected, or older than show (protocol 1.2); `reason` says which it was. */
+export class ShowUnansweredError extends Error {
+  readonly host: string;
+  readonly reason: "no-responder" | "timeout";
+  constructor(host: string, reason: "no-responder" | "timeout", timeoutMs: number) {
+    super(
+      reason === "no-responder"
+        ? `${host}'s agent is not connected (or runs a version without show): nobody answers its show requests; netfleet status shows when it was last seen`
+        : `${host}'s agent did not answer within ${timeoutMs / 1000} s (busy, or its connection is down); try again, or --timeout longer`,
+    );
+    this.name = "ShowUnansweredError";
+    this.host = host;
+    this.reason = reason;
+  }
+}
+
+function noResponders(err: unknown): boolean {
+  const e = err as { name?: string; isNoResponders?: () => boolean; cause?: { name?: string } };
+  return e?.name === "NoRespondersError" || e?.cause?.name === "NoRespondersError" || (typeof e?.isNoResponders === "function" && e.isNoResponders());
+}
+
+function timedOut(err: unknown): boolean {
+  const e = err as { name?: string; cause?: { name?: string } };
+  return e?.name === "TimeoutError" || e?.cause?.name === "TimeoutError";
+}
+
+/**
+ * `netfleet show HOST` on the wire (`nf.<site>.show.<host>`,
+ * request/reply): asks that host's agent what it sees now and decodes its
+ * reply (protocol/show.ts). Nothing is written anywhere.
+ * @throws ShowUnansweredError when no agent subscribes (no responders) or
+ *   none answers within `timeoutMs`; DecodeError for a reply that does not decode.
+ */
+export async function requestShow(nc: NatsConnection, site: string, host: string, timeoutMs: number): Promise<ShowReply> {
+  const request: ShowRequest = { kind: "show", site, host };
+  let msg;
+  try {
+    msg = await nc.request(showSubject(site, host), encodeMessage(request), { timeout: timeoutMs });
+  } catch (err) {
+    if (noResponders(err)) throw new ShowUnansweredError(host, "no-responder", timeoutMs);
+    if (timedOut(err)) throw new ShowUnansweredError(host, "timeout", timeoutMs);
+    throw err;
+  }
+  return decodeMessage(ShowReply, `show ${host}`, msg.data);
+}
