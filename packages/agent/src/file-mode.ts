@@ -1,5 +1,5 @@
 import { readFileSync, unwatchFile, watchFile } from "node:fs";
-import { DecodeError, decodeAssignment, renderChanges, type HostAssignment } from "@netfleet/shared";
+import { DecodeError, LogLevelError, createEventLog, decodeAssignment, renderChanges, resolveLogLevel, type HostAssignment, type LogLevel } from "@netfleet/shared";
 import { AgentDaemon } from "./daemon.ts";
 import { reconcilePass, summarize } from "./engine.ts";
 import { ExecaRunner } from "./exec/runner.ts";
@@ -80,17 +80,28 @@ export function formatResult(r: ResourceResult): string {
  * `netfleet-agent run --assignment FILE`: keeps the host at FILE until
  * SIGTERM/SIGINT, following OVS and libvirt events and re-reading FILE when
  * it changes (a document refused by `hostCheck`, or one that does not
- * decode, changes nothing). Logs JSON lines; stopping leaves the host as it is.
+ * decode, changes nothing). Logs levelled JSON lines (level from
+ * `timing.logLevel`, else NETFLEET_LOG_LEVEL, else info; a bad level in the
+ * environment: one line, exit 2); stopping leaves the host as it is.
  */
 export async function runFromFile(
   file: string,
   assignment: HostAssignment,
   tools: Toolbox,
-  timing: { intervalMs: number; flowIntervalMs: number },
+  timing: { intervalMs: number; flowIntervalMs: number; logLevel?: LogLevel },
   hostCheck: (next: HostAssignment) => string | undefined,
 ): Promise<number> {
-  const log = (event: Record<string, unknown>) => process.stdout.write(JSON.stringify({ ts: new Date().toISOString(), ...event }) + "\n");
-  const daemon = new AgentDaemon(assignment, { runner: new ExecaRunner(), tools, ...timing, watchEvents: true, log });
+  let level: LogLevel;
+  try {
+    level = resolveLogLevel({ flag: timing.logLevel });
+  } catch (err) {
+    if (!(err instanceof LogLevelError)) throw err;
+    process.stderr.write(`netfleet-agent run: ${err.message}\n`);
+    return 2;
+  }
+  // Levelled JSON lines (shared log.ts, pino): the `event` key and ISO `ts` as before.
+  const log = createEventLog({ level });
+  const daemon = new AgentDaemon(assignment, { runner: new ExecaRunner(), tools, intervalMs: timing.intervalMs, flowIntervalMs: timing.flowIntervalMs, watchEvents: true, log });
   log({ event: "start", host: assignment.host, hash: assignment.hash, pid: process.pid });
   await daemon.start();
   watchFile(file, { interval: 1000 }, () => {
