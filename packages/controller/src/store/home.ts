@@ -39,6 +39,16 @@ export function acceptedEnrollmentTokens(secrets: ControllerSecrets, now = Date.
   return [{ enrollPassword, token }, ...previous.filter((p) => Date.parse(p.notAfter) > now)];
 }
 
+/** A file of the state dir that cannot be read, is not JSON, or does not fit its shape: `FILE: what is wrong` on one line. */
+export class StateFileError extends Error {
+  readonly file: string;
+  constructor(file: string, problem: string, options?: ErrorOptions) {
+    super(`${file}: ${problem}`, options);
+    this.name = "StateFileError";
+    this.file = file;
+  }
+}
+
 /** What `netfleet serve` tells later commands: where NATS is and how the buckets were made. */
 const Config = z.strictObject({
   site: z.string().regex(DNS_LABEL),
@@ -79,25 +89,25 @@ export class ControllerHome {
    * `create` is not false (commands that only connect pass false, so a
    * wrong --state-dir is reported instead of filled). A state dir holds one site.
    * @throws Error "no controller state in DIR: ..." when there are none and none are made;
+   *   StateFileError when secrets.json cannot be read or does not fit;
    *   Error when they belong to another site or their key id is wrong.
    */
   async secrets(site?: string, o: { create?: boolean } = {}): Promise<ControllerSecrets> {
-    const existing = await this.read("secrets.json");
-    if (existing !== undefined) {
-      const secrets = Secrets.parse(existing);
+    const secrets = await this.read("secrets.json", Secrets);
+    if (secrets !== undefined) {
       if (site !== undefined && secrets.site !== site) throw new Error(`state dir ${this.dir} belongs to site ${secrets.site}, not ${site}; give each site its own --state-dir`);
       if (signingKeyId(secrets.signing.publicKeyPem) !== secrets.signing.keyId) throw new Error(`${join(this.dir, "secrets.json")}: signing key id does not match the key`);
       return secrets;
     }
     if (site === undefined || o.create === false) throw new Error(`no controller state in ${this.dir}: start netfleet serve <site-dir> --state-dir ${this.dir} first (or pass --state-dir)`);
-    const secrets: ControllerSecrets = {
+    const made: ControllerSecrets = {
       site,
       controller: { user: "controller", password: randomBytes(24).toString("base64url") },
       enrollment: newJoinToken(),
       signing: generateSigningKeys(),
     };
-    await this.write("secrets.json", secrets);
-    return secrets;
+    await this.write("secrets.json", made);
+    return made;
   }
 
   /**
@@ -113,11 +123,10 @@ export class ControllerHome {
 
   /**
    * What `netfleet serve` recorded, if it ran here.
-   * @throws when controller.json does not parse.
+   * @throws StateFileError when controller.json cannot be read or does not parse.
    */
   async config(): Promise<ControllerConfig | undefined> {
-    const raw = await this.read("controller.json");
-    return raw === undefined ? undefined : Config.parse(raw);
+    return this.read("controller.json", Config);
   }
 
   /** Writes controller.json (0600, atomically). */
@@ -125,8 +134,27 @@ export class ControllerHome {
     return this.write("controller.json", Config.parse(config));
   }
 
-  private read(name: string): Promise<unknown> {
-    return readJsonFile(join(this.dir, name));
+  /**
+   * A state file parsed with `schema`; undefined when it does not exist.
+   * @throws StateFileError (one line naming the file) when it cannot be read, is not JSON, or does not fit.
+   */
+  private async read<T>(name: string, schema: z.ZodType<T>): Promise<T | undefined> {
+    const file = join(this.dir, name);
+    let raw: unknown;
+    try {
+      raw = await readJsonFile(file);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      throw new StateFileError(file, e instanceof SyntaxError ? `not valid JSON (${e.message})` : e.code ? `cannot read it (${e.code}: ${e.message})` : e.message, { cause: err });
+    }
+    if (raw === undefined) return undefined;
+    const parsed = schema.safeParse(raw);
+    if (!parsed.success) {
+      const first = parsed.error.issues[0]!;
+      const more = parsed.error.issues.length - 1;
+      throw new StateFileError(file, `${first.path.join(".") || "(document)"}: ${first.message}${more > 0 ? ` (and ${more} more problem${more === 1 ? "" : "s"})` : ""}`);
+    }
+    return parsed.data;
   }
 
   private write(name: string, value: unknown): Promise<void> {
