@@ -259,6 +259,7 @@ export class FleetMember {
     this.log({ event: "applying", revision: envelope.revision, hash: envelope.assignment.hash, ...(envelope.release ? { release: envelope.release } : {}) });
     const pass = await this.options.onAssignment(envelope.assignment, envelope.revision, envelope.plan ? { expectObserved: envelope.plan.observed } : {}).catch(failedPassResult);
     const report = this.reportFor(envelope, pass, false);
+    if (envelope.plan && planRefused(pass)) return this.refusePlan(envelope, report);
     if (await this.confirm(report, this.options.confirmDeadlineMs ?? 20_000)) {
       await this.save({ ...(previous ? { previous } : {}), current: envelope });
       this.publish(reportSubject(this.options.site, envelope.assignment.host), encodeMessage(report));
@@ -272,6 +273,27 @@ export class FleetMember {
     await this.save({ ...rest, rolledBack: { revision: envelope.revision, hash: envelope.assignment.hash } });
     const restored = await this.options.rollback(previous?.assignment).catch(failedPassResult);
     await this.save({ ...this.checkpoint, unsentReport: { ...this.reportFor(previous, restored, true), rolledBackRevision: envelope.revision } });
+    this.deliverUnsent();
+  }
+
+  /**
+   * A saved plan refused (the host changed since the plan; nothing ran):
+   * the assignment in force stays (checkpoint `current` is not moved), the
+   * refused revision is kept as `rolledBack` so that it is not applied again
+   * (judgeDesired keeps it out) until a newer revision comes, and the failed
+   * pass is reported for that revision, at once or, with NATS unreachable,
+   * later (deliverUnsent). Nothing is undone: nothing was done.
+   */
+  private async refusePlan(envelope: SignedAssignment, report: Report): Promise<void> {
+    const { pending: _refused, ...rest } = this.checkpoint;
+    await this.save({ ...rest, rolledBack: { revision: envelope.revision, hash: envelope.assignment.hash } });
+    this.log({ event: "plan-refused", revision: envelope.revision, keeping: rest.current?.revision ?? 0 });
+    if (await this.confirm(report, this.options.confirmDeadlineMs ?? 20_000)) {
+      this.publish(reportSubject(this.options.site, envelope.assignment.host), encodeMessage(report));
+      return;
+    }
+    if (this.stopped) return;
+    await this.save({ ...this.checkpoint, unsentReport: report });
     this.deliverUnsent();
   }
 
@@ -369,4 +391,13 @@ export class FleetMember {
     await this.queue.onIdle();
     await this.connection?.close().catch(() => {});
   }
+}
+
+/**
+ * Whether a pass is the engine's refusal of a saved plan: its one result is
+ * the `plan` pseudo-resource, failed (engine.ts reconcilePass with
+ * expectObserved; no resource id is "plan", they are "<kind>:<name>").
+ */
+function planRefused(pass: PassResult): boolean {
+  return pass.results.length === 1 && pass.results[0]!.id === "plan" && pass.results[0]!.result === false;
 }

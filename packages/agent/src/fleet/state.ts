@@ -25,7 +25,7 @@ const CheckpointFile = z.strictObject({
   previous: SignedAssignmentWire.optional(),
   /** Being applied and not yet confirmed. */
   pending: SignedAssignmentWire.optional(),
-  /** The last revision undone by lockout protection: not applied again. */
+  /** The last revision undone by lockout protection, or a saved plan refused (the host changed since): not applied again. */
   rolledBack: z.strictObject({ revision: z.number().int(), hash: z.string() }).optional(),
   /** A report not yet delivered (a rollback happens while NATS is unreachable). */
   unsentReport: Report.optional(),
