@@ -2,7 +2,7 @@ import { writeFileSync } from "node:fs";
 import { Option, type Command } from "commander";
 import { withExitCode } from "@netfleet/shared/cli";
 import type { BootstrapFlags } from "../commands/bootstrap.ts";
-import { checked, jsonOption, LIMIT_HELP, stateDirOption, type Context } from "./options.ts";
+import { checked, jsonOption, LIMIT_HELP, limitOption, stateDirOption, type Context } from "./options.ts";
 
 /** Commander's values of `netfleet bootstrap` (camelCase keys). */
 type BootstrapValues = BootstrapFlags & { json?: boolean };
@@ -26,10 +26,11 @@ export function addSiteCommands(program: Command, ctx: Context): void {
     .description("Show per host the resources it must hold and the commands of a first apply. Long commands are cut in the text output; --json has them whole.")
     .argument("<site-dir>", "the site folder")
     .option("--host <name>", "only this host")
+    .addOption(limitOption())
     .addOption(jsonOption())
-    .action(withExitCode(async (dir: string, o: { host?: string; json?: boolean }) => {
+    .action(withExitCode(async (dir: string, o: { host?: string; limit?: string[]; json?: boolean }) => {
       const { planCommand } = await import("../commands/plan.ts");
-      return planCommand(dir, o.host !== undefined ? { host: o.host } : {}, ctx.output(o.json ?? false));
+      return planCommand(dir, { ...(o.host !== undefined ? { host: o.host } : {}), ...(o.limit ? { limit: o.limit } : {}) }, ctx.output(o.json ?? false));
     }));
 
   program
@@ -38,10 +39,11 @@ export function addSiteCommands(program: Command, ctx: Context): void {
     .description("Write each host's assignment to DIR/<host>.json (for netfleet-agent apply).")
     .argument("<site-dir>", "the site folder")
     .requiredOption("--out <dir>", "where the assignment files go (required)")
+    .addOption(limitOption())
     .addOption(jsonOption())
-    .action(withExitCode(async (dir: string, o: { out: string; json?: boolean }) => {
+    .action(withExitCode(async (dir: string, o: { out: string; limit?: string[]; json?: boolean }) => {
       const { compileCommand } = await import("../commands/plan.ts");
-      return compileCommand(dir, o.out, ctx.output(o.json ?? false));
+      return compileCommand(dir, o.out, ctx.output(o.json ?? false), o.limit ? { limit: o.limit } : {});
     }));
 
   program
