@@ -215,7 +215,7 @@ async function run(v: RunFlags, cmd: Command, givenToken: string | undefined): P
     const assignment = fileAssignment(cmd, { assignment: file, anyHost: v.anyHost, ...(v.name !== undefined ? { name: v.name } : {}) });
     if (typeof assignment === "number") return assignment;
     const hostCheck = (next: HostAssignment) => wrongHost(file, next.host, v.name, v.anyHost);
-    return runFromFile(file, assignment, toolbox(v), { intervalMs: v.interval, flowIntervalMs: v.flowInterval }, hostCheck);
+    return runFromFile(file, assignment, toolbox(v), { intervalMs: v.interval, flowIntervalMs: v.flowInterval, ...(v.logLevel ? { logLevel: v.logLevel } : {}) }, hostCheck);
   }
   if (v.token !== undefined) usageError(cmd, TOKEN_ON_ARGV);
   if (v.nats === undefined) usageError(cmd, "--assignment FILE, or --site, --nats and --token-file for the fleet agent, is required");
