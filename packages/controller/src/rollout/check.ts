@@ -58,7 +58,9 @@ async function checkHost(run: CheckRun, host: string): Promise<boolean> {
   try {
     const reply = await run.stores.check(run.targets.get(host)!.assignment, run.applyTimeoutMs);
     const failures = reply.results.filter((r) => r.result === false).map((r) => ({ id: r.id, ...(r.comment ? { comment: r.comment } : {}) }));
-    const wouldChange = reply.results.filter((r) => r.result === null).map((r) => ({ id: r.id, fields: r.changes ?? [] }));
+    const wouldChange = reply.results
+      .filter((r) => r.result === null)
+      .map((r) => ({ id: r.id, fields: r.changes ?? [], ...(r.fields?.length ? { values: r.fields } : {}), ...(r.diff ? { diff: r.diff } : {}) }));
     const unplannable = run.requireObserved && reply.ok && !observedOf(reply) ? "the agent sent no observed-state hash (older than protocol 1.2): no plan can be made against it" : undefined;
     const good = reply.ok && failures.length === 0 && !unplannable;
     const error = reply.error ?? unplannable;

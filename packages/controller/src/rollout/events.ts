@@ -1,4 +1,4 @@
-import type { Report } from "@netfleet/shared";
+import type { FieldChange, Report } from "@netfleet/shared";
 import type { HostDiffStatus, ResourceDiff } from "./diff.ts";
 
 /** How a rollout ended: every host verified, some failed within the budget, or stopped (and reverted). */
@@ -22,7 +22,8 @@ export type RolloutEvent =
       revision?: number;
       summary?: Report["summary"];
       failures?: { id: string; comment?: string }[];
-      wouldChange?: { id: string; fields: string[] }[];
+      /** Check mode: per resource the fields that would change, their values before and after (1.2), and the unified diff of a text resource (1.2). */
+      wouldChange?: { id: string; fields: string[]; values?: FieldChange[]; diff?: string }[];
       error?: string;
       ms: number;
     }
