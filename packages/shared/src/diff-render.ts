@@ -28,10 +28,11 @@ const lineCount = (text: string) => (text === "" || text === "(none)" ? 0 : text
 
 /**
  * The lines check mode prints for one resource, unindented: each field as
- * `name: old -> new` when both values are one line; a field of many lines
- * as `name:` then its old lines `- ` and new lines `+ `, or, when the
- * resource has a unified diff (which shows them in context), as `name: N
- * lines -> M lines (in the diff below)`; then the diff's lines.
+ * `name: old -> new` when both values are one line; a field of many (or
+ * no) lines as `name:` then its old lines `- ` and new lines `+ `, or,
+ * when the resource has a unified diff (which shows them in context), as
+ * `name: N lines -> M lines (in the diff below)` (also a line over 120
+ * characters); then the diff's lines.
  * `changes`: the agent's `{ field: { old, new } }` or the wire's texts.
  */
 export function renderChanges(changes: Record<string, { old: unknown; new: unknown }> | readonly ChangeText[], diff?: string): string[] {
@@ -40,15 +41,17 @@ export function renderChanges(changes: Record<string, { old: unknown; new: unkno
     : Object.entries(changes as Record<string, { old: unknown; new: unknown }>).map(([field, c]) => ({ field, before: changeValueText(c.old), after: changeValueText(c.new) }));
   const out: string[] = [];
   for (const { field, before, after } of fields) {
-    if (!before.includes("\n") && !after.includes("\n") && (!diff || (before.length <= 120 && after.length <= 120))) {
+    // A list of lines (a field the diff shows in context) may be empty on one side.
+    const lines = before.includes("\n") || after.includes("\n") || before === "" || after === "" || before.length > 120 || after.length > 120;
+    if (!lines || (!diff && !before.includes("\n") && !after.includes("\n") && before !== "" && after !== "")) {
       out.push(`${field}: ${before} -> ${after}`);
     } else if (diff) {
       const n = (t: string) => `${lineCount(t)} line${lineCount(t) === 1 ? "" : "s"}`;
       out.push(`${field}: ${n(before)} -> ${n(after)} (in the diff below)`);
     } else {
       out.push(`${field}:`);
-      if (before !== "(none)") for (const l of before.split("\n")) out.push(`  - ${l}`);
-      if (after !== "(none)") for (const l of after.split("\n")) out.push(`  + ${l}`);
+      if (before !== "(none)" && before !== "") for (const l of before.split("\n")) out.push(`  - ${l}`);
+      if (after !== "(none)" && after !== "") for (const l of after.split("\n")) out.push(`  + ${l}`);
     }
   }
   if (diff) out.push(...diff.replace(/\n$/, "").split("\n"));

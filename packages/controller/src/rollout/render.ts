@@ -86,7 +86,7 @@ export function humanRenderer(out: CommandOutput, tty: boolean): RolloutRenderer
         for (const f of e.failures ?? []) line(`      ${f.id}: ${f.comment ?? "failed"}`);
         for (const c of e.wouldChange ?? []) {
           line(`      would change ${c.id}${c.fields.length ? ` (${c.fields.join(", ")})` : ""}`);
-          for (const l of wouldChangeLines(c as { values?: readonly ChangeText[]; diff?: string })) line(`          ${l}`);
+          for (const l of wouldChangeLines(c)) line(`          ${l}`);
         }
         break;
       }
