@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { HostView, ShowReply } from "@netfleet/shared";
+import { HostView, SHOW_LIMITS, ShowReply, encodeMessage } from "@netfleet/shared";
+import { answerShow } from "../fleet/show.ts";
 import { fixture } from "../resources/fixtures.ts";
 import { showArgv } from "./read.ts";
 import { loadCapture } from "./fixtures.ts";
@@ -149,5 +150,34 @@ describe("show: a kernel bond with VLAN subinterfaces (ip -details -json link, O
     expect(view.links.find((l) => l.name === "bond0.1083")).toMatchObject({ vlan: { id: 1083, protocol: "802.1Q" }, parent: "bond0" });
     expect(view.nft).toEqual({ exists: false, sets: [], counters: [] });
     expect(ShowReply.parse({ kind: "show-result", site: "lab", host: "hv1", revision: 0, hash: null, ok: true, view, at: view.at })).toMatchObject({ ok: true });
+  });
+});
+
+describe("show: bounds and the responder", () => {
+  it("a lease file longer than SHOW_LIMITS is cut, and the view says so", () => {
+    // dnsmasq's lease line format, as in the backend capture (files/1-secure.leases), 5000 clients.
+    const line = (i: number) => `${Math.floor(backend.at / 1000) + 3600} 52:54:00:aa:${((i >> 8) & 255).toString(16).padStart(2, "0")}:${(i & 255).toString(16).padStart(2, "0")} 10.90.${i >> 8}.${i & 255} vm${i} *`;
+    const big = Array.from({ length: 5000 }, (_, i) => line(i)).join("\n") + "\n";
+    const view = buildHostView({ ...backend.raw, files: { "/var/lib/netfleet-agent/dnsmasq/big.leases": big } });
+    expect(view.leases).toHaveLength(SHOW_LIMITS.leases);
+    expect(view.problems).toContainEqual({ source: "leases", error: `5000 found, the first ${SHOW_LIMITS.leases} shown` });
+    expect(() => HostView.parse(view)).not.toThrow();
+    expect(JSON.stringify(view).length).toBeLessThan(1024 * 1024);
+  });
+
+  it("answers only a request for its own site and host; a request that does not decode is refused, the host not read", async () => {
+    const who = { site: "lab", host: "hosta", log: (e: Record<string, unknown>) => void events.push(e) };
+    const events: Record<string, unknown>[] = [];
+    let reads = 0;
+    const ctx = { current: undefined, observe: async () => (reads++, buildHostView(hosta.raw)) };
+    const ask = (body: unknown) => answerShow(who, ctx, "nf.lab.show.hosta", encodeMessage(body));
+    expect(await ask({ kind: "show", site: "lab", host: "hostb" })).toMatchObject({ ok: false, error: "show request names another host", host: "hosta" });
+    expect(await ask({ kind: "show", site: "other", host: "hosta" })).toMatchObject({ ok: false });
+    expect(await ask({ kind: "show", site: "lab", host: "hosta", extra: 1 })).toMatchObject({ ok: false });
+    expect(reads).toBe(0);
+    expect(events.map((e) => e.event)).toEqual(["show-rejected"]);
+    const reply = await ask({ kind: "show", site: "lab", host: "hosta" });
+    expect(ShowReply.parse(reply)).toMatchObject({ ok: true, revision: 0, hash: null, view: { host: "hosta" } });
+    expect(reads).toBe(1);
   });
 });
