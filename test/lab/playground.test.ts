@@ -53,10 +53,12 @@ const isRoot = process.getuid?.() === 0;
 
 /** netfleet-lab as a user runs it: its exit code, its stdout lines, the JSON documents it printed, its stderr lines. */
 async function labCli(argv: string[]) {
+  process.stderr.write(`[nfpg] $ netfleet-lab ${argv.join(" ")}\n`);
   const lines: string[] = [];
   const values: unknown[] = [];
   const errors: string[] = [];
-  const code = await main(argv, { line: (t) => lines.push(t), json: (v) => values.push(v), error: (t) => errors.push(t) });
+  // Text lines are echoed to stderr as they come: the test's log shows what a user sees.
+  const code = await main(argv, { line: (t) => (lines.push(t), process.stderr.write(`[nfpg] ${t}\n`)), json: (v) => values.push(v), error: (t) => errors.push(t) });
   return { code, lines, values, errors };
 }
 
@@ -126,6 +128,9 @@ describe.skipIf(!isRoot)("the lab as a playground (prefix nfpg, /tmp/nfpg-lab)",
     const r = await labCli(["rollout", edited, "--check", ...where]);
     expect(r.code, [...r.lines, ...r.errors].join("\n")).toBe(0);
     expect(r.lines.join("\n")).not.toContain("lab check of");
+    // what would change on the backend: its firewall's ruleset gains the forward to vma2:8080 and vma1's entry for .20
+    expect(r.lines.join("\n")).toContain("8080");
+    expect(r.lines.join("\n")).toContain("198.51.100.20");
     expect(await flows()).toEqual(before);
     expect(readLabState(lab.runDir)!.rolledOut).toBeUndefined();
   }, 300_000);

@@ -4,7 +4,9 @@
  * `up` started), and `labController` says how to reach that controller with
  * `netfleet` by hand.
  */
+import { spawn } from "node:child_process";
 import { resolve } from "node:path";
+import { createInterface } from "node:readline";
 import { loadInventory } from "@netfleet/shared";
 import { controllerCommand, ROLLOUT_CONFIRM } from "./agents.ts";
 import { LabExec, netnsExec } from "./exec.ts";
@@ -57,16 +59,21 @@ export interface LabRolloutResult {
   stderr: string[];
 }
 
+/** How long a `netfleet rollout` of the lab may take before it is killed: 15 min (each host has 180 s, the lab's 3 go in 3 waves). */
+const ROLLOUT_TIMEOUT_MS = 900_000;
+
 /**
  * Rolls site folder `dir` out to the running lab `o`: `netfleet rollout DIR`
  * (with `--check`: only what the agents would change) run by the lab's
- * controller machine against the lab's controller. After a rollout that
- * exits 0 the VMs' TCP services follow the site's port-forwards and the lab
- * records `dir` as what it runs (`check` and `attack` then probe it).
- * @throws Error when there is no lab in `o.runDir`; InventoryError for a site that does not load;
- *   LabShapeError (nothing run) when `dir` changes the lab's hosts, VMs, networks or addresses.
+ * controller machine against the lab's controller, each line of its stdout
+ * handed to `onLine` as it comes (a rollout takes a minute). After a
+ * rollout that exits 0 the VMs' TCP services follow the site's
+ * port-forwards and the lab records `dir` as what it runs (`check` and
+ * `attack` then probe it).
+ * @throws Error when there is no lab in `o.runDir` or netfleet could not be started; InventoryError for a
+ *   site that does not load; LabShapeError (nothing run) when `dir` changes the lab's hosts, VMs, networks or addresses.
  */
-export async function labRollout(o: LabOptions, dir: string, options: { check?: boolean; json?: boolean } = {}): Promise<LabRolloutResult> {
+export async function labRollout(o: LabOptions, dir: string, options: { check?: boolean; json?: boolean; onLine?: (line: string) => void } = {}): Promise<LabRolloutResult> {
   const state = readLabState(o.runDir);
   if (!state) throw new Error(`no lab in ${o.runDir} (run netfleet-lab up${o.prefix === "nf" ? "" : ` --prefix ${o.prefix}`})`);
   const site = resolve(dir);
@@ -75,14 +82,39 @@ export async function labRollout(o: LabOptions, dir: string, options: { check?: 
   if (changes.length > 0) throw new LabShapeError(dir, o.prefix, changes);
   const check = options.check === true;
   const args = ["rollout", site, ...ROLLOUT_CONFIRM, ...(check ? ["--check"] : []), ...(options.json ? ["--json"] : [])];
-  const r = await new LabExec(900_000).probe(controllerCommand(state.topology, o, args));
-  const lines = (text: string) => text.split("\n").filter((l) => l.length > 0);
-  const result: LabRolloutResult = { dir: site, check, exitCode: r.exitCode, stdout: lines(r.stdout), stderr: lines(r.stderr) };
-  if (check || r.exitCode !== 0) return result;
+  const result = { dir: site, check, ...(await streamed(controllerCommand(state.topology, o, args), options.onLine ?? (() => {}))) };
+  if (check || result.exitCode !== 0) return result;
   for (const key of Object.keys(state.pids)) if (key.startsWith("service@")) delete state.pids[key];
   Object.assign(state.pids, await ensureVmServices(new LabExec(), next));
   state.topology = next;
   state.rolledOut = { dir: site, at: new Date().toISOString() };
   writeLabState(o.runDir, state);
   return result;
+}
+
+/**
+ * Runs argv (no shell, stdin closed, killed after ROLLOUT_TIMEOUT_MS) and
+ * hands each non-empty stdout line to `onLine` as it arrives. Returns its
+ * exit code (1 when a signal ended it) and its non-empty lines.
+ */
+async function streamed(argv: string[], onLine: (line: string) => void): Promise<Pick<LabRolloutResult, "exitCode" | "stdout" | "stderr">> {
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "pipe", "pipe"], timeout: ROLLOUT_TIMEOUT_MS, killSignal: "SIGTERM" });
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  const read = (stream: NodeJS.ReadableStream, into: string[], each?: (l: string) => void) =>
+    new Promise<void>((done) => {
+      const lines = createInterface({ input: stream, crlfDelay: Infinity });
+      lines.on("line", (l) => {
+        if (l.length === 0) return;
+        into.push(l);
+        each?.(l);
+      });
+      lines.on("close", done);
+    });
+  const exit = new Promise<number>((done, fail) => {
+    child.on("error", (err) => fail(new Error(`could not run ${argv.join(" ")}: ${err.message}`)));
+    child.on("close", (code, signal) => done(code ?? (signal ? 1 : 0)));
+  });
+  const [exitCode] = await Promise.all([exit, read(child.stdout, stdout, onLine), read(child.stderr, stderr)]);
+  return { exitCode, stdout, stderr };
 }

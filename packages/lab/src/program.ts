@@ -162,7 +162,7 @@ export async function main(argv: string[], out: Out = stdout, io?: ProgramIo): P
 /**
  * `netfleet-lab rollout DIR [--check]`: rolls an edited site folder out to
  * the running lab through its controller (labRollout), prints netfleet
- * rollout's output, then the connectivity matrix of DIR (not after --check,
+ * rollout's output as it comes, then the connectivity matrix of DIR (not after --check,
  * nor after a rollout that failed). --json: one document
  * `{ rollout: { dir, check, exitCode, stdout, stderr }, check?: rows }`, stdout
  * holding rollout's JSON events.
@@ -187,7 +187,7 @@ function addRolloutCommand(program: Command, out: Out): void {
         const json = flags.json === true;
         let r;
         try {
-          r = await labRollout(o, dir, { check: flags.check === true, json });
+          r = await labRollout(o, dir, { check: flags.check === true, json, ...(json ? {} : { onLine: (l: string) => out.line(l) }) });
         } catch (err) {
           if (!(err instanceof InventoryError || err instanceof LabShapeError)) throw err;
           if (json) out.json({ error: err.message, ...(err instanceof LabShapeError ? { changes: err.changes } : {}) });
@@ -201,10 +201,7 @@ function addRolloutCommand(program: Command, out: Out): void {
             return l;
           }
         });
-        if (!json) {
-          for (const l of r.stdout) out.line(l);
-          for (const l of r.stderr) out.error(l);
-        }
+        if (!json) for (const l of r.stderr) out.error(l);
         if (r.check || r.exitCode !== 0) {
           if (json) out.json({ rollout: { ...r, stdout: events } });
           else if (r.exitCode !== 0) out.line(`netfleet rollout exited ${r.exitCode}: no check run`);
