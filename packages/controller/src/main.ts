@@ -14,12 +14,15 @@ nats-server data of serve.
 Servers: commands connect to --nats URL[,URL...], else the servers serve recorded in the state
 dir, else the inventory's site.nats.
 
---json: machine-readable output, on the commands that list it (rollout: JSON lines).
+--json: the command's JSON on stdout (rollout: JSON lines); errors and warnings as JSON lines on
+stderr ({"error": "..."}).
 
 Shell completion: source <(netfleet completion bash), or zsh.
 
 Exit codes: 0 ok, 1 runtime error, 2 invalid input (nothing was changed), 64 usage error.
-rollout also: 3 partial (some hosts failed), 4 refused (another rollout holds the lock).`;
+rollout also: 3 partial (some hosts failed), 4 refused (another rollout holds the lock).
+status (a monitoring check): 0 every inventory host converged, 1 drift or failure, 2 a host unreachable,
+3 the status could not be read (no controller state, NATS not reachable).`;
 
 /**
  * The `netfleet` command line: parses `argv` (the arguments after the

@@ -8,10 +8,10 @@ import { buildAgentBundle } from "../bootstrap/bundle.ts";
 import { readImageConfig, writeImageFiles } from "../bootstrap/image.ts";
 import { UnsafePathError } from "@netfleet/agent";
 import { loadIdentity, type SshOptions } from "../bootstrap/ssh.ts";
+import { LimitError, selectLimit } from "../select/limit.ts";
 import { hostTokens, siteTokens, type AgentTokens } from "../bootstrap/tokens.ts";
 import { parseTtl } from "./hosts.ts";
 import { stateDirOf } from "./connect.ts";
-import { limitHosts } from "../rollout/waves.ts";
 import type { CommandOutput } from "../output.ts";
 
 /** `netfleet bootstrap`'s options, checked (see bootstrapOptions for the defaults). */
@@ -189,9 +189,12 @@ export async function bootstrapCommand(inventory: Inventory, o: BootstrapOptions
   if (o.imageRoot !== undefined) return imageCommand(inventory, o, o.imageRoot, tokens, out);
   let hosts = inventory.hosts;
   if (o.limit?.length) {
-    const { hosts: chosen, unmatched } = limitHosts(inventory, o.limit);
-    if (unmatched.length > 0) {
-      out.error(`netfleet bootstrap: --limit ${unmatched.join(",")} matches no host, group or role of site ${inventory.site.name}`);
+    let chosen: Set<string>;
+    try {
+      chosen = selectLimit(inventory.hosts, o.limit, inventory.site.name);
+    } catch (err) {
+      if (!(err instanceof LimitError)) throw err;
+      out.error(`netfleet bootstrap: ${err.message}`);
       return 64;
     }
     hosts = hosts.filter((h) => chosen.has(h.name));

@@ -98,5 +98,5 @@ describe("netfleet keys", () => {
     expect(results.filter((r) => r.status === "rejected").map((r) => (r as PromiseRejectedResult).reason)).toEqual([expect.any(KeysBusyError)]);
     expect((await h.secrets()).enrollment.previous).toHaveLength(1);
     expect((await stat(lock)).mode & 0o777).toBe(0o600);
-  });
+  }, 30_000); // spawns flock(1) holders: on a loaded two-core machine (the unit project runs files in parallel) 5 s is not enough
 });
