@@ -12,17 +12,20 @@
  *      assignment once, its envelope carrying the plan's observed hash;
  *   2. the inventory edited after the plan: refused naming the host, nothing
  *      published (every desired KV revision unchanged);
- *   3. a host's desired entry moved after the plan: refused naming it;
+ *   3. a host's desired entry moved after the plan: refused naming it; a
+ *      check that does not pass on every host writes no plan; --json ends
+ *      with a `plan` event naming the file;
  *   4. a host changed after the plan: its agent refuses, nothing of the plan
  *      reaches it, the rollout fails naming it;
  *   5. a bad plan file: one line naming the file and the problem;
- *   6. off a terminal without --yes: a usage error naming --yes, nothing published;
+ *   6. off a terminal without --yes: a usage error naming --yes, nothing
+ *      published; --out without --check and --plan with --limit are usage errors;
  *   7. from a terminal (the CLI as a process on a pseudo-terminal, python3's
  *      pty): the diff and a summary, then (y/N): "n" publishes nothing, "y" rolls out.
  */
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { cp, readFile, writeFile } from "node:fs/promises";
+import { cp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { canonicalJson, loadInventory, resourceId, type HostAssignment } from "@netfleet/shared";
@@ -156,8 +159,12 @@ describe("netfleet rollout plans", () => {
     const desired = await s.cp.desired.readAll();
     for (const h of plan.hosts) expect(desired.get(h.host)!.envelope.plan).toEqual({ observed: h.observed });
 
-    // 2. A plan made now (nothing to change), then hostb's address edited: refused naming hostb, nothing published.
-    expect((await t.run("--check", "--out", t.planFile)).code).toBe(0);
+    // 2. A plan made now (nothing to change; --json: one event a line, the last says where the plan went), then vmb2's MAC
+    // edited: refused naming each host that compiles differently, nothing published.
+    const json = memoryOutput(true);
+    expect(await main(["rollout", t.dir, "--state-dir", join(s.dir, "controller"), "--check", "--out", t.planFile, "--json"], json)).toBe(0);
+    expect(JSON.parse(json.stdout.at(-1)!)).toEqual({ event: "plan", file: t.planFile, hosts: 3 });
+    expect((await readPlanFile(t.planFile)).hosts.map((h) => [h.host, h.status, h.changes.length])).toEqual([["backend", "unchanged", 0], ["hosta", "unchanged", 0], ["hostb", "unchanged", 0]]);
     const before = await desiredRevisions(s);
     await editHostb(t.dir, "52:54:00:81:0b:22");
     const moved = compileSite(loadInventory(t.dir)).filter((a) => a.hash !== compiled.get(a.host)!.hash).map((a) => a.host);
@@ -177,6 +184,14 @@ describe("netfleet rollout plans", () => {
     expect(raced.stderr).toContain(`netfleet rollout: refused: hosta: its desired state moved since the plan (desired KV revision ${afterPublish.hosta}, the plan was made against ${before.hosta})`);
     expect(raced.stderr).not.toMatch(/refused: (backend|hostb)/);
     expect(await desiredRevisions(s)).toEqual(afterPublish);
+
+    // A check that does not pass on every host writes no plan (hostb's agent stopped: no answer).
+    await rm(t.planFile);
+    await agents.find((a) => a.client.host === "hostb")!.client.stop();
+    const partial = await t.run("--check", "--out", t.planFile, "--max-fail", "1", "--timeout", "3");
+    expect(partial.code).toBe(3);
+    expect(partial.stderr).toBe(`netfleet rollout: no plan written to ${t.planFile}: the check did not pass on every host`);
+    await expect(stat(t.planFile)).rejects.toThrow(/ENOENT/);
   }, 120_000);
 
   it("a host changed since the plan refuses it and nothing of the plan reaches it; a bad plan file and a rollout off a terminal without --yes change nothing", async () => {
@@ -216,6 +231,8 @@ describe("netfleet rollout plans", () => {
     const noYes = await t.run();
     expect(noYes.code).toBe(64);
     expect(noYes.stderr).toContain("give --yes to roll out without asking");
+    expect(await t.run("--out", t.planFile, "--yes")).toMatchObject({ code: 64, stderr: expect.stringContaining("--out goes with --check") });
+    expect(await t.run("--plan", t.planFile, "--limit", "hosta", "--yes")).toMatchObject({ code: 64, stderr: expect.stringContaining("--plan does not go with --check, --resume, --agent-bundle or --limit") });
     expect(await desiredRevisions(s)).toEqual(before);
 
     // 7. From a terminal: the diff, the summary and the question; "n" publishes nothing (exit 1), "y" rolls out.
