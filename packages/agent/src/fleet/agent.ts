@@ -20,6 +20,7 @@ import { confirmReport } from "./lockout.ts";
 import type { FleetMemberOptions } from "./options.ts";
 import { failedPassResult, type PassResult } from "./pass-result.ts";
 import { answerChecks } from "./responders.ts";
+import { answerShows } from "./show.ts";
 import { AgentState, type Checkpoint } from "./state.ts";
 
 export type { FleetMemberOptions } from "./options.ts";
@@ -29,7 +30,7 @@ export type { FleetMemberOptions } from "./options.ts";
  * credentials (connection.ts), watches its one desired key (desired.ts),
  * applies only a signed, newer assignment for this host, confirms each
  * apply with a JetStream round trip or undoes it (lockout.ts), answers
- * check requests (check.ts), heartbeats (heartbeat.ts) and keeps its
+ * check and show requests (check.ts, show.ts), heartbeats (heartbeat.ts) and keeps its
  * checkpoint (state.ts). Everything that reads or writes the checkpoint —
  * syncs, applies, rollbacks, report deliveries — runs on one serial queue.
  * It calls the host (onAssignment, rollback, onCheck); the host never calls
@@ -177,6 +178,10 @@ export class FleetMember {
     if (this.options.onCheck) {
       const onCheck = this.options.onCheck;
       answerChecks(nc, { site, host, log: this.log }, async () => ({ signingKeyPem: await this.signingTrust().keys(), current: this.checkpoint.current, run: onCheck }));
+    }
+    if (this.options.onShow) {
+      const onShow = this.options.onShow;
+      answerShows(nc, { site, host, log: this.log }, async () => ({ current: this.checkpoint.current, observe: onShow }));
     }
     await nc.flush();
     const keys = await this.state.boxKeys();

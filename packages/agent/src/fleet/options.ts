@@ -1,5 +1,5 @@
 import type { NatsConnection } from "@nats-io/transport-node";
-import type { HostAssignment } from "@netfleet/shared";
+import type { HostAssignment, HostView } from "@netfleet/shared";
 import type { CheckResult } from "./check.ts";
 import type { ConnectionSettings } from "./connection.ts";
 import type { HostFacts } from "./host-facts.ts";
@@ -31,6 +31,12 @@ export interface FleetMemberOptions extends ConnectionSettings {
    * Without it the agent does not answer check requests.
    */
   onCheck?: (assignment: HostAssignment) => Promise<CheckResult>;
+  /**
+   * `netfleet show HOST`: what this host has now (show/observe.ts
+   * observeHost), read-only. Without it the agent does not answer show
+   * requests (the controller then says the agent did not answer).
+   */
+  onShow?: () => Promise<HostView>;
   /** Lockout protection: converge back to the previous assignment (undefined: there was none). */
   rollback: (previous: HostAssignment | undefined) => Promise<PassResult>;
   gatherFacts?: () => Promise<HostFacts>;
