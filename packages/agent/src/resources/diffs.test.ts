@@ -210,6 +210,12 @@ describe("vm-port-policy: each VM port's rules as a unified diff (OVS 3.1 with-d
   });
 });
 
+describe("ovs-ofctl flags before the priority", () => {
+  it("a rule added by hand with OpenFlow 1.0 (reset_counts, printed space-separated by OVS 3.1's OpenFlow 1.3 dump) keeps its priority and cookie", () => {
+    expect(parseFlows(fixture("ovs/flows-reset-counts.txt"))).toEqual([{ priority: 500, match: ["in_port=2"], actions: "NORMAL", cookie: "0x1234" }]);
+  });
+});
+
 describe("cutDiff", () => {
   it("cuts at a line and says how many lines were left out", () => {
     const diff = Array.from({ length: 100 }, (_, i) => `+line ${i}`).join("\n") + "\n";

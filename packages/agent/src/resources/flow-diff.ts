@@ -1,5 +1,5 @@
 import { unifiedDiff } from "@netfleet/shared";
-import { formatFlow, type Flow } from "./openflow.ts";
+import { flowKey, formatFlow, type Flow } from "./openflow.ts";
 
 /** A VM port as the flow diff names it (vm-port-policy.ts VmPort). */
 export interface DiffPort {
@@ -24,11 +24,12 @@ function portOf(f: Flow, byOfport: ReadonlyMap<number, DiffPort>, byMac: Readonl
 
 /**
  * One group's rules as text, one a line as `ovs-ofctl add-flow` reads them,
- * by table, then priority (highest first), then text. A rule whose cookie is
- * not `cookie` (someone else installed it) says so first: `cookie=0x…,`.
+ * by table, then priority (highest first), then text. A live rule whose
+ * cookie is not `cookie` (someone else installed it; 0x0 when none was set)
+ * says so first: `cookie=0x…,`. Desired rules all carry `cookie`.
  */
-function groupText(flows: readonly Flow[], cookie: string): string {
-  const line = (f: Flow) => `${f.cookie !== undefined && f.cookie !== cookie ? `cookie=${f.cookie},` : ""}${formatFlow(f)}`;
+function groupText(flows: readonly Flow[], cookie: string, live: boolean): string {
+  const line = (f: Flow) => `${live && f.cookie !== cookie ? `cookie=${f.cookie ?? "0x0"},` : ""}${formatFlow(f)}`;
   const sorted = [...flows].sort((a, b) => (a.table ?? 0) - (b.table ?? 0) || b.priority - a.priority || line(a).localeCompare(line(b)));
   return sorted.map((f) => `${line(f)}\n`).join("");
 }
@@ -51,14 +52,17 @@ export function flowsDiff(bridge: string, ports: readonly DiffPort[], have: read
     }
     return groups;
   };
+  // A desired rule that is live is shown with its match in the order ovs-ofctl printed it (OVS has its
+  // own field order), so that only rules that differ show as lines that differ.
+  const liveMatch = new Map(have.map((f) => [flowKey(f), f.match]));
   const a = split(have);
-  const b = split(want);
+  const b = split(want.map((f) => ({ ...f, match: liveMatch.get(flowKey(f)) ?? f.match })));
   const label = (p: DiffPort | undefined) => (p ? `${bridge} port ${p.port} (ofport ${p.ofport}, ${p.mac})` : `${bridge} (floor, uplink, forwarding)`);
   const order = [...ports].sort((x, y) => x.ofport - y.ofport).map((p) => p.port);
   let out = "";
   for (const key of [...order, ""]) {
     const p = key === "" ? undefined : ports.find((x) => x.port === key);
-    out += unifiedDiff(groupText(a.get(key) ?? [], cookie), groupText(b.get(key) ?? [], cookie), { before: `live: ${label(p)}`, after: `desired: ${label(p)}` });
+    out += unifiedDiff(groupText(a.get(key) ?? [], cookie, true), groupText(b.get(key) ?? [], cookie, false), { before: `live: ${label(p)}`, after: `desired: ${label(p)}` });
   }
   return out;
 }

@@ -47,7 +47,9 @@ export function parseFlows(text: string): Flow[] {
     let table = 0;
     let cookie: string | undefined;
     const match: string[] = [];
-    for (const token of line.slice(0, at).split(",").map((t) => t.trim()).filter(Boolean)) {
+    // Fields are comma-separated, but flags stand alone before the priority: OpenFlow 1.3 prints
+    // `cookie=0x1234, reset_counts priority=500,in_port=2` for a rule added with OpenFlow 1.0 defaults.
+    for (const token of line.slice(0, at).split(/[,\s]+/).filter(Boolean)) {
       if (token.startsWith("priority=")) priority = Number(token.slice("priority=".length));
       else if (token.startsWith("table=")) table = Number(token.slice("table=".length));
       else if (token.startsWith("cookie=")) cookie = token.slice("cookie=".length);
