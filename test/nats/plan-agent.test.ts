@@ -7,8 +7,8 @@
  *   1. control: a plan applied on unchanged hosts does exactly what it says;
  *   2. a host changed by hand after the plan (the agents' periodic repair is
  *      60 s away): its agent refuses the plan's envelope (engine
- *      expectObserved), nothing of the plan runs there, not even after the
- *      agent restarts; the other host gets the plan.
+ *      expectObserved), nothing of the plan runs there, not on its resyncs,
+ *      not after the agent restarts; the other host gets the plan.
  */
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -59,7 +59,7 @@ async function planFor(s: Site, value: number): Promise<RolloutTarget[]> {
 describe("saved plans on the real agent runtime", () => {
   it("an unchanged host applies the plan; a host changed since refuses it and runs nothing of it, then or later", async () => {
     site = await startSite({ basePort: 33220, hosts: NAMES.map((n) => inventoryHost(n)) });
-    for (const n of NAMES) sims.push(startSimAgent(site, { hostname: n, host: new SimulatedHostRunner({ sysctls: { "net.sim.plan": "0" } }) }));
+    for (const n of NAMES) sims.push(startSimAgent(site, { hostname: n, host: new SimulatedHostRunner({ sysctls: { "net.sim.plan": "0" } }), resyncMs: 500 }));
     await Promise.all(sims.map((a) => a.started));
     const [hv1, hv2] = sims as [SimAgent, SimAgent];
     expect((await roll(site, NAMES.map((n) => target(n, 1)))).result).toBe("success");
@@ -81,6 +81,10 @@ describe("saved plans on the real agent runtime", () => {
     expect(done.find((e) => e.host === "hv2")!.error).toMatch(/^refused by the agent: host changed since the plan \(observed [0-9a-f]+, plan made against [0-9a-f]+\)/);
     expect(hv1.host.get("net.sim.plan")).toBe("3");
     expect(hv2.host.get("net.sim.plan")).toBe("7");
+    // Nor on its resyncs (every 0.5 s it reads its desired entry again): refused once, the revision kept out.
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(hv2.host.get("net.sim.plan")).toBe("7");
+    expect(hv2.events.filter((e) => e.event === "plan-refused").length).toBe(1);
     // Nor later: restarted, hv2's agent converges the assignment it had in force (2), never the refused plan's.
     await hv2.agent.stop();
     const again = startSimAgent(site, { hostname: "hv2", host: hv2.host });

