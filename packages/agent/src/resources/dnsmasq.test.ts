@@ -158,8 +158,8 @@ describe("dnsmasq plan", () => {
   const prepare = [
     ["install", "-d", "-m", "0755", "/var/lib/netfleet-agent/dnsmasq"],
     ["touch", files.log, files.leases],
-    ["chown", "dnsmasq:nogroup", files.log, files.leases],
-    ["chmod", "0640", files.log, files.leases],
+    ["chown", "dnsmasq:root", files.log, files.leases],
+    ["chmod", "0660", files.log, files.leases],
   ];
   const start = ["dnsmasq", `--conf-file=${files.conf}`];
   const argv = (obs: DnsmasqObservation, s = spec) => dnsmasq.plan(s, obs, ctx).commands.map((c) => c.argv);
@@ -173,11 +173,11 @@ describe("dnsmasq plan", () => {
   });
 
   it("crashed, its files as they should be (owner and mode read with stat): the restart is the start alone", () => {
-    const owned = parseStat(`${files.log} dnsmasq:nogroup 640\n${files.leases} dnsmasq:nogroup 640\n`);
+    const owned = parseStat(`${files.log} dnsmasq:root 660\n${files.leases} dnsmasq:root 660\n`);
     expect(argv({ conf, hosts, account, leases: true, stateDir: true, owned })).toEqual([start]);
     // a lease file left as root's (an older agent) is given to the account again
     const rootLeases = { ...owned, [files.leases]: "root:root 644" };
-    expect(argv({ conf, hosts, account, leases: true, stateDir: true, owned: rootLeases })).toEqual([["touch", files.leases], ["chown", "dnsmasq:nogroup", files.leases], ["chmod", "0640", files.leases], start]);
+    expect(argv({ conf, hosts, account, leases: true, stateDir: true, owned: rootLeases })).toEqual([["touch", files.leases], ["chown", "dnsmasq:root", files.leases], ["chmod", "0660", files.leases], start]);
   });
 
   it("a lease change is a SIGHUP, never a restart", () => {
@@ -208,7 +208,7 @@ describe("dnsmasq plan", () => {
 
   it("a network without DHCP has no lease file to prepare", () => {
     const { dhcp: _none, ...dnsOnly } = spec;
-    expect(argv({ account }, dnsOnly)).toEqual([["write", files.conf], ["write", files.hosts], ["touch", files.log], ["chown", "dnsmasq:nogroup", files.log], ["chmod", "0640", files.log], start]);
+    expect(argv({ account }, dnsOnly)).toEqual([["write", files.conf], ["write", files.hosts], ["touch", files.log], ["chown", "dnsmasq:root", files.log], ["chmod", "0660", files.log], start]);
   });
 
   it("no service account on the host: it runs as root, and the plan says so", () => {

@@ -53,10 +53,14 @@ export function specFiles(spec: DnsmasqSpec, ctx: PlanContext): DnsmasqFiles {
 /**
  * What runs before dnsmasq starts, with it stopped: the state dir exists;
  * a lease file left in the run dir moves to the state dir once (or goes,
- * when the state dir already has one); the lease and log files exist and
- * belong to the account dnsmasq drops to, mode 0640 (it writes them, nobody
- * else may; the dirs stay root's). dnsmasq opens both as root before it
- * drops privileges, but reopens the log as its user on SIGUSR2.
+ * when the state dir already has one); the lease and log files exist,
+ * owned by the account dnsmasq drops to and group root, mode 0660 (the dirs
+ * stay root's). dnsmasq opens both as root before it drops privileges, and
+ * reopens the log as its user on SIGUSR2: the owner bits serve the user,
+ * the group bits root. Root needs them: under the agent's systemd unit it
+ * has no CAP_DAC_OVERRIDE, so to root a file of another owner is "other"
+ * unless its group is root's (a dnsmasq:nogroup 0640 lease file failed to
+ * open: "cannot open or create lease file ...: Permission denied").
  */
 function prepareSteps(spec: DnsmasqSpec, f: DnsmasqFiles, obs: DnsmasqObservation, account: DnsmasqUser, changes: Changes): Command[] {
   const steps: Command[] = [];
@@ -72,9 +76,9 @@ function prepareSteps(spec: DnsmasqSpec, f: DnsmasqFiles, obs: DnsmasqObservatio
     owned.push(f.leases);
   }
   // Files already as they should be (a dnsmasq that crashed) need nothing: a restart is one command.
-  const wrong = owned.filter((path) => obs.owned?.[path] !== `${account.user}:${account.group} 640`);
+  const wrong = owned.filter((path) => obs.owned?.[path] !== `${account.user}:root 660`);
   if (account.user !== "root" && wrong.length > 0) {
-    steps.push(mutate(["touch", ...wrong]), mutate(["chown", `${account.user}:${account.group}`, ...wrong]), mutate(["chmod", "0640", ...wrong]));
+    steps.push(mutate(["touch", ...wrong]), mutate(["chown", `${account.user}:root`, ...wrong]), mutate(["chmod", "0660", ...wrong]));
   }
   return steps;
 }
