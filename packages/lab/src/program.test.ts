@@ -3,9 +3,16 @@
  * suggestion, --help and --version 0, and `status` of a lab that was never
  * built says so and exits 1 (it reads only the run dir's lab.json).
  */
-import { mkdtempSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
+import { loadInventory } from "@netfleet/shared";
 import { main } from "./program.ts";
+import { writeLabState } from "./state.ts";
+import { buildTopology } from "./topology.ts";
+
+const LAB_SITE = fileURLToPath(new URL("../../../inventories/lab", import.meta.url));
 
 async function run(argv: string[]) {
   const lines: string[] = [];
@@ -41,6 +48,24 @@ describe("netfleet-lab", () => {
     expect(await run(["rollout"])).toMatchObject({ code: 64, err: expect.stringContaining("missing required argument 'dir'") });
     const runDir = mkdtempSync("/tmp/nfl-");
     await expect(run(["rollout", "inventories/lab", "--prefix", "zq", "--run-dir", runDir])).rejects.toThrow(`no lab in ${runDir} (run netfleet-lab up --prefix zq)`);
+  });
+
+  it("refuses a site that does not load or does not fit the lab before running anything: one line, exit 2", async () => {
+    // A lab.json as up writes it (the lab itself is not there: nothing may be needed of it before these refusals).
+    const runDir = mkdtempSync("/tmp/nfl-");
+    const o = { inventoryDir: LAB_SITE, prefix: "zq", runDir };
+    const topology = buildTopology(loadInventory(LAB_SITE), o);
+    writeLabState(runDir, { version: 1, prefix: "zq", runDir, inventoryDir: LAB_SITE, fingerprint: topology.fingerprint, topology, pids: {}, agents: {}, updatedAt: "2026-11-30T00:00:00.000Z" });
+    const before = readFileSync(join(runDir, "lab.json"), "utf8");
+    const site = mkdtempSync("/tmp/nfl-site-");
+    cpSync(LAB_SITE, site, { recursive: true });
+    writeFileSync(join(site, "networks.yaml"), readFileSync(join(site, "networks.yaml"), "utf8").replace("vlan: 1082", "vlan: 5000"));
+    const bad = await run(["rollout", site, "--prefix", "zq", "--run-dir", runDir]);
+    expect(bad).toMatchObject({ code: 2, lines: [], errors: [expect.stringMatching(/^netfleet-lab rollout: .*networks\.yaml:\d+:\d+: networks\.service\.vlan: /)] });
+    writeFileSync(join(site, "networks.yaml"), readFileSync(join(LAB_SITE, "networks.yaml"), "utf8").replace("vlan: 1082", "vlan: 1090"));
+    const reshaped = await run(["rollout", site, "--prefix", "zq", "--run-dir", runDir, "--json"]);
+    expect(reshaped).toMatchObject({ code: 2, values: [{ changes: ["network service: vlan 1082 → 1090", "trunks changed"] }] });
+    expect(readFileSync(join(runDir, "lab.json"), "utf8")).toBe(before);
   });
 
   it("reports a lab that was never built as down, exit 1", async () => {
