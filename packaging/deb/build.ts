@@ -13,7 +13,7 @@
  * we build and test with is packaged once, for both (bootstrap likewise
  * ships /opt/netfleet/node where a host has no Node >= 22).
  *
- *   sh scripts/node.sh packaging/deb/build.ts [--out DIR] [--version V] [--node PATH] [--compress zstd|xz|gzip] [--lintian] [--json]
+ *   sh scripts/node.sh packaging/deb/build.ts [--out DIR] [--version V] [--node PATH] [--compress gzip|xz|zstd] [--lintian] [--json]
  *
  * Exit 0 with one line per package (or the JSON document), 1 with one line
  * naming what failed.
@@ -37,7 +37,7 @@ options:
   --out DIR       where the .deb files go (default: dist/ of the repository)
   --version V     the packages' version (default: package.json's, ${JSON.parse(readFileSync(join(REPO, "package.json"), "utf8")).version})
   --node PATH     the Node to package (default: this one if it is an official build >= 22.18, else .tools/node/bin/node)
-  --compress C    zstd (default: fast), xz (what the Debian archive takes) or gzip
+  --compress C    gzip (default), xz (smaller, much slower) or zstd (fastest; lintian 2.116 refuses it)
   --lintian       run lintian on each package; any error or warning fails the build
   --json          print one JSON document instead of lines
   -h, --help      this text
@@ -58,8 +58,8 @@ async function build(argv: string[]): Promise<Report | "help"> {
   if (values.help) return "help";
   const version = values.version ?? (JSON.parse(readFileSync(join(REPO, "package.json"), "utf8")) as { version: string }).version;
   if (!/^[0-9][A-Za-z0-9.+~]*$/.test(version)) throw new Error(`--version ${JSON.stringify(version)}: want digits first, then letters, digits, . + ~`);
-  const compression = (values.compress ?? "zstd") as Compression;
-  if (!["zstd", "xz", "gzip"].includes(compression)) throw new Error(`--compress ${JSON.stringify(values.compress)}: want zstd, xz or gzip`);
+  const compression = (values.compress ?? "gzip") as Compression;
+  if (!["gzip", "xz", "zstd"].includes(compression)) throw new Error(`--compress ${JSON.stringify(values.compress)}: want gzip, xz or zstd`);
   const out = resolve(values.out ?? join(REPO, "dist"));
   for (const tool of ["dpkg-deb", "dpkg-shlibdeps"]) {
     try {

