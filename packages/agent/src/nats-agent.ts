@@ -14,6 +14,7 @@ import { AuditCollector, auditSources } from "./gateway/audit-collector.ts";
 import { LeaseFollower } from "./gateway/lease-follower.ts";
 import { LeasePublisher } from "./gateway/lease-publisher.ts";
 import { meteredRunner, type AgentMetrics } from "./metrics.ts";
+import { observeHost } from "./show/observe.ts";
 import { AGENT_VERSION } from "./version.ts";
 
 /** The fleet agent's settings: how it joins, what it drives, and its timings. */
@@ -106,6 +107,8 @@ export class NatsAgent {
       onAssignment: (assignment, _revision, o) => (o.expectObserved !== undefined ? this.convergePlan(assignment, o.expectObserved) : this.converge(assignment)),
       rollback: (previous) => this.restore(previous),
       onCheck: (assignment) => this.check(assignment),
+      // `netfleet show HOST`: read-only commands through the same (metered) runner.
+      onShow: () => observeHost({ ...(this.client.host ? { host: this.client.host } : {}), runner: this.options.runner, tools: this.options.tools }),
       log: this.log,
       ...(options.signingPublicKeyPem ? { signingPublicKeyPem: options.signingPublicKeyPem } : {}),
       ...(options.gatherFacts ? { gatherFacts: options.gatherFacts } : {}),
