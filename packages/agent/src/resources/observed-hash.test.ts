@@ -5,8 +5,10 @@ import { RecordingRunner } from "../exec/recording-runner.ts";
 import { Toolbox } from "../tools.ts";
 import { dnsmasq } from "./dnsmasq.ts";
 import { fixture } from "./fixtures.ts";
+import { parseLinks } from "./ip-json.ts";
 import { observedHash } from "./observed-hash.ts";
-import { ovsObserveArgv } from "./ovsdb.ts";
+import { ovsObserveArgv, parseOvsState } from "./ovsdb.ts";
+import { prune } from "./prune.ts";
 import { vmPortPolicy } from "./vm-port-policy.ts";
 
 const tools = new Toolbox();
@@ -74,6 +76,23 @@ describe("the observed-state hash of a pass", () => {
     expect(hash(vmPortPolicy.stable!(lease(100)))).not.toBe(hash(vmPortPolicy.stable!(lease(100, "10.81.0.51"))));
     expect(hash(dnsmasq.stable!({ conf: "x", pid: 4242 }))).toBe(hash(dnsmasq.stable!({ conf: "x", pid: 5151 })));
     expect(hash(dnsmasq.stable!({ conf: "x", pid: 4242 }))).not.toBe(hash(dnsmasq.stable!({ conf: "x" })));
+  });
+});
+
+describe("prune's part of the hash: only what carries an owner mark", () => {
+  const spec: ResourceSpec = { kind: "prune", name: "host", keep: { links: [], ovsBridges: [], libvirtNetworks: [], dnsmasq: [], nftTable: false } };
+  const hash = (o: Parameters<typeof prune.plan>[1]) => observedHash([spec], [{ status: "fulfilled", value: o }]);
+  const links = parseLinks(fixture("ip/vmhost-converged-link.json"));
+  const ovs = parseOvsState(fixture("ovs/kernel-converged.json"));
+  const base = { links, ovs, libvirt: [] };
+  const withLink = (name: string, alias?: string) => ({ ...base, links: new Map([...links, [name, { name, mtu: 1500, up: true, ...(alias ? { alias } : {}) }]]) });
+
+  it("a VM's tap (no mark) coming, or a dnsmasq restarted with a new pid, leaves it; a marked link or bridge changes it", () => {
+    expect(hash(withLink("vnet7"))).toBe(hash(base));
+    const dnsmasq = (pid: number) => ({ ...base, dnsmasq: [{ network: "old", pid, files: ["/run/netfleet/dnsmasq/old.conf"] }] });
+    expect(hash(dnsmasq(100))).toBe(hash(dnsmasq(200)));
+    expect(hash(withLink("bond9", "netfleet-owner=fixture"))).not.toBe(hash(base));
+    expect(hash({ ...base, ovs: parseOvsState(fixture("ovs/kernel-drift.json")) })).not.toBe(hash(base));
   });
 });
 

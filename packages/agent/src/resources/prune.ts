@@ -157,6 +157,17 @@ export const prune: ResourceHandler<PruneSpec, PruneObservation> = {
     return observation;
   },
   absent: () => ({ links: new Map(), ovs: emptyOvsState(), libvirt: [] }),
+  // Only what carries an owner mark can be pruned: a VM's tap coming or going, another link's state, or a
+  // dnsmasq's new pid is no change to this plan.
+  stable: (o) => ({
+    links: [...o.links.values()].filter((l) => l.alias?.startsWith("netfleet-owner=")).map((l) => `${l.name} ${l.kind ?? ""} ${l.parent ?? ""} ${l.alias}`).sort(),
+    ovsBridges: [...o.ovs.bridges.values()].filter((b) => b.externalIds[OWNER_KEY] !== undefined).map((b) => `${b.name} ${b.externalIds[OWNER_KEY]}`).sort(),
+    libvirt: o.libvirt,
+    dnsmasq: (o.dnsmasq ?? []).map(({ pid, ...d }) => ({ ...d, running: pid !== undefined })),
+    nftTable: o.nftTable ?? false,
+    libvirtFiles: o.libvirtFiles ?? [],
+    absent: o.absent ?? [],
+  }),
   plan(spec, observed, ctx) {
     const changes: Changes = {};
     const commands: Command[] = [];
