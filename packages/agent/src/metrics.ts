@@ -45,8 +45,10 @@ export function resourceKind(id: string): string {
  * - `netfleet_agent_last_reconcile_timestamp_seconds`: when the last pass ended (Unix time).
  * - `netfleet_agent_commands_total{program}` / `netfleet_agent_commands_failed_total{program}`:
  *   commands run through the Runner (argv[0]'s base name; in-process steps
- *   such as file writes are not commands); failed = exited non-zero or could
- *   not start, including the probes the engine lets fail (a missing bridge).
+ *   such as file writes are not commands); failed = the command could not
+ *   start, or exited non-zero where the agent needed it to succeed. A probe
+ *   the engine lets fail (`allowFailure`: is there a table, a bridge?) is
+ *   run, not failed: an alert on this counter is not woken by them.
  * - `netfleet_agent_corrective_changes_total{kind}`: resources a drift-repair
  *   pass (outside an apply) changed back, by resource kind.
  * - `netfleet_agent_nats_reconnects_total`: connections to NATS after the first
@@ -79,7 +81,7 @@ export class AgentMetrics {
     this.commands = new Counter({ name: "netfleet_agent_commands_total", help: "Commands run on the host, by program (argv[0] base name).", labelNames: ["program"], registers });
     this.commandsFailed = new Counter({
       name: "netfleet_agent_commands_failed_total",
-      help: "Commands that exited non-zero or could not start, by program (argv[0] base name).",
+      help: "Commands that could not start or exited non-zero where success was needed (not probes allowed to fail), by program (argv[0] base name).",
       labelNames: ["program"],
       registers,
     });
@@ -102,7 +104,7 @@ export class AgentMetrics {
     this.lastReconcile.set(Date.now() / 1000);
   }
 
-  /** A command ran (`ok`: exited 0). */
+  /** A command ran (`ok`: it did what was needed: started, and exited 0 unless it was allowed to fail). */
   command(argv: readonly string[], ok: boolean): void {
     const program = programName(argv);
     this.commands.inc({ program });
@@ -121,7 +123,9 @@ export class AgentMetrics {
 }
 
 /**
- * `runner` with each command counted in `metrics` (and, with `log`, one
+ * `runner` with each command counted in `metrics` (failed: the runner
+ * threw, i.e. it could not start or exited non-zero without
+ * `allowFailure`), and, with `log`, one
  * debug line `command` per command: program, argv, exit code, ms; stdin
  * is never logged). Whatever the runner returns or throws is passed on
  * unchanged.
@@ -131,15 +135,17 @@ export function meteredRunner(runner: Runner, metrics: AgentMetrics, log?: (even
     async run(command: Command, options?: { allowFailure?: boolean }): Promise<RunResult> {
       const started = performance.now();
       let exitCode = 127;
+      let failed = true;
       try {
         const result = await runner.run(command, options);
         exitCode = result.exitCode;
+        failed = false;
         return result;
       } catch (err) {
         if (err instanceof ExecError) exitCode = err.exitCode;
         throw err;
       } finally {
-        metrics.command(command.argv, exitCode === 0);
+        metrics.command(command.argv, !failed);
         log?.({ event: "command", level: "debug", program: programName(command.argv), argv: command.argv, exitCode, ms: Math.round(performance.now() - started) });
       }
     },
