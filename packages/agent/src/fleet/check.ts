@@ -101,7 +101,7 @@ function checkReply(ctx: CheckContext, ok: boolean, pass: CheckResult, error?: s
 }
 
 /** Each result with its field names, values and diff; the diffs cut to DIFF_MAX_CHARS each and REPLY_DIFF_CHARS in all. */
-function checkedResults(pass: CheckResult): CheckedResult[] {
+export function checkedResults(pass: CheckResult): CheckedResult[] {
   let budget = REPLY_DIFF_CHARS;
   return pass.results.map((r) => {
     const out: CheckedResult = { ...r };
