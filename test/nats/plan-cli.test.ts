@@ -21,7 +21,8 @@
  *   6. off a terminal without --yes: a usage error naming --yes, nothing
  *      published; --out without --check and --plan with --limit are usage errors;
  *   7. from a terminal (the CLI as a process on a pseudo-terminal, python3's
- *      pty): the diff and a summary, then (y/N): "n" publishes nothing, "y" rolls out.
+ *      pty): the diff and a summary, then (y/N): "n" publishes nothing, "y" rolls
+ *      out; an --agent-bundle rollout asks too.
  */
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -248,5 +249,12 @@ describe("netfleet rollout plans", () => {
     expect(yes.code).toBe(0);
     expect((await desiredRevisions(s)).hostb).toBeGreaterThan(before.hostb!);
     expect(hostb.applied.at(-1)).toBe(planned.assignment);
+
+    // An agent rollout asks too, before it connects or stores anything.
+    const bundle = join(s.dir, "agent.mjs");
+    await writeFile(bundle, "console.log('0.9.9');\n");
+    const agentNo = await inTerminal(["rollout", t.dir, "--state-dir", join(s.dir, "controller"), "--agent-bundle", bundle, "--agent-version", "0.9.9"], "n");
+    expect(agentNo.output).toContain("Roll agent 0.9.9 out to the approved hosts among 3 (backend hosta hostb)? (y/N) n\nnetfleet rollout: cancelled: nothing was published");
+    expect(agentNo.code).toBe(1);
   }, 120_000);
 });
