@@ -31,16 +31,21 @@ function failure(read: RawRead): string {
   return (read.stderr.trim() || `exit ${read.exitCode}`).split("\n").slice(0, 2).join(" / ").slice(0, 1000);
 }
 
+/** A read's argv as `problems` names it: without ovs-vsctl's column lists and `--` separators (the rest says which read it was). */
+function sourceOf(read: RawRead): string {
+  return read.argv.filter((a) => a !== "--" && !a.startsWith("--columns=")).join(" ");
+}
+
 /** The parse of a read that succeeded; undefined (and a problem) when it failed or did not parse. */
 function parsed<T>(read: RawRead, problems: Problems, parse: (stdout: string) => T): T | undefined {
   if (read.exitCode !== 0) {
-    problems.push({ source: read.argv.join(" "), error: failure(read) });
+    problems.push({ source: sourceOf(read), error: failure(read) });
     return undefined;
   }
   try {
     return parse(read.stdout);
   } catch (err) {
-    problems.push({ source: read.argv.join(" "), error: (err as Error).message.slice(0, 1000) });
+    problems.push({ source: sourceOf(read), error: (err as Error).message.slice(0, 1000) });
     return undefined;
   }
 }
