@@ -120,8 +120,9 @@ async function scratch(prefix: string): Promise<string> {
 describe("metrics and logs of serve and the agent (real processes, real nats-server)", () => {
   it("serve's and an agent's /metrics move with a reconcile, a drift repair and a forced reconnect; the agent logs debug lines at debug", async () => {
     const dir = await scratch("nf-metrics-");
-    const serve = await startServe(dir, ["--metrics", `127.0.0.1:${SERVE_METRICS}`]);
+    const serve = await startServe(dir, ["--metrics", `127.0.0.1:${SERVE_METRICS}`, "--log-level", "debug"]);
     expect(serve.proc.events.find((e) => e.event === "metrics-listening")).toMatchObject({ level: "info", url: `http://127.0.0.1:${SERVE_METRICS}/metrics` });
+    expect(serve.proc.events[0]).toMatchObject({ event: "settings", level: "debug", metrics: `127.0.0.1:${SERVE_METRICS}`, logLevel: "debug", nodes: 1 });
     // Every serve line has a level and keeps its event key.
     expect(serve.proc.events.every((e) => typeof e.level === "string" && typeof e.event === "string")).toBe(true);
 

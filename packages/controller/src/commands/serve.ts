@@ -103,7 +103,9 @@ type Stop = { kind: "signal" } | { kind: "nats-exited"; exit: NodeExit } | { kin
  * @throws StateDirLockedError, NatsServerError, DiskFullError, LogLevelError (NETFLEET_LOG_LEVEL holds no level), or Error naming the dead nats-server (exit 1 in the CLI).
  */
 export async function serveCommand(inventory: Inventory, o: ServeOptions, out: CommandOutput, until?: Promise<void>): Promise<number> {
-  const log = createEventLog({ level: resolveLogLevel({ flag: o.logLevel }), write: (line) => out.line(line) });
+  const level = resolveLogLevel({ flag: o.logLevel });
+  const log = createEventLog({ level, write: (line) => out.line(line) });
+  log({ event: "settings", level: "debug", stateDir: o.stateDir, listen: o.listen ?? null, nodes: o.nodes, external: o.external ?? null, metrics: o.metrics ? formatMetricsListen(o.metrics) : "off", logLevel: level });
   const home = new ControllerHome(o.stateDir);
   const inProcess = until !== undefined;
   let signalled!: () => void;
