@@ -41,10 +41,17 @@ describe("netfleet show over NATS", () => {
   let hv1: TestAgent;
 
   beforeAll(async () => {
-    site = await startSite({ basePort: 33100, hosts: [inventoryHost("hv1"), inventoryHost("hv2")] });
+    site = await startSite({ basePort: 33100, hosts: [inventoryHost("hv1"), inventoryHost("hv2"), inventoryHost("hv3")] });
     hv1 = startAgent(site, { hostname: "hv1", onShow: () => observeHost({ host: "hv1", runner: hosta.runner, tools: hosta.tools, files: hosta.files }) });
     const hv2 = startAgent(site, { hostname: "hv2", onShow: () => observeHost({ host: "hv2", runner: backend.runner, tools: backend.tools, files: backend.files }) });
-    agents.push(hv1, hv2);
+    // hv3's view is valid but bigger than the server's max_payload (1 MiB): 4096 leases with 250-character host names.
+    const big = async () => {
+      const view = await observeHost({ host: "hv3", runner: backend.runner, tools: backend.tools, files: backend.files });
+      const lease = view.leases[0]!;
+      return { ...view, leases: Array.from({ length: 4096 }, () => ({ ...lease, hostname: "x".repeat(250) })) };
+    };
+    const hv3 = startAgent(site, { hostname: "hv3", onShow: big });
+    agents.push(hv1, hv2, hv3);
     await Promise.all(agents.map((a) => a.started));
     await site.cp.publish(assignmentFor("hv1", 1));
     await eventually(() => hv1.applied.length === 1, "hv1 applied revision 1");
@@ -94,7 +101,7 @@ describe("netfleet show over NATS", () => {
   it("an unknown host, a --limit that selects nothing: one line, exit 2, no stack; a host whose agent is not connected: exit 1", async () => {
     const unknown = await show(["hv9"], false);
     expect(unknown.code).toBe(2);
-    expect(unknown.out.stderr).toEqual(['netfleet show: unknown host "hv9": not in the inventory and never enrolled (known: hv1, hv2)']);
+    expect(unknown.out.stderr).toEqual(['netfleet show: unknown host "hv9": not in the inventory and never enrolled (known: hv1, hv2, hv3)']);
     const none = await show(["--limit", "db*"], false);
     expect(none.code).toBe(2);
     expect(none.out.stderr).toEqual(["netfleet show: --limit db*: matches no host, group, role or label of site lab"]);
@@ -107,6 +114,14 @@ describe("netfleet show over NATS", () => {
     expect(gone.code).toBe(1);
     expect(gone.out.stderr).toEqual(["netfleet show: hv2: hv2's agent is not connected (or runs a version without show): nobody answers its show requests; netfleet status shows when it was last seen"]);
     expect([...unknown.out.stderr, ...none.out.stderr, ...gone.out.stderr].join("\n")).not.toMatch(/\n\s+at /);
+  });
+
+  it("a view over the server's max_payload: the agent says so at once instead of the request timing out (exit 1)", async () => {
+    const started = Date.now();
+    const { code, out } = await show(["hv3"], false);
+    expect(code).toBe(1);
+    expect(out.stderr).toEqual([expect.stringMatching(/^netfleet show: hv3: the view is \d+ bytes, over the server's max_payload of 1048576 bytes$/)]);
+    expect(Date.now() - started).toBeLessThan(10_000);
   });
 
   it("another host's agent cannot ask for a host's view, answer for it, or hear the answer", async () => {
@@ -155,7 +170,7 @@ describe("netfleet show over NATS", () => {
     const usage = await node("packages/controller/bin/netfleet.mjs", ["show", "--state-dir", home]);
     expect([usage.status, usage.stderr.trim()]).toEqual([64, "netfleet show: give a HOST or --limit PATTERNS (one of them)"]);
     const unknown = await node("packages/controller/bin/netfleet.mjs", ["show", "hv9", "--state-dir", home]);
-    expect([unknown.status, unknown.stderr.trim()]).toEqual([2, 'netfleet show: unknown host "hv9": not in the inventory and never enrolled (known: hv1, hv2)']);
+    expect([unknown.status, unknown.stderr.trim()]).toEqual([2, 'netfleet show: unknown host "hv9": not in the inventory and never enrolled (known: hv1, hv2, hv3)']);
     // The agent's own show on this machine: real read-only commands; OVS and libvirt pointed at sockets that do not exist.
     const local = await node("packages/agent/bin/netfleet-agent.mjs", ["show", "--json", "--name", "here", "--ovs-db", "/nonexistent/db.sock", "--libvirt-uri", "qemu:///system?socket=/nonexistent/sock", "--run-dir", join(site.dir, "run")]);
     expect(local.status).toBe(0);

@@ -43,7 +43,8 @@ export async function answerShow(who: ResponderIdentity, ctx: ShowContext, subje
  * Answers `netfleet show` requests on `nf.<site>.show.<host>` (subjects.ts
  * showSubject; only this host's agent may subscribe there, only the
  * controller may publish: permissions.ts agentUser) for as long as `nc` is
- * open, one at a time. `context` is read per request. A message without a
+ * open, one at a time. `context` is read per request. A reply over the
+ * server's max_payload is replaced by `ok: false` naming its size. A message without a
  * reply subject is ignored; a reply that cannot be sent is logged as
  * `show-reply-dropped` (the controller's request times out). Never throws.
  */
@@ -54,7 +55,14 @@ export function answerShows(nc: NatsConnection, who: ResponderIdentity, context:
     for await (const msg of requests) {
       if (!msg.reply) continue;
       const ctx = await context().catch((err: unknown) => ({ current: undefined, observe: () => Promise.reject(err as Error) }));
-      const reply = encodeMessage(await answerShow(who, ctx, msg.subject, msg.data));
+      const answer = await answerShow(who, ctx, msg.subject, msg.data);
+      let reply = encodeMessage(answer);
+      // Over the server's max_payload the reply would be refused: say so instead of letting the request time out.
+      const max = nc.info?.max_payload ?? 1024 * 1024;
+      if (reply.length > max) {
+        const { view: _dropped, ...rest } = answer;
+        reply = encodeMessage({ ...rest, ok: false, error: `the view is ${reply.length} bytes, over the server's max_payload of ${max} bytes` });
+      }
       try {
         msg.respond(reply);
       } catch (err) {
