@@ -41,6 +41,11 @@ export interface KernelBondObservation extends LinkObservation {
   routes?: Route[];
 }
 
+/** The links a plan names, by name, or enslaved to `master`: what of `links` the observed hash covers (observed-hash.ts). */
+function linksNamed(links: Map<string, Link>, names: readonly string[], master?: string): Link[] {
+  return [...links.values()].filter((l) => names.includes(l.name) || (master !== undefined && l.master === master)).sort((a, b) => a.name.localeCompare(b.name));
+}
+
 /** `lacp_active on|off` for an 802.3ad bond whose assignment says (ip-link(8), Linux 5.15+). */
 function lacpArgs(spec: KernelBondSpec): string[] {
   return spec.mode === "802.3ad" && spec.lacpActive !== undefined ? ["lacp_active", spec.lacpActive ? "on" : "off"] : [];
@@ -66,6 +71,8 @@ export const kernelBond: ResourceHandler<KernelBondSpec, KernelBondObservation> 
     ]);
     return { links, addresses, routes };
   },
+  // The bond, its members and what is enslaved to it; a management move's addresses and routes as they are.
+  stable: (o, spec) => ({ ...o, links: linksNamed(o.links, [spec.name, ...spec.members], spec.name) }),
   // The members are the host's NICs, there before netfleet: up, enslaved to nothing.
   absent(spec) {
     const links = new Map(spec.members.map((name): [string, Link] => [name, { name, mtu: 1500, up: true }]));
@@ -190,6 +197,7 @@ export const vlanInterface: ResourceHandler<VlanInterfaceSpec, LinkObservation> 
     return { links: await observeLinks(ctx) };
   },
   absent: () => ({ links: new Map() }),
+  stable: (o, spec) => ({ links: linksNamed(o.links, [spec.name, spec.parent]) }),
   plan(spec, { links }, ctx) {
     const current = links.get(spec.name);
     const changes: Changes = {};
@@ -249,6 +257,7 @@ export const interfaceAddress: ResourceHandler<InterfaceAddressSpec, AddressObse
     return { links, addresses };
   },
   absent: () => ({ links: new Map(), addresses: new Map() }),
+  stable: (o, spec) => ({ links: linksNamed(o.links, [spec.name]), addresses: o.addresses.get(spec.name) ?? null }),
   plan(spec, { links, addresses }, ctx) {
     const link = links.get(spec.name);
     const want = [...spec.addresses].sort();

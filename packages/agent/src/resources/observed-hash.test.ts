@@ -68,16 +68,48 @@ describe("the observed-state hash of a pass", () => {
   });
 
   it("ignores a lease's expiry and dnsmasq's pid, not which addresses are leased or whether dnsmasq runs", () => {
-    const spec: ResourceSpec = { kind: "sysctl", name: "x", value: "1" };
-    const hash = (v: unknown) => observedHash([spec], [{ status: "fulfilled", value: v }]);
-    const flows = { bridgeExists: true, vmPorts: [], flows: [] };
-    const lease = (expires: number, ip = "10.81.0.50") => ({ ...flows, leases: [{ mac: "52:54:00:aa:00:05", ip, expires }] });
-    expect(hash(vmPortPolicy.stable!(lease(100)))).toBe(hash(vmPortPolicy.stable!(lease(4000))));
-    expect(hash(vmPortPolicy.stable!(lease(100)))).not.toBe(hash(vmPortPolicy.stable!(lease(100, "10.81.0.51"))));
-    expect(hash(dnsmasq.stable!({ conf: "x", pid: 4242 }))).toBe(hash(dnsmasq.stable!({ conf: "x", pid: 5151 })));
-    expect(hash(dnsmasq.stable!({ conf: "x", pid: 4242 }))).not.toBe(hash(dnsmasq.stable!({ conf: "x" })));
+    const hashOf = (spec: ResourceSpec, v: unknown) => observedHash([spec], [{ status: "fulfilled", value: v }]);
+    const policy: ResourceSpec = { kind: "vm-port-policy", name: "br-secure", network: "secure", uplinkPort: "bond0.1081", gateway: { ip: "10.81.0.1", mac: "02:4e:46:00:04:39" }, isolatedDefault: false, cookie: "0x1", vms: [] };
+    const lease = (expires: number, ip = "10.81.0.50") => ({ bridgeExists: true, vmPorts: [], flows: [], leases: [{ mac: "52:54:00:aa:00:05", ip, expires }] });
+    expect(hashOf(policy, lease(100))).toBe(hashOf(policy, lease(4000)));
+    expect(hashOf(policy, lease(100))).not.toBe(hashOf(policy, lease(100, "10.81.0.51")));
+    const dns = { kind: "dnsmasq", name: "secure" } as ResourceSpec;
+    expect(hashOf(dns, { conf: "x", pid: 4242 })).toBe(hashOf(dns, { conf: "x", pid: 5151 }));
+    expect(hashOf(dns, { conf: "x", pid: 4242 })).not.toBe(hashOf(dns, { conf: "x" }));
+    void vmPortPolicy;
+    void dnsmasq;
+  });
+
+  it("links and OVS rows a resource does not name do not count: a VM's tap, another link; its own do", () => {
+    const links = parseLinks(fixture("ip/vmhost-converged-link.json"));
+    const tap = (over: Record<string, unknown> = {}) => new Map([...links, ["vnet7", { name: "vnet7", mtu: 1500, up: true, ...over }]]);
+    const bond = { kind: "kernel-bond", name: "bond0", mode: "802.3ad", members: [...links.keys()].filter((n) => links.get(n)!.master === "bond0"), miimon: 100, mtu: 9000 } as ResourceSpec;
+    const vlan = { kind: "vlan-interface", name: "bond0.1081", parent: "bond0", vlan: 1081, mtu: 9000 } as ResourceSpec;
+    const addr = { kind: "interface-address", name: "bond0.1081", addresses: ["10.81.0.2/24"] } as ResourceSpec;
+    for (const spec of [bond, vlan]) {
+      expect(hashOf2(spec, { links: tap() })).toBe(hashOf2(spec, { links }));
+      const first = [...links.keys()].find((n) => n === spec.name)!;
+      expect(hashOf2(spec, { links: new Map([...links, [first, { ...links.get(first)!, mtu: 1400 }]]) })).not.toBe(hashOf2(spec, { links }));
+    }
+    const addresses = new Map([["bond0.1081", ["10.81.0.2/24"]], ["eth9", ["192.0.2.1/24"]]]);
+    expect(hashOf2(addr, { links: tap(), addresses: new Map([...addresses, ["vnet7", ["192.0.2.9/24"]]]) })).toBe(hashOf2(addr, { links, addresses }));
+    expect(hashOf2(addr, { links, addresses: new Map([...addresses, ["bond0.1081", []]]) })).not.toBe(hashOf2(addr, { links, addresses }));
+    // A libvirt-style VM tap on our bridge (kernel-converged.json: vnet0 on br-secure) is not the bridge's: the same
+    // capture without it hashes the same; kernel-drift.json (bond0.1081 gone, bond0.1099 ours) does not.
+    const br = { kind: "ovs-bridge", name: "br-secure", datapath: "system", ports: [{ name: "bond0.1081", type: "system" }] } as ResourceSpec;
+    const converged = parseOvsState(fixture("ovs/kernel-converged.json"));
+    const vnet = converged.ports.get("vnet0")!;
+    const withoutTap = {
+      bridges: new Map([...converged.bridges].map(([k, b]) => [k, { ...b, portUuids: b.portUuids.filter((u) => u !== vnet.uuid) }])),
+      ports: new Map([...converged.ports].filter(([k]) => k !== "vnet0")),
+      interfaces: new Map([...converged.interfaces].filter(([k]) => k !== "vnet0")),
+    };
+    expect(hashOf2(br, withoutTap)).toBe(hashOf2(br, converged));
+    expect(hashOf2(br, parseOvsState(fixture("ovs/kernel-drift.json")))).not.toBe(hashOf2(br, converged));
   });
 });
+
+const hashOf2 = (spec: ResourceSpec, v: unknown) => observedHash([spec], [{ status: "fulfilled", value: v }]);
 
 describe("prune's part of the hash: only what carries an owner mark", () => {
   const spec: ResourceSpec = { kind: "prune", name: "host", keep: { links: [], ovsBridges: [], libvirtNetworks: [], dnsmasq: [], nftTable: false } };

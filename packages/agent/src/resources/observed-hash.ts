@@ -28,7 +28,7 @@ export function observedHash(resources: readonly ResourceSpec[], outcomes: reado
     const o = outcomes[i]!;
     if (o.status === "rejected") return [resourceId(spec), { error: o.reason instanceof Error ? o.reason.message : String(o.reason) }];
     const handler = handlerFor(spec);
-    return [resourceId(spec), plain(handler.stable ? handler.stable(o.value) : o.value)];
+    return [resourceId(spec), plain(handler.stable ? handler.stable(o.value, spec) : o.value)];
   });
   return sha256Hex(canonicalJson(entries));
 }

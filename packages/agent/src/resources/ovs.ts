@@ -114,6 +114,18 @@ export const ovsBridge: ResourceHandler<OvsBridgeSpec, OvsState> = {
     return observeOvs(ctx);
   },
   absent: emptyOvsState,
+  // The bridge, the ports it asks for (wherever they are) and the marked ports on it, with their interfaces:
+  // a VM's tap plugged into the bridge by libvirt is no change to this plan.
+  stable: (state, spec) => {
+    const wanted = new Set(spec.ports.map((p) => p.name));
+    const bridge = state.bridges.get(spec.name);
+    const here = new Set(bridge?.portUuids ?? []);
+    const ports = [...state.ports.values()].filter((p) => wanted.has(p.name) || (here.has(p.uuid) && p.externalIds[OWNER_KEY] !== undefined));
+    const ifaces = new Set(ports.flatMap((p) => p.interfaceUuids));
+    const interfaces = [...state.interfaces.values()].filter((i) => ifaces.has(i.uuid) || i.name === spec.name);
+    const byName = (a: { name: string }, b: { name: string }) => a.name.localeCompare(b.name);
+    return { bridge: bridge ? { ...bridge, portUuids: ports.filter((p) => here.has(p.uuid)).map((p) => p.uuid).sort() } : null, ports: ports.sort(byName), interfaces: interfaces.sort(byName) };
+  },
   plan(spec, state, ctx): ResourcePlan {
     const unusable = spec.ports.map(lacpMissing).find((m) => m !== undefined);
     if (unusable) return { changes: {}, commands: [], blocked: unusable };

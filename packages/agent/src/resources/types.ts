@@ -75,9 +75,10 @@ export interface ResourceHandler<S extends ResourceSpec = ResourceSpec, O = unkn
    * What of an observation the pass's `observed` hash covers (engine.ts
    * observedHash): everything a plan depends on, nothing that moves on an
    * unchanged host (counters, timestamps, lease expiry, pids, elements
-   * the data path adds itself). Absent: the observation as it is.
+   * the data path adds itself), nothing of what it does not name (another
+   * link, a VM's tap). Absent: the observation as it is.
    */
-  stable?(observed: O): unknown;
+  stable?(observed: O, spec: S): unknown;
 }
 
 /**
