@@ -154,7 +154,7 @@ describe.skipIf(!isRoot)("the backend's dnsmasq (prefix nfd, /tmp/nfd-lab)", () 
       expect(capEff & (1n << 12n), `${network}: CAP_NET_ADMIN kept`).toBe(1n << 12n);
       expect(capEff & ~((1n << 12n) | (1n << 10n)), `${network}: no capability beyond NET_ADMIN and NET_BIND_SERVICE`).toBe(0n);
       const leases = statSync(join(stateDir(), `${network}.leases`));
-      expect([String(leases.uid), (leases.mode & 0o777).toString(8)]).toEqual([uid, "640"]);
+      expect([String(leases.uid), (leases.mode & 0o777).toString(8)]).toEqual([uid, "660"]);
       const conf = statSync(join(dnsmasqDir(), `${network}.conf`));
       expect([conf.uid, (conf.mode & 0o777).toString(8)]).toEqual([0, "644"]);
     }
@@ -263,7 +263,7 @@ describe.skipIf(!isRoot)("the backend's dnsmasq (prefix nfd, /tmp/nfd-lab)", () 
     appendFileSync(log, `${"#".repeat(1023)}\n`.repeat(DNSMASQ_LOG_MAX_BYTES / 1024 + 1));
     await eventually("the agent rotated secure.log", 10_000, async () => existsSync(`${log}.1`) && existsSync(log) && statSync(log).size < DNSMASQ_LOG_MAX_BYTES);
     const fresh = statSync(log);
-    expect([fresh.uid, (fresh.mode & 0o777).toString(8)]).toEqual([uid, "640"]);
+    expect([fresh.uid, (fresh.mode & 0o777).toString(8)]).toEqual([uid, "660"]);
     expect(statSync(`${log}.1`).size).toBeGreaterThan(DNSMASQ_LOG_MAX_BYTES);
     expect(await dig(vm("vmb1").namespace, gateway("secure").ip, "b.www.inet.test")).toEqual({ status: "NOERROR", answers: ["198.51.100.10"] });
     await eventually("the next query in the new log", 5_000, async () => readFileSync(log, "utf8").includes("query[A] b.www.inet.test"));
