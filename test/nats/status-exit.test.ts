@@ -3,7 +3,7 @@
  * every inventory host converged, 1 on drift or failure, 2 when a host is unreachable (over 1), 3 when the status
  * cannot be read (NATS down: it fails fast, names the URL and what to do, no stack trace, JSON on stderr with
  * --json); --limit scopes it. The read-only commands (status, hosts, audit) leave the state dir byte-identical,
- * and a missing state dir stays missing. NATS ports 33300-33309.
+ * and a missing state dir stays missing. NATS client ports 33390 and 33392 (monitoring +200: 33590, 33592).
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -106,13 +106,15 @@ function cli(args: string[]): Promise<{ code: number | null; stdout: string; std
 
 describe("netfleet status: exit codes for monitoring, --limit, read-only", () => {
   it("0 converged, 1 failure, 2 unreachable (wins over 1), scoped by --limit; the state dir is left byte-identical", async () => {
-    site = await startFreshSite(33300);
+    site = await startFreshSite(33390);
     let failHostb = false;
     const failed: PassResult = { summary: { ok: 0, changed: 0, failed: 1, pending: 0 }, results: [{ id: "sysctl[net.ipv4.conf.all.arp_ignore]", result: false, comment: "write failed" }] };
     for (const name of ["backend", "hosta", "hostb"]) {
       const a = startAgent(site, {
         hostname: name,
-        heartbeatMs: 200,
+        // One heartbeat a second (each one a registry write here): few writes, until store/kv.ts snapshot() no longer
+        // misses a key written while it starts (asked of the lead), which would show a host as unenrolled.
+        heartbeatMs: 1000,
         ...(name === "hostb"
           ? {
               onAssignment: async (assignment, revision) => {
@@ -155,12 +157,12 @@ describe("netfleet status: exit codes for monitoring, --limit, read-only", () =>
 
     // hosta's agent stops: past --unreachable-after it is unreachable, 2 over hostb's 1; --limit hostb alone is 1.
     await agents[1]!.client.stop();
-    await new Promise((r) => setTimeout(r, 1500));
-    const down = await netfleet("status", "--state-dir", stateDir, "--unreachable-after", "1", "--json");
+    await new Promise((r) => setTimeout(r, 8000));
+    const down = await netfleet("status", "--state-dir", stateDir, "--unreachable-after", "6", "--json");
     expect(down.code).toBe(2);
     expect(down.doc.hosts.map((h) => [h.host, h.health])).toEqual([["backend", "converged"], ["hosta", "unreachable"], ["hostb", "failed"]]);
     expect(down.doc.health).toEqual({ converged: 1, unreachable: 1, failed: 1 });
-    expect((await netfleet("status", "--state-dir", stateDir, "--unreachable-after", "1", "--limit", "hostb")).code).toBe(1);
+    expect((await netfleet("status", "--state-dir", stateDir, "--unreachable-after", "6", "--limit", "hostb")).code).toBe(1);
     // A --limit matching nothing is a usage error (64), naming the term, not a health.
     const typo = await netfleet("status", "--state-dir", stateDir, "--limit", "hostz");
     expect([typo.code, typo.errors]).toEqual([64, ["netfleet status: --limit hostz: matches no host, group, role or label of site lab"]]);
@@ -172,7 +174,7 @@ describe("netfleet status: exit codes for monitoring, --limit, read-only", () =>
   }, 120_000);
 
   it("NATS down: 3 within seconds as a process, one line naming the URL and what to do, no stack; --json: a JSON line on stderr; a missing state dir stays missing", async () => {
-    site = await startFreshSite(33305);
+    site = await startFreshSite(33392);
     const stateDir = await writeControllerHome(site, INVENTORY);
     const url = site.server.urls[0]!;
     await site.cp.close();

@@ -88,6 +88,8 @@ export async function connectController(options: {
   log?: ControlPlaneOptions["log"];
   /** How long the first dial of each server may take (default DIAL_TIMEOUT_MS). */
   dialTimeoutMs?: number;
+  /** How long connecting and opening the site's buckets may take in all (default: no limit). */
+  deadlineMs?: number;
 }): Promise<Connected> {
   const home = new ControllerHome(options.stateDir);
   const config = await home.config();
@@ -106,7 +108,7 @@ export async function connectController(options: {
   if (!servers?.length) throw new Error("no NATS servers: pass --nats URL[,URL...]");
   let cp: ControlPlane;
   try {
-    cp = await ControlPlane.connect({
+    const connecting = ControlPlane.connect({
       site: secrets.site,
       servers,
       user: secrets.controller.user,
@@ -124,18 +126,39 @@ export async function connectController(options: {
       ...(options.userDirectory ? { userDirectory: options.userDirectory } : {}),
       ...(options.log ? { log: options.log } : {}),
     });
+    if (options.deadlineMs === undefined) cp = await connecting;
+    else {
+      // Given up: a connection made after all is closed at once.
+      const late = (c: ControlPlane) => void c.close().catch(() => {});
+      cp = await withTimeout(connecting, options.deadlineMs, "connecting").catch((err: unknown) => {
+        connecting.then(late, () => {});
+        throw err instanceof DeadlineError ? new DeadlineError(`the servers took the connection, but their JetStream answered nothing within ${options.deadlineMs! / 1000} s (is this the nats-server of netfleet serve, with JetStream, and is its cluster up?)`) : err;
+      });
+    }
   } catch (err) {
     if (err instanceof TypeError || err instanceof ReferenceError) throw err;
-    throw new ControllerConnectError(`cannot use NATS at ${servers.join(", ")} (${serversFrom}): ${connectAdvice(err, home.dir)}`, servers, { cause: err });
+    const why = err instanceof DeadlineError ? err.message : connectAdvice(err, home.dir);
+    throw new ControllerConnectError(`cannot use NATS at ${servers.join(", ")} (${serversFrom}): ${why}`, servers, { cause: err });
   }
   return { cp, home, inventory };
 }
 
-/** Bounded connect: a controller pointed at a dead server says so instead of waiting forever. */
+/** A bounded wait ran out (withTimeout). */
+export class DeadlineError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "DeadlineError";
+  }
+}
+
+/**
+ * Bounded connect: a controller pointed at a dead server says so instead of waiting forever.
+ * @throws DeadlineError "WHAT: no answer within N s" when `p` has not settled within `ms`.
+ */
 export async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
-    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms / 1000} s`)), ms)))]);
+    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new DeadlineError(`${what}: no answer within ${ms / 1000} s`)), ms)))]);
   } finally {
     clearTimeout(timer);
   }

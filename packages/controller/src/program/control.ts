@@ -14,8 +14,8 @@ export interface ControllerFlags {
   json?: boolean;
 }
 
-/** How long a command waits for NATS before it says that no server answers. */
-const CONNECT_TIMEOUT_MS = 30_000;
+/** How long a command waits for NATS (dial, then the site's buckets) before it says that no server answers. */
+const CONNECT_TIMEOUT_MS = 15_000;
 
 /**
  * Connects to the controller's NATS (--nats, else the servers serve
@@ -23,13 +23,9 @@ const CONNECT_TIMEOUT_MS = 30_000;
  * --nats is a usage error of `cmd`.
  */
 export async function withController(cmd: Command, o: ControllerFlags, inventory: Inventory | undefined, use: (c: Connected) => Promise<number>): Promise<number> {
-  const { connectController, parseServers, stateDirOf, withTimeout } = await import("../commands/connect.ts");
+  const { connectController, parseServers, stateDirOf } = await import("../commands/connect.ts");
   const servers = o.nats === undefined ? undefined : checked(cmd, () => parseServers(o.nats!));
-  const connected = await withTimeout(
-    connectController({ stateDir: stateDirOf(o.stateDir), ...(inventory ? { inventory } : {}), ...(servers ? { servers } : {}) }),
-    CONNECT_TIMEOUT_MS,
-    "connecting to NATS",
-  );
+  const connected = await connectController({ stateDir: stateDirOf(o.stateDir), deadlineMs: CONNECT_TIMEOUT_MS, ...(inventory ? { inventory } : {}), ...(servers ? { servers } : {}) });
   try {
     return await use(connected);
   } finally {

@@ -67,6 +67,13 @@ export async function readStatus(s: StatusSources): Promise<HostStatus[]> {
   // Right after a failover the streams may still be electing leaders: reads are retried like writes.
   const records = new Map((await withRetry(() => s.registry.list(), s.retryMs)).map((r) => [r.host, r]));
   const inventory = new Set(s.hosts.map((h) => h.name));
+  // An inventory host the one-pass listing lacks is read by its key before it is called unenrolled (and so
+  // unreachable, exit 2): the listing's snapshot can miss a record written while it starts (store/kv.ts).
+  for (const host of inventory) {
+    if (records.has(host)) continue;
+    const record = await withRetry(() => s.registry.get(host), 10_000).catch(() => undefined);
+    if (record) records.set(host, record);
+  }
   let names = hostNames(inventory, records.keys());
   if (s.limit?.length) {
     const selected = selectLimit([...s.hosts, ...names.filter((n) => !inventory.has(n)).map((name) => ({ name }))], s.limit, s.site);
