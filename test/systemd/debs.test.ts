@@ -7,17 +7,19 @@
  * agent enrolls with a host token, and a rollout reaches it (its bridges,
  * VM port flows and libvirt network appear on the machine). Then `dpkg -r` and
  * `dpkg -P`, and what each leaves: remove keeps state and config, purge
- * drops the state, and neither touches what the admin owns.
+ * drops the state, and neither touches what the admin owns. Reinstalled
+ * after the purge, m1 becomes the site's backend: its dnsmasq runs under
+ * the agent's unit, and its VM host pieces are pruned.
  *
  * NETFLEET_TEST_DEBS=DIR uses the .deb files in DIR instead of building.
  */
-import { spawnSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { REPO, SRC, machineSupport } from "./machine.ts";
-import { DEBS, M1_ADDRESS, NATS_PORT, buildDebsWorld, destroyDebsWorld, type DebsWorld } from "./debs-world.ts";
+import { CTL_NS, DEBS, M1_ADDRESS, M1_NS, NATS_PORT, buildDebsWorld, destroyDebsWorld, type DebsWorld } from "./debs-world.ts";
 import { eventually, journal, procStatus } from "./world.ts";
 
 let w: DebsWorld;
@@ -198,6 +200,38 @@ describe("the packages on a machine where systemd is PID 1", () => {
     expect(links).toBe("");
     expect(w.m1.exec(["find", "/var/lib/systemd/deb-systemd-helper-enabled", "-name", "netfleet-*"], 30_000, true).trim()).toBe("");
   }, 300_000);
+});
+
+describe("reinstalled after the purge, as the site's backend", () => {
+  it("dpkg -i again: fresh state, a new host token; the rollout makes m1 the backend: its dnsmasq runs under the unit as its user, and what m1 had as a VM host is pruned", async () => {
+    execFileSync("ip", ["-n", CTL_NS, "link", "add", "v-wan", "type", "veth", "peer", "name", "wan0", "netns", M1_NS]);
+    execFileSync("ip", ["-n", M1_NS, "link", "set", "wan0", "up"]);
+    w.m1.exec(["dpkg", "-i", debPath("netfleet-node"), debPath("netfleet-agent"), debPath("netfleet")], 300_000);
+    for (const p of ["netfleet-node", "netfleet-agent", "netfleet"]) expect(dpkgStatus(p), p).toBe("ii");
+    // The conffile came back as shipped; the state is new (purged): new secrets, so a new host token.
+    expect(w.m1.exec(["grep", "^NETFLEET_SITE=", "/etc/netfleet/serve.env"]).trim()).toBe("NETFLEET_SITE=/srv/netfleet/site");
+    w.m1.exec(["install", "-m", "0644", `${SRC}/test/systemd/debs-site-backend/site.yaml`, `${SITE}/site.yaml`]);
+    w.m1.exec(["sed", "-i", "-e", `s|^NETFLEET_SERVE_OPTIONS=.*|NETFLEET_SERVE_OPTIONS=--listen ${M1_ADDRESS}:${NATS_PORT}|`, "/etc/netfleet/serve.env"]);
+    w.m1.exec(["systemctl", "start", "netfleet-serve.service"], 60_000);
+    await eventually("netfleet serve ready again", 90_000, () => journal(w.m1, "netfleet-serve.service").filter((e) => e.event === "ready").length >= 2);
+    const token = asNetfleet(["hosts", "token", "m1", SITE, "--state-dir", STATE]);
+    expect(token.code, token.stderr).toBe(0);
+    writeFileSync(w.m1.file("/etc/netfleet/agent.json"), JSON.stringify({ site: "sdeb", nats: [`nats://${M1_ADDRESS}:${NATS_PORT}`], token: token.stdout.trim(), name: "m1" }) + "\n", { mode: 0o600 });
+    const connectedBefore = journal(w.m1, "netfleet-agent.service").filter((e) => e.event === "connected").length;
+    w.m1.exec(["systemctl", "restart", "netfleet-agent.service"], 150_000);
+    await eventually("the agent enrolled again and connected", 90_000, () => journal(w.m1, "netfleet-agent.service").filter((e) => e.event === "connected").length > connectedBefore);
+    const rollout = asNetfleet(["rollout", SITE, "--state-dir", STATE, "--limit", "m1", "--yes"], 300_000);
+    expect(rollout.code, `${rollout.stdout}\n${rollout.stderr}`).toBe(0);
+    // dnsmasq, started by the agent under its unit (no CAP_DAC_OVERRIDE), runs as its user with its lease file.
+    expect(w.m1.exec(["ps", "-o", "user=", "-C", "dnsmasq"]).trim()).toBe("dnsmasq");
+    expect(stat("/var/lib/netfleet-agent/dnsmasq/service.leases", "%U %G %a")).toBe("dnsmasq root 660");
+    expect(w.m1.exec(["nft", "list", "table", "inet", "netfleet"])).toMatch(/table inet netfleet/);
+    expect(w.m1.exec(["ip", "-4", "-o", "address", "show", "dev", "gw-service"])).toMatch(/10\.83\.0\.1\/24/);
+    // The VM host's own pieces, ours and no longer wanted, are gone.
+    expect(w.m1.run(["ovs-vsctl", "br-exists", "br-service"]).code).not.toBe(0);
+    expect(w.m1.exec(["virsh", "-c", "qemu:///system", "net-list", "--all", "--name"]).split("\n").map((l) => l.trim())).not.toContain("service");
+    console.log(`reinstall after purge, backend rollout: ${rollout.stdout.trim().split("\n").at(-1)}`);
+  }, 600_000);
 });
 
 describe("lintian", () => {
