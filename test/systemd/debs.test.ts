@@ -24,7 +24,6 @@ import { eventually, journal, procStatus } from "./world.ts";
 
 let w: DebsWorld;
 let debsDir = "";
-let built = false;
 let files: { name: string; file: string }[] = [];
 const t0 = performance.now();
 
@@ -56,7 +55,6 @@ beforeAll(async () => {
     const r = runBuild(["--out", debsDir, "--json"]);
     if (r.code !== 0) throw new Error(`npm run package failed (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
     files = (JSON.parse(r.stdout) as { packages: { name: string; file: string }[] }).packages;
-    built = true;
     console.log(`npm run package: ${r.ms} ms; ${files.map((f) => f.file.split("/").at(-1)).join(", ")}`);
   } else {
     files = readdirSync(debsDir)
@@ -69,7 +67,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await destroyDebsWorld(w);
-  if (built) rmSync(debsDir, { recursive: true, force: true });
+  // Ours unless NETFLEET_TEST_DEBS named it: also when the build failed halfway.
+  if (debsDir && !process.env.NETFLEET_TEST_DEBS) rmSync(debsDir, { recursive: true, force: true });
   console.log(`packages suite: ${Math.round(performance.now() - t0)} ms in all`);
 });
 
