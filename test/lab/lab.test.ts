@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExecaRunner, read, type Runner } from "@netfleet/agent";
-import { loadInventory, type Inventory } from "@netfleet/shared";
+import { loadInventory, type HostView, type Inventory } from "@netfleet/shared";
 import { agentCommand, connectivityProbes, controllerCommand, labDown, LABNET, labProcesses, labStartAgent, labStatus, labStopAgent, labUp, namespacesWithPrefix, readLabState, readPidfile, runProbes, type CheckRow, type LabOptions, type LabStatus } from "@netfleet/lab";
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
@@ -126,6 +126,25 @@ describe.skipIf(!isRoot)("lab tier (prefix nft, /tmp/nft-lab)", () => {
       expect(h, h.host).toMatchObject({ enrolled: true, state: "approved", drift: false });
       expect(h.applied?.revision, h.host).toBe(h.desired?.revision);
     }
+  });
+
+  it("netfleet show: each VM host's agent reports its VM ports with the addresses its rules allow (real OVS), the backend its leases and allow sets; showing changes nothing", async () => {
+    const before = await flows("hosta", "br-secure");
+    expect(before).toContain("dl_src=");
+    const r = await sh(controllerCommand(readLabState(lab.runDir)!.topology, lab, ["show", "--limit", "backend,hosta,hostb", "--json"]));
+    expect(r.exitCode, r.stdout).toBe(0);
+    const hosts = (JSON.parse(r.stdout) as { hosts: { host: string; ok: boolean; view: HostView }[] }).hosts;
+    expect(hosts.map((h) => [h.host, h.ok])).toEqual([["backend", true], ["hosta", true], ["hostb", true]]);
+    for (const v of status.vms.filter((x) => x.kind === "namespace" && x.ip)) {
+      const port = hosts.find((h) => h.host === v.host)!.view.vmPorts.find((p) => p.mac === v.mac);
+      expect(port, v.name).toMatchObject({ hasRules: true });
+      expect(port!.addresses, v.name).toContain(v.ip);
+    }
+    const backend = hosts.find((h) => h.host === "backend")!.view;
+    expect(backend.nft?.exists).toBe(true);
+    expect(backend.leases.length).toBeGreaterThan(0);
+    // Read-only: the VM host's flows (without counters) are what they were.
+    expect(await flows("hosta", "br-secure")).toBe(before);
   });
 
   it("lab check: every row of the connectivity matrix as expected", async () => {
