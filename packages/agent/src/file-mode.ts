@@ -1,4 +1,4 @@
-import { readFileSync, unwatchFile, watchFile } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readSync, unwatchFile, watchFile } from "node:fs";
 import { DecodeError, LogLevelError, createEventLog, decodeAssignment, renderChanges, resolveLogLevel, type HostAssignment, type LogLevel } from "@netfleet/shared";
 import { AgentDaemon } from "./daemon.ts";
 import { reconcilePass, summarize } from "./engine.ts";
@@ -12,21 +12,52 @@ export class AssignmentFileError extends Error {}
 /** Why an assignment file cannot be read, by errno code: the operator's mistakes, not the agent's. */
 const UNREADABLE: Record<string, string> = { ENOENT: "no such file", EACCES: "permission denied", EISDIR: "it is a folder", ENOTDIR: "a part of its path is not a folder" };
 
+/** The largest assignment file read (a compiled assignment of a large site is a few MiB). */
+export const ASSIGNMENT_MAX_BYTES = 16 * 1024 * 1024;
+
 /**
- * Reads and decodes an assignment file.
- * @throws AssignmentFileError when it is missing, unreadable (EACCES, a folder, ENOTDIR) or not a valid assignment, with a
- * message naming the file; other fs errors as they are.
+ * An assignment file's text: opened with O_NONBLOCK (a FIFO cannot block
+ * the open), fstat'ed on the open descriptor (a regular file only: not a
+ * FIFO, device or folder, whatever a link points to), read up to
+ * ASSIGNMENT_MAX_BYTES.
+ * @throws AssignmentFileError naming the file and why; other fs errors as they are.
  */
-export function readAssignment(file: string): HostAssignment {
-  let text: string;
+function readAssignmentText(file: string): string {
+  let fd: number;
   try {
-    text = readFileSync(file, "utf8");
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const reason = code === undefined ? undefined : UNREADABLE[code];
     if (reason !== undefined) throw new AssignmentFileError(`cannot read assignment ${file}: ${reason} (${code})`);
     throw err;
   }
+  try {
+    const st = fstatSync(fd);
+    if (st.isDirectory()) throw new AssignmentFileError(`cannot read assignment ${file}: ${UNREADABLE.EISDIR} (EISDIR)`);
+    if (!st.isFile()) throw new AssignmentFileError(`cannot read assignment ${file}: not a regular file (${st.isFIFO() ? "a FIFO" : st.isCharacterDevice() ? "a character device" : st.isBlockDevice() ? "a block device" : st.isSocket() ? "a socket" : "not a file"})`);
+    if (st.size > ASSIGNMENT_MAX_BYTES) throw new AssignmentFileError(`cannot read assignment ${file}: it is ${st.size} bytes, more than the ${ASSIGNMENT_MAX_BYTES} an assignment may hold`);
+    const buf = Buffer.alloc(Math.min(st.size, ASSIGNMENT_MAX_BYTES) + 1);
+    let n = 0;
+    for (let r; n < buf.length && (r = readSync(fd, buf, n, buf.length - n, null)) > 0; ) n += r;
+    if (n > ASSIGNMENT_MAX_BYTES) throw new AssignmentFileError(`cannot read assignment ${file}: more than the ${ASSIGNMENT_MAX_BYTES} bytes an assignment may hold`);
+    return buf.subarray(0, n).toString("utf8");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "EISDIR") throw new AssignmentFileError(`cannot read assignment ${file}: ${UNREADABLE.EISDIR} (EISDIR)`);
+    throw err;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Reads and decodes an assignment file (readAssignmentText: a regular file of at most ASSIGNMENT_MAX_BYTES).
+ * @throws AssignmentFileError when it is missing, unreadable (EACCES, a folder, ENOTDIR, a FIFO or device, too large)
+ * or not a valid assignment, with a message naming the file; other fs errors as they are.
+ */
+export function readAssignment(file: string): HostAssignment {
+  const text = readAssignmentText(file);
   try {
     return decodeAssignment(file, text);
   } catch (err) {
@@ -106,7 +137,7 @@ export async function runFromFile(
   await daemon.start();
   watchFile(file, { interval: 1000 }, () => {
     try {
-      const next = decodeAssignment(file, readFileSync(file, "utf8"));
+      const next = decodeAssignment(file, readAssignmentText(file));
       const refused = hostCheck(next);
       if (refused !== undefined) {
         log({ event: "assignment-rejected", error: refused });
