@@ -39,4 +39,16 @@ describe("renderChanges: what check mode prints for one resource", () => {
   it("the wire's texts (FieldChange) print the same as the agent's values", () => {
     expect(renderChanges([{ field: "value", before: "0", after: "1" }])).toEqual(renderChanges({ value: { old: "0", new: "1" } }));
   });
+
+  it("control characters an agent sends (ESC, CR, C1, bidi overrides) are printed escaped; tabs stay", () => {
+    const diff = "--- live: f\n+++ desired: f\n@@ -1 +1 @@\n-\tok\n+\t\u001b[2Jevil\rline\u009b\u202e\n";
+    expect(renderChanges([{ field: "name\u001b]0;x\u0007", before: "a\rb", after: "c" }], diff)).toEqual([
+      "name\\u001b]0;x\\u0007: a\\u000db -> c",
+      "--- live: f",
+      "+++ desired: f",
+      "@@ -1 +1 @@",
+      "-\tok",
+      "+\t\\u001b[2Jevil\\u000dline\\u009b\\u202e",
+    ]);
+  });
 });

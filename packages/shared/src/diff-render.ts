@@ -34,6 +34,7 @@ const lineCount = (text: string) => (text === "" || text === "(none)" ? 0 : text
  * `name: N lines -> M lines (in the diff below)` (also a line over 120
  * characters); then the diff's lines.
  * `changes`: the agent's `{ field: { old, new } }` or the wire's texts.
+ * Control characters but tabs are printed escaped (escapeControls).
  */
 export function renderChanges(changes: Record<string, { old: unknown; new: unknown }> | readonly ChangeText[], diff?: string): string[] {
   const fields: ChangeText[] = Array.isArray(changes)
@@ -55,5 +56,17 @@ export function renderChanges(changes: Record<string, { old: unknown; new: unkno
     }
   }
   if (diff) out.push(...diff.replace(/\n$/, "").split("\n"));
-  return out;
+  return out.map(escapeControls);
+}
+
+/** Control characters but the tab (C0, DEL, C1) and the bidirectional overrides, which could rewrite a terminal line. */
+const CONTROLS = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * A line as it may be printed: each control character (an agent's text is
+ * not trusted to be clean: ESC, CR, ...) as `\u00XX`; tabs kept (nft
+ * listings are indented with them).
+ */
+export function escapeControls(line: string): string {
+  return line.replace(CONTROLS, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }

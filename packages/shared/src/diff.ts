@@ -1,6 +1,6 @@
 import { createTwoFilesPatch, diffArrays } from "diff";
 
-export { changeValueText, renderChanges, type ChangeText } from "./diff-render.ts";
+export { changeValueText, escapeControls, renderChanges, type ChangeText } from "./diff-render.ts";
 
 /**
  * Unified diffs of the texts check mode shows (the nft ruleset, dnsmasq's
