@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { memoryOutput } from "../output.ts";
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { PLAN_MAX_WIDTH, compileCommand, planCommand } from "./plan.ts";
+import { PLAN_MAX_WIDTH, compileCommand, emptyHostNote, planCommand, shellWord } from "./plan.ts";
 
 const reference = join(import.meta.dirname, "..", "..", "..", "..", "inventories", "reference");
 
@@ -50,5 +50,14 @@ describe("netfleet plan", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it("--host outside --limit says the two select nothing together; the note's site dir is one shell word", async () => {
+    const out = memoryOutput(false);
+    expect(await planCommand(reference, { host: "hv1", limit: ["hv2"] }, out)).toBe(2);
+    expect(out.stderr).toEqual(["netfleet plan: --host hv1 and --limit hv2 select no host together (hv1 is not in the limit)"]);
+    expect(emptyHostNote("/tmp/my site")).toMatch(/run: netfleet rollout '\/tmp\/my site' --check$/);
+    expect(shellWord("it's")).toBe("'it'\\''s'");
+    expect(shellWord("inventories/lab")).toBe("inventories/lab");
   });
 });

@@ -38,7 +38,12 @@ function planHosts(assignments: readonly HostAssignment[]): HostPlan[] {
  * against an empty host, and where the live diff is.
  */
 export function emptyHostNote(dir: string): string {
-  return `netfleet plan shows what a first apply does on an empty (freshly installed) host: it reads no host. For what would change on the hosts as they are now (unified diffs of the firewall, dnsmasq, libvirt XML and VM port rules), run: netfleet rollout ${dir} --check`;
+  return `netfleet plan shows what a first apply does on an empty (freshly installed) host: it reads no host. For what would change on the hosts as they are now (unified diffs of the firewall, dnsmasq, libvirt XML and VM port rules), run: netfleet rollout ${shellWord(dir)} --check`;
+}
+
+/** `word` as one POSIX shell word: as it is when it holds only safe characters, else single-quoted ('\'' for a quote). */
+export function shellWord(word: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
 /**
@@ -69,9 +74,14 @@ export async function planCommand(dir: string, options: { host?: string; limit?:
   if (limit.refused) return EXIT_INVALID;
   if (limit.hosts) assignments = assignments.filter((a) => limit.hosts!.has(a.host));
   if (options.host !== undefined) {
+    const known = inventory.hosts.some((h) => h.name === options.host);
     assignments = assignments.filter((a) => a.host === options.host);
     if (assignments.length === 0) {
-      out.error(`netfleet plan: no host ${JSON.stringify(options.host)} in site ${inventory.site.name} (hosts: ${inventory.hosts.map((h) => h.name).join(", ")})`);
+      out.error(
+        known
+          ? `netfleet plan: --host ${options.host} and --limit ${(options.limit ?? []).join(",")} select no host together (${options.host} is not in the limit)`
+          : `netfleet plan: no host ${JSON.stringify(options.host)} in site ${inventory.site.name} (hosts: ${inventory.hosts.map((h) => h.name).join(", ")})`,
+      );
       return EXIT_INVALID;
     }
   }
