@@ -20,14 +20,24 @@ import type { LabController, LabOptions } from "./types.ts";
 /** A site folder that the running lab cannot take by a rollout: it changes what the lab is built of. */
 export class LabShapeError extends Error {
   readonly changes: string[];
-  constructor(dir: string, prefix: string, changes: string[]) {
+  constructor(dir: string, o: Pick<LabOptions, "prefix" | "runDir">, changes: string[]) {
     super(
-      `${dir} does not fit lab ${prefix} as built (${changes.join("; ")}); a rollout changes policy, port-forwards, allow lists, DHCP and DNS, ` +
-        `but hosts, VMs, networks and their addresses need the lab rebuilt: netfleet-lab up --inventory ${dir}`,
+      `${dir} does not fit lab ${o.prefix} as built (${changes.join("; ")}); a rollout changes policy, port-forwards, allow lists, DHCP and DNS, ` +
+        `but hosts, VMs, networks and their addresses need the lab rebuilt: ${labCommand(o, ["up", "--inventory", dir])}`,
     );
     this.name = "LabShapeError";
     this.changes = changes;
   }
+}
+
+/**
+ * The `netfleet-lab` command line for lab `o`: `args`, then `--prefix` and
+ * `--run-dir` where they are not the defaults (nf, /run/netfleet-lab/<prefix>),
+ * so a hint names the same lab. Quoted for a shell.
+ */
+export function labCommand(o: Pick<LabOptions, "prefix" | "runDir">, args: string[]): string {
+  const where = [...(o.prefix === "nf" ? [] : ["--prefix", o.prefix]), ...(o.runDir === `/run/netfleet-lab/${o.prefix}` ? [] : ["--run-dir", o.runDir])];
+  return shellLine(["netfleet-lab", ...args, ...where]);
 }
 
 /** How `netfleet` reaches the controller of the lab whose topology is `t` (see LabController). */
@@ -75,11 +85,11 @@ const ROLLOUT_TIMEOUT_MS = 900_000;
  */
 export async function labRollout(o: LabOptions, dir: string, options: { check?: boolean; json?: boolean; onLine?: (line: string) => void } = {}): Promise<LabRolloutResult> {
   const state = readLabState(o.runDir);
-  if (!state) throw new Error(`no lab in ${o.runDir} (run netfleet-lab up${o.prefix === "nf" ? "" : ` --prefix ${o.prefix}`})`);
+  if (!state) throw new Error(`no lab in ${o.runDir} (run ${labCommand(o, ["up"])})`);
   const site = resolve(dir);
   const next = buildTopology(loadInventory(site), o);
   const changes = topologyChanges(state.topology, next);
-  if (changes.length > 0) throw new LabShapeError(dir, o.prefix, changes);
+  if (changes.length > 0) throw new LabShapeError(dir, o, changes);
   const check = options.check === true;
   const args = ["rollout", site, ...ROLLOUT_CONFIRM, ...(check ? ["--check"] : []), ...(options.json ? ["--json"] : [])];
   const result = { dir: site, check, ...(await streamed(controllerCommand(state.topology, o, args), options.onLine ?? (() => {}))) };

@@ -47,7 +47,7 @@ describe("netfleet-lab", () => {
   it("refuses rollout without a site folder (64) and without a lab (one line, nothing run)", async () => {
     expect(await run(["rollout"])).toMatchObject({ code: 64, err: expect.stringContaining("missing required argument 'dir'") });
     const runDir = mkdtempSync("/tmp/nfl-");
-    await expect(run(["rollout", "inventories/lab", "--prefix", "zq", "--run-dir", runDir])).rejects.toThrow(`no lab in ${runDir} (run netfleet-lab up --prefix zq)`);
+    await expect(run(["rollout", "inventories/lab", "--prefix", "zq", "--run-dir", runDir])).rejects.toThrow(`no lab in ${runDir} (run netfleet-lab up --prefix zq --run-dir ${runDir})`);
   });
 
   it("refuses a site that does not load or does not fit the lab before running anything: one line, exit 2", async () => {
@@ -65,6 +65,8 @@ describe("netfleet-lab", () => {
     writeFileSync(join(site, "networks.yaml"), readFileSync(join(LAB_SITE, "networks.yaml"), "utf8").replace("vlan: 1082", "vlan: 1090"));
     const reshaped = await run(["rollout", site, "--prefix", "zq", "--run-dir", runDir, "--json"]);
     expect(reshaped).toMatchObject({ code: 2, values: [{ changes: ["network service: vlan 1082 → 1090", "trunks changed"] }] });
+    // the hint names the same lab: its prefix and run dir, as they are not the defaults
+    expect((reshaped.values[0] as { error: string }).error).toMatch(new RegExp(`need the lab rebuilt: netfleet-lab up --inventory ${site} --prefix zq --run-dir ${runDir}$`));
     expect(readFileSync(join(runDir, "lab.json"), "utf8")).toBe(before);
   });
 

@@ -1,4 +1,5 @@
 import type { CheckRow } from "./checks/rows.ts";
+import { labCommand } from "./playground.ts";
 import type { LabStatus } from "./types.ts";
 
 /** The columns `netfleet-lab check` and `netfleet-lab attack` share. */
@@ -28,7 +29,7 @@ export function statusLines(st: LabStatus): string[] {
     const c = st.controller;
     out.push(`  controller netns ${c.namespace}, state dir ${c.stateDir}, NATS ${c.nats}`);
     out.push(`  netfleet   ${c.command}`);
-    out.push(`             (as root; append a command, e.g. status, or rollout DIR --check; netfleet-lab rollout DIR rolls out and checks)`);
+    out.push(`             (as root; append a command, e.g. status, or rollout DIR --check; ${labCommand(st, ["rollout", "DIR"])} rolls out and checks)`);
   }
   for (const h of st.hosts) out.push(`  host ${h.name.padEnd(8)} ${h.role.padEnd(8)} netns ${h.namespace} ${h.mgmtAddress ?? ""}`);
   for (const v of st.vms) out.push(`  vm   ${v.name.padEnd(8)} ${v.kind.padEnd(9)} on ${v.host.padEnd(6)} ${v.network.padEnd(8)} ${v.mac} ${v.ip ?? "-"} ${v.namespace || v.state || ""}`);
