@@ -8,10 +8,10 @@
  * touches the systemd suite's world (sysd, world.ts).
  */
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Machine, REPO, unmountAndRemove } from "./machine.ts";
+import { Machine, REPO, destroyWorldOf } from "./machine.ts";
 
 export const PREFIX = "sdeb";
 export const CTL_NS = `${PREFIX}-ctl`;
@@ -30,44 +30,9 @@ export interface DebsWorld {
   m1: Machine;
 }
 
-function nsList(): string[] {
-  try {
-    return sh(["ip", "netns", "list"]).split("\n").map((l) => l.split(" ")[0]!).filter((n) => n.startsWith(`${PREFIX}-`));
-  } catch {
-    return [];
-  }
-}
-
-/** Pids of systemd-nspawn processes running our machine (by its exact --machine argument). */
-function ourNspawns(): number[] {
-  const pids: number[] = [];
-  for (const d of readdirSync("/proc")) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const argv = readFileSync(`/proc/${d}/cmdline`, "utf8").split("\0");
-      if (argv[0]?.endsWith("systemd-nspawn") && argv.includes(`--machine=${M1_NS}`)) pids.push(Number(d));
-    } catch {
-      /* gone */
-    }
-  }
-  return pids;
-}
-
-/** Removes what an earlier run left: our nspawn (SIGTERM, then SIGKILL by pid), its overlay and dir, our namespaces. */
+/** Removes what an earlier run left (machine.ts destroyWorldOf: our nspawn by pid, its overlay and dir, our namespaces). */
 export async function destroyDebsWorld(w?: DebsWorld): Promise<void> {
-  if (w) await w.m1.stop();
-  for (const pid of ourNspawns()) {
-    try {
-      process.kill(pid, "SIGTERM");
-    } catch {
-      /* gone */
-    }
-  }
-  for (let i = 0; i < 100 && ourNspawns().length > 0; i++) await new Promise((r) => setTimeout(r, 200));
-  for (const pid of ourNspawns()) process.kill(pid, "SIGKILL");
-  for (const d of readdirSync(tmpdir())) if (d.startsWith(`${PREFIX}-world-`)) unmountAndRemove(join(tmpdir(), d));
-  for (const n of nsList()) sh(["ip", "netns", "del", n]);
-  if (w) rmSync(w.dir, { recursive: true, force: true });
+  await destroyWorldOf(PREFIX, M1_NS, w);
 }
 
 /** Boots m1 with the dir of .deb files `debs` bound at DEBS. */

@@ -23,6 +23,7 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, openSync, closeSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 export const REPO = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
@@ -317,4 +318,53 @@ export function unmountAndRemove(dir: string): void {
     }
   }
   rmSync(dir, { recursive: true, force: true });
+}
+
+/** The network namespaces whose names start with `<prefix>-`. */
+function namespacesOf(prefix: string): string[] {
+  try {
+    return execFileSync("ip", ["netns", "list"], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 30_000 })
+      .split("\n")
+      .map((l) => l.split(" ")[0]!)
+      .filter((n) => n.startsWith(`${prefix}-`));
+  } catch {
+    return [];
+  }
+}
+
+/** Pids of systemd-nspawn processes running machine `name` (by its exact --machine argument). */
+function nspawnsOf(name: string): number[] {
+  const pids: number[] = [];
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const argv = readFileSync(`/proc/${d}/cmdline`, "utf8").split("\0");
+      if (argv[0]?.endsWith("systemd-nspawn") && argv.includes(`--machine=${name}`)) pids.push(Number(d));
+    } catch {
+      /* gone */
+    }
+  }
+  return pids;
+}
+
+/**
+ * Removes what a world of `prefix` left: `world.m1` stopped when given, any
+ * systemd-nspawn of machine `machineName` (SIGTERM, up to 20 s, then SIGKILL,
+ * by pid), the `<prefix>-world-*` overlays under the temp dir, the
+ * `<prefix>-*` namespaces, and `world.dir`. Only what carries the prefix.
+ */
+export async function destroyWorldOf(prefix: string, machineName: string, world?: { m1: Machine; dir: string }): Promise<void> {
+  if (world) await world.m1.stop();
+  for (const pid of nspawnsOf(machineName)) {
+    try {
+      process.kill(pid, "SIGTERM");
+    } catch {
+      /* gone */
+    }
+  }
+  for (let i = 0; i < 100 && nspawnsOf(machineName).length > 0; i++) await new Promise((r) => setTimeout(r, 200));
+  for (const pid of nspawnsOf(machineName)) process.kill(pid, "SIGKILL");
+  for (const d of readdirSync(tmpdir())) if (d.startsWith(`${prefix}-world-`)) unmountAndRemove(join(tmpdir(), d));
+  for (const n of namespacesOf(prefix)) execFileSync("ip", ["netns", "del", n], { stdio: "ignore", timeout: 30_000 });
+  if (world) rmSync(world.dir, { recursive: true, force: true });
 }
