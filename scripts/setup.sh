@@ -16,11 +16,12 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 # zsh: the unit test that the generated zsh completion script parses (zsh -n).
 # systemd, systemd-container: systemd-analyze verify/security of the shipped units, and systemd-nspawn
 # boots the systemd tier's machine (systemd as PID 1) over an overlay of /.
+# dpkg-dev: dpkg-shlibdeps, which npm run package (packaging/deb) uses for the packaged Node's Depends.
 PACKAGES="openvswitch-switch:ovs-vswitchd dnsmasq-base:dnsmasq nftables:nft nats-server:nats-server
 libvirt-daemon:libvirtd libvirt-daemon-driver-qemu:libvirtd libvirt-clients:virsh iproute2:ip
 iputils-ping:ping ethtool:ethtool isc-dhcp-client:dhclient tcpdump:tcpdump openssh-server:sshd
 qemu-system-x86:qemu-system-x86_64 busybox-static:busybox dnsutils:dig python3-scapy:py:scapy zsh:zsh
-systemd:systemd-analyze systemd-container:systemd-nspawn"
+systemd:systemd-analyze systemd-container:systemd-nspawn dpkg-dev:dpkg-shlibdeps"
 
 # Whether the proof of an entry (command, or py:MODULE) is there.
 present() {
