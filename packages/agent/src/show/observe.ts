@@ -1,10 +1,9 @@
 import { hostname } from "node:os";
 import type { HostView } from "@netfleet/shared";
-import { localHost } from "../engine.ts";
 import type { Runner } from "../exec/runner.ts";
 import type { HostAccess } from "../resources/types.ts";
 import type { Toolbox } from "../tools.ts";
-import { readHost } from "./read.ts";
+import { leaseFiles, readHost } from "./read.ts";
 import { buildHostView } from "./view.ts";
 
 export { buildHostView } from "./view.ts";
@@ -17,8 +16,8 @@ export interface ObserveHostOptions {
   host?: string;
   runner: Runner;
   tools: Toolbox;
-  /** Lease files are read through it (default: this host's files). */
-  files?: HostAccess;
+  /** Lease files are read through it (default: this host's, read as read.ts leaseFiles does: regular files only, non-blocking, size-capped). */
+  files?: Pick<HostAccess, "listDir" | "readFile">;
 }
 
 /**
@@ -28,6 +27,6 @@ export interface ObserveHostOptions {
  * throws for the host's state; only for a bug.
  */
 export async function observeHost(o: ObserveHostOptions): Promise<HostView> {
-  const raw = await readHost({ host: o.host ?? hostname().split(".")[0]!, runner: o.runner, tools: o.tools, files: o.files ?? localHost });
+  const raw = await readHost({ host: o.host ?? hostname().split(".")[0]!, runner: o.runner, tools: o.tools, files: o.files ?? leaseFiles });
   return buildHostView(raw);
 }

@@ -1,3 +1,5 @@
+import { constants } from "node:fs";
+import { open, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { ExecError, type Runner } from "../exec/runner.ts";
 import { parseNetList } from "../resources/libvirt.ts";
@@ -36,6 +38,8 @@ export interface RawObservation {
   nftText: RawRead;
   /** Lease files by path: the backend's dnsmasq leases (`<stateDir>/dnsmasq/*.leases`), a VM host's copies (`<runDir>/leases/*.json`). */
   files: Record<string, string>;
+  /** Lease files that were not read, by path: why (not a regular file, too big, unreadable). */
+  unreadFiles?: Record<string, string>;
   /** When it was read (epoch ms): lease expiry is judged against it. */
   at: number;
 }
@@ -59,6 +63,38 @@ export function leaseDirs(t: Toolbox): { dnsmasq: string; copies: string } {
 
 /** How many lease files show reads at most (one per network). */
 const MAX_LEASE_FILES = 64;
+
+/** The largest lease file show reads, bytes (4096 leases of dnsmasq's ~80-byte lines fit 100 times over). */
+export const MAX_LEASE_FILE_BYTES = 4 * 1024 * 1024;
+
+/**
+ * How show reads lease files on the host itself: a directory listing, and a
+ * file opened without following a link and without blocking
+ * (O_NOFOLLOW|O_NONBLOCK: a FIFO put there cannot hang show), read only when
+ * it is a regular file of at most MAX_LEASE_FILE_BYTES.
+ * @throws Error naming what the path is instead (a FIFO, a link, too big).
+ */
+export const leaseFiles: Pick<HostAccess, "listDir" | "readFile"> = {
+  listDir: (path) => readdir(path).then((names) => names.sort(), () => undefined),
+  async readFile(path) {
+    let handle;
+    try {
+      handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === "ENOENT") return undefined;
+      throw new Error(code === "ELOOP" ? "a symbolic link, not read" : `not read (${code ?? (err as Error).message})`);
+    }
+    try {
+      const st = await handle.stat();
+      if (!st.isFile()) throw new Error(`not a regular file (${st.isFIFO() ? "a FIFO" : st.isDirectory() ? "a folder" : "a device or socket"}), not read`);
+      if (st.size > MAX_LEASE_FILE_BYTES) throw new Error(`${st.size} bytes, over ${MAX_LEASE_FILE_BYTES}: not read`);
+      return await handle.readFile({ encoding: "utf8" });
+    } finally {
+      await handle.close();
+    }
+  },
+};
 
 /** Runs one read; a failure (exit code, or a tool missing) is kept as the outcome, never thrown. */
 async function readOne(runner: Runner, argv: string[]): Promise<RawRead> {
@@ -86,7 +122,7 @@ function namesOf(read: RawRead, parse: (stdout: string) => Iterable<string>): st
  * per-bridge and per-network reads of the second). Never throws for a tool
  * that fails or is missing: its outcome is kept and the view says so.
  */
-export async function readHost(o: { host: string; runner: Runner; tools: Toolbox; files: HostAccess; now?: () => number }): Promise<RawObservation> {
+export async function readHost(o: { host: string; runner: Runner; tools: Toolbox; files: Pick<HostAccess, "listDir" | "readFile">; now?: () => number }): Promise<RawObservation> {
   const { runner, tools: t } = o;
   const [links, addrs, ovs, netList, nftJson, nftText] = await Promise.all([
     readOne(runner, showArgv.links(t)),
@@ -99,7 +135,7 @@ export async function readHost(o: { host: string; runner: Runner; tools: Toolbox
   const bridges = namesOf(ovs, (s) => parseOvsState(s).bridges.keys()).sort();
   const networks = namesOf(netList, (s) => parseNetList(s).keys()).sort();
   const dirs = leaseDirs(t);
-  const [flowReads, xmlReads, files] = await Promise.all([
+  const [flowReads, xmlReads, { files, unread }] = await Promise.all([
     Promise.all(bridges.map((b) => readOne(runner, showArgv.flows(t, b)))),
     Promise.all(networks.map((n) => readOne(runner, showArgv.netXml(t, n)))),
     readLeaseFiles(o.files, dirs),
@@ -115,11 +151,12 @@ export async function readHost(o: { host: string; runner: Runner; tools: Toolbox
     nftJson,
     nftText,
     files,
+    ...(Object.keys(unread).length > 0 ? { unreadFiles: unread } : {}),
     at: (o.now ?? Date.now)(),
   };
 }
 
-async function readLeaseFiles(files: HostAccess, dirs: { dnsmasq: string; copies: string }): Promise<Record<string, string>> {
+async function readLeaseFiles(files: Pick<HostAccess, "listDir" | "readFile">, dirs: { dnsmasq: string; copies: string }): Promise<{ files: Record<string, string>; unread: Record<string, string> }> {
   const paths: string[] = [];
   for (const [dir, suffix] of [
     [dirs.dnsmasq, ".leases"],
@@ -128,9 +165,14 @@ async function readLeaseFiles(files: HostAccess, dirs: { dnsmasq: string; copies
     for (const name of (await files.listDir(dir).catch(() => undefined)) ?? []) if (name.endsWith(suffix)) paths.push(join(dir, name));
   }
   const out: Record<string, string> = {};
+  const unread: Record<string, string> = {};
   for (const path of paths.slice(0, MAX_LEASE_FILES)) {
-    const text = await files.readFile(path).catch(() => undefined);
-    if (text !== undefined) out[path] = text;
+    try {
+      const text = await files.readFile(path);
+      if (text !== undefined) out[path] = text;
+    } catch (err) {
+      unread[path] = (err as Error).message;
+    }
   }
-  return out;
+  return { files: out, unread };
 }

@@ -1,4 +1,4 @@
-import type { HostView, LinkCounters, ShowBridge, ShowLink, ShowNft, ShowVmPort } from "@netfleet/shared";
+import { escapeText, type HostView, type LinkCounters, type ShowBridge, type ShowLink, type ShowNft, type ShowVmPort } from "@netfleet/shared";
 
 /**
  * A HostView as text an operator of OVS and libvirt reads at a glance:
@@ -187,13 +187,23 @@ function addresses(links: ShowLink[]): string[] {
   return ["Addresses", ...table(withAddr.map((l) => [l.name, l.addresses.join(" ")]))];
 }
 
+/** The view with every string escaped (shared escapeText: control characters, escape sequences, bidi controls). */
+function escapedView(view: HostView): HostView {
+  return JSON.parse(JSON.stringify(view), (_key, value: unknown) => (typeof value === "string" ? escapeText(value) : value)) as HostView;
+}
+
 /**
  * The whole view, sections in the order an operator walks a host: header
  * (host, revision and assignment when known, when read), bonds and VLANs,
  * addresses, OVS, VM ports, libvirt networks, leases, nftables, counters,
- * then what could not be read. Ends with a newline.
+ * then what could not be read. Ends with a newline. Every string of the
+ * view (the agent's, and through it the host's: names, aliases, options,
+ * errors) is printed through escapeText, so a control character, an escape
+ * sequence or a line break in it shows as a visible escape and cannot
+ * repaint the operator's terminal.
  */
-export function renderHostView(view: HostView, running?: { revision: number; hash: string | null }): string {
+export function renderHostView(given: HostView, running?: { revision: number; hash: string | null }): string {
+  const view = escapedView(given);
   const head = `${view.host}: ${running ? (running.hash ? `revision ${running.revision}, assignment ${running.hash.slice(0, 12)}` : "no assignment applied") + ", " : ""}read ${view.at}`;
   const sections = [
     bondsAndVlans(view),

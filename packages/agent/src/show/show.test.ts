@@ -181,3 +181,42 @@ describe("show: bounds and the responder", () => {
     expect(reads).toBe(1);
   });
 });
+
+describe("show: what a host could put in a view or a lease folder", () => {
+  it("control characters in any string an agent sends are shown escaped, never sent to the terminal", () => {
+    const view = buildHostView(backend.raw);
+    const crafted = HostView.parse({ ...view, problems: [{ source: "ovs", error: "x\r\u001b[2KNot read: nothing\n\u001b[32mall good\u001b[0m" }], links: [{ ...view.links[1]!, alias: "\u202eevil" }] });
+    const text = renderHostView(crafted);
+    expect(text).not.toMatch(/[\u001b\r\u202e]/);
+    expect(text).toContain("Not read\n  ovs: x\\r\\x1b[2KNot read: nothing\\n\\x1b[32mall good\\x1b[0m\n");
+  });
+
+  it("lease files on the host: a FIFO, a link and an oversize file are named and skipped, the regular one read, nothing blocks", async () => {
+    const { mkdtemp, mkdir, writeFile, symlink, truncate } = await import("node:fs/promises");
+    const { execFileSync } = await import("node:child_process");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const { leaseFiles, MAX_LEASE_FILE_BYTES } = await import("./read.ts");
+    const state = await mkdtemp(join(tmpdir(), "nf-show-"));
+    const dir = join(state, "dnsmasq");
+    await mkdir(dir);
+    await writeFile(join(dir, "a.leases"), fixture("../../show/__fixtures__/backend/files/1-secure.leases"));
+    execFileSync("mkfifo", [join(dir, "b.leases")]);
+    await symlink("/etc/passwd", join(dir, "c.leases"));
+    await writeFile(join(dir, "d.leases"), "");
+    await truncate(join(dir, "d.leases"), MAX_LEASE_FILE_BYTES + 1);
+    const tools = new Toolbox({ stateDir: state, runDir: join(state, "run") });
+    const started = Date.now();
+    const raw = await readHost({ host: "backend", runner: backend.runner, tools, files: leaseFiles, now: () => backend.at });
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(Object.keys(raw.files)).toEqual([join(dir, "a.leases")]);
+    expect(raw.unreadFiles).toEqual({
+      [join(dir, "b.leases")]: "not a regular file (a FIFO), not read",
+      [join(dir, "c.leases")]: "a symbolic link, not read",
+      [join(dir, "d.leases")]: `${MAX_LEASE_FILE_BYTES + 1} bytes, over ${MAX_LEASE_FILE_BYTES}: not read`,
+    });
+    const view = buildHostView(raw);
+    expect(view.leases.filter((l) => l.network === "a")).toHaveLength(8);
+    expect(view.problems.map((p) => p.source)).toContain(join(dir, "b.leases"));
+  });
+});

@@ -172,6 +172,7 @@ function networksOf(raw: RawObservation, problems: Problems): ShowNetwork[] | un
 function leasesOf(raw: RawObservation, problems: Problems): ShowLease[] {
   const now = Math.floor(raw.at / 1000);
   const out: ShowLease[] = [];
+  for (const [path, why] of Object.entries(raw.unreadFiles ?? {})) problems.push({ source: path, error: why });
   for (const [path, text] of Object.entries(raw.files)) {
     try {
       if (path.endsWith(".leases")) {
