@@ -1,5 +1,5 @@
 import { renderHostView } from "@netfleet/agent";
-import { DNS_LABEL, type HostView } from "@netfleet/shared";
+import { DNS_LABEL, escapeText, type HostView } from "@netfleet/shared";
 import type { Connected } from "./connect.ts";
 import type { CommandOutput } from "../output.ts";
 import { requestShow } from "../nats/show.ts";
@@ -78,7 +78,8 @@ export async function showCommand(c: Connected, hosts: readonly string[], out: C
     shown.forEach((s, i) => {
       if (i > 0) out.line("");
       if (s.ok && s.view) out.line(renderHostView(s.view, { revision: s.revision ?? 0, hash: s.hash ?? null }).replace(/\n$/, ""));
-      else out.error(`netfleet show: ${s.host}: ${s.error ?? "no view"}`);
+      // The error text may come from the agent: escaped like everything it sends (renderHostView).
+      else out.error(`netfleet show: ${s.host}: ${escapeText(s.error ?? "no view")}`);
     });
   }
   return shown.every((s) => s.ok && s.view) ? SHOW_EXIT.shown : SHOW_EXIT.unanswered;

@@ -1,5 +1,5 @@
 import { CommanderError, type Command } from "commander";
-import { DNS_LABEL } from "@netfleet/shared";
+import { DNS_LABEL, quoteToken } from "@netfleet/shared";
 import { isBug, usageError, withExitCode } from "@netfleet/shared/cli";
 import { withController, type ControllerFlags } from "./control.ts";
 import { jsonOption, limitOption, natsOption, seconds, stateDirOption, type Context } from "./options.ts";
@@ -16,30 +16,47 @@ counters. The agent runs read-only commands only; nothing is written anywhere.
 --json: one host's {host, ok, revision, hash, view} (view: the HostView), or with --limit
 {hosts: [...]}. netfleet-agent show prints the same view on the host itself.
 
-Exit codes: 0 every host shown, 1 a host did not answer (not connected, or an agent
-older than show) or could not be read, or NATS could not be reached, 2 an unknown host or a
---limit that selects nothing, 64 usage error.`;
+site-dir: the site folder whose hosts, groups and labels HOST and --limit are matched against
+(default the inventory serve recorded; enrolled hosts count too).
 
-/** `netfleet show [host] [--limit PATTERNS] [--json] [--timeout S]`: the live state of hosts, from their agents. */
+Exit codes: 0 every host shown, 1 a host did not answer (not connected, or an agent
+older than show) or could not be read, or NATS could not be reached, 2 an unknown host, a
+--limit that selects nothing or an invalid site folder, 64 usage error.`;
+
+/** `netfleet show <host> [site-dir]` or `netfleet show --limit PATTERNS [site-dir]` (`--json`, `--timeout S`): the live state of hosts, from their agents. */
 export function addShowCommand(program: Command, ctx: Context): void {
   program
     .command("show")
     .summary("Show what a host has now, as its agent sees it: bonds, VLANs, OVS, VM ports and their policy, leases, nft sets, counters.")
     .description("Show what a host has now, as its agent sees it (read only): bonds, VLANs, OVS bridges and ports, VM ports and their policy, libvirt networks, leases, nft allow sets, counters.")
+    .usage("[options] <host> [site-dir]\n       netfleet show [options] --limit <patterns> [site-dir]")
     .argument("[host]", "the host (an inventory or enrolled host name); or --limit")
+    .argument("[site-dir]", "the site folder, for the hosts' groups and labels (default the one serve recorded)")
     .addOption(limitOption())
     .option("--timeout <s>", "how long each agent has to answer, seconds (default 20)", seconds("--timeout"))
     .addOption(stateDirOption())
     .addOption(natsOption())
     .addOption(jsonOption())
     .addHelpText("after", SHOW_HELP)
-    .action(withExitCode(async (host: string | undefined, o: ControllerFlags & { limit?: string[]; timeout?: number }, cmd: Command) => {
-      if ((host === undefined) === (o.limit === undefined)) usageError(cmd, "give a HOST or --limit PATTERNS (one of them)");
-      if (host !== undefined && !DNS_LABEL.test(host)) usageError(cmd, `${JSON.stringify(host)} is not a host name (a DNS label)`);
+    .action(withExitCode(async (first: string | undefined, second: string | undefined, o: ControllerFlags & { limit?: string[]; timeout?: number }, cmd: Command) => {
+      // With --limit the one argument is the site folder; else HOST, then the site folder.
+      const host = o.limit === undefined ? first : undefined;
+      const dir = o.limit === undefined ? second : first;
+      if (o.limit !== undefined && second !== undefined) usageError(cmd, "give a HOST or --limit PATTERNS, not both");
+      if (host === undefined && o.limit === undefined) usageError(cmd, "give a HOST or --limit PATTERNS (one of them)");
+      if (host !== undefined && !DNS_LABEL.test(host)) {
+        usageError(cmd, `${quoteToken(host)} is not a host name: host names are DNS labels, lower-case letters, digits and - (netfleet hosts lists them)`);
+      }
       const out = ctx.output(o.json ?? false);
-      const [{ showCommand, showTargets, SHOW_EXIT, UnknownHostError }, { LimitError }] = await Promise.all([import("../commands/show.ts"), import("../select/limit.ts")]);
+      const [{ showCommand, showTargets, SHOW_EXIT, UnknownHostError }, { LimitError }, { EXIT_INVALID, loadOrReport }] = await Promise.all([
+        import("../commands/show.ts"),
+        import("../select/limit.ts"),
+        import("../commands/validate.ts"),
+      ]);
+      const inventory = dir === undefined ? undefined : loadOrReport(dir, out);
+      if (dir !== undefined && !inventory) return EXIT_INVALID;
       try {
-        return await withController(cmd, o, undefined, async (c) => {
+        return await withController(cmd, o, inventory, async (c) => {
           const hosts = await showTargets(c, { ...(host !== undefined ? { host } : {}), ...(o.limit ? { limit: o.limit } : {}) });
           return showCommand(c, hosts, out, { timeoutMs: o.timeout ?? 20_000, single: host !== undefined });
         });
