@@ -16,7 +16,7 @@ import { SimulatedHostRunner } from "@netfleet/agent/testing";
 import { Rollout, type RolloutEvent, type RolloutTarget } from "@netfleet/controller";
 import { sealAssignment } from "@netfleet/shared";
 import { makePlan } from "../../packages/controller/src/rollout/planned.ts";
-import { readPlanFile, writePlanFile } from "../../packages/controller/src/rollout/plan-file.ts";
+import { readPlanFile, signPlan, writePlanFile } from "../../packages/controller/src/rollout/plan-file.ts";
 import { SITE, inventoryHost, startSimAgent, startSite, type SimAgent, type Site } from "./harness.ts";
 
 const NAMES = ["hv1", "hv2"];
@@ -47,7 +47,7 @@ async function planFor(s: Site, value: number): Promise<RolloutTarget[]> {
   const check = await roll(s, NAMES.map((n) => target(n, value)), { check: true, requireObserved: true });
   expect(check.result).toBe("success");
   const file = join(s.dir, `plan-${value}.json`);
-  await writePlanFile(file, makePlan(SITE, check.checked!));
+  await writePlanFile(file, signPlan(makePlan(SITE, check.checked!), s.signing));
   const plan = await readPlanFile(file);
   return NAMES.map((n) => {
     const p = plan.hosts.find((h) => h.host === n)!;

@@ -141,7 +141,7 @@ describe("netfleet rollout plans", () => {
     // 1. The plan: every host, fresh (no desired entry), its agent's observed hash; then applied exactly.
     const checked = await t.run("--check", "--out", t.planFile);
     expect(checked.code, checked.stderr).toBe(0);
-    expect(checked.stdout).toContain(`plan written to ${t.planFile}: 3 hosts`);
+    expect(checked.stdout).toContain(`plan written to ${t.planFile}: 3 hosts; apply it with netfleet rollout ${t.dir} --plan ${t.planFile}`);
     const plan = await readPlanFile(t.planFile);
     const compiled = new Map(compileSite(loadInventory(t.dir)).map((a) => [a.host, a]));
     expect(plan.hosts.map((h) => h.host).sort()).toEqual(["backend", "hosta", "hostb"]);
@@ -172,7 +172,7 @@ describe("netfleet rollout plans", () => {
     expect(moved).toContain("hostb");
     const stale = await t.run("--plan", t.planFile, "--yes");
     expect(stale.code).toBe(2);
-    for (const h of moved) expect(stale.stderr).toContain(`netfleet rollout: refused: ${h}: the inventory compiles to another assignment now`);
+    for (const h of moved) expect(stale.stderr).toContain(`netfleet rollout: refused (plan ${t.planFile}): ${h}: the inventory compiles to another assignment now`);
     expect(await desiredRevisions(s)).toEqual(before);
     await editHostb(t.dir, "52:54:00:81:0b:02");
 
@@ -182,8 +182,8 @@ describe("netfleet rollout plans", () => {
     const afterPublish = await desiredRevisions(s);
     const raced = await t.run("--plan", t.planFile, "--yes");
     expect(raced.code).toBe(2);
-    expect(raced.stderr).toContain(`netfleet rollout: refused: hosta: its desired state moved since the plan (desired KV revision ${afterPublish.hosta}, the plan was made against ${before.hosta})`);
-    expect(raced.stderr).not.toMatch(/refused: (backend|hostb)/);
+    expect(raced.stderr).toContain(`netfleet rollout: refused (plan ${t.planFile}): hosta: its desired state moved since the plan (desired KV revision ${afterPublish.hosta}, the plan was made against ${before.hosta})`);
+    expect(raced.stderr).not.toMatch(/\): (backend|hostb):/);
     expect(await desiredRevisions(s)).toEqual(afterPublish);
 
     // A check that does not pass on every host writes no plan (hostb's agent stopped: no answer).
@@ -191,7 +191,7 @@ describe("netfleet rollout plans", () => {
     await agents.find((a) => a.client.host === "hostb")!.client.stop();
     const partial = await t.run("--check", "--out", t.planFile, "--max-fail", "1", "--timeout", "3");
     expect(partial.code).toBe(3);
-    expect(partial.stderr).toBe(`netfleet rollout: no plan written to ${t.planFile}: the check did not pass on every host`);
+    expect(partial.stderr).toBe(`netfleet rollout: no plan written to ${t.planFile}: the check did not pass on every host (failed or not checked: hostb)`);
     await expect(stat(t.planFile)).rejects.toThrow(/ENOENT/);
   }, 120_000);
 
@@ -225,6 +225,13 @@ describe("netfleet rollout plans", () => {
     const badRun = await t.run("--plan", t.planFile, "--yes");
     expect(badRun.code).toBe(2);
     expect(badRun.stderr).toBe(`netfleet rollout: --plan ${t.planFile}: hosts[0].observed: a sha256 in hex (64 digits 0-9a-f)`);
+    // Edited but well-formed (hostb "unchanged", nothing to change): its signature no longer holds, refused.
+    const edited = JSON.parse(await readFile(t.planFile, "utf8")) as { hosts: { observed: string; status: string; changes: unknown[] }[] };
+    edited.hosts[0]!.observed = "0".repeat(64);
+    await writeFile(t.planFile, JSON.stringify({ ...edited, hosts: edited.hosts.map((h) => ({ ...h, status: "unchanged", changes: [] })) }));
+    const tampered = await t.run("--plan", t.planFile, "--yes");
+    expect(tampered.code).toBe(2);
+    expect(tampered.stderr).toBe(`netfleet rollout: --plan ${t.planFile}: not signed by this controller's key (edited since it was written, or made by another controller or key); make a new plan with --check --out`);
     await writeFile(t.planFile, "{ truncated");
     expect((await t.run("--plan", t.planFile, "--yes")).stderr).toMatch(new RegExp(`^netfleet rollout: --plan ${t.planFile}: not JSON: `));
 
@@ -232,6 +239,9 @@ describe("netfleet rollout plans", () => {
     const noYes = await t.run();
     expect(noYes.code).toBe(64);
     expect(noYes.stderr).toContain("give --yes to roll out without asking");
+    expect(await t.run("--check", "--out", "/nonexistent-nf/plan.json")).toEqual({ code: 2, stdout: "", stderr: "netfleet rollout: --out /nonexistent-nf/plan.json: cannot write in /nonexistent-nf (ENOENT)" });
+    expect(await t.run("--yes", "--max-per", "zone=1")).toEqual({ code: 2, stdout: "", stderr: "netfleet rollout: --max-per zone=1: no host of this rollout of site lab has the label zone" });
+    expect(await desiredRevisions(s)).toEqual(before);
     expect(await t.run("--out", t.planFile, "--yes")).toMatchObject({ code: 64, stderr: expect.stringContaining("--out goes with --check") });
     expect(await t.run("--plan", t.planFile, "--limit", "hosta", "--yes")).toMatchObject({ code: 64, stderr: expect.stringContaining("--plan does not go with --check, --resume, --agent-bundle or --limit") });
     expect(await desiredRevisions(s)).toEqual(before);

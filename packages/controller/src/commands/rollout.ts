@@ -1,8 +1,11 @@
-import type { Inventory } from "@netfleet/shared";
+import { constants } from "node:fs";
+import { access, stat } from "node:fs/promises";
+import { dirname } from "node:path";
+import { escapeText, type Inventory } from "@netfleet/shared";
 import { LockHeldError } from "../rollout/state.ts";
 import { ResumeMismatchError, Rollout, RolloutCancelledError, type RolloutTarget } from "../rollout/rollout.ts";
 import { askYesNo, planSummaryLines, rolloutSummaryLine, type Terminal } from "../rollout/confirm.ts";
-import { PlanFileError, readPlanFile, writePlanFile, type PlanFile } from "../rollout/plan-file.ts";
+import { PlanFileError, planSignedBy, readPlanFile, signPlan, writePlanFile, type PlanFile } from "../rollout/plan-file.ts";
 import { PlanStaleError, inventoryRefusals, makePlan } from "../rollout/planned.ts";
 import type { Amount, MaxPer } from "../rollout/waves.ts";
 import { LimitError, selectLimit } from "../select/limit.ts";
@@ -38,6 +41,23 @@ export interface RolloutCommandOptions {
   plan?: string;
   /** Ask on this terminal before publishing (a rollout from a terminal without --yes); undefined: do not ask. */
   terminal?: Terminal;
+  /** The site folder as given (named in the hint printed after --out). */
+  siteDir?: string;
+}
+
+/** A word for a shell command line: as it is when plain, else single-quoted (POSIX sh quoting). */
+function shellWord(text: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(text) ? text : `'${escapeText(text).replace(/'/g, "'\\''")}'`;
+}
+
+/** Why a plan cannot be written at `file` (its folder missing or not writable, or a folder in its place), or undefined. */
+async function unwritable(file: string): Promise<string | undefined> {
+  const st = await stat(file).catch(() => undefined);
+  if (st?.isDirectory()) return "a directory; give a file name";
+  return access(dirname(file), constants.W_OK).then(
+    () => undefined,
+    (err: NodeJS.ErrnoException) => `cannot write in ${escapeText(dirname(file))} (${err.code ?? err.message})`,
+  );
 }
 
 /** The hosts --limit selects, or undefined after one line saying which term matches nothing (or that nothing is selected). */
@@ -73,28 +93,47 @@ export async function rolloutCommand(inventory: Inventory, o: RolloutCommandOpti
   let assignments = compileSite(inventory);
   const plan = o.plan === undefined ? undefined : await loadPlan(o.plan, out);
   if (o.plan !== undefined && !plan) return ROLLOUT_EXIT.invalid;
-  if (plan) {
-    const refusals = inventoryRefusals(plan, inventory.site.name, assignments);
-    for (const r of refusals) out.error(`netfleet rollout: refused: ${r}`);
-    if (refusals.length) return ROLLOUT_EXIT.invalid;
-    const planned = new Set(plan.hosts.map((h) => h.host));
-    assignments = assignments.filter((a) => planned.has(a.host));
-    if (!out.json) for (const line of planSummaryLines(plan, o.plan!)) out.line(line);
-  } else if (o.limit?.length) {
+  if (!plan && o.limit?.length) {
     const hosts = limited(inventory, o.limit, out);
     if (!hosts) return ROLLOUT_EXIT.invalid;
     assignments = assignments.filter((a) => hosts.has(a.host));
   }
-  const byHost = new Map(plan?.hosts.map((h) => [h.host, h]));
-  const targets: RolloutTarget[] = assignments.map((a) => {
-    const p = byHost.get(a.host);
-    const labels = inventory.hosts.find((h) => h.name === a.host)?.labels ?? {};
-    return { host: a.host, role: a.role, assignment: a, labels, ...(p ? { plan: { basedOn: p.basedOn, observed: p.observed } } : {}) };
-  });
+  // Where the plan goes is tried before the check, not after it.
+  if (o.out !== undefined) {
+    const problem = await unwritable(o.out);
+    if (problem) {
+      out.error(`netfleet rollout: --out ${escapeText(o.out)}: ${problem}`);
+      return ROLLOUT_EXIT.invalid;
+    }
+  }
+  if (o.maxPer && !assignments.some((a) => inventory.hosts.find((h) => h.name === a.host)?.labels[o.maxPer!.key] !== undefined)) {
+    out.error(`netfleet rollout: --max-per ${o.maxPer.key}=${o.maxPer.count}: no host of this rollout of site ${inventory.site.name} has the label ${o.maxPer.key}`);
+    return ROLLOUT_EXIT.invalid;
+  }
+  const { cp } = await connectController({ stateDir: o.stateDir, inventory, ...(o.servers ? { servers: o.servers } : {}) });
   const terminal = o.terminal;
   const render = out.json ? jsonRenderer(out) : humanRenderer(out, o.tty);
-  const { cp } = await connectController({ stateDir: o.stateDir, inventory, ...(o.servers ? { servers: o.servers } : {}) });
   try {
+    if (plan) {
+      const file = escapeText(o.plan!);
+      // Nothing in the file is trusted before its signature: an edited status or change list would mislead the question.
+      if (!planSignedBy(plan, cp.options.signing)) {
+        out.error(`netfleet rollout: --plan ${file}: not signed by this controller's key (edited since it was written, or made by another controller or key); make a new plan with --check --out`);
+        return ROLLOUT_EXIT.invalid;
+      }
+      const refusals = inventoryRefusals(plan, inventory.site.name, assignments);
+      for (const r of refusals) out.error(`netfleet rollout: refused (plan ${file}): ${r}`);
+      if (refusals.length) return ROLLOUT_EXIT.invalid;
+      const planned = new Set(plan.hosts.map((h) => h.host));
+      assignments = assignments.filter((a) => planned.has(a.host));
+      if (!out.json) for (const line of planSummaryLines(plan, o.plan!)) out.line(line);
+    }
+    const byHost = new Map(plan?.hosts.map((h) => [h.host, h]));
+    const targets: RolloutTarget[] = assignments.map((a) => {
+      const p = byHost.get(a.host);
+      const labels = inventory.hosts.find((h) => h.name === a.host)?.labels ?? {};
+      return { host: a.host, role: a.role, assignment: a, labels, ...(p ? { plan: { basedOn: p.basedOn, observed: p.observed } } : {}) };
+    });
     const rollout = new Rollout(
       cp,
       targets,
@@ -124,18 +163,20 @@ export async function rolloutCommand(inventory: Inventory, o: RolloutCommandOpti
     const { result, checked } = await rollout.run();
     if (o.out) {
       if (result !== "success" || !checked?.length) {
-        out.error(`netfleet rollout: no plan written to ${o.out}: the check did not pass on every host`);
+        const passed = new Set(checked?.map((c) => c.host));
+        const missing = targets.map((t) => t.host).filter((h) => !passed.has(h));
+        out.error(`netfleet rollout: no plan written to ${escapeText(o.out)}: the check did not pass on every host (failed or not checked: ${missing.join(" ") || "none"})`);
       } else {
-        const written = makePlan(inventory.site.name, checked, o.limit);
+        const written = signPlan(makePlan(inventory.site.name, checked, o.limit), cp.options.signing);
         await writePlanFile(o.out, written);
         if (out.json) out.line(JSON.stringify({ event: "plan", file: o.out, hosts: written.hosts.length }));
-        else out.line(`plan written to ${o.out}: ${written.hosts.length} hosts; apply it with netfleet rollout SITE --plan ${o.out}`);
+        else out.line(`plan written to ${escapeText(o.out)}: ${written.hosts.length} hosts; apply it with netfleet rollout ${shellWord(o.siteDir ?? "SITE")} --plan ${shellWord(o.out)}`);
       }
     }
     return ROLLOUT_EXIT[result];
   } catch (err) {
     if (err instanceof PlanStaleError) {
-      for (const r of err.refusals) out.error(`netfleet rollout: refused: ${r}`);
+      for (const r of err.refusals) out.error(`netfleet rollout: refused (plan ${escapeText(o.plan ?? "")}): ${r}`);
       out.error("netfleet rollout: nothing was published");
       return ROLLOUT_EXIT.invalid;
     }

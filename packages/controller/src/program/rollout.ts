@@ -105,6 +105,7 @@ export function addRolloutCommand(program: Command, ctx: Context): void {
         ...(v.out !== undefined ? { out: v.out } : {}),
         ...(v.plan !== undefined ? { plan: v.plan } : {}),
         ...(terminal ? { terminal } : {}),
+        siteDir: dir,
       };
       const inventory = loadOrReport(dir, out);
       if (!inventory) return ROLLOUT_EXIT.invalid;

@@ -1,4 +1,5 @@
 import { createInterface } from "node:readline/promises";
+import { escapeText } from "@netfleet/shared";
 import type { PlanFile } from "./plan-file.ts";
 import type { RolloutSummary } from "./rollout.ts";
 
@@ -33,9 +34,10 @@ export function rolloutSummaryLine(s: RolloutSummary): string {
 
 /** The lines summing up a plan file: per host what it brings (status, resources that change), then the totals. */
 export function planSummaryLines(plan: PlanFile, file: string): string[] {
-  const lines = [`plan ${file}: site ${plan.site}, made ${plan.createdAt}, ${plan.hosts.length} host${plan.hosts.length === 1 ? "" : "s"}`];
+  // Everything from the file is escaped (escapeText): a control character in it never repaints the terminal at the question.
+  const lines = [`plan ${escapeText(file)}: site ${plan.site}, made ${plan.createdAt}, ${plan.hosts.length} host${plan.hosts.length === 1 ? "" : "s"}`];
   for (const h of plan.hosts) {
-    const what = h.changes.length ? `${h.changes.length} resource${h.changes.length === 1 ? "" : "s"} to change: ${h.changes.slice(0, 6).map((c) => c.id).join(" ")}${h.changes.length > 6 ? " ..." : ""}` : "nothing to change";
+    const what = h.changes.length ? `${h.changes.length} resource${h.changes.length === 1 ? "" : "s"} to change: ${h.changes.slice(0, 6).map((c) => escapeText(c.id)).join(" ")}${h.changes.length > 6 ? " ..." : ""}` : "nothing to change";
     lines.push(`  ${h.host} (${h.role}, ${h.status}${h.from ? ` from revision ${h.from.revision}` : ""}): ${what}`);
   }
   return lines;

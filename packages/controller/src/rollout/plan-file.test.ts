@@ -4,11 +4,14 @@ import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { askYesNo, planSummaryLines } from "./confirm.ts";
-import { PlanFileError, readPlanFile, writePlanFile, type PlanFile } from "./plan-file.ts";
+import { execFileSync } from "node:child_process";
+import { generateSigningKeys } from "@netfleet/shared";
+import { PlanFileError, planSignedBy, readPlanFile, signPlan, writePlanFile, type UnsignedPlan } from "./plan-file.ts";
 import { inventoryRefusals } from "./planned.ts";
 
 const H = (c: string) => c.repeat(64);
-const PLAN: PlanFile = {
+const KEYS = generateSigningKeys();
+const UNSIGNED: UnsignedPlan = {
   kind: "netfleet-plan",
   version: 1,
   site: "lab",
@@ -28,6 +31,7 @@ const PLAN: PlanFile = {
     { host: "backend", role: "backend", assignment: H("d"), status: "unchanged", basedOn: 5, from: { revision: 2, hash: H("d") }, observed: H("e"), summary: { ok: 9, changed: 0, failed: 0, pending: 0 }, changes: [] },
   ],
 };
+const PLAN = signPlan(UNSIGNED, KEYS);
 
 let dir: string;
 beforeAll(async () => {
@@ -74,6 +78,22 @@ describe("plan files", () => {
     await expect(readPlanFile(dir)).rejects.toThrow(`${dir}: not a regular file`);
   });
 
+  it("are signed by the controller's key: any edit, or another key, no longer verifies", () => {
+    expect(planSignedBy(PLAN, KEYS)).toBe(true);
+    expect(planSignedBy({ ...PLAN, hosts: [{ ...PLAN.hosts[0]!, status: "unchanged", changes: [] }, PLAN.hosts[1]!] }, KEYS)).toBe(false);
+    expect(planSignedBy({ ...PLAN, hosts: [{ ...PLAN.hosts[0]!, observed: H("0") }, PLAN.hosts[1]!] }, KEYS)).toBe(false);
+    expect(planSignedBy(PLAN, generateSigningKeys())).toBe(false);
+    expect(planSignedBy({ ...PLAN, signature: { keyId: KEYS.keyId, value: "not base64 at all" } }, KEYS)).toBe(false);
+  });
+
+  it("is never waited on when it is a FIFO: refused at once", async () => {
+    const fifo = join(dir, "plan.fifo");
+    execFileSync("mkfifo", [fifo]);
+    const started = Date.now();
+    await expect(readPlanFile(fifo)).rejects.toThrow(`${fifo}: not a regular file`);
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+
   it("no longer fit an inventory that compiles differently: one line per host, naming it", () => {
     const now = [
       { host: "hv1", role: "vmhost", hash: H("9") },
@@ -90,6 +110,10 @@ describe("plan files", () => {
       "  hv1 (vmhost, changed from revision 3): 1 resource to change: sysctl[net.ipv4.ip_forward]",
       "  backend (backend, unchanged from revision 2): nothing to change",
     ]);
+    // Text from the file never reaches the terminal raw: an escape sequence in a resource id is shown escaped.
+    const evil = { ...PLAN, hosts: [{ ...PLAN.hosts[0]!, changes: [{ id: "x\x1b[2J\rApply", fields: [] }] }] };
+    for (const line of planSummaryLines(evil, "p\x1b.json")) expect(line).not.toMatch(/[\x00-\x1f]/u);
+    expect(planSummaryLines(evil, "p.json")[1]).toContain("x\\x1b[2J\\rApply");
   });
 });
 

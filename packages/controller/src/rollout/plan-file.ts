@@ -1,5 +1,7 @@
+import { constants } from "node:fs";
 import { open, rename, rm, writeFile } from "node:fs/promises";
-import { DIFF_MAX_CHARS, DNS_LABEL, FieldChange, ResultsSummary } from "@netfleet/shared";
+import { createPrivateKey, createPublicKey, sign, verify } from "node:crypto";
+import { DIFF_MAX_CHARS, DNS_LABEL, FieldChange, ResultsSummary, canonicalJson } from "@netfleet/shared";
 import { z } from "zod";
 
 const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, "a sha256 in hex (64 digits 0-9a-f)");
@@ -46,6 +48,11 @@ export const PlanFile = z
     /** The --limit patterns the check was run with (information only: the plan's hosts are the ones listed). */
     limit: z.array(z.string().max(200)).max(1000).optional(),
     hosts: z.array(PlannedHost).min(1).max(100_000),
+    /**
+     * Ed25519 (RFC 8032, node:crypto) by the controller's signing key over the canonical JSON of every other field:
+     * an edited plan (a host's status, changes or hashes) is refused before anything is published.
+     */
+    signature: z.strictObject({ keyId: z.string().max(64), value: z.string().max(200) }),
   })
   .superRefine((plan, ctx) => {
     const seen = new Set<string>();
@@ -55,6 +62,29 @@ export const PlanFile = z
     }
   });
 export type PlanFile = z.output<typeof PlanFile>;
+/** A plan before it is signed (makePlan). */
+export type UnsignedPlan = Omit<PlanFile, "signature">;
+
+/** The bytes a plan's signature covers: the canonical JSON of the plan without its signature. */
+function signedBytes(plan: UnsignedPlan | PlanFile): Buffer {
+  const { signature: _signature, ...rest } = plan as PlanFile;
+  return Buffer.from(canonicalJson(rest));
+}
+
+/** The plan signed with the controller's key (PKCS#8 PEM, Ed25519) named `keyId`. */
+export function signPlan(plan: UnsignedPlan, signing: { keyId: string; privateKeyPem: string }): PlanFile {
+  return { ...plan, signature: { keyId: signing.keyId, value: sign(null, signedBytes(plan), createPrivateKey(signing.privateKeyPem)).toString("base64") } };
+}
+
+/** Whether the plan is signed by this controller's key (SPKI PEM, `keyId`) and unchanged since. */
+export function planSignedBy(plan: PlanFile, signing: { keyId: string; publicKeyPem: string }): boolean {
+  if (plan.signature.keyId !== signing.keyId) return false;
+  try {
+    return verify(null, signedBytes(plan), createPublicKey(signing.publicKeyPem), Buffer.from(plan.signature.value, "base64"));
+  } catch {
+    return false;
+  }
+}
 
 /** A plan file that cannot be used; the message is one line naming the file and the problem. */
 export class PlanFileError extends Error {
@@ -78,7 +108,8 @@ export const MAX_PLAN_BYTES = 256 * 1024 * 1024;
 export async function readPlanFile(file: string): Promise<PlanFile> {
   let text: string;
   try {
-    const handle = await open(file, "r");
+    // Non-blocking and not through a link: a FIFO or a device is refused by the fstat below, never waited on.
+    const handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
     try {
       const st = await handle.stat();
       if (!st.isFile()) throw new PlanFileError(file, "not a regular file");
@@ -90,6 +121,7 @@ export async function readPlanFile(file: string): Promise<PlanFile> {
   } catch (err) {
     if (err instanceof PlanFileError) throw err;
     const e = err as NodeJS.ErrnoException;
+    if (e.code === "ELOOP") throw new PlanFileError(file, "a symbolic link; give the plan file itself");
     throw new PlanFileError(file, e.code ? `cannot read (${e.code})` : `not UTF-8 text (${e.message})`);
   }
   let value: unknown;

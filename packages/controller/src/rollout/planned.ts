@@ -1,7 +1,7 @@
 import type { CheckReply, HostAssignment } from "@netfleet/shared";
 import { observedOf } from "./check.ts";
 import type { HostDiffStatus } from "./diff.ts";
-import type { PlanFile, PlannedChange, PlannedHost } from "./plan-file.ts";
+import type { PlanFile, PlannedChange, PlannedHost, UnsignedPlan } from "./plan-file.ts";
 
 /** A host as check mode saw it: its target, where its desired entry stood, and its agent's reply. */
 export interface CheckedHost {
@@ -42,7 +42,7 @@ export function plannedChanges(reply: CheckReply): PlannedChange[] {
 }
 
 /** The plan file of a check that passed on every host (in the order given: wave order). */
-export function makePlan(site: string, checked: readonly CheckedHost[], limit?: readonly string[]): PlanFile {
+export function makePlan(site: string, checked: readonly CheckedHost[], limit?: readonly string[]): UnsignedPlan {
   const hosts: PlannedHost[] = checked.map((c) => ({
     host: c.host,
     role: c.role,
