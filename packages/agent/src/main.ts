@@ -1,7 +1,7 @@
 import { hostname } from "node:os";
 import { Option, type Command } from "commander";
 import { DNS_LABEL, parseJoinToken, parseNatsUrls, type HostAssignment } from "@netfleet/shared";
-import { addCompletionCommand, createProgram, optionValue, runProgram, usageError, withExitCode } from "@netfleet/shared/cli";
+import { addCompletionCommand, createProgram, jsonErrorLine, optionValue, runProgram, usageError, withExitCode } from "@netfleet/shared/cli";
 import { AssignmentFileError, applyOnce, readAssignment, runFromFile } from "./file-mode.ts";
 import { runFleetAgent } from "./fleet-mode.ts";
 import { TOKEN_ON_ARGV, readToken, runArgs, tokenFileWarning, type AgentConfig } from "./config.ts";
@@ -182,19 +182,21 @@ export async function main(argv: string[], given: { token?: string } = {}): Prom
 }
 
 /** The assignment of `--assignment`, checked to be this host's; else the exit code (4: unusable file or another host's, 64: a bad --name). */
-function fileAssignment(cmd: Command, v: { assignment: string; name?: string; anyHost?: boolean | undefined }): HostAssignment | number {
+function fileAssignment(cmd: Command, v: { assignment: string; name?: string; anyHost?: boolean | undefined; json?: boolean | undefined }): HostAssignment | number {
+  // With --json the refusal is a JSON line on stderr (`{"error": ...}`), as usage errors are.
+  const say = (t: string) => process.stderr.write(v.json ? jsonErrorLine(`netfleet-agent: ${t}`) : `netfleet-agent: ${t}\n`);
   let assignment: HostAssignment;
   try {
     assignment = readAssignment(v.assignment);
   } catch (err) {
     if (!(err instanceof AssignmentFileError)) throw err;
-    process.stderr.write(`netfleet-agent: ${err.message}\n`);
+    say(err.message);
     return 4;
   }
   const refused = wrongHost(v.assignment, assignment.host, v.name, v.anyHost);
   if (refused === undefined) return assignment;
   if (refused.startsWith("--name")) usageError(cmd, refused);
-  process.stderr.write(`netfleet-agent: ${refused}\n`);
+  say(refused);
   return 4;
 }
 
