@@ -45,6 +45,7 @@ export function addShowCommand(program: Command, ctx: Context): void {
       if (o.limit !== undefined && second !== undefined) usageError(cmd, "give a HOST or --limit PATTERNS, not both");
       if (host === undefined && o.limit === undefined) usageError(cmd, "give a HOST or --limit PATTERNS (one of them)");
       if (host !== undefined && !DNS_LABEL.test(host)) {
+        if (/[*?[!&=:,]/.test(host)) usageError(cmd, `${quoteToken(host)} is a pattern, not a host name: netfleet show --limit ${quoteToken(host)} shows every host it selects`);
         usageError(cmd, `${quoteToken(host)} is not a host name: host names are DNS labels, lower-case letters, digits and - (netfleet hosts lists them)`);
       }
       const out = ctx.output(o.json ?? false);
