@@ -1,4 +1,4 @@
-import { createEventLog, formatMetricsListen, LogLevelError, MetricsServer, resolveLogLevel, type LogLevel, type MetricsListen } from "@netfleet/shared";
+import { createEventLog, formatMetricsListen, LogLevelError, resolveLogLevel, startMetricsServer, type LogLevel, type MetricsListen } from "@netfleet/shared";
 import { ExecaRunner } from "./exec/runner.ts";
 import { stopSignal } from "./file-mode.ts";
 import { AgentMetrics } from "./metrics.ts";
@@ -66,7 +66,7 @@ export async function runFleetAgent(s: FleetSettings): Promise<number> {
   if ((await new AgentState(s.stateDir).checkpoint().catch(() => ({ current: undefined }))).current === undefined) readiness.ready("no checkpoint");
   const { runner, ...tuning } = s.overrides ?? {};
   const metrics = new AgentMetrics({ version: AGENT_VERSION });
-  const server = s.metrics ? await startMetrics(s.metrics, metrics, log) : undefined;
+  const server = s.metrics ? await startMetricsServer(s.metrics, () => metrics.page(), log) : undefined;
   const agent = new NatsAgent({
     site: s.site,
     servers: s.servers,
@@ -102,18 +102,6 @@ export async function runFleetAgent(s: FleetSettings): Promise<number> {
     return await runUntilStopped(agent, log);
   } finally {
     await server?.close();
-  }
-}
-
-/** The /metrics listener, or undefined (logged `metrics-unavailable`) when it cannot listen. */
-async function startMetrics(listen: MetricsListen, metrics: AgentMetrics, log: (event: Record<string, unknown>) => void): Promise<MetricsServer | undefined> {
-  try {
-    const server = await MetricsServer.start(listen, () => metrics.page());
-    log({ event: "metrics-listening", url: `http://${formatMetricsListen(server.address)}/metrics` });
-    return server;
-  } catch (err) {
-    log({ event: "metrics-unavailable", error: (err as Error).message });
-    return undefined;
   }
 }
 

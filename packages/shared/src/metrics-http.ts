@@ -1,6 +1,9 @@
 import { createServer, type Server } from "node:http";
 import { isIPv6 } from "node:net";
+import type { Command } from "commander";
+import { optionValue } from "./cli/program.ts";
 import { isIpv4 } from "./ipv4.ts";
+import { parseLogLevel, type LogLevel } from "./log.ts";
 
 /** Where a /metrics listener binds: an IPv4 address, `localhost`, or an IPv6 address (without brackets), and a TCP port. */
 export interface MetricsListen {
@@ -115,4 +118,56 @@ export class MetricsServer {
       this.server.closeAllConnections();
     });
   }
+}
+
+/**
+ * Starts the /metrics listener of a service, or logs why it could not:
+ * `metrics-listening` with its URL, else `metrics-unavailable` (level
+ * error) and undefined: the service runs on without metrics.
+ */
+export async function startMetricsServer(listen: MetricsListen, render: () => Promise<MetricsPage>, log: (event: Record<string, unknown>) => void): Promise<MetricsServer | undefined> {
+  try {
+    const server = await MetricsServer.start(listen, render);
+    log({ event: "metrics-listening", url: `http://${formatMetricsListen(server.address)}/metrics` });
+    return server;
+  } catch (err) {
+    log({ event: "metrics-unavailable", error: (err as Error).message });
+    return undefined;
+  }
+}
+
+/** `--metrics` and `--log-level` as parsed: `"off"` for no listener. */
+export interface ObservabilityFlags {
+  metrics?: MetricsListen | "off";
+  logLevel?: LogLevel;
+}
+
+/**
+ * Adds `--metrics ADDRESS:PORT|PORT|off` (default `defaultListen`) and
+ * `--log-level LEVEL` to a service's command (`netfleet serve`,
+ * `netfleet-agent run`); values are checked while parsing (a bad one is a
+ * usage error naming the option).
+ */
+export function withObservabilityOptions(cmd: Command, defaultListen: MetricsListen): Command {
+  return cmd
+    .option(
+      "--metrics <address>",
+      `where to serve Prometheus metrics (GET /metrics): PORT (on 127.0.0.1), ADDRESS:PORT, or off (default ${formatMetricsListen(defaultListen)})`,
+      optionValue((text): MetricsListen | "off" => parseMetricsListen(text, "--metrics") ?? "off"),
+    )
+    .option(
+      "--log-level <level>",
+      "fatal, error, warn, info, debug, trace or silent (default $NETFLEET_LOG_LEVEL, else info)",
+      optionValue((text) => parseLogLevel(text, "--log-level")),
+    );
+}
+
+/**
+ * A service's metrics listener and log level from those flags:
+ * `defaultListen` when `--metrics` is absent, none for `off`; the level
+ * only when given (the service then asks NETFLEET_LOG_LEVEL, resolveLogLevel).
+ */
+export function observabilitySettings(v: ObservabilityFlags, defaultListen: MetricsListen): { metrics?: MetricsListen; logLevel?: LogLevel } {
+  const metrics = v.metrics === undefined ? defaultListen : v.metrics === "off" ? undefined : v.metrics;
+  return { ...(metrics ? { metrics } : {}), ...(v.logLevel ? { logLevel: v.logLevel } : {}) };
 }

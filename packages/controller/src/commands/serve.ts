@@ -1,7 +1,7 @@
 import { mkdir } from "node:fs/promises";
 import { isIPv6 } from "node:net";
 import { resolve } from "node:path";
-import { createEventLog, formatMetricsListen, isIpv4, isNatsUrl, MetricsServer, resolveLogLevel, type Inventory, type LogLevel, type MetricsListen } from "@netfleet/shared";
+import { createEventLog, formatMetricsListen, isIpv4, isNatsUrl, resolveLogLevel, startMetricsServer, type Inventory, type LogLevel, type MetricsListen, type MetricsServer } from "@netfleet/shared";
 import type { ControlPlane } from "../control-plane.ts";
 import { ServeMetrics } from "../metrics.ts";
 import { NatsServer, type NodeExit } from "../nats/server.ts";
@@ -215,19 +215,12 @@ export async function serveCommand(inventory: Inventory, o: ServeOptions, out: C
 /**
  * serve's /metrics listener on `listen` (its rollout gauges read through
  * `cp.status()`; reconnects of `cp`'s connection counted), or undefined,
- * logged `metrics-unavailable`, when it cannot listen.
+ * logged `metrics-unavailable`, when it cannot listen (startMetricsServer).
  */
-async function startMetrics(listen: MetricsListen, cp: ControlPlane, log: (event: Record<string, unknown>) => void): Promise<MetricsServer | undefined> {
+function startMetrics(listen: MetricsListen, cp: ControlPlane, log: (event: Record<string, unknown>) => void): Promise<MetricsServer | undefined> {
   const metrics = new ServeMetrics(() => cp.status());
   void (async () => {
     for await (const s of cp.nc.status()) if (s.type === "reconnect") metrics.reconnects.inc();
   })().catch(() => {});
-  try {
-    const server = await MetricsServer.start(listen, () => metrics.page());
-    log({ event: "metrics-listening", url: `http://${formatMetricsListen(server.address)}/metrics` });
-    return server;
-  } catch (err) {
-    log({ event: "metrics-unavailable", error: (err as Error).message });
-    return undefined;
-  }
+  return startMetricsServer(listen, () => metrics.page(), log);
 }
