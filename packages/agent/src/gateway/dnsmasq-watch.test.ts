@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -124,9 +124,10 @@ describe("rotateLog (real files)", () => {
   const dir = mkdtempSync(join(tmpdir(), "nfd-rotate-"));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it("shifts .1 → .2 …, keeps N, and leaves an empty log of the same owner, mode 0640", async () => {
+  it("shifts .1 → .2 …, keeps N, and leaves an empty log of the same owner and mode (0660, as the dnsmasq resource makes it)", async () => {
     const log = join(dir, "secure.log");
     writeFileSync(log, "third\n");
+    chmodSync(log, 0o660);
     writeFileSync(`${log}.1`, "second\n");
     writeFileSync(`${log}.2`, "first\n");
     await rotateLog(log, 2);
@@ -134,7 +135,8 @@ describe("rotateLog (real files)", () => {
     expect(readFileSync(log, "utf8")).toBe("");
     expect(readFileSync(`${log}.1`, "utf8")).toBe("third\n");
     expect(readFileSync(`${log}.2`, "utf8")).toBe("second\n");
-    expect(statSync(log).mode & 0o777).toBe(0o640);
+    expect(statSync(log).mode & 0o777).toBe(0o660);
     expect(statSync(log).uid).toBe(statSync(`${log}.1`).uid);
+    expect(statSync(log).gid).toBe(statSync(`${log}.1`).gid);
   });
 });

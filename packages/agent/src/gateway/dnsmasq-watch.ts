@@ -161,7 +161,9 @@ export class DnsmasqWatch {
 
 /**
  * Renames `log` to `log.1` (and `log.i` to `log.i+1`, `log.keep` replaced)
- * and puts an empty `log` owned like the old one, mode 0640, in its place:
+ * and puts an empty `log` with the old one's owner, group and mode in its
+ * place (the dnsmasq resource makes it `<dnsmasq user>:root` 0660, so that
+ * root without CAP_DAC_OVERRIDE, under the agent's unit, can open it):
  * logrotate's `create` for a daemon that reopens on a signal. The new file
  * is made beside (`log.netfleet-new`) and renamed in, so `log` never exists
  * with another owner. Throws on an I/O error.
@@ -173,10 +175,11 @@ export async function rotateLog(log: string, keep: number): Promise<void> {
   const old = await stat(log);
   const next = `${log}.netfleet-new`;
   await rm(next, { force: true });
-  const fh = await open(next, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o640);
+  const mode = old.mode & 0o777;
+  const fh = await open(next, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
   try {
     await fh.chown(old.uid, old.gid);
-    await fh.chmod(0o640);
+    await fh.chmod(mode);
   } finally {
     await fh.close();
   }
