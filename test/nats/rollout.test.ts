@@ -134,7 +134,8 @@ describe("netfleet rollout (on real nats-server, simulated hosts with the real e
     expect(check.result).toBe("success");
     const hv1 = of(check.events, "host-done").find((e) => e.host === "hv1")!;
     expect(hv1).toMatchObject({ ok: true, summary: { pending: 2, changed: 0 } });
-    expect(hv1.wouldChange).toEqual(expect.arrayContaining([{ id: "sysctl[net.sim.hv1]", fields: ["value"] }]));
+    // Each would-change item carries its values, old -> new (issue 16: readable check mode).
+    expect(hv1.wouldChange).toEqual(expect.arrayContaining([{ id: "sysctl[net.sim.hv1]", fields: ["value"], values: [{ field: "value", before: "1", after: "2" }] }]));
     expect(await site.cp.status()).toEqual(before.map((r) => ({ ...r, lastSeen: expect.any(String) })));
     expect(hosts.get("hv1")!.host.get("net.sim.hv1")).toBe("1");
     // A host whose agent does not answer fails the check; within the budget the result is partial.
