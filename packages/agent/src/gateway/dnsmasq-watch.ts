@@ -176,7 +176,7 @@ export async function rotateLog(log: string, keep: number): Promise<void> {
   const next = `${log}.netfleet-new`;
   await rm(next, { force: true });
   const mode = old.mode & 0o777;
-  const fh = await open(next, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+  const fh = await open(next, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
   try {
     await fh.chown(old.uid, old.gid);
     await fh.chmod(mode);
