@@ -1,5 +1,6 @@
 import { constants } from "node:fs";
-import { open, rename, rm, writeFile } from "node:fs/promises";
+import { open } from "node:fs/promises";
+import { writeOwned } from "@netfleet/agent";
 import { createPrivateKey, createPublicKey, sign, verify } from "node:crypto";
 import { DIFF_MAX_CHARS, DNS_LABEL, FieldChange, ResultsSummary, canonicalJson } from "@netfleet/shared";
 import { z } from "zod";
@@ -143,18 +144,12 @@ export async function readPlanFile(file: string): Promise<PlanFile> {
 }
 
 /**
- * Writes the plan as indented JSON, atomically: a new temporary file beside
- * it (created exclusively, so never through a link planted there), renamed
- * over it. A plan holds no secret (assignments hashes, the changes a check
- * showed), so it gets the process's usual mode, as `compile --out` does.
+ * Writes the plan as indented JSON, atomically, through the agent's and
+ * controller's one atomic writer (write-owned.ts writeOwned: a random temp
+ * name created O_EXCL|O_NOFOLLOW beside it, fsync, renamed over it, so
+ * never through a link planted there). A plan holds no secret (assignment
+ * hashes, the changes a check showed): mode 0644.
  */
 export async function writePlanFile(file: string, plan: PlanFile): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}`;
-  try {
-    await writeFile(tmp, JSON.stringify(PlanFile.parse(plan), null, 2) + "\n", { flag: "wx" });
-    await rename(tmp, file);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
+  await writeOwned(file, JSON.stringify(PlanFile.parse(plan), null, 2) + "\n", 0o644);
 }
