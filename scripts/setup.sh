@@ -17,11 +17,16 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 # systemd, systemd-container: systemd-analyze verify/security of the shipped units, and systemd-nspawn
 # boots the systemd tier's machine (systemd as PID 1) over an overlay of /.
 # dpkg-dev: dpkg-shlibdeps, which npm run package (packaging/deb) uses for the packaged Node's Depends.
+# graphviz: `dot`, the layout engine behind `netfleet graph --format svg`.
+# chromium: the headless browser that the dashboard's lab test loads the page in.
+# pmacct: sfacctd/nfacctd, the real sFlow and IPFIX collectors of the sampling lab test.
+# iperf3: the traffic tool that measures a VM's bandwidth limit in the lab and kernel tiers.
 PACKAGES="openvswitch-switch:ovs-vswitchd dnsmasq-base:dnsmasq nftables:nft nats-server:nats-server
 libvirt-daemon:libvirtd libvirt-daemon-driver-qemu:libvirtd libvirt-clients:virsh iproute2:ip
 iputils-ping:ping ethtool:ethtool isc-dhcp-client:dhclient tcpdump:tcpdump openssh-server:sshd
 qemu-system-x86:qemu-system-x86_64 busybox-static:busybox dnsutils:dig python3-scapy:py:scapy zsh:zsh
-systemd:systemd-analyze systemd-container:systemd-nspawn dpkg-dev:dpkg-shlibdeps"
+systemd:systemd-analyze systemd-container:systemd-nspawn dpkg-dev:dpkg-shlibdeps
+graphviz:dot chromium:chromium pmacct:sfacctd iperf3:iperf3"
 
 # Whether the proof of an entry (command, or py:MODULE) is there.
 present() {
