@@ -149,7 +149,16 @@ function summarizeSpec(spec: ResourceSpec): string {
       ].join("\n" + " ".repeat(39));
     case "prune":
       return "remove what netfleet created here and no longer wants";
+    default:
+      // A kind without its own line yet (a resource added since): its fields, compact; --json has them whole.
+      return compactSpec(spec);
   }
+}
+
+/** `key=value` for each scalar field of a spec but kind and name, lists as their length. */
+function compactSpec(spec: ResourceSpec): string {
+  const fields = Object.entries(spec as Record<string, unknown>).filter(([k]) => k !== "kind" && k !== "name");
+  return fields.map(([k, v]) => `${k}=${Array.isArray(v) ? `[${v.length}]` : typeof v === "object" && v !== null ? "{...}" : String(v)}`).join(" ") || "(no settings)";
 }
 
 /**

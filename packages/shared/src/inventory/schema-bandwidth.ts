@@ -1,0 +1,53 @@
+import { z } from "zod";
+import { BURST_HELP, parseBits, RATE_HELP } from "../bandwidth.ts";
+import { json } from "./schema-fields.ts";
+
+/**
+ * The `bandwidth` key of a VM and of a profile (schema-profiles.ts):
+ * rates and bursts as bandwidth.ts reads them. Its own file so that
+ * schema-network.ts (VMs) and schema-profiles.ts (which takes the VM's
+ * allow entries) both import it without importing each other.
+ */
+
+/** Rates and bursts in the JSON Schema: digits with an optional fraction and a bit unit, or a positive integer. */
+const BITS_PATTERN = "^[0-9]+(\\.[0-9]+)?\\s*([kKmMgGtT]?[bB][iI][tT])?$";
+
+/** A rate (bit/s) or burst (bits) as written: a positive integer, or digits with a bit unit (`50Mbit`); checked by `parseBits`. */
+export function bitsField(kind: "rate" | "burst") {
+  return json(
+    z.union([z.number(), z.string()]).check((ctx) => {
+      const n = parseBits(ctx.value, kind);
+      if (typeof n === "string") ctx.issues.push({ code: "custom", message: n, input: ctx.value });
+    }),
+    {
+      anyOf: [
+        { type: "integer", minimum: 1, description: kind === "rate" ? "bit/s" : "bits" },
+        { type: "string", pattern: BITS_PATTERN, patternErrorMessage: `must be ${kind === "rate" ? RATE_HELP : BURST_HELP}` },
+      ],
+    },
+  );
+}
+
+/** One direction's limit as written: a rate and an optional burst. */
+export const BandwidthLimitSpec = z.strictObject({
+  rate: bitsField("rate").describe(`Rate, ${RATE_HELP}; above 0 and at most the uplink speed of the VM's hosts (uplink.speed) where it is given`),
+  burst: bitsField("burst")
+    .optional()
+    .describe(`Burst, ${BURST_HELP}; at least one full frame of the network (mtu bytes x 8). Default: a tenth of the rate (100 ms at the rate), at least one frame`),
+});
+
+/**
+ * A VM's bandwidth, VM-centric as Neutron QoS rules and libvirt's
+ * `<bandwidth>`: `egress` is what the VM sends, `ingress` what it receives.
+ * Each direction is its own key: a VM overrides its profile's egress and
+ * ingress separately.
+ */
+export const BandwidthSpec = z
+  .strictObject({
+    egress: BandwidthLimitSpec.optional().describe("What the VM sends (OVS ingress policing on its port). Absent: unlimited"),
+    ingress: BandwidthLimitSpec.optional().describe("What the VM receives (a queue or meter on its port). Absent: unlimited"),
+  })
+  .describe("Bandwidth limits, VM-centric (as Neutron QoS and libvirt <bandwidth>): egress = what the VM sends, ingress = what it receives; rates in bit/s, bursts in bits, 1000-based suffixes as tc(8)");
+
+export type BandwidthLimitSpec = z.output<typeof BandwidthLimitSpec>;
+export type BandwidthSpec = z.output<typeof BandwidthSpec>;
