@@ -6,6 +6,7 @@ import { compileSite } from "../compile/compile.ts";
 import type { CommandOutput } from "../output.ts";
 import { LimitError, selectLimit } from "../select/limit.ts";
 import { EXIT_INVALID, loadOrReport } from "./validate.ts";
+import { plannedPolicies, renderPolicies } from "./plan-policy.ts";
 
 /** One host's plan as `netfleet plan` shows it (and `--json` emits it). */
 export interface HostPlan {
@@ -86,12 +87,15 @@ export async function planCommand(dir: string, options: { host?: string; limit?:
     }
   }
   const plans = planHosts(assignments);
+  const selected = limit.hosts || options.host !== undefined ? new Set(assignments.map((a) => a.host)) : undefined;
+  const vms = plannedPolicies(inventory, selected);
   if (out.json) {
-    out.emit({ site: inventory.site.name, basis: "empty-host", note: emptyHostNote(dir), hosts: plans });
+    out.emit({ site: inventory.site.name, basis: "empty-host", note: emptyHostNote(dir), vms, hosts: plans });
     return 0;
   }
   out.line(`# ${emptyHostNote(dir)}`);
   out.line("");
+  for (const l of renderPolicies(vms)) out.line(l);
   for (const p of plans) {
     out.line(`host ${p.host} (${p.role})  assignment ${p.hash.slice(0, 12)}`);
     for (const r of p.resources) out.line(`  ${r.id.padEnd(34)} ${summarizeSpec(r.spec)}`);
