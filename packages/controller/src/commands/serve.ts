@@ -4,6 +4,7 @@ import { resolve } from "node:path";
 import { createEventLog, formatMetricsListen, isIpv4, isNatsUrl, resolveLogLevel, startMetricsServer, type Inventory, type LogLevel, type MetricsListen, type MetricsServer } from "@netfleet/shared";
 import type { ControlPlane } from "../control-plane.ts";
 import { ServeMetrics } from "../metrics.ts";
+import { formatUiListen } from "../ui/listen.ts";
 import { NatsServer, type NodeExit } from "../nats/server.ts";
 import { diskFullIn, freeBytes, MIN_FREE_BYTES, watchDisk } from "../nats/supervise.ts";
 import { DiskFullError, diskFullError } from "../store/files.ts";
@@ -13,6 +14,8 @@ import { CredentialStore } from "../store/credentials.ts";
 import { UserSync } from "../enrollment/users.ts";
 import type { CommandOutput } from "../output.ts";
 import { connectController, withTimeout } from "./connect.ts";
+import { startUi, type UiOptions } from "../ui/start.ts";
+import type { UiServer } from "../ui/server.ts";
 
 /** What `netfleet serve` was asked: the state dir and where its NATS runs. */
 export interface ServeOptions {
@@ -26,6 +29,8 @@ export interface ServeOptions {
   metrics?: MetricsListen;
   /** The log level (`--log-level`); else NETFLEET_LOG_LEVEL, else info (resolveLogLevel). */
   logLevel?: LogLevel;
+  /** The read-only dashboard (`--ui`, ui/server.ts); undefined: none. */
+  ui?: UiOptions;
 }
 
 /** host:port of the first site.nats URL: where serve's own nats-server listens unless --listen says otherwise. */
@@ -98,6 +103,11 @@ type Stop = { kind: "signal" } | { kind: "nats-exited"; exit: NodeExit } | { kin
  * the ready line on. A metrics address that cannot be listened on is
  * logged as `metrics-unavailable` and serve runs on without it.
  *
+ * Dashboard (issue 17): with `o.ui`, the read-only web dashboard
+ * (ui/server.ts) on that address from the ready line on, logged
+ * `ui-listening` with its URL; one it cannot listen on is logged
+ * `ui-unavailable` and serve runs on without it, as for metrics.
+ *
  * `until` (tests in one process): resolves to stop, instead of signals; no
  * process exit is forced then.
  * @throws StateDirLockedError, NatsServerError, DiskFullError, LogLevelError (NETFLEET_LOG_LEVEL holds no level), or Error naming the dead nats-server (exit 1 in the CLI).
@@ -105,7 +115,7 @@ type Stop = { kind: "signal" } | { kind: "nats-exited"; exit: NodeExit } | { kin
 export async function serveCommand(inventory: Inventory, o: ServeOptions, out: CommandOutput, until?: Promise<void>): Promise<number> {
   const level = resolveLogLevel({ flag: o.logLevel });
   const log = createEventLog({ level, write: (line) => out.line(line) });
-  log({ event: "settings", level: "debug", stateDir: o.stateDir, listen: o.listen ?? null, nodes: o.nodes, external: o.external ?? null, metrics: o.metrics ? formatMetricsListen(o.metrics) : "off", logLevel: level });
+  log({ event: "settings", level: "debug", stateDir: o.stateDir, listen: o.listen ?? null, nodes: o.nodes, external: o.external ?? null, metrics: o.metrics ? formatMetricsListen(o.metrics) : "off", ui: o.ui ? formatUiListen(o.ui.listen) : "off", logLevel: level });
   const home = new ControllerHome(o.stateDir);
   const inProcess = until !== undefined;
   let signalled!: () => void;
@@ -126,6 +136,7 @@ export async function serveCommand(inventory: Inventory, o: ServeOptions, out: C
   let cp: ControlPlane | undefined;
   let lock: StateDirLock | undefined;
   let metricsServer: MetricsServer | undefined;
+  let uiServer: UiServer | undefined;
   let stopWatch = () => {};
   /** A start phase, or the reason to stop serving that came first. */
   const phase = async <T>(p: Promise<T>, during?: Promise<Stop>): Promise<T | Stop> =>
@@ -182,6 +193,7 @@ export async function serveCommand(inventory: Inventory, o: ServeOptions, out: C
     const serving = await phase(cp.serve(), exited);
     if (isStop(serving)) return finish(serving);
     if (o.metrics) metricsServer = await startMetrics(o.metrics, cp, log);
+    if (o.ui) uiServer = await startUi(o.ui, cp, inventory, log);
     await home.saveConfig({ site: secrets.site, inventory: resolve(inventory.dir), nats: servers, replicas: o.nodes, pid: process.pid, startedAt: new Date().toISOString() });
     log({ event: "ready", site: secrets.site, nats: servers, stateDir: o.stateDir, joinToken: `netfleet token --state-dir ${o.stateDir}` });
     return finish(await Promise.race([stopAsked, diskFilled, ...(exited ? [exited] : [])]));
@@ -192,6 +204,7 @@ export async function serveCommand(inventory: Inventory, o: ServeOptions, out: C
       process.removeListener("SIGINT", onSignal);
     }
     await metricsServer?.close();
+    await uiServer?.close();
     await withTimeout(cp?.close() ?? Promise.resolve(), CLOSE_MS, "control plane drain").catch(() => {});
     await server?.stop();
     lock?.release();

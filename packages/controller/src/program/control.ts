@@ -79,22 +79,27 @@ export function addControlCommands(program: Command, ctx: Context): void {
       // The choices are for help and completion; the handler checks the value, with its own message.
       .addOption(new Option("--nodes <n>", "1, or 3 for a JetStream cluster (default 1)").choices(["1", "3"]).argParser((text) => text))
       .addOption(natsOption("NATS servers someone else runs (then serve starts none)"))
+      .option("--ui <addr:port>", "serve the read-only web dashboard there: PORT (on 127.0.0.1) or ADDRESS:PORT, loopback only unless --ui-allow-remote (default: no dashboard)")
+      .option("--ui-allow-remote", "let --ui listen on a non-loopback address and answer any Host name (it has no login: put an authenticating proxy in front)")
       .addOption(stateDirOption()),
   )
-    .action(withExitCode(async (dir: string, o: ControllerFlags & ServeObservabilityFlags & { listen?: string; nodes?: string }, cmd: Command) => {
-      const [{ parseListen, serveCommand }, { parseServers, stateDirOf }, { EXIT_INVALID, loadOrReport }] = await Promise.all([
+    .action(withExitCode(async (dir: string, o: ControllerFlags & ServeObservabilityFlags & { listen?: string; nodes?: string; ui?: string; uiAllowRemote?: boolean }, cmd: Command) => {
+      const [{ parseListen, serveCommand }, { parseServers, stateDirOf }, { EXIT_INVALID, loadOrReport }, { parseUiListen }] = await Promise.all([
         import("../commands/serve.ts"),
         import("../commands/connect.ts"),
         import("../commands/validate.ts"),
+        import("../ui/listen.ts"),
       ]);
       const listen = o.listen === undefined ? undefined : checked(cmd, () => parseListen(o.listen!));
+      if (o.uiAllowRemote && o.ui === undefined) usageError(cmd, "--ui-allow-remote needs --ui ADDRESS:PORT");
+      const ui = o.ui === undefined ? undefined : { listen: checked(cmd, () => parseUiListen(o.ui!, o.uiAllowRemote ?? false)), allowRemote: o.uiAllowRemote ?? false };
       const external = o.nats === undefined ? undefined : checked(cmd, () => parseServers(o.nats!));
       const nodes = o.nodes ?? "1";
       if (nodes !== "1" && nodes !== "3") usageError(cmd, "--nodes is 1 or 3");
       const out = ctx.output(false);
       const inventory = loadOrReport(dir, out);
       if (!inventory) return EXIT_INVALID;
-      return serveCommand(inventory, { stateDir: stateDirOf(o.stateDir), nodes: nodes === "3" ? 3 : 1, ...(listen ? { listen } : {}), ...(external ? { external } : {}), ...serveObservability(o) }, out);
+      return serveCommand(inventory, { stateDir: stateDirOf(o.stateDir), nodes: nodes === "3" ? 3 : 1, ...(listen ? { listen } : {}), ...(external ? { external } : {}), ...(ui ? { ui } : {}), ...serveObservability(o) }, out);
     }));
 
   program
