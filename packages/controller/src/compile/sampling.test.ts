@@ -1,0 +1,59 @@
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseDocument } from "yaml";
+import { afterAll, describe, expect, it } from "vitest";
+import { decodeAssignment, loadInventory, type ResourceSpec } from "@netfleet/shared";
+import { compileSite } from "./compile.ts";
+
+const root = join(import.meta.dirname, "..", "..", "..", "..");
+const dirs: string[] = [];
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+/** inventories/lab with `site.<key>` set to each given value. */
+function labWith(settings: Record<string, unknown>) {
+  const dir = mkdtempSync(join(tmpdir(), "nf-smp-"));
+  dirs.push(dir);
+  cpSync(join(root, "inventories", "lab"), dir, { recursive: true });
+  const file = join(dir, "site.yaml");
+  const doc = parseDocument(readFileSync(file, "utf8"));
+  for (const [k, v] of Object.entries(settings)) doc.setIn(["site", k], v);
+  writeFileSync(file, doc.toString());
+  return loadInventory(dir);
+}
+const kinds = (rs: ResourceSpec[]) => rs.map((r) => `${r.kind}[${r.name}]`);
+
+describe("sampling compile", () => {
+  it("one ovs-sampling right after each VM network bridge of each vmhost, with the host's address as sFlow agent; none on the backend", () => {
+    const inv = labWith({ sflow: { collectors: ["10.99.0.250", "10.99.0.251:9999"], sampling: 1, polling: 2 }, ipfix: { collectors: ["10.99.0.250:4739"] } });
+    const out = compileSite(inv);
+    const hosta = out.find((a) => a.host === "hosta")!;
+    const order = kinds(hosta.resources);
+    for (const net of ["secure", "service", "datain"]) {
+      expect(order[order.indexOf(`ovs-bridge[br-${net}]`) + 1]).toBe(`ovs-sampling[br-${net}]`);
+    }
+    expect(order.filter((k) => k.startsWith("ovs-sampling"))).toHaveLength(3);
+    expect(hosta.resources.find((r) => r.kind === "ovs-sampling" && r.name === "br-secure")).toEqual({
+      kind: "ovs-sampling",
+      name: "br-secure",
+      sflow: { targets: ["10.99.0.250:6343", "10.99.0.251:9999"], agent: "10.99.0.1", sampling: 1, polling: 2, header: 128 },
+      ipfix: { targets: ["10.99.0.250:4739"], sampling: 400, cacheActiveTimeout: 0, cacheMaxFlows: 0 },
+    });
+    expect(out.find((a) => a.host === "hostb")!.resources.find((r) => r.kind === "ovs-sampling")).toMatchObject({ sflow: { agent: "10.99.0.2" } });
+    const prune = hosta.resources.find((r) => r.kind === "prune")!;
+    expect(prune.kind === "prune" && prune.keep.sampling).toEqual(["br-datain", "br-secure", "br-service"]);
+    const backend = out.find((a) => a.host === "backend")!;
+    expect(kinds(backend.resources).filter((k) => k.startsWith("ovs-sampling"))).toEqual([]);
+    expect(backend.resources.find((r) => r.kind === "prune")).toMatchObject({ keep: {} });
+    // The documents pass the agent's decoder.
+    for (const a of out) expect(decodeAssignment("x", JSON.stringify(a)).hash).toBe(a.hash);
+  });
+
+  it("only IPFIX: no sflow field; without either the assignment is as before (no kind an older agent does not know, no keep.sampling)", () => {
+    const only = compileSite(labWith({ ipfix: { collectors: ["10.99.0.250"] } })).find((a) => a.host === "hosta")!;
+    expect(only.resources.find((r) => r.kind === "ovs-sampling")).toEqual({ kind: "ovs-sampling", name: "br-secure", ipfix: { targets: ["10.99.0.250:4739"], sampling: 400, cacheActiveTimeout: 0, cacheMaxFlows: 0 } });
+    const none = compileSite(labWith({})).find((a) => a.host === "hosta")!;
+    expect(kinds(none.resources).filter((k) => k.startsWith("ovs-sampling"))).toEqual([]);
+    expect(JSON.stringify(none)).not.toContain('"sampling"');
+  });
+});
