@@ -13,7 +13,8 @@ describe("parseBits", () => {
     expect(parseBits("8000bit")).toBe(8000);
     expect(parseBits("8000")).toBe(8000);
     expect(parseBits(12000, "burst")).toBe(12000);
-    expect(parseBits(" 10 Mbit ")).toBe(10_000_000);
+    expect(parseBits("10 Mbit")).toBe(10_000_000);
+    expect(parseBits(" 10Mbit")).toMatch(/^must be a rate/);
   });
 
   it("refuses 0, byte units, fractions of a bit, unknown units and values above 1 Tbit, with a message", () => {

@@ -51,7 +51,7 @@ export const BURST_HELP = "a size in bits: a number with kbit, Mbit or Gbit (100
  */
 export function parseBits(value: string | number, kind: "rate" | "burst" = "rate"): number | string {
   const help = kind === "rate" ? RATE_HELP : BURST_HELP;
-  const text = typeof value === "number" ? String(value) : value.trim();
+  const text = String(value);
   const m = QUANTITY.exec(text);
   if (!m) return `must be ${help}`;
   const unit = m[2]!.toLowerCase();

@@ -50,12 +50,13 @@ export function resolveVmPolicies(r: Reporter, { profiles, networks, resolved, h
         const pRef = s && "profile" in s ? profileRef.get(s.profile) : undefined;
         return pRef ? r.at(pRef, ...key.split("."), ...rest) : r.at(vmRef, ...key.split("."), ...rest);
       };
-      const forVm = (key: string) => (sources[key as keyof PolicySources]?.from === "vm" ? "" : ` (VM ${vm.name} of network ${netName})`);
+      /** A profile's value is refused for one VM that uses it: the message says which. */
+      const forVm = (key: string) => (sources[key as keyof PolicySources]?.from === "vm" ? "" : `for VM ${vm.name} of network ${netName}: `);
 
       if (origin.profile) vm.profile = origin.profile;
       vm.sources = sources;
       if (spec.gateway_services && spec.gateway_services.length > 0) {
-        if (vm.ip === undefined) r.report(placeOf("gateway_services"), `gateway services of one VM are matched by its address: VM ${vm.name} of network ${netName} needs a static ip`);
+        if (vm.ip === undefined) r.report(placeOf("gateway_services"), `${forVm("gateway_services")}gateway services of one VM are matched by its address: VM ${vm.name} needs a static ip`);
         vm.gateway_services = resolvePortSets(spec.gateway_services);
       }
       if (!spec.bandwidth) continue;
@@ -69,7 +70,7 @@ export function resolveVmPolicies(r: Reporter, { profiles, networks, resolved, h
         bandwidth[dir] = resolvedLimit;
         const frame = network.mtu * 8;
         if (limit.burst !== undefined && resolvedLimit.burst < frame) {
-          r.report(placeOf(key, "burst"), `burst ${formatBits(resolvedLimit.burst)} is below one frame of network ${netName} (mtu ${network.mtu} bytes = ${frame} bits)${forVm(key)}: no frame of full size would ever pass`);
+          r.report(placeOf(key, "burst"), `${forVm(key)}burst ${formatBits(resolvedLimit.burst)} is below one frame of network ${netName} (mtu ${network.mtu} bytes = ${frame} bits): no frame of full size would ever pass`);
         }
         for (const h of hostsOfVm) {
           const speed = h.value.uplink.speed;
@@ -77,7 +78,7 @@ export function resolveVmPolicies(r: Reporter, { profiles, networks, resolved, h
           const bits = bitsOf(speed);
           if (resolvedLimit.rate <= bits) continue;
           const at = h.origin?.get("uplink.speed");
-          r.report(placeOf(key, "rate"), `rate ${formatBits(resolvedLimit.rate)}/s is beyond the uplink of host ${h.name} (speed ${formatBits(bits)}/s${at ? `, ${r.where(at)}` : ""})${forVm(key)}`);
+          r.report(placeOf(key, "rate"), `${forVm(key)}rate ${formatBits(resolvedLimit.rate)}/s is beyond the uplink of host ${h.name} (speed ${formatBits(bits)}/s${at ? ` at ${r.where(at)}` : ""})`);
         }
       }
       vm.bandwidth = bandwidth;

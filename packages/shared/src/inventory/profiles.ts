@@ -1,3 +1,4 @@
+import { distance } from "fastest-levenshtein";
 import { quoteToken } from "../errors.ts";
 import type { NetworkSpec, VmSpec } from "./schema-network.ts";
 import type { ProfileKey, ProfileSpec } from "./schema-profiles.ts";
@@ -150,7 +151,10 @@ function mergeVm(r: Reporter, { vm, vmRef, profile, source, named }: MergeInput)
   return { spec, sources };
 }
 
+/** "no profile X", with the nearest defined name (Levenshtein distance at most 2) or the ones there are. */
 function unknownProfile(name: string, profiles: Located<ProfileSpec>[]): string {
   const known = profiles.map((p) => p.name);
+  const near = known.map((k) => ({ k, d: distance(name, k) })).filter((x) => x.d <= 2).sort((a, b) => a.d - b.d)[0];
+  if (near) return `no profile ${quoteToken(name)} in this site (did you mean ${quoteToken(near.k)}?)`;
   return `no profile ${quoteToken(name)} in this site (${known.length > 0 ? `profiles: ${known.join(", ")}` : "it defines no profiles:"})`;
 }

@@ -9,8 +9,8 @@ import { json } from "./schema-fields.ts";
  * allow entries) both import it without importing each other.
  */
 
-/** Rates and bursts in the JSON Schema: digits with an optional fraction and a bit unit, or a positive integer. */
-const BITS_PATTERN = "^[0-9]+(\\.[0-9]+)?\\s*([kKmMgGtT]?[bB][iI][tT])?$";
+/** Rates and bursts in the JSON Schema: a positive number (digits, an optional fraction, not all zeros) with an optional bit unit. */
+const BITS_PATTERN = "^([0-9]*[1-9][0-9]*(\\.[0-9]+)?|[0-9]+\\.[0-9]*[1-9][0-9]*)\\s*([kKmMgGtT]?[bB][iI][tT])?$";
 
 /** A rate (bit/s) or burst (bits) as written: a positive integer, or digits with a bit unit (`50Mbit`); checked by `parseBits`. */
 export function bitsField(kind: "rate" | "burst") {
@@ -21,8 +21,8 @@ export function bitsField(kind: "rate" | "burst") {
     }),
     {
       anyOf: [
-        { type: "integer", minimum: 1, description: kind === "rate" ? "bit/s" : "bits" },
-        { type: "string", pattern: BITS_PATTERN, patternErrorMessage: `must be ${kind === "rate" ? RATE_HELP : BURST_HELP}` },
+        { type: "integer", minimum: 1, description: kind === "rate" ? "A rate in bit/s (a bare number)" : "A size in bits (a bare number)" },
+        { type: "string", pattern: BITS_PATTERN, patternErrorMessage: `must be ${kind === "rate" ? RATE_HELP : BURST_HELP}`, description: kind === "rate" ? "A rate with a bit unit: 50Mbit, 500kbit, 1.5Gbit (1000-based, as tc(8))" : "A size with a bit unit: 1Mbit, 500kbit (1000-based)" },
       ],
     },
   );
