@@ -59,3 +59,13 @@ export type GreDestination = z.output<typeof GreDestination>;
 export type ErspanDestination = z.output<typeof ErspanDestination>;
 export type MirrorDestination = z.output<typeof MirrorDestination>;
 export type MirrorSpec = z.output<typeof MirrorSpec>;
+
+/** The keys a `mirrors` entry may have at `path` (`["mirrors", name, ...]`), for problems.ts's "did you mean". */
+export function mirrorKeysFor(path: readonly (string | number)[]): string[] {
+  if (path.length === 2) return Object.keys(MirrorSpec.shape);
+  if (path[2] !== "destination") return [];
+  if (path.length === 3) return ["vm", "gre", "erspan"];
+  if (path[3] === "gre") return Object.keys(GreDestination.shape);
+  if (path[3] === "erspan") return Object.keys(ErspanDestination.shape);
+  return [];
+}
