@@ -185,6 +185,18 @@ describe("netfleet serve --ui: the read-only dashboard (real serve, real nats-se
     expect(s.exitCode).toBe(2);
   });
 
+  it("draws the topology as an SVG that can run nothing when opened on its own", async () => {
+    const svg = await http("GET", "/api/topology.svg");
+    expect(svg.status).toBe(200);
+    expect(svg.headers["content-type"]).toBe("image/svg+xml; charset=utf-8");
+    expect(svg.headers["content-security-policy"]).toBe("default-src 'none'; style-src 'unsafe-inline'");
+    expect(svg.body.startsWith("<svg")).toBe(true);
+    // Hosts never heard from are drawn down (graph/live.ts), the VM is there (Graphviz writes "-" as &#45; in attributes).
+    const text = svg.body.replaceAll("&#45;", "-");
+    expect(text).toMatch(/<g id="nf-host_3a_gw1" class="cluster nf-host nf-down"/);
+    expect(text).toMatch(/<g id="nf-vm_3a_secure_2f_web1" class="node nf-vm\b/);
+  });
+
   it("shows a VM's policy and its audit lines; an unknown or bad name is 404/400", async () => {
     const vm = JSON.parse((await http("GET", "/api/vm/web1")).body);
     expect(vm.nics).toHaveLength(1);
@@ -193,11 +205,13 @@ describe("netfleet serve --ui: the read-only dashboard (real serve, real nats-se
       ip: "10.81.0.11",
       host: "hv1",
       egress: "allowlist",
-      isolation: { value: true, source: { kind: "vm" } },
-      allow: { value: [{ to: "198.51.100.10" }] },
+      isolated: true,
+      allow: [{ to: "198.51.100.10" }],
       extraAddresses: ["10.81.0.50"],
       forwards: [{ listen: 8443, vm: "web1", port: 443, proto: "tcp" }],
     });
+    // Each key's provenance (shared effectivePolicy): isolated is the VM's own key here.
+    expect(vm.nics[0].effective.entries.find((e: { key: string }) => e.key === "isolated")).toMatchObject({ value: true, sourceText: "VM" });
     const audit = await http("GET", "/api/vm/web1/audit?since=1h");
     expect(audit.status).toBe(200);
     expect(JSON.parse(audit.body)).toMatchObject({ vm: "web1", records: [], older: 0, lost: 0 });

@@ -16,16 +16,19 @@ describe("a VM's policy as the dashboard shows it (inventories/lab)", () => {
       host: "hosta",
       egress: "allowlist",
       extraAddresses: ["10.81.0.50"],
-      isolation: { value: false, source: { kind: "network", name: "secure" } },
-      allow: { value: [{ to: "198.51.100.10" }], source: { kind: "vm" } },
+      isolated: false,
+      allow: [{ to: "198.51.100.10" }],
       forwards: [],
     });
+    const entries = Object.fromEntries(nic!.effective!.entries.map((e) => [e.key, `${e.text} (${e.sourceText})`]));
+    expect(entries).toMatchObject({ isolated: "no (network secure)", allow: "198.51.100.10 (VM)", extra_addresses: "10.81.0.50 (VM)" });
   });
 
   it("vma3: isolated by its own key, in cluster group batch", () => {
     const [nic] = vmPolicy(lab, "vma3");
-    expect(nic!.isolation).toEqual({ value: true, source: { kind: "vm" } });
-    expect(nic!.groups.value).toEqual(["batch"]);
+    expect(nic!.isolated).toBe(true);
+    expect(nic!.groups).toEqual(["batch"]);
+    expect(nic!.effective!.entries.find((e) => e.key === "isolated")).toMatchObject({ value: true, source: { from: "vm" }, sourceText: "VM" });
   });
 
   it("vma2: the port-forward 2222 -> vma2:22 lands on it", () => {

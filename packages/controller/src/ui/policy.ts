@@ -1,13 +1,4 @@
-import type { AllowEntry, Inventory, PortForward, PortRangeForward, ProtoPorts } from "@netfleet/shared";
-
-/** Where a policy value came from: the VM's own key, its network's default, a profile (by name), or the loaded inventory as such. */
-export type PolicySource = { kind: "vm" } | { kind: "network"; name: string } | { kind: "profile"; name: string } | { kind: "inventory" };
-
-/** One value of a VM's effective policy and where it came from. */
-export interface SourcedValue<T> {
-  value: T;
-  source: PolicySource;
-}
+import { effectivePolicy, type AllowEntry, type EffectivePolicy, type Inventory, type PortForward, type PortRangeForward, type ProtoPorts } from "@netfleet/shared";
 
 /** A port-range forward as it reaches this VM: the backend port that maps onto `address:port`. */
 export interface RangeForwardToVm extends PortRangeForward {
@@ -23,14 +14,14 @@ export interface VmNicPolicy {
   mac: string;
   ip: string | null;
   host: string | null;
-  /** Isolated from the other VMs of its network (OpenFlow on its host): the VM's key, else the network's isolated_ports. */
-  isolation: SourcedValue<boolean>;
+  /** Isolated from the other VMs of its network (OpenFlow on its host). */
+  isolated: boolean;
   /** Cluster groups it is in (members may reach each other even when isolated). */
-  groups: SourcedValue<string[]>;
+  groups: string[];
   /** The network's egress (open, or allowlist: only `allow` and the site's services). */
   egress: "open" | "allowlist";
   /** Destinations it may reach beyond the gateway (allowlist egress). */
-  allow: SourcedValue<AllowEntry[]>;
+  allow: AllowEntry[];
   extraAddresses: string[];
   /** The gateway's own services the network's VMs may reach. */
   gatewayServices: ProtoPorts[];
@@ -39,15 +30,13 @@ export interface VmNicPolicy {
   rangeForwards: RangeForwardToVm[];
   /** Whether the gateway audits this network (its lines are then in `netfleet audit`). */
   audit: boolean;
+  /**
+   * Each policy key's value and where it came from (the VM, a profile, the
+   * network's default profile, the network, the default): shared
+   * inventory/effective-policy.ts, as `netfleet plan` shows it.
+   */
+  effective: EffectivePolicy | null;
 }
-
-/**
- * Effective policy with provenance from the profiles feature, when it is
- * there: per NIC (network), key → value and source. The seam the
- * dashboard reads it through; undefined: every value is the loaded
- * model's (source `inventory`, or `vm`/`network` where the model tells).
- */
-export type EffectivePolicyFn = (inventory: Inventory, vm: string) => Record<string, Record<string, SourcedValue<unknown>>> | undefined;
 
 /** IPv4 dotted quad → 32-bit number. */
 function ipv4Number(a: string): number {
@@ -56,11 +45,8 @@ function ipv4Number(a: string): number {
 
 /**
  * A VM's policy on each network it has a NIC in, from the loaded
- * inventory (pure). Empty when the inventory has no VM of that name.
- * Isolation's source is `vm` when it differs from the network's
- * isolated_ports, else `network` (the model resolves the VM key over the
- * network's default, shared inventory/networks.ts); the allow list is the
- * VM's own.
+ * inventory (pure), with the effective policy's provenance per key.
+ * Empty when the inventory has no VM of that name.
  */
 export function vmPolicy(inventory: Inventory, vm: string): VmNicPolicy[] {
   const out: VmNicPolicy[] = [];
@@ -75,15 +61,16 @@ export function vmPolicy(inventory: Inventory, vm: string): VmNicPolicy[] {
         mac: v.mac,
         ip: v.ip ?? null,
         host: v.host ?? null,
-        isolation: { value: v.isolated, source: v.isolated === n.isolated_ports ? { kind: "network", name: n.name } : { kind: "vm" } },
-        groups: { value: v.groups, source: { kind: "network", name: n.name } },
+        isolated: v.isolated,
+        groups: v.groups,
         egress: n.egress,
-        allow: { value: v.allow, source: { kind: "vm" } },
+        allow: v.allow,
         extraAddresses: v.extra_addresses,
         gatewayServices: n.gateway_services,
         forwards: n.port_forwards.filter((f) => f.vm === vm),
         rangeForwards: n.port_ranges.map((r) => (v.ip ? { ...r, backendPort: r.listen + (ipv4Number(v.ip) - base) } : { ...r })),
         audit: n.audit,
+        effective: effectivePolicy(inventory, n.name, vm) ?? null,
       });
     }
   }

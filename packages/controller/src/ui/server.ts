@@ -3,7 +3,6 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { parseSince } from "../commands/audit.ts";
 import { EventHub } from "./events.ts";
 import { allowedHosts, formatUiListen, type UiListen } from "./listen.ts";
-import type { EffectivePolicyFn } from "./policy.ts";
 import { uiVm, vmList, type UiSource } from "./source.ts";
 import type { TopologyRenderer } from "./topology.ts";
 
@@ -40,8 +39,6 @@ export interface UiServerOptions {
   allowRemote?: boolean;
   /** The topology picture's renderer (the graph feature's SVG); none: GET /api/topology.svg answers 503. */
   topology?: TopologyRenderer;
-  /** The effective policy with provenance (the profiles feature); none: the model's values only. */
-  effective?: EffectivePolicyFn;
   log?: (event: Record<string, unknown>) => void;
 }
 
@@ -163,7 +160,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, c: Context): Pr
     const name = decodeURIComponent(vm[1]!);
     if (!VM_NAME.test(name)) return json(res, 400, { error: `not a VM name: ${JSON.stringify(name.slice(0, 80))}` }, head);
     if (!vm[2]) {
-      const policy = uiVm(c.source.inventory, name, c.effective);
+      const policy = uiVm(c.source.inventory, name);
       return policy ? json(res, 200, policy, head) : json(res, 404, { error: `no VM named ${name} in the inventory` }, head);
     }
     let since: Date;

@@ -5,7 +5,7 @@ import { readAudit } from "../store/audit.ts";
 import { hostHealth, statusExitCode, type HostHealth, type HostStatus } from "../store/status.ts";
 import { auditedNics, matchRecord, type AuditLine, type AuditedNic } from "../store/vm-audit.ts";
 import type { RolloutState } from "../rollout/state.ts";
-import { vmList, vmPolicy, type EffectivePolicyFn, type VmNicPolicy } from "./policy.ts";
+import { vmList, vmPolicy, type VmNicPolicy } from "./policy.ts";
 
 /** A status row with its health, as `netfleet status` judges it (store/status.ts hostHealth). */
 export type UiHostRow = HostStatus & { health: HostHealth };
@@ -24,11 +24,10 @@ export interface UiRollout {
   state: RolloutState | null;
 }
 
-/** What GET /api/vm/NAME answers: the VM's policy per NIC, and the effective policy with provenance when profiles provide it. */
+/** What GET /api/vm/NAME answers: the VM's policy per NIC (with each key's provenance). */
 export interface UiVm {
   name: string;
   nics: VmNicPolicy[];
-  effective: Record<string, Record<string, { value: unknown; source: unknown }>> | null;
 }
 
 /** What GET /api/vm/NAME/audit answers: the last `limit` audit lines since `since` (oldest first), lost records, batches refused. */
@@ -117,10 +116,9 @@ export function controlPlaneSource(cp: ControlPlane, inventory: Inventory): UiSo
 }
 
 /** A VM's policy for GET /api/vm/NAME, or undefined when the inventory has no such VM. */
-export function uiVm(inventory: Inventory, name: string, effective?: EffectivePolicyFn): UiVm | undefined {
+export function uiVm(inventory: Inventory, name: string): UiVm | undefined {
   const nics = vmPolicy(inventory, name);
-  if (nics.length === 0) return undefined;
-  return { name, nics, effective: effective?.(inventory, name) ?? null };
+  return nics.length === 0 ? undefined : { name, nics };
 }
 
 export { vmList };

@@ -4,7 +4,6 @@ import type { UiListen } from "./listen.ts";
 import { UiServer } from "./server.ts";
 import { controlPlaneSource } from "./source.ts";
 import { topologyRenderer } from "./topology.ts";
-import { effectivePolicy } from "./effective.ts";
 
 /** `netfleet serve --ui ADDRESS:PORT [--ui-allow-remote]` as parsed (ui/listen.ts). */
 export interface UiOptions {
@@ -26,7 +25,6 @@ export async function startUi(o: UiOptions, cp: ControlPlane, inventory: Invento
       source: controlPlaneSource(cp, inventory),
       log,
       ...(topologyRenderer ? { topology: topologyRenderer } : {}),
-      ...(effectivePolicy ? { effective: effectivePolicy } : {}),
     });
     log({ event: "ui-listening", url: server.url, remote: o.allowRemote });
     return server;

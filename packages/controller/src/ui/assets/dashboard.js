@@ -119,19 +119,11 @@ async function loadTopology() {
   }
 }
 
-function sourceText(s) {
-  if (!s) return "";
-  if (s.kind === "profile") return `profile ${s.name}`;
-  if (s.kind === "network") return `network ${s.name} default`;
-  if (s.kind === "vm") return "VM";
-  return s.kind;
-}
-
-function dl(pairs) {
-  const d = el("dl");
+function dl(pairs, cls) {
+  const d = el("dl", null, cls);
   for (const [k, v, source] of pairs) {
     const dd = el("dd", v);
-    if (source) dd.append(el("span", `(${sourceText(source)})`, "source"));
+    if (source) dd.append(el("span", `(${source})`, "source"));
     d.append(el("dt", k), dd);
   }
   return d;
@@ -151,19 +143,18 @@ function renderVm(v) {
         dl([
           ["address", `${n.ip || "DHCP"}  ${n.mac}${n.extraAddresses.length ? `  + ${n.extraAddresses.join(", ")}` : ""}`],
           ["host", n.host || "—"],
-          ["isolation", n.isolation.value ? "isolated" : "not isolated", n.isolation.source],
-          ["groups", n.groups.value.join(", ") || "none", n.groups.source],
+          ["isolation", n.isolated ? "isolated" : "not isolated"],
+          ["groups", n.groups.join(", ") || "none"],
           ["egress", n.egress],
-          ["allow", n.allow.value.map((a) => `${a.to || a.name}${a.ports ? ` ${JSON.stringify(a.ports)}` : ""}`).join(", ") || "none", n.allow.source],
+          ["allow", n.allow.map((a) => `${a.to || a.name}${a.ports ? ` ${JSON.stringify(a.ports)}` : ""}`).join(", ") || "none"],
           ["gateway services", n.gatewayServices.map(ports).join(", ") || "none"],
           ["forwards", [...n.forwards.map((f) => `${f.proto} ${f.listen} → ${v.name}:${f.port}`), ...n.rangeForwards.map((r) => `${r.proto} ${r.backendPort ?? `${r.listen}+`} → ${v.name}:${r.port} (range)`)].join(", ") || "none"],
           ["audit", n.audit ? "on" : "off"],
         ]),
       );
-      const eff = v.effective && v.effective[n.network];
-      if (eff) {
-        div.append(el("h3", "effective policy"));
-        div.append(dl(Object.entries(eff).map(([k, sv]) => [k, typeof sv.value === "string" ? sv.value : JSON.stringify(sv.value), sv.source])));
+      if (n.effective) {
+        div.append(el("h4", `effective policy${n.effective.profile ? ` (profile ${n.effective.profile})` : ""}, and where each value comes from`));
+        div.append(dl(n.effective.entries.map((e) => [e.key, e.text, e.sourceText]), "effective"));
       }
       return div;
     }),
