@@ -5,6 +5,9 @@ import { flowsDiff } from "./flow-diff.ts";
 import { flowKey, formatFlow, matchText, parseFlows, type Flow } from "./openflow.ts";
 import { observeOvs, type OvsState } from "./ovsdb.ts";
 import type { Changes, ObserveContext, ResourceHandler, ResourcePlan } from "./types.ts";
+import { desiredMeters, meteredFlows, parseMeters, type Meter } from "./vm-bandwidth.ts";
+import { planBandwidth } from "./vm-bandwidth-plan.ts";
+import { emptyQos, observeQos, type QosObservation } from "./vm-bandwidth-qos.ts";
 
 /** A VM port: an OVS Interface that libvirt (or the lab, acting as hypervisor) marked with the guest's MAC. */
 export interface VmPort {
@@ -27,6 +30,12 @@ export interface VmPortObservation {
   leases?: Lease[];
   /** Why the leases file could not be used (the pass goes on without leases). */
   leasesProblem?: string;
+  /** The bridge's OpenFlow meters (egress limits, vm-bandwidth.ts); undefined when they could not be read. */
+  meters?: Meter[];
+  /** Why `ovs-ofctl dump-meters` failed. */
+  metersProblem?: string;
+  /** Port qos column, QoS and Queue tables (ingress limits, vm-bandwidth-qos.ts); undefined in older observations. */
+  qos?: QosObservation;
 }
 
 /** The Ethernet broadcast address, as ovs-ofctl writes it. */
@@ -129,7 +138,7 @@ export function portPolicies(spec: VmPortPolicySpec, obs: Pick<VmPortObservation
  * for `rarp` (dl_type 0x8035, sent by QEMU after a migration), RFC 2131
  * (DHCP ports 67/68), RFC 4861 (router advertisements are ICMPv6).
  */
-export function desiredFlows(spec: VmPortPolicySpec, obs: Pick<VmPortObservation, "vmPorts" | "uplinkOfport" | "leases">): Flow[] {
+export function desiredFlows(spec: VmPortPolicySpec, obs: Pick<VmPortObservation, "vmPorts" | "uplinkOfport" | "leases" | "meters">): Flow[] {
   const flows: Flow[] = [{ priority: PRIORITY.floor, match: [], actions: "drop" }];
   const up = obs.uplinkOfport;
   if (up === undefined) return flows; // no way to the gateway: nothing but the floor
@@ -203,7 +212,8 @@ export function desiredFlows(spec: VmPortPolicySpec, obs: Pick<VmPortObservation
     const local = localPeers(vm.groups ?? [], mac);
     flows.push({ priority: PRIORITY.remoteIsolatedBroadcast, match: [`in_port=${up}`, `dl_src=${mac}`, `dl_dst=${BROADCAST}`], actions: local.length > 0 ? local.map((o) => `output:${o}`).join(",") : "drop" });
   }
-  return dedupe(flows);
+  // What a limited VM sends passes its meter first (vm-bandwidth.ts); only when the bridge's meters could be read.
+  return meteredFlows(dedupe(flows), obs.meters === undefined ? [] : desiredMeters(spec, obs.vmPorts));
 }
 
 function dedupe(flows: Flow[]): Flow[] {
@@ -263,12 +273,16 @@ export const vmPortPolicy: ResourceHandler<VmPortPolicySpec, VmPortObservation> 
     const state = await observeOvs(ctx);
     if (!state.bridges.has(spec.name)) return { bridgeExists: false, vmPorts: [], flows: [] };
     const vmPorts = vmPortsOf(state, spec.name);
-    const [dump, leaseText] = await Promise.all([
+    const [dump, leaseText, meterDump, qos] = await Promise.all([
       ctx.read(ctx.tools.ovsOfctl("dump-flows", spec.name, "--no-stats")),
       spec.leaseSource !== undefined ? ctx.readFile(leasesPath(ctx.tools.runDir, spec.network)) : Promise.resolve(undefined),
+      ctx.read(ctx.tools.ovsOfctl("dump-meters", spec.name), { allowFailure: true }),
+      observeQos(ctx),
     ]);
     const uplink = state.interfaces.get(spec.uplinkPort)?.ofport;
-    const obs: VmPortObservation = { bridgeExists: true, vmPorts, flows: parseFlows(dump.stdout) };
+    const obs: VmPortObservation = { bridgeExists: true, vmPorts, flows: parseFlows(dump.stdout), qos };
+    if (meterDump.exitCode === 0) obs.meters = parseMeters(meterDump.stdout);
+    else obs.metersProblem = meterDump.stderr.trim().split("\n")[0] || `ovs-ofctl dump-meters exited ${meterDump.exitCode}`;
     if (uplink !== undefined && uplink > 0) obs.uplinkOfport = uplink;
     if (leaseText !== undefined) {
       try {
@@ -282,7 +296,7 @@ export const vmPortPolicy: ResourceHandler<VmPortPolicySpec, VmPortObservation> 
     }
     return obs;
   },
-  absent: () => ({ bridgeExists: false, vmPorts: [], flows: [] }),
+  absent: () => ({ bridgeExists: false, vmPorts: [], flows: [], meters: [], qos: emptyQos() }),
   // A renewed lease has a later expiry: which addresses are leased to which MAC is what the rules depend on.
   stable: (obs) => ({ ...obs, ...(obs.leases ? { leases: obs.leases.map((l) => `${l.mac} ${l.ip}`).sort() } : {}) }),
   plan(spec, obs, ctx): ResourcePlan {
@@ -336,8 +350,16 @@ export const vmPortPolicy: ResourceHandler<VmPortPolicySpec, VmPortObservation> 
         changes.announced = { old: null, new: fresh.map((p) => p.port.mac) };
       }
     }
-    if (commands.length === 0) return obs.leasesProblem ? { changes, commands, comment: `leases not used: ${obs.leasesProblem}` } : { changes, commands };
-    const plan: ResourcePlan = { changes, commands, diff: flowsDiff(spec.name, obs.vmPorts, obs.flows, want, cookie) };
+    // Bandwidth (vm-bandwidth-plan.ts): meters before the bundle that names them, their deletion and the QoS after.
+    const bw = planBandwidth(spec, obs, ctx, portsWithFlows);
+    commands.unshift(...bw.before);
+    commands.push(...bw.after);
+    Object.assign(changes, bw.changes);
+    if (bw.drift) drift = true;
+    const notes = [...(obs.leasesProblem ? [`leases not used: ${obs.leasesProblem}`] : []), ...bw.notes];
+    if (commands.length === 0) return notes.length > 0 ? { changes, commands, comment: notes.join("; ") } : { changes, commands };
+    const plan: ResourcePlan = { changes, commands, ...(lines.length > 0 ? { diff: flowsDiff(spec.name, obs.vmPorts, obs.flows, want, cookie) } : {}) };
+    if (notes.length > 0) plan.comment = notes.join("; ");
     // A VM that started or stopped, or a lease that came or ended, is lifecycle, not drift.
     if (!drift) plan.lifecycle = true;
     else {
@@ -345,7 +367,8 @@ export const vmPortPolicy: ResourceHandler<VmPortPolicySpec, VmPortObservation> 
       const parts: string[] = [];
       if (foreign.length > 0) parts.push(`${foreign.length} rule(s) not installed by netfleet: ${foreign.slice(0, 3).join("; ")}${foreign.length > 3 ? "; ..." : ""}`);
       if (added.length > 0) parts.push(`${added.length} rule(s) restored`);
-      plan.comment = `drift: ${parts.join("; ")}`;
+      if (bw.changes.meters || bw.changes.qos) parts.push("bandwidth limits of a running VM's port set");
+      plan.comment = [`drift: ${parts.join("; ")}`, ...notes].join("; ");
     }
     return plan;
   },
