@@ -65,3 +65,20 @@ export const OvsSamplingSpec = z
 export type SflowExport = z.output<typeof SflowExport>;
 export type IpfixExport = z.output<typeof IpfixExport>;
 export type OvsSamplingSpec = z.output<typeof OvsSamplingSpec>;
+
+/**
+ * One line for `netfleet plan`: `sFlow to 10.0.0.9:6343 (1 in 400, counters
+ * every 30 s, agent 10.0.0.11); IPFIX to 10.0.0.9:4739 (1 in 400)`. Pure.
+ */
+export function samplingSummary(spec: OvsSamplingSpec): string {
+  const parts: string[] = [];
+  if (spec.sflow) {
+    const s = spec.sflow;
+    parts.push(`sFlow to ${s.targets.join(",")} (1 in ${s.sampling}, counters every ${s.polling} s, ${s.header}-byte headers, agent ${s.agent ?? "by route"})`);
+  }
+  if (spec.ipfix) {
+    const i = spec.ipfix;
+    parts.push(`IPFIX to ${i.targets.join(",")} (1 in ${i.sampling}${i.cacheActiveTimeout > 0 ? `, cache ${i.cacheActiveTimeout} s` : ""}${i.cacheMaxFlows > 0 ? ` up to ${i.cacheMaxFlows} flows` : ""})`);
+  }
+  return parts.join("; ");
+}

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseDocument } from "yaml";
 import { afterAll, describe, expect, it } from "vitest";
-import { decodeAssignment, loadInventory, type ResourceSpec } from "@netfleet/shared";
+import { decodeAssignment, loadInventory, samplingSummary, type ResourceSpec } from "@netfleet/shared";
 import { compileSite } from "./compile.ts";
 
 const root = join(import.meta.dirname, "..", "..", "..", "..");
@@ -39,6 +39,8 @@ describe("sampling compile", () => {
       sflow: { targets: ["10.99.0.250:6343", "10.99.0.251:9999"], agent: "10.99.0.1", sampling: 1, polling: 2, header: 128 },
       ipfix: { targets: ["10.99.0.250:4739"], sampling: 400, cacheActiveTimeout: 0, cacheMaxFlows: 0 },
     });
+    const spec = hosta.resources.find((r) => r.kind === "ovs-sampling")!;
+    expect(spec.kind === "ovs-sampling" && samplingSummary(spec)).toBe("sFlow to 10.99.0.250:6343,10.99.0.251:9999 (1 in 1, counters every 2 s, 128-byte headers, agent 10.99.0.1); IPFIX to 10.99.0.250:4739 (1 in 400)");
     expect(out.find((a) => a.host === "hostb")!.resources.find((r) => r.kind === "ovs-sampling")).toMatchObject({ sflow: { agent: "10.99.0.2" } });
     const prune = hosta.resources.find((r) => r.kind === "prune")!;
     expect(prune.kind === "prune" && prune.keep.sampling).toEqual(["br-datain", "br-secure", "br-service"]);
