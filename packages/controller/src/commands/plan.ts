@@ -1,6 +1,6 @@
 import { mkdirSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import { resourceId, type HostAssignment, type ResourceSpec } from "@netfleet/shared";
+import { formatLimit, resourceId, type Bandwidth, type HostAssignment, type ResourceSpec } from "@netfleet/shared";
 import { planAbsent, Toolbox } from "@netfleet/agent";
 import { compileSite } from "../compile/compile.ts";
 import type { CommandOutput } from "../output.ts";
@@ -142,7 +142,7 @@ function summarizeSpec(spec: ResourceSpec): string {
     case "sysctl":
       return `${spec.name} = ${spec.value}`;
     case "vm-port-policy":
-      return `OpenFlow for VM ports (cookie ${spec.cookie}): anti-spoofing; isolated ${spec.vms.filter((v) => v.isolated).map((v) => v.name).join(",") || "none"}${spec.isolatedDefault ? " (network default: isolated)" : ""}`;
+      return `OpenFlow for VM ports (cookie ${spec.cookie}): anti-spoofing; isolated ${spec.vms.filter((v) => v.isolated).map((v) => v.name).join(",") || "none"}${spec.isolatedDefault ? " (network default: isolated)" : ""}${bandwidthSummary(spec.vms)}`;
     case "dnsmasq":
       return `${spec.dhcp ? `DHCP ${spec.dhcp.start}-${spec.dhcp.end} (${spec.router ? "default route" : "no default route"}, mtu ${spec.mtu})` : "no DHCP"} and DNS (${spec.dns}, ttl cap ${spec.maxTtl}s${spec.allowNames.length > 0 ? `, ${spec.allowNames.length} names` : ""}) on ${spec.address}, ${spec.hosts.length} static hosts`;
     case "nft-table":
@@ -157,6 +157,14 @@ function summarizeSpec(spec: ResourceSpec): string {
       // A kind without its own line yet (a resource added since): its fields, compact; --json has them whole.
       return compactSpec(spec);
   }
+}
+
+/** `; bandwidth vm1 egress 50Mbit/s burst 1Mbit ingress ...` for the VMs with a limit, "" when none has one. */
+function bandwidthSummary(vms: readonly { name: string; bandwidth?: Bandwidth }[]): string {
+  const limited = vms.filter((v) => v.bandwidth?.egress || v.bandwidth?.ingress);
+  if (limited.length === 0) return "";
+  const one = (b: Bandwidth) => (["egress", "ingress"] as const).flatMap((d) => (b[d] ? [`${d} ${formatLimit(b[d])}`] : [])).join(" ");
+  return `; bandwidth ${limited.map((v) => `${v.name} ${one(v.bandwidth!)}`).join(", ")}`;
 }
 
 /** `key=value` for each scalar field of a spec but kind and name, lists as their length. */

@@ -51,3 +51,10 @@ export const BandwidthSpec = z
 
 export type BandwidthLimitSpec = z.output<typeof BandwidthLimitSpec>;
 export type BandwidthSpec = z.output<typeof BandwidthSpec>;
+
+/** Keys a did-you-mean may offer below a `bandwidth` key, `rest` the path below it (problems.ts). */
+export function bandwidthKeysFor(rest: readonly (string | number)[]): string[] {
+  if (rest.length === 0) return Object.keys(BandwidthSpec.shape);
+  if (rest.length === 1) return Object.keys(BandwidthLimitSpec.shape);
+  return [];
+}

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { BandwidthSpec } from "./schema-bandwidth.ts";
+import { BandwidthSpec, bandwidthKeysFor } from "./schema-bandwidth.ts";
 import { dnsLabel, ipv4, json, PortSet } from "./schema-fields.ts";
 import { AllowEntry } from "./schema-network.ts";
 
@@ -41,3 +41,12 @@ export const PROFILE_KEYS = ["isolated", "cluster_groups", "allow", "gateway_ser
 export type ProfileKey = (typeof PROFILE_KEYS)[number];
 
 export type ProfileSpec = z.output<typeof ProfileSpec>;
+
+/** Keys a did-you-mean may offer at `path` inside the `profiles` section (problems.ts). */
+export function profileKeysFor(path: readonly (string | number)[]): string[] {
+  if (path.length === 2) return Object.keys(ProfileSpec.shape);
+  if (path[2] === "bandwidth") return bandwidthKeysFor(path.slice(3));
+  if (path[2] === "allow" && path.length === 4) return ["to", "name", "ports", "proto"];
+  if (path[2] === "gateway_services" && path.length === 4) return Object.keys(PortSet.shape);
+  return [];
+}
