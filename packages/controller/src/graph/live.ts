@@ -36,7 +36,8 @@ const RANK: Record<ElementState, number> = { unknown: 0, converged: 1, drift: 2,
  * (unreachable); an element on a host that is down is down; with the host's
  * view, each element is judged by what the agent sees (a link up, an OVS
  * bridge or port present, a VM port with netfleet's rules, the nft table),
- * else it takes the host's state. A network takes the worst state of the
+ * else (nothing in the view to judge it by) it takes the host's state; with
+ * no view at all, unknown on a converged host. A network takes the worst state of the
  * host elements it joins (down only when all are down), the switch and the
  * outside stay unknown. Pure.
  */
@@ -86,10 +87,8 @@ function elementState(e: GraphElement, input: HostLiveInput): ElementLive {
   if (e.kind === "host" || host.state === "down") return host;
   const view = input.view;
   if (!view) return { state: host.state === "converged" ? "unknown" : host.state, reason: `no view from its agent${input.error ? `: ${input.error}` : ""}` };
-  const found = observed(e, view);
-  if (found === undefined) return host;
-  if (found.state === "converged" && host.state !== "converged") return { state: host.state, reason: `${found.reason}; host ${host.reason}` };
-  return found;
+  // What the agent sees of the element wins: a bridge that is there is converged even on a host that drifted elsewhere.
+  return observed(e, view) ?? host;
 }
 
 /** What the view says of `e`; undefined when the view has nothing to judge it by. */
