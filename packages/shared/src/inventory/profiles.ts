@@ -158,3 +158,30 @@ function unknownProfile(name: string, profiles: Located<ProfileSpec>[]): string 
   if (near) return `no profile ${quoteToken(name)} in this site (did you mean ${quoteToken(near.k)}?)`;
   return `no profile ${quoteToken(name)} in this site (${known.length > 0 ? `profiles: ${known.join(", ")}` : "it defines no profiles:"})`;
 }
+
+/**
+ * A reporter for the checks that run on the merged VM specs (networks.ts,
+ * check-gateway.ts): a problem at a VM key whose value came from a profile
+ * is moved to that key of the profile, with the VM named ("for VM www1 of
+ * network web: ..."), so `file:line:col` points where the value is written.
+ * Everything else goes to `r` unchanged.
+ */
+export function profileReporter(r: Reporter, profiles: Located<ProfileSpec>[], { networks, origins }: ProfiledNetworks): Reporter {
+  const profileRef = new Map(profiles.map((p) => [p.name, p.ref]));
+  const networkRef = new Map(networks.map((n) => [n.name, n.ref]));
+  return {
+    at: (ref, ...more) => r.at(ref, ...more),
+    where: (ref) => r.where(ref),
+    report(ref, message, options) {
+      const [section, netName, vms, vmName, key, ...rest] = ref.path;
+      const netRef = typeof netName === "string" ? networkRef.get(netName) : undefined;
+      if (section !== "networks" || vms !== "vms" || typeof vmName !== "string" || typeof key !== "string" || !netRef || netRef.file !== ref.file) return r.report(ref, message, options);
+      const sources = origins.get(vmKey(netName as string, vmName))?.sources;
+      const dir = key === "bandwidth" && (rest[0] === "egress" || rest[0] === "ingress") ? `bandwidth.${rest[0]}` : key;
+      const source = sources?.[dir as PolicyKey];
+      const pRef = source && "profile" in source ? profileRef.get(source.profile) : undefined;
+      if (!pRef) return r.report(ref, message, options);
+      r.report(r.at(pRef, key, ...rest), `for VM ${vmName} of network ${netName}: ${message}`, options);
+    },
+  };
+}
