@@ -24,14 +24,15 @@ export const GreDestination = z.strictObject({
 export const ErspanDestination = z.strictObject({
   remote_ip: remoteIp,
   key: z.number().int().min(0).max(1023).default(1).describe("ERSPAN session ID, 0-1023 (OVS options:key, a 10-bit field). Default 1"),
-  erspan_ver: z.union([z.literal(1), z.literal(2)]).default(1).describe("ERSPAN version: 1 (type II) or 2 (type III), OVS options:erspan_ver. Default 1"),
+  erspan_ver: z.union([z.literal(1).describe("1: ERSPAN type II"), z.literal(2).describe("2: ERSPAN type III")]).default(1).describe("ERSPAN version: 1 (type II) or 2 (type III), OVS options:erspan_ver. Default 1"),
   erspan_idx: z.number().int().min(0).max(1048575).optional().describe("Version 1 only: the 20-bit port index carried in each frame (OVS options:erspan_idx). Default: OVS's (0)"),
-  erspan_dir: z.union([z.literal(0), z.literal(1)]).optional().describe("Version 2 only: direction bit, 0 ingress, 1 egress (OVS options:erspan_dir). Default: OVS's (0)"),
+  erspan_dir: z.union([z.literal(0).describe("0: ingress traffic"), z.literal(1).describe("1: egress traffic")]).optional().describe("Version 2 only: direction bit, 0 ingress, 1 egress (OVS options:erspan_dir). Default: OVS's (0)"),
   erspan_hwid: z.number().int().min(0).max(63).optional().describe("Version 2 only: 6-bit hardware ID (OVS options:erspan_hwid). Default: OVS's (0)"),
 });
 
 /** Where a mirror's frames go: exactly one of a capture VM, a GRE target, an ERSPAN target. */
-export const MirrorDestination = z
+export const MirrorDestination = json(
+  z
   .strictObject({
     vm: dnsLabel.optional().describe("A capture VM of the mirror's network: its port becomes the OVS Mirror output_port, which then receives only mirrored frames (OVS discards whatever the VM sends on it; give the capture VM a second NIC for its own traffic). It sees the sources on its own host"),
     gre: GreDestination.optional().describe("A GRE tunnel to a remote capture point: a port mr-<mirror> of type gre on the network's bridge on every VM host carrying the network"),
@@ -40,10 +41,12 @@ export const MirrorDestination = z
   .check((ctx) => {
     const given = (["vm", "gre", "erspan"] as const).filter((k) => ctx.value[k] !== undefined);
     if (given.length !== 1) ctx.issues.push({ code: "custom", message: `give exactly one of vm, gre or erspan${given.length > 1 ? ` (got ${given.join(", ")})` : ""}`, input: ctx.value });
-  });
+  }),
+  { minProperties: 1, maxProperties: 1 },
+);
 
 /** One mirror: a network's VM ports (or the whole network) copied to a destination. */
-export const MirrorSpec = z.strictObject({
+export const MirrorSpec = json(z.strictObject({
   network: json(z.string().regex(NETWORK_NAME, "must be a network name"), { pattern: NETWORK_NAME.source }).describe("The network whose traffic is mirrored: its bridge br-<network> holds the OVS Mirror on each VM host"),
   vms: json(z.array(dnsLabel.describe("A VM of the mirror's network")).min(1, "give at least one VM, or leave vms out to mirror the whole network"), { uniqueItems: true })
     .optional()
@@ -53,6 +56,10 @@ export const MirrorSpec = z.strictObject({
     .default("both")
     .describe("What of the source VMs is copied, seen from the VM (as Neutron QoS rules are): egress = what they send (select_src_port), ingress = what they receive (select_dst_port), both. Default both; a whole-network mirror is always both (select_all)"),
   destination: MirrorDestination.describe("Where the copies go: a capture VM (vm), or a GRE or ERSPAN target"),
+}), {
+  // A whole-network mirror (no vms) copies both directions.
+  if: { not: { properties: { vms: true }, required: ["vms"] } },
+  then: { properties: { direction: { const: "both" } } },
 });
 
 export type GreDestination = z.output<typeof GreDestination>;
