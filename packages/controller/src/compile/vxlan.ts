@@ -1,0 +1,45 @@
+import { VXLAN_UDP_PORT, vlanInterfaceName, vxlanInterfaceName, type Host, type Inventory, type Network, type ResourceSpec, type UplinkSpec } from "@netfleet/shared";
+
+/**
+ * The uplink of a host in `mode: vxlan`: one Linux VXLAN device per network
+ * it carries (`vx-<network>`, VNI = the network's vni), sourced from the
+ * host's underlay address and flooding to every other host that carries
+ * the network (the backend carries them all). VMs on two VM hosts reach
+ * each other directly, not through the backend: the same paths as on a
+ * VLAN trunk. Pure.
+ */
+export function vxlanUplink(inventory: Inventory, host: Host, networks: Network[]): { resources: ResourceSpec[]; links: string[]; bridges: string[] } {
+  const resources: ResourceSpec[] = networks.map((n) => ({
+    kind: "vxlan-interface",
+    name: vxlanInterfaceName(n.name),
+    vni: n.vni,
+    local: underlayAddress(host),
+    ...(host.uplink.underlay !== undefined ? { underlay: host.uplink.underlay } : {}),
+    port: VXLAN_UDP_PORT,
+    remotes: inventory.hosts
+      .filter((h) => h.name !== host.name && (h.role === "backend" || h.networks.includes(n.name)))
+      .map(underlayAddress)
+      .sort(byAddress),
+    mtu: n.mtu,
+  }));
+  return { resources, links: networks.map((n) => vxlanInterfaceName(n.name)), bridges: [] };
+}
+
+/**
+ * The kernel link that carries network `n` on a host: `vx-<network>` in
+ * vxlan mode, `<bond>.<vlan>` in kernel mode (ovs-trunk hosts use patch
+ * ports instead and do not ask).
+ */
+export function networkLink(up: UplinkSpec, n: Network): string {
+  return up.mode === "vxlan" ? vxlanInterfaceName(n.name) : vlanInterfaceName(up.bond, n.vlan);
+}
+
+/** A vxlan host's address on the underlay: `uplink.underlay_address`, else its management address (the loader requires one). */
+export function underlayAddress(h: Host): string {
+  return h.uplink.underlay_address ?? h.address ?? "";
+}
+
+function byAddress(a: string, b: string): number {
+  const n = (s: string) => s.split(".").reduce((v, o) => v * 256 + Number(o), 0);
+  return n(a) - n(b);
+}
