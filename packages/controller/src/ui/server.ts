@@ -139,6 +139,8 @@ async function handle(req: IncomingMessage, res: ServerResponse, c: Context): Pr
     res.writeHead(200, { ...COMMON_HEADERS, "content-type": asset.type }).end(head ? undefined : asset.body);
     return;
   }
+  // Browsers ask for it on their own; there is none (an empty answer, not a 404 in the console).
+  if (path === "/favicon.ico") return void res.writeHead(204, COMMON_HEADERS).end();
   if (path === "/api/status") return json(res, 200, await c.source.status(), head);
   if (path === "/api/rollout") return json(res, 200, await c.source.rollout(), head);
   if (path === "/api/vms") return json(res, 200, { site: c.source.site, vms: vmList(c.source.inventory) }, head);

@@ -24,7 +24,7 @@ export async function startUi(o: UiOptions, cp: ControlPlane, inventory: Invento
       allowRemote: o.allowRemote,
       source: controlPlaneSource(cp, inventory),
       log,
-      ...(topologyRenderer ? { topology: topologyRenderer } : {}),
+      topology: topologyRenderer,
     });
     log({ event: "ui-listening", url: server.url, remote: o.allowRemote });
     return server;
