@@ -222,3 +222,16 @@ export function planQos(spec: VmPortPolicySpec, vmPorts: { port: string; mac: st
   }
   return plan;
 }
+
+/**
+ * What of the QoS observation one bridge's plan depends on (for the
+ * observed-state hash): its VM ports' qos, the QoS and Queue rows they name
+ * and the rows marked with this bridge. Another bridge's QoS is not its.
+ */
+export function stableQos(obs: QosObservation, bridge: string, vmPorts: string[]): QosObservation {
+  const portQos = Object.fromEntries(vmPorts.filter((p) => obs.portQos[p] !== undefined).map((p) => [p, obs.portQos[p]!]));
+  const named = new Set(Object.values(portQos));
+  const qos = obs.qos.filter((q) => named.has(q.uuid) || q.externalIds[MARK.bridge] === bridge);
+  const queued = new Set(qos.flatMap((q) => Object.values(q.queues)));
+  return { portQos, qos, queues: obs.queues.filter((u) => queued.has(u.uuid) || u.externalIds[MARK.bridge] === bridge) };
+}

@@ -166,3 +166,17 @@ describe("vm-port-policy with bandwidth", () => {
     expect(plan.lifecycle).toBeUndefined();
   });
 });
+
+describe("vm-port-policy with bandwidth: the observed-state hash", () => {
+  it("covers its VM ports' QoS and the rows marked with its bridge, not another bridge's", () => {
+    const obs: VmPortObservation = { bridgeExists: true, vmPorts: [{ port: "vnet1", ofport: 1, mac: MAC(1) }], flows: [], meters: [], qos: qosMixed };
+    const s = spec([]);
+    const seen = vmPortPolicy.stable!(obs, s) as { qos: { portQos: Record<string, string>; qos: unknown[]; queues: unknown[] } };
+    // vnet1's QoS and the orphan marked br-secure; not vnet2's (not one of its VM ports here)
+    expect(Object.keys(seen.qos.portQos)).toEqual(["vnet1"]);
+    expect(seen.qos.qos).toHaveLength(2);
+    expect(seen.qos.queues).toHaveLength(2);
+    const other = vmPortPolicy.stable!(obs, { ...s, name: "br-other" }) as typeof seen;
+    expect(other.qos.qos).toHaveLength(1);
+  });
+});

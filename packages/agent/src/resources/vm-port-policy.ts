@@ -7,7 +7,7 @@ import { observeOvs, type OvsState } from "./ovsdb.ts";
 import type { Changes, ObserveContext, ResourceHandler, ResourcePlan } from "./types.ts";
 import { desiredMeters, meteredFlows, parseMeters, type Meter } from "./vm-bandwidth.ts";
 import { planBandwidth } from "./vm-bandwidth-plan.ts";
-import { emptyQos, observeQos, type QosObservation } from "./vm-bandwidth-qos.ts";
+import { emptyQos, observeQos, stableQos, type QosObservation } from "./vm-bandwidth-qos.ts";
 
 /** A VM port: an OVS Interface that libvirt (or the lab, acting as hypervisor) marked with the guest's MAC. */
 export interface VmPort {
@@ -298,7 +298,11 @@ export const vmPortPolicy: ResourceHandler<VmPortPolicySpec, VmPortObservation> 
   },
   absent: () => ({ bridgeExists: false, vmPorts: [], flows: [], meters: [], qos: emptyQos() }),
   // A renewed lease has a later expiry: which addresses are leased to which MAC is what the rules depend on.
-  stable: (obs) => ({ ...obs, ...(obs.leases ? { leases: obs.leases.map((l) => `${l.mac} ${l.ip}`).sort() } : {}) }),
+  stable: (obs, spec) => ({
+    ...obs,
+    ...(obs.leases ? { leases: obs.leases.map((l) => `${l.mac} ${l.ip}`).sort() } : {}),
+    ...(obs.qos ? { qos: stableQos(obs.qos, spec.name, obs.vmPorts.map((p) => p.port)) } : {}),
+  }),
   plan(spec, obs, ctx): ResourcePlan {
     if (!obs.bridgeExists) return { changes: {}, commands: [] };
     const want = desiredFlows(spec, obs);
