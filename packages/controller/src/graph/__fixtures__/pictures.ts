@@ -10,8 +10,8 @@ import { XMLParser } from "fast-xml-parser";
 
 /** What a reader found: nodes and host boxes by name with their label lines, and the links. */
 export interface ReadPicture {
-  nodes: Map<string, { label: string[]; id?: string; class?: string; box?: string }>;
-  boxes: Map<string, { label: string[]; id?: string; class?: string }>;
+  nodes: Map<string, { label: string[]; id?: string; class?: string; box?: string; fill?: string }>;
+  boxes: Map<string, { label: string[]; id?: string; class?: string; fill?: string }>;
   links: { from: string; to: string; label?: string; dashed: boolean }[];
 }
 
@@ -53,8 +53,16 @@ interface SvgGroup {
   title?: string | number;
   text?: (string | number | { "#text"?: string | number })[];
   g?: SvgGroup[];
-  a?: { text?: SvgGroup["text"] }[];
-  path?: { "stroke-dasharray"?: string }[];
+  a?: Shapes[];
+  path?: { "stroke-dasharray"?: string; fill?: string }[];
+}
+
+/** The shapes Graphviz draws a node, box or edge with (inside an `<a>` when it has a tooltip). */
+interface Shapes {
+  text?: SvgGroup["text"];
+  path?: { fill?: string }[];
+  polygon?: { fill?: string }[];
+  ellipse?: { fill?: string }[];
 }
 
 /** A `<text>`'s characters; Graphviz writes the second of two spaces as U+00A0 to keep it, read here as the space it shows. */
@@ -62,7 +70,7 @@ const textOf = (t: NonNullable<SvgGroup["text"]>[number]) => String(typeof t ===
 
 /** Reads Graphviz's SVG: each `<g class="node|cluster|edge ...">` with its `<title>`, `id`, `class` and `<text>` lines. */
 export function readSvg(svg: string): ReadPicture & { root: string } {
-  const parser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: "", htmlEntities: true, isArray: (name) => ["g", "text", "a", "path"].includes(name) });
+  const parser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: "", htmlEntities: true, isArray: (name) => ["g", "text", "a", "path", "polygon", "ellipse"].includes(name) });
   const doc = parser.parse(svg) as { svg: { g: SvgGroup[] } };
   const out: ReadPicture = { nodes: new Map(), boxes: new Map(), links: [] };
   const groups: SvgGroup[] = [];
@@ -75,7 +83,9 @@ export function readSvg(svg: string): ReadPicture & { root: string } {
     const classes = (g.class ?? "").split(" ");
     const title = String(g.title ?? "");
     const texts = [...(g.text ?? []), ...(g.a ?? []).flatMap((a) => a.text ?? []), ...(g.g ?? []).flatMap((c) => (c.a ?? []).flatMap((a) => a.text ?? []))].map(textOf);
-    const attrs = { ...(g.id ? { id: g.id } : {}), ...(g.class ? { class: g.class } : {}) };
+    const shapes: Shapes[] = [g as Shapes, ...(g.a ?? []), ...(g.g ?? []).flatMap((c) => c.a ?? [])];
+    const fill = shapes.flatMap((x) => [...(x.polygon ?? []), ...(x.path ?? []), ...(x.ellipse ?? [])]).find((x) => x.fill !== undefined && x.fill !== "none")?.fill;
+    const attrs = { ...(g.id ? { id: g.id } : {}), ...(g.class ? { class: g.class } : {}), ...(fill ? { fill } : {}) };
     if (classes[0] === "node") out.nodes.set(title, { label: texts, ...attrs });
     else if (classes[0] === "cluster") out.boxes.set(title.slice("cluster_".length), { label: texts, ...attrs });
     else if (classes[0] === "edge") {
