@@ -1,6 +1,7 @@
 import { addCompletionCommand, createProgram, runProgram, type ProgramIo } from "@netfleet/shared/cli";
 import { consoleOutput, type CommandOutput } from "./output.ts";
 import { addControlCommands } from "./program/control.ts";
+import { addGraphCommand } from "./program/graph.ts";
 import { addKeysCommands } from "./program/keys.ts";
 import { addRolloutCommand } from "./program/rollout.ts";
 import { addSiteCommands } from "./program/site.ts";
@@ -47,6 +48,7 @@ export async function main(argv: string[], out?: CommandOutput): Promise<number>
   addRolloutCommand(program, ctx);
   addKeysCommands(program, ctx);
   addShowCommand(program, ctx);
+  addGraphCommand(program, ctx);
   addCompletionCommand(program);
   program.addHelpText("after", NOTES);
   return runProgram(program, argv);

@@ -1,9 +1,13 @@
 import { z } from "zod";
+import { VmBandwidthSpec } from "./assignment-bandwidth.ts";
 import { canonicalJson, sha256Hex } from "./canonical.ts";
 import { DecodeError } from "./errors.ts";
+import { OvsMirrorSpec } from "./assignment-mirror.ts";
+import { OvsSamplingSpec } from "./assignment-sampling.ts";
 import { Ipv4Address, Ipv4Interface } from "./ipv4.ts";
 import { DNS_LABEL, INTERFACE_NAME, MAC_ADDRESS, NETWORK_NAME } from "./names.ts";
 import { parseJson } from "./protocol/messages.ts";
+import { VxlanInterfaceSpec } from "./assignment-vxlan.ts";
 import { PROTOCOL_VERSION, parseFromPeer, parseProtocolVersion, type ProtocolVersion } from "./protocol/version.ts";
 
 /**
@@ -169,6 +173,8 @@ export const VmPortPolicySpec = z.strictObject({
       extraAddresses: z.array(ipv4).optional(),
       /** Cluster groups of the network this VM belongs to: members reach each other even when isolated. */
       groups: z.array(z.string().regex(DNS_LABEL)).optional(),
+      /** Bandwidth limits (protocol 1.3, optional): egress = what the VM sends, ingress = what it receives (assignment-bandwidth.ts). */
+      bandwidth: VmBandwidthSpec.optional(),
     }),
   ),
 });
@@ -301,6 +307,10 @@ export const PruneSpec = z.strictObject({
     dnsmasq: z.array(z.string().regex(NETWORK_NAME)),
     /** Whether the table `inet netfleet` stays (the host holds the gateway role). */
     nftTable: z.boolean(),
+    /** Names of our OVS Mirror rows that stay (they have an ovs-mirror resource), with their mr-<name> tunnel ports; absent: mirrors are not looked at. */
+    ovsMirrors: z.array(z.string().regex(NETWORK_NAME)).optional(),
+    /** Bridges whose sFlow/IPFIX rows of ours stay (they have an ovs-sampling resource); absent: none. */
+    sampling: z.array(ifname).optional(),
   }),
 });
 
@@ -315,7 +325,10 @@ export const ResourceSpec = z.discriminatedUnion("kind", [
   VmPortPolicySpec,
   DnsmasqSpec,
   NftTableSpec,
+  OvsMirrorSpec,
+  OvsSamplingSpec,
   PruneSpec,
+  VxlanInterfaceSpec,
 ]);
 
 /** The desired state of one host (see the top of this file); `apiVersion` names the document schema, the envelope's `protocol` the wire. */

@@ -3,10 +3,13 @@ import { prune } from "./prune.ts";
 import { interfaceAddress, kernelBond, vlanInterface } from "./ip-link.ts";
 import { libvirtNetwork } from "./libvirt.ts";
 import { ovsBridge } from "./ovs.ts";
+import { ovsMirror } from "./ovs-mirror.ts";
+import { ovsSampling } from "./ovs-sampling.ts";
 import { sysctl } from "./sysctl.ts";
 import { dnsmasq } from "./dnsmasq.ts";
 import { nftTable } from "./nft.ts";
 import { vmPortPolicy } from "./vm-port-policy.ts";
+import { vxlanInterface } from "./vxlan-interface.ts";
 import type { ResourceHandler } from "./types.ts";
 
 /** Every resource kind the agent knows, by the `kind` of its spec. */
@@ -20,6 +23,9 @@ export const handlers: { [K in ResourceSpec["kind"]]: ResourceHandler<Extract<Re
   "vm-port-policy": vmPortPolicy,
   dnsmasq,
   "nft-table": nftTable,
+  "ovs-sampling": ovsSampling,
+  "vxlan-interface": vxlanInterface,
+  "ovs-mirror": ovsMirror,
   prune,
 };
 

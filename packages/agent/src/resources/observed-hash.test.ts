@@ -9,6 +9,7 @@ import { parseLinks } from "./ip-json.ts";
 import { observedHash } from "./observed-hash.ts";
 import { ovsObserveArgv, parseOvsState } from "./ovsdb.ts";
 import { prune } from "./prune.ts";
+import { qosObserveArgv } from "./vm-bandwidth-qos.ts";
 import { vmPortPolicy } from "./vm-port-policy.ts";
 
 const tools = new Toolbox();
@@ -61,7 +62,9 @@ describe("the observed-state hash of a pass", () => {
     const host = (flows: string) =>
       new RecordingRunner()
         .reply(ovsObserveArgv({ owner: "fixture", tools }), { stdout: fixture("ovs/with-domain.json") })
-        .reply(tools.ovsOfctl("dump-flows", "br-secure", "--no-stats"), { stdout: fixture(flows) });
+        .reply(tools.ovsOfctl("dump-flows", "br-secure", "--no-stats"), { stdout: fixture(flows) })
+        .reply(tools.ovsOfctl("dump-meters", "br-secure"), { stdout: fixture("ovs/bandwidth/meters-none.txt") })
+        .reply(qosObserveArgv({ owner: "fixture", tools }), { stdout: fixture("ovs/bandwidth/qos-none.json") });
     const run = (flows: string) => reconcilePass([spec], { runner: host(flows), tools, owner: "fixture", check: true });
     expect((await run("ovs/flows-br-secure-stats.txt")).observed).toBe((await run("ovs/flows-br-secure.txt")).observed);
     expect((await run("ovs/flows-foreign-cookie.txt")).observed).not.toBe((await run("ovs/flows-br-secure.txt")).observed);

@@ -7,7 +7,9 @@ import { isOurs, observeLinks } from "./ip-link.ts";
 import { networkXmlPath, observeNetworks, parseNetworkXml } from "./libvirt.ts";
 import { observeNftTable } from "./nft.ts";
 import { OWNER_KEY } from "./ovs.ts";
+import { observeStaleMirrors, pruneMirrorsCommands, type StaleMirrors } from "./ovs-mirror-prune.ts";
 import { emptyOvsState, observeOvs, type OvsState } from "./ovsdb.ts";
+import { pruneSamplingCommands, staleSampling, type StaleSampling } from "./ovs-sampling.ts";
 import type { Changes, ObserveContext, ResourceHandler } from "./types.ts";
 
 /** A dnsmasq of ours (its config carries our mark) for a network no longer served here. */
@@ -33,6 +35,10 @@ export interface PruneObservation {
   libvirtFiles?: string[];
   /** Daemons that do not run on this host (so hold nothing of ours), e.g. a kernel-mode backend's. */
   absent?: ("ovsdb-server" | "libvirtd")[];
+  /** Mirror rows and mirror tunnel ports of ours no longer kept (ovs-mirror-prune.ts). */
+  mirrors?: StaleMirrors;
+  /** sFlow/IPFIX rows of ours on kept bridges without an ovs-sampling resource (ovs-sampling.ts). */
+  sampling?: StaleSampling[];
 }
 
 /*
@@ -153,6 +159,10 @@ export const prune: ResourceHandler<PruneSpec, PruneObservation> = {
     // Only a table carrying our structure mark is ours; one of that name without it is left alone.
     if (nft?.exists && nft.structure !== undefined) observation.nftTable = true;
     if (libvirtFiles.length > 0) observation.libvirtFiles = libvirtFiles;
+    const sampling = absent.includes("ovsdb-server") ? [] : await staleSampling(spec, ctx);
+    if (sampling.length > 0) observation.sampling = sampling;
+    const mirrors = absent.includes("ovsdb-server") ? undefined : await observeStaleMirrors(spec, ctx, ovs);
+    if (mirrors) observation.mirrors = mirrors;
     if (absent.length > 0) observation.absent = absent.sort();
     return observation;
   },
@@ -167,6 +177,8 @@ export const prune: ResourceHandler<PruneSpec, PruneObservation> = {
     nftTable: o.nftTable ?? false,
     libvirtFiles: o.libvirtFiles ?? [],
     absent: o.absent ?? [],
+    sampling: o.sampling ?? [],
+    ...(o.mirrors ? { mirrors: o.mirrors } : {}),
   }),
   plan(spec, observed, ctx) {
     const changes: Changes = {};
@@ -191,6 +203,8 @@ export const prune: ResourceHandler<PruneSpec, PruneObservation> = {
       changes["nft-table inet netfleet"] = { old: "present", new: null };
       commands.push(mutate(["nft", "delete", "table", "inet", "netfleet"]));
     }
+    commands.push(...pruneSamplingCommands(observed.sampling, changes, ctx));
+    commands.push(...pruneMirrorsCommands(observed.mirrors, changes, ctx));
     const staleBridges = [...observed.ovs.bridges.values()]
       .filter((b) => b.externalIds[OWNER_KEY] === ctx.owner && !spec.keep.ovsBridges.includes(b.name))
       .map((b) => b.name)

@@ -1,4 +1,8 @@
 import { dnsmasqSpec, firewall } from "./gateway.ts";
+import { networkLink, vxlanUplink } from "./vxlan.ts";
+import { withMirrors } from "./mirrors.ts";
+import { withSampling } from "./sampling.ts";
+import { vmBandwidthField } from "./bandwidth.ts";
 import {
   bridgeName,
   gatewayPortName,
@@ -30,7 +34,7 @@ function compileHost(inventory: Inventory, host: Host): HostAssignment {
   const networks = inventory.networks.filter((n) => host.networks.includes(n.name)).sort((a, b) => a.vlan - b.vlan);
   const backend = inventory.hosts.find((h) => h.role === "backend")?.name;
   const management = managementAddress(inventory, host);
-  const resources = host.role === "backend" ? backendResources(inventory, host, networks, management) : vmhostResources(host, networks, backend, management);
+  const resources = withMirrors(inventory, host, withSampling(inventory, host, host.role === "backend" ? backendResources(inventory, host, networks, management) : vmhostResources(host, networks, backend, management, inventory)));
   return sealAssignment({
     apiVersion: "netfleet.dev/v1",
     kind: "HostAssignment",
@@ -61,8 +65,9 @@ function managementAddress(inventory: Inventory, host: Host): string | undefined
   return `${host.address}/${inventory.site.management.split("/")[1]}`;
 }
 
-function uplinkResources(host: Host, networks: Network[], extraTrunkPorts: OvsPortSpec[], management: string | undefined): { resources: ResourceSpec[]; links: string[]; bridges: string[] } {
+function uplinkResources(host: Host, networks: Network[], extraTrunkPorts: OvsPortSpec[], management: string | undefined, inventory: Inventory): { resources: ResourceSpec[]; links: string[]; bridges: string[] } {
   const up = host.uplink;
+  if (up.mode === "vxlan") return vxlanUplink(inventory, host, networks);
   const lacp = uplinkLacp(up);
   if (up.mode === "kernel") {
     const bond: Extract<ResourceSpec, { kind: "kernel-bond" }> = {
@@ -100,7 +105,7 @@ function uplinkResources(host: Host, networks: Network[], extraTrunkPorts: OvsPo
 /** The libvirt portgroup that isolates a VM (its profileid lands in the OVS Interface's external_ids:port-profile). */
 const ISOLATED_PORTGROUP = { name: "isolated", profileId: "netfleet-isolated" } as const;
 
-function vmhostResources(host: Host, networks: Network[], backend: string | undefined, management: string | undefined): ResourceSpec[] {
+function vmhostResources(host: Host, networks: Network[], backend: string | undefined, management: string | undefined, inventory: Inventory): ResourceSpec[] {
   const up = host.uplink;
   const trunkMode = up.mode === "ovs-trunk";
   const patches: OvsPortSpec[] = trunkMode
@@ -109,12 +114,12 @@ function vmhostResources(host: Host, networks: Network[], backend: string | unde
         return { name: p.uplink, type: "patch", tag: n.vlan, peer: p.bridge };
       })
     : [];
-  const uplink = uplinkResources(host, networks, patches, management);
+  const uplink = uplinkResources(host, networks, patches, management, inventory);
   const resources = [...uplink.resources];
   for (const n of networks) {
     const port: OvsPortSpec = trunkMode
       ? { name: patchPortNames(n.name).bridge, type: "patch", peer: patchPortNames(n.name).uplink }
-      : { name: vlanInterfaceName(up.bond, n.vlan), type: "system" };
+      : { name: networkLink(up, n), type: "system" };
     // Behind a patch port (no MTU) the bridge's own port would stay at 1500, and libvirt gives
     // the taps it plugs their bridge's MTU: ask for the network's. Behind bond0.<vid> OVS follows it.
     // Secure fail mode: the VM bridge forwards only what its rules allow, also before the agent installed them.
@@ -125,7 +130,7 @@ function vmhostResources(host: Host, networks: Network[], backend: string | unde
       kind: "vm-port-policy",
       name: bridgeName(n.name),
       network: n.name,
-      uplinkPort: trunkMode ? patchPortNames(n.name).bridge : vlanInterfaceName(up.bond, n.vlan),
+      uplinkPort: trunkMode ? patchPortNames(n.name).bridge : networkLink(up, n),
       gateway: { ip: n.gateway, mac: gatewayMac(n.vlan) },
       isolatedDefault: n.isolated_ports,
       cookie: flowCookie(n.vlan),
@@ -138,6 +143,7 @@ function vmhostResources(host: Host, networks: Network[], backend: string | unde
         isolated: vm.isolated,
         ...(vm.extra_addresses.length > 0 ? { extraAddresses: vm.extra_addresses } : {}),
         ...(vm.groups.length > 0 ? { groups: vm.groups } : {}),
+        ...vmBandwidthField(vm),
       })),
     });
   }
@@ -174,14 +180,14 @@ function backendResources(inventory: Inventory, host: Host, networks: Network[],
   const gwPorts: OvsPortSpec[] = trunkMode
     ? networks.map((n) => ({ name: gatewayPortName(n.name), type: "internal", tag: n.vlan, mac: gatewayMac(n.vlan), mtu: n.mtu }))
     : [];
-  const uplink = uplinkResources(host, networks, gwPorts, management);
+  const uplink = uplinkResources(host, networks, gwPorts, management, inventory);
   const resources = [...uplink.resources];
   for (const n of networks) {
-    const iface = trunkMode ? gatewayPortName(n.name) : vlanInterfaceName(up.bond, n.vlan);
+    const iface = trunkMode ? gatewayPortName(n.name) : networkLink(up, n);
     resources.push({ kind: "interface-address", name: iface, addresses: [`${n.gateway}/${n.prefix}`], mac: gatewayMac(n.vlan) });
   }
   resources.push({ kind: "sysctl", name: "net.ipv4.ip_forward", value: "1" });
-  const gwIface = (n: Network) => (trunkMode ? gatewayPortName(n.name) : vlanInterfaceName(up.bond, n.vlan));
+  const gwIface = (n: Network) => (trunkMode ? gatewayPortName(n.name) : networkLink(up, n));
   resources.push(firewall(inventory, host, networks, gwIface));
   for (const n of networks) resources.push(dnsmasqSpec(inventory, n, gwIface(n)));
   resources.push({

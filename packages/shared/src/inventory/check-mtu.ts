@@ -1,6 +1,8 @@
 import type { Located, Ref, Reporter } from "./report.ts";
 import type { Host, Network } from "./model.ts";
 import type { NetworkSpec } from "./schema.ts";
+import { carriedMtu } from "../vxlan.ts";
+import { mtuReason, vxlanMtuNote } from "./check-vxlan.ts";
 
 /** The networks as written and as resolved so far (same order; `mtu` is filled in here), and the resolved hosts. */
 export interface MtuInput {
@@ -30,10 +32,10 @@ export function resolveMtu(r: Reporter, { networks, resolved, hosts }: MtuInput)
     const carriers = hosts.filter((h) => h.value.networks.includes(name));
     const out = resolved[i]!;
     if (net.mtu === undefined) {
-      out.mtu = carriers.length > 0 ? Math.min(...carriers.map((h) => h.value.uplink.mtu)) : 1500;
-      const low = carriers.find((h) => h.value.uplink.mtu === out.mtu);
+      out.mtu = carriers.length > 0 ? Math.min(...carriers.map((h) => carriedMtu(h.value.uplink))) : 1500;
+      const low = carriers.find((h) => carriedMtu(h.value.uplink) === out.mtu);
       for (const high of carriers) {
-        if (!low || high.value.uplink.mtu === out.mtu) continue;
+        if (!low || carriedMtu(high.value.uplink) === out.mtu) continue;
         const key = `${high.name} ${low.name}`;
         const entry = mismatches.get(key) ?? { high, low, networks: [] };
         entry.networks.push({ name, ref });
@@ -43,19 +45,19 @@ export function resolveMtu(r: Reporter, { networks, resolved, hosts }: MtuInput)
     }
     out.mtu = net.mtu;
     for (const h of carriers) {
-      if (h.value.uplink.mtu >= net.mtu) continue;
+      if (carriedMtu(h.value.uplink) >= net.mtu) continue;
       const at = h.origin?.get("uplink.mtu");
       r.report(
         r.at(ref, "mtu"),
-        `mtu ${net.mtu} exceeds the uplink mtu ${h.value.uplink.mtu} of host ${h.name}${at ? ` (${r.where(at)})` : " (the default)"}, which carries ${name}: a VLAN cannot be larger than the link under it`,
+        `mtu ${net.mtu} exceeds the uplink mtu ${carriedMtu(h.value.uplink)}${vxlanMtuNote(h.value.uplink)} of host ${h.name}${at ? ` (${r.where(at)})` : " (the default)"}, which carries ${name}: ${mtuReason(h.value.uplink)}`,
       );
     }
   });
   for (const { high, low, networks: nets } of mismatches.values()) {
     const highAt = high.origin?.get("uplink.mtu");
     const lowAt = low.origin?.get("uplink.mtu");
-    const hm = high.value.uplink.mtu;
-    const lm = low.value.uplink.mtu;
+    const hm = carriedMtu(high.value.uplink);
+    const lm = carriedMtu(low.value.uplink);
     const names = nets.map((n) => n.name);
     const list = names.length > 1 ? `networks ${names.join(", ")}` : `network ${names[0]}`;
     const netAt = nets.map((n) => `${n.name} at ${r.where(n.ref)}`).join(", ");

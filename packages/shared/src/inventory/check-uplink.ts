@@ -69,6 +69,7 @@ function checkManagement(r: Reporter, { name, ref, value: h, origin }: Located<H
   const up = h.uplink;
   if (!up.carries_management) return;
   const at = origin?.get("uplink.carries_management") ?? origin?.get("uplink") ?? ref;
+  if (up.mode === "vxlan") return; // reported by check-vxlan.ts
   if (up.mode !== "kernel") {
     r.report(
       at,

@@ -48,6 +48,8 @@ export function resolveHosts(
         if (fieldRef) r.report(fieldRef, issue.message.replace(/^Invalid input: /, ""));
         else r.report(ref, `uplink.${field} is required (set it on the host or one of its groups)`, { key: true });
       }
+      // members defaults to none for vxlan mode; any other (or no) mode needs them (check-vxlan.ts for resolved hosts).
+      if (uplink.members === undefined && uplink.mode !== "vxlan") r.report(ref, `uplink.members is required (set it on the host or one of its groups)`, { key: true });
       continue;
     }
     const up = upl.data;

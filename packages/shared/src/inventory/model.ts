@@ -1,5 +1,8 @@
 import type { AllowEntry, PortForward, PortRangeForward, SiteSettings, UplinkSpec } from "./schema.ts";
 import type { PortRange } from "./ports.ts";
+import type { Mirror } from "./model-mirror.ts";
+import type { Bandwidth } from "../bandwidth.ts";
+import type { PolicySources } from "./profiles.ts";
 
 /** Protocol and an inclusive port range, as gateway_services and reserved_ports resolve. */
 export interface ProtoPorts extends PortRange {
@@ -12,12 +15,16 @@ export interface Inventory {
   site: SiteSettings;
   networks: Network[];
   hosts: Host[];
+  /** Port mirrors (inventory `mirrors:`, check-mirrors.ts), sorted by name; absent: none. */
+  mirrors?: Mirror[];
 }
 
 /** A network as the compiler reads it: checked, DHCP and DNS resolved, its VMs sorted by name, the MTU settled with the hosts. */
 export interface Network {
   name: string;
   vlan: number;
+  /** VXLAN Network Identifier (its `vni`, else its vlan id): the segment in uplink mode vxlan. */
+  vni: number;
   cidr: string;
   prefix: number;
   gateway: string;
@@ -58,6 +65,13 @@ export interface Vm {
   extra_addresses: string[];
   /** Names of the cluster groups it belongs to (sorted). */
   groups: string[];
+  /** Limits in bit/s and bits, VM-centric: egress = what the VM sends, ingress = what it receives. Absent side: unlimited. */
+  bandwidth?: Bandwidth;
+  /** Gateway services this VM may reach beyond its network's (from its profile or its own key), sorted. Absent: none. */
+  gateway_services?: ProtoPorts[];
+  /** The profile it takes its policy from (its own `profile:` or its network's), and where each policy value came from. */
+  profile?: string;
+  sources?: PolicySources;
 }
 
 /** vmhost runs VMs; backend is the site's one gateway. */
@@ -80,3 +94,5 @@ export interface Host {
   /** backend: its own services no port-forward may shadow without force; default tcp 22. Always set by the loader. */
   reserved_ports?: ProtoPorts[];
 }
+
+export type { Mirror } from "./model-mirror.ts";

@@ -88,6 +88,7 @@ function resolveNetwork(r: Reporter, network: Located<NetworkSpec>, cidr: Ipv4Ci
   return {
     name,
     vlan: net.vlan,
+    vni: net.vni ?? net.vlan,
     cidr: net.cidr,
     prefix: cidr.prefix,
     gateway: net.gateway,

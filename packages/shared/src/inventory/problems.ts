@@ -3,6 +3,8 @@ import type { z } from "zod";
 import { quoteToken, type InputProblem } from "../errors.ts";
 import type { SourceFile, DocPath } from "./source.ts";
 import { GroupSpec, HostSpec, InventoryFile, NetworkSpec, PortForward, PortRangeForward, PortSet, SiteSettings, UplinkSpec, VmSpec } from "./schema.ts";
+import { mirrorKeysFor } from "./schema-mirrors.ts";
+import { profileKeysFor } from "./schema-profiles.ts";
 
 /**
  * Schema problems of one inventory file as `file:line:col: path: message`,
@@ -92,11 +94,14 @@ function knownKeysFor(path: DocPath): string[] {
   const top = path[0];
   if (path.length === 0) return Object.keys(InventoryFile.shape);
   if (top === "site") return Object.keys(SiteSettings.shape);
+  if (top === "mirrors") return mirrorKeysFor(path);
+  if (top === "profiles") return profileKeysFor(path);
   if (top === "networks") {
     if (path.length === 2) return Object.keys(NetworkSpec.shape);
     if (path[2] === "dhcp") return ["start", "end", "lease_time"];
     if (path[2] === "vms" && path.length === 4) return Object.keys(VmSpec.shape);
     if (path[2] === "vms" && path[4] === "allow") return ["to", "name", "ports", "proto"];
+    if (path[2] === "vms" && path.length >= 5 && (path[4] === "bandwidth" || path[4] === "gateway_services")) return profileKeysFor(["profiles", "", ...path.slice(4)]);
     if (path[2] === "vms" || path[2] === "cluster_groups") return [];
     if (path[2] === "port_forwards") return Object.keys(PortForward.shape);
     if (path[2] === "port_ranges") return Object.keys(PortRangeForward.shape);

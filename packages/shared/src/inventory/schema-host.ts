@@ -2,6 +2,8 @@ import { z } from "zod";
 import { DNS_LABEL, MAC_ADDRESS, NETWORK_NAME } from "../names.ts";
 import { hostInterfaceName, ipv4, json, ownInterfaceName, PortSet } from "./schema-fields.ts";
 import { hostRules, hostUplinkRules } from "./schema-rules.ts";
+import { bitsField } from "./schema-bandwidth.ts";
+import { vxlanUplinkShape } from "./schema-vxlan.ts";
 
 /**
  * `groups` and `hosts` entries: a host's role, uplink (bond, members, mode,
@@ -13,16 +15,19 @@ const bondModes = ["active-backup", "balance-rr", "balance-xor", "broadcast", "8
 
 /** A host's uplink after its groups' and its own settings are merged: every default applied. */
 export const UplinkSpec = z.strictObject({
-  mode: z.enum(["kernel", "ovs-trunk"]).describe("kernel: a Linux bond with 8021q VLAN interfaces (<bond>.<vlan>) under per-network bridges; ovs-trunk: an OVS bond on a trunk bridge with tagged patch ports to each network's bridge"),
+  mode: z.enum(["kernel", "ovs-trunk", "vxlan"]).describe("kernel: a Linux bond with 8021q VLAN interfaces (<bond>.<vlan>) under per-network bridges; ovs-trunk: an OVS bond on a trunk bridge with tagged patch ports to each network's bridge; vxlan: no VLAN trunk, each network a VXLAN segment (its vni) between the hosts over the underlay (see underlay; RFC 7348): a Linux vxlan device vx-<network> per network, every host in the site in vxlan mode"),
   bond: ownInterfaceName.default("bond0").describe("Bond interface name (default bond0), at most 15 bytes (IFNAMSIZ), short enough that <bond>.<vlan> fits too"),
   members: z
     .array(hostInterfaceName.describe("A NIC of the host (e.g. eth0, enp1s0), listed once"))
     .min(1)
     .max(8)
-    .describe("The host's NICs in the bond, 1-8; with one member an ovs-trunk uplink is a plain port, no bond"),
+    .default([])
+    .describe("The host's NICs in the bond, 1-8 (required in kernel and ovs-trunk mode; none in vxlan mode); with one member an ovs-trunk uplink is a plain port, no bond"),
   bond_mode: z.enum(bondModes).default("active-backup").describe("Bonding mode (default active-backup). kernel: active-backup, balance-rr, balance-xor, broadcast, 802.3ad, balance-tlb, balance-alb (Linux bonding.rst); ovs-trunk: active-backup, balance-slb, balance-tcp (ovs-vswitchd.conf.db(5)). 802.3ad and balance-tcp need LACP on the switch"),
   miimon: z.number().int().min(0).max(10000).default(100).describe("Milliseconds, 0-10000 (default 100): how often the kernel bond checks each member's link (bonding miimon); 0 turns link monitoring off"),
-  mtu: z.number().int().min(68).max(9216).default(1500).describe("Bytes, 68-9216 (default 1500): MTU of the bond and its members; no network this host carries may have a larger one"),
+  mtu: z.number().int().min(68).max(9216).default(1500).describe("Bytes, 68-9216 (default 1500): MTU of the bond and its members; no network this host carries may have a larger one. vxlan mode: the underlay's MTU (netfleet does not set it), and no network this host carries may exceed it less 50 bytes (VXLAN over IPv4, RFC 7348)"),
+  ...vxlanUplinkShape,
+  speed: bitsField("rate").optional().describe("The uplink's line rate in bit/s (10Gbit, 25Gbit; of one member for active-backup): no VM bandwidth rate on this host may exceed it. Absent: not checked"),
   datapath: z.enum(["system", "netdev"]).default("system").describe("OVS datapath type (default system, the kernel datapath); netdev is the userspace datapath"),
   trunk_bridge: ownInterfaceName.default("br-uplink").describe("ovs-trunk mode: the OVS bridge holding the bond (default br-uplink); may not be a name netfleet gives another interface (br-<network>...)"),
   lacp: z

@@ -5,6 +5,8 @@ import { CIDR_OR_ADDRESS_PATTERN, networkCidrPattern, UNICAST_MAC_PATTERN } from
 import { allowedName, cidr, CIDR_OR_ADDRESS_HELP, cidrOrAddress, dnsLabel, duration, ipv4, json, port, PortSet, proto } from "./schema-fields.ts";
 import { SPECIAL_PURPOSE_BLOCKS } from "./check-addresses.ts";
 import { allowEntryRules, networkRules, vmRules } from "./schema-rules.ts";
+import { vxlanNetworkShape } from "./schema-vxlan.ts";
+import { BandwidthSpec } from "./schema-bandwidth.ts";
 
 /**
  * A `networks` entry: VLAN, addresses, DHCP, egress and DNS policy, and
@@ -57,6 +59,10 @@ export const VmSpec = json(
       .array(ipv4.describe("An IPv4 address inside the network, not the gateway, not in the DHCP range, not another VM's static lease"))
       .default([])
       .describe("Further addresses this VM may send from and answer ARP for (a virtual IP shared with another VM, as keepalived moves it); Neutron's allowed address pairs. Default: none"),
+    profile: dnsLabel.optional().describe("The profile (site `profiles:`) this VM takes its policy from; its own keys override the profile's key by key, and only keys the profile has. Default: the network's profile, if any"),
+    cluster_groups: json(z.array(dnsLabel.describe("A cluster group of this network")).min(1), { uniqueItems: true }).optional().describe("Cluster groups of this network the VM joins, beside those that list it in the network's cluster_groups"),
+    gateway_services: z.array(PortSet.describe("A protocol and its ports on the gateway address")).optional().describe("Services on the gateway address this VM may reach beyond its network's gateway_services (needs a static ip)"),
+    bandwidth: BandwidthSpec.optional(),
   }),
   vmRules,
 );
@@ -99,6 +105,7 @@ export const PortRangeForward = z.strictObject({
 export const NetworkSpec = json(
   z.strictObject({
     vlan: z.number().int().min(1, "VLAN id must be 1-4094").max(4094, "VLAN id must be 1-4094").describe("IEEE 802.1Q VLAN id, 1-4094 (0 and 4095 are reserved), unique in the site; also the nflog group of the network's audit records. VLAN 1 only with site allow_vlan_1: true"),
+    ...vxlanNetworkShape,
     cidr: json(cidr, {
       pattern: networkCidrPattern(SPECIAL_PURPOSE_BLOCKS.map((b) => b.cidr)),
       patternErrorMessage: `must be an IPv4 network a.b.c.d/len with the host bits zero, overlapping none of the special-purpose blocks ${SPECIAL_PURPOSE_BLOCKS.map((b) => `${b.cidr} (${b.name})`).join(", ")}`,
@@ -170,6 +177,7 @@ export const NetworkSpec = json(
       )
       .default({})
       .describe("Named groups of this network's VMs that reach each other across hosts even when isolated (e.g. one Slurm cluster); nothing else but the gateway. Default: none"),
+    profile: dnsLabel.optional().describe("The default profile (site `profiles:`) of this network's VMs: a VM naming no profile takes this one"),
   }),
   networkRules,
 );

@@ -86,6 +86,9 @@ export const hostUplinkRules = {
     // One ovs-trunk member is a plain port: no bond, no LACP.
     { not: { allOf: [lacpOn, is("mode", "ovs-trunk"), { properties: { members: { type: "array", maxItems: 1 } }, required: ["members"] }] } },
     { not: { allOf: [is("mode", "ovs-trunk"), is("carries_management", true)] } },
+    // vxlan mode: no bond, the networks travel over the underlay (check-vxlan.ts).
+    { if: is("mode", "vxlan"), then: { properties: { members: false, bond_mode: false, lacp: false, carries_management: false, trunk_bridge: false, bond: false, miimon: false } } },
+    { if: { not: is("mode", "vxlan") }, then: { properties: { underlay: false, underlay_address: false } } },
     { if: is("mode", "kernel"), then: { properties: { bond_mode: { not: { enum: ["balance-slb", "balance-tcp"] } } } } },
     { if: is("mode", "ovs-trunk"), then: { properties: { bond_mode: { enum: ["active-backup", "balance-slb", "balance-tcp"] } } } },
   ],
@@ -96,7 +99,7 @@ export const hostRules = {
   allOf: [
     { not: has("external_interface", "external_interfaces") },
     { if: is("role", "vmhost"), then: { properties: { external_interface: false, external_interfaces: false, reserved_ports: false } } },
-    { if: noGroups, then: { allOf: [has("role", "uplink"), { properties: { uplink: { type: "object", ...has("mode", "members") } } }] } },
+    { if: noGroups, then: { allOf: [has("role", "uplink"), { properties: { uplink: { type: "object", allOf: [has("mode"), { if: { not: is("mode", "vxlan") }, then: has("members") }] } } }] } },
     { if: { allOf: [noGroups, is("role", "backend")] }, then: { anyOf: [has("external_interface"), has("external_interfaces")] } },
     // The management address the agent moves onto the bond is the host's own (groups have none).
     { if: { properties: { uplink: { type: "object", ...is("carries_management", true) } }, required: ["uplink"] }, then: has("address") },

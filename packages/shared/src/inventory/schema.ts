@@ -5,11 +5,16 @@ import { SiteSettings } from "./schema-site.ts";
 import { NetworkSpec } from "./schema-network.ts";
 import { GroupSpec, HostSpec } from "./schema-host.ts";
 import { inventoryFileRules } from "./schema-rules.ts";
+import { MirrorSpec } from "./schema-mirrors.ts";
+import { ProfileSpec } from "./schema-profiles.ts";
 
 export { NatsUrl, PortSet } from "./schema-fields.ts";
 export { SiteSettings } from "./schema-site.ts";
 export { AllowEntry, NetworkSpec, PortForward, PortRangeForward, VmSpec } from "./schema-network.ts";
 export { GroupSpec, HostSpec, UplinkSpec, uplinkLacp } from "./schema-host.ts";
+export { ErspanDestination, GreDestination, MirrorDestination, MirrorSpec } from "./schema-mirrors.ts";
+export { ProfileSpec, PROFILE_KEYS, type ProfileKey } from "./schema-profiles.ts";
+export { BandwidthSpec, BandwidthLimitSpec } from "./schema-bandwidth.ts";
 
 /**
  * The inventory file format: one file's sections (site, networks, groups,
@@ -39,6 +44,14 @@ export const InventoryFile = json(
       .record(json(z.string(), { pattern: DNS_LABEL.source, patternErrorMessage: "host names are lowercase DNS labels (a-z, 0-9, -; at most 63)", description: "Host name: a lowercase DNS label" }), HostSpec.describe("One host: its role, uplink, networks, management address"))
       .optional()
       .describe("Hosts by name: the site's vmhosts and its one backend"),
+    profiles: z
+      .record(json(z.string(), { pattern: DNS_LABEL.source, patternErrorMessage: "profile names are lowercase DNS labels (a-z, 0-9, -; at most 63)", description: "Profile name: a lowercase DNS label" }), ProfileSpec.describe("One network profile: policy keys a VM (or a network, as default) takes by naming it"))
+      .optional()
+      .describe("Network profiles by name: reusable per-VM policies (isolation, cluster groups, allow list, gateway services, extra addresses, bandwidth). A VM names one with `profile:` (or its network does, as default); the VM's own keys override the profile's key by key"),
+    mirrors: z
+      .record(json(z.string(), { pattern: NETWORK_NAME.source, patternErrorMessage: "mirror names are 1-12 of a-z 0-9 -, starting with a letter", description: "Mirror name: 1-12 of a-z 0-9 -, starting with a letter (the OVS Mirror's name; a tunnel port becomes mr-<name>)" }), MirrorSpec.describe("One port mirror (OVS Mirror table): a network's VM ports or the whole network, copied to a capture VM or a GRE/ERSPAN target"))
+      .optional()
+      .describe("Port mirrors by name (a name defined once across the folder's files)"),
   }),
   inventoryFileRules,
 );

@@ -11,7 +11,13 @@ import { checkVmPlacement } from "./check-hosts.ts";
 import { checkSiteServers } from "./check-addresses.ts";
 import { checkInterfaceNames } from "./check-names.ts";
 import { checkUplinkModes } from "./check-uplink.ts";
+import { resolveMirrors } from "./check-mirrors.ts";
+import { checkVxlan } from "./check-vxlan.ts";
+import { checkSampling } from "./check-sampling.ts";
 import type { Host, Inventory } from "./model.ts";
+import type { ProfileSpec } from "./schema-profiles.ts";
+import { applyProfiles, profileReporter } from "./profiles.ts";
+import { resolveVmPolicies } from "./check-profiles.ts";
 
 /** One inventory file that passed its schema: the parsed YAML (for positions) and its data. */
 export interface ParsedFile {
@@ -36,26 +42,34 @@ export function checkSite(dir: string, dirName: string, parsed: ParsedFile[]): I
   const siteRef: Ref | undefined = siteEntries[0] ? { file: siteEntries[0].file, path: ["site"] } : undefined;
   const site = siteEntries[0]?.data.site;
 
-  const networks = collect<NetworkSpec>(r, parsed, "networks", NETWORK_NAME, "1-12 of a-z 0-9 -, starting with a letter (it becomes br-<name>)");
+  const profiles = collect<ProfileSpec>(r, parsed, "profiles", DNS_LABEL, "a lowercase DNS label");
+  const profiled = applyProfiles(r, profiles, collect<NetworkSpec>(r, parsed, "networks", NETWORK_NAME, "1-12 of a-z 0-9 -, starting with a letter (it becomes br-<name>)"));
+  const { networks, origins } = profiled;
+  const rp = profileReporter(r, profiles, profiled);
   const groups = collect<GroupSpec>(r, parsed, "groups", DNS_LABEL, "a lowercase DNS label");
   const hostEntries = collect<HostSpec>(r, parsed, "hosts", DNS_LABEL, "a lowercase DNS label");
 
   const management = site?.management ? (parseIpv4Cidr(site.management) as Ipv4Cidr) : undefined;
-  const resolvedNetworks = resolveNetworks(r, networks, management, siteRef, site?.allow_vlan_1 ?? false);
+  const resolvedNetworks = resolveNetworks(rp, networks, management, siteRef, site?.allow_vlan_1 ?? false);
   const hosts = resolveHosts(r, hostEntries, groups, networks, management);
   checkBackend(r, hostEntries, hosts);
   checkVmPlacement(r, networks, hosts, new Set(hostEntries.map((h) => h.name)));
   checkInterfaceNames(r, networks, hosts);
   checkUplinkModes(r, hosts, { management: site?.management, siteRef });
+  checkVxlan(r, networks, hosts);
   if (site && siteRef) checkSiteServers(r, { site, siteRef, networks });
-  if (site && siteRef) checkGateway(r, { site, siteRef, networks, resolved: resolvedNetworks, hosts });
+  if (site && siteRef) checkGateway(rp, { site, siteRef, networks, resolved: resolvedNetworks, hosts });
+  resolveVmPolicies(r, { profiles, networks, resolved: resolvedNetworks, hosts, origins });
+  if (site && siteRef) checkSampling(r, { site, siteRef, networks });
+
+  const mirrors = resolveMirrors(r, parsed.map((p) => ({ file: p.file, mirrors: p.data.mirrors })), networks, resolvedNetworks);
 
   if (!site || r.list.length > 0) throw new InventoryError(r.sorted());
-  return { dir, site, networks: resolvedNetworks, hosts: hosts.map((h) => h.value) };
+  return { dir, site, networks: resolvedNetworks, hosts: hosts.map((h) => h.value), ...(mirrors.length > 0 ? { mirrors } : {}) };
 }
 
 /** Entries of one section across all files, sorted by name; a bad name or a name defined twice is a problem. */
-function collect<T>(r: SiteProblems, parsed: ParsedFile[], section: "networks" | "groups" | "hosts", nameRule: RegExp, nameHelp: string): Located<T>[] {
+function collect<T>(r: SiteProblems, parsed: ParsedFile[], section: "networks" | "groups" | "hosts" | "profiles", nameRule: RegExp, nameHelp: string): Located<T>[] {
   const seen = new Map<string, Located<T>>();
   for (const { file, data } of parsed) {
     const entries = (data[section] ?? {}) as Record<string, T>;
