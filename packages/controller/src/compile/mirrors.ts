@@ -60,3 +60,17 @@ function tunnelOf(name: string, d: Exclude<Mirror["destination"], { vm: string }
     ...(e.erspan_hwid !== undefined ? { erspanHwid: e.erspan_hwid } : {}),
   };
 }
+
+/**
+ * One line for `netfleet plan`: `OVS Mirror on br-lan: VMs 52:54:00:95:0a:01 (both ways) -> capture VM
+ * 52:54:00:95:0a:02's port`, or `every port (select_all) -> gre port mr-x to 198.51.100.7 key 42`.
+ */
+export function mirrorSummary(spec: OvsMirrorSpec): string {
+  const from = spec.sourceMacs ? `VMs ${spec.sourceMacs.join(",")} (${spec.direction === "both" ? "both ways" : spec.direction === "egress" ? "what they send" : "what they receive"})` : "every port (select_all)";
+  const o = spec.output;
+  const to =
+    "vmMac" in o
+      ? `capture VM ${o.vmMac}'s port (it receives only mirrored frames)`
+      : `${o.tunnel.type} port ${o.tunnel.port} to ${o.tunnel.remoteIp}${o.tunnel.key !== undefined ? ` key ${o.tunnel.key}` : ""}${o.tunnel.erspanVersion !== undefined ? ` erspan_ver ${o.tunnel.erspanVersion}` : ""}`;
+  return `OVS Mirror on ${spec.bridge}: ${from} -> ${to}; installed where that port is`;
+}
