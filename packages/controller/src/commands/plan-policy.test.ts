@@ -35,7 +35,7 @@ describe("netfleet plan: each VM's effective policy and where each value came fr
       ["bandwidth.egress", "100Mbit/s burst 2Mbit", "VM"],
       ["bandwidth.ingress", "50Mbit/s burst 5Mbit", "network web's profile frontend"],
     ]);
-    expect(block("  node1 in batch on hv1, profile compute")).toContainEqual(["bandwidth.egress", "1Gbit/s burst 100Mbit", "profile compute"]);
+    expect(block("  node1 in batch on hv1, profile compute")).toContainEqual(["bandwidth.egress", "1Gbit/s burst 800Mbit", "profile compute"]);
     // The policies come before the hosts' resources.
     expect(out.stdout.findIndex((l) => l.startsWith("VM policies"))).toBeLessThan(out.stdout.findIndex((l) => l.startsWith("host ")));
   });

@@ -1,6 +1,6 @@
 import { mkdirSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import { formatLimit, resourceId, type Bandwidth, type HostAssignment, type ResourceSpec } from "@netfleet/shared";
+import { formatLimit, resourceId, samplingSummary, type Bandwidth, type HostAssignment, type ResourceSpec } from "@netfleet/shared";
 import { planAbsent, Toolbox } from "@netfleet/agent";
 import { compileSite } from "../compile/compile.ts";
 import type { CommandOutput } from "../output.ts";
@@ -153,6 +153,8 @@ function summarizeSpec(spec: ResourceSpec): string {
       ].join("\n" + " ".repeat(39));
     case "prune":
       return "remove what netfleet created here and no longer wants";
+    case "ovs-sampling":
+      return samplingSummary(spec);
     default:
       // A kind without its own line yet (a resource added since): its fields, compact; --json has them whole.
       return compactSpec(spec);

@@ -15,7 +15,7 @@ function vmOf(inv: Inventory, network: string, vm: string): Vm {
 describe("network profiles", () => {
   const inv = loadInventory(FIXTURE);
 
-  it("a network's default profile gives its VMs every key; bandwidth in bit/s and bits, burst default a tenth of the rate", () => {
+  it("a network's default profile gives its VMs every key; bandwidth in bit/s and bits, burst default a tenth of the rate for ingress", () => {
     const www1 = vmOf(inv, "web", "www1");
     expect(www1).toMatchObject({
       profile: "frontend",
@@ -36,7 +36,7 @@ describe("network profiles", () => {
 
   it("a VM naming a profile takes it instead of its network's; the profile's cluster groups are made in each network", () => {
     const plain = vmOf(inv, "web", "plain");
-    expect(plain).toMatchObject({ profile: "compute", isolated: false, allow: [], groups: ["slurm"], bandwidth: { egress: { rate: 1e9, burst: 1e8 } } });
+    expect(plain).toMatchObject({ profile: "compute", isolated: false, allow: [], groups: ["slurm"], bandwidth: { egress: { rate: 1e9, burst: 8e8 } } });
     expect(plain.gateway_services).toBeUndefined();
     expect(plain.sources).toMatchObject({ isolated: { from: "network" }, allow: { from: "default" }, cluster_groups: { from: "profile", profile: "compute" } });
     expect(inv.networks.find((n) => n.name === "batch")?.cluster_groups).toEqual({ slurm: ["node1", "node2"] });
@@ -56,10 +56,10 @@ describe("network profiles", () => {
       ["allow", "none", "default"],
       ["gateway_services", "none", "default"],
       ["extra_addresses", "none", "default"],
-      ["bandwidth.egress", "200Mbit/s burst 20Mbit", "VM"],
+      ["bandwidth.egress", "200Mbit/s burst 160Mbit", "VM"],
       ["bandwidth.ingress", "unlimited", "default"],
     ]);
-    expect(p?.entries.find((e) => e.key === "bandwidth.egress")?.value).toEqual({ rate: 200_000_000, burst: 20_000_000 });
+    expect(p?.entries.find((e) => e.key === "bandwidth.egress")?.value).toEqual({ rate: 200_000_000, burst: 160_000_000 });
     expect(p?.entries.find((e) => e.key === "bandwidth.ingress")?.value).toBeNull();
     expect(effectivePolicy(inv, "web", "www1")?.entries.find((e) => e.key === "allow")).toMatchObject({ text: "203.0.113.10 tcp/443", sourceText: "network web's profile frontend" });
     expect(effectivePolicy(inv, "web", "node1")).toBeUndefined();

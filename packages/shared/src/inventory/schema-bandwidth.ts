@@ -33,7 +33,7 @@ export const BandwidthLimitSpec = z.strictObject({
   rate: bitsField("rate").describe(`Rate, ${RATE_HELP}; above 0 and at most the uplink speed of the VM's hosts (uplink.speed) where it is given`),
   burst: bitsField("burst")
     .optional()
-    .describe(`Burst, ${BURST_HELP}; at least one full frame of the network (mtu bytes x 8). Default: a tenth of the rate (100 ms at the rate), at least one frame`),
+    .describe(`Burst, ${BURST_HELP}; at least one full frame of the network (mtu bytes x 8). Default: egress 80 % of the rate (a policer drops above the rate; TCP needs that much to reach it), ingress a tenth of the rate (a shaper queues instead); at least one frame either way`),
 });
 
 /**
@@ -44,8 +44,8 @@ export const BandwidthLimitSpec = z.strictObject({
  */
 export const BandwidthSpec = z
   .strictObject({
-    egress: BandwidthLimitSpec.optional().describe("What the VM sends (OVS ingress policing on its port). Absent: unlimited"),
-    ingress: BandwidthLimitSpec.optional().describe("What the VM receives (a queue or meter on its port). Absent: unlimited"),
+    egress: BandwidthLimitSpec.optional().describe("What the VM sends: policed by an OpenFlow meter on its port's rules (drop above the rate). Absent: unlimited"),
+    ingress: BandwidthLimitSpec.optional().describe("What the VM receives: shaped by a linux-htb QoS queue on its port. Absent: unlimited"),
   })
   .describe("Bandwidth limits, VM-centric (as Neutron QoS and libvirt <bandwidth>): egress = what the VM sends, ingress = what it receives; rates in bit/s, bursts in bits, 1000-based suffixes as tc(8)");
 
