@@ -18,9 +18,15 @@ import { DecodeError } from "../errors.ts";
  * History: 1.0 the unversioned shapes with `protocol` added; 1.1 the
  * signed assignment envelope's optional `release` (signing.ts); 1.2 the
  * envelope's optional `plan` (signing.ts), the check reply's `observed` and
- * per-result `diff` (messages.ts), the show request and reply (show.ts).
+ * per-result `diff` (messages.ts), the show request and reply (show.ts);
+ * 1.3 a VM's optional `bandwidth` in vm-port-policy (assignment-bandwidth.ts),
+ * the show reply's optional counters (counters.ts), and three resource
+ * kinds a site opts into (ovs-mirror, ovs-sampling, vxlan-interface): an
+ * agent of 1.2 does not decode an assignment that holds one of them (its
+ * resource union has no such kind), so agents are upgraded before a site
+ * starts using mirrors, sFlow/IPFIX or a VXLAN uplink.
  */
-export const PROTOCOL_VERSION = "1.2";
+export const PROTOCOL_VERSION = "1.3";
 
 /** The netfleet release this code belongs to (the workspace packages share one version): shared's package.json. */
 export const NETFLEET_RELEASE: string = sharedPackage.version;
