@@ -1,17 +1,20 @@
 /**
  * VM bandwidth limits in the lab (issue 19 points 2 and 3): one lab (prefix
  * nfbw, /tmp/nfbw-lab) of test/lab/sites/bandwidth, a backend and the VM
- * host hostw with three VMs on network lan: lim (profile `limited`: 50
+ * host hostw with three VMs on network lan: lim (profile `limited`: 20
  * Mbit/s each way), free (no limit, the positive control) and srv (the
  * iperf3 server). Measured with Debian's iperf3 (TCP, 4 s after a 1 s
  * warm-up omitted), on OVS's userspace (netdev) datapath:
  * - what lim sends (egress: an OpenFlow meter on its rules) and what it
  *   receives (ingress: a linux-htb QoS on its port) land within ±15 % of
- *   50 Mbit/s, while free, on the same host and bridge, clearly exceeds it
+ *   20 Mbit/s, while free, on the same host and bridge, clearly exceeds it
  *   both ways (the positive control: the path itself is not the limit);
- * - the profile rolled out at 20 Mbit/s changes both measured rates to
- *   20 ±15 % without touching the VM (same port, same ofport, the iperf3
+ * - the profile rolled out at 10 Mbit/s changes both measured rates to
+ *   10 ±15 % without touching the VM (same port, same ofport, the iperf3
  *   server in srv still the same process);
+ * The limits are low because the lab shares 2 cores with everything else:
+ * on a loaded machine an unlimited VM measured 45 Mbit/s, so a 50 Mbit/s
+ * limit could not be told from the machine's own limit there.
  * - lim's port going (the VM stopped) takes its meter and QoS rows with it;
  *   plugged again (a new ofport, as a restarted VM gets) they come back
  *   keyed by its MAC.
@@ -115,22 +118,22 @@ describe.skipIf(!isRoot)("VM bandwidth limits (prefix nfbw, /tmp/nfbw-lab)", () 
     expect(labProcesses({ netnsInodes: new Set(), runDir: lab.runDir })).toEqual([]);
   }, 60_000);
 
-  it("hostw's br-lan holds lim's meter (id = its ofport, 50000 kbps, 40000 kbit) named by its rules, and its linux-htb QoS; free and srv have neither", async () => {
+  it("hostw's br-lan holds lim's meter (id = its ofport, 20000 kbps, 16000 kbit) named by its rules, and its linux-htb QoS; free and srv have neither", async () => {
     expect(status.problems ?? []).toEqual([]);
     const lim = await ofport("lim");
-    expect(await meters()).toEqual([`meter=${lim} 50000kbps 40000kbit`]);
+    expect(await meters()).toEqual([`meter=${lim} 20000kbps 16000kbit`]);
     const flows = await ofctl("dump-flows", "--no-stats");
     const limRules = flows.split("\n").filter((l) => l.includes(`in_port=${lim}`) && !l.includes("actions=drop"));
     expect(limRules.length).toBeGreaterThan(0);
     for (const r of limRules) expect(r).toContain(`actions=meter:${lim},`);
     expect(flows).not.toMatch(new RegExp(`in_port=${await ofport("free")}[ ,].*meter:`));
-    expect(await qosOf("lim")).toBe("linux-htb 50000000 queue0 50000000/1000000 owner=bw");
+    expect(await qosOf("lim")).toBe("linux-htb 20000000 queue0 20000000/1000000 owner=bw");
     expect(await qosOf("free")).toBe("none");
     expect(await qosOf("srv")).toBe("none");
   });
 
-  it("lim is held to 50 Mbit/s ±15 % both ways (iperf3), while free on the same bridge clearly exceeds it both ways", async () => {
-    const limit = 50 * MBIT;
+  it("lim is held to 20 Mbit/s ±15 % both ways (iperf3), while free on the same bridge clearly exceeds it both ways", async () => {
+    const limit = 20 * MBIT;
     const [limOut, limIn, freeOut, freeIn] = [await iperf("lim"), await iperf("lim", true), await iperf("free"), await iperf("free", true)];
     expect(within(limOut, limit), `lim sends ${limOut / MBIT} Mbit/s`).toBeLessThanOrEqual(0.15);
     expect(within(limIn, limit), `lim receives ${limIn / MBIT} Mbit/s`).toBeLessThanOrEqual(0.15);
@@ -139,7 +142,7 @@ describe.skipIf(!isRoot)("VM bandwidth limits (prefix nfbw, /tmp/nfbw-lab)", () 
     expect(freeIn, `free receives ${freeIn / MBIT} Mbit/s`).toBeGreaterThan(1.5 * limit);
   }, 120_000);
 
-  it("the profile rolled out at 20 Mbit/s: lim measures 20 ±15 % both ways, the VM untouched (same port and ofport, same iperf3 server)", async () => {
+  it("the profile rolled out at 10 Mbit/s: lim measures 10 ±15 % both ways, the VM untouched (same port and ofport, same iperf3 server)", async () => {
     const before = { ofport: await ofport("lim"), iface: (await vsctl("get", "Interface", vm("lim").hostPort, "_uuid")).trim() };
     const t0 = performance.now();
     const r = await labRollout(lab, slower, { onLine: (l) => process.stderr.write(`[nfbw] ${l}\n`) });
@@ -148,26 +151,31 @@ describe.skipIf(!isRoot)("VM bandwidth limits (prefix nfbw, /tmp/nfbw-lab)", () 
     status = await labStatus(lab);
     expect({ ofport: await ofport("lim"), iface: (await vsctl("get", "Interface", vm("lim").hostPort, "_uuid")).trim() }).toEqual(before);
     expect(server?.exitCode).toBeNull();
-    expect(await meters()).toEqual([`meter=${before.ofport} 20000kbps 16000kbit`]);
-    expect(await qosOf("lim")).toBe("linux-htb 20000000 queue0 20000000/1000000 owner=bw");
-    const limit = 20 * MBIT;
+    expect(await meters()).toEqual([`meter=${before.ofport} 10000kbps 8000kbit`]);
+    expect(await qosOf("lim")).toBe("linux-htb 10000000 queue0 10000000/1000000 owner=bw");
+    const limit = 10 * MBIT;
     const [out, inn] = [await iperf("lim"), await iperf("lim", true)];
     expect(within(out, limit), `lim sends ${out / MBIT} Mbit/s`).toBeLessThanOrEqual(0.15);
     expect(within(inn, limit), `lim receives ${inn / MBIT} Mbit/s`).toBeLessThanOrEqual(0.15);
   }, 900_000);
 
-  it("lim's port goes (the VM stopped): its meter and QoS rows go; plugged again on a new ofport: they come back on it, and hold", async () => {
-    const old = await ofport("lim");
-    await vsctl("del-port", "br-lan", vm("lim").hostPort);
+  it("lim's port goes (the VM stopped): its meter and QoS rows go; plugged again (a VM started): they come back on its port, and hold; a restart on a new ofport follows too", async () => {
+    const v = vm("lim");
+    await vsctl("del-port", "br-lan", v.hostPort);
     const t0 = Date.now();
     await eventually("lim's meter and QoS rows gone", 20_000, async () => (await meters()).length === 0 && (await ourQosRows()) === 0);
     figures.removedMs = Date.now() - t0;
-    const { after } = await labReplugVm(lab, "lim");
-    expect(after).not.toBe(old);
+    // plugged again as the lab (and libvirt) plug a VM's port
+    await vsctl("add-port", "br-lan", v.hostPort, "--", "set", "Interface", v.hostPort, `external_ids:attached-mac="${v.mac}"`, `external_ids:vm-id=${v.name}`, `external_ids:iface-id=${v.name}`, "--", "set", "Port", v.hostPort, "external_ids:netfleet-lab=vm");
     const t1 = Date.now();
-    await eventually("lim's meter and QoS back on its new port", 20_000, async () => (await meters()).join() === `meter=${after} 20000kbps 16000kbit` && (await qosOf("lim")).startsWith("linux-htb 20000000"));
+    const back = async (port: number) => (await meters()).join() === `meter=${port} 10000kbps 8000kbit` && (await qosOf("lim")).startsWith("linux-htb 10000000");
+    await eventually("lim's meter and QoS back on its port", 20_000, async () => back(await ofport("lim")));
     figures.restoredMs = Date.now() - t1;
     expect(await ourQosRows()).toBe(1);
-    expect(within(await iperf("lim"), 20 * MBIT)).toBeLessThanOrEqual(0.15);
+    expect(within(await iperf("lim"), 10 * MBIT)).toBeLessThanOrEqual(0.15);
+    // a restart that lands on another OpenFlow port number: the meter follows (its id is the new ofport)
+    const { after } = await labReplugVm(lab, "lim");
+    await eventually("lim's meter on its port after a replug", 20_000, async () => back(after));
+    expect(await ourQosRows()).toBe(1);
   }, 120_000);
 });
