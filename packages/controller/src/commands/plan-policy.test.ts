@@ -30,7 +30,7 @@ describe("netfleet plan: each VM's effective policy and where each value came fr
       ["isolated", "no", "VM"],
       ["cluster_groups", "none", "default"],
       ["allow", "203.0.113.10 tcp/443", "network web's profile frontend"],
-      ["gateway_services", "tcp/8080", "network web's profile frontend"],
+      ["gateway_services", "tcp/8080 (+ network web's udp/123)", "network web's profile frontend"],
       ["extra_addresses", "none", "default"],
       ["bandwidth.egress", "100Mbit/s burst 2Mbit", "VM"],
       ["bandwidth.ingress", "50Mbit/s burst 5Mbit", "network web's profile frontend"],

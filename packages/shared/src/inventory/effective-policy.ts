@@ -46,7 +46,7 @@ export function effectivePolicies(inventory: Inventory): EffectivePolicy[] {
 function policyOf(net: Network, vm: Vm): EffectivePolicy {
   const entries = POLICY_KEYS.map((key): PolicyEntry => {
     const source = vm.sources?.[key] ?? fallbackSource(key, vm);
-    const { value, text } = valueOf(key, vm);
+    const { value, text } = valueOf(key, vm, net);
     return { key, value, text, source, sourceText: sourceText(source, net.name) };
   });
   return { vm: vm.name, network: net.name, ...(vm.host ? { host: vm.host } : {}), ...(vm.profile ? { profile: vm.profile } : {}), entries };
@@ -58,7 +58,12 @@ function fallbackSource(key: PolicyKey, vm: Vm): PolicySource {
   return { from: "default" };
 }
 
-function valueOf(key: PolicyKey, vm: Vm): { value: unknown; text: string } {
+/**
+ * A key's value and its text. The text adds what the network gives beside
+ * the key so it does not read as less than it is: an open network's egress
+ * (no allow list needed), the network's own gateway services.
+ */
+function valueOf(key: PolicyKey, vm: Vm, net: Network): { value: unknown; text: string } {
   const list = (items: string[]) => (items.length > 0 ? items.join(", ") : "none");
   switch (key) {
     case "isolated":
@@ -66,9 +71,12 @@ function valueOf(key: PolicyKey, vm: Vm): { value: unknown; text: string } {
     case "cluster_groups":
       return { value: vm.groups, text: list(vm.groups) };
     case "allow":
-      return { value: vm.allow, text: list(vm.allow.map(allowText)) };
-    case "gateway_services":
-      return { value: vm.gateway_services ?? [], text: list((vm.gateway_services ?? []).map(serviceText)) };
+      return { value: vm.allow, text: net.egress === "open" ? `none (network ${net.name}: egress open)` : list(vm.allow.map(allowText)) };
+    case "gateway_services": {
+      const own = list((vm.gateway_services ?? []).map(serviceText));
+      const network = net.gateway_services.length > 0 ? ` (+ network ${net.name}'s ${net.gateway_services.map(serviceText).join(", ")})` : "";
+      return { value: vm.gateway_services ?? [], text: `${own}${network}` };
+    }
     case "extra_addresses":
       return { value: vm.extra_addresses, text: list(vm.extra_addresses) };
     case "bandwidth.egress":

@@ -53,7 +53,7 @@ describe("network profiles", () => {
     expect(p?.entries.map((e) => [e.key, e.text, e.sourceText])).toEqual([
       ["isolated", "yes", "network batch"],
       ["cluster_groups", "slurm", "profile compute"],
-      ["allow", "none", "default"],
+      ["allow", "none (network batch: egress open)", "default"],
       ["gateway_services", "none", "default"],
       ["extra_addresses", "none", "default"],
       ["bandwidth.egress", "200Mbit/s burst 160Mbit", "VM"],
@@ -62,6 +62,8 @@ describe("network profiles", () => {
     expect(p?.entries.find((e) => e.key === "bandwidth.egress")?.value).toEqual({ rate: 200_000_000, burst: 160_000_000 });
     expect(p?.entries.find((e) => e.key === "bandwidth.ingress")?.value).toBeNull();
     expect(effectivePolicy(inv, "web", "www1")?.entries.find((e) => e.key === "allow")).toMatchObject({ text: "203.0.113.10 tcp/443", sourceText: "network web's profile frontend" });
+    // The network's own gateway services are named beside the VM's, which are the value.
+    expect(effectivePolicy(inv, "web", "www1")?.entries.find((e) => e.key === "gateway_services")).toMatchObject({ value: [{ proto: "tcp", first: 8080, last: 8080 }], text: "tcp/8080 (+ network web's udp/123)" });
     expect(effectivePolicy(inv, "web", "node1")).toBeUndefined();
     expect(effectivePolicies(inv).map((x) => `${x.network}/${x.vm}`)).toEqual(["batch/node1", "batch/node2", "batch/solo", "web/plain", "web/www1", "web/www2"]);
   });
