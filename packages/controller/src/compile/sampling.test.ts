@@ -24,26 +24,26 @@ function labWith(settings: Record<string, unknown>) {
 const kinds = (rs: ResourceSpec[]) => rs.map((r) => `${r.kind}[${r.name}]`);
 
 describe("sampling compile", () => {
-  it("one ovs-sampling right after each VM network bridge of each vmhost, with the host's address as sFlow agent; none on the backend", () => {
+  it("one ovs-sampling right after each OVS bridge of each vmhost (VM bridges and the trunk bridge), with the host's address as sFlow agent; none on the backend", () => {
     const inv = labWith({ sflow: { collectors: ["10.99.0.250", "10.99.0.251:9999"], sampling: 1, polling: 2 }, ipfix: { collectors: ["10.99.0.250:4739"] } });
     const out = compileSite(inv);
     const hosta = out.find((a) => a.host === "hosta")!;
     const order = kinds(hosta.resources);
-    for (const net of ["secure", "service", "datain"]) {
-      expect(order[order.indexOf(`ovs-bridge[br-${net}]`) + 1]).toBe(`ovs-sampling[br-${net}]`);
+    for (const br of ["br-uplink", "br-secure", "br-service", "br-datain"]) {
+      expect(order[order.indexOf(`ovs-bridge[${br}]`) + 1]).toBe(`ovs-sampling[${br}]`);
     }
-    expect(order.filter((k) => k.startsWith("ovs-sampling"))).toHaveLength(3);
+    expect(order.filter((k) => k.startsWith("ovs-sampling"))).toHaveLength(4);
     expect(hosta.resources.find((r) => r.kind === "ovs-sampling" && r.name === "br-secure")).toEqual({
       kind: "ovs-sampling",
       name: "br-secure",
       sflow: { targets: ["10.99.0.250:6343", "10.99.0.251:9999"], agent: "10.99.0.1", sampling: 1, polling: 2, header: 128 },
       ipfix: { targets: ["10.99.0.250:4739"], sampling: 400, cacheActiveTimeout: 0, cacheMaxFlows: 0 },
     });
-    const spec = hosta.resources.find((r) => r.kind === "ovs-sampling")!;
+    const spec = hosta.resources.find((r) => r.kind === "ovs-sampling" && r.name === "br-secure")!;
     expect(spec.kind === "ovs-sampling" && samplingSummary(spec)).toBe("sFlow to 10.99.0.250:6343,10.99.0.251:9999 (1 in 1, counters every 2 s, 128-byte headers, agent 10.99.0.1); IPFIX to 10.99.0.250:4739 (1 in 400)");
     expect(out.find((a) => a.host === "hostb")!.resources.find((r) => r.kind === "ovs-sampling")).toMatchObject({ sflow: { agent: "10.99.0.2" } });
     const prune = hosta.resources.find((r) => r.kind === "prune")!;
-    expect(prune.kind === "prune" && prune.keep.sampling).toEqual(["br-datain", "br-secure", "br-service"]);
+    expect(prune.kind === "prune" && prune.keep.sampling).toEqual(["br-datain", "br-secure", "br-service", "br-uplink"]);
     const backend = out.find((a) => a.host === "backend")!;
     expect(kinds(backend.resources).filter((k) => k.startsWith("ovs-sampling"))).toEqual([]);
     expect(backend.resources.find((r) => r.kind === "prune")).toMatchObject({ keep: {} });
@@ -53,7 +53,7 @@ describe("sampling compile", () => {
 
   it("only IPFIX: no sflow field; without either the assignment is as before (no kind an older agent does not know, no keep.sampling)", () => {
     const only = compileSite(labWith({ ipfix: { collectors: ["10.99.0.250"] } })).find((a) => a.host === "hosta")!;
-    expect(only.resources.find((r) => r.kind === "ovs-sampling")).toEqual({ kind: "ovs-sampling", name: "br-secure", ipfix: { targets: ["10.99.0.250:4739"], sampling: 400, cacheActiveTimeout: 0, cacheMaxFlows: 0 } });
+    expect(only.resources.find((r) => r.kind === "ovs-sampling")).toEqual({ kind: "ovs-sampling", name: "br-uplink", ipfix: { targets: ["10.99.0.250:4739"], sampling: 400, cacheActiveTimeout: 0, cacheMaxFlows: 0 } });
     const none = compileSite(labWith({})).find((a) => a.host === "hosta")!;
     expect(kinds(none.resources).filter((k) => k.startsWith("ovs-sampling"))).toEqual([]);
     expect(JSON.stringify(none)).not.toContain('"sampling"');

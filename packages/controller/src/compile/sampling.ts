@@ -1,5 +1,4 @@
 import {
-  bridgeName,
   IPFIX_PORT,
   parseCollector,
   SFLOW_PORT,
@@ -10,12 +9,18 @@ import {
 } from "@netfleet/shared";
 
 /**
- * The site's `sflow:` / `ipfix:` as resources: one `ovs-sampling` per VM
- * network bridge (`br-<network>`) of a vmhost, right after that bridge's
- * `ovs-bridge`, and the prune's `keep.sampling` naming them. Every VM port
- * sits on such a bridge and every frame of a VM crosses it, so each frame is
- * sampled once per host; the trunk bridge and the backend are left out (a
- * frame sampled there again would count twice at the collector).
+ * The site's `sflow:` / `ipfix:` as resources: one `ovs-sampling` after
+ * each `ovs-bridge` of a vmhost (its VM network bridges `br-<network>`, and
+ * in ovs-trunk mode its trunk bridge), and the prune's `keep.sampling`
+ * naming them. OVS samples a frame on the bridge where it enters the
+ * datapath, patch ports included in the same pass: a VM's frame on its VM
+ * port's bridge, a frame from the uplink on the trunk bridge (measured on
+ * OVS 3.1, test/lab/sampling.test.ts: a reply to a VM is sampled with the
+ * uplink member's ifindex as input, never at the VM bridge behind the
+ * patch port), so with every bridge of the
+ * host sampling, each frame is sampled once per host it enters, as a switch
+ * samples its ingress. The backend samples nothing: what its gateway sends
+ * a VM is sampled where it enters the VM's host.
  *
  * The sFlow agent address is the host's management `address` (what the
  * collector files the samples under); a host without one leaves it to OVS
@@ -28,7 +33,6 @@ export function withSampling(inventory: Inventory, host: Host, resources: Resour
   if ((!sflow && !ipfix) || host.role !== "vmhost") return resources;
   const targets = (list: readonly string[], port: number) =>
     [...new Set(list.map((t) => parseCollector(t, port)).filter((c) => c !== undefined).map((c) => `${c.address}:${c.port}`))].sort();
-  const bridges = new Set(host.networks.map(bridgeName));
   const out: ResourceSpec[] = [];
   const sampled: string[] = [];
   for (const r of resources) {
@@ -37,7 +41,7 @@ export function withSampling(inventory: Inventory, host: Host, resources: Resour
       continue;
     }
     out.push(r);
-    if (r.kind !== "ovs-bridge" || !bridges.has(r.name)) continue;
+    if (r.kind !== "ovs-bridge") continue;
     const spec: OvsSamplingSpec = { kind: "ovs-sampling", name: r.name };
     if (sflow) {
       spec.sflow = {
