@@ -55,6 +55,7 @@ export function loadCapture(name: string): Capture {
     netXml: pick("net-"),
     nftJson: byName.get("nftJson")!,
     nftText: byName.get("nftText")!,
+    ...Object.fromEntries((["ovsStats", "bondShow", "lacpShow"] as const).filter((k) => byName.has(k)).map((k) => [k, byName.get(k)!])),
     files,
     at: doc.at,
   };

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { ExecError, type Runner } from "../exec/runner.ts";
 import { parseNetList } from "../resources/libvirt.ts";
 import { ovsObserveArgv, parseOvsState } from "../resources/ovsdb.ts";
+import { countersReadsOf, ovsStatsArgv, appctlArgv } from "./read-counters.ts";
 import type { HostAccess } from "../resources/types.ts";
 import type { Toolbox } from "../tools.ts";
 
@@ -36,6 +37,12 @@ export interface RawObservation {
   netXml: Record<string, RawRead>;
   nftJson: RawRead;
   nftText: RawRead;
+  /** OVS Interface statistics and link state (read-counters.ts); absent in captures older than counters. */
+  ovsStats?: RawRead;
+  /** `ovs-appctl bond/show` (all bonds), read when OVS has a port of several interfaces. */
+  bondShow?: RawRead;
+  /** `ovs-appctl lacp/show` (all LACP ports), read when a port has `lacp` active or passive. */
+  lacpShow?: RawRead;
   /** Lease files by path: the backend's dnsmasq leases (`<stateDir>/dnsmasq/*.leases`), a VM host's copies (`<runDir>/leases/*.json`). */
   files: Record<string, string>;
   /** Lease files that were not read, by path: why (not a regular file, too big, unreadable). */
@@ -54,6 +61,9 @@ export const showArgv = {
   netXml: (t: Toolbox, network: string) => t.virsh("net-dumpxml", network),
   nftJson: () => ["nft", "-j", "list", "table", "inet", "netfleet"],
   nftText: () => ["nft", "list", "table", "inet", "netfleet"],
+  ovsStats: ovsStatsArgv,
+  bondShow: (t: Toolbox) => appctlArgv(t, "bond/show"),
+  lacpShow: (t: Toolbox) => appctlArgv(t, "lacp/show"),
 };
 
 /** Where the lease files are: the backend's dnsmasq lease files, and a VM host's copies of its backend's leases. */
@@ -124,21 +134,25 @@ function namesOf(read: RawRead, parse: (stdout: string) => Iterable<string>): st
  */
 export async function readHost(o: { host: string; runner: Runner; tools: Toolbox; files: Pick<HostAccess, "listDir" | "readFile">; now?: () => number }): Promise<RawObservation> {
   const { runner, tools: t } = o;
-  const [links, addrs, ovs, netList, nftJson, nftText] = await Promise.all([
+  const [links, addrs, ovs, netList, nftJson, nftText, ovsStats] = await Promise.all([
     readOne(runner, showArgv.links(t)),
     readOne(runner, showArgv.addrs(t)),
     readOne(runner, showArgv.ovs(t)),
     readOne(runner, showArgv.netList(t)),
     readOne(runner, showArgv.nftJson()),
     readOne(runner, showArgv.nftText()),
+    readOne(runner, showArgv.ovsStats(t)),
   ]);
+  const wanted = ovs.exitCode === 0 ? countersReadsOf(ovs.stdout) : { bond: false, lacp: false };
   const bridges = namesOf(ovs, (s) => parseOvsState(s).bridges.keys()).sort();
   const networks = namesOf(netList, (s) => parseNetList(s).keys()).sort();
   const dirs = leaseDirs(t);
-  const [flowReads, xmlReads, { files, unread }] = await Promise.all([
+  const [flowReads, xmlReads, { files, unread }, bondShow, lacpShow] = await Promise.all([
     Promise.all(bridges.map((b) => readOne(runner, showArgv.flows(t, b)))),
     Promise.all(networks.map((n) => readOne(runner, showArgv.netXml(t, n)))),
     readLeaseFiles(o.files, dirs),
+    wanted.bond ? readOne(runner, showArgv.bondShow(t)) : undefined,
+    wanted.lacp ? readOne(runner, showArgv.lacpShow(t)) : undefined,
   ]);
   return {
     host: o.host,
@@ -150,6 +164,9 @@ export async function readHost(o: { host: string; runner: Runner; tools: Toolbox
     netXml: Object.fromEntries(networks.map((n, i) => [n, xmlReads[i]!])),
     nftJson,
     nftText,
+    ovsStats,
+    ...(bondShow ? { bondShow } : {}),
+    ...(lacpShow ? { lacpShow } : {}),
     files,
     ...(Object.keys(unread).length > 0 ? { unreadFiles: unread } : {}),
     at: (o.now ?? Date.now)(),

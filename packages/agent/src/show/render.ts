@@ -1,4 +1,5 @@
 import { escapeText, type HostView, type LinkCounters, type ShowBridge, type ShowLink, type ShowNft, type ShowVmPort } from "@netfleet/shared";
+import { countersSummary, ovsBonds, ovsCounters } from "./render-counters.ts";
 
 /**
  * A HostView as text an operator of OVS and libvirt reads at a glance:
@@ -195,8 +196,8 @@ function escapedView(view: HostView): HostView {
 /**
  * The whole view, sections in the order an operator walks a host: header
  * (host, revision and assignment when known, when read), bonds and VLANs,
- * addresses, OVS, VM ports, libvirt networks, leases, nftables, counters,
- * then what could not be read. Ends with a newline. Every string of the
+ * addresses, OVS, OVS bonds, VM ports, libvirt networks, leases, nftables,
+ * kernel and OVS counters and their summary, then what could not be read. Ends with a newline. Every string of the
  * view (the agent's, and through it the host's: names, aliases, options,
  * errors) is printed through escapeText, so a control character, an escape
  * sequence or a line break in it shows as a visible escape and cannot
@@ -209,11 +210,14 @@ export function renderHostView(given: HostView, running?: { revision: number; ha
     bondsAndVlans(view),
     addresses(view.links),
     view.bridges ? ovs(view.bridges) : [],
+    ovsBonds(view),
     vmPorts(view.vmPorts),
     networks(view),
     leases(view),
     nft(view.nft),
     counters(view.links),
+    ovsCounters(view),
+    countersSummary(view.counters),
     view.problems.length > 0 ? ["Not read", ...view.problems.map((p) => `  ${p.source}: ${p.error}`)] : [],
   ].filter((s) => s.length > 0);
   return [head, ...sections.map((s) => ["", ...s].join("\n"))].join("\n") + "\n";

@@ -12,7 +12,8 @@ import type { RawObservation } from "./read.ts";
 
 // Captures of the lab (netfleet-lab up, then netfleet-lab check for traffic; __fixtures__/capture.ts):
 // hosta is a VM host (OVS bond uplink, three VM bridges with their rules, libvirt, leases copied from the
-// backend, no nft table); backend is the gateway (dnsmasq leases, the nft table, no libvirtd).
+// backend, no nft table); backend is the gateway (dnsmasq leases, the nft table, no libvirtd). Their counter reads
+// (ovsStats, bondShow) were added later from a lab of the same site (__fixtures__/augment.ts; reads.json `augmented`).
 const hosta = loadCapture("hosta");
 const backend = loadCapture("backend");
 
@@ -20,7 +21,8 @@ describe("show: reading a host", () => {
   it("runs only read-only commands, the capture's argv, and reads the lease files", async () => {
     const raw = await readHost({ host: "hosta", runner: hosta.runner, tools: hosta.tools, files: hosta.files, now: () => hosta.at });
     expect(raw).toEqual(hosta.raw);
-    expect(hosta.runner.calls.length).toBe(13);
+    // 13 reads, and the counters' two (Interface statistics; bond/show, as OVS has a bond): __fixtures__/augment.ts.
+    expect(hosta.runner.calls.length).toBe(15);
     expect(hosta.runner.mutatingCalls).toEqual([]);
     expect(hosta.runner.calls.map((c) => c.argv)).toContainEqual(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", "unix:/tmp/nfs-lab/hosts/hosta/ovs/br-secure.mgmt"]);
     expect(Object.keys(raw.files)).toEqual([
@@ -34,7 +36,7 @@ describe("show: reading a host", () => {
     const raw = await readHost({ host: "backend", runner: backend.runner, tools: backend.tools, files: backend.files, now: () => backend.at });
     expect(raw.netList.exitCode).toBe(1);
     expect(raw.netXml).toEqual({});
-    expect(backend.runner.calls.length).toBe(7);
+    expect(backend.runner.calls.length).toBe(9);
   });
 });
 

@@ -1,6 +1,7 @@
 import { basename } from "node:path";
 import {
   SHOW_LIMITS,
+  summariseCounters,
   decodeNetworkLeases,
   liveLeases,
   parseDnsmasqLeases,
@@ -11,6 +12,7 @@ import {
   type ShowLink,
   type ShowNetwork,
   type ShowNft,
+  type ShowOvsBond,
   type ShowVmPort,
 } from "@netfleet/shared";
 import { parseAddresses, parseLinks } from "../resources/ip-json.ts";
@@ -19,7 +21,9 @@ import { parseNftJson } from "../resources/nft-live.ts";
 import { parseOvsState, type OvsState } from "../resources/ovsdb.ts";
 import { ISOLATED_PROFILE, PRIORITY, vmPortsOf } from "../resources/vm-port-policy.ts";
 import { dnsmasqHostnames, parseFlowsWithStats, parseLinkExtras, parseNftCounters } from "./parse.ts";
+import type { InterfaceStats } from "./parse-counters.ts";
 import type { RawObservation, RawRead } from "./read.ts";
+import { countersOf } from "./view-counters.ts";
 
 /** The owner mark on OVS rows (resources/ovs.ts). */
 const OWNER_ID = "netfleet-owner";
@@ -78,7 +82,7 @@ function linksOf(raw: RawObservation, problems: Problems): ShowLink[] {
   });
 }
 
-function bridgesOf(state: OvsState, flows: Record<string, ShowFlow[] | undefined>): ShowBridge[] {
+function bridgesOf(state: OvsState, flows: Record<string, ShowFlow[] | undefined>, stats: Map<string, InterfaceStats>, bonds: Map<string, ShowOvsBond>): ShowBridge[] {
   const portsByUuid = new Map([...state.ports.values()].map((p) => [p.uuid, p]));
   const ifacesByUuid = new Map([...state.interfaces.values()].map((i) => [i.uuid, i]));
   return [...state.bridges.values()]
@@ -94,12 +98,15 @@ function bridgesOf(state: OvsState, flows: Record<string, ShowFlow[] | undefined
           if (p.bondMode !== undefined) port.bondMode = p.bondMode;
           if (p.lacp !== undefined && p.interfaceUuids.length > 1) port.lacp = p.lacp;
           if (p.externalIds[OWNER_ID]) port.owner = p.externalIds[OWNER_ID];
+          const bond = p.interfaceUuids.length > 1 ? bonds.get(p.name) : undefined;
+          if (bond) port.bond = bond;
           for (const i of p.interfaceUuids.map((u) => ifacesByUuid.get(u)).filter((i) => i !== undefined).sort((x, y) => x.name.localeCompare(y.name))) {
             const iface: ShowBridge["ports"][number]["interfaces"][number] = { name: i.name, type: i.type, options: i.options };
             if (i.ofport !== undefined) iface.ofport = i.ofport;
             if (i.mac !== undefined) iface.mac = i.mac;
             if (i.externalIds["attached-mac"]) iface.attachedMac = i.externalIds["attached-mac"].toLowerCase();
             if (i.externalIds["port-profile"]) iface.profile = i.externalIds["port-profile"];
+            Object.assign(iface, stats.get(i.name));
             port.interfaces.push(iface);
           }
           return port;
@@ -145,7 +152,8 @@ function vmPortsOfBridge(state: OvsState, bridge: ShowBridge, links: Map<string,
     if (p.profile !== undefined) port.profile = p.profile;
     const lease = leases.find((l) => l.mac === p.mac);
     if (lease) port.lease = { network: lease.network, ip: lease.ip, expires: lease.expires };
-    const counters = links.get(p.port)?.counters;
+    // The tap's kernel counters, else OVS's (a port whose device is not in this namespace).
+    const counters = links.get(p.port)?.counters ?? bridge.ports.find((x) => x.name === p.port)?.interfaces.find((i) => i.name === p.port)?.counters;
     if (counters) port.counters = counters;
     return port;
   });
@@ -225,7 +233,8 @@ export function buildHostView(raw: RawObservation): HostView {
   const leases = leasesOf(raw, problems);
   const state = parsed(raw.ovs, problems, parseOvsState);
   const flows = Object.fromEntries(Object.entries(raw.flows).map(([b, read]) => [b, parsed(read, problems, parseFlowsWithStats)]));
-  const bridges = state ? bridgesOf(state, flows) : undefined;
+  const { stats, bonds } = countersOf(raw, (read, parse) => parsed(read, problems, parse));
+  const bridges = state ? bridgesOf(state, flows, stats, bonds) : undefined;
   const vmPorts = state && bridges ? bridges.flatMap((b) => vmPortsOfBridge(state, b, byName, leases)) : [];
   for (const b of bridges ?? []) {
     b.ports = bounded(b.ports, SHOW_LIMITS.ports, `bridge ${b.name} ports`, problems);
@@ -244,6 +253,7 @@ export function buildHostView(raw: RawObservation): HostView {
   if (bridges) view.bridges = bounded(bridges, SHOW_LIMITS.bridges, "bridges", problems);
   if (networks) view.networks = bounded(networks, SHOW_LIMITS.networks, "libvirt networks", problems);
   if (nft) view.nft = nft;
+  view.counters = summariseCounters(view).summary;
   view.problems = problems.slice(0, SHOW_LIMITS.problems);
   return view;
 }

@@ -1,5 +1,5 @@
 import type { NatsConnection } from "@nats-io/transport-node";
-import { ShowReply, decodeMessage, encodeMessage, showSubject, type ShowRequest } from "@netfleet/shared";
+import { ShowReply, decodeMessage, encodeMessage, showSubject, summariseCounters, type CountersSummary, type ShowRequest } from "@netfleet/shared";
 
 /** No agent answered a show request: not connected, or older than show (protocol 1.2); `reason` says which it was. */
 export class ShowUnansweredError extends Error {
@@ -34,8 +34,8 @@ function timedOut(err: unknown): boolean {
  * @throws ShowUnansweredError when no agent subscribes (no responders) or
  *   none answers within `timeoutMs`; DecodeError for a reply that does not decode.
  */
-export async function requestShow(nc: NatsConnection, site: string, host: string, timeoutMs: number): Promise<ShowReply> {
-  const request: ShowRequest = { kind: "show", site, host };
+export async function requestShow(nc: NatsConnection, site: string, host: string, timeoutMs: number, scope?: "counters"): Promise<ShowReply> {
+  const request: ShowRequest = { kind: "show", site, host, ...(scope ? { scope } : {}) };
   let msg;
   try {
     msg = await nc.request(showSubject(site, host), encodeMessage(request), { timeout: timeoutMs });
@@ -45,4 +45,29 @@ export async function requestShow(nc: NatsConnection, site: string, host: string
     throw err;
   }
   return decodeMessage(ShowReply, `show ${host}`, msg.data);
+}
+
+/** How long `netfleet status` waits for one host's counters (ms). */
+export const COUNTERS_TIMEOUT_MS = 3000;
+
+/**
+ * A host's counters summary for `netfleet status` (store/status.ts
+ * `counters`): a show request with scope `counters`, answered by the agent
+ * against its earlier read (fleet/show.ts CounterBaseline). An agent older
+ * than counters answers with its whole view: it is summarised here, with
+ * nothing rising (no baseline). Undefined when the agent does not answer in
+ * `timeoutMs`, is not connected, or could not read its host; never throws
+ * for those.
+ */
+export function countersSource(nc: NatsConnection, site: string, timeoutMs = COUNTERS_TIMEOUT_MS): (host: string) => Promise<CountersSummary | undefined> {
+  return async (host) => {
+    try {
+      const reply = await requestShow(nc, site, host, timeoutMs, "counters");
+      if (!reply.ok) return undefined;
+      return reply.counters ?? reply.view?.counters ?? (reply.view ? summariseCounters(reply.view).summary : undefined);
+    } catch (err) {
+      if (err instanceof TypeError || err instanceof ReferenceError) throw err;
+      return undefined;
+    }
+  };
 }

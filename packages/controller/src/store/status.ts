@@ -1,5 +1,5 @@
 import type { KV } from "@nats-io/kv";
-import type { Host, ResourceWarning, ResultsSummary } from "@netfleet/shared";
+import { counterWarnings, type CountersSummary, type Host, type ResourceWarning, type ResultsSummary } from "@netfleet/shared";
 import type { AppliedView } from "./applied.ts";
 import { NO_CORRECTIVE, readCorrective, reportWarnings, type CorrectiveStatus } from "./corrective.ts";
 import type { DesiredStore } from "./desired.ts";
@@ -35,6 +35,15 @@ export interface HostStatus {
    * without upgrade support, or a site that never rolled out an agent).
    */
   agent: { version: string; sha256: string | null; state: string; reason?: string; at: string } | null;
+  /**
+   * The host's counters summary as its agent answered it now (nats/show.ts
+   * countersSource; protocol/counters.ts): bonds and their members, errors
+   * and drops, what rose since the agent's earlier read. Null: not asked
+   * (no source, the host not approved), or no answer in time. Its
+   * warnings (a bond member down, LACP not negotiated, errors or drops
+   * rising) are in `warnings`, ids `counters-*`.
+   */
+  counters?: CountersSummary | null;
 }
 
 /** Where the status rows are read from. */
@@ -55,6 +64,8 @@ export interface StatusSources {
   agent?: (host: string) => Promise<{ version: string; sha256: string | null; state: string; reason?: string; at: string } | undefined>;
   /** `--limit` terms (select/limit.ts): only the hosts they select, among the inventory's and the enrolled ones. */
   limit?: readonly string[];
+  /** A host's counters summary (nats/show.ts countersSource), asked of approved hosts only; without it, every row's `counters` is null. */
+  counters?: (host: string) => Promise<CountersSummary | undefined>;
 }
 
 /**
@@ -79,6 +90,7 @@ export async function readStatus(s: StatusSources): Promise<HostStatus[]> {
     const selected = selectLimit([...s.hosts, ...names.filter((n) => !inventory.has(n)).map((name) => ({ name }))], s.limit, s.site);
     names = names.filter((n) => selected.has(n));
   }
+  const counters = await countersOf(s, names, records);
   const rows: HostStatus[] = [];
   for (const host of names) {
     const record = records.get(host);
@@ -106,11 +118,37 @@ export async function readStatus(s: StatusSources): Promise<HostStatus[]> {
       summary: report?.summary ?? null,
       failures: (report?.results ?? []).filter((r) => r.result === false).map((r) => ({ id: r.id, ...(r.comment ? { comment: r.comment } : {}) })),
       corrective,
-      warnings: reportWarnings(report),
+      warnings: [...reportWarnings(report), ...(counters.has(host) ? counterWarnings(counters.get(host)!) : [])],
       agent: running ? { version: running.version, sha256: running.sha256, state: running.state, ...(running.reason ? { reason: running.reason } : {}), at: running.at } : null,
+      counters: counters.get(host) ?? null,
     });
   }
   return rows;
+}
+
+/** How many hosts' counters are asked at once. */
+const COUNTERS_PARALLEL = 8;
+
+/** How long all counter requests of one status may take together (ms): a large fleet's status stays bounded; hosts not asked by then have none. */
+const COUNTERS_BUDGET_MS = 15_000;
+
+/** The counters summaries of the approved hosts among `names` (s.counters, COUNTERS_PARALLEL at once, within COUNTERS_BUDGET_MS). */
+async function countersOf(s: StatusSources, names: readonly string[], records: ReadonlyMap<string, HostRecord>): Promise<Map<string, CountersSummary>> {
+  const out = new Map<string, CountersSummary>();
+  const source = s.counters;
+  if (!source) return out;
+  const asked = names.filter((h) => records.get(h)?.state === "approved");
+  const until = Date.now() + COUNTERS_BUDGET_MS;
+  let next = 0;
+  const worker = async () => {
+    while (next < asked.length && Date.now() < until) {
+      const host = asked[next++]!;
+      const summary = await source(host).catch(() => undefined);
+      if (summary) out.set(host, summary);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(COUNTERS_PARALLEL, asked.length) }, worker));
+  return out;
 }
 
 /** One row of `netfleet hosts` (and its --json): a host's enrollment as the registry holds it. */

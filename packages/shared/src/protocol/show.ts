@@ -1,5 +1,8 @@
 import { z } from "zod";
 import { DNS_LABEL } from "../names.ts";
+import { CountersSummary } from "./counters.ts";
+
+export * from "./counters.ts";
 
 /**
  * `netfleet show HOST` on the wire: the controller asks one agent
@@ -73,6 +76,47 @@ export const ShowOvsInterface = z.strictObject({
   attachedMac: z.string().max(64).optional(),
   /** `external_ids:port-profile` (libvirt: the portgroup's profileid). */
   profile: z.string().max(256).optional(),
+  /**
+   * The Interface `statistics` column (ovs-vswitchd.conf.db(5)): since the
+   * interface was added, refreshed by ovs-vswitchd every
+   * `other_config:stats-update-interval` (5 s by default). Seen from the
+   * switch: on a VM's tap, `rx` is what the VM sent. Absent unless OVS
+   * reports all eight rx/tx packets, bytes, dropped, errors keys for it.
+   */
+  counters: LinkCounters.optional(),
+  /** `link_state` (up, down). */
+  linkState: z.string().max(32).optional(),
+  /** `admin_state` (up, down). */
+  adminState: z.string().max(32).optional(),
+  /** `link_resets`: how many times link_state changed. */
+  linkResets: count.optional(),
+});
+
+/**
+ * An OVS bond as `ovs-appctl bond/show` and `lacp/show` print it (OVS 3.1):
+ * its LACP status and each member's state.
+ */
+export const ShowOvsBond = z.strictObject({
+  /** `lacp_status`: negotiated, configured (on, no agreement with the partner), off. */
+  lacpStatus: z.string().max(32).optional(),
+  /** The member `active member mac:` names (none: absent). */
+  activeMember: z.string().max(256).optional(),
+  members: z
+    .array(
+      z.strictObject({
+        name,
+        /** `member NAME: enabled|disabled`: whether it carries traffic. */
+        enabled: z.boolean(),
+        /** `may_enable:` (carrier up and, with LACP, the partner agrees). */
+        mayEnable: z.boolean(),
+        /** lacp/show `member: NAME: current attached` words (current, expired, defaulted; attached, detached). */
+        lacpStatus: z.array(z.string().max(32)).max(8).optional(),
+        /** lacp/show `actor state:` / `partner state:` words (IEEE 802.1AX: activity aggregation synchronized collecting distributing ...). */
+        actorState: z.array(z.string().max(32)).max(16).optional(),
+        partnerState: z.array(z.string().max(32)).max(16).optional(),
+      }),
+    )
+    .max(64),
 });
 
 /** An OVS Port row: its VLAN (`tag` access, `trunks`), bond settings, interfaces. */
@@ -85,6 +129,8 @@ export const ShowOvsPort = z.strictObject({
   /** `external_ids:netfleet-owner`: the site that made it. */
   owner: z.string().max(256).optional(),
   interfaces: z.array(ShowOvsInterface).max(64),
+  /** A bond's run state (ovs-appctl bond/show, lacp/show); absent when not a bond or not read. */
+  bond: ShowOvsBond.optional(),
 });
 
 /** One OpenFlow rule with its counters (`ovs-ofctl dump-flows`, ovs-fields(7)). */
@@ -189,6 +235,8 @@ export const HostView = z.strictObject({
   networks: z.array(ShowNetwork).max(SHOW_LIMITS.networks).optional(),
   leases: z.array(ShowLease).max(SHOW_LIMITS.leases),
   nft: ShowNft.optional(),
+  /** The counters summary (protocol/counters.ts summariseCounters); absent from an agent older than counters. */
+  counters: CountersSummary.optional(),
   /** What could not be read (`source`: the command or file), or was cut to SHOW_LIMITS. */
   problems: z.array(z.strictObject({ source: z.string().max(512), error: z.string().max(1000) })).max(SHOW_LIMITS.problems),
   at: timestamp,
@@ -199,6 +247,8 @@ export const ShowRequest = z.strictObject({
   kind: z.literal("show"),
   site: dnsLabel,
   host: dnsLabel,
+  /** `counters`: answer with the counters summary only (ShowReply `counters`, no `view`), as `netfleet status` asks. Absent: the whole view. */
+  scope: z.literal("counters").optional(),
 });
 
 /** The agent's answer: its view (ok), or why it has none (`error`); the revision and hash it runs. */
@@ -211,6 +261,8 @@ export const ShowReply = z.strictObject({
   ok: z.boolean(),
   error: z.string().max(2000).optional(),
   view: HostView.optional(),
+  /** The answer to scope `counters`: the summary against the agent's earlier read (a whole view carries it as `view.counters`). */
+  counters: CountersSummary.optional(),
   at: timestamp,
 });
 
@@ -218,6 +270,7 @@ export type LinkCounters = z.output<typeof LinkCounters>;
 export type ShowLink = z.output<typeof ShowLink>;
 export type ShowOvsInterface = z.output<typeof ShowOvsInterface>;
 export type ShowOvsPort = z.output<typeof ShowOvsPort>;
+export type ShowOvsBond = z.output<typeof ShowOvsBond>;
 export type ShowFlow = z.output<typeof ShowFlow>;
 export type ShowBridge = z.output<typeof ShowBridge>;
 export type ShowVmPort = z.output<typeof ShowVmPort>;

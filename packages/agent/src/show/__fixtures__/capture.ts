@@ -24,6 +24,7 @@ const keep = (name: string, r: RawRead) => {
   reads.push({ name, argv: r.argv, exitCode: r.exitCode, stderr: r.stderr, file });
 };
 for (const key of ["links", "addrs", "ovs", "netList", "nftJson", "nftText"] as const) keep(key, raw[key]);
+for (const key of ["ovsStats", "bondShow", "lacpShow"] as const) if (raw[key]) keep(key, raw[key]);
 for (const [bridge, r] of Object.entries(raw.flows)) keep(`flows-${bridge}`, r);
 for (const [network, r] of Object.entries(raw.netXml)) keep(`net-${network}`, r);
 const files: Record<string, string> = {};
