@@ -7,6 +7,7 @@ import type { CommandOutput } from "../output.ts";
 import { LimitError, selectLimit } from "../select/limit.ts";
 import { EXIT_INVALID, loadOrReport } from "./validate.ts";
 import { plannedPolicies, renderPolicies } from "./plan-policy.ts";
+import { mirrorSummary } from "../compile/mirrors.ts";
 
 /** One host's plan as `netfleet plan` shows it (and `--json` emits it). */
 export interface HostPlan {
@@ -155,6 +156,8 @@ function summarizeSpec(spec: ResourceSpec): string {
       return "remove what netfleet created here and no longer wants";
     case "ovs-sampling":
       return samplingSummary(spec);
+    case "ovs-mirror":
+      return mirrorSummary(spec);
     default:
       // A kind without its own line yet (a resource added since): its fields, compact; --json has them whole.
       return compactSpec(spec);
