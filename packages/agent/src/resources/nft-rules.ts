@@ -200,6 +200,11 @@ export function nftStructureTemplate(spec: NftTableSpec, live: NftLiveInputs): s
         const ports = s.ports.first === s.ports.last ? `${s.ports.first}` : `${s.ports.first}-${s.ports.last}`;
         fromVms.push(`${at} ${s.proto} dport ${ports} accept`);
       }
+      // One VM's own services (a profile's gateway_services): its address only, which anti-spoofing pins to its port.
+      for (const s of n.vmServices ?? []) {
+        const ports = s.ports.first === s.ports.last ? `${s.ports.first}` : `${s.ports.first}-${s.ports.last}`;
+        fromVms.push(`${at} ip saddr ${s.vm} ${s.proto} dport ${ports} accept`);
+      }
     }
     fromVms.push("counter drop");
     block("chain from_vms", fromVms);

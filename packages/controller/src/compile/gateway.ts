@@ -92,6 +92,7 @@ export function firewall(inventory: Inventory, host: Host, networks: Network[], 
       egress: n.egress,
       deny: denyList(inventory, n),
       services: n.gateway_services.map((s) => ({ proto: s.proto, ports: { first: s.first, last: s.last } })),
+      ...vmServicesOf(n),
       // nflog groups are 16-bit; the VLAN id (1-4094) is unique per site.
       ...(n.audit ? { auditGroup: n.vlan } : {}),
     })),
@@ -122,4 +123,15 @@ export function dnsmasqSpec(inventory: Inventory, n: Network, iface: string): Dn
     upstream: inventory.site.upstream_dns,
     allowNames: names.map((name) => (allowed.has(name) ? { name, set: dnsSetName(name) } : { name })),
   };
+}
+
+/**
+ * The per-VM gateway services of network `n` (a profile's or the VM's own
+ * `gateway_services`, beyond the network's), by VM address; `{}` when no VM
+ * has any, so an assignment without them is unchanged. The loader refuses
+ * them on a VM without a static ip.
+ */
+function vmServicesOf(n: Network): { vmServices?: { vm: string; proto: "tcp" | "udp"; ports: { first: number; last: number } }[] } {
+  const list = n.vms.flatMap((vm) => (vm.ip ? (vm.gateway_services ?? []).map((s) => ({ vm: vm.ip!, proto: s.proto, ports: { first: s.first, last: s.last } })) : []));
+  return list.length > 0 ? { vmServices: list } : {};
 }
