@@ -10,8 +10,8 @@ const root = join(import.meta.dirname, "..", "..", "..", "..");
 const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
-/** inventories/lab with `site.<key>` set to each given value. */
-function labWith(settings: Record<string, unknown>) {
+/** inventories/lab with `site.<key>` set to each given value (and `hosts.<name>.<key>` removed for each of `drop`). */
+function labWith(settings: Record<string, unknown>, drop: [string, string][] = []) {
   const dir = mkdtempSync(join(tmpdir(), "nf-smp-"));
   dirs.push(dir);
   cpSync(join(root, "inventories", "lab"), dir, { recursive: true });
@@ -19,6 +19,10 @@ function labWith(settings: Record<string, unknown>) {
   const doc = parseDocument(readFileSync(file, "utf8"));
   for (const [k, v] of Object.entries(settings)) doc.setIn(["site", k], v);
   writeFileSync(file, doc.toString());
+  const hostsFile = join(dir, "hosts.yaml");
+  const hosts = parseDocument(readFileSync(hostsFile, "utf8"));
+  for (const [host, key] of drop) hosts.deleteIn(["hosts", host, key]);
+  writeFileSync(hostsFile, hosts.toString());
   return loadInventory(dir);
 }
 const kinds = (rs: ResourceSpec[]) => rs.map((r) => `${r.kind}[${r.name}]`);
@@ -57,5 +61,12 @@ describe("sampling compile", () => {
     const none = compileSite(labWith({})).find((a) => a.host === "hosta")!;
     expect(kinds(none.resources).filter((k) => k.startsWith("ovs-sampling"))).toEqual([]);
     expect(JSON.stringify(none)).not.toContain('"sampling"');
+  });
+
+  it("a vmhost without a management address leaves the sFlow agent to OVS (the route to the first collector)", () => {
+    const out = compileSite(labWith({ sflow: { collectors: ["10.99.0.250"] } }, [["hosta", "address"]]));
+    const spec = out.find((a) => a.host === "hosta")!.resources.find((r) => r.kind === "ovs-sampling")!;
+    expect(spec.kind === "ovs-sampling" && spec.sflow).toEqual({ targets: ["10.99.0.250:6343"], sampling: 400, polling: 30, header: 128 });
+    expect(spec.kind === "ovs-sampling" && samplingSummary(spec)).toBe("sFlow to 10.99.0.250:6343 (1 in 400, counters every 30 s, 128-byte headers, agent by route)");
   });
 });
