@@ -37,6 +37,7 @@ export const NOT_IN_SCHEMA: Record<string, string> = {
   "sampling-collector-in-vm-network": `${OTHER_FILE}: the VM networks' CIDRs`,
   "sampling-collector-loopback": "an address class (loopback, link-local, multicast, reserved) that a dotted-quad pattern does not spell out; the loader refuses it by ipaddr.js's range",
   "sampling-collector-twice": `${ACROSS_ENTRIES}: the same collector twice in one list (uniqueItems cannot compare 10.0.0.1 with 10.0.0.1:6343)`,
+  "profile-defined-twice": `${ACROSS_ENTRIES}: the same profile name in two files`,
   "backend-missing-network": `${OTHER_FILE}: the backend must list every network of the site`,
   "vxlan-vni-clash": `${ACROSS_ENTRIES}: a VNI used by two networks`,
   "vxlan-vni-clashes-vlan": `${ACROSS_ENTRIES}: a vni equal to another network's vlan id (its default vni)`,

@@ -14,6 +14,7 @@ import { DesiredStore, type PublishResult } from "./store/desired.ts";
 import { agentVersionSource } from "./store/objects.ts";
 import { Presence } from "./store/presence.ts";
 import { HostRegistry, type HostRecord } from "./store/registry.ts";
+import { countersSource } from "./nats/show.ts";
 import { readStatus, type HostStatus } from "./store/status.ts";
 
 /** How a controller process connects, and what its services need to know. */
@@ -210,8 +211,12 @@ export class ControlPlane {
     return this.applied.wait(host, revision, timeoutMs);
   }
 
-  /** One row per inventory or enrolled host (those `options.limit` selects), sorted by name; see readStatus. */
-  status(options: { limit?: readonly string[] } = {}): Promise<HostStatus[]> {
+  /**
+   * One row per inventory or enrolled host (those `options.limit` selects), sorted by name; see readStatus.
+   * `counters`: also ask each approved host's agent for its counters summary (nats/show.ts countersSource: a show
+   * request per host, 3 s each, 8 at once, 15 s in all); off for the callers that poll (serve's metrics, the dashboard).
+   */
+  status(options: { limit?: readonly string[]; counters?: boolean } = {}): Promise<HostStatus[]> {
     const { site, hosts } = this.options;
     return readStatus({
       ...(options.limit ? { limit: options.limit } : {}),
@@ -224,6 +229,7 @@ export class ControlPlane {
       lastSeen: (host) => this.presence.lastSeen(host),
       retryMs: this.options.retryMs ?? 30_000,
       agent: this.agentVersions,
+      ...(options.counters ? { counters: countersSource(this.nc, site) } : {}),
     });
   }
 

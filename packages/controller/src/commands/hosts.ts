@@ -170,11 +170,12 @@ export const UNREACHABLE_AFTER_MS = 90_000;
 /**
  * `netfleet status`: per host enrolled, last seen, desired vs applied revision, drift, drift repaired (count, last),
  * warnings, and its health (store/status.ts hostHealth); `limit`: --limit terms. Returns the exit code
- * (STATUS_EXIT: 0 converged, 1 drift or failure, 2 unreachable), for monitoring.
+ * (STATUS_EXIT: 0 converged, 1 drift or failure, 2 unreachable), for monitoring. `counters` (default true): each
+ * approved host's counters summary, asked of its agent (ControlPlane.status).
  * @throws LimitError when `limit` selects no host; errors reading the stores.
  */
-export async function statusCommand(cp: ControlPlane, out: CommandOutput, options: { limit?: readonly string[]; unreachableAfterMs?: number } = {}): Promise<number> {
-  const rows: HostStatus[] = await cp.status(options.limit ? { limit: options.limit } : {});
+export async function statusCommand(cp: ControlPlane, out: CommandOutput, options: { limit?: readonly string[]; unreachableAfterMs?: number; counters?: boolean } = {}): Promise<number> {
+  const rows: HostStatus[] = await cp.status({ ...(options.limit ? { limit: options.limit } : {}), counters: options.counters ?? true });
   const rollout = await cp.loadRolloutState().catch(() => undefined);
   const lock = await cp.lock.holder().catch(() => undefined);
   const now = Date.now();

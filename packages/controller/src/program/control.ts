@@ -197,17 +197,18 @@ export function addControlCommands(program: Command, ctx: Context): void {
     .argument("[site-dir]", "the site folder")
     .addOption(limitOption())
     .option("--unreachable-after <s>", "a host not heard from for this long is unreachable, seconds (default 90; heartbeats come every 15 s and are recorded every 30 s)", seconds("--unreachable-after"))
+    .option("--no-counters", "do not ask the agents for their port and bond counters (by default each approved host's agent is asked, 3 s each, 8 at once, 15 s in all)")
     .addOption(stateDirOption())
     .addOption(natsOption())
     .addOption(jsonOption())
-    .action(withExitCode(async (dir: string | undefined, o: ControllerFlags & { limit?: string[]; unreachableAfter?: number }, cmd: Command) => {
+    .action(withExitCode(async (dir: string | undefined, o: ControllerFlags & { limit?: string[]; unreachableAfter?: number; counters?: boolean }, cmd: Command) => {
       const out = ctx.output(o.json ?? false);
       const [{ statusCommand }, { STATUS_EXIT }, { LimitError }] = await Promise.all([import("../commands/hosts.ts"), import("../store/status.ts"), import("../select/limit.ts")]);
       const inventory = await optionalSite(dir, out);
       if (typeof inventory === "number") return STATUS_EXIT.unknown;
       try {
         return await withController(cmd, o, inventory, ({ cp }) =>
-          statusCommand(cp, out, { ...(o.limit ? { limit: o.limit } : {}), ...(o.unreachableAfter ? { unreachableAfterMs: o.unreachableAfter } : {}) }),
+          statusCommand(cp, out, { ...(o.limit ? { limit: o.limit } : {}), ...(o.unreachableAfter ? { unreachableAfterMs: o.unreachableAfter } : {}), counters: o.counters !== false }),
         );
       } catch (err) {
         // A usage error (a bad --nats) stays one (64); a bug keeps its stack.
