@@ -32,7 +32,10 @@ export function renderDot(model: GraphModel, live?: LiveStates): string {
     out.push("  }");
   }
   for (const l of model.links) {
-    out.push(`  ${q(l.from)} -- ${q(l.to)} [${attrs({ ...(l.label ? { label: l.label } : {}), ...(l.style === "dashed" ? { style: "dashed" } : {}), class: "nf-link" })}];`);
+    const flow: Record<string, string> = l.style === "dotted" ? { color: "#7e57c2", fontcolor: "#5e35b1" } : {};
+    out.push(
+      `  ${q(l.from)} -- ${q(l.to)} [${attrs({ ...(l.label ? { label: l.label } : {}), ...(l.style && l.style !== "solid" ? { style: l.style } : {}), ...(l.arrow ? { dir: "forward" } : {}), ...flow, class: l.style === "dotted" ? "nf-link nf-flow" : "nf-link" })}];`,
+    );
   }
   if (live) out.push(...legend());
   out.push("}");
@@ -58,6 +61,11 @@ const KIND_STYLE: Record<GraphKind, { shape: string; fill: string; style?: strin
   exit: { shape: "cds", fill: "#ffebee", style: "filled" },
   outside: { shape: "ellipse", fill: "#fafafa", style: "filled,dashed" },
   uplink: { shape: "box", fill: "#fff3e0" },
+  vxlan: { shape: "cds", fill: "#f3e5f5", style: "filled" },
+  underlay: { shape: "box", fill: "#fff3e0" },
+  "underlay-network": { shape: "box", fill: "#fafafa", style: "rounded,filled,dashed" },
+  "mirror-target": { shape: "box", fill: "#ede7f6", style: "rounded,filled,dashed" },
+  collector: { shape: "cylinder", fill: "#ede7f6", style: "filled" },
 };
 
 /** Fill (node), pale fill (host box) and line colour of each live state. */

@@ -8,25 +8,36 @@
  */
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { bridgeName, gatewayPortName, loadInventory, patchPortNames, vlanInterfaceName, type Inventory } from "@netfleet/shared";
+import { bridgeName, gatewayPortName, loadInventory, vlanInterfaceName, vxlanInterfaceName, type Inventory } from "@netfleet/shared";
 import { readDot, readMermaid, readSvg, type ReadPicture } from "./__fixtures__/pictures.ts";
 import { buildGraph, domId, graphId, renderDot, renderMermaid, renderSvg, type GraphModel } from "./index.ts";
 
 const REPO = new URL("../../../..", import.meta.url).pathname;
-const SITES = ["reference", "lab"] as const;
+/** The shipped sites, the lab's VXLAN site, and the lab with sFlow, IPFIX and three mirrors (__fixtures__/sites/flows). */
+const SITES = {
+  reference: join(REPO, "inventories", "reference"),
+  lab: join(REPO, "inventories", "lab"),
+  vxlan: join(REPO, "test", "lab", "sites", "vxlan"),
+  flows: join(import.meta.dirname, "__fixtures__", "sites", "flows"),
+};
 
 /** The element ids the picture of `inv` must hold, derived from the inventory by compile's names. */
 function expectedIds(inv: Inventory): string[] {
-  const ids: string[] = [graphId.switch];
+  const vxlan = inv.hosts.filter((h) => h.uplink.mode === "vxlan");
+  const ids: string[] = [...(vxlan.length < inv.hosts.length ? [graphId.switch] : []), ...(vxlan.length ? [graphId.underlay] : [])];
   for (const n of inv.networks) ids.push(graphId.network(n.name));
+  for (const m of inv.mirrors ?? []) if (!("vm" in m.destination)) ids.push(graphId.mirrorTarget(m.name));
+  for (const c of inv.site.sflow?.collectors ?? []) ids.push(graphId.collector("sflow", c.includes(":") ? c : `${c}:6343`));
+  for (const c of inv.site.ipfix?.collectors ?? []) ids.push(graphId.collector("ipfix", c.includes(":") ? c : `${c}:4739`));
   for (const h of inv.hosts) {
     const on = (kind: string, name: string) => graphId.onHost(h.name, kind, name);
     const up = h.uplink;
     const carried = inv.networks.filter((n) => h.role === "backend" || h.networks.includes(n.name));
     ids.push(graphId.host(h.name), ...up.members.map((m) => on("nic", m)));
-    if (up.mode === "kernel" || up.members.length >= 2) ids.push(on("bond", up.bond));
+    if (up.mode === "vxlan") ids.push(on("underlay", "vtep"), ...carried.map((n) => on("vxlan", vxlanInterfaceName(n.name))));
+    else if (up.mode === "kernel" || up.members.length >= 2) ids.push(on("bond", up.bond));
     if (up.mode === "kernel") ids.push(...carried.map((n) => on("vlan", vlanInterfaceName(up.bond, n.vlan))));
-    else ids.push(on("trunk", up.trunk_bridge), ...carried.map((n) => (h.role === "backend" ? on("gw", gatewayPortName(n.name)) : on("patch", n.name))));
+    else if (up.mode === "ovs-trunk") ids.push(on("trunk", up.trunk_bridge), ...carried.map((n) => (h.role === "backend" ? on("gw", gatewayPortName(n.name)) : on("patch", n.name))));
     if (h.role === "backend") {
       ids.push(on("gateway", "gateway"), graphId.outside, ...(h.external_interfaces ?? []).map((x) => on("exit", x)));
     } else {
@@ -49,12 +60,14 @@ function expectSame(model: GraphModel, read: ReadPicture, name: (id: string) => 
     if (e.host !== undefined && node.box !== undefined) expect(node.box).toBe(name(graphId.host(e.host)));
   }
   for (const h of model.hosts) expect(read.boxes.get(name(h.id))!.label).toEqual(model.elements.find((e) => e.id === h.id)!.label);
-  const key = (l: { from: string; to: string; label?: string; dashed: boolean }) => `${l.from} -- ${l.to} ${l.label ?? ""} ${l.dashed}`;
-  expect(read.links.map(key).sort()).toEqual(model.links.map((l) => key({ from: name(l.from), to: name(l.to), ...(l.label ? { label: l.label } : {}), dashed: l.style === "dashed" })).sort());
+  const key = (l: { from: string; to: string; label?: string; dashed: boolean; arrow: boolean }) => `${l.from} -- ${l.to} ${l.label ?? ""} ${l.dashed} ${l.arrow}`;
+  expect(read.links.map(key).sort()).toEqual(
+    model.links.map((l) => key({ from: name(l.from), to: name(l.to), ...(l.label ? { label: l.label } : {}), dashed: l.style === "dashed" || l.style === "dotted", arrow: l.arrow === true })).sort(),
+  );
 }
 
-describe.each(SITES)("the %s site", (site) => {
-  const inventory = loadInventory(join(REPO, "inventories", site));
+describe.each(Object.entries(SITES))("the %s site", (_, dir) => {
+  const inventory = loadInventory(dir);
   const model = buildGraph(inventory);
 
   it("the model holds every host, uplink part, VLAN, bridge, network, VM, the gateway and the exit, each once", () => {
@@ -130,6 +143,38 @@ describe("labels", () => {
     expect(mermaid.nodes.get(domId(vm.id))!.label).toEqual([shown, "second line"]);
     expect(mermaid.boxes.get(domId(host.id))!.label.at(-1)).toBe(shown);
     expect(mermaid.links.some((l) => l.label === shown)).toBe(true);
+  });
+
+  it("VXLAN: each host's endpoint on the underlay and its vx-<network> devices with the VNI; the networks' VNIs", () => {
+    const vx = buildGraph(loadInventory(SITES.vxlan));
+    const at = (id: string) => vx.elements.find((e) => e.id === id)!.label;
+    expect(at("hosta/underlay:vtep")).toEqual(["VXLAN endpoint", "10.99.0.1, UDP 4789", "via the route to each peer, MTU 1500"]);
+    expect(at("hosta/vxlan:vx-secure")).toEqual(["vx-secure", "VXLAN VNI 5081, MTU 1450"]);
+    expect(at("backend/vxlan:vx-secure")).toEqual(["vx-secure", "VXLAN VNI 5081, MTU 1450", "gateway 10.81.0.1/24"]);
+    expect(at("underlay")[0]).toBe("underlay");
+    expect(vx.elements.some((e) => e.id === graphId.switch)).toBe(false);
+    expect(vx.links).toContainEqual({ from: "hosta/underlay:vtep", to: "hosta/vxlan:vx-secure", label: "VNI 5081" });
+    expect(vx.links).toContainEqual({ from: "net:secure", to: "hosta/vxlan:vx-secure", label: "VLAN 1081 / VNI 5081", style: "dashed" });
+  });
+
+  it("mirrors: arrows from the sources to the capture VM or the GRE/ERSPAN target; collectors: an arrow from every VM bridge", () => {
+    const flows = buildGraph(loadInventory(SITES.flows));
+    const mirrorLinks = flows.links.filter((l) => l.label?.startsWith("mirror "));
+    expect(mirrorLinks).toEqual([
+      { from: "vm:secure/vmb1", to: "mirror:ids", label: "mirror ids (both)", style: "dotted", arrow: true },
+      { from: "vm:secure/vmb2", to: "mirror:ids", label: "mirror ids (both)", style: "dotted", arrow: true },
+      { from: "vm:secure/vma1", to: "vm:secure/vma3", label: "mirror tap (egress)", style: "dotted", arrow: true },
+      { from: "net:service", to: "mirror:wire", label: "mirror wire (both)", style: "dotted", arrow: true },
+    ]);
+    const at = (id: string) => flows.elements.find((e) => e.id === id)!.label;
+    expect(at("mirror:wire")).toEqual(["mirror wire", "GRE to 198.51.100.7", "key 42", "port mr-wire"]);
+    expect(at("mirror:ids")).toEqual(["mirror ids", "ERSPAN type III to 198.51.100.8", "session 1", "port mr-ids"]);
+    expect(at("collector:sflow/10.99.0.250:6343")).toEqual(["sFlow collector", "10.99.0.250:6343", "1 in 400 packets, counters every 30 s"]);
+    expect(at("collector:ipfix/10.99.0.250:4739")).toEqual(["IPFIX collector", "10.99.0.250:4739", "1 in 100 packets"]);
+    // 2 vmhosts x 3 networks export to each of the 3 collectors; the backend exports nothing.
+    const toCollectors = flows.links.filter((l) => l.to.startsWith("collector:"));
+    expect(toCollectors).toHaveLength(18);
+    expect(toCollectors.every((l) => /^host[ab]\/bridge:br-/.test(l.from) && l.style === "dotted" && l.arrow)).toBe(true);
   });
 
   it("domId is injective and DOM-safe", () => {

@@ -96,9 +96,13 @@ function observed(e: GraphElement, view: HostView): ElementLive | undefined {
   const name = e.name;
   const ports = (view.bridges ?? []).flatMap((b) => b.ports.map((p) => ({ bridge: b.name, port: p })));
   const link = view.links.find((l) => l.name === name);
+  // A VXLAN endpoint without an underlay device: the route to each peer decides, nothing in the view to judge it by.
+  if (e.kind === "underlay" && !name) return undefined;
   switch (e.kind) {
+    case "underlay":
     case "nic":
     case "vlan":
+    case "vxlan":
     case "exit": {
       if (link) {
         if (!link.up || link.member?.mii === "DOWN") return { state: "down", reason: `${name} is down (${link.state ?? "not up"})` };

@@ -11,7 +11,8 @@ import type { GraphElement, GraphKind, GraphModel } from "./types.ts";
  * written as Mermaid entity codes (`#quot;`, `#35;`, ...) so no label is
  * read as syntax, HTML or Markdown, and lines joined with `<br/>`. Plain
  * lines (`---`) are ports and cables, dotted ones (`-.-`) VLAN segments
- * and the route out. With live states, `classDef` per state and `class`
+ * and the route out, dotted arrows (`-.->`) copied traffic (mirrors,
+ * samples to a collector). With live states, `classDef` per state and `class`
  * lines colour the nodes, `style` lines the host boxes.
  */
 export function renderMermaid(model: GraphModel, live?: LiveStates): string {
@@ -24,7 +25,7 @@ export function renderMermaid(model: GraphModel, live?: LiveStates): string {
     out.push("  end");
   }
   for (const l of model.links) {
-    const line = l.style === "dashed" ? "-.-" : "---";
+    const line = l.arrow ? (l.style === "solid" || l.style === undefined ? "-->" : "-.->") : l.style === "dashed" || l.style === "dotted" ? "-.-" : "---";
     out.push(`  ${domId(l.from)} ${line}${l.label ? `|${text([l.label])}|` : ""} ${domId(l.to)}`);
   }
   const kinds = [...new Set(model.elements.filter((e) => e.kind !== "host").map((e) => e.kind))];
@@ -63,6 +64,11 @@ const KIND_FILL: Record<GraphKind, string> = {
   exit: "#ffebee",
   outside: "#fafafa",
   uplink: "#fff3e0",
+  vxlan: "#f3e5f5",
+  underlay: "#fff3e0",
+  "underlay-network": "#fafafa",
+  "mirror-target": "#ede7f6",
+  collector: "#ede7f6",
 };
 
 /** A class name for a kind (`gateway-port` -> `kind_gateway_port`). */
@@ -78,13 +84,17 @@ function node(e: GraphElement): string {
       return `${domId(e.id)}{{${label}}}`;
     case "outside":
     case "switch":
+    case "underlay-network":
       return `${domId(e.id)}([${label}])`;
+    case "collector":
+      return `${domId(e.id)}[(${label})]`;
     case "bridge":
     case "trunk":
       return `${domId(e.id)}[[${label}]]`;
     case "vlan":
     case "patch":
     case "gateway-port":
+    case "vxlan":
     case "exit":
       return `${domId(e.id)}>${label}]`;
     default:

@@ -1,5 +1,6 @@
 import { bridgeName, type Host, type Inventory, type Network, type Vm } from "@netfleet/shared";
 import { graphId, type GraphElement, type GraphLink, type GraphModel } from "./types.ts";
+import { collectorElements, mirrorElements } from "./flows.ts";
 import { uplinkElements, type HostPorts } from "./uplink.ts";
 
 /**
@@ -15,7 +16,9 @@ import { uplinkElements, type HostPorts } from "./uplink.ts";
  * ports), its networks' bridges and the VMs on them; the backend's gateway
  * ports, gateway role and exits; one node per network (VLAN, addresses,
  * policy) joining the hosts that carry it; the switch the members are
- * cabled to; the outside. Pure and deterministic (inventory order: hosts and
+ * cabled to (or the underlay the VXLAN endpoints share); the outside; the
+ * mirrors (source VMs or network to the capture VM or tunnel target) and
+ * the sFlow/IPFIX collectors with the bridges that export to them. Pure and deterministic (inventory order: hosts and
  * networks are sorted by the loader).
  */
 export function buildGraph(inventory: Inventory): GraphModel {
@@ -26,12 +29,16 @@ export function buildGraph(inventory: Inventory): GraphModel {
   const hosts: GraphModel["hosts"] = [];
   const networks = [...inventory.networks].sort((a, b) => a.vlan - b.vlan);
 
-  // A VNI is shown only where some host carries networks over VXLAN (another uplink mode than kernel and ovs-trunk).
-  const overlay = inventory.hosts.some((h) => h.uplink.mode !== "kernel" && h.uplink.mode !== "ovs-trunk");
+  // A VNI is shown only where some host carries networks over VXLAN.
+  const overlay = inventory.hosts.some((h) => h.uplink.mode === "vxlan");
   const segment = (n: Network) => segmentLabel(n, overlay);
   for (const n of networks) add({ id: graphId.network(n.name), kind: "network", name: n.name, label: networkLabel(n, overlay) });
-  const cabled = inventory.hosts.some((h) => h.uplink.members.length > 0);
+  const cabled = inventory.hosts.some((h) => h.uplink.mode !== "vxlan" && h.uplink.members.length > 0);
   if (cabled) add({ id: graphId.switch, kind: "switch", name: "switch", label: ["switch", `802.1Q trunk: VLAN ${networks.map((n) => n.vlan).join(", ") || "none"}`] });
+  if (inventory.hosts.some((h) => h.uplink.mode === "vxlan")) {
+    const management = inventory.site.management;
+    add({ id: graphId.underlay, kind: "underlay-network", name: "underlay", label: ["underlay", `VXLAN (UDP 4789): VNI ${networks.map((n) => n.vni).join(", ") || "none"}`, ...(management ? [`management ${management}`] : [])] });
+  }
 
   for (const host of inventory.hosts) {
     const id = graphId.host(host.name);
@@ -41,7 +48,7 @@ export function buildGraph(inventory: Inventory): GraphModel {
     const up = uplinkElements(host, carried);
     up.elements.forEach(add);
     up.links.forEach(link);
-    for (const nic of up.nics) link({ from: graphId.switch, to: nic, label: "cable" });
+    for (const nic of up.nics) link(host.uplink.mode === "vxlan" ? { from: graphId.underlay, to: nic, label: "VXLAN" } : { from: graphId.switch, to: nic, label: "cable" });
     if (host.role === "backend") backendElements(inventory, host, carried, up.ports, segment, add, link);
     else vmhostElements(host, carried, up.ports, segment, add, link);
   }
@@ -53,6 +60,8 @@ export function buildGraph(inventory: Inventory): GraphModel {
       link({ from: graphId.network(n.name), to: graphId.vm(n.name, vm.name), style: "dashed" });
     }
   }
+  mirrorElements(inventory, add, link);
+  collectorElements(inventory, add, link);
   return { site: inventory.site.name, hosts, elements, links };
 }
 
@@ -111,9 +120,9 @@ function hostLabel(host: Host): string[] {
   return [host.name, `${host.role}${host.address ? `, ${host.address}` : ""}`, ...(labels.length ? [labels.join(", ")] : [])];
 }
 
-/** The VXLAN id of a network (the vxlan keys: `vni`), shown when `overlay`. */
+/** The VXLAN id of a network, shown when `overlay` (some host carries networks over VXLAN). */
 function vniOf(n: Network, overlay: boolean): number | undefined {
-  return overlay ? (n as Network & { vni?: number }).vni : undefined;
+  return overlay ? n.vni : undefined;
 }
 
 function networkLabel(n: Network, overlay: boolean): string[] {

@@ -37,6 +37,16 @@ export type GraphKind =
   | "exit"
   /** Whatever lies beyond the exits. */
   | "outside"
+  /** A Linux VXLAN device `vx-<network>` (uplink mode vxlan). */
+  | "vxlan"
+  /** A host's VXLAN tunnel endpoint on the underlay (its underlay address and device). */
+  | "underlay"
+  /** The underlay network the VXLAN packets cross (site-wide). */
+  | "underlay-network"
+  /** A mirror's GRE or ERSPAN tunnel target outside the site. */
+  | "mirror-target"
+  /** An sFlow or IPFIX collector. */
+  | "collector"
   /** An uplink mode this picture does not draw in detail (one node for the whole uplink). */
   | "uplink";
 
@@ -60,8 +70,10 @@ export interface GraphLink {
   to: string;
   /** Short text on the line (a VLAN tag, "member"). */
   label?: string;
-  /** dashed: a logical link (a VLAN segment, the route out); solid: a port or cable. */
-  style?: "solid" | "dashed";
+  /** dashed: a logical link (a VLAN segment, the route out); solid: a port or cable; dotted: a copy of traffic (a mirror, samples). */
+  style?: "solid" | "dashed" | "dotted";
+  /** Drawn with an arrowhead at `to` (where copied traffic goes: a mirror's destination, a collector). */
+  arrow?: boolean;
 }
 
 /** A site's picture: its hosts (boxes) and every element and link, in a stable order. */
@@ -73,12 +85,18 @@ export interface GraphModel {
   links: GraphLink[];
 }
 
-/** Element ids: `host:<host>`, `<host>/<kind>:<name>`, `net:<network>`, `vm:<network>/<vm>`, and the site-wide `switch`, `outside`. */
+/**
+ * Element ids: `host:<host>`, `<host>/<kind>:<name>`, `net:<network>`, `vm:<network>/<vm>`, `mirror:<mirror>`,
+ * `collector:<sflow|ipfix>/<address:port>`, and the site-wide `switch`, `underlay`, `outside`.
+ */
 export const graphId = {
   host: (host: string) => `host:${host}`,
   onHost: (host: string, kind: string, name: string) => `${host}/${kind}:${name}`,
   network: (network: string) => `net:${network}`,
   vm: (network: string, vm: string) => `vm:${network}/${vm}`,
+  mirrorTarget: (mirror: string) => `mirror:${mirror}`,
+  collector: (protocol: "sflow" | "ipfix", target: string) => `collector:${protocol}/${target}`,
   switch: "switch",
+  underlay: "underlay",
   outside: "outside",
 } as const;

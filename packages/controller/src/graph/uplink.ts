@@ -1,10 +1,10 @@
-import { gatewayPortName, patchPortNames, uplinkLacp, vlanInterfaceName, type Host, type Network } from "@netfleet/shared";
+import { gatewayPortName, patchPortNames, uplinkLacp, vlanInterfaceName, VXLAN_UDP_PORT, vxlanInterfaceName, type Host, type Network } from "@netfleet/shared";
 import { graphId, type GraphElement, type GraphLink } from "./types.ts";
 
 /** Per network (name), the element of a host where that network leaves its uplink: a VLAN interface, a patch pair, a gateway port. */
 export type HostPorts = Map<string, string>;
 
-/** A host's uplink in the picture: its elements and links, its NICs (cabled to the switch), and where each network leaves it. */
+/** A host's uplink in the picture: its elements and links, its NICs (cabled to the switch; vxlan: its tunnel endpoint, on the underlay), and where each network leaves it. */
 export interface UplinkElements {
   elements: GraphElement[];
   links: GraphLink[];
@@ -22,6 +22,9 @@ export interface UplinkElements {
  *   on the trunk bridge, and per network a patch pair `pu-<net>`/`pb-<net>`
  *   tagged with its VLAN (vmhost) or an internal port `gw-<net>` with that
  *   tag and the gateway address (backend);
+ * - vxlan: the host's tunnel endpoint on the underlay (underlay address,
+ *   device) and per network a Linux VXLAN device `vx-<net>` (VNI, UDP 4789;
+ *   on the backend it holds the gateway address), as compile/vxlan.ts;
  * - another mode: one element for the whole uplink.
  */
 export function uplinkElements(host: Host, networks: readonly Network[]): UplinkElements {
@@ -81,6 +84,21 @@ export function uplinkElements(host: Host, networks: readonly Network[]): Uplink
         out.links.push({ from: trunk, to: id, label: `tag ${n.vlan}` });
         out.ports.set(n.name, id);
       }
+    }
+    return out;
+  }
+
+  if (up.mode === "vxlan") {
+    const vtep = on("underlay", "vtep");
+    const address = up.underlay_address ?? host.address ?? "";
+    add({ id: vtep, kind: "underlay", name: up.underlay ?? "", label: ["VXLAN endpoint", `${address}, UDP ${VXLAN_UDP_PORT}`, up.underlay ? `via ${up.underlay}, MTU ${up.mtu}` : `via the route to each peer, MTU ${up.mtu}`] });
+    out.nics.push(vtep);
+    for (const n of networks) {
+      const name = vxlanInterfaceName(n.name);
+      const id = on("vxlan", name);
+      add({ id, kind: "vxlan", name, label: [name, `VXLAN VNI ${n.vni}, MTU ${n.mtu}`, ...(backend ? [`gateway ${n.gateway}/${n.prefix}`] : [])] });
+      out.links.push({ from: vtep, to: id, label: `VNI ${n.vni}` });
+      out.ports.set(n.name, id);
     }
     return out;
   }

@@ -12,7 +12,8 @@ import { XMLParser } from "fast-xml-parser";
 export interface ReadPicture {
   nodes: Map<string, { label: string[]; id?: string; class?: string; box?: string; fill?: string }>;
   boxes: Map<string, { label: string[]; id?: string; class?: string; fill?: string }>;
-  links: { from: string; to: string; label?: string; dashed: boolean }[];
+  /** dashed: drawn dashed or dotted; arrow: with an arrowhead at `to`. */
+  links: { from: string; to: string; label?: string; dashed: boolean; arrow: boolean }[];
 }
 
 /** DOT's escString as Graphviz stores it (`\n` a line break, `\\` a backslash; `&amp;` an `&`, as Graphviz draws it), in lines. */
@@ -27,7 +28,7 @@ function escLines(text: string): string[] {
 export function readDot(dot: string): ReadPicture {
   const doc = JSON.parse(execFileSync("dot", ["-Tjson0"], { input: dot, encoding: "utf8", timeout: 30_000 })) as {
     objects: { _gvid: number; name: string; label?: string; id?: string; class?: string; nodes?: number[] }[];
-    edges?: { tail: number; head: number; label?: string; style?: string }[];
+    edges?: { tail: number; head: number; label?: string; style?: string; dir?: string }[];
   };
   const byGvid = new Map(doc.objects.map((o) => [o._gvid, o]));
   const out: ReadPicture = { nodes: new Map(), boxes: new Map(), links: [] };
@@ -42,7 +43,7 @@ export function readDot(dot: string): ReadPicture {
     out.nodes.set(o.name, { label: escLines(o.label ?? ""), ...(o.id ? { id: o.id } : {}), ...(o.class ? { class: o.class } : {}), ...(boxOf.has(o._gvid) ? { box: boxOf.get(o._gvid)! } : {}) });
   }
   for (const e of doc.edges ?? []) {
-    out.links.push({ from: byGvid.get(e.tail)!.name, to: byGvid.get(e.head)!.name, ...(e.label ? { label: escLines(e.label).join("\n") } : {}), dashed: e.style === "dashed" });
+    out.links.push({ from: byGvid.get(e.tail)!.name, to: byGvid.get(e.head)!.name, ...(e.label ? { label: escLines(e.label).join("\n") } : {}), dashed: e.style === "dashed" || e.style === "dotted", arrow: e.dir === "forward" });
   }
   return out;
 }
@@ -91,7 +92,9 @@ export function readSvg(svg: string): ReadPicture & { root: string } {
     else if (classes[0] === "edge") {
       const [from, to] = title.split("--");
       const dashed = (g.path ?? []).some((p) => p["stroke-dasharray"] !== undefined);
-      out.links.push({ from: from!, to: to!, ...(texts.length ? { label: texts.join("\n") } : {}), dashed });
+      // Graphviz draws an arrowhead as a polygon in the edge's group.
+      const arrow = ((g as Shapes).polygon ?? []).length > 0;
+      out.links.push({ from: from!, to: to!, ...(texts.length ? { label: texts.join("\n") } : {}), dashed, arrow });
     }
   }
   return { ...out, root: String(doc.svg.g[0]?.class ?? "") };
@@ -110,8 +113,8 @@ function mermaidLabel(quoted: string): string[] {
 /**
  * Reads the Mermaid flowchart subset renderMermaid writes: the header,
  * `subgraph ID["..."]` / `end`, nodes `ID` + one of `["..."]`, `{{"..."}}`,
- * `(["..."])`, `[["..."]]`, `>"..."]`, links `A --- B` / `A -.- B` with an
- * optional `|"..."|`, classDef/class/style lines.
+ * `(["..."])`, `[["..."]]`, `[("...")]`, `>"..."]`, links `A --- B` / `A -.- B` /
+ * `A --> B` / `A -.-> B` with an optional `|"..."|`, classDef/class/style lines.
  * @throws Error naming the first line it cannot read.
  */
 export function readMermaid(text: string): ReadPicture & { classes: Map<string, string> } {
@@ -130,12 +133,12 @@ export function readMermaid(text: string): ReadPicture & { classes: Map<string, 
     } else if (/^ +end$/.test(line)) {
       if (box === undefined) throw new Error(`line ${i + 2}: end without subgraph`);
       box = undefined;
-    } else if ((m = line.match(new RegExp(`^ +(${ID})(?:\\[(${Q})\\]|\\{\\{(${Q})\\}\\}|\\(\\[(${Q})\\]\\)|\\[\\[(${Q})\\]\\]|>(${Q})\\])$`)))) {
-      const label = m[2] ?? m[3] ?? m[4] ?? m[5] ?? m[6];
+    } else if ((m = line.match(new RegExp(`^ +(${ID})(?:\\[(${Q})\\]|\\{\\{(${Q})\\}\\}|\\(\\[(${Q})\\]\\)|\\[\\[(${Q})\\]\\]|>(${Q})\\]|\\[\\((${Q})\\)\\])$`)))) {
+      const label = m[2] ?? m[3] ?? m[4] ?? m[5] ?? m[6] ?? m[7];
       if (out.nodes.has(m[1]!)) throw new Error(`line ${i + 2}: node ${m[1]} twice`);
       out.nodes.set(m[1]!, { label: mermaidLabel(label!), ...(box !== undefined ? { box } : {}) });
-    } else if ((m = line.match(new RegExp(`^ +(${ID}) (---|-\\.-)(?:\\|(${Q})\\|)? (${ID})$`)))) {
-      out.links.push({ from: m[1]!, to: m[4]!, ...(m[3] ? { label: mermaidLabel(m[3]).join("\n") } : {}), dashed: m[2] === "-.-" });
+    } else if ((m = line.match(new RegExp(`^ +(${ID}) (---|-\\.-|-->|-\\.->)(?:\\|(${Q})\\|)? (${ID})$`)))) {
+      out.links.push({ from: m[1]!, to: m[4]!, ...(m[3] ? { label: mermaidLabel(m[3]).join("\n") } : {}), dashed: m[2]!.includes("."), arrow: m[2]!.endsWith(">") });
     } else if ((m = line.match(new RegExp(`^ +class ((?:${ID},)*${ID}) (${ID})$`)))) {
       for (const id of m[1]!.split(",")) out.classes.set(id, m[2]!);
     } else if (!new RegExp(`^ +(classDef ${ID}|style ${ID}) [a-z-]+:[#a-z0-9]+(,[a-z-]+:[#a-z0-9]+)*$`).test(line)) {
