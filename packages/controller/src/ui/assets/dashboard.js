@@ -71,7 +71,8 @@ function renderRollout(r) {
   const hosts = st.hosts || {};
   const total = Object.keys(hosts).length || st.waves.flat().length;
   const done = Object.values(hosts).filter((h) => h.status !== "pending" && h.status !== "applying" && h.status !== "reverting").length;
-  $("rollout-summary").textContent = `${st.rolloutId}: ${st.phase}, ${done} of ${total} hosts done (${st.completed.length} ok, ${st.failed.length} failed)${r.lock ? `, lock held by ${r.lock.owner}` : ""}; updated ${ago(st.updatedAt)}`;
+  const count = (...statuses) => Object.values(hosts).filter((h) => statuses.includes(h.status)).length;
+  $("rollout-summary").textContent = `${st.rolloutId}: ${st.phase}, ${done} of ${total} hosts done (${count("ok")} ok, ${count("failed", "revert-failed")} failed, ${count("reverted", "not-reverted")} reverted)${r.lock ? `, lock held by ${r.lock.owner}` : ""}; updated ${ago(st.updatedAt)}`;
   $("rollout-summary").setAttribute("data-phase", st.phase);
   $("rollout-progress").max = Math.max(total, 1);
   $("rollout-progress").value = done;
