@@ -97,11 +97,17 @@ describe("QoS: Port qos, QoS and Queue tables (real OVS 3.1 output)", () => {
     expect(() => parseQos("{}\n")).toThrow(/3 OVSDB tables/);
   });
 
-  it("converged (vnet1 50 Mbit/s, burst 1 Mbit) except the orphan of ours, which goes; the operator's QoS is never touched", () => {
-    const plan = planQos(spec([vm(1, { ingress: { rate: 50_000_000, burst: 1_000_000 } }), vm(2)]), ports, qosMixed, ctx);
+  it("converged (vnet1 5 Mbit/s: the fixture's root at 50, ten times its queue's rate; burst 1 Mbit) except the orphan of ours, which goes; the operator's QoS is never touched", () => {
+    const plan = planQos(spec([vm(1, { ingress: { rate: 5_000_000, burst: 1_000_000 } }), vm(2)]), ports, { ...qosMixed, queues: qosMixed.queues.map((u) => (u.externalIds["netfleet-mac"] === MAC(1) ? { ...u, otherConfig: { ...u.otherConfig, "max-rate": "5000000" } } : u)) }, ctx);
     const orphan = qosMixed.qos.find((q) => q.externalIds["netfleet-mac"] === MAC(9))!;
     expect(plan.commands.map(argvOf)).toEqual([`ovs-vsctl --timeout=30 -- destroy QoS ${orphan.uuid} -- destroy Queue ${orphan.queues["0"]}`]);
     expect(plan.touchedPorts).toEqual([]);
+  });
+
+  it("the root (QoS) rate is ten times the queue's: OVS gives the root a one-frame burst, which must never be the limit", () => {
+    const plan = planQos(spec([vm(3, { ingress: { rate: 2_000_000, burst: 1_000_000 } })]), [ports[2]!], parseQos(fixture("ovs/bandwidth/qos-none.json")), ctx);
+    expect(plan.commands[0]!.argv.join(" ")).toContain("create QoS type=linux-htb other_config:max-rate=20000000 ");
+    expect(plan.commands[0]!.argv.join(" ")).toContain("create Queue other_config:max-rate=2000000 other_config:burst=1000000 ");
   });
 
   it("a limit on a port with the operator's QoS is not applied, and said", () => {
@@ -114,9 +120,9 @@ describe("QoS: Port qos, QoS and Queue tables (real OVS 3.1 output)", () => {
     const ours = qosMixed.qos.find((q) => q.uuid === qosMixed.portQos.vnet1)!;
     const change = planQos(spec([vm(1, { ingress: { rate: 20_000_000, burst: 1_000_000 } }), vm(3, { ingress: LIMIT })]), [ports[0]!, ports[2]!], qosMixed, ctx);
     const argv = change.commands[0]!.argv.join(" ");
-    expect(argv).toContain(`-- set QoS ${ours.uuid} other_config:max-rate=20000000`);
+    expect(argv).toContain(`-- set QoS ${ours.uuid} other_config:max-rate=200000000`);
     expect(argv).toContain(`-- set Queue ${ours.queues["0"]} other_config:max-rate=20000000 other_config:burst=1000000`);
-    expect(argv).toContain("-- set Port vnet3 qos=@q1 -- --id=@q1 create QoS type=linux-htb other_config:max-rate=50000000 external_ids:netfleet-owner=fixture external_ids:netfleet-bridge=br-secure external_ids:netfleet-mac=52:54:00:00:00:03 queues:0=@u1");
+    expect(argv).toContain("-- set Port vnet3 qos=@q1 -- --id=@q1 create QoS type=linux-htb other_config:max-rate=500000000 external_ids:netfleet-owner=fixture external_ids:netfleet-bridge=br-secure external_ids:netfleet-mac=52:54:00:00:00:03 queues:0=@u1");
     expect(argv).toContain("-- --id=@u1 create Queue other_config:max-rate=50000000 other_config:burst=40000000");
     expect(change.touchedPorts).toEqual(["vnet1"]);
     const remove = planQos(spec([vm(1)]), [ports[0]!], qosMixed, ctx);
