@@ -72,6 +72,25 @@ describe("live states", () => {
     expect(live["vm:secure/vmb1"]!.reason).toBe("no view from its agent: hostb's agent did not answer within 10 s");
   });
 
+  it("an OVS bond as bond/show reads it: a member disabled, LACP not negotiated, every member disabled", () => {
+    const a = view("hosta");
+    const withBond = (bond: NonNullable<HostView["bridges"]>[number]["ports"][number]["bond"]): HostView => ({
+      ...a,
+      bridges: a.bridges!.map((b) => ({ ...b, ports: b.ports.map((p) => (p.name === "bond0" ? { ...p, bond } : p)) })),
+    });
+    const real = a.bridges!.flatMap((b) => b.ports).find((p) => p.name === "bond0")!.bond!;
+    expect(real).toMatchObject({ lacpStatus: "off", members: [{ name: "eth0", enabled: true }, { name: "eth1", enabled: true }] });
+    const states = (v: HostView) => {
+      const live = liveStates(model, new Map<string, HostLiveInput>([["hosta", { health: "converged", view: v }]]));
+      return [live["hosta/bond:bond0"]!.state, live["hosta/nic:eth0"]!.state, live["hosta/nic:eth1"]!.state, live["hosta/nic:eth1"]!.reason];
+    };
+    expect(states(withBond(real))).toEqual(["converged", "converged", "converged", "eth1 is up"]);
+    const oneDown = { ...real, members: [real.members[0]!, { ...real.members[1]!, enabled: false, mayEnable: false }] };
+    expect(states(withBond(oneDown))).toEqual(["drift", "converged", "down", "eth1 disabled in bond bond0 (carrier or LACP partner missing)"]);
+    expect(states(withBond({ ...real, lacpStatus: "configured" }))[0]).toBe("drift");
+    expect(states(withBond({ ...real, members: real.members.map((m) => ({ ...m, enabled: false })) }))[0]).toBe("down");
+  });
+
   it("the DOT of a live picture carries each element's state as its class and colour, and a legend", () => {
     const live = liveStates(model, new Map<string, HostLiveInput>([["hosta", { health: "converged", view: view("hosta") }], ["hostb", { health: "unreachable" }], ["backend", { health: "drift" }]]));
     const read = readDot(renderDot(model, live));

@@ -35,7 +35,9 @@ const RANK: Record<ElementState, number> = { unknown: 0, converged: 1, drift: 2,
  * read of it). A host: converged / drift (drift, failed, not-approved) / down
  * (unreachable); an element on a host that is down is down; with the host's
  * view, each element is judged by what the agent sees (a link up, an OVS
- * bridge or port present, a VM port with netfleet's rules, the nft table),
+ * bond's members enabled and its LACP negotiated (ovs-appctl bond/show,
+ * lacp/show), an OVS bridge or port present, a VM port with netfleet's
+ * rules, the nft table),
  * else (nothing in the view to judge it by) it takes the host's state; with
  * no view at all, unknown on a converged host. A network takes the worst state of the
  * host elements it joins (down only when all are down), the switch and the
@@ -104,6 +106,11 @@ function observed(e: GraphElement, view: HostView): ElementLive | undefined {
     case "vlan":
     case "vxlan":
     case "exit": {
+      // An OVS bond member (ovs-appctl bond/show) or interface (link_state) says more than the kernel link.
+      const member = ports.flatMap((p) => (p.port.bond?.members ?? []).map((m) => ({ bond: p.port.name, m }))).find((x) => x.m.name === name);
+      if (member && !member.m.enabled) return { state: "down", reason: `${name} disabled in bond ${member.bond}${member.m.mayEnable ? "" : " (carrier or LACP partner missing)"}` };
+      const iface = ports.flatMap((p) => p.port.interfaces).find((i) => i.name === name);
+      if (iface?.linkState === "down") return { state: "down", reason: `${name}: OVS link_state down` };
       if (link) {
         if (!link.up || link.member?.mii === "DOWN") return { state: "down", reason: `${name} is down (${link.state ?? "not up"})` };
         return { state: "converged", reason: `${name} is up` };
@@ -113,6 +120,14 @@ function observed(e: GraphElement, view: HostView): ElementLive | undefined {
       return { state: e.kind === "exit" ? "down" : "drift", reason: `${name} not found` };
     }
     case "bond": {
+      const bond = ports.find((p) => p.port.name === name)?.port.bond;
+      if (bond) {
+        const off = bond.members.filter((m) => !m.enabled).map((m) => m.name);
+        if (bond.members.length > 0 && off.length === bond.members.length) return { state: "down", reason: `every member of bond ${name} disabled` };
+        if (bond.lacpStatus === "configured") return { state: "drift", reason: `bond ${name}: LACP configured but not negotiated with the switch` };
+        if (off.length) return { state: "drift", reason: `bond ${name}: member ${off.join(", ")} disabled` };
+        return { state: "converged", reason: `OVS bond ${name}: ${bond.members.length} members enabled, LACP ${bond.lacpStatus ?? "off"}` };
+      }
       if (link) return link.up ? { state: "converged", reason: `bond ${name} is up` } : { state: "down", reason: `bond ${name} is down` };
       if (ports.some((p) => p.port.name === name)) return { state: "converged", reason: `OVS bond ${name} present` };
       return { state: "drift", reason: `bond ${name} not found` };
