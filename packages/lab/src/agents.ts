@@ -13,6 +13,7 @@ import { runningIn, startDetached } from "./services.ts";
 import { labHostOf, writeLabState } from "./state.ts";
 import type { Topology, TopoHost } from "./topology.ts";
 import type { LabHost, LabOptions } from "./types.ts";
+import { LAB_UI_LISTEN } from "./ui-dashboard.ts";
 
 /**
  * What the lab passes to every `netfleet rollout` it runs (up's, and
@@ -74,7 +75,7 @@ export async function ensureController(t: Topology, o: LabOptions, step: (s: str
   if (pid === undefined) {
     const before = existsSync(log) ? readFileSync(log, "utf8").length : 0;
     pid = startDetached(
-      netnsExec(c.namespace, [process.execPath, cli, "serve", o.inventoryDir, "--listen", `${c.address}:${c.port}`, "--state-dir", c.stateDir]),
+      netnsExec(c.namespace, [process.execPath, cli, "serve", o.inventoryDir, "--listen", `${c.address}:${c.port}`, "--state-dir", c.stateDir, "--ui", LAB_UI_LISTEN]),
       pidfile,
       log,
     );

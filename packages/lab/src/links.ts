@@ -75,7 +75,7 @@ export async function buildLinks(x: LabExec, t: Topology): Promise<{ newVmLinks:
       lines.push(["route", "replace", "default", "via", t.inet.gateway, "dev", t.inet.hostIf]);
     }
     for (const v of namespaceVms(t).filter((v) => v.host === h.name)) lines.push(["link", "set", "dev", v.hostPort, "up"]);
-    jobs.push(runBatch(x, h.namespace, lines));
+    jobs.push(runBatch(x, h.namespace, lines).then(() => (h.overlay ? x.run(netnsExec(h.namespace, ["ethtool", "-K", h.mgmtLink.hostIf, "tx", "off"])).then(() => undefined) : undefined)));
   }
   jobs.push(runBatch(x, sw, swLines));
   jobs.push(
@@ -101,6 +101,7 @@ export async function buildLinks(x: LabExec, t: Topology): Promise<{ newVmLinks:
 async function configureVm(x: LabExec, v: TopoVm): Promise<void> {
   await runBatch(x, v.namespace, [
     ["link", "set", "dev", v.interface, "address", v.mac],
+    ...(v.mtu !== undefined ? [["link", "set", "dev", v.interface, "mtu", String(v.mtu)]] : []),
     ["link", "set", "dev", v.interface, "up"],
   ]);
   await x.run(netnsExec(v.namespace, ["ethtool", "-K", v.interface, "tx", "off"]));

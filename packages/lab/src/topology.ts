@@ -83,6 +83,16 @@ export interface TopoHost {
   switchLag?: SwitchLag;
   /** a.b.c.d/len on mgmt0, when the host has an address and the site a management network. */
   mgmtAddress?: string;
+  /**
+   * Set when the host's uplink mode is vxlan: its networks travel over
+   * mgmt0, whose TX checksum offload the lab turns off. Between veths a
+   * packet the backend sends into its vxlan device keeps its inner UDP/TCP
+   * checksum partial (encapsulated checksum offload) all the way to the VM
+   * host, where OVS's userspace datapath reads it from a packet socket as
+   * raw bytes and the VM drops it; a real NIC (or the kernel for one that
+   * lacks the offload) fills the checksum in on the way out.
+   */
+  overlay?: "vxlan";
   ovs: OvsPaths;
   libvirt?: LibvirtPaths;
   assignmentFile: string;
@@ -136,6 +146,11 @@ export interface TopoVm {
   leaseFile: string;
   /** TCP services the VM runs (port-forward targets), as IP:PORT. */
   services: string[];
+  /**
+   * The network's MTU when it is not 1500 (a vxlan site's 1450): set on the
+   * VM's interface, as a guest applies DHCP option 26. Absent: 1500.
+   */
+  mtu?: number;
 }
 
 /** A network of the inventory as the lab needs it: VLAN, CIDR, gateway address and the VM bridge's name on each host. */
@@ -226,7 +241,8 @@ export function buildTopology(inventory: Inventory, o: LabOptions): Topology {
   const ordered = [...inventory.hosts].sort((a, b) => Number(a.role !== "backend") - Number(b.role !== "backend") || a.name.localeCompare(b.name));
   ordered.forEach((h: Host, index) => {
     const members = h.uplink.members;
-    if (members.length === 0) throw new Error(`host ${h.name}: the lab needs uplink members (the trunk links to the switch)`);
+    // A vxlan host has no trunk: its networks travel over mgmt0, the management link.
+    if (members.length === 0 && h.uplink.mode !== "vxlan") throw new Error(`host ${h.name}: the lab needs uplink members (the trunk links to the switch)`);
     const hostDir = join(runDir, "hosts", h.name);
     const th: TopoHost = {
       name: h.name,
@@ -242,6 +258,7 @@ export function buildTopology(inventory: Inventory, o: LabOptions): Topology {
     const lag = switchLagOf(h, index);
     if (lag) th.switchLag = lag;
     if (h.address && mgmt) th.mgmtAddress = `${h.address}/${mgmt.prefix}`;
+    if (h.uplink.mode === "vxlan") th.overlay = "vxlan";
     if (h.role === "vmhost" || LIBVIRTD_ON_BACKEND) th.libvirt = libvirtPaths(join(hostDir, "libvirt"));
     if (h.role === "backend" && h.external_interface && h.external_interface !== INET.hostIf) {
       throw new Error(`host ${h.name}: the lab wires the backend's internet link as ${INET.hostIf}, the inventory says ${h.external_interface}`);
@@ -274,6 +291,7 @@ export function buildTopology(inventory: Inventory, o: LabOptions): Topology {
         gateway: n.gateway,
         leaseFile: join(runDir, "vms", `${vm.name}.lease.json`),
         services: [...new Set(n.port_forwards.filter((pf) => pf.vm === vm.name && pf.proto === "tcp").map((pf) => `0.0.0.0:${pf.port}`))],
+        ...(n.mtu !== 1500 ? { mtu: n.mtu } : {}),
       });
     }
   }
@@ -314,6 +332,7 @@ export function buildTopology(inventory: Inventory, o: LabOptions): Topology {
       gateway: n.gateway,
       leaseFile: join(runDir, "vms", `${name}.lease.json`),
       services: [],
+      ...(n.mtu !== 1500 ? { mtu: n.mtu } : {}),
     });
   }
 
