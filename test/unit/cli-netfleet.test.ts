@@ -15,7 +15,7 @@ import { main } from "../../packages/controller/src/main.ts";
 import { memoryOutput } from "../../packages/controller/src/output.ts";
 
 const SITE = join(import.meta.dirname, "..", "..", "inventories", "lab");
-const COMMANDS = ["validate", "plan", "compile", "schema", "bootstrap", "serve", "token", "hosts", "status", "audit", "rollout", "keys", "show", "completion"];
+const COMMANDS = ["validate", "plan", "compile", "schema", "bootstrap", "serve", "token", "hosts", "status", "audit", "rollout", "keys", "show", "graph", "completion"];
 
 async function run(...argv: string[]) {
   const out = memoryOutput(false);
