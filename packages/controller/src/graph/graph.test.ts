@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { bridgeName, gatewayPortName, loadInventory, vlanInterfaceName, vxlanInterfaceName, type Inventory } from "@netfleet/shared";
 import { readDot, readMermaid, readSvg, type ReadPicture } from "./__fixtures__/pictures.ts";
-import { buildGraph, domId, graphId, renderDot, renderMermaid, renderSvg, type GraphModel } from "./index.ts";
+import { buildGraph, domId, graphId, mermaidId, renderDot, renderMermaid, renderSvg, type GraphModel } from "./index.ts";
 
 const REPO = new URL("../../../..", import.meta.url).pathname;
 /** The shipped sites, the lab's VXLAN site, and the lab with sFlow, IPFIX and three mirrors (__fixtures__/sites/flows). */
@@ -102,8 +102,8 @@ describe.each(Object.entries(SITES))("the %s site", (_, dir) => {
   it("mermaid: every node, host subgraph and link, the labels decoded back", () => {
     const text = renderMermaid(model);
     const read = readMermaid(text);
-    expectSame(model, read, domId);
-    for (const e of model.elements.filter((x) => x.kind !== "host")) expect(read.classes.get(domId(e.id))).toBe(`kind_${e.kind.replace(/-/g, "_")}`);
+    expectSame(model, read, mermaidId);
+    for (const e of model.elements.filter((x) => x.kind !== "host")) expect(read.classes.get(mermaidId(e.id))).toBe(`kind_${e.kind.replace(/-/g, "_")}`);
   });
 });
 
@@ -140,8 +140,8 @@ describe("labels", () => {
       expect(read.links.some((l) => l.label === shown)).toBe(true);
     }
     const mermaid = readMermaid(renderMermaid(bent));
-    expect(mermaid.nodes.get(domId(vm.id))!.label).toEqual([shown, "second line"]);
-    expect(mermaid.boxes.get(domId(host.id))!.label.at(-1)).toBe(shown);
+    expect(mermaid.nodes.get(mermaidId(vm.id))!.label).toEqual([shown, "second line"]);
+    expect(mermaid.boxes.get(mermaidId(host.id))!.label.at(-1)).toBe(shown);
     expect(mermaid.links.some((l) => l.label === shown)).toBe(true);
   });
 
@@ -177,10 +177,13 @@ describe("labels", () => {
     expect(toCollectors.every((l) => /^host[ab]\/bridge:br-/.test(l.from) && l.style === "dotted" && l.arrow)).toBe(true);
   });
 
-  it("domId is injective and DOM-safe", () => {
-    const ids = ["a:b", "a_3a_b", "a-b", "a_b", "a.b", "hv1/nic:eth0"];
+  it("domId and mermaidId are injective, DOM-safe, and mermaidId has no - (Mermaid reads --, -. and -> as links)", () => {
+    const ids = ["a:b", "a_3a_b", "a-b", "a_b", "a.b", "hv1/nic:eth0", "net:xn--a", "a->b"];
     const dom = ids.map(domId);
     expect(new Set(dom).size).toBe(ids.length);
     for (const d of dom) expect(d).toMatch(/^nf-[A-Za-z0-9_-]+$/);
+    const mer = ids.map(mermaidId);
+    expect(new Set(mer).size).toBe(ids.length);
+    for (const m of mer) expect(m).toMatch(/^n_[A-Za-z0-9_]+$/);
   });
 });

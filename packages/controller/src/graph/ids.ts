@@ -8,3 +8,13 @@
 export function domId(id: string): string {
   return `nf-${[...id].map((c) => (/^[A-Za-z0-9-]$/.test(c) ? c : `_${c.codePointAt(0)!.toString(16)}_`)).join("")}`;
 }
+
+/**
+ * An element id as a Mermaid node id: `n_` and the id with every character
+ * outside [A-Za-z0-9] written `_` + its code point in hex + `_`. No `-` at
+ * all: Mermaid's lexer reads `--`, `-.` and `->` inside a name as a link
+ * (flow.jison NODE_STRING), and a name such as `xn--a` has one.
+ */
+export function mermaidId(id: string): string {
+  return `n_${[...id].map((c) => (/^[A-Za-z0-9]$/.test(c) ? c : `_${c.codePointAt(0)!.toString(16)}_`)).join("")}`;
+}

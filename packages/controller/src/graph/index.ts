@@ -14,7 +14,7 @@ export { liveStates, type ElementLive, type ElementState, type HostLiveInput, ty
 export { renderDot, STATE_COLORS } from "./dot.ts";
 export { renderMermaid } from "./mermaid.ts";
 export { renderSvg, GraphvizError, DOT_SVG_ARGV } from "./svg.ts";
-export { domId } from "./ids.ts";
+export { domId, mermaidId } from "./ids.ts";
 export { readLive } from "./live-read.ts";
 
 /**

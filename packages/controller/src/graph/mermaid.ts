@@ -1,13 +1,13 @@
 import { STATE_COLORS } from "./dot.ts";
-import { domId } from "./ids.ts";
+import { mermaidId } from "./ids.ts";
 import type { ElementState, LiveStates } from "./live.ts";
 import type { GraphElement, GraphKind, GraphModel } from "./types.ts";
 
 /**
  * The picture as a Mermaid flowchart (mermaid.js.org/syntax/flowchart.html),
  * for Markdown pages that render Mermaid: `flowchart TB`; a host is a
- * `subgraph`; every node id is domId(element id) (letters, digits, `-`,
- * `_`); labels are quoted, with `"`, `#`, `<`, `>`, `&` and backticks
+ * `subgraph`; every node id is mermaidId(element id) (letters, digits and
+ * `_` only); labels are quoted, with `"`, `#`, `<`, `>`, `&` and backticks
  * written as Mermaid entity codes (`#quot;`, `#35;`, ...) so no label is
  * read as syntax, HTML or Markdown, and lines joined with `<br/>`. Plain
  * lines (`---`) are ports and cables, dotted ones (`-.-`) VLAN segments
@@ -20,13 +20,13 @@ export function renderMermaid(model: GraphModel, live?: LiveStates): string {
   for (const e of model.elements.filter((x) => x.host === undefined)) out.push(`  ${node(e)}`);
   for (const h of model.hosts) {
     const host = model.elements.find((e) => e.id === h.id)!;
-    out.push(`  subgraph ${domId(h.id)}[${text(host.label)}]`);
+    out.push(`  subgraph ${mermaidId(h.id)}[${text(host.label)}]`);
     for (const e of model.elements.filter((x) => x.host === h.name && x.kind !== "host")) out.push(`    ${node(e)}`);
     out.push("  end");
   }
   for (const l of model.links) {
     const line = l.arrow ? (l.style === "solid" || l.style === undefined ? "-->" : "-.->") : l.style === "dashed" || l.style === "dotted" ? "-.-" : "---";
-    out.push(`  ${domId(l.from)} ${line}${l.label ? `|${text([l.label])}|` : ""} ${domId(l.to)}`);
+    out.push(`  ${mermaidId(l.from)} ${line}${l.label ? `|${text([l.label])}|` : ""} ${mermaidId(l.to)}`);
   }
   const kinds = [...new Set(model.elements.filter((e) => e.kind !== "host").map((e) => e.kind))];
   if (live) {
@@ -34,16 +34,16 @@ export function renderMermaid(model: GraphModel, live?: LiveStates): string {
     const byState = new Map<ElementState, string[]>();
     for (const e of model.elements.filter((x) => x.kind !== "host")) {
       const s = live[e.id]?.state;
-      if (s) byState.set(s, [...(byState.get(s) ?? []), domId(e.id)]);
+      if (s) byState.set(s, [...(byState.get(s) ?? []), mermaidId(e.id)]);
     }
     for (const [state, ids] of byState) out.push(`  class ${ids.join(",")} ${state}`);
     for (const h of model.hosts) {
       const s = live[h.id]?.state;
-      if (s) out.push(`  style ${domId(h.id)} fill:${STATE_COLORS[s].pale},stroke:${STATE_COLORS[s].line}`);
+      if (s) out.push(`  style ${mermaidId(h.id)} fill:${STATE_COLORS[s].pale},stroke:${STATE_COLORS[s].line}`);
     }
   } else {
     for (const k of kinds) out.push(`  classDef ${kindClass(k)} fill:${KIND_FILL[k]},stroke:#78909c,color:#000`);
-    for (const k of kinds) out.push(`  class ${model.elements.filter((e) => e.kind === k).map((e) => domId(e.id)).join(",")} ${kindClass(k)}`);
+    for (const k of kinds) out.push(`  class ${model.elements.filter((e) => e.kind === k).map((e) => mermaidId(e.id)).join(",")} ${kindClass(k)}`);
   }
   return out.join("\n") + "\n";
 }
@@ -81,24 +81,24 @@ function node(e: GraphElement): string {
   const label = text(e.label);
   switch (e.kind) {
     case "network":
-      return `${domId(e.id)}{{${label}}}`;
+      return `${mermaidId(e.id)}{{${label}}}`;
     case "outside":
     case "switch":
     case "underlay-network":
-      return `${domId(e.id)}([${label}])`;
+      return `${mermaidId(e.id)}([${label}])`;
     case "collector":
-      return `${domId(e.id)}[(${label})]`;
+      return `${mermaidId(e.id)}[(${label})]`;
     case "bridge":
     case "trunk":
-      return `${domId(e.id)}[[${label}]]`;
+      return `${mermaidId(e.id)}[[${label}]]`;
     case "vlan":
     case "patch":
     case "gateway-port":
     case "vxlan":
     case "exit":
-      return `${domId(e.id)}>${label}]`;
+      return `${mermaidId(e.id)}>${label}]`;
     default:
-      return `${domId(e.id)}[${label}]`;
+      return `${mermaidId(e.id)}[${label}]`;
   }
 }
 

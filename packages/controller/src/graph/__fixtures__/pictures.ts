@@ -122,7 +122,7 @@ export function readMermaid(text: string): ReadPicture & { classes: Map<string, 
   const lines = text.replace(/\n$/, "").split("\n");
   if (lines[0] !== "flowchart TB") throw new Error(`line 1: ${lines[0]}`);
   let box: string | undefined;
-  const ID = "[A-Za-z][A-Za-z0-9_-]*";
+  const ID = "[A-Za-z][A-Za-z0-9_]*";
   const Q = '"[^"]*"';
   lines.slice(1).forEach((line, i) => {
     let m: RegExpMatchArray | null;
