@@ -47,8 +47,8 @@ export async function requestShow(nc: NatsConnection, site: string, host: string
   return decodeMessage(ShowReply, `show ${host}`, msg.data);
 }
 
-/** How long `netfleet status` waits for one host's counters (ms). */
-export const COUNTERS_TIMEOUT_MS = 3000;
+/** How long `netfleet status` waits for one host's counters (ms): its agent reads the whole host for them (as show does), a second or more on a busy host. */
+export const COUNTERS_TIMEOUT_MS = 10_000;
 
 /**
  * A host's counters summary for `netfleet status` (store/status.ts

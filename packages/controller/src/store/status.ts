@@ -130,7 +130,7 @@ export async function readStatus(s: StatusSources): Promise<HostStatus[]> {
 const COUNTERS_PARALLEL = 8;
 
 /** How long all counter requests of one status may take together (ms): a large fleet's status stays bounded; hosts not asked by then have none. */
-const COUNTERS_BUDGET_MS = 15_000;
+const COUNTERS_BUDGET_MS = 30_000;
 
 /** The counters summaries of the approved hosts among `names` (s.counters, COUNTERS_PARALLEL at once, within COUNTERS_BUDGET_MS). */
 async function countersOf(s: StatusSources, names: readonly string[], records: ReadonlyMap<string, HostRecord>): Promise<Map<string, CountersSummary>> {
