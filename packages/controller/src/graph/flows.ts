@@ -6,7 +6,7 @@ import { graphId, type GraphElement, type GraphLink } from "./types.ts";
  * `mirrors:`, shared model-mirror.ts; compile/mirrors.ts makes an OVS
  * Mirror on the network's bridge of every vmhost carrying it) and the sFlow
  * and IPFIX collectors (`site.sflow`, `site.ipfix`; compile/sampling.ts:
- * every VM network bridge of every vmhost exports).
+ * every OVS bridge of every vmhost exports).
  */
 
 /**
@@ -34,11 +34,19 @@ export function mirrorElements(inventory: Inventory, add: (e: GraphElement) => v
 
 /**
  * One node per sFlow and IPFIX collector (`collector:<sflow|ipfix>/<address:port>`,
- * default ports 6343 and 4739), with a dotted arrow from every VM network
- * bridge of every vmhost (the bridges that export).
+ * default ports 6343 and 4739), with a dotted arrow from every OVS bridge of
+ * every vmhost (its VM network bridges and, in ovs-trunk mode, its trunk
+ * bridge: the bridges that export).
  */
 export function collectorElements(inventory: Inventory, add: (e: GraphElement) => void, link: (l: GraphLink) => void): void {
-  const bridges = inventory.hosts.filter((h) => h.role === "vmhost").flatMap((h) => inventory.networks.filter((n) => h.networks.includes(n.name)).map((n) => graphId.onHost(h.name, "bridge", bridgeName(n.name))));
+  // compile/sampling.ts withSampling: every OVS bridge of a vmhost exports, its ovs-trunk bridge too (OVS samples a
+  // frame where it enters the datapath: a reply to a VM enters at the trunk bridge, not again behind the patch port).
+  const bridges = inventory.hosts
+    .filter((h) => h.role === "vmhost")
+    .flatMap((h) => [
+      ...(h.uplink.mode === "ovs-trunk" ? [graphId.onHost(h.name, "trunk", h.uplink.trunk_bridge)] : []),
+      ...inventory.networks.filter((n) => h.networks.includes(n.name)).map((n) => graphId.onHost(h.name, "bridge", bridgeName(n.name))),
+    ]);
   const exports = [
     { protocol: "sflow" as const, settings: inventory.site.sflow, port: SFLOW_PORT, title: "sFlow collector", detail: (s: NonNullable<Inventory["site"]["sflow"]>) => `1 in ${s.sampling} packets, counters every ${s.polling} s` },
     { protocol: "ipfix" as const, settings: inventory.site.ipfix, port: IPFIX_PORT, title: "IPFIX collector", detail: (s: NonNullable<Inventory["site"]["ipfix"]>) => `1 in ${s.sampling} packets` },

@@ -157,7 +157,7 @@ describe("labels", () => {
     expect(vx.links).toContainEqual({ from: "net:secure", to: "hosta/vxlan:vx-secure", label: "VLAN 1081 / VNI 5081", style: "dashed" });
   });
 
-  it("mirrors: arrows from the sources to the capture VM or the GRE/ERSPAN target; collectors: an arrow from every VM bridge", () => {
+  it("mirrors: arrows from the sources to the capture VM or the GRE/ERSPAN target; collectors: an arrow from every vmhost bridge", () => {
     const flows = buildGraph(loadInventory(SITES.flows));
     const mirrorLinks = flows.links.filter((l) => l.label?.startsWith("mirror "));
     expect(mirrorLinks).toEqual([
@@ -171,10 +171,11 @@ describe("labels", () => {
     expect(at("mirror:ids")).toEqual(["mirror ids", "ERSPAN type III to 198.51.100.8", "session 1", "port mr-ids"]);
     expect(at("collector:sflow/10.99.0.250:6343")).toEqual(["sFlow collector", "10.99.0.250:6343", "1 in 400 packets, counters every 30 s"]);
     expect(at("collector:ipfix/10.99.0.250:4739")).toEqual(["IPFIX collector", "10.99.0.250:4739", "1 in 100 packets"]);
-    // 2 vmhosts x 3 networks export to each of the 3 collectors; the backend exports nothing.
+    // Each of the 2 vmhosts' 3 VM bridges and its trunk bridge export to each of the 3 collectors; the backend nothing.
     const toCollectors = flows.links.filter((l) => l.to.startsWith("collector:"));
-    expect(toCollectors).toHaveLength(18);
-    expect(toCollectors.every((l) => /^host[ab]\/bridge:br-/.test(l.from) && l.style === "dotted" && l.arrow)).toBe(true);
+    expect(toCollectors).toHaveLength(24);
+    expect(toCollectors.every((l) => /^host[ab]\/(bridge:br-|trunk:br-uplink$)/.test(l.from) && l.style === "dotted" && l.arrow)).toBe(true);
+    expect(toCollectors.filter((l) => l.from === "hosta/trunk:br-uplink").map((l) => l.to)).toEqual(["collector:sflow/10.99.0.250:6343", "collector:sflow/10.99.0.251:9999", "collector:ipfix/10.99.0.250:4739"]);
   });
 
   it("domId and mermaidId are injective, DOM-safe, and mermaidId has no - (Mermaid reads --, -. and -> as links)", () => {
