@@ -127,7 +127,8 @@ describe.skipIf(!isRoot)("VM bandwidth limits (prefix nfbw, /tmp/nfbw-lab)", () 
     expect(limRules.length).toBeGreaterThan(0);
     for (const r of limRules) expect(r).toContain(`actions=meter:${lim},`);
     expect(flows).not.toMatch(new RegExp(`in_port=${await ofport("free")}[ ,].*meter:`));
-    expect(await qosOf("lim")).toBe("linux-htb 20000000 queue0 20000000/1000000 owner=bw");
+    // the root (QoS) at ten times the queue's rate: only the queue limits (vm-bandwidth-qos.ts)
+    expect(await qosOf("lim")).toBe("linux-htb 200000000 queue0 20000000/1000000 owner=bw");
     expect(await qosOf("free")).toBe("none");
     expect(await qosOf("srv")).toBe("none");
   });
@@ -152,7 +153,7 @@ describe.skipIf(!isRoot)("VM bandwidth limits (prefix nfbw, /tmp/nfbw-lab)", () 
     expect({ ofport: await ofport("lim"), iface: (await vsctl("get", "Interface", vm("lim").hostPort, "_uuid")).trim() }).toEqual(before);
     expect(server?.exitCode).toBeNull();
     expect(await meters()).toEqual([`meter=${before.ofport} 10000kbps 8000kbit`]);
-    expect(await qosOf("lim")).toBe("linux-htb 10000000 queue0 10000000/1000000 owner=bw");
+    expect(await qosOf("lim")).toBe("linux-htb 100000000 queue0 10000000/1000000 owner=bw");
     const limit = 10 * MBIT;
     const [out, inn] = [await iperf("lim"), await iperf("lim", true)];
     expect(within(out, limit), `lim sends ${out / MBIT} Mbit/s`).toBeLessThanOrEqual(0.15);
@@ -168,7 +169,7 @@ describe.skipIf(!isRoot)("VM bandwidth limits (prefix nfbw, /tmp/nfbw-lab)", () 
     // plugged again as the lab (and libvirt) plug a VM's port
     await vsctl("add-port", "br-lan", v.hostPort, "--", "set", "Interface", v.hostPort, `external_ids:attached-mac="${v.mac}"`, `external_ids:vm-id=${v.name}`, `external_ids:iface-id=${v.name}`, "--", "set", "Port", v.hostPort, "external_ids:netfleet-lab=vm");
     const t1 = Date.now();
-    const back = async (port: number) => (await meters()).join() === `meter=${port} 10000kbps 8000kbit` && (await qosOf("lim")).startsWith("linux-htb 10000000");
+    const back = async (port: number) => (await meters()).join() === `meter=${port} 10000kbps 8000kbit` && (await qosOf("lim")) === "linux-htb 100000000 queue0 10000000/1000000 owner=bw";
     await eventually("lim's meter and QoS back on its port", 20_000, async () => back(await ofport("lim")));
     figures.restoredMs = Date.now() - t1;
     expect(await ourQosRows()).toBe(1);
