@@ -1,0 +1,179 @@
+/**
+ * VXLAN overlay in the lab: one lab (prefix vxl, /tmp/vxl-lab) of the site
+ * test/lab/sites/vxlan, the lab site with every host in uplink mode vxlan:
+ * no trunk links at all, each network a VXLAN segment (secure VNI 5081,
+ * service 1082, datain 1083) between the hosts over the management network
+ * (mgmt0), Linux vxlan devices vx-<network> as the VM bridges' uplink ports
+ * on the userspace datapath and as the backend's gateway interfaces.
+ * Proven here: the agents build the devices as the assignment says (VNI,
+ * local address, port 4789, one flood entry per peer, MTU 1500 - 50); the
+ * WHOLE connectivity matrix of lab.test.ts and the attack rows of
+ * attack.test.ts pass unchanged (isolation, anti-spoofing, gateway rules),
+ * each blocked row beside its positive control; a VM's frames to another
+ * host cross the management link as VXLAN (UDP 4789) with their network's
+ * VNI and nothing else; the MTU is accounted (a 1450-byte DF packet crosses,
+ * the VM does not send a 1451-byte one); and one VM network's segment does
+ * not carry another's: a frame injected into the wrong VNI is not delivered.
+ * Needs root and the packages of scripts/setup.sh (tcpdump, scapy).
+ */
+import { execa } from "execa";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ExecaRunner, read } from "@netfleet/agent";
+import { loadInventory, VXLAN_UDP_PORT, vxlanInterfaceName, type Inventory } from "@netfleet/shared";
+import { attackProbes, connectivityProbes, labAttack, labDown, labProcesses, labUp, namespacesWithPrefix, runProbes, type AttackRow, type CheckRow, type LabOptions, type LabStatus } from "@netfleet/lab";
+
+const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
+const lab: LabOptions = {
+  inventoryDir: join(repoRoot, "test", "lab", "sites", "vxlan"),
+  prefix: "vxl",
+  runDir: "/tmp/vxl-lab",
+  repoRoot: process.env.NETFLEET_LAB_AGENT_ROOT ?? repoRoot,
+};
+const inventory: Inventory = loadInventory(lab.inventoryDir);
+const runner = new ExecaRunner({ timeoutMs: 20_000 });
+const isRoot = process.getuid?.() === 0;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function sh(argv: string[]): Promise<{ stdout: string; stderr: string; exitCode: number }> {
+  const r = await runner.run(read(...argv), { allowFailure: true });
+  return { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode };
+}
+
+/** One ping with DF set and `size` bytes of ICMP payload (IP packet = size + 28). */
+async function pingDf(namespace: string, address: string, size: number): Promise<boolean> {
+  return (await sh(["ip", "netns", "exec", namespace, "ping", "-n", "-q", "-c", "2", "-i", "0.2", "-W", "1", "-M", "do", "-s", String(size), address])).exitCode === 0;
+}
+
+describe.skipIf(!isRoot)("vxlan overlay lab (prefix vxl, /tmp/vxl-lab)", () => {
+  let status: LabStatus;
+  const timings: Record<string, number> = {};
+  const vm = (name: string) => status.vms.find((v) => v.name === name)!;
+  const hostNs = (name: string) => `${lab.prefix}-${name}`;
+
+  beforeAll(async () => {
+    await labDown(lab); // leftovers of an interrupted run
+    const t = performance.now();
+    status = await labUp(lab, (line) => process.stderr.write(`${line}\n`));
+    timings.up = performance.now() - t;
+  }, 900_000);
+
+  afterAll(async () => {
+    await labDown(lab);
+    process.stderr.write(`vxlan lab timings (ms): ${JSON.stringify(Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, Math.round(v)])))}\n`);
+    expect(namespacesWithPrefix(lab.prefix)).toEqual([]);
+    expect(labProcesses({ netnsInodes: new Set(), runDir: lab.runDir })).toEqual([]);
+  }, 60_000);
+
+  it("is up with every host in mode vxlan: no trunk link, one vxlan device per network as the assignment says", async () => {
+    expect(status.problems ?? []).toEqual([]);
+    expect(status.up).toBe(true);
+    expect(inventory.hosts.map((h) => h.uplink.mode)).toEqual(["vxlan", "vxlan", "vxlan"]);
+    for (const h of inventory.hosts) {
+      const links = JSON.parse((await sh(["ip", "-n", hostNs(h.name), "-d", "-j", "link", "show"])).stdout) as { ifname: string; mtu: number; ifalias?: string; flags: string[]; linkinfo?: { info_kind?: string; info_data?: { id?: number; local?: string; port?: number } } }[];
+      // no trunk: the host's only links are lo, mgmt0, (wan0,) VM ports and what netfleet made
+      expect(links.map((l) => l.ifname).filter((n) => /^eth\d/.test(n)), h.name).toEqual([]);
+      for (const n of inventory.networks.filter((x) => h.networks.includes(x.name))) {
+        const dev = links.find((l) => l.ifname === vxlanInterfaceName(n.name));
+        expect(dev, `${h.name} ${n.name}`).toBeDefined();
+        expect(dev!.linkinfo?.info_kind).toBe("vxlan");
+        expect(dev!.linkinfo?.info_data).toMatchObject({ id: n.vni, local: h.address, port: VXLAN_UDP_PORT });
+        expect([dev!.mtu, dev!.ifalias, dev!.flags.includes("UP")], `${h.name} ${n.name}`).toEqual([1450, "netfleet-owner=vxl", true]);
+        const peers = inventory.hosts.filter((p) => p.name !== h.name && (p.role === "backend" || p.networks.includes(n.name))).map((p) => p.address).sort();
+        const fdb = JSON.parse((await sh(["ip", "netns", "exec", hostNs(h.name), "bridge", "-j", "fdb", "show", "dev", dev!.ifname])).stdout) as { mac: string; dst?: string; state?: string }[];
+        expect(fdb.filter((e) => e.mac === "00:00:00:00:00:00" && e.state === "permanent").map((e) => e.dst).sort(), `${h.name} ${n.name} flood list`).toEqual(peers);
+      }
+    }
+    expect(inventory.networks.map((n) => [n.name, n.vni, n.mtu])).toEqual([
+      ["datain", 1083, 1450],
+      ["secure", 5081, 1450],
+      ["service", 1082, 1450],
+    ]);
+    expect(status.gateways?.find((g) => g.network === "secure")).toMatchObject({ ip: "10.81.0.1", interface: "vx-secure", namespace: "vxl-backend" });
+  });
+
+  it("the whole connectivity matrix passes as on the VLAN lab", async () => {
+    const t = performance.now();
+    const rows: CheckRow[] = await runProbes(connectivityProbes(inventory, status));
+    timings.check = performance.now() - t;
+    const failed = rows.filter((r) => !r.ok);
+    expect(failed, JSON.stringify(failed, null, 1)).toEqual([]);
+    const has = (check: RegExp, from: string | RegExp, to: RegExp, got: string) =>
+      expect(rows.some((r) => check.test(r.check) && (typeof from === "string" ? r.from === from : from.test(r.from)) && to.test(r.to) && r.got === got), `${check} ${from} -> ${to}: ${got}`).toBe(true);
+    const vmsIn = (net: string) => status.vms.filter((v) => v.kind !== "domain" && v.network === net && v.ip).map((v) => v.name);
+    const names = (list: string[]) => new RegExp(`^(${list.join("|")})$`);
+    has(/^same-network \(across hosts\)$/, "vma1", /^vmb1$/, "reach");
+    has(/^isolated port \(same host\)$/, "vma3", /^vma1$/, "blocked");
+    has(/^gateway$/, "vma3", /^gw-secure$/, "reach");
+    for (const members of inventory.networks.flatMap((n) => Object.values(n.cluster_groups))) {
+      if (members.length > 1) has(/^cluster group/, names(members), names(members), "reach");
+    }
+    const nets = inventory.networks.map((n) => n.name).filter((n) => vmsIn(n).length > 0);
+    for (const x of nets) {
+      for (const y of nets.filter((n) => n !== x)) {
+        has(/^vlans apart/, names(vmsIn(x)), names(vmsIn(y)), "blocked");
+        has(/^networks apart \(routed\)$/, names(vmsIn(x)), names(vmsIn(y)), "blocked");
+        has(/^only its own gateway$/, names(vmsIn(x)), new RegExp(`^gw-${y}$`), "blocked");
+      }
+    }
+    expect(rows.filter((r) => /^vlans apart \(across hosts\)$/.test(r.check)).length).toBeGreaterThan(0);
+    has(/^anti-spoofing \(own address\)$/, "vma1", /./, "reach");
+    has(/^anti-spoofing \(source IP\)$/, "vma1", /./, "blocked");
+    has(/^anti-spoofing \(source MAC\)$/, "vma1", /./, "blocked");
+    for (const v of status.vms.filter((x) => x.kind !== "domain")) has(/^dhcp lease$/, v.name, /./, "lease");
+    has(/^dns \(vm names\)$/, "vma1", /^vmb1\.secure\.lab\.test$/, "resolve");
+    has(/^egress \(allowlist\)$/, "vma1", /^198\.51\.100\.10:80$/, "masqueraded");
+    has(/^egress \(allowlist\)$/, "vma1", /^198\.51\.100\.20:80$/, "blocked");
+    has(/^egress \(open\)$/, "vma2", /^198\.51\.100\.20:80$/, "masqueraded");
+    process.stderr.write(`vxlan connectivity matrix: ${rows.length} rows, ${rows.filter((r) => r.ok).length} as expected\n`);
+  }, 600_000);
+
+  it("the attack rows pass as on the VLAN lab, each blocked row beside its positive control", async () => {
+    const probes = attackProbes(inventory, status);
+    const t = performance.now();
+    const rows: AttackRow[] = await labAttack(inventory, status);
+    timings.attack = performance.now() - t;
+    const failed = rows.filter((r) => !r.ok);
+    expect(failed, JSON.stringify(failed, null, 1)).toEqual([]);
+    expect(rows.length).toBeGreaterThanOrEqual(25);
+    for (const p of probes.filter((x) => x.expect === "dropped")) expect(p.controls.length, `${p.check} ${p.from} -> ${p.to}`).toBeGreaterThan(0);
+    const has = (check: RegExp, from: string, expect_: AttackRow["expect"]) =>
+      expect(rows.some((r) => check.test(r.check) && r.from === from && r.expect === expect_ && r.ok), `${check} from ${from}: ${expect_}`).toBe(true);
+    has(/^ip spoofing \(static VM\)$/, "vma1", "dropped");
+    has(/^ip spoofing \(DHCP VM\)$/, "vmb4", "dropped");
+    has(/^mac spoofing$/, "x-hosta", "dropped");
+    has(/^rogue dhcp offer/, "vma1", "dropped");
+    has(/^isolated to isolated \(across hosts\)$/, "vma4", "dropped");
+    has(/^cluster group member to member \(across hosts\)$/, "vma3", "delivered");
+    has(/^unknown unicast flood to isolated$/, "vma1", "dropped");
+    process.stderr.write(`vxlan attack rows: ${rows.length}, ${rows.filter((r) => r.ok).length} as expected\n`);
+  }, 600_000);
+
+  it("frames between hosts cross the management link as VXLAN (UDP 4789) with their network's VNI, never bare", async () => {
+    const secure = inventory.networks.find((n) => n.name === "secure")!;
+    // hosta's management link as the switch sees it: VXLAN packets, decoded by tcpdump (-T vxlan)
+    const cap = execa("ip", ["netns", "exec", "vxl-sw", "tcpdump", "-l", "-n", "-e", "-c", "4", "-i", "h1-m", "-T", "vxlan", `udp port ${VXLAN_UDP_PORT}`], { reject: false, timeout: 8000 });
+    const bare = execa("ip", ["netns", "exec", "vxl-sw", "tcpdump", "-l", "-n", "-c", "1", "-i", "h1-m", "icmp and host", vm("vmb1").ip!], { reject: false, timeout: 8000 });
+    await sleep(700);
+    expect(await pingDf("vxl-vma1", vm("vmb1").ip!, 56)).toBe(true);
+    await sleep(300);
+    cap.kill("SIGINT");
+    bare.kill("SIGINT");
+    // tcpdump prints each VXLAN packet on two lines: the outer header (UDP 4789, the VNI), then the inner frame
+    const out = String((await cap).stdout).split("\n");
+    const inner = out.flatMap((l, i) => (l.includes("ICMP echo") ? [{ outer: out[i - 1] ?? "", inner: l }] : []));
+    expect(inner.length, out.join("\n")).toBeGreaterThan(0);
+    for (const f of inner) {
+      expect(f.outer).toMatch(new RegExp(`10\\.99\\.0\\.\\d+\\.\\d+ > 10\\.99\\.0\\.\\d+\\.${VXLAN_UDP_PORT}: VXLAN, flags \\[I\\] \\(0x08\\), vni ${secure.vni}\\b`));
+      expect(f.inner).toMatch(/^\s*52:54:00:81:0(a:01 > 52:54:00:81:0b:01|b:01 > 52:54:00:81:0a:01), ethertype IPv4/);
+    }
+    expect(String((await bare).stdout).split("\n").filter((l) => l.includes("ICMP")), "no bare ICMP between the VMs on the management link").toEqual([]);
+  }, 30_000);
+
+  it("MTU accounted: a 1450-byte packet with DF crosses between hosts, a 1451-byte one is not sent", async () => {
+    // 1422 bytes of payload + 8 ICMP + 20 IP = 1450; the underlay carries 1450 + 50 = 1500
+    expect(await pingDf("vxl-vma1", vm("vmb1").ip!, 1422)).toBe(true);
+    expect(await pingDf("vxl-vma1", vm("vmb1").ip!, 1423)).toBe(false);
+  }, 30_000);
+});
