@@ -27,6 +27,15 @@ export interface DaemonOptions {
   controllers?: readonly string[];
 }
 
+/**
+ * Resource kinds a VM port event (a port appeared, went away or was replugged)
+ * re-plans: they find VM ports live by libvirt's `external_ids:attached-mac`.
+ * ovs-mirror is among them because a Mirror's select_src_port,
+ * select_dst_port and output_port are weak references
+ * (ovs-vswitchd.conf.db(5)): a replugged tap's new Port must be selected again.
+ */
+const PORT_KINDS: readonly string[] = ["vm-port-policy", "ovs-mirror"];
+
 /** `ports`: the VM port rules only; `dnsmasq`: the dnsmasq resources only (one exited: DnsmasqWatch). */
 export type PassKind = "full" | "ports" | "dnsmasq";
 
@@ -113,10 +122,10 @@ export class AgentDaemon {
     return this.running;
   }
 
-  /** Runs one pass; resolves with the observed-state hash it planned on. */
+  /** Runs one pass; resolves with the observed-state hash it planned on. A "ports" pass re-plans PORT_KINDS. */
   private async pass(kinds: PassKind[], expectObserved?: string): Promise<string> {
     const kind = kinds.join("+");
-    const only = new Set<string>(kinds.map((k) => (k === "ports" ? "vm-port-policy" : k)));
+    const only = new Set<string>(kinds.flatMap((k) => (k === "ports" ? PORT_KINDS : [k])));
     const resources: ResourceSpec[] = kind === "full" ? this.assignment.resources : this.assignment.resources.filter((r) => only.has(r.kind));
     const started = performance.now();
     const { results, observed } = await reconcilePass(resources, {

@@ -214,7 +214,7 @@ export class ControlPlane {
   /**
    * One row per inventory or enrolled host (those `options.limit` selects), sorted by name; see readStatus.
    * `counters`: also ask each approved host's agent for its counters summary (nats/show.ts countersSource: a show
-   * request per host, 3 s each, 8 at once, 15 s in all); off for the callers that poll (serve's metrics, the dashboard).
+   * request per host, 10 s each, 8 at once, 30 s in all); off for the callers that poll (serve's metrics, the dashboard).
    */
   status(options: { limit?: readonly string[]; counters?: boolean } = {}): Promise<HostStatus[]> {
     const { site, hosts } = this.options;

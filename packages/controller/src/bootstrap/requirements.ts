@@ -17,6 +17,7 @@ export function requirementsFor(host: Host): HostRequirements {
   if (host.role === "backend") packages.push("dnsmasq-base", "nftables");
   const modules: string[] = [];
   if (host.uplink.mode === "kernel") modules.push("8021q", "bonding");
+  if (host.uplink.mode === "vxlan") modules.push("vxlan"); // Linux vxlan devices, ip-link(8) type vxlan
   if (host.uplink.datapath === "system") modules.push("openvswitch");
   return { packages, modules };
 }

@@ -197,7 +197,7 @@ export function addControlCommands(program: Command, ctx: Context): void {
     .argument("[site-dir]", "the site folder")
     .addOption(limitOption())
     .option("--unreachable-after <s>", "a host not heard from for this long is unreachable, seconds (default 90; heartbeats come every 15 s and are recorded every 30 s)", seconds("--unreachable-after"))
-    .option("--no-counters", "do not ask the agents for their port and bond counters (by default each approved host's agent is asked, 3 s each, 8 at once, 15 s in all)")
+    .option("--no-counters", "do not ask the agents for their port and bond counters (by default each approved host's agent is asked, 10 s each, 8 at once, 30 s in all)")
     .addOption(stateDirOption())
     .addOption(natsOption())
     .addOption(jsonOption())
