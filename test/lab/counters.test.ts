@@ -15,6 +15,9 @@
  *   `show` has that member disabled and the bond's summary says it is down,
  *   and `status` warns about it (`counters-bond`); set up again, both
  *   enabled and the warning gone.
+ * Measured (2 cores, other labs running): 2/2 in 115 s, lab up 61 s; vma1's port rx +201 packets / +208442
+ * bytes (200 x 1042 and one 42-byte ARP), the same in OVS statistics and in the tap's kernel counters, visible
+ * 7.2 s after the pings (ovs-vswitchd refreshes statistics every 5 s).
  * Needs root and the packages of scripts/setup.sh.
  */
 import { cpSync, mkdtempSync, rmSync } from "node:fs";
