@@ -1,11 +1,11 @@
 # VM bandwidth limits on OVS's kernel datapath (sourced by suite.sh while
 # kvm1's OVS runs; issue 19). Its own bridge br-qos (datapath system, secure
 # fail mode, an internal port qos-up as the uplink) with three VMs as
-# namespaces: qa (limited: 10 Mbit/s each way), qb (no limit: the positive
+# namespaces: qa (limited: 2 Mbit/s each way), qb (no limit: the positive
 # control) and qs (the iperf3 server). One agent apply of
 # /xfer/in/qos/kvm1.json (kernel.test.ts writes it: vm-port-policy[br-qos]
 # only) gives qa its OpenFlow meter (egress) and linux-htb QoS (ingress);
-# then iperf3 (TCP, 3 s after 1 s omitted) measures each direction of qa and
+# then iperf3 (TCP, 5 s after 1 s omitted) measures each direction of qa and
 # qb. Everything is recorded under $OUT/qos for kernel.test.ts, and what it
 # started is stopped: the iperf3 server by its pidfile, the namespaces, the
 # bridge.
@@ -30,9 +30,11 @@ step "qos: iperf3"
 infra ip netns exec qs iperf3 -s -D -p 34702 -B 10.77.0.13 --pidfile /run/nfk-iperf3.pid
 wait_for 10 sh -c "ip netns exec qs ss -Htln 'sport = :34702' | grep -q 34702"
 for c in qa qb; do
-  rec $Q/iperf-$c-out ip netns exec $c timeout 30 iperf3 -c 10.77.0.13 -p 34702 -t 3 -O 1 -J --connect-timeout 5000
-  rec $Q/iperf-$c-in ip netns exec $c timeout 30 iperf3 -c 10.77.0.13 -p 34702 -t 3 -O 1 -J --connect-timeout 5000 -R
+  rec $Q/iperf-$c-out ip netns exec $c timeout 30 iperf3 -c 10.77.0.13 -p 34702 -t 5 -O 2 -J --connect-timeout 5000
+  rec $Q/iperf-$c-in ip netns exec $c timeout 30 iperf3 -c 10.77.0.13 -p 34702 -t 5 -O 2 -J --connect-timeout 5000 -R
 done
+rec $Q/meter-stats ovs-ofctl -O OpenFlow13 meter-stats br-qos
+rec $Q/tc-qa-stats tc -s class show dev vnet-qa
 stop_pidfile /run/nfk-iperf3.pid
 for v in qa qb qs; do ovs-vsctl --timeout=5 --if-exists del-port br-qos vnet-$v; ip netns del $v; done
 ovs-vsctl --timeout=5 --if-exists del-br br-qos
