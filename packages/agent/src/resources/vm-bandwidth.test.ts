@@ -186,3 +186,12 @@ describe("vm-port-policy with bandwidth: the observed-state hash", () => {
     expect(other.qos.qos).toHaveLength(1);
   });
 });
+
+describe("vm-port-policy with bandwidth: the drift comment", () => {
+  it("names bandwidth only when a running port's limits changed, not for a fresh port on a bridge whose baseline was missing", () => {
+    const s = spec([vm(1, { egress: LIMIT })]);
+    const obs: VmPortObservation = { bridgeExists: true, vmPorts: [{ port: "vnet1", ofport: 1, mac: MAC(1) }], uplinkOfport: 9, flows: [], meters: [], qos: parseQos(fixture("ovs/bandwidth/qos-none.json")) };
+    const plan = vmPortPolicy.plan(s, obs, ctx);
+    expect(plan.comment).toMatch(/^drift: \d+ rule\(s\) restored$/);
+  });
+});

@@ -371,7 +371,7 @@ export const vmPortPolicy: ResourceHandler<VmPortPolicySpec, VmPortObservation> 
       const parts: string[] = [];
       if (foreign.length > 0) parts.push(`${foreign.length} rule(s) not installed by netfleet: ${foreign.slice(0, 3).join("; ")}${foreign.length > 3 ? "; ..." : ""}`);
       if (added.length > 0) parts.push(`${added.length} rule(s) restored`);
-      if (bw.changes.meters || bw.changes.qos) parts.push("bandwidth limits of a running VM's port set");
+      if (bw.drift) parts.push("bandwidth limits of a running VM's port set");
       plan.comment = [`drift: ${parts.join("; ")}`, ...notes].join("; ");
     }
     return plan;
