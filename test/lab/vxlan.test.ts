@@ -12,8 +12,10 @@
  * each blocked row beside its positive control; a VM's frames to another
  * host cross the management link as VXLAN (UDP 4789) with their network's
  * VNI and nothing else; the MTU is accounted (a 1450-byte DF packet crosses,
- * the VM does not send a 1451-byte one); and one VM network's segment does
- * not carry another's: a frame injected into the wrong VNI is not delivered.
+ * the VM does not send a 1451-byte one); and the VNI separates the segments:
+ * a frame crafted on the management network into another network's VNI does
+ * not reach the VM, the same frame in its own VNI does (the control, and
+ * RFC 7348 §7's point: VXLAN has no authentication, the underlay is trusted).
  * Needs root and the packages of scripts/setup.sh (tcpdump, scapy).
  */
 import { execa } from "execa";
@@ -169,6 +171,28 @@ describe.skipIf(!isRoot)("vxlan overlay lab (prefix vxl, /tmp/vxl-lab)", () => {
       expect(f.inner).toMatch(/^\s*52:54:00:81:0(a:01 > 52:54:00:81:0b:01|b:01 > 52:54:00:81:0a:01), ethertype IPv4/);
     }
     expect(String((await bare).stdout).split("\n").filter((l) => l.includes("ICMP")), "no bare ICMP between the VMs on the management link").toEqual([]);
+  }, 30_000);
+
+  it("the VNI separates the segments: a frame for vma1 sent into VNI 1082 (service) from the management network never reaches it; the same frame in VNI 5081 (its own) does", async () => {
+    // An attacker on the underlay (the switch namespace, 10.99.0.254) crafts VXLAN to hosta with scapy (from a MAC
+    // no VM has: a VM's MAC would also teach hosta's vxlan device to send that VM's frames to the attacker).
+    // The control shows the other side of RFC 7348 §7: VXLAN has no authentication, the underlay must be trusted.
+    const inject = (vni: number, marker: string) =>
+      sh(["ip", "netns", "exec", "vxl-sw", "/usr/bin/python3", "-c", [
+        "import sys; from scapy.all import Ether, IP, UDP, Raw, send, conf; from scapy.layers.vxlan import VXLAN; conf.verb = 0",
+        `send(IP(src="10.99.0.254", dst="10.99.0.1")/UDP(sport=40000, dport=${VXLAN_UDP_PORT})/VXLAN(vni=${vni}, flags=0x08)/Ether(src="52:54:00:fd:99:99", dst="${vm("vma1").mac}")/IP(src="${vm("vmb1").ip}", dst="${vm("vma1").ip}")/UDP(sport=40001, dport=9)/Raw(b"${marker}"), count=3, inter=0.2)`,
+      ].join("\n")]);
+    const seen = async (vni: number, marker: string) => {
+      const cap = execa("ip", ["netns", "exec", "vxl-vma1", "tcpdump", "-l", "-n", "-A", "-c", "3", "-i", "eth0", "udp port 9"], { reject: false, timeout: 8000 });
+      await sleep(700);
+      const sent = await inject(vni, marker);
+      expect(sent.exitCode, sent.stderr).toBe(0);
+      await sleep(800);
+      cap.kill("SIGINT");
+      return String((await cap).stdout).includes(marker);
+    };
+    expect(await seen(1082, "nf-wrong-vni"), "a frame in service's VNI reached vma1 (secure)").toBe(false);
+    expect(await seen(5081, "nf-own-vni"), "control: the frame in secure's own VNI").toBe(true);
   }, 30_000);
 
   it("MTU accounted: a 1450-byte packet with DF crosses between hosts, a 1451-byte one is not sent", async () => {
