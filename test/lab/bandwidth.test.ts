@@ -28,6 +28,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExecaRunner, read } from "@netfleet/agent";
 import { labDown, labProcesses, labReplugVm, labRollout, labStatus, labUp, namespacesWithPrefix, type LabOptions, type LabStatus } from "@netfleet/lab";
+import { profileRows } from "./profile-rows.ts";
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 const base = join(repoRoot, "test", "lab", "sites", "bandwidth");
@@ -179,4 +180,7 @@ describe.skipIf(!isRoot)("VM bandwidth limits (prefix nfbw, /tmp/nfbw-lab)", () 
     await eventually("lim's meter on its port after a replug", 20_000, async () => back(after));
     expect(await ourQosRows()).toBe(1);
   }, 120_000);
+
+  // Per-VM gateway services (profiles' rows, test/lab/profile-rows.ts): free's own tcp/34650 on the gateway.
+  profileRows(() => status);
 });
