@@ -6,6 +6,8 @@ import { parseFlows, type Flow } from "../../packages/agent/src/resources/openfl
 import { describeFlows } from "../../packages/agent/src/resources/vm-port-policy.ts";
 import { sealAssignment, type ResourceSpec } from "@netfleet/shared";
 import { guardTests } from "./management-checks.ts";
+import { qosTests, writeQosAssignment } from "./qos-checks.ts";
+import { vxlanTests, writeVxlanAssignments } from "./vxlan-checks.ts";
 import { bootGuest, guestFile, missingPrerequisite, REPO, type GuestRun } from "./harness.ts";
 
 // Tier 2: the agent against Debian's kernel (bonding, 8021q, OVS kernel
@@ -219,6 +221,8 @@ describe.skipIf(skipReason !== undefined)(`kernel tier${skipReason ? ` (skipped:
           timeout: 60_000,
         });
         writeManagementAssignments(join(assignments, "mgmt"));
+        writeQosAssignment(join(assignments, "qos"));
+        writeVxlanAssignments(REPO, join(assignments, "vxlan"));
       },
     });
   }, (GUEST_TIMEOUT_S + 60) * 1000);
@@ -637,4 +641,8 @@ describe.skipIf(skipReason !== undefined)(`kernel tier${skipReason ? ` (skipped:
 
   // The agent's guards: the wrong host's assignment, the management link (guest/management.sh).
   guardTests({ text, rc });
+  // VM bandwidth on the kernel datapath (guest/qos.sh).
+  qosTests({ text, rc });
+  // The VXLAN overlay on the kernel datapath (guest/vxlan.sh).
+  vxlanTests({ text, rc });
 });

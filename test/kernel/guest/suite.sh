@@ -280,6 +280,12 @@ rec $T/nft-forward ip netns exec be nft list chain inet netfleet drop_secure
 rec $T/nft-drop-service ip netns exec be nft list chain inet netfleet drop_service
 wait
 
+# VM bandwidth limits on the kernel datapath: its own bridge and VMs (guest/qos.sh).
+. /xfer/guest/qos.sh
+
+# The VXLAN overlay on the kernel datapath: its own hosts, underlay and VMs (guest/vxlan.sh).
+. /xfer/guest/vxlan.sh
+
 # ---------------------------------------------------------------- stop what we started
 step "stopping dnsmasq (kbe), libvirtd and OVS (kvm1)"
 for pid in $(cat $OUT/backend/dnsmasq.pids 2>/dev/null); do
