@@ -276,6 +276,12 @@ export const NftTableSpec = z.strictObject({
       /** Services on the gateway address the network's VMs may reach, beyond DHCP, DNS and ICMP echo. */
       services: z.array(z.strictObject({ proto: z.enum(["tcp", "udp"]), ports: PortRange })),
       /**
+       * Services on the gateway address one VM may reach beyond the network's, matched by its
+       * address (which the VM port's anti-spoofing guarantees): a profile's or the VM's own
+       * gateway_services. Optional (protocol 1.3); an agent that ignores it keeps them closed.
+       */
+      vmServices: z.array(z.strictObject({ vm: ipv4, proto: z.enum(["tcp", "udp"]), ports: PortRange })).optional(),
+      /**
        * nflog group (nft `log group`) of this network's audit records: new
        * outbound connections and drops at the gateway. Absent: no audit.
        */

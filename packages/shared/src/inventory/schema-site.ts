@@ -39,8 +39,8 @@ export const SiteSettings = json(
       .max(604800)
       .default(3600)
       .describe("Seconds, 1-604800 (default 3600): how long an address stays in an allowed name's nft set after dnsmasq last put it there or a connection last used it; at least 2 x dns_max_ttl, so an address a VM still holds from a cached answer is still allowed"),
-    sflow: SflowSettings.optional().describe("sFlow export (ovs-vswitchd.conf.db(5) sFlow table) from every VM network bridge of every vmhost, with the host's management address as agent address. Absent: none"),
-    ipfix: IpfixSettings.optional().describe("Per-bridge IPFIX export (ovs-vswitchd.conf.db(5) IPFIX table) from every VM network bridge of every vmhost. Absent: none"),
+    sflow: SflowSettings.optional().describe("sFlow export (ovs-vswitchd.conf.db(5) sFlow table) from every OVS bridge of every vmhost (its VM network bridges and, in ovs-trunk mode, the trunk bridge: OVS samples a frame on the bridge where it enters the datapath), with the host's management address as agent address. Absent: none"),
+    ipfix: IpfixSettings.optional().describe("Per-bridge IPFIX export (ovs-vswitchd.conf.db(5) IPFIX table) from every OVS bridge of every vmhost (as sflow). Absent: none"),
   }),
   siteRules,
 );
