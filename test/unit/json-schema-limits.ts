@@ -84,6 +84,7 @@ export const NOT_IN_SCHEMA: Record<string, string> = {
   "name-bond-is-network-bridge": GENERATED_NAMES,
   "name-external-interface-is-bonding-masters": HYPERVISOR,
   "name-external-interface-is-gateway-port": GENERATED_NAMES,
+  "name-external-interface-is-vxlan-device": GENERATED_NAMES,
   "name-external-interface-is-libvirt-bridge": HYPERVISOR,
   "name-external-interface-is-libvirt-bridge-nic": HYPERVISOR,
   "name-external-interface-is-member": BETWEEN_VALUES,

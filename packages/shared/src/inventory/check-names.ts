@@ -1,5 +1,6 @@
 import { quoteToken } from "../errors.ts";
 import { bridgeName, gatewayPortName, hypervisorName, iproute2Keyword, patchPortNames, vlanInterfaceName } from "../names.ts";
+import { vxlanInterfaceName } from "../vxlan.ts";
 import type { Located, Ref, Reporter } from "./report.ts";
 import type { Host } from "./model.ts";
 import type { NetworkSpec } from "./schema.ts";
@@ -53,7 +54,8 @@ const TRUNK_BRIDGE = "the trunk bridge (uplink.trunk_bridge)";
  * the host's `<bond>.<vid>` for each of their VLANs (whether or not the
  * host carries the network or runs the mode that creates them today: a
  * network added to the host or a mode change must not meet a user's
- * interface under that name), its trunk bridge, `lo` and `ovs-system`.
+ * interface under that name), the vx-<network> device of uplink mode vxlan,
+ * its trunk bridge, `lo` and `ovs-system`.
  */
 export function reservedNames(host: Host, vlanOf: Map<string, number>): Map<string, string> {
   const up = host.uplink;
@@ -69,6 +71,7 @@ export function reservedNames(host: Host, vlanOf: Map<string, number>): Map<stri
     out.set(p.bridge, `the bridge-side patch port of network ${n}`);
     out.set(gatewayPortName(n), `the gateway port of network ${n}`);
     out.set(vlanInterfaceName(up.bond, vlan), `the VLAN ${vlan} interface of network ${n} on bond ${up.bond}`);
+    out.set(vxlanInterfaceName(n), `the VXLAN interface of network ${n} (uplink mode vxlan)`);
   }
   return out;
 }
