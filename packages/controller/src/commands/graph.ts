@@ -1,4 +1,4 @@
-import { writeFile } from "node:fs/promises";
+import { writeOwned } from "@netfleet/agent";
 import { escapeText, type Inventory } from "@netfleet/shared";
 import type { CommandOutput } from "../output.ts";
 import { buildGraph, GraphvizError, liveStates, renderDot, renderMermaid, renderSvg, type GraphModel, type HostLiveInput, type LiveStates } from "../graph/index.ts";
@@ -51,7 +51,8 @@ export async function graphCommand(inventory: Inventory, o: { format: GraphForma
   }
   if (o.out !== undefined) {
     try {
-      await writeFile(o.out, picture);
+      // the one atomic writer (random temp name, O_EXCL|O_NOFOLLOW, rename): never through a symlink, never blocked on a FIFO
+      await writeOwned(o.out, picture, 0o644);
     } catch (err) {
       out.error(`netfleet graph: cannot write --out ${escapeText(o.out)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
       return GRAPH_EXIT.invalid;

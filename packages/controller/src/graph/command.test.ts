@@ -5,7 +5,8 @@
  * one line naming the package.
  */
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, lstatSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -74,6 +75,22 @@ describe("netfleet graph", () => {
     expect([nowhere.code, nowhere.out.stderr]).toEqual([2, [`netfleet graph: cannot write --out ${join(tmp, "no-such-dir", "x.svg")}: ENOENT`]]);
     const png = await netfleet("graph", LAB, "--format", "png");
     expect([png.code, png.out.stderr]).toEqual([64, ["netfleet: option '--format <format>' argument 'png' is invalid. Allowed choices are svg, dot, mermaid."]]);
+  });
+
+  it("--out never writes through a symlink (refused, its target untouched) and never blocks on a FIFO (replaced by the file)", async () => {
+    const target = join(tmp, "target.txt");
+    writeFileSync(target, "keep\n");
+    const link = join(tmp, "link.dot");
+    symlinkSync(target, link);
+    const viaLink = await netfleet("graph", LAB, "--format", "dot", "--out", link);
+    expect([viaLink.code, viaLink.out.stderr]).toEqual([2, [`netfleet graph: cannot write --out ${link}: ${link}: is a symbolic link; refused, nothing written`]]);
+    expect(readFileSync(target, "utf8")).toBe("keep\n");
+    const fifo = join(tmp, "fifo.dot");
+    execFileSync("mkfifo", [fifo]);
+    const viaFifo = await netfleet("graph", LAB, "--format", "dot", "--out", fifo);
+    expect(viaFifo.code).toBe(0);
+    expect(lstatSync(fifo).isFile()).toBe(true);
+    expect(readFileSync(fifo, "utf8")).toMatch(/^graph "netfleet lab" \{/);
   });
 
   it("without Graphviz's dot on PATH: GraphvizError naming the package (the command prints it as one line, exit 1)", async () => {

@@ -72,7 +72,7 @@ function collectMirrors(r: Reporter, files: MirrorsOfFile[]): Located<MirrorSpec
 
 /** The networks (other than `network`) that have a VM of this name. */
 function otherNetworksOf(vm: string, network: Located<NetworkSpec>, networks: Located<NetworkSpec>[]): string[] {
-  return networks.filter((n) => n.name !== network.name && n.value.vms[vm] !== undefined).map((n) => n.name);
+  return networks.filter((n) => n.name !== network.name && Object.hasOwn(n.value.vms, vm)).map((n) => n.name);
 }
 
 function checkSources(r: Reporter, ref: Ref, m: MirrorSpec, network: Located<NetworkSpec>, networks: Located<NetworkSpec>[]): boolean {
@@ -85,7 +85,7 @@ function checkSources(r: Reporter, ref: Ref, m: MirrorSpec, network: Located<Net
       ok = false;
     }
     seen.add(vm);
-    if (network.value.vms[vm] !== undefined) return;
+    if (Object.hasOwn(network.value.vms, vm)) return;
     const elsewhere = otherNetworksOf(vm, network, networks);
     r.report(at, elsewhere.length > 0 ? `VM ${vm} is on network ${elsewhere.join(", ")}, not on ${network.name} (the mirror's network): an OVS mirror selects the ports of one bridge` : `no VM ${quoteToken(vm)} in network ${network.name}`);
     ok = false;
@@ -97,7 +97,7 @@ function checkDestination(r: Reporter, ref: Ref, m: MirrorSpec, network: Located
   const dest = m.destination;
   if (dest.vm !== undefined) {
     const at = r.at(ref, "destination", "vm");
-    const capture = network.value.vms[dest.vm];
+    const capture = Object.hasOwn(network.value.vms, dest.vm) ? network.value.vms[dest.vm] : undefined;
     if (capture === undefined) {
       const elsewhere = otherNetworksOf(dest.vm, network, networks);
       r.report(at, elsewhere.length > 0 ? `destination VM ${dest.vm} is on network ${elsewhere.join(", ")}, not on ${network.name} (the mirror's network): an OVS mirror's output port must be on the bridge of its sources (br-${network.name}); use a gre or erspan destination to reach another network` : `no VM ${quoteToken(dest.vm)} in network ${network.name}`);
@@ -109,7 +109,7 @@ function checkDestination(r: Reporter, ref: Ref, m: MirrorSpec, network: Located
     }
     let ok = true;
     (m.vms ?? []).forEach((vm, i) => {
-      const host = network.value.vms[vm]?.host;
+      const host = Object.hasOwn(network.value.vms, vm) ? network.value.vms[vm]?.host : undefined;
       if (capture.host !== undefined && host !== undefined && host !== capture.host) {
         r.report(r.at(ref, "vms", i), `VM ${vm} runs on ${host}, the destination VM ${dest.vm} on ${capture.host}: a capture VM's port sees only the ports of its own host's bridge; use a gre or erspan destination for sources on other hosts`);
         ok = false;

@@ -96,7 +96,8 @@ export function applyProfiles(r: Reporter, profiles: Located<ProfileSpec>[], net
       vms[vmName] = merged.spec;
       origins.set(vmKey(netName, vmName), { ...(profile ? { profile: profile.name } : {}), sources: merged.sources });
       for (const g of merged.spec.cluster_groups ?? []) {
-        const members = (clusterGroups[g] ??= []);
+        // own keys only: a group named like an Object.prototype member (`constructor`) is a group like any other
+        const members = Object.hasOwn(clusterGroups, g) ? clusterGroups[g]! : (clusterGroups[g] = []);
         if (!members.includes(vmName)) members.push(vmName);
       }
     }
