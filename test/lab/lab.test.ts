@@ -3,6 +3,7 @@
  * host, the agent daemon on every host, the backend's dnsmasq and nftables,
  * an "internet" namespace) built once for this file, real traffic through
  * it, torn down at the end. Needs root and the packages of scripts/setup.sh.
+ * The playground rows (playground-rows.ts) run in this lab too, before down.
  */
 import { execa, type ResultPromise } from "execa";
 import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
@@ -12,6 +13,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExecaRunner, read, type Runner } from "@netfleet/agent";
 import { loadInventory, type HostView, type Inventory } from "@netfleet/shared";
+import { playgroundRows } from "./playground-rows.ts";
 import { agentCommand, connectivityProbes, controllerCommand, labDown, LABNET, labProcesses, labStartAgent, labStatus, labStopAgent, labUp, namespacesWithPrefix, readLabState, readPidfile, runProbes, type CheckRow, type LabOptions, type LabStatus } from "@netfleet/lab";
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
@@ -405,6 +407,9 @@ describe.skipIf(!isRoot)("lab tier (prefix nft, /tmp/nft-lab)", () => {
     expect(after.pids).toEqual(before.pids);
     for (const [name, r] of Object.entries(after.agents)) expect(r, `agent on ${name}`).toMatchObject({ summary: { changed: 0, failed: 0, pending: 0 } });
   }, 120_000);
+
+  // netfleet-lab status and rollout DIR on this same lab (issue 16 point 6): it ends rolled out with inventories/lab again
+  playgroundRows(lab, () => status);
 
   it("down leaves no namespace, no process and no run dir", async () => {
     const t = performance.now();
