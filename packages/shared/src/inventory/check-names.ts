@@ -89,6 +89,7 @@ function userNames(host: Located<Host>): UserName[] {
   if (up.mode === "ovs-trunk" || origin.has("uplink.trunk_bridge")) {
     out.push({ name: up.trunk_bridge, ref: origin.get("uplink.trunk_bridge") ?? fallback, what: "trunk bridge", written: origin.has("uplink.trunk_bridge"), inert: up.mode !== "ovs-trunk" });
   }
+  if (up.mode === "vxlan" && up.underlay !== undefined) out.push({ name: up.underlay, ref: origin.get("uplink.underlay") ?? fallback, what: "underlay interface", written: true, inert: false });
   if (h.role !== "backend") return out; // a vmhost's external_interface is refused as such
   const single = origin.get("external_interface");
   const list = origin.get("external_interfaces");

@@ -1,3 +1,4 @@
+import ipaddr from "ipaddr.js";
 import { VXLAN_IPV4_OVERHEAD } from "../vxlan.ts";
 import type { Host } from "./model.ts";
 import type { Located, Ref, Reporter } from "./report.ts";
@@ -21,6 +22,38 @@ import type { NetworkSpec } from "./schema.ts";
 export function checkVxlan(r: Reporter, networks: Located<NetworkSpec>[], hosts: Located<Host>[]): void {
   checkVnis(r, networks);
   checkVxlanHosts(r, hosts);
+  checkUnderlayAddresses(r, networks, hosts);
+}
+
+/** ipaddr.js ranges an underlay address (a VTEP, RFC 7348) cannot be: nothing routes unicast UDP to them. */
+const NOT_A_VTEP = new Set(["unspecified", "broadcast", "multicast", "linkLocal", "loopback", "reserved"]);
+
+/**
+ * A written `underlay_address` is a unicast address outside every VM
+ * network: inside one, the other hosts' VXLAN packets for every network
+ * would be routed into that network, to whichever VM holds the address.
+ */
+function checkUnderlayAddresses(r: Reporter, networks: Located<NetworkSpec>[], hosts: Located<Host>[]): void {
+  for (const h of hosts) {
+    const up = h.value.uplink;
+    const at = h.origin?.get("uplink.underlay_address");
+    if (up.mode !== "vxlan" || up.underlay_address === undefined || !at || !ipaddr.IPv4.isValidFourPartDecimal(up.underlay_address)) continue;
+    const address = ipaddr.IPv4.parse(up.underlay_address);
+    const range = address.range();
+    if (NOT_A_VTEP.has(range)) {
+      r.report(at, `underlay_address ${up.underlay_address} is a ${range} address: the other hosts send this host's VXLAN packets to it, so it must be a unicast address of the host on the underlay`);
+      continue;
+    }
+    for (const n of networks) {
+      const cidr = n.value.cidr;
+      if (!ipaddr.isValidCIDR(cidr)) continue;
+      const [base, len] = ipaddr.IPv4.parseCIDR(cidr);
+      if (address.match(base, len)) {
+        r.report(at, `underlay_address ${up.underlay_address} is inside network ${n.name} (${cidr}): the VXLAN packets of every network would be routed into that network, to whichever VM holds the address; use an address of the management network or another underlay`);
+        break;
+      }
+    }
+  }
 }
 
 /** Each network's VNI (its `vni`, else its vlan id) is unique; a clash is reported at the `vni` written. */
