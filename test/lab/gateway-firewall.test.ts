@@ -6,7 +6,7 @@
  * - service (egress open): `gateway_services: tcp 8080`;
  * - datain (egress open): `port_ranges: listen 22000 → every address :22,
  *   from 198.51.100.10` (vmb3 there is a DHCP VM);
- * - site: `dns_max_ttl: 10`, `name_set_timeout: 30` (short, for the name-set row).
+ * - site: `dns_max_ttl: 6`, `name_set_timeout: 12` (short, for the name-set row).
  * Fixtures the test adds and removes itself: two namespaces routed through
  * the backend on interfaces that are not ours (a foreign forwarded flow), a
  * web server outside the backend's external subnet (198.51.100.80) and a
@@ -26,7 +26,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExecaRunner, read } from "@netfleet/agent";
 import { controllerCommand, LABNET, labDown, labUp, readLabState, type LabOptions, type LabStatus } from "@netfleet/lab";
 
-const NAME_SET_TIMEOUT = 30;
+const NAME_SET_TIMEOUT = 12;
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 const inventoryDir = mkdtempSync(join(tmpdir(), "nfg-inventory-"));
 cpSync(join(repoRoot, "inventories", "lab"), inventoryDir, { recursive: true });
@@ -36,10 +36,10 @@ cpSync(join(repoRoot, "inventories", "lab"), inventoryDir, { recursive: true });
   doc.setIn(["networks", "service", "gateway_services"], [{ proto: "tcp", ports: [8080] }]);
   doc.setIn(["networks", "datain", "port_ranges"], [{ listen: 22000, port: 22, from: ["198.51.100.10"] }]);
   writeFileSync(file, doc.toString());
-  // name-set entries lapse after 30 s unused (dnsmasq caps TTLs at 10 s): the refresh row runs across 2.5 timeouts
+  // name-set entries lapse after 12 s unused (dnsmasq caps TTLs at 6 s): the refresh row runs across 2.5 timeouts
   const siteFile = join(inventoryDir, "site.yaml");
   const site = parseDocument(readFileSync(siteFile, "utf8"));
-  site.setIn(["site", "dns_max_ttl"], 10);
+  site.setIn(["site", "dns_max_ttl"], NAME_SET_TIMEOUT / 2);
   site.setIn(["site", "name_set_timeout"], NAME_SET_TIMEOUT);
   writeFileSync(siteFile, site.toString());
 }
@@ -313,7 +313,7 @@ describe.skipIf(!isRoot)("gateway firewall (prefix nfg, /tmp/nfg-lab)", () => {
     while (Date.now() - start < NAME_SET_TIMEOUT * 2500) {
       expect(await connect(vmb1.namespace, "198.51.100.20", 80), `after ${Date.now() - start} ms`).toBe("inet 203.0.113.1");
       connections++;
-      await sleep(6_000);
+      await sleep((NAME_SET_TIMEOUT * 1000) / 3); // a new connection well within each timeout
     }
     const set = await nft("list", "set", "inet", "netfleet", nameSet);
     process.stderr.write(`name set after ${Date.now() - start} ms and ${connections} connections: ${set.replace(/\s+/g, " ")}\n`);
