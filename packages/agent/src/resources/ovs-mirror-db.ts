@@ -1,4 +1,5 @@
 import { ParseError } from "@netfleet/shared";
+import { atom, mapOf, setOf } from "./ovsdb-json.ts";
 import type { ObserveContext, PlanContext } from "./types.ts";
 
 /**
@@ -38,23 +39,6 @@ export function mirrorsObserveArgv(ctx: PlanContext): string[] {
     "list",
     "Mirror",
   );
-}
-
-/** OVSDB JSON: a set of one element is printed bare, otherwise `["set", [...]]`. */
-function setOf(v: unknown): unknown[] {
-  if (Array.isArray(v) && v[0] === "set") return v[1] as unknown[];
-  return [v];
-}
-
-function atom(v: unknown): string | number | boolean {
-  if (Array.isArray(v) && (v[0] === "uuid" || v[0] === "named-uuid")) return String(v[1]);
-  if (typeof v === "string" || typeof v === "number" || typeof v === "boolean") return v;
-  throw new ParseError("ovs-vsctl", `unexpected OVSDB atom ${JSON.stringify(v)}`);
-}
-
-function mapOf(v: unknown): Record<string, string> {
-  if (!Array.isArray(v) || v[0] !== "map" || !Array.isArray(v[1])) throw new ParseError("ovs-vsctl", `expected an OVSDB map, got ${JSON.stringify(v)}`);
-  return Object.fromEntries((v[1] as [unknown, unknown][]).map(([k, val]) => [String(atom(k)), String(atom(val))]));
 }
 
 interface Table {

@@ -1,4 +1,5 @@
 import { ParseError } from "@netfleet/shared";
+import { atom, mapOf, optional, setOf } from "./ovsdb-json.ts";
 import type { ObserveContext, PlanContext } from "./types.ts";
 
 /**
@@ -72,31 +73,10 @@ export function samplingObserveArgv(ctx: PlanContext): string[] {
 
 type Value = unknown;
 
-/** OVSDB JSON: a set of one element is printed bare, otherwise `["set", [...]]`. */
-function setOf(v: Value): Value[] {
-  return Array.isArray(v) && v[0] === "set" ? (v[1] as Value[]) : [v];
-}
-
-function atom(v: Value): string | number {
-  if (Array.isArray(v) && v[0] === "uuid") return String(v[1]);
-  if (typeof v === "string" || typeof v === "number") return v;
-  throw new ParseError("ovs-vsctl", `unexpected OVSDB atom ${JSON.stringify(v)}`);
-}
-
-function optional(v: Value): string | number | undefined {
-  const items = setOf(v);
-  return items.length === 0 ? undefined : atom(items[0]);
-}
-
 const optionalNumber = (v: Value) => {
   const x = optional(v);
   return x === undefined ? undefined : Number(x);
 };
-
-function mapOf(v: Value): Record<string, string> {
-  if (!Array.isArray(v) || v[0] !== "map" || !Array.isArray(v[1])) throw new ParseError("ovs-vsctl", `expected an OVSDB map, got ${JSON.stringify(v)}`);
-  return Object.fromEntries((v[1] as [Value, Value][]).map(([k, x]) => [String(atom(k)), String(atom(x))]));
-}
 
 function rowsOf(line: string, index: number, wanted: string[]): Record<string, Value>[] {
   let table: { headings?: unknown; data?: unknown };

@@ -1,4 +1,5 @@
 import { ParseError } from "@netfleet/shared";
+import { atom, mapOf, optional, setOf, type OvsdbValue } from "./ovsdb-json.ts";
 import type { ObserveContext, PlanContext } from "./types.ts";
 
 /**
@@ -76,31 +77,6 @@ export function ovsObserveArgv(ctx: PlanContext): string[] {
   );
 }
 
-type OvsdbValue = unknown;
-
-/** OVSDB JSON: a set of one element is printed bare, otherwise `["set", [...]]`. */
-function setOf(v: OvsdbValue): OvsdbValue[] {
-  if (Array.isArray(v) && v[0] === "set") return v[1] as OvsdbValue[];
-  return [v];
-}
-
-function atom(v: OvsdbValue): string | number | boolean {
-  if (Array.isArray(v) && (v[0] === "uuid" || v[0] === "named-uuid")) return String(v[1]);
-  if (typeof v === "string" || typeof v === "number" || typeof v === "boolean") return v;
-  throw new ParseError("ovs-vsctl", `unexpected OVSDB atom ${JSON.stringify(v)}`);
-}
-
-function optional(v: OvsdbValue): string | number | boolean | undefined {
-  const items = setOf(v);
-  return items.length === 0 ? undefined : atom(items[0]);
-}
-
-function mapOf(v: OvsdbValue): Record<string, string> {
-  if (!Array.isArray(v) || v[0] !== "map" || !Array.isArray(v[1])) {
-    throw new ParseError("ovs-vsctl", `expected an OVSDB map, got ${JSON.stringify(v)}`);
-  }
-  return Object.fromEntries((v[1] as [OvsdbValue, OvsdbValue][]).map(([k, val]) => [String(atom(k)), String(atom(val))]));
-}
 
 interface Table {
   headings: string[];
