@@ -1,4 +1,3 @@
-import type { UplinkSpec } from "./inventory/schema-host.ts";
 
 /**
  * VXLAN facts the inventory, the compiler, the agent and the lab share.
@@ -36,6 +35,6 @@ export function vxlanInterfaceName(network: string): string {
  * itself (kernel, ovs-trunk), or for a vxlan uplink the underlay mtu less
  * the 50 bytes of VXLAN over IPv4 (RFC 7348).
  */
-export function carriedMtu(up: Pick<UplinkSpec, "mode" | "mtu">): number {
+export function carriedMtu(up: { mode: string; mtu: number }): number {
   return up.mode === "vxlan" ? up.mtu - VXLAN_IPV4_OVERHEAD : up.mtu;
 }

@@ -1,5 +1,5 @@
 import type { CountersSummary, HostView, LinkCounters } from "@netfleet/shared";
-import { human, table } from "./render.ts";
+import { human, table } from "./format.ts";
 
 /**
  * The counter sections of `show`'s text (render.ts places them): OVS

@@ -7,3 +7,4 @@ export * from "./join-token.ts";
 export * from "./warnings.ts";
 export * from "./agent-upgrade.ts";
 export * from "./show.ts";
+export * from "./counters-summary.ts";
