@@ -30,13 +30,12 @@ export interface DaemonOptions {
 /**
  * Resource kinds a VM port event (a port appeared, went away or was replugged)
  * re-plans: they find VM ports live by libvirt's `external_ids:attached-mac`.
- * ovs-mirror is not among them, though a Mirror's select and output ports are
- * weak references (ovs-vswitchd.conf.db(5)) that a replugged tap loses: with
- * it here, the mirror lab test (test/lab/mirror.test.ts) failed in four runs
- * out of four on the userspace datapath (no copies with a correct row,
- * copies after the row was gone), cause not found. A mirror selects a
- * restarted VM's new port at the next full pass (every interval, or a
- * rollout), as README's mirroring section says.
+ * ovs-mirror is not among them yet, though a Mirror's select and output
+ * ports are weak references (ovs-vswitchd.conf.db(5)) that a replugged tap
+ * loses: it was tried (2cbc4ea) while the mirror lab test was failing for a
+ * cause not found, which it did not fix (test/lab/mirror.test.ts,
+ * quarantined). Until then a mirror selects a restarted VM's new port at the
+ * next full pass (every interval, or a rollout).
  */
 const PORT_KINDS: readonly string[] = ["vm-port-policy"];
 
