@@ -1,5 +1,5 @@
 import { ParseError } from "@netfleet/shared";
-import { atom, mapOf, setOf } from "./ovsdb-json.ts";
+import { atom, mapOf, setOf, tableRows as rows, type OvsdbTable as Table } from "./ovsdb-json.ts";
 import type { ObserveContext, PlanContext } from "./types.ts";
 
 /**
@@ -39,16 +39,6 @@ export function mirrorsObserveArgv(ctx: PlanContext): string[] {
     "list",
     "Mirror",
   );
-}
-
-interface Table {
-  headings: string[];
-  data: unknown[][];
-}
-
-function rows(table: Table, wanted: string[]): Record<string, unknown>[] {
-  for (const w of wanted) if (!table.headings.includes(w)) throw new ParseError("ovs-vsctl", `column ${w} missing (got ${table.headings.join(",")})`);
-  return table.data.map((row) => Object.fromEntries(table.headings.map((h, i) => [h, row[i]])));
 }
 
 /** Parses mirrorsObserveArgv's output: the Mirror rows, each with its bridge. @throws ParseError on anything else. */

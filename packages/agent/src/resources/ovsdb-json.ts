@@ -35,3 +35,17 @@ export function mapOf(v: OvsdbValue): Record<string, string> {
   }
   return Object.fromEntries((v[1] as [OvsdbValue, OvsdbValue][]).map(([k, val]) => [String(atom(k)), String(atom(val))]));
 }
+
+/** One table of `ovs-vsctl --format=json list`: its column headings and rows. */
+export interface OvsdbTable {
+  headings: string[];
+  data: OvsdbValue[][];
+}
+
+/** A table's rows as heading → value records. @throws ParseError when a `wanted` column is missing. */
+export function tableRows(table: OvsdbTable, wanted: string[]): Record<string, OvsdbValue>[] {
+  for (const w of wanted) {
+    if (!table.headings.includes(w)) throw new ParseError("ovs-vsctl", `column ${w} missing (got ${table.headings.join(",")})`);
+  }
+  return table.data.map((row) => Object.fromEntries(table.headings.map((h, i) => [h, row[i]])));
+}

@@ -1,5 +1,5 @@
 import { ParseError } from "@netfleet/shared";
-import { atom, mapOf, optional, setOf, type OvsdbValue } from "./ovsdb-json.ts";
+import { atom, mapOf, optional, setOf, tableRows as rows, type OvsdbTable as Table, type OvsdbValue } from "./ovsdb-json.ts";
 import type { ObserveContext, PlanContext } from "./types.ts";
 
 /**
@@ -77,18 +77,6 @@ export function ovsObserveArgv(ctx: PlanContext): string[] {
   );
 }
 
-
-interface Table {
-  headings: string[];
-  data: OvsdbValue[][];
-}
-
-function rows(table: Table, wanted: string[]): Record<string, OvsdbValue>[] {
-  for (const w of wanted) {
-    if (!table.headings.includes(w)) throw new ParseError("ovs-vsctl", `column ${w} missing (got ${table.headings.join(",")})`);
-  }
-  return table.data.map((row) => Object.fromEntries(table.headings.map((h, i) => [h, row[i]])));
-}
 
 /** Parses the three tables of ovsObserveArgv's output. Throws ParseError on anything else. */
 export function parseOvsState(stdout: string): OvsState {
