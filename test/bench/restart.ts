@@ -64,7 +64,7 @@ export interface RestartRow {
 export interface RestartBenchOptions {
   /** How long the server stays dead (ms, default 1000). */
   downMs?: number;
-  /** nats-server's client port (monitoring on +200); default a free one in 34000-34550. */
+  /** nats-server's client port (monitoring on +200); default a free one in 24000-24550. */
   basePort?: number;
   /** Agents per agent process (default 2,500: two processes for 5,000). */
   perProcess?: number;

@@ -164,10 +164,10 @@ function portFree(port: number): Promise<boolean> {
 /** A client port P with P and P+200 (monitoring) free on loopback. */
 export async function freeBasePort(): Promise<number> {
   for (let i = 0; i < 50; i++) {
-    const p = 34000 + Math.floor(Math.random() * 150) * 2 + i;
+    const p = 24000 + Math.floor(Math.random() * 150) * 2 + i;
     if ((await portFree(p)) && (await portFree(p + 200))) return p;
   }
-  throw new Error("bench: no free port pair found in 34000-34550");
+  throw new Error("bench: no free port pair found in 24000-24550");
 }
 
 export async function rolloutBench(agents: number, log: (line: string) => void, options: RolloutBenchOptions = {}): Promise<RolloutRow> {

@@ -38,7 +38,7 @@ const target = (host: string, role: "backend" | "vmhost", resources: ResourceSpe
 describe("rollout --check shows each host's diff (real nats-server, the real engine in each agent)", () => {
   it("the backend's edited firewall as a unified diff, hv1's sysctl old -> new, hv2 converged without either; observed hashes in the replies", async () => {
     const hosts: Host[] = [{ ...inventoryHost("backend"), role: "backend" }, inventoryHost("hv1"), inventoryHost("hv2")];
-    site = await startSite({ basePort: 33000, hosts });
+    site = await startSite({ basePort: 23000, hosts });
     // The backend: its table as nft listed it after `nft insert rule inet netfleet forward iifname "bond0.1081" accept`.
     const gateway = new RecordingRunner()
       .reply(["nft", "-t", "list", "table", "inet", "netfleet"], { stdout: fixture("nft/gateway-inserted.nft") })

@@ -5,7 +5,7 @@
  * its own NATS user) reads its host, here replayed from captures of a real
  * OVS (show/__fixtures__/cntcap: both bonds up; cntcap-down: a member of
  * each down), and answers against its earlier read.
- * Ports 34480 (client) and 34680 (the server's monitoring port).
+ * Ports 24480 (client) and 24680 (the server's monitoring port).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { observeHost } from "@netfleet/agent";
@@ -23,7 +23,7 @@ describe("counters in status over NATS", () => {
   let now = up;
 
   beforeAll(async () => {
-    site = await startSite({ basePort: 34480, hosts: [inventoryHost("hv1"), inventoryHost("hv2")] });
+    site = await startSite({ basePort: 24480, hosts: [inventoryHost("hv1"), inventoryHost("hv2")] });
     hv1 = startAgent(site, { hostname: "hv1", onShow: () => observeHost({ host: "hv1", runner: now.runner, tools: now.tools, files: now.files }) });
     await hv1.started;
     await eventually(async () => (await site.cp.registry.get("hv1"))?.state === "approved", "hv1 approved");

@@ -7,7 +7,7 @@
  * from the SVG Graphviz drew, has the three colours on the three host boxes,
  * and each element the state its agent's view gives it (views: the agent's
  * show parsers over real captured lab output, agent show/__fixtures__).
- * NATS down: one line, exit 1. NATS client port 34050 (monitoring 34250).
+ * NATS down: one line, exit 1. NATS client port 24050 (monitoring 24250).
  */
 import { randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
@@ -77,7 +77,7 @@ describe("netfleet graph --live", () => {
   const backendGate = new Promise<void>((resolve) => (releaseBackend = resolve));
 
   beforeAll(async () => {
-    site = await startFreshSite(34050);
+    site = await startFreshSite(24050);
     const hosta = loadCapture("hosta");
     const backend = loadCapture("backend");
     const ok: PassResult = { summary: { ok: 1, changed: 1, failed: 0, pending: 0 }, results: [{ id: "sysctl[x]", result: true }] };
@@ -152,10 +152,10 @@ describe("netfleet graph --live", () => {
     const stopped = await writeControllerHome(site, LAB);
     const file = join(site.dir, "never.svg");
     const out = memoryOutput(false);
-    const code = await main(["graph", LAB, "--live", "--state-dir", stopped, "--nats", "nats://127.0.0.1:34099", "--out", file], out);
+    const code = await main(["graph", LAB, "--live", "--state-dir", stopped, "--nats", "nats://127.0.0.1:24099", "--out", file], out);
     expect(code).toBe(1);
     expect(out.stderr).toHaveLength(1);
-    expect(out.stderr[0]).toMatch(/^netfleet graph: cannot use NATS at nats:\/\/127\.0\.0\.1:34099/);
+    expect(out.stderr[0]).toMatch(/^netfleet graph: cannot use NATS at nats:\/\/127\.0\.0\.1:24099/);
     await expect(readFile(file)).rejects.toThrow(/ENOENT/);
   });
 });

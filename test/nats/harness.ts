@@ -71,7 +71,13 @@ export interface Site {
   close(): Promise<void>;
 }
 
-/** nats-server (1 or 3 nodes) on its own ports and temp dir, and a serving ControlPlane. */
+/**
+ * nats-server (1 or 3 nodes) on its own ports and temp dir, and a serving ControlPlane.
+ * `basePort`: clients basePort+i, routes +100+i, monitoring +200+i (NatsServer). Keep all of
+ * them below 32768: Linux hands out 32768-60999 as ephemeral source ports
+ * (net.ipv4.ip_local_port_range), so a fixed port there can be taken by any
+ * client connection of an earlier test (CI saw "address in use" that way).
+ */
 export async function startSite(options: { basePort: number; nodes?: 1 | 3; hosts: Host[] }): Promise<Site> {
   const dir = await mkdtemp(join(tmpdir(), "nf-nats-"));
   const password = randomBytes(18).toString("base64url");

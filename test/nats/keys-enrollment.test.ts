@@ -55,7 +55,7 @@ describe("join-token rotation", () => {
     server = await NatsServer.start({
       dir: join(dir, "nats"),
       nodes: 1,
-      basePort: 32610,
+      basePort: 25610,
       users: [controllerUser(secrets.controller.user, secrets.controller.password), enrollmentUser(SITE, secrets.enrollment.enrollPassword)],
     });
     const events: Record<string, unknown>[] = [];

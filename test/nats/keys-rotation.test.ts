@@ -32,7 +32,7 @@ const countOf = (a: TestAgent, event: string) => a.events.filter((e) => e.event 
 
 describe("signing-key rotation", () => {
   it("online and offline agents move to the new key; after retirement an old-key revision is refused; a forged announcement is refused", async () => {
-    site = await startSite({ basePort: 32600, hosts: [inventoryHost("hv1"), inventoryHost("hv2")] });
+    site = await startSite({ basePort: 25600, hosts: [inventoryHost("hv1"), inventoryHost("hv2")] });
     const s = site;
     const home = await writeControllerHome(s, join(s.dir, "no-inventory"));
     const oldKey = s.signing;
@@ -122,7 +122,7 @@ describe("signing-key rotation", () => {
   });
 
   it("without keys retire, the old key is refused once its overlap has ended (the agent's clock)", async () => {
-    site = await startSite({ basePort: 32620, hosts: [inventoryHost("hv1")] });
+    site = await startSite({ basePort: 25620, hosts: [inventoryHost("hv1")] });
     const s = site;
     const home = await writeControllerHome(s, join(s.dir, "no-inventory"));
     const a1 = startAgent(s, { hostname: "hv1" });

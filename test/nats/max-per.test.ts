@@ -1,6 +1,6 @@
 /**
  * `netfleet rollout --max-per rack=1` and label-selected `--limit`, run as a user would (main, real nats-server,
- * fleet members that apply what they get): the lab inventory with hosts labelled rack a/b/c. NATS client port 33394 (monitoring +200: 33594).
+ * fleet members that apply what they get): the lab inventory with hosts labelled rack a/b/c. NATS client port 23394 (monitoring +200: 23594).
  */
 import { mkdtemp, readFile, rm, writeFile, cp as copyDir } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -52,7 +52,7 @@ describe("rollout --max-per and label --limit through the CLI", () => {
     inventoryDir = await rackedInventory();
     const inventory = loadInventory(inventoryDir);
     const rack = new Map(inventory.hosts.map((h) => [h.name, h.labels.rack]));
-    site = await startSite({ basePort: 33394, hosts: inventory.hosts });
+    site = await startSite({ basePort: 23394, hosts: inventory.hosts });
     for (const h of inventory.hosts) agents.push(startAgent(site, { hostname: h.name }));
     await Promise.all(agents.map((a) => a.started));
     const stateDir = await writeControllerHome(site, inventoryDir);

@@ -5,7 +5,7 @@
  * and `netfleet-agent run` itself), scraped over HTTP. A reconnect is
  * forced by the kernel: `ss -K` destroys every client socket to serve's
  * NATS port (SOCK_DESTROY), as a cable pull or a NAT timeout would.
- * Ports: NATS 33400 (and 33401, nothing listening); metrics 9400 (serve),
+ * Ports: NATS 23400 (and 23401, nothing listening); metrics 9400 (serve),
  * 9402, 9403 (agents), 9471 (the agent's default, 127.0.0.1).
  */
 import { execFile, spawn } from "node:child_process";
@@ -22,7 +22,7 @@ import { readJsonLines } from "../json-lines.ts";
 
 const run = promisify(execFile);
 const REPO = new URL("../..", import.meta.url).pathname;
-const NATS_PORT = 33400;
+const NATS_PORT = 23400;
 const SERVE_METRICS = 9400;
 const AGENT_METRICS = 9402;
 const AGENT_DEFAULT_METRICS = 9471;
@@ -207,7 +207,7 @@ describe("metrics and logs of serve and the agent (real processes, real nats-ser
     await chmod(tokenFile, 0o600);
     expect(await listeners(AGENT_DEFAULT_METRICS), `something else listens on ${AGENT_DEFAULT_METRICS}`).toEqual([]);
     const agentRun = (name: string, extra: string[], env: Record<string, string> = {}) => {
-      const args = ["run", "--site", SITE, "--nats", "nats://127.0.0.1:33401", "--token-file", tokenFile, "--name", name, "--state-dir", join(dir, name, "state"), "--run-dir", join(dir, name, "run"), "--no-watch", ...extra];
+      const args = ["run", "--site", SITE, "--nats", "nats://127.0.0.1:23401", "--token-file", tokenFile, "--name", name, "--state-dir", join(dir, name, "state"), "--run-dir", join(dir, name, "run"), "--no-watch", ...extra];
       return spawnChild(name, [join(REPO, "packages/agent/src/cli.ts"), ...args], env);
     };
 

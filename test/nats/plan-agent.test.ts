@@ -58,7 +58,7 @@ async function planFor(s: Site, value: number): Promise<RolloutTarget[]> {
 
 describe("saved plans on the real agent runtime", () => {
   it("an unchanged host applies the plan; a host changed since refuses it and runs nothing of it, then or later", async () => {
-    site = await startSite({ basePort: 33220, hosts: NAMES.map((n) => inventoryHost(n)) });
+    site = await startSite({ basePort: 23220, hosts: NAMES.map((n) => inventoryHost(n)) });
     for (const n of NAMES) sims.push(startSimAgent(site, { hostname: n, host: new SimulatedHostRunner({ sysctls: { "net.sim.plan": "0" } }), resyncMs: 500 }));
     await Promise.all(sims.map((a) => a.started));
     const [hv1, hv2] = sims as [SimAgent, SimAgent];

@@ -135,7 +135,7 @@ async function editHostb(dir: string, mac: string): Promise<void> {
 
 describe("netfleet rollout plans", () => {
   it("--check --out saves the plan; --plan applies exactly it; an edited inventory or a moved desired entry is refused naming the host, nothing published", async () => {
-    const t = await setup(33200);
+    const t = await setup(23200);
     const s = site!;
 
     // 1. The plan: every host, fresh (no desired entry), its agent's observed hash; then applied exactly.
@@ -196,7 +196,7 @@ describe("netfleet rollout plans", () => {
   }, 120_000);
 
   it("a host changed since the plan refuses it and nothing of the plan reaches it; a bad plan file and a rollout off a terminal without --yes change nothing", async () => {
-    const t = await setup(33210);
+    const t = await setup(23210);
     const s = site!;
     expect((await t.run("--yes")).code).toBe(0);
     const first = new Map(compileSite(loadInventory(t.dir)).map((a) => [a.host, a]));

@@ -5,7 +5,7 @@
  * on the replayed capture of a lab VM host and of the lab backend:
  * show/__fixtures__) and answers. The CLI runs as an operator runs it
  * (main(argv) and the bin as a process). Permissions: another host's agent
- * can neither ask for nor answer (nor overhear) a host's show. Ports 33100-33199.
+ * can neither ask for nor answer (nor overhear) a host's show. Ports 23100-23199.
  */
 import { execFile } from "node:child_process";
 import { readFile } from "node:fs/promises";
@@ -41,7 +41,7 @@ describe("netfleet show over NATS", () => {
   let hv1: TestAgent;
 
   beforeAll(async () => {
-    site = await startSite({ basePort: 33100, hosts: [inventoryHost("hv1"), inventoryHost("hv2"), inventoryHost("hv3")] });
+    site = await startSite({ basePort: 23100, hosts: [inventoryHost("hv1"), inventoryHost("hv2"), inventoryHost("hv3")] });
     hv1 = startAgent(site, { hostname: "hv1", onShow: () => observeHost({ host: "hv1", runner: hosta.runner, tools: hosta.tools, files: hosta.files }) });
     const hv2 = startAgent(site, { hostname: "hv2", onShow: () => observeHost({ host: "hv2", runner: backend.runner, tools: backend.tools, files: backend.files }) });
     // hv3's view is valid but bigger than the server's max_payload (1 MiB): 4096 leases with 250-character host names.

@@ -3,7 +3,7 @@
  * every inventory host converged, 1 on drift or failure, 2 when a host is unreachable (over 1), 3 when the status
  * cannot be read (NATS down: it fails fast, names the URL and what to do, no stack trace, JSON on stderr with
  * --json); --limit scopes it. The read-only commands (status, hosts, audit) leave the state dir byte-identical,
- * and a missing state dir stays missing. NATS client ports 33390 and 33392 (monitoring +200: 33590, 33592).
+ * and a missing state dir stays missing. NATS client ports 23390 and 23392 (monitoring +200: 23590, 23592).
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -106,7 +106,7 @@ function cli(args: string[]): Promise<{ code: number | null; stdout: string; std
 
 describe("netfleet status: exit codes for monitoring, --limit, read-only", () => {
   it("0 converged, 1 failure, 2 unreachable (wins over 1), scoped by --limit; the state dir is left byte-identical", async () => {
-    site = await startFreshSite(33390);
+    site = await startFreshSite(23390);
     let failHostb = false;
     const failed: PassResult = { summary: { ok: 0, changed: 0, failed: 1, pending: 0 }, results: [{ id: "sysctl[net.ipv4.conf.all.arp_ignore]", result: false, comment: "write failed" }] };
     for (const name of ["backend", "hosta", "hostb"]) {
@@ -174,7 +174,7 @@ describe("netfleet status: exit codes for monitoring, --limit, read-only", () =>
   }, 120_000);
 
   it("NATS down: 3 within seconds as a process, one line naming the URL and what to do, no stack; --json: a JSON line on stderr; a missing state dir stays missing", async () => {
-    site = await startFreshSite(33392);
+    site = await startFreshSite(23392);
     const stateDir = await writeControllerHome(site, INVENTORY);
     const url = site.server.urls[0]!;
     await site.cp.close();

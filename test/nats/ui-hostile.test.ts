@@ -6,7 +6,7 @@
  * script payloads; the page must show them literally and run none of them.
  * Positive control: the same payloads put into a page as HTML (no CSP) do
  * run (window.pwned is set), so the payloads are live.
- * The server is the real UiServer in this process on 127.0.0.1:34120 with a
+ * The server is the real UiServer in this process on 127.0.0.1 (a port the kernel picks) with a
  * fixture source (no NATS needed for what is tested: the page's rendering).
  */
 import { mkdtempSync, rmSync } from "node:fs";
@@ -19,7 +19,6 @@ import { UiServer } from "../../packages/controller/src/ui/server.ts";
 import type { UiSource } from "../../packages/controller/src/ui/source.ts";
 
 const REPO = new URL("../..", import.meta.url).pathname;
-const PORT = 34120;
 const FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 /** Each sets window.pwned when it runs. */
 const PAYLOADS = {
@@ -58,7 +57,7 @@ let browser: BrowserContext;
 const profile = mkdtempSync(join(tmpdir(), "nf-ui-hostile-"));
 
 beforeAll(async () => {
-  server = await UiServer.start({ listen: { host: "127.0.0.1", port: PORT }, source, topology: async () => SVG });
+  server = await UiServer.start({ listen: { host: "127.0.0.1", port: 0 }, source, topology: async () => SVG });
   // A new empty profile (--user-data-dir) for this run.
   browser = await chromium.launchPersistentContext(profile, { executablePath: "/usr/bin/chromium", headless: true, args: FLAGS, timeout: 60_000 });
 }, 90_000);
@@ -86,7 +85,7 @@ describe("hostile strings on the dashboard (real Chromium)", () => {
     const page = await browser.newPage();
     const blocked: string[] = [];
     page.on("console", (m) => blocked.push(m.text()));
-    await page.goto(`http://127.0.0.1:${PORT}/#vm=vma1`);
+    await page.goto(`${server.url}#vm=vma1`);
     await page.waitForSelector("body[data-ready='1']", { timeout: 20_000 });
     await page.waitForSelector("#hosts tbody tr", { timeout: 20_000 });
     await page.waitForSelector("#rollout-waves [data-status]", { timeout: 20_000 });

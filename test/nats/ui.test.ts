@@ -7,7 +7,7 @@
  * VM's policy and its (empty) audit, and follows a rollout live: the
  * rollout state written to KV through the rollout's own writer
  * (RolloutLock / RolloutStateWriter) reaches an open event stream.
- * Ports: NATS 34100, dashboard 34110 (34111 for the refused remote address).
+ * Ports: NATS 24100, dashboard 24110 (24111 for the refused remote address).
  */
 import { execFile } from "node:child_process";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -22,8 +22,8 @@ import { controllerOf, SITE, spawnChild, stopChild, until, type Child, type Serv
 const run = promisify(execFile);
 const REPO = new URL("../..", import.meta.url).pathname;
 const CLI = join(REPO, "packages/controller/src/cli.ts");
-const NATS_PORT = 34100;
-const UI_PORT = 34110;
+const NATS_PORT = 24100;
+const UI_PORT = 24110;
 
 /** What one HTTP exchange gave. */
 interface Answer {

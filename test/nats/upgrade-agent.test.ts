@@ -19,7 +19,7 @@
  *   6. kill -9 of a supervisor: its agent (found by pid in /proc) is gone
  *      within 2 s; every stop in afterAll checks the same by pid and kills
  *      by pid whatever child would survive.
- * Ports 32700-32709.
+ * Ports 25700-25709.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -135,7 +135,7 @@ beforeAll(async () => {
   // The upgrade's code with a first statement that ends the process (the manifest calls it 0.1.2-crash).
   crash = Buffer.concat([Buffer.from('process.stderr.write("crash at start\\n"); process.exit(7);\n'), good.code]);
 
-  site = await startSite({ basePort: 32700, hosts: HOSTS.map((h) => (h === "backend" ? { ...inventoryHost(h), role: "backend" as const } : inventoryHost(h))) });
+  site = await startSite({ basePort: 25700, hosts: HOSTS.map((h) => (h === "backend" ? { ...inventoryHost(h), role: "backend" as const } : inventoryHost(h))) });
   ({ cp, signing } = site);
   store = await AgentUpgradeStore.open(cp.nc, SITE, { replicas: 1 });
 
