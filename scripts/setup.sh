@@ -21,12 +21,15 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 # chromium: the headless browser that the dashboard's lab test loads the page in.
 # pmacct: sfacctd/nfacctd, the real sFlow and IPFIX collectors of the sampling lab test.
 # iperf3: the traffic tool that measures a VM's bandwidth limit in the lab and kernel tiers.
+# ansible, python3-libvirt, python3-lxml: the Ansible playbook the bench races netfleet with
+# (openvswitch.openvswitch, community.libvirt) and its lab test.
 PACKAGES="openvswitch-switch:ovs-vswitchd dnsmasq-base:dnsmasq nftables:nft nats-server:nats-server
 libvirt-daemon:libvirtd libvirt-daemon-driver-qemu:libvirtd libvirt-clients:virsh iproute2:ip
 iputils-ping:ping ethtool:ethtool isc-dhcp-client:dhclient tcpdump:tcpdump openssh-server:sshd
 qemu-system-x86:qemu-system-x86_64 busybox-static:busybox dnsutils:dig python3-scapy:py:scapy zsh:zsh
 systemd:systemd-analyze systemd-container:systemd-nspawn dpkg-dev:dpkg-shlibdeps
-graphviz:dot chromium:chromium pmacct:sfacctd iperf3:iperf3"
+graphviz:dot chromium:chromium pmacct:sfacctd iperf3:iperf3
+ansible:ansible-playbook python3-libvirt:py:libvirt python3-lxml:py:lxml"
 
 # Whether the proof of an entry (command, or py:MODULE) is there.
 present() {
