@@ -17,6 +17,8 @@ describe("host requirements", () => {
     expect(requirementsFor(host({}))).toEqual({ packages: ["openvswitch-switch", "iproute2", "libvirt-daemon", "libvirt-clients"], modules: ["8021q", "bonding", "openvswitch"] });
     const backend = host({ role: "backend", uplink: { mode: "ovs-trunk", bond: "bond0", members: ["eth0"], bond_mode: "active-backup", miimon: 100, mtu: 1500, datapath: "netdev", trunk_bridge: "br-uplink", carries_management: false } });
     expect(requirementsFor(backend)).toEqual({ packages: ["openvswitch-switch", "iproute2", "dnsmasq-base", "nftables"], modules: [] });
+    const vxlanVmHost = host({ uplink: { ...host({}).uplink, mode: "vxlan", datapath: "netdev" } as never });
+    expect(requirementsFor(vxlanVmHost)).toEqual({ packages: ["openvswitch-switch", "iproute2", "libvirt-daemon", "libvirt-clients", "nftables"], modules: ["vxlan"] });
   });
 
   it("read dpkg-query, df, the modules lists, node --version and os-release", () => {

@@ -11,10 +11,17 @@ export interface HostRequirements {
   modules: string[];
 }
 
+/**
+ * Debian packages and kernel modules `host` needs: OVS and iproute2 everywhere; libvirt on a VM
+ * host; dnsmasq and nftables on the backend; nftables also on a VXLAN VM host (its VTEP filter);
+ * 8021q/bonding for a kernel uplink, vxlan for a VXLAN uplink, openvswitch for the kernel datapath.
+ */
 export function requirementsFor(host: Host): HostRequirements {
   const packages = ["openvswitch-switch", "iproute2"];
   if (host.role === "vmhost") packages.push("libvirt-daemon", "libvirt-clients");
   if (host.role === "backend") packages.push("dnsmasq-base", "nftables");
+  // A VM host's VXLAN devices take UDP/4789 only from the site's VTEPs: an nft table of ours (vxlan-interface.ts).
+  else if (host.uplink.mode === "vxlan") packages.push("nftables");
   const modules: string[] = [];
   if (host.uplink.mode === "kernel") modules.push("8021q", "bonding");
   if (host.uplink.mode === "vxlan") modules.push("vxlan"); // Linux vxlan devices, ip-link(8) type vxlan
