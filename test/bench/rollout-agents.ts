@@ -16,7 +16,7 @@
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { NatsAgent, Toolbox, type Command, type Runner, type RunResult } from "@netfleet/agent";
+import { ExecError, NatsAgent, Toolbox, type Command, type Runner, type RunResult } from "@netfleet/agent";
 import { SimulatedHostRunner } from "@netfleet/agent/testing";
 import { simFacts } from "../nats/sim-facts.ts";
 
@@ -34,6 +34,11 @@ export interface AgentsArgs {
   maxDelayMs: number;
   /** Agents starting (enrolling) at once. */
   concurrency: number;
+  /**
+   * Hosts whose every `sysctl -w` fails (exit 255, as sysctl(8) does on a key it cannot write): a fault
+   * injected so that the smoke test sees a failed apply, a failed rollout and its revert (bench-smoke.test.ts).
+   */
+  failHosts?: string[];
 }
 
 /** SimulatedHostRunner behind a random per-command latency. */
@@ -41,13 +46,20 @@ class LatencyRunner implements Runner {
   private readonly inner = new SimulatedHostRunner();
   private readonly min: number;
   private readonly span: number;
-  constructor(min: number, max: number) {
+  private readonly failWrites: boolean;
+  constructor(min: number, max: number, failWrites = false) {
     this.min = min;
     this.span = Math.max(0, max - min);
+    this.failWrites = failWrites;
   }
   async run(command: Command, options?: { allowFailure?: boolean }): Promise<RunResult> {
     const ms = this.min + Math.random() * this.span;
     await new Promise((r) => setTimeout(r, ms));
+    if (this.failWrites && command.argv[0] === "sysctl" && command.argv[1] === "-w") {
+      const stderr = `sysctl: permission denied on key "${command.argv[2]?.split("=")[0]}" (injected by the bench)`;
+      if (!options?.allowFailure) throw new ExecError(command.argv, 255, stderr);
+      return { stdout: "", stderr, exitCode: 255, durationMs: ms };
+    }
     const result = await this.inner.run(command, options);
     return { ...result, durationMs: ms };
   }
@@ -75,7 +87,7 @@ const agents = a.names.map(
       enrollment: { password: a.enrollPassword, token: tokens[name] ?? a.token },
       name,
       stateDir: join(a.stateRoot, name),
-      runner: new LatencyRunner(a.minDelayMs, a.maxDelayMs),
+      runner: new LatencyRunner(a.minDelayMs, a.maxDelayMs, a.failHosts?.includes(name)),
       tools: new Toolbox(),
       intervalMs: FAR,
       flowIntervalMs: FAR,

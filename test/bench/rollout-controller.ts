@@ -68,6 +68,9 @@ const targets: RolloutTarget[] = a.hosts.map(({ name: host, role }) => ({
 // from the message count: they exist only to measure.
 let t0 = 0;
 const reportedAt = new Map<string, number>();
+/** Hosts whose report of this rollout's revision carried failed resources, or a lockout rollback. */
+const failedReports = new Set<string>();
+const rolledBackReports = new Set<string>();
 const publishedAt = new Map<string, number>();
 let probeMsgs = 0;
 const published = cp.nc.subscribe(kvSubject(desiredBucket(a.site), "*"));
@@ -85,9 +88,13 @@ void (async () => {
   for await (const m of probe) {
     probeMsgs++;
     const r = JSON.parse(m.string()) as { host: string; revision: number; rolledBack: boolean; summary: { failed: number } };
-    if (r.revision >= 1 && !r.rolledBack && !reportedAt.has(r.host)) {
+    // Converged: this rollout's revision applied with no failed resource. A failed apply, or a
+    // rollback by lockout protection, is counted apart and never as converged.
+    if (r.revision >= 1 && !r.rolledBack && r.summary.failed === 0 && !reportedAt.has(r.host)) {
       reportedAt.set(r.host, performance.now() - t0);
       if (reportedAt.size === a.hosts.length) allReported();
+    } else if (r.revision >= 1 && !reportedAt.has(r.host)) {
+      (r.rolledBack ? rolledBackReports : failedReports).add(r.host);
     }
   }
 })();
@@ -95,6 +102,9 @@ await cp.nc.flush();
 
 const events: Record<string, number> = {};
 let done: Extract<RolloutEvent, { event: "done" }> | undefined;
+/** Per failed host: the rollout's reason, and when it was judged (ms from run()). */
+const hostErrors = new Map<string, { error: string; atMs: number }>();
+let stoppedAtMs: number | undefined;
 let waves = 0;
 const marks: number[] = [];
 const emit = (e: RolloutEvent) => {
@@ -103,6 +113,8 @@ const emit = (e: RolloutEvent) => {
   // Informational: when the plan was made and each wave started (ms from run()).
   if (e.event === "rollout" || e.event === "wave") marks.push(Math.round(performance.now() - t0));
   if (e.event === "done") done = e;
+  if (e.event === "host-done" && !e.ok) hostErrors.set(e.host, { error: e.error ?? "failed", atMs: Math.round(performance.now() - t0) });
+  if (e.event === "budget-exceeded") stoppedAtMs = Math.round(performance.now() - t0);
 };
 
 // Memory over the rollout, sampled: where the peak RSS goes (V8 heap, or buffers outside it).
@@ -156,9 +168,35 @@ out({
   messages: after.in_msgs + after.out_msgs - (before.in_msgs + before.out_msgs) - probeMsgs,
   bytes: after.in_bytes + after.out_bytes - (before.in_bytes + before.out_bytes),
   failed: done?.failed.length ?? 0,
+  // Hosts that did not converge (no report of the revision applied without failures) or that the rollout counted failed, each once.
+  failedOrMissing: new Set([...a.hosts.map((h) => h.name).filter((h) => !reportedAt.has(h)), ...(done?.failed ?? [])]).size,
+  failedReports: failedReports.size,
+  rolledBackReports: rolledBackReports.size,
+  failures: failureSummary(),
+  ...(stoppedAtMs !== undefined ? { stoppedAtMs } : {}),
   events,
 });
 probe.unsubscribe();
+
+/**
+ * The failed hosts' reasons, grouped: host names and numbers taken out, so that 7,000 timeouts are one
+ * line; with the first hosts of each reason and when the first and last were judged.
+ */
+function failureSummary(): { reason: string; hosts: number; sample: string[]; firstAtMs: number; lastAtMs: number }[] {
+  const groups = new Map<string, { reason: string; hosts: number; sample: string[]; firstAtMs: number; lastAtMs: number }>();
+  const reasons = done?.reasons ?? {};
+  for (const host of done?.failed ?? []) if (!hostErrors.has(host)) hostErrors.set(host, { error: reasons[host] ?? "(no reason given)", atMs: NaN });
+  for (const [host, { error, atMs }] of hostErrors) {
+    const key = error.split(host).join("HOST").replace(/\d+/g, "N");
+    const g = groups.get(key) ?? { reason: key, hosts: 0, sample: [], firstAtMs: atMs, lastAtMs: atMs };
+    g.hosts++;
+    if (g.sample.length < 5) g.sample.push(host);
+    g.firstAtMs = Math.min(g.firstAtMs, atMs);
+    g.lastAtMs = Math.max(g.lastAtMs, atMs);
+    groups.set(key, g);
+  }
+  return [...groups.values()].sort((x, y) => y.hosts - x.hosts);
+}
 published.unsubscribe();
 await cp.close();
 process.exit(0);

@@ -49,12 +49,31 @@ export interface RolloutRow {
   /** Informational, before the clock: every agent enrolled and connected. */
   enrollMs: number;
   waves: number;
-  /** Hosts that did not report the new revision, or reported a failure. */
+  /** Hosts that did not report the new revision applied without failures, plus the hosts the rollout counted failed. */
   failed: number;
+  /** Rollout.run()'s result: "success", "partial" or "failed" (stopped and reverted). */
+  result?: string;
+  /** Hosts whose report of the new revision carried failed resources (never counted as converged). */
+  failedReports?: number;
+  /** Hosts whose agent undid the new revision (lockout protection): their report says rolledBack. */
+  rolledBackReports?: number;
+  /** The rollout's failed hosts grouped by reason (host names and numbers taken out). */
+  failures?: FailureGroup[];
+  /** What the simulated agents logged, counted by event (lockout-rollback, confirm-retry, connection-lost, ...). */
+  agentEvents?: Record<string, number>;
   /** nats-server's max_payload when the bench raised it (see RolloutBenchOptions.maxPayloadMb). */
   natsMaxPayloadMb?: number;
   /** Set by run.ts when this size could not be measured (the figures are then NaN, null in JSON). */
   error?: string;
+}
+
+/** Failed hosts of one reason: the reason with host names and numbers taken out, how many, the first few, when judged (ms from the rollout start). */
+export interface FailureGroup {
+  reason: string;
+  hosts: number;
+  sample: string[];
+  firstAtMs: number;
+  lastAtMs: number;
 }
 
 export interface RolloutBenchOptions {
@@ -69,6 +88,12 @@ export interface RolloutBenchOptions {
    * 10,000 hosts); kept for experiments.
    */
   maxPayloadMb?: number;
+  /** Hosts whose `sysctl -w` fails (AgentsArgs.failHosts): a fault the smoke test injects to see the bench report it. */
+  failHosts?: string[];
+  /** Pick nats-server's client port (and port+200 for monitoring) in [from, to) instead of 24000-24550 (tests: their own range). */
+  ports?: [number, number];
+  /** How long a host has to report (Rollout applyTimeoutMs; default 60 s). */
+  applyTimeoutMs?: number;
 }
 
 const SITE = "bench";
@@ -161,13 +186,15 @@ function portFree(port: number): Promise<boolean> {
   });
 }
 
-/** A client port P with P and P+200 (monitoring) free on loopback. */
-export async function freeBasePort(): Promise<number> {
+/** A client port P with P and P+200 (monitoring) free on loopback; P in [from, to - 200) (default 24000-24550). */
+export async function freeBasePort(range: [number, number] = [24000, 24550]): Promise<number> {
+  const [from, to] = range;
+  const span = Math.max(1, to - 200 - from - 50);
   for (let i = 0; i < 50; i++) {
-    const p = 24000 + Math.floor(Math.random() * 150) * 2 + i;
+    const p = from + Math.floor(Math.random() * span) + i;
     if ((await portFree(p)) && (await portFree(p + 200))) return p;
   }
-  throw new Error("bench: no free port pair found in 24000-24550");
+  throw new Error(`bench: no free port pair found in ${from}-${to}`);
 }
 
 export async function rolloutBench(agents: number, log: (line: string) => void, options: RolloutBenchOptions = {}): Promise<RolloutRow> {
@@ -185,7 +212,7 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
   let server: NatsServer | undefined;
   let service: ControlPlane | undefined;
   try {
-    server = await NatsServer.start({ dir: join(dir, "nats"), nodes: 1, basePort: await freeBasePort(), users: [controllerUser("controller", password), enrollmentUser(SITE, enrollPassword)] });
+    server = await NatsServer.start({ dir: join(dir, "nats"), nodes: 1, basePort: await freeBasePort(options.ports), users: [controllerUser("controller", password), enrollmentUser(SITE, enrollPassword)] });
     const node = server.nodes[0]!;
     if (options.maxPayloadMb) {
       // Picked up by the reload that serve() does when it writes the user list.
@@ -228,6 +255,7 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
         minDelayMs,
         maxDelayMs,
         concurrency: 1000,
+        ...(options.failHosts ? { failHosts: options.failHosts } : {}),
       };
       children.push(spawnChild(`agents${p}`, join(HERE, "rollout-agents.ts"), JSON.stringify(arg), log));
     }
@@ -252,7 +280,7 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
       credentialsDir: join(dir, "credentials"),
       monitorUrl: node.monitorUrl,
       hosts,
-      applyTimeoutMs: 60_000,
+      applyTimeoutMs: options.applyTimeoutMs ?? 60_000,
     };
     const argFile = join(dir, "controller.json");
     await writeFile(argFile, JSON.stringify(args), { mode: 0o600 });
@@ -262,7 +290,16 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
     const r = await controller.waitFor("result", 120_000 + agents * 20);
     await controller.exited;
     if (r.memory) log(`rollout ${agents}: controller memory (MB) ${JSON.stringify(r.memory)}; plan made, waves started at ${JSON.stringify(r.marks)} ms`);
-    if (r.reported !== agents || r.result !== "success") log(`rollout ${agents}: result ${String(r.result)}, ${String(r.reported)} of ${agents} reported, events ${JSON.stringify(r.events)}`);
+    // The agents' own counts (lockout rollbacks, confirmation retries, lost connections): stopped now, before the row is made.
+    await Promise.all(children.filter((c) => c !== controller).map((c) => stopChild(c, 30_000)));
+    const agentEvents: Record<string, number> = {};
+    for (const c of children) for (const l of c.lines) if (l.event === "stopped") for (const [k, v] of Object.entries(l.counts as Record<string, number>)) agentEvents[k] = (agentEvents[k] ?? 0) + v;
+    const failures = (r.failures as FailureGroup[] | undefined) ?? [];
+    if (r.reported !== agents || r.result !== "success") {
+      log(`rollout ${agents}: result ${String(r.result)}, ${String(r.reported)} of ${agents} reported, events ${JSON.stringify(r.events)}`);
+      for (const f of failures) log(`rollout ${agents}:   ${f.hosts} failed: ${f.reason} (e.g. ${f.sample.join(", ")}; judged ${f.firstAtMs}-${f.lastAtMs} ms)`);
+      log(`rollout ${agents}: agent events ${JSON.stringify(agentEvents)}`);
+    }
     return {
       agents,
       convergeMs: r.convergeMs as number,
@@ -274,7 +311,12 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
       runMs: r.runMs as number,
       enrollMs,
       waves: r.waves as number,
-      failed: agents - (r.reported as number) + (r.failed as number),
+      failed: (r.failedOrMissing as number | undefined) ?? agents - (r.reported as number) + (r.failed as number),
+      result: r.result as string,
+      failedReports: (r.failedReports as number) ?? 0,
+      rolledBackReports: (r.rolledBackReports as number) ?? 0,
+      failures,
+      agentEvents,
       ...(options.maxPayloadMb ? { natsMaxPayloadMb: options.maxPayloadMb } : {}),
     };
   } catch (err) {
@@ -289,6 +331,31 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
     await server?.stop();
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * What makes a bench run unsound, one line each (empty: sound): a rollout row that could not be
+ * measured, whose rollout did not end in success (failed: stopped and reverted; partial), that
+ * counted failed hosts, whose hosts reported a failed apply or a lockout rollback, or where not every
+ * host converged; a no-op reconcile that ran a mutating command. The smoke test
+ * (test/nats/bench-smoke.test.ts) asserts this is empty; figures themselves are never judged here.
+ */
+export function benchProblems(results: { rollout: readonly RolloutRow[]; noop?: readonly { role: string; mutatingCommands: number }[] }): string[] {
+  const out: string[] = [];
+  for (const r of results.rollout) {
+    const at = `rollout of ${r.agents} agents`;
+    if (r.error) {
+      out.push(`${at}: not measured: ${r.error}`);
+      continue;
+    }
+    if (r.result !== "success") out.push(`${at}: result ${r.result ?? "unknown"}`);
+    if (r.failed !== 0) out.push(`${at}: ${r.failed} hosts failed or not converged${r.failures?.length ? ` (${r.failures.map((f) => `${f.hosts}: ${f.reason}`).join("; ")})` : ""}`);
+    if (r.failedReports) out.push(`${at}: ${r.failedReports} hosts reported a failed apply`);
+    if (r.rolledBackReports) out.push(`${at}: ${r.rolledBackReports} hosts undid the revision (lockout rollback)`);
+    if (!Number.isFinite(r.convergeMs)) out.push(`${at}: no convergence time`);
+  }
+  for (const n of results.noop ?? []) if (n.mutatingCommands !== 0) out.push(`no-op reconcile of a ${n.role}: ${n.mutatingCommands} mutating commands`);
+  return out;
 }
 
 /** sh scripts/node.sh test/bench/rollout.ts N [--cpu-prof DIR] [--max-payload-mb MB]: one row, as JSON. */

@@ -120,6 +120,7 @@ export async function runAgentRollout(stores: AgentRolloutStores, hosts: readonl
 
     const ok: string[] = [];
     const failed: string[] = [];
+    const reasons: Record<string, string> = {};
     const touched: string[] = [];
     const earlier = new Map<string, AgentTarget | undefined>();
     const upgradeHost = async (host: string): Promise<boolean> => {
@@ -140,6 +141,7 @@ export async function runAgentRollout(stores: AgentRolloutStores, hosts: readonl
       if (good) ok.push(host);
       else failed.push(host);
       const error = good ? undefined : timedOut ? `did not report version ${manifest.version} within ${Math.round(hostTimeoutMs / 1000)}s${report ? ` (last: ${report.version} ${report.state})` : ""}` : `${report!.state}: ${report!.reason ?? "no reason given"}`;
+      if (error) reasons[host] = error;
       emit({ event: "host-done", host, ok: good, ms: Date.now() - t0, ...(error ? { error } : {}) });
       return !good;
     };
@@ -175,7 +177,7 @@ export async function runAgentRollout(stores: AgentRolloutStores, hosts: readonl
     }
     const result: RolloutResult = stoppedAt !== undefined ? "failed" : failed.length ? "partial" : "success";
     const skipped = todo.map((h) => h.host).filter((h) => !touched.includes(h));
-    emit({ event: "done", result, ok: ok.filter((h) => !reverted.includes(h)), failed, reverted, skipped, unchanged, ms: Date.now() - started });
+    emit({ event: "done", result, ok: ok.filter((h) => !reverted.includes(h)), failed, reasons, reverted, skipped, unchanged, ms: Date.now() - started });
     return { result, manifest, reports };
   } finally {
     clearInterval(renew);

@@ -32,9 +32,10 @@ export function observedOf(reply: CheckReply): string | undefined {
  * (nothing is published). A host fails when its agent does not answer, refuses, or reports failed
  * resources. Returns the hosts that passed and failed, and whether the budget stopped the run.
  */
-export async function checkWaves(run: CheckRun): Promise<{ ok: string[]; failed: string[]; stopped: boolean }> {
+export async function checkWaves(run: CheckRun): Promise<{ ok: string[]; failed: string[]; reasons: Record<string, string>; stopped: boolean }> {
   const ok: string[] = [];
   const failed: string[] = [];
+  const reasons: Record<string, string> = {};
   const stoppedAt = await runWaves({
     waves: run.waves,
     maxFail: run.maxFail,
@@ -42,17 +43,18 @@ export async function checkWaves(run: CheckRun): Promise<{ ok: string[]; failed:
     abort: run.abort,
     emit: run.emit,
     host: async (host) => {
-      const good = await checkHost(run, host);
-      (good ? ok : failed).push(host);
-      return !good;
+      const problem = await checkHost(run, host);
+      (problem === undefined ? ok : failed).push(host);
+      if (problem !== undefined) reasons[host] = problem;
+      return problem !== undefined;
     },
     failed: () => [...failed],
   });
-  return { ok, failed, stopped: stoppedAt !== undefined };
+  return { ok, failed, reasons, stopped: stoppedAt !== undefined };
 }
 
-/** Asks one host's agent what it would change, emitting its events; true when it answered without failures. */
-async function checkHost(run: CheckRun, host: string): Promise<boolean> {
+/** Asks one host's agent what it would change, emitting its events; undefined when it answered without failures, else why not. */
+async function checkHost(run: CheckRun, host: string): Promise<string | undefined> {
   const started = Date.now();
   run.emit({ event: "host-start", host });
   try {
@@ -66,10 +68,11 @@ async function checkHost(run: CheckRun, host: string): Promise<boolean> {
     const error = reply.error ?? unplannable;
     run.emit({ event: "host-done", host, ok: good, summary: reply.summary, failures, wouldChange, ...(error ? { error } : {}), ms: Date.now() - started });
     if (good) run.onReply?.(host, reply);
-    return good;
+    if (good) return undefined;
+    return error ?? `${failures.length} resource(s) failed: ${failures.slice(0, 5).map((f) => f.id).join(", ")}${failures.length > 5 ? ", ..." : ""}`;
   } catch (err) {
     const msg = /no responders|503/i.test((err as Error).message) ? "agent not connected (no answer to the check request)" : (err as Error).message;
     run.emit({ event: "host-done", host, ok: false, error: msg, ms: Date.now() - started });
-    return false;
+    return msg;
   }
 }

@@ -34,4 +34,15 @@ export type RolloutEvent =
   // Agent rollouts (rollout/agent.ts): the bundle stored, and per host the version it runs and whether it is upgraded.
   | { event: "agent-bundle"; version: string; sha256: string; size: number; object: string }
   | { event: "agent-diff"; host: string; role: string; from: string | null; to: string; status: "upgrade" | "unchanged" }
-  | { event: "done"; result: RolloutResult; ok: string[]; failed: string[]; reverted: string[]; skipped: string[]; unchanged: string[]; ms: number };
+  | {
+      event: "done";
+      result: RolloutResult;
+      ok: string[];
+      failed: string[];
+      /** Every host of `failed` with why it failed (its host-done or host-reverted error). */
+      reasons: Record<string, string>;
+      reverted: string[];
+      skipped: string[];
+      unchanged: string[];
+      ms: number;
+    };

@@ -12,6 +12,9 @@ export function wouldChangeLines(c: { values?: readonly ChangeText[]; diff?: str
   return renderChanges(c.values ?? [], c.diff);
 }
 
+/** Failed hosts named with their reason under the final line of human output. */
+const FAILED_SHOWN = 20;
+
 /** Renders a rollout's events as they come; `close` ends the output (clears a live progress line). */
 export interface RolloutRenderer {
   onEvent: (e: RolloutEvent) => void;
@@ -105,6 +108,9 @@ export function humanRenderer(out: CommandOutput, tty: boolean): RolloutRenderer
       case "done":
         progress.total = 0;
         line(`${e.result.toUpperCase()}: ${e.ok.length} ok, ${e.failed.length} failed, ${e.reverted.length} reverted, ${e.skipped.length} not attempted, ${e.unchanged.length} unchanged (${(e.ms / 1000).toFixed(1)} s)`);
+        // Why each host failed, the first FAILED_SHOWN of them (--json lists every one in `reasons`).
+        for (const h of e.failed.slice(0, FAILED_SHOWN)) line(`  ${h} failed: ${e.reasons[h] ?? "no reason recorded"}`);
+        if (e.failed.length > FAILED_SHOWN) line(`  ... and ${e.failed.length - FAILED_SHOWN} more failed hosts (--json gives every host's reason)`);
         break;
     }
   };

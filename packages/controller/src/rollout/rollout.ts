@@ -332,11 +332,13 @@ export class Rollout {
     const result: RolloutResult = reverting ? "failed" : failed.length > 0 ? "partial" : "success";
     state.phase = reverting ? "failed" : result === "partial" ? "partial" : "done";
     await progress.save();
+    const failedHosts = reverting ? Object.entries(state.hosts ?? {}).filter(([, h]) => h.error !== undefined).map(([n]) => n) : failed;
     this.emit({
       event: "done",
       result,
       ok: progress.hosts("ok"),
-      failed: reverting ? Object.entries(state.hosts ?? {}).filter(([, h]) => h.error !== undefined).map(([n]) => n) : failed,
+      failed: failedHosts,
+      reasons: Object.fromEntries(failedHosts.map((h) => [h, progress.host(h).error ?? `${progress.host(h).status} (no reason recorded)`])),
       reverted: progress.hosts("reverted"),
       skipped: progress.hosts("pending"),
       unchanged: this.unchanged,
@@ -354,7 +356,7 @@ export class Rollout {
     this.emit({ event: "rollout", rolloutId: "check", site: this.stores.options.site, check: true, resume: false, waves, maxFail, unchanged: [] });
     const checked: CheckedHost[] = [];
     const byHost = new Map(todo.map((t) => [t.target.host, t]));
-    const { ok, failed, stopped } = await checkWaves({
+    const { ok, failed, reasons, stopped } = await checkWaves({
       stores: this.stores,
       targets: this.targets,
       waves,
@@ -371,7 +373,7 @@ export class Rollout {
     });
     const skipped = todo.map((t) => t.target.host).filter((h) => !ok.includes(h) && !failed.includes(h));
     const result: RolloutResult = stopped ? "failed" : failed.length ? "partial" : "success";
-    this.emit({ event: "done", result, ok, failed, reverted: [], skipped, unchanged: [], ms: Date.now() - this.started });
+    this.emit({ event: "done", result, ok, failed, reasons, reverted: [], skipped, unchanged: [], ms: Date.now() - this.started });
     // In wave order, as planned (replies come in as hosts answer).
     const order = new Map(waves.flat().map((h, i) => [h, i]));
     return { result, checked: checked.sort((a, b) => order.get(a.host)! - order.get(b.host)!) };
