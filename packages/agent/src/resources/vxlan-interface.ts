@@ -1,7 +1,8 @@
 import { ParseError, type VxlanInterfaceSpec } from "@netfleet/shared";
 import { z } from "zod";
-import { mutate, type Command } from "../exec/runner.ts";
 import { ipBatch } from "./ip-link.ts";
+import { bridgeTool, byAddress, floodCommands, parseFdb, unicastCommands, wantStatics, type FdbEntry } from "./vxlan-interface-fdb.ts";
+import { filterCommands, observeFilter, type FilterObservation } from "./vxlan-interface-filter.ts";
 import { ownerMarker, type Changes, type ObserveContext, type PlanContext, type ResourceHandler, type ResourcePlan } from "./types.ts";
 
 /**
@@ -11,7 +12,16 @@ import { ownerMarker, type Changes, type ObserveContext, type PlanContext, type 
  * remote VTEP (bridge(8) `fdb append 00:00:00:00:00:00 dev NAME dst ADDR`:
  * head-end replication of broadcast, unknown unicast and multicast, the
  * unicast-only flood list of RFC 7348 §4.2's alternative to IP multicast).
- * Unicast to a MAC the device has learned goes to that one remote.
+ *
+ * The forwarding database is ours alone: the device is made `nolearning`
+ * (ip-link(8)), so a frame received never teaches it where a MAC lives (with
+ * learning, one VXLAN packet from anyone who can reach UDP 4789, carrying a
+ * VM's MAC as inner source, would send that VM's traffic to the sender).
+ * Unicast to a MAC of the inventory goes to the host that holds it by a
+ * static entry (`spec.macs`, `bridge fdb replace MAC dev NAME dst ADDR`);
+ * entries the device learned before (an older release made it learning)
+ * are deleted. And what the device receives is filtered by source: only
+ * its remotes may send into its VNI (vxlan-interface-filter.ts).
  *
  * Why a kernel device and not an OVS `type=vxlan` Interface
  * (ovs-vswitchd.conf.db(5) `options:remote_ip`): plugged into the network's
@@ -22,9 +32,6 @@ import { ownerMarker, type Changes, type ObserveContext, type PlanContext, type 
  * backend the gateway address sits on the device itself, as it sits on
  * bond0.<vid> in kernel mode.
  */
-
-/** The all-zeros MAC of the flood entries (bridge(8): "00:00:00:00:00:00" is the default destination). */
-export const FLOOD_MAC = "00:00:00:00:00:00";
 
 /** What the agent reads of one VXLAN device (`ip -details -json link show`). */
 export interface VxlanLink {
@@ -39,12 +46,20 @@ export interface VxlanLink {
   mtu: number;
   up: boolean;
   alias?: string;
+  /** info_data.learning: whether the device learns MAC locations from what it receives (ip-link(8) `[no]learning`). */
+  learning?: boolean;
 }
 
-/** A device and its flood list (the `dst` of its permanent all-zeros entries, sorted). */
+/** A device, its flood list (the `dst` of its permanent all-zeros entries, sorted), its static and learned unicast entries, and its source filter. */
 export interface VxlanObservation {
   link?: VxlanLink;
   flood: string[];
+  /** Permanent unicast entries, by MAC. Absent: not read (an observation of an earlier shape). */
+  statics?: FdbEntry[];
+  /** Entries the device learned (not permanent). */
+  learned?: FdbEntry[];
+  /** The nft table of the device's source filter. */
+  filter?: FilterObservation;
 }
 
 const IpLink = z.looseObject({
@@ -55,14 +70,16 @@ const IpLink = z.looseObject({
   linkinfo: z
     .looseObject({
       info_kind: z.string().optional(),
-      info_data: z.looseObject({ id: z.number().optional(), local: z.string().optional(), link: z.string().optional(), port: z.number().optional() }).optional(),
+      info_data: z
+        .looseObject({ id: z.number().optional(), local: z.string().optional(), link: z.string().optional(), port: z.number().optional(), learning: z.boolean().optional() })
+        .optional(),
     })
     .optional(),
 });
 
 /**
  * The link `name` from `ip -details -json link show` output (iproute2 6.x:
- * linkinfo.info_data id, local, link, port), or undefined when absent.
+ * linkinfo.info_data id, local, link, port, learning), or undefined when absent.
  * @throws ParseError on output that is not that JSON.
  */
 export function parseVxlanLink(stdout: string, name: string): VxlanLink | undefined {
@@ -86,6 +103,7 @@ export function parseVxlanLink(stdout: string, name: string): VxlanLink | undefi
       ...(kind === "vxlan" && info?.local !== undefined ? { local: info.local } : {}),
       ...(kind === "vxlan" && info?.link !== undefined ? { underlay: info.link } : {}),
       ...(kind === "vxlan" && info?.port !== undefined ? { port: info.port } : {}),
+      ...(kind === "vxlan" && info?.learning !== undefined ? { learning: info.learning } : {}),
       mtu: l.data.mtu,
       up: l.data.flags.includes("UP"),
       ...(l.data.ifalias !== undefined && l.data.ifalias !== "" ? { alias: l.data.ifalias } : {}),
@@ -94,50 +112,15 @@ export function parseVxlanLink(stdout: string, name: string): VxlanLink | undefi
   return undefined;
 }
 
-const FdbEntry = z.looseObject({ mac: z.string(), dst: z.string().optional(), state: z.string().optional() });
-
-/**
- * The flood list of a device from `bridge -json fdb show dev NAME`: the
- * `dst` of each permanent all-zeros entry, sorted (learned entries, with a
- * VM's MAC, are left out).
- * @throws ParseError on output that is not that JSON.
- */
-export function parseFloodList(stdout: string): string[] {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(stdout || "[]");
-  } catch {
-    throw new ParseError("bridge -json fdb show", "not JSON");
-  }
-  const list = z.array(FdbEntry).safeParse(raw);
-  if (!list.success) throw new ParseError("bridge -json fdb show", `${list.error.issues[0]?.path.join(".")}: ${list.error.issues[0]?.message}`);
-  return list.data.filter((e) => e.mac === FLOOD_MAC && e.dst !== undefined && e.state === "permanent").map((e) => e.dst!).sort(byAddress);
-}
-
-function byAddress(a: string, b: string): number {
-  const n = (s: string) => s.split(".").reduce((v, o) => v * 256 + Number(o), 0);
-  return n(a) - n(b);
-}
-
-/** bridge(8) argv (iproute2), the tool of the forwarding database. */
-function bridgeTool(...args: string[]): string[] {
-  return ["bridge", ...args];
-}
+export { FLOOD_MAC, parseFdb, parseFloodList, type FdbEntry, type FdbView } from "./vxlan-interface-fdb.ts";
+export { filterTable, filterTableName } from "./vxlan-interface-filter.ts";
 
 function createLines(spec: VxlanInterfaceSpec, owner: string): string[][] {
   return [
-    ["link", "add", "name", spec.name, "type", "vxlan", "id", String(spec.vni), "local", spec.local, ...(spec.underlay ? ["dev", spec.underlay] : []), "dstport", String(spec.port)],
+    ["link", "add", "name", spec.name, "type", "vxlan", "id", String(spec.vni), "local", spec.local, ...(spec.underlay ? ["dev", spec.underlay] : []), "dstport", String(spec.port), "nolearning"],
     ["link", "set", "dev", spec.name, "alias", ownerMarker(owner)],
     ["link", "set", "dev", spec.name, "mtu", String(spec.mtu)],
     ["link", "set", "dev", spec.name, "up"],
-  ];
-}
-
-function floodCommands(spec: VxlanInterfaceSpec, have: string[]): Command[] {
-  const want = [...spec.remotes].sort(byAddress);
-  return [
-    ...have.filter((d) => !want.includes(d)).map((d) => mutate(bridgeTool("fdb", "del", FLOOD_MAC, "dev", spec.name, "dst", d))),
-    ...want.filter((d) => !have.includes(d)).map((d) => mutate(bridgeTool("fdb", "append", FLOOD_MAC, "dev", spec.name, "dst", d))),
   ];
 }
 
@@ -151,42 +134,57 @@ function identityDrift(spec: VxlanInterfaceSpec, l: VxlanLink): Changes {
   return c;
 }
 
+const entries = (l: readonly FdbEntry[]) => l.map((e) => `${e.mac} ${e.dst}`);
+
 export const vxlanInterface: ResourceHandler<VxlanInterfaceSpec, VxlanObservation> = {
   kind: "vxlan-interface",
   async observe(spec, ctx: ObserveContext) {
     const link = parseVxlanLink((await ctx.read(ctx.tools.ip("-details", "-json", "link", "show"))).stdout, spec.name);
-    if (link?.kind !== "vxlan") return link ? { link, flood: [] } : { flood: [] };
-    const fdb = await ctx.read(bridgeTool("-json", "fdb", "show", "dev", spec.name));
-    return { link, flood: parseFloodList(fdb.stdout) };
+    const filter = await observeFilter(spec.name, ctx);
+    if (link?.kind !== "vxlan") return link ? { link, flood: [], filter } : { flood: [], filter };
+    const fdb = parseFdb((await ctx.read(bridgeTool("-json", "fdb", "show", "dev", spec.name))).stdout);
+    return { link, ...fdb, filter };
   },
-  absent: () => ({ flood: [] }),
-  plan(spec, { link, flood }, ctx: PlanContext): ResourcePlan {
+  absent: () => ({ flood: [], statics: [], learned: [], filter: { exists: false, lines: [] } }),
+  plan(spec, o, ctx: PlanContext): ResourcePlan {
+    const { link, flood } = o;
+    const statics = o.statics ?? [];
+    const learned = o.learned ?? [];
+    const filter = o.filter ?? { exists: false, lines: [] };
     const wantFlood = [...spec.remotes].sort(byAddress);
-    const floodChange = (): Changes => (flood.join(",") === wantFlood.join(",") ? {} : { remotes: { old: flood, new: wantFlood } });
-    if (!link) {
-      return {
-        changes: { present: { old: false, new: true }, ...floodChange() },
-        commands: [...ipBatch(ctx, createLines(spec, ctx.owner)), ...floodCommands(spec, [])],
-      };
-    }
+    const want = wantStatics(spec.macs);
+    const filterCmds = filterCommands(spec, filter, ctx.owner);
+    const fdbChanges = (haveFlood: string[], haveStatics: FdbEntry[], haveLearned: FdbEntry[]): Changes => {
+      const c: Changes = {};
+      if (haveFlood.join(",") !== wantFlood.join(",")) c.remotes = { old: haveFlood, new: wantFlood };
+      if (entries(haveStatics).join(",") !== entries(want).join(",")) c.macs = { old: entries(haveStatics), new: entries(want) };
+      if (haveLearned.length > 0) c.learned = { old: entries(haveLearned), new: [] };
+      return c;
+    };
+    const filterChange: Changes = filterCmds.length > 0 ? { filter: { old: filter.exists ? "differs" : null, new: `only from ${wantFlood.length ? wantFlood.join(", ") : "nobody"}` } } : {};
+    // The filter first: a new device never receives a packet before its filter is in place.
+    const fresh = (lines: string[][]) => [...filterCmds, ...ipBatch(ctx, lines), ...floodCommands(spec.name, spec.remotes, []), ...unicastCommands(spec.name, want, { statics: [], learned: [] })];
+    if (!link) return { changes: { present: { old: false, new: true }, ...fdbChanges([], [], []), ...filterChange }, commands: fresh(createLines(spec, ctx.owner)) };
     if (link.kind !== "vxlan") return { changes: {}, commands: [], blocked: `${spec.name} exists but is a ${link.kind ?? "plain"} device, not a vxlan device` };
     const drift = identityDrift(spec, link);
     const ours = link.alias === ownerMarker(ctx.owner);
-    const matches = Object.keys(drift).length === 0 && link.mtu === spec.mtu && link.up && Object.keys(floodChange()).length === 0;
+    const changes: Changes = { ...drift, ...fdbChanges(flood, statics, learned) };
+    if (link.learning !== false) changes.learning = { old: link.learning ?? null, new: false };
     if (!ours) {
+      // The device is never changed; its source filter (a table of ours) is made all the same when it matches.
+      const matches = Object.keys(changes).length === 0 && link.mtu === spec.mtu && link.up;
       return matches
-        ? { changes: {}, commands: [], comment: `${spec.name} is not marked as ours but already matches; left as is` }
+        ? { changes: filterChange, commands: filterCmds, comment: `${spec.name} is not marked as ours but already matches; left as is` }
         : { changes: {}, commands: [], blocked: `vxlan device ${spec.name} exists and is not managed by netfleet; to hand it over run: ip link set dev ${spec.name} alias ${ownerMarker(ctx.owner)}` };
     }
     if (Object.keys(drift).length > 0) {
       // VNI, local address, underlay and port are fixed at creation (ip-link(8) has no changelink for them): made anew.
-      return {
-        changes: { ...drift, ...floodChange() },
-        commands: [...ipBatch(ctx, [["link", "del", "dev", spec.name], ...createLines(spec, ctx.owner)]), ...floodCommands(spec, [])],
-      };
+      delete changes.learning;
+      return { changes: { ...changes, ...filterChange }, commands: fresh([["link", "del", "dev", spec.name], ...createLines(spec, ctx.owner)]) };
     }
-    const changes: Changes = {};
     const lines: string[][] = [];
+    // Learning can be turned off on a live device (ip-link(8) `type vxlan nolearning` is a changelink flag).
+    if (link.learning !== false) lines.push(["link", "set", "dev", spec.name, "type", "vxlan", "nolearning"]);
     if (link.mtu !== spec.mtu) {
       changes.mtu = { old: link.mtu, new: spec.mtu };
       lines.push(["link", "set", "dev", spec.name, "mtu", String(spec.mtu)]);
@@ -195,7 +193,9 @@ export const vxlanInterface: ResourceHandler<VxlanInterfaceSpec, VxlanObservatio
       changes.up = { old: false, new: true };
       lines.push(["link", "set", "dev", spec.name, "up"]);
     }
-    Object.assign(changes, floodChange());
-    return { changes, commands: [...ipBatch(ctx, lines), ...floodCommands(spec, flood)] };
+    return {
+      changes: { ...changes, ...filterChange },
+      commands: [...filterCmds, ...ipBatch(ctx, lines), ...floodCommands(spec.name, spec.remotes, flood), ...unicastCommands(spec.name, want, { statics, learned })],
+    };
   },
 };

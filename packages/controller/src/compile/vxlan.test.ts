@@ -1,7 +1,8 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { decodeAssignment, loadInventory, type ResourceSpec } from "@netfleet/shared";
-import { compileSite } from "./compile.ts";
+import { compileSite, gatewayMac } from "./compile.ts";
+import { vxlanMacs } from "./vxlan.ts";
 
 const root = join(import.meta.dirname, "..", "..", "..", "..");
 /** The lab site with every host in uplink mode vxlan (the lab tier's test/lab/vxlan.test.ts builds it). */
@@ -21,11 +22,17 @@ describe("compile, uplink mode vxlan", () => {
 
   it("a VM host gets one vxlan device per network, flooding to every other host carrying it, as its bridge's uplink port", () => {
     const rs = of("hosta");
-    expect(kinds(rs, "vxlan-interface")).toEqual([
+    expect(kinds(rs, "vxlan-interface").map((r) => ({ ...r, macs: undefined }))).toEqual([
       { kind: "vxlan-interface", name: "vx-secure", vni: 5081, local: "10.99.0.1", port: 4789, remotes: ["10.99.0.2", "10.99.0.3"], mtu: 1450 },
       { kind: "vxlan-interface", name: "vx-service", vni: 1082, local: "10.99.0.1", port: 4789, remotes: ["10.99.0.2", "10.99.0.3"], mtu: 1450 },
       { kind: "vxlan-interface", name: "vx-datain", vni: 1083, local: "10.99.0.1", port: 4789, remotes: ["10.99.0.2", "10.99.0.3"], mtu: 1450 },
     ]);
+    // learning is off (agent): unicast to each VM on another host goes to that host by a static entry
+    expect((kinds(rs, "vxlan-interface")[0] as { macs?: unknown[] }).macs).toEqual(expect.arrayContaining([
+      { mac: "52:54:00:81:0b:01", dst: "10.99.0.2" },
+      { mac: "52:54:00:81:0b:02", dst: "10.99.0.2" },
+      { mac: "52:54:00:81:0b:04", dst: "10.99.0.2" },
+    ]));
     expect(kinds(rs, "ovs-bridge")).toContainEqual({ kind: "ovs-bridge", name: "br-secure", datapath: "netdev", ports: [{ name: "vx-secure", type: "system" }], failMode: "secure" });
     expect(kinds(rs, "vm-port-policy").map((r) => [r.name, (r as { uplinkPort: string }).uplinkPort])).toEqual([
       ["br-secure", "vx-secure"],
@@ -53,6 +60,20 @@ describe("compile, uplink mode vxlan", () => {
     ]);
     expect(JSON.stringify(kinds(rs, "nft-table"))).toContain('"vx-secure"');
     expect(kinds(rs, "ovs-bridge")).toEqual([]);
+  });
+
+  it("static unicast entries: each VM on another host to its underlay address, and on a VM host the gateway's MAC to the backend's; none for the host's own VMs", () => {
+    const host = (n: string) => inv.hosts.find((h) => h.name === n)!;
+    const net = (n: string) => inv.networks.find((x) => x.name === n)!;
+    expect(vxlanMacs(inv, host("hosta"), net("secure"), (n) => gatewayMac(n.vlan))).toEqual([
+      { mac: "02:4e:46:00:04:39", dst: "10.99.0.3" },
+      { mac: "52:54:00:81:0b:01", dst: "10.99.0.2" },
+      { mac: "52:54:00:81:0b:02", dst: "10.99.0.2" },
+      { mac: "52:54:00:81:0b:04", dst: "10.99.0.2" },
+    ]);
+    expect(vxlanMacs(inv, host("hosta"), net("service"))).toEqual([]);
+    expect(vxlanMacs(inv, host("backend"), net("service"), (n) => gatewayMac(n.vlan))).toEqual([{ mac: "52:54:00:82:0a:02", dst: "10.99.0.1" }]);
+    expect(vxlanMacs(inv, host("backend"), net("secure"), (n) => gatewayMac(n.vlan)).map((e) => e.dst)).toEqual(["10.99.0.1", "10.99.0.1", "10.99.0.1", "10.99.0.2", "10.99.0.2", "10.99.0.2"]);
   });
 
   it("every assignment decodes as the agent reads it", () => {
