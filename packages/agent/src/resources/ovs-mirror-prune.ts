@@ -3,6 +3,7 @@ import { mutate, type Command } from "../exec/runner.ts";
 import { OWNER_KEY } from "./ovs.ts";
 import type { OvsState } from "./ovsdb.ts";
 import { MIRROR_PORT_KEY, observeMirrors } from "./ovs-mirror-db.ts";
+import { purgeDatapathFlows } from "./ovs-mirror-revalidate.ts";
 import type { Changes, ObserveContext, PlanContext } from "./types.ts";
 
 /** Mirror rows and mirror tunnel ports of ours that the assignment no longer names (prune's part for mirrors). */
@@ -29,7 +30,12 @@ export async function observeStaleMirrors(spec: PruneSpec, ctx: ObserveContext, 
   return rows.length > 0 || ports.length > 0 ? { rows, ports } : undefined;
 }
 
-/** One ovs-vsctl transaction removing the stale rows (from their bridge's `mirrors`) and ports; changes recorded. */
+/**
+ * One ovs-vsctl transaction removing the stale rows (from their bridge's
+ * `mirrors`) and ports, changes recorded; when a row goes, then
+ * `ovs-appctl revalidator/purge`: a datapath flow installed while the row
+ * existed would go on copying to its output (ovs-mirror-revalidate.ts).
+ */
 export function pruneMirrorsCommands(stale: StaleMirrors | undefined, changes: Changes, ctx: PlanContext): Command[] {
   if (!stale) return [];
   const args: string[] = [];
@@ -41,5 +47,6 @@ export function pruneMirrorsCommands(stale: StaleMirrors | undefined, changes: C
     changes[`port ${p}`] = { old: "present", new: null };
     args.push("--", "--if-exists", "del-port", p);
   }
-  return args.length > 0 ? [mutate(ctx.tools.ovsVsctl(...args))] : [];
+  if (args.length === 0) return [];
+  return [mutate(ctx.tools.ovsVsctl(...args)), ...(stale.rows.length > 0 ? [purgeDatapathFlows(ctx.tools)] : [])];
 }

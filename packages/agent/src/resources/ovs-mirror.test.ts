@@ -28,6 +28,8 @@ const erspan: OvsMirrorSpec = {
 const argvs = (spec: OvsMirrorSpec, o: MirrorObservation) => ovsMirror.plan(spec, o, ctx).commands.map((c) => c.argv);
 const TAP_COLUMNS = ["select_all=false", "select_src_port=@p1", "select_dst_port=@p1", "output_port=@p0"];
 const TAP_REFS = ["--", "--id=@p0", "get", "Port", "vnet2", "--", "--id=@p1", "get", "Port", "vnet1"];
+/** After a Mirror row is created, changed or removed: OVS applies it to new datapath flows only (ovs-mirror-revalidate.ts). */
+const PURGE = ["ovs-appctl", "--timeout=10", "revalidator/purge"];
 
 describe("parseMirrors (ovs-vsctl --format=json list Bridge, Mirror)", () => {
   it("reads each row with its bridge, port references and owner mark", () => {
@@ -60,6 +62,7 @@ describe("ovs-mirror plan", () => {
     const plan = ovsMirror.plan(tap, observed("none"), ctx);
     expect(plan.commands.map((c) => c.argv)).toEqual([
       ["ovs-vsctl", "--timeout=30", ...TAP_REFS, "--", "--id=@m", "create", "Mirror", "name=tap", ...TAP_COLUMNS, "external_ids:netfleet-owner=fixture", "--", "add", "Bridge", "br-lan", "mirrors", "@m"],
+      PURGE,
     ]);
     expect(plan.changes).toEqual({ "mirror tap": { old: null, new: { bridge: "br-lan", selectAll: false, src: ["vnet1"], dst: ["vnet1"], output: "vnet2" } } });
   });
@@ -81,20 +84,20 @@ describe("ovs-mirror plan", () => {
     const o = observed("drift");
     const plan = ovsMirror.plan(tap, o, ctx);
     expect(plan.changes).toEqual({ "mirror tap dst": { old: [], new: ["vnet1"] }, "mirror tap output": { old: "vnet3", new: "vnet2" } });
-    expect(plan.commands.map((c) => c.argv)).toEqual([["ovs-vsctl", "--timeout=30", ...TAP_REFS, "--", "set", "Mirror", o.mirrors[0]!.uuid, ...TAP_COLUMNS]]);
+    expect(plan.commands.map((c) => c.argv)).toEqual([["ovs-vsctl", "--timeout=30", ...TAP_REFS, "--", "set", "Mirror", o.mirrors[0]!.uuid, ...TAP_COLUMNS], PURGE]);
   });
 
   it("direction egress selects only what the VM sends (select_src_port), ingress only what it receives", () => {
     const o = observed("converged");
     const uuid = o.mirrors[0]!.uuid;
-    expect(argvs({ ...tap, direction: "egress" }, o)).toEqual([["ovs-vsctl", "--timeout=30", ...TAP_REFS, "--", "set", "Mirror", uuid, "select_all=false", "select_src_port=@p1", "select_dst_port=[]", "output_port=@p0"]]);
-    expect(argvs({ ...tap, direction: "ingress" }, o)).toEqual([["ovs-vsctl", "--timeout=30", ...TAP_REFS, "--", "set", "Mirror", uuid, "select_all=false", "select_src_port=[]", "select_dst_port=@p1", "output_port=@p0"]]);
+    expect(argvs({ ...tap, direction: "egress" }, o)).toEqual([["ovs-vsctl", "--timeout=30", ...TAP_REFS, "--", "set", "Mirror", uuid, "select_all=false", "select_src_port=@p1", "select_dst_port=[]", "output_port=@p0"], PURGE]);
+    expect(argvs({ ...tap, direction: "ingress" }, o)).toEqual([["ovs-vsctl", "--timeout=30", ...TAP_REFS, "--", "set", "Mirror", uuid, "select_all=false", "select_src_port=[]", "select_dst_port=@p1", "output_port=@p0"], PURGE]);
   });
 
   it("no row where the capture VM has no port, or no source VM has one: removed as a VM lifecycle change", () => {
     const o = observed("converged");
     const away = ovsMirror.plan({ ...tap, output: { vmMac: "52:54:00:00:00:09" } }, o, ctx);
-    expect(away.commands.map((c) => c.argv)).toEqual([["ovs-vsctl", "--timeout=30", "--", "remove", "Bridge", "br-lan", "mirrors", o.mirrors[0]!.uuid]]);
+    expect(away.commands.map((c) => c.argv)).toEqual([["ovs-vsctl", "--timeout=30", "--", "remove", "Bridge", "br-lan", "mirrors", o.mirrors[0]!.uuid], PURGE]);
     expect(away).toMatchObject({ lifecycle: true, comment: "no mirror here: the capture VM 52:54:00:00:00:09 has no port on br-lan here" });
     expect(ovsMirror.plan({ ...tap, sourceMacs: ["52:54:00:00:00:08"] }, observed("none"), ctx)).toEqual({ changes: {}, commands: [], comment: "no mirror here: no source VM has a port on br-lan here" });
   });
@@ -111,8 +114,9 @@ describe("ovs-mirror plan", () => {
         "--", "--id=@p0", "get", "Port", "mr-tapg",
         "--", "--id=@m", "create", "Mirror", "name=tapg", "select_all=true", "select_src_port=[]", "select_dst_port=[]", "output_port=@p0", "external_ids:netfleet-owner=fixture", "--", "add", "Bridge", "br-lan", "mirrors", "@m",
       ],
+      PURGE,
     ]);
-    // The key changed in the inventory: the options are replaced as a whole, the row stays.
+    // The key changed in the inventory: the options are replaced as a whole, the row stays (no Mirror change, no purge).
     expect(argvs({ ...gre, output: { tunnel: { port: "mr-tapg", type: "gre", remoteIp: "192.0.2.10", key: 8 } } }, observed("tunnels"))).toEqual([
       ["ovs-vsctl", "--timeout=30", "--", "clear", "Interface", "mr-tapg", "options", "--", "set", "Interface", "mr-tapg", "type=gre", "options:key=8", "options:remote_ip=192.0.2.10"],
     ]);
@@ -128,6 +132,7 @@ describe("ovs-mirror plan", () => {
       "ovs-vsctl", "--timeout=30", "--", "--if-exists", "del-port", "mr-tapg",
       ...TAP_REFS, "--", "set", "Mirror", now.mirrors.find((m) => m.name === "tapg")!.uuid, ...TAP_COLUMNS,
     ]);
+    expect(plan.commands[1]!.argv).toEqual(PURGE);
   });
 });
 
@@ -143,7 +148,10 @@ describe("prune: mirrors and mirror ports of ours no longer kept", () => {
     const changes: Changes = {};
     expect(pruneMirrorsCommands(stale, changes, ctx).map((c) => c.argv)).toEqual([
       ["ovs-vsctl", "--timeout=30", "--", "remove", "Bridge", "br-lan", "mirrors", "f9f40fc1-9680-47c2-9b3f-ed8927c4f96c", "--", "--if-exists", "del-port", "mr-tape"],
+      PURGE,
     ]);
+    // only a tunnel port of ours left over (no row): no purge
+    expect(pruneMirrorsCommands({ rows: [], ports: ["mr-old"] }, {}, ctx).map((c) => c.argv)).toEqual([["ovs-vsctl", "--timeout=30", "--", "--if-exists", "del-port", "mr-old"]]);
     expect(changes).toEqual({ "ovs-mirror tape": { old: "present", new: null }, "port mr-tape": { old: "present", new: null } });
 
     const foreign = new RecordingRunner().reply(mirrorsObserveArgv({ owner: "fixture", tools }), { stdout: fixture("ovs-mirror/foreign-mirrors.json") });

@@ -3,6 +3,7 @@ import { mutate, type Command } from "../exec/runner.ts";
 import { OWNER_KEY } from "./ovs.ts";
 import { emptyOvsState, observeOvs, type OvsState } from "./ovsdb.ts";
 import { MIRROR_PORT_KEY, observeMirrors, type MirrorRow } from "./ovs-mirror-db.ts";
+import { purgeDatapathFlows } from "./ovs-mirror-revalidate.ts";
 import type { Changes, ResourceHandler, ResourcePlan } from "./types.ts";
 
 /**
@@ -18,6 +19,9 @@ import type { Changes, ResourceHandler, ResourcePlan } from "./types.ts";
  * row exists only while its output and a source are on this host: a capture
  * VM elsewhere, or no source VM here, means no row (a VM's lifecycle, not
  * drift). A Mirror row of that name without our mark is never touched.
+ * A plan that creates, changes or removes a row ends with
+ * `ovs-appctl revalidator/purge` (ovs-mirror-revalidate.ts): OVS applies a
+ * Mirror change to new datapath flows only.
  */
 export interface MirrorObservation {
   ovs: OvsState;
@@ -172,6 +176,8 @@ export const ovsMirror: ResourceHandler<OvsMirrorSpec, MirrorObservation> = {
     const { row: want, why } = wanted(spec, o.ovs);
     // One row of ours per name: extra ones (a half-done earlier pass) go.
     const [have, ...extra] = rows;
+    /** A Mirror row is created, changed or removed: the datapath flows are purged after (ovs-mirror-revalidate.ts). */
+    let rowsChanged = extra.length > 0;
     for (const m of extra) {
       changes[`mirror ${spec.name} ${m.uuid}`] = { old: "present", new: null };
       args.push(...(m.bridge ? ["--", "remove", "Bridge", m.bridge, "mirrors", m.uuid] : ["--", "destroy", "Mirror", m.uuid]));
@@ -187,6 +193,7 @@ export const ovsMirror: ResourceHandler<OvsMirrorSpec, MirrorObservation> = {
         changes[`mirror ${spec.name}`] = { old: haveRow(have, o.ovs), new: null };
         args.push(...(have.bridge ? ["--", "remove", "Bridge", have.bridge, "mirrors", have.uuid] : ["--", "destroy", "Mirror", have.uuid]));
         lifecycle = true;
+        rowsChanged = true;
       }
     } else {
       const blocked = tunnelPlan(spec, o.ovs, owner, changes, args);
@@ -197,6 +204,7 @@ export const ovsMirror: ResourceHandler<OvsMirrorSpec, MirrorObservation> = {
         if (have) args.push(...(have.bridge ? ["--", "remove", "Bridge", have.bridge, "mirrors", have.uuid] : ["--", "destroy", "Mirror", have.uuid]));
         changes[`mirror ${spec.name}`] = { old: current ?? null, new: { bridge: spec.bridge, ...want } };
         args.push(...refs.args, "--", "--id=@m", "create", "Mirror", `name=${spec.name}`, ...refs.columns, `external_ids:${OWNER_KEY}=${owner}`, "--", "add", "Bridge", spec.bridge, "mirrors", "@m");
+        rowsChanged = true;
       } else {
         const drift = (["selectAll", "src", "dst", "output"] as const).filter((k) => JSON.stringify(current![k]) !== JSON.stringify(want[k]));
         if (current!.outputVlan !== undefined) changes[`mirror ${spec.name} outputVlan`] = { old: current!.outputVlan, new: null };
@@ -204,10 +212,12 @@ export const ovsMirror: ResourceHandler<OvsMirrorSpec, MirrorObservation> = {
         if (drift.length > 0 || current!.outputVlan !== undefined) {
           args.push(...refs.args, "--", "set", "Mirror", have.uuid, ...refs.columns);
           if (current!.outputVlan !== undefined) args.push("--", "clear", "Mirror", have.uuid, "output_vlan");
+          rowsChanged = true;
         }
       }
     }
     const commands: Command[] = args.length > 0 ? [mutate(ctx.tools.ovsVsctl(...args))] : [];
+    if (rowsChanged) commands.push(purgeDatapathFlows(ctx.tools));
     const plan: ResourcePlan = { changes, commands };
     if (lifecycle && Object.keys(changes).length === 1) plan.lifecycle = true;
     if (!want) plan.comment = `no mirror here: ${why}`;
