@@ -67,7 +67,7 @@ function managementAddress(inventory: Inventory, host: Host): string | undefined
 
 function uplinkResources(host: Host, networks: Network[], extraTrunkPorts: OvsPortSpec[], management: string | undefined, inventory: Inventory): { resources: ResourceSpec[]; links: string[]; bridges: string[] } {
   const up = host.uplink;
-  if (up.mode === "vxlan") return vxlanUplink(inventory, host, networks);
+  if (up.mode === "vxlan") return vxlanUplink(inventory, host, networks, (n) => gatewayMac(n.vlan));
   const lacp = uplinkLacp(up);
   if (up.mode === "kernel") {
     const bond: Extract<ResourceSpec, { kind: "kernel-bond" }> = {

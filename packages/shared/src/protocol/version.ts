@@ -24,9 +24,10 @@ import { DecodeError } from "../errors.ts";
  * kinds a site opts into (ovs-mirror, ovs-sampling, vxlan-interface): an
  * agent of 1.2 does not decode an assignment that holds one of them (its
  * resource union has no such kind), so agents are upgraded before a site
- * starts using mirrors, sFlow/IPFIX or a VXLAN uplink.
+ * starts using mirrors, sFlow/IPFIX or a VXLAN uplink; 1.4 vxlan-interface's
+ * optional `macs`, static unicast fdb entries (assignment-vxlan.ts).
  */
-export const PROTOCOL_VERSION = "1.3";
+export const PROTOCOL_VERSION = "1.4";
 
 /** The netfleet release this code belongs to (the workspace packages share one version): shared's package.json. */
 export const NETFLEET_RELEASE: string = sharedPackage.version;
