@@ -12,10 +12,14 @@
  * each blocked row beside its positive control; a VM's frames to another
  * host cross the management link as VXLAN (UDP 4789) with their network's
  * VNI and nothing else; the MTU is accounted (a 1450-byte DF packet crosses,
- * the VM does not send a 1451-byte one); and the VNI separates the segments:
- * a frame crafted on the management network into another network's VNI does
- * not reach the VM, the same frame in its own VNI does (the control, and
- * RFC 7348 §7's point: VXLAN has no authentication, the underlay is trusted).
+ * the VM does not send a 1451-byte one); the VNI separates the segments: a
+ * frame a real VTEP sends into another network's VNI does not reach the VM,
+ * the same frame in its own VNI does; and (reviewer's F1) VXLAN from anyone
+ * but a VTEP — the switch on the management network, the internet to the
+ * backend's external address — reaches no VM and no gateway and teaches no
+ * MAC (the devices are nolearning, each host's nft table per device drops
+ * it: its counter counts them), while the same frames from a real VTEP
+ * arrive (the control) and teach nothing either.
  * Needs root and the packages of scripts/setup.sh (tcpdump, scapy).
  */
 import { execa } from "execa";
@@ -46,6 +50,45 @@ async function sh(argv: string[]): Promise<{ stdout: string; stderr: string; exi
 /** One ping with DF set and `size` bytes of ICMP payload (IP packet = size + 28). */
 async function pingDf(namespace: string, address: string, size: number): Promise<boolean> {
   return (await sh(["ip", "netns", "exec", namespace, "ping", "-n", "-q", "-c", "2", "-i", "0.2", "-W", "1", "-M", "do", "-s", String(size), address])).exitCode === 0;
+}
+
+/** One VXLAN frame: outer IPv4 src/dst (UDP to 4789), the VNI, the inner Ethernet and IPv4/UDP 9 carrying `marker`. */
+interface VxlanFrame {
+  src: string;
+  dst: string;
+  vni: number;
+  smac: string;
+  dmac: string;
+  sip: string;
+  dip: string;
+  marker: string;
+}
+
+/**
+ * Sends each frame 3 times (0.1 s apart) from namespace `ns` with scapy (one python process for all: its start
+ * costs seconds on a loaded machine). Raw IP (`send`), so the outer source may be any address.
+ */
+async function injectVxlan(ns: string, frames: VxlanFrame[]): Promise<void> {
+  const program = [
+    "import json, sys; from scapy.all import Ether, IP, UDP, Raw, send, conf; from scapy.layers.vxlan import VXLAN; conf.verb = 0",
+    "for f in json.loads(sys.argv[1]):",
+    `    send(IP(src=f["src"], dst=f["dst"])/UDP(sport=40000, dport=${VXLAN_UDP_PORT})/VXLAN(vni=f["vni"], flags=0x08)/Ether(src=f["smac"], dst=f["dmac"])/IP(src=f["sip"], dst=f["dip"])/UDP(sport=40001, dport=9)/Raw(f["marker"].encode()), count=3, inter=0.1)`,
+  ].join("\n");
+  const r = await sh(["ip", "netns", "exec", ns, "/usr/bin/python3", "-c", program, JSON.stringify(frames)]);
+  expect(r.exitCode, r.stderr).toBe(0);
+}
+
+/** What tcpdump (`udp port 9`, payload as text) saw on each target while `act` ran; each capture bounded (60 s), stopped by its own process. */
+async function captureWhile(targets: { ns: string; dev: string }[], act: () => Promise<unknown>): Promise<string[]> {
+  const caps = targets.map((t) => execa("ip", ["netns", "exec", t.ns, "tcpdump", "-l", "-n", "-A", "-i", t.dev, "udp port 9"], { reject: false, timeout: 60_000 }));
+  await sleep(1000);
+  try {
+    await act();
+    await sleep(800);
+  } finally {
+    for (const c of caps) c.kill("SIGINT");
+  }
+  return Promise.all(caps.map(async (c) => String((await c).stdout)));
 }
 
 describe.skipIf(!isRoot)("vxlan overlay lab (prefix vxl, /tmp/vxl-lab)", () => {
@@ -173,27 +216,77 @@ describe.skipIf(!isRoot)("vxlan overlay lab (prefix vxl, /tmp/vxl-lab)", () => {
     expect(String((await bare).stdout).split("\n").filter((l) => l.includes("ICMP")), "no bare ICMP between the VMs on the management link").toEqual([]);
   }, 30_000);
 
-  it("the VNI separates the segments: a frame for vma1 sent into VNI 1082 (service) from the management network never reaches it; the same frame in VNI 5081 (its own) does", async () => {
-    // An attacker on the underlay (the switch namespace, 10.99.0.254) crafts VXLAN to hosta with scapy (from a MAC
-    // no VM has: a VM's MAC would also teach hosta's vxlan device to send that VM's frames to the attacker).
-    // The control shows the other side of RFC 7348 §7: VXLAN has no authentication, the underlay must be trusted.
-    const inject = (vni: number, marker: string) =>
-      sh(["ip", "netns", "exec", "vxl-sw", "/usr/bin/python3", "-c", [
-        "import sys; from scapy.all import Ether, IP, UDP, Raw, send, conf; from scapy.layers.vxlan import VXLAN; conf.verb = 0",
-        `send(IP(src="10.99.0.254", dst="10.99.0.1")/UDP(sport=40000, dport=${VXLAN_UDP_PORT})/VXLAN(vni=${vni}, flags=0x08)/Ether(src="52:54:00:fd:99:99", dst="${vm("vma1").mac}")/IP(src="${vm("vmb1").ip}", dst="${vm("vma1").ip}")/UDP(sport=40001, dport=9)/Raw(b"${marker}"), count=3, inter=0.2)`,
-      ].join("\n")]);
+  it("the VNI separates the segments: a frame for vma1 sent by a real VTEP (hostb) into VNI 1082 (service) never reaches it; the same frame in VNI 5081 (its own) does", async () => {
+    // hostb carries both networks, so its frames pass hosta's source filter: what keeps this one out is the VNI.
     const seen = async (vni: number, marker: string) => {
-      const cap = execa("ip", ["netns", "exec", "vxl-vma1", "tcpdump", "-l", "-n", "-A", "-c", "3", "-i", "eth0", "udp port 9"], { reject: false, timeout: 8000 });
-      await sleep(700);
-      const sent = await inject(vni, marker);
-      expect(sent.exitCode, sent.stderr).toBe(0);
-      await sleep(800);
-      cap.kill("SIGINT");
-      return String((await cap).stdout).includes(marker);
+      const got = await captureWhile([{ ns: "vxl-vma1", dev: "eth0" }], () =>
+        injectVxlan(hostNs("hostb"), [{ src: "10.99.0.2", dst: "10.99.0.1", vni, smac: "52:54:00:fd:99:99", dmac: vm("vma1").mac, sip: vm("vmb1").ip!, dip: vm("vma1").ip!, marker }]),
+      );
+      return got[0]!.includes(marker);
     };
     expect(await seen(1082, "nf-wrong-vni"), "a frame in service's VNI reached vma1 (secure)").toBe(false);
     expect(await seen(5081, "nf-own-vni"), "control: the frame in secure's own VNI").toBe(true);
-  }, 30_000);
+  }, 60_000);
+
+  it("F1: VXLAN from the underlay but from no VTEP (the switch, 10.99.0.254; the internet, to the backend's wan address) reaches no VM and no gateway and teaches no MAC; the same frames from a real VTEP (hostb, 10.99.0.2) are delivered and teach nothing either", async () => {
+    const secure = inventory.networks.find((n) => n.name === "secure")!;
+    const gwMac = "02:4e:46:00:04:39"; // gatewayMac(1081)
+    const inet = status.inet!;
+    // Each batch: unicast to vma1 and broadcast into secure on hosta; unicast to the gateway and broadcast on the backend.
+    const frames = (src: string, smac: string, tag: string, backend = "10.99.0.3") => [
+      { src, dst: "10.99.0.1", vni: secure.vni, smac, dmac: vm("vma1").mac, sip: "10.81.0.99", dip: vm("vma1").ip!, marker: `${tag}-vm-uni` },
+      { src, dst: "10.99.0.1", vni: secure.vni, smac, dmac: "ff:ff:ff:ff:ff:ff", sip: "10.81.0.99", dip: "10.81.0.255", marker: `${tag}-vm-bcast` },
+      { src, dst: backend, vni: secure.vni, smac, dmac: gwMac, sip: "10.81.0.99", dip: secure.gateway, marker: `${tag}-gw-uni` },
+      { src, dst: backend, vni: secure.vni, smac, dmac: "ff:ff:ff:ff:ff:ff", sip: "10.81.0.99", dip: "10.81.0.255", marker: `${tag}-gw-bcast` },
+    ];
+    const targets = [{ ns: "vxl-vma1", dev: "eth0" }, { ns: "vxl-backend", dev: "vx-secure" }];
+    const learned = async (mac: string) => {
+      const out: string[] = [];
+      for (const h of ["hosta", "backend"]) {
+        const fdb = JSON.parse((await sh(["ip", "netns", "exec", hostNs(h), "bridge", "-j", "fdb", "show", "dev", "vx-secure"])).stdout) as { mac: string; dst?: string }[];
+        out.push(...fdb.filter((e) => e.mac === mac).map((e) => `${h}: ${e.mac} dst ${e.dst}`));
+      }
+      return out;
+    };
+    const dropped = async () => {
+      const counts: Record<string, number> = {};
+      for (const h of ["hosta", "backend"]) {
+        const t = (await sh(["ip", "netns", "exec", hostNs(h), "nft", "list", "table", "inet", "netfleet-vx-secure"])).stdout;
+        counts[h] = Number(/counter packets (\d+)/.exec(t)?.[1] ?? -1);
+      }
+      return counts;
+    };
+    // the internet's own address on the backend's external link (the inet namespace's default-route side)
+    const inetAddrs = JSON.parse((await sh(["ip", "-n", inet.namespace, "-4", "-j", "addr", "show"])).stdout) as { addr_info: { local: string }[] }[];
+    const inetAddress = inetAddrs.flatMap((l) => l.addr_info.map((a) => a.local)).find((a) => a.startsWith(inet.backendAddress.replace(/\.\d+$/, ".")) && a !== inet.backendAddress)!;
+    expect(inetAddress).toBeDefined();
+    const before = await dropped();
+    const t = performance.now();
+    // the attack: from the switch (on the underlay, no VTEP) and from the internet to the backend's external address
+    const attack = await captureWhile(targets, async () => {
+      await injectVxlan("vxl-sw", frames("10.99.0.254", "52:54:00:fd:f1:01", "nf-f1-sw"));
+      await injectVxlan(inet.namespace, frames(inetAddress, "52:54:00:fd:f1:02", "nf-f1-wan", inet.backendAddress).slice(2));
+    });
+    const after = await dropped();
+    // the control: the same frames from hostb's own underlay address
+    const control = await captureWhile(targets, () => injectVxlan(hostNs("hostb"), frames("10.99.0.2", "52:54:00:fd:f1:03", "nf-f1-vtep")));
+    timings.f1 = performance.now() - t;
+    const markers = (text: string) => [...new Set(text.match(/nf-f1-[a-z]+-[a-z]+-[a-z]+/g) ?? [])].sort();
+    process.stderr.write(`vxlan F1: attack seen ${JSON.stringify(attack.map(markers))}, control seen ${JSON.stringify(control.map(markers))}, filter drops ${JSON.stringify(before)} -> ${JSON.stringify(after)}\n`);
+    expect(attack.map(markers), "no frame from a non-VTEP reached vma1 or the backend's vx-secure").toEqual([[], []]);
+    expect(control.map(markers), "control: the VTEP's frames arrive").toEqual([
+      ["nf-f1-vtep-vm-bcast", "nf-f1-vtep-vm-uni"],
+      ["nf-f1-vtep-gw-bcast", "nf-f1-vtep-gw-uni"],
+    ]);
+    // the attack's packets did arrive at the hosts: their filters dropped them (3 copies of each frame)
+    expect(after.hosta! - before.hosta!, "hosta's filter drops").toBeGreaterThanOrEqual(6);
+    expect(after.backend! - before.backend!, "backend's filter drops").toBeGreaterThanOrEqual(12);
+    expect([...(await learned("52:54:00:fd:f1:01")), ...(await learned("52:54:00:fd:f1:02")), ...(await learned("52:54:00:fd:f1:03"))], "no MAC learned, not even from a VTEP").toEqual([]);
+    for (const h of ["hosta", "hostb", "backend"]) {
+      const dev = JSON.parse((await sh(["ip", "-n", hostNs(h), "-d", "-j", "link", "show", "dev", "vx-secure"])).stdout) as { linkinfo: { info_data: { learning?: boolean } } }[];
+      expect(dev[0]!.linkinfo.info_data.learning, `${h} vx-secure learning`).toBe(false);
+    }
+  }, 120_000);
 
   it("MTU accounted: a 1450-byte packet with DF crosses between hosts, a 1451-byte one is not sent", async () => {
     // 1422 bytes of payload + 8 ICMP + 20 IP = 1450; the underlay carries 1450 + 50 = 1500
