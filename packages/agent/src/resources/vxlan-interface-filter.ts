@@ -1,5 +1,5 @@
 import type { VxlanInterfaceSpec } from "@netfleet/shared";
-import { mutate, type Command } from "../exec/runner.ts";
+import { ExecError, mutate, type Command } from "../exec/runner.ts";
 import { normaliseListing } from "./nft-live.ts";
 import { byAddress } from "./vxlan-interface-fdb.ts";
 import { ownerMarker, type ObserveContext } from "./types.ts";
@@ -71,10 +71,18 @@ export function desiredFilterLines(spec: Pick<VxlanInterfaceSpec, "name" | "vni"
 /**
  * Reads `nft list table inet netfleet-<device>`. A missing table (nft: "No
  * such file or directory") is `exists: false`.
- * @throws Error on any other failure of nft (not installed: the vxlan hosts need it).
+ * @throws Error naming the Debian package when nft is not installed (hosts in vxlan mode need it), or on any other failure of nft.
  */
 export async function observeFilter(device: string, ctx: ObserveContext): Promise<FilterObservation> {
-  const out = await ctx.read(["nft", "list", "table", "inet", filterTableName(device)], { allowFailure: true });
+  let out;
+  try {
+    out = await ctx.read(["nft", "list", "table", "inet", filterTableName(device)], { allowFailure: true });
+  } catch (err) {
+    if (err instanceof ExecError && err.exitCode === 127 && /\bENOENT\b/.test(err.stderr)) {
+      throw new Error(`nft is not installed: a host in uplink mode vxlan needs it for ${device}'s source filter (Debian package nftables)`);
+    }
+    throw err;
+  }
   if (out.exitCode !== 0) {
     if (/No such file or directory/.test(out.stderr)) return { exists: false, lines: [] };
     throw new Error(`nft list table inet ${filterTableName(device)} exited ${out.exitCode}: ${out.stderr.trim()}`);

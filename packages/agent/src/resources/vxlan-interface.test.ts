@@ -3,7 +3,10 @@ import { ParseError, type VxlanInterfaceSpec } from "@netfleet/shared";
 import { fixture, fixtureContext } from "./fixtures.ts";
 import { normaliseListing } from "./nft-live.ts";
 import { parseFdb, parseFloodList, parseVxlanLink, vxlanInterface, type VxlanObservation } from "./vxlan-interface.ts";
-import { filterCommands, filterIsOurs, filterTable } from "./vxlan-interface-filter.ts";
+import { filterCommands, filterIsOurs, filterTable, observeFilter } from "./vxlan-interface-filter.ts";
+import { ExecError } from "../exec/runner.ts";
+import { noFiles } from "./fixtures.ts";
+import type { ObserveContext } from "./types.ts";
 
 // The fixtures were captured with owner "lab" (README.md beside them; capture-nolearning.sh).
 const ctx = { ...fixtureContext, owner: "lab" };
@@ -65,6 +68,16 @@ describe("vxlan source filter (real nft 1.0.6 listing)", () => {
     expect(stdin({ changes: {}, commands: filterCommands({ ...spec, remotes: ["10.99.0.2", "10.99.0.3", "10.99.0.4"] }, filterOn, "lab") })).toEqual([filterText("{ 10.99.0.2, 10.99.0.3, 10.99.0.4 }")]);
     const edited = { exists: true, lines: filterOn.lines.map((l) => l.replace(" drop ", " accept ")) };
     expect(filterCommands(spec, edited, "lab")).toHaveLength(1);
+  });
+
+  it("observes: the listing normalised; a missing table (nft's own words) is absent; no nft at all is an error naming the package", async () => {
+    const host = (read: ObserveContext["read"]): ObserveContext => ({ ...ctx, ...noFiles, read });
+    expect(await observeFilter("vx-secure", host(async () => ({ stdout: fixture("vxlan/filter-table.nft"), stderr: "", exitCode: 0 })))).toEqual(filterOn);
+    expect(await observeFilter("vx-datain", host(async () => ({ stdout: "", stderr: fixture("vxlan/filter-missing.stderr"), exitCode: 1 })))).toEqual({ exists: false, lines: [] });
+    const noNft = host(async (argv) => {
+      throw new ExecError(argv, 127, "spawn nft ENOENT");
+    });
+    await expect(observeFilter("vx-secure", noNft)).rejects.toThrow("nft is not installed: a host in uplink mode vxlan needs it for vx-secure's source filter (Debian package nftables)");
   });
 
   it("one remote is written bare, none drops every packet into the VNI", () => {
