@@ -2,8 +2,14 @@ import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { jetstream } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import { afterEach, describe, expect, it } from "vitest";
+import { LockLostError, rolloutShardKey, type RolloutState } from "@netfleet/controller";
+import { rolloutBucket } from "@netfleet/shared";
+import { RolloutLock } from "../../packages/controller/src/rollout/state.ts";
 import { benchProblems, rolloutBench, type RolloutRow } from "../bench/rollout.ts";
+import { SITE, inventoryHost, startSite, type Site } from "./harness.ts";
 
 const REPO = new URL("../..", import.meta.url).pathname;
 
@@ -71,4 +77,80 @@ describe("npm run bench -- --quick (smoke)", () => {
     // And a no-op pass that mutates is a problem too.
     expect(benchProblems({ rollout: [], noop: [{ role: "vmhost", mutatingCommands: 2 }] })).toEqual(["no-op reconcile of a vmhost: 2 mutating commands"]);
   }, 120_000);
+});
+
+let site: Site | undefined;
+afterEach(async () => {
+  await site?.close();
+  site = undefined;
+});
+
+/**
+ * Issue 18 point 1, found at 2,000 simulated agents on a loaded machine: the rollout died with
+ * "rollout lock ... was taken over" although nobody took it. On a busy server a write's
+ * acknowledgement can come after the client's timeout: the write landed, the client retried on
+ * the old revision and its compare-and-set conflicted with its own value, which was taken for a
+ * takeover (and two renewals in flight at once did the same). Here the acknowledgement is lost for
+ * real: nats-server is stopped (SIGSTOP) while the write is sent, the client times out after
+ * 300 ms, and the server stores the write once continued (SIGCONT).
+ */
+describe("a busy server is not a lost lock", () => {
+  it("a renewal or a state write whose acknowledgement was lost goes on; someone else's write is still a lost lock", async () => {
+    site = await startSite({ basePort: 26100, hosts: [inventoryHost("hv1")] });
+    const kv = await new Kvm(jetstream(site.cp.nc, { timeout: 300 })).open(rolloutBucket(SITE));
+    const lock = new RolloutLock(kv);
+    const pid = site.server.nodes[0]!.process!.pid!;
+    /** Runs `op` with the server stopped until the client gave up; resolves with what the client saw. */
+    const ackLost = async (op: () => Promise<unknown>): Promise<string> => {
+      process.kill(pid, "SIGSTOP");
+      try {
+        return await op().then(
+          () => "acknowledged",
+          (err: unknown) => (err as Error).name,
+        );
+      } finally {
+        process.kill(pid, "SIGCONT");
+      }
+    };
+    const settled = async (key: string, above: number) => {
+      for (let i = 0; i < 50; i++) {
+        const e = await kv.get(key);
+        if (e && e.revision > above) return e.revision;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error(`${key}: the write never landed`);
+    };
+
+    const lease = await lock.acquire("ctl:1:r1", "r1");
+    expect(await ackLost(() => lock.renew(lease))).toBe("TimeoutError");
+    await settled("lock", lease.revision);
+    // The lease still has the revision before the lost renewal: the next renewal conflicts with our own write.
+    const renewed = await lock.renew(lease);
+    expect(renewed).toMatchObject({ owner: "ctl:1:r1", acquiredAt: lease.acquiredAt });
+    // Two renewals at once on one lease: neither is a takeover.
+    const both = await Promise.all([lock.renew(renewed), lock.renew(renewed)]);
+    expect(both.map((l) => l.owner)).toEqual(["ctl:1:r1", "ctl:1:r1"]);
+
+    // The state record: a shard write whose acknowledgement was lost, then the same save again.
+    const writer = lock.writer(undefined);
+    const state: RolloutState = { rolloutId: "r1", owner: "ctl:1:r1", phase: "running", startedAt: lease.acquiredAt, updatedAt: lease.acquiredAt, waves: [["hv1"]], completed: [], failed: [], hosts: { hv1: { role: "vmhost", target: "a".repeat(64), previous: null, basedOn: 0, status: "pending" } } };
+    await writer.save(state);
+    state.hosts!.hv1!.status = "applying";
+    const before = (await kv.get(rolloutShardKey(0)))?.revision ?? 0;
+    expect(await ackLost(() => writer.save(state, new Set(["hv1"])))).toBe("TimeoutError");
+    await settled(rolloutShardKey(0), before);
+    state.hosts!.hv1!.status = "ok";
+    await writer.save(state, new Set(["hv1"]));
+    expect((await lock.loadState())?.state.hosts?.hv1?.status).toBe("ok");
+
+    // Positive control: a real takeover (another owner) and another writer's state are still lost locks.
+    const other = new RolloutLock(kv);
+    await new Promise((r) => setTimeout(r, 50));
+    await other.takeOver("ctl:2:r1", 10, "r1");
+    await expect(lock.renew(both[1]!)).rejects.toBeInstanceOf(LockLostError);
+    const theirs = other.writer(await lock.loadState());
+    await theirs.save({ ...state, owner: "ctl:2:r1" });
+    state.hosts!.hv1!.status = "failed";
+    await expect(writer.save(state, new Set(["hv1"]))).rejects.toBeInstanceOf(LockLostError);
+  }, 60_000);
 });

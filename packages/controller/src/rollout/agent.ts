@@ -85,16 +85,23 @@ export async function runAgentRollout(stores: AgentRolloutStores, hosts: readonl
   const owner = `${options.owner ?? `${hostname()}:${process.pid}`}:${rolloutId}`;
   let lease: RolloutLease = await withRetry(() => stores.lock.acquire(owner, rolloutId), STORE_RETRY_MS);
   const abort = new RolloutAbort();
+  // One renewal at a time (a second one on the same lease revision would conflict with the first and look like a takeover).
+  let renewing = false;
   const renew = setInterval(() => {
-    void stores.lock.renew(lease).then(
-      (l) => (lease = l),
-      (err: unknown) => {
-        if (err instanceof LockLostError) {
-          abort.lockLost ??= err.message;
-          emit({ event: "lock-lost", error: err.message });
-        }
-      },
-    );
+    if (renewing) return;
+    renewing = true;
+    void stores.lock
+      .renew(lease)
+      .then(
+        (l) => (lease = l),
+        (err: unknown) => {
+          if (err instanceof LockLostError) {
+            abort.lockLost ??= err.message;
+            emit({ event: "lock-lost", error: err.message });
+          }
+        },
+      )
+      .finally(() => (renewing = false));
   }, options.lockRenewMs ?? 3000);
   const reports = new Map<string, AgentRunning | undefined>();
   try {

@@ -121,6 +121,7 @@ export class Rollout {
   private lease: RolloutLease | undefined;
   private progress: RolloutProgress | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
+  private renewing = false;
   private readonly started = Date.now();
   private unchanged: string[] = [];
 
@@ -311,7 +312,10 @@ export class Rollout {
   }
 
   private async renewLock(): Promise<void> {
-    if (!this.lease || this.abort.lockLost) return;
+    // One renewal at a time: on a busy server one may take longer than the interval, and a second one on the
+    // same lease revision would conflict with the first and be taken for a takeover.
+    if (!this.lease || this.abort.lockLost || this.renewing) return;
+    this.renewing = true;
     try {
       this.lease = await this.stores.lock.renew(this.lease);
     } catch (err) {
@@ -321,6 +325,8 @@ export class Rollout {
       } else if (!isTransient(err)) {
         this.emit({ event: "lock-lost", error: (err as Error).message });
       }
+    } finally {
+      this.renewing = false;
     }
   }
 

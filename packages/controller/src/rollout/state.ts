@@ -124,8 +124,11 @@ export class RolloutLock {
       return { ...record, revision };
     } catch (err) {
       if (!isRevisionConflict(err)) throw err;
-      const holder = await this.holder();
-      throw new LockHeldError(holder ?? { owner: "(unknown)", acquiredAt: "(unknown)" });
+      const held = await this.current();
+      // Our own create, whose acknowledgement was lost (a timeout on a busy server, retried by the caller):
+      // the owner names this process and rollout, so nobody else writes it.
+      if (held && held.record.owner === owner) return { ...held.record, revision: held.revision };
+      throw new LockHeldError(held?.record ?? { owner: "(unknown)", acquiredAt: "(unknown)" });
     }
   }
 
@@ -140,15 +143,26 @@ export class RolloutLock {
     return entry ? { record: decodeMessage(LockRecord, "rollout lock", entry.value), revision: entry.revision } : undefined;
   }
 
-  /** Keeps the lease alive (compare-and-set); a lease someone took over throws LockLostError. */
+  /**
+   * Keeps the lease alive (compare-and-set); a lease someone took over throws LockLostError.
+   * A conflict with a record that is still this lease's (same owner and acquiredAt: an earlier
+   * renewal whose acknowledgement was lost, on a busy or failing-over server) is not a takeover:
+   * the renewal is written again on top of it (a takeover writes another owner and acquiredAt).
+   */
   async renew(lease: RolloutLease): Promise<RolloutLease> {
     const record: LockRecord = { owner: lease.owner, acquiredAt: lease.acquiredAt, renewedAt: new Date().toISOString(), ...(lease.rolloutId ? { rolloutId: lease.rolloutId } : {}) };
-    try {
-      const revision = await this.kv.update(ROLLOUT_LOCK_KEY, encodeMessage(record), lease.revision);
-      return { ...record, revision };
-    } catch (err) {
-      if (isRevisionConflict(err)) throw new LockLostError(`rollout lock of ${lease.owner} was taken over`);
-      throw err;
+    let base = lease.revision;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const revision = await this.kv.update(ROLLOUT_LOCK_KEY, encodeMessage(record), base);
+        return { ...record, revision };
+      } catch (err) {
+        if (!isRevisionConflict(err)) throw err;
+        const held = await this.current();
+        const ours = held && held.record.owner === lease.owner && held.record.acquiredAt === lease.acquiredAt;
+        if (!ours || attempt >= 3) throw new LockLostError(`rollout lock of ${lease.owner} was taken over${held ? ` (now held by ${held.record.owner})` : " (deleted)"}`);
+        base = held.revision;
+      }
     }
   }
 
@@ -240,6 +254,8 @@ export class RolloutStateWriter {
   private layout: { rolloutId: string; shardOf: Map<string, number>; shards: string[][] } | undefined;
   private lastHeader: string | undefined;
   private lastWaves: RolloutState["waves"] | undefined;
+  /** Per key: the values of writes whose outcome is unknown since its last acknowledged write (see put). */
+  private readonly unacknowledged = new Map<string, Uint8Array[]>();
 
   constructor(kv: KV, headerRevision: number, shardRevisions?: number[], maxPayload = Infinity) {
     this.kv = kv;
@@ -278,14 +294,34 @@ export class RolloutStateWriter {
     return bytes;
   }
 
+  /**
+   * Writes `bytes` to `key` with compare-and-set on `lastRevision`. A write whose acknowledgement
+   * was lost (a timeout on a busy server; the caller retries the save) may have landed all the
+   * same: the next attempt then conflicts with our own value. The values of writes whose outcome
+   * is unknown (they failed other than by a conflict) are kept per key until one is acknowledged,
+   * so such a conflict is told from someone else's write (LockLostError): when the key holds one
+   * of them, the write goes on on top of it.
+   */
   private async put(key: string, bytes: Uint8Array, lastRevision: number | undefined): Promise<number> {
-    try {
-      // Unknown revision: the key may hold an older rollout's shard.
-      const base = lastRevision ?? liveValue(await this.kv.get(key))?.revision ?? 0;
-      return await compareAndSet(this.kv, key, bytes, base);
-    } catch (err) {
-      if (isRevisionConflict(err)) throw new LockLostError("rollout state was changed by someone else");
-      throw err;
+    const uncertain = this.unacknowledged.get(key) ?? [];
+    // Unknown revision: the key may hold an older rollout's shard.
+    let base = lastRevision ?? liveValue(await this.kv.get(key))?.revision ?? 0;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const revision = await compareAndSet(this.kv, key, bytes, base);
+        this.unacknowledged.delete(key);
+        return revision;
+      } catch (err) {
+        if (!isRevisionConflict(err)) {
+          // Bounded: the last few writes of unknown outcome per key.
+          this.unacknowledged.set(key, [...uncertain, bytes].slice(-8));
+          throw err;
+        }
+        const now = uncertain.length ? liveValue(await this.kv.get(key)) : undefined;
+        const ours = now !== undefined && uncertain.some((b) => sameBytes(b, now.value));
+        if (!ours || attempt >= 3) throw new LockLostError("rollout state was changed by someone else");
+        base = now.revision;
+      }
     }
   }
 
@@ -331,4 +367,8 @@ export class RolloutStateWriter {
     this.lastHeader = header;
     this.lastWaves = waves;
   }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && Buffer.compare(a, b) === 0;
 }
