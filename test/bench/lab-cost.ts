@@ -6,8 +6,9 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { parseArgs } from "node:util";
 import { decodeAssignment, sealAssignment, type HostAssignment } from "@netfleet/shared";
-import { labDown, labUp, readPidfile, type LabHost, type LabOptions, type LabStatus } from "@netfleet/lab";
+import { labDown, labStatus, labUp, readPidfile, type LabHost, type LabOptions, type LabStatus } from "@netfleet/lab";
 import type { CostRun } from "./agent-cost.ts";
 
 export interface NoopRow {
@@ -15,6 +16,8 @@ export interface NoopRow {
   wallMs: number;
   commands: number;
   mutatingCommands: number;
+  /** Each command of a no-op pass with its median time over the measured runs, costliest first (absent in results written before). */
+  perCommand?: { command: string; ms: number; mutating: boolean }[];
 }
 
 export interface FirstApplyRow {
@@ -34,18 +37,43 @@ function cost(host: LabHost, assignmentFile: string, runs: number): CostRun[] {
   return out.trim().split("\n").map((l) => JSON.parse(l) as CostRun);
 }
 
+/** Each command's median time over runs (a command missing from a run counts as not run there), costliest first. */
+function perCommand(runs: CostRun[]): NonNullable<NoopRow["perCommand"]> {
+  const times = new Map<string, { ms: number[]; mutating: boolean }>();
+  for (const r of runs)
+    for (const c of r.perCommand ?? []) {
+      const key = c.argv.join(" ");
+      const t = times.get(key) ?? { ms: [], mutating: c.mutating };
+      t.ms.push(c.ms);
+      times.set(key, t);
+    }
+  return [...times.entries()].map(([command, t]) => ({ command, ms: median(t.ms), mutating: t.mutating })).sort((a, b) => b.ms - a.ms);
+}
+
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)]!;
 };
 
-export async function labCost(repoRoot: string, log: (line: string) => void): Promise<{ noop: NoopRow[]; firstApply: FirstApplyRow; upMs: number }> {
+/**
+ * What labCost may skip when run alone while working on the agent's cost:
+ * `reuse` a lab that is already up (else it builds one), `keep` it up after,
+ * measure the no-op passes only (`noopOnly`: no first apply, which wipes the vmhost).
+ */
+export interface LabCostOptions {
+  reuse?: boolean;
+  keep?: boolean;
+  noopOnly?: boolean;
+}
+
+export async function labCost(repoRoot: string, log: (line: string) => void, opts: LabCostOptions = {}): Promise<{ noop: NoopRow[]; firstApply: FirstApplyRow | null; upMs: number }> {
   // File mode: the agents' own cost is what is measured here, not the control plane (the rollout part does that).
   const lab: LabOptions = { inventoryDir: join(repoRoot, "inventories", "lab"), prefix: "nfx", runDir: "/tmp/nfx-lab", repoRoot, control: "file" };
-  await labDown(lab);
+  let status: LabStatus | undefined = opts.reuse ? await labStatus(lab) : undefined;
+  if (!status?.up) await labDown(lab);
   try {
     const t = performance.now();
-    const status: LabStatus = await labUp(lab);
+    if (!status?.up) status = await labUp(lab);
     const upMs = performance.now() - t;
     if (!status.up) throw new Error(`bench lab not up: ${(status.problems ?? []).join("; ")}`);
     log(`bench lab up in ${Math.round(upMs)} ms`);
@@ -57,8 +85,12 @@ export async function labCost(repoRoot: string, log: (line: string) => void): Pr
     const noop: NoopRow[] = [];
     for (const [role, h] of [["backend", backend], ["vmhost", vmhost]] as const) {
       const runs = cost(h, file(h), 7).slice(2); // the first two warm the page cache and JIT
-      noop.push({ role, wallMs: median(runs.map((r) => r.wallMs)), commands: Math.max(...runs.map((r) => r.commands)), mutatingCommands: Math.max(...runs.map((r) => r.mutatingCommands)) });
+      const row: NoopRow = { role, wallMs: median(runs.map((r) => r.wallMs)), commands: Math.max(...runs.map((r) => r.commands)), mutatingCommands: Math.max(...runs.map((r) => r.mutatingCommands)), perCommand: perCommand(runs) };
+      noop.push(row);
+      log(`noop ${role}: ${row.wallMs} ms wall (median of ${runs.length}), ${row.commands} commands, ${row.mutatingCommands} mutating`);
+      for (const c of row.perCommand ?? []) log(`  ${c.ms.toFixed(1).padStart(7)} ms  ${c.mutating ? "MUTATES " : ""}${c.command}`);
     }
+    if (opts.noopOnly) return { noop, firstApply: null, upMs };
 
     // First apply: stop the vmhost's daemon, remove everything of ours (an assignment holding
     // only the prune), then apply the real assignment once.
@@ -80,6 +112,14 @@ export async function labCost(repoRoot: string, log: (line: string) => void): Pr
     };
     return { noop, firstApply, upMs };
   } finally {
-    await labDown(lab);
+    if (!opts.keep) await labDown(lab);
   }
+}
+
+// Run alone: `node test/bench/lab-cost.ts [--reuse] [--keep] [--noop-only]` measures the lab part only.
+if (import.meta.main) {
+  const repoRoot = join(import.meta.dirname, "..", "..");
+  const { values } = parseArgs({ options: { reuse: { type: "boolean" }, keep: { type: "boolean" }, "noop-only": { type: "boolean" } } });
+  const r = await labCost(repoRoot, (line) => process.stderr.write(line + "\n"), { reuse: values.reuse ?? false, keep: values.keep ?? false, noopOnly: values["noop-only"] ?? false });
+  process.stdout.write(JSON.stringify(r, null, 2) + "\n");
 }

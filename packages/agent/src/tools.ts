@@ -65,6 +65,20 @@ export class Toolbox {
     return this.paths.ovsRundir ? `unix:${this.paths.ovsRundir}/${bridge}.mgmt` : bridge;
   }
 
+  /**
+   * The sockets virsh may reach libvirt through for this host's URI: the
+   * URI's `?socket=` path, else for `qemu:///system` the default daemons'
+   * (virtqemud's in the modular layout, libvirtd's in the monolithic one,
+   * under /var/run/libvirt: libvirt's "Connection URIs" page, "Local URIs").
+   * Undefined for any other URI (remote, test driver): then only virsh knows.
+   */
+  libvirtSockets(): string[] | undefined {
+    const uri = this.paths.libvirtUri ?? "qemu:///system";
+    const m = /^qemu:\/\/\/system(?:\?socket=([^&]+))?$/.exec(uri);
+    if (!m) return undefined;
+    return m[1] !== undefined ? [m[1]] : ["/var/run/libvirt/virtqemud-sock", "/var/run/libvirt/libvirt-sock"];
+  }
+
   virsh(...args: string[]): string[] {
     return ["virsh", "-q", "-c", this.paths.libvirtUri ?? "qemu:///system", ...args];
   }

@@ -1,4 +1,6 @@
 import { execa } from "execa";
+import { ovsdbListRead, readOvsdbLists } from "./ovsdb-socket.ts";
+import { batchMarker, splitVirshBatch, virshBatchArgv, virshBatchKey } from "./virsh-batch.ts";
 
 /** Steps the agent performs itself rather than through a program. */
 export type Builtin =
@@ -80,11 +82,34 @@ export function displayCommand(c: Command): string {
   return c.stdin === undefined ? line : `${line} <<EOF\n${c.stdin.replace(/\n$/, "")}\nEOF`;
 }
 
-/** Runs commands with execa: no shell, a timeout, and a bounded output size. */
+/** How many commands an ExecaRunner keeps in its log (a daemon runs for months). */
+const LOG_MAX = 10_000;
+
+/** A virsh read waiting for its batch (see virsh-batch.ts). */
+interface PendingRead {
+  command: Command;
+  options: { allowFailure?: boolean };
+  resolve: (r: RunResult) => void;
+  reject: (e: unknown) => void;
+}
+
+/**
+ * Runs commands with execa: no shell, a timeout, and a bounded output size.
+ * Two kinds of reads cost no process of their own:
+ * - `ovs-vsctl --format=json -- --columns=... list TABLE ...` is answered
+ *   over the database socket (ovsdb-socket.ts: one RFC 7047 transact, the
+ *   same text ovs-vsctl prints; ovs-vsctl itself runs when that fails);
+ * - virsh reads started in the same turn of the event loop (a pass observes
+ *   its resources at once) share one virsh process (virsh-batch.ts).
+ * The log records what really ran: the ovsdb read as `ovsdb-client
+ * transact SOCKET TABLE...` (what it does, by the tool that would), a batch
+ * as its one virsh argv.
+ */
 export class ExecaRunner implements Runner {
   private readonly timeoutMs: number;
   private readonly env: Record<string, string> | undefined;
-  /** Every command run, with its duration: the agent reports them and benchmarks sum them. */
+  private readonly virshQueue = new Map<string, PendingRead[]>();
+  /** Every command run, with its duration: the agent reports them and benchmarks sum them (the last LOG_MAX). */
   readonly log: { command: Command; result: RunResult }[] = [];
 
   constructor(options: { timeoutMs?: number; env?: Record<string, string> } = {}) {
@@ -93,6 +118,70 @@ export class ExecaRunner implements Runner {
   }
 
   async run(command: Command, options: { allowFailure?: boolean } = {}): Promise<RunResult> {
+    if (!command.mutating && command.stdin === undefined && command.builtin === undefined) {
+      const ovsdb = ovsdbListRead(command.argv, { ...process.env, ...this.env });
+      if (ovsdb) {
+        const started = performance.now();
+        try {
+          const stdout = await readOvsdbLists({ ...ovsdb, timeoutMs: Math.min(ovsdb.timeoutMs, this.timeoutMs) });
+          const result = { stdout, stderr: "", exitCode: 0, durationMs: performance.now() - started };
+          this.record({ argv: ["ovsdb-client", "transact", `unix:${ovsdb.socket}`, ...ovsdb.tables.map((t) => t.table)], mutating: false }, result);
+          return result;
+        } catch {
+          // ovs-vsctl says what is wrong (no server, no such column) in its own words.
+        }
+      }
+      const key = virshBatchKey(command.argv);
+      if (key !== undefined) return this.enqueueVirsh(key, command, options);
+    }
+    return this.spawn(command, options);
+  }
+
+  private enqueueVirsh(key: string, command: Command, options: { allowFailure?: boolean }): Promise<RunResult> {
+    return new Promise((resolve, reject) => {
+      let queue = this.virshQueue.get(key);
+      if (!queue) {
+        queue = [];
+        this.virshQueue.set(key, queue);
+        setImmediate(() => {
+          this.virshQueue.delete(key);
+          void this.flushVirsh(queue!);
+        });
+      }
+      queue.push({ command, options, resolve, reject });
+    });
+  }
+
+  private async flushVirsh(queue: PendingRead[]): Promise<void> {
+    const alone = (p: PendingRead) => this.spawn(p.command, p.options).then(p.resolve, p.reject);
+    if (queue.length === 1) return alone(queue[0]!);
+    const marker = batchMarker();
+    let parts: string[] | undefined;
+    let durationMs = 0;
+    try {
+      const batch = await this.spawn({ argv: virshBatchArgv(queue.map((p) => p.command.argv), marker), mutating: false }, { allowFailure: true });
+      parts = splitVirshBatch(batch.stdout, queue.length, marker);
+      durationMs = batch.durationMs;
+    } catch {
+      parts = undefined;
+    }
+    await Promise.all(
+      queue.map((p, k) => {
+        const out = parts?.[k];
+        // Nothing printed: that command failed (or the batch did); alone it gives its own exit code and message.
+        if (out === undefined || out.trim() === "") return alone(p);
+        p.resolve({ stdout: out, stderr: "", exitCode: 0, durationMs: durationMs / queue.length });
+        return undefined;
+      }),
+    );
+  }
+
+  private record(command: Command, result: RunResult): void {
+    this.log.push({ command, result });
+    if (this.log.length > LOG_MAX) this.log.splice(0, this.log.length - LOG_MAX);
+  }
+
+  private async spawn(command: Command, options: { allowFailure?: boolean } = {}): Promise<RunResult> {
     const [file, ...args] = command.argv;
     if (!file) throw new TypeError("empty argv");
     const started = performance.now();
@@ -120,7 +209,7 @@ export class ExecaRunner implements Runner {
       if (err instanceof ExecError) throw err;
       throw new ExecError(command.argv, 127, String(err), { cause: err });
     }
-    this.log.push({ command, result });
+    this.record(command, result);
     if (result.exitCode !== 0 && !options.allowFailure) throw new ExecError(command.argv, result.exitCode, result.stderr);
     return result;
   }

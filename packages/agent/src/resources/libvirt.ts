@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { XMLBuilder, XMLParser } from "fast-xml-parser";
 import { ParseError, unifiedDiff, type LibvirtNetworkSpec } from "@netfleet/shared";
-import { mutate, writeFileStep, type Command } from "../exec/runner.ts";
+import { ExecError, mutate, writeFileStep, type Command } from "../exec/runner.ts";
 import type { Changes, ObserveContext, PlanContext, ResourceHandler } from "./types.ts";
 
 /** The XML namespace of our owner mark in a network's <metadata>. */
@@ -215,9 +215,14 @@ export async function observeNetworks(ctx: ObserveContext): Promise<Map<string, 
 export const libvirtNetwork: ResourceHandler<LibvirtNetworkSpec, LibvirtObservation> = {
   kind: "libvirt-network",
   async observe(spec, ctx) {
-    const info = (await observeNetworks(ctx)).get(spec.name);
+    // Both reads at once: the runner gives the reads of one turn one virsh process (exec/virsh-batch.ts).
+    // Its XML is asked for before knowing the network exists; that read's failure matters only when it does.
+    const dump = ctx.tools.virsh("net-dumpxml", "--inactive", spec.name);
+    const [networks, xml] = await Promise.all([observeNetworks(ctx), ctx.read(dump, { allowFailure: true }).catch((err: unknown) => err as Error)]);
+    const info = networks.get(spec.name);
     if (!info) return { exists: false };
-    const xml = await ctx.read(ctx.tools.virsh("net-dumpxml", "--inactive", spec.name));
+    if (xml instanceof Error) throw xml;
+    if (xml.exitCode !== 0) throw new ExecError(dump, xml.exitCode, xml.stderr);
     return { exists: true, state: { ...parseNetworkXml(xml.stdout), ...info }, xml: xml.stdout };
   },
   absent: () => ({ exists: false }),

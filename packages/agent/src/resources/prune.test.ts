@@ -101,6 +101,9 @@ function host(tools: Toolbox, links: string, ovs: ScriptedReply, virsh: Scripted
   return runner;
 }
 
+/** A host where libvirtd's default socket exists (Toolbox.libvirtSockets): virsh is asked. */
+const libvirtSocket: HostAccess = { ...noFiles, listDir: async (path) => (path === "/var/run/libvirt" ? ["libvirt-sock"] : undefined) };
+
 const backendKeep: PruneSpec = {
   kind: "prune",
   name: "host",
@@ -134,7 +137,7 @@ describe("prune on a host without ovsdb-server or libvirtd (real error text)", (
     const tools = new Toolbox();
     // datain and service carry the mark of site "lab", secure that of "fixture"
     const runner = host(tools, "ip/backend-converged-link.json", failure("ovs-default-no-socket"), { list: fixture("libvirt/net-list-all-lab.txt") });
-    const observed = await prune.observe(backendKeep, observeCtx(runner, tools));
+    const observed = await prune.observe(backendKeep, observeCtx(runner, tools, libvirtSocket));
     expect(observed.absent).toEqual(["ovsdb-server"]);
     expect(prune.plan(backendKeep, observed, ctx).commands.map((c) => c.argv.slice(4))).toEqual([
       ["net-destroy", "secure"],
@@ -151,10 +154,22 @@ describe("prune on a host without ovsdb-server or libvirtd (real error text)", (
   ])("any other error stays an error: %s", async (_, ovs, virsh, message) => {
     const tools = new Toolbox();
     const runner = host(tools, "ip/backend-converged-link.json", failure(ovs), failure(virsh));
-    const [r] = await reconcile([backendKeep], { runner, tools, owner: "fixture" });
+    const [r] = await reconcile([backendKeep], { runner, tools, owner: "fixture", host: libvirtSocket });
     expect(r).toMatchObject({ result: false, changed: false, comment: "ExecError" });
     expect(r?.error).toMatch(message);
     expect(runner.mutatingCalls).toEqual([]);
+  });
+
+  it("no libvirt socket at all: libvirtd counts as not running without starting virsh", async () => {
+    const tools = new Toolbox();
+    const runner = host(tools, "ip/backend-converged-link.json", failure("ovs-default-no-socket"), failure("virsh-default-no-socket"));
+    const observed = await prune.observe(backendKeep, observeCtx(runner, tools));
+    expect(observed.absent).toEqual(["libvirtd", "ovsdb-server"]);
+    expect(runner.calls.filter((c) => c.argv[0] === "virsh")).toEqual([]);
+    // with the socket there, virsh is asked (and its answer decides)
+    const asked = host(tools, "ip/backend-converged-link.json", failure("ovs-default-no-socket"), failure("virsh-default-no-socket"));
+    expect((await prune.observe(backendKeep, observeCtx(asked, tools, libvirtSocket))).absent).toEqual(["libvirtd", "ovsdb-server"]);
+    expect(asked.calls.filter((c) => c.argv[0] === "virsh").map((c) => c.argv.slice(4))).toEqual([["net-list", "--all"]]);
   });
 
   it("daemonNotRunning matches exactly the not-running text of the right tool", () => {

@@ -1,4 +1,4 @@
-import { basename, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { NETWORK_NAME, type PruneSpec } from "@netfleet/shared";
 import { ExecError, mutate, removeFileStep, waitExitStep, type Command } from "../exec/runner.ts";
 import { dnsmasqFiles, dnsmasqOwner, isOurDnsmasq } from "./dnsmasq.ts";
@@ -70,6 +70,11 @@ async function observeOvsIfRunning(ctx: ObserveContext, absent: NonNullable<Prun
 
 /** Every libvirt network with its state, or none when no libvirtd runs on this host. */
 async function networksIfRunning(ctx: ObserveContext, absent: NonNullable<PruneObservation["absent"]>) {
+  // No socket to reach libvirt through: virsh would only say so, after tens of ms of its own start.
+  if (!(await libvirtSocketPresent(ctx))) {
+    absent.push("libvirtd");
+    return new Map();
+  }
   try {
     return await observeNetworks(ctx);
   } catch (err) {
@@ -77,6 +82,18 @@ async function networksIfRunning(ctx: ObserveContext, absent: NonNullable<PruneO
     absent.push("libvirtd");
     return new Map();
   }
+}
+
+/**
+ * Whether one of the sockets virsh would connect through exists (Toolbox.libvirtSockets);
+ * true when the URI names none we know. A socket nobody listens on counts as present: virsh
+ * then tells (daemonNotRunning).
+ */
+async function libvirtSocketPresent(ctx: ObserveContext): Promise<boolean> {
+  const sockets = ctx.tools.libvirtSockets();
+  if (sockets === undefined) return true;
+  for (const path of sockets) if ((await ctx.listDir(dirname(path)))?.includes(basename(path))) return true;
+  return false;
 }
 
 /**
