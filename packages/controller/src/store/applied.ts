@@ -1,7 +1,7 @@
 import type { KV, KvEntry, KvWatchEntry } from "@nats-io/kv";
 import { DecodeError, Report, decodeMessage } from "@netfleet/shared";
 import PQueue from "p-queue";
-import { liveValue } from "./kv.ts";
+import { liveValue, snapshot } from "./kv.ts";
 
 type Waiter = {
   revision: number;
@@ -135,6 +135,21 @@ export class AppliedView {
   async read(host: string): Promise<Report | undefined> {
     const entry = liveValue(await this.kv.get(host));
     return entry ? decodeMessage(Report, `kv ${entry.bucket}/${entry.key}`, entry.value) : undefined;
+  }
+
+  /**
+   * Every host's report read from KV now, in one pass over the bucket
+   * (store/kv.ts snapshot): `netfleet status` over a fleet. Values that do
+   * not decode, or name another host than their key, are left out.
+   * @throws when the bucket cannot be read (snapshot).
+   */
+  async readAll(): Promise<Map<string, Report>> {
+    const out = new Map<string, Report>();
+    for (const [host, entry] of await snapshot(this.kv)) {
+      const report = this.decode(host, { revision: entry.revision, data: entry.value });
+      if (report) out.set(host, report);
+    }
+    return out;
   }
 
   /** The host's last applied report: from the watch once it is complete, else read from KV. */

@@ -1,4 +1,4 @@
-import type { KV } from "@nats-io/kv";
+import type { KV, KvEntry } from "@nats-io/kv";
 import { CorrectiveLog, DecodeError, decodeMessage, warningsOf, type CorrectiveChange, type Report, type ResourceWarning } from "@netfleet/shared";
 import { liveValue } from "./kv.ts";
 
@@ -36,7 +36,11 @@ export function correctiveStatus(log: CorrectiveLog | undefined, who: { site: st
 /** Reads and checks a host's record in the corrective bucket; a record that does not decode is an `error`, not a throw. */
 export async function readCorrective(kv: KV, who: { site: string; host: string }): Promise<CorrectiveStatus> {
   const entry = liveValue(await kv.get(who.host));
-  if (!entry) return NO_CORRECTIVE;
+  return entry ? correctiveFromEntry(entry, who) : NO_CORRECTIVE;
+}
+
+/** A host's stored corrective entry (read by key or from a bucket snapshot) as status shows it; see readCorrective. */
+export function correctiveFromEntry(entry: KvEntry, who: { site: string; host: string }): CorrectiveStatus {
   try {
     return correctiveStatus(decodeMessage(CorrectiveLog, `kv ${entry.bucket}/${entry.key}`, entry.value), who);
   } catch (err) {

@@ -1,7 +1,9 @@
 import type { KV, KvEntry } from "@nats-io/kv";
 import {
   DecodeError,
+  PROTOCOL_VERSION,
   SIGNING_CHAIN_KEY,
+  parseProtocolVersion,
   decodeSignedAssignment,
   decodeSigningChain,
   encodeMessage,
@@ -18,6 +20,13 @@ import { compareAndSet, isRevisionConflict, liveValue, snapshot, withRetry } fro
 export interface DesiredEntry {
   envelope: UnverifiedEnvelope;
   /** The KV revision (stream sequence) of the entry: what compare-and-set compares. */
+  kvRevision: number;
+}
+
+/** A host's desired revision and assignment hash as stored, not decoded further (DesiredStore.readHeads). */
+export interface DesiredHead {
+  revision: number;
+  hash: string;
   kvRevision: number;
 }
 
@@ -138,6 +147,37 @@ export class DesiredStore {
     for (const [host, entry] of await snapshot(this.kv)) {
       const envelope = decodeEntryOrUndefined(entry);
       if (envelope) out.set(host, { envelope, kvRevision: entry.revision });
+    }
+    return out;
+  }
+
+  /**
+   * Every host's current revision and assignment hash in one pass over the
+   * bucket, without decoding the assignments: what `netfleet status` shows
+   * of a fleet (a full decode is most of the cost of reading 10,000 entries).
+   * Only this controller writes the bucket (agents read their own key:
+   * nats/permissions.ts); a value is still taken only when it is JSON of
+   * our protocol major with a positive integer `revision` and an
+   * `assignment` naming its key's host with a 64-hex `hash` (the signing
+   * key chain and junk are left out). Nothing is verified: agents do that.
+   * @throws when the bucket cannot be read (snapshot).
+   */
+  async readHeads(): Promise<Map<string, DesiredHead>> {
+    const out = new Map<string, DesiredHead>();
+    const major = parseProtocolVersion(PROTOCOL_VERSION)!.major;
+    for (const [host, entry] of await snapshot(this.kv)) {
+      let v: { protocol?: unknown; revision?: unknown; assignment?: { host?: unknown; hash?: unknown } } | null;
+      try {
+        v = JSON.parse(new TextDecoder().decode(entry.value)) as typeof v;
+      } catch {
+        continue;
+      }
+      if (v === null || typeof v !== "object" || typeof v.assignment !== "object" || v.assignment === null) continue;
+      const version = typeof v.protocol === "string" ? parseProtocolVersion(v.protocol) : undefined;
+      if (version?.major !== major) continue;
+      const { revision, assignment } = v;
+      if (!Number.isSafeInteger(revision) || (revision as number) < 1 || assignment.host !== host || typeof assignment.hash !== "string" || !/^[0-9a-f]{64}$/.test(assignment.hash)) continue;
+      out.set(host, { revision: revision as number, hash: assignment.hash, kvRevision: entry.revision });
     }
     return out;
   }

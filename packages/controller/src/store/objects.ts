@@ -4,7 +4,7 @@ import { Kvm, type KV } from "@nats-io/kv";
 import type { ObjectStore } from "@nats-io/obj";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { AgentTarget, agentBucket, bundleBucket, decodeRunning, runKey, wantKey, type AgentRunning, type BundleManifest } from "@netfleet/shared";
-import { liveValue, withRetry } from "./kv.ts";
+import { liveValue, snapshot, withRetry } from "./kv.ts";
 
 /**
  * The bundle store's size cap (bytes): nats-server reserves a stream's
@@ -180,4 +180,28 @@ export function agentVersionSource(nc: NatsConnection, site: string): (host: str
       return undefined;
     }
   };
+}
+
+/**
+ * What every host's agent says it runs, in one pass over KV `nf_<site>_agent`
+ * (store/kv.ts snapshot; the bucket also holds the `want.<host>` targets):
+ * `run.<host>` values that decode and name their own host and site, by host.
+ * Empty when the site has no such bucket (never created here).
+ * @throws when the bucket exists but cannot be read.
+ */
+export async function agentVersionsAll(nc: NatsConnection, site: string): Promise<Map<string, AgentRunning>> {
+  const out = new Map<string, AgentRunning>();
+  const bucket = await new Kvm(nc).open(agentBucket(site)).catch(() => undefined);
+  if (!bucket) return out;
+  for (const [key, e] of await snapshot(bucket)) {
+    if (!key.startsWith("run.")) continue;
+    const host = key.slice("run.".length);
+    try {
+      const r = decodeRunning(`kv ${agentBucket(site)}/${key}`, e.value);
+      if (r.host === host && r.site === site && runKey(host) === key) out.set(host, r);
+    } catch {
+      // Not a report: the host shows none, as agentVersionSource does.
+    }
+  }
+  return out;
 }

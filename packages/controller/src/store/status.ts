@@ -1,10 +1,12 @@
 import type { KV } from "@nats-io/kv";
-import { counterWarnings, type CountersSummary, type Host, type ResourceWarning, type ResultsSummary } from "@netfleet/shared";
+import { counterWarnings, type AgentRunning, type CountersSummary, type Host, type ResourceWarning, type ResultsSummary } from "@netfleet/shared";
 import type { AppliedView } from "./applied.ts";
-import { NO_CORRECTIVE, readCorrective, reportWarnings, type CorrectiveStatus } from "./corrective.ts";
+import PQueue from "p-queue";
+import { reportWarnings, type CorrectiveStatus } from "./corrective.ts";
 import type { DesiredStore } from "./desired.ts";
 import { withRetry } from "./kv.ts";
 import type { HostRecord, HostRegistry, HostState, StoredFacts } from "./registry.ts";
+import { readHosts } from "./status-read.ts";
 import { selectLimit } from "../select/limit.ts";
 
 /** One row of `netfleet status` (and its --json): a host's enrollment, desired vs applied state, drift and warnings. */
@@ -61,7 +63,9 @@ export interface StatusSources {
   /** How long the registry read retries through a failover (ms). */
   retryMs: number;
   /** What the host's agent says it runs (store/objects.ts agentVersionSource); without it, every row's `agent` is null. */
-  agent?: (host: string) => Promise<{ version: string; sha256: string | null; state: string; reason?: string; at: string } | undefined>;
+  agent?: (host: string) => Promise<AgentRunning | undefined>;
+  /** Every host's agent version at once (store/objects.ts agentVersionsAll): used instead of `agent` when the status covers many hosts. */
+  agents?: () => Promise<Map<string, AgentRunning>>;
   /** `--limit` terms (select/limit.ts): only the hosts they select, among the inventory's and the enrolled ones. */
   limit?: readonly string[];
   /** A host's counters summary (nats/show.ts countersSource), asked of approved hosts only; without it, every row's `counters` is null. */
@@ -80,27 +84,29 @@ export async function readStatus(s: StatusSources): Promise<HostStatus[]> {
   const inventory = new Set(s.hosts.map((h) => h.name));
   // An inventory host the one-pass listing lacks is read by its key before it is called unenrolled (and so
   // unreachable, exit 2): the listing's snapshot can miss a record written while it starts (store/kv.ts).
-  for (const host of inventory) {
-    if (records.has(host)) continue;
-    const record = await withRetry(() => s.registry.get(host), 10_000).catch(() => undefined);
-    if (record) records.set(host, record);
-  }
+  const missing = [...inventory].filter((host) => !records.has(host));
+  const gets = new PQueue({ concurrency: MISSING_RECORD_READS });
+  await gets.addAll(
+    missing.map((host) => async () => {
+      const record = await withRetry(() => s.registry.get(host), 10_000).catch(() => undefined);
+      if (record) records.set(host, record);
+    }),
+  );
   let names = hostNames(inventory, records.keys());
   if (s.limit?.length) {
     const selected = selectLimit([...s.hosts, ...names.filter((n) => !inventory.has(n)).map((name) => ({ name }))], s.limit, s.site);
     names = names.filter((n) => selected.has(n));
   }
-  const counters = await countersOf(s, names, records);
+  // The stores and the agents' counters side by side: a fleet's buckets are read whole (status-read.ts).
+  const [reads, counters] = await Promise.all([readHosts(s, names), countersOf(s, names, records)]);
   const rows: HostStatus[] = [];
   for (const host of names) {
     const record = records.get(host);
-    const desiredEntry = await withRetry(() => s.desired.read(host), 10_000).catch(() => undefined);
-    const report = await withRetry(() => s.applied.read(host), 10_000).catch(() => undefined);
-    const corrective = await withRetry(() => readCorrective(s.corrective, { site: s.site, host }), 10_000).catch(
-      (err: unknown): CorrectiveStatus => ({ ...NO_CORRECTIVE, error: (err as Error).message }),
-    );
-    const running = s.agent ? await s.agent(host).catch(() => undefined) : undefined;
-    const desired = desiredEntry ? { revision: desiredEntry.envelope.revision, hash: desiredEntry.envelope.assignment.hash } : null;
+    const desiredHead = reads.desired(host);
+    const report = reads.applied(host);
+    const corrective = reads.corrective(host);
+    const running = reads.agent(host);
+    const desired = desiredHead ? { revision: desiredHead.revision, hash: desiredHead.hash } : null;
     const applied = report
       ? { revision: report.revision, hash: report.hash, rolledBack: report.rolledBack, ...(report.rolledBackRevision ? { rolledBackRevision: report.rolledBackRevision } : {}), at: report.at }
       : null;
@@ -125,6 +131,9 @@ export async function readStatus(s: StatusSources): Promise<HostStatus[]> {
   }
   return rows;
 }
+
+/** Inventory hosts missing from the registry listing read by key at once (see readStatus). */
+const MISSING_RECORD_READS = 32;
 
 /** How many hosts' counters are asked at once. */
 const COUNTERS_PARALLEL = 8;
