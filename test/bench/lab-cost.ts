@@ -42,7 +42,7 @@ function perCommand(runs: CostRun[]): NonNullable<NoopRow["perCommand"]> {
   const times = new Map<string, { ms: number[]; mutating: boolean }>();
   for (const r of runs)
     for (const c of r.perCommand ?? []) {
-      const key = c.argv.join(" ");
+      const key = c.argv.join(" ").replace(/@@netfleet-[0-9a-f]+@@/g, "MARK"); // virsh-batch's random mark
       const t = times.get(key) ?? { ms: [], mutating: c.mutating };
       t.ms.push(c.ms);
       times.set(key, t);

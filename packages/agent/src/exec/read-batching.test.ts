@@ -8,6 +8,8 @@ import { Toolbox } from "../tools.ts";
 import { ovsObserveArgv, parseOvsState } from "../resources/ovsdb.ts";
 import { ovsdbListRead, readOvsdbLists, renderLists } from "./ovsdb-socket.ts";
 import { ExecaRunner, ExecError } from "./runner.ts";
+import { ipBatchCommand, ipBatchKey, splitIpBatch } from "./ip-batch.ts";
+import { sysctlReadPath } from "./proc-sys.ts";
 import { splitVirshBatch, virshBatchArgv, virshBatchKey } from "./virsh-batch.ts";
 
 const fx = (name: string) => readFileSync(join(import.meta.dirname, "__fixtures__", name), "utf8");
@@ -139,5 +141,64 @@ describe("virsh reads of one turn in one virsh process", () => {
     expect(parts[2]).toBe(fx("virsh-dumpxml-secure.stdout"));
     expect(fx("virsh-batch.stderr")).toMatch(/Network not found: no network with matching name 'nosuch'/);
     expect(splitVirshBatch(fx("virsh-batch.stdout"), 2, marker)).toBeUndefined();
+  });
+});
+
+describe("ip -json reads of one turn in one `ip -batch -`", () => {
+  it("batches show reads with the same global options, nothing else", () => {
+    const t = new Toolbox();
+    expect(ipBatchKey(t.ip("-json", "addr", "show"))).toBe(ipBatchKey(t.ip("-json", "route", "show")));
+    expect(ipBatchKey(t.ip("-j", "addr", "show", "dev", "wan0"))).toBe(ipBatchKey(t.ip("-json", "addr", "show")));
+    expect(ipBatchKey(t.ip("-details", "-json", "link", "show"))).not.toBe(ipBatchKey(t.ip("-json", "addr", "show")));
+    for (const argv of [t.ip("link", "show"), t.ip("-json", "route", "get", "10.0.0.1"), t.ip("-json", "link", "set", "dev", "x", "up"), t.ip("-json", "addr", "show", "dev", "a b")])
+      expect(ipBatchKey(argv), argv.join(" ")).toBeUndefined();
+    expect(ipBatchCommand([t.ip("-json", "addr", "show"), t.ip("-json", "route", "show"), t.ip("-json", "addr", "show", "dev", "wan0")])).toEqual({
+      argv: ["ip", "-json", "-batch", "-"],
+      stdin: "addr show\nroute show\naddr show dev wan0\n",
+    });
+  });
+
+  it("splits ip's real output into each command's own bytes (lab capture); a failed command stops the batch: each runs alone", () => {
+    expect(splitIpBatch(fx("ip-batch.stdout"), 3)).toEqual([fx("ip-addr.stdout"), fx("ip-route.stdout"), fx("ip-addr-wan0.stdout")]);
+    expect(fx("ip-batch-fail.stderr")).toMatch(/Command failed -:1/);
+    expect(splitIpBatch(fx("ip-batch-fail.stdout"), 2)).toBeUndefined();
+  });
+});
+
+describe("sysctl -n from /proc/sys", () => {
+  it("maps the name's dots to the path, and only `sysctl -n NAME`", () => {
+    expect(sysctlReadPath(["sysctl", "-n", "net.ipv4.ip_forward"])).toBe("/proc/sys/net/ipv4/ip_forward");
+    for (const argv of [["sysctl", "-w", "net.ipv4.ip_forward=1"], ["sysctl", "-n", "../etc/passwd"], ["sysctl", "-n", "net/ipv4/ip_forward"], ["sysctl", "-n", "a", "b"]])
+      expect(sysctlReadPath(argv), argv.join(" ")).toBeUndefined();
+  });
+
+  it("the runner answers it with what sysctl prints, and logs the file it read", async () => {
+    const runner = new ExecaRunner();
+    const r = await runner.run({ argv: ["sysctl", "-n", "kernel.ostype"], mutating: false });
+    expect(r.stdout).toBe("Linux\n");
+    expect(runner.log.map((l) => l.command.argv)).toEqual([["read", "/proc/sys/kernel/ostype"]]);
+    // no such key: sysctl runs and its message is the error
+    const err = await runner.run({ argv: ["sysctl", "-n", "net.nosuch.key"], mutating: false }).catch((e: unknown) => e);
+    expect((err as ExecError).stderr).toMatch(/net.nosuch.key/);
+  });
+});
+
+describe("ExecaRunner: reads of one turn share a process, each gets its own output", () => {
+  it("three ip reads started together: one ip process, the same stdout each would print alone", async () => {
+    const runner = new ExecaRunner();
+    const t = new Toolbox();
+    const alone = await Promise.all([t.ip("-json", "addr", "show"), t.ip("-json", "route", "show")].map(async (argv) => (await new ExecaRunner().run({ argv: [...argv], mutating: false })).stdout));
+    const together = await Promise.all([t.ip("-json", "addr", "show"), t.ip("-json", "route", "show"), t.ip("-json", "addr", "show", "dev", "lo")].map((argv) => runner.run({ argv, mutating: false })));
+    // (this host's addresses may change meanwhile: other tests' links; its routes do not)
+    expect(together[1]!.stdout).toBe(alone[1]);
+    expect((JSON.parse(together[0]!.stdout) as { ifname: string }[]).map((l) => l.ifname)).toContain("lo");
+    expect((JSON.parse(alone[0]!) as { ifname: string }[]).map((l) => l.ifname)).toContain("lo");
+    expect(JSON.parse(together[2]!.stdout)[0].ifname).toBe("lo");
+    expect(runner.log.map((l) => l.command.argv)).toEqual([["ip", "-json", "-batch", "-"]]);
+    // one that fails: the batch stops there, each runs alone and the failing one keeps its own error
+    const r2 = new ExecaRunner();
+    const settled = await Promise.allSettled([t.ip("-json", "addr", "show", "dev", "nosuch0"), t.ip("-json", "route", "show")].map((argv) => r2.run({ argv, mutating: false })));
+    expect(settled[0]).toMatchObject({ status: "rejected", reason: { stderr: expect.stringMatching(/Device "nosuch0" does not exist/) } });
+    expect(settled[1]).toMatchObject({ status: "fulfilled", value: { stdout: alone[1] } });
   });
 });

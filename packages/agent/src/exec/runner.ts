@@ -1,4 +1,7 @@
+import { readFile } from "node:fs/promises";
 import { execa } from "execa";
+import { ipBatchCommand, ipBatchKey, splitIpBatch } from "./ip-batch.ts";
+import { sysctlReadPath } from "./proc-sys.ts";
 import { ovsdbListRead, readOvsdbLists } from "./ovsdb-socket.ts";
 import { batchMarker, splitVirshBatch, virshBatchArgv, virshBatchKey } from "./virsh-batch.ts";
 
@@ -85,7 +88,30 @@ export function displayCommand(c: Command): string {
 /** How many commands an ExecaRunner keeps in its log (a daemon runs for months). */
 const LOG_MAX = 10_000;
 
-/** A virsh read waiting for its batch (see virsh-batch.ts). */
+/** How reads of one tool share a process: the batch's command, and each read's stdout from the batch's. */
+interface BatchKind {
+  key(argv: readonly string[]): string | undefined;
+  command(reads: readonly (readonly string[])[]): { command: Command; split: (stdout: string) => string[] | undefined };
+}
+
+const BATCHES: readonly BatchKind[] = [
+  {
+    key: virshBatchKey,
+    command(reads) {
+      const marker = batchMarker();
+      return { command: { argv: virshBatchArgv(reads, marker), mutating: false }, split: (out) => splitVirshBatch(out, reads.length, marker) };
+    },
+  },
+  {
+    key: ipBatchKey,
+    command(reads) {
+      const { argv, stdin } = ipBatchCommand(reads);
+      return { command: { argv, stdin, mutating: false }, split: (out) => splitIpBatch(out, reads.length) };
+    },
+  },
+];
+
+/** A read waiting for its batch (see virsh-batch.ts, ip-batch.ts). */
 interface PendingRead {
   command: Command;
   options: { allowFailure?: boolean };
@@ -99,16 +125,18 @@ interface PendingRead {
  * - `ovs-vsctl --format=json -- --columns=... list TABLE ...` is answered
  *   over the database socket (ovsdb-socket.ts: one RFC 7047 transact, the
  *   same text ovs-vsctl prints; ovs-vsctl itself runs when that fails);
- * - virsh reads started in the same turn of the event loop (a pass observes
- *   its resources at once) share one virsh process (virsh-batch.ts).
+ * - `sysctl -n NAME` is read from /proc/sys (proc-sys.ts);
+ * - virsh reads, and `ip -json ... show` reads with the same options,
+ *   started in the same turn of the event loop (a pass observes its
+ *   resources at once) share one process (virsh-batch.ts, ip-batch.ts).
  * The log records what really ran: the ovsdb read as `ovsdb-client
- * transact SOCKET TABLE...` (what it does, by the tool that would), a batch
- * as its one virsh argv.
+ * transact SOCKET TABLE...` (what it does, by the tool that would), a
+ * /proc/sys read as `read PATH`, a batch as its one argv.
  */
 export class ExecaRunner implements Runner {
   private readonly timeoutMs: number;
   private readonly env: Record<string, string> | undefined;
-  private readonly virshQueue = new Map<string, PendingRead[]>();
+  private readonly queues = new Map<string, PendingRead[]>();
   /** Every command run, with its duration: the agent reports them and benchmarks sum them (the last LOG_MAX). */
   readonly log: { command: Command; result: RunResult }[] = [];
 
@@ -131,37 +159,49 @@ export class ExecaRunner implements Runner {
           // ovs-vsctl says what is wrong (no server, no such column) in its own words.
         }
       }
-      const key = virshBatchKey(command.argv);
-      if (key !== undefined) return this.enqueueVirsh(key, command, options);
+      const proc = sysctlReadPath(command.argv);
+      if (proc !== undefined) {
+        const started = performance.now();
+        const stdout = await readFile(proc, "utf8").catch(() => undefined);
+        if (stdout !== undefined) {
+          const result = { stdout, stderr: "", exitCode: 0, durationMs: performance.now() - started };
+          this.record({ argv: ["read", proc], mutating: false }, result);
+          return result;
+        }
+      }
+      for (const [k, kind] of BATCHES.entries()) {
+        const key = kind.key(command.argv);
+        if (key !== undefined) return this.enqueue(k, `${k}${key}`, command, options);
+      }
     }
     return this.spawn(command, options);
   }
 
-  private enqueueVirsh(key: string, command: Command, options: { allowFailure?: boolean }): Promise<RunResult> {
+  private enqueue(kind: number, key: string, command: Command, options: { allowFailure?: boolean }): Promise<RunResult> {
     return new Promise((resolve, reject) => {
-      let queue = this.virshQueue.get(key);
+      let queue = this.queues.get(key);
       if (!queue) {
         queue = [];
-        this.virshQueue.set(key, queue);
+        this.queues.set(key, queue);
         setImmediate(() => {
-          this.virshQueue.delete(key);
-          void this.flushVirsh(queue!);
+          this.queues.delete(key);
+          void this.flush(BATCHES[kind]!, queue!);
         });
       }
       queue.push({ command, options, resolve, reject });
     });
   }
 
-  private async flushVirsh(queue: PendingRead[]): Promise<void> {
+  private async flush(kind: BatchKind, queue: PendingRead[]): Promise<void> {
     const alone = (p: PendingRead) => this.spawn(p.command, p.options).then(p.resolve, p.reject);
     if (queue.length === 1) return alone(queue[0]!);
-    const marker = batchMarker();
+    const batch = kind.command(queue.map((p) => p.command.argv));
     let parts: string[] | undefined;
     let durationMs = 0;
     try {
-      const batch = await this.spawn({ argv: virshBatchArgv(queue.map((p) => p.command.argv), marker), mutating: false }, { allowFailure: true });
-      parts = splitVirshBatch(batch.stdout, queue.length, marker);
-      durationMs = batch.durationMs;
+      const r = await this.spawn(batch.command, { allowFailure: true });
+      parts = batch.split(r.stdout);
+      durationMs = r.durationMs;
     } catch {
       parts = undefined;
     }
