@@ -1,0 +1,141 @@
+/**
+ * The bench's Ansible part (issue 18 point 5): the lab's VM hosts configured
+ * twice, by netfleet and by the Ansible playbook vmhost.yml over SSH, each
+ * from empty (bridges and libvirt networks gone, agents stopped) and again as
+ * a no-op; then Ansible's no-op over 100 hosts beside netfleet's rollout of
+ * 100 and 1,000 simulated agents. Prints the ratios measured in this run.
+ *
+ * "From empty" on both sides is the same two steps: a run on the empty host
+ * (bridges, bond, tagged patch ports, libvirt networks, the bridges' base
+ * OpenFlow tables), the VM ports plugged (as libvirt does when VMs start),
+ * a second run (each VM port's rules). netfleet's run is `netfleet-agent
+ * apply` of the compiled assignment in each VM host's namespace, both hosts
+ * at once: the engine a rollout's agents run, without the control plane
+ * (which the rollout rows measure). The 100-host Ansible row is 50 inventory
+ * aliases of each lab VM host, each its own SSH connection (own sshd port,
+ * 28001-28049), all reading the same real OVS and libvirtd.
+ */
+import { execFileSync } from "node:child_process";
+import { join } from "node:path";
+import { compileSite } from "@netfleet/controller";
+import { loadInventory } from "@netfleet/shared";
+import { agentCommand, LabExec, labDown, labEmptyVmHosts, labPlugVmPorts, labSshd, labUp, readLabState, type LabOptions, type LabStatus } from "@netfleet/lab";
+import { rolloutBench } from "../rollout.ts";
+import { writeInventory } from "./inventory.ts";
+import { runPlaybook } from "./run.ts";
+
+/** One side's figures (ms): from empty (run, plug, run), and a no-op run after it. */
+export interface SideRow {
+  tool: "netfleet" | "ansible";
+  fromEmptyMs: number;
+  noopMs: number;
+  /** Changes the no-op run made (netfleet: resources changed; Ansible: tasks changed); 0 expected. */
+  noopChanged: number;
+}
+
+export interface AnsibleBench {
+  hosts: number;
+  sides: SideRow[];
+  /** Ansible's no-op over `ansibleHosts` hosts: wall time and hosts per second. */
+  ansibleNoop: { hosts: number; forks: number; wallMs: number; hostsPerS: number; failed: number };
+  /** netfleet's rollout of N simulated agents: convergeMs and hosts per second. */
+  netfleetRollout: { agents: number; convergeMs: number; hostsPerS: number; result?: string }[];
+  /** 1-minute load average before and after the part (the machine is shared). */
+  load: [number, number];
+}
+
+const ALIAS_PORTS = Array.from({ length: 49 }, (_, i) => 28001 + i);
+const load1 = () => Number(execFileSync("cat", ["/proc/loadavg"], { encoding: "utf8" }).split(" ")[0]);
+
+async function netfleetApply(lab: LabOptions, status: LabStatus): Promise<{ ms: number; changed: number }> {
+  const t = readLabState(lab.runDir)!.topology;
+  const x = new LabExec(600_000);
+  const t0 = performance.now();
+  const runs = await Promise.all(
+    status.hosts
+      .filter((h) => h.role === "vmhost")
+      .map(async (h) => {
+        const file = t.hosts.find((th) => th.name === h.name)!.assignmentFile;
+        const r = await x.probe(agentCommand(lab, h, ["apply", "--assignment", file, "--name", h.name, "--json"]));
+        const out = JSON.parse(r.stdout) as { summary: { changed: number; failed: number } };
+        if (r.exitCode !== 0 || out.summary.failed > 0) throw new Error(`netfleet-agent apply on ${h.name} exited ${r.exitCode}: ${r.stderr.trim() || JSON.stringify(out.summary)}`);
+        return out.summary.changed;
+      }),
+  );
+  return { ms: performance.now() - t0, changed: runs.reduce((a, b) => a + b, 0) };
+}
+
+/** Builds its own lab (prefix nfb), measures, tears it down. `rolloutAgents`: the simulated fleets netfleet's rollout row runs. */
+export async function ansibleBench(repoRoot: string, log: (line: string) => void, rolloutAgents: number[] = [100, 1000]): Promise<AnsibleBench> {
+  const lab: LabOptions = { inventoryDir: join(repoRoot, "inventories", "lab"), prefix: "nfb", runDir: "/tmp/nfb-lab", repoRoot };
+  const inventory = loadInventory(lab.inventoryDir);
+  const assignments = compileSite(inventory);
+  const loadBefore = load1();
+  await labDown(lab);
+  try {
+    const status = await labUp(lab, log);
+    if (!status.up) throw new Error(`lab nfb not up: ${(status.problems ?? []).join("; ")}`);
+    const ssh = await labSshd(lab, ALIAS_PORTS);
+    const hosts = ssh.targets.length;
+    const sides: SideRow[] = [];
+
+    await labEmptyVmHosts(lab);
+    const n1 = await netfleetApply(lab, status);
+    await labPlugVmPorts(lab);
+    const n2 = await netfleetApply(lab, status);
+    const n3 = await netfleetApply(lab, status);
+    sides.push({ tool: "netfleet", fromEmptyMs: n1.ms + n2.ms, noopMs: n3.ms, noopChanged: n3.changed });
+    log(`[ansible bench] netfleet from empty ${Math.round(n1.ms)} + ${Math.round(n2.ms)} ms, no-op ${Math.round(n3.ms)} ms (${n3.changed} changed)`);
+
+    await labEmptyVmHosts(lab);
+    const inv = writeInventory(ssh.dir, ssh, assignments, status);
+    const a1 = await runPlaybook(ssh, inv, 10);
+    await labPlugVmPorts(lab);
+    const a2 = await runPlaybook(ssh, inv, 10);
+    const a3 = await runPlaybook(ssh, inv, 10);
+    for (const r of [a1, a2, a3]) if (r.failedHosts.length > 0) throw new Error(`ansible-playbook failed: ${r.failures.slice(0, 5).join("; ")}`);
+    sides.push({ tool: "ansible", fromEmptyMs: a1.wallMs + a2.wallMs, noopMs: a3.wallMs, noopChanged: a3.changed });
+    log(`[ansible bench] ansible from empty ${Math.round(a1.wallMs)} + ${Math.round(a2.wallMs)} ms, no-op ${Math.round(a3.wallMs)} ms (${a3.changed} changed)`);
+
+    const aliases = ALIAS_PORTS.length + 1;
+    const inv100 = writeInventory(ssh.dir, ssh, assignments, status, aliases);
+    const forks = 50;
+    await runPlaybook(ssh, inv100, forks, 1_800_000); // makes each alias's flow dir and files: not timed
+    const wide = await runPlaybook(ssh, inv100, forks, 1_800_000);
+    const ansibleNoop = { hosts: hosts * aliases, forks, wallMs: wide.wallMs, hostsPerS: (hosts * aliases) / (wide.wallMs / 1000), failed: wide.failedHosts.length };
+    log(`[ansible bench] ansible no-op over ${ansibleNoop.hosts} hosts: ${Math.round(wide.wallMs)} ms (${wide.changed} changed, ${wide.failedHosts.length} failed)`);
+    await labDown(lab);
+
+    const netfleetRollout: AnsibleBench["netfleetRollout"] = [];
+    for (const n of rolloutAgents) {
+      const r = await rolloutBench(n, log);
+      netfleetRollout.push({ agents: n, convergeMs: r.convergeMs, hostsPerS: n / (r.convergeMs / 1000), ...(r.result ? { result: r.result } : {}) });
+    }
+    return { hosts, sides, ansibleNoop, netfleetRollout, load: [loadBefore, load1()] };
+  } finally {
+    await labDown(lab);
+  }
+}
+
+const fmt = (n: number, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : "-");
+
+/** The part's lines for the bench's table: both sides, and the ratios of this run. */
+export function ansibleTable(b: AnsibleBench): string[] {
+  const n = b.sides.find((s) => s.tool === "netfleet")!;
+  const a = b.sides.find((s) => s.tool === "ansible")!;
+  const lines = [`netfleet vs Ansible on the lab's ${b.hosts} VM hosts (same assignments; load ${fmt(b.load[0], 1)} -> ${fmt(b.load[1], 1)}: figures on a shared machine are noisy)`];
+  for (const s of b.sides) lines.push(`  ${s.tool.padEnd(9)} fromEmptyMs ${fmt(s.fromEmptyMs).padStart(8)}  noopMs ${fmt(s.noopMs).padStart(8)}  noop changed ${s.noopChanged}`);
+  lines.push(`  ratio Ansible/netfleet: from empty ${fmt(a.fromEmptyMs / n.fromEmptyMs, 1)}x, no-op ${fmt(a.noopMs / n.noopMs, 1)}x`);
+  lines.push(`  Ansible no-op over ${b.ansibleNoop.hosts} hosts (forks ${b.ansibleNoop.forks}): ${fmt(b.ansibleNoop.wallMs)} ms, ${fmt(b.ansibleNoop.hostsPerS, 1)} hosts/s${b.ansibleNoop.failed ? `, ${b.ansibleNoop.failed} failed` : ""}`);
+  for (const r of b.netfleetRollout) {
+    lines.push(`  netfleet rollout of ${r.agents} simulated agents: ${fmt(r.convergeMs)} ms, ${fmt(r.hostsPerS, 1)} hosts/s (${fmt(r.hostsPerS / b.ansibleNoop.hostsPerS, 1)}x Ansible's no-op rate)${r.result && r.result !== "success" ? `  result ${r.result}` : ""}`);
+  }
+  return lines;
+}
+
+// `node test/bench/ansible/bench.ts [AGENTS...]`: this part alone (under flock /tmp/s25/bench.lock for 100+ hosts).
+if (import.meta.main) {
+  const agents = process.argv.slice(2).map(Number).filter((x) => x > 0);
+  const b = await ansibleBench(join(import.meta.dirname, "..", "..", ".."), (l) => process.stderr.write(`${l}\n`), agents.length ? agents : [100, 1000]);
+  process.stdout.write(`${ansibleTable(b).join("\n")}\n${JSON.stringify(b)}\n`);
+}
