@@ -25,7 +25,7 @@ import { agentUserName } from "../nats/permissions.ts";
 import type { CredentialStore, StoredCredential } from "../store/credentials.ts";
 import { ClaimsFullError, keyFingerprint, type HostRecord, type HostRegistry } from "../store/registry.ts";
 import { hostTokenKey, verifyHostToken, type VerifiedHostToken } from "./host-tokens.ts";
-import { matchHost, tokenMatches, type AcceptedToken } from "./match.ts";
+import { hostIndex, matchHost, tokenMatches, type AcceptedToken } from "./match.ts";
 import { DEFAULT_ENROLLMENT_LIMITS, RefusalLog, type EnrollmentLimits } from "./limits.ts";
 import { KeyedTokenBuckets, TokenBucket } from "./rate-limit.ts";
 import type { UserSync } from "./users.ts";
@@ -98,6 +98,8 @@ export class EnrollmentService {
   private key: Promise<Buffer> | undefined;
   private tokens: { at: number; list: Promise<readonly AcceptedToken[]> } | undefined;
   private readonly refusals: RefusalLog;
+  /** The last welcome sealed per host (sendWelcome). */
+  private readonly welcomes = new Map<string, { claimedName: string; credential: StoredCredential; keyId: string; data: Uint8Array }>();
 
   constructor(options: EnrollmentServiceOptions) {
     this.o = options;
@@ -188,7 +190,7 @@ export class EnrollmentService {
     const { registry } = this.o;
     // Bound to the host name: not to a MAC, not to the subject alone.
     if (t.host !== facts.hostname) return this.refusals.refuse(facts.hostname, `host token is for ${t.host}, not ${facts.hostname}`);
-    if (!this.o.hosts.some((h) => h.name === t.host)) return this.refusals.refuse(t.host, "host token for a host that is not in the inventory");
+    if (!hostIndex(this.o.hosts).byName.has(t.host)) return this.refusals.refuse(t.host, "host token for a host that is not in the inventory");
     if (current?.state === "approved") return this.refusals.refuse(t.host, "already approved with another agent key: a host token never replaces it (revoke the host first, then approve)");
     if (current?.state === "rejected") return this.refusals.refuse(t.host, "rejected or revoked by an operator: only netfleet hosts approve enrolls it again");
     // Single use: the first to create the nonce's key wins, on every server of the cluster.
@@ -369,12 +371,23 @@ export class EnrollmentService {
     };
   }
 
+  /**
+   * Seals and sends the welcome. The sealed message is kept per host and sent as it is again while the credential,
+   * claimed name and signing key are the same: every agent announces itself on each fresh connection (fleet/agent.ts
+   * attach), and one X25519 key pair, ECDH and HKDF per announcement was a fleet's enrollment CPU spent twice.
+   */
   private sendWelcome(claimedName: string, credential: StoredCredential): void {
-    const { site } = this.o;
-    // Sealed as the wire encoding (with its protocol version), so the agent decodes it like any message.
-    const box = seal(credential.agentKey, new TextDecoder().decode(encodeMessage(this.welcomeContent(credential))), welcomeContext(site, claimedName));
-    const welcome: Welcome = { kind: "welcome", site, hostname: claimedName, ...box };
-    this.o.nc.publish(welcomeSubject(site, claimedName), encodeMessage(welcome));
+    const { site, signing } = this.o;
+    const held = this.welcomes.get(credential.host);
+    let data = held && held.claimedName === claimedName && held.credential === credential && held.keyId === signing.keyId ? held.data : undefined;
+    if (!data) {
+      // Sealed as the wire encoding (with its protocol version), so the agent decodes it like any message.
+      const box = seal(credential.agentKey, new TextDecoder().decode(encodeMessage(this.welcomeContent(credential))), welcomeContext(site, claimedName));
+      const welcome: Welcome = { kind: "welcome", site, hostname: claimedName, ...box };
+      data = encodeMessage(welcome);
+      this.welcomes.set(credential.host, { claimedName, credential, keyId: signing.keyId, data });
+    }
+    this.o.nc.publish(welcomeSubject(site, claimedName), data);
   }
 
   /** The accepted site tokens; a function source is read at most once a second (a failed read: the last list). */
