@@ -88,7 +88,9 @@ function host(tools: Toolbox, links: string, ovs: ScriptedReply, virsh: Scripted
   const runner = new RecordingRunner()
     .reply(tools.ip("-details", "-json", "link", "show"), { stdout: fixture(links) })
     .reply(ovsObserveArgv({ owner: "fixture", tools }), ovs)
-    .reply(["nft", "-j", "list", "table", "inet", "netfleet"], nft);
+    .reply(["nft", "-j", "list", "table", "inet", "netfleet"], nft)
+    // No VXLAN filter table (vxlan-interface-prune.ts) on these hosts.
+    .reply(["nft", "-j", "list", "tables"], { stdout: fixture("nft/tables-none.json") });
   if ("list" in virsh) {
     runner
       .reply(tools.virsh("net-list", "--all"), { stdout: virsh.list })
@@ -305,7 +307,8 @@ describe("prune of the gateway role (dnsmasq, nft table, libvirt XML files)", ()
   it("kept (the gateway role stays): the table is not even read", async () => {
     const r = runner({ stdout: fixture("nft/table-ours.json") });
     await prune.observe(spec({}), { ...observeCtx(r, tools, labHost()), owner: "lab" });
-    expect(r.calls.some((c) => c.argv[0] === "nft")).toBe(false);
+    // Only the VXLAN filter tables are listed (vxlan-interface-prune.ts); `inet netfleet` is not read.
+    expect(r.calls.filter((c) => c.argv[0] === "nft").map((c) => c.argv.join(" "))).toEqual(["nft -j list tables"]);
   });
 
   it("nft not installed (a VM host): no table of ours", async () => {

@@ -8,6 +8,7 @@ import { networkXmlPath, observeNetworks, parseNetworkXml } from "./libvirt.ts";
 import { observeNftTable } from "./nft.ts";
 import { OWNER_KEY } from "./ovs.ts";
 import { observeStaleMirrors, pruneMirrorsCommands, type StaleMirrors } from "./ovs-mirror-prune.ts";
+import { observeStaleVxlanFilters, pruneVxlanFiltersCommands } from "./vxlan-interface-prune.ts";
 import { emptyOvsState, observeOvs, type OvsState } from "./ovsdb.ts";
 import { pruneSamplingCommands, staleSampling, type StaleSampling } from "./ovs-sampling.ts";
 import type { Changes, ObserveContext, ResourceHandler } from "./types.ts";
@@ -39,6 +40,8 @@ export interface PruneObservation {
   mirrors?: StaleMirrors;
   /** sFlow/IPFIX rows of ours on kept bridges without an ovs-sampling resource (ovs-sampling.ts). */
   sampling?: StaleSampling[];
+  /** Source-filter tables of ours (inet netfleet-vx-<network>) of VXLAN devices not kept (vxlan-interface-prune.ts). */
+  vxlanFilters?: string[];
 }
 
 /*
@@ -180,6 +183,8 @@ export const prune: ResourceHandler<PruneSpec, PruneObservation> = {
     if (sampling.length > 0) observation.sampling = sampling;
     const mirrors = absent.includes("ovsdb-server") ? undefined : await observeStaleMirrors(spec, ctx, ovs);
     if (mirrors) observation.mirrors = mirrors;
+    const vxlanFilters = await observeStaleVxlanFilters(spec, ctx);
+    if (vxlanFilters.length > 0) observation.vxlanFilters = vxlanFilters;
     if (absent.length > 0) observation.absent = absent.sort();
     return observation;
   },
@@ -195,6 +200,7 @@ export const prune: ResourceHandler<PruneSpec, PruneObservation> = {
     libvirtFiles: o.libvirtFiles ?? [],
     absent: o.absent ?? [],
     sampling: o.sampling ?? [],
+    vxlanFilters: o.vxlanFilters ?? [],
     ...(o.mirrors ? { mirrors: o.mirrors } : {}),
   }),
   plan(spec, observed, ctx) {
@@ -222,6 +228,7 @@ export const prune: ResourceHandler<PruneSpec, PruneObservation> = {
     }
     commands.push(...pruneSamplingCommands(observed.sampling, changes, ctx));
     commands.push(...pruneMirrorsCommands(observed.mirrors, changes, ctx));
+    commands.push(...pruneVxlanFiltersCommands(observed.vxlanFilters, changes));
     const staleBridges = [...observed.ovs.bridges.values()]
       .filter((b) => b.externalIds[OWNER_KEY] === ctx.owner && !spec.keep.ovsBridges.includes(b.name))
       .map((b) => b.name)

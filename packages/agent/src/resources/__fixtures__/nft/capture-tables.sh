@@ -1,5 +1,5 @@
 #!/bin/bash
-# Captures what `nft -j list table inet netfleet` prints for prune
+# Captures what `nft -j list table inet netfleet` and `nft -j list tables` print for prune
 # (no table; one of that name without our mark; ours), in a scratch network namespace (nothing outside it
 # is touched). Run as root: bash packages/agent/src/resources/__fixtures__/nft/capture-tables.sh
 set -eu
@@ -16,6 +16,7 @@ cap() {  # cap <file> <cmd...>: stdout into <file>, stderr into <file>.stderr (w
 }
 # no table at all
 cap table-missing.json nft -j list table inet netfleet
+cap tables-none.json nft -j list tables
 # a foreign table inet netfleet (same name, no mark) beside another table
 n nft -f - <<'NFT'
 table inet netfleet {
