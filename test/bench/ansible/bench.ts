@@ -20,7 +20,7 @@ import { join } from "node:path";
 import { compileSite } from "@netfleet/controller";
 import { loadInventory } from "@netfleet/shared";
 import { agentCommand, LabExec, labDown, labEmptyVmHosts, labPlugVmPorts, labSshd, labUp, readLabState, type LabOptions, type LabStatus } from "@netfleet/lab";
-import { rolloutBench } from "../rollout.ts";
+import { rolloutBench, type RolloutRow } from "../rollout.ts";
 import { writeInventory } from "./inventory.ts";
 import { runPlaybook } from "./run.ts";
 
@@ -65,8 +65,12 @@ async function netfleetApply(lab: LabOptions, status: LabStatus): Promise<{ ms: 
   return { ms: performance.now() - t0, changed: runs.reduce((a, b) => a + b, 0) };
 }
 
-/** Builds its own lab (prefix nfb), measures, tears it down. `rolloutAgents`: the simulated fleets netfleet's rollout row runs. */
-export async function ansibleBench(repoRoot: string, log: (line: string) => void, rolloutAgents: number[] = [100, 1000]): Promise<AnsibleBench> {
+/**
+ * Builds its own lab (prefix nfb), measures, tears it down. `rollout`: the
+ * bench's own rollout rows of this run (100 and 1,000 simulated agents are
+ * taken from them), or the fleet sizes to run rolloutBench for here.
+ */
+export async function ansibleBench(repoRoot: string, log: (line: string) => void, rollout: readonly RolloutRow[] | number[] = [100, 1000]): Promise<AnsibleBench> {
   const lab: LabOptions = { inventoryDir: join(repoRoot, "inventories", "lab"), prefix: "nfb", runDir: "/tmp/nfb-lab", repoRoot };
   const inventory = loadInventory(lab.inventoryDir);
   const assignments = compileSite(inventory);
@@ -107,10 +111,9 @@ export async function ansibleBench(repoRoot: string, log: (line: string) => void
     await labDown(lab);
 
     const netfleetRollout: AnsibleBench["netfleetRollout"] = [];
-    for (const n of rolloutAgents) {
-      const r = await rolloutBench(n, log);
-      netfleetRollout.push({ agents: n, convergeMs: r.convergeMs, hostsPerS: n / (r.convergeMs / 1000), ...(r.result ? { result: r.result } : {}) });
-    }
+    const rows = rollout.every((r) => typeof r === "number") ? [] : (rollout as readonly RolloutRow[]).filter((r) => r.agents === 100 || r.agents === 1000);
+    for (const n of rollout.every((r) => typeof r === "number") ? (rollout as number[]) : []) rows.push(await rolloutBench(n, log));
+    for (const r of rows) netfleetRollout.push({ agents: r.agents, convergeMs: r.convergeMs, hostsPerS: r.agents / (r.convergeMs / 1000), ...(r.result ? { result: r.result } : {}) });
     return { hosts, sides, ansibleNoop, netfleetRollout, load: [loadBefore, load1()] };
   } finally {
     await labDown(lab);
@@ -131,6 +134,24 @@ export function ansibleTable(b: AnsibleBench): string[] {
     lines.push(`  netfleet rollout of ${r.agents} simulated agents: ${fmt(r.convergeMs)} ms, ${fmt(r.hostsPerS, 1)} hosts/s (${fmt(r.hostsPerS / b.ansibleNoop.hostsPerS, 1)}x Ansible's no-op rate)${r.result && r.result !== "success" ? `  result ${r.result}` : ""}`);
   }
   return lines;
+}
+
+/**
+ * The part as `npm run bench` runs it (one call in run.ts, after its table):
+ * measures, prints the part's lines (its JSON goes to the log); a failure
+ * is one line in `errors`, never a crash.
+ */
+export async function ansiblePart(repoRoot: string, log: (line: string) => void, errors: string[], rollout: readonly RolloutRow[]): Promise<AnsibleBench | undefined> {
+  try {
+    const b = await ansibleBench(repoRoot, log, rollout);
+    process.stdout.write(`${ansibleTable(b).join("\n")}\n`);
+    log(`ansible part: ${JSON.stringify(b)}`);
+    return b;
+  } catch (err) {
+    log(`ansible part failed: ${(err as Error).stack ?? String(err)}`);
+    errors.push(`ansible (netfleet vs Ansible): ${(err as Error).message.split("\n")[0]}`);
+    return undefined;
+  }
 }
 
 // `node test/bench/ansible/bench.ts [AGENTS...]`: this part alone (under flock /tmp/s25/bench.lock for 100+ hosts).
