@@ -11,7 +11,7 @@ import { AppliedView } from "./store/applied.ts";
 import { openBuckets, type Buckets } from "./store/buckets.ts";
 import { CredentialStore } from "./store/credentials.ts";
 import { DesiredStore, type PublishResult } from "./store/desired.ts";
-import { agentVersionSource } from "./store/objects.ts";
+import { agentVersionSource, agentVersionsAll } from "./store/objects.ts";
 import { Presence } from "./store/presence.ts";
 import { HostRegistry, type HostRecord } from "./store/registry.ts";
 import { countersSource } from "./nats/show.ts";
@@ -229,6 +229,7 @@ export class ControlPlane {
       lastSeen: (host) => this.presence.lastSeen(host),
       retryMs: this.options.retryMs ?? 30_000,
       agent: this.agentVersions,
+      agents: () => agentVersionsAll(this.nc, site),
       ...(options.counters ? { counters: countersSource(this.nc, site) } : {}),
     });
   }
