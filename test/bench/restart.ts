@@ -9,7 +9,12 @@
  * doubling per dial to a 5 s cap, jittered), so every agent should be back
  * within about the cap of the server's return, spread by the jitter.
  *
- *   sh scripts/node.sh test/bench/restart.ts N [downMs] [sample]   (one row, as JSON)
+ *   sh scripts/node.sh test/bench/restart.ts N [downMs] [sample] [--during-wave W]   (one row, as JSON)
+ *
+ * --during-wave W (RestartBenchOptions.duringWave): the kill comes 500 ms
+ * into wave W of a rollout of every host, so the row also says how that
+ * rollout ended (result, failed, reverted, the reasons) and how many agents
+ * rolled back: a reconnect regression shows up as a number (issue 18 point 6).
  *
  * Measured on 2 shared cores, server down 1 s (each agent's return after the
  * restarted server answered): 1,000 agents 0.26-2.18 s; 2,500 agents
@@ -26,11 +31,12 @@ import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ControlPlane, NatsServer, controllerUser, enrollmentUser, hostTokenKey, mintHostTokenWithKey } from "@netfleet/controller";
+import { ControlPlane, NatsServer, Rollout, controllerUser, enrollmentUser, hostTokenKey, mintHostTokenWithKey, type RolloutEvent, type RolloutTarget } from "@netfleet/controller";
 import { generateSigningKeys, sealAssignment, type Host } from "@netfleet/shared";
 import { inventoryHost } from "../nats/harness.ts";
 import type { AgentsArgs } from "./rollout-agents.ts";
-import { freeBasePort, spawnChild, stopChild, writeTokens, type Child } from "./rollout.ts";
+import { benchPort } from "./fleet-ports.ts";
+import { spawnChild, stopChild, writeTokens, type Child } from "./rollout.ts";
 
 export interface RestartRow {
   agents: number;
@@ -58,18 +64,41 @@ export interface RestartRow {
   /** Hosts given an assignment before the kill (RestartBenchOptions.sample), and of them those whose desired and applied revision are both still it, not rolled back, after the restart. */
   sample: number;
   sampleIntact: number;
+  /** With RestartBenchOptions.duringWave: the rollout through the restart. */
+  rollout?: {
+    /** Wave index the kill came in, and ms after that wave started. */
+    wave: number;
+    killAfterWaveMs: number;
+    result: string;
+    /** Hosts the rollout counted as failed, reverted, and reported (the new revision applied) by its end. */
+    failed: number;
+    reverted: number;
+    ok: number;
+    /** The first few failure reasons (host: reason). */
+    reasons: string[];
+    /** Rollout start to its end (ms). */
+    runMs: number;
+  };
   error?: string;
 }
 
 export interface RestartBenchOptions {
   /** How long the server stays dead (ms, default 1000). */
   downMs?: number;
-  /** nats-server's client port (monitoring on +200); default a free one in 24000-24550. */
+  /** nats-server's client port (monitoring on +200); default a free one of fleet-ports.ts (27000-27302). */
   basePort?: number;
   /** Agents per agent process (default 2,500: two processes for 5,000). */
   perProcess?: number;
   /** Hosts given an assignment (and applied) before the kill, checked intact after (default 10; published one by one, about 2 s each at 1,000 agents on 2 cores). */
   sample?: number;
+  /**
+   * Kill the server in the middle of a rollout instead of while idle: a
+   * rollout of every host (four sysctls each; a canary, then 25 % waves) runs
+   * in this process on a connection of its own, and the server is SIGKILLed
+   * `afterMs` (default 500) after wave `wave` (default 2: the first 25 % wave after the canary) started.
+   * The row then says how the rollout ended (RestartRow.rollout).
+   */
+  duringWave?: { wave?: number; afterMs?: number; applyTimeoutMs?: number };
 }
 
 const SITE = "bench";
@@ -112,9 +141,10 @@ export async function restartBench(agents: number, log: (line: string) => void, 
   const children: Child[] = [];
   let server: NatsServer | undefined;
   let service: ControlPlane | undefined;
+  let rolloutCp: ControlPlane | undefined;
   try {
-    server = await NatsServer.start({ dir: join(dir, "nats"), nodes: 1, basePort: options.basePort ?? (await freeBasePort()), users: [controllerUser("controller", password), enrollmentUser(SITE, enrollPassword)] });
-    service = await ControlPlane.connect({
+    server = await NatsServer.start({ dir: join(dir, "nats"), nodes: 1, basePort: options.basePort ?? (await benchPort(22)), users: [controllerUser("controller", password), enrollmentUser(SITE, enrollPassword)] });
+    const base = {
       site: SITE,
       servers: server.urls,
       user: "controller",
@@ -124,8 +154,8 @@ export async function restartBench(agents: number, log: (line: string) => void, 
       enrollmentPassword: enrollPassword,
       signing: generateSigningKeys(),
       credentialsDir: join(dir, "credentials"),
-      userDirectory: server,
-    });
+    };
+    service = await ControlPlane.connect({ ...base, userDirectory: server });
     await service.serve();
 
     // Host tokens (netfleet hosts token HOST): the site's join token only asks for a pending claim.
@@ -146,7 +176,7 @@ export async function restartBench(agents: number, log: (line: string) => void, 
     const before = await backTimes(children, 0);
 
     // A sample of hosts holds an applied assignment through the restart.
-    const sample = names.slice(0, Math.min(agents, options.sample ?? 10));
+    const sample = names.slice(0, Math.min(agents, options.sample ?? (options.duringWave ? 0 : 10)));
     const published = new Map<string, number>();
     for (const host of sample) {
       const assignment = sealAssignment({ apiVersion: "netfleet.dev/v1", kind: "HostAssignment", site: SITE, host, role: "vmhost", resources: [{ kind: "sysctl", name: "net.sim.restart", value: "1" }] });
@@ -155,13 +185,45 @@ export async function restartBench(agents: number, log: (line: string) => void, 
     for (const host of sample) await service.waitForApplied(host, published.get(host)!, 60_000);
     log(`restart ${agents}: ${sample.length} hosts applied an assignment`);
 
+    // Idle: the kill comes now. During a wave: a rollout of every host starts, and the kill comes afterMs into wave `wave`.
+    let rolling: Promise<{ done: Extract<RolloutEvent, { event: "done" }> | undefined; runMs: number }> | undefined;
+    let killWave = -1;
+    let killAfterWaveMs = 0;
+    let rolloutCp: ControlPlane | undefined;
+    if (options.duringWave) {
+      const wantWave = options.duringWave.wave ?? 2;
+      const afterMs = options.duringWave.afterMs ?? 500;
+      rolloutCp = await ControlPlane.connect(base);
+      const cp = rolloutCp;
+      let waveStarted: (at: number) => void = () => {};
+      const started = new Promise<number>((r) => (waveStarted = r));
+      let done: Extract<RolloutEvent, { event: "done" }> | undefined;
+      const emit = (e: RolloutEvent) => {
+        if (e.event === "wave" && e.index === wantWave) {
+          killWave = e.index;
+          waveStarted(Date.now());
+        }
+        if (e.event === "done") done = e;
+      };
+      const targets: RolloutTarget[] = hosts.map(({ name: host }) => ({
+        host,
+        role: "vmhost" as const,
+        assignment: sealAssignment({ apiVersion: "netfleet.dev/v1", kind: "HostAssignment", site: SITE, host, role: "vmhost", resources: [1, 2, 3, 4].map((k) => ({ kind: "sysctl" as const, name: `net.wave.k${k}`, value: "1" })) }),
+      }));
+      const t0 = performance.now();
+      rolling = new Rollout(cp, targets, { applyTimeoutMs: options.duringWave.applyTimeoutMs ?? 120_000 }, emit).run().then((o) => ({ done, runMs: Math.round(performance.now() - t0), result: o.result }));
+      const waveAt = await Promise.race([started, rolling.then(() => undefined)]);
+      if (waveAt === undefined) throw new Error(`bench: the rollout ended before wave ${wantWave} started`);
+      await new Promise((r) => setTimeout(r, Math.max(0, waveAt + afterMs - Date.now())));
+      killAfterWaveMs = Date.now() - waveAt;
+    }
     const killedAt = Date.now();
     await server.kill("nf-1");
     await new Promise((r) => setTimeout(r, Math.max(0, downMs - (Date.now() - killedAt))));
     const launchedAt = Date.now();
     await server.restart("nf-1");
     const serverBackAt = Date.now();
-    log(`restart ${agents}: server down ${launchedAt - killedAt} ms, answering again ${serverBackAt - killedAt} ms after the kill`);
+    log(`restart ${agents}: server down ${launchedAt - killedAt} ms, answering again ${serverBackAt - killedAt} ms after the kill${options.duringWave ? ` (killed ${killAfterWaveMs} ms into wave ${killWave})` : ""}`);
 
     let id = 1;
     let now = await backTimes(children, id++);
@@ -176,6 +238,15 @@ export async function restartBench(agents: number, log: (line: string) => void, 
       return at > killedAt ? [at - serverBackAt] : [];
     });
     back.sort((a, b) => a - b);
+    let rollout: RestartRow["rollout"];
+    if (rolling) {
+      const r = await rolling;
+      const d = r.done;
+      rollout = { wave: killWave, killAfterWaveMs, result: d?.result ?? "none", failed: d?.failed.length ?? NaN, reverted: d?.reverted.length ?? NaN, ok: d?.ok.length ?? NaN, reasons: Object.entries(d?.reasons ?? {}).slice(0, 5).map(([h, why]) => `${h}: ${why}`), runMs: r.runMs };
+      log(`restart ${agents}: rollout through the restart: ${JSON.stringify(rollout)}`);
+      // Rollbacks are counted after the rollout: an agent that could not confirm in time rolls back then.
+      now = await backTimes(children, id++);
+    }
     const rows = await service.status();
     const approvedAfter = rows.filter((r) => names.includes(r.host) && r.state === "approved").length;
     const sampleIntact = sample.filter((host) => {
@@ -198,6 +269,7 @@ export async function restartBench(agents: number, log: (line: string) => void, 
       approvedAfter,
       sample: sample.length,
       sampleIntact,
+      ...(rollout ? { rollout } : {}),
     };
     // A histogram by second: the spread of the returns.
     const bySecond = new Map<number, number>();
@@ -205,6 +277,7 @@ export async function restartBench(agents: number, log: (line: string) => void, 
     log(`restart ${agents}: back per second after the server answered: ${[...bySecond].sort((a, b) => a[0] - b[0]).map(([s, n]) => `${s}s:${n}`).join(" ")}`);
     return row;
   } finally {
+    await rolloutCp?.close().catch(() => {});
     await Promise.all(children.map((c) => stopChild(c, 30_000)));
     await service?.close().catch(() => {});
     await server?.stop();
@@ -215,7 +288,8 @@ export async function restartBench(agents: number, log: (line: string) => void, 
 if (import.meta.main) {
   const n = Number(process.argv[2] ?? 1000);
   const downMs = Number(process.argv[3] ?? 1000);
-  const sample = Number(process.argv[4] ?? 10);
-  const row = await restartBench(n, (l) => process.stderr.write(`[bench] ${l}\n`), { downMs, sample });
+  const sample = process.argv[4] !== undefined && !process.argv[4].startsWith("--") ? Number(process.argv[4]) : undefined;
+  const wave = process.argv.indexOf("--during-wave");
+  const row = await restartBench(n, (l) => process.stderr.write(`[bench] ${l}\n`), { downMs, ...(sample !== undefined ? { sample } : {}), ...(wave > 0 ? { duringWave: { wave: Number(process.argv[wave + 1] ?? 2) } } : {}) });
   process.stdout.write(JSON.stringify(row) + "\n");
 }
