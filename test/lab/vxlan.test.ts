@@ -66,7 +66,7 @@ interface VxlanFrame {
 
 /**
  * Sends each frame 3 times (0.1 s apart) from namespace `ns` with scapy (one python process for all: its start
- * costs seconds on a loaded machine). Raw IP (`send`), so the outer source may be any address.
+ * costs seconds, more than 20 on a loaded machine, so its bound is 120 s). Raw IP (`send`), so the outer source may be any address.
  */
 async function injectVxlan(ns: string, frames: VxlanFrame[]): Promise<void> {
   const program = [
@@ -74,21 +74,36 @@ async function injectVxlan(ns: string, frames: VxlanFrame[]): Promise<void> {
     "for f in json.loads(sys.argv[1]):",
     `    send(IP(src=f["src"], dst=f["dst"])/UDP(sport=40000, dport=${VXLAN_UDP_PORT})/VXLAN(vni=f["vni"], flags=0x08)/Ether(src=f["smac"], dst=f["dmac"])/IP(src=f["sip"], dst=f["dip"])/UDP(sport=40001, dport=9)/Raw(f["marker"].encode()), count=3, inter=0.1)`,
   ].join("\n");
-  const r = await sh(["ip", "netns", "exec", ns, "/usr/bin/python3", "-c", program, JSON.stringify(frames)]);
-  expect(r.exitCode, r.stderr).toBe(0);
+  const r = await execa("ip", ["netns", "exec", ns, "/usr/bin/python3", "-c", program, JSON.stringify(frames)], { reject: false, timeout: 120_000 });
+  expect(r.exitCode, String(r.stderr)).toBe(0);
 }
 
-/** What tcpdump (`udp port 9`, payload as text) saw on each target while `act` ran; each capture bounded (60 s), stopped by its own process. */
+/**
+ * What tcpdump (`udp port 9`, payload as text) saw on each target while `act` ran: each capture is awaited until it
+ * says it listens (at most 30 s), bounded (180 s) and stopped by its own process.
+ */
 async function captureWhile(targets: { ns: string; dev: string }[], act: () => Promise<unknown>): Promise<string[]> {
-  const caps = targets.map((t) => execa("ip", ["netns", "exec", t.ns, "tcpdump", "-l", "-n", "-A", "-i", t.dev, "udp port 9"], { reject: false, timeout: 60_000 }));
-  await sleep(1000);
+  const caps = targets.map((t) => {
+    const p = execa("ip", ["netns", "exec", t.ns, "tcpdump", "-l", "-n", "-A", "-i", t.dev, "udp port 9"], { reject: false, timeout: 180_000 });
+    const listening = new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, 30_000);
+      p.stderr?.on("data", (d: Buffer) => {
+        if (String(d).includes("listening on")) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+    return { p, listening };
+  });
   try {
+    await Promise.all(caps.map((c) => c.listening));
     await act();
-    await sleep(800);
+    await sleep(1500);
   } finally {
-    for (const c of caps) c.kill("SIGINT");
+    for (const c of caps) c.p.kill("SIGINT");
   }
-  return Promise.all(caps.map(async (c) => String((await c).stdout)));
+  return Promise.all(caps.map(async (c) => String((await c.p).stdout)));
 }
 
 describe.skipIf(!isRoot)("vxlan overlay lab (prefix vxl, /tmp/vxl-lab)", () => {
@@ -226,7 +241,7 @@ describe.skipIf(!isRoot)("vxlan overlay lab (prefix vxl, /tmp/vxl-lab)", () => {
     };
     expect(await seen(1082, "nf-wrong-vni"), "a frame in service's VNI reached vma1 (secure)").toBe(false);
     expect(await seen(5081, "nf-own-vni"), "control: the frame in secure's own VNI").toBe(true);
-  }, 60_000);
+  }, 300_000);
 
   it("F1: VXLAN from the underlay but from no VTEP (the switch, 10.99.0.254; the internet, to the backend's wan address) reaches no VM and no gateway and teaches no MAC; the same frames from a real VTEP (hostb, 10.99.0.2) are delivered and teach nothing either", async () => {
     const secure = inventory.networks.find((n) => n.name === "secure")!;
@@ -286,7 +301,7 @@ describe.skipIf(!isRoot)("vxlan overlay lab (prefix vxl, /tmp/vxl-lab)", () => {
       const dev = JSON.parse((await sh(["ip", "-n", hostNs(h), "-d", "-j", "link", "show", "dev", "vx-secure"])).stdout) as { linkinfo: { info_data: { learning?: boolean } } }[];
       expect(dev[0]!.linkinfo.info_data.learning, `${h} vx-secure learning`).toBe(false);
     }
-  }, 120_000);
+  }, 600_000);
 
   it("MTU accounted: a 1450-byte packet with DF crosses between hosts, a 1451-byte one is not sent", async () => {
     // 1422 bytes of payload + 8 ICMP + 20 IP = 1450; the underlay carries 1450 + 50 = 1500
