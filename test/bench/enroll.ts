@@ -188,7 +188,7 @@ export async function enrollBench(agents: number, log: (line: string) => void, o
       const prof = process.env.NF_BENCH_PROF_DIR ? ["--cpu-prof", `--cpu-prof-dir=${process.env.NF_BENCH_PROF_DIR}`] : [];
       children.push(spawnChild(`agents${p}`, join(HERE, "rollout-agents.ts"), JSON.stringify(arg), log, prof));
     }
-    const ready = await Promise.all(children.map((c) => c.waitFor("ready", 60_000 + agents * 20)));
+    const ready = await Promise.all(children.map((c) => c.waitFor("ready", 120_000 + agents * 60)));
     const enrollMs = Math.round(performance.now() - t);
     const cpu = process.cpuUsage(cpu0);
     if (profiler) await profiler(join(process.env.NF_BENCH_PROF_DIR!, `controller-enroll-${agents}.cpuprofile`));
