@@ -22,7 +22,8 @@ const NS = "nfmiro-ovs";
 const dir = mkdtempSync(join(tmpdir(), "nfmiro-"));
 const db = join(dir, "db.sock");
 const runner = new ExecaRunner({ timeoutMs: 30_000 });
-const tools = new Toolbox({ ovsDb: db, runDir: join(dir, "run") });
+// ovsRundir: the scratch ovs-vswitchd's control socket (dir/ovs-vswitchd.ctl), which ovs-mirror's revalidator/purge reaches
+const tools = new Toolbox({ ovsDb: db, ovsRundir: dir, runDir: join(dir, "run") });
 const OWNER = "miro";
 
 async function must(argv: string[]): Promise<string> {
