@@ -30,14 +30,11 @@ export interface DaemonOptions {
 /**
  * Resource kinds a VM port event (a port appeared, went away or was replugged)
  * re-plans: they find VM ports live by libvirt's `external_ids:attached-mac`.
- * ovs-mirror is not among them yet, though a Mirror's select and output
- * ports are weak references (ovs-vswitchd.conf.db(5)) that a replugged tap
- * loses: it was tried (2cbc4ea) while the mirror lab test was failing for a
- * cause not found, which it did not fix (test/lab/mirror.test.ts,
- * quarantined). Until then a mirror selects a restarted VM's new port at the
- * next full pass (every interval, or a rollout).
+ * ovs-mirror is among them: a Mirror's select and output ports are weak
+ * references (ovs-vswitchd.conf.db(5)) that a replugged tap loses, and a VM
+ * started after the rollout must be selected (mirror.test.ts's port row).
  */
-const PORT_KINDS: readonly string[] = ["vm-port-policy"];
+const PORT_KINDS: readonly string[] = ["vm-port-policy", "ovs-mirror"];
 
 /** `ports`: the VM port rules only; `dnsmasq`: the dnsmasq resources only (one exited: DnsmasqWatch). */
 export type PassKind = "full" | "ports" | "dnsmasq";

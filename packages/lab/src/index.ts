@@ -28,3 +28,4 @@ export { attackProbes } from "./checks/attack.ts";
 export type { AttackRow, Sender } from "./checks/attack-types.ts";
 export { labAttack } from "./checks/attack-run.ts";
 export { measureWindow, type WindowResult } from "./checks/window.ts";
+export { labEmptyVmHosts, labPlugVmPorts, labSshd, type SshTarget, type SshTargets } from "./ansible.ts";

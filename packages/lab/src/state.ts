@@ -34,7 +34,7 @@ export interface AgentSummary {
 
 export const STATE_FILE = "lab.json";
 /** Top-level entries of a run dir; down refuses to delete a folder holding anything else. */
-export const RUNDIR_ENTRIES = new Set([STATE_FILE, `${STATE_FILE}.tmp`, "hosts", "switch", "assignments", "inet", "vms", "controller"]);
+export const RUNDIR_ENTRIES = new Set([STATE_FILE, `${STATE_FILE}.tmp`, "hosts", "switch", "assignments", "inet", "vms", "controller", "ans"]);
 
 /** runDir/lab.json, or undefined when there is none (or it is of another version). */
 export function readLabState(runDir: string): LabState | undefined {
