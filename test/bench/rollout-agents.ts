@@ -15,6 +15,7 @@
  */
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { createInterface } from "node:readline";
 import { ExecError, NatsAgent, Toolbox, type Command, type Runner, type RunResult } from "@netfleet/agent";
 import { SimulatedHostRunner } from "@netfleet/agent/testing";
@@ -71,9 +72,18 @@ const out = (e: Record<string, unknown>) => process.stdout.write(JSON.stringify(
 const counts: Record<string, number> = {};
 /** Per agent: when it last came back (reconnected, or a fresh connection set up), ms since the epoch. */
 const back = new Map<string, number>();
+/** After enrollment (the rollout's window): hosts whose agent logged an error event, and the first messages of each such event. */
+const erredHosts: Record<string, string[]> = {};
+const errorSamples: Record<string, string[]> = {};
+let enrolledAll = false;
 const logFor = (name: string) => (e: Record<string, unknown>) => {
   const k = String(e.event);
   counts[k] = (counts[k] ?? 0) + 1;
+  if (enrolledAll && /error|lost|rollback|retry/.test(k)) {
+    (erredHosts[k] ??= []).push(name);
+    const samples = (errorSamples[k] ??= []);
+    if (samples.length < 5) samples.push(`${name}: ${String(e.error ?? "")}`);
+  }
   if (k === "reconnected" || k === "connected") back.set(name, Date.now());
 };
 const FAR = 600_000; // periodic work (drift passes, heartbeats, resyncs) stays out of the measured window
@@ -101,11 +111,13 @@ const agents = a.names.map(
     }),
 );
 
+const loop = monitorEventLoopDelay({ resolution: 20 });
 let stopping: Promise<void> | undefined;
 function stop(): Promise<void> {
   stopping ??= (async () => {
     for (let i = 0; i < agents.length; i += 500) await Promise.all(agents.slice(i, i + 500).map((x) => x.stop().catch(() => {})));
-    out({ event: "stopped", counts, rssMb: Math.round(process.memoryUsage().rss / 2 ** 20) });
+    // How late this process's timers ran while it lived (ms): a saturated event loop makes every agent's request time out.
+    out({ event: "stopped", counts, erredHosts, errorSamples, rssMb: Math.round(process.memoryUsage().rss / 2 ** 20), eventLoopDelayMs: { p99: Math.round(loop.percentile(99) / 1e6), max: Math.round(loop.max / 1e6) } });
     process.exit(0);
   })();
   return stopping;
@@ -121,6 +133,7 @@ createInterface({ input: process.stdin })
 
 const t = performance.now();
 let next = 0;
+// Measured from the end of enrollment on (the "ready" line resets it): the rollout's window.
 const startErrors: string[] = [];
 await Promise.all(
   Array.from({ length: Math.min(a.concurrency, agents.length) }, async () => {
@@ -143,5 +156,8 @@ await Promise.all(
 );
 if (!stopping) {
   const enrolled = agents.filter((x) => x.client.host !== undefined).length;
+  loop.reset();
+  loop.enable();
+  enrolledAll = true;
   out({ event: "ready", agents: agents.length, enrolled, startErrors: startErrors.length, firstStartError: startErrors[0], ms: Math.round(performance.now() - t), rssMb: Math.round(process.memoryUsage().rss / 2 ** 20) });
 }

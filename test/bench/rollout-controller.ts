@@ -11,6 +11,7 @@
  * Prints one JSON line: {"event":"result", ...}.
  */
 import { readFileSync } from "node:fs";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { ControlPlane, Rollout, type RolloutEvent, type RolloutTarget } from "@netfleet/controller";
 import { desiredBucket, kvSubject, reportSubject, sealAssignment, type Host, type SigningKeys } from "@netfleet/shared";
 
@@ -26,6 +27,8 @@ export interface ControllerArgs {
   monitorUrl: string;
   hosts: Host[];
   applyTimeoutMs: number;
+  /** Hosts per wave after the canary, percent (default: Rollout's 25 %). */
+  batchPercent?: number;
 }
 
 const a = JSON.parse(readFileSync(process.argv[2]!, "utf8")) as ControllerArgs;
@@ -132,7 +135,10 @@ const memBefore = process.memoryUsage();
 
 const before = await varz();
 t0 = performance.now();
-const { result } = await new Rollout(cp, targets, { applyTimeoutMs: a.applyTimeoutMs }, emit).run();
+const loop = monitorEventLoopDelay({ resolution: 20 });
+loop.enable();
+const { result } = await new Rollout(cp, targets, { applyTimeoutMs: a.applyTimeoutMs, ...(a.batchPercent ? { batch: { percent: a.batchPercent } } : {}) }, emit).run();
+loop.disable();
 const runMs = performance.now() - t0;
 clearInterval(sampler);
 if (process.env.NF_BENCH_HEAP_SNAPSHOT) (await import("node:v8")).writeHeapSnapshot(process.env.NF_BENCH_HEAP_SNAPSHOT);
@@ -169,6 +175,8 @@ out({
   bytes: after.in_bytes + after.out_bytes - (before.in_bytes + before.out_bytes),
   failed: done?.failed.length ?? 0,
   // Hosts that did not converge (no report of the revision applied without failures) or that the rollout counted failed, each once.
+  // This process's event loop over the rollout: how late timers and I/O callbacks ran (ms).
+  eventLoopDelayMs: { p99: Math.round(loop.percentile(99) / 1e6), max: Math.round(loop.max / 1e6) },
   failedOrMissing: new Set([...a.hosts.map((h) => h.name).filter((h) => !reportedAt.has(h)), ...(done?.failed ?? [])]).size,
   failedReports: failedReports.size,
   rolledBackReports: rolledBackReports.size,

@@ -61,6 +61,8 @@ export interface RolloutRow {
   failures?: FailureGroup[];
   /** What the simulated agents logged, counted by event (lockout-rollback, confirm-retry, connection-lost, ...). */
   agentEvents?: Record<string, number>;
+  /** How late timers ran (ms, p99 and max) in the controller process over the rollout and in each agent process after enrollment. */
+  eventLoopDelayMs?: { controller: { p99: number; max: number }; agents: { p99: number; max: number }[] };
   /** nats-server's max_payload when the bench raised it (see RolloutBenchOptions.maxPayloadMb). */
   natsMaxPayloadMb?: number;
   /** Set by run.ts when this size could not be measured (the figures are then NaN, null in JSON). */
@@ -94,6 +96,12 @@ export interface RolloutBenchOptions {
   ports?: [number, number];
   /** How long a host has to report (Rollout applyTimeoutMs; default 60 s). */
   applyTimeoutMs?: number;
+  /** Experiments: agent processes (default 1, 2 above 1,000 agents): fewer processes put more applying agents on one event loop. */
+  processes?: number;
+  /** Experiments: hosts per wave after the canary (Rollout batch, default 25 %). */
+  batchPercent?: number;
+  /** Experiments: how long enrollment may take (default 60 s + 20 ms per agent). */
+  enrollTimeoutMs?: number;
 }
 
 const SITE = "bench";
@@ -241,7 +249,7 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
     const key = await hostTokenKey(join(dir, "credentials"));
     const tokens = Object.fromEntries(names.map((host) => [host, mintHostTokenWithKey(key, { site: SITE, enrollPassword, host }).token]));
     const t = performance.now();
-    const parts = agents > PER_PROCESS ? 2 : 1;
+    const parts = options.processes ?? (agents > PER_PROCESS ? 2 : 1);
     for (let p = 0; p < parts; p++) {
       const mine = names.filter((_, i) => i % parts === p);
       const arg: AgentsArgs = {
@@ -259,7 +267,7 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
       };
       children.push(spawnChild(`agents${p}`, join(HERE, "rollout-agents.ts"), JSON.stringify(arg), log));
     }
-    const enrollTimeoutMs = 60_000 + agents * 20;
+    const enrollTimeoutMs = options.enrollTimeoutMs ?? 60_000 + agents * 20;
     const ready = await Promise.all(children.map((c) => c.waitFor("ready", enrollTimeoutMs)));
     const enrollMs = Math.round(performance.now() - t);
     const enrolled = ready.reduce((s, r) => s + Number(r.enrolled), 0);
@@ -281,6 +289,7 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
       monitorUrl: node.monitorUrl,
       hosts,
       applyTimeoutMs: options.applyTimeoutMs ?? 60_000,
+      ...(options.batchPercent ? { batchPercent: options.batchPercent } : {}),
     };
     const argFile = join(dir, "controller.json");
     await writeFile(argFile, JSON.stringify(args), { mode: 0o600 });
@@ -293,12 +302,25 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
     // The agents' own counts (lockout rollbacks, confirmation retries, lost connections): stopped now, before the row is made.
     await Promise.all(children.filter((c) => c !== controller).map((c) => stopChild(c, 30_000)));
     const agentEvents: Record<string, number> = {};
+    const erred: Record<string, Set<string>> = {};
+    const errorSamples: Record<string, string[]> = {};
+    for (const c of children) for (const l of c.lines) if (l.event === "stopped") {
+      for (const [k, hs] of Object.entries((l.erredHosts ?? {}) as Record<string, string[]>)) for (const h of hs) (erred[k] ??= new Set()).add(h);
+      for (const [k, ss] of Object.entries((l.errorSamples ?? {}) as Record<string, string[]>)) (errorSamples[k] ??= []).push(...ss);
+    }
+    const agentLoop = children.flatMap((c) => c.lines.filter((l) => l.event === "stopped").map((l) => l.eventLoopDelayMs as { p99: number; max: number }));
     for (const c of children) for (const l of c.lines) if (l.event === "stopped") for (const [k, v] of Object.entries(l.counts as Record<string, number>)) agentEvents[k] = (agentEvents[k] ?? 0) + v;
     const failures = (r.failures as FailureGroup[] | undefined) ?? [];
     if (r.reported !== agents || r.result !== "success") {
       log(`rollout ${agents}: result ${String(r.result)}, ${String(r.reported)} of ${agents} reported, events ${JSON.stringify(r.events)}`);
       for (const f of failures) log(`rollout ${agents}:   ${f.hosts} failed: ${f.reason} (e.g. ${f.sample.join(", ")}; judged ${f.firstAtMs}-${f.lastAtMs} ms)`);
-      log(`rollout ${agents}: agent events ${JSON.stringify(agentEvents)}`);
+      // Which failed hosts' agents logged errors after enrollment (the rollout's window), and what they said.
+      for (const f of failures) for (const [k, hs] of Object.entries(erred)) {
+        const both = f.sample.filter((h) => hs.has(h));
+        if (both.length) log(`rollout ${agents}:   of "${f.reason}", ${both.join(", ")} logged ${k}`);
+      }
+      log(`rollout ${agents}: agent errors after enrollment ${JSON.stringify(Object.fromEntries(Object.entries(erred).map(([k, hs]) => [k, hs.size])))}, e.g. ${JSON.stringify(errorSamples)}`);
+      log(`rollout ${agents}: agent events ${JSON.stringify(agentEvents)}; event loop delay (ms): controller ${JSON.stringify(r.eventLoopDelayMs)}, agents ${JSON.stringify(agentLoop)}`);
     }
     return {
       agents,
@@ -317,6 +339,7 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
       rolledBackReports: (r.rolledBackReports as number) ?? 0,
       failures,
       agentEvents,
+      eventLoopDelayMs: { controller: r.eventLoopDelayMs as { p99: number; max: number }, agents: agentLoop },
       ...(options.maxPayloadMb ? { natsMaxPayloadMb: options.maxPayloadMb } : {}),
     };
   } catch (err) {
@@ -358,14 +381,22 @@ export function benchProblems(results: { rollout: readonly RolloutRow[]; noop?: 
   return out;
 }
 
-/** sh scripts/node.sh test/bench/rollout.ts N [--cpu-prof DIR] [--max-payload-mb MB]: one row, as JSON. */
+/**
+ * sh scripts/node.sh test/bench/rollout.ts N [--cpu-prof DIR] [--max-payload-mb MB] [--processes P]
+ * [--batch-percent B] [--enroll-timeout-ms MS] [--apply-timeout-ms MS]: one row, as JSON.
+ */
 if (import.meta.main) {
   const n = Number(process.argv[2] ?? 100);
   const i = process.argv.indexOf("--cpu-prof");
+  const flag = (name: string) => (process.argv.includes(name) ? Number(process.argv[process.argv.indexOf(name) + 1]) : undefined);
   const m = process.argv.indexOf("--max-payload-mb");
   const row = await rolloutBench(n, (l) => process.stderr.write(`[bench] ${l}\n`), {
     ...(i > 0 ? { cpuProfDir: process.argv[i + 1]! } : {}),
     ...(m > 0 ? { maxPayloadMb: Number(process.argv[m + 1]) } : {}),
+    ...(flag("--processes") ? { processes: flag("--processes")! } : {}),
+    ...(flag("--batch-percent") ? { batchPercent: flag("--batch-percent")! } : {}),
+    ...(flag("--enroll-timeout-ms") ? { enrollTimeoutMs: flag("--enroll-timeout-ms")! } : {}),
+    ...(flag("--apply-timeout-ms") ? { applyTimeoutMs: flag("--apply-timeout-ms")! } : {}),
   });
   process.stdout.write(JSON.stringify(row) + "\n");
 }

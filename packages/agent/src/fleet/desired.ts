@@ -46,12 +46,25 @@ export function watchDesired(nc: NatsConnection, site: string, host: string, onH
  * The host's stored desired value (undefined: none). A replica may answer
  * before it has the write behind a hint: while the stored revision is below
  * `hinted`, it is read again (10 times, 100 ms apart, or until `signal`).
+ * A read that times out or finds no responder (a busy server, a saturated
+ * client: the hint's one read used to be dropped, and the new revision was
+ * then only seen at the next resync, after the controller's apply timeout)
+ * is tried again, READ_RETRIES times with a pause of 250 ms doubling up to
+ * 2 s; any other error, or the last one, is thrown.
  */
 export async function readDesired(nc: NatsConnection, site: string, host: string, hinted: number, signal: AbortSignal): Promise<StoredEntry | undefined> {
   const bucket = desiredBucket(site);
+  let failures = 0;
   for (let attempt = 0; ; attempt++) {
-    const stored = await readKey(nc, bucket, host);
-    if (!stored || attempt >= 10) return stored;
+    let stored: StoredEntry | undefined;
+    try {
+      stored = await readKey(nc, bucket, host);
+    } catch (err) {
+      if (!retryableRead(err) || ++failures > READ_RETRIES || signal.aborted || nc.isClosed()) throw err;
+      await pause(Math.min(2000, 250 * 2 ** (failures - 1)), signal);
+      continue;
+    }
+    if (!stored || attempt >= 10 + failures) return stored;
     let revision = 0;
     try {
       revision = decodeSignedAssignment("desired", stored.data).revision;
@@ -61,6 +74,15 @@ export async function readDesired(nc: NatsConnection, site: string, host: string
     if (revision >= hinted) return stored;
     await pause(100, signal);
   }
+}
+
+/** How many times readDesired reads again after a timeout or no responder (about 24 s in all with its 2 s read timeout). */
+export const READ_RETRIES = 6;
+
+/** A read worth trying again: it timed out, or nobody answered (nats.js TimeoutError, NoRespondersError, "503"). */
+function retryableRead(err: unknown): boolean {
+  const e = err as { name?: string; message?: string; code?: string | number };
+  return /timeout|no ?responders/i.test(`${e?.name ?? ""} ${e?.message ?? ""}`) || String(e?.code) === "503" || String(e?.code) === "TIMEOUT";
 }
 
 /** What to do with a stored desired value. */
