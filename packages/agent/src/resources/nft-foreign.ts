@@ -39,6 +39,8 @@ interface RuleInfo {
   table: string;
   chain: string;
   handle?: number;
+  /** The rule's comment (`comment "..."` in nft(8)): ours carry `netfleet-owner=<site>` (types.ts ownerMarker). */
+  comment?: string;
   expr: Record<string, unknown>[];
 }
 
@@ -96,9 +98,12 @@ const onlyInvalid = (expr: Record<string, unknown>[]) =>
  * the shapes are
  * `foreign-drop: table ip filter chain FORWARD (hook forward, priority 0, policy drop)` and
  * `foreign-drop: table ip filter chain DOCKER (from FORWARD, hook forward, priority 0): rule handle 7 drops`.
+ * A drop rule carrying `ownMark` as its comment is ours, not foreign: the
+ * source filter of a VXLAN device (`inet netfleet-vx-<network>`,
+ * vxlan-interface-filter.ts) drops VXLAN from non-VTEPs on the input hook.
  * Throws ParseError when the output is not nft JSON.
  */
-export function foreignDrops(rulesetJson: string, ours: readonly string[], self = { family: "inet", table: "netfleet" }): string[] {
+export function foreignDrops(rulesetJson: string, ours: readonly string[], self = { family: "inet", table: "netfleet" }, ownMark?: string): string[] {
   const doc = parseJson("nft -j list ruleset", rulesetJson, NftRuleset);
   const chains: ChainInfo[] = [];
   const rules: RuleInfo[] = [];
@@ -131,6 +136,7 @@ export function foreignDrops(rulesetJson: string, ours: readonly string[], self 
         const v = verdictOf(r.expr);
         if (v !== "drop" && v !== "reject") continue;
         if (onlyInvalid(r.expr)) continue;
+        if (ownMark !== undefined && r.comment === ownMark) continue;
         const scoped = r.expr.some((e) => {
           const m = interfaceMatch(e);
           return m !== undefined && m.op === "==" && !ours.some((i) => m.names.some((p) => names(p, i)));

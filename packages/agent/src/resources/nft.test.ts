@@ -214,6 +214,18 @@ describe("nft-table: neighbours and inputs", () => {
     expect(foreignDrops(fixture("nft/gateway-empty-ruleset.json"), ours)).toEqual([]);
   });
 
+  it("a VXLAN device's source filter of ours is no foreign drop; the same rule without our mark is (real nft 1.0.6 ruleset)", () => {
+    const ruleset = fixture("nft/gateway-vxlan-ruleset.json");
+    // Positive control: without knowing our mark, both input-hook drops are reported.
+    expect(foreignDrops(ruleset, ours)).toEqual([
+      "foreign-drop: table inet netfleet-vx-secure chain input (hook input, priority 0): rule handle 3 drops",
+      "foreign-drop: table inet vxguard chain input (hook input, priority 0): rule handle 2 drops",
+    ]);
+    expect(foreignDrops(ruleset, ours, undefined, "netfleet-owner=lab")).toEqual(["foreign-drop: table inet vxguard chain input (hook input, priority 0): rule handle 2 drops"]);
+    // Another site's mark is not ours.
+    expect(foreignDrops(ruleset, ours, undefined, "netfleet-owner=other")).toHaveLength(2);
+  });
+
   it("the notes ride on the plan's comment, converged or not, and block nothing", () => {
     const notes = foreignDrops(fixture("nft/gateway-foreign-ruleset.json"), ours);
     const plan = nftTable.plan(spec, observed("applied", notes), ctx);

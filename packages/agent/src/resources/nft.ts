@@ -3,7 +3,7 @@ import { ExecError, mutate } from "../exec/runner.ts";
 import { foreignDrops } from "./nft-foreign.ts";
 import { emptyElements, normaliseListing, parseExternalSubnets, parseNftJson } from "./nft-live.ts";
 import { STATIC_SETS, desiredElements as nftDesiredElements, nftRuleset, nftStructure, type CarriedElement, type StaticSet } from "./nft-rules.ts";
-import type { Changes, ObserveContext, ResourceHandler, ResourcePlan } from "./types.ts";
+import { ownerMarker, type Changes, type ObserveContext, type ResourceHandler, type ResourcePlan } from "./types.ts";
 
 export { STATIC_SETS, desiredElements, nftRuleset, nftStructure, nftStructureTemplate, auditPrefix, forwardTargets } from "./nft-rules.ts";
 export { normaliseListing, parseExternalSubnets } from "./nft-live.ts";
@@ -95,7 +95,7 @@ async function observeFull(spec: NftTableSpec, ctx: ObserveContext): Promise<Nft
   }
   if (ruleset.exitCode === 0) {
     if (obs.exists) Object.assign(obs, parseNftJson(ruleset.stdout, { family: "inet", table: "netfleet" }));
-    obs.foreign = foreignDrops(ruleset.stdout, spec.networks.map((n) => n.interface));
+    obs.foreign = foreignDrops(ruleset.stdout, spec.networks.map((n) => n.interface), undefined, ownerMarker(ctx.owner));
   } else if (!missing(ruleset.stderr)) {
     throw new Error(`nft -j list ruleset exited ${ruleset.exitCode}: ${ruleset.stderr.trim()}`);
   }

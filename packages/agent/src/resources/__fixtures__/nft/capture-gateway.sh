@@ -72,3 +72,21 @@ NFT
 n nft -j list ruleset > gateway-foreign-ruleset.json
 n nft flush ruleset
 n nft -j list ruleset > gateway-empty-ruleset.json
+# a VXLAN backend: our table beside a VXLAN device's source filter of ours (vxlan-interface-filter.ts) and a
+# foreign table of the same shape without our mark (still a foreign drop)
+apply
+n nft -f - <<'NFT'
+table inet netfleet-vx-secure {
+	chain input {
+		type filter hook input priority filter; policy accept;
+		udp dport 4789 @th,96,24 0x13d9 ip saddr != { 10.99.0.1, 10.99.0.2 } counter drop comment "netfleet-owner=lab"
+	}
+}
+table inet vxguard {
+	chain input {
+		type filter hook input priority filter; policy accept;
+		udp dport 4789 ip saddr != 10.99.0.1 drop comment "made by hand"
+	}
+}
+NFT
+n nft -j list ruleset > gateway-vxlan-ruleset.json
