@@ -1,6 +1,6 @@
 /**
  * Lab tier: the Ansible playbook of the bench (test/bench/ansible/vmhost.yml)
- * builds the same working network as netfleet. One lab (prefix nfa): netfleet
+ * builds the same working network as netfleet. One lab (prefix nfans): netfleet
  * builds it, the VM hosts' agents are stopped and their bridges and libvirt
  * networks removed, then Ansible configures the VM hosts over SSH (an sshd
  * per host namespace) from empty; the OpenFlow tables it installs equal
@@ -23,8 +23,8 @@ import { runPlaybook, type PlaybookRun } from "../bench/ansible/run.ts";
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 const lab: LabOptions = {
   inventoryDir: join(repoRoot, "inventories", "lab"),
-  prefix: "nfa",
-  runDir: "/tmp/nfa-lab",
+  prefix: "nfans",
+  runDir: "/tmp/nfans-lab",
   repoRoot: process.env.NETFLEET_LAB_AGENT_ROOT ?? repoRoot,
 };
 const inventory: Inventory = loadInventory(lab.inventoryDir);
@@ -53,7 +53,7 @@ const vmBridges = (host: string) => assignments.find((a) => a.host === host)!.re
  */
 const optedIn = process.env.NETFLEET_ANSIBLE_LAB === "1";
 
-describe.skipIf(!isRoot || !hasAnsible || !optedIn)("Ansible configures the lab's VM hosts (prefix nfa, /tmp/nfa-lab)", () => {
+describe.skipIf(!isRoot || !hasAnsible || !optedIn)("Ansible configures the lab's VM hosts (prefix nfans, /tmp/nfans-lab)", () => {
   let status: LabStatus;
   let ssh: SshTargets;
   const vmHosts = inventory.hosts.filter((h) => h.role === "vmhost").map((h) => h.name);
