@@ -134,12 +134,15 @@ const sampler = setInterval(() => {
 const memBefore = process.memoryUsage();
 
 const before = await varz();
+// This process's CPU (user + system, process.cpuUsage: microseconds) over Rollout.run().
+const cpu0 = process.cpuUsage();
 t0 = performance.now();
 const loop = monitorEventLoopDelay({ resolution: 20 });
 loop.enable();
 const { result } = await new Rollout(cp, targets, { applyTimeoutMs: a.applyTimeoutMs, ...(a.batchPercent ? { batch: { percent: a.batchPercent } } : {}) }, emit).run();
 loop.disable();
 const runMs = performance.now() - t0;
+const cpu = process.cpuUsage(cpu0);
 clearInterval(sampler);
 if (process.env.NF_BENCH_HEAP_SNAPSHOT) (await import("node:v8")).writeHeapSnapshot(process.env.NF_BENCH_HEAP_SNAPSHOT);
 // The probe may trail the rollout's own subscription by a moment; bounded.
@@ -173,6 +176,7 @@ out({
   },
   messages: after.in_msgs + after.out_msgs - (before.in_msgs + before.out_msgs) - probeMsgs,
   bytes: after.in_bytes + after.out_bytes - (before.in_bytes + before.out_bytes),
+  cpuMs: Math.round((cpu.user + cpu.system) / 1000),
   failed: done?.failed.length ?? 0,
   // Hosts that did not converge (no report of the revision applied without failures) or that the rollout counted failed, each once.
   // This process's event loop over the rollout: how late timers and I/O callbacks ran (ms).

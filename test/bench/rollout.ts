@@ -44,6 +44,10 @@ export interface RolloutRow {
   controllerRssMb: number;
   /** nats-server in_msgs + out_msgs over the rollout, per host. */
   messagesPerHost: number;
+  /** nats-server in_bytes + out_bytes over the rollout (/varz), per host: the bytes on the wire a host costs. */
+  bytesPerHost?: number;
+  /** The controller process's CPU (user + system) over Rollout.run(), ms per host. */
+  controllerCpuMsPerHost?: number;
   /** Informational: until Rollout.run() returned (its final state write and lock release included). */
   runMs: number;
   /** Informational, before the clock: every agent enrolled and connected. */
@@ -330,6 +334,8 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
       maxMs: r.maxMs as number,
       controllerRssMb: r.maxRssMb as number,
       messagesPerHost: Math.round(((r.messages as number) / agents) * 10) / 10,
+      bytesPerHost: Math.round((r.bytes as number) / agents),
+      controllerCpuMsPerHost: Math.round(((r.cpuMs as number) / agents) * 100) / 100,
       runMs: r.runMs as number,
       enrollMs,
       waves: r.waves as number,

@@ -67,11 +67,11 @@ function table(now: BenchResults, prev: BenchResults | undefined): string {
   const side = (a: number | null | undefined, b: number | null | undefined, d = 0) => `${fmt(a, d).padStart(9)}${prev ? ` ${`(${fmt(b, d)})`.padStart(10)}` : ""}`;
   lines.push(`rollout (simulated agents, ${now.commandLatencyMs[0]}-${now.commandLatencyMs[1]} ms per command, real nats-server with stock max_payload; default plan: a canary, then waves of 25%, each wave all at once)${prev ? "   figures (previous run)" : ""}`);
   lines.push(`  convergeMs: rollout start -> every host applied; p50Ms/p99Ms: per host, its revision published -> its applied report${prev && prev.rollout.some((r) => r.p99Ms === r.convergeMs) ? " (the previous run measured p50/p99 from the rollout start)" : ""}`);
-  lines.push(`  ${"agents".padStart(7)} ${"convergeMs".padStart(prev ? 20 : 9)} ${"p50Ms".padStart(prev ? 20 : 9)} ${"p99Ms".padStart(prev ? 20 : 9)} ${"rssMb".padStart(prev ? 20 : 9)} ${"msgs/host".padStart(prev ? 20 : 9)}`);
+  lines.push(`  ${"agents".padStart(7)} ${"convergeMs".padStart(prev ? 20 : 9)} ${"p50Ms".padStart(prev ? 20 : 9)} ${"p99Ms".padStart(prev ? 20 : 9)} ${"rssMb".padStart(prev ? 20 : 9)} ${"msgs/host".padStart(prev ? 20 : 9)} ${"bytes/host".padStart(prev ? 20 : 9)} ${"cpuMs/host".padStart(prev ? 20 : 9)}`);
   for (const r of now.rollout) {
     const p = prev?.rollout.find((x) => x.agents === r.agents);
     lines.push(
-      `  ${String(r.agents).padStart(7)} ${side(r.convergeMs, p?.convergeMs)} ${side(r.p50Ms, p?.p50Ms)} ${side(r.p99Ms, p?.p99Ms)} ${side(r.controllerRssMb, p?.controllerRssMb)} ${side(r.messagesPerHost, p?.messagesPerHost, 1)}${r.failed ? `  (${r.failed} hosts not converged)` : ""}${r.natsMaxPayloadMb ? `  (nats max_payload raised to ${r.natsMaxPayloadMb} MB: the rollout state outgrows 1 MB)` : ""}${r.error ? `  error: ${r.error}` : ""}`,
+      `  ${String(r.agents).padStart(7)} ${side(r.convergeMs, p?.convergeMs)} ${side(r.p50Ms, p?.p50Ms)} ${side(r.p99Ms, p?.p99Ms)} ${side(r.controllerRssMb, p?.controllerRssMb)} ${side(r.messagesPerHost, p?.messagesPerHost, 1)} ${side(r.bytesPerHost, p?.bytesPerHost)} ${side(r.controllerCpuMsPerHost, p?.controllerCpuMsPerHost, 2)}${r.failed ? `  (${r.failed} hosts not converged)` : ""}${r.natsMaxPayloadMb ? `  (nats max_payload raised to ${r.natsMaxPayloadMb} MB: the rollout state outgrows 1 MB)` : ""}${r.error ? `  error: ${r.error}` : ""}`,
     );
   }
   lines.push("no-op reconcile in the lab");

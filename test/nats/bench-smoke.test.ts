@@ -47,7 +47,7 @@ describe("npm run bench -- --quick (smoke)", () => {
       expect(rollout.map((x) => x.agents)).toEqual([100, 1000]);
       for (const row of rollout) {
         expect(row).toMatchObject({ convergeMs: num, p50Ms: num, p99Ms: num, controllerRssMb: num, messagesPerHost: num });
-        for (const k of ["convergeMs", "p50Ms", "p99Ms", "controllerRssMb", "messagesPerHost"] as const) expect(Number.isFinite(row[k]), k).toBe(true);
+        for (const k of ["convergeMs", "p50Ms", "p99Ms", "controllerRssMb", "messagesPerHost", "bytesPerHost", "controllerCpuMsPerHost"] as const) expect(Number.isFinite(row[k]) && row[k]! > 0, k).toBe(true);
       }
       const noop = r.noop as { role: string; mutatingCommands: number }[];
       expect(noop.map((x) => x.role).sort()).toEqual(["backend", "vmhost"]);
