@@ -32,7 +32,7 @@ import { memoryOutput } from "../../packages/controller/src/output.ts";
 import { inventoryHost } from "../nats/harness.ts";
 import { benchPort } from "./fleet-ports.ts";
 import type { AgentsArgs } from "./rollout-agents.ts";
-import { spawnChild, stopChild, writeTokens, type Child } from "./rollout.ts";
+import { SITE, spawnChild, stopChild, TOKEN, writeTokens, type Child } from "./rollout.ts";
 
 export interface EnrollRow {
   agents: number;
@@ -72,8 +72,6 @@ export interface EnrollBenchOptions {
   skipCounters?: boolean;
 }
 
-const SITE = "bench";
-const TOKEN = "bench-enrollment-token-0123456789";
 const HERE = import.meta.dirname;
 
 /** user + system CPU of a process, ms (/proc/PID/stat fields 14 and 15, in clock ticks of 100 Hz, proc(5)). */

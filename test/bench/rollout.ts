@@ -108,8 +108,9 @@ export interface RolloutBenchOptions {
   enrollTimeoutMs?: number;
 }
 
-const SITE = "bench";
-const TOKEN = "bench-enrollment-token-0123456789";
+/** The benches' site name and enrollment token (rollout, enroll). */
+export const SITE = "bench";
+export const TOKEN = "bench-enrollment-token-0123456789";
 const HERE = import.meta.dirname;
 
 /** Agents per agent process: above this, two processes (two cores). */
