@@ -121,7 +121,7 @@ interface PendingRead {
 
 /**
  * Runs commands with execa: no shell, a timeout, and a bounded output size.
- * Two kinds of reads cost no process of their own:
+ * Three kinds of reads cost no process of their own:
  * - `ovs-vsctl --format=json -- --columns=... list TABLE ...` is answered
  *   over the database socket (ovsdb-socket.ts: one RFC 7047 transact, the
  *   same text ovs-vsctl prints; ovs-vsctl itself runs when that fails);
