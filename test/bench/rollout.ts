@@ -86,7 +86,7 @@ export interface RolloutBenchOptions {
   /** Per-command latency of the simulated hosts, uniform in [min, max] ms. */
   minDelayMs?: number;
   maxDelayMs?: number;
-  /** Run the controller process under `node --cpu-prof` writing into this directory. */
+  /** Run the controller process and the agent processes under `node --cpu-prof`, writing into this directory (controller-N, agentsP-N). */
   cpuProfDir?: string;
   /**
    * Raise nats-server's max_payload (default 1 MB) to this many MB. Not
@@ -270,7 +270,8 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
         concurrency: 1000,
         ...(options.failHosts ? { failHosts: options.failHosts } : {}),
       };
-      children.push(spawnChild(`agents${p}`, join(HERE, "rollout-agents.ts"), JSON.stringify(arg), log));
+      const agentsProf = options.cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfDir}`, `--cpu-prof-name=agents${p}-${agents}.cpuprofile`] : [];
+      children.push(spawnChild(`agents${p}`, join(HERE, "rollout-agents.ts"), JSON.stringify(arg), log, agentsProf));
     }
     const enrollTimeoutMs = options.enrollTimeoutMs ?? 60_000 + agents * 20;
     const ready = await Promise.all(children.map((c) => c.waitFor("ready", enrollTimeoutMs)));
