@@ -1,6 +1,5 @@
 import { chmod, mkdir, readFile, stat } from "node:fs/promises";
 import { dirname } from "node:path";
-import { writeOwned } from "@netfleet/agent";
 
 /**
  * A JSON file of the controller's state dir, parsed; undefined when it does not exist.
@@ -52,6 +51,9 @@ export async function writeFileWhole(file: string, data: string, mode: number): 
     await mkdir(dir, { recursive: true, mode: 0o700 });
     // mkdir's mode applies only to a folder it creates.
     if (((await stat(dir)).mode & 0o777) !== 0o700) await chmod(dir, 0o700);
+    // Loaded here, not at the top: @netfleet/agent's index pulls the whole agent (execa, prom-client, its
+    // resources), ~400 modules that a reading command (status, hosts) loaded at start for nothing.
+    const { writeOwned } = await import("@netfleet/agent");
     await writeOwned(file, data, mode);
   } catch (err) {
     throw diskFullError(err, file) ?? err;

@@ -2,7 +2,6 @@ import { spawn } from "node:child_process";
 import { closeSync, constants, fstatSync, openSync } from "node:fs";
 import { lstat, readdir, readFile, readlink } from "node:fs/promises";
 import { join } from "node:path";
-import { writeOwned } from "@netfleet/agent";
 import { diskFullError } from "./files.ts";
 
 const exists = (path: string) => lstat(path).then(() => true, () => false);
@@ -64,7 +63,8 @@ export class StateDirLock {
     try {
       // Made empty, 0600, never through a link (writeOwned), then opened O_NOFOLLOW: a link planted in the
       // state dir does not make us lock some other file. 0600: a user who could open it could hold the lock.
-      if (!(await exists(file))) await writeOwned(file, "", 0o600);
+      // @netfleet/agent loaded only here (see store/files.ts writeFileWhole: its index is the whole agent).
+      if (!(await exists(file))) await (await import("@netfleet/agent")).writeOwned(file, "", 0o600);
       fd = openSync(file, constants.O_RDWR | constants.O_NOFOLLOW);
     } catch (err) {
       throw diskFullError(err, file) ?? err;
