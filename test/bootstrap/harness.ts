@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { loadInventory, type JoinToken } from "@netfleet/shared";
 import { ControllerHome } from "../../packages/controller/src/store/home.ts";
 import { readJsonLines } from "../json-lines.ts";
-import { labProcesses, namespaceExists, netnsInode, readPidfile, terminate } from "@netfleet/lab";
+import { labProcesses, namespaceExists, netnsInode, readPidfile, sshdFiles, sshKeygen, startSshd, terminate, writeSshdFiles } from "@netfleet/lab";
 
 /**
  * The bootstrap suite's world: a controller namespace (nats-server and the
@@ -44,11 +44,6 @@ export interface World {
 
 const sh = (argv: string[], input?: string) => execFileSync(argv[0]!, argv.slice(1), { stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"], encoding: "utf8", ...(input !== undefined ? { input } : {}) });
 
-function keygen(file: string): void {
-  rmSync(file, { force: true });
-  rmSync(`${file}.pub`, { force: true });
-  sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "nfb-test", "-f", file]);
-}
 
 export interface ControllerProc {
   child: ChildProcess;
@@ -94,26 +89,13 @@ function startController(w: { stateDir: string; ctlNs: string }): Promise<Contro
   });
 }
 
-function sshdConfig(h: TestHost): string {
-  return [
-    `ListenAddress ${h.address}:22`,
-    `HostKey ${h.dir}/ssh_host_ed25519_key`,
-    `PidFile ${h.dir}/sshd.pid`,
-    `AuthorizedKeysFile ${h.dir}/authorized_keys`,
-    "PermitRootLogin prohibit-password",
-    "PasswordAuthentication no",
-    "KbdInteractiveAuthentication no",
-    "UsePAM no",
-    // The test dir sits under /tmp (mode 1777), which StrictModes refuses.
-    "StrictModes no",
-    "PrintMotd no",
-    "Subsystem sftp internal-sftp",
-    "",
-  ].join("\n");
+/** The argv that makes `h`'s namespace look like its own machine and starts `mode` there (host-launcher.ts). */
+function launcherArgv(h: TestHost, mode: "sshd" | "boot", optSize?: string): string[] {
+  return ["ip", "netns", "exec", h.namespace, "unshare", "-m", "-u", "--propagation", "private", "sh", NODE_SH, join(REPO, "test/bootstrap/host-launcher.ts"), h.dir, h.name, mode, ...(optSize ? [optSize] : [])];
 }
 
 function launch(h: TestHost, mode: "sshd" | "boot", optSize?: string): void {
-  sh(["ip", "netns", "exec", h.namespace, "unshare", "-m", "-u", "--propagation", "private", "sh", NODE_SH, join(REPO, "test/bootstrap/host-launcher.ts"), h.dir, h.name, mode, ...(optSize ? [optSize] : [])]);
+  sh(launcherArgv(h, mode, optSize));
 }
 
 /** A host of the world: `sshd` runs sshd (on an /opt of `optSize`, with `dpkgWithout` missing from its dpkg database); `bare` is a namespace and link only. */
@@ -163,19 +145,18 @@ export async function buildWorld(prefix: string, specs: HostSpec[]): Promise<Wor
   mkdirSync(client, { recursive: true, mode: 0o700 });
   const clientKey = join(client, "id_ed25519");
   const otherKey = join(client, "id_other");
-  keygen(clientKey);
-  keygen(otherKey);
+  sshKeygen(clientKey, "nfb-test");
+  sshKeygen(otherKey, "nfb-test");
   for (const spec of specs.filter((s) => s.kind === "sshd")) {
     const h = hosts.get(spec.name)!;
-    keygen(join(h.dir, "ssh_host_ed25519_key"));
-    writeFileSync(join(h.dir, "authorized_keys"), readFileSync(`${clientKey}.pub`));
-    writeFileSync(join(h.dir, "sshd_config"), sshdConfig(h));
+    // The lab's test sshd (packages/lab/src/sshd.ts): same files, started by host-launcher.ts (which runs sshdArgv(h.dir)) inside the host's overlays.
+    writeSshdFiles(h.dir, [`${h.address}:22`], readFileSync(`${clientKey}.pub`, "utf8"), true);
     if (spec.dpkgWithout) {
       // Written into the overlay's upper layer before it is mounted: that host's dpkg database lacks them.
       mkdirSync(join(h.dir, "upper", "var", "lib", "dpkg"), { recursive: true });
       writeFileSync(join(h.dir, "upper", "var", "lib", "dpkg", "status"), dpkgStatusWithout(spec.dpkgWithout));
     }
-    launch(h, "sshd", spec.optSize);
+    await startSshd(h.dir, launcherArgv(h, "sshd", spec.optSize), h.name);
   }
   // The controller's state dir, as serve would make it: bootstrap mints host tokens from it, the controller checks them with the same key.
   const stateDir = join(dir, "controller");
@@ -189,7 +170,7 @@ export async function buildWorld(prefix: string, specs: HostSpec[]): Promise<Wor
 /** A new host key for `host`; sshd re-reads its keys on SIGHUP (it re-executes itself). */
 export async function changeHostKey(w: World, host: string): Promise<void> {
   const h = w.hosts.get(host)!;
-  keygen(join(h.dir, "ssh_host_ed25519_key"));
+  sshKeygen(sshdFiles(h.dir).hostKey, "netfleet-test-host");
   const pid = readPidfile(join(h.dir, "sshd.pid"));
   if (pid === undefined) throw new Error(`no sshd pid for ${host}`);
   process.kill(pid, "SIGHUP");

@@ -18,7 +18,7 @@ import { compileSite } from "@netfleet/controller";
 import { loadInventory, type HostAssignment, type Inventory } from "@netfleet/shared";
 import { connectivityProbes, labDown, labEmptyVmHosts, labPlugVmPorts, labSshd, labStatus, labUp, readPidfile, runProbes, type LabOptions, type LabStatus, type SshTargets } from "@netfleet/lab";
 import { writeInventory } from "../bench/ansible/inventory.ts";
-import { runPlaybook, type PlaybookRun } from "../bench/ansible/run.ts";
+import { runPlaybook, topTasks, type PlaybookRun } from "../bench/ansible/run.ts";
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 const lab: LabOptions = {
@@ -69,6 +69,7 @@ describe.skipIf(!isRoot || !hasAnsible || !optedIn)("Ansible configures the lab'
   afterAll(async () => {
     await labDown(lab);
     process.stderr.write(`ansible runs (ms, changed): ${JSON.stringify(runs.map((r) => [Math.round(r.wallMs), r.changed]))}\n`);
+    for (const [i, r] of runs.entries()) process.stderr.write(`ansible run ${i + 1}, costliest tasks: ${topTasks(r, 6).join("; ")}\n`);
   }, 60_000);
 
   it("from empty: bridges, bond, tagged patch ports, libvirt networks, then each VM bridge's OpenFlow table once the VM ports are plugged; equal to netfleet's rules", async () => {

@@ -29,3 +29,4 @@ export type { AttackRow, Sender } from "./checks/attack-types.ts";
 export { labAttack } from "./checks/attack-run.ts";
 export { measureWindow, type WindowResult } from "./checks/window.ts";
 export { labEmptyVmHosts, labPlugVmPorts, labSshd, type SshTarget, type SshTargets } from "./ansible.ts";
+export { SSHD, SSHD_MAX_LISTEN, sshdArgv, sshdConfig, sshdFiles, sshKeygen, startSshd, stopSshd, writeSshdFiles, type SshdFiles } from "./sshd.ts";

@@ -12,17 +12,21 @@
  * apply` of the compiled assignment in each VM host's namespace, both hosts
  * at once: the engine a rollout's agents run, without the control plane
  * (which the rollout rows measure). The 100-host Ansible row is 50 inventory
- * aliases of each lab VM host, each its own SSH connection (own sshd port,
- * 28001-28049), all reading the same real OVS and libvirtd.
+ * aliases of each lab VM host, each its own SSH connection (own ControlPath
+ * to that host's sshd on port 22), each running the whole playbook as a
+ * no-op against the same real OVS and libvirtd. (It first gave each alias a
+ * port of its own, 50 per sshd; sshd listens on at most 16 sockets and
+ * exited, which was the quick bench's "waiting for sshd" failure.)
  */
 import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { compileSite } from "@netfleet/controller";
 import { loadInventory } from "@netfleet/shared";
 import { agentCommand, LabExec, labDown, labEmptyVmHosts, labPlugVmPorts, labSshd, labUp, readLabState, type LabOptions, type LabStatus } from "@netfleet/lab";
 import { rolloutBench, type RolloutRow } from "../rollout.ts";
 import { writeInventory } from "./inventory.ts";
-import { runPlaybook } from "./run.ts";
+import { runPlaybook, topTasks } from "./run.ts";
 
 /** One side's figures (ms): from empty (run, plug, run), and a no-op run after it. */
 export interface SideRow {
@@ -31,25 +35,40 @@ export interface SideRow {
   noopMs: number;
   /** Changes the no-op run made (netfleet: resources changed; Ansible: tasks changed); 0 expected. */
   noopChanged: number;
+  /**
+   * CPU-ms of the no-op run, all hosts together: netfleet's `netfleet-agent apply`
+   * processes (and the commands they ran); Ansible's control node plus its targets'
+   * sshd sessions and modules (run.ts PlaybookRun.controlCpuMs + targetCpuMs).
+   */
+  noopCpuMs: number;
 }
 
 export interface AnsibleBench {
   hosts: number;
   sides: SideRow[];
   /** Ansible's no-op over `ansibleHosts` hosts: wall time and hosts per second. */
-  ansibleNoop: { hosts: number; forks: number; wallMs: number; hostsPerS: number; failed: number };
+  ansibleNoop: { hosts: number; forks: number; wallMs: number; hostsPerS: number; failed: number; changed: number; controlCpuMs: number; targetCpuMs: number };
   /** netfleet's rollout of N simulated agents: convergeMs and hosts per second. */
   netfleetRollout: { agents: number; convergeMs: number; hostsPerS: number; result?: string }[];
   /** 1-minute load average before and after the part (the machine is shared). */
   load: [number, number];
 }
 
-const ALIAS_PORTS = Array.from({ length: 49 }, (_, i) => 28001 + i);
+/** Inventory aliases per lab VM host in the no-op throughput row (2 VM hosts: 100 hosts). */
+const ALIASES = 50;
 const load1 = () => Number(execFileSync("cat", ["/proc/loadavg"], { encoding: "utf8" }).split(" ")[0]);
 
-async function netfleetApply(lab: LabOptions, status: LabStatus): Promise<{ ms: number; changed: number }> {
+/** This process's reaped children's CPU (/proc/self/stat cutime + cstime), ms. */
+function childCpuMs(): number {
+  const st = readFileSync("/proc/self/stat", "utf8");
+  const f = st.slice(st.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[13]) + Number(f[14])) * 10;
+}
+
+async function netfleetApply(lab: LabOptions, status: LabStatus): Promise<{ ms: number; changed: number; cpuMs: number }> {
   const t = readLabState(lab.runDir)!.topology;
   const x = new LabExec(600_000);
+  const cpu0 = childCpuMs();
   const t0 = performance.now();
   const runs = await Promise.all(
     status.hosts
@@ -62,7 +81,7 @@ async function netfleetApply(lab: LabOptions, status: LabStatus): Promise<{ ms: 
         return out.summary.changed;
       }),
   );
-  return { ms: performance.now() - t0, changed: runs.reduce((a, b) => a + b, 0) };
+  return { ms: performance.now() - t0, changed: runs.reduce((a, b) => a + b, 0), cpuMs: childCpuMs() - cpu0 };
 }
 
 /**
@@ -70,7 +89,7 @@ async function netfleetApply(lab: LabOptions, status: LabStatus): Promise<{ ms: 
  * bench's own rollout rows of this run (100 and 1,000 simulated agents are
  * taken from them), or the fleet sizes to run rolloutBench for here.
  */
-export async function ansibleBench(repoRoot: string, log: (line: string) => void, rollout: readonly RolloutRow[] | number[] = [100, 1000]): Promise<AnsibleBench> {
+export async function ansibleBench(repoRoot: string, log: (line: string) => void, rollout: readonly RolloutRow[] | number[] = [100, 1000], aliases = ALIASES): Promise<AnsibleBench> {
   const lab: LabOptions = { inventoryDir: join(repoRoot, "inventories", "lab"), prefix: "nfb", runDir: "/tmp/nfb-lab", repoRoot };
   const inventory = loadInventory(lab.inventoryDir);
   const assignments = compileSite(inventory);
@@ -79,7 +98,7 @@ export async function ansibleBench(repoRoot: string, log: (line: string) => void
   try {
     const status = await labUp(lab, log);
     if (!status.up) throw new Error(`lab nfb not up: ${(status.problems ?? []).join("; ")}`);
-    const ssh = await labSshd(lab, ALIAS_PORTS);
+    const ssh = await labSshd(lab);
     const hosts = ssh.targets.length;
     const sides: SideRow[] = [];
 
@@ -88,8 +107,8 @@ export async function ansibleBench(repoRoot: string, log: (line: string) => void
     await labPlugVmPorts(lab);
     const n2 = await netfleetApply(lab, status);
     const n3 = await netfleetApply(lab, status);
-    sides.push({ tool: "netfleet", fromEmptyMs: n1.ms + n2.ms, noopMs: n3.ms, noopChanged: n3.changed });
-    log(`[ansible bench] netfleet from empty ${Math.round(n1.ms)} + ${Math.round(n2.ms)} ms, no-op ${Math.round(n3.ms)} ms (${n3.changed} changed)`);
+    sides.push({ tool: "netfleet", fromEmptyMs: n1.ms + n2.ms, noopMs: n3.ms, noopChanged: n3.changed, noopCpuMs: n3.cpuMs });
+    log(`[ansible bench] netfleet from empty ${Math.round(n1.ms)} + ${Math.round(n2.ms)} ms, no-op ${Math.round(n3.ms)} ms, ${n3.cpuMs} CPU-ms (${n3.changed} changed)`);
 
     await labEmptyVmHosts(lab);
     const inv = writeInventory(ssh.dir, ssh, assignments, status);
@@ -98,16 +117,16 @@ export async function ansibleBench(repoRoot: string, log: (line: string) => void
     const a2 = await runPlaybook(ssh, inv, 10);
     const a3 = await runPlaybook(ssh, inv, 10);
     for (const r of [a1, a2, a3]) if (r.failedHosts.length > 0) throw new Error(`ansible-playbook failed: ${r.failures.slice(0, 5).join("; ")}`);
-    sides.push({ tool: "ansible", fromEmptyMs: a1.wallMs + a2.wallMs, noopMs: a3.wallMs, noopChanged: a3.changed });
-    log(`[ansible bench] ansible from empty ${Math.round(a1.wallMs)} + ${Math.round(a2.wallMs)} ms, no-op ${Math.round(a3.wallMs)} ms (${a3.changed} changed)`);
+    sides.push({ tool: "ansible", fromEmptyMs: a1.wallMs + a2.wallMs, noopMs: a3.wallMs, noopChanged: a3.changed, noopCpuMs: a3.controlCpuMs + a3.targetCpuMs });
+    log(`[ansible bench] ansible from empty ${Math.round(a1.wallMs)} + ${Math.round(a2.wallMs)} ms, no-op ${Math.round(a3.wallMs)} ms, CPU ${a3.controlCpuMs} ms control node + ${a3.targetCpuMs} ms targets (${a3.changed} changed)`);
 
-    const aliases = ALIAS_PORTS.length + 1;
+    log(`[ansible bench] ansible no-op, costliest tasks: ${topTasks(a3).join("; ")}`);
+    // The aliases share their host's flow dir, which the runs above filled: this run is a no-op from its first task.
     const inv100 = writeInventory(ssh.dir, ssh, assignments, status, aliases);
-    const forks = 50;
-    await runPlaybook(ssh, inv100, forks, 1_800_000); // makes each alias's flow dir and files: not timed
+    const forks = Math.min(50, hosts * aliases);
     const wide = await runPlaybook(ssh, inv100, forks, 1_800_000);
-    const ansibleNoop = { hosts: hosts * aliases, forks, wallMs: wide.wallMs, hostsPerS: (hosts * aliases) / (wide.wallMs / 1000), failed: wide.failedHosts.length };
-    log(`[ansible bench] ansible no-op over ${ansibleNoop.hosts} hosts: ${Math.round(wide.wallMs)} ms (${wide.changed} changed, ${wide.failedHosts.length} failed)`);
+    const ansibleNoop = { hosts: hosts * aliases, forks, wallMs: wide.wallMs, hostsPerS: (hosts * aliases) / (wide.wallMs / 1000), failed: wide.failedHosts.length, changed: wide.changed, controlCpuMs: wide.controlCpuMs, targetCpuMs: wide.targetCpuMs };
+    log(`[ansible bench] ansible no-op over ${ansibleNoop.hosts} hosts: ${Math.round(wide.wallMs)} ms, CPU ${wide.controlCpuMs} ms control node + ${wide.targetCpuMs} ms targets (${wide.changed} changed, ${wide.failedHosts.length} failed); costliest tasks: ${topTasks(wide).join("; ")}`);
     await labDown(lab);
 
     const netfleetRollout: AnsibleBench["netfleetRollout"] = [];
@@ -122,19 +141,30 @@ export async function ansibleBench(repoRoot: string, log: (line: string) => void
 
 const fmt = (n: number, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : "-");
 
-/** The part's lines for the bench's table: both sides, and the ratios of this run. */
+/** The part's lines for the bench's table: what each side does, both sides' figures, and the ratios of this run. */
 export function ansibleTable(b: AnsibleBench): string[] {
   const n = b.sides.find((s) => s.tool === "netfleet")!;
   const a = b.sides.find((s) => s.tool === "ansible")!;
-  const lines = [`netfleet vs Ansible on the lab's ${b.hosts} VM hosts (same assignments; load ${fmt(b.load[0], 1)} -> ${fmt(b.load[1], 1)}: figures on a shared machine are noisy)`];
-  for (const s of b.sides) lines.push(`  ${s.tool.padEnd(9)} fromEmptyMs ${fmt(s.fromEmptyMs).padStart(8)}  noopMs ${fmt(s.noopMs).padStart(8)}  noop changed ${s.noopChanged}`);
-  lines.push(`  ratio Ansible/netfleet: from empty ${fmt(a.fromEmptyMs / n.fromEmptyMs, 1)}x, no-op ${fmt(a.noopMs / n.noopMs, 1)}x`);
-  lines.push(`  Ansible no-op over ${b.ansibleNoop.hosts} hosts (forks ${b.ansibleNoop.forks}): ${fmt(b.ansibleNoop.wallMs)} ms, ${fmt(b.ansibleNoop.hostsPerS, 1)} hosts/s${b.ansibleNoop.failed ? `, ${b.ansibleNoop.failed} failed` : ""}`);
+  const w = b.ansibleNoop;
+  const lines = [
+    `netfleet vs Ansible on the lab's ${b.hosts} VM hosts (same assignments; load ${fmt(b.load[0], 1)} -> ${fmt(b.load[1], 1)} on ${cpus()} cores: wall figures on a shared machine are noisy, CPU-ms less so)`,
+    "  netfleet: `netfleet-agent apply` of the compiled assignment in each VM host's namespace, both hosts at once (the engine, no control plane)",
+    "  Ansible:  vmhost.yml from the lab controller's namespace over SSH (pipelining, ControlPersist 60s, forks 10), the same bridges, bond, patch ports, libvirt networks and OpenFlow tables",
+  ];
+  for (const s of b.sides) lines.push(`  ${s.tool.padEnd(9)} fromEmptyMs ${fmt(s.fromEmptyMs).padStart(8)}  noopMs ${fmt(s.noopMs).padStart(8)}  noop CPU-ms ${fmt(s.noopCpuMs).padStart(8)}  noop changed ${s.noopChanged}`);
+  lines.push(`  ratio Ansible/netfleet: from empty ${fmt(a.fromEmptyMs / n.fromEmptyMs, 1)}x, no-op ${fmt(a.noopMs / n.noopMs, 1)}x wall, ${fmt(a.noopCpuMs / n.noopCpuMs, 1)}x CPU`);
+  lines.push(
+    `  Ansible no-op over ${w.hosts} hosts: vmhost.yml whole on ${w.hosts / b.hosts} inventory aliases of each lab VM host, each its own SSH connection, all reading the same 2 real OVS and libvirtd; forks ${w.forks}`,
+    `    ${fmt(w.wallMs)} ms, ${fmt(w.hostsPerS, 2)} hosts/s; CPU ${fmt(w.controlCpuMs)} ms control node + ${fmt(w.targetCpuMs)} ms targets = ${fmt((w.controlCpuMs + w.targetCpuMs) / w.hosts)} CPU-ms per host; ${w.changed} changed${w.failed ? `, ${w.failed} FAILED` : ""}`,
+  );
+  if (b.netfleetRollout.length > 0) lines.push("  netfleet rollouts (this run's rows): a new revision to N simulated agents (real NatsAgent and engine, every host command simulated as a 5-20 ms sleep), canary + 25 % waves, to the last host's report");
   for (const r of b.netfleetRollout) {
-    lines.push(`  netfleet rollout of ${r.agents} simulated agents: ${fmt(r.convergeMs)} ms, ${fmt(r.hostsPerS, 1)} hosts/s (${fmt(r.hostsPerS / b.ansibleNoop.hostsPerS, 1)}x Ansible's no-op rate)${r.result && r.result !== "success" ? `  result ${r.result}` : ""}`);
+    lines.push(`    ${String(r.agents).padStart(5)} agents: ${fmt(r.convergeMs)} ms, ${fmt(r.hostsPerS, 1)} hosts/s = ${fmt(r.hostsPerS / w.hostsPerS, 0)}x Ansible's no-op rate at ${w.hosts}${r.result && r.result !== "success" ? `  result ${r.result}` : ""}`);
   }
   return lines;
 }
+
+const cpus = () => readFileSync("/proc/cpuinfo", "utf8").split("\n").filter((l) => l.startsWith("processor")).length;
 
 /**
  * The part as `npm run bench` runs it (one call in run.ts, after its table):
@@ -154,9 +184,19 @@ export async function ansiblePart(repoRoot: string, log: (line: string) => void,
   }
 }
 
-// `node test/bench/ansible/bench.ts [AGENTS...]`: this part alone (under flock /tmp/s25/bench.lock for 100+ hosts).
+// `node test/bench/ansible/bench.ts [AGENTS...] [--rows FILE] [--aliases N]`: this part alone (under flock on the lab
+// lock; rollouts of 1,000+ agents under the bench lock). AGENTS: rollouts run here (default 100 1000); --rows FILE: JSON
+// lines of rollout rows instead (what `test/bench/rollout.ts N` prints); --aliases N: aliases per VM host (default 50).
 if (import.meta.main) {
-  const agents = process.argv.slice(2).map(Number).filter((x) => x > 0);
-  const b = await ansibleBench(join(import.meta.dirname, "..", "..", ".."), (l) => process.stderr.write(`${l}\n`), agents.length ? agents : [100, 1000]);
+  const argv = process.argv.slice(2);
+  const opt = (name: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined);
+  const rowsFile = opt("--rows");
+  const aliases = Number(opt("--aliases") ?? ALIASES);
+  if (!Number.isInteger(aliases) || aliases < 1 || aliases > 999) throw new Error(`--aliases ${opt("--aliases")}: 1 to 999`);
+  const agents = argv.filter((a, k) => /^\d+$/.test(a) && argv[k - 1] !== "--aliases").map(Number);
+  const rows: RolloutRow[] | number[] = rowsFile
+    ? readFileSync(rowsFile, "utf8").split("\n").filter((l) => l.trim().startsWith("{")).map((l) => JSON.parse(l) as RolloutRow)
+    : agents.length ? agents : [100, 1000];
+  const b = await ansibleBench(join(import.meta.dirname, "..", "..", ".."), (l) => process.stderr.write(`${l}\n`), rows, aliases);
   process.stdout.write(`${ansibleTable(b).join("\n")}\n${JSON.stringify(b)}\n`);
 }

@@ -82,20 +82,26 @@ function policyVars(p: VmPortPolicySpec, status: LabStatus): PolicyVars {
 
 /**
  * Writes `<dir>/inventory.yml`: group `vmhosts` with each lab VM host, or,
- * with `aliasesPerHost` N > 1, N aliases of each (`hosta-001`...) on the
- * ports labSshd listens on beyond 22, each its own SSH connection and flow
- * dir, all configuring that host's one OVS and libvirtd (the no-op
- * throughput run). Host keys are checked against labSshd's known_hosts.
+ * with `aliasesPerHost` N > 1 (`<dir>/inventory-Nx.yml`), N aliases of each (`hosta-001`...), all on
+ * that host's sshd (port 22) but each with a ControlPath of its own
+ * (`ansible_control_path`), so each alias is an SSH connection of its own
+ * (own TCP connection, key exchange, authentication and sessions), all
+ * configuring that host's one OVS and libvirtd (the no-op throughput run).
+ * An alias shares its host's flow dir: the rendered tables are the same,
+ * so after a run on the host itself an alias's run is a no-op too.
+ * Host keys are checked against labSshd's known_hosts. Returns the file's
+ * path; throws on N outside 1..999 or a target without an assignment.
  */
 export function writeInventory(dir: string, ssh: SshTargets, assignments: HostAssignment[], status: LabStatus, aliasesPerHost = 1): string {
+  if (!Number.isInteger(aliasesPerHost) || aliasesPerHost < 1 || aliasesPerHost > 999) throw new Error(`aliasesPerHost ${aliasesPerHost}: 1 to 999`);
   const hosts: Record<string, Record<string, unknown>> = {};
   for (const t of ssh.targets) {
     const a = assignments.find((x) => x.host === t.host);
     if (!a) throw new Error(`no assignment for ${t.host}`);
-    if (t.ports.length < aliasesPerHost) throw new Error(`${t.host}: sshd listens on ${t.ports.length} ports, ${aliasesPerHost} aliases asked`);
+    const vars = vmhostVars(a, t, join(dir, "flows", t.host), status);
     for (let i = 0; i < aliasesPerHost; i++) {
       const name = aliasesPerHost === 1 ? t.host : `${t.host}-${String(i + 1).padStart(3, "0")}`;
-      hosts[name] = { ansible_host: t.address, ansible_port: t.ports[i], ...vmhostVars(a, t, join(dir, "flows", name), status) };
+      hosts[name] = { ansible_host: t.address, ansible_port: t.port, ...(aliasesPerHost > 1 ? { ansible_control_path: `%(directory)s/${name}` } : {}), ...vars };
     }
   }
   const inventory = {
@@ -110,7 +116,7 @@ export function writeInventory(dir: string, ssh: SshTargets, assignments: HostAs
       },
     },
   };
-  const file = join(dir, "inventory.yml");
+  const file = join(dir, aliasesPerHost === 1 ? "inventory.yml" : `inventory-${aliasesPerHost}x.yml`);
   writeFileSync(file, `${JSON.stringify(inventory, null, 1)}\n`);
   return file;
 }

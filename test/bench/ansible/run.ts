@@ -5,7 +5,7 @@
  * stdout callback: per host ok / changed / failures / unreachable, wall time.
  */
 import { execa } from "execa";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { SshTargets } from "@netfleet/lab";
 
@@ -30,10 +30,77 @@ export interface PlaybookRun {
   failedHosts: string[];
   /** Failed tasks' messages (host: task: msg), for a failing run's error. */
   failures: string[];
+  /**
+   * Each task's wall time over all hosts (ms, from the json callback's task
+   * `duration` start/end), in play order: what profile_tasks prints, without a
+   * second stdout callback mixed into the JSON.
+   */
+  tasks: { name: string; ms: number }[];
+  /**
+   * CPU-ms of the run on the control node: ansible-playbook, its forks and
+   * their ssh clients (this process's reaped children, /proc/self/stat cutime
+   * + cstime; ssh's ControlPersist masters detach and are not counted).
+   * Valid when nothing else this process started ends during the run.
+   */
+  controlCpuMs: number;
+  /**
+   * CPU-ms on the targets: every process under the targets' sshd listeners
+   * (sessions, shells, the modules' Python), live ones and reaped ones
+   * (utime + stime + cutime + cstime over the sshd trees, before and after).
+   */
+  targetCpuMs: number;
+}
+
+/** Linux's USER_HZ: /proc's times are in 1/100 s. */
+const TICK_MS = 10;
+
+/** [pid, ppid, utime + stime, cutime + cstime] of every process (ticks). */
+function procTable(): [number, number, number, number][] {
+  const out: [number, number, number, number][] = [];
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const st = readFileSync(`/proc/${d}/stat`, "utf8");
+      // After "pid (comm) ": state is field 3 (index 0), ppid 4, utime 14, stime 15, cutime 16, cstime 17.
+      const f = st.slice(st.lastIndexOf(")") + 2).split(" ");
+      out.push([Number(d), Number(f[1]), Number(f[11]) + Number(f[12]), Number(f[13]) + Number(f[14])]);
+    } catch {
+      // gone between readdir and read
+    }
+  }
+  return out;
+}
+
+/** Ticks of CPU under the processes `roots`: their reaped children's, and every live descendant's own and reaped children's. */
+function treeTicks(roots: number[]): number {
+  const table = procTable();
+  const kids = new Map<number, number[]>();
+  for (const [pid, ppid] of table) kids.set(ppid, [...(kids.get(ppid) ?? []), pid]);
+  const byPid = new Map(table.map((r) => [r[0], r]));
+  let ticks = 0;
+  const stack = roots.filter((r) => byPid.has(r));
+  for (const r of stack) ticks += byPid.get(r)![3];
+  const seen = new Set(stack);
+  while (stack.length > 0) {
+    for (const c of kids.get(stack.pop()!) ?? []) {
+      if (seen.has(c)) continue;
+      seen.add(c);
+      ticks += byPid.get(c)![2] + byPid.get(c)![3];
+      stack.push(c);
+    }
+  }
+  return ticks;
+}
+
+/** This process's reaped children's CPU, ticks. */
+function childTicks(): number {
+  const st = readFileSync("/proc/self/stat", "utf8");
+  const f = st.slice(st.lastIndexOf(")") + 2).split(" ");
+  return Number(f[13]) + Number(f[14]);
 }
 
 interface JsonCallback {
-  plays: { tasks: { task: { name: string }; hosts: Record<string, { failed?: boolean; unreachable?: boolean; msg?: string; stderr?: string; results?: { failed?: boolean; msg?: string; stderr?: string }[] }> }[] }[];
+  plays: { tasks: { task: { name: string; duration?: { start?: string; end?: string } }; hosts: Record<string, { failed?: boolean; unreachable?: boolean; msg?: string; stderr?: string; results?: { failed?: boolean; msg?: string; stderr?: string }[] }> }[] }[];
   stats: Record<string, HostStats>;
 }
 
@@ -59,6 +126,9 @@ export async function runPlaybook(ssh: SshTargets, inventory: string, forks: num
     ANSIBLE_NOCOLOR: "1",
     ANSIBLE_CONFIG: join(import.meta.dirname, "ansible.cfg"),
   };
+  const sshds = ssh.targets.map((x) => x.sshdPid);
+  const target0 = treeTicks(sshds);
+  const control0 = childTicks();
   const t = performance.now();
   const r = await execa("ip", ["netns", "exec", ssh.controlNs, "env", ...Object.entries(env).map(([k, v]) => `${k}=${v}`), "ansible-playbook", "-i", inventory, PLAYBOOK], {
     reject: false,
@@ -67,6 +137,8 @@ export async function runPlaybook(ssh: SshTargets, inventory: string, forks: num
     maxBuffer: 256 * 1024 * 1024,
   });
   const wallMs = performance.now() - t;
+  const controlCpuMs = (childTicks() - control0) * TICK_MS;
+  const targetCpuMs = (treeTicks(sshds) - target0) * TICK_MS;
   let out: JsonCallback;
   try {
     out = JSON.parse(r.stdout) as JsonCallback;
@@ -81,6 +153,7 @@ export async function runPlaybook(ssh: SshTargets, inventory: string, forks: num
         for (const item of res.results ?? []) if (item.failed) failures.push(`${host}: ${task.task.name}: ${item.msg ?? ""} ${item.stderr ?? ""}`.trim());
       }
   const stats = out.stats;
+  const tasks = out.plays.flatMap((p) => p.tasks.map((t) => ({ name: t.task.name, ms: t.task.duration?.start && t.task.duration.end ? Date.parse(t.task.duration.end) - Date.parse(t.task.duration.start) : Number.NaN })));
   return {
     wallMs,
     exitCode: r.exitCode ?? -1,
@@ -88,5 +161,18 @@ export async function runPlaybook(ssh: SshTargets, inventory: string, forks: num
     changed: Object.values(stats).reduce((s, h) => s + h.changed, 0),
     failedHosts: Object.entries(stats).filter(([, h]) => h.failures > 0 || h.unreachable > 0).map(([h]) => h),
     failures,
+    tasks,
+    controlCpuMs,
+    targetCpuMs,
   };
+}
+
+/** The `top` costliest tasks of a run, "name ms (share %)" each, costliest first. */
+export function topTasks(run: PlaybookRun, top = 5): string[] {
+  const total = run.tasks.reduce((s, t) => s + (Number.isFinite(t.ms) ? t.ms : 0), 0);
+  return [...run.tasks]
+    .filter((t) => Number.isFinite(t.ms))
+    .sort((a, b) => b.ms - a.ms)
+    .slice(0, top)
+    .map((t) => `${t.name} ${Math.round(t.ms)} ms (${total > 0 ? Math.round((100 * t.ms) / total) : 0} %)`);
 }
