@@ -2,6 +2,8 @@ import { Kvm } from "@nats-io/kv";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { HostStatus } from "@netfleet/controller";
 import { agentBucket, appliedBucket, correctiveBucket, desiredBucket, encodeMessage, runKey, sealAssignment } from "@netfleet/shared";
+import { statusCommand } from "../../packages/controller/src/commands/hosts.ts";
+import { memoryOutput } from "../../packages/controller/src/output.ts";
 import { BULK_STATUS_HOSTS } from "../../packages/controller/src/store/status-read.ts";
 import { SITE, inventoryHost, simFacts, startSite, type Site } from "./harness.ts";
 
@@ -79,5 +81,22 @@ describe("netfleet status over many hosts (bucket snapshots)", () => {
     expect(row("hv15").desired).toBeNull();
     expect(row("hv16").desired).toBeNull();
     expect(row("hv29")).toMatchObject({ agent: { version: "0.1.0", state: "refused", reason: "not signed" } });
+  }, 60_000);
+
+  it("asks the agents for counters by default only when the selection is small, and says when it did not", async () => {
+    // 37 approved hosts, none with an agent: a bound of 10 makes this site "large".
+    const run = async (options: Parameters<typeof statusCommand>[2]) => {
+      const out = memoryOutput(true);
+      await statusCommand(site!.cp, out, { countersAutoMaxHosts: 10, ...options });
+      return out.values[0] as { hosts: HostStatus[]; counters: { asked: boolean; hosts: number; reason?: string } };
+    };
+    expect((await run({})).counters).toEqual({ asked: false, hosts: N - 3, reason: "more than 10 approved hosts: --counters asks them all, --limit selects fewer" });
+    expect((await run({ limit: ["hv4", "hv5", "hv6"] })).counters).toEqual({ asked: true, hosts: 3 });
+    expect((await run({ counters: true })).counters).toEqual({ asked: true, hosts: N - 3 });
+    expect((await run({ counters: false, limit: ["hv4"] })).counters).toEqual({ asked: false, hosts: 1, reason: "--no-counters" });
+    // In text: one line says so, above the health line.
+    const text = memoryOutput(false);
+    await statusCommand(site!.cp, text, { countersAutoMaxHosts: 10 });
+    expect(text.stdout.at(-2)).toBe(`counters: not asked of ${N - 3} approved hosts (more than 10 approved hosts: --counters asks them all, --limit selects fewer)`);
   }, 60_000);
 });

@@ -168,14 +168,49 @@ export function agentColumn(agent: HostStatus["agent"] | undefined): string {
 export const UNREACHABLE_AFTER_MS = 90_000;
 
 /**
+ * Above this many approved hosts (among those a status selects), `netfleet status` does not ask the agents
+ * for their counters unless told to (--counters): they are asked 8 at a time, one request each, so 10,000
+ * hosts always ran into the 30 s budget (issue 18) and the answer came late and incomplete. The stores'
+ * view (enrollment, revisions, drift, health) does not need them; `--limit` selects the hosts to look at
+ * closely, and gets their counters.
+ */
+export const COUNTERS_AUTO_MAX_HOSTS = 64;
+
+/** Whether a status asked the agents for counters, and why not when it did not (the `counters` of status --json). */
+export interface CountersAsked {
+  asked: boolean;
+  /** Approved hosts among the selected ones: those that would be (or were) asked. */
+  hosts: number;
+  /** Why they were not asked: "--no-counters", or more than COUNTERS_AUTO_MAX_HOSTS without --counters. */
+  reason?: string;
+}
+
+/**
  * `netfleet status`: per host enrolled, last seen, desired vs applied revision, drift, drift repaired (count, last),
  * warnings, and its health (store/status.ts hostHealth); `limit`: --limit terms. Returns the exit code
- * (STATUS_EXIT: 0 converged, 1 drift or failure, 2 unreachable), for monitoring. `counters` (default true): each
- * approved host's counters summary, asked of its agent (ControlPlane.status).
+ * (STATUS_EXIT: 0 converged, 1 drift or failure, 2 unreachable), for monitoring. `counters`: true asks each
+ * approved host's agent for its counters summary (ControlPlane.status), false asks none; by default (undefined)
+ * they are asked when the selection has at most COUNTERS_AUTO_MAX_HOSTS approved hosts, and the output says
+ * when they were not (a line in text, `counters` in --json); `countersAutoMaxHosts` replaces that bound (tests).
  * @throws LimitError when `limit` selects no host; errors reading the stores.
  */
-export async function statusCommand(cp: ControlPlane, out: CommandOutput, options: { limit?: readonly string[]; unreachableAfterMs?: number; counters?: boolean } = {}): Promise<number> {
-  const rows: HostStatus[] = await cp.status({ ...(options.limit ? { limit: options.limit } : {}), counters: options.counters ?? true });
+export async function statusCommand(cp: ControlPlane, out: CommandOutput, options: { limit?: readonly string[]; unreachableAfterMs?: number; counters?: boolean; countersAutoMaxHosts?: number } = {}): Promise<number> {
+  const most = options.countersAutoMaxHosts ?? COUNTERS_AUTO_MAX_HOSTS;
+  const limit = options.limit ? { limit: options.limit } : {};
+  // A site whose inventory is small enough is asked at once; else the stores are read first, and read again
+  // with counters only when the selection turns out small (a --limit): a fleet's status is read once.
+  const askAtOnce = options.counters ?? (cp.options.hosts.length <= most && !options.limit);
+  let rows: HostStatus[] = await cp.status({ ...limit, counters: askAtOnce });
+  const approved = rows.filter((r) => r.state === "approved").length;
+  let counters: CountersAsked = { asked: askAtOnce, hosts: approved };
+  if (!askAtOnce) {
+    if (options.counters === false) counters = { asked: false, hosts: approved, reason: "--no-counters" };
+    else if (approved > most) counters = { asked: false, hosts: approved, reason: `more than ${most} approved hosts: --counters asks them all, --limit selects fewer` };
+    else if (approved > 0) {
+      rows = await cp.status({ ...limit, counters: true });
+      counters = { asked: true, hosts: rows.filter((r) => r.state === "approved").length };
+    }
+  }
   const rollout = await cp.loadRolloutState().catch(() => undefined);
   const lock = await cp.lock.holder().catch(() => undefined);
   const now = Date.now();
@@ -191,6 +226,7 @@ export async function statusCommand(cp: ControlPlane, out: CommandOutput, option
       exitCode: code,
       rollout: rollout ? { id: rollout.state.rolloutId, phase: rollout.state.phase, updatedAt: rollout.state.updatedAt, note: rollout.state.note ?? null } : null,
       lock: lock ?? null,
+      counters,
     });
     return code;
   }
@@ -205,6 +241,7 @@ export async function statusCommand(cp: ControlPlane, out: CommandOutput, option
   }
   if (rollout) out.line(`last rollout ${oneLine(rollout.state.rolloutId, 64)}: ${oneLine(rollout.state.phase, 32)} (${oneLine(rollout.state.updatedAt, 40)})${rollout.state.note ? `: ${oneLine(rollout.state.note, 160)}` : ""}`);
   if (lock) out.line(`rollout lock held by ${oneLine(lock.owner, 80)} since ${oneLine(lock.acquiredAt, 40)}`);
+  if (!counters.asked && counters.reason !== "--no-counters" && counters.hosts > 0) out.line(`counters: not asked of ${counters.hosts} approved hosts (${counters.reason})`);
   out.line(healthLine(rows, health, code));
   return code;
 }

@@ -197,7 +197,8 @@ export function addControlCommands(program: Command, ctx: Context): void {
     .argument("[site-dir]", "the site folder")
     .addOption(limitOption())
     .option("--unreachable-after <s>", "a host not heard from for this long is unreachable, seconds (default 90; heartbeats come every 15 s and are recorded every 30 s)", seconds("--unreachable-after"))
-    .option("--no-counters", "do not ask the agents for their port and bond counters (by default each approved host's agent is asked, 10 s each, 8 at once, 30 s in all)")
+    .option("--counters", "ask every approved host's agent for its port and bond counters, however many (10 s each, 8 at once, 30 s in all); by default they are asked only when at most 64 approved hosts are selected")
+    .option("--no-counters", "do not ask the agents for their counters")
     .addOption(stateDirOption())
     .addOption(natsOption())
     .addOption(jsonOption())
@@ -208,7 +209,7 @@ export function addControlCommands(program: Command, ctx: Context): void {
       if (typeof inventory === "number") return STATUS_EXIT.unknown;
       try {
         return await withController(cmd, o, inventory, ({ cp }) =>
-          statusCommand(cp, out, { ...(o.limit ? { limit: o.limit } : {}), ...(o.unreachableAfter ? { unreachableAfterMs: o.unreachableAfter } : {}), counters: o.counters !== false }),
+          statusCommand(cp, out, { ...(o.limit ? { limit: o.limit } : {}), ...(o.unreachableAfter ? { unreachableAfterMs: o.unreachableAfter } : {}), ...(o.counters !== undefined ? { counters: o.counters } : {}) }),
         );
       } catch (err) {
         // A usage error (a bad --nats) stays one (64); a bug keeps its stack.
