@@ -5,11 +5,12 @@
  */
 import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { decodeAssignment, sealAssignment, type HostAssignment } from "@netfleet/shared";
 import { labDown, labStatus, labUp, readPidfile, type LabHost, type LabOptions, type LabStatus } from "@netfleet/lab";
-import type { CostRun } from "./agent-cost.ts";
+import type { CostRun, ReplayCost } from "./agent-cost.ts";
 
 export interface NoopRow {
   role: "backend" | "vmhost";
@@ -18,6 +19,13 @@ export interface NoopRow {
   mutatingCommands: number;
   /** Each command of a no-op pass with its median time over the measured runs, costliest first (absent in results written before). */
   perCommand?: { command: string; ms: number; mutating: boolean }[];
+  /** Median CPU ms of a pass: the agent's own process, and the commands it started (absent in results written before). */
+  agentCpuMs?: number;
+  childCpuMs?: number;
+  /** Each read of a pass run alone, one after the other (agent-cost.ts --replay): what it costs without the others competing, costliest first. */
+  alone?: { command: string; wallMs: number; agentCpuMs: number; childCpuMs: number }[];
+  /** The machine's 1-minute load average when the row was measured (os.loadavg). */
+  load1?: number;
 }
 
 export interface FirstApplyRow {
@@ -29,12 +37,20 @@ export interface FirstApplyRow {
 
 const AGENT_COST = join(import.meta.dirname, "agent-cost.ts");
 
-function cost(host: LabHost, assignmentFile: string, runs: number): CostRun[] {
-  const argv = ["netns", "exec", host.namespace, process.execPath, AGENT_COST, "--assignment", assignmentFile, "--runs", String(runs)];
+function cost(host: LabHost, assignmentFile: string, runs: number, replay = 0): CostRun[] {
+  return costAndReplay(host, assignmentFile, runs, replay).runs;
+}
+
+function costAndReplay(host: LabHost, assignmentFile: string, runs: number, replay: number): { runs: CostRun[]; alone: ReplayCost[] } {
+  const argv = ["netns", "exec", host.namespace, process.execPath, AGENT_COST, "--assignment", assignmentFile, "--runs", String(runs), "--replay", String(replay)];
   argv.push("--ovs-db", host.ovsDb, "--ovs-rundir", host.ovsRundir, "--run-dir", host.agentDir);
   if (host.libvirtUri) argv.push("--libvirt-uri", host.libvirtUri);
   const out = execFileSync("ip", argv, { encoding: "utf8", timeout: 120_000 });
-  return out.trim().split("\n").map((l) => JSON.parse(l) as CostRun);
+  const lines = out.trim().split("\n").map((l) => JSON.parse(l) as CostRun | { replay: ReplayCost });
+  return {
+    runs: lines.filter((l): l is CostRun => !("replay" in l)),
+    alone: lines.flatMap((l) => ("replay" in l ? [l.replay] : [])).sort((a, b) => b.agentCpuMs + b.childCpuMs - (a.agentCpuMs + a.childCpuMs)),
+  };
 }
 
 /** Each command's median time over runs (a command missing from a run counts as not run there), costliest first. */
@@ -42,13 +58,24 @@ function perCommand(runs: CostRun[]): NonNullable<NoopRow["perCommand"]> {
   const times = new Map<string, { ms: number[]; mutating: boolean }>();
   for (const r of runs)
     for (const c of r.perCommand ?? []) {
-      const key = c.argv.join(" ").replace(/@@netfleet-[0-9a-f]+@@/g, "MARK"); // virsh-batch's random mark
+      const key = commandKey(c.argv);
       const t = times.get(key) ?? { ms: [], mutating: c.mutating };
       t.ms.push(c.ms);
       times.set(key, t);
     }
   return [...times.entries()].map(([command, t]) => ({ command, ms: median(t.ms), mutating: t.mutating })).sort((a, b) => b.ms - a.ms);
 }
+
+/**
+ * A command's argv as one line, the batches' random mark replaced by MARK
+ * (the same command in every run); a `sh -c` batch (sh-batch.ts) as
+ * `sh: CMD | CMD ...`, each command unquoted, without the status printf.
+ */
+const commandKey = (argv: readonly string[]) => {
+  if (argv[0] === "sh" && argv[1] === "-c" && argv.length === 3)
+    return `sh: ${argv[2]!.split("\n").map((l) => l.replace(/ 2>\/dev\/null; printf .*$/, "").replace(/'/g, "")).join(" | ")}`;
+  return argv.join(" ").replace(/@@netfleet-[0-9a-f]+@@/g, "MARK");
+};
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -84,11 +111,26 @@ export async function labCost(repoRoot: string, log: (line: string) => void, opt
     // The agent daemons keep running: a no-op reconcile is what they do all day.
     const noop: NoopRow[] = [];
     for (const [role, h] of [["backend", backend], ["vmhost", vmhost]] as const) {
-      const runs = cost(h, file(h), 7).slice(2); // the first two warm the page cache and JIT
-      const row: NoopRow = { role, wallMs: median(runs.map((r) => r.wallMs)), commands: Math.max(...runs.map((r) => r.commands)), mutatingCommands: Math.max(...runs.map((r) => r.mutatingCommands)), perCommand: perCommand(runs) };
+      const load1 = Math.round(loadavg()[0]! * 100) / 100;
+      const measured = costAndReplay(h, file(h), 7, 5);
+      const runs = measured.runs.slice(2); // the first two warm the page cache and JIT
+      const row: NoopRow = {
+        role,
+        wallMs: median(runs.map((r) => r.wallMs)),
+        commands: Math.max(...runs.map((r) => r.commands)),
+        mutatingCommands: Math.max(...runs.map((r) => r.mutatingCommands)),
+        perCommand: perCommand(runs),
+        agentCpuMs: median(runs.map((r) => r.agentCpuMs ?? 0)),
+        childCpuMs: median(runs.map((r) => r.childCpuMs ?? 0)),
+        alone: measured.alone.map((a) => ({ command: commandKey(a.argv), wallMs: a.wallMs, agentCpuMs: a.agentCpuMs, childCpuMs: a.childCpuMs })),
+        load1,
+      };
       noop.push(row);
-      log(`noop ${role}: ${row.wallMs} ms wall (median of ${runs.length}), ${row.commands} commands, ${row.mutatingCommands} mutating`);
+      log(`noop ${role}: ${row.wallMs} ms wall (median of ${runs.length}, passes ms: ${runs.map((r) => r.wallMs).join(" ")}), CPU ${row.agentCpuMs} ms agent + ${row.childCpuMs} ms commands, ${row.commands} commands, ${row.mutatingCommands} mutating; load ${load1}`);
+      log(`  in the pass (wall ms, median; commands run side by side):`);
       for (const c of row.perCommand ?? []) log(`  ${c.ms.toFixed(1).padStart(7)} ms  ${c.mutating ? "MUTATES " : ""}${c.command}`);
+      log(`  each alone (wall ms median of 5 | CPU ms agent + command):`);
+      for (const a of row.alone ?? []) log(`  ${a.wallMs.toFixed(1).padStart(7)} ms | ${a.agentCpuMs.toFixed(1).padStart(5)} + ${a.childCpuMs.toFixed(1).padStart(5)}  ${a.command}`);
     }
     if (opts.noopOnly) return { noop, firstApply: null, upMs };
 

@@ -3,6 +3,7 @@ import { execa } from "execa";
 import { ipBatchCommand, ipBatchKey, splitIpBatch } from "./ip-batch.ts";
 import { sysctlReadPath } from "./proc-sys.ts";
 import { ovsdbListRead, readOvsdbLists } from "./ovsdb-socket.ts";
+import { shBatchArgv, shBatchKey, splitShBatch } from "./sh-batch.ts";
 import { batchMarker, splitVirshBatch, virshBatchArgv, virshBatchKey } from "./virsh-batch.ts";
 
 /** Steps the agent performs itself rather than through a program. */
@@ -88,28 +89,49 @@ export function displayCommand(c: Command): string {
 /** How many commands an ExecaRunner keeps in its log (a daemon runs for months). */
 const LOG_MAX = 10_000;
 
-/** How reads of one tool share a process: the batch's command, and each read's stdout from the batch's. */
+/**
+ * How reads of one tool share a process: the batch's command, and each
+ * read's stdout from the batch's (undefined for a read that failed there:
+ * it runs alone; undefined altogether: each runs alone).
+ */
 interface BatchKind {
   key(argv: readonly string[]): string | undefined;
-  command(reads: readonly (readonly string[])[]): { command: Command; split: (stdout: string) => string[] | undefined };
+  command(reads: readonly (readonly string[])[]): { command: Command; split: (stdout: string) => (string | undefined)[] | undefined };
 }
+
+/** A batch whose failed commands print nothing (virsh, ip): an empty part is a failed read. */
+const emptyIsFailed = (parts: string[] | undefined) => parts?.map((p) => (p.trim() === "" ? undefined : p));
 
 const BATCHES: readonly BatchKind[] = [
   {
     key: virshBatchKey,
     command(reads) {
       const marker = batchMarker();
-      return { command: { argv: virshBatchArgv(reads, marker), mutating: false }, split: (out) => splitVirshBatch(out, reads.length, marker) };
+      return { command: { argv: virshBatchArgv(reads, marker), mutating: false }, split: (out) => emptyIsFailed(splitVirshBatch(out, reads.length, marker)) };
     },
   },
   {
     key: ipBatchKey,
     command(reads) {
       const { argv, stdin } = ipBatchCommand(reads);
-      return { command: { argv, stdin, mutating: false }, split: (out) => splitIpBatch(out, reads.length) };
+      return { command: { argv, stdin, mutating: false }, split: (out) => emptyIsFailed(splitIpBatch(out, reads.length)) };
+    },
+  },
+  {
+    key: shBatchKey,
+    command(reads) {
+      const marker = batchMarker();
+      return { command: { argv: shBatchArgv(reads, marker), mutating: false }, split: (out) => splitShBatch(out, reads.length, marker) };
     },
   },
 ];
+
+/** One command an ExecaRunner ran; `asked`: the handler's command when it was answered in-process (database socket, /proc/sys). */
+export interface RunnerLogEntry {
+  command: Command;
+  result: RunResult;
+  asked?: Command;
+}
 
 /** A read waiting for its batch (see virsh-batch.ts, ip-batch.ts). */
 interface PendingRead {
@@ -126,9 +148,11 @@ interface PendingRead {
  *   over the database socket (ovsdb-socket.ts: one RFC 7047 transact, the
  *   same text ovs-vsctl prints; ovs-vsctl itself runs when that fails);
  * - `sysctl -n NAME` is read from /proc/sys (proc-sys.ts);
- * - virsh reads, and `ip -json ... show` reads with the same options,
- *   started in the same turn of the event loop (a pass observes its
- *   resources at once) share one process (virsh-batch.ts, ip-batch.ts).
+ * - virsh reads, `ip -json ... show` reads with the same options, and
+ *   ovs-ofctl dumps and nft listings, started in the same turn of the
+ *   event loop (a pass observes its resources at once) share one process
+ *   (virsh-batch.ts, ip-batch.ts; sh-batch.ts: one `sh -c` runs the
+ *   ovs-ofctl and nft reads one after the other).
  * The log records what really ran: the ovsdb read as `ovsdb-client
  * transact SOCKET TABLE...` (what it does, by the tool that would), a
  * /proc/sys read as `read PATH`, a batch as its one argv.
@@ -137,8 +161,13 @@ export class ExecaRunner implements Runner {
   private readonly timeoutMs: number;
   private readonly env: Record<string, string> | undefined;
   private readonly queues = new Map<string, PendingRead[]>();
-  /** Every command run, with its duration: the agent reports them and benchmarks sum them (the last LOG_MAX). */
-  readonly log: { command: Command; result: RunResult }[] = [];
+  /**
+   * Every command run, with its duration: the agent reports them and
+   * benchmarks sum them (the last LOG_MAX). `asked` is the command as the
+   * handler asked for it when it was answered in-process (its `command`
+   * then only describes what was done).
+   */
+  readonly log: RunnerLogEntry[] = [];
 
   constructor(options: { timeoutMs?: number; env?: Record<string, string> } = {}) {
     this.timeoutMs = options.timeoutMs ?? 60_000;
@@ -153,7 +182,7 @@ export class ExecaRunner implements Runner {
         try {
           const stdout = await readOvsdbLists({ ...ovsdb, timeoutMs: Math.min(ovsdb.timeoutMs, this.timeoutMs) });
           const result = { stdout, stderr: "", exitCode: 0, durationMs: performance.now() - started };
-          this.record({ argv: ["ovsdb-client", "transact", `unix:${ovsdb.socket}`, ...ovsdb.tables.map((t) => t.table)], mutating: false }, result);
+          this.record({ argv: ["ovsdb-client", "transact", `unix:${ovsdb.socket}`, ...ovsdb.tables.map((t) => t.table)], mutating: false }, result, command);
           return result;
         } catch {
           // ovs-vsctl says what is wrong (no server, no such column) in its own words.
@@ -165,7 +194,7 @@ export class ExecaRunner implements Runner {
         const stdout = await readFile(proc, "utf8").catch(() => undefined);
         if (stdout !== undefined) {
           const result = { stdout, stderr: "", exitCode: 0, durationMs: performance.now() - started };
-          this.record({ argv: ["read", proc], mutating: false }, result);
+          this.record({ argv: ["read", proc], mutating: false }, result, command);
           return result;
         }
       }
@@ -196,7 +225,7 @@ export class ExecaRunner implements Runner {
     const alone = (p: PendingRead) => this.spawn(p.command, p.options).then(p.resolve, p.reject);
     if (queue.length === 1) return alone(queue[0]!);
     const batch = kind.command(queue.map((p) => p.command.argv));
-    let parts: string[] | undefined;
+    let parts: (string | undefined)[] | undefined;
     let durationMs = 0;
     try {
       const r = await this.spawn(batch.command, { allowFailure: true });
@@ -208,16 +237,26 @@ export class ExecaRunner implements Runner {
     await Promise.all(
       queue.map((p, k) => {
         const out = parts?.[k];
-        // Nothing printed: that command failed (or the batch did); alone it gives its own exit code and message.
-        if (out === undefined || out.trim() === "") return alone(p);
+        // That command failed (or the batch did): alone it gives its own exit code and message.
+        if (out === undefined) return alone(p);
         p.resolve({ stdout: out, stderr: "", exitCode: 0, durationMs: durationMs / queue.length });
         return undefined;
       }),
     );
   }
 
-  private record(command: Command, result: RunResult): void {
-    this.log.push({ command, result });
+  /**
+   * Runs a logged command again the way it ran (benchmarks time each
+   * command of a pass alone): an in-process read in-process, anything else,
+   * a batch included, as its own process. Never throws on a non-zero exit.
+   */
+  async replay(entry: RunnerLogEntry): Promise<RunResult> {
+    if (entry.asked) return this.run(entry.asked, { allowFailure: true });
+    return this.spawn(entry.command, { allowFailure: true });
+  }
+
+  private record(command: Command, result: RunResult, asked?: Command): void {
+    this.log.push(asked ? { command, result, asked } : { command, result });
     if (this.log.length > LOG_MAX) this.log.splice(0, this.log.length - LOG_MAX);
   }
 
