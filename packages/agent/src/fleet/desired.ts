@@ -14,6 +14,7 @@ import {
   verifySignedAssignment,
   type SignedAssignment,
   type TrustedKeys,
+  type UnverifiedEnvelope,
 } from "@netfleet/shared";
 import { pause } from "./connection.ts";
 import { readKey, type StoredEntry } from "./kv.ts";
@@ -23,20 +24,17 @@ import { AgentState, type Checkpoint } from "./state.ts";
  * Follows the host's key of the desired bucket without a JetStream
  * consumer (an agent may create none): a core subscription on
  * `$KV.<bucket>.<host>` says something was written; `onHint` gets the
- * revision it carried (0 when it does not decode: a core message may be a
- * write the stream refused, so it is only a hint and the stored value decides).
+ * revision it carried (0 when it names none: a core message may be a
+ * write the stream refused, so it is only a hint and the stored value
+ * decides). Only the revision is read (hintedRevision), not the whole
+ * envelope: the stored value is decoded and judged anyway.
  */
 export function watchDesired(nc: NatsConnection, site: string, host: string, onHint: (revision: number) => void): Subscription {
   const sub = nc.subscribe(kvSubject(desiredBucket(site), host));
   void (async () => {
     for await (const msg of sub) {
-      let hinted = 0;
-      try {
-        hinted = decodeSignedAssignment(msg.subject, msg.data).revision;
-      } catch {
-        // Only a hint; the stored value decides.
-      }
-      onHint(hinted);
+      // Only a hint; the stored value decides.
+      onHint(hintedRevision(msg.data) ?? 0);
     }
   })();
   return sub;
@@ -64,17 +62,35 @@ export async function readDesired(nc: NatsConnection, site: string, host: string
       await pause(Math.min(2000, 250 * 2 ** (failures - 1)), signal);
       continue;
     }
-    if (!stored || attempt >= 10 + failures) return stored;
-    let revision = 0;
-    try {
-      revision = decodeSignedAssignment("desired", stored.data).revision;
-    } catch {
-      return stored;
-    }
-    if (revision >= hinted) return stored;
+    if (!stored || hinted <= 0 || attempt >= 10 + failures) return stored;
+    // Only the revision is compared here: judge decodes (and verifies) the value returned, once.
+    const revision = hintedRevision(stored.data);
+    if (revision === undefined || revision >= hinted) return stored;
     await pause(100, signal);
   }
 }
+
+/**
+ * The `revision` a stored or hinted envelope names (a positive integer), read
+ * from its JSON alone, without decoding the envelope and its assignment
+ * (decodeSignedAssignment costs some 50 times more: zod over the whole
+ * document and its content hash); undefined when the bytes are not JSON or
+ * name no such revision. A hint and a retry condition only: nothing is
+ * applied on it (SigningTrust.judge decodes and verifies what is).
+ */
+export function hintedRevision(data: Uint8Array): number | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(utf8.decode(data));
+  } catch {
+    return undefined;
+  }
+  const revision = value !== null && typeof value === "object" ? (value as { revision?: unknown }).revision : undefined;
+  return typeof revision === "number" && Number.isSafeInteger(revision) && revision >= 1 ? revision : undefined;
+}
+
+/** Strict UTF-8 (a value that is not UTF-8 names no revision); a fatal TextDecoder keeps no state between whole-buffer decodes. */
+const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 /** How many times readDesired reads again after a timeout or no responder (about 24 s in all with its 2 s read timeout). */
 export const READ_RETRIES = 6;
@@ -102,9 +118,30 @@ export type Verdict =
  * document) is verified, and refused.
  */
 export function judgeDesired(stored: StoredEntry, checkpoint: Checkpoint, signingKey: string | TrustedKeys, where: { site: string; host: string }, now = Date.now()): Verdict {
+  let decoded: UnverifiedEnvelope;
+  try {
+    decoded = decodeStored(stored, where);
+  } catch (err) {
+    return decodeVerdict(err);
+  }
+  return judgeDecoded(decoded, checkpoint, signingKey, where, now);
+}
+
+/** The stored desired value decoded (decodeSignedAssignment), its source named by bucket, key and stream sequence. */
+function decodeStored(stored: StoredEntry, where: { site: string; host: string }): UnverifiedEnvelope {
+  return decodeSignedAssignment(`kv ${desiredBucket(where.site)}/${where.host}@${stored.seq}`, stored.data);
+}
+
+/** The `reject` verdict of a value that does not decode; any other error is thrown on. */
+function decodeVerdict(err: unknown): Verdict {
+  if (err instanceof DecodeError) return { action: "reject", reason: "decode", error: err.message };
+  throw err;
+}
+
+/** judgeDesired for a value already decoded (decodeStored): the signature is verified here on every call that may apply. */
+function judgeDecoded(decoded: UnverifiedEnvelope, checkpoint: Checkpoint, signingKey: string | TrustedKeys, where: { site: string; host: string }, now: number): Verdict {
   const floor = Math.max(checkpoint.current?.revision ?? 0, checkpoint.rolledBack?.revision ?? 0);
   try {
-    const decoded = decodeSignedAssignment(`kv ${desiredBucket(where.site)}/${where.host}@${stored.seq}`, stored.data);
     if (inForce(decoded, checkpoint.current)) return { action: "keep" };
     const undone = checkpoint.rolledBack;
     if (undone && decoded.revision === undone.revision && decoded.assignment.hash === undone.hash) return { action: "keep" };
@@ -224,17 +261,15 @@ export class SigningTrust {
    */
   async judge(nc: NatsConnection, stored: StoredEntry, checkpoint: Checkpoint, where: { site: string; host: string }): Promise<Verdict> {
     let trust = await this.keys();
-    const keyId = signerOf(stored);
+    // Decoded once: the key id it names picks the trusted set, and the same decoded value is judged (and verified) against it.
+    let decoded: UnverifiedEnvelope;
+    try {
+      decoded = decodeStored(stored, where);
+    } catch (err) {
+      return decodeVerdict(err);
+    }
+    const keyId = decoded.keyId;
     if (keyId !== undefined && keyId !== trust.active.keyId) trust = await this.refresh(nc);
-    return judgeDesired(stored, checkpoint, trust, where, this.now());
-  }
-}
-
-/** The key id a stored envelope names (undefined: it does not decode, or names none). */
-function signerOf(stored: StoredEntry): string | undefined {
-  try {
-    return decodeSignedAssignment("desired", stored.data).keyId;
-  } catch {
-    return undefined;
+    return judgeDecoded(decoded, checkpoint, trust, where, this.now());
   }
 }
