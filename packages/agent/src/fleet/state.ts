@@ -1,3 +1,4 @@
+import { statSync } from "node:fs";
 import { chmod, mkdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
@@ -112,8 +113,14 @@ export class AgentState {
   }
 
   private async readJson(name: string): Promise<unknown> {
+    const file = join(this.dir, name);
+    // A file that is absent (signing-keys.json until a key rotation, everything before enrollment) answers without a
+    // rejected read: the ENOENT error and its stack cost some 0.1 ms per read, once per agent (issue 18: 0.56 s of one
+    // bench process's rollout with 5,000 agents). stat(2) gives undefined only for ENOENT and throws any other error
+    // (EACCES, ENOTDIR) as the read did; a file removed between the two calls still reads as absent below.
+    if (statSync(file, { throwIfNoEntry: false }) === undefined) return undefined;
     try {
-      return JSON.parse(await readFile(join(this.dir, name), "utf8"));
+      return JSON.parse(await readFile(file, "utf8"));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
       throw err;
