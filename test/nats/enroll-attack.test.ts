@@ -184,10 +184,14 @@ describe("enrollment attacks (real nats-server)", () => {
     // And a fresh token for the approved host does not hand it over either.
     expect((await enrollRaw(s, { hostname: "hv4", token: s.hostToken("hv4"), timeoutMs: 1500 })).credentials).toBeUndefined();
     expect((await s.cp.registry.get("hv4"))?.approvedKey).toBe(legit.keys.publicKey);
-    // Single use at the store: the nonce is taken once.
+    // Single use at the store: the nonce is taken once, by one agent key; the same key may come again (an
+    // enrollment that failed after the nonce was taken), no other key, and not for another host.
     const nonce = s.hostToken("hv3").split(".")[4]!;
-    expect(await s.cp.registry.useToken(nonce, "hv3")).toBe(true);
-    expect(await s.cp.registry.useToken(nonce, "hv3")).toBe(false);
+    const [k1, k2] = [generateBoxKeys().publicKey, generateBoxKeys().publicKey];
+    expect(await s.cp.registry.useToken(nonce, "hv3", k1)).toBe(true);
+    expect(await s.cp.registry.useToken(nonce, "hv3", k2)).toBe(false);
+    expect(await s.cp.registry.useToken(nonce, "hv2", k1)).toBe(false);
+    expect(await s.cp.registry.useToken(nonce, "hv3", k1)).toBe(true);
   }, 60_000);
 
   it("refuses facts over the size limit with a decode error, and the agent trims its own to fit", async () => {

@@ -1,3 +1,5 @@
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { TOKEN, assignmentFor, eventually, inventoryHost, startAgent, startSite, stopAll, type Site, type TestAgent } from "./harness.ts";
 
@@ -51,11 +53,20 @@ describe("enrollment", () => {
     await new Promise((r) => setTimeout(r, 1500));
     expect(agent.client.host).toBeUndefined();
     expect(agent.applied).toEqual([]);
-    expect((await site.cp.users()).map((u) => u.user)).not.toContain("agent-lab-hv2");
+    // Nothing issued before the approval: hv2's NATS user is a spare (CredentialStore.provision), made with hv1's
+    // enrollment, whose password only the controller holds; approving hands it out without a reload.
+    expect(existsSync(join(site.credentialsDir, "hv2.json"))).toBe(false);
+    expect(site.events.filter((e) => e.event === "spare-users")).toEqual([{ event: "spare-users", hosts: 2 }]);
+    const spare = (await site.cp.users()).find((u) => u.user === "agent-lab-hv2");
+    expect(spare?.password).toMatch(/^[\w-]{32}$/);
 
     await site.cp.approve("hv2");
     await agent.started;
     expect(agent.client.host).toBe("hv2");
+    // The approval handed out the spare (the server had it already: no reload), now hv2's stored credential.
+    const issued = JSON.parse(readFileSync(join(site.credentialsDir, "hv2.json"), "utf8")) as { user: string; password: string; agentKey: string };
+    expect(issued).toMatchObject({ user: "agent-lab-hv2", password: spare!.password });
+    expect(issued.agentKey).toBe((await site.cp.registry.get("hv2"))?.approvedKey);
     await eventually(() => agent.applied.length === 1, "hv2 applies after approval");
   });
 

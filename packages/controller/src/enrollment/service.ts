@@ -20,6 +20,7 @@ import {
   type SigningKeys,
   type Welcome,
 } from "@netfleet/shared";
+import PQueue from "p-queue";
 import type { HostQueues } from "../nats/host-messages.ts";
 import { agentUserName } from "../nats/permissions.ts";
 import type { CredentialStore, StoredCredential } from "../store/credentials.ts";
@@ -31,6 +32,13 @@ import { KeyedTokenBuckets, TokenBucket } from "./rate-limit.ts";
 import type { UserSync } from "./users.ts";
 
 export { DEFAULT_ENROLLMENT_LIMITS, type EnrollmentLimits } from "./limits.ts";
+
+/**
+ * Enroll messages handled at once (each is a few store requests and a sealed welcome); the rest wait their
+ * turn. Without a bound, 2,000 agents enrolling side by side made as many store requests at once, and some
+ * timed out (issue 18); an approval used to wait for a server reload, which hid this.
+ */
+export const ENROLL_PARALLEL = 64;
 
 /** An operator action named a host the registry cannot act on (not enrolled, or not in the inventory). */
 export class HostNotFoundError extends Error {
@@ -98,6 +106,10 @@ export class EnrollmentService {
   private key: Promise<Buffer> | undefined;
   private tokens: { at: number; list: Promise<readonly AcceptedToken[]> } | undefined;
   private readonly refusals: RefusalLog;
+  /** Enroll messages being handled (ENROLL_PARALLEL at once). */
+  private readonly inFlight = new PQueue({ concurrency: ENROLL_PARALLEL });
+  /** The spare users of the inventory's hosts, made and synced once (provisionSpares): true once the server has them. */
+  private spares: Promise<boolean> | undefined;
   /** The last welcome sealed per host (sendWelcome). */
   private readonly welcomes = new Map<string, { claimedName: string; credential: StoredCredential; keyId: string; data: Uint8Array }>();
 
@@ -117,11 +129,17 @@ export class EnrollmentService {
    * @throws DecodeError for a message over ENROLL_FACTS_MAX_BYTES, facts that do not decode, name another
    *   site, or claim a host the subject does not name.
    */
-  async enroll(msg: Msg, subjectHost: string): Promise<void> {
+  enroll(msg: Msg, subjectHost: string): Promise<void> {
+    return this.inFlight.add(() => this.enrollNow(msg, subjectHost));
+  }
+
+  private async enrollNow(msg: Msg, subjectHost: string): Promise<void> {
     if (msg.data.length > ENROLL_FACTS_MAX_BYTES) {
       throw new DecodeError(msg.subject, "", `enroll message of ${msg.data.length} bytes is over the limit of ${ENROLL_FACTS_MAX_BYTES}`);
     }
     const { site, registry } = this.o;
+    // The spares are made while the first enrollments are checked, not when the first approval waits for them.
+    void this.provisionSpares();
     // Parsing is bounded by the size check: a message that does not decode is refused (logged as bad-message) before any limit is spent.
     const facts = decodeMessage(EnrollFacts, msg.subject, msg.data);
     if (facts.site !== site) throw new DecodeError(msg.subject, "site", `facts are for site ${facts.site}`);
@@ -193,8 +211,9 @@ export class EnrollmentService {
     if (!hostIndex(this.o.hosts).byName.has(t.host)) return this.refusals.refuse(t.host, "host token for a host that is not in the inventory");
     if (current?.state === "approved") return this.refusals.refuse(t.host, "already approved with another agent key: a host token never replaces it (revoke the host first, then approve)");
     if (current?.state === "rejected") return this.refusals.refuse(t.host, "rejected or revoked by an operator: only netfleet hosts approve enrolls it again");
-    // Single use: the first to create the nonce's key wins, on every server of the cluster.
-    if (!(await registry.useToken(t.nonce, t.host))) return this.refusals.refuse(t.host, "host token already used");
+    // Single use: the first to create the nonce's key wins, on every server of the cluster (the same agent key may
+    // come again after a failure half-way: registry.useToken).
+    if (!(await registry.useToken(t.nonce, t.host, facts.publicKey))) return this.refusals.refuse(t.host, "host token already used");
     const from: HostRecord = {
       host: t.host,
       inventory: true,
@@ -337,11 +356,38 @@ export class EnrollmentService {
     return next!;
   }
 
-  /** Issues credentials to `from.claimKey`, writes the approved record, removes any claim, sends the welcome. */
+  /**
+   * Once per service, on the first enrollment: a spare NATS user for every inventory host without
+   * credentials (CredentialStore.provision), given to the server in one user sync. An approval then hands
+   * out its host's spare without a reload of its own: enrolling 10,000 hosts waited for one reload per
+   * batch of approvals, seconds each at that size (issue 18). False when that sync failed: the spares are
+   * dropped and each approval issues and syncs as before.
+   */
+  private provisionSpares(): Promise<boolean> {
+    this.spares ??= (async () => {
+      const { site, hosts, credentials, users } = this.o;
+      const made = await credentials.provision(hosts.map((h) => ({ host: h.name, user: agentUserName(site, h.name) })));
+      if (made > 0) await users.sync();
+      this.o.log({ event: "spare-users", hosts: made });
+      return true;
+    })().catch((err: unknown) => {
+      this.o.credentials.dropSpares();
+      this.o.log({ event: "spare-users-failed", error: (err as Error).message });
+      return false;
+    });
+    return this.spares;
+  }
+
+  /**
+   * Issues credentials to `from.claimKey` (the host's spare when it has one: no reload; else new ones and a
+   * user sync), writes the approved record, removes any claim, sends the welcome.
+   */
   private async grant(host: string, from: HostRecord): Promise<HostRecord> {
-    const { registry } = this.o;
-    const credential = await this.o.credentials.issue(host, agentUserName(this.o.site, host), from.claimKey);
-    await this.o.users.sync();
+    const { registry, credentials } = this.o;
+    const user = agentUserName(this.o.site, host);
+    const spare = (await this.provisionSpares()) ? await credentials.issueFromSpare(host, user, from.claimKey) : undefined;
+    const credential = spare ?? (await credentials.issue(host, user, from.claimKey));
+    if (!spare) await this.o.users.sync();
     const approved = await registry.mutate(host, (cur) => ({
       ...from,
       host,

@@ -25,12 +25,62 @@ export interface StoredCredential {
  * file each time (10,000 reads per sync at 10,000 hosts, issue 18). Only
  * the serve process writes credentials (its state dir is locked); a file
  * changed behind its back is seen once it is removed or the process restarts.
+ *
+ * Spares (provision): a fresh user and password for each inventory host
+ * that has no credential yet, held in this process's memory only (no file,
+ * agentKey empty), listed by `all()` so that one user sync gives the
+ * server all of them at once. Approving such a host then hands out its
+ * spare (issueFromSpare: written as the host's credential, sealed to its
+ * agent's key) with no server reload: at 10,000 hosts a reload takes
+ * seconds and the enrollment waited for one per batch (issue 18). A spare's
+ * password never leaves the controller before its host is approved (the
+ * server's accounts file holds it, 0600, like every agent password); it is
+ * handed out once, and revoke removes it. A restart forgets the spares:
+ * the next sync drops their users.
  */
 export class CredentialStore {
   readonly dir: string;
   private readonly held = new Map<string, StoredCredential>();
+  private readonly spares = new Map<string, StoredCredential>();
   constructor(dir: string) {
     this.dir = dir;
+  }
+
+  /**
+   * A spare credential (see the class) for each of `hosts` that has none, stored or spare; returns how many
+   * were made. They reach the server with the next user sync (UserSync.sync), which the caller awaits
+   * before handing one out.
+   * @throws Error when a host is not a DNS label, or the directory cannot be read.
+   */
+  async provision(hosts: readonly { host: string; user: string }[]): Promise<number> {
+    const have = new Set((await this.all()).map((c) => c.host));
+    let made = 0;
+    for (const { host, user } of hosts) {
+      this.file(host);
+      if (have.has(host)) continue;
+      this.spares.set(host, { ...this.make(host, user, ""), issuedAt: "" });
+      have.add(host);
+      made++;
+    }
+    return made;
+  }
+
+  /**
+   * Hands out the host's spare: its user and password with `agentKey`, stored as the host's credential
+   * (save). Undefined when the host has no spare for `user` (then issue() and a user sync are needed). The
+   * caller must have synced the spares to the server (provision).
+   */
+  async issueFromSpare(host: string, user: string, agentKey: string): Promise<StoredCredential | undefined> {
+    const spare = this.spares.get(host);
+    if (!spare || spare.user !== user) return undefined;
+    const credential: StoredCredential = { ...spare, agentKey, issuedAt: new Date().toISOString() };
+    await this.save(credential);
+    return credential;
+  }
+
+  /** Forgets every spare (their users go with the next sync): when they could not be synced. */
+  dropSpares(): void {
+    this.spares.clear();
   }
 
   /** A new random password for the host (replacing any), written 0600 with a unique temp file and a rename. */
@@ -52,6 +102,7 @@ export class CredentialStore {
   async save(credential: StoredCredential): Promise<void> {
     await writeSecretJson(this.file(credential.host), credential);
     this.held.set(credential.host, credential);
+    this.spares.delete(credential.host);
   }
 
   /**
@@ -67,7 +118,7 @@ export class CredentialStore {
     return read;
   }
 
-  /** Every issued credential, by host name (files not named `<dns-label>.json` are ignored). */
+  /** Every issued credential, by host name (files not named `<dns-label>.json` are ignored), and the spares of hosts without one (provision). */
   async all(): Promise<StoredCredential[]> {
     const names = await readdir(this.dir).catch((err: NodeJS.ErrnoException) => {
       if (err.code === "ENOENT") return [] as string[];
@@ -82,13 +133,16 @@ export class CredentialStore {
       const c = await this.get(h);
       if (c) out.push(c);
     }
-    return out;
+    if (this.spares.size === 0) return out;
+    for (const [h, spare] of this.spares) if (!listed.has(h)) out.push(spare);
+    return out.sort((a, b) => (a.host < b.host ? -1 : a.host > b.host ? 1 : 0));
   }
 
-  /** Removes the host's credential (nothing when there is none). */
+  /** Removes the host's credential and its spare (nothing when there is none). */
   async revoke(host: string): Promise<void> {
     const file = this.file(host);
     this.held.delete(host);
+    this.spares.delete(host);
     await rm(file, { force: true });
   }
 

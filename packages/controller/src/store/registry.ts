@@ -146,16 +146,27 @@ export class HostRegistry {
   }
 
   /**
-   * Marks a host token's nonce used (a KV create: only the first caller
-   * succeeds, on every server of a cluster). False when it was used before.
+   * Marks a host token's nonce used by the agent key `key` (a KV create:
+   * only the first caller succeeds, on every server of a cluster). False
+   * when it was used before, except by the same host and key: that agent
+   * asking again after an enrollment that failed half-way (a store request
+   * that timed out after this create landed) goes on, or its token would be
+   * spent with no approval. Another key never gets past a used nonce.
    */
-  async useToken(nonce: string, host: string): Promise<boolean> {
+  async useToken(nonce: string, host: string, key: string): Promise<boolean> {
     try {
-      await this.b.tokens.create(nonce, new TextEncoder().encode(JSON.stringify({ host, at: new Date().toISOString() })));
+      await this.b.tokens.create(nonce, new TextEncoder().encode(JSON.stringify({ host, key, at: new Date().toISOString() })));
       return true;
     } catch (err) {
-      if (/wrong last sequence|key exists/i.test((err as Error).message) || (err as { code?: unknown }).code === 10071) return false;
-      throw err;
+      if (!(/wrong last sequence|key exists/i.test((err as Error).message) || (err as { code?: unknown }).code === 10071)) throw err;
+    }
+    const used = liveValue(await this.b.tokens.get(nonce));
+    if (!used) return false;
+    try {
+      const by = JSON.parse(new TextDecoder().decode(used.value)) as { host?: unknown; key?: unknown };
+      return by.host === host && typeof by.key === "string" && by.key === key;
+    } catch {
+      return false;
     }
   }
 }
