@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { closeSync, constants, fchmodSync, fchownSync, fstatSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, readlinkSync, renameSync, symlinkSync, unlinkSync, writeSync } from "node:fs";
 import type { Stats } from "node:fs";
-import { lstat, open, rename, rm } from "node:fs/promises";
+import { open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 
 const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_DIRECTORY } = constants;
@@ -58,10 +58,8 @@ const isErrno = (err: unknown, ...codes: string[]) => codes.includes((err as Nod
  * @throws UnsafePathError when `path` is a symlink; the fs error (ENOSPC, EACCES...) otherwise.
  */
 export async function writeOwned(path: string, data: string | Uint8Array, mode: number): Promise<void> {
-  const at = await lstat(path).catch((err: unknown) => {
-    if (isErrno(err, "ENOENT")) return undefined;
-    throw err;
-  });
+  // lstat(2) answers from the dentry cache: made synchronously, and without an error object for a file not there yet.
+  const at = lstatSync(path, { throwIfNoEntry: false });
   if (at?.isSymbolicLink()) throw new UnsafePathError(path, "is a symbolic link");
   const dir = dirname(path);
   const owner = processOwner();

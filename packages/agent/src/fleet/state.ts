@@ -128,10 +128,16 @@ export class AgentState {
   }
 
   private async writeJson(name: string, value: unknown): Promise<void> {
-    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    // One stat(2) per write, from the dentry cache (the dir is made only when missing), where a recursive mkdir(2)
+    // and a stat cost two thread-pool round trips on every write (issue 18: two checkpoint writes per apply).
     // mkdir's mode applies only to a dir it creates: one that exists wider (made by a package, by hand) is set back,
     // as credentials and the enrollment key live in it.
-    if (((await stat(this.dir)).mode & 0o777) !== 0o700) await chmod(this.dir, 0o700);
+    let found = statSync(this.dir, { throwIfNoEntry: false });
+    if (!found) {
+      await mkdir(this.dir, { recursive: true, mode: 0o700 });
+      found = await stat(this.dir);
+    }
+    if ((found.mode & 0o777) !== 0o700) await chmod(this.dir, 0o700);
     const file = join(this.dir, name);
     await writeOwned(file, JSON.stringify(value, null, 2), 0o600);
   }
