@@ -13,9 +13,10 @@
  *   sh scripts/node.sh test/bench/status.ts N [runs]   (one row, as JSON)
  *
  * Figures (each the spread over `runs` runs, min/median/max, ms): the CLI's
- * whole run (process start, module load, connect, read, print, exit), and
+ * whole run (process start, module load, connect, read, print, exit), with
+ * --json and as the text table an operator reads, and
  * the same command run inside this process on a fresh connection. Target:
- * both commands' CLI median ≤ 2 s at 10,000 hosts (issue 18), printed
+ * both commands' CLI median ≤ 2 s at 10,000 hosts, JSON and text (issue 18), printed
  * pass/fail. The load average is in the row.
  *
  * Everything it starts it stops; every wait is bounded.
@@ -46,9 +47,14 @@ export interface StatusRow {
   statusCliMs: Spread;
   /** `netfleet hosts --json` as a CLI process (ms). */
   hostsCliMs: Spread;
+  /** The same two commands without --json: the table an operator reads (ms, CLI process, wall). */
+  statusTextCliMs: Spread;
+  hostsTextCliMs: Spread;
   /** The CLI processes' own CPU (user + system, ms): on a busy machine, what the command itself cost. */
   statusCliCpuMs: Spread;
   hostsCliCpuMs: Spread;
+  statusTextCliCpuMs: Spread;
+  hostsTextCliCpuMs: Spread;
   /** nats-server's CPU over each CLI status run (ms): the other half of the work. */
   statusNatsCpuMs: Spread;
   /** The same commands inside this process, on a fresh connection (connect, read, render, close; ms). */
@@ -167,13 +173,18 @@ export async function statusBench(n: number, log: (line: string) => void, runs =
       }
       return Math.round(performance.now() - t0);
     };
-    const common = ["--json", "--state-dir", home.dir, "--nats", server.urls.join(",")];
+    const plain = ["--state-dir", home.dir, "--nats", server.urls.join(",")];
+    const common = ["--json", ...plain];
     const statusCli: number[] = [];
     const statusCpu: number[] = [];
     const hostsCpu: number[] = [];
     const statusNats: number[] = [];
     const natsPid = server.nodes[0]!.process?.pid;
     const hostsCli: number[] = [];
+    const statusText: number[] = [];
+    const hostsText: number[] = [];
+    const statusTextCpu: number[] = [];
+    const hostsTextCpu: number[] = [];
     const statusIn: number[] = [];
     const hostsIn: number[] = [];
     let statusRows = 0;
@@ -193,13 +204,23 @@ export async function statusBench(n: number, log: (line: string) => void, runs =
       hostsRows = (JSON.parse(h.stdout) as { hosts: unknown[] }).hosts.length;
       hostsCli.push(h.ms);
       hostsCpu.push(h.cpuMs);
+      // The tables: one line per host under a header (status: plus the hosts' detail lines and the summary).
+      const st = await cli(["status", "--no-counters", ...plain]);
+      if (st.code !== statusExit) throw new Error(`netfleet status (text) exited ${st.code}, with --json ${statusExit}: ${st.stderr}`);
+      statusText.push(st.ms);
+      statusTextCpu.push(st.cpuMs);
+      const ht = await cli(["hosts", ...plain]);
+      const htRows = ht.stdout.split("\n").filter((l) => /^hv\d+ /.test(l)).length;
+      if (ht.code !== 0 || htRows !== hostsRows) throw new Error(`netfleet hosts (text) exited ${ht.code} with ${htRows} rows (--json: ${hostsRows}): ${ht.stderr}`);
+      hostsText.push(ht.ms);
+      hostsTextCpu.push(ht.cpuMs);
       statusIn.push(await inProcess((x, out) => statusCommand(x, out, { counters: false })));
       hostsIn.push(await inProcess((x, out) => hostsCommand(x, out)));
-      log(`status ${n}: run ${r + 1}: status CLI ${s.ms} ms (CPU ${s.cpuMs} ms, nats-server ${statusNats.at(-1)} ms; ${statusRows} rows, exit ${s.code}), hosts CLI ${h.ms} ms (CPU ${h.cpuMs} ms; ${hostsRows} rows); in process ${statusIn.at(-1)} / ${hostsIn.at(-1)} ms`);
+      log(`status ${n}: run ${r + 1}: status CLI ${s.ms} ms (CPU ${s.cpuMs} ms, nats-server ${statusNats.at(-1)} ms; ${statusRows} rows, exit ${s.code}), hosts CLI ${h.ms} ms (CPU ${h.cpuMs} ms; ${hostsRows} rows); in process ${statusIn.at(-1)} / ${hostsIn.at(-1)} ms; text: status ${st.ms} ms (CPU ${st.cpuMs}), hosts ${ht.ms} ms (CPU ${ht.cpuMs})`);
     }
-    const row: StatusRow = { hosts: n, statusCliMs: spread(statusCli), hostsCliMs: spread(hostsCli), statusCliCpuMs: spread(statusCpu), hostsCliCpuMs: spread(hostsCpu), statusNatsCpuMs: spread(statusNats), statusMs: spread(statusIn), hostsMs: spread(hostsIn), statusRows, hostsRows, statusExit, seedMs, load };
+    const row: StatusRow = { hosts: n, statusCliMs: spread(statusCli), hostsCliMs: spread(hostsCli), statusCliCpuMs: spread(statusCpu), hostsCliCpuMs: spread(hostsCpu), statusTextCliMs: spread(statusText), hostsTextCliMs: spread(hostsText), statusTextCliCpuMs: spread(statusTextCpu), hostsTextCliCpuMs: spread(hostsTextCpu), statusNatsCpuMs: spread(statusNats), statusMs: spread(statusIn), hostsMs: spread(hostsIn), statusRows, hostsRows, statusExit, seedMs, load };
     const ok = (x: Spread) => (x[1] <= TARGET_MS ? "met" : "MISSED");
-    log(`status ${n}: target ≤ ${TARGET_MS} ms (CLI median, wall): status ${ok(row.statusCliMs)} (${row.statusCliMs.join("/")}), hosts ${ok(row.hostsCliMs)} (${row.hostsCliMs.join("/")}); their own CPU ${row.statusCliCpuMs.join("/")} and ${row.hostsCliCpuMs.join("/")} ms; load ${load.join(" ")} (wall figures on a busy machine are the load's)`);
+    log(`status ${n}: target ≤ ${TARGET_MS} ms (CLI median, wall): status ${ok(row.statusCliMs)} (${row.statusCliMs.join("/")}), hosts ${ok(row.hostsCliMs)} (${row.hostsCliMs.join("/")}); as text: status ${ok(row.statusTextCliMs)} (${row.statusTextCliMs.join("/")}), hosts ${ok(row.hostsTextCliMs)} (${row.hostsTextCliMs.join("/")}); their own CPU ${row.statusCliCpuMs.join("/")} and ${row.hostsCliCpuMs.join("/")} ms; load ${load.join(" ")} (wall figures on a busy machine are the load's)`);
     return row;
   } finally {
     await cp?.close().catch(() => {});
