@@ -51,13 +51,16 @@ const isErrno = (err: unknown, ...codes: string[]) => codes.includes((err as Nod
  * it writes): a fresh temp file beside it opened with CREATE_EXCLUSIVE
  * (O_CREAT|O_EXCL|O_NOFOLLOW, open(2)) under a random name, fchmod(2) to
  * `mode` (the umask cannot widen or narrow it), fchown(2), written, fsync(2),
- * then rename(2) over `path` and fsync of the directory. rename(2) replaces
+ * then rename(2) over `path` and, unless `o.syncDirectory` is false, fsync
+ * of the directory (what makes the rename itself survive a crash; without
+ * it, after a crash `path` holds either the old or the new content, whole,
+ * as the file was fsynced before the rename). rename(2) replaces
  * a link at `path` rather than following it, so nothing is ever written
  * outside `path`'s directory; a symlink found at `path` beforehand is
  * refused outright. The temp file is removed on failure.
  * @throws UnsafePathError when `path` is a symlink; the fs error (ENOSPC, EACCES...) otherwise.
  */
-export async function writeOwned(path: string, data: string | Uint8Array, mode: number): Promise<void> {
+export async function writeOwned(path: string, data: string | Uint8Array, mode: number, o: { syncDirectory?: boolean } = {}): Promise<void> {
   // lstat(2) answers from the dentry cache: made synchronously, and without an error object for a file not there yet.
   const at = lstatSync(path, { throwIfNoEntry: false });
   if (at?.isSymbolicLink()) throw new UnsafePathError(path, "is a symbolic link");
@@ -87,6 +90,7 @@ export async function writeOwned(path: string, data: string | Uint8Array, mode: 
     }
     break;
   }
+  if (o.syncDirectory === false) return;
   const dirHandle = await open(dir, O_RDONLY | O_DIRECTORY).catch(() => undefined);
   if (dirHandle) {
     await dirHandle.sync().catch(() => {});

@@ -107,9 +107,15 @@ export class AgentState {
     return out;
   }
 
-  /** Replaces the checkpoint. */
-  saveCheckpoint(checkpoint: Checkpoint): Promise<void> {
-    return this.writeJson("checkpoint.json", checkpoint);
+  /**
+   * Replaces the checkpoint (atomically: writeOwned). `o.syncDirectory:
+   * false` leaves out the directory's fsync, so that after a crash the
+   * checkpoint may still be the one before this write (whole either way):
+   * only for a write whose loss is harmless (see FleetMember.apply, the
+   * pending revision).
+   */
+  saveCheckpoint(checkpoint: Checkpoint, o: { syncDirectory?: boolean } = {}): Promise<void> {
+    return this.writeJson("checkpoint.json", checkpoint, o);
   }
 
   private async readJson(name: string): Promise<unknown> {
@@ -127,7 +133,7 @@ export class AgentState {
     }
   }
 
-  private async writeJson(name: string, value: unknown): Promise<void> {
+  private async writeJson(name: string, value: unknown, o: { syncDirectory?: boolean } = {}): Promise<void> {
     // One stat(2) per write, from the dentry cache (the dir is made only when missing), where a recursive mkdir(2)
     // and a stat cost two thread-pool round trips on every write (issue 18: two checkpoint writes per apply).
     // mkdir's mode applies only to a dir it creates: one that exists wider (made by a package, by hand) is set back,
@@ -139,6 +145,6 @@ export class AgentState {
     }
     if ((found.mode & 0o777) !== 0o700) await chmod(this.dir, 0o700);
     const file = join(this.dir, name);
-    await writeOwned(file, JSON.stringify(value, null, 2), 0o600);
+    await writeOwned(file, JSON.stringify(value, null, 2), 0o600, o);
   }
 }
