@@ -43,7 +43,9 @@ export function watchDesired(nc: NatsConnection, site: string, host: string, onH
 /**
  * The host's stored desired value (undefined: none). A replica may answer
  * before it has the write behind a hint: while the stored revision is below
- * `hinted`, it is read again (10 times, 100 ms apart, or until `signal`).
+ * `hinted`, or there is no value at all, it is read again (10 times, 100 ms
+ * apart, or until `signal`); with no hint (`hinted` 0) the first answer is
+ * returned.
  * A read that times out or finds no responder (a busy server, a saturated
  * client: the hint's one read used to be dropped, and the new revision was
  * then only seen at the next resync, after the controller's apply timeout)
@@ -62,10 +64,14 @@ export async function readDesired(nc: NatsConnection, site: string, host: string
       await pause(Math.min(2000, 250 * 2 ** (failures - 1)), signal);
       continue;
     }
-    if (!stored || hinted <= 0 || attempt >= 10 + failures) return stored;
-    // Only the revision is compared here: judge decodes (and verifies) the value returned, once.
-    const revision = hintedRevision(stored.data);
-    if (revision === undefined || revision >= hinted) return stored;
+    if (hinted <= 0 || attempt >= 10 + failures || signal.aborted) return stored;
+    // Only the revision is compared here: judge decodes (and verifies) the value returned, once. No value at all is
+    // behind the hint too: a direct get may be answered by a replica that has not applied the host's first write yet
+    // (3-node cluster: the agent never applied its first revision, the rollout failed on it).
+    if (stored) {
+      const revision = hintedRevision(stored.data);
+      if (revision === undefined || revision >= hinted) return stored;
+    }
     await pause(100, signal);
   }
 }
