@@ -86,9 +86,21 @@ export const emptyElements = (): Record<StaticSet, string[]> => ({ allow_tcp: []
  * 1). Throws ParseError on a document of another shape.
  */
 export function parseNftJson(stdout: string, only?: { family: string; table: string }): NftJsonView {
+  return parseNftRuleset(stdout, only).view;
+}
+
+/**
+ * parseNftJson, and whether the listing holds the table itself (`only`'s;
+ * without `only`, any table): prune learns from one `nft -j list ruleset`
+ * whether `inet netfleet` exists.
+ */
+export function parseNftRuleset(stdout: string, only?: { family: string; table: string }): { present: boolean; view: NftJsonView } {
   const doc = parseJson(only ? "nft -j list ruleset" : "nft -j list table", stdout, NftJson);
   const view: NftJsonView = { elements: emptyElements(), dynamic: {} };
+  let present = false;
   for (const item of doc.nftables) {
+    const table = item.table as { family?: string; name?: string } | undefined;
+    if (table && (!only || (table.family === only.family && table.name === only.table))) present = true;
     if (only) {
       const o = (item.set ?? item.rule ?? item.map) as { family?: string; table?: string } | undefined;
       if (o?.family !== only.family || o?.table !== only.table) continue;
@@ -105,7 +117,7 @@ export function parseNftJson(stdout: string, only?: { family: string; table: str
     const rule = item.rule as { comment?: string } | undefined;
     if (rule?.comment?.startsWith(MARK)) view.structure = rule.comment.slice(MARK.length);
   }
-  return view;
+  return { present, view };
 }
 
 const IpAddr = z.array(

@@ -1,7 +1,7 @@
 import { unifiedDiff, type NftTableSpec } from "@netfleet/shared";
 import { ExecError, mutate } from "../exec/runner.ts";
 import { foreignDrops } from "./nft-foreign.ts";
-import { emptyElements, normaliseListing, parseExternalSubnets, parseNftJson } from "./nft-live.ts";
+import { emptyElements, normaliseListing, parseExternalSubnets, parseNftJson, parseNftRuleset } from "./nft-live.ts";
 import { STATIC_SETS, desiredElements as nftDesiredElements, nftRuleset, nftStructure, type CarriedElement, type StaticSet } from "./nft-rules.ts";
 import { ownerMarker, type Changes, type ObserveContext, type ResourceHandler, type ResourcePlan } from "./types.ts";
 
@@ -54,24 +54,26 @@ const noTable = (): NftObservation => ({ exists: false, elements: emptyElements(
 
 const missing = (stderr: string) => /No such file or directory/.test(stderr);
 
+/** Our table, as nft names it. */
+const OUR_TABLE = { family: "inet", table: "netfleet" } as const;
+
 /**
- * The table `inet netfleet` as nft lists it in JSON (one read, shared by the
- * nft-table resource and prune). Without nft installed there is
- * no table of ours: we would have made it with nft.
+ * The table `inet netfleet` as `nft -j list ruleset` shows it: one read a
+ * pass, shared (the same argv, so the pass's memo) by the nft-table
+ * resource, prune and the VXLAN filters' prune. Without nft installed there
+ * is no table of ours: we would have made it with nft.
  */
 export async function observeNftTable(ctx: ObserveContext, options: { nftMayBeMissing?: boolean } = {}): Promise<NftObservation> {
   let out;
   try {
-    out = await ctx.read(["nft", "-j", "list", "table", "inet", "netfleet"], { allowFailure: true });
+    out = await ctx.read(["nft", "-j", "list", "ruleset"], { allowFailure: true });
   } catch (err) {
     if (options.nftMayBeMissing && err instanceof ExecError && err.exitCode === 127 && /\bENOENT\b/.test(err.stderr)) return noTable();
     throw err;
   }
-  if (out.exitCode !== 0) {
-    if (missing(out.stderr)) return noTable();
-    throw new Error(`nft -j list table inet netfleet exited ${out.exitCode}: ${out.stderr.trim()}`);
-  }
-  return parseNftTable(out.stdout);
+  if (out.exitCode !== 0) throw new Error(`nft -j list ruleset exited ${out.exitCode}: ${out.stderr.trim()}`);
+  const { present, view } = parseNftRuleset(out.stdout, OUR_TABLE);
+  return present ? { ...noTable(), exists: true, ...view } : noTable();
 }
 
 /**
@@ -94,7 +96,7 @@ async function observeFull(spec: NftTableSpec, ctx: ObserveContext): Promise<Nft
     throw new Error(`nft -t list table inet netfleet exited ${text.exitCode}: ${text.stderr.trim()}`);
   }
   if (ruleset.exitCode === 0) {
-    if (obs.exists) Object.assign(obs, parseNftJson(ruleset.stdout, { family: "inet", table: "netfleet" }));
+    if (obs.exists) Object.assign(obs, parseNftJson(ruleset.stdout, OUR_TABLE));
     obs.foreign = foreignDrops(ruleset.stdout, spec.networks.map((n) => n.interface), undefined, ownerMarker(ctx.owner));
   } else if (!missing(ruleset.stderr)) {
     throw new Error(`nft -j list ruleset exited ${ruleset.exitCode}: ${ruleset.stderr.trim()}`);

@@ -77,20 +77,17 @@ const failure = (name: string): ScriptedReply => ({
   stderr: fixture(`daemons/${name}.stderr`),
 });
 
-/** No table `inet netfleet` (real nft 1.0.6 text, __fixtures__/nft/capture-tables.sh). */
-const NO_TABLE: ScriptedReply = {
-  exitCode: Number(fixture("nft/table-missing.json.rc").trim()),
-  stderr: fixture("nft/table-missing.json.stderr"),
-};
+/** No table at all, so no `inet netfleet` (`nft -j list ruleset` of real nft 1.0.6, __fixtures__/nft/capture-tables.sh). */
+const NO_TABLE: ScriptedReply = { stdout: fixture("nft/tables-none.json") };
 
 /** A host whose `ip link` shows `links` and whose OVS / libvirt / nft answer as given. */
 function host(tools: Toolbox, links: string, ovs: ScriptedReply, virsh: ScriptedReply | { list: string }, nft: ScriptedReply | (() => ScriptedReply) = NO_TABLE) {
   const runner = new RecordingRunner()
     .reply(tools.ip("-details", "-json", "link", "show"), { stdout: fixture(links) })
     .reply(ovsObserveArgv({ owner: "fixture", tools }), ovs)
-    .reply(["nft", "-j", "list", "table", "inet", "netfleet"], nft)
-    // No VXLAN filter table (vxlan-interface-prune.ts) on these hosts.
-    .reply(["nft", "-j", "list", "tables"], { stdout: fixture("nft/tables-none.json") });
+    // One read for both our table and the VXLAN filter tables (vxlan-interface-prune.ts); a listing
+    // of `inet netfleet` alone is a ruleset holding only that table.
+    .reply(["nft", "-j", "list", "ruleset"], nft);
   if ("list" in virsh) {
     runner
       .reply(tools.virsh("net-list", "--all"), { stdout: virsh.list })
@@ -307,15 +304,15 @@ describe("prune of the gateway role (dnsmasq, nft table, libvirt XML files)", ()
   it("kept (the gateway role stays): the table is not even read", async () => {
     const r = runner({ stdout: fixture("nft/table-ours.json") });
     await prune.observe(spec({}), { ...observeCtx(r, tools, labHost()), owner: "lab" });
-    // Only the VXLAN filter tables are listed (vxlan-interface-prune.ts); `inet netfleet` is not read.
-    expect(r.calls.filter((c) => c.argv[0] === "nft").map((c) => c.argv.join(" "))).toEqual(["nft -j list tables"]);
+    // Only the ruleset, for the VXLAN filter tables (vxlan-interface-prune.ts), is read.
+    expect(r.calls.filter((c) => c.argv[0] === "nft").map((c) => c.argv.join(" "))).toEqual(["nft -j list ruleset"]);
   });
 
   it("nft not installed (a VM host): no table of ours", async () => {
     const s = spec({ nftTable: false });
     // what ExecaRunner throws when it cannot spawn the program
     const notInstalled = () => {
-      throw new ExecError(["nft", "-j", "list", "table", "inet", "netfleet"], 127, "spawn nft ENOENT");
+      throw new ExecError(["nft", "-j", "list", "ruleset"], 127, "spawn nft ENOENT");
     };
     const observed = await prune.observe(s, { ...observeCtx(runner(notInstalled), tools, labHost()), owner: "lab" });
     expect(observed.nftTable).toBeUndefined();

@@ -17,7 +17,8 @@ function host(listings: Record<string, string | undefined>): ObserveContext & { 
     reads,
     async read(argv) {
       reads.push(argv.join(" "));
-      if (argv.join(" ") === "nft -j list tables") return { stdout: fixture("vxlan/nft-tables.json"), stderr: "", exitCode: 0 };
+      // (`list tables` output: the same table objects a ruleset holds, without their chains and rules)
+      if (argv.join(" ") === "nft -j list ruleset") return { stdout: fixture("vxlan/nft-tables.json"), stderr: "", exitCode: 0 };
       const text = listings[argv[4]!];
       return text === undefined ? { stdout: "", stderr: fixture("vxlan/filter-missing.stderr"), exitCode: 1 } : { stdout: text, stderr: "", exitCode: 0 };
     },
@@ -32,6 +33,8 @@ describe("prune of the vxlan devices' source filters", () => {
       { table: "netfleet-vx-secure", device: "vx-secure" },
     ]);
     expect(() => parseFilterTables("nope")).toThrow(ParseError);
+    // what the pass reads is the whole ruleset: the tables among chains, rules and sets (real nft 1.0.6, capture-gateway.sh)
+    expect(parseFilterTables(fixture("nft/gateway-vxlan-ruleset.json"))).toEqual([{ table: "netfleet-vx-secure", device: "vx-secure" }]);
   });
 
   it("removes the table of a device not kept when it carries our mark; a kept device's and an unmarked one stay", async () => {
@@ -39,7 +42,7 @@ describe("prune of the vxlan devices' source filters", () => {
     const ctx = host({ "netfleet-vx-gone": ours.replaceAll("vx-secure", "vx-gone"), "netfleet-vx-foreign": "table inet netfleet-vx-foreign {\n}\n", "netfleet-vx-secure": ours });
     const stale = await observeStaleVxlanFilters(spec, ctx);
     expect(stale).toEqual(["netfleet-vx-gone"]);
-    expect(ctx.reads).toEqual(["nft -j list tables", "nft list table inet netfleet-vx-foreign", "nft list table inet netfleet-vx-gone"]);
+    expect(ctx.reads).toEqual(["nft -j list ruleset", "nft list table inet netfleet-vx-foreign", "nft list table inet netfleet-vx-gone"]);
     const changes: Changes = {};
     expect(pruneVxlanFiltersCommands(stale, changes).map((c) => c.argv.join(" "))).toEqual(["nft delete table inet netfleet-vx-gone"]);
     expect(changes).toEqual({ "nft-table inet netfleet-vx-gone": { old: "present", new: null } });

@@ -17,8 +17,9 @@ const Tables = z.object({ nftables: z.array(z.record(z.string(), z.unknown())) }
 const TableRow = z.looseObject({ family: z.string(), name: z.string() });
 
 /**
- * The filter tables `nft -j list tables` lists (nft 1.0.6 JSON: `{"nftables":
- * [{"metainfo": …}, {"table": {"family", "name", "handle"}}, …]}`), by device.
+ * The filter tables of `nft -j list ruleset` (or `list tables`; nft 1.0.6
+ * JSON: `{"nftables": [{"metainfo": …}, {"table": {"family", "name",
+ * "handle"}}, {"chain": …}, …]}`), by device.
  * @throws ParseError on other output.
  */
 export function parseFilterTables(stdout: string): { table: string; device: string }[] {
@@ -26,10 +27,10 @@ export function parseFilterTables(stdout: string): { table: string; device: stri
   try {
     raw = JSON.parse(stdout);
   } catch {
-    throw new ParseError("nft -j list tables", "not JSON");
+    throw new ParseError("nft -j list ruleset", "not JSON");
   }
   const doc = Tables.safeParse(raw);
-  if (!doc.success) throw new ParseError("nft -j list tables", "no nftables list");
+  if (!doc.success) throw new ParseError("nft -j list ruleset", "no nftables list");
   const out: { table: string; device: string }[] = [];
   for (const item of doc.data.nftables) {
     const t = TableRow.safeParse(item.table);
@@ -41,19 +42,20 @@ export function parseFilterTables(stdout: string): { table: string; device: stri
 }
 
 /**
- * Our filter tables of devices not in `spec.keep.links` (one `nft -j list
- * tables`, then one listing per such table to check the mark). None on a
- * host without nft (we would have made them with it).
+ * Our filter tables of devices not in `spec.keep.links` (from `nft -j list
+ * ruleset`, the pass's one JSON read of nft shared with prune's and the
+ * nft-table resource's, then one listing per such table to check the
+ * mark). None on a host without nft (we would have made them with it).
  */
 export async function observeStaleVxlanFilters(spec: PruneSpec, ctx: ObserveContext): Promise<string[]> {
   let out;
   try {
-    out = await ctx.read(["nft", "-j", "list", "tables"], { allowFailure: true });
+    out = await ctx.read(["nft", "-j", "list", "ruleset"], { allowFailure: true });
   } catch (err) {
     if (err instanceof ExecError && err.exitCode === 127 && /\bENOENT\b/.test(err.stderr)) return [];
     throw err;
   }
-  if (out.exitCode !== 0) throw new Error(`nft -j list tables exited ${out.exitCode}: ${out.stderr.trim()}`);
+  if (out.exitCode !== 0) throw new Error(`nft -j list ruleset exited ${out.exitCode}: ${out.stderr.trim()}`);
   const stale: string[] = [];
   for (const t of parseFilterTables(out.stdout)) {
     if (spec.keep.links.includes(t.device)) continue;
