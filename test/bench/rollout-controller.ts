@@ -6,7 +6,7 @@
  * right before run(); convergeMs ends when the last host's report of the new
  * revision reached this process. p50/p99 are per host: from its revision
  * stored in the desired bucket (seen on the bucket's subject) to its report. nats-server's /varz message counters are
- * read at both ends of the window.
+ * read at both ends of the window (every node's, summed).
  *
  * Prints one JSON line: {"event":"result", ...}.
  */
@@ -24,7 +24,10 @@ export interface ControllerArgs {
   token: string;
   signing: SigningKeys;
   credentialsDir: string;
-  monitorUrl: string;
+  /** Every nats-server node's monitoring URL: /varz counters are summed over them. */
+  monitorUrls: string[];
+  /** KV replicas of the site's buckets: the number of nats-server nodes (1 or 3). */
+  replicas: number;
   hosts: Host[];
   applyTimeoutMs: number;
   /** Hosts per wave after the canary, percent (default: Rollout's 25 %). */
@@ -34,9 +37,13 @@ export interface ControllerArgs {
 const a = JSON.parse(readFileSync(process.argv[2]!, "utf8")) as ControllerArgs;
 const out = (e: Record<string, unknown>) => process.stdout.write(JSON.stringify(e) + "\n");
 
-async function varz(): Promise<{ in_msgs: number; out_msgs: number; in_bytes: number; out_bytes: number }> {
-  const res = await fetch(`${a.monitorUrl}/varz`, { signal: AbortSignal.timeout(5000) });
-  return (await res.json()) as { in_msgs: number; out_msgs: number; in_bytes: number; out_bytes: number };
+type Counters = { in_msgs: number; out_msgs: number; in_bytes: number; out_bytes: number };
+/** nats-server's message and byte counters, summed over every node (a cluster's route traffic between nodes included). */
+async function varz(): Promise<Counters> {
+  const each = await Promise.all(a.monitorUrls.map(async (u) => (await (await fetch(`${u}/varz`, { signal: AbortSignal.timeout(5000) })).json()) as Counters));
+  const sum: Counters = { in_msgs: 0, out_msgs: 0, in_bytes: 0, out_bytes: 0 };
+  for (const v of each) for (const k of Object.keys(sum) as (keyof Counters)[]) sum[k] += v[k];
+  return sum;
 }
 
 const cp = await ControlPlane.connect({
@@ -49,6 +56,7 @@ const cp = await ControlPlane.connect({
   enrollmentPassword: a.enrollPassword,
   signing: a.signing,
   credentialsDir: a.credentialsDir,
+  replicas: a.replicas,
 });
 
 // Four sysctls per host: what the simulated hosts can hold. Every host is fresh (enrolled, nothing

@@ -22,7 +22,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { appendFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { ControlPlane, NatsServer, controllerUser, enrollmentUser, hostTokenKey, mintHostTokenWithKey } from "@netfleet/controller";
@@ -33,6 +33,8 @@ import type { ControllerArgs } from "./rollout-controller.ts";
 
 export interface RolloutRow {
   agents: number;
+  /** nats-server nodes: 1 (a single server; also when absent, in results written before the cluster row) or 3 (a JetStream cluster, KV replicas 3). */
+  nodes?: number;
   /** Rollout start to the last host's report of the new revision applied. */
   convergeMs: number;
   /** Per host: its new revision published (stored in the desired bucket) to its applied report heard. */
@@ -42,9 +44,9 @@ export interface RolloutRow {
   maxMs?: number;
   /** Peak RSS of the controller process running the rollout. */
   controllerRssMb: number;
-  /** nats-server in_msgs + out_msgs over the rollout, per host. */
+  /** nats-server in_msgs + out_msgs over the rollout, per host (3 nodes: summed over every node's /varz, so route traffic between the nodes counts too). */
   messagesPerHost: number;
-  /** nats-server in_bytes + out_bytes over the rollout (/varz), per host: the bytes on the wire a host costs. */
+  /** nats-server in_bytes + out_bytes over the rollout (/varz; 3 nodes: summed over the nodes), per host: the bytes on the wire a host costs. */
   bytesPerHost?: number;
   /** The controller process's CPU (user + system) over Rollout.run(), ms per host. */
   controllerCpuMsPerHost?: number;
@@ -69,8 +71,46 @@ export interface RolloutRow {
   eventLoopDelayMs?: { controller: { p99: number; max: number }; agents: { p99: number; max: number }[] };
   /** nats-server's max_payload when the bench raised it (see RolloutBenchOptions.maxPayloadMb). */
   natsMaxPayloadMb?: number;
+  /** The machine's 1-minute load average when the controller process started (os.loadavg; 2 cores: above 2, figures include waiting for a core). */
+  load1?: number;
+  /** 3 nodes: the agents' connections per node when the rollout started (nats.js picks one of the URLs at random). */
+  connectionsPerNode?: number[];
   /** Set by run.ts when this size could not be measured (the figures are then NaN, null in JSON). */
   error?: string;
+  /** run.ts: which run of its size this was (1-based; in BenchResults.rolloutRuns). */
+  run?: number;
+  /** run.ts --runs: this row stands for several runs of the size; figures above are the median run's, the spread is here (RunSpread). */
+  spread?: RunSpread;
+}
+
+/** min, median and max of one figure over the measured runs of a size (NaN when none was measured). */
+export interface MinMedMax {
+  min: number;
+  median: number;
+  max: number;
+}
+
+/**
+ * The spread of one rollout size over its runs (run.ts --runs): how many ran, how many succeeded
+ * (measured, result success, no failed or unconverged host: benchProblems finds nothing), and
+ * min/median/max of each figure over the measured runs. Targets are judged on the worst run.
+ */
+export interface RunSpread {
+  runs: number;
+  succeeded: number;
+  convergeMs: MinMedMax;
+  p50Ms: MinMedMax;
+  p99Ms: MinMedMax;
+  controllerRssMb: MinMedMax;
+  enrollMs: MinMedMax;
+  messagesPerHost: MinMedMax;
+  bytesPerHost: MinMedMax;
+  controllerCpuMsPerHost: MinMedMax;
+  /** Each run's convergeMs in run order (NaN: not measured), and each run's result ("error" when not measured). */
+  convergeMsByRun: number[];
+  resultByRun: string[];
+  /** Each run's RolloutRow.load1 (the 1-minute load average at its start). */
+  load1ByRun: (number | undefined)[];
 }
 
 /** Failed hosts of one reason: the reason with host names and numbers taken out, how many, the first few, when judged (ms from the rollout start). */
@@ -106,6 +146,13 @@ export interface RolloutBenchOptions {
   batchPercent?: number;
   /** Experiments: how long enrollment may take (default 60 s + 20 ms per agent). */
   enrollTimeoutMs?: number;
+  /**
+   * nats-server nodes: 1 (default) or 3, a JetStream cluster on loopback (NatsServer.start nodes 3;
+   * the site's KV buckets and audit stream made with 3 replicas, as `netfleet serve --nodes 3` does).
+   * Every process is given every node's URL; each agent's connection picks one at random (nats.js),
+   * which spreads the agents over the nodes.
+   */
+  nodes?: 1 | 3;
 }
 
 /** The benches' site name and enrollment token (rollout, enroll). */
@@ -199,15 +246,23 @@ function portFree(port: number): Promise<boolean> {
   });
 }
 
-/** A client port P with P and P+200 (monitoring) free on loopback; P in [from, to - 200) (default 24000-24550). */
-export async function freeBasePort(range: [number, number] = [24000, 24550]): Promise<number> {
+/**
+ * A client port P for NatsServer.start with every port of `nodes` nodes free on loopback: clients
+ * P..P+nodes-1, monitoring P+200.., and with 3 nodes the cluster routes P+100..; P in
+ * [from, to - 200 - 50) (default 24000-24550, below the ephemeral range at 32768).
+ * @throws Error when none is found in 50 tries.
+ */
+export async function freeBasePort(range: [number, number] = [24000, 24550], nodes = 1): Promise<number> {
   const [from, to] = range;
   const span = Math.max(1, to - 200 - from - 50);
+  const offsets = (nodes > 1 ? [0, 100, 200] : [0, 200]).flatMap((off) => Array.from({ length: nodes }, (_, n) => off + n));
   for (let i = 0; i < 50; i++) {
     const p = from + Math.floor(Math.random() * span) + i;
-    if ((await portFree(p)) && (await portFree(p + 200))) return p;
+    let free = true;
+    for (const off of offsets) if (!(free = await portFree(p + off))) break;
+    if (free) return p;
   }
-  throw new Error(`bench: no free port pair found in ${from}-${to}`);
+  throw new Error(`bench: no free set of ${offsets.length} ports found in ${from}-${to}`);
 }
 
 export async function rolloutBench(agents: number, log: (line: string) => void, options: RolloutBenchOptions = {}): Promise<RolloutRow> {
@@ -225,11 +280,14 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
   let server: NatsServer | undefined;
   let service: ControlPlane | undefined;
   try {
-    server = await NatsServer.start({ dir: join(dir, "nats"), nodes: 1, basePort: await freeBasePort(options.ports), users: [controllerUser("controller", password), enrollmentUser(SITE, enrollPassword)] });
+    const nodes = options.nodes ?? 1;
+    if (nodes !== 1 && nodes !== 3) throw new Error(`bench: nodes must be 1 or 3, not ${String(nodes)}`);
+    server = await NatsServer.start({ dir: join(dir, "nats"), nodes, basePort: await freeBasePort(options.ports, nodes), users: [controllerUser("controller", password), enrollmentUser(SITE, enrollPassword)] });
     const node = server.nodes[0]!;
+    const monitorUrls = server.nodes.map((n) => n.monitorUrl);
     if (options.maxPayloadMb) {
       // Picked up by the reload that serve() does when it writes the user list.
-      await appendFile(node.configFile, `max_payload: ${options.maxPayloadMb * 2 ** 20}\n`);
+      for (const n of server.nodes) await appendFile(n.configFile, `max_payload: ${options.maxPayloadMb * 2 ** 20}\n`);
     }
     service = await ControlPlane.connect({
       site: SITE,
@@ -242,6 +300,7 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
       signing,
       credentialsDir: join(dir, "credentials"),
       userDirectory: server,
+      replicas: nodes,
     });
     await service.serve();
     if (options.maxPayloadMb) {
@@ -292,7 +351,8 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
       token: TOKEN,
       signing,
       credentialsDir: join(dir, "credentials"),
-      monitorUrl: node.monitorUrl,
+      monitorUrls,
+      replicas: nodes,
       hosts,
       applyTimeoutMs: options.applyTimeoutMs ?? 60_000,
       ...(options.batchPercent ? { batchPercent: options.batchPercent } : {}),
@@ -300,8 +360,11 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
     const argFile = join(dir, "controller.json");
     await writeFile(argFile, JSON.stringify(args), { mode: 0o600 });
     const execArgv = options.cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfDir}`, `--cpu-prof-name=controller-${agents}.cpuprofile`] : [];
+    const load1 = Math.round(loadavg()[0]! * 10) / 10;
     const controller = spawnChild("controller", join(HERE, "rollout-controller.ts"), argFile, log, execArgv);
     children.push(controller);
+    const connectionsPerNode = nodes > 1 ? await Promise.all(monitorUrls.map(async (u) => ((await (await fetch(`${u}/varz`, { signal: AbortSignal.timeout(5000) })).json()) as { connections: number }).connections)) : undefined;
+    if (connectionsPerNode) log(`rollout ${agents}: ${nodes} nodes, client connections per node ${JSON.stringify(connectionsPerNode)}`);
     const r = await controller.waitFor("result", 120_000 + agents * 20);
     await controller.exited;
     if (r.memory) log(`rollout ${agents}: controller memory (MB) ${JSON.stringify(r.memory)}; plan made, waves started at ${JSON.stringify(r.marks)} ms`);
@@ -319,7 +382,7 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
     const failures = (r.failures as FailureGroup[] | undefined) ?? [];
     if (r.reported !== agents || r.result !== "success") {
       log(`rollout ${agents}: result ${String(r.result)}, ${String(r.reported)} of ${agents} reported, events ${JSON.stringify(r.events)}`);
-      for (const f of failures) log(`rollout ${agents}:   ${f.hosts} failed: ${f.reason} (e.g. ${f.sample.join(", ")}; judged ${f.firstAtMs}-${f.lastAtMs} ms)`);
+      for (const f of failures) log(`rollout ${agents}:   ${f.hosts} failed: ${f.reason} (e.g. ${f.sample.join(", ")}; judged ${Number.isFinite(f.firstAtMs) && f.firstAtMs !== null ? `${f.firstAtMs}-${f.lastAtMs} ms` : "at the end"})`);
       // Which failed hosts' agents logged errors after enrollment (the rollout's window), and what they said.
       for (const f of failures) for (const [k, hs] of Object.entries(erred)) {
         const both = f.sample.filter((h) => hs.has(h));
@@ -330,6 +393,7 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
     }
     return {
       agents,
+      ...(nodes > 1 ? { nodes } : {}),
       convergeMs: r.convergeMs as number,
       p50Ms: r.p50Ms as number,
       p99Ms: r.p99Ms as number,
@@ -349,12 +413,15 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
       agentEvents,
       eventLoopDelayMs: { controller: r.eventLoopDelayMs as { p99: number; max: number }, agents: agentLoop },
       ...(options.maxPayloadMb ? { natsMaxPayloadMb: options.maxPayloadMb } : {}),
+      ...(connectionsPerNode ? { connectionsPerNode } : {}),
+      load1,
     };
   } catch (err) {
     // What the server saw is usually the explanation.
-    const logFile = server?.nodes[0]?.logFile;
-    const tail = logFile ? (await readFile(logFile, "utf8").catch(() => "")).trimEnd().split("\n").slice(-15) : [];
-    for (const line of tail) log(`nats-server: ${line}`);
+    for (const n of server?.nodes ?? []) {
+      const tail = (await readFile(n.logFile, "utf8").catch(() => "")).trimEnd().split("\n").slice(-15);
+      for (const line of tail) log(`nats-server ${n.name}: ${line}`);
+    }
     throw err;
   } finally {
     await Promise.all(children.map((c) => stopChild(c, 30_000)));
@@ -368,13 +435,15 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
  * What makes a bench run unsound, one line each (empty: sound): a rollout row that could not be
  * measured, whose rollout did not end in success (failed: stopped and reverted; partial), that
  * counted failed hosts, whose hosts reported a failed apply or a lockout rollback, or where not every
- * host converged; a no-op reconcile that ran a mutating command. The smoke test
+ * host converged; a no-op reconcile that ran a mutating command. With `rolloutRuns` (run.ts --runs),
+ * every run is judged, not only each size's median row. The smoke test
  * (test/nats/bench-smoke.test.ts) asserts this is empty; figures themselves are never judged here.
  */
-export function benchProblems(results: { rollout: readonly RolloutRow[]; noop?: readonly { role: string; mutatingCommands: number }[] }): string[] {
+export function benchProblems(results: { rollout: readonly RolloutRow[]; rolloutRuns?: readonly RolloutRow[]; noop?: readonly { role: string; mutatingCommands: number }[] }): string[] {
   const out: string[] = [];
-  for (const r of results.rollout) {
-    const at = `rollout of ${r.agents} agents`;
+  // Every run when run.ts kept them (--runs), else the one row per size.
+  for (const r of results.rolloutRuns?.length ? results.rolloutRuns : results.rollout) {
+    const at = `rollout of ${r.agents} agents${(r.nodes ?? 1) > 1 ? ` on ${r.nodes} nodes` : ""}${r.run !== undefined ? ` (run ${r.run})` : ""}`;
     if (r.error) {
       out.push(`${at}: not measured: ${r.error}`);
       continue;
@@ -391,7 +460,8 @@ export function benchProblems(results: { rollout: readonly RolloutRow[]; noop?: 
 
 /**
  * sh scripts/node.sh test/bench/rollout.ts N [--cpu-prof DIR] [--max-payload-mb MB] [--processes P]
- * [--batch-percent B] [--enroll-timeout-ms MS] [--apply-timeout-ms MS]: one row, as JSON.
+ * [--batch-percent B] [--enroll-timeout-ms MS] [--apply-timeout-ms MS] [--nodes 1|3]: one row, as JSON.
+ * --nodes 3: a 3-node JetStream cluster, KV replicas 3 (RolloutBenchOptions.nodes).
  */
 if (import.meta.main) {
   const n = Number(process.argv[2] ?? 100);
@@ -405,6 +475,7 @@ if (import.meta.main) {
     ...(flag("--batch-percent") ? { batchPercent: flag("--batch-percent")! } : {}),
     ...(flag("--enroll-timeout-ms") ? { enrollTimeoutMs: flag("--enroll-timeout-ms")! } : {}),
     ...(flag("--apply-timeout-ms") ? { applyTimeoutMs: flag("--apply-timeout-ms")! } : {}),
+    ...(flag("--nodes") !== undefined ? { nodes: flag("--nodes") as 1 | 3 } : {}),
   });
   process.stdout.write(JSON.stringify(row) + "\n");
 }

@@ -10,6 +10,7 @@ import { rolloutBucket } from "@netfleet/shared";
 import { readDesired } from "../../packages/agent/src/fleet/desired.ts";
 import { RolloutLock } from "../../packages/controller/src/rollout/state.ts";
 import { benchProblems, rolloutBench, type RolloutRow } from "../bench/rollout.ts";
+import { rolloutPlan, sizeRow } from "../bench/run.ts";
 import { SITE, assignmentFor, inventoryHost, startSite, type Site } from "./harness.ts";
 
 const REPO = new URL("../..", import.meta.url).pathname;
@@ -78,6 +79,31 @@ describe("npm run bench -- --quick (smoke)", () => {
     // And a no-op pass that mutates is a problem too.
     expect(benchProblems({ rollout: [], noop: [{ role: "vmhost", mutatingCommands: 2 }] })).toEqual(["no-op reconcile of a vmhost: 2 mutating commands"]);
   }, 120_000);
+});
+
+/**
+ * run.ts --runs: a size run several times is one row (the median run, by convergeMs) with its spread;
+ * a failed run among them is counted (3 runs, 2 succeeded) and judged by benchProblems, never hidden
+ * behind the median. The full bench's default plan runs the 10,000 row 5 times and adds a 3-node row.
+ */
+describe("bench runs: the spread over runs", () => {
+  it("keeps the median run's figures, counts successes, and a failed run is still a problem", () => {
+    const run = (n: number, convergeMs: number, result = "success", failed = 0): RolloutRow => ({ agents: 1000, run: n, convergeMs, p50Ms: convergeMs / 4, p99Ms: convergeMs / 2, controllerRssMb: 100 + n, messagesPerHost: 15, runMs: convergeMs, enrollMs: 5000, waves: 5, failed, result, load1: n });
+    const runs = [run(1, 4000), run(2, 9000, "failed", 300), run(3, 3000)];
+    const row = sizeRow(runs);
+    expect(row.convergeMs).toBe(4000);
+    expect(row.run).toBeUndefined();
+    expect(row.spread).toMatchObject({ runs: 3, succeeded: 2, convergeMs: { min: 3000, median: 4000, max: 9000 }, controllerRssMb: { min: 101, median: 102, max: 103 }, convergeMsByRun: [4000, 9000, 3000], resultByRun: ["success", "failed", "success"], load1ByRun: [1, 2, 3] });
+    // The median row alone looks sound; with every run, the failed one is reported.
+    expect(benchProblems({ rollout: [row] })).toEqual([]);
+    expect(benchProblems({ rollout: [row], rolloutRuns: runs })).toEqual(["rollout of 1000 agents (run 2): result failed", "rollout of 1000 agents (run 2): 300 hosts failed or not converged"]);
+    // A run that could not be measured: no figure of its own in the spread, but counted as not succeeded.
+    const errored: RolloutRow = { agents: 1000, run: 4, convergeMs: NaN, p50Ms: NaN, p99Ms: NaN, controllerRssMb: NaN, messagesPerHost: NaN, runMs: NaN, enrollMs: NaN, waves: 0, failed: 1000, error: "only 10 of 1000 agents enrolled" };
+    expect(sizeRow([...runs, errored]).spread).toMatchObject({ runs: 4, succeeded: 2, convergeMs: { min: 3000, median: 4000, max: 9000 } });
+    expect(sizeRow([runs[0]!])).toEqual({ ...runs[0]!, run: undefined });
+    expect(rolloutPlan(false, undefined).map((s) => `${s.agents}/${s.nodes}x${s.runs}`)).toEqual(["100/1x1", "1000/1x1", "5000/1x1", "10000/1x5", "10000/3x1"]);
+    expect(rolloutPlan(true, 3).map((s) => s.runs)).toEqual([3, 3]);
+  });
 });
 
 /** SIGSTOPs `pid` and waits (bounded, 5 s) until /proc says it is stopped: on a loaded machine the stop takes a moment. */
