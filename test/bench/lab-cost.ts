@@ -66,16 +66,8 @@ function perCommand(runs: CostRun[]): NonNullable<NoopRow["perCommand"]> {
   return [...times.entries()].map(([command, t]) => ({ command, ms: median(t.ms), mutating: t.mutating })).sort((a, b) => b.ms - a.ms);
 }
 
-/**
- * A command's argv as one line, the batches' random mark replaced by MARK
- * (the same command in every run); a `sh -c` batch (sh-batch.ts) as
- * `sh: CMD | CMD ...`, each command unquoted, without the status printf.
- */
-const commandKey = (argv: readonly string[]) => {
-  if (argv[0] === "sh" && argv[1] === "-c" && argv.length === 3)
-    return `sh: ${argv[2]!.split("\n").map((l) => l.replace(/ 2>\/dev\/null; printf .*$/, "").replace(/'/g, "")).join(" | ")}`;
-  return argv.join(" ").replace(/@@netfleet-[0-9a-f]+@@/g, "MARK");
-};
+/** A command's argv as one line, virsh-batch's random mark replaced by MARK (the same command in every run). */
+const commandKey = (argv: readonly string[]) => argv.join(" ").replace(/@@netfleet-[0-9a-f]+@@/g, "MARK");
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);

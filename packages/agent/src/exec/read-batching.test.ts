@@ -10,7 +10,6 @@ import { ovsdbListRead, readOvsdbLists, renderLists } from "./ovsdb-socket.ts";
 import { ExecaRunner, ExecError } from "./runner.ts";
 import { ipBatchCommand, ipBatchKey, splitIpBatch } from "./ip-batch.ts";
 import { sysctlReadPath } from "./proc-sys.ts";
-import { shBatchArgv, shBatchKey, splitShBatch } from "./sh-batch.ts";
 import { splitVirshBatch, virshBatchArgv, virshBatchKey } from "./virsh-batch.ts";
 
 const fx = (name: string) => readFileSync(join(import.meta.dirname, "__fixtures__", name), "utf8");
@@ -163,54 +162,6 @@ describe("ip -json reads of one turn in one `ip -batch -`", () => {
     expect(splitIpBatch(fx("ip-batch.stdout"), 3)).toEqual([fx("ip-addr.stdout"), fx("ip-route.stdout"), fx("ip-addr-wan0.stdout")]);
     expect(fx("ip-batch-fail.stderr")).toMatch(/Command failed -:1/);
     expect(splitIpBatch(fx("ip-batch-fail.stdout"), 2)).toBeUndefined();
-  });
-});
-
-describe("ovs-ofctl dumps and nft listings of one turn in one `sh -c`", () => {
-  const t = new Toolbox({ ovsRundir: "/tmp/nfx-lab/hosts/hosta/ovs" });
-  const marker = "@@netfleet-0123456789ab@@";
-  const reads = [
-    t.ovsOfctl("dump-flows", "br-datain", "--no-stats"),
-    t.ovsOfctl("dump-meters", "nosuch"),
-    t.ovsOfctl("dump-meters", "br-datain"),
-    ["nft", "-j", "list", "tables"],
-  ];
-
-  it("batches only reads: ovs-ofctl dumps and nft listings with plain words", () => {
-    for (const argv of [...reads, ["nft", "-t", "list", "table", "inet", "netfleet"], ["nft", "-j", "list", "ruleset"], ["nft", "list", "table", "inet", "netfleet-vx-secure"]])
-      expect(shBatchKey(argv), argv.join(" ")).toBe("sh");
-    for (const argv of [
-      t.ovsOfctlBundle("br0"),
-      t.ovsOfctl("add-flow", "br0", "priority=1,actions=drop"),
-      t.ovsOfctl("del-flows", "br0"),
-      t.ovsOfctl("dump-flows", "br0", "cookie=0x1/-1 ; reboot"),
-      ["nft", "-f", "-"],
-      ["nft", "delete", "table", "inet", "netfleet"],
-      ["nft", "list", "table", "inet", "a;b"],
-      ["nft", "-a", "list", "ruleset"],
-      ["nft", "-j", "list", "ruleset", "extra"],
-      ["ip", "-json", "link", "show"],
-    ])
-      expect(shBatchKey(argv), argv.join(" ")).toBeUndefined();
-  });
-
-  it("quotes every word and follows each command's stdout by the mark and its exit status", () => {
-    expect(shBatchArgv([reads[1]!, ["nft", "-j", "list", "tables"]], marker)).toEqual([
-      "sh",
-      "-c",
-      `'ovs-ofctl' '-O' 'OpenFlow13' 'dump-meters' 'unix:/tmp/nfx-lab/hosts/hosta/ovs/nosuch.mgmt' 2>/dev/null; printf '%s %d\\n' '${marker}' "$?"\n` +
-        `'nft' '-j' 'list' 'tables' 2>/dev/null; printf '%s %d\\n' '${marker}' "$?"`,
-    ]);
-  });
-
-  it("splits sh's real output into each command's own bytes (lab capture); a failed one is undefined (it runs alone)", () => {
-    expect(splitShBatch(fx("sh-batch.stdout"), 4, marker)).toEqual([fx("ofctl-dump-flows.stdout"), undefined, fx("ofctl-dump-meters.stdout"), fx("nft-list-tables.stdout")]);
-    expect(splitShBatch(fx("sh-batch.stdout"), 3, marker)).toBeUndefined();
-    expect(splitShBatch(fx("sh-batch.stdout"), 5, marker)).toBeUndefined();
-    // cut short (the shell killed): not as many parts
-    expect(splitShBatch(fx("sh-batch.stdout").slice(0, -30), 4, marker)).toBeUndefined();
-    // an empty stdout is a command's real output (dump-flows of an empty table with --no-stats)
-    expect(splitShBatch(`${marker} 0\nx\n${marker} 0\n`, 2, marker)).toEqual(["", "x\n"]);
   });
 });
 
