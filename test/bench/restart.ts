@@ -23,6 +23,11 @@
  * connections come back and resync, which delays their own timestamps);
  * in every run 0 connections lost for good, 0 rollbacks, every host still
  * approved, the sample's desired and applied revisions intact.
+ * Session 26, load 10-50 (other work on the machine): idle, 5,000 agents all back
+ * 3.7-17.0 s after the server answered, 2,996 connections lost for good; during
+ * wave 2, connection-lost 43,321 times, all "Authentication Timeout" (the CONNECT
+ * came after nats-server's auth timeout; nats.js gives up after two alike), the
+ * rollout failed. The row's agentEvents and errorSamples say why.
  *
  * Everything it starts it stops; every wait is bounded.
  */
@@ -64,6 +69,10 @@ export interface RestartRow {
   /** Hosts given an assignment before the kill (RestartBenchOptions.sample), and of them those whose desired and applied revision are both still it, not rolled back, after the restart. */
   sample: number;
   sampleIntact: number;
+  /** What the agents logged after enrollment, counted by event (connection-lost, reconnected, lockout-rollback, ...). */
+  agentEvents?: Record<string, number>;
+  /** The first few messages of each error-like event after enrollment (connection-lost: why nats.js closed the connection), "host: message". */
+  errorSamples?: Record<string, string[]>;
   /** With RestartBenchOptions.duringWave: the rollout through the restart. */
   rollout?: {
     /** Wave index the kill came in, and ms after that wave started. */
@@ -271,6 +280,17 @@ export async function restartBench(agents: number, log: (line: string) => void, 
       sampleIntact,
       ...(rollout ? { rollout } : {}),
     };
+    // The agents' own account (stopped now, before the row is returned): why connections were lost for good.
+    await Promise.all(children.map((c) => stopChild(c, 30_000)));
+    const agentEvents: Record<string, number> = {};
+    const errorSamples: Record<string, string[]> = {};
+    for (const c of children) for (const l of c.lines) if (l.event === "stopped") {
+      for (const [k, v] of Object.entries(l.counts as Record<string, number>)) agentEvents[k] = (agentEvents[k] ?? 0) + v;
+      for (const [k, ss] of Object.entries((l.errorSamples ?? {}) as Record<string, string[]>)) (errorSamples[k] ??= []).push(...ss);
+    }
+    row.agentEvents = agentEvents;
+    row.errorSamples = errorSamples;
+    log(`restart ${agents}: agent events ${JSON.stringify(agentEvents)}; e.g. ${JSON.stringify(errorSamples)}`);
     // A histogram by second: the spread of the returns.
     const bySecond = new Map<number, number>();
     for (const b of back) bySecond.set(Math.floor(b / 1000), (bySecond.get(Math.floor(b / 1000)) ?? 0) + 1);
