@@ -36,6 +36,7 @@ import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { parseArgs } from "node:util";
 import { ControlPlane, NatsServer, Rollout, controllerUser, enrollmentUser, hostTokenKey, mintHostTokenWithKey, type RolloutEvent, type RolloutTarget } from "@netfleet/controller";
 import { generateSigningKeys, sealAssignment, type Host } from "@netfleet/shared";
 import { inventoryHost } from "../nats/harness.ts";
@@ -198,7 +199,6 @@ export async function restartBench(agents: number, log: (line: string) => void, 
     let rolling: Promise<{ done: Extract<RolloutEvent, { event: "done" }> | undefined; runMs: number }> | undefined;
     let killWave = -1;
     let killAfterWaveMs = 0;
-    let rolloutCp: ControlPlane | undefined;
     if (options.duringWave) {
       const wantWave = options.duringWave.wave ?? 2;
       const afterMs = options.duringWave.afterMs ?? 500;
@@ -306,10 +306,22 @@ export async function restartBench(agents: number, log: (line: string) => void, 
 }
 
 if (import.meta.main) {
-  const n = Number(process.argv[2] ?? 1000);
-  const downMs = Number(process.argv[3] ?? 1000);
-  const sample = process.argv[4] !== undefined && !process.argv[4].startsWith("--") ? Number(process.argv[4]) : undefined;
-  const wave = process.argv.indexOf("--during-wave");
-  const row = await restartBench(n, (l) => process.stderr.write(`[bench] ${l}\n`), { downMs, ...(sample !== undefined ? { sample } : {}), ...(wave > 0 ? { duringWave: { wave: Number(process.argv[wave + 1] ?? 2) } } : {}) });
+  // Positionals N [downMs] [sample], in any order with --during-wave W (before, "5000 --during-wave 2" read downMs "--during-wave" as NaN and sample 2).
+  let parsed: ReturnType<typeof parseArgs<{ options: { "during-wave": { type: "string" } }; allowPositionals: true }>>;
+  try {
+    parsed = parseArgs({ options: { "during-wave": { type: "string" } }, allowPositionals: true });
+  } catch (err) {
+    process.stderr.write(`restart.ts: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+  const [n, downMs, sample, wave] = [parsed.positionals[0] ?? "1000", parsed.positionals[1] ?? "1000", parsed.positionals[2], parsed.values["during-wave"]].map((v) => (v === undefined ? undefined : Number(v)));
+  const bad = ([["N", n], ["downMs", downMs], ["sample", sample], ["--during-wave", wave]] as const).find(([, v]) => v !== undefined && !(Number.isInteger(v) && v >= 0));
+  if (bad || !n) {
+    process.stderr.write(`restart.ts: ${bad ? `${bad[0]} must be a whole number, not ${String(bad[1])}` : "N must be at least 1"} (usage: restart.ts N [downMs] [sample] [--during-wave W])\n`);
+    process.exit(2);
+  }
+  const row = await restartBench(n, (l) => process.stderr.write(`[bench] ${l}\n`), { downMs: downMs!, ...(sample !== undefined ? { sample } : {}), ...(wave !== undefined ? { duringWave: { wave } } : {}) });
   process.stdout.write(JSON.stringify(row) + "\n");
+  // Nothing of the bench is left (restartBench stops what it started); a library handle still open must not keep the CLI up.
+  process.exit(0);
 }
