@@ -1,5 +1,5 @@
 /**
- * npm run bench [-- --quick] [--out FILE] [--cpu-prof DIR] [--runs N] [--rollout-only]
+ * npm run bench [-- --quick] [--out FILE] [--cpu-prof DIR] [--runs N] [--rollout-only] [--sizes LIST]
  *
  * Prints figures and writes them to bench-results.json; when that file
  * already holds an earlier run, the table shows both side by side. A
@@ -24,6 +24,8 @@
  * (`rollout`) holds the median run's figures (by convergeMs) plus `spread`,
  * and every run is kept in `rolloutRuns`. Targets are judged on the worst run.
  * --rollout-only: only the rollout rows (no inventory, restart, lab or Ansible part).
+ * --sizes LIST: only these rollout rows of the plan, e.g. `10000` or `1000,10000@3` (@3: on 3 nodes);
+ * `--rollout-only --sizes 10000` is the 5 runs of the 10,000 row alone.
  */
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
@@ -212,9 +214,9 @@ export function rolloutPlan(quick: boolean, runs: number | undefined): { agents:
 }
 
 async function main(): Promise<void> {
-  let values: { quick?: boolean; out?: string; "cpu-prof"?: string; runs?: string; "rollout-only"?: boolean };
+  let values: { quick?: boolean; out?: string; "cpu-prof"?: string; runs?: string; "rollout-only"?: boolean; sizes?: string };
   try {
-    values = parseArgs({ options: { quick: { type: "boolean", default: false }, out: { type: "string" }, "cpu-prof": { type: "string" }, runs: { type: "string" }, "rollout-only": { type: "boolean", default: false } } }).values;
+    values = parseArgs({ options: { quick: { type: "boolean", default: false }, out: { type: "string" }, "cpu-prof": { type: "string" }, runs: { type: "string" }, "rollout-only": { type: "boolean", default: false }, sizes: { type: "string" } } }).values;
   } catch (err) {
     process.stderr.write(`bench: ${(err as Error).message}\n`);
     process.exit(2);
@@ -237,7 +239,17 @@ async function main(): Promise<void> {
     }
   }
   const t = performance.now();
-  const sizes = rolloutPlan(values.quick ?? false, runs);
+  let sizes = rolloutPlan(values.quick ?? false, runs);
+  if (values.sizes !== undefined) {
+    const wanted = values.sizes.split(",").map((w) => w.trim());
+    const label = (x: { agents: number; nodes: number }) => `${x.agents}${x.nodes > 1 ? `@${x.nodes}` : ""}`;
+    const unknown = wanted.filter((w) => !sizes.some((x) => label(x) === w));
+    if (unknown.length) {
+      process.stderr.write(`bench: --sizes ${unknown.join(",")}: not a rollout row of this plan (rows: ${sizes.map(label).join(", ")})\n`);
+      process.exit(2);
+    }
+    sizes = sizes.filter((x) => wanted.includes(label(x)));
+  }
   const rollout: RolloutRow[] = [];
   const rolloutRuns: RolloutRow[] = [];
   const errors: string[] = [];
