@@ -47,7 +47,7 @@ export interface AnsibleBench {
   hosts: number;
   sides: SideRow[];
   /** Ansible's no-op over `ansibleHosts` hosts: wall time and hosts per second. */
-  ansibleNoop: { hosts: number; forks: number; wallMs: number; hostsPerS: number; failed: number; changed: number; controlCpuMs: number; targetCpuMs: number };
+  ansibleNoop: { hosts: number; forks: number; wallMs: number; hostsPerS: number; failed: number; changed: number; controlCpuMs: number; targetCpuMs: number; connections: number };
   /** netfleet's rollout of N simulated agents: convergeMs and hosts per second. */
   netfleetRollout: { agents: number; convergeMs: number; hostsPerS: number; result?: string }[];
   /** 1-minute load average before and after the part (the machine is shared). */
@@ -85,19 +85,20 @@ async function netfleetApply(lab: LabOptions, status: LabStatus): Promise<{ ms: 
 }
 
 /**
- * Builds its own lab (prefix nfb), measures, tears it down. `rollout`: the
+ * Builds its own lab (prefix nfab), measures, tears it down. `rollout`: the
  * bench's own rollout rows of this run (100 and 1,000 simulated agents are
  * taken from them), or the fleet sizes to run rolloutBench for here.
  */
 export async function ansibleBench(repoRoot: string, log: (line: string) => void, rollout: readonly RolloutRow[] | number[] = [100, 1000], aliases = ALIASES): Promise<AnsibleBench> {
-  const lab: LabOptions = { inventoryDir: join(repoRoot, "inventories", "lab"), prefix: "nfb", runDir: "/tmp/nfb-lab", repoRoot };
+  // Prefix nfab: not nfb, the bootstrap suite's world (test/bootstrap, namespaces nfb-*), which the two would tear down in each other.
+  const lab: LabOptions = { inventoryDir: join(repoRoot, "inventories", "lab"), prefix: "nfab", runDir: "/tmp/nfab-lab", repoRoot };
   const inventory = loadInventory(lab.inventoryDir);
   const assignments = compileSite(inventory);
   const loadBefore = load1();
   await labDown(lab);
   try {
     const status = await labUp(lab, log);
-    if (!status.up) throw new Error(`lab nfb not up: ${(status.problems ?? []).join("; ")}`);
+    if (!status.up) throw new Error(`lab nfab not up: ${(status.problems ?? []).join("; ")}`);
     const ssh = await labSshd(lab);
     const hosts = ssh.targets.length;
     const sides: SideRow[] = [];
@@ -125,8 +126,8 @@ export async function ansibleBench(repoRoot: string, log: (line: string) => void
     const inv100 = writeInventory(ssh.dir, ssh, assignments, status, aliases);
     const forks = Math.min(50, hosts * aliases);
     const wide = await runPlaybook(ssh, inv100, forks, 1_800_000);
-    const ansibleNoop = { hosts: hosts * aliases, forks, wallMs: wide.wallMs, hostsPerS: (hosts * aliases) / (wide.wallMs / 1000), failed: wide.failedHosts.length, changed: wide.changed, controlCpuMs: wide.controlCpuMs, targetCpuMs: wide.targetCpuMs };
-    log(`[ansible bench] ansible no-op over ${ansibleNoop.hosts} hosts: ${Math.round(wide.wallMs)} ms, CPU ${wide.controlCpuMs} ms control node + ${wide.targetCpuMs} ms targets (${wide.changed} changed, ${wide.failedHosts.length} failed); costliest tasks: ${topTasks(wide).join("; ")}`);
+    const ansibleNoop = { hosts: hosts * aliases, forks, wallMs: wide.wallMs, hostsPerS: (hosts * aliases) / (wide.wallMs / 1000), failed: wide.failedHosts.length, changed: wide.changed, controlCpuMs: wide.controlCpuMs, targetCpuMs: wide.targetCpuMs, connections: wide.connections };
+    log(`[ansible bench] ansible no-op over ${ansibleNoop.hosts} hosts: ${Math.round(wide.wallMs)} ms, CPU ${wide.controlCpuMs} ms control node + ${wide.targetCpuMs} ms targets, ${wide.connections} SSH connections (${wide.changed} changed, ${wide.failedHosts.length} failed); costliest tasks: ${topTasks(wide).join("; ")}`);
     await labDown(lab);
 
     const netfleetRollout: AnsibleBench["netfleetRollout"] = [];
@@ -149,13 +150,13 @@ export function ansibleTable(b: AnsibleBench): string[] {
   const lines = [
     `netfleet vs Ansible on the lab's ${b.hosts} VM hosts (same assignments; load ${fmt(b.load[0], 1)} -> ${fmt(b.load[1], 1)} on ${cpus()} cores: wall figures on a shared machine are noisy, CPU-ms less so)`,
     "  netfleet: `netfleet-agent apply` of the compiled assignment in each VM host's namespace, both hosts at once (the engine, no control plane)",
-    "  Ansible:  vmhost.yml from the lab controller's namespace over SSH (pipelining, ControlPersist 60s, forks 10), the same bridges, bond, patch ports, libvirt networks and OpenFlow tables",
+    "  Ansible:  vmhost.yml from the lab controller's namespace over SSH (pipelining, ControlPersist 30m, forks 10), the same bridges, bond, patch ports, libvirt networks and OpenFlow tables",
   ];
   for (const s of b.sides) lines.push(`  ${s.tool.padEnd(9)} fromEmptyMs ${fmt(s.fromEmptyMs).padStart(8)}  noopMs ${fmt(s.noopMs).padStart(8)}  noop CPU-ms ${fmt(s.noopCpuMs).padStart(8)}  noop changed ${s.noopChanged}`);
   lines.push(`  ratio Ansible/netfleet: from empty ${fmt(a.fromEmptyMs / n.fromEmptyMs, 1)}x, no-op ${fmt(a.noopMs / n.noopMs, 1)}x wall, ${fmt(a.noopCpuMs / n.noopCpuMs, 1)}x CPU`);
   lines.push(
     `  Ansible no-op over ${w.hosts} hosts: vmhost.yml whole on ${w.hosts / b.hosts} inventory aliases of each lab VM host, each its own SSH connection, all reading the same 2 real OVS and libvirtd; forks ${w.forks}`,
-    `    ${fmt(w.wallMs)} ms, ${fmt(w.hostsPerS, 2)} hosts/s; CPU ${fmt(w.controlCpuMs)} ms control node + ${fmt(w.targetCpuMs)} ms targets = ${fmt((w.controlCpuMs + w.targetCpuMs) / w.hosts)} CPU-ms per host; ${w.changed} changed${w.failed ? `, ${w.failed} FAILED` : ""}`,
+    `    ${fmt(w.wallMs)} ms, ${fmt(w.hostsPerS, 2)} hosts/s; CPU ${fmt(w.controlCpuMs)} ms control node + ${fmt(w.targetCpuMs)} ms targets = ${fmt((w.controlCpuMs + w.targetCpuMs) / w.hosts)} CPU-ms per host; ${w.connections} SSH connections; ${w.changed} changed${w.failed ? `, ${w.failed} FAILED` : ""}`,
   );
   if (b.netfleetRollout.length > 0) lines.push("  netfleet rollouts (this run's rows): a new revision to N simulated agents (real NatsAgent and engine, every host command simulated as a 5-20 ms sleep), canary + 25 % waves, to the last host's report");
   for (const r of b.netfleetRollout) {
@@ -194,9 +195,11 @@ if (import.meta.main) {
   const aliases = Number(opt("--aliases") ?? ALIASES);
   if (!Number.isInteger(aliases) || aliases < 1 || aliases > 999) throw new Error(`--aliases ${opt("--aliases")}: 1 to 999`);
   const agents = argv.filter((a, k) => /^\d+$/.test(a) && argv[k - 1] !== "--aliases").map(Number);
-  const rows: RolloutRow[] | number[] = rowsFile
-    ? readFileSync(rowsFile, "utf8").split("\n").filter((l) => l.trim().startsWith("{")).map((l) => JSON.parse(l) as RolloutRow)
-    : agents.length ? agents : [100, 1000];
-  const b = await ansibleBench(join(import.meta.dirname, "..", "..", ".."), (l) => process.stderr.write(`${l}\n`), rows, aliases);
+  // The rows file is read at the end: its rollouts may still be running (under the bench lock) while the lab part runs.
+  const b = await ansibleBench(join(import.meta.dirname, "..", "..", ".."), (l) => process.stderr.write(`${l}\n`), rowsFile ? [] : agents.length ? agents : [100, 1000], aliases);
+  if (rowsFile) {
+    const rows = readFileSync(rowsFile, "utf8").split("\n").filter((l) => l.trim().startsWith("{")).map((l) => JSON.parse(l) as RolloutRow);
+    b.netfleetRollout = rows.map((r) => ({ agents: r.agents, convergeMs: r.convergeMs, hostsPerS: r.agents / (r.convergeMs / 1000), ...(r.result ? { result: r.result } : {}) }));
+  }
   process.stdout.write(`${ansibleTable(b).join("\n")}\n${JSON.stringify(b)}\n`);
 }

@@ -49,6 +49,21 @@ export interface PlaybookRun {
    * (utime + stime + cutime + cstime over the sshd trees, before and after).
    */
   targetCpuMs: number;
+  /** SSH connections the targets' sshds accepted during the run ("Accepted publickey" lines in their sshd.log). */
+  connections: number;
+}
+
+/** "Accepted publickey" lines in the targets' sshd logs (labSshd's <dir>/<host>/sshd.log). */
+function accepted(ssh: SshTargets): number {
+  let n = 0;
+  for (const t of ssh.targets) {
+    try {
+      n += readFileSync(join(ssh.dir, t.host, "sshd.log"), "utf8").split("\n").filter((l) => l.includes("Accepted publickey")).length;
+    } catch {
+      // no log yet: no connection
+    }
+  }
+  return n;
 }
 
 /** Linux's USER_HZ: /proc's times are in 1/100 s. */
@@ -129,6 +144,7 @@ export async function runPlaybook(ssh: SshTargets, inventory: string, forks: num
   const sshds = ssh.targets.map((x) => x.sshdPid);
   const target0 = treeTicks(sshds);
   const control0 = childTicks();
+  const conn0 = accepted(ssh);
   const t = performance.now();
   const r = await execa("ip", ["netns", "exec", ssh.controlNs, "env", ...Object.entries(env).map(([k, v]) => `${k}=${v}`), "ansible-playbook", "-i", inventory, PLAYBOOK], {
     reject: false,
@@ -139,6 +155,7 @@ export async function runPlaybook(ssh: SshTargets, inventory: string, forks: num
   const wallMs = performance.now() - t;
   const controlCpuMs = (childTicks() - control0) * TICK_MS;
   const targetCpuMs = (treeTicks(sshds) - target0) * TICK_MS;
+  const connections = accepted(ssh) - conn0;
   let out: JsonCallback;
   try {
     out = JSON.parse(r.stdout) as JsonCallback;
@@ -164,6 +181,7 @@ export async function runPlaybook(ssh: SshTargets, inventory: string, forks: num
     tasks,
     controlCpuMs,
     targetCpuMs,
+    connections,
   };
 }
 
