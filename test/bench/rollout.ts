@@ -468,6 +468,11 @@ if (import.meta.main) {
   const i = process.argv.indexOf("--cpu-prof");
   const flag = (name: string) => (process.argv.includes(name) ? Number(process.argv[process.argv.indexOf(name) + 1]) : undefined);
   const m = process.argv.indexOf("--max-payload-mb");
+  const nodes = flag("--nodes");
+  if (!(Number.isInteger(n) && n >= 1) || (nodes !== undefined && nodes !== 1 && nodes !== 3)) {
+    process.stderr.write(`rollout.ts: ${!(Number.isInteger(n) && n >= 1) ? `N must be a whole number of agents, not ${process.argv[2]}` : `--nodes must be 1 or 3, not ${process.argv[process.argv.indexOf("--nodes") + 1]}`}\n`);
+    process.exit(2);
+  }
   const row = await rolloutBench(n, (l) => process.stderr.write(`[bench] ${l}\n`), {
     ...(i > 0 ? { cpuProfDir: process.argv[i + 1]! } : {}),
     ...(m > 0 ? { maxPayloadMb: Number(process.argv[m + 1]) } : {}),
@@ -475,7 +480,7 @@ if (import.meta.main) {
     ...(flag("--batch-percent") ? { batchPercent: flag("--batch-percent")! } : {}),
     ...(flag("--enroll-timeout-ms") ? { enrollTimeoutMs: flag("--enroll-timeout-ms")! } : {}),
     ...(flag("--apply-timeout-ms") ? { applyTimeoutMs: flag("--apply-timeout-ms")! } : {}),
-    ...(flag("--nodes") !== undefined ? { nodes: flag("--nodes") as 1 | 3 } : {}),
+    ...(nodes !== undefined ? { nodes: nodes as 1 | 3 } : {}),
   });
   process.stdout.write(JSON.stringify(row) + "\n");
 }
