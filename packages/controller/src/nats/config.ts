@@ -42,6 +42,19 @@ export interface NatsNodeConfig {
 /** The one account every netfleet user is in (JetStream enabled). */
 const NETFLEET_ACCOUNT = "NETFLEET";
 
+/**
+ * How long a client has, from its TCP connection, to send its CONNECT (user and password), in
+ * seconds: nats-server's `authorization { timeout }` (docs.nats.io, server config, authorization;
+ * default 2 s without TLS, hot reloadable). A client later than that is closed with
+ * "Authentication Timeout", and nats.js stops reconnecting after two identical auth errors in a
+ * row (nats-core protocol.js handleAuthError): thousands of agents reconnecting at once after a
+ * server restart, or connecting after their welcome, missed 2 s on a busy 2-core machine (bench
+ * restart.ts at 5,000 agents: 43,321 lost connections, 2,996 agents gone for good), each one then
+ * setting up a new connection. A password check takes no longer for a late client: waiting longer
+ * only keeps an idle socket open a while, which max_connections bounds anyway.
+ */
+export const AUTH_TIMEOUT_S = 10;
+
 /** The node's config file text (it includes the shared accounts file). */
 export function renderNodeConfig(node: NatsNodeConfig): string {
   const q = (s: string) => JSON.stringify(s);
@@ -51,6 +64,8 @@ export function renderNodeConfig(node: NatsNodeConfig): string {
     `http: ${q(`127.0.0.1:${node.monitorPort}`)}`,
     `pid_file: ${q(node.pidFile)}`,
     ...(node.tags?.length ? [`server_tags: [${node.tags.map(q).join(", ")}]`] : []),
+    // Only the timeout: the users are in the accounts block (nats-server 2.9 accepts both).
+    `authorization { timeout: ${AUTH_TIMEOUT_S} }`,
     `jetstream {`,
     `  store_dir: ${q(node.storeDir)}`,
     `  max_memory_store: 268435456`,
