@@ -200,6 +200,9 @@ export async function statusCommand(cp: ControlPlane, out: CommandOutput, option
   // A site whose inventory is small enough is asked at once; else the stores are read first, and read again
   // with counters only when the selection turns out small (a --limit): a fleet's status is read once.
   const askAtOnce = options.counters ?? (cp.options.hosts.length <= most && !options.limit);
+  // The last rollout and the lock are read side by side with the hosts.
+  const rolloutRead = cp.loadRolloutState().catch(() => undefined);
+  const lockRead = cp.lock.holder().catch(() => undefined);
   let rows: HostStatus[] = await cp.status({ ...limit, counters: askAtOnce });
   const approved = rows.filter((r) => r.state === "approved").length;
   let counters: CountersAsked = { asked: askAtOnce, hosts: approved };
@@ -211,8 +214,7 @@ export async function statusCommand(cp: ControlPlane, out: CommandOutput, option
       counters = { asked: true, hosts: rows.filter((r) => r.state === "approved").length };
     }
   }
-  const rollout = await cp.loadRolloutState().catch(() => undefined);
-  const lock = await cp.lock.holder().catch(() => undefined);
+  const [rollout, lock] = await Promise.all([rolloutRead, lockRead]);
   const now = Date.now();
   const health = rows.map((r) => hostHealth(r, now, options.unreachableAfterMs ?? UNREACHABLE_AFTER_MS));
   const code = statusExitCode(health);
