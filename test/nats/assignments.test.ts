@@ -35,6 +35,31 @@ describe("desired state", () => {
     expect(results.filter((r) => r.status === "rejected")).toHaveLength(1);
   });
 
+  it("publishes on the caller's read (known) without reading first: a key that moved since is refused; a deleted key's revisions go on above its history", async () => {
+    site = await startSite({ basePort: 31130, hosts: [inventoryHost("hv1"), inventoryHost("hv2")] });
+    const cp = site.cp;
+    // No value read (a fresh key): a strict create.
+    const first = await cp.publish(assignmentFor("hv1", 1), { basedOn: 0, known: null });
+    expect(first).toMatchObject({ revision: 1, changed: true });
+    const second = await cp.publish(assignmentFor("hv1", 2), { basedOn: first.kvRevision, known: { revision: 1, hash: first.hash } });
+    expect(second).toMatchObject({ revision: 2, changed: true });
+    // The same document on its own read: nothing written.
+    expect(await cp.publish(assignmentFor("hv1", 2), { basedOn: second.kvRevision, known: { revision: 2, hash: second.hash } })).toMatchObject({ revision: 2, kvRevision: second.kvRevision, changed: false });
+    // A read older than the key: refused, nothing written.
+    await expect(cp.publish(assignmentFor("hv1", 3), { basedOn: first.kvRevision, known: { revision: 1, hash: first.hash } })).rejects.toBeInstanceOf(StaleRevisionError);
+    // A read that saw no value where someone has published since: refused.
+    const other = await cp.publish(assignmentFor("hv2", 1));
+    await expect(cp.publish(assignmentFor("hv2", 2), { basedOn: 0, known: null })).rejects.toBeInstanceOf(StaleRevisionError);
+    expect((await cp.desired.read("hv2"))?.kvRevision).toBe(other.kvRevision);
+    // A deleted key read as "no value": the strict create is refused and the key read, so the revision goes on above
+    // its history (3), never back to 1, which an older envelope of the key would outrank.
+    const kv = await new Kvm(cp.nc).open(desiredBucket(SITE));
+    await kv.delete("hv1");
+    const again = await cp.publish(assignmentFor("hv1", 4), { basedOn: 0, known: null });
+    expect(again).toMatchObject({ revision: 3, changed: true });
+    expect((await cp.desired.read("hv1"))?.envelope).toMatchObject({ revision: 3, assignment: { hash: again.hash } });
+  });
+
   it("the agent applies a signed newer revision and rejects unsigned, forged, wrong-key, other-host and older envelopes, keeping the current one", async () => {
     site = await startSite({ basePort: 31110, hosts: [inventoryHost("hv1")] });
     const agent = startAgent(site, { hostname: "hv1", resyncMs: 500 });

@@ -1,5 +1,6 @@
+import { jetstream } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { enrollSubject, heartbeatSubject, reportSubject, type CheckReply, type HostAssignment, type Host, type Report, type SigningKeys } from "@netfleet/shared";
+import { desiredBucket, enrollSubject, kvSubject, heartbeatSubject, reportSubject, type CheckReply, type HostAssignment, type Host, type Report, type SigningKeys } from "@netfleet/shared";
 import { requestAdmin, serveAdmin, type AdminAction } from "./enrollment/admin.ts";
 import { EnrollmentService } from "./enrollment/service.ts";
 import { UserSync, type UserDirectory } from "./enrollment/users.ts";
@@ -89,7 +90,14 @@ export class ControlPlane {
     this.options = options;
     this.buckets = buckets;
     const log = options.log ?? (() => {});
-    this.desired = new DesiredStore(buckets.desired, options.signing.privateKeyPem, { retryMs: options.retryMs ?? 30_000, log });
+    const js = jetstream(nc);
+    const desiredSubject = (key: string) => kvSubject(desiredBucket(options.site), key);
+    this.desired = new DesiredStore(buckets.desired, options.signing.privateKeyPem, {
+      retryMs: options.retryMs ?? 30_000,
+      log,
+      // A key that never had a value (expected last subject sequence 0): what a rollout publishes without reading first.
+      createNew: async (key, value) => (await js.publish(desiredSubject(key), value, { expect: { lastSubjectSequence: 0 } })).seq,
+    });
     this.registry = new HostRegistry(buckets.hosts);
     this.lock = new RolloutLock(buckets.rollout);
     this.applied = new AppliedView(buckets.applied, { log });
@@ -196,7 +204,7 @@ export class ControlPlane {
    * applied report, whatever the key holds (junk, or an older envelope).
    * @throws Error when the assignment is for another site.
    */
-  publish(assignment: HostAssignment, options: { basedOn?: number; force?: boolean; plan?: { observed: string } } = {}): Promise<PublishResult> {
+  publish(assignment: HostAssignment, options: { basedOn?: number; known?: { revision: number; hash: string } | null; force?: boolean; plan?: { observed: string } } = {}): Promise<PublishResult> {
     if (assignment.site !== this.options.site) throw new Error(`assignment is for site ${assignment.site}, not ${this.options.site}`);
     return this.desired.publish(assignment, { ...options, floor: () => this.applied.running(assignment.host) });
   }

@@ -26,8 +26,8 @@ export async function applyWaves(run: ApplyRun): Promise<void> {
   const { progress } = run;
   const maxFail = progress.state.maxFail ?? 0;
   // Hosts approved when the waves start, read in one pass (a host not among them is read on its own).
-  const records = await withRetry(() => run.stores.registry.list(), STORE_RETRY_MS).catch(() => []);
-  const approved = new Map(records.filter((r) => r.state === "approved").map((r) => [r.host, r]));
+  // Only their names are kept: the records (with each host's facts) were ~1 KB a host on the heap for the whole rollout.
+  const approved = await approvedHosts(run.stores.registry);
   const stoppedAt = await runWaves({
     waves: progress.state.waves,
     maxFail,
@@ -48,8 +48,14 @@ export async function applyWaves(run: ApplyRun): Promise<void> {
   await progress.save();
 }
 
+/** The names of the approved hosts, from one pass over the registry (empty when it cannot be read: each host is then read on its own). */
+async function approvedHosts(registry: ApplyRun["stores"]["registry"]): Promise<Set<string>> {
+  const records = await withRetry(() => registry.list(), STORE_RETRY_MS).catch(() => [] as HostRecord[]);
+  return new Set(records.filter((r) => r.state === "approved").map((r) => r.host));
+}
+
 /** Publishes a pending host's assignment (compare-and-set), waits for its report and judges it. */
-async function applyHost(run: ApplyRun, approved: ReadonlyMap<string, HostRecord>, host: string): Promise<void> {
+async function applyHost(run: ApplyRun, approved: ReadonlySet<string>, host: string): Promise<void> {
   const { progress, stores, abort } = run;
   const started = Date.now();
   const p = progress.host(host);
@@ -57,15 +63,16 @@ async function applyHost(run: ApplyRun, approved: ReadonlyMap<string, HostRecord
   try {
     if (p.status === "pending") {
       // Approved at the start of the rollout (one pass over the registry), or read now.
-      const known = approved.get(host);
-      const record = known ?? (await withRetry(() => stores.registry.get(host), STORE_RETRY_MS));
-      if (record?.state !== "approved") throw new Error(record ? `not approved (${record.state}${record.reason ? `: ${record.reason}` : ""})` : "has not enrolled");
+      const record = approved.has(host) ? undefined : await withRetry(() => stores.registry.get(host), STORE_RETRY_MS);
+      if (!approved.has(host) && record?.state !== "approved") throw new Error(record ? `not approved (${record.state}${record.reason ? `: ${record.reason}` : ""})` : "has not enrolled");
       let published;
       try {
         // A plan's envelope is always a new revision (force): the agent checks the plan's observation on that revision's first pass.
         // Over a plan's envelope (fresh), a rollout publishes its own revision: the agent may have refused that one.
         published = await stores.publish(target.assignment, {
           basedOn: p.basedOn,
+          // What the diff read at basedOn: the publish writes on it without reading the key again.
+          known: p.previous,
           ...(target.plan ? { force: true, plan: { observed: target.plan.observed } } : p.fresh ? { force: true } : {}),
         });
       } catch (err) {

@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
-import PQueue from "p-queue";
 import pRetry from "p-retry";
-import type { HostAssignment } from "@netfleet/shared";
+import type { HostAssignment, Report } from "@netfleet/shared";
+import type { DesiredEntry } from "../store/desired.ts";
 import { isTransient, withRetry } from "../store/kv.ts";
 import { applyWaves } from "./apply.ts";
 import { checkWaves } from "./check.ts";
@@ -188,15 +188,19 @@ export class Rollout {
     // Every host's desired entry in one pass over the bucket (a read per host, 32 at a time, when that fails);
     // applied reports from the applied watch. Emitted in order.
     const all = await withRetry(() => this.stores.desired.readAll(), STORE_RETRY_MS).catch(() => undefined);
-    const reads = new PQueue({ concurrency: 32 });
-    const read = ordered.map((t) =>
-      reads.add(async () => ({
-        entry: all ? all.get(t.host) : await withRetry(() => this.stores.desired.read(t.host), STORE_RETRY_MS),
-        applied: await withRetry(() => this.stores.lastApplied(t.host), STORE_RETRY_MS).catch(() => undefined),
-      })),
-    );
+    // 32 hosts read at once, a chunk at a time: not a pending read (and its closures) per host of a 10,000-host fleet at once.
+    const CHUNK = 32;
+    let chunk: { entry: DesiredEntry | undefined; applied: Report | undefined }[] = [];
     for (const [i, target] of ordered.entries()) {
-      const { entry, applied } = (await read[i])!;
+      if (i % CHUNK === 0) {
+        chunk = await Promise.all(
+          ordered.slice(i, i + CHUNK).map(async (t) => ({
+            entry: all ? all.get(t.host) : await withRetry(() => this.stores.desired.read(t.host), STORE_RETRY_MS),
+            applied: await withRetry(() => this.stores.lastApplied(t.host), STORE_RETRY_MS).catch(() => undefined),
+          })),
+        );
+      }
+      const { entry, applied } = chunk[i % CHUNK]!;
       const current = entry?.envelope;
       const status = hostDiffStatus(current, applied, target.assignment.hash);
       const from = current ? { revision: current.revision, hash: current.assignment.hash } : null;

@@ -23,11 +23,12 @@ export interface RolloutStores {
   /** A writer of the state record going on from `loaded` (undefined: none yet), refusing records over the server's max_payload. */
   rolloutStateWriter(loaded: { revision: number; shardRevisions?: number[] } | undefined): RolloutStateWriter;
   /**
-   * Signs and writes a host's assignment, with compare-and-set on `basedOn` (StaleRevisionError when the entry moved);
+   * Signs and writes a host's assignment, with compare-and-set on `basedOn` (StaleRevisionError when the entry moved;
+   * `known`: what was read there, the envelope's revision and hash or null for none, so that it is not read again);
    * `force` signs a new revision even when the same document is desired; `plan` goes into the signed envelope
    * (the agent refuses it when its host's observation no longer hashes to `plan.observed`).
    */
-  publish(assignment: HostAssignment, options?: { basedOn?: number; force?: boolean; plan?: { observed: string } }): Promise<PublishResult>;
+  publish(assignment: HostAssignment, options?: { basedOn?: number; known?: { revision: number; hash: string } | null; force?: boolean; plan?: { observed: string } }): Promise<PublishResult>;
   /** Starts following the agents' applied reports; resolves once the current ones are in (false: not in time). */
   watchApplied(): Promise<boolean>;
   /** The host's last applied report, if any. */

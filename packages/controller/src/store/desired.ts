@@ -77,17 +77,25 @@ export class DesiredStore {
   private readonly privateKeyPem: string;
   private readonly retryMs: number;
   private readonly log: (event: Record<string, unknown>) => void;
+  private readonly createNew: ((key: string, value: Uint8Array) => Promise<number>) | undefined;
 
-  constructor(kv: KV, privateKeyPem: string, options: { retryMs?: number; log?: (event: Record<string, unknown>) => void } = {}) {
+  /**
+   * `createNew` (optional): writes a key that has never had a value in the bucket (JetStream's
+   * expected last subject sequence 0; a deleted key refuses it, with a revision conflict), resolving
+   * with the new KV revision. nats.js KV's own create writes over a delete; `publish` without a read
+   * of its own (`known` null) needs the strict one, and reads first without it.
+   */
+  constructor(kv: KV, privateKeyPem: string, options: { retryMs?: number; log?: (event: Record<string, unknown>) => void; createNew?: (key: string, value: Uint8Array) => Promise<number> } = {}) {
     this.kv = kv;
     this.privateKeyPem = privateKeyPem;
     this.retryMs = options.retryMs ?? 30_000;
     this.log = options.log ?? (() => {});
+    this.createNew = options.createNew;
   }
 
   /** The same bucket, signing with another key (PKCS#8 PEM): after `netfleet keys rotate`. */
   withKey(privateKeyPem: string): DesiredStore {
-    return new DesiredStore(this.kv, privateKeyPem, { retryMs: this.retryMs, log: this.log });
+    return new DesiredStore(this.kv, privateKeyPem, { retryMs: this.retryMs, log: this.log, ...(this.createNew ? { createNew: this.createNew } : {}) });
   }
 
   /**
@@ -192,10 +200,24 @@ export class DesiredStore {
    * taken for "already published". `plan`: signed into the envelope
    * (SignedAssignment.plan, `rollout --plan`); pass `force` with it, so that
    * an identical document already stored does not stand in for the plan's.
+   * `known` (with `basedOn`): what the caller read at `basedOn`, the stored
+   * envelope's revision and assignment hash (null: no value there, `basedOn`
+   * 0): the first attempt writes on that without reading the key again (a
+   * rollout read every host's entry in one pass already); the
+   * compare-and-set still refuses a key that moved since (StaleRevisionError),
+   * and every later attempt reads as without it.
    */
-  async publish(assignment: HostAssignment, options: { basedOn?: number; force?: boolean; floor?: () => Promise<number>; plan?: { observed: string } } = {}): Promise<PublishResult> {
+  async publish(
+    assignment: HostAssignment,
+    options: { basedOn?: number; known?: { revision: number; hash: string } | null; force?: boolean; floor?: () => Promise<number>; plan?: { observed: string } } = {},
+  ): Promise<PublishResult> {
     const host = assignment.host;
     const attempted = new Set<string>();
+    // The caller's read stands in for the first one only when it is complete: a value that decoded, or no value at KV revision 0.
+    let known =
+      options.basedOn !== undefined && options.known !== undefined && (options.known !== null ? options.basedOn > 0 : options.basedOn === 0 && this.createNew !== undefined)
+        ? { kvRevision: options.basedOn, value: options.known }
+        : undefined;
     // Without basedOn the caller asks for "on top of whatever is there": a conflict with a value
     // newer than the one read (a read served by a replica that lagged during a leader change, or
     // another writer) is re-read and retried, at most this many times, instead of refused.
@@ -205,18 +227,31 @@ export class DesiredStore {
     return withRetry(
       async () => {
         for (;;) {
-          const raw = await this.kv.get(host);
-          const entry = liveValue(raw);
-          const current = entry ? decodeEntryOrUndefined(entry) : undefined;
-          if (entry && current?.signature !== undefined && attempted.has(current.signature)) {
-            return { host, revision: current.revision, kvRevision: entry.revision, hash: current.assignment.hash, changed: true };
+          let entry: { revision: number } | undefined;
+          let current: { revision: number; hash: string; host: string } | undefined;
+          let raw: KvEntry | null = null;
+          const fast = known !== undefined;
+          if (known) {
+            // The caller's read (see `known`), for this first attempt only.
+            entry = known.value ? { revision: known.kvRevision } : undefined;
+            current = known.value ? { revision: known.value.revision, hash: known.value.hash, host } : undefined;
+            known = undefined;
+          } else {
+            raw = await this.kv.get(host);
+            const live = liveValue(raw);
+            const decoded = live ? decodeEntryOrUndefined(live) : undefined;
+            if (live && decoded?.signature !== undefined && attempted.has(decoded.signature)) {
+              return { host, revision: decoded.revision, kvRevision: live.revision, hash: decoded.assignment.hash, changed: true };
+            }
+            entry = live;
+            current = decoded ? { revision: decoded.revision, hash: decoded.assignment.hash, host: decoded.assignment.host } : undefined;
           }
           if (options.basedOn !== undefined && (entry?.revision ?? 0) !== options.basedOn) {
             throw new StaleRevisionError(host, options.basedOn, entry?.revision ?? 0);
           }
           // The revision the agent runs: a stored value below it is not what the host has (an older envelope replayed into the key).
           const floor = (await options.floor?.()) ?? 0;
-          if (entry && current && current.assignment.hash === assignment.hash && current.assignment.host === host && current.revision >= floor && !options.force) {
+          if (entry && current && current.hash === assignment.hash && current.host === host && current.revision >= floor && !options.force) {
             return { host, revision: current.revision, kvRevision: entry.revision, hash: assignment.hash, changed: false };
           }
           // Without a value that decodes (none yet, deleted, or overwritten with junk), revisions continue above
@@ -225,10 +260,15 @@ export class DesiredStore {
           const envelope: SignedAssignment = signAssignment(assignment, previous + 1, this.privateKeyPem, undefined, options.plan ? { plan: options.plan } : {});
           attempted.add(envelope.signature);
           try {
-            const kvRevision = await compareAndSet(this.kv, host, encodeMessage(envelope), entry?.revision);
+            // Without a read, "no value" must mean none ever: a strict create (previousSeq 0), which a deleted key
+            // refuses (compareAndSet's create would write over the delete, below revisions in the key's history).
+            const bytes = encodeMessage(envelope);
+            const kvRevision = fast && !entry ? await this.createNew!(host, bytes) : await compareAndSet(this.kv, host, bytes, entry?.revision);
             return { host, revision: envelope.revision, kvRevision, hash: assignment.hash, changed: true };
           } catch (err) {
             if (!isRevisionConflict(err)) throw err;
+            // Written on the caller's read, which was not the key's state any more: read it and judge as usual.
+            if (fast) continue;
             const now = liveValue(await this.kv.get(host));
             const stored = now ? decodeEntryOrUndefined(now) : undefined;
             // Ours after all: this attempt's write, or an earlier attempt's whose acknowledgement was lost
