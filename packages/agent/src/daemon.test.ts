@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { sealAssignment, type HostAssignment } from "@netfleet/shared";
 import { AgentDaemon } from "./daemon.ts";
@@ -47,5 +50,36 @@ describe("AgentDaemon.replace with a saved plan's observed-state hash (expectObs
     // The next drift-repair pass converges the assignment still in force, not the refused one.
     await daemon.request("full");
     expect(host.get("net.ipv4.ip_forward")).toBe("0");
+  });
+});
+
+describe("AgentDaemon.start on a host without VM ports or dnsmasq", () => {
+  it("skips the VM-port-rules pass (ports-ready is still logged) and starts no dnsmasq watch; an assignment with dnsmasq starts it", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "nf-daemon-"));
+    const host = new SimulatedHostRunner({ sysctls: { "net.ipv4.ip_forward": "0" } });
+    const events: Record<string, unknown>[] = [];
+    const tools = new Toolbox({ runDir: join(dir, "run"), stateDir: join(dir, "state") });
+    const daemon = new AgentDaemon(sysctls({ "net.ipv4.ip_forward": "1" }), { runner: host, tools, intervalMs: 60_000, flowIntervalMs: 60_000, watchEvents: false, log: (e) => events.push(e) });
+    try {
+      await daemon.start();
+      expect(daemon.passes).toBe(1);
+      expect(events.filter((e) => e.event === "reconcile").map((e) => e.pass)).toEqual(["full"]);
+      expect(events.map((e) => e.event)).toContain("ports-ready");
+      expect(host.get("net.ipv4.ip_forward")).toBe("1");
+      expect(daemon.watchingDnsmasq).toBe(false);
+      // the gateway role arrives: its dnsmasq is watched from then on
+      const withDns = sealAssignment({
+        ...sysctls({ "net.ipv4.ip_forward": "1" }),
+        resources: [
+          { kind: "sysctl", name: "net.ipv4.ip_forward", value: "1" },
+          { kind: "dnsmasq", name: "secure", interface: "gw-secure", address: "10.81.0.1", netmask: "255.255.255.0", domain: "secure.lab.test", router: true, mtu: 1500, maxTtl: 600, hosts: [], dns: "open", upstream: [] },
+        ],
+      } as HostAssignment);
+      await daemon.replace(withDns);
+      expect(daemon.watchingDnsmasq).toBe(true);
+    } finally {
+      await daemon.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
