@@ -27,7 +27,12 @@
  * 3.7-17.0 s after the server answered, 2,996 connections lost for good; during
  * wave 2, connection-lost 43,321 times, all "Authentication Timeout" (the CONNECT
  * came after nats-server's auth timeout; nats.js gives up after two alike), the
- * rollout failed. The row's agentEvents and errorSamples say why.
+ * rollout failed (that run's CLI misread its arguments: downMs NaN). With the
+ * arguments read right (load 27-34): killed 500 ms into wave 2, down 1.0 s, the
+ * rollout succeeded 5,000/5,000, every agent back 5.8-29.5 s after the server
+ * answered (p50 10.0 s), 0 lost for good, but 14 agents rolled the revision back
+ * (lockout: their confirmation timed out) while the rollout counted them ok.
+ * The row's agentEvents and errorSamples say why.
  *
  * Everything it starts it stops; every wait is bounded.
  */
