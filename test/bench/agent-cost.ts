@@ -5,7 +5,7 @@
  *
  * runs the agent's reconcile (the same engine `netfleet-agent apply` runs)
  * N times in one process (as the daemon does: what it keeps between passes,
- * such as the OVSDB monitor's cache, is kept here too) and prints one JSON
+ * ObserveContext.carry, is kept here too) and prints one JSON
  * line per run: wall time, commands run, how many mutated something, the
  * summed time of the commands themselves, and each command's own time (so
  * the bench says which command costs what).
@@ -84,6 +84,8 @@ const childCpu = () => {
   return (Number(fields[13]) + Number(fields[14])) * 10;
 };
 let last: ExecaRunner | undefined;
+// What the daemon keeps from pass to pass (ObserveContext.carry): the runs are its passes.
+const carry = new Map<string, unknown>();
 try {
   for (let i = 0; i < runs; i++) {
     const runner = new ExecaRunner();
@@ -91,7 +93,7 @@ try {
     const t = performance.now();
     const cpu0 = ownCpu();
     const child0 = childCpu();
-    const results = await reconcile(assignment.resources, { runner, tools, owner: assignment.site });
+    const results = await reconcile(assignment.resources, { runner, tools, owner: assignment.site, carry });
     const wallMs = performance.now() - t;
     const s = summarize(results);
     const run: CostRun = {

@@ -55,6 +55,8 @@ export class AgentDaemon {
   private debounce: NodeJS.Timeout | undefined;
   private stopped = false;
   private dnsmasqWatch: DnsmasqWatch | undefined;
+  /** What handlers learnt of the host in earlier passes (ObserveContext.carry). */
+  private readonly carry = new Map<string, unknown>();
   /** start() has run (replace() before it only sets the assignment start() will use). */
   private started = false;
   lastResults: ResourceResult[] = [];
@@ -165,6 +167,7 @@ export class AgentDaemon {
       runner: this.options.runner,
       tools: this.options.tools,
       owner: this.assignment.site,
+      carry: this.carry,
       ...(this.options.controllers ? { controllers: this.options.controllers } : {}),
       ...(expectObserved !== undefined ? { expectObserved } : {}),
     });

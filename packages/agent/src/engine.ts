@@ -45,6 +45,8 @@ export interface ReconcileOptions {
   expectObserved?: string;
   /** Told the pass's observed-state hash once every resource was observed, before anything runs. */
   onObserved?: (observed: string) => void;
+  /** Kept by a daemon from pass to pass: what handlers learnt of the host (ObserveContext.carry). */
+  carry?: Map<string, unknown>;
 }
 
 /** A pass's results and the hash of what it observed before it ran anything (observedHash: sha256 hex). */
@@ -114,6 +116,7 @@ export async function reconcilePass(resources: readonly ResourceSpec[], options:
     readFile: (path) => host.readFile(path),
     listDir: (path) => host.listDir(path),
     processArgv: (pid) => host.processArgv(pid),
+    ...(options.carry ? { carry: options.carry } : {}),
   };
   const results: ResourceResult[] = [];
   // A move record left by a crash is settled before anything is observed (it is not the plan's doing).

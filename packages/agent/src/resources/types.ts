@@ -48,6 +48,13 @@ export interface HostAccess {
 /** Reads only. Memoised per pass so that resources of one kind share a single call. */
 export interface ObserveContext extends PlanContext, HostAccess {
   read(argv: string[], options?: { allowFailure?: boolean }): Promise<{ stdout: string; exitCode: number; stderr: string }>;
+  /**
+   * What handlers learnt of this host in earlier passes of the same daemon
+   * (ReconcileOptions.carry), by key (a handler's own prefix and one
+   * object's name, so bounded by the host's objects); absent in one-off
+   * passes (apply, check), which then read everything.
+   */
+  carry?: Map<string, unknown>;
 }
 
 /**

@@ -1,6 +1,11 @@
 import { describe, expect, it } from "vitest";
 import type { VmPortPolicySpec } from "@netfleet/shared";
+import { reconcilePass } from "../engine.ts";
+import { RecordingRunner } from "../exec/recording-runner.ts";
+import { Toolbox } from "../tools.ts";
 import { fixture, fixtureContext as ctx } from "./fixtures.ts";
+import { ovsObserveArgv } from "./ovsdb.ts";
+import { qosObserveArgv } from "./vm-bandwidth-qos.ts";
 import { parseFlows } from "./openflow.ts";
 import { desiredMeters, kbitOf, kbpsOf, meteredFlows, parseMeters, planMeters } from "./vm-bandwidth.ts";
 import { parseQos, planQos } from "./vm-bandwidth-qos.ts";
@@ -193,5 +198,40 @@ describe("vm-port-policy with bandwidth: the drift comment", () => {
     const obs: VmPortObservation = { bridgeExists: true, vmPorts: [{ port: "vnet1", ofport: 1, mac: MAC(1) }], uplinkOfport: 9, flows: [], meters: [], qos: parseQos(fixture("ovs/bandwidth/qos-none.json")) };
     const plan = vmPortPolicy.plan(s, obs, ctx);
     expect(plan.comment).toMatch(/^drift: \d+ rule\(s\) restored$/);
+  });
+});
+
+describe("meters: dump-meters skipped while this daemon knows the bridge has none (ObserveContext.carry)", () => {
+  const tools = new Toolbox();
+  const policy = (vms: SpecVm[]): VmPortPolicySpec => ({ ...spec(vms), uplinkPort: "bond0.1081", gateway: { ip: "10.81.0.1", mac: "02:4e:46:00:04:39" } });
+  /** One check pass over a host whose rules and meters are the given captures (OVS 3.1); the dump-meters it ran, and its result. */
+  async function pass(s: VmPortPolicySpec, flows: string, meterText: string, carry?: Map<string, unknown>) {
+    const runner = new RecordingRunner()
+      .reply(ovsObserveArgv({ owner: "fixture", tools }), { stdout: fixture("ovs/with-domain.json") })
+      .reply(tools.ovsOfctl("dump-flows", "br-secure", "--no-stats"), { stdout: fixture(flows) })
+      .reply(tools.ovsOfctl("dump-meters", "br-secure"), { stdout: fixture(meterText) })
+      .reply(qosObserveArgv({ owner: "fixture", tools }), { stdout: fixture("ovs/bandwidth/qos-none.json") });
+    const { results } = await reconcilePass([s], { runner, tools, owner: "fixture", check: true, ...(carry ? { carry } : {}) });
+    return { meterReads: runner.calls.filter((c) => c.argv.includes("dump-meters")).length, result: results[0]! };
+  }
+
+  it("reads them once, then not while no limit is wanted and no rule names a meter; a rule naming one, or a limit, reads them again", async () => {
+    const carry = new Map<string, unknown>();
+    const none = policy([]);
+    expect((await pass(none, "ovs/flows-br-secure.txt", "ovs/bandwidth/meters-none.txt", carry)).meterReads).toBe(1);
+    const second = await pass(none, "ovs/flows-br-secure.txt", "ovs/bandwidth/meters-none.txt", carry);
+    expect(second.meterReads).toBe(0);
+    // someone's rule names a meter: read, and the unwanted meters are planned away
+    const named = await pass(none, "ovs/bandwidth/flows-metered.txt", "ovs/bandwidth/meters-two.txt", carry);
+    expect(named.meterReads).toBe(1);
+    expect(named.result.commands.filter((c) => c.includes("del-meter"))).toHaveLength(2);
+    // (the last read found meters: read again next time, whatever the rules say)
+    expect((await pass(none, "ovs/flows-br-secure.txt", "ovs/bandwidth/meters-two.txt", carry)).meterReads).toBe(1);
+    expect((await pass(none, "ovs/flows-br-secure.txt", "ovs/bandwidth/meters-none.txt", carry)).meterReads).toBe(1);
+    expect((await pass(none, "ovs/flows-br-secure.txt", "ovs/bandwidth/meters-none.txt", carry)).meterReads).toBe(0);
+    // a VM here gets an egress limit: always read
+    expect((await pass(policy([vm(1, { egress: LIMIT })]), "ovs/flows-br-secure.txt", "ovs/bandwidth/meters-none.txt", carry)).meterReads).toBe(1);
+    // a one-off pass (no carry) always reads
+    expect((await pass(none, "ovs/flows-br-secure.txt", "ovs/bandwidth/meters-none.txt")).meterReads).toBe(1);
   });
 });

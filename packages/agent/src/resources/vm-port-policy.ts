@@ -256,6 +256,21 @@ function additionIsDrift(f: Flow, portsWithFlows: Set<number>, leased: Set<strin
   return addr === undefined || !leased.has(addr);
 }
 
+/**
+ * ObserveContext.carry key prefix (then the bridge's name): true when this
+ * daemon's last `dump-meters` of the bridge listed no meter. A bridge's
+ * meters are only made by add-meter: ours when a VM there has an egress
+ * limit (then they are always read), anyone's is named by a rule (which
+ * dump-flows shows, and then they are read). So while none is wanted, no
+ * rule names one and the last read found none, the bridge has none to
+ * plan for and `dump-meters` is skipped (one ovs-ofctl per bridge a pass).
+ * A meter nobody's rule names is not ours and changes no traffic.
+ */
+const METERS_NONE = "vm-port-policy:meters-none:";
+
+/** Whether a rule's actions pass a meter (`meter:N`, OpenFlow 1.3 as ovs-ofctl prints it). */
+const namesMeter = (f: Flow) => /(^|,)meter:\d+/.test(f.actions);
+
 /** Rules whose actions name ports (copies to isolated ports, a group peer here or through the uplink): they follow VM starts and stops. */
 const PORT_DEPENDENT_ACTIONS: ReadonlySet<number> = new Set([PRIORITY.isolated, PRIORITY.gatewayBroadcast, PRIORITY.remoteIsolatedBroadcast]);
 
@@ -273,16 +288,23 @@ export const vmPortPolicy: ResourceHandler<VmPortPolicySpec, VmPortObservation> 
     const state = await observeOvs(ctx);
     if (!state.bridges.has(spec.name)) return { bridgeExists: false, vmPorts: [], flows: [] };
     const vmPorts = vmPortsOf(state, spec.name);
-    const [dump, leaseText, meterDump, qos] = await Promise.all([
+    // The meters are read unless this daemon knows the bridge has none (metersKnownNone); then the
+    // rules are read first, as they decide it.
+    const known = ctx.carry?.get(`${METERS_NONE}${spec.name}`) === true && !spec.vms.some((v) => v.bandwidth?.egress);
+    const dumpMeters = () => ctx.read(ctx.tools.ovsOfctl("dump-meters", spec.name), { allowFailure: true });
+    const [dump, leaseText, early, qos] = await Promise.all([
       ctx.read(ctx.tools.ovsOfctl("dump-flows", spec.name, "--no-stats")),
       spec.leaseSource !== undefined ? ctx.readFile(leasesPath(ctx.tools.runDir, spec.network)) : Promise.resolve(undefined),
-      ctx.read(ctx.tools.ovsOfctl("dump-meters", spec.name), { allowFailure: true }),
+      known ? Promise.resolve(undefined) : dumpMeters(),
       observeQos(ctx),
     ]);
     const uplink = state.interfaces.get(spec.uplinkPort)?.ofport;
     const obs: VmPortObservation = { bridgeExists: true, vmPorts, flows: parseFlows(dump.stdout), qos };
-    if (meterDump.exitCode === 0) obs.meters = parseMeters(meterDump.stdout);
+    const meterDump = early ?? (obs.flows.some(namesMeter) ? await dumpMeters() : undefined);
+    if (meterDump === undefined) obs.meters = [];
+    else if (meterDump.exitCode === 0) obs.meters = parseMeters(meterDump.stdout);
     else obs.metersProblem = meterDump.stderr.trim().split("\n")[0] || `ovs-ofctl dump-meters exited ${meterDump.exitCode}`;
+    if (meterDump !== undefined) ctx.carry?.set(`${METERS_NONE}${spec.name}`, obs.meters !== undefined && obs.meters.length === 0);
     if (uplink !== undefined && uplink > 0) obs.uplinkOfport = uplink;
     if (leaseText !== undefined) {
       try {
