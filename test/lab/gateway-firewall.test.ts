@@ -111,9 +111,28 @@ async function listening(ns: string, endpoint: string): Promise<boolean> {
 }
 /** tcpdump in a namespace until stopped; returns a stop function giving what it printed. */
 async function capture(ns: string, iface: string, filter: string[]): Promise<() => Promise<string>> {
-  const p = execa("ip", ["netns", "exec", ns, "tcpdump", "-l", "-n", "-i", iface, ...filter], { reject: false, timeout: 120_000 });
+  const p = execa("ip", ["netns", "exec", ns, "tcpdump", "--immediate-mode", "-l", "-n", "-i", iface, ...filter], { reject: false, timeout: 120_000 });
   started.push(p);
-  await sleep(700);
+  // --immediate-mode: each packet is handed to tcpdump as it comes. Without it, packets wait in the kernel's
+  // TPACKET_V3 block until the block times out, and a SIGINT before that loses them: seen here as
+  // "1 packet received by filter, 0 packets captured" while the VM had answered the probe (pcap(3PCAP), immediate mode).
+  // And the probe goes once tcpdump says "listening on IFACE" (stderr: its capture is open), not after a fixed
+  // pause that could race it. Bounded: 10 s, then the probe goes anyway.
+  await new Promise<void>((resolve) => {
+    let said = "";
+    const timer = setTimeout(resolve, 10_000);
+    p.stderr?.on("data", (chunk: Buffer) => {
+      said += String(chunk);
+      if (said.includes("listening on")) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    void p.then(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
   return async () => {
     p.kill("SIGINT");
     return String((await p).stdout);

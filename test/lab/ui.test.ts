@@ -150,9 +150,23 @@ describe.skipIf(!isRoot)("the dashboard in headless Chromium (prefix nfui, /tmp/
       new MutationObserver(note).observe(document.getElementById("rollout-waves"), { childList: true, subtree: true });
     })()`);
     let rolled: string[] = [];
+    // The backend's agent is held (SIGSTOP) while its rollout starts, and let go once the page shows it applying:
+    // an apply of the backend's nft set takes ~0.2 s, within the page's coalescing of rollout writes, so without
+    // the hold "applying" could come and go between two refreshes. A host that is slow to apply is real; a race is not.
+    const backendAgent = Number(readFileSync(join(lab.runDir, "hosts", "backend", "agent", "agent.pid"), "utf8").trim());
+    expect(Number.isSafeInteger(backendAgent) && backendAgent > 1, "the backend agent's pid").toBe(true);
     for (const [dir, what] of [[edited, "edited"], [original, "original"]] as const) {
       const t0 = Date.now();
-      const r = await labRollout(lab, dir, { json: true });
+      process.kill(backendAgent, "SIGSTOP");
+      let r: Awaited<ReturnType<typeof labRollout>>;
+      try {
+        const rolling = labRollout(lab, dir, { json: true });
+        await waitInPage(page, `[...document.querySelectorAll("#rollout-waves [data-status]")].some((e) => e.getAttribute("data-host") === "backend" && e.getAttribute("data-status") === "applying")`, `${what}: the backend shown applying while its agent is held`);
+        process.kill(backendAgent, "SIGCONT");
+        r = await rolling;
+      } finally {
+        process.kill(backendAgent, "SIGCONT");
+      }
       expect(r.exitCode, `${what}: ${r.stderr.join("\n")}`).toBe(0);
       const started = r.stdout.map((l) => JSON.parse(l) as Record<string, unknown>).find((e) => typeof e.rolloutId === "string" && Array.isArray(e.waves))!;
       const id = started.rolloutId as string;
