@@ -1,4 +1,4 @@
-import type { Msg, NatsConnection } from "@nats-io/transport-node";
+import type { Msg } from "@nats-io/transport-node";
 import {
   DecodeError,
   ENROLL_FACTS_MAX_BYTES,
@@ -15,23 +15,21 @@ import {
   welcomeSubject,
   type AdminRequest,
   type AgentCredentials,
-  type Host,
   type Rekey,
-  type SigningKeys,
   type Welcome,
 } from "@netfleet/shared";
 import PQueue from "p-queue";
-import type { HostQueues } from "../nats/host-messages.ts";
 import { agentUserName } from "../nats/permissions.ts";
-import type { CredentialStore, StoredCredential } from "../store/credentials.ts";
-import { ClaimsFullError, keyFingerprint, type HostRecord, type HostRegistry } from "../store/registry.ts";
+import type { StoredCredential } from "../store/credentials.ts";
+import { ClaimsFullError, keyFingerprint, type HostRecord } from "../store/registry.ts";
 import { hostTokenKey, verifyHostToken, type VerifiedHostToken } from "./host-tokens.ts";
 import { hostIndex, matchHost, tokenMatches, type AcceptedToken } from "./match.ts";
 import { DEFAULT_ENROLLMENT_LIMITS, RefusalLog, type EnrollmentLimits } from "./limits.ts";
 import { KeyedTokenBuckets, TokenBucket } from "./rate-limit.ts";
-import type { UserSync } from "./users.ts";
+import { HostNotFoundError, type EnrollmentServiceOptions } from "./options.ts";
 
 export { DEFAULT_ENROLLMENT_LIMITS, type EnrollmentLimits } from "./limits.ts";
+export { HostNotFoundError, type EnrollmentServiceOptions } from "./options.ts";
 
 /**
  * Enroll messages handled at once (each is a few store requests and a sealed welcome); the rest wait their
@@ -39,41 +37,6 @@ export { DEFAULT_ENROLLMENT_LIMITS, type EnrollmentLimits } from "./limits.ts";
  * timed out (issue 18); an approval used to wait for a server reload, which hid this.
  */
 export const ENROLL_PARALLEL = 64;
-
-/** An operator action named a host the registry cannot act on (not enrolled, or not in the inventory). */
-export class HostNotFoundError extends Error {
-  readonly host: string;
-  constructor(host: string, detail: string) {
-    super(`${host}: ${detail}`);
-    this.name = "HostNotFoundError";
-    this.host = host;
-  }
-}
-
-/** What the enrollment service works with. */
-export interface EnrollmentServiceOptions {
-  nc: NatsConnection;
-  site: string;
-  /** Inventory hosts: enrolling agents are matched against them. */
-  hosts: readonly Host[];
-  /**
-   * The site's join token (`<id>.<secret>`), or the tokens accepted during a rotation (each until its
-   * `notAfter`), or a function reading them (called at most once a second, so a running service picks
-   * a rotation up): an agent presenting one may ask to join (a pending claim), never more.
-   */
-  enrollmentToken: string | readonly AcceptedToken[] | (() => Promise<readonly AcceptedToken[]>);
-  /** The key id and public key handed to agents in their welcome (the private key signs assignments elsewhere). */
-  signing: SigningKeys;
-  registry: HostRegistry;
-  /** Agent passwords; its folder also holds the host-token key (host-tokens.ts). */
-  credentials: CredentialStore;
-  users: UserSync;
-  /** The per-host queue enrollment messages are handled in: approve and reject take their turn in it. */
-  queues: HostQueues;
-  log: (event: Record<string, unknown>) => void;
-  /** Rate limits and caps (default DEFAULT_ENROLLMENT_LIMITS). */
-  limits?: Partial<EnrollmentLimits>;
-}
 
 /**
  * Enrollment. An agent's enroll message (facts, its public key, a token)
