@@ -13,13 +13,17 @@
  *   + Rollout with its defaults (canary, then 25 % waves, each wave's hosts
  *   all at once) — timed from run() to the last host's report of the new
  *   revision (convergeMs); per host from its revision's publication to its
- *   report (p50/p99); its peak RSS.
+ *   report (p50/p99); its peak RSS and CPU;
+ * - the probe (rollout-probe.ts), which hears those publications and
+ *   reports, so that measuring costs the controller nothing; its messages
+ *   and bytes are taken off nats-server's counters. The agent processes'
+ *   and nats-server's CPU over the same window come from /proc.
  *
  * Everything it starts it stops; every wait is bounded.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { appendFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { loadavg, tmpdir } from "node:os";
@@ -30,6 +34,7 @@ import { generateSigningKeys, type Host } from "@netfleet/shared";
 import { inventoryHost } from "../nats/harness.ts";
 import type { AgentsArgs } from "./rollout-agents.ts";
 import type { ControllerArgs } from "./rollout-controller.ts";
+import { varzCounters, type Counters, type ProbeArgs, type ProbeResult } from "./rollout-probe.ts";
 
 export interface RolloutRow {
   agents: number;
@@ -50,6 +55,10 @@ export interface RolloutRow {
   bytesPerHost?: number;
   /** The controller process's CPU (user + system) over Rollout.run(), ms per host. */
   controllerCpuMsPerHost?: number;
+  /** The agent processes' CPU (user + system, /proc/PID/stat) from run() to its result, ms per host: what each simulated host's agent costs. */
+  agentCpuMsPerHost?: number;
+  /** nats-server's CPU (every node's, /proc/PID/stat) over the same window, ms per host. */
+  serverCpuMsPerHost?: number;
   /** Informational: until Rollout.run() returned (its final state write and lock release included). */
   runMs: number;
   /** Informational, before the clock: every agent enrolled and connected. */
@@ -172,6 +181,30 @@ export interface Child {
   /** Resolves with the first stdout JSON line with this event; rejects on exit or timeout. */
   waitFor(event: string, timeoutMs: number): Promise<Record<string, unknown>>;
   exited: Promise<void>;
+}
+
+/** clock ticks per second of /proc/PID/stat's utime and stime (sysconf(_SC_CLK_TCK), proc(5)); 100 on Linux. */
+const CLK_TCK = (() => {
+  try {
+    return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/**
+ * A process's CPU so far (user + system, ms) from /proc/PID/stat fields 14 and 15 (proc(5)); NaN when
+ * `pid` is undefined or gone. The fields are counted after the ")" that ends the command name.
+ */
+export function procCpuMs(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK;
+  } catch {
+    return NaN;
+  }
 }
 
 /** Starts `file` (one JSON argument) under this Node; its stdout JSON lines are kept, its other output goes to `log`. */
@@ -360,13 +393,44 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
     const argFile = join(dir, "controller.json");
     await writeFile(argFile, JSON.stringify(args), { mode: 0o600 });
     const execArgv = options.cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfDir}`, `--cpu-prof-name=controller-${agents}.cpuprofile`] : [];
+    // The measuring probe (rollout-probe.ts), subscribed before the controller starts.
+    const probeArgs: ProbeArgs = { site: SITE, servers: server.urls, user: "controller", password, hosts: agents };
+    const probeFile = join(dir, "probe.json");
+    await writeFile(probeFile, JSON.stringify(probeArgs), { mode: 0o600 });
+    const probe = spawnChild("probe", join(HERE, "rollout-probe.ts"), probeFile, log);
+    children.push(probe);
+    await probe.waitFor("ready", 30_000);
     const load1 = Math.round(loadavg()[0]! * 10) / 10;
     const controller = spawnChild("controller", join(HERE, "rollout-controller.ts"), argFile, log, execArgv);
     children.push(controller);
+    // CPU of nats-server and of the agent processes over the rollout: from the controller's "running" line to its result.
+    const others = { server: server.nodes.map((n) => n.process?.pid), agents: children.filter((c) => c.name.startsWith("agents")).map((c) => c.child.pid) };
+    const running = await controller.waitFor("running", 120_000);
+    const cpuAtStart = { server: others.server.map(procCpuMs), agents: others.agents.map(procCpuMs) };
     const connectionsPerNode = nodes > 1 ? await Promise.all(monitorUrls.map(async (u) => ((await (await fetch(`${u}/varz`, { signal: AbortSignal.timeout(5000) })).json()) as { connections: number }).connections)) : undefined;
     if (connectionsPerNode) log(`rollout ${agents}: ${nodes} nodes, client connections per node ${JSON.stringify(connectionsPerNode)}`);
     const r = await controller.waitFor("result", 120_000 + agents * 20);
+    const cpuAtEnd = { server: others.server.map(procCpuMs), agents: others.agents.map(procCpuMs) };
     await controller.exited;
+    // The probe may trail the rollout by a moment (it hears the agents' reports, published after their confirmation); bounded.
+    await probe.waitFor("all-reported", 3000).catch(() => undefined);
+    const varzAfter = await varzCounters(monitorUrls);
+    await stopChild(probe, 10_000);
+    const heard = (probe.lines.find((l) => l.event === "probe") ?? {}) as unknown as Partial<ProbeResult>;
+    const t0Epoch = running.t0Epoch as number;
+    const varzBefore = running.varzBefore as Counters;
+    const reportedAt = heard.reportedAt ?? {};
+    const publishedAt = heard.publishedAt ?? {};
+    const times = Object.values(reportedAt).map((at) => at - t0Epoch).sort((x, y) => x - y);
+    // Per host: its revision published -> its applied report heard.
+    const latencies = Object.entries(reportedAt).flatMap(([h, at]) => (publishedAt[h] !== undefined ? [at - publishedAt[h]] : [])).sort((x, y) => x - y);
+    const pct = (p: number) => (latencies.length ? latencies[Math.min(latencies.length - 1, Math.ceil((p / 100) * latencies.length) - 1)]! : NaN);
+    const reported = Object.keys(reportedAt).length;
+    const failedHosts = (r.failedHosts as string[] | undefined) ?? [];
+    const failedOrMissing = new Set([...names.filter((h) => reportedAt[h] === undefined), ...failedHosts]).size;
+    const messages = varzAfter.in_msgs + varzAfter.out_msgs - (varzBefore.in_msgs + varzBefore.out_msgs) - (heard.messages ?? 0);
+    const bytes = varzAfter.in_bytes + varzAfter.out_bytes - (varzBefore.in_bytes + varzBefore.out_bytes) - (heard.bytes ?? 0);
+    const spent = (k: "server" | "agents") => cpuAtEnd[k].reduce((sum, v, i) => sum + (v - cpuAtStart[k][i]!), 0);
     if (r.memory) log(`rollout ${agents}: controller memory (MB) ${JSON.stringify(r.memory)}; plan made, waves started at ${JSON.stringify(r.marks)} ms`);
     // The agents' own counts (lockout rollbacks, confirmation retries, lost connections): stopped now, before the row is made.
     await Promise.all(children.filter((c) => c !== controller).map((c) => stopChild(c, 30_000)));
@@ -380,8 +444,8 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
     const agentLoop = children.flatMap((c) => c.lines.filter((l) => l.event === "stopped").map((l) => l.eventLoopDelayMs as { p99: number; max: number }));
     for (const c of children) for (const l of c.lines) if (l.event === "stopped") for (const [k, v] of Object.entries(l.counts as Record<string, number>)) agentEvents[k] = (agentEvents[k] ?? 0) + v;
     const failures = (r.failures as FailureGroup[] | undefined) ?? [];
-    if (r.reported !== agents || r.result !== "success") {
-      log(`rollout ${agents}: result ${String(r.result)}, ${String(r.reported)} of ${agents} reported, events ${JSON.stringify(r.events)}`);
+    if (reported !== agents || r.result !== "success") {
+      log(`rollout ${agents}: result ${String(r.result)}, ${reported} of ${agents} reported, events ${JSON.stringify(r.events)}`);
       for (const f of failures) log(`rollout ${agents}:   ${f.hosts} failed: ${f.reason} (e.g. ${f.sample.join(", ")}; judged ${Number.isFinite(f.firstAtMs) && f.firstAtMs !== null ? `${f.firstAtMs}-${f.lastAtMs} ms` : "at the end"})`);
       // Which failed hosts' agents logged errors after enrollment (the rollout's window), and what they said.
       for (const f of failures) for (const [k, hs] of Object.entries(erred)) {
@@ -394,21 +458,23 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
     return {
       agents,
       ...(nodes > 1 ? { nodes } : {}),
-      convergeMs: r.convergeMs as number,
-      p50Ms: r.p50Ms as number,
-      p99Ms: r.p99Ms as number,
-      maxMs: r.maxMs as number,
+      convergeMs: Math.round(times.at(-1) ?? NaN),
+      p50Ms: Math.round(pct(50)),
+      p99Ms: Math.round(pct(99)),
+      maxMs: Math.round(latencies.at(-1) ?? NaN),
       controllerRssMb: r.maxRssMb as number,
-      messagesPerHost: Math.round(((r.messages as number) / agents) * 10) / 10,
-      bytesPerHost: Math.round((r.bytes as number) / agents),
+      messagesPerHost: Math.round((messages / agents) * 10) / 10,
+      bytesPerHost: Math.round(bytes / agents),
       controllerCpuMsPerHost: Math.round(((r.cpuMs as number) / agents) * 100) / 100,
+      agentCpuMsPerHost: Math.round((spent("agents") / agents) * 100) / 100,
+      serverCpuMsPerHost: Math.round((spent("server") / agents) * 100) / 100,
       runMs: r.runMs as number,
       enrollMs,
       waves: r.waves as number,
-      failed: (r.failedOrMissing as number | undefined) ?? agents - (r.reported as number) + (r.failed as number),
+      failed: failedOrMissing,
       result: r.result as string,
-      failedReports: (r.failedReports as number) ?? 0,
-      rolledBackReports: (r.rolledBackReports as number) ?? 0,
+      failedReports: heard.failedReports?.length ?? 0,
+      rolledBackReports: heard.rolledBackReports?.length ?? 0,
       failures,
       agentEvents,
       eventLoopDelayMs: { controller: r.eventLoopDelayMs as { p99: number; max: number }, agents: agentLoop },
