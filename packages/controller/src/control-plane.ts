@@ -8,7 +8,7 @@ import { requestCheck } from "./nats/check.ts";
 import type { NatsUser } from "./nats/config.ts";
 import { HostQueues, HostSubscriptions } from "./nats/host-messages.ts";
 import { RolloutLock, type LoadedRolloutState, type RolloutStateWriter } from "./rollout/state.ts";
-import { AppliedView } from "./store/applied.ts";
+import { AppliedView, type ConfirmWait } from "./store/applied.ts";
 import { openBuckets, type Buckets } from "./store/buckets.ts";
 import { CredentialStore } from "./store/credentials.ts";
 import { DesiredStore, type PublishResult } from "./store/desired.ts";
@@ -100,7 +100,8 @@ export class ControlPlane {
     });
     this.registry = new HostRegistry(buckets.hosts);
     this.lock = new RolloutLock(buckets.rollout);
-    this.applied = new AppliedView(buckets.applied, { log });
+    // The report subject confirms what the applied bucket holds (a rollout's ok needs the agent's confirmation).
+    this.applied = new AppliedView(buckets.applied, { log, confirmations: { nc, site: options.site } });
     const credentials = new CredentialStore(options.credentialsDir);
     this.userSync = new UserSync({
       site: options.site,
@@ -171,8 +172,9 @@ export class ControlPlane {
 
   /**
    * What a rollout needs to hear results at once: a watch of the applied
-   * bucket (every key's last report, then each new one). Resolves once the
-   * current reports are all in (false: not in time; lookups then read KV).
+   * bucket (every key's last report, then each new one), and the report
+   * subject, where agents confirm them. Resolves once the current reports
+   * are all in (false: not in time; lookups then read KV).
    */
   watchApplied(): Promise<boolean> {
     return this.applied.start();
@@ -214,9 +216,21 @@ export class ControlPlane {
     return this.applied.last(host);
   }
 
-  /** Resolves with the agent's report once it has applied (or rolled back) `revision` or later; see AppliedView.wait. */
+  /**
+   * Resolves with the agent's report once it has applied (or rolled back) `revision` or later, as stored in the applied
+   * bucket (not necessarily confirmed by the agent: see waitForConfirmed); see AppliedView.wait.
+   */
   waitForApplied(host: string, revision: number, timeoutMs: number): Promise<Report> {
     return this.applied.wait(host, revision, timeoutMs);
+  }
+
+  /**
+   * As waitForApplied, but a success of `revision` with `confirm.hash` counts only once the agent confirmed it (its
+   * report on the report subject, or a heartbeat of that revision); see AppliedView.wait.
+   * @throws UnconfirmedError when it was not confirmed within `confirm.windowMs`; Error after `timeoutMs` without a report.
+   */
+  waitForConfirmed(host: string, revision: number, timeoutMs: number, confirm: ConfirmWait): Promise<Report> {
+    return this.applied.wait(host, revision, timeoutMs, confirm);
   }
 
   /**

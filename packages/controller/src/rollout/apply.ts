@@ -1,4 +1,4 @@
-import type { HostAssignment } from "@netfleet/shared";
+import type { HostAssignment, Report } from "@netfleet/shared";
 import { StaleRevisionError } from "../store/desired.ts";
 import { withRetry } from "../store/kv.ts";
 import type { HostRecord } from "../store/registry.ts";
@@ -10,7 +10,7 @@ import { LockLostError } from "./state.ts";
 
 /** What apply mode works with: as a revert, plus the registry and each host's target assignment. */
 export interface ApplyRun extends Omit<RevertRun, "stores"> {
-  stores: Pick<RolloutStores, "registry" | "publish" | "waitForApplied">;
+  stores: Pick<RolloutStores, "registry" | "publish" | "waitForConfirmed">;
   targets: ReadonlyMap<string, { assignment: HostAssignment; plan?: { observed: string } }>;
 }
 
@@ -54,12 +54,18 @@ async function approvedHosts(registry: ApplyRun["stores"]["registry"]): Promise<
   return new Set(records.filter((r) => r.state === "approved").map((r) => r.host));
 }
 
-/** Publishes a pending host's assignment (compare-and-set), waits for its report and judges it. */
+/**
+ * Publishes a pending host's assignment (compare-and-set), waits for its report and judges it: a failure
+ * at once, a success once its agent confirmed it (else failed: UnconfirmedError's reason).
+ */
 async function applyHost(run: ApplyRun, approved: ReadonlySet<string>, host: string): Promise<void> {
   const { progress, stores, abort } = run;
   const started = Date.now();
   const p = progress.host(host);
   const target = run.targets.get(host)!;
+  // A success counts once the agent confirmed it (AppliedView.wait): the stored report alone may be undone by its lockout protection.
+  const wait = () => stores.waitForConfirmed(host, p.revision!, run.applyTimeoutMs, { hash: target.assignment.hash, windowMs: run.confirmWindowMs });
+  let reported: Promise<Report> | undefined;
   try {
     if (p.status === "pending") {
       // Approved at the start of the rollout (one pass over the registry), or read now.
@@ -81,10 +87,14 @@ async function applyHost(run: ApplyRun, approved: ReadonlySet<string>, host: str
       }
       p.status = "applying";
       p.revision = published.revision;
+      // Waiting from the publish on, not after the state write (which may wait for others): the agent's
+      // confirmation on the report subject is heard only by a host already waiting or already holding its report.
+      reported = wait();
+      reported.catch(() => {});
       await progress.save(host);
     }
     run.emit({ event: "host-start", host, ...(p.revision ? { revision: p.revision } : {}) });
-    const report = await stores.waitForApplied(host, p.revision!, run.applyTimeoutMs);
+    const report = await (reported ?? wait());
     const failures = report.results.filter((r) => r.result === false).map((r) => ({ id: r.id, ...(r.comment ? { comment: r.comment } : {}) }));
     const refusal = report.revision === p.revision ? failures.find((f) => PLAN_REFUSED.test(f.comment ?? "")) : undefined;
     const problem = refusal ? `refused by the agent: ${refusal.comment}` : verdict(report, p.revision!, target.assignment.hash);

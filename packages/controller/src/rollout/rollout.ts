@@ -55,6 +55,12 @@ export interface RolloutOptions {
   abandon?: boolean;
   /** How long a host has to report its verified result (default 180 s). */
   applyTimeoutMs?: number;
+  /**
+   * How long a host's report of success, once stored in the applied bucket, waits for its agent's confirmation
+   * (the same report on the report subject, or a heartbeat of the revision) before the host fails as never
+   * confirmed (default 40 s: the agent's 20 s confirmation deadline plus one 15 s heartbeat, and a margin).
+   */
+  confirmWindowMs?: number;
   /** --resume and --abandon take over a lock not renewed for this long (default 15 s). */
   lockStaleMs?: number;
   /** How often the running rollout renews its lock (default 3 s). */
@@ -135,6 +141,7 @@ export class Rollout {
       resume: options.resume ?? false,
       abandon: options.abandon ?? false,
       applyTimeoutMs: options.applyTimeoutMs ?? 180_000,
+      confirmWindowMs: options.confirmWindowMs ?? 40_000,
       lockStaleMs: options.lockStaleMs ?? 15_000,
       lockRenewMs: options.lockRenewMs ?? 3000,
       owner: options.owner ?? `${hostname()}:${process.pid}`,
@@ -153,7 +160,7 @@ export class Rollout {
     try {
       const progress = this.options.resume ? await this.resumeState() : await this.newState();
       this.renewTimer ??= setInterval(() => void this.renewLock(), this.options.lockRenewMs);
-      const run = { stores: this.stores, progress, abort: this.abort, emit: this.emit, parallel: this.options.parallel, applyTimeoutMs: this.options.applyTimeoutMs };
+      const run = { stores: this.stores, progress, abort: this.abort, emit: this.emit, parallel: this.options.parallel, applyTimeoutMs: this.options.applyTimeoutMs, confirmWindowMs: this.options.confirmWindowMs };
       if (progress.state.phase === "running") await applyWaves({ ...run, targets: this.targets });
       if (progress.state.phase === "reverting") await revert(run);
       return { result: await this.finish(progress), state: progress.state };

@@ -1,4 +1,5 @@
 import type { CheckReply, HostAssignment, Report } from "@netfleet/shared";
+import type { ConfirmWait } from "../store/applied.ts";
 import type { DesiredStore, PublishResult } from "../store/desired.ts";
 import type { HostRegistry } from "../store/registry.ts";
 import type { RolloutLock, RolloutStateWriter } from "./state.ts";
@@ -33,8 +34,12 @@ export interface RolloutStores {
   watchApplied(): Promise<boolean>;
   /** The host's last applied report, if any. */
   lastApplied(host: string): Promise<Report | undefined>;
-  /** The host's report once it has applied (or rolled back) `revision` or later; rejects after `timeoutMs`. */
-  waitForApplied(host: string, revision: number, timeoutMs: number): Promise<Report>;
+  /**
+   * The host's report once it has applied (or rolled back) `revision` or later; a success of `revision` with
+   * `confirm.hash` only once its agent confirmed it (store/applied.ts AppliedView.wait). Rejects with
+   * UnconfirmedError when that success was not confirmed within `confirm.windowMs`, with an Error after `timeoutMs`.
+   */
+  waitForConfirmed(host: string, revision: number, timeoutMs: number, confirm: ConfirmWait): Promise<Report>;
   /** Asks the host's agent what it would change to reach `assignment` (check mode); rejects without an agent or after `timeoutMs`. */
   check(assignment: HostAssignment, timeoutMs?: number): Promise<CheckReply>;
 }

@@ -1,14 +1,64 @@
 import type { KV, KvEntry, KvWatchEntry } from "@nats-io/kv";
-import { DecodeError, Report, decodeMessage } from "@netfleet/shared";
+import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
+import { DecodeError, Heartbeat, Report, decodeMessage, heartbeatSubject, hostOfSubject, reportSubject } from "@netfleet/shared";
 import PQueue from "p-queue";
 import { liveValue, snapshot } from "./kv.ts";
+
+/** What a wait for a confirmed report judges against (AppliedView.wait). */
+export interface ConfirmWait {
+  /** The content hash of the assignment at the awaited revision: a report of it without failures is a success to confirm. */
+  hash: string;
+  /** How long such a success held from the applied bucket waits for its agent's confirmation, in milliseconds. */
+  windowMs: number;
+}
+
+/** A clean success held from the applied bucket, not confirmed yet: the report, its stored bytes, and when it was first held (ms). */
+interface Candidate {
+  report: Report;
+  data: Uint8Array;
+  at: number;
+}
 
 type Waiter = {
   revision: number;
   since: number;
   lastSwept: number;
+  /** Set when the wait needs the agent's confirmation of a success (see AppliedView.wait). */
+  confirm: ConfirmWait | undefined;
+  /** The success waiting for its confirmation, once held. */
+  candidate: Candidate | undefined;
   resolve: (r: Report) => void;
+  reject: (err: Error) => void;
 };
+
+/**
+ * A host whose applied report of a revision was stored but never confirmed by
+ * its agent within the confirmation window (or the wait's timeout): the agent
+ * most likely could not complete its lockout confirmation and undid the revision.
+ */
+export class UnconfirmedError extends Error {
+  readonly host: string;
+  readonly revision: number;
+  /** How long the success waited for its confirmation, in milliseconds. */
+  readonly waitedMs: number;
+
+  constructor(host: string, revision: number, waitedMs: number) {
+    super(`applied revision ${revision} but never confirmed within ${seconds(waitedMs)}: no report or heartbeat since; its lockout protection has likely undone it`);
+    this.name = "UnconfirmedError";
+    this.host = host;
+    this.revision = revision;
+    this.waitedMs = waitedMs;
+  }
+}
+
+/** `40 s`, `2.5 s`: milliseconds as seconds, at most one decimal. */
+const seconds = (ms: number): string => `${Math.round(ms / 100) / 10} s`;
+
+/** The verified success of `revision` with content `hash`: not rolled back, that revision and document, no failed resource. */
+const cleanSuccess = (r: Report, revision: number, hash: string): boolean => !r.rolledBack && r.revision === revision && r.hash === hash && r.summary.failed === 0;
+
+/** Byte equality without copying either side (both may be views into larger buffers). */
+const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => a.byteLength === b.byteLength && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
 
 /**
  * A stored entry of the applied bucket: its bytes (a copy of their own, not a view into the
@@ -22,6 +72,8 @@ interface Held {
   data: Uint8Array;
   /** Set once decoded: the report's own revisions; null when the value is not a report of this host. */
   head?: Head | null;
+  /** Set when the same bytes were heard on the report subject: the agent confirmed this report. */
+  confirmed?: true;
 }
 
 /** What `done` and `running` look at in a report. */
@@ -30,12 +82,23 @@ type Head = Pick<Report, "host" | "revision" | "rolledBackRevision">;
 const done = (r: Head | undefined | null, host: string, revision: number): boolean =>
   r != null && r.host === host && (r.revision >= revision || (r.rolledBackRevision ?? 0) >= revision);
 
-/** Tuning of the applied view's fallback sweep. */
+/** Tuning of the applied view's fallback sweep, and where it hears confirmations. */
 export interface AppliedViewOptions {
   /** Hosts waiting longer than this are read from KV directly (the fallback when the watch missed something). */
   sweepAfterMs?: number;
   /** Reads per sweep at once (at least 1). */
   sweepConcurrency?: number;
+  /**
+   * The connection and site whose report subject (`nf.<site>.report.*`) `start` subscribes to, and whose
+   * heartbeats are heard while a success waits long for its confirmation; without it only `offer` confirms.
+   */
+  confirmations?: { nc: NatsConnection; site: string };
+  /**
+   * A success waiting this long for its confirmation (at most half its window) starts the heartbeat
+   * subscription (default 5000 ms): the agent's report on the report subject can be lost (core NATS),
+   * its heartbeats (every 15 s) carry the revision it runs once confirmed.
+   */
+  heartbeatAfterMs?: number;
   log?: (event: Record<string, unknown>) => void;
 }
 
@@ -47,22 +110,43 @@ export interface AppliedViewOptions {
  * read per host every few hundred milliseconds. A slow shared sweep reads
  * hosts that have waited long (a watch that lost its consumer recovers by
  * itself, but a missed message should not cost the whole apply timeout).
+ *
+ * A report in the applied bucket is the agent's lockout confirmation
+ * attempt, not its outcome (agent fleet/lockout.ts confirmReport: it stores
+ * the report there, and when that round trip does not complete before its
+ * deadline, it undoes the revision and later stores a rolled-back report;
+ * the put can land while its acknowledgement is lost).
+ * Only after its confirmation does the agent publish the same report on the
+ * report subject, and its heartbeats carry the revision it runs from then on.
+ * So a wait with `confirm` takes a success from the bucket as a candidate,
+ * and settles on the confirmation: those bytes heard on the report subject
+ * (compared, not decoded), or a heartbeat of that revision and hash (heard
+ * only while a success has waited `heartbeatAfterMs`); a failure, or a
+ * rolled-back report, settles it at once; no confirmation within the window
+ * rejects it (UnconfirmedError). One timer looks after all candidates.
  */
 export class AppliedView {
   private readonly kv: KV;
   private readonly held = new Map<string, Held>();
   private readonly waiters = new Map<string, Set<Waiter>>();
-  private readonly options: Required<Omit<AppliedViewOptions, "log">>;
+  private readonly options: Required<Omit<AppliedViewOptions, "log" | "confirmations">>;
+  private readonly confirmations: AppliedViewOptions["confirmations"];
   private readonly log: (event: Record<string, unknown>) => void;
   private watcher: { stop(): void } | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
   private sweeping = false;
   private started: Promise<boolean> | undefined;
   private initialized = false;
+  /** Waiters holding a candidate (a success not confirmed yet). */
+  private readonly candidates = new Set<Waiter>();
+  private candidateTimer: NodeJS.Timeout | undefined;
+  private reports: Subscription | undefined;
+  private heartbeats: Subscription | undefined;
 
   constructor(kv: KV, options: AppliedViewOptions = {}) {
     this.kv = kv;
-    this.options = { sweepAfterMs: options.sweepAfterMs ?? 5000, sweepConcurrency: options.sweepConcurrency ?? 16 };
+    this.options = { sweepAfterMs: options.sweepAfterMs ?? 5000, sweepConcurrency: options.sweepConcurrency ?? 16, heartbeatAfterMs: options.heartbeatAfterMs ?? 5000 };
+    this.confirmations = options.confirmations;
     this.log = options.log ?? (() => {});
   }
 
@@ -72,6 +156,11 @@ export class AppliedView {
    */
   start(timeoutMs = 30_000): Promise<boolean> {
     this.started ??= (async () => {
+      if (this.confirmations) {
+        const { nc, site } = this.confirmations;
+        // A callback, not an iterator: each message is one host lookup (and, for a host waiting, a byte comparison) in the parser's turn.
+        this.reports = nc.subscribe(reportSubject(site, "*"), { callback: (err, msg) => err ? this.log({ event: "report-subscription-error", error: err.message }) : this.onReport(msg) });
+      }
       let ready!: () => void;
       const initialized = new Promise<void>((r) => (ready = r));
       // The stream's last message is the last value of its key: the view is complete once it (or anything later) is in.
@@ -102,7 +191,11 @@ export class AppliedView {
 
   private onEntry(e: KvWatchEntry | KvEntry): void {
     const current = this.held.get(e.key);
-    if (current && current.revision > e.revision) return;
+    if (current && current.revision >= e.revision) {
+      // The same entry again (read by the sweep): judged on what is held.
+      if (current.revision === e.revision && this.waiters.has(e.key)) this.notify(e.key, this.decode(e.key, current), current);
+      return;
+    }
     if (e.operation !== "PUT") {
       this.held.delete(e.key);
       return;
@@ -110,12 +203,57 @@ export class AppliedView {
     // A copy: the entry's value is a view into the socket's read buffer, which it would keep whole.
     const held: Held = { revision: e.revision, data: e.value.slice() };
     this.held.set(e.key, held);
-    if (this.waiters.has(e.key)) this.notify(e.key, this.decode(e.key, held));
+    if (this.waiters.has(e.key)) this.notify(e.key, this.decode(e.key, held), held);
   }
 
-  /** A report heard on the report subject (already decoded and checked by the caller). */
+  /** A report heard on the report subject (already decoded and checked by the caller): the agent's confirmed report. */
   offer(report: Report): void {
-    if (this.waiters.has(report.host)) this.notify(report.host, report);
+    if (this.waiters.has(report.host)) this.notify(report.host, report, undefined);
+  }
+
+  /**
+   * A message on the report subject (the agent publishes its report there only once confirmed). The same
+   * bytes as the held entry mark it confirmed; a host waiting on a candidate with these bytes is settled
+   * without a decode; for any other waiting host the report is decoded and offered.
+   */
+  private onReport(msg: Msg): void {
+    const host = hostOfSubject(msg.subject);
+    if (!host) return;
+    const held = this.held.get(host);
+    if (held && !held.confirmed && sameBytes(held.data, msg.data)) held.confirmed = true;
+    const set = this.waiters.get(host);
+    if (!set) return;
+    for (const w of set) if (w.candidate && sameBytes(w.candidate.data, msg.data)) this.settle(host, set, w, w.candidate.report);
+    if (!this.waiters.has(host)) return;
+    let report: Report;
+    try {
+      report = decodeMessage(Report, msg.subject, msg.data);
+    } catch (err) {
+      if (!(err instanceof DecodeError)) throw err;
+      this.log({ event: "bad-message", subject: msg.subject, error: err.message });
+      return;
+    }
+    if (report.host === host && report.site === this.confirmations?.site) this.offer(report);
+  }
+
+  /** A heartbeat (heard while some success waits long for its confirmation): confirms the candidates of the revision and hash it runs. */
+  private onHeartbeat(msg: Msg): void {
+    const host = hostOfSubject(msg.subject);
+    const set = host ? this.waiters.get(host) : undefined;
+    if (!host || !set) return;
+    let hb: Heartbeat | undefined;
+    for (const w of set) {
+      if (!w.candidate) continue;
+      try {
+        hb ??= decodeMessage(Heartbeat, msg.subject, msg.data);
+      } catch (err) {
+        if (!(err instanceof DecodeError)) throw err;
+        this.log({ event: "bad-message", subject: msg.subject, error: err.message });
+        return;
+      }
+      // The agent saves the revision it runs (and heartbeats it) only after its confirmation.
+      if (hb.host === host && hb.revision >= w.revision && hb.hash === w.confirm!.hash) this.settle(host, set, w, w.candidate.report);
+    }
   }
 
   /** The held report decoded (undefined when it is not a report of this host); its head is kept. */
@@ -191,50 +329,121 @@ export class AppliedView {
     return Number.isSafeInteger(highest + 1) ? highest : 0;
   }
 
-  private notify(host: string, report: Report | undefined): void {
+  /**
+   * A report of `host` for its waiters: `held` is the applied bucket's entry it was decoded from
+   * (undefined: heard on the report subject, so confirmed). A success of a waiter's revision that
+   * needs confirmation and does not have it becomes that waiter's candidate; anything else done settles it.
+   */
+  private notify(host: string, report: Report | undefined, held: Held | undefined): void {
     const set = this.waiters.get(host);
     if (!set || !report) return;
     for (const w of set) {
-      if (done(report, host, w.revision)) {
-        set.delete(w);
-        w.resolve(report);
+      if (!done(report, host, w.revision)) continue;
+      if (held && !held.confirmed && w.confirm && cleanSuccess(report, w.revision, w.confirm.hash)) this.hold(w, report, held.data);
+      else this.settle(host, set, w, report);
+    }
+  }
+
+  /** Makes `report` the waiter's candidate (the window runs from the first one held) and keeps the candidate timer going. */
+  private hold(w: Waiter, report: Report, data: Uint8Array): void {
+    w.candidate = { report, data, at: w.candidate?.at ?? Date.now() };
+    this.candidates.add(w);
+    this.candidateTimer ??= setInterval(() => this.checkCandidates(), Math.min(250, Math.max(50, this.options.heartbeatAfterMs / 4)));
+    this.candidateTimer.unref();
+  }
+
+  /** Ends a wait with `report` (or `err`): out of its host's set and of the candidates. */
+  private settle(host: string, set: Set<Waiter>, w: Waiter, report: Report | Error): void {
+    set.delete(w);
+    if (set.size === 0 && this.waiters.get(host) === set) this.waiters.delete(host);
+    // The timer ends on its next turn with no candidate left (not here: hosts confirmed one by one would start and stop it each).
+    this.candidates.delete(w);
+    if (report instanceof Error) w.reject(report);
+    else w.resolve(report);
+  }
+
+  /**
+   * The candidate timer's turn: candidates past their window fail (UnconfirmedError), and the heartbeat
+   * subscription runs while a candidate has waited `heartbeatAfterMs` (at most half its window).
+   */
+  private checkCandidates(): void {
+    const now = Date.now();
+    let late = false;
+    for (const w of [...this.candidates]) {
+      const age = now - w.candidate!.at;
+      const host = w.candidate!.report.host;
+      if (age >= w.confirm!.windowMs) {
+        const set = this.waiters.get(host);
+        if (set) this.settle(host, set, w, new UnconfirmedError(host, w.revision, w.confirm!.windowMs));
+        else this.candidates.delete(w);
+      } else if (age >= Math.min(this.options.heartbeatAfterMs, w.confirm!.windowMs / 2)) {
+        late = true;
       }
     }
-    if (set.size === 0) this.waiters.delete(host);
+    if (this.candidates.size === 0) return this.idleCandidates();
+    if (late && !this.heartbeats && this.confirmations) {
+      const { nc, site } = this.confirmations;
+      this.log({ event: "confirm-heartbeats", waiting: this.candidates.size });
+      this.heartbeats = nc.subscribe(heartbeatSubject(site, "*"), { callback: (err, msg) => (err ? this.log({ event: "heartbeat-subscription-error", error: err.message }) : this.onHeartbeat(msg)) });
+    }
+  }
+
+  /** No candidate left: the timer and the heartbeat subscription end. */
+  private idleCandidates(): void {
+    clearInterval(this.candidateTimer);
+    this.candidateTimer = undefined;
+    this.heartbeats?.unsubscribe();
+    this.heartbeats = undefined;
   }
 
   /**
    * Resolves with the report of `revision` (or later, or its rollback) once
    * it is held: heard from the watch or offered from the report subject;
    * hosts that wait long are read from KV by one shared sweep.
-   * @throws Error when no such report came within `timeoutMs`.
+   *
+   * With `confirm`, a report from the applied bucket that is the clean success
+   * of `revision` with `confirm.hash` is not enough: it resolves once the agent
+   * confirmed it (the same report on the report subject, or a heartbeat of that
+   * revision and hash), or with the report that replaces it (a rollback, a
+   * failure, a later revision); any other report resolves at once as without.
+   * @throws UnconfirmedError when such a success was not confirmed within
+   *   `confirm.windowMs` of being held (or by `timeoutMs`).
+   * @throws Error when no report of `revision` came within `timeoutMs`.
    */
-  wait(host: string, revision: number, timeoutMs: number): Promise<Report> {
-    if (done(this.head(host), host, revision)) {
-      const have = this.get(host);
-      if (have) return Promise.resolve(have);
+  wait(host: string, revision: number, timeoutMs: number, confirm?: ConfirmWait): Promise<Report> {
+    let have: Report | undefined;
+    const held = this.held.get(host);
+    if (held && done(this.head(host), host, revision)) {
+      have = this.get(host);
+      if (have && !(confirm && !held.confirmed && cleanSuccess(have, revision, confirm.hash))) return Promise.resolve(have);
     }
     return new Promise<Report>((resolve, reject) => {
       const now = Date.now();
       let set = this.waiters.get(host);
       if (!set) this.waiters.set(host, (set = new Set()));
       const timer = setTimeout(() => {
-        set!.delete(waiter);
-        if (set!.size === 0 && this.waiters.get(host) === set) this.waiters.delete(host);
-        reject(new Error(`${host} did not report revision ${revision} within ${timeoutMs} ms`));
+        const s = this.waiters.get(host) ?? set!;
+        this.settle(host, s, waiter, waiter.candidate ? new UnconfirmedError(host, revision, Date.now() - waiter.candidate.at) : new Error(`${host} did not report revision ${revision} within ${timeoutMs} ms`));
       }, timeoutMs);
       const waiter: Waiter = {
         revision,
         since: now,
         // Without a complete view, the first sweep reads this host at once.
         lastSwept: this.initialized ? now : 0,
+        confirm,
+        candidate: undefined,
         resolve: (r) => {
           clearTimeout(timer);
           resolve(r);
         },
+        reject: (err) => {
+          clearTimeout(timer);
+          reject(err);
+        },
       };
       set.add(waiter);
-      this.scheduleSweep(this.initialized ? this.options.sweepAfterMs : 0);
+      if (have && held) this.hold(waiter, have, held.data);
+      else this.scheduleSweep(this.initialized ? this.options.sweepAfterMs : 0);
     });
   }
 
@@ -255,7 +464,8 @@ export class AppliedView {
       const due: string[] = [];
       for (const [host, set] of this.waiters) {
         for (const w of set) {
-          if (now - w.lastSwept >= this.options.sweepAfterMs || w.lastSwept === 0) {
+          // A waiter with a candidate has its report; it waits for the agent's confirmation, which KV does not show.
+          if (!w.candidate && (now - w.lastSwept >= this.options.sweepAfterMs || w.lastSwept === 0)) {
             due.push(host);
             for (const x of set) x.lastSwept = now;
             break;
@@ -266,8 +476,9 @@ export class AppliedView {
       await reads.addAll(
         due.map((host) => async () => {
           if (!this.waiters.has(host)) return;
-          const report = await this.read(host).catch(() => undefined);
-          if (report) this.notify(host, report);
+          // Fed through onEntry as a watch entry would be: held (bytes kept for the confirmation's comparison) and judged.
+          const entry = await this.kv.get(host).catch(() => null);
+          if (entry) this.onEntry(entry);
         }),
       );
     } finally {
@@ -276,9 +487,12 @@ export class AppliedView {
     }
   }
 
-  /** Stops the watch and the sweep (pending waits then end by their timeout). */
+  /** Stops the watch, the sweep and the subscriptions (pending waits then end by their timeout). */
   stop(): void {
     clearTimeout(this.sweepTimer);
     this.watcher?.stop();
+    this.reports?.unsubscribe();
+    this.reports = undefined;
+    this.idleCandidates();
   }
 }

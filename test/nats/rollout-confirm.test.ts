@@ -1,0 +1,156 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { Rollout, type RolloutEvent, type RolloutTarget } from "@netfleet/controller";
+import { appliedBucket, encodeMessage, heartbeatSubject, kvSubject, reportSubject, sealAssignment, type Host, type Report } from "@netfleet/shared";
+import { SITE, enrollRaw, inventoryHost, startSimAgent, startSite, type SimAgent, type Site } from "./harness.ts";
+
+/**
+ * A rollout counts a host ok only once its agent confirmed the applied report (issue 18: "no false
+ * successes"). The agent's report in the applied bucket is its lockout confirmation attempt, not
+ * proof: an agent that then cannot confirm undoes the revision. So a report stored there is judged
+ * ok only with the confirmation that follows it (the same report on the report subject, or a
+ * heartbeat showing the revision), within the rollout's confirmation window.
+ *
+ * The attack: clients holding a host's own agent credentials (as a host cut off after its KV put
+ * looks to the controller) store a success report of the revision the rollout published, and then
+ * never confirm (hv2), undo it (hv3: a lockout rollback report), or confirm it (hv4 on the report
+ * subject, hv5 by heartbeat: positive controls). hv1 runs the real agent runtime.
+ */
+
+let site: Site | undefined;
+const sims: SimAgent[] = [];
+const conns: NatsConnection[] = [];
+afterEach(async () => {
+  for (const nc of conns.splice(0)) await nc.close().catch(() => {});
+  for (const a of sims.splice(0)) await a.agent.stop();
+  await site?.close();
+  site = undefined;
+});
+
+const NAMES = ["hv1", "hv2", "hv3", "hv4", "hv5"];
+const WINDOW_MS = 3000;
+
+function target(host: string, gen: number): RolloutTarget {
+  const assignment = sealAssignment({
+    apiVersion: "netfleet.dev/v1",
+    kind: "HostAssignment",
+    site: SITE,
+    host,
+    role: "vmhost",
+    resources: [{ kind: "sysctl" as const, name: `net.sim.${host}`, value: String(gen) }],
+  });
+  return { host, role: "vmhost", assignment };
+}
+
+/** A report as an agent stores it: success of `revision` with `hash`, or (rolledBackRevision) the rollback of it. */
+function report(host: string, revision: number, hash: string | null, rolledBackRevision?: number): Report {
+  return {
+    kind: "report",
+    site: SITE,
+    host,
+    revision,
+    hash,
+    rolledBack: rolledBackRevision !== undefined,
+    ...(rolledBackRevision !== undefined ? { rolledBackRevision } : {}),
+    summary: { ok: 1, changed: 1, failed: 0, pending: 0 },
+    results: [{ id: `sysctl[net.sim.${host}]`, result: true, comment: "changed" }],
+    at: new Date().toISOString(),
+  };
+}
+
+/** A connection with the host's own agent credentials (enrolled by hand with a host token: approved at once). */
+async function impostor(s: Site, host: string): Promise<NatsConnection> {
+  const { credentials } = await enrollRaw(s, { hostname: host, token: s.hostToken(host), timeoutMs: 10_000 });
+  if (!credentials) throw new Error(`${host}: no welcome`);
+  const nc = await connect({ servers: s.server.urls, user: credentials.user, pass: credentials.password, inboxPrefix: credentials.inboxPrefix });
+  conns.push(nc);
+  return nc;
+}
+
+/** Stores `data` in the host's key of the applied bucket, as the agent's confirmation attempt does (a JetStream publish, acknowledged). */
+async function store(nc: NatsConnection, host: string, data: Uint8Array): Promise<void> {
+  const ack = await nc.request(kvSubject(appliedBucket(SITE), host), data, { timeout: 5000 });
+  const seq = (ack.json() as { seq?: number }).seq;
+  if (!seq) throw new Error(`${host}: store refused: ${ack.string()}`);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe("a rollout counts a host ok only on its agent's confirmation (real nats-server)", () => {
+  it("an applied report never confirmed fails after the window, one undone fails with the lockout reason; confirmed ones (report subject, heartbeat, the real agent) are ok", async () => {
+    const hosts: Host[] = NAMES.map((n) => inventoryHost(n));
+    site = await startSite({ basePort: 31960, hosts });
+    const s = site;
+    const sim = startSimAgent(s, { hostname: "hv1" });
+    sims.push(sim);
+    await sim.started;
+    const fakes = new Map<string, NatsConnection>();
+    for (const h of NAMES.slice(1)) fakes.set(h, await impostor(s, h));
+
+    const targets = NAMES.map((n) => target(n, 1));
+    const hashOf = new Map(targets.map((t) => [t.host, t.assignment.hash]));
+    const events: RolloutEvent[] = [];
+    const stored = new Map<string, number>();
+    const attacks: Promise<void>[] = [];
+    let finished = false;
+    /** What each impostor does once the rollout has published its revision. */
+    const attack = async (host: string, revision: number): Promise<void> => {
+      const nc = fakes.get(host)!;
+      const success = encodeMessage(report(host, revision, hashOf.get(host)!));
+      await store(nc, host, success);
+      stored.set(host, Date.now());
+      if (host === "hv3") {
+        // The agent could not confirm: it undid the revision and stores its rollback report.
+        await sleep(300);
+        await store(nc, host, encodeMessage(report(host, 0, null, revision)));
+      } else if (host === "hv4") {
+        // Confirmed: the same report on the report subject, as the agent publishes it after its confirmation.
+        await sleep(300);
+        nc.publish(reportSubject(SITE, host), success);
+        await nc.flush();
+      } else if (host === "hv5") {
+        // Confirmed, but that report was lost: heartbeats show the revision as running (bounded: until the rollout ends).
+        for (let i = 0; i < 80 && !finished; i++) {
+          nc.publish(heartbeatSubject(SITE, host), encodeMessage({ kind: "heartbeat", site: SITE, host, agentVersion: "0.1.0-fake", revision, hash: hashOf.get(host)!, uptimeS: 5, at: new Date().toISOString() }));
+          await sleep(250);
+        }
+      }
+    };
+    const started = Date.now();
+    const outcome = await new Rollout(s.cp, targets, { batch: { count: 4 }, maxFail: { count: 2 }, applyTimeoutMs: 30_000, confirmWindowMs: WINDOW_MS }, (e) => {
+      events.push(e);
+      if (e.event === "host-start" && e.host !== "hv1" && e.revision) attacks.push(attack(e.host, e.revision));
+    }).run();
+    finished = true;
+    await Promise.all(attacks);
+
+    const done = events.find((e): e is Extract<RolloutEvent, { event: "done" }> => e.event === "done")!;
+    expect(done.ok.sort()).toEqual(["hv1", "hv4", "hv5"]);
+    expect(done.failed.sort()).toEqual(["hv2", "hv3"]);
+    expect(outcome.result).toBe("partial");
+    expect(done.reasons.hv2).toMatch(/applied revision \d+ but never confirmed within 3 s: no report or heartbeat since; its lockout protection has likely undone it/);
+    expect(done.reasons.hv3).toMatch(/the agent undid revision \d+ \(lost NATS after applying: lockout protection\)/);
+
+    const hostDone = new Map(events.filter((e): e is Extract<RolloutEvent, { event: "host-done" }> => e.event === "host-done").map((e) => [e.host, e]));
+    // Each failed host's event carries its reason; the state record keeps it too.
+    expect(hostDone.get("hv2")).toMatchObject({ ok: false, error: done.reasons.hv2 });
+    expect(hostDone.get("hv3")).toMatchObject({ ok: false, error: done.reasons.hv3 });
+    const state = await s.cp.loadRolloutState({ withHosts: true });
+    expect(state?.state.hosts?.hv2).toMatchObject({ status: "failed", error: done.reasons.hv2 });
+    expect(state?.state.hosts?.hv3).toMatchObject({ status: "failed", error: done.reasons.hv3 });
+    // The never-confirmed host is judged at the end of the window after its report was stored, not at the apply timeout.
+    const judged = hostDone.get("hv2")!.ms;
+    expect(judged).toBeGreaterThanOrEqual(WINDOW_MS);
+    expect(judged).toBeLessThan(WINDOW_MS + 5000);
+    // The rolled-back one is judged on its rollback report, within the window.
+    expect(hostDone.get("hv3")!.ms).toBeLessThan(WINDOW_MS);
+    // The real agent confirmed on the report subject: no waiting for the window.
+    expect(hostDone.get("hv1")!.ms).toBeLessThan(WINDOW_MS);
+    expect(hostDone.get("hv4")!.ms).toBeLessThan(WINDOW_MS);
+    // hv5 was confirmed by a heartbeat, heard only once its success had waited (half the window here, 5 s by default).
+    expect(hostDone.get("hv5")!.ms).toBeGreaterThanOrEqual(WINDOW_MS / 2);
+    expect(s.events.some((e) => e.event === "confirm-heartbeats")).toBe(true);
+    expect(sim.host.get("net.sim.hv1")).toBe("1");
+    expect(Date.now() - started).toBeLessThan(25_000);
+  }, 60_000);
+});
