@@ -32,6 +32,7 @@ export interface RolloutCommandOptions {
   resume: boolean;
   abandon?: boolean;
   applyTimeoutMs?: number;
+  confirmWindowMs?: number;
   lockStaleMs?: number;
   /** Live progress line (a terminal and not --json). */
   tty: boolean;
@@ -146,6 +147,7 @@ export async function rolloutCommand(inventory: Inventory, o: RolloutCommandOpti
         ...(o.maxPer ? { maxPer: o.maxPer } : {}),
         ...(o.parallel ? { parallel: o.parallel } : {}),
         ...(o.applyTimeoutMs ? { applyTimeoutMs: o.applyTimeoutMs } : {}),
+        ...(o.confirmWindowMs ? { confirmWindowMs: o.confirmWindowMs } : {}),
         ...(o.lockStaleMs ? { lockStaleMs: o.lockStaleMs } : {}),
         ...(o.out ? { requireObserved: true } : {}),
         ...(terminal && !o.check

@@ -15,6 +15,7 @@ interface RolloutFlags {
   resume?: boolean;
   abandon?: boolean;
   timeout?: number;
+  confirmWindow?: number;
   lockStale?: number;
   stateDir?: string;
   nats?: string;
@@ -57,6 +58,7 @@ export function addRolloutCommand(program: Command, ctx: Context): void {
     .option("--resume", "continue a rollout whose controller died (waits for its lock to go stale)")
     .option("--abandon", "start anew over a dead rollout instead (its hosts keep what they got)")
     .option("--timeout <s>", "per host, seconds (default 180)", seconds("--timeout"))
+    .option("--confirm-window <s>", "how long a host's stored report of success waits for its agent's confirmation (its report on the report subject, or a heartbeat of the revision) before the host fails as never confirmed, seconds (default 40)", seconds("--confirm-window"))
     .option("--lock-stale <s>", "when a dead rollout's lock counts as stale, seconds (default 15)", seconds("--lock-stale"))
     .option("--agent-bundle <file>", "roll out this agent bundle instead of the assignments: each host's agent fetches it from NATS, verifies it and restarts into it")
     .option("--agent-version <v>", "with --agent-bundle: the version the bundle is (default: what node FILE --version prints)")
@@ -72,6 +74,7 @@ export function addRolloutCommand(program: Command, ctx: Context): void {
       if (v.check && v.resume) usageError(cmd, "--check and --resume do not go together");
       if (v.resume && v.abandon) usageError(cmd, "--resume and --abandon do not go together");
       if (v.agentBundle && (v.check || v.resume || v.abandon)) usageError(cmd, "--agent-bundle does not go with --check, --resume or --abandon");
+      if (v.agentBundle && v.confirmWindow) usageError(cmd, "--confirm-window does not go with --agent-bundle (an agent rollout is judged on the new version's own report, --trial)");
       if (!v.agentBundle && (v.agentVersion || v.trial)) usageError(cmd, "--agent-version and --trial go with --agent-bundle");
       if (v.out !== undefined && !v.check) usageError(cmd, "--out goes with --check (it saves the plan the check makes)");
       if (v.plan !== undefined && (v.check || v.resume || v.agentBundle || v.limit)) usageError(cmd, "--plan does not go with --check, --resume, --agent-bundle or --limit (the plan names its hosts)");
@@ -101,6 +104,7 @@ export function addRolloutCommand(program: Command, ctx: Context): void {
         ...(v.parallel ? { parallel: v.parallel } : {}),
         ...(v.limit ? { limit: v.limit } : {}),
         ...(v.timeout ? { applyTimeoutMs: v.timeout } : {}),
+        ...(v.confirmWindow ? { confirmWindowMs: v.confirmWindow } : {}),
         ...(v.lockStale ? { lockStaleMs: v.lockStale } : {}),
         ...(v.out !== undefined ? { out: v.out } : {}),
         ...(v.plan !== undefined ? { plan: v.plan } : {}),
