@@ -162,6 +162,8 @@ export interface RolloutBenchOptions {
    * which spreads the agents over the nodes.
    */
   nodes?: 1 | 3;
+  /** Experiments: Node flags for the controller process (e.g. `--max-semi-space-size=16`), as `netfleet` would be started with them. */
+  controllerFlags?: string[];
 }
 
 /** The benches' site name and enrollment token (rollout, enroll). */
@@ -392,7 +394,7 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
     };
     const argFile = join(dir, "controller.json");
     await writeFile(argFile, JSON.stringify(args), { mode: 0o600 });
-    const execArgv = options.cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfDir}`, `--cpu-prof-name=controller-${agents}.cpuprofile`] : [];
+    const execArgv = [...(options.controllerFlags ?? []), ...(options.cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfDir}`, `--cpu-prof-name=controller-${agents}.cpuprofile`] : [])];
     // The measuring probe (rollout-probe.ts), subscribed before the controller starts.
     const probeArgs: ProbeArgs = { site: SITE, servers: server.urls, user: "controller", password, hosts: agents };
     const probeFile = join(dir, "probe.json");
@@ -526,7 +528,7 @@ export function benchProblems(results: { rollout: readonly RolloutRow[]; rollout
 
 /**
  * sh scripts/node.sh test/bench/rollout.ts N [--cpu-prof DIR] [--max-payload-mb MB] [--processes P]
- * [--batch-percent B] [--enroll-timeout-ms MS] [--apply-timeout-ms MS] [--nodes 1|3]: one row, as JSON.
+ * [--batch-percent B] [--enroll-timeout-ms MS] [--apply-timeout-ms MS] [--nodes 1|3] [--controller-flag FLAG ...]: one row, as JSON.
  * --nodes 3: a 3-node JetStream cluster, KV replicas 3 (RolloutBenchOptions.nodes).
  */
 if (import.meta.main) {
@@ -547,6 +549,7 @@ if (import.meta.main) {
     ...(flag("--enroll-timeout-ms") ? { enrollTimeoutMs: flag("--enroll-timeout-ms")! } : {}),
     ...(flag("--apply-timeout-ms") ? { applyTimeoutMs: flag("--apply-timeout-ms")! } : {}),
     ...(nodes !== undefined ? { nodes: nodes as 1 | 3 } : {}),
+    ...(process.argv.includes("--controller-flag") ? { controllerFlags: process.argv.flatMap((x, k) => (x === "--controller-flag" ? [process.argv[k + 1]!] : [])) } : {}),
   });
   process.stdout.write(JSON.stringify(row) + "\n");
 }
