@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Rollout, type RolloutEvent, type RolloutTarget } from "@netfleet/controller";
-import { appliedBucket, encodeMessage, heartbeatSubject, kvSubject, reportSubject, sealAssignment, type Host, type Report } from "@netfleet/shared";
+import { appliedBucket, desiredBucket, encodeMessage, heartbeatSubject, kvSubject, reportSubject, sealAssignment, type Host, type Report } from "@netfleet/shared";
 import { SITE, enrollRaw, inventoryHost, startSimAgent, startSite, type SimAgent, type Site } from "./harness.ts";
 
 /**
@@ -42,8 +42,8 @@ function target(host: string, gen: number): RolloutTarget {
   return { host, role: "vmhost", assignment };
 }
 
-/** A report as an agent stores it: success of `revision` with `hash`, or (rolledBackRevision) the rollback of it. */
-function report(host: string, revision: number, hash: string | null, rolledBackRevision?: number): Report {
+/** A report as an agent stores it: success of `revision` with `hash`, (rolledBackRevision) the rollback of it, or (failed) a failed apply. */
+function report(host: string, revision: number, hash: string | null, rolledBackRevision?: number, failed = false): Report {
   return {
     kind: "report",
     site: SITE,
@@ -52,8 +52,8 @@ function report(host: string, revision: number, hash: string | null, rolledBackR
     hash,
     rolledBack: rolledBackRevision !== undefined,
     ...(rolledBackRevision !== undefined ? { rolledBackRevision } : {}),
-    summary: { ok: 1, changed: 1, failed: 0, pending: 0 },
-    results: [{ id: `sysctl[net.sim.${host}]`, result: true, comment: "changed" }],
+    summary: { ok: failed ? 0 : 1, changed: failed ? 0 : 1, failed: failed ? 1 : 0, pending: 0 },
+    results: [{ id: `sysctl[net.sim.${host}]`, result: !failed, comment: failed ? "refused by the host" : "changed" }],
     at: new Date().toISOString(),
   };
 }
@@ -152,5 +152,81 @@ describe("a rollout counts a host ok only on its agent's confirmation (real nats
     expect(s.events.some((e) => e.event === "confirm-heartbeats")).toBe(true);
     expect(sim.host.get("net.sim.hv1")).toBe("1");
     expect(Date.now() - started).toBeLessThan(25_000);
+  }, 60_000);
+});
+
+describe("a revert counts a host reverted only on its agent's confirmation (real nats-server)", () => {
+  it("over the budget, the revert of a host whose restore is never confirmed or undone fails with its reason; confirmed ones are reverted", async () => {
+    const names = ["hv1", "hv2", "hv3", "hv4"];
+    site = await startSite({ basePort: 31970, hosts: names.map((n) => inventoryHost(n)) });
+    const s = site;
+    const sim = startSimAgent(s, { hostname: "hv1" });
+    sims.push(sim);
+    await sim.started;
+    const gen1 = names.map((n) => target(n, 1));
+    const gen2 = names.map((n) => target(n, 2));
+    const hash1 = new Map(gen1.map((t) => [t.host, t.assignment.hash]));
+    const hash2 = new Map(gen2.map((t) => [t.host, t.assignment.hash]));
+    /** Per impostor, what it does with each revision it is given: by phase (gen1, gen2, then the revert to gen1's document). */
+    type Act = "confirm" | "never" | "undo" | "fail";
+    const plan: Record<string, { gen1: Act; gen2: Act; revert: Act }> = {
+      hv2: { gen1: "confirm", gen2: "confirm", revert: "never" },
+      hv3: { gen1: "confirm", gen2: "fail", revert: "confirm" },
+      hv4: { gen1: "confirm", gen2: "confirm", revert: "undo" },
+    };
+    const acts: Promise<void>[] = [];
+    for (const host of Object.keys(plan)) {
+      const nc = await impostor(s, host);
+      let gen2Seen = false;
+      // As its agent would, it follows its own desired key (a core subscription its credentials allow).
+      nc.subscribe(kvSubject(desiredBucket(SITE), host), {
+        callback: (_err, m) => {
+          const v = JSON.parse(m.string()) as { revision: number; assignment: { hash: string } };
+          const hash = v.assignment.hash;
+          const phase = hash === hash2.get(host) ? "gen2" : hash === hash1.get(host) ? (gen2Seen ? "revert" : "gen1") : undefined;
+          if (!phase) return;
+          if (phase === "gen2") gen2Seen = true;
+          const act = plan[host]![phase];
+          const data = encodeMessage(report(host, v.revision, hash, undefined, act === "fail"));
+          acts.push(
+            (async () => {
+              await store(nc, host, data);
+              if (act === "undo") await store(nc, host, encodeMessage(report(host, 0, null, v.revision)));
+              if (act === "confirm" || act === "fail") {
+                nc.publish(reportSubject(SITE, host), data);
+                await nc.flush();
+              }
+            })(),
+          );
+        },
+      });
+      await nc.flush();
+    }
+    const roll = async (targets: RolloutTarget[]) => {
+      const events: RolloutEvent[] = [];
+      const { result } = await new Rollout(s.cp, targets, { batch: { count: 3 }, applyTimeoutMs: 30_000, confirmWindowMs: WINDOW_MS }, (e) => events.push(e)).run();
+      return { result, events };
+    };
+    const first = await roll(gen1);
+    expect(first.result).toBe("success");
+
+    const second = await roll(gen2);
+    await Promise.all(acts);
+    expect(second.result).toBe("failed");
+    const reverted = new Map(second.events.filter((e): e is Extract<RolloutEvent, { event: "host-reverted" }> => e.event === "host-reverted").map((e) => [e.host, e]));
+    expect([...reverted.keys()].sort()).toEqual(names);
+    expect(reverted.get("hv1")).toMatchObject({ ok: true });
+    expect(reverted.get("hv3")).toMatchObject({ ok: true });
+    expect(reverted.get("hv2")).toMatchObject({ ok: false, error: expect.stringMatching(/^applied revision \d+ but never confirmed within 3 s: no report or heartbeat since; its lockout protection has likely undone it$/) });
+    expect(reverted.get("hv4")).toMatchObject({ ok: false, error: expect.stringMatching(/^the agent undid revision \d+ \(lost NATS after applying: lockout protection\)$/) });
+    const state = await s.cp.loadRolloutState({ withHosts: true });
+    // The state (and the done event's reasons) keep each reason, marked as the revert's.
+    expect(state?.state.hosts?.hv2).toMatchObject({ status: "revert-failed", error: `revert: ${reverted.get("hv2")!.error}` });
+    expect(state?.state.hosts?.hv4).toMatchObject({ status: "revert-failed", error: `revert: ${reverted.get("hv4")!.error}` });
+    const done = second.events.find((e): e is Extract<RolloutEvent, { event: "done" }> => e.event === "done")!;
+    expect(done.failed.sort()).toEqual(["hv2", "hv3", "hv4"]);
+    expect(done.reasons.hv2).toBe(`revert: ${reverted.get("hv2")!.error}`);
+    expect(state?.state.hosts?.hv1).toMatchObject({ status: "reverted" });
+    expect(sim.host.get("net.sim.hv1")).toBe("1");
   }, 60_000);
 });

@@ -70,6 +70,7 @@ async function revertHost(run: RevertRun, host: string): Promise<void> {
     p.error = `revert: ${(err as Error).message}`;
     await progress.save(host).catch(() => {});
     if (abort.fatal) throw abort.fatal;
-    run.emit({ event: "host-reverted", host, ok: false, error: p.error });
+    // The event's reason as the verdict's (without the state's "revert: "): the renderer prints "NOT reverted: <reason>".
+    run.emit({ event: "host-reverted", host, ok: false, error: (err as Error).message });
   }
 }
