@@ -57,6 +57,9 @@ const seconds = (ms: number): string => `${Math.round(ms / 100) / 10} s`;
 /** The verified success of `revision` with content `hash`: not rolled back, that revision and document, no failed resource. */
 const cleanSuccess = (r: Report, revision: number, hash: string): boolean => !r.rolledBack && r.revision === revision && r.hash === hash && r.summary.failed === 0;
 
+/** At most this many bytes of reports heard ahead of their entries are kept (AppliedView.keepAhead): 10,000 hosts' ~0.6 KB reports are 6 MB. */
+const AHEAD_MAX_BYTES = 16 * 2 ** 20;
+
 /** Byte equality without copying either side (both may be views into larger buffers). */
 const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => a.byteLength === b.byteLength && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
 
@@ -137,6 +140,9 @@ export class AppliedView {
   private sweeping = false;
   private started: Promise<boolean> | undefined;
   private initialized = false;
+  /** Reports heard on the report subject before the applied bucket's entry of the same bytes (by host; see onReport). */
+  private readonly ahead = new Map<string, Uint8Array>();
+  private aheadBytes = 0;
   /** Waiters holding a candidate (a success not confirmed yet). */
   private readonly candidates = new Set<Waiter>();
   private candidateTimer: NodeJS.Timeout | undefined;
@@ -202,6 +208,13 @@ export class AppliedView {
     }
     // A copy: the entry's value is a view into the socket's read buffer, which it would keep whole.
     const held: Held = { revision: e.revision, data: e.value.slice() };
+    // Its confirmation may have been heard first (the report subject overtook the watch).
+    const ahead = this.ahead.get(e.key);
+    if (ahead) {
+      this.ahead.delete(e.key);
+      this.aheadBytes -= ahead.byteLength;
+      if (sameBytes(ahead, held.data)) held.confirmed = true;
+    }
     this.held.set(e.key, held);
     if (this.waiters.has(e.key)) this.notify(e.key, this.decode(e.key, held), held);
   }
@@ -220,7 +233,10 @@ export class AppliedView {
     const host = hostOfSubject(msg.subject);
     if (!host) return;
     const held = this.held.get(host);
-    if (held && !held.confirmed && sameBytes(held.data, msg.data)) held.confirmed = true;
+    if (held && sameBytes(held.data, msg.data)) held.confirmed = true;
+    // Not the held entry: the report overtook the watch (the agent stores it, then publishes it; the watch's delivery can come
+    // later under load). Kept until the host's next entry arrives, which is compared with it: every published report was stored first.
+    else this.keepAhead(host, msg.data);
     const set = this.waiters.get(host);
     if (!set) return;
     for (const w of set) if (w.candidate && sameBytes(w.candidate.data, msg.data)) this.settle(host, set, w, w.candidate.report);
@@ -234,6 +250,25 @@ export class AppliedView {
       return;
     }
     if (report.host === host && report.site === this.confirmations?.site) this.offer(report);
+  }
+
+  /**
+   * Keeps a copy of `data`, heard for `host` before its entry (onReport), replacing the host's earlier one;
+   * the oldest go first beyond AHEAD_MAX_BYTES in all (a flood of reports then costs a confirmation its
+   * shortcut, and the host is confirmed by heartbeat or fails at the window, never a wrong success).
+   */
+  private keepAhead(host: string, data: Uint8Array): void {
+    const old = this.ahead.get(host);
+    if (old) this.aheadBytes -= old.byteLength;
+    this.ahead.delete(host);
+    if (data.byteLength > AHEAD_MAX_BYTES) return;
+    this.ahead.set(host, data.slice());
+    this.aheadBytes += data.byteLength;
+    for (const [h, d] of this.ahead) {
+      if (this.aheadBytes <= AHEAD_MAX_BYTES) break;
+      this.ahead.delete(h);
+      this.aheadBytes -= d.byteLength;
+    }
   }
 
   /** A heartbeat (heard while some success waits long for its confirmation): confirms the candidates of the revision and hash it runs. */
