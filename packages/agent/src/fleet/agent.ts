@@ -1,4 +1,5 @@
 import { hostname as osHostname } from "node:os";
+import { join } from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
 import PQueue from "p-queue";
 import pRetry from "p-retry";
@@ -21,7 +22,7 @@ import type { FleetMemberOptions } from "./options.ts";
 import { failedPassResult, type PassResult } from "./pass-result.ts";
 import { answerChecks } from "./responders.ts";
 import { answerShows } from "./show.ts";
-import { AgentState, type Checkpoint } from "./state.ts";
+import { AgentState, PENDING_FILE, type Checkpoint } from "./state.ts";
 
 export type { FleetMemberOptions } from "./options.ts";
 
@@ -91,12 +92,16 @@ export class FleetMember {
   /** Resolves once connected with the agent's own credentials (after enrollment), or when stopped first. */
   async start(): Promise<void> {
     this.checkpoint = await this.state.checkpoint();
+    const mark = this.state.pendingMark();
+    if (mark && "ignored" in mark) this.log({ event: "pending-mark-ignored", file: join(this.options.runDir, PENDING_FILE), reason: mark.ignored });
     if (this.checkpoint.pending) {
       // Interrupted before its confirmation: the daemon starts from `current`, and the pending revision is fetched and confirmed again.
       this.log({ event: "unconfirmed-revision-dropped", revision: this.checkpoint.pending.revision });
       delete this.checkpoint.pending;
+      // Written again: an earlier agent may have kept it in the checkpoint itself (saveCheckpoint never writes it).
       await this.state.saveCheckpoint(this.checkpoint);
     }
+    if (mark) this.clearPendingMark();
     this.credentials = await this.state.credentials();
     if (!this.credentials) {
       const { user, password } = this.options.enrollment;
@@ -247,40 +252,59 @@ export class FleetMember {
     });
   }
 
-  private async save(checkpoint: Checkpoint, o: { syncDirectory?: boolean } = {}): Promise<void> {
+  private async save(checkpoint: Checkpoint): Promise<void> {
     this.checkpoint = checkpoint;
-    await this.state.saveCheckpoint(checkpoint, o);
+    await this.state.saveCheckpoint(checkpoint);
   }
 
-  private confirm(report: Report, deadlineMs: number): Promise<boolean> {
-    return confirmReport(() => this.connection, this.options.site, report, deadlineMs, this.stopping.signal, this.log);
+  /** pending.json for `envelope` (AgentState.markPending); a failure is logged, never thrown: the marker only feeds a log line at the next start. */
+  private markPending(envelope: SignedAssignment): void {
+    try {
+      this.state.markPending({ revision: envelope.revision, hash: envelope.assignment.hash });
+    } catch (err) {
+      this.log({ event: "pending-mark-failed", revision: envelope.revision, error: (err as Error).message });
+    }
+  }
+
+  /** Removes pending.json at start (AgentState.clearPendingMark); a failure (a directory there) is logged. */
+  private clearPendingMark(): void {
+    try {
+      this.state.clearPendingMark();
+    } catch (err) {
+      this.log({ event: "pending-mark-ignored", file: join(this.options.runDir, PENDING_FILE), reason: `cannot be removed: ${(err as Error).message}` });
+    }
+  }
+
+  /** The lockout confirmation of `report` (lockout.ts confirmReport): its encoded bytes once stored, for the report's publish; undefined when not confirmed. */
+  private async confirm(report: Report, deadlineMs: number): Promise<Uint8Array | undefined> {
+    const data = encodeMessage(report);
+    return (await confirmReport(() => this.connection, this.options.site, report.host, data, deadlineMs, this.stopping.signal, this.log)) ? data : undefined;
   }
 
   /** Applies, then confirms within the deadline; else restores the previous assignment and keeps the report for later delivery. */
   private async apply(envelope: SignedAssignment): Promise<void> {
     const previous = this.checkpoint.current;
-    // Written whole (fsynced, renamed) but without the directory's fsync (one journal commit less per apply): after a
-    // crash the checkpoint is either this one or the one before it, and both restart the same way (start() drops a
-    // pending revision: the daemon starts from `current`, and the revision is fetched, applied and confirmed again);
-    // only the `unconfirmed-revision-dropped` log line would be missing. A process that dies (SIGKILL) loses nothing:
-    // the rename is in the kernel already. The next write that syncs the directory makes this rename durable too.
-    await this.save({ ...this.checkpoint, pending: envelope }, { syncDirectory: false });
+    // The pending revision is a marker beside the checkpoint (pending.json, no fsync, no rename): after a crash or a
+    // stop in the middle, the next start is the same with or without it (start() goes on from `current`; the revision
+    // is fetched, applied and confirmed again); it only adds the `unconfirmed-revision-dropped` log line. The
+    // checkpoint itself is written once per apply, when the apply is settled (confirmed, undone or refused).
+    this.markPending(envelope);
     // release: which controller release signed it (mid-upgrade, an operator sees who wrote what a host applies).
     this.log({ event: "applying", revision: envelope.revision, hash: envelope.assignment.hash, ...(envelope.release ? { release: envelope.release } : {}) });
     const pass = await this.options.onAssignment(envelope.assignment, envelope.revision, envelope.plan ? { expectObserved: envelope.plan.observed } : {}).catch(failedPassResult);
     const report = this.reportFor(envelope, pass, false);
     if (envelope.plan && planRefused(pass)) return this.refusePlan(envelope, report);
-    if (await this.confirm(report, this.options.confirmDeadlineMs ?? 20_000)) {
+    const confirmed = await this.confirm(report, this.options.confirmDeadlineMs ?? 20_000);
+    if (confirmed) {
       await this.save({ ...(previous ? { previous } : {}), current: envelope });
-      this.publish(reportSubject(this.options.site, envelope.assignment.host), encodeMessage(report));
+      this.publish(reportSubject(this.options.site, envelope.assignment.host), confirmed);
       this.log({ event: "applied", revision: envelope.revision, ...pass.summary });
       return;
     }
     // Stopping is not a lockout: the pending revision is confirmed again after the next start.
     if (this.stopped) return;
     this.log({ event: "lockout-rollback", revision: envelope.revision, restoring: previous?.revision ?? 0 });
-    const { pending: _dropped, ...rest } = this.checkpoint;
-    await this.save({ ...rest, rolledBack: { revision: envelope.revision, hash: envelope.assignment.hash } });
+    await this.save({ ...this.checkpoint, rolledBack: { revision: envelope.revision, hash: envelope.assignment.hash } });
     const restored = await this.options.rollback(previous?.assignment).catch(failedPassResult);
     await this.save({ ...this.checkpoint, unsentReport: { ...this.reportFor(previous, restored, true), rolledBackRevision: envelope.revision } });
     this.deliverUnsent();
@@ -295,11 +319,11 @@ export class FleetMember {
    * later (deliverUnsent). Nothing is undone: nothing was done.
    */
   private async refusePlan(envelope: SignedAssignment, report: Report): Promise<void> {
-    const { pending: _refused, ...rest } = this.checkpoint;
-    await this.save({ ...rest, rolledBack: { revision: envelope.revision, hash: envelope.assignment.hash } });
-    this.log({ event: "plan-refused", revision: envelope.revision, keeping: rest.current?.revision ?? 0 });
-    if (await this.confirm(report, this.options.confirmDeadlineMs ?? 20_000)) {
-      this.publish(reportSubject(this.options.site, envelope.assignment.host), encodeMessage(report));
+    await this.save({ ...this.checkpoint, rolledBack: { revision: envelope.revision, hash: envelope.assignment.hash } });
+    this.log({ event: "plan-refused", revision: envelope.revision, keeping: this.checkpoint.current?.revision ?? 0 });
+    const confirmed = await this.confirm(report, this.options.confirmDeadlineMs ?? 20_000);
+    if (confirmed) {
+      this.publish(reportSubject(this.options.site, envelope.assignment.host), confirmed);
       return;
     }
     if (this.stopped) return;
@@ -330,11 +354,12 @@ export class FleetMember {
       this.deliveryQueued = false;
       const report = this.checkpoint.unsentReport;
       if (!report) return;
-      if (!this.connected || !(await this.confirm(report, 5000))) {
+      const confirmed = this.connected ? await this.confirm(report, 5000) : undefined;
+      if (!confirmed) {
         retry = true;
         return;
       }
-      this.publish(reportSubject(this.options.site, report.host), encodeMessage(report));
+      this.publish(reportSubject(this.options.site, report.host), confirmed);
       if (this.checkpoint.unsentReport === report) {
         const { unsentReport: _sent, ...rest } = this.checkpoint;
         await this.save(rest);
@@ -363,8 +388,9 @@ export class FleetMember {
         ...(extra.corrective?.length ? { corrective: extra.corrective.slice(0, 10000) } : {}),
         ...(extra.corrective?.length && extra.correctiveChanges?.length ? { correctiveChanges: extra.correctiveChanges.slice(0, 200) } : {}),
       };
-      delivered = await this.confirm(report, 5000);
-      if (delivered) this.publish(reportSubject(this.options.site, report.host), encodeMessage(report));
+      const confirmed = await this.confirm(report, 5000);
+      delivered = confirmed !== undefined;
+      if (confirmed) this.publish(reportSubject(this.options.site, report.host), confirmed);
     }, "report-error").then(() => delivered);
   }
 
@@ -389,7 +415,7 @@ export class FleetMember {
    * confirmation at once, skips queued work not started (connection.ts connectNats, lockout.ts
    * confirmReport), waits for the queued work in progress (an apply runs to
    * its end; its confirmation, aborted, is not a lockout: the revision stays
-   * pending in the checkpoint, and the next start converges to the last
+   * marked pending (pending.json), and the next start converges to the last
    * confirmed one and confirms it again), then closes the connection
    * (nats.js close() also ends a reconnect loop at once: v3.4.0
    * core/src/protocol.ts:1091-1118 cancels its sleep, and the loop then finds

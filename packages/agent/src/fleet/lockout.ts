@@ -1,11 +1,12 @@
 import type { NatsConnection } from "@nats-io/transport-node";
-import { appliedBucket, encodeMessage, type Report } from "@netfleet/shared";
+import { appliedBucket } from "@netfleet/shared";
 import { pause } from "./connection.ts";
 import { putKey } from "./kv.ts";
 
 /**
- * The lockout check after an apply: the report is stored in this host's key
- * of the applied bucket, on whichever connection is in force
+ * The lockout check after an apply: the report (`data`, encoded once by the
+ * caller, which publishes the same bytes once confirmed) is stored in the
+ * key `host` of the applied bucket, on whichever connection is in force
  * (`connection()`: it is replaced when one closes), before `deadlineMs` runs
  * out. The put's acknowledgement is the round trip: it is a JetStream PubAck,
  * a reply on this agent's own inbox (nats.js kv `_put` resolves with the
@@ -27,7 +28,8 @@ import { putKey } from "./kv.ts";
 export async function confirmReport(
   connection: () => NatsConnection | undefined,
   site: string,
-  report: Report,
+  host: string,
+  data: Uint8Array,
   deadlineMs: number,
   signal: AbortSignal,
   log: (event: Record<string, unknown>) => void,
@@ -35,14 +37,13 @@ export async function confirmReport(
   if (!connection()) return false;
   const bucket = appliedBucket(site);
   const deadline = Date.now() + deadlineMs;
-  const data = encodeMessage(report);
   while (!signal.aborted) {
     const remaining = deadline - Date.now();
     if (remaining <= 0) return false;
     const nc = connection();
     try {
       if (!nc || nc.isClosed()) throw new Error("not connected");
-      const seq = await putKey(nc, bucket, report.host, data, Math.min(remaining, 2000));
+      const seq = await putKey(nc, bucket, host, data, Math.min(remaining, 2000));
       if (seq > 0) return true;
     } catch (err) {
       log({ event: "confirm-retry", error: (err as Error).message });
