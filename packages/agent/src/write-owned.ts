@@ -1,7 +1,29 @@
 import { randomBytes } from "node:crypto";
-import { closeSync, constants, fchmodSync, fchownSync, fstatSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, readlinkSync, renameSync, symlinkSync, unlinkSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  constants,
+  fchmod as fsFchmod,
+  fchmodSync,
+  fchown as fsFchown,
+  fchownSync,
+  fstatSync,
+  fsync as fsFsync,
+  fsyncSync,
+  lstatSync,
+  mkdirSync,
+  open as fsOpen,
+  openSync,
+  readFileSync,
+  readlinkSync,
+  rename as fsRename,
+  renameSync,
+  symlinkSync,
+  unlinkSync,
+  write as fsWrite,
+  writeSync,
+} from "node:fs";
 import type { Stats } from "node:fs";
-import { open, rename, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 
 const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_DIRECTORY } = constants;
@@ -45,19 +67,34 @@ export function tempName(name: string): string {
 
 const isErrno = (err: unknown, ...codes: string[]) => codes.includes((err as NodeJS.ErrnoException).code ?? "");
 
+/** fs calls by file descriptor on the thread pool (the callback API: no FileHandle object to make, track and close). */
+const onPool = {
+  open: (path: string, flags: number, mode: number) => new Promise<number>((resolve, reject) => fsOpen(path, flags, mode, (err, fd) => (err ? reject(err) : resolve(fd)))),
+  write: (fd: number, data: Uint8Array, offset: number) => new Promise<number>((resolve, reject) => fsWrite(fd, data, offset, data.length - offset, null, (err, n) => (err ? reject(err) : resolve(n)))),
+  fsync: (fd: number) => new Promise<void>((resolve, reject) => fsFsync(fd, (err) => (err ? reject(err) : resolve()))),
+  fchmod: (fd: number, mode: number) => new Promise<void>((resolve, reject) => fsFchmod(fd, mode, (err) => (err ? reject(err) : resolve()))),
+  fchown: (fd: number, uid: number, gid: number) => new Promise<void>((resolve, reject) => fsFchown(fd, uid, gid, (err) => (err ? reject(err) : resolve()))),
+  rename: (from: string, to: string) => new Promise<void>((resolve, reject) => fsRename(from, to, (err) => (err ? reject(err) : resolve()))),
+};
+
 /**
  * Writes `data` to `path` atomically with exactly `mode`, owned by this
  * process's user and group (root on a host, as the agent always left what
  * it writes): a fresh temp file beside it opened with CREATE_EXCLUSIVE
- * (O_CREAT|O_EXCL|O_NOFOLLOW, open(2)) under a random name, fchmod(2) to
- * `mode` (the umask cannot widen or narrow it), fchown(2), written, fsync(2),
- * then rename(2) over `path` and, unless `o.syncDirectory` is false, fsync
- * of the directory (what makes the rename itself survive a crash; without
- * it, after a crash `path` holds either the old or the new content, whole,
- * as the file was fsynced before the rename). rename(2) replaces
- * a link at `path` rather than following it, so nothing is ever written
- * outside `path`'s directory; a symlink found at `path` beforehand is
- * refused outright. The temp file is removed on failure.
+ * (O_CREAT|O_EXCL|O_NOFOLLOW, open(2)) under a random name; fstat(2) of it,
+ * and fchmod(2) to `mode` only when the umask narrowed it, fchown(2) only
+ * when it is not already this process's user and group (a setgid directory
+ * gives its own group); written, fsync(2), then rename(2) over `path` and,
+ * unless `o.syncDirectory` is false, fsync of the directory (what makes the
+ * rename itself survive a crash; without it, after a crash `path` holds
+ * either the old or the new content, whole, as the file was fsynced before
+ * the rename). rename(2) replaces a link at `path` rather than following it,
+ * so nothing is ever written outside `path`'s directory; a symlink found at
+ * `path` beforehand is refused outright. The temp file is removed on
+ * failure. Calls that can wait on the disk (open with O_CREAT, fchmod,
+ * fchown, write, fsync, rename) run on the thread pool, by file descriptor;
+ * lstat, fstat, close and opening the directory (no allocation, nothing
+ * left to flush) are made synchronously.
  * @throws UnsafePathError when `path` is a symlink; the fs error (ENOSPC, EACCES...) otherwise.
  */
 export async function writeOwned(path: string, data: string | Uint8Array, mode: number, o: { syncDirectory?: boolean } = {}): Promise<void> {
@@ -66,35 +103,45 @@ export async function writeOwned(path: string, data: string | Uint8Array, mode: 
   if (at?.isSymbolicLink()) throw new UnsafePathError(path, "is a symbolic link");
   const dir = dirname(path);
   const owner = processOwner();
+  const bytes = typeof data === "string" ? Buffer.from(data, "utf8") : data;
   for (let attempt = 0; ; attempt++) {
     const tmp = join(dir, tempName(basename(path)));
-    let handle;
+    let fd: number | undefined;
     try {
-      handle = await open(tmp, CREATE_EXCLUSIVE, mode);
+      fd = await onPool.open(tmp, CREATE_EXCLUSIVE, mode);
     } catch (err) {
       if (isErrno(err, "EEXIST") && attempt < 3) continue;
       throw err;
     }
     try {
-      await handle.chmod(mode);
-      if (owner) await handle.chown(owner.uid, owner.gid);
-      await handle.writeFile(data);
-      await handle.sync();
-      await handle.close();
-      handle = undefined;
-      await rename(tmp, path);
+      const made = fstatSync(fd);
+      if ((made.mode & 0o7777) !== mode) await onPool.fchmod(fd, mode);
+      if (owner && (made.uid !== owner.uid || made.gid !== owner.gid)) await onPool.fchown(fd, owner.uid, owner.gid);
+      for (let off = 0; off < bytes.length; ) off += await onPool.write(fd, bytes, off);
+      await onPool.fsync(fd);
+      closeSync(fd);
+      fd = undefined;
+      await onPool.rename(tmp, path);
     } catch (err) {
-      await handle?.close().catch(() => {});
+      if (fd !== undefined) closeSync(fd);
       await rm(tmp, { force: true });
       throw err;
     }
     break;
   }
   if (o.syncDirectory === false) return;
-  const dirHandle = await open(dir, O_RDONLY | O_DIRECTORY).catch(() => undefined);
-  if (dirHandle) {
-    await dirHandle.sync().catch(() => {});
-    await dirHandle.close();
+  let dirFd: number;
+  try {
+    dirFd = openSync(dir, O_RDONLY | O_DIRECTORY);
+  } catch {
+    return;
+  }
+  try {
+    await onPool.fsync(dirFd);
+  } catch {
+    /* a directory that cannot be fsynced (some filesystems): the rename stands */
+  } finally {
+    closeSync(dirFd);
   }
 }
 
