@@ -62,7 +62,7 @@ function report(host: string, revision: number, hash: string | null, rolledBackR
 async function impostor(s: Site, host: string): Promise<NatsConnection> {
   const { credentials } = await enrollRaw(s, { hostname: host, token: s.hostToken(host), timeoutMs: 10_000 });
   if (!credentials) throw new Error(`${host}: no welcome`);
-  const nc = await connect({ servers: s.server.urls, user: credentials.user, pass: credentials.password, inboxPrefix: credentials.inboxPrefix });
+  const nc = await connect({ servers: s.server.urls, user: credentials.user, pass: credentials.password, inboxPrefix: credentials.inboxPrefix, reconnectTimeWait: 200, maxReconnectAttempts: 100 });
   conns.push(nc);
   return nc;
 }
@@ -228,5 +228,42 @@ describe("a revert counts a host reverted only on its agent's confirmation (real
     expect(done.reasons.hv2).toBe(`revert: ${reverted.get("hv2")!.error}`);
     expect(state?.state.hosts?.hv1).toMatchObject({ status: "reverted" });
     expect(sim.host.get("net.sim.hv1")).toBe("1");
+  }, 60_000);
+});
+
+describe("a confirmation through the controller's own reconnect (real nats-server)", () => {
+  it("a stored success is not judged while the controller is cut off; after its reconnect the window starts again and the confirmation counts", async () => {
+    site = await startSite({ basePort: 31980, hosts: [inventoryHost("hv1")] });
+    const s = site;
+    const nc = await impostor(s, "hv1");
+    const events: RolloutEvent[] = [];
+    let acting: Promise<void> | undefined;
+    const act = async (revision: number, hash: string): Promise<void> => {
+      const data = encodeMessage(report("hv1", revision, hash));
+      await store(nc, "hv1", data);
+      // The server goes away for longer than the window, and comes back on the same store.
+      await s.server.kill("nf-1");
+      await sleep(WINDOW_MS + 1500);
+      await s.server.restart("nf-1");
+      // Published once the controller is back (what it heard while away is lost): its candidate waited through the outage.
+      for (let i = 0; i < 200 && !s.events.some((e) => e.event === "confirm-reconnect"); i++) await sleep(100);
+      for (let i = 0; i < 100 && nc.isClosed() === false && !events.some((e) => e.event === "host-done"); i++) {
+        nc.publish(reportSubject(SITE, "hv1"), data);
+        await nc.flush().catch(() => {});
+        await sleep(300);
+      }
+    };
+    const t = target("hv1", 1);
+    const outcome = await new Rollout(s.cp, [t], { applyTimeoutMs: 60_000, confirmWindowMs: WINDOW_MS }, (e) => {
+      events.push(e);
+      if (e.event === "host-start" && e.revision) acting = act(e.revision, t.assignment.hash);
+    }).run();
+    await acting;
+    const done = events.find((e): e is Extract<RolloutEvent, { event: "host-done" }> => e.event === "host-done")!;
+    expect(done, JSON.stringify(done)).toMatchObject({ host: "hv1", ok: true });
+    expect(outcome.result).toBe("success");
+    // Judged after the outage (longer than the window), on the confirmation heard once back.
+    expect(done.ms).toBeGreaterThan(WINDOW_MS + 1500);
+    expect(s.events.filter((e) => e.event === "confirm-reconnect").length).toBeGreaterThanOrEqual(1);
   }, 60_000);
 });

@@ -148,6 +148,8 @@ export class AppliedView {
   private candidateTimer: NodeJS.Timeout | undefined;
   private reports: Subscription | undefined;
   private heartbeats: Subscription | undefined;
+  /** True while the connection is down (between its `disconnect` and `reconnect` status events). */
+  private away = false;
 
   constructor(kv: KV, options: AppliedViewOptions = {}) {
     this.kv = kv;
@@ -166,6 +168,12 @@ export class AppliedView {
         const { nc, site } = this.confirmations;
         // A callback, not an iterator: each message is one host lookup (and, for a host waiting, a byte comparison) in the parser's turn.
         this.reports = nc.subscribe(reportSubject(site, "*"), { callback: (err, msg) => err ? this.log({ event: "report-subscription-error", error: err.message }) : this.onReport(msg) });
+        void (async () => {
+          for await (const st of nc.status()) {
+            if (st.type === "disconnect") this.away = true;
+            else if (st.type === "reconnect") this.onReconnect();
+          }
+        })().catch(() => {});
       }
       let ready!: () => void;
       const initialized = new Promise<void>((r) => (ready = r));
@@ -407,7 +415,8 @@ export class AppliedView {
     for (const w of [...this.candidates]) {
       const age = now - w.candidate!.at;
       const host = w.candidate!.report.host;
-      if (age >= w.confirm!.windowMs) {
+      // While this connection is down nothing can be heard: no candidate is judged unconfirmed then (onReconnect).
+      if (age >= w.confirm!.windowMs && !this.away) {
         const set = this.waiters.get(host);
         if (set) this.settle(host, set, w, new UnconfirmedError(host, w.revision, w.confirm!.windowMs));
         else this.candidates.delete(w);
@@ -416,11 +425,29 @@ export class AppliedView {
       }
     }
     if (this.candidates.size === 0) return this.idleCandidates();
-    if (late && !this.heartbeats && this.confirmations) {
-      const { nc, site } = this.confirmations;
-      this.log({ event: "confirm-heartbeats", waiting: this.candidates.size });
-      this.heartbeats = nc.subscribe(heartbeatSubject(site, "*"), { callback: (err, msg) => (err ? this.log({ event: "heartbeat-subscription-error", error: err.message }) : this.onHeartbeat(msg)) });
-    }
+    if (late) this.hearHeartbeats();
+  }
+
+  /** Subscribes to the site's heartbeats, if not yet (onHeartbeat); it ends with the last candidate (idleCandidates). */
+  private hearHeartbeats(): void {
+    if (this.heartbeats || !this.confirmations) return;
+    const { nc, site } = this.confirmations;
+    this.log({ event: "confirm-heartbeats", waiting: this.candidates.size });
+    this.heartbeats = nc.subscribe(heartbeatSubject(site, "*"), { callback: (err, msg) => (err ? this.log({ event: "heartbeat-subscription-error", error: err.message }) : this.onHeartbeat(msg)) });
+  }
+
+  /**
+   * The connection is back. A confirmation published while it was down is lost (core NATS: an agent can be
+   * back and confirm before this connection is), so each candidate gets its window again from now, and the
+   * heartbeats are heard from now on: a confirmed agent's next heartbeat shows its revision.
+   */
+  private onReconnect(): void {
+    this.away = false;
+    if (this.candidates.size === 0) return;
+    const now = Date.now();
+    for (const w of this.candidates) w.candidate!.at = now;
+    this.log({ event: "confirm-reconnect", waiting: this.candidates.size });
+    this.hearHeartbeats();
   }
 
   /** No candidate left: the timer and the heartbeat subscription end. */
