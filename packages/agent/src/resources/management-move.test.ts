@@ -1,4 +1,5 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -8,6 +9,7 @@ import { RecordingRunner } from "../exec/recording-runner.ts";
 import { Toolbox } from "../tools.ts";
 import { fixture } from "./fixtures.ts";
 import { undoLines, type ManagementMove } from "./management-guard.ts";
+import { moveRecordPath, readMoveRecord } from "./management-move.ts";
 
 // The engine's management guard and move, driven with the captured `ip` output of
 // __fixtures__/mgmt ("before": eth0 holds 10.98.0.11/24 and the default route via
@@ -150,5 +152,26 @@ describe("engine: management guard", () => {
     expect(h.runner.mutatingCalls).toEqual([]);
     expect(h.runner.calls.filter((c) => c.argv[0] === "ping")).toHaveLength(1);
     expect(existsSync(join(dir, "state/management-move.json"))).toBe(false);
+  });
+});
+
+describe("management move records on disk", () => {
+  it("reads a record, and takes none for an absent file, a symlink (not followed) or a FIFO (never waited on)", async () => {
+    const path = moveRecordPath(tools);
+    mkdirSync(join(path, ".."), { recursive: true });
+    expect(await readMoveRecord(tools)).toBeUndefined();
+    const moves: ManagementMove[] = [{ address: "10.98.0.11/24", from: "eth0", to: "bond0", routes: [] } as unknown as ManagementMove];
+    writeFileSync(path, JSON.stringify(moves));
+    expect(await readMoveRecord(tools)).toEqual(moves);
+    // A symlink at the record's name, to a valid record elsewhere: not followed.
+    const elsewhere = join(dir, "elsewhere.json");
+    writeFileSync(elsewhere, JSON.stringify(moves));
+    rmSync(path);
+    symlinkSync(elsewhere, path);
+    expect(await readMoveRecord(tools)).toBeUndefined();
+    // A FIFO (mkfifo(1)): no writer would ever come; the read must not wait for one.
+    rmSync(path);
+    execFileSync("mkfifo", [path]);
+    expect(await readMoveRecord(tools)).toBeUndefined();
   });
 });
