@@ -24,6 +24,7 @@ import { chmodSync, closeSync, cpSync, existsSync, lstatSync, mkdirSync, openSyn
 import { gzipSync } from "node:zlib";
 import { dirname, join, relative } from "node:path";
 import { REMOTE } from "../../packages/controller/src/bootstrap/layout.ts";
+import { CONTROLLER_NODE_FLAGS } from "@netfleet/shared/cli/launch";
 import { changelogText, copyrightText, rfc5322 } from "./control.ts";
 import { manPage } from "./manpage.ts";
 
@@ -218,7 +219,7 @@ export function stageController(root: string, version: string): number {
     cpSync(join(REPO, dep), join(app, dep), { recursive: true, filter: (p) => shippedDependencyFile(relative(join(REPO, dep), p)) });
   }
   normalizeModes(app);
-  put(root, LAYOUT.netfleet, `#!/bin/sh\n# netfleet (package netfleet): the controller's CLI from ${LAYOUT.app}, with netfleet-node's Node.\nexec ${LAYOUT.node} ${LAYOUT.app}/packages/controller/bin/netfleet.mjs "$@"\n`, 0o755);
+  put(root, LAYOUT.netfleet, `#!/bin/sh\n# netfleet (package netfleet): the controller's CLI from ${LAYOUT.app}, with netfleet-node's Node.\nexec ${LAYOUT.node} ${CONTROLLER_NODE_FLAGS.join(" ")} ${LAYOUT.app}/packages/controller/bin/netfleet.mjs "$@"\n`, 0o755);
   put(root, `${LAYOUT.units}/netfleet-serve.service`, packagedServeUnit(readFileSync(join(SYSTEMD, "netfleet-serve.service"), "utf8")), 0o644);
   put(root, LAYOUT.sysusers, readFileSync(join(SYSTEMD, "netfleet.sysusers")), 0o644);
   put(root, LAYOUT.serveEnv, readFileSync(join(SYSTEMD, "serve.env")), 0o644);

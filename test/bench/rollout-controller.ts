@@ -12,6 +12,7 @@
  */
 import { readFileSync } from "node:fs";
 import { monitorEventLoopDelay } from "node:perf_hooks";
+import { getHeapStatistics } from "node:v8";
 import { ControlPlane, Rollout, type RolloutEvent, type RolloutTarget } from "@netfleet/controller";
 import { sealAssignment, type Host, type SigningKeys } from "@netfleet/shared";
 import { varzCounters } from "./rollout-probe.ts";
@@ -126,6 +127,11 @@ out({
     atPeakRss: Object.fromEntries(Object.entries(atPeakRss).map(([k, v]) => [k, mb(v)])),
     peaks: Object.fromEntries(Object.entries(peak).map(([k, v]) => [k, mb(v)])),
     peakAtMs: peakAt,
+    // Where RSS is outside the V8 heap: /proc/self/status (RssAnon: malloc and heap pages; RssFile: the node binary
+    // and libraries mapped in) and V8's own malloc (compiler zones; peak over the process).
+    ...procStatus(),
+    v8MallocMb: mb(getHeapStatistics().malloced_memory),
+    v8PeakMallocMb: mb(getHeapStatistics().peak_malloced_memory),
   },
   cpuMs: Math.round((cpu.user + cpu.system) / 1000),
   failed: done?.failed.length ?? 0,
@@ -137,6 +143,19 @@ out({
   ...(stoppedAtMs !== undefined ? { stoppedAtMs } : {}),
   events,
 });
+
+/** VmHWM, RssAnon, RssFile and RssShmem of /proc/self/status, in MB (proc(5)); empty off Linux. */
+function procStatus(): Record<string, number> {
+  try {
+    const text = readFileSync("/proc/self/status", "utf8");
+    return Object.fromEntries(["VmHWM", "RssAnon", "RssFile", "RssShmem"].flatMap((k) => {
+      const m = new RegExp(`^${k}:\\s+(\\d+) kB`, "m").exec(text);
+      return m ? [[k, Math.round(Number(m[1]) / 1024)]] : [];
+    }));
+  } catch {
+    return {};
+  }
+}
 
 /**
  * The failed hosts' reasons, grouped: host names and numbers taken out, so that 7,000 timeouts are one

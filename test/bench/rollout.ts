@@ -31,6 +31,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { ControlPlane, NatsServer, controllerUser, enrollmentUser, hostTokenKey, mintHostTokenWithKey } from "@netfleet/controller";
 import { generateSigningKeys, type Host } from "@netfleet/shared";
+import { CONTROLLER_NODE_FLAGS } from "@netfleet/shared/cli/launch";
 import { inventoryHost } from "../nats/harness.ts";
 import type { AgentsArgs } from "./rollout-agents.ts";
 import type { ControllerArgs } from "./rollout-controller.ts";
@@ -162,7 +163,7 @@ export interface RolloutBenchOptions {
    * which spreads the agents over the nodes.
    */
   nodes?: 1 | 3;
-  /** Experiments: Node flags for the controller process (e.g. `--max-semi-space-size=16`), as `netfleet` would be started with them. */
+  /** Node flags of the controller process (default CONTROLLER_NODE_FLAGS, as the packaged `netfleet` wrapper starts the CLI; [] for none). */
   controllerFlags?: string[];
 }
 
@@ -394,7 +395,8 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
     };
     const argFile = join(dir, "controller.json");
     await writeFile(argFile, JSON.stringify(args), { mode: 0o600 });
-    const execArgv = [...(options.controllerFlags ?? []), ...(options.cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfDir}`, `--cpu-prof-name=controller-${agents}.cpuprofile`] : [])];
+    // Started as the packaged `netfleet` wrapper starts the CLI (CONTROLLER_NODE_FLAGS), unless told otherwise.
+    const execArgv = [...(options.controllerFlags ?? CONTROLLER_NODE_FLAGS), ...(options.cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfDir}`, `--cpu-prof-name=controller-${agents}.cpuprofile`] : [])];
     // The measuring probe (rollout-probe.ts), subscribed before the controller starts.
     const probeArgs: ProbeArgs = { site: SITE, servers: server.urls, user: "controller", password, hosts: agents };
     const probeFile = join(dir, "probe.json");
@@ -549,7 +551,8 @@ if (import.meta.main) {
     ...(flag("--enroll-timeout-ms") ? { enrollTimeoutMs: flag("--enroll-timeout-ms")! } : {}),
     ...(flag("--apply-timeout-ms") ? { applyTimeoutMs: flag("--apply-timeout-ms")! } : {}),
     ...(nodes !== undefined ? { nodes: nodes as 1 | 3 } : {}),
-    ...(process.argv.includes("--controller-flag") ? { controllerFlags: process.argv.flatMap((x, k) => (x === "--controller-flag" ? [process.argv[k + 1]!] : [])) } : {}),
+    // --controller-flag FLAG (repeatable) in place of the launch flags; --controller-flag none: no flag at all.
+    ...(process.argv.includes("--controller-flag") ? { controllerFlags: process.argv.flatMap((x, k) => (x === "--controller-flag" && process.argv[k + 1] !== "none" ? [process.argv[k + 1]!] : [])) } : {}),
   });
   process.stdout.write(JSON.stringify(row) + "\n");
 }

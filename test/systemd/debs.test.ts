@@ -18,6 +18,7 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CONTROLLER_NODE_FLAGS } from "@netfleet/shared/cli/launch";
 import { REPO, SRC, machineSupport } from "./machine.ts";
 import { CTL_NS, DEBS, M1_ADDRESS, M1_NS, NATS_PORT, buildDebsWorld, destroyDebsWorld, type DebsWorld } from "./debs-world.ts";
 import { eventually, journal, procStatus } from "./world.ts";
@@ -135,7 +136,7 @@ describe("the packages on a machine where systemd is PID 1", () => {
     const uid = w.m1.exec(["id", "-u", "netfleet"]).trim();
     expect(procStatus(w.m1.hostPid(Number(serve.MainPID))!).Uid!.split(/\s+/)[0]).toBe(uid);
     // Its command line is the packaged Node running the packaged CLI.
-    expect(w.m1.exec(["cat", `/proc/${serve.MainPID}/cmdline`]).split("\0").slice(0, 2)).toEqual(["/usr/lib/netfleet-node/bin/node", "/usr/lib/netfleet/packages/controller/bin/netfleet.mjs"]);
+    expect(w.m1.exec(["cat", `/proc/${serve.MainPID}/cmdline`]).split("\0").slice(0, 2 + CONTROLLER_NODE_FLAGS.length)).toEqual(["/usr/lib/netfleet-node/bin/node", ...CONTROLLER_NODE_FLAGS, "/usr/lib/netfleet/packages/controller/bin/netfleet.mjs"]);
 
     const token = asNetfleet(["hosts", "token", "m1", SITE, "--state-dir", STATE]);
     expect(token.code, token.stderr).toBe(0);

@@ -1,0 +1,7 @@
+// Types of launch.mjs (plain JavaScript: it runs before we know that this Node can strip types).
+
+/** Node flags the controller's CLI is started with where we start it; see launch.mjs. */
+export declare const CONTROLLER_NODE_FLAGS: readonly string[];
+
+/** Starts a CLI's TypeScript entry from its bin file; see launch.mjs. */
+export declare function launch(name: string, entry: URL): Promise<void>;
