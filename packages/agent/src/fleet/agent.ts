@@ -168,6 +168,9 @@ export class FleetMember {
           this.connected = true;
           this.backoff.reset();
           this.log({ event: "reconnected" });
+          // At once, not at the next period: a rollout waiting for this host's confirmation may have missed its report
+          // while NATS was away (core NATS), and the heartbeat carries the revision the agent runs (store/applied.ts).
+          this.beat();
           this.sync();
           this.deliverUnsent();
           this.connectionHook(nc, false);
@@ -195,6 +198,9 @@ export class FleetMember {
       // Random offsets: a fleet that connects at once (a boot, a server restart) beats and resyncs spread over the period.
       this.timers.push(everyWithOffset(() => this.beat(), this.options.heartbeatMs ?? 15_000));
       this.timers.push(everyWithOffset(() => this.sync(), this.options.resyncMs ?? 60_000));
+    } else {
+      // A connection in place of one closed for good: beat at once, as after a reconnect.
+      this.beat();
     }
     this.sync();
     this.deliverUnsent();
