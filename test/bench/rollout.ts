@@ -409,8 +409,15 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
     children.push(controller);
     // CPU of nats-server and of the agent processes over the rollout: from the controller's "running" line to its result.
     const others = { server: server.nodes.map((n) => n.process?.pid), agents: children.filter((c) => c.name.startsWith("agents")).map((c) => c.child.pid) };
+    const cpuAtSpawn = { server: others.server.map(procCpuMs), agents: others.agents.map(procCpuMs), at: performance.now() };
     const running = await controller.waitFor("running", 120_000);
     const cpuAtStart = { server: others.server.map(procCpuMs), agents: others.agents.map(procCpuMs) };
+    {
+      // How busy the fleet still was while the controller started (after enrollment): the clock should start on a quiet one.
+      const ms = performance.now() - cpuAtSpawn.at;
+      const busy = (k: "server" | "agents") => Math.round(cpuAtStart[k].reduce((sum, v, i) => sum + (v - cpuAtSpawn[k][i]!), 0));
+      log(`rollout ${agents}: while the controller started (${Math.round(ms)} ms): agents ${busy("agents")} CPU-ms, nats-server ${busy("server")} CPU-ms`);
+    }
     const connectionsPerNode = nodes > 1 ? await Promise.all(monitorUrls.map(async (u) => ((await (await fetch(`${u}/varz`, { signal: AbortSignal.timeout(5000) })).json()) as { connections: number }).connections)) : undefined;
     if (connectionsPerNode) log(`rollout ${agents}: ${nodes} nodes, client connections per node ${JSON.stringify(connectionsPerNode)}`);
     const r = await controller.waitFor("result", 120_000 + agents * 20);
