@@ -1,67 +1,11 @@
 import type { KV, KvEntry, KvWatchEntry } from "@nats-io/kv";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
-import { DecodeError, Heartbeat, Report, decodeMessage, heartbeatSubject, hostOfSubject, reportSubject } from "@netfleet/shared";
+import { DecodeError, Heartbeat, Report, decodeMessage, hostOfSubject, reportSubject } from "@netfleet/shared";
 import PQueue from "p-queue";
+import { AheadReports, Candidates, UnconfirmedError, cleanSuccess, sameBytes, type ConfirmWait, type Waiter } from "./applied-confirm.ts";
 import { liveValue, snapshot } from "./kv.ts";
 
-/** What a wait for a confirmed report judges against (AppliedView.wait). */
-export interface ConfirmWait {
-  /** The content hash of the assignment at the awaited revision: a report of it without failures is a success to confirm. */
-  hash: string;
-  /** How long such a success held from the applied bucket waits for its agent's confirmation, in milliseconds. */
-  windowMs: number;
-}
-
-/** A clean success held from the applied bucket, not confirmed yet: the report, its stored bytes, and when it was first held (ms). */
-interface Candidate {
-  report: Report;
-  data: Uint8Array;
-  at: number;
-}
-
-type Waiter = {
-  revision: number;
-  since: number;
-  lastSwept: number;
-  /** Set when the wait needs the agent's confirmation of a success (see AppliedView.wait). */
-  confirm: ConfirmWait | undefined;
-  /** The success waiting for its confirmation, once held. */
-  candidate: Candidate | undefined;
-  resolve: (r: Report) => void;
-  reject: (err: Error) => void;
-};
-
-/**
- * A host whose applied report of a revision was stored but never confirmed by
- * its agent within the confirmation window (or the wait's timeout): the agent
- * most likely could not complete its lockout confirmation and undid the revision.
- */
-export class UnconfirmedError extends Error {
-  readonly host: string;
-  readonly revision: number;
-  /** How long the success waited for its confirmation, in milliseconds. */
-  readonly waitedMs: number;
-
-  constructor(host: string, revision: number, waitedMs: number) {
-    super(`applied revision ${revision} but never confirmed within ${seconds(waitedMs)}: no report or heartbeat since; its lockout protection has likely undone it`);
-    this.name = "UnconfirmedError";
-    this.host = host;
-    this.revision = revision;
-    this.waitedMs = waitedMs;
-  }
-}
-
-/** `40 s`, `2.5 s`: milliseconds as seconds, at most one decimal. */
-const seconds = (ms: number): string => `${Math.round(ms / 100) / 10} s`;
-
-/** The verified success of `revision` with content `hash`: not rolled back, that revision and document, no failed resource. */
-const cleanSuccess = (r: Report, revision: number, hash: string): boolean => !r.rolledBack && r.revision === revision && r.hash === hash && r.summary.failed === 0;
-
-/** At most this many bytes of reports heard ahead of their entries are kept (AppliedView.keepAhead): 10,000 hosts' ~0.6 KB reports are 6 MB. */
-const AHEAD_MAX_BYTES = 16 * 2 ** 20;
-
-/** Byte equality without copying either side (both may be views into larger buffers). */
-const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => a.byteLength === b.byteLength && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
+export { UnconfirmedError, type ConfirmWait } from "./applied-confirm.ts";
 
 /**
  * A stored entry of the applied bucket: its bytes (a copy of their own, not a view into the
@@ -141,21 +85,28 @@ export class AppliedView {
   private started: Promise<boolean> | undefined;
   private initialized = false;
   /** Reports heard on the report subject before the applied bucket's entry of the same bytes (by host; see onReport). */
-  private readonly ahead = new Map<string, Uint8Array>();
-  private aheadBytes = 0;
-  /** Waiters holding a candidate (a success not confirmed yet). */
-  private readonly candidates = new Set<Waiter>();
-  private candidateTimer: NodeJS.Timeout | undefined;
+  private readonly ahead = new AheadReports();
+  /** Waits holding a candidate (a success not confirmed yet), their timer and the heartbeat subscription. */
+  private readonly candidates: Candidates;
   private reports: Subscription | undefined;
-  private heartbeats: Subscription | undefined;
-  /** True while the connection is down (between its `disconnect` and `reconnect` status events). */
-  private away = false;
 
   constructor(kv: KV, options: AppliedViewOptions = {}) {
     this.kv = kv;
     this.options = { sweepAfterMs: options.sweepAfterMs ?? 5000, sweepConcurrency: options.sweepConcurrency ?? 16, heartbeatAfterMs: options.heartbeatAfterMs ?? 5000 };
     this.confirmations = options.confirmations;
     this.log = options.log ?? (() => {});
+    this.candidates = new Candidates({
+      heartbeatAfterMs: this.options.heartbeatAfterMs,
+      confirmations: options.confirmations,
+      log: this.log,
+      expire: (w) => {
+        const host = w.candidate!.report.host;
+        const set = this.waiters.get(host);
+        if (set) this.settle(host, set, w, new UnconfirmedError(host, w.revision, w.confirm!.windowMs));
+        else this.candidates.delete(w);
+      },
+      heartbeat: (msg) => this.onHeartbeat(msg),
+    });
   }
 
   /**
@@ -170,8 +121,8 @@ export class AppliedView {
         this.reports = nc.subscribe(reportSubject(site, "*"), { callback: (err, msg) => err ? this.log({ event: "report-subscription-error", error: err.message }) : this.onReport(msg) });
         void (async () => {
           for await (const st of nc.status()) {
-            if (st.type === "disconnect") this.away = true;
-            else if (st.type === "reconnect") this.onReconnect();
+            if (st.type === "disconnect") this.candidates.disconnected();
+            else if (st.type === "reconnect") this.candidates.reconnected();
           }
         })().catch(() => {});
       }
@@ -217,12 +168,8 @@ export class AppliedView {
     // A copy: the entry's value is a view into the socket's read buffer, which it would keep whole.
     const held: Held = { revision: e.revision, data: e.value.slice() };
     // Its confirmation may have been heard first (the report subject overtook the watch).
-    const ahead = this.ahead.get(e.key);
-    if (ahead) {
-      this.ahead.delete(e.key);
-      this.aheadBytes -= ahead.byteLength;
-      if (sameBytes(ahead, held.data)) held.confirmed = true;
-    }
+    const ahead = this.ahead.take(e.key);
+    if (ahead && sameBytes(ahead, held.data)) held.confirmed = true;
     this.held.set(e.key, held);
     if (this.waiters.has(e.key)) this.notify(e.key, this.decode(e.key, held), held);
   }
@@ -244,7 +191,7 @@ export class AppliedView {
     if (held && sameBytes(held.data, msg.data)) held.confirmed = true;
     // Not the held entry: the report overtook the watch (the agent stores it, then publishes it; the watch's delivery can come
     // later under load). Kept until the host's next entry arrives, which is compared with it: every published report was stored first.
-    else this.keepAhead(host, msg.data);
+    else this.ahead.keep(host, msg.data);
     const set = this.waiters.get(host);
     if (!set) return;
     for (const w of set) if (w.candidate && sameBytes(w.candidate.data, msg.data)) this.settle(host, set, w, w.candidate.report);
@@ -258,25 +205,6 @@ export class AppliedView {
       return;
     }
     if (report.host === host && report.site === this.confirmations?.site) this.offer(report);
-  }
-
-  /**
-   * Keeps a copy of `data`, heard for `host` before its entry (onReport), replacing the host's earlier one;
-   * the oldest go first beyond AHEAD_MAX_BYTES in all (a flood of reports then costs a confirmation its
-   * shortcut, and the host is confirmed by heartbeat or fails at the window, never a wrong success).
-   */
-  private keepAhead(host: string, data: Uint8Array): void {
-    const old = this.ahead.get(host);
-    if (old) this.aheadBytes -= old.byteLength;
-    this.ahead.delete(host);
-    if (data.byteLength > AHEAD_MAX_BYTES) return;
-    this.ahead.set(host, data.slice());
-    this.aheadBytes += data.byteLength;
-    for (const [h, d] of this.ahead) {
-      if (this.aheadBytes <= AHEAD_MAX_BYTES) break;
-      this.ahead.delete(h);
-      this.aheadBytes -= d.byteLength;
-    }
   }
 
   /** A heartbeat (heard while some success waits long for its confirmation): confirms the candidates of the revision and hash it runs. */
@@ -382,80 +310,18 @@ export class AppliedView {
     if (!set || !report) return;
     for (const w of set) {
       if (!done(report, host, w.revision)) continue;
-      if (held && !held.confirmed && w.confirm && cleanSuccess(report, w.revision, w.confirm.hash)) this.hold(w, report, held.data);
+      if (held && !held.confirmed && w.confirm && cleanSuccess(report, w.revision, w.confirm.hash)) this.candidates.hold(w, report, held.data);
       else this.settle(host, set, w, report);
     }
-  }
-
-  /** Makes `report` the waiter's candidate (the window runs from the first one held) and keeps the candidate timer going. */
-  private hold(w: Waiter, report: Report, data: Uint8Array): void {
-    w.candidate = { report, data, at: w.candidate?.at ?? Date.now() };
-    this.candidates.add(w);
-    this.candidateTimer ??= setInterval(() => this.checkCandidates(), Math.min(250, Math.max(50, this.options.heartbeatAfterMs / 4)));
-    this.candidateTimer.unref();
   }
 
   /** Ends a wait with `report` (or `err`): out of its host's set and of the candidates. */
   private settle(host: string, set: Set<Waiter>, w: Waiter, report: Report | Error): void {
     set.delete(w);
     if (set.size === 0 && this.waiters.get(host) === set) this.waiters.delete(host);
-    // The timer ends on its next turn with no candidate left (not here: hosts confirmed one by one would start and stop it each).
     this.candidates.delete(w);
     if (report instanceof Error) w.reject(report);
     else w.resolve(report);
-  }
-
-  /**
-   * The candidate timer's turn: candidates past their window fail (UnconfirmedError), and the heartbeat
-   * subscription runs while a candidate has waited `heartbeatAfterMs` (at most half its window).
-   */
-  private checkCandidates(): void {
-    const now = Date.now();
-    let late = false;
-    for (const w of [...this.candidates]) {
-      const age = now - w.candidate!.at;
-      const host = w.candidate!.report.host;
-      // While this connection is down nothing can be heard: no candidate is judged unconfirmed then (onReconnect).
-      if (age >= w.confirm!.windowMs && !this.away) {
-        const set = this.waiters.get(host);
-        if (set) this.settle(host, set, w, new UnconfirmedError(host, w.revision, w.confirm!.windowMs));
-        else this.candidates.delete(w);
-      } else if (age >= Math.min(this.options.heartbeatAfterMs, w.confirm!.windowMs / 2)) {
-        late = true;
-      }
-    }
-    if (this.candidates.size === 0) return this.idleCandidates();
-    if (late) this.hearHeartbeats();
-  }
-
-  /** Subscribes to the site's heartbeats, if not yet (onHeartbeat); it ends with the last candidate (idleCandidates). */
-  private hearHeartbeats(): void {
-    if (this.heartbeats || !this.confirmations) return;
-    const { nc, site } = this.confirmations;
-    this.log({ event: "confirm-heartbeats", waiting: this.candidates.size });
-    this.heartbeats = nc.subscribe(heartbeatSubject(site, "*"), { callback: (err, msg) => (err ? this.log({ event: "heartbeat-subscription-error", error: err.message }) : this.onHeartbeat(msg)) });
-  }
-
-  /**
-   * The connection is back. A confirmation published while it was down is lost (core NATS: an agent can be
-   * back and confirm before this connection is), so each candidate gets its window again from now, and the
-   * heartbeats are heard from now on: a confirmed agent's next heartbeat shows its revision.
-   */
-  private onReconnect(): void {
-    this.away = false;
-    if (this.candidates.size === 0) return;
-    const now = Date.now();
-    for (const w of this.candidates) w.candidate!.at = now;
-    this.log({ event: "confirm-reconnect", waiting: this.candidates.size });
-    this.hearHeartbeats();
-  }
-
-  /** No candidate left: the timer and the heartbeat subscription end. */
-  private idleCandidates(): void {
-    clearInterval(this.candidateTimer);
-    this.candidateTimer = undefined;
-    this.heartbeats?.unsubscribe();
-    this.heartbeats = undefined;
   }
 
   /**
@@ -504,7 +370,7 @@ export class AppliedView {
         },
       };
       set.add(waiter);
-      if (have && held) this.hold(waiter, have, held.data);
+      if (have && held) this.candidates.hold(waiter, have, held.data);
       else this.scheduleSweep(this.initialized ? this.options.sweepAfterMs : 0);
     });
   }
@@ -555,6 +421,6 @@ export class AppliedView {
     this.watcher?.stop();
     this.reports?.unsubscribe();
     this.reports = undefined;
-    this.idleCandidates();
+    this.candidates.stop();
   }
 }
