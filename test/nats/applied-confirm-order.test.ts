@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { UnconfirmedError } from "@netfleet/controller";
-import { appliedBucket, encodeMessage, kvSubject, reportSubject, type Report } from "@netfleet/shared";
-import { SITE, enrollRaw, inventoryHost, startSite, type Site } from "./harness.ts";
+import { encodeMessage, reportSubject, type Report } from "@netfleet/shared";
+import { SITE, connectAsAgent, inventoryHost, startSite, type Site, storeApplied } from "./harness.ts";
 
 /**
  * The order a loaded controller hears things in: an agent stores its report in the applied bucket,
@@ -38,18 +38,11 @@ function report(host: string, revision: number, at: string): Report {
   };
 }
 
-/** A connection with the host's own agent credentials. */
+/** A connection with the host's own agent credentials (closed after the test). */
 async function agentConnection(s: Site, host: string): Promise<NatsConnection> {
-  const { credentials } = await enrollRaw(s, { hostname: host, token: s.hostToken(host), timeoutMs: 10_000 });
-  if (!credentials) throw new Error(`${host}: no welcome`);
-  const nc = await connect({ servers: s.server.urls, user: credentials.user, pass: credentials.password, inboxPrefix: credentials.inboxPrefix });
+  const nc = await connectAsAgent(s, host);
   conns.push(nc);
   return nc;
-}
-
-async function store(nc: NatsConnection, host: string, data: Uint8Array): Promise<void> {
-  const ack = await nc.request(kvSubject(appliedBucket(SITE), host), data, { timeout: 5000 });
-  if (!(ack.json() as { seq?: number }).seq) throw new Error(`${host}: store refused: ${ack.string()}`);
 }
 
 describe("a confirmation heard before its applied entry (real nats-server)", () => {
@@ -69,8 +62,8 @@ describe("a confirmation heard before its applied entry (real nats-server)", () 
     hv2.publish(reportSubject(SITE, "hv2"), encodeMessage(report("hv2", 1, "2026-01-01T00:00:00.000Z")));
     await hv2.flush();
     await new Promise((r) => setTimeout(r, 300));
-    await store(hv1, "hv1", good);
-    await store(hv2, "hv2", encodeMessage(report("hv2", 1, at)));
+    await storeApplied(hv1, "hv1", good);
+    await storeApplied(hv2, "hv2", encodeMessage(report("hv2", 1, at)));
     // Both entries are in the controller's view before anyone waits (bounded: 5 s).
     for (let i = 0; i < 50 && !((await s.cp.lastApplied("hv1"))?.revision === 1 && (await s.cp.lastApplied("hv2"))?.revision === 1); i++) await new Promise((r) => setTimeout(r, 100));
 

@@ -8,15 +8,17 @@ import { readJsonLines } from "../json-lines.ts";
 import { FleetMember, NatsAgent, Toolbox, type FleetMemberOptions, type NatsAgentOptions, type PassResult } from "@netfleet/agent";
 import { SimulatedHostRunner } from "@netfleet/agent/testing";
 import { ControlPlane, NatsServer, controllerUser, enrollmentUser, hostTokenKey, mintHostTokenWithKey } from "@netfleet/controller";
-import { connect } from "@nats-io/transport-node";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
 import {
   AgentCredentials,
   Welcome,
+  appliedBucket,
   decodeMessage,
   encodeMessage,
   enrollSubject,
   generateBoxKeys,
   generateSigningKeys,
+  kvSubject,
   openSealed,
   sealAssignment,
   welcomeContext,
@@ -329,4 +331,26 @@ export async function enrollRaw(site: Site, o: { hostname: string; token: string
   } finally {
     await nc.close();
   }
+}
+
+/**
+ * A NATS connection with `host`'s own agent credentials, enrolled by hand with a host token (approved at
+ * once): what an impostor holding the host's agent.json, or a host cut off after its KV put, looks like to
+ * the controller. The caller closes it.
+ * @throws Error when the enrollment got no welcome.
+ */
+export async function connectAsAgent(site: Site, host: string): Promise<NatsConnection> {
+  const { credentials } = await enrollRaw(site, { hostname: host, token: site.hostToken(host), timeoutMs: 10_000 });
+  if (!credentials) throw new Error(`${host}: no welcome`);
+  return connect({ servers: site.server.urls, user: credentials.user, pass: credentials.password, inboxPrefix: credentials.inboxPrefix });
+}
+
+/**
+ * Stores `data` in `host`'s key of the site's applied bucket as an agent's confirmation attempt does (a
+ * JetStream publish on the key's subject, acknowledged).
+ * @throws Error when the stream refuses it.
+ */
+export async function storeApplied(nc: NatsConnection, host: string, data: Uint8Array): Promise<void> {
+  const ack = await nc.request(kvSubject(appliedBucket(SITE), host), data, { timeout: 5000 });
+  if (!(ack.json() as { seq?: number }).seq) throw new Error(`${host}: store refused: ${ack.string()}`);
 }

@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { Rollout, type RolloutEvent, type RolloutTarget } from "@netfleet/controller";
-import { appliedBucket, desiredBucket, encodeMessage, heartbeatSubject, kvSubject, reportSubject, sealAssignment, type Host, type Report } from "@netfleet/shared";
-import { SITE, enrollRaw, inventoryHost, startSimAgent, startSite, type SimAgent, type Site } from "./harness.ts";
+import { desiredBucket, encodeMessage, heartbeatSubject, kvSubject, reportSubject, sealAssignment, type Host, type Report } from "@netfleet/shared";
+import { SITE, connectAsAgent, inventoryHost, startSimAgent, startSite, type SimAgent, type Site, storeApplied } from "./harness.ts";
 
 /**
  * A rollout counts a host ok only once its agent confirmed the applied report (issue 18: "no false
@@ -58,20 +58,11 @@ function report(host: string, revision: number, hash: string | null, rolledBackR
   };
 }
 
-/** A connection with the host's own agent credentials (enrolled by hand with a host token: approved at once). */
+/** A connection with the host's own agent credentials (closed after the test). */
 async function impostor(s: Site, host: string): Promise<NatsConnection> {
-  const { credentials } = await enrollRaw(s, { hostname: host, token: s.hostToken(host), timeoutMs: 10_000 });
-  if (!credentials) throw new Error(`${host}: no welcome`);
-  const nc = await connect({ servers: s.server.urls, user: credentials.user, pass: credentials.password, inboxPrefix: credentials.inboxPrefix, reconnectTimeWait: 200, maxReconnectAttempts: 100 });
+  const nc = await connectAsAgent(s, host);
   conns.push(nc);
   return nc;
-}
-
-/** Stores `data` in the host's key of the applied bucket, as the agent's confirmation attempt does (a JetStream publish, acknowledged). */
-async function store(nc: NatsConnection, host: string, data: Uint8Array): Promise<void> {
-  const ack = await nc.request(kvSubject(appliedBucket(SITE), host), data, { timeout: 5000 });
-  const seq = (ack.json() as { seq?: number }).seq;
-  if (!seq) throw new Error(`${host}: store refused: ${ack.string()}`);
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -97,12 +88,12 @@ describe("a rollout counts a host ok only on its agent's confirmation (real nats
     const attack = async (host: string, revision: number): Promise<void> => {
       const nc = fakes.get(host)!;
       const success = encodeMessage(report(host, revision, hashOf.get(host)!));
-      await store(nc, host, success);
+      await storeApplied(nc, host, success);
       stored.set(host, Date.now());
       if (host === "hv3") {
         // The agent could not confirm: it undid the revision and stores its rollback report.
         await sleep(300);
-        await store(nc, host, encodeMessage(report(host, 0, null, revision)));
+        await storeApplied(nc, host, encodeMessage(report(host, 0, null, revision)));
       } else if (host === "hv4") {
         // Confirmed: the same report on the report subject, as the agent publishes it after its confirmation.
         await sleep(300);
@@ -190,8 +181,8 @@ describe("a revert counts a host reverted only on its agent's confirmation (real
           const data = encodeMessage(report(host, v.revision, hash, undefined, act === "fail"));
           acts.push(
             (async () => {
-              await store(nc, host, data);
-              if (act === "undo") await store(nc, host, encodeMessage(report(host, 0, null, v.revision)));
+              await storeApplied(nc, host, data);
+              if (act === "undo") await storeApplied(nc, host, encodeMessage(report(host, 0, null, v.revision)));
               if (act === "confirm" || act === "fail") {
                 nc.publish(reportSubject(SITE, host), data);
                 await nc.flush();
@@ -240,7 +231,7 @@ describe("a confirmation through the controller's own reconnect (real nats-serve
     let acting: Promise<void> | undefined;
     const act = async (revision: number, hash: string): Promise<void> => {
       const data = encodeMessage(report("hv1", revision, hash));
-      await store(nc, "hv1", data);
+      await storeApplied(nc, "hv1", data);
       // The server goes away for longer than the window, and comes back on the same store.
       await s.server.kill("nf-1");
       await sleep(WINDOW_MS + 1500);
