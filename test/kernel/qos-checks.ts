@@ -9,7 +9,10 @@ import type { GuestReader } from "./management-checks.ts";
  * 19; registered by kernel.test.ts, which boots the guest once; the guest
  * side is guest/qos.sh): qa limited to 2 Mbit/s each way (an OpenFlow
  * meter for what it sends, a linux-htb QoS for what it receives), qb
- * unlimited (the positive control), measured with iperf3 against qs.
+ * unlimited (the positive control), measured with iperf3 against qs: TCP
+ * for what a VM sends, UDP offered at 5 Mbit/s for what it receives (see
+ * guest/qos.sh; iperf3's UDP payload is 1460 of the 1502 bytes htb counts
+ * per frame, so 2 Mbit/s shaped measures 1.94).
  * The limit is low because everything runs under emulation (TCG): on a
  * loaded machine the unlimited VM measured 18-22 Mbit/s, and a 10 Mbit/s
  * limit came out at 4.4 (meter) and 2.3 (htb), the guest's timers and CPU
@@ -48,7 +51,7 @@ interface IperfEnd {
 }
 
 export function qosTests(g: GuestReader): void {
-  /** bit/s received at the far end of one recorded iperf3 run. */
+  /** bit/s of payload received at the far end of one recorded iperf3 run (TCP or UDP: iperf3 3.12 reports `sum_received` for both). */
   const rate = (name: string): number => {
     const raw = g.text(`qos/iperf-${name}.out`);
     expect(g.rc(`qos/iperf-${name}`), raw.slice(0, 500)).toBe(0);
