@@ -12,7 +12,7 @@
  */
 import { readFileSync } from "node:fs";
 import { monitorEventLoopDelay } from "node:perf_hooks";
-import { getHeapStatistics } from "node:v8";
+import { getHeapSpaceStatistics, getHeapStatistics } from "node:v8";
 import { ControlPlane, Rollout, type RolloutEvent, type RolloutTarget } from "@netfleet/controller";
 import { sealAssignment, type Host, type SigningKeys } from "@netfleet/shared";
 import { varzCounters } from "./rollout-probe.ts";
@@ -91,10 +91,16 @@ const emit = (e: RolloutEvent) => {
 const mb = (b: number) => Math.round(b / 2 ** 20);
 const peak = { rss: 0, heapTotal: 0, heapUsed: 0, external: 0, arrayBuffers: 0 };
 let atPeakRss = process.memoryUsage();
+/** V8's heap spaces when RSS peaked: committed (physical) MB per space (new_space, old_space, large_object_space, code_space...). */
+let spacesAtPeakRss: Record<string, number> = {};
 const peakAt = { rss: 0, heapUsed: 0 };
 const sampler = setInterval(() => {
   const m = process.memoryUsage();
-  if (m.rss > peak.rss) (atPeakRss = m), (peakAt.rss = Math.round(performance.now() - t0));
+  if (m.rss > peak.rss) {
+    atPeakRss = m;
+    peakAt.rss = Math.round(performance.now() - t0);
+    spacesAtPeakRss = Object.fromEntries(getHeapSpaceStatistics().filter((s) => s.physical_space_size > 2 ** 20).map((s) => [s.space_name.replace(/_space$/, ""), mb(s.physical_space_size)]));
+  }
   if (m.heapUsed > peak.heapUsed) peakAt.heapUsed = Math.round(performance.now() - t0);
   for (const k of Object.keys(peak) as (keyof typeof peak)[]) peak[k] = Math.max(peak[k], m[k]);
 }, 200);
@@ -127,6 +133,7 @@ out({
     atPeakRss: Object.fromEntries(Object.entries(atPeakRss).map(([k, v]) => [k, mb(v)])),
     peaks: Object.fromEntries(Object.entries(peak).map(([k, v]) => [k, mb(v)])),
     peakAtMs: peakAt,
+    spacesAtPeakRss,
     // Where RSS is outside the V8 heap: /proc/self/status (RssAnon: malloc and heap pages; RssFile: the node binary
     // and libraries mapped in) and V8's own malloc (compiler zones; peak over the process).
     ...procStatus(),

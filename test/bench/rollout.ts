@@ -165,6 +165,8 @@ export interface RolloutBenchOptions {
   nodes?: 1 | 3;
   /** Node flags of the controller process (default CONTROLLER_NODE_FLAGS, as the packaged `netfleet` wrapper starts the CLI; [] for none). */
   controllerFlags?: string[];
+  /** Experiments: Node flags of the agent processes (default none). */
+  agentFlags?: string[];
 }
 
 /** The benches' site name and enrollment token (rollout, enroll). */
@@ -366,7 +368,7 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
         ...(options.failHosts ? { failHosts: options.failHosts } : {}),
       };
       const agentsProf = options.cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfDir}`, `--cpu-prof-name=agents${p}-${agents}.cpuprofile`] : [];
-      children.push(spawnChild(`agents${p}`, join(HERE, "rollout-agents.ts"), JSON.stringify(arg), log, agentsProf));
+      children.push(spawnChild(`agents${p}`, join(HERE, "rollout-agents.ts"), JSON.stringify(arg), log, [...(options.agentFlags ?? []), ...agentsProf]));
     }
     const enrollTimeoutMs = options.enrollTimeoutMs ?? 60_000 + agents * 20;
     const ready = await Promise.all(children.map((c) => c.waitFor("ready", enrollTimeoutMs)));
@@ -537,7 +539,7 @@ export function benchProblems(results: { rollout: readonly RolloutRow[]; rollout
 
 /**
  * sh scripts/node.sh test/bench/rollout.ts N [--cpu-prof DIR] [--max-payload-mb MB] [--processes P]
- * [--batch-percent B] [--enroll-timeout-ms MS] [--apply-timeout-ms MS] [--nodes 1|3] [--controller-flag FLAG ...]: one row, as JSON.
+ * [--batch-percent B] [--enroll-timeout-ms MS] [--apply-timeout-ms MS] [--nodes 1|3] [--controller-flag FLAG ...] [--agent-flag FLAG ...]: one row, as JSON.
  * --nodes 3: a 3-node JetStream cluster, KV replicas 3 (RolloutBenchOptions.nodes).
  */
 if (import.meta.main) {
@@ -559,6 +561,8 @@ if (import.meta.main) {
     ...(flag("--apply-timeout-ms") ? { applyTimeoutMs: flag("--apply-timeout-ms")! } : {}),
     ...(nodes !== undefined ? { nodes: nodes as 1 | 3 } : {}),
     // --controller-flag FLAG (repeatable) in place of the launch flags; --controller-flag none: no flag at all.
+    // --agent-flag FLAG (repeatable): a Node flag of the agent processes.
+    ...(process.argv.includes("--agent-flag") ? { agentFlags: process.argv.flatMap((x, k) => (x === "--agent-flag" ? [process.argv[k + 1]!] : [])) } : {}),
     ...(process.argv.includes("--controller-flag") ? { controllerFlags: process.argv.flatMap((x, k) => (x === "--controller-flag" && process.argv[k + 1] !== "none" ? [process.argv[k + 1]!] : [])) } : {}),
   });
   process.stdout.write(JSON.stringify(row) + "\n");
