@@ -410,10 +410,10 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
     const controller = spawnChild("controller", join(HERE, "rollout-controller.ts"), argFile, log, execArgv);
     children.push(controller);
     // CPU of nats-server and of the agent processes over the rollout: from the controller's "running" line to its result.
-    const others = { server: server.nodes.map((n) => n.process?.pid), agents: children.filter((c) => c.name.startsWith("agents")).map((c) => c.child.pid) };
+    const others = { server: server.nodes.map((n) => n.process?.pid), agents: children.filter((c) => c.name.startsWith("agents")).map((c) => c.child.pid), probe: [probe.child.pid] };
     const cpuAtSpawn = { server: others.server.map(procCpuMs), agents: others.agents.map(procCpuMs), at: performance.now() };
     const running = await controller.waitFor("running", 120_000);
-    const cpuAtStart = { server: others.server.map(procCpuMs), agents: others.agents.map(procCpuMs) };
+    const cpuAtStart = { server: others.server.map(procCpuMs), agents: others.agents.map(procCpuMs), probe: others.probe.map(procCpuMs) };
     {
       // How busy the fleet still was while the controller started (after enrollment): the clock should start on a quiet one.
       const ms = performance.now() - cpuAtSpawn.at;
@@ -423,7 +423,7 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
     const connectionsPerNode = nodes > 1 ? await Promise.all(monitorUrls.map(async (u) => ((await (await fetch(`${u}/varz`, { signal: AbortSignal.timeout(5000) })).json()) as { connections: number }).connections)) : undefined;
     if (connectionsPerNode) log(`rollout ${agents}: ${nodes} nodes, client connections per node ${JSON.stringify(connectionsPerNode)}`);
     const r = await controller.waitFor("result", 120_000 + agents * 20);
-    const cpuAtEnd = { server: others.server.map(procCpuMs), agents: others.agents.map(procCpuMs) };
+    const cpuAtEnd = { server: others.server.map(procCpuMs), agents: others.agents.map(procCpuMs), probe: others.probe.map(procCpuMs) };
     await controller.exited;
     // The probe may trail the rollout by a moment (it hears the agents' reports, published after their confirmation); bounded.
     await probe.waitFor("all-reported", 3000).catch(() => undefined);
@@ -443,7 +443,9 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
     const failedOrMissing = new Set([...names.filter((h) => reportedAt[h] === undefined), ...failedHosts]).size;
     const messages = varzAfter.in_msgs + varzAfter.out_msgs - (varzBefore.in_msgs + varzBefore.out_msgs) - (heard.messages ?? 0);
     const bytes = varzAfter.in_bytes + varzAfter.out_bytes - (varzBefore.in_bytes + varzBefore.out_bytes) - (heard.bytes ?? 0);
-    const spent = (k: "server" | "agents") => cpuAtEnd[k].reduce((sum, v, i) => sum + (v - cpuAtStart[k][i]!), 0);
+    const spent = (k: "server" | "agents" | "probe") => cpuAtEnd[k].reduce((sum, v, i) => sum + (v - cpuAtStart[k][i]!), 0);
+    // What measuring costs: the probe shares the machine's cores with the fleet over the same window.
+    log(`rollout ${agents}: the probe used ${Math.round(spent("probe"))} CPU-ms over the rollout`);
     if (r.memory) log(`rollout ${agents}: controller memory (MB) ${JSON.stringify(r.memory)}; plan made, waves started at ${JSON.stringify(r.marks)} ms`);
     // The agents' own counts (lockout rollbacks, confirmation retries, lost connections): stopped now, before the row is made.
     await Promise.all(children.filter((c) => c !== controller).map((c) => stopChild(c, 30_000)));
