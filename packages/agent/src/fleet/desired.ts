@@ -5,6 +5,7 @@ import {
   SIGNING_CHAIN_KEY,
   acceptedKeyIds,
   decodeSignedAssignment,
+  decodeSignedAssignmentValue,
   decodeSigningChain,
   desiredBucket,
   followChain,
@@ -69,8 +70,10 @@ export async function readDesired(nc: NatsConnection, site: string, host: string
     // behind the hint too: a direct get may be answered by a replica that has not applied the host's first write yet
     // (3-node cluster: the agent never applied its first revision, the rollout failed on it).
     if (stored) {
-      const revision = hintedRevision(stored.data);
-      if (revision === undefined || revision >= hinted) return stored;
+      // Parsed once: judge decodes from this value (StoredEntry.json) instead of the bytes.
+      const json = parseValue(stored.data);
+      const revision = json ? revisionOf(json.value) : undefined;
+      if (revision === undefined || revision >= hinted) return json ? { ...stored, json } : stored;
     }
     await pause(100, signal);
   }
@@ -85,12 +88,21 @@ export async function readDesired(nc: NatsConnection, site: string, host: string
  * applied on it (SigningTrust.judge decodes and verifies what is).
  */
 export function hintedRevision(data: Uint8Array): number | undefined {
-  let value: unknown;
+  const json = parseValue(data);
+  return json ? revisionOf(json.value) : undefined;
+}
+
+/** The bytes as JSON (strict UTF-8, then JSON.parse; what shared parseJson does), or undefined when they are not. */
+function parseValue(data: Uint8Array): { value: unknown } | undefined {
   try {
-    value = JSON.parse(utf8.decode(data));
+    return { value: JSON.parse(utf8.decode(data)) };
   } catch {
     return undefined;
   }
+}
+
+/** The `revision` field of a parsed envelope when it is a positive safe integer. */
+function revisionOf(value: unknown): number | undefined {
   const revision = value !== null && typeof value === "object" ? (value as { revision?: unknown }).revision : undefined;
   return typeof revision === "number" && Number.isSafeInteger(revision) && revision >= 1 ? revision : undefined;
 }
@@ -133,9 +145,10 @@ export function judgeDesired(stored: StoredEntry, checkpoint: Checkpoint, signin
   return judgeDecoded(decoded, checkpoint, signingKey, where, now);
 }
 
-/** The stored desired value decoded (decodeSignedAssignment), its source named by bucket, key and stream sequence. */
+/** The stored desired value decoded (decodeSignedAssignment; from StoredEntry.json when it was parsed already), its source named by bucket, key and stream sequence. */
 function decodeStored(stored: StoredEntry, where: { site: string; host: string }): UnverifiedEnvelope {
-  return decodeSignedAssignment(`kv ${desiredBucket(where.site)}/${where.host}@${stored.seq}`, stored.data);
+  const source = `kv ${desiredBucket(where.site)}/${where.host}@${stored.seq}`;
+  return stored.json ? decodeSignedAssignmentValue(source, stored.json.value) : decodeSignedAssignment(source, stored.data);
 }
 
 /** The `reject` verdict of a value that does not decode; any other error is thrown on. */

@@ -7,6 +7,8 @@ export interface StoredEntry {
   data: Uint8Array;
   seq: number;
   operation: "PUT" | "DEL" | "PURGE";
+  /** `data` parsed as JSON (strict UTF-8, JSON.parse), when a reader parsed it already (readDesired): decoding then starts from it rather than parsing the bytes again. */
+  json?: { value: unknown };
 }
 
 /**
