@@ -77,6 +77,14 @@ describe("least privilege (nats-server 2.9 static users)", () => {
     await a.nc.flush();
     await site.cp.publish(assignmentFor("hv1", 3));
     for await (const m of watch) expect(JSON.parse(m.string())).toMatchObject({ revision: 2 });
+    // hv1's own agent applies revision 2 and stores its report in the same key: waited for (bounded), so that it
+    // cannot land between the write below and its read-back.
+    for (let i = 0; ; i++) {
+      const stored = await a.nc.request(directGetSubject(APPLIED, "hv1"), "", { timeout: 2000 });
+      if (stored.data.length > 0 && (JSON.parse(stored.string()) as { revision?: number }).revision === 2) break;
+      if (i >= 200) throw new Error("hv1's agent did not store its report of revision 2 within 10 s");
+      await new Promise((r) => setTimeout(r, 50));
+    }
 
     const ack = await a.nc.request(kvSubject(APPLIED, "hv1"), JSON.stringify({ probe: true }), { timeout: 2000 });
     expect(JSON.parse(ack.string())).toMatchObject({ stream: kvStream(APPLIED) });
