@@ -411,9 +411,11 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
     children.push(controller);
     // CPU of nats-server and of the agent processes over the rollout: from the controller's "running" line to its result.
     const others = { server: server.nodes.map((n) => n.process?.pid), agents: children.filter((c) => c.name.startsWith("agents")).map((c) => c.child.pid), probe: [probe.child.pid] };
-    const cpuAtSpawn = { server: others.server.map(procCpuMs), agents: others.agents.map(procCpuMs), at: performance.now() };
+    /** Each process's CPU so far (ms), by kind. */
+    const cpuNow = () => ({ server: others.server.map(procCpuMs), agents: others.agents.map(procCpuMs), probe: others.probe.map(procCpuMs) });
+    const cpuAtSpawn = { ...cpuNow(), at: performance.now() };
     const running = await controller.waitFor("running", 120_000);
-    const cpuAtStart = { server: others.server.map(procCpuMs), agents: others.agents.map(procCpuMs), probe: others.probe.map(procCpuMs) };
+    const cpuAtStart = cpuNow();
     {
       // How busy the fleet still was while the controller started (after enrollment): the clock should start on a quiet one.
       const ms = performance.now() - cpuAtSpawn.at;
@@ -423,7 +425,7 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
     const connectionsPerNode = nodes > 1 ? await Promise.all(monitorUrls.map(async (u) => ((await (await fetch(`${u}/varz`, { signal: AbortSignal.timeout(5000) })).json()) as { connections: number }).connections)) : undefined;
     if (connectionsPerNode) log(`rollout ${agents}: ${nodes} nodes, client connections per node ${JSON.stringify(connectionsPerNode)}`);
     const r = await controller.waitFor("result", 120_000 + agents * 20);
-    const cpuAtEnd = { server: others.server.map(procCpuMs), agents: others.agents.map(procCpuMs), probe: others.probe.map(procCpuMs) };
+    const cpuAtEnd = cpuNow();
     await controller.exited;
     // The probe may trail the rollout by a moment (it hears the agents' reports, published after their confirmation); bounded.
     await probe.waitFor("all-reported", 3000).catch(() => undefined);
@@ -548,6 +550,8 @@ if (import.meta.main) {
   const n = Number(process.argv[2] ?? 100);
   const i = process.argv.indexOf("--cpu-prof");
   const flag = (name: string) => (process.argv.includes(name) ? Number(process.argv[process.argv.indexOf(name) + 1]) : undefined);
+  /** Every value of a repeatable option (`--name VALUE`, in order). */
+  const repeated = (name: string) => process.argv.flatMap((x, k) => (x === name ? [process.argv[k + 1]!] : []));
   const m = process.argv.indexOf("--max-payload-mb");
   const nodes = flag("--nodes");
   if (!(Number.isInteger(n) && n >= 1) || (nodes !== undefined && nodes !== 1 && nodes !== 3)) {
@@ -563,9 +567,9 @@ if (import.meta.main) {
     ...(flag("--apply-timeout-ms") ? { applyTimeoutMs: flag("--apply-timeout-ms")! } : {}),
     ...(nodes !== undefined ? { nodes: nodes as 1 | 3 } : {}),
     // --controller-flag FLAG (repeatable) in place of the launch flags; --controller-flag none: no flag at all.
+    ...(process.argv.includes("--controller-flag") ? { controllerFlags: repeated("--controller-flag").filter((f) => f !== "none") } : {}),
     // --agent-flag FLAG (repeatable): a Node flag of the agent processes.
-    ...(process.argv.includes("--agent-flag") ? { agentFlags: process.argv.flatMap((x, k) => (x === "--agent-flag" ? [process.argv[k + 1]!] : [])) } : {}),
-    ...(process.argv.includes("--controller-flag") ? { controllerFlags: process.argv.flatMap((x, k) => (x === "--controller-flag" && process.argv[k + 1] !== "none" ? [process.argv[k + 1]!] : [])) } : {}),
+    ...(process.argv.includes("--agent-flag") ? { agentFlags: repeated("--agent-flag") } : {}),
   });
   process.stdout.write(JSON.stringify(row) + "\n");
 }

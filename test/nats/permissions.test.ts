@@ -5,7 +5,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentCredentials, appliedBucket, decodeMessage, desiredBucket, directGetSubject, kvStream, kvSubject, reportSubject, heartbeatSubject, enrollSubject } from "@netfleet/shared";
-import { SITE, assignmentFor, inventoryHost, startAgent, startSite, type Site, type TestAgent } from "./harness.ts";
+import { SITE, assignmentFor, eventually, inventoryHost, startAgent, startSite, type Site, type TestAgent } from "./harness.ts";
 
 const DESIRED = desiredBucket(SITE);
 const APPLIED = appliedBucket(SITE);
@@ -79,12 +79,10 @@ describe("least privilege (nats-server 2.9 static users)", () => {
     for await (const m of watch) expect(JSON.parse(m.string())).toMatchObject({ revision: 2 });
     // hv1's own agent applies revision 2 and stores its report in the same key: waited for (bounded), so that it
     // cannot land between the write below and its read-back.
-    for (let i = 0; ; i++) {
+    await eventually(async () => {
       const stored = await a.nc.request(directGetSubject(APPLIED, "hv1"), "", { timeout: 2000 });
-      if (stored.data.length > 0 && (JSON.parse(stored.string()) as { revision?: number }).revision === 2) break;
-      if (i >= 200) throw new Error("hv1's agent did not store its report of revision 2 within 10 s");
-      await new Promise((r) => setTimeout(r, 50));
-    }
+      return stored.data.length > 0 && (JSON.parse(stored.string()) as { revision?: number }).revision === 2;
+    }, "hv1's agent stores its report of revision 2");
 
     const ack = await a.nc.request(kvSubject(APPLIED, "hv1"), JSON.stringify({ probe: true }), { timeout: 2000 });
     expect(JSON.parse(ack.string())).toMatchObject({ stream: kvStream(APPLIED) });

@@ -10,6 +10,7 @@ import {
   desiredBucket,
   followChain,
   kvSubject,
+  parseJson,
   signingKeyId,
   trustPinned,
   verifySignedAssignment,
@@ -92,10 +93,10 @@ export function hintedRevision(data: Uint8Array): number | undefined {
   return json ? revisionOf(json.value) : undefined;
 }
 
-/** The bytes as JSON (strict UTF-8, then JSON.parse; what shared parseJson does), or undefined when they are not. */
+/** The bytes as JSON (shared parseJson: strict UTF-8, then JSON.parse), or undefined when they are not. */
 function parseValue(data: Uint8Array): { value: unknown } | undefined {
   try {
-    return { value: JSON.parse(utf8.decode(data)) };
+    return { value: parseJson("desired value", data) };
   } catch {
     return undefined;
   }
@@ -106,9 +107,6 @@ function revisionOf(value: unknown): number | undefined {
   const revision = value !== null && typeof value === "object" ? (value as { revision?: unknown }).revision : undefined;
   return typeof revision === "number" && Number.isSafeInteger(revision) && revision >= 1 ? revision : undefined;
 }
-
-/** Strict UTF-8 (a value that is not UTF-8 names no revision); a fatal TextDecoder keeps no state between whole-buffer decodes. */
-const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 /** How many times readDesired reads again after a timeout or no responder (about 24 s in all with its 2 s read timeout). */
 export const READ_RETRIES = 6;
