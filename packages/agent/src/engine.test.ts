@@ -3,6 +3,7 @@ import type { KernelBondSpec, ResourceSpec } from "@netfleet/shared";
 import { planAbsent, reconcile } from "./engine.ts";
 import { RecordingRunner } from "./exec/recording-runner.ts";
 import { fixture } from "./resources/fixtures.ts";
+import { ovsObserveArgv } from "./resources/ovsdb.ts";
 import { Toolbox } from "./tools.ts";
 
 const forward: ResourceSpec = { kind: "sysctl", name: "net.ipv4.ip_forward", value: "1" };
@@ -138,5 +139,50 @@ describe("planAbsent (netfleet plan: a first apply, nothing read)", () => {
       { id: "sysctl[net.ipv4.conf.all.rp_filter]", result: true, commands: [], comment: "in desired state" },
       { id: "ovs-bridge[br-x]", result: false, commands: [], comment: expect.stringMatching(/balance-tcp needs LACP/) },
     ]);
+  });
+});
+
+describe("the read-back waits, bounded, for a status column ovs-vswitchd fills on its own cycle (Interface.mac_in_use)", () => {
+  const WANT = "02:4e:46:00:04:39";
+  const uplink: ResourceSpec = {
+    kind: "ovs-bridge",
+    name: "br-uplink",
+    datapath: "netdev",
+    ports: [
+      { name: "bond0", type: "bond", members: ["eth0", "eth1"], bond_mode: "balance-tcp", trunks: [1081, 1082], lacp: "active" },
+      { name: "gw-secure", type: "internal", tag: 1081, mac: WANT },
+    ],
+  };
+  /** The real capture, with gw-secure's mac_in_use still the kernel's own address for the first `staleReads` reads. */
+  const lagging = (staleReads: number) => {
+    const converged = fixture("ovs/trunk-lacp-active.json");
+    expect(converged).toContain(WANT);
+    const stale = converged.replace(WANT, "76:0b:9e:21:5c:04");
+    let reads = 0;
+    const runner = new RecordingRunner()
+      .reply(ovsObserveArgv({ tools: new Toolbox() } as never), () => ({ stdout: reads++ < staleReads ? stale : converged }))
+      // the management guard's reads (the bond enslaves links): the backend's links, no route through them
+      .reply(["ip", "-details", "-json", "link", "show"], { stdout: fixture("ip/empty-link.json") })
+      .reply(["ip", "-json", "addr", "show"], { stdout: fixture("ip/empty-addr.json") })
+      .reply(["ip", "-json", "route", "show"], { stdout: "[]" });
+    return { runner, reads: () => reads };
+  };
+
+  it("a port whose address shows up two reads after the write is changed, not failed", async () => {
+    const host = lagging(3); // the observe, the first read-back and one re-read
+    const [r] = await reconcile([uplink], opts(host.runner));
+    expect(r).toMatchObject({ result: true, changed: true, comment: "changed" });
+    expect(r!.changes).toEqual({ "port gw-secure mac": { old: "76:0b:9e:21:5c:04", new: WANT } });
+    expect(host.runner.mutatingCalls.map((c) => c.argv.slice(-5))).toEqual([["--", "set", "Interface", "gw-secure", `mac="${WANT}"`]]);
+    expect(host.reads()).toBe(4);
+  });
+
+  it("an address that never comes fails the resource after the bounded wait (2 s: at most 21 re-reads)", async () => {
+    const host = lagging(Number.POSITIVE_INFINITY);
+    const started = performance.now();
+    const [r] = await reconcile([uplink], opts(host.runner));
+    expect(r).toMatchObject({ result: false, changed: true, comment: "still differs after apply: port gw-secure mac" });
+    expect(host.reads()).toBe(1 + 1 + 20);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(1_900);
   });
 });

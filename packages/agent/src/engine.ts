@@ -4,7 +4,7 @@ import { dirname } from "node:path";
 import { displayCommand, type Builtin, type Runner } from "./exec/runner.ts";
 import { handlerFor } from "./resources/index.ts";
 import { hostChangedComment, observedHash } from "./resources/observed-hash.ts";
-import type { HostAccess, ObserveContext, PlanContext, ResourcePlan, ResourceResult } from "./resources/types.ts";
+import type { HostAccess, ObserveContext, PlanContext, ResourceHandler, ResourcePlan, ResourceResult } from "./resources/types.ts";
 import type { Toolbox } from "./tools.ts";
 import { disruptionRefusal, disruptions } from "./resources/management-disruption.ts";
 import { guardPlan, type GuardDecision } from "./resources/management-guard.ts";
@@ -173,7 +173,7 @@ export async function reconcilePass(resources: readonly ResourceSpec[], options:
         await applyPlan(plan, options.runner, host);
         cache.clear();
         result.changed = true;
-        const again = handler.plan(spec, await handler.observe(spec, ctx), ctx);
+        const again = await readBack(handler, spec, ctx, () => cache.clear());
         if (again.blocked || again.commands.length > 0) {
           result.result = false;
           result.comment = `still differs after apply: ${again.blocked ?? Object.keys(again.changes).join(", ")}`;
@@ -193,6 +193,26 @@ export async function reconcilePass(resources: readonly ResourceSpec[], options:
   }
   if (guard && guard.moves.size > 0 && !options.check) await settleAfterPass(guard, results, options);
   return { results, observed };
+}
+
+/** The read-back pass between two re-reads while a handler's status columns settle (see ResourceHandler.settleMs). */
+const SETTLE_STEP_MS = 100;
+
+/**
+ * The plan on a fresh observation after an apply: the empty plan as soon as
+ * the host reads as wanted; otherwise re-read every SETTLE_STEP_MS until the
+ * handler's `settleMs` is spent (bounded: at most settleMs / 100 + 1 reads),
+ * and the last plan. `forget` drops the pass's memoised reads before each
+ * re-read. Throws what observe throws.
+ */
+async function readBack(handler: ResourceHandler, spec: ResourceSpec, ctx: ObserveContext, forget: () => void): Promise<ResourcePlan> {
+  let plan = handler.plan(spec, await handler.observe(spec, ctx), ctx);
+  for (let waited = 0; (plan.blocked || plan.commands.length > 0) && waited < (handler.settleMs ?? 0); waited += SETTLE_STEP_MS) {
+    await new Promise((r) => setTimeout(r, SETTLE_STEP_MS));
+    forget();
+    plan = handler.plan(spec, await handler.observe(spec, ctx), ctx);
+  }
+  return plan;
 }
 
 /** The result of a plan that is not applied: refused (false), nothing to do (true) or would change (null). */

@@ -114,6 +114,12 @@ export const ovsBridge: ResourceHandler<OvsBridgeSpec, OvsState> = {
     return observeOvs(ctx);
   },
   absent: emptyOvsState,
+  // An internal port's address is read from Interface.mac_in_use, which ovs-vswitchd fills in its own
+  // status transaction after it set the device's address; right after a create or a `set mac`, the
+  // read-back can still see the kernel's random address (seen in the lab: "still differs after apply:
+  // port gw-secure mac"). Reading mac_in_use, not the mac column, is what catches an address changed
+  // under OVS with `ip link set address`.
+  settleMs: 2_000,
   // The bridge, the ports it asks for (wherever they are) and the marked ports on it, with their interfaces:
   // a VM's tap plugged into the bridge by libvirt is no change to this plan.
   stable: (state, spec) => {

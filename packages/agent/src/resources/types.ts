@@ -86,6 +86,16 @@ export interface ResourceHandler<S extends ResourceSpec = ResourceSpec, O = unkn
    * link, a VM's tap). Absent: the observation as it is.
    */
   stable?(observed: O, spec: S): unknown;
+  /**
+   * How long, in milliseconds, what `observe` reads may lag a write that
+   * already succeeded: the engine's read-back after an apply then re-reads
+   * every 100 ms, up to this long, before it calls the resource "still
+   * differs". For status columns a daemon fills on its own cycle, such as
+   * OVS's `Interface.mac_in_use`, which ovs-vswitchd writes in a separate
+   * status transaction after it set the device's address (ovs-vswitchd.conf.db(5),
+   * "Interface Status"). Absent: 0, one read-back.
+   */
+  settleMs?: number;
 }
 
 /**
