@@ -1,7 +1,21 @@
+import { jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
+import { headers } from "@nats-io/transport-node";
 import { afterEach, describe, expect, it } from "vitest";
 import { StaleRevisionError } from "@netfleet/controller";
-import { desiredBucket, encodeMessage, generateSigningKeys, signAssignment } from "@netfleet/shared";
+import {
+  STORED_DIGEST_HEADER,
+  STORED_REVISION_HEADER,
+  STORED_SEQUENCE_HEADER,
+  agentInboxPrefix,
+  desiredBucket,
+  desiredStoredSubject,
+  encodeMessage,
+  generateSigningKeys,
+  kvSubject,
+  signAssignment,
+  storedDigest,
+} from "@netfleet/shared";
 import { SITE, assignmentFor, eventually, inventoryHost, startAgent, startSite, stopAll, type Site, type TestAgent } from "./harness.ts";
 
 let site: Site | undefined;
@@ -102,6 +116,81 @@ describe("desired state", () => {
     const revisions = agent.applied.map((a) => a.revision);
     expect(revisions).toEqual([...revisions].sort((a, b) => a - b));
     expect(new Set(revisions).size).toBe(revisions.length);
+  });
+
+  it("a write the controller says the bucket stored is applied without reading it back; a write the stream refused, or a word for bytes never written, is read and the stored value decides", async () => {
+    site = await startSite({ basePort: 31140, hosts: [inventoryHost("hv1")] });
+    const s = site;
+    // No resync during the test: what the agent does comes from what it hears on its subjects.
+    const agent = startAgent(s, { hostname: "hv1", resyncMs: 600_000 });
+    agents.push(agent);
+    await agent.started;
+    // Every direct get of the desired bucket hv1's agent makes (its replies go to its own inbox), as the server sees
+    // it: the controller may subscribe to any subject. The controller's own reads (publish reads first) are not counted.
+    const gets: string[] = [];
+    const spy = s.cp.nc.subscribe(`$JS.API.DIRECT.GET.KV_${desiredBucket(SITE)}.>`, {
+      callback: (_e, m) => {
+        if (m.reply?.startsWith(agentInboxPrefix(SITE, "hv1") + ".")) gets.push(m.subject);
+      },
+    });
+    await s.cp.nc.flush();
+    // The agent's own read at connect (its first sync) is not what this test counts: waited for, then forgotten.
+    await eventually(() => agent.events.some((e) => e.event === "connected"), "the agent connected");
+    await agent.client.idle();
+    gets.length = 0;
+    const rejected = () => agent.events.filter((e) => e.event === "assignment-rejected");
+
+    // Positive control: two revisions published by the controller are applied, and the key is never read for them.
+    for (const n of [1, 2]) {
+      const published = await s.cp.publish(assignmentFor("hv1", n));
+      await eventually(() => agent.applied.at(-1)?.revision === published.revision, `revision ${published.revision} applied`);
+    }
+    expect(gets, "direct gets of the desired key").toEqual([]);
+    const kept = agent.applied.at(-1)!;
+
+    // Attack 1: a genuinely signed revision 7 published on hv1's key but refused by the stream (a lost compare-and-set).
+    // Its bytes reach the agent's subscription all the same; no word follows, so the agent reads the key and keeps 2.
+    const js = jetstream(s.cp.nc);
+    const refusedBytes = encodeMessage(signAssignment(assignmentFor("hv1", 7), 7, s.signing.privateKeyPem));
+    await expect(js.publish(kvSubject(desiredBucket(SITE), "hv1"), refusedBytes, { expect: { lastSubjectSequence: 1 } })).rejects.toThrow(/wrong last sequence/);
+    // (read again, 100 ms apart, up to 10 times, while the key holds less than the revision the bytes named: readDesired)
+    await eventually(() => gets.length > 0, "the agent reads the key after the refused write", 8_000);
+    await agent.client.idle();
+    expect(agent.applied.at(-1)).toEqual(kept);
+    expect(agent.client.current?.revision).toBe(2);
+
+    // Attack 2: a word for bytes that were never written (a signed revision 8, named by its digest): no such write is
+    // held, so the word is only a hint; the key is read and still holds revision 2.
+    const word = (bytes: Uint8Array, seq: number, revision: number) => {
+      const h = headers();
+      h.set(STORED_SEQUENCE_HEADER, String(seq));
+      h.set(STORED_REVISION_HEADER, String(revision));
+      h.set(STORED_DIGEST_HEADER, storedDigest(bytes));
+      s.cp.nc.publish(desiredStoredSubject(SITE, "hv1"), undefined, { headers: h });
+    };
+    const afterRefused = gets.length;
+    word(encodeMessage(signAssignment(assignmentFor("hv1", 8), 8, s.signing.privateKeyPem)), 999, 8);
+    await eventually(() => gets.length > afterRefused, "the agent reads the key after a word for bytes it never saw");
+    await agent.client.idle();
+    expect(agent.applied.at(-1)).toEqual(kept);
+
+    // Attack 3: bytes stored in the key by someone else than the controller's store (mallory's key), with no word: read
+    // after the wait, judged as stored, and refused.
+    const afterWord = gets.length;
+    const mallory = generateSigningKeys();
+    const kv = await new Kvm(s.cp.nc).open(desiredBucket(SITE));
+    const seq = await kv.put("hv1", encodeMessage(signAssignment(assignmentFor("hv1", 9), 9, mallory.privateKeyPem)));
+    await eventually(() => rejected().some((e) => e.seq === seq), "mallory's stored revision refused", 8_000);
+    expect(rejected().find((e) => e.seq === seq)).toMatchObject({ reason: "unknown-key", keeping: 2 });
+    expect(gets.length).toBeGreaterThan(afterWord);
+    expect(agent.applied.at(-1)).toEqual(kept);
+    const reads = gets.length;
+
+    // And the controller's next revision is applied from what the agent heard, with no read.
+    const next = await s.cp.publish(assignmentFor("hv1", 10));
+    await eventually(() => agent.applied.at(-1)?.revision === next.revision, "the next revision applied");
+    expect(gets).toHaveLength(reads);
+    spy.unsubscribe();
   });
 
   it("an agent whose connection closes under it (not a disconnect: closed for good) connects again and keeps applying", async () => {

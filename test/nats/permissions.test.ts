@@ -4,7 +4,23 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AgentCredentials, appliedBucket, decodeMessage, desiredBucket, directGetSubject, kvStream, kvSubject, reportSubject, heartbeatSubject, enrollSubject } from "@netfleet/shared";
+import {
+  AgentCredentials,
+  STORED_DIGEST_HEADER,
+  STORED_REVISION_HEADER,
+  STORED_SEQUENCE_HEADER,
+  appliedBucket,
+  decodeMessage,
+  desiredBucket,
+  desiredStoredSubject,
+  directGetSubject,
+  kvStream,
+  kvSubject,
+  reportSubject,
+  heartbeatSubject,
+  enrollSubject,
+  storedDigest,
+} from "@netfleet/shared";
 import { SITE, assignmentFor, eventually, inventoryHost, startAgent, startSite, type Site, type TestAgent } from "./harness.ts";
 
 const DESIRED = desiredBucket(SITE);
@@ -74,9 +90,19 @@ describe("least privilege (nats-server 2.9 static users)", () => {
     expect(JSON.parse(own.string())).toMatchObject({ revision: 1, assignment: { host: "hv1" } });
 
     const watch = a.nc.subscribe(kvSubject(DESIRED, "hv1"), { max: 1 });
+    // ... and the controller's word that the bucket stored it: sequence, revision and the digest of those very bytes.
+    const word = a.nc.subscribe(desiredStoredSubject(SITE, "hv1"), { max: 1 });
     await a.nc.flush();
-    await site.cp.publish(assignmentFor("hv1", 3));
-    for await (const m of watch) expect(JSON.parse(m.string())).toMatchObject({ revision: 2 });
+    const published = await site.cp.publish(assignmentFor("hv1", 3));
+    let written: Uint8Array | undefined;
+    for await (const m of watch) {
+      expect(JSON.parse(m.string())).toMatchObject({ revision: 2 });
+      written = m.data;
+    }
+    for await (const m of word) {
+      expect(m.data).toHaveLength(0);
+      expect([m.headers?.get(STORED_SEQUENCE_HEADER), m.headers?.get(STORED_REVISION_HEADER), m.headers?.get(STORED_DIGEST_HEADER)]).toEqual([String(published.kvRevision), "2", storedDigest(written!)]);
+    }
     // hv1's own agent applies revision 2 and stores its report in the same key: waited for (bounded), so that it
     // cannot land between the write below and its read-back.
     await eventually(async () => {
@@ -104,7 +130,8 @@ describe("least privilege (nats-server 2.9 static users)", () => {
     // The client libraries take the same paths: both fail before reading anything.
     await expect(jetstreamManager(a.nc, { timeout: 2000 })).rejects.toThrow(/Permissions Violation/);
     await expect(new Kvm(a.nc).open(DESIRED).then((kv) => kv.get("hv2"))).rejects.toThrow(/Permissions Violation/);
-    for (const subject of [kvSubject(DESIRED, "hv2"), `$KV.${DESIRED}.>`, `$KV.${DESIRED}.*`, "_INBOX.>", "_nf_inbox.lab.hv2.>", ">"]) await expectSubscribeDenied(a.nc, subject);
+    for (const subject of [kvSubject(DESIRED, "hv2"), `$KV.${DESIRED}.>`, `$KV.${DESIRED}.*`, desiredStoredSubject(SITE, "hv2"), desiredStoredSubject(SITE, "*"), "nf.lab.stored.>", "_INBOX.>", "_nf_inbox.lab.hv2.>", ">"])
+      await expectSubscribeDenied(a.nc, subject);
   });
 
   it("agent A cannot write host B's keys or B's report subject, nor any desired key", async () => {
@@ -115,6 +142,9 @@ describe("least privilege (nats-server 2.9 static users)", () => {
     await expectPublishDenied(a, reportSubject(SITE, "hv2"), JSON.stringify({ forged: true }));
     await expectPublishDenied(a, heartbeatSubject(SITE, "hv2"));
     await expectPublishDenied(a, enrollSubject(SITE, "hv2"));
+    // The controller's word that a write was stored: no agent may give it, for another host or for itself.
+    await expectPublishDenied(a, desiredStoredSubject(SITE, "hv2"));
+    await expectPublishDenied(a, desiredStoredSubject(SITE, "hv1"));
     expect((await site.cp.desired.read("hv2"))?.kvRevision).toBe(before?.kvRevision);
     await spy.flush();
     expect(spied.filter((m) => m.includes("forged"))).toEqual([]);

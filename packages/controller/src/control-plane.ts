@@ -1,6 +1,6 @@
 import { jetstream } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { desiredBucket, enrollSubject, kvSubject, heartbeatSubject, reportSubject, type CheckReply, type HostAssignment, type Host, type Report, type SigningKeys } from "@netfleet/shared";
+import { connect, headers, type NatsConnection } from "@nats-io/transport-node";
+import { STORED_DIGEST_HEADER, STORED_REVISION_HEADER, STORED_SEQUENCE_HEADER, desiredBucket, desiredStoredSubject, storedDigest, enrollSubject, kvSubject, heartbeatSubject, reportSubject, type CheckReply, type HostAssignment, type Host, type Report, type SigningKeys } from "@netfleet/shared";
 import { requestAdmin, serveAdmin, type AdminAction } from "./enrollment/admin.ts";
 import { EnrollmentService } from "./enrollment/service.ts";
 import { UserSync, type UserDirectory } from "./enrollment/users.ts";
@@ -97,6 +97,14 @@ export class ControlPlane {
       log,
       // A key that never had a value (expected last subject sequence 0): what a rollout publishes without reading first.
       createNew: async (key, value) => (await js.publish(desiredSubject(key), value, { expect: { lastSubjectSequence: 0 } })).seq,
+      // The host's agent applies the value it saw written without reading it back (subjects.ts desiredStoredSubject).
+      stored: (host, value, kvRevision, revision) => {
+        const h = headers();
+        h.set(STORED_SEQUENCE_HEADER, String(kvRevision));
+        h.set(STORED_REVISION_HEADER, String(revision));
+        h.set(STORED_DIGEST_HEADER, storedDigest(value));
+        nc.publish(desiredStoredSubject(options.site, host), undefined, { headers: h });
+      },
     });
     this.registry = new HostRegistry(buckets.hosts);
     this.lock = new RolloutLock(buckets.rollout);

@@ -14,7 +14,7 @@ import {
   type SignedAssignment,
 } from "@netfleet/shared";
 import { Backoff, DEFAULT_RECONNECT_MAX_MS, connectNats, pause, retrySchedule } from "./connection.ts";
-import { readDesired, watchDesired, SigningTrust } from "./desired.ts";
+import { readDesired, watchDesired, SigningTrust, type DesiredWrite } from "./desired.ts";
 import { answerRekeys, enroll, enrollFacts, type Claim } from "./enroll.ts";
 import { everyWithOffset, heartbeat, type OffsetTimer } from "./heartbeat.ts";
 import { confirmReport } from "./lockout.ts";
@@ -177,7 +177,11 @@ export class FleetMember {
         }
       }
     })();
-    watchDesired(nc, site, host, (hinted) => this.sync(hinted));
+    watchDesired(nc, site, host, {
+      written: (write) => this.sync(write),
+      word: (revision) => this.sync(revision),
+      refused: (error) => this.log({ event: "stored-word-refused", error, note: "every write to the desired key is read (a controller before nf.<site>.stored)" }),
+    });
     // `netfleet hosts rekey`: new credentials sealed to this agent's key are kept, and used by the next connection.
     answerRekeys(nc, site, host, await this.state.boxKeys(), async (c) => {
       await this.state.saveCredentials(c);
@@ -240,12 +244,27 @@ export class FleetMember {
     return this.options.signingPublicKeyPem ?? this.credentials!.signingKey.publicKeyPem;
   }
 
-  /** Queues a read of the stored assignment: applied when signed, for us, and newer; a bad one is logged and the current stays. */
-  private sync(hinted = 0): void {
+  /**
+   * Queues a judgement of the stored assignment: applied when signed, for us, and newer; a bad one is logged and the
+   * current stays. `from`: a write heard on the key's subject (desired.ts watchDesired), or the revision a word for
+   * bytes not heard named (0: none, a resync). A write it would apply waits for the controller's word that the bucket
+   * stored it, and is then applied as heard, with no read; any other write, one with no word, a word and a resync
+   * read the key (readDesired), whose value decides: a refusal is logged with the stream sequence of what is stored.
+   */
+  private sync(from: DesiredWrite | number = 0): void {
     void this.enqueue(async () => {
       const nc = this.connection;
       const creds = this.credentials;
       if (!nc || !creds) return;
+      const where = { site: this.options.site, host: creds.host };
+      if (typeof from !== "number") {
+        const heard = await this.signingTrust().judge(nc, { data: from.data, seq: 0, operation: "PUT", ...(from.json ? { json: from.json } : {}) }, this.checkpoint, where);
+        if (heard.action === "apply" && (await from.stored) !== undefined) {
+          await this.apply(heard.envelope);
+          return;
+        }
+      }
+      const hinted = typeof from === "number" ? from : (from.revision ?? 0);
       const stored = await readDesired(nc, this.options.site, creds.host, hinted, this.stopping.signal);
       if (!stored) return;
       const verdict = await this.signingTrust().judge(nc, stored, this.checkpoint, { site: this.options.site, host: creds.host });

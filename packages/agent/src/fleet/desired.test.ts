@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { encodeMessage, generateSigningKeys, sealAssignment, signAssignment } from "@netfleet/shared";
-import { hintedRevision, judgeDesired } from "./desired.ts";
+import { judgeDesired, readHint, storedNumber } from "./desired.ts";
 import type { StoredEntry } from "./kv.ts";
 
 const keys = generateSigningKeys();
@@ -44,11 +44,19 @@ describe("judgeDesired from the bytes or from StoredEntry.json (readDesired pars
     expect(verdicts.map((v) => (v.action === "reject" ? v.reason : v.action))).toEqual(["wrong-host", "wrong-host"]);
   });
 
-  it("hintedRevision reads the revision of an envelope, and nothing from bytes that are not JSON or name none", () => {
-    expect(hintedRevision(encodeMessage(signAssignment(assignment, 12, keys.privateKeyPem)))).toBe(12);
-    expect(hintedRevision(new TextEncoder().encode("{not json"))).toBeUndefined();
-    expect(hintedRevision(new Uint8Array([0xff, 0xfe]))).toBeUndefined();
-    expect(hintedRevision(new TextEncoder().encode('{"revision":0}'))).toBeUndefined();
-    expect(hintedRevision(new TextEncoder().encode('{"revision":"5"}'))).toBeUndefined();
+  it("readHint reads the JSON and revision of an envelope, and no revision from bytes that are not JSON or name none", () => {
+    const hint = readHint(encodeMessage(signAssignment(assignment, 12, keys.privateKeyPem)));
+    expect(hint.revision).toBe(12);
+    expect(hint.json?.value).toMatchObject({ revision: 12, assignment: { host: "kvm1" } });
+    expect(readHint(new TextEncoder().encode("{not json"))).toEqual({});
+    expect(readHint(new Uint8Array([0xff, 0xfe]))).toEqual({});
+    expect(readHint(new TextEncoder().encode('{"revision":0}'))).toEqual({ json: { value: { revision: 0 } } });
+    expect(readHint(new TextEncoder().encode('{"revision":"5"}')).revision).toBeUndefined();
+  });
+
+  it("storedNumber takes a positive decimal header value and nothing else", () => {
+    expect(storedNumber("1")).toBe(1);
+    expect(storedNumber("9007199254740991")).toBe(Number.MAX_SAFE_INTEGER);
+    for (const bad of [undefined, "", "0", "-1", "01", "1e3", " 7", "7 ", "0x10", "9007199254740993", "12345678901234567"]) expect(storedNumber(bad), String(bad)).toBeUndefined();
   });
 });

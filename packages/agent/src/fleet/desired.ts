@@ -1,17 +1,22 @@
-import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import {
   AssignmentRejectedError,
   DecodeError,
   SIGNING_CHAIN_KEY,
+  STORED_DIGEST_HEADER,
+  STORED_REVISION_HEADER,
+  STORED_SEQUENCE_HEADER,
   acceptedKeyIds,
   decodeSignedAssignment,
   decodeSignedAssignmentValue,
   decodeSigningChain,
   desiredBucket,
+  desiredStoredSubject,
   followChain,
   kvSubject,
   parseJson,
   signingKeyId,
+  storedDigest,
   trustPinned,
   verifySignedAssignment,
   type SignedAssignment,
@@ -24,22 +29,122 @@ import { AgentState, type Checkpoint } from "./state.ts";
 
 /**
  * Follows the host's key of the desired bucket without a JetStream
- * consumer (an agent may create none): a core subscription on
- * `$KV.<bucket>.<host>` says something was written; `onHint` gets the
- * revision it carried (0 when it names none: a core message may be a
- * write the stream refused, so it is only a hint and the stored value
- * decides). Only the revision is read (hintedRevision), not the whole
- * envelope: the stored value is decoded and judged anyway.
+ * consumer (an agent may create none), through two core subscriptions:
+ * `$KV.<bucket>.<host>`, where each write's bytes arrive as the server
+ * takes the publish (before the stream stored it, and also when it refused
+ * it: a lost compare-and-set), and `nf.<site>.stored.<host>` (shared
+ * desiredStoredSubject), where the controller says, once the bucket
+ * acknowledged a write, at which stream sequence it stored which bytes
+ * (their sha256). Each write goes to `on.written` at once, as a
+ * DesiredWrite whose `stored` resolves with the stream sequence when the
+ * controller's word for those bytes comes, or undefined: after
+ * `confirmWaitMs` (default STORED_WAIT_MS) without one (a write made
+ * without the controller's store, an older controller, a word lost), when
+ * a word for a later write comes first, when PENDING_HINTS later writes
+ * wait, when the stored subscription is refused (the permissions of a
+ * controller before it), or when the connection ends. A word for bytes
+ * not heard goes to `on.word` with the revision it names (0: none).
  */
-export function watchDesired(nc: NatsConnection, site: string, host: string, onHint: (revision: number) => void): Subscription {
-  const sub = nc.subscribe(kvSubject(desiredBucket(site), host));
+export function watchDesired(
+  nc: NatsConnection,
+  site: string,
+  host: string,
+  on: { written: (write: DesiredWrite) => void; word: (revision: number) => void; refused?: (error: string) => void },
+  confirmWaitMs = STORED_WAIT_MS,
+): void {
+  const pending: PendingWrite[] = [];
+  let wordsRefused = false;
+  const settle = (p: PendingWrite, seq: number | undefined) => {
+    clearTimeout(p.timer);
+    p.resolve(seq);
+  };
+  const written = nc.subscribe(kvSubject(desiredBucket(site), host));
+  const stored = nc.subscribe(desiredStoredSubject(site, host));
   void (async () => {
-    for await (const msg of sub) {
-      // Only a hint; the stored value decides.
-      onHint(hintedRevision(msg.data) ?? 0);
+    for await (const msg of written) {
+      let resolve!: (seq: number | undefined) => void;
+      const promise = new Promise<number | undefined>((r) => (resolve = r));
+      const write: DesiredWrite = { data: msg.data, ...readHint(msg.data), stored: promise };
+      if (wordsRefused) resolve(undefined);
+      else {
+        const p: PendingWrite = { write, resolve, timer: undefined as unknown as NodeJS.Timeout };
+        p.timer = setTimeout(() => {
+          const i = pending.indexOf(p);
+          if (i >= 0) pending.splice(i, 1);
+          resolve(undefined);
+        }, confirmWaitMs);
+        pending.push(p);
+        if (pending.length > PENDING_HINTS) settle(pending.shift()!, undefined);
+      }
+      on.written(write);
     }
   })();
-  return sub;
+  void (async () => {
+    try {
+      for await (const msg of stored) {
+        const seq = storedNumber(msg.headers?.get(STORED_SEQUENCE_HEADER));
+        const digest = msg.headers?.get(STORED_DIGEST_HEADER) ?? "";
+        const i = seq === undefined || !/^[0-9a-f]{64}$/.test(digest) ? -1 : pending.findIndex((p) => (p.digest ??= storedDigest(p.write.data)) === digest);
+        if (i < 0) {
+          on.word(storedNumber(msg.headers?.get(STORED_REVISION_HEADER)) ?? 0);
+          continue;
+        }
+        // The writes before it are not what the key holds now: they settle unconfirmed (their reader finds this one).
+        const done = pending.splice(0, i + 1);
+        for (const p of done.slice(0, -1)) settle(p, undefined);
+        settle(done.at(-1)!, seq);
+      }
+    } catch (err) {
+      // A controller before the word does not let agents subscribe to it: every write is read, as it was then.
+      wordsRefused = true;
+      for (const p of pending.splice(0)) settle(p, undefined);
+      on.refused?.((err as Error).message);
+    }
+  })();
+  // Both subscriptions end with the connection: the writes still waiting settle unconfirmed.
+  void written.closed.finally(() => {
+    for (const p of pending.splice(0)) settle(p, undefined);
+  });
+}
+
+/**
+ * A write to the host's desired key as heard on its subject: the bytes, their
+ * JSON and the revision they name (readHint), and `stored`, the stream
+ * sequence the controller said the bucket stored these bytes at (undefined:
+ * no such word; the key must be read).
+ */
+export interface DesiredWrite {
+  data: Uint8Array;
+  json?: { value: unknown };
+  revision?: number;
+  stored: Promise<number | undefined>;
+}
+
+/** A write waiting for the controller's word. */
+interface PendingWrite {
+  write: DesiredWrite;
+  resolve: (seq: number | undefined) => void;
+  /** sha256 of the bytes, computed when a word first has to be compared with it. */
+  digest?: string;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * How long a write heard on the key's subject waits for the controller's
+ * word that it was stored before the key is read instead, ms. The word
+ * follows the bucket's acknowledgement; only a write the agent would apply
+ * waits for it (FleetMember.sync): one it refuses is read at once.
+ */
+export const STORED_WAIT_MS = 2000;
+
+/** Writes waiting for a word at once (a host gets one per rollout; a burst beyond this is read). */
+export const PENDING_HINTS = 8;
+
+/** A decimal header value (a stream sequence, a revision): digits only, a positive safe integer; else undefined. */
+export function storedNumber(value: string | undefined): number | undefined {
+  if (value === undefined || !/^[1-9][0-9]{0,15}$/.test(value)) return undefined;
+  const n = Number(value);
+  return Number.isSafeInteger(n) ? n : undefined;
 }
 
 /**
@@ -81,16 +186,18 @@ export async function readDesired(nc: NatsConnection, site: string, host: string
 }
 
 /**
- * The `revision` a stored or hinted envelope names (a positive integer), read
- * from its JSON alone, without decoding the envelope and its assignment
- * (decodeSignedAssignment costs some 50 times more: zod over the whole
- * document and its content hash); undefined when the bytes are not JSON or
- * name no such revision. A hint and a retry condition only: nothing is
- * applied on it (SigningTrust.judge decodes and verifies what is).
+ * A write seen on the key's subject, read from its JSON alone: the parsed
+ * value (undefined when the bytes are not JSON) and the `revision` it names
+ * (a positive integer; undefined when none), without decoding the envelope
+ * and its assignment (decodeSignedAssignment costs some 50 times more: zod
+ * over the whole document and its content hash). A hint and a retry
+ * condition only: nothing is applied on it (SigningTrust.judge decodes and
+ * verifies what is, from `json` when it is the stored value).
  */
-export function hintedRevision(data: Uint8Array): number | undefined {
+export function readHint(data: Uint8Array): { json?: { value: unknown }; revision?: number } {
   const json = parseValue(data);
-  return json ? revisionOf(json.value) : undefined;
+  const revision = json ? revisionOf(json.value) : undefined;
+  return { ...(json ? { json } : {}), ...(revision !== undefined ? { revision } : {}) };
 }
 
 /** The bytes as JSON (shared parseJson: strict UTF-8, then JSON.parse), or undefined when they are not. */

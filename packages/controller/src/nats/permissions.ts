@@ -6,6 +6,7 @@ import {
   checkSubject,
   correctiveBucket,
   desiredBucket,
+  desiredStoredSubject,
   directGetSubject,
   enrollSubject,
   heartbeatSubject,
@@ -25,7 +26,9 @@ import type { NatsUser } from "./config.ts";
  * `$JS.API.CONSUMER.*` or `$JS.API.STREAM.*` subject: on 2.9 a consumer's
  * filter is not checked against subscribe permissions, so reading happens
  * through a core subscription on its own `$KV` subject plus a direct get
- * whose subject names its own key.
+ * whose subject names its own key; for the desired bucket, also the
+ * controller's word of what was stored there (`nf.<site>.stored.<host>`,
+ * shared desiredStoredSubject), which only the controller may publish.
  *
  * Gateway audit: a backend (`audit: true`, the inventory role) may publish
  * its own audit batches, `nf.<site>.audit.<host>.*` (any network, its host
@@ -88,7 +91,18 @@ export function agentUser(site: string, host: string, password: string, options:
           ...(options.audit ? [auditSubject(site, host, "*")] : []),
         ],
       },
-      subscribe: { allow: [...upgrade.subscribe, `${agentInboxPrefix(site, host)}.>`, kvSubject(desired, key), checkSubject(site, host), showSubject(site, host), kvSubject(leases, "*")] },
+      subscribe: {
+        allow: [
+          ...upgrade.subscribe,
+          `${agentInboxPrefix(site, host)}.>`,
+          // Writes to its desired key as they come, and the controller's word that the bucket stored one (desired.ts watchDesired).
+          kvSubject(desired, key),
+          desiredStoredSubject(site, host),
+          checkSubject(site, host),
+          showSubject(site, host),
+          kvSubject(leases, "*"),
+        ],
+      },
       // Check-mode and show replies go to the controller's inbox: one reply per request received, within a minute.
       allow_responses: { max: 1, expires: "1m" },
     },

@@ -16,6 +16,23 @@ import {
 } from "@netfleet/shared";
 import { compareAndSet, isRevisionConflict, liveValue, snapshot, withRetry } from "./kv.ts";
 
+/**
+ * Told of each host envelope the desired bucket acknowledged: the host, the
+ * bytes stored, the KV revision (stream sequence) they were stored at, and
+ * the envelope's revision. ControlPlane tells the host's agent (shared
+ * subjects.ts desiredStoredSubject). Synchronous; what it throws is logged,
+ * not thrown.
+ */
+export type StoredNotice = (host: string, value: Uint8Array, kvRevision: number, revision: number) => void;
+
+/** DesiredStore's options; see its constructor. */
+export interface DesiredStoreOptions {
+  retryMs?: number;
+  log?: (event: Record<string, unknown>) => void;
+  createNew?: (key: string, value: Uint8Array) => Promise<number>;
+  stored?: StoredNotice;
+}
+
 /** A host's desired entry as read: the signed envelope (not verified here) and its KV revision. */
 export interface DesiredEntry {
   envelope: UnverifiedEnvelope;
@@ -78,24 +95,41 @@ export class DesiredStore {
   private readonly retryMs: number;
   private readonly log: (event: Record<string, unknown>) => void;
   private readonly createNew: ((key: string, value: Uint8Array) => Promise<number>) | undefined;
+  private readonly stored: StoredNotice | undefined;
 
   /**
    * `createNew` (optional): writes a key that has never had a value in the bucket (JetStream's
    * expected last subject sequence 0; a deleted key refuses it, with a revision conflict), resolving
    * with the new KV revision. nats.js KV's own create writes over a delete; `publish` without a read
    * of its own (`known` null) needs the strict one, and reads first without it.
+   * `stored` (optional): told of every host's envelope once the bucket acknowledged it (StoredNotice).
    */
-  constructor(kv: KV, privateKeyPem: string, options: { retryMs?: number; log?: (event: Record<string, unknown>) => void; createNew?: (key: string, value: Uint8Array) => Promise<number> } = {}) {
+  constructor(kv: KV, privateKeyPem: string, options: DesiredStoreOptions = {}) {
     this.kv = kv;
     this.privateKeyPem = privateKeyPem;
     this.retryMs = options.retryMs ?? 30_000;
     this.log = options.log ?? (() => {});
     this.createNew = options.createNew;
+    this.stored = options.stored;
   }
 
   /** The same bucket, signing with another key (PKCS#8 PEM): after `netfleet keys rotate`. */
   withKey(privateKeyPem: string): DesiredStore {
-    return new DesiredStore(this.kv, privateKeyPem, { retryMs: this.retryMs, log: this.log, ...(this.createNew ? { createNew: this.createNew } : {}) });
+    return new DesiredStore(this.kv, privateKeyPem, {
+      retryMs: this.retryMs,
+      log: this.log,
+      ...(this.createNew ? { createNew: this.createNew } : {}),
+      ...(this.stored ? { stored: this.stored } : {}),
+    });
+  }
+
+  /** Tells `stored` of a write the bucket acknowledged; a failure to send is logged, never thrown (the agent's resync reads the key). */
+  private notify(host: string, value: Uint8Array, kvRevision: number, revision: number): void {
+    try {
+      this.stored?.(host, value, kvRevision, revision);
+    } catch (err) {
+      this.log({ event: "stored-notice-failed", host, kvRevision, error: (err as Error).message });
+    }
   }
 
   /**
@@ -264,6 +298,7 @@ export class DesiredStore {
             // refuses (compareAndSet's create would write over the delete, below revisions in the key's history).
             const bytes = encodeMessage(envelope);
             const kvRevision = fast && !entry ? await this.createNew!(host, bytes) : await compareAndSet(this.kv, host, bytes, entry?.revision);
+            this.notify(host, bytes, kvRevision, envelope.revision);
             return { host, revision: envelope.revision, kvRevision, hash: assignment.hash, changed: true };
           } catch (err) {
             if (!isRevisionConflict(err)) throw err;

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { DNS_LABEL } from "../names.ts";
 
 /**
@@ -103,6 +104,40 @@ export function kvSubject(bucket: string, key: string): string {
 /** Direct get of the last value of one key, the key named in the subject (so permissions can name it). */
 export function directGetSubject(bucket: string, key: string): string {
   return `$JS.API.DIRECT.GET.${kvStream(bucket)}.${kvSubject(bucket, key)}`;
+}
+
+/**
+ * The controller's word that the desired bucket took a host's value: sent
+ * (core NATS, at most once, no body) once the bucket acknowledged the
+ * write, with the write's stream sequence, the envelope's revision and the
+ * sha256 of the stored bytes in the STORED_*_HEADER headers. A value on the
+ * key's own subject (`$KV.<bucket>.<host>`, which the agent follows)
+ * reaches subscribers before the stream has taken it, and may be a write
+ * it refused (compare-and-set), so alone it is only a hint to read the key;
+ * with this word for the same bytes the agent judges it as the stored
+ * value, without that read (issue 18: a round trip and 2 of 12 messages
+ * per host per rollout). Only the controller may publish here, and only
+ * that host's agent may subscribe (permissions.ts agentUser).
+ */
+export function desiredStoredSubject(site: string, host: string): string {
+  return `nf.${label("site", site)}.stored.${hostToken(host)}`;
+}
+
+/**
+ * Headers of a desiredStoredSubject message: the stream sequence (KV
+ * revision) the value was stored at, the envelope's revision, and the
+ * stored bytes' sha256 (storedDigest). Decimal, decimal, 64 hex digits. The
+ * names follow JetStream's own `Nats-Sequence` and `Nats-Msg-Size` of a
+ * republished message (ADR-28), which nats-server 2.9 cannot add to an
+ * existing bucket ("stream configuration update can not change RePublish").
+ */
+export const STORED_SEQUENCE_HEADER = "Netfleet-Sequence";
+export const STORED_REVISION_HEADER = "Netfleet-Revision";
+export const STORED_DIGEST_HEADER = "Netfleet-Digest";
+
+/** The digest a desiredStoredSubject message names: sha256 of the stored bytes, lowercase hex (64 digits). */
+export function storedDigest(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("hex");
 }
 
 /** Enrollment facts from an agent (`*` for the controller's subscription). */
