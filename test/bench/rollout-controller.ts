@@ -77,11 +77,16 @@ const hostErrors = new Map<string, { error: string; atMs: number }>();
 let stoppedAtMs: number | undefined;
 let waves = 0;
 const marks: number[] = [];
+/** When the last host was judged before each wave started, and at the end (ms from run()): a wave's start minus the one before it is the gap between waves. */
+const judgedBefore: number[] = [];
+let lastJudged = 0;
 const emit = (e: RolloutEvent) => {
   events[e.event] = (events[e.event] ?? 0) + 1;
   if (e.event === "rollout") waves = e.waves.length;
   // Informational: when the plan was made and each wave started (ms from run()).
   if (e.event === "rollout" || e.event === "wave") marks.push(Math.round(performance.now() - t0));
+  if (e.event === "wave") judgedBefore.push(lastJudged);
+  if (e.event === "host-done") lastJudged = Math.round(performance.now() - t0);
   if (e.event === "done") done = e;
   if (e.event === "host-done" && !e.ok) hostErrors.set(e.host, { error: e.error ?? "failed", atMs: Math.round(performance.now() - t0) });
   if (e.event === "budget-exceeded") stoppedAtMs = Math.round(performance.now() - t0);
@@ -126,6 +131,7 @@ out({
   waves,
   runMs: Math.round(runMs),
   marks,
+  judgedBefore: [...judgedBefore, lastJudged],
   maxRssMb: Math.round(process.resourceUsage().maxRSS / 1024),
   heapUsedMb: Math.round(process.memoryUsage().heapUsed / 2 ** 20),
   memory: {

@@ -448,7 +448,7 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
     const spent = (k: "server" | "agents" | "probe") => cpuAtEnd[k].reduce((sum, v, i) => sum + (v - cpuAtStart[k][i]!), 0);
     // What measuring costs: the probe shares the machine's cores with the fleet over the same window.
     log(`rollout ${agents}: the probe used ${Math.round(spent("probe"))} CPU-ms over the rollout`);
-    if (r.memory) log(`rollout ${agents}: controller memory (MB) ${JSON.stringify(r.memory)}; plan made, waves started at ${JSON.stringify(r.marks)} ms`);
+    if (r.memory) log(`rollout ${agents}: controller memory (MB) ${JSON.stringify(r.memory)}; plan made, waves started at ${JSON.stringify(r.marks)} ms${r.judgedBefore ? `, the last host judged before each and at the end at ${JSON.stringify(r.judgedBefore)} ms` : ""}`);
     // The agents' own counts (lockout rollbacks, confirmation retries, lost connections): stopped now, before the row is made.
     await Promise.all(children.filter((c) => c !== controller).map((c) => stopChild(c, 30_000)));
     const agentEvents: Record<string, number> = {};
