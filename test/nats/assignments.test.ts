@@ -148,11 +148,21 @@ describe("desired state", () => {
     expect(gets, "direct gets of the desired key").toEqual([]);
     const kept = agent.applied.at(-1)!;
 
+    // The controller's word, as a test (with the controller's credentials) sends it.
+    const word = (bytes: Uint8Array, seq: number, revision: number) => {
+      const h = headers();
+      h.set(STORED_SEQUENCE_HEADER, String(seq));
+      h.set(STORED_REVISION_HEADER, String(revision));
+      h.set(STORED_DIGEST_HEADER, storedDigest(bytes));
+      s.cp.nc.publish(desiredStoredSubject(SITE, "hv1"), undefined, { headers: h });
+    };
     // Attack 1: a genuinely signed revision 7 published on hv1's key but refused by the stream (a lost compare-and-set).
     // Its bytes reach the agent's subscription all the same; no word follows, so the agent reads the key and keeps 2.
     const js = jetstream(s.cp.nc);
     const refusedBytes = encodeMessage(signAssignment(assignmentFor("hv1", 7), 7, s.signing.privateKeyPem));
     await expect(js.publish(kvSubject(desiredBucket(SITE), "hv1"), refusedBytes, { expect: { lastSubjectSequence: 1 } })).rejects.toThrow(/wrong last sequence/);
+    // ... and, while it waits for a word, a word naming its revision but other bytes (what was stored is not what was heard).
+    word(encodeMessage(signAssignment(assignmentFor("hv1", 77), 7, s.signing.privateKeyPem)), 4, 7);
     // (read again, 100 ms apart, up to 10 times, while the key holds less than the revision the bytes named: readDesired)
     await eventually(() => gets.length > 0, "the agent reads the key after the refused write", 8_000);
     await agent.client.idle();
@@ -161,21 +171,14 @@ describe("desired state", () => {
 
     // Attack 2: a word for bytes that were never written (a signed revision 8, named by its digest): no such write is
     // held, so the word is only a hint; the key is read and still holds revision 2.
-    const word = (bytes: Uint8Array, seq: number, revision: number) => {
-      const h = headers();
-      h.set(STORED_SEQUENCE_HEADER, String(seq));
-      h.set(STORED_REVISION_HEADER, String(revision));
-      h.set(STORED_DIGEST_HEADER, storedDigest(bytes));
-      s.cp.nc.publish(desiredStoredSubject(SITE, "hv1"), undefined, { headers: h });
-    };
     const afterRefused = gets.length;
     word(encodeMessage(signAssignment(assignmentFor("hv1", 8), 8, s.signing.privateKeyPem)), 999, 8);
     await eventually(() => gets.length > afterRefused, "the agent reads the key after a word for bytes it never saw");
     await agent.client.idle();
     expect(agent.applied.at(-1)).toEqual(kept);
 
-    // Attack 3: bytes stored in the key by someone else than the controller's store (mallory's key), with no word: read
-    // after the wait, judged as stored, and refused.
+    // Attack 3: bytes stored in the key by someone else than the controller's store (mallory's key), with no word:
+    // refused as heard, so read at once, judged as stored, and refused with the stored value's stream sequence.
     const afterWord = gets.length;
     const mallory = generateSigningKeys();
     const kv = await new Kvm(s.cp.nc).open(desiredBucket(SITE));
@@ -191,6 +194,34 @@ describe("desired state", () => {
     await eventually(() => agent.applied.at(-1)?.revision === next.revision, "the next revision applied");
     expect(gets).toHaveLength(reads);
     spy.unsubscribe();
+  });
+
+  it("a write heard while an earlier apply runs is not applied once a later write was heard: the key is read, and the later one applied", async () => {
+    site = await startSite({ basePort: 31150, hosts: [inventoryHost("hv1")] });
+    const s = site;
+    const applied: number[] = [];
+    let slow = true;
+    // Revision 1's apply takes 1.5 s: revisions 2 and 3 are heard (and their words come) while it runs.
+    const agent = startAgent(s, {
+      hostname: "hv1",
+      resyncMs: 600_000,
+      onAssignment: async (_a, revision) => {
+        applied.push(revision);
+        if (slow) await new Promise((r) => setTimeout(r, 1500));
+        slow = false;
+        return { summary: { ok: 1, changed: 1, failed: 0, pending: 0 }, results: [{ id: "sysctl[x]", result: true, comment: "changed" }] };
+      },
+    });
+    agents.push(agent);
+    await agent.started;
+    const first = await s.cp.publish(assignmentFor("hv1", 1));
+    await eventually(() => applied.length === 1, "revision 1 applying");
+    await s.cp.publish(assignmentFor("hv1", 2));
+    const third = await s.cp.publish(assignmentFor("hv1", 3));
+    await eventually(() => agent.client.current?.revision === third.revision, "revision 3 in force");
+    await agent.client.idle();
+    // Revision 2 was withdrawn (written over) before its turn came: it is never applied.
+    expect(applied).toEqual([first.revision, third.revision]);
   });
 
   it("an agent whose connection closes under it (not a disconnect: closed for good) connects again and keeps applying", async () => {

@@ -53,6 +53,12 @@ export class FleetMember {
   private connection: NatsConnection | undefined;
   private connected = false;
   private deliveryQueued = false;
+  /**
+   * Counts the writes heard on the desired key, and every connection change (a write may have been missed
+   * meanwhile): a heard write is applied without reading the key only while this is still what it was when the
+   * write was heard (sync), so a write queued behind a long apply never overtakes a later one.
+   */
+  private heard = 0;
 
   constructor(options: FleetMemberOptions) {
     this.options = options;
@@ -159,11 +165,15 @@ export class FleetMember {
   private async attach(nc: NatsConnection, credentials: AgentCredentials): Promise<void> {
     this.connection = nc;
     this.connected = true;
+    this.heard++;
     const { site } = this.options;
     const host = credentials.host;
     void (async () => {
       for await (const s of nc.status()) {
-        if (s.type === "disconnect") this.connected = false;
+        if (s.type === "disconnect") {
+          this.connected = false;
+          this.heard++;
+        }
         if (s.type === "reconnect") {
           this.connected = true;
           this.backoff.reset();
@@ -178,9 +188,10 @@ export class FleetMember {
       }
     })();
     watchDesired(nc, site, host, {
-      written: (write) => this.sync(write),
+      written: (write) => this.sync({ write, heard: ++this.heard }),
       word: (revision) => this.sync(revision),
-      refused: (error) => this.log({ event: "stored-word-refused", error, note: "every write to the desired key is read (a controller before nf.<site>.stored)" }),
+      // A controller before nf.<site>.stored does not let agents hear its words: every write is then read, as before.
+      refused: (error) => this.log({ event: "desired-subscription-refused", error }),
     });
     // `netfleet hosts rekey`: new credentials sealed to this agent's key are kept, and used by the next connection.
     answerRekeys(nc, site, host, await this.state.boxKeys(), async (c) => {
@@ -246,25 +257,30 @@ export class FleetMember {
 
   /**
    * Queues a judgement of the stored assignment: applied when signed, for us, and newer; a bad one is logged and the
-   * current stays. `from`: a write heard on the key's subject (desired.ts watchDesired), or the revision a word for
-   * bytes not heard named (0: none, a resync). A write it would apply waits for the controller's word that the bucket
-   * stored it, and is then applied as heard, with no read; any other write, one with no word, a word and a resync
-   * read the key (readDesired), whose value decides: a refusal is logged with the stream sequence of what is stored.
+   * current stays. `from`: a write heard on the key's subject (desired.ts watchDesired) with the `heard` count it
+   * got, or the revision a word for bytes not heard named (0: none, a resync). A write it would apply waits for the
+   * controller's word that the bucket stored it, and is then applied as heard, with no read, unless another write
+   * was heard or the connection changed since (the key may hold something newer: a revert, a delete); any other
+   * write, one with no word, a word and a resync read the key (readDesired), whose value decides: a refusal is
+   * logged with the stream sequence of what is stored.
    */
-  private sync(from: DesiredWrite | number = 0): void {
+  private sync(from: { write: DesiredWrite; heard: number } | number = 0): void {
     void this.enqueue(async () => {
       const nc = this.connection;
       const creds = this.credentials;
       if (!nc || !creds) return;
       const where = { site: this.options.site, host: creds.host };
       if (typeof from !== "number") {
-        const heard = await this.signingTrust().judge(nc, { data: from.data, seq: 0, operation: "PUT", ...(from.json ? { json: from.json } : {}) }, this.checkpoint, where);
-        if (heard.action === "apply" && (await from.stored) !== undefined) {
-          await this.apply(heard.envelope);
+        const { write } = from;
+        const verdict = await this.signingTrust().judge(nc, { data: write.data, seq: 0, operation: "PUT", ...(write.json ? { json: write.json } : {}) }, this.checkpoint, where);
+        const stored = verdict.action === "apply" ? await write.stored : undefined;
+        if (this.stopped) return;
+        if (verdict.action === "apply" && stored !== undefined && this.heard === from.heard) {
+          await this.apply(verdict.envelope);
           return;
         }
       }
-      const hinted = typeof from === "number" ? from : (from.revision ?? 0);
+      const hinted = typeof from === "number" ? from : (from.write.revision ?? 0);
       const stored = await readDesired(nc, this.options.site, creds.host, hinted, this.stopping.signal);
       if (!stored) return;
       const verdict = await this.signingTrust().judge(nc, stored, this.checkpoint, { site: this.options.site, host: creds.host });

@@ -61,22 +61,27 @@ export function watchDesired(
   const written = nc.subscribe(kvSubject(desiredBucket(site), host));
   const stored = nc.subscribe(desiredStoredSubject(site, host));
   void (async () => {
-    for await (const msg of written) {
-      let resolve!: (seq: number | undefined) => void;
-      const promise = new Promise<number | undefined>((r) => (resolve = r));
-      const write: DesiredWrite = { data: msg.data, ...readHint(msg.data), stored: promise };
-      if (wordsRefused) resolve(undefined);
-      else {
-        const p: PendingWrite = { write, resolve, timer: undefined as unknown as NodeJS.Timeout };
-        p.timer = setTimeout(() => {
-          const i = pending.indexOf(p);
-          if (i >= 0) pending.splice(i, 1);
-          resolve(undefined);
-        }, confirmWaitMs);
-        pending.push(p);
-        if (pending.length > PENDING_HINTS) settle(pending.shift()!, undefined);
+    try {
+      for await (const msg of written) {
+        let resolve!: (seq: number | undefined) => void;
+        const promise = new Promise<number | undefined>((r) => (resolve = r));
+        const write: DesiredWrite = { data: msg.data, ...readHint(msg.data), stored: promise };
+        if (wordsRefused) resolve(undefined);
+        else {
+          const p: PendingWrite = { write, resolve, timer: undefined as unknown as NodeJS.Timeout };
+          p.timer = setTimeout(() => {
+            const i = pending.indexOf(p);
+            if (i >= 0) pending.splice(i, 1);
+            resolve(undefined);
+          }, confirmWaitMs);
+          pending.push(p);
+          if (pending.length > PENDING_HINTS) settle(pending.shift()!, undefined);
+        }
+        on.written(write);
       }
-      on.written(write);
+    } catch (err) {
+      // Refused (permissions): nothing is heard; the agent's resync reads the key.
+      on.refused?.(`${kvSubject(desiredBucket(site), host)}: ${(err as Error).message}`);
     }
   })();
   void (async () => {
@@ -190,9 +195,10 @@ export async function readDesired(nc: NatsConnection, site: string, host: string
  * value (undefined when the bytes are not JSON) and the `revision` it names
  * (a positive integer; undefined when none), without decoding the envelope
  * and its assignment (decodeSignedAssignment costs some 50 times more: zod
- * over the whole document and its content hash). A hint and a retry
- * condition only: nothing is applied on it (SigningTrust.judge decodes and
- * verifies what is, from `json` when it is the stored value).
+ * over the whole document and its content hash). Nothing is applied on it
+ * alone: SigningTrust.judge decodes and verifies what is applied (these
+ * bytes, from `json`, once the controller said the bucket stored them; or
+ * the stored value read), and the revision is only a retry condition.
  */
 export function readHint(data: Uint8Array): { json?: { value: unknown }; revision?: number } {
   const json = parseValue(data);

@@ -88,9 +88,10 @@ export interface ResourceHandler<S extends ResourceSpec = ResourceSpec, O = unkn
   stable?(observed: O, spec: S): unknown;
   /**
    * How long, in milliseconds, what `observe` reads may lag a write that
-   * already succeeded: the engine's read-back after an apply then re-reads
-   * every 100 ms, up to this long, before it calls the resource "still
-   * differs". For status columns a daemon fills on its own cycle, such as
+   * already succeeded: while the read-back after an apply still differs (or
+   * is refused), the engine waits 100 ms and reads again, until it has waited
+   * this long (the reads' own time comes on top: at most settleMs / 100 + 1
+   * reads), before it calls the resource "still differs". For status columns a daemon fills on its own cycle, such as
    * OVS's `Interface.mac_in_use`, which ovs-vswitchd writes in a separate
    * status transaction after it set the device's address (ovs-vswitchd.conf.db(5),
    * "Interface Status"). Absent: 0, one read-back.

@@ -102,7 +102,8 @@ export class DesiredStore {
    * expected last subject sequence 0; a deleted key refuses it, with a revision conflict), resolving
    * with the new KV revision. nats.js KV's own create writes over a delete; `publish` without a read
    * of its own (`known` null) needs the strict one, and reads first without it.
-   * `stored` (optional): told of every host's envelope once the bucket acknowledged it (StoredNotice).
+   * `stored` (optional): told of each host envelope this store wrote, once the bucket acknowledged it or a read
+   * found it there after an acknowledgement was lost (StoredNotice).
    */
   constructor(kv: KV, privateKeyPem: string, options: DesiredStoreOptions = {}) {
     this.kv = kv;
@@ -309,6 +310,7 @@ export class DesiredStore {
             // Ours after all: this attempt's write, or an earlier attempt's whose acknowledgement was lost
             // (a read during a leader change may be served by a replica that had not seen it yet).
             if (now && stored?.signature !== undefined && attempted.has(stored.signature)) {
+              this.notify(host, now.value, now.revision, stored.revision);
               return { host, revision: stored.revision, kvRevision: now.revision, hash: stored.assignment.hash, changed: true };
             }
             if (options.basedOn === undefined && rereads-- > 0) continue;
