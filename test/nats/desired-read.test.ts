@@ -1,5 +1,7 @@
+import { headers } from "@nats-io/transport-node";
 import { afterEach, describe, expect, it } from "vitest";
-import { readDesired } from "../../packages/agent/src/fleet/desired.ts";
+import { STORED_DIGEST_HEADER, STORED_REVISION_HEADER, STORED_SEQUENCE_HEADER, desiredBucket, desiredStoredSubject, kvSubject, storedDigest } from "@netfleet/shared";
+import { PENDING_HINTS, readDesired, watchDesired, type DesiredWrite } from "../../packages/agent/src/fleet/desired.ts";
 import { SITE, assignmentFor, inventoryHost, startSite, stopAll, type Site } from "./harness.ts";
 
 let site: Site | undefined;
@@ -47,3 +49,65 @@ describe("readDesired: a hinted value that is not there yet", () => {
     expect(Date.now() - t).toBeLessThan(900);
   }, 60_000);
 });
+
+/**
+ * watchDesired's waiting writes, on a real nats-server: what settles a heard
+ * write (its word, a word for a later write, the wait, the bound), and a
+ * word for bytes never heard. The controller's connection plays both sides:
+ * it may publish on the key's subject and on the stored subject.
+ */
+describe("watchDesired: writes waiting for the controller's word", () => {
+  it("a word settles the write it names (sequence) and the ones before it (none); the others settle after the wait; past the bound the oldest at once; a word for bytes not heard is passed on", async () => {
+    site = await startSite({ basePort: 26350, hosts: [inventoryHost("hv1")] });
+    const nc = site.cp.nc;
+    const writes: DesiredWrite[] = [];
+    const words: number[] = [];
+    watchDesired(nc, SITE, "hv1", { written: (w) => void writes.push(w), word: (r) => void words.push(r) }, 600);
+    await nc.flush();
+    const bytes = (n: number) => new TextEncoder().encode(JSON.stringify({ revision: n, pad: "x".repeat(n) }));
+    const write = (n: number) => nc.publish(kvSubject(desiredBucket(SITE), "hv1"), bytes(n));
+    const word = (n: number, seq: number) => {
+      const h = headers();
+      h.set(STORED_SEQUENCE_HEADER, String(seq));
+      h.set(STORED_REVISION_HEADER, String(n));
+      h.set(STORED_DIGEST_HEADER, storedDigest(bytes(n)));
+      nc.publish(desiredStoredSubject(SITE, "hv1"), undefined, { headers: h });
+    };
+    const settled = (w: DesiredWrite) => Promise.race([w.stored, new Promise((r) => setTimeout(() => r("waiting"), 100))]);
+
+    for (const n of [1, 2, 3]) write(n);
+    await nc.flush();
+    await eventuallyTrue(() => writes.length === 3);
+    expect(writes.map((w) => w.revision)).toEqual([1, 2, 3]);
+    const t = Date.now();
+    word(2, 42);
+    expect(await writes[1]!.stored).toBe(42);
+    expect(await writes[0]!.stored).toBeUndefined();
+    expect(await settled(writes[2]!)).toBe("waiting");
+    expect(await writes[2]!.stored).toBeUndefined();
+    expect(Date.now() - t).toBeGreaterThanOrEqual(400);
+
+    // A word for bytes never heard (revision 9) is passed on with its revision; no write settles with it.
+    word(9, 43);
+    await eventuallyTrue(() => words.length === 1);
+    expect(words).toEqual([9]);
+
+    // One more than the bound: the oldest settles at once, unconfirmed; the rest still wait.
+    writes.length = 0;
+    for (let n = 10; n < 10 + PENDING_HINTS + 1; n++) write(n);
+    await nc.flush();
+    await eventuallyTrue(() => writes.length === PENDING_HINTS + 1);
+    expect(await settled(writes[0]!)).toBeUndefined();
+    expect(await settled(writes[1]!)).toBe("waiting");
+    // ... and the word for the last settles them all: the last with its sequence.
+    word(10 + PENDING_HINTS, 44);
+    expect(await writes.at(-1)!.stored).toBe(44);
+    expect(await Promise.all(writes.slice(1, -1).map((w) => settled(w)))).toEqual(new Array(PENDING_HINTS - 1).fill(undefined));
+  }, 60_000);
+});
+
+/** Polls (bounded: 5 s, 20 ms steps) until the condition holds. */
+async function eventuallyTrue(condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 250 && !condition(); i++) await new Promise((r) => setTimeout(r, 20));
+  expect(condition()).toBe(true);
+}
