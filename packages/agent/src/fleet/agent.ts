@@ -1,5 +1,4 @@
 import { hostname as osHostname } from "node:os";
-import { join } from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
 import PQueue from "p-queue";
 import pRetry from "p-retry";
@@ -19,10 +18,10 @@ import { answerRekeys, enroll, enrollFacts, type Claim } from "./enroll.ts";
 import { everyWithOffset, heartbeat, type OffsetTimer } from "./heartbeat.ts";
 import { confirmReport } from "./lockout.ts";
 import type { FleetMemberOptions } from "./options.ts";
-import { failedPassResult, type PassResult } from "./pass-result.ts";
+import { failedPassResult, passReport, planRefused, type PassResult } from "./pass-result.ts";
 import { answerChecks } from "./responders.ts";
 import { answerShows } from "./show.ts";
-import { AgentState, PENDING_FILE, type Checkpoint } from "./state.ts";
+import { AgentState, type Checkpoint } from "./state.ts";
 
 export type { FleetMemberOptions } from "./options.ts";
 
@@ -97,17 +96,7 @@ export class FleetMember {
 
   /** Resolves once connected with the agent's own credentials (after enrollment), or when stopped first. */
   async start(): Promise<void> {
-    this.checkpoint = await this.state.checkpoint();
-    const mark = this.state.pendingMark();
-    if (mark && "ignored" in mark) this.log({ event: "pending-mark-ignored", file: join(this.options.runDir, PENDING_FILE), reason: mark.ignored });
-    if (this.checkpoint.pending) {
-      // Interrupted before its confirmation: the daemon starts from `current`, and the pending revision is fetched and confirmed again.
-      this.log({ event: "unconfirmed-revision-dropped", revision: this.checkpoint.pending.revision });
-      delete this.checkpoint.pending;
-      // Written again: an earlier agent may have kept it in the checkpoint itself (saveCheckpoint never writes it).
-      await this.state.saveCheckpoint(this.checkpoint);
-    }
-    if (mark) this.clearPendingMark();
+    this.checkpoint = await this.state.recoverCheckpoint(this.log);
     this.credentials = await this.state.credentials();
     if (!this.credentials) {
       const { user, password } = this.options.enrollment;
@@ -283,7 +272,7 @@ export class FleetMember {
       const hinted = typeof from === "number" ? from : (from.write.revision ?? 0);
       const stored = await readDesired(nc, this.options.site, creds.host, hinted, this.stopping.signal);
       if (!stored) return;
-      const verdict = await this.signingTrust().judge(nc, stored, this.checkpoint, { site: this.options.site, host: creds.host });
+      const verdict = await this.signingTrust().judge(nc, stored, this.checkpoint, where);
       if (verdict.action === "reject") {
         // seq: the stream sequence of the stored value refused, which write it was.
         this.log({ event: "assignment-rejected", reason: verdict.reason, error: verdict.error, keeping: this.checkpoint.current?.revision ?? 0, seq: stored.seq });
@@ -304,15 +293,6 @@ export class FleetMember {
       this.state.markPending({ revision: envelope.revision, hash: envelope.assignment.hash });
     } catch (err) {
       this.log({ event: "pending-mark-failed", revision: envelope.revision, error: (err as Error).message });
-    }
-  }
-
-  /** Removes pending.json at start (AgentState.clearPendingMark); a failure (a directory there) is logged. */
-  private clearPendingMark(): void {
-    try {
-      this.state.clearPendingMark();
-    } catch (err) {
-      this.log({ event: "pending-mark-ignored", file: join(this.options.runDir, PENDING_FILE), reason: `cannot be removed: ${(err as Error).message}` });
     }
   }
 
@@ -373,17 +353,7 @@ export class FleetMember {
   }
 
   private reportFor(envelope: SignedAssignment | undefined, pass: PassResult, rolledBack: boolean): Report {
-    return {
-      kind: "report",
-      site: this.options.site,
-      host: this.credentials!.host,
-      revision: envelope?.revision ?? 0,
-      hash: envelope?.assignment.hash ?? null,
-      rolledBack,
-      summary: pass.summary,
-      results: pass.results,
-      at: new Date().toISOString(),
-    };
+    return passReport({ site: this.options.site, host: this.credentials!.host }, envelope, pass, rolledBack);
   }
 
   /** Queues delivery of a report held back while NATS was unreachable; tried again a second later until it is stored. */
@@ -468,13 +438,4 @@ export class FleetMember {
     await this.queue.onIdle();
     await this.connection?.close().catch(() => {});
   }
-}
-
-/**
- * Whether a pass is the engine's refusal of a saved plan: its one result is
- * the `plan` pseudo-resource, failed (engine.ts reconcilePass with
- * expectObserved; no resource id is "plan", they are "<kind>:<name>").
- */
-function planRefused(pass: PassResult): boolean {
-  return pass.results.length === 1 && pass.results[0]!.id === "plan" && pass.results[0]!.result === false;
 }

@@ -127,6 +127,36 @@ export class AgentState {
    * checkpoint itself; a marker that is not valid is no pending revision
    * (FleetMember.start logs why, pendingMark()).
    */
+  /**
+   * The checkpoint to start from (checkpoint()), with a revision
+   * interrupted before its confirmation dropped (logged
+   * `unconfirmed-revision-dropped`: the daemon starts from `current`, and
+   * that revision is fetched, applied and confirmed again) and pending.json
+   * removed; a marker that is ignored or cannot be removed is logged
+   * (`pending-mark-ignored`), never thrown.
+   * @throws what checkpoint() and saveCheckpoint throw.
+   */
+  async recoverCheckpoint(log: (event: Record<string, unknown>) => void): Promise<Checkpoint> {
+    const checkpoint = await this.checkpoint();
+    const mark = this.pendingMark();
+    const file = join(this.dir, PENDING_FILE);
+    if (mark && "ignored" in mark) log({ event: "pending-mark-ignored", file, reason: mark.ignored });
+    if (checkpoint.pending) {
+      log({ event: "unconfirmed-revision-dropped", revision: checkpoint.pending.revision });
+      delete checkpoint.pending;
+      // Written again: an earlier agent may have kept it in the checkpoint itself (saveCheckpoint never writes it).
+      await this.saveCheckpoint(checkpoint);
+    }
+    if (mark) {
+      try {
+        this.clearPendingMark();
+      } catch (err) {
+        log({ event: "pending-mark-ignored", file, reason: `cannot be removed: ${(err as Error).message}` });
+      }
+    }
+    return checkpoint;
+  }
+
   async checkpoint(): Promise<Checkpoint> {
     const raw = await this.readJson("checkpoint.json");
     const out: Checkpoint = {};

@@ -96,6 +96,8 @@ export class DesiredStore {
   private readonly log: (event: Record<string, unknown>) => void;
   private readonly createNew: ((key: string, value: Uint8Array) => Promise<number>) | undefined;
   private readonly stored: StoredNotice | undefined;
+  /** The options as given: what `withKey` builds its store with. */
+  private readonly options: DesiredStoreOptions;
 
   /**
    * `createNew` (optional): writes a key that has never had a value in the bucket (JetStream's
@@ -112,16 +114,12 @@ export class DesiredStore {
     this.log = options.log ?? (() => {});
     this.createNew = options.createNew;
     this.stored = options.stored;
+    this.options = options;
   }
 
   /** The same bucket, signing with another key (PKCS#8 PEM): after `netfleet keys rotate`. */
   withKey(privateKeyPem: string): DesiredStore {
-    return new DesiredStore(this.kv, privateKeyPem, {
-      retryMs: this.retryMs,
-      log: this.log,
-      ...(this.createNew ? { createNew: this.createNew } : {}),
-      ...(this.stored ? { stored: this.stored } : {}),
-    });
+    return new DesiredStore(this.kv, privateKeyPem, this.options);
   }
 
   /** Tells `stored` of a write the bucket acknowledged; a failure to send is logged, never thrown (the agent's resync reads the key). */
