@@ -1,22 +1,16 @@
 import { jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
-import { headers } from "@nats-io/transport-node";
 import { afterEach, describe, expect, it } from "vitest";
 import { StaleRevisionError } from "@netfleet/controller";
 import {
-  STORED_DIGEST_HEADER,
-  STORED_REVISION_HEADER,
-  STORED_SEQUENCE_HEADER,
   agentInboxPrefix,
   desiredBucket,
-  desiredStoredSubject,
   encodeMessage,
   generateSigningKeys,
   kvSubject,
   signAssignment,
-  storedDigest,
 } from "@netfleet/shared";
-import { SITE, assignmentFor, eventually, inventoryHost, startAgent, startSite, stopAll, type Site, type TestAgent } from "./harness.ts";
+import { SITE, assignmentFor, eventually, inventoryHost, sendStoredWord, startAgent, startSite, stopAll, type Site, type TestAgent } from "./harness.ts";
 
 let site: Site | undefined;
 const agents: TestAgent[] = [];
@@ -148,14 +142,7 @@ describe("desired state", () => {
     expect(gets, "direct gets of the desired key").toEqual([]);
     const kept = agent.applied.at(-1)!;
 
-    // The controller's word, as a test (with the controller's credentials) sends it.
-    const word = (bytes: Uint8Array, seq: number, revision: number) => {
-      const h = headers();
-      h.set(STORED_SEQUENCE_HEADER, String(seq));
-      h.set(STORED_REVISION_HEADER, String(revision));
-      h.set(STORED_DIGEST_HEADER, storedDigest(bytes));
-      s.cp.nc.publish(desiredStoredSubject(SITE, "hv1"), undefined, { headers: h });
-    };
+    const word = (bytes: Uint8Array, seq: number, revision: number) => sendStoredWord(s.cp.nc, "hv1", bytes, seq, revision);
     // Attack 1: a genuinely signed revision 7 published on hv1's key but refused by the stream (a lost compare-and-set).
     // Its bytes reach the agent's subscription all the same; no word follows, so the agent reads the key and keeps 2.
     const js = jetstream(s.cp.nc);

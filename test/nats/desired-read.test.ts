@@ -1,8 +1,7 @@
-import { headers } from "@nats-io/transport-node";
 import { afterEach, describe, expect, it } from "vitest";
-import { STORED_DIGEST_HEADER, STORED_REVISION_HEADER, STORED_SEQUENCE_HEADER, desiredBucket, desiredStoredSubject, kvSubject, storedDigest } from "@netfleet/shared";
+import { desiredBucket, kvSubject } from "@netfleet/shared";
 import { PENDING_HINTS, readDesired, watchDesired, type DesiredWrite } from "../../packages/agent/src/fleet/desired.ts";
-import { SITE, assignmentFor, inventoryHost, startSite, stopAll, type Site } from "./harness.ts";
+import { SITE, assignmentFor, inventoryHost, sendStoredWord, startSite, stopAll, type Site } from "./harness.ts";
 
 let site: Site | undefined;
 afterEach(async () => {
@@ -66,13 +65,7 @@ describe("watchDesired: writes waiting for the controller's word", () => {
     await nc.flush();
     const bytes = (n: number) => new TextEncoder().encode(JSON.stringify({ revision: n, pad: "x".repeat(n) }));
     const write = (n: number) => nc.publish(kvSubject(desiredBucket(SITE), "hv1"), bytes(n));
-    const word = (n: number, seq: number) => {
-      const h = headers();
-      h.set(STORED_SEQUENCE_HEADER, String(seq));
-      h.set(STORED_REVISION_HEADER, String(n));
-      h.set(STORED_DIGEST_HEADER, storedDigest(bytes(n)));
-      nc.publish(desiredStoredSubject(SITE, "hv1"), undefined, { headers: h });
-    };
+    const word = (n: number, seq: number) => sendStoredWord(nc, "hv1", bytes(n), seq, n);
     const settled = (w: DesiredWrite) => Promise.race([w.stored, new Promise((r) => setTimeout(() => r("waiting"), 100))]);
 
     for (const n of [1, 2, 3]) write(n);
