@@ -9,7 +9,9 @@
  *   of its tap, and the tap's kernel counters) rise by N frames and N times
  *   the frame size (rx: what the VM sent into the switch), and by N replies
  *   on tx; other frames in the window (ARP, a flooded broadcast) are allowed
- *   up to 10, each a whole frame (42..1514 bytes): none, and the bytes are exact.
+ *   up to 10, each a whole frame (42..1514 bytes). Background beyond that
+ *   (15 frames once, on a loaded CI machine) is not a miscount, so the test
+ *   takes up to 3 windows and needs one clean one.
  * - A bond member down: hosta's uplink bond0 (two members, active-backup) has
  *   one member's far end (the switch's port) set down, as a pulled cable;
  *   `show` has that member disabled and the bond's summary says it is down,
@@ -85,37 +87,55 @@ describe.skipIf(!isRoot)("counters in show and status (prefix cnt, /tmp/cnt-lab)
     const PAYLOAD = 1000;
     const FRAME = 14 + 20 + 8 + PAYLOAD; // Ethernet + IPv4 + ICMP headers + payload
     const bridge = (await show(vm.host)).vmPorts.find((p) => p.mac === vm.mac)!.bridge;
-    const before = await show(vm.host);
-    const ovs0 = ovsIface(before, bridge, vm.hostPort).counters!;
-    const tap0 = before.vmPorts.find((p) => p.mac === vm.mac)!.counters!;
-    const ping = await sh(["ip", "netns", "exec", vm.namespace, "ping", "-n", "-q", "-c", String(N), "-i", "0.01", "-s", String(PAYLOAD), "-W", "1", gw.ip]);
-    expect(ping.stdout).toContain(`${N} packets transmitted, ${N} received`);
-    // ovs-vswitchd refreshes Interface statistics every 5 s (other_config:stats-update-interval).
-    const t = Date.now();
-    const after = await eventually("the VM port's OVS statistics refreshed", 20_000, async () => {
-      const v = await show(vm.host);
-      return ovsIface(v, bridge, vm.hostPort).counters!.rxPackets >= ovs0.rxPackets + N ? v : undefined;
-    });
-    process.stderr.write(`statistics refreshed ${Date.now() - t} ms after the pings\n`);
-    const ovs1 = ovsIface(after, bridge, vm.hostPort).counters!;
-    const tap1 = after.vmPorts.find((p) => p.mac === vm.mac)!.counters!;
     const rose = (a: LinkCounters, b: LinkCounters) => ({ rxPackets: b.rxPackets - a.rxPackets, rxBytes: b.rxBytes - a.rxBytes, txPackets: b.txPackets - a.txPackets, txBytes: b.txBytes - a.txBytes });
-    for (const [what, d] of [["OVS statistics", rose(ovs0, ovs1)], ["the tap's kernel counters", rose(tap0, tap1)]] as const) {
-      process.stderr.write(`${what}: ${JSON.stringify(d)} for ${N} x ${FRAME} bytes each way\n`);
-      // What the VM sent is the switch's rx; what it got back, its tx. Anything else in the window (the VM's ARP, a
-      // broadcast of the network flooded to it) is a whole frame of at most 1514 bytes: none of it, the bytes are exact.
-      for (const [packets, bytes] of [
-        [d.rxPackets, d.rxBytes],
-        [d.txPackets, d.txBytes],
-      ] as const) {
-        const extra = packets - N;
-        expect(extra, what).toBeGreaterThanOrEqual(0);
-        expect(extra, what).toBeLessThanOrEqual(10);
-        expect(bytes - N * FRAME, what).toBeGreaterThanOrEqual(extra * 42);
-        expect(bytes - N * FRAME, what).toBeLessThanOrEqual(extra * 1514);
+    /**
+     * One window: counters, N pings, counters once OVS has refreshed its statistics. Returns what went wrong in it,
+     * or [] when both sets of counters rose by the N frames each way plus at most 10 other whole frames (the VM's
+     * ARP, a broadcast of the network flooded to it: 42..1514 bytes each).
+     */
+    const window = async (): Promise<string[]> => {
+      const before = await show(vm.host);
+      const ovs0 = ovsIface(before, bridge, vm.hostPort).counters!;
+      const tap0 = before.vmPorts.find((p) => p.mac === vm.mac)!.counters!;
+      const ping = await sh(["ip", "netns", "exec", vm.namespace, "ping", "-n", "-q", "-c", String(N), "-i", "0.01", "-s", String(PAYLOAD), "-W", "1", gw.ip]);
+      expect(ping.stdout).toContain(`${N} packets transmitted, ${N} received`);
+      // ovs-vswitchd refreshes Interface statistics every 5 s (other_config:stats-update-interval).
+      const t = Date.now();
+      const after = await eventually("the VM port's OVS statistics refreshed", 20_000, async () => {
+        const v = await show(vm.host);
+        return ovsIface(v, bridge, vm.hostPort).counters!.rxPackets >= ovs0.rxPackets + N ? v : undefined;
+      });
+      process.stderr.write(`statistics refreshed ${Date.now() - t} ms after the pings\n`);
+      const ovs1 = ovsIface(after, bridge, vm.hostPort).counters!;
+      const tap1 = after.vmPorts.find((p) => p.mac === vm.mac)!.counters!;
+      const wrong: string[] = [];
+      for (const [what, d] of [["OVS statistics", rose(ovs0, ovs1)], ["the tap's kernel counters", rose(tap0, tap1)]] as const) {
+        process.stderr.write(`${what}: ${JSON.stringify(d)} for ${N} x ${FRAME} bytes each way\n`);
+        // What the VM sent is the switch's rx; what it got back, its tx.
+        for (const [dir, packets, bytes] of [
+          ["rx", d.rxPackets, d.rxBytes],
+          ["tx", d.txPackets, d.txBytes],
+        ] as const) {
+          const extra = packets - N;
+          const extraBytes = bytes - N * FRAME;
+          if (extra < 0 || extra > 10 || extraBytes < extra * 42 || extraBytes > extra * 1514) wrong.push(`${what} ${dir}: +${packets} packets / +${bytes} bytes, not ${N} x ${FRAME} plus 0..10 whole frames`);
+        }
       }
+      return wrong;
+    };
+    // Other frames in a window are the network's own background (a neighbour's broadcast, the VM's ARP and IPv6
+    // neighbour discovery), which a loaded CI machine once made 15 in one window. A counter that miscounts (double
+    // counting, a missed direction, bytes without the Ethernet header) is wrong in every window; background is
+    // not: up to 3 windows, and one clean window proves the counters. Every window's deltas are printed.
+    const seen: string[][] = [];
+    for (let i = 0; i < 3; i++) {
+      const wrong = await window();
+      seen.push(wrong);
+      if (wrong.length === 0) break;
+      process.stderr.write(`window ${i + 1} not clean: ${wrong.join("; ")}\n`);
     }
-  }, 90_000);
+    expect(seen.at(-1), JSON.stringify(seen)).toEqual([]);
+  }, 200_000);
 
   it("a bond member whose far end goes down: disabled in show, down in the summary, a warning in status; up again, all clear", async () => {
     const state = readLabState(lab.runDir)!;
