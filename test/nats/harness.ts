@@ -7,14 +7,9 @@ import { simFacts } from "./sim-facts.ts";
 import { readJsonLines } from "../json-lines.ts";
 import { FleetMember, NatsAgent, Toolbox, type FleetMemberOptions, type NatsAgentOptions, type PassResult } from "@netfleet/agent";
 import { SimulatedHostRunner } from "@netfleet/agent/testing";
-import { ControlPlane, NatsServer, controllerUser, enrollmentUser, hostTokenKey, mintHostTokenWithKey } from "@netfleet/controller";
-import { connect, headers, type NatsConnection } from "@nats-io/transport-node";
+import { ControlPlane, NatsServer, controllerUser, enrollmentUser, hostTokenKey, mintHostTokenWithKey, publishStoredWord } from "@netfleet/controller";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
 import {
-  STORED_DIGEST_HEADER,
-  STORED_REVISION_HEADER,
-  STORED_SEQUENCE_HEADER,
-  desiredStoredSubject,
-  storedDigest,
   AgentCredentials,
   Welcome,
   appliedBucket,
@@ -361,15 +356,10 @@ export async function storeApplied(nc: NatsConnection, host: string, data: Uint8
 }
 
 /**
- * Sends the controller's word that the desired bucket stored `bytes` for
- * `host` at stream sequence `seq` (revision `revision`), as ControlPlane
- * does (shared subjects.ts desiredStoredSubject): on `nc`, which must be
- * allowed to publish there (the controller's connection).
+ * Sends the controller's word that the desired bucket of SITE stored `bytes` for `host` at stream sequence `seq`
+ * (revision `revision`), with the controller's own publishStoredWord: on `nc`, which must be allowed to publish there
+ * (the controller's connection).
  */
 export function sendStoredWord(nc: NatsConnection, host: string, bytes: Uint8Array, seq: number, revision: number): void {
-  const h = headers();
-  h.set(STORED_SEQUENCE_HEADER, String(seq));
-  h.set(STORED_REVISION_HEADER, String(revision));
-  h.set(STORED_DIGEST_HEADER, storedDigest(bytes));
-  nc.publish(desiredStoredSubject(SITE, host), undefined, { headers: h });
+  publishStoredWord(nc, SITE, host, bytes, seq, revision);
 }

@@ -1,6 +1,6 @@
 import { jetstream } from "@nats-io/jetstream";
-import { connect, headers, type NatsConnection } from "@nats-io/transport-node";
-import { STORED_DIGEST_HEADER, STORED_REVISION_HEADER, STORED_SEQUENCE_HEADER, desiredBucket, desiredStoredSubject, storedDigest, enrollSubject, kvSubject, heartbeatSubject, reportSubject, type CheckReply, type HostAssignment, type Host, type Report, type SigningKeys } from "@netfleet/shared";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { desiredBucket, enrollSubject, kvSubject, heartbeatSubject, reportSubject, type CheckReply, type HostAssignment, type Host, type Report, type SigningKeys } from "@netfleet/shared";
 import { requestAdmin, serveAdmin, type AdminAction } from "./enrollment/admin.ts";
 import { EnrollmentService } from "./enrollment/service.ts";
 import { UserSync, type UserDirectory } from "./enrollment/users.ts";
@@ -11,7 +11,7 @@ import { RolloutLock, type LoadedRolloutState, type RolloutStateWriter } from ".
 import { AppliedView, type ConfirmWait } from "./store/applied.ts";
 import { openBuckets, type Buckets } from "./store/buckets.ts";
 import { CredentialStore } from "./store/credentials.ts";
-import { DesiredStore, type PublishResult } from "./store/desired.ts";
+import { DesiredStore, publishStoredWord, type PublishResult } from "./store/desired.ts";
 import { agentVersionSource, agentVersionsAll } from "./store/objects.ts";
 import { Presence } from "./store/presence.ts";
 import { HostRegistry, type HostRecord } from "./store/registry.ts";
@@ -98,13 +98,7 @@ export class ControlPlane {
       // A key that never had a value (expected last subject sequence 0): what a rollout publishes without reading first.
       createNew: async (key, value) => (await js.publish(desiredSubject(key), value, { expect: { lastSubjectSequence: 0 } })).seq,
       // The host's agent applies the value it saw written without reading it back (subjects.ts desiredStoredSubject).
-      stored: (host, value, kvRevision, revision) => {
-        const h = headers();
-        h.set(STORED_SEQUENCE_HEADER, String(kvRevision));
-        h.set(STORED_REVISION_HEADER, String(revision));
-        h.set(STORED_DIGEST_HEADER, storedDigest(value));
-        nc.publish(desiredStoredSubject(options.site, host), undefined, { headers: h });
-      },
+      stored: (host, value, kvRevision, revision) => publishStoredWord(nc, options.site, host, value, kvRevision, revision),
     });
     this.registry = new HostRegistry(buckets.hosts);
     this.lock = new RolloutLock(buckets.rollout);

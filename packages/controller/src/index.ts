@@ -5,7 +5,7 @@
 export { compileSite } from "./compile/compile.ts";
 export { ControlPlane } from "./control-plane.ts";
 export type { HostStatus } from "./store/status.ts";
-export { StaleRevisionError } from "./store/desired.ts";
+export { StaleRevisionError, publishStoredWord } from "./store/desired.ts";
 export { UnconfirmedError, type ConfirmWait } from "./store/applied.ts";
 export { LockHeldError, LockLostError, RolloutState, HostProgress, HOSTS_PER_SHARD, rolloutShardKey } from "./rollout/state.ts";
 export { readAudit } from "./store/audit.ts";

@@ -125,8 +125,30 @@ export class AgentState {
    * settled: confirmed, undone or refused; a marker is never removed per
    * apply, see markPending), or the envelope an earlier agent kept in the
    * checkpoint itself; a marker that is not valid is no pending revision
-   * (FleetMember.start logs why, pendingMark()).
+   * (recoverCheckpoint logs why, pendingMark()).
    */
+  async checkpoint(): Promise<Checkpoint> {
+    const raw = await this.readJson("checkpoint.json");
+    const out: Checkpoint = {};
+    if (raw !== undefined) {
+      const file = CheckpointFile.parse(raw);
+      const envelope = (e: unknown) => (e === undefined ? undefined : (decodeSignedAssignment("checkpoint", JSON.stringify(e)) as SignedAssignment));
+      const current = envelope(file.current);
+      const previous = envelope(file.previous);
+      const pending = envelope(file.pending);
+      if (current) out.current = current;
+      if (previous) out.previous = previous;
+      if (pending) out.pending = { revision: pending.revision, hash: pending.assignment.hash };
+      if (file.rolledBack) out.rolledBack = file.rolledBack;
+      if (file.unsentReport) out.unsentReport = file.unsentReport;
+    }
+    if (!out.pending) {
+      const read = this.pendingMark();
+      if (read && "mark" in read && read.mark.revision > Math.max(out.current?.revision ?? 0, out.rolledBack?.revision ?? 0)) out.pending = read.mark;
+    }
+    return out;
+  }
+
   /**
    * The checkpoint to start from (checkpoint()), with a revision
    * interrupted before its confirmation dropped (logged
@@ -155,28 +177,6 @@ export class AgentState {
       }
     }
     return checkpoint;
-  }
-
-  async checkpoint(): Promise<Checkpoint> {
-    const raw = await this.readJson("checkpoint.json");
-    const out: Checkpoint = {};
-    if (raw !== undefined) {
-      const file = CheckpointFile.parse(raw);
-      const envelope = (e: unknown) => (e === undefined ? undefined : (decodeSignedAssignment("checkpoint", JSON.stringify(e)) as SignedAssignment));
-      const current = envelope(file.current);
-      const previous = envelope(file.previous);
-      const pending = envelope(file.pending);
-      if (current) out.current = current;
-      if (previous) out.previous = previous;
-      if (pending) out.pending = { revision: pending.revision, hash: pending.assignment.hash };
-      if (file.rolledBack) out.rolledBack = file.rolledBack;
-      if (file.unsentReport) out.unsentReport = file.unsentReport;
-    }
-    if (!out.pending) {
-      const read = this.pendingMark();
-      if (read && "mark" in read && read.mark.revision > Math.max(out.current?.revision ?? 0, out.rolledBack?.revision ?? 0)) out.pending = read.mark;
-    }
-    return out;
   }
 
   /**

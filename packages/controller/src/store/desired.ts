@@ -1,5 +1,11 @@
 import type { KV, KvEntry } from "@nats-io/kv";
+import { headers, type NatsConnection } from "@nats-io/transport-node";
 import {
+  STORED_DIGEST_HEADER,
+  STORED_REVISION_HEADER,
+  STORED_SEQUENCE_HEADER,
+  desiredStoredSubject,
+  storedDigest,
   DecodeError,
   PROTOCOL_VERSION,
   SIGNING_CHAIN_KEY,
@@ -24,6 +30,24 @@ import { compareAndSet, isRevisionConflict, liveValue, snapshot, withRetry } fro
  * not thrown.
  */
 export type StoredNotice = (host: string, value: Uint8Array, kvRevision: number, revision: number) => void;
+
+/**
+ * Sends the controller's word that the desired bucket of `site` stored
+ * `value` for `host` at stream sequence `kvRevision` (the envelope's
+ * revision `revision`): a bodyless message on desiredStoredSubject whose
+ * headers STORED_SEQUENCE_HEADER, STORED_REVISION_HEADER and
+ * STORED_DIGEST_HEADER (sha256 hex of `value`, storedDigest) the host's
+ * agent matches to the write it heard (agent fleet/desired.ts
+ * watchDesired). `nc` must be allowed to publish there (only the
+ * controller is). Core NATS publish: throws only on a closed connection.
+ */
+export function publishStoredWord(nc: NatsConnection, site: string, host: string, value: Uint8Array, kvRevision: number, revision: number): void {
+  const h = headers();
+  h.set(STORED_SEQUENCE_HEADER, String(kvRevision));
+  h.set(STORED_REVISION_HEADER, String(revision));
+  h.set(STORED_DIGEST_HEADER, storedDigest(value));
+  nc.publish(desiredStoredSubject(site, host), undefined, { headers: h });
+}
 
 /** DesiredStore's options; see its constructor. */
 export interface DesiredStoreOptions {
