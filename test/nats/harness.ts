@@ -8,7 +8,7 @@ import { readJsonLines } from "../json-lines.ts";
 import { FleetMember, NatsAgent, Toolbox, type FleetMemberOptions, type NatsAgentOptions, type PassResult } from "@netfleet/agent";
 import { SimulatedHostRunner } from "@netfleet/agent/testing";
 import { ControlPlane, NatsServer, controllerUser, enrollmentUser, hostTokenKey, mintHostTokenWithKey, publishStoredWord } from "@netfleet/controller";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
 import {
   AgentCredentials,
   Welcome,
@@ -336,13 +336,14 @@ export async function enrollRaw(site: Site, o: { hostname: string; token: string
 /**
  * A NATS connection with `host`'s own agent credentials, enrolled by hand with a host token (approved at
  * once): what an impostor holding the host's agent.json, or a host cut off after its KV put, looks like to
- * the controller. The caller closes it.
+ * the controller. The caller closes it. `options` are passed to nats.js's connect (e.g. a short
+ * `reconnectTimeWait` for a test that restarts the server; nats.js's default is 2 s plus jitter).
  * @throws Error when the enrollment got no welcome.
  */
-export async function connectAsAgent(site: Site, host: string): Promise<NatsConnection> {
+export async function connectAsAgent(site: Site, host: string, options: Partial<ConnectionOptions> = {}): Promise<NatsConnection> {
   const { credentials } = await enrollRaw(site, { hostname: host, token: site.hostToken(host), timeoutMs: 10_000 });
   if (!credentials) throw new Error(`${host}: no welcome`);
-  return connect({ servers: site.server.urls, user: credentials.user, pass: credentials.password, inboxPrefix: credentials.inboxPrefix });
+  return connect({ ...options, servers: site.server.urls, user: credentials.user, pass: credentials.password, inboxPrefix: credentials.inboxPrefix });
 }
 
 /**
