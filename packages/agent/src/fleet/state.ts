@@ -127,7 +127,12 @@ export class AgentState {
    * checkpoint itself; a marker that is not valid is no pending revision
    * (recoverCheckpoint logs why, pendingMark()).
    */
-  async checkpoint(): Promise<Checkpoint> {
+  checkpoint(): Promise<Checkpoint> {
+    return this.readCheckpoint(() => this.pendingMark());
+  }
+
+  /** checkpoint(), with pending.json read by `mark` (called at most once, only when the checkpoint names no pending revision). */
+  private async readCheckpoint(mark: () => PendingMarkRead): Promise<Checkpoint> {
     const raw = await this.readJson("checkpoint.json");
     const out: Checkpoint = {};
     if (raw !== undefined) {
@@ -143,7 +148,7 @@ export class AgentState {
       if (file.unsentReport) out.unsentReport = file.unsentReport;
     }
     if (!out.pending) {
-      const read = this.pendingMark();
+      const read = mark();
       if (read && "mark" in read && read.mark.revision > Math.max(out.current?.revision ?? 0, out.rolledBack?.revision ?? 0)) out.pending = read.mark;
     }
     return out;
@@ -159,8 +164,9 @@ export class AgentState {
    * @throws what checkpoint() and saveCheckpoint throw.
    */
   async recoverCheckpoint(log: (event: Record<string, unknown>) => void): Promise<Checkpoint> {
-    const checkpoint = await this.checkpoint();
+    // pending.json is read once, here, and that one reading serves both the checkpoint and the log.
     const mark = this.pendingMark();
+    const checkpoint = await this.readCheckpoint(() => mark);
     const file = join(this.dir, PENDING_FILE);
     if (mark && "ignored" in mark) log({ event: "pending-mark-ignored", file, reason: mark.ignored });
     if (checkpoint.pending) {
