@@ -110,6 +110,18 @@ npm_packages() {
   touch "$stamp"
 }
 
+# Node's compile cache filled with the CLIs' modules (scripts/compile-cache.mjs), so the first command after
+# setup starts as fast as later ones; again only when a source file changed since, or the cache is gone.
+compile_cache() {
+  stamp="node_modules/.netfleet-compile-cache-stamp"
+  cache_root=$(sh "$ROOT/scripts/node.sh" -p 'require("node:path").join(require("node:os").tmpdir(), "node-compile-cache")' 2>/dev/null || true)
+  if [ -f "$stamp" ] && [ -n "$cache_root" ] && [ -d "$cache_root" ] && [ -z "$(find packages/*/src -name '*.ts' -newer "$stamp" 2>/dev/null | head -1)" ]; then
+    return 0
+  fi
+  if sh "$ROOT/scripts/node.sh" "$ROOT/scripts/compile-cache.mjs"; then touch "$stamp"; fi
+}
+
 system_packages
 ensure_node
 npm_packages
+compile_cache
