@@ -5,7 +5,9 @@
  * already holds an earlier run, the table shows both side by side. A
  * benchmark, not a test: nothing here passes or fails on a number. It exits
  * non-zero only when a part could not be measured (the figures it has are
- * still written, with the reason in `errors`).
+ * still written, with the reason in `errors`). It starts by measuring the
+ * machine's speed (calibrate.ts), printed above the table beside the earlier
+ * run's, so that a slower machine is not taken for a slower netfleet.
  *
  * --quick: rollouts of 100 and 1,000 agents (full: 100, 1,000, 5,000 and
  * 10,000) plus the lab parts; inventory loads with mappings of 1,000 and
@@ -33,6 +35,7 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { inventoryParseBench, inventoryParseTable, type InventoryParseRow } from "./inventory-parse.ts";
 import { ansiblePart } from "./ansible/bench.ts";
+import { calibrate, calibrationLine, type Calibration } from "./calibrate.ts";
 import { labCost, type FirstApplyRow, type NoopRow } from "./lab-cost.ts";
 import { restartBench, type RestartRow } from "./restart.ts";
 import { benchProblems, rolloutBench, type MinMedMax, type RolloutRow, type RunSpread } from "./rollout.ts";
@@ -41,7 +44,8 @@ export interface BenchResults {
   version: 1;
   quick: boolean;
   at: string;
-  machine: { cpus: number; memGb: number; node: string };
+  /** calibration: the machine's speed at the start of the run (calibrate.ts; absent in results written before it was measured, or when it could not be). */
+  machine: { cpus: number; memGb: number; node: string; calibration?: Calibration };
   /** Simulated agents' per-command latency, uniform in this range. */
   commandLatencyMs: [number, number];
   /** One row per rollout size (agents, nodes); a size run more than once (--runs): its median run, with `spread`. */
@@ -79,7 +83,7 @@ function fmt(n: number | null | undefined, digits = 0): string {
 const met = (ok: boolean) => (ok ? "met" : "MISSED");
 
 function table(now: BenchResults, prev: BenchResults | undefined): string {
-  const lines: string[] = [];
+  const lines: string[] = [calibrationLine(now.machine.calibration, prev?.machine.calibration)];
   const side = (a: number | null | undefined, b: number | null | undefined, d = 0) => `${fmt(a, d).padStart(9)}${prev ? ` ${`(${fmt(b, d)})`.padStart(10)}` : ""}`;
   lines.push(`rollout (simulated agents, ${now.commandLatencyMs[0]}-${now.commandLatencyMs[1]} ms per command, real nats-server with stock max_payload; default plan: a canary, then waves of 25%, each wave all at once)${prev ? "   figures (previous run)" : ""}`);
   lines.push(`  cpuMs/host: the controller process's CPU per host; agentCpu, serverCpu: the agent processes' and nats-server's CPU (/proc) over the same window, ms per host`);
@@ -240,6 +244,12 @@ async function main(): Promise<void> {
     }
   }
   const t = performance.now();
+  // First, on a machine nothing of ours loads yet: how fast it is, to read the figures beside another machine's.
+  const calibration = await calibrate().catch((err: unknown) => {
+    log(`machine speed not measured: ${(err as Error).message}`);
+    return undefined;
+  });
+  if (calibration) log(calibrationLine(calibration, undefined));
   let sizes = rolloutPlan(values.quick ?? false, runs);
   if (values.sizes !== undefined) {
     const wanted = values.sizes.split(",").map((w) => w.trim());
@@ -304,7 +314,7 @@ async function main(): Promise<void> {
     version: 1,
     quick: values.quick ?? false,
     at: new Date().toISOString(),
-    machine: { cpus: cpus().length, memGb: Math.round(totalmem() / 2 ** 30), node: process.version },
+    machine: { cpus: cpus().length, memGb: Math.round(totalmem() / 2 ** 30), node: process.version, ...(calibration ? { calibration } : {}) },
     commandLatencyMs: LATENCY,
     rollout,
     rolloutRuns,

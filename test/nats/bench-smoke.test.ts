@@ -10,6 +10,7 @@ import { rolloutBucket } from "@netfleet/shared";
 import { readDesired } from "../../packages/agent/src/fleet/desired.ts";
 import { RolloutLock } from "../../packages/controller/src/rollout/state.ts";
 import { benchProblems, rolloutBench, type RolloutRow } from "../bench/rollout.ts";
+import type { Calibration } from "../bench/calibrate.ts";
 import { rolloutPlan, sizeRow } from "../bench/run.ts";
 import { SITE, assignmentFor, inventoryHost, startSite, type Site } from "./harness.ts";
 
@@ -44,6 +45,11 @@ describe("npm run bench -- --quick (smoke)", () => {
       const r = JSON.parse(await readFile(out, "utf8")) as Record<string, unknown>;
       expect(r).toMatchObject({ version: 1, quick: true, errors: [] });
       const num = expect.any(Number);
+      // The machine's speed, measured first (calibrate.ts): a real measurement, so above zero on any machine.
+      const speed = (r.machine as { calibration?: Calibration }).calibration;
+      expect(speed, "machine.calibration").toMatchObject({ cores: num, ed25519VerifyPerSec: { oneCore: num, allCores: num }, jsonRoundTripPerSec: { oneCore: num, allCores: num } });
+      for (const v of [speed!.ed25519VerifyPerSec, speed!.jsonRoundTripPerSec]) expect(Math.min(v.oneCore, v.allCores)).toBeGreaterThan(0);
+      expect(stdout).toContain("machine speed: Ed25519 verify");
       const rollout = r.rollout as RolloutRow[];
       expect(rollout.map((x) => x.agents)).toEqual([100, 1000]);
       for (const row of rollout) {
