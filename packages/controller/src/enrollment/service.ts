@@ -19,6 +19,7 @@ import {
   type Welcome,
 } from "@netfleet/shared";
 import PQueue from "p-queue";
+import { requestAgent } from "../nats/agent-request.ts";
 import { agentUserName } from "../nats/permissions.ts";
 import type { StoredCredential } from "../store/credentials.ts";
 import { ClaimsFullError, keyFingerprint, type HostRecord } from "../store/registry.ts";
@@ -291,7 +292,7 @@ export class EnrollmentService {
       const request: Rekey = { kind: "rekey", site, host, ...box };
       let reply: RekeyReply;
       try {
-        const msg = await this.o.nc.request(rekeySubject(site, host), encodeMessage(request), { timeout: this.limits.rekeyTimeoutMs });
+        const msg = await requestAgent(this.o.nc, site, host, rekeySubject(site, host), encodeMessage(request), this.limits.rekeyTimeoutMs);
         reply = decodeMessage(RekeyReply, "rekey reply", msg.data);
       } catch (err) {
         throw new Error(`${host}: the agent did not take new credentials (${(err as Error).message}); nothing changed (is it connected?)`, { cause: err });

@@ -1,6 +1,7 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { CheckReply, checkSubject, decodeMessage, encodeMessage, signAssignment, type CheckRequest, type HostAssignment } from "@netfleet/shared";
 import type { DesiredStore } from "../store/desired.ts";
+import { requestAgent } from "./agent-request.ts";
 
 /**
  * Check mode on one host (`nf.<site>.check.<host>`): the agent runs a
@@ -20,6 +21,6 @@ export async function requestCheck(
   const current = await desired.read(assignment.host).catch(() => undefined);
   const envelope = signAssignment(assignment, (current?.envelope.revision ?? 0) + 1, privateKeyPem);
   const request: CheckRequest = { kind: "check", site, host: assignment.host, envelope };
-  const msg = await nc.request(checkSubject(site, assignment.host), encodeMessage(request), { timeout: timeoutMs });
+  const msg = await requestAgent(nc, site, assignment.host, checkSubject(site, assignment.host), encodeMessage(request), timeoutMs);
   return decodeMessage(CheckReply, `check ${assignment.host}`, msg.data);
 }

@@ -1,5 +1,6 @@
 import {
   agentInboxPrefix,
+  agentReplySubject,
   agentUpgradePermissions,
   appliedBucket,
   auditSubject,
@@ -58,7 +59,13 @@ import type { NatsUser } from "./config.ts";
  *
  * Requests to the agent (it subscribes, the controller publishes; no agent
  * may publish to either): check mode on `nf.<site>.check.<host>` and
- * `netfleet show` on `nf.<site>.show.<host>`, its own host's only.
+ * `netfleet show` on `nf.<site>.show.<host>`, its own host's only. It answers
+ * them, and rekeys, on `nf.<site>.reply.<host>.<id>` (agentReplySubject; the
+ * controller's agent-request.ts), and may publish to no inbox: there is no
+ * `allow_responses`. With it, an agent could answer anything it hears that
+ * carries a reply subject, and it hears the controller's JetStream publish of
+ * its own desired key: its answer could stand in for the stream's
+ * acknowledgement (test/nats/reply-forgery.test.ts).
  */
 export function agentUser(site: string, host: string, password: string, options: { audit?: boolean } = {}): NatsUser {
   const desired = desiredBucket(site);
@@ -78,6 +85,8 @@ export function agentUser(site: string, host: string, password: string, options:
           enrollSubject(site, host),
           reportSubject(site, host),
           heartbeatSubject(site, host),
+          // Its answers to the controller's requests (check, show, rekey): its own host's reply subjects, and no inbox.
+          agentReplySubject(site, host, "*"),
           directGetSubject(desired, key),
           // The signed signing-key chain (keys rotation): read only; not a DNS label, so no host is named so.
           directGetSubject(desired, SIGNING_CHAIN_KEY),
@@ -103,8 +112,6 @@ export function agentUser(site: string, host: string, password: string, options:
           kvSubject(leases, "*"),
         ],
       },
-      // Check-mode and show replies go to the controller's inbox: one reply per request received, within a minute.
-      allow_responses: { max: 1, expires: "1m" },
     },
   };
 }

@@ -1,5 +1,6 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { ShowReply, decodeMessage, encodeMessage, showSubject, summariseCounters, type CountersSummary, type ShowRequest } from "@netfleet/shared";
+import { requestAgent } from "./agent-request.ts";
 
 /** No agent answered a show request: not connected, or older than show (protocol 1.2); `reason` says which it was. */
 export class ShowUnansweredError extends Error {
@@ -38,7 +39,7 @@ export async function requestShow(nc: NatsConnection, site: string, host: string
   const request: ShowRequest = { kind: "show", site, host, ...(scope ? { scope } : {}) };
   let msg;
   try {
-    msg = await nc.request(showSubject(site, host), encodeMessage(request), { timeout: timeoutMs });
+    msg = await requestAgent(nc, site, host, showSubject(site, host), encodeMessage(request), timeoutMs);
   } catch (err) {
     if (noResponders(err)) throw new ShowUnansweredError(host, "no-responder", timeoutMs);
     if (timedOut(err)) throw new ShowUnansweredError(host, "timeout", timeoutMs);

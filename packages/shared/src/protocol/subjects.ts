@@ -160,7 +160,7 @@ export function heartbeatSubject(site: string, host: string): string {
   return `nf.${label("site", site)}.hb.${hostToken(host)}`;
 }
 
-/** Check-mode requests to one agent (request/reply; the agent answers the controller's inbox). */
+/** Check-mode requests to one agent (request/reply; the agent answers on agentReplySubject). */
 export function checkSubject(site: string, host: string): string {
   return `nf.${label("site", site)}.check.${hostToken(host)}`;
 }
@@ -171,6 +171,23 @@ export function checkSubject(site: string, host: string): string {
  */
 export function showSubject(site: string, host: string): string {
   return `nf.${label("site", site)}.show.${hostToken(host)}`;
+}
+
+/** A reply subject's last token: one per request (a NUID: letters and digits), or `*` in the agent's permission. */
+const REPLY_ID = /^(\*|[A-Za-z0-9]{1,64})$/;
+
+/**
+ * Where a host's agent answers the controller's requests to it (check, show, rekey): `nf.<site>.reply.<host>.<id>`,
+ * a fresh `id` per request (`*`: the agent's publish permission, permissions.ts agentUser). The agent may publish
+ * under its own host's prefix and to no inbox. With nats-server's `allow_responses` instead, an agent may answer any
+ * message it hears that carries a reply subject, and it hears the controller's JetStream publish of its own desired
+ * key on the key's subject: it could answer that publish with a forged acknowledgement (seen on a 3-node cluster:
+ * the controller took `seq` 424242 for a write stored at 4).
+ * @throws Error when `site` or `host` is not a DNS label, or `id` not a token of letters and digits.
+ */
+export function agentReplySubject(site: string, host: string, id: string): string {
+  if (!REPLY_ID.test(id)) throw new Error(`reply id ${JSON.stringify(id)} is not a token of letters and digits`);
+  return `nf.${label("site", site)}.reply.${label("host", host)}.${id}`;
 }
 
 /** Operator requests to the controller service (approve, reject). */
