@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawn, type ChildProcess } from "node:child_process";
@@ -344,6 +344,22 @@ export async function connectAsAgent(site: Site, host: string, options: Partial<
   const { credentials } = await enrollRaw(site, { hostname: host, token: site.hostToken(host), timeoutMs: 10_000 });
   if (!credentials) throw new Error(`${host}: no welcome`);
   return connect({ ...options, servers: site.server.urls, user: credentials.user, pass: credentials.password, inboxPrefix: credentials.inboxPrefix });
+}
+
+/**
+ * A raw connection with the credentials `host`'s running agent (startAgent) keeps in its credentials.json: what a
+ * stolen agent.json gives. `errors` collects the server's asynchronous errors (permission violations) as they come.
+ * The caller closes `nc`.
+ * @throws Error when the file is missing or does not decode, or the server refuses the connection.
+ */
+export async function agentFileConnection(site: Site, host: string): Promise<{ nc: NatsConnection; errors: string[] }> {
+  const creds = decodeMessage(AgentCredentials, "creds", await readFile(join(site.dir, "agents", host, "credentials.json"), "utf8"));
+  const nc = await connect({ servers: site.server.urls, user: creds.user, pass: creds.password, inboxPrefix: creds.inboxPrefix });
+  const errors: string[] = [];
+  void (async () => {
+    for await (const s of nc.status()) if (s.type === "error") errors.push(String((s as { error?: Error }).error?.message));
+  })();
+  return { nc, errors };
 }
 
 /**

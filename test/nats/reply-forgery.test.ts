@@ -14,30 +14,17 @@
  * Positive controls: the same credentials may publish on their own host's reply subjects, and a real agent still
  * answers the controller's `show` request on them.
  */
-import { readFile } from "node:fs/promises";
-import { join } from "node:path";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { observeHost } from "@netfleet/agent";
-import { AgentCredentials, agentReplySubject, decodeMessage, desiredBucket, kvStream, kvSubject } from "@netfleet/shared";
+import { agentReplySubject, desiredBucket, kvStream, kvSubject } from "@netfleet/shared";
 import { requestShow } from "../../packages/controller/src/nats/show.ts";
 import { loadCapture } from "../../packages/agent/src/show/fixtures.ts";
-import { SITE, assignmentFor, eventually, inventoryHost, startAgent, startSite, type Site, type TestAgent } from "./harness.ts";
+import { SITE, agentFileConnection, assignmentFor, eventually, inventoryHost, startAgent, startSite, type Site, type TestAgent } from "./harness.ts";
 
 const DESIRED = desiredBucket(SITE);
 const FORGED_SEQ = 424242;
 
-/** A raw connection with `host`'s agent credentials, recording the server's permission errors. */
-async function asAgent(site: Site, host: string): Promise<{ nc: NatsConnection; errors: string[] }> {
-  const creds = decodeMessage(AgentCredentials, "creds", await readFile(join(site.dir, "agents", host, "credentials.json"), "utf8"));
-  const nc = await connect({ servers: site.server.urls, user: creds.user, pass: creds.password, inboxPrefix: creds.inboxPrefix });
-  const errors: string[] = [];
-  void (async () => {
-    for await (const s of nc.status()) if (s.type === "error") errors.push(String((s as { error?: Error }).error?.message));
-  })();
-  return { nc, errors };
-}
 
 describe("an agent cannot answer for the stream (3-node cluster)", () => {
   let site: Site;
@@ -57,7 +44,7 @@ describe("an agent cannot answer for the stream (3-node cluster)", () => {
   });
 
   it("a forged acknowledgement of the controller's desired write is refused, and every publish's revision is the stored one; the agent's own reply subjects still work", async () => {
-    const attacker = await asAgent(site, "hv2");
+    const attacker = await agentFileConnection(site, "hv2");
     try {
       const replies: string[] = [];
       const sub = attacker.nc.subscribe(kvSubject(DESIRED, "hv2"));

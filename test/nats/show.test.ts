@@ -8,31 +8,19 @@
  * can neither ask for nor answer (nor overhear) a host's show. Ports 23100-23199.
  */
 import { execFile } from "node:child_process";
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { observeHost } from "@netfleet/agent";
-import { AgentCredentials, HostView, decodeMessage, encodeMessage, showSubject } from "@netfleet/shared";
+import { HostView, encodeMessage, showSubject } from "@netfleet/shared";
 import { loadCapture } from "../../packages/agent/src/show/fixtures.ts";
 import { main } from "../../packages/controller/src/main.ts";
 import { memoryOutput } from "../../packages/controller/src/output.ts";
-import { SITE, assignmentFor, eventually, inventoryHost, startAgent, startSite, writeControllerHome, type Site, type TestAgent } from "./harness.ts";
+import { SITE, agentFileConnection, assignmentFor, eventually, inventoryHost, startAgent, startSite, writeControllerHome, type Site, type TestAgent } from "./harness.ts";
 
 const REPO = new URL("../..", import.meta.url).pathname;
 const hosta = loadCapture("hosta");
 const backend = loadCapture("backend");
 
-/** A raw connection as an agent's own NATS user, recording the server's permission errors. */
-async function asAgent(site: Site, host: string): Promise<{ nc: NatsConnection; errors: string[] }> {
-  const creds = decodeMessage(AgentCredentials, "creds", await readFile(join(site.dir, "agents", host, "credentials.json"), "utf8"));
-  const nc = await connect({ servers: site.server.urls, user: creds.user, pass: creds.password, inboxPrefix: creds.inboxPrefix });
-  const errors: string[] = [];
-  void (async () => {
-    for await (const s of nc.status()) if (s.type === "error") errors.push(String((s as { error?: Error }).error?.message));
-  })();
-  return { nc, errors };
-}
 
 describe("netfleet show over NATS", () => {
   let site: Site;
@@ -133,7 +121,7 @@ describe("netfleet show over NATS", () => {
   });
 
   it("another host's agent cannot ask for a host's view, answer for it, or hear the answer", async () => {
-    const other = await asAgent(site, "hv2");
+    const other = await agentFileConnection(site, "hv2");
     try {
       // Asking: hv2 may not publish on hv1's show subject (nor on its own: only the controller asks).
       await expect(other.nc.request(showSubject(SITE, "hv1"), encodeMessage({ kind: "show", site: SITE, host: "hv1" }), { timeout: 2000 })).rejects.toThrow(/Permissions Violation for Publish/);
@@ -145,7 +133,7 @@ describe("netfleet show over NATS", () => {
         expect(String((closed as Error | undefined)?.message ?? closed)).toContain(`Permissions Violation for Subscription to "${subject}"`);
       }
       // Control: hv1's own user may subscribe to its own show subject (what its agent does), and the controller still gets hv1's view.
-      const own = await asAgent(site, "hv1");
+      const own = await agentFileConnection(site, "hv1");
       try {
         const sub = own.nc.subscribe(showSubject(SITE, "hv1"), { max: 1 });
         await own.nc.flush();
