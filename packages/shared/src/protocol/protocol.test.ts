@@ -4,7 +4,7 @@ import { DecodeError } from "../errors.ts";
 import { Heartbeat, decodeMessage } from "./messages.ts";
 import { generateBoxKeys, open, seal } from "./sealed-box.ts";
 import { AssignmentRejectedError, decodeSignedAssignment, generateSigningKeys, signAssignment, verifySignedAssignment } from "./signing.ts";
-import { desiredBucket, directGetSubject, enrollSubject, hostOfSubject, kvSubject } from "./subjects.ts";
+import { agentReplySubject, desiredBucket, directGetSubject, enrollSubject, hostOfSubject, kvSubject } from "./subjects.ts";
 
 const doc = (host: string, v: string) =>
   sealAssignment({ apiVersion: "netfleet.dev/v1", kind: "HostAssignment", site: "lab", host, role: "vmhost", resources: [{ kind: "sysctl", name: "net.ipv4.ip_forward", value: v }] });
@@ -30,6 +30,13 @@ describe("subjects", () => {
     expect(() => desiredBucket("a.b")).toThrow(/not a DNS label/);
     expect(hostOfSubject("nf.lab.report.hv1")).toBe("hv1");
     expect(hostOfSubject("nf.lab.report.hv1.x")).toBeUndefined();
+  });
+
+  it("an agent's reply subject names one host and one request; the host is never a wildcard, the id only `*` (the permission)", () => {
+    expect(agentReplySubject("lab", "hv1", "a1B2c3D4e5F6g7H8i9J0kL")).toBe("nf.lab.reply.hv1.a1B2c3D4e5F6g7H8i9J0kL");
+    expect(agentReplySubject("lab", "hv1", "*")).toBe("nf.lab.reply.hv1.*");
+    expect(() => agentReplySubject("lab", "*", "x1")).toThrow(/not a DNS label/);
+    for (const id of [">", "a.b", "", "a b", "x".repeat(65)]) expect(() => agentReplySubject("lab", "hv1", id), id).toThrow(/not a token of letters and digits/);
   });
 });
 
