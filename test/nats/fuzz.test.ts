@@ -19,6 +19,7 @@ import {
   type HostAssignment,
   type LeaseTable,
 } from "@netfleet/shared";
+import { requestAgent } from "../../packages/controller/src/nats/agent-request.ts";
 import { HOSTS, SITE, alive, controllerOf, eventsOf, startAgentInProcess, startAgentProcess, startServe, stopChild, until, type FleetAgent, type Serve } from "./fuzz-fleet.ts";
 import { countBy, sampleHostile } from "./fuzz-messages.ts";
 import { buildShots, type Creds, type Shot } from "./fuzz-shots.ts";
@@ -228,7 +229,9 @@ describe(`NATS fuzz: hostile messages against netfleet serve and its agents (see
           else await agents.hv1!.log.waitFor((e) => e.event === "assignment-rejected" && e.seq === put.seq, `${where}: hv1 logs its refusal`, 15_000);
         }
       } else if (shot.target === "admin" || shot.target === "check") {
-        const reply = JSON.parse((await a.nc.request(shot.subject, shot.data, { timeout: 15_000 })).string()) as { ok?: boolean };
+        // A check goes as the controller sends it: the agent answers on its own reply subject, and may publish to no inbox.
+        const asked = shot.target === "check" ? requestAgent(a.nc, SITE, "hv1", shot.subject, shot.data, 15_000) : a.nc.request(shot.subject, shot.data, { timeout: 15_000 });
+        const reply = JSON.parse((await asked).string()) as { ok?: boolean };
         if (reply.ok !== false) problems.push(`${where}: answered ${JSON.stringify(reply).slice(0, 200)}`);
       } else {
         a.nc.publish(shot.subject, shot.data);
