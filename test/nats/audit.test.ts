@@ -1,17 +1,15 @@
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AuditCollector } from "@netfleet/agent";
 import { readAudit } from "@netfleet/controller";
-import { AgentCredentials, auditStream, auditSubject, decodeMessage, encodeMessage, leasesBucket, type AuditBatch, type AuditRecord, type Inventory } from "@netfleet/shared";
+import { auditStream, auditSubject, encodeMessage, leasesBucket, type AuditBatch, type AuditRecord, type Inventory } from "@netfleet/shared";
 import { Kvm } from "@nats-io/kv";
 import { auditCommand } from "../../packages/controller/src/commands/audit.ts";
 import type { AuditLine } from "../../packages/controller/src/store/vm-audit.ts";
 import { main } from "../../packages/controller/src/main.ts";
 import { memoryOutput } from "../../packages/controller/src/output.ts";
-import { SITE, eventually, inventoryHost, startAgent, startSite, writeControllerHome, type Site, type TestAgent } from "./harness.ts";
+import { SITE, agentFileConnection, eventually, inventoryHost, startAgent, startSite, writeControllerHome, type RecordingConnection, type Site, type TestAgent } from "./harness.ts";
 
 const REPO = new URL("../..", import.meta.url).pathname;
 /** Captured from the kernel (see audit-nflog.test.ts): VM 52:54:00:07:00:02 / 10.7.0.2 in network "x": ping, TCP :80, TCP :81 dropped, UDP :53. */
@@ -31,24 +29,6 @@ const inventoryX = {
   ],
 } as unknown as Inventory;
 
-interface Raw {
-  nc: NatsConnection;
-  errors: string[];
-}
-
-async function credentialsOf(site: Site, host: string): Promise<AgentCredentials> {
-  return decodeMessage(AgentCredentials, "creds", await readFile(join(site.dir, "agents", host, "credentials.json"), "utf8"));
-}
-
-async function rawConnect(site: Site, creds: AgentCredentials): Promise<Raw> {
-  const nc = await connect({ servers: site.server.urls, user: creds.user, pass: creds.password, inboxPrefix: creds.inboxPrefix });
-  const errors: string[] = [];
-  void (async () => {
-    for await (const s of nc.status()) if (s.type === "error") errors.push(String((s as { error?: Error }).error?.message));
-  })();
-  return { nc, errors };
-}
-
 function batch(host: string, network: string, records: Partial<AuditRecord>[]): AuditBatch {
   return {
     kind: "audit",
@@ -60,7 +40,7 @@ function batch(host: string, network: string, records: Partial<AuditRecord>[]): 
   };
 }
 
-async function expectPublishDenied(c: Raw, subject: string, data: Uint8Array): Promise<void> {
+async function expectPublishDenied(c: RecordingConnection, subject: string, data: Uint8Array): Promise<void> {
   c.nc.publish(subject, data);
   await c.nc.flush();
   await eventually(() => c.errors.some((e) => e.includes(`Permissions Violation for Publish to "${subject}"`)), `publish to ${subject} refused`, 3000);
@@ -73,16 +53,16 @@ async function storedBatches(site: Site): Promise<number> {
 describe("gateway audit over NATS (real nats-server)", () => {
   let site: Site;
   const agents: TestAgent[] = [];
-  let backend: Raw;
-  let vmhost: Raw;
+  let backend: RecordingConnection;
+  let vmhost: RecordingConnection;
   let stateDir: string;
 
   beforeAll(async () => {
     site = await startSite({ basePort: 32450, hosts: [{ ...inventoryHost("backend"), role: "backend" }, inventoryHost("hosta"), inventoryHost("hostb")] });
     for (const hostname of ["backend", "hosta"]) agents.push(startAgent(site, { hostname }));
     await Promise.all(agents.map((a) => a.started));
-    backend = await rawConnect(site, await credentialsOf(site, "backend"));
-    vmhost = await rawConnect(site, await credentialsOf(site, "hosta"));
+    backend = await agentFileConnection(site, "backend");
+    vmhost = await agentFileConnection(site, "hosta");
     stateDir = await writeControllerHome(site, join(REPO, "inventories", "lab"));
   });
 

@@ -346,20 +346,34 @@ export async function connectAsAgent(site: Site, host: string, options: Partial<
   return connect({ ...options, servers: site.server.urls, user: credentials.user, pass: credentials.password, inboxPrefix: credentials.inboxPrefix });
 }
 
+/** A raw connection and the server's asynchronous errors on it (permission violations), collected as they come. */
+export interface RecordingConnection {
+  nc: NatsConnection;
+  errors: string[];
+}
+
 /**
- * A raw connection with the credentials `host`'s running agent (startAgent) keeps in its credentials.json: what a
- * stolen agent.json gives. `errors` collects the server's asynchronous errors (permission violations) as they come.
- * The caller closes `nc`.
- * @throws Error when the file is missing or does not decode, or the server refuses the connection.
+ * A raw connection to the site's servers as `user` (with `inboxPrefix` when the user may only hear its own
+ * inbox), recording the server's asynchronous errors. The caller closes `nc`.
+ * @throws Error when the server refuses the connection.
  */
-export async function agentFileConnection(site: Site, host: string): Promise<{ nc: NatsConnection; errors: string[] }> {
-  const creds = decodeMessage(AgentCredentials, "creds", await readFile(join(site.dir, "agents", host, "credentials.json"), "utf8"));
-  const nc = await connect({ servers: site.server.urls, user: creds.user, pass: creds.password, inboxPrefix: creds.inboxPrefix });
+export async function recordingConnection(site: Site, user: string, pass: string, inboxPrefix?: string): Promise<RecordingConnection> {
+  const nc = await connect({ servers: site.server.urls, user, pass, ...(inboxPrefix ? { inboxPrefix } : {}) });
   const errors: string[] = [];
   void (async () => {
     for await (const s of nc.status()) if (s.type === "error") errors.push(String((s as { error?: Error }).error?.message));
   })();
   return { nc, errors };
+}
+
+/**
+ * A recordingConnection with the credentials `host`'s running agent (startAgent) keeps in its credentials.json:
+ * what a stolen agent.json gives. The caller closes `nc`.
+ * @throws Error when the file is missing or does not decode, or the server refuses the connection.
+ */
+export async function agentFileConnection(site: Site, host: string): Promise<RecordingConnection> {
+  const creds = decodeMessage(AgentCredentials, "creds", await readFile(join(site.dir, "agents", host, "credentials.json"), "utf8"));
+  return recordingConnection(site, creds.user, creds.password, creds.inboxPrefix);
 }
 
 /**

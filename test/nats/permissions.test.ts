@@ -1,16 +1,12 @@
-import { readFile } from "node:fs/promises";
-import { join } from "node:path";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
-  AgentCredentials,
   STORED_DIGEST_HEADER,
   STORED_REVISION_HEADER,
   STORED_SEQUENCE_HEADER,
   appliedBucket,
-  decodeMessage,
   desiredBucket,
   desiredStoredSubject,
   directGetSubject,
@@ -21,20 +17,10 @@ import {
   enrollSubject,
   storedDigest,
 } from "@netfleet/shared";
-import { SITE, assignmentFor, eventually, inventoryHost, startAgent, startSite, type Site, type TestAgent } from "./harness.ts";
+import { SITE, agentFileConnection, assignmentFor, eventually, inventoryHost, recordingConnection, startAgent, startSite, type Site, type TestAgent } from "./harness.ts";
 
 const DESIRED = desiredBucket(SITE);
 const APPLIED = appliedBucket(SITE);
-
-/** A raw connection that records the server's permission errors. */
-async function rawConnect(site: Site, user: string, pass: string, inboxPrefix?: string): Promise<{ nc: NatsConnection; errors: string[] }> {
-  const nc = await connect({ servers: site.server.urls, user, pass, ...(inboxPrefix ? { inboxPrefix } : {}) });
-  const errors: string[] = [];
-  void (async () => {
-    for await (const s of nc.status()) if (s.type === "error") errors.push(String((s as { error?: Error }).error?.message));
-  })();
-  return { nc, errors };
-}
 
 async function expectPublishDenied(c: { nc: NatsConnection; errors: string[] }, subject: string, data = "x"): Promise<void> {
   c.nc.publish(subject, data);
@@ -69,8 +55,7 @@ describe("least privilege (nats-server 2.9 static users)", () => {
     await Promise.all(agents.map((x) => x.started));
     await site.cp.publish(assignmentFor("hv1", 1));
     await site.cp.publish(assignmentFor("hv2", 2));
-    const creds = decodeMessage(AgentCredentials, "creds", await readFile(join(site.dir, "agents", "hv1", "credentials.json"), "utf8"));
-    a = await rawConnect(site, creds.user, creds.password, creds.inboxPrefix);
+    a = await agentFileConnection(site, "hv1");
     spy = site.cp.nc;
     const sub = spy.subscribe(reportSubject(SITE, "hv2"));
     void (async () => {
@@ -151,7 +136,7 @@ describe("least privilege (nats-server 2.9 static users)", () => {
   });
 
   it("the shared enrollment user may only publish enrollments (and hear sealed welcomes)", async () => {
-    const e = await rawConnect(site, `enroll-${SITE}`, site.enrollPassword);
+    const e = await recordingConnection(site, `enroll-${SITE}`, site.enrollPassword);
     try {
       e.nc.publish(enrollSubject(SITE, "newhost"), "{}");
       await e.nc.flush();
