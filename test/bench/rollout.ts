@@ -64,6 +64,12 @@ export interface RolloutRow {
   runMs: number;
   /** Informational, before the clock: every agent enrolled and connected. */
   enrollMs: number;
+  /**
+   * Informational: CPU over enrollment (agent processes started to every agent connected), ms per host, by process:
+   * the agent processes (module load included), nats-server (every node) and this process (the controller service,
+   * `netfleet serve`: enrollment). Enrollment is CPU-bound on 2 cores: their sum over the cores is most of enrollMs.
+   */
+  enrollCpuMsPerHost?: { agents: number; server: number; service: number };
   waves: number;
   /** Hosts that did not report the new revision applied without failures, plus the hosts the rollout counted failed. */
   failed: number;
@@ -350,6 +356,9 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
     // Host tokens (netfleet hosts token HOST): the site's join token only asks for a pending claim.
     const key = await hostTokenKey(join(dir, "credentials"));
     const tokens = Object.fromEntries(names.map((host) => [host, mintHostTokenWithKey(key, { site: SITE, enrollPassword, host }).token]));
+    const serverPids = server.nodes.map((n) => n.process?.pid);
+    const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+    const enrollCpu0 = { server: sum(serverPids.map(procCpuMs)), service: process.cpuUsage() };
     const t = performance.now();
     const parts = options.processes ?? (agents > PER_PROCESS ? 2 : 1);
     for (let p = 0; p < parts; p++) {
@@ -373,9 +382,16 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
     const enrollTimeoutMs = options.enrollTimeoutMs ?? 60_000 + agents * 20;
     const ready = await Promise.all(children.map((c) => c.waitFor("ready", enrollTimeoutMs)));
     const enrollMs = Math.round(performance.now() - t);
+    const serviceCpu = process.cpuUsage(enrollCpu0.service);
+    const perHost = (ms: number) => Math.round((ms / agents) * 100) / 100;
+    const enrollCpuMsPerHost = {
+      agents: perHost(sum(children.filter((c) => c.name.startsWith("agents")).map((c) => procCpuMs(c.child.pid)))),
+      server: perHost(sum(serverPids.map(procCpuMs)) - enrollCpu0.server),
+      service: perHost((serviceCpu.user + serviceCpu.system) / 1000),
+    };
     const enrolled = ready.reduce((s, r) => s + Number(r.enrolled), 0);
     if (enrolled !== agents) throw new Error(`bench: only ${enrolled} of ${agents} agents enrolled`);
-    log(`rollout ${agents}: ${agents} agents enrolled in ${enrollMs} ms (agent processes: ${ready.map((r) => `${r.rssMb} MB`).join(", ")})`);
+    log(`rollout ${agents}: ${agents} agents enrolled in ${enrollMs} ms (agent processes: ${ready.map((r) => `${r.rssMb} MB`).join(", ")}; CPU-ms per host: ${JSON.stringify(enrollCpuMsPerHost)})`);
     const startErrors = ready.reduce((s, r) => s + Number(r.startErrors), 0);
     if (startErrors) log(`rollout ${agents}: NatsAgent.start() threw ${startErrors} times and was retried (first: ${ready.map((r) => r.firstStartError).find(Boolean)})`);
 
@@ -487,6 +503,7 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
       serverCpuMsPerHost: Math.round((spent("server") / agents) * 100) / 100,
       runMs: r.runMs as number,
       enrollMs,
+      enrollCpuMsPerHost,
       waves: r.waves as number,
       failed: failedOrMissing,
       result: r.result as string,
