@@ -1,3 +1,4 @@
+import { createPrivateKey, createPublicKey } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { sealAssignment } from "../assignment.ts";
 import { DecodeError } from "../errors.ts";
@@ -100,6 +101,22 @@ describe("messages and sealed boxes", () => {
     expect(open(recipient, box, "lab/hv1")).toBe("secret");
     expect(() => open(recipient, box, "lab/hv2")).toThrow();
     expect(() => open(generateBoxKeys(), box, "lab/hv1")).toThrow();
+  });
+
+  it("writes public keys as node:crypto's SPKI DER, and opens with keys read back from their file (PEM only)", () => {
+    for (let i = 0; i < 20; i++) {
+      const keys = generateBoxKeys();
+      const fromPem = createPublicKey(createPrivateKey(keys.privateKeyPem)).export({ type: "spki", format: "der" }).toString("base64");
+      expect(keys.publicKey).toBe(fromPem);
+      const box = seal(keys.publicKey, `secret ${i}`, "lab/hv1");
+      // The ephemeral key too: node:crypto parses it as X25519 and writes back the same bytes.
+      const eph = createPublicKey({ key: Buffer.from(box.ephemeralKey, "base64"), format: "der", type: "spki" });
+      expect(eph.asymmetricKeyType).toBe("x25519");
+      expect(eph.export({ type: "spki", format: "der" }).toString("base64")).toBe(box.ephemeralKey);
+      // A copy (as parsed from enroll-key.json) has no remembered key: the PEM is parsed.
+      expect(open({ ...keys }, box, "lab/hv1")).toBe(`secret ${i}`);
+      expect(open(keys, box, "lab/hv1")).toBe(`secret ${i}`);
+    }
   });
 });
 
