@@ -27,26 +27,44 @@ export async function applyWaves(run: ApplyRun): Promise<void> {
   const maxFail = progress.state.maxFail ?? 0;
   // Hosts approved when the waves start, read in one pass (a host not among them is read on its own).
   // Only their names are kept: the records (with each host's facts) were ~1 KB a host on the heap for the whole rollout.
-  const approved = await approvedHosts(run.stores.registry);
-  const stoppedAt = await runWaves({
-    waves: progress.state.waves,
-    maxFail,
-    parallel: run.parallel,
-    abort: run.abort,
-    emit: run.emit,
-    due: (host) => ["pending", "applying"].includes(progress.host(host).status),
-    host: async (host) => {
-      await applyHost(run, approved, host);
-      return progress.host(host).status === "failed";
-    },
-    failed: () => progress.hosts("failed"),
-  });
+  // The pass (some 0.5 s of the controller's CPU at 10,000 hosts: every record decoded) runs while a small canary is
+  // published and judged: the canary's hosts are read on their own, and the later waves wait for the pass.
+  const pass = approvedHosts(run.stores.registry);
+  const canary = new Set((progress.state.waves[0]?.length ?? 0) <= CANARY_READ_ALONE_MAX ? progress.state.waves[0] : []);
+  let stoppedAt: number | undefined;
+  try {
+    stoppedAt = await runWaves({
+      waves: progress.state.waves,
+      maxFail,
+      parallel: run.parallel,
+      abort: run.abort,
+      emit: run.emit,
+      due: (host) => ["pending", "applying"].includes(progress.host(host).status),
+      host: async (host) => {
+        await applyHost(run, canary.has(host) ? READ_ALONE : await pass, host);
+        return progress.host(host).status === "failed";
+      },
+      failed: () => progress.hosts("failed"),
+    });
+  } finally {
+    // Never left running (it never rejects): a canary that stopped the rollout does not leave the pass's reads and retries behind.
+    await pass;
+  }
   if (stoppedAt === undefined) return;
   const failed = progress.hosts("failed");
   progress.state.phase = "reverting";
   progress.state.note = stoppedAt === 0 ? `canary ${failed.join(", ")} failed` : `${failed.length} hosts failed, budget ${maxFail}`;
   await progress.save();
 }
+
+/**
+ * A canary of at most this many hosts does not wait for the pass over the registry: each of its hosts is read on its
+ * own (one KV get), while the pass runs. A larger canary waits for the pass, as the later waves do.
+ */
+const CANARY_READ_ALONE_MAX = 16;
+
+/** No host taken as approved beforehand: each is read on its own (applyHost). */
+const READ_ALONE: ReadonlySet<string> = new Set();
 
 /** The names of the approved hosts, from one pass over the registry (empty when it cannot be read: each host is then read on its own). */
 async function approvedHosts(registry: ApplyRun["stores"]["registry"]): Promise<Set<string>> {
