@@ -20,7 +20,7 @@
  * Everything it starts it stops; every wait is bounded.
  */
 import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -32,7 +32,7 @@ import { memoryOutput } from "../../packages/controller/src/output.ts";
 import { inventoryHost } from "../nats/harness.ts";
 import { benchPort } from "./fleet-ports.ts";
 import type { AgentsArgs } from "./rollout-agents.ts";
-import { SIMULATOR_NODE_FLAGS, SITE, spawnChild, stopChild, TOKEN, writeTokens, type Child } from "./rollout.ts";
+import { procCpuMs, SIMULATOR_NODE_FLAGS, SITE, spawnChild, stopChild, TOKEN, writeTokens, type Child } from "./rollout.ts";
 
 export interface EnrollRow {
   agents: number;
@@ -74,17 +74,8 @@ export interface EnrollBenchOptions {
 
 const HERE = import.meta.dirname;
 
-/** user + system CPU of a process, ms (/proc/PID/stat fields 14 and 15, in clock ticks of 100 Hz, proc(5)). */
-export function procCpuMs(pid: number | undefined): number {
-  if (!pid) return NaN;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) * 10;
-  } catch {
-    return NaN;
-  }
-}
+/** user + system CPU of a process, ms (rollout.ts procCpuMs; status.ts takes it from here). */
+export { procCpuMs };
 
 /** Starts the V8 CPU profiler in this process; the function returned stops it and writes the profile to a file. */
 async function startProfile(): Promise<(file: string) => Promise<void>> {

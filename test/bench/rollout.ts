@@ -370,7 +370,10 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
     const key = await hostTokenKey(join(dir, "credentials"));
     const tokens = Object.fromEntries(names.map((host) => [host, mintHostTokenWithKey(key, { site: SITE, enrollPassword, host }).token]));
     const serverPids = server.nodes.map((n) => n.process?.pid);
+    const agentFlags = options.agentFlags ?? SIMULATOR_NODE_FLAGS;
     const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+    /** CPU ms as ms per host, 2 decimals. */
+    const perHost = (ms: number) => Math.round((ms / agents) * 100) / 100;
     const enrollCpu0 = { server: sum(serverPids.map(procCpuMs)), service: process.cpuUsage() };
     const t = performance.now();
     const parts = options.processes ?? (agents > PER_PROCESS ? 2 : 1);
@@ -390,21 +393,21 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
         ...(options.failHosts ? { failHosts: options.failHosts } : {}),
       };
       const agentsProf = options.cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfDir}`, `--cpu-prof-name=agents${p}-${agents}.cpuprofile`] : [];
-      children.push(spawnChild(`agents${p}`, join(HERE, "rollout-agents.ts"), JSON.stringify(arg), log, [...(options.agentFlags ?? SIMULATOR_NODE_FLAGS), ...agentsProf]));
+      children.push(spawnChild(`agents${p}`, join(HERE, "rollout-agents.ts"), JSON.stringify(arg), log, [...agentFlags, ...agentsProf]));
     }
     const enrollTimeoutMs = options.enrollTimeoutMs ?? 60_000 + agents * 20;
     const ready = await Promise.all(children.map((c) => c.waitFor("ready", enrollTimeoutMs)));
     const enrollMs = Math.round(performance.now() - t);
     const serviceCpu = process.cpuUsage(enrollCpu0.service);
-    const perHost = (ms: number) => Math.round((ms / agents) * 100) / 100;
+    const agentPids = children.filter((c) => c.name.startsWith("agents")).map((c) => c.child.pid);
     const enrollCpuMsPerHost = {
-      agents: perHost(sum(children.filter((c) => c.name.startsWith("agents")).map((c) => procCpuMs(c.child.pid)))),
+      agents: perHost(sum(agentPids.map(procCpuMs))),
       server: perHost(sum(serverPids.map(procCpuMs)) - enrollCpu0.server),
       service: perHost((serviceCpu.user + serviceCpu.system) / 1000),
     };
     const enrolled = ready.reduce((s, r) => s + Number(r.enrolled), 0);
     if (enrolled !== agents) throw new Error(`bench: only ${enrolled} of ${agents} agents enrolled`);
-    log(`rollout ${agents}: ${agents} agents enrolled in ${enrollMs} ms (agent processes, node ${(options.agentFlags ?? SIMULATOR_NODE_FLAGS).join(" ") || "(no flags)"}: ${ready.map((r) => `${r.rssMb} MB`).join(", ")}; CPU-ms per host: ${JSON.stringify(enrollCpuMsPerHost)})`);
+    log(`rollout ${agents}: ${agents} agents enrolled in ${enrollMs} ms (agent processes, node ${agentFlags.join(" ") || "(no flags)"}: ${ready.map((r) => `${r.rssMb} MB`).join(", ")}; CPU-ms per host: ${JSON.stringify(enrollCpuMsPerHost)})`);
     const startErrors = ready.reduce((s, r) => s + Number(r.startErrors), 0);
     if (startErrors) log(`rollout ${agents}: NatsAgent.start() threw ${startErrors} times and was retried (first: ${ready.map((r) => r.firstStartError).find(Boolean)})`);
 
@@ -439,7 +442,7 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
     const controller = spawnChild("controller", join(HERE, "rollout-controller.ts"), argFile, log, execArgv);
     children.push(controller);
     // CPU of nats-server and of the agent processes over the rollout: from the controller's "running" line to its result.
-    const others = { server: server.nodes.map((n) => n.process?.pid), agents: children.filter((c) => c.name.startsWith("agents")).map((c) => c.child.pid), probe: [probe.child.pid] };
+    const others = { server: serverPids, agents: agentPids, probe: [probe.child.pid] };
     /** Each process's CPU so far (ms), by kind. */
     const cpuNow = () => ({ server: others.server.map(procCpuMs), agents: others.agents.map(procCpuMs), probe: others.probe.map(procCpuMs) });
     const cpuAtSpawn = { ...cpuNow(), at: performance.now() };
@@ -512,8 +515,8 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
       messagesPerHost: Math.round((messages / agents) * 10) / 10,
       bytesPerHost: Math.round(bytes / agents),
       controllerCpuMsPerHost: Math.round(((r.cpuMs as number) / agents) * 100) / 100,
-      agentCpuMsPerHost: Math.round((spent("agents") / agents) * 100) / 100,
-      serverCpuMsPerHost: Math.round((spent("server") / agents) * 100) / 100,
+      agentCpuMsPerHost: perHost(spent("agents")),
+      serverCpuMsPerHost: perHost(spent("server")),
       runMs: r.runMs as number,
       enrollMs,
       enrollCpuMsPerHost,
