@@ -501,7 +501,13 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
         const both = f.sample.filter((h) => hs.has(h));
         if (both.length) log(`rollout ${agents}:   of "${f.reason}", ${both.join(", ")} logged ${k}`);
       }
+    }
+    // Errors the agents logged in the rollout's window (confirmation retries, lost connections) are said even when it succeeded: each
+    // retry is another put under load, and what the agents were told says why.
+    if (Object.keys(erred).length > 0) {
       log(`rollout ${agents}: agent errors after enrollment ${JSON.stringify(Object.fromEntries(Object.entries(erred).map(([k, hs]) => [k, hs.size])))}, e.g. ${JSON.stringify(errorSamples)}`);
+    }
+    if (reported !== agents || r.result !== "success") {
       log(`rollout ${agents}: agent events ${JSON.stringify(agentEvents)}; event loop delay (ms): controller ${JSON.stringify(r.eventLoopDelayMs)}, agents ${JSON.stringify(agentLoop)}`);
     }
     return {
