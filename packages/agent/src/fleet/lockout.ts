@@ -52,7 +52,7 @@ export async function confirmReport(
     const nc = connection();
     try {
       if (!nc || nc.isClosed()) throw new Error("not connected");
-      const seq = await putKey(nc, bucket, host, data, Math.min(remaining, CONFIRM_ATTEMPT_MS * 2 ** Math.min(attempt, 4)));
+      const seq = await putKey(nc, bucket, host, data, confirmAttemptMs(attempt, remaining));
       if (seq > 0) return true;
     } catch (err) {
       log({ event: "confirm-retry", error: (err as Error).message });
@@ -64,3 +64,11 @@ export async function confirmReport(
 
 /** How long the first confirmation attempt waits for its acknowledgement, ms; each later one waits twice as long as the one before (confirmReport). */
 export const CONFIRM_ATTEMPT_MS = 5000;
+
+/**
+ * How long confirmation attempt `attempt` (0: the first) waits for its acknowledgement, ms: CONFIRM_ATTEMPT_MS doubled
+ * per attempt before it (at most 16 times), and never beyond `remainingMs`, what is left of the deadline.
+ */
+export function confirmAttemptMs(attempt: number, remainingMs: number): number {
+  return Math.max(0, Math.min(remainingMs, CONFIRM_ATTEMPT_MS * 2 ** Math.min(Math.max(0, attempt), 4)));
+}
