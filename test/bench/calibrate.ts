@@ -8,6 +8,11 @@
  *   agents' and the controller's time goes to.
  * First in one worker (one core's speed), then in one worker per core at once (what the cores give together:
  * less than cores x one core when they share a physical core or the host is busy).
+ * And a third, of the kernel rather than the cores: 128-byte request/echo round trips over loopback TCP between two
+ * worker threads, on 32 connections at once, each waiting for its echo before it sends again. Each round trip is
+ * two writes, two reads and two wake-ups of another thread: what a message between nats-server and one of
+ * thousands of agents costs, where the rollout bench's processes spent 28-30% of their CPU in the kernel on a
+ * machine whose user-space loops measured as fast as on one where the same rollout took half as long.
  */
 import { Worker } from "node:worker_threads";
 import { cpus } from "node:os";
@@ -17,6 +22,8 @@ export interface Calibration {
   cores: number;
   ed25519VerifyPerSec: { oneCore: number; allCores: number };
   jsonRoundTripPerSec: { oneCore: number; allCores: number };
+  /** Loopback TCP round trips per second (see the module's comment); absent in results written before it was measured. */
+  loopbackRoundTripsPerSec?: number;
 }
 
 const WORKER = `
@@ -36,6 +43,53 @@ const json = loop(() => JSON.stringify(JSON.parse(text)));
 parentPort.postMessage({ verifies, json });
 `;
 
+const ECHO = `
+const { parentPort } = require("node:worker_threads");
+const net = require("node:net");
+const server = net.createServer((socket) => { socket.setNoDelay(true); socket.on("data", (d) => socket.write(d)); socket.on("error", () => {}); });
+server.listen(0, "127.0.0.1", () => parentPort.postMessage({ port: server.address().port }));
+parentPort.on("message", () => { server.close(); process.exit(0); });
+`;
+
+const PINGER = `
+const { parentPort, workerData } = require("node:worker_threads");
+const net = require("node:net");
+const SIZE = 128, message = Buffer.alloc(SIZE, 7);
+let rounds = 0, open = 0, ending = false;
+const sockets = [];
+const end = () => { ending = true; for (const s of sockets) s.destroy(); parentPort.postMessage({ rounds }); };
+for (let i = 0; i < workerData.connections; i++) {
+  const s = net.connect(workerData.port, "127.0.0.1", () => {
+    s.setNoDelay(true);
+    if (++open === workerData.connections) { setTimeout(end, workerData.ms); for (const t of sockets) t.write(message); }
+  });
+  let got = 0;
+  s.on("data", (d) => { got += d.length; while (got >= SIZE) { got -= SIZE; if (!ending) { rounds++; s.write(message); } } });
+  s.on("error", () => {});
+  sockets.push(s);
+}
+`;
+
+/** Loopback TCP round trips per second between two worker threads (see the module's comment), over `ms`. */
+async function loopbackRoundTrips(ms: number, connections = 32): Promise<number> {
+  const echo = new Worker(ECHO, { eval: true });
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      echo.once("message", (m: { port: number }) => resolve(m.port));
+      echo.once("error", reject);
+    });
+    const pinger = new Worker(PINGER, { eval: true, workerData: { port, ms, connections } });
+    const rounds = await new Promise<number>((resolve, reject) => {
+      pinger.once("message", (m: { rounds: number }) => resolve(m.rounds));
+      pinger.once("error", reject);
+    });
+    await pinger.terminate();
+    return Math.round((rounds * 1000) / ms);
+  } finally {
+    await echo.terminate();
+  }
+}
+
 function runWorker(ms: number): Promise<{ verifies: number; json: number }> {
   return new Promise((resolve, reject) => {
     const w = new Worker(WORKER, { eval: true, workerData: { ms } });
@@ -48,7 +102,7 @@ function runWorker(ms: number): Promise<{ verifies: number; json: number }> {
 }
 
 /**
- * Measures the machine (see the module's comment): about 4 x `ms` of wall time.
+ * Measures the machine (see the module's comment): about 5 x `ms` of wall time.
  * @param ms how long each loop runs, per phase (default 500 ms).
  * @throws Error when a worker cannot start or a signature does not verify.
  */
@@ -61,13 +115,15 @@ export async function calibrate(ms = 500): Promise<Calibration> {
     cores,
     ed25519VerifyPerSec: { oneCore: perSec(one.verifies), allCores: perSec(all.reduce((s, r) => s + r.verifies, 0)) },
     jsonRoundTripPerSec: { oneCore: perSec(one.json), allCores: perSec(all.reduce((s, r) => s + r.json, 0)) },
+    loopbackRoundTripsPerSec: await loopbackRoundTrips(ms),
   };
 }
 
 /** One line for the bench's table: this run's calibration, and the earlier run's beside it when known. */
 export function calibrationLine(now: Calibration | undefined, prev: Calibration | undefined): string {
   const f = (c: Calibration) =>
-    `Ed25519 verify ${c.ed25519VerifyPerSec.oneCore}/s on one core, ${c.ed25519VerifyPerSec.allCores}/s on ${c.cores}; JSON round trip ${c.jsonRoundTripPerSec.oneCore}/s, ${c.jsonRoundTripPerSec.allCores}/s`;
+    `Ed25519 verify ${c.ed25519VerifyPerSec.oneCore}/s on one core, ${c.ed25519VerifyPerSec.allCores}/s on ${c.cores}; JSON round trip ${c.jsonRoundTripPerSec.oneCore}/s, ${c.jsonRoundTripPerSec.allCores}/s` +
+    (c.loopbackRoundTripsPerSec !== undefined ? `; loopback TCP round trips ${c.loopbackRoundTripsPerSec}/s` : "");
   if (!now) return "machine speed: not measured";
   return `machine speed: ${f(now)}${prev ? `   (previous run: ${f(prev)})` : ""}`;
 }

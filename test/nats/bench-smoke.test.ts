@@ -49,7 +49,9 @@ describe("npm run bench -- --quick (smoke)", () => {
       const speed = (r.machine as { calibration?: Calibration }).calibration;
       expect(speed, "machine.calibration").toMatchObject({ cores: num, ed25519VerifyPerSec: { oneCore: num, allCores: num }, jsonRoundTripPerSec: { oneCore: num, allCores: num } });
       for (const v of [speed!.ed25519VerifyPerSec, speed!.jsonRoundTripPerSec]) expect(Math.min(v.oneCore, v.allCores)).toBeGreaterThan(0);
+      expect(speed!.loopbackRoundTripsPerSec, "machine.calibration.loopbackRoundTripsPerSec").toBeGreaterThan(0);
       expect(stdout).toContain("machine speed: Ed25519 verify");
+      expect(stdout).toMatch(/loopback TCP round trips [1-9][0-9]*\/s/);
       const rollout = r.rollout as RolloutRow[];
       expect(rollout.map((x) => x.agents)).toEqual([100, 1000]);
       for (const row of rollout) {
