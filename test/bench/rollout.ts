@@ -145,6 +145,13 @@ export interface RolloutBenchOptions {
   /** Run the controller process and the agent processes under `node --cpu-prof`, writing into this directory (controller-N, agentsP-N). */
   cpuProfDir?: string;
   /**
+   * Profile nats-server (node 1) over the rollout: its Go profiler is turned on (NatsServerOptions.profBasePort, on a
+   * free loopback port) and a CPU profile of `natsProfSeconds` (default 15) taken from the controller's start is
+   * written to this directory as `nats-N.pprof` (read it with test/bench/pprof.ts).
+   */
+  natsProfDir?: string;
+  natsProfSeconds?: number;
+  /**
    * Raise nats-server's max_payload (default 1 MB) to this many MB. Not
    * needed any more (the rollout state is sharded: no value near 1 MB at
    * 10,000 hosts); kept for experiments.
@@ -339,7 +346,14 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
   try {
     const nodes = options.nodes ?? 1;
     if (nodes !== 1 && nodes !== 3) throw new Error(`bench: nodes must be 1 or 3, not ${String(nodes)}`);
-    server = await NatsServer.start({ dir: join(dir, "nats"), nodes, basePort: await freeBasePort(options.ports, nodes), users: [controllerUser("controller", password), enrollmentUser(SITE, enrollPassword)] });
+    const profBasePort = options.natsProfDir ? await freeLoopbackPort() : undefined;
+    server = await NatsServer.start({
+      dir: join(dir, "nats"),
+      nodes,
+      basePort: await freeBasePort(options.ports, nodes),
+      users: [controllerUser("controller", password), enrollmentUser(SITE, enrollPassword)],
+      ...(profBasePort !== undefined ? { profBasePort } : {}),
+    });
     const node = server.nodes[0]!;
     const monitorUrls = server.nodes.map((n) => n.monitorUrl);
     if (options.maxPayloadMb) {
@@ -446,6 +460,8 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
     /** Each process's CPU so far (ms), by kind. */
     const cpuNow = () => ({ server: others.server.map(procCpuMs), agents: others.agents.map(procCpuMs), probe: others.probe.map(procCpuMs) });
     const cpuAtSpawn = { ...cpuNow(), at: performance.now() };
+    // nats-server's CPU profile from here on (natsProfDir): fetched while the rollout runs, written once it returns.
+    const natsProfile = profBasePort !== undefined ? takeNatsProfile(profBasePort, options.natsProfSeconds ?? 15, join(options.natsProfDir!, `nats-${agents}.pprof`), log) : undefined;
     const running = await controller.waitFor("running", 120_000);
     const cpuAtStart = cpuNow();
     {
@@ -458,6 +474,7 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
     if (connectionsPerNode) log(`rollout ${agents}: ${nodes} nodes, client connections per node ${JSON.stringify(connectionsPerNode)}`);
     const r = await controller.waitFor("result", 120_000 + agents * 20);
     const cpuAtEnd = cpuNow();
+    await natsProfile;
     await controller.exited;
     // The probe may trail the rollout by a moment (it hears the agents' reports, published after their confirmation); bounded.
     await probe.waitFor("all-reported", 3000).catch(() => undefined);
@@ -582,9 +599,37 @@ export function benchProblems(results: { rollout: readonly RolloutRow[]; rollout
 
 /**
  * sh scripts/node.sh test/bench/rollout.ts N [--cpu-prof DIR] [--max-payload-mb MB] [--processes P]
- * [--batch-percent B] [--enroll-timeout-ms MS] [--apply-timeout-ms MS] [--nodes 1|3] [--controller-flag FLAG ...] [--agent-flag FLAG ...]: one row, as JSON.
+ * [--batch-percent B] [--enroll-timeout-ms MS] [--apply-timeout-ms MS] [--nodes 1|3] [--controller-flag FLAG ...] [--agent-flag FLAG ...]
+ * [--nats-prof DIR [--nats-prof-seconds S]]: one row, as JSON.
  * --nodes 3: a 3-node JetStream cluster, KV replicas 3 (RolloutBenchOptions.nodes).
  */
+/** A TCP port free on 127.0.0.1 now (the kernel's choice; another process may take it before it is used). */
+function freeLoopbackPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const { port } = probe.address() as { port: number };
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Fetches nats-server's CPU profile of `seconds` from its Go profiler on 127.0.0.1:`port` (net/http/pprof
+ * `/debug/pprof/profile`) and writes it to `file`; a failure is logged, never thrown. Bounded: `seconds` + 30 s.
+ */
+async function takeNatsProfile(port: number, seconds: number, file: string, log: (line: string) => void): Promise<void> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}/debug/pprof/profile?seconds=${seconds}`, { signal: AbortSignal.timeout((seconds + 30) * 1000) });
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    await writeFile(file, Buffer.from(await res.arrayBuffer()));
+    log(`nats-server CPU profile of ${seconds} s from the controller's start: ${file} (sh scripts/node.sh test/bench/pprof.ts ${file})`);
+  } catch (err) {
+    log(`nats-server CPU profile not taken: ${(err as Error).message}`);
+  }
+}
+
 if (import.meta.main) {
   const n = Number(process.argv[2] ?? 100);
   const i = process.argv.indexOf("--cpu-prof");
@@ -599,6 +644,8 @@ if (import.meta.main) {
   }
   const row = await rolloutBench(n, (l) => process.stderr.write(`[bench] ${l}\n`), {
     ...(i > 0 ? { cpuProfDir: process.argv[i + 1]! } : {}),
+    ...(process.argv.includes("--nats-prof") ? { natsProfDir: process.argv[process.argv.indexOf("--nats-prof") + 1]! } : {}),
+    ...(flag("--nats-prof-seconds") ? { natsProfSeconds: flag("--nats-prof-seconds")! } : {}),
     ...(m > 0 ? { maxPayloadMb: Number(process.argv[m + 1]) } : {}),
     ...(flag("--processes") ? { processes: flag("--processes")! } : {}),
     ...(flag("--batch-percent") ? { batchPercent: flag("--batch-percent")! } : {}),

@@ -34,4 +34,9 @@ describe("nats-server configuration", () => {
     expect(conf).toContain('server_name: "x\\"y"');
     expect(conf).toContain('include "../a.conf"');
   });
+  it("turns nats-server's Go profiler on only when a port is given (benchmarks), never by default", () => {
+    const node = { name: "nf-1", host: "127.0.0.1", port: 1, monitorPort: 2, storeDir: "/s", pidFile: "/p", accountsFile: "../a.conf" };
+    expect(renderNodeConfig(node)).not.toContain("prof_port");
+    expect(renderNodeConfig({ ...node, profPort: 16543 })).toContain("\nprof_port: 16543\n");
+  });
 });

@@ -37,6 +37,12 @@ export interface NatsNodeConfig {
   /** server_tags: shown in /varz; NatsServer puts a random one per start there to tell its own child from another server on the port. */
   tags?: string[];
   cluster?: { name: string; host: string; port: number; routes: string[]; user: string; password: string };
+  /**
+   * nats-server's Go profiler (`prof_port`: net/http/pprof on the client listen host, `host`; pprof's
+   * `/debug/pprof/profile?seconds=N` gives a CPU profile, test/bench/pprof.ts reads it). Absent: off, as
+   * on a site. For measuring only: the endpoints answer anyone who reaches the port.
+   */
+  profPort?: number;
 }
 
 /** The one account every netfleet user is in (JetStream enabled). */
@@ -83,6 +89,7 @@ export function renderNodeConfig(node: NatsNodeConfig): string {
       `}`,
     );
   }
+  if (node.profPort !== undefined) lines.push(`prof_port: ${node.profPort}`);
   lines.push(`include ${q(node.accountsFile)}`, "");
   return lines.join("\n");
 }

@@ -35,6 +35,8 @@ export interface NatsServerOptions {
   lockFd?: number;
   /** stop(): how long a node has after SIGTERM before SIGKILL, ms (default 5000). A node wedged on a full disk ignores SIGTERM. */
   stopGraceMs?: number;
+  /** Node i serves nats-server's Go profiler on profBasePort+i (NatsNodeConfig.profPort; benchmarks only). Absent: off. */
+  profBasePort?: number;
 }
 
 /** How a node ended when nobody asked it to: its exit code or signal, and the last lines of its log. */
@@ -93,7 +95,7 @@ export class NatsServer {
   /** Resolves with the first node exit that nobody asked for (never rejects). */
   readonly failed: Promise<NodeExit>;
   private resolveFailed!: (exit: NodeExit) => void;
-  private readonly options: Required<Omit<NatsServerOptions, "users" | "lockFd">> & { lockFd: number | undefined };
+  private readonly options: Required<Omit<NatsServerOptions, "users" | "lockFd" | "profBasePort">> & { lockFd: number | undefined };
   private readonly accountsPath: string;
   private users: NatsUser[];
   /** User changes, one at a time: the accounts file is written and each reload awaited before the next. */
@@ -128,6 +130,7 @@ export class NatsServer {
         storeDir: join(nodeDir, "jetstream"),
         pidFile: join(nodeDir, "nats.pid"),
         accountsFile: "../accounts.conf",
+        ...(options.profBasePort !== undefined ? { profPort: options.profBasePort + i } : {}),
         ...(options.nodes > 1
           ? {
               cluster: {
