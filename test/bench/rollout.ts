@@ -24,10 +24,10 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
-import { appendFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { loadavg, tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { ControlPlane, NatsServer, controllerUser, enrollmentUser, hostTokenKey, mintHostTokenWithKey } from "@netfleet/controller";
 import { generateSigningKeys, type Host } from "@netfleet/shared";
@@ -623,6 +623,7 @@ async function takeNatsProfile(port: number, seconds: number, file: string, log:
   try {
     const res = await fetch(`http://127.0.0.1:${port}/debug/pprof/profile?seconds=${seconds}`, { signal: AbortSignal.timeout((seconds + 30) * 1000) });
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    await mkdir(dirname(file), { recursive: true });
     await writeFile(file, Buffer.from(await res.arrayBuffer()));
     log(`nats-server CPU profile of ${seconds} s from the controller's start: ${file} (sh scripts/node.sh test/bench/pprof.ts ${file})`);
   } catch (err) {
