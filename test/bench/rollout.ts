@@ -146,7 +146,8 @@ export interface RolloutBenchOptions {
   cpuProfDir?: string;
   /**
    * Profile nats-server (node 1) over the rollout: its Go profiler is turned on (NatsServerOptions.profBasePort, on a
-   * free loopback port) and a CPU profile of `natsProfSeconds` (default 15) taken from the controller's start is
+   * free loopback port; with 3 nodes the next two ports are taken unchecked, and nats-server exits when one is in use)
+   * and a CPU profile of `natsProfSeconds` (default 15) taken from the controller's start is
    * written to this directory as `nats-N.pprof` (read it with test/bench/pprof.ts).
    */
   natsProfDir?: string;
