@@ -48,7 +48,6 @@ const { parentPort } = require("node:worker_threads");
 const net = require("node:net");
 const server = net.createServer((socket) => { socket.setNoDelay(true); socket.on("data", (d) => socket.write(d)); socket.on("error", () => {}); });
 server.listen(0, "127.0.0.1", () => parentPort.postMessage({ port: server.address().port }));
-parentPort.on("message", () => { server.close(); process.exit(0); });
 `;
 
 const PINGER = `

@@ -145,9 +145,8 @@ export interface RolloutBenchOptions {
   /** Run the controller process and the agent processes under `node --cpu-prof`, writing into this directory (controller-N, agentsP-N). */
   cpuProfDir?: string;
   /**
-   * Profile nats-server (node 1) over the rollout: its Go profiler is turned on (NatsServerOptions.profBasePort, on a
-   * free loopback port; with 3 nodes the next two ports are taken unchecked, and nats-server exits when one is in use)
-   * and a CPU profile of `natsProfSeconds` (default 15) taken from the controller's start is
+   * Profile nats-server (node 1) over the rollout: its Go profiler is turned on (NatsServerOptions.profBasePort, on
+   * ports freeBasePort checked free with the nodes' others) and a CPU profile of `natsProfSeconds` (default 15) taken from the controller's start is
    * written to this directory as `nats-N.pprof` (read it with test/bench/pprof.ts).
    */
   natsProfDir?: string;
@@ -313,14 +312,16 @@ function portFree(port: number): Promise<boolean> {
 
 /**
  * A client port P for NatsServer.start with every port of `nodes` nodes free on loopback: clients
- * P..P+nodes-1, monitoring P+200.., and with 3 nodes the cluster routes P+100..; P in
- * [from, to - 200 - 50) (default 24000-24550, below the ephemeral range at 32768).
+ * P..P+nodes-1, monitoring P+200.., with 3 nodes the cluster routes P+100.., and with `profiler` the Go
+ * profiler's P+300.. (PROFILER_OFFSET); P in [from, to - 200 - 50) (default 24000-24550, below the ephemeral
+ * range at 32768).
  * @throws Error when none is found in 50 tries.
  */
-export async function freeBasePort(range: [number, number] = [24000, 24550], nodes = 1): Promise<number> {
+export async function freeBasePort(range: [number, number] = [24000, 24550], nodes = 1, profiler = false): Promise<number> {
   const [from, to] = range;
   const span = Math.max(1, to - 200 - from - 50);
-  const offsets = (nodes > 1 ? [0, 100, 200] : [0, 200]).flatMap((off) => Array.from({ length: nodes }, (_, n) => off + n));
+  const bases = [0, ...(nodes > 1 ? [100] : []), 200, ...(profiler ? [PROFILER_OFFSET] : [])];
+  const offsets = bases.flatMap((off) => Array.from({ length: nodes }, (_, n) => off + n));
   for (let i = 0; i < 50; i++) {
     const p = from + Math.floor(Math.random() * span) + i;
     let free = true;
@@ -329,6 +330,9 @@ export async function freeBasePort(range: [number, number] = [24000, 24550], nod
   }
   throw new Error(`bench: no free set of ${offsets.length} ports found in ${from}-${to}`);
 }
+
+/** nats-server node i's Go profiler listens on the client base port + PROFILER_OFFSET + i (RolloutBenchOptions.natsProfDir). */
+const PROFILER_OFFSET = 300;
 
 export async function rolloutBench(agents: number, log: (line: string) => void, options: RolloutBenchOptions = {}): Promise<RolloutRow> {
   const minDelayMs = options.minDelayMs ?? 5;
@@ -347,11 +351,12 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
   try {
     const nodes = options.nodes ?? 1;
     if (nodes !== 1 && nodes !== 3) throw new Error(`bench: nodes must be 1 or 3, not ${String(nodes)}`);
-    const profBasePort = options.natsProfDir ? await freeLoopbackPort() : undefined;
+    const basePort = await freeBasePort(options.ports, nodes, options.natsProfDir !== undefined);
+    const profBasePort = options.natsProfDir ? basePort + PROFILER_OFFSET : undefined;
     server = await NatsServer.start({
       dir: join(dir, "nats"),
       nodes,
-      basePort: await freeBasePort(options.ports, nodes),
+      basePort,
       users: [controllerUser("controller", password), enrollmentUser(SITE, enrollPassword)],
       ...(profBasePort !== undefined ? { profBasePort } : {}),
     });
@@ -604,18 +609,6 @@ export function benchProblems(results: { rollout: readonly RolloutRow[]; rollout
  * [--nats-prof DIR [--nats-prof-seconds S]]: one row, as JSON.
  * --nodes 3: a 3-node JetStream cluster, KV replicas 3 (RolloutBenchOptions.nodes).
  */
-/** A TCP port free on 127.0.0.1 now (the kernel's choice; another process may take it before it is used). */
-function freeLoopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(port));
-    });
-  });
-}
-
 /**
  * Fetches nats-server's CPU profile of `seconds` from its Go profiler on 127.0.0.1:`port` (net/http/pprof
  * `/debug/pprof/profile`) and writes it to `file`; a failure is logged, never thrown. Bounded: `seconds` + 30 s.
