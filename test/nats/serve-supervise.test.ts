@@ -110,6 +110,10 @@ describe("serve supervises its nats-server", () => {
     const report = await appliedReport(cp, "hv1", before);
     await agent.stop(); // nothing rewrites the report from here on: what is read after the restart was written before the fault
     await cp.close();
+    // The Go runtime settings serve starts its nats-server with (NATS_GO_RUNTIME), read from the process itself.
+    const environ = (await readFile(`/proc/${serve.natsPid}/environ`, "utf8")).split("\0");
+    expect(environ).toContain("GOGC=400");
+    expect(environ.find((e) => e.startsWith("GODEBUG="))?.split("=").slice(1).join("=").split(",")).toContain("gcshrinkstackoff=1");
 
     process.kill(serve.natsPid, "SIGKILL");
     const { code, ms } = await exitWithin(serve.proc, 10_000);
