@@ -2,7 +2,7 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, readdirSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { writeOwned } from "./write-owned.ts";
+import { inMemoryFilesystem, writeOwned } from "./write-owned.ts";
 
 let dir: string;
 beforeEach(() => {
@@ -51,5 +51,22 @@ describe("writeOwned: mode and owner exact, whatever creates the file narrower o
   it("a directory that is not there: the error of open(2), nothing left behind", async () => {
     await expect(writeOwned(join(dir, "missing", "x.json"), "{}", 0o600)).rejects.toMatchObject({ code: "ENOENT" });
     expect(readdirSync(dir)).toEqual([]);
+  });
+});
+
+describe("inMemoryFilesystem: where fsync(2) is a no-op and writeOwned skips it", () => {
+  it("tmpfs (/dev/shm) is, procfs and a missing path are not; a write on tmpfs is still whole, with its mode", async () => {
+    expect(inMemoryFilesystem("/dev/shm")).toBe(true);
+    expect(inMemoryFilesystem("/proc")).toBe(false);
+    expect(inMemoryFilesystem(join(dir, "missing"))).toBe(false);
+    const shm = mkdtempSync("/dev/shm/nf-wo-");
+    try {
+      await writeOwned(join(shm, "state.json"), '{"a":1}\n', 0o600);
+      expect(readFileSync(join(shm, "state.json"), "utf8")).toBe('{"a":1}\n');
+      expect(modeOf(join(shm, "state.json"))).toBe(0o600);
+      expect(readdirSync(shm)).toEqual(["state.json"]);
+    } finally {
+      rmSync(shm, { recursive: true, force: true });
+    }
   });
 });

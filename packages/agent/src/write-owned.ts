@@ -13,6 +13,7 @@ import {
   readFileSync,
   readlinkSync,
   renameSync,
+  statfsSync,
   symlinkSync,
   unlinkSync,
   writeSync,
@@ -68,6 +69,27 @@ function fsyncOnPool(fd: number): Promise<void> {
 }
 
 /**
+ * statfs(2) f_type of the filesystems that keep files in memory only:
+ * tmpfs (TMPFS_MAGIC 0x01021994) and ramfs (RAMFS_MAGIC 0x858458f6),
+ * include/uapi/linux/magic.h. Their fsync(2) does nothing: both set
+ * `.fsync = noop_fsync` (mm/shmem.c, fs/ramfs/file-mmu.c).
+ */
+const MEMORY_FILESYSTEMS: ReadonlySet<number> = new Set([0x01021994, 0x858458f6]);
+
+/**
+ * True when `dir` is on tmpfs or ramfs (MEMORY_FILESYSTEMS), where fsync(2)
+ * is a no-op; false otherwise, and when statfs(2) fails. Asked at every
+ * write, not cached: a filesystem mounted over the directory later is seen.
+ */
+export function inMemoryFilesystem(dir: string): boolean {
+  try {
+    return MEMORY_FILESYSTEMS.has(statfsSync(dir).type);
+  } catch {
+    return false;
+  }
+}
+
+/**
  * Writes `data` to `path` atomically with exactly `mode`, owned by this
  * process's user and group (root on a host, as the agent always left what
  * it writes): a fresh temp file beside it opened with CREATE_EXCLUSIVE
@@ -91,7 +113,9 @@ function fsyncOnPool(fd: number): Promise<void> {
  * round trip costs a worker wake-up and an event-loop wake-up: 5 of them per
  * write cost 205-246 us of CPU on tmpfs, all synchronous 50-56 us, fsync
  * alone on the pool 111-140 us (5,000 checkpoint-sized writes at once,
- * process.cpuUsage, all threads).
+ * process.cpuUsage, all threads). On tmpfs and ramfs (inMemoryFilesystem:
+ * the agent's state on /run, the benchmark's on /dev/shm) neither fsync is
+ * made, as both would do nothing there but cost their round trips.
  * @throws UnsafePathError when `path` is a symlink; the fs error (ENOSPC, EACCES...) otherwise.
  */
 export async function writeOwned(path: string, data: string | Uint8Array, mode: number, o: { syncDirectory?: boolean } = {}): Promise<void> {
@@ -101,6 +125,7 @@ export async function writeOwned(path: string, data: string | Uint8Array, mode: 
   const dir = dirname(path);
   const owner = processOwner();
   const bytes = typeof data === "string" ? Buffer.from(data, "utf8") : data;
+  const durable = !inMemoryFilesystem(dir);
   for (let attempt = 0; ; attempt++) {
     const tmp = join(dir, tempName(basename(path)));
     let fd: number | undefined;
@@ -115,7 +140,7 @@ export async function writeOwned(path: string, data: string | Uint8Array, mode: 
       if ((made.mode & 0o7777) !== mode) fchmodSync(fd, mode);
       if (owner && (made.uid !== owner.uid || made.gid !== owner.gid)) fchownSync(fd, owner.uid, owner.gid);
       for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off, bytes.length - off);
-      await fsyncOnPool(fd);
+      if (durable) await fsyncOnPool(fd);
       closeSync(fd);
       fd = undefined;
       renameSync(tmp, path);
@@ -126,7 +151,7 @@ export async function writeOwned(path: string, data: string | Uint8Array, mode: 
     }
     break;
   }
-  if (o.syncDirectory === false) return;
+  if (o.syncDirectory === false || !durable) return;
   let dirFd: number;
   try {
     dirFd = openSync(dir, O_RDONLY | O_DIRECTORY);
