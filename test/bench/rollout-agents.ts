@@ -111,10 +111,34 @@ const agents = a.names.map(
     }),
 );
 
+/**
+ * Env NF_BENCH_ALLOC_PROF=DIR: V8's sampling heap profiler over the rollout's window (from "ready" to
+ * "stop"), counting objects the collector has freed as well (HeapProfiler.startSampling's
+ * includeObjectsCollectedByMajorGC/MinorGC, Chrome DevTools Protocol), so that it says where the
+ * agents allocate, garbage included, by stack: DIR/alloc-PID.heapprofile (DevTools' format).
+ */
+let allocations: { stop(): Promise<void> } | undefined;
+async function sampleAllocations(dir: string): Promise<{ stop(): Promise<void> }> {
+  const { Session } = await import("node:inspector/promises");
+  const { writeFile } = await import("node:fs/promises");
+  const session = new Session();
+  session.connect();
+  await session.post("HeapProfiler.startSampling", { samplingInterval: 16384, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true } as never);
+  return {
+    async stop() {
+      const { profile } = (await session.post("HeapProfiler.stopSampling")) as { profile: unknown };
+      await mkdir(dir, { recursive: true });
+      await writeFile(join(dir, `alloc-${process.pid}.heapprofile`), JSON.stringify(profile));
+      session.disconnect();
+    },
+  };
+}
+
 const loop = monitorEventLoopDelay({ resolution: 20 });
 let stopping: Promise<void> | undefined;
 function stop(): Promise<void> {
   stopping ??= (async () => {
+    await allocations?.stop();
     for (let i = 0; i < agents.length; i += 500) await Promise.all(agents.slice(i, i + 500).map((x) => x.stop().catch(() => {})));
     // How late this process's timers ran while it lived (ms): a saturated event loop makes every agent's request time out.
     out({ event: "stopped", counts, erredHosts, errorSamples, rssMb: Math.round(process.memoryUsage().rss / 2 ** 20), eventLoopDelayMs: { p99: Math.round(loop.percentile(99) / 1e6), max: Math.round(loop.max / 1e6) } });
@@ -159,5 +183,6 @@ if (!stopping) {
   loop.reset();
   loop.enable();
   enrolledAll = true;
+  if (process.env.NF_BENCH_ALLOC_PROF) allocations = await sampleAllocations(process.env.NF_BENCH_ALLOC_PROF);
   out({ event: "ready", agents: agents.length, enrolled, startErrors: startErrors.length, firstStartError: startErrors[0], ms: Math.round(performance.now() - t), rssMb: Math.round(process.memoryUsage().rss / 2 ** 20) });
 }
