@@ -186,3 +186,44 @@ describe("the read-back waits, bounded, for a status column ovs-vswitchd fills o
     expect(performance.now() - started).toBeGreaterThanOrEqual(1_900);
   });
 });
+
+describe("sysctls in one pass: re-read after another's write only where the kernel couples them", () => {
+  /** A host's sysctls, as the kernel keeps them: writing net.ipv4.ip_forward sets net.ipv4.conf.all.forwarding too (devinet.c). */
+  const kernel = (values: Record<string, string>) => {
+    const argvs: string[] = [];
+    const runner = {
+      async run(command: { argv: string[] }) {
+        argvs.push(command.argv.join(" "));
+        const [, flag, arg] = command.argv as [string, string, string];
+        if (flag === "-n") return { stdout: `${values[arg] ?? "0"}\n`, stderr: "", exitCode: 0, durationMs: 0 };
+        const [name, value] = arg.split("=") as [string, string];
+        values[name] = value;
+        if (name === "net.ipv4.ip_forward") values["net.ipv4.conf.all.forwarding"] = value;
+        return { stdout: `${name} = ${value}\n`, stderr: "", exitCode: 0, durationMs: 0 };
+      },
+    };
+    return { runner, argvs, values };
+  };
+  const sysctl = (name: string, value: string): ResourceSpec => ({ kind: "sysctl", name, value });
+
+  it("four independent keys: each read once up front, written, read back (12 commands), not read again after the others' writes", async () => {
+    const host = kernel({});
+    const specs = ["net.core.somaxconn", "net.core.netdev_max_backlog", "vm.max_map_count", "fs.inotify.max_user_watches"].map((n) => sysctl(n, "4096"));
+    const results = await reconcile(specs, { runner: host.runner as never, tools: new Toolbox(), owner: "fixture" });
+    expect(results.map((r) => [r.result, r.changed])).toEqual(specs.map(() => [true, true]));
+    expect(host.argvs).toHaveLength(12);
+    expect(host.argvs.filter((a) => a === "sysctl -n vm.max_map_count")).toHaveLength(2); // up front, and its read-back
+    expect(Object.values(host.values)).toEqual(["4096", "4096", "4096", "4096"]);
+  });
+
+  it("net.ipv4.ip_forward then net.ipv4.conf.all.forwarding: the second is read again after the first's write, which set it, and is not written", async () => {
+    const host = kernel({ "net.ipv4.ip_forward": "0", "net.ipv4.conf.all.forwarding": "0" });
+    const results = await reconcile([sysctl("net.ipv4.ip_forward", "1"), sysctl("net.ipv4.conf.all.forwarding", "1")], { runner: host.runner as never, tools: new Toolbox(), owner: "fixture" });
+    expect(results.map((r) => [r.id, r.result, r.changed])).toEqual([
+      ["sysctl[net.ipv4.ip_forward]", true, true],
+      ["sysctl[net.ipv4.conf.all.forwarding]", true, false],
+    ]);
+    expect(host.argvs.filter((a) => a.startsWith("sysctl -w"))).toEqual(["sysctl -w net.ipv4.ip_forward=1"]);
+    expect(host.argvs.filter((a) => a === "sysctl -n net.ipv4.conf.all.forwarding")).toHaveLength(2);
+  });
+});
