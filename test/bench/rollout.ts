@@ -89,6 +89,8 @@ export interface RolloutRow {
   natsMaxPayloadMb?: number;
   /** The machine's 1-minute load average when the controller process started (os.loadavg; 2 cores: above 2, figures include waiting for a core). */
   load1?: number;
+  /** The machine's CPU over the rollout (controller running -> result), percent of both cores' time by state (cpuShares). */
+  machineCpu?: CpuShares;
   /** 3 nodes: the agents' connections per node when the rollout started (nats.js picks one of the URLs at random). */
   connectionsPerNode?: number[];
   /** Set by run.ts when this size could not be measured (the figures are then NaN, null in JSON). */
@@ -127,6 +129,8 @@ export interface RunSpread {
   resultByRun: string[];
   /** Each run's RolloutRow.load1 (the 1-minute load average at its start). */
   load1ByRun: (number | undefined)[];
+  /** Each run's RolloutRow.machineCpu (the machine's CPU over its rollout, percent by state). */
+  machineCpuByRun?: (CpuShares | undefined)[];
 }
 
 /** Failed hosts of one reason: the reason with host names and numbers taken out, how many, the first few, when judged (ms from the rollout start). */
@@ -236,6 +240,39 @@ export function procCpuMs(pid: number | undefined): number {
   } catch {
     return NaN;
   }
+}
+
+/** The machine's CPU time so far, ms summed over every core, by state (the first line of /proc/stat, proc(5)); undefined off Linux. */
+export function machineCpuMs(): { user: number; system: number; idle: number; steal: number; total: number } | undefined {
+  try {
+    const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal (guest and guest_nice are already counted in user and nice).
+    const ms = (ticks: number) => (ticks * 1000) / CLK_TCK;
+    const [user, nice, system, idle, iowait, irq, softirq, steal] = f as [number, number, number, number, number, number, number, number];
+    return { user: ms(user + nice), system: ms(system + irq + softirq), idle: ms(idle + iowait), steal: ms(steal), total: ms(user + nice + system + idle + iowait + irq + softirq + steal) };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Shares of the machine's CPU time between two machineCpuMs readings, percent: user, system (kernel, irq
+ * and softirq included), idle and steal (time the hypervisor gave another guest while this one was
+ * ready to run: a run whose every process costs more CPU per host with steal high was slowed from
+ * outside). Undefined when either reading is.
+ */
+export function cpuShares(a: ReturnType<typeof machineCpuMs>, b: ReturnType<typeof machineCpuMs>): CpuShares | undefined {
+  if (!a || !b || b.total <= a.total) return undefined;
+  const pct = (k: keyof CpuShares) => Math.round((1000 * (b[k] - a[k])) / (b.total - a.total)) / 10;
+  return { user: pct("user"), system: pct("system"), idle: pct("idle"), steal: pct("steal") };
+}
+
+/** The machine's CPU over a window, percent of all cores' time (cpuShares). */
+export interface CpuShares {
+  user: number;
+  system: number;
+  idle: number;
+  steal: number;
 }
 
 /** Starts `file` (one JSON argument) under this Node; its stdout JSON lines are kept, its other output goes to `log`. */
@@ -470,6 +507,7 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
     const natsProfile = profBasePort !== undefined ? takeNatsProfile(profBasePort, options.natsProfSeconds ?? 15, join(options.natsProfDir!, `nats-${agents}.pprof`), log) : undefined;
     const running = await controller.waitFor("running", 120_000);
     const cpuAtStart = cpuNow();
+    const machineAtStart = machineCpuMs();
     {
       // How busy the fleet still was while the controller started (after enrollment): the clock should start on a quiet one.
       const ms = performance.now() - cpuAtSpawn.at;
@@ -480,6 +518,7 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
     if (connectionsPerNode) log(`rollout ${agents}: ${nodes} nodes, client connections per node ${JSON.stringify(connectionsPerNode)}`);
     const r = await controller.waitFor("result", 120_000 + agents * 20);
     const cpuAtEnd = cpuNow();
+    const machine = cpuShares(machineAtStart, machineCpuMs());
     await natsProfile;
     await controller.exited;
     // The probe may trail the rollout by a moment (it hears the agents' reports, published after their confirmation); bounded.
@@ -560,6 +599,7 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
       ...(options.maxPayloadMb ? { natsMaxPayloadMb: options.maxPayloadMb } : {}),
       ...(connectionsPerNode ? { connectionsPerNode } : {}),
       load1,
+      ...(machine ? { machineCpu: machine } : {}),
     };
   } catch (err) {
     // What the server saw is usually the explanation.

@@ -38,7 +38,7 @@ import { ansiblePart } from "./ansible/bench.ts";
 import { calibrate, calibrationLine, type Calibration } from "./calibrate.ts";
 import { labCost, type FirstApplyRow, type NoopRow } from "./lab-cost.ts";
 import { restartBench, type RestartRow } from "./restart.ts";
-import { benchProblems, rolloutBench, type MinMedMax, type RolloutRow, type RunSpread } from "./rollout.ts";
+import { benchProblems, rolloutBench, type CpuShares, type MinMedMax, type RolloutRow, type RunSpread } from "./rollout.ts";
 
 export interface BenchResults {
   version: 1;
@@ -76,6 +76,12 @@ const TARGETS = {
   overheadRatio: 1.3,
 };
 
+/** A run's conditions for its per-run line: " (load L, kernel K%, steal S%)"; parts not measured are left out. */
+function runConditions(load1: number | undefined, cpu: CpuShares | undefined): string {
+  const parts = [...(load1 !== undefined ? [`load ${load1}`] : []), ...(cpu ? [`kernel ${cpu.system}%`, `steal ${cpu.steal}%`] : [])];
+  return parts.length ? ` (${parts.join(", ")})` : "";
+}
+
 function fmt(n: number | null | undefined, digits = 0): string {
   return typeof n === "number" && Number.isFinite(n) ? n.toFixed(digits) : "-";
 }
@@ -103,7 +109,7 @@ function table(now: BenchResults, prev: BenchResults | undefined): string {
       const sp = r.spread!;
       const mm = (m: MinMedMax, d = 0) => `${fmt(m.min, d)} / ${fmt(m.median, d)} / ${fmt(m.max, d)}`;
       lines.push(`  ${sizeLabel(r).padStart(10)}  ${sp.succeeded}/${sp.runs} succeeded  convergeMs ${mm(sp.convergeMs)}  p99Ms ${mm(sp.p99Ms)}  rssMb ${mm(sp.controllerRssMb)}  enrollMs ${mm(sp.enrollMs)}`);
-      lines.push(`  ${"".padStart(10)}  per run: ${sp.convergeMsByRun.map((c, i) => `${fmt(c)} ms ${sp.resultByRun[i]}${sp.load1ByRun[i] !== undefined ? ` (load ${sp.load1ByRun[i]})` : ""}`).join(", ")}`);
+      lines.push(`  ${"".padStart(10)}  per run: ${sp.convergeMsByRun.map((c, i) => `${fmt(c)} ms ${sp.resultByRun[i]}${runConditions(sp.load1ByRun[i], sp.machineCpuByRun?.[i])}`).join(", ")}`);
     }
   }
   lines.push("no-op reconcile in the lab");
@@ -197,6 +203,7 @@ export function sizeRow(runs: readonly RolloutRow[]): RolloutRow {
     convergeMsByRun: runs.map((r) => (r.error ? NaN : r.convergeMs)),
     resultByRun: runs.map((r) => (r.error ? "error" : (r.result ?? "unknown"))),
     load1ByRun: runs.map((r) => r.load1),
+    machineCpuByRun: runs.map((r) => r.machineCpu),
   };
   return { ...median, spread };
 }
