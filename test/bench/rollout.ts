@@ -91,6 +91,8 @@ export interface RolloutRow {
   load1?: number;
   /** The machine's CPU over the rollout (controller running -> result), percent of both cores' time by state (cpuShares). */
   machineCpu?: CpuShares;
+  /** The machine's memory events over the same window (memoryEvents: page faults, huge-page faults, pages allocated). */
+  machineMemory?: MemoryEvents;
   /** 3 nodes: the agents' connections per node when the rollout started (nats.js picks one of the URLs at random). */
   connectionsPerNode?: number[];
   /** Set by run.ts when this size could not be measured (the figures are then NaN, null in JSON). */
@@ -131,6 +133,8 @@ export interface RunSpread {
   load1ByRun: (number | undefined)[];
   /** Each run's RolloutRow.machineCpu (the machine's CPU over its rollout, percent by state). */
   machineCpuByRun?: (CpuShares | undefined)[];
+  /** Each run's RolloutRow.machineMemory. */
+  machineMemoryByRun?: (MemoryEvents | undefined)[];
 }
 
 /** Failed hosts of one reason: the reason with host names and numbers taken out, how many, the first few, when judged (ms from the rollout start). */
@@ -265,6 +269,37 @@ export function cpuShares(a: ReturnType<typeof machineCpuMs>, b: ReturnType<type
   if (!a || !b || b.total <= a.total) return undefined;
   const pct = (k: keyof CpuShares) => Math.round((1000 * (b[k] - a[k])) / (b.total - a.total)) / 10;
   return { user: pct("user"), system: pct("system"), idle: pct("idle"), steal: pct("steal") };
+}
+
+/** Counters of /proc/vmstat (proc(5)) that say what the kernel spent its time on: pages faulted in, 2 MB pages faulted in, pages allocated. */
+const VMSTAT_KEYS = ["pgfault", "thp_fault_alloc", "pgalloc_normal", "pgalloc_dma32"] as const;
+
+/** The VMSTAT_KEYS counters now; undefined off Linux. */
+export function vmstatNow(): Partial<Record<(typeof VMSTAT_KEYS)[number], number>> | undefined {
+  try {
+    const all = new Map(readFileSync("/proc/vmstat", "utf8").trim().split("\n").map((l) => l.split(" ") as [string, string]));
+    return Object.fromEntries(VMSTAT_KEYS.flatMap((k) => (all.has(k) ? [[k, Number(all.get(k))]] : [])));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The machine's memory events between two vmstatNow readings: page faults (thousands), 2 MB
+ * transparent huge pages faulted in (each one zeroed whole by the kernel), and pages allocated (MB
+ * of 4 KiB pages). Undefined when either reading is.
+ */
+export function memoryEvents(a: ReturnType<typeof vmstatNow>, b: ReturnType<typeof vmstatNow>): MemoryEvents | undefined {
+  if (!a || !b) return undefined;
+  const d = (k: (typeof VMSTAT_KEYS)[number]) => (b[k] ?? 0) - (a[k] ?? 0);
+  return { faultsK: Math.round(d("pgfault") / 1000), hugePageFaults: d("thp_fault_alloc"), allocatedMb: Math.round(((d("pgalloc_normal") + d("pgalloc_dma32")) * 4) / 1024) };
+}
+
+/** The machine's memory events over a window (memoryEvents). */
+export interface MemoryEvents {
+  faultsK: number;
+  hugePageFaults: number;
+  allocatedMb: number;
 }
 
 /** The machine's CPU over a window, percent of all cores' time (cpuShares). */
@@ -508,6 +543,7 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
     const running = await controller.waitFor("running", 120_000);
     const cpuAtStart = cpuNow();
     const machineAtStart = machineCpuMs();
+    const vmstatAtStart = vmstatNow();
     {
       // How busy the fleet still was while the controller started (after enrollment): the clock should start on a quiet one.
       const ms = performance.now() - cpuAtSpawn.at;
@@ -519,6 +555,7 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
     const r = await controller.waitFor("result", 120_000 + agents * 20);
     const cpuAtEnd = cpuNow();
     const machine = cpuShares(machineAtStart, machineCpuMs());
+    const memory = memoryEvents(vmstatAtStart, vmstatNow());
     await natsProfile;
     await controller.exited;
     // The probe may trail the rollout by a moment (it hears the agents' reports, published after their confirmation); bounded.
@@ -600,6 +637,7 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
       ...(connectionsPerNode ? { connectionsPerNode } : {}),
       load1,
       ...(machine ? { machineCpu: machine } : {}),
+      ...(memory ? { machineMemory: memory } : {}),
     };
   } catch (err) {
     // What the server saw is usually the explanation.

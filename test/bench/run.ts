@@ -38,7 +38,7 @@ import { ansiblePart } from "./ansible/bench.ts";
 import { calibrate, calibrationLine, type Calibration } from "./calibrate.ts";
 import { labCost, type FirstApplyRow, type NoopRow } from "./lab-cost.ts";
 import { restartBench, type RestartRow } from "./restart.ts";
-import { benchProblems, rolloutBench, type CpuShares, type MinMedMax, type RolloutRow, type RunSpread } from "./rollout.ts";
+import { benchProblems, rolloutBench, type CpuShares, type MemoryEvents, type MinMedMax, type RolloutRow, type RunSpread } from "./rollout.ts";
 
 export interface BenchResults {
   version: 1;
@@ -76,9 +76,13 @@ const TARGETS = {
   overheadRatio: 1.3,
 };
 
-/** A run's conditions for its per-run line: " (load L, kernel K%, steal S%)"; parts not measured are left out. */
-function runConditions(load1: number | undefined, cpu: CpuShares | undefined): string {
-  const parts = [...(load1 !== undefined ? [`load ${load1}`] : []), ...(cpu ? [`kernel ${cpu.system}%`, `steal ${cpu.steal}%`] : [])];
+/** A run's conditions for its per-run line: " (load L, kernel K%, steal S%, faults F k, 2 MB faults H)"; parts not measured are left out. */
+function runConditions(load1: number | undefined, cpu: CpuShares | undefined, memory: MemoryEvents | undefined): string {
+  const parts = [
+    ...(load1 !== undefined ? [`load ${load1}`] : []),
+    ...(cpu ? [`kernel ${cpu.system}%`, `steal ${cpu.steal}%`] : []),
+    ...(memory ? [`faults ${memory.faultsK}k`, `2 MB faults ${memory.hugePageFaults}`, `allocated ${memory.allocatedMb} MB`] : []),
+  ];
   return parts.length ? ` (${parts.join(", ")})` : "";
 }
 
@@ -109,7 +113,7 @@ function table(now: BenchResults, prev: BenchResults | undefined): string {
       const sp = r.spread!;
       const mm = (m: MinMedMax, d = 0) => `${fmt(m.min, d)} / ${fmt(m.median, d)} / ${fmt(m.max, d)}`;
       lines.push(`  ${sizeLabel(r).padStart(10)}  ${sp.succeeded}/${sp.runs} succeeded  convergeMs ${mm(sp.convergeMs)}  p99Ms ${mm(sp.p99Ms)}  rssMb ${mm(sp.controllerRssMb)}  enrollMs ${mm(sp.enrollMs)}`);
-      lines.push(`  ${"".padStart(10)}  per run: ${sp.convergeMsByRun.map((c, i) => `${fmt(c)} ms ${sp.resultByRun[i]}${runConditions(sp.load1ByRun[i], sp.machineCpuByRun?.[i])}`).join(", ")}`);
+      lines.push(`  ${"".padStart(10)}  per run: ${sp.convergeMsByRun.map((c, i) => `${fmt(c)} ms ${sp.resultByRun[i]}${runConditions(sp.load1ByRun[i], sp.machineCpuByRun?.[i], sp.machineMemoryByRun?.[i])}`).join(", ")}`);
     }
   }
   lines.push("no-op reconcile in the lab");
@@ -204,6 +208,7 @@ export function sizeRow(runs: readonly RolloutRow[]): RolloutRow {
     resultByRun: runs.map((r) => (r.error ? "error" : (r.result ?? "unknown"))),
     load1ByRun: runs.map((r) => r.load1),
     machineCpuByRun: runs.map((r) => r.machineCpu),
+    machineMemoryByRun: runs.map((r) => r.machineMemory),
   };
   return { ...median, spread };
 }
