@@ -7,16 +7,16 @@
  * sh scripts/node.sh test/bench/heapprof.ts FILE... [--top N]
  */
 import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
 
 interface CallFrame { functionName: string; url: string; lineNumber: number }
 interface ProfileNode { callFrame: CallFrame; selfSize: number; id: number; children: ProfileNode[] }
 interface HeapProfile { head: ProfileNode; samples?: { size: number; nodeId: number }[] }
 
-const args = process.argv.slice(2);
-const topAt = args.indexOf("--top");
-const top = topAt >= 0 ? Number(args[topAt + 1]) : 30;
-const files = args.filter((x, i) => !x.startsWith("--") && (topAt < 0 || i !== topAt + 1));
-if (files.length === 0) {
+// node:util parseArgs, as run.ts: files are positionals, --top N the only option.
+const { values, positionals: files } = parseArgs({ allowPositionals: true, options: { top: { type: "string" } } });
+const top = Number(values.top ?? 30);
+if (files.length === 0 || !(top > 0)) {
   console.error("usage: heapprof.ts FILE... [--top N]");
   process.exit(2);
 }

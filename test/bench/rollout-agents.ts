@@ -13,7 +13,7 @@
  * connection reconnected, or a new one set up: events `reconnected` and
  * `connected`), and how many connections were lost for good (restart.ts).
  */
-import { mkdir, readFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { createInterface } from "node:readline";
@@ -120,7 +120,6 @@ const agents = a.names.map(
 let allocations: { stop(): Promise<void> } | undefined;
 async function sampleAllocations(dir: string): Promise<{ stop(): Promise<void> }> {
   const { Session } = await import("node:inspector/promises");
-  const { writeFile } = await import("node:fs/promises");
   const session = new Session();
   session.connect();
   await session.post("HeapProfiler.startSampling", { samplingInterval: 16384, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true } as never);

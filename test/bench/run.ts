@@ -76,7 +76,7 @@ const TARGETS = {
   overheadRatio: 1.3,
 };
 
-/** A run's conditions for its per-run line: " (load L, kernel K%, steal S%, faults F k, 2 MB faults H)"; parts not measured are left out. */
+/** A run's conditions for its per-run line: " (load L, kernel K%, steal S%, faults Fk, 2 MB faults H, allocated A MB)"; parts not measured are left out. */
 function runConditions(load1: number | undefined, cpu: CpuShares | undefined, memory: MemoryEvents | undefined): string {
   const parts = [
     ...(load1 !== undefined ? [`load ${load1}`] : []),
