@@ -226,6 +226,9 @@ describe("a revert counts a host reverted only on its agent's confirmation (real
   }, 60_000);
 });
 
+/** This test's window: the success is held at least half of it before the cut, so the cut must come within the other half. */
+const OUTAGE_WINDOW_MS = 6000;
+
 describe("a confirmation through the controller's own reconnect (real nats-server)", () => {
   it("a stored success is not judged while the controller is cut off; after its reconnect the window starts again and the confirmation counts", async () => {
     site = await startSite({ basePort: 31980, hosts: [inventoryHost("hv1")] });
@@ -236,9 +239,12 @@ describe("a confirmation through the controller's own reconnect (real nats-serve
     const act = async (revision: number, hash: string): Promise<void> => {
       const data = encodeMessage(report("hv1", revision, hash));
       await storeApplied(nc, "hv1", data);
+      // Cut off only once the controller holds the success (its heartbeat subscription starts at half the window):
+      // an entry its watch delivers after the reconnect is a plain candidate, not the case under test.
+      for (let i = 0; i < 100 && !s.events.some((e) => e.event === "confirm-heartbeats"); i++) await sleep(50);
       // The server goes away for longer than the window, and comes back on the same store.
       await s.server.kill("nf-1");
-      await sleep(WINDOW_MS + 1500);
+      await sleep(OUTAGE_WINDOW_MS + 1500);
       await s.server.restart("nf-1");
       // Published once the controller is back (what it heard while away is lost): its candidate waited through the outage.
       for (let i = 0; i < 200 && !s.events.some((e) => e.event === "confirm-reconnect"); i++) await sleep(100);
@@ -249,7 +255,7 @@ describe("a confirmation through the controller's own reconnect (real nats-serve
       }
     };
     const t = target("hv1", 1);
-    const outcome = await new Rollout(s.cp, [t], { applyTimeoutMs: 60_000, confirmWindowMs: WINDOW_MS }, (e) => {
+    const outcome = await new Rollout(s.cp, [t], { applyTimeoutMs: 60_000, confirmWindowMs: OUTAGE_WINDOW_MS }, (e) => {
       events.push(e);
       if (e.event === "host-start" && e.revision) acting = act(e.revision, t.assignment.hash);
     }).run();
@@ -258,7 +264,8 @@ describe("a confirmation through the controller's own reconnect (real nats-serve
     expect(done, JSON.stringify(done)).toMatchObject({ host: "hv1", ok: true });
     expect(outcome.result).toBe("success");
     // Judged after the outage (longer than the window), on the confirmation heard once back.
-    expect(done.ms).toBeGreaterThan(WINDOW_MS + 1500);
+    expect(done.ms).toBeGreaterThan(OUTAGE_WINDOW_MS + 1500);
+    expect(s.events.findIndex((e) => e.event === "confirm-heartbeats")).toBeLessThan(s.events.findIndex((e) => e.event === "confirm-reconnect"));
     expect(s.events.filter((e) => e.event === "confirm-reconnect").length).toBeGreaterThanOrEqual(1);
   }, 60_000);
 });
