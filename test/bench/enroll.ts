@@ -32,7 +32,7 @@ import { memoryOutput } from "../../packages/controller/src/output.ts";
 import { inventoryHost } from "../nats/harness.ts";
 import { benchPort } from "./fleet-ports.ts";
 import type { AgentsArgs } from "./rollout-agents.ts";
-import { procCpuMs, SIMULATOR_NODE_FLAGS, SITE, spawnChild, stopChild, TOKEN, writeTokens, type Child } from "./rollout.ts";
+import { procCpuMs, simulatorNodeFlags, SITE, spawnChild, stopChild, TOKEN, writeTokens, type Child } from "./rollout.ts";
 
 export interface EnrollRow {
   agents: number;
@@ -175,7 +175,7 @@ export async function enrollBench(agents: number, log: (line: string) => void, o
         concurrency: options.concurrency ?? 1000,
       };
       const prof = process.env.NF_BENCH_PROF_DIR ? ["--cpu-prof", `--cpu-prof-dir=${process.env.NF_BENCH_PROF_DIR}`] : [];
-      children.push(spawnChild(`agents${p}`, join(HERE, "rollout-agents.ts"), JSON.stringify(arg), log, [...SIMULATOR_NODE_FLAGS, ...prof]));
+      children.push(spawnChild(`agents${p}`, join(HERE, "rollout-agents.ts"), JSON.stringify(arg), log, [...simulatorNodeFlags(mine.length), ...prof]));
     }
     const ready = await Promise.all(children.map((c) => c.waitFor("ready", 120_000 + agents * 60)));
     const enrollMs = Math.round(performance.now() - t);

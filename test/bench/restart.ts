@@ -47,7 +47,7 @@ import { generateSigningKeys, sealAssignment, type Host } from "@netfleet/shared
 import { inventoryHost } from "../nats/harness.ts";
 import type { AgentsArgs } from "./rollout-agents.ts";
 import { benchPort } from "./fleet-ports.ts";
-import { SIMULATOR_NODE_FLAGS, spawnChild, stopChild, writeTokens, type Child } from "./rollout.ts";
+import { simulatorNodeFlags, spawnChild, stopChild, writeTokens, type Child } from "./rollout.ts";
 
 export interface RestartRow {
   agents: number;
@@ -181,7 +181,7 @@ export async function restartBench(agents: number, log: (line: string) => void, 
     for (let p = 0; p < parts; p++) {
       const mine = names.filter((_, i) => i % parts === p);
       const arg: AgentsArgs = { site: SITE, servers: server.urls, enrollPassword, token: TOKEN, tokensFile: await writeTokens(join(dir, `tokens-${p}.json`), mine, tokens), names: mine, stateRoot: join(dir, "agents"), minDelayMs: 5, maxDelayMs: 20, concurrency: 1000 };
-      children.push(spawnChild(`agents${p}`, join(HERE, "rollout-agents.ts"), JSON.stringify(arg), log, [...SIMULATOR_NODE_FLAGS]));
+      children.push(spawnChild(`agents${p}`, join(HERE, "rollout-agents.ts"), JSON.stringify(arg), log, [...simulatorNodeFlags(mine.length)]));
     }
     const ready = await Promise.all(children.map((c) => c.waitFor("ready", 60_000 + agents * 60)));
     const enrollMs = Math.round(performance.now() - t);
