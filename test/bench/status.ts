@@ -16,8 +16,8 @@
  * whole run (process start, module load, connect, read, print, exit), with
  * --json and as the text table an operator reads, and
  * the same command run inside this process on a fresh connection. Target:
- * both commands' CLI median ≤ 2 s at 10,000 hosts, JSON and text (issue 18), printed
- * pass/fail. The load average is in the row.
+ * both commands' CLI run ≤ 2 s at 10,000 hosts in every run, JSON and text (issue 18: 5 of 5),
+ * judged on the slowest run, as run.ts judges the rollout's, and printed pass/fail. The load average is in the row.
  *
  * Everything it starts it stops; every wait is bounded.
  */
@@ -219,8 +219,9 @@ export async function statusBench(n: number, log: (line: string) => void, runs =
       log(`status ${n}: run ${r + 1}: status CLI ${s.ms} ms (CPU ${s.cpuMs} ms, nats-server ${statusNats.at(-1)} ms; ${statusRows} rows, exit ${s.code}), hosts CLI ${h.ms} ms (CPU ${h.cpuMs} ms; ${hostsRows} rows); in process ${statusIn.at(-1)} / ${hostsIn.at(-1)} ms; text: status ${st.ms} ms (CPU ${st.cpuMs}), hosts ${ht.ms} ms (CPU ${ht.cpuMs})`);
     }
     const row: StatusRow = { hosts: n, statusCliMs: spread(statusCli), hostsCliMs: spread(hostsCli), statusCliCpuMs: spread(statusCpu), hostsCliCpuMs: spread(hostsCpu), statusTextCliMs: spread(statusText), hostsTextCliMs: spread(hostsText), statusTextCliCpuMs: spread(statusTextCpu), hostsTextCliCpuMs: spread(hostsTextCpu), statusNatsCpuMs: spread(statusNats), statusMs: spread(statusIn), hostsMs: spread(hostsIn), statusRows, hostsRows, statusExit, seedMs, load };
-    const ok = (x: Spread) => (x[1] <= TARGET_MS ? "met" : "MISSED");
-    log(`status ${n}: target ≤ ${TARGET_MS} ms (CLI median, wall): status ${ok(row.statusCliMs)} (${row.statusCliMs.join("/")}), hosts ${ok(row.hostsCliMs)} (${row.hostsCliMs.join("/")}); as text: status ${ok(row.statusTextCliMs)} (${row.statusTextCliMs.join("/")}), hosts ${ok(row.hostsTextCliMs)} (${row.hostsTextCliMs.join("/")}); their own CPU ${row.statusCliCpuMs.join("/")} and ${row.hostsCliCpuMs.join("/")} ms; load ${load.join(" ")} (wall figures on a busy machine are the load's)`);
+    // Every run, not the median: the issue asks for 5 of 5 (the slowest run decides, as in run.ts's targets).
+    const ok = (x: Spread) => (x[2] <= TARGET_MS ? "met" : "MISSED");
+    log(`status ${n}: target ≤ ${TARGET_MS} ms (CLI, wall, every run: min/median/max): status ${ok(row.statusCliMs)} (${row.statusCliMs.join("/")}), hosts ${ok(row.hostsCliMs)} (${row.hostsCliMs.join("/")}); as text: status ${ok(row.statusTextCliMs)} (${row.statusTextCliMs.join("/")}), hosts ${ok(row.hostsTextCliMs)} (${row.hostsTextCliMs.join("/")}); their own CPU ${row.statusCliCpuMs.join("/")} and ${row.hostsCliCpuMs.join("/")} ms; load ${load.join(" ")} (wall figures on a busy machine are the load's)`);
     return row;
   } finally {
     await cp?.close().catch(() => {});
