@@ -221,9 +221,9 @@ const FULL_YOUNG_GENERATION_FROM = 1000;
  * memory the host backs lazily, that cost 12.5 % of the machine over a 10,000-host
  * rollout (`perf record -a`, issue 18).
  *
- * Measured (10,000 hosts, 3 runs each, alternating), over the rollout:
- * - minor faults: 133-220k on the machine before, 82-136k with it;
- * - the agent processes: 6.9-7.9k faults each, against 40-42k;
+ * Measured (10,000 hosts, 3 runs each, alternating, and 2 more runs with it), over the rollout:
+ * - minor faults: 133-220k on the machine before, 82-137k with it;
+ * - the agent processes: 3.8-7.9k faults each, against 40-42k;
  * - machine kernel share: 17.0-22.2 % before, 15.8-16.8 % with it.
  * Processes of fewer agents (the smoke test's) keep V8's sizing: 256 MB touched for a
  * few agents would be waste.
