@@ -155,6 +155,9 @@ export async function enroll(o: EnrollOptions): Promise<AgentCredentials | undef
   return welcomed;
 }
 
+/** The reason the wait for a welcome is ended with once one was opened (AbortController.abort's reason). */
+const WELCOMED = "welcomed";
+
 async function enrollOnce(o: EnrollOptions): Promise<AgentCredentials | undefined> {
   const { site, hostname } = o.claim;
   const keys = await o.state.boxKeys();
@@ -172,7 +175,9 @@ async function enrollOnce(o: EnrollOptions): Promise<AgentCredentials | undefine
         const sealed = decodeMessage(Welcome, msg.subject, msg.data);
         const opened = openSealed(keys, sealed, welcomeContext(site, hostname));
         welcomed = decodeMessage(AgentCredentials, "welcome", opened);
-        welcome.abort();
+        // A reason of our own: abort() without one makes a DOMException, stack and all (44 us each, 218 ms of one
+        // bench process's 5,000 enrollments); nothing reads it (pause() only listens for the event).
+        welcome.abort(WELCOMED);
         return;
       } catch (err) {
         o.log({ event: "welcome-ignored", error: (err as Error).message });
