@@ -17,7 +17,9 @@
  * process runs under node --cpu-prof and writes its profiles there.
  *
  * The full bench also runs the 10,000-agent rollout on a 3-node JetStream
- * cluster (KV replicas 3; issue 18 point 4), printed beside the 1-node rows.
+ * cluster (KV replicas 3; issue 18 point 4), printed beside the 1-node rows,
+ * and `netfleet status` and `netfleet hosts` as CLI processes over 10,000
+ * hosts' stores, 5 runs (status.ts; --quick: 1,000 hosts, 1 run).
  *
  * --runs N: every rollout size is run N times, back to back. Default: the
  * 10,000-agent 1-node row 5 times (the targets' row: "in 5 of 5 runs"), every
@@ -25,7 +27,7 @@
  * successes ("5/5") and min/median/max of each figure; its row in the JSON
  * (`rollout`) holds the median run's figures (by convergeMs) plus `spread`,
  * and every run is kept in `rolloutRuns`. Targets are judged on the worst run.
- * --rollout-only: only the rollout rows (no inventory, restart, lab or Ansible part).
+ * --rollout-only: only the rollout rows (no inventory, restart, status, lab or Ansible part).
  * --sizes LIST: only these rollout rows of the plan, e.g. `10000` or `1000,10000@3` (@3: on 3 nodes);
  * `--rollout-only --sizes 10000` is the 5 runs of the 10,000 row alone.
  */
@@ -38,6 +40,7 @@ import { ansiblePart } from "./ansible/bench.ts";
 import { calibrate, calibrationLine, type Calibration } from "./calibrate.ts";
 import { labCost, type FirstApplyRow, type NoopRow } from "./lab-cost.ts";
 import { restartBench, type RestartRow } from "./restart.ts";
+import { statusBench, type StatusRow } from "./status.ts";
 import { benchProblems, rolloutBench, type CpuShares, type MemoryEvents, type MinMedMax, type RolloutRow, type RunSpread } from "./rollout.ts";
 
 export interface BenchResults {
@@ -54,6 +57,8 @@ export interface BenchResults {
   rolloutRuns?: RolloutRow[];
   noop: NoopRow[];
   firstApply: FirstApplyRow | null;
+  /** `netfleet status` and `netfleet hosts` over many hosts (status.ts; absent in results written before it was in the bench, or with --rollout-only). */
+  status?: StatusRow;
   /** Inventory load time and peak RSS as one mapping grows (absent in results written before it was measured). */
   inventoryParse?: InventoryParseRow[];
   /** A server restart under N agents: each agent's return (absent in results written before it was measured). */
@@ -70,6 +75,9 @@ const LATENCY: [number, number] = [5, 20];
 const TARGETS = {
   convergeMs10k: 10_000,
   p99Ms10k: 3000,
+  enrollMs10k: 30_000,
+  /** status and hosts as CLI processes over 10,000 hosts, wall, every run (--json and text). */
+  statusCliMs10k: 2000,
   controllerRssMb: 300,
   noopWallMs: 200,
   noopBackendWallMs: 100,
@@ -91,6 +99,30 @@ function fmt(n: number | null | undefined, digits = 0): string {
 }
 
 const met = (ok: boolean) => (ok ? "met" : "MISSED");
+
+/** The status row's figures: each CLI command's min/median/max wall (ms), its CPU and peak RSS, and the same commands in process. */
+function statusLines(s: StatusRow): string[] {
+  const mm = (x: [number, number, number]) => x.join(" / ");
+  const lines = [
+    `status and hosts over ${s.hosts} hosts (CLI processes, Node flags ${s.cliFlags.join(" ") || "none"}; min / median / max ms)`,
+    `  --json  status ${mm(s.statusCliMs)} (CPU ${mm(s.statusCliCpuMs)}, peak RSS ${mm(s.statusCliRssMb)} MB)  hosts ${mm(s.hostsCliMs)} (CPU ${mm(s.hostsCliCpuMs)})`,
+    `  text    status ${mm(s.statusTextCliMs)}  hosts ${mm(s.hostsTextCliMs)}`,
+    `  in this process  status ${mm(s.statusMs)}  hosts ${mm(s.hostsMs)}; rows ${s.statusRows} and ${s.hostsRows}, status exit ${s.statusExit}`,
+  ];
+  return lines;
+}
+
+/**
+ * The status target at 10,000 hosts, judged on the slowest run of the four
+ * commands (status and hosts, --json and text), as status.ts judges it. A
+ * listing short of its hosts misses it: the time of a command that read
+ * less is no figure.
+ */
+function statusTargetLine(s: StatusRow): string {
+  const worst = Math.max(s.statusCliMs[2], s.hostsCliMs[2], s.statusTextCliMs[2], s.hostsTextCliMs[2]);
+  const whole = s.statusRows === s.hosts && s.hostsRows === s.hosts;
+  return `  status and hosts over 10k ≤ ${TARGETS.statusCliMs10k} ms (every run): ${met(whole && worst <= TARGETS.statusCliMs10k)} (worst ${worst}${whole ? "" : `; listed ${s.statusRows} and ${s.hostsRows} of ${s.hosts}`})`;
+}
 
 function table(now: BenchResults, prev: BenchResults | undefined): string {
   const lines: string[] = [calibrationLine(now.machine.calibration, prev?.machine.calibration)];
@@ -129,13 +161,15 @@ function table(now: BenchResults, prev: BenchResults | undefined): string {
   if (now.inventoryParse?.length) lines.push(...inventoryParseTable(now.inventoryParse, prev ? (prev.inventoryParse ?? []) : undefined));
   // Targets are judged on the worst run of the 1-node 10,000 row ("in 5 of 5 runs"): every run must succeed and meet them.
   const bigRuns = (now.rolloutRuns?.length ? now.rolloutRuns : now.rollout).filter((r) => r.agents === 10_000 && (r.nodes ?? 1) === 1);
+  if (now.status) lines.push(...statusLines(now.status));
   lines.push("targets (with several runs: the worst run)");
   if (bigRuns.some((r) => !r.error)) {
     const ok = bigRuns.filter((r) => benchProblems({ rollout: [r] }).length === 0).length;
-    const worst = (k: "convergeMs" | "p99Ms") => Math.max(...bigRuns.map((r) => (r.error || !Number.isFinite(r[k]) ? Infinity : r[k])));
+    const worst = (k: "convergeMs" | "p99Ms" | "enrollMs") => Math.max(...bigRuns.map((r) => (r.error || !Number.isFinite(r[k]) ? Infinity : r[k])));
     lines.push(`  10k rollout succeeds in every run: ${met(ok === bigRuns.length)} (${ok}/${bigRuns.length})`);
     lines.push(`  10k converge ≤ ${TARGETS.convergeMs10k} ms: ${met(worst("convergeMs") <= TARGETS.convergeMs10k && ok === bigRuns.length)} (${bigRuns.length > 1 ? "worst " : ""}${fmt(worst("convergeMs"))})`);
     lines.push(`  10k p99 ≤ ${TARGETS.p99Ms10k} ms: ${met(worst("p99Ms") <= TARGETS.p99Ms10k)} (${bigRuns.length > 1 ? "worst " : ""}${fmt(worst("p99Ms"))})`);
+    lines.push(`  10k enrollment ≤ ${TARGETS.enrollMs10k} ms: ${met(worst("enrollMs") <= TARGETS.enrollMs10k)} (${bigRuns.length > 1 ? "worst " : ""}${fmt(worst("enrollMs"))})`);
   } else if (!now.quick) {
     lines.push("  10k converge and p99: MISSED (not measured)");
   }
@@ -151,6 +185,7 @@ function table(now: BenchResults, prev: BenchResults | undefined): string {
     for (const c of (r.perCommand ?? []).slice(0, 3)) lines.push(`    ${c.ms} ms  ${c.command.slice(0, 100)}`);
   }
   if (f) lines.push(`  first-apply overhead ≤ ${TARGETS.overheadRatio}: ${met(f.overheadRatio <= TARGETS.overheadRatio)} (${f.overheadRatio})`);
+  if (now.status?.hosts === 10_000) lines.push(statusTargetLine(now.status));
   for (const e of now.errors) lines.push(`not measured: ${e}`);
   if (now.restart?.length) {
     lines.push("server restart (nats-server SIGKILLed, started again 1 s later; per agent: its return after the restarted server answered, ms; target: all within 10 s)");
@@ -315,6 +350,17 @@ async function main(): Promise<void> {
       errors.push(`restart under ${n} agents: ${error}`);
     }
   }
+  // status and hosts over the stores of many hosts (issue 18 point 2): the CLI as an operator runs it.
+  let status: StatusRow | undefined;
+  if (!rolloutOnly) {
+    const [hosts, times] = values.quick ? [1000, 1] : [10_000, 5];
+    try {
+      status = await statusBench(hosts, log, times);
+    } catch (err) {
+      log(`status ${hosts} failed: ${(err as Error).stack ?? String(err)}`);
+      errors.push(`status over ${hosts} hosts: ${(err as Error).message.split("\n")[0]}`);
+    }
+  }
   let lab: Awaited<ReturnType<typeof labCost>> | undefined;
   try {
     if (!rolloutOnly) lab = await labCost(repoRoot, log);
@@ -332,6 +378,7 @@ async function main(): Promise<void> {
     rolloutRuns,
     noop: lab?.noop ?? [],
     firstApply: lab?.firstApply ?? null,
+    ...(status ? { status } : {}),
     inventoryParse,
     restart,
     errors,

@@ -19,7 +19,7 @@ const REPO = new URL("../..", import.meta.url).pathname;
 /**
  * The benchmark is not a test: no figure is judged here. What is judged is
  * that a run is sound (benchProblems): `npm run bench -- --quick` runs (real
- * nats-server, simulated agents, and the lab parts, so root), writes its JSON
+ * nats-server, simulated agents, status and hosts over 1,000 hosts' stores, and the lab parts, so root), writes its JSON
  * with the expected shape, every rollout ends in success with no failed,
  * rolled-back or unconverged host, and the no-op reconciles ran no mutating
  * command. The second row proves the check can fail: a real rollout whose
@@ -62,6 +62,9 @@ describe("npm run bench -- --quick (smoke)", () => {
       expect(noop.map((x) => x.role).sort()).toEqual(["backend", "vmhost"]);
       for (const row of noop) expect(row).toMatchObject({ wallMs: num, commands: num, mutatingCommands: num });
       expect(r.firstApply).toMatchObject({ wallMs: num, commandMs: num, overheadRatio: num });
+      // status and hosts as CLI processes over 1,000 hosts' stores (status.ts): both list every host, and status exits 0 (every host converged, as the stores say).
+      expect(r.status, "status").toMatchObject({ hosts: 1000, statusRows: 1000, hostsRows: 1000, statusExit: 0, statusCliMs: [num, num, num], hostsCliMs: [num, num, num] });
+      expect(stdout).toContain("status and hosts over 1000 hosts");
       // Sound: every rollout succeeded, no host failed, reported a failed apply or undid the revision; no-op runs mutated nothing.
       expect(benchProblems({ rollout, noop })).toEqual([]);
     } finally {
