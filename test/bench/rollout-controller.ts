@@ -14,6 +14,7 @@ import { readFileSync } from "node:fs";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { getHeapSpaceStatistics, getHeapStatistics } from "node:v8";
 import { ControlPlane, Rollout, type RolloutEvent, type RolloutTarget } from "@netfleet/controller";
+import { boundOldGeneration } from "@netfleet/shared/cli/launch";
 import { sealAssignment, type Host, type SigningKeys } from "@netfleet/shared";
 import { varzCounters } from "./rollout-probe.ts";
 
@@ -34,9 +35,12 @@ export interface ControllerArgs {
   applyTimeoutMs: number;
   /** Hosts per wave after the canary, percent (default: Rollout's 25 %). */
   batchPercent?: number;
+  /** Set LONG_RUNNING_V8_FLAGS first, as `netfleet rollout` does (boundOldGeneration; rollout.ts: unless given other controller flags). */
+  boundOldGeneration?: boolean;
 }
 
 const a = JSON.parse(readFileSync(process.argv[2]!, "utf8")) as ControllerArgs;
+if (a.boundOldGeneration !== false) boundOldGeneration();
 const out = (e: Record<string, unknown>) => process.stdout.write(JSON.stringify(e) + "\n");
 
 const cp = await ControlPlane.connect({

@@ -184,7 +184,10 @@ export interface RolloutBenchOptions {
    * which spreads the agents over the nodes.
    */
   nodes?: 1 | 3;
-  /** Node flags of the controller process (default CONTROLLER_NODE_FLAGS, as the packaged `netfleet` wrapper starts the CLI; [] for none). */
+  /**
+   * Node flags of the controller process (default CONTROLLER_NODE_FLAGS, as the packaged `netfleet` wrapper starts the CLI,
+   * and LONG_RUNNING_V8_FLAGS set at its start, as `netfleet rollout` sets them; given: these flags only, [] for none).
+   */
   controllerFlags?: string[];
   /** Node flags of the agent processes (default simulatorNodeFlags of the agents per process; [] for none). */
   agentFlags?: string[];
@@ -546,6 +549,7 @@ export async function rolloutBench(agents: number, log: (line: string) => void, 
       replicas: nodes,
       hosts,
       applyTimeoutMs: options.applyTimeoutMs ?? 60_000,
+      boundOldGeneration: options.controllerFlags === undefined,
       ...(options.batchPercent ? { batchPercent: options.batchPercent } : {}),
     };
     const argFile = join(dir, "controller.json");

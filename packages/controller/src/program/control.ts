@@ -1,6 +1,7 @@
 import { CommanderError, Help, Option, type Command } from "commander";
 import type { Inventory } from "@netfleet/shared";
 import { EXIT_USAGE, isBug, usageError, withExitCode } from "@netfleet/shared/cli";
+import { boundOldGeneration } from "@netfleet/shared/cli/launch";
 import type { Connected } from "../commands/connect.ts";
 import type { CommandOutput } from "../output.ts";
 import { serveObservability, withServeObservabilityOptions, type ServeObservabilityFlags } from "../metrics-options.ts";
@@ -84,6 +85,8 @@ export function addControlCommands(program: Command, ctx: Context): void {
       .addOption(stateDirOption()),
   )
     .action(withExitCode(async (dir: string, o: ControllerFlags & ServeObservabilityFlags & { listen?: string; nodes?: string; ui?: string; uiAllowRemote?: boolean }, cmd: Command) => {
+      // A daemon: the old generation collected at 1.3 times what was live (launch.mjs).
+      boundOldGeneration();
       const [{ parseListen, serveCommand }, { parseServers, stateDirOf }, { EXIT_INVALID, loadOrReport }, { parseUiListen }] = await Promise.all([
         import("../commands/serve.ts"),
         import("../commands/connect.ts"),

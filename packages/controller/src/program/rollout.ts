@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { optionValue, usageError, withExitCode } from "@netfleet/shared/cli";
+import { boundOldGeneration } from "@netfleet/shared/cli/launch";
 import type { RolloutCommandOptions } from "../commands/rollout.ts";
 import { parseAmount, parseMaxPer, type Amount, type MaxPer } from "../rollout/waves.ts";
 import { LIMIT_HELP, checked, jsonOption, natsOption, patternList, seconds, stateDirOption, wholeNumber, type Context } from "./options.ts";
@@ -82,6 +83,8 @@ export function addRolloutCommand(program: Command, ctx: Context): void {
       // Check mode changes nothing, and --resume continues a rollout that was already started.
       const publishes = !v.check && !v.resume;
       const interactive = process.stdin.isTTY === true;
+      // A rollout holds every host's state for minutes: the old generation collected at 1.3 times what was live (launch.mjs).
+      boundOldGeneration();
       const [{ parseServers, stateDirOf }, { ROLLOUT_EXIT, rolloutCommand, agentRolloutCommand }, { loadOrReport }] = await Promise.all([
         import("../commands/connect.ts"),
         import("../commands/rollout.ts"),

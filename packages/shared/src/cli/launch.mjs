@@ -3,25 +3,45 @@ import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { enableCompileCache } from "node:module";
 import { fileURLToPath } from "node:url";
+import { setFlagsFromString } from "node:v8";
 
 /**
  * Node flags the controller's CLI is started with where we start it (the packaged `/usr/bin/netfleet`
- * wrapper, packaging/deb/stage.ts; the fleet benchmark's controller process, test/bench/rollout.ts).
- * Both trade a little CPU for a lower memory ceiling; measured at 10,000 hosts (test/bench/rollout.ts):
- * - `--max-semi-space-size=32` (MB, V8's young generation semi-space; Node 24 grows it to 64 MB):
- *   fewer short-lived objects promoted; peak RSS 338-376 MB (median 351) in 7 runs without it,
- *   314-326 MB in 4 with it.
- * - `--heap-growing-percent=30` (V8: the old generation may grow to 1.3 times what a full GC left live
- *   before the next one starts, instead of V8's dynamic factor of up to 4): at the end of a rollout only
- *   52 MB of the heap is live, yet the old generation had grown to 120-183 MB of garbage awaiting
- *   collection; with it, 61 MB, and peak RSS 238-244 MB in 3 runs, the controller's CPU per host
- *   0.29-0.36 ms (0.28-0.34 without). A V8 flag, not a Node option: Node refuses to start on one
- *   its V8 does not know, which the packaged unit's test would show (test/systemd/debs.test.ts).
- * They must be on the command line: V8 sizes the young generation at start (v8.setFlagsFromString
- * later does not take effect).
+ * wrapper, packaging/deb/stage.ts; the fleet benchmark's controller process, test/bench/rollout.ts):
+ * `--max-semi-space-size=32` (MB, V8's young generation semi-space; Node 24 grows it to 64 MB): fewer
+ * short-lived objects promoted; at 10,000 hosts (test/bench/rollout.ts) the rollout's peak RSS was
+ * 338-376 MB (median 351) in 7 runs without it, 314-326 MB in 4 with it. It must be on the command
+ * line: V8 sizes the young generation at start (v8.setFlagsFromString later does not take effect).
+ * The long-running commands add LONG_RUNNING_V8_FLAGS for themselves (boundOldGeneration).
  * @type {readonly string[]}
  */
-export const CONTROLLER_NODE_FLAGS = Object.freeze(["--max-semi-space-size=32", "--heap-growing-percent=30"]);
+export const CONTROLLER_NODE_FLAGS = Object.freeze(["--max-semi-space-size=32"]);
+
+/**
+ * V8 flags the controller's long-running commands (rollout, serve) set for themselves at start
+ * (boundOldGeneration), not every command: `--heap-growing-percent=30` (V8: the old generation may grow
+ * to 1.3 times what a full GC left live before the next one starts, instead of V8's dynamic factor of up
+ * to 4). At the end of a 10,000-host rollout only 52 MB of the heap is live, yet the old generation had
+ * grown to 120-183 MB of garbage awaiting collection; with it 61 MB, peak RSS 238-244 MB in 3 runs, the
+ * controller's CPU per host 0.29-0.36 ms (0.28-0.34 without). A one-shot listing whose heap only grows
+ * pays for it in full GCs: `status` over 10,000 hosts (test/bench/status.ts, 3 runs each) took
+ * 1,584/1,816/1,901 ms with it on the command line (CPU 1,820-2,384 ms, peak RSS 290-296 MB) and
+ * 1,268/1,365/1,538 ms without it (CPU 1,558-1,901 ms, peak RSS 283-289 MB).
+ * @type {readonly string[]}
+ */
+export const LONG_RUNNING_V8_FLAGS = Object.freeze(["--heap-growing-percent=30"]);
+
+/**
+ * Sets LONG_RUNNING_V8_FLAGS in this process (v8.setFlagsFromString). V8 reads
+ * heap_growing_percent each time it sets the old generation's next limit (after a full GC;
+ * src/heap/heap-controller.cc, MemoryController::GrowingFactor), so it holds from the next full GC on;
+ * Node leaves V8's flags writable after start for v8.setFlagsFromString. Called first in the
+ * rollout and serve actions, and by the benchmark's controller process, which stands for `rollout`.
+ * @returns {void}
+ */
+export function boundOldGeneration() {
+  for (const flag of LONG_RUNNING_V8_FLAGS) setFlagsFromString(flag);
+}
 
 /** The Node that scripts/setup.sh installs at the repository's root. */
 const BUNDLED_NODE = fileURLToPath(new URL("../../../../.tools/node/bin/node", import.meta.url));
