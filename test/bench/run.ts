@@ -40,7 +40,7 @@ import { ansiblePart } from "./ansible/bench.ts";
 import { calibrate, calibrationLine, type Calibration } from "./calibrate.ts";
 import { labCost, type FirstApplyRow, type NoopRow } from "./lab-cost.ts";
 import { restartBench, type RestartRow } from "./restart.ts";
-import { statusBench, type StatusRow } from "./status.ts";
+import { STATUS_TARGET_MS, statusBench, type Spread, type StatusRow } from "./status.ts";
 import { benchProblems, rolloutBench, type CpuShares, type MemoryEvents, type MinMedMax, type RolloutRow, type RunSpread } from "./rollout.ts";
 
 export interface BenchResults {
@@ -76,8 +76,6 @@ const TARGETS = {
   convergeMs10k: 10_000,
   p99Ms10k: 3000,
   enrollMs10k: 30_000,
-  /** status and hosts as CLI processes over 10,000 hosts, wall, every run (--json and text). */
-  statusCliMs10k: 2000,
   controllerRssMb: 300,
   noopWallMs: 200,
   noopBackendWallMs: 100,
@@ -102,14 +100,13 @@ const met = (ok: boolean) => (ok ? "met" : "MISSED");
 
 /** The status row's figures: each CLI command's min/median/max wall (ms), its CPU and peak RSS, and the same commands in process. */
 function statusLines(s: StatusRow): string[] {
-  const mm = (x: [number, number, number]) => x.join(" / ");
-  const lines = [
+  const mm = (x: Spread) => x.join(" / ");
+  return [
     `status and hosts over ${s.hosts} hosts (CLI processes, Node flags ${s.cliFlags.join(" ") || "none"}; min / median / max ms)`,
     `  --json  status ${mm(s.statusCliMs)} (CPU ${mm(s.statusCliCpuMs)}, peak RSS ${mm(s.statusCliRssMb)} MB)  hosts ${mm(s.hostsCliMs)} (CPU ${mm(s.hostsCliCpuMs)})`,
     `  text    status ${mm(s.statusTextCliMs)}  hosts ${mm(s.hostsTextCliMs)}`,
     `  in this process  status ${mm(s.statusMs)}  hosts ${mm(s.hostsMs)}; rows ${s.statusRows} and ${s.hostsRows}, status exit ${s.statusExit}`,
   ];
-  return lines;
 }
 
 /**
@@ -121,7 +118,7 @@ function statusLines(s: StatusRow): string[] {
 function statusTargetLine(s: StatusRow): string {
   const worst = Math.max(s.statusCliMs[2], s.hostsCliMs[2], s.statusTextCliMs[2], s.hostsTextCliMs[2]);
   const whole = s.statusRows === s.hosts && s.hostsRows === s.hosts;
-  return `  status and hosts over 10k ≤ ${TARGETS.statusCliMs10k} ms (every run): ${met(whole && worst <= TARGETS.statusCliMs10k)} (worst ${worst}${whole ? "" : `; listed ${s.statusRows} and ${s.hostsRows} of ${s.hosts}`})`;
+  return `  status and hosts over 10k ≤ ${STATUS_TARGET_MS} ms (every run): ${met(whole && worst <= STATUS_TARGET_MS)} (worst ${worst}${whole ? "" : `; listed ${s.statusRows} and ${s.hostsRows} of ${s.hosts}`})`;
 }
 
 function table(now: BenchResults, prev: BenchResults | undefined): string {
@@ -159,9 +156,9 @@ function table(now: BenchResults, prev: BenchResults | undefined): string {
   if (f) lines.push(`  wallMs ${side(f.wallMs, pf?.wallMs, 1)}  commandMs ${side(f.commandMs, pf?.commandMs, 1)}  overhead ${side(f.overheadRatio, pf?.overheadRatio, 2)}  commands ${side(f.commands, pf?.commands)}`);
   else lines.push("  not measured");
   if (now.inventoryParse?.length) lines.push(...inventoryParseTable(now.inventoryParse, prev ? (prev.inventoryParse ?? []) : undefined));
+  if (now.status) lines.push(...statusLines(now.status));
   // Targets are judged on the worst run of the 1-node 10,000 row ("in 5 of 5 runs"): every run must succeed and meet them.
   const bigRuns = (now.rolloutRuns?.length ? now.rolloutRuns : now.rollout).filter((r) => r.agents === 10_000 && (r.nodes ?? 1) === 1);
-  if (now.status) lines.push(...statusLines(now.status));
   lines.push("targets (with several runs: the worst run)");
   if (bigRuns.some((r) => !r.error)) {
     const ok = bigRuns.filter((r) => benchProblems({ rollout: [r] }).length === 0).length;

@@ -79,7 +79,8 @@ const SITE = "bench";
 /** An agent key as the registry stores it (SPKI DER, base64): any will do, no agent opens anything here. */
 const KEY = "MCowBQYDK2VuAyEA" + "A".repeat(43) + "=";
 const REPO = resolve(import.meta.dirname, "..", "..");
-const TARGET_MS = 2000;
+/** The target of every status and hosts CLI run at 10,000 hosts, wall ms (issue 18 point 2). */
+export const STATUS_TARGET_MS = 2000;
 
 /**
  * The Node flags the CLI starts with: those the packaged `/usr/bin/netfleet` wrapper gives it
@@ -239,8 +240,8 @@ export async function statusBench(n: number, log: (line: string) => void, runs =
     }
     const row: StatusRow = { hosts: n, statusCliMs: spread(statusCli), hostsCliMs: spread(hostsCli), statusCliCpuMs: spread(statusCpu), hostsCliCpuMs: spread(hostsCpu), statusTextCliMs: spread(statusText), hostsTextCliMs: spread(hostsText), statusTextCliCpuMs: spread(statusTextCpu), hostsTextCliCpuMs: spread(hostsTextCpu), statusCliRssMb: spread(statusRss), hostsCliRssMb: spread(hostsRss), cliFlags: [...CLI_FLAGS], statusNatsCpuMs: spread(statusNats), statusMs: spread(statusIn), hostsMs: spread(hostsIn), statusRows, hostsRows, statusExit, seedMs, load };
     // Every run, not the median: the issue asks for 5 of 5 (the slowest run decides, as in run.ts's targets).
-    const ok = (x: Spread) => (x[2] <= TARGET_MS ? "met" : "MISSED");
-    log(`status ${n}: target ≤ ${TARGET_MS} ms (CLI, wall, every run: min/median/max): status ${ok(row.statusCliMs)} (${row.statusCliMs.join("/")}), hosts ${ok(row.hostsCliMs)} (${row.hostsCliMs.join("/")}); as text: status ${ok(row.statusTextCliMs)} (${row.statusTextCliMs.join("/")}), hosts ${ok(row.hostsTextCliMs)} (${row.hostsTextCliMs.join("/")}); their own CPU ${row.statusCliCpuMs.join("/")} and ${row.hostsCliCpuMs.join("/")} ms, peak RSS ${row.statusCliRssMb.join("/")} and ${row.hostsCliRssMb.join("/")} MB; Node flags: ${CLI_FLAGS.join(" ") || "none"}; load ${load.join(" ")} (wall figures on a busy machine are the load's)`);
+    const ok = (x: Spread) => (x[2] <= STATUS_TARGET_MS ? "met" : "MISSED");
+    log(`status ${n}: target ≤ ${STATUS_TARGET_MS} ms (CLI, wall, every run: min/median/max): status ${ok(row.statusCliMs)} (${row.statusCliMs.join("/")}), hosts ${ok(row.hostsCliMs)} (${row.hostsCliMs.join("/")}); as text: status ${ok(row.statusTextCliMs)} (${row.statusTextCliMs.join("/")}), hosts ${ok(row.hostsTextCliMs)} (${row.hostsTextCliMs.join("/")}); their own CPU ${row.statusCliCpuMs.join("/")} and ${row.hostsCliCpuMs.join("/")} ms, peak RSS ${row.statusCliRssMb.join("/")} and ${row.hostsCliRssMb.join("/")} MB; Node flags: ${CLI_FLAGS.join(" ") || "none"}; load ${load.join(" ")} (wall figures on a busy machine are the load's)`);
     return row;
   } finally {
     await cp?.close().catch(() => {});
