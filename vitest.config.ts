@@ -8,6 +8,8 @@ import { defineConfig } from "vitest/config";
  */
 export default defineConfig({
   test: {
+    // Each run's temporary files in a directory of its own, checked empty at the end (test/tmp-guard.ts).
+    globalSetup: ["test/tmp-guard.ts"],
     projects: [
       { test: { name: "unit", include: ["packages/*/src/**/*.test.ts", "packaging/**/*.test.ts", "test/unit/**/*.test.ts"] } },
       { test: { name: "nats", include: ["test/nats/**/*.test.ts"], fileParallelism: false, testTimeout: 60_000, hookTimeout: 60_000 } },

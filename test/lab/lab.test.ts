@@ -6,11 +6,11 @@
  * The playground rows (playground-rows.ts) run in this lab too, before down.
  */
 import { execa, type ResultPromise } from "execa";
-import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { ExecaRunner, read, type Runner } from "@netfleet/agent";
 import { loadInventory, type HostView, type Inventory } from "@netfleet/shared";
 import { playgroundRows } from "./playground-rows.ts";
@@ -48,9 +48,10 @@ async function eventually(what: string, timeoutMs: number, check: () => Promise<
   }
 }
 
-/** A copy of the lab inventory in which vma1 may also reach 198.51.100.20. */
+/** A copy of the lab inventory in which vma1 may also reach 198.51.100.20 (removed when the test that asked for it finishes). */
 function wideInventory(): string {
   const dir = mkdtempSync(join(tmpdir(), "nft-inventory-"));
+  onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
   cpSync(lab.inventoryDir, dir, { recursive: true });
   const file = join(dir, "networks.yaml");
   const text = readFileSync(file, "utf8");

@@ -14,11 +14,11 @@
  * original. Every command runs through netfleet-lab's `main(argv, out)`.
  */
 import { execa } from "execa";
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseDocument } from "yaml";
-import { expect, it } from "vitest";
+import { afterAll, expect, it } from "vitest";
 import { ExecaRunner } from "@netfleet/agent";
 import { readLabState, tcpConnect, type CheckRow, type LabOptions, type LabStatus } from "@netfleet/lab";
 import { main } from "../../packages/lab/src/program.ts";
@@ -49,6 +49,9 @@ export function playgroundRows(lab: LabOptions, current: () => LabStatus): void 
     doc.setIn(["networks", "secure", "vms", "vma1", "ip"], "10.81.0.12");
     writeFileSync(file, doc.toString());
   }
+  afterAll(() => {
+    for (const d of [edited, reshaped]) rmSync(d, { recursive: true, force: true });
+  });
   const where = ["--prefix", lab.prefix, "--run-dir", lab.runDir];
   const runner = new ExecaRunner({ timeoutMs: 30_000 });
 

@@ -39,9 +39,12 @@ import { startAgent, startSite, stopAll, writeControllerHome, type Site, type Te
 const REPO = new URL("../..", import.meta.url).pathname;
 let site: Site | undefined;
 const agents: TestAgent[] = [];
+/** The inventory copies setup made, removed after each test. */
+const copies: string[] = [];
 afterEach(async () => {
   await stopAll(site, agents);
   site = undefined;
+  for (const d of copies.splice(0)) await rm(d, { recursive: true, force: true });
 });
 
 /** A host as its agent sees it: spec (canonical JSON) by resource id; `applied` records each apply that ran. */
@@ -110,6 +113,7 @@ async function desiredRevisions(s: Site): Promise<Record<string, number>> {
 
 async function setup(basePort: number) {
   const dir = join((await import("node:os")).tmpdir(), `nf-plan-cli-${basePort}-${process.pid}`);
+  copies.push(dir);
   await cp(join(REPO, "inventories", "lab"), dir, { recursive: true });
   const inventory = loadInventory(dir);
   site = await startSite({ basePort, hosts: inventory.hosts });

@@ -7,10 +7,10 @@
  * names every command.
  */
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { main } from "../../packages/controller/src/main.ts";
 import { memoryOutput } from "../../packages/controller/src/output.ts";
 
@@ -114,7 +114,9 @@ describe("netfleet --help, --version", () => {
   });
 
   it("compile refuses an --out that is a file with 2 and one line", async () => {
-    const file = join(mkdtempSync(join(tmpdir(), "netfleet-out-")), "a-file");
+    const dir = mkdtempSync(join(tmpdir(), "netfleet-out-"));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, "a-file");
     writeFileSync(file, "");
     const r = await run("compile", SITE, "--out", file);
     expect(r.code).toBe(2);
@@ -132,7 +134,9 @@ describe("netfleet completion", () => {
   const script = async (shell: string) => {
     const r = await run("completion", shell);
     expect(r.code).toBe(0);
-    const file = join(mkdtempSync(join(tmpdir(), "netfleet-completion-")), `netfleet.${shell}`);
+    const dir = mkdtempSync(join(tmpdir(), "netfleet-completion-"));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, `netfleet.${shell}`);
     writeFileSync(file, r.stdout + "\n");
     return { text: r.stdout, file };
   };
@@ -142,6 +146,7 @@ describe("netfleet completion", () => {
     execFileSync("bash", ["-n", file]);
     for (const c of COMMANDS) expect(text).toContain(`"/${c}")`);
     const empty = mkdtempSync(join(tmpdir(), "netfleet-completion-cwd-"));
+    onTestFinished(() => rmSync(empty, { recursive: true, force: true }));
     const complete = (...words: string[]) =>
       execFileSync("bash", ["-c", `source "$0"; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _netfleet; echo "\${COMPREPLY[*]}"`, file, ...words], { cwd: empty, encoding: "utf8" }).trim();
     expect(complete("netfleet", "").split(" ")).toEqual([...COMMANDS, "help"]);

@@ -7,11 +7,11 @@
  * options and option choices.
  */
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Option } from "commander";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { EXIT_USAGE, addCompletionCommand, bashCompletion, createProgram, errorText, runProgram, safeJson, usageError, withExitCode, zshCompletion } from "@netfleet/shared/cli";
 
 const PACKAGE_JSON = new URL("../../packages/shared/package.json", import.meta.url);
@@ -72,6 +72,7 @@ describe("shared CLI conventions", () => {
 
   it("bash completion parses and completes commands, subcommands, options and choices", () => {
     const dir = mkdtempSync(join(tmpdir(), "cli-completion-"));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
     const script = join(dir, "demo.bash");
     writeFileSync(script, bashCompletion(demo().program));
     execFileSync("bash", ["-n", script]);
@@ -86,6 +87,7 @@ describe("shared CLI conventions", () => {
 
   it("zsh completion parses", () => {
     const dir = mkdtempSync(join(tmpdir(), "cli-completion-"));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
     const script = join(dir, "_demo");
     writeFileSync(script, zshCompletion(demo().program));
     execFileSync("zsh", ["-n", script]);

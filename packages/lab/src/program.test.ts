@@ -3,16 +3,24 @@
  * suggestion, --help and --version 0, and `status` of a lab that was never
  * built says so and exits 1 (it reads only the run dir's lab.json).
  */
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { loadInventory } from "@netfleet/shared";
 import { main } from "./program.ts";
 import { writeLabState } from "./state.ts";
 import { buildTopology } from "./topology.ts";
 
 const LAB_SITE = fileURLToPath(new URL("../../../inventories/lab", import.meta.url));
+
+/** A directory of the running test's own, removed when it finishes. */
+function scratch(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
 
 async function run(argv: string[]) {
   const lines: string[] = [];
@@ -46,18 +54,18 @@ describe("netfleet-lab", () => {
 
   it("refuses rollout without a site folder (64) and without a lab (one line, nothing run)", async () => {
     expect(await run(["rollout"])).toMatchObject({ code: 64, err: expect.stringContaining("missing required argument 'dir'") });
-    const runDir = mkdtempSync("/tmp/nfl-");
+    const runDir = scratch("nfl-");
     await expect(run(["rollout", "inventories/lab", "--prefix", "zq", "--run-dir", runDir])).rejects.toThrow(`no lab in ${runDir} (run netfleet-lab up --prefix zq --run-dir ${runDir})`);
   });
 
   it("refuses a site that does not load or does not fit the lab before running anything: one line, exit 2", async () => {
     // A lab.json as up writes it (the lab itself is not there: nothing may be needed of it before these refusals).
-    const runDir = mkdtempSync("/tmp/nfl-");
+    const runDir = scratch("nfl-");
     const o = { inventoryDir: LAB_SITE, prefix: "zq", runDir };
     const topology = buildTopology(loadInventory(LAB_SITE), o);
     writeLabState(runDir, { version: 1, prefix: "zq", runDir, inventoryDir: LAB_SITE, fingerprint: topology.fingerprint, topology, pids: {}, agents: {}, updatedAt: "2026-11-30T00:00:00.000Z" });
     const before = readFileSync(join(runDir, "lab.json"), "utf8");
-    const site = mkdtempSync("/tmp/nfl-site-");
+    const site = scratch("nfl-site-");
     cpSync(LAB_SITE, site, { recursive: true });
     writeFileSync(join(site, "networks.yaml"), readFileSync(join(site, "networks.yaml"), "utf8").replace("vlan: 1082", "vlan: 5000"));
     const bad = await run(["rollout", site, "--prefix", "zq", "--run-dir", runDir]);
@@ -71,7 +79,7 @@ describe("netfleet-lab", () => {
   });
 
   it("reports a lab that was never built as down, exit 1", async () => {
-    const runDir = mkdtempSync("/tmp/nfl-");
+    const runDir = scratch("nfl-");
     expect(await run(["status", "--prefix", "zq", "--run-dir", runDir])).toMatchObject({ code: 1, lines: [`lab zq: down (no lab.json in ${runDir})`] });
     expect(await run(["status", "--prefix", "zq", "--run-dir", runDir, "--json"])).toMatchObject({ code: 1, values: [{ up: false, prefix: "zq", runDir }] });
   });

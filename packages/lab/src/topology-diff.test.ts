@@ -4,12 +4,12 @@
  * and an allow-list entry change nothing the lab builds; a VM's address, a
  * new VM and a network's VLAN each are named.
  */
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseDocument } from "yaml";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { loadInventory } from "@netfleet/shared";
 import { buildTopology } from "./topology.ts";
 import { topologyChanges } from "./topology-diff.ts";
@@ -18,9 +18,10 @@ const lab = fileURLToPath(new URL("../../../inventories/lab", import.meta.url));
 const options = { inventoryDir: lab, prefix: "nf", runDir: "/run/netfleet-lab/nf" };
 const built = buildTopology(loadInventory(lab), options);
 
-/** The topology of a copy of inventories/lab with `edit` applied to its networks.yaml. */
+/** The topology of a copy of inventories/lab with `edit` applied to its networks.yaml (the copy is removed when the test finishes). */
 function edited(edit: (doc: ReturnType<typeof parseDocument>) => void) {
   const dir = mkdtempSync(join(tmpdir(), "nf-topodiff-"));
+  onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
   cpSync(lab, dir, { recursive: true });
   const file = join(dir, "networks.yaml");
   const doc = parseDocument(readFileSync(file, "utf8"));

@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { HostView, SHOW_LIMITS, ShowReply, encodeMessage } from "@netfleet/shared";
 import { answerShow } from "../fleet/show.ts";
 import { fixture } from "../resources/fixtures.ts";
@@ -194,12 +194,13 @@ describe("show: what a host could put in a view or a lease folder", () => {
   });
 
   it("lease files on the host: a FIFO, a link and an oversize file are named and skipped, the regular one read, nothing blocks", async () => {
-    const { mkdtemp, mkdir, writeFile, symlink, truncate } = await import("node:fs/promises");
+    const { mkdtemp, mkdir, writeFile, symlink, truncate, rm } = await import("node:fs/promises");
     const { execFileSync } = await import("node:child_process");
     const { tmpdir } = await import("node:os");
     const { join } = await import("node:path");
     const { leaseFiles, MAX_LEASE_FILE_BYTES } = await import("./read.ts");
     const state = await mkdtemp(join(tmpdir(), "nf-show-"));
+    onTestFinished(() => rm(state, { recursive: true, force: true }));
     const dir = join(state, "dnsmasq");
     await mkdir(dir);
     await writeFile(join(dir, "a.leases"), fixture("../../show/__fixtures__/backend/files/1-secure.leases"));

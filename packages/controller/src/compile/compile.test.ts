@@ -1,7 +1,7 @@
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { canonicalJson, decodeAssignment, loadInventory } from "@netfleet/shared";
 import { compileSite, gatewayMac } from "./compile.ts";
 
@@ -28,6 +28,7 @@ describe("planner", () => {
 
   it("does not depend on the order of entries in the files", () => {
     const dir = mkdtempSync(join(tmpdir(), "nf-order-"));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
     cpSync(join(root, "inventories", "reference"), dir, { recursive: true });
     const hosts = readFileSync(join(dir, "hosts.yaml"), "utf8");
     // Move the backend after the VM hosts: same site, other order.
@@ -40,6 +41,7 @@ describe("planner", () => {
 
   it("a change in the inventory changes the hash of the affected hosts only", () => {
     const dir = mkdtempSync(join(tmpdir(), "nf-change-"));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
     cpSync(join(root, "inventories", "reference"), dir, { recursive: true });
     const path = join(dir, "hosts.yaml");
     writeFileSync(path, readFileSync(path, "utf8").replace("      mode: ovs-trunk\n", "      mode: ovs-trunk\n      trunk_bridge: br-trunk\n"));

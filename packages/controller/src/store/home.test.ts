@@ -1,11 +1,12 @@
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { ControllerHome, StateFileError } from "./home.ts";
 
 describe("ControllerHome: a broken state file is one line naming it", () => {
   const dir = mkdtempSync(join(tmpdir(), "nf-home-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const home = (name: string, files: Record<string, string>) => {
     const d = join(dir, name);
     mkdirSync(d);

@@ -41,11 +41,13 @@ function notRun(r: RunResult): string | undefined {
 
 /**
  * argv of labnet (lab/labnet.ts) in `namespace`, with Node's compile cache
- * (the directory `enableCompileCache()` uses by default): a cached start
- * costs a third of the CPU of a cold one, which counts on a busy machine.
+ * (the directory `enableCompileCache()` uses: NODE_COMPILE_CACHE when set,
+ * else <tmpdir>/node-compile-cache): a cached start costs a third of the CPU
+ * of a cold one, which counts on a busy machine.
  */
 function labnet(namespace: string, ...args: string[]): string[] {
-  return inNs(namespace, "env", `NODE_COMPILE_CACHE=${join(tmpdir(), "node-compile-cache")}`, process.execPath, LABNET, ...args);
+  const cache = process.env.NODE_COMPILE_CACHE || join(tmpdir(), "node-compile-cache");
+  return inNs(namespace, "env", `NODE_COMPILE_CACHE=${cache}`, process.execPath, LABNET, ...args);
 }
 
 /** Runs a read-only probe command whose failure is an answer to read, not an exception. */
