@@ -2,9 +2,13 @@ import { jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { afterEach, describe, expect, it } from "vitest";
 import { StaleRevisionError } from "@netfleet/controller";
+import { headers as natsHeaders } from "@nats-io/transport-node";
 import {
+  STORED_REVISION_HEADER,
+  STORED_SEQUENCE_HEADER,
   agentInboxPrefix,
   desiredBucket,
+  desiredStoredSubject,
   encodeMessage,
   generateSigningKeys,
   kvSubject,
@@ -112,7 +116,7 @@ describe("desired state", () => {
     expect(new Set(revisions).size).toBe(revisions.length);
   });
 
-  it("a write the controller says the bucket stored is applied without reading it back; a write the stream refused, or a word for bytes never written, is read and the stored value decides", async () => {
+  it("a write the controller says the bucket stored is applied from its word, without reading it back; a write the stream refused is not heard; a word without the bytes, or with bytes refused, is read and the stored value decides", async () => {
     site = await startSite({ basePort: 31140, hosts: [inventoryHost("hv1")] });
     const s = site;
     // No resync during the test: what the agent does comes from what it hears on its subjects.
@@ -144,32 +148,31 @@ describe("desired state", () => {
 
     const word = (bytes: Uint8Array, seq: number, revision: number) => sendStoredWord(s.cp.nc, "hv1", bytes, seq, revision);
     // Attack 1: a genuinely signed revision 7 published on hv1's key but refused by the stream (a lost compare-and-set).
-    // Its bytes reach the agent's subscription all the same; no word follows, so the agent reads the key and keeps 2.
+    // The agent does not follow the key's own subject: no word follows the refusal, so nothing is heard, read or applied.
     const js = jetstream(s.cp.nc);
     const refusedBytes = encodeMessage(signAssignment(assignmentFor("hv1", 7), 7, s.signing.privateKeyPem));
     await expect(js.publish(kvSubject(desiredBucket(SITE), "hv1"), refusedBytes, { expect: { lastSubjectSequence: 1 } })).rejects.toThrow(/wrong last sequence/);
-    // ... and, while it waits for a word, a word naming its revision but other bytes (what was stored is not what was heard).
-    word(encodeMessage(signAssignment(assignmentFor("hv1", 77), 7, s.signing.privateKeyPem)), 4, 7);
-    // (read again, 100 ms apart, up to 10 times, while the key holds less than the revision the bytes named: readDesired)
-    await eventually(() => gets.length > 0, "the agent reads the key after the refused write", 8_000);
+    // Attack 2: a word without the bytes (what a controller before them sent) for a revision 8 never stored: only a
+    // hint, so the key is read (again, 100 ms apart, up to 10 times, while it holds less than revision 8: readDesired)
+    // and still holds revision 2. Its read is the first one since attack 1: that refused write caused none.
+    const bare = natsHeaders();
+    bare.set(STORED_SEQUENCE_HEADER, "999");
+    bare.set(STORED_REVISION_HEADER, "8");
+    s.cp.nc.publish(desiredStoredSubject(SITE, "hv1"), undefined, { headers: bare });
+    await eventually(() => gets.length > 0, "the agent reads the key after a word without the bytes", 8_000);
     await agent.client.idle();
     expect(agent.applied.at(-1)).toEqual(kept);
     expect(agent.client.current?.revision).toBe(2);
 
-    // Attack 2: a word for bytes that were never written (a signed revision 8, named by its digest): no such write is
-    // held, so the word is only a hint; the key is read and still holds revision 2.
-    const afterRefused = gets.length;
-    word(encodeMessage(signAssignment(assignmentFor("hv1", 8), 8, s.signing.privateKeyPem)), 999, 8);
-    await eventually(() => gets.length > afterRefused, "the agent reads the key after a word for bytes it never saw");
-    await agent.client.idle();
-    expect(agent.applied.at(-1)).toEqual(kept);
-
-    // Attack 3: bytes stored in the key by someone else than the controller's store (mallory's key), with no word:
-    // refused as heard, so read at once, judged as stored, and refused with the stored value's stream sequence.
+    // Attack 3: bytes stored in the key by someone else than the controller's store (mallory's key), and a word that
+    // carries them (the controller's connection misused): judged as heard and refused, so the key is read, judged as
+    // stored, and refused with the stored value's stream sequence.
     const afterWord = gets.length;
     const mallory = generateSigningKeys();
     const kv = await new Kvm(s.cp.nc).open(desiredBucket(SITE));
-    const seq = await kv.put("hv1", encodeMessage(signAssignment(assignmentFor("hv1", 9), 9, mallory.privateKeyPem)));
+    const malloryBytes = encodeMessage(signAssignment(assignmentFor("hv1", 9), 9, mallory.privateKeyPem));
+    const seq = await kv.put("hv1", malloryBytes);
+    word(malloryBytes, seq, 9);
     await eventually(() => rejected().some((e) => e.seq === seq), "mallory's stored revision refused", 8_000);
     expect(rejected().find((e) => e.seq === seq)).toMatchObject({ reason: "unknown-key", keeping: 2 });
     expect(gets.length).toBeGreaterThan(afterWord);

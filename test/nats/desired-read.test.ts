@@ -1,6 +1,12 @@
-import { afterEach, describe, expect, it } from "vitest";
-import { desiredBucket, kvSubject } from "@netfleet/shared";
-import { PENDING_HINTS, readDesired, watchDesired, type DesiredWrite } from "../../packages/agent/src/fleet/desired.ts";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { connect, headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
+import { afterEach, describe, expect, it, onTestFinished } from "vitest";
+import { NatsServer, controllerUser } from "@netfleet/controller";
+import { agentUser } from "../../packages/controller/src/nats/permissions.ts";
+import { STORED_REVISION_HEADER, STORED_SEQUENCE_HEADER, agentInboxPrefix, desiredBucket, desiredStoredSubject, kvSubject } from "@netfleet/shared";
+import { readDesired, watchDesired, type DesiredWrite } from "../../packages/agent/src/fleet/desired.ts";
 import { SITE, assignmentFor, inventoryHost, sendStoredWord, startSite, stopAll, type Site } from "./harness.ts";
 
 let site: Site | undefined;
@@ -50,52 +56,81 @@ describe("readDesired: a hinted value that is not there yet", () => {
 });
 
 /**
- * watchDesired's waiting writes, on a real nats-server: what settles a heard
- * write (its word, a word for a later write, the wait, the bound), and a
- * word for bytes never heard. The controller's connection plays both sides:
- * it may publish on the key's subject and on the stored subject.
+ * watchDesired on a real nats-server: the controller's word with the stored
+ * bytes is a stored write; a word without them, or without a sequence, is
+ * a hint to read; the key's own subject is not followed. The controller's
+ * connection plays the controller: it may publish on both subjects.
  */
-describe("watchDesired: writes waiting for the controller's word", () => {
-  it("a word settles the write it names (sequence) and the ones before it (none); the others settle after the wait; past the bound the oldest at once; a word for bytes not heard is passed on", async () => {
+describe("watchDesired: the controller's word", () => {
+  it("a word with the bytes is a stored write at its sequence; one without bytes or a sequence names a revision to read; a write on the key's own subject is not heard", async () => {
     site = await startSite({ basePort: 26350, hosts: [inventoryHost("hv1")] });
     const nc = site.cp.nc;
     const writes: DesiredWrite[] = [];
     const words: number[] = [];
-    watchDesired(nc, SITE, "hv1", { written: (w) => void writes.push(w), word: (r) => void words.push(r) }, 600);
+    const refusals: string[] = [];
+    watchDesired(nc, SITE, "hv1", { written: (w) => void writes.push(w), word: (r) => void words.push(r), refused: (e) => void refusals.push(e) });
     await nc.flush();
     const bytes = (n: number) => new TextEncoder().encode(JSON.stringify({ revision: n, pad: "x".repeat(n) }));
-    const write = (n: number) => nc.publish(kvSubject(desiredBucket(SITE), "hv1"), bytes(n));
-    const word = (n: number, seq: number) => sendStoredWord(nc, "hv1", bytes(n), seq, n);
-    const settled = (w: DesiredWrite) => Promise.race([w.stored, new Promise((r) => setTimeout(() => r("waiting"), 100))]);
+    const bare = (headers: Record<string, string>, body?: Uint8Array) => {
+      const h = natsHeaders();
+      for (const [k, v] of Object.entries(headers)) h.set(k, v);
+      nc.publish(desiredStoredSubject(SITE, "hv1"), body, { headers: h });
+    };
 
-    for (const n of [1, 2, 3]) write(n);
+    // Positive control: the controller's own word (publishStoredWord) for revision 2 stored at sequence 42.
+    sendStoredWord(nc, "hv1", bytes(2), 42, 2);
+    await eventuallyTrue(() => writes.length === 1);
+    expect(writes[0]).toMatchObject({ revision: 2, stored: 42, json: { value: { revision: 2 } } });
+    expect(Buffer.from(writes[0]!.data).equals(Buffer.from(bytes(2)))).toBe(true);
+
+    // A write on the key's own subject (what a stream may still refuse) is not heard; the word after it is.
+    nc.publish(kvSubject(desiredBucket(SITE), "hv1"), bytes(3));
+    sendStoredWord(nc, "hv1", bytes(4), 44, 4);
+    await eventuallyTrue(() => writes.length === 2);
+    expect(writes.map((w) => w.revision)).toEqual([2, 4]);
+
+    // A word without the bytes (a controller before them) names the revision to read; without a sequence, too.
+    bare({ [STORED_SEQUENCE_HEADER]: "45", [STORED_REVISION_HEADER]: "5" });
+    bare({ [STORED_SEQUENCE_HEADER]: "0x2e", [STORED_REVISION_HEADER]: "6" }, bytes(6));
+    bare({}, bytes(7));
+    await eventuallyTrue(() => words.length === 3);
+    expect(words).toEqual([5, 6, 0]);
+    expect(writes).toHaveLength(2);
+    expect(refusals).toEqual([]);
+  }, 60_000);
+
+  it("refused the word's subject (the permissions of a controller before it), it follows the key's own subject, each write a revision to read", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "nf-watch-"));
+    // The agent's permissions as a controller before the word gave them: its key's subject, not the word's.
+    const agent = agentUser(SITE, "hv1", "agent-pw");
+    const allow = (agent.permissions!.subscribe as { allow: string[] }).allow.filter((s) => s !== desiredStoredSubject(SITE, "hv1"));
+    const old = { ...agent, permissions: { ...agent.permissions, subscribe: { allow } } };
+    const server = await NatsServer.start({ dir: join(dir, "nats"), nodes: 1, basePort: 26360, users: [controllerUser("controller", "controller-pw"), old] });
+    const connections: NatsConnection[] = [];
+    // Stopped in this order, whatever failed: connections, the server, then its directory.
+    onTestFinished(async () => {
+      await Promise.allSettled(connections.map((c) => c.close()));
+      await server.stop();
+      await rm(dir, { recursive: true, force: true });
+    });
+    const controller = await connect({ servers: server.urls, user: "controller", pass: "controller-pw" });
+    connections.push(controller);
+    const nc = await connect({ servers: server.urls, user: old.user, pass: "agent-pw", inboxPrefix: agentInboxPrefix(SITE, "hv1") });
+    connections.push(nc);
+    const writes: DesiredWrite[] = [];
+    const words: number[] = [];
+    const refusals: string[] = [];
+    watchDesired(nc, SITE, "hv1", { written: (w) => void writes.push(w), word: (r) => void words.push(r), refused: (e) => void refusals.push(e) });
+    await eventuallyTrue(() => refusals.length === 1);
+    expect(refusals[0]).toMatch(/permissions violation/i);
     await nc.flush();
-    await eventuallyTrue(() => writes.length === 3);
-    expect(writes.map((w) => w.revision)).toEqual([1, 2, 3]);
-    const t = Date.now();
-    word(2, 42);
-    expect(await writes[1]!.stored).toBe(42);
-    expect(await writes[0]!.stored).toBeUndefined();
-    expect(await settled(writes[2]!)).toBe("waiting");
-    expect(await writes[2]!.stored).toBeUndefined();
-    expect(Date.now() - t).toBeGreaterThanOrEqual(400);
-
-    // A word for bytes never heard (revision 9) is passed on with its revision; no write settles with it.
-    word(9, 43);
-    await eventuallyTrue(() => words.length === 1);
-    expect(words).toEqual([9]);
-
-    // One more than the bound: the oldest settles at once, unconfirmed; the rest still wait.
-    writes.length = 0;
-    for (let n = 10; n < 10 + PENDING_HINTS + 1; n++) write(n);
-    await nc.flush();
-    await eventuallyTrue(() => writes.length === PENDING_HINTS + 1);
-    expect(await settled(writes[0]!)).toBeUndefined();
-    expect(await settled(writes[1]!)).toBe("waiting");
-    // ... and the word for the last settles them all: the last with its sequence.
-    word(10 + PENDING_HINTS, 44);
-    expect(await writes.at(-1)!.stored).toBe(44);
-    expect(await Promise.all(writes.slice(1, -1).map((w) => settled(w)))).toEqual(new Array(PENDING_HINTS - 1).fill(undefined));
+    const bytes = (n: number) => new TextEncoder().encode(JSON.stringify({ revision: n }));
+    controller.publish(kvSubject(desiredBucket(SITE), "hv1"), bytes(8));
+    controller.publish(kvSubject(desiredBucket(SITE), "hv1"), new TextEncoder().encode("not json"));
+    await eventuallyTrue(() => words.length === 2);
+    expect(words).toEqual([8, 0]);
+    expect(writes).toEqual([]);
+    expect(refusals).toHaveLength(1);
   }, 60_000);
 });
 

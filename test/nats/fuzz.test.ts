@@ -5,7 +5,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { networkLeasesPath } from "@netfleet/agent";
-import type { ControlPlane } from "@netfleet/controller";
+import { publishStoredWord, type ControlPlane } from "@netfleet/controller";
 import {
   AgentCredentials,
   appliedBucket,
@@ -136,6 +136,16 @@ describe(`NATS fuzz: hostile messages against netfleet serve and its agents (see
     return body.seq !== undefined ? { seq: body.seq } : { error: body.error?.description ?? "no acknowledgement" };
   }
 
+  /**
+   * A write to `key` of the desired bucket as the controller makes one: stored, then the controller's word with the
+   * bytes (publishStoredWord; revision 0, unused: the agent takes the bytes' own), which is what the agent follows.
+   */
+  async function desiredPut(a: Attacker, key: string, data: Uint8Array): Promise<{ seq?: number; error?: string }> {
+    const put = await kvPut(a, desiredBucket(SITE), key, data);
+    if (put.seq !== undefined) publishStoredWord(a.nc, SITE, key, data, put.seq, 0);
+    return put;
+  }
+
   /** What must not change: raw KV values of keys no attacker credential may write, files of the agents and serve. */
   async function snapshot(): Promise<Record<string, unknown>> {
     const kvm = new Kvm(cp!.nc);
@@ -169,12 +179,12 @@ describe(`NATS fuzz: hostile messages against netfleet serve and its agents (see
     const running = (await cp!.desired.read("hv1"))!.envelope;
     // Someone holding the controller's credentials copies hv2's stored envelope (signed by the controller, for hv2) into hv1's key.
     const hv2 = (await cp!.desired.read("hv2"))!.envelope;
-    const replay = await kvPut(conns.controller!, desiredBucket(SITE), "hv1", encodeMessage(hv2));
+    const replay = await desiredPut(conns.controller!, "hv1", encodeMessage(hv2));
     const refused = await hv1.log.waitFor((e) => e.event === "assignment-rejected" && e.seq === replay.seq, "hv1 refuses hv2's assignment");
     expect(refused).toMatchObject({ reason: "wrong-host", keeping: running.revision, error: `revision ${hv2.revision}: assignment is for lab/hv2, not lab/hv1` });
     // ... and hv1's own older envelope, replayed.
     const older = (await cp!.desired.atRevision("hv1", running.revision - 1))!;
-    const rollback = await kvPut(conns.controller!, desiredBucket(SITE), "hv1", encodeMessage(older));
+    const rollback = await desiredPut(conns.controller!, "hv1", encodeMessage(older));
     expect(await hv1.log.waitFor((e) => e.event === "assignment-rejected" && e.seq === rollback.seq, "hv1 refuses its older assignment")).toMatchObject({
       reason: "stale-revision",
       error: `revision ${older.revision} is not newer than the current revision ${running.revision}`,
@@ -223,7 +233,7 @@ describe(`NATS fuzz: hostile messages against netfleet serve and its agents (see
       const where = `shot ${i} (${shot.target} ${shot.kind}, seed ${SEED})`;
       const bucket = buckets[shot.target];
       if (bucket) {
-        const put = await kvPut(a, bucket, shot.subject, shot.data);
+        const put = shot.target === "desired" ? await desiredPut(a, shot.subject, shot.data) : await kvPut(a, bucket, shot.subject, shot.data);
         if (shot.target === "desired" && shot.expect === "refused") {
           if (put.seq === undefined) problems.push(`${where}: not stored (${put.error})`);
           else await agents.hv1!.log.waitFor((e) => e.event === "assignment-rejected" && e.seq === put.seq, `${where}: hv1 logs its refusal`, 15_000);
@@ -261,14 +271,14 @@ describe(`NATS fuzz: hostile messages against netfleet serve and its agents (see
       return undefined;
     })();
     await ctl.nc.flush();
-    const trigger = await kvPut(ctl, desiredBucket(SITE), "hv1", encodeMessage({ trigger: SEED }));
+    const trigger = await desiredPut(ctl, "hv1", encodeMessage({ trigger: SEED }));
     await agents.hv1!.log.waitFor((e) => e.event === "assignment-rejected" && e.seq === trigger.seq, "hv1 refuses the trigger");
     const reply = await sniffed;
     expect(reply).toMatch(/^_nf_inbox\.lab\.hv1\./);
     const prefix = reply!.slice(0, reply!.lastIndexOf(".") + 1);
     const inbox = sampleHostile((await cp!.desired.read("hv2"))!.envelope, { seed: SEED * 31 + 13, count: 40, maxBytes: maxPayload, accepted: () => false });
     for (const [i, v] of inbox.entries()) ctl.nc.publish(`${prefix}fz${i}`, v.data);
-    const last = await kvPut(ctl, desiredBucket(SITE), "hv1", encodeMessage({ last: SEED }));
+    const last = await desiredPut(ctl, "hv1", encodeMessage({ last: SEED }));
     await agents.hv1!.log.waitFor((e) => e.event === "assignment-rejected" && e.seq === last.seq, "hv1 refuses the last write");
 
     // What no attacker may do at all: permission violations, and payloads above max_payload on the wire.

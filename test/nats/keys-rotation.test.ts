@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { main } from "../../packages/controller/src/main.ts";
 import { memoryOutput } from "../../packages/controller/src/output.ts";
 import { SIGNING_CHAIN_KEY, desiredBucket, encodeMessage, generateSigningKeys, signAssignment, signKeyAnnouncement, type SigningChain } from "@netfleet/shared";
-import { SITE, assignmentFor, eventually, inventoryHost, startAgent, startSite, stopAll, writeControllerHome, type Site, type TestAgent } from "./harness.ts";
+import { SITE, assignmentFor, eventually, inventoryHost, sendStoredWord, startAgent, startSite, stopAll, writeControllerHome, type Site, type TestAgent } from "./harness.ts";
 
 let site: Site | undefined;
 const agents: TestAgent[] = [];
@@ -110,7 +110,9 @@ describe("signing-key rotation", () => {
     await kv.put(SIGNING_CHAIN_KEY, encodeMessage({ ...chain, links: [...chain.links, forged] }));
     const keptNow = a1.applied.at(-1)!;
     const chainRejectedBefore = countOf(a1, "key-chain-rejected");
-    await kv.put("hv1", encodeMessage(signAssignment(assignmentFor("hv1", 77), keptNow.revision + 10, mallory.privateKeyPem)));
+    // Stored, and told to the agent as the controller tells it (the controller's connection misused).
+    const forgedBytes = encodeMessage(signAssignment(assignmentFor("hv1", 77), keptNow.revision + 10, mallory.privateKeyPem));
+    sendStoredWord(s.cp.nc, "hv1", forgedBytes, await kv.put("hv1", forgedBytes), keptNow.revision + 10);
     await eventually(() => countOf(a1, "key-chain-rejected") > chainRejectedBefore, "forged announcement refused");
     expect(a1.events.filter((e) => e.event === "key-chain-rejected").at(-1)).toMatchObject({ seq: forged.seq, reason: "unknown-signer", keeping: [newKey.keyId] });
     await eventually(() => a1.events.filter((e) => e.event === "assignment-rejected").at(-1)?.reason === "unknown-key", "mallory's revision refused");

@@ -246,12 +246,12 @@ export class FleetMember {
 
   /**
    * Queues a judgement of the stored assignment: applied when signed, for us, and newer; a bad one is logged and the
-   * current stays. `from`: a write heard on the key's subject (desired.ts watchDesired) with the `heard` count it
-   * got, or the revision a word for bytes not heard named (0: none, a resync). A write it would apply waits for the
-   * controller's word that the bucket stored it, and is then applied as heard, with no read, unless another write
-   * was heard or the connection changed since (the key may hold something newer: a revert, a delete); any other
-   * write, one with no word, a word and a resync read the key (readDesired), whose value decides: a refusal is
-   * logged with the stream sequence of what is stored.
+   * current stays. `from`: a write the controller said the bucket stored, with its bytes (desired.ts watchDesired),
+   * and the `heard` count it got; or the revision a word without the bytes named (0: none, a resync). A stored
+   * write it would apply is applied as heard, with no read, unless another write was heard or the connection
+   * changed since (the key may hold something newer: a revert, a delete); any other write, a word without bytes
+   * and a resync read the key (readDesired), whose value decides: a refusal is logged with the stream sequence of
+   * what is stored.
    */
   private sync(from: { write: DesiredWrite; heard: number } | number = 0): void {
     void this.enqueue(async () => {
@@ -262,9 +262,8 @@ export class FleetMember {
       if (typeof from !== "number") {
         const { write } = from;
         const verdict = await this.signingTrust().judge(nc, { data: write.data, seq: 0, operation: "PUT", ...(write.json ? { json: write.json } : {}) }, this.checkpoint, where);
-        const stored = verdict.action === "apply" ? await write.stored : undefined;
         if (this.stopped) return;
-        if (verdict.action === "apply" && stored !== undefined && this.heard === from.heard) {
+        if (verdict.action === "apply" && this.heard === from.heard) {
           await this.apply(verdict.envelope);
           return;
         }

@@ -3,7 +3,6 @@ import {
   AssignmentRejectedError,
   DecodeError,
   SIGNING_CHAIN_KEY,
-  STORED_DIGEST_HEADER,
   STORED_REVISION_HEADER,
   STORED_SEQUENCE_HEADER,
   acceptedKeyIds,
@@ -16,7 +15,6 @@ import {
   kvSubject,
   parseJson,
   signingKeyId,
-  storedDigest,
   trustPinned,
   verifySignedAssignment,
   type SignedAssignment,
@@ -29,121 +27,72 @@ import { AgentState, type Checkpoint } from "./state.ts";
 
 /**
  * Follows the host's key of the desired bucket without a JetStream
- * consumer (an agent may create none), through two core subscriptions:
- * `$KV.<bucket>.<host>`, where each write's bytes arrive as the server
- * takes the publish (before the stream stored it, and also when it refused
- * it: a lost compare-and-set), and `nf.<site>.stored.<host>` (shared
- * desiredStoredSubject), where the controller says, once the bucket
- * acknowledged a write, at which stream sequence it stored which bytes
- * (their sha256). Each write goes to `on.written` at once, as a
- * DesiredWrite whose `stored` resolves with the stream sequence when the
- * controller's word for those bytes comes, or undefined: after
- * `confirmWaitMs` (default STORED_WAIT_MS) without one (a write made
- * without the controller's store, an older controller, a word lost), when
- * a word for a later write comes first, when PENDING_HINTS later writes
- * wait, when the stored subscription is refused (the permissions of a
- * controller before it), or when the connection ends. A word for bytes
- * not heard goes to `on.word` with the revision it names (0: none).
+ * consumer (an agent may create none), through the controller's word on
+ * `nf.<site>.stored.<host>` (shared desiredStoredSubject): sent once the
+ * bucket acknowledged a write, it names the stream sequence the bytes were
+ * stored at (STORED_SEQUENCE_HEADER) and carries the bytes as its body.
+ * Such a word goes to `on.written` as a DesiredWrite whose `stored` is that
+ * sequence: the agent may judge and apply it without reading the key. A
+ * word without a body (a controller before the body: the bytes were on the
+ * key's own subject) or without a sequence goes to `on.word` with the
+ * revision it names (0: none): the key is read. The key's own subject
+ * (`$KV.<bucket>.<host>`) is not followed: every message there was one more
+ * delivery per host and rollout (issue 18), and alone it is only a hint (it
+ * reaches subscribers before the stream took the write, and also when the
+ * stream refused it). A write made without the controller's store (which
+ * only the controller's credentials can make) is therefore found by the
+ * agent's resync, not at once. When the word's subscription is refused (a
+ * controller before the word does not let agents subscribe to it), the
+ * key's subject is followed instead, as then, each write going to
+ * `on.word` with the revision its bytes name, and `on.refused` is told.
  */
 export function watchDesired(
   nc: NatsConnection,
   site: string,
   host: string,
   on: { written: (write: DesiredWrite) => void; word: (revision: number) => void; refused?: (error: string) => void },
-  confirmWaitMs = STORED_WAIT_MS,
 ): void {
-  const pending: PendingWrite[] = [];
-  let wordsRefused = false;
-  const settle = (p: PendingWrite, seq: number | undefined) => {
-    clearTimeout(p.timer);
-    p.resolve(seq);
-  };
-  const written = nc.subscribe(kvSubject(desiredBucket(site), host));
   const stored = nc.subscribe(desiredStoredSubject(site, host));
-  void (async () => {
-    try {
-      for await (const msg of written) {
-        let resolve!: (seq: number | undefined) => void;
-        const promise = new Promise<number | undefined>((r) => (resolve = r));
-        const write: DesiredWrite = { data: msg.data, ...readHint(msg.data), stored: promise };
-        if (wordsRefused) resolve(undefined);
-        else {
-          const p: PendingWrite = { write, resolve, timer: undefined as unknown as NodeJS.Timeout };
-          p.timer = setTimeout(() => {
-            const i = pending.indexOf(p);
-            if (i >= 0) pending.splice(i, 1);
-            resolve(undefined);
-          }, confirmWaitMs);
-          pending.push(p);
-          if (pending.length > PENDING_HINTS) settle(pending.shift()!, undefined);
-        }
-        on.written(write);
-      }
-    } catch (err) {
-      // Refused (permissions): nothing is heard; the agent's resync reads the key.
-      on.refused?.(`${kvSubject(desiredBucket(site), host)}: ${(err as Error).message}`);
-    }
-  })();
   void (async () => {
     try {
       for await (const msg of stored) {
         const seq = storedNumber(msg.headers?.get(STORED_SEQUENCE_HEADER));
-        const digest = msg.headers?.get(STORED_DIGEST_HEADER) ?? "";
-        const i = seq === undefined || !/^[0-9a-f]{64}$/.test(digest) ? -1 : pending.findIndex((p) => (p.digest ??= storedDigest(p.write.data)) === digest);
-        if (i < 0) {
-          on.word(storedNumber(msg.headers?.get(STORED_REVISION_HEADER)) ?? 0);
-          continue;
-        }
-        // The writes before it are not what the key holds now: they settle unconfirmed (their reader finds this one).
-        const done = pending.splice(0, i + 1);
-        for (const p of done.slice(0, -1)) settle(p, undefined);
-        settle(done.at(-1)!, seq);
+        if (seq === undefined || msg.data.length === 0) on.word(storedNumber(msg.headers?.get(STORED_REVISION_HEADER)) ?? 0);
+        else on.written({ data: msg.data, ...readHint(msg.data), stored: seq });
       }
     } catch (err) {
-      // A controller before the word does not let agents subscribe to it: every write is read, as it was then.
-      wordsRefused = true;
-      for (const p of pending.splice(0)) settle(p, undefined);
+      // A controller before the word does not let agents subscribe to it: every write heard on the key is read, as then.
       on.refused?.((err as Error).message);
+      followKey(nc, site, host, on);
     }
   })();
-  // Both subscriptions end with the connection: the writes still waiting settle unconfirmed.
-  void written.closed.finally(() => {
-    for (const p of pending.splice(0)) settle(p, undefined);
-  });
+}
+
+/** The key's own subject, each write a hint to read the key (watchDesired, with a controller before the word). */
+function followKey(nc: NatsConnection, site: string, host: string, on: { word: (revision: number) => void; refused?: (error: string) => void }): void {
+  const subject = kvSubject(desiredBucket(site), host);
+  const written = nc.subscribe(subject);
+  void (async () => {
+    try {
+      for await (const msg of written) on.word(readHint(msg.data).revision ?? 0);
+    } catch (err) {
+      // Refused as well: nothing is heard; the agent's resync reads the key.
+      on.refused?.(`${subject}: ${(err as Error).message}`);
+    }
+  })();
 }
 
 /**
- * A write to the host's desired key as heard on its subject: the bytes, their
- * JSON and the revision they name (readHint), and `stored`, the stream
- * sequence the controller said the bucket stored these bytes at (undefined:
- * no such word; the key must be read).
+ * A write the controller said the desired bucket stored for this host: the
+ * bytes (the word's body), their JSON and the revision they name (readHint),
+ * and `stored`, the stream sequence the word named.
  */
 export interface DesiredWrite {
   data: Uint8Array;
   json?: { value: unknown };
   revision?: number;
-  stored: Promise<number | undefined>;
+  stored: number;
 }
-
-/** A write waiting for the controller's word. */
-interface PendingWrite {
-  write: DesiredWrite;
-  resolve: (seq: number | undefined) => void;
-  /** sha256 of the bytes, computed when a word first has to be compared with it. */
-  digest?: string;
-  timer: NodeJS.Timeout;
-}
-
-/**
- * How long a write heard on the key's subject waits for the controller's
- * word that it was stored before the key is read instead, ms. The word
- * follows the bucket's acknowledgement; only a write the agent would apply
- * waits for it (FleetMember.sync): one it refuses is read at once.
- */
-export const STORED_WAIT_MS = 2000;
-
-/** Writes waiting for a word at once (a host gets one per rollout; a burst beyond this is read). */
-export const PENDING_HINTS = 8;
 
 /** A decimal header value (a stream sequence, a revision): digits only, a positive safe integer; else undefined. */
 export function storedNumber(value: string | undefined): number | undefined {

@@ -27,9 +27,11 @@ import type { NatsUser } from "./config.ts";
  * `$JS.API.CONSUMER.*` or `$JS.API.STREAM.*` subject: on 2.9 a consumer's
  * filter is not checked against subscribe permissions, so reading happens
  * through a core subscription on its own `$KV` subject plus a direct get
- * whose subject names its own key; for the desired bucket, also the
- * controller's word of what was stored there (`nf.<site>.stored.<host>`,
- * shared desiredStoredSubject), which only the controller may publish.
+ * whose subject names its own key; for the desired bucket, the controller's
+ * word of what was stored there, with the bytes (`nf.<site>.stored.<host>`,
+ * shared desiredStoredSubject), which only the controller may publish, and
+ * which is all this release's agent follows (its key's `$KV` subject stays
+ * allowed for agents before the word's body, which follow that instead).
  *
  * Gateway audit: a backend (`audit: true`, the inventory role) may publish
  * its own audit batches, `nf.<site>.audit.<host>.*` (any network, its host
@@ -104,7 +106,8 @@ export function agentUser(site: string, host: string, password: string, options:
         allow: [
           ...upgrade.subscribe,
           `${agentInboxPrefix(site, host)}.>`,
-          // Writes to its desired key as they come, and the controller's word that the bucket stored one (desired.ts watchDesired).
+          // Writes to its desired key as they come (what agents before the word's body follow), and the controller's word
+          // that the bucket stored one, with the bytes (desired.ts watchDesired).
           kvSubject(desired, key),
           desiredStoredSubject(site, host),
           checkSubject(site, host),

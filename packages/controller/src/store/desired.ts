@@ -34,19 +34,21 @@ export type StoredNotice = (host: string, value: Uint8Array, kvRevision: number,
 /**
  * Sends the controller's word that the desired bucket of `site` stored
  * `value` for `host` at stream sequence `kvRevision` (the envelope's
- * revision `revision`): a bodyless message on desiredStoredSubject whose
- * headers STORED_SEQUENCE_HEADER, STORED_REVISION_HEADER and
- * STORED_DIGEST_HEADER (sha256 hex of `value`, storedDigest) the host's
- * agent matches to the write it heard (agent fleet/desired.ts
- * watchDesired). `nc` must be allowed to publish there (only the
- * controller is). Core NATS publish: throws only on a closed connection.
+ * revision `revision`): a message on desiredStoredSubject whose body is
+ * `value` and whose headers are STORED_SEQUENCE_HEADER,
+ * STORED_REVISION_HEADER and STORED_DIGEST_HEADER (sha256 hex of `value`,
+ * storedDigest). The host's agent judges the body as the stored value
+ * (agent fleet/desired.ts watchDesired); an agent before the body ignores
+ * it and matches the digest to the write it heard on the key's subject.
+ * `nc` must be allowed to publish there (only the controller is). Core NATS
+ * publish: throws only on a closed connection.
  */
 export function publishStoredWord(nc: NatsConnection, site: string, host: string, value: Uint8Array, kvRevision: number, revision: number): void {
   const h = headers();
   h.set(STORED_SEQUENCE_HEADER, String(kvRevision));
   h.set(STORED_REVISION_HEADER, String(revision));
   h.set(STORED_DIGEST_HEADER, storedDigest(value));
-  nc.publish(desiredStoredSubject(site, host), undefined, { headers: h });
+  nc.publish(desiredStoredSubject(site, host), value, { headers: h });
 }
 
 /** DesiredStore's options; see its constructor. */
@@ -298,6 +300,8 @@ export class DesiredStore {
             const live = liveValue(raw);
             const decoded = live ? decodeEntryOrUndefined(live) : undefined;
             if (live && decoded?.signature !== undefined && attempted.has(decoded.signature)) {
+              // An earlier attempt's write, whose acknowledgement was lost: its word was never sent.
+              this.notify(host, live.value, live.revision, decoded.revision);
               return { host, revision: decoded.revision, kvRevision: live.revision, hash: decoded.assignment.hash, changed: true };
             }
             entry = live;

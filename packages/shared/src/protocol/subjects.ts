@@ -108,16 +108,18 @@ export function directGetSubject(bucket: string, key: string): string {
 
 /**
  * The controller's word that the desired bucket took a host's value: sent
- * (core NATS, at most once, no body) once the bucket acknowledged the
- * write, with the write's stream sequence, the envelope's revision and the
- * sha256 of the stored bytes in the STORED_*_HEADER headers. A value on the
- * key's own subject (`$KV.<bucket>.<host>`, which the agent follows)
- * reaches subscribers before the stream has taken it, and may be a write
- * it refused (compare-and-set), so alone it is only a hint to read the key;
- * with this word for the same bytes the agent judges it as the stored
- * value, without that read (issue 18: a round trip and 2 of 12 messages
- * per host per rollout). Only the controller may publish here, and only
- * that host's agent may subscribe (permissions.ts agentUser).
+ * (core NATS, at most once) once the bucket acknowledged the write, with
+ * the stored bytes as its body and, in the STORED_*_HEADER headers, the
+ * write's stream sequence, the envelope's revision and the bytes' sha256.
+ * The agent follows this subject only, and judges the body as the stored
+ * value without reading the key (issue 18: the read's round trip, then the
+ * write's copy on the key's own subject `$KV.<bucket>.<host>`, were 3 of
+ * 12.3 messages per host per rollout). That copy reaches subscribers
+ * before the stream took the value, and also when it refused it
+ * (compare-and-set), so it was only a hint; agents before the body still
+ * follow it, and match the digest to it. Only the controller may publish
+ * here, and only that host's agent may subscribe (permissions.ts
+ * agentUser).
  */
 export function desiredStoredSubject(site: string, host: string): string {
   return `nf.${label("site", site)}.stored.${hostToken(host)}`;
