@@ -1,6 +1,7 @@
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import { DecodeError, hostOfSubject } from "@netfleet/shared";
 import PQueue from "p-queue";
+import { withRetry } from "../store/kv.ts";
 
 /**
  * Work kept in order per host: one task at a time for a host, in the order
@@ -34,14 +35,22 @@ export class HostQueues {
   }
 }
 
+/** How long a host message's handler is retried after transient failures (HostSubscriptions), ms. */
+export const HANDLER_RETRY_MS = 10_000;
+
 /**
  * The controller's subscriptions to per-host subjects (`nf.<site>.<kind>.<host>`,
  * see hostOfSubject). Each message is handled in its host's queue, so one
  * host's enrollment, reports and heartbeats are handled in the order they
- * came and never two at once. A handler's failure is logged (`bad-message`
- * for a DecodeError, `handler-error` otherwise), not thrown; so is the end of
- * a subscription by an error (`subscription-error`: a permissions violation,
- * a connection closed with an error).
+ * came and never two at once. A handler that fails transiently (store
+ * kv.ts isTransient: JetStream not answering for a moment, as while
+ * nats-server reloads its users, a timeout, a leader election) is run again
+ * (withRetry, 100 ms doubling to 1 s, for HANDLER_RETRY_MS; `handler-retry`
+ * logged each time), still in its host's turn: the message is not dropped
+ * for a hiccup its sender cannot see. A handler's failure is logged
+ * (`bad-message` for a DecodeError, `handler-error` otherwise), not thrown;
+ * so is the end of a subscription by an error (`subscription-error`: a
+ * permissions violation, a connection closed with an error).
  */
 export class HostSubscriptions {
   private readonly nc: NatsConnection;
@@ -63,7 +72,7 @@ export class HostSubscriptions {
         const host = hostOfSubject(msg.subject);
         if (!host) continue;
         void this.queues.run(host, () =>
-          handle(msg, host).catch((err: unknown) => {
+          withRetry(() => handle(msg, host), HANDLER_RETRY_MS, (err) => this.log({ event: "handler-retry", subject: msg.subject, error: err.message })).catch((err: unknown) => {
             const error = err instanceof Error ? err.message : String(err);
             this.log({ event: err instanceof DecodeError ? "bad-message" : "handler-error", subject: msg.subject, error });
           }),
