@@ -44,8 +44,10 @@ describe("host message handlers while nats-server reloads its users", () => {
     const calls = new Map<string, number>();
     subscriptions.listen("nf.lab.report.*", async (msg, host) => {
       calls.set(msg.string(), (calls.get(msg.string()) ?? 0) + 1);
-      if (host === "refused") throw new DecodeError(msg.subject, "", "not a report");
-      if (host === "broken") throw new Error("a handler's own failure");
+      // Texts that name a transient failure, as a sender can make them (a site named `timeout`, a host `leader1`):
+      // judged by the error's name, never its text, so neither is retried.
+      if (host === "leader1") throw new DecodeError(msg.subject, "site", "facts are for site timeout");
+      if (host === "timeout") throw new Error("a handler's own failure: no responders, timeout");
       // Two JetStream API requests, as an enrollment's registry reads make: a stream info and a direct get.
       await kv.status();
       await kv.get("k");
@@ -55,8 +57,8 @@ describe("host message handlers while nats-server reloads its users", () => {
     const of = (name: string) => events.filter((e) => e.event === name);
 
     // Positive controls first: a message that does not decode, and a handler that fails for itself.
-    sender.publish("nf.lab.report.refused", "r1");
-    sender.publish("nf.lab.report.broken", "b1");
+    sender.publish("nf.lab.report.leader1", "r1");
+    sender.publish("nf.lab.report.timeout", "b1");
     await sender.flush();
     await until(() => of("bad-message").length === 1 && of("handler-error").length === 1, "both logged");
 
@@ -83,10 +85,11 @@ describe("host message handlers while nats-server reloads its users", () => {
     console.log(`host messages: ${sent} sent over ${reloads} reloads, ${of("handler-retry").length} handler runs retried`);
     expect(of("handler-retry").length, `a reload made a JetStream request fail (${reloads} reloads)`).toBeGreaterThan(0);
     for (const e of of("handler-retry")) expect(String(e.error)).toMatch(/jetstream|timeout|no responders/i);
+    expect(of("handler-retry").map((e) => e.subject)).not.toContain("nf.lab.report.leader1");
     // Each message handled once, none dropped; the controls were neither retried nor logged again.
     expect([...handled.values()].every((n) => n === 1)).toBe(true);
     expect(of("handler-error")).toHaveLength(1);
-    expect(of("handler-error")[0]).toMatchObject({ subject: "nf.lab.report.broken", error: "a handler's own failure" });
+    expect(of("handler-error")[0]).toMatchObject({ subject: "nf.lab.report.timeout", error: "a handler's own failure: no responders, timeout" });
     expect(of("bad-message")).toHaveLength(1);
     expect([calls.get("r1"), calls.get("b1")]).toEqual([1, 1]);
   }, 120_000);

@@ -164,7 +164,8 @@ export class ControlPlane {
   async serve(): Promise<void> {
     const { site } = this.options;
     if (this.options.userDirectory) await this.userSync.sync();
-    this.subscriptions.listen(enrollSubject(site, "*"), (msg, host) => this.enrollment.enroll(msg, host));
+    // The enrollment service retries store hiccups itself, after its rate limits (spent once per message).
+    this.subscriptions.listen(enrollSubject(site, "*"), (msg, host) => this.enrollment.enroll(msg, host), { retry: false });
     this.subscriptions.listen(reportSubject(site, "*"), (msg, host) => this.presence.report(msg, host));
     this.subscriptions.listen(heartbeatSubject(site, "*"), (msg, host) => this.presence.heartbeat(msg, host));
     // The EnrollmentService serves every admin action (approve, reject, revoke, rekey).

@@ -20,8 +20,10 @@ import {
 } from "@netfleet/shared";
 import PQueue from "p-queue";
 import { requestAgent } from "../nats/agent-request.ts";
+import { HANDLER_RETRY_MS } from "../nats/host-messages.ts";
 import { agentUserName } from "../nats/permissions.ts";
 import type { StoredCredential } from "../store/credentials.ts";
+import { isStoreHiccup, withRetry } from "../store/kv.ts";
 import { ClaimsFullError, keyFingerprint, type HostRecord } from "../store/registry.ts";
 import { hostTokenKey, verifyHostToken, type VerifiedHostToken } from "./host-tokens.ts";
 import { hostIndex, matchHost, tokenMatches, type AcceptedToken } from "./match.ts";
@@ -61,6 +63,16 @@ export const ENROLL_PARALLEL = 64;
  * agent's key; rejecting and revoking remove that user, which closes the
  * agent's connection; rekeying hands the connected agent a new password.
  */
+/**
+ * What one enroll message's earlier attempts did (EnrollmentService.enrollStored, retried on a store hiccup):
+ * the site's claim token taken, the credential issued, and whether the users were synced with it.
+ */
+interface EnrollAttempt {
+  claimTaken?: boolean;
+  credential?: StoredCredential;
+  synced?: boolean;
+}
+
 export class EnrollmentService {
   private readonly o: EnrollmentServiceOptions;
   private readonly limits: EnrollmentLimits;
@@ -121,6 +133,20 @@ export class EnrollmentService {
       if (!this.unauthenticated.take()) return this.refusals.refuse(subjectHost, "rate limit: too many enrollments without a valid host token for the site");
       if (!this.perName.take(subjectHost)) return this.refusals.refuse(subjectHost, "rate limit: too many enroll messages for this name");
     }
+    // From here on a store hiccup (a nats-server reload, a timeout: isStoreHiccup) is retried, for HANDLER_RETRY_MS:
+    // the limits above are spent once per message, and what an attempt already did is kept in `attempt`.
+    const attempt: EnrollAttempt = {};
+    await withRetry(
+      () => this.enrollStored(facts, match, hostToken, attempt),
+      HANDLER_RETRY_MS,
+      (err) => this.o.log({ event: "enroll-retry", host: subjectHost, error: err.message }),
+      isStoreHiccup,
+    );
+  }
+
+  /** enrollNow past its rate limits: the registry's reads and writes, retried as a whole on a store hiccup (`attempt`: see EnrollAttempt). */
+  private async enrollStored(facts: EnrollFacts, match: ReturnType<typeof matchHost>, hostToken: ReturnType<typeof verifyHostToken> | undefined, attempt: EnrollAttempt): Promise<void> {
+    const { registry } = this.o;
     const key = match.kind === "matched" ? match.host : facts.hostname;
     const current = await registry.get(key);
     if (current?.state === "approved" && current.approvedKey === facts.publicKey) {
@@ -133,13 +159,16 @@ export class EnrollmentService {
     }
     const { token: _token, ...stored } = facts;
     const now = new Date().toISOString();
-    if (hostToken) return hostToken.ok ? this.enrollWithHostToken(hostToken.token, stored, current, now) : this.refusals.refuse(facts.hostname, hostToken.reason);
+    if (hostToken) return hostToken.ok ? this.enrollWithHostToken(hostToken.token, stored, current, now, attempt) : this.refusals.refuse(facts.hostname, hostToken.reason);
     if (!tokenMatches(facts.token, await this.siteTokens())) return this.refusals.refuse(facts.hostname, "wrong enrollment token");
     // The site token: a pending claim, never an approval.
     if ((current?.state === "rejected" && current.claimKey === facts.publicKey) || current?.rejectedKeys?.includes(facts.publicKey)) {
       return this.refusals.refuse(key, "this agent key was rejected by an operator");
     }
-    if (!this.claimsPerSite.take()) return this.refusals.refuse(facts.hostname, "rate limit: too many claims for the site");
+    if (!attempt.claimTaken) {
+      if (!this.claimsPerSite.take()) return this.refusals.refuse(facts.hostname, "rate limit: too many claims for the site");
+      attempt.claimTaken = true;
+    }
     const reason =
       match.kind === "conflict" ? match.reason
       : match.kind === "none" ? "no inventory host has this hostname or management MAC"
@@ -168,7 +197,7 @@ export class EnrollmentService {
     this.o.log({ event: "enroll", host: key, claimed: facts.hostname, matchedBy: claim.matchedBy, state: "quarantined", reason });
   }
 
-  private async enrollWithHostToken(t: VerifiedHostToken, facts: HostRecord["facts"], current: HostRecord | undefined, now: string): Promise<void> {
+  private async enrollWithHostToken(t: VerifiedHostToken, facts: HostRecord["facts"], current: HostRecord | undefined, now: string, attempt: EnrollAttempt): Promise<void> {
     const { registry } = this.o;
     // Bound to the host name: not to a MAC, not to the subject alone.
     if (t.host !== facts.hostname) return this.refusals.refuse(facts.hostname, `host token is for ${t.host}, not ${facts.hostname}`);
@@ -192,7 +221,7 @@ export class EnrollmentService {
       approvedAt: null,
     };
     this.o.log({ event: "enroll", host: t.host, matchedBy: "token", state: "approving" });
-    await this.grant(t.host, from);
+    await this.grant(t.host, from, attempt);
   }
 
   /**
@@ -344,14 +373,25 @@ export class EnrollmentService {
 
   /**
    * Issues credentials to `from.claimKey` (the host's spare when it has one: no reload; else new ones and a
-   * user sync), writes the approved record, removes any claim, sends the welcome.
+   * user sync), writes the approved record, removes any claim, sends the welcome. `attempt` (an enrollment
+   * retried after a store hiccup): the credential an earlier attempt issued is handed out again, not a new one
+   * with one more reload, and the users are synced again only when that attempt's sync did not complete.
    */
-  private async grant(host: string, from: HostRecord): Promise<HostRecord> {
+  private async grant(host: string, from: HostRecord, attempt: EnrollAttempt = {}): Promise<HostRecord> {
     const { registry, credentials } = this.o;
     const user = agentUserName(this.o.site, host);
-    const spare = (await this.provisionSpares()) ? await credentials.issueFromSpare(host, user, from.claimKey) : undefined;
-    const credential = spare ?? (await credentials.issue(host, user, from.claimKey));
-    if (!spare) await this.o.users.sync();
+    let credential = attempt.credential?.agentKey === from.claimKey ? attempt.credential : undefined;
+    if (!credential) {
+      const spare = (await this.provisionSpares()) ? await credentials.issueFromSpare(host, user, from.claimKey) : undefined;
+      credential = spare ?? (await credentials.issue(host, user, from.claimKey));
+      attempt.credential = credential;
+      // A spare is on the server already (provisionSpares synced it).
+      attempt.synced = spare !== undefined;
+    }
+    if (!attempt.synced) {
+      await this.o.users.sync();
+      attempt.synced = true;
+    }
     const approved = await registry.mutate(host, (cur) => ({
       ...from,
       host,

@@ -1,7 +1,7 @@
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import { DecodeError, hostOfSubject } from "@netfleet/shared";
 import PQueue from "p-queue";
-import { withRetry } from "../store/kv.ts";
+import { isStoreHiccup, withRetry } from "../store/kv.ts";
 
 /**
  * Work kept in order per host: one task at a time for a host, in the order
@@ -42,12 +42,14 @@ export const HANDLER_RETRY_MS = 10_000;
  * The controller's subscriptions to per-host subjects (`nf.<site>.<kind>.<host>`,
  * see hostOfSubject). Each message is handled in its host's queue, so one
  * host's enrollment, reports and heartbeats are handled in the order they
- * came and never two at once. A handler that fails transiently (store
- * kv.ts isTransient: JetStream not answering for a moment, as while
- * nats-server reloads its users, a timeout, a leader election) is run again
- * (withRetry, 100 ms doubling to 1 s, for HANDLER_RETRY_MS; `handler-retry`
- * logged each time), still in its host's turn: the message is not dropped
- * for a hiccup its sender cannot see. A handler's failure is logged
+ * came and never two at once. A handler that fails on a store hiccup
+ * (store kv.ts isStoreHiccup, by the error's name only: JetStream not
+ * answering for a moment, as while nats-server reloads its users, or a
+ * timeout) is run again (withRetry, 100 ms doubling to 1 s, for
+ * HANDLER_RETRY_MS; `handler-retry` logged each time), still in its host's
+ * turn, unless its listen() says it retries by itself (the enrollment
+ * service, whose rate limits are spent once per message): the message is
+ * not dropped for a hiccup its sender cannot see. A handler's failure is logged
  * (`bad-message` for a DecodeError, `handler-error` otherwise), not thrown;
  * so is the end of a subscription by an error (`subscription-error`: a
  * permissions violation, a connection closed with an error).
@@ -64,15 +66,19 @@ export class HostSubscriptions {
     this.log = log;
   }
 
-  /** Subscribes to `subject` (a `*` in the host position); messages whose subject names no host are dropped. */
-  listen(subject: string, handle: (msg: Msg, host: string) => Promise<void>): void {
+  /**
+   * Subscribes to `subject` (a `*` in the host position); messages whose subject names no host are dropped.
+   * `retry: false`: the handler is run once (it retries store hiccups itself).
+   */
+  listen(subject: string, handle: (msg: Msg, host: string) => Promise<void>, options: { retry?: boolean } = {}): void {
+    const retrying = options.retry ?? true;
     const sub = this.keep(this.nc.subscribe(subject));
     void (async () => {
       for await (const msg of sub) {
         const host = hostOfSubject(msg.subject);
         if (!host) continue;
         void this.queues.run(host, () =>
-          withRetry(() => handle(msg, host), HANDLER_RETRY_MS, (err) => this.log({ event: "handler-retry", subject: msg.subject, error: err.message })).catch((err: unknown) => {
+          (retrying ? withRetry(() => handle(msg, host), HANDLER_RETRY_MS, (err) => this.log({ event: "handler-retry", subject: msg.subject, error: err.message }), isStoreHiccup) : handle(msg, host)).catch((err: unknown) => {
             const error = err instanceof Error ? err.message : String(err);
             this.log({ event: err instanceof DecodeError ? "bad-message" : "handler-error", subject: msg.subject, error });
           }),

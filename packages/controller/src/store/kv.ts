@@ -1,5 +1,6 @@
 import type { KV, KvEntry } from "@nats-io/kv";
 import pRetry from "p-retry";
+import { DecodeError } from "@netfleet/shared";
 
 /** True when a KV write lost a compare-and-set race (JetStream "wrong last sequence"). */
 export function isRevisionConflict(err: unknown): boolean {
@@ -18,6 +19,27 @@ export function isTransient(err: unknown): boolean {
     if (/permissions violation/i.test(e.message)) return false;
     if (["TimeoutError", "NoRespondersError", "NoResponders", "JetStreamNotEnabled", "ConnectionError", "ClosedConnectionError"].includes(e.name)) return true;
     if (/timeout|no responders|temporarily unavailable|not current|no suitable peers|leader|disconnect|jetstream is not enabled/i.test(e.message)) return true;
+  }
+  return false;
+}
+
+/**
+ * True for a JetStream or NATS request that got no answer in time or no
+ * responder: a nats.js error named TimeoutError, NoResponders (its
+ * NoRespondersError class; NoRespondersError too) or
+ * JetStreamNotEnabled (nats.js reports a JetStream API request with no
+ * responder as "jetstream is not enabled"; nats-server answers "JetStream
+ * not enabled for account" while it reloads its accounts), itself or as a
+ * cause (up to 4 deep). Judged by the error's name only, never by its text:
+ * the text of a message's refusal may carry what its sender chose (a
+ * subject, a site name such as `timeout`), and a DecodeError is never one.
+ * For retrying a hostile-facing handler (HostSubscriptions); isTransient,
+ * which also reads messages, is for the controller's own store calls.
+ */
+export function isStoreHiccup(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+    if (e instanceof DecodeError) return false;
+    if (["TimeoutError", "NoResponders", "NoRespondersError", "JetStreamNotEnabled"].includes(e.name)) return true;
   }
   return false;
 }
@@ -78,13 +100,13 @@ export async function mutateKey<T>(
 }
 
 /**
- * Retries an operation that failed transiently (isTransient) with backoff
+ * Retries an operation that failed transiently (`transient`, default isTransient) with backoff
  * for `deadlineMs`: 100 ms doubling, each delay multiplied by a random 1–2
  * (against retries in step) and then capped at 1 s. Anything else is thrown
  * at once; once the time is up the last error is thrown (p-retry may sleep
  * up to the deadline and try once more). `log` hears each failure that is retried.
  */
-export function withRetry<T>(operation: () => Promise<T>, deadlineMs: number, log?: (err: Error) => void): Promise<T> {
+export function withRetry<T>(operation: () => Promise<T>, deadlineMs: number, log?: (err: Error) => void, transient: (err: unknown) => boolean = isTransient): Promise<T> {
   return pRetry(() => operation(), {
     retries: Number.POSITIVE_INFINITY,
     minTimeout: 100,
@@ -93,7 +115,7 @@ export function withRetry<T>(operation: () => Promise<T>, deadlineMs: number, lo
     randomize: true,
     maxRetryTime: deadlineMs,
     shouldRetry: ({ error }) => {
-      if (!isTransient(error)) return false;
+      if (!transient(error)) return false;
       log?.(error);
       return true;
     },
