@@ -152,6 +152,11 @@ describe("desired state", () => {
     const js = jetstream(s.cp.nc);
     const refusedBytes = encodeMessage(signAssignment(assignmentFor("hv1", 7), 7, s.signing.privateKeyPem));
     await expect(js.publish(kvSubject(desiredBucket(SITE), "hv1"), refusedBytes, { expect: { lastSubjectSequence: 1 } })).rejects.toThrow(/wrong last sequence/);
+    // (a word that followed it would have been on the same connection, before this round trip: none came)
+    await s.cp.nc.flush();
+    await agent.client.idle();
+    expect(gets, "no read after the refused write").toEqual([]);
+    expect(agent.client.current?.revision).toBe(2);
     // Attack 2: a word without the bytes (what a controller before them sent) for a revision 8 never stored: only a
     // hint, so the key is read (again, 100 ms apart, up to 10 times, while it holds less than revision 8: readDesired)
     // and still holds revision 2. Its read is the first one since attack 1: that refused write caused none.

@@ -96,6 +96,14 @@ describe("watchDesired: the controller's word", () => {
     await eventuallyTrue(() => words.length === 3);
     expect(words).toEqual([5, 6, 0]);
     expect(writes).toHaveLength(2);
+
+    // An envelope too big to go again beside the headers within max_payload (the put fitted it): the controller's word
+    // goes without it, and names the revision to read.
+    const big = new TextEncoder().encode(JSON.stringify({ revision: 7, pad: "x".repeat(nc.info!.max_payload - 200) }));
+    sendStoredWord(nc, "hv1", big, 47, 7);
+    await eventuallyTrue(() => words.length === 4);
+    expect(words.at(-1)).toBe(7);
+    expect(writes).toHaveLength(2);
     expect(refusals).toEqual([]);
   }, 60_000);
 

@@ -40,6 +40,8 @@ export type StoredNotice = (host: string, value: Uint8Array, kvRevision: number,
  * storedDigest). The host's agent judges the body as the stored value
  * (agent fleet/desired.ts watchDesired); an agent before the body ignores
  * it and matches the digest to the write it heard on the key's subject.
+ * A value within STORED_WORD_HEADROOM bytes of the server's max_payload goes
+ * without the body (the agent reads the key then).
  * `nc` must be allowed to publish there (only the controller is). Core NATS
  * publish: throws only on a closed connection.
  */
@@ -48,8 +50,14 @@ export function publishStoredWord(nc: NatsConnection, site: string, host: string
   h.set(STORED_SEQUENCE_HEADER, String(kvRevision));
   h.set(STORED_REVISION_HEADER, String(revision));
   h.set(STORED_DIGEST_HEADER, storedDigest(value));
-  nc.publish(desiredStoredSubject(site, host), value, { headers: h });
+  // An envelope too big to go again with the headers (within STORED_WORD_HEADROOM of the server's max_payload, which
+  // the put itself fitted) goes without: the agent reads the key for a word without the bytes.
+  const fits = value.length + STORED_WORD_HEADROOM <= (nc.info?.max_payload ?? Number.POSITIVE_INFINITY);
+  nc.publish(desiredStoredSubject(site, host), fits ? value : undefined, { headers: h });
 }
+
+/** Bytes kept for the stored word's headers and protocol line when it carries the stored bytes (publishStoredWord). */
+export const STORED_WORD_HEADROOM = 1024;
 
 /** DesiredStore's options; see its constructor. */
 export interface DesiredStoreOptions {
