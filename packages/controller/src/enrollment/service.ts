@@ -4,19 +4,14 @@ import {
   ENROLL_FACTS_MAX_BYTES,
   EnrollFacts,
   RekeyReply,
-  agentInboxPrefix,
   decodeMessage,
   encodeMessage,
   parseHostToken,
   rekeyContext,
   rekeySubject,
   seal,
-  welcomeContext,
-  welcomeSubject,
   type AdminRequest,
-  type AgentCredentials,
   type Rekey,
-  type Welcome,
 } from "@netfleet/shared";
 import PQueue from "p-queue";
 import { requestAgent } from "../nats/agent-request.ts";
@@ -30,6 +25,7 @@ import { hostIndex, matchHost, tokenMatches, type AcceptedToken } from "./match.
 import { DEFAULT_ENROLLMENT_LIMITS, RefusalLog, type EnrollmentLimits } from "./limits.ts";
 import { KeyedTokenBuckets, TokenBucket } from "./rate-limit.ts";
 import { HostNotFoundError, type EnrollmentServiceOptions } from "./options.ts";
+import { Welcomes, welcomeContent } from "./welcome.ts";
 
 export { DEFAULT_ENROLLMENT_LIMITS, type EnrollmentLimits } from "./limits.ts";
 export { HostNotFoundError, type EnrollmentServiceOptions } from "./options.ts";
@@ -86,8 +82,8 @@ export class EnrollmentService {
   private readonly inFlight = new PQueue({ concurrency: ENROLL_PARALLEL });
   /** The spare users of the inventory's hosts, made and synced once (provisionSpares): true once the server has them. */
   private spares: Promise<boolean> | undefined;
-  /** The last welcome sealed per host (sendWelcome). */
-  private readonly welcomes = new Map<string, { claimedName: string; credential: StoredCredential; keyId: string; data: Uint8Array }>();
+  /** Welcomes sealed and sent, the last one per host kept (welcome.ts). */
+  private readonly welcomes: Welcomes;
 
   constructor(options: EnrollmentServiceOptions) {
     this.o = options;
@@ -96,6 +92,7 @@ export class EnrollmentService {
     this.claimsPerSite = new TokenBucket(this.limits.claimsPerSite);
     this.unauthenticated = new TokenBucket(this.limits.unauthenticated);
     this.refusals = new RefusalLog(options.log);
+    this.welcomes = new Welcomes(options);
   }
 
   /**
@@ -113,7 +110,7 @@ export class EnrollmentService {
     if (msg.data.length > ENROLL_FACTS_MAX_BYTES) {
       throw new DecodeError(msg.subject, "", `enroll message of ${msg.data.length} bytes is over the limit of ${ENROLL_FACTS_MAX_BYTES}`);
     }
-    const { site, registry } = this.o;
+    const { site } = this.o;
     // The spares are made while the first enrollments are checked, not when the first approval waits for them.
     void this.provisionSpares();
     // Parsing is bounded by the size check: a message that does not decode is refused (logged as bad-message) before any limit is spent.
@@ -153,7 +150,7 @@ export class EnrollmentService {
       // The approved agent asking again (it missed its welcome, or announces itself after a start): its welcome is
       // sent again, sealed to its key; the record is not touched (the key is public: anyone may send this).
       const credential = await this.o.credentials.get(key);
-      if (credential) this.sendWelcome(facts.hostname, credential);
+      if (credential) this.welcomes.send(facts.hostname, credential);
       this.o.log({ event: "enroll", host: key, state: "approved", again: true });
       return;
     }
@@ -317,7 +314,7 @@ export class EnrollmentService {
       const old = await credentials.get(host);
       if (record?.state !== "approved" || !record.approvedKey || !old) throw new HostNotFoundError(host, "is not approved");
       const next = credentials.make(host, old.user, record.approvedKey);
-      const box = seal(record.approvedKey, new TextDecoder().decode(encodeMessage(this.welcomeContent(next))), rekeyContext(site, host));
+      const box = seal(record.approvedKey, new TextDecoder().decode(encodeMessage(welcomeContent(this.o, next))), rekeyContext(site, host));
       const request: Rekey = { kind: "rekey", site, host, ...box };
       let reply: RekeyReply;
       try {
@@ -404,40 +401,9 @@ export class EnrollmentService {
       revokedAt: cur?.revokedAt ?? null,
     }));
     await registry.removeClaim(host);
-    this.sendWelcome(from.facts.hostname, credential);
+    this.welcomes.send(from.facts.hostname, credential);
     this.o.log({ event: "approved", host, matchedBy: from.matchedBy });
     return approved!;
-  }
-
-  private welcomeContent(credential: StoredCredential): AgentCredentials {
-    const { site, signing } = this.o;
-    return {
-      site,
-      host: credential.host,
-      user: credential.user,
-      password: credential.password,
-      inboxPrefix: agentInboxPrefix(site, credential.host),
-      signingKey: { keyId: signing.keyId, publicKeyPem: signing.publicKeyPem },
-    };
-  }
-
-  /**
-   * Seals and sends the welcome. The sealed message is kept per host and sent as it is again while the credential,
-   * claimed name and signing key are the same: every agent announces itself on each fresh connection (fleet/agent.ts
-   * attach), and one X25519 key pair, ECDH and HKDF per announcement was a fleet's enrollment CPU spent twice.
-   */
-  private sendWelcome(claimedName: string, credential: StoredCredential): void {
-    const { site, signing } = this.o;
-    const held = this.welcomes.get(credential.host);
-    let data = held && held.claimedName === claimedName && held.credential === credential && held.keyId === signing.keyId ? held.data : undefined;
-    if (!data) {
-      // Sealed as the wire encoding (with its protocol version), so the agent decodes it like any message.
-      const box = seal(credential.agentKey, new TextDecoder().decode(encodeMessage(this.welcomeContent(credential))), welcomeContext(site, claimedName));
-      const welcome: Welcome = { kind: "welcome", site, hostname: claimedName, ...box };
-      data = encodeMessage(welcome);
-      this.welcomes.set(credential.host, { claimedName, credential, keyId: signing.keyId, data });
-    }
-    this.o.nc.publish(welcomeSubject(site, claimedName), data);
   }
 
   /** The accepted site tokens; a function source is read at most once a second (a failed read: the last list). */
