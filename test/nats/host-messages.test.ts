@@ -7,6 +7,7 @@ import { describe, expect, it, onTestFinished } from "vitest";
 import { NatsServer, controllerUser } from "@netfleet/controller";
 import { DecodeError } from "@netfleet/shared";
 import { HostQueues, HostSubscriptions } from "../../packages/controller/src/nats/host-messages.ts";
+import { eventually } from "./harness.ts";
 
 /**
  * The controller's per-host message handlers against a real nats-server that
@@ -60,7 +61,7 @@ describe("host message handlers while nats-server reloads its users", () => {
     sender.publish("nf.lab.report.leader1", "r1");
     sender.publish("nf.lab.report.timeout", "b1");
     await sender.flush();
-    await until(() => of("bad-message").length === 1 && of("handler-error").length === 1, "both logged");
+    await eventually(() => of("bad-message").length === 1 && of("handler-error").length === 1, "both logged");
 
     // The hostile condition: messages all along (a few every 2 ms, bounded) while the server reloads its users, until a
     // reload has made a handler's request fail (handler-retry logged), bounded at 200 reloads.
@@ -81,7 +82,7 @@ describe("host message handlers while nats-server reloads its users", () => {
     reloading = false;
     await sending;
     await sender.flush();
-    await until(() => handled.size === sent, `all ${sent} messages handled`, 30_000);
+    await eventually(() => handled.size === sent, `all ${sent} messages handled`, 30_000);
     console.log(`host messages: ${sent} sent over ${reloads} reloads, ${of("handler-retry").length} handler runs retried`);
     expect(of("handler-retry").length, `a reload made a JetStream request fail (${reloads} reloads)`).toBeGreaterThan(0);
     for (const e of of("handler-retry")) expect(String(e.error)).toMatch(/jetstream|timeout|no responders/i);
@@ -94,10 +95,3 @@ describe("host message handlers while nats-server reloads its users", () => {
     expect([calls.get("r1"), calls.get("b1")]).toEqual([1, 1]);
   }, 120_000);
 });
-
-/** Polls (bounded: `timeoutMs`, 20 ms steps) until the condition holds. */
-async function until(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  expect(condition(), what).toBe(true);
-}
